@@ -1,0 +1,13 @@
+# Sourced by .ci/run: installs the third-party peers the interop tests drive.
+# Idempotent, so developers can source it too.
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+if ! command -v wapbox >/dev/null 2>&1 && ! [ -x /usr/sbin/wapbox ]; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq kannel >/dev/null
+fi
+python3 -c 'import smpplib' 2>/dev/null || pip install -q smpplib==2.2.4
+if [ ! -d tests/peers/node/node_modules/smpp ]; then
+  (cd tests/peers/node && npm ci --silent --no-audit --no-fund)
+fi
+export SLUICE_INTEROP=1

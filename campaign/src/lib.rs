@@ -1,0 +1,1 @@
+//! sluice-campaign (being written).

@@ -1,0 +1,1 @@
+//! sluice-loadtest (being written).

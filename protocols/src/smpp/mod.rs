@@ -1,0 +1,1 @@
+//! smpp (placeholder, being written).

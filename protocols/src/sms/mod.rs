@@ -1,0 +1,1 @@
+//! sms (placeholder, being written).

@@ -1,0 +1,1 @@
+//! wap (placeholder, being written).

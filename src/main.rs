@@ -1,0 +1,4 @@
+//! The `sluice` binary.
+fn main() {
+    println!("sluice: gateway under construction; see README.md");
+}
