@@ -164,10 +164,10 @@ fn serve_smpp(mut conn: TcpStream, tx: Sender<Submit>) {
             }
             _ => None,
         };
-        if let Some(r) = reply {
-            if conn.write_all(&r).is_err() {
-                return;
-            }
+        if let Some(r) = reply
+            && conn.write_all(&r).is_err()
+        {
+            return;
         }
     }
 }
