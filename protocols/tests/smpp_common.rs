@@ -2,17 +2,16 @@
 //! of its own... cargo compiles it as one; it only defines strategies and a smoke test).
 #![allow(dead_code, unreachable_pub)]
 
-use bytes::Bytes;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use sluice_protocols::smpp::*;
 
-pub fn cstr(max: usize) -> impl Strategy<Value = Bytes> {
-    vec(1u8..=255, 0..=max).prop_map(Bytes::from)
+pub fn cstr(max: usize) -> impl Strategy<Value = Octets> {
+    vec(1u8..=255, 0..=max).prop_map(Octets::from)
 }
 
-pub fn octets(max: usize) -> impl Strategy<Value = Bytes> {
-    vec(any::<u8>(), 0..=max).prop_map(Bytes::from)
+pub fn octets(max: usize) -> impl Strategy<Value = Octets> {
+    vec(any::<u8>(), 0..=max).prop_map(Octets::from)
 }
 
 pub fn address() -> impl Strategy<Value = Address> {

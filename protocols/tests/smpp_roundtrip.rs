@@ -68,7 +68,7 @@ fn spec_submit_sm_with_tlvs() {
             source: Address::new(5, 0, "sluice"),
             dest: Address::new(1, 1, "8613800138000"),
             registered_delivery: 1,
-            short_message: Bytes::from_static(b"Hi"),
+            short_message: Octets::from_static(b"Hi"),
             tlvs: {
                 let mut t = Tlvs::new();
                 t.set_sar(0x1234, 2, 1);
@@ -245,7 +245,7 @@ fn strict_encoding_rejects_what_cannot_be_framed() {
     let long = Command::request(
         1,
         Pdu::SubmitSm(Sm {
-            short_message: Bytes::from(vec![0u8; 256]),
+            short_message: Octets::from(vec![0u8; 256]),
             ..Sm::default()
         }),
     );

@@ -1,26 +1,28 @@
-//! Low-level readers and writers for SMPP field types over a `Bytes` body.
+//! Low-level readers and writers for SMPP field types over a PDU held in `Bytes`.
 //!
 //! Invariants: every read is bounds-checked and returns [`BodyError`] instead of panicking;
-//! C-octet strings and octet strings are zero-copy `Bytes` slices of the input. Tolerated
-//! deviations are recorded in the reader's [`Tolerated`] set.
+//! strings come out as [`Octets`] (inline copies when short, zero-copy slices of the input
+//! when long). Tolerated deviations are recorded in the reader's [`Tolerated`] set.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::{BodyError, EncodeError};
+use super::octets::Octets;
 use super::tolerated::Tolerated;
 
-/// Cursor over one PDU body.
-pub(crate) struct Reader {
-    buf: Bytes,
+/// Cursor over one PDU body (borrowing the whole PDU, so no slice is taken for the body).
+pub(crate) struct Reader<'a> {
+    buf: &'a Bytes,
     pos: usize,
     pub(crate) tolerated: Tolerated,
 }
 
-impl Reader {
-    pub(crate) fn new(buf: Bytes) -> Self {
+impl<'a> Reader<'a> {
+    /// Reads `buf[start..]`.
+    pub(crate) fn new(buf: &'a Bytes, start: usize) -> Self {
         Self {
             buf,
-            pos: 0,
+            pos: start.min(buf.len()),
             tolerated: Tolerated::NONE,
         }
     }
@@ -52,15 +54,25 @@ impl Reader {
     }
 
     pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, BodyError> {
-        let s = self.octets(4, field)?;
-        Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+        Ok(u32::from_be_bytes(self.fixed::<4>(field)?))
     }
 
-    pub(crate) fn octets(&mut self, n: usize, field: &'static str) -> Result<Bytes, BodyError> {
+    fn fixed<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], BodyError> {
+        let s = self
+            .buf
+            .get(self.pos..self.pos + N)
+            .ok_or(BodyError::UnexpectedEnd { field })?;
+        self.pos += N;
+        let mut out = [0; N];
+        out.copy_from_slice(s);
+        Ok(out)
+    }
+
+    pub(crate) fn octets(&mut self, n: usize, field: &'static str) -> Result<Octets, BodyError> {
         if self.remaining() < n {
             return Err(BodyError::UnexpectedEnd { field });
         }
-        let s = self.buf.slice(self.pos..self.pos + n);
+        let s = Octets::slice_of(self.buf, self.pos, self.pos + n);
         self.pos += n;
         Ok(s)
     }
@@ -68,12 +80,12 @@ impl Reader {
     /// A C-octet string without its NUL. A string that runs to the end of the body without
     /// a NUL is accepted (flag [`Tolerated::MISSING_NUL`]); so is an absent string at the
     /// very end of the body (flag [`Tolerated::MISSING_FIELDS`]).
-    pub(crate) fn cstr(&mut self, field: &'static str) -> Result<Bytes, BodyError> {
+    pub(crate) fn cstr(&mut self, field: &'static str) -> Result<Octets, BodyError> {
         let _ = field;
         let rest = &self.buf[self.pos..];
         match rest.iter().position(|&b| b == 0) {
             Some(n) => {
-                let s = self.buf.slice(self.pos..self.pos + n);
+                let s = Octets::slice_of(self.buf, self.pos, self.pos + n);
                 self.pos += n + 1;
                 Ok(s)
             }
@@ -83,18 +95,18 @@ impl Reader {
                 } else {
                     Tolerated::MISSING_NUL
                 };
-                let s = self.buf.slice(self.pos..);
+                let s = Octets::slice_of(self.buf, self.pos, self.buf.len());
                 self.pos = self.buf.len();
                 Ok(s)
             }
         }
     }
 
-    /// Everything not yet read.
-    pub(crate) fn rest(&mut self) -> Bytes {
-        let s = self.buf.slice(self.pos..);
+    /// The whole PDU and the range not yet read, which the caller consumes entirely.
+    pub(crate) fn take_rest(&mut self) -> (&'a Bytes, usize, usize) {
+        let start = self.pos;
         self.pos = self.buf.len();
-        s
+        (self.buf, start, self.buf.len())
     }
 
     /// Ignores whatever is left, flagging it when non-empty.
