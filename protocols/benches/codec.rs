@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rusmpp::tokio_codec::CommandCodec;
 use sluice_protocols::smpp::*;
