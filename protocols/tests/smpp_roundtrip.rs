@@ -11,8 +11,17 @@ fn enc(c: &Command) -> Bytes {
     c.to_bytes().expect("generated commands are encodable")
 }
 
+/// 4 000 cases normally, ten times more with SLUICE_LONG_TESTS=1.
+fn cases() -> u32 {
+    if std::env::var_os("SLUICE_LONG_TESTS").is_some_and(|v| v == "1") {
+        40_000
+    } else {
+        4_000
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(4000))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn decode_encode_roundtrip(cmd in common::command()) {

@@ -67,8 +67,19 @@ impl Octets {
     /// `src[start..end]`: inline copy when short, shared slice otherwise.
     /// Callers guarantee `start <= end <= src.len()`.
     pub(crate) fn slice_of(src: &Bytes, start: usize, end: usize) -> Self {
-        if end - start <= Self::INLINE_CAP {
-            Self::copy_from_slice(&src[start..end])
+        let len = end - start;
+        if len <= Self::INLINE_CAP {
+            let mut buf = [0; Self::INLINE_CAP];
+            // A fixed-size copy (two vector moves) is much cheaper than a variable one; the
+            // bytes past `len` are never exposed.
+            match src.get(start..start + Self::INLINE_CAP) {
+                Some(block) => buf.copy_from_slice(block),
+                None => buf[..len].copy_from_slice(&src[start..end]),
+            }
+            Self(Repr::Inline {
+                len: len as u8,
+                buf,
+            })
         } else {
             Self(Repr::Shared(src.slice(start..end)))
         }

@@ -79,6 +79,7 @@ macro_rules! pdus {
                 }
             }
 
+            #[inline]
             fn decode_body(
                 id: CommandId,
                 status: u32,

@@ -99,6 +99,7 @@ pub(crate) fn decode_message_and_tlvs(r: &mut Reader) -> Result<(Octets, Tlvs), 
 }
 
 impl Body for Sm {
+    #[inline]
     fn decode(r: &mut Reader<'_>) -> Result<Self, BodyError> {
         let service_type = r.cstr("service_type")?;
         let source = Address::decode(r, SOURCE)?;

@@ -83,7 +83,7 @@ impl<'a> Reader<'a> {
     pub(crate) fn cstr(&mut self, field: &'static str) -> Result<Octets, BodyError> {
         let _ = field;
         let rest = &self.buf[self.pos..];
-        match rest.iter().position(|&b| b == 0) {
+        match find_nul(rest) {
             Some(n) => {
                 let s = Octets::slice_of(self.buf, self.pos, self.pos + n);
                 self.pos += n + 1;
@@ -118,9 +118,33 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Index of the first NUL, eight bytes at a time (the classic "has zero byte" bit trick: the
+/// lowest flagged byte is always a real zero, later ones may be false positives).
+pub(crate) fn find_nul(s: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = s.chunks_exact(8);
+    let mut base = 0;
+    for c in &mut chunks {
+        let mut w = [0; 8];
+        w.copy_from_slice(c);
+        let w = u64::from_le_bytes(w);
+        let t = w.wrapping_sub(LO) & !w & HI;
+        if t != 0 {
+            return Some(base + (t.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == 0)
+        .map(|p| base + p)
+}
+
 /// Encoded length of a C-octet string, checking it holds no NUL.
 pub(crate) fn cstr_len(s: &[u8], field: &'static str) -> Result<usize, EncodeError> {
-    if s.contains(&0) {
+    if find_nul(s).is_some() {
         return Err(EncodeError::NulInCString { field });
     }
     Ok(s.len() + 1)
@@ -147,4 +171,35 @@ pub(crate) fn put_short_message(buf: &mut BytesMut, s: &[u8]) {
     // Length checked by `short_message_len` before any byte is written.
     buf.put_u8(s.len() as u8);
     buf.put_slice(s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_nul;
+
+    #[test]
+    fn find_nul_matches_naive_search() {
+        let mut s = [
+            0x80u8, 1, 0xFF, 0x01, 0x7F, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+        ];
+        assert_eq!(find_nul(&s), None);
+        for i in 0..s.len() {
+            let saved = s[i];
+            s[i] = 0;
+            for start in 0..=i {
+                assert_eq!(
+                    find_nul(&s[start..]),
+                    Some(i - start),
+                    "nul at {i} from {start}"
+                );
+            }
+            s[i] = saved;
+        }
+        // A 0x01 after a zero byte must not hide the zero.
+        assert_eq!(find_nul(&[1, 0, 1, 1, 1, 1, 1, 1, 0]), Some(1));
+        assert_eq!(
+            find_nul(&[0x01, 0x00, 0x00, 0x01, 0x80, 0x01, 0x01, 0x01]),
+            Some(1)
+        );
+    }
 }
