@@ -1,6 +1,6 @@
 //! Round trips for every SMPP PDU, spec byte examples, tolerances and error responses.
 
-#[path = "smpp_common.rs"]
+#[path = "smpp_common/mod.rs"]
 mod common;
 
 use bytes::{Bytes, BytesMut};

@@ -1,5 +1,6 @@
-//! Shared proptest strategies for SMPP tests (included with `#[path]`, not a test target
-//! of its own... cargo compiles it as one; it only defines strategies and a smoke test).
+//! Shared proptest strategies generating every SMPP PDU with arbitrary fields, including
+//! unknown TLVs (included by the smpp_* tests with `#[path]`; a folder, so cargo does not
+//! build it as a test target of its own).
 #![allow(dead_code, unreachable_pub)]
 
 use proptest::collection::vec;
