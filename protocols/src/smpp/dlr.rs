@@ -231,9 +231,11 @@ impl<'a> ReceiptText<'a> {
                 continue;
             }
             // At the start of a word: try every key.
+            let first = s[i].to_ascii_lowercase();
             let found = KEYS.iter().find(|(k, _)| {
-                s.get(i..i + k.len())
-                    .is_some_and(|w| w.eq_ignore_ascii_case(k))
+                k[0] == first
+                    && s.get(i..i + k.len())
+                        .is_some_and(|w| w.eq_ignore_ascii_case(k))
             });
             let Some(&(k, key)) = found else {
                 // Not a key: skip the word.
