@@ -671,3 +671,30 @@ fn msg_id_bit_layout() {
     // Any u64 unpacks without panicking, even with out-of-range parts.
     assert_eq!(MsgId(u64::MAX).parts().month, 15);
 }
+
+#[test]
+fn submit_semantic_check_names_the_result() {
+    let ok = expected_submit(Version::V30);
+    assert_eq!(ok.check(), Ok(()));
+    let bad_parts = Submit {
+        pk_number: 2,
+        ..ok.clone()
+    };
+    assert_eq!(bad_parts.check(), Err(ResultCode::MessageStructureError));
+    let bad_fee = Submit {
+        fee_code: fs("1O"),
+        ..ok.clone()
+    };
+    assert_eq!(bad_fee.check(), Err(ResultCode::FeeCodeError));
+    let long_ucs2 = Submit {
+        msg_content: Bytes::from(vec![0; 141]),
+        ..ok.clone()
+    };
+    assert_eq!(long_ucs2.check(), Err(ResultCode::ContentTooLong));
+    let long_ascii = Submit {
+        msg_fmt: MsgFmt::Ascii,
+        msg_content: Bytes::from(vec![b'a'; 160]),
+        ..ok
+    };
+    assert_eq!(long_ascii.check(), Ok(()));
+}

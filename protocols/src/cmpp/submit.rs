@@ -77,6 +77,38 @@ pub struct Submit {
 }
 
 impl Submit {
+    /// The semantic checks an ISMG makes beyond the layout (the decoder only checks the
+    /// layout): `Err` carries the SUBMIT_RESP Result to refuse with. Used by the ISMG side
+    /// (our simulator); an SP can call it before sending to fail early.
+    ///
+    /// - Pk_total ≥ 1 and 1 ≤ Pk_number ≤ Pk_total, Fee_UserType ≤ 3, TP_udhi ≤ 1 and
+    ///   Registered_Delivery ≤ 2, else 1 (message structure error);
+    /// - FeeCode made of digits, else 5 (fee code error);
+    /// - Msg_Content ≤ 160 bytes for ASCII, ≤ 140 for other formats, else 6 (too long).
+    pub fn check(&self) -> Result<(), ResultCode> {
+        if self.pk_total == 0
+            || self.pk_number == 0
+            || self.pk_number > self.pk_total
+            || self.fee_user_type > 3
+            || self.tp_udhi > 1
+            || self.registered_delivery > 2
+        {
+            return Err(ResultCode::MessageStructureError);
+        }
+        if !self.fee_code.as_bytes().iter().all(u8::is_ascii_digit) {
+            return Err(ResultCode::FeeCodeError);
+        }
+        let max = if self.msg_fmt == MsgFmt::Ascii {
+            160
+        } else {
+            140
+        };
+        if self.msg_content.len() > max {
+            return Err(ResultCode::ContentTooLong);
+        }
+        Ok(())
+    }
+
     pub(crate) fn decode(
         r: &mut Reader<'_>,
         v: Version,
