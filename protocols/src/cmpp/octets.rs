@@ -108,15 +108,32 @@ impl<const N: usize> fmt::Display for FixedStr<N> {
 
 /// Strips NUL padding, then any spaces before it; reports whether spaces were stripped.
 fn trim_padding(value: &[u8]) -> (&[u8], bool) {
-    let mut end = value.len();
-    while end > 0 && value[end - 1] == 0 {
-        end -= 1;
-    }
-    let nul_end = end;
+    let nul_end = nul_end(value);
+    let mut end = nul_end;
     while end > 0 && matches!(value[end - 1], 0 | b' ') {
         end -= 1;
     }
     (&value[..end], end != nul_end)
+}
+
+/// Length of `value` without its trailing NULs. Fields are mostly padding (an 11-digit
+/// number in a 32-byte field), so whole zero words are skipped before single bytes.
+fn nul_end(value: &[u8]) -> usize {
+    let mut end = value.len();
+    while let Some(word) = end
+        .checked_sub(8)
+        .and_then(|s| value.get(s..end))
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+    {
+        if u64::from_ne_bytes(word) != 0 {
+            break;
+        }
+        end -= 8;
+    }
+    while end > 0 && value[end - 1] == 0 {
+        end -= 1;
+    }
+    end
 }
 
 /// Where a body ran out: the field being read and how many bytes it needed.
@@ -196,15 +213,19 @@ impl<'a> Reader<'a> {
     ) -> Result<FixedStr<N>, Short> {
         debug_assert!(width <= N);
         let raw = self.take(width, field)?;
-        let (value, spaces) = trim_padding(raw);
-        if spaces {
+        let mut bytes = [0u8; N];
+        bytes[..width].copy_from_slice(raw);
+        let mut end = nul_end(raw);
+        if end > 0 && raw[end - 1] == b' ' {
+            // Space padding (rare): trim it and keep the bytes past `len` zero.
+            let (value, _) = trim_padding(raw);
+            end = value.len();
+            bytes[end..width].fill(0);
             tolerated.insert(Tolerance::PaddingSpaces);
         }
-        let mut bytes = [0u8; N];
-        bytes[..value.len()].copy_from_slice(value);
         Ok(FixedStr {
             bytes,
-            len: value.len() as u8,
+            len: end as u8,
         })
     }
 }
