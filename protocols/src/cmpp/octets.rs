@@ -320,3 +320,41 @@ pub(crate) fn finish(r: &Reader<'_>, tolerated: &mut Tolerated) {
         tolerated.insert(Tolerance::TrailingBytes);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(raw: &[u8]) -> (FixedStr<32>, Tolerated) {
+        let body = Bytes::copy_from_slice(raw);
+        let mut tol = Tolerated::none();
+        let v = Reader::new(&body).fixed(raw.len(), "f", &mut tol).unwrap();
+        (v, tol)
+    }
+
+    #[test]
+    fn nul_end_matches_a_byte_loop() {
+        for len in 0..=32 {
+            for value_len in 0..=len {
+                let mut raw = vec![0u8; len];
+                raw[..value_len].fill(b'7');
+                assert_eq!(nul_end(&raw), value_len, "{len}/{value_len}");
+            }
+        }
+        assert_eq!(nul_end(b"a\0b\0\0\0\0\0\0\0\0\0"), 3);
+    }
+
+    #[test]
+    fn fixed_trims_nul_and_space_padding() {
+        let (v, tol) = read(b"13800138000\0\0\0\0\0\0\0\0\0\0");
+        assert_eq!((v.as_bytes(), tol.is_empty()), (&b"13800138000"[..], true));
+        let (v, tol) = read(b"MJS001 \0 \0  \0\0");
+        assert_eq!(v.as_bytes(), b"MJS001");
+        assert!(tol.contains(Tolerance::PaddingSpaces));
+        assert_eq!(v, FixedStr::new(b"MJS001").unwrap());
+        let (v, _) = read(b"a\0b\0\0");
+        assert_eq!(v.as_bytes(), b"a\0b");
+        let (v, _) = read(b"");
+        assert!(v.is_empty());
+    }
+}
