@@ -1,8 +1,9 @@
 //! Interop with the `cmppprotocol` crate (CMPP 2.0, client side only), our 2.0 oracle.
 //!
 //! 1. Byte level: their encoder → our decoder (CONNECT, SUBMIT, DELIVER MO + report,
-//!    ACTIVE_TEST, TERMINATE) and our encoder → their decoder (CONNECT, SUBMIT, CONNECT_RESP, SUBMIT_RESP,
-//!    DELIVER MO + report, DELIVER_RESP, ACTIVE_TEST_RESP), asserting field values.
+//!    ACTIVE_TEST, TERMINATE) and our encoder → their decoder (CONNECT, SUBMIT,
+//!    CONNECT_RESP, SUBMIT_RESP, DELIVER MO + report, DELIVER_RESP, ACTIVE_TEST_RESP),
+//!    asserting field values on both sides.
 //! 2. Socket level: their `CmppConnection` client logs in, submits, receives a DELIVER MO
 //!    and a status report, answers ACTIVE_TEST and terminates against a tiny ISMG here on
 //!    127.0.0.1 that uses only our sans-IO decoder and encoder. Their client verifies our
