@@ -1,1 +1,4 @@
-//! sluice gateway library.
+//! sluice gateway library: configuration, the durable store, scheduling and routing.
+//! Ingress, channels and receipts build on these (see DESIGN.md §2–§3).
+
+pub mod store;
