@@ -2,6 +2,7 @@
 //! Ingress, channels and receipts build on these (see DESIGN.md §2–§3).
 
 pub mod clock;
+pub mod config;
 pub mod route;
 pub mod schedule;
 pub mod store;
