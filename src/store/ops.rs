@@ -315,8 +315,8 @@ fn insert(kv: &mut dyn Kv, mut m: Message) -> Result<OpResult, StoreError> {
     if m.state.is_final() {
         let state = m.state;
         let now = m.done_ms.unwrap_or(m.created_ms);
-        // `finalize` must not look for a ready key that was never written.
-        finalize(kv, &mut m, state, "REJECTD", "000", now)?;
+        // Stored straight as final (e.g. no route): no queue key exists, a receipt is due.
+        finalize(kv, &mut m, state, state.stat_word(), "000", now)?;
     } else {
         if m.state == MessageState::InFlight || m.state == MessageState::Sent {
             m.state = MessageState::Queued;
