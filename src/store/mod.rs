@@ -68,10 +68,10 @@ impl<B: Backend> Drop for Inner<B> {
         // Closing the channel lets the writer finish queued requests and exit; joining means
         // the engine is released (file lock dropped) when the last handle goes.
         self.tx.take();
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                tracing::error!("store writer thread panicked");
-            }
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("store writer thread panicked");
         }
     }
 }
@@ -103,13 +103,13 @@ impl<B: Backend> Store<B> {
     pub fn open(backend: B, cfg: WriterConfig, now_ms: u64) -> Result<Self, StoreError> {
         let backend = Arc::new(backend);
         let recovered = backend.write(|kv| ops::apply(kv, &Op::Recover { now_ms }))?;
-        if let OpResult::Count(n) = recovered {
-            if n > 0 {
-                tracing::info!(
-                    requeued = n,
-                    "store: expired leases returned to ready queues"
-                );
-            }
+        if let OpResult::Count(n) = recovered
+            && n > 0
+        {
+            tracing::info!(
+                requeued = n,
+                "store: expired leases returned to ready queues"
+            );
         }
         let last = backend.read(|kv| ops::last_id(kv))?;
         let (tx, rx) = mpsc::channel();

@@ -366,7 +366,7 @@ mod hex_bytes {
     }
 
     pub(super) fn decode(s: &str) -> Result<Vec<u8>, String> {
-        if s.len() % 2 != 0 {
+        if !s.len().is_multiple_of(2) {
             return Err("odd number of hex digits".into());
         }
         (0..s.len())

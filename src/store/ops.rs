@@ -299,11 +299,11 @@ fn insert(kv: &mut dyn Kv, mut m: Message) -> Result<OpResult, StoreError> {
         ));
     }
     let idem_key = m.client_ref.as_deref().map(|r| keys::idem(&m.account, r));
-    if let Some(k) = &idem_key {
-        if let Some(v) = kv.get(k)? {
-            let id = keys::be_u64(&v, 0).ok_or_else(|| corrupt(k, "short id"))?;
-            return Ok(OpResult::Duplicate(MessageId(id)));
-        }
+    if let Some(k) = &idem_key
+        && let Some(v) = kv.get(k)?
+    {
+        let id = keys::be_u64(&v, 0).ok_or_else(|| corrupt(k, "short id"))?;
+        return Ok(OpResult::Duplicate(MessageId(id)));
     }
     if kv.get(&keys::message(m.id))?.is_some() {
         return Ok(OpResult::Duplicate(m.id));
@@ -432,11 +432,11 @@ fn submitted(
         m.state = MessageState::Sent;
         m.submitted_ms = Some(now_ms);
     }
-    if let Some((stat, err)) = deciding {
-        if let Some(state) = aggregate(&m.parts) {
-            finalize(kv, &mut m, state, &stat, &err, now_ms)?;
-            return Ok(OpResult::Updated(m.state));
-        }
+    if let Some((stat, err)) = deciding
+        && let Some(state) = aggregate(&m.parts)
+    {
+        finalize(kv, &mut m, state, &stat, &err, now_ms)?;
+        return Ok(OpResult::Updated(m.state));
     }
     save(kv, &m)?;
     Ok(OpResult::Updated(m.state))
@@ -517,10 +517,10 @@ fn receipt(
             err: err.to_owned(),
             at_ms: now_ms,
         })?);
-        if let Some(old) = kv.get(&early_key)? {
-            if let Some(arrived) = keys::be_u64(&old, 0) {
-                kv.delete(&keys::early_age(arrived, &early_key))?;
-            }
+        if let Some(old) = kv.get(&early_key)?
+            && let Some(arrived) = keys::be_u64(&old, 0)
+        {
+            kv.delete(&keys::early_age(arrived, &early_key))?;
         }
         kv.put(&early_key, &value)?;
         kv.put(&keys::early_age(now_ms, &early_key), &[])?;
