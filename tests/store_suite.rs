@@ -604,6 +604,60 @@ pub fn invalid_names_are_refused<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     ));
 }
 
+pub fn final_on_insert_queues_receipt<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    // Ingress stores a message it cannot route as failed, so the client still gets a receipt.
+    let mut m = msg(&store, "acme", 1_000, 1_000);
+    m.state = MessageState::Failed;
+    let id = insert_all(&store, vec![m])[0];
+    let events = outbox_events(&store, "acme");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].1.state, MessageState::Failed);
+    assert_eq!(events[0].1.stat, "FAILED");
+    assert!(
+        lease(&store, 10_000, 10, 100).is_empty(),
+        "a final message is never queued"
+    );
+    assert_eq!(store.get(id).unwrap().unwrap().done_ms, Some(1_000));
+    assert_eq!(
+        futures::executor::block_on(store.purge(1_001, 10)).unwrap(),
+        1
+    );
+}
+
+pub fn backpressure_and_linger<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    // Tiny queue and groups, with a linger: batches larger than either still go through whole.
+    let cfg = WriterConfig {
+        max_ops: 3,
+        max_wait: std::time::Duration::from_millis(2),
+        queue_ops: 5,
+    };
+    let store = Store::open(open(dir), cfg, 1_000).unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                for _ in 0..10 {
+                    let n = if i == 0 { 12 } else { 2 };
+                    ids.extend(insert_all(
+                        &store,
+                        (0..n).map(|_| msg(&store, "acme", 1_000, 1_000)).collect(),
+                    ));
+                }
+                ids
+            })
+        })
+        .collect();
+    let ids: Vec<MessageId> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 120 + 3 * 20);
+    assert_eq!(lease(&store, 1_000, 1_000, 10).len(), ids.len());
+    assert_eq!(store.submit_blocking(Vec::new()).unwrap(), Vec::new());
+}
+
 macro_rules! suite {
     ($modname:ident, $open:expr) => {
         mod $modname {
@@ -657,6 +711,14 @@ macro_rules! suite {
             #[test]
             fn invalid_names_are_refused() {
                 run(super::invalid_names_are_refused);
+            }
+            #[test]
+            fn final_on_insert_queues_receipt() {
+                run(super::final_on_insert_queues_receipt);
+            }
+            #[test]
+            fn backpressure_and_linger() {
+                run(super::backpressure_and_linger);
             }
         }
     };
