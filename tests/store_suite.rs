@@ -658,6 +658,33 @@ pub fn backpressure_and_linger<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     assert_eq!(store.submit_blocking(Vec::new()).unwrap(), Vec::new());
 }
 
+pub fn corrupt_record_does_not_wedge_the_queue<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let ids;
+    {
+        let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+        ids = insert_all(
+            &store,
+            (0..3).map(|_| msg(&store, "acme", 1_000, 1_000)).collect(),
+        );
+    }
+    {
+        // Damage the middle record through the engine directly (key = 0x01 + id, big-endian;
+        // see keys.rs).
+        let backend = open(dir);
+        let mut key = vec![0x01];
+        key.extend_from_slice(&ids[1].to_be_bytes());
+        backend.write(|kv| kv.put(&key, b"{not json")).unwrap();
+    }
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    assert!(matches!(
+        store.get(ids[1]),
+        Err(sluice::store::StoreError::Corrupt { .. })
+    ));
+    let got: Vec<MessageId> = lease(&store, 1_000, 10, 100).iter().map(|m| m.id).collect();
+    assert_eq!(got, vec![ids[0], ids[2]]);
+    assert!(lease(&store, 1_000, 10, 100).is_empty());
+}
+
 macro_rules! suite {
     ($modname:ident, $open:expr) => {
         mod $modname {
@@ -719,6 +746,10 @@ macro_rules! suite {
             #[test]
             fn backpressure_and_linger() {
                 run(super::backpressure_and_linger);
+            }
+            #[test]
+            fn corrupt_record_does_not_wedge_the_queue() {
+                run(super::corrupt_record_does_not_wedge_the_queue);
             }
         }
     };

@@ -11,6 +11,20 @@
 //! Writes (including leasing, which moves messages from ready to in flight) go through the
 //! writer; pure reads (`get`, `by_center`, `outbox`, …) open a read transaction directly. They
 //! are short synchronous calls; from async code they may be called inline for single lookups.
+//!
+//! How the gateway drives it (the store never reads a clock; every op carries `now`):
+//! - **ingress**: `store.ids().next(now)` per message, route + schedule to fill `channel` and
+//!   `due_ms`, then one `insert_batch` per HTTP request; answer 202 after it resolves
+//!   (`Duplicate(id)` → `duplicate: true`). A message with no route can be inserted with a
+//!   final state so the client still gets a receipt.
+//! - **channel worker**: sleep until `next_due(channel, lane)` (see `schedule::Scheduler`),
+//!   `lease(channel, lane, now, k, lease_ms)`, submit, then one `submit` with
+//!   `Op::Submitted` per part (center ids normalised), `Op::Requeue` for retryable failures,
+//!   `Op::Finish` for permanent ones. Call `recover(now)` every few seconds.
+//! - **receipts**: `Op::Receipt` per DLR (a DLR that beats its submit response is held and
+//!   applied by the later `Submitted`); final states put a `ReceiptEvent` in the account's
+//!   outbox in the same commit. Deliver from `outbox(account, after, n)`, then `outbox_ack`.
+//! - **housekeeping**: `purge(now - retention, n)` until it returns less than `n`.
 
 mod any;
 mod backend;

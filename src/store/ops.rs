@@ -174,6 +174,18 @@ pub(crate) fn load(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, St
     kv.get(&k)?.map(|v| decode(&k, &v)).transpose()
 }
 
+/// Loads a message reached through a queue index. A record that cannot be decoded is logged
+/// and treated as absent, so one bad record cannot wedge a whole queue (or recovery).
+fn load_queued(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, StoreError> {
+    match load(kv, id) {
+        Err(e @ StoreError::Corrupt { .. }) => {
+            tracing::error!(%id, error = %e, "skipping undecodable message record");
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
 fn save(kv: &mut dyn Kv, m: &Message) -> Result<(), StoreError> {
     kv.put(&keys::message(m.id), &encode(m)?)
 }
@@ -345,8 +357,9 @@ fn lease(
     let mut expired = Vec::new();
     for (key, _) in found {
         let id = keys::ready_id(&key).ok_or_else(|| corrupt(&key, "short ready key"))?;
-        let Some(mut m) = load(kv, id)? else {
-            // Index entry without a record: drop it rather than loop on it forever.
+        let Some(mut m) = load_queued(kv, id)? else {
+            // Index entry without a readable record: drop it rather than fail every lease
+            // of this queue forever (the record, if corrupt, stays for inspection).
             kv.delete(&key)?;
             continue;
         };
@@ -586,7 +599,7 @@ fn recover(kv: &mut dyn Kv, now_ms: u64) -> Result<OpResult, StoreError> {
             let (Some(exp), Some(id)) = (keys::be_u64(&k, 1), keys::be_u64(&k, 9)) else {
                 continue;
             };
-            let Some(mut m) = load(kv, MessageId(id))? else {
+            let Some(mut m) = load_queued(kv, MessageId(id))? else {
                 continue;
             };
             if m.state != MessageState::InFlight || m.lease_until_ms != Some(exp) {
