@@ -236,6 +236,28 @@ pub fn lease_submit_requeue<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let other =
         futures::executor::block_on(store.lease("smsc", Lane::Notification, 9_999, 10, 1)).unwrap();
     assert!(other.messages.is_empty());
+
+    // Priority across lanes under one limit: OTP, then notifications, then marketing.
+    let lanes = [Lane::Marketing, Lane::Notification, Lane::Otp];
+    let batch = lanes
+        .iter()
+        .map(|&lane| Message {
+            lane,
+            ..msg(&store, "acme", 1_000, 1_000)
+        })
+        .collect();
+    let extra = insert_all(&store, batch); // marketing, notification, otp
+    let take = |limit| {
+        futures::executor::block_on(store.lease_lanes(CH, &Lane::ALL, 1_000, limit, 1))
+            .unwrap()
+            .messages
+            .iter()
+            .map(|m| m.id)
+            .collect::<Vec<_>>()
+    };
+    // `mid` is back in the notification queue (the big recover above), ahead of extra[1].
+    assert_eq!(take(2), vec![extra[2], ids[2]]);
+    assert_eq!(take(5), vec![extra[1], extra[0]]);
 }
 
 pub fn expired_leases_recover_after_reopen<B: Backend>(dir: &Path, open: fn(&Path) -> B) {

@@ -216,9 +216,23 @@ impl<B: Backend> Store<B> {
         limit: usize,
         lease_ms: u64,
     ) -> Result<Leased, StoreError> {
+        self.lease_lanes(channel, &[lane], now_ms, limit, lease_ms)
+            .await
+    }
+
+    /// Leases up to `limit` due messages of `channel`, draining `lanes` in order (pass
+    /// [`Lane::ALL`] for strict priority: OTP, then notifications, then marketing).
+    pub async fn lease_lanes(
+        &self,
+        channel: &str,
+        lanes: &[Lane],
+        now_ms: u64,
+        limit: usize,
+        lease_ms: u64,
+    ) -> Result<Leased, StoreError> {
         let op = Op::Lease {
             channel: channel.to_owned(),
-            lane,
+            lanes: lanes.to_vec(),
             now_ms,
             limit,
             lease_ms,

@@ -32,13 +32,14 @@ pub enum Op {
     /// Store a new message in its ready queue (or as final, if its state is final).
     /// Honours `client_ref` as an idempotency key per account.
     Insert(Box<Message>),
-    /// Move up to `limit` messages of (channel, lane) with `due_ms <= now_ms` to in flight,
-    /// leased until `now_ms + lease_ms`. Messages past `expires_at_ms` become `expired` instead.
+    /// Move up to `limit` messages of `channel` with `due_ms <= now_ms` to in flight, leased
+    /// until `now_ms + lease_ms`, taking from `lanes` in the order given (strict priority).
+    /// Messages past `expires_at_ms` become `expired` instead (they count toward `limit`).
     Lease {
         /// Channel.
         channel: String,
-        /// Lane.
-        lane: Lane,
+        /// Lanes, highest priority first.
+        lanes: Vec<Lane>,
         /// Current time, ms.
         now_ms: u64,
         /// Most messages to take.
@@ -257,11 +258,11 @@ pub(crate) fn apply(kv: &mut dyn Kv, op: &Op) -> Result<OpResult, StoreError> {
         Op::Insert(m) => insert(kv, Message::clone(m)),
         Op::Lease {
             channel,
-            lane,
+            lanes,
             now_ms,
             limit,
             lease_ms,
-        } => lease(kv, channel, *lane, *now_ms, *limit, *lease_ms),
+        } => lease(kv, channel, lanes, *now_ms, *limit, *lease_ms),
         Op::Submitted {
             id,
             part,
@@ -342,38 +343,44 @@ fn insert(kv: &mut dyn Kv, mut m: Message) -> Result<OpResult, StoreError> {
 fn lease(
     kv: &mut dyn Kv,
     channel: &str,
-    lane: Lane,
+    lanes: &[Lane],
     now_ms: u64,
     limit: usize,
     lease_ms: u64,
 ) -> Result<OpResult, StoreError> {
-    let prefix = keys::ready_prefix(channel, lane);
-    let mut end = prefix.clone();
-    end.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
-    let mut found = Vec::new();
-    kv.scan(&prefix, &end, limit, &mut found)?;
     let until = now_ms.saturating_add(lease_ms);
-    let mut messages = Vec::with_capacity(found.len());
+    let mut messages = Vec::new();
     let mut expired = Vec::new();
-    for (key, _) in found {
-        let id = keys::ready_id(&key).ok_or_else(|| corrupt(&key, "short ready key"))?;
-        let Some(mut m) = load_queued(kv, id)? else {
-            // Index entry without a readable record: drop it rather than fail every lease
-            // of this queue forever (the record, if corrupt, stays for inspection).
-            kv.delete(&key)?;
-            continue;
-        };
-        if m.expires_at_ms.is_some_and(|e| e <= now_ms) {
-            finalize(kv, &mut m, MessageState::Expired, "EXPIRED", "000", now_ms)?;
-            expired.push(id);
-            continue;
+    for &lane in lanes {
+        let left = limit.saturating_sub(messages.len() + expired.len());
+        if left == 0 {
+            break;
         }
-        kv.delete(&key)?;
-        m.state = MessageState::InFlight;
-        m.lease_until_ms = Some(until);
-        kv.put(&keys::lease(until, id), &[])?;
-        save(kv, &m)?;
-        messages.push(m);
+        let prefix = keys::ready_prefix(channel, lane);
+        let mut end = prefix.clone();
+        end.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
+        let mut found = Vec::new();
+        kv.scan(&prefix, &end, left, &mut found)?;
+        for (key, _) in found {
+            let id = keys::ready_id(&key).ok_or_else(|| corrupt(&key, "short ready key"))?;
+            let Some(mut m) = load_queued(kv, id)? else {
+                // Index entry without a readable record: drop it rather than fail every lease
+                // of this queue forever (the record, if corrupt, stays for inspection).
+                kv.delete(&key)?;
+                continue;
+            };
+            if m.expires_at_ms.is_some_and(|e| e <= now_ms) {
+                finalize(kv, &mut m, MessageState::Expired, "EXPIRED", "000", now_ms)?;
+                expired.push(id);
+                continue;
+            }
+            kv.delete(&key)?;
+            m.state = MessageState::InFlight;
+            m.lease_until_ms = Some(until);
+            kv.put(&keys::lease(until, id), &[])?;
+            save(kv, &m)?;
+            messages.push(m);
+        }
     }
     Ok(OpResult::Leased { messages, expired })
 }
