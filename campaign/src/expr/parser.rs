@@ -90,12 +90,12 @@ impl<'a> Parser<'a> {
     fn comparison(&mut self) -> Result<Expr, ParseError> {
         let start = self.peek().offset;
         let column = column_of(self.src, start);
-        let name = match self.bump().tok {
-            Tok::Ident(s) => s,
-            _ => {
-                self.pos -= 1;
-                return Err(self.error("a column name, `not` or `(`"));
+        let name = match self.peek().tok.clone() {
+            Tok::Ident(s) => {
+                self.bump();
+                s
             }
+            _ => return Err(self.error("a column name, `not` or `(`")),
         };
         let operand = if self.peek().tok == Tok::LParen {
             self.bump();
