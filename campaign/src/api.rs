@@ -57,7 +57,11 @@ pub struct ApiState<D> {
 impl<D> ApiState<D> {
     /// New state.
     pub fn new(svc: Shared, dispatcher: Arc<D>) -> Arc<Self> {
-        Arc::new(Self { svc, dispatcher, running: Mutex::new(HashSet::new()) })
+        Arc::new(Self {
+            svc,
+            dispatcher,
+            running: Mutex::new(HashSet::new()),
+        })
     }
 }
 
@@ -73,7 +77,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self.0 {
             CampaignError::NotFound { .. } => StatusCode::NOT_FOUND,
-            CampaignError::IllegalTransition { .. } | CampaignError::NotSendable { .. } => StatusCode::CONFLICT,
+            CampaignError::IllegalTransition { .. } | CampaignError::NotSendable { .. } => {
+                StatusCode::CONFLICT
+            }
             CampaignError::Parse(p) => {
                 return (
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -81,7 +87,9 @@ impl IntoResponse for ApiError {
                 )
                     .into_response();
             }
-            CampaignError::Eval(_) | CampaignError::Invalid { .. } | CampaignError::Csv(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            CampaignError::Eval(_) | CampaignError::Invalid { .. } | CampaignError::Csv(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             CampaignError::Store(_) | CampaignError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, Json(json!({"error": self.0.to_string()}))).into_response()
@@ -99,7 +107,10 @@ struct Cond {
     condition: String,
 }
 
-async fn count<D>(State(st): State<Arc<ApiState<D>>>, Json(c): Json<Cond>) -> ApiResult<Json<serde_json::Value>> {
+async fn count<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    Json(c): Json<Cond>,
+) -> ApiResult<Json<serde_json::Value>> {
     Ok(Json(json!({"count": lock(&st.svc).count(&c.condition)?})))
 }
 
@@ -114,11 +125,16 @@ struct NewSegment {
     steps: Option<Vec<Step>>,
 }
 
-async fn create_segment<D>(State(st): State<Arc<ApiState<D>>>, Json(s): Json<NewSegment>) -> ApiResult<Json<serde_json::Value>> {
+async fn create_segment<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    Json(s): Json<NewSegment>,
+) -> ApiResult<Json<serde_json::Value>> {
     let now = Timestamp::now();
     let mut c = lock(&st.svc);
     if let Some(cond) = s.condition {
-        return Ok(Json(json!({"segment": c.segment_from_condition(&s.name, &cond, now)?})));
+        return Ok(Json(
+            json!({"segment": c.segment_from_condition(&s.name, &cond, now)?}),
+        ));
     }
     if let Some(nums) = s.numbers {
         let text = nums.join("\n");
@@ -126,7 +142,9 @@ async fn create_segment<D>(State(st): State<Arc<ApiState<D>>>, Json(s): Json<New
         return Ok(Json(json!({"segment": info, "numbers": rep})));
     }
     if let (Some(op), Some(a), Some(b)) = (s.op, s.a, s.b) {
-        return Ok(Json(json!({"segment": c.segment_from_algebra(&s.name, op, a, b, now)?})));
+        return Ok(Json(
+            json!({"segment": c.segment_from_algebra(&s.name, op, a, b, now)?}),
+        ));
     }
     if let Some(steps) = s.steps {
         let (info, counts) = c.segment_from_steps(&s.name, &steps, now)?;
@@ -135,7 +153,9 @@ async fn create_segment<D>(State(st): State<Arc<ApiState<D>>>, Json(s): Json<New
     Err(CampaignError::invalid("segment", "need condition, numbers, op+a+b or steps").into())
 }
 
-async fn list_segments<D>(State(st): State<Arc<ApiState<D>>>) -> ApiResult<Json<serde_json::Value>> {
+async fn list_segments<D>(
+    State(st): State<Arc<ApiState<D>>>,
+) -> ApiResult<Json<serde_json::Value>> {
     Ok(Json(json!(segment::list(&lock(&st.svc).conn)?)))
 }
 
@@ -144,10 +164,18 @@ struct PreviewQ {
     n: Option<usize>,
 }
 
-async fn preview<D>(State(st): State<Arc<ApiState<D>>>, Path(id): Path<i64>, Query(q): Query<PreviewQ>) -> ApiResult<Json<serde_json::Value>> {
+async fn preview<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    Path(id): Path<i64>,
+    Query(q): Query<PreviewQ>,
+) -> ApiResult<Json<serde_json::Value>> {
     let c = lock(&st.svc);
     let m = segment::members(&c.conn, id)?;
-    Ok(Json(json!(segment::sample(&c.table, &m, q.n.unwrap_or(20).min(1000)))))
+    Ok(Json(json!(segment::sample(
+        &c.table,
+        &m,
+        q.n.unwrap_or(20).min(1000)
+    ))))
 }
 
 async fn export<D>(State(st): State<Arc<ApiState<D>>>, Path(id): Path<i64>) -> ApiResult<Response> {
@@ -164,18 +192,34 @@ struct Named {
     activity: Option<i64>,
 }
 
-async fn create_campaign<D>(State(st): State<Arc<ApiState<D>>>, Json(n): Json<Named>) -> ApiResult<Json<serde_json::Value>> {
-    let id = lifecycle::create_campaign(&lock(&st.svc).conn, &n.name, Timestamp::now().as_second())?;
+async fn create_campaign<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    Json(n): Json<Named>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let id =
+        lifecycle::create_campaign(&lock(&st.svc).conn, &n.name, Timestamp::now().as_second())?;
     Ok(Json(json!({"id": id})))
 }
 
-async fn create_activity<D>(State(st): State<Arc<ApiState<D>>>, Path(campaign): Path<i64>, Json(n): Json<Named>) -> ApiResult<Json<serde_json::Value>> {
+async fn create_activity<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    Path(campaign): Path<i64>,
+    Json(n): Json<Named>,
+) -> ApiResult<Json<serde_json::Value>> {
     let id = lifecycle::create_activity(&lock(&st.svc).conn, campaign, &n.name)?;
     Ok(Json(json!({"id": id})))
 }
 
-async fn create_task<D>(State(st): State<Arc<ApiState<D>>>, Json(n): Json<Named>) -> ApiResult<Json<serde_json::Value>> {
-    let id = lifecycle::create_task(&lock(&st.svc).conn, n.activity, &n.name, Timestamp::now().as_second())?;
+async fn create_task<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    Json(n): Json<Named>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let id = lifecycle::create_task(
+        &lock(&st.svc).conn,
+        n.activity,
+        &n.name,
+        Timestamp::now().as_second(),
+    )?;
     Ok(Json(json!({"id": id})))
 }
 
@@ -187,16 +231,27 @@ struct Move {
     note: String,
 }
 
-async fn transition<D>(State(st): State<Arc<ApiState<D>>>, Path(task): Path<i64>, Json(m): Json<Move>) -> ApiResult<Json<serde_json::Value>> {
+async fn transition<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    Path(task): Path<i64>,
+    Json(m): Json<Move>,
+) -> ApiResult<Json<serde_json::Value>> {
     lock(&st.svc).transition(task, m.to, &m.actor, Timestamp::now(), &m.note)?;
     Ok(Json(json!({"state": m.to})))
 }
 
-async fn history<D>(State(st): State<Arc<ApiState<D>>>, Path(task): Path<i64>) -> ApiResult<Json<serde_json::Value>> {
+async fn history<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    Path(task): Path<i64>,
+) -> ApiResult<Json<serde_json::Value>> {
     Ok(Json(json!(lifecycle::history(&lock(&st.svc).conn, task)?)))
 }
 
-async fn create_bulk<D>(State(st): State<Arc<ApiState<D>>>, Path(task): Path<i64>, Json(spec): Json<BulkSpec>) -> ApiResult<Json<serde_json::Value>> {
+async fn create_bulk<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    Path(task): Path<i64>,
+    Json(spec): Json<BulkSpec>,
+) -> ApiResult<Json<serde_json::Value>> {
     Ok(Json(json!({"id": lock(&st.svc).create_bulk(task, &spec)?})))
 }
 
@@ -208,7 +263,10 @@ struct Actor {
 /// Starts a background runner for `bulk` unless one is active.
 pub fn spawn_runner<D: Dispatcher + 'static>(st: &Arc<ApiState<D>>, bulk: i64) {
     {
-        let mut r = st.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut r = st
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !r.insert(bulk) {
             return;
         }
@@ -218,17 +276,28 @@ pub fn spawn_runner<D: Dispatcher + 'static>(st: &Arc<ApiState<D>>, bulk: i64) {
         let out = launch::run(&st.svc, &*st.dispatcher, bulk, Timestamp::now).await;
         match &out {
             Ok(o) => tracing::info!(bulk, outcome = ?o, "Bulk send runner stopped."),
-            Err(e) => tracing::warn!(bulk, error = %e, "Bulk send runner failed; cursor kept for retry."),
+            Err(e) => {
+                tracing::warn!(bulk, error = %e, "Bulk send runner failed; cursor kept for retry.")
+            }
         }
         if let Ok(RunOutcome::Finished { .. }) = out {
             let mut c = lock(&st.svc);
             if let Ok(task) = launch::load_bulk(&c.conn, bulk).map(|b| b.task)
                 && all_finished(&c.conn, task).unwrap_or(false)
             {
-                let _ = c.transition(task, TaskState::Completed, "system", Timestamp::now(), "all slices sent");
+                let _ = c.transition(
+                    task,
+                    TaskState::Completed,
+                    "system",
+                    Timestamp::now(),
+                    "all slices sent",
+                );
             }
         }
-        st.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&bulk);
+        st.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&bulk);
     });
 }
 
@@ -266,7 +335,11 @@ pub fn tick<D: Dispatcher + 'static>(st: &Arc<ApiState<D>>) -> crate::Result<()>
     Ok(())
 }
 
-async fn launch_bulk<D: Dispatcher + 'static>(State(st): State<Arc<ApiState<D>>>, Path(bulk): Path<i64>, Json(a): Json<Actor>) -> ApiResult<Json<serde_json::Value>> {
+async fn launch_bulk<D: Dispatcher + 'static>(
+    State(st): State<Arc<ApiState<D>>>,
+    Path(bulk): Path<i64>,
+    Json(a): Json<Actor>,
+) -> ApiResult<Json<serde_json::Value>> {
     let plan = {
         let mut c = lock(&st.svc);
         let now = Timestamp::now();
@@ -281,21 +354,41 @@ async fn launch_bulk<D: Dispatcher + 'static>(State(st): State<Arc<ApiState<D>>>
     Ok(Json(json!(plan)))
 }
 
-async fn pause<D>(State(st): State<Arc<ApiState<D>>>, Path(task): Path<i64>, Json(a): Json<Actor>) -> ApiResult<Json<serde_json::Value>> {
+async fn pause<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    Path(task): Path<i64>,
+    Json(a): Json<Actor>,
+) -> ApiResult<Json<serde_json::Value>> {
     lock(&st.svc).transition(task, TaskState::Paused, &a.actor, Timestamp::now(), "pause")?;
     Ok(Json(json!({"state": TaskState::Paused})))
 }
 
-async fn resume<D: Dispatcher + 'static>(State(st): State<Arc<ApiState<D>>>, Path(task): Path<i64>, Json(a): Json<Actor>) -> ApiResult<Json<serde_json::Value>> {
-    lock(&st.svc).transition(task, TaskState::Running, &a.actor, Timestamp::now(), "resume")?;
+async fn resume<D: Dispatcher + 'static>(
+    State(st): State<Arc<ApiState<D>>>,
+    Path(task): Path<i64>,
+    Json(a): Json<Actor>,
+) -> ApiResult<Json<serde_json::Value>> {
+    lock(&st.svc).transition(
+        task,
+        TaskState::Running,
+        &a.actor,
+        Timestamp::now(),
+        "resume",
+    )?;
     tick(&st)?;
     Ok(Json(json!({"state": TaskState::Running})))
 }
 
-async fn task_report<D>(State(st): State<Arc<ApiState<D>>>, Path(task): Path<i64>) -> ApiResult<Json<serde_json::Value>> {
+async fn task_report<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    Path(task): Path<i64>,
+) -> ApiResult<Json<serde_json::Value>> {
     let c = lock(&st.svc);
     let mut excl = serde_json::Map::new();
-    let mut q = c.conn.prepare("SELECT id FROM bulk_sends WHERE task_id = ?1").map_err(CampaignError::from)?;
+    let mut q = c
+        .conn
+        .prepare("SELECT id FROM bulk_sends WHERE task_id = ?1")
+        .map_err(CampaignError::from)?;
     let ids: Vec<i64> = q
         .query_map([task], |r| r.get(0))
         .map_err(CampaignError::from)?
@@ -323,8 +416,14 @@ struct DailyQ {
     tz: Option<String>,
 }
 
-async fn daily<D>(State(st): State<Arc<ApiState<D>>>, Query(q): Query<DailyQ>) -> ApiResult<Response> {
-    let rows = report::daily(&lock(&st.svc).conn, q.tz.as_deref().unwrap_or(window::DEFAULT_TZ))?;
+async fn daily<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    Query(q): Query<DailyQ>,
+) -> ApiResult<Response> {
+    let rows = report::daily(
+        &lock(&st.svc).conn,
+        q.tz.as_deref().unwrap_or(window::DEFAULT_TZ),
+    )?;
     if q.format.as_deref() == Some("csv") {
         let mut out = Vec::new();
         report::write_csv(&rows, &mut out)?;
@@ -339,9 +438,16 @@ struct ChannelsQ {
     tz: Option<String>,
 }
 
-async fn channels<D>(State(st): State<Arc<ApiState<D>>>, Query(q): Query<ChannelsQ>) -> ApiResult<Json<serde_json::Value>> {
+async fn channels<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    Query(q): Query<ChannelsQ>,
+) -> ApiResult<Json<serde_json::Value>> {
     let since = q.since.unwrap_or(Timestamp::UNIX_EPOCH);
-    Ok(Json(json!(report::channel_monitor(&lock(&st.svc).conn, since, q.tz.as_deref().unwrap_or(window::DEFAULT_TZ))?)))
+    Ok(Json(json!(report::channel_monitor(
+        &lock(&st.svc).conn,
+        since,
+        q.tz.as_deref().unwrap_or(window::DEFAULT_TZ)
+    )?)))
 }
 
 #[derive(Deserialize)]
@@ -349,7 +455,11 @@ struct OrdersQ {
     window_days: Option<u32>,
 }
 
-async fn orders<D>(State(st): State<Arc<ApiState<D>>>, Query(q): Query<OrdersQ>, body: axum::body::Bytes) -> ApiResult<Json<serde_json::Value>> {
+async fn orders<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    Query(q): Query<OrdersQ>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
     let mut c = lock(&st.svc);
     let c = &mut *c;
     let rep = feedback::import_orders(
@@ -366,7 +476,10 @@ async fn orders<D>(State(st): State<Arc<ApiState<D>>>, Query(q): Query<OrdersQ>,
 pub fn router<D: Dispatcher + 'static>(st: Arc<ApiState<D>>) -> Router {
     Router::new()
         .route("/count", post(count::<D>))
-        .route("/segments", get(list_segments::<D>).post(create_segment::<D>))
+        .route(
+            "/segments",
+            get(list_segments::<D>).post(create_segment::<D>),
+        )
         .route("/segments/{id}/preview", get(preview::<D>))
         .route("/segments/{id}/export", get(export::<D>))
         .route("/campaigns", post(create_campaign::<D>))

@@ -46,7 +46,11 @@ pub enum DispatchError {
     Transport(String),
     /// The gateway rejected the batch as invalid (422); retrying will not help.
     #[error("gateway rejected line {line} field {field}: {reason}")]
-    Rejected { line: u64, field: String, reason: String },
+    Rejected {
+        line: u64,
+        field: String,
+        reason: String,
+    },
     /// Any other non-2xx answer after retries.
     #[error("gateway answered {status}: {body}")]
     Status { status: u16, body: String },
@@ -114,7 +118,10 @@ impl HttpDispatcher {
         }
     }
 
-    async fn attempt(&self, batch: &[OutboundMessage]) -> Result<Vec<String>, (DispatchError, Option<Duration>)> {
+    async fn attempt(
+        &self,
+        batch: &[OutboundMessage],
+    ) -> Result<Vec<String>, (DispatchError, Option<Duration>)> {
         let resp = self
             .client
             .post(&self.url)
@@ -122,7 +129,12 @@ impl HttpDispatcher {
             .json(&Request { messages: batch })
             .send()
             .await
-            .map_err(|e| (DispatchError::Transport(e.to_string()), Some(Duration::ZERO)))?;
+            .map_err(|e| {
+                (
+                    DispatchError::Transport(e.to_string()),
+                    Some(Duration::ZERO),
+                )
+            })?;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -130,10 +142,12 @@ impl HttpDispatcher {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| (DispatchError::Transport(e.to_string()), Some(Duration::ZERO)))?;
+        let body = resp.bytes().await.map_err(|e| {
+            (
+                DispatchError::Transport(e.to_string()),
+                Some(Duration::ZERO),
+            )
+        })?;
         if status.is_success() {
             let r: Response = serde_json::from_slice(&body)
                 .map_err(|e| (DispatchError::BadResponse(e.to_string()), None))?;
@@ -141,25 +155,47 @@ impl HttpDispatcher {
         }
         let text = String::from_utf8_lossy(&body).into_owned();
         if status.as_u16() == 422 {
-            let i: Invalid = serde_json::from_slice(&body).unwrap_or(Invalid { line: 0, field: String::new(), reason: text });
-            return Err((DispatchError::Rejected { line: i.line, field: i.field, reason: i.reason }, None));
+            let i: Invalid = serde_json::from_slice(&body).unwrap_or(Invalid {
+                line: 0,
+                field: String::new(),
+                reason: text,
+            });
+            return Err((
+                DispatchError::Rejected {
+                    line: i.line,
+                    field: i.field,
+                    reason: i.reason,
+                },
+                None,
+            ));
         }
         let retry = (status.as_u16() == 429 || status.is_server_error())
             .then(|| retry_after.unwrap_or(Duration::ZERO));
-        Err((DispatchError::Status { status: status.as_u16(), body: text }, retry))
+        Err((
+            DispatchError::Status {
+                status: status.as_u16(),
+                body: text,
+            },
+            retry,
+        ))
     }
 }
 
 fn order_ids(r: Response, n: usize) -> Result<Vec<String>, DispatchError> {
     if r.results.len() != n {
-        return Err(DispatchError::BadResponse(format!("{} results for {n} messages", r.results.len())));
+        return Err(DispatchError::BadResponse(format!(
+            "{} results for {n} messages",
+            r.results.len()
+        )));
     }
     let mut ids = vec![String::new(); n];
     for line in r.results {
         let slot = (line.line as usize)
             .checked_sub(1)
             .and_then(|i| ids.get_mut(i))
-            .ok_or_else(|| DispatchError::BadResponse(format!("result line {} out of range", line.line)))?;
+            .ok_or_else(|| {
+                DispatchError::BadResponse(format!("result line {} out of range", line.line))
+            })?;
         *slot = line.id;
     }
     if ids.iter().any(String::is_empty) {

@@ -64,7 +64,13 @@ pub enum FeedbackEvent {
 }
 
 /// Receipt states the gateway may report.
-pub const RECEIPT_STATES: [&str; 5] = ["delivered", "undeliverable", "expired", "rejected", "failed"];
+pub const RECEIPT_STATES: [&str; 5] = [
+    "delivered",
+    "undeliverable",
+    "expired",
+    "rejected",
+    "failed",
+];
 
 /// Applies a receipt; returns whether it matched a contact.
 ///
@@ -72,7 +78,10 @@ pub const RECEIPT_STATES: [&str; 5] = ["delivered", "undeliverable", "expired", 
 /// [`crate::CampaignError::Invalid`] for an unknown state; SQLite failure.
 pub fn apply_receipt(conn: &Connection, r: &Receipt, now: i64) -> Result<bool> {
     if !RECEIPT_STATES.contains(&r.state.as_str()) {
-        return Err(crate::CampaignError::invalid("state", format!("unknown receipt state {:?}", r.state)));
+        return Err(crate::CampaignError::invalid(
+            "state",
+            format!("unknown receipt state {:?}", r.state),
+        ));
     }
     let at = r.done_at.map_or(now, Timestamp::as_second);
     if let Some(id) = &r.id {
@@ -100,12 +109,20 @@ pub fn apply_receipt(conn: &Connection, r: &Receipt, now: i64) -> Result<bool> {
 ///
 /// # Errors
 /// SQLite failure. Unknown or malformed numbers are recorded as not attributed.
-pub fn apply_reply(conn: &Connection, table: &SubscriberTable, r: &MoReply, window_days: u32) -> Result<bool> {
+pub fn apply_reply(
+    conn: &Connection,
+    table: &SubscriberTable,
+    r: &MoReply,
+    window_days: u32,
+) -> Result<bool> {
     let Ok(number) = msisdn::normalize(&r.from) else {
         return Ok(false);
     };
     let at = r.received_at.as_second();
-    conn.execute("INSERT INTO replies (msisdn, text, at) VALUES (?1, ?2, ?3)", params![number as i64, r.text, at])?;
+    conn.execute(
+        "INSERT INTO replies (msisdn, text, at) VALUES (?1, ?2, ?3)",
+        params![number as i64, r.text, at],
+    )?;
     let Some(sub) = table.id_of(number) else {
         return Ok(false);
     };
@@ -197,7 +214,10 @@ pub fn import_orders<R: Read>(
     let tz = window::time_zone(tz)?;
     let controls = control_groups(conn)?;
     let mut rep = OrdersReport::default();
-    let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(input);
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(input);
     let tx = conn.transaction()?;
     {
         let mut find = tx.prepare_cached(
@@ -218,15 +238,24 @@ pub fn import_orders<R: Read>(
                 Err(e) => {
                     rep.rows += 1;
                     let line = e.position().map_or(0, csv::Position::line);
-                    rep.errors.push(LineError { line, field: "*".into(), reason: e.to_string() });
+                    rep.errors.push(LineError {
+                        line,
+                        field: "*".into(),
+                        reason: e.to_string(),
+                    });
                     continue;
                 }
             }
             rep.rows += 1;
             let line = rec.position().map_or(0, csv::Position::line);
-            let err = |field: &str, reason: String| LineError { line, field: field.into(), reason };
+            let err = |field: &str, reason: String| LineError {
+                line,
+                field: field.into(),
+                reason,
+            };
             let (Some(m), Some(offer), Some(time)) = (rec.get(0), rec.get(1), rec.get(2)) else {
-                rep.errors.push(err("*", "expected msisdn,offer,time".into()));
+                rep.errors
+                    .push(err("*", "expected msisdn,offer,time".into()));
                 continue;
             };
             let number = match msisdn::normalize(m) {
@@ -237,7 +266,8 @@ pub fn import_orders<R: Read>(
                 }
             };
             let Some(t) = parse_time(time.trim(), &tz) else {
-                rep.errors.push(err("time", format!("not a time: {time:?}")));
+                rep.errors
+                    .push(err("time", format!("not a time: {time:?}")));
                 continue;
             };
             let offer = offer.trim();
@@ -248,14 +278,21 @@ pub fn import_orders<R: Read>(
             let at = t.as_second();
             let since = at - i64::from(window_days) * DAY;
             let hit: Option<(i64, i64, String, String)> = find
-                .query_row(params![sub, offer, at, since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .query_row(params![sub, offer, at, since], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
                 .optional()?;
             if let Some((task, bulk, grp, channel)) = hit {
                 ins.execute(params![sub, task, bulk, grp, channel, offer, at])?;
                 rep.contacted += 1;
             } else if let Some(c) = controls
                 .iter()
-                .filter(|c| c.offer == offer && c.planned_at <= at && c.planned_at >= since && c.members.contains(sub))
+                .filter(|c| {
+                    c.offer == offer
+                        && c.planned_at <= at
+                        && c.planned_at >= since
+                        && c.members.contains(sub)
+                })
                 .max_by_key(|c| c.planned_at)
             {
                 ins.execute(params![sub, c.task, c.bulk, c.name, c.channel, offer, at])?;
@@ -292,7 +329,10 @@ pub fn apply_event(c: &Campaigns, ev: &FeedbackEvent, now: Timestamp) -> Result<
 
 /// Consumes an in-process feedback stream until the sender side closes.
 /// Returns (applied and matched, unmatched or failed).
-pub async fn consume(svc: Shared, mut rx: tokio::sync::mpsc::Receiver<FeedbackEvent>) -> (u64, u64) {
+pub async fn consume(
+    svc: Shared,
+    mut rx: tokio::sync::mpsc::Receiver<FeedbackEvent>,
+) -> (u64, u64) {
     let (mut ok, mut miss) = (0, 0);
     while let Some(ev) = rx.recv().await {
         match apply_event(&lock(&svc), &ev, Timestamp::now()) {
@@ -307,22 +347,43 @@ pub async fn consume(svc: Shared, mut rx: tokio::sync::mpsc::Receiver<FeedbackEv
     (ok, miss)
 }
 
-async fn receipt_hook(State(s): State<Shared>, Json(r): Json<Receipt>) -> (StatusCode, Json<serde_json::Value>) {
+async fn receipt_hook(
+    State(s): State<Shared>,
+    Json(r): Json<Receipt>,
+) -> (StatusCode, Json<serde_json::Value>) {
     match apply_receipt(&lock(&s).conn, &r, Timestamp::now().as_second()) {
-        Ok(matched) => (StatusCode::OK, Json(serde_json::json!({ "matched": matched }))),
-        Err(crate::CampaignError::Invalid { field, reason }) => {
-            (StatusCode::UNPROCESSABLE_ENTITY, Json(serde_json::json!({ "error": "invalid receipt", "field": field, "reason": reason })))
-        }
+        Ok(matched) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "matched": matched })),
+        ),
+        Err(crate::CampaignError::Invalid { field, reason }) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(
+                serde_json::json!({ "error": "invalid receipt", "field": field, "reason": reason }),
+            ),
+        ),
         // 5xx makes the gateway retry: nothing is lost on a transient store error.
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({ "error": e.to_string() }))),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({ "error": e.to_string() })),
+        ),
     }
 }
 
-async fn reply_hook(State(s): State<Shared>, Json(r): Json<MoReply>) -> (StatusCode, Json<serde_json::Value>) {
+async fn reply_hook(
+    State(s): State<Shared>,
+    Json(r): Json<MoReply>,
+) -> (StatusCode, Json<serde_json::Value>) {
     let g = lock(&s);
     match apply_reply(&g.conn, &g.table, &r, DEFAULT_WINDOW_DAYS) {
-        Ok(matched) => (StatusCode::OK, Json(serde_json::json!({ "matched": matched }))),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({ "error": e.to_string() }))),
+        Ok(matched) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "matched": matched })),
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({ "error": e.to_string() })),
+        ),
     }
 }
 

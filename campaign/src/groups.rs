@@ -72,16 +72,34 @@ pub fn bucket_point(seed: u64, id: u32) -> f64 {
 ///
 /// # Errors
 /// [`CampaignError::Invalid`] for a bad share / empty variant list; condition errors.
-pub fn split(spec: &GroupSpec, audience: &RoaringBitmap, table: &SubscriberTable) -> Result<Vec<Group>> {
+pub fn split(
+    spec: &GroupSpec,
+    audience: &RoaringBitmap,
+    table: &SubscriberTable,
+) -> Result<Vec<Group>> {
     match spec {
-        GroupSpec::None => Ok(vec![Group { name: "all".into(), is_control: false, members: audience.clone() }]),
-        GroupSpec::Random { seed, variants, control_share } => {
+        GroupSpec::None => Ok(vec![Group {
+            name: "all".into(),
+            is_control: false,
+            members: audience.clone(),
+        }]),
+        GroupSpec::Random {
+            seed,
+            variants,
+            control_share,
+        } => {
             if !(0.0..1.0).contains(control_share) {
-                return Err(CampaignError::invalid("control_share", format!("{control_share} not in [0, 1)")));
+                return Err(CampaignError::invalid(
+                    "control_share",
+                    format!("{control_share} not in [0, 1)"),
+                ));
             }
             let total: u64 = variants.iter().map(|v| u64::from(v.weight)).sum();
             if total == 0 {
-                return Err(CampaignError::invalid("variants", "need at least one variant with weight > 0"));
+                return Err(CampaignError::invalid(
+                    "variants",
+                    "need at least one variant with weight > 0",
+                ));
             }
             // Cumulative upper bounds of each variant in [control_share, 1).
             let mut bounds = Vec::with_capacity(variants.len());
@@ -97,17 +115,28 @@ pub fn split(spec: &GroupSpec, audience: &RoaringBitmap, table: &SubscriberTable
                 if p < *control_share {
                     let _ = control.try_push(id); // ascending ids
                 } else {
-                    let k = bounds.iter().position(|&b| p < b).unwrap_or(variants.len() - 1);
+                    let k = bounds
+                        .iter()
+                        .position(|&b| p < b)
+                        .unwrap_or(variants.len() - 1);
                     let _ = sets[k].try_push(id);
                 }
             }
             let mut out: Vec<Group> = variants
                 .iter()
                 .zip(sets)
-                .map(|(v, members)| Group { name: v.name.clone(), is_control: false, members })
+                .map(|(v, members)| Group {
+                    name: v.name.clone(),
+                    is_control: false,
+                    members,
+                })
                 .collect();
             if *control_share > 0.0 {
-                out.push(Group { name: CONTROL.into(), is_control: true, members: control });
+                out.push(Group {
+                    name: CONTROL.into(),
+                    is_control: true,
+                    members: control,
+                });
             }
             Ok(out)
         }
@@ -117,10 +146,18 @@ pub fn split(spec: &GroupSpec, audience: &RoaringBitmap, table: &SubscriberTable
             for g in groups {
                 let m = evaluate_condition(table, &g.condition)? & &left;
                 left -= &m;
-                out.push(Group { name: g.name.clone(), is_control: g.control, members: m });
+                out.push(Group {
+                    name: g.name.clone(),
+                    is_control: g.control,
+                    members: m,
+                });
             }
             if let Some(r) = rest {
-                out.push(Group { name: r.clone(), is_control: false, members: left });
+                out.push(Group {
+                    name: r.clone(),
+                    is_control: false,
+                    members: left,
+                });
             }
             Ok(out)
         }
@@ -135,7 +172,16 @@ mod tests {
     fn ab(seed: u64, control: f64) -> GroupSpec {
         GroupSpec::Random {
             seed,
-            variants: vec![Variant { name: "A".into(), weight: 1 }, Variant { name: "B".into(), weight: 3 }],
+            variants: vec![
+                Variant {
+                    name: "A".into(),
+                    weight: 1,
+                },
+                Variant {
+                    name: "B".into(),
+                    weight: 3,
+                },
+            ],
             control_share: control,
         }
     }
@@ -147,7 +193,11 @@ mod tests {
         aud.insert_range(0..100_000);
         let g = split(&ab(42, 0.1), &aud, &t).unwrap();
         assert_eq!(g.iter().map(|g| g.members.len()).sum::<u64>(), 100_000);
-        let (a, b, c) = (g[0].members.len() as f64, g[1].members.len() as f64, g[2].members.len() as f64);
+        let (a, b, c) = (
+            g[0].members.len() as f64,
+            g[1].members.len() as f64,
+            g[2].members.len() as f64,
+        );
         assert!((c - 10_000.0).abs() < 600.0, "control {c}");
         assert!((a - 22_500.0).abs() < 900.0, "A {a}");
         assert!((b - 67_500.0).abs() < 900.0, "B {b}");
@@ -170,13 +220,24 @@ mod tests {
         aud.insert_range(0..t.len());
         let spec = GroupSpec::Condition {
             groups: vec![
-                ConditionGroup { name: "odd".into(), condition: "last_digit(msisdn) in [1,3,5,7,9]".into(), control: false },
-                ConditionGroup { name: "young".into(), condition: "age < 30".into(), control: true },
+                ConditionGroup {
+                    name: "odd".into(),
+                    condition: "last_digit(msisdn) in [1,3,5,7,9]".into(),
+                    control: false,
+                },
+                ConditionGroup {
+                    name: "young".into(),
+                    condition: "age < 30".into(),
+                    control: true,
+                },
             ],
             rest: Some("other".into()),
         };
         let g = split(&spec, &aud, &t).unwrap();
-        assert_eq!(g.iter().map(|g| g.members.len()).sum::<u64>(), u64::from(t.len()));
+        assert_eq!(
+            g.iter().map(|g| g.members.len()).sum::<u64>(),
+            u64::from(t.len())
+        );
         for id in &g[1].members {
             assert_eq!(t.msisdn(id).unwrap() % 2, 0);
             assert!(t.row(id).unwrap().age.unwrap() < 30.0);

@@ -124,15 +124,24 @@ pub fn import_csv<R: Read>(
     let mut strs: [u32; 4];
     let mut customs: Vec<(usize, u32)> = Vec::new();
     loop {
-        let line = rdr.position().line() ;
+        let line = rdr.position().line();
         match rdr.read_byte_record(&mut rec) {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                if let csv::ErrorKind::UnequalLengths { pos, expected_len, len } = e.kind() {
+                if let csv::ErrorKind::UnequalLengths {
+                    pos,
+                    expected_len,
+                    len,
+                } = e.kind()
+                {
                     report.rows += 1;
                     let line = pos.as_ref().map_or(line, csv::Position::line);
-                    report.reject(line, "*", format!("expected {expected_len} fields, got {len}"));
+                    report.reject(
+                        line,
+                        "*",
+                        format!("expected {expected_len} fields, got {len}"),
+                    );
                     continue;
                 }
                 return Err(e.into());
@@ -215,7 +224,11 @@ pub fn import_csv<R: Read>(
         if report.rows.is_multiple_of(65_536) {
             bar.set_position(rdr.position().byte());
             if bar.is_hidden() && report.rows.is_multiple_of(LOG_EVERY) {
-                tracing::info!(rows = report.rows, rejected = report.rejected, "Importing subscribers.");
+                tracing::info!(
+                    rows = report.rows,
+                    rejected = report.rejected,
+                    "Importing subscribers."
+                );
             }
         }
     }
@@ -262,7 +275,14 @@ mod tests {
         let r = import_csv(&mut t, csv.as_bytes(), None).unwrap();
         assert_eq!(r.rows, 6);
         assert_eq!((r.new, r.merged, r.rejected), (2, 1, 3));
-        assert_eq!(r.errors[0], LineError { line: 4, field: "msisdn".into(), reason: "non-digit character 'x'".into() });
+        assert_eq!(
+            r.errors[0],
+            LineError {
+                line: 4,
+                field: "msisdn".into(),
+                reason: "non-digit character 'x'".into()
+            }
+        );
         assert_eq!(r.errors[1].line, 5);
         assert_eq!(r.errors[1].field, "arpu");
         assert_eq!(r.errors[2].line, 6);

@@ -127,18 +127,29 @@ pub struct PlanReport {
 ///
 /// # Errors
 /// [`CampaignError::Invalid`] naming the bad field; unknown task/segment.
-pub fn create_bulk(conn: &Connection, table: &SubscriberTable, task: i64, spec: &BulkSpec) -> Result<i64> {
+pub fn create_bulk(
+    conn: &Connection,
+    table: &SubscriberTable,
+    task: i64,
+    spec: &BulkSpec,
+) -> Result<i64> {
     task_state(conn, task)?;
     segment::list(conn)?
         .iter()
         .find(|s| s.id == spec.segment)
-        .ok_or(CampaignError::NotFound { what: "segment", id: spec.segment })?;
+        .ok_or(CampaignError::NotFound {
+            what: "segment",
+            id: spec.segment,
+        })?;
     Template::parse(&spec.template, table)?;
     for t in spec.group_templates.values() {
         Template::parse(t, table)?;
     }
     if spec.channel.is_passive() {
-        return Err(CampaignError::invalid("channel", "passive channels cannot be sent to"));
+        return Err(CampaignError::invalid(
+            "channel",
+            "passive channels cannot be sent to",
+        ));
     }
     if spec.slices.is_empty() {
         return Err(CampaignError::invalid("slices", "need at least one slice"));
@@ -149,11 +160,18 @@ pub fn create_bulk(conn: &Connection, table: &SubscriberTable, task: i64, spec: 
         }
     }
     if !(1..=MAX_BATCH).contains(&spec.batch_size) {
-        return Err(CampaignError::invalid("batch_size", format!("{} not in 1..=10000", spec.batch_size)));
+        return Err(CampaignError::invalid(
+            "batch_size",
+            format!("{} not in 1..=10000", spec.batch_size),
+        ));
     }
     time_zone(&spec.timezone)?;
-    let json = serde_json::to_string(spec).map_err(|e| CampaignError::invalid("spec", e.to_string()))?;
-    conn.execute("INSERT INTO bulk_sends (task_id, spec) VALUES (?1, ?2)", params![task, json])?;
+    let json =
+        serde_json::to_string(spec).map_err(|e| CampaignError::invalid("spec", e.to_string()))?;
+    conn.execute(
+        "INSERT INTO bulk_sends (task_id, spec) VALUES (?1, ?2)",
+        params![task, json],
+    )?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -163,13 +181,27 @@ pub fn create_bulk(conn: &Connection, table: &SubscriberTable, task: i64, spec: 
 /// [`CampaignError::NotFound`]; corrupt spec JSON.
 pub fn load_bulk(conn: &Connection, id: i64) -> Result<Bulk> {
     let row: Option<(i64, String, Option<i64>)> = conn
-        .query_row("SELECT task_id, spec, planned_at FROM bulk_sends WHERE id = ?1", [id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row(
+            "SELECT task_id, spec, planned_at FROM bulk_sends WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .optional()?;
-    let (task, spec, planned_at) = row.ok_or(CampaignError::NotFound { what: "bulk send", id })?;
-    let spec = serde_json::from_str(&spec).map_err(|source| StoreError::Json { table: "bulk_sends", id, source })?;
-    Ok(Bulk { id, task, spec, planned_at })
+    let (task, spec, planned_at) = row.ok_or(CampaignError::NotFound {
+        what: "bulk send",
+        id,
+    })?;
+    let spec = serde_json::from_str(&spec).map_err(|source| StoreError::Json {
+        table: "bulk_sends",
+        id,
+        source,
+    })?;
+    Ok(Bulk {
+        id,
+        task,
+        spec,
+        planned_at,
+    })
 }
 
 fn ctx(spec: &BulkSpec) -> RuleContext<'_> {
@@ -185,11 +217,19 @@ fn ctx(spec: &BulkSpec) -> RuleContext<'_> {
 ///
 /// # Errors
 /// [`CampaignError::NotSendable`] unless the task is scheduled or running; rule/group errors.
-pub fn plan(conn: &mut Connection, table: &SubscriberTable, bulk_id: i64, now: i64) -> Result<PlanReport> {
+pub fn plan(
+    conn: &mut Connection,
+    table: &SubscriberTable,
+    bulk_id: i64,
+    now: i64,
+) -> Result<PlanReport> {
     let bulk = load_bulk(conn, bulk_id)?;
     let state = task_state(conn, bulk.task)?;
     if !state.may_send() {
-        return Err(CampaignError::NotSendable { task: bulk.task, state });
+        return Err(CampaignError::NotSendable {
+            task: bulk.task,
+            state,
+        });
     }
     if bulk.planned_at.is_some() {
         return plan_report(conn, bulk_id);
@@ -227,9 +267,17 @@ pub fn plan(conn: &mut Connection, table: &SubscriberTable, bulk_id: i64, now: i
             params![bulk_id, k as i64, s.start.as_second(), s.window, bitmap_to_blob(&members)],
         )?;
     }
-    tx.execute("UPDATE bulk_sends SET planned_at = ?1 WHERE id = ?2", params![now, bulk_id])?;
+    tx.execute(
+        "UPDATE bulk_sends SET planned_at = ?1 WHERE id = ?2",
+        params![now, bulk_id],
+    )?;
     tx.commit()?;
-    tracing::info!(bulk = bulk_id, audience = audience.len(), sendable = total, "Bulk send planned.");
+    tracing::info!(
+        bulk = bulk_id,
+        audience = audience.len(),
+        sendable = total,
+        "Bulk send planned."
+    );
     plan_report(conn, bulk_id)
 }
 
@@ -242,7 +290,9 @@ pub fn exclusions(conn: &Connection, bulk_id: i64, phase: &str) -> Result<Exclus
         "SELECT reason, SUM(count) FROM bulk_exclusions WHERE bulk_id = ?1 AND phase = ?2 GROUP BY reason",
     )?;
     let mut out = ExclusionCounts::new();
-    let rows = st.query_map(params![bulk_id, phase], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let rows = st.query_map(params![bulk_id, phase], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
     for r in rows {
         let (reason, n) = r?;
         if let Some(reason) = rules::ORDER.iter().find(|x| x.as_str() == reason) {
@@ -257,8 +307,16 @@ pub fn exclusions(conn: &Connection, bulk_id: i64, phase: &str) -> Result<Exclus
 /// # Errors
 /// SQLite failure or corrupt BLOB.
 pub fn groups(conn: &Connection, bulk_id: i64) -> Result<Vec<(String, bool, RoaringBitmap)>> {
-    let mut st = conn.prepare("SELECT name, is_control, members FROM bulk_groups WHERE bulk_id = ?1 ORDER BY rowid")?;
-    let rows = st.query_map([bulk_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, Vec<u8>>(2)?)))?;
+    let mut st = conn.prepare(
+        "SELECT name, is_control, members FROM bulk_groups WHERE bulk_id = ?1 ORDER BY rowid",
+    )?;
+    let rows = st.query_map([bulk_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, bool>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
     let mut out = Vec::new();
     for r in rows {
         let (n, c, b) = r?;
@@ -276,10 +334,23 @@ pub fn plan_report(conn: &Connection, bulk_id: i64) -> Result<PlanReport> {
     let audience = segment::members(conn, bulk.spec.segment)?.len();
     let groups = groups(conn, bulk_id)?
         .into_iter()
-        .map(|(name, is_control, m)| GroupCount { name, is_control, count: m.len() })
+        .map(|(name, is_control, m)| GroupCount {
+            name,
+            is_control,
+            count: m.len(),
+        })
         .collect();
-    let slices = slice_states(conn, bulk_id)?.iter().map(|s| s.members.len()).collect();
-    Ok(PlanReport { bulk: bulk_id, audience, excluded: exclusions(conn, bulk_id, "launch")?, groups, slices })
+    let slices = slice_states(conn, bulk_id)?
+        .iter()
+        .map(|s| s.members.len())
+        .collect();
+    Ok(PlanReport {
+        bulk: bulk_id,
+        audience,
+        excluded: exclusions(conn, bulk_id, "launch")?,
+        groups,
+        slices,
+    })
 }
 
 /// Persisted state of one slice.
@@ -305,7 +376,15 @@ pub fn slice_states(conn: &Connection, bulk_id: i64) -> Result<Vec<SliceState>> 
         "SELECT idx, start_at, window, members, cursor, checked, done FROM slices WHERE bulk_id = ?1 ORDER BY idx",
     )?;
     let rows = st.query_map([bulk_id], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get::<_, Vec<u8>>(3)?, r.get::<_, i64>(4)?, r.get(5)?, r.get(6)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get::<_, Vec<u8>>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get(5)?,
+            r.get(6)?,
+        ))
     })?;
     let mut out = Vec::new();
     for r in rows {
@@ -376,14 +455,25 @@ fn check_slice(conn: &mut Connection, bulk: &Bulk, s: &mut SliceState, now: i64)
 ///
 /// # Errors
 /// [`CampaignError::NotSendable`] unless the task is scheduled/running; store errors.
-pub fn next_batch(conn: &mut Connection, table: &SubscriberTable, bulk_id: i64, now: Timestamp) -> Result<Next> {
+pub fn next_batch(
+    conn: &mut Connection,
+    table: &SubscriberTable,
+    bulk_id: i64,
+    now: Timestamp,
+) -> Result<Next> {
     let bulk = load_bulk(conn, bulk_id)?;
     let state = task_state(conn, bulk.task)?;
     if !state.may_send() {
-        return Err(CampaignError::NotSendable { task: bulk.task, state });
+        return Err(CampaignError::NotSendable {
+            task: bulk.task,
+            state,
+        });
     }
     if bulk.planned_at.is_none() {
-        return Err(CampaignError::invalid("bulk", format!("bulk send {bulk_id} is not planned (launch it first)")));
+        return Err(CampaignError::invalid(
+            "bulk",
+            format!("bulk send {bulk_id} is not planned (launch it first)"),
+        ));
     }
     let tz = time_zone(&bulk.spec.timezone)?;
     let mut any_open = false;
@@ -392,8 +482,13 @@ pub fn next_batch(conn: &mut Connection, table: &SubscriberTable, bulk_id: i64, 
             continue;
         }
         any_open = true;
-        let window = s.window.as_deref().map(str::parse::<TimeWindow>).transpose()?;
-        let start = Timestamp::from_second(s.start).map_err(|e| CampaignError::invalid("start", e.to_string()))?;
+        let window = s
+            .window
+            .as_deref()
+            .map(str::parse::<TimeWindow>)
+            .transpose()?;
+        let start = Timestamp::from_second(s.start)
+            .map_err(|e| CampaignError::invalid("start", e.to_string()))?;
         if !may_send(start, window, now, &tz) {
             continue;
         }
@@ -402,10 +497,19 @@ pub fn next_batch(conn: &mut Connection, table: &SubscriberTable, bulk_id: i64, 
         }
         return Ok(Next::Batch(render(&bulk, table, conn, &s)?));
     }
-    Ok(if any_open { Next::Waiting } else { Next::Finished })
+    Ok(if any_open {
+        Next::Waiting
+    } else {
+        Next::Finished
+    })
 }
 
-fn render(bulk: &Bulk, table: &SubscriberTable, conn: &Connection, s: &SliceState) -> Result<PreparedBatch> {
+fn render(
+    bulk: &Bulk,
+    table: &SubscriberTable,
+    conn: &Connection,
+    s: &SliceState,
+) -> Result<PreparedBatch> {
     let spec = &bulk.spec;
     let ids: Vec<u32> = s.members.range(s.cursor..).take(spec.batch_size).collect();
     let next_cursor = ids.last().map_or(s.cursor, |l| l + 1);
@@ -459,9 +563,21 @@ fn render(bulk: &Bulk, table: &SubscriberTable, conn: &Connection, s: &SliceStat
 /// # Errors
 /// [`CampaignError::Invalid`] if `ids` does not match the batch or the slice cursor moved
 /// since the batch was prepared (nothing is written then).
-pub fn commit_batch(conn: &mut Connection, b: &PreparedBatch, gateway_ids: &[String], now: i64) -> Result<()> {
+pub fn commit_batch(
+    conn: &mut Connection,
+    b: &PreparedBatch,
+    gateway_ids: &[String],
+    now: i64,
+) -> Result<()> {
     if gateway_ids.len() != b.subscribers.len() {
-        return Err(CampaignError::invalid("gateway_ids", format!("{} ids for {} messages", gateway_ids.len(), b.subscribers.len())));
+        return Err(CampaignError::invalid(
+            "gateway_ids",
+            format!(
+                "{} ids for {} messages",
+                gateway_ids.len(),
+                b.subscribers.len()
+            ),
+        ));
     }
     let bulk = load_bulk(conn, b.bulk)?;
     let tx = conn.transaction()?;
@@ -471,7 +587,13 @@ pub fn commit_batch(conn: &mut Connection, b: &PreparedBatch, gateway_ids: &[Str
         |r| r.get(0),
     )?;
     if cursor != i64::from(b.from_cursor) {
-        return Err(CampaignError::invalid("batch", format!("stale batch: cursor is {cursor}, batch starts at {}", b.from_cursor)));
+        return Err(CampaignError::invalid(
+            "batch",
+            format!(
+                "stale batch: cursor is {cursor}, batch starts at {}",
+                b.from_cursor
+            ),
+        ));
     }
     {
         let mut ins = tx.prepare_cached(
@@ -544,7 +666,9 @@ pub async fn run<D: Dispatcher, F: Fn() -> Timestamp>(
     loop {
         let t = now();
         let batch = {
-            let mut g = svc.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut g = svc
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let c = &mut *g;
             let task = load_bulk(&c.conn, bulk_id)?.task;
             let state = task_state(&c.conn, task)?;
@@ -565,7 +689,9 @@ pub async fn run<D: Dispatcher, F: Fn() -> Timestamp>(
                 .await
                 .map_err(|source| RunError::Dispatch { sent, source })?
         };
-        let mut g = svc.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = svc
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         commit_batch(&mut g.conn, &batch, &ids, now().as_second())?;
         sent += ids.len() as u64;
     }
@@ -573,5 +699,7 @@ pub async fn run<D: Dispatcher, F: Fn() -> Timestamp>(
 
 /// Reason names for reports.
 pub fn reason_names(c: &ExclusionCounts) -> BTreeMap<&'static str, u64> {
-    c.iter().map(|(r, n): (&Reason, &u64)| (r.as_str(), *n)).collect()
+    c.iter()
+        .map(|(r, n): (&Reason, &u64)| (r.as_str(), *n))
+        .collect()
 }

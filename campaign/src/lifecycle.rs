@@ -79,7 +79,10 @@ impl TaskState {
                 | (Scheduled, Running)
                 | (Running, Paused | Completed)
                 | (Paused, Running | Completed)
-                | (Draft | Submitted | Approved | Scheduled | Running | Paused, Cancelled)
+                | (
+                    Draft | Submitted | Approved | Scheduled | Running | Paused,
+                    Cancelled
+                )
         )
     }
 
@@ -121,7 +124,10 @@ pub struct Transition {
 /// # Errors
 /// SQLite failure.
 pub fn create_campaign(conn: &Connection, name: &str, now: i64) -> Result<i64> {
-    conn.execute("INSERT INTO campaigns (name, created_at) VALUES (?1, ?2)", params![name, now])?;
+    conn.execute(
+        "INSERT INTO campaigns (name, created_at) VALUES (?1, ?2)",
+        params![name, now],
+    )?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -155,9 +161,15 @@ pub fn create_task(conn: &Connection, activity: Option<i64>, name: &str, now: i6
 
 fn exists(conn: &Connection, table: &str, what: &'static str, id: i64) -> Result<()> {
     let found: Option<i64> = conn
-        .query_row(&format!("SELECT id FROM {table} WHERE id = ?1"), [id], |r| r.get(0))
+        .query_row(
+            &format!("SELECT id FROM {table} WHERE id = ?1"),
+            [id],
+            |r| r.get(0),
+        )
         .optional()?;
-    found.map(|_| ()).ok_or(CampaignError::NotFound { what, id })
+    found
+        .map(|_| ())
+        .ok_or(CampaignError::NotFound { what, id })
 }
 
 /// Current state of a task.
@@ -166,9 +178,15 @@ fn exists(conn: &Connection, table: &str, what: &'static str, id: i64) -> Result
 /// [`CampaignError::NotFound`] for an unknown task.
 pub fn task_state(conn: &Connection, task: i64) -> Result<TaskState> {
     let s: Option<String> = conn
-        .query_row("SELECT state FROM tasks WHERE id = ?1", [task], |r| r.get(0))
+        .query_row("SELECT state FROM tasks WHERE id = ?1", [task], |r| {
+            r.get(0)
+        })
         .optional()?;
-    s.ok_or(CampaignError::NotFound { what: "task", id: task })?.parse()
+    s.ok_or(CampaignError::NotFound {
+        what: "task",
+        id: task,
+    })?
+    .parse()
 }
 
 /// Moves a task to `to`, recording `actor`, `now` and `note`.
@@ -188,7 +206,10 @@ pub fn transition(
     if !from.can_go(to) {
         return Err(CampaignError::IllegalTransition { task, from, to });
     }
-    tx.execute("UPDATE tasks SET state = ?1 WHERE id = ?2", params![to.as_str(), task])?;
+    tx.execute(
+        "UPDATE tasks SET state = ?1 WHERE id = ?2",
+        params![to.as_str(), task],
+    )?;
     tx.execute(
         "INSERT INTO transitions (task_id, from_state, to_state, actor, at, note)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -207,12 +228,24 @@ pub fn history(conn: &Connection, task: i64) -> Result<Vec<Transition>> {
         "SELECT from_state, to_state, actor, at, note FROM transitions WHERE task_id = ?1 ORDER BY id",
     )?;
     let rows = st.query_map([task], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+        ))
     })?;
     let mut out = Vec::new();
     for r in rows {
         let (f, t, actor, at, note) = r?;
-        out.push(Transition { from: f.parse()?, to: t.parse()?, actor, at, note });
+        out.push(Transition {
+            from: f.parse()?,
+            to: t.parse()?,
+            actor,
+            at,
+            note,
+        });
     }
     Ok(out)
 }
@@ -229,13 +262,30 @@ mod tests {
         let camp = create_campaign(&c, "spring", 1).unwrap();
         let act = create_activity(&c, camp, "data pack").unwrap();
         let t = create_task(&c, Some(act), "sms blast", 2).unwrap();
-        let steps = [(Submitted, "alice"), (Approved, "bob"), (Scheduled, "alice"), (Running, "sys"), (Paused, "ops"), (Running, "ops"), (Completed, "sys")];
+        let steps = [
+            (Submitted, "alice"),
+            (Approved, "bob"),
+            (Scheduled, "alice"),
+            (Running, "sys"),
+            (Paused, "ops"),
+            (Running, "ops"),
+            (Completed, "sys"),
+        ];
         for (i, (s, who)) in steps.iter().enumerate() {
             transition(&mut c, t, *s, who, 10 + i as i64, "").unwrap();
         }
         let h = history(&c, t).unwrap();
         assert_eq!(h.len(), steps.len());
-        assert_eq!(h[1], Transition { from: Submitted, to: Approved, actor: "bob".into(), at: 11, note: String::new() });
+        assert_eq!(
+            h[1],
+            Transition {
+                from: Submitted,
+                to: Approved,
+                actor: "bob".into(),
+                at: 11,
+                note: String::new()
+            }
+        );
         assert_eq!(task_state(&c, t).unwrap(), Completed);
     }
 
@@ -245,7 +295,9 @@ mod tests {
         let t = create_task(&c, None, "urgent notice", 0).unwrap();
         for bad in [Approved, Running, Scheduled, Completed, Paused, Rejected] {
             let e = transition(&mut c, t, bad, "x", 1, "").unwrap_err();
-            assert!(matches!(e, CampaignError::IllegalTransition { from: Draft, to, .. } if to == bad));
+            assert!(
+                matches!(e, CampaignError::IllegalTransition { from: Draft, to, .. } if to == bad)
+            );
         }
         assert_eq!(task_state(&c, t).unwrap(), Draft);
         assert!(history(&c, t).unwrap().is_empty());
@@ -255,12 +307,21 @@ mod tests {
         transition(&mut c, t, Draft, "a", 4, "").unwrap();
         transition(&mut c, t, Cancelled, "a", 5, "").unwrap();
         assert!(transition(&mut c, t, Draft, "a", 6, "").is_err());
-        assert!(matches!(create_activity(&c, 99, "x"), Err(CampaignError::NotFound { what: "campaign", id: 99 })));
+        assert!(matches!(
+            create_activity(&c, 99, "x"),
+            Err(CampaignError::NotFound {
+                what: "campaign",
+                id: 99
+            })
+        ));
     }
 
     #[test]
     fn only_scheduled_and_running_send() {
-        let sending: Vec<_> = TaskState::ALL.into_iter().filter(|s| s.may_send()).collect();
+        let sending: Vec<_> = TaskState::ALL
+            .into_iter()
+            .filter(|s| s.may_send())
+            .collect();
         assert_eq!(sending, vec![Scheduled, Running]);
     }
 }

@@ -41,7 +41,9 @@ pub fn normalize(raw: &str) -> Result<u64, MsisdnError> {
         return Err(MsisdnError::Length(national.len()));
     }
     // 11 ASCII digits always fit in u64.
-    national.parse().map_err(|_| MsisdnError::Length(national.len()))
+    national
+        .parse()
+        .map_err(|_| MsisdnError::Length(national.len()))
 }
 
 #[cfg(test)]
@@ -50,7 +52,12 @@ mod tests {
 
     #[test]
     fn prefixes_are_stripped() {
-        for s in ["13800138000", "+8613800138000", "008613800138000", "8613800138000"] {
+        for s in [
+            "13800138000",
+            "+8613800138000",
+            "008613800138000",
+            "8613800138000",
+        ] {
             assert_eq!(normalize(s), Ok(13_800_138_000), "{s}");
         }
     }

@@ -23,7 +23,8 @@ pub fn save(
     let tx = conn.transaction()?;
     {
         let mut have = tx.prepare("SELECT COALESCE(MAX(code) + 1, 0) FROM dict WHERE col = ?1")?;
-        let mut ins = tx.prepare("INSERT OR IGNORE INTO dict (col, code, value) VALUES (?1, ?2, ?3)")?;
+        let mut ins =
+            tx.prepare("INSERT OR IGNORE INTO dict (col, code, value) VALUES (?1, ?2, ?3)")?;
         let mut save_dict = |col: &str, c: &StrColumn| -> Result<(), StoreError> {
             let from: i64 = have.query_row([col], |r| r.get(0))?;
             for (code, v) in c.dict.values().enumerate().skip(from as usize) {
@@ -34,7 +35,8 @@ pub fn save(
         for (k, name) in STRING_COLUMNS.iter().enumerate() {
             save_dict(name, &t.strings[k])?;
         }
-        let mut cc = tx.prepare("INSERT OR IGNORE INTO custom_columns (idx, name) VALUES (?1, ?2)")?;
+        let mut cc =
+            tx.prepare("INSERT OR IGNORE INTO custom_columns (idx, name) VALUES (?1, ?2)")?;
         for (i, (name, c)) in t.custom.iter().enumerate() {
             cc.execute(params![i as i64, name])?;
             save_dict(&format!("custom:{name}"), c)?;

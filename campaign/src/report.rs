@@ -43,8 +43,11 @@ fn rate(a: u64, b: u64) -> f64 {
 /// SQLite failure.
 pub fn funnel(conn: &Connection, task: i64) -> Result<Vec<FunnelRow>> {
     let mut rows: BTreeMap<(String, String), FunnelRow> = BTreeMap::new();
-    let mut st = conn.prepare("SELECT id FROM bulk_sends WHERE task_id = ?1 AND planned_at IS NOT NULL")?;
-    let bulks: Vec<i64> = st.query_map([task], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let mut st =
+        conn.prepare("SELECT id FROM bulk_sends WHERE task_id = ?1 AND planned_at IS NOT NULL")?;
+    let bulks: Vec<i64> = st
+        .query_map([task], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     for b in bulks {
         let spec = launch::load_bulk(conn, b)?.spec;
         let ch = spec.channel.as_str().to_owned();
@@ -136,7 +139,8 @@ pub struct DailyRow {
 }
 
 fn local_date(hour: i64, tz: &jiff::tz::TimeZone) -> String {
-    Timestamp::from_second(hour * 3600).map_or_else(|_| "?".into(), |t| tz.to_datetime(t).date().to_string())
+    Timestamp::from_second(hour * 3600)
+        .map_or_else(|_| "?".into(), |t| tz.to_datetime(t).date().to_string())
 }
 
 /// Daily report over all tasks (sending / conversion day, local time).
@@ -153,8 +157,19 @@ pub fn daily(conn: &Connection, tz: &str) -> Result<Vec<DailyRow>> {
     )?;
     let mut q = st.query([])?;
     while let Some(r) = q.next()? {
-        let (date, task, group) = (local_date(r.get(0)?, &tz), r.get::<_, i64>(1)?, r.get::<_, String>(2)?);
-        let row = rows.entry((date.clone(), task, group.clone())).or_insert_with(|| DailyRow { date, task, group, ..Default::default() });
+        let (date, task, group) = (
+            local_date(r.get(0)?, &tz),
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+        );
+        let row = rows
+            .entry((date.clone(), task, group.clone()))
+            .or_insert_with(|| DailyRow {
+                date,
+                task,
+                group,
+                ..Default::default()
+            });
         row.sent += r.get::<_, i64>(3)? as u64;
         row.delivered += r.get::<_, i64>(4)? as u64;
         row.failed += r.get::<_, i64>(5)? as u64;
@@ -162,8 +177,19 @@ pub fn daily(conn: &Connection, tz: &str) -> Result<Vec<DailyRow>> {
     let mut st = conn.prepare("SELECT at / 3600, task_id, grp, COUNT(*) FROM conversions GROUP BY at / 3600, task_id, grp")?;
     let mut q = st.query([])?;
     while let Some(r) = q.next()? {
-        let (date, task, group) = (local_date(r.get(0)?, &tz), r.get::<_, i64>(1)?, r.get::<_, String>(2)?);
-        let row = rows.entry((date.clone(), task, group.clone())).or_insert_with(|| DailyRow { date, task, group, ..Default::default() });
+        let (date, task, group) = (
+            local_date(r.get(0)?, &tz),
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+        );
+        let row = rows
+            .entry((date.clone(), task, group.clone()))
+            .or_insert_with(|| DailyRow {
+                date,
+                task,
+                group,
+                ..Default::default()
+            });
         row.converted += r.get::<_, i64>(3)? as u64;
     }
     Ok(rows.into_values().collect())
@@ -205,14 +231,28 @@ pub fn channel_monitor(conn: &Connection, since: Timestamp, tz: &str) -> Result<
          FROM contacts WHERE at >= ?1 GROUP BY channel, at / 3600 ORDER BY channel, at / 3600",
     )?;
     let rows = st.query_map(params![since.as_second()], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
     })?;
     let mut out = Vec::new();
     for r in rows {
         let (channel, h, s, d, f) = r?;
-        let hour = Timestamp::from_second(h * 3600)
-            .map_or_else(|_| "?".into(), |t| tz.to_datetime(t).strftime("%Y-%m-%dT%H:00").to_string());
-        out.push(ChannelHour { channel, hour, sent: s as u64, delivered: d as u64, failed: f as u64 });
+        let hour = Timestamp::from_second(h * 3600).map_or_else(
+            |_| "?".into(),
+            |t| tz.to_datetime(t).strftime("%Y-%m-%dT%H:00").to_string(),
+        );
+        out.push(ChannelHour {
+            channel,
+            hour,
+            sent: s as u64,
+            delivered: d as u64,
+            failed: f as u64,
+        });
     }
     Ok(out)
 }

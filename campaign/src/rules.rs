@@ -33,7 +33,9 @@ use crate::table::SubscriberTable;
 const DAY: i64 = 86_400;
 
 /// Contact channels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     Sms,
@@ -99,7 +101,9 @@ impl ListKind {
 }
 
 /// Why a subscriber was excluded, in evaluation order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     Blacklist,
@@ -249,12 +253,20 @@ fn conflicting_offers(conn: &Connection, offer: &str) -> Result<Vec<String>> {
 /// # Errors
 /// SQLite failure.
 pub fn add_conflict(conn: &Connection, a: &str, b: &str) -> Result<()> {
-    conn.execute("INSERT OR IGNORE INTO offer_conflicts (offer_a, offer_b) VALUES (?1, ?2)", params![a, b])?;
+    conn.execute(
+        "INSERT OR IGNORE INTO offer_conflicts (offer_a, offer_b) VALUES (?1, ?2)",
+        params![a, b],
+    )?;
     Ok(())
 }
 
 /// The set of subscribers matching `reason` at `now` (before intersecting with a candidate set).
-fn reason_set(conn: &Connection, ctx: &RuleContext<'_>, reason: Reason, now: i64) -> Result<RoaringBitmap> {
+fn reason_set(
+    conn: &Connection,
+    ctx: &RuleContext<'_>,
+    reason: Reason,
+    now: i64,
+) -> Result<RoaringBitmap> {
     let p = ctx.policy;
     Ok(match reason {
         Reason::Blacklist => lists(conn, ListKind::Blacklist, None)?,
@@ -262,7 +274,8 @@ fn reason_set(conn: &Connection, ctx: &RuleContext<'_>, reason: Reason, now: i64
         Reason::Staff => lists(conn, ListKind::Staff, None)?,
         Reason::DoNotDisturb => lists(conn, ListKind::DoNotDisturb, Some(ctx.channel))?,
         Reason::Custom => {
-            let mut st = conn.prepare("SELECT members FROM exclusion_lists WHERE kind = 'custom'")?;
+            let mut st =
+                conn.prepare("SELECT members FROM exclusion_lists WHERE kind = 'custom'")?;
             let mut out = RoaringBitmap::new();
             for b in st.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
                 out |= blob_to_bitmap(&b?, "exclusion_lists", 0)?;
@@ -276,8 +289,16 @@ fn reason_set(conn: &Connection, ctx: &RuleContext<'_>, reason: Reason, now: i64
             let since = now - i64::from(p.conflict_days) * DAY;
             let mut out = RoaringBitmap::new();
             for o in conflicting_offers(conn, ctx.offer)? {
-                out |= ids(conn, "SELECT sub_id FROM contacts WHERE at >= ?1 AND offer = ?2", params![since, o])?;
-                out |= ids(conn, "SELECT sub_id FROM conversions WHERE at >= ?1 AND offer = ?2", params![since, o])?;
+                out |= ids(
+                    conn,
+                    "SELECT sub_id FROM contacts WHERE at >= ?1 AND offer = ?2",
+                    params![since, o],
+                )?;
+                out |= ids(
+                    conn,
+                    "SELECT sub_id FROM conversions WHERE at >= ?1 AND offer = ?2",
+                    params![since, o],
+                )?;
             }
             out
         }

@@ -133,7 +133,14 @@ pub fn save(
     conn.execute(
         "INSERT INTO segments (name, kind, definition, members, count, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![name, kind, definition, bitmap_to_blob(members), members.len() as i64, now],
+        params![
+            name,
+            kind,
+            definition,
+            bitmap_to_blob(members),
+            members.len() as i64,
+            now
+        ],
     )?;
     Ok(SegmentInfo {
         id: conn.last_insert_rowid(),
@@ -210,7 +217,10 @@ pub fn run_steps(
             Source::Segment(id) => members(conn, *id)?,
         };
         acc = if i == 0 { set } else { s.op.apply(&acc, &set) };
-        counts.push(StepCount { step: i + 1, count: acc.len() });
+        counts.push(StepCount {
+            step: i + 1,
+            count: acc.len(),
+        });
     }
     Ok((acc, counts))
 }
@@ -251,9 +261,13 @@ pub fn create_from_steps(
 /// # Errors
 /// SQLite failure.
 pub fn step_counts(conn: &Connection, id: i64) -> Result<Vec<StepCount>> {
-    let mut st = conn.prepare("SELECT step, count FROM segment_steps WHERE segment_id = ?1 ORDER BY step")?;
+    let mut st =
+        conn.prepare("SELECT step, count FROM segment_steps WHERE segment_id = ?1 ORDER BY step")?;
     let rows = st.query_map([id], |r| {
-        Ok(StepCount { step: r.get::<_, i64>(0)? as usize, count: r.get::<_, i64>(1)? as u64 })
+        Ok(StepCount {
+            step: r.get::<_, i64>(0)? as usize,
+            count: r.get::<_, i64>(1)? as u64,
+        })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -264,9 +278,14 @@ pub fn step_counts(conn: &Connection, id: i64) -> Result<Vec<StepCount>> {
 /// [`CampaignError::NotFound`], corrupt BLOB, SQLite failure.
 pub fn members(conn: &Connection, id: i64) -> Result<RoaringBitmap> {
     let blob: Option<Vec<u8>> = conn
-        .query_row("SELECT members FROM segments WHERE id = ?1", [id], |r| r.get(0))
+        .query_row("SELECT members FROM segments WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
         .optional()?;
-    let blob = blob.ok_or(CampaignError::NotFound { what: "segment", id })?;
+    let blob = blob.ok_or(CampaignError::NotFound {
+        what: "segment",
+        id,
+    })?;
     Ok(blob_to_bitmap(&blob, "segments", id)?)
 }
 
@@ -275,7 +294,9 @@ pub fn members(conn: &Connection, id: i64) -> Result<RoaringBitmap> {
 /// # Errors
 /// SQLite failure.
 pub fn list(conn: &Connection) -> Result<Vec<SegmentInfo>> {
-    let mut st = conn.prepare("SELECT id, name, kind, definition, count, created_at FROM segments ORDER BY id")?;
+    let mut st = conn.prepare(
+        "SELECT id, name, kind, definition, count, created_at FROM segments ORDER BY id",
+    )?;
     let rows = st.query_map([], |r| {
         Ok(SegmentInfo {
             id: r.get(0)?,
@@ -350,9 +371,18 @@ mod tests {
         let via_expr = evaluate_condition(&t, r#"brand = "gotone" and not arpu >= 100"#).unwrap();
         assert_eq!(members(&c, d.id).unwrap(), via_expr);
         let steps = vec![
-            Step { op: SetOp::Union, source: Source::Segment(a.id) },
-            Step { op: SetOp::Union, source: Source::Condition("arpu >= 100".into()) },
-            Step { op: SetOp::Difference, source: Source::Condition(r#"region = "lanzhou""#.into()) },
+            Step {
+                op: SetOp::Union,
+                source: Source::Segment(a.id),
+            },
+            Step {
+                op: SetOp::Union,
+                source: Source::Condition("arpu >= 100".into()),
+            },
+            Step {
+                op: SetOp::Difference,
+                source: Source::Condition(r#"region = "lanzhou""#.into()),
+            },
         ];
         let (info, counts) = create_from_steps(&mut c, &t, "acc", &steps, 3).unwrap();
         assert_eq!(counts[0].count, a.count);
@@ -365,9 +395,15 @@ mod tests {
         assert!(sample.iter().all(|r| r.brand == "gotone"));
         let mut out = Vec::new();
         export_csv(&t, &sb, &mut out).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap().lines().count() as u64, sb.len() + 1);
+        assert_eq!(
+            String::from_utf8(out).unwrap().lines().count() as u64,
+            sb.len() + 1
+        );
         assert!(sa.is_subset(&t.len().pipe_all()));
-        assert!(matches!(members(&c, 999), Err(CampaignError::NotFound { .. })));
+        assert!(matches!(
+            members(&c, 999),
+            Err(CampaignError::NotFound { .. })
+        ));
     }
 
     trait PipeAll {

@@ -44,14 +44,21 @@ impl Campaigns {
     /// # Errors
     /// Store errors.
     pub fn in_memory() -> Result<Self> {
-        Ok(Self { conn: store::open_in_memory()?, table: SubscriberTable::default() })
+        Ok(Self {
+            conn: store::open_in_memory()?,
+            table: SubscriberTable::default(),
+        })
     }
 
     /// Imports subscribers from CSV and persists the changed rows in one transaction.
     ///
     /// # Errors
     /// Fatal import errors (I/O, header) or store errors; bad lines are in the report.
-    pub fn import_subscribers<R: Read>(&mut self, input: R, total_bytes: Option<u64>) -> Result<ImportReport> {
+    pub fn import_subscribers<R: Read>(
+        &mut self,
+        input: R,
+        total_bytes: Option<u64>,
+    ) -> Result<ImportReport> {
         let report = import_csv(&mut self.table, input, total_bytes)?;
         persist::save(&mut self.conn, &self.table, &report.changed)?;
         Ok(report)
@@ -84,7 +91,12 @@ impl Campaigns {
     ///
     /// # Errors
     /// Parse/eval/store errors.
-    pub fn segment_from_condition(&self, name: &str, condition: &str, now: Timestamp) -> Result<SegmentInfo> {
+    pub fn segment_from_condition(
+        &self,
+        name: &str,
+        condition: &str,
+        now: Timestamp,
+    ) -> Result<SegmentInfo> {
         segment::create_from_condition(&self.conn, &self.table, name, condition, now.as_second())
     }
 
@@ -92,7 +104,12 @@ impl Campaigns {
     ///
     /// # Errors
     /// I/O/store errors.
-    pub fn segment_from_numbers<R: BufRead>(&self, name: &str, input: R, now: Timestamp) -> Result<(SegmentInfo, NumbersReport)> {
+    pub fn segment_from_numbers<R: BufRead>(
+        &self,
+        name: &str,
+        input: R,
+        now: Timestamp,
+    ) -> Result<(SegmentInfo, NumbersReport)> {
         segment::create_from_numbers(&self.conn, &self.table, name, input, now.as_second())
     }
 
@@ -100,7 +117,14 @@ impl Campaigns {
     ///
     /// # Errors
     /// Unknown segments, store errors.
-    pub fn segment_from_algebra(&self, name: &str, op: SetOp, a: i64, b: i64, now: Timestamp) -> Result<SegmentInfo> {
+    pub fn segment_from_algebra(
+        &self,
+        name: &str,
+        op: SetOp,
+        a: i64,
+        b: i64,
+        now: Timestamp,
+    ) -> Result<SegmentInfo> {
         segment::create_from_algebra(&self.conn, name, op, a, b, now.as_second())
     }
 
@@ -108,7 +132,12 @@ impl Campaigns {
     ///
     /// # Errors
     /// Parse/eval/store errors.
-    pub fn segment_from_steps(&mut self, name: &str, steps: &[Step], now: Timestamp) -> Result<(SegmentInfo, Vec<StepCount>)> {
+    pub fn segment_from_steps(
+        &mut self,
+        name: &str,
+        steps: &[Step],
+        now: Timestamp,
+    ) -> Result<(SegmentInfo, Vec<StepCount>)> {
         segment::create_from_steps(&mut self.conn, &self.table, name, steps, now.as_second())
     }
 
@@ -116,7 +145,14 @@ impl Campaigns {
     ///
     /// # Errors
     /// [`crate::CampaignError::IllegalTransition`] and store errors.
-    pub fn transition(&mut self, task: i64, to: TaskState, actor: &str, now: Timestamp, note: &str) -> Result<()> {
+    pub fn transition(
+        &mut self,
+        task: i64,
+        to: TaskState,
+        actor: &str,
+        now: Timestamp,
+        note: &str,
+    ) -> Result<()> {
         lifecycle::transition(&mut self.conn, task, to, actor, now.as_second(), note)
     }
 

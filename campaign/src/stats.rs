@@ -90,14 +90,23 @@ mod tests {
 
     #[test]
     fn matches_reference_values() {
-        let f: Fixture = serde_json::from_str(include_str!("../tests/fixtures/ztest.json")).unwrap();
+        let f: Fixture =
+            serde_json::from_str(include_str!("../tests/fixtures/ztest.json")).unwrap();
         assert!(f.cases.len() >= 5);
         for c in f.cases {
             let u = two_proportion(c.x1, c.n1, c.x2, c.n2).unwrap();
             let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * (1.0 + b.abs());
             assert!(close(u.z, c.z), "z {} vs {}", u.z, c.z);
-            assert!(close(u.p_value, c.p_value), "p {} vs {}", u.p_value, c.p_value);
-            assert!(close(u.ci_low, c.ci_low) && close(u.ci_high, c.ci_high), "ci {u:?}");
+            assert!(
+                close(u.p_value, c.p_value),
+                "p {} vs {}",
+                u.p_value,
+                c.p_value
+            );
+            assert!(
+                close(u.ci_low, c.ci_low) && close(u.ci_high, c.ci_high),
+                "ci {u:?}"
+            );
         }
     }
 

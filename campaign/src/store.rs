@@ -150,10 +150,15 @@ mod tests {
         let p = dir.path().join("c.db");
         drop(open(&p).unwrap());
         let mut c = open(&p).unwrap();
-        let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
         assert_eq!(v, MIGRATIONS.len() as i64);
         c.pragma_update(None, "user_version", 99).unwrap();
-        assert!(matches!(migrate(&mut c), Err(StoreError::SchemaTooNew { found: 99, .. })));
+        assert!(matches!(
+            migrate(&mut c),
+            Err(StoreError::SchemaTooNew { found: 99, .. })
+        ));
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::io::Write;
 
 use crate::table::{SubscriberRow, SubscriberTable};
 
-const PREFIXES: [u64; 15] = [134, 135, 136, 137, 138, 139, 150, 151, 152, 157, 158, 159, 182, 187, 198];
+const PREFIXES: [u64; 15] = [
+    134, 135, 136, 137, 138, 139, 150, 151, 152, 157, 158, 159, 182, 187, 198,
+];
 /// (region, weight ‰).
 pub const REGIONS: [(&str, u32); 9] = [
     ("lanzhou", 300),
@@ -25,9 +27,19 @@ pub const REGIONS: [(&str, u32); 9] = [
 ];
 /// (brand, weight ‰, median ARPU, plans).
 const BRANDS: [(&str, u32, f64, [&str; 3]); 3] = [
-    ("gotone", 150, 140.0, ["gotone-88", "gotone-128", "gotone-188"]),
+    (
+        "gotone",
+        150,
+        140.0,
+        ["gotone-88", "gotone-128", "gotone-188"],
+    ),
     ("mzone", 350, 38.0, ["mzone-18", "mzone-28", "mzone-38"]),
-    ("easyown", 500, 25.0, ["easyown-8", "easyown-18", "easyown-28"]),
+    (
+        "easyown",
+        500,
+        25.0,
+        ["easyown-8", "easyown-18", "easyown-28"],
+    ),
 ];
 
 /// SplitMix64: tiny, fast, value-stable generator (also used to hash group buckets).
@@ -44,7 +56,7 @@ impl SplitMix {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
     fn below(&mut self, n: u32) -> u32 {
-        ((self.next_u64() >> 32) * u64::from(n) >> 32) as u32
+        (((self.next_u64() >> 32) * u64::from(n)) >> 32) as u32
     }
 }
 
@@ -73,7 +85,10 @@ pub fn subscriber(i: u64, seed: u64) -> SubscriberRow {
     let prefix = PREFIXES[(i % PREFIXES.len() as u64) as usize];
     let suffix = ((i / PREFIXES.len() as u64) * 7919 + seed % 100_000_000) % 100_000_000;
     let msisdn = prefix * 100_000_000 + suffix;
-    let b = pick(&mut rng, &[(0usize, BRANDS[0].1), (1, BRANDS[1].1), (2, BRANDS[2].1)]);
+    let b = pick(
+        &mut rng,
+        &[(0usize, BRANDS[0].1), (1, BRANDS[1].1), (2, BRANDS[2].1)],
+    );
     let (brand, _, median, plans) = BRANDS[b];
     let region = pick(&mut rng, &REGIONS);
     let district = rng.below(4) + 1;
@@ -139,7 +154,9 @@ mod tests {
         let b = generate_city(20_000, 7);
         assert_eq!(a.len(), 20_000, "numbers must be unique");
         assert_eq!(a.row(123), b.row(123));
-        let gotone = (0..a.len()).filter(|&i| a.str_value("brand", i) == "gotone").count();
+        let gotone = (0..a.len())
+            .filter(|&i| a.str_value("brand", i) == "gotone")
+            .count();
         assert!((2_400..3_600).contains(&gotone), "{gotone}");
         for i in 0..a.len() {
             let n = a.msisdn(i).unwrap();

@@ -142,7 +142,10 @@ impl SubscriberTable {
     pub fn upsert(&mut self, row: &SubscriberRow) -> u32 {
         let id = self.upsert_id(row.msisdn);
         let i = id as usize;
-        for (k, v) in [&row.brand, &row.region, &row.city, &row.plan].into_iter().enumerate() {
+        for (k, v) in [&row.brand, &row.region, &row.city, &row.plan]
+            .into_iter()
+            .enumerate()
+        {
             let c = self.strings[k].dict.intern(v);
             self.strings[k].codes[i] = c;
         }
@@ -222,7 +225,12 @@ impl SubscriberTable {
     pub fn row(&self, id: u32) -> Option<SubscriberRow> {
         let i = id as usize;
         let msisdn = *self.msisdn.get(i)?;
-        let s = |k: usize| self.strings[k].dict.value(self.strings[k].codes[i]).to_owned();
+        let s = |k: usize| {
+            self.strings[k]
+                .dict
+                .value(self.strings[k].codes[i])
+                .to_owned()
+        };
         let num = |v: f64| (!v.is_nan()).then_some(v);
         Some(SubscriberRow {
             msisdn,

@@ -12,7 +12,10 @@ use crate::table::SubscriberTable;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Text(String),
-    Field { name: String, fallback: Option<String> },
+    Field {
+        name: String,
+        fallback: Option<String>,
+    },
 }
 
 /// A parsed template.
@@ -40,12 +43,17 @@ impl Template {
                     it.next();
                     text.push('}');
                 }
-                '}' => return Err(CampaignError::invalid("template", format!("stray `}}` at byte {i}"))),
+                '}' => {
+                    return Err(CampaignError::invalid(
+                        "template",
+                        format!("stray `}}` at byte {i}"),
+                    ));
+                }
                 '{' => {
                     let rest = &src[i + 1..];
-                    let end = rest
-                        .find('}')
-                        .ok_or_else(|| CampaignError::invalid("template", format!("unclosed `{{` at byte {i}")))?;
+                    let end = rest.find('}').ok_or_else(|| {
+                        CampaignError::invalid("template", format!("unclosed `{{` at byte {i}"))
+                    })?;
                     let inner = &rest[..end];
                     let (name, fallback) = match inner.split_once('|') {
                         Some((n, f)) => (n.trim(), Some(f.to_owned())),
@@ -60,7 +68,10 @@ impl Template {
                     if !text.is_empty() {
                         parts.push(Part::Text(std::mem::take(&mut text)));
                     }
-                    parts.push(Part::Field { name: name.to_owned(), fallback });
+                    parts.push(Part::Field {
+                        name: name.to_owned(),
+                        fallback,
+                    });
                     while it.peek().is_some_and(|p| p.0 <= i + 1 + end) {
                         it.next();
                     }
@@ -109,9 +120,21 @@ mod tests {
             custom: vec![("name".into(), "张三".into())],
             ..Default::default()
         });
-        let tpl = Template::parse("{name}您好，{{全球通}} {brand} ARPU {arpu} {city|兰州} {msisdn}", &t).unwrap();
-        assert_eq!(tpl.render(&t, 0), "张三您好，{全球通} gotone ARPU 128 兰州 13800000001");
-        assert!(Template::parse("hi {nope}", &t).unwrap_err().to_string().contains("unknown field `nope` at byte 3"));
+        let tpl = Template::parse(
+            "{name}您好，{{全球通}} {brand} ARPU {arpu} {city|兰州} {msisdn}",
+            &t,
+        )
+        .unwrap();
+        assert_eq!(
+            tpl.render(&t, 0),
+            "张三您好，{全球通} gotone ARPU 128 兰州 13800000001"
+        );
+        assert!(
+            Template::parse("hi {nope}", &t)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field `nope` at byte 3")
+        );
         assert!(Template::parse("hi {name", &t).is_err());
         assert!(Template::parse("hi }", &t).is_err());
     }

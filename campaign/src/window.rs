@@ -57,7 +57,14 @@ impl FromStr for TimeWindow {
 
 impl fmt::Display for TimeWindow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:02}:{:02}-{:02}:{:02}", self.start / 60, self.start % 60, self.end / 60, self.end % 60)
+        write!(
+            f,
+            "{:02}:{:02}-{:02}:{:02}",
+            self.start / 60,
+            self.start % 60,
+            self.end / 60,
+            self.end % 60
+        )
     }
 }
 
@@ -70,7 +77,12 @@ pub fn time_zone(name: &str) -> Result<TimeZone> {
 }
 
 /// Whether a slice starting at `start` with `window` may send at `now`.
-pub fn may_send(start: Timestamp, window: Option<TimeWindow>, now: Timestamp, tz: &TimeZone) -> bool {
+pub fn may_send(
+    start: Timestamp,
+    window: Option<TimeWindow>,
+    now: Timestamp,
+    tz: &TimeZone,
+) -> bool {
     if now < start {
         return false;
     }
@@ -93,7 +105,15 @@ mod tests {
         let all: TimeWindow = "00:00-24:00".parse().unwrap();
         assert!(all.contains(0) && all.contains(1439));
         assert_eq!(w.to_string(), "10:00-11:00");
-        for bad in ["", "10:00", "1000-1100", "25:00-26:00", "10:00-10:00", "10:60-11:00", "9:00-10:00"] {
+        for bad in [
+            "",
+            "10:00",
+            "1000-1100",
+            "25:00-26:00",
+            "10:00-10:00",
+            "10:60-11:00",
+            "9:00-10:00",
+        ] {
             assert!(bad.parse::<TimeWindow>().is_err(), "{bad}");
         }
     }
@@ -104,12 +124,21 @@ mod tests {
         let start: Timestamp = "2026-03-05T00:00:00+08:00".parse().unwrap();
         let w = Some("10:00-11:00".parse().unwrap());
         let at = |s: &str| s.parse::<Timestamp>().unwrap();
-        assert!(!may_send(start, w, at("2026-03-04T10:30:00+08:00"), &tz), "before start");
+        assert!(
+            !may_send(start, w, at("2026-03-04T10:30:00+08:00"), &tz),
+            "before start"
+        );
         assert!(may_send(start, w, at("2026-03-05T10:30:00+08:00"), &tz));
         // 02:30 UTC is 10:30 in Shanghai.
         assert!(may_send(start, w, at("2026-03-05T02:30:00Z"), &tz));
-        assert!(!may_send(start, w, at("2026-03-05T11:00:00+08:00"), &tz), "end exclusive");
-        assert!(!may_send(start, w, at("2026-03-05T10:30:00Z"), &tz), "18:30 local");
+        assert!(
+            !may_send(start, w, at("2026-03-05T11:00:00+08:00"), &tz),
+            "end exclusive"
+        );
+        assert!(
+            !may_send(start, w, at("2026-03-05T10:30:00Z"), &tz),
+            "18:30 local"
+        );
         assert!(may_send(start, None, at("2026-03-06T03:00:00+08:00"), &tz));
     }
 }

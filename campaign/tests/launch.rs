@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use sluice_campaign::groups::{GroupSpec, Variant};
-use sluice_campaign::launch::{self, RunOutcome, RunError};
+use sluice_campaign::launch::{self, RunError, RunOutcome};
 use sluice_campaign::lifecycle::TaskState;
 use sluice_campaign::rules::{Cap, Channel, ContactPolicy, Reason};
 use sluice_campaign::{CampaignError, Campaigns};
@@ -17,14 +17,22 @@ use sluice_campaign::{CampaignError, Campaigns};
 fn city(path: &std::path::Path, n: u32) -> (Campaigns, i64) {
     let mut c = Campaigns::open(path).unwrap();
     c.load_synthetic(n, 11).unwrap();
-    let seg = c.segment_from_condition("everyone", "arpu >= 0", ts("2026-03-01T00:00:00Z")).unwrap();
+    let seg = c
+        .segment_from_condition("everyone", "arpu >= 0", ts("2026-03-01T00:00:00Z"))
+        .unwrap();
     assert_eq!(seg.count, u64::from(n));
     (c, seg.id)
 }
 
 fn contacts(c: &Campaigns, task: i64) -> Vec<(u32, u32, String)> {
-    let mut st = c.conn.prepare("SELECT sub_id, slice, grp FROM contacts WHERE task_id = ?1 ORDER BY sub_id").unwrap();
-    st.query_map([task], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+    let mut st = c
+        .conn
+        .prepare("SELECT sub_id, slice, grp FROM contacts WHERE task_id = ?1 ORDER BY sub_id")
+        .unwrap();
+    st.query_map([task], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 #[tokio::test]
@@ -36,10 +44,20 @@ async fn launch_sends_each_non_control_member_once_with_tags() {
     s.batch_size = 300;
     s.groups = GroupSpec::Random {
         seed: 7,
-        variants: vec![Variant { name: "A".into(), weight: 1 }, Variant { name: "B".into(), weight: 1 }],
+        variants: vec![
+            Variant {
+                name: "A".into(),
+                weight: 1,
+            },
+            Variant {
+                name: "B".into(),
+                weight: 1,
+            },
+        ],
         control_share: 0.1,
     };
-    s.group_templates.insert("B".into(), "{city|本地}专享：{plan}".into());
+    s.group_templates
+        .insert("B".into(), "{city|本地}专享：{plan}".into());
     let bulk = c.create_bulk(task, &s).unwrap();
     let plan = c.plan(bulk, ts("2026-03-04T00:00:00Z")).unwrap();
     assert_eq!(plan.audience, 2_000);
@@ -52,14 +70,31 @@ async fn launch_sends_each_non_control_member_once_with_tags() {
 
     let gw = FakeGateway::default();
     let svc = Mutex::new(c);
-    let out = launch::run(&svc, &gw, bulk, || ts("2026-03-05T02:00:00Z")).await.unwrap();
-    assert_eq!(out, RunOutcome::Finished { sent: 2_000 - control });
+    let out = launch::run(&svc, &gw, bulk, || ts("2026-03-05T02:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        RunOutcome::Finished {
+            sent: 2_000 - control
+        }
+    );
     let c = svc.into_inner().unwrap();
     let msgs = gw.messages();
     assert_eq!(msgs.len() as u64, 2_000 - control);
-    assert!(gw.state.lock().unwrap().batches.iter().all(|b| b.len() <= 300));
-    let groups: BTreeMap<String, roaring::RoaringBitmap> =
-        launch::groups(&c.conn, bulk).unwrap().into_iter().map(|(n, _, m)| (n, m)).collect();
+    assert!(
+        gw.state
+            .lock()
+            .unwrap()
+            .batches
+            .iter()
+            .all(|b| b.len() <= 300)
+    );
+    let groups: BTreeMap<String, roaring::RoaringBitmap> = launch::groups(&c.conn, bulk)
+        .unwrap()
+        .into_iter()
+        .map(|(n, _, m)| (n, m))
+        .collect();
     let mut seen = BTreeSet::new();
     for m in &msgs {
         let sub: u32 = m.tags["subscriber"].parse().unwrap();
@@ -86,19 +121,40 @@ async fn only_scheduled_or_running_tasks_send() {
     let dir = tempfile::tempdir().unwrap();
     let (mut c, seg) = city(&dir.path().join("c.db"), 50);
     let t = sluice_campaign::lifecycle::create_task(&c.conn, None, "t", 0).unwrap();
-    let bulk = c.create_bulk(t, &spec(seg, vec![slice("2026-03-05T00:00:00Z", None)])).unwrap();
+    let bulk = c
+        .create_bulk(t, &spec(seg, vec![slice("2026-03-05T00:00:00Z", None)]))
+        .unwrap();
     for s in [TaskState::Submitted, TaskState::Approved] {
-        assert!(matches!(c.plan(bulk, ts("2026-03-05T00:00:00Z")), Err(CampaignError::NotSendable { .. })));
-        c.transition(t, s, "x", ts("2026-03-05T00:00:00Z"), "").unwrap();
+        assert!(matches!(
+            c.plan(bulk, ts("2026-03-05T00:00:00Z")),
+            Err(CampaignError::NotSendable { .. })
+        ));
+        c.transition(t, s, "x", ts("2026-03-05T00:00:00Z"), "")
+            .unwrap();
     }
-    assert!(matches!(c.plan(bulk, ts("2026-03-05T00:00:00Z")), Err(CampaignError::NotSendable { state: TaskState::Approved, .. })));
-    c.transition(t, TaskState::Scheduled, "x", ts("2026-03-05T00:00:00Z"), "").unwrap();
+    assert!(matches!(
+        c.plan(bulk, ts("2026-03-05T00:00:00Z")),
+        Err(CampaignError::NotSendable {
+            state: TaskState::Approved,
+            ..
+        })
+    ));
+    c.transition(t, TaskState::Scheduled, "x", ts("2026-03-05T00:00:00Z"), "")
+        .unwrap();
     c.plan(bulk, ts("2026-03-05T00:00:00Z")).unwrap();
     // Scheduled but not yet running: the runner does not start sending.
     let gw = FakeGateway::default();
     let svc = Mutex::new(c);
-    let out = launch::run(&svc, &gw, bulk, || ts("2026-03-05T01:00:00Z")).await.unwrap();
-    assert_eq!(out, RunOutcome::Stopped { sent: 0, state: TaskState::Scheduled });
+    let out = launch::run(&svc, &gw, bulk, || ts("2026-03-05T01:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        RunOutcome::Stopped {
+            sent: 0,
+            state: TaskState::Scheduled
+        }
+    );
     assert!(gw.messages().is_empty());
 }
 
@@ -108,7 +164,13 @@ async fn pause_resume_and_restart_lose_and_duplicate_nothing() {
     let path = dir.path().join("c.db");
     let (mut c, seg) = city(&path, 1_000);
     let task = running_task(&mut c, "blast");
-    let mut s = spec(seg, vec![slice("2026-03-05T00:00:00Z", None), slice("2026-03-05T00:00:00Z", None)]);
+    let mut s = spec(
+        seg,
+        vec![
+            slice("2026-03-05T00:00:00Z", None),
+            slice("2026-03-05T00:00:00Z", None),
+        ],
+    );
     s.batch_size = 90;
     let bulk = c.create_bulk(task, &s).unwrap();
     c.plan(bulk, ts("2026-03-05T00:00:00Z")).unwrap();
@@ -119,17 +181,41 @@ async fn pause_resume_and_restart_lose_and_duplicate_nothing() {
         let svc2 = Arc::clone(&svc);
         *gw.after_call.lock().unwrap() = Some(Box::new(move |call| {
             if call == 3 {
-                svc2.lock().unwrap().transition(task, TaskState::Paused, "ops", ts("2026-03-05T01:00:00Z"), "hold").unwrap();
+                svc2.lock()
+                    .unwrap()
+                    .transition(
+                        task,
+                        TaskState::Paused,
+                        "ops",
+                        ts("2026-03-05T01:00:00Z"),
+                        "hold",
+                    )
+                    .unwrap();
             }
         }));
     }
     let now = || ts("2026-03-05T01:00:00Z");
     let out = launch::run(&svc, &gw, bulk, now).await.unwrap();
-    assert_eq!(out, RunOutcome::Stopped { sent: 270, state: TaskState::Paused });
+    assert_eq!(
+        out,
+        RunOutcome::Stopped {
+            sent: 270,
+            state: TaskState::Paused
+        }
+    );
     // Paused: another run does nothing.
-    assert_eq!(launch::run(&svc, &gw, bulk, now).await.unwrap(), RunOutcome::Stopped { sent: 0, state: TaskState::Paused });
+    assert_eq!(
+        launch::run(&svc, &gw, bulk, now).await.unwrap(),
+        RunOutcome::Stopped {
+            sent: 0,
+            state: TaskState::Paused
+        }
+    );
     *gw.after_call.lock().unwrap() = None;
-    svc.lock().unwrap().transition(task, TaskState::Running, "ops", now(), "go").unwrap();
+    svc.lock()
+        .unwrap()
+        .transition(task, TaskState::Running, "ops", now(), "go")
+        .unwrap();
     // The response of call 6 (3rd after resume) is lost: the batch is stored at the gateway,
     // but we never learn the ids.
     gw.lose_response_on.lock().unwrap().push(6);
@@ -142,13 +228,20 @@ async fn pause_resume_and_restart_lose_and_duplicate_nothing() {
     let c = Campaigns::open(&path).unwrap();
     assert_eq!(c.table.len(), 1_000);
     let states = launch::slice_states(&c.conn, bulk).unwrap();
-    assert_eq!(states[0].cursor, states[0].members.iter().nth(449).unwrap() + 1);
+    assert_eq!(
+        states[0].cursor,
+        states[0].members.iter().nth(449).unwrap() + 1
+    );
     let svc = Mutex::new(c);
     let out = launch::run(&svc, &gw, bulk, now).await.unwrap();
     assert_eq!(out, RunOutcome::Finished { sent: 550 });
     let c = svc.into_inner().unwrap();
     let rows = contacts(&c, task);
-    assert_eq!(rows.len(), 1_000, "every subscriber exactly once in history");
+    assert_eq!(
+        rows.len(),
+        1_000,
+        "every subscriber exactly once in history"
+    );
     let subs: BTreeSet<u32> = rows.iter().map(|r| r.0).collect();
     assert_eq!(subs.len(), 1_000);
     // The gateway saw each client_ref; only the lost batch was re-sent, and it deduplicated.
@@ -158,7 +251,14 @@ async fn pause_resume_and_restart_lose_and_duplicate_nothing() {
     // Slices split evenly and the client_ref carries the slice.
     assert_eq!(rows.iter().filter(|r| r.1 == 1).count(), 500);
     // Each contact row holds the gateway's id for its message.
-    let ids: i64 = c.conn.query_row("SELECT COUNT(DISTINCT gateway_id) FROM contacts WHERE task_id = ?1", [task], |r| r.get(0)).unwrap();
+    let ids: i64 = c
+        .conn
+        .query_row(
+            "SELECT COUNT(DISTINCT gateway_id) FROM contacts WHERE task_id = ?1",
+            [task],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(ids, 1_000);
 }
 
@@ -179,15 +279,48 @@ async fn slices_send_only_inside_their_windows() {
     let gw = FakeGateway::default();
     let svc = Mutex::new(c);
     let at = |s: &'static str| move || ts(s);
-    assert_eq!(launch::run(&svc, &gw, bulk, at("2026-03-05T09:59:00+08:00")).await.unwrap(), RunOutcome::Waiting { sent: 0 });
-    assert_eq!(launch::run(&svc, &gw, bulk, at("2026-03-05T10:30:00+08:00")).await.unwrap(), RunOutcome::Waiting { sent: 200 });
-    assert_eq!(launch::run(&svc, &gw, bulk, at("2026-03-06T11:30:00+08:00")).await.unwrap(), RunOutcome::Waiting { sent: 0 });
-    assert_eq!(launch::run(&svc, &gw, bulk, at("2026-03-06T10:00:00+08:00")).await.unwrap(), RunOutcome::Finished { sent: 200 });
+    assert_eq!(
+        launch::run(&svc, &gw, bulk, at("2026-03-05T09:59:00+08:00"))
+            .await
+            .unwrap(),
+        RunOutcome::Waiting { sent: 0 }
+    );
+    assert_eq!(
+        launch::run(&svc, &gw, bulk, at("2026-03-05T10:30:00+08:00"))
+            .await
+            .unwrap(),
+        RunOutcome::Waiting { sent: 200 }
+    );
+    assert_eq!(
+        launch::run(&svc, &gw, bulk, at("2026-03-06T11:30:00+08:00"))
+            .await
+            .unwrap(),
+        RunOutcome::Waiting { sent: 0 }
+    );
+    assert_eq!(
+        launch::run(&svc, &gw, bulk, at("2026-03-06T10:00:00+08:00"))
+            .await
+            .unwrap(),
+        RunOutcome::Finished { sent: 200 }
+    );
     let msgs = gw.messages();
-    assert!(msgs.iter().all(|m| m.window.as_deref() == Some("10:00-11:00")));
-    assert_eq!(msgs.iter().filter(|m| m.client_ref.ends_with("-1")).count(), 200);
+    assert!(
+        msgs.iter()
+            .all(|m| m.window.as_deref() == Some("10:00-11:00"))
+    );
+    assert_eq!(
+        msgs.iter().filter(|m| m.client_ref.ends_with("-1")).count(),
+        200
+    );
     let c = svc.into_inner().unwrap();
-    let day6: i64 = c.conn.query_row("SELECT COUNT(*) FROM contacts WHERE slice = 1 AND at = ?1", [ts("2026-03-06T10:00:00+08:00").as_second()], |r| r.get(0)).unwrap();
+    let day6: i64 = c
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM contacts WHERE slice = 1 AND at = ?1",
+            [ts("2026-03-06T10:00:00+08:00").as_second()],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(day6, 200);
 }
 
@@ -202,7 +335,14 @@ async fn caps_apply_across_tasks_at_launch_and_again_before_dispatch() {
         let mut s = spec(seg, vec![slice("2026-03-05T00:00:00Z", None)]);
         s.offer = String::new();
         s.campaign_type = String::new();
-        s.policy = ContactPolicy { caps: vec![Cap { channel: Some(Channel::Sms), max: 1, period_days: 7 }], ..Default::default() };
+        s.policy = ContactPolicy {
+            caps: vec![Cap {
+                channel: Some(Channel::Sms),
+                max: 1,
+                period_days: 7,
+            }],
+            ..Default::default()
+        };
         s
     };
     let b1 = c.create_bulk(t1, &capped(seg)).unwrap();
@@ -214,16 +354,30 @@ async fn caps_apply_across_tasks_at_launch_and_again_before_dispatch() {
     let gw = FakeGateway::default();
     let svc = Mutex::new(c);
     let now = || ts("2026-03-05T01:00:00Z");
-    assert_eq!(launch::run(&svc, &gw, b1, now).await.unwrap(), RunOutcome::Finished { sent: 300 });
+    assert_eq!(
+        launch::run(&svc, &gw, b1, now).await.unwrap(),
+        RunOutcome::Finished { sent: 300 }
+    );
     // The dispatch-time check of t2's slice sees t1's contacts.
-    assert_eq!(launch::run(&svc, &gw, b2, now).await.unwrap(), RunOutcome::Finished { sent: 0 });
+    assert_eq!(
+        launch::run(&svc, &gw, b2, now).await.unwrap(),
+        RunOutcome::Finished { sent: 0 }
+    );
     let mut c = svc.into_inner().unwrap();
-    assert_eq!(launch::exclusions(&c.conn, b2, "dispatch").unwrap(), [(Reason::ChannelCap, 300)].into());
+    assert_eq!(
+        launch::exclusions(&c.conn, b2, "dispatch").unwrap(),
+        [(Reason::ChannelCap, 300)].into()
+    );
     // A task launched afterwards is capped at launch already; 8 days later it is not.
     let b3 = c.create_bulk(t3, &capped(seg)).unwrap();
     let p3 = c.plan(b3, ts("2026-03-05T02:00:00Z")).unwrap();
     assert_eq!(p3.excluded, [(Reason::ChannelCap, 300)].into());
     let t4 = running_task(&mut c, "later");
     let b4 = c.create_bulk(t4, &capped(seg)).unwrap();
-    assert!(c.plan(b4, ts("2026-03-13T02:00:00Z")).unwrap().excluded.is_empty());
+    assert!(
+        c.plan(b4, ts("2026-03-13T02:00:00Z"))
+            .unwrap()
+            .excluded
+            .is_empty()
+    );
 }

@@ -66,11 +66,24 @@ fn each_reason_is_counted_once_under_the_first_matching_rule() {
         recent_days: 7,
         conflict_days: 3,
         caps: vec![
-            Cap { channel: Some(Channel::Sms), max: 2, period_days: 30 },
-            Cap { channel: None, max: 3, period_days: 30 },
+            Cap {
+                channel: Some(Channel::Sms),
+                max: 2,
+                period_days: 30,
+            },
+            Cap {
+                channel: None,
+                max: 3,
+                period_days: 30,
+            },
         ],
     };
-    let ctx = RuleContext { channel: Channel::Sms, offer: "DATA10", campaign_type: "promo", policy: &policy };
+    let ctx = RuleContext {
+        channel: Channel::Sms,
+        offer: "DATA10",
+        campaign_type: "promo",
+        policy: &policy,
+    };
     let mut all = RoaringBitmap::new();
     all.insert_range(0..40);
     let (kept, counts) = rules::apply(&c.conn, &ctx, &all, now).unwrap();
@@ -87,11 +100,17 @@ fn each_reason_is_counted_once_under_the_first_matching_rule() {
     ];
     assert_eq!(counts, want.into());
     let excluded: Vec<u32> = (&all - &kept).iter().collect();
-    assert_eq!(excluded, vec![0, 1, 2, 3, 4, 6, 7, 8, 10, 11, 13, 14, 17, 20]);
+    assert_eq!(
+        excluded,
+        vec![0, 1, 2, 3, 4, 6, 7, 8, 10, 11, 13, 14, 17, 20]
+    );
     assert_eq!(kept.len() + counts.values().sum::<u64>(), 40);
 
     // The same rules for MMS: the sms-only DND and sms cap do not apply, the mms DND does.
-    let ctx = RuleContext { channel: Channel::Mms, ..ctx };
+    let ctx = RuleContext {
+        channel: Channel::Mms,
+        ..ctx
+    };
     let (_, counts) = rules::apply(&c.conn, &ctx, &all, now).unwrap();
     assert_eq!(counts[&Reason::DoNotDisturb], 2); // 5 and 6
     assert!(!counts.contains_key(&Reason::ChannelCap));
@@ -104,15 +123,26 @@ fn recently_marketed_window_edges_and_disabled_rules() {
     insert_contact(&c, 1, "sms", "DATA10", "", now - 7 * DAY); // exactly at the edge: inside
     insert_contact(&c, 2, "sms", "DATA10", "", now - 7 * DAY - 1); // one second outside
     insert_contact(&c, 3, "sms", "", "", now - DAY); // empty offer never matches empty offer
-    let policy = ContactPolicy { recent_days: 7, ..Default::default() };
-    let ctx = RuleContext { channel: Channel::Sms, offer: "DATA10", campaign_type: "", policy: &policy };
+    let policy = ContactPolicy {
+        recent_days: 7,
+        ..Default::default()
+    };
+    let ctx = RuleContext {
+        channel: Channel::Sms,
+        offer: "DATA10",
+        campaign_type: "",
+        policy: &policy,
+    };
     let mut all = RoaringBitmap::new();
     all.insert_range(0..40);
     let (kept, counts) = rules::apply(&c.conn, &ctx, &all, now).unwrap();
     assert_eq!(counts, [(Reason::RecentlyMarketed, 1)].into());
     assert!(!kept.contains(1) && kept.contains(2) && kept.contains(3));
     let off = ContactPolicy::default();
-    let ctx = RuleContext { policy: &off, ..ctx };
+    let ctx = RuleContext {
+        policy: &off,
+        ..ctx
+    };
     assert!(rules::apply(&c.conn, &ctx, &all, now).unwrap().1.is_empty());
 }
 
@@ -120,10 +150,22 @@ fn recently_marketed_window_edges_and_disabled_rules() {
 fn unknown_numbers_are_reported_when_building_lists() {
     let (c, _) = setup();
     let known = num(&c, 5);
-    let (added, rejected) =
-        rules::add_to_list(&c.conn, &c.table, ListKind::Blacklist, None, "", &[&known, "13999999999", "abc"]).unwrap();
+    let (added, rejected) = rules::add_to_list(
+        &c.conn,
+        &c.table,
+        ListKind::Blacklist,
+        None,
+        "",
+        &[&known, "13999999999", "abc"],
+    )
+    .unwrap();
     assert_eq!(added, 1);
     assert_eq!(rejected, vec!["13999999999".to_owned(), "abc".to_owned()]);
     // Adding again is idempotent.
-    assert_eq!(rules::add_to_list(&c.conn, &c.table, ListKind::Blacklist, None, "", &[&known]).unwrap().0, 0);
+    assert_eq!(
+        rules::add_to_list(&c.conn, &c.table, ListKind::Blacklist, None, "", &[&known])
+            .unwrap()
+            .0,
+        0
+    );
 }

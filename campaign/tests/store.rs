@@ -31,7 +31,10 @@ fn imported_subscribers_survive_reopen_and_reimport_merges() {
     let c = Campaigns::open(&path).unwrap();
     assert_eq!(c.table.len(), 3);
     let row = c.table.row(0).unwrap();
-    assert_eq!((row.brand.as_str(), row.arpu, row.region.as_str()), ("easyown", None, ""));
+    assert_eq!(
+        (row.brand.as_str(), row.arpu, row.region.as_str()),
+        ("easyown", None, "")
+    );
     assert_eq!(row.custom, vec![("score".to_owned(), "7".to_owned())]);
     assert_eq!(c.count("score >= 8").unwrap(), 1);
 }
@@ -42,21 +45,69 @@ async fn in_process_feedback_stream_applies_receipts_and_replies() {
     c.load_synthetic(10, 1).unwrap();
     let at = ts("2026-03-05T10:00:00Z").as_second();
     insert_contact(&c, 3, "sms", "DATA10", "promo", at);
-    c.conn.execute("UPDATE contacts SET gateway_id = 'g1', task_id = 7", []).unwrap();
+    c.conn
+        .execute("UPDATE contacts SET gateway_id = 'g1', task_id = 7", [])
+        .unwrap();
     let num = c.table.msisdn(3).unwrap();
     let svc = std::sync::Arc::new(std::sync::Mutex::new(c));
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let h = tokio::spawn(feedback::consume(std::sync::Arc::clone(&svc), rx));
-    tx.send(FeedbackEvent::Receipt(Receipt { id: Some("g1".into()), state: "delivered".into(), done_at: None, tags: Default::default() })).await.unwrap();
-    tx.send(FeedbackEvent::Receipt(Receipt { id: None, state: "failed".into(), done_at: None, tags: [("task".to_owned(), "7".to_owned()), ("subscriber".to_owned(), "4".to_owned())].into() })).await.unwrap();
-    tx.send(FeedbackEvent::Reply(MoReply { from: format!("0086{num}"), to: "10086".into(), text: "Y".into(), received_at: ts("2026-03-06T10:00:00Z") })).await.unwrap();
+    tx.send(FeedbackEvent::Receipt(Receipt {
+        id: Some("g1".into()),
+        state: "delivered".into(),
+        done_at: None,
+        tags: Default::default(),
+    }))
+    .await
+    .unwrap();
+    tx.send(FeedbackEvent::Receipt(Receipt {
+        id: None,
+        state: "failed".into(),
+        done_at: None,
+        tags: [
+            ("task".to_owned(), "7".to_owned()),
+            ("subscriber".to_owned(), "4".to_owned()),
+        ]
+        .into(),
+    }))
+    .await
+    .unwrap();
+    tx.send(FeedbackEvent::Reply(MoReply {
+        from: format!("0086{num}"),
+        to: "10086".into(),
+        text: "Y".into(),
+        received_at: ts("2026-03-06T10:00:00Z"),
+    }))
+    .await
+    .unwrap();
     // Outside the 7-day attribution window.
-    tx.send(FeedbackEvent::Reply(MoReply { from: num.to_string(), to: "10086".into(), text: "Y".into(), received_at: ts("2026-03-20T10:00:00Z") })).await.unwrap();
+    tx.send(FeedbackEvent::Reply(MoReply {
+        from: num.to_string(),
+        to: "10086".into(),
+        text: "Y".into(),
+        received_at: ts("2026-03-20T10:00:00Z"),
+    }))
+    .await
+    .unwrap();
     drop(tx);
     assert_eq!(h.await.unwrap(), (2, 2));
     let c = svc.lock().unwrap();
-    let state: String = c.conn.query_row("SELECT state FROM contacts WHERE gateway_id = 'g1'", [], |r| r.get(0)).unwrap();
+    let state: String = c
+        .conn
+        .query_row(
+            "SELECT state FROM contacts WHERE gateway_id = 'g1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(state, "delivered");
-    let conv: i64 = c.conn.query_row("SELECT COUNT(*) FROM conversions WHERE kind = 'reply' AND task_id = 7", [], |r| r.get(0)).unwrap();
+    let conv: i64 = c
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM conversions WHERE kind = 'reply' AND task_id = 7",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(conv, 1);
 }

@@ -37,12 +37,22 @@ pub fn evaluate(expr: &Expr, t: &SubscriberTable) -> Result<RoaringBitmap, EvalE
             all.insert_range(0..t.len());
             all - evaluate(a, t)?
         }
-        Expr::Cmp { operand, op, value, column } => {
+        Expr::Cmp {
+            operand,
+            op,
+            value,
+            column,
+        } => {
             check_literals(t, operand, *column, std::slice::from_ref(value))?;
             let op = *op;
             scan(t, operand, *column, &|v: &Value<'_>| v.cmp_lit(op, value))?
         }
-        Expr::In { operand, negated, list, column } => {
+        Expr::In {
+            operand,
+            negated,
+            list,
+            column,
+        } => {
             check_literals(t, operand, *column, list)?;
             let hit = |v: &Value<'_>| list.iter().any(|l| v.cmp_lit(CmpOp::Eq, l));
             if *negated {
@@ -72,7 +82,10 @@ fn check_literals(
         .iter()
         .any(|l| matches!(l, Literal::Str(s) if s.parse::<f64>().is_err()));
     if numeric && bad {
-        return Err(EvalError::NeedsNumber { column, name: name.clone() });
+        return Err(EvalError::NeedsNumber {
+            column,
+            name: name.clone(),
+        });
     }
     Ok(())
 }
@@ -124,7 +137,11 @@ fn scan(
                 if x.is_nan() {
                     continue;
                 }
-                let v = if last_digit { (x.abs().trunc() % 10.0).trunc() } else { x };
+                let v = if last_digit {
+                    (x.abs().trunc() % 10.0).trunc()
+                } else {
+                    x
+                };
                 if pred(&Value::Num(v)) {
                     let _ = out.try_push(i as u32); // ids ascend: cannot fail
                 }
@@ -132,7 +149,10 @@ fn scan(
         }
         ColumnRef::Str(c) => {
             if last_digit {
-                return Err(EvalError::NeedsNumericArg { column, name: name.clone() });
+                return Err(EvalError::NeedsNumericArg {
+                    column,
+                    name: name.clone(),
+                });
             }
             // Code 0 is "missing": never matches.
             let hits: Vec<bool> = c

@@ -165,5 +165,10 @@ fn lex_string(src: &str, start: usize) -> Result<(String, usize), ParseError> {
             c => out.push(c),
         }
     }
-    Err(ParseError::at(src, src.len(), &format!("closing {quote}"), "end of input"))
+    Err(ParseError::at(
+        src,
+        src.len(),
+        &format!("closing {quote}"),
+        "end of input",
+    ))
 }

@@ -110,7 +110,12 @@ impl<'a> Parser<'a> {
             match name.as_str() {
                 "last_digit" => Operand::LastDigit(arg),
                 _ => {
-                    return Err(ParseError::at(self.src, start, "a known function (last_digit)", &format!("`{name}`")));
+                    return Err(ParseError::at(
+                        self.src,
+                        start,
+                        "a known function (last_digit)",
+                        &format!("`{name}`"),
+                    ));
                 }
             }
         } else {
@@ -126,19 +131,34 @@ impl<'a> Parser<'a> {
             Tok::In => {
                 self.bump();
                 let list = self.list()?;
-                return Ok(Expr::In { operand, negated: false, list, column });
+                return Ok(Expr::In {
+                    operand,
+                    negated: false,
+                    list,
+                    column,
+                });
             }
             Tok::Not => {
                 self.bump();
                 self.expect(&Tok::In, "`in` after `not`")?;
                 let list = self.list()?;
-                return Ok(Expr::In { operand, negated: true, list, column });
+                return Ok(Expr::In {
+                    operand,
+                    negated: true,
+                    list,
+                    column,
+                });
             }
             _ => return Err(self.error("a comparison operator (= != < <= > >= in, not in)")),
         };
         self.bump();
         let value = self.literal()?;
-        Ok(Expr::Cmp { operand, op, value, column })
+        Ok(Expr::Cmp {
+            operand,
+            op,
+            value,
+            column,
+        })
     }
 
     fn literal(&mut self) -> Result<Literal, ParseError> {

@@ -8,7 +8,13 @@ fn table() -> SubscriberTable {
         (13_800_000_002, "gotone", "tianshui", Some(99.0), Some(40.0)),
         (13_800_000_003, "mzone", "lanzhou", Some(200.0), Some(20.0)),
         (13_800_000_004, "", "baiyin", None, None),
-        (13_800_000_005, "easyown", "tianshui", Some(100.0), Some(61.0)),
+        (
+            13_800_000_005,
+            "easyown",
+            "tianshui",
+            Some(100.0),
+            Some(61.0),
+        ),
     ];
     for (m, b, r, a, g) in rows {
         t.upsert(&SubscriberRow {
@@ -40,11 +46,23 @@ fn brief_example() {
 #[test]
 fn precedence_and_parentheses() {
     // and binds tighter than or.
-    assert_eq!(ids(r#"brand = "mzone" or brand = "gotone" and arpu < 100"#), vec![1, 2]);
-    assert_eq!(ids(r#"(brand = "mzone" or brand = "gotone") and arpu < 100"#), vec![1]);
+    assert_eq!(
+        ids(r#"brand = "mzone" or brand = "gotone" and arpu < 100"#),
+        vec![1, 2]
+    );
+    assert_eq!(
+        ids(r#"(brand = "mzone" or brand = "gotone") and arpu < 100"#),
+        vec![1]
+    );
     // not binds tighter than and.
-    assert_eq!(ids(r#"not brand = "gotone" and region = "lanzhou""#), vec![2]);
-    assert_eq!(ids(r#"not (brand = "gotone" and region = "lanzhou")"#), vec![1, 2, 3, 4]);
+    assert_eq!(
+        ids(r#"not brand = "gotone" and region = "lanzhou""#),
+        vec![2]
+    );
+    assert_eq!(
+        ids(r#"not (brand = "gotone" and region = "lanzhou")"#),
+        vec![1, 2, 3, 4]
+    );
 }
 
 #[test]
@@ -68,22 +86,41 @@ fn in_not_in_functions_and_numeric_text() {
 fn parse_errors_name_column_and_expectation() {
     let cases = [
         ("brand = ", 9, "a string or number literal", "end of input"),
-        ("brand gotone", 7, "a comparison operator (= != < <= > >= in, not in)", "identifier `gotone`"),
+        (
+            "brand gotone",
+            7,
+            "a comparison operator (= != < <= > >= in, not in)",
+            "identifier `gotone`",
+        ),
         ("(arpu > 1", 10, "`)`", "end of input"),
-        ("arpu > 1 brand = 'x'", 10, "`and`, `or` or end of input", "identifier `brand`"),
+        (
+            "arpu > 1 brand = 'x'",
+            10,
+            "`and`, `or` or end of input",
+            "identifier `brand`",
+        ),
         ("region in [\"a\" \"b\"]", 16, "`,` or `]`", "string \"b\""),
         ("and x = 1", 1, "a column name, `not` or `(`", "`and`"),
         ("brand = \"gotone", 16, "closing \"", "end of input"),
         ("arpu > 1 & age < 3", 10, "a token", "`&`"),
         ("品牌 = 1 or = 2", 11, "a column name, `not` or `(`", "`=`"),
         ("region not ['a']", 12, "`in` after `not`", "`[`"),
-        ("foo(msisdn) = 1", 1, "a known function (last_digit)", "`foo`"),
+        (
+            "foo(msisdn) = 1",
+            1,
+            "a known function (last_digit)",
+            "`foo`",
+        ),
     ];
     for (src, column, expected, found) in cases {
         let e = parse(src).expect_err(src);
         assert_eq!(
             e,
-            ParseError { column, expected: expected.into(), found: found.into() },
+            ParseError {
+                column,
+                expected: expected.into(),
+                found: found.into()
+            },
             "{src}"
         );
     }
@@ -97,9 +134,18 @@ fn parse_errors_name_column_and_expectation() {
 fn eval_errors_name_column() {
     let t = table();
     let e = evaluate(&parse("arpu > 1 and colour = 'red'").unwrap(), &t).unwrap_err();
-    assert!(matches!(e, EvalError::UnknownColumn { column: 14, .. }), "{e}");
+    assert!(
+        matches!(e, EvalError::UnknownColumn { column: 14, .. }),
+        "{e}"
+    );
     let e = evaluate(&parse("arpu = 'high'").unwrap(), &t).unwrap_err();
-    assert_eq!(e, EvalError::NeedsNumber { column: 1, name: "arpu".into() });
+    assert_eq!(
+        e,
+        EvalError::NeedsNumber {
+            column: 1,
+            name: "arpu".into()
+        }
+    );
     let e = evaluate(&parse("last_digit(brand) = 1").unwrap(), &t).unwrap_err();
     assert!(matches!(e, EvalError::NeedsNumericArg { column: 1, .. }));
 }

@@ -12,10 +12,13 @@ use std::sync::{Arc, Mutex};
 use jiff::Timestamp;
 use sluice_campaign::Campaigns;
 use sluice_campaign::dispatch::{DispatchError, Dispatcher, OutboundMessage};
+use sluice_campaign::groups::GroupSpec;
 use sluice_campaign::launch::{BulkSpec, SliceSpec};
 use sluice_campaign::lifecycle::{self, TaskState};
 use sluice_campaign::rules::{Channel, ContactPolicy};
-use sluice_campaign::groups::GroupSpec;
+
+/// Runs after each dispatch call with the 1-based call number.
+pub type Hook = Box<dyn Fn(usize) + Send + Sync>;
 
 #[derive(Default)]
 pub struct GatewayState {
@@ -32,7 +35,7 @@ pub struct FakeGateway {
     pub calls: Arc<AtomicUsize>,
     /// 1-based call numbers whose response is "lost" (stored, but an error is returned).
     pub lose_response_on: Arc<Mutex<Vec<usize>>>,
-    pub after_call: Arc<Mutex<Option<Box<dyn Fn(usize) + Send + Sync>>>>,
+    pub after_call: Arc<Mutex<Option<Hook>>>,
 }
 
 impl FakeGateway {
@@ -43,7 +46,14 @@ impl FakeGateway {
         v
     }
     pub fn messages(&self) -> Vec<OutboundMessage> {
-        self.state.lock().unwrap().batches.iter().flatten().cloned().collect()
+        self.state
+            .lock()
+            .unwrap()
+            .batches
+            .iter()
+            .flatten()
+            .cloned()
+            .collect()
     }
 }
 
@@ -68,7 +78,9 @@ impl Dispatcher for FakeGateway {
             h(call);
         }
         if self.lose_response_on.lock().unwrap().contains(&call) {
-            return Err(DispatchError::Transport("connection reset (simulated)".into()));
+            return Err(DispatchError::Transport(
+                "connection reset (simulated)".into(),
+            ));
         }
         Ok(ids)
     }
@@ -81,8 +93,14 @@ pub fn ts(s: &str) -> Timestamp {
 /// Creates a task and moves it to `running` (through the approval chain).
 pub fn running_task(c: &mut Campaigns, name: &str) -> i64 {
     let t = lifecycle::create_task(&c.conn, None, name, 0).unwrap();
-    for (s, who) in [(TaskState::Submitted, "maker"), (TaskState::Approved, "checker"), (TaskState::Scheduled, "maker"), (TaskState::Running, "system")] {
-        c.transition(t, s, who, ts("2026-03-01T00:00:00Z"), "").unwrap();
+    for (s, who) in [
+        (TaskState::Submitted, "maker"),
+        (TaskState::Approved, "checker"),
+        (TaskState::Scheduled, "maker"),
+        (TaskState::Running, "system"),
+    ] {
+        c.transition(t, s, who, ts("2026-03-01T00:00:00Z"), "")
+            .unwrap();
     }
     t
 }
@@ -106,7 +124,10 @@ pub fn spec(segment: i64, slices: Vec<SliceSpec>) -> BulkSpec {
 }
 
 pub fn slice(start: &str, window: Option<&str>) -> SliceSpec {
-    SliceSpec { start: ts(start), window: window.map(str::to_owned) }
+    SliceSpec {
+        start: ts(start),
+        window: window.map(str::to_owned),
+    }
 }
 
 /// Inserts a contact-history row directly (history from earlier campaigns / other systems).
