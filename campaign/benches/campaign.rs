@@ -7,7 +7,7 @@
 //! - `segment_ops/*`: union / intersection / difference of two 12 M-member segments
 //!   (random 75 % of 16 M ids each, the worst case for roaring: dense bitmap containers).
 //! - `launch/plan_2m`: launch planning of a 2 M-target task with blacklist, graylist, staff,
-//!   DND, custom lists, 600 k history rows, recently-marketed, conflicting offers and
+//!   DND, custom lists, 600 k history rows (300 k subscribers × 2), recently-marketed, conflicting offers and
 //!   per-channel + overall caps, A/B/control split and 4 slices.
 
 use std::hint::black_box;
@@ -25,7 +25,10 @@ use sluice_campaign::segment::SetOp;
 use sluice_campaign::synth::write_city_csv;
 
 fn rows() -> u64 {
-    std::env::var("SLUICE_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
+    std::env::var("SLUICE_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
 }
 
 fn import_once(csv: &[u8]) -> Duration {
@@ -42,11 +45,18 @@ fn import(c: &mut Criterion) {
     let n = rows();
     let mut csv = Vec::new();
     write_city_csv(&mut csv, n, 1).unwrap();
-    if let Some(big) = std::env::var("SLUICE_BENCH_IMPORT_ONCE").ok().and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(big) = std::env::var("SLUICE_BENCH_IMPORT_ONCE")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         let mut big_csv = Vec::new();
         write_city_csv(&mut big_csv, big, 1).unwrap();
         let d = import_once(&big_csv);
-        eprintln!("import of {big} rows ({} MB CSV) into SQLite: {:.2} s", big_csv.len() >> 20, d.as_secs_f64());
+        eprintln!(
+            "import of {big} rows ({} MB CSV) into SQLite: {:.2} s",
+            big_csv.len() >> 20,
+            d.as_secs_f64()
+        );
     }
     let mut g = c.benchmark_group("import");
     g.sample_size(10);
@@ -57,7 +67,9 @@ fn import(c: &mut Criterion) {
     g.bench_function(format!("csv_{}k_rows_table_only", n / 1000), |b| {
         b.iter(|| {
             let mut t = sluice_campaign::table::SubscriberTable::default();
-            sluice_campaign::import::import_csv(&mut t, &csv[..], None).unwrap().accepted
+            sluice_campaign::import::import_csv(&mut t, &csv[..], None)
+                .unwrap()
+                .accepted
         })
     });
     g.finish();
@@ -82,7 +94,9 @@ fn segment_ops(c: &mut Criterion) {
     eprintln!("segment sizes: {} and {}", a.len(), b.len());
     let mut g = c.benchmark_group("segment_ops_12m");
     for op in [SetOp::Union, SetOp::Intersection, SetOp::Difference] {
-        g.bench_function(format!("{op:?}").to_lowercase(), |bch| bch.iter(|| black_box(op.apply(&a, &b)).len()));
+        g.bench_function(format!("{op:?}").to_lowercase(), |bch| {
+            bch.iter(|| black_box(op.apply(&a, &b)).len())
+        });
     }
     g.finish();
 }
@@ -96,7 +110,10 @@ fn launch_plan(c: &mut Criterion) {
     let seg = svc.segment_from_condition("all", "arpu >= 0", now).unwrap();
     assert_eq!(seg.count, u64::from(n));
     let numbers = |step: u32, off: u32| -> Vec<String> {
-        (off..n).step_by(step as usize).map(|i| svc.table.msisdn(i).unwrap().to_string()).collect()
+        (off..n)
+            .step_by(step as usize)
+            .map(|i| svc.table.msisdn(i).unwrap().to_string())
+            .collect()
     };
     for (kind, ch, step, off) in [
         (ListKind::Blacklist, None, 100, 0),
@@ -121,11 +138,13 @@ fn launch_plan(c: &mut Criterion) {
                 )
                 .unwrap();
             for i in 0..600_000u32 {
-                let sub = (i * 7) % n;
+                // 300 k subscribers with two contacts each (same channel, offer and day).
+                let sub = (i * 7) % 300_000;
                 let ch = ["sms", "sms", "mms", "web"][(i % 4) as usize];
                 let offer = ["DATA20", "DATA10", "VOICE", "MUSIC", "VIDEO"][(i % 5) as usize];
                 let at = now.as_second() - i64::from(i % 30) * 86_400;
-                st.execute(rusqlite::params![sub, ch, offer, "promo", at]).unwrap();
+                st.execute(rusqlite::params![sub, ch, offer, "promo", at])
+                    .unwrap();
             }
         }
         tx.commit().unwrap();
@@ -141,18 +160,40 @@ fn launch_plan(c: &mut Criterion) {
         campaign_type: "retention".into(),
         groups: GroupSpec::Random {
             seed: 5,
-            variants: vec![Variant { name: "A".into(), weight: 1 }, Variant { name: "B".into(), weight: 1 }],
+            variants: vec![
+                Variant {
+                    name: "A".into(),
+                    weight: 1,
+                },
+                Variant {
+                    name: "B".into(),
+                    weight: 1,
+                },
+            ],
             control_share: 0.05,
         },
         policy: ContactPolicy {
             recent_days: 7,
             conflict_days: 14,
             caps: vec![
-                Cap { channel: Some(Channel::Sms), max: 2, period_days: 30 },
-                Cap { channel: None, max: 3, period_days: 30 },
+                Cap {
+                    channel: Some(Channel::Sms),
+                    max: 2,
+                    period_days: 30,
+                },
+                Cap {
+                    channel: None,
+                    max: 2,
+                    period_days: 30,
+                },
             ],
         },
-        slices: (0..4).map(|d| SliceSpec { start: now, window: Some(format!("{:02}:00-{:02}:00", 9 + d, 10 + d)) }).collect(),
+        slices: (0..4)
+            .map(|d| SliceSpec {
+                start: now,
+                window: Some(format!("{:02}:00-{:02}:00", 9 + d, 10 + d)),
+            })
+            .collect(),
         timezone: "Asia/Shanghai".into(),
         batch_size: 10_000,
     };
@@ -165,7 +206,11 @@ fn launch_plan(c: &mut Criterion) {
             for _ in 0..iters {
                 // Setup (not measured): a fresh approved task with a bulk send.
                 let t = lifecycle::create_task(&svc.conn, None, "bench", 0).unwrap();
-                for s in [TaskState::Submitted, TaskState::Approved, TaskState::Scheduled] {
+                for s in [
+                    TaskState::Submitted,
+                    TaskState::Approved,
+                    TaskState::Scheduled,
+                ] {
                     svc.transition(t, s, "bench", now, "").unwrap();
                 }
                 let bulk = svc.create_bulk(t, &spec).unwrap();
@@ -173,7 +218,10 @@ fn launch_plan(c: &mut Criterion) {
                 let r = svc.plan(bulk, now).unwrap();
                 total += start.elapsed();
                 if !printed {
-                    eprintln!("plan: excluded {:?}, groups {:?}, slices {:?}", r.excluded, r.groups, r.slices);
+                    eprintln!(
+                        "plan: excluded {:?}, groups {:?}, slices {:?}",
+                        r.excluded, r.groups, r.slices
+                    );
                     printed = true;
                 }
                 black_box(r);

@@ -20,6 +20,7 @@ pub mod dispatch;
 pub mod error;
 pub mod expr;
 pub mod feedback;
+pub mod fxhash;
 pub mod groups;
 pub mod import;
 pub mod launch;

@@ -6,10 +6,48 @@
 //! id order.
 
 use roaring::RoaringBitmap;
+use rusqlite::types::Value;
 use rusqlite::{Connection, params};
 
 use crate::error::StoreError;
 use crate::table::{STRING_COLUMNS, StrColumn, SubscriberTable};
+
+/// Rows per multi-row INSERT (8 parameters each; SQLite allows 32 766).
+const CHUNK: usize = 128;
+
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT OR REPLACE INTO subscribers (id, msisdn, brand, region, city, arpu, age, plan) VALUES ",
+    );
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?,?,?,?,?,?)");
+    }
+    sql
+}
+
+fn row_values(t: &SubscriberTable, id: u32) -> [Value; 8] {
+    let i = id as usize;
+    let num = |v: f64| {
+        if v.is_nan() {
+            Value::Null
+        } else {
+            Value::Real(v)
+        }
+    };
+    [
+        Value::Integer(i64::from(id)),
+        Value::Integer(t.msisdn[i] as i64),
+        Value::Integer(i64::from(t.strings[0].codes[i])),
+        Value::Integer(i64::from(t.strings[1].codes[i])),
+        Value::Integer(i64::from(t.strings[2].codes[i])),
+        num(t.arpu[i]),
+        num(t.age[i]),
+        Value::Integer(i64::from(t.strings[3].codes[i])),
+    ]
+}
 
 /// Writes the rows in `changed` (and any new dictionary entries / custom columns).
 ///
@@ -41,32 +79,30 @@ pub fn save(
             cc.execute(params![i as i64, name])?;
             save_dict(&format!("custom:{name}"), c)?;
         }
-        let mut row = tx.prepare(
-            "INSERT OR REPLACE INTO subscribers (id, msisdn, brand, region, city, arpu, age, plan)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
+        let has_custom = !t.custom.is_empty();
         let mut del_custom = tx.prepare("DELETE FROM subscriber_custom WHERE sub_id = ?1")?;
         let mut custom = tx.prepare(
             "INSERT OR REPLACE INTO subscriber_custom (sub_id, col, code) VALUES (?1, ?2, ?3)",
         )?;
-        let has_custom = !t.custom.is_empty();
-        let num = |v: f64| (!v.is_nan()).then_some(v);
-        for id in changed {
-            let i = id as usize;
-            if i >= t.msisdn.len() {
-                continue;
-            }
-            row.execute(params![
-                id,
-                t.msisdn[i] as i64,
-                t.strings[0].codes[i],
-                t.strings[1].codes[i],
-                t.strings[2].codes[i],
-                num(t.arpu[i]),
-                num(t.age[i]),
-                t.strings[3].codes[i],
-            ])?;
-            if has_custom {
+        // Multi-row statements: per-statement overhead dominates single-row inserts.
+        let mut chunk_stmt = tx.prepare(&insert_sql(CHUNK))?;
+        let mut one_stmt = tx.prepare(&insert_sql(1))?;
+        let ids: Vec<u32> = changed
+            .iter()
+            .filter(|&id| (id as usize) < t.msisdn.len())
+            .collect();
+        let mut chunks = ids.chunks_exact(CHUNK);
+        for c in &mut chunks {
+            chunk_stmt.execute(rusqlite::params_from_iter(
+                c.iter().flat_map(|&id| row_values(t, id)),
+            ))?;
+        }
+        for &id in chunks.remainder() {
+            one_stmt.execute(rusqlite::params_from_iter(row_values(t, id)))?;
+        }
+        if has_custom {
+            for &id in &ids {
+                let i = id as usize;
                 del_custom.execute([id])?;
                 for (ci, (_, c)) in t.custom.iter().enumerate() {
                     if c.codes[i] != 0 {

@@ -17,7 +17,7 @@ use crate::launch::{self, BulkSpec, PlanReport};
 use crate::lifecycle::{self, TaskState};
 use crate::segment::{self, NumbersReport, SegmentInfo, SetOp, Step, StepCount};
 use crate::table::SubscriberTable;
-use crate::{persist, store};
+use crate::{feedback, persist, report, store};
 
 /// Campaign service state: store + subscriber table.
 #[derive(Debug)]
@@ -170,5 +170,43 @@ impl Campaigns {
     /// [`crate::CampaignError::NotSendable`] unless scheduled/running.
     pub fn plan(&mut self, bulk: i64, now: Timestamp) -> Result<PlanReport> {
         launch::plan(&mut self.conn, &self.table, bulk, now.as_second())
+    }
+
+    /// Funnel of a task (per group and channel).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn funnel(&self, task: i64) -> Result<Vec<report::FunnelRow>> {
+        report::funnel(&self.conn, task)
+    }
+
+    /// Uplift of each variant over control (two-proportion z-test).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn uplift(&self, task: i64) -> Result<Vec<report::UpliftRow>> {
+        report::uplift(&self.conn, task)
+    }
+
+    /// Daily report in time zone `tz`.
+    ///
+    /// # Errors
+    /// Unknown zone, store errors.
+    pub fn daily_report(&self, tz: &str) -> Result<Vec<report::DailyRow>> {
+        report::daily(&self.conn, tz)
+    }
+
+    /// Imports an order/conversion CSV with the default 7-day attribution window.
+    ///
+    /// # Errors
+    /// Fatal CSV/I/O or store errors; bad lines are in the report.
+    pub fn import_orders<R: Read>(&mut self, input: R) -> Result<feedback::OrdersReport> {
+        feedback::import_orders(
+            &mut self.conn,
+            &self.table,
+            input,
+            feedback::DEFAULT_WINDOW_DAYS,
+            crate::window::DEFAULT_TZ,
+        )
     }
 }

@@ -6,7 +6,7 @@
 //! evaluator scans these columns directly. Ids are never reused or removed, so every
 //! persisted bitmap stays valid.
 
-use std::collections::HashMap;
+use crate::fxhash::FxHashMap;
 
 /// Names of the built-in string columns, in storage order.
 pub const STRING_COLUMNS: [&str; 4] = ["brand", "region", "city", "plan"];
@@ -17,14 +17,14 @@ pub const NUMERIC_COLUMNS: [&str; 2] = ["arpu", "age"];
 #[derive(Debug, Clone)]
 pub struct Dict {
     values: Vec<Box<str>>,
-    codes: HashMap<Box<str>, u32>,
+    codes: FxHashMap<Box<str>, u32>,
 }
 
 impl Default for Dict {
     fn default() -> Self {
         let mut d = Self {
             values: Vec::new(),
-            codes: HashMap::new(),
+            codes: FxHashMap::default(),
         };
         d.intern("");
         d
@@ -98,7 +98,7 @@ pub struct SubscriberRow {
 #[derive(Debug, Clone, Default)]
 pub struct SubscriberTable {
     pub(crate) msisdn: Vec<u64>,
-    pub(crate) index: HashMap<u64, u32>,
+    pub(crate) index: FxHashMap<u64, u32>,
     /// brand, region, city, plan (see [`STRING_COLUMNS`]).
     pub(crate) strings: [StrColumn; 4],
     pub(crate) arpu: Vec<f64>,
