@@ -88,6 +88,20 @@ pub fn import_csv<R: Read>(
     input: R,
     total_bytes: Option<u64>,
 ) -> Result<ImportReport> {
+    import_csv_with(table, input, total_bytes, &mut |_, _| Ok(()))
+}
+
+/// As [`import_csv`], calling `on_row(table, id)` after each accepted row (the service uses
+/// it to stream rows to a SQLite writer thread while parsing goes on).
+///
+/// # Errors
+/// As [`import_csv`], plus any error `on_row` returns (the import stops there).
+pub fn import_csv_with<R: Read>(
+    table: &mut SubscriberTable,
+    input: R,
+    total_bytes: Option<u64>,
+    on_row: &mut dyn FnMut(&SubscriberTable, u32) -> Result<()>,
+) -> Result<ImportReport> {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
@@ -221,6 +235,7 @@ pub fn import_csv<R: Read>(
         }
         report.changed.insert(id);
         report.accepted += 1;
+        on_row(table, id)?;
         if report.rows.is_multiple_of(65_536) {
             bar.set_position(rdr.position().byte());
             if bar.is_hidden() && report.rows.is_multiple_of(LOG_EVERY) {

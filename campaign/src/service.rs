@@ -11,8 +11,8 @@ use std::path::Path;
 use jiff::Timestamp;
 use rusqlite::Connection;
 
-use crate::error::Result;
-use crate::import::{ImportReport, import_csv};
+use crate::error::{CampaignError, Result};
+use crate::import::{ImportReport, import_csv_with};
 use crate::launch::{self, BulkSpec, PlanReport};
 use crate::lifecycle::{self, TaskState};
 use crate::segment::{self, NumbersReport, SegmentInfo, SetOp, Step, StepCount};
@@ -50,7 +50,8 @@ impl Campaigns {
         })
     }
 
-    /// Imports subscribers from CSV and persists the changed rows in one transaction.
+    /// Imports subscribers from CSV and persists the changed rows in one transaction
+    /// (all or nothing: on a fatal error nothing is written and the table is reloaded).
     ///
     /// # Errors
     /// Fatal import errors (I/O, header) or store errors; bad lines are in the report.
@@ -59,9 +60,66 @@ impl Campaigns {
         input: R,
         total_bytes: Option<u64>,
     ) -> Result<ImportReport> {
-        let report = import_csv(&mut self.table, input, total_bytes)?;
-        persist::save(&mut self.conn, &self.table, &report.changed)?;
-        Ok(report)
+        // Parsing (this thread) and SQLite writing (a scoped thread) overlap; rows go over a
+        // bounded channel in blocks, all in one transaction committed only on success.
+        const BLOCK: usize = 32_768;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<persist::WriteMsg>(4);
+        let conn = &mut self.conn;
+        let table = &mut self.table;
+        std::thread::scope(|s| {
+            let writer = s.spawn(move || persist::write_stream(conn, &rx));
+            let mut rows = Vec::with_capacity(BLOCK);
+            let mut custom = Vec::new();
+            let send = |rows: &mut Vec<_>, custom: &mut Vec<_>| -> Result<()> {
+                let msg = persist::WriteMsg::Rows {
+                    rows: std::mem::take(rows),
+                    custom: std::mem::take(custom),
+                };
+                tx.send(msg)
+                    .map_err(|_| CampaignError::invalid("import", "subscriber writer stopped"))
+            };
+            let result = import_csv_with(table, input, total_bytes, &mut |t, id| {
+                rows.push(persist::row_values(t, id));
+                if !t.custom.is_empty() {
+                    let codes = t
+                        .custom
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(ci, (_, c))| {
+                            let code = c.codes[id as usize];
+                            (code != 0).then_some((ci as i64, code))
+                        })
+                        .collect();
+                    custom.push((id, codes));
+                }
+                if rows.len() >= BLOCK {
+                    send(&mut rows, &mut custom)?;
+                    rows.reserve(BLOCK);
+                }
+                Ok(())
+            })
+            .and_then(|report| {
+                send(&mut rows, &mut custom)?;
+                tx.send(persist::finish_msg(table))
+                    .map_err(|_| CampaignError::invalid("import", "subscriber writer stopped"))?;
+                Ok(report)
+            });
+            drop(tx);
+            let written = writer
+                .join()
+                .map_err(|_| CampaignError::invalid("import", "subscriber writer panicked"))?;
+            match (result, written) {
+                // A writer error explains a "writer stopped" import error: report it first.
+                (_, Err(e)) => Err(e.into()),
+                (Err(e), Ok(_)) => Err(e),
+                (Ok(report), Ok(_)) => Ok(report),
+            }
+        })
+        .or_else(|e| {
+            // Nothing was committed: put the in-memory table back in line with the file.
+            self.table = persist::load(&self.conn)?;
+            Err(e)
+        })
     }
 
     /// Replaces nothing, adds everything in `table` (synthetic cities) and persists it.

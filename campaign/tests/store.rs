@@ -111,3 +111,75 @@ async fn in_process_feedback_stream_applies_receipts_and_replies() {
         .unwrap();
     assert_eq!(conv, 1);
 }
+
+/// A reader that fails after `left` bytes (a broken upload / disk error mid-file).
+struct Failing<'a> {
+    data: &'a [u8],
+    left: usize,
+}
+
+impl std::io::Read for Failing<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::other("disk on fire"));
+        }
+        let n = buf.len().min(self.left).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_failed_import_writes_nothing_and_keeps_table_and_file_in_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let mut c = Campaigns::open(&path).unwrap();
+    c.import_subscribers("msisdn,brand\n13800000001,gotone\n".as_bytes(), None)
+        .unwrap();
+    let mut big = Vec::new();
+    sluice_campaign::synth::write_city_csv(&mut big, 100_000, 4).unwrap();
+    let err = c
+        .import_subscribers(
+            Failing {
+                data: &big,
+                left: big.len() / 2,
+            },
+            None,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("disk on fire"), "{err}");
+    assert_eq!(c.table.len(), 1);
+    drop(c);
+    let c = Campaigns::open(&path).unwrap();
+    assert_eq!(c.table.len(), 1);
+    assert_eq!(c.table.row(0).unwrap().brand, "gotone");
+}
+
+#[test]
+fn large_streamed_import_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let mut c = Campaigns::open(&path).unwrap();
+    let mut csv = Vec::new();
+    sluice_campaign::synth::write_city_csv(&mut csv, 100_000, 4).unwrap();
+    let r = c
+        .import_subscribers(&csv[..], Some(csv.len() as u64))
+        .unwrap();
+    assert_eq!((r.new, r.rejected), (100_000, 0));
+    let want: Vec<_> = (0..100_000)
+        .step_by(997)
+        .map(|i| c.table.row(i).unwrap())
+        .collect();
+    let gotone = c.count(r#"brand = "gotone""#).unwrap();
+    assert!(gotone > 10_000);
+    drop(c);
+    let c = Campaigns::open(&path).unwrap();
+    let got: Vec<_> = (0..100_000)
+        .step_by(997)
+        .map(|i| c.table.row(i).unwrap())
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(c.count(r#"brand = "gotone""#).unwrap(), gotone);
+}
