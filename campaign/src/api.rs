@@ -340,16 +340,20 @@ async fn launch_bulk<D: Dispatcher + 'static>(
     Path(bulk): Path<i64>,
     Json(a): Json<Actor>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let plan = {
-        let mut c = lock(&st.svc);
+    // Planning scans millions of ids and runs SQL: keep it off the async worker threads.
+    let svc = Arc::clone(&st.svc);
+    let plan = tokio::task::spawn_blocking(move || -> crate::Result<launch::PlanReport> {
+        let mut c = lock(&svc);
         let now = Timestamp::now();
         let plan = c.plan(bulk, now)?;
         let task = launch::load_bulk(&c.conn, bulk)?.task;
         if lifecycle::task_state(&c.conn, task)? == TaskState::Scheduled {
             c.transition(task, TaskState::Running, &a.actor, now, "launch")?;
         }
-        plan
-    };
+        Ok(plan)
+    })
+    .await
+    .map_err(|e| CampaignError::invalid("launch", format!("planning task failed: {e}")))??;
     spawn_runner(&st, bulk);
     Ok(Json(json!(plan)))
 }
@@ -460,15 +464,20 @@ async fn orders<D>(
     Query(q): Query<OrdersQ>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let mut c = lock(&st.svc);
-    let c = &mut *c;
-    let rep = feedback::import_orders(
-        &mut c.conn,
-        &c.table,
-        &body[..],
-        q.window_days.unwrap_or(feedback::DEFAULT_WINDOW_DAYS),
-        window::DEFAULT_TZ,
-    )?;
+    let svc = Arc::clone(&st.svc);
+    let rep = tokio::task::spawn_blocking(move || {
+        let mut c = lock(&svc);
+        let c = &mut *c;
+        feedback::import_orders(
+            &mut c.conn,
+            &c.table,
+            &body[..],
+            q.window_days.unwrap_or(feedback::DEFAULT_WINDOW_DAYS),
+            window::DEFAULT_TZ,
+        )
+    })
+    .await
+    .map_err(|e| CampaignError::invalid("orders", format!("import task failed: {e}")))??;
     Ok(Json(json!(rep)))
 }
 
