@@ -72,6 +72,22 @@ fn import(c: &mut Criterion) {
                 .accepted
         })
     });
+    // The SQLite part alone: write an already-built table to a fresh file.
+    let mut table = sluice_campaign::table::SubscriberTable::default();
+    let rep = sluice_campaign::import::import_csv(&mut table, &csv[..], None).unwrap();
+    g.bench_function(format!("persist_{}k_rows_sqlite_only", n / 1000), |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let dir = tempfile::tempdir().unwrap();
+                    let mut conn = sluice_campaign::store::open(&dir.path().join("c.db")).unwrap();
+                    let t = Instant::now();
+                    sluice_campaign::persist::save(&mut conn, &table, &rep.changed).unwrap();
+                    t.elapsed()
+                })
+                .sum()
+        })
+    });
     g.finish();
 }
 

@@ -28,7 +28,7 @@ fn insert_sql(rows: usize) -> String {
     sql
 }
 
-pub(crate) fn row_values(t: &SubscriberTable, id: u32) -> [Value; 8] {
+fn row_values(t: &SubscriberTable, id: u32) -> [Value; 8] {
     let i = id as usize;
     let num = |v: f64| {
         if v.is_nan() {
@@ -174,109 +174,4 @@ pub fn load(conn: &Connection) -> Result<SubscriberTable, StoreError> {
         }
     }
     Ok(t)
-}
-
-/// Work for the streaming import writer ([`write_stream`]).
-#[derive(Debug)]
-pub(crate) enum WriteMsg {
-    /// Subscriber rows, and for each id its custom codes (`(column, code)`, non-zero only)
-    /// when the table has custom columns.
-    Rows {
-        rows: Vec<[Value; 8]>,
-        custom: Vec<(u32, Vec<(i64, u32)>)>,
-    },
-    /// Last message: dictionaries and custom column names; then commit.
-    Finish {
-        dicts: Vec<(String, i64, String)>,
-        custom_columns: Vec<(i64, String)>,
-    },
-}
-
-/// Everything in `t`'s dictionaries and custom column list, for [`WriteMsg::Finish`].
-pub(crate) fn finish_msg(t: &SubscriberTable) -> WriteMsg {
-    let mut dicts = Vec::new();
-    let mut push = |col: String, c: &StrColumn| {
-        for (code, v) in c.dict.values().enumerate() {
-            dicts.push((col.clone(), code as i64, v.to_owned()));
-        }
-    };
-    for (k, name) in STRING_COLUMNS.iter().enumerate() {
-        push((*name).to_owned(), &t.strings[k]);
-    }
-    for (name, c) in &t.custom {
-        push(format!("custom:{name}"), c);
-    }
-    let custom_columns = t
-        .custom
-        .iter()
-        .enumerate()
-        .map(|(i, (n, _))| (i as i64, n.clone()))
-        .collect();
-    WriteMsg::Finish {
-        dicts,
-        custom_columns,
-    }
-}
-
-/// Writes streamed rows in ONE transaction, committed only when [`WriteMsg::Finish`]
-/// arrives; if the sender goes away first (the import failed) everything is rolled back.
-/// Returns whether it committed.
-///
-/// # Errors
-/// [`StoreError`] on SQLite failure (the transaction is rolled back).
-pub(crate) fn write_stream(
-    conn: &mut Connection,
-    rx: &std::sync::mpsc::Receiver<WriteMsg>,
-) -> Result<bool, StoreError> {
-    let tx = conn.transaction()?;
-    {
-        let mut chunk_stmt = tx.prepare(&insert_sql(CHUNK))?;
-        let mut one_stmt = tx.prepare(&insert_sql(1))?;
-        let mut del_custom = tx.prepare("DELETE FROM subscriber_custom WHERE sub_id = ?1")?;
-        let mut custom_stmt = tx.prepare(
-            "INSERT OR REPLACE INTO subscriber_custom (sub_id, col, code) VALUES (?1, ?2, ?3)",
-        )?;
-        while let Ok(msg) = rx.recv() {
-            match msg {
-                WriteMsg::Rows { rows, custom } => {
-                    let mut chunks = rows.chunks_exact(CHUNK);
-                    for c in &mut chunks {
-                        chunk_stmt.execute(rusqlite::params_from_iter(c.iter().flatten()))?;
-                    }
-                    for r in chunks.remainder() {
-                        one_stmt.execute(rusqlite::params_from_iter(r.iter()))?;
-                    }
-                    for (id, codes) in custom {
-                        del_custom.execute([id])?;
-                        for (col, code) in codes {
-                            custom_stmt.execute(params![id, col, code])?;
-                        }
-                    }
-                }
-                WriteMsg::Finish {
-                    dicts,
-                    custom_columns,
-                } => {
-                    let mut d = tx.prepare(
-                        "INSERT OR IGNORE INTO dict (col, code, value) VALUES (?1, ?2, ?3)",
-                    )?;
-                    for (col, code, v) in dicts {
-                        d.execute(params![col, code, v])?;
-                    }
-                    let mut cc = tx.prepare(
-                        "INSERT OR IGNORE INTO custom_columns (idx, name) VALUES (?1, ?2)",
-                    )?;
-                    for (i, n) in custom_columns {
-                        cc.execute(params![i, n])?;
-                    }
-                    drop((chunk_stmt, one_stmt, del_custom, custom_stmt, d, cc));
-                    tx.commit()?;
-                    return Ok(true);
-                }
-            }
-        }
-    }
-    // Sender dropped without Finish: the import failed; roll back.
-    drop(tx);
-    Ok(false)
 }

@@ -11,8 +11,8 @@ use std::path::Path;
 use jiff::Timestamp;
 use rusqlite::Connection;
 
-use crate::error::{CampaignError, Result};
-use crate::import::{ImportReport, import_csv_with};
+use crate::error::Result;
+use crate::import::{ImportReport, import_csv};
 use crate::launch::{self, BulkSpec, PlanReport};
 use crate::lifecycle::{self, TaskState};
 use crate::segment::{self, NumbersReport, SegmentInfo, SetOp, Step, StepCount};
@@ -51,7 +51,12 @@ impl Campaigns {
     }
 
     /// Imports subscribers from CSV and persists the changed rows in one transaction
-    /// (all or nothing: on a fatal error nothing is written and the table is reloaded).
+    /// (all or nothing: on a fatal error nothing is written and the table is reloaded
+    /// from the file, so memory and disk never disagree).
+    ///
+    /// Parsing and writing run one after the other. Overlapping them on a writer thread
+    /// was tried and measured slower on the shared 2-core box (32.8 s vs 28.8 s for 12 M
+    /// rows), so the simpler sequential form stays.
     ///
     /// # Errors
     /// Fatal import errors (I/O, header) or store errors; bad lines are in the report.
@@ -60,63 +65,11 @@ impl Campaigns {
         input: R,
         total_bytes: Option<u64>,
     ) -> Result<ImportReport> {
-        // Parsing (this thread) and SQLite writing (a scoped thread) overlap; rows go over a
-        // bounded channel in blocks, all in one transaction committed only on success.
-        const BLOCK: usize = 32_768;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<persist::WriteMsg>(4);
-        let conn = &mut self.conn;
-        let table = &mut self.table;
-        std::thread::scope(|s| {
-            let writer = s.spawn(move || persist::write_stream(conn, &rx));
-            let mut rows = Vec::with_capacity(BLOCK);
-            let mut custom = Vec::new();
-            let send = |rows: &mut Vec<_>, custom: &mut Vec<_>| -> Result<()> {
-                let msg = persist::WriteMsg::Rows {
-                    rows: std::mem::take(rows),
-                    custom: std::mem::take(custom),
-                };
-                tx.send(msg)
-                    .map_err(|_| CampaignError::invalid("import", "subscriber writer stopped"))
-            };
-            let result = import_csv_with(table, input, total_bytes, &mut |t, id| {
-                rows.push(persist::row_values(t, id));
-                if !t.custom.is_empty() {
-                    let codes = t
-                        .custom
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(ci, (_, c))| {
-                            let code = c.codes[id as usize];
-                            (code != 0).then_some((ci as i64, code))
-                        })
-                        .collect();
-                    custom.push((id, codes));
-                }
-                if rows.len() >= BLOCK {
-                    send(&mut rows, &mut custom)?;
-                    rows.reserve(BLOCK);
-                }
-                Ok(())
-            })
-            .and_then(|report| {
-                send(&mut rows, &mut custom)?;
-                tx.send(persist::finish_msg(table))
-                    .map_err(|_| CampaignError::invalid("import", "subscriber writer stopped"))?;
-                Ok(report)
-            });
-            drop(tx);
-            let written = writer
-                .join()
-                .map_err(|_| CampaignError::invalid("import", "subscriber writer panicked"))?;
-            match (result, written) {
-                // A writer error explains a "writer stopped" import error: report it first.
-                (_, Err(e)) => Err(e.into()),
-                (Err(e), Ok(_)) => Err(e),
-                (Ok(report), Ok(_)) => Ok(report),
-            }
-        })
-        .or_else(|e| {
-            // Nothing was committed: put the in-memory table back in line with the file.
+        let result = import_csv(&mut self.table, input, total_bytes).and_then(|report| {
+            persist::save(&mut self.conn, &self.table, &report.changed)?;
+            Ok(report)
+        });
+        result.or_else(|e| {
             self.table = persist::load(&self.conn)?;
             Err(e)
         })
