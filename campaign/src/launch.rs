@@ -8,7 +8,8 @@
 //!    plan, so a restart never re-draws the audience.
 //! 3. [`next_batch`] (sync) picks the first unfinished slice that may send now (start time
 //!    reached, local time in its window). The first time a slice is touched, the rules run
-//!    again on its members (phase `dispatch`) and the reduced membership is persisted.
+//!    again on its pending members (phase `dispatch`) and the reduced membership is
+//!    persisted; resuming a paused task re-arms this check.
 //!    It then renders up to `batch_size` (≤ 10 000) messages after the slice cursor.
 //! 4. The caller hands the batch to a [`Dispatcher`]; on success [`commit_batch`] writes one
 //!    contact-history row per message and advances the cursor in ONE SQLite transaction.
@@ -429,7 +430,21 @@ pub enum Next {
     Finished,
 }
 
-/// Re-applies the rules to a slice's members (first touch) and persists the result.
+/// Marks every unfinished slice of `task` for a fresh dispatch-time rule check (on resume).
+///
+/// # Errors
+/// SQLite failure.
+pub fn recheck_unfinished(conn: &Connection, task: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE slices SET checked = 0 WHERE done = 0
+         AND bulk_id IN (SELECT id FROM bulk_sends WHERE task_id = ?1)",
+        [task],
+    )?;
+    Ok(())
+}
+
+/// Re-applies the rules to a slice's pending members (first touch, and again after a
+/// resume) and persists the result.
 fn check_slice(conn: &mut Connection, bulk: &Bulk, s: &mut SliceState, now: i64) -> Result<()> {
     let pending: RoaringBitmap = s.members.iter().filter(|&id| id >= s.cursor).collect();
     let (kept, counts) = rules::apply(conn, &ctx(&bulk.spec), &pending, now)?;

@@ -154,6 +154,9 @@ impl Campaigns {
 
     /// Moves a task through the approval state machine.
     ///
+    /// Resuming (paused → running) marks the task's unfinished slices for a fresh rule
+    /// check, so subscribers blacklisted or capped during the pause are not sent.
+    ///
     /// # Errors
     /// [`crate::CampaignError::IllegalTransition`] and store errors.
     pub fn transition(
@@ -164,7 +167,12 @@ impl Campaigns {
         now: Timestamp,
         note: &str,
     ) -> Result<()> {
-        lifecycle::transition(&mut self.conn, task, to, actor, now.as_second(), note)
+        let from = lifecycle::task_state(&self.conn, task)?;
+        lifecycle::transition(&mut self.conn, task, to, actor, now.as_second(), note)?;
+        if from == TaskState::Paused && to == TaskState::Running {
+            launch::recheck_unfinished(&self.conn, task)?;
+        }
+        Ok(())
     }
 
     /// Creates a bulk send under a task.
