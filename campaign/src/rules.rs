@@ -15,8 +15,8 @@
 //! 8. `channel_cap` — already `max` contacts on this channel within the cap's period
 //! 9. `overall_cap` — already `max` contacts over all non-passive channels within the period
 //!
-//! Passive channels (`web`) never count toward caps. Rules are applied at launch and again
-//! before each slice batch is dispatched (with the then-current history).
+//! Passive channels (`web`) never count toward caps. Rules are applied at launch, again
+//! when each slice is first dispatched, and on resume (with the then-current history).
 
 use std::collections::BTreeMap;
 use std::fmt;
