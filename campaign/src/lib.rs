@@ -1,1 +1,42 @@
-//! sluice-campaign (being written).
+//! sluice-campaign: the campaign service core.
+//!
+//! Map of the crate:
+//! - [`store`]: SQLite file, versioned migrations, bitmap BLOBs.
+//! - [`table`] / [`persist`] / [`import`] / [`synth`]: the columnar subscriber table, its
+//!   persistence, streaming CSV import and the synthetic-city generator.
+//! - [`expr`]: condition language (lexer + Pratt parser + column-scan evaluator).
+//! - [`segment`]: customer segments (file, condition, set algebra, accumulated rules).
+//! - [`lifecycle`]: campaign → activity → task → bulk-send, approval state machine.
+//! - [`groups`], [`rules`], [`window`], [`template`]: A/B/control split, contact rules,
+//!   time slices and message templates.
+//! - [`dispatch`] / [`launch`]: planning, the `Dispatcher` trait (+ HTTP implementation),
+//!   slice execution with persisted cursors (pause/resume/restart).
+//! - [`feedback`], [`stats`], [`report`]: receipts, replies, orders; z-test; funnels and
+//!   daily / channel reports.
+//! - [`service`]: [`service::Campaigns`], the facade the CLI and [`api`] (axum) call.
+
+pub mod api;
+pub mod dispatch;
+pub mod error;
+pub mod expr;
+pub mod feedback;
+pub mod fxhash;
+pub mod groups;
+pub mod import;
+pub mod launch;
+pub mod lifecycle;
+pub mod msisdn;
+pub mod persist;
+pub mod report;
+pub mod rules;
+pub mod segment;
+pub mod service;
+pub mod stats;
+pub mod store;
+pub mod synth;
+pub mod table;
+pub mod template;
+pub mod window;
+
+pub use error::{CampaignError, Result, StoreError};
+pub use service::Campaigns;

@@ -1,0 +1,225 @@
+//! Handing messages to the gateway: the [`Dispatcher`] trait and its HTTP implementation.
+//!
+//! Contract (docs/http-api.md): `POST /v1/messages` with `{"messages":[…]}`, at most 10 000
+//! per request; `202` answers `{"results":[{"line","id","client_ref","duplicate"}]}` once the
+//! batch is durable. Each message carries `client_ref = "t{task}-s{subscriber}-{slice}"`, so
+//! re-sending a batch after a crash or a failed response returns the first ids
+//! (`duplicate: true`) instead of sending twice — this is what makes resume exact.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Priority lanes of the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lane {
+    Otp,
+    Notification,
+    #[default]
+    Marketing,
+}
+
+/// One message as the gateway's `POST /v1/messages` expects it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundMessage {
+    pub to: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    pub text: String,
+    /// `sms` | `mms` | `wap_push`.
+    pub kind: String,
+    pub lane: Lane,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    pub client_ref: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Why a batch was not accepted. The caller keeps its cursor and may retry the same batch.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// Connection/transport failure (no answer: the batch may or may not be stored).
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The gateway rejected the batch as invalid (422); retrying will not help.
+    #[error("gateway rejected line {line} field {field}: {reason}")]
+    Rejected {
+        line: u64,
+        field: String,
+        reason: String,
+    },
+    /// Any other non-2xx answer after retries.
+    #[error("gateway answered {status}: {body}")]
+    Status { status: u16, body: String },
+    /// 2xx but the body did not match the contract (e.g. result count ≠ message count).
+    #[error("bad gateway response: {0}")]
+    BadResponse(String),
+}
+
+/// Something that accepts batches and returns one gateway id per message, in order.
+pub trait Dispatcher: Send + Sync {
+    /// Sends `batch`; on success returns exactly `batch.len()` ids in the same order.
+    fn dispatch(
+        &self,
+        batch: &[OutboundMessage],
+    ) -> impl Future<Output = Result<Vec<String>, DispatchError>> + Send;
+}
+
+#[derive(Serialize)]
+struct Request<'a> {
+    messages: &'a [OutboundMessage],
+}
+
+#[derive(Deserialize)]
+struct ResultLine {
+    line: u64,
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct Response {
+    results: Vec<ResultLine>,
+}
+
+#[derive(Deserialize)]
+struct Invalid {
+    #[serde(default)]
+    line: u64,
+    #[serde(default)]
+    field: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// [`Dispatcher`] over the gateway's HTTP API.
+#[derive(Debug, Clone)]
+pub struct HttpDispatcher {
+    client: reqwest::Client,
+    url: String,
+    api_key: String,
+    /// Attempts for 429 / 5xx / transport errors (same body, same client_refs).
+    pub max_attempts: u32,
+    /// Upper bound for one wait between attempts.
+    pub max_backoff: Duration,
+}
+
+impl HttpDispatcher {
+    /// `base_url` like `http://127.0.0.1:8080`; `api_key` is sent as a Bearer token.
+    pub fn new(base_url: &str, api_key: &str) -> Self {
+        Self {
+            client: reqwest::Client::new(),
+            url: format!("{}/v1/messages", base_url.trim_end_matches('/')),
+            api_key: api_key.to_owned(),
+            max_attempts: 5,
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+
+    async fn attempt(
+        &self,
+        batch: &[OutboundMessage],
+    ) -> Result<Vec<String>, (DispatchError, Option<Duration>)> {
+        let resp = self
+            .client
+            .post(&self.url)
+            .bearer_auth(&self.api_key)
+            .json(&Request { messages: batch })
+            .send()
+            .await
+            .map_err(|e| {
+                (
+                    DispatchError::Transport(e.to_string()),
+                    Some(Duration::ZERO),
+                )
+            })?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = resp.bytes().await.map_err(|e| {
+            (
+                DispatchError::Transport(e.to_string()),
+                Some(Duration::ZERO),
+            )
+        })?;
+        if status.is_success() {
+            let r: Response = serde_json::from_slice(&body)
+                .map_err(|e| (DispatchError::BadResponse(e.to_string()), None))?;
+            return order_ids(r, batch.len()).map_err(|e| (e, None));
+        }
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if status.as_u16() == 422 {
+            let i: Invalid = serde_json::from_slice(&body).unwrap_or(Invalid {
+                line: 0,
+                field: String::new(),
+                reason: text,
+            });
+            return Err((
+                DispatchError::Rejected {
+                    line: i.line,
+                    field: i.field,
+                    reason: i.reason,
+                },
+                None,
+            ));
+        }
+        let retry = (status.as_u16() == 429 || status.is_server_error())
+            .then(|| retry_after.unwrap_or(Duration::ZERO));
+        Err((
+            DispatchError::Status {
+                status: status.as_u16(),
+                body: text,
+            },
+            retry,
+        ))
+    }
+}
+
+fn order_ids(r: Response, n: usize) -> Result<Vec<String>, DispatchError> {
+    if r.results.len() != n {
+        return Err(DispatchError::BadResponse(format!(
+            "{} results for {n} messages",
+            r.results.len()
+        )));
+    }
+    let mut ids = vec![String::new(); n];
+    for line in r.results {
+        let slot = (line.line as usize)
+            .checked_sub(1)
+            .and_then(|i| ids.get_mut(i))
+            .ok_or_else(|| {
+                DispatchError::BadResponse(format!("result line {} out of range", line.line))
+            })?;
+        *slot = line.id;
+    }
+    if ids.iter().any(String::is_empty) {
+        return Err(DispatchError::BadResponse("missing result line".into()));
+    }
+    Ok(ids)
+}
+
+impl Dispatcher for HttpDispatcher {
+    async fn dispatch(&self, batch: &[OutboundMessage]) -> Result<Vec<String>, DispatchError> {
+        let mut backoff = Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            match self.attempt(batch).await {
+                Ok(ids) => return Ok(ids),
+                Err((e, Some(wait))) if attempt < self.max_attempts => {
+                    tracing::warn!(attempt, error = %e, "Gateway refused batch; retrying.");
+                    let wait = wait.max(backoff).min(self.max_backoff);
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(self.max_backoff);
+                    attempt += 1;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+}

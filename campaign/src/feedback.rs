@@ -1,0 +1,397 @@
+//! Feedback into the campaign service: delivery receipts, MO replies, order files.
+//!
+//! Receipts and replies arrive either in-process ([`FeedbackEvent`] over a tokio channel,
+//! see [`consume`]) or as the gateway's webhook JSON (docs/http-api.md; [`webhook_router`]).
+//! A receipt is matched to its contact-history row by gateway id, falling back to the
+//! `task` + `subscriber` (+ `bulk`) tags. A reply is a conversion of the most recent
+//! non-passive contact of that subscriber within the attribution window.
+//!
+//! Orders (CSV `msisdn,offer,time`) are attributed to the latest contact with the same offer
+//! within the window before the order; otherwise, if the subscriber is in the hold-out
+//! control group of a bulk send for that offer launched within the window, to that control
+//! group (so uplift compares like with like). Unmatched orders are counted, not stored.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use jiff::Timestamp;
+use roaring::RoaringBitmap;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Deserialize;
+
+use crate::error::Result;
+use crate::import::LineError;
+use crate::service::Campaigns;
+use crate::table::SubscriberTable;
+use crate::{launch, msisdn, window};
+
+const DAY: i64 = 86_400;
+
+/// A delivery receipt (webhook body of docs/http-api.md; unknown fields ignored).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct Receipt {
+    /// Gateway message id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `delivered`, `undeliverable`, `expired`, `rejected` or `failed`.
+    pub state: String,
+    #[serde(default)]
+    pub done_at: Option<Timestamp>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A mobile-originated reply (MO webhook body).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct MoReply {
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
+    pub text: String,
+    pub received_at: Timestamp,
+}
+
+/// One feedback item from an in-process stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedbackEvent {
+    Receipt(Receipt),
+    Reply(MoReply),
+}
+
+/// Receipt states the gateway may report.
+pub const RECEIPT_STATES: [&str; 5] = [
+    "delivered",
+    "undeliverable",
+    "expired",
+    "rejected",
+    "failed",
+];
+
+/// Applies a receipt; returns whether it matched a contact.
+///
+/// # Errors
+/// [`crate::CampaignError::Invalid`] for an unknown state; SQLite failure.
+pub fn apply_receipt(conn: &Connection, r: &Receipt, now: i64) -> Result<bool> {
+    if !RECEIPT_STATES.contains(&r.state.as_str()) {
+        return Err(crate::CampaignError::invalid(
+            "state",
+            format!("unknown receipt state {:?}", r.state),
+        ));
+    }
+    let at = r.done_at.map_or(now, Timestamp::as_second);
+    if let Some(id) = &r.id {
+        let n = conn.execute(
+            "UPDATE contacts SET state = ?1, state_at = ?2 WHERE gateway_id = ?3",
+            params![r.state, at, id],
+        )?;
+        if n > 0 {
+            return Ok(true);
+        }
+    }
+    let tag = |k: &str| r.tags.get(k).and_then(|v| v.parse::<i64>().ok());
+    if let (Some(task), Some(sub)) = (tag("task"), tag("subscriber")) {
+        let n = conn.execute(
+            "UPDATE contacts SET state = ?1, state_at = ?2
+             WHERE task_id = ?3 AND sub_id = ?4 AND (?5 IS NULL OR bulk_id = ?5)",
+            params![r.state, at, task, sub, tag("bulk")],
+        )?;
+        return Ok(n > 0);
+    }
+    Ok(false)
+}
+
+/// Records a reply; returns whether it was attributed to a contact.
+///
+/// # Errors
+/// SQLite failure. Unknown or malformed numbers are recorded as not attributed.
+pub fn apply_reply(
+    conn: &Connection,
+    table: &SubscriberTable,
+    r: &MoReply,
+    window_days: u32,
+) -> Result<bool> {
+    let Ok(number) = msisdn::normalize(&r.from) else {
+        return Ok(false);
+    };
+    let at = r.received_at.as_second();
+    conn.execute(
+        "INSERT INTO replies (msisdn, text, at) VALUES (?1, ?2, ?3)",
+        params![number as i64, r.text, at],
+    )?;
+    let Some(sub) = table.id_of(number) else {
+        return Ok(false);
+    };
+    let hit: Option<(i64, i64, String, String, String)> = conn
+        .query_row(
+            "SELECT task_id, bulk_id, grp, channel, offer FROM contacts
+             WHERE sub_id = ?1 AND at <= ?2 AND at >= ?3 AND channel != 'web'
+             ORDER BY at DESC, id DESC LIMIT 1",
+            params![sub, at, at - i64::from(window_days) * DAY],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()?;
+    let Some((task, bulk, grp, channel, offer)) = hit else {
+        return Ok(false);
+    };
+    conn.execute(
+        "INSERT INTO conversions (sub_id, task_id, bulk_id, grp, channel, kind, offer, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'reply', ?6, ?7)",
+        params![sub, task, bulk, grp, channel, offer, at],
+    )?;
+    Ok(true)
+}
+
+/// Outcome of an order-file import.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct OrdersReport {
+    pub rows: u64,
+    /// Attributed to a contact.
+    pub contacted: u64,
+    /// Attributed to a hold-out control group.
+    pub control: u64,
+    pub unmatched: u64,
+    pub errors: Vec<LineError>,
+}
+
+fn parse_time(s: &str, tz: &jiff::tz::TimeZone) -> Option<Timestamp> {
+    if let Ok(t) = s.parse::<Timestamp>() {
+        return Some(t);
+    }
+    let dt: jiff::civil::DateTime = s.replace(' ', "T").parse().ok()?;
+    tz.to_ambiguous_timestamp(dt).compatible().ok()
+}
+
+struct ControlGroup {
+    bulk: i64,
+    task: i64,
+    name: String,
+    channel: String,
+    offer: String,
+    planned_at: i64,
+    members: RoaringBitmap,
+}
+
+fn control_groups(conn: &Connection) -> Result<Vec<ControlGroup>> {
+    let mut st = conn.prepare("SELECT id FROM bulk_sends WHERE planned_at IS NOT NULL")?;
+    let ids: Vec<i64> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    for id in ids {
+        let b = launch::load_bulk(conn, id)?;
+        for (name, is_control, members) in launch::groups(conn, id)? {
+            if is_control {
+                out.push(ControlGroup {
+                    bulk: id,
+                    task: b.task,
+                    name,
+                    channel: b.spec.channel.as_str().to_owned(),
+                    offer: b.spec.offer.clone(),
+                    planned_at: b.planned_at.unwrap_or_default(),
+                    members,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Imports an order/conversion CSV (`msisdn,offer,time`; time RFC 3339 or local
+/// `YYYY-MM-DD HH:MM:SS` in `tz`), attributing within `window_days`.
+///
+/// # Errors
+/// I/O, CSV framing or SQLite failure; bad lines are reported in the report.
+pub fn import_orders<R: Read>(
+    conn: &mut Connection,
+    table: &SubscriberTable,
+    input: R,
+    window_days: u32,
+    tz: &str,
+) -> Result<OrdersReport> {
+    let tz = window::time_zone(tz)?;
+    let controls = control_groups(conn)?;
+    let mut rep = OrdersReport::default();
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(input);
+    let tx = conn.transaction()?;
+    {
+        let mut find = tx.prepare_cached(
+            "SELECT task_id, bulk_id, grp, channel FROM contacts
+             WHERE sub_id = ?1 AND offer = ?2 AND at <= ?3 AND at >= ?4
+             ORDER BY at DESC, id DESC LIMIT 1",
+        )?;
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO conversions (sub_id, task_id, bulk_id, grp, channel, kind, offer, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'order', ?6, ?7)",
+        )?;
+        let mut rec = csv::StringRecord::new();
+        loop {
+            match rdr.read_record(&mut rec) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) if e.is_io_error() => return Err(e.into()),
+                Err(e) => {
+                    rep.rows += 1;
+                    let line = e.position().map_or(0, csv::Position::line);
+                    rep.errors.push(LineError {
+                        line,
+                        field: "*".into(),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            }
+            rep.rows += 1;
+            let line = rec.position().map_or(0, csv::Position::line);
+            let err = |field: &str, reason: String| LineError {
+                line,
+                field: field.into(),
+                reason,
+            };
+            let (Some(m), Some(offer), Some(time)) = (rec.get(0), rec.get(1), rec.get(2)) else {
+                rep.errors
+                    .push(err("*", "expected msisdn,offer,time".into()));
+                continue;
+            };
+            let number = match msisdn::normalize(m) {
+                Ok(n) => n,
+                Err(e) => {
+                    rep.errors.push(err("msisdn", e.to_string()));
+                    continue;
+                }
+            };
+            let Some(t) = parse_time(time.trim(), &tz) else {
+                rep.errors
+                    .push(err("time", format!("not a time: {time:?}")));
+                continue;
+            };
+            let offer = offer.trim();
+            let Some(sub) = table.id_of(number) else {
+                rep.unmatched += 1;
+                continue;
+            };
+            let at = t.as_second();
+            let since = at - i64::from(window_days) * DAY;
+            let hit: Option<(i64, i64, String, String)> = find
+                .query_row(params![sub, offer, at, since], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()?;
+            if let Some((task, bulk, grp, channel)) = hit {
+                ins.execute(params![sub, task, bulk, grp, channel, offer, at])?;
+                rep.contacted += 1;
+            } else if let Some(c) = controls
+                .iter()
+                .filter(|c| {
+                    c.offer == offer
+                        && c.planned_at <= at
+                        && c.planned_at >= since
+                        && c.members.contains(sub)
+                })
+                .max_by_key(|c| c.planned_at)
+            {
+                ins.execute(params![sub, c.task, c.bulk, c.name, c.channel, offer, at])?;
+                rep.control += 1;
+            } else {
+                rep.unmatched += 1;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(rep)
+}
+
+/// Default attribution window for replies and orders.
+pub const DEFAULT_WINDOW_DAYS: u32 = 7;
+
+/// Shared service handle used by the routers and stream consumer.
+pub type Shared = Arc<Mutex<Campaigns>>;
+
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Campaigns> {
+    s.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Applies one event.
+///
+/// # Errors
+/// As [`apply_receipt`] / [`apply_reply`].
+pub fn apply_event(c: &Campaigns, ev: &FeedbackEvent, now: Timestamp) -> Result<bool> {
+    match ev {
+        FeedbackEvent::Receipt(r) => apply_receipt(&c.conn, r, now.as_second()),
+        FeedbackEvent::Reply(r) => apply_reply(&c.conn, &c.table, r, DEFAULT_WINDOW_DAYS),
+    }
+}
+
+/// Consumes an in-process feedback stream until the sender side closes.
+/// Returns (applied and matched, unmatched or failed).
+pub async fn consume(
+    svc: Shared,
+    mut rx: tokio::sync::mpsc::Receiver<FeedbackEvent>,
+) -> (u64, u64) {
+    let (mut ok, mut miss) = (0, 0);
+    while let Some(ev) = rx.recv().await {
+        match apply_event(&lock(&svc), &ev, Timestamp::now()) {
+            Ok(true) => ok += 1,
+            Ok(false) => miss += 1,
+            Err(e) => {
+                miss += 1;
+                tracing::warn!(error = %e, "Feedback event rejected.");
+            }
+        }
+    }
+    (ok, miss)
+}
+
+async fn receipt_hook(
+    State(s): State<Shared>,
+    Json(r): Json<Receipt>,
+) -> (StatusCode, Json<serde_json::Value>) {
+    match apply_receipt(&lock(&s).conn, &r, Timestamp::now().as_second()) {
+        Ok(matched) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "matched": matched })),
+        ),
+        Err(crate::CampaignError::Invalid { field, reason }) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(
+                serde_json::json!({ "error": "invalid receipt", "field": field, "reason": reason }),
+            ),
+        ),
+        // 5xx makes the gateway retry: nothing is lost on a transient store error.
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({ "error": e.to_string() })),
+        ),
+    }
+}
+
+async fn reply_hook(
+    State(s): State<Shared>,
+    Json(r): Json<MoReply>,
+) -> (StatusCode, Json<serde_json::Value>) {
+    let g = lock(&s);
+    match apply_reply(&g.conn, &g.table, &r, DEFAULT_WINDOW_DAYS) {
+        Ok(matched) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "matched": matched })),
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({ "error": e.to_string() })),
+        ),
+    }
+}
+
+/// Webhook endpoints for the gateway: `POST /receipts` (receipt JSON) and `POST /replies`
+/// (MO JSON). Point the account's `callback_url` / `mo_url` at them.
+pub fn webhook_router(svc: Shared) -> Router {
+    Router::new()
+        .route("/receipts", post(receipt_hook))
+        .route("/replies", post(reply_hook))
+        .with_state(svc)
+}

@@ -1,0 +1,142 @@
+//! Shared helpers for the integration tests.
+//!
+//! `FakeGateway` is a test double for the sluice gateway (which is being built in parallel):
+//! it records every batch and, like the real ingress (docs/http-api.md), returns the first
+//! id again for a repeated `client_ref`.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use sluice_campaign::Campaigns;
+use sluice_campaign::dispatch::{DispatchError, Dispatcher, OutboundMessage};
+use sluice_campaign::groups::GroupSpec;
+use sluice_campaign::launch::{BulkSpec, SliceSpec};
+use sluice_campaign::lifecycle::{self, TaskState};
+use sluice_campaign::rules::{Channel, ContactPolicy};
+
+/// Runs after each dispatch call with the 1-based call number.
+pub type Hook = Box<dyn Fn(usize) + Send + Sync>;
+
+#[derive(Default)]
+pub struct GatewayState {
+    pub batches: Vec<Vec<OutboundMessage>>,
+    pub ids: HashMap<String, String>,
+    pub duplicates: usize,
+}
+
+/// Records batches; can fail (after storing, like a lost response) on chosen calls, and can
+/// run a hook after each call (e.g. an operator pausing the task).
+#[derive(Clone, Default)]
+pub struct FakeGateway {
+    pub state: Arc<Mutex<GatewayState>>,
+    pub calls: Arc<AtomicUsize>,
+    /// 1-based call numbers whose response is "lost" (stored, but an error is returned).
+    pub lose_response_on: Arc<Mutex<Vec<usize>>>,
+    pub after_call: Arc<Mutex<Option<Hook>>>,
+}
+
+impl FakeGateway {
+    pub fn sent_refs(&self) -> Vec<String> {
+        let s = self.state.lock().unwrap();
+        let mut v: Vec<String> = s.ids.keys().cloned().collect();
+        v.sort();
+        v
+    }
+    pub fn messages(&self) -> Vec<OutboundMessage> {
+        self.state
+            .lock()
+            .unwrap()
+            .batches
+            .iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+}
+
+impl Dispatcher for FakeGateway {
+    async fn dispatch(&self, batch: &[OutboundMessage]) -> Result<Vec<String>, DispatchError> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let ids = {
+            let mut s = self.state.lock().unwrap();
+            s.batches.push(batch.to_vec());
+            let mut ids = Vec::new();
+            for m in batch {
+                let next = format!("gw{}", s.ids.len() + 1);
+                if s.ids.contains_key(&m.client_ref) {
+                    s.duplicates += 1;
+                }
+                let id = s.ids.entry(m.client_ref.clone()).or_insert(next).clone();
+                ids.push(id);
+            }
+            ids
+        };
+        if let Some(h) = &*self.after_call.lock().unwrap() {
+            h(call);
+        }
+        if self.lose_response_on.lock().unwrap().contains(&call) {
+            return Err(DispatchError::Transport(
+                "connection reset (simulated)".into(),
+            ));
+        }
+        Ok(ids)
+    }
+}
+
+pub fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+/// Creates a task and moves it to `running` (through the approval chain).
+pub fn running_task(c: &mut Campaigns, name: &str) -> i64 {
+    let t = lifecycle::create_task(&c.conn, None, name, 0).unwrap();
+    for (s, who) in [
+        (TaskState::Submitted, "maker"),
+        (TaskState::Approved, "checker"),
+        (TaskState::Scheduled, "maker"),
+        (TaskState::Running, "system"),
+    ] {
+        c.transition(t, s, who, ts("2026-03-01T00:00:00Z"), "")
+            .unwrap();
+    }
+    t
+}
+
+pub fn spec(segment: i64, slices: Vec<SliceSpec>) -> BulkSpec {
+    BulkSpec {
+        segment,
+        template: "{brand}用户您好，{region}流量包特惠".into(),
+        group_templates: Default::default(),
+        channel: Channel::Sms,
+        lane: Default::default(),
+        from: Some("10086".into()),
+        offer: "DATA10".into(),
+        campaign_type: "promo".into(),
+        groups: GroupSpec::None,
+        policy: ContactPolicy::default(),
+        slices,
+        timezone: "Asia/Shanghai".into(),
+        batch_size: 10_000,
+    }
+}
+
+pub fn slice(start: &str, window: Option<&str>) -> SliceSpec {
+    SliceSpec {
+        start: ts(start),
+        window: window.map(str::to_owned),
+    }
+}
+
+/// Inserts a contact-history row directly (history from earlier campaigns / other systems).
+pub fn insert_contact(c: &Campaigns, sub: u32, channel: &str, offer: &str, ctype: &str, at: i64) {
+    c.conn
+        .execute(
+            "INSERT INTO contacts (sub_id, task_id, bulk_id, slice, grp, channel, offer, campaign_type, at)
+             VALUES (?1, 0, 0, 0, '', ?2, ?3, ?4, ?5)",
+            rusqlite::params![sub, channel, offer, ctype, at],
+        )
+        .unwrap();
+}

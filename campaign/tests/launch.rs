@@ -1,0 +1,406 @@
+//! Launch, dispatch, pause/resume/restart and slice windows against a fake gateway
+//! (a test double: the real gateway is being built in parallel; `http_dispatcher.rs`
+//! covers the HTTP contract).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use sluice_campaign::groups::{GroupSpec, Variant};
+use sluice_campaign::launch::{self, RunError, RunOutcome};
+use sluice_campaign::lifecycle::TaskState;
+use sluice_campaign::rules::{self, Cap, Channel, ContactPolicy, Reason};
+use sluice_campaign::{CampaignError, Campaigns};
+
+fn city(path: &std::path::Path, n: u32) -> (Campaigns, i64) {
+    let mut c = Campaigns::open(path).unwrap();
+    c.load_synthetic(n, 11).unwrap();
+    let seg = c
+        .segment_from_condition("everyone", "arpu >= 0", ts("2026-03-01T00:00:00Z"))
+        .unwrap();
+    assert_eq!(seg.count, u64::from(n));
+    (c, seg.id)
+}
+
+fn contacts(c: &Campaigns, task: i64) -> Vec<(u32, u32, String)> {
+    let mut st = c
+        .conn
+        .prepare("SELECT sub_id, slice, grp FROM contacts WHERE task_id = ?1 ORDER BY sub_id")
+        .unwrap();
+    st.query_map([task], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test]
+async fn launch_sends_each_non_control_member_once_with_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, seg) = city(&dir.path().join("c.db"), 2_000);
+    let task = running_task(&mut c, "spring");
+    let mut s = spec(seg, vec![slice("2026-03-05T00:00:00+08:00", None)]);
+    s.batch_size = 300;
+    s.groups = GroupSpec::Random {
+        seed: 7,
+        variants: vec![
+            Variant {
+                name: "A".into(),
+                weight: 1,
+            },
+            Variant {
+                name: "B".into(),
+                weight: 1,
+            },
+        ],
+        control_share: 0.1,
+    };
+    s.group_templates
+        .insert("B".into(), "{city|本地}专享：{plan}".into());
+    let bulk = c.create_bulk(task, &s).unwrap();
+    let plan = c.plan(bulk, ts("2026-03-04T00:00:00Z")).unwrap();
+    assert_eq!(plan.audience, 2_000);
+    assert_eq!(plan.groups.iter().map(|g| g.count).sum::<u64>(), 2_000);
+    let control = plan.groups.iter().find(|g| g.is_control).unwrap().count;
+    assert!(control > 120 && control < 280, "{control}");
+    assert_eq!(plan.slices, vec![2_000 - control]);
+    // Planning again is idempotent (a restart never re-draws the audience).
+    assert_eq!(c.plan(bulk, ts("2026-03-04T01:00:00Z")).unwrap(), plan);
+
+    let gw = FakeGateway::default();
+    let svc = Mutex::new(c);
+    let out = launch::run(&svc, &gw, bulk, || ts("2026-03-05T02:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        RunOutcome::Finished {
+            sent: 2_000 - control
+        }
+    );
+    let c = svc.into_inner().unwrap();
+    let msgs = gw.messages();
+    assert_eq!(msgs.len() as u64, 2_000 - control);
+    assert!(
+        gw.state
+            .lock()
+            .unwrap()
+            .batches
+            .iter()
+            .all(|b| b.len() <= 300)
+    );
+    let groups: BTreeMap<String, roaring::RoaringBitmap> = launch::groups(&c.conn, bulk)
+        .unwrap()
+        .into_iter()
+        .map(|(n, _, m)| (n, m))
+        .collect();
+    let mut seen = BTreeSet::new();
+    for m in &msgs {
+        let sub: u32 = m.tags["subscriber"].parse().unwrap();
+        assert!(seen.insert(sub), "subscriber {sub} sent twice");
+        assert_eq!(m.tags["task"], task.to_string());
+        assert!(groups[&m.tags["group"]].contains(sub));
+        assert!(!groups["control"].contains(sub));
+        assert_eq!(m.client_ref, format!("t{task}-s{sub}-0"));
+        assert_eq!(m.to, c.table.msisdn(sub).unwrap().to_string());
+        assert_eq!(m.kind, "sms");
+        let row = c.table.row(sub).unwrap();
+        let want = if m.tags["group"] == "B" {
+            format!("{}专享：{}", row.city, row.plan)
+        } else {
+            format!("{}用户您好，{}流量包特惠", row.brand, row.region)
+        };
+        assert_eq!(m.text, want);
+    }
+    assert_eq!(contacts(&c, task).len(), msgs.len());
+}
+
+#[tokio::test]
+async fn only_scheduled_or_running_tasks_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, seg) = city(&dir.path().join("c.db"), 50);
+    let t = sluice_campaign::lifecycle::create_task(&c.conn, None, "t", 0).unwrap();
+    let bulk = c
+        .create_bulk(t, &spec(seg, vec![slice("2026-03-05T00:00:00Z", None)]))
+        .unwrap();
+    for s in [TaskState::Submitted, TaskState::Approved] {
+        assert!(matches!(
+            c.plan(bulk, ts("2026-03-05T00:00:00Z")),
+            Err(CampaignError::NotSendable { .. })
+        ));
+        c.transition(t, s, "x", ts("2026-03-05T00:00:00Z"), "")
+            .unwrap();
+    }
+    assert!(matches!(
+        c.plan(bulk, ts("2026-03-05T00:00:00Z")),
+        Err(CampaignError::NotSendable {
+            state: TaskState::Approved,
+            ..
+        })
+    ));
+    c.transition(t, TaskState::Scheduled, "x", ts("2026-03-05T00:00:00Z"), "")
+        .unwrap();
+    c.plan(bulk, ts("2026-03-05T00:00:00Z")).unwrap();
+    // Scheduled but not yet running: the runner does not start sending.
+    let gw = FakeGateway::default();
+    let svc = Mutex::new(c);
+    let out = launch::run(&svc, &gw, bulk, || ts("2026-03-05T01:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        RunOutcome::Stopped {
+            sent: 0,
+            state: TaskState::Scheduled
+        }
+    );
+    assert!(gw.messages().is_empty());
+}
+
+#[tokio::test]
+async fn pause_resume_and_restart_lose_and_duplicate_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let (mut c, seg) = city(&path, 1_000);
+    let task = running_task(&mut c, "blast");
+    let mut s = spec(
+        seg,
+        vec![
+            slice("2026-03-05T00:00:00Z", None),
+            slice("2026-03-05T00:00:00Z", None),
+        ],
+    );
+    s.batch_size = 90;
+    let bulk = c.create_bulk(task, &s).unwrap();
+    c.plan(bulk, ts("2026-03-05T00:00:00Z")).unwrap();
+    let svc = Arc::new(Mutex::new(c));
+    let gw = FakeGateway::default();
+    // An operator pauses the task while the 3rd batch is at the gateway.
+    {
+        let svc2 = Arc::clone(&svc);
+        *gw.after_call.lock().unwrap() = Some(Box::new(move |call| {
+            if call == 3 {
+                svc2.lock()
+                    .unwrap()
+                    .transition(
+                        task,
+                        TaskState::Paused,
+                        "ops",
+                        ts("2026-03-05T01:00:00Z"),
+                        "hold",
+                    )
+                    .unwrap();
+            }
+        }));
+    }
+    let now = || ts("2026-03-05T01:00:00Z");
+    let out = launch::run(&svc, &gw, bulk, now).await.unwrap();
+    assert_eq!(
+        out,
+        RunOutcome::Stopped {
+            sent: 270,
+            state: TaskState::Paused
+        }
+    );
+    // Paused: another run does nothing.
+    assert_eq!(
+        launch::run(&svc, &gw, bulk, now).await.unwrap(),
+        RunOutcome::Stopped {
+            sent: 0,
+            state: TaskState::Paused
+        }
+    );
+    *gw.after_call.lock().unwrap() = None;
+    // During the pause a pending subscriber of slice 0 (already checked when the slice
+    // started) complains and is blacklisted; resuming re-arms the dispatch-time check.
+    let late = {
+        let c = svc.lock().unwrap();
+        let states = launch::slice_states(&c.conn, bulk).unwrap();
+        let late = states[0].members.iter().nth(300).unwrap();
+        let n = c.table.msisdn(late).unwrap().to_string();
+        rules::add_to_list(
+            &c.conn,
+            &c.table,
+            rules::ListKind::Blacklist,
+            None,
+            "",
+            &[&n],
+        )
+        .unwrap();
+        late
+    };
+    svc.lock()
+        .unwrap()
+        .transition(task, TaskState::Running, "ops", now(), "go")
+        .unwrap();
+    // The response of call 6 (3rd after resume) is lost: the batch is stored at the gateway,
+    // but we never learn the ids.
+    gw.lose_response_on.lock().unwrap().push(6);
+    let err = launch::run(&svc, &gw, bulk, now).await.unwrap_err();
+    assert!(matches!(err, RunError::Dispatch { sent: 180, .. }), "{err}");
+    let committed = contacts(&svc.lock().unwrap(), task).len();
+    assert_eq!(committed, 450);
+    // "Crash": drop everything and reopen from disk.
+    drop(svc);
+    let c = Campaigns::open(&path).unwrap();
+    assert_eq!(c.table.len(), 1_000);
+    let states = launch::slice_states(&c.conn, bulk).unwrap();
+    assert_eq!(
+        states[0].cursor,
+        states[0].members.iter().nth(449).unwrap() + 1
+    );
+    let svc = Mutex::new(c);
+    let out = launch::run(&svc, &gw, bulk, now).await.unwrap();
+    assert_eq!(out, RunOutcome::Finished { sent: 549 });
+    let c = svc.into_inner().unwrap();
+    assert_eq!(
+        launch::exclusions(&c.conn, bulk, "dispatch").unwrap(),
+        [(Reason::Blacklist, 1)].into()
+    );
+    let rows = contacts(&c, task);
+    assert_eq!(
+        rows.len(),
+        999,
+        "everyone but the blacklisted one, exactly once"
+    );
+    let subs: BTreeSet<u32> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(subs.len(), 999);
+    assert!(!subs.contains(&late));
+    // The gateway saw each client_ref; only the lost batch was re-sent, and it deduplicated.
+    assert_eq!(gw.sent_refs().len(), 999);
+    // Call 6 was the last 49 of slice 0 (499 = 5 × 90 + 49).
+    assert_eq!(gw.state.lock().unwrap().duplicates, 49);
+    // Slices split evenly and the client_ref carries the slice.
+    assert_eq!(rows.iter().filter(|r| r.1 == 1).count(), 500);
+    // Each contact row holds the gateway's id for its message.
+    let ids: i64 = c
+        .conn
+        .query_row(
+            "SELECT COUNT(DISTINCT gateway_id) FROM contacts WHERE task_id = ?1",
+            [task],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(ids, 999);
+}
+
+#[tokio::test]
+async fn slices_send_only_inside_their_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, seg) = city(&dir.path().join("c.db"), 400);
+    let task = running_task(&mut c, "day5");
+    let s = spec(
+        seg,
+        vec![
+            slice("2026-03-05T00:00:00+08:00", Some("10:00-11:00")),
+            slice("2026-03-06T00:00:00+08:00", Some("10:00-11:00")),
+        ],
+    );
+    let bulk = c.create_bulk(task, &s).unwrap();
+    c.plan(bulk, ts("2026-03-04T00:00:00Z")).unwrap();
+    let gw = FakeGateway::default();
+    let svc = Mutex::new(c);
+    let at = |s: &'static str| move || ts(s);
+    assert_eq!(
+        launch::run(&svc, &gw, bulk, at("2026-03-05T09:59:00+08:00"))
+            .await
+            .unwrap(),
+        RunOutcome::Waiting { sent: 0 }
+    );
+    assert_eq!(
+        launch::run(&svc, &gw, bulk, at("2026-03-05T10:30:00+08:00"))
+            .await
+            .unwrap(),
+        RunOutcome::Waiting { sent: 200 }
+    );
+    assert_eq!(
+        launch::run(&svc, &gw, bulk, at("2026-03-06T11:30:00+08:00"))
+            .await
+            .unwrap(),
+        RunOutcome::Waiting { sent: 0 }
+    );
+    assert_eq!(
+        launch::run(&svc, &gw, bulk, at("2026-03-06T10:00:00+08:00"))
+            .await
+            .unwrap(),
+        RunOutcome::Finished { sent: 200 }
+    );
+    let msgs = gw.messages();
+    assert!(
+        msgs.iter()
+            .all(|m| m.window.as_deref() == Some("10:00-11:00"))
+    );
+    assert_eq!(
+        msgs.iter().filter(|m| m.client_ref.ends_with("-1")).count(),
+        200
+    );
+    let c = svc.into_inner().unwrap();
+    let day6: i64 = c
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM contacts WHERE slice = 1 AND at = ?1",
+            [ts("2026-03-06T10:00:00+08:00").as_second()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(day6, 200);
+}
+
+#[tokio::test]
+async fn caps_apply_across_tasks_at_launch_and_again_before_dispatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, seg) = city(&dir.path().join("c.db"), 300);
+    let t1 = running_task(&mut c, "first");
+    let t2 = running_task(&mut c, "second");
+    let t3 = running_task(&mut c, "third");
+    let capped = |seg| {
+        let mut s = spec(seg, vec![slice("2026-03-05T00:00:00Z", None)]);
+        s.offer = String::new();
+        s.campaign_type = String::new();
+        s.policy = ContactPolicy {
+            caps: vec![Cap {
+                channel: Some(Channel::Sms),
+                max: 1,
+                period_days: 7,
+            }],
+            ..Default::default()
+        };
+        s
+    };
+    let b1 = c.create_bulk(t1, &capped(seg)).unwrap();
+    let b2 = c.create_bulk(t2, &capped(seg)).unwrap();
+    // t2 is planned before t1 sends: nobody is capped yet at launch.
+    c.plan(b1, ts("2026-03-05T00:00:00Z")).unwrap();
+    let p2 = c.plan(b2, ts("2026-03-05T00:00:00Z")).unwrap();
+    assert!(p2.excluded.is_empty());
+    let gw = FakeGateway::default();
+    let svc = Mutex::new(c);
+    let now = || ts("2026-03-05T01:00:00Z");
+    assert_eq!(
+        launch::run(&svc, &gw, b1, now).await.unwrap(),
+        RunOutcome::Finished { sent: 300 }
+    );
+    // The dispatch-time check of t2's slice sees t1's contacts.
+    assert_eq!(
+        launch::run(&svc, &gw, b2, now).await.unwrap(),
+        RunOutcome::Finished { sent: 0 }
+    );
+    let mut c = svc.into_inner().unwrap();
+    assert_eq!(
+        launch::exclusions(&c.conn, b2, "dispatch").unwrap(),
+        [(Reason::ChannelCap, 300)].into()
+    );
+    // A task launched afterwards is capped at launch already; 8 days later it is not.
+    let b3 = c.create_bulk(t3, &capped(seg)).unwrap();
+    let p3 = c.plan(b3, ts("2026-03-05T02:00:00Z")).unwrap();
+    assert_eq!(p3.excluded, [(Reason::ChannelCap, 300)].into());
+    let t4 = running_task(&mut c, "later");
+    let b4 = c.create_bulk(t4, &capped(seg)).unwrap();
+    assert!(
+        c.plan(b4, ts("2026-03-13T02:00:00Z"))
+            .unwrap()
+            .excluded
+            .is_empty()
+    );
+}

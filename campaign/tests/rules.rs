@@ -1,0 +1,171 @@
+//! Every contact rule, its window, and the first-reason counting order.
+
+mod common;
+
+use common::*;
+use roaring::RoaringBitmap;
+use sluice_campaign::Campaigns;
+use sluice_campaign::rules::{self, Cap, Channel, ContactPolicy, ListKind, Reason, RuleContext};
+
+const DAY: i64 = 86_400;
+
+fn setup() -> (Campaigns, i64) {
+    let mut c = Campaigns::in_memory().unwrap();
+    c.load_synthetic(40, 3).unwrap();
+    (c, ts("2026-03-10T00:00:00Z").as_second())
+}
+
+fn num(c: &Campaigns, id: u32) -> String {
+    c.table.msisdn(id).unwrap().to_string()
+}
+
+fn add(c: &Campaigns, kind: ListKind, ch: Option<Channel>, name: &str, ids: &[u32]) {
+    let nums: Vec<String> = ids.iter().map(|&i| num(c, i)).collect();
+    let refs: Vec<&str> = nums.iter().map(String::as_str).collect();
+    let (added, rejected) = rules::add_to_list(&c.conn, &c.table, kind, ch, name, &refs).unwrap();
+    assert_eq!((added, rejected.len()), (ids.len() as u64, 0));
+}
+
+#[test]
+fn each_reason_is_counted_once_under_the_first_matching_rule() {
+    let (c, now) = setup();
+    add(&c, ListKind::Blacklist, None, "", &[0, 1]);
+    add(&c, ListKind::Graylist, None, "", &[1, 2]); // 1 is already blacklisted
+    add(&c, ListKind::Staff, None, "", &[3]);
+    add(&c, ListKind::DoNotDisturb, Some(Channel::Sms), "", &[4]);
+    add(&c, ListKind::DoNotDisturb, Some(Channel::Mms), "", &[5]); // other channel: kept
+    add(&c, ListKind::DoNotDisturb, None, "", &[6]); // all channels
+    add(&c, ListKind::Custom, None, "complainers", &[7]);
+    add(&c, ListKind::Custom, None, "vip-care", &[2, 20]); // 2 counted as graylist
+    rules::add_conflict(&c.conn, "DATA10", "DATA20").unwrap();
+    insert_contact(&c, 8, "sms", "DATA20", "other", now - DAY); // conflicting, inside 3 days
+    insert_contact(&c, 9, "sms", "DATA20", "other", now - 5 * DAY); // conflicting, outside
+    insert_contact(&c, 10, "sms", "DATA10", "other", now - 2 * DAY); // same offer, inside 7 days
+    insert_contact(&c, 11, "mms", "XYZ", "promo", now - 6 * DAY); // same type, inside
+    insert_contact(&c, 12, "sms", "DATA10", "promo", now - 8 * DAY); // outside 7 days
+    for _ in 0..2 {
+        insert_contact(&c, 13, "sms", "A", "t", now - 10 * DAY); // 2 sms in 30 days
+    }
+    insert_contact(&c, 14, "sms", "A", "t", now - DAY);
+    insert_contact(&c, 14, "mms", "A", "t", now - DAY);
+    insert_contact(&c, 14, "wap_push", "A", "t", now - DAY); // 3 non-passive
+    insert_contact(&c, 15, "web", "A", "t", now - DAY);
+    insert_contact(&c, 15, "web", "A", "t", now - DAY);
+    insert_contact(&c, 15, "sms", "A", "t", now - DAY); // web is passive: 1 counted
+    insert_contact(&c, 16, "sms", "A", "t", now - 40 * DAY); // outside cap period
+    insert_contact(&c, 16, "sms", "A", "t", now - 40 * DAY);
+    // Conversions on a conflicting offer also exclude.
+    c.conn
+        .execute(
+            "INSERT INTO conversions (sub_id, task_id, bulk_id, grp, channel, kind, offer, at)
+             VALUES (17, 0, 0, '', 'sms', 'order', 'DATA20', ?1)",
+            [now - DAY],
+        )
+        .unwrap();
+    let policy = ContactPolicy {
+        recent_days: 7,
+        conflict_days: 3,
+        caps: vec![
+            Cap {
+                channel: Some(Channel::Sms),
+                max: 2,
+                period_days: 30,
+            },
+            Cap {
+                channel: None,
+                max: 3,
+                period_days: 30,
+            },
+        ],
+    };
+    let ctx = RuleContext {
+        channel: Channel::Sms,
+        offer: "DATA10",
+        campaign_type: "promo",
+        policy: &policy,
+    };
+    let mut all = RoaringBitmap::new();
+    all.insert_range(0..40);
+    let (kept, counts) = rules::apply(&c.conn, &ctx, &all, now).unwrap();
+    let want = [
+        (Reason::Blacklist, 2),
+        (Reason::Graylist, 1),
+        (Reason::Staff, 1),
+        (Reason::DoNotDisturb, 2),
+        (Reason::Custom, 2),
+        (Reason::ConflictingOffer, 2),
+        (Reason::RecentlyMarketed, 2),
+        (Reason::ChannelCap, 1),
+        (Reason::OverallCap, 1),
+    ];
+    assert_eq!(counts, want.into());
+    let excluded: Vec<u32> = (&all - &kept).iter().collect();
+    assert_eq!(
+        excluded,
+        vec![0, 1, 2, 3, 4, 6, 7, 8, 10, 11, 13, 14, 17, 20]
+    );
+    assert_eq!(kept.len() + counts.values().sum::<u64>(), 40);
+
+    // The same rules for MMS: the sms-only DND and sms cap do not apply, the mms DND does.
+    let ctx = RuleContext {
+        channel: Channel::Mms,
+        ..ctx
+    };
+    let (_, counts) = rules::apply(&c.conn, &ctx, &all, now).unwrap();
+    assert_eq!(counts[&Reason::DoNotDisturb], 2); // 5 and 6
+    assert!(!counts.contains_key(&Reason::ChannelCap));
+    assert_eq!(counts[&Reason::OverallCap], 1); // 14 (13 has only 2)
+}
+
+#[test]
+fn recently_marketed_window_edges_and_disabled_rules() {
+    let (c, now) = setup();
+    insert_contact(&c, 1, "sms", "DATA10", "", now - 7 * DAY); // exactly at the edge: inside
+    insert_contact(&c, 2, "sms", "DATA10", "", now - 7 * DAY - 1); // one second outside
+    insert_contact(&c, 3, "sms", "", "", now - DAY); // empty offer never matches empty offer
+    let policy = ContactPolicy {
+        recent_days: 7,
+        ..Default::default()
+    };
+    let ctx = RuleContext {
+        channel: Channel::Sms,
+        offer: "DATA10",
+        campaign_type: "",
+        policy: &policy,
+    };
+    let mut all = RoaringBitmap::new();
+    all.insert_range(0..40);
+    let (kept, counts) = rules::apply(&c.conn, &ctx, &all, now).unwrap();
+    assert_eq!(counts, [(Reason::RecentlyMarketed, 1)].into());
+    assert!(!kept.contains(1) && kept.contains(2) && kept.contains(3));
+    let off = ContactPolicy::default();
+    let ctx = RuleContext {
+        policy: &off,
+        ..ctx
+    };
+    assert!(rules::apply(&c.conn, &ctx, &all, now).unwrap().1.is_empty());
+}
+
+#[test]
+fn unknown_numbers_are_reported_when_building_lists() {
+    let (c, _) = setup();
+    let known = num(&c, 5);
+    let (added, rejected) = rules::add_to_list(
+        &c.conn,
+        &c.table,
+        ListKind::Blacklist,
+        None,
+        "",
+        &[&known, "13999999999", "abc"],
+    )
+    .unwrap();
+    assert_eq!(added, 1);
+    assert_eq!(rejected, vec!["13999999999".to_owned(), "abc".to_owned()]);
+    // Adding again is idempotent.
+    assert_eq!(
+        rules::add_to_list(&c.conn, &c.table, ListKind::Blacklist, None, "", &[&known])
+            .unwrap()
+            .0,
+        0
+    );
+}
