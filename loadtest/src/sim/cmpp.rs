@@ -22,7 +22,8 @@ use tokio::time::Instant;
 use super::center::{BindRefusal, Center, SessionHandle, SessionKind, Verdict};
 use super::dlr::MsgRef;
 use super::mo::TextCoding;
-use super::submit::{Accepted, on_accepted};
+use super::dlr::Delivery;
+use super::submit::{Accepted, Receipt, on_accepted};
 use super::writer::{self, Out};
 use crate::tally::{Concat, split_udh};
 use crate::wire::cmpp::{self as w, HEADER_LEN, Version};
@@ -45,6 +46,8 @@ struct Session {
     login: Option<(Arc<str>, Version)>,
     out: BytesMut,
     responses: usize,
+    /// Receipts to queue once the responses now in `out` are with the writer.
+    deferred: Vec<Delivery>,
 }
 
 /// Serves one accepted connection until it closes or the simulator shuts down.
@@ -66,6 +69,7 @@ pub(crate) async fn serve(center: Arc<Center>, stream: TcpStream, mut shutdown: 
         login: None,
         out: BytesMut::with_capacity(64 * 1024),
         responses: 0,
+        deferred: Vec::new(),
     };
     s.read_loop(&mut rd, &mut shutdown).await;
     if s.login.is_some() {
@@ -125,6 +129,9 @@ impl Session {
             self.responses = 0;
             self.out.reserve(64 * 1024);
         }
+        for d in self.deferred.drain(..) {
+            let _ = self.center.deliveries.send(d);
+        }
     }
 
     fn handle(&mut self, h: w::Header, body: &[u8]) -> Next {
@@ -177,6 +184,7 @@ impl Session {
             tx: self.tx.clone(),
             seq: self.seq.clone(),
         };
+        self.flush();
         let mut pending = self.out.split();
         let auth = w::authenticator_ismg(version, 0, &c.authenticator, &secret);
         w::put_connect_resp(&mut pending, version, h.seq, 0, &auth);
@@ -206,11 +214,11 @@ impl Session {
 
     fn submit(&mut self, account: &Arc<str>, version: Version, seq: u32, body: &[u8]) -> Next {
         let Ok(m) = w::parse_submit(version, body) else {
-            self.respond(version, seq, 0, 1, None);
+            let _ = self.respond(version, seq, 0, 1, None);
             return Next::Continue;
         };
         let Some(dest) = m.dests.first().copied() else {
-            self.respond(version, seq, 0, 1, None);
+            let _ = self.respond(version, seq, 0, 1, None);
             return Next::Continue;
         };
         let outstanding = self.outstanding.load(Ordering::Relaxed) + 1;
@@ -222,7 +230,7 @@ impl Session {
         };
         if result != 0 {
             center.tally.count_rejected(&format!("cmpp:{result}"));
-            self.respond(version, seq, 0, result, None);
+            let _ = self.respond(version, seq, 0, result, None);
             return Next::Continue;
         }
         let (concat, payload) = if m.tp_udhi != 0 { split_udh(m.content) } else { (None::<Concat>, m.content) };
@@ -235,9 +243,13 @@ impl Session {
         };
         let receipt = if m.registered_delivery == 1 { 1 } else { 0 };
         let acc = Accepted { source: m.src_id, dest, payload, concat, receipt, coding };
-        let early = on_accepted(&center, account, self.id, acc, MsgRef::Cmpp(msg_id), &mut self.rng);
-        let hold = early.then(|| Duration::from_millis(center.cfg.dlr.early_lead_ms));
-        self.respond(version, seq, msg_id, 0, hold);
+        let receipt = on_accepted(&center, account, self.id, acc, MsgRef::Cmpp(msg_id), &mut self.rng);
+        let hold = matches!(receipt, Receipt::Early).then(|| Duration::from_millis(center.cfg.dlr.early_lead_ms));
+        let due = self.respond(version, seq, msg_id, 0, hold);
+        if let Receipt::After(mut d) = receipt {
+            d.at = d.at.max(due);
+            self.deferred.push(d);
+        }
         let p = center.cfg.disconnect_probability;
         if p > 0.0 && self.rng.random::<f64>() < p {
             return Next::Abort;
@@ -245,20 +257,23 @@ impl Session {
         Next::Continue
     }
 
-    fn respond(&mut self, version: Version, seq: u32, msg_id: u64, result: u32, hold: Option<Duration>) {
+    fn respond(&mut self, version: Version, seq: u32, msg_id: u64, result: u32, hold: Option<Duration>) -> Instant {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
         let lat = &self.center.cfg.latency;
         let mut delay = if lat.is_zero() { Duration::ZERO } else { lat.sample(&mut self.rng) };
         if let Some(h) = hold {
             delay = delay.max(h);
         }
+        let now = Instant::now();
         if delay.is_zero() {
             w::put_msgid_resp(&mut self.out, version, w::SUBMIT, seq, msg_id, result);
             self.responses += 1;
+            now
         } else {
             let mut b = BytesMut::with_capacity(24);
             w::put_msgid_resp(&mut b, version, w::SUBMIT, seq, msg_id, result);
-            let _ = self.tx.send(Out::At { at: Instant::now() + delay, bytes: b.freeze(), responses: 1 });
+            let _ = self.tx.send(Out::At { at: now + delay, bytes: b.freeze(), responses: 1 });
+            now + delay
         }
     }
 }

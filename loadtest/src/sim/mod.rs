@@ -14,6 +14,9 @@ mod smpp;
 mod submit;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -22,7 +22,8 @@ use tokio::time::Instant;
 use super::center::{BindRefusal, Center, SessionHandle, SessionKind, Verdict};
 use super::dlr::MsgRef;
 use super::mo::TextCoding;
-use super::submit::{Accepted, on_accepted};
+use super::dlr::Delivery;
+use super::submit::{Accepted, Receipt, on_accepted};
 use super::writer::{self, Out};
 use crate::tally::split_udh;
 use crate::wire::smpp::{self as w, HEADER_LEN};
@@ -50,6 +51,8 @@ struct Session {
     bound: Option<Bound>,
     out: BytesMut,
     responses: usize,
+    /// Receipts to queue once the responses now in `out` are with the writer.
+    deferred: Vec<Delivery>,
 }
 
 /// Serves one accepted connection until it closes or the simulator shuts down.
@@ -71,6 +74,7 @@ pub(crate) async fn serve(center: Arc<Center>, stream: TcpStream, mut shutdown: 
         bound: None,
         out: BytesMut::with_capacity(64 * 1024),
         responses: 0,
+        deferred: Vec::new(),
     };
     s.read_loop(&mut rd, &mut shutdown).await;
     if s.bound.is_some() {
@@ -141,6 +145,9 @@ impl Session {
             self.responses = 0;
             self.out.reserve(64 * 1024);
         }
+        for d in self.deferred.drain(..) {
+            let _ = self.center.deliveries.send(d);
+        }
     }
 
     fn handle(&mut self, h: w::Header, body: &[u8]) -> Next {
@@ -196,6 +203,7 @@ impl Session {
             tx: self.tx.clone(),
             seq: self.seq.clone(),
         };
+        self.flush();
         // The bind_resp must reach the writer before the scheduler can route a receipt here.
         let mut pending = self.out.split();
         w::put_bind_resp(&mut pending, h.id, w::ROK, h.seq, sysid.as_bytes());
@@ -218,7 +226,7 @@ impl Session {
         let account = match &self.bound {
             Some(b) if b.transmit => b.account.clone(),
             _ => {
-                self.respond(w::RINVBNDSTS, seq, b"", None);
+                let _ = self.respond(w::RINVBNDSTS, seq, b"", None);
                 return Next::Continue;
             }
         };
@@ -237,7 +245,7 @@ impl Session {
         };
         if status != w::ROK {
             center.tally.count_rejected(&status_key(status));
-            self.respond(status, seq, b"", None);
+            let _ = self.respond(status, seq, b"", None);
             return Next::Continue;
         }
         let (concat, payload) = if m.esm_class & w::ESM_UDHI != 0 {
@@ -250,9 +258,13 @@ impl Session {
         let id_str = std::str::from_utf8(id).unwrap_or("0");
         let coding = if m.data_coding == 8 { TextCoding::Ucs2 } else { TextCoding::Bytes };
         let acc = Accepted { source: m.source, dest: m.dest, payload, concat, receipt: m.registered_delivery, coding };
-        let early = on_accepted(&center, &account, self.id, acc, MsgRef::Smpp(id_str.into()), &mut self.rng);
-        let hold = early.then(|| Duration::from_millis(center.cfg.dlr.early_lead_ms));
-        self.respond(w::ROK, seq, id, hold);
+        let receipt = on_accepted(&center, &account, self.id, acc, MsgRef::Smpp(id_str.into()), &mut self.rng);
+        let hold = matches!(receipt, Receipt::Early).then(|| Duration::from_millis(center.cfg.dlr.early_lead_ms));
+        let due = self.respond(w::ROK, seq, id, hold);
+        if let Receipt::After(mut d) = receipt {
+            d.at = d.at.max(due);
+            self.deferred.push(d);
+        }
         let p = center.cfg.disconnect_probability;
         if p > 0.0 && self.rng.random::<f64>() < p {
             return Next::Abort;
@@ -261,20 +273,23 @@ impl Session {
     }
 
     /// Encodes a submit_sm_resp now or after the latency draw (at least `hold`).
-    fn respond(&mut self, status: u32, seq: u32, id: &[u8], hold: Option<Duration>) {
+    fn respond(&mut self, status: u32, seq: u32, id: &[u8], hold: Option<Duration>) -> Instant {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
         let lat = &self.center.cfg.latency;
         let mut delay = if lat.is_zero() { Duration::ZERO } else { lat.sample(&mut self.rng) };
         if let Some(h) = hold {
             delay = delay.max(h);
         }
+        let now = Instant::now();
         if delay.is_zero() {
             w::put_submit_resp(&mut self.out, status, seq, id);
             self.responses += 1;
+            now
         } else {
             let mut b = BytesMut::with_capacity(32 + id.len());
             w::put_submit_resp(&mut b, status, seq, id);
-            let _ = self.tx.send(Out::At { at: Instant::now() + delay, bytes: b.freeze(), responses: 1 });
+            let _ = self.tx.send(Out::At { at: now + delay, bytes: b.freeze(), responses: 1 });
+            now + delay
         }
     }
 }
