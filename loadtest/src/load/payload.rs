@@ -152,7 +152,8 @@ mod tests {
                 let tally = Tally::new();
                 let mut done = None;
                 for part in &parts {
-                    assert!(part.short_message.len() <= 140);
+                    // SMPP carries GSM 7-bit unpacked (one septet per octet): 153 + UDH fits in 160.
+                    assert!(part.short_message.len() <= if part.data_coding == 8 { 140 } else { 160 });
                     let (c, payload) = if part.udhi {
                         split_udh(&part.short_message)
                     } else {

@@ -99,6 +99,7 @@ async fn submit_needs_a_transmitting_bind_and_garbage_gets_generic_nack() {
     let (mut s, mut r, _) = bind(a, smpp::BIND_RECEIVER, "any").await;
     s.write_all(&submit(6, b"x", 0)).await.unwrap();
     assert_eq!(read_smpp(&mut s, &mut r, 1).await[0].1, smpp::RINVBNDSTS);
+    let (mut s, mut r, _) = bind(a, smpp::BIND_TRANSMITTER, "any").await;
     // Unknown command id, truncated body, enquire_link, then a garbage length.
     let mut b = BytesMut::new();
     smpp::put_empty(&mut b, 0x0000_0999, 0, 7);
