@@ -19,7 +19,8 @@ use tokio::time::Instant;
 
 use super::center::{Center, SessionHandle, SessionKind};
 use super::writer::Out;
-use crate::wire::{cmpp, smpp};
+use crate::wire::cmpp;
+use sluice_protocols::smpp::{Address, Command, CommandStatus, MessageState, Octets, Pdu, Sm};
 
 /// Pending deliveries kept at most (per listener) while no receiver is bound.
 const MAX_PENDING: usize = 1_000_000;
@@ -64,15 +65,15 @@ impl Stat {
     }
 
     /// SMPP message_state TLV value (SMPP 5.0 §4.8.4.37).
-    fn message_state(self) -> u8 {
+    fn message_state(self) -> MessageState {
         match self {
-            Self::Delivrd => 2,
-            Self::Expired => 3,
-            Self::Deleted => 4,
-            Self::Undeliv => 5,
-            Self::Acceptd => 6,
-            Self::Unknown => 7,
-            Self::Rejectd => 8,
+            Self::Delivrd => MessageState::Delivered,
+            Self::Expired => MessageState::Expired,
+            Self::Deleted => MessageState::Deleted,
+            Self::Undeliv => MessageState::Undeliverable,
+            Self::Acceptd => MessageState::Accepted,
+            Self::Unknown => MessageState::Unknown,
+            Self::Rejectd => MessageState::Rejected,
         }
     }
 
@@ -171,21 +172,27 @@ fn encode(dst: &mut BytesMut, session: &SessionHandle, item: &Item, now: jiff::T
                 MsgRef::Cmpp(n) => std::borrow::Cow::Owned(n.to_string()),
             };
             let body = receipt_text(&id_str, *stat, *submitted, now, text);
-            let m = smpp::OutMessage {
-                source: handset,
-                dest: service,
-                esm_class: smpp::ESM_RECEIPT,
-                short_message: body.as_bytes(),
-                receipted_message_id: Some(id_str.as_bytes()),
-                message_state: Some(stat.message_state()),
-                ..Default::default()
+            let mut sm = Sm {
+                source: Address::new(1, 1, Octets::copy_from_slice(handset)),
+                dest: Address::new(1, 1, Octets::copy_from_slice(service)),
+                esm_class: sluice_protocols::smpp::ESM_CLASS_DELIVERY_RECEIPT,
+                short_message: Octets::from(body.into_bytes()),
+                ..Sm::default()
             };
-            smpp::put_short_message(dst, smpp::DELIVER_SM, seq, &m);
+            sm.tlvs.set_receipted_message_id(id_str.as_bytes());
+            sm.tlvs.set_message_state(stat.message_state());
+            put_smpp(dst, Command::new(CommandStatus::EsmeRok, seq, Pdu::DeliverSm(sm)));
         }
         (SessionKind::Smpp, Item::Mo { from, to, text }) => {
             let (dc, bytes) = mo_encoding(text);
-            let m = smpp::OutMessage { source: from, dest: to, data_coding: dc, short_message: &bytes, ..Default::default() };
-            smpp::put_short_message(dst, smpp::DELIVER_SM, seq, &m);
+            let sm = Sm {
+                source: Address::new(1, 1, Octets::copy_from_slice(from)),
+                dest: Address::new(1, 1, Octets::copy_from_slice(to)),
+                data_coding: dc,
+                short_message: Octets::from(bytes),
+                ..Sm::default()
+            };
+            put_smpp(dst, Command::new(CommandStatus::EsmeRok, seq, Pdu::DeliverSm(sm)));
         }
         (SessionKind::Cmpp(v), item) => {
             *cmpp_gateway = cmpp_gateway.wrapping_add(1);
@@ -210,6 +217,10 @@ fn encode(dst: &mut BytesMut, session: &SessionHandle, item: &Item, now: jiff::T
             }
         }
     }
+}
+
+fn put_smpp(dst: &mut BytesMut, c: Command) {
+    super::smpp::put(dst, c);
 }
 
 /// ASCII texts go as data_coding/Msg_Fmt 0, anything else as UCS-2 (8).

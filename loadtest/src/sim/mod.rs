@@ -30,6 +30,7 @@ use crate::tally::{Tally, TallySnapshot};
 use center::Center;
 
 pub use dlr::Stat;
+pub(crate) use smpp::put as smpp_put;
 
 /// Why the simulator could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,24 @@ use tokio::net::TcpStream;
 use super::{SimHandle, Simulator};
 use crate::config::{Account, ListenerConfig, MoConfig, Protocol, SimConfig};
 use crate::dist::Delay;
-use crate::wire::{cmpp, smpp};
+use crate::wire::cmpp;
+use sluice_protocols::smpp::{self as p, Address, Bind, Command, CommandStatus as St, MessageIdResp, Octets, Pdu, Sm};
+
+const BIND_TRANSMITTER: u32 = 0x2;
+const BIND_RECEIVER: u32 = 0x1;
+const BIND_TRANSCEIVER: u32 = 0x9;
+const RESP: u32 = 0x8000_0000;
+const SUBMIT_SM: u32 = 0x4;
+const DELIVER_SM: u32 = 0x5;
+const UNBIND: u32 = 0x6;
+const ENQUIRE_LINK: u32 = 0x15;
+const GENERIC_NACK: u32 = 0x8000_0000;
+
+fn enc(c: Command) -> BytesMut {
+    let mut b = BytesMut::new();
+    c.encode(&mut b).unwrap();
+    b
+}
 
 async fn sim(l: ListenerConfig) -> SimHandle {
     Simulator::start(SimConfig { listeners: vec![l], seed: Some(1), ..Default::default() }).await.unwrap()
@@ -20,14 +37,14 @@ fn accounts() -> Vec<Account> {
     vec![Account { system_id: "esme".into(), password: "pw".into(), max_binds: 2 }]
 }
 
-/// Reads SMPP PDUs until `n` arrived (or 2 s passed): (id, status, seq, body).
-async fn read_smpp(s: &mut TcpStream, buf: &mut BytesMut, n: usize) -> Vec<(u32, u32, u32, Vec<u8>)> {
+/// Reads SMPP PDUs until `n` arrived (or 2 s passed): (id, status, seq, command).
+async fn read_smpp(s: &mut TcpStream, buf: &mut BytesMut, n: usize) -> Vec<(u32, u32, u32, Command)> {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
-            while let Ok(Some(h)) = smpp::check(buf) {
-                out.push((h.id, h.status, h.seq, buf[16..h.len as usize].to_vec()));
-                buf.advance(h.len as usize);
+            while let Ok(Some(len)) = p::check(buf, p::DEFAULT_MAX_LEN) {
+                let c = p::decode(buf.split_to(len).freeze()).unwrap().command;
+                out.push((c.pdu.command_id().to_u32(), c.status.to_u32(), c.sequence, c));
                 if out.len() == n {
                     return;
                 }
@@ -43,19 +60,39 @@ async fn read_smpp(s: &mut TcpStream, buf: &mut BytesMut, n: usize) -> Vec<(u32,
 
 async fn bind(addr: std::net::SocketAddr, id: u32, pw: &str) -> (TcpStream, BytesMut, u32) {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut b = BytesMut::new();
-    smpp::put_bind(&mut b, id, 1, b"esme", pw.as_bytes());
-    s.write_all(&b).await.unwrap();
+    s.write_all(&bind_pdu(id, 1, "esme", pw)).await.unwrap();
     let mut r = BytesMut::new();
-    let p = read_smpp(&mut s, &mut r, 1).await;
-    assert_eq!(p[0].0, id | smpp::RESP);
-    (s, r, p[0].1)
+    let got = read_smpp(&mut s, &mut r, 1).await;
+    assert_eq!(got[0].0, id | RESP);
+    (s, r, got[0].1)
+}
+
+fn bind_pdu(id: u32, seq: u32, system_id: &str, pw: &str) -> BytesMut {
+    let b = Bind { system_id: Octets::from(system_id), password: Octets::from(pw), ..Bind::default() };
+    let pdu = match id {
+        BIND_RECEIVER => Pdu::BindReceiver(b),
+        BIND_TRANSCEIVER => Pdu::BindTransceiver(b),
+        _ => Pdu::BindTransmitter(b),
+    };
+    enc(Command::new(St::EsmeRok, seq, pdu))
 }
 
 fn submit(seq: u32, text: &[u8], rd: u8) -> BytesMut {
+    let sm = Sm {
+        source: Address::new(1, 1, Octets::from("1065")),
+        dest: Address::new(1, 1, Octets::from("8613800000001")),
+        short_message: Octets::copy_from_slice(text),
+        registered_delivery: rd,
+        ..Sm::default()
+    };
+    enc(Command::new(St::EsmeRok, seq, Pdu::SubmitSm(sm)))
+}
+
+fn empty(id: u32, seq: u32) -> BytesMut {
     let mut b = BytesMut::new();
-    let m = smpp::OutMessage { source: b"1065", dest: b"8613800000001", short_message: text, registered_delivery: rd, ..Default::default() };
-    smpp::put_short_message(&mut b, smpp::SUBMIT_SM, seq, &m);
+    for v in [16u32, id, 0, seq] {
+        b.extend_from_slice(&v.to_be_bytes());
+    }
     b
 }
 
@@ -63,24 +100,20 @@ fn submit(seq: u32, text: &[u8], rd: u8) -> BytesMut {
 async fn bind_rules() {
     let h = sim(ListenerConfig { accounts: accounts(), ..Default::default() }).await;
     let a = h.addrs()[0];
-    assert_eq!(bind(a, smpp::BIND_TRANSMITTER, "bad").await.2, smpp::RINVPASWD);
-    let (mut s1, mut r1, st) = bind(a, smpp::BIND_TRANSCEIVER, "pw").await;
-    assert_eq!(st, smpp::ROK);
-    let (_s2, _, st) = bind(a, smpp::BIND_RECEIVER, "pw").await;
-    assert_eq!(st, smpp::ROK);
-    assert_eq!(bind(a, smpp::BIND_TRANSMITTER, "pw").await.2, smpp::RBINDFAIL, "max_binds = 2");
+    assert_eq!(bind(a, BIND_TRANSMITTER, "bad").await.2, 0xE);
+    let (mut s1, mut r1, st) = bind(a, BIND_TRANSCEIVER, "pw").await;
+    assert_eq!(st, 0);
+    let (_s2, _, st) = bind(a, BIND_RECEIVER, "pw").await;
+    assert_eq!(st, 0);
+    assert_eq!(bind(a, BIND_TRANSMITTER, "pw").await.2, 0xD, "max_binds = 2");
     // Second bind on the same session.
-    let mut b = BytesMut::new();
-    smpp::put_bind(&mut b, smpp::BIND_TRANSMITTER, 2, b"esme", b"pw");
-    s1.write_all(&b).await.unwrap();
-    assert_eq!(read_smpp(&mut s1, &mut r1, 1).await[0].1, smpp::RALYBND);
+    s1.write_all(&bind_pdu(BIND_TRANSMITTER, 2, "esme", "pw")).await.unwrap();
+    assert_eq!(read_smpp(&mut s1, &mut r1, 1).await[0].1, 0x5);
     // Unknown system_id.
     let mut s = TcpStream::connect(a).await.unwrap();
-    let mut b = BytesMut::new();
-    smpp::put_bind(&mut b, smpp::BIND_TRANSMITTER, 1, b"who", b"pw");
-    s.write_all(&b).await.unwrap();
+    s.write_all(&bind_pdu(BIND_TRANSMITTER, 1, "who", "pw")).await.unwrap();
     let mut r = BytesMut::new();
-    assert_eq!(read_smpp(&mut s, &mut r, 1).await[0].1, smpp::RINVSYSID);
+    assert_eq!(read_smpp(&mut s, &mut r, 1).await[0].1, 0xF);
     let t = h.shutdown().await.unwrap();
     assert_eq!((t.binds, t.bind_failures), (2, 3));
 }
@@ -93,31 +126,29 @@ async fn submit_needs_a_transmitting_bind_and_garbage_gets_generic_nack() {
     let mut s = TcpStream::connect(a).await.unwrap();
     s.write_all(&submit(5, b"x", 0)).await.unwrap();
     let mut r = BytesMut::new();
-    let p = read_smpp(&mut s, &mut r, 1).await;
-    assert_eq!((p[0].0, p[0].1, p[0].2), (smpp::SUBMIT_SM | smpp::RESP, smpp::RINVBNDSTS, 5));
+    let got = read_smpp(&mut s, &mut r, 1).await;
+    assert_eq!((got[0].0, got[0].1, got[0].2), (SUBMIT_SM | RESP, 0x4, 5));
     // Receiver bind cannot submit.
-    let (mut s, mut r, _) = bind(a, smpp::BIND_RECEIVER, "any").await;
+    let (mut s, mut r, _) = bind(a, BIND_RECEIVER, "any").await;
     s.write_all(&submit(6, b"x", 0)).await.unwrap();
-    assert_eq!(read_smpp(&mut s, &mut r, 1).await[0].1, smpp::RINVBNDSTS);
-    let (mut s, mut r, _) = bind(a, smpp::BIND_TRANSMITTER, "any").await;
+    assert_eq!(read_smpp(&mut s, &mut r, 1).await[0].1, 0x4);
+    let (mut s, mut r, _) = bind(a, BIND_TRANSMITTER, "any").await;
     // Unknown command id, truncated body, enquire_link, then a garbage length.
-    let mut b = BytesMut::new();
-    smpp::put_empty(&mut b, 0x0000_0999, 0, 7);
-    let st = smpp::begin(&mut b, smpp::SUBMIT_SM, 0, 8);
-    b.extend_from_slice(&[0, 1]);
-    smpp::finish(&mut b, st);
-    smpp::put_empty(&mut b, smpp::ENQUIRE_LINK, 0, 9);
+    let mut b = empty(0x0000_0999, 7);
+    // A submit_sm whose body ends inside service_type.
+    b.extend_from_slice(&[0, 0, 0, 18, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 8, b'x', b'y']);
+    b.extend_from_slice(&empty(ENQUIRE_LINK, 9));
     b.extend_from_slice(&[0, 0, 0, 3, 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0, 0, 0, 0, 0]);
     s.write_all(&b).await.unwrap();
-    let p = read_smpp(&mut s, &mut r, 4).await;
-    let got: Vec<(u32, u32, u32)> = p.iter().map(|x| (x.0, x.1, x.2)).collect();
+    let got = read_smpp(&mut s, &mut r, 4).await;
+    let got: Vec<(u32, u32, u32)> = got.iter().map(|x| (x.0, x.1, x.2)).collect();
     assert_eq!(
         got,
         vec![
-            (smpp::GENERIC_NACK, smpp::RINVCMDID, 7),
-            (smpp::GENERIC_NACK, smpp::RINVCMDLEN, 8),
-            (smpp::ENQUIRE_LINK | smpp::RESP, 0, 9),
-            (smpp::GENERIC_NACK, smpp::RINVCMDLEN, 0),
+            (GENERIC_NACK, 0x3, 7),
+            (SUBMIT_SM | RESP, 0x1, 8),
+            (ENQUIRE_LINK | RESP, 0, 9),
+            (GENERIC_NACK, 0x2, 0),
         ]
     );
     // ... and the connection is closed after the unrecoverable one.
@@ -129,16 +160,16 @@ async fn submit_needs_a_transmitting_bind_and_garbage_gets_generic_nack() {
 #[tokio::test]
 async fn window_is_enforced_per_bind() {
     let h = sim(ListenerConfig { window: 2, latency: Delay::Fixed { ms: 100.0 }, ..Default::default() }).await;
-    let (mut s, mut r, _) = bind(h.addrs()[0], smpp::BIND_TRANSMITTER, "x").await;
+    let (mut s, mut r, _) = bind(h.addrs()[0], BIND_TRANSMITTER, "x").await;
     let mut b = BytesMut::new();
     for seq in 10..15 {
         b.extend_from_slice(&submit(seq, format!("w{seq}").as_bytes(), 0));
     }
     s.write_all(&b).await.unwrap();
-    let p = read_smpp(&mut s, &mut r, 5).await;
-    let mut by_seq: Vec<(u32, u32)> = p.iter().map(|x| (x.2, x.1)).collect();
+    let got = read_smpp(&mut s, &mut r, 5).await;
+    let mut by_seq: Vec<(u32, u32)> = got.iter().map(|x| (x.2, x.1)).collect();
     by_seq.sort();
-    assert_eq!(by_seq, vec![(10, 0), (11, 0), (12, smpp::RMSGQFUL), (13, smpp::RMSGQFUL), (14, smpp::RMSGQFUL)]);
+    assert_eq!(by_seq, vec![(10, 0), (11, 0), (12, 0x14), (13, 0x14), (14, 0x14)]);
     let t = h.shutdown().await.unwrap();
     assert_eq!((t.unique_messages, t.submits_received), (2, 5));
 }
@@ -147,31 +178,28 @@ async fn window_is_enforced_per_bind() {
 async fn hex_ids_unbind_and_spontaneous_mo() {
     let mo = MoConfig { rate: 50.0, texts: vec!["HELP".into()], ..Default::default() };
     let h = sim(ListenerConfig { mo, ..Default::default() }).await;
-    let (mut s, mut r, _) = bind(h.addrs()[0], smpp::BIND_TRANSCEIVER, "x").await;
-    let p = read_smpp(&mut s, &mut r, 3).await;
-    assert!(p.len() >= 2, "MOs arrive at about 50/s");
-    for (id, _, seq, body) in &p {
-        assert_eq!(*id, smpp::DELIVER_SM);
-        let m = smpp::parse_short_message(body).unwrap();
-        assert_eq!((m.payload, m.esm_class, m.dest), (&b"HELP"[..], 0, &b"10086"[..]));
-        let mut b = BytesMut::new();
-        smpp::put_empty(&mut b, smpp::DELIVER_SM | smpp::RESP, 0, *seq);
-        s.write_all(&b).await.unwrap();
+    let (mut s, mut r, _) = bind(h.addrs()[0], BIND_TRANSCEIVER, "x").await;
+    let got = read_smpp(&mut s, &mut r, 3).await;
+    assert!(got.len() >= 2, "MOs arrive at about 50/s");
+    for (id, _, seq, c) in &got {
+        assert_eq!(*id, DELIVER_SM);
+        let Pdu::DeliverSm(m) = &c.pdu else { panic!("{c:?}") };
+        assert_eq!((m.payload().as_slice(), m.esm_class, m.dest.addr.as_slice()), (&b"HELP"[..], 0, &b"10086"[..]));
+        s.write_all(&enc(Command::new(St::EsmeRok, *seq, Pdu::DeliverSmResp(MessageIdResp::default())))).await.unwrap();
     }
     s.write_all(&submit(3, b"hello", 0)).await.unwrap();
     let resp = loop {
-        let p = read_smpp(&mut s, &mut r, 1).await;
-        if p[0].0 == smpp::SUBMIT_SM | smpp::RESP {
-            break p[0].clone();
+        let got = read_smpp(&mut s, &mut r, 1).await;
+        if got[0].0 == SUBMIT_SM | RESP {
+            break got[0].3.clone();
         }
     };
-    let id = smpp::parse_submit_resp(&resp.3);
+    let Pdu::SubmitSmResp(resp) = resp.pdu else { panic!() };
+    let id = resp.message_id.as_slice();
     assert!(!id.is_empty() && id.iter().all(|c| c.is_ascii_hexdigit()), "{id:?}");
-    let mut b = BytesMut::new();
-    smpp::put_empty(&mut b, smpp::UNBIND, 0, 4);
-    s.write_all(&b).await.unwrap();
-    let p = read_smpp(&mut s, &mut r, 10).await;
-    assert!(p.iter().any(|x| x.0 == smpp::UNBIND | smpp::RESP && x.2 == 4));
+    s.write_all(&empty(UNBIND, 4)).await.unwrap();
+    let got = read_smpp(&mut s, &mut r, 10).await;
+    assert!(got.iter().any(|x| x.0 == UNBIND | RESP && x.2 == 4));
     let t = h.shutdown().await.unwrap();
     assert!(t.mo_sent >= 2 && t.deliver_resps_received >= 2, "{t:?}");
 }
