@@ -149,7 +149,6 @@ pub(crate) struct Counters {
     pub(crate) dlr_expected: AtomicU64,
     pub(crate) dlr_received: AtomicU64,
     pub(crate) dlr_matched: AtomicU64,
-    pub(crate) dlr_unmatched: AtomicU64,
     pub(crate) dlr_early: AtomicU64,
 }
 

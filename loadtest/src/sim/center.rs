@@ -16,7 +16,7 @@ use crate::bucket::TokenBucket;
 use crate::config::{IdFormat, ListenerConfig};
 use crate::dist::pick_weighted;
 use crate::tally::{Tally, lock};
-use crate::wire::cmpp::Version;
+use sluice_protocols::cmpp::{MsgId, MsgIdParts, Version};
 
 /// Which encoder a session's deliveries need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,12 +208,26 @@ impl Center {
     /// of a counter so ids stay unique beyond 65 536 per second.
     pub(crate) fn cmpp_msg_id(&self) -> u64 {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let now = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).datetime();
-        crate::wire::cmpp::make_msg_id(&now, (n >> 16) as u32, n as u16)
+        cmpp_msg_id(jiff::Timestamp::now(), ((n >> 16) & 0x3F_FFFF) as u32, n as u16)
     }
 
     /// Draws the final state of a receipt from the configured mix.
     pub(crate) fn draw_stat(&self, rng: &mut SmallRng) -> Stat {
         pick_weighted(self.stats.iter().map(|s| s.1), rng).map_or(Stat::Delivrd, |i| self.stats[i].0)
     }
+}
+
+/// A CMPP Msg_Id for `now` (UTC) with the given gateway code and sequence.
+pub(crate) fn cmpp_msg_id(now: jiff::Timestamp, gateway: u32, sequence: u16) -> u64 {
+    let t = now.to_zoned_datetime(jiff::tz::TimeZone::UTC).datetime();
+    let parts = MsgIdParts {
+        month: t.month() as u8,
+        day: t.day() as u8,
+        hour: t.hour() as u8,
+        minute: t.minute() as u8,
+        second: t.second() as u8,
+        gateway: gateway & 0x3F_FFFF,
+        sequence,
+    };
+    MsgId::from_parts(parts).map_or(0, |m| m.0)
 }

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::center::{Center, SessionHandle, SessionKind};
 use super::writer::Out;
-use crate::wire::cmpp;
+use sluice_protocols::cmpp::{self as cmpp, DeliverContent, FixedStr, MsgFmt, MsgId, StatusReport};
 use sluice_protocols::smpp::{Address, Command, CommandStatus, MessageState, Octets, Pdu, Sm};
 
 /// Pending deliveries kept at most (per listener) while no receiver is bound.
@@ -196,27 +196,41 @@ fn encode(dst: &mut BytesMut, session: &SessionHandle, item: &Item, now: jiff::T
         }
         (SessionKind::Cmpp(v), item) => {
             *cmpp_gateway = cmpp_gateway.wrapping_add(1);
-            let civil = now.to_zoned_datetime(jiff::tz::TimeZone::UTC).datetime();
-            let deliver_id = cmpp::make_msg_id(&civil, 1, *cmpp_gateway as u16);
+            let deliver_id = super::center::cmpp_msg_id(now, 1, *cmpp_gateway as u16);
+            let mut d = cmpp::Deliver { msg_id: MsgId(deliver_id), ..Default::default() };
             match item {
                 Item::Receipt { id, handset, service, stat, submitted, .. } => {
                     let msg_id = match id {
                         MsgRef::Cmpp(n) => *n,
                         MsgRef::Smpp(s) => s.parse().unwrap_or(0),
                     };
-                    let (st, dt) = (yymmddhhmm(*submitted), yymmddhhmm(now));
-                    let rep = cmpp::Report { msg_id, stat: stat.as_str().as_bytes(), submit_time: st.as_bytes(), done_time: dt.as_bytes(), dest_terminal: handset };
-                    let d = cmpp::OutDeliver { msg_id: deliver_id, dest_id: service, src_terminal: handset, msg_fmt: 0, content: b"", report: Some(rep) };
-                    cmpp::put_deliver(dst, v, seq, &d);
+                    d.dest_id = fixed(service);
+                    d.src_terminal_id = fixed(handset);
+                    d.content = DeliverContent::Report(StatusReport {
+                        msg_id: MsgId(msg_id),
+                        stat: fixed(stat.as_str().as_bytes()),
+                        submit_time: fixed(yymmddhhmm(*submitted).as_bytes()),
+                        done_time: fixed(yymmddhhmm(now).as_bytes()),
+                        dest_terminal_id: fixed(handset),
+                        smsc_sequence: 0,
+                    });
                 }
                 Item::Mo { from, to, text } => {
                     let (dc, bytes) = mo_encoding(text);
-                    let d = cmpp::OutDeliver { msg_id: deliver_id, dest_id: to, src_terminal: from, msg_fmt: dc, content: &bytes, report: None };
-                    cmpp::put_deliver(dst, v, seq, &d);
+                    d.dest_id = fixed(to);
+                    d.src_terminal_id = fixed(from);
+                    d.msg_fmt = if dc == 8 { MsgFmt::Ucs2 } else { MsgFmt::Ascii };
+                    d.content = DeliverContent::Message(bytes.into());
                 }
             }
+            super::cmpp::put(dst, seq, v, &cmpp::Pdu::Deliver(Box::new(d)));
         }
     }
+}
+
+/// A fixed-width CMPP field, truncated if the value is longer (addresses from a client).
+fn fixed<const N: usize>(v: &[u8]) -> FixedStr<N> {
+    FixedStr::new(&v[..v.len().min(N)]).unwrap_or(FixedStr::EMPTY)
 }
 
 fn put_smpp(dst: &mut BytesMut, c: Command) {

@@ -7,7 +7,7 @@
 //! is refused at start until it is written.
 
 pub(crate) mod center;
-mod cmpp;
+pub(crate) mod cmpp;
 pub(crate) mod dlr;
 mod mo;
 mod smpp;

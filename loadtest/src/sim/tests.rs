@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{SimHandle, Simulator};
 use crate::config::{Account, ListenerConfig, MoConfig, Protocol, SimConfig};
 use crate::dist::Delay;
-use crate::wire::cmpp;
+use sluice_protocols::cmpp::{self as cm, auth, ConnectStatus, DeliverContent, FixedStr, MsgFmt, ResultCode, Version};
 use sluice_protocols::smpp::{self as p, Address, Bind, Command, CommandStatus as St, MessageIdResp, Octets, Pdu, Sm};
 
 const BIND_TRANSMITTER: u32 = 0x2;
@@ -204,14 +204,13 @@ async fn hex_ids_unbind_and_spontaneous_mo() {
     assert!(t.mo_sent >= 2 && t.deliver_resps_received >= 2, "{t:?}");
 }
 
-/// Reads CMPP PDUs until `n` arrived: (id, seq, body).
-async fn read_cmpp(s: &mut TcpStream, buf: &mut BytesMut, n: usize) -> Vec<(u32, u32, Vec<u8>)> {
+/// Reads CMPP PDUs until `n` arrived (or 2 s passed).
+async fn read_cmpp(s: &mut TcpStream, buf: &mut BytesMut, v: Version, n: usize) -> Vec<cm::Pdu> {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
-            while let Ok(Some(h)) = cmpp::check(buf) {
-                out.push((h.id, h.seq, buf[12..h.len as usize].to_vec()));
-                buf.advance(h.len as usize);
+            while let Ok(Some(d)) = cm::decode_frame(buf, v, cm::DEFAULT_MAX_LENGTH) {
+                out.push(d.unwrap().pdu);
                 if out.len() == n {
                     return;
                 }
@@ -225,6 +224,19 @@ async fn read_cmpp(s: &mut TcpStream, buf: &mut BytesMut, n: usize) -> Vec<(u32,
     out
 }
 
+fn connect_pdu(v: Version, secret: &[u8]) -> BytesMut {
+    let ts = 1126015500;
+    let c = cm::Connect {
+        source_addr: FixedStr::new(b"901234").unwrap(),
+        authenticator_source: auth::authenticator_source(b"901234", secret, ts),
+        version: v.byte(),
+        timestamp: ts,
+    };
+    let mut b = BytesMut::new();
+    cm::Pdu::Connect(c).encode(1, v, &mut b).unwrap();
+    b
+}
+
 #[tokio::test]
 async fn cmpp30_connect_submit_report_and_throttle() {
     let l = ListenerConfig {
@@ -236,35 +248,43 @@ async fn cmpp30_connect_submit_report_and_throttle() {
     };
     let h = sim(l).await;
     let mut s = TcpStream::connect(h.addrs()[0]).await.unwrap();
-    let v = cmpp::Version::V30;
-    let mut b = BytesMut::new();
-    cmpp::put_connect(&mut b, 1, b"901234", b"s3", v, 1126015500);
-    s.write_all(&b).await.unwrap();
+    let v = Version::V30;
+    s.write_all(&connect_pdu(v, b"s3")).await.unwrap();
     let mut r = BytesMut::new();
-    let p = read_cmpp(&mut s, &mut r, 1).await;
-    assert_eq!(p[0].0, cmpp::CONNECT | cmpp::RESP);
-    assert_eq!(p[0].2.len(), 21, "3.0 CONNECT_RESP: Status 4 + Auth 16 + Version 1");
-    assert_eq!(&p[0].2[..4], &[0, 0, 0, 0]);
-    let src_auth = cmpp::authenticator_source(b"901234", b"s3", 1126015500);
-    assert_eq!(&p[0].2[4..20], &cmpp::authenticator_ismg(v, 0, &src_auth, b"s3"));
+    let got = read_cmpp(&mut s, &mut r, v, 1).await;
+    let cm::Pdu::ConnectResp(resp) = &got[0] else { panic!("{got:?}") };
+    assert_eq!((resp.status, resp.version), (ConnectStatus::Ok, 0x30));
+    let src_auth = auth::authenticator_source(b"901234", b"s3", 1126015500);
+    assert!(auth::verify_ismg(v, ConnectStatus::Ok, &src_auth, b"s3", &resp.authenticator_ismg));
     let mut b = BytesMut::new();
     for seq in 2..5 {
-        let text = format!("cmpp30 {seq}");
-        let m = cmpp::OutSubmit { src_id: b"1065", dest: b"13800138000", registered_delivery: 1, msg_fmt: 0, tp_udhi: 0, pk_total: 1, pk_number: 1, content: text.as_bytes() };
-        cmpp::put_submit(&mut b, v, seq, &m);
+        let m = cm::Submit {
+            registered_delivery: 1,
+            pk_total: 1,
+            pk_number: 1,
+            msg_fmt: MsgFmt::Ascii,
+            src_id: FixedStr::new(b"1065").unwrap(),
+            dest_terminal_ids: vec![FixedStr::new(b"13800138000").unwrap()],
+            msg_content: format!("cmpp30 {seq}").into_bytes().into(),
+            ..Default::default()
+        };
+        cm::Pdu::Submit(Box::new(m)).encode(seq, v, &mut b).unwrap();
     }
     s.write_all(&b).await.unwrap();
-    let p = read_cmpp(&mut s, &mut r, 5).await;
-    let resps: Vec<(u64, u32)> = p.iter().filter(|x| x.0 == cmpp::SUBMIT | cmpp::RESP).map(|x| cmpp::parse_msgid_resp(v, &x.2).unwrap()).collect();
-    assert_eq!(resps.iter().map(|r| r.1).collect::<Vec<_>>(), vec![0, 0, cmpp::RESULT_FLOW_CONTROL], "burst 2, then flow control");
-    let reports: Vec<u64> = p
+    let got = read_cmpp(&mut s, &mut r, v, 5).await;
+    let resps: Vec<(u64, ResultCode)> = got.iter().filter_map(|p| if let cm::Pdu::SubmitResp(x) = p { Some((x.msg_id.0, x.result)) } else { None }).collect();
+    assert_eq!(resps.iter().map(|r| r.1).collect::<Vec<_>>(), vec![ResultCode::Success, ResultCode::Success, ResultCode::FlowControl], "burst 2, then flow control");
+    let reports: Vec<u64> = got
         .iter()
-        .filter(|x| x.0 == cmpp::DELIVER)
-        .map(|x| {
-            let d = cmpp::parse_deliver(v, &x.2).unwrap();
-            assert!(d.is_report);
-            assert_eq!(d.report_stat, Some(&b"DELIVRD"[..]));
-            d.report_msg_id.unwrap()
+        .filter_map(|p| match p {
+            cm::Pdu::Deliver(d) => match &d.content {
+                DeliverContent::Report(rep) => {
+                    assert_eq!(rep.stat.as_bytes(), b"DELIVRD");
+                    Some(rep.msg_id.0)
+                }
+                DeliverContent::Message(m) => panic!("unexpected MO {m:?}"),
+            },
+            _ => None,
         })
         .collect();
     assert_eq!(reports, vec![resps[0].0, resps[1].0]);
@@ -282,12 +302,11 @@ async fn cmpp_bad_authenticator_is_refused_with_status_3() {
     };
     let h = sim(l).await;
     let mut s = TcpStream::connect(h.addrs()[0]).await.unwrap();
-    let mut b = BytesMut::new();
-    cmpp::put_connect(&mut b, 1, b"901234", b"nope", cmpp::Version::V20, 1126015500);
-    s.write_all(&b).await.unwrap();
+    s.write_all(&connect_pdu(Version::V20, b"nope")).await.unwrap();
     let mut r = BytesMut::new();
-    let p = read_cmpp(&mut s, &mut r, 1).await;
-    assert_eq!(p[0].2[0], 3);
+    let got = read_cmpp(&mut s, &mut r, Version::V20, 1).await;
+    let cm::Pdu::ConnectResp(resp) = &got[0] else { panic!("{got:?}") };
+    assert_eq!(resp.status, ConnectStatus::AuthenticationError);
     h.shutdown().await.unwrap();
 }
 
