@@ -13,7 +13,7 @@ use crate::load::{ConcatMode, LoadConfig, PayloadConfig, Summary, Target};
 use crate::sim::Simulator;
 use crate::tally::TallySnapshot;
 
-/// `sim`: run the center simulator until Ctrl-C (or `--duration`).
+/// `sim`: run the center simulator until Ctrl-C / SIGTERM (or `--duration`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
     /// Simulator config: a standalone file or a sluice.toml with a `[simulator]` section.
@@ -189,13 +189,29 @@ pub async fn run_sim(args: SimArgs) -> anyhow::Result<TallySnapshot> {
     }
     match args.duration {
         Some(d) => tokio::time::sleep(secs(d)).await,
-        None => tokio::signal::ctrl_c()
-            .await
-            .context("waiting for Ctrl-C")?,
+        None => wait_for_stop().await?,
     }
     let tally = handle.shutdown().await?;
     println!("{}", serde_json::to_string_pretty(&tally)?);
     Ok(tally)
+}
+
+/// Ctrl-C or SIGTERM (so scripts and service managers get the tally file too).
+async fn wait_for_stop() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    Ok(())
 }
 
 /// One open SMPP and one open CMPP listener with default behaviour.
