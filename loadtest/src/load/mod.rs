@@ -419,7 +419,6 @@ pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
     while tasks.join_next().await.is_some() {}
     shared.stop.store(true, Ordering::Relaxed);
     if let Some(p) = progress {
-        p.abort();
         let _ = p.await;
     }
     Ok(shared.summary())

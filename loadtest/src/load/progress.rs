@@ -30,6 +30,12 @@ pub(crate) async fn run(s: Arc<Shared>) {
     let mut last = 0u64;
     loop {
         tick.tick().await;
+        if s.stop.load(Ordering::Relaxed) {
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            return;
+        }
         let accepted = s.c.messages_accepted.load(Ordering::Relaxed);
         let parts = s.c.parts_accepted.load(Ordering::Relaxed);
         let rate = (parts - last.min(parts)) as f64 / period.as_secs_f64();
