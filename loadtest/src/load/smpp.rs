@@ -219,6 +219,12 @@ impl Conn {
         let mut paused_until: Option<Instant> = None;
         let mut finishing: Option<Instant> = None;
         let mut last_timeout_check = Instant::now();
+        // AIMD on the window: halve on throttle / queue-full (at most once per 10 ms), grow
+        // by one per window's worth of accepted submits, so a center that honours a smaller
+        // window or a lower rate is not hammered with resubmits.
+        let mut eff_window = cfg.window;
+        let mut since_grow = 0usize;
+        let mut last_cut = Instant::now() - Duration::from_secs(1);
         let source = cfg.payload.source.clone();
         let rd_flag = if cfg.dlr { 1 } else { 0 };
         loop {
@@ -226,8 +232,8 @@ impl Conn {
             // 1. Fill the window.
             let paused = paused_until.is_some_and(|t| now < t);
             let mut rate_limited = false;
-            if !paused && inflight.len() < cfg.window {
-                let room = (cfg.window - inflight.len()) as u64;
+            if !paused && inflight.len() < eff_window {
+                let room = (eff_window - inflight.len()) as u64;
                 let n = match &s.rate {
                     Some(b) => {
                         let n = lock(b).take_up_to(room, now);
@@ -315,6 +321,11 @@ impl Conn {
                             self.submit_hist.saturating_record(micros(now - t0));
                             if c.status == St::EsmeRok {
                                 s.part_accepted(pr);
+                                since_grow += 1;
+                                if since_grow >= eff_window && eff_window < cfg.window {
+                                    eff_window += 1;
+                                    since_grow = 0;
+                                }
                                 if cfg.dlr {
                                     s.c.dlr_expected.fetch_add(1, Ordering::Relaxed);
                                     if let Some(at) = s.note_submitted(&resp.message_id, t0) {
@@ -330,6 +341,12 @@ impl Conn {
                                     s.requeue(pr);
                                     if matches!(c.status, St::EsmeRthrottled | St::EsmeRmsgqful) {
                                         paused_until = Some(now + Duration::from_millis(2));
+                                        if now.duration_since(last_cut) > Duration::from_millis(10)
+                                        {
+                                            eff_window = (eff_window / 2).max(1);
+                                            since_grow = 0;
+                                            last_cut = now;
+                                        }
                                     }
                                 } else {
                                     s.part_failed(pr);
