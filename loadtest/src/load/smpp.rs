@@ -401,21 +401,15 @@ impl Conn {
     }
 
     fn deliver(&mut self, sm: &Sm, now: Instant) {
-        if !sm.is_delivery_receipt() {
+        let Some(report) = p::DeliveryReport::from_sm(sm) else {
             self.s.c.mo_received.fetch_add(1, Ordering::Relaxed);
             return;
-        }
-        let payload: &[u8] = sm.payload();
-        let id = sm
-            .tlvs
-            .receipted_message_id()
-            .or_else(|| field(payload, b"id:"))
-            .unwrap_or_default();
-        let stat = field(payload, b"stat:").map_or_else(
-            || "?".to_owned(),
-            |s| String::from_utf8_lossy(s).into_owned(),
+        };
+        let stat = report.text.and_then(|t| t.stat).map_or_else(
+            || format!("{:?}", report.state),
+            |st| String::from_utf8_lossy(st.as_bytes()).into_owned(),
         );
-        if let Some(t0) = self.s.note_receipt(id, &stat, now) {
+        if let Some(t0) = self.s.note_receipt(report.message_id, &stat, now) {
             self.s.c.dlr_matched.fetch_add(1, Ordering::Relaxed);
             self.dlr_hist
                 .saturating_record(micros(now.saturating_duration_since(t0)));
@@ -462,27 +456,6 @@ async fn unbind(
     End::Done
 }
 
-/// The value after `key` in receipt text, up to the next space.
-fn field<'a>(text: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
-    let start = text.windows(key.len()).position(|w| w == key)? + key.len();
-    let rest = &text[start..];
-    let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
-    Some(&rest[..end])
-}
-
 fn micros(d: Duration) -> u64 {
     (d.as_micros() as u64).max(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn receipt_fields() {
-        let t = b"id:0A1 sub:001 dlvrd:001 submit date:2611260100 done date:2611260100 stat:DELIVRD err:000 text:x";
-        assert_eq!(field(t, b"id:"), Some(&b"0A1"[..]));
-        assert_eq!(field(t, b"stat:"), Some(&b"DELIVRD"[..]));
-        assert_eq!(field(t, b"nope:"), None);
-    }
 }
