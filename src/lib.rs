@@ -1,1 +1,3 @@
 //! sluice gateway library.
+
+pub mod channel;
