@@ -33,6 +33,7 @@
 pub mod backoff;
 pub mod limiter;
 pub mod metrics_names;
+pub mod smpp;
 
 use std::time::SystemTime;
 

@@ -79,7 +79,10 @@ pub struct Choice {
 fn octets(text: &str, encoding: Encoding) -> Option<usize> {
     match encoding {
         Encoding::Gsm7 => gsm7::septet_len(text).map(|s| (s * 7).div_ceil(8)),
-        Encoding::Latin1 => text.chars().all(super::latin1::is_latin1).then(|| text.chars().count()),
+        Encoding::Latin1 => text
+            .chars()
+            .all(super::latin1::is_latin1)
+            .then(|| text.chars().count()),
         Encoding::Ucs2 => Some(super::ucs2::unit_len(text) * 2),
         Encoding::Gbk => super::gbk::encode(text).ok().map(|v| v.len()),
         Encoding::Binary => None,
@@ -124,7 +127,13 @@ mod tests {
     #[test]
     fn gsm_text_stays_gsm() {
         let c = choose("Hello {world} €5", ALL, ConcatScheme::Udh8).unwrap();
-        assert_eq!(c, Choice { encoding: Encoding::Gsm7, parts: 1 });
+        assert_eq!(
+            c,
+            Choice {
+                encoding: Encoding::Gsm7,
+                parts: 1
+            }
+        );
         let long = "x".repeat(161);
         assert_eq!(choose(&long, ALL, ConcatScheme::Udh8).unwrap().parts, 2);
     }
@@ -133,7 +142,10 @@ mod tests {
     fn latin1_beats_ucs2_when_allowed() {
         // 'ç' is not in the GSM table (only 'Ç' is).
         let text = "garçon";
-        assert_eq!(choose(text, ALL, ConcatScheme::Udh8).unwrap().encoding, Encoding::Latin1);
+        assert_eq!(
+            choose(text, ALL, ConcatScheme::Udh8).unwrap().encoding,
+            Encoding::Latin1
+        );
         let c = choose(text, EncodingSet::SMPP_DEFAULT, ConcatScheme::Udh8).unwrap();
         assert_eq!(c.encoding, Encoding::Ucs2);
     }
@@ -145,12 +157,25 @@ mod tests {
         // Mostly ASCII with one Chinese char: 100 octets in GBK, 198 in UCS-2 (3 parts).
         let text = format!("{}中", "a".repeat(98));
         let c = choose(&text, ALL, ConcatScheme::Udh8).unwrap();
-        assert_eq!(c, Choice { encoding: Encoding::Gbk, parts: 1 });
+        assert_eq!(
+            c,
+            Choice {
+                encoding: Encoding::Gbk,
+                parts: 1
+            }
+        );
     }
 
     #[test]
     fn nothing_fits_gives_none() {
         assert_eq!(choose("中", EncodingSet::GSM7, ConcatScheme::Udh8), None);
-        assert_eq!(choose("😀", EncodingSet::GSM7 | EncodingSet::GBK, ConcatScheme::Sar), None);
+        assert_eq!(
+            choose(
+                "😀",
+                EncodingSet::GSM7 | EncodingSet::GBK,
+                ConcatScheme::Sar
+            ),
+            None
+        );
     }
 }

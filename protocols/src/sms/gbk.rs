@@ -6,8 +6,8 @@
 
 use encoding_rs::{EncoderResult, GBK};
 
-use super::error::EncodeError;
 use super::Encoding;
+use super::error::EncodeError;
 
 /// Encodes `text` as GBK.
 ///

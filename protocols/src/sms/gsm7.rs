@@ -18,8 +18,8 @@
 //!   from the start of the user data, so `fill_bits(n)` zero bits come first (TS 23.040
 //!   §9.2.3.24).
 
-use super::error::EncodeError;
 use super::Encoding;
+use super::error::EncodeError;
 
 /// The escape septet that selects the extension table for the next septet.
 pub const ESC: u8 = 0x1B;
@@ -135,7 +135,8 @@ pub fn char_septets(c: char) -> Option<Septets> {
 /// character is not in the alphabet.
 #[must_use]
 pub fn septet_len(text: &str) -> Option<usize> {
-    text.chars().try_fold(0usize, |n, c| char_septets(c).map(|s| n + s.len()))
+    text.chars()
+        .try_fold(0usize, |n, c| char_septets(c).map(|s| n + s.len()))
 }
 
 /// True if every character of `text` is in the default alphabet or its extension table.
@@ -279,7 +280,10 @@ mod tests {
     #[test]
     fn spec_example_hellohello_packs() {
         let packed = encode_packed("hellohello").unwrap();
-        assert_eq!(packed, [0xE8, 0x32, 0x9B, 0xFD, 0x46, 0x97, 0xD9, 0xEC, 0x37]);
+        assert_eq!(
+            packed,
+            [0xE8, 0x32, 0x9B, 0xFD, 0x46, 0x97, 0xD9, 0xEC, 0x37]
+        );
         let septets = unpack(&packed, 0, 10);
         assert_eq!(decode_unpacked(&septets).unwrap(), "hellohello");
     }
@@ -341,7 +345,10 @@ mod tests {
         let septets = encode_unpacked("Hello world, {fill} test").unwrap();
         for fill in 0..7 {
             let packed = pack(&septets, fill);
-            assert_eq!(packed.len(), (usize::from(fill) + septets.len() * 7).div_ceil(8));
+            assert_eq!(
+                packed.len(),
+                (usize::from(fill) + septets.len() * 7).div_ceil(8)
+            );
             assert_eq!(unpack(&packed, fill, septets.len()), septets);
         }
         // 1 fill bit: the first septet 'H' (0x48) is shifted left by one.

@@ -1,7 +1,7 @@
 //! ISO-8859-1 (SMPP `data_coding` 3): one octet per character, U+0000..=U+00FF.
 
-use super::error::EncodeError;
 use super::Encoding;
+use super::error::EncodeError;
 
 /// True if `c` is in ISO-8859-1.
 #[must_use]
@@ -46,7 +46,11 @@ mod tests {
         assert_eq!(decode(&bytes), text);
         assert!(matches!(
             encode("a€"),
-            Err(EncodeError::Unmappable { ch: '€', index: 1, .. })
+            Err(EncodeError::Unmappable {
+                ch: '€',
+                index: 1,
+                ..
+            })
         ));
     }
 }

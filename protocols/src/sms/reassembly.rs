@@ -186,7 +186,11 @@ mod tests {
     use super::*;
 
     fn c(reference: u16, total: u8, seq: u8) -> Concat {
-        Concat { reference, total, seq }
+        Concat {
+            reference,
+            total,
+            seq,
+        }
     }
 
     #[test]
@@ -219,7 +223,10 @@ mod tests {
         assert_eq!(r.push("a", "b", c(2, 2, 1), b"x", t1), Outcome::Pending);
         assert_eq!(r.push("a", "b", c(3, 2, 1), b"x", t1), Outcome::Pending);
         assert_eq!((r.pending(), r.evicted()), (2, 1));
-        assert_eq!(r.push("a", "b", c(4, 2, 1), b"toolong", t1), Outcome::Rejected);
+        assert_eq!(
+            r.push("a", "b", c(4, 2, 1), b"toolong", t1),
+            Outcome::Rejected
+        );
         assert_eq!(r.push("a", "b", c(4, 2, 0), b"x", t1), Outcome::Rejected);
         let expired = r.expire(t0 + Duration::from_secs(15));
         assert_eq!(expired.len(), 2);

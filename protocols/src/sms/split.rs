@@ -146,7 +146,11 @@ const fn concat_ie_len(scheme: ConcatScheme) -> usize {
 /// UDH octets (with UDHL) for caller IEs of `ies_len` octets, plus concatenation if `multi`.
 const fn udh_len(ies_len: usize, scheme: ConcatScheme, multi: bool) -> usize {
     let concat = if multi { concat_ie_len(scheme) } else { 0 };
-    if ies_len + concat == 0 { 0 } else { 1 + ies_len + concat }
+    if ies_len + concat == 0 {
+        0
+    } else {
+        1 + ies_len + concat
+    }
 }
 
 /// Payload capacity in encoded-byte units (septets for unpacked GSM, octets otherwise) after
@@ -259,9 +263,14 @@ fn split_encoded(
         };
         let udh_octets = udh.as_ref().map_or(0, Vec::len);
         let payload = match (encoding, opts.gsm7_form) {
-            (Encoding::Gsm7, Gsm7Form::Packed) => {
-                gsm7::pack(chunk, if udh_octets > 0 { gsm7::fill_bits(udh_octets) } else { 0 })
-            }
+            (Encoding::Gsm7, Gsm7Form::Packed) => gsm7::pack(
+                chunk,
+                if udh_octets > 0 {
+                    gsm7::fill_bits(udh_octets)
+                } else {
+                    0
+                },
+            ),
             _ => chunk.to_vec(),
         };
         parts.push(Part {
@@ -379,7 +388,10 @@ mod tests {
             let text = ch.repeat(per_part * 2 + 1);
             let parts = split_text(&text, enc, &opts(scheme)).unwrap();
             assert_eq!(parts.len(), 3, "{enc:?} {scheme:?}");
-            assert_eq!(parts[0].units, per_part * if enc == Encoding::Ucs2 { 2 } else { 1 });
+            assert_eq!(
+                parts[0].units,
+                per_part * if enc == Encoding::Ucs2 { 2 } else { 1 }
+            );
             assert_eq!(count_parts(&text, enc, scheme), Some(3));
             for (i, p) in parts.iter().enumerate() {
                 let c = p.concat.unwrap();
@@ -448,7 +460,12 @@ mod tests {
         let parts = split_binary(&data, &[ports.clone()], &opts(ConcatScheme::Udh8)).unwrap();
         assert_eq!(parts.len(), 2);
         let udh = parts[0].udh.as_deref().unwrap();
-        assert_eq!(udh, [0x0B, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0, 0x00, 0x03, 0x34, 2, 1]);
+        assert_eq!(
+            udh,
+            [
+                0x0B, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0, 0x00, 0x03, 0x34, 2, 1
+            ]
+        );
         assert_eq!(parts[0].payload.len(), 128);
         let single = split_binary(&data[..133], &[ports], &opts(ConcatScheme::Udh8)).unwrap();
         assert_eq!(single.len(), 1);

@@ -44,7 +44,9 @@ pub fn decode(bytes: &[u8]) -> Result<String, EncodeError> {
     if bytes.len() % 2 != 0 {
         return Err(EncodeError::OddLength { len: bytes.len() });
     }
-    let units = bytes.chunks_exact(2).map(|p| u16::from_be_bytes([p[0], p[1]]));
+    let units = bytes
+        .chunks_exact(2)
+        .map(|p| u16::from_be_bytes([p[0], p[1]]));
     let mut out = String::with_capacity(bytes.len() / 2);
     let mut units_read = 0usize;
     for r in char::decode_utf16(units) {
@@ -85,7 +87,10 @@ mod tests {
         assert_eq!(decode(&[0x00]), Err(EncodeError::OddLength { len: 1 }));
         assert_eq!(
             decode(&[0x00, 0x41, 0xD8, 0x3D]),
-            Err(EncodeError::UnpairedSurrogate { index: 2, unit: 0xD83D })
+            Err(EncodeError::UnpairedSurrogate {
+                index: 2,
+                unit: 0xD83D
+            })
         );
         assert!(decode(&[0xDE, 0x00]).is_err());
     }

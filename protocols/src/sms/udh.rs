@@ -199,7 +199,11 @@ impl Udh {
     /// special-cased (an empty `Udh` encodes as the single octet `00`).
     #[must_use]
     pub fn encoded_len(&self) -> usize {
-        1 + self.ies.iter().map(InformationElement::encoded_len).sum::<usize>()
+        1 + self
+            .ies
+            .iter()
+            .map(InformationElement::encoded_len)
+            .sum::<usize>()
     }
 
     /// Appends the encoded header (UDHL first) to `out`.
@@ -301,7 +305,10 @@ mod tests {
             Udh::parse(&[0x03, 0x00, 0x05, 0x01]),
             Err(UdhError::IeOverrun { .. })
         ));
-        assert!(matches!(Udh::parse(&[0x01, 0x00]), Err(UdhError::IeOverrun { .. })));
+        assert!(matches!(
+            Udh::parse(&[0x01, 0x00]),
+            Err(UdhError::IeOverrun { .. })
+        ));
         // seq 0 is not a valid concatenation IE: ignored, not an error.
         let (udh, _) = Udh::parse(&[0x05, 0x00, 0x03, 0x01, 0x02, 0x00]).unwrap();
         assert_eq!(udh.concat(), None);

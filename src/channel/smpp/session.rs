@@ -26,9 +26,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sluice_protocols::smpp::{
-    Bind, Command, CommandStatus, DecodeError, MessageIdResp, Pdu, Sm,
-};
+use sluice_protocols::smpp::{Bind, Command, CommandStatus, DecodeError, MessageIdResp, Pdu, Sm};
 
 /// Which bind PDU the session sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -208,7 +206,6 @@ pub enum RefuseReason {
 struct Pending<T> {
     tag: T,
     sent_at: Instant,
-    deadline: Instant,
 }
 
 /// An outstanding control request (bind, enquire_link, unbind).
@@ -330,14 +327,7 @@ impl<T> Session<T> {
         }
         let sequence = self.allocate_sequence();
         let deadline = now + self.config.response_timeout;
-        self.window.insert(
-            sequence,
-            Pending {
-                tag,
-                sent_at: now,
-                deadline,
-            },
-        );
+        self.window.insert(sequence, Pending { tag, sent_at: now });
         self.deadlines.push_back((deadline, sequence));
         self.transmit
             .push_back(Command::request(sequence, Pdu::SubmitSm(*sm)));
@@ -541,12 +531,11 @@ impl<T> Session<T> {
     }
 
     fn answer(&mut self, status: CommandStatus, sequence: u32, pdu: Pdu) {
-        self.transmit
-            .push_back(Command::new(status, sequence, pdu));
+        self.transmit.push_back(Command::new(status, sequence, pdu));
     }
 
     fn on_bind_resp(&mut self, sequence: u32, status: CommandStatus, system_id: Bytes) {
-        if self.state != State::Binding || !self.bind.is_some_and(|c| c.sequence == sequence) {
+        if self.state != State::Binding || self.bind.is_none_or(|c| c.sequence != sequence) {
             return;
         }
         self.bind = None;

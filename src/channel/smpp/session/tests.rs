@@ -65,8 +65,11 @@ impl MiniCenter {
                     Some(Pdu::SubmitSmResp(MessageIdResp::new(id)))
                 }
                 Answer::Status(status) => {
-                    self.out
-                        .push_back(Command::new(status, seq, Pdu::SubmitSmResp(MessageIdResp::default())));
+                    self.out.push_back(Command::new(
+                        status,
+                        seq,
+                        Pdu::SubmitSmResp(MessageIdResp::default()),
+                    ));
                     None
                 }
             },
@@ -77,7 +80,9 @@ impl MiniCenter {
         if let Some(pdu) = reply {
             let status = if matches!(
                 pdu,
-                Pdu::BindTransceiverResp(_) | Pdu::BindTransmitterResp(_) | Pdu::BindReceiverResp(_)
+                Pdu::BindTransceiverResp(_)
+                    | Pdu::BindTransmitterResp(_)
+                    | Pdu::BindReceiverResp(_)
             ) {
                 self.bind_status
             } else {
@@ -311,7 +316,10 @@ fn response_timeout_frees_the_window_slot() {
     p.advance_to_timer();
     assert_eq!(
         p.take_events(),
-        vec![Event::ResponseTimeout { tag: 1, sent_at: t0 }]
+        vec![Event::ResponseTimeout {
+            tag: 1,
+            sent_at: t0
+        }]
     );
     assert_eq!(p.session.in_flight(), 1);
     p.advance_to_timer();
@@ -354,13 +362,19 @@ fn generic_nack_answers_the_submit_it_names() {
     p.center.answer = Answer::Silent;
     let seq = p.session.submit(p.now, 5, sm("x")).unwrap();
     p.drive();
-    p.center
-        .out
-        .push_back(Command::new(CommandStatus::EsmeRinvcmdlen, seq, Pdu::GenericNack));
+    p.center.out.push_back(Command::new(
+        CommandStatus::EsmeRinvcmdlen,
+        seq,
+        Pdu::GenericNack,
+    ));
     p.drive();
     assert!(matches!(
         p.take_events().as_slice(),
-        [Event::Response { tag: 5, status: CommandStatus::EsmeRinvcmdlen, .. }]
+        [Event::Response {
+            tag: 5,
+            status: CommandStatus::EsmeRinvcmdlen,
+            ..
+        }]
     ));
 }
 
@@ -395,7 +409,9 @@ fn dlr_before_submit_resp_is_still_delivered() {
     p.drive();
     let events = p.take_events();
     assert!(matches!(events[0], Event::Deliver(_)));
-    assert!(matches!(&events[1], Event::Response { tag: 3, message_id, .. } if message_id.as_ref() == b"77"));
+    assert!(
+        matches!(&events[1], Event::Response { tag: 3, message_id, .. } if message_id.as_ref() == b"77")
+    );
 }
 
 #[test]
@@ -476,10 +492,17 @@ fn unanswered_enquire_link_closes_and_aborts_window() {
         assert!(guard < 10, "session never closed");
     }
     let events = p.take_events();
-    assert_eq!(events.last(), Some(&Event::Closed(CloseReason::EnquireLinkTimeout)));
+    assert_eq!(
+        events.last(),
+        Some(&Event::Closed(CloseReason::EnquireLinkTimeout))
+    );
     assert!(p.now >= t0 + Duration::from_secs(35));
     // Submit 3 timed out before the link died (5 s after 5 s), so nothing aborted here.
-    assert!(events.iter().any(|e| matches!(e, Event::ResponseTimeout { tag: 3, .. })));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::ResponseTimeout { tag: 3, .. }))
+    );
 }
 
 #[test]
@@ -520,7 +543,10 @@ fn graceful_unbind() {
     assert_eq!(
         &events[1..],
         &[
-            Event::Aborted { tag: 1, sent_at: p.now },
+            Event::Aborted {
+                tag: 1,
+                sent_at: p.now
+            },
             Event::Closed(CloseReason::Unbound)
         ]
     );
