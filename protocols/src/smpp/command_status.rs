@@ -81,9 +81,3 @@ impl CommandStatus {
         self.to_u32() == 0
     }
 }
-
-impl Default for CommandStatus {
-    fn default() -> Self {
-        Self::EsmeRok
-    }
-}
