@@ -18,14 +18,6 @@ pub fn unit_len(text: &str) -> usize {
     text.encode_utf16().count()
 }
 
-/// Appends `c` as big-endian UTF-16.
-pub(crate) fn push_char(out: &mut Vec<u8>, c: char) {
-    let mut buf = [0u16; 2];
-    for unit in c.encode_utf16(&mut buf) {
-        out.extend_from_slice(&unit.to_be_bytes());
-    }
-}
-
 /// Encodes `text` as UTF-16BE. Infallible: every `char` has a UTF-16 form.
 #[must_use]
 pub fn encode(text: &str) -> Vec<u8> {
