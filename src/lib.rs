@@ -3,6 +3,7 @@
 
 pub mod channel;
 pub mod clock;
+pub mod dispatch;
 pub mod route;
 pub mod schedule;
 pub mod store;
