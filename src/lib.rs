@@ -3,6 +3,7 @@
 
 pub mod channel;
 pub mod clock;
+pub mod config;
 pub mod dispatch;
 pub mod route;
 pub mod schedule;
