@@ -96,7 +96,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("deliver_sm_dlr_parse/ours", |b| {
         b.iter(|| {
             let d = decode(black_box(dlr_bytes.clone())).unwrap();
-            let Pdu::DeliverSm(sm) = &d.command.pdu else { unreachable!() };
+            let Pdu::DeliverSm(sm) = &d.command.pdu else {
+                unreachable!()
+            };
             let r = DeliveryReport::from_sm(sm).unwrap();
             black_box((r.message_id.len(), r.state));
         })

@@ -40,14 +40,31 @@ struct Conn {
     cache: Option<(u64, Vec<Part>)>,
 }
 
-pub(crate) async fn run_connection(s: Arc<Shared>, _idx: usize, addr: String, system_id: String, password: String) {
-    let mut c = Conn { s: s.clone(), submit_hist: new_histogram(), dlr_hist: new_histogram(), local: VecDeque::new(), cache: None };
+pub(crate) async fn run_connection(
+    s: Arc<Shared>,
+    _idx: usize,
+    addr: String,
+    system_id: String,
+    password: String,
+) {
+    let mut c = Conn {
+        s: s.clone(),
+        submit_hist: new_histogram(),
+        dlr_hist: new_histogram(),
+        local: VecDeque::new(),
+        cache: None,
+    };
     let mut failures = 0u32;
     loop {
         if c.local.is_empty() && s.finished() && !(s.cfg.dlr && s.dlrs_outstanding()) {
             break;
         }
-        match tokio::time::timeout(s.cfg.bind_timeout, connect_bind(&addr, &system_id, &password, s.cfg.dlr)).await {
+        match tokio::time::timeout(
+            s.cfg.bind_timeout,
+            connect_bind(&addr, &system_id, &password, s.cfg.dlr),
+        )
+        .await
+        {
             Ok(Ok(stream)) => {
                 failures = 0;
                 match c.drive(stream).await {
@@ -83,22 +100,37 @@ pub(crate) async fn run_connection(s: Arc<Shared>, _idx: usize, addr: String, sy
     s.merge_hist(&c.submit_hist, &c.dlr_hist);
 }
 
-async fn connect_bind(addr: &str, system_id: &str, password: &str, trx: bool) -> std::io::Result<TcpStream> {
+async fn connect_bind(
+    addr: &str,
+    system_id: &str,
+    password: &str,
+    trx: bool,
+) -> std::io::Result<TcpStream> {
     let mut stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let mut b = BytesMut::new();
-    let id = if trx { w::BIND_TRANSCEIVER } else { w::BIND_TRANSMITTER };
+    let id = if trx {
+        w::BIND_TRANSCEIVER
+    } else {
+        w::BIND_TRANSMITTER
+    };
     w::put_bind(&mut b, id, 1, system_id.as_bytes(), password.as_bytes());
     stream.write_all(&b).await?;
     let mut r = BytesMut::with_capacity(4096);
     loop {
         if stream.read_buf(&mut r).await? == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed during bind"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed during bind",
+            ));
         }
         while let Some(h) = w::check(&r).map_err(std::io::Error::other)? {
             if h.id == id | w::RESP {
                 if h.status != w::ROK {
-                    return Err(std::io::Error::other(format!("bind refused with status 0x{:08X}", h.status)));
+                    return Err(std::io::Error::other(format!(
+                        "bind refused with status 0x{:08X}",
+                        h.status
+                    )));
                 }
                 return Ok(stream);
             }
@@ -109,7 +141,10 @@ async fn connect_bind(addr: &str, system_id: &str, password: &str, trx: bool) ->
 
 /// Statuses worth resubmitting: the center is busy, not the message bad.
 fn retryable(status: u32) -> bool {
-    matches!(status, w::RTHROTTLED | w::RMSGQFUL | w::RSYSERR | 0x45 /* RSUBMITFAIL */ | 0x64 /* RX_T_APPN */)
+    matches!(
+        status,
+        w::RTHROTTLED | w::RMSGQFUL | w::RSYSERR | 0x45 /* RSUBMITFAIL */ | 0x64 /* RX_T_APPN */
+    )
 }
 
 impl Conn {
@@ -118,13 +153,16 @@ impl Conn {
             self.cache = Some((p.msg, self.s.cfg.payload.parts(p.msg)));
         }
         let parts = self.cache.as_ref().map(|c| &c.1);
-        parts.and_then(|v| v.get(p.part as usize)).cloned().unwrap_or_else(|| Part {
-            dest: String::new(),
-            data_coding: 0,
-            short_message: Vec::new(),
-            udhi: false,
-            sar: None,
-        })
+        parts
+            .and_then(|v| v.get(p.part as usize))
+            .cloned()
+            .unwrap_or_else(|| Part {
+                dest: String::new(),
+                data_coding: 0,
+                short_message: Vec::new(),
+                udhi: false,
+                sar: None,
+            })
     }
 
     fn next_part(&mut self) -> Option<PartRef> {
@@ -138,10 +176,18 @@ impl Conn {
                 let total = parts.len() as u8;
                 self.s.started_parts(i, total);
                 for k in 1..total {
-                    self.local.push_back(PartRef { msg: i, part: k, total });
+                    self.local.push_back(PartRef {
+                        msg: i,
+                        part: k,
+                        total,
+                    });
                 }
                 self.cache = Some((i, parts));
-                Some(PartRef { msg: i, part: 0, total })
+                Some(PartRef {
+                    msg: i,
+                    part: 0,
+                    total,
+                })
             }
         }
     }
@@ -185,7 +231,11 @@ impl Conn {
                         registered_delivery: rd_flag,
                         data_coding: part.data_coding,
                         short_message: &part.short_message,
-                        sar: part.sar.map(|(reference, total, seq)| w::Sar { reference, total, seq }),
+                        sar: part.sar.map(|(reference, total, seq)| w::Sar {
+                            reference,
+                            total,
+                            seq,
+                        }),
                         ..Default::default()
                     };
                     w::put_short_message(&mut wbuf, w::SUBMIT_SM, seq, &m);
@@ -210,9 +260,14 @@ impl Conn {
             }
             // 3. Wait for input (or the next rate token / pause end / timeout check).
             let wait = if paused {
-                paused_until.map_or(Duration::from_millis(1), |t| t.saturating_duration_since(now))
+                paused_until.map_or(Duration::from_millis(1), |t| {
+                    t.saturating_duration_since(now)
+                })
             } else if rate_limited {
-                s.rate.as_ref().map_or(Duration::from_millis(1), |b| lock(b).wait_time()).max(Duration::from_micros(500))
+                s.rate
+                    .as_ref()
+                    .map_or(Duration::from_millis(1), |b| lock(b).wait_time())
+                    .max(Duration::from_micros(500))
             } else if inflight.is_empty() {
                 Duration::from_millis(5)
             } else {
@@ -248,7 +303,9 @@ impl Conn {
                                     let id = w::parse_submit_resp(body);
                                     if let Some(at) = s.note_submitted(id, t0) {
                                         s.c.dlr_matched.fetch_add(1, Ordering::Relaxed);
-                                        self.dlr_hist.saturating_record(micros(at.saturating_duration_since(t0)));
+                                        self.dlr_hist.saturating_record(micros(
+                                            at.saturating_duration_since(t0),
+                                        ));
                                     }
                                 }
                             } else {
@@ -268,7 +325,9 @@ impl Conn {
                         w::put_empty(&mut wbuf, w::DELIVER_SM | w::RESP, w::ROK, h.seq);
                         self.deliver(body, now);
                     }
-                    w::ENQUIRE_LINK => w::put_empty(&mut wbuf, w::ENQUIRE_LINK | w::RESP, w::ROK, h.seq),
+                    w::ENQUIRE_LINK => {
+                        w::put_empty(&mut wbuf, w::ENQUIRE_LINK | w::RESP, w::ROK, h.seq)
+                    }
                     w::UNBIND => {
                         w::put_empty(&mut wbuf, w::UNBIND | w::RESP, w::ROK, h.seq);
                         let _ = wr.write_all(&wbuf).await;
@@ -287,7 +346,10 @@ impl Conn {
             // 5. Response timeouts: a silent center is treated as a dead connection.
             if now.duration_since(last_timeout_check) > Duration::from_millis(200) {
                 last_timeout_check = now;
-                if inflight.values().any(|(_, t0)| now.duration_since(*t0) > cfg.response_timeout) {
+                if inflight
+                    .values()
+                    .any(|(_, t0)| now.duration_since(*t0) > cfg.response_timeout)
+                {
                     s.c.response_timeouts.fetch_add(1, Ordering::Relaxed);
                     return self.dropped(inflight);
                 }
@@ -296,21 +358,33 @@ impl Conn {
     }
 
     fn deliver(&mut self, body: &[u8], now: Instant) {
-        let Ok(m) = w::parse_short_message(body) else { return };
+        let Ok(m) = w::parse_short_message(body) else {
+            return;
+        };
         if m.esm_class & w::ESM_RECEIPT == 0 {
             self.s.c.mo_received.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let id = m.receipted_message_id.or_else(|| field(m.payload, b"id:")).unwrap_or_default();
-        let stat = field(m.payload, b"stat:").map_or_else(|| "?".to_owned(), |s| String::from_utf8_lossy(s).into_owned());
+        let id = m
+            .receipted_message_id
+            .or_else(|| field(m.payload, b"id:"))
+            .unwrap_or_default();
+        let stat = field(m.payload, b"stat:").map_or_else(
+            || "?".to_owned(),
+            |s| String::from_utf8_lossy(s).into_owned(),
+        );
         if let Some(t0) = self.s.note_receipt(id, &stat, now) {
             self.s.c.dlr_matched.fetch_add(1, Ordering::Relaxed);
-            self.dlr_hist.saturating_record(micros(now.saturating_duration_since(t0)));
+            self.dlr_hist
+                .saturating_record(micros(now.saturating_duration_since(t0)));
         }
     }
 
     fn dropped(&mut self, inflight: HashMap<u32, (PartRef, Instant)>) -> End {
-        self.s.c.unacked_at_disconnect.fetch_add(inflight.len() as u64, Ordering::Relaxed);
+        self.s
+            .c
+            .unacked_at_disconnect
+            .fetch_add(inflight.len() as u64, Ordering::Relaxed);
         for (_, (p, _)) in inflight {
             self.s.requeue(p);
         }
@@ -318,7 +392,11 @@ impl Conn {
     }
 }
 
-async fn unbind(rd: &mut tokio::net::tcp::OwnedReadHalf, wr: &mut tokio::net::tcp::OwnedWriteHalf, seq: u32) -> End {
+async fn unbind(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    seq: u32,
+) -> End {
     let mut b = BytesMut::new();
     w::put_empty(&mut b, w::UNBIND, 0, seq);
     if wr.write_all(&b).await.is_ok() {

@@ -48,7 +48,11 @@ struct Session {
 }
 
 /// Serves one accepted connection until it closes or the simulator shuts down.
-pub(crate) async fn serve(center: Arc<Center>, stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    center: Arc<Center>,
+    stream: TcpStream,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let id = center.new_session_id();
     let (mut rd, wr) = stream.into_split();
@@ -108,7 +112,10 @@ impl Session {
                         return;
                     }
                     Next::Abort => {
-                        self.center.tally.disconnects.fetch_add(1, Ordering::Relaxed);
+                        self.center
+                            .tally
+                            .disconnects
+                            .fetch_add(1, Ordering::Relaxed);
                         let _ = self.tx.send(Out::Abort);
                         return;
                     }
@@ -121,7 +128,10 @@ impl Session {
     fn flush(&mut self) {
         if !self.out.is_empty() {
             let bytes = self.out.split().freeze();
-            let _ = self.tx.send(Out::Now { bytes, responses: self.responses });
+            let _ = self.tx.send(Out::Now {
+                bytes,
+                responses: self.responses,
+            });
             self.responses = 0;
             self.out.reserve(64 * 1024);
         }
@@ -129,7 +139,11 @@ impl Session {
 
     fn handle(&mut self, h: w::Header, body: &[u8]) -> Next {
         let Some((account, version)) = self.login.clone() else {
-            return if h.id == w::CONNECT { self.connect(h, body) } else { Next::Close };
+            return if h.id == w::CONNECT {
+                self.connect(h, body)
+            } else {
+                Next::Close
+            };
         };
         match h.id {
             w::SUBMIT => {
@@ -145,7 +159,10 @@ impl Session {
                 Next::Close
             }
             id if id == w::DELIVER | w::RESP => {
-                self.center.tally.deliver_resps.fetch_add(1, Ordering::Relaxed);
+                self.center
+                    .tally
+                    .deliver_resps
+                    .fetch_add(1, Ordering::Relaxed);
                 Next::Continue
             }
             w::CONNECT => Next::Continue,
@@ -183,7 +200,10 @@ impl Session {
         let tx = self.tx.clone();
         let responses = std::mem::take(&mut self.responses);
         let res = self.center.register(handle, move || {
-            let _ = tx.send(Out::Now { bytes: pending.freeze(), responses });
+            let _ = tx.send(Out::Now {
+                bytes: pending.freeze(),
+                responses,
+            });
         });
         match res {
             Ok(()) => {
@@ -191,14 +211,17 @@ impl Session {
                 self.login = Some((account, version));
                 Next::Continue
             }
-            Err(BindRefusal::TooManyBinds | BindRefusal::UnknownAccount | BindRefusal::BadPassword) => {
-                self.refuse(version, h.seq, 5, &c.authenticator)
-            }
+            Err(
+                BindRefusal::TooManyBinds | BindRefusal::UnknownAccount | BindRefusal::BadPassword,
+            ) => self.refuse(version, h.seq, 5, &c.authenticator),
         }
     }
 
     fn refuse(&mut self, version: Version, seq: u32, status: u32, auth: &[u8; 16]) -> Next {
-        self.center.tally.bind_failures.fetch_add(1, Ordering::Relaxed);
+        self.center
+            .tally
+            .bind_failures
+            .fetch_add(1, Ordering::Relaxed);
         let a = w::authenticator_ismg(version, status, auth, b"");
         w::put_connect_resp(&mut self.out, version, seq, status, &a);
         Next::Close
@@ -225,7 +248,11 @@ impl Session {
             self.respond(version, seq, 0, result, None);
             return Next::Continue;
         }
-        let (concat, payload) = if m.tp_udhi != 0 { split_udh(m.content) } else { (None::<Concat>, m.content) };
+        let (concat, payload) = if m.tp_udhi != 0 {
+            split_udh(m.content)
+        } else {
+            (None::<Concat>, m.content)
+        };
         let _ = (m.pk_total, m.pk_number);
         let msg_id = center.cmpp_msg_id();
         let coding = match m.msg_fmt {
@@ -234,8 +261,22 @@ impl Session {
             _ => TextCoding::Bytes,
         };
         let receipt = if m.registered_delivery == 1 { 1 } else { 0 };
-        let acc = Accepted { source: m.src_id, dest, payload, concat, receipt, coding };
-        let early = on_accepted(&center, account, self.id, acc, MsgRef::Cmpp(msg_id), &mut self.rng);
+        let acc = Accepted {
+            source: m.src_id,
+            dest,
+            payload,
+            concat,
+            receipt,
+            coding,
+        };
+        let early = on_accepted(
+            &center,
+            account,
+            self.id,
+            acc,
+            MsgRef::Cmpp(msg_id),
+            &mut self.rng,
+        );
         let hold = early.then(|| Duration::from_millis(center.cfg.dlr.early_lead_ms));
         self.respond(version, seq, msg_id, 0, hold);
         let p = center.cfg.disconnect_probability;
@@ -245,10 +286,21 @@ impl Session {
         Next::Continue
     }
 
-    fn respond(&mut self, version: Version, seq: u32, msg_id: u64, result: u32, hold: Option<Duration>) {
+    fn respond(
+        &mut self,
+        version: Version,
+        seq: u32,
+        msg_id: u64,
+        result: u32,
+        hold: Option<Duration>,
+    ) {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
         let lat = &self.center.cfg.latency;
-        let mut delay = if lat.is_zero() { Duration::ZERO } else { lat.sample(&mut self.rng) };
+        let mut delay = if lat.is_zero() {
+            Duration::ZERO
+        } else {
+            lat.sample(&mut self.rng)
+        };
         if let Some(h) = hold {
             delay = delay.max(h);
         }
@@ -258,7 +310,11 @@ impl Session {
         } else {
             let mut b = BytesMut::with_capacity(24);
             w::put_msgid_resp(&mut b, version, w::SUBMIT, seq, msg_id, result);
-            let _ = self.tx.send(Out::At { at: Instant::now() + delay, bytes: b.freeze(), responses: 1 });
+            let _ = self.tx.send(Out::At {
+                at: Instant::now() + delay,
+                bytes: b.freeze(),
+                responses: 1,
+            });
         }
     }
 }

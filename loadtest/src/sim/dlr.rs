@@ -145,13 +145,31 @@ impl Ord for Queued {
 }
 
 fn yymmddhhmm(t: jiff::Timestamp) -> String {
-    t.to_zoned_datetime(jiff::tz::TimeZone::UTC).strftime("%y%m%d%H%M").to_string()
+    t.to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .strftime("%y%m%d%H%M")
+        .to_string()
 }
 
 /// The SMPP receipt text (SMPP 3.4 Appendix B format).
-pub(crate) fn receipt_text(id: &str, stat: Stat, submitted: jiff::Timestamp, done: jiff::Timestamp, text: &[u8]) -> String {
+pub(crate) fn receipt_text(
+    id: &str,
+    stat: Stat,
+    submitted: jiff::Timestamp,
+    done: jiff::Timestamp,
+    text: &[u8],
+) -> String {
     let dlvrd = if stat == Stat::Delivrd { "001" } else { "000" };
-    let text: String = text.iter().take(20).map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' }).collect();
+    let text: String = text
+        .iter()
+        .take(20)
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            }
+        })
+        .collect();
     format!(
         "id:{id} sub:001 dlvrd:{dlvrd} submit date:{} done date:{} stat:{} err:{} text:{text}",
         yymmddhhmm(submitted),
@@ -162,10 +180,26 @@ pub(crate) fn receipt_text(id: &str, stat: Stat, submitted: jiff::Timestamp, don
 }
 
 /// Encodes `item` for `session` into `dst`.
-fn encode(dst: &mut BytesMut, session: &SessionHandle, item: &Item, now: jiff::Timestamp, cmpp_gateway: &mut u32) {
+fn encode(
+    dst: &mut BytesMut,
+    session: &SessionHandle,
+    item: &Item,
+    now: jiff::Timestamp,
+    cmpp_gateway: &mut u32,
+) {
     let seq = session.next_seq();
     match (session.kind, item) {
-        (SessionKind::Smpp, Item::Receipt { id, handset, service, stat, submitted, text }) => {
+        (
+            SessionKind::Smpp,
+            Item::Receipt {
+                id,
+                handset,
+                service,
+                stat,
+                submitted,
+                text,
+            },
+        ) => {
             let id_str: std::borrow::Cow<'_, str> = match id {
                 MsgRef::Smpp(s) => std::borrow::Cow::Borrowed(s),
                 MsgRef::Cmpp(n) => std::borrow::Cow::Owned(n.to_string()),
@@ -184,7 +218,13 @@ fn encode(dst: &mut BytesMut, session: &SessionHandle, item: &Item, now: jiff::T
         }
         (SessionKind::Smpp, Item::Mo { from, to, text }) => {
             let (dc, bytes) = mo_encoding(text);
-            let m = smpp::OutMessage { source: from, dest: to, data_coding: dc, short_message: &bytes, ..Default::default() };
+            let m = smpp::OutMessage {
+                source: from,
+                dest: to,
+                data_coding: dc,
+                short_message: &bytes,
+                ..Default::default()
+            };
             smpp::put_short_message(dst, smpp::DELIVER_SM, seq, &m);
         }
         (SessionKind::Cmpp(v), item) => {
@@ -192,19 +232,46 @@ fn encode(dst: &mut BytesMut, session: &SessionHandle, item: &Item, now: jiff::T
             let civil = now.to_zoned_datetime(jiff::tz::TimeZone::UTC).datetime();
             let deliver_id = cmpp::make_msg_id(&civil, 1, *cmpp_gateway as u16);
             match item {
-                Item::Receipt { id, handset, service, stat, submitted, .. } => {
+                Item::Receipt {
+                    id,
+                    handset,
+                    service,
+                    stat,
+                    submitted,
+                    ..
+                } => {
                     let msg_id = match id {
                         MsgRef::Cmpp(n) => *n,
                         MsgRef::Smpp(s) => s.parse().unwrap_or(0),
                     };
                     let (st, dt) = (yymmddhhmm(*submitted), yymmddhhmm(now));
-                    let rep = cmpp::Report { msg_id, stat: stat.as_str().as_bytes(), submit_time: st.as_bytes(), done_time: dt.as_bytes(), dest_terminal: handset };
-                    let d = cmpp::OutDeliver { msg_id: deliver_id, dest_id: service, src_terminal: handset, msg_fmt: 0, content: b"", report: Some(rep) };
+                    let rep = cmpp::Report {
+                        msg_id,
+                        stat: stat.as_str().as_bytes(),
+                        submit_time: st.as_bytes(),
+                        done_time: dt.as_bytes(),
+                        dest_terminal: handset,
+                    };
+                    let d = cmpp::OutDeliver {
+                        msg_id: deliver_id,
+                        dest_id: service,
+                        src_terminal: handset,
+                        msg_fmt: 0,
+                        content: b"",
+                        report: Some(rep),
+                    };
                     cmpp::put_deliver(dst, v, seq, &d);
                 }
                 Item::Mo { from, to, text } => {
                     let (dc, bytes) = mo_encoding(text);
-                    let d = cmpp::OutDeliver { msg_id: deliver_id, dest_id: to, src_terminal: from, msg_fmt: dc, content: &bytes, report: None };
+                    let d = cmpp::OutDeliver {
+                        msg_id: deliver_id,
+                        dest_id: to,
+                        src_terminal: from,
+                        msg_fmt: dc,
+                        content: &bytes,
+                        report: None,
+                    };
                     cmpp::put_deliver(dst, v, seq, &d);
                 }
             }
@@ -222,7 +289,11 @@ fn mo_encoding(text: &str) -> (u8, Vec<u8>) {
 }
 
 /// The scheduler task of one listener; ends on shutdown.
-pub(crate) async fn run_scheduler(center: Arc<Center>, mut rx: mpsc::UnboundedReceiver<Delivery>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run_scheduler(
+    center: Arc<Center>,
+    mut rx: mpsc::UnboundedReceiver<Delivery>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut heap: BinaryHeap<Queued> = BinaryHeap::new();
     let mut pending: VecDeque<Delivery> = VecDeque::new();
     let mut order = 0u64;
@@ -280,7 +351,9 @@ fn route(center: &Center, due: Vec<Delivery>, pending: &mut VecDeque<Delivery>, 
             }
             continue;
         };
-        let entry = chunks.entry(session.id).or_insert_with(|| (session.clone(), BytesMut::new(), 0, 0));
+        let entry = chunks
+            .entry(session.id)
+            .or_insert_with(|| (session.clone(), BytesMut::new(), 0, 0));
         encode(&mut entry.1, &entry.0, &d.item, now, gw);
         match d.item {
             Item::Receipt { .. } => entry.2 += 1,
@@ -288,7 +361,14 @@ fn route(center: &Center, due: Vec<Delivery>, pending: &mut VecDeque<Delivery>, 
         }
     }
     for (_, (session, buf, dlrs, mos)) in chunks {
-        if session.tx.send(Out::Now { bytes: buf.freeze(), responses: 0 }).is_ok() {
+        if session
+            .tx
+            .send(Out::Now {
+                bytes: buf.freeze(),
+                responses: 0,
+            })
+            .is_ok()
+        {
             center.tally.dlrs_sent.fetch_add(dlrs, Ordering::Relaxed);
             center.tally.mo_sent.fetch_add(mos, Ordering::Relaxed);
         }
@@ -303,9 +383,17 @@ mod tests {
     fn receipt_text_has_the_standard_fields() {
         let t = jiff::Timestamp::from_second(1_795_000_000).unwrap();
         let s = receipt_text("1A2B", Stat::Undeliv, t, t, b"hello\x01world, this is long");
-        assert!(s.starts_with("id:1A2B sub:001 dlvrd:000 submit date:"), "{s}");
-        assert!(s.contains(" stat:UNDELIV err:001 text:hello.world, this is"), "{s}");
-        for st in ["DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "ACCEPTD", "UNKNOWN", "REJECTD"] {
+        assert!(
+            s.starts_with("id:1A2B sub:001 dlvrd:000 submit date:"),
+            "{s}"
+        );
+        assert!(
+            s.contains(" stat:UNDELIV err:001 text:hello.world, this is"),
+            "{s}"
+        );
+        for st in [
+            "DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "ACCEPTD", "UNKNOWN", "REJECTD",
+        ] {
             assert_eq!(Stat::parse(st).map(Stat::as_str), Some(st));
         }
     }

@@ -53,7 +53,11 @@ struct Session {
 }
 
 /// Serves one accepted connection until it closes or the simulator shuts down.
-pub(crate) async fn serve(center: Arc<Center>, stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    center: Arc<Center>,
+    stream: TcpStream,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let id = center.new_session_id();
     let (mut rd, wr) = stream.into_split();
@@ -122,7 +126,10 @@ impl Session {
                     }
                     Next::Abort => {
                         self.center.tally.count_submits(submits);
-                        self.center.tally.disconnects.fetch_add(1, Ordering::Relaxed);
+                        self.center
+                            .tally
+                            .disconnects
+                            .fetch_add(1, Ordering::Relaxed);
                         let _ = self.tx.send(Out::Abort);
                         return;
                     }
@@ -137,7 +144,10 @@ impl Session {
     fn flush(&mut self) {
         if !self.out.is_empty() {
             let bytes = self.out.split().freeze();
-            let _ = self.tx.send(Out::Now { bytes, responses: self.responses });
+            let _ = self.tx.send(Out::Now {
+                bytes,
+                responses: self.responses,
+            });
             self.responses = 0;
             self.out.reserve(64 * 1024);
         }
@@ -156,7 +166,10 @@ impl Session {
                 Next::Close
             }
             id if id == w::DELIVER_SM | w::RESP => {
-                self.center.tally.deliver_resps.fetch_add(1, Ordering::Relaxed);
+                self.center
+                    .tally
+                    .deliver_resps
+                    .fetch_add(1, Ordering::Relaxed);
                 Next::Continue
             }
             id if id & w::RESP != 0 => Next::Continue,
@@ -202,12 +215,18 @@ impl Session {
         let tx = self.tx.clone();
         let responses = std::mem::take(&mut self.responses);
         let res = self.center.register(handle, move || {
-            let _ = tx.send(Out::Now { bytes: pending.freeze(), responses });
+            let _ = tx.send(Out::Now {
+                bytes: pending.freeze(),
+                responses,
+            });
         });
         match res {
             Ok(()) => {
                 self.center.tally.binds.fetch_add(1, Ordering::Relaxed);
-                self.bound = Some(Bound { account, transmit: h.id != w::BIND_RECEIVER });
+                self.bound = Some(Bound {
+                    account,
+                    transmit: h.id != w::BIND_RECEIVER,
+                });
                 Next::Continue
             }
             Err(_) => refuse(self, w::RBINDFAIL),
@@ -243,14 +262,39 @@ impl Session {
         let (concat, payload) = if m.esm_class & w::ESM_UDHI != 0 {
             split_udh(m.payload)
         } else {
-            (m.sar.map(|s| crate::tally::Concat { reference: s.reference, total: s.total, seq: s.seq }), m.payload)
+            (
+                m.sar.map(|s| crate::tally::Concat {
+                    reference: s.reference,
+                    total: s.total,
+                    seq: s.seq,
+                }),
+                m.payload,
+            )
         };
         let mut idbuf = [0u8; 24];
         let id = center.smpp_message_id(&mut idbuf);
         let id_str = std::str::from_utf8(id).unwrap_or("0");
-        let coding = if m.data_coding == 8 { TextCoding::Ucs2 } else { TextCoding::Bytes };
-        let acc = Accepted { source: m.source, dest: m.dest, payload, concat, receipt: m.registered_delivery, coding };
-        let early = on_accepted(&center, &account, self.id, acc, MsgRef::Smpp(id_str.into()), &mut self.rng);
+        let coding = if m.data_coding == 8 {
+            TextCoding::Ucs2
+        } else {
+            TextCoding::Bytes
+        };
+        let acc = Accepted {
+            source: m.source,
+            dest: m.dest,
+            payload,
+            concat,
+            receipt: m.registered_delivery,
+            coding,
+        };
+        let early = on_accepted(
+            &center,
+            &account,
+            self.id,
+            acc,
+            MsgRef::Smpp(id_str.into()),
+            &mut self.rng,
+        );
         let hold = early.then(|| Duration::from_millis(center.cfg.dlr.early_lead_ms));
         self.respond(w::ROK, seq, id, hold);
         let p = center.cfg.disconnect_probability;
@@ -264,7 +308,11 @@ impl Session {
     fn respond(&mut self, status: u32, seq: u32, id: &[u8], hold: Option<Duration>) {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
         let lat = &self.center.cfg.latency;
-        let mut delay = if lat.is_zero() { Duration::ZERO } else { lat.sample(&mut self.rng) };
+        let mut delay = if lat.is_zero() {
+            Duration::ZERO
+        } else {
+            lat.sample(&mut self.rng)
+        };
         if let Some(h) = hold {
             delay = delay.max(h);
         }
@@ -274,7 +322,11 @@ impl Session {
         } else {
             let mut b = BytesMut::with_capacity(32 + id.len());
             w::put_submit_resp(&mut b, status, seq, id);
-            let _ = self.tx.send(Out::At { at: Instant::now() + delay, bytes: b.freeze(), responses: 1 });
+            let _ = self.tx.send(Out::At {
+                at: Instant::now() + delay,
+                bytes: b.freeze(),
+                responses: 1,
+            });
         }
     }
 }

@@ -66,12 +66,20 @@ pub(crate) fn check(buf: &[u8]) -> Result<Option<Header>, WireError> {
     let be = |i: usize| u32::from_be_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
     let len = be(0);
     if len < HEADER_LEN as u32 || len > MAX_PDU {
-        return Err(WireError::BadLength { len, min: HEADER_LEN as u32, max: MAX_PDU });
+        return Err(WireError::BadLength {
+            len,
+            min: HEADER_LEN as u32,
+            max: MAX_PDU,
+        });
     }
     if buf.len() < len as usize {
         return Ok(None);
     }
-    Ok(Some(Header { len, id: be(4), seq: be(8) }))
+    Ok(Some(Header {
+        len,
+        id: be(4),
+        seq: be(8),
+    }))
 }
 
 pub(crate) fn begin(dst: &mut BytesMut, id: u32, seq: u32) -> usize {
@@ -103,7 +111,12 @@ pub(crate) fn parse_connect(body: &[u8]) -> Result<Connect<'_>, WireError> {
     authenticator.copy_from_slice(r.bytes(16, "AuthenticatorSource")?);
     let version = r.u8("Version")?;
     let timestamp = r.u32("Timestamp")?;
-    Ok(Connect { source_addr, authenticator, version, timestamp })
+    Ok(Connect {
+        source_addr,
+        authenticator,
+        version,
+        timestamp,
+    })
 }
 
 /// AuthenticatorSource = MD5(Source_Addr + 9 zero bytes + secret + timestamp as "MMDDHHMMSS").
@@ -117,7 +130,12 @@ pub(crate) fn authenticator_source(source_addr: &[u8], secret: &[u8], timestamp:
 }
 
 /// AuthenticatorISMG = MD5(Status + AuthenticatorSource + secret), Status 1 or 4 bytes.
-pub(crate) fn authenticator_ismg(version: Version, status: u32, source_auth: &[u8; 16], secret: &[u8]) -> [u8; 16] {
+pub(crate) fn authenticator_ismg(
+    version: Version,
+    status: u32,
+    source_auth: &[u8; 16],
+    secret: &[u8],
+) -> [u8; 16] {
     let mut h = Md5::new();
     match version {
         Version::V20 => h.update([status.min(255) as u8]),
@@ -128,7 +146,14 @@ pub(crate) fn authenticator_ismg(version: Version, status: u32, source_auth: &[u
     h.finalize().into()
 }
 
-pub(crate) fn put_connect(dst: &mut BytesMut, seq: u32, source_addr: &[u8], secret: &[u8], version: Version, timestamp: u32) {
+pub(crate) fn put_connect(
+    dst: &mut BytesMut,
+    seq: u32,
+    source_addr: &[u8],
+    secret: &[u8],
+    version: Version,
+    timestamp: u32,
+) {
     let s = begin(dst, CONNECT, seq);
     put_fixed(dst, source_addr, 6);
     dst.put_slice(&authenticator_source(source_addr, secret, timestamp));
@@ -137,7 +162,13 @@ pub(crate) fn put_connect(dst: &mut BytesMut, seq: u32, source_addr: &[u8], secr
     finish(dst, s);
 }
 
-pub(crate) fn put_connect_resp(dst: &mut BytesMut, version: Version, seq: u32, status: u32, auth: &[u8; 16]) {
+pub(crate) fn put_connect_resp(
+    dst: &mut BytesMut,
+    version: Version,
+    seq: u32,
+    status: u32,
+    auth: &[u8; 16],
+) {
     let s = begin(dst, CONNECT | RESP, seq);
     version.put_result(dst, status);
     dst.put_slice(auth);
@@ -192,7 +223,16 @@ pub(crate) fn parse_submit(version: Version, body: &[u8]) -> Result<Submit<'_>, 
     let len = r.u8("Msg_Length")? as usize;
     let content = r.bytes(len, "Msg_Content")?;
     // Reserve (8) / LinkID (20) trail the content; tolerate peers that omit them.
-    Ok(Submit { pk_total, pk_number, registered_delivery, tp_udhi, msg_fmt, src_id, dests, content })
+    Ok(Submit {
+        pk_total,
+        pk_number,
+        registered_delivery,
+        tp_udhi,
+        msg_fmt,
+        src_id,
+        dests,
+        content,
+    })
 }
 
 /// Fields of an outgoing SUBMIT (test client side).
@@ -247,7 +287,14 @@ pub(crate) fn put_submit(dst: &mut BytesMut, version: Version, seq: u32, m: &Out
 }
 
 /// SUBMIT_RESP / DELIVER_RESP: Msg_Id + Result.
-pub(crate) fn put_msgid_resp(dst: &mut BytesMut, version: Version, id: u32, seq: u32, msg_id: u64, result: u32) {
+pub(crate) fn put_msgid_resp(
+    dst: &mut BytesMut,
+    version: Version,
+    id: u32,
+    seq: u32,
+    msg_id: u64,
+    result: u32,
+) {
     let s = begin(dst, id | RESP, seq);
     dst.put_u64(msg_id);
     version.put_result(dst, result);
@@ -370,7 +417,14 @@ pub(crate) fn parse_deliver(version: Version, body: &[u8]) -> Result<Deliver<'_>
         report_msg_id = Some(c.u64("report Msg_Id")?);
         report_stat = Some(c.fixed(7, "Stat")?);
     }
-    Ok(Deliver { msg_id, src_terminal, is_report, content, report_msg_id, report_stat })
+    Ok(Deliver {
+        msg_id,
+        src_terminal,
+        is_report,
+        content,
+        report_msg_id,
+        report_stat,
+    })
 }
 
 /// CMPP Msg_Id: month(4) day(5) hour(5) minute(6) second(6) gateway(22) sequence(16).
@@ -408,7 +462,10 @@ mod tests {
             let p = parse_submit(v, &b[HEADER_LEN..]).unwrap();
             assert_eq!(p.dests, vec![&b"13800138000"[..]]);
             assert_eq!(p.content, b"\x4f\x60\x59\x7d");
-            assert_eq!((p.registered_delivery, p.msg_fmt, p.src_id), (1, 8, &b"1065"[..]));
+            assert_eq!(
+                (p.registered_delivery, p.msg_fmt, p.src_id),
+                (1, 8, &b"1065"[..])
+            );
         }
     }
 
@@ -416,8 +473,21 @@ mod tests {
     fn report_round_trip() {
         for v in [Version::V20, Version::V30] {
             let mut b = BytesMut::new();
-            let rep = Report { msg_id: 77, stat: b"DELIVRD", submit_time: b"2611260100", done_time: b"2611260101", dest_terminal: b"138" };
-            let d = OutDeliver { msg_id: 5, dest_id: b"1065", src_terminal: b"138", msg_fmt: 0, content: b"", report: Some(rep) };
+            let rep = Report {
+                msg_id: 77,
+                stat: b"DELIVRD",
+                submit_time: b"2611260100",
+                done_time: b"2611260101",
+                dest_terminal: b"138",
+            };
+            let d = OutDeliver {
+                msg_id: 5,
+                dest_id: b"1065",
+                src_terminal: b"138",
+                msg_fmt: 0,
+                content: b"",
+                report: Some(rep),
+            };
             put_deliver(&mut b, v, 1, &d);
             let p = parse_deliver(v, &b[HEADER_LEN..]).unwrap();
             assert!(p.is_report);

@@ -40,7 +40,10 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, WireError> {
-        let b = *self.buf.get(self.pos).ok_or(WireError::Truncated { field })?;
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or(WireError::Truncated { field })?;
         self.pos += 1;
         Ok(b)
     }
@@ -63,8 +66,14 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn bytes(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], WireError> {
-        let end = self.pos.checked_add(n).ok_or(WireError::Truncated { field })?;
-        let s = self.buf.get(self.pos..end).ok_or(WireError::Truncated { field })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(WireError::Truncated { field })?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(WireError::Truncated { field })?;
         self.pos = end;
         Ok(s)
     }

@@ -60,12 +60,21 @@ pub(crate) fn check(buf: &[u8]) -> Result<Option<Header>, WireError> {
     let be = |i: usize| u32::from_be_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
     let len = be(0);
     if len < HEADER_LEN as u32 || len > MAX_PDU {
-        return Err(WireError::BadLength { len, min: HEADER_LEN as u32, max: MAX_PDU });
+        return Err(WireError::BadLength {
+            len,
+            min: HEADER_LEN as u32,
+            max: MAX_PDU,
+        });
     }
     if buf.len() < len as usize {
         return Ok(None);
     }
-    Ok(Some(Header { len, id: be(4), status: be(8), seq: be(12) }))
+    Ok(Some(Header {
+        len,
+        id: be(4),
+        status: be(8),
+        seq: be(12),
+    }))
 }
 
 /// Starts a PDU; the length is patched by [`finish`].
@@ -96,7 +105,13 @@ pub(crate) fn put_empty(dst: &mut BytesMut, id: u32, status: u32, seq: u32) {
 }
 
 /// bind_*_resp carrying our system_id and, for 3.4+ peers, sc_interface_version.
-pub(crate) fn put_bind_resp(dst: &mut BytesMut, bind_id: u32, status: u32, seq: u32, system_id: &[u8]) {
+pub(crate) fn put_bind_resp(
+    dst: &mut BytesMut,
+    bind_id: u32,
+    status: u32,
+    seq: u32,
+    system_id: &[u8],
+) {
     let s = begin(dst, bind_id | RESP, status, seq);
     put_cstr(dst, system_id);
     if status == ROK {
@@ -130,7 +145,11 @@ pub(crate) fn parse_bind(body: &[u8]) -> Result<Bind<'_>, WireError> {
     let password = r.cstr(9, "password")?;
     let _system_type = r.cstr(13, "system_type")?;
     let interface_version = r.u8("interface_version")?;
-    Ok(Bind { system_id, password, interface_version })
+    Ok(Bind {
+        system_id,
+        password,
+        interface_version,
+    })
 }
 
 /// Writes a bind_* request (load generator side).
@@ -189,7 +208,15 @@ pub(crate) fn parse_short_message(body: &[u8]) -> Result<ShortMessage<'_>, WireE
     let _default_id = r.u8("sm_default_msg_id")?;
     let sm_len = r.u8("sm_length")? as usize;
     let mut payload = r.bytes(sm_len, "short_message")?;
-    let mut m = ShortMessage { source, dest, esm_class, registered_delivery, data_coding, payload, ..Default::default() };
+    let mut m = ShortMessage {
+        source,
+        dest,
+        esm_class,
+        registered_delivery,
+        data_coding,
+        payload,
+        ..Default::default()
+    };
     let (mut sar_ref, mut sar_total, mut sar_seq) = (None, None, None);
     while !r.remaining().is_empty() {
         let tag = r.u16("tlv tag")?;
@@ -209,7 +236,11 @@ pub(crate) fn parse_short_message(body: &[u8]) -> Result<ShortMessage<'_>, WireE
     }
     m.payload = payload;
     if let (Some(reference), Some(total), Some(seq)) = (sar_ref, sar_total, sar_seq) {
-        m.sar = Some(Sar { reference, total, seq });
+        m.sar = Some(Sar {
+            reference,
+            total,
+            seq,
+        });
     }
     Ok(m)
 }
@@ -294,7 +325,11 @@ mod tests {
             registered_delivery: 1,
             data_coding: 8,
             short_message: b"\x00h\x00i",
-            sar: Some(Sar { reference: 7, total: 2, seq: 1 }),
+            sar: Some(Sar {
+                reference: 7,
+                total: 2,
+                seq: 1,
+            }),
             ..Default::default()
         };
         put_short_message(&mut b, SUBMIT_SM, 42, &m);
@@ -303,7 +338,14 @@ mod tests {
         let p = parse_short_message(&b[HEADER_LEN..]).unwrap();
         assert_eq!(p.dest, b"8613800138000");
         assert_eq!(p.payload, b"\x00h\x00i");
-        assert_eq!(p.sar, Some(Sar { reference: 7, total: 2, seq: 1 }));
+        assert_eq!(
+            p.sar,
+            Some(Sar {
+                reference: 7,
+                total: 2,
+                seq: 1
+            })
+        );
         assert_eq!(p.registered_delivery, 1);
     }
 

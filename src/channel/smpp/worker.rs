@@ -173,6 +173,8 @@ pub enum Outcome {
 pub struct WorkerHandle {
     /// Number of binds currently up (route failover watches it).
     pub binds_up: watch::Receiver<usize>,
+    /// The AIMD send rate (msg/s) in force.
+    pub rate: watch::Receiver<u32>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -199,6 +201,7 @@ pub fn spawn(
 ) -> WorkerHandle {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (binds_up_tx, binds_up_rx) = watch::channel(0usize);
+    let (rate_tx, rate_rx) = watch::channel(config.rate.get());
     let capacity = config.capacity();
     // The part queue is short: the limiter already paces it, and a long queue would only
     // hide parts from the binds' windows.
@@ -246,6 +249,7 @@ pub fn spawn(
         pending: VecDeque::new(),
         binds_up: Vec::new(),
         binds_up_tx,
+        rate_tx,
         capacity,
         outcomes,
         events,
@@ -261,6 +265,7 @@ pub fn spawn(
     );
     WorkerHandle {
         binds_up: binds_up_rx,
+        rate: rate_rx,
         shutdown: shutdown_tx,
         task,
     }
@@ -309,6 +314,7 @@ struct Worker {
     pending: VecDeque<PartTag>,
     binds_up: Vec<bool>,
     binds_up_tx: watch::Sender<usize>,
+    rate_tx: watch::Sender<u32>,
     capacity: usize,
     outcomes: mpsc::Sender<Outcome>,
     events: mpsc::Sender<ChannelEvent>,
@@ -394,6 +400,7 @@ impl Worker {
     }
 
     fn publish_rate(&self) {
+        self.rate_tx.send_replace(self.limiter.current_rate());
         gauge!(CHANNEL_RATE, "channel" => self.config.name.to_string())
             .set(f64::from(self.limiter.current_rate()));
     }

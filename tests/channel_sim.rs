@@ -1,0 +1,315 @@
+//! The SMPP channel (bind drivers + worker) against the bundled simulator on 127.0.0.1:
+//! submit + DLR, long messages, throttling with AIMD, reconnects, early DLRs.
+
+mod channel_common;
+
+use std::collections::HashSet;
+
+use channel_common::{Rig, WAIT, center_ids, config, text};
+use sluice::channel::ChannelEvent;
+use sluice::channel::smpp::worker::{BindMode, Outcome};
+use sluice_loadtest::config::{DlrConfig, IdFormat as SimIdFormat};
+use sluice_loadtest::dist::Delay;
+use sluice_loadtest::{ListenerConfig, SimConfig, SimHandle, Simulator, TallySnapshot};
+use sluice_protocols::sms::ConcatScheme;
+
+async fn sim(listener: ListenerConfig) -> (SimHandle, String) {
+    let handle = Simulator::start(SimConfig {
+        seed: Some(7),
+        listeners: vec![listener],
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator starts");
+    let addr = handle.addrs()[0].to_string();
+    (handle, addr)
+}
+
+async fn finish(sim: SimHandle) -> TallySnapshot {
+    tokio::time::timeout(WAIT, sim.shutdown())
+        .await
+        .expect("sim stops")
+        .expect("tally")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_and_dlr() {
+    let (sim, addr) = sim(ListenerConfig::default()).await;
+    let mut cfg = config(addr, 1000);
+    cfg.binds = 2;
+    let mut rig = Rig::start(cfg);
+    let n = 50;
+    let msgs = (1..=n).map(|i| text(i, format!("hello #{i}"))).collect();
+    let outcomes = rig.run_all(msgs).await;
+    assert_eq!(outcomes.len(), n as usize);
+    let ids: HashSet<String> = outcomes
+        .values()
+        .map(|o| center_ids(o)[0].clone())
+        .collect();
+    assert_eq!(ids.len(), n as usize, "center ids are distinct");
+    // Every accepted id gets its receipt back.
+    rig.events_until(|seen| {
+        seen.iter()
+            .filter(|e| matches!(e, ChannelEvent::Receipt { .. }))
+            .count()
+            >= n as usize
+    })
+    .await;
+    let receipts = rig.receipts();
+    for id in &ids {
+        assert_eq!(
+            receipts.get(id).map(String::as_str),
+            Some("DELIVRD"),
+            "receipt for {id}"
+        );
+    }
+    assert!(
+        rig.seen
+            .iter()
+            .any(|e| matches!(e, ChannelEvent::BindUp { .. }))
+    );
+    let accepted = rig
+        .seen
+        .iter()
+        .filter(|e| matches!(e, ChannelEvent::PartAccepted { .. }))
+        .count();
+    assert_eq!(accepted, n as usize);
+    rig.stop().await;
+    let tally = finish(sim).await;
+    assert_eq!(tally.unique_messages, n);
+    assert_eq!(tally.duplicates, 0);
+}
+
+async fn long_messages(scheme: ConcatScheme) {
+    let (sim, addr) = sim(ListenerConfig {
+        message_id: SimIdFormat::Decimal,
+        ..ListenerConfig::default()
+    })
+    .await;
+    let mut cfg = config(addr, 1000);
+    cfg.parts.concat = scheme;
+    let mut rig = Rig::start(cfg);
+    let n = 10u64;
+    // 400 GSM characters: 3 parts under UDH (153/152 per part) and SAR (160 per part).
+    let msgs = (1..=n)
+        .map(|i| {
+            text(
+                i,
+                format!("{i:04}{}", "long text ".repeat(40))[..400].to_owned(),
+            )
+        })
+        .collect();
+    let outcomes = rig.run_all(msgs).await;
+    let mut all = HashSet::new();
+    for o in outcomes.values() {
+        let ids = center_ids(o);
+        assert_eq!(ids.len(), 3, "{scheme:?}: three parts");
+        for id in ids {
+            assert!(all.insert(id.clone()), "part ids are distinct");
+        }
+    }
+    let parts: Vec<(u64, u16, u16)> = rig
+        .seen
+        .iter()
+        .filter_map(|e| match e {
+            ChannelEvent::PartAccepted {
+                id, part, parts, ..
+            } => Some((*id, *part, *parts)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(parts.len(), 30);
+    assert!(parts.iter().all(|(_, p, t)| *t == 3 && (1..=3).contains(p)));
+    rig.stop().await;
+    let tally = finish(sim).await;
+    assert_eq!(
+        tally.unique_messages, n,
+        "{scheme:?}: the center reassembled every message"
+    );
+    assert_eq!(tally.incomplete_messages, 0);
+    assert_eq!(tally.parts_per_message.get("3"), Some(&n));
+    assert_eq!(tally.duplicates, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_messages_udh8() {
+    long_messages(ConcatScheme::Udh8).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_messages_udh16() {
+    long_messages(ConcatScheme::Udh16).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_messages_sar() {
+    long_messages(ConcatScheme::Sar).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_halves_rate_and_loses_nothing() {
+    let (sim, addr) = sim(ListenerConfig {
+        throughput: 200.0,
+        burst: 5.0,
+        ..ListenerConfig::default()
+    })
+    .await;
+    let configured = 2000;
+    let mut rig = Rig::start(config(addr, configured));
+    let mut rate = rig.handle.rate.clone();
+    let n = 150u64;
+    let msgs = (1..=n).map(|i| text(i, format!("throttle #{i}"))).collect();
+    let run = rig.run_all(msgs);
+    let lowest = async {
+        let mut lowest = *rate.borrow();
+        while rate.changed().await.is_ok() {
+            lowest = lowest.min(*rate.borrow());
+            if lowest <= configured / 2 {
+                break;
+            }
+        }
+        lowest
+    };
+    let (outcomes, lowest) = tokio::join!(run, lowest);
+    assert!(
+        lowest <= configured / 2,
+        "AIMD halved the rate (lowest {lowest})"
+    );
+    assert!(
+        *rig.handle.rate.borrow() <= configured,
+        "never above the configured rate"
+    );
+    assert_eq!(outcomes.len(), n as usize);
+    assert!(outcomes.values().all(|o| matches!(o, Outcome::Sent { .. })));
+    rig.stop().await;
+    let tally = finish(sim).await;
+    assert!(
+        tally.rejected.keys().any(|k| k.contains("0x00000058")),
+        "the sim did throttle: {:?}",
+        tally.rejected
+    );
+    assert_eq!(tally.unique_messages, n, "nothing lost");
+    assert_eq!(
+        tally.duplicates, 0,
+        "throttled submits are not accepted, so no duplicates"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_disconnects() {
+    let (sim, addr) = sim(ListenerConfig {
+        disconnect_probability: 0.05,
+        ..ListenerConfig::default()
+    })
+    .await;
+    let mut cfg = config(addr, 1000);
+    cfg.local_retries = 10;
+    cfg.retry.max_attempts = 50;
+    let mut rig = Rig::start(cfg);
+    let n = 200u64;
+    let msgs = (1..=n)
+        .map(|i| text(i, format!("reconnect #{i}")))
+        .collect();
+    let outcomes = rig.run_all(msgs).await;
+    assert!(outcomes.values().all(|o| matches!(o, Outcome::Sent { .. })));
+    let downs = rig
+        .seen
+        .iter()
+        .filter(|e| matches!(e, ChannelEvent::BindDown { .. }))
+        .count();
+    let ups = rig
+        .seen
+        .iter()
+        .filter(|e| matches!(e, ChannelEvent::BindUp { .. }))
+        .count();
+    rig.stop().await;
+    let tally = finish(sim).await;
+    assert!(tally.disconnects > 0, "the sim dropped connections");
+    assert!(
+        downs > 0 && ups > downs,
+        "rebound after each drop: {ups} up, {downs} down"
+    );
+    assert_eq!(tally.unique_messages, n, "nothing lost");
+    // At-least-once: a message accepted just before a drop is sent again; duplicates are
+    // bounded by the drops (one window's worth each at most).
+    assert!(tally.duplicates <= tally.disconnects * 10, "{tally:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_dlrs_still_surface_with_their_center_id() {
+    let (sim, addr) = sim(ListenerConfig {
+        dlr: DlrConfig {
+            early_share: 1.0,
+            early_lead_ms: 20,
+            delay: Delay::Zero,
+            ..DlrConfig::default()
+        },
+        ..ListenerConfig::default()
+    })
+    .await;
+    let mut cfg = config(addr, 1000);
+    cfg.mode = BindMode::TransmitterReceiver;
+    let mut rig = Rig::start(cfg);
+    let n = 20u64;
+    let msgs = (1..=n).map(|i| text(i, format!("early #{i}"))).collect();
+    let outcomes = rig.run_all(msgs).await;
+    rig.events_until(|seen| {
+        seen.iter()
+            .filter(|e| matches!(e, ChannelEvent::Receipt { .. }))
+            .count()
+            >= n as usize
+    })
+    .await;
+    // Every receipt arrived before the PartAccepted of the same id, and still names it.
+    for o in outcomes.values() {
+        let id = &center_ids(o)[0];
+        let receipt_at = rig
+            .seen
+            .iter()
+            .position(|e| matches!(e, ChannelEvent::Receipt { center_id, .. } if center_id == id))
+            .expect("receipt");
+        let accepted_at = rig
+            .seen
+            .iter()
+            .position(
+                |e| matches!(e, ChannelEvent::PartAccepted { center_id, .. } if center_id == id),
+            )
+            .expect("accepted");
+        assert!(receipt_at < accepted_at, "receipt for {id} came first");
+    }
+    rig.stop().await;
+    let tally = finish(sim).await;
+    assert_eq!(tally.unique_messages, n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_errors_fail_the_message() {
+    let (sim, addr) = sim(ListenerConfig {
+        errors: sluice_loadtest::config::ErrorConfig {
+            permanent: 1.0,
+            ..Default::default()
+        },
+        ..ListenerConfig::default()
+    })
+    .await;
+    let mut rig = Rig::start(config(addr, 1000));
+    let outcomes = rig.run_all(vec![text(1, "refused".into())]).await;
+    match &outcomes[&1] {
+        Outcome::Failed { status, stat, .. } => {
+            assert_eq!(*status, 0x0B);
+            assert_eq!(*stat, "REJECTD");
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    assert!(rig.seen.iter().any(|e| matches!(
+        e,
+        ChannelEvent::PartFailed {
+            id: 1,
+            status: 0x0B,
+            temporary: false,
+            ..
+        }
+    )));
+    rig.stop().await;
+    finish(sim).await;
+}
