@@ -93,8 +93,10 @@ fn octets(text: &str, encoding: Encoding) -> Option<usize> {
 /// (e.g. only GSM 7-bit allowed and the text has Chinese characters).
 #[must_use]
 pub fn choose(text: &str, allowed: EncodingSet, scheme: ConcatScheme) -> Option<Choice> {
-    if allowed.contains(EncodingSet::GSM7) && gsm7::is_encodable(text) {
-        let parts = count_parts(text, Encoding::Gsm7, scheme)?;
+    // count_parts is None exactly when some character is outside the GSM alphabet.
+    if allowed.contains(EncodingSet::GSM7)
+        && let Some(parts) = count_parts(text, Encoding::Gsm7, scheme)
+    {
         return Some(Choice {
             encoding: Encoding::Gsm7,
             parts,
