@@ -125,6 +125,44 @@ impl WorkerConfig {
         }
     }
 
+    /// The worker for an SMPP channel of the gateway config. Rate and burst below 1 are
+    /// raised to 1 (config validation refuses them anyway).
+    #[must_use]
+    pub fn from_config(c: &crate::config::ChannelConfig) -> Self {
+        use crate::config::{BindMode as CfgBindMode, Concatenation};
+        let session = SessionConfig {
+            bind_kind: BindKind::Transceiver,
+            system_id: c.system_id.clone(),
+            password: c.password.clone(),
+            system_type: c.system_type.clone(),
+            interface_version: c.interface_version,
+            window: usize::try_from(c.window.max(1)).unwrap_or(1),
+            response_timeout: c.response_timeout(),
+            enquire_link_interval: c.enquire_link_interval(),
+        };
+        let rate = NonZeroU32::new(c.rate).unwrap_or(NonZeroU32::MIN);
+        let mut w = Self::new(&c.name, format!("{}:{}", c.host, c.port), session, rate);
+        w.binds = usize::try_from(c.binds.max(1)).unwrap_or(1);
+        w.mode = match c.bind_mode {
+            CfgBindMode::Transceiver => BindMode::Transceiver,
+            CfgBindMode::TransmitterReceiver => BindMode::TransmitterReceiver,
+        };
+        w.burst = NonZeroU32::new(c.burst).unwrap_or(NonZeroU32::MIN);
+        w.parts.concat = match c.concatenation {
+            Concatenation::Udh8 => sluice_protocols::sms::ConcatScheme::Udh8,
+            Concatenation::Udh16 => sluice_protocols::sms::ConcatScheme::Udh16,
+            Concatenation::Sar => sluice_protocols::sms::ConcatScheme::Sar,
+        };
+        w.retry = RetryPolicy {
+            max_attempts: c.retry.max_attempts.max(1),
+            backoff: Backoff {
+                base: Duration::from_millis(c.retry.backoff_base_ms),
+                max: Duration::from_millis(c.retry.backoff_max_ms),
+            },
+        };
+        w
+    }
+
     /// Messages the worker holds at once, and the dispatch queue length that feeds it:
     /// the channel's windows (window × sending binds).
     #[must_use]
