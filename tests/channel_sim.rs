@@ -235,9 +235,8 @@ async fn reconnects_after_disconnects() {
     assert!(tally.duplicates <= tally.disconnects * 10, "{tally:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn early_dlrs_still_surface_with_their_center_id() {
-    let (sim, addr) = sim(ListenerConfig {
+async fn early_sim() -> (SimHandle, String) {
+    sim(ListenerConfig {
         dlr: DlrConfig {
             early_share: 1.0,
             early_lead_ms: 20,
@@ -246,21 +245,18 @@ async fn early_dlrs_still_surface_with_their_center_id() {
         },
         ..ListenerConfig::default()
     })
-    .await;
-    let mut cfg = config(addr, 1000);
-    cfg.mode = BindMode::TransmitterReceiver;
-    let mut rig = Rig::start(cfg);
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_dlrs_surface_before_the_acceptance() {
+    // One transceiver bind: the center writes each receipt before the response on the same
+    // connection, so the receipt event must come out first, carrying the raw center id.
+    let (sim, addr) = early_sim().await;
+    let mut rig = Rig::start(config(addr, 1000));
     let n = 20u64;
     let msgs = (1..=n).map(|i| text(i, format!("early #{i}"))).collect();
     let outcomes = rig.run_all(msgs).await;
-    rig.events_until(|seen| {
-        seen.iter()
-            .filter(|e| matches!(e, ChannelEvent::Receipt { .. }))
-            .count()
-            >= n as usize
-    })
-    .await;
-    // Every receipt arrived before the PartAccepted of the same id, and still names it.
     for o in outcomes.values() {
         let id = &center_ids(o)[0];
         let receipt_at = rig
@@ -276,6 +272,34 @@ async fn early_dlrs_still_surface_with_their_center_id() {
             )
             .expect("accepted");
         assert!(receipt_at < accepted_at, "receipt for {id} came first");
+    }
+    rig.stop().await;
+    let tally = finish(sim).await;
+    assert_eq!(tally.unique_messages, n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_dlrs_on_receiver_bind_still_correlate() {
+    // Transmitter + receiver: receipts come on the other connection, in any order relative
+    // to the responses; every accepted id still gets its receipt.
+    let (sim, addr) = early_sim().await;
+    let mut cfg = config(addr, 1000);
+    cfg.mode = BindMode::TransmitterReceiver;
+    let mut rig = Rig::start(cfg);
+    let n = 20u64;
+    let msgs = (1..=n).map(|i| text(i, format!("early rx #{i}"))).collect();
+    let outcomes = rig.run_all(msgs).await;
+    rig.events_until(|seen| {
+        seen.iter()
+            .filter(|e| matches!(e, ChannelEvent::Receipt { .. }))
+            .count()
+            >= n as usize
+    })
+    .await;
+    let receipts = rig.receipts();
+    for o in outcomes.values() {
+        let id = &center_ids(o)[0];
+        assert_eq!(receipts.get(id).map(String::as_str), Some("DELIVRD"));
     }
     rig.stop().await;
     let tally = finish(sim).await;
@@ -312,4 +336,45 @@ async fn permanent_errors_fail_the_message() {
     )));
     rig.stop().await;
     finish(sim).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_center_loses_nothing_on_shutdown() {
+    // The center accepts TCP and never answers: no bind ever completes.
+    let (sim, addr) = sim(ListenerConfig {
+        stall: true,
+        ..ListenerConfig::default()
+    })
+    .await;
+    let mut cfg = config(addr, 1000);
+    cfg.session.response_timeout = std::time::Duration::from_millis(300);
+    let rig = Rig::start(cfg);
+    for i in 1..=3 {
+        rig.input
+            .send(text(i, format!("stuck #{i}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(*rig.handle.binds_up.borrow(), 0);
+    let Rig {
+        input,
+        mut outcomes,
+        handle,
+        ..
+    } = rig;
+    drop(input);
+    tokio::time::timeout(WAIT, handle.shutdown())
+        .await
+        .expect("worker stops although the center is stuck");
+    let mut retried = Vec::new();
+    while let Ok(o) = outcomes.try_recv() {
+        match o {
+            Outcome::Retry { id, .. } => retried.push(id),
+            other => panic!("expected Retry, got {other:?}"),
+        }
+    }
+    retried.sort_unstable();
+    assert_eq!(retried, vec![1, 2, 3], "every held message is handed back");
+    let tally = finish(sim).await;
+    assert_eq!(tally.submits_received, 0);
 }

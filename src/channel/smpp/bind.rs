@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Mutex, mpsc, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::session::{CloseReason, Event, RefuseReason, Session, SessionConfig};
+use super::session::{CloseReason, Event, RefuseReason, Session, SessionConfig, State};
 use crate::channel::ChannelEvent;
 use crate::channel::MessageId;
 use crate::channel::backoff::Backoff;
@@ -78,6 +78,8 @@ pub enum BindReport {
     Up {
         /// Bind index.
         bind: usize,
+        /// Whether it submits (transmitter / transceiver) — only those make a channel usable.
+        sends: bool,
     },
     /// The bind went down (it will reconnect unless shutting down).
     Down {
@@ -161,10 +163,12 @@ pub async fn run(spec: BindSpec, mut links: BindLinks) {
             if *links.shutdown.borrow() {
                 return;
             }
+            let mut queue_closed = false;
             let bound = match connect(&spec).await {
                 Ok(stream) => {
                     let mut conn = Connection::new(&spec, stream);
                     let result = conn.serve(&mut links).await;
+                    queue_closed = conn.queue_closed;
                     counter!(CHANNEL_BINDS_DOWN, "channel" => spec.channel.to_string(), "bind" => spec.index.to_string()).increment(1);
                     gauge!(CHANNEL_WINDOW_IN_USE, "channel" => spec.channel.to_string(), "bind" => spec.index.to_string()).set(0.0);
                     if conn.was_bound {
@@ -184,7 +188,7 @@ pub async fn run(spec: BindSpec, mut links: BindLinks) {
                     false
                 }
             };
-            if *links.shutdown.borrow() {
+            if *links.shutdown.borrow() || queue_closed {
                 return;
             }
             failures = if bound { 0 } else { failures.saturating_add(1) };
@@ -216,6 +220,8 @@ struct Connection<'a> {
     read: BytesMut,
     write: BytesMut,
     was_bound: bool,
+    /// The worker dropped the part queue: the channel is stopping, do not reconnect.
+    queue_closed: bool,
     labels: [(&'static str, String); 2],
 }
 
@@ -236,6 +242,7 @@ impl<'a> Connection<'a> {
             read: BytesMut::with_capacity(64 * 1024),
             write: BytesMut::with_capacity(64 * 1024),
             was_bound: false,
+            queue_closed: false,
             labels: [
                 ("channel", spec.channel.to_string()),
                 ("bind", spec.index.to_string()),
@@ -258,6 +265,10 @@ impl<'a> Connection<'a> {
             if !shutting_down && *links.shutdown.borrow() {
                 shutting_down = true;
                 self.session.unbind(Instant::now());
+                if !matches!(self.session.state(), State::Unbinding) {
+                    // Not bound (still binding): nothing to unbind, just go.
+                    self.session.handle_disconnect();
+                }
                 continue;
             }
             let timer = self.session.poll_timeout();
@@ -306,6 +317,7 @@ impl<'a> Connection<'a> {
                 Wake::Shutdown => {}
                 Wake::Part(None) => {
                     // The worker dropped the queue: the channel is stopping.
+                    self.queue_closed = true;
                     shutting_down = true;
                     self.session.unbind(Instant::now());
                 }
@@ -405,7 +417,10 @@ impl<'a> Connection<'a> {
                     self.was_bound = true;
                     info!(center = %String::from_utf8_lossy(&system_id), "Bound.");
                     counter!(CHANNEL_BINDS_UP, &self.labels).increment(1);
-                    Some(BindReport::Up { bind })
+                    Some(BindReport::Up {
+                        bind,
+                        sends: self.spec.session.bind_kind.sends(),
+                    })
                 }
                 Event::Response {
                     tag,

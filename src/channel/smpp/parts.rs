@@ -169,12 +169,8 @@ pub fn build_parts(
                 sm.tlvs.set_sar(c.reference, c.total, c.seq);
             }
             // Validate once here so the bind never meets a PDU it cannot write.
-            let command = Command::request(1, Pdu::SubmitSm(sm));
-            command.encoded_len()?;
-            match command.pdu {
-                Pdu::SubmitSm(sm) => Ok(Box::new(sm)),
-                _ => unreachable!("constructed as SubmitSm above"),
-            }
+            Command::request(1, Pdu::SubmitSm(sm.clone())).encoded_len()?;
+            Ok(Box::new(sm))
         })
         .collect()
 }

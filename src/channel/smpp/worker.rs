@@ -209,7 +209,8 @@ pub enum Outcome {
 /// Handle to a running worker.
 #[derive(Debug)]
 pub struct WorkerHandle {
-    /// Number of binds currently up (route failover watches it).
+    /// Number of sending binds (transmitter / transceiver) currently up; dispatch and route
+    /// failover watch it.
     pub binds_up: watch::Receiver<usize>,
     /// The AIMD send rate (msg/s) in force.
     pub rate: watch::Receiver<u32>,
@@ -374,6 +375,19 @@ impl Worker {
             let stopping = *shutdown.borrow();
             if stopping && input_open {
                 input.close();
+                input_open = false;
+                // Messages still queued from dispatch were never attempted: hand them back.
+                while let Ok(m) = input.try_recv() {
+                    let _ = self
+                        .outcomes
+                        .send(Outcome::Retry {
+                            id: m.id,
+                            attempts: m.attempt,
+                            after: Duration::ZERO,
+                            reason: "channel stopped before sending".into(),
+                        })
+                        .await;
+                }
             }
             if stopping && self.messages.is_empty() {
                 // Nothing left to account for: let the binds see the queue close.
@@ -518,8 +532,10 @@ impl Worker {
 
     async fn on_report(&mut self, report: BindReport) {
         match report {
-            BindReport::Up { bind } => {
-                self.set_bind(bind, true);
+            BindReport::Up { bind, sends } => {
+                if sends {
+                    self.set_bind(bind, true);
+                }
                 self.emit(ChannelEvent::BindUp {
                     channel: self.config.name.to_string(),
                     bind,
