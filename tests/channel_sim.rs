@@ -378,3 +378,76 @@ async fn stalled_center_loses_nothing_on_shutdown() {
     let tally = finish(sim).await;
     assert_eq!(tally.submits_received, 0);
 }
+
+/// Throughput of one channel against the simulator, for the report (not a pass/fail
+/// criterion: tests never time anything). Runs only with `SLUICE_LONG_TESTS=1`:
+/// `SLUICE_LONG_TESTS=1 cargo test --release -p sluice --test channel_sim throughput -- --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput() {
+    if std::env::var("SLUICE_LONG_TESTS").as_deref() != Ok("1") {
+        println!("skipped: set SLUICE_LONG_TESTS=1");
+        return;
+    }
+    let (sim, addr) = sim(ListenerConfig {
+        dlr: DlrConfig {
+            mix: [("DELIVRD".to_owned(), 1.0)].into(),
+            ..DlrConfig::default()
+        },
+        ..ListenerConfig::default()
+    })
+    .await;
+    let mut cfg = config(addr, 1_000_000);
+    cfg.binds = 4;
+    cfg.session.window = 200;
+    let n: u64 = std::env::var("SLUICE_CHANNEL_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let rig = Rig::start(cfg);
+    let Rig {
+        input,
+        mut outcomes,
+        mut events,
+        handle,
+        ..
+    } = rig;
+    let start = std::time::Instant::now();
+    let feeder = tokio::spawn(async move {
+        for i in 1..=n {
+            if input.send(text(i, format!("load {i}"))).await.is_err() {
+                break;
+            }
+        }
+        input
+    });
+    let drain = tokio::spawn(async move {
+        let mut receipts = 0u64;
+        while let Some(e) = events.recv().await {
+            if matches!(e, ChannelEvent::Receipt { .. }) {
+                receipts += 1;
+            }
+        }
+        receipts
+    });
+    let mut sent = 0u64;
+    while sent < n {
+        match tokio::time::timeout(WAIT, outcomes.recv()).await {
+            Ok(Some(Outcome::Sent { .. })) => sent += 1,
+            Ok(Some(other)) => panic!("unexpected {other:?}"),
+            Ok(None) | Err(_) => panic!("stalled after {sent}"),
+        }
+    }
+    let elapsed = start.elapsed();
+    let input = feeder.await.unwrap();
+    drop(input);
+    handle.shutdown().await;
+    let receipts = drain.await.unwrap();
+    let tally = finish(sim).await;
+    println!(
+        "channel throughput: {n} messages in {:.2} s = {:.0} msg/s (4 binds x window 200); {receipts} receipts; sim unique {}",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
+        tally.unique_messages
+    );
+    assert_eq!(tally.unique_messages, n);
+}
