@@ -379,6 +379,36 @@ async fn stalled_center_loses_nothing_on_shutdown() {
     assert_eq!(tally.submits_received, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_go_back_when_no_bind_comes_up() {
+    let (sim, addr) = sim(ListenerConfig {
+        stall: true,
+        ..ListenerConfig::default()
+    })
+    .await;
+    let mut cfg = config(addr, 1000);
+    cfg.session.response_timeout = std::time::Duration::from_millis(200);
+    cfg.hold_when_down = std::time::Duration::from_millis(300);
+    let mut rig = Rig::start(cfg);
+    for i in 1..=3 {
+        rig.input.send(text(i, format!("held #{i}"))).await.unwrap();
+    }
+    let mut back = Vec::new();
+    while back.len() < 3 {
+        match tokio::time::timeout(WAIT, rig.outcomes.recv()).await {
+            Ok(Some(Outcome::Retry { id, reason, .. })) => {
+                assert_eq!(reason, "no bind up");
+                back.push(id);
+            }
+            other => panic!("expected a hand-back, got {other:?}"),
+        }
+    }
+    back.sort_unstable();
+    assert_eq!(back, vec![1, 2, 3]);
+    rig.stop().await;
+    finish(sim).await;
+}
+
 /// Throughput of one channel against the simulator, for the report (not a pass/fail
 /// criterion: tests never time anything). Runs only with `SLUICE_LONG_TESTS=1`:
 /// `SLUICE_LONG_TESTS=1 cargo test --release -p sluice --test channel_sim throughput -- --nocapture`

@@ -103,6 +103,9 @@ pub struct WorkerConfig {
     /// How many throttle answers one part may collect before the message goes back to the
     /// store (a center that throttles forever must not pin messages in memory).
     pub throttle_retries: u32,
+    /// How long messages not yet on the wire are held while no sending bind is up; then they
+    /// go back to the store (their lease must not run out in here).
+    pub hold_when_down: Duration,
 }
 
 impl WorkerConfig {
@@ -122,6 +125,7 @@ impl WorkerConfig {
             reconnect: Backoff::default(),
             local_retries: 3,
             throttle_retries: 100,
+            hold_when_down: Duration::from_secs(30),
         }
     }
 
@@ -287,6 +291,7 @@ pub fn spawn(
         messages: HashMap::new(),
         pending: VecDeque::new(),
         binds_up: Vec::new(),
+        down_since: Some(Instant::now()),
         binds_up_tx,
         rate_tx,
         capacity,
@@ -352,6 +357,8 @@ struct Worker {
     /// Parts waiting for a rate token and a queue slot, in send order.
     pending: VecDeque<PartTag>,
     binds_up: Vec<bool>,
+    /// Since when no sending bind is up (`None` while one is).
+    down_since: Option<Instant>,
     binds_up_tx: watch::Sender<usize>,
     rate_tx: watch::Sender<u32>,
     capacity: usize,
@@ -395,7 +402,12 @@ impl Worker {
             }
             let now = Instant::now();
             let token_ready = token_at.is_none_or(|t| t <= now);
-            let can_send = !self.pending.is_empty() && token_ready && parts_tx.is_some();
+            // Parts enter the shared queue only while a sending bind is up: while none is,
+            // they wait in `pending`, where they can still be handed back to the store.
+            let can_send = !self.pending.is_empty()
+                && token_ready
+                && parts_tx.is_some()
+                && self.down_since.is_none();
             let accepting = input_open && !stopping && self.messages.len() < self.capacity;
             tokio::select! {
                 biased;
@@ -427,6 +439,15 @@ impl Worker {
                         None => std::future::pending().await,
                     }
                 }, if !token_ready => token_at = None,
+                () = async {
+                    match self.down_since {
+                        Some(t) => tokio::time::sleep_until((t + self.config.hold_when_down).into()).await,
+                        None => std::future::pending().await,
+                    }
+                }, if self.down_since.is_some() && !self.messages.is_empty() => {
+                    self.hand_back_unsent().await;
+                    self.down_since = Some(Instant::now());
+                }
                 msg = input.recv(), if accepting => match msg {
                     Some(m) => self.accept(m).await,
                     None => input_open = false,
@@ -567,6 +588,11 @@ impl Worker {
         }
         self.binds_up[bind] = up;
         let n = self.binds_up.iter().filter(|u| **u).count();
+        if n == 0 {
+            self.down_since.get_or_insert_with(Instant::now);
+        } else {
+            self.down_since = None;
+        }
         self.binds_up_tx.send_replace(n);
     }
 
@@ -665,6 +691,39 @@ impl Worker {
         };
         if done {
             self.finish(tag.id).await;
+        }
+    }
+
+    /// No sending bind for a while: messages with nothing on the wire go back to the store
+    /// (not counted as a failed attempt here; the store's requeue counts one).
+    async fn hand_back_unsent(&mut self) {
+        let idle: Vec<MessageId> = self
+            .messages
+            .iter()
+            .filter(|(_, h)| h.outstanding() == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        if !idle.is_empty() {
+            info!(
+                messages = idle.len(),
+                "No bind up; handing messages back to the store."
+            );
+        }
+        for id in idle {
+            let Some(held) = self.messages.remove(&id) else {
+                continue;
+            };
+            self.part_failed(id, &held.parts, 0, true, "no bind up")
+                .await;
+            let _ = self
+                .outcomes
+                .send(Outcome::Retry {
+                    id,
+                    attempts: held.attempt,
+                    after: Duration::ZERO,
+                    reason: "no bind up".into(),
+                })
+                .await;
         }
     }
 
