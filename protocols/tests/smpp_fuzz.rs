@@ -5,7 +5,7 @@
 //! A seeded splitmix64 keeps it deterministic and cheap (proptest's per-case overhead would
 //! dominate at these counts).
 
-#[path = "smpp_common.rs"]
+#[path = "smpp_common/mod.rs"]
 mod common;
 
 use bytes::Bytes;

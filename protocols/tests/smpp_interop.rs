@@ -161,7 +161,7 @@ fn dlr_deliver_sm(seq: u32, smsc_id: &str, text_id: &str) -> Command {
         err: Some(b"000"),
         text: Some(b"hello"),
     };
-    sm.short_message = Bytes::from(receipt.to_vec());
+    sm.short_message = Octets::from(receipt.to_vec());
     sm.tlvs.set_receipted_message_id(smsc_id.as_bytes());
     sm.tlvs.set_message_state(MessageState::Delivered);
     Command::request(seq, Pdu::DeliverSm(sm))
@@ -189,7 +189,7 @@ fn python_smpplib_esme_against_our_listener() {
     );
     assert_eq!(b.interface_version, INTERFACE_VERSION_34);
     let mut resp = BindResp {
-        system_id: Bytes::from_static(b"sluice"),
+        system_id: Octets::from_static(b"sluice"),
         ..BindResp::default()
     };
     resp.tlvs.push(tlv::tags::SC_INTERFACE_VERSION, vec![0x34]);
@@ -221,7 +221,7 @@ fn python_smpplib_esme_against_our_listener() {
         let m = &sm.short_message;
         assert_eq!(&m[..3], &[5, 0, 3], "8-bit concat UDH");
         let total = m[4];
-        parts.push((m[5], m.slice(6..)));
+        parts.push((m[5], Bytes::copy_from_slice(&m[6..])));
         conn.respond(
             &c,
             Pdu::SubmitSmResp(MessageIdResp::new(format!("{:X}", 0x1000 + parts.len()))),
@@ -299,7 +299,7 @@ fn node_smpp_esme_against_our_listener() {
     conn.respond(
         &bind,
         Pdu::BindTransceiverResp(BindResp {
-            system_id: Bytes::from_static(b"sluice"),
+            system_id: Octets::from_static(b"sluice"),
             ..BindResp::default()
         }),
     );
@@ -355,8 +355,8 @@ fn our_esme_against_node_smpp_server() {
     conn.send(&Command::request(
         1,
         Pdu::BindTransceiver(Bind {
-            system_id: Bytes::from_static(b"sluice"),
-            password: Bytes::from_static(b"s3cret"),
+            system_id: Octets::from_static(b"sluice"),
+            password: Octets::from_static(b"s3cret"),
             ..Bind::default()
         }),
     ));
@@ -371,7 +371,7 @@ fn our_esme_against_node_smpp_server() {
         source: Address::new(5, 0, "sluice"),
         dest: Address::new(1, 1, "8613700137000"),
         registered_delivery: 1,
-        short_message: Bytes::from_static(b"hello node smsc"),
+        short_message: Octets::from_static(b"hello node smsc"),
         ..Sm::default()
     };
     sm.tlvs.push(
