@@ -158,6 +158,8 @@ proptest! {
         prop_assert!(gsm7::decode_unpacked(&septets).is_ok());
         let _ = gsm7::decode_unpacked(&bytes);
         let _ = ucs2::decode(&bytes);
+        let mut r = Reassembler::new(ReassemblyConfig::default());
+        let _ = r.push_udh("s", "d", &bytes, Instant::now());
         for enc in [Encoding::Gbk, Encoding::Latin1, Encoding::Binary] {
             let _ = decode(&bytes, enc);
         }

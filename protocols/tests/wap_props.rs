@@ -4,6 +4,7 @@
 
 use proptest::prelude::*;
 use sluice_protocols::sms::Udh;
+use sluice_protocols::wap::PushPdu;
 use sluice_protocols::wap::wdp::PUSH_PORTS;
 use sluice_protocols::wap::{
     PushDocument, PushOptions, ServiceIndication, ServiceLoading, SiAction, WapError, wap_push_sms,
@@ -80,8 +81,20 @@ proptest! {
             }
             pdu.extend_from_slice(&p.payload);
         }
-        prop_assert_eq!(pdu[0], tid);
-        prop_assert_eq!(pdu[1], 0x06);
-        prop_assert!(pdu.ends_with(&body));
+        let parsed = PushPdu::parse(&pdu).unwrap();
+        prop_assert_eq!(parsed.tid, tid);
+        prop_assert_eq!(parsed.pdu_type, 0x06);
+        prop_assert_eq!(parsed.body, &body[..]);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100_000))]
+
+    #[test]
+    fn push_pdu_decoder_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+        if let Ok(p) = PushPdu::parse(&bytes) {
+            prop_assert!(p.headers.len() + p.body.len() < bytes.len());
+        }
     }
 }
