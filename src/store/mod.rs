@@ -11,6 +11,20 @@
 //! Writes (including leasing, which moves messages from ready to in flight) go through the
 //! writer; pure reads (`get`, `by_center`, `outbox`, …) open a read transaction directly. They
 //! are short synchronous calls; from async code they may be called inline for single lookups.
+//!
+//! How the gateway drives it (the store never reads a clock; every op carries `now`):
+//! - **ingress**: `store.ids().next(now)` per message, route + schedule to fill `channel` and
+//!   `due_ms`, then one `insert_batch` per HTTP request; answer 202 after it resolves
+//!   (`Duplicate(id)` → `duplicate: true`). A message with no route can be inserted with a
+//!   final state so the client still gets a receipt.
+//! - **channel worker**: sleep until `next_due(channel, lane)` (see `schedule::Scheduler`),
+//!   `lease(channel, lane, now, k, lease_ms)`, submit, then one `submit` with
+//!   `Op::Submitted` per part (center ids normalised), `Op::Requeue` for retryable failures,
+//!   `Op::Finish` for permanent ones. Call `recover(now)` every few seconds.
+//! - **receipts**: `Op::Receipt` per DLR (a DLR that beats its submit response is held and
+//!   applied by the later `Submitted`); final states put a `ReceiptEvent` in the account's
+//!   outbox in the same commit. Deliver from `outbox(account, after, n)`, then `outbox_ack`.
+//! - **housekeeping**: `purge(now - retention, n)` until it returns less than `n`.
 
 mod any;
 mod backend;
@@ -68,10 +82,10 @@ impl<B: Backend> Drop for Inner<B> {
         // Closing the channel lets the writer finish queued requests and exit; joining means
         // the engine is released (file lock dropped) when the last handle goes.
         self.tx.take();
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                tracing::error!("store writer thread panicked");
-            }
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("store writer thread panicked");
         }
     }
 }
@@ -103,13 +117,13 @@ impl<B: Backend> Store<B> {
     pub fn open(backend: B, cfg: WriterConfig, now_ms: u64) -> Result<Self, StoreError> {
         let backend = Arc::new(backend);
         let recovered = backend.write(|kv| ops::apply(kv, &Op::Recover { now_ms }))?;
-        if let OpResult::Count(n) = recovered {
-            if n > 0 {
-                tracing::info!(
-                    requeued = n,
-                    "store: expired leases returned to ready queues"
-                );
-            }
+        if let OpResult::Count(n) = recovered
+            && n > 0
+        {
+            tracing::info!(
+                requeued = n,
+                "store: expired leases returned to ready queues"
+            );
         }
         let last = backend.read(|kv| ops::last_id(kv))?;
         let (tx, rx) = mpsc::channel();
@@ -202,9 +216,23 @@ impl<B: Backend> Store<B> {
         limit: usize,
         lease_ms: u64,
     ) -> Result<Leased, StoreError> {
+        self.lease_lanes(channel, &[lane], now_ms, limit, lease_ms)
+            .await
+    }
+
+    /// Leases up to `limit` due messages of `channel`, draining `lanes` in order (pass
+    /// [`Lane::ALL`] for strict priority: OTP, then notifications, then marketing).
+    pub async fn lease_lanes(
+        &self,
+        channel: &str,
+        lanes: &[Lane],
+        now_ms: u64,
+        limit: usize,
+        lease_ms: u64,
+    ) -> Result<Leased, StoreError> {
         let op = Op::Lease {
             channel: channel.to_owned(),
-            lane,
+            lanes: lanes.to_vec(),
             now_ms,
             limit,
             lease_ms,

@@ -32,13 +32,14 @@ pub enum Op {
     /// Store a new message in its ready queue (or as final, if its state is final).
     /// Honours `client_ref` as an idempotency key per account.
     Insert(Box<Message>),
-    /// Move up to `limit` messages of (channel, lane) with `due_ms <= now_ms` to in flight,
-    /// leased until `now_ms + lease_ms`. Messages past `expires_at_ms` become `expired` instead.
+    /// Move up to `limit` messages of `channel` with `due_ms <= now_ms` to in flight, leased
+    /// until `now_ms + lease_ms`, taking from `lanes` in the order given (strict priority).
+    /// Messages past `expires_at_ms` become `expired` instead (they count toward `limit`).
     Lease {
         /// Channel.
         channel: String,
-        /// Lane.
-        lane: Lane,
+        /// Lanes, highest priority first.
+        lanes: Vec<Lane>,
         /// Current time, ms.
         now_ms: u64,
         /// Most messages to take.
@@ -174,6 +175,18 @@ pub(crate) fn load(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, St
     kv.get(&k)?.map(|v| decode(&k, &v)).transpose()
 }
 
+/// Loads a message reached through a queue index. A record that cannot be decoded is logged
+/// and treated as absent, so one bad record cannot wedge a whole queue (or recovery).
+fn load_queued(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, StoreError> {
+    match load(kv, id) {
+        Err(e @ StoreError::Corrupt { .. }) => {
+            tracing::error!(%id, error = %e, "skipping undecodable message record");
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
 fn save(kv: &mut dyn Kv, m: &Message) -> Result<(), StoreError> {
     kv.put(&keys::message(m.id), &encode(m)?)
 }
@@ -245,11 +258,11 @@ pub(crate) fn apply(kv: &mut dyn Kv, op: &Op) -> Result<OpResult, StoreError> {
         Op::Insert(m) => insert(kv, Message::clone(m)),
         Op::Lease {
             channel,
-            lane,
+            lanes,
             now_ms,
             limit,
             lease_ms,
-        } => lease(kv, channel, *lane, *now_ms, *limit, *lease_ms),
+        } => lease(kv, channel, lanes, *now_ms, *limit, *lease_ms),
         Op::Submitted {
             id,
             part,
@@ -299,11 +312,11 @@ fn insert(kv: &mut dyn Kv, mut m: Message) -> Result<OpResult, StoreError> {
         ));
     }
     let idem_key = m.client_ref.as_deref().map(|r| keys::idem(&m.account, r));
-    if let Some(k) = &idem_key {
-        if let Some(v) = kv.get(k)? {
-            let id = keys::be_u64(&v, 0).ok_or_else(|| corrupt(k, "short id"))?;
-            return Ok(OpResult::Duplicate(MessageId(id)));
-        }
+    if let Some(k) = &idem_key
+        && let Some(v) = kv.get(k)?
+    {
+        let id = keys::be_u64(&v, 0).ok_or_else(|| corrupt(k, "short id"))?;
+        return Ok(OpResult::Duplicate(MessageId(id)));
     }
     if kv.get(&keys::message(m.id))?.is_some() {
         return Ok(OpResult::Duplicate(m.id));
@@ -315,8 +328,8 @@ fn insert(kv: &mut dyn Kv, mut m: Message) -> Result<OpResult, StoreError> {
     if m.state.is_final() {
         let state = m.state;
         let now = m.done_ms.unwrap_or(m.created_ms);
-        // `finalize` must not look for a ready key that was never written.
-        finalize(kv, &mut m, state, "REJECTD", "000", now)?;
+        // Stored straight as final (e.g. no route): no queue key exists, a receipt is due.
+        finalize(kv, &mut m, state, state.stat_word(), "000", now)?;
     } else {
         if m.state == MessageState::InFlight || m.state == MessageState::Sent {
             m.state = MessageState::Queued;
@@ -330,37 +343,44 @@ fn insert(kv: &mut dyn Kv, mut m: Message) -> Result<OpResult, StoreError> {
 fn lease(
     kv: &mut dyn Kv,
     channel: &str,
-    lane: Lane,
+    lanes: &[Lane],
     now_ms: u64,
     limit: usize,
     lease_ms: u64,
 ) -> Result<OpResult, StoreError> {
-    let prefix = keys::ready_prefix(channel, lane);
-    let mut end = prefix.clone();
-    end.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
-    let mut found = Vec::new();
-    kv.scan(&prefix, &end, limit, &mut found)?;
     let until = now_ms.saturating_add(lease_ms);
-    let mut messages = Vec::with_capacity(found.len());
+    let mut messages = Vec::new();
     let mut expired = Vec::new();
-    for (key, _) in found {
-        let id = keys::ready_id(&key).ok_or_else(|| corrupt(&key, "short ready key"))?;
-        let Some(mut m) = load(kv, id)? else {
-            // Index entry without a record: drop it rather than loop on it forever.
-            kv.delete(&key)?;
-            continue;
-        };
-        if m.expires_at_ms.is_some_and(|e| e <= now_ms) {
-            finalize(kv, &mut m, MessageState::Expired, "EXPIRED", "000", now_ms)?;
-            expired.push(id);
-            continue;
+    for &lane in lanes {
+        let left = limit.saturating_sub(messages.len() + expired.len());
+        if left == 0 {
+            break;
         }
-        kv.delete(&key)?;
-        m.state = MessageState::InFlight;
-        m.lease_until_ms = Some(until);
-        kv.put(&keys::lease(until, id), &[])?;
-        save(kv, &m)?;
-        messages.push(m);
+        let prefix = keys::ready_prefix(channel, lane);
+        let mut end = prefix.clone();
+        end.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
+        let mut found = Vec::new();
+        kv.scan(&prefix, &end, left, &mut found)?;
+        for (key, _) in found {
+            let id = keys::ready_id(&key).ok_or_else(|| corrupt(&key, "short ready key"))?;
+            let Some(mut m) = load_queued(kv, id)? else {
+                // Index entry without a readable record: drop it rather than fail every lease
+                // of this queue forever (the record, if corrupt, stays for inspection).
+                kv.delete(&key)?;
+                continue;
+            };
+            if m.expires_at_ms.is_some_and(|e| e <= now_ms) {
+                finalize(kv, &mut m, MessageState::Expired, "EXPIRED", "000", now_ms)?;
+                expired.push(id);
+                continue;
+            }
+            kv.delete(&key)?;
+            m.state = MessageState::InFlight;
+            m.lease_until_ms = Some(until);
+            kv.put(&keys::lease(until, id), &[])?;
+            save(kv, &m)?;
+            messages.push(m);
+        }
     }
     Ok(OpResult::Leased { messages, expired })
 }
@@ -432,11 +452,11 @@ fn submitted(
         m.state = MessageState::Sent;
         m.submitted_ms = Some(now_ms);
     }
-    if let Some((stat, err)) = deciding {
-        if let Some(state) = aggregate(&m.parts) {
-            finalize(kv, &mut m, state, &stat, &err, now_ms)?;
-            return Ok(OpResult::Updated(m.state));
-        }
+    if let Some((stat, err)) = deciding
+        && let Some(state) = aggregate(&m.parts)
+    {
+        finalize(kv, &mut m, state, &stat, &err, now_ms)?;
+        return Ok(OpResult::Updated(m.state));
     }
     save(kv, &m)?;
     Ok(OpResult::Updated(m.state))
@@ -517,10 +537,10 @@ fn receipt(
             err: err.to_owned(),
             at_ms: now_ms,
         })?);
-        if let Some(old) = kv.get(&early_key)? {
-            if let Some(arrived) = keys::be_u64(&old, 0) {
-                kv.delete(&keys::early_age(arrived, &early_key))?;
-            }
+        if let Some(old) = kv.get(&early_key)?
+            && let Some(arrived) = keys::be_u64(&old, 0)
+        {
+            kv.delete(&keys::early_age(arrived, &early_key))?;
         }
         kv.put(&early_key, &value)?;
         kv.put(&keys::early_age(now_ms, &early_key), &[])?;
@@ -586,7 +606,7 @@ fn recover(kv: &mut dyn Kv, now_ms: u64) -> Result<OpResult, StoreError> {
             let (Some(exp), Some(id)) = (keys::be_u64(&k, 1), keys::be_u64(&k, 9)) else {
                 continue;
             };
-            let Some(mut m) = load(kv, MessageId(id))? else {
+            let Some(mut m) = load_queued(kv, MessageId(id))? else {
                 continue;
             };
             if m.state != MessageState::InFlight || m.lease_until_ms != Some(exp) {
