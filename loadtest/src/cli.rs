@@ -126,30 +126,15 @@ impl LoadtestArgs {
     /// The run configuration these arguments describe.
     pub fn to_config(&self) -> LoadConfig {
         let target = match self.target {
-            TargetKind::Smpp => Target::Smpp {
-                addr: self.addr.clone(),
-                system_id: self.system_id.clone(),
-                password: self.password.clone(),
-            },
-            TargetKind::Http => Target::Http {
-                url: self.url.clone(),
-                api_key: self.api_key.clone(),
-                batch: self.batch,
-            },
-            TargetKind::Kannel => Target::Kannel {
-                url: self.url.clone(),
-                username: self.system_id.clone(),
-                password: self.password.clone(),
-            },
+            TargetKind::Smpp => Target::Smpp { addr: self.addr.clone(), system_id: self.system_id.clone(), password: self.password.clone() },
+            TargetKind::Http => Target::Http { url: self.url.clone(), api_key: self.api_key.clone(), batch: self.batch },
+            TargetKind::Kannel => Target::Kannel { url: self.url.clone(), username: self.system_id.clone(), password: self.password.clone() },
         };
         let count = match (self.count, self.duration) {
             (None, None) => Some(10_000),
             (c, _) => c,
         };
-        let run = self
-            .run
-            .clone()
-            .unwrap_or_else(|| format!("{:x}", jiff::Timestamp::now().as_millisecond()));
+        let run = self.run.clone().unwrap_or_else(|| format!("{:x}", jiff::Timestamp::now().as_millisecond()));
         LoadConfig {
             target,
             connections: self.connections,
@@ -157,14 +142,7 @@ impl LoadtestArgs {
             rate: self.rate,
             count,
             duration: self.duration.map(secs),
-            payload: PayloadConfig {
-                chars: self.chars,
-                ucs2_share: self.ucs2_share,
-                concat: self.concat,
-                text_prefix: self.text_prefix.clone(),
-                run,
-                ..Default::default()
-            },
+            payload: PayloadConfig { chars: self.chars, ucs2_share: self.ucs2_share, concat: self.concat, text_prefix: self.text_prefix.clone(), run, ..Default::default() },
             dlr: self.dlr,
             dlr_wait: secs(self.dlr_wait),
             bind_timeout: secs(self.bind_timeout),
@@ -189,9 +167,7 @@ pub async fn run_sim(args: SimArgs) -> anyhow::Result<TallySnapshot> {
     }
     match args.duration {
         Some(d) => tokio::time::sleep(secs(d)).await,
-        None => tokio::signal::ctrl_c()
-            .await
-            .context("waiting for Ctrl-C")?,
+        None => tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?,
     }
     let tally = handle.shutdown().await?;
     println!("{}", serde_json::to_string_pretty(&tally)?);
@@ -202,18 +178,8 @@ pub async fn run_sim(args: SimArgs) -> anyhow::Result<TallySnapshot> {
 pub fn default_sim(smpp: SocketAddr, cmpp: SocketAddr) -> SimConfig {
     SimConfig {
         listeners: vec![
-            ListenerConfig {
-                name: "smsc".into(),
-                protocol: Protocol::Smpp,
-                addr: smpp,
-                ..Default::default()
-            },
-            ListenerConfig {
-                name: "ismg".into(),
-                protocol: Protocol::Cmpp,
-                addr: cmpp,
-                ..Default::default()
-            },
+            ListenerConfig { name: "smsc".into(), protocol: Protocol::Smpp, addr: smpp, ..Default::default() },
+            ListenerConfig { name: "ismg".into(), protocol: Protocol::Cmpp, addr: cmpp, ..Default::default() },
         ],
         ..Default::default()
     }
@@ -223,8 +189,7 @@ pub fn default_sim(smpp: SocketAddr, cmpp: SocketAddr) -> SimConfig {
 pub async fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<Summary> {
     let mut cfg = args.to_config();
     let sim = if args.with_sim {
-        let h =
-            Simulator::start(default_sim("127.0.0.1:0".parse()?, "127.0.0.1:0".parse()?)).await?;
+        let h = Simulator::start(default_sim("127.0.0.1:0".parse()?, "127.0.0.1:0".parse()?)).await?;
         if let (Target::Smpp { addr, .. }, Some(a)) = (&mut cfg.target, h.addr_of(Protocol::Smpp)) {
             *addr = a.to_string();
         }
@@ -235,16 +200,11 @@ pub async fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<Summary> {
     let summary = crate::load::run(cfg).await?;
     print!("{summary}");
     if let Some(p) = &args.json {
-        summary
-            .write_json(p)
-            .with_context(|| format!("writing {}", p.display()))?;
+        summary.write_json(p).with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(h) = sim {
         let t = h.shutdown().await?;
-        println!(
-            "simulator tally: unique {} duplicates {} parts {}",
-            t.unique_messages, t.duplicates, t.parts_accepted
-        );
+        println!("simulator tally: unique {} duplicates {} parts {}", t.unique_messages, t.duplicates, t.parts_accepted);
     }
     Ok(summary)
 }

@@ -14,18 +14,12 @@ pub(crate) async fn run(s: Arc<Shared>) {
             Some(n) => indicatif::ProgressBar::new(n),
             None => indicatif::ProgressBar::new_spinner(),
         };
-        let style = indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:40}] {pos}/{len} {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        let style = indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
         b.set_style(style);
         b
     });
-    let period = if tty {
-        Duration::from_millis(200)
-    } else {
-        Duration::from_secs(5)
-    };
+    let period = if tty { Duration::from_millis(200) } else { Duration::from_secs(5) };
     let mut tick = tokio::time::interval(period);
     let mut last = 0u64;
     loop {
@@ -39,12 +33,7 @@ pub(crate) async fn run(s: Arc<Shared>) {
                 b.set_position(accepted);
                 b.set_message(format!("{rate:.0} parts/s"));
             }
-            None => tracing::info!(
-                messages_accepted = accepted,
-                parts_accepted = parts,
-                parts_per_s = rate as u64,
-                "loadtest progress"
-            ),
+            None => tracing::info!(messages_accepted = accepted, parts_accepted = parts, parts_per_s = rate as u64, "loadtest progress"),
         }
     }
 }

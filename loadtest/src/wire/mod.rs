@@ -7,7 +7,7 @@
 //! panics on arbitrary input — every read is bounds-checked and returns [`WireError`].
 
 pub(crate) mod cmpp;
-pub(crate) mod smpp;
+
 
 /// Why a PDU could not be framed or parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
