@@ -18,10 +18,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use metrics::{counter, gauge};
 use sluice_protocols::smpp::{
-    CommandStatus, DEFAULT_MAX_LEN, DeliveryReport, ReceiptStat, Sm, check, decode,
+    CommandStatus, DEFAULT_MAX_LEN, DeliveryReport, Octets, ReceiptStat, Sm, check, decode,
 };
 use sluice_protocols::sms::{self, Encoding};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -63,7 +63,7 @@ pub enum PartOutcome {
         /// command_status of submit_sm_resp (or generic_nack).
         status: CommandStatus,
         /// The center's message id, raw.
-        message_id: Bytes,
+        message_id: Octets,
     },
     /// No response in time: the center may or may not have it.
     Timeout,
@@ -549,7 +549,7 @@ mod tests {
         let sm = Sm {
             source: Address::new(1, 1, "8613800138000"),
             esm_class: 0x04,
-            short_message: Bytes::from_static(
+            short_message: Octets::from_static(
                 b"id:1A2B sub:001 dlvrd:001 submit date:2611260100 done date:2611260101 stat:UNDELIV err:012 text:hello",
             ),
             ..Sm::default()
@@ -604,7 +604,7 @@ mod tests {
             dest: Address::new(0, 0, "10086"),
             esm_class: 0x40,
             data_coding: 8,
-            short_message: Bytes::from(short),
+            short_message: Octets::from(short),
             ..Sm::default()
         };
         match deliver_event(&sm) {
