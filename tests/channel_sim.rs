@@ -409,6 +409,51 @@ async fn messages_go_back_when_no_bind_comes_up() {
     finish(sim).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mo_replies_arrive_as_mo_events() {
+    let (sim, addr) = sim(ListenerConfig {
+        mo: sluice_loadtest::config::MoConfig {
+            reply: vec![sluice_loadtest::config::ReplyRule {
+                contains: "variant-A".into(),
+                probability: 1.0,
+                text: "Y".into(),
+                delay: Delay::Zero,
+            }],
+            ..Default::default()
+        },
+        ..ListenerConfig::default()
+    })
+    .await;
+    let mut rig = Rig::start(config(addr, 1000));
+    let msgs = vec![
+        text(1, "offer variant-A #1".into()),
+        text(2, "offer variant-B #2".into()),
+        text(3, "offer variant-A #3".into()),
+    ];
+    rig.run_all(msgs).await;
+    rig.events_until(|seen| {
+        seen.iter()
+            .filter(|e| matches!(e, ChannelEvent::Mo { .. }))
+            .count()
+            >= 2
+    })
+    .await;
+    let mos: Vec<(String, String)> = rig
+        .seen
+        .iter()
+        .filter_map(|e| match e {
+            ChannelEvent::Mo { from, text, .. } => Some((from.clone(), text.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(mos.iter().all(|(_, t)| t == "Y"), "{mos:?}");
+    let mut from: Vec<&str> = mos.iter().map(|(f, _)| f.as_str()).collect();
+    from.sort_unstable();
+    assert_eq!(from, vec!["8613800000001", "8613800000003"]);
+    rig.stop().await;
+    finish(sim).await;
+}
+
 /// Throughput of one channel against the simulator, for the report (not a pass/fail
 /// criterion: tests never time anything). Runs only with `SLUICE_LONG_TESTS=1`:
 /// `SLUICE_LONG_TESTS=1 cargo test --release -p sluice --test channel_sim throughput -- --nocapture`

@@ -37,6 +37,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::bind::{self, BindLinks, BindReport, BindSpec, PartJob, PartOutcome, PartTag};
 use super::classify::{Disposition, classify};
+use super::inbound::Inbound;
 use super::parts::{OutboundMessage, PartSettings, build_parts};
 use super::session::{BindKind, SessionConfig};
 use crate::channel::backoff::Backoff;
@@ -251,6 +252,7 @@ pub fn spawn(
     let (parts_tx, parts_rx) = mpsc::channel(config.binds.max(1));
     let (reports_tx, reports_rx) = mpsc::channel(capacity * 4 + 64);
     let parts: bind::PartQueue = Arc::new(Mutex::new(parts_rx));
+    let inbound = Arc::new(Inbound::default());
     let mut binds = Vec::new();
     let kinds: &[BindKind] = match config.mode {
         BindMode::Transceiver => &[BindKind::Transceiver],
@@ -275,6 +277,7 @@ pub fn spawn(
                 parts: Arc::clone(&parts),
                 reports: reports_tx.clone(),
                 events: events.clone(),
+                inbound: Arc::clone(&inbound),
                 shutdown: shutdown_rx.clone(),
             };
             binds.push(tokio::spawn(bind::run(spec, links)));
