@@ -7,6 +7,10 @@
 //! - `lease_submit/100`: lease 100 due messages and record their submit responses
 //!   (201 ops per cycle: 1 lease + 100 submitted, in two commits).
 //!
+//! - `lifecycle/1000`: the whole store path of 1000 messages — insert, lease, submitted,
+//!   delivered receipt (outbox event), outbox ack — in 5 group commits. This is the store's
+//!   share of the end-to-end target (≥ 50 k msg/s durable).
+//!
 //! Records are ~300 bytes serialised (printed at start). Data lives under the system temp dir
 //! (must be a real disk for fsync to mean anything).
 //!
@@ -16,7 +20,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use sluice::store::{AnyBackend, BackendKind, Lane, Message, Op, Payload, Store, WriterConfig};
+use sluice::store::{
+    AnyBackend, BackendKind, Lane, Message, Op, PartState, Payload, Store, WriterConfig,
+};
 
 const NOW: u64 = 1_700_000_000_000;
 
@@ -175,5 +181,57 @@ fn bench_lease(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_insert, bench_lease);
+fn bench_lifecycle(c: &mut Criterion) {
+    const N: usize = 1000;
+    let mut g = c.benchmark_group("lifecycle");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(N as u64));
+    for kind in backends() {
+        g.bench_function(BenchmarkId::new("1000", name(kind)), |b| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = open(kind, dir.path());
+            let mut center = 0u64;
+            let mut outbox_seq = 0u64;
+            b.iter(|| {
+                store.submit_blocking(inserts(&store, N)).expect("insert");
+                let leased = futures::executor::block_on(store.lease_lanes(
+                    "smsc1",
+                    &Lane::ALL,
+                    NOW,
+                    N,
+                    60_000,
+                ))
+                .expect("lease");
+                let mut submitted = Vec::with_capacity(N);
+                let mut receipts = Vec::with_capacity(N);
+                for m in &leased.messages {
+                    center += 1;
+                    let cid = format!("{center:016X}");
+                    submitted.push(Op::Submitted {
+                        id: m.id,
+                        part: 1,
+                        parts: 1,
+                        center_id: cid.clone(),
+                        now_ms: NOW,
+                    });
+                    receipts.push(Op::Receipt {
+                        channel: "smsc1".into(),
+                        center_id: cid,
+                        part_state: PartState::Delivered,
+                        stat: "DELIVRD".into(),
+                        err: "000".into(),
+                        now_ms: NOW,
+                    });
+                }
+                store.submit_blocking(submitted).expect("submitted");
+                store.submit_blocking(receipts).expect("receipts");
+                outbox_seq += leased.messages.len() as u64;
+                futures::executor::block_on(store.outbox_ack("acme", outbox_seq)).expect("ack");
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_insert, bench_lease, bench_lifecycle);
 criterion_main!(benches);

@@ -5,7 +5,7 @@
 //! - `redb_backend.rs` (default), `sled_backend.rs` (`--features sled`), `any.rs`: engines and
 //!   the config-selected enum of them.
 //! - `keys.rs`: key layout; `model.rs`: records; `id.rs`: message ids.
-//! - `ops.rs`: every state change, written once for all engines.
+//! - `ops.rs`: every state change, written once for all engines; `reads.rs`: pure lookups.
 //! - `writer.rs`: the group-commit writer.
 //!
 //! Writes (including leasing, which moves messages from ready to in flight) go through the
@@ -33,6 +33,7 @@ mod id;
 mod keys;
 mod model;
 mod ops;
+mod reads;
 mod redb_backend;
 #[cfg(feature = "sled")]
 mod sled_backend;
@@ -125,7 +126,7 @@ impl<B: Backend> Store<B> {
                 "store: expired leases returned to ready queues"
             );
         }
-        let last = backend.read(|kv| ops::last_id(kv))?;
+        let last = backend.read(|kv| reads::last_id(kv))?;
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(WriterStats::default());
         let thread = {
@@ -286,7 +287,7 @@ impl<B: Backend> Store<B> {
     ) -> Result<Option<(MessageId, u16)>, StoreError> {
         self.inner
             .backend
-            .read(|kv| ops::by_center(kv, channel, center_id))
+            .read(|kv| reads::by_center(kv, channel, center_id))
     }
 
     /// Up to `limit` outbox entries of `account` after sequence `after` (0 = from the start).
@@ -298,7 +299,7 @@ impl<B: Backend> Store<B> {
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         self.inner
             .backend
-            .read(|kv| ops::outbox(kv, account, after, limit))
+            .read(|kv| reads::outbox(kv, account, after, limit))
     }
 
     /// The id stored under an idempotency key.
@@ -309,7 +310,7 @@ impl<B: Backend> Store<B> {
     ) -> Result<Option<MessageId>, StoreError> {
         self.inner
             .backend
-            .read(|kv| ops::by_client_ref(kv, account, client_ref))
+            .read(|kv| reads::by_client_ref(kv, account, client_ref))
     }
 
     /// Due time (ms) of the earliest message in (channel, lane)'s ready queue — what a
@@ -317,7 +318,7 @@ impl<B: Backend> Store<B> {
     pub fn next_due(&self, channel: &str, lane: Lane) -> Result<Option<u64>, StoreError> {
         self.inner
             .backend
-            .read(|kv| ops::next_due(kv, channel, lane))
+            .read(|kv| reads::next_due(kv, channel, lane))
     }
 }
 
