@@ -45,7 +45,8 @@ wait_port() { # port deadline_s
 }
 
 "$BIN" sim --smpp "127.0.0.1:$SIM_PORT" --cmpp 127.0.0.1:0 --tally-out "$WORK/tally.json" >"$WORK/sim.log" 2>&1 &
-PIDS+=($!)
+SIM_PID=$!
+PIDS+=($SIM_PID)
 wait_port "$SIM_PORT" 20
 
 cat >"$WORK/kannel.conf" <<CONF
@@ -123,6 +124,13 @@ KANNEL_RATE=$(echo "$N / $KANNEL_S" | bc -l)
 echo "== $N messages straight at the simulator (load generator, 2 binds, window 256)"
 "$BIN" loadtest --target smpp --addr "127.0.0.1:$SIM_PORT" -c 2 -w 256 -n "$N" --run direct --quiet --json "$WORK/direct.json"
 DIRECT_RATE=$(sed -n 's/.*"accepted_per_s": \([0-9.]*\).*/\1/p' "$WORK/direct.json")
+
+# Stop the simulator (SIGTERM writes its tally) and check nothing was lost or doubled.
+kill "$SIM_PID" 2>/dev/null || true
+for _ in $(seq 50); do [ -s "$WORK/tally.json" ] && break; sleep 0.1; done
+UNIQUE=$(sed -n 's/.*"unique_messages": \([0-9]*\).*/\1/p' "$WORK/tally.json")
+DUPS=$(sed -n 's/.*"duplicates": \([0-9]*\).*/\1/p' "$WORK/tally.json")
+echo "simulator tally: unique $UNIQUE (expected $((2 * N))), duplicates $DUPS"
 
 printf 'kannel (HTTP sendsms -> SMPP -> simulator, end to end): %.0f msg/s (%.2f s)\n' "$KANNEL_RATE" "$KANNEL_S"
 printf 'direct (load generator -> simulator):                    %.0f msg/s\n' "$DIRECT_RATE"

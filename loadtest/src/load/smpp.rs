@@ -20,7 +20,9 @@ use super::report::new_histogram;
 use super::{Claim, PartRef, Shared};
 use crate::sim::smpp_put as put;
 use crate::tally::lock;
-use sluice_protocols::smpp::{self as p, Address, Bind, Command, CommandStatus as St, MessageIdResp, Octets, Pdu, Sm};
+use sluice_protocols::smpp::{
+    self as p, Address, Bind, Command, CommandStatus as St, MessageIdResp, Octets, Pdu, Sm,
+};
 
 /// Consecutive failed connects/binds after which a connection gives up.
 const MAX_BIND_FAILURES: u32 = 20;
@@ -41,14 +43,31 @@ struct Conn {
     cache: Option<(u64, Vec<Part>)>,
 }
 
-pub(crate) async fn run_connection(s: Arc<Shared>, _idx: usize, addr: String, system_id: String, password: String) {
-    let mut c = Conn { s: s.clone(), submit_hist: new_histogram(), dlr_hist: new_histogram(), local: VecDeque::new(), cache: None };
+pub(crate) async fn run_connection(
+    s: Arc<Shared>,
+    _idx: usize,
+    addr: String,
+    system_id: String,
+    password: String,
+) {
+    let mut c = Conn {
+        s: s.clone(),
+        submit_hist: new_histogram(),
+        dlr_hist: new_histogram(),
+        local: VecDeque::new(),
+        cache: None,
+    };
     let mut failures = 0u32;
     loop {
         if c.local.is_empty() && s.finished() && !(s.cfg.dlr && s.dlrs_outstanding()) {
             break;
         }
-        match tokio::time::timeout(s.cfg.bind_timeout, connect_bind(&addr, &system_id, &password, s.cfg.dlr)).await {
+        match tokio::time::timeout(
+            s.cfg.bind_timeout,
+            connect_bind(&addr, &system_id, &password, s.cfg.dlr),
+        )
+        .await
+        {
             Ok(Ok(stream)) => {
                 failures = 0;
                 match c.drive(stream).await {
@@ -84,7 +103,12 @@ pub(crate) async fn run_connection(s: Arc<Shared>, _idx: usize, addr: String, sy
     s.merge_hist(&c.submit_hist, &c.dlr_hist);
 }
 
-async fn connect_bind(addr: &str, system_id: &str, password: &str, trx: bool) -> std::io::Result<TcpStream> {
+async fn connect_bind(
+    addr: &str,
+    system_id: &str,
+    password: &str,
+    trx: bool,
+) -> std::io::Result<TcpStream> {
     let mut stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let mut b = BytesMut::new();
@@ -93,17 +117,31 @@ async fn connect_bind(addr: &str, system_id: &str, password: &str, trx: bool) ->
         password: Octets::copy_from_slice(password.as_bytes()),
         ..Bind::default()
     };
-    let pdu = if trx { Pdu::BindTransceiver(bind) } else { Pdu::BindTransmitter(bind) };
-    Command::new(St::EsmeRok, 1, pdu).encode(&mut b).map_err(std::io::Error::other)?;
+    let pdu = if trx {
+        Pdu::BindTransceiver(bind)
+    } else {
+        Pdu::BindTransmitter(bind)
+    };
+    Command::new(St::EsmeRok, 1, pdu)
+        .encode(&mut b)
+        .map_err(std::io::Error::other)?;
     stream.write_all(&b).await?;
     let mut r = BytesMut::with_capacity(4096);
     loop {
         if stream.read_buf(&mut r).await? == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed during bind"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed during bind",
+            ));
         }
         while let Some(len) = p::check(&r, p::DEFAULT_MAX_LEN).map_err(std::io::Error::other)? {
-            let c = p::decode(r.split_to(len).freeze()).map_err(std::io::Error::other)?.command;
-            if matches!(c.pdu, Pdu::BindTransceiverResp(_) | Pdu::BindTransmitterResp(_)) {
+            let c = p::decode(r.split_to(len).freeze())
+                .map_err(std::io::Error::other)?
+                .command;
+            if matches!(
+                c.pdu,
+                Pdu::BindTransceiverResp(_) | Pdu::BindTransmitterResp(_)
+            ) {
                 if c.status != St::EsmeRok {
                     return Err(std::io::Error::other(format!("bind refused: {}", c.status)));
                 }
@@ -115,7 +153,14 @@ async fn connect_bind(addr: &str, system_id: &str, password: &str, trx: bool) ->
 
 /// Statuses worth resubmitting: the center is busy, not the message bad.
 fn retryable(status: St) -> bool {
-    matches!(status, St::EsmeRthrottled | St::EsmeRmsgqful | St::EsmeRsyserr | St::EsmeRsubmitfail | St::EsmeRxTAppn)
+    matches!(
+        status,
+        St::EsmeRthrottled
+            | St::EsmeRmsgqful
+            | St::EsmeRsyserr
+            | St::EsmeRsubmitfail
+            | St::EsmeRxTAppn
+    )
 }
 
 impl Conn {
@@ -124,13 +169,16 @@ impl Conn {
             self.cache = Some((p.msg, self.s.cfg.payload.parts(p.msg)));
         }
         let parts = self.cache.as_ref().map(|c| &c.1);
-        parts.and_then(|v| v.get(p.part as usize)).cloned().unwrap_or_else(|| Part {
-            dest: String::new(),
-            data_coding: 0,
-            short_message: Vec::new(),
-            udhi: false,
-            sar: None,
-        })
+        parts
+            .and_then(|v| v.get(p.part as usize))
+            .cloned()
+            .unwrap_or_else(|| Part {
+                dest: String::new(),
+                data_coding: 0,
+                short_message: Vec::new(),
+                udhi: false,
+                sar: None,
+            })
     }
 
     fn next_part(&mut self) -> Option<PartRef> {
@@ -144,10 +192,18 @@ impl Conn {
                 let total = parts.len() as u8;
                 self.s.started_parts(i, total);
                 for k in 1..total {
-                    self.local.push_back(PartRef { msg: i, part: k, total });
+                    self.local.push_back(PartRef {
+                        msg: i,
+                        part: k,
+                        total,
+                    });
                 }
                 self.cache = Some((i, parts));
-                Some(PartRef { msg: i, part: 0, total })
+                Some(PartRef {
+                    msg: i,
+                    part: 0,
+                    total,
+                })
             }
         }
     }
@@ -218,9 +274,14 @@ impl Conn {
             }
             // 3. Wait for input (or the next rate token / pause end / timeout check).
             let wait = if paused {
-                paused_until.map_or(Duration::from_millis(1), |t| t.saturating_duration_since(now))
+                paused_until.map_or(Duration::from_millis(1), |t| {
+                    t.saturating_duration_since(now)
+                })
             } else if rate_limited {
-                s.rate.as_ref().map_or(Duration::from_millis(1), |b| lock(b).wait_time()).max(Duration::from_micros(500))
+                s.rate
+                    .as_ref()
+                    .map_or(Duration::from_millis(1), |b| lock(b).wait_time())
+                    .max(Duration::from_micros(500))
             } else if inflight.is_empty() {
                 Duration::from_millis(5)
             } else {
@@ -258,7 +319,9 @@ impl Conn {
                                     s.c.dlr_expected.fetch_add(1, Ordering::Relaxed);
                                     if let Some(at) = s.note_submitted(&resp.message_id, t0) {
                                         s.c.dlr_matched.fetch_add(1, Ordering::Relaxed);
-                                        self.dlr_hist.saturating_record(micros(at.saturating_duration_since(t0)));
+                                        self.dlr_hist.saturating_record(micros(
+                                            at.saturating_duration_since(t0),
+                                        ));
                                     }
                                 }
                             } else {
@@ -275,12 +338,25 @@ impl Conn {
                         }
                     }
                     Pdu::DeliverSm(sm) => {
-                        put(&mut wbuf, Command::new(St::EsmeRok, seq_in, Pdu::DeliverSmResp(MessageIdResp::default())));
+                        put(
+                            &mut wbuf,
+                            Command::new(
+                                St::EsmeRok,
+                                seq_in,
+                                Pdu::DeliverSmResp(MessageIdResp::default()),
+                            ),
+                        );
                         self.deliver(&sm, now);
                     }
-                    Pdu::EnquireLink => put(&mut wbuf, Command::new(St::EsmeRok, seq_in, Pdu::EnquireLinkResp)),
+                    Pdu::EnquireLink => put(
+                        &mut wbuf,
+                        Command::new(St::EsmeRok, seq_in, Pdu::EnquireLinkResp),
+                    ),
                     Pdu::Unbind => {
-                        put(&mut wbuf, Command::new(St::EsmeRok, seq_in, Pdu::UnbindResp));
+                        put(
+                            &mut wbuf,
+                            Command::new(St::EsmeRok, seq_in, Pdu::UnbindResp),
+                        );
                         let _ = wr.write_all(&wbuf).await;
                         return self.dropped(inflight);
                     }
@@ -296,7 +372,10 @@ impl Conn {
             // 5. Response timeouts: a silent center is treated as a dead connection.
             if now.duration_since(last_timeout_check) > Duration::from_millis(200) {
                 last_timeout_check = now;
-                if inflight.values().any(|(_, t0)| now.duration_since(*t0) > cfg.response_timeout) {
+                if inflight
+                    .values()
+                    .any(|(_, t0)| now.duration_since(*t0) > cfg.response_timeout)
+                {
                     s.c.response_timeouts.fetch_add(1, Ordering::Relaxed);
                     return self.dropped(inflight);
                 }
@@ -310,16 +389,27 @@ impl Conn {
             return;
         }
         let payload: &[u8] = sm.payload();
-        let id = sm.tlvs.receipted_message_id().or_else(|| field(payload, b"id:")).unwrap_or_default();
-        let stat = field(payload, b"stat:").map_or_else(|| "?".to_owned(), |s| String::from_utf8_lossy(s).into_owned());
+        let id = sm
+            .tlvs
+            .receipted_message_id()
+            .or_else(|| field(payload, b"id:"))
+            .unwrap_or_default();
+        let stat = field(payload, b"stat:").map_or_else(
+            || "?".to_owned(),
+            |s| String::from_utf8_lossy(s).into_owned(),
+        );
         if let Some(t0) = self.s.note_receipt(id, &stat, now) {
             self.s.c.dlr_matched.fetch_add(1, Ordering::Relaxed);
-            self.dlr_hist.saturating_record(micros(now.saturating_duration_since(t0)));
+            self.dlr_hist
+                .saturating_record(micros(now.saturating_duration_since(t0)));
         }
     }
 
     fn dropped(&mut self, inflight: HashMap<u32, (PartRef, Instant)>) -> End {
-        self.s.c.unacked_at_disconnect.fetch_add(inflight.len() as u64, Ordering::Relaxed);
+        self.s
+            .c
+            .unacked_at_disconnect
+            .fetch_add(inflight.len() as u64, Ordering::Relaxed);
         for (_, (p, _)) in inflight {
             self.s.requeue(p);
         }
@@ -327,7 +417,11 @@ impl Conn {
     }
 }
 
-async fn unbind(rd: &mut tokio::net::tcp::OwnedReadHalf, wr: &mut tokio::net::tcp::OwnedWriteHalf, seq: u32) -> End {
+async fn unbind(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    seq: u32,
+) -> End {
     let mut b = BytesMut::new();
     put(&mut b, Command::new(St::EsmeRok, seq, Pdu::Unbind));
     if wr.write_all(&b).await.is_ok() {

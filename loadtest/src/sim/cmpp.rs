@@ -21,13 +21,16 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::center::{BindRefusal, Center, SessionHandle, SessionKind, Verdict};
+use super::dlr::Delivery;
 use super::dlr::MsgRef;
 use super::mo::TextCoding;
-use super::dlr::Delivery;
 use super::submit::{Accepted, Receipt, on_accepted};
 use super::writer::{self, Out};
 use crate::tally::{Concat, split_udh};
-use sluice_protocols::cmpp::{self as c, ActiveTestResp, ConnectResp, ConnectStatus, MsgFmt, MsgId, Pdu, ResultCode, SubmitResp, Version, auth};
+use sluice_protocols::cmpp::{
+    self as c, ActiveTestResp, ConnectResp, ConnectStatus, MsgFmt, MsgId, Pdu, ResultCode,
+    SubmitResp, Version, auth,
+};
 
 enum Next {
     Continue,
@@ -50,7 +53,11 @@ struct Session {
 }
 
 /// Serves one accepted connection until it closes or the simulator shuts down.
-pub(crate) async fn serve(center: Arc<Center>, stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    center: Arc<Center>,
+    stream: TcpStream,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let id = center.new_session_id();
     let (mut rd, wr) = stream.into_split();
@@ -120,7 +127,10 @@ impl Session {
                         return;
                     }
                     Next::Abort => {
-                        self.center.tally.disconnects.fetch_add(1, Ordering::Relaxed);
+                        self.center
+                            .tally
+                            .disconnects
+                            .fetch_add(1, Ordering::Relaxed);
                         let _ = self.tx.send(Out::Abort);
                         return;
                     }
@@ -133,7 +143,10 @@ impl Session {
     fn flush(&mut self) {
         if !self.out.is_empty() {
             let bytes = self.out.split().freeze();
-            let _ = self.tx.send(Out::Now { bytes, responses: self.responses });
+            let _ = self.tx.send(Out::Now {
+                bytes,
+                responses: self.responses,
+            });
             self.responses = 0;
             self.out.reserve(64 * 1024);
         }
@@ -155,7 +168,12 @@ impl Session {
                 self.submit(&account, version, seq, &m)
             }
             Pdu::ActiveTest => {
-                put(&mut self.out, seq, version, &Pdu::ActiveTestResp(ActiveTestResp::default()));
+                put(
+                    &mut self.out,
+                    seq,
+                    version,
+                    &Pdu::ActiveTestResp(ActiveTestResp::default()),
+                );
                 Next::Continue
             }
             Pdu::Terminate => {
@@ -163,7 +181,10 @@ impl Session {
                 Next::Close
             }
             Pdu::DeliverResp(_) => {
-                self.center.tally.deliver_resps.fetch_add(1, Ordering::Relaxed);
+                self.center
+                    .tally
+                    .deliver_resps
+                    .fetch_add(1, Ordering::Relaxed);
                 Next::Continue
             }
             _ => Next::Continue,
@@ -174,16 +195,30 @@ impl Session {
         let source = conn.source_addr.as_bytes();
         let version = match c::negotiate(conn.version, Version::V30) {
             Ok(v) => v,
-            Err(status) => return self.refuse(Version::V20, seq, status, &conn.authenticator_source),
+            Err(status) => {
+                return self.refuse(Version::V20, seq, status, &conn.authenticator_source);
+            }
         };
         let secret = match self.center.password_of(source) {
             Ok(s) => s.map(|s| s.as_bytes().to_vec()),
-            Err(_) => return self.refuse(version, seq, ConnectStatus::IllegalSourceAddress, &conn.authenticator_source),
+            Err(_) => {
+                return self.refuse(
+                    version,
+                    seq,
+                    ConnectStatus::IllegalSourceAddress,
+                    &conn.authenticator_source,
+                );
+            }
         };
         if let Some(secret) = &secret
             && !auth::verify_source(source, secret, conn.timestamp, &conn.authenticator_source)
         {
-            return self.refuse(version, seq, ConnectStatus::AuthenticationError, &conn.authenticator_source);
+            return self.refuse(
+                version,
+                seq,
+                ConnectStatus::AuthenticationError,
+                &conn.authenticator_source,
+            );
         }
         let secret = secret.unwrap_or_default();
         let account: Arc<str> = Arc::from(String::from_utf8_lossy(source).as_ref());
@@ -199,13 +234,21 @@ impl Session {
         let mut pending = BytesMut::new();
         let resp = ConnectResp {
             status: ConnectStatus::Ok,
-            authenticator_ismg: auth::authenticator_ismg(version, ConnectStatus::Ok, &conn.authenticator_source, &secret),
+            authenticator_ismg: auth::authenticator_ismg(
+                version,
+                ConnectStatus::Ok,
+                &conn.authenticator_source,
+                &secret,
+            ),
             version: version.byte(),
         };
         put(&mut pending, seq, version, &Pdu::ConnectResp(resp));
         let tx = self.tx.clone();
         let res = self.center.register(handle, move || {
-            let _ = tx.send(Out::Now { bytes: pending.freeze(), responses: 0 });
+            let _ = tx.send(Out::Now {
+                bytes: pending.freeze(),
+                responses: 0,
+            });
         });
         match res {
             Ok(()) => {
@@ -213,15 +256,33 @@ impl Session {
                 self.login = Some((account, version));
                 Next::Continue
             }
-            Err(BindRefusal::TooManyBinds | BindRefusal::UnknownAccount | BindRefusal::BadPassword) => {
-                self.refuse(version, seq, ConnectStatus::OtherError, &conn.authenticator_source)
-            }
+            Err(
+                BindRefusal::TooManyBinds | BindRefusal::UnknownAccount | BindRefusal::BadPassword,
+            ) => self.refuse(
+                version,
+                seq,
+                ConnectStatus::OtherError,
+                &conn.authenticator_source,
+            ),
         }
     }
 
-    fn refuse(&mut self, version: Version, seq: u32, status: ConnectStatus, auth_source: &[u8; 16]) -> Next {
-        self.center.tally.bind_failures.fetch_add(1, Ordering::Relaxed);
-        let resp = ConnectResp { status, authenticator_ismg: auth::authenticator_ismg(version, status, auth_source, b""), version: version.byte() };
+    fn refuse(
+        &mut self,
+        version: Version,
+        seq: u32,
+        status: ConnectStatus,
+        auth_source: &[u8; 16],
+    ) -> Next {
+        self.center
+            .tally
+            .bind_failures
+            .fetch_add(1, Ordering::Relaxed);
+        let resp = ConnectResp {
+            status,
+            authenticator_ismg: auth::authenticator_ismg(version, status, auth_source, b""),
+            version: version.byte(),
+        };
         put(&mut self.out, seq, version, &Pdu::ConnectResp(resp));
         Next::Close
     }
@@ -239,11 +300,17 @@ impl Session {
             Verdict::Permanent => ResultCode::FeeTerminalNotServed,
         };
         if result != ResultCode::Success {
-            center.tally.count_rejected(&format!("cmpp:{}", result.raw()));
+            center
+                .tally
+                .count_rejected(&format!("cmpp:{}", result.raw()));
             let _ = self.respond(version, seq, 0, result, None);
             return Next::Continue;
         }
-        let (concat, payload) = if m.tp_udhi != 0 { split_udh(&m.msg_content) } else { (None::<Concat>, &m.msg_content[..]) };
+        let (concat, payload) = if m.tp_udhi != 0 {
+            split_udh(&m.msg_content)
+        } else {
+            (None::<Concat>, &m.msg_content[..])
+        };
         let msg_id = center.cmpp_msg_id();
         let coding = match m.msg_fmt {
             MsgFmt::Ucs2 => TextCoding::Ucs2,
@@ -251,9 +318,24 @@ impl Session {
             _ => TextCoding::Bytes,
         };
         let receipt = if m.registered_delivery == 1 { 1 } else { 0 };
-        let acc = Accepted { source: m.src_id.as_bytes(), dest: dest.as_bytes(), payload, concat, receipt, coding };
-        let receipt = on_accepted(&center, account, self.id, acc, MsgRef::Cmpp(msg_id), &mut self.rng);
-        let hold = matches!(receipt, Receipt::Early).then(|| Duration::from_millis(center.cfg.dlr.early_lead_ms));
+        let acc = Accepted {
+            source: m.src_id.as_bytes(),
+            dest: dest.as_bytes(),
+            payload,
+            concat,
+            receipt,
+            coding,
+        };
+        let receipt = on_accepted(
+            &center,
+            account,
+            self.id,
+            acc,
+            MsgRef::Cmpp(msg_id),
+            &mut self.rng,
+        );
+        let hold = matches!(receipt, Receipt::Early)
+            .then(|| Duration::from_millis(center.cfg.dlr.early_lead_ms));
         let due = self.respond(version, seq, msg_id, ResultCode::Success, hold);
         if let Receipt::After(mut d) = receipt {
             d.at = d.at.max(due);
@@ -266,22 +348,53 @@ impl Session {
         Next::Continue
     }
 
-    fn respond(&mut self, version: Version, seq: u32, msg_id: u64, result: ResultCode, hold: Option<Duration>) -> Instant {
+    fn respond(
+        &mut self,
+        version: Version,
+        seq: u32,
+        msg_id: u64,
+        result: ResultCode,
+        hold: Option<Duration>,
+    ) -> Instant {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
         let lat = &self.center.cfg.latency;
-        let mut delay = if lat.is_zero() { Duration::ZERO } else { lat.sample(&mut self.rng) };
+        let mut delay = if lat.is_zero() {
+            Duration::ZERO
+        } else {
+            lat.sample(&mut self.rng)
+        };
         if let Some(h) = hold {
             delay = delay.max(h);
         }
         let now = Instant::now();
         if delay.is_zero() {
-            put(&mut self.out, seq, version, &Pdu::SubmitResp(SubmitResp { msg_id: MsgId(msg_id), result }));
+            put(
+                &mut self.out,
+                seq,
+                version,
+                &Pdu::SubmitResp(SubmitResp {
+                    msg_id: MsgId(msg_id),
+                    result,
+                }),
+            );
             self.responses += 1;
             now
         } else {
             let mut b = BytesMut::with_capacity(24);
-            put(&mut b, seq, version, &Pdu::SubmitResp(SubmitResp { msg_id: MsgId(msg_id), result }));
-            let _ = self.tx.send(Out::At { at: now + delay, bytes: b.freeze(), responses: 1 });
+            put(
+                &mut b,
+                seq,
+                version,
+                &Pdu::SubmitResp(SubmitResp {
+                    msg_id: MsgId(msg_id),
+                    result,
+                }),
+            );
+            let _ = self.tx.send(Out::At {
+                at: now + delay,
+                bytes: b.freeze(),
+                responses: 1,
+            });
             now + delay
         }
     }

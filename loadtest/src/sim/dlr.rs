@@ -146,13 +146,31 @@ impl Ord for Queued {
 }
 
 fn yymmddhhmm(t: jiff::Timestamp) -> String {
-    t.to_zoned_datetime(jiff::tz::TimeZone::UTC).strftime("%y%m%d%H%M").to_string()
+    t.to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .strftime("%y%m%d%H%M")
+        .to_string()
 }
 
 /// The SMPP receipt text (SMPP 3.4 Appendix B format).
-pub(crate) fn receipt_text(id: &str, stat: Stat, submitted: jiff::Timestamp, done: jiff::Timestamp, text: &[u8]) -> String {
+pub(crate) fn receipt_text(
+    id: &str,
+    stat: Stat,
+    submitted: jiff::Timestamp,
+    done: jiff::Timestamp,
+    text: &[u8],
+) -> String {
     let dlvrd = if stat == Stat::Delivrd { "001" } else { "000" };
-    let text: String = text.iter().take(20).map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' }).collect();
+    let text: String = text
+        .iter()
+        .take(20)
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            }
+        })
+        .collect();
     format!(
         "id:{id} sub:001 dlvrd:{dlvrd} submit date:{} done date:{} stat:{} err:{} text:{text}",
         yymmddhhmm(submitted),
@@ -163,10 +181,26 @@ pub(crate) fn receipt_text(id: &str, stat: Stat, submitted: jiff::Timestamp, don
 }
 
 /// Encodes `item` for `session` into `dst`.
-fn encode(dst: &mut BytesMut, session: &SessionHandle, item: &Item, now: jiff::Timestamp, cmpp_gateway: &mut u32) {
+fn encode(
+    dst: &mut BytesMut,
+    session: &SessionHandle,
+    item: &Item,
+    now: jiff::Timestamp,
+    cmpp_gateway: &mut u32,
+) {
     let seq = session.next_seq();
     match (session.kind, item) {
-        (SessionKind::Smpp, Item::Receipt { id, handset, service, stat, submitted, text }) => {
+        (
+            SessionKind::Smpp,
+            Item::Receipt {
+                id,
+                handset,
+                service,
+                stat,
+                submitted,
+                text,
+            },
+        ) => {
             let id_str: std::borrow::Cow<'_, str> = match id {
                 MsgRef::Smpp(s) => std::borrow::Cow::Borrowed(s),
                 MsgRef::Cmpp(n) => std::borrow::Cow::Owned(n.to_string()),
@@ -181,7 +215,10 @@ fn encode(dst: &mut BytesMut, session: &SessionHandle, item: &Item, now: jiff::T
             };
             sm.tlvs.set_receipted_message_id(id_str.as_bytes());
             sm.tlvs.set_message_state(stat.message_state());
-            put_smpp(dst, Command::new(CommandStatus::EsmeRok, seq, Pdu::DeliverSm(sm)));
+            put_smpp(
+                dst,
+                Command::new(CommandStatus::EsmeRok, seq, Pdu::DeliverSm(sm)),
+            );
         }
         (SessionKind::Smpp, Item::Mo { from, to, text }) => {
             let (dc, bytes) = mo_encoding(text);
@@ -192,14 +229,27 @@ fn encode(dst: &mut BytesMut, session: &SessionHandle, item: &Item, now: jiff::T
                 short_message: Octets::from(bytes),
                 ..Sm::default()
             };
-            put_smpp(dst, Command::new(CommandStatus::EsmeRok, seq, Pdu::DeliverSm(sm)));
+            put_smpp(
+                dst,
+                Command::new(CommandStatus::EsmeRok, seq, Pdu::DeliverSm(sm)),
+            );
         }
         (SessionKind::Cmpp(v), item) => {
             *cmpp_gateway = cmpp_gateway.wrapping_add(1);
             let deliver_id = super::center::cmpp_msg_id(now, 1, *cmpp_gateway as u16);
-            let mut d = cmpp::Deliver { msg_id: MsgId(deliver_id), ..Default::default() };
+            let mut d = cmpp::Deliver {
+                msg_id: MsgId(deliver_id),
+                ..Default::default()
+            };
             match item {
-                Item::Receipt { id, handset, service, stat, submitted, .. } => {
+                Item::Receipt {
+                    id,
+                    handset,
+                    service,
+                    stat,
+                    submitted,
+                    ..
+                } => {
                     let msg_id = match id {
                         MsgRef::Cmpp(n) => *n,
                         MsgRef::Smpp(s) => s.parse().unwrap_or(0),
@@ -247,7 +297,11 @@ fn mo_encoding(text: &str) -> (u8, Vec<u8>) {
 }
 
 /// The scheduler task of one listener; ends on shutdown.
-pub(crate) async fn run_scheduler(center: Arc<Center>, mut rx: mpsc::UnboundedReceiver<Delivery>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run_scheduler(
+    center: Arc<Center>,
+    mut rx: mpsc::UnboundedReceiver<Delivery>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut heap: BinaryHeap<Queued> = BinaryHeap::new();
     let mut pending: VecDeque<Delivery> = VecDeque::new();
     let mut order = 0u64;
@@ -305,7 +359,9 @@ fn route(center: &Center, due: Vec<Delivery>, pending: &mut VecDeque<Delivery>, 
             }
             continue;
         };
-        let entry = chunks.entry(session.id).or_insert_with(|| (session.clone(), BytesMut::new(), 0, 0));
+        let entry = chunks
+            .entry(session.id)
+            .or_insert_with(|| (session.clone(), BytesMut::new(), 0, 0));
         encode(&mut entry.1, &entry.0, &d.item, now, gw);
         match d.item {
             Item::Receipt { .. } => entry.2 += 1,
@@ -313,7 +369,14 @@ fn route(center: &Center, due: Vec<Delivery>, pending: &mut VecDeque<Delivery>, 
         }
     }
     for (_, (session, buf, dlrs, mos)) in chunks {
-        if session.tx.send(Out::Now { bytes: buf.freeze(), responses: 0 }).is_ok() {
+        if session
+            .tx
+            .send(Out::Now {
+                bytes: buf.freeze(),
+                responses: 0,
+            })
+            .is_ok()
+        {
             center.tally.dlrs_sent.fetch_add(dlrs, Ordering::Relaxed);
             center.tally.mo_sent.fetch_add(mos, Ordering::Relaxed);
         }
@@ -328,9 +391,17 @@ mod tests {
     fn receipt_text_has_the_standard_fields() {
         let t = jiff::Timestamp::from_second(1_795_000_000).unwrap();
         let s = receipt_text("1A2B", Stat::Undeliv, t, t, b"hello\x01world, this is long");
-        assert!(s.starts_with("id:1A2B sub:001 dlvrd:000 submit date:"), "{s}");
-        assert!(s.contains(" stat:UNDELIV err:001 text:hello.world, this is"), "{s}");
-        for st in ["DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "ACCEPTD", "UNKNOWN", "REJECTD"] {
+        assert!(
+            s.starts_with("id:1A2B sub:001 dlvrd:000 submit date:"),
+            "{s}"
+        );
+        assert!(
+            s.contains(" stat:UNDELIV err:001 text:hello.world, this is"),
+            "{s}"
+        );
+        for st in [
+            "DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "ACCEPTD", "UNKNOWN", "REJECTD",
+        ] {
             assert_eq!(Stat::parse(st).map(Stat::as_str), Some(st));
         }
     }

@@ -21,13 +21,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::center::{BindRefusal, Center, SessionHandle, SessionKind, Verdict};
+use super::dlr::Delivery;
 use super::dlr::MsgRef;
 use super::mo::TextCoding;
-use super::dlr::Delivery;
 use super::submit::{Accepted, Receipt, on_accepted};
 use super::writer::{self, Out};
 use crate::tally::{Concat, split_udh};
-use sluice_protocols::smpp::{self as p, BindResp, Command, CommandId, CommandStatus as St, MessageIdResp, Octets, Pdu};
+use sluice_protocols::smpp::{
+    self as p, BindResp, Command, CommandId, CommandStatus as St, MessageIdResp, Octets, Pdu,
+};
 
 struct Bound {
     account: Arc<str>,
@@ -57,7 +59,11 @@ struct Session {
 }
 
 /// Serves one accepted connection until it closes or the simulator shuts down.
-pub(crate) async fn serve(center: Arc<Center>, stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    center: Arc<Center>,
+    stream: TcpStream,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let id = center.new_session_id();
     let (mut rd, wr) = stream.into_split();
@@ -133,7 +139,10 @@ impl Session {
                     }
                     Next::Abort => {
                         self.center.tally.count_submits(submits);
-                        self.center.tally.disconnects.fetch_add(1, Ordering::Relaxed);
+                        self.center
+                            .tally
+                            .disconnects
+                            .fetch_add(1, Ordering::Relaxed);
                         let _ = self.tx.send(Out::Abort);
                         return;
                     }
@@ -148,7 +157,10 @@ impl Session {
     fn flush(&mut self) {
         if !self.out.is_empty() {
             let bytes = self.out.split().freeze();
-            let _ = self.tx.send(Out::Now { bytes, responses: self.responses });
+            let _ = self.tx.send(Out::Now {
+                bytes,
+                responses: self.responses,
+            });
             self.responses = 0;
             self.out.reserve(64 * 1024);
         }
@@ -165,15 +177,24 @@ impl Session {
             Pdu::BindReceiver(b) => self.bind(CommandId::BindReceiver, seq, &b),
             Pdu::BindTransceiver(b) => self.bind(CommandId::BindTransceiver, seq, &b),
             Pdu::EnquireLink => {
-                put(&mut self.out, Command::new(St::EsmeRok, seq, Pdu::EnquireLinkResp));
+                put(
+                    &mut self.out,
+                    Command::new(St::EsmeRok, seq, Pdu::EnquireLinkResp),
+                );
                 Next::Continue
             }
             Pdu::Unbind => {
-                put(&mut self.out, Command::new(St::EsmeRok, seq, Pdu::UnbindResp));
+                put(
+                    &mut self.out,
+                    Command::new(St::EsmeRok, seq, Pdu::UnbindResp),
+                );
                 Next::Close
             }
             Pdu::DeliverSmResp(_) => {
-                self.center.tally.deliver_resps.fetch_add(1, Ordering::Relaxed);
+                self.center
+                    .tally
+                    .deliver_resps
+                    .fetch_add(1, Ordering::Relaxed);
                 Next::Continue
             }
             pdu => {
@@ -182,7 +203,10 @@ impl Session {
                 if let Some(resp) = Pdu::empty_response_for(pdu.command_id()) {
                     put(&mut self.out, Command::new(St::EsmeRinvcmdid, seq, resp));
                 } else if !is_response(pdu.command_id()) {
-                    put(&mut self.out, Command::new(St::EsmeRinvcmdid, seq, Pdu::GenericNack));
+                    put(
+                        &mut self.out,
+                        Command::new(St::EsmeRinvcmdid, seq, Pdu::GenericNack),
+                    );
                 }
                 Next::Continue
             }
@@ -191,7 +215,10 @@ impl Session {
 
     fn bind(&mut self, id: CommandId, seq: u32, b: &p::Bind) -> Next {
         let resp = |status: St, sysid: &str| {
-            let body = BindResp { system_id: Octets::copy_from_slice(sysid.as_bytes()), tlvs: Default::default() };
+            let body = BindResp {
+                system_id: Octets::copy_from_slice(sysid.as_bytes()),
+                tlvs: Default::default(),
+            };
             let mut body = body;
             if status == St::EsmeRok {
                 body.tlvs.push(0x0210, Octets::copy_from_slice(&[0x34]));
@@ -233,12 +260,18 @@ impl Session {
         put(&mut pending, resp(St::EsmeRok, &sysid));
         let tx = self.tx.clone();
         let res = self.center.register(handle, move || {
-            let _ = tx.send(Out::Now { bytes: pending.freeze(), responses: 0 });
+            let _ = tx.send(Out::Now {
+                bytes: pending.freeze(),
+                responses: 0,
+            });
         });
         match res {
             Ok(()) => {
                 self.center.tally.binds.fetch_add(1, Ordering::Relaxed);
-                self.bound = Some(Bound { account, transmit: id != CommandId::BindReceiver });
+                self.bound = Some(Bound {
+                    account,
+                    transmit: id != CommandId::BindReceiver,
+                });
                 Next::Continue
             }
             Err(_) => refuse(self, St::EsmeRbindfail),
@@ -272,8 +305,16 @@ impl Session {
             split_udh(payload)
         } else {
             let t = &m.tlvs;
-            let sar = match (t.sar_msg_ref_num(), t.sar_total_segments(), t.sar_segment_seqnum()) {
-                (Some(reference), Some(total), Some(seq)) => Some(Concat { reference, total, seq }),
+            let sar = match (
+                t.sar_msg_ref_num(),
+                t.sar_total_segments(),
+                t.sar_segment_seqnum(),
+            ) {
+                (Some(reference), Some(total), Some(seq)) => Some(Concat {
+                    reference,
+                    total,
+                    seq,
+                }),
                 _ => None,
             };
             (sar, payload)
@@ -281,10 +322,29 @@ impl Session {
         let mut idbuf = [0u8; 24];
         let id = center.smpp_message_id(&mut idbuf);
         let id_str = std::str::from_utf8(id).unwrap_or("0");
-        let coding = if m.data_coding == 8 { TextCoding::Ucs2 } else { TextCoding::Bytes };
-        let acc = Accepted { source: &m.source.addr, dest: &m.dest.addr, payload, concat, receipt: m.registered_delivery, coding };
-        let receipt = on_accepted(&center, &account, self.id, acc, MsgRef::Smpp(id_str.into()), &mut self.rng);
-        let hold = matches!(receipt, Receipt::Early).then(|| Duration::from_millis(center.cfg.dlr.early_lead_ms));
+        let coding = if m.data_coding == 8 {
+            TextCoding::Ucs2
+        } else {
+            TextCoding::Bytes
+        };
+        let acc = Accepted {
+            source: &m.source.addr,
+            dest: &m.dest.addr,
+            payload,
+            concat,
+            receipt: m.registered_delivery,
+            coding,
+        };
+        let receipt = on_accepted(
+            &center,
+            &account,
+            self.id,
+            acc,
+            MsgRef::Smpp(id_str.into()),
+            &mut self.rng,
+        );
+        let hold = matches!(receipt, Receipt::Early)
+            .then(|| Duration::from_millis(center.cfg.dlr.early_lead_ms));
         let due = self.respond(St::EsmeRok, seq, id, hold);
         if let Receipt::After(mut d) = receipt {
             d.at = d.at.max(due);
@@ -301,7 +361,11 @@ impl Session {
     fn respond(&mut self, status: St, seq: u32, id: &[u8], hold: Option<Duration>) -> Instant {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
         let lat = &self.center.cfg.latency;
-        let mut delay = if lat.is_zero() { Duration::ZERO } else { lat.sample(&mut self.rng) };
+        let mut delay = if lat.is_zero() {
+            Duration::ZERO
+        } else {
+            lat.sample(&mut self.rng)
+        };
         if let Some(h) = hold {
             delay = delay.max(h);
         }
@@ -313,7 +377,11 @@ impl Session {
         } else {
             let mut b = BytesMut::with_capacity(32 + id.len());
             put(&mut b, submit_resp(status, seq, id));
-            let _ = self.tx.send(Out::At { at: now + delay, bytes: b.freeze(), responses: 1 });
+            let _ = self.tx.send(Out::At {
+                at: now + delay,
+                bytes: b.freeze(),
+                responses: 1,
+            });
             now + delay
         }
     }
@@ -321,7 +389,11 @@ impl Session {
 
 /// submit_sm_resp; the codec omits the body for a non-zero status (SMPP 3.4 §4.4.2).
 fn submit_resp(status: St, seq: u32, id: &[u8]) -> Command {
-    let body = if status == St::EsmeRok { MessageIdResp::new(Octets::copy_from_slice(id)) } else { MessageIdResp::default() };
+    let body = if status == St::EsmeRok {
+        MessageIdResp::new(Octets::copy_from_slice(id))
+    } else {
+        MessageIdResp::default()
+    };
     Command::new(status, seq, Pdu::SubmitSmResp(body))
 }
 

@@ -35,15 +35,31 @@ pub(crate) enum Receipt {
 }
 
 /// Records the submit, prepares its receipt and fires reply rules.
-pub(crate) fn on_accepted(center: &Center, account: &Arc<str>, session: u64, m: Accepted<'_>, id: MsgRef, rng: &mut SmallRng) -> Receipt {
-    let rec = center.tally.record(Piece { source: m.source, dest: m.dest, payload: m.payload, concat: m.concat });
+pub(crate) fn on_accepted(
+    center: &Center,
+    account: &Arc<str>,
+    session: u64,
+    m: Accepted<'_>,
+    id: MsgRef,
+    rng: &mut SmallRng,
+) -> Receipt {
+    let rec = center.tally.record(Piece {
+        source: m.source,
+        dest: m.dest,
+        payload: m.payload,
+        concat: m.concat,
+    });
     let mut receipt = Receipt::None;
     if m.receipt & 3 != 0 {
         let stat = center.draw_stat(rng);
         if !(m.receipt & 3 == 2 && stat == Stat::Delivrd) {
             let cfg = &center.cfg.dlr;
             let early = cfg.early_share > 0.0 && rng.random::<f64>() < cfg.early_share;
-            let delay = if early { std::time::Duration::ZERO } else { cfg.delay.sample(rng) };
+            let delay = if early {
+                std::time::Duration::ZERO
+            } else {
+                cfg.delay.sample(rng)
+            };
             let item = Item::Receipt {
                 id,
                 handset: m.dest.into(),
@@ -52,7 +68,12 @@ pub(crate) fn on_accepted(center: &Center, account: &Arc<str>, session: u64, m: 
                 submitted: jiff::Timestamp::now(),
                 text: m.payload[..m.payload.len().min(20)].into(),
             };
-            let d = Delivery { at: Instant::now() + delay, account: account.clone(), prefer: session, item };
+            let d = Delivery {
+                at: Instant::now() + delay,
+                account: account.clone(),
+                prefer: session,
+                item,
+            };
             receipt = if early {
                 let _ = center.deliveries.send(d);
                 Receipt::Early
@@ -61,8 +82,14 @@ pub(crate) fn on_accepted(center: &Center, account: &Arc<str>, session: u64, m: 
             };
         }
     }
-    if let Recorded::Complete { duplicate: false, payload } = rec {
-        maybe_reply(center, account, session, m.dest, m.source, &payload, m.coding, rng);
+    if let Recorded::Complete {
+        duplicate: false,
+        payload,
+    } = rec
+    {
+        maybe_reply(
+            center, account, session, m.dest, m.source, &payload, m.coding, rng,
+        );
     }
     receipt
 }

@@ -10,8 +10,12 @@ use tokio::net::TcpStream;
 use super::{SimHandle, Simulator};
 use crate::config::{Account, ListenerConfig, MoConfig, Protocol, SimConfig};
 use crate::dist::Delay;
-use sluice_protocols::cmpp::{self as cm, auth, ConnectStatus, DeliverContent, FixedStr, MsgFmt, ResultCode, Version};
-use sluice_protocols::smpp::{self as p, Address, Bind, Command, CommandStatus as St, MessageIdResp, Octets, Pdu, Sm};
+use sluice_protocols::cmpp::{
+    self as cm, ConnectStatus, DeliverContent, FixedStr, MsgFmt, ResultCode, Version, auth,
+};
+use sluice_protocols::smpp::{
+    self as p, Address, Bind, Command, CommandStatus as St, MessageIdResp, Octets, Pdu, Sm,
+};
 
 const BIND_TRANSMITTER: u32 = 0x2;
 const BIND_RECEIVER: u32 = 0x1;
@@ -30,21 +34,40 @@ fn enc(c: Command) -> BytesMut {
 }
 
 async fn sim(l: ListenerConfig) -> SimHandle {
-    Simulator::start(SimConfig { listeners: vec![l], seed: Some(1), ..Default::default() }).await.unwrap()
+    Simulator::start(SimConfig {
+        listeners: vec![l],
+        seed: Some(1),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
 }
 
 fn accounts() -> Vec<Account> {
-    vec![Account { system_id: "esme".into(), password: "pw".into(), max_binds: 2 }]
+    vec![Account {
+        system_id: "esme".into(),
+        password: "pw".into(),
+        max_binds: 2,
+    }]
 }
 
 /// Reads SMPP PDUs until `n` arrived (or 2 s passed): (id, status, seq, command).
-async fn read_smpp(s: &mut TcpStream, buf: &mut BytesMut, n: usize) -> Vec<(u32, u32, u32, Command)> {
+async fn read_smpp(
+    s: &mut TcpStream,
+    buf: &mut BytesMut,
+    n: usize,
+) -> Vec<(u32, u32, u32, Command)> {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
             while let Ok(Some(len)) = p::check(buf, p::DEFAULT_MAX_LEN) {
                 let c = p::decode(buf.split_to(len).freeze()).unwrap().command;
-                out.push((c.pdu.command_id().to_u32(), c.status.to_u32(), c.sequence, c));
+                out.push((
+                    c.pdu.command_id().to_u32(),
+                    c.status.to_u32(),
+                    c.sequence,
+                    c,
+                ));
                 if out.len() == n {
                     return;
                 }
@@ -68,7 +91,11 @@ async fn bind(addr: std::net::SocketAddr, id: u32, pw: &str) -> (TcpStream, Byte
 }
 
 fn bind_pdu(id: u32, seq: u32, system_id: &str, pw: &str) -> BytesMut {
-    let b = Bind { system_id: Octets::from(system_id), password: Octets::from(pw), ..Bind::default() };
+    let b = Bind {
+        system_id: Octets::from(system_id),
+        password: Octets::from(pw),
+        ..Bind::default()
+    };
     let pdu = match id {
         BIND_RECEIVER => Pdu::BindReceiver(b),
         BIND_TRANSCEIVER => Pdu::BindTransceiver(b),
@@ -98,20 +125,32 @@ fn empty(id: u32, seq: u32) -> BytesMut {
 
 #[tokio::test]
 async fn bind_rules() {
-    let h = sim(ListenerConfig { accounts: accounts(), ..Default::default() }).await;
+    let h = sim(ListenerConfig {
+        accounts: accounts(),
+        ..Default::default()
+    })
+    .await;
     let a = h.addrs()[0];
     assert_eq!(bind(a, BIND_TRANSMITTER, "bad").await.2, 0xE);
     let (mut s1, mut r1, st) = bind(a, BIND_TRANSCEIVER, "pw").await;
     assert_eq!(st, 0);
     let (_s2, _, st) = bind(a, BIND_RECEIVER, "pw").await;
     assert_eq!(st, 0);
-    assert_eq!(bind(a, BIND_TRANSMITTER, "pw").await.2, 0xD, "max_binds = 2");
+    assert_eq!(
+        bind(a, BIND_TRANSMITTER, "pw").await.2,
+        0xD,
+        "max_binds = 2"
+    );
     // Second bind on the same session.
-    s1.write_all(&bind_pdu(BIND_TRANSMITTER, 2, "esme", "pw")).await.unwrap();
+    s1.write_all(&bind_pdu(BIND_TRANSMITTER, 2, "esme", "pw"))
+        .await
+        .unwrap();
     assert_eq!(read_smpp(&mut s1, &mut r1, 1).await[0].1, 0x5);
     // Unknown system_id.
     let mut s = TcpStream::connect(a).await.unwrap();
-    s.write_all(&bind_pdu(BIND_TRANSMITTER, 1, "who", "pw")).await.unwrap();
+    s.write_all(&bind_pdu(BIND_TRANSMITTER, 1, "who", "pw"))
+        .await
+        .unwrap();
     let mut r = BytesMut::new();
     assert_eq!(read_smpp(&mut s, &mut r, 1).await[0].1, 0xF);
     let t = h.shutdown().await.unwrap();
@@ -153,13 +192,24 @@ async fn submit_needs_a_transmitting_bind_and_garbage_gets_generic_nack() {
     );
     // ... and the connection is closed after the unrecoverable one.
     let mut rest = [0u8; 1];
-    assert_eq!(tokio::time::timeout(Duration::from_secs(2), s.read(&mut rest)).await.unwrap().unwrap(), 0);
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(2), s.read(&mut rest))
+            .await
+            .unwrap()
+            .unwrap(),
+        0
+    );
     h.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn window_is_enforced_per_bind() {
-    let h = sim(ListenerConfig { window: 2, latency: Delay::Fixed { ms: 100.0 }, ..Default::default() }).await;
+    let h = sim(ListenerConfig {
+        window: 2,
+        latency: Delay::Fixed { ms: 100.0 },
+        ..Default::default()
+    })
+    .await;
     let (mut s, mut r, _) = bind(h.addrs()[0], BIND_TRANSMITTER, "x").await;
     let mut b = BytesMut::new();
     for seq in 10..15 {
@@ -169,23 +219,45 @@ async fn window_is_enforced_per_bind() {
     let got = read_smpp(&mut s, &mut r, 5).await;
     let mut by_seq: Vec<(u32, u32)> = got.iter().map(|x| (x.2, x.1)).collect();
     by_seq.sort();
-    assert_eq!(by_seq, vec![(10, 0), (11, 0), (12, 0x14), (13, 0x14), (14, 0x14)]);
+    assert_eq!(
+        by_seq,
+        vec![(10, 0), (11, 0), (12, 0x14), (13, 0x14), (14, 0x14)]
+    );
     let t = h.shutdown().await.unwrap();
     assert_eq!((t.unique_messages, t.submits_received), (2, 5));
 }
 
 #[tokio::test]
 async fn hex_ids_unbind_and_spontaneous_mo() {
-    let mo = MoConfig { rate: 50.0, texts: vec!["HELP".into()], ..Default::default() };
-    let h = sim(ListenerConfig { mo, ..Default::default() }).await;
+    let mo = MoConfig {
+        rate: 50.0,
+        texts: vec!["HELP".into()],
+        ..Default::default()
+    };
+    let h = sim(ListenerConfig {
+        mo,
+        ..Default::default()
+    })
+    .await;
     let (mut s, mut r, _) = bind(h.addrs()[0], BIND_TRANSCEIVER, "x").await;
     let got = read_smpp(&mut s, &mut r, 3).await;
     assert!(got.len() >= 2, "MOs arrive at about 50/s");
     for (id, _, seq, c) in &got {
         assert_eq!(*id, DELIVER_SM);
-        let Pdu::DeliverSm(m) = &c.pdu else { panic!("{c:?}") };
-        assert_eq!((m.payload().as_slice(), m.esm_class, m.dest.addr.as_slice()), (&b"HELP"[..], 0, &b"10086"[..]));
-        s.write_all(&enc(Command::new(St::EsmeRok, *seq, Pdu::DeliverSmResp(MessageIdResp::default())))).await.unwrap();
+        let Pdu::DeliverSm(m) = &c.pdu else {
+            panic!("{c:?}")
+        };
+        assert_eq!(
+            (m.payload().as_slice(), m.esm_class, m.dest.addr.as_slice()),
+            (&b"HELP"[..], 0, &b"10086"[..])
+        );
+        s.write_all(&enc(Command::new(
+            St::EsmeRok,
+            *seq,
+            Pdu::DeliverSmResp(MessageIdResp::default()),
+        )))
+        .await
+        .unwrap();
     }
     s.write_all(&submit(3, b"hello", 0)).await.unwrap();
     let resp = loop {
@@ -194,9 +266,14 @@ async fn hex_ids_unbind_and_spontaneous_mo() {
             break got[0].3.clone();
         }
     };
-    let Pdu::SubmitSmResp(resp) = resp.pdu else { panic!() };
+    let Pdu::SubmitSmResp(resp) = resp.pdu else {
+        panic!()
+    };
     let id = resp.message_id.as_slice();
-    assert!(!id.is_empty() && id.iter().all(|c| c.is_ascii_hexdigit()), "{id:?}");
+    assert!(
+        !id.is_empty() && id.iter().all(|c| c.is_ascii_hexdigit()),
+        "{id:?}"
+    );
     s.write_all(&empty(UNBIND, 4)).await.unwrap();
     let got = read_smpp(&mut s, &mut r, 10).await;
     assert!(got.iter().any(|x| x.0 == UNBIND | RESP && x.2 == 4));
@@ -241,7 +318,11 @@ fn connect_pdu(v: Version, secret: &[u8]) -> BytesMut {
 async fn cmpp30_connect_submit_report_and_throttle() {
     let l = ListenerConfig {
         protocol: Protocol::Cmpp,
-        accounts: vec![Account { system_id: "901234".into(), password: "s3".into(), max_binds: 0 }],
+        accounts: vec![Account {
+            system_id: "901234".into(),
+            password: "s3".into(),
+            max_binds: 0,
+        }],
         throughput: 1.0,
         burst: 2.0,
         ..Default::default()
@@ -252,10 +333,18 @@ async fn cmpp30_connect_submit_report_and_throttle() {
     s.write_all(&connect_pdu(v, b"s3")).await.unwrap();
     let mut r = BytesMut::new();
     let got = read_cmpp(&mut s, &mut r, v, 1).await;
-    let cm::Pdu::ConnectResp(resp) = &got[0] else { panic!("{got:?}") };
+    let cm::Pdu::ConnectResp(resp) = &got[0] else {
+        panic!("{got:?}")
+    };
     assert_eq!((resp.status, resp.version), (ConnectStatus::Ok, 0x30));
     let src_auth = auth::authenticator_source(b"901234", b"s3", 1126015500);
-    assert!(auth::verify_ismg(v, ConnectStatus::Ok, &src_auth, b"s3", &resp.authenticator_ismg));
+    assert!(auth::verify_ismg(
+        v,
+        ConnectStatus::Ok,
+        &src_auth,
+        b"s3",
+        &resp.authenticator_ismg
+    ));
     let mut b = BytesMut::new();
     for seq in 2..5 {
         let m = cm::Submit {
@@ -272,8 +361,25 @@ async fn cmpp30_connect_submit_report_and_throttle() {
     }
     s.write_all(&b).await.unwrap();
     let got = read_cmpp(&mut s, &mut r, v, 5).await;
-    let resps: Vec<(u64, ResultCode)> = got.iter().filter_map(|p| if let cm::Pdu::SubmitResp(x) = p { Some((x.msg_id.0, x.result)) } else { None }).collect();
-    assert_eq!(resps.iter().map(|r| r.1).collect::<Vec<_>>(), vec![ResultCode::Success, ResultCode::Success, ResultCode::FlowControl], "burst 2, then flow control");
+    let resps: Vec<(u64, ResultCode)> = got
+        .iter()
+        .filter_map(|p| {
+            if let cm::Pdu::SubmitResp(x) = p {
+                Some((x.msg_id.0, x.result))
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(
+        resps.iter().map(|r| r.1).collect::<Vec<_>>(),
+        vec![
+            ResultCode::Success,
+            ResultCode::Success,
+            ResultCode::FlowControl
+        ],
+        "burst 2, then flow control"
+    );
     let reports: Vec<u64> = got
         .iter()
         .filter_map(|p| match p {
@@ -297,21 +403,36 @@ async fn cmpp30_connect_submit_report_and_throttle() {
 async fn cmpp_bad_authenticator_is_refused_with_status_3() {
     let l = ListenerConfig {
         protocol: Protocol::Cmpp,
-        accounts: vec![Account { system_id: "901234".into(), password: "s3".into(), max_binds: 0 }],
+        accounts: vec![Account {
+            system_id: "901234".into(),
+            password: "s3".into(),
+            max_binds: 0,
+        }],
         ..Default::default()
     };
     let h = sim(l).await;
     let mut s = TcpStream::connect(h.addrs()[0]).await.unwrap();
-    s.write_all(&connect_pdu(Version::V20, b"nope")).await.unwrap();
+    s.write_all(&connect_pdu(Version::V20, b"nope"))
+        .await
+        .unwrap();
     let mut r = BytesMut::new();
     let got = read_cmpp(&mut s, &mut r, Version::V20, 1).await;
-    let cm::Pdu::ConnectResp(resp) = &got[0] else { panic!("{got:?}") };
+    let cm::Pdu::ConnectResp(resp) = &got[0] else {
+        panic!("{got:?}")
+    };
     assert_eq!(resp.status, ConnectStatus::AuthenticationError);
     h.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn mm7_is_refused_until_written() {
-    let r = Simulator::start(SimConfig { listeners: vec![ListenerConfig { protocol: Protocol::Mm7, ..Default::default() }], ..Default::default() }).await;
+    let r = Simulator::start(SimConfig {
+        listeners: vec![ListenerConfig {
+            protocol: Protocol::Mm7,
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+    .await;
     assert!(matches!(r, Err(super::SimError::Unsupported { .. })));
 }

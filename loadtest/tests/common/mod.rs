@@ -30,23 +30,40 @@ pub fn peer_available(name: &str, present: bool) -> bool {
 pub fn listener(protocol: Protocol) -> ListenerConfig {
     ListenerConfig {
         protocol,
-        accounts: vec![Account { system_id: "esme".into(), password: "pw".into(), max_binds: 0 }],
+        accounts: vec![Account {
+            system_id: "esme".into(),
+            password: "pw".into(),
+            max_binds: 0,
+        }],
         ..ListenerConfig::default()
     }
 }
 
 pub async fn start(listeners: Vec<ListenerConfig>) -> SimHandle {
-    Simulator::start(SimConfig { listeners, seed: Some(7), ..Default::default() }).await.expect("simulator starts")
+    Simulator::start(SimConfig {
+        listeners,
+        seed: Some(7),
+        ..Default::default()
+    })
+    .await
+    .expect("simulator starts")
 }
 
 /// A load run against `addr` with the `esme`/`pw` account.
 pub fn load(addr: std::net::SocketAddr, count: u64) -> LoadConfig {
     LoadConfig {
-        target: Target::Smpp { addr: addr.to_string(), system_id: "esme".into(), password: "pw".into() },
+        target: Target::Smpp {
+            addr: addr.to_string(),
+            system_id: "esme".into(),
+            password: "pw".into(),
+        },
         connections: 2,
         window: 64,
         count: Some(count),
-        payload: PayloadConfig { run: "t".into(), ..Default::default() },
+        payload: PayloadConfig {
+            run: "t".into(),
+            ..Default::default()
+        },
         dlr_wait: Duration::from_secs(10),
         bind_timeout: Duration::from_secs(5),
         response_timeout: Duration::from_secs(10),
