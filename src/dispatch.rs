@@ -260,6 +260,7 @@ pub struct Dispatcher<B: Backend, C: Clock> {
     dry: [bool; 3],
     /// The channel's window is closed until then.
     closed_until: Option<Timestamp>,
+    metrics: DispatchMetrics,
     stats: DispatchStats,
 }
 
@@ -268,6 +269,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
     #[must_use]
     pub fn new(config: DispatchConfig, store: Store<B>, clock: C) -> Self {
         Self {
+            metrics: DispatchMetrics::new(&config.channel),
             lanes: LaneScheduler::new(config.weights),
             config,
             store,
@@ -341,8 +343,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
                         self.stats.dispatched += 1;
                     }
                     if let Some(tx) = &to_worker {
-                        gauge!(CHANNEL_QUEUE_DEPTH, "channel" => self.config.channel.clone(), "lane" => "worker")
-                            .set((tx.max_capacity() - tx.capacity()) as f64);
+                        self.metrics.worker_depth.set((tx.max_capacity() - tx.capacity()) as f64);
                     }
                 }
                 () = async {
@@ -438,8 +439,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
                     )
                     .await?;
                 self.stats.expired += leased.expired.len() as u64;
-                counter!(DISPATCH_LEASED, "channel" => self.config.channel.clone(), "lane" => lane_name(lane))
-                    .increment(leased.messages.len() as u64);
+                self.metrics.leased[i].increment(leased.messages.len() as u64);
                 if leased.messages.is_empty() {
                     self.dry[i] = true;
                     self.lanes.refund(lane);
@@ -450,8 +450,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
             let Some(message) = self.buffers[i].pop_front() else {
                 continue;
             };
-            gauge!(CHANNEL_QUEUE_DEPTH, "channel" => self.config.channel.clone(), "lane" => lane_name(lane))
-                .set(self.buffers[i].len() as f64);
+            self.metrics.lane_depth[i].set(self.buffers[i].len() as f64);
             if let Some(window) = &message.window
                 && let Ok(rules) = parse_windows(std::slice::from_ref(window))
             {
@@ -585,6 +584,26 @@ fn flatten(
     joined: Result<Result<u64, DispatchError>, tokio::task::JoinError>,
 ) -> Result<u64, DispatchError> {
     joined.map_err(|e| DispatchError::Writer(e.to_string()))?
+}
+
+/// Metric handles, registered once per dispatcher (not per message).
+#[derive(Debug)]
+struct DispatchMetrics {
+    worker_depth: metrics::Gauge,
+    lane_depth: [metrics::Gauge; 3],
+    leased: [metrics::Counter; 3],
+}
+
+impl DispatchMetrics {
+    fn new(channel: &str) -> Self {
+        let gauge = |lane: &'static str| gauge!(CHANNEL_QUEUE_DEPTH, "channel" => channel.to_owned(), "lane" => lane);
+        let leased = |lane: Lane| counter!(DISPATCH_LEASED, "channel" => channel.to_owned(), "lane" => lane_name(lane));
+        Self {
+            worker_depth: gauge("worker"),
+            lane_depth: Lane::ALL.map(|l| gauge(lane_name(l))),
+            leased: Lane::ALL.map(leased),
+        }
+    }
 }
 
 fn lane_name(lane: Lane) -> &'static str {
