@@ -20,8 +20,10 @@
 //! A message's outcome is reported only after every one of its parts that went out has come
 //! back, so the store never requeues a message that still has parts in a window.
 //!
-//! Invariants: at most `capacity` messages are held (the dispatch queue stays the only
-//! buffer); the worker never blocks on one channel while another could deadlock it — it
+//! Invariants: at most `capacity` (window × binds) messages are held *or finished but not
+//! yet stored* — each takes a credit that comes back only when dispatch drops its
+//! [`Settled`] after the store commit, so after a crash the center sees again at most one
+//! window's worth of messages; the dispatch queue stays the only other buffer; the worker never blocks on one channel while another could deadlock it — it
 //! waits on reports, the part queue, the limiter and new messages in one `select!`.
 
 use std::collections::{HashMap, VecDeque};
@@ -31,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use metrics::{counter, gauge};
 use sluice_protocols::smpp::Sm;
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -211,6 +213,32 @@ pub enum Outcome {
     },
 }
 
+/// An [`Outcome`] on its way to the store, holding one of the worker's credits.
+///
+/// The worker holds at most `capacity` messages that are either in its care *or* finished
+/// but not yet written to the store: each takes a credit, and the credit comes back only
+/// when the consumer drops this value — after its store commit. So a crash can lose (and
+/// the center see twice) at most `capacity` = window × binds messages' outcomes, the
+/// in-flight window DESIGN.md allows.
+#[derive(Debug)]
+pub struct Settled {
+    /// What happened to the message.
+    pub outcome: Outcome,
+    /// Returned to the worker on drop.
+    _credit: Option<OwnedSemaphorePermit>,
+}
+
+impl Settled {
+    /// An outcome without a credit (tests, tools, messages never taken into care).
+    #[must_use]
+    pub fn new(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            _credit: None,
+        }
+    }
+}
+
 /// Handle to a running worker.
 #[derive(Debug)]
 pub struct WorkerHandle {
@@ -235,12 +263,13 @@ impl WorkerHandle {
 /// Starts the worker and its binds.
 ///
 /// `input` is the bounded queue from dispatch (size it with [`WorkerConfig::capacity`]);
-/// outcomes go to `outcomes` (dispatch), receipts/MO/bind state to `events`.
+/// outcomes go to `outcomes` (dispatch; drop each [`Settled`] only after its store commit),
+/// receipts/MO/bind state to `events`.
 #[must_use]
 pub fn spawn(
     config: WorkerConfig,
     input: mpsc::Receiver<OutboundMessage>,
-    outcomes: mpsc::Sender<Outcome>,
+    outcomes: mpsc::Sender<Settled>,
     events: mpsc::Sender<ChannelEvent>,
 ) -> WorkerHandle {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -298,9 +327,9 @@ pub fn spawn(
         down_since: Some(Instant::now()),
         binds_up_tx,
         rate_tx,
-        capacity,
         outcomes,
         events,
+        credits: Arc::new(Semaphore::new(capacity)),
         responses: HashMap::new(),
         throttled: counter!(CHANNEL_THROTTLED, "channel" => config_name.to_string()),
     };
@@ -346,6 +375,8 @@ struct Held {
     attempt: u32,
     parts: Vec<PartSlot>,
     verdict: Option<Verdict>,
+    /// Released when dispatch has stored this message's outcome.
+    credit: Option<OwnedSemaphorePermit>,
 }
 
 impl Held {
@@ -367,9 +398,10 @@ struct Worker {
     down_since: Option<Instant>,
     binds_up_tx: watch::Sender<usize>,
     rate_tx: watch::Sender<u32>,
-    capacity: usize,
-    outcomes: mpsc::Sender<Outcome>,
+    outcomes: mpsc::Sender<Settled>,
     events: mpsc::Sender<ChannelEvent>,
+    /// `capacity` credits: one per message in care or awaiting its store write.
+    credits: Arc<Semaphore>,
     /// Response counters by status, registered on first use (not per response).
     responses: HashMap<u32, metrics::Counter>,
     throttled: metrics::Counter,
@@ -386,6 +418,7 @@ impl Worker {
         let mut parts_tx = Some(parts_tx);
         let mut input_open = true;
         let mut token_at: Option<Instant> = None;
+        let mut spare: Option<OwnedSemaphorePermit> = None;
         self.publish_rate();
         loop {
             let stopping = *shutdown.borrow();
@@ -396,12 +429,12 @@ impl Worker {
                 while let Ok(m) = input.try_recv() {
                     let _ = self
                         .outcomes
-                        .send(Outcome::Retry {
+                        .send(Settled::new(Outcome::Retry {
                             id: m.id,
                             attempts: m.attempt,
                             after: Duration::ZERO,
                             reason: "channel stopped before sending".into(),
-                        })
+                        }))
                         .await;
                 }
             }
@@ -417,7 +450,8 @@ impl Worker {
                 && token_ready
                 && parts_tx.is_some()
                 && self.down_since.is_none();
-            let accepting = input_open && !stopping && self.messages.len() < self.capacity;
+            // A message is taken only with a credit in hand (see [`Settled`]).
+            let accepting = input_open && !stopping;
             tokio::select! {
                 biased;
                 report = reports.recv() => match report {
@@ -457,8 +491,15 @@ impl Worker {
                     self.hand_back_unsent().await;
                     self.down_since = Some(Instant::now());
                 }
-                msg = input.recv(), if accepting => match msg {
-                    Some(m) => self.accept(m).await,
+                permit = Arc::clone(&self.credits).acquire_owned(), if accepting && spare.is_none() => {
+                    // Closed only if the semaphore is closed, which never happens.
+                    spare = permit.ok();
+                }
+                msg = input.recv(), if accepting && spare.is_some() => match msg {
+                    Some(m) => {
+                        let credit = spare.take();
+                        self.accept(m, credit).await;
+                    }
                     None => input_open = false,
                 },
                 _ = shutdown.changed(), if !stopping => {}
@@ -488,7 +529,7 @@ impl Worker {
     }
 
     /// Takes a new message: builds its parts and queues them.
-    async fn accept(&mut self, msg: OutboundMessage) {
+    async fn accept(&mut self, msg: OutboundMessage, credit: Option<OwnedSemaphorePermit>) {
         let reference = self.reference;
         self.reference = self.reference.wrapping_add(1);
         match build_parts(&msg, &self.config.parts, reference) {
@@ -513,6 +554,7 @@ impl Worker {
                         attempt: msg.attempt,
                         parts,
                         verdict: None,
+                        credit,
                     },
                 );
             }
@@ -528,11 +570,14 @@ impl Worker {
                 .await;
                 let _ = self
                     .outcomes
-                    .send(Outcome::Failed {
-                        id: msg.id,
-                        status: 0,
-                        stat: "REJECTD",
-                        reason: e.to_string(),
+                    .send(Settled {
+                        outcome: Outcome::Failed {
+                            id: msg.id,
+                            status: 0,
+                            stat: "REJECTD",
+                            reason: e.to_string(),
+                        },
+                        _credit: credit,
                     })
                     .await;
             }
@@ -731,11 +776,14 @@ impl Worker {
                 .await;
             let _ = self
                 .outcomes
-                .send(Outcome::Retry {
-                    id,
-                    attempts: held.attempt,
-                    after: Duration::ZERO,
-                    reason: "no bind up".into(),
+                .send(Settled {
+                    outcome: Outcome::Retry {
+                        id,
+                        attempts: held.attempt,
+                        after: Duration::ZERO,
+                        reason: "no bind up".into(),
+                    },
+                    _credit: held.credit,
                 })
                 .await;
         }
@@ -743,9 +791,10 @@ impl Worker {
 
     /// Reports a message whose parts are all back and removes it.
     async fn finish(&mut self, id: MessageId) {
-        let Some(held) = self.messages.remove(&id) else {
+        let Some(mut held) = self.messages.remove(&id) else {
             return;
         };
+        let held_credit = held.credit.take();
         let attempts = held.attempt + 1;
         let outcome = match held.verdict {
             None => Outcome::Sent {
@@ -787,7 +836,13 @@ impl Worker {
                 }
             }
         };
-        let _ = self.outcomes.send(outcome).await;
+        let _ = self
+            .outcomes
+            .send(Settled {
+                outcome,
+                _credit: held_credit,
+            })
+            .await;
     }
 
     async fn part_failed(
