@@ -21,7 +21,11 @@ struct Seen {
     messages: u32,
 }
 
-async fn messages(State(seen): State<Arc<Mutex<Seen>>>, headers: HeaderMap, body: String) -> Response {
+async fn messages(
+    State(seen): State<Arc<Mutex<Seen>>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer k1") {
         return StatusCode::UNAUTHORIZED.into_response();
     }
@@ -45,11 +49,23 @@ async fn messages(State(seen): State<Arc<Mutex<Seen>>>, headers: HeaderMap, body
         s.messages += 1;
         results.push(serde_json::json!({"line": i + 1, "id": format!("id{}", s.messages), "client_ref": r, "duplicate": duplicate}));
     }
-    (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "results": results }))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({ "results": results })),
+    )
+        .into_response()
 }
 
-async fn sendsms(State(seen): State<Arc<Mutex<Seen>>>, Query(q): Query<Vec<(String, String)>>) -> Response {
-    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+async fn sendsms(
+    State(seen): State<Arc<Mutex<Seen>>>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    let get = |k: &str| {
+        q.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     if get("username") != "tester" || get("password") != "foobar" {
         return (StatusCode::FORBIDDEN, "Authorization failed for sendsms").into_response();
     }
@@ -71,7 +87,10 @@ fn cfg(target: Target, count: u64) -> LoadConfig {
         target,
         connections: 3,
         count: Some(count),
-        payload: PayloadConfig { run: "h".into(), ..Default::default() },
+        payload: PayloadConfig {
+            run: "h".into(),
+            ..Default::default()
+        },
         response_timeout: Duration::from_secs(10),
         ..LoadConfig::default()
     }
@@ -80,8 +99,17 @@ fn cfg(target: Target, count: u64) -> LoadConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sluice_http_batches_are_resent_on_429_and_counted() {
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let addr = serve(Router::new().route("/v1/messages", post(messages)).with_state(seen.clone())).await;
-    let target = Target::Http { url: format!("http://{addr}/v1/messages"), api_key: "k1".into(), batch: 50 };
+    let addr = serve(
+        Router::new()
+            .route("/v1/messages", post(messages))
+            .with_state(seen.clone()),
+    )
+    .await;
+    let target = Target::Http {
+        url: format!("http://{addr}/v1/messages"),
+        api_key: "k1".into(),
+        batch: 50,
+    };
     let s = run(cfg(target, 1_000)).await.unwrap();
     assert_eq!(s.messages_accepted, 1_000, "{s}");
     assert!(s.errors.get("http:429").copied().unwrap_or(0) > 0, "{s}");
@@ -94,8 +122,17 @@ async fn sluice_http_batches_are_resent_on_429_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sluice_http_wrong_key_fails_the_messages() {
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let addr = serve(Router::new().route("/v1/messages", post(messages)).with_state(seen)).await;
-    let target = Target::Http { url: format!("http://{addr}/v1/messages"), api_key: "nope".into(), batch: 10 };
+    let addr = serve(
+        Router::new()
+            .route("/v1/messages", post(messages))
+            .with_state(seen),
+    )
+    .await;
+    let target = Target::Http {
+        url: format!("http://{addr}/v1/messages"),
+        api_key: "nope".into(),
+        batch: 10,
+    };
     let s = run(cfg(target, 30)).await.unwrap();
     assert_eq!((s.messages_accepted, s.messages_failed), (0, 30), "{s}");
     assert_eq!(s.errors.get("http:401"), Some(&3));
@@ -104,8 +141,17 @@ async fn sluice_http_wrong_key_fails_the_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kannel_sendsms_mode() {
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let addr = serve(Router::new().route("/cgi-bin/sendsms", get(sendsms)).with_state(seen.clone())).await;
-    let target = Target::Kannel { url: format!("http://{addr}/cgi-bin/sendsms"), username: "tester".into(), password: "foobar".into() };
+    let addr = serve(
+        Router::new()
+            .route("/cgi-bin/sendsms", get(sendsms))
+            .with_state(seen.clone()),
+    )
+    .await;
+    let target = Target::Kannel {
+        url: format!("http://{addr}/cgi-bin/sendsms"),
+        username: "tester".into(),
+        password: "foobar".into(),
+    };
     let s = run(cfg(target, 200)).await.unwrap();
     assert_eq!(s.messages_accepted, 200, "{s}");
     assert_eq!(s.submit_latency.count, 200);
