@@ -5,7 +5,7 @@
 //!
 //! | tag | key | value |
 //! |---|---|---|
-//! | 0x01 message | id | message JSON |
+//! | 0x01 message | id | message record (`codec.rs`) |
 //! | 0x02 ready | channel, 0, lane, due_ms, id | empty |
 //! | 0x03 lease expiry | expiry_ms, id | empty |
 //! | 0x04 center id | channel, 0, center_id | id, part (u16) |

@@ -4,7 +4,8 @@
 //! - `backend.rs`: the engine trait (names no engine crate).
 //! - `redb_backend.rs` (default), `sled_backend.rs` (`--features sled`), `any.rs`: engines and
 //!   the config-selected enum of them.
-//! - `keys.rs`: key layout; `model.rs`: records; `id.rs`: message ids.
+//! - `keys.rs`: key layout; `model.rs`: records; `codec.rs`: their binary on-disk format;
+//!   `id.rs`: message ids.
 //! - `ops.rs`: every state change, written once for all engines; `reads.rs`: pure lookups.
 //! - `writer.rs`: the group-commit writer.
 //!
@@ -28,6 +29,7 @@
 
 mod any;
 mod backend;
+mod codec;
 mod error;
 mod id;
 mod keys;

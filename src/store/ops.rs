@@ -15,6 +15,7 @@
 use jiff::Timestamp;
 
 use super::backend::{Kv, KvRead};
+use super::codec;
 use super::error::StoreError;
 use super::id::MessageId;
 use super::keys;
@@ -170,7 +171,14 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
 /// Loads a message.
 pub(crate) fn load(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, StoreError> {
     let k = keys::message(id);
-    kv.get(&k)?.map(|v| decode(&k, &v)).transpose()
+    kv.get(&k)?
+        .map(|v| {
+            codec::decode_message(&v).map_err(|e| StoreError::Corrupt {
+                key: keys::hex(&k),
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
 }
 
 /// Loads a message reached through a queue index. A record that cannot be decoded is logged
@@ -186,7 +194,7 @@ fn load_queued(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, StoreE
 }
 
 fn save(kv: &mut dyn Kv, m: &Message) -> Result<(), StoreError> {
-    kv.put(&keys::message(m.id), &encode(m)?)
+    kv.put(&keys::message(m.id), &codec::encode_message(m))
 }
 
 /// Removes whichever queue key (ready or lease) the message currently has.
