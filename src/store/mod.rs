@@ -7,7 +7,8 @@
 //! - `keys.rs`: key layout; `model.rs`: records; `codec.rs`: their binary on-disk format;
 //!   `id.rs`: message ids.
 //! - `ops.rs`: every state change, written once for all engines; `reads.rs`: pure lookups.
-//! - `writer.rs`: the group-commit writer.
+//! - `writer.rs`: the group-commit writer; `seq_cache.rs`: its per-group cache of outbox
+//!   counters.
 //!
 //! Writes (including leasing, which moves messages from ready to in flight) go through the
 //! writer; pure reads (`get`, `by_center`, `outbox`, …) open a read transaction directly. They
@@ -37,6 +38,7 @@ mod model;
 mod ops;
 mod reads;
 mod redb_backend;
+mod seq_cache;
 #[cfg(feature = "sled")]
 mod sled_backend;
 mod writer;

@@ -261,7 +261,7 @@ pub(crate) fn corrupt(key: &[u8], reason: &str) -> StoreError {
 /// Applies one op. Ops are borrowed so the writer can retry a group batch by batch.
 pub(crate) fn apply(kv: &mut dyn Kv, op: &Op) -> Result<OpResult, StoreError> {
     match op {
-        Op::Insert(m) => insert(kv, Message::clone(m)),
+        Op::Insert(m) => insert(kv, m),
         Op::Lease {
             channel,
             lanes,
@@ -311,7 +311,7 @@ fn valid_name(s: &str) -> bool {
     !s.is_empty() && !s.contains('\0')
 }
 
-fn insert(kv: &mut dyn Kv, mut m: Message) -> Result<OpResult, StoreError> {
+fn insert(kv: &mut dyn Kv, m: &Message) -> Result<OpResult, StoreError> {
     if !valid_name(&m.account) || !valid_name(&m.channel) {
         return Ok(OpResult::Invalid(
             "account and channel must be non-empty and contain no NUL".into(),
@@ -330,6 +330,15 @@ fn insert(kv: &mut dyn Kv, mut m: Message) -> Result<OpResult, StoreError> {
     if let Some(k) = &idem_key {
         kv.put(k, &m.id.to_be_bytes())?;
     }
+    if m.lease_until_ms.is_none()
+        && matches!(m.state, MessageState::Queued | MessageState::Scheduled)
+    {
+        // The usual case, stored as given (no copy of the message).
+        kv.put(&keys::ready(&m.channel, m.lane, m.due_ms, m.id), &[])?;
+        save(kv, m)?;
+        return Ok(OpResult::Inserted(m.id));
+    }
+    let mut m = m.clone();
     m.lease_until_ms = None;
     if m.state.is_final() {
         let state = m.state;
@@ -337,9 +346,8 @@ fn insert(kv: &mut dyn Kv, mut m: Message) -> Result<OpResult, StoreError> {
         // Stored straight as final (e.g. no route): no queue key exists, a receipt is due.
         finalize(kv, &mut m, state, state.stat_word(), "000", now)?;
     } else {
-        if m.state == MessageState::InFlight || m.state == MessageState::Sent {
-            m.state = MessageState::Queued;
-        }
+        // In flight or sent at insert makes no sense: it starts in the ready queue.
+        m.state = MessageState::Queued;
         kv.put(&keys::ready(&m.channel, m.lane, m.due_ms, m.id), &[])?;
         save(kv, &m)?;
     }

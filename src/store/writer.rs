@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 use super::backend::Backend;
 use super::error::StoreError;
 use super::ops::{self, Op, OpResult};
+use super::seq_cache::SeqCache;
 
 /// Group-commit tuning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,14 +116,23 @@ fn apply_all(kv: &mut dyn super::backend::Kv, ops: &[Op]) -> Result<Vec<OpResult
     ops.iter().map(|op| ops::apply(kv, op)).collect()
 }
 
+/// Applies every request's ops in one transaction, through the outbox-counter cache.
+fn apply_group(
+    kv: &mut dyn super::backend::Kv,
+    group: &[Request],
+) -> Result<Vec<Vec<OpResult>>, StoreError> {
+    let mut cache = SeqCache::new(kv);
+    let results = group
+        .iter()
+        .map(|r| apply_all(&mut cache, &r.ops))
+        .collect::<Result<Vec<_>, _>>()?;
+    cache.flush()?;
+    Ok(results)
+}
+
 fn commit_group<B: Backend>(backend: &B, group: Vec<Request>, stats: &WriterStats) {
     let n_ops: usize = group.iter().map(|r| r.ops.len()).sum();
-    let together = backend.write(|kv| {
-        group
-            .iter()
-            .map(|r| apply_all(kv, &r.ops))
-            .collect::<Result<Vec<_>, _>>()
-    });
+    let together = backend.write(|kv| apply_group(kv, &group));
     match together {
         Ok(results) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -145,7 +155,12 @@ fn commit_group<B: Backend>(backend: &B, group: Vec<Request>, stats: &WriterStat
         Err(e) => {
             tracing::warn!(error = %e, batches = group.len(), "group commit failed; retrying batches alone");
             for req in group {
-                let res = backend.write(|kv| apply_all(kv, &req.ops));
+                let res = backend.write(|kv| {
+                    let mut cache = SeqCache::new(kv);
+                    let res = apply_all(&mut cache, &req.ops)?;
+                    cache.flush()?;
+                    Ok(res)
+                });
                 if res.is_ok() {
                     stats.commits.fetch_add(1, Ordering::Relaxed);
                     stats.ops.fetch_add(req.ops.len() as u64, Ordering::Relaxed);
