@@ -1,22 +1,32 @@
-//! Binary record format of stored messages (and held early receipts).
+//! Binary record formats of stored messages (and the reader of the older JSON records).
 //!
-//! JSON cost ~3 µs per 460-byte message on every read-modify-write of the life cycle; this
-//! format is a plain field-by-field encoding, about half the size and an order of magnitude
-//! cheaper to read and write.
+//! A message is two records, because after the insert only its life-cycle state changes:
+//! - the **body** (key tag 0x01): what the client sent plus routing — written once at insert;
+//! - the **state** (key tag 0x0B): state, attempts, parts, receipts and the times — rewritten
+//!   by every lease, submit response, receipt and requeue. It is ~40 bytes where the whole
+//!   message is ~250, so each state change writes (and dirties) a fraction of the pages.
 //!
-//! Layout: one version byte, then the fields in declaration order of [`Message`]:
+//! JSON cost ~3 µs per 460-byte message on every read-modify-write; these formats are plain
+//! field-by-field encodings, a fraction of the size and far cheaper to read and write.
+//!
+//! Layout of both: one version byte, then the fields in declaration order of [`Message`]:
 //! - integers are unsigned LEB128 varints (a time in ms takes 6 bytes);
 //! - strings and byte strings are a varint length followed by the bytes (strings UTF-8);
 //! - an `Option` is a byte 0 (none) or 1 (some) followed by the value;
 //! - a sequence or map is a varint count followed by the items;
 //! - enums are one byte (the codes below are part of the format: never renumber them).
 //!
-//! Versions: [`V1`] is this layout. A record starting with `{` is the JSON format written
-//! before it and is still read, so an old store opens without a migration; anything else is
-//! rejected as corrupt with the version byte in the reason. To evolve the format, add a new
-//! version byte and keep decoding the old ones.
+//! Body v1 ([`BODY_V1`]): id, account, to, from, payload, kind, lane, channel, not_before,
+//! expires_at, window, client_ref, callback_url, tags, created. State v1 ([`STATE_V1`]): state,
+//! attempts, parts, receipts, submitted, done, due, lease_until.
 //!
-//! Decoding never panics: every read is bounds-checked, and lengths are checked against the
+//! Versions: a body record starting with `{` is the JSON form of a whole message, written
+//! before these formats; it is still read (a state record, once written, overrides its state
+//! fields), so an old store opens without a migration. Any other unknown version byte is
+//! rejected as corrupt with the byte in the reason. To evolve a format, add a version byte and
+//! keep decoding the old ones.
+//!
+//! Decoding never panics: every read is bounds-checked, and counts are checked against the
 //! bytes left before anything is allocated.
 
 use std::collections::BTreeMap;
@@ -26,9 +36,11 @@ use super::model::{
     EncodingHint, Lane, Message, MessageKind, MessageState, Part, PartState, Payload, Receipt,
 };
 
-/// Version byte of the current layout.
-pub(crate) const V1: u8 = 1;
-/// First byte of a legacy JSON record.
+/// Version byte of the current body layout.
+pub(crate) const BODY_V1: u8 = 1;
+/// Version byte of the current state layout.
+pub(crate) const STATE_V1: u8 = 1;
+/// First byte of a legacy JSON record (a whole message).
 const JSON: u8 = b'{';
 
 /// Why a record could not be decoded (becomes `StoreError::Corrupt` with the key).
@@ -250,38 +262,45 @@ impl Writer<'_> {
     }
 }
 
-/// Encodes `m` in the current format.
-pub(crate) fn encode_message(m: &Message) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(encoded_len_hint(m));
-    encode_message_into(m, &mut buf);
+/// Encodes the body record of `m`.
+pub(crate) fn encode_body(m: &Message) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(body_len_hint(m));
+    let mut w = Writer(&mut buf);
+    w.u8(BODY_V1);
+    write_body(&mut w, m);
+    buf
+}
+
+/// Encodes the state record of `m`.
+pub(crate) fn encode_state(m: &Message) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(24 + m.parts.len() * 24 + m.receipts.len() * 24);
+    let mut w = Writer(&mut buf);
+    w.u8(STATE_V1);
+    write_state(&mut w, m);
     buf
 }
 
 /// Rough size, so the buffer is allocated once.
-fn encoded_len_hint(m: &Message) -> usize {
+fn body_len_hint(m: &Message) -> usize {
     let payload = match &m.payload {
         Payload::Text { text, .. } => text.len(),
         Payload::Binary { data, udh } => data.len() + udh.as_ref().map_or(0, Vec::len),
     };
-    96 + m.account.len()
+    64 + m.account.len()
         + m.to.len()
         + m.channel.len()
         + payload
         + m.from.as_ref().map_or(0, String::len)
+        + m.window.as_ref().map_or(0, String::len)
         + m.client_ref.as_ref().map_or(0, String::len)
         + m.callback_url.as_ref().map_or(0, String::len)
         + m.tags
             .iter()
             .map(|(k, v)| k.len() + v.len() + 4)
             .sum::<usize>()
-        + m.parts.len() * 24
-        + m.receipts.len() * 24
 }
 
-/// Appends the encoding of `m` to `buf`.
-pub(crate) fn encode_message_into(m: &Message, buf: &mut Vec<u8>) {
-    let mut w = Writer(buf);
-    w.u8(V1);
+fn write_body(w: &mut Writer<'_>, m: &Message) {
     w.varint(m.id.0);
     w.str(&m.account);
     w.str(&m.to);
@@ -317,6 +336,10 @@ pub(crate) fn encode_message_into(m: &Message, buf: &mut Vec<u8>) {
         w.str(k);
         w.str(v);
     }
+    w.varint(m.created_ms);
+}
+
+fn write_state(w: &mut Writer<'_>, m: &Message) {
     w.u8(state_code(m.state));
     w.varint(u64::from(m.attempts));
     w.varint(m.parts.len() as u64);
@@ -332,7 +355,6 @@ pub(crate) fn encode_message_into(m: &Message, buf: &mut Vec<u8>) {
         w.str(&r.err);
         w.varint(r.at_ms);
     }
-    w.varint(m.created_ms);
     w.opt_u64(m.submitted_ms);
     w.opt_u64(m.done_ms);
     w.varint(m.due_ms);
@@ -436,17 +458,33 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a stored message record (current binary format or legacy JSON).
-pub(crate) fn decode_message(v: &[u8]) -> Result<Message, DecodeError> {
+/// A decoded body record.
+pub(crate) struct Body {
+    /// The message; its state fields are placeholders unless `whole`.
+    pub(crate) message: Message,
+    /// A legacy record that carried the state too (used when no state record exists).
+    pub(crate) whole: bool,
+}
+
+/// Decodes a body record (current binary format, or a legacy JSON whole message).
+pub(crate) fn decode_body(v: &[u8]) -> Result<Body, DecodeError> {
     match v.first() {
-        Some(&V1) => decode_v1(v),
-        Some(&JSON) => serde_json::from_slice(v).map_err(|e| DecodeError::Json(e.to_string())),
+        Some(&BODY_V1) => decode_body_v1(v).map(|message| Body {
+            message,
+            whole: false,
+        }),
+        Some(&JSON) => serde_json::from_slice(v)
+            .map(|message| Body {
+                message,
+                whole: true,
+            })
+            .map_err(|e| DecodeError::Json(e.to_string())),
         Some(&other) => Err(DecodeError::Version(other)),
         None => Err(DecodeError::Truncated),
     }
 }
 
-fn decode_v1(v: &[u8]) -> Result<Message, DecodeError> {
+fn decode_body_v1(v: &[u8]) -> Result<Message, DecodeError> {
     let mut r = Reader::new(v);
     r.u8()?; // version, checked by the caller
     let id = MessageId(r.varint()?);
@@ -488,6 +526,43 @@ fn decode_v1(v: &[u8]) -> Result<Message, DecodeError> {
         let v = r.string()?;
         tags.insert(k, v);
     }
+    let created_ms = r.varint()?;
+    r.finish()?;
+    Ok(Message {
+        id,
+        account,
+        to,
+        from,
+        payload,
+        kind,
+        lane,
+        channel,
+        not_before_ms,
+        expires_at_ms,
+        window,
+        client_ref,
+        callback_url,
+        tags,
+        // Placeholders until the state record is applied.
+        state: MessageState::Queued,
+        attempts: 0,
+        parts: Vec::new(),
+        receipts: Vec::new(),
+        created_ms,
+        submitted_ms: None,
+        done_ms: None,
+        due_ms: created_ms,
+        lease_until_ms: None,
+    })
+}
+
+/// Decodes a state record onto `m`, replacing its state fields. `m` is untouched on error.
+pub(crate) fn decode_state_into(m: &mut Message, v: &[u8]) -> Result<(), DecodeError> {
+    let mut r = Reader::new(v);
+    match r.u8()? {
+        STATE_V1 => {}
+        other => return Err(DecodeError::Version(other)),
+    }
     let state = state_from(r.u8()?)?;
     let attempts = r.small("attempts")?;
     let n = r.count(3)?;
@@ -509,37 +584,20 @@ fn decode_v1(v: &[u8]) -> Result<Message, DecodeError> {
             at_ms: r.varint()?,
         });
     }
-    let created_ms = r.varint()?;
     let submitted_ms = r.opt_u64("submitted")?;
     let done_ms = r.opt_u64("done")?;
     let due_ms = r.varint()?;
     let lease_until_ms = r.opt_u64("lease_until")?;
     r.finish()?;
-    Ok(Message {
-        id,
-        account,
-        to,
-        from,
-        payload,
-        kind,
-        lane,
-        channel,
-        not_before_ms,
-        expires_at_ms,
-        window,
-        client_ref,
-        callback_url,
-        tags,
-        state,
-        attempts,
-        parts,
-        receipts,
-        created_ms,
-        submitted_ms,
-        done_ms,
-        due_ms,
-        lease_until_ms,
-    })
+    m.state = state;
+    m.attempts = attempts;
+    m.parts = parts;
+    m.receipts = receipts;
+    m.submitted_ms = submitted_ms;
+    m.done_ms = done_ms;
+    m.due_ms = due_ms;
+    m.lease_until_ms = lease_until_ms;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -593,45 +651,85 @@ mod tests {
         m
     }
 
+    /// Body + state, the way the store reads a message back.
+    fn decode_message(body: &[u8], state: &[u8]) -> Result<Message, DecodeError> {
+        let mut b = decode_body(body)?;
+        decode_state_into(&mut b.message, state)?;
+        Ok(b.message)
+    }
+
     #[test]
     fn round_trips_every_field() {
         let m = sample();
-        let b = encode_message(&m);
-        assert_eq!(b[0], V1);
-        assert_eq!(decode_message(&b).unwrap(), m);
+        let (b, st) = (encode_body(&m), encode_state(&m));
+        assert_eq!(b[0], BODY_V1);
+        assert_eq!(st[0], STATE_V1);
+        assert!(!decode_body(&b).unwrap().whole);
+        assert_eq!(decode_message(&b, &st).unwrap(), m);
         let mut bin = m.clone();
         bin.payload = Payload::Binary {
             data: vec![0, 1, 0xFF],
             udh: Some(vec![5, 0, 3]),
         };
-        assert_eq!(decode_message(&encode_message(&bin)).unwrap(), bin);
+        assert_eq!(
+            decode_message(&encode_body(&bin), &encode_state(&bin)).unwrap(),
+            bin
+        );
         bin.payload = Payload::Binary {
             data: Vec::new(),
             udh: None,
         };
-        assert_eq!(decode_message(&encode_message(&bin)).unwrap(), bin);
+        bin.parts.clear();
+        bin.receipts.clear();
+        bin.submitted_ms = None;
+        assert_eq!(
+            decode_message(&encode_body(&bin), &encode_state(&bin)).unwrap(),
+            bin
+        );
     }
 
     #[test]
-    fn reads_legacy_json_records() {
+    fn reads_legacy_json_records_whole() {
         let m = sample();
         let json = serde_json::to_vec(&m).unwrap();
-        assert_eq!(decode_message(&json).unwrap(), m);
+        let b = decode_body(&json).unwrap();
+        assert!(b.whole);
+        assert_eq!(b.message, m);
+        // A later state record overrides the JSON record's state.
+        let mut later = m.clone();
+        later.state = MessageState::Delivered;
+        later.done_ms = Some(99);
+        assert_eq!(decode_message(&json, &encode_state(&later)).unwrap(), later);
     }
 
     #[test]
     fn rejects_unknown_versions_and_damage() {
-        let b = encode_message(&sample());
+        let m = sample();
+        let (b, st) = (encode_body(&m), encode_state(&m));
         let mut v2 = b.clone();
         v2[0] = 2;
-        assert_eq!(decode_message(&v2), Err(DecodeError::Version(2)));
-        assert_eq!(decode_message(&[]), Err(DecodeError::Truncated));
+        assert_eq!(decode_body(&v2).err(), Some(DecodeError::Version(2)));
+        let mut s2 = st.clone();
+        s2[0] = 9;
+        let mut target = m.clone();
+        assert_eq!(
+            decode_state_into(&mut target, &s2),
+            Err(DecodeError::Version(9))
+        );
+        assert_eq!(target, m, "untouched on error");
+        assert_eq!(decode_body(&[]).err(), Some(DecodeError::Truncated));
         let mut trailing = b.clone();
         trailing.push(0);
-        assert_eq!(decode_message(&trailing), Err(DecodeError::Trailing(1)));
+        assert_eq!(decode_body(&trailing).err(), Some(DecodeError::Trailing(1)));
         // Every truncation fails cleanly.
         for n in 1..b.len() {
-            assert!(decode_message(&b[..n]).is_err(), "prefix {n} decoded");
+            assert!(decode_body(&b[..n]).is_err(), "body prefix {n} decoded");
+        }
+        for n in 0..st.len() {
+            assert!(
+                decode_state_into(&mut target, &st[..n]).is_err(),
+                "state prefix {n} decoded"
+            );
         }
     }
 
@@ -642,27 +740,38 @@ mod tests {
         let mut buf = Vec::new();
         Writer(&mut buf).varint(u64::MAX);
         assert_eq!(Reader::new(&buf).varint(), Ok(u64::MAX));
-        let huge_count = [V1, 0, 0x80, 0x80, 0x80, 0x80, 0x01];
-        assert!(decode_message(&huge_count).is_err());
+        // A part count of 2^28 with nothing behind it is refused before allocating.
+        let huge_count = [STATE_V1, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x01];
+        assert_eq!(
+            decode_state_into(&mut sample(), &huge_count),
+            Err(DecodeError::Truncated)
+        );
     }
 
     proptest::proptest! {
         #![proptest_config(proptest::test_runner::Config::with_cases(256))]
-        /// Arbitrary bytes after the version byte never panic the decoder.
+        /// Arbitrary bytes after the version byte never panic either decoder.
         #[test]
         fn arbitrary_bytes_never_panic(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
-            let mut v = vec![V1];
+            let mut v = vec![BODY_V1];
             v.extend_from_slice(&tail);
-            let _ = decode_message(&v);
+            let _ = decode_body(&v);
+            v[0] = STATE_V1;
+            let _ = decode_state_into(&mut sample(), &v);
         }
 
-        /// Overwriting any byte of a valid record never panics the decoder.
+        /// Overwriting any byte of a valid record never panics the decoders.
         #[test]
         fn damaged_records_never_panic(at in 0usize..120, to in proptest::num::u8::ANY) {
-            let mut b = encode_message(&sample());
+            let m = sample();
+            let mut b = encode_body(&m);
             let i = at % b.len();
             b[i] = to;
-            let _ = decode_message(&b);
+            let _ = decode_body(&b);
+            let mut st = encode_state(&m);
+            let i = at % st.len();
+            st[i] = to;
+            let _ = decode_state_into(&mut sample(), &st);
         }
     }
 }

@@ -168,17 +168,31 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|e| StoreError::Encode(e.to_string()))
 }
 
-/// Loads a message.
+fn corrupt_record(key: &[u8], e: &codec::DecodeError) -> StoreError {
+    StoreError::Corrupt {
+        key: keys::hex(key),
+        reason: e.to_string(),
+    }
+}
+
+/// Loads a message: its body record and its state record.
 pub(crate) fn load(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, StoreError> {
     let k = keys::message(id);
-    kv.get(&k)?
-        .map(|v| {
-            codec::decode_message(&v).map_err(|e| StoreError::Corrupt {
-                key: keys::hex(&k),
-                reason: e.to_string(),
-            })
-        })
-        .transpose()
+    let Some(v) = kv.get(&k)? else {
+        return Ok(None);
+    };
+    let codec::Body { mut message, whole } =
+        codec::decode_body(&v).map_err(|e| corrupt_record(&k, &e))?;
+    let sk = keys::state(id);
+    match kv.get(&sk)? {
+        Some(v) => {
+            codec::decode_state_into(&mut message, &v).map_err(|e| corrupt_record(&sk, &e))?
+        }
+        // A legacy whole-message record not changed since: its own state fields stand.
+        None if whole => {}
+        None => return Err(corrupt(&sk, "message has no state record")),
+    }
+    Ok(Some(message))
 }
 
 /// Loads a message reached through a queue index. A record that cannot be decoded is logged
@@ -193,8 +207,14 @@ fn load_queued(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, StoreE
     }
 }
 
+/// Saves a message's state. Its body never changes after [`save_body`] at insert.
 fn save(kv: &mut dyn Kv, m: &Message) -> Result<(), StoreError> {
-    kv.put(&keys::message(m.id), &codec::encode_message(m))
+    kv.put(&keys::state(m.id), &codec::encode_state(m))
+}
+
+/// Writes the body record of a new message.
+fn save_body(kv: &mut dyn Kv, m: &Message) -> Result<(), StoreError> {
+    kv.put(&keys::message(m.id), &codec::encode_body(m))
 }
 
 /// Removes whichever queue key (ready or lease) the message currently has.
@@ -330,6 +350,7 @@ fn insert(kv: &mut dyn Kv, m: &Message) -> Result<OpResult, StoreError> {
     if let Some(k) = &idem_key {
         kv.put(k, &m.id.to_be_bytes())?;
     }
+    save_body(kv, m)?;
     if m.lease_until_ms.is_none()
         && matches!(m.state, MessageState::Queued | MessageState::Scheduled)
     {
@@ -667,6 +688,7 @@ fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, Stor
             }
         }
         kv.delete(&keys::message(id))?;
+        kv.delete(&keys::state(id))?;
         n += 1;
     }
     // Receipts that never found their message.
