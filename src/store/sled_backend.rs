@@ -11,9 +11,13 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::backend::{Backend, Kv, KvRead};
 use super::error::StoreError;
+
+/// How long `open` waits for the lock a just-closed handle is still releasing.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
 
 /// A sled database directory.
 #[derive(Debug)]
@@ -29,11 +33,23 @@ impl SledBackend {
             path: dir.display().to_string(),
             source,
         })?;
-        let db = sled::Config::new()
-            .path(dir.join("sluice.sled"))
-            .open()
-            .map_err(StoreError::backend)?;
-        Ok(Self { db })
+        let config = sled::Config::new().path(dir.join("sluice.sled"));
+        // sled 0.34 releases its file lock from a background thread after the last handle is
+        // dropped, so reopening right after a close can briefly fail with WouldBlock.
+        let mut wait = Duration::from_millis(5);
+        let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            match config.open() {
+                Ok(db) => return Ok(Self { db }),
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_millis(100));
+                }
+                Err(e) => return Err(StoreError::backend(e)),
+            }
+        }
     }
 }
 
