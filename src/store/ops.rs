@@ -278,6 +278,27 @@ pub(crate) fn corrupt(key: &[u8], reason: &str) -> StoreError {
     }
 }
 
+/// Whether a commit holding `op` must be durable before it is answered.
+///
+/// Losing these in a crash is harmless, so their commits skip the fsync (they become durable
+/// with the next durable commit):
+/// - `Lease`: after a crash every in-flight message is sent again anyway (a durable lease
+///   only delays that until the lease expires), so a lost lease adds no duplicate beyond the
+///   in-flight window;
+/// - `OutboxAck`/`OutboxDelete`: a lost ack redelivers receipt events the client already
+///   took — receipt delivery is at-least-once (a crash between POST and ack does the same);
+/// - `Recover`/`Purge`: idempotent housekeeping, run again after the restart.
+pub(crate) fn needs_fsync(op: &Op) -> bool {
+    !matches!(
+        op,
+        Op::Lease { .. }
+            | Op::OutboxAck { .. }
+            | Op::OutboxDelete { .. }
+            | Op::Recover { .. }
+            | Op::Purge { .. }
+    )
+}
+
 /// Applies one op. Ops are borrowed so the writer can retry a group batch by batch.
 pub(crate) fn apply(kv: &mut dyn Kv, op: &Op) -> Result<OpResult, StoreError> {
     match op {

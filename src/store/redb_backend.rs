@@ -1,5 +1,5 @@
 //! redb backend (the default), committed with `Durability::Immediate` (fsync before `commit`
-//! returns).
+//! returns), or `Durability::None` for `write_relaxed`.
 //!
 //! The store's one ordered key space is split by the key's first byte (the "table" tag of
 //! `keys.rs`) into one redb table per tag, named `sluice.XX` (hex of the tag; the empty key
@@ -154,6 +154,33 @@ impl RedbBackend {
             "redb store: moved the single-table layout to per-tag tables"
         );
         Ok(())
+    }
+}
+
+impl RedbBackend {
+    fn write_with<R>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut txn = self.db.begin_write().map_err(StoreError::backend)?;
+        txn.set_durability(durability)
+            .map_err(StoreError::backend)?;
+        let result = {
+            let mut kv = WriteKv::new(&txn, &self.tags);
+            f(&mut kv)
+        };
+        match result {
+            Ok(r) => {
+                txn.commit().map_err(StoreError::backend)?;
+                Ok(r)
+            }
+            Err(e) => {
+                // Dropping the changes is all that matters; an abort error adds nothing.
+                let _ = txn.abort();
+                Err(e)
+            }
+        }
     }
 }
 
@@ -410,24 +437,16 @@ impl Backend for RedbBackend {
         &self,
         f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let mut txn = self.db.begin_write().map_err(StoreError::backend)?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(StoreError::backend)?;
-        let result = {
-            let mut kv = WriteKv::new(&txn, &self.tags);
-            f(&mut kv)
-        };
-        match result {
-            Ok(r) => {
-                txn.commit().map_err(StoreError::backend)?;
-                Ok(r)
-            }
-            Err(e) => {
-                // Dropping the changes is all that matters; an abort error adds nothing.
-                let _ = txn.abort();
-                Err(e)
-            }
-        }
+        self.write_with(Durability::Immediate, f)
+    }
+
+    /// redb's `Durability::None`: the commit is visible at once and made durable by the next
+    /// `Immediate` commit.
+    fn write_relaxed<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.write_with(Durability::None, f)
     }
 
     fn read<R>(

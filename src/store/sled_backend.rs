@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::backend::{Backend, Kv, KvRead};
@@ -23,6 +24,8 @@ const LOCK_WAIT: Duration = Duration::from_secs(3);
 #[derive(Debug)]
 pub struct SledBackend {
     db: sled::Db,
+    /// A batch was applied since the last `flush`.
+    unflushed: AtomicBool,
 }
 
 impl SledBackend {
@@ -40,7 +43,12 @@ impl SledBackend {
         let deadline = Instant::now() + LOCK_WAIT;
         loop {
             match config.open() {
-                Ok(db) => return Ok(Self { db }),
+                Ok(db) => {
+                    return Ok(Self {
+                        db,
+                        unflushed: AtomicBool::new(false),
+                    });
+                }
                 Err(sled::Error::Io(e))
                     if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
                 {
@@ -49,6 +57,51 @@ impl SledBackend {
                 }
                 Err(e) => return Err(StoreError::backend(e)),
             }
+        }
+    }
+}
+
+impl SledBackend {
+    fn write_with<R>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut overlay = Overlay {
+            tree: &self.db,
+            pending: BTreeMap::new(),
+        };
+        let r = f(&mut overlay)?;
+        if !overlay.pending.is_empty() {
+            let mut batch = sled::Batch::default();
+            for (k, v) in overlay.pending {
+                match v {
+                    Some(v) => batch.insert(k, v),
+                    None => batch.remove(k),
+                }
+            }
+            self.db.apply_batch(batch).map_err(StoreError::backend)?;
+            self.unflushed.store(true, Ordering::Relaxed);
+        }
+        // A durable write also makes every earlier relaxed one durable, even if it changed
+        // nothing itself.
+        if durable && self.unflushed.swap(false, Ordering::Relaxed) {
+            if let Err(e) = self.db.flush() {
+                self.unflushed.store(true, Ordering::Relaxed);
+                return Err(StoreError::backend(e));
+            }
+        }
+        Ok(r)
+    }
+}
+
+impl Drop for SledBackend {
+    /// A clean close makes relaxed writes durable too (as redb does on close).
+    fn drop(&mut self) {
+        if self.unflushed.load(Ordering::Relaxed)
+            && let Err(e) = self.db.flush()
+        {
+            tracing::error!(error = %e, "sled: flush on close failed");
         }
     }
 }
@@ -207,23 +260,15 @@ impl Backend for SledBackend {
         &self,
         f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let mut overlay = Overlay {
-            tree: &self.db,
-            pending: BTreeMap::new(),
-        };
-        let r = f(&mut overlay)?;
-        if !overlay.pending.is_empty() {
-            let mut batch = sled::Batch::default();
-            for (k, v) in overlay.pending {
-                match v {
-                    Some(v) => batch.insert(k, v),
-                    None => batch.remove(k),
-                }
-            }
-            self.db.apply_batch(batch).map_err(StoreError::backend)?;
-            self.db.flush().map_err(StoreError::backend)?;
-        }
-        Ok(r)
+        self.write_with(true, f)
+    }
+
+    /// Applies the batch without `flush`; the next durable write flushes it.
+    fn write_relaxed<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.write_with(false, f)
     }
 
     fn read<R>(
