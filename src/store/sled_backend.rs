@@ -85,11 +85,12 @@ impl SledBackend {
         }
         // A durable write also makes every earlier relaxed one durable, even if it changed
         // nothing itself.
-        if durable && self.unflushed.swap(false, Ordering::Relaxed) {
-            if let Err(e) = self.db.flush() {
-                self.unflushed.store(true, Ordering::Relaxed);
-                return Err(StoreError::backend(e));
-            }
+        if durable
+            && self.unflushed.swap(false, Ordering::Relaxed)
+            && let Err(e) = self.db.flush()
+        {
+            self.unflushed.store(true, Ordering::Relaxed);
+            return Err(StoreError::backend(e));
         }
         Ok(r)
     }
