@@ -5,6 +5,9 @@
 //! leave the key space unchanged for that op — only engine/decoding failures are errors, and
 //! they abort the whole transaction.
 //!
+//! A message is two records (`codec.rs`): its body, written once by `insert`, and its state,
+//! which every later op rewrites through `save`. `load` reads both.
+//!
 //! Index invariants kept here:
 //! - a non-final message that is not in flight has exactly one ready key
 //!   `(channel, lane, due_ms, id)`; an in-flight one has exactly one lease key
