@@ -68,6 +68,17 @@ impl Backend for AnyBackend {
         }
     }
 
+    fn write_relaxed<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        match self {
+            Self::Redb(b) => b.write_relaxed(f),
+            #[cfg(feature = "sled")]
+            Self::Sled(b) => b.write_relaxed(f),
+        }
+    }
+
     fn read<R>(
         &self,
         f: impl FnOnce(&dyn KvRead) -> Result<R, StoreError>,

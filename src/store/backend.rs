@@ -5,7 +5,9 @@
 //! Invariants a backend must keep:
 //! - `write` is atomic: either every put/delete made by the closure is visible afterwards, or
 //!   none (closure returned `Err`, or the commit failed).
-//! - `write` returns `Ok` only after the changes are durable (fsync or equivalent).
+//! - `write` returns `Ok` only after the changes are durable (fsync or equivalent);
+//!   `write_relaxed` may return earlier, but its changes become durable no later than those of
+//!   the next `write` (commits are durable in order).
 //! - Reads inside `write` see the closure's own earlier writes.
 //! - Only one `write` runs at a time (the store's single writer thread guarantees it).
 
@@ -49,6 +51,17 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
     ) -> Result<R, StoreError>;
+
+    /// Like [`write`](Self::write), but may return before the commit is durable: it becomes
+    /// durable with the next durable `write`, and a crash before that may lose it (never
+    /// partially). For changes a crash makes harmless to lose (see `ops::needs_fsync`). The
+    /// default is a durable `write`.
+    fn write_relaxed<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.write(f)
+    }
 
     /// Runs `f` against a consistent snapshot of committed data.
     fn read<R>(

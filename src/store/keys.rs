@@ -5,7 +5,7 @@
 //!
 //! | tag | key | value |
 //! |---|---|---|
-//! | 0x01 message | id | message JSON |
+//! | 0x01 message | id | message body record (`codec.rs`), written once |
 //! | 0x02 ready | channel, 0, lane, due_ms, id | empty |
 //! | 0x03 lease expiry | expiry_ms, id | empty |
 //! | 0x04 center id | channel, 0, center_id | id, part (u16) |
@@ -15,6 +15,7 @@
 //! | 0x08 terminal | done_ms, id | empty |
 //! | 0x09 early receipt | channel, 0, center_id | arrived_ms, receipt JSON |
 //! | 0x0A early receipt age | arrived_ms, channel, 0, center_id | empty |
+//! | 0x0B message state | id | message state record (`codec.rs`) |
 
 use super::id::MessageId;
 use super::model::Lane;
@@ -29,6 +30,7 @@ pub(crate) const IDEM: u8 = 0x07;
 pub(crate) const TERMINAL: u8 = 0x08;
 pub(crate) const EARLY: u8 = 0x09;
 pub(crate) const EARLY_AGE: u8 = 0x0A;
+pub(crate) const STATE: u8 = 0x0B;
 
 /// Reads a big-endian u64 at `at`; `None` if the slice is too short.
 pub(crate) fn be_u64(b: &[u8], at: usize) -> Option<u64> {
@@ -59,6 +61,13 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 pub(crate) fn message(id: MessageId) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = MESSAGE;
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub(crate) fn state(id: MessageId) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = STATE;
     k[1..].copy_from_slice(&id.to_be_bytes());
     k
 }

@@ -4,9 +4,11 @@
 //! - `backend.rs`: the engine trait (names no engine crate).
 //! - `redb_backend.rs` (default), `sled_backend.rs` (`--features sled`), `any.rs`: engines and
 //!   the config-selected enum of them.
-//! - `keys.rs`: key layout; `model.rs`: records; `id.rs`: message ids.
+//! - `keys.rs`: key layout; `model.rs`: records; `codec.rs`: their binary on-disk format;
+//!   `id.rs`: message ids.
 //! - `ops.rs`: every state change, written once for all engines; `reads.rs`: pure lookups.
-//! - `writer.rs`: the group-commit writer.
+//! - `writer.rs`: the group-commit writer; `seq_cache.rs`: its per-group cache of outbox
+//!   counters.
 //!
 //! Writes (including leasing, which moves messages from ready to in flight) go through the
 //! writer; pure reads (`get`, `by_center`, `outbox`, …) open a read transaction directly. They
@@ -28,6 +30,7 @@
 
 mod any;
 mod backend;
+mod codec;
 mod error;
 mod id;
 mod keys;
@@ -35,6 +38,7 @@ mod model;
 mod ops;
 mod reads;
 mod redb_backend;
+mod seq_cache;
 #[cfg(feature = "sled")]
 mod sled_backend;
 mod writer;
@@ -171,6 +175,12 @@ impl<B: Backend> Store<B> {
 
     /// Applies `ops` atomically and durably; resolves after the fsync'd commit, with one
     /// result per op. Waits (without blocking a thread) when too many ops are queued.
+    ///
+    /// One exception: a batch made only of ops that are harmless to lose in a crash (`Lease`,
+    /// `OutboxAck`, `OutboxDelete`, `Recover`, `Purge`) resolves once committed, before the
+    /// fsync; it becomes durable with the next durable commit. A crash may therefore undo a
+    /// lease (the message is sent again, as it would be after the lease expired) or an
+    /// outbox ack (those receipt events are delivered again: receipts are at-least-once).
     pub async fn submit(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
         if ops.is_empty() {
             return Ok(Vec::new());

@@ -2,8 +2,8 @@
 //! put in a client's outbox.
 //!
 //! Times are milliseconds since the Unix epoch (`u64`): the store never reads a clock, callers
-//! pass `now`. Records are serialised as JSON so a human can read a dump and fields can be added
-//! with `#[serde(default)]` without a migration.
+//! pass `now`. Message records are stored in the binary format of `codec.rs`; the serde
+//! derives are the HTTP/JSON form (and read message records written before that format).
 
 use std::collections::BTreeMap;
 

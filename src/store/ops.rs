@@ -5,6 +5,9 @@
 //! leave the key space unchanged for that op — only engine/decoding failures are errors, and
 //! they abort the whole transaction.
 //!
+//! A message is two records (`codec.rs`): its body, written once by `insert`, and its state,
+//! which every later op rewrites through `save`. `load` reads both.
+//!
 //! Index invariants kept here:
 //! - a non-final message that is not in flight has exactly one ready key
 //!   `(channel, lane, due_ms, id)`; an in-flight one has exactly one lease key
@@ -15,6 +18,7 @@
 use jiff::Timestamp;
 
 use super::backend::{Kv, KvRead};
+use super::codec;
 use super::error::StoreError;
 use super::id::MessageId;
 use super::keys;
@@ -167,10 +171,31 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|e| StoreError::Encode(e.to_string()))
 }
 
-/// Loads a message.
+fn corrupt_record(key: &[u8], e: &codec::DecodeError) -> StoreError {
+    StoreError::Corrupt {
+        key: keys::hex(key),
+        reason: e.to_string(),
+    }
+}
+
+/// Loads a message: its body record and its state record.
 pub(crate) fn load(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, StoreError> {
     let k = keys::message(id);
-    kv.get(&k)?.map(|v| decode(&k, &v)).transpose()
+    let Some(v) = kv.get(&k)? else {
+        return Ok(None);
+    };
+    let codec::Body { mut message, whole } =
+        codec::decode_body(&v).map_err(|e| corrupt_record(&k, &e))?;
+    let sk = keys::state(id);
+    match kv.get(&sk)? {
+        Some(v) => {
+            codec::decode_state_into(&mut message, &v).map_err(|e| corrupt_record(&sk, &e))?
+        }
+        // A legacy whole-message record not changed since: its own state fields stand.
+        None if whole => {}
+        None => return Err(corrupt(&sk, "message has no state record")),
+    }
+    Ok(Some(message))
 }
 
 /// Loads a message reached through a queue index. A record that cannot be decoded is logged
@@ -185,8 +210,14 @@ fn load_queued(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, StoreE
     }
 }
 
+/// Saves a message's state. Its body never changes after [`save_body`] at insert.
 fn save(kv: &mut dyn Kv, m: &Message) -> Result<(), StoreError> {
-    kv.put(&keys::message(m.id), &encode(m)?)
+    kv.put(&keys::state(m.id), &codec::encode_state(m))
+}
+
+/// Writes the body record of a new message.
+fn save_body(kv: &mut dyn Kv, m: &Message) -> Result<(), StoreError> {
+    kv.put(&keys::message(m.id), &codec::encode_body(m))
 }
 
 /// Removes whichever queue key (ready or lease) the message currently has.
@@ -250,10 +281,31 @@ pub(crate) fn corrupt(key: &[u8], reason: &str) -> StoreError {
     }
 }
 
+/// Whether a commit holding `op` must be durable before it is answered.
+///
+/// Losing these in a crash is harmless, so their commits skip the fsync (they become durable
+/// with the next durable commit):
+/// - `Lease`: after a crash every in-flight message is sent again anyway (a durable lease
+///   only delays that until the lease expires), so a lost lease adds no duplicate beyond the
+///   in-flight window;
+/// - `OutboxAck`/`OutboxDelete`: a lost ack redelivers receipt events the client already
+///   took — receipt delivery is at-least-once (a crash between POST and ack does the same);
+/// - `Recover`/`Purge`: idempotent housekeeping, run again after the restart.
+pub(crate) fn needs_fsync(op: &Op) -> bool {
+    !matches!(
+        op,
+        Op::Lease { .. }
+            | Op::OutboxAck { .. }
+            | Op::OutboxDelete { .. }
+            | Op::Recover { .. }
+            | Op::Purge { .. }
+    )
+}
+
 /// Applies one op. Ops are borrowed so the writer can retry a group batch by batch.
 pub(crate) fn apply(kv: &mut dyn Kv, op: &Op) -> Result<OpResult, StoreError> {
     match op {
-        Op::Insert(m) => insert(kv, Message::clone(m)),
+        Op::Insert(m) => insert(kv, m),
         Op::Lease {
             channel,
             lanes,
@@ -303,7 +355,7 @@ fn valid_name(s: &str) -> bool {
     !s.is_empty() && !s.contains('\0')
 }
 
-fn insert(kv: &mut dyn Kv, mut m: Message) -> Result<OpResult, StoreError> {
+fn insert(kv: &mut dyn Kv, m: &Message) -> Result<OpResult, StoreError> {
     if !valid_name(&m.account) || !valid_name(&m.channel) {
         return Ok(OpResult::Invalid(
             "account and channel must be non-empty and contain no NUL".into(),
@@ -322,6 +374,16 @@ fn insert(kv: &mut dyn Kv, mut m: Message) -> Result<OpResult, StoreError> {
     if let Some(k) = &idem_key {
         kv.put(k, &m.id.to_be_bytes())?;
     }
+    save_body(kv, m)?;
+    if m.lease_until_ms.is_none()
+        && matches!(m.state, MessageState::Queued | MessageState::Scheduled)
+    {
+        // The usual case, stored as given (no copy of the message).
+        kv.put(&keys::ready(&m.channel, m.lane, m.due_ms, m.id), &[])?;
+        save(kv, m)?;
+        return Ok(OpResult::Inserted(m.id));
+    }
+    let mut m = m.clone();
     m.lease_until_ms = None;
     if m.state.is_final() {
         let state = m.state;
@@ -329,9 +391,8 @@ fn insert(kv: &mut dyn Kv, mut m: Message) -> Result<OpResult, StoreError> {
         // Stored straight as final (e.g. no route): no queue key exists, a receipt is due.
         finalize(kv, &mut m, state, state.stat_word(), "000", now)?;
     } else {
-        if m.state == MessageState::InFlight || m.state == MessageState::Sent {
-            m.state = MessageState::Queued;
-        }
+        // In flight or sent at insert makes no sense: it starts in the ready queue.
+        m.state = MessageState::Queued;
         kv.put(&keys::ready(&m.channel, m.lane, m.due_ms, m.id), &[])?;
         save(kv, &m)?;
     }
@@ -651,6 +712,7 @@ fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, Stor
             }
         }
         kv.delete(&keys::message(id))?;
+        kv.delete(&keys::state(id))?;
         n += 1;
     }
     // Receipts that never found their message.

@@ -1,27 +1,92 @@
-//! redb backend (the default): one table of byte keys → byte values, committed with
-//! `Durability::Immediate` (fsync before `commit` returns).
+//! redb backend (the default), committed with `Durability::Immediate` (fsync before `commit`
+//! returns), or `Durability::None` for `write_relaxed`.
 //!
-//! All namespaces live in one table (see `keys.rs`), so a transaction opens exactly one table
-//! and the generic op code needs no table handles.
+//! The store's one ordered key space is split by the key's first byte (the "table" tag of
+//! `keys.rs`) into one redb table per tag, named `sluice.XX` (hex of the tag; the empty key
+//! lives in `sluice.00`). Each table keeps the whole key, so ordering inside a table is the
+//! key-space order and a scan over several tags walks their tables in tag order. Why: the
+//! small, hot queue indexes (ready, lease, outbox) then sit in shallow trees of their own
+//! instead of deep inside the tree of ~250-byte message records, which cuts the pages every
+//! put, delete and commit touches.
+//!
+//! Tables are opened lazily, the first time a transaction touches a tag. A write transaction
+//! creates the table of a tag it writes; reads treat a missing table as empty. `tags` remembers
+//! which tables may exist (a superset: a table created by an aborted transaction stays marked),
+//! so a wide scan skips absent tags without asking redb.
+//!
+//! Stores written before the split kept everything in one table named `sluice`; `open` moves
+//! its entries into the per-tag tables in one transaction and drops it.
 
+use std::cell::RefCell;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, Table,
+    TableDefinition, TableError, TableHandle, WriteTransaction,
+};
 
 use super::backend::{Backend, Kv, KvRead};
 use super::error::StoreError;
 
-const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> =
-    TableDefinition::new("sluice");
+type Def<'a> = TableDefinition<'a, &'static [u8], &'static [u8]>;
+type RwTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
+type RoTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+/// The single table of the layout before the per-tag split.
+const LEGACY: Def<'static> = TableDefinition::new("sluice");
+/// Prefix of per-tag table names.
+const PREFIX: &str = "sluice.";
+/// Entries moved per step when migrating the legacy table.
+const MIGRATE_CHUNK: usize = 4096;
+
+fn table_name(tag: u8) -> String {
+    format!("{PREFIX}{tag:02x}")
+}
+
+/// Tag (table) of a key.
+fn tag_of(key: &[u8]) -> u8 {
+    key.first().copied().unwrap_or(0)
+}
+
+/// Which per-tag tables may exist: 256 bits.
+#[derive(Debug, Default)]
+struct Tags([AtomicU64; 4]);
+
+impl Tags {
+    fn mark(&self, tag: u8) {
+        self.0[usize::from(tag >> 6)].fetch_or(1 << (tag & 63), Ordering::Relaxed);
+    }
+
+    fn has(&self, tag: u8) -> bool {
+        self.0[usize::from(tag >> 6)].load(Ordering::Relaxed) & (1 << (tag & 63)) != 0
+    }
+}
+
+/// The tags a scan over `[start, end)` may touch, in ascending order (a superset is fine:
+/// each table is still scanned with the exact bounds).
+fn tags_between(start: &[u8], end: &[u8]) -> impl DoubleEndedIterator<Item = u8> {
+    let last = match end {
+        // No key sorts before the empty key.
+        [] => None,
+        // `[t]` ends before every key of tag t, except that tag 0's table also holds the
+        // empty key, which sorts before `[0]`.
+        [t] => Some(t.saturating_sub(1)),
+        [t, ..] => Some(*t),
+    };
+    last.into_iter().flat_map(move |last| tag_of(start)..=last)
+}
 
 /// A redb database file.
 #[derive(Debug)]
 pub struct RedbBackend {
     db: Database,
+    tags: Tags,
 }
 
 impl RedbBackend {
     /// Opens (or creates) the database file `dir/sluice.redb`, creating `dir` if needed.
+    /// A file in the single-table layout is converted on the way.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
@@ -29,15 +94,97 @@ impl RedbBackend {
             source,
         })?;
         let db = Database::create(dir.join("sluice.redb")).map_err(StoreError::backend)?;
-        // Create the table so read transactions can open it before the first write.
-        let txn = db.begin_write().map_err(StoreError::backend)?;
-        txn.open_table(TABLE).map_err(StoreError::backend)?;
+        let backend = Self {
+            db,
+            tags: Tags::default(),
+        };
+        let mut legacy = false;
+        {
+            let txn = backend.db.begin_read().map_err(StoreError::backend)?;
+            for t in txn.list_tables().map_err(StoreError::backend)? {
+                let name = t.name();
+                if name == LEGACY.name() {
+                    legacy = true;
+                } else if let Some(tag) = name
+                    .strip_prefix(PREFIX)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    backend.tags.mark(tag);
+                }
+            }
+        }
+        if legacy {
+            backend.migrate_legacy()?;
+        }
+        Ok(backend)
+    }
+
+    /// Moves every entry of the legacy single table into the per-tag tables, atomically.
+    fn migrate_legacy(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::backend)?;
+        let moved = {
+            let old = txn.open_table(LEGACY).map_err(StoreError::backend)?;
+            let mut kv = WriteKv::new(&txn, &self.tags);
+            let mut n = 0usize;
+            let mut from: Vec<u8> = Vec::new();
+            loop {
+                let mut chunk = Vec::with_capacity(MIGRATE_CHUNK);
+                for item in old
+                    .range::<&[u8]>(from.as_slice()..)
+                    .map_err(StoreError::backend)?
+                    .take(MIGRATE_CHUNK)
+                {
+                    let (k, v) = item.map_err(StoreError::backend)?;
+                    chunk.push((k.value().to_vec(), v.value().to_vec()));
+                }
+                let Some((last, _)) = chunk.last() else { break };
+                from = last.clone();
+                from.push(0); // the next key after `last`
+                for (k, v) in &chunk {
+                    kv.put(k, v)?;
+                }
+                n += chunk.len();
+            }
+            n
+        };
+        txn.delete_table(LEGACY).map_err(StoreError::backend)?;
         txn.commit().map_err(StoreError::backend)?;
-        Ok(Self { db })
+        tracing::info!(
+            entries = moved,
+            "redb store: moved the single-table layout to per-tag tables"
+        );
+        Ok(())
     }
 }
 
-/// Shared read logic for read-only and writable tables.
+impl RedbBackend {
+    fn write_with<R>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut txn = self.db.begin_write().map_err(StoreError::backend)?;
+        txn.set_durability(durability)
+            .map_err(StoreError::backend)?;
+        let result = {
+            let mut kv = WriteKv::new(&txn, &self.tags);
+            f(&mut kv)
+        };
+        match result {
+            Ok(r) => {
+                txn.commit().map_err(StoreError::backend)?;
+                Ok(r)
+            }
+            Err(e) => {
+                // Dropping the changes is all that matters; an abort error adds nothing.
+                let _ = txn.abort();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Pairs with `start <= key < end` from one table.
 fn scan_table<T: ReadableTable<&'static [u8], &'static [u8]>>(
     t: &T,
     start: &[u8],
@@ -45,9 +192,6 @@ fn scan_table<T: ReadableTable<&'static [u8], &'static [u8]>>(
     limit: usize,
     out: &mut Vec<(Vec<u8>, Vec<u8>)>,
 ) -> Result<(), StoreError> {
-    if start >= end || limit == 0 {
-        return Ok(());
-    }
     for item in t
         .range(start..end)
         .map_err(StoreError::backend)?
@@ -64,9 +208,6 @@ fn last_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
     start: &[u8],
     end: &[u8],
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    if start >= end {
-        return Ok(None);
-    }
     match t
         .range(start..end)
         .map_err(StoreError::backend)?
@@ -77,15 +218,116 @@ fn last_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
     }
 }
 
-struct Reader<T>(T);
+/// Per-tag table access shared by the read and write views: `with(tag, f)` runs `f` on the
+/// tag's table, or returns `None` when the table does not exist.
+trait Tables {
+    type T: ReadableTable<&'static [u8], &'static [u8]>;
 
-impl<T: ReadableTable<&'static [u8], &'static [u8]>> KvRead for Reader<T> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .0
-            .get(key)
+    fn with<R>(
+        &self,
+        tag: u8,
+        f: impl FnOnce(&Self::T) -> Result<R, StoreError>,
+    ) -> Result<Option<R>, StoreError>;
+}
+
+fn get<S: Tables>(s: &S, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(s.with(tag_of(key), |t| {
+        Ok(t.get(key)
             .map_err(StoreError::backend)?
             .map(|v| v.value().to_vec()))
+    })?
+    .flatten())
+}
+
+fn scan<S: Tables>(
+    s: &S,
+    start: &[u8],
+    end: &[u8],
+    limit: usize,
+    out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+) -> Result<(), StoreError> {
+    if start >= end || limit == 0 {
+        return Ok(());
+    }
+    let goal = out.len() + limit;
+    for tag in tags_between(start, end) {
+        let left = goal - out.len();
+        if left == 0 {
+            break;
+        }
+        s.with(tag, |t| scan_table(t, start, end, left, out))?;
+    }
+    Ok(())
+}
+
+fn last_key<S: Tables>(s: &S, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    if start >= end {
+        return Ok(None);
+    }
+    for tag in tags_between(start, end).rev() {
+        if let Some(k) = s.with(tag, |t| last_in(t, start, end))?.flatten() {
+            return Ok(Some(k));
+        }
+    }
+    Ok(None)
+}
+
+/// The view inside a write transaction. Tables are opened on first use and kept for the
+/// transaction; they must all be dropped before the commit.
+struct WriteKv<'t> {
+    txn: &'t WriteTransaction,
+    tags: &'t Tags,
+    open: RefCell<Vec<(u8, RwTable<'t>)>>,
+}
+
+impl<'t> WriteKv<'t> {
+    fn new(txn: &'t WriteTransaction, tags: &'t Tags) -> Self {
+        Self {
+            txn,
+            tags,
+            open: RefCell::new(Vec::with_capacity(12)),
+        }
+    }
+
+    /// Index in `open` of the tag's table, opening (creating) it if `create`.
+    fn slot(&self, tag: u8, create: bool) -> Result<Option<usize>, StoreError> {
+        let mut open = self.open.borrow_mut();
+        if let Some(i) = open.iter().position(|(t, _)| *t == tag) {
+            return Ok(Some(i));
+        }
+        if !create && !self.tags.has(tag) {
+            return Ok(None);
+        }
+        let name = table_name(tag);
+        let table = self
+            .txn
+            .open_table(Def::new(&name))
+            .map_err(StoreError::backend)?;
+        self.tags.mark(tag);
+        open.push((tag, table));
+        Ok(Some(open.len() - 1))
+    }
+}
+
+impl<'t> Tables for WriteKv<'t> {
+    type T = RwTable<'t>;
+
+    fn with<R>(
+        &self,
+        tag: u8,
+        f: impl FnOnce(&Self::T) -> Result<R, StoreError>,
+    ) -> Result<Option<R>, StoreError> {
+        let Some(i) = self.slot(tag, false)? else {
+            return Ok(None);
+        };
+        let open = self.open.borrow();
+        f(&open[i].1).map(Some)
+    }
+}
+
+impl KvRead for WriteKv<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        get(self, key)
     }
 
     fn scan(
@@ -95,23 +337,94 @@ impl<T: ReadableTable<&'static [u8], &'static [u8]>> KvRead for Reader<T> {
         limit: usize,
         out: &mut Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), StoreError> {
-        scan_table(&self.0, start, end, limit, out)
+        scan(self, start, end, limit, out)
     }
 
     fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        last_in(&self.0, start, end)
+        last_key(self, start, end)
     }
 }
 
-impl Kv for Reader<redb::Table<'_, &'static [u8], &'static [u8]>> {
+impl Kv for WriteKv<'_> {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.0.insert(key, value).map_err(StoreError::backend)?;
+        let Some(i) = self.slot(tag_of(key), true)? else {
+            return Err(StoreError::Backend("table not opened".into()));
+        };
+        self.open.get_mut()[i]
+            .1
+            .insert(key, value)
+            .map_err(StoreError::backend)?;
         Ok(())
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        self.0.remove(key).map_err(StoreError::backend)?;
+        let Some(i) = self.slot(tag_of(key), false)? else {
+            return Ok(());
+        };
+        self.open.get_mut()[i]
+            .1
+            .remove(key)
+            .map_err(StoreError::backend)?;
         Ok(())
+    }
+}
+
+/// The view of a read transaction; a missing table reads as empty.
+struct ReadKv<'a> {
+    txn: ReadTransaction,
+    tags: &'a Tags,
+    /// Tables looked up so far: `None` = does not exist in this snapshot.
+    open: RefCell<Vec<(u8, Option<RoTable>)>>,
+}
+
+impl Tables for ReadKv<'_> {
+    type T = RoTable;
+
+    fn with<R>(
+        &self,
+        tag: u8,
+        f: impl FnOnce(&Self::T) -> Result<R, StoreError>,
+    ) -> Result<Option<R>, StoreError> {
+        if !self.tags.has(tag) {
+            return Ok(None);
+        }
+        let mut open = self.open.borrow_mut();
+        let i = match open.iter().position(|(t, _)| *t == tag) {
+            Some(i) => i,
+            None => {
+                let table = match self.txn.open_table(Def::new(&table_name(tag))) {
+                    Ok(t) => Some(t),
+                    Err(TableError::TableDoesNotExist(_)) => None,
+                    Err(e) => return Err(StoreError::backend(e)),
+                };
+                open.push((tag, table));
+                open.len() - 1
+            }
+        };
+        match &open[i].1 {
+            Some(t) => f(t).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl KvRead for ReadKv<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        get(self, key)
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        scan(self, start, end, limit, out)
+    }
+
+    fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        last_key(self, start, end)
     }
 }
 
@@ -124,25 +437,16 @@ impl Backend for RedbBackend {
         &self,
         f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let mut txn = self.db.begin_write().map_err(StoreError::backend)?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(StoreError::backend)?;
-        let result = {
-            let table = txn.open_table(TABLE).map_err(StoreError::backend)?;
-            let mut kv = Reader(table);
-            f(&mut kv)
-        };
-        match result {
-            Ok(r) => {
-                txn.commit().map_err(StoreError::backend)?;
-                Ok(r)
-            }
-            Err(e) => {
-                // Dropping the changes is all that matters; an abort error adds nothing.
-                let _ = txn.abort();
-                Err(e)
-            }
-        }
+        self.write_with(Durability::Immediate, f)
+    }
+
+    /// redb's `Durability::None`: the commit is visible at once and made durable by the next
+    /// `Immediate` commit.
+    fn write_relaxed<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.write_with(Durability::None, f)
     }
 
     fn read<R>(
@@ -150,7 +454,68 @@ impl Backend for RedbBackend {
         f: impl FnOnce(&dyn KvRead) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         let txn = self.db.begin_read().map_err(StoreError::backend)?;
-        let table = txn.open_table(TABLE).map_err(StoreError::backend)?;
-        f(&Reader(table))
+        f(&ReadKv {
+            txn,
+            tags: &self.tags,
+            open: RefCell::new(Vec::new()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_ranges_of_scans() {
+        let tags = |a: &[u8], b: &[u8]| tags_between(a, b).collect::<Vec<_>>();
+        assert_eq!(tags(&[1], &[2]), [1]);
+        assert_eq!(tags(&[1, 5], &[3, 0]), [1, 2, 3]);
+        assert_eq!(tags(&[], &[0, 1]), [0]);
+        assert_eq!(tags(&[], &[0]), [0]);
+        assert!(tags(&[3], &[2, 1]).is_empty());
+        assert!(tags(&[], &[]).is_empty());
+        assert_eq!(tags(&[0xFE], &[0xFF, 0xFF]), [0xFE, 0xFF]);
+    }
+
+    #[test]
+    fn single_table_stores_are_converted_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Database::create(dir.path().join("sluice.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(LEGACY).unwrap();
+                t.insert(&[1u8, 0, 1][..], &b"a"[..]).unwrap();
+                t.insert(&[2u8, 9][..], &b"b"[..]).unwrap();
+                t.insert(&[][..], &b"empty"[..]).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let b = RedbBackend::open(dir.path()).unwrap();
+        let all = b
+            .read(|kv| {
+                let mut out = Vec::new();
+                kv.scan(&[], &[0xFF, 0xFF], 10, &mut out)?;
+                Ok(out)
+            })
+            .unwrap();
+        assert_eq!(
+            all,
+            vec![
+                (vec![], b"empty".to_vec()),
+                (vec![1, 0, 1], b"a".to_vec()),
+                (vec![2, 9], b"b".to_vec()),
+            ]
+        );
+        drop(b);
+        // Converted once: the legacy table is gone and the data stays after a reopen.
+        let b = RedbBackend::open(dir.path()).unwrap();
+        let txn = b.db.begin_read().unwrap();
+        assert!(matches!(
+            txn.open_table(LEGACY),
+            Err(TableError::TableDoesNotExist(_))
+        ));
+        assert_eq!(b.read(|kv| kv.get(&[2, 9])).unwrap(), Some(b"b".to_vec()));
     }
 }

@@ -11,14 +11,21 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use super::backend::{Backend, Kv, KvRead};
 use super::error::StoreError;
+
+/// How long `open` waits for the lock a just-closed handle is still releasing.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
 
 /// A sled database directory.
 #[derive(Debug)]
 pub struct SledBackend {
     db: sled::Db,
+    /// A batch was applied since the last `flush`.
+    unflushed: AtomicBool,
 }
 
 impl SledBackend {
@@ -29,11 +36,74 @@ impl SledBackend {
             path: dir.display().to_string(),
             source,
         })?;
-        let db = sled::Config::new()
-            .path(dir.join("sluice.sled"))
-            .open()
-            .map_err(StoreError::backend)?;
-        Ok(Self { db })
+        let config = sled::Config::new().path(dir.join("sluice.sled"));
+        // sled 0.34 releases its file lock from a background thread after the last handle is
+        // dropped, so reopening right after a close can briefly fail with WouldBlock.
+        let mut wait = Duration::from_millis(5);
+        let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            match config.open() {
+                Ok(db) => {
+                    return Ok(Self {
+                        db,
+                        unflushed: AtomicBool::new(false),
+                    });
+                }
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_millis(100));
+                }
+                Err(e) => return Err(StoreError::backend(e)),
+            }
+        }
+    }
+}
+
+impl SledBackend {
+    fn write_with<R>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut overlay = Overlay {
+            tree: &self.db,
+            pending: BTreeMap::new(),
+        };
+        let r = f(&mut overlay)?;
+        if !overlay.pending.is_empty() {
+            let mut batch = sled::Batch::default();
+            for (k, v) in overlay.pending {
+                match v {
+                    Some(v) => batch.insert(k, v),
+                    None => batch.remove(k),
+                }
+            }
+            self.db.apply_batch(batch).map_err(StoreError::backend)?;
+            self.unflushed.store(true, Ordering::Relaxed);
+        }
+        // A durable write also makes every earlier relaxed one durable, even if it changed
+        // nothing itself.
+        if durable
+            && self.unflushed.swap(false, Ordering::Relaxed)
+            && let Err(e) = self.db.flush()
+        {
+            self.unflushed.store(true, Ordering::Relaxed);
+            return Err(StoreError::backend(e));
+        }
+        Ok(r)
+    }
+}
+
+impl Drop for SledBackend {
+    /// A clean close makes relaxed writes durable too (as redb does on close).
+    fn drop(&mut self) {
+        if self.unflushed.load(Ordering::Relaxed)
+            && let Err(e) = self.db.flush()
+        {
+            tracing::error!(error = %e, "sled: flush on close failed");
+        }
     }
 }
 
@@ -191,23 +261,15 @@ impl Backend for SledBackend {
         &self,
         f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let mut overlay = Overlay {
-            tree: &self.db,
-            pending: BTreeMap::new(),
-        };
-        let r = f(&mut overlay)?;
-        if !overlay.pending.is_empty() {
-            let mut batch = sled::Batch::default();
-            for (k, v) in overlay.pending {
-                match v {
-                    Some(v) => batch.insert(k, v),
-                    None => batch.remove(k),
-                }
-            }
-            self.db.apply_batch(batch).map_err(StoreError::backend)?;
-            self.db.flush().map_err(StoreError::backend)?;
-        }
-        Ok(r)
+        self.write_with(true, f)
+    }
+
+    /// Applies the batch without `flush`; the next durable write flushes it.
+    fn write_relaxed<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.write_with(false, f)
     }
 
     fn read<R>(

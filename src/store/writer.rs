@@ -8,7 +8,10 @@
 //! `async_io/write.rs` worker).
 //!
 //! Invariants:
-//! - a producer's batch is atomic and is answered `Ok` only after its commit is durable;
+//! - a producer's batch is atomic and is answered `Ok` only after its commit is durable —
+//!   except a group made only of ops whose loss a crash makes harmless (lease, outbox ack,
+//!   recover, purge: `ops::needs_fsync`), which commits without waiting for the fsync and
+//!   becomes durable with the next durable commit;
 //! - a batch is never split across commits (so one batch may exceed `max_ops`);
 //! - if a group commit fails, each batch is retried alone, so one bad batch (e.g. a corrupt
 //!   record it touches) fails only its own producer.
@@ -22,6 +25,7 @@ use tokio::sync::oneshot;
 use super::backend::Backend;
 use super::error::StoreError;
 use super::ops::{self, Op, OpResult};
+use super::seq_cache::SeqCache;
 
 /// Group-commit tuning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,14 +119,37 @@ fn apply_all(kv: &mut dyn super::backend::Kv, ops: &[Op]) -> Result<Vec<OpResult
     ops.iter().map(|op| ops::apply(kv, op)).collect()
 }
 
+/// Applies every request's ops in one transaction, through the outbox-counter cache.
+fn apply_group(
+    kv: &mut dyn super::backend::Kv,
+    group: &[Request],
+) -> Result<Vec<Vec<OpResult>>, StoreError> {
+    let mut cache = SeqCache::new(kv);
+    let results = group
+        .iter()
+        .map(|r| apply_all(&mut cache, &r.ops))
+        .collect::<Result<Vec<_>, _>>()?;
+    cache.flush()?;
+    Ok(results)
+}
+
+/// Commits `group` in one transaction: durably if any of its ops needs it, else relaxed
+/// (see `ops::needs_fsync`).
+fn write_group<B: Backend>(
+    backend: &B,
+    group: &[Request],
+) -> Result<Vec<Vec<OpResult>>, StoreError> {
+    let durable = group.iter().flat_map(|r| &r.ops).any(ops::needs_fsync);
+    if durable {
+        backend.write(|kv| apply_group(kv, group))
+    } else {
+        backend.write_relaxed(|kv| apply_group(kv, group))
+    }
+}
+
 fn commit_group<B: Backend>(backend: &B, group: Vec<Request>, stats: &WriterStats) {
     let n_ops: usize = group.iter().map(|r| r.ops.len()).sum();
-    let together = backend.write(|kv| {
-        group
-            .iter()
-            .map(|r| apply_all(kv, &r.ops))
-            .collect::<Result<Vec<_>, _>>()
-    });
+    let together = write_group(backend, &group);
     match together {
         Ok(results) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -145,7 +172,8 @@ fn commit_group<B: Backend>(backend: &B, group: Vec<Request>, stats: &WriterStat
         Err(e) => {
             tracing::warn!(error = %e, batches = group.len(), "group commit failed; retrying batches alone");
             for req in group {
-                let res = backend.write(|kv| apply_all(kv, &req.ops));
+                let res = write_group(backend, std::slice::from_ref(&req))
+                    .map(|mut r| r.pop().unwrap_or_default());
                 if res.is_ok() {
                     stats.commits.fetch_add(1, Ordering::Relaxed);
                     stats.ops.fetch_add(req.ops.len() as u64, Ordering::Relaxed);

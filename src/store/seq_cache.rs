@@ -1,0 +1,222 @@
+//! Write-back cache of the per-account outbox sequence counters for one group commit.
+//!
+//! Every message that reaches a final state reads and bumps its account's counter (tag
+//! `OUTBOX_SEQ` in `keys.rs`). A group commit of 1000 receipts for one account would read and
+//! rewrite the same key 1000 times; through this wrapper it reads it once and writes it once,
+//! in [`SeqCache::flush`] before the commit.
+//!
+//! Invariants:
+//! - only keys with the `OUTBOX_SEQ` tag are cached; every other call goes straight through;
+//! - nothing scans the `OUTBOX_SEQ` tag (scans and `last_key` are passed through unmerged,
+//!   and debug builds assert they do not cover the tag);
+//! - `flush` must run before the transaction commits, or the counters' new values are lost
+//!   (the writer does it for every group; an aborted group drops the cache with its changes).
+
+use std::collections::HashMap;
+
+use super::backend::{Kv, KvRead};
+use super::error::StoreError;
+use super::keys;
+
+/// A [`Kv`] that keeps outbox counters in memory until [`flush`](Self::flush).
+pub(crate) struct SeqCache<'a> {
+    inner: &'a mut dyn Kv,
+    /// Counters written in this group (`None`: deleted). Only writes fill it, so every
+    /// entry is dirty; the first read of a counter goes to the store.
+    seqs: HashMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a> SeqCache<'a> {
+    pub(crate) fn new(inner: &'a mut dyn Kv) -> Self {
+        Self {
+            inner,
+            seqs: HashMap::new(),
+        }
+    }
+
+    /// Writes the changed counters through. Call once, before the commit.
+    pub(crate) fn flush(self) -> Result<(), StoreError> {
+        for (k, v) in &self.seqs {
+            match v {
+                Some(v) => self.inner.put(k, v)?,
+                None => self.inner.delete(k)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn cached(key: &[u8]) -> bool {
+        key.first() == Some(&keys::OUTBOX_SEQ)
+    }
+
+    fn set(&mut self, key: &[u8], value: Option<Vec<u8>>) {
+        match self.seqs.get_mut(key) {
+            Some(v) => *v = value,
+            None => {
+                self.seqs.insert(key.to_vec(), value);
+            }
+        }
+    }
+}
+
+/// Whether `[start, end)` can hold a key of the cached tag.
+fn covers_cached_tag(start: &[u8], end: &[u8]) -> bool {
+    let lo: &[u8] = &[keys::OUTBOX_SEQ];
+    let hi: &[u8] = &[keys::OUTBOX_SEQ + 1];
+    start < hi && end > lo
+}
+
+impl KvRead for SeqCache<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if Self::cached(key)
+            && let Some(v) = self.seqs.get(key)
+        {
+            return Ok(v.clone());
+        }
+        self.inner.get(key)
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        debug_assert!(
+            self.seqs.is_empty() || !covers_cached_tag(start, end),
+            "scan over cached outbox counters"
+        );
+        self.inner.scan(start, end, limit, out)
+    }
+
+    fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        debug_assert!(
+            self.seqs.is_empty() || !covers_cached_tag(start, end),
+            "last_key over cached outbox counters"
+        );
+        self.inner.last_key(start, end)
+    }
+}
+
+impl Kv for SeqCache<'_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        if Self::cached(key) {
+            self.set(key, Some(value.to_vec()));
+            return Ok(());
+        }
+        self.inner.put(key, value)
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        if Self::cached(key) {
+            self.set(key, None);
+            return Ok(());
+        }
+        self.inner.delete(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// A plain in-memory `Kv` that counts calls.
+    #[derive(Default)]
+    struct Mem {
+        map: BTreeMap<Vec<u8>, Vec<u8>>,
+        gets: std::cell::Cell<usize>,
+        puts: usize,
+    }
+
+    impl KvRead for Mem {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.gets.set(self.gets.get() + 1);
+            Ok(self.map.get(key).cloned())
+        }
+        fn scan(
+            &self,
+            start: &[u8],
+            end: &[u8],
+            limit: usize,
+            out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+        ) -> Result<(), StoreError> {
+            out.extend(
+                self.map
+                    .range(start.to_vec()..end.to_vec())
+                    .take(limit)
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            Ok(())
+        }
+        fn last_key(&self, _: &[u8], _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(None)
+        }
+    }
+
+    impl Kv for Mem {
+        fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+            self.puts += 1;
+            self.map.insert(key.to_vec(), value.to_vec());
+            Ok(())
+        }
+        fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+            self.map.remove(key);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn counters_are_read_once_and_written_once() {
+        let mut mem = Mem::default();
+        let k = keys::outbox_seq("acme");
+        mem.put(&k, &5u64.to_be_bytes()).unwrap();
+        mem.puts = 0;
+        {
+            let mut c = SeqCache::new(&mut mem);
+            for _ in 0..100 {
+                let v = c.get(&k).unwrap().unwrap();
+                let n = keys::be_u64(&v, 0).unwrap();
+                c.put(&k, &(n + 1).to_be_bytes()).unwrap();
+            }
+            // Other keys go straight through.
+            c.put(&[keys::MESSAGE, 1], b"m").unwrap();
+            assert_eq!(c.get(&[keys::MESSAGE, 1]).unwrap(), Some(b"m".to_vec()));
+            c.flush().unwrap();
+        }
+        assert_eq!(mem.map.get(&k), Some(&105u64.to_be_bytes().to_vec()));
+        // One read and one write of the counter, one write of the message.
+        assert_eq!(mem.puts, 2);
+        assert_eq!(mem.gets.get(), 2);
+    }
+
+    #[test]
+    fn unflushed_changes_are_dropped_and_deletes_flush() {
+        let mut mem = Mem::default();
+        let k = keys::outbox_seq("a");
+        mem.put(&k, b"x").unwrap();
+        {
+            let mut c = SeqCache::new(&mut mem);
+            c.put(&k, b"y").unwrap();
+        }
+        assert_eq!(mem.map.get(&k), Some(&b"x".to_vec()));
+        {
+            let mut c = SeqCache::new(&mut mem);
+            c.delete(&k).unwrap();
+            assert_eq!(c.get(&k).unwrap(), None);
+            c.flush().unwrap();
+        }
+        assert!(!mem.map.contains_key(&k));
+    }
+
+    #[test]
+    fn ranges_covering_the_tag() {
+        let t = keys::OUTBOX_SEQ;
+        assert!(covers_cached_tag(&[t], &[t + 1]));
+        assert!(covers_cached_tag(&[t - 1], &[t, 0]));
+        assert!(!covers_cached_tag(&[t - 1], &[t]));
+        assert!(!covers_cached_tag(&[t + 1], &[t + 2]));
+    }
+}
