@@ -1,1 +1,4 @@
 //! sluice gateway library.
+
+pub mod ingress;
+pub mod metrics;
