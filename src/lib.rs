@@ -1,4 +1,6 @@
-//! sluice gateway library.
+//! sluice gateway library: configuration, the durable store, scheduling and routing, and on
+//! top of them ingress, receipts and metrics (see DESIGN.md §2–§3).
 
 pub mod ingress;
 pub mod metrics;
+pub mod store;

@@ -1,0 +1,58 @@
+//! The one storage trait. It names no engine: an engine is an ordered byte-key map with atomic,
+//! durable write transactions and snapshot reads. Every gateway operation (`ops.rs`) is written
+//! once against it, so the redb and sled backends differ only in how they map these calls.
+//!
+//! Invariants a backend must keep:
+//! - `write` is atomic: either every put/delete made by the closure is visible afterwards, or
+//!   none (closure returned `Err`, or the commit failed).
+//! - `write` returns `Ok` only after the changes are durable (fsync or equivalent).
+//! - Reads inside `write` see the closure's own earlier writes.
+//! - Only one `write` runs at a time (the store's single writer thread guarantees it).
+
+use super::error::StoreError;
+
+/// Read access to the key space.
+pub trait KvRead {
+    /// Value under `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Pairs with `start <= key < end` in ascending key order, at most `limit` of them,
+    /// appended to `out`.
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError>;
+
+    /// The greatest key in `[start, end)`.
+    fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// Write access inside a transaction.
+pub trait Kv: KvRead {
+    /// Sets `key` to `value`.
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+
+    /// Removes `key` if present.
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError>;
+}
+
+/// A storage engine.
+pub trait Backend: Send + Sync + 'static {
+    /// Short engine name for logs and benches.
+    fn name(&self) -> &'static str;
+
+    /// Runs `f` in one atomic write transaction and commits it durably if `f` returns `Ok`.
+    fn write<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError>;
+
+    /// Runs `f` against a consistent snapshot of committed data.
+    fn read<R>(
+        &self,
+        f: impl FnOnce(&dyn KvRead) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError>;
+}

@@ -1,0 +1,229 @@
+//! Gateway message ids: a sortable `u64` and its text form.
+//!
+//! Layout: `unix_ms << 20 | counter` — 44 bits of milliseconds (good until the year 2527) and a
+//! 20-bit per-millisecond counter, so ids sort by creation time and a single generator can hand
+//! out about a million ids per millisecond before borrowing from the next one.
+//!
+//! Text form: **26-character Crockford base32 laid out as a ULID** — the 48-bit ULID time field
+//! holds the millisecond part and the 80-bit "random" field holds the counter, zero-extended.
+//! So the HTTP contract's `01JD3Q5V8Q0000000000000001` is the id with counter 1, any ULID tool
+//! shows the right creation time, and string order equals numeric order.
+//!
+//! Invariant: [`IdGenerator::next`] is strictly increasing for one generator, even if the wall
+//! clock steps backwards (it then keeps counting from the last id).
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bits reserved for the per-millisecond counter.
+const COUNTER_BITS: u32 = 20;
+/// Crockford base32 alphabet (no I, L, O, U).
+const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// Length of the text form.
+pub const ID_TEXT_LEN: usize = 26;
+
+/// A gateway message id. `Ord` is creation order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId(pub u64);
+
+impl MessageId {
+    /// Builds the id for millisecond `unix_ms` and `counter` (only the low 20 bits are used).
+    pub const fn from_parts(unix_ms: u64, counter: u32) -> Self {
+        Self((unix_ms << COUNTER_BITS) | (counter as u64 & ((1 << COUNTER_BITS) - 1)))
+    }
+
+    /// Milliseconds since the Unix epoch at which the id was made.
+    pub const fn unix_ms(self) -> u64 {
+        self.0 >> COUNTER_BITS
+    }
+
+    /// The per-millisecond counter.
+    pub const fn counter(self) -> u32 {
+        (self.0 & ((1 << COUNTER_BITS) - 1)) as u32
+    }
+
+    /// Big-endian bytes: the storage key form, which sorts like the number.
+    pub const fn to_be_bytes(self) -> [u8; 8] {
+        self.0.to_be_bytes()
+    }
+
+    /// The 128-bit ULID value this id is shown as.
+    const fn as_ulid(self) -> u128 {
+        ((self.unix_ms() as u128) << 80) | self.counter() as u128
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.as_ulid();
+        let mut out = [0u8; ID_TEXT_LEN];
+        for (i, slot) in out.iter_mut().enumerate() {
+            // 26 chars * 5 bits = 130 bits; the first char carries only the top 3 bits.
+            let shift = 5 * (ID_TEXT_LEN - 1 - i);
+            *slot = ALPHABET[((v >> shift) & 0x1F) as usize];
+        }
+        // The alphabet is ASCII, so this never fails; fall back to an error rather than panic.
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// Why a text id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseIdError {
+    /// Not 26 characters.
+    #[error("id must be {ID_TEXT_LEN} characters, got {0}")]
+    Length(usize),
+    /// A character outside Crockford base32.
+    #[error("invalid character {0:?} in id")]
+    Char(char),
+    /// Valid ULID text, but not one this gateway could have issued.
+    #[error("not a sluice id (value out of range)")]
+    Range,
+}
+
+fn decode_char(c: u8) -> Option<u8> {
+    let c = c.to_ascii_uppercase();
+    let c = match c {
+        b'I' | b'L' => b'1',
+        b'O' => b'0',
+        other => other,
+    };
+    ALPHABET.iter().position(|&a| a == c).map(|p| p as u8)
+}
+
+impl FromStr for MessageId {
+    type Err = ParseIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes = s.as_bytes();
+        if bytes.len() != ID_TEXT_LEN {
+            return Err(ParseIdError::Length(s.chars().count()));
+        }
+        let mut v: u128 = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let d = decode_char(b).ok_or_else(|| ParseIdError::Char(char::from(b)))?;
+            if i == 0 && d > 7 {
+                return Err(ParseIdError::Range);
+            }
+            v = (v << 5) | u128::from(d);
+        }
+        let ms = v >> 80;
+        let rest = v & ((1u128 << 80) - 1);
+        if ms >= (1u128 << (64 - COUNTER_BITS)) || rest >= (1u128 << COUNTER_BITS) {
+            return Err(ParseIdError::Range);
+        }
+        Ok(Self::from_parts(ms as u64, rest as u32))
+    }
+}
+
+/// Serialised as the 26-character text form (what the HTTP API shows).
+impl serde::Serialize for MessageId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MessageId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Hands out strictly increasing ids; shared by all ingress tasks.
+#[derive(Debug, Default)]
+pub struct IdGenerator {
+    last: AtomicU64,
+}
+
+impl IdGenerator {
+    /// A generator that will only return ids greater than `after` (the newest stored id, so a
+    /// restart never reissues an id even when the clock went backwards).
+    pub fn starting_after(after: Option<MessageId>) -> Self {
+        Self {
+            last: AtomicU64::new(after.map_or(0, |id| id.0)),
+        }
+    }
+
+    /// The next id for wall-clock time `now_ms`.
+    pub fn next(&self, now_ms: u64) -> MessageId {
+        let floor = now_ms << COUNTER_BITS;
+        let mut last = self.last.load(Ordering::Relaxed);
+        loop {
+            let candidate = floor.max(last.saturating_add(1));
+            match self.last.compare_exchange_weak(
+                last,
+                candidate,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return MessageId(candidate),
+                Err(actual) => last = actual,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_example_round_trips() {
+        let id: MessageId = "01JD3Q5V8Q0000000000000001".parse().unwrap();
+        assert_eq!(id.counter(), 1);
+        assert_eq!(id.to_string(), "01JD3Q5V8Q0000000000000001");
+        // 2024-11-19 in milliseconds, as the ULID time field says.
+        assert_eq!(id.unix_ms() / 86_400_000, 20_046);
+    }
+
+    #[test]
+    fn text_order_is_numeric_order() {
+        let ids = [
+            MessageId::from_parts(1, 0),
+            MessageId::from_parts(1, 5),
+            MessageId::from_parts(1_700_000_000_000, 0),
+            MessageId::from_parts(1_700_000_000_001, (1 << 20) - 1),
+        ];
+        for w in ids.windows(2) {
+            assert!(w[0] < w[1]);
+            assert!(w[0].to_string() < w[1].to_string());
+            assert_eq!(w[1].to_string().parse::<MessageId>().unwrap(), w[1]);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_text() {
+        assert_eq!("abc".parse::<MessageId>(), Err(ParseIdError::Length(3)));
+        assert!(matches!(
+            "01JD3Q5V8Q000000000000000U".parse::<MessageId>(),
+            Err(ParseIdError::Char('U'))
+        ));
+        // Counter wider than 20 bits.
+        assert_eq!(
+            "01JD3Q5V8Q0000000000100000".parse::<MessageId>(),
+            Err(ParseIdError::Range)
+        );
+        assert_eq!(
+            "8ZZZZZZZZZZZZZZZZZZZZZZZZZ".parse::<MessageId>(),
+            Err(ParseIdError::Range)
+        );
+        // Crockford aliases are accepted.
+        assert_eq!(
+            "oljd3q5v8q0000000000000001".parse::<MessageId>().unwrap(),
+            "01JD3Q5V8Q0000000000000001".parse::<MessageId>().unwrap()
+        );
+    }
+
+    #[test]
+    fn generator_is_monotonic_when_clock_steps_back() {
+        let g = IdGenerator::starting_after(Some(MessageId::from_parts(1000, 7)));
+        let a = g.next(999);
+        let b = g.next(500);
+        let c = g.next(2000);
+        assert!(MessageId::from_parts(1000, 7) < a && a < b && b < c);
+        assert_eq!(c, MessageId::from_parts(2000, 0));
+    }
+}

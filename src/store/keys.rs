@@ -1,0 +1,190 @@
+//! Key layout of the single ordered key space. The first byte names the "table"; integers are
+//! big-endian so byte order is numeric order; string components other than the last are
+//! followed by a 0x00 separator (so accounts and channel names must not contain NUL — the
+//! store refuses such messages).
+//!
+//! | tag | key | value |
+//! |---|---|---|
+//! | 0x01 message | id | message JSON |
+//! | 0x02 ready | channel, 0, lane, due_ms, id | empty |
+//! | 0x03 lease expiry | expiry_ms, id | empty |
+//! | 0x04 center id | channel, 0, center_id | id, part (u16) |
+//! | 0x05 outbox | account, 0, seq | receipt JSON |
+//! | 0x06 outbox next seq | account | u64 |
+//! | 0x07 idempotency | account, 0, client_ref | id |
+//! | 0x08 terminal | done_ms, id | empty |
+//! | 0x09 early receipt | channel, 0, center_id | arrived_ms, receipt JSON |
+//! | 0x0A early receipt age | arrived_ms, channel, 0, center_id | empty |
+
+use super::id::MessageId;
+use super::model::Lane;
+
+pub(crate) const MESSAGE: u8 = 0x01;
+pub(crate) const READY: u8 = 0x02;
+pub(crate) const LEASE: u8 = 0x03;
+pub(crate) const CENTER: u8 = 0x04;
+pub(crate) const OUTBOX: u8 = 0x05;
+pub(crate) const OUTBOX_SEQ: u8 = 0x06;
+pub(crate) const IDEM: u8 = 0x07;
+pub(crate) const TERMINAL: u8 = 0x08;
+pub(crate) const EARLY: u8 = 0x09;
+pub(crate) const EARLY_AGE: u8 = 0x0A;
+
+/// Reads a big-endian u64 at `at`; `None` if the slice is too short.
+pub(crate) fn be_u64(b: &[u8], at: usize) -> Option<u64> {
+    let s = b.get(at..at + 8)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(s);
+    Some(u64::from_be_bytes(a))
+}
+
+/// Reads a big-endian u16 at `at`.
+pub(crate) fn be_u16(b: &[u8], at: usize) -> Option<u16> {
+    let s = b.get(at..at + 2)?;
+    Some(u16::from_be_bytes([s[0], s[1]]))
+}
+
+/// The exclusive end of every key starting with `prefix`.
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0xFF; prefix.len() + 1]
+}
+
+pub(crate) fn message(id: MessageId) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = MESSAGE;
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn tagged_str(tag: u8, s: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + s.len() + 17);
+    k.push(tag);
+    k.extend_from_slice(s.as_bytes());
+    k.push(0);
+    k
+}
+
+/// Prefix of the ready queue of (channel, lane).
+pub(crate) fn ready_prefix(channel: &str, lane: Lane) -> Vec<u8> {
+    let mut k = tagged_str(READY, channel);
+    k.push(lane.as_byte());
+    k
+}
+
+pub(crate) fn ready(channel: &str, lane: Lane, due_ms: u64, id: MessageId) -> Vec<u8> {
+    let mut k = ready_prefix(channel, lane);
+    k.extend_from_slice(&due_ms.to_be_bytes());
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// The id at the end of a ready key.
+pub(crate) fn ready_id(key: &[u8]) -> Option<MessageId> {
+    key.len()
+        .checked_sub(8)
+        .and_then(|at| be_u64(key, at))
+        .map(MessageId)
+}
+
+pub(crate) fn lease(expiry_ms: u64, id: MessageId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = LEASE;
+    k[1..9].copy_from_slice(&expiry_ms.to_be_bytes());
+    k[9..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub(crate) fn center(channel: &str, center_id: &str) -> Vec<u8> {
+    let mut k = tagged_str(CENTER, channel);
+    k.extend_from_slice(center_id.as_bytes());
+    k
+}
+
+pub(crate) fn center_value(id: MessageId, part: u16) -> [u8; 10] {
+    let mut v = [0u8; 10];
+    v[..8].copy_from_slice(&id.to_be_bytes());
+    v[8..].copy_from_slice(&part.to_be_bytes());
+    v
+}
+
+pub(crate) fn outbox_prefix(account: &str) -> Vec<u8> {
+    tagged_str(OUTBOX, account)
+}
+
+pub(crate) fn outbox(account: &str, seq: u64) -> Vec<u8> {
+    let mut k = outbox_prefix(account);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub(crate) fn outbox_seq(account: &str) -> Vec<u8> {
+    let mut k = vec![OUTBOX_SEQ];
+    k.extend_from_slice(account.as_bytes());
+    k
+}
+
+pub(crate) fn idem(account: &str, client_ref: &str) -> Vec<u8> {
+    let mut k = tagged_str(IDEM, account);
+    k.extend_from_slice(client_ref.as_bytes());
+    k
+}
+
+pub(crate) fn terminal(done_ms: u64, id: MessageId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = TERMINAL;
+    k[1..9].copy_from_slice(&done_ms.to_be_bytes());
+    k[9..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub(crate) fn early(channel: &str, center_id: &str) -> Vec<u8> {
+    let mut k = tagged_str(EARLY, channel);
+    k.extend_from_slice(center_id.as_bytes());
+    k
+}
+
+pub(crate) fn early_age(arrived_ms: u64, early_key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + early_key.len());
+    k.push(EARLY_AGE);
+    k.extend_from_slice(&arrived_ms.to_be_bytes());
+    // Keep the early key without its tag so the entry can be found again.
+    k.extend_from_slice(&early_key[1..]);
+    k
+}
+
+/// Hex of a key, for error messages.
+pub(crate) fn hex(key: &[u8]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_keys_sort_by_lane_then_due_then_id() {
+        let a = ready("c", Lane::Otp, 500, MessageId(9));
+        let b = ready("c", Lane::Notification, 1, MessageId(1));
+        let c = ready("c", Lane::Notification, 2, MessageId(0));
+        let d = ready("c", Lane::Notification, 2, MessageId(1));
+        assert!(a < b && b < c && c < d);
+        // A channel whose name extends another's never falls in its range.
+        let other = ready("c1", Lane::Otp, 0, MessageId(0));
+        let p = ready_prefix("c", Lane::Otp);
+        assert!(!(other >= p && other < prefix_end(&p)));
+        assert_eq!(ready_id(&d), Some(MessageId(1)));
+    }
+
+    #[test]
+    fn prefix_end_handles_ff() {
+        assert_eq!(prefix_end(&[1, 2]), vec![1, 3]);
+        assert_eq!(prefix_end(&[1, 0xFF]), vec![2]);
+    }
+}

@@ -1,0 +1,304 @@
+//! Durable message store: one trait ([`Backend`]), engines behind it, and the [`Store`] handle
+//! that funnels every write through a single group-commit writer thread.
+//!
+//! - `backend.rs`: the engine trait (names no engine crate).
+//! - `redb_backend.rs` (default), `sled_backend.rs` (`--features sled`), `any.rs`: engines and
+//!   the config-selected enum of them.
+//! - `keys.rs`: key layout; `model.rs`: records; `id.rs`: message ids.
+//! - `ops.rs`: every state change, written once for all engines.
+//! - `writer.rs`: the group-commit writer.
+//!
+//! Writes (including leasing, which moves messages from ready to in flight) go through the
+//! writer; pure reads (`get`, `by_center`, `outbox`, …) open a read transaction directly. They
+//! are short synchronous calls; from async code they may be called inline for single lookups.
+
+mod any;
+mod backend;
+mod error;
+mod id;
+mod keys;
+mod model;
+mod ops;
+mod redb_backend;
+#[cfg(feature = "sled")]
+mod sled_backend;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use tokio::sync::{Semaphore, oneshot};
+
+pub use any::{AnyBackend, BackendKind};
+pub use backend::{Backend, Kv, KvRead};
+pub use error::StoreError;
+pub use id::{ID_TEXT_LEN, IdGenerator, MessageId, ParseIdError};
+pub use model::{
+    EncodingHint, Lane, Message, MessageKind, MessageState, OutboxEntry, Part, PartState, Payload,
+    Receipt, ReceiptEvent,
+};
+pub use ops::{Op, OpResult};
+pub use redb_backend::RedbBackend;
+#[cfg(feature = "sled")]
+pub use sled_backend::SledBackend;
+pub use writer::{WriterConfig, WriterStats};
+
+/// Result of leasing: messages now in flight, and those that expired instead.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Leased {
+    /// Messages leased to the caller, due-time order.
+    pub messages: Vec<Message>,
+    /// Messages that ended as `expired` (their receipt is in the outbox).
+    pub expired: Vec<MessageId>,
+}
+
+struct Inner<B: Backend> {
+    backend: Arc<B>,
+    tx: Option<mpsc::Sender<writer::Request>>,
+    permits: Arc<Semaphore>,
+    queue_ops: usize,
+    ids: IdGenerator,
+    stats: Arc<WriterStats>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl<B: Backend> Drop for Inner<B> {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer finish queued requests and exit; joining means
+        // the engine is released (file lock dropped) when the last handle goes.
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("store writer thread panicked");
+            }
+        }
+    }
+}
+
+/// Handle to the store. Cheap to clone; the writer stops when the last clone is dropped.
+pub struct Store<B: Backend> {
+    inner: Arc<Inner<B>>,
+}
+
+impl<B: Backend> Clone for Store<B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<B: Backend> std::fmt::Debug for Store<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.inner.backend.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> Store<B> {
+    /// Opens the store on `backend`: returns leases expired at `now_ms` to their ready queues
+    /// (crash recovery), seeds the id generator past the newest stored id, starts the writer.
+    pub fn open(backend: B, cfg: WriterConfig, now_ms: u64) -> Result<Self, StoreError> {
+        let backend = Arc::new(backend);
+        let recovered = backend.write(|kv| ops::apply(kv, &Op::Recover { now_ms }))?;
+        if let OpResult::Count(n) = recovered {
+            if n > 0 {
+                tracing::info!(
+                    requeued = n,
+                    "store: expired leases returned to ready queues"
+                );
+            }
+        }
+        let last = backend.read(|kv| ops::last_id(kv))?;
+        let (tx, rx) = mpsc::channel();
+        let stats = Arc::new(WriterStats::default());
+        let thread = {
+            let backend = Arc::clone(&backend);
+            let stats = Arc::clone(&stats);
+            std::thread::Builder::new()
+                .name("sluice-store-writer".into())
+                .spawn(move || writer::run(&*backend, &rx, cfg, &stats))
+                .map_err(|source| StoreError::Open {
+                    path: "writer thread".into(),
+                    source,
+                })?
+        };
+        let queue_ops = cfg.queue_ops.max(1);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                backend,
+                tx: Some(tx),
+                permits: Arc::new(Semaphore::new(queue_ops)),
+                queue_ops,
+                ids: IdGenerator::starting_after(last),
+                stats,
+                thread: Some(thread),
+            }),
+        })
+    }
+
+    /// The engine's name.
+    pub fn backend_name(&self) -> &'static str {
+        self.inner.backend.name()
+    }
+
+    /// Gives out message ids (strictly increasing, past every stored id).
+    pub fn ids(&self) -> &IdGenerator {
+        &self.inner.ids
+    }
+
+    /// Group-commit counters.
+    pub fn stats(&self) -> &WriterStats {
+        &self.inner.stats
+    }
+
+    /// Applies `ops` atomically and durably; resolves after the fsync'd commit, with one
+    /// result per op. Waits (without blocking a thread) when too many ops are queued.
+    pub async fn submit(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let want = u32::try_from(ops.len().min(self.inner.queue_ops)).unwrap_or(u32::MAX);
+        let _permit = Arc::clone(&self.inner.permits)
+            .acquire_many_owned(want)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .as_ref()
+            .ok_or(StoreError::Closed)?
+            .send(writer::Request { ops, reply })
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`submit`](Self::submit) for synchronous callers (tests, benches, CLI tools). Do not call
+    /// it from inside an async task: it blocks the thread until the commit.
+    pub fn submit_blocking(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
+        futures::executor::block_on(self.submit(ops))
+    }
+
+    /// Inserts a batch of messages in one atomic, durable commit. One result per message:
+    /// `Inserted`, `Duplicate` (idempotency key or id seen before) or `Invalid`.
+    pub async fn insert_batch(&self, messages: Vec<Message>) -> Result<Vec<OpResult>, StoreError> {
+        self.submit(
+            messages
+                .into_iter()
+                .map(|m| Op::Insert(Box::new(m)))
+                .collect(),
+        )
+        .await
+    }
+
+    /// Leases up to `limit` due messages of (channel, lane) until `now_ms + lease_ms`.
+    pub async fn lease(
+        &self,
+        channel: &str,
+        lane: Lane,
+        now_ms: u64,
+        limit: usize,
+        lease_ms: u64,
+    ) -> Result<Leased, StoreError> {
+        let op = Op::Lease {
+            channel: channel.to_owned(),
+            lane,
+            now_ms,
+            limit,
+            lease_ms,
+        };
+        match self.submit(vec![op]).await?.pop() {
+            Some(OpResult::Leased { messages, expired }) => Ok(Leased { messages, expired }),
+            other => Err(StoreError::Backend(format!("lease answered {other:?}"))),
+        }
+    }
+
+    /// Returns leases expired at `now_ms` to the ready queues; run it periodically. Returns
+    /// how many messages were requeued.
+    pub async fn recover(&self, now_ms: u64) -> Result<usize, StoreError> {
+        self.count(Op::Recover { now_ms }).await
+    }
+
+    /// One compaction step: deletes up to `limit` final messages that ended before
+    /// `before_ms` (now − retention). Run it periodically until it returns less than `limit`.
+    pub async fn purge(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError> {
+        self.count(Op::Purge { before_ms, limit }).await
+    }
+
+    /// Acknowledges the account's outbox through `seq`; returns how many entries went.
+    pub async fn outbox_ack(&self, account: &str, through_seq: u64) -> Result<usize, StoreError> {
+        self.count(Op::OutboxAck {
+            account: account.to_owned(),
+            through_seq,
+        })
+        .await
+    }
+
+    async fn count(&self, op: Op) -> Result<usize, StoreError> {
+        match self.submit(vec![op]).await?.pop() {
+            Some(OpResult::Count(n)) => Ok(n),
+            other => Err(StoreError::Backend(format!(
+                "expected a count, got {other:?}"
+            ))),
+        }
+    }
+
+    /// A message by id.
+    pub fn get(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
+        self.inner.backend.read(|kv| ops::load(kv, id))
+    }
+
+    /// The message and part a center id on `channel` belongs to.
+    pub fn by_center(
+        &self,
+        channel: &str,
+        center_id: &str,
+    ) -> Result<Option<(MessageId, u16)>, StoreError> {
+        self.inner
+            .backend
+            .read(|kv| ops::by_center(kv, channel, center_id))
+    }
+
+    /// Up to `limit` outbox entries of `account` after sequence `after` (0 = from the start).
+    pub fn outbox(
+        &self,
+        account: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.inner
+            .backend
+            .read(|kv| ops::outbox(kv, account, after, limit))
+    }
+
+    /// The id stored under an idempotency key.
+    pub fn by_client_ref(
+        &self,
+        account: &str,
+        client_ref: &str,
+    ) -> Result<Option<MessageId>, StoreError> {
+        self.inner
+            .backend
+            .read(|kv| ops::by_client_ref(kv, account, client_ref))
+    }
+
+    /// Due time (ms) of the earliest message in (channel, lane)'s ready queue — what a
+    /// channel worker's scheduler sleeps until.
+    pub fn next_due(&self, channel: &str, lane: Lane) -> Result<Option<u64>, StoreError> {
+        self.inner
+            .backend
+            .read(|kv| ops::next_due(kv, channel, lane))
+    }
+}
+
+/// Opens the engine named by `kind` under `dir` and the store on it.
+pub fn open_store(
+    kind: BackendKind,
+    dir: &std::path::Path,
+    cfg: WriterConfig,
+    now_ms: u64,
+) -> Result<Store<AnyBackend>, StoreError> {
+    Store::open(AnyBackend::open(kind, dir)?, cfg, now_ms)
+}

@@ -1,0 +1,345 @@
+//! The records the store keeps: messages, their parts and receipts, and the receipt events
+//! put in a client's outbox.
+//!
+//! Times are milliseconds since the Unix epoch (`u64`): the store never reads a clock, callers
+//! pass `now`. Records are serialised as JSON so a human can read a dump and fields can be added
+//! with `#[serde(default)]` without a migration.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::id::MessageId;
+
+/// What kind of content a message carries; routes can differ per kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// Plain SMS.
+    #[default]
+    Sms,
+    /// MMS via MM7.
+    Mms,
+    /// WAP Push (SI/SL over 8-bit SMS).
+    WapPush,
+}
+
+/// Priority lane; each (channel, lane) has its own ready queue.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Lane {
+    /// One-time passwords: served first.
+    Otp,
+    /// Transactional notices (the default).
+    #[default]
+    Notification,
+    /// Bulk marketing: served last.
+    Marketing,
+}
+
+impl Lane {
+    /// All lanes, highest priority first.
+    pub const ALL: [Self; 3] = [Self::Otp, Self::Notification, Self::Marketing];
+
+    /// The byte used in index keys (lower sorts first).
+    pub const fn as_byte(self) -> u8 {
+        match self {
+            Self::Otp => 0,
+            Self::Notification => 1,
+            Self::Marketing => 2,
+        }
+    }
+}
+
+/// Encoding hint from the client (`auto` lets the gateway choose).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EncodingHint {
+    /// Cheapest encoding that represents the text.
+    #[default]
+    Auto,
+    /// GSM 03.38 7-bit.
+    Gsm7,
+    /// ISO-8859-1.
+    Latin1,
+    /// UCS-2 / UTF-16.
+    Ucs2,
+    /// GBK (CMPP Msg_Fmt 15).
+    Gbk,
+}
+
+/// The content of a message as the client gave it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Payload {
+    /// UTF-8 text, encoded and split by the channel.
+    Text {
+        /// The text.
+        text: String,
+        /// Client's encoding hint.
+        #[serde(default)]
+        encoding: EncodingHint,
+    },
+    /// Raw 8-bit data with an optional user data header.
+    Binary {
+        /// The data.
+        data: Vec<u8>,
+        /// User data header, sent with esm_class UDHI.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        udh: Option<Vec<u8>>,
+    },
+}
+
+/// Life-cycle state of a message (the HTTP API's `state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageState {
+    /// Due now, waiting in the ready queue.
+    Queued,
+    /// Waiting in the ready queue for a later due time.
+    Scheduled,
+    /// Leased by a channel worker.
+    InFlight,
+    /// Every part accepted by the center; waiting for receipts.
+    Sent,
+    /// Final: delivered.
+    Delivered,
+    /// Final: the center could not deliver.
+    Undeliverable,
+    /// Final: not sent (or not delivered) before `expires_at`.
+    Expired,
+    /// Final: refused by the center.
+    Rejected,
+    /// Final: the gateway gave up (retries exhausted, no route).
+    Failed,
+}
+
+impl MessageState {
+    /// Final states end the life cycle: a receipt is queued and the record becomes purgeable.
+    pub const fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Delivered | Self::Undeliverable | Self::Expired | Self::Rejected | Self::Failed
+        )
+    }
+}
+
+/// State of one part (segment) of a message at the center.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PartState {
+    /// Not yet accepted by the center.
+    #[default]
+    Pending,
+    /// Accepted; the center gave it an id.
+    Submitted,
+    /// Final: delivered.
+    Delivered,
+    /// Final: undeliverable.
+    Undeliverable,
+    /// Final: expired at the center.
+    Expired,
+    /// Final: rejected.
+    Rejected,
+    /// Final: other failure.
+    Failed,
+}
+
+impl PartState {
+    /// Whether this part's outcome is known.
+    pub const fn is_final(self) -> bool {
+        !matches!(self, Self::Pending | Self::Submitted)
+    }
+
+    /// The message state this final part state contributes.
+    pub const fn as_message_state(self) -> MessageState {
+        match self {
+            Self::Delivered => MessageState::Delivered,
+            Self::Undeliverable => MessageState::Undeliverable,
+            Self::Expired => MessageState::Expired,
+            Self::Rejected => MessageState::Rejected,
+            Self::Pending | Self::Submitted | Self::Failed => MessageState::Failed,
+        }
+    }
+}
+
+/// One part of a (possibly concatenated) message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Part {
+    /// 1-based segment number.
+    pub seq: u16,
+    /// Id the center gave this part (normalised by the caller), once submitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub center_id: Option<String>,
+    /// Part state.
+    #[serde(default)]
+    pub state: PartState,
+}
+
+/// A delivery receipt as recorded on the message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// Part it concerns (1-based; 0 = the whole message, e.g. a gateway-made EXPIRED).
+    pub part: u16,
+    /// Status word (`DELIVRD`, `UNDELIV`, `EXPIRED`, …).
+    pub stat: String,
+    /// Error code text (`000`).
+    pub err: String,
+    /// When it arrived, ms.
+    pub at_ms: u64,
+}
+
+/// A message as stored. `channel`, `due_ms` and `lease_until_ms` are the store's bookkeeping,
+/// the rest is what the client sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Gateway id.
+    pub id: MessageId,
+    /// Owning account (no NUL bytes).
+    pub account: String,
+    /// Destination address.
+    pub to: String,
+    /// Source address (after the account default was applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Content.
+    pub payload: Payload,
+    /// Content kind.
+    #[serde(default)]
+    pub kind: MessageKind,
+    /// Priority lane.
+    #[serde(default)]
+    pub lane: Lane,
+    /// Channel chosen by the router (no NUL bytes).
+    pub channel: String,
+    /// Do not send before, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before_ms: Option<u64>,
+    /// Fail with `EXPIRED` if not sent by then, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+    /// Allowed local-time window, `"HH:MM-HH:MM"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Client idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ref: Option<String>,
+    /// Where receipts go (else the account default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    /// Opaque labels echoed in receipts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// Current state.
+    pub state: MessageState,
+    /// Submit attempts so far (incremented on every requeue).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Parts, filled in when the channel splits and submits the message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Part>,
+    /// Receipts received.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receipts: Vec<Receipt>,
+    /// When the gateway accepted it, ms.
+    pub created_ms: u64,
+    /// When every part was accepted by the center, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_ms: Option<u64>,
+    /// When it reached a final state, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_ms: Option<u64>,
+    /// Time the ready index files it under (when it may next be sent), ms.
+    pub due_ms: u64,
+    /// Lease expiry while in flight, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until_ms: Option<u64>,
+}
+
+impl Message {
+    /// A new message in the ready queue of `channel`, due at `due_ms`; `now_ms` decides
+    /// between `queued` and `scheduled`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: MessageId,
+        account: impl Into<String>,
+        to: impl Into<String>,
+        payload: Payload,
+        channel: impl Into<String>,
+        due_ms: u64,
+        now_ms: u64,
+    ) -> Self {
+        Self {
+            id,
+            account: account.into(),
+            to: to.into(),
+            from: None,
+            payload,
+            kind: MessageKind::Sms,
+            lane: Lane::Notification,
+            channel: channel.into(),
+            not_before_ms: None,
+            expires_at_ms: None,
+            window: None,
+            client_ref: None,
+            callback_url: None,
+            tags: BTreeMap::new(),
+            state: if due_ms > now_ms {
+                MessageState::Scheduled
+            } else {
+                MessageState::Queued
+            },
+            attempts: 0,
+            parts: Vec::new(),
+            receipts: Vec::new(),
+            created_ms: now_ms,
+            submitted_ms: None,
+            done_ms: None,
+            due_ms,
+            lease_until_ms: None,
+        }
+    }
+}
+
+/// The receipt event put in a client's outbox when a message reaches a final state: the JSON
+/// body of the receipt webhook in docs/http-api.md.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptEvent {
+    /// Gateway id (26-char text form).
+    pub id: String,
+    /// Client idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ref: Option<String>,
+    /// Destination.
+    pub to: String,
+    /// Final state.
+    pub state: MessageState,
+    /// Status word of the deciding receipt.
+    pub stat: String,
+    /// Error code of the deciding receipt.
+    pub err: String,
+    /// Number of parts.
+    pub parts: u16,
+    /// RFC 3339 time every part was accepted, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_at: Option<String>,
+    /// RFC 3339 time of the final state.
+    pub done_at: String,
+    /// Where to POST it (message callback, else none: the account default applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    /// Client labels.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One entry of a client's receipt outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Per-account sequence number, increasing.
+    pub seq: u64,
+    /// The receipt JSON (a [`ReceiptEvent`]).
+    pub body: Vec<u8>,
+}

@@ -1,0 +1,729 @@
+//! Every state change the gateway makes, written once against the [`Kv`] trait.
+//!
+//! Each `Op` is applied inside the writer's transaction; a batch of ops from one producer is
+//! atomic. Logical outcomes (duplicate, unknown id, op no longer applies) are [`OpResult`]s and
+//! leave the key space unchanged for that op — only engine/decoding failures are errors, and
+//! they abort the whole transaction.
+//!
+//! Index invariants kept here:
+//! - a non-final message that is not in flight has exactly one ready key
+//!   `(channel, lane, due_ms, id)`; an in-flight one has exactly one lease key
+//!   `(lease_until_ms, id)`; a final one has neither and has one terminal key `(done_ms, id)`;
+//! - reaching a final state appends exactly one receipt event to the account's outbox, in the
+//!   same transaction (a receipt can never be lost between state change and outbox).
+
+use jiff::Timestamp;
+
+use super::backend::{Kv, KvRead};
+use super::error::StoreError;
+use super::id::MessageId;
+use super::keys;
+use super::model::{
+    Lane, Message, MessageState, OutboxEntry, Part, PartState, Receipt, ReceiptEvent,
+};
+
+/// Scan chunk for unbounded sweeps (outbox ack).
+const CHUNK: usize = 1024;
+
+/// One state change, sent to the writer.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Op {
+    /// Store a new message in its ready queue (or as final, if its state is final).
+    /// Honours `client_ref` as an idempotency key per account.
+    Insert(Box<Message>),
+    /// Move up to `limit` messages of (channel, lane) with `due_ms <= now_ms` to in flight,
+    /// leased until `now_ms + lease_ms`. Messages past `expires_at_ms` become `expired` instead.
+    Lease {
+        /// Channel.
+        channel: String,
+        /// Lane.
+        lane: Lane,
+        /// Current time, ms.
+        now_ms: u64,
+        /// Most messages to take.
+        limit: usize,
+        /// Lease length, ms.
+        lease_ms: u64,
+    },
+    /// The center accepted part `part` (1-based) of `parts` and called it `center_id`
+    /// (normalised by the caller). When every part has an id the message is `sent`.
+    Submitted {
+        /// Message.
+        id: MessageId,
+        /// 1-based part number.
+        part: u16,
+        /// Total parts.
+        parts: u16,
+        /// Center's id for the part.
+        center_id: String,
+        /// Current time, ms.
+        now_ms: u64,
+    },
+    /// Give an in-flight message back to its ready queue at `due_ms` (retryable failure);
+    /// counts an attempt.
+    Requeue {
+        /// Message.
+        id: MessageId,
+        /// When to try again, ms.
+        due_ms: u64,
+    },
+    /// End a message with a final `state` decided by the gateway or a submit response
+    /// (rejected, failed, expired).
+    Finish {
+        /// Message.
+        id: MessageId,
+        /// Final state.
+        state: MessageState,
+        /// Status word for the receipt (`REJECTD`, `EXPIRED`, …).
+        stat: String,
+        /// Error code text.
+        err: String,
+        /// Current time, ms.
+        now_ms: u64,
+    },
+    /// A delivery receipt for (channel, center_id). If no part has that id yet (the receipt
+    /// beat the submit response), it is held and applied by the matching `Submitted`.
+    Receipt {
+        /// Channel it came from.
+        channel: String,
+        /// Normalised center id.
+        center_id: String,
+        /// Part state it reports (`Submitted` for intermediate states like ENROUTE).
+        part_state: PartState,
+        /// Status word.
+        stat: String,
+        /// Error code text.
+        err: String,
+        /// Arrival time, ms.
+        now_ms: u64,
+    },
+    /// Remove the account's outbox entries with `seq <= through_seq` (client took them).
+    OutboxAck {
+        /// Account.
+        account: String,
+        /// Highest sequence acknowledged.
+        through_seq: u64,
+    },
+    /// Remove one outbox entry.
+    OutboxDelete {
+        /// Account.
+        account: String,
+        /// Sequence.
+        seq: u64,
+    },
+    /// Return leases that expired at or before `now_ms` to their ready queues.
+    Recover {
+        /// Current time, ms.
+        now_ms: u64,
+    },
+    /// Delete up to `limit` final messages that ended before `before_ms` (with their
+    /// idempotency and center-id entries), and held receipts older than `before_ms`.
+    Purge {
+        /// Retention cut-off, ms.
+        before_ms: u64,
+        /// Most messages to delete in this step.
+        limit: usize,
+    },
+}
+
+/// What an [`Op`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpResult {
+    /// Stored under this id.
+    Inserted(MessageId),
+    /// Already stored (same idempotency key or same id): the first id.
+    Duplicate(MessageId),
+    /// Refused; nothing written for this op.
+    Invalid(String),
+    /// Leased messages, and the ids that expired instead.
+    Leased {
+        /// Now in flight.
+        messages: Vec<Message>,
+        /// Ended as `expired` (a receipt was queued).
+        expired: Vec<MessageId>,
+    },
+    /// The message's state after the op.
+    Updated(MessageState),
+    /// No such message (never stored, or purged).
+    NotFound,
+    /// The op no longer applies (e.g. requeue of a message that is not in flight,
+    /// a duplicate receipt for a final message).
+    Stale(MessageState),
+    /// Receipt for an unknown center id, held for the submit response.
+    ReceiptHeld,
+    /// Number of records affected (outbox ack/delete, recover, purge).
+    Count(usize),
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
+        key: keys::hex(key),
+        reason: e.to_string(),
+    })
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Encode(e.to_string()))
+}
+
+/// Loads a message.
+pub(crate) fn load(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, StoreError> {
+    let k = keys::message(id);
+    kv.get(&k)?.map(|v| decode(&k, &v)).transpose()
+}
+
+fn save(kv: &mut dyn Kv, m: &Message) -> Result<(), StoreError> {
+    kv.put(&keys::message(m.id), &encode(m)?)
+}
+
+/// Removes whichever queue key (ready or lease) the message currently has.
+fn unqueue(kv: &mut dyn Kv, m: &mut Message) -> Result<(), StoreError> {
+    if let Some(exp) = m.lease_until_ms.take() {
+        kv.delete(&keys::lease(exp, m.id))?;
+    } else if !m.state.is_final() {
+        kv.delete(&keys::ready(&m.channel, m.lane, m.due_ms, m.id))?;
+    }
+    Ok(())
+}
+
+fn rfc3339(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+        .map_or_else(|| ms.to_string(), |t| t.to_string())
+}
+
+/// Ends `m` in `state`, queues its receipt event, and saves it.
+fn finalize(
+    kv: &mut dyn Kv,
+    m: &mut Message,
+    state: MessageState,
+    stat: &str,
+    err: &str,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    unqueue(kv, m)?;
+    m.state = state;
+    m.done_ms = Some(now_ms);
+    kv.put(&keys::terminal(now_ms, m.id), &[])?;
+    let event = ReceiptEvent {
+        id: m.id.to_string(),
+        client_ref: m.client_ref.clone(),
+        to: m.to.clone(),
+        state,
+        stat: stat.to_owned(),
+        err: err.to_owned(),
+        parts: u16::try_from(m.parts.len()).unwrap_or(u16::MAX),
+        submitted_at: m.submitted_ms.map(rfc3339),
+        done_at: rfc3339(now_ms),
+        callback_url: m.callback_url.clone(),
+        tags: m.tags.clone(),
+    };
+    let seq_key = keys::outbox_seq(&m.account);
+    let seq = kv
+        .get(&seq_key)?
+        .map(|v| keys::be_u64(&v, 0).ok_or_else(|| corrupt(&seq_key, "short sequence")))
+        .transpose()?
+        .unwrap_or(1);
+    kv.put(&seq_key, &(seq + 1).to_be_bytes())?;
+    kv.put(&keys::outbox(&m.account, seq), &encode(&event)?)?;
+    save(kv, m)
+}
+
+fn corrupt(key: &[u8], reason: &str) -> StoreError {
+    StoreError::Corrupt {
+        key: keys::hex(key),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Applies one op. Ops are borrowed so the writer can retry a group batch by batch.
+pub(crate) fn apply(kv: &mut dyn Kv, op: &Op) -> Result<OpResult, StoreError> {
+    match op {
+        Op::Insert(m) => insert(kv, Message::clone(m)),
+        Op::Lease {
+            channel,
+            lane,
+            now_ms,
+            limit,
+            lease_ms,
+        } => lease(kv, channel, *lane, *now_ms, *limit, *lease_ms),
+        Op::Submitted {
+            id,
+            part,
+            parts,
+            center_id,
+            now_ms,
+        } => submitted(kv, *id, *part, *parts, center_id, *now_ms),
+        Op::Requeue { id, due_ms } => requeue(kv, *id, *due_ms),
+        Op::Finish {
+            id,
+            state,
+            stat,
+            err,
+            now_ms,
+        } => finish(kv, *id, *state, stat, err, *now_ms),
+        Op::Receipt {
+            channel,
+            center_id,
+            part_state,
+            stat,
+            err,
+            now_ms,
+        } => receipt(kv, channel, center_id, *part_state, stat, err, *now_ms),
+        Op::OutboxAck {
+            account,
+            through_seq,
+        } => outbox_ack(kv, account, *through_seq),
+        Op::OutboxDelete { account, seq } => {
+            let k = keys::outbox(account, *seq);
+            let found = kv.get(&k)?.is_some();
+            kv.delete(&k)?;
+            Ok(OpResult::Count(usize::from(found)))
+        }
+        Op::Recover { now_ms } => recover(kv, *now_ms),
+        Op::Purge { before_ms, limit } => purge(kv, *before_ms, *limit),
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && !s.contains('\0')
+}
+
+fn insert(kv: &mut dyn Kv, mut m: Message) -> Result<OpResult, StoreError> {
+    if !valid_name(&m.account) || !valid_name(&m.channel) {
+        return Ok(OpResult::Invalid(
+            "account and channel must be non-empty and contain no NUL".into(),
+        ));
+    }
+    let idem_key = m.client_ref.as_deref().map(|r| keys::idem(&m.account, r));
+    if let Some(k) = &idem_key {
+        if let Some(v) = kv.get(k)? {
+            let id = keys::be_u64(&v, 0).ok_or_else(|| corrupt(k, "short id"))?;
+            return Ok(OpResult::Duplicate(MessageId(id)));
+        }
+    }
+    if kv.get(&keys::message(m.id))?.is_some() {
+        return Ok(OpResult::Duplicate(m.id));
+    }
+    if let Some(k) = &idem_key {
+        kv.put(k, &m.id.to_be_bytes())?;
+    }
+    m.lease_until_ms = None;
+    if m.state.is_final() {
+        let state = m.state;
+        let now = m.done_ms.unwrap_or(m.created_ms);
+        // `finalize` must not look for a ready key that was never written.
+        finalize(kv, &mut m, state, "REJECTD", "000", now)?;
+    } else {
+        if m.state == MessageState::InFlight || m.state == MessageState::Sent {
+            m.state = MessageState::Queued;
+        }
+        kv.put(&keys::ready(&m.channel, m.lane, m.due_ms, m.id), &[])?;
+        save(kv, &m)?;
+    }
+    Ok(OpResult::Inserted(m.id))
+}
+
+fn lease(
+    kv: &mut dyn Kv,
+    channel: &str,
+    lane: Lane,
+    now_ms: u64,
+    limit: usize,
+    lease_ms: u64,
+) -> Result<OpResult, StoreError> {
+    let prefix = keys::ready_prefix(channel, lane);
+    let mut end = prefix.clone();
+    end.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
+    let mut found = Vec::new();
+    kv.scan(&prefix, &end, limit, &mut found)?;
+    let until = now_ms.saturating_add(lease_ms);
+    let mut messages = Vec::with_capacity(found.len());
+    let mut expired = Vec::new();
+    for (key, _) in found {
+        let id = keys::ready_id(&key).ok_or_else(|| corrupt(&key, "short ready key"))?;
+        let Some(mut m) = load(kv, id)? else {
+            // Index entry without a record: drop it rather than loop on it forever.
+            kv.delete(&key)?;
+            continue;
+        };
+        if m.expires_at_ms.is_some_and(|e| e <= now_ms) {
+            finalize(kv, &mut m, MessageState::Expired, "EXPIRED", "000", now_ms)?;
+            expired.push(id);
+            continue;
+        }
+        kv.delete(&key)?;
+        m.state = MessageState::InFlight;
+        m.lease_until_ms = Some(until);
+        kv.put(&keys::lease(until, id), &[])?;
+        save(kv, &m)?;
+        messages.push(m);
+    }
+    Ok(OpResult::Leased { messages, expired })
+}
+
+/// Stored form of a receipt that arrived before its submit response.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EarlyReceipt {
+    part_state: PartState,
+    stat: String,
+    err: String,
+    at_ms: u64,
+}
+
+fn submitted(
+    kv: &mut dyn Kv,
+    id: MessageId,
+    part: u16,
+    parts: u16,
+    center_id: &str,
+    now_ms: u64,
+) -> Result<OpResult, StoreError> {
+    if part == 0 || part > parts {
+        return Ok(OpResult::Invalid(format!("part {part} of {parts}")));
+    }
+    let Some(mut m) = load(kv, id)? else {
+        return Ok(OpResult::NotFound);
+    };
+    if m.parts.len() < usize::from(parts) {
+        let have = m.parts.len();
+        m.parts.extend((have..usize::from(parts)).map(|i| Part {
+            seq: u16::try_from(i + 1).unwrap_or(u16::MAX),
+            ..Part::default()
+        }));
+    }
+    let idx = usize::from(part - 1);
+    m.parts[idx].center_id = Some(center_id.to_owned());
+    if !m.parts[idx].state.is_final() {
+        m.parts[idx].state = PartState::Submitted;
+    }
+    kv.put(
+        &keys::center(&m.channel, center_id),
+        &keys::center_value(id, part),
+    )?;
+    let early_key = keys::early(&m.channel, center_id);
+    let mut deciding: Option<(String, String)> = None;
+    if let Some(v) = kv.get(&early_key)? {
+        let arrived = keys::be_u64(&v, 0).ok_or_else(|| corrupt(&early_key, "short"))?;
+        let r: EarlyReceipt = decode(&early_key, &v[8..])?;
+        kv.delete(&early_key)?;
+        kv.delete(&keys::early_age(arrived, &early_key))?;
+        m.parts[idx].state = r.part_state;
+        m.receipts.push(Receipt {
+            part,
+            stat: r.stat.clone(),
+            err: r.err.clone(),
+            at_ms: r.at_ms,
+        });
+        deciding = Some((r.stat, r.err));
+    }
+    if m.state.is_final() {
+        // A late or repeated submit response: the index entry above is all that matters.
+        save(kv, &m)?;
+        return Ok(OpResult::Stale(m.state));
+    }
+    if m.parts.iter().all(|p| p.center_id.is_some()) && m.state != MessageState::Sent {
+        // Also covers a lease that expired and was recovered before the response came:
+        // the message leaves the ready queue instead of being sent twice.
+        unqueue(kv, &mut m)?;
+        m.state = MessageState::Sent;
+        m.submitted_ms = Some(now_ms);
+    }
+    if let Some((stat, err)) = deciding {
+        if let Some(state) = aggregate(&m.parts) {
+            finalize(kv, &mut m, state, &stat, &err, now_ms)?;
+            return Ok(OpResult::Updated(m.state));
+        }
+    }
+    save(kv, &m)?;
+    Ok(OpResult::Updated(m.state))
+}
+
+/// Final message state once every part is final: delivered only if all parts were.
+fn aggregate(parts: &[Part]) -> Option<MessageState> {
+    if parts.is_empty() || !parts.iter().all(|p| p.state.is_final()) {
+        return None;
+    }
+    Some(
+        parts
+            .iter()
+            .find(|p| p.state != PartState::Delivered)
+            .map_or(MessageState::Delivered, |p| p.state.as_message_state()),
+    )
+}
+
+fn requeue(kv: &mut dyn Kv, id: MessageId, due_ms: u64) -> Result<OpResult, StoreError> {
+    let Some(mut m) = load(kv, id)? else {
+        return Ok(OpResult::NotFound);
+    };
+    if m.state != MessageState::InFlight {
+        return Ok(OpResult::Stale(m.state));
+    }
+    unqueue(kv, &mut m)?;
+    m.attempts = m.attempts.saturating_add(1);
+    m.due_ms = due_ms;
+    m.state = MessageState::Scheduled;
+    kv.put(&keys::ready(&m.channel, m.lane, due_ms, id), &[])?;
+    save(kv, &m)?;
+    Ok(OpResult::Updated(m.state))
+}
+
+fn finish(
+    kv: &mut dyn Kv,
+    id: MessageId,
+    state: MessageState,
+    stat: &str,
+    err: &str,
+    now_ms: u64,
+) -> Result<OpResult, StoreError> {
+    if !state.is_final() {
+        return Ok(OpResult::Invalid(format!("{state:?} is not a final state")));
+    }
+    let Some(mut m) = load(kv, id)? else {
+        return Ok(OpResult::NotFound);
+    };
+    if m.state.is_final() {
+        return Ok(OpResult::Stale(m.state));
+    }
+    m.receipts.push(Receipt {
+        part: 0,
+        stat: stat.to_owned(),
+        err: err.to_owned(),
+        at_ms: now_ms,
+    });
+    finalize(kv, &mut m, state, stat, err, now_ms)?;
+    Ok(OpResult::Updated(state))
+}
+
+fn receipt(
+    kv: &mut dyn Kv,
+    channel: &str,
+    center_id: &str,
+    part_state: PartState,
+    stat: &str,
+    err: &str,
+    now_ms: u64,
+) -> Result<OpResult, StoreError> {
+    let ckey = keys::center(channel, center_id);
+    let Some(v) = kv.get(&ckey)? else {
+        let early_key = keys::early(channel, center_id);
+        let mut value = now_ms.to_be_bytes().to_vec();
+        value.extend_from_slice(&encode(&EarlyReceipt {
+            part_state,
+            stat: stat.to_owned(),
+            err: err.to_owned(),
+            at_ms: now_ms,
+        })?);
+        if let Some(old) = kv.get(&early_key)? {
+            if let Some(arrived) = keys::be_u64(&old, 0) {
+                kv.delete(&keys::early_age(arrived, &early_key))?;
+            }
+        }
+        kv.put(&early_key, &value)?;
+        kv.put(&keys::early_age(now_ms, &early_key), &[])?;
+        return Ok(OpResult::ReceiptHeld);
+    };
+    let (Some(id), Some(part)) = (keys::be_u64(&v, 0), keys::be_u16(&v, 8)) else {
+        return Err(corrupt(&ckey, "short center-id value"));
+    };
+    let Some(mut m) = load(kv, MessageId(id))? else {
+        return Ok(OpResult::NotFound);
+    };
+    if m.state.is_final() {
+        return Ok(OpResult::Stale(m.state));
+    }
+    let idx = usize::from(part.max(1) - 1);
+    if idx >= m.parts.len() {
+        return Err(corrupt(&ckey, "part beyond the message's parts"));
+    }
+    m.parts[idx].state = part_state;
+    m.receipts.push(Receipt {
+        part,
+        stat: stat.to_owned(),
+        err: err.to_owned(),
+        at_ms: now_ms,
+    });
+    if let Some(state) = aggregate(&m.parts) {
+        finalize(kv, &mut m, state, stat, err, now_ms)?;
+    } else {
+        save(kv, &m)?;
+    }
+    Ok(OpResult::Updated(m.state))
+}
+
+fn outbox_ack(kv: &mut dyn Kv, account: &str, through: u64) -> Result<OpResult, StoreError> {
+    let start = keys::outbox_prefix(account);
+    let end = keys::outbox(account, through.saturating_add(1));
+    let mut n = 0;
+    loop {
+        let mut found = Vec::new();
+        kv.scan(&start, &end, CHUNK, &mut found)?;
+        if found.is_empty() {
+            return Ok(OpResult::Count(n));
+        }
+        for (k, _) in &found {
+            kv.delete(k)?;
+        }
+        n += found.len();
+    }
+}
+
+fn recover(kv: &mut dyn Kv, now_ms: u64) -> Result<OpResult, StoreError> {
+    let start = [keys::LEASE];
+    let end = keys::lease(now_ms.saturating_add(1), MessageId(0));
+    let mut n = 0;
+    loop {
+        let mut found = Vec::new();
+        kv.scan(&start, &end, CHUNK, &mut found)?;
+        if found.is_empty() {
+            return Ok(OpResult::Count(n));
+        }
+        for (k, _) in found {
+            kv.delete(&k)?;
+            let (Some(exp), Some(id)) = (keys::be_u64(&k, 1), keys::be_u64(&k, 9)) else {
+                continue;
+            };
+            let Some(mut m) = load(kv, MessageId(id))? else {
+                continue;
+            };
+            if m.state != MessageState::InFlight || m.lease_until_ms != Some(exp) {
+                continue;
+            }
+            m.lease_until_ms = None;
+            m.state = MessageState::Queued;
+            kv.put(&keys::ready(&m.channel, m.lane, m.due_ms, m.id), &[])?;
+            save(kv, &m)?;
+            n += 1;
+        }
+    }
+}
+
+fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, StoreError> {
+    let mut found = Vec::new();
+    kv.scan(
+        &[keys::TERMINAL],
+        &keys::terminal(before_ms, MessageId(0)),
+        limit,
+        &mut found,
+    )?;
+    let mut n = 0;
+    for (k, _) in found {
+        kv.delete(&k)?;
+        let Some(id) = keys::be_u64(&k, 9).map(MessageId) else {
+            continue;
+        };
+        let Some(m) = load(kv, id)? else {
+            continue;
+        };
+        if let Some(r) = &m.client_ref {
+            let ik = keys::idem(&m.account, r);
+            if kv.get(&ik)?.as_deref() == Some(&id.to_be_bytes()[..]) {
+                kv.delete(&ik)?;
+            }
+        }
+        for (i, p) in m.parts.iter().enumerate() {
+            let Some(cid) = &p.center_id else { continue };
+            let ck = keys::center(&m.channel, cid);
+            let part = u16::try_from(i + 1).unwrap_or(u16::MAX);
+            if kv.get(&ck)?.as_deref() == Some(&keys::center_value(id, part)[..]) {
+                kv.delete(&ck)?;
+            }
+        }
+        kv.delete(&keys::message(id))?;
+        n += 1;
+    }
+    // Receipts that never found their message.
+    let mut old = Vec::new();
+    let mut end = vec![keys::EARLY_AGE];
+    end.extend_from_slice(&before_ms.to_be_bytes());
+    kv.scan(&[keys::EARLY_AGE], &end, limit, &mut old)?;
+    for (k, _) in old {
+        kv.delete(&k)?;
+        let mut early_key = vec![keys::EARLY];
+        early_key.extend_from_slice(k.get(9..).unwrap_or_default());
+        kv.delete(&early_key)?;
+    }
+    Ok(OpResult::Count(n))
+}
+
+// ---- pure reads -------------------------------------------------------------------------
+
+/// Message id and part for a center id on a channel.
+pub(crate) fn by_center(
+    kv: &dyn KvRead,
+    channel: &str,
+    center_id: &str,
+) -> Result<Option<(MessageId, u16)>, StoreError> {
+    let k = keys::center(channel, center_id);
+    kv.get(&k)?
+        .map(|v| match (keys::be_u64(&v, 0), keys::be_u16(&v, 8)) {
+            (Some(id), Some(p)) => Ok((MessageId(id), p)),
+            _ => Err(corrupt(&k, "short center-id value")),
+        })
+        .transpose()
+}
+
+/// Outbox entries of `account` with `seq > after`, oldest first.
+pub(crate) fn outbox(
+    kv: &dyn KvRead,
+    account: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<OutboxEntry>, StoreError> {
+    let start = keys::outbox(account, after.saturating_add(1));
+    let end = keys::prefix_end(&keys::outbox_prefix(account));
+    let mut found = Vec::new();
+    kv.scan(&start, &end, limit, &mut found)?;
+    found
+        .into_iter()
+        .map(|(k, body)| {
+            let seq = k
+                .len()
+                .checked_sub(8)
+                .and_then(|at| keys::be_u64(&k, at))
+                .ok_or_else(|| corrupt(&k, "short outbox key"))?;
+            Ok(OutboxEntry { seq, body })
+        })
+        .collect()
+}
+
+/// Id stored under an idempotency key.
+pub(crate) fn by_client_ref(
+    kv: &dyn KvRead,
+    account: &str,
+    client_ref: &str,
+) -> Result<Option<MessageId>, StoreError> {
+    let k = keys::idem(account, client_ref);
+    kv.get(&k)?
+        .map(|v| {
+            keys::be_u64(&v, 0)
+                .map(MessageId)
+                .ok_or_else(|| corrupt(&k, "short id"))
+        })
+        .transpose()
+}
+
+/// Due time of the first message in (channel, lane)'s ready queue.
+pub(crate) fn next_due(
+    kv: &dyn KvRead,
+    channel: &str,
+    lane: Lane,
+) -> Result<Option<u64>, StoreError> {
+    let prefix = keys::ready_prefix(channel, lane);
+    let mut found = Vec::new();
+    kv.scan(&prefix, &keys::prefix_end(&prefix), 1, &mut found)?;
+    Ok(found
+        .first()
+        .and_then(|(k, _)| keys::be_u64(k, prefix.len())))
+}
+
+/// The greatest stored message id (to seed the id generator).
+pub(crate) fn last_id(kv: &dyn KvRead) -> Result<Option<MessageId>, StoreError> {
+    Ok(kv
+        .last_key(&[keys::MESSAGE], &[keys::MESSAGE + 1])?
+        .and_then(|k| keys::be_u64(&k, 1))
+        .map(MessageId))
+}

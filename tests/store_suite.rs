@@ -1,0 +1,677 @@
+//! One behavioural suite for the store, run against every backend (`suite!` below). Anything a
+//! backend must guarantee — durability across reopen, atomic batches, index consistency — is
+//! checked here through the public `Store` API only.
+
+use std::path::Path;
+
+use sluice::store::{
+    Backend, Lane, Message, MessageId, MessageState, Op, OpResult, PartState, Payload,
+    ReceiptEvent, Store, WriterConfig,
+};
+
+const CH: &str = "smsc1";
+
+fn text(s: &str) -> Payload {
+    Payload::Text {
+        text: s.into(),
+        encoding: Default::default(),
+    }
+}
+
+fn msg<B: Backend>(store: &Store<B>, account: &str, due_ms: u64, now_ms: u64) -> Message {
+    let id = store.ids().next(now_ms);
+    Message::new(
+        id,
+        account,
+        "+8613800138000",
+        text("hello"),
+        CH,
+        due_ms,
+        now_ms,
+    )
+}
+
+fn inserted(r: &OpResult) -> MessageId {
+    match r {
+        OpResult::Inserted(id) => *id,
+        other => panic!("expected Inserted, got {other:?}"),
+    }
+}
+
+fn insert_all<B: Backend>(store: &Store<B>, msgs: Vec<Message>) -> Vec<MessageId> {
+    let ops = msgs.into_iter().map(|m| Op::Insert(Box::new(m))).collect();
+    store
+        .submit_blocking(ops)
+        .unwrap()
+        .iter()
+        .map(inserted)
+        .collect()
+}
+
+fn lease<B: Backend>(store: &Store<B>, now: u64, limit: usize, lease_ms: u64) -> Vec<Message> {
+    let leased =
+        futures::executor::block_on(store.lease(CH, Lane::Notification, now, limit, lease_ms))
+            .unwrap();
+    leased.messages
+}
+
+fn one<B: Backend>(store: &Store<B>, op: Op) -> OpResult {
+    store.submit_blocking(vec![op]).unwrap().pop().unwrap()
+}
+
+fn submitted(id: MessageId, part: u16, parts: u16, center: &str, now: u64) -> Op {
+    Op::Submitted {
+        id,
+        part,
+        parts,
+        center_id: center.into(),
+        now_ms: now,
+    }
+}
+
+fn dlr(center: &str, state: PartState, stat: &str, now: u64) -> Op {
+    Op::Receipt {
+        channel: CH.into(),
+        center_id: center.into(),
+        part_state: state,
+        stat: stat.into(),
+        err: "000".into(),
+        now_ms: now,
+    }
+}
+
+fn outbox_events<B: Backend>(store: &Store<B>, account: &str) -> Vec<(u64, ReceiptEvent)> {
+    store
+        .outbox(account, 0, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, serde_json::from_slice(&e.body).unwrap()))
+        .collect()
+}
+
+pub fn insert_batch_is_durable_across_reopen<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let ids;
+    {
+        let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+        let msgs = (0..100)
+            .map(|_| msg(&store, "acme", 1_000, 1_000))
+            .collect();
+        ids = insert_all(&store, msgs);
+        assert_eq!(ids.len(), 100);
+    }
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    for id in &ids {
+        let m = store
+            .get(*id)
+            .unwrap()
+            .expect("acknowledged message survives reopen");
+        assert_eq!(m.state, MessageState::Queued);
+        assert_eq!(m.account, "acme");
+    }
+    // The id generator continues past stored ids even with an older clock.
+    assert!(store.ids().next(0) > *ids.iter().max().unwrap());
+}
+
+pub fn idempotency_keys<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    let mut a = msg(&store, "acme", 1_000, 1_000);
+    a.client_ref = Some("ref-1".into());
+    let first = insert_all(&store, vec![a])[0];
+    // Same key again, in a later batch and twice within one batch.
+    let mut b = msg(&store, "acme", 1_000, 1_000);
+    b.client_ref = Some("ref-1".into());
+    let mut c = msg(&store, "acme", 1_000, 1_000);
+    c.client_ref = Some("ref-2".into());
+    let mut d = msg(&store, "acme", 1_000, 1_000);
+    d.client_ref = Some("ref-2".into());
+    let mut other_account = msg(&store, "beta", 1_000, 1_000);
+    other_account.client_ref = Some("ref-1".into());
+    let (b_id, c_id, d_id) = (b.id, c.id, d.id);
+    let res = store
+        .submit_blocking(vec![
+            Op::Insert(Box::new(b)),
+            Op::Insert(Box::new(c)),
+            Op::Insert(Box::new(d)),
+            Op::Insert(Box::new(other_account)),
+        ])
+        .unwrap();
+    assert_eq!(res[0], OpResult::Duplicate(first));
+    assert_eq!(res[1], OpResult::Inserted(c_id));
+    assert_eq!(res[2], OpResult::Duplicate(c_id));
+    assert!(matches!(res[3], OpResult::Inserted(_)));
+    assert!(store.get(b_id).unwrap().is_none(), "duplicate not stored");
+    assert!(store.get(d_id).unwrap().is_none());
+    assert_eq!(store.by_client_ref("acme", "ref-1").unwrap(), Some(first));
+    // Re-sending the same id (a retried ingress batch) is also a duplicate.
+    let again = store.get(first).unwrap().unwrap();
+    assert_eq!(
+        one(
+            &store,
+            Op::Insert(Box::new(Message {
+                client_ref: None,
+                ..again
+            }))
+        ),
+        OpResult::Duplicate(first)
+    );
+}
+
+pub fn lease_submit_requeue<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    let late = msg(&store, "acme", 5_000, 1_000);
+    let early = msg(&store, "acme", 900, 1_000);
+    let mid = msg(&store, "acme", 1_000, 1_000);
+    let mut otp = msg(&store, "acme", 1_000, 1_000);
+    otp.lane = Lane::Otp;
+    let ids = insert_all(&store, vec![late, early, mid, otp]);
+    assert_eq!(
+        store.get(ids[0]).unwrap().unwrap().state,
+        MessageState::Scheduled
+    );
+    assert_eq!(store.next_due(CH, Lane::Notification).unwrap(), Some(900));
+
+    // Only due messages of this lane, in due order, respecting the limit.
+    let got = lease(&store, 1_000, 1, 30_000);
+    assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[1]]);
+    let got = lease(&store, 1_000, 10, 30_000);
+    assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[2]]);
+    assert_eq!(got[0].state, MessageState::InFlight);
+    assert_eq!(got[0].lease_until_ms, Some(31_000));
+    assert!(
+        lease(&store, 1_000, 10, 30_000).is_empty(),
+        "in-flight is not leased twice"
+    );
+
+    // Requeue counts an attempt and makes it due later.
+    assert_eq!(
+        one(
+            &store,
+            Op::Requeue {
+                id: ids[1],
+                due_ms: 2_000
+            }
+        ),
+        OpResult::Updated(MessageState::Scheduled)
+    );
+    assert!(lease(&store, 1_999, 10, 30_000).is_empty());
+    let got = lease(&store, 2_000, 10, 30_000);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].attempts, 1);
+    // Requeue of something not in flight does nothing.
+    assert_eq!(
+        one(
+            &store,
+            Op::Requeue {
+                id: ids[0],
+                due_ms: 0
+            }
+        ),
+        OpResult::Stale(MessageState::Scheduled)
+    );
+
+    // Submitted (single part) → sent, out of the lease index.
+    assert_eq!(
+        one(&store, submitted(ids[1], 1, 1, "C-1", 2_100)),
+        OpResult::Updated(MessageState::Sent)
+    );
+    assert_eq!(
+        one(
+            &store,
+            Op::Recover {
+                now_ms: u64::MAX / 2
+            }
+        ),
+        OpResult::Count(1)
+    );
+    assert_eq!(
+        store.get(ids[1]).unwrap().unwrap().state,
+        MessageState::Sent
+    );
+
+    // The OTP lane is separate.
+    let otp = futures::executor::block_on(store.lease(CH, Lane::Otp, 1_000, 10, 1)).unwrap();
+    assert_eq!(otp.messages.len(), 1);
+    assert_eq!(otp.messages[0].id, ids[3]);
+    // And another channel sees nothing.
+    let other =
+        futures::executor::block_on(store.lease("smsc", Lane::Notification, 9_999, 10, 1)).unwrap();
+    assert!(other.messages.is_empty());
+}
+
+pub fn expired_leases_recover_after_reopen<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let id;
+    {
+        let store = Store::open(open(dir), WriterConfig::default(), 10_000).unwrap();
+        id = insert_all(&store, vec![msg(&store, "acme", 10_000, 10_000)])[0];
+        assert_eq!(lease(&store, 10_000, 10, 1_000).len(), 1);
+        // Dropped while the message is in flight, as if the process died mid-send.
+    }
+    {
+        // Lease not yet expired: stays in flight.
+        let store = Store::open(open(dir), WriterConfig::default(), 10_500).unwrap();
+        assert_eq!(
+            store.get(id).unwrap().unwrap().state,
+            MessageState::InFlight
+        );
+        assert!(lease(&store, 10_500, 10, 1_000).is_empty());
+    }
+    let store = Store::open(open(dir), WriterConfig::default(), 11_000).unwrap();
+    let m = store.get(id).unwrap().unwrap();
+    assert_eq!(m.state, MessageState::Queued);
+    assert_eq!(m.lease_until_ms, None);
+    let again = lease(&store, 11_000, 10, 1_000);
+    assert_eq!(again.len(), 1);
+    // Periodic recovery without reopen.
+    assert_eq!(
+        futures::executor::block_on(store.recover(11_999)).unwrap(),
+        0
+    );
+    assert_eq!(
+        futures::executor::block_on(store.recover(12_000)).unwrap(),
+        1
+    );
+}
+
+pub fn receipts_correlate_by_center_id<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    let mut m = msg(&store, "acme", 1_000, 1_000);
+    m.client_ref = Some("r1".into());
+    m.tags.insert("task".into(), "42".into());
+    let id = insert_all(&store, vec![m])[0];
+    lease(&store, 1_000, 10, 60_000);
+    assert_eq!(
+        one(&store, submitted(id, 1, 2, "AA01", 1_100)),
+        OpResult::Updated(MessageState::InFlight),
+        "not sent until every part has a center id"
+    );
+    assert_eq!(
+        one(&store, submitted(id, 2, 2, "AA02", 1_200)),
+        OpResult::Updated(MessageState::Sent)
+    );
+    assert_eq!(store.by_center(CH, "AA02").unwrap(), Some((id, 2)));
+    assert_eq!(store.by_center("other", "AA02").unwrap(), None);
+
+    assert_eq!(
+        one(&store, dlr("AA01", PartState::Delivered, "DELIVRD", 2_000)),
+        OpResult::Updated(MessageState::Sent)
+    );
+    assert!(outbox_events(&store, "acme").is_empty());
+    assert_eq!(
+        one(
+            &store,
+            dlr("AA02", PartState::Undeliverable, "UNDELIV", 3_000)
+        ),
+        OpResult::Updated(MessageState::Undeliverable)
+    );
+    let m = store.get(id).unwrap().unwrap();
+    assert_eq!(m.receipts.len(), 2);
+    assert_eq!(m.done_ms, Some(3_000));
+    let events = outbox_events(&store, "acme");
+    assert_eq!(events.len(), 1);
+    let (_, ev) = &events[0];
+    assert_eq!(ev.id, id.to_string());
+    assert_eq!(ev.state, MessageState::Undeliverable);
+    assert_eq!(ev.stat, "UNDELIV");
+    assert_eq!(ev.parts, 2);
+    assert_eq!(ev.client_ref.as_deref(), Some("r1"));
+    assert_eq!(ev.tags.get("task").map(String::as_str), Some("42"));
+    // A repeated DLR for a final message changes nothing.
+    assert_eq!(
+        one(&store, dlr("AA02", PartState::Delivered, "DELIVRD", 4_000)),
+        OpResult::Stale(MessageState::Undeliverable)
+    );
+    assert_eq!(outbox_events(&store, "acme").len(), 1);
+}
+
+pub fn receipt_before_submit_response<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    let id = insert_all(&store, vec![msg(&store, "acme", 1_000, 1_000)])[0];
+    lease(&store, 1_000, 10, 60_000);
+    assert_eq!(
+        one(&store, dlr("X9", PartState::Delivered, "DELIVRD", 1_050)),
+        OpResult::ReceiptHeld
+    );
+    assert_eq!(
+        one(&store, submitted(id, 1, 1, "X9", 1_100)),
+        OpResult::Updated(MessageState::Delivered)
+    );
+    let events = outbox_events(&store, "acme");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].1.stat, "DELIVRD");
+    // The held receipt was consumed: purging it later finds nothing extra to do.
+    assert_eq!(store.get(id).unwrap().unwrap().receipts.len(), 1);
+}
+
+pub fn expiry_and_finish<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    let mut m = msg(&store, "acme", 1_000, 1_000);
+    m.expires_at_ms = Some(1_500);
+    let live = msg(&store, "acme", 1_000, 1_000);
+    let ids = insert_all(&store, vec![m, live]);
+    let leased =
+        futures::executor::block_on(store.lease(CH, Lane::Notification, 2_000, 10, 100)).unwrap();
+    assert_eq!(leased.expired, vec![ids[0]]);
+    assert_eq!(leased.messages.len(), 1);
+    assert_eq!(
+        store.get(ids[0]).unwrap().unwrap().state,
+        MessageState::Expired
+    );
+    assert_eq!(
+        one(
+            &store,
+            Op::Finish {
+                id: ids[1],
+                state: MessageState::Rejected,
+                stat: "REJECTD".into(),
+                err: "00B".into(),
+                now_ms: 2_100
+            }
+        ),
+        OpResult::Updated(MessageState::Rejected)
+    );
+    assert_eq!(
+        one(
+            &store,
+            Op::Finish {
+                id: ids[1],
+                state: MessageState::Failed,
+                stat: "x".into(),
+                err: "x".into(),
+                now_ms: 2_200
+            }
+        ),
+        OpResult::Stale(MessageState::Rejected)
+    );
+    assert!(matches!(
+        one(
+            &store,
+            Op::Finish {
+                id: ids[1],
+                state: MessageState::Queued,
+                stat: "x".into(),
+                err: "x".into(),
+                now_ms: 2_200
+            }
+        ),
+        OpResult::Invalid(_)
+    ));
+    let stats: Vec<String> = outbox_events(&store, "acme")
+        .into_iter()
+        .map(|(_, e)| e.stat)
+        .collect();
+    assert_eq!(stats, vec!["EXPIRED", "REJECTD"]);
+    // Nothing left to lease or recover.
+    assert!(lease(&store, 10_000, 10, 100).is_empty());
+    assert_eq!(
+        one(&store, Op::Recover { now_ms: 100_000 }),
+        OpResult::Count(0)
+    );
+}
+
+pub fn outbox_ack_and_delete<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    let mut ids = insert_all(
+        &store,
+        (0..5).map(|_| msg(&store, "acme", 1_000, 1_000)).collect(),
+    );
+    ids.extend(insert_all(&store, vec![msg(&store, "beta", 1_000, 1_000)]));
+    for id in &ids {
+        one(
+            &store,
+            Op::Finish {
+                id: *id,
+                state: MessageState::Failed,
+                stat: "FAILED".into(),
+                err: "000".into(),
+                now_ms: 2_000,
+            },
+        );
+    }
+    let seqs: Vec<u64> = outbox_events(&store, "acme")
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    assert_eq!(outbox_events(&store, "beta").len(), 1);
+    assert_eq!(
+        store.outbox("acme", 3, 10).unwrap().len(),
+        2,
+        "scan after a seq"
+    );
+    assert_eq!(
+        futures::executor::block_on(store.outbox_ack("acme", 2)).unwrap(),
+        2
+    );
+    assert_eq!(
+        one(
+            &store,
+            Op::OutboxDelete {
+                account: "acme".into(),
+                seq: 4
+            }
+        ),
+        OpResult::Count(1)
+    );
+    assert_eq!(
+        one(
+            &store,
+            Op::OutboxDelete {
+                account: "acme".into(),
+                seq: 4
+            }
+        ),
+        OpResult::Count(0)
+    );
+    let left: Vec<u64> = outbox_events(&store, "acme")
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(left, vec![3, 5]);
+    assert_eq!(
+        outbox_events(&store, "beta").len(),
+        1,
+        "other accounts untouched"
+    );
+    // Sequences keep increasing after acks (and across reopen).
+    drop(store);
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    let id = insert_all(&store, vec![msg(&store, "acme", 1_000, 1_000)])[0];
+    one(
+        &store,
+        Op::Finish {
+            id,
+            state: MessageState::Failed,
+            stat: "FAILED".into(),
+            err: "000".into(),
+            now_ms: 3_000,
+        },
+    );
+    assert_eq!(outbox_events(&store, "acme").last().unwrap().0, 6);
+}
+
+pub fn purge_compacts_final_messages<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    let mut done = Vec::new();
+    for i in 0..5u64 {
+        let mut m = msg(&store, "acme", 1_000, 1_000);
+        m.client_ref = Some(format!("r{i}"));
+        done.push(insert_all(&store, vec![m])[0]);
+    }
+    let pending = insert_all(&store, vec![msg(&store, "acme", 1_000, 1_000)])[0];
+    lease(&store, 1_000, 5, 10_000);
+    for (i, id) in done.iter().enumerate() {
+        one(&store, submitted(*id, 1, 1, &format!("C{i}"), 1_100));
+        one(
+            &store,
+            dlr(
+                &format!("C{i}"),
+                PartState::Delivered,
+                "DELIVRD",
+                2_000 + i as u64,
+            ),
+        );
+    }
+    // Held receipt that never matches anything.
+    assert_eq!(
+        one(
+            &store,
+            dlr("orphan", PartState::Delivered, "DELIVRD", 1_500)
+        ),
+        OpResult::ReceiptHeld
+    );
+    // Cut-off between the 2nd and 3rd final message; limit honoured.
+    assert_eq!(
+        futures::executor::block_on(store.purge(2_002, 1)).unwrap(),
+        1
+    );
+    assert_eq!(
+        futures::executor::block_on(store.purge(2_002, 100)).unwrap(),
+        1
+    );
+    assert!(store.get(done[0]).unwrap().is_none());
+    assert!(store.get(done[1]).unwrap().is_none());
+    assert!(store.get(done[2]).unwrap().is_some());
+    assert_eq!(store.by_center(CH, "C0").unwrap(), None);
+    assert_eq!(store.by_center(CH, "C2").unwrap(), Some((done[2], 1)));
+    assert_eq!(store.by_client_ref("acme", "r0").unwrap(), None);
+    assert_eq!(store.by_client_ref("acme", "r2").unwrap(), Some(done[2]));
+    // The orphan receipt is gone: a late submit with that center id no longer finalises.
+    let late = insert_all(&store, vec![msg(&store, "acme", 1_000, 1_000)])[0];
+    assert_eq!(
+        one(&store, submitted(late, 1, 1, "orphan", 3_000)),
+        OpResult::Updated(MessageState::Sent)
+    );
+    // A purged idempotency key can be used again.
+    let mut again = msg(&store, "acme", 1_000, 1_000);
+    again.client_ref = Some("r0".into());
+    insert_all(&store, vec![again]);
+    // Non-final messages are never purged.
+    assert_eq!(
+        futures::executor::block_on(store.purge(u64::MAX, 100)).unwrap(),
+        3
+    );
+    assert!(store.get(pending).unwrap().is_some());
+}
+
+pub fn concurrent_producers_group_commit<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                for _ in 0..25 {
+                    let batch = (0..10).map(|_| msg(&store, "acme", 1_000, 1_000)).collect();
+                    ids.extend(insert_all(&store, batch));
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().unwrap());
+    }
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 2_000, "ids unique across producers");
+    for id in &all {
+        assert!(store.get(*id).unwrap().is_some());
+    }
+    assert_eq!(store.stats().requests(), 200);
+    assert_eq!(store.stats().ops(), 2_000);
+    assert!(store.stats().commits() <= 200);
+    let leased = lease(&store, 1_000, 5_000, 1_000);
+    assert_eq!(leased.len(), 2_000);
+}
+
+pub fn invalid_names_are_refused<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    let bad = msg(&store, "ac\0me", 1_000, 1_000);
+    let id = bad.id;
+    assert!(matches!(
+        one(&store, Op::Insert(Box::new(bad))),
+        OpResult::Invalid(_)
+    ));
+    assert!(store.get(id).unwrap().is_none());
+    assert_eq!(
+        one(&store, submitted(MessageId(12345), 1, 1, "x", 1)),
+        OpResult::NotFound
+    );
+    assert!(matches!(
+        one(&store, submitted(MessageId(12345), 2, 1, "x", 1)),
+        OpResult::Invalid(_)
+    ));
+}
+
+macro_rules! suite {
+    ($modname:ident, $open:expr) => {
+        mod $modname {
+            use super::*;
+
+            fn run(test: fn(&Path, fn(&Path) -> sluice::store::AnyBackend)) {
+                let dir = tempfile::tempdir().unwrap();
+                test(dir.path(), $open);
+            }
+
+            #[test]
+            fn insert_batch_is_durable_across_reopen() {
+                run(super::insert_batch_is_durable_across_reopen);
+            }
+            #[test]
+            fn idempotency_keys() {
+                run(super::idempotency_keys);
+            }
+            #[test]
+            fn lease_submit_requeue() {
+                run(super::lease_submit_requeue);
+            }
+            #[test]
+            fn expired_leases_recover_after_reopen() {
+                run(super::expired_leases_recover_after_reopen);
+            }
+            #[test]
+            fn receipts_correlate_by_center_id() {
+                run(super::receipts_correlate_by_center_id);
+            }
+            #[test]
+            fn receipt_before_submit_response() {
+                run(super::receipt_before_submit_response);
+            }
+            #[test]
+            fn expiry_and_finish() {
+                run(super::expiry_and_finish);
+            }
+            #[test]
+            fn outbox_ack_and_delete() {
+                run(super::outbox_ack_and_delete);
+            }
+            #[test]
+            fn purge_compacts_final_messages() {
+                run(super::purge_compacts_final_messages);
+            }
+            #[test]
+            fn concurrent_producers_group_commit() {
+                run(super::concurrent_producers_group_commit);
+            }
+            #[test]
+            fn invalid_names_are_refused() {
+                run(super::invalid_names_are_refused);
+            }
+        }
+    };
+}
+
+fn open_redb(p: &Path) -> sluice::store::AnyBackend {
+    sluice::store::AnyBackend::open(sluice::store::BackendKind::Redb, p).unwrap()
+}
+
+suite!(redb, open_redb);
+
+#[cfg(feature = "sled")]
+fn open_sled(p: &Path) -> sluice::store::AnyBackend {
+    sluice::store::AnyBackend::open(sluice::store::BackendKind::Sled, p).unwrap()
+}
+
+#[cfg(feature = "sled")]
+suite!(sled, open_sled);
