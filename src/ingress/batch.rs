@@ -619,14 +619,14 @@ mod tests {
             max_messages: 3,
             ..BatchLimits::default()
         };
-        let ok = format!("{{\"messages\":[{}]}}", vec![one; 3].join(","));
+        let ok = format!("{{\"messages\":[{}]}}", [one; 3].join(","));
         assert_eq!(
             parse_json(ok.as_bytes(), limits, &senders())
                 .expect("3 ok")
                 .len(),
             3
         );
-        let too_many = format!("{{\"messages\":[{}]}}", vec![one; 4].join(","));
+        let too_many = format!("{{\"messages\":[{}]}}", [one; 4].join(","));
         assert_eq!(
             parse_json(too_many.as_bytes(), limits, &senders()),
             Err(BatchError::TooManyMessages { max: 3 })

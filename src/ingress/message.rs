@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::Deserialize;
 
+pub use crate::store::{EncodingHint as Encoding, Lane, MessageKind as Kind, Payload};
+
 /// 255 parts × 67 UCS-2 characters: the most text a concatenated SMS can carry in the
 /// least dense encoding, so any text at or under it can always be sent.
 pub const MAX_TEXT_UTF16: usize = 255 * 67;
@@ -77,68 +79,6 @@ pub struct WireMessage {
     /// Opaque labels echoed in receipts.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
-}
-
-/// Encoding hint of the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Encoding {
-    /// The gateway picks the cheapest encoding that represents the text.
-    #[default]
-    Auto,
-    /// GSM 03.38 7-bit default alphabet (with the extension table).
-    Gsm7,
-    /// ISO-8859-1.
-    Latin1,
-    /// UCS-2 / UTF-16.
-    Ucs2,
-    /// GBK (CMPP Msg_Fmt 15).
-    Gbk,
-}
-
-/// Message kind of the contract; drives routing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// Plain SMS.
-    #[default]
-    Sms,
-    /// MMS (MM7 channels).
-    Mms,
-    /// WAP Push (SI/SL over 8-bit SMS).
-    WapPush,
-}
-
-/// Priority lane of the contract; dispatch serves otp before notification before marketing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Lane {
-    /// One-time passwords: always first.
-    Otp,
-    /// Transactional notices.
-    #[default]
-    Notification,
-    /// Bulk marketing: weighted share, never starved entirely.
-    Marketing,
-}
-
-/// What is sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Payload {
-    /// Text to encode (`encoding` is the client's hint; `Auto` lets the gateway choose).
-    Text {
-        /// UTF-8 text.
-        text: String,
-        /// Encoding hint.
-        encoding: Encoding,
-    },
-    /// Raw 8-bit octets, with an optional caller UDH (e.g. WAP port addressing).
-    Binary {
-        /// Payload octets.
-        data: Vec<u8>,
-        /// User data header octets including its length byte, or empty.
-        udh: Vec<u8>,
-    },
 }
 
 /// An allowed local-time window, minutes since local midnight; `start > end` wraps midnight.
@@ -400,7 +340,10 @@ fn payload(
                     format!("{} octets exceed 255 parts of {per_part}", data.len()),
                 ));
             }
-            Ok(Payload::Binary { data, udh })
+            Ok(Payload::Binary {
+                data,
+                udh: (!udh.is_empty()).then_some(udh),
+            })
         }
     }
 }
@@ -466,7 +409,7 @@ fn check_udh(udh: &[u8]) -> Result<(), String> {
 }
 
 fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(format!("odd number of hex digits ({})", s.len()));
     }
     s.as_bytes()
@@ -618,7 +561,7 @@ mod tests {
             s.payload,
             Payload::Binary {
                 data: vec![0xDE, 0xAD, 0xBE, 0xEF],
-                udh: vec![6, 5, 4, 0x0B, 0x84, 0x23, 0xF0]
+                udh: Some(vec![6, 5, 4, 0x0B, 0x84, 0x23, 0xF0])
             }
         );
         m.udh = Some("0705".into());

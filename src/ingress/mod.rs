@@ -1,8 +1,15 @@
 //! How messages enter sluice.
 //!
-//! - [`message`]: the wire shape of one message and its validation.
-//! - [`batch`]: reading a JSON / NDJSON body into validated messages.
-//! - `smpp_server`: ESMEs binding to sluice (a later issue; not built yet).
+//! A batch flows: [`http`] (auth, content type, status mapping) → [`batch`] (streamed body →
+//! validated items, via [`message`]) → [`account`] (rate charge) → [`accept`] (route, ids,
+//! one durable store commit) → [`view`] (202 body). Nothing is acknowledged before the store's
+//! fsync'd commit, and nothing of a batch is stored unless all of it is valid.
+//!
+//! - `smpp_server`: ESMEs binding to sluice — a later issue; not built yet.
 
+pub mod accept;
+pub mod account;
 pub mod batch;
+pub mod http;
 pub mod message;
+pub mod view;
