@@ -1,6 +1,10 @@
 //! sluice gateway library: configuration, the durable store, scheduling and routing, and on
 //! top of them ingress, receipts and metrics (see DESIGN.md §2–§3).
 
+pub mod clock;
+pub mod config;
 pub mod ingress;
 pub mod metrics;
+pub mod route;
+pub mod schedule;
 pub mod store;

@@ -175,8 +175,8 @@ mod tests {
         let id: MessageId = "01JD3Q5V8Q0000000000000001".parse().unwrap();
         assert_eq!(id.counter(), 1);
         assert_eq!(id.to_string(), "01JD3Q5V8Q0000000000000001");
-        // 2024-11-19 in milliseconds, as the ULID time field says.
-        assert_eq!(id.unix_ms() / 86_400_000, 20_046);
+        // 2024-11-20 (UTC day 20047), as the ULID time field says.
+        assert_eq!(id.unix_ms() / 86_400_000, 20_047);
     }
 
     #[test]

@@ -1,0 +1,911 @@
+//! Gateway configuration: TOML, parsed with serde (`deny_unknown_fields`) and then validated.
+//!
+//! Every error names the file, the key path (`channels[0].window`) and the reason, plus the
+//! line and column whenever the key (or its nearest present parent) appears in the text. That
+//! holds for type errors found while deserialising and for the cross-checks done afterwards
+//! (routes name existing channels, windows parse, rates are positive, …).
+//!
+//! [`Config::embedded`] is `config/sluice.toml`, compiled in: it runs with no file at all.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::route::{Route, Router};
+use crate::schedule::{TimeWindow, WindowRules, parse_windows};
+use crate::store::{BackendKind, MessageKind, WriterConfig};
+
+/// The embedded default configuration text.
+pub const EMBEDDED: &str = include_str!("../config/sluice.toml");
+/// Name used for the embedded config in errors.
+pub const EMBEDDED_NAME: &str = "<embedded config/sluice.toml>";
+
+/// A configuration problem.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// File.
+        file: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Bad syntax, a wrong type, an unknown key or a failed check.
+    #[error("{}", Invalid(self))]
+    Invalid {
+        /// File.
+        file: String,
+        /// Key path, e.g. `channels[0].window`; empty for syntax errors.
+        key: String,
+        /// What is wrong.
+        reason: String,
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// 1-based column, when known.
+        column: Option<usize>,
+    },
+}
+
+/// Display helper for [`ConfigError::Invalid`].
+struct Invalid<'a>(&'a ConfigError);
+
+impl fmt::Display for Invalid<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ConfigError::Invalid {
+            file,
+            key,
+            reason,
+            line,
+            column,
+        } = self.0
+        else {
+            return Ok(());
+        };
+        write!(f, "{file}")?;
+        if let Some(l) = line {
+            write!(f, ":{l}")?;
+            if let Some(c) = column {
+                write!(f, ":{c}")?;
+            }
+        }
+        if !key.is_empty() {
+            write!(f, ": {key}")?;
+        }
+        write!(f, ": {reason}")
+    }
+}
+
+impl ConfigError {
+    /// The key path, for `Invalid`.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { key, .. } => Some(key),
+            Self::Read { .. } => None,
+        }
+    }
+
+    /// The line, for `Invalid` when known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            Self::Invalid { line, .. } => *line,
+            Self::Read { .. } => None,
+        }
+    }
+}
+
+fn default_timezone() -> String {
+    "Asia/Shanghai".into()
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listening addresses.
+    #[serde(default)]
+    pub listeners: ListenersConfig,
+    /// Durable store.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// IANA zone for windows and quiet hours.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Client accounts.
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
+    /// Outbound channels to message centers.
+    #[serde(default)]
+    pub channels: Vec<ChannelConfig>,
+    /// Routing rules.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// The embedded simulator.
+    #[serde(default)]
+    pub simulator: SimulatorConfig,
+    /// Resolved `timezone` (set by validation).
+    #[serde(skip)]
+    tz: Option<TimeZone>,
+    /// SHA-256 hex → account index (set by validation).
+    #[serde(skip)]
+    key_index: HashMap<String, usize>,
+}
+
+/// Where sluice listens.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenersConfig {
+    /// HTTP API.
+    #[serde(default = "ListenersConfig::default_http")]
+    pub http: SocketAddr,
+    /// SMPP server for ESMEs (off when absent).
+    #[serde(default)]
+    pub smpp: Option<SocketAddr>,
+    /// Prometheus metrics (off when absent).
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
+}
+
+impl ListenersConfig {
+    fn default_http() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+}
+
+impl Default for ListenersConfig {
+    fn default() -> Self {
+        Self {
+            http: Self::default_http(),
+            smpp: None,
+            metrics: None,
+        }
+    }
+}
+
+/// Durable store settings.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Data directory.
+    pub path: PathBuf,
+    /// Engine.
+    pub backend: BackendKind,
+    /// Longest the writer lingers for more ops before committing, ms.
+    pub commit_interval_ms: u64,
+    /// Most ops per group commit.
+    pub commit_max_ops: usize,
+    /// Ops allowed queued or committing at once (backpressure).
+    pub queue_ops: usize,
+    /// Final messages are purged this many hours after they end.
+    pub retention_hours: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        let w = WriterConfig::default();
+        Self {
+            path: PathBuf::from("./data"),
+            backend: BackendKind::Redb,
+            commit_interval_ms: 0,
+            commit_max_ops: w.max_ops,
+            queue_ops: w.queue_ops,
+            retention_hours: 72,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The writer settings.
+    pub fn writer(&self) -> WriterConfig {
+        WriterConfig {
+            max_ops: self.commit_max_ops,
+            max_wait: Duration::from_millis(self.commit_interval_ms),
+            queue_ops: self.queue_ops,
+        }
+    }
+
+    /// How long final messages are kept.
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.retention_hours.saturating_mul(3600))
+    }
+}
+
+/// A client account.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// Unique name.
+    pub name: String,
+    /// SHA-256 hex digests of the API keys (never the keys themselves).
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+    /// Messages per second.
+    pub rate: u32,
+    /// Burst size.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+    /// Senders the account may use; empty = any.
+    #[serde(default)]
+    pub allowed_senders: Vec<String>,
+    /// Sender when a message has none.
+    #[serde(default)]
+    pub default_sender: Option<String>,
+    /// Default receipt webhook.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// Where mobile-originated replies are POSTed.
+    #[serde(default)]
+    pub mo_url: Option<String>,
+    /// Allowed sending windows for this account's messages; empty = any time.
+    #[serde(default)]
+    pub windows: Vec<String>,
+}
+
+fn default_burst() -> u32 {
+    1
+}
+
+/// Protocol of a channel.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    /// SMPP 3.4 / 5.0.
+    Smpp,
+    /// CMPP 2.0 / 3.0.
+    Cmpp,
+    /// MM7 over HTTP.
+    Mm7,
+}
+
+/// How binds are made.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+pub enum BindMode {
+    /// One transceiver bind per connection.
+    #[default]
+    #[serde(rename = "transceiver")]
+    Transceiver,
+    /// A transmitter and a receiver bind.
+    #[serde(rename = "transmitter+receiver", alias = "transmitter_receiver")]
+    TransmitterReceiver,
+}
+
+/// How long messages are split.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Concatenation {
+    /// UDH with an 8-bit reference (IE 0x00).
+    #[default]
+    Udh8,
+    /// UDH with a 16-bit reference (IE 0x08).
+    Udh16,
+    /// SAR TLVs (SMPP only).
+    Sar,
+}
+
+/// Retry policy for retryable submit failures.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts before the message fails.
+    pub max_attempts: u32,
+    /// First backoff, ms (doubles per attempt).
+    pub backoff_base_ms: u64,
+    /// Backoff cap, ms.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 300_000,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// Delay before attempt `attempt + 1` after `attempt` failures (exponential, capped).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u64.checked_shl(attempt.min(63)).unwrap_or(u64::MAX);
+        Duration::from_millis(
+            self.backoff_base_ms
+                .saturating_mul(factor)
+                .min(self.backoff_max_ms),
+        )
+    }
+}
+
+/// An outbound channel to one message center.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// Unique name (used in routes and the store).
+    pub name: String,
+    /// Protocol.
+    pub kind: ChannelKind,
+    /// Center host.
+    pub host: String,
+    /// Center port.
+    pub port: u16,
+    /// HTTP path (MM7 only).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Login (SMPP system_id, CMPP Source_Addr, MM7 VASP id).
+    #[serde(default)]
+    pub system_id: String,
+    /// Password / shared secret.
+    #[serde(default)]
+    pub password: String,
+    /// SMPP system_type.
+    #[serde(default)]
+    pub system_type: String,
+    /// Bind mode.
+    #[serde(default)]
+    pub bind_mode: BindMode,
+    /// Connections to keep.
+    #[serde(default = "one")]
+    pub binds: u32,
+    /// Outstanding requests per bind.
+    #[serde(default = "default_window")]
+    pub window: u32,
+    /// Messages per second over all binds.
+    pub rate: u32,
+    /// Burst.
+    #[serde(default = "one")]
+    pub burst: u32,
+    /// Allowed sending windows; empty = any time.
+    #[serde(default)]
+    pub windows: Vec<String>,
+    /// Windows in which nothing is sent.
+    #[serde(default)]
+    pub quiet_hours: Vec<String>,
+    /// Retries.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Response timeout, ms.
+    #[serde(default = "default_response_timeout")]
+    pub response_timeout_ms: u64,
+    /// Keep-alive interval (enquire_link / active_test), s.
+    #[serde(default = "default_enquire")]
+    pub enquire_link_secs: u64,
+    /// SMPP interface_version: 0x34 or 0x50.
+    #[serde(default = "default_interface_version")]
+    pub interface_version: u8,
+    /// Splitting of long messages.
+    #[serde(default)]
+    pub concatenation: Concatenation,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_window() -> u32 {
+    10
+}
+fn default_response_timeout() -> u64 {
+    10_000
+}
+fn default_enquire() -> u64 {
+    30
+}
+fn default_interface_version() -> u8 {
+    0x34
+}
+
+impl ChannelConfig {
+    /// Response timeout.
+    pub fn response_timeout(&self) -> Duration {
+        Duration::from_millis(self.response_timeout_ms)
+    }
+
+    /// Keep-alive interval.
+    pub fn enquire_link_interval(&self) -> Duration {
+        Duration::from_secs(self.enquire_link_secs)
+    }
+}
+
+/// A routing rule.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Accounts; empty = all.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// Kinds; empty = all.
+    #[serde(default)]
+    pub kinds: Vec<MessageKind>,
+    /// Destination prefixes; empty = all.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// Channel.
+    pub channel: String,
+    /// Failover channel.
+    #[serde(default)]
+    pub failover: Option<String>,
+    /// Seconds the primary must be down before failover.
+    #[serde(default = "default_down_after")]
+    pub down_after_secs: u64,
+}
+
+fn default_down_after() -> u64 {
+    60
+}
+
+/// The in-process simulator.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatorConfig {
+    /// Start it with `serve`.
+    pub enabled: bool,
+    /// Port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            port: 2775,
+        }
+    }
+}
+
+/// SHA-256 hex (lowercase) of an API key, as stored in `accounts[].api_keys`.
+pub fn hash_api_key(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Byte offset → 1-based (line, column in chars).
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// One step of a key path.
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn split_path(path: &str) -> Vec<Seg<'_>> {
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        let (name, mut rest) = part.split_once('[').map_or((part, ""), |(n, r)| (n, r));
+        if !name.is_empty() {
+            out.push(Seg::Key(name));
+        }
+        while let Some((idx, after)) = rest.split_once(']') {
+            if let Ok(i) = idx.parse() {
+                out.push(Seg::Index(i));
+            }
+            rest = after.strip_prefix('[').unwrap_or(after);
+        }
+    }
+    out
+}
+
+/// Byte span of the deepest part of `path` present in the document.
+fn span_of(text: &str, path: &str) -> Option<std::ops::Range<usize>> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let root_span = root.span();
+    let root = toml::de::DeValue::Table(root.into_inner());
+    let mut cur = &root;
+    let mut span = None;
+    for seg in split_path(path) {
+        let next = match seg {
+            Seg::Key(k) => cur.get(k),
+            Seg::Index(i) => cur.get(i),
+        };
+        match next {
+            Some(v) => {
+                span = Some(v.span());
+                cur = v.get_ref();
+            }
+            None => break,
+        }
+    }
+    span.or(Some(root_span))
+}
+
+/// Collects problems found after deserialisation.
+struct Checker<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        let key = key.into();
+        let (line, column) = span_of(self.text, &key)
+            .filter(|s| s.start > 0 || !key.is_empty())
+            .map(|s| line_col(self.text, s.start))
+            .map_or((None, None), |(l, c)| (Some(l), Some(c)));
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            key,
+            reason: reason.into(),
+            line,
+            column,
+        }
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && !s.contains('\0') && !s.chars().any(char::is_control)
+}
+
+fn is_url(s: &str) -> bool {
+    (s.starts_with("http://") || s.starts_with("https://")) && s.len() > "https://".len()
+}
+
+impl Config {
+    /// The embedded default (always valid; a test guards it).
+    pub fn embedded() -> Result<Self, ConfigError> {
+        Self::parse(EMBEDDED, EMBEDDED_NAME)
+    }
+
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Self::parse(&text, &file)
+    }
+
+    /// Parses and validates `text`; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let checker = Checker { file, text };
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| line_col(text, s.start))
+                .map_or((None, None), |(l, c)| (Some(l), Some(c)));
+            ConfigError::Invalid {
+                file: file.to_owned(),
+                key: String::new(),
+                reason: e.message().to_owned(),
+                line,
+                column,
+            }
+        })?;
+        let mut cfg: Self = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            let inner = e.inner();
+            let pos = inner.span().map(|s| line_col(text, s.start));
+            match pos {
+                Some((l, c)) => ConfigError::Invalid {
+                    file: file.to_owned(),
+                    key,
+                    reason: inner.message().to_owned(),
+                    line: Some(l),
+                    column: Some(c),
+                },
+                None => checker.err(key, inner.message()),
+            }
+        })?;
+        cfg.validate(&checker)?;
+        Ok(cfg)
+    }
+
+    fn validate(&mut self, c: &Checker<'_>) -> Result<(), ConfigError> {
+        self.tz = Some(
+            TimeZone::get(&self.timezone)
+                .map_err(|e| c.err("timezone", format!("unknown time zone: {e}")))?,
+        );
+        let s = &self.storage;
+        if s.path.as_os_str().is_empty() {
+            return Err(c.err("storage.path", "must not be empty"));
+        }
+        if s.commit_max_ops == 0 {
+            return Err(c.err("storage.commit_max_ops", "must be at least 1"));
+        }
+        if s.queue_ops == 0 {
+            return Err(c.err("storage.queue_ops", "must be at least 1"));
+        }
+        if s.retention_hours == 0 {
+            return Err(c.err("storage.retention_hours", "must be at least 1"));
+        }
+        if self.simulator.enabled && self.simulator.port == 0 {
+            return Err(c.err("simulator.port", "must not be 0"));
+        }
+        self.validate_accounts(c)?;
+        self.validate_channels(c)?;
+        self.validate_routes(c)
+    }
+
+    fn validate_accounts(&mut self, c: &Checker<'_>) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        let mut index = HashMap::new();
+        for (i, a) in self.accounts.iter().enumerate() {
+            let k = |f: &str| format!("accounts[{i}].{f}");
+            if !is_name(&a.name) {
+                return Err(c.err(k("name"), "must be non-empty, without control characters"));
+            }
+            if !names.insert(a.name.as_str()) {
+                return Err(c.err(k("name"), format!("duplicate account {:?}", a.name)));
+            }
+            for (j, h) in a.api_keys.iter().enumerate() {
+                let key = format!("accounts[{i}].api_keys[{j}]");
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(c.err(
+                        key,
+                        "must be the SHA-256 of the key as 64 hex digits (printf %s KEY | sha256sum)",
+                    ));
+                }
+                if index.insert(h.to_ascii_lowercase(), i).is_some() {
+                    return Err(c.err(key, "the same API key is listed twice"));
+                }
+            }
+            if a.rate == 0 {
+                return Err(c.err(k("rate"), "must be greater than 0"));
+            }
+            if a.burst == 0 {
+                return Err(c.err(k("burst"), "must be at least 1"));
+            }
+            if let Some(d) = &a.default_sender {
+                if !a.allowed_senders.is_empty() && !a.allowed_senders.contains(d) {
+                    return Err(c.err(
+                        k("default_sender"),
+                        format!("{d:?} is not in allowed_senders"),
+                    ));
+                }
+            }
+            for (f, u) in [("webhook_url", &a.webhook_url), ("mo_url", &a.mo_url)] {
+                if let Some(u) = u {
+                    if !is_url(u) {
+                        return Err(c.err(k(f), format!("{u:?} is not an http(s) URL")));
+                    }
+                }
+            }
+            check_windows(c, &a.windows, &k("windows"))?;
+        }
+        self.key_index = index;
+        Ok(())
+    }
+
+    fn validate_channels(&self, c: &Checker<'_>) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        for (i, ch) in self.channels.iter().enumerate() {
+            let k = |f: &str| format!("channels[{i}].{f}");
+            if !is_name(&ch.name) {
+                return Err(c.err(k("name"), "must be non-empty, without control characters"));
+            }
+            if !names.insert(ch.name.as_str()) {
+                return Err(c.err(k("name"), format!("duplicate channel {:?}", ch.name)));
+            }
+            if ch.host.is_empty() {
+                return Err(c.err(k("host"), "must not be empty"));
+            }
+            if ch.port == 0 {
+                return Err(c.err(k("port"), "must not be 0"));
+            }
+            if ch.binds == 0 {
+                return Err(c.err(k("binds"), "must be at least 1"));
+            }
+            if ch.window == 0 {
+                return Err(c.err(k("window"), "must be at least 1"));
+            }
+            if ch.rate == 0 {
+                return Err(c.err(k("rate"), "must be greater than 0"));
+            }
+            if ch.burst == 0 {
+                return Err(c.err(k("burst"), "must be at least 1"));
+            }
+            if ch.response_timeout_ms == 0 {
+                return Err(c.err(k("response_timeout_ms"), "must be greater than 0"));
+            }
+            if ch.enquire_link_secs == 0 {
+                return Err(c.err(k("enquire_link_secs"), "must be greater than 0"));
+            }
+            if ch.retry.max_attempts == 0 {
+                return Err(c.err(k("retry.max_attempts"), "must be at least 1"));
+            }
+            if ch.retry.backoff_base_ms == 0 {
+                return Err(c.err(k("retry.backoff_base_ms"), "must be greater than 0"));
+            }
+            if ch.retry.backoff_max_ms < ch.retry.backoff_base_ms {
+                return Err(c.err(
+                    k("retry.backoff_max_ms"),
+                    "must not be below backoff_base_ms",
+                ));
+            }
+            match ch.kind {
+                ChannelKind::Smpp => {
+                    if !matches!(ch.interface_version, 0x34 | 0x50) {
+                        return Err(c.err(
+                            k("interface_version"),
+                            format!(
+                                "0x{:02X} is not SMPP 3.4 (0x34) or 5.0 (0x50)",
+                                ch.interface_version
+                            ),
+                        ));
+                    }
+                    // SMPP C-octet string limits, excluding the NUL.
+                    for (f, v, max) in [
+                        ("system_id", &ch.system_id, 15),
+                        ("password", &ch.password, 8),
+                        ("system_type", &ch.system_type, 12),
+                    ] {
+                        if v.len() > max {
+                            return Err(c.err(k(f), format!("longer than SMPP's {max} characters")));
+                        }
+                    }
+                    if ch.system_id.is_empty() {
+                        return Err(c.err(k("system_id"), "must not be empty for smpp"));
+                    }
+                }
+                ChannelKind::Cmpp => {
+                    if ch.system_id.is_empty() || ch.system_id.len() > 6 {
+                        return Err(c.err(k("system_id"), "CMPP Source_Addr is 1 to 6 characters"));
+                    }
+                    if ch.concatenation == Concatenation::Sar {
+                        return Err(c.err(k("concatenation"), "sar TLVs exist only in SMPP"));
+                    }
+                }
+                ChannelKind::Mm7 => {
+                    if let Some(p) = &ch.path {
+                        if !p.starts_with('/') {
+                            return Err(c.err(k("path"), "must start with '/'"));
+                        }
+                    }
+                }
+            }
+            check_windows(c, &ch.windows, &k("windows"))?;
+            check_windows(c, &ch.quiet_hours, &k("quiet_hours"))?;
+        }
+        Ok(())
+    }
+
+    fn validate_routes(&self, c: &Checker<'_>) -> Result<(), ConfigError> {
+        let channel_exists = |n: &str| self.channels.iter().any(|ch| ch.name == n);
+        for (i, r) in self.routes.iter().enumerate() {
+            let k = |f: &str| format!("routes[{i}].{f}");
+            if !channel_exists(&r.channel) {
+                return Err(c.err(k("channel"), format!("no channel named {:?}", r.channel)));
+            }
+            if let Some(f) = &r.failover {
+                if !channel_exists(f) {
+                    return Err(c.err(k("failover"), format!("no channel named {f:?}")));
+                }
+                if *f == r.channel {
+                    return Err(c.err(k("failover"), "is the primary channel itself"));
+                }
+            }
+            for (j, a) in r.accounts.iter().enumerate() {
+                if !self.accounts.iter().any(|acc| acc.name == *a) {
+                    return Err(c.err(
+                        format!("routes[{i}].accounts[{j}]"),
+                        format!("no account named {a:?}"),
+                    ));
+                }
+            }
+            for (j, p) in r.prefixes.iter().enumerate() {
+                let digits = p.strip_prefix('+').unwrap_or(p);
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(c.err(
+                        format!("routes[{i}].prefixes[{j}]"),
+                        format!("{p:?} is not a digit prefix"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The resolved time zone.
+    pub fn time_zone(&self) -> TimeZone {
+        self.tz
+            .clone()
+            .or_else(|| TimeZone::get(&self.timezone).ok())
+            .unwrap_or(TimeZone::UTC)
+    }
+
+    /// The account an API key belongs to (the key is hashed, never stored).
+    pub fn account_for_key(&self, key: &str) -> Option<&AccountConfig> {
+        self.key_index
+            .get(&hash_api_key(key))
+            .and_then(|&i| self.accounts.get(i))
+    }
+
+    /// An account by name.
+    pub fn account(&self, name: &str) -> Option<&AccountConfig> {
+        self.accounts.iter().find(|a| a.name == name)
+    }
+
+    /// A channel by name.
+    pub fn channel(&self, name: &str) -> Option<&ChannelConfig> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+
+    /// The routing table.
+    pub fn router(&self) -> Router {
+        Router::new(
+            self.routes
+                .iter()
+                .map(|r| Route {
+                    accounts: r.accounts.clone(),
+                    kinds: r.kinds.clone(),
+                    prefixes: r.prefixes.clone(),
+                    channel: r.channel.clone(),
+                    failover: r.failover.clone(),
+                    down_after: Duration::from_secs(r.down_after_secs),
+                })
+                .collect(),
+        )
+    }
+
+    /// Window rules for a message on `channel` from `account` with its own optional window.
+    /// Names that do not exist contribute nothing; a bad message window is an error.
+    pub fn window_rules(
+        &self,
+        channel: &str,
+        account: &str,
+        message_window: Option<&str>,
+    ) -> Result<WindowRules, crate::schedule::WindowError> {
+        let mut rules = WindowRules::default();
+        if let Some(ch) = self.channel(channel) {
+            rules.allowed.push(parse_windows(&ch.windows)?);
+            rules.quiet = parse_windows(&ch.quiet_hours)?;
+        }
+        if let Some(a) = self.account(account) {
+            rules.allowed.push(parse_windows(&a.windows)?);
+        }
+        if let Some(w) = message_window {
+            rules.allowed.push(vec![w.parse::<TimeWindow>()?]);
+        }
+        Ok(rules)
+    }
+}
+
+fn check_windows(c: &Checker<'_>, list: &[String], key: &str) -> Result<(), ConfigError> {
+    for (j, w) in list.iter().enumerate() {
+        if let Err(e) = w.parse::<TimeWindow>() {
+            return Err(c.err(format!("{key}[{j}]"), e.to_string()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_splitting() {
+        let segs = split_path("channels[0].retry.max_attempts");
+        assert_eq!(segs.len(), 4);
+        assert!(matches!(segs[1], Seg::Index(0)));
+        assert!(matches!(segs[3], Seg::Key("max_attempts")));
+    }
+
+    #[test]
+    fn line_col_counts_chars() {
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("é\nx", 3), (2, 1));
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let r = RetryConfig::default();
+        assert_eq!(r.backoff(0), Duration::from_secs(1));
+        assert_eq!(r.backoff(3), Duration::from_secs(8));
+        assert_eq!(r.backoff(40), Duration::from_secs(300));
+        assert_eq!(r.backoff(u32::MAX), Duration::from_secs(300));
+    }
+}

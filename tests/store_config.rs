@@ -1,0 +1,289 @@
+//! Configuration: the embedded default works with no file, and bad input fails with the file,
+//! the key path, the reason and (when the key is in the text) the line and column.
+
+use sluice::config::{BindMode, ChannelKind, Concatenation, Config, ConfigError, hash_api_key};
+use sluice::store::{BackendKind, MessageKind};
+
+const BASE: &str = r#"
+timezone = "Asia/Shanghai"
+
+[[accounts]]
+name = "acme"
+api_keys = ["KEYHASH"]
+rate = 100
+
+[[channels]]
+name = "smsc1"
+kind = "smpp"
+host = "10.0.0.1"
+port = 2775
+system_id = "acme"
+password = "secret"
+rate = 500
+windows = ["08:00-21:00"]
+
+[[channels]]
+name = "smsc2"
+kind = "cmpp"
+host = "10.0.0.2"
+port = 7890
+system_id = "901234"
+rate = 200
+
+[[routes]]
+prefixes = ["86138"]
+channel = "smsc1"
+failover = "smsc2"
+"#;
+
+fn base() -> String {
+    BASE.replace("KEYHASH", &hash_api_key("k1"))
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "test.toml")
+}
+
+/// Parses `text`, expecting an error at `key` on `line`; returns the message.
+fn expect_err(text: &str, key: &str, line: Option<usize>) -> String {
+    let err = parse(text).expect_err("config should be refused");
+    assert_eq!(err.key(), Some(key), "{err}");
+    assert_eq!(err.line(), line, "{err}");
+    let msg = err.to_string();
+    assert!(msg.starts_with("test.toml"), "{msg}");
+    if !key.is_empty() {
+        assert!(msg.contains(key), "{msg}");
+    }
+    msg
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle")
+        + 1
+}
+
+#[test]
+fn embedded_default_runs_without_a_file() {
+    let cfg = Config::embedded().unwrap();
+    let dev = cfg
+        .account_for_key("sluice-dev-key")
+        .expect("documented dev key");
+    assert_eq!(dev.name, "dev");
+    assert!(cfg.account_for_key("wrong").is_none());
+    let sim = cfg.channel("sim").unwrap();
+    assert_eq!(sim.host, "127.0.0.1");
+    assert_eq!(sim.kind, ChannelKind::Smpp);
+    assert!(cfg.simulator.enabled);
+    assert_eq!(cfg.simulator.port, sim.port);
+    assert_eq!(cfg.storage.path.to_str(), Some("./data"));
+    assert_eq!(cfg.storage.backend, BackendKind::Redb);
+    assert_eq!(cfg.time_zone().iana_name(), Some("Asia/Shanghai"));
+    let router = cfg.router();
+    let choice = router
+        .pick(
+            "dev",
+            MessageKind::Sms,
+            "+8613800138000",
+            jiff::Timestamp::now(),
+            &Default::default(),
+        )
+        .unwrap();
+    assert_eq!(choice.channel, "sim");
+}
+
+#[test]
+fn good_config_resolves_everything() {
+    let text = base().replace("kind = \"smpp\"", "kind = \"smpp\"\nbind_mode = \"transmitter+receiver\"\nconcatenation = \"sar\"\ninterface_version = 0x50");
+    let cfg = parse(&text).unwrap();
+    assert_eq!(cfg.account_for_key("k1").unwrap().name, "acme");
+    let ch = cfg.channel("smsc1").unwrap();
+    assert_eq!(ch.bind_mode, BindMode::TransmitterReceiver);
+    assert_eq!(ch.concatenation, Concatenation::Sar);
+    assert_eq!(ch.interface_version, 0x50);
+    assert_eq!(ch.window, 10, "default window");
+    assert_eq!(cfg.channel("smsc2").unwrap().kind, ChannelKind::Cmpp);
+    let rules = cfg
+        .window_rules("smsc1", "acme", Some("20:00-23:00"))
+        .unwrap();
+    assert_eq!(rules.allowed.len(), 3);
+    assert!(
+        cfg.window_rules("smsc1", "acme", Some("25:00-26:00"))
+            .is_err()
+    );
+    // Defaults for everything omitted.
+    assert_eq!(cfg.storage.retention_hours, 72);
+    assert_eq!(cfg.listeners.http.port(), 8080);
+    assert!(!cfg.simulator.enabled);
+}
+
+#[test]
+fn wrong_type_names_key_and_line() {
+    let text = base().replace("rate = 500", "rate = 500\nwindow = \"ten\"");
+    let msg = expect_err(
+        &text,
+        "channels[0].window",
+        Some(line_of(&text, "window = \"ten\"")),
+    );
+    assert!(msg.contains("invalid type"), "{msg}");
+}
+
+#[test]
+fn unknown_key_is_refused() {
+    let text = base().replace("rate = 500", "rate = 500\nwindoww = 3");
+    let msg = parse(&text).unwrap_err().to_string();
+    assert!(msg.contains("windoww"), "{msg}");
+    assert!(msg.contains("channels[0]"), "{msg}");
+    assert!(
+        msg.contains(&format!(":{}:", line_of(&text, "windoww"))),
+        "{msg}"
+    );
+}
+
+#[test]
+fn syntax_error_has_position() {
+    let text = base().replace("port = 2775", "port = = 2775");
+    let err = parse(&text).unwrap_err();
+    assert_eq!(err.key(), Some(""));
+    assert_eq!(err.line(), Some(line_of(&text, "port = = 2775")));
+}
+
+#[test]
+fn route_to_missing_channel() {
+    let text = base().replace("channel = \"smsc1\"", "channel = \"nope\"");
+    let msg = expect_err(
+        &text,
+        "routes[0].channel",
+        Some(line_of(&text, "channel = \"nope\"")),
+    );
+    assert!(msg.contains("no channel named \"nope\""), "{msg}");
+    let text = base().replace("failover = \"smsc2\"", "failover = \"gone\"");
+    expect_err(
+        &text,
+        "routes[0].failover",
+        Some(line_of(&text, "failover = \"gone\"")),
+    );
+    let text = base().replace("failover = \"smsc2\"", "failover = \"smsc1\"");
+    expect_err(
+        &text,
+        "routes[0].failover",
+        Some(line_of(&text, "failover = \"smsc1\"")),
+    );
+    let text = base().replace(
+        "prefixes = [\"86138\"]",
+        "prefixes = [\"86138\"]\naccounts = [\"ghost\"]",
+    );
+    expect_err(
+        &text,
+        "routes[0].accounts[0]",
+        Some(line_of(&text, "ghost")),
+    );
+    let text = base().replace("\"86138\"", "\"86x\"");
+    expect_err(&text, "routes[0].prefixes[0]", Some(line_of(&text, "86x")));
+}
+
+#[test]
+fn bad_window_names_the_element() {
+    let text = base().replace("[\"08:00-21:00\"]", "[\"08:00-21:00\", \"21:00-25:00\"]");
+    let msg = expect_err(
+        &text,
+        "channels[0].windows[1]",
+        Some(line_of(&text, "21:00-25:00")),
+    );
+    assert!(msg.contains("21:00-25:00"), "{msg}");
+}
+
+#[test]
+fn numeric_checks() {
+    let text = base().replace("rate = 500", "rate = 0");
+    expect_err(&text, "channels[0].rate", Some(line_of(&text, "rate = 0")));
+    let text = base().replace("rate = 100", "rate = 100\nburst = 0");
+    expect_err(
+        &text,
+        "accounts[0].burst",
+        Some(line_of(&text, "burst = 0")),
+    );
+    let text = base().replace("rate = 500", "rate = 500\ninterface_version = 0x33");
+    let msg = expect_err(
+        &text,
+        "channels[0].interface_version",
+        Some(line_of(&text, "0x33")),
+    );
+    assert!(msg.contains("0x33"), "{msg}");
+    let text = base().replace("rate = 500", "rate = 500\nport2 = 1");
+    assert!(parse(&text).is_err());
+    let text = base().replace("port = 2775", "port = 70000");
+    expect_err(&text, "channels[0].port", Some(line_of(&text, "70000")));
+    let text = base().replace("rate = 500", "rate = 500\nretry = { max_attempts = 0 }");
+    expect_err(
+        &text,
+        "channels[0].retry.max_attempts",
+        Some(line_of(&text, "max_attempts = 0")),
+    );
+    // A negative number for an unsigned field.
+    let text = base().replace("rate = 500", "rate = -5");
+    expect_err(&text, "channels[0].rate", Some(line_of(&text, "rate = -5")));
+}
+
+#[test]
+fn protocol_limits() {
+    let text = base().replace("password = \"secret\"", "password = \"muchtoolong\"");
+    expect_err(
+        &text,
+        "channels[0].password",
+        Some(line_of(&text, "muchtoolong")),
+    );
+    let text = base().replace("system_id = \"901234\"", "system_id = \"9012345\"");
+    expect_err(
+        &text,
+        "channels[1].system_id",
+        Some(line_of(&text, "9012345")),
+    );
+}
+
+#[test]
+fn accounts_checks() {
+    let text = BASE.replace("KEYHASH", "not-a-hash");
+    let msg = expect_err(
+        &text,
+        "accounts[0].api_keys[0]",
+        Some(line_of(&text, "not-a-hash")),
+    );
+    assert!(msg.contains("SHA-256"), "{msg}");
+    let text = base().replace(
+        "rate = 100",
+        "rate = 100\nallowed_senders = [\"1069\"]\ndefault_sender = \"1070\"",
+    );
+    expect_err(
+        &text,
+        "accounts[0].default_sender",
+        Some(line_of(&text, "default_sender")),
+    );
+    let text = base().replace("rate = 100", "rate = 100\nwebhook_url = \"ftp://x\"");
+    expect_err(
+        &text,
+        "accounts[0].webhook_url",
+        Some(line_of(&text, "ftp://x")),
+    );
+    let dup = format!("{}\n[[accounts]]\nname = \"acme\"\nrate = 1\n", base());
+    let err = parse(&dup).unwrap_err();
+    assert_eq!(err.key(), Some("accounts[1].name"));
+}
+
+#[test]
+fn bad_timezone_and_missing_required() {
+    let text = base().replace("Asia/Shanghai", "Mars/Olympus");
+    expect_err(&text, "timezone", Some(line_of(&text, "Mars/Olympus")));
+    let text = base().replace("host = \"10.0.0.1\"\n", "");
+    let msg = parse(&text).unwrap_err().to_string();
+    assert!(msg.contains("host"), "{msg}");
+    assert!(msg.contains("channels[0]"), "{msg}");
+}
+
+#[test]
+fn load_reports_missing_file() {
+    let err = Config::load(std::path::Path::new("/nonexistent/sluice.toml")).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(err.to_string().contains("/nonexistent/sluice.toml"));
+}
