@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use serde_json::{Value, json};
-use sluice::ingress::accept::RouteFn;
+use sluice::ingress::accept::simple_place;
 use sluice::ingress::account::{AccountSpec, Accounts, key_hash};
 use sluice::ingress::batch::BatchLimits;
 use sluice::ingress::http::{IngressState, router};
@@ -47,7 +47,7 @@ async fn start(limits: BatchLimits) -> Api {
     )
     .expect("open store");
     // Destinations starting with +999 have no route (to test the 422 for unroutable numbers).
-    let route: RouteFn = Arc::new(|_acc, kind, to| {
+    let place = simple_place(|_acc, kind, to| {
         (kind == Kind::Sms && !to.starts_with("+999")).then(|| "sim".to_owned())
     });
     // One global recorder per test process, shared by every test's server.
@@ -62,7 +62,7 @@ async fn start(limits: BatchLimits) -> Api {
             account("slow", "slow-key", Some(1), Some(3)),
         ]),
         store: store.clone(),
-        route,
+        place,
         limits,
         metrics: Some(handle),
         ready: Arc::new(|| true),

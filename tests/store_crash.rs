@@ -11,7 +11,9 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sluice::store::{AnyBackend, BackendKind, Lane, Message, MessageId, Payload, Store, WriterConfig};
+use sluice::store::{
+    AnyBackend, BackendKind, Lane, Message, MessageId, Payload, Store, WriterConfig,
+};
 
 const CHILD_ENV: &str = "SLUICE_CRASH_CHILD_DIR";
 const BACKEND_ENV: &str = "SLUICE_CRASH_BACKEND";
@@ -19,7 +21,11 @@ const NOW: u64 = 1_000_000;
 const ACKS_BEFORE_CRASH: usize = 2_000;
 
 fn kind(name: &str) -> BackendKind {
-    if name == "sled" { BackendKind::Sled } else { BackendKind::Redb }
+    if name == "sled" {
+        BackendKind::Sled
+    } else {
+        BackendKind::Redb
+    }
 }
 
 /// Child side; a no-op when run as a normal test.
@@ -43,7 +49,10 @@ fn crash_child() {
                     let batch: Vec<Message> = (0..20)
                         .map(|_| {
                             let id = store.ids().next(NOW);
-                            let payload = Payload::Text { text: "x".repeat(200), encoding: Default::default() };
+                            let payload = Payload::Text {
+                                text: "x".repeat(200),
+                                encoding: Default::default(),
+                            };
                             Message::new(id, "acme", "+8613800138000", payload, "smsc1", NOW, NOW)
                         })
                         .collect();
@@ -61,7 +70,14 @@ fn crash_child() {
         }
         s.spawn(|| {
             loop {
-                let leased = futures::executor::block_on(store.lease("smsc1", Lane::Notification, NOW, 50, 1_000)).unwrap();
+                let leased = futures::executor::block_on(store.lease(
+                    "smsc1",
+                    Lane::Notification,
+                    NOW,
+                    50,
+                    1_000,
+                ))
+                .unwrap();
                 let mut o = out.lock().unwrap();
                 for m in leased.messages {
                     writeln!(o, "LEASE {}", m.id.0).unwrap();
@@ -100,11 +116,20 @@ fn crash_and_recover(backend: &str) {
             leased.insert(MessageId(n.parse().unwrap()));
         }
     }
-    assert!(acked.len() >= ACKS_BEFORE_CRASH, "child acked only {}", acked.len());
+    assert!(
+        acked.len() >= ACKS_BEFORE_CRASH,
+        "child acked only {}",
+        acked.len()
+    );
 
     // Reopen before the leases expire: leased messages are still in flight.
     {
-        let store = Store::open(AnyBackend::open(kind(backend), dir.path()).unwrap(), WriterConfig::default(), NOW).unwrap();
+        let store = Store::open(
+            AnyBackend::open(kind(backend), dir.path()).unwrap(),
+            WriterConfig::default(),
+            NOW,
+        )
+        .unwrap();
         for id in &acked {
             assert!(store.get(*id).unwrap().is_some(), "acknowledged {id} lost");
         }
@@ -116,7 +141,14 @@ fn crash_and_recover(backend: &str) {
         NOW + 10_000,
     )
     .unwrap();
-    let all = futures::executor::block_on(store.lease("smsc1", Lane::Notification, NOW + 10_000, 1_000_000, 1_000)).unwrap();
+    let all = futures::executor::block_on(store.lease(
+        "smsc1",
+        Lane::Notification,
+        NOW + 10_000,
+        1_000_000,
+        1_000,
+    ))
+    .unwrap();
     let ids: HashSet<MessageId> = all.messages.iter().map(|m| m.id).collect();
     assert_eq!(ids.len(), all.messages.len(), "no message leased twice");
     for id in acked.iter().chain(leased.iter()) {

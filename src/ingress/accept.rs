@@ -8,8 +8,11 @@
 //! so a repeat — in a later request or later in the same batch — comes back as
 //! `Duplicate(first id)` and nothing new is stored for it.
 //!
-//! Routing happens here (the channel is part of the ready-queue key); a message no route
-//! accepts fails the whole batch with 422 on its `to` field before anything is written.
+//! Placement happens here: the channel (part of the ready-queue key) and the first due time
+//! (not_before, then the first instant inside every applicable window). A message that cannot
+//! be placed — no route, or windows that never open — fails the whole batch with 422 before
+//! anything is written. Expiry is left to the store's lease, which ends an expired message
+//! with an `EXPIRED` receipt.
 
 use std::sync::Arc;
 
@@ -17,8 +20,33 @@ use super::batch::Item;
 use super::message::{FieldError, Kind, Submission};
 use crate::store::{AnyBackend, Message, MessageId, OpResult, Store, StoreError};
 
-/// Picks the channel for (account, kind, destination); `None` = no route.
-pub type RouteFn = Arc<dyn Fn(&str, Kind, &str) -> Option<String> + Send + Sync>;
+/// Where and when a message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Channel name.
+    pub channel: String,
+    /// First time it may be sent, ms since the epoch.
+    pub due_ms: u64,
+}
+
+/// Places a message of an account at `now_ms`; the error names the field at fault.
+pub type PlaceFn =
+    Arc<dyn Fn(&str, &Submission, u64) -> Result<Placement, FieldError> + Send + Sync>;
+
+/// A placement that routes with `route` and makes messages due at max(now, not_before):
+/// for tests and setups without windows.
+pub fn simple_place(
+    route: impl Fn(&str, Kind, &str) -> Option<String> + Send + Sync + 'static,
+) -> PlaceFn {
+    Arc::new(move |account, s, now_ms| {
+        let channel = route(account, s.kind, &s.to).ok_or_else(|| FieldError {
+            field: "to".into(),
+            reason: format!("no route for {:?} {:?} from this account", s.kind, s.to),
+        })?;
+        let due_ms = s.not_before.map_or(now_ms, |nb| ms(nb).max(now_ms));
+        Ok(Placement { channel, due_ms })
+    })
+}
 
 /// Outcome for one message of an accepted batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,9 +62,9 @@ pub struct Accepted {
 /// Why a batch could not be accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum AcceptError {
-    /// A message has no route (422).
+    /// A message cannot be placed: no route, or its windows never open (422).
     #[error("line {line}: {error}")]
-    NoRoute {
+    Unplaceable {
         /// 1-based line.
         line: usize,
         /// Field `to` and the reason.
@@ -59,12 +87,12 @@ pub enum AcceptError {
 pub fn to_message(
     id: MessageId,
     account: &str,
-    channel: String,
+    place: Placement,
     s: Submission,
     now_ms: u64,
 ) -> Message {
     let not_before_ms = s.not_before.map(ms);
-    let due_ms = not_before_ms.map_or(now_ms, |nb| nb.max(now_ms));
+    let Placement { channel, due_ms } = place;
     let mut m = Message::new(id, account, s.to, s.payload, channel, due_ms, now_ms);
     m.from = Some(s.from);
     m.kind = s.kind;
@@ -89,7 +117,7 @@ fn ms(t: jiff::Timestamp) -> u64 {
 /// nothing was written).
 pub async fn accept(
     store: &Store<AnyBackend>,
-    route: &RouteFn,
+    place: &PlaceFn,
     account: &str,
     items: Vec<Item>,
     now_ms: u64,
@@ -97,21 +125,11 @@ pub async fn accept(
     let mut lines = Vec::with_capacity(items.len());
     let mut messages = Vec::with_capacity(items.len());
     for Item { line, submission } in items {
-        let Some(channel) = route(account, submission.kind, &submission.to) else {
-            return Err(AcceptError::NoRoute {
-                line,
-                error: FieldError {
-                    field: "to".into(),
-                    reason: format!(
-                        "no route for {:?} {:?} from this account",
-                        submission.kind, submission.to
-                    ),
-                },
-            });
-        };
+        let placement = place(account, &submission, now_ms)
+            .map_err(|error| AcceptError::Unplaceable { line, error })?;
         let id = store.ids().next(now_ms);
         lines.push(line);
-        messages.push(to_message(id, account, channel, submission, now_ms));
+        messages.push(to_message(id, account, placement, submission, now_ms));
     }
     let results = store.insert_batch(messages).await?;
     lines

@@ -31,7 +31,7 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
-use super::accept::{AcceptError, RouteFn, accept};
+use super::accept::{AcceptError, PlaceFn, accept};
 use super::account::{Account, Accounts};
 use super::batch::{self, BatchError, BatchLimits, Format};
 use super::view;
@@ -44,8 +44,8 @@ pub struct IngressState {
     pub accounts: Accounts,
     /// The durable store.
     pub store: Store<AnyBackend>,
-    /// Channel choice per message.
-    pub route: RouteFn,
+    /// Channel and due time per message.
+    pub place: PlaceFn,
     /// Request size limits.
     pub limits: BatchLimits,
     /// Prometheus rendering for `/metrics` (`None`: 404).
@@ -275,14 +275,14 @@ async fn submit_batch(
         .collect();
     let accepted = accept(
         &state.store,
-        &state.route,
+        &state.place,
         account.name(),
         items,
         (state.now_ms)(),
     )
     .await
     .map_err(|e| match e {
-        AcceptError::NoRoute { line, error } => ApiError::NoRoute {
+        AcceptError::Unplaceable { line, error } => ApiError::NoRoute {
             line,
             field: error.field,
             reason: error.reason,
