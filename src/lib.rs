@@ -1,6 +1,7 @@
 //! sluice gateway library: configuration, the durable store, scheduling and routing, and on
-//! top of them ingress, receipts and metrics (see DESIGN.md §2–§3).
+//! top of them egress channels, ingress, receipts and metrics (see DESIGN.md §2–§3).
 
+pub mod channel;
 pub mod clock;
 pub mod config;
 pub mod ingress;

@@ -11,6 +11,6 @@
 #![forbid(unsafe_code)]
 
 pub mod cmpp;
-pub mod sms;
 pub mod smpp;
+pub mod sms;
 pub mod wap;

@@ -1,0 +1,432 @@
+//! Delivery-receipt text (SMPP 3.4 Appendix B) and receipt extraction from deliver_sm.
+//!
+//! Text form: `id:IIII sub:SSS dlvrd:DDD submit date:YYMMDDhhmm done date:YYMMDDhhmm
+//! stat:DDDDDDD err:E text:...`. Parsing is tolerant: keys in any case and order, any field
+//! missing, `submit_date`/`done_date` spellings, 10- or 12-digit dates (seconds optional),
+//! and `text:` always runs to the end of the message (so keys inside the text are not
+//! mistaken for fields). Values borrow from the input; nothing is allocated.
+//!
+//! A deliver_sm is a receipt when esm_class message type is 0x04 or it carries
+//! receipted_message_id; TLVs (receipted_message_id, message_state, network_error_code)
+//! take precedence over the text when both are present.
+
+use std::io::Write as _;
+
+use super::sm::Sm;
+use super::tlv::{MessageState, NetworkErrorCode};
+
+/// A date in receipt text: `YYMMDDhhmm` or `YYMMDDhhmmss`, years taken as 2000 + YY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReceiptDate {
+    /// Full year (2000..=2099).
+    pub year: u16,
+    /// 1..=12.
+    pub month: u8,
+    /// 1..=31.
+    pub day: u8,
+    /// 0..=23.
+    pub hour: u8,
+    /// 0..=59.
+    pub minute: u8,
+    /// 0..=59 when the 12-digit form was used.
+    pub second: Option<u8>,
+}
+
+impl ReceiptDate {
+    /// Parses 10 or 12 ASCII digits; `None` for anything else or out-of-range parts.
+    pub fn parse(s: &[u8]) -> Option<Self> {
+        if !(s.len() == 10 || s.len() == 12) || !s.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let two = |i: usize| (s[i] - b'0') * 10 + (s[i + 1] - b'0');
+        let d = Self {
+            year: 2000 + u16::from(two(0)),
+            month: two(2),
+            day: two(4),
+            hour: two(6),
+            minute: two(8),
+            second: (s.len() == 12).then(|| two(10)),
+        };
+        let ok = (1..=12).contains(&d.month)
+            && (1..=31).contains(&d.day)
+            && d.hour < 24
+            && d.minute < 60
+            && d.second.is_none_or(|s| s < 60);
+        ok.then_some(d)
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        let _ = write!(
+            out,
+            "{:02}{:02}{:02}{:02}{:02}",
+            self.year % 100,
+            self.month,
+            self.day,
+            self.hour,
+            self.minute
+        );
+        if let Some(s) = self.second {
+            let _ = write!(out, "{s:02}");
+        }
+    }
+}
+
+/// The `stat:` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReceiptStat<'a> {
+    /// DELIVRD.
+    Delivered,
+    /// EXPIRED.
+    Expired,
+    /// DELETED.
+    Deleted,
+    /// UNDELIV.
+    Undeliverable,
+    /// ACCEPTD.
+    Accepted,
+    /// UNKNOWN.
+    Unknown,
+    /// REJECTD.
+    Rejected,
+    /// ENROUTE.
+    Enroute,
+    /// Anything else, as received.
+    Other(&'a [u8]),
+}
+
+impl<'a> ReceiptStat<'a> {
+    /// Parses a stat word, case-insensitively, accepting common long spellings.
+    pub fn parse(s: &'a [u8]) -> Self {
+        let is = |w: &str| s.eq_ignore_ascii_case(w.as_bytes());
+        if is("DELIVRD") || is("DELIVERED") {
+            Self::Delivered
+        } else if is("EXPIRED") {
+            Self::Expired
+        } else if is("DELETED") {
+            Self::Deleted
+        } else if is("UNDELIV") || is("UNDELIVERABLE") || is("UNDELIVERED") {
+            Self::Undeliverable
+        } else if is("ACCEPTD") || is("ACCEPTED") {
+            Self::Accepted
+        } else if is("UNKNOWN") {
+            Self::Unknown
+        } else if is("REJECTD") || is("REJECTED") {
+            Self::Rejected
+        } else if is("ENROUTE") {
+            Self::Enroute
+        } else {
+            Self::Other(s)
+        }
+    }
+
+    /// The 7-letter spec word.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match *self {
+            Self::Delivered => b"DELIVRD",
+            Self::Expired => b"EXPIRED",
+            Self::Deleted => b"DELETED",
+            Self::Undeliverable => b"UNDELIV",
+            Self::Accepted => b"ACCEPTD",
+            Self::Unknown => b"UNKNOWN",
+            Self::Rejected => b"REJECTD",
+            Self::Enroute => b"ENROUTE",
+            Self::Other(s) => s,
+        }
+    }
+
+    /// The equivalent message_state (`None` for unrecognised words).
+    pub const fn message_state(&self) -> Option<MessageState> {
+        Some(match self {
+            Self::Delivered => MessageState::Delivered,
+            Self::Expired => MessageState::Expired,
+            Self::Deleted => MessageState::Deleted,
+            Self::Undeliverable => MessageState::Undeliverable,
+            Self::Accepted => MessageState::Accepted,
+            Self::Unknown => MessageState::Unknown,
+            Self::Rejected => MessageState::Rejected,
+            Self::Enroute => MessageState::Enroute,
+            Self::Other(_) => return None,
+        })
+    }
+
+    /// The stat word for a message_state.
+    pub const fn from_state(state: MessageState) -> Self {
+        match state {
+            MessageState::Delivered => Self::Delivered,
+            MessageState::Expired => Self::Expired,
+            MessageState::Deleted => Self::Deleted,
+            MessageState::Undeliverable => Self::Undeliverable,
+            MessageState::Accepted => Self::Accepted,
+            MessageState::Rejected => Self::Rejected,
+            MessageState::Enroute | MessageState::Scheduled => Self::Enroute,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// The fields of a receipt text; every one is optional because real SMSCs omit some.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ReceiptText<'a> {
+    /// `id:` the SMSC message id (hex or decimal: see [`super::message_id`]).
+    pub id: Option<&'a [u8]>,
+    /// `sub:` number of messages submitted.
+    pub sub: Option<u32>,
+    /// `dlvrd:` number delivered.
+    pub dlvrd: Option<u32>,
+    /// `submit date:`.
+    pub submit_date: Option<ReceiptDate>,
+    /// `done date:`.
+    pub done_date: Option<ReceiptDate>,
+    /// `stat:`.
+    pub stat: Option<ReceiptStat<'a>>,
+    /// `err:` network/SMSC error code, kept as text (some SMSCs use letters).
+    pub err: Option<&'a [u8]>,
+    /// `text:` the first characters of the original message (to the end of the input).
+    pub text: Option<&'a [u8]>,
+}
+
+#[derive(Clone, Copy)]
+enum Key {
+    Id,
+    Sub,
+    Dlvrd,
+    SubmitDate,
+    DoneDate,
+    Stat,
+    Err,
+    Text,
+}
+
+const KEYS: [(&[u8], Key); 12] = [
+    (b"id:", Key::Id),
+    (b"sub:", Key::Sub),
+    (b"dlvrd:", Key::Dlvrd),
+    (b"submit date:", Key::SubmitDate),
+    (b"submit_date:", Key::SubmitDate),
+    (b"submitdate:", Key::SubmitDate),
+    (b"done date:", Key::DoneDate),
+    (b"done_date:", Key::DoneDate),
+    (b"donedate:", Key::DoneDate),
+    (b"stat:", Key::Stat),
+    (b"err:", Key::Err),
+    (b"text:", Key::Text),
+];
+
+fn parse_count(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || s.len() > 9 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
+}
+
+impl<'a> ReceiptText<'a> {
+    /// Parses receipt text. Never fails: unknown words are skipped, missing fields are
+    /// `None`. Use [`Self::looks_like_receipt`] to decide whether it was a receipt at all.
+    pub fn parse(s: &'a [u8]) -> Self {
+        let mut out = Self::default();
+        let mut i = 0;
+        while i < s.len() {
+            if s[i].is_ascii_whitespace() {
+                i += 1;
+                continue;
+            }
+            // At the start of a word: try every key.
+            let found = KEYS.iter().find(|(k, _)| {
+                s.get(i..i + k.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(k))
+            });
+            let Some(&(k, key)) = found else {
+                // Not a key: skip the word.
+                while i < s.len() && !s[i].is_ascii_whitespace() {
+                    i += 1;
+                }
+                continue;
+            };
+            let start = i + k.len();
+            if let Key::Text = key {
+                out.text = Some(&s[start..]);
+                break;
+            }
+            let mut end = start;
+            while end < s.len() && !s[end].is_ascii_whitespace() {
+                end += 1;
+            }
+            let v = &s[start..end];
+            match key {
+                Key::Id => out.id = Some(v),
+                Key::Sub => out.sub = parse_count(v),
+                Key::Dlvrd => out.dlvrd = parse_count(v),
+                Key::SubmitDate => out.submit_date = ReceiptDate::parse(v),
+                Key::DoneDate => out.done_date = ReceiptDate::parse(v),
+                Key::Stat => out.stat = Some(ReceiptStat::parse(v)),
+                Key::Err => out.err = Some(v),
+                Key::Text => {}
+            }
+            i = end;
+        }
+        out
+    }
+
+    /// True when the text carried at least an id and a stat.
+    pub const fn looks_like_receipt(&self) -> bool {
+        self.id.is_some() && self.stat.is_some()
+    }
+
+    /// Appends the canonical text (present fields only, spec order and spelling, counts as
+    /// three digits, dates as 10 or 12 digits).
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let mut sep = false;
+        let mut field = |out: &mut Vec<u8>, key: &[u8]| {
+            if sep {
+                out.push(b' ');
+            }
+            sep = true;
+            out.extend_from_slice(key);
+        };
+        if let Some(id) = self.id {
+            field(out, b"id:");
+            out.extend_from_slice(id);
+        }
+        if let Some(n) = self.sub {
+            field(out, b"sub:");
+            let _ = write!(out, "{n:03}");
+        }
+        if let Some(n) = self.dlvrd {
+            field(out, b"dlvrd:");
+            let _ = write!(out, "{n:03}");
+        }
+        if let Some(d) = self.submit_date {
+            field(out, b"submit date:");
+            d.write(out);
+        }
+        if let Some(d) = self.done_date {
+            field(out, b"done date:");
+            d.write(out);
+        }
+        if let Some(st) = self.stat {
+            field(out, b"stat:");
+            out.extend_from_slice(st.as_bytes());
+        }
+        if let Some(e) = self.err {
+            field(out, b"err:");
+            out.extend_from_slice(e);
+        }
+        if let Some(t) = self.text {
+            field(out, b"text:");
+            out.extend_from_slice(t);
+        }
+    }
+
+    /// The canonical text as a new vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(128);
+        self.write(&mut v);
+        v
+    }
+}
+
+/// Receipt information extracted from a deliver_sm (or data_sm payload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryReport<'a> {
+    /// The SMSC message id being reported (TLV first, else text `id:`).
+    pub message_id: &'a [u8],
+    /// The state (TLV message_state first, else text `stat:`).
+    pub state: Option<MessageState>,
+    /// network_error_code TLV, when present.
+    pub network_error: Option<NetworkErrorCode>,
+    /// The parsed text, when the payload looked like a receipt.
+    pub text: Option<ReceiptText<'a>>,
+}
+
+impl<'a> DeliveryReport<'a> {
+    /// Extracts a receipt from a deliver_sm body: `None` when it is not a receipt (neither
+    /// esm_class 0x04 nor receipted_message_id) or no message id can be found.
+    pub fn from_sm(sm: &'a Sm) -> Option<Self> {
+        let tlv_id = sm.tlvs.receipted_message_id();
+        if !sm.is_delivery_receipt() && tlv_id.is_none() {
+            return None;
+        }
+        let parsed = ReceiptText::parse(sm.payload());
+        let text = (parsed.id.is_some() || parsed.stat.is_some()).then_some(parsed);
+        let message_id = tlv_id.or(parsed.id)?;
+        let state = sm
+            .tlvs
+            .message_state()
+            .or_else(|| parsed.stat.and_then(|s| s.message_state()));
+        Some(Self {
+            message_id,
+            state,
+            network_error: sm.tlvs.network_error_code(),
+            text,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_spec_example() {
+        let s = b"id:0123456789 sub:001 dlvrd:001 submit date:2511260153 done date:2511260154 stat:DELIVRD err:000 text:Hello world stat:X";
+        let r = ReceiptText::parse(s);
+        assert_eq!(r.id, Some(&b"0123456789"[..]));
+        assert_eq!(r.sub, Some(1));
+        assert_eq!(r.dlvrd, Some(1));
+        assert_eq!(
+            r.submit_date,
+            Some(ReceiptDate {
+                year: 2025,
+                month: 11,
+                day: 26,
+                hour: 1,
+                minute: 53,
+                second: None
+            })
+        );
+        assert_eq!(r.done_date.map(|d| d.minute), Some(54));
+        assert_eq!(r.stat, Some(ReceiptStat::Delivered));
+        assert_eq!(r.err, Some(&b"000"[..]));
+        assert_eq!(r.text, Some(&b"Hello world stat:X"[..]));
+        assert_eq!(r.to_vec(), s.to_vec());
+    }
+
+    #[test]
+    fn tolerates_case_variants_and_missing_fields() {
+        let r = ReceiptText::parse(b"ID:1A2B Submit_Date:251126015359 DONE_DATE:bad Stat:undeliv");
+        assert_eq!(r.id, Some(&b"1A2B"[..]));
+        assert_eq!(r.submit_date.and_then(|d| d.second), Some(59));
+        assert_eq!(r.done_date, None);
+        assert_eq!(r.stat, Some(ReceiptStat::Undeliverable));
+        assert_eq!(r.sub, None);
+        assert_eq!(r.text, None);
+        assert!(r.looks_like_receipt());
+    }
+
+    #[test]
+    fn rejects_out_of_range_dates() {
+        assert_eq!(ReceiptDate::parse(b"2513260153"), None);
+        assert_eq!(ReceiptDate::parse(b"25112601"), None);
+        assert!(ReceiptDate::parse(b"2511260153").is_some());
+    }
+
+    #[test]
+    fn report_prefers_tlvs() {
+        let mut sm = Sm {
+            esm_class: 0x04,
+            short_message: bytes::Bytes::from_static(b"id:99 stat:EXPIRED"),
+            ..Sm::default()
+        };
+        let r = DeliveryReport::from_sm(&sm).unwrap();
+        assert_eq!(r.message_id, b"99");
+        assert_eq!(r.state, Some(MessageState::Expired));
+        sm.tlvs.set_receipted_message_id(b"ABC");
+        sm.tlvs.set_message_state(MessageState::Delivered);
+        let r = DeliveryReport::from_sm(&sm).unwrap();
+        assert_eq!(r.message_id, b"ABC");
+        assert_eq!(r.state, Some(MessageState::Delivered));
+        sm.esm_class = 0;
+        sm.tlvs = Default::default();
+        assert!(DeliveryReport::from_sm(&sm).is_none());
+    }
+}

@@ -1,0 +1,118 @@
+//! Egress channels: the workers that own the binds to one message center and push messages
+//! to it.
+//!
+//! ```text
+//! dispatch ──(bounded mpsc of OutboundMessage)──▶ worker ──▶ N × bind driver ──▶ center
+//!                                                   │              │
+//!                                                   └──(mpsc of ChannelEvent)──▶ receipt layer
+//! ```
+//!
+//! - [`limiter`]: governor rate per channel, steered by AIMD on throttle answers.
+//! - [`backoff`]: jittered exponential backoff (reconnects, temporary errors).
+//! - [`smpp`]: the SMPP egress: sans-IO session, bind driver task, channel worker.
+//! - [`metrics_names`]: metric names used here.
+//!
+//! # Event contract with the receipt layer
+//! Every outcome leaves the channel as a [`ChannelEvent`] on one `mpsc` that the receipt
+//! layer consumes. Ordering between events of *different* binds is not guaranteed, and a
+//! center may send a delivery receipt before (or on another bind than) the submit_sm_resp
+//! that tells us its message id. The channel does not buffer or reorder for that: it emits
+//! [`ChannelEvent::Receipt`] as soon as the DLR arrives, carrying the center's raw id. The
+//! receipt layer must look the id up, and when it is not known yet it keeps the receipt
+//! (bounded, with expiry) and retries the correlation when a later
+//! [`ChannelEvent::PartAccepted`] with a matching (normalised) id arrives. Ids are passed
+//! raw, exactly as the center wrote them; normalising hex/decimal/leading zeros is the
+//! receipt layer's job (the smpp codec provides the normaliser).
+//!
+//! Per part, exactly one of `PartAccepted` / `PartFailed{temporary: false}` is emitted for
+//! the attempt that finished the part; `PartFailed{temporary: true}` means the worker handed
+//! the message back for a retry (it will be attempted again). A message whose parts were
+//! only partly accepted is retried as a whole (at-least-once; the center may see the
+//! accepted parts twice, which DESIGN.md allows within the in-flight window).
+
+pub mod backoff;
+pub mod limiter;
+pub mod metrics_names;
+pub mod smpp;
+
+use std::time::SystemTime;
+
+/// Gateway message id (the store's sortable u64).
+pub type MessageId = u64;
+
+/// What happened on a channel, for the receipt layer (and route failover).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelEvent {
+    /// The center accepted part `part` (0-based) of message `id` and named it `center_id`.
+    PartAccepted {
+        /// Gateway message id.
+        id: MessageId,
+        /// 0-based part index.
+        part: u16,
+        /// Total parts of the message, so the receipt layer can aggregate.
+        parts: u16,
+        /// The center's message id, raw as received (hex or decimal, maybe zero-padded).
+        center_id: String,
+        /// When the response arrived.
+        at: SystemTime,
+    },
+    /// The center (or the channel) refused part `part` of message `id`.
+    PartFailed {
+        /// Gateway message id.
+        id: MessageId,
+        /// 0-based part index.
+        part: u16,
+        /// Protocol status (SMPP command_status); 0 when the failure was local, e.g. a
+        /// response timeout or a lost bind.
+        status: u32,
+        /// `true`: the message was put back for another attempt. `false`: it failed for good
+        /// and the receipt layer should report it (`REJECTD` / `UNDELIV`).
+        temporary: bool,
+        /// Why, for logs and the client (`ESME_RINVDSTADR`, `response timeout`, …).
+        reason: String,
+    },
+    /// A delivery receipt from the center.
+    Receipt {
+        /// The center's id of the receipted message, raw.
+        center_id: String,
+        /// `DELIVRD`, `UNDELIV`, `EXPIRED`, `REJECTD`, … (as the center wrote it).
+        stat: String,
+        /// The `err:` field, raw.
+        err: String,
+        /// The `done date:` field, raw (`YYMMDDhhmm[ss]`), when present.
+        done_at: Option<String>,
+        /// The `text:` field (first characters of the original message), raw.
+        text: String,
+        /// The handset the receipt is about (the deliver_sm source address).
+        source: String,
+        /// When the receipt arrived.
+        at: SystemTime,
+    },
+    /// A mobile-originated message.
+    Mo {
+        /// The handset.
+        from: String,
+        /// Our long number / extension code.
+        to: String,
+        /// Text decoded from `data_coding` (lossy for undecodable bytes).
+        text: String,
+        /// The data_coding the center used.
+        data_coding: u8,
+        /// When it arrived.
+        at: SystemTime,
+    },
+    /// A bind of `channel` is up and may carry traffic.
+    BindUp {
+        /// Channel name.
+        channel: String,
+        /// Bind index within the channel.
+        bind: usize,
+    },
+    /// A bind of `channel` is down (it is reconnecting).
+    BindDown {
+        /// Channel name.
+        channel: String,
+        /// Bind index within the channel.
+        bind: usize,
+    },
+}

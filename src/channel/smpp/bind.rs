@@ -1,0 +1,610 @@
+//! The bind driver: one tokio task per bind that connects, binds, moves bytes between the
+//! socket and the sans-IO [`Session`], and reconnects with jittered exponential backoff.
+//!
+//! The task owns the socket and the session and nothing else:
+//! - parts to submit are *pulled* from the channel's shared queue only while the session's
+//!   window has room, so a slow bind never hoards work another bind could send;
+//! - every submitted part comes back to the worker exactly once as a [`BindReport::Outcome`]
+//!   (response, timeout, or aborted when the connection dies);
+//! - delivery receipts and MO messages are turned into [`ChannelEvent`]s right here and sent
+//!   to the receipt layer directly (they need no worker state, see the contract in
+//!   `channel/mod.rs`);
+//! - writes are batched: everything the session queued is encoded into one buffer and
+//!   written with one `write_all`; reads decode every whole PDU in the buffer per wake-up.
+//!
+//! Shutdown: when the shutdown signal fires the driver stops pulling parts, unbinds, lets
+//! the responses already owed arrive (or time out), and returns.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use metrics::{counter, gauge};
+use sluice_protocols::smpp::{
+    CommandStatus, DEFAULT_MAX_LEN, DeliveryReport, ReceiptStat, Sm, check, decode,
+};
+use sluice_protocols::sms::{self, Encoding};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Mutex, mpsc, watch};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::session::{CloseReason, Event, RefuseReason, Session, SessionConfig};
+use crate::channel::ChannelEvent;
+use crate::channel::MessageId;
+use crate::channel::backoff::Backoff;
+use crate::channel::metrics_names::{
+    CHANNEL_BINDS_DOWN, CHANNEL_BINDS_UP, CHANNEL_SUBMITS, CHANNEL_WINDOW_IN_USE,
+};
+
+/// Identifies one part of one message in the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PartTag {
+    /// Gateway message id.
+    pub id: MessageId,
+    /// 1-based part number.
+    pub part: u16,
+}
+
+/// A part ready for the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartJob {
+    /// Which part.
+    pub tag: PartTag,
+    /// The submit_sm body (already validated to encode).
+    pub sm: Box<Sm>,
+}
+
+/// How a submitted part ended on one bind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartOutcome {
+    /// The center answered with `status` (ROK → `message_id` is its id).
+    Response {
+        /// command_status of submit_sm_resp (or generic_nack).
+        status: CommandStatus,
+        /// The center's message id, raw.
+        message_id: Bytes,
+    },
+    /// No response in time: the center may or may not have it.
+    Timeout,
+    /// The bind died (or refused the part) before an answer came.
+    Aborted,
+}
+
+/// What a bind tells its channel worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindReport {
+    /// The bind is up.
+    Up {
+        /// Bind index.
+        bind: usize,
+    },
+    /// The bind went down (it will reconnect unless shutting down).
+    Down {
+        /// Bind index.
+        bind: usize,
+        /// Why, for logs.
+        reason: String,
+    },
+    /// A part finished on this bind.
+    Outcome {
+        /// Bind index.
+        bind: usize,
+        /// The part.
+        tag: PartTag,
+        /// What happened.
+        outcome: PartOutcome,
+        /// When it was written (for AIMD's staleness rule).
+        sent_at: Instant,
+        /// When the outcome was known.
+        at: Instant,
+    },
+}
+
+/// The queue binds pull parts from (a multi-consumer view of one mpsc).
+pub type PartQueue = Arc<Mutex<mpsc::Receiver<PartJob>>>;
+
+/// Everything one bind task needs.
+#[derive(Debug, Clone)]
+pub struct BindSpec {
+    /// Channel name (for logs, metrics and events).
+    pub channel: Arc<str>,
+    /// Bind index within the channel.
+    pub index: usize,
+    /// `host:port` of the center.
+    pub addr: String,
+    /// Session settings (credentials, bind kind, window, timers).
+    pub session: SessionConfig,
+    /// Reconnect policy.
+    pub backoff: Backoff,
+    /// Limit for the TCP connect.
+    pub connect_timeout: Duration,
+    /// Largest PDU accepted from the center.
+    pub max_pdu: usize,
+}
+
+impl BindSpec {
+    /// A spec with default reconnect policy and limits.
+    #[must_use]
+    pub fn new(channel: Arc<str>, index: usize, addr: String, session: SessionConfig) -> Self {
+        Self {
+            channel,
+            index,
+            addr,
+            session,
+            backoff: Backoff::default(),
+            connect_timeout: Duration::from_secs(10),
+            max_pdu: DEFAULT_MAX_LEN,
+        }
+    }
+}
+
+/// Channels a bind task talks on.
+#[derive(Debug, Clone)]
+pub struct BindLinks {
+    /// Parts to submit (shared by the channel's sending binds).
+    pub parts: PartQueue,
+    /// Outcomes and up/down to the worker.
+    pub reports: mpsc::Sender<BindReport>,
+    /// Receipts and MO to the receipt layer.
+    pub events: mpsc::Sender<ChannelEvent>,
+    /// Becomes `true` when the bind should unbind and stop.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Runs one bind until shutdown: connect, bind, serve, reconnect.
+pub async fn run(spec: BindSpec, mut links: BindLinks) {
+    let span = info_span!("bind", channel = %spec.channel, bind = spec.index);
+    async move {
+        let mut failures: u32 = 0;
+        loop {
+            if *links.shutdown.borrow() {
+                return;
+            }
+            let bound = match connect(&spec).await {
+                Ok(stream) => {
+                    let mut conn = Connection::new(&spec, stream);
+                    let result = conn.serve(&mut links).await;
+                    counter!(CHANNEL_BINDS_DOWN, "channel" => spec.channel.to_string(), "bind" => spec.index.to_string()).increment(1);
+                    gauge!(CHANNEL_WINDOW_IN_USE, "channel" => spec.channel.to_string(), "bind" => spec.index.to_string()).set(0.0);
+                    if conn.was_bound {
+                        let _ = links
+                            .reports
+                            .send(BindReport::Down {
+                                bind: spec.index,
+                                reason: result.clone(),
+                            })
+                            .await;
+                    }
+                    info!(reason = %result, "Bind closed.");
+                    conn.was_bound
+                }
+                Err(e) => {
+                    warn!(addr = %spec.addr, error = %e, "Connect failed.");
+                    false
+                }
+            };
+            if *links.shutdown.borrow() {
+                return;
+            }
+            failures = if bound { 0 } else { failures.saturating_add(1) };
+            let delay = spec.backoff.delay_random(failures);
+            debug!(?delay, "Reconnecting after backoff.");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = links.shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn connect(spec: &BindSpec) -> std::io::Result<TcpStream> {
+    let stream = tokio::time::timeout(spec.connect_timeout, TcpStream::connect(&spec.addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// One TCP connection's worth of driving.
+struct Connection<'a> {
+    spec: &'a BindSpec,
+    stream: TcpStream,
+    session: Session<PartTag>,
+    read: BytesMut,
+    write: BytesMut,
+    was_bound: bool,
+    labels: [(&'static str, String); 2],
+}
+
+/// What the select loop woke up for.
+enum Wake {
+    Read(std::io::Result<usize>),
+    Timer,
+    Part(Option<PartJob>),
+    Shutdown,
+}
+
+impl<'a> Connection<'a> {
+    fn new(spec: &'a BindSpec, stream: TcpStream) -> Self {
+        Self {
+            session: Session::new(spec.session.clone(), Instant::now()),
+            spec,
+            stream,
+            read: BytesMut::with_capacity(64 * 1024),
+            write: BytesMut::with_capacity(64 * 1024),
+            was_bound: false,
+            labels: [
+                ("channel", spec.channel.to_string()),
+                ("bind", spec.index.to_string()),
+            ],
+        }
+    }
+
+    /// Serves the connection until the session closes or the socket fails; returns why.
+    async fn serve(&mut self, links: &mut BindLinks) -> String {
+        let mut shutting_down = false;
+        loop {
+            if let Err(e) = self.flush().await {
+                self.session.handle_disconnect();
+                self.drain_events(links).await;
+                return format!("write failed: {e}");
+            }
+            if let Some(reason) = self.drain_events(links).await {
+                return reason;
+            }
+            if !shutting_down && *links.shutdown.borrow() {
+                shutting_down = true;
+                self.session.unbind(Instant::now());
+                continue;
+            }
+            let timer = self.session.poll_timeout();
+            let want_part = !shutting_down && self.session.can_submit();
+            let wake = {
+                let sleep = async {
+                    match timer {
+                        Some(t) => tokio::time::sleep_until(t.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let part = async {
+                    if want_part {
+                        links.parts.lock().await.recv().await
+                    } else {
+                        std::future::pending().await
+                    }
+                };
+                let shutdown = async {
+                    if shutting_down {
+                        std::future::pending::<()>().await;
+                    }
+                    let _ = links.shutdown.wait_for(|s| *s).await;
+                };
+                tokio::select! {
+                    biased;
+                    r = self.stream.read_buf(&mut self.read) => Wake::Read(r),
+                    () = sleep => Wake::Timer,
+                    () = shutdown => Wake::Shutdown,
+                    p = part => Wake::Part(p),
+                }
+            };
+            match wake {
+                Wake::Read(Ok(0)) => {
+                    self.session.handle_disconnect();
+                    self.drain_events(links).await;
+                    return "center closed the connection".into();
+                }
+                Wake::Read(Err(e)) => {
+                    self.session.handle_disconnect();
+                    self.drain_events(links).await;
+                    return format!("read failed: {e}");
+                }
+                Wake::Read(Ok(_)) => self.decode_all(),
+                Wake::Timer => self.session.handle_timeout(Instant::now()),
+                Wake::Shutdown => {}
+                Wake::Part(None) => {
+                    // The worker dropped the queue: the channel is stopping.
+                    shutting_down = true;
+                    self.session.unbind(Instant::now());
+                }
+                Wake::Part(Some(job)) => {
+                    self.submit(job, links).await;
+                    // Take more without waiting, so one write carries many submits.
+                    while self.session.can_submit() {
+                        let next = match links.parts.try_lock() {
+                            Ok(mut q) => q.try_recv().ok(),
+                            Err(_) => None,
+                        };
+                        match next {
+                            Some(job) => self.submit(job, links).await,
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn submit(&mut self, job: PartJob, links: &BindLinks) {
+        let now = Instant::now();
+        match self.session.submit(now, job.tag, job.sm) {
+            Ok(_) => {
+                counter!(CHANNEL_SUBMITS, "channel" => self.spec.channel.to_string()).increment(1);
+            }
+            Err(refused) => {
+                debug_assert!(matches!(
+                    refused.reason,
+                    RefuseReason::NotBound | RefuseReason::WindowFull
+                ));
+                let _ = links
+                    .reports
+                    .send(BindReport::Outcome {
+                        bind: self.spec.index,
+                        tag: refused.tag,
+                        outcome: PartOutcome::Aborted,
+                        sent_at: now,
+                        at: now,
+                    })
+                    .await;
+            }
+        }
+    }
+
+    fn decode_all(&mut self) {
+        let now = Instant::now();
+        loop {
+            match check(&self.read, self.spec.max_pdu) {
+                Ok(Some(len)) => {
+                    let pdu = self.read.split_to(len).freeze();
+                    match decode(pdu) {
+                        Ok(decoded) => self.session.handle_pdu(now, decoded.command),
+                        Err(e) => {
+                            warn!(error = %e, "Undecodable PDU from center.");
+                            self.session.handle_decode_error(now, &e);
+                        }
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    warn!(error = %e, "Bad frame from center; closing.");
+                    self.session.handle_decode_error(now, &e.into());
+                    self.read.clear();
+                    return;
+                }
+            }
+            if self.session.is_closed() {
+                return;
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        while let Some(command) = self.session.poll_transmit() {
+            if let Err(e) = command.encode(&mut self.write) {
+                // Parts are validated before they are queued, so this is a bug, not input.
+                warn!(error = %e, sequence = command.sequence, "Dropping PDU that does not encode.");
+            }
+        }
+        if !self.write.is_empty() {
+            self.stream.write_all(&self.write).await?;
+            self.write.clear();
+        }
+        Ok(())
+    }
+
+    /// Forwards session events; returns the close reason once the session is closed.
+    async fn drain_events(&mut self, links: &BindLinks) -> Option<String> {
+        let bind = self.spec.index;
+        let mut closed = None;
+        while let Some(event) = self.session.poll_event() {
+            let now = Instant::now();
+            let report = match event {
+                Event::Bound { system_id } => {
+                    self.was_bound = true;
+                    info!(center = %String::from_utf8_lossy(&system_id), "Bound.");
+                    counter!(CHANNEL_BINDS_UP, &self.labels).increment(1);
+                    Some(BindReport::Up { bind })
+                }
+                Event::Response {
+                    tag,
+                    status,
+                    message_id,
+                    sent_at,
+                } => Some(BindReport::Outcome {
+                    bind,
+                    tag,
+                    outcome: PartOutcome::Response { status, message_id },
+                    sent_at,
+                    at: now,
+                }),
+                Event::ResponseTimeout { tag, sent_at } => Some(BindReport::Outcome {
+                    bind,
+                    tag,
+                    outcome: PartOutcome::Timeout,
+                    sent_at,
+                    at: now,
+                }),
+                Event::Aborted { tag, sent_at } => Some(BindReport::Outcome {
+                    bind,
+                    tag,
+                    outcome: PartOutcome::Aborted,
+                    sent_at,
+                    at: now,
+                }),
+                Event::Deliver(sm) => {
+                    let _ = links.events.send(deliver_event(&sm)).await;
+                    None
+                }
+                Event::Closed(reason) => {
+                    closed = Some(describe(&reason));
+                    None
+                }
+            };
+            if let Some(report) = report {
+                // The worker may be gone during shutdown; nothing else to tell then.
+                let _ = links.reports.send(report).await;
+            }
+        }
+        gauge!(CHANNEL_WINDOW_IN_USE, &self.labels).set(self.session.in_flight() as f64);
+        closed
+    }
+}
+
+fn describe(reason: &CloseReason) -> String {
+    match reason {
+        CloseReason::Unbound => "unbound".into(),
+        CloseReason::PeerUnbind => "center unbound".into(),
+        CloseReason::BindRejected(status) => format!("bind rejected: {status}"),
+        CloseReason::BindTimeout => "bind timed out".into(),
+        CloseReason::EnquireLinkTimeout => "enquire_link timed out".into(),
+        CloseReason::Protocol => "protocol error".into(),
+        CloseReason::Disconnected => "disconnected".into(),
+    }
+}
+
+/// Turns a deliver_sm into a receipt or MO event for the receipt layer.
+#[must_use]
+pub fn deliver_event(sm: &Sm) -> ChannelEvent {
+    let at = SystemTime::now();
+    if let Some(report) = DeliveryReport::from_sm(sm) {
+        let text = report.text.unwrap_or_default();
+        let stat = text
+            .stat
+            .map(|s| s.as_bytes().to_vec())
+            .or_else(|| {
+                report
+                    .state
+                    .map(|s| ReceiptStat::from_state(s).as_bytes().to_vec())
+            })
+            .unwrap_or_default();
+        return ChannelEvent::Receipt {
+            center_id: lossy(report.message_id),
+            stat: lossy(&stat),
+            err: text.err.map(lossy).unwrap_or_default(),
+            done_at: text.done_date.map(|d| {
+                format!(
+                    "{:02}{:02}{:02}{:02}{:02}",
+                    d.year % 100,
+                    d.month,
+                    d.day,
+                    d.hour,
+                    d.minute
+                )
+            }),
+            text: text.text.map(lossy).unwrap_or_default(),
+            source: lossy(&sm.source.addr),
+            at,
+        };
+    }
+    let payload = sm.payload();
+    let body: &[u8] = if sm.has_udh() {
+        let udhl = payload.first().map_or(0, |&l| usize::from(l) + 1);
+        payload.get(udhl..).unwrap_or_default()
+    } else {
+        payload
+    };
+    let text = match Encoding::from_smpp_data_coding(sm.data_coding) {
+        Some(encoding) => {
+            sms::decode(body, encoding).unwrap_or_else(|_| String::from_utf8_lossy(body).into())
+        }
+        None => String::from_utf8_lossy(body).into_owned(),
+    };
+    ChannelEvent::Mo {
+        from: lossy(&sm.source.addr),
+        to: lossy(&sm.dest.addr),
+        text,
+        data_coding: sm.data_coding,
+        at,
+    }
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_protocols::smpp::Address;
+
+    #[test]
+    fn receipt_text_becomes_receipt_event() {
+        let sm = Sm {
+            source: Address::new(1, 1, "8613800138000"),
+            esm_class: 0x04,
+            short_message: Bytes::from_static(
+                b"id:1A2B sub:001 dlvrd:001 submit date:2611260100 done date:2611260101 stat:UNDELIV err:012 text:hello",
+            ),
+            ..Sm::default()
+        };
+        match deliver_event(&sm) {
+            ChannelEvent::Receipt {
+                center_id,
+                stat,
+                err,
+                done_at,
+                text,
+                source,
+                ..
+            } => {
+                assert_eq!(center_id, "1A2B");
+                assert_eq!(stat, "UNDELIV");
+                assert_eq!(err, "012");
+                assert_eq!(done_at.as_deref(), Some("2611260101"));
+                assert_eq!(text, "hello");
+                assert_eq!(source, "8613800138000");
+            }
+            other => panic!("expected receipt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tlv_only_receipt_uses_message_state() {
+        let mut sm = Sm {
+            esm_class: 0x04,
+            ..Sm::default()
+        };
+        sm.tlvs.set_receipted_message_id(b"00077");
+        sm.tlvs
+            .set_message_state(sluice_protocols::smpp::MessageState::Delivered);
+        match deliver_event(&sm) {
+            ChannelEvent::Receipt {
+                center_id, stat, ..
+            } => {
+                assert_eq!(center_id, "00077");
+                assert_eq!(stat, "DELIVRD");
+            }
+            other => panic!("expected receipt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn mo_is_decoded_and_udh_stripped() {
+        let mut short = vec![0x05, 0x00, 0x03, 0x01, 0x02, 0x01];
+        short.extend_from_slice(&sms::ucs2::encode("你好"));
+        let sm = Sm {
+            source: Address::new(1, 1, "8613800138000"),
+            dest: Address::new(0, 0, "10086"),
+            esm_class: 0x40,
+            data_coding: 8,
+            short_message: Bytes::from(short),
+            ..Sm::default()
+        };
+        match deliver_event(&sm) {
+            ChannelEvent::Mo {
+                from,
+                to,
+                text,
+                data_coding,
+                ..
+            } => {
+                assert_eq!((from.as_str(), to.as_str()), ("8613800138000", "10086"));
+                assert_eq!(text, "你好");
+                assert_eq!(data_coding, 8);
+            }
+            other => panic!("expected MO, got {other:?}"),
+        }
+    }
+}
