@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod ingress;
 pub mod metrics;
+pub mod receipt;
 pub mod route;
 pub mod schedule;
 pub mod store;

@@ -4,8 +4,8 @@
 //! truth, and install the `metrics` recorder whose text rendering `GET /metrics` serves.
 //!
 //! Invariants:
-//! - Code elsewhere records through `metrics::counter!(names::X)` etc. with a const from
-//!   this module, never with a string literal.
+//! - Code elsewhere records through `metrics::counter!(X)` etc. with a const from this
+//!   module (or `channel::metrics_names`, re-exported here), never with a string literal.
 //! - Label keys are the `LABEL_*` consts; label values are bounded sets (channel names from
 //!   config, lanes, status codes), never message ids or phone numbers.
 //! - [`describe`] runs once at start-up, after [`install`], so `/metrics` shows HELP lines.
@@ -26,18 +26,13 @@ pub const LABEL_REASON: &str = "reason";
 /// Label: receipt state (`delivered`, `undeliverable`, …).
 pub const LABEL_STATE: &str = "state";
 
-/// Gauge: messages ready to send per channel and lane.
-pub const QUEUE_DEPTH: &str = "sluice_queue_depth";
-/// Counter: submit requests (one per part) written to a center, per channel.
-pub const SUBMITS: &str = "sluice_submits_total";
-/// Counter: submit responses from centers, by channel and status.
-pub const SUBMIT_RESPONSES: &str = "sluice_submit_responses_total";
-/// Counter: throttle answers (ESME_RTHROTTLED / ESME_RMSGQFUL / CMPP 8) per channel.
-pub const THROTTLE_EVENTS: &str = "sluice_throttle_events_total";
-/// Gauge: the current (AIMD-adjusted) send rate of a channel, messages per second.
-pub const CURRENT_RATE: &str = "sluice_channel_rate_per_second";
-/// Gauge: outstanding requests in a channel's windows.
-pub const WINDOW_IN_USE: &str = "sluice_channel_window_in_use";
+// Egress channel and dispatch metrics: named in `channel::metrics_names` (owned by the
+// channel module), re-exported here so this module lists every name sluice emits.
+pub use crate::channel::metrics_names::{
+    CHANNEL_BINDS_DOWN, CHANNEL_BINDS_UP, CHANNEL_QUEUE_DEPTH, CHANNEL_RATE,
+    CHANNEL_RESPONSE_TIMEOUTS, CHANNEL_RESPONSES, CHANNEL_SUBMITS, CHANNEL_THROTTLED,
+    CHANNEL_WINDOW_IN_USE, DISPATCH_LEASED,
+};
 /// Histogram: seconds from the first part's submit to the final delivery receipt.
 pub const DLR_LATENCY: &str = "sluice_dlr_latency_seconds";
 /// Counter: delivery receipts received, by final state.
@@ -113,33 +108,45 @@ fn builder() -> Result<PrometheusBuilder, BuildError> {
 /// Registers HELP text and units with the current recorder.
 pub fn describe() {
     describe_gauge!(
-        QUEUE_DEPTH,
+        CHANNEL_QUEUE_DEPTH,
         Unit::Count,
-        "Messages ready to send, per channel and lane."
+        "Messages queued between dispatch and a channel worker, per channel and lane."
     );
     describe_counter!(
-        SUBMITS,
+        CHANNEL_SUBMITS,
         Unit::Count,
-        "Submit requests (one per part) sent to centers."
+        "Submit PDUs (one per part) sent to centers."
     );
     describe_counter!(
-        SUBMIT_RESPONSES,
+        CHANNEL_RESPONSES,
         Unit::Count,
         "Submit responses from centers, by status."
     );
     describe_counter!(
-        THROTTLE_EVENTS,
+        CHANNEL_THROTTLED,
         Unit::Count,
         "Throttle answers from centers."
     );
     describe_gauge!(
-        CURRENT_RATE,
+        CHANNEL_RATE,
         "Current AIMD-adjusted send rate of a channel (msg/s)."
     );
     describe_gauge!(
-        WINDOW_IN_USE,
+        CHANNEL_WINDOW_IN_USE,
         Unit::Count,
-        "Outstanding requests in a channel's windows."
+        "Outstanding requests in a bind's window."
+    );
+    describe_counter!(
+        CHANNEL_RESPONSE_TIMEOUTS,
+        Unit::Count,
+        "Submit requests that got no response in time."
+    );
+    describe_counter!(CHANNEL_BINDS_UP, Unit::Count, "Binds established.");
+    describe_counter!(CHANNEL_BINDS_DOWN, Unit::Count, "Binds lost.");
+    describe_counter!(
+        DISPATCH_LEASED,
+        Unit::Count,
+        "Messages leased by dispatch, per channel and lane."
     );
     describe_histogram!(
         DLR_LATENCY,
@@ -229,12 +236,16 @@ mod tests {
     #[test]
     fn names_are_unique_and_prefixed() {
         let all = [
-            QUEUE_DEPTH,
-            SUBMITS,
-            SUBMIT_RESPONSES,
-            THROTTLE_EVENTS,
-            CURRENT_RATE,
-            WINDOW_IN_USE,
+            CHANNEL_QUEUE_DEPTH,
+            CHANNEL_SUBMITS,
+            CHANNEL_RESPONSES,
+            CHANNEL_THROTTLED,
+            CHANNEL_RATE,
+            CHANNEL_WINDOW_IN_USE,
+            CHANNEL_RESPONSE_TIMEOUTS,
+            CHANNEL_BINDS_UP,
+            CHANNEL_BINDS_DOWN,
+            DISPATCH_LEASED,
             DLR_LATENCY,
             RECEIPTS,
             RECEIPTS_UNMATCHED,
