@@ -4,6 +4,7 @@
 pub mod channel;
 pub mod clock;
 pub mod config;
+pub mod dispatch;
 pub mod ingress;
 pub mod metrics;
 pub mod receipt;

@@ -17,12 +17,16 @@ use tokio_util::codec::{Decoder, FramedRead, FramedWrite};
 fn sample_commands(n: usize) -> Vec<Command> {
     let mut runner = TestRunner::deterministic();
     let s = common::command();
-    (0..n).map(|_| s.new_tree(&mut runner).unwrap().current()).collect()
+    (0..n)
+        .map(|_| s.new_tree(&mut runner).unwrap().current())
+        .collect()
 }
 
 fn sizes() -> Vec<usize> {
     let mut v: Vec<usize> = (4..=40).collect();
-    v.extend([47, 63, 64, 65, 100, 127, 128, 255, 256, 511, 777, 1024, 2048, 4095, 4096]);
+    v.extend([
+        47, 63, 64, 65, 100, 127, 128, 255, 256, 511, 777, 1024, 2048, 4095, 4096,
+    ]);
     v
 }
 
@@ -56,7 +60,9 @@ async fn frame_codec_survives_a_bad_body() {
     let mut bytes = BytesMut::new();
     // A truncated submit_sm, then a good enquire_link.
     bytes.extend_from_slice(&[0, 0, 0, 19, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 9, 0, 1, 1]);
-    Command::request(10, Pdu::EnquireLink).encode(&mut bytes).unwrap();
+    Command::request(10, Pdu::EnquireLink)
+        .encode(&mut bytes)
+        .unwrap();
     a.write_all(&bytes).await.unwrap();
     drop(a);
     let first = reader.next().await.unwrap().unwrap();
@@ -75,7 +81,11 @@ fn oversized_length_is_rejected_before_buffering() {
     let mut buf = BytesMut::from(&[0u8, 0, 0x10, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 1][..]);
     let cap = buf.capacity();
     match codec.decode(&mut buf) {
-        Err(CodecError::Frame(FrameError::TooLong { length: 4096, max: 1024, sequence: 1 })) => {}
+        Err(CodecError::Frame(FrameError::TooLong {
+            length: 4096,
+            max: 1024,
+            sequence: 1,
+        })) => {}
         other => panic!("{other:?}"),
     }
     assert_eq!(buf.capacity(), cap, "nothing reserved for a refused PDU");

@@ -31,7 +31,12 @@ fn address() -> impl Strategy<Value = Address> {
 }
 
 fn submit_tlvs() -> impl Strategy<Value = Tlvs> {
-    (any::<Option<u16>>(), any::<Option<(u16, u8, u8)>>(), vec(any::<u8>(), 0..20), any::<bool>())
+    (
+        any::<Option<u16>>(),
+        any::<Option<(u16, u8, u8)>>(),
+        vec(any::<u8>(), 0..20),
+        any::<bool>(),
+    )
         .prop_map(|(umr, sar, payload, with_payload)| {
             let mut t = Tlvs::new();
             if let Some(r) = umr {
@@ -48,54 +53,88 @@ fn submit_tlvs() -> impl Strategy<Value = Tlvs> {
 }
 
 fn deliver_tlvs() -> impl Strategy<Value = Tlvs> {
-    (proptest::option::of((ascii(64), 1u8..=8)), any::<Option<u16>>()).prop_map(|(receipt, umr)| {
-        let mut t = Tlvs::new();
-        if let Some((id, state)) = receipt {
-            t.set_receipted_message_id(&id);
-            t.set_message_state(MessageState::from_u8(state));
-        }
-        if let Some(r) = umr {
-            t.push(tlv::tags::USER_MESSAGE_REFERENCE, r.to_be_bytes().to_vec());
-        }
-        t
-    })
+    (
+        proptest::option::of((ascii(64), 1u8..=8)),
+        any::<Option<u16>>(),
+    )
+        .prop_map(|(receipt, umr)| {
+            let mut t = Tlvs::new();
+            if let Some((id, state)) = receipt {
+                t.set_receipted_message_id(&id);
+                t.set_message_state(MessageState::from_u8(state));
+            }
+            if let Some(r) = umr {
+                t.push(tlv::tags::USER_MESSAGE_REFERENCE, r.to_be_bytes().to_vec());
+            }
+            t
+        })
 }
 
 fn sm(tlvs: BoxedStrategy<Tlvs>) -> impl Strategy<Value = Sm> {
     (
         (ascii(5), address(), address(), any::<u8>(), 0u8..=3),
-        (time(), time(), 0u8..=1, 0u8..=1, prop_oneof![Just(0u8), Just(3), Just(4), Just(8)]),
+        (
+            time(),
+            time(),
+            0u8..=1,
+            0u8..=1,
+            prop_oneof![Just(0u8), Just(3), Just(4), Just(8)],
+        ),
         (vec(any::<u8>(), 0..=160), tlvs),
     )
-        .prop_map(|((service_type, source, dest, protocol_id, priority_flag), (s, v, rd, rip, dc), (text, tlvs))| Sm {
-            service_type,
-            source,
-            dest,
-            esm_class: 0,
-            protocol_id,
-            priority_flag,
-            schedule_delivery_time: s,
-            validity_period: v,
-            registered_delivery: rd,
-            replace_if_present_flag: rip,
-            data_coding: dc,
-            sm_default_msg_id: 0,
-            short_message: Bytes::from(text),
-            tlvs,
-        })
+        .prop_map(
+            |(
+                (service_type, source, dest, protocol_id, priority_flag),
+                (s, v, rd, rip, dc),
+                (text, tlvs),
+            )| Sm {
+                service_type,
+                source,
+                dest,
+                esm_class: 0,
+                protocol_id,
+                priority_flag,
+                schedule_delivery_time: s,
+                validity_period: v,
+                registered_delivery: rd,
+                replace_if_present_flag: rip,
+                data_coding: dc,
+                sm_default_msg_id: 0,
+                short_message: Bytes::from(text),
+                tlvs,
+            },
+        )
 }
 
 fn bind() -> impl Strategy<Value = Bind> {
-    (ascii(15), ascii(8), ascii(12), prop_oneof![Just(0x34u8), Just(0x50)], 0u8..=6, 0u8..=1, ascii(40))
-        .prop_map(|(system_id, password, system_type, interface_version, addr_ton, addr_npi, address_range)| Bind {
-            system_id,
-            password,
-            system_type,
-            interface_version,
-            addr_ton,
-            addr_npi,
-            address_range,
-        })
+    (
+        ascii(15),
+        ascii(8),
+        ascii(12),
+        prop_oneof![Just(0x34u8), Just(0x50)],
+        0u8..=6,
+        0u8..=1,
+        ascii(40),
+    )
+        .prop_map(
+            |(
+                system_id,
+                password,
+                system_type,
+                interface_version,
+                addr_ton,
+                addr_npi,
+                address_range,
+            )| Bind {
+                system_id,
+                password,
+                system_type,
+                interface_version,
+                addr_ton,
+                addr_npi,
+                address_range,
+            },
+        )
 }
 
 fn command() -> impl Strategy<Value = Command> {
@@ -124,7 +163,9 @@ fn rusmpp_decode(bytes: &[u8]) -> rusmpp::Command {
 
 fn rusmpp_encode(cmd: rusmpp::Command) -> Bytes {
     let mut buf = BytesMut::new();
-    CommandCodec::new().encode(cmd, &mut buf).expect("rusmpp encodes");
+    CommandCodec::new()
+        .encode(cmd, &mut buf)
+        .expect("rusmpp encodes");
     buf.freeze()
 }
 
@@ -159,12 +200,21 @@ fn rusmpp_builders_decode_with_ours() {
         .destination_addr(COctetString::from_static_slice(b"8613800138000\0").unwrap())
         .short_message(OctetString::from_static_slice(b"hello").unwrap())
         .build();
-    let bytes = rusmpp_encode(rusmpp::Command::new(rusmpp::CommandStatus::EsmeRok, 5, submit));
+    let bytes = rusmpp_encode(rusmpp::Command::new(
+        rusmpp::CommandStatus::EsmeRok,
+        5,
+        submit,
+    ));
     let d = decode(bytes.clone()).unwrap();
     assert!(d.tolerated.is_empty());
-    let Pdu::SubmitSm(sm) = &d.command.pdu else { panic!("{:?}", d.command) };
+    let Pdu::SubmitSm(sm) = &d.command.pdu else {
+        panic!("{:?}", d.command)
+    };
     assert_eq!((sm.source.ton, &sm.source.addr[..]), (5, &b"sluice"[..]));
-    assert_eq!((sm.dest.ton, sm.dest.npi, &sm.dest.addr[..]), (1, 1, &b"8613800138000"[..]));
+    assert_eq!(
+        (sm.dest.ton, sm.dest.npi, &sm.dest.addr[..]),
+        (1, 1, &b"8613800138000"[..])
+    );
     assert_eq!(&sm.short_message[..], b"hello");
     assert_eq!(d.command.sequence, 5);
     assert_eq!(d.command.to_bytes().unwrap(), bytes);
@@ -173,9 +223,15 @@ fn rusmpp_builders_decode_with_ours() {
         .source_addr(COctetString::from_static_slice(b"8613800138000\0").unwrap())
         .short_message(OctetString::from_static_slice(b"id:1A2B sub:001 dlvrd:001 submit date:2511260101 done date:2511260102 stat:DELIVRD err:000 text:hi").unwrap())
         .build();
-    let bytes = rusmpp_encode(rusmpp::Command::new(rusmpp::CommandStatus::EsmeRok, 6, deliver));
+    let bytes = rusmpp_encode(rusmpp::Command::new(
+        rusmpp::CommandStatus::EsmeRok,
+        6,
+        deliver,
+    ));
     let d = decode(bytes.clone()).unwrap();
-    let Pdu::DeliverSm(sm) = &d.command.pdu else { panic!() };
+    let Pdu::DeliverSm(sm) = &d.command.pdu else {
+        panic!()
+    };
     let text = ReceiptText::parse(&sm.short_message);
     assert_eq!(text.id, Some(&b"1A2B"[..]));
     assert_eq!(text.stat, Some(ReceiptStat::Delivered));
@@ -185,12 +241,28 @@ fn rusmpp_builders_decode_with_ours() {
         .system_id(COctetString::from_static_slice(b"esme\0").unwrap())
         .password(COctetString::from_static_slice(b"secret\0").unwrap())
         .build();
-    let bytes = rusmpp_encode(rusmpp::Command::new(rusmpp::CommandStatus::EsmeRok, 7, bind));
+    let bytes = rusmpp_encode(rusmpp::Command::new(
+        rusmpp::CommandStatus::EsmeRok,
+        7,
+        bind,
+    ));
     let d = decode(bytes.clone()).unwrap();
-    let Pdu::BindTransceiver(b) = &d.command.pdu else { panic!() };
-    assert_eq!((&b.system_id[..], &b.password[..]), (&b"esme"[..], &b"secret"[..]));
+    let Pdu::BindTransceiver(b) = &d.command.pdu else {
+        panic!()
+    };
+    assert_eq!(
+        (&b.system_id[..], &b.password[..]),
+        (&b"esme"[..], &b"secret"[..])
+    );
     assert_eq!(d.command.to_bytes().unwrap(), bytes);
 
-    let bytes = rusmpp_encode(rusmpp::Command::new(rusmpp::CommandStatus::EsmeRok, 8, rusmpp::Pdu::EnquireLink));
-    assert_eq!(decode(bytes).unwrap().command, Command::request(8, Pdu::EnquireLink));
+    let bytes = rusmpp_encode(rusmpp::Command::new(
+        rusmpp::CommandStatus::EsmeRok,
+        8,
+        rusmpp::Pdu::EnquireLink,
+    ));
+    assert_eq!(
+        decode(bytes).unwrap().command,
+        Command::request(8, Pdu::EnquireLink)
+    );
 }

@@ -37,17 +37,33 @@ pub mod smpp;
 
 use std::time::SystemTime;
 
-/// Gateway message id (the store's sortable u64).
+use sluice_protocols::smpp::{CanonicalId, IdFormat, canonical_id};
+
+/// Gateway message id (the store's sortable u64, `store::MessageId.0`).
 pub type MessageId = u64;
+
+/// The center-id key the store indexes parts under: [`canonical_id`] of `raw` under the
+/// channel's id format, written as a decimal number when numeric, else the upper-cased text.
+///
+/// Dispatch stores accepted parts with it (`Op::Submitted`), and the receipt layer must look
+/// DLR ids up with the *same* function (with the channel's DLR id format), so that a center
+/// answering hex `1A2B` and quoting decimal `6699` in its receipt matches.
+#[must_use]
+pub fn normalise_center_id(raw: &str, format: IdFormat) -> String {
+    match canonical_id(raw.as_bytes(), format) {
+        CanonicalId::Numeric(n) => n.to_string(),
+        CanonicalId::Text(t) => String::from_utf8_lossy(&t).into_owned(),
+    }
+}
 
 /// What happened on a channel, for the receipt layer (and route failover).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelEvent {
-    /// The center accepted part `part` (0-based) of message `id` and named it `center_id`.
+    /// The center accepted part `part` (1-based) of message `id` and named it `center_id`.
     PartAccepted {
         /// Gateway message id.
         id: MessageId,
-        /// 0-based part index.
+        /// 1-based part number.
         part: u16,
         /// Total parts of the message, so the receipt layer can aggregate.
         parts: u16,
@@ -60,7 +76,7 @@ pub enum ChannelEvent {
     PartFailed {
         /// Gateway message id.
         id: MessageId,
-        /// 0-based part index.
+        /// 1-based part number (the first part not accepted, for a whole-message failure).
         part: u16,
         /// Protocol status (SMPP command_status); 0 when the failure was local, e.g. a
         /// response timeout or a lost bind.
@@ -115,4 +131,16 @@ pub enum ChannelEvent {
         /// Bind index within the channel.
         bind: usize,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_and_decimal_ids_normalise_alike() {
+        assert_eq!(normalise_center_id("1A2B", IdFormat::Hex), "6699");
+        assert_eq!(normalise_center_id("0006699", IdFormat::Decimal), "6699");
+        assert_eq!(normalise_center_id("abc-1", IdFormat::Auto), "ABC-1");
+    }
 }

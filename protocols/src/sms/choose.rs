@@ -109,10 +109,10 @@ pub fn choose(text: &str, allowed: EncodingSet, scheme: ConcatScheme) -> Option<
     let mut best: Option<(Encoding, (usize, usize))> = None;
     // Evaluation order is the tie-break order: a later candidate must be strictly cheaper.
     for e in [Encoding::Ucs2, Encoding::Gbk, Encoding::Latin1] {
-        if let Some(c) = cost(e) {
-            if best.is_none_or(|(_, b)| c < b) {
-                best = Some((e, c));
-            }
+        if let Some(c) = cost(e)
+            && best.is_none_or(|(_, b)| c < b)
+        {
+            best = Some((e, c));
         }
     }
     best.map(|(encoding, (parts, _))| Choice { encoding, parts })

@@ -457,7 +457,7 @@ mod tests {
             src: 9200,
         });
         let data = vec![0xAB; 200];
-        let parts = split_binary(&data, &[ports.clone()], &opts(ConcatScheme::Udh8)).unwrap();
+        let parts = split_binary(&data, std::slice::from_ref(&ports), &opts(ConcatScheme::Udh8)).unwrap();
         assert_eq!(parts.len(), 2);
         let udh = parts[0].udh.as_deref().unwrap();
         assert_eq!(

@@ -33,7 +33,7 @@ pub fn encode(text: &str) -> Vec<u8> {
 /// # Errors
 /// [`EncodeError::OddLength`] or [`EncodeError::UnpairedSurrogate`].
 pub fn decode(bytes: &[u8]) -> Result<String, EncodeError> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(EncodeError::OddLength { len: bytes.len() });
     }
     let units = bytes

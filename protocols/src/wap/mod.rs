@@ -65,6 +65,8 @@ pub struct PushOptions {
     /// `X-Wap-Application-Id`; `None` (Kannel's default when the PAP request sets none)
     /// targets the browser, which handles SI/SL.
     pub application_id: Option<ApplicationId>,
+    /// Send `Content-Length`; Kannel's PPG does.
+    pub content_length: bool,
     /// `Encoding-Version` header; Kannel always sends 1.3.
     pub encoding_version: Option<(u8, u8)>,
     /// WDP ports (2948 ← 9200).
@@ -80,6 +82,7 @@ impl Default for PushOptions {
         Self {
             tid: 0,
             application_id: None,
+            content_length: true,
             encoding_version: Some((1, 3)),
             ports: wdp::PUSH_PORTS,
             scheme: ConcatScheme::Udh8,
@@ -102,6 +105,7 @@ pub fn wap_push_sms(
     let headers = PushHeaders {
         content_type: ContentType::WellKnown(doc.content_type()),
         application_id: opts.application_id.clone(),
+        content_length: opts.content_length,
         encoding_version: opts.encoding_version,
     };
     let pdu = wsp::push_pdu(opts.tid, &headers, &body);
@@ -131,8 +135,13 @@ mod tests {
             Some(&[0x06, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0][..])
         );
         assert!(p.esm_udhi);
-        assert_eq!(&p.payload[..6], &[0x00, 0x06, 0x03, 0xAE, 0xC3, 0x93]);
-        assert_eq!(&p.payload[6..], &doc.to_wbxml().unwrap()[..]);
+        let body = doc.to_wbxml().unwrap();
+        let len = body.len() as u8 | 0x80;
+        assert_eq!(
+            &p.payload[..8],
+            &[0x00, 0x06, 0x05, 0xAE, 0x8D, len, 0xC3, 0x93]
+        );
+        assert_eq!(&p.payload[8..], &body[..]);
     }
 
     #[test]
