@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod receipt;
 pub mod route;
 pub mod schedule;
+pub mod serve;
 pub mod store;

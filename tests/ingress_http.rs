@@ -63,6 +63,7 @@ async fn start(limits: BatchLimits) -> Api {
         ]),
         store: store.clone(),
         place,
+        on_commit: Arc::new(|_| {}),
         limits,
         metrics: Some(handle),
         ready: Arc::new(|| true),

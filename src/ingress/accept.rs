@@ -59,6 +59,15 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
+/// An accepted batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedBatch {
+    /// One result per message, in request order.
+    pub results: Vec<Accepted>,
+    /// Channels the batch's new messages went to (each once).
+    pub channels: Vec<String>,
+}
+
 /// Why a batch could not be accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum AcceptError {
@@ -121,18 +130,22 @@ pub async fn accept(
     account: &str,
     items: Vec<Item>,
     now_ms: u64,
-) -> Result<Vec<Accepted>, AcceptError> {
+) -> Result<AcceptedBatch, AcceptError> {
+    let mut channels: Vec<String> = Vec::new();
     let mut lines = Vec::with_capacity(items.len());
     let mut messages = Vec::with_capacity(items.len());
     for Item { line, submission } in items {
         let placement = place(account, &submission, now_ms)
             .map_err(|error| AcceptError::Unplaceable { line, error })?;
+        if !channels.contains(&placement.channel) {
+            channels.push(placement.channel.clone());
+        }
         let id = store.ids().next(now_ms);
         lines.push(line);
         messages.push(to_message(id, account, placement, submission, now_ms));
     }
     let results = store.insert_batch(messages).await?;
-    lines
+    let results = lines
         .into_iter()
         .zip(results)
         .map(|(line, r)| match r {
@@ -151,5 +164,6 @@ pub async fn accept(
                 reason: format!("{other:?}"),
             }),
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(AcceptedBatch { results, channels })
 }

@@ -46,6 +46,8 @@ pub struct IngressState {
     pub store: Store<AnyBackend>,
     /// Channel and due time per message.
     pub place: PlaceFn,
+    /// Called once per channel of a batch after its durable commit (wakes dispatch).
+    pub on_commit: Arc<dyn Fn(&str) + Send + Sync>,
     /// Request size limits.
     pub limits: BatchLimits,
     /// Prometheus rendering for `/metrics` (`None`: 404).
@@ -273,7 +275,7 @@ async fn submit_batch(
         .iter()
         .map(|i| i.submission.client_ref.clone())
         .collect();
-    let accepted = accept(
+    let batch = accept(
         &state.store,
         &state.place,
         account.name(),
@@ -296,6 +298,10 @@ async fn submit_batch(
             ApiError::Internal(format!("line {line}: {reason}"))
         }
     })?;
+    for channel in &batch.channels {
+        (state.on_commit)(channel);
+    }
+    let accepted = batch.results;
     let dups = accepted.iter().filter(|a| a.duplicate).count();
     let label = account.name().to_owned();
     tracing::debug!(account = %label, messages = n, duplicates = dups, "Batch accepted.");

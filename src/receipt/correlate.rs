@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use sluice_protocols::smpp::{CanonicalId, IdFormat, ReceiptStat, canonical_id};
+use sluice_protocols::smpp::{IdFormat, ReceiptStat};
 
 use crate::store::PartState;
 
@@ -37,15 +37,11 @@ pub fn part_state(stat: &str) -> PartState {
     }
 }
 
-/// The store key for a DLR's center id on a channel: [`canonical_id`] under the channel's
-/// format, written in decimal when numeric, else the upper-cased text. This must equal what
-/// dispatch stores for submit_sm_resp ids (`channel::normalise_center_id` on branch
-/// `channel`, same rule).
+/// The store key for a DLR's center id on a channel: exactly what dispatch stores for
+/// submit_sm_resp ids ([`crate::channel::normalise_center_id`]), so hex and decimal forms of
+/// one id meet.
 pub fn center_key(raw: &str, format: IdFormat) -> String {
-    match canonical_id(raw.as_bytes(), format) {
-        CanonicalId::Numeric(n) => n.to_string(),
-        CanonicalId::Text(t) => String::from_utf8_lossy(&t).into_owned(),
-    }
+    crate::channel::normalise_center_id(raw, format)
 }
 
 /// Receipts held by the store because their center id was not known yet.
