@@ -181,10 +181,19 @@ impl Receipts {
         if pending.is_empty() {
             return;
         }
+        let mut matched_keys = Vec::new();
         let (matched, given_up) = pending.sweep(Instant::now(), |key| {
-            matches!(self.store.by_center(channel, key), Ok(Some(_)))
+            let found = matches!(self.store.by_center(channel, key), Ok(Some(_)));
+            if found {
+                matched_keys.push(key.to_owned());
+            }
+            found
         });
         if matched > 0 {
+            // The store applied these when their submit response was recorded.
+            for key in &matched_keys {
+                self.record_final(channel, key);
+            }
             self.wake_outbox();
         }
         for key in &given_up {
@@ -248,8 +257,7 @@ impl Receipts {
         };
         match self.store.submit(vec![op]).await.map(|mut r| r.pop()) {
             Ok(Some(OpResult::Updated(state))) if state.is_final() => {
-                metrics::counter!(m::RECEIPTS, m::LABEL_STATE => state_label(state)).increment(1);
-                self.record_latency(channel, &key);
+                self.record_final(channel, &key);
                 self.wake_outbox();
             }
             Ok(Some(OpResult::Updated(_))) => {}
@@ -277,13 +285,18 @@ impl Receipts {
         }
     }
 
-    fn record_latency(&self, channel: &str, key: &str) {
+    /// Counts a message's final state and its DLR latency (one store read).
+    fn record_final(&self, channel: &str, key: &str) {
         let Ok(Some((id, _))) = self.store.by_center(channel, key) else {
             return;
         };
         let Ok(Some(msg)) = self.store.get(id) else {
             return;
         };
+        if !msg.state.is_final() {
+            return;
+        }
+        metrics::counter!(m::RECEIPTS, m::LABEL_STATE => state_label(msg.state)).increment(1);
         if let Some(done) = msg.done_ms {
             let start = msg.submitted_ms.unwrap_or(msg.created_ms);
             metrics::histogram!(m::DLR_LATENCY).record(done.saturating_sub(start) as f64 / 1000.0);
