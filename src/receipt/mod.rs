@@ -191,8 +191,15 @@ impl Receipts {
         });
         if matched > 0 {
             // The store applied these when their submit response was recorded.
-            for key in &matched_keys {
-                self.record_final(channel, key);
+            let mut ids: Vec<_> = matched_keys
+                .iter()
+                .filter_map(|k| self.store.by_center(channel, k).ok().flatten())
+                .map(|(id, _)| id)
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            for id in ids {
+                self.record_final_id(id);
             }
             self.wake_outbox();
         }
@@ -287,9 +294,12 @@ impl Receipts {
 
     /// Counts a message's final state and its DLR latency (one store read).
     fn record_final(&self, channel: &str, key: &str) {
-        let Ok(Some((id, _))) = self.store.by_center(channel, key) else {
-            return;
-        };
+        if let Ok(Some((id, _))) = self.store.by_center(channel, key) {
+            self.record_final_id(id);
+        }
+    }
+
+    fn record_final_id(&self, id: crate::store::MessageId) {
         let Ok(Some(msg)) = self.store.get(id) else {
             return;
         };

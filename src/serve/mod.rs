@@ -515,9 +515,11 @@ async fn wait_for_signal() {
     }
 }
 
-/// Channel ids: how a center writes message ids in its responses and receipts. The config
-/// has no such key yet; `Auto` is consistent as long as both sides use the same text.
-pub(crate) const ID_FORMAT: IdFormat = IdFormat::Auto;
+/// How centers write message ids in submit responses and receipts. The config has no
+/// per-channel key for it yet, so ids are compared as opaque text (case-insensitive, trimmed),
+/// like Kannel without `msg-id-type`: exact whenever a center quotes the id as it answered it.
+/// `Auto` would be wrong here: it reads hex "10" as decimal 10 and collides with hex "A".
+pub(crate) const ID_FORMAT: IdFormat = IdFormat::Text;
 
 fn is_local(host: &str) -> bool {
     matches!(host, "127.0.0.1" | "localhost" | "::1")
