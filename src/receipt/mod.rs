@@ -34,9 +34,12 @@ use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 use crate::channel::ChannelEvent;
 use crate::metrics as m;
-use crate::store::{AnyBackend, MessageState, Op, OpResult, PartState, ReceiptEvent, Store};
+use crate::store::{AnyBackend, MessageState, Op, OpResult, ReceiptEvent, Store};
 use correlate::{Pending, center_key, part_state};
 use mo::{MoDelivery, MoEvent, MoRouter};
+
+/// Most channel events applied in one store commit.
+const MAX_BATCH: usize = 1024;
 
 /// What in-process subscribers receive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,7 +157,17 @@ impl Receipts {
         loop {
             tokio::select! {
                 ev = events.recv(), if open => match ev {
-                    Some(ev) => self.handle(&channel, dlr_format, ev, &mut pending).await,
+                    Some(ev) => {
+                        // Take whatever else is already queued: one store commit for all.
+                        let mut batch = vec![ev];
+                        while batch.len() < MAX_BATCH {
+                            match events.try_recv() {
+                                Ok(ev) => batch.push(ev),
+                                Err(_) => break,
+                            }
+                        }
+                        self.handle(&channel, dlr_format, batch, &mut pending).await;
+                    }
                     None => open = false,
                 },
                 _ = sweep.tick() => self.sweep(&channel, &mut pending),
@@ -164,9 +177,11 @@ impl Receipts {
                     }
                     if *shutdown.borrow() {
                         // Drain what the channel already sent, then stop.
+                        let mut batch = Vec::new();
                         while let Ok(ev) = events.try_recv() {
-                            self.handle(&channel, dlr_format, ev, &mut pending).await;
+                            batch.push(ev);
                         }
+                        self.handle(&channel, dlr_format, batch, &mut pending).await;
                         return;
                     }
                 }
@@ -214,81 +229,84 @@ impl Receipts {
             .set(pending.len() as f64);
     }
 
+    /// Handles a batch of events: MOs at once, receipts as one store commit.
     async fn handle(
         &self,
         channel: &str,
         dlr_format: IdFormat,
-        ev: ChannelEvent,
+        events: Vec<ChannelEvent>,
         pending: &mut Pending,
     ) {
-        match ev {
-            ChannelEvent::Receipt {
-                center_id,
-                stat,
-                err,
-                at,
-                ..
-            } => {
-                let key = center_key(&center_id, dlr_format);
-                self.apply_receipt(channel, key, stat, err, ms(at), pending)
-                    .await;
+        let mut keys = Vec::new();
+        let mut ops = Vec::new();
+        for ev in events {
+            match ev {
+                ChannelEvent::Receipt {
+                    center_id,
+                    stat,
+                    err,
+                    at,
+                    ..
+                } => {
+                    let key = center_key(&center_id, dlr_format);
+                    ops.push(Op::Receipt {
+                        channel: channel.to_owned(),
+                        center_id: key.clone(),
+                        part_state: part_state(&stat),
+                        stat,
+                        err,
+                        now_ms: ms(at),
+                    });
+                    keys.push(key);
+                }
+                ChannelEvent::Mo {
+                    from, to, text, at, ..
+                } => self.mo(from, to, text, at),
+                ChannelEvent::PartAccepted { .. }
+                | ChannelEvent::PartFailed { .. }
+                | ChannelEvent::BindUp { .. }
+                | ChannelEvent::BindDown { .. } => {}
             }
-            ChannelEvent::Mo {
-                from, to, text, at, ..
-            } => self.mo(from, to, text, at),
-            ChannelEvent::PartAccepted { .. }
-            | ChannelEvent::PartFailed { .. }
-            | ChannelEvent::BindUp { .. }
-            | ChannelEvent::BindDown { .. } => {}
         }
-    }
-
-    /// Applies one receipt for (channel, normalised center id).
-    async fn apply_receipt(
-        &self,
-        channel: &str,
-        key: String,
-        stat: String,
-        err: String,
-        now_ms: u64,
-        pending: &mut Pending,
-    ) {
-        let ps = part_state(&stat);
-        let op = Op::Receipt {
-            channel: channel.to_owned(),
-            center_id: key.clone(),
-            part_state: ps,
-            stat,
-            err,
-            now_ms,
-        };
-        match self.store.submit(vec![op]).await.map(|mut r| r.pop()) {
-            Ok(Some(OpResult::Updated(state))) if state.is_final() => {
-                self.record_final(channel, &key);
-                self.wake_outbox();
+        if ops.is_empty() {
+            return;
+        }
+        let results = match self.store.submit(ops).await {
+            Ok(r) => r,
+            Err(e) => {
+                // The receipts are lost to this process; the center may resend them, and the
+                // message stays `sent` (visible in GET) rather than being guessed.
+                tracing::error!(%channel, error = %e, n = keys.len(), "Store failed applying receipts.");
+                return;
             }
-            Ok(Some(OpResult::Updated(_))) => {}
-            Ok(Some(OpResult::ReceiptHeld)) => {
-                if !pending.hold(key.clone(), Instant::now()) {
+        };
+        let mut finals = 0;
+        for (key, result) in keys.into_iter().zip(results) {
+            match result {
+                OpResult::Updated(state) if state.is_final() => {
+                    self.record_final(channel, &key);
+                    finals += 1;
+                }
+                OpResult::Updated(_) => {}
+                OpResult::ReceiptHeld => {
+                    tracing::debug!(%channel, center_id = %key, "Receipt held for its submit response.");
+                    if !pending.hold(key, Instant::now()) {
+                        metrics::counter!(m::RECEIPTS_UNMATCHED, m::LABEL_CHANNEL => channel.to_owned())
+                            .increment(1);
+                    }
+                }
+                OpResult::Stale(_) => {
+                    tracing::debug!(%channel, center_id = %key, "Repeated receipt for a final message.");
+                }
+                other => {
                     metrics::counter!(m::RECEIPTS_UNMATCHED, m::LABEL_CHANNEL => channel.to_owned())
                         .increment(1);
+                    tracing::debug!(%channel, center_id = %key, ?other, "Receipt not applied.");
                 }
-                tracing::debug!(%channel, center_id = %key, "Receipt held for its submit response.");
-            }
-            Ok(Some(OpResult::Stale(_))) => {
-                tracing::debug!(%channel, center_id = %key, "Repeated receipt for a final message.");
-            }
-            Ok(other) => {
-                metrics::counter!(m::RECEIPTS_UNMATCHED, m::LABEL_CHANNEL => channel.to_owned())
-                    .increment(1);
-                tracing::debug!(%channel, center_id = %key, ?other, "Receipt not applied.");
-            }
-            Err(e) => {
-                tracing::error!(%channel, error = %e, "Store failed applying a receipt.");
             }
         }
-        if ps == PartState::Submitted {
-            tracing::trace!(%channel, center_id = %key, "Intermediate receipt.");
+        if finals > 0 {
+            self.wake_outbox();
         }
     }
 

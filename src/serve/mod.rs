@@ -2,7 +2,8 @@
 //!
 //! Start order (each step needs the previous ones):
 //! 1. config (the caller loads it; the embedded default when no file is given);
-//! 2. store: open, which returns expired leases to the ready queues (crash recovery);
+//! 2. store: open, then return *every* lease to the ready queues (crash recovery: a single
+//!    process owns the data directory, so leases found at start belong to a dead process);
 //! 3. the embedded simulator, when `[simulator] enabled` (a fake SMSC for channel "sim");
 //! 4. receipts: the per-channel event consumers and the outbox webhook pump;
 //! 5. channels + dispatch (one worker and one dispatcher per SMPP channel);
@@ -290,6 +291,12 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         clock.now_ms(),
     )?;
     tracing::info!(backend = store.backend_name(), path = %config.storage.path.display(), "Store open.");
+    // One gateway process owns the data directory, so at start every lease belongs to a
+    // process that is gone: requeue them all now rather than after their lease time.
+    let requeued = store.recover(u64::MAX).await?;
+    if requeued > 0 {
+        tracing::info!(requeued, "Leases of the previous run requeued.");
+    }
 
     let sim = if config.simulator.enabled {
         let handle = sluice_loadtest::Simulator::start(simulator_config(&config))
