@@ -445,31 +445,10 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
             }
         });
     }
-    if let (Some(maddr), Some(handle)) = (config.listeners.metrics, opts.metrics.clone()) {
-        if maddr != http_addr {
-            match tokio::net::TcpListener::bind(maddr).await {
-                Ok(l) => {
-                    let app = axum::Router::new().route(
-                        "/metrics",
-                        axum::routing::get(move || {
-                            let h = handle.clone();
-                            async move { h.render() }
-                        }),
-                    );
-                    let mut stop = stop_http_rx.clone();
-                    http_tasks.spawn(async move {
-                        let _ = axum::serve(l, app)
-                            .with_graceful_shutdown(async move {
-                                let _ = stop.wait_for(|s| *s).await;
-                            })
-                            .await;
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(addr = %maddr, error = %e, "Metrics listener not started.")
-                }
-            }
-        }
+    if let (Some(maddr), Some(handle)) = (config.listeners.metrics, opts.metrics.clone())
+        && maddr != http_addr
+    {
+        spawn_metrics_listener(maddr, handle, stop_http_rx.clone(), &mut http_tasks).await;
     }
     tracing::info!(addr = %http_addr, "HTTP API listening.");
     Ok(Gateway {
@@ -487,6 +466,35 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         drain_deadline: opts.drain_deadline,
         ready,
     })
+}
+
+/// Serves `/metrics` alone on `addr` (ops often scrape a port the API does not share).
+/// A bind failure is logged, not fatal: the API's own `/metrics` still works.
+async fn spawn_metrics_listener(
+    addr: SocketAddr,
+    handle: PrometheusHandle,
+    mut stop: watch::Receiver<bool>,
+    tasks: &mut JoinSet<()>,
+) {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => {
+            let app = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let h = handle.clone();
+                    async move { h.render() }
+                }),
+            );
+            tasks.spawn(async move {
+                let _ = axum::serve(l, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+            });
+        }
+        Err(e) => tracing::warn!(%addr, error = %e, "Metrics listener not started."),
+    }
 }
 
 /// Runs until SIGTERM or ctrl-c, then drains.
@@ -530,4 +538,143 @@ pub(crate) const ID_FORMAT: IdFormat = IdFormat::Text;
 
 fn is_local(host: &str) -> bool {
     matches!(host, "127.0.0.1" | "localhost" | "::1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingress::message::{Submission, WireMessage, validate};
+
+    fn config(channel_windows: &str) -> Arc<Config> {
+        let text = format!(
+            r#"
+timezone = "Asia/Shanghai"
+[[accounts]]
+name = "a"
+rate = 10
+default_sender = "1069"
+[[channels]]
+name = "day"
+kind = "smpp"
+host = "127.0.0.1"
+port = 2775
+system_id = "s"
+password = "p"
+rate = 10
+windows = [{channel_windows}]
+[[channels]]
+name = "intl"
+kind = "smpp"
+host = "127.0.0.1"
+port = 2776
+system_id = "s"
+password = "p"
+rate = 10
+[[routes]]
+channel = "day"
+[[routes]]
+prefixes = ["+44"]
+channel = "intl"
+"#
+        );
+        Arc::new(Config::parse(&text, "test.toml").expect("valid config"))
+    }
+
+    fn submission(to: &str, window: Option<&str>, not_before: Option<&str>) -> Submission {
+        let senders = SenderPolicy {
+            allowed: vec![],
+            default: Some("1069".into()),
+        };
+        validate(
+            WireMessage {
+                to: to.into(),
+                text: Some("x".into()),
+                window: window.map(Into::into),
+                not_before: not_before.map(Into::into),
+                ..WireMessage::default()
+            },
+            &senders,
+        )
+        .expect("valid")
+    }
+
+    fn ms_of(s: &str) -> u64 {
+        to_ms(s.parse().expect("timestamp"))
+    }
+
+    #[test]
+    fn placement_routes_and_waits_for_the_channel_window() {
+        let place = placement(config("\"08:00-21:00\""), Arc::default());
+        // 22:00 in Shanghai: outside 08:00-21:00, so due at 08:00 the next morning.
+        let now = ms_of("2026-11-26T22:00:00+08:00");
+        let p = place("a", &submission("13800138000", None, None), now).expect("placed");
+        assert_eq!(p.channel, "day");
+        assert_eq!(p.due_ms, ms_of("2026-11-27T08:00:00+08:00"));
+        // Inside the window: due now.
+        let noon = ms_of("2026-11-26T12:00:00+08:00");
+        assert_eq!(
+            place("a", &submission("13800138000", None, None), noon)
+                .expect("placed")
+                .due_ms,
+            noon
+        );
+        // Longest prefix routes +44… elsewhere (no windows there).
+        let p = place("a", &submission("+447700900123", None, None), now).expect("placed");
+        assert_eq!((p.channel.as_str(), p.due_ms), ("intl", now));
+    }
+
+    #[test]
+    fn placement_combines_message_window_and_not_before() {
+        let place = placement(config(""), Arc::default());
+        let now = ms_of("2026-11-26T12:00:00+08:00");
+        let s = submission("13800138000", Some("18:00-19:00"), None);
+        assert_eq!(
+            place("a", &s, now).expect("placed").due_ms,
+            ms_of("2026-11-26T18:00:00+08:00")
+        );
+        let s = submission(
+            "13800138000",
+            Some("18:00-19:00"),
+            Some("2026-11-26T18:30:00+08:00"),
+        );
+        assert_eq!(
+            place("a", &s, now).expect("placed").due_ms,
+            ms_of("2026-11-26T18:30:00+08:00")
+        );
+        let s = submission(
+            "13800138000",
+            Some("18:00-19:00"),
+            Some("2026-11-26T19:30:00+08:00"),
+        );
+        assert_eq!(
+            place("a", &s, now).expect("placed").due_ms,
+            ms_of("2026-11-27T18:00:00+08:00")
+        );
+    }
+
+    #[test]
+    fn disjoint_windows_are_a_client_error() {
+        let place = placement(config("\"08:00-09:00\""), Arc::default());
+        let now = ms_of("2026-11-26T12:00:00+08:00");
+        let e = place(
+            "a",
+            &submission("13800138000", Some("20:00-21:00"), None),
+            now,
+        )
+        .expect_err("never allowed");
+        assert_eq!(e.field, "window");
+    }
+
+    #[test]
+    fn account_specs_parse_key_hashes() {
+        let mut c = (*config("")).clone();
+        c.accounts[0].api_keys = vec![crate::config::hash_api_key("k")];
+        let specs = account_specs(&c).expect("specs");
+        assert_eq!(
+            specs[0].key_sha256,
+            vec![crate::ingress::account::key_hash("k")]
+        );
+        c.accounts[0].api_keys = vec!["nothex".into()];
+        assert!(account_specs(&c).is_err());
+    }
 }
