@@ -658,19 +658,20 @@ impl Config {
             if a.burst == 0 {
                 return Err(c.err(k("burst"), "must be at least 1"));
             }
-            if let Some(d) = &a.default_sender {
-                if !a.allowed_senders.is_empty() && !a.allowed_senders.contains(d) {
-                    return Err(c.err(
-                        k("default_sender"),
-                        format!("{d:?} is not in allowed_senders"),
-                    ));
-                }
+            if let Some(d) = &a.default_sender
+                && !a.allowed_senders.is_empty()
+                && !a.allowed_senders.contains(d)
+            {
+                return Err(c.err(
+                    k("default_sender"),
+                    format!("{d:?} is not in allowed_senders"),
+                ));
             }
             for (f, u) in [("webhook_url", &a.webhook_url), ("mo_url", &a.mo_url)] {
-                if let Some(u) = u {
-                    if !is_url(u) {
-                        return Err(c.err(k(f), format!("{u:?} is not an http(s) URL")));
-                    }
+                if let Some(u) = u
+                    && !is_url(u)
+                {
+                    return Err(c.err(k(f), format!("{u:?} is not an http(s) URL")));
                 }
             }
             check_windows(c, &a.windows, &k("windows"))?;
@@ -759,10 +760,10 @@ impl Config {
                     }
                 }
                 ChannelKind::Mm7 => {
-                    if let Some(p) = &ch.path {
-                        if !p.starts_with('/') {
-                            return Err(c.err(k("path"), "must start with '/'"));
-                        }
+                    if let Some(p) = &ch.path
+                        && !p.starts_with('/')
+                    {
+                        return Err(c.err(k("path"), "must start with '/'"));
                     }
                 }
             }

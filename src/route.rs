@@ -151,16 +151,14 @@ impl Router {
         let primary_out = health
             .down_for(&r.channel, now)
             .is_some_and(|d| d >= r.down_after);
-        if primary_out {
-            if let Some(f) = &r.failover {
-                // Only fail over to a channel that is not itself out.
-                let failover_out = health.down_for(f, now).is_some_and(|d| d >= r.down_after);
-                if !failover_out {
-                    return Ok(Choice {
-                        channel: f,
-                        failover: true,
-                    });
-                }
+        if primary_out && let Some(f) = &r.failover {
+            // Only fail over to a channel that is not itself out.
+            let failover_out = health.down_for(f, now).is_some_and(|d| d >= r.down_after);
+            if !failover_out {
+                return Ok(Choice {
+                    channel: f,
+                    failover: true,
+                });
             }
         }
         Ok(Choice {

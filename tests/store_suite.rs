@@ -236,6 +236,28 @@ pub fn lease_submit_requeue<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let other =
         futures::executor::block_on(store.lease("smsc", Lane::Notification, 9_999, 10, 1)).unwrap();
     assert!(other.messages.is_empty());
+
+    // Priority across lanes under one limit: OTP, then notifications, then marketing.
+    let lanes = [Lane::Marketing, Lane::Notification, Lane::Otp];
+    let batch = lanes
+        .iter()
+        .map(|&lane| Message {
+            lane,
+            ..msg(&store, "acme", 1_000, 1_000)
+        })
+        .collect();
+    let extra = insert_all(&store, batch); // marketing, notification, otp
+    let take = |limit| {
+        futures::executor::block_on(store.lease_lanes(CH, &Lane::ALL, 1_000, limit, 1))
+            .unwrap()
+            .messages
+            .iter()
+            .map(|m| m.id)
+            .collect::<Vec<_>>()
+    };
+    // `mid` is back in the notification queue (the big recover above), ahead of extra[1].
+    assert_eq!(take(2), vec![extra[2], ids[2]]);
+    assert_eq!(take(5), vec![extra[1], extra[0]]);
 }
 
 pub fn expired_leases_recover_after_reopen<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
@@ -604,6 +626,87 @@ pub fn invalid_names_are_refused<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     ));
 }
 
+pub fn final_on_insert_queues_receipt<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    // Ingress stores a message it cannot route as failed, so the client still gets a receipt.
+    let mut m = msg(&store, "acme", 1_000, 1_000);
+    m.state = MessageState::Failed;
+    let id = insert_all(&store, vec![m])[0];
+    let events = outbox_events(&store, "acme");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].1.state, MessageState::Failed);
+    assert_eq!(events[0].1.stat, "FAILED");
+    assert!(
+        lease(&store, 10_000, 10, 100).is_empty(),
+        "a final message is never queued"
+    );
+    assert_eq!(store.get(id).unwrap().unwrap().done_ms, Some(1_000));
+    assert_eq!(
+        futures::executor::block_on(store.purge(1_001, 10)).unwrap(),
+        1
+    );
+}
+
+pub fn backpressure_and_linger<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    // Tiny queue and groups, with a linger: batches larger than either still go through whole.
+    let cfg = WriterConfig {
+        max_ops: 3,
+        max_wait: std::time::Duration::from_millis(2),
+        queue_ops: 5,
+    };
+    let store = Store::open(open(dir), cfg, 1_000).unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                for _ in 0..10 {
+                    let n = if i == 0 { 12 } else { 2 };
+                    ids.extend(insert_all(
+                        &store,
+                        (0..n).map(|_| msg(&store, "acme", 1_000, 1_000)).collect(),
+                    ));
+                }
+                ids
+            })
+        })
+        .collect();
+    let ids: Vec<MessageId> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 120 + 3 * 20);
+    assert_eq!(lease(&store, 1_000, 1_000, 10).len(), ids.len());
+    assert_eq!(store.submit_blocking(Vec::new()).unwrap(), Vec::new());
+}
+
+pub fn corrupt_record_does_not_wedge_the_queue<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let ids;
+    {
+        let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+        ids = insert_all(
+            &store,
+            (0..3).map(|_| msg(&store, "acme", 1_000, 1_000)).collect(),
+        );
+    }
+    {
+        // Damage the middle record through the engine directly (key = 0x01 + id, big-endian;
+        // see keys.rs).
+        let backend = open(dir);
+        let mut key = vec![0x01];
+        key.extend_from_slice(&ids[1].to_be_bytes());
+        backend.write(|kv| kv.put(&key, b"{not json")).unwrap();
+    }
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    assert!(matches!(
+        store.get(ids[1]),
+        Err(sluice::store::StoreError::Corrupt { .. })
+    ));
+    let got: Vec<MessageId> = lease(&store, 1_000, 10, 100).iter().map(|m| m.id).collect();
+    assert_eq!(got, vec![ids[0], ids[2]]);
+    assert!(lease(&store, 1_000, 10, 100).is_empty());
+}
+
 macro_rules! suite {
     ($modname:ident, $open:expr) => {
         mod $modname {
@@ -657,6 +760,18 @@ macro_rules! suite {
             #[test]
             fn invalid_names_are_refused() {
                 run(super::invalid_names_are_refused);
+            }
+            #[test]
+            fn final_on_insert_queues_receipt() {
+                run(super::final_on_insert_queues_receipt);
+            }
+            #[test]
+            fn backpressure_and_linger() {
+                run(super::backpressure_and_linger);
+            }
+            #[test]
+            fn corrupt_record_does_not_wedge_the_queue() {
+                run(super::corrupt_record_does_not_wedge_the_queue);
             }
         }
     };

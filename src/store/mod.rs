@@ -5,12 +5,26 @@
 //! - `redb_backend.rs` (default), `sled_backend.rs` (`--features sled`), `any.rs`: engines and
 //!   the config-selected enum of them.
 //! - `keys.rs`: key layout; `model.rs`: records; `id.rs`: message ids.
-//! - `ops.rs`: every state change, written once for all engines.
+//! - `ops.rs`: every state change, written once for all engines; `reads.rs`: pure lookups.
 //! - `writer.rs`: the group-commit writer.
 //!
 //! Writes (including leasing, which moves messages from ready to in flight) go through the
 //! writer; pure reads (`get`, `by_center`, `outbox`, …) open a read transaction directly. They
 //! are short synchronous calls; from async code they may be called inline for single lookups.
+//!
+//! How the gateway drives it (the store never reads a clock; every op carries `now`):
+//! - **ingress**: `store.ids().next(now)` per message, route + schedule to fill `channel` and
+//!   `due_ms`, then one `insert_batch` per HTTP request; answer 202 after it resolves
+//!   (`Duplicate(id)` → `duplicate: true`). A message with no route can be inserted with a
+//!   final state so the client still gets a receipt.
+//! - **channel worker**: sleep until `next_due(channel, lane)` (see `schedule::Scheduler`),
+//!   `lease(channel, lane, now, k, lease_ms)`, submit, then one `submit` with
+//!   `Op::Submitted` per part (center ids normalised), `Op::Requeue` for retryable failures,
+//!   `Op::Finish` for permanent ones. Call `recover(now)` every few seconds.
+//! - **receipts**: `Op::Receipt` per DLR (a DLR that beats its submit response is held and
+//!   applied by the later `Submitted`); final states put a `ReceiptEvent` in the account's
+//!   outbox in the same commit. Deliver from `outbox(account, after, n)`, then `outbox_ack`.
+//! - **housekeeping**: `purge(now - retention, n)` until it returns less than `n`.
 
 mod any;
 mod backend;
@@ -19,6 +33,7 @@ mod id;
 mod keys;
 mod model;
 mod ops;
+mod reads;
 mod redb_backend;
 #[cfg(feature = "sled")]
 mod sled_backend;
@@ -68,10 +83,10 @@ impl<B: Backend> Drop for Inner<B> {
         // Closing the channel lets the writer finish queued requests and exit; joining means
         // the engine is released (file lock dropped) when the last handle goes.
         self.tx.take();
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                tracing::error!("store writer thread panicked");
-            }
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("store writer thread panicked");
         }
     }
 }
@@ -103,15 +118,15 @@ impl<B: Backend> Store<B> {
     pub fn open(backend: B, cfg: WriterConfig, now_ms: u64) -> Result<Self, StoreError> {
         let backend = Arc::new(backend);
         let recovered = backend.write(|kv| ops::apply(kv, &Op::Recover { now_ms }))?;
-        if let OpResult::Count(n) = recovered {
-            if n > 0 {
-                tracing::info!(
-                    requeued = n,
-                    "store: expired leases returned to ready queues"
-                );
-            }
+        if let OpResult::Count(n) = recovered
+            && n > 0
+        {
+            tracing::info!(
+                requeued = n,
+                "store: expired leases returned to ready queues"
+            );
         }
-        let last = backend.read(|kv| ops::last_id(kv))?;
+        let last = backend.read(|kv| reads::last_id(kv))?;
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(WriterStats::default());
         let thread = {
@@ -202,9 +217,23 @@ impl<B: Backend> Store<B> {
         limit: usize,
         lease_ms: u64,
     ) -> Result<Leased, StoreError> {
+        self.lease_lanes(channel, &[lane], now_ms, limit, lease_ms)
+            .await
+    }
+
+    /// Leases up to `limit` due messages of `channel`, draining `lanes` in order (pass
+    /// [`Lane::ALL`] for strict priority: OTP, then notifications, then marketing).
+    pub async fn lease_lanes(
+        &self,
+        channel: &str,
+        lanes: &[Lane],
+        now_ms: u64,
+        limit: usize,
+        lease_ms: u64,
+    ) -> Result<Leased, StoreError> {
         let op = Op::Lease {
             channel: channel.to_owned(),
-            lane,
+            lanes: lanes.to_vec(),
             now_ms,
             limit,
             lease_ms,
@@ -258,7 +287,7 @@ impl<B: Backend> Store<B> {
     ) -> Result<Option<(MessageId, u16)>, StoreError> {
         self.inner
             .backend
-            .read(|kv| ops::by_center(kv, channel, center_id))
+            .read(|kv| reads::by_center(kv, channel, center_id))
     }
 
     /// Up to `limit` outbox entries of `account` after sequence `after` (0 = from the start).
@@ -270,7 +299,7 @@ impl<B: Backend> Store<B> {
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         self.inner
             .backend
-            .read(|kv| ops::outbox(kv, account, after, limit))
+            .read(|kv| reads::outbox(kv, account, after, limit))
     }
 
     /// The id stored under an idempotency key.
@@ -281,7 +310,7 @@ impl<B: Backend> Store<B> {
     ) -> Result<Option<MessageId>, StoreError> {
         self.inner
             .backend
-            .read(|kv| ops::by_client_ref(kv, account, client_ref))
+            .read(|kv| reads::by_client_ref(kv, account, client_ref))
     }
 
     /// Due time (ms) of the earliest message in (channel, lane)'s ready queue — what a
@@ -289,7 +318,7 @@ impl<B: Backend> Store<B> {
     pub fn next_due(&self, channel: &str, lane: Lane) -> Result<Option<u64>, StoreError> {
         self.inner
             .backend
-            .read(|kv| ops::next_due(kv, channel, lane))
+            .read(|kv| reads::next_due(kv, channel, lane))
     }
 }
 

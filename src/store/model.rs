@@ -84,10 +84,11 @@ pub enum Payload {
     },
     /// Raw 8-bit data with an optional user data header.
     Binary {
-        /// The data.
+        /// The data (stored as hex).
+        #[serde(with = "hex_bytes")]
         data: Vec<u8>,
-        /// User data header, sent with esm_class UDHI.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// User data header, sent with esm_class UDHI (stored as hex).
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_opt")]
         udh: Option<Vec<u8>>,
     },
 }
@@ -117,6 +118,18 @@ pub enum MessageState {
 }
 
 impl MessageState {
+    /// The DLR-style status word used when the gateway itself ends a message in this state.
+    pub const fn stat_word(self) -> &'static str {
+        match self {
+            Self::Delivered => "DELIVRD",
+            Self::Undeliverable => "UNDELIV",
+            Self::Expired => "EXPIRED",
+            Self::Rejected => "REJECTD",
+            Self::Failed => "FAILED",
+            Self::Queued | Self::Scheduled | Self::InFlight | Self::Sent => "ENROUTE",
+        }
+    }
+
     /// Final states end the life cycle: a receipt is queued and the record becomes purgeable.
     pub const fn is_final(self) -> bool {
         matches!(
@@ -342,4 +355,81 @@ pub struct OutboxEntry {
     pub seq: u64,
     /// The receipt JSON (a [`ReceiptEvent`]).
     pub body: Vec<u8>,
+}
+
+/// Byte strings as lowercase hex in JSON (a JSON number array would triple their size).
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(super) fn encode(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    pub(super) fn decode(s: &str) -> Result<Vec<u8>, String> {
+        if !s.len().is_multiple_of(2) {
+            return Err("odd number of hex digits".into());
+        }
+        (0..s.len())
+            .step_by(2)
+            .map(|i| {
+                s.get(i..i + 2)
+                    .and_then(|p| u8::from_str_radix(p, 16).ok())
+                    .ok_or_else(|| format!("invalid hex at {i}"))
+            })
+            .collect()
+    }
+
+    pub(super) fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(b))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        decode(&s).map_err(D::Error::custom)
+    }
+}
+
+/// `Option` form of [`hex_bytes`].
+mod hex_opt {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    #[allow(clippy::ref_option)] // serde's `with` passes `&Option<T>`
+    pub(super) fn serialize<S: Serializer>(b: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match b {
+            Some(b) => s.serialize_some(&super::hex_bytes::encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<std::borrow::Cow<'de, str>>::deserialize(d)?
+            .map(|s| super::hex_bytes::decode(&s).map_err(D::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_payload_round_trips_as_hex() {
+        let p = Payload::Binary {
+            data: vec![0x00, 0xab, 0xff],
+            udh: Some(vec![0x06, 0x05]),
+        };
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(json, r#"{"type":"binary","data":"00abff","udh":"0605"}"#);
+        assert_eq!(serde_json::from_str::<Payload>(&json).unwrap(), p);
+        let no_udh = Payload::Binary {
+            data: vec![1],
+            udh: None,
+        };
+        let json = serde_json::to_string(&no_udh).unwrap();
+        assert_eq!(serde_json::from_str::<Payload>(&json).unwrap(), no_udh);
+        assert!(serde_json::from_str::<Payload>(r#"{"type":"binary","data":"0"}"#).is_err());
+        assert!(serde_json::from_str::<Payload>(r#"{"type":"binary","data":"zz"}"#).is_err());
+    }
 }

@@ -18,9 +18,7 @@ use super::backend::{Kv, KvRead};
 use super::error::StoreError;
 use super::id::MessageId;
 use super::keys;
-use super::model::{
-    Lane, Message, MessageState, OutboxEntry, Part, PartState, Receipt, ReceiptEvent,
-};
+use super::model::{Lane, Message, MessageState, Part, PartState, Receipt, ReceiptEvent};
 
 /// Scan chunk for unbounded sweeps (outbox ack).
 const CHUNK: usize = 1024;
@@ -32,13 +30,14 @@ pub enum Op {
     /// Store a new message in its ready queue (or as final, if its state is final).
     /// Honours `client_ref` as an idempotency key per account.
     Insert(Box<Message>),
-    /// Move up to `limit` messages of (channel, lane) with `due_ms <= now_ms` to in flight,
-    /// leased until `now_ms + lease_ms`. Messages past `expires_at_ms` become `expired` instead.
+    /// Move up to `limit` messages of `channel` with `due_ms <= now_ms` to in flight, leased
+    /// until `now_ms + lease_ms`, taking from `lanes` in the order given (strict priority).
+    /// Messages past `expires_at_ms` become `expired` instead (they count toward `limit`).
     Lease {
         /// Channel.
         channel: String,
-        /// Lane.
-        lane: Lane,
+        /// Lanes, highest priority first.
+        lanes: Vec<Lane>,
         /// Current time, ms.
         now_ms: u64,
         /// Most messages to take.
@@ -174,6 +173,18 @@ pub(crate) fn load(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, St
     kv.get(&k)?.map(|v| decode(&k, &v)).transpose()
 }
 
+/// Loads a message reached through a queue index. A record that cannot be decoded is logged
+/// and treated as absent, so one bad record cannot wedge a whole queue (or recovery).
+fn load_queued(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, StoreError> {
+    match load(kv, id) {
+        Err(e @ StoreError::Corrupt { .. }) => {
+            tracing::error!(%id, error = %e, "skipping undecodable message record");
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
 fn save(kv: &mut dyn Kv, m: &Message) -> Result<(), StoreError> {
     kv.put(&keys::message(m.id), &encode(m)?)
 }
@@ -232,7 +243,7 @@ fn finalize(
     save(kv, m)
 }
 
-fn corrupt(key: &[u8], reason: &str) -> StoreError {
+pub(crate) fn corrupt(key: &[u8], reason: &str) -> StoreError {
     StoreError::Corrupt {
         key: keys::hex(key),
         reason: reason.to_owned(),
@@ -245,11 +256,11 @@ pub(crate) fn apply(kv: &mut dyn Kv, op: &Op) -> Result<OpResult, StoreError> {
         Op::Insert(m) => insert(kv, Message::clone(m)),
         Op::Lease {
             channel,
-            lane,
+            lanes,
             now_ms,
             limit,
             lease_ms,
-        } => lease(kv, channel, *lane, *now_ms, *limit, *lease_ms),
+        } => lease(kv, channel, lanes, *now_ms, *limit, *lease_ms),
         Op::Submitted {
             id,
             part,
@@ -299,11 +310,11 @@ fn insert(kv: &mut dyn Kv, mut m: Message) -> Result<OpResult, StoreError> {
         ));
     }
     let idem_key = m.client_ref.as_deref().map(|r| keys::idem(&m.account, r));
-    if let Some(k) = &idem_key {
-        if let Some(v) = kv.get(k)? {
-            let id = keys::be_u64(&v, 0).ok_or_else(|| corrupt(k, "short id"))?;
-            return Ok(OpResult::Duplicate(MessageId(id)));
-        }
+    if let Some(k) = &idem_key
+        && let Some(v) = kv.get(k)?
+    {
+        let id = keys::be_u64(&v, 0).ok_or_else(|| corrupt(k, "short id"))?;
+        return Ok(OpResult::Duplicate(MessageId(id)));
     }
     if kv.get(&keys::message(m.id))?.is_some() {
         return Ok(OpResult::Duplicate(m.id));
@@ -315,8 +326,8 @@ fn insert(kv: &mut dyn Kv, mut m: Message) -> Result<OpResult, StoreError> {
     if m.state.is_final() {
         let state = m.state;
         let now = m.done_ms.unwrap_or(m.created_ms);
-        // `finalize` must not look for a ready key that was never written.
-        finalize(kv, &mut m, state, "REJECTD", "000", now)?;
+        // Stored straight as final (e.g. no route): no queue key exists, a receipt is due.
+        finalize(kv, &mut m, state, state.stat_word(), "000", now)?;
     } else {
         if m.state == MessageState::InFlight || m.state == MessageState::Sent {
             m.state = MessageState::Queued;
@@ -330,37 +341,44 @@ fn insert(kv: &mut dyn Kv, mut m: Message) -> Result<OpResult, StoreError> {
 fn lease(
     kv: &mut dyn Kv,
     channel: &str,
-    lane: Lane,
+    lanes: &[Lane],
     now_ms: u64,
     limit: usize,
     lease_ms: u64,
 ) -> Result<OpResult, StoreError> {
-    let prefix = keys::ready_prefix(channel, lane);
-    let mut end = prefix.clone();
-    end.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
-    let mut found = Vec::new();
-    kv.scan(&prefix, &end, limit, &mut found)?;
     let until = now_ms.saturating_add(lease_ms);
-    let mut messages = Vec::with_capacity(found.len());
+    let mut messages = Vec::new();
     let mut expired = Vec::new();
-    for (key, _) in found {
-        let id = keys::ready_id(&key).ok_or_else(|| corrupt(&key, "short ready key"))?;
-        let Some(mut m) = load(kv, id)? else {
-            // Index entry without a record: drop it rather than loop on it forever.
-            kv.delete(&key)?;
-            continue;
-        };
-        if m.expires_at_ms.is_some_and(|e| e <= now_ms) {
-            finalize(kv, &mut m, MessageState::Expired, "EXPIRED", "000", now_ms)?;
-            expired.push(id);
-            continue;
+    for &lane in lanes {
+        let left = limit.saturating_sub(messages.len() + expired.len());
+        if left == 0 {
+            break;
         }
-        kv.delete(&key)?;
-        m.state = MessageState::InFlight;
-        m.lease_until_ms = Some(until);
-        kv.put(&keys::lease(until, id), &[])?;
-        save(kv, &m)?;
-        messages.push(m);
+        let prefix = keys::ready_prefix(channel, lane);
+        let mut end = prefix.clone();
+        end.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
+        let mut found = Vec::new();
+        kv.scan(&prefix, &end, left, &mut found)?;
+        for (key, _) in found {
+            let id = keys::ready_id(&key).ok_or_else(|| corrupt(&key, "short ready key"))?;
+            let Some(mut m) = load_queued(kv, id)? else {
+                // Index entry without a readable record: drop it rather than fail every lease
+                // of this queue forever (the record, if corrupt, stays for inspection).
+                kv.delete(&key)?;
+                continue;
+            };
+            if m.expires_at_ms.is_some_and(|e| e <= now_ms) {
+                finalize(kv, &mut m, MessageState::Expired, "EXPIRED", "000", now_ms)?;
+                expired.push(id);
+                continue;
+            }
+            kv.delete(&key)?;
+            m.state = MessageState::InFlight;
+            m.lease_until_ms = Some(until);
+            kv.put(&keys::lease(until, id), &[])?;
+            save(kv, &m)?;
+            messages.push(m);
+        }
     }
     Ok(OpResult::Leased { messages, expired })
 }
@@ -432,11 +450,11 @@ fn submitted(
         m.state = MessageState::Sent;
         m.submitted_ms = Some(now_ms);
     }
-    if let Some((stat, err)) = deciding {
-        if let Some(state) = aggregate(&m.parts) {
-            finalize(kv, &mut m, state, &stat, &err, now_ms)?;
-            return Ok(OpResult::Updated(m.state));
-        }
+    if let Some((stat, err)) = deciding
+        && let Some(state) = aggregate(&m.parts)
+    {
+        finalize(kv, &mut m, state, &stat, &err, now_ms)?;
+        return Ok(OpResult::Updated(m.state));
     }
     save(kv, &m)?;
     Ok(OpResult::Updated(m.state))
@@ -517,10 +535,10 @@ fn receipt(
             err: err.to_owned(),
             at_ms: now_ms,
         })?);
-        if let Some(old) = kv.get(&early_key)? {
-            if let Some(arrived) = keys::be_u64(&old, 0) {
-                kv.delete(&keys::early_age(arrived, &early_key))?;
-            }
+        if let Some(old) = kv.get(&early_key)?
+            && let Some(arrived) = keys::be_u64(&old, 0)
+        {
+            kv.delete(&keys::early_age(arrived, &early_key))?;
         }
         kv.put(&early_key, &value)?;
         kv.put(&keys::early_age(now_ms, &early_key), &[])?;
@@ -586,7 +604,7 @@ fn recover(kv: &mut dyn Kv, now_ms: u64) -> Result<OpResult, StoreError> {
             let (Some(exp), Some(id)) = (keys::be_u64(&k, 1), keys::be_u64(&k, 9)) else {
                 continue;
             };
-            let Some(mut m) = load(kv, MessageId(id))? else {
+            let Some(mut m) = load_queued(kv, MessageId(id))? else {
                 continue;
             };
             if m.state != MessageState::InFlight || m.lease_until_ms != Some(exp) {
@@ -647,83 +665,4 @@ fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, Stor
         kv.delete(&early_key)?;
     }
     Ok(OpResult::Count(n))
-}
-
-// ---- pure reads -------------------------------------------------------------------------
-
-/// Message id and part for a center id on a channel.
-pub(crate) fn by_center(
-    kv: &dyn KvRead,
-    channel: &str,
-    center_id: &str,
-) -> Result<Option<(MessageId, u16)>, StoreError> {
-    let k = keys::center(channel, center_id);
-    kv.get(&k)?
-        .map(|v| match (keys::be_u64(&v, 0), keys::be_u16(&v, 8)) {
-            (Some(id), Some(p)) => Ok((MessageId(id), p)),
-            _ => Err(corrupt(&k, "short center-id value")),
-        })
-        .transpose()
-}
-
-/// Outbox entries of `account` with `seq > after`, oldest first.
-pub(crate) fn outbox(
-    kv: &dyn KvRead,
-    account: &str,
-    after: u64,
-    limit: usize,
-) -> Result<Vec<OutboxEntry>, StoreError> {
-    let start = keys::outbox(account, after.saturating_add(1));
-    let end = keys::prefix_end(&keys::outbox_prefix(account));
-    let mut found = Vec::new();
-    kv.scan(&start, &end, limit, &mut found)?;
-    found
-        .into_iter()
-        .map(|(k, body)| {
-            let seq = k
-                .len()
-                .checked_sub(8)
-                .and_then(|at| keys::be_u64(&k, at))
-                .ok_or_else(|| corrupt(&k, "short outbox key"))?;
-            Ok(OutboxEntry { seq, body })
-        })
-        .collect()
-}
-
-/// Id stored under an idempotency key.
-pub(crate) fn by_client_ref(
-    kv: &dyn KvRead,
-    account: &str,
-    client_ref: &str,
-) -> Result<Option<MessageId>, StoreError> {
-    let k = keys::idem(account, client_ref);
-    kv.get(&k)?
-        .map(|v| {
-            keys::be_u64(&v, 0)
-                .map(MessageId)
-                .ok_or_else(|| corrupt(&k, "short id"))
-        })
-        .transpose()
-}
-
-/// Due time of the first message in (channel, lane)'s ready queue.
-pub(crate) fn next_due(
-    kv: &dyn KvRead,
-    channel: &str,
-    lane: Lane,
-) -> Result<Option<u64>, StoreError> {
-    let prefix = keys::ready_prefix(channel, lane);
-    let mut found = Vec::new();
-    kv.scan(&prefix, &keys::prefix_end(&prefix), 1, &mut found)?;
-    Ok(found
-        .first()
-        .and_then(|(k, _)| keys::be_u64(k, prefix.len())))
-}
-
-/// The greatest stored message id (to seed the id generator).
-pub(crate) fn last_id(kv: &dyn KvRead) -> Result<Option<MessageId>, StoreError> {
-    Ok(kv
-        .last_key(&[keys::MESSAGE], &[keys::MESSAGE + 1])?
-        .and_then(|k| keys::be_u64(&k, 1))
-        .map(MessageId))
 }

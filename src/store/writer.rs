@@ -138,9 +138,8 @@ fn commit_group<B: Backend>(backend: &B, group: Vec<Request>, stats: &WriterStat
         Err(e) if group.len() == 1 => {
             tracing::warn!(error = %e, "store commit failed");
             stats.requests.fetch_add(1, Ordering::Relaxed);
-            for req in group {
+            if let Some(req) = group.into_iter().next() {
                 let _ = req.reply.send(Err(e));
-                break;
             }
         }
         Err(e) => {

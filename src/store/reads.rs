@@ -1,0 +1,85 @@
+//! Pure reads: lookups that run in a read transaction, outside the writer.
+
+use super::backend::KvRead;
+use super::error::StoreError;
+use super::id::MessageId;
+use super::keys;
+use super::model::{Lane, OutboxEntry};
+use super::ops::corrupt;
+
+/// Message id and part for a center id on a channel.
+pub(crate) fn by_center(
+    kv: &dyn KvRead,
+    channel: &str,
+    center_id: &str,
+) -> Result<Option<(MessageId, u16)>, StoreError> {
+    let k = keys::center(channel, center_id);
+    kv.get(&k)?
+        .map(|v| match (keys::be_u64(&v, 0), keys::be_u16(&v, 8)) {
+            (Some(id), Some(p)) => Ok((MessageId(id), p)),
+            _ => Err(corrupt(&k, "short center-id value")),
+        })
+        .transpose()
+}
+
+/// Outbox entries of `account` with `seq > after`, oldest first.
+pub(crate) fn outbox(
+    kv: &dyn KvRead,
+    account: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<OutboxEntry>, StoreError> {
+    let start = keys::outbox(account, after.saturating_add(1));
+    let end = keys::prefix_end(&keys::outbox_prefix(account));
+    let mut found = Vec::new();
+    kv.scan(&start, &end, limit, &mut found)?;
+    found
+        .into_iter()
+        .map(|(k, body)| {
+            let seq = k
+                .len()
+                .checked_sub(8)
+                .and_then(|at| keys::be_u64(&k, at))
+                .ok_or_else(|| corrupt(&k, "short outbox key"))?;
+            Ok(OutboxEntry { seq, body })
+        })
+        .collect()
+}
+
+/// Id stored under an idempotency key.
+pub(crate) fn by_client_ref(
+    kv: &dyn KvRead,
+    account: &str,
+    client_ref: &str,
+) -> Result<Option<MessageId>, StoreError> {
+    let k = keys::idem(account, client_ref);
+    kv.get(&k)?
+        .map(|v| {
+            keys::be_u64(&v, 0)
+                .map(MessageId)
+                .ok_or_else(|| corrupt(&k, "short id"))
+        })
+        .transpose()
+}
+
+/// Due time of the first message in (channel, lane)'s ready queue.
+pub(crate) fn next_due(
+    kv: &dyn KvRead,
+    channel: &str,
+    lane: Lane,
+) -> Result<Option<u64>, StoreError> {
+    let prefix = keys::ready_prefix(channel, lane);
+    let mut found = Vec::new();
+    kv.scan(&prefix, &keys::prefix_end(&prefix), 1, &mut found)?;
+    Ok(found
+        .first()
+        .and_then(|(k, _)| keys::be_u64(k, prefix.len())))
+}
+
+/// The greatest stored message id (to seed the id generator).
+pub(crate) fn last_id(kv: &dyn KvRead) -> Result<Option<MessageId>, StoreError> {
+    Ok(kv
+        .last_key(&[keys::MESSAGE], &[keys::MESSAGE + 1])?
+        .and_then(|k| keys::be_u64(&k, 1))
+        .map(MessageId))
+}

@@ -1,0 +1,141 @@
+//! Fault injection through the public `Backend` trait: a batch whose write fails must fail only
+//! its own producer, even when the writer had grouped it with other producers' batches.
+
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice::store::{
+    Backend, Kv, KvRead, Message, OpResult, Payload, RedbBackend, Store, StoreError, WriterConfig,
+};
+
+/// redb, but every write first waits on an optional gate, and any value containing
+/// `poison` fails to be written.
+struct FaultBackend {
+    inner: RedbBackend,
+    gate: Arc<Mutex<Option<Receiver<()>>>>,
+}
+
+struct Poisoned<'a, 'b>(&'a mut (dyn Kv + 'b));
+
+impl KvRead for Poisoned<'_, '_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(key)
+    }
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        self.0.scan(start, end, limit, out)
+    }
+    fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.last_key(start, end)
+    }
+}
+
+impl Kv for Poisoned<'_, '_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        if value.windows(6).any(|w| w == b"poison") {
+            return Err(StoreError::Backend("injected write failure".into()));
+        }
+        self.0.put(key, value)
+    }
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.0.delete(key)
+    }
+}
+
+impl Backend for FaultBackend {
+    fn name(&self) -> &'static str {
+        "fault"
+    }
+
+    fn write<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let gate = self.gate.lock().unwrap().take();
+        if let Some(rx) = gate {
+            let _ = rx.recv();
+        }
+        self.inner.write(|kv| f(&mut Poisoned(kv)))
+    }
+
+    fn read<R>(
+        &self,
+        f: impl FnOnce(&dyn KvRead) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.inner.read(f)
+    }
+}
+
+fn batch(store: &Store<FaultBackend>, to: &str) -> Vec<Message> {
+    (0..3)
+        .map(|_| {
+            let id = store.ids().next(1_000);
+            let payload = Payload::Text {
+                text: "hi".into(),
+                encoding: Default::default(),
+            };
+            Message::new(id, "acme", to, payload, "smsc1", 1_000, 1_000)
+        })
+        .collect()
+}
+
+#[test]
+fn failed_batch_fails_alone_inside_a_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Arc::new(Mutex::new(None));
+    let backend = FaultBackend {
+        inner: RedbBackend::open(dir.path()).unwrap(),
+        gate: Arc::clone(&gate),
+    };
+    let store = Store::open(backend, WriterConfig::default(), 1_000).unwrap();
+    let (open_gate, rx) = channel();
+    *gate.lock().unwrap() = Some(rx);
+
+    let submit = |to: &'static str| {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let b = batch(&store, to);
+            let ids: Vec<_> = b.iter().map(|m| m.id).collect();
+            (ids, futures::executor::block_on(store.insert_batch(b)))
+        })
+    };
+    // The first request holds the writer at the gate; the rest queue up behind it and are
+    // committed as one group once it opens. (The sleeps only make grouping likely; the
+    // assertions hold however the requests end up grouped.)
+    let first = submit("+861");
+    std::thread::sleep(Duration::from_millis(200));
+    let others = [submit("+862"), submit("poison"), submit("+863")];
+    std::thread::sleep(Duration::from_millis(200));
+    open_gate.send(()).unwrap();
+
+    let (ids, res) = first.join().unwrap();
+    assert!(res.is_ok());
+    for id in ids {
+        assert!(store.get(id).unwrap().is_some());
+    }
+    for (i, h) in others.into_iter().enumerate() {
+        let (ids, res) = h.join().unwrap();
+        if i == 1 {
+            assert!(matches!(res, Err(StoreError::Backend(_))), "{res:?}");
+            for id in ids {
+                assert!(
+                    store.get(id).unwrap().is_none(),
+                    "nothing of a failed batch is stored"
+                );
+            }
+        } else {
+            let res = res.unwrap();
+            assert!(res.iter().all(|r| matches!(r, OpResult::Inserted(_))));
+            for id in ids {
+                assert!(store.get(id).unwrap().is_some());
+            }
+        }
+    }
+    assert_eq!(store.stats().requests(), 4);
+}
