@@ -16,7 +16,12 @@ impl TokenBucket {
     /// A full bucket. `burst` below 1 is raised to 1 so a positive rate always makes progress.
     pub fn new(rate: f64, burst: f64, now: Instant) -> Self {
         let burst = burst.max(1.0);
-        Self { rate: rate.max(0.0), burst, tokens: burst, last: now }
+        Self {
+            rate: rate.max(0.0),
+            burst,
+            tokens: burst,
+            last: now,
+        }
     }
 
     fn refill(&mut self, now: Instant) {

@@ -13,7 +13,7 @@ use crate::load::{ConcatMode, LoadConfig, PayloadConfig, Summary, Target};
 use crate::sim::Simulator;
 use crate::tally::TallySnapshot;
 
-/// `sim`: run the center simulator until Ctrl-C (or `--duration`).
+/// `sim`: run the center simulator until Ctrl-C / SIGTERM (or `--duration`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
     /// Simulator config: a standalone file or a sluice.toml with a `[simulator]` section.
@@ -126,15 +126,30 @@ impl LoadtestArgs {
     /// The run configuration these arguments describe.
     pub fn to_config(&self) -> LoadConfig {
         let target = match self.target {
-            TargetKind::Smpp => Target::Smpp { addr: self.addr.clone(), system_id: self.system_id.clone(), password: self.password.clone() },
-            TargetKind::Http => Target::Http { url: self.url.clone(), api_key: self.api_key.clone(), batch: self.batch },
-            TargetKind::Kannel => Target::Kannel { url: self.url.clone(), username: self.system_id.clone(), password: self.password.clone() },
+            TargetKind::Smpp => Target::Smpp {
+                addr: self.addr.clone(),
+                system_id: self.system_id.clone(),
+                password: self.password.clone(),
+            },
+            TargetKind::Http => Target::Http {
+                url: self.url.clone(),
+                api_key: self.api_key.clone(),
+                batch: self.batch,
+            },
+            TargetKind::Kannel => Target::Kannel {
+                url: self.url.clone(),
+                username: self.system_id.clone(),
+                password: self.password.clone(),
+            },
         };
         let count = match (self.count, self.duration) {
             (None, None) => Some(10_000),
             (c, _) => c,
         };
-        let run = self.run.clone().unwrap_or_else(|| format!("{:x}", jiff::Timestamp::now().as_millisecond()));
+        let run = self
+            .run
+            .clone()
+            .unwrap_or_else(|| format!("{:x}", jiff::Timestamp::now().as_millisecond()));
         LoadConfig {
             target,
             connections: self.connections,
@@ -142,7 +157,14 @@ impl LoadtestArgs {
             rate: self.rate,
             count,
             duration: self.duration.map(secs),
-            payload: PayloadConfig { chars: self.chars, ucs2_share: self.ucs2_share, concat: self.concat, text_prefix: self.text_prefix.clone(), run, ..Default::default() },
+            payload: PayloadConfig {
+                chars: self.chars,
+                ucs2_share: self.ucs2_share,
+                concat: self.concat,
+                text_prefix: self.text_prefix.clone(),
+                run,
+                ..Default::default()
+            },
             dlr: self.dlr,
             dlr_wait: secs(self.dlr_wait),
             bind_timeout: secs(self.bind_timeout),
@@ -167,19 +189,47 @@ pub async fn run_sim(args: SimArgs) -> anyhow::Result<TallySnapshot> {
     }
     match args.duration {
         Some(d) => tokio::time::sleep(secs(d)).await,
-        None => tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?,
+        None => wait_for_stop().await?,
     }
     let tally = handle.shutdown().await?;
     println!("{}", serde_json::to_string_pretty(&tally)?);
     Ok(tally)
 }
 
+/// Ctrl-C or SIGTERM (so scripts and service managers get the tally file too).
+async fn wait_for_stop() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    Ok(())
+}
+
 /// One open SMPP and one open CMPP listener with default behaviour.
 pub fn default_sim(smpp: SocketAddr, cmpp: SocketAddr) -> SimConfig {
     SimConfig {
         listeners: vec![
-            ListenerConfig { name: "smsc".into(), protocol: Protocol::Smpp, addr: smpp, ..Default::default() },
-            ListenerConfig { name: "ismg".into(), protocol: Protocol::Cmpp, addr: cmpp, ..Default::default() },
+            ListenerConfig {
+                name: "smsc".into(),
+                protocol: Protocol::Smpp,
+                addr: smpp,
+                ..Default::default()
+            },
+            ListenerConfig {
+                name: "ismg".into(),
+                protocol: Protocol::Cmpp,
+                addr: cmpp,
+                ..Default::default()
+            },
         ],
         ..Default::default()
     }
@@ -189,7 +239,8 @@ pub fn default_sim(smpp: SocketAddr, cmpp: SocketAddr) -> SimConfig {
 pub async fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<Summary> {
     let mut cfg = args.to_config();
     let sim = if args.with_sim {
-        let h = Simulator::start(default_sim("127.0.0.1:0".parse()?, "127.0.0.1:0".parse()?)).await?;
+        let h =
+            Simulator::start(default_sim("127.0.0.1:0".parse()?, "127.0.0.1:0".parse()?)).await?;
         if let (Target::Smpp { addr, .. }, Some(a)) = (&mut cfg.target, h.addr_of(Protocol::Smpp)) {
             *addr = a.to_string();
         }
@@ -200,11 +251,16 @@ pub async fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<Summary> {
     let summary = crate::load::run(cfg).await?;
     print!("{summary}");
     if let Some(p) = &args.json {
-        summary.write_json(p).with_context(|| format!("writing {}", p.display()))?;
+        summary
+            .write_json(p)
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(h) = sim {
         let t = h.shutdown().await?;
-        println!("simulator tally: unique {} duplicates {} parts {}", t.unique_messages, t.duplicates, t.parts_accepted);
+        println!(
+            "simulator tally: unique {} duplicates {} parts {}",
+            t.unique_messages, t.duplicates, t.parts_accepted
+        );
     }
     Ok(summary)
 }

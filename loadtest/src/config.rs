@@ -36,7 +36,10 @@ pub enum ConfigError {
     #[error("invalid value: {0}")]
     Invalid(String),
     #[error("reading {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The whole simulator: listeners plus where to write the tally.
@@ -106,7 +109,12 @@ pub struct ErrorConfig {
 
 impl Default for ErrorConfig {
     fn default() -> Self {
-        Self { permanent: 0.0, temporary: 0.0, permanent_status: 0x0B, temporary_status: 0x08 }
+        Self {
+            permanent: 0.0,
+            temporary: 0.0,
+            permanent_status: 0x0B,
+            temporary_status: 0x08,
+        }
     }
 }
 
@@ -126,7 +134,12 @@ pub struct DlrConfig {
 
 impl Default for DlrConfig {
     fn default() -> Self {
-        Self { mix: BTreeMap::from([("DELIVRD".to_owned(), 1.0)]), delay: Delay::Zero, early_share: 0.0, early_lead_ms: 20 }
+        Self {
+            mix: BTreeMap::from([("DELIVRD".to_owned(), 1.0)]),
+            delay: Delay::Zero,
+            early_share: 0.0,
+            early_lead_ms: 20,
+        }
     }
 }
 
@@ -165,7 +178,13 @@ pub struct MoConfig {
 
 impl Default for MoConfig {
     fn default() -> Self {
-        Self { rate: 0.0, texts: vec!["HELP".to_owned()], from_prefix: "86139".to_owned(), to: "10086".to_owned(), reply: Vec::new() }
+        Self {
+            rate: 0.0,
+            texts: vec!["HELP".to_owned()],
+            from_prefix: "86139".to_owned(),
+            to: "10086".to_owned(),
+            reply: Vec::new(),
+        }
     }
 }
 
@@ -232,15 +251,21 @@ impl SimConfig {
             Some(v) => v.clone(),
             None => toml::Value::Table(table),
         };
-        let cfg: Self = serde_path_to_error::deserialize(value)
-            .map_err(|e| ConfigError::Field { path: e.path().to_string(), message: e.inner().to_string() })?;
+        let cfg: Self =
+            serde_path_to_error::deserialize(value).map_err(|e| ConfigError::Field {
+                path: e.path().to_string(),
+                message: e.inner().to_string(),
+            })?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Reads and parses a file (see [`Self::from_toml_str`]).
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let s = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
+        let s = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::from_toml_str(&s)
     }
 
@@ -251,26 +276,37 @@ impl SimConfig {
                 if (0.0..=1.0).contains(&v) {
                     Ok(())
                 } else {
-                    Err(ConfigError::Invalid(format!("listener[{i}].{name} = {v} is not within 0..=1")))
+                    Err(ConfigError::Invalid(format!(
+                        "listener[{i}].{name} = {v} is not within 0..=1"
+                    )))
                 }
             };
             share("errors.permanent", l.errors.permanent)?;
             share("errors.temporary", l.errors.temporary)?;
-            share("errors.permanent + errors.temporary", l.errors.permanent + l.errors.temporary)?;
+            share(
+                "errors.permanent + errors.temporary",
+                l.errors.permanent + l.errors.temporary,
+            )?;
             share("dlr.early_share", l.dlr.early_share)?;
             share("disconnect_probability", l.disconnect_probability)?;
             for (j, r) in l.mo.reply.iter().enumerate() {
                 share(&format!("mo.reply[{j}].probability"), r.probability)?;
             }
             if !(l.throughput >= 0.0 && l.throughput.is_finite()) {
-                return Err(ConfigError::Invalid(format!("listener[{i}].throughput must be >= 0")));
+                return Err(ConfigError::Invalid(format!(
+                    "listener[{i}].throughput must be >= 0"
+                )));
             }
             if !(l.mo.rate >= 0.0 && l.mo.rate.is_finite()) {
-                return Err(ConfigError::Invalid(format!("listener[{i}].mo.rate must be >= 0")));
+                return Err(ConfigError::Invalid(format!(
+                    "listener[{i}].mo.rate must be >= 0"
+                )));
             }
             for stat in l.dlr.mix.keys() {
                 if crate::sim::dlr::Stat::parse(stat).is_none() {
-                    return Err(ConfigError::Invalid(format!("listener[{i}].dlr.mix: unknown state {stat:?}")));
+                    return Err(ConfigError::Invalid(format!(
+                        "listener[{i}].dlr.mix: unknown state {stat:?}"
+                    )));
                 }
             }
         }
@@ -298,9 +334,11 @@ mod tests {
         assert!(e.to_string().contains("listener[0].window"), "{e}");
         let e = SimConfig::from_toml_str("[[listener]]\nwindwo = 1\n").unwrap_err();
         assert!(e.to_string().contains("windwo"), "{e}");
-        let e = SimConfig::from_toml_str("[[listener]]\nerrors = { permanent = 1.5 }\n").unwrap_err();
+        let e =
+            SimConfig::from_toml_str("[[listener]]\nerrors = { permanent = 1.5 }\n").unwrap_err();
         assert!(e.to_string().contains("errors.permanent"), "{e}");
-        let e = SimConfig::from_toml_str("[[listener]]\ndlr = { mix = { DELIVERED = 1.0 } }\n").unwrap_err();
+        let e = SimConfig::from_toml_str("[[listener]]\ndlr = { mix = { DELIVERED = 1.0 } }\n")
+            .unwrap_err();
         assert!(e.to_string().contains("DELIVERED"), "{e}");
     }
 }

@@ -53,7 +53,9 @@ impl Delay {
                 let u: f64 = rng.random();
                 -mean_ms * (1.0 - u).ln()
             }
-            Self::LogNormal { median_ms, sigma } => median_ms * (sigma * standard_normal(rng)).exp(),
+            Self::LogNormal { median_ms, sigma } => {
+                median_ms * (sigma * standard_normal(rng)).exp()
+            }
         };
         if ms.is_finite() && ms > 0.0 {
             Duration::from_secs_f64((ms / 1000.0).min(86_400.0))
@@ -71,7 +73,10 @@ fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> f64 {
 }
 
 /// Picks an index by weight; `None` when all weights are zero or the list is empty.
-pub fn pick_weighted<R: Rng + ?Sized>(weights: impl Iterator<Item = f64> + Clone, rng: &mut R) -> Option<usize> {
+pub fn pick_weighted<R: Rng + ?Sized>(
+    weights: impl Iterator<Item = f64> + Clone,
+    rng: &mut R,
+) -> Option<usize> {
     let total: f64 = weights.clone().filter(|w| *w > 0.0).sum();
     if total <= 0.0 || !total.is_finite() {
         return None;
@@ -100,10 +105,16 @@ mod tests {
     #[test]
     fn samples_stay_in_range() {
         let mut rng = SmallRng::seed_from_u64(1);
-        let u = Delay::Uniform { min_ms: 2.0, max_ms: 4.0 };
+        let u = Delay::Uniform {
+            min_ms: 2.0,
+            max_ms: 4.0,
+        };
         for _ in 0..1000 {
             let d = u.sample(&mut rng);
-            assert!(d >= Duration::from_millis(2) && d <= Duration::from_millis(4), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(2) && d <= Duration::from_millis(4),
+                "{d:?}"
+            );
         }
         assert_eq!(Delay::Zero.sample(&mut rng), Duration::ZERO);
         assert_eq!(Delay::Fixed { ms: -5.0 }.sample(&mut rng), Duration::ZERO);
@@ -114,7 +125,9 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(2);
         let e = Delay::Exponential { mean_ms: 10.0 };
         let n = 20_000;
-        let sum: f64 = (0..n).map(|_| e.sample(&mut rng).as_secs_f64() * 1000.0).sum();
+        let sum: f64 = (0..n)
+            .map(|_| e.sample(&mut rng).as_secs_f64() * 1000.0)
+            .sum();
         let mean = sum / n as f64;
         assert!((mean - 10.0).abs() < 0.5, "mean {mean}");
     }
@@ -128,7 +141,10 @@ mod tests {
             counts[pick_weighted(w.iter().copied(), &mut rng).unwrap()] += 1;
         }
         assert_eq!(counts[0], 0);
-        assert!((counts[1] as f64 / 8000.0 - 0.75).abs() < 0.03, "{counts:?}");
+        assert!(
+            (counts[1] as f64 / 8000.0 - 0.75).abs() < 0.03,
+            "{counts:?}"
+        );
         assert_eq!(pick_weighted([0.0].iter().copied(), &mut rng), None);
     }
 
@@ -138,7 +154,14 @@ mod tests {
         struct W {
             d: Delay,
         }
-        let w: W = toml::from_str("d = { kind = \"log_normal\", median_ms = 5, sigma = 0.5 }").unwrap();
-        assert_eq!(w.d, Delay::LogNormal { median_ms: 5.0, sigma: 0.5 });
+        let w: W =
+            toml::from_str("d = { kind = \"log_normal\", median_ms = 5, sigma = 0.5 }").unwrap();
+        assert_eq!(
+            w.d,
+            Delay::LogNormal {
+                median_ms: 5.0,
+                sigma: 0.5
+            }
+        );
     }
 }

@@ -14,9 +14,7 @@ pub mod dist;
 pub mod load;
 pub mod sim;
 pub mod tally;
-mod wire;
 
 pub use config::{ListenerConfig, Protocol, SimConfig};
 pub use sim::{SimHandle, Simulator};
 pub use tally::TallySnapshot;
-pub use wire::WireError;

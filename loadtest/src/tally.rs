@@ -47,23 +47,44 @@ pub enum Recorded<'a> {
     /// A repeated part of a message still being reassembled.
     DuplicatePart,
     /// The message is complete (`payload` is the reassembled user data).
-    Complete { duplicate: bool, payload: Cow<'a, [u8]> },
+    Complete {
+        duplicate: bool,
+        payload: Cow<'a, [u8]>,
+    },
 }
 
 /// Splits a user-data-header off `ud` and returns the concatenation IE if any.
 /// Returns the payload unchanged when the UDH is malformed (counted as a plain message).
 pub fn split_udh(ud: &[u8]) -> (Option<Concat>, &[u8]) {
-    let Some(&udhl) = ud.first() else { return (None, ud) };
+    let Some(&udhl) = ud.first() else {
+        return (None, ud);
+    };
     let end = 1 + udhl as usize;
-    let Some(ies) = ud.get(1..end) else { return (None, ud) };
+    let Some(ies) = ud.get(1..end) else {
+        return (None, ud);
+    };
     let mut concat = None;
     let mut i = 0;
     while i + 2 <= ies.len() {
         let (iei, len) = (ies[i], ies[i + 1] as usize);
-        let Some(v) = ies.get(i + 2..i + 2 + len) else { break };
+        let Some(v) = ies.get(i + 2..i + 2 + len) else {
+            break;
+        };
         match (iei, len) {
-            (0x00, 3) => concat = Some(Concat { reference: v[0] as u16, total: v[1], seq: v[2] }),
-            (0x08, 4) => concat = Some(Concat { reference: u16::from_be_bytes([v[0], v[1]]), total: v[2], seq: v[3] }),
+            (0x00, 3) => {
+                concat = Some(Concat {
+                    reference: v[0] as u16,
+                    total: v[1],
+                    seq: v[2],
+                })
+            }
+            (0x08, 4) => {
+                concat = Some(Concat {
+                    reference: u16::from_be_bytes([v[0], v[1]]),
+                    total: v[2],
+                    seq: v[3],
+                })
+            }
             _ => {}
         }
         i += 2 + len;
@@ -188,10 +209,18 @@ impl Tally {
     }
 
     fn record_part<'a>(&self, piece: Piece<'a>, c: Concat) -> Recorded<'a> {
-        let key = PartKey { source: piece.source.into(), dest: piece.dest.into(), reference: c.reference, total: c.total };
+        let key = PartKey {
+            source: piece.source.into(),
+            dest: piece.dest.into(),
+            reference: c.reference,
+            total: c.total,
+        };
         let full = {
             let mut partials = lock(&self.partials);
-            let entry = partials.entry(key.clone()).or_insert_with(|| Partial { parts: vec![None; c.total as usize], have: 0 });
+            let entry = partials.entry(key.clone()).or_insert_with(|| Partial {
+                parts: vec![None; c.total as usize],
+                have: 0,
+            });
             let slot = &mut entry.parts[c.seq as usize - 1];
             if slot.is_some() {
                 self.duplicate_parts.fetch_add(1, Ordering::Relaxed);
@@ -204,8 +233,15 @@ impl Tally {
             }
             partials.remove(&key)
         };
-        let Some(full) = full else { return Recorded::Partial };
-        let payload: Vec<u8> = full.parts.into_iter().flatten().flat_map(|p| p.into_vec()).collect();
+        let Some(full) = full else {
+            return Recorded::Partial;
+        };
+        let payload: Vec<u8> = full
+            .parts
+            .into_iter()
+            .flatten()
+            .flat_map(|p| p.into_vec())
+            .collect();
         self.complete(piece.dest, Cow::Owned(payload), c.total)
     }
 
@@ -240,7 +276,10 @@ impl Tally {
             duplicates: ld(&self.duplicates),
             duplicate_parts: ld(&self.duplicate_parts),
             incomplete_messages: lock(&self.partials).len() as u64,
-            parts_per_message: lock(&self.parts_hist).iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            parts_per_message: lock(&self.parts_hist)
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
             rejected: lock(&self.rejected).clone(),
             dlrs_sent: ld(&self.dlrs_sent),
             mo_sent: ld(&self.mo_sent),
@@ -270,23 +309,55 @@ mod tests {
     use super::*;
 
     fn piece<'a>(dest: &'a [u8], payload: &'a [u8], concat: Option<Concat>) -> Piece<'a> {
-        Piece { source: b"src", dest, payload, concat }
+        Piece {
+            source: b"src",
+            dest,
+            payload,
+            concat,
+        }
     }
 
     #[test]
     fn counts_unique_and_duplicates() {
         let t = Tally::new();
-        assert!(matches!(t.record(piece(b"1", b"a", None)), Recorded::Complete { duplicate: false, .. }));
-        assert!(matches!(t.record(piece(b"2", b"a", None)), Recorded::Complete { duplicate: false, .. }));
-        assert!(matches!(t.record(piece(b"1", b"a", None)), Recorded::Complete { duplicate: true, .. }));
+        assert!(matches!(
+            t.record(piece(b"1", b"a", None)),
+            Recorded::Complete {
+                duplicate: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            t.record(piece(b"2", b"a", None)),
+            Recorded::Complete {
+                duplicate: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            t.record(piece(b"1", b"a", None)),
+            Recorded::Complete {
+                duplicate: true,
+                ..
+            }
+        ));
         let s = t.snapshot();
-        assert_eq!((s.unique_messages, s.duplicates, s.parts_accepted), (2, 1, 3));
+        assert_eq!(
+            (s.unique_messages, s.duplicates, s.parts_accepted),
+            (2, 1, 3)
+        );
     }
 
     #[test]
     fn reassembles_out_of_order_and_counts_repeated_parts() {
         let t = Tally::new();
-        let c = |seq| Some(Concat { reference: 9, total: 3, seq });
+        let c = |seq| {
+            Some(Concat {
+                reference: 9,
+                total: 3,
+                seq,
+            })
+        };
         assert_eq!(t.record(piece(b"1", b"cc", c(3))), Recorded::Partial);
         assert_eq!(t.record(piece(b"1", b"aa", c(1))), Recorded::Partial);
         assert_eq!(t.record(piece(b"1", b"aa", c(1))), Recorded::DuplicatePart);
@@ -299,19 +370,47 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // The same text sent as a single part is the same message.
-        assert!(matches!(t.record(piece(b"1", b"aabbcc", None)), Recorded::Complete { duplicate: true, .. }));
+        assert!(matches!(
+            t.record(piece(b"1", b"aabbcc", None)),
+            Recorded::Complete {
+                duplicate: true,
+                ..
+            }
+        ));
         let s = t.snapshot();
         assert_eq!(s.parts_per_message.get("3"), Some(&1));
-        assert_eq!((s.unique_messages, s.duplicates, s.duplicate_parts, s.incomplete_messages), (1, 1, 1, 0));
+        assert_eq!(
+            (
+                s.unique_messages,
+                s.duplicates,
+                s.duplicate_parts,
+                s.incomplete_messages
+            ),
+            (1, 1, 1, 0)
+        );
     }
 
     #[test]
     fn udh_8_and_16_bit() {
         let (c, p) = split_udh(&[5, 0x00, 3, 0x42, 2, 1, b'h', b'i']);
-        assert_eq!(c, Some(Concat { reference: 0x42, total: 2, seq: 1 }));
+        assert_eq!(
+            c,
+            Some(Concat {
+                reference: 0x42,
+                total: 2,
+                seq: 1
+            })
+        );
         assert_eq!(p, b"hi");
         let (c, p) = split_udh(&[6, 0x08, 4, 0x12, 0x34, 3, 2, b'x']);
-        assert_eq!(c, Some(Concat { reference: 0x1234, total: 3, seq: 2 }));
+        assert_eq!(
+            c,
+            Some(Concat {
+                reference: 0x1234,
+                total: 3,
+                seq: 2
+            })
+        );
         assert_eq!(p, b"x");
         // Port-addressing only: no concatenation, UDH still stripped.
         let (c, p) = split_udh(&[6, 0x05, 4, 0x0B, 0x84, 0x23, 0xF0, 9]);

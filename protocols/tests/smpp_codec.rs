@@ -3,7 +3,7 @@
 //! (`cargo test -p sluice-protocols --all-features`; the workspace test run enables it).
 #![cfg(feature = "tokio-codec")]
 
-#[path = "smpp_common.rs"]
+#[path = "smpp_common/mod.rs"]
 mod common;
 
 use bytes::BytesMut;

@@ -5,7 +5,7 @@
 //! A seeded splitmix64 keeps it deterministic and cheap (proptest's per-case overhead would
 //! dominate at these counts).
 
-#[path = "smpp_common.rs"]
+#[path = "smpp_common/mod.rs"]
 mod common;
 
 use bytes::Bytes;
@@ -121,10 +121,10 @@ fn random_frames_with_known_ids() {
         // Bias towards NULs and small values so fields line up often.
         for _ in 0..body_len {
             let v = rng.next();
-            b.push(if v % 3 == 0 {
+            b.push(if v.is_multiple_of(3) {
                 0
             } else {
-                (v >> 8) as u8 % if v % 5 == 0 { 255 } else { 4 }
+                (v >> 8) as u8 % if v.is_multiple_of(5) { 255 } else { 4 }
             });
         }
         ok += usize::from(exercise(&b));

@@ -1,6 +1,6 @@
 //! Round trips for every SMPP PDU, spec byte examples, tolerances and error responses.
 
-#[path = "smpp_common.rs"]
+#[path = "smpp_common/mod.rs"]
 mod common;
 
 use bytes::{Bytes, BytesMut};
@@ -11,8 +11,17 @@ fn enc(c: &Command) -> Bytes {
     c.to_bytes().expect("generated commands are encodable")
 }
 
+/// 4 000 cases normally, ten times more with SLUICE_LONG_TESTS=1.
+fn cases() -> u32 {
+    if std::env::var_os("SLUICE_LONG_TESTS").is_some_and(|v| v == "1") {
+        40_000
+    } else {
+        4_000
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(4000))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn decode_encode_roundtrip(cmd in common::command()) {
@@ -68,7 +77,7 @@ fn spec_submit_sm_with_tlvs() {
             source: Address::new(5, 0, "sluice"),
             dest: Address::new(1, 1, "8613800138000"),
             registered_delivery: 1,
-            short_message: Bytes::from_static(b"Hi"),
+            short_message: Octets::from_static(b"Hi"),
             tlvs: {
                 let mut t = Tlvs::new();
                 t.set_sar(0x1234, 2, 1);
@@ -245,7 +254,7 @@ fn strict_encoding_rejects_what_cannot_be_framed() {
     let long = Command::request(
         1,
         Pdu::SubmitSm(Sm {
-            short_message: Bytes::from(vec![0u8; 256]),
+            short_message: Octets::from(vec![0u8; 256]),
             ..Sm::default()
         }),
     );

@@ -13,15 +13,15 @@ use rusmpp::tokio_codec::CommandCodec;
 use sluice_protocols::smpp::*;
 use tokio_util::codec::{Decoder, Encoder};
 
-fn ascii(max: usize) -> impl Strategy<Value = Bytes> {
-    vec(0x21u8..0x7F, 0..=max).prop_map(Bytes::from)
+fn ascii(max: usize) -> impl Strategy<Value = Octets> {
+    vec(0x21u8..0x7F, 0..=max).prop_map(Octets::from)
 }
 
-fn time() -> impl Strategy<Value = Bytes> {
+fn time() -> impl Strategy<Value = Octets> {
     prop_oneof![
-        Just(Bytes::new()),
-        "[0-9]{12}[0-9]00[+-]".prop_map(|s| Bytes::from(s.into_bytes())),
-        "0000[0-9]{8}000R".prop_map(|s| Bytes::from(s.into_bytes())),
+        Just(Octets::new()),
+        "[0-9]{12}[0-9]00[+-]".prop_map(|s| Octets::from(s.into_bytes())),
+        "0000[0-9]{8}000R".prop_map(|s| Octets::from(s.into_bytes())),
     ]
 }
 
@@ -100,7 +100,7 @@ fn sm(tlvs: BoxedStrategy<Tlvs>) -> impl Strategy<Value = Sm> {
                 replace_if_present_flag: rip,
                 data_coding: dc,
                 sm_default_msg_id: 0,
-                short_message: Bytes::from(text),
+                short_message: Octets::from(text),
                 tlvs,
             },
         )

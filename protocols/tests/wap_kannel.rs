@@ -309,7 +309,18 @@ fn assert_same(
         boxes.logs()
     );
     let ours = ours_for(doc, kannel, app_id);
-    assert_eq!(ours.len(), kannel.len(), "{name}: part count");
+    assert_eq!(
+        ours.len(),
+        kannel.len(),
+        "{name}: part count; Kannel sent {:?}, ours {:?}",
+        kannel
+            .iter()
+            .map(|k| hex(&k.short_message))
+            .collect::<Vec<_>>(),
+        ours.iter()
+            .map(|o| hex(&o.short_message()))
+            .collect::<Vec<_>>()
+    );
     for (i, (o, k)) in ours.iter().zip(kannel).enumerate() {
         assert_eq!(
             hex(&o.short_message()),
@@ -411,7 +422,19 @@ fn wap_push_bytes_match_kannel_ppg() {
 
     let si_ct = "Content-Type: text/vnd.wap.si";
     let push_sia = ApplicationId::Code(APP_ID_PUSH_SIA);
-    let cases: [(&str, &PushDocument, String, Option<&ApplicationId>); 4] = [
+    let utf8_si = PushDocument::Si(ServiceIndication {
+        href: Some("https://www.sluice.edu/a?x=1&y=2".into()),
+        si_id: Some("ünïcode".into()),
+        action: Some(SiAction::Delete),
+        text: "  Ваш счёт   готов \n 账单已出 😀 ".into(),
+        ..Default::default()
+    });
+    let plain_sl = PushDocument::Sl(ServiceLoading {
+        href: "https://sluice.org/x".into(),
+        action: Some(SlAction::Cache),
+        prefix_rule: HrefPrefixRule::Longest,
+    });
+    let cases: [(&str, &PushDocument, String, Option<&ApplicationId>); 6] = [
         ("short SI", &short_si, si_ct.to_owned(), None),
         ("long SI", &long_si, si_ct.to_owned(), None),
         ("SL", &sl, "Content-Type: text/vnd.wap.sl".to_owned(), None),
@@ -420,6 +443,18 @@ fn wap_push_bytes_match_kannel_ppg() {
             &short_si,
             format!("{si_ct}\r\nX-Wap-Application-Id: x-wap-application:push.sia"),
             Some(&push_sia),
+        ),
+        (
+            "UTF-8 SI, escaped href, delete",
+            &utf8_si,
+            si_ct.to_owned(),
+            None,
+        ),
+        (
+            "SL https:// with cache",
+            &plain_sl,
+            "Content-Type: text/vnd.wap.sl".to_owned(),
+            None,
         ),
     ];
     for (i, (name, doc, headers, app_id)) in cases.iter().enumerate() {

@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use sluice_loadtest::cli::{LoadtestArgs, SimArgs, run_loadtest, run_sim};
 
 #[derive(Parser)]
-#[command(name = "sluice-loadtest", version, about = "SMSC/ISMG simulator and load generator for sluice")]
+#[command(
+    name = "sluice-loadtest",
+    version,
+    about = "SMSC/ISMG simulator and load generator for sluice"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -22,7 +26,9 @@ enum Cmd {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().cmd {

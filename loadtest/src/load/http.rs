@@ -14,7 +14,10 @@ use super::{Claim, PartRef, Shared};
 use crate::tally::lock;
 
 pub(crate) fn client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder().pool_max_idle_per_host(1024).timeout(Duration::from_secs(30)).build()
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(30))
+        .build()
 }
 
 #[derive(Serialize)]
@@ -49,7 +52,11 @@ async fn claim_batch(s: &Shared, n: usize) -> Vec<PartRef> {
             Some(Claim::Retry(p)) => out.push(p),
             Some(Claim::New(i)) => {
                 s.started_parts(i, 1);
-                out.push(PartRef { msg: i, part: 0, total: 1 });
+                out.push(PartRef {
+                    msg: i,
+                    part: 0,
+                    total: 1,
+                });
             }
             None => break,
         }
@@ -64,7 +71,13 @@ fn requeue_all(s: &Shared, parts: &[PartRef]) {
 }
 
 /// One worker against sluice's HTTP API.
-pub(crate) async fn run_sluice(s: Arc<Shared>, client: reqwest::Client, url: String, api_key: String, batch: usize) {
+pub(crate) async fn run_sluice(
+    s: Arc<Shared>,
+    client: reqwest::Client,
+    url: String,
+    api_key: String,
+    batch: usize,
+) {
     let mut hist = new_histogram();
     loop {
         let parts = claim_batch(&s, batch).await;
@@ -79,12 +92,23 @@ pub(crate) async fn run_sluice(s: Arc<Shared>, client: reqwest::Client, url: Str
         let body = Batch {
             messages: parts
                 .iter()
-                .map(|x| OutMessage { to: format!("+{}", p.dest(x.msg)), from: p.source.clone(), text: p.text(x.msg), client_ref: format!("{}-{}", p.run, x.msg) })
+                .map(|x| OutMessage {
+                    to: format!("+{}", p.dest(x.msg)),
+                    from: p.source.clone(),
+                    text: p.text(x.msg),
+                    client_ref: format!("{}-{}", p.run, x.msg),
+                })
                 .collect(),
         };
-        s.c.submits_sent.fetch_add(parts.len() as u64, Ordering::Relaxed);
+        s.c.submits_sent
+            .fetch_add(parts.len() as u64, Ordering::Relaxed);
         let t0 = Instant::now();
-        let res = client.post(&url).bearer_auth(&api_key).json(&body).send().await;
+        let res = client
+            .post(&url)
+            .bearer_auth(&api_key)
+            .json(&body)
+            .send()
+            .await;
         match res {
             Ok(r) => {
                 let status = r.status().as_u16();
@@ -109,7 +133,10 @@ pub(crate) async fn run_sluice(s: Arc<Shared>, client: reqwest::Client, url: Str
                 }
             }
             Err(e) => {
-                s.count_error(format!("http:{}", if e.is_timeout() { "timeout" } else { "connect" }));
+                s.count_error(format!(
+                    "http:{}",
+                    if e.is_timeout() { "timeout" } else { "connect" }
+                ));
                 s.c.disconnects.fetch_add(1, Ordering::Relaxed);
                 requeue_all(&s, &parts);
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -120,7 +147,13 @@ pub(crate) async fn run_sluice(s: Arc<Shared>, client: reqwest::Client, url: Str
 }
 
 /// One worker against Kannel's sendsms (one message per GET).
-pub(crate) async fn run_kannel(s: Arc<Shared>, client: reqwest::Client, url: String, username: String, password: String) {
+pub(crate) async fn run_kannel(
+    s: Arc<Shared>,
+    client: reqwest::Client,
+    url: String,
+    username: String,
+    password: String,
+) {
     let mut hist = new_histogram();
     let mut failures = 0u32;
     loop {
@@ -134,7 +167,13 @@ pub(crate) async fn run_kannel(s: Arc<Shared>, client: reqwest::Client, url: Str
         };
         let p = &s.cfg.payload;
         let (to, text) = (p.dest(x.msg), p.text(x.msg));
-        let mut q: Vec<(&str, &str)> = vec![("username", &username), ("password", &password), ("to", &to), ("from", &p.source), ("text", &text)];
+        let mut q: Vec<(&str, &str)> = vec![
+            ("username", &username),
+            ("password", &password),
+            ("to", &to),
+            ("from", &p.source),
+            ("text", &text),
+        ];
         if p.ucs2_share > 0.0 {
             q.push(("charset", "UTF-8"));
             q.push(("coding", "2"));

@@ -31,11 +31,23 @@ pub use report::{DlrReport, Latency, Summary};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Target {
     /// Any SMPP server (the simulator, sluice's SMPP ingress).
-    Smpp { addr: String, system_id: String, password: String },
+    Smpp {
+        addr: String,
+        system_id: String,
+        password: String,
+    },
     /// sluice's `POST /v1/messages` (docs/http-api.md), `batch` messages per request.
-    Http { url: String, api_key: String, batch: usize },
+    Http {
+        url: String,
+        api_key: String,
+        batch: usize,
+    },
     /// Kannel's smsbox `GET /cgi-bin/sendsms`, one message per request.
-    Kannel { url: String, username: String, password: String },
+    Kannel {
+        url: String,
+        username: String,
+        password: String,
+    },
 }
 
 impl Target {
@@ -75,7 +87,11 @@ pub struct LoadConfig {
 impl Default for LoadConfig {
     fn default() -> Self {
         Self {
-            target: Target::Smpp { addr: "127.0.0.1:2775".into(), system_id: "sluice".into(), password: "secret".into() },
+            target: Target::Smpp {
+                addr: "127.0.0.1:2775".into(),
+                system_id: "sluice".into(),
+                password: "secret".into(),
+            },
             connections: 2,
             window: 256,
             rate: 0.0,
@@ -149,7 +165,6 @@ pub(crate) struct Counters {
     pub(crate) dlr_expected: AtomicU64,
     pub(crate) dlr_received: AtomicU64,
     pub(crate) dlr_matched: AtomicU64,
-    pub(crate) dlr_unmatched: AtomicU64,
     pub(crate) dlr_early: AtomicU64,
 }
 
@@ -164,7 +179,8 @@ pub(crate) enum Claim {
 impl Shared {
     fn new(cfg: LoadConfig) -> Self {
         let now = Instant::now();
-        let rate = (cfg.rate > 0.0).then(|| Mutex::new(TokenBucket::new(cfg.rate, (cfg.rate / 200.0).max(1.0), now)));
+        let rate = (cfg.rate > 0.0)
+            .then(|| Mutex::new(TokenBucket::new(cfg.rate, (cfg.rate / 200.0).max(1.0), now)));
         Self {
             deadline: cfg.duration.map(|d| now + d),
             cfg,
@@ -198,7 +214,11 @@ impl Shared {
 
     /// True when every started part is resolved and nothing more will start.
     pub(crate) fn finished(&self) -> bool {
-        let exhausted = self.sending_closed() || self.cfg.count.is_some_and(|c| self.next.load(Ordering::Relaxed) >= c);
+        let exhausted = self.sending_closed()
+            || self
+                .cfg
+                .count
+                .is_some_and(|c| self.next.load(Ordering::Relaxed) >= c);
         exhausted && self.unresolved.load(Ordering::Relaxed) == 0
     }
 
@@ -315,7 +335,11 @@ impl Shared {
             messages_failed: ld(&c.messages_failed),
             submits_sent: ld(&c.submits_sent),
             parts_accepted: ld(&c.parts_accepted),
-            accepted_per_s: if elapsed > 0.0 { ld(&c.parts_accepted) as f64 / elapsed } else { 0.0 },
+            accepted_per_s: if elapsed > 0.0 {
+                ld(&c.parts_accepted) as f64 / elapsed
+            } else {
+                0.0
+            },
             resubmits: ld(&c.resubmits),
             errors: lock(&self.errors).clone(),
             disconnects: ld(&c.disconnects),
@@ -345,17 +369,28 @@ pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
         return Err(LoadError::ZeroConcurrency);
     }
     let shared = Arc::new(Shared::new(cfg));
-    let progress = shared.cfg.progress.then(|| tokio::spawn(progress::run(shared.clone())));
+    let progress = shared
+        .cfg
+        .progress
+        .then(|| tokio::spawn(progress::run(shared.clone())));
     let mut tasks = tokio::task::JoinSet::new();
     match shared.cfg.target.clone() {
-        Target::Smpp { addr, system_id, password } => {
+        Target::Smpp {
+            addr,
+            system_id,
+            password,
+        } => {
             for i in 0..shared.cfg.connections {
                 let s = shared.clone();
                 let (a, u, p) = (addr.clone(), system_id.clone(), password.clone());
                 tasks.spawn(async move { smpp::run_connection(s, i, a, u, p).await });
             }
         }
-        Target::Http { url, api_key, batch } => {
+        Target::Http {
+            url,
+            api_key,
+            batch,
+        } => {
             let client = http::client().map_err(|e| LoadError::Http(e.to_string()))?;
             for _ in 0..shared.cfg.connections {
                 let s = shared.clone();
@@ -363,11 +398,20 @@ pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
                 tasks.spawn(async move { http::run_sluice(s, c, u, k, batch.max(1)).await });
             }
         }
-        Target::Kannel { url, username, password } => {
+        Target::Kannel {
+            url,
+            username,
+            password,
+        } => {
             let client = http::client().map_err(|e| LoadError::Http(e.to_string()))?;
             for _ in 0..shared.cfg.connections {
                 let s = shared.clone();
-                let (c, u, n, p) = (client.clone(), url.clone(), username.clone(), password.clone());
+                let (c, u, n, p) = (
+                    client.clone(),
+                    url.clone(),
+                    username.clone(),
+                    password.clone(),
+                );
                 tasks.spawn(async move { http::run_kannel(s, c, u, n, p).await });
             }
         }
@@ -375,7 +419,6 @@ pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
     while tasks.join_next().await.is_some() {}
     shared.stop.store(true, Ordering::Relaxed);
     if let Some(p) = progress {
-        p.abort();
         let _ = p.await;
     }
     Ok(shared.summary())

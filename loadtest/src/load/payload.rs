@@ -79,7 +79,11 @@ impl PayloadConfig {
     pub fn text(&self, i: u64) -> String {
         let ucs2 = self.is_ucs2(i);
         let mut t = format!("{}{}:{} ", self.text_prefix, self.run, i);
-        let filler: &[char] = if ucs2 { &['测', '试', '短', '信'] } else { &['a', 'b', 'c', 'd', 'e', 'f', 'g'] };
+        let filler: &[char] = if ucs2 {
+            &['测', '试', '短', '信']
+        } else {
+            &['a', 'b', 'c', 'd', 'e', 'f', 'g']
+        };
         let mut k = 0;
         while t.chars().count() < self.chars {
             t.push(filler[k % filler.len()]);
@@ -98,15 +102,29 @@ impl PayloadConfig {
         let dest = self.dest(i);
         let (dc, bytes, unit, single, per_part) = if self.is_ucs2(i) {
             let b: Vec<u8> = text.encode_utf16().flat_map(u16::to_be_bytes).collect();
-            let per = if self.concat == ConcatMode::Udh16 { 66 } else { 67 };
+            let per = if self.concat == ConcatMode::Udh16 {
+                66
+            } else {
+                67
+            };
             (8u8, b, 2usize, 70usize, per)
         } else {
             // Unpacked GSM 7-bit: ASCII letters and digits map to the same octets.
-            let per = if self.concat == ConcatMode::Udh16 { 152 } else { 153 };
+            let per = if self.concat == ConcatMode::Udh16 {
+                152
+            } else {
+                153
+            };
             (0u8, text.into_bytes(), 1usize, 160usize, per)
         };
         if bytes.len() <= single * unit {
-            return vec![Part { dest, data_coding: dc, short_message: bytes, udhi: false, sar: None }];
+            return vec![Part {
+                dest,
+                data_coding: dc,
+                short_message: bytes,
+                udhi: false,
+                sar: None,
+            }];
         }
         let chunks: Vec<&[u8]> = bytes.chunks(per_part * unit).collect();
         let total = chunks.len().min(255) as u8;
@@ -131,7 +149,13 @@ impl PayloadConfig {
                     }
                     ConcatMode::Sar => (c.to_vec(), false, Some((reference, total, seq))),
                 };
-                Part { dest: dest.clone(), data_coding: dc, short_message: sm, udhi, sar }
+                Part {
+                    dest: dest.clone(),
+                    data_coding: dc,
+                    short_message: sm,
+                    udhi,
+                    sar,
+                }
             })
             .collect()
     }
@@ -146,25 +170,51 @@ mod tests {
     fn long_messages_split_and_reassemble_in_the_tally() {
         for concat in [ConcatMode::Udh8, ConcatMode::Udh16, ConcatMode::Sar] {
             for ucs2 in [0.0, 1.0] {
-                let p = PayloadConfig { chars: 400, ucs2_share: ucs2, concat, ..Default::default() };
+                let p = PayloadConfig {
+                    chars: 400,
+                    ucs2_share: ucs2,
+                    concat,
+                    ..Default::default()
+                };
                 let parts = p.parts(7);
                 assert!(parts.len() >= 3, "{concat:?} {ucs2}: {}", parts.len());
                 let tally = Tally::new();
                 let mut done = None;
                 for part in &parts {
-                    assert!(part.short_message.len() <= 140);
+                    // SMPP carries GSM 7-bit unpacked (one septet per octet): 153 + UDH fits in 160.
+                    assert!(
+                        part.short_message.len() <= if part.data_coding == 8 { 140 } else { 160 }
+                    );
                     let (c, payload) = if part.udhi {
                         split_udh(&part.short_message)
                     } else {
-                        (part.sar.map(|(r, t, s)| crate::tally::Concat { reference: r, total: t, seq: s }), &part.short_message[..])
+                        (
+                            part.sar.map(|(r, t, s)| crate::tally::Concat {
+                                reference: r,
+                                total: t,
+                                seq: s,
+                            }),
+                            &part.short_message[..],
+                        )
                     };
-                    if let Recorded::Complete { payload, .. } = tally.record(Piece { source: b"s", dest: part.dest.as_bytes(), payload, concat: c }) {
+                    if let Recorded::Complete { payload, .. } = tally.record(Piece {
+                        source: b"s",
+                        dest: part.dest.as_bytes(),
+                        payload,
+                        concat: c,
+                    }) {
                         done = Some(payload.into_owned());
                     }
                 }
                 let full = done.expect("reassembled");
                 let text = if ucs2 > 0.0 {
-                    String::from_utf16(&full.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect::<Vec<_>>()).unwrap()
+                    String::from_utf16(
+                        &full
+                            .chunks(2)
+                            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                            .collect::<Vec<_>>(),
+                    )
+                    .unwrap()
                 } else {
                     String::from_utf8(full).unwrap()
                 };
@@ -175,7 +225,10 @@ mod tests {
 
     #[test]
     fn texts_are_unique_and_sized() {
-        let p = PayloadConfig { chars: 30, ..Default::default() };
+        let p = PayloadConfig {
+            chars: 30,
+            ..Default::default()
+        };
         assert_ne!(p.text(1), p.text(2));
         assert_eq!(p.text(1).chars().count(), 30);
         assert_eq!(p.parts(1).len(), 1);

@@ -38,7 +38,8 @@ impl Latency {
 
 /// A histogram for 1 µs … 1 h with 3 significant digits.
 pub(crate) fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+    Histogram::new_with_bounds(1, 3_600_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
 }
 
 /// Receipt results.
@@ -101,11 +102,20 @@ impl Summary {
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let l = &self.submit_latency;
-        writeln!(f, "target {}  connections {}  window {}  elapsed {:.2}s", self.target, self.connections, self.window, self.elapsed_s)?;
+        writeln!(
+            f,
+            "target {}  connections {}  window {}  elapsed {:.2}s",
+            self.target, self.connections, self.window, self.elapsed_s
+        )?;
         writeln!(
             f,
             "messages accepted {} / started {} (failed {})  parts accepted {}  submits sent {}  resubmits {}",
-            self.messages_accepted, self.messages_started, self.messages_failed, self.parts_accepted, self.submits_sent, self.resubmits
+            self.messages_accepted,
+            self.messages_started,
+            self.messages_failed,
+            self.parts_accepted,
+            self.submits_sent,
+            self.resubmits
         )?;
         writeln!(f, "accepted/s {:.0}", self.accepted_per_s)?;
         writeln!(
@@ -118,7 +128,15 @@ impl fmt::Display for Summary {
             writeln!(
                 f,
                 "DLR received {} matched {} early {}  e2e µs p50 {} p90 {} p99 {} p99.9 {} max {}  {:?}",
-                self.dlr.received, self.dlr.matched, self.dlr.before_response, d.p50_us, d.p90_us, d.p99_us, d.p999_us, d.max_us, self.dlr.by_stat
+                self.dlr.received,
+                self.dlr.matched,
+                self.dlr.before_response,
+                d.p50_us,
+                d.p90_us,
+                d.p99_us,
+                d.p999_us,
+                d.max_us,
+                self.dlr.by_stat
             )?;
         }
         if !self.errors.is_empty() {
@@ -128,7 +146,10 @@ impl fmt::Display for Summary {
             writeln!(
                 f,
                 "disconnects {} (unacked {})  bind failures {}  response timeouts {}",
-                self.disconnects, self.unacked_at_disconnect, self.bind_failures, self.response_timeouts
+                self.disconnects,
+                self.unacked_at_disconnect,
+                self.bind_failures,
+                self.response_timeouts
             )?;
         }
         Ok(())

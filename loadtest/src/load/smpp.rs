@@ -1,4 +1,4 @@
-//! One ESME connection of the load generator: connect, bind, keep the window full, match
+//! One ESME connection of the load generator (on `sluice_protocols::smpp`): connect, bind, keep the window full, match
 //! responses to submit times, acknowledge and match receipts, resubmit on throttle /
 //! queue-full / temporary errors and on disconnect, then unbind.
 //!
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -18,8 +18,11 @@ use tokio::net::TcpStream;
 use super::payload::Part;
 use super::report::new_histogram;
 use super::{Claim, PartRef, Shared};
+use crate::sim::smpp_put as put;
 use crate::tally::lock;
-use crate::wire::smpp::{self as w, HEADER_LEN};
+use sluice_protocols::smpp::{
+    self as p, Address, Bind, Command, CommandStatus as St, MessageIdResp, Octets, Pdu, Sm,
+};
 
 /// Consecutive failed connects/binds after which a connection gives up.
 const MAX_BIND_FAILURES: u32 = 20;
@@ -40,14 +43,31 @@ struct Conn {
     cache: Option<(u64, Vec<Part>)>,
 }
 
-pub(crate) async fn run_connection(s: Arc<Shared>, _idx: usize, addr: String, system_id: String, password: String) {
-    let mut c = Conn { s: s.clone(), submit_hist: new_histogram(), dlr_hist: new_histogram(), local: VecDeque::new(), cache: None };
+pub(crate) async fn run_connection(
+    s: Arc<Shared>,
+    _idx: usize,
+    addr: String,
+    system_id: String,
+    password: String,
+) {
+    let mut c = Conn {
+        s: s.clone(),
+        submit_hist: new_histogram(),
+        dlr_hist: new_histogram(),
+        local: VecDeque::new(),
+        cache: None,
+    };
     let mut failures = 0u32;
     loop {
         if c.local.is_empty() && s.finished() && !(s.cfg.dlr && s.dlrs_outstanding()) {
             break;
         }
-        match tokio::time::timeout(s.cfg.bind_timeout, connect_bind(&addr, &system_id, &password, s.cfg.dlr)).await {
+        match tokio::time::timeout(
+            s.cfg.bind_timeout,
+            connect_bind(&addr, &system_id, &password, s.cfg.dlr),
+        )
+        .await
+        {
             Ok(Ok(stream)) => {
                 failures = 0;
                 match c.drive(stream).await {
@@ -83,33 +103,64 @@ pub(crate) async fn run_connection(s: Arc<Shared>, _idx: usize, addr: String, sy
     s.merge_hist(&c.submit_hist, &c.dlr_hist);
 }
 
-async fn connect_bind(addr: &str, system_id: &str, password: &str, trx: bool) -> std::io::Result<TcpStream> {
+async fn connect_bind(
+    addr: &str,
+    system_id: &str,
+    password: &str,
+    trx: bool,
+) -> std::io::Result<TcpStream> {
     let mut stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let mut b = BytesMut::new();
-    let id = if trx { w::BIND_TRANSCEIVER } else { w::BIND_TRANSMITTER };
-    w::put_bind(&mut b, id, 1, system_id.as_bytes(), password.as_bytes());
+    let bind = Bind {
+        system_id: Octets::copy_from_slice(system_id.as_bytes()),
+        password: Octets::copy_from_slice(password.as_bytes()),
+        ..Bind::default()
+    };
+    let pdu = if trx {
+        Pdu::BindTransceiver(bind)
+    } else {
+        Pdu::BindTransmitter(bind)
+    };
+    Command::new(St::EsmeRok, 1, pdu)
+        .encode(&mut b)
+        .map_err(std::io::Error::other)?;
     stream.write_all(&b).await?;
     let mut r = BytesMut::with_capacity(4096);
     loop {
         if stream.read_buf(&mut r).await? == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed during bind"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed during bind",
+            ));
         }
-        while let Some(h) = w::check(&r).map_err(std::io::Error::other)? {
-            if h.id == id | w::RESP {
-                if h.status != w::ROK {
-                    return Err(std::io::Error::other(format!("bind refused with status 0x{:08X}", h.status)));
+        while let Some(len) = p::check(&r, p::DEFAULT_MAX_LEN).map_err(std::io::Error::other)? {
+            let c = p::decode(r.split_to(len).freeze())
+                .map_err(std::io::Error::other)?
+                .command;
+            if matches!(
+                c.pdu,
+                Pdu::BindTransceiverResp(_) | Pdu::BindTransmitterResp(_)
+            ) {
+                if c.status != St::EsmeRok {
+                    return Err(std::io::Error::other(format!("bind refused: {}", c.status)));
                 }
                 return Ok(stream);
             }
-            r.advance(h.len as usize);
         }
     }
 }
 
 /// Statuses worth resubmitting: the center is busy, not the message bad.
-fn retryable(status: u32) -> bool {
-    matches!(status, w::RTHROTTLED | w::RMSGQFUL | w::RSYSERR | 0x45 /* RSUBMITFAIL */ | 0x64 /* RX_T_APPN */)
+fn retryable(status: St) -> bool {
+    matches!(
+        status,
+        St::EsmeRthrottled
+            | St::EsmeRmsgqful
+            | St::EsmeRsyserr
+            | St::EsmeRsubmitfail
+            | St::EsmeRxTAppn
+    )
 }
 
 impl Conn {
@@ -118,13 +169,16 @@ impl Conn {
             self.cache = Some((p.msg, self.s.cfg.payload.parts(p.msg)));
         }
         let parts = self.cache.as_ref().map(|c| &c.1);
-        parts.and_then(|v| v.get(p.part as usize)).cloned().unwrap_or_else(|| Part {
-            dest: String::new(),
-            data_coding: 0,
-            short_message: Vec::new(),
-            udhi: false,
-            sar: None,
-        })
+        parts
+            .and_then(|v| v.get(p.part as usize))
+            .cloned()
+            .unwrap_or_else(|| Part {
+                dest: String::new(),
+                data_coding: 0,
+                short_message: Vec::new(),
+                udhi: false,
+                sar: None,
+            })
     }
 
     fn next_part(&mut self) -> Option<PartRef> {
@@ -138,10 +192,18 @@ impl Conn {
                 let total = parts.len() as u8;
                 self.s.started_parts(i, total);
                 for k in 1..total {
-                    self.local.push_back(PartRef { msg: i, part: k, total });
+                    self.local.push_back(PartRef {
+                        msg: i,
+                        part: k,
+                        total,
+                    });
                 }
                 self.cache = Some((i, parts));
-                Some(PartRef { msg: i, part: 0, total })
+                Some(PartRef {
+                    msg: i,
+                    part: 0,
+                    total,
+                })
             }
         }
     }
@@ -176,20 +238,22 @@ impl Conn {
                 };
                 let mut sent = 0u64;
                 for _ in 0..n {
-                    let Some(p) = self.next_part() else { break };
-                    let part = self.part(p);
-                    let m = w::OutMessage {
-                        source: source.as_bytes(),
-                        dest: part.dest.as_bytes(),
-                        esm_class: if part.udhi { w::ESM_UDHI } else { 0 },
+                    let Some(pr) = self.next_part() else { break };
+                    let part = self.part(pr);
+                    let mut sm = Sm {
+                        source: Address::new(1, 1, Octets::copy_from_slice(source.as_bytes())),
+                        dest: Address::new(1, 1, Octets::from(part.dest.into_bytes())),
+                        esm_class: if part.udhi { p::ESM_CLASS_UDHI } else { 0 },
                         registered_delivery: rd_flag,
                         data_coding: part.data_coding,
-                        short_message: &part.short_message,
-                        sar: part.sar.map(|(reference, total, seq)| w::Sar { reference, total, seq }),
-                        ..Default::default()
+                        short_message: Octets::from(part.short_message),
+                        ..Sm::default()
                     };
-                    w::put_short_message(&mut wbuf, w::SUBMIT_SM, seq, &m);
-                    inflight.insert(seq, (p, now));
+                    if let Some((reference, total, n)) = part.sar {
+                        sm.tlvs.set_sar(reference, total, n);
+                    }
+                    put(&mut wbuf, Command::new(St::EsmeRok, seq, Pdu::SubmitSm(sm)));
+                    inflight.insert(seq, (pr, now));
                     seq = if seq >= 0x7FFF_FFFF { 2 } else { seq + 1 };
                     sent += 1;
                 }
@@ -210,9 +274,14 @@ impl Conn {
             }
             // 3. Wait for input (or the next rate token / pause end / timeout check).
             let wait = if paused {
-                paused_until.map_or(Duration::from_millis(1), |t| t.saturating_duration_since(now))
+                paused_until.map_or(Duration::from_millis(1), |t| {
+                    t.saturating_duration_since(now)
+                })
             } else if rate_limited {
-                s.rate.as_ref().map_or(Duration::from_millis(1), |b| lock(b).wait_time()).max(Duration::from_micros(500))
+                s.rate
+                    .as_ref()
+                    .map_or(Duration::from_millis(1), |b| lock(b).wait_time())
+                    .max(Duration::from_micros(500))
             } else if inflight.is_empty() {
                 Duration::from_millis(5)
             } else {
@@ -231,63 +300,82 @@ impl Conn {
             // 4. Handle every complete PDU.
             let now = Instant::now();
             loop {
-                let h = match w::check(&rbuf) {
-                    Ok(Some(h)) => h,
+                let c = match p::check(&rbuf, p::DEFAULT_MAX_LEN) {
+                    Ok(Some(len)) => match p::decode(rbuf.split_to(len).freeze()) {
+                        Ok(d) => d.command,
+                        Err(_) => continue,
+                    },
                     Ok(None) => break,
                     Err(_) => return self.dropped(inflight),
                 };
-                let body = &rbuf[HEADER_LEN..h.len as usize];
-                match h.id {
-                    id if id == w::SUBMIT_SM | w::RESP => {
-                        if let Some((p, t0)) = inflight.remove(&h.seq) {
+                let seq_in = c.sequence;
+                match c.pdu {
+                    Pdu::SubmitSmResp(resp) => {
+                        if let Some((pr, t0)) = inflight.remove(&seq_in) {
                             self.submit_hist.saturating_record(micros(now - t0));
-                            if h.status == w::ROK {
-                                s.part_accepted(p);
+                            if c.status == St::EsmeRok {
+                                s.part_accepted(pr);
                                 if cfg.dlr {
                                     s.c.dlr_expected.fetch_add(1, Ordering::Relaxed);
-                                    let id = w::parse_submit_resp(body);
-                                    if let Some(at) = s.note_submitted(id, t0) {
+                                    if let Some(at) = s.note_submitted(&resp.message_id, t0) {
                                         s.c.dlr_matched.fetch_add(1, Ordering::Relaxed);
-                                        self.dlr_hist.saturating_record(micros(at.saturating_duration_since(t0)));
+                                        self.dlr_hist.saturating_record(micros(
+                                            at.saturating_duration_since(t0),
+                                        ));
                                     }
                                 }
                             } else {
-                                s.count_error(format!("smpp:0x{:08X}", h.status));
-                                if retryable(h.status) {
-                                    s.requeue(p);
-                                    if matches!(h.status, w::RTHROTTLED | w::RMSGQFUL) {
+                                s.count_error(format!("smpp:0x{:08X}", c.status.to_u32()));
+                                if retryable(c.status) {
+                                    s.requeue(pr);
+                                    if matches!(c.status, St::EsmeRthrottled | St::EsmeRmsgqful) {
                                         paused_until = Some(now + Duration::from_millis(2));
                                     }
                                 } else {
-                                    s.part_failed(p);
+                                    s.part_failed(pr);
                                 }
                             }
                         }
                     }
-                    w::DELIVER_SM => {
-                        w::put_empty(&mut wbuf, w::DELIVER_SM | w::RESP, w::ROK, h.seq);
-                        self.deliver(body, now);
+                    Pdu::DeliverSm(sm) => {
+                        put(
+                            &mut wbuf,
+                            Command::new(
+                                St::EsmeRok,
+                                seq_in,
+                                Pdu::DeliverSmResp(MessageIdResp::default()),
+                            ),
+                        );
+                        self.deliver(&sm, now);
                     }
-                    w::ENQUIRE_LINK => w::put_empty(&mut wbuf, w::ENQUIRE_LINK | w::RESP, w::ROK, h.seq),
-                    w::UNBIND => {
-                        w::put_empty(&mut wbuf, w::UNBIND | w::RESP, w::ROK, h.seq);
+                    Pdu::EnquireLink => put(
+                        &mut wbuf,
+                        Command::new(St::EsmeRok, seq_in, Pdu::EnquireLinkResp),
+                    ),
+                    Pdu::Unbind => {
+                        put(
+                            &mut wbuf,
+                            Command::new(St::EsmeRok, seq_in, Pdu::UnbindResp),
+                        );
                         let _ = wr.write_all(&wbuf).await;
                         return self.dropped(inflight);
                     }
-                    w::GENERIC_NACK => {
-                        if let Some((p, _)) = inflight.remove(&h.seq) {
-                            s.count_error(format!("smpp:generic_nack:0x{:08X}", h.status));
-                            s.requeue(p);
+                    Pdu::GenericNack => {
+                        if let Some((pr, _)) = inflight.remove(&seq_in) {
+                            s.count_error(format!("smpp:generic_nack:0x{:08X}", c.status.to_u32()));
+                            s.requeue(pr);
                         }
                     }
                     _ => {}
                 }
-                rbuf.advance(h.len as usize);
             }
             // 5. Response timeouts: a silent center is treated as a dead connection.
             if now.duration_since(last_timeout_check) > Duration::from_millis(200) {
                 last_timeout_check = now;
-                if inflight.values().any(|(_, t0)| now.duration_since(*t0) > cfg.response_timeout) {
+                if inflight
+                    .values()
+                    .any(|(_, t0)| now.duration_since(*t0) > cfg.response_timeout)
+                {
                     s.c.response_timeouts.fetch_add(1, Ordering::Relaxed);
                     return self.dropped(inflight);
                 }
@@ -295,22 +383,33 @@ impl Conn {
         }
     }
 
-    fn deliver(&mut self, body: &[u8], now: Instant) {
-        let Ok(m) = w::parse_short_message(body) else { return };
-        if m.esm_class & w::ESM_RECEIPT == 0 {
+    fn deliver(&mut self, sm: &Sm, now: Instant) {
+        if !sm.is_delivery_receipt() {
             self.s.c.mo_received.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let id = m.receipted_message_id.or_else(|| field(m.payload, b"id:")).unwrap_or_default();
-        let stat = field(m.payload, b"stat:").map_or_else(|| "?".to_owned(), |s| String::from_utf8_lossy(s).into_owned());
+        let payload: &[u8] = sm.payload();
+        let id = sm
+            .tlvs
+            .receipted_message_id()
+            .or_else(|| field(payload, b"id:"))
+            .unwrap_or_default();
+        let stat = field(payload, b"stat:").map_or_else(
+            || "?".to_owned(),
+            |s| String::from_utf8_lossy(s).into_owned(),
+        );
         if let Some(t0) = self.s.note_receipt(id, &stat, now) {
             self.s.c.dlr_matched.fetch_add(1, Ordering::Relaxed);
-            self.dlr_hist.saturating_record(micros(now.saturating_duration_since(t0)));
+            self.dlr_hist
+                .saturating_record(micros(now.saturating_duration_since(t0)));
         }
     }
 
     fn dropped(&mut self, inflight: HashMap<u32, (PartRef, Instant)>) -> End {
-        self.s.c.unacked_at_disconnect.fetch_add(inflight.len() as u64, Ordering::Relaxed);
+        self.s
+            .c
+            .unacked_at_disconnect
+            .fetch_add(inflight.len() as u64, Ordering::Relaxed);
         for (_, (p, _)) in inflight {
             self.s.requeue(p);
         }
@@ -318,9 +417,13 @@ impl Conn {
     }
 }
 
-async fn unbind(rd: &mut tokio::net::tcp::OwnedReadHalf, wr: &mut tokio::net::tcp::OwnedWriteHalf, seq: u32) -> End {
+async fn unbind(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    seq: u32,
+) -> End {
     let mut b = BytesMut::new();
-    w::put_empty(&mut b, w::UNBIND, 0, seq);
+    put(&mut b, Command::new(St::EsmeRok, seq, Pdu::Unbind));
     if wr.write_all(&b).await.is_ok() {
         let mut r = BytesMut::with_capacity(4096);
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -329,11 +432,11 @@ async fn unbind(rd: &mut tokio::net::tcp::OwnedReadHalf, wr: &mut tokio::net::tc
                     Ok(0) | Err(_) => return,
                     Ok(_) => {}
                 }
-                while let Ok(Some(h)) = w::check(&r) {
-                    if h.id == w::UNBIND | w::RESP {
+                while let Ok(Some(len)) = p::check(&r, p::DEFAULT_MAX_LEN) {
+                    let frame = r.split_to(len);
+                    if frame.len() >= 8 && frame[4..8] == 0x8000_0006u32.to_be_bytes() {
                         return;
                     }
-                    r.advance(h.len as usize);
                 }
             }
         })

@@ -16,7 +16,7 @@ use crate::bucket::TokenBucket;
 use crate::config::{IdFormat, ListenerConfig};
 use crate::dist::pick_weighted;
 use crate::tally::{Tally, lock};
-use crate::wire::cmpp::Version;
+use sluice_protocols::cmpp::{MsgId, MsgIdParts, Version};
 
 /// Which encoder a session's deliveries need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,12 +78,26 @@ pub(crate) struct Center {
 }
 
 impl Center {
-    pub(crate) fn new(cfg: ListenerConfig, tally: Arc<Tally>, deliveries: mpsc::UnboundedSender<Delivery>, seed: Option<u64>) -> Self {
+    pub(crate) fn new(
+        cfg: ListenerConfig,
+        tally: Arc<Tally>,
+        deliveries: mpsc::UnboundedSender<Delivery>,
+        seed: Option<u64>,
+    ) -> Self {
         let bucket = (cfg.throughput > 0.0).then(|| {
-            let burst = if cfg.burst > 0.0 { cfg.burst } else { (cfg.throughput / 10.0).max(1.0) };
+            let burst = if cfg.burst > 0.0 {
+                cfg.burst
+            } else {
+                (cfg.throughput / 10.0).max(1.0)
+            };
             Mutex::new(TokenBucket::new(cfg.throughput, burst, Instant::now()))
         });
-        let stats = cfg.dlr.mix.iter().filter_map(|(k, w)| Stat::parse(k).map(|s| (s, *w))).collect();
+        let stats = cfg
+            .dlr
+            .mix
+            .iter()
+            .filter_map(|(k, w)| Stat::parse(k).map(|s| (s, *w)))
+            .collect();
         Self {
             cfg,
             tally,
@@ -125,7 +139,11 @@ impl Center {
     }
 
     /// SMPP authentication: system_id and password from the config.
-    pub(crate) fn authenticate(&self, system_id: &[u8], password: &[u8]) -> Result<(), BindRefusal> {
+    pub(crate) fn authenticate(
+        &self,
+        system_id: &[u8],
+        password: &[u8],
+    ) -> Result<(), BindRefusal> {
         match self.password_of(system_id)? {
             Some(p) if p.as_bytes() != password => Err(BindRefusal::BadPassword),
             _ => Ok(()),
@@ -135,8 +153,17 @@ impl Center {
     /// Adds a bind, enforcing the account's max_binds. `before_visible` runs under the
     /// registry lock just before the session becomes routable (sessions queue their
     /// bind response there, so no receipt can overtake it).
-    pub(crate) fn register(&self, h: SessionHandle, before_visible: impl FnOnce()) -> Result<(), BindRefusal> {
-        let max = self.cfg.accounts.iter().find(|a| *a.system_id == *h.account).map_or(0, |a| a.max_binds);
+    pub(crate) fn register(
+        &self,
+        h: SessionHandle,
+        before_visible: impl FnOnce(),
+    ) -> Result<(), BindRefusal> {
+        let max = self
+            .cfg
+            .accounts
+            .iter()
+            .find(|a| *a.system_id == *h.account)
+            .map_or(0, |a| a.max_binds);
         let mut s = lock(&self.sessions);
         if max > 0 && s.iter().filter(|x| x.account == h.account).count() >= max as usize {
             return Err(BindRefusal::TooManyBinds);
@@ -154,11 +181,18 @@ impl Center {
     /// account (round-robin), else — for MOs with an empty account — any receiver.
     pub(crate) fn receiver_for(&self, account: &str, prefer: u64) -> Option<SessionHandle> {
         let s = lock(&self.sessions);
-        if let Some(h) = s.iter().find(|h| h.id == prefer && h.receives && !h.tx.is_closed()) {
+        if let Some(h) = s
+            .iter()
+            .find(|h| h.id == prefer && h.receives && !h.tx.is_closed())
+        {
             return Some(h.clone());
         }
-        let candidates: Vec<&SessionHandle> =
-            s.iter().filter(|h| h.receives && !h.tx.is_closed() && (account.is_empty() || *h.account == *account)).collect();
+        let candidates: Vec<&SessionHandle> = s
+            .iter()
+            .filter(|h| {
+                h.receives && !h.tx.is_closed() && (account.is_empty() || *h.account == *account)
+            })
+            .collect();
         if candidates.is_empty() {
             return None;
         }
@@ -208,12 +242,31 @@ impl Center {
     /// of a counter so ids stay unique beyond 65 536 per second.
     pub(crate) fn cmpp_msg_id(&self) -> u64 {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let now = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).datetime();
-        crate::wire::cmpp::make_msg_id(&now, (n >> 16) as u32, n as u16)
+        cmpp_msg_id(
+            jiff::Timestamp::now(),
+            ((n >> 16) & 0x3F_FFFF) as u32,
+            n as u16,
+        )
     }
 
     /// Draws the final state of a receipt from the configured mix.
     pub(crate) fn draw_stat(&self, rng: &mut SmallRng) -> Stat {
-        pick_weighted(self.stats.iter().map(|s| s.1), rng).map_or(Stat::Delivrd, |i| self.stats[i].0)
+        pick_weighted(self.stats.iter().map(|s| s.1), rng)
+            .map_or(Stat::Delivrd, |i| self.stats[i].0)
     }
+}
+
+/// A CMPP Msg_Id for `now` (UTC) with the given gateway code and sequence.
+pub(crate) fn cmpp_msg_id(now: jiff::Timestamp, gateway: u32, sequence: u16) -> u64 {
+    let t = now.to_zoned_datetime(jiff::tz::TimeZone::UTC).datetime();
+    let parts = MsgIdParts {
+        month: t.month() as u8,
+        day: t.day() as u8,
+        hour: t.hour() as u8,
+        minute: t.minute() as u8,
+        second: t.second() as u8,
+        gateway: gateway & 0x3F_FFFF,
+        sequence,
+    };
+    MsgId::from_parts(parts).map_or(0, |m| m.0)
 }

@@ -19,7 +19,8 @@ use tokio::time::Instant;
 
 use super::center::{Center, SessionHandle, SessionKind};
 use super::writer::Out;
-use crate::wire::{cmpp, smpp};
+use sluice_protocols::cmpp::{self as cmpp, DeliverContent, FixedStr, MsgFmt, MsgId, StatusReport};
+use sluice_protocols::smpp::{Address, Command, CommandStatus, MessageState, Octets, Pdu, Sm};
 
 /// Pending deliveries kept at most (per listener) while no receiver is bound.
 const MAX_PENDING: usize = 1_000_000;
@@ -64,15 +65,15 @@ impl Stat {
     }
 
     /// SMPP message_state TLV value (SMPP 5.0 §4.8.4.37).
-    fn message_state(self) -> u8 {
+    fn message_state(self) -> MessageState {
         match self {
-            Self::Delivrd => 2,
-            Self::Expired => 3,
-            Self::Deleted => 4,
-            Self::Undeliv => 5,
-            Self::Acceptd => 6,
-            Self::Unknown => 7,
-            Self::Rejectd => 8,
+            Self::Delivrd => MessageState::Delivered,
+            Self::Expired => MessageState::Expired,
+            Self::Deleted => MessageState::Deleted,
+            Self::Undeliv => MessageState::Undeliverable,
+            Self::Acceptd => MessageState::Accepted,
+            Self::Unknown => MessageState::Unknown,
+            Self::Rejectd => MessageState::Rejected,
         }
     }
 
@@ -145,13 +146,31 @@ impl Ord for Queued {
 }
 
 fn yymmddhhmm(t: jiff::Timestamp) -> String {
-    t.to_zoned_datetime(jiff::tz::TimeZone::UTC).strftime("%y%m%d%H%M").to_string()
+    t.to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .strftime("%y%m%d%H%M")
+        .to_string()
 }
 
 /// The SMPP receipt text (SMPP 3.4 Appendix B format).
-pub(crate) fn receipt_text(id: &str, stat: Stat, submitted: jiff::Timestamp, done: jiff::Timestamp, text: &[u8]) -> String {
+pub(crate) fn receipt_text(
+    id: &str,
+    stat: Stat,
+    submitted: jiff::Timestamp,
+    done: jiff::Timestamp,
+    text: &[u8],
+) -> String {
     let dlvrd = if stat == Stat::Delivrd { "001" } else { "000" };
-    let text: String = text.iter().take(20).map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' }).collect();
+    let text: String = text
+        .iter()
+        .take(20)
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            }
+        })
+        .collect();
     format!(
         "id:{id} sub:001 dlvrd:{dlvrd} submit date:{} done date:{} stat:{} err:{} text:{text}",
         yymmddhhmm(submitted),
@@ -162,54 +181,110 @@ pub(crate) fn receipt_text(id: &str, stat: Stat, submitted: jiff::Timestamp, don
 }
 
 /// Encodes `item` for `session` into `dst`.
-fn encode(dst: &mut BytesMut, session: &SessionHandle, item: &Item, now: jiff::Timestamp, cmpp_gateway: &mut u32) {
+fn encode(
+    dst: &mut BytesMut,
+    session: &SessionHandle,
+    item: &Item,
+    now: jiff::Timestamp,
+    cmpp_gateway: &mut u32,
+) {
     let seq = session.next_seq();
     match (session.kind, item) {
-        (SessionKind::Smpp, Item::Receipt { id, handset, service, stat, submitted, text }) => {
+        (
+            SessionKind::Smpp,
+            Item::Receipt {
+                id,
+                handset,
+                service,
+                stat,
+                submitted,
+                text,
+            },
+        ) => {
             let id_str: std::borrow::Cow<'_, str> = match id {
                 MsgRef::Smpp(s) => std::borrow::Cow::Borrowed(s),
                 MsgRef::Cmpp(n) => std::borrow::Cow::Owned(n.to_string()),
             };
             let body = receipt_text(&id_str, *stat, *submitted, now, text);
-            let m = smpp::OutMessage {
-                source: handset,
-                dest: service,
-                esm_class: smpp::ESM_RECEIPT,
-                short_message: body.as_bytes(),
-                receipted_message_id: Some(id_str.as_bytes()),
-                message_state: Some(stat.message_state()),
-                ..Default::default()
+            let mut sm = Sm {
+                source: Address::new(1, 1, Octets::copy_from_slice(handset)),
+                dest: Address::new(1, 1, Octets::copy_from_slice(service)),
+                esm_class: sluice_protocols::smpp::ESM_CLASS_DELIVERY_RECEIPT,
+                short_message: Octets::from(body.into_bytes()),
+                ..Sm::default()
             };
-            smpp::put_short_message(dst, smpp::DELIVER_SM, seq, &m);
+            sm.tlvs.set_receipted_message_id(id_str.as_bytes());
+            sm.tlvs.set_message_state(stat.message_state());
+            put_smpp(
+                dst,
+                Command::new(CommandStatus::EsmeRok, seq, Pdu::DeliverSm(sm)),
+            );
         }
         (SessionKind::Smpp, Item::Mo { from, to, text }) => {
             let (dc, bytes) = mo_encoding(text);
-            let m = smpp::OutMessage { source: from, dest: to, data_coding: dc, short_message: &bytes, ..Default::default() };
-            smpp::put_short_message(dst, smpp::DELIVER_SM, seq, &m);
+            let sm = Sm {
+                source: Address::new(1, 1, Octets::copy_from_slice(from)),
+                dest: Address::new(1, 1, Octets::copy_from_slice(to)),
+                data_coding: dc,
+                short_message: Octets::from(bytes),
+                ..Sm::default()
+            };
+            put_smpp(
+                dst,
+                Command::new(CommandStatus::EsmeRok, seq, Pdu::DeliverSm(sm)),
+            );
         }
         (SessionKind::Cmpp(v), item) => {
             *cmpp_gateway = cmpp_gateway.wrapping_add(1);
-            let civil = now.to_zoned_datetime(jiff::tz::TimeZone::UTC).datetime();
-            let deliver_id = cmpp::make_msg_id(&civil, 1, *cmpp_gateway as u16);
+            let deliver_id = super::center::cmpp_msg_id(now, 1, *cmpp_gateway as u16);
+            let mut d = cmpp::Deliver {
+                msg_id: MsgId(deliver_id),
+                ..Default::default()
+            };
             match item {
-                Item::Receipt { id, handset, service, stat, submitted, .. } => {
+                Item::Receipt {
+                    id,
+                    handset,
+                    service,
+                    stat,
+                    submitted,
+                    ..
+                } => {
                     let msg_id = match id {
                         MsgRef::Cmpp(n) => *n,
                         MsgRef::Smpp(s) => s.parse().unwrap_or(0),
                     };
-                    let (st, dt) = (yymmddhhmm(*submitted), yymmddhhmm(now));
-                    let rep = cmpp::Report { msg_id, stat: stat.as_str().as_bytes(), submit_time: st.as_bytes(), done_time: dt.as_bytes(), dest_terminal: handset };
-                    let d = cmpp::OutDeliver { msg_id: deliver_id, dest_id: service, src_terminal: handset, msg_fmt: 0, content: b"", report: Some(rep) };
-                    cmpp::put_deliver(dst, v, seq, &d);
+                    d.dest_id = fixed(service);
+                    d.src_terminal_id = fixed(handset);
+                    d.content = DeliverContent::Report(StatusReport {
+                        msg_id: MsgId(msg_id),
+                        stat: fixed(stat.as_str().as_bytes()),
+                        submit_time: fixed(yymmddhhmm(*submitted).as_bytes()),
+                        done_time: fixed(yymmddhhmm(now).as_bytes()),
+                        dest_terminal_id: fixed(handset),
+                        smsc_sequence: 0,
+                    });
                 }
                 Item::Mo { from, to, text } => {
                     let (dc, bytes) = mo_encoding(text);
-                    let d = cmpp::OutDeliver { msg_id: deliver_id, dest_id: to, src_terminal: from, msg_fmt: dc, content: &bytes, report: None };
-                    cmpp::put_deliver(dst, v, seq, &d);
+                    d.dest_id = fixed(to);
+                    d.src_terminal_id = fixed(from);
+                    d.msg_fmt = if dc == 8 { MsgFmt::Ucs2 } else { MsgFmt::Ascii };
+                    d.content = DeliverContent::Message(bytes.into());
                 }
             }
+            super::cmpp::put(dst, seq, v, &cmpp::Pdu::Deliver(Box::new(d)));
         }
     }
+}
+
+/// A fixed-width CMPP field, truncated if the value is longer (addresses from a client).
+fn fixed<const N: usize>(v: &[u8]) -> FixedStr<N> {
+    FixedStr::new(&v[..v.len().min(N)]).unwrap_or(FixedStr::EMPTY)
+}
+
+fn put_smpp(dst: &mut BytesMut, c: Command) {
+    super::smpp::put(dst, c);
 }
 
 /// ASCII texts go as data_coding/Msg_Fmt 0, anything else as UCS-2 (8).
@@ -222,7 +297,11 @@ fn mo_encoding(text: &str) -> (u8, Vec<u8>) {
 }
 
 /// The scheduler task of one listener; ends on shutdown.
-pub(crate) async fn run_scheduler(center: Arc<Center>, mut rx: mpsc::UnboundedReceiver<Delivery>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run_scheduler(
+    center: Arc<Center>,
+    mut rx: mpsc::UnboundedReceiver<Delivery>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut heap: BinaryHeap<Queued> = BinaryHeap::new();
     let mut pending: VecDeque<Delivery> = VecDeque::new();
     let mut order = 0u64;
@@ -280,7 +359,9 @@ fn route(center: &Center, due: Vec<Delivery>, pending: &mut VecDeque<Delivery>, 
             }
             continue;
         };
-        let entry = chunks.entry(session.id).or_insert_with(|| (session.clone(), BytesMut::new(), 0, 0));
+        let entry = chunks
+            .entry(session.id)
+            .or_insert_with(|| (session.clone(), BytesMut::new(), 0, 0));
         encode(&mut entry.1, &entry.0, &d.item, now, gw);
         match d.item {
             Item::Receipt { .. } => entry.2 += 1,
@@ -288,7 +369,14 @@ fn route(center: &Center, due: Vec<Delivery>, pending: &mut VecDeque<Delivery>, 
         }
     }
     for (_, (session, buf, dlrs, mos)) in chunks {
-        if session.tx.send(Out::Now { bytes: buf.freeze(), responses: 0 }).is_ok() {
+        if session
+            .tx
+            .send(Out::Now {
+                bytes: buf.freeze(),
+                responses: 0,
+            })
+            .is_ok()
+        {
             center.tally.dlrs_sent.fetch_add(dlrs, Ordering::Relaxed);
             center.tally.mo_sent.fetch_add(mos, Ordering::Relaxed);
         }
@@ -303,9 +391,17 @@ mod tests {
     fn receipt_text_has_the_standard_fields() {
         let t = jiff::Timestamp::from_second(1_795_000_000).unwrap();
         let s = receipt_text("1A2B", Stat::Undeliv, t, t, b"hello\x01world, this is long");
-        assert!(s.starts_with("id:1A2B sub:001 dlvrd:000 submit date:"), "{s}");
-        assert!(s.contains(" stat:UNDELIV err:001 text:hello.world, this is"), "{s}");
-        for st in ["DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "ACCEPTD", "UNKNOWN", "REJECTD"] {
+        assert!(
+            s.starts_with("id:1A2B sub:001 dlvrd:000 submit date:"),
+            "{s}"
+        );
+        assert!(
+            s.contains(" stat:UNDELIV err:001 text:hello.world, this is"),
+            "{s}"
+        );
+        for st in [
+            "DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "ACCEPTD", "UNKNOWN", "REJECTD",
+        ] {
             assert_eq!(Stat::parse(st).map(Stat::as_str), Some(st));
         }
     }

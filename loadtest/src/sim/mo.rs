@@ -29,15 +29,26 @@ pub(crate) fn decode_text(payload: &[u8], coding: TextCoding) -> String {
     match coding {
         TextCoding::Bytes => payload.iter().map(|&b| b as char).collect(),
         TextCoding::Ucs2 => {
-            let units = payload.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
-            char::decode_utf16(units).map(|c| c.unwrap_or('\u{FFFD}')).collect()
+            let units = payload
+                .chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]));
+            char::decode_utf16(units)
+                .map(|c| c.unwrap_or('\u{FFFD}'))
+                .collect()
         }
-        TextCoding::Gbk => encoding_rs::GBK.decode_without_bom_handling(payload).0.into_owned(),
+        TextCoding::Gbk => encoding_rs::GBK
+            .decode_without_bom_handling(payload)
+            .0
+            .into_owned(),
     }
 }
 
 /// The first rule whose substring the text contains, if its coin flip succeeds.
-pub(crate) fn pick_reply<'r>(rules: &'r [ReplyRule], text: &str, rng: &mut SmallRng) -> Option<&'r ReplyRule> {
+pub(crate) fn pick_reply<'r>(
+    rules: &'r [ReplyRule],
+    text: &str,
+    rng: &mut SmallRng,
+) -> Option<&'r ReplyRule> {
     let rule = rules.iter().find(|r| text.contains(r.contains.as_str()))?;
     (rng.random::<f64>() < rule.probability).then_some(rule)
 }
@@ -61,8 +72,17 @@ pub(crate) fn maybe_reply(
     let text = decode_text(payload, coding);
     if let Some(rule) = pick_reply(rules, &text, rng) {
         let at = Instant::now() + rule.delay.sample(rng);
-        let item = Item::Mo { from: handset.into(), to: service.into(), text: rule.text.clone() };
-        let _ = center.deliveries.send(Delivery { at, account: account.clone(), prefer: session, item });
+        let item = Item::Mo {
+            from: handset.into(),
+            to: service.into(),
+            text: rule.text.clone(),
+        };
+        let _ = center.deliveries.send(Delivery {
+            at,
+            account: account.clone(),
+            prefer: session,
+            item,
+        });
     }
 }
 
@@ -89,8 +109,17 @@ pub(crate) async fn run_generator(center: Arc<Center>, mut shutdown: watch::Rece
             let mo = &center.cfg.mo;
             let text = mo.texts[rng.random_range(0..mo.texts.len())].clone();
             let from = format!("{}{:06}", mo.from_prefix, rng.random_range(0..1_000_000u32));
-            let item = Item::Mo { from: from.into_bytes().into(), to: mo.to.as_bytes().into(), text };
-            let _ = center.deliveries.send(Delivery { at: Instant::now(), account: empty.clone(), prefer: 0, item });
+            let item = Item::Mo {
+                from: from.into_bytes().into(),
+                to: mo.to.as_bytes().into(),
+                text,
+            };
+            let _ = center.deliveries.send(Delivery {
+                at: Instant::now(),
+                account: empty.clone(),
+                prefer: 0,
+                item,
+            });
         }
     }
 }
@@ -103,8 +132,18 @@ mod tests {
     #[test]
     fn reply_probability_is_selected_by_substring() {
         let rules = vec![
-            ReplyRule { contains: "variant-A".into(), probability: 1.0, text: "Y".into(), delay: Default::default() },
-            ReplyRule { contains: "variant-B".into(), probability: 0.0, text: "Y".into(), delay: Default::default() },
+            ReplyRule {
+                contains: "variant-A".into(),
+                probability: 1.0,
+                text: "Y".into(),
+                delay: Default::default(),
+            },
+            ReplyRule {
+                contains: "variant-B".into(),
+                probability: 0.0,
+                text: "Y".into(),
+                delay: Default::default(),
+            },
         ];
         let mut rng = SmallRng::seed_from_u64(1);
         assert!(pick_reply(&rules, "offer variant-A #1", &mut rng).is_some());
@@ -114,8 +153,14 @@ mod tests {
 
     #[test]
     fn decodes_ucs2_and_gbk() {
-        assert_eq!(decode_text(&[0x4F, 0x60, 0x59, 0x7D], TextCoding::Ucs2), "你好");
-        assert_eq!(decode_text(&[0xC4, 0xE3, 0xBA, 0xC3], TextCoding::Gbk), "你好");
+        assert_eq!(
+            decode_text(&[0x4F, 0x60, 0x59, 0x7D], TextCoding::Ucs2),
+            "你好"
+        );
+        assert_eq!(
+            decode_text(&[0xC4, 0xE3, 0xBA, 0xC3], TextCoding::Gbk),
+            "你好"
+        );
         assert_eq!(decode_text(b"abc", TextCoding::Bytes), "abc");
     }
 }

@@ -7,12 +7,15 @@
 //! is refused at start until it is written.
 
 pub(crate) mod center;
-mod cmpp;
+pub(crate) mod cmpp;
 pub(crate) mod dlr;
 mod mo;
 mod smpp;
 mod submit;
 mod writer;
+
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +30,7 @@ use crate::tally::{Tally, TallySnapshot};
 use center::Center;
 
 pub use dlr::Stat;
+pub(crate) use smpp::put as smpp_put;
 
 /// Why the simulator could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -35,11 +39,18 @@ pub enum SimError {
     #[error("invalid configuration: {0}")]
     Config(#[from] crate::config::ConfigError),
     #[error("listener {name:?} cannot bind {addr}: {source}")]
-    Bind { name: String, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        name: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("listener {name:?}: protocol {protocol:?} is not implemented yet")]
     Unsupported { name: String, protocol: Protocol },
     #[error("writing tally to {path}: {source}")]
-    Tally { path: std::path::PathBuf, source: std::io::Error },
+    Tally {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// One bound listener.
@@ -76,13 +87,28 @@ impl Simulator {
         let mut sockets = Vec::new();
         for l in &config.listeners {
             if l.protocol == Protocol::Mm7 {
-                return Err(SimError::Unsupported { name: l.name.clone(), protocol: l.protocol });
+                return Err(SimError::Unsupported {
+                    name: l.name.clone(),
+                    protocol: l.protocol,
+                });
             }
             let sock = TcpListener::bind(l.addr)
                 .await
-                .map_err(|source| SimError::Bind { name: l.name.clone(), addr: l.addr, source })?;
-            let addr = sock.local_addr().map_err(|source| SimError::Bind { name: l.name.clone(), addr: l.addr, source })?;
-            listeners.push(BoundListener { name: l.name.clone(), protocol: l.protocol, addr });
+                .map_err(|source| SimError::Bind {
+                    name: l.name.clone(),
+                    addr: l.addr,
+                    source,
+                })?;
+            let addr = sock.local_addr().map_err(|source| SimError::Bind {
+                name: l.name.clone(),
+                addr: l.addr,
+                source,
+            })?;
+            listeners.push(BoundListener {
+                name: l.name.clone(),
+                protocol: l.protocol,
+                addr,
+            });
             sockets.push((l.clone(), sock));
         }
         for (i, (cfg, sock)) in sockets.into_iter().enumerate() {
@@ -94,7 +120,13 @@ impl Simulator {
             tasks.spawn(accept_loop(center, sock, shutdown_rx.clone()));
         }
         tracing::info!(listeners = ?listeners, "simulator started");
-        Ok(SimHandle { listeners, tally, shutdown, tasks, tally_path: config.tally_path })
+        Ok(SimHandle {
+            listeners,
+            tally,
+            shutdown,
+            tasks,
+            tally_path: config.tally_path,
+        })
     }
 }
 
@@ -111,7 +143,10 @@ impl SimHandle {
 
     /// The address of the first listener speaking `protocol`.
     pub fn addr_of(&self, protocol: Protocol) -> Option<SocketAddr> {
-        self.listeners.iter().find(|l| l.protocol == protocol).map(|l| l.addr)
+        self.listeners
+            .iter()
+            .find(|l| l.protocol == protocol)
+            .map(|l| l.addr)
     }
 
     /// A copy of the counters now.
@@ -126,7 +161,10 @@ impl SimHandle {
         while self.tasks.join_next().await.is_some() {}
         let snap = self.tally.snapshot();
         if let Some(path) = &self.tally_path {
-            snap.write_json(path).map_err(|source| SimError::Tally { path: path.clone(), source })?;
+            snap.write_json(path).map_err(|source| SimError::Tally {
+                path: path.clone(),
+                source,
+            })?;
         }
         Ok(snap)
     }
@@ -180,5 +218,9 @@ async fn stall(mut stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
 
 /// A listener config with every default and the given protocol (handy in tests).
 pub fn listener(protocol: Protocol) -> ListenerConfig {
-    ListenerConfig { protocol, name: format!("{protocol:?}").to_lowercase(), ..ListenerConfig::default() }
+    ListenerConfig {
+        protocol,
+        name: format!("{protocol:?}").to_lowercase(),
+        ..ListenerConfig::default()
+    }
 }

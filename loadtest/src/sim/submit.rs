@@ -24,17 +24,42 @@ pub(crate) struct Accepted<'a> {
     pub(crate) coding: TextCoding,
 }
 
-/// Records the submit and schedules its receipt and reply. Returns true when the receipt is
-/// sent early, i.e. the caller must hold the response back by `dlr.early_lead_ms`.
-pub(crate) fn on_accepted(center: &Center, account: &Arc<str>, session: u64, m: Accepted<'_>, id: MsgRef, rng: &mut SmallRng) -> bool {
-    let rec = center.tally.record(Piece { source: m.source, dest: m.dest, payload: m.payload, concat: m.concat });
-    let mut early = false;
+/// What the session must do after [`on_accepted`].
+pub(crate) enum Receipt {
+    None,
+    /// The receipt was already queued: hold the response back by `dlr.early_lead_ms`.
+    Early,
+    /// Queue this receipt only after the response has been handed to the writer, and not
+    /// before the response's due time (so a normal receipt never overtakes its response).
+    After(Delivery),
+}
+
+/// Records the submit, prepares its receipt and fires reply rules.
+pub(crate) fn on_accepted(
+    center: &Center,
+    account: &Arc<str>,
+    session: u64,
+    m: Accepted<'_>,
+    id: MsgRef,
+    rng: &mut SmallRng,
+) -> Receipt {
+    let rec = center.tally.record(Piece {
+        source: m.source,
+        dest: m.dest,
+        payload: m.payload,
+        concat: m.concat,
+    });
+    let mut receipt = Receipt::None;
     if m.receipt & 3 != 0 {
         let stat = center.draw_stat(rng);
         if !(m.receipt & 3 == 2 && stat == Stat::Delivrd) {
             let cfg = &center.cfg.dlr;
-            early = cfg.early_share > 0.0 && rng.random::<f64>() < cfg.early_share;
-            let delay = if early { std::time::Duration::ZERO } else { cfg.delay.sample(rng) };
+            let early = cfg.early_share > 0.0 && rng.random::<f64>() < cfg.early_share;
+            let delay = if early {
+                std::time::Duration::ZERO
+            } else {
+                cfg.delay.sample(rng)
+            };
             let item = Item::Receipt {
                 id,
                 handset: m.dest.into(),
@@ -43,11 +68,28 @@ pub(crate) fn on_accepted(center: &Center, account: &Arc<str>, session: u64, m: 
                 submitted: jiff::Timestamp::now(),
                 text: m.payload[..m.payload.len().min(20)].into(),
             };
-            let _ = center.deliveries.send(Delivery { at: Instant::now() + delay, account: account.clone(), prefer: session, item });
+            let d = Delivery {
+                at: Instant::now() + delay,
+                account: account.clone(),
+                prefer: session,
+                item,
+            };
+            receipt = if early {
+                let _ = center.deliveries.send(d);
+                Receipt::Early
+            } else {
+                Receipt::After(d)
+            };
         }
     }
-    if let Recorded::Complete { duplicate: false, payload } = rec {
-        maybe_reply(center, account, session, m.dest, m.source, &payload, m.coding, rng);
+    if let Recorded::Complete {
+        duplicate: false,
+        payload,
+    } = rec
+    {
+        maybe_reply(
+            center, account, session, m.dest, m.source, &payload, m.coding, rng,
+        );
     }
-    early
+    receipt
 }

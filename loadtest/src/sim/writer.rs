@@ -24,7 +24,11 @@ pub(crate) enum Out {
     /// Write now; `responses` of them count against the window.
     Now { bytes: Bytes, responses: usize },
     /// Write at `at`.
-    At { at: Instant, bytes: Bytes, responses: usize },
+    At {
+        at: Instant,
+        bytes: Bytes,
+        responses: usize,
+    },
     /// Write what is due, then close the connection.
     Close,
     /// Drop the connection now, losing anything unsent (random disconnects).
@@ -57,7 +61,11 @@ impl Ord for Timed {
 }
 
 /// Runs until the channel closes, `Close`/`Abort` arrives or the peer stops reading.
-pub(crate) async fn run(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>, outstanding: Arc<AtomicUsize>) {
+pub(crate) async fn run(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    outstanding: Arc<AtomicUsize>,
+) {
     let mut heap: BinaryHeap<Timed> = BinaryHeap::new();
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut order = 0u64;
@@ -77,7 +85,10 @@ pub(crate) async fn run(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<
         let mut single: Option<Bytes> = None;
         while let Some(m) = msg.take() {
             match m {
-                Out::Now { bytes, responses: n } => {
+                Out::Now {
+                    bytes,
+                    responses: n,
+                } => {
                     responses += n;
                     if bytes.is_empty() {
                         // nothing to write
@@ -90,9 +101,18 @@ pub(crate) async fn run(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<
                         buf.extend_from_slice(&bytes);
                     }
                 }
-                Out::At { at, bytes, responses } => {
+                Out::At {
+                    at,
+                    bytes,
+                    responses,
+                } => {
                     order += 1;
-                    heap.push(Timed { at, order, bytes, responses });
+                    heap.push(Timed {
+                        at,
+                        order,
+                        bytes,
+                        responses,
+                    });
                 }
                 Out::Close => closing = true,
                 Out::Abort => return,

@@ -1,8 +1,9 @@
 //! An SMPP address triple: type of number, numbering plan, and the address C-octet string.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
 use super::error::{BodyError, EncodeError};
+use super::octets::Octets;
 use super::wire::{Reader, cstr_len, put_cstr};
 
 /// `(ton, npi, addr)` as it appears before source and destination addresses.
@@ -13,12 +14,12 @@ pub struct Address {
     /// Numbering plan indicator (0 unknown, 1 E.164, …).
     pub npi: u8,
     /// The address octets, without the NUL terminator.
-    pub addr: Bytes,
+    pub addr: Octets,
 }
 
 impl Address {
     /// Builds an address from its parts.
-    pub fn new(ton: u8, npi: u8, addr: impl Into<Bytes>) -> Self {
+    pub fn new(ton: u8, npi: u8, addr: impl Into<Octets>) -> Self {
         Self {
             ton,
             npi,

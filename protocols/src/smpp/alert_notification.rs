@@ -20,7 +20,7 @@ pub struct AlertNotification {
 }
 
 impl Body for AlertNotification {
-    fn decode(r: &mut Reader) -> Result<Self, BodyError> {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, BodyError> {
         Ok(Self {
             source: Address::decode(r, SOURCE)?,
             esme: Address::decode(r, ESME)?,

@@ -4,9 +4,10 @@
 //! `interface_version` is kept as received: 0x34 and 0x50 are what peers send, anything
 //! else is accepted and flagged [`Tolerated::UNKNOWN_INTERFACE_VERSION`].
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
 use super::error::{BodyError, EncodeError};
+use super::octets::Octets;
 use super::pdu::Body;
 use super::tlv::Tlvs;
 use super::tolerated::Tolerated;
@@ -21,11 +22,11 @@ pub const INTERFACE_VERSION_50: u8 = 0x50;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Bind {
     /// Identifies the ESME requesting to bind.
-    pub system_id: Bytes,
+    pub system_id: Octets,
     /// Password for authentication.
-    pub password: Bytes,
+    pub password: Octets,
     /// Type of ESME system.
-    pub system_type: Bytes,
+    pub system_type: Octets,
     /// SMPP version supported by the ESME (0x34 / 0x50; kept as received).
     pub interface_version: u8,
     /// TON for address_range.
@@ -33,25 +34,25 @@ pub struct Bind {
     /// NPI for address_range.
     pub addr_npi: u8,
     /// Addresses served by this ESME (receiver binds).
-    pub address_range: Bytes,
+    pub address_range: Octets,
 }
 
 impl Default for Bind {
     fn default() -> Self {
         Self {
-            system_id: Bytes::new(),
-            password: Bytes::new(),
-            system_type: Bytes::new(),
+            system_id: Octets::new(),
+            password: Octets::new(),
+            system_type: Octets::new(),
             interface_version: INTERFACE_VERSION_34,
             addr_ton: 0,
             addr_npi: 0,
-            address_range: Bytes::new(),
+            address_range: Octets::new(),
         }
     }
 }
 
 impl Body for Bind {
-    fn decode(r: &mut Reader) -> Result<Self, BodyError> {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, BodyError> {
         let system_id = r.cstr("system_id")?;
         let password = r.cstr("password")?;
         let system_type = r.cstr("system_type")?;
@@ -98,13 +99,13 @@ impl Body for Bind {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct BindResp {
     /// Identifies the SMSC to the ESME.
-    pub system_id: Bytes,
+    pub system_id: Octets,
     /// Optional parameters (sc_interface_version).
     pub tlvs: Tlvs,
 }
 
 impl Body for BindResp {
-    fn decode(r: &mut Reader) -> Result<Self, BodyError> {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, BodyError> {
         Ok(Self {
             system_id: r.cstr("system_id")?,
             tlvs: Tlvs::decode(r),
@@ -125,13 +126,13 @@ impl Body for BindResp {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Outbind {
     /// SMSC identifier.
-    pub system_id: Bytes,
+    pub system_id: Octets,
     /// Password the ESME checks.
-    pub password: Bytes,
+    pub password: Octets,
 }
 
 impl Body for Outbind {
-    fn decode(r: &mut Reader) -> Result<Self, BodyError> {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, BodyError> {
         let system_id = r.cstr("system_id")?;
         let password = r.cstr("password")?;
         r.ignore_rest();

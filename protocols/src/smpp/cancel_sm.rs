@@ -1,9 +1,10 @@
 //! cancel_sm: withdraw a pending message (by id, or all matching source/dest/service_type).
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use super::address::{Address, DEST, SOURCE};
 use super::error::{BodyError, EncodeError};
+use super::octets::Octets;
 use super::pdu::Body;
 use super::wire::{Reader, cstr_len, put_cstr};
 
@@ -11,9 +12,9 @@ use super::wire::{Reader, cstr_len, put_cstr};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct CancelSm {
     /// Service type of the messages to cancel.
-    pub service_type: Bytes,
+    pub service_type: Octets,
     /// Message to cancel; empty = all matching.
-    pub message_id: Bytes,
+    pub message_id: Octets,
     /// Source address of the message(s).
     pub source: Address,
     /// Destination address of the message(s).
@@ -21,7 +22,7 @@ pub struct CancelSm {
 }
 
 impl Body for CancelSm {
-    fn decode(r: &mut Reader) -> Result<Self, BodyError> {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, BodyError> {
         let v = Self {
             service_type: r.cstr("service_type")?,
             message_id: r.cstr("message_id")?,

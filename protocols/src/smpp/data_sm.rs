@@ -1,9 +1,10 @@
 //! data_sm: the TLV-centred alternative to submit_sm/deliver_sm (text in message_payload).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
 use super::address::{Address, DEST, SOURCE};
 use super::error::{BodyError, EncodeError};
+use super::octets::Octets;
 use super::pdu::Body;
 use super::tlv::Tlvs;
 use super::wire::{Reader, cstr_len, put_cstr};
@@ -12,7 +13,7 @@ use super::wire::{Reader, cstr_len, put_cstr};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct DataSm {
     /// SMS application service.
-    pub service_type: Bytes,
+    pub service_type: Octets,
     /// Originator.
     pub source: Address,
     /// Recipient.
@@ -28,7 +29,7 @@ pub struct DataSm {
 }
 
 impl Body for DataSm {
-    fn decode(r: &mut Reader) -> Result<Self, BodyError> {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, BodyError> {
         Ok(Self {
             service_type: r.cstr("service_type")?,
             source: Address::decode(r, SOURCE)?,

@@ -414,7 +414,7 @@ mod tests {
     fn report_prefers_tlvs() {
         let mut sm = Sm {
             esm_class: 0x04,
-            short_message: bytes::Bytes::from_static(b"id:99 stat:EXPIRED"),
+            short_message: crate::smpp::Octets::from("id:99 stat:EXPIRED"),
             ..Sm::default()
         };
         let r = DeliveryReport::from_sm(&sm).unwrap();

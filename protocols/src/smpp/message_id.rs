@@ -1,17 +1,19 @@
 //! Message-id normalisation for matching delivery receipts to submissions.
 //!
 //! SMSCs are inconsistent: many return the id in submit_sm_resp in hex and quote it in
-//! decimal in the receipt text (or the reverse), with or without leading zeros. Like Kannel's
-//! per-SMSC `msg-id-type` (bit 0: submit_sm_resp id is hex, bit 1: deliver_sm id is hex;
-//! both are then converted to one numeric form), we do not guess per message: the channel
-//! configures the format of each side, and both ids are reduced to a [`CanonicalId`].
+//! decimal in the receipt text (or the reverse), with or without leading zeros. Kannel's
+//! per-SMSC `msg-id-type` (unset: ids compared as-is; bit 0x01: submit_sm_resp id is hex;
+//! bit 0x02: deliver_sm id is hex; an id with non-digits is read as hex whatever the bit)
+//! converts both sides to one number. We follow it: the channel configures the format of
+//! each side, and both ids are reduced to a [`CanonicalId`].
 //!
 //! The rule:
 //! 1. trim ASCII whitespace;
 //! 2. [`IdFormat::Decimal`]: 1..=38 ASCII digits → `Numeric(value)` (leading zeros vanish);
+//!    an id that is not all digits but is all hex digits is read as hex (Kannel's fallback);
 //! 3. [`IdFormat::Hex`]: optional `0x`/`0X`, then 1..=32 hex digits (any case) →
 //!    `Numeric(value)`;
-//! 4. anything else, or [`IdFormat::Text`] → `Text(ASCII upper-cased bytes)`.
+//! 4. anything else, or [`IdFormat::Text`] (Kannel's as-is) → `Text(ASCII upper-cased)`.
 //!
 //! [`IdFormat::Auto`] picks Decimal when all digits, Hex when all hex digits with at least
 //! one letter, else Text: it cannot tell hex "1234" from decimal "1234", so configure the
@@ -76,7 +78,8 @@ fn parse_radix(s: &[u8], radix: u32, max_digits: usize) -> Option<u128> {
 pub fn canonical_id(raw: &[u8], format: IdFormat) -> CanonicalId {
     let s = trim(raw);
     let numeric = match format {
-        IdFormat::Decimal => parse_radix(s, 10, 38),
+        IdFormat::Decimal if s.iter().all(u8::is_ascii_digit) => parse_radix(s, 10, 38),
+        IdFormat::Decimal => parse_radix(s, 16, 32),
         IdFormat::Hex => {
             let h = s
                 .strip_prefix(b"0x")

@@ -6,7 +6,7 @@
 //!   (below 16 or above `max_len`, default [`DEFAULT_MAX_LEN`]), before any allocation.
 //! - Decoding: [`decode`]`(Bytes)` / [`decode_slice`]`(&[u8])` turn exactly one PDU into a
 //!   [`Decoded`] = [`Command`] `{ status, sequence, pdu }` + the [`Tolerated`] deviations.
-//!   String fields are zero-copy `Bytes` slices of the input.
+//!   String fields are [`Octets`]: inline when short, zero-copy `Bytes` slices when long.
 //! - Errors: [`DecodeError::response`] gives the PDU to answer (generic_nack
 //!   ESME_RINVCMDLEN / ESME_RINVCMDID, or the request's own response with ESME_RINVMSGLEN…).
 //! - Encoding: [`Command::encode`] / [`encode`] compute the length (validating every field)
@@ -35,6 +35,7 @@ pub mod dlr;
 mod error;
 mod header;
 pub mod message_id;
+mod octets;
 pub mod pdu;
 mod query_sm;
 mod replace_sm;
@@ -58,6 +59,7 @@ pub use dlr::{DeliveryReport, ReceiptDate, ReceiptStat, ReceiptText};
 pub use error::{BodyError, DecodeError, EncodeError, FrameError};
 pub use header::{DEFAULT_MAX_LEN, HEADER_LEN, Header, check};
 pub use message_id::{CanonicalId, IdFormat, canonical_id};
+pub use octets::Octets;
 pub use pdu::{Command, Decoded, Pdu, decode, decode_slice, encode};
 pub use query_sm::{QuerySm, QuerySmResp};
 pub use replace_sm::ReplaceSm;

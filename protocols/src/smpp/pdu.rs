@@ -1,7 +1,8 @@
 //! The [`Command`] (header fields + [`Pdu`]) and the one-PDU decode / encode entry points.
 //!
-//! Decoding takes exactly one PDU (use [`super::check`] to find it in a stream buffer) and
-//! slices the input `Bytes` for every string field, so decoding copies no payload. Encoding
+//! Decoding takes exactly one PDU (use [`super::check`] to find it in a stream buffer); string
+//! fields become [`super::Octets`]: short ones copied inline, long ones (short_message,
+//! message_payload) zero-copy slices of the input `Bytes`. Encoding
 //! computes the total length first (validating every field), reserves once and writes once:
 //! a command that fails validation writes nothing.
 //!
@@ -30,7 +31,7 @@ use super::wire::Reader;
 
 /// Decode / length / encode of one PDU body.
 pub(crate) trait Body: Sized {
-    fn decode(r: &mut Reader) -> Result<Self, BodyError>;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, BodyError>;
     fn encoded_len(&self) -> Result<usize, EncodeError>;
     fn encode(&self, buf: &mut BytesMut);
 }
@@ -78,6 +79,7 @@ macro_rules! pdus {
                 }
             }
 
+            #[inline]
             fn decode_body(
                 id: CommandId,
                 status: u32,
@@ -291,7 +293,7 @@ pub fn decode(pdu: Bytes) -> Result<Decoded, DecodeError> {
         .into());
     }
     let command_id = CommandId::from_u32(header.command_id);
-    let mut r = Reader::new(pdu.slice(HEADER_LEN..));
+    let mut r = Reader::new(&pdu, HEADER_LEN);
     let body = match Pdu::decode_body(command_id, header.command_status, &mut r) {
         None => {
             return Err(DecodeError::UnknownCommandId {

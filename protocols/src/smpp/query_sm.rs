@@ -1,9 +1,10 @@
 //! query_sm and query_sm_resp: the state of a previously submitted message.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
 use super::address::{Address, SOURCE};
 use super::error::{BodyError, EncodeError};
+use super::octets::Octets;
 use super::pdu::Body;
 use super::tlv::MessageState;
 use super::wire::{Reader, cstr_len, put_cstr};
@@ -12,13 +13,13 @@ use super::wire::{Reader, cstr_len, put_cstr};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct QuerySm {
     /// The SMSC's message id.
-    pub message_id: Bytes,
+    pub message_id: Octets,
     /// Source address of the original message.
     pub source: Address,
 }
 
 impl Body for QuerySm {
-    fn decode(r: &mut Reader) -> Result<Self, BodyError> {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, BodyError> {
         let v = Self {
             message_id: r.cstr("message_id")?,
             source: Address::decode(r, SOURCE)?,
@@ -41,9 +42,9 @@ impl Body for QuerySm {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct QuerySmResp {
     /// The queried message id.
-    pub message_id: Bytes,
+    pub message_id: Octets,
     /// When the message reached a final state; empty if not final.
-    pub final_date: Bytes,
+    pub final_date: Octets,
     /// Current state.
     pub message_state: MessageState,
     /// Network error code (GSM), 0 if none.
@@ -53,8 +54,8 @@ pub struct QuerySmResp {
 impl Default for QuerySmResp {
     fn default() -> Self {
         Self {
-            message_id: Bytes::new(),
-            final_date: Bytes::new(),
+            message_id: Octets::new(),
+            final_date: Octets::new(),
             message_state: MessageState::Scheduled,
             error_code: 0,
         }
@@ -62,7 +63,7 @@ impl Default for QuerySmResp {
 }
 
 impl Body for QuerySmResp {
-    fn decode(r: &mut Reader) -> Result<Self, BodyError> {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, BodyError> {
         let v = Self {
             message_id: r.cstr("message_id")?,
             final_date: r.cstr("final_date")?,

@@ -1,9 +1,10 @@
 //! replace_sm: replace the text/schedule of a pending message (replace_sm_resp has no body).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
 use super::address::{Address, SOURCE};
 use super::error::{BodyError, EncodeError};
+use super::octets::Octets;
 use super::pdu::Body;
 use super::sm::decode_message_and_tlvs;
 use super::tlv::Tlvs;
@@ -13,25 +14,25 @@ use super::wire::{Reader, cstr_len, put_cstr, put_short_message, short_message_l
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ReplaceSm {
     /// The message to replace.
-    pub message_id: Bytes,
+    pub message_id: Octets,
     /// Its source address.
     pub source: Address,
     /// New scheduled delivery time.
-    pub schedule_delivery_time: Bytes,
+    pub schedule_delivery_time: Octets,
     /// New validity period.
-    pub validity_period: Bytes,
+    pub validity_period: Octets,
     /// New receipt flags.
     pub registered_delivery: u8,
     /// New canned message index.
     pub sm_default_msg_id: u8,
     /// New user data (sm_length derived).
-    pub short_message: Bytes,
+    pub short_message: Octets,
     /// Optional parameters (5.0: message_payload).
     pub tlvs: Tlvs,
 }
 
 impl Body for ReplaceSm {
-    fn decode(r: &mut Reader) -> Result<Self, BodyError> {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, BodyError> {
         let message_id = r.cstr("message_id")?;
         let source = Address::decode(r, SOURCE)?;
         let schedule_delivery_time = r.cstr("schedule_delivery_time")?;

@@ -6,10 +6,11 @@
 //! while carrying the text in message_payload is tolerated
 //! ([`Tolerated::SM_LENGTH_OVERRUN`]); without message_payload that is ESME_RINVMSGLEN.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
 use super::address::{Address, DEST, SOURCE};
 use super::error::{BodyError, EncodeError};
+use super::octets::Octets;
 use super::pdu::Body;
 use super::tlv::Tlvs;
 use super::tolerated::Tolerated;
@@ -26,7 +27,7 @@ pub const ESM_CLASS_TYPE_MASK: u8 = 0x3C;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Sm {
     /// SMS application service ("" = default).
-    pub service_type: Bytes,
+    pub service_type: Octets,
     /// Originator.
     pub source: Address,
     /// Recipient.
@@ -38,9 +39,9 @@ pub struct Sm {
     /// Priority level.
     pub priority_flag: u8,
     /// Absolute or relative time format; empty = immediate.
-    pub schedule_delivery_time: Bytes,
+    pub schedule_delivery_time: Octets,
     /// Absolute or relative expiry; empty = SMSC default.
-    pub validity_period: Bytes,
+    pub validity_period: Octets,
     /// Receipt request flags.
     pub registered_delivery: u8,
     /// Replace an existing message with the same source/dest/service_type.
@@ -50,7 +51,7 @@ pub struct Sm {
     /// Canned message index (0 = none).
     pub sm_default_msg_id: u8,
     /// Up to 255 octets of user data (sm_length is derived from it).
-    pub short_message: Bytes,
+    pub short_message: Octets,
     /// Optional parameters in wire order.
     pub tlvs: Tlvs,
 }
@@ -72,13 +73,13 @@ impl Sm {
     }
 
     /// The user data: message_payload when present, else short_message.
-    pub fn payload(&self) -> &Bytes {
+    pub fn payload(&self) -> &Octets {
         self.tlvs.message_payload().unwrap_or(&self.short_message)
     }
 }
 
 /// Reads `sm_length` + short_message + TLVs, shared by submit_sm, deliver_sm and submit_multi.
-pub(crate) fn decode_message_and_tlvs(r: &mut Reader) -> Result<(Bytes, Tlvs), BodyError> {
+pub(crate) fn decode_message_and_tlvs(r: &mut Reader) -> Result<(Octets, Tlvs), BodyError> {
     let sm_length = r.u8("sm_length")?;
     if (sm_length as usize) <= r.remaining() {
         let short_message = r.octets(sm_length as usize, "short_message")?;
@@ -88,7 +89,7 @@ pub(crate) fn decode_message_and_tlvs(r: &mut Reader) -> Result<(Bytes, Tlvs), B
     let tlvs = Tlvs::decode(r);
     if tlvs.message_payload().is_some() {
         r.tolerated |= Tolerated::SM_LENGTH_OVERRUN;
-        Ok((Bytes::new(), tlvs))
+        Ok((Octets::new(), tlvs))
     } else {
         Err(BodyError::SmLength {
             sm_length,
@@ -98,7 +99,8 @@ pub(crate) fn decode_message_and_tlvs(r: &mut Reader) -> Result<(Bytes, Tlvs), B
 }
 
 impl Body for Sm {
-    fn decode(r: &mut Reader) -> Result<Self, BodyError> {
+    #[inline]
+    fn decode(r: &mut Reader<'_>) -> Result<Self, BodyError> {
         let service_type = r.cstr("service_type")?;
         let source = Address::decode(r, SOURCE)?;
         let dest = Address::decode(r, DEST)?;
@@ -164,14 +166,14 @@ impl Body for Sm {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct MessageIdResp {
     /// The SMSC's id for the message (empty in deliver_sm_resp).
-    pub message_id: Bytes,
+    pub message_id: Octets,
     /// Optional parameters (SMPP 5.0 adds some to all three).
     pub tlvs: Tlvs,
 }
 
 impl MessageIdResp {
     /// A response carrying `message_id`.
-    pub fn new(message_id: impl Into<Bytes>) -> Self {
+    pub fn new(message_id: impl Into<Octets>) -> Self {
         Self {
             message_id: message_id.into(),
             tlvs: Tlvs::new(),
@@ -180,7 +182,7 @@ impl MessageIdResp {
 }
 
 impl Body for MessageIdResp {
-    fn decode(r: &mut Reader) -> Result<Self, BodyError> {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, BodyError> {
         Ok(Self {
             message_id: r.cstr("message_id")?,
             tlvs: Tlvs::decode(r),

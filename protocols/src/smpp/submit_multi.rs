@@ -4,11 +4,12 @@
 //! `number_of_dests` and `no_unsuccess` are derived from the vectors, never stored.
 //! Decoding allocates at most 255 entries, bounded further by the body length.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
 use super::address::{Address, DEST, SOURCE};
 use super::command_status::CommandStatus;
 use super::error::{BodyError, EncodeError};
+use super::octets::Octets;
 use super::pdu::Body;
 use super::sm::decode_message_and_tlvs;
 use super::tlv::Tlvs;
@@ -20,14 +21,14 @@ pub enum DestAddress {
     /// dest_flag 1: an SME address.
     Sme(Address),
     /// dest_flag 2: a distribution list name.
-    DistributionList(Bytes),
+    DistributionList(Octets),
 }
 
 /// Body of submit_multi.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct SubmitMulti {
     /// SMS application service.
-    pub service_type: Bytes,
+    pub service_type: Octets,
     /// Originator.
     pub source: Address,
     /// Destinations (at most 255).
@@ -39,9 +40,9 @@ pub struct SubmitMulti {
     /// Priority level.
     pub priority_flag: u8,
     /// Scheduled delivery time; empty = immediate.
-    pub schedule_delivery_time: Bytes,
+    pub schedule_delivery_time: Octets,
     /// Expiry; empty = SMSC default.
-    pub validity_period: Bytes,
+    pub validity_period: Octets,
     /// Receipt request flags.
     pub registered_delivery: u8,
     /// Replace flag.
@@ -51,7 +52,7 @@ pub struct SubmitMulti {
     /// Canned message index.
     pub sm_default_msg_id: u8,
     /// User data (sm_length derived).
-    pub short_message: Bytes,
+    pub short_message: Octets,
     /// Optional parameters.
     pub tlvs: Tlvs,
 }
@@ -68,7 +69,7 @@ fn count_len(n: usize, field: &'static str) -> Result<(), EncodeError> {
 }
 
 impl Body for SubmitMulti {
-    fn decode(r: &mut Reader) -> Result<Self, BodyError> {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, BodyError> {
         let service_type = r.cstr("service_type")?;
         let source = Address::decode(r, SOURCE)?;
         let n = r.u8("number_of_dests")?;
@@ -174,7 +175,7 @@ pub struct UnsuccessSme {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct SubmitMultiResp {
     /// The SMSC's message id.
-    pub message_id: Bytes,
+    pub message_id: Octets,
     /// Failed destinations (at most 255; `no_unsuccess` is derived).
     pub unsuccess: Vec<UnsuccessSme>,
     /// Optional parameters (5.0).
@@ -182,7 +183,7 @@ pub struct SubmitMultiResp {
 }
 
 impl Body for SubmitMultiResp {
-    fn decode(r: &mut Reader) -> Result<Self, BodyError> {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, BodyError> {
         let message_id = r.cstr("message_id")?;
         let n = r.u8_or_zero("no_unsuccess")?;
         // Each entry needs at least seven octets.

@@ -6,9 +6,10 @@
 //! the first occurrence of a tag and `None` when it is absent or its value has the wrong
 //! size for the type.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
 use super::error::EncodeError;
+use super::octets::Octets;
 use super::tolerated::Tolerated;
 use super::wire::Reader;
 
@@ -54,7 +55,7 @@ pub struct Tlv {
     /// The tag.
     pub tag: u16,
     /// The value octets (length is derived).
-    pub value: Bytes,
+    pub value: Octets,
 }
 
 /// `message_state` values (SMPP 3.4 §5.2.28).
@@ -163,12 +164,12 @@ impl Tlvs {
     }
 
     /// The first value for `tag`.
-    pub fn get(&self, tag: u16) -> Option<&Bytes> {
+    pub fn get(&self, tag: u16) -> Option<&Octets> {
         self.0.iter().find(|t| t.tag == tag).map(|t| &t.value)
     }
 
     /// Appends a TLV (keeps any earlier one with the same tag).
-    pub fn push(&mut self, tag: u16, value: impl Into<Bytes>) {
+    pub fn push(&mut self, tag: u16, value: impl Into<Octets>) {
         self.0.push(Tlv {
             tag,
             value: value.into(),
@@ -176,7 +177,7 @@ impl Tlvs {
     }
 
     /// Replaces the first TLV with `tag` in place, or appends it.
-    pub fn set(&mut self, tag: u16, value: impl Into<Bytes>) {
+    pub fn set(&mut self, tag: u16, value: impl Into<Octets>) {
         let value = value.into();
         match self.0.iter_mut().find(|t| t.tag == tag) {
             Some(t) => t.value = value,
@@ -267,7 +268,7 @@ impl Tlvs {
     }
 
     /// message_payload (0x0424).
-    pub fn message_payload(&self) -> Option<&Bytes> {
+    pub fn message_payload(&self) -> Option<&Octets> {
         self.get(tags::MESSAGE_PAYLOAD)
     }
 
@@ -299,23 +300,25 @@ impl Tlvs {
     /// Reads TLVs to the end of the body. Bytes that do not form a whole TLV (fewer than
     /// four left, or a length past the end) are ignored and flagged
     /// [`Tolerated::TRAILING_BYTES`]: peers pad bodies, and a half TLV carries nothing usable.
-    pub(crate) fn decode(r: &mut Reader) -> Self {
-        let mut out = Vec::new();
-        let rest = r.rest();
-        let mut pos = 0;
-        while rest.len() - pos >= 4 {
-            let tag = u16::from_be_bytes([rest[pos], rest[pos + 1]]);
-            let len = u16::from_be_bytes([rest[pos + 2], rest[pos + 3]]) as usize;
-            if rest.len() - pos - 4 < len {
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Self {
+        let (buf, mut pos, end) = r.take_rest();
+        if pos == end {
+            return Self::new();
+        }
+        let mut out = Vec::with_capacity(4);
+        while end - pos >= 4 {
+            let tag = u16::from_be_bytes([buf[pos], buf[pos + 1]]);
+            let len = u16::from_be_bytes([buf[pos + 2], buf[pos + 3]]) as usize;
+            if end - pos - 4 < len {
                 break;
             }
             out.push(Tlv {
                 tag,
-                value: rest.slice(pos + 4..pos + 4 + len),
+                value: Octets::slice_of(buf, pos + 4, pos + 4 + len),
             });
             pos += 4 + len;
         }
-        if pos != rest.len() {
+        if pos != end {
             r.tolerated |= Tolerated::TRAILING_BYTES;
         }
         Self(out)

@@ -1,26 +1,28 @@
-//! Low-level readers and writers for SMPP field types over a `Bytes` body.
+//! Low-level readers and writers for SMPP field types over a PDU held in `Bytes`.
 //!
 //! Invariants: every read is bounds-checked and returns [`BodyError`] instead of panicking;
-//! C-octet strings and octet strings are zero-copy `Bytes` slices of the input. Tolerated
-//! deviations are recorded in the reader's [`Tolerated`] set.
+//! strings come out as [`Octets`] (inline copies when short, zero-copy slices of the input
+//! when long). Tolerated deviations are recorded in the reader's [`Tolerated`] set.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::{BodyError, EncodeError};
+use super::octets::Octets;
 use super::tolerated::Tolerated;
 
-/// Cursor over one PDU body.
-pub(crate) struct Reader {
-    buf: Bytes,
+/// Cursor over one PDU body (borrowing the whole PDU, so no slice is taken for the body).
+pub(crate) struct Reader<'a> {
+    buf: &'a Bytes,
     pos: usize,
     pub(crate) tolerated: Tolerated,
 }
 
-impl Reader {
-    pub(crate) fn new(buf: Bytes) -> Self {
+impl<'a> Reader<'a> {
+    /// Reads `buf[start..]`.
+    pub(crate) fn new(buf: &'a Bytes, start: usize) -> Self {
         Self {
             buf,
-            pos: 0,
+            pos: start.min(buf.len()),
             tolerated: Tolerated::NONE,
         }
     }
@@ -52,15 +54,25 @@ impl Reader {
     }
 
     pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, BodyError> {
-        let s = self.octets(4, field)?;
-        Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+        Ok(u32::from_be_bytes(self.fixed::<4>(field)?))
     }
 
-    pub(crate) fn octets(&mut self, n: usize, field: &'static str) -> Result<Bytes, BodyError> {
+    fn fixed<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], BodyError> {
+        let s = self
+            .buf
+            .get(self.pos..self.pos + N)
+            .ok_or(BodyError::UnexpectedEnd { field })?;
+        self.pos += N;
+        let mut out = [0; N];
+        out.copy_from_slice(s);
+        Ok(out)
+    }
+
+    pub(crate) fn octets(&mut self, n: usize, field: &'static str) -> Result<Octets, BodyError> {
         if self.remaining() < n {
             return Err(BodyError::UnexpectedEnd { field });
         }
-        let s = self.buf.slice(self.pos..self.pos + n);
+        let s = Octets::slice_of(self.buf, self.pos, self.pos + n);
         self.pos += n;
         Ok(s)
     }
@@ -68,12 +80,12 @@ impl Reader {
     /// A C-octet string without its NUL. A string that runs to the end of the body without
     /// a NUL is accepted (flag [`Tolerated::MISSING_NUL`]); so is an absent string at the
     /// very end of the body (flag [`Tolerated::MISSING_FIELDS`]).
-    pub(crate) fn cstr(&mut self, field: &'static str) -> Result<Bytes, BodyError> {
+    pub(crate) fn cstr(&mut self, field: &'static str) -> Result<Octets, BodyError> {
         let _ = field;
         let rest = &self.buf[self.pos..];
-        match rest.iter().position(|&b| b == 0) {
+        match find_nul(rest) {
             Some(n) => {
-                let s = self.buf.slice(self.pos..self.pos + n);
+                let s = Octets::slice_of(self.buf, self.pos, self.pos + n);
                 self.pos += n + 1;
                 Ok(s)
             }
@@ -83,18 +95,18 @@ impl Reader {
                 } else {
                     Tolerated::MISSING_NUL
                 };
-                let s = self.buf.slice(self.pos..);
+                let s = Octets::slice_of(self.buf, self.pos, self.buf.len());
                 self.pos = self.buf.len();
                 Ok(s)
             }
         }
     }
 
-    /// Everything not yet read.
-    pub(crate) fn rest(&mut self) -> Bytes {
-        let s = self.buf.slice(self.pos..);
+    /// The whole PDU and the range not yet read, which the caller consumes entirely.
+    pub(crate) fn take_rest(&mut self) -> (&'a Bytes, usize, usize) {
+        let start = self.pos;
         self.pos = self.buf.len();
-        s
+        (self.buf, start, self.buf.len())
     }
 
     /// Ignores whatever is left, flagging it when non-empty.
@@ -106,9 +118,33 @@ impl Reader {
     }
 }
 
+/// Index of the first NUL, eight bytes at a time (the classic "has zero byte" bit trick: the
+/// lowest flagged byte is always a real zero, later ones may be false positives).
+pub(crate) fn find_nul(s: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = s.chunks_exact(8);
+    let mut base = 0;
+    for c in &mut chunks {
+        let mut w = [0; 8];
+        w.copy_from_slice(c);
+        let w = u64::from_le_bytes(w);
+        let t = w.wrapping_sub(LO) & !w & HI;
+        if t != 0 {
+            return Some(base + (t.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == 0)
+        .map(|p| base + p)
+}
+
 /// Encoded length of a C-octet string, checking it holds no NUL.
 pub(crate) fn cstr_len(s: &[u8], field: &'static str) -> Result<usize, EncodeError> {
-    if s.contains(&0) {
+    if find_nul(s).is_some() {
         return Err(EncodeError::NulInCString { field });
     }
     Ok(s.len() + 1)
@@ -135,4 +171,35 @@ pub(crate) fn put_short_message(buf: &mut BytesMut, s: &[u8]) {
     // Length checked by `short_message_len` before any byte is written.
     buf.put_u8(s.len() as u8);
     buf.put_slice(s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_nul;
+
+    #[test]
+    fn find_nul_matches_naive_search() {
+        let mut s = [
+            0x80u8, 1, 0xFF, 0x01, 0x7F, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+        ];
+        assert_eq!(find_nul(&s), None);
+        for i in 0..s.len() {
+            let saved = s[i];
+            s[i] = 0;
+            for start in 0..=i {
+                assert_eq!(
+                    find_nul(&s[start..]),
+                    Some(i - start),
+                    "nul at {i} from {start}"
+                );
+            }
+            s[i] = saved;
+        }
+        // A 0x01 after a zero byte must not hide the zero.
+        assert_eq!(find_nul(&[1, 0, 1, 1, 1, 1, 1, 1, 0]), Some(1));
+        assert_eq!(
+            find_nul(&[0x01, 0x00, 0x00, 0x01, 0x80, 0x01, 0x01, 0x01]),
+            Some(1)
+        );
+    }
 }

@@ -31,8 +31,10 @@ impl EncodingSet {
     pub const GBK: Self = Self(8);
     /// What every SMPP SMSC accepts: GSM 7-bit and UCS-2.
     pub const SMPP_DEFAULT: Self = Self(1 | 4);
-    /// CMPP ISMGs: UCS-2 and GBK (and 7-bit/ASCII for plain text).
-    pub const CMPP_DEFAULT: Self = Self(1 | 4 | 8);
+    /// CMPP ISMGs: UCS-2 and GBK. GSM 7-bit is left out on purpose: CMPP `Msg_Fmt` 0 means
+    /// ASCII octets, not GSM septets (`@` would become 0x00), and GBK is ASCII-compatible, so
+    /// plain-ASCII text goes as GBK at one octet per character.
+    pub const CMPP_DEFAULT: Self = Self(4 | 8);
 
     /// True if every encoding in `other` is in `self`.
     #[must_use]
@@ -93,8 +95,10 @@ fn octets(text: &str, encoding: Encoding) -> Option<usize> {
 /// (e.g. only GSM 7-bit allowed and the text has Chinese characters).
 #[must_use]
 pub fn choose(text: &str, allowed: EncodingSet, scheme: ConcatScheme) -> Option<Choice> {
-    if allowed.contains(EncodingSet::GSM7) && gsm7::is_encodable(text) {
-        let parts = count_parts(text, Encoding::Gsm7, scheme)?;
+    // count_parts is None exactly when some character is outside the GSM alphabet.
+    if allowed.contains(EncodingSet::GSM7)
+        && let Some(parts) = count_parts(text, Encoding::Gsm7, scheme)
+    {
         return Some(Choice {
             encoding: Encoding::Gsm7,
             parts,
@@ -164,6 +168,24 @@ mod tests {
                 parts: 1
             }
         );
+    }
+
+    #[test]
+    fn cmpp_ascii_goes_as_gbk() {
+        let c = choose(
+            "Hello @ sluice",
+            EncodingSet::CMPP_DEFAULT,
+            ConcatScheme::Udh8,
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            Choice {
+                encoding: Encoding::Gbk,
+                parts: 1
+            }
+        );
+        assert_eq!(c.encoding.cmpp_msg_fmt(), Some(15));
     }
 
     #[test]

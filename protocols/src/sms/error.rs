@@ -67,6 +67,9 @@ pub enum SplitError {
         /// Octets the UDH (with UDHL and concatenation IE) would take.
         udh_octets: usize,
     },
+    /// None of the allowed encodings can represent the text (UCS-2 not allowed).
+    #[error("no allowed encoding can represent the text")]
+    NoEncoding,
     /// The encoding is not usable for this operation (binary text, GBK under SAR/UDH etc.).
     #[error("{0:?} cannot be used here")]
     UnsupportedEncoding(Encoding),

@@ -227,18 +227,23 @@ pub const fn septet_capacity(octets: usize, udh_octets: usize) -> usize {
 /// last octet are zero. The top bit of each input value is ignored.
 #[must_use]
 pub fn pack(septets: &[u8], fill_bits: u8) -> Vec<u8> {
-    let fill = usize::from(fill_bits % 7);
-    let total_bits = fill + septets.len() * 7;
-    let mut out = vec![0u8; total_bits.div_ceil(8)];
-    let mut bit = fill;
+    let fill = u32::from(fill_bits % 7);
+    let total_bits = fill as usize + septets.len() * 7;
+    let mut out = Vec::with_capacity(total_bits.div_ceil(8));
+    // Bit accumulator: septets go in at the top, whole octets come out at the bottom.
+    let mut acc: u32 = 0;
+    let mut nbits = fill;
     for &s in septets {
-        let v = u16::from(s & 0x7F) << (bit % 8);
-        let byte = bit / 8;
-        out[byte] |= v as u8;
-        if bit % 8 > 1 {
-            out[byte + 1] |= (v >> 8) as u8;
+        acc |= u32::from(s & 0x7F) << nbits;
+        nbits += 7;
+        if nbits >= 8 {
+            out.push(acc as u8);
+            acc >>= 8;
+            nbits -= 8;
         }
-        bit += 7;
+    }
+    if nbits > 0 {
+        out.push(acc as u8);
     }
     out
 }
@@ -250,17 +255,29 @@ pub fn pack(septets: &[u8], fill_bits: u8) -> Vec<u8> {
 /// the count is clamped to what the octets hold.
 #[must_use]
 pub fn unpack(octets: &[u8], fill_bits: u8, max_septets: usize) -> Vec<u8> {
-    let fill = usize::from(fill_bits % 7);
-    let available = (octets.len() * 8).saturating_sub(fill) / 7;
+    let fill = u32::from(fill_bits % 7);
+    let available = (octets.len() * 8).saturating_sub(fill as usize) / 7;
     let count = available.min(max_septets);
     let mut out = Vec::with_capacity(count);
-    let mut bit = fill;
-    for _ in 0..count {
-        let byte = bit / 8;
-        let lo = u16::from(octets[byte]);
-        let hi = octets.get(byte + 1).copied().map_or(0, u16::from);
-        out.push((((hi << 8 | lo) >> (bit % 8)) & 0x7F) as u8);
-        bit += 7;
+    let mut acc: u32 = 0;
+    let mut nbits: u32 = 0;
+    let mut skip = fill;
+    for &o in octets {
+        acc |= u32::from(o) << nbits;
+        nbits += 8;
+        if skip > 0 {
+            acc >>= skip;
+            nbits -= skip;
+            skip = 0;
+        }
+        while nbits >= 7 && out.len() < count {
+            out.push((acc & 0x7F) as u8);
+            acc >>= 7;
+            nbits -= 7;
+        }
+        if out.len() == count {
+            break;
+        }
     }
     out
 }

@@ -17,6 +17,12 @@
 //! let parts = split_text(text, choice.encoding, &SplitOptions::new(ConcatScheme::Udh8, 42)).unwrap();
 //! assert_eq!(parts.len(), 1);
 //! assert_eq!(parts[0].smpp_data_coding(), Some(0));
+//!
+//! // Or in one call; 80 UCS-2 characters need two parts with an 8-bit-reference UDH.
+//! let opts = SplitOptions::new(ConcatScheme::Udh8, 43);
+//! let parts = sluice_protocols::sms::split_auto(&"短".repeat(80), EncodingSet::SMPP_DEFAULT, &opts).unwrap();
+//! assert_eq!(parts.len(), 2);
+//! assert_eq!(parts[0].udh.as_deref(), Some(&[0x05, 0x00, 0x03, 43, 2, 1][..]));
 //! ```
 
 pub mod choose;
@@ -105,6 +111,20 @@ impl Encoding {
             _ => None,
         }
     }
+}
+
+/// Chooses the cheapest allowed encoding for `text` ([`choose()`]) and splits it with `opts`:
+/// the one call a channel makes per outgoing text message.
+///
+/// # Errors
+/// [`SplitError::NoEncoding`] when no allowed encoding fits, else as [`split_text`].
+pub fn split_auto(
+    text: &str,
+    allowed: EncodingSet,
+    opts: &SplitOptions,
+) -> Result<Vec<Part>, SplitError> {
+    let choice = choose(text, allowed, opts.scheme).ok_or(SplitError::NoEncoding)?;
+    split_text(text, choice.encoding, opts)
 }
 
 /// Encodes `text` in a text encoding; GSM 7-bit comes out unpacked (one septet per octet).

@@ -14,7 +14,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::udh::Concat;
+use super::error::UdhError;
+use super::udh::{Concat, Udh};
 
 /// Identifies one concatenated message.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -152,6 +153,27 @@ impl Reassembler {
         }
     }
 
+    /// Adds one part given as user data with a UDH (SMPP `esm_class` 0x40 set): parses the
+    /// header, keys on its concatenation IE (0x00 or 0x08), and stores the payload after the
+    /// header. User data whose UDH has no valid concatenation IE is a single-part message.
+    ///
+    /// # Errors
+    /// [`UdhError`] if the header is malformed.
+    pub fn push_udh(
+        &mut self,
+        source: &str,
+        dest: &str,
+        user_data: &[u8],
+        now: Instant,
+    ) -> Result<Outcome, UdhError> {
+        let (udh, payload) = Udh::parse(user_data)?;
+        Ok(match udh.concat() {
+            Some(c) => self.push(source, dest, c, payload, now),
+            None if payload.len() > self.config.max_part_octets => Outcome::Rejected,
+            None => Outcome::Complete(vec![payload.to_vec()]),
+        })
+    }
+
     /// Drops incomplete messages whose first part is older than the TTL at `now`, returning
     /// their keys (so the caller can log or count them).
     pub fn expire(&mut self, now: Instant) -> Vec<MessageKey> {
@@ -207,6 +229,26 @@ mod tests {
             Outcome::Complete(vec![b"1".to_vec(), b"2".to_vec(), b"3".to_vec()])
         );
         assert_eq!(r.pending(), 1);
+    }
+
+    #[test]
+    fn udh_keyed_parts() {
+        let now = Instant::now();
+        let mut r = Reassembler::new(ReassemblyConfig::default());
+        let p2 = [0x05, 0x00, 0x03, 0x09, 0x02, 0x02, b'b'];
+        let p1 = [0x06, 0x08, 0x04, 0x00, 0x09, 0x02, 0x01, b'a'];
+        assert_eq!(r.push_udh("a", "b", &p2, now), Ok(Outcome::Pending));
+        // A 16-bit IE with the same numbers joins the same message.
+        assert_eq!(
+            r.push_udh("a", "b", &p1, now),
+            Ok(Outcome::Complete(vec![b"a".to_vec(), b"b".to_vec()]))
+        );
+        let ports_only = [0x06, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0, 0xAA];
+        assert_eq!(
+            r.push_udh("a", "b", &ports_only, now),
+            Ok(Outcome::Complete(vec![vec![0xAA]]))
+        );
+        assert!(r.push_udh("a", "b", &[0x09, 0x00], now).is_err());
     }
 
     #[test]

@@ -93,7 +93,8 @@ pub struct Part {
     /// The payload after the UDH: unpacked septets, packed septets (fill bits first), or octets.
     pub payload: Vec<u8>,
     /// Concatenation numbers; `None` for a single-part message. With [`ConcatScheme::Sar`]
-    /// these are the TLV values; with a UDH scheme they are already in `udh`.
+    /// these are the TLV values; with a UDH scheme they are already in `udh` (and the
+    /// reference is the low 8 bits only for [`ConcatScheme::Udh8`], as on the wire).
     pub concat: Option<Concat>,
     /// True when `udh` is present (SMPP `esm_class` 0x40, CMPP `TP_udhi` 1).
     pub esm_udhi: bool,
@@ -233,6 +234,11 @@ fn split_encoded(
     if total > max {
         return Err(SplitError::TooManyParts { needed: total, max });
     }
+    // Report the reference as it travels: IE 0x00 only carries the low 8 bits.
+    let reference = match opts.scheme {
+        ConcatScheme::Udh8 => opts.reference & 0xFF,
+        ConcatScheme::Udh16 | ConcatScheme::Sar => opts.reference,
+    };
     let mut parts = Vec::with_capacity(total);
     let mut start = 0;
     for seq in 1..=total {
@@ -244,7 +250,7 @@ fn split_encoded(
         let chunk = &data[start..end];
         start = end;
         let concat = (total > 1).then_some(Concat {
-            reference: opts.reference,
+            reference,
             total: total as u8,
             seq: seq as u8,
         });
@@ -395,7 +401,12 @@ mod tests {
             assert_eq!(count_parts(&text, enc, scheme), Some(3));
             for (i, p) in parts.iter().enumerate() {
                 let c = p.concat.unwrap();
-                assert_eq!((c.total, c.seq, c.reference), (3, i as u8 + 1, 0x1234));
+                let reference = if scheme == ConcatScheme::Udh8 {
+                    0x34
+                } else {
+                    0x1234
+                };
+                assert_eq!((c.total, c.seq, c.reference), (3, i as u8 + 1, reference));
                 assert!(p.air_octets() <= MAX_USER_DATA);
                 match scheme {
                     ConcatScheme::Udh8 => {
@@ -457,7 +468,12 @@ mod tests {
             src: 9200,
         });
         let data = vec![0xAB; 200];
-        let parts = split_binary(&data, std::slice::from_ref(&ports), &opts(ConcatScheme::Udh8)).unwrap();
+        let parts = split_binary(
+            &data,
+            std::slice::from_ref(&ports),
+            &opts(ConcatScheme::Udh8),
+        )
+        .unwrap();
         assert_eq!(parts.len(), 2);
         let udh = parts[0].udh.as_deref().unwrap();
         assert_eq!(

@@ -22,7 +22,7 @@ pub use error::WapError;
 pub use si::{ServiceIndication, SiAction};
 pub use sl::{HrefPrefixRule, ServiceLoading, SlAction};
 pub use wbxml::WapDateTime;
-pub use wsp::{ApplicationId, ContentType, PushHeaders};
+pub use wsp::{ApplicationId, ContentType, PushHeaders, PushPdu, WspDecodeError};
 
 use crate::sms::{ConcatScheme, Part, Ports, SplitOptions};
 

@@ -159,6 +159,9 @@ impl ServiceIndication {
 
     /// The textual SI document (what a PAP client posts to a PPG), attributes in the same
     /// order as [`Self::to_wbxml`] writes them.
+    ///
+    /// The prolog declares `encoding="UTF-8"`: without it Kannel's PPG takes the document as
+    /// ISO-8859-1 and double-encodes every non-ASCII character (seen in `tests/wap_kannel.rs`).
     #[must_use]
     pub fn to_xml(&self) -> String {
         use wbxml::xml_escape as esc;
@@ -185,7 +188,7 @@ impl ServiceIndication {
             attr("class", v);
         }
         format!(
-            "<?xml version=\"1.0\"?>\n<!DOCTYPE si PUBLIC \"-//WAPFORUM//DTD SI 1.0//EN\" \
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE si PUBLIC \"-//WAPFORUM//DTD SI 1.0//EN\" \
              \"http://www.wapforum.org/DTD/si.dtd\">\n<si><indication{attrs}>{}</indication></si>\n",
             esc(&self.text)
         )

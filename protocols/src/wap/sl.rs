@@ -107,6 +107,9 @@ impl ServiceLoading {
     }
 
     /// The textual SL document, attributes in [`Self::to_wbxml`] order.
+    ///
+    /// The prolog declares `encoding="UTF-8"`: without it Kannel's PPG takes the document as
+    /// ISO-8859-1 and double-encodes every non-ASCII character (seen in `tests/wap_kannel.rs`).
     #[must_use]
     pub fn to_xml(&self) -> String {
         let action = self
@@ -114,7 +117,7 @@ impl ServiceLoading {
             .map(|a| format!(" action=\"{}\"", a.as_str()))
             .unwrap_or_default();
         format!(
-            "<?xml version=\"1.0\"?>\n<!DOCTYPE sl PUBLIC \"-//WAPFORUM//DTD SL 1.0//EN\" \
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE sl PUBLIC \"-//WAPFORUM//DTD SL 1.0//EN\" \
              \"http://www.wapforum.org/DTD/sl.dtd\">\n<sl href=\"{}\"{action}></sl>\n",
             wbxml::xml_escape(&self.href)
         )

@@ -160,6 +160,24 @@ impl WapDateTime {
         Ok(Self { digits })
     }
 
+    /// Builds a date from UTC components (e.g. from `jiff`), with the same range checks as
+    /// [`Self::parse`].
+    ///
+    /// # Errors
+    /// [`WapError::InvalidDate`] for a year above 9999 or out-of-range fields.
+    pub fn from_parts(
+        year: u16,
+        month: u8,
+        day: u8,
+        hour: u8,
+        minute: u8,
+        second: u8,
+    ) -> Result<Self, WapError> {
+        Self::parse(&format!(
+            "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z"
+        ))
+    }
+
     /// The WBXML form (WAP-167 §9.2.2): digits packed two per octet (BCD, first digit in the
     /// high nibble), then trailing zero octets removed — `1999-06-30T00:00:00Z` becomes
     /// `19 99 06 30`.
@@ -233,6 +251,14 @@ mod tests {
         // Only whole zero octets go: 10:00 keeps the 0x10.
         let d = WapDateTime::parse("2002-04-16T10:00:00Z").unwrap();
         assert_eq!(d.packed(), [0x20, 0x02, 0x04, 0x16, 0x10]);
+        assert_eq!(
+            WapDateTime::from_parts(1999, 6, 30, 0, 0, 0)
+                .unwrap()
+                .packed(),
+            [0x19, 0x99, 0x06, 0x30]
+        );
+        assert!(WapDateTime::from_parts(10_000, 1, 1, 0, 0, 0).is_err());
+        assert!(WapDateTime::from_parts(2026, 2, 1, 24, 0, 0).is_err());
         for bad in [
             "1999-13-01T00:00:00Z",
             "1999-06-25 15:23:15Z",

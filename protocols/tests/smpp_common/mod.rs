@@ -1,18 +1,18 @@
-//! Shared proptest strategies for SMPP tests (included with `#[path]`, not a test target
-//! of its own... cargo compiles it as one; it only defines strategies and a smoke test).
+//! Shared proptest strategies generating every SMPP PDU with arbitrary fields, including
+//! unknown TLVs (included by the smpp_* tests with `#[path]`; a folder, so cargo does not
+//! build it as a test target of its own).
 #![allow(dead_code, unreachable_pub)]
 
-use bytes::Bytes;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use sluice_protocols::smpp::*;
 
-pub fn cstr(max: usize) -> impl Strategy<Value = Bytes> {
-    vec(1u8..=255, 0..=max).prop_map(Bytes::from)
+pub fn cstr(max: usize) -> impl Strategy<Value = Octets> {
+    vec(1u8..=255, 0..=max).prop_map(Octets::from)
 }
 
-pub fn octets(max: usize) -> impl Strategy<Value = Bytes> {
-    vec(any::<u8>(), 0..=max).prop_map(Bytes::from)
+pub fn octets(max: usize) -> impl Strategy<Value = Octets> {
+    vec(any::<u8>(), 0..=max).prop_map(Octets::from)
 }
 
 pub fn address() -> impl Strategy<Value = Address> {
