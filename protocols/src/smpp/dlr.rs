@@ -12,8 +12,9 @@
 
 use std::io::Write as _;
 
-use super::sm::Sm;
-use super::tlv::{MessageState, NetworkErrorCode};
+use super::data_sm::DataSm;
+use super::sm::{ESM_CLASS_DELIVERY_RECEIPT, ESM_CLASS_TYPE_MASK, Sm};
+use super::tlv::{MessageState, NetworkErrorCode, Tlvs};
 
 /// A date in receipt text: `YYMMDDhhmm` or `YYMMDDhhmmss`, years taken as 2000 + YY.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -231,9 +232,11 @@ impl<'a> ReceiptText<'a> {
                 continue;
             }
             // At the start of a word: try every key.
+            let first = s[i].to_ascii_lowercase();
             let found = KEYS.iter().find(|(k, _)| {
-                s.get(i..i + k.len())
-                    .is_some_and(|w| w.eq_ignore_ascii_case(k))
+                k[0] == first
+                    && s.get(i..i + k.len())
+                        .is_some_and(|w| w.eq_ignore_ascii_case(k))
             });
             let Some(&(k, key)) = found else {
                 // Not a key: skip the word.
@@ -325,7 +328,7 @@ impl<'a> ReceiptText<'a> {
     }
 }
 
-/// Receipt information extracted from a deliver_sm (or data_sm payload).
+/// Receipt information extracted from a deliver_sm or data_sm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeliveryReport<'a> {
     /// The SMSC message id being reported (TLV first, else text `id:`).
@@ -342,21 +345,31 @@ impl<'a> DeliveryReport<'a> {
     /// Extracts a receipt from a deliver_sm body: `None` when it is not a receipt (neither
     /// esm_class 0x04 nor receipted_message_id) or no message id can be found.
     pub fn from_sm(sm: &'a Sm) -> Option<Self> {
-        let tlv_id = sm.tlvs.receipted_message_id();
-        if !sm.is_delivery_receipt() && tlv_id.is_none() {
+        Self::extract(sm.esm_class, &sm.tlvs, sm.payload())
+    }
+
+    /// The same for a data_sm (text, if any, in message_payload).
+    pub fn from_data_sm(ds: &'a DataSm) -> Option<Self> {
+        let payload = ds.tlvs.message_payload().map_or(&[][..], |p| p.as_slice());
+        Self::extract(ds.esm_class, &ds.tlvs, payload)
+    }
+
+    fn extract(esm_class: u8, tlvs: &'a Tlvs, payload: &'a [u8]) -> Option<Self> {
+        let tlv_id = tlvs.receipted_message_id();
+        let is_receipt = esm_class & ESM_CLASS_TYPE_MASK == ESM_CLASS_DELIVERY_RECEIPT;
+        if !is_receipt && tlv_id.is_none() {
             return None;
         }
-        let parsed = ReceiptText::parse(sm.payload());
+        let parsed = ReceiptText::parse(payload);
         let text = (parsed.id.is_some() || parsed.stat.is_some()).then_some(parsed);
         let message_id = tlv_id.or(parsed.id)?;
-        let state = sm
-            .tlvs
+        let state = tlvs
             .message_state()
             .or_else(|| parsed.stat.and_then(|s| s.message_state()));
         Some(Self {
             message_id,
             state,
-            network_error: sm.tlvs.network_error_code(),
+            network_error: tlvs.network_error_code(),
             text,
         })
     }
@@ -428,5 +441,25 @@ mod tests {
         sm.esm_class = 0;
         sm.tlvs = Default::default();
         assert!(DeliveryReport::from_sm(&sm).is_none());
+    }
+
+    #[test]
+    fn data_sm_receipt_from_payload_and_tlvs() {
+        let mut ds = DataSm {
+            esm_class: 0x04,
+            ..DataSm::default()
+        };
+        ds.tlvs.push(
+            crate::smpp::tlv::tags::MESSAGE_PAYLOAD,
+            b"id:7 stat:UNDELIV err:011".to_vec(),
+        );
+        ds.tlvs.set_network_error_code(NetworkErrorCode {
+            network_type: 3,
+            error_code: 11,
+        });
+        let r = DeliveryReport::from_data_sm(&ds).unwrap();
+        assert_eq!(r.message_id, b"7");
+        assert_eq!(r.state, Some(MessageState::Undeliverable));
+        assert_eq!(r.network_error.map(|n| n.error_code), Some(11));
     }
 }
