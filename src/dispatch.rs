@@ -176,6 +176,33 @@ impl DispatchConfig {
     }
 }
 
+impl DispatchConfig {
+    /// Dispatch settings for a configured channel in the gateway's time zone.
+    ///
+    /// # Errors
+    /// [`crate::schedule::WindowError`] for a window string that does not parse (config
+    /// validation normally catches it first).
+    pub fn from_config(
+        c: &crate::config::ChannelConfig,
+        tz: TimeZone,
+    ) -> Result<Self, crate::schedule::WindowError> {
+        let allowed = parse_windows(&c.windows)?;
+        let quiet = parse_windows(&c.quiet_hours)?;
+        Ok(Self {
+            tz,
+            windows: WindowRules {
+                allowed: if allowed.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![allowed]
+                },
+                quiet,
+            },
+            ..Self::new(&c.name)
+        })
+    }
+}
+
 /// The wiring of one dispatcher.
 #[derive(Debug)]
 pub struct DispatchLinks {
@@ -222,6 +249,8 @@ pub struct Dispatcher<B: Backend, C: Clock> {
     buffers: [VecDeque<Message>; 3],
     /// Lanes whose last lease came back empty: no work until woken.
     dry: [bool; 3],
+    /// The channel's window is closed until then.
+    closed_until: Option<Timestamp>,
     stats: DispatchStats,
 }
 
@@ -236,6 +265,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
             clock,
             buffers: Default::default(),
             dry: [false; 3],
+            closed_until: None,
             stats: DispatchStats::default(),
         }
     }
@@ -252,7 +282,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
         loop {
             let stopping = *links.shutdown.borrow();
             if stopping && to_worker.is_some() {
-                self.give_back_buffers().await?;
+                self.give_back_buffers(self.clock.now_ms()).await?;
                 // Dropping the sender lets the worker drain and close its outcome queue.
                 to_worker = None;
             }
@@ -320,6 +350,9 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
     }
 
     fn has_work(&self) -> bool {
+        if self.closed_until.is_some_and(|t| t > self.clock.now()) {
+            return false;
+        }
         Lane::ALL
             .iter()
             .any(|l| !self.buffers[index(*l)].is_empty() || !self.dry[index(*l)])
@@ -337,7 +370,9 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
         let Some(due) = earliest else {
             return Ok(None);
         };
-        let due = from_ms(due).max(self.clock.now());
+        let due = from_ms(due)
+            .max(self.clock.now())
+            .max(self.closed_until.unwrap_or(Timestamp::MIN));
         Ok(Some(
             next_allowed(due, &self.config.tz, &self.config.windows).unwrap_or(due),
         ))
@@ -347,11 +382,18 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
     async fn next_message(&mut self) -> Result<Option<OutboundMessage>, DispatchError> {
         loop {
             let now = self.clock.now();
-            if next_allowed(now, &self.config.tz, &self.config.windows) != Some(now) {
-                // Outside the channel's windows: nothing may be leased now.
+            let open = next_allowed(now, &self.config.tz, &self.config.windows);
+            if open != Some(now) {
+                // Outside the channel's windows: nothing may be sent now. Messages already
+                // leased go back to their queues at the opening rather than sit here with
+                // their lease running out (an expired lease would be leased twice).
                 self.dry = [true; 3];
+                self.closed_until = Some(open.unwrap_or(Timestamp::MAX));
+                let due_ms = open.map_or(u64::MAX, to_ms);
+                self.give_back_buffers(due_ms).await?;
                 return Ok(None);
             }
+            self.closed_until = None;
             let (buffers, dry) = (&self.buffers, &self.dry);
             let Some(lane) = self
                 .lanes
@@ -465,17 +507,14 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
         Ok(())
     }
 
-    /// On shutdown: leased-but-not-dispatched messages go back to their queues now.
-    async fn give_back_buffers(&mut self) -> Result<(), DispatchError> {
-        let now_ms = self.clock.now_ms();
+    /// Leased-but-not-dispatched messages go back to their queues, due at `due_ms` (on
+    /// shutdown: now; when the channel window closes: its next opening).
+    async fn give_back_buffers(&mut self, due_ms: u64) -> Result<(), DispatchError> {
         let ops: Vec<Op> = self
             .buffers
             .iter_mut()
             .flat_map(|b| b.drain(..))
-            .map(|m| Op::Requeue {
-                id: m.id,
-                due_ms: now_ms,
-            })
+            .map(|m| Op::Requeue { id: m.id, due_ms })
             .collect();
         if !ops.is_empty() {
             self.store.submit(ops).await?;

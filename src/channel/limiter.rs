@@ -7,14 +7,20 @@
 //! Invariants:
 //! - `floor <= current <= ceiling`; the ceiling is the configured rate and is never exceeded.
 //! - One halving per congestion event: a throttle answer to a request that was *sent before*
-//!   the last decrease is ignored, because that request went out at the old rate. Without
-//!   this, a full window of throttled answers would collapse the rate to the floor at once.
+//!   the last decrease is ignored, because that request went out at the old rate, and no two
+//!   decreases come closer than `cooldown` (centers measure their caps per second, so their
+//!   bucket needs that long to show the new rate). Without this, a full window of throttled
+//!   answers would collapse the rate to the floor at once.
+//! - Increases come after a run of `max(success_run, current / 10)` successes, i.e. roughly
+//!   every tenth of a second of traffic at the current rate, so recovery speed does not
+//!   depend on how far the rate fell.
 //! - Pure logic: time comes in as a parameter (`now`, `sent_at`), so the tests drive it with
 //!   a manual clock and never sleep.
 //!
 //! [`ChannelLimiter`] couples the AIMD state with a governor GCRA limiter (rate + burst). The
 //! governor quota is immutable, so the limiter is rebuilt when AIMD changes the rate; that
-//! happens at most once per throttle event or success run, never per message.
+//! happens at most once per throttle event or success run, never per message. A rebuilt
+//! bucket starts empty (it would otherwise hand out a full burst right after a decrease).
 
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
@@ -33,14 +39,16 @@ pub struct AimdConfig {
     pub floor: NonZeroU32,
     /// Messages per second added after each run of successes.
     pub increase_step: NonZeroU32,
-    /// How many consecutive successes earn one increase.
+    /// Fewest consecutive successes that earn one increase (the run is also at least a
+    /// tenth of the current rate).
     pub success_run: NonZeroU32,
+    /// Least time between two decreases.
+    pub cooldown: Duration,
 }
 
 impl AimdConfig {
     /// Defaults derived from the configured rate: floor 1 msg/s, step = 5 % of the ceiling
-    /// (at least 1), one increase per `max(ceiling / 10, 10)` successes, so that recovery from
-    /// a halving takes about ten increase steps of a tenth of a second's traffic each.
+    /// (at least 1), runs of at least 10 successes, 1 s cooldown between decreases.
     #[must_use]
     pub fn for_rate(ceiling: NonZeroU32) -> Self {
         let c = ceiling.get();
@@ -48,7 +56,8 @@ impl AimdConfig {
             ceiling,
             floor: NonZeroU32::MIN,
             increase_step: NonZeroU32::new((c / 20).max(1)).unwrap_or(NonZeroU32::MIN),
-            success_run: NonZeroU32::new((c / 10).max(10)).unwrap_or(NonZeroU32::MIN),
+            success_run: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
+            cooldown: Duration::from_secs(1),
         }
     }
 }
@@ -110,7 +119,7 @@ impl Aimd {
             return RateChange::Unchanged;
         }
         self.successes += 1;
-        if self.successes < self.config.success_run.get() {
+        if self.successes < self.config.success_run.get().max(self.current / 10) {
             return RateChange::Unchanged;
         }
         self.successes = 0;
@@ -125,7 +134,10 @@ impl Aimd {
     /// Halves the rate (not below the floor) unless the request predates the last decrease.
     pub fn on_throttle(&mut self, now: Instant, sent_at: Instant) -> RateChange {
         self.successes = 0;
-        if self.last_decrease.is_some_and(|at| sent_at < at) {
+        if self
+            .last_decrease
+            .is_some_and(|at| sent_at < at || now < at + self.config.cooldown)
+        {
             return RateChange::Unchanged;
         }
         self.last_decrease = Some(now);
@@ -187,6 +199,15 @@ impl<C: Clock + Clone> ChannelLimiter<C> {
         RateLimiter::direct_with_clock(Quota::per_second(rate).allow_burst(burst), clock.clone())
     }
 
+    fn rebuild(&mut self) {
+        self.gate = Self::build_gate(self.aimd.current(), self.burst, &self.clock);
+        // Start empty: take the whole burst, so tokens come at the new rate from now on.
+        let burst = self
+            .burst
+            .min(NonZeroU32::new(self.aimd.current()).unwrap_or(NonZeroU32::MIN));
+        let _ = self.gate.check_n(burst);
+    }
+
     /// Takes one token. `Err(wait)` says how long until one is available.
     ///
     /// # Errors
@@ -219,7 +240,7 @@ impl<C: Clock + Clone> ChannelLimiter<C> {
 
     fn apply(&mut self, change: RateChange) {
         if change != RateChange::Unchanged {
-            self.gate = Self::build_gate(self.aimd.current(), self.burst, &self.clock);
+            self.rebuild();
         }
     }
 }
@@ -239,6 +260,7 @@ mod tests {
             floor: nz(1),
             increase_step: nz(10),
             success_run: nz(5),
+            cooldown: Duration::from_millis(100),
         }
     }
 
@@ -266,8 +288,14 @@ mod tests {
             assert_eq!(aimd.on_throttle(now, t0), RateChange::Unchanged);
         }
         assert_eq!(aimd.current(), 50);
-        // A request sent after the decrease that is throttled again halves again.
+        // A request sent after the decrease but answered within the cooldown: ignored.
         let sent = t0 + Duration::from_millis(20);
+        assert_eq!(
+            aimd.on_throttle(sent + Duration::from_millis(1), sent),
+            RateChange::Unchanged
+        );
+        // After the cooldown, a fresh throttle halves again.
+        let sent = t0 + Duration::from_millis(200);
         assert_eq!(
             aimd.on_throttle(sent + Duration::from_millis(1), sent),
             RateChange::Decreased(25)
@@ -330,20 +358,22 @@ mod tests {
             aimd.on_success();
         }
         assert_eq!(aimd.current(), 85);
-        for _ in 0..5 {
+        // At 85 msg/s a run is 8 successes (a tenth of the rate).
+        for _ in 0..7 {
             aimd.on_success();
         }
-        assert_eq!(aimd.current(), 90);
+        assert_eq!(aimd.current(), 85);
+        assert_eq!(aimd.on_success(), RateChange::Increased(90));
     }
 
     #[test]
     fn for_rate_defaults_are_sane() {
         let c = AimdConfig::for_rate(nz(1000));
         assert_eq!(c.increase_step.get(), 50);
-        assert_eq!(c.success_run.get(), 100);
+        assert_eq!(c.success_run.get(), 10);
+        assert_eq!(c.cooldown, Duration::from_secs(1));
         let c = AimdConfig::for_rate(nz(3));
         assert_eq!(c.increase_step.get(), 1);
-        assert_eq!(c.success_run.get(), 10);
     }
 
     #[test]
@@ -359,17 +389,17 @@ mod tests {
         clock.advance(Duration::from_millis(10));
         assert!(limiter.try_acquire().is_ok());
 
-        // Halve: the interval doubles to 20 ms.
+        // Halve: the bucket starts empty and the interval doubles to 20 ms.
         let t0 = Instant::now();
         assert_eq!(limiter.on_throttle(t0, t0), RateChange::Decreased(50));
         assert_eq!(limiter.current_rate(), 50);
-        for _ in 0..10 {
-            assert!(limiter.try_acquire().is_ok());
-        }
         assert_eq!(
             limiter.try_acquire().unwrap_err(),
             Duration::from_millis(20)
         );
+        clock.advance(Duration::from_millis(20));
+        assert!(limiter.try_acquire().is_ok());
+        assert!(limiter.try_acquire().is_err());
     }
 
     #[test]

@@ -2,33 +2,44 @@
 //! to it.
 //!
 //! ```text
-//! dispatch ──(bounded mpsc of OutboundMessage)──▶ worker ──▶ N × bind driver ──▶ center
-//!                                                   │              │
-//!                                                   └──(mpsc of ChannelEvent)──▶ receipt layer
+//!  store ◀──ops── dispatch ──(bounded mpsc of OutboundMessage)──▶ worker ──▶ N × bind ──▶ center
+//!                    ▲                                             │  │          │
+//!                    └────────────(mpsc of Outcome)────────────────┘  └─(mpsc of ChannelEvent)──▶ receipt layer
 //! ```
 //!
 //! - [`limiter`]: governor rate per channel, steered by AIMD on throttle answers.
 //! - [`backoff`]: jittered exponential backoff (reconnects, temporary errors).
-//! - [`smpp`]: the SMPP egress: sans-IO session, bind driver task, channel worker.
+//! - [`smpp`]: the SMPP egress: sans-IO session, bind driver task, inbound (DLR/MO), part
+//!   builder, status classes, channel worker.
 //! - [`metrics_names`]: metric names used here.
+//! - `crate::dispatch` (sibling module): leases from the store by lane and writes outcomes.
+//!
+//! # Who writes what to the store
+//! The message life cycle (`Submitted` with each part's normalised center id, `Requeue` for
+//! retries, `Finish` for failures) is written by dispatch from the worker's
+//! [`smpp::worker::Outcome`]s — one outcome per message attempt, sent only after every part
+//! that went out has come back. Receipts and MO are the receipt layer's, from
+//! [`ChannelEvent`]s.
 //!
 //! # Event contract with the receipt layer
-//! Every outcome leaves the channel as a [`ChannelEvent`] on one `mpsc` that the receipt
-//! layer consumes. Ordering between events of *different* binds is not guaranteed, and a
-//! center may send a delivery receipt before (or on another bind than) the submit_sm_resp
-//! that tells us its message id. The channel does not buffer or reorder for that: it emits
-//! [`ChannelEvent::Receipt`] as soon as the DLR arrives, carrying the center's raw id. The
-//! receipt layer must look the id up, and when it is not known yet it keeps the receipt
-//! (bounded, with expiry) and retries the correlation when a later
-//! [`ChannelEvent::PartAccepted`] with a matching (normalised) id arrives. Ids are passed
-//! raw, exactly as the center wrote them; normalising hex/decimal/leading zeros is the
-//! receipt layer's job (the smpp codec provides the normaliser).
+//! Every DLR, MO and bind change leaves the channel as a [`ChannelEvent`] on one `mpsc`
+//! that the receipt layer consumes. Ordering between events of *different* binds is not
+//! guaranteed, and a center may send a delivery receipt before (or on another bind than) the
+//! submit_sm_resp that tells us its message id. The channel does not buffer or reorder for
+//! that: it emits [`ChannelEvent::Receipt`] as soon as the DLR arrives, carrying the center's
+//! raw id. The receipt layer looks the id up under [`normalise_center_id`] (with the
+//! channel's DLR id format) and, when it is not known yet, keeps the receipt (bounded, with
+//! expiry — the store's `Op::Receipt` does exactly this: it holds an unmatched receipt and
+//! applies it when the matching `Op::Submitted` arrives) and correlates it later. Ids in
+//! events are raw, exactly as the center wrote them.
 //!
-//! Per part, exactly one of `PartAccepted` / `PartFailed{temporary: false}` is emitted for
-//! the attempt that finished the part; `PartFailed{temporary: true}` means the worker handed
-//! the message back for a retry (it will be attempted again). A message whose parts were
-//! only partly accepted is retried as a whole (at-least-once; the center may see the
-//! accepted parts twice, which DESIGN.md allows within the in-flight window).
+//! `PartAccepted` is emitted for every part the center accepted (part numbers are 1-based, as
+//! in the store and the HTTP API). When a message attempt ends without all parts accepted,
+//! one `PartFailed` is emitted for it (naming its first unaccepted part): `temporary: true`
+//! means the message goes back to the store for another attempt, `false` means it failed
+//! for good. A retried message is sent again as a whole with a fresh concatenation
+//! reference (at-least-once: the center may see parts accepted in the failed attempt again,
+//! which DESIGN.md allows within the in-flight window).
 
 pub mod backoff;
 pub mod limiter;

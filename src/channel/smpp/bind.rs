@@ -6,9 +6,9 @@
 //!   window has room, so a slow bind never hoards work another bind could send;
 //! - every submitted part comes back to the worker exactly once as a [`BindReport::Outcome`]
 //!   (response, timeout, or aborted when the connection dies);
-//! - delivery receipts and MO messages are turned into [`ChannelEvent`]s right here and sent
-//!   to the receipt layer directly (they need no worker state, see the contract in
-//!   `channel/mod.rs`);
+//! - delivery receipts and MO messages are turned into [`ChannelEvent`]s right here (by
+//!   [`Inbound`]) and sent to the receipt layer directly (they need no worker state, see the
+//!   contract in `channel/mod.rs`);
 //! - writes are batched: everything the session queued is encoded into one buffer and
 //!   written with one `write_all`; reads decode every whole PDU in the buffer per wake-up.
 //!
@@ -16,20 +16,18 @@
 //! the responses already owed arrive (or time out), and returns.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use metrics::{counter, gauge};
-use sluice_protocols::smpp::{
-    CommandStatus, DEFAULT_MAX_LEN, DeliveryReport, ReceiptStat, Sm, check, decode,
-};
-use sluice_protocols::sms::{self, Encoding};
+use sluice_protocols::smpp::{CommandStatus, DEFAULT_MAX_LEN, Octets, Sm, check, decode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, mpsc, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::session::{CloseReason, Event, RefuseReason, Session, SessionConfig};
+use super::inbound::Inbound;
+use super::session::{CloseReason, Event, RefuseReason, Session, SessionConfig, State};
 use crate::channel::ChannelEvent;
 use crate::channel::MessageId;
 use crate::channel::backoff::Backoff;
@@ -63,7 +61,7 @@ pub enum PartOutcome {
         /// command_status of submit_sm_resp (or generic_nack).
         status: CommandStatus,
         /// The center's message id, raw.
-        message_id: Bytes,
+        message_id: Octets,
     },
     /// No response in time: the center may or may not have it.
     Timeout,
@@ -78,6 +76,8 @@ pub enum BindReport {
     Up {
         /// Bind index.
         bind: usize,
+        /// Whether it submits (transmitter / transceiver) — only those make a channel usable.
+        sends: bool,
     },
     /// The bind went down (it will reconnect unless shutting down).
     Down {
@@ -148,6 +148,8 @@ pub struct BindLinks {
     pub reports: mpsc::Sender<BindReport>,
     /// Receipts and MO to the receipt layer.
     pub events: mpsc::Sender<ChannelEvent>,
+    /// MO reassembly shared by the channel's binds.
+    pub inbound: Arc<Inbound>,
     /// Becomes `true` when the bind should unbind and stop.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -161,10 +163,12 @@ pub async fn run(spec: BindSpec, mut links: BindLinks) {
             if *links.shutdown.borrow() {
                 return;
             }
+            let mut queue_closed = false;
             let bound = match connect(&spec).await {
                 Ok(stream) => {
                     let mut conn = Connection::new(&spec, stream);
                     let result = conn.serve(&mut links).await;
+                    queue_closed = conn.queue_closed;
                     counter!(CHANNEL_BINDS_DOWN, "channel" => spec.channel.to_string(), "bind" => spec.index.to_string()).increment(1);
                     gauge!(CHANNEL_WINDOW_IN_USE, "channel" => spec.channel.to_string(), "bind" => spec.index.to_string()).set(0.0);
                     if conn.was_bound {
@@ -184,7 +188,7 @@ pub async fn run(spec: BindSpec, mut links: BindLinks) {
                     false
                 }
             };
-            if *links.shutdown.borrow() {
+            if *links.shutdown.borrow() || queue_closed {
                 return;
             }
             failures = if bound { 0 } else { failures.saturating_add(1) };
@@ -216,6 +220,8 @@ struct Connection<'a> {
     read: BytesMut,
     write: BytesMut,
     was_bound: bool,
+    /// The worker dropped the part queue: the channel is stopping, do not reconnect.
+    queue_closed: bool,
     labels: [(&'static str, String); 2],
 }
 
@@ -236,6 +242,7 @@ impl<'a> Connection<'a> {
             read: BytesMut::with_capacity(64 * 1024),
             write: BytesMut::with_capacity(64 * 1024),
             was_bound: false,
+            queue_closed: false,
             labels: [
                 ("channel", spec.channel.to_string()),
                 ("bind", spec.index.to_string()),
@@ -258,6 +265,10 @@ impl<'a> Connection<'a> {
             if !shutting_down && *links.shutdown.borrow() {
                 shutting_down = true;
                 self.session.unbind(Instant::now());
+                if !matches!(self.session.state(), State::Unbinding) {
+                    // Not bound (still binding): nothing to unbind, just go.
+                    self.session.handle_disconnect();
+                }
                 continue;
             }
             let timer = self.session.poll_timeout();
@@ -306,6 +317,7 @@ impl<'a> Connection<'a> {
                 Wake::Shutdown => {}
                 Wake::Part(None) => {
                     // The worker dropped the queue: the channel is stopping.
+                    self.queue_closed = true;
                     shutting_down = true;
                     self.session.unbind(Instant::now());
                 }
@@ -405,7 +417,10 @@ impl<'a> Connection<'a> {
                     self.was_bound = true;
                     info!(center = %String::from_utf8_lossy(&system_id), "Bound.");
                     counter!(CHANNEL_BINDS_UP, &self.labels).increment(1);
-                    Some(BindReport::Up { bind })
+                    Some(BindReport::Up {
+                        bind,
+                        sends: self.spec.session.bind_kind.sends(),
+                    })
                 }
                 Event::Response {
                     tag,
@@ -434,7 +449,9 @@ impl<'a> Connection<'a> {
                     at: now,
                 }),
                 Event::Deliver(sm) => {
-                    let _ = links.events.send(deliver_event(&sm)).await;
+                    if let Some(event) = links.inbound.event(&sm, now) {
+                        let _ = links.events.send(event).await;
+                    }
                     None
                 }
                 Event::Closed(reason) => {
@@ -461,150 +478,5 @@ fn describe(reason: &CloseReason) -> String {
         CloseReason::EnquireLinkTimeout => "enquire_link timed out".into(),
         CloseReason::Protocol => "protocol error".into(),
         CloseReason::Disconnected => "disconnected".into(),
-    }
-}
-
-/// Turns a deliver_sm into a receipt or MO event for the receipt layer.
-#[must_use]
-pub fn deliver_event(sm: &Sm) -> ChannelEvent {
-    let at = SystemTime::now();
-    if let Some(report) = DeliveryReport::from_sm(sm) {
-        let text = report.text.unwrap_or_default();
-        let stat = text
-            .stat
-            .map(|s| s.as_bytes().to_vec())
-            .or_else(|| {
-                report
-                    .state
-                    .map(|s| ReceiptStat::from_state(s).as_bytes().to_vec())
-            })
-            .unwrap_or_default();
-        return ChannelEvent::Receipt {
-            center_id: lossy(report.message_id),
-            stat: lossy(&stat),
-            err: text.err.map(lossy).unwrap_or_default(),
-            done_at: text.done_date.map(|d| {
-                format!(
-                    "{:02}{:02}{:02}{:02}{:02}",
-                    d.year % 100,
-                    d.month,
-                    d.day,
-                    d.hour,
-                    d.minute
-                )
-            }),
-            text: text.text.map(lossy).unwrap_or_default(),
-            source: lossy(&sm.source.addr),
-            at,
-        };
-    }
-    let payload = sm.payload();
-    let body: &[u8] = if sm.has_udh() {
-        let udhl = payload.first().map_or(0, |&l| usize::from(l) + 1);
-        payload.get(udhl..).unwrap_or_default()
-    } else {
-        payload
-    };
-    let text = match Encoding::from_smpp_data_coding(sm.data_coding) {
-        Some(encoding) => {
-            sms::decode(body, encoding).unwrap_or_else(|_| String::from_utf8_lossy(body).into())
-        }
-        None => String::from_utf8_lossy(body).into_owned(),
-    };
-    ChannelEvent::Mo {
-        from: lossy(&sm.source.addr),
-        to: lossy(&sm.dest.addr),
-        text,
-        data_coding: sm.data_coding,
-        at,
-    }
-}
-
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use sluice_protocols::smpp::Address;
-
-    #[test]
-    fn receipt_text_becomes_receipt_event() {
-        let sm = Sm {
-            source: Address::new(1, 1, "8613800138000"),
-            esm_class: 0x04,
-            short_message: Bytes::from_static(
-                b"id:1A2B sub:001 dlvrd:001 submit date:2611260100 done date:2611260101 stat:UNDELIV err:012 text:hello",
-            ),
-            ..Sm::default()
-        };
-        match deliver_event(&sm) {
-            ChannelEvent::Receipt {
-                center_id,
-                stat,
-                err,
-                done_at,
-                text,
-                source,
-                ..
-            } => {
-                assert_eq!(center_id, "1A2B");
-                assert_eq!(stat, "UNDELIV");
-                assert_eq!(err, "012");
-                assert_eq!(done_at.as_deref(), Some("2611260101"));
-                assert_eq!(text, "hello");
-                assert_eq!(source, "8613800138000");
-            }
-            other => panic!("expected receipt, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn tlv_only_receipt_uses_message_state() {
-        let mut sm = Sm {
-            esm_class: 0x04,
-            ..Sm::default()
-        };
-        sm.tlvs.set_receipted_message_id(b"00077");
-        sm.tlvs
-            .set_message_state(sluice_protocols::smpp::MessageState::Delivered);
-        match deliver_event(&sm) {
-            ChannelEvent::Receipt {
-                center_id, stat, ..
-            } => {
-                assert_eq!(center_id, "00077");
-                assert_eq!(stat, "DELIVRD");
-            }
-            other => panic!("expected receipt, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn mo_is_decoded_and_udh_stripped() {
-        let mut short = vec![0x05, 0x00, 0x03, 0x01, 0x02, 0x01];
-        short.extend_from_slice(&sms::ucs2::encode("你好"));
-        let sm = Sm {
-            source: Address::new(1, 1, "8613800138000"),
-            dest: Address::new(0, 0, "10086"),
-            esm_class: 0x40,
-            data_coding: 8,
-            short_message: Bytes::from(short),
-            ..Sm::default()
-        };
-        match deliver_event(&sm) {
-            ChannelEvent::Mo {
-                from,
-                to,
-                text,
-                data_coding,
-                ..
-            } => {
-                assert_eq!((from.as_str(), to.as_str()), ("8613800138000", "10086"));
-                assert_eq!(text, "你好");
-                assert_eq!(data_coding, 8);
-            }
-            other => panic!("expected MO, got {other:?}"),
-        }
     }
 }

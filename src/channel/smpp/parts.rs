@@ -10,8 +10,7 @@
 //! all digits → TON 0 / NPI 1 (the center decides national vs international); anything else
 //! (an alphanumeric sender) → TON 5 / NPI 0.
 
-use bytes::Bytes;
-use sluice_protocols::smpp::{Address, Command, Pdu, Sm};
+use sluice_protocols::smpp::{Address, Command, Octets, Pdu, Sm};
 use sluice_protocols::sms::{
     self, ConcatScheme, Encoding, EncodingSet, SplitOptions, Udh, choose, split_binary, split_text,
 };
@@ -103,12 +102,12 @@ pub fn address(number: &str) -> Address {
         && !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())
     {
-        return Address::new(1, 1, Bytes::copy_from_slice(digits.as_bytes()));
+        return Address::new(1, 1, Octets::copy_from_slice(digits.as_bytes()));
     }
     if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
-        return Address::new(0, 1, Bytes::copy_from_slice(number.as_bytes()));
+        return Address::new(0, 1, Octets::copy_from_slice(number.as_bytes()));
     }
-    Address::new(5, 0, Bytes::copy_from_slice(number.as_bytes()))
+    Address::new(5, 0, Octets::copy_from_slice(number.as_bytes()))
 }
 
 /// Builds the submit_sm body of every part, in part order (part n = index n − 1).
@@ -160,7 +159,7 @@ pub fn build_parts(
                 esm_class: if part.esm_udhi { 0x40 } else { 0 },
                 registered_delivery: settings.registered_delivery,
                 data_coding: part.encoding.smpp_data_coding().unwrap_or(8),
-                short_message: Bytes::from(part.short_message()),
+                short_message: Octets::from(part.short_message()),
                 ..Sm::default()
             };
             if settings.concat == ConcatScheme::Sar
@@ -169,12 +168,8 @@ pub fn build_parts(
                 sm.tlvs.set_sar(c.reference, c.total, c.seq);
             }
             // Validate once here so the bind never meets a PDU it cannot write.
-            let command = Command::request(1, Pdu::SubmitSm(sm));
-            command.encoded_len()?;
-            match command.pdu {
-                Pdu::SubmitSm(sm) => Ok(Box::new(sm)),
-                _ => unreachable!("constructed as SubmitSm above"),
-            }
+            Command::request(1, Pdu::SubmitSm(sm.clone())).encoded_len()?;
+            Ok(Box::new(sm))
         })
         .collect()
 }

@@ -25,8 +25,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use sluice_protocols::smpp::{Bind, Command, CommandStatus, DecodeError, MessageIdResp, Pdu, Sm};
+use sluice_protocols::smpp::{
+    Bind, Command, CommandStatus, DecodeError, MessageIdResp, Octets, Pdu, Sm,
+};
 
 /// Which bind PDU the session sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -149,7 +150,7 @@ pub enum Event<T> {
     /// The bind succeeded; `system_id` is the center's.
     Bound {
         /// The center's system_id from the bind response.
-        system_id: Bytes,
+        system_id: Octets,
     },
     /// A submit got its response (any status; the caller classifies it).
     Response {
@@ -158,7 +159,7 @@ pub enum Event<T> {
         /// command_status of the response (generic_nack's status if the center nacked).
         status: CommandStatus,
         /// The center's message id (empty on error).
-        message_id: Bytes,
+        message_id: Octets,
         /// When the submit was written.
         sent_at: Instant,
     },
@@ -258,9 +259,9 @@ impl<T> Session<T> {
         };
         let sequence = session.allocate_sequence();
         let bind = Bind {
-            system_id: Bytes::from(session.config.system_id.clone()),
-            password: Bytes::from(session.config.password.clone()),
-            system_type: Bytes::from(session.config.system_type.clone()),
+            system_id: Octets::from(session.config.system_id.clone()),
+            password: Octets::from(session.config.password.clone()),
+            system_type: Octets::from(session.config.system_type.clone()),
             interface_version: session.config.interface_version,
             ..Bind::default()
         };
@@ -534,7 +535,7 @@ impl<T> Session<T> {
         self.transmit.push_back(Command::new(status, sequence, pdu));
     }
 
-    fn on_bind_resp(&mut self, sequence: u32, status: CommandStatus, system_id: Bytes) {
+    fn on_bind_resp(&mut self, sequence: u32, status: CommandStatus, system_id: Octets) {
         if self.state != State::Binding || self.bind.is_none_or(|c| c.sequence != sequence) {
             return;
         }
@@ -547,7 +548,7 @@ impl<T> Session<T> {
         }
     }
 
-    fn on_submit_resp(&mut self, sequence: u32, status: CommandStatus, message_id: Bytes) {
+    fn on_submit_resp(&mut self, sequence: u32, status: CommandStatus, message_id: Octets) {
         if let Some(p) = self.window.remove(&sequence) {
             self.events.push_back(Event::Response {
                 tag: p.tag,
@@ -562,14 +563,14 @@ impl<T> Session<T> {
         // A center nacks a request it could not parse; route the status to whatever
         // request carried that sequence number.
         if self.window.contains_key(&sequence) {
-            self.on_submit_resp(sequence, status, Bytes::new());
+            self.on_submit_resp(sequence, status, Octets::new());
         } else if self.bind.is_some_and(|c| c.sequence == sequence) {
             let status = if status.is_ok() {
                 CommandStatus::EsmeRbindfail
             } else {
                 status
             };
-            self.on_bind_resp(sequence, status, Bytes::new());
+            self.on_bind_resp(sequence, status, Octets::new());
         } else if self.enquire_link.is_some_and(|c| c.sequence == sequence) {
             // It answered, so the link is alive even if it dislikes enquire_link.
             self.enquire_link = None;

@@ -37,6 +37,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::bind::{self, BindLinks, BindReport, BindSpec, PartJob, PartOutcome, PartTag};
 use super::classify::{Disposition, classify};
+use super::inbound::Inbound;
 use super::parts::{OutboundMessage, PartSettings, build_parts};
 use super::session::{BindKind, SessionConfig};
 use crate::channel::backoff::Backoff;
@@ -103,6 +104,9 @@ pub struct WorkerConfig {
     /// How many throttle answers one part may collect before the message goes back to the
     /// store (a center that throttles forever must not pin messages in memory).
     pub throttle_retries: u32,
+    /// How long messages not yet on the wire are held while no sending bind is up; then they
+    /// go back to the store (their lease must not run out in here).
+    pub hold_when_down: Duration,
 }
 
 impl WorkerConfig {
@@ -122,7 +126,46 @@ impl WorkerConfig {
             reconnect: Backoff::default(),
             local_retries: 3,
             throttle_retries: 100,
+            hold_when_down: Duration::from_secs(30),
         }
+    }
+
+    /// The worker for an SMPP channel of the gateway config. Rate and burst below 1 are
+    /// raised to 1 (config validation refuses them anyway).
+    #[must_use]
+    pub fn from_config(c: &crate::config::ChannelConfig) -> Self {
+        use crate::config::{BindMode as CfgBindMode, Concatenation};
+        let session = SessionConfig {
+            bind_kind: BindKind::Transceiver,
+            system_id: c.system_id.clone(),
+            password: c.password.clone(),
+            system_type: c.system_type.clone(),
+            interface_version: c.interface_version,
+            window: usize::try_from(c.window.max(1)).unwrap_or(1),
+            response_timeout: c.response_timeout(),
+            enquire_link_interval: c.enquire_link_interval(),
+        };
+        let rate = NonZeroU32::new(c.rate).unwrap_or(NonZeroU32::MIN);
+        let mut w = Self::new(&c.name, format!("{}:{}", c.host, c.port), session, rate);
+        w.binds = usize::try_from(c.binds.max(1)).unwrap_or(1);
+        w.mode = match c.bind_mode {
+            CfgBindMode::Transceiver => BindMode::Transceiver,
+            CfgBindMode::TransmitterReceiver => BindMode::TransmitterReceiver,
+        };
+        w.burst = NonZeroU32::new(c.burst).unwrap_or(NonZeroU32::MIN);
+        w.parts.concat = match c.concatenation {
+            Concatenation::Udh8 => sluice_protocols::sms::ConcatScheme::Udh8,
+            Concatenation::Udh16 => sluice_protocols::sms::ConcatScheme::Udh16,
+            Concatenation::Sar => sluice_protocols::sms::ConcatScheme::Sar,
+        };
+        w.retry = RetryPolicy {
+            max_attempts: c.retry.max_attempts.max(1),
+            backoff: Backoff {
+                base: Duration::from_millis(c.retry.backoff_base_ms),
+                max: Duration::from_millis(c.retry.backoff_max_ms),
+            },
+        };
+        w
     }
 
     /// Messages the worker holds at once, and the dispatch queue length that feeds it:
@@ -171,8 +214,11 @@ pub enum Outcome {
 /// Handle to a running worker.
 #[derive(Debug)]
 pub struct WorkerHandle {
-    /// Number of binds currently up (route failover watches it).
+    /// Number of sending binds (transmitter / transceiver) currently up; dispatch and route
+    /// failover watch it.
     pub binds_up: watch::Receiver<usize>,
+    /// The AIMD send rate (msg/s) in force.
+    pub rate: watch::Receiver<u32>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -199,12 +245,14 @@ pub fn spawn(
 ) -> WorkerHandle {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (binds_up_tx, binds_up_rx) = watch::channel(0usize);
+    let (rate_tx, rate_rx) = watch::channel(config.rate.get());
     let capacity = config.capacity();
     // The part queue is short: the limiter already paces it, and a long queue would only
     // hide parts from the binds' windows.
     let (parts_tx, parts_rx) = mpsc::channel(config.binds.max(1));
     let (reports_tx, reports_rx) = mpsc::channel(capacity * 4 + 64);
     let parts: bind::PartQueue = Arc::new(Mutex::new(parts_rx));
+    let inbound = Arc::new(Inbound::default());
     let mut binds = Vec::new();
     let kinds: &[BindKind] = match config.mode {
         BindMode::Transceiver => &[BindKind::Transceiver],
@@ -229,6 +277,7 @@ pub fn spawn(
                 parts: Arc::clone(&parts),
                 reports: reports_tx.clone(),
                 events: events.clone(),
+                inbound: Arc::clone(&inbound),
                 shutdown: shutdown_rx.clone(),
             };
             binds.push(tokio::spawn(bind::run(spec, links)));
@@ -245,7 +294,9 @@ pub fn spawn(
         messages: HashMap::new(),
         pending: VecDeque::new(),
         binds_up: Vec::new(),
+        down_since: Some(Instant::now()),
         binds_up_tx,
+        rate_tx,
         capacity,
         outcomes,
         events,
@@ -261,6 +312,7 @@ pub fn spawn(
     );
     WorkerHandle {
         binds_up: binds_up_rx,
+        rate: rate_rx,
         shutdown: shutdown_tx,
         task,
     }
@@ -308,7 +360,10 @@ struct Worker {
     /// Parts waiting for a rate token and a queue slot, in send order.
     pending: VecDeque<PartTag>,
     binds_up: Vec<bool>,
+    /// Since when no sending bind is up (`None` while one is).
+    down_since: Option<Instant>,
     binds_up_tx: watch::Sender<usize>,
+    rate_tx: watch::Sender<u32>,
     capacity: usize,
     outcomes: mpsc::Sender<Outcome>,
     events: mpsc::Sender<ChannelEvent>,
@@ -330,6 +385,19 @@ impl Worker {
             let stopping = *shutdown.borrow();
             if stopping && input_open {
                 input.close();
+                input_open = false;
+                // Messages still queued from dispatch were never attempted: hand them back.
+                while let Ok(m) = input.try_recv() {
+                    let _ = self
+                        .outcomes
+                        .send(Outcome::Retry {
+                            id: m.id,
+                            attempts: m.attempt,
+                            after: Duration::ZERO,
+                            reason: "channel stopped before sending".into(),
+                        })
+                        .await;
+                }
             }
             if stopping && self.messages.is_empty() {
                 // Nothing left to account for: let the binds see the queue close.
@@ -337,7 +405,12 @@ impl Worker {
             }
             let now = Instant::now();
             let token_ready = token_at.is_none_or(|t| t <= now);
-            let can_send = !self.pending.is_empty() && token_ready && parts_tx.is_some();
+            // Parts enter the shared queue only while a sending bind is up: while none is,
+            // they wait in `pending`, where they can still be handed back to the store.
+            let can_send = !self.pending.is_empty()
+                && token_ready
+                && parts_tx.is_some()
+                && self.down_since.is_none();
             let accepting = input_open && !stopping && self.messages.len() < self.capacity;
             tokio::select! {
                 biased;
@@ -369,6 +442,15 @@ impl Worker {
                         None => std::future::pending().await,
                     }
                 }, if !token_ready => token_at = None,
+                () = async {
+                    match self.down_since {
+                        Some(t) => tokio::time::sleep_until((t + self.config.hold_when_down).into()).await,
+                        None => std::future::pending().await,
+                    }
+                }, if self.down_since.is_some() && !self.messages.is_empty() => {
+                    self.hand_back_unsent().await;
+                    self.down_since = Some(Instant::now());
+                }
                 msg = input.recv(), if accepting => match msg {
                     Some(m) => self.accept(m).await,
                     None => input_open = false,
@@ -394,6 +476,7 @@ impl Worker {
     }
 
     fn publish_rate(&self) {
+        self.rate_tx.send_replace(self.limiter.current_rate());
         gauge!(CHANNEL_RATE, "channel" => self.config.name.to_string())
             .set(f64::from(self.limiter.current_rate()));
     }
@@ -473,8 +556,10 @@ impl Worker {
 
     async fn on_report(&mut self, report: BindReport) {
         match report {
-            BindReport::Up { bind } => {
-                self.set_bind(bind, true);
+            BindReport::Up { bind, sends } => {
+                if sends {
+                    self.set_bind(bind, true);
+                }
                 self.emit(ChannelEvent::BindUp {
                     channel: self.config.name.to_string(),
                     bind,
@@ -506,6 +591,11 @@ impl Worker {
         }
         self.binds_up[bind] = up;
         let n = self.binds_up.iter().filter(|u| **u).count();
+        if n == 0 {
+            self.down_since.get_or_insert_with(Instant::now);
+        } else {
+            self.down_since = None;
+        }
         self.binds_up_tx.send_replace(n);
     }
 
@@ -604,6 +694,39 @@ impl Worker {
         };
         if done {
             self.finish(tag.id).await;
+        }
+    }
+
+    /// No sending bind for a while: messages with nothing on the wire go back to the store
+    /// (not counted as a failed attempt here; the store's requeue counts one).
+    async fn hand_back_unsent(&mut self) {
+        let idle: Vec<MessageId> = self
+            .messages
+            .iter()
+            .filter(|(_, h)| h.outstanding() == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        if !idle.is_empty() {
+            info!(
+                messages = idle.len(),
+                "No bind up; handing messages back to the store."
+            );
+        }
+        for id in idle {
+            let Some(held) = self.messages.remove(&id) else {
+                continue;
+            };
+            self.part_failed(id, &held.parts, 0, true, "no bind up")
+                .await;
+            let _ = self
+                .outcomes
+                .send(Outcome::Retry {
+                    id,
+                    attempts: held.attempt,
+                    after: Duration::ZERO,
+                    reason: "no bind up".into(),
+                })
+                .await;
         }
     }
 

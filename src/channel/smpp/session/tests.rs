@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use sluice_protocols::smpp::Octets;
 use sluice_protocols::smpp::{
     Address, BindResp, Command, CommandStatus, MessageIdResp, Pdu, Sm, decode,
 };
@@ -52,7 +53,7 @@ impl MiniCenter {
         let seq = c.sequence;
         let reply = match c.pdu {
             Pdu::BindTransceiver(_) => Some(Pdu::BindTransceiverResp(BindResp {
-                system_id: Bytes::from_static(b"mini"),
+                system_id: Octets::from_static(b"mini"),
                 ..BindResp::default()
             })),
             Pdu::BindTransmitter(_) => Some(Pdu::BindTransmitterResp(BindResp::default())),
@@ -105,7 +106,7 @@ fn receipt(id: &str) -> Sm {
         source: Address::new(1, 1, "8613800138000"),
         dest: Address::new(0, 0, "10086"),
         esm_class: 0x04,
-        short_message: Bytes::from(format!(
+        short_message: Octets::from(format!(
             "id:{id} sub:001 dlvrd:001 submit date:2611260100 done date:2611260101 stat:DELIVRD err:000 text:hi"
         )),
         ..Sm::default()
@@ -117,7 +118,7 @@ fn sm(text: &str) -> Box<Sm> {
         source: Address::new(0, 0, "10086"),
         dest: Address::new(1, 1, "8613800138000"),
         registered_delivery: 1,
-        short_message: Bytes::from(text.to_owned()),
+        short_message: Octets::from(text.to_owned()),
         ..Sm::default()
     })
 }
@@ -207,7 +208,7 @@ fn bound() -> Pair {
     assert_eq!(
         p.take_events(),
         vec![Event::Bound {
-            system_id: Bytes::from_static(b"mini")
+            system_id: Octets::from_static(b"mini")
         }]
     );
     p
@@ -262,7 +263,7 @@ fn submit_matches_responses_by_sequence() {
     p.drive();
     let events = p.take_events();
     assert_eq!(events.len(), 2);
-    let ids: Vec<(u32, Bytes)> = events
+    let ids: Vec<(u32, Octets)> = events
         .into_iter()
         .map(|e| match e {
             Event::Response {
@@ -280,8 +281,8 @@ fn submit_matches_responses_by_sequence() {
     assert_eq!(
         ids,
         vec![
-            (10, Bytes::from_static(b"1A2B")),
-            (11, Bytes::from_static(b"1A2C"))
+            (10, Octets::from_static(b"1A2B")),
+            (11, Octets::from_static(b"1A2C"))
         ]
     );
     assert_eq!(p.session.in_flight(), 0);
