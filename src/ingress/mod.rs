@@ -5,11 +5,12 @@
 //! one durable store commit) → [`view`] (202 body). Nothing is acknowledged before the store's
 //! fsync'd commit, and nothing of a batch is stored unless all of it is valid.
 //!
-//! - `smpp_server`: ESMEs binding to sluice — a later issue; not built yet.
+//! - [`smpp_server`]: ESMEs binding to sluice — a later issue; only its plan is written.
 
 pub mod accept;
 pub mod account;
 pub mod batch;
 pub mod http;
 pub mod message;
+pub mod smpp_server;
 pub mod view;
