@@ -304,3 +304,42 @@ async fn callback_url_overrides_the_account_webhook() {
     );
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_channel_binds() {
+    let rig = rig(sim_listener(), 0).await;
+    let url = format!("{}/readyz", rig.base);
+    let client = rig.client.clone();
+    let ready = || {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            client
+                .get(&url)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    let mut status = 0;
+    for _ in 0..500 {
+        status = ready().await;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 200, "ready once the binds are up");
+    let Rig { gw, sim, .. } = rig;
+    let _ = sim.shutdown().await;
+    for _ in 0..500 {
+        status = ready().await;
+        if status == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 503, "not ready while the center is gone");
+    gw.shutdown().await;
+}
