@@ -1,16 +1,17 @@
 //! Interop with the `cmppprotocol` crate (CMPP 2.0, client side only), our 2.0 oracle.
 //!
 //! 1. Byte level: their encoder → our decoder (CONNECT, SUBMIT, DELIVER MO + report,
-//!    ACTIVE_TEST, TERMINATE) and our encoder → their decoder (CONNECT_RESP, SUBMIT_RESP,
-//!    DELIVER MO + report, DELIVER_RESP, ACTIVE_TEST_RESP), asserting field values.
+//!    ACTIVE_TEST, TERMINATE) and our encoder → their decoder (CONNECT, SUBMIT,
+//!    CONNECT_RESP, SUBMIT_RESP, DELIVER MO + report, DELIVER_RESP, ACTIVE_TEST_RESP),
+//!    asserting field values on both sides.
 //! 2. Socket level: their `CmppConnection` client logs in, submits, receives a DELIVER MO
 //!    and a status report, answers ACTIVE_TEST and terminates against a tiny ISMG here on
 //!    127.0.0.1 that uses only our sans-IO decoder and encoder. Their client verifies our
 //!    AuthenticatorISMG, so a wrong digest fails the login.
 //!
 //! The crate is a Rust dev-dependency, so it is always present (no skip path needed).
-//! It has no 3.0 support and no ISMG side, so 3.0 and their decoding of our CONNECT /
-//! SUBMIT (requests an ISMG receives) are not covered by it.
+//! It has no 3.0 support, so 3.0 layouts are checked only against the hand-assembled
+//! examples in `cmpp_spec.rs`.
 
 use std::time::Duration;
 
@@ -307,6 +308,72 @@ fn our_responses_and_delivers_decode_there() {
     assert_eq!(
         theirs(&Pdu::TerminateResp.to_bytes(8, V).unwrap()),
         peer::Pdu::TerminateResp
+    );
+}
+
+#[test]
+fn our_requests_decode_there() {
+    let ts = 1_126_020_304;
+    let connect = Pdu::Connect(Connect::new(fs("901234"), SECRET.as_bytes(), V, ts));
+    let peer::Pdu::Connect(c) = theirs(&connect.to_bytes(1, V).unwrap()) else {
+        panic!()
+    };
+    assert_eq!(
+        (c.source_addr.as_str(), c.version, c.timestamp),
+        ("901234", 0x20, ts)
+    );
+    assert_eq!(
+        c.authenticator_source,
+        peer::compute_authenticator_source("901234", SECRET, ts)
+    );
+
+    let submit = Submit {
+        pk_total: 2,
+        pk_number: 1,
+        registered_delivery: 1,
+        service_id: fs("SVC"),
+        fee_user_type: 2,
+        tp_udhi: 1,
+        msg_fmt: MsgFmt::Ucs2,
+        msg_src: fs("901234"),
+        fee_type: fs("02"),
+        fee_code: fs("000010"),
+        valid_time: fs("261127020304032+"),
+        src_id: fs("10690001"),
+        dest_terminal_ids: vec![fs("13800138000"), fs("13900139000")],
+        msg_content: Bytes::from_static(&[0x05, 0x00, 0x03, 0x2A, 0x02, 0x01, 0x4F, 0x60]),
+        ..Submit::default()
+    };
+    let peer::Pdu::Submit(s) = theirs(&Pdu::Submit(Box::new(submit)).to_bytes(2, V).unwrap())
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            s.pk_total,
+            s.pk_number,
+            s.registered_delivery,
+            s.tp_udhi,
+            s.msg_fmt
+        ),
+        (2, 1, 1, 1, 8)
+    );
+    assert_eq!(
+        (s.service_id.as_str(), s.msg_src.as_str(), s.src_id.as_str()),
+        ("SVC", "901234", "10690001")
+    );
+    assert_eq!(
+        (s.fee_user_type, s.fee_type.as_str(), s.fee_code.as_str()),
+        (2, "02", "000010")
+    );
+    assert_eq!(s.valid_time, "261127020304032+");
+    assert_eq!(
+        s.dest_terminal_ids,
+        vec!["13800138000".to_string(), "13900139000".to_string()]
+    );
+    assert_eq!(
+        s.msg_content,
+        vec![0x05, 0x00, 0x03, 0x2A, 0x02, 0x01, 0x4F, 0x60]
     );
 }
 
