@@ -67,6 +67,55 @@ pub fn normalise_center_id(raw: &str, format: IdFormat) -> String {
     }
 }
 
+/// The answer the center is waiting for on one deliver_sm.
+///
+/// A receipt is acknowledged to the center only after the receipt layer has made it durable,
+/// so a crash in between makes the center resend it rather than lose it. Clones share one
+/// answer (the first wins). Dropping every clone without answering counts as
+/// [`done`](Self::done): consumers that do not care about durability (tests, tools) need not
+/// know about it. Equality ignores the ack: two events are equal when their data is.
+#[derive(Debug, Clone, Default)]
+pub struct DeliverAck(
+    Option<std::sync::Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<bool>>>>>,
+);
+
+impl DeliverAck {
+    /// An ack wired to `tx`; the bind answers the center when it fires.
+    #[must_use]
+    pub fn new(tx: tokio::sync::oneshot::Sender<bool>) -> Self {
+        Self(Some(std::sync::Arc::new(std::sync::Mutex::new(Some(tx)))))
+    }
+
+    /// The receipt is safe: the center gets ESME_ROK.
+    pub fn done(&self) {
+        self.answer(true);
+    }
+
+    /// The receipt could not be kept: the center gets ESME_RX_T_APPN and resends it later.
+    pub fn fail(&self) {
+        self.answer(false);
+    }
+
+    fn answer(&self, ok: bool) {
+        if let Some(slot) = &self.0
+            && let Some(tx) = slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+        {
+            let _ = tx.send(ok);
+        }
+    }
+}
+
+impl PartialEq for DeliverAck {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for DeliverAck {}
+
 /// What happened on a channel, for the receipt layer (and route failover).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelEvent {
@@ -114,6 +163,9 @@ pub enum ChannelEvent {
         source: String,
         /// When the receipt arrived.
         at: SystemTime,
+        /// Answers the center's deliver_sm: the receipt layer calls [`DeliverAck::done`]
+        /// after the receipt is durable (or [`DeliverAck::fail`] when it could not be kept).
+        ack: DeliverAck,
     },
     /// A mobile-originated message.
     Mo {

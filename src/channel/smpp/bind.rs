@@ -19,6 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
 use metrics::{counter, gauge};
 use sluice_protocols::smpp::{CommandStatus, DEFAULT_MAX_LEN, Octets, Sm, check, decode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,12 +31,12 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::inbound::Inbound;
 use super::session::{CloseReason, Event, RefuseReason, Session, SessionConfig, State};
-use crate::channel::ChannelEvent;
 use crate::channel::MessageId;
 use crate::channel::backoff::Backoff;
 use crate::channel::metrics_names::{
     CHANNEL_BINDS_DOWN, CHANNEL_BINDS_UP, CHANNEL_SUBMITS, CHANNEL_WINDOW_IN_USE,
 };
+use crate::channel::{ChannelEvent, DeliverAck};
 
 /// Identifies one part of one message in the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -226,6 +229,10 @@ struct Connection<'a> {
     /// Metric handles, registered once per connection (not per PDU).
     submits: metrics::Counter,
     window_in_use: metrics::Gauge,
+    /// Receipts handed to the receipt layer and not yet durable: (sequence, data_sm, kept).
+    /// Their deliver_sm_resp goes out only when one resolves, so a crash before the receipt
+    /// is stored makes the center resend it.
+    acks: FuturesUnordered<BoxFuture<'static, (u32, bool, bool)>>,
 }
 
 /// What the select loop woke up for.
@@ -234,6 +241,7 @@ enum Wake {
     Timer,
     Part(Option<PartJob>),
     Shutdown,
+    Ack(u32, bool, bool),
 }
 
 impl<'a> Connection<'a> {
@@ -252,6 +260,7 @@ impl<'a> Connection<'a> {
             ],
             submits: counter!(CHANNEL_SUBMITS, "channel" => spec.channel.to_string()),
             window_in_use: gauge!(CHANNEL_WINDOW_IN_USE, "channel" => spec.channel.to_string(), "bind" => spec.index.to_string()),
+            acks: FuturesUnordered::new(),
         }
     }
 
@@ -311,6 +320,9 @@ impl<'a> Connection<'a> {
                     biased;
                     r = self.stream.read_buf(&mut self.read) => Wake::Read(r),
                     () = sleep => Wake::Timer,
+                    Some((seq, data_sm, kept)) = self.acks.next(), if !self.acks.is_empty() => {
+                        Wake::Ack(seq, data_sm, kept)
+                    }
                     () = shutdown => Wake::Shutdown,
                     p = part => Wake::Part(p),
                 }
@@ -329,6 +341,13 @@ impl<'a> Connection<'a> {
                 Wake::Read(Ok(_)) => self.decode_all(),
                 Wake::Timer => self.session.handle_timeout(Instant::now()),
                 Wake::Shutdown => {}
+                Wake::Ack(seq, data_sm, kept) => {
+                    self.answer_receipt(seq, data_sm, kept);
+                    // Answer every receipt already settled in the same write.
+                    while let Some(Some((seq, data_sm, kept))) = self.acks.next().now_or_never() {
+                        self.answer_receipt(seq, data_sm, kept);
+                    }
+                }
                 Wake::Part(None) => {
                     // The worker dropped the queue: the channel is stopping (drain, unbind).
                     self.queue_closed = true;
@@ -405,6 +424,55 @@ impl<'a> Connection<'a> {
         }
     }
 
+    /// Hands a deliver_sm to the receipt layer. A receipt is answered once the receipt layer
+    /// says it is durable ([`DeliverAck`]); an MO (or an MO part held for reassembly) is
+    /// answered once handed over. If the receipt layer is gone, the center gets
+    /// ESME_RX_T_APPN and resends later.
+    async fn deliver(
+        &mut self,
+        sequence: u32,
+        data_sm: bool,
+        sm: &Sm,
+        links: &BindLinks,
+        now: Instant,
+    ) {
+        let Some(mut event) = links.inbound.event(sm, now) else {
+            self.session
+                .answer_deliver(sequence, data_sm, CommandStatus::EsmeRok);
+            return;
+        };
+        let wait = if let ChannelEvent::Receipt { ack, .. } = &mut event {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            *ack = DeliverAck::new(tx);
+            Some(rx)
+        } else {
+            None
+        };
+        if links.events.send(event).await.is_err() {
+            self.session
+                .answer_deliver(sequence, data_sm, CommandStatus::EsmeRxTAppn);
+            return;
+        }
+        match wait {
+            // Dropped without an answer counts as kept (see DeliverAck).
+            Some(rx) => self
+                .acks
+                .push(async move { (sequence, data_sm, rx.await.unwrap_or(true)) }.boxed()),
+            None => self
+                .session
+                .answer_deliver(sequence, data_sm, CommandStatus::EsmeRok),
+        }
+    }
+
+    fn answer_receipt(&mut self, sequence: u32, data_sm: bool, kept: bool) {
+        let status = if kept {
+            CommandStatus::EsmeRok
+        } else {
+            CommandStatus::EsmeRxTAppn
+        };
+        self.session.answer_deliver(sequence, data_sm, status);
+    }
+
     async fn flush(&mut self) -> std::io::Result<()> {
         while let Some(command) = self.session.poll_transmit() {
             if let Err(e) = command.encode(&mut self.write) {
@@ -461,10 +529,12 @@ impl<'a> Connection<'a> {
                     sent_at,
                     at: now,
                 }),
-                Event::Deliver(sm) => {
-                    if let Some(event) = links.inbound.event(&sm, now) {
-                        let _ = links.events.send(event).await;
-                    }
+                Event::Deliver {
+                    sequence,
+                    data_sm,
+                    sm,
+                } => {
+                    self.deliver(sequence, data_sm, &sm, links, now).await;
                     None
                 }
                 Event::Closed(reason) => {

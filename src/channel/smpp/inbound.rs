@@ -145,6 +145,7 @@ pub fn receipt_event(sm: &Sm) -> Option<ChannelEvent> {
         text: text.text.map(lossy).unwrap_or_default(),
         source: lossy(&sm.source.addr),
         at: SystemTime::now(),
+        ack: crate::channel::DeliverAck::default(),
     })
 }
 

@@ -177,8 +177,17 @@ pub enum Event<T> {
         /// When the submit was written.
         sent_at: Instant,
     },
-    /// A deliver_sm (or data_sm, converted) from the center; it has been answered already.
-    Deliver(Box<Sm>),
+    /// A deliver_sm (or data_sm, converted) from the center, NOT yet answered: the caller
+    /// answers with [`Session::answer_deliver`] once the receipt or reply is safe (durable),
+    /// so a crash before that leaves the center to resend it instead of losing it.
+    Deliver {
+        /// Sequence number to answer.
+        sequence: u32,
+        /// `true` when it came as data_sm (answered with data_sm_resp).
+        data_sm: bool,
+        /// The message.
+        sm: Box<Sm>,
+    },
     /// The session is over; no more events follow.
     Closed(CloseReason),
 }
@@ -586,6 +595,23 @@ impl<T> Session<T> {
         } else {
             CommandStatus::EsmeRinvbndsts
         };
+        if ok {
+            self.events.push_back(Event::Deliver {
+                sequence,
+                data_sm,
+                sm: Box::new(sm),
+            });
+        } else {
+            self.answer_deliver(sequence, data_sm, status);
+        }
+    }
+
+    /// Answers a deliver_sm / data_sm reported by [`Event::Deliver`]: `EsmeRok` once it is
+    /// safe, `EsmeRxTAppn` (temporary) when it could not be kept, so the center retries.
+    pub fn answer_deliver(&mut self, sequence: u32, data_sm: bool, status: CommandStatus) {
+        if self.is_closed() {
+            return;
+        }
         let resp = MessageIdResp::default();
         let pdu = if data_sm {
             Pdu::DataSmResp(resp)
@@ -593,9 +619,6 @@ impl<T> Session<T> {
             Pdu::DeliverSmResp(resp)
         };
         self.answer(status, sequence, pdu);
-        if ok {
-            self.events.push_back(Event::Deliver(Box::new(sm)));
-        }
     }
 
     fn close(&mut self, reason: CloseReason) {

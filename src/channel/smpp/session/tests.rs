@@ -384,14 +384,32 @@ fn answers_deliver_sm_and_reports_it() {
     let mut p = bound();
     let seq = p.center.request(Pdu::DeliverSm(receipt("1A2B")));
     p.drive();
+    // Not answered until the caller says the receipt is safe.
+    assert!(
+        !p.center
+            .received
+            .iter()
+            .any(|c| matches!(c.pdu, Pdu::DeliverSmResp(_)))
+    );
+    match p.take_events().as_slice() {
+        [
+            Event::Deliver {
+                sequence,
+                data_sm: false,
+                sm,
+            },
+        ] => {
+            assert_eq!(*sequence, seq);
+            assert!(sm.is_delivery_receipt());
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    p.session.answer_deliver(seq, false, CommandStatus::EsmeRok);
+    p.drive();
     let resp = p.center.received.last().unwrap();
     assert_eq!(resp.sequence, seq);
     assert_eq!(resp.status, CommandStatus::EsmeRok);
     assert!(matches!(resp.pdu, Pdu::DeliverSmResp(_)));
-    match p.take_events().as_slice() {
-        [Event::Deliver(d)] => assert!(d.is_delivery_receipt()),
-        other => panic!("unexpected {other:?}"),
-    }
 }
 
 #[test]
@@ -409,7 +427,7 @@ fn dlr_before_submit_resp_is_still_delivered() {
     ));
     p.drive();
     let events = p.take_events();
-    assert!(matches!(events[0], Event::Deliver(_)));
+    assert!(matches!(events[0], Event::Deliver { .. }));
     assert!(
         matches!(&events[1], Event::Response { tag: 3, message_id, .. } if message_id.as_ref() == b"77")
     );
@@ -539,7 +557,7 @@ fn graceful_unbind() {
     p.center.request(Pdu::DeliverSm(receipt("9")));
     p.drive();
     let events = p.take_events();
-    assert!(matches!(events[0], Event::Deliver(_)));
+    assert!(matches!(events[0], Event::Deliver { .. }));
     // The center answered the unbind in the same drive; the open submit is aborted.
     assert_eq!(
         &events[1..],
