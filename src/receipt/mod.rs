@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sluice_protocols::smpp::IdFormat;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 
-use crate::channel::ChannelEvent;
+use crate::channel::{ChannelEvent, DeliverAck};
 use crate::metrics as m;
 use crate::store::{AnyBackend, MessageState, Op, OpResult, ReceiptEvent, Store};
 use correlate::{Pending, center_key, part_state};
@@ -241,6 +241,9 @@ impl Receipts {
     ) {
         let mut keys = Vec::new();
         let mut ops = Vec::new();
+        // The center's deliver_sm_resp waits on these: answered only once the commit below
+        // is durable (or told to retry when it fails), so no receipt is lost to a crash.
+        let mut acks = Vec::new();
         for ev in events {
             match ev {
                 ChannelEvent::Receipt {
@@ -248,8 +251,10 @@ impl Receipts {
                     stat,
                     err,
                     at,
+                    ack,
                     ..
                 } => {
+                    acks.push(ack);
                     let key = center_key(&center_id, dlr_format);
                     ops.push(Op::Receipt {
                         channel: channel.to_owned(),
@@ -274,10 +279,14 @@ impl Receipts {
             return;
         }
         let results = match self.store.submit(ops).await {
-            Ok(r) => r,
+            Ok(r) => {
+                acks.iter().for_each(DeliverAck::done);
+                r
+            }
             Err(e) => {
-                // The receipts are lost to this process; the center may resend them, and the
-                // message stays `sent` (visible in GET) rather than being guessed.
+                acks.iter().for_each(DeliverAck::fail);
+                // The center was told to resend them (ESME_RX_T_APPN); the message stays
+                // `sent` (visible in GET) rather than being guessed.
                 tracing::error!(%channel, error = %e, n = keys.len(), "Store failed applying receipts.");
                 return;
             }

@@ -56,6 +56,14 @@ pub fn text(id: u64, text: String) -> OutboundMessage {
     }
 }
 
+/// Records an event; as the receipt layer would, acknowledges a receipt once kept.
+fn keep(seen: &mut Vec<ChannelEvent>, event: ChannelEvent) {
+    if let ChannelEvent::Receipt { ack, .. } = &event {
+        ack.done();
+    }
+    seen.push(event);
+}
+
 /// A running worker with its queues.
 pub struct Rig {
     pub input: mpsc::Sender<OutboundMessage>,
@@ -112,7 +120,7 @@ impl Rig {
                         assert!(finals.insert(id, other).is_none(), "two final outcomes for {id}");
                     }
                 },
-                e = self.events.recv() => self.seen.push(e.expect("worker alive")),
+                e = self.events.recv() => keep(&mut self.seen, e.expect("worker alive")),
                 () = tokio::time::sleep_until(deadline) => panic!(
                     "timed out: {} of {total} messages finished", finals.len()
                 ),
@@ -159,7 +167,7 @@ impl Rig {
         let deadline = tokio::time::Instant::now() + WAIT;
         while !done(&self.seen) {
             tokio::select! {
-                e = self.events.recv() => self.seen.push(e.expect("worker alive")),
+                e = self.events.recv() => keep(&mut self.seen, e.expect("worker alive")),
                 () = tokio::time::sleep_until(deadline) => panic!("timed out waiting for events; seen {} events", self.seen.len()),
             }
         }
