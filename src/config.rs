@@ -276,6 +276,34 @@ pub enum BindMode {
     TransmitterReceiver,
 }
 
+/// How a center writes message ids (submit responses or receipts), so that both sides of a
+/// receipt match (Kannel's `msg-id-type`). `text` compares ids as opaque, case-insensitive
+/// strings — right whenever a center quotes the id exactly as it answered it.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IdFormatSetting {
+    /// Opaque text (default).
+    #[default]
+    Text,
+    /// Base-10 digits (leading zeros ignored).
+    Decimal,
+    /// Base-16 digits.
+    Hex,
+}
+
+impl IdFormatSetting {
+    /// The codec's id format.
+    #[must_use]
+    pub const fn format(self) -> sluice_protocols::smpp::IdFormat {
+        use sluice_protocols::smpp::IdFormat;
+        match self {
+            Self::Text => IdFormat::Text,
+            Self::Decimal => IdFormat::Decimal,
+            Self::Hex => IdFormat::Hex,
+        }
+    }
+}
+
 /// How long messages are split.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
@@ -382,6 +410,13 @@ pub struct ChannelConfig {
     /// Splitting of long messages.
     #[serde(default)]
     pub concatenation: Concatenation,
+    /// How the center writes ids in submit responses (`text`, `decimal`, `hex`). A center
+    /// answering hex and quoting decimal in receipts sets `hex` here and `decimal` below.
+    #[serde(default)]
+    pub message_id_format: IdFormatSetting,
+    /// How the center writes ids in delivery receipts.
+    #[serde(default)]
+    pub dlr_id_format: IdFormatSetting,
 }
 
 fn one() -> u32 {

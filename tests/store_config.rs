@@ -287,3 +287,19 @@ fn load_reports_missing_file() {
     assert!(matches!(err, ConfigError::Read { .. }));
     assert!(err.to_string().contains("/nonexistent/sluice.toml"));
 }
+
+#[test]
+fn id_formats_parse_and_bad_values_name_the_key() {
+    let text =
+        sluice::config::EMBEDDED.replace("dlr_id_format = \"text\"", "dlr_id_format = \"decimal\"");
+    let cfg = sluice::config::Config::parse(&text, "t.toml").expect("valid");
+    assert_eq!(
+        cfg.channels[0].dlr_id_format,
+        sluice::config::IdFormatSetting::Decimal
+    );
+    let bad = text.replace("dlr_id_format = \"decimal\"", "dlr_id_format = \"octal\"");
+    let err = sluice::config::Config::parse(&bad, "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("channels[0].dlr_id_format"), "{err}");
+}

@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::ID_FORMAT;
 use crate::channel::smpp::worker::{self, WorkerConfig};
 use crate::clock::SystemClock;
 use crate::config::{ChannelKind, Config};
@@ -85,7 +84,7 @@ pub(crate) fn spawn(
         let dc = DispatchConfig {
             tz: tz.clone(),
             windows,
-            id_format: ID_FORMAT,
+            id_format: ch.message_id_format.format(),
             ..DispatchConfig::new(&ch.name)
         };
         let dispatcher = Dispatcher::new(dc, store.clone(), SystemClock);
@@ -111,7 +110,7 @@ pub(crate) fn spawn(
         });
         rest_tasks.spawn(Arc::clone(receipts).run_channel(
             ch.name.clone(),
-            ID_FORMAT,
+            ch.dlr_id_format.format(),
             ev_rx,
             stop_rest.clone(),
         ));

@@ -27,7 +27,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use sluice_protocols::smpp::IdFormat;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -538,12 +537,6 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
-
-/// How centers write message ids in submit responses and receipts. The config has no
-/// per-channel key for it yet, so ids are compared as opaque text (case-insensitive, trimmed),
-/// like Kannel without `msg-id-type`: exact whenever a center quotes the id as it answered it.
-/// `Auto` would be wrong here: it reads hex "10" as decimal 10 and collides with hex "A".
-pub(crate) const ID_FORMAT: IdFormat = IdFormat::Text;
 
 fn is_local(host: &str) -> bool {
     matches!(host, "127.0.0.1" | "localhost" | "::1")
