@@ -1,8 +1,14 @@
-//! sluice gateway library: configuration, the durable store, scheduling and routing.
-//! Ingress, channels and receipts build on these (see DESIGN.md §2–§3).
+//! sluice gateway library: configuration, the durable store, scheduling and routing, and on
+//! top of them egress channels, ingress, receipts and metrics (see DESIGN.md §2–§3).
 
+pub mod channel;
 pub mod clock;
 pub mod config;
+pub mod dispatch;
+pub mod ingress;
+pub mod metrics;
+pub mod receipt;
 pub mod route;
 pub mod schedule;
+pub mod serve;
 pub mod store;

@@ -1,4 +1,183 @@
-//! The `sluice` binary.
-fn main() {
-    println!("sluice: gateway under construction; see README.md");
+//! The `sluice` binary: `serve`, `send`, `status`, and the simulator / load generator from
+//! sluice-loadtest (`sim`, `loadtest`). Logs go to stderr (`RUST_LOG`, `--log-json`);
+//! command results go to stdout.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use sluice::config::Config;
+use sluice::serve::{ServeOptions, run_until_signal};
+use sluice_loadtest::cli::{LoadtestArgs, SimArgs, run_loadtest, run_sim};
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "High-throughput bulk SMS gateway")]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway until SIGTERM / Ctrl-C, then drain.
+    Serve(ServeArgs),
+    /// Send one message through a running gateway's HTTP API.
+    Send(SendArgs),
+    /// Show a message's state from a running gateway.
+    Status(StatusArgs),
+    /// Run the SMSC / ISMG simulator.
+    Sim(SimArgs),
+    /// Drive a server with load and report.
+    Loadtest(LoadtestArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Config file (TOML). Without it the embedded default runs: one dev account, the
+    /// built-in simulator, data under ./data.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Longest wait for in-flight messages at shutdown, seconds.
+    #[arg(long, default_value_t = 30)]
+    drain_secs: u64,
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    /// Gateway base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "SLUICE_URL")]
+    url: String,
+    /// API key (the embedded default config's development key by default).
+    #[arg(long, default_value = "sluice-dev-key", env = "SLUICE_API_KEY")]
+    key: String,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Destination number.
+    #[arg(long)]
+    to: String,
+    /// Message text.
+    #[arg(long)]
+    text: String,
+    /// Sender (else the account default).
+    #[arg(long)]
+    from: Option<String>,
+    /// Idempotency key.
+    #[arg(long)]
+    client_ref: Option<String>,
+    /// Lane: otp, notification or marketing.
+    #[arg(long)]
+    lane: Option<String>,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Message id from `send`.
+    id: String,
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logs(cli.log_json);
+    match cli.cmd {
+        Cmd::Serve(a) => serve(a).await,
+        Cmd::Send(a) => send(a).await,
+        Cmd::Status(a) => status(a).await,
+        Cmd::Sim(a) => run_sim(a).await.map(|_| ()),
+        Cmd::Loadtest(a) => run_loadtest(a).await.map(|_| ()),
+    }
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let config = match &a.config {
+        Some(p) => Config::load(p).with_context(|| format!("loading {}", p.display()))?,
+        None => Config::embedded().context("embedded default config")?,
+    };
+    let metrics = sluice::metrics::install().context("installing the metrics recorder")?;
+    let opts = ServeOptions {
+        drain_deadline: Duration::from_secs(a.drain_secs),
+        metrics: Some(metrics),
+        ..ServeOptions::default()
+    };
+    run_until_signal(config, opts).await?;
+    Ok(())
+}
+
+async fn send(a: SendArgs) -> anyhow::Result<()> {
+    let mut msg = serde_json::json!({"to": a.to, "text": a.text});
+    for (k, v) in [
+        ("from", a.from),
+        ("client_ref", a.client_ref),
+        ("lane", a.lane),
+    ] {
+        if let Some(v) = v {
+            msg[k] = serde_json::Value::String(v);
+        }
+    }
+    let body = serde_json::json!({"messages": [msg]});
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/messages",
+            a.client.url.trim_end_matches('/')
+        ))
+        .bearer_auth(&a.client.key)
+        .json(&body)
+        .send()
+        .await
+        .context("sending to the gateway")?;
+    let status = r.status();
+    let text = r.text().await.context("reading the answer")?;
+    if !status.is_success() {
+        bail!("gateway answered {status}: {text}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&text).context("answer is not JSON")?;
+    match v["results"][0]["id"].as_str() {
+        Some(id) => println!("{id}"),
+        None => bail!("unexpected answer: {text}"),
+    }
+    Ok(())
+}
+
+async fn status(a: StatusArgs) -> anyhow::Result<()> {
+    let r = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/messages/{}",
+            a.client.url.trim_end_matches('/'),
+            a.id
+        ))
+        .bearer_auth(&a.client.key)
+        .send()
+        .await
+        .context("asking the gateway")?;
+    let status = r.status();
+    let text = r.text().await.context("reading the answer")?;
+    if !status.is_success() {
+        bail!("gateway answered {status}: {text}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&text).context("answer is not JSON")?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
 }

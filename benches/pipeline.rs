@@ -1,0 +1,195 @@
+//! End-to-end pipeline bench: HTTP batches → durable store → dispatch → SMPP → simulator →
+//! DLR → receipt layer → outbox, all in one process on 127.0.0.1 (the simulator is started
+//! here with default behaviour: immediate responses and DELIVRD receipts).
+//!
+//! - `pipeline/e2e_delivered`: time from the first POST of `N` messages until the receipt
+//!   layer has published a final receipt for all `N` (throughput = messages/s, durable).
+//! - `pipeline/batch_accept`: one POST of a 1000-message batch until its 202 (which follows
+//!   the store's fsync'd commit). Its p50/p99 over every sample is printed at the end
+//!   (criterion reports means and medians, not tails).
+//!
+//! Run: `cargo bench -p sluice --bench pipeline -- --warm-up-time 1 --measurement-time 3`
+
+use std::hint::black_box;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use sluice::config::Config;
+use sluice::receipt::Notification;
+use sluice::serve::{Gateway, ServeOptions, start};
+use sluice_loadtest::{ListenerConfig, SimConfig, SimHandle, Simulator};
+
+const KEY: &str = "bench-key";
+const BATCH: usize = 1000;
+
+struct Rig {
+    gw: Gateway,
+    _sim: SimHandle,
+    base: String,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn rig() -> Rig {
+    let sim = Simulator::start(SimConfig {
+        listeners: vec![ListenerConfig {
+            name: "sim".into(),
+            ..ListenerConfig::default()
+        }],
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        r#"
+[listeners]
+http = "127.0.0.1:0"
+[storage]
+path = "{data}"
+[[accounts]]
+name = "bench"
+api_keys = ["{hash}"]
+rate = 10000000
+burst = 10000000
+default_sender = "10690000"
+[[channels]]
+name = "sim"
+kind = "smpp"
+host = "127.0.0.1"
+port = {port}
+system_id = "sluice"
+password = "sim"
+binds = 2
+window = 256
+rate = 1000000
+burst = 100000
+[[routes]]
+channel = "sim"
+"#,
+        data = dir.path().display(),
+        hash = sluice::config::hash_api_key(KEY),
+        port = sim.addrs()[0].port()
+    );
+    let cfg = Config::parse(&text, "bench.toml").expect("config");
+    let gw = start(cfg, ServeOptions::default()).await.expect("gateway");
+    let base = format!("http://{}/v1/messages", gw.http_addr());
+    Rig {
+        gw,
+        _sim: sim,
+        base,
+        client: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+fn batch(start: usize, n: usize) -> Value {
+    let messages: Vec<Value> = (start..start + n)
+        .map(|i| json!({"to": format!("86{:011}", 13_000_000_000u64 + i as u64), "text": format!("bench {i}")}))
+        .collect();
+    json!({ "messages": messages })
+}
+
+async fn post(rig: &Rig, body: &Value) {
+    let r = rig
+        .client
+        .post(&rig.base)
+        .bearer_auth(KEY)
+        .json(body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 202);
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let rig = rt.block_on(rig());
+    let accept_hist = Mutex::new(Histogram::<u64>::new(3).expect("histogram"));
+    let mut next = 0usize;
+
+    let mut g = c.benchmark_group("pipeline");
+    g.sample_size(10);
+    let n = 4 * BATCH;
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("e2e_delivered", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let mut sub = rig.gw.receipts().subscribe();
+                    let bodies: Vec<Value> = (0..n / BATCH)
+                        .map(|k| batch(next + k * BATCH, BATCH))
+                        .collect();
+                    next += n;
+                    let t = Instant::now();
+                    let posts = bodies.iter().map(|body| post(&rig, body));
+                    futures::future::join_all(posts).await;
+                    // Every earlier iteration waited for all of its receipts, so the next
+                    // n receipts published are this iteration's.
+                    let mut seen = 0;
+                    while seen < n {
+                        match sub.recv().await {
+                            Ok(Notification::Receipt(r)) => {
+                                black_box(&r);
+                                seen += 1;
+                            }
+                            Ok(Notification::Mo(_)) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => {
+                                seen += usize::try_from(k).unwrap_or(usize::MAX);
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                        }
+                    }
+                    total += t.elapsed();
+                }
+                total
+            })
+        });
+    });
+    // After the end-to-end runs, so their receipts are not mixed with these.
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("batch_accept", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let body = batch(next, BATCH);
+                    next += BATCH;
+                    let t = Instant::now();
+                    post(&rig, &body).await;
+                    let d = t.elapsed();
+                    total += d;
+                    let _ = accept_hist
+                        .lock()
+                        .expect("hist")
+                        .record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+                }
+                total
+            })
+        });
+    });
+
+    g.finish();
+
+    let h = accept_hist.lock().expect("hist");
+    println!(
+        "batch_accept ({BATCH} msgs/request, {} samples): p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        h.len(),
+        h.value_at_quantile(0.5) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0,
+        h.max() as f64 / 1000.0
+    );
+    drop(h);
+    rt.block_on(async move { rig.gw.shutdown().await });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,266 @@
+//! clap argument structs and entry points for `sluice sim` / `sluice loadtest` (mounted by
+//! the root binary) and for the standalone `sluice-loadtest` binary. Errors here are
+//! `anyhow` because this is the binary edge.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::{ListenerConfig, Protocol, SimConfig};
+use crate::load::{ConcatMode, LoadConfig, PayloadConfig, Summary, Target};
+use crate::sim::Simulator;
+use crate::tally::TallySnapshot;
+
+/// `sim`: run the center simulator until Ctrl-C / SIGTERM (or `--duration`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// Simulator config: a standalone file or a sluice.toml with a `[simulator]` section.
+    /// Without it: one open SMPP listener and one open CMPP listener with default behaviour.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// SMPP listen address when no config is given.
+    #[arg(long, default_value = "127.0.0.1:2775")]
+    pub smpp: SocketAddr,
+    /// CMPP listen address when no config is given.
+    #[arg(long, default_value = "127.0.0.1:7890")]
+    pub cmpp: SocketAddr,
+    /// Write the tally as JSON here on exit (overrides the config's tally_path).
+    #[arg(long)]
+    pub tally_out: Option<PathBuf>,
+    /// Stop after this many seconds instead of waiting for Ctrl-C.
+    #[arg(long)]
+    pub duration: Option<f64>,
+}
+
+/// Where `loadtest` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TargetKind {
+    /// An SMPP server (simulator, sluice's SMPP ingress).
+    Smpp,
+    /// sluice's HTTP batch API.
+    Http,
+    /// Kannel's HTTP sendsms.
+    Kannel,
+}
+
+/// `loadtest`: drive a server and report throughput and latency.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadtestArgs {
+    #[arg(long, value_enum, default_value = "smpp")]
+    pub target: TargetKind,
+    /// SMPP server address.
+    #[arg(long, default_value = "127.0.0.1:2775")]
+    pub addr: String,
+    /// HTTP URL (sluice: http://127.0.0.1:8080/v1/messages; Kannel: http://127.0.0.1:13013/cgi-bin/sendsms).
+    #[arg(long, default_value = "http://127.0.0.1:8080/v1/messages")]
+    pub url: String,
+    /// SMPP system_id / Kannel username.
+    #[arg(long, default_value = "sluice")]
+    pub system_id: String,
+    /// SMPP / Kannel password.
+    #[arg(long, default_value = "secret")]
+    pub password: String,
+    /// sluice API key (Bearer).
+    #[arg(long, default_value = "")]
+    pub api_key: String,
+    /// Messages per HTTP request (sluice API).
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Connections (binds) or HTTP workers.
+    #[arg(long, short = 'c', default_value_t = 2)]
+    pub connections: usize,
+    /// Outstanding submits per bind.
+    #[arg(long, short = 'w', default_value_t = 256)]
+    pub window: usize,
+    /// Parts (SMPP) or messages (HTTP) per second; 0 = as fast as possible.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Stop after this many messages.
+    #[arg(long, short = 'n')]
+    pub count: Option<u64>,
+    /// Stop after this many seconds (default if neither is given: --count 10000).
+    #[arg(long, short = 'd')]
+    pub duration: Option<f64>,
+    /// Characters per message (more than one SMS → concatenated).
+    #[arg(long, default_value_t = 40)]
+    pub chars: usize,
+    /// Share of messages in UCS-2 (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    pub ucs2_share: f64,
+    #[arg(long, value_enum, default_value = "udh8")]
+    pub concat: ConcatMode,
+    /// Put this at the start of every text (e.g. a campaign variant tag).
+    #[arg(long, default_value = "")]
+    pub text_prefix: String,
+    /// Run tag inside every text (keeps runs against one simulator distinct).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Request receipts, bind as transceiver and report submit → receipt latency.
+    #[arg(long)]
+    pub dlr: bool,
+    /// Seconds to wait for outstanding receipts at the end.
+    #[arg(long, default_value_t = 10.0)]
+    pub dlr_wait: f64,
+    #[arg(long, default_value_t = 5.0)]
+    pub bind_timeout: f64,
+    #[arg(long, default_value_t = 10.0)]
+    pub response_timeout: f64,
+    /// Write the JSON summary here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Start an in-process simulator (default behaviour) and target it.
+    #[arg(long)]
+    pub with_sim: bool,
+    /// No progress bar / progress log lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.clamp(0.0, 1e7))
+}
+
+impl LoadtestArgs {
+    /// The run configuration these arguments describe.
+    pub fn to_config(&self) -> LoadConfig {
+        let target = match self.target {
+            TargetKind::Smpp => Target::Smpp {
+                addr: self.addr.clone(),
+                system_id: self.system_id.clone(),
+                password: self.password.clone(),
+            },
+            TargetKind::Http => Target::Http {
+                url: self.url.clone(),
+                api_key: self.api_key.clone(),
+                batch: self.batch,
+            },
+            TargetKind::Kannel => Target::Kannel {
+                url: self.url.clone(),
+                username: self.system_id.clone(),
+                password: self.password.clone(),
+            },
+        };
+        let count = match (self.count, self.duration) {
+            (None, None) => Some(10_000),
+            (c, _) => c,
+        };
+        let run = self
+            .run
+            .clone()
+            .unwrap_or_else(|| format!("{:x}", jiff::Timestamp::now().as_millisecond()));
+        LoadConfig {
+            target,
+            connections: self.connections,
+            window: self.window,
+            rate: self.rate,
+            count,
+            duration: self.duration.map(secs),
+            payload: PayloadConfig {
+                chars: self.chars,
+                ucs2_share: self.ucs2_share,
+                concat: self.concat,
+                text_prefix: self.text_prefix.clone(),
+                run,
+                ..Default::default()
+            },
+            dlr: self.dlr,
+            dlr_wait: secs(self.dlr_wait),
+            bind_timeout: secs(self.bind_timeout),
+            response_timeout: secs(self.response_timeout),
+            progress: !self.quiet,
+        }
+    }
+}
+
+/// Runs the simulator until Ctrl-C or `--duration`; returns the final tally.
+pub async fn run_sim(args: SimArgs) -> anyhow::Result<TallySnapshot> {
+    let mut cfg = match &args.config {
+        Some(p) => SimConfig::from_file(p).with_context(|| format!("loading {}", p.display()))?,
+        None => default_sim(args.smpp, args.cmpp),
+    };
+    if args.tally_out.is_some() {
+        cfg.tally_path = args.tally_out.clone();
+    }
+    let handle = Simulator::start(cfg).await?;
+    for l in handle.listeners() {
+        println!("listening {} {:?} {}", l.name, l.protocol, l.addr);
+    }
+    match args.duration {
+        Some(d) => tokio::time::sleep(secs(d)).await,
+        None => wait_for_stop().await?,
+    }
+    let tally = handle.shutdown().await?;
+    println!("{}", serde_json::to_string_pretty(&tally)?);
+    Ok(tally)
+}
+
+/// Ctrl-C or SIGTERM (so scripts and service managers get the tally file too).
+async fn wait_for_stop() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    Ok(())
+}
+
+/// One open SMPP and one open CMPP listener with default behaviour.
+pub fn default_sim(smpp: SocketAddr, cmpp: SocketAddr) -> SimConfig {
+    SimConfig {
+        listeners: vec![
+            ListenerConfig {
+                name: "smsc".into(),
+                protocol: Protocol::Smpp,
+                addr: smpp,
+                ..Default::default()
+            },
+            ListenerConfig {
+                name: "ismg".into(),
+                protocol: Protocol::Cmpp,
+                addr: cmpp,
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    }
+}
+
+/// Runs a load test, prints the report and writes the JSON summary if asked.
+pub async fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<Summary> {
+    let mut cfg = args.to_config();
+    let sim = if args.with_sim {
+        let h =
+            Simulator::start(default_sim("127.0.0.1:0".parse()?, "127.0.0.1:0".parse()?)).await?;
+        if let (Target::Smpp { addr, .. }, Some(a)) = (&mut cfg.target, h.addr_of(Protocol::Smpp)) {
+            *addr = a.to_string();
+        }
+        Some(h)
+    } else {
+        None
+    };
+    let summary = crate::load::run(cfg).await?;
+    print!("{summary}");
+    if let Some(p) = &args.json {
+        summary
+            .write_json(p)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(h) = sim {
+        let t = h.shutdown().await?;
+        println!(
+            "simulator tally: unique {} duplicates {} parts {}",
+            t.unique_messages, t.duplicates, t.parts_accepted
+        );
+    }
+    Ok(summary)
+}

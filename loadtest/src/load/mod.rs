@@ -1,0 +1,425 @@
+//! The load generator: drives an SMPP server as an ESME (N binds, window per bind, fixed or
+//! max rate), sluice's HTTP batch API, or Kannel's HTTP sendsms, until a message count or a
+//! duration is reached, then reports (see [`report::Summary`]).
+//!
+//! Delivery semantics over SMPP are at-least-once, like the gateway's: a part answered with a
+//! throttle, queue-full or temporary error, or left unanswered when a connection drops, is
+//! resubmitted. Parts unanswered at a disconnect are counted (`unacked_at_disconnect`): they
+//! are the only possible source of duplicates at the center.
+
+mod http;
+pub mod payload;
+mod progress;
+pub mod report;
+mod smpp;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::bucket::TokenBucket;
+use crate::tally::lock;
+pub use payload::{ConcatMode, PayloadConfig};
+pub use report::{DlrReport, Latency, Summary};
+
+/// What to drive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Target {
+    /// Any SMPP server (the simulator, sluice's SMPP ingress).
+    Smpp {
+        addr: String,
+        system_id: String,
+        password: String,
+    },
+    /// sluice's `POST /v1/messages` (docs/http-api.md), `batch` messages per request.
+    Http {
+        url: String,
+        api_key: String,
+        batch: usize,
+    },
+    /// Kannel's smsbox `GET /cgi-bin/sendsms`, one message per request.
+    Kannel {
+        url: String,
+        username: String,
+        password: String,
+    },
+}
+
+impl Target {
+    fn describe(&self) -> String {
+        match self {
+            Self::Smpp { addr, .. } => format!("smpp://{addr}"),
+            Self::Http { url, .. } => url.clone(),
+            Self::Kannel { url, .. } => format!("kannel {url}"),
+        }
+    }
+}
+
+/// Everything a run needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadConfig {
+    pub target: Target,
+    pub connections: usize,
+    /// Outstanding submits per connection (SMPP).
+    pub window: usize,
+    /// Parts (SMPP) or messages (HTTP) per second over all connections; 0 = as fast as possible.
+    pub rate: f64,
+    /// Stop after this many messages (each may be several parts).
+    pub count: Option<u64>,
+    /// Stop starting new messages after this long.
+    pub duration: Option<Duration>,
+    pub payload: PayloadConfig,
+    /// Request receipts, bind as transceiver and measure submit → receipt latency.
+    pub dlr: bool,
+    /// After the last response, wait this long at most for outstanding receipts.
+    pub dlr_wait: Duration,
+    pub bind_timeout: Duration,
+    pub response_timeout: Duration,
+    /// Show an indicatif bar (TTY) or log a progress line every few seconds.
+    pub progress: bool,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        Self {
+            target: Target::Smpp {
+                addr: "127.0.0.1:2775".into(),
+                system_id: "sluice".into(),
+                password: "secret".into(),
+            },
+            connections: 2,
+            window: 256,
+            rate: 0.0,
+            count: Some(10_000),
+            duration: None,
+            payload: PayloadConfig::default(),
+            dlr: false,
+            dlr_wait: Duration::from_secs(10),
+            bind_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(10),
+            progress: false,
+        }
+    }
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    #[error("neither a message count nor a duration was given: the run would never stop")]
+    Unbounded,
+    #[error("connections and window must be at least 1")]
+    ZeroConcurrency,
+    #[error("HTTP client: {0}")]
+    Http(String),
+}
+
+/// One part of one message, as a unit of (re)submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PartRef {
+    pub(crate) msg: u64,
+    pub(crate) part: u8,
+    pub(crate) total: u8,
+}
+
+/// State shared by all connections of a run.
+pub(crate) struct Shared {
+    pub(crate) cfg: LoadConfig,
+    pub(crate) started: Instant,
+    deadline: Option<Instant>,
+    next: AtomicU64,
+    retry: Mutex<VecDeque<PartRef>>,
+    /// Parts started and not yet accepted or failed.
+    unresolved: AtomicU64,
+    stop: AtomicBool,
+    remaining_parts: Mutex<HashMap<u64, u8>>,
+    pub(crate) rate: Option<Mutex<TokenBucket>>,
+    pub(crate) c: Counters,
+    errors: Mutex<BTreeMap<String, u64>>,
+    dlr_stats: Mutex<BTreeMap<String, u64>>,
+    /// Center message id → submit time, for receipts still to come.
+    submitted: Mutex<HashMap<Box<[u8]>, Instant>>,
+    /// Receipts that arrived before their submit response: id → arrival.
+    early: Mutex<HashMap<Box<[u8]>, Instant>>,
+    hist: Mutex<(Histogram<u64>, Histogram<u64>)>,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) messages_started: AtomicU64,
+    pub(crate) messages_accepted: AtomicU64,
+    pub(crate) messages_failed: AtomicU64,
+    pub(crate) submits_sent: AtomicU64,
+    pub(crate) parts_accepted: AtomicU64,
+    pub(crate) resubmits: AtomicU64,
+    pub(crate) disconnects: AtomicU64,
+    pub(crate) unacked_at_disconnect: AtomicU64,
+    pub(crate) bind_failures: AtomicU64,
+    pub(crate) response_timeouts: AtomicU64,
+    pub(crate) mo_received: AtomicU64,
+    pub(crate) dlr_expected: AtomicU64,
+    pub(crate) dlr_received: AtomicU64,
+    pub(crate) dlr_matched: AtomicU64,
+    pub(crate) dlr_early: AtomicU64,
+}
+
+/// What a connection should send next.
+pub(crate) enum Claim {
+    /// Parts to resend.
+    Retry(PartRef),
+    /// A new message index.
+    New(u64),
+}
+
+impl Shared {
+    fn new(cfg: LoadConfig) -> Self {
+        let now = Instant::now();
+        let rate = (cfg.rate > 0.0)
+            .then(|| Mutex::new(TokenBucket::new(cfg.rate, (cfg.rate / 200.0).max(1.0), now)));
+        Self {
+            deadline: cfg.duration.map(|d| now + d),
+            cfg,
+            started: now,
+            next: AtomicU64::new(0),
+            retry: Mutex::new(VecDeque::new()),
+            unresolved: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            remaining_parts: Mutex::new(HashMap::new()),
+            rate,
+            c: Counters::default(),
+            errors: Mutex::new(BTreeMap::new()),
+            dlr_stats: Mutex::new(BTreeMap::new()),
+            submitted: Mutex::new(HashMap::new()),
+            early: Mutex::new(HashMap::new()),
+            hist: Mutex::new((report::new_histogram(), report::new_histogram())),
+        }
+    }
+
+    /// True once no new message may start (count reached, deadline passed or stopped).
+    pub(crate) fn sending_closed(&self) -> bool {
+        if self.stop.load(Ordering::Relaxed) {
+            return true;
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            self.stop.store(true, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// True when every started part is resolved and nothing more will start.
+    pub(crate) fn finished(&self) -> bool {
+        let exhausted = self.sending_closed()
+            || self
+                .cfg
+                .count
+                .is_some_and(|c| self.next.load(Ordering::Relaxed) >= c);
+        exhausted && self.unresolved.load(Ordering::Relaxed) == 0
+    }
+
+    /// Next unit of work: a part to retry first, else a new message index.
+    pub(crate) fn claim(&self) -> Option<Claim> {
+        if let Some(p) = lock(&self.retry).pop_front() {
+            return Some(Claim::Retry(p));
+        }
+        if self.sending_closed() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        if self.cfg.count.is_some_and(|c| i >= c) {
+            return None;
+        }
+        self.c.messages_started.fetch_add(1, Ordering::Relaxed);
+        Some(Claim::New(i))
+    }
+
+    /// Registers the parts of a newly started message.
+    pub(crate) fn started_parts(&self, msg: u64, total: u8) {
+        self.unresolved.fetch_add(total as u64, Ordering::Relaxed);
+        if total > 1 {
+            lock(&self.remaining_parts).insert(msg, total);
+        }
+    }
+
+    pub(crate) fn requeue(&self, p: PartRef) {
+        self.c.resubmits.fetch_add(1, Ordering::Relaxed);
+        lock(&self.retry).push_back(p);
+    }
+
+    pub(crate) fn part_accepted(&self, p: PartRef) {
+        self.c.parts_accepted.fetch_add(1, Ordering::Relaxed);
+        let complete = p.total <= 1 || {
+            let mut m = lock(&self.remaining_parts);
+            match m.get_mut(&p.msg) {
+                Some(r) => {
+                    *r -= 1;
+                    if *r == 0 {
+                        m.remove(&p.msg);
+                        true
+                    } else {
+                        false
+                    }
+                }
+                None => false,
+            }
+        };
+        if complete {
+            self.c.messages_accepted.fetch_add(1, Ordering::Relaxed);
+        }
+        self.unresolved.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn part_failed(&self, p: PartRef) {
+        if p.total <= 1 || lock(&self.remaining_parts).remove(&p.msg).is_some() {
+            self.c.messages_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.unresolved.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_error(&self, key: String) {
+        *lock(&self.errors).entry(key).or_insert(0) += 1;
+    }
+
+    /// Merges a connection's histograms (submit latency, receipt latency).
+    pub(crate) fn merge_hist(&self, submit: &Histogram<u64>, dlr: &Histogram<u64>) {
+        let mut h = lock(&self.hist);
+        let _ = h.0.add(submit);
+        let _ = h.1.add(dlr);
+    }
+
+    /// Remembers when `id` was submitted; returns the receipt arrival if the receipt came first.
+    pub(crate) fn note_submitted(&self, id: &[u8], sent: Instant) -> Option<Instant> {
+        if let Some(at) = lock(&self.early).remove(id) {
+            self.c.dlr_early.fetch_add(1, Ordering::Relaxed);
+            return Some(at);
+        }
+        lock(&self.submitted).insert(id.into(), sent);
+        None
+    }
+
+    /// A receipt for `id` arrived at `now`; returns its submit time if known.
+    pub(crate) fn note_receipt(&self, id: &[u8], stat: &str, now: Instant) -> Option<Instant> {
+        self.c.dlr_received.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.dlr_stats).entry(stat.to_owned()).or_insert(0) += 1;
+        let sent = lock(&self.submitted).remove(id);
+        if sent.is_none() {
+            lock(&self.early).insert(id.into(), now);
+        }
+        sent
+    }
+
+    pub(crate) fn dlrs_outstanding(&self) -> bool {
+        let c = &self.c;
+        c.dlr_received.load(Ordering::Relaxed) < c.dlr_expected.load(Ordering::Relaxed)
+    }
+
+    fn summary(&self) -> Summary {
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let h = lock(&self.hist);
+        let early_left = lock(&self.early).len() as u64;
+        let c = &self.c;
+        Summary {
+            target: self.cfg.target.describe(),
+            connections: self.cfg.connections,
+            window: self.cfg.window,
+            rate: self.cfg.rate,
+            elapsed_s: elapsed,
+            messages_started: ld(&c.messages_started),
+            messages_accepted: ld(&c.messages_accepted),
+            messages_failed: ld(&c.messages_failed),
+            submits_sent: ld(&c.submits_sent),
+            parts_accepted: ld(&c.parts_accepted),
+            accepted_per_s: if elapsed > 0.0 {
+                ld(&c.parts_accepted) as f64 / elapsed
+            } else {
+                0.0
+            },
+            resubmits: ld(&c.resubmits),
+            errors: lock(&self.errors).clone(),
+            disconnects: ld(&c.disconnects),
+            unacked_at_disconnect: ld(&c.unacked_at_disconnect),
+            bind_failures: ld(&c.bind_failures),
+            response_timeouts: ld(&c.response_timeouts),
+            submit_latency: Latency::from_histogram(&h.0),
+            dlr: DlrReport {
+                received: ld(&c.dlr_received),
+                matched: ld(&c.dlr_matched),
+                unmatched: early_left,
+                before_response: ld(&c.dlr_early),
+                by_stat: lock(&self.dlr_stats).clone(),
+                latency: Latency::from_histogram(&h.1),
+            },
+            mo_received: ld(&c.mo_received),
+        }
+    }
+}
+
+/// Runs a load test to completion and returns its summary.
+pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
+    if cfg.count.is_none() && cfg.duration.is_none() {
+        return Err(LoadError::Unbounded);
+    }
+    if cfg.connections == 0 || cfg.window == 0 {
+        return Err(LoadError::ZeroConcurrency);
+    }
+    let shared = Arc::new(Shared::new(cfg));
+    let progress = shared
+        .cfg
+        .progress
+        .then(|| tokio::spawn(progress::run(shared.clone())));
+    let mut tasks = tokio::task::JoinSet::new();
+    match shared.cfg.target.clone() {
+        Target::Smpp {
+            addr,
+            system_id,
+            password,
+        } => {
+            for i in 0..shared.cfg.connections {
+                let s = shared.clone();
+                let (a, u, p) = (addr.clone(), system_id.clone(), password.clone());
+                tasks.spawn(async move { smpp::run_connection(s, i, a, u, p).await });
+            }
+        }
+        Target::Http {
+            url,
+            api_key,
+            batch,
+        } => {
+            let client = http::client().map_err(|e| LoadError::Http(e.to_string()))?;
+            for _ in 0..shared.cfg.connections {
+                let s = shared.clone();
+                let (c, u, k) = (client.clone(), url.clone(), api_key.clone());
+                tasks.spawn(async move { http::run_sluice(s, c, u, k, batch.max(1)).await });
+            }
+        }
+        Target::Kannel {
+            url,
+            username,
+            password,
+        } => {
+            let client = http::client().map_err(|e| LoadError::Http(e.to_string()))?;
+            for _ in 0..shared.cfg.connections {
+                let s = shared.clone();
+                let (c, u, n, p) = (
+                    client.clone(),
+                    url.clone(),
+                    username.clone(),
+                    password.clone(),
+                );
+                tasks.spawn(async move { http::run_kannel(s, c, u, n, p).await });
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    shared.stop.store(true, Ordering::Relaxed);
+    if let Some(p) = progress {
+        let _ = p.await;
+    }
+    Ok(shared.summary())
+}

@@ -1,0 +1,95 @@
+//! What happens to an accepted submit, whatever the protocol: tally it, schedule its
+//! receipt (possibly before the response), and fire reply rules on the reassembled text.
+
+use std::sync::Arc;
+
+use rand::RngExt;
+use rand::rngs::SmallRng;
+use tokio::time::Instant;
+
+use super::center::Center;
+use super::dlr::{Delivery, Item, MsgRef, Stat};
+use super::mo::{TextCoding, maybe_reply};
+use crate::tally::{Concat, Piece, Recorded};
+
+/// An accepted submit, borrowed from the read buffer.
+pub(crate) struct Accepted<'a> {
+    pub(crate) source: &'a [u8],
+    pub(crate) dest: &'a [u8],
+    /// User data without UDH.
+    pub(crate) payload: &'a [u8],
+    pub(crate) concat: Option<Concat>,
+    /// Receipt requested: 0 none, 1 always, 2 on failure only (SMPP registered_delivery & 3).
+    pub(crate) receipt: u8,
+    pub(crate) coding: TextCoding,
+}
+
+/// What the session must do after [`on_accepted`].
+pub(crate) enum Receipt {
+    None,
+    /// The receipt was already queued: hold the response back by `dlr.early_lead_ms`.
+    Early,
+    /// Queue this receipt only after the response has been handed to the writer, and not
+    /// before the response's due time (so a normal receipt never overtakes its response).
+    After(Delivery),
+}
+
+/// Records the submit, prepares its receipt and fires reply rules.
+pub(crate) fn on_accepted(
+    center: &Center,
+    account: &Arc<str>,
+    session: u64,
+    m: Accepted<'_>,
+    id: MsgRef,
+    rng: &mut SmallRng,
+) -> Receipt {
+    let rec = center.tally.record(Piece {
+        source: m.source,
+        dest: m.dest,
+        payload: m.payload,
+        concat: m.concat,
+    });
+    let mut receipt = Receipt::None;
+    if m.receipt & 3 != 0 {
+        let stat = center.draw_stat(rng);
+        if !(m.receipt & 3 == 2 && stat == Stat::Delivrd) {
+            let cfg = &center.cfg.dlr;
+            let early = cfg.early_share > 0.0 && rng.random::<f64>() < cfg.early_share;
+            let delay = if early {
+                std::time::Duration::ZERO
+            } else {
+                cfg.delay.sample(rng)
+            };
+            let item = Item::Receipt {
+                id,
+                handset: m.dest.into(),
+                service: m.source.into(),
+                stat,
+                submitted: jiff::Timestamp::now(),
+                text: m.payload[..m.payload.len().min(20)].into(),
+            };
+            let d = Delivery {
+                at: Instant::now() + delay,
+                account: account.clone(),
+                prefer: session,
+                item,
+            };
+            receipt = if early {
+                let _ = center.deliveries.send(d);
+                Receipt::Early
+            } else {
+                Receipt::After(d)
+            };
+        }
+    }
+    if let Recorded::Complete {
+        duplicate: false,
+        payload,
+    } = rec
+    {
+        maybe_reply(
+            center, account, session, m.dest, m.source, &payload, m.coding, rng,
+        );
+    }
+    receipt
+}

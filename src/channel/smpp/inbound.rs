@@ -1,0 +1,279 @@
+//! What the center sends us unasked: deliver_sm (and data_sm) turned into receipt and MO
+//! events for the receipt layer.
+//!
+//! - A delivery receipt (esm_class 0x04 or a receipted_message_id TLV) becomes
+//!   [`ChannelEvent::Receipt`] with the center's id *raw*; the receipt layer normalises it
+//!   (see `channel/mod.rs`). Fields come from the TLVs first, then the receipt text.
+//! - Anything else is a mobile-originated message. A long MO arrives in parts, concatenated
+//!   by UDH (IE 0x00 / 0x08) or SAR TLVs; [`Inbound`] reassembles them per channel (parts may
+//!   come on different binds) and emits one [`ChannelEvent::Mo`] when the last part is in.
+//!   Memory is bounded (the protocols `sms` reassembler's limits) and incomplete messages
+//!   expire after its TTL; a part that cannot be reassembled (bad numbers) is passed on
+//!   alone rather than dropped.
+
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime};
+
+use sluice_protocols::smpp::{DeliveryReport, ReceiptStat, Sm};
+use sluice_protocols::sms::{self, Concat, Encoding, Outcome, Reassembler, ReassemblyConfig, Udh};
+use tracing::debug;
+
+use crate::channel::ChannelEvent;
+
+/// Per-channel state for inbound messages (shared by the channel's binds).
+#[derive(Debug)]
+pub struct Inbound {
+    mo: Mutex<Reassembler>,
+}
+
+impl Default for Inbound {
+    fn default() -> Self {
+        Self::new(ReassemblyConfig::default())
+    }
+}
+
+impl Inbound {
+    /// With the given reassembly limits.
+    #[must_use]
+    pub fn new(config: ReassemblyConfig) -> Self {
+        Self {
+            mo: Mutex::new(Reassembler::new(config)),
+        }
+    }
+
+    /// The event for one deliver_sm, or `None` while a concatenated MO is incomplete.
+    pub fn event(&self, sm: &Sm, now: Instant) -> Option<ChannelEvent> {
+        if let Some(receipt) = receipt_event(sm) {
+            return Some(receipt);
+        }
+        let payload = sm.payload();
+        let (concat, body): (Option<Concat>, &[u8]) = if sm.has_udh() {
+            match Udh::parse(payload) {
+                Ok((udh, body)) => (udh.concat(), body),
+                // A broken header: pass the bytes after the declared length on as they are.
+                Err(_) => {
+                    let udhl = payload.first().map_or(0, |&l| usize::from(l) + 1);
+                    (None, payload.get(udhl..).unwrap_or_default())
+                }
+            }
+        } else {
+            let sar = (
+                sm.tlvs.sar_msg_ref_num(),
+                sm.tlvs.sar_total_segments(),
+                sm.tlvs.sar_segment_seqnum(),
+            );
+            let concat = match sar {
+                (Some(reference), Some(total), Some(seq)) => Some(Concat {
+                    reference,
+                    total,
+                    seq,
+                }),
+                _ => None,
+            };
+            (concat, payload.as_ref())
+        };
+        let whole = match concat {
+            Some(c) if c.total > 1 => {
+                let source = String::from_utf8_lossy(&sm.source.addr);
+                let dest = String::from_utf8_lossy(&sm.dest.addr);
+                let mut mo = self
+                    .mo
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let expired = mo.expire(now);
+                if !expired.is_empty() {
+                    debug!(
+                        count = expired.len(),
+                        "Incomplete MO messages expired before their last part."
+                    );
+                }
+                match mo.push(&source, &dest, c, body, now) {
+                    Outcome::Complete(parts) => parts.concat(),
+                    Outcome::Pending | Outcome::Duplicate => return None,
+                    Outcome::Rejected => body.to_vec(),
+                }
+            }
+            _ => body.to_vec(),
+        };
+        Some(ChannelEvent::Mo {
+            from: lossy(&sm.source.addr),
+            to: lossy(&sm.dest.addr),
+            text: decode(&whole, sm.data_coding),
+            data_coding: sm.data_coding,
+            at: SystemTime::now(),
+        })
+    }
+}
+
+fn decode(body: &[u8], data_coding: u8) -> String {
+    match Encoding::from_smpp_data_coding(data_coding) {
+        Some(encoding) => {
+            sms::decode(body, encoding).unwrap_or_else(|_| String::from_utf8_lossy(body).into())
+        }
+        None => String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+/// The receipt event for a deliver_sm that is a delivery receipt.
+#[must_use]
+pub fn receipt_event(sm: &Sm) -> Option<ChannelEvent> {
+    let report = DeliveryReport::from_sm(sm)?;
+    let text = report.text.unwrap_or_default();
+    let stat = text
+        .stat
+        .map(|s| s.as_bytes().to_vec())
+        .or_else(|| {
+            report
+                .state
+                .map(|s| ReceiptStat::from_state(s).as_bytes().to_vec())
+        })
+        .unwrap_or_default();
+    Some(ChannelEvent::Receipt {
+        center_id: lossy(report.message_id),
+        stat: lossy(&stat),
+        err: text.err.map(lossy).unwrap_or_default(),
+        done_at: text.done_date.map(|d| {
+            format!(
+                "{:02}{:02}{:02}{:02}{:02}",
+                d.year % 100,
+                d.month,
+                d.day,
+                d.hour,
+                d.minute
+            )
+        }),
+        text: text.text.map(lossy).unwrap_or_default(),
+        source: lossy(&sm.source.addr),
+        at: SystemTime::now(),
+    })
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_protocols::smpp::{Address, MessageState, Octets};
+
+    fn event(sm: &Sm) -> Option<ChannelEvent> {
+        Inbound::default().event(sm, Instant::now())
+    }
+
+    #[test]
+    fn receipt_text_becomes_receipt_event() {
+        let sm = Sm {
+            source: Address::new(1, 1, "8613800138000"),
+            esm_class: 0x04,
+            short_message: Octets::from_static(
+                b"id:1A2B sub:001 dlvrd:001 submit date:2611260100 done date:2611260101 stat:UNDELIV err:012 text:hello",
+            ),
+            ..Sm::default()
+        };
+        match event(&sm) {
+            Some(ChannelEvent::Receipt {
+                center_id,
+                stat,
+                err,
+                done_at,
+                text,
+                source,
+                ..
+            }) => {
+                assert_eq!(center_id, "1A2B");
+                assert_eq!(stat, "UNDELIV");
+                assert_eq!(err, "012");
+                assert_eq!(done_at.as_deref(), Some("2611260101"));
+                assert_eq!(text, "hello");
+                assert_eq!(source, "8613800138000");
+            }
+            other => panic!("expected receipt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tlv_only_receipt_uses_message_state() {
+        let mut sm = Sm {
+            esm_class: 0x04,
+            ..Sm::default()
+        };
+        sm.tlvs.set_receipted_message_id(b"00077");
+        sm.tlvs.set_message_state(MessageState::Delivered);
+        match event(&sm) {
+            Some(ChannelEvent::Receipt {
+                center_id, stat, ..
+            }) => {
+                assert_eq!(center_id, "00077");
+                assert_eq!(stat, "DELIVRD");
+            }
+            other => panic!("expected receipt, got {other:?}"),
+        }
+    }
+
+    fn mo_part(udh: &[u8], text: &str) -> Sm {
+        let mut short = udh.to_vec();
+        short.extend_from_slice(&sms::ucs2::encode(text));
+        Sm {
+            source: Address::new(1, 1, "8613800138000"),
+            dest: Address::new(0, 0, "10086"),
+            esm_class: if udh.is_empty() { 0 } else { 0x40 },
+            data_coding: 8,
+            short_message: Octets::from(short),
+            ..Sm::default()
+        }
+    }
+
+    #[test]
+    fn single_mo_is_decoded() {
+        match event(&mo_part(&[], "你好")) {
+            Some(ChannelEvent::Mo {
+                from,
+                to,
+                text,
+                data_coding,
+                ..
+            }) => {
+                assert_eq!((from.as_str(), to.as_str()), ("8613800138000", "10086"));
+                assert_eq!(text, "你好");
+                assert_eq!(data_coding, 8);
+            }
+            other => panic!("expected MO, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn long_mo_is_reassembled_out_of_order() {
+        let inbound = Inbound::default();
+        let now = Instant::now();
+        let p2 = mo_part(&[5, 0, 3, 9, 2, 2], "世界");
+        let p1 = mo_part(&[5, 0, 3, 9, 2, 1], "你好");
+        assert_eq!(inbound.event(&p2, now), None);
+        assert_eq!(inbound.event(&p2, now), None, "duplicate part ignored");
+        match inbound.event(&p1, now) {
+            Some(ChannelEvent::Mo { text, .. }) => assert_eq!(text, "你好世界"),
+            other => panic!("expected MO, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn long_mo_by_sar() {
+        let inbound = Inbound::default();
+        let now = Instant::now();
+        let mut a = mo_part(&[], "Y");
+        a.tlvs.set_sar(7, 2, 1);
+        let mut b = mo_part(&[], "ES");
+        b.tlvs.set_sar(7, 2, 2);
+        assert_eq!(inbound.event(&a, now), None);
+        match inbound.event(&b, now) {
+            Some(ChannelEvent::Mo { text, .. }) => assert_eq!(text, "YES"),
+            other => panic!("expected MO, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn broken_udh_still_yields_an_mo() {
+        let sm = mo_part(&[9, 0, 3], "");
+        assert!(matches!(event(&sm), Some(ChannelEvent::Mo { .. })));
+    }
+}

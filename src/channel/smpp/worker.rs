@@ -1,0 +1,808 @@
+//! The SMPP channel worker: N binds to one center, one rate, one set of messages in flight.
+//!
+//! ```text
+//! dispatch ──OutboundMessage──▶ worker ──PartJob (rate-limited)──▶ shared part queue ──▶ binds
+//!     ▲                           │  ▲                                                   │
+//!     └────── Outcome ────────────┘  └──────────────── BindReport ───────────────────────┘
+//! ```
+//!
+//! Job: split each message into parts, pace the parts through the channel's
+//! [`ChannelLimiter`] (governor rate + burst, steered by AIMD), hand them to whichever bind
+//! has room, and account for every part's outcome until the message is finished one way:
+//! - every part accepted → [`Outcome::Sent`] with each part's center id;
+//! - a throttle answer → AIMD halves the rate and the *same part* is queued again (part-level
+//!   retry, same concatenation reference, so a half-sent long message still reassembles);
+//! - a timeout or a lost bind → the same part is queued again, up to `local_retries` times;
+//! - a temporary status (or local retries exhausted) → [`Outcome::Retry`] with a backoff
+//!   delay, unless the retry policy's attempts are used up, then [`Outcome::Failed`];
+//! - a permanent status or an unbuildable message → [`Outcome::Failed`].
+//!
+//! A message's outcome is reported only after every one of its parts that went out has come
+//! back, so the store never requeues a message that still has parts in a window.
+//!
+//! Invariants: at most `capacity` messages are held (the dispatch queue stays the only
+//! buffer); the worker never blocks on one channel while another could deadlock it — it
+//! waits on reports, the part queue, the limiter and new messages in one `select!`.
+
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use metrics::{counter, gauge};
+use sluice_protocols::smpp::Sm;
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::bind::{self, BindLinks, BindReport, BindSpec, PartJob, PartOutcome, PartTag};
+use super::classify::{Disposition, classify};
+use super::inbound::Inbound;
+use super::parts::{OutboundMessage, PartSettings, build_parts};
+use super::session::{BindKind, SessionConfig};
+use crate::channel::backoff::Backoff;
+use crate::channel::limiter::{AimdConfig, ChannelLimiter, RateChange};
+use crate::channel::metrics_names::{CHANNEL_RATE, CHANNEL_RESPONSES, CHANNEL_THROTTLED};
+use crate::channel::{ChannelEvent, MessageId};
+
+/// How binds are opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindMode {
+    /// One bind_transceiver per bind.
+    Transceiver,
+    /// A bind_transmitter plus a bind_receiver per bind.
+    TransmitterReceiver,
+}
+
+/// How often and how late a message is retried after temporary failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in total (the first one included) before a message fails for good.
+    pub max_attempts: u32,
+    /// Delay before attempt n + 1.
+    pub backoff: Backoff,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            backoff: Backoff {
+                base: Duration::from_secs(5),
+                max: Duration::from_secs(600),
+            },
+        }
+    }
+}
+
+/// Everything a channel worker needs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Channel name.
+    pub name: Arc<str>,
+    /// `host:port` of the center.
+    pub addr: String,
+    /// Number of binds (pairs in transmitter+receiver mode).
+    pub binds: usize,
+    /// Bind PDUs to use.
+    pub mode: BindMode,
+    /// Session settings shared by all binds (`bind_kind` is set per bind from `mode`).
+    pub session: SessionConfig,
+    /// Configured rate (msg/s): the AIMD ceiling.
+    pub rate: NonZeroU32,
+    /// Governor burst.
+    pub burst: NonZeroU32,
+    /// How parts are built.
+    pub parts: PartSettings,
+    /// Message-level retries.
+    pub retry: RetryPolicy,
+    /// Reconnect policy of the binds.
+    pub reconnect: Backoff,
+    /// How many times one part is re-sent after a timeout or a lost bind before the whole
+    /// message goes back to the store.
+    pub local_retries: u32,
+    /// How many throttle answers one part may collect before the message goes back to the
+    /// store (a center that throttles forever must not pin messages in memory).
+    pub throttle_retries: u32,
+    /// How long messages not yet on the wire are held while no sending bind is up; then they
+    /// go back to the store (their lease must not run out in here).
+    pub hold_when_down: Duration,
+}
+
+impl WorkerConfig {
+    /// Defaults around a center address and credentials.
+    #[must_use]
+    pub fn new(name: &str, addr: String, session: SessionConfig, rate: NonZeroU32) -> Self {
+        Self {
+            name: Arc::from(name),
+            addr,
+            binds: 1,
+            mode: BindMode::Transceiver,
+            session,
+            rate,
+            burst: rate,
+            parts: PartSettings::default(),
+            retry: RetryPolicy::default(),
+            reconnect: Backoff::default(),
+            local_retries: 3,
+            throttle_retries: 100,
+            hold_when_down: Duration::from_secs(30),
+        }
+    }
+
+    /// The worker for an SMPP channel of the gateway config. Rate and burst below 1 are
+    /// raised to 1 (config validation refuses them anyway).
+    #[must_use]
+    pub fn from_config(c: &crate::config::ChannelConfig) -> Self {
+        use crate::config::{BindMode as CfgBindMode, Concatenation};
+        let session = SessionConfig {
+            bind_kind: BindKind::Transceiver,
+            system_id: c.system_id.clone(),
+            password: c.password.clone(),
+            system_type: c.system_type.clone(),
+            interface_version: c.interface_version,
+            window: usize::try_from(c.window.max(1)).unwrap_or(1),
+            response_timeout: c.response_timeout(),
+            enquire_link_interval: c.enquire_link_interval(),
+        };
+        let rate = NonZeroU32::new(c.rate).unwrap_or(NonZeroU32::MIN);
+        let mut w = Self::new(&c.name, format!("{}:{}", c.host, c.port), session, rate);
+        w.binds = usize::try_from(c.binds.max(1)).unwrap_or(1);
+        w.mode = match c.bind_mode {
+            CfgBindMode::Transceiver => BindMode::Transceiver,
+            CfgBindMode::TransmitterReceiver => BindMode::TransmitterReceiver,
+        };
+        w.burst = NonZeroU32::new(c.burst).unwrap_or(NonZeroU32::MIN);
+        w.parts.concat = match c.concatenation {
+            Concatenation::Udh8 => sluice_protocols::sms::ConcatScheme::Udh8,
+            Concatenation::Udh16 => sluice_protocols::sms::ConcatScheme::Udh16,
+            Concatenation::Sar => sluice_protocols::sms::ConcatScheme::Sar,
+        };
+        w.retry = RetryPolicy {
+            max_attempts: c.retry.max_attempts.max(1),
+            backoff: Backoff {
+                base: Duration::from_millis(c.retry.backoff_base_ms),
+                max: Duration::from_millis(c.retry.backoff_max_ms),
+            },
+        };
+        w
+    }
+
+    /// Messages the worker holds at once, and the dispatch queue length that feeds it:
+    /// the channel's windows (window × sending binds).
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        (self.session.window * self.binds).max(1)
+    }
+}
+
+/// How a message left the worker; dispatch turns it into a store write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every part was accepted; `center_ids[n]` is part n + 1's raw center id.
+    Sent {
+        /// Message.
+        id: MessageId,
+        /// Raw center ids, in part order.
+        center_ids: Vec<String>,
+    },
+    /// Put it back; attempt it again after `after`.
+    Retry {
+        /// Message.
+        id: MessageId,
+        /// Attempts made so far, this one included.
+        attempts: u32,
+        /// Backoff delay.
+        after: Duration,
+        /// Why, for logs.
+        reason: String,
+    },
+    /// Failed for good.
+    Failed {
+        /// Message.
+        id: MessageId,
+        /// SMPP status that decided it (0 for local reasons).
+        status: u32,
+        /// Receipt status word: `REJECTD` (refused by the center or unbuildable) or
+        /// `UNDELIV` (retries exhausted).
+        stat: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Handle to a running worker.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    /// Number of sending binds (transmitter / transceiver) currently up; dispatch and route
+    /// failover watch it.
+    pub binds_up: watch::Receiver<usize>,
+    /// The AIMD send rate (msg/s) in force.
+    pub rate: watch::Receiver<u32>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl WorkerHandle {
+    /// Asks the binds to unbind and waits for the worker to finish (it drains the messages
+    /// it holds: their parts either come back or are aborted and reported as retries).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the worker and its binds.
+///
+/// `input` is the bounded queue from dispatch (size it with [`WorkerConfig::capacity`]);
+/// outcomes go to `outcomes` (dispatch), receipts/MO/bind state to `events`.
+#[must_use]
+pub fn spawn(
+    config: WorkerConfig,
+    input: mpsc::Receiver<OutboundMessage>,
+    outcomes: mpsc::Sender<Outcome>,
+    events: mpsc::Sender<ChannelEvent>,
+) -> WorkerHandle {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (binds_up_tx, binds_up_rx) = watch::channel(0usize);
+    let (rate_tx, rate_rx) = watch::channel(config.rate.get());
+    let capacity = config.capacity();
+    // The part queue is short: the limiter already paces it, and a long queue would only
+    // hide parts from the binds' windows.
+    let (parts_tx, parts_rx) = mpsc::channel(config.binds.max(1));
+    let (reports_tx, reports_rx) = mpsc::channel(capacity * 4 + 64);
+    let parts: bind::PartQueue = Arc::new(Mutex::new(parts_rx));
+    let inbound = Arc::new(Inbound::default());
+    let mut binds = Vec::new();
+    let kinds: &[BindKind] = match config.mode {
+        BindMode::Transceiver => &[BindKind::Transceiver],
+        BindMode::TransmitterReceiver => &[BindKind::Transmitter, BindKind::Receiver],
+    };
+    let mut index = 0;
+    for _ in 0..config.binds.max(1) {
+        for kind in kinds {
+            let spec = BindSpec {
+                backoff: config.reconnect,
+                ..BindSpec::new(
+                    Arc::clone(&config.name),
+                    index,
+                    config.addr.clone(),
+                    SessionConfig {
+                        bind_kind: *kind,
+                        ..config.session.clone()
+                    },
+                )
+            };
+            let links = BindLinks {
+                parts: Arc::clone(&parts),
+                reports: reports_tx.clone(),
+                events: events.clone(),
+                inbound: Arc::clone(&inbound),
+                shutdown: shutdown_rx.clone(),
+            };
+            binds.push(tokio::spawn(bind::run(spec, links)));
+            index += 1;
+        }
+    }
+    drop(reports_tx);
+    let span = info_span!("channel", channel = %config.name);
+    let limiter = ChannelLimiter::new(AimdConfig::for_rate(config.rate), config.burst);
+    let worker = Worker {
+        reference: rand::random(),
+        config,
+        limiter,
+        messages: HashMap::new(),
+        pending: VecDeque::new(),
+        binds_up: Vec::new(),
+        down_since: Some(Instant::now()),
+        binds_up_tx,
+        rate_tx,
+        capacity,
+        outcomes,
+        events,
+    };
+    let task = tokio::spawn(
+        async move {
+            worker.run(input, parts_tx, reports_rx, shutdown_rx).await;
+            for b in binds {
+                let _ = b.await;
+            }
+        }
+        .instrument(span),
+    );
+    WorkerHandle {
+        binds_up: binds_up_rx,
+        rate: rate_rx,
+        shutdown: shutdown_tx,
+        task,
+    }
+}
+
+/// One part of a held message.
+#[derive(Debug)]
+struct PartSlot {
+    sm: Box<Sm>,
+    center_id: Option<String>,
+    /// Re-sends after timeouts / lost binds.
+    local_tries: u32,
+    /// Throttle answers collected.
+    throttled: u32,
+    /// Out on a bind (or in the part queue) right now.
+    out: bool,
+}
+
+/// Why a held message will not complete as sent.
+#[derive(Debug, Clone)]
+enum Verdict {
+    Temporary { status: u32, reason: String },
+    Permanent { status: u32, reason: String },
+}
+
+#[derive(Debug)]
+struct Held {
+    attempt: u32,
+    parts: Vec<PartSlot>,
+    verdict: Option<Verdict>,
+}
+
+impl Held {
+    fn outstanding(&self) -> usize {
+        self.parts.iter().filter(|p| p.out).count()
+    }
+}
+
+struct Worker {
+    config: WorkerConfig,
+    limiter: ChannelLimiter,
+    /// Next concatenation reference (fresh per message, wrapping).
+    reference: u16,
+    messages: HashMap<MessageId, Held>,
+    /// Parts waiting for a rate token and a queue slot, in send order.
+    pending: VecDeque<PartTag>,
+    binds_up: Vec<bool>,
+    /// Since when no sending bind is up (`None` while one is).
+    down_since: Option<Instant>,
+    binds_up_tx: watch::Sender<usize>,
+    rate_tx: watch::Sender<u32>,
+    capacity: usize,
+    outcomes: mpsc::Sender<Outcome>,
+    events: mpsc::Sender<ChannelEvent>,
+}
+
+impl Worker {
+    async fn run(
+        mut self,
+        mut input: mpsc::Receiver<OutboundMessage>,
+        parts_tx: mpsc::Sender<PartJob>,
+        mut reports: mpsc::Receiver<BindReport>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut parts_tx = Some(parts_tx);
+        let mut input_open = true;
+        let mut token_at: Option<Instant> = None;
+        self.publish_rate();
+        loop {
+            let stopping = *shutdown.borrow();
+            if stopping && input_open {
+                input.close();
+                input_open = false;
+                // Messages still queued from dispatch were never attempted: hand them back.
+                while let Ok(m) = input.try_recv() {
+                    let _ = self
+                        .outcomes
+                        .send(Outcome::Retry {
+                            id: m.id,
+                            attempts: m.attempt,
+                            after: Duration::ZERO,
+                            reason: "channel stopped before sending".into(),
+                        })
+                        .await;
+                }
+            }
+            if stopping && self.messages.is_empty() {
+                // Nothing left to account for: let the binds see the queue close.
+                parts_tx = None;
+            }
+            let now = Instant::now();
+            let token_ready = token_at.is_none_or(|t| t <= now);
+            // Parts enter the shared queue only while a sending bind is up: while none is,
+            // they wait in `pending`, where they can still be handed back to the store.
+            let can_send = !self.pending.is_empty()
+                && token_ready
+                && parts_tx.is_some()
+                && self.down_since.is_none();
+            let accepting = input_open && !stopping && self.messages.len() < self.capacity;
+            tokio::select! {
+                biased;
+                report = reports.recv() => match report {
+                    Some(r) => self.on_report(r).await,
+                    // Every bind has exited.
+                    None => break,
+                },
+                permit = async {
+                    match &parts_tx {
+                        Some(tx) => tx.reserve().await,
+                        None => std::future::pending().await,
+                    }
+                }, if can_send => {
+                    let Ok(permit) = permit else { continue };
+                    match self.limiter.try_acquire() {
+                        Ok(()) => {
+                            token_at = None;
+                            if let Some(job) = self.next_job() {
+                                permit.send(job);
+                            }
+                        }
+                        Err(wait) => token_at = Some(Instant::now() + wait),
+                    }
+                }
+                () = async {
+                    match token_at {
+                        Some(t) => tokio::time::sleep_until(t.into()).await,
+                        None => std::future::pending().await,
+                    }
+                }, if !token_ready => token_at = None,
+                () = async {
+                    match self.down_since {
+                        Some(t) => tokio::time::sleep_until((t + self.config.hold_when_down).into()).await,
+                        None => std::future::pending().await,
+                    }
+                }, if self.down_since.is_some() && !self.messages.is_empty() => {
+                    self.hand_back_unsent().await;
+                    self.down_since = Some(Instant::now());
+                }
+                msg = input.recv(), if accepting => match msg {
+                    Some(m) => self.accept(m).await,
+                    None => input_open = false,
+                },
+                _ = shutdown.changed(), if !stopping => {}
+            }
+        }
+        // Binds are gone; anything still held could not be finished.
+        let ids: Vec<MessageId> = self.messages.keys().copied().collect();
+        for id in ids {
+            if let Some(held) = self.messages.get_mut(&id) {
+                for p in &mut held.parts {
+                    p.out = false;
+                }
+                held.verdict.get_or_insert(Verdict::Temporary {
+                    status: 0,
+                    reason: "channel stopped".into(),
+                });
+            }
+            self.finish(id).await;
+        }
+        info!("Channel worker stopped.");
+    }
+
+    fn publish_rate(&self) {
+        self.rate_tx.send_replace(self.limiter.current_rate());
+        gauge!(CHANNEL_RATE, "channel" => self.config.name.to_string())
+            .set(f64::from(self.limiter.current_rate()));
+    }
+
+    /// Takes a new message: builds its parts and queues them.
+    async fn accept(&mut self, msg: OutboundMessage) {
+        let reference = self.reference;
+        self.reference = self.reference.wrapping_add(1);
+        match build_parts(&msg, &self.config.parts, reference) {
+            Ok(sms) => {
+                let total = u16::try_from(sms.len()).unwrap_or(u16::MAX);
+                for part in 1..=total {
+                    self.pending.push_back(PartTag { id: msg.id, part });
+                }
+                let parts = sms
+                    .into_iter()
+                    .map(|sm| PartSlot {
+                        sm,
+                        center_id: None,
+                        local_tries: 0,
+                        throttled: 0,
+                        out: false,
+                    })
+                    .collect();
+                self.messages.insert(
+                    msg.id,
+                    Held {
+                        attempt: msg.attempt,
+                        parts,
+                        verdict: None,
+                    },
+                );
+            }
+            Err(e) => {
+                warn!(id = msg.id, error = %e, "Message cannot be sent on this channel.");
+                self.emit(ChannelEvent::PartFailed {
+                    id: msg.id,
+                    part: 1,
+                    status: 0,
+                    temporary: false,
+                    reason: e.to_string(),
+                })
+                .await;
+                let _ = self
+                    .outcomes
+                    .send(Outcome::Failed {
+                        id: msg.id,
+                        status: 0,
+                        stat: "REJECTD",
+                        reason: e.to_string(),
+                    })
+                    .await;
+            }
+        }
+    }
+
+    /// The next part to put on the queue, skipping parts of messages that already failed.
+    fn next_job(&mut self) -> Option<PartJob> {
+        while let Some(tag) = self.pending.pop_front() {
+            let Some(held) = self.messages.get_mut(&tag.id) else {
+                continue;
+            };
+            if held.verdict.is_some() {
+                continue;
+            }
+            let Some(slot) = held.parts.get_mut(usize::from(tag.part) - 1) else {
+                continue;
+            };
+            slot.out = true;
+            return Some(PartJob {
+                tag,
+                sm: slot.sm.clone(),
+            });
+        }
+        None
+    }
+
+    async fn on_report(&mut self, report: BindReport) {
+        match report {
+            BindReport::Up { bind, sends } => {
+                if sends {
+                    self.set_bind(bind, true);
+                }
+                self.emit(ChannelEvent::BindUp {
+                    channel: self.config.name.to_string(),
+                    bind,
+                })
+                .await;
+            }
+            BindReport::Down { bind, reason } => {
+                debug!(bind, %reason, "Bind down.");
+                self.set_bind(bind, false);
+                self.emit(ChannelEvent::BindDown {
+                    channel: self.config.name.to_string(),
+                    bind,
+                })
+                .await;
+            }
+            BindReport::Outcome {
+                tag,
+                outcome,
+                sent_at,
+                at,
+                ..
+            } => self.on_outcome(tag, outcome, sent_at, at).await,
+        }
+    }
+
+    fn set_bind(&mut self, bind: usize, up: bool) {
+        if self.binds_up.len() <= bind {
+            self.binds_up.resize(bind + 1, false);
+        }
+        self.binds_up[bind] = up;
+        let n = self.binds_up.iter().filter(|u| **u).count();
+        if n == 0 {
+            self.down_since.get_or_insert_with(Instant::now);
+        } else {
+            self.down_since = None;
+        }
+        self.binds_up_tx.send_replace(n);
+    }
+
+    async fn on_outcome(
+        &mut self,
+        tag: PartTag,
+        outcome: PartOutcome,
+        sent_at: Instant,
+        at: Instant,
+    ) {
+        let name = self.config.name.to_string();
+        let Some(held) = self.messages.get_mut(&tag.id) else {
+            return;
+        };
+        let total = u16::try_from(held.parts.len()).unwrap_or(u16::MAX);
+        let Some(slot) = held.parts.get_mut(usize::from(tag.part) - 1) else {
+            return;
+        };
+        slot.out = false;
+        let mut event = None;
+        match outcome {
+            PartOutcome::Response { status, message_id } => {
+                counter!(CHANNEL_RESPONSES, "channel" => name.clone(), "status" => format!("{:#x}", status.to_u32())).increment(1);
+                match classify(status) {
+                    Disposition::Accepted => {
+                        let center_id = String::from_utf8_lossy(&message_id).into_owned();
+                        slot.center_id = Some(center_id.clone());
+                        event = Some(ChannelEvent::PartAccepted {
+                            id: tag.id,
+                            part: tag.part,
+                            parts: total,
+                            center_id,
+                            at: SystemTime::now(),
+                        });
+                        if self.limiter.on_success() != RateChange::Unchanged {
+                            self.publish_rate();
+                        }
+                    }
+                    Disposition::Throttled => {
+                        counter!(CHANNEL_THROTTLED, "channel" => name).increment(1);
+                        if let RateChange::Decreased(rate) = self.limiter.on_throttle(at, sent_at) {
+                            info!(rate, "Center throttles; rate halved.");
+                        }
+                        slot.throttled += 1;
+                        if slot.throttled > self.config.throttle_retries {
+                            held.verdict.get_or_insert(Verdict::Temporary {
+                                status: status.to_u32(),
+                                reason: "throttled too often".into(),
+                            });
+                        } else if held.verdict.is_none() {
+                            self.pending.push_front(tag);
+                        }
+                        self.publish_rate();
+                    }
+                    Disposition::Temporary => {
+                        held.verdict.get_or_insert(Verdict::Temporary {
+                            status: status.to_u32(),
+                            reason: status.to_string(),
+                        });
+                    }
+                    Disposition::Permanent => {
+                        held.verdict = Some(Verdict::Permanent {
+                            status: status.to_u32(),
+                            reason: status.to_string(),
+                        });
+                    }
+                }
+            }
+            PartOutcome::Timeout | PartOutcome::Aborted => {
+                slot.local_tries += 1;
+                if slot.local_tries > self.config.local_retries {
+                    let reason = if outcome == PartOutcome::Timeout {
+                        "response timeout"
+                    } else {
+                        "bind lost"
+                    };
+                    held.verdict.get_or_insert(Verdict::Temporary {
+                        status: 0,
+                        reason: reason.into(),
+                    });
+                } else if held.verdict.is_none() {
+                    self.pending.push_front(tag);
+                }
+            }
+        }
+        if let Some(e) = event {
+            self.emit(e).await;
+        }
+        let Some(held) = self.messages.get(&tag.id) else {
+            return;
+        };
+        let done = if held.verdict.is_some() {
+            held.outstanding() == 0
+        } else {
+            held.parts.iter().all(|p| p.center_id.is_some())
+        };
+        if done {
+            self.finish(tag.id).await;
+        }
+    }
+
+    /// No sending bind for a while: messages with nothing on the wire go back to the store
+    /// (not counted as a failed attempt here; the store's requeue counts one).
+    async fn hand_back_unsent(&mut self) {
+        let idle: Vec<MessageId> = self
+            .messages
+            .iter()
+            .filter(|(_, h)| h.outstanding() == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        if !idle.is_empty() {
+            info!(
+                messages = idle.len(),
+                "No bind up; handing messages back to the store."
+            );
+        }
+        for id in idle {
+            let Some(held) = self.messages.remove(&id) else {
+                continue;
+            };
+            self.part_failed(id, &held.parts, 0, true, "no bind up")
+                .await;
+            let _ = self
+                .outcomes
+                .send(Outcome::Retry {
+                    id,
+                    attempts: held.attempt,
+                    after: Duration::ZERO,
+                    reason: "no bind up".into(),
+                })
+                .await;
+        }
+    }
+
+    /// Reports a message whose parts are all back and removes it.
+    async fn finish(&mut self, id: MessageId) {
+        let Some(held) = self.messages.remove(&id) else {
+            return;
+        };
+        let attempts = held.attempt + 1;
+        let outcome = match held.verdict {
+            None => Outcome::Sent {
+                id,
+                center_ids: held
+                    .parts
+                    .into_iter()
+                    .map(|p| p.center_id.unwrap_or_default())
+                    .collect(),
+            },
+            Some(Verdict::Permanent { status, reason }) => {
+                self.part_failed(id, &held.parts, status, false, &reason)
+                    .await;
+                Outcome::Failed {
+                    id,
+                    status,
+                    stat: "REJECTD",
+                    reason,
+                }
+            }
+            Some(Verdict::Temporary { status, reason }) => {
+                let retry = attempts < self.config.retry.max_attempts;
+                self.part_failed(id, &held.parts, status, retry, &reason)
+                    .await;
+                if retry {
+                    Outcome::Retry {
+                        id,
+                        attempts,
+                        after: self.config.retry.backoff.delay_random(attempts - 1),
+                        reason,
+                    }
+                } else {
+                    Outcome::Failed {
+                        id,
+                        status,
+                        stat: "UNDELIV",
+                        reason: format!("{reason} (after {attempts} attempts)"),
+                    }
+                }
+            }
+        };
+        let _ = self.outcomes.send(outcome).await;
+    }
+
+    async fn part_failed(
+        &self,
+        id: MessageId,
+        parts: &[PartSlot],
+        status: u32,
+        temporary: bool,
+        reason: &str,
+    ) {
+        let part = parts
+            .iter()
+            .position(|p| p.center_id.is_none())
+            .map_or(1, |i| u16::try_from(i + 1).unwrap_or(u16::MAX));
+        self.emit(ChannelEvent::PartFailed {
+            id,
+            part,
+            status,
+            temporary,
+            reason: reason.to_owned(),
+        })
+        .await;
+    }
+
+    async fn emit(&self, event: ChannelEvent) {
+        // The receipt layer being gone is a shutdown; the store still has the truth.
+        let _ = self.events.send(event).await;
+    }
+}

@@ -1,0 +1,646 @@
+//! Lane dispatch: per channel, lease ready messages from the store by priority lane and feed
+//! the channel worker through a bounded queue; write the worker's outcomes back.
+//!
+//! # Lanes and fairness
+//! Three lanes: `otp`, `notification`, `marketing`. [`LaneScheduler`] runs deficit round
+//! robin over the lanes that have work, visiting them in that order, with weights
+//! (default [`LaneWeights::default`]: otp 8, notification 3, marketing 1). While every lane is
+//! backlogged, otp gets 8 of every 12 messages, notification 3 and marketing 1 — so otp
+//! always goes first and gets most of the channel, and marketing is slowed but never starved.
+//! A lane without work gives up its turn (and its deficit), so a lone lane gets the whole
+//! channel.
+//!
+//! # Backpressure and waiting
+//! The queue to the worker is bounded by the channel's window × binds
+//! ([`crate::channel::smpp::worker::WorkerConfig::capacity`]); dispatch takes a slot
+//! (`Sender::reserve`) *before* it leases, so nothing is leased that cannot be handed on, and
+//! leases are taken in small batches per lane. When no lane has due work, dispatch sleeps until
+//! the earliest due time in the store (`next_due`), the channel's next allowed window, or a
+//! [`Notify`] from ingress — no polling. While the channel has no bind up, it does not lease at
+//! all (messages would only sit in memory with their lease running), and it marks the channel
+//! down in the shared [`ChannelHealth`] for route failover, up again when a bind returns.
+//!
+//! # Time windows
+//! The channel's windows and quiet hours ([`WindowRules`]) gate leasing; a message's own
+//! `window` is checked after leasing and, when closed, the message is requeued at the window's
+//! next opening (the store counts that as an attempt; ingress normally sets `due_ms` inside
+//! the window already, so this is the rare case of a window configured after insert).
+//!
+//! # Outcomes
+//! `Sent` → `Op::Submitted` per part with the center id normalised by
+//! [`crate::channel::normalise_center_id`] (the receipt layer must use the same function on
+//! DLR ids); `Retry` → `Op::Requeue` at now + backoff; `Failed` → `Op::Finish` (`rejected`
+//! for `REJECTD`, `undeliverable` for `UNDELIV`).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use metrics::{counter, gauge};
+use sluice_protocols::smpp::IdFormat;
+use sluice_protocols::sms::Encoding;
+use tokio::sync::{Notify, mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::channel::metrics_names::{CHANNEL_QUEUE_DEPTH, DISPATCH_LEASED};
+use crate::channel::normalise_center_id;
+use crate::channel::smpp::parts::{Content, OutboundMessage};
+use crate::channel::smpp::worker::Outcome;
+use crate::clock::{Clock, from_ms, to_ms};
+use crate::route::ChannelHealth;
+use crate::schedule::{WindowRules, next_allowed, parse_windows};
+use crate::store::{
+    Backend, EncodingHint, Lane, Message, MessageId, MessageState, Op, Payload, Store, StoreError,
+};
+
+/// Relative share of each lane while all are backlogged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneWeights {
+    /// One-time passwords.
+    pub otp: u32,
+    /// Transactional notifications.
+    pub notification: u32,
+    /// Marketing.
+    pub marketing: u32,
+}
+
+impl Default for LaneWeights {
+    /// otp 8 : notification 3 : marketing 1.
+    fn default() -> Self {
+        Self {
+            otp: 8,
+            notification: 3,
+            marketing: 1,
+        }
+    }
+}
+
+impl LaneWeights {
+    fn get(self, lane: Lane) -> u32 {
+        match lane {
+            Lane::Otp => self.otp,
+            Lane::Notification => self.notification,
+            Lane::Marketing => self.marketing,
+        }
+        .max(1)
+    }
+}
+
+fn index(lane: Lane) -> usize {
+    usize::from(lane.as_byte())
+}
+
+/// Deficit round robin over the three lanes (pure; see the module doc).
+#[derive(Debug, Clone)]
+pub struct LaneScheduler {
+    weights: LaneWeights,
+    deficit: [u32; 3],
+    cursor: usize,
+}
+
+impl LaneScheduler {
+    /// A scheduler starting a round at the otp lane.
+    #[must_use]
+    pub fn new(weights: LaneWeights) -> Self {
+        Self {
+            weights,
+            deficit: [weights.get(Lane::Otp), 0, 0],
+            cursor: 0,
+        }
+    }
+
+    /// The lane to take the next message from, among those for which `has_work` is true;
+    /// `None` when no lane has work.
+    pub fn pick(&mut self, has_work: impl Fn(Lane) -> bool) -> Option<Lane> {
+        if !Lane::ALL.iter().any(|l| has_work(*l)) {
+            return None;
+        }
+        loop {
+            let lane = Lane::ALL[self.cursor];
+            if has_work(lane) {
+                if self.deficit[self.cursor] > 0 {
+                    self.deficit[self.cursor] -= 1;
+                    return Some(lane);
+                }
+            } else {
+                self.deficit[self.cursor] = 0;
+            }
+            self.cursor = (self.cursor + 1) % Lane::ALL.len();
+            let next = Lane::ALL[self.cursor];
+            if has_work(next) {
+                self.deficit[self.cursor] += self.weights.get(next);
+            }
+        }
+    }
+
+    /// Gives back the turn of a pick that found no message after all.
+    pub fn refund(&mut self, lane: Lane) {
+        self.deficit[index(lane)] += 1;
+    }
+}
+
+/// Per-channel dispatch settings.
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// Channel name (the store's ready-queue key).
+    pub channel: String,
+    /// Lease length: longer than a message can spend in the worker (queue + retries).
+    pub lease: Duration,
+    /// Messages leased per store round trip and lane.
+    pub batch: usize,
+    /// Lane weights.
+    pub weights: LaneWeights,
+    /// Time zone of windows.
+    pub tz: TimeZone,
+    /// The channel's windows and quiet hours.
+    pub windows: WindowRules,
+    /// How the center writes ids in submit_sm_resp (for normalisation).
+    pub id_format: IdFormat,
+}
+
+impl DispatchConfig {
+    /// Defaults: 5 min lease, batches of 32, default weights, Asia/Shanghai, no windows.
+    #[must_use]
+    pub fn new(channel: &str) -> Self {
+        Self {
+            channel: channel.to_owned(),
+            lease: Duration::from_secs(300),
+            batch: 32,
+            weights: LaneWeights::default(),
+            tz: TimeZone::get("Asia/Shanghai").unwrap_or(TimeZone::UTC),
+            windows: WindowRules::default(),
+            id_format: IdFormat::Auto,
+        }
+    }
+}
+
+impl DispatchConfig {
+    /// Dispatch settings for a configured channel in the gateway's time zone.
+    ///
+    /// # Errors
+    /// [`crate::schedule::WindowError`] for a window string that does not parse (config
+    /// validation normally catches it first).
+    pub fn from_config(
+        c: &crate::config::ChannelConfig,
+        tz: TimeZone,
+    ) -> Result<Self, crate::schedule::WindowError> {
+        let allowed = parse_windows(&c.windows)?;
+        let quiet = parse_windows(&c.quiet_hours)?;
+        Ok(Self {
+            tz,
+            windows: WindowRules {
+                allowed: if allowed.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![allowed]
+                },
+                quiet,
+            },
+            ..Self::new(&c.name)
+        })
+    }
+}
+
+/// The wiring of one dispatcher.
+#[derive(Debug)]
+pub struct DispatchLinks {
+    /// Bounded queue to the channel worker.
+    pub to_worker: mpsc::Sender<OutboundMessage>,
+    /// Outcomes from the worker.
+    pub outcomes: mpsc::Receiver<Outcome>,
+    /// Binds up in the channel (from the worker handle).
+    pub binds_up: watch::Receiver<usize>,
+    /// Shared route health, marked down/up as the channel loses/regains its binds.
+    pub health: Arc<Mutex<ChannelHealth>>,
+    /// Ingress (or anyone) notifies after inserting messages for this channel.
+    pub wake: Arc<Notify>,
+    /// `true` = stop leasing, finish outcomes, return.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Errors that stop a dispatcher.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Counters a dispatcher keeps (for tests and status output).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DispatchStats {
+    /// Messages handed to the worker.
+    pub dispatched: u64,
+    /// Messages that expired while leasing.
+    pub expired: u64,
+    /// Outcomes written back.
+    pub outcomes: u64,
+}
+
+/// One channel's dispatcher.
+#[derive(Debug)]
+pub struct Dispatcher<B: Backend, C: Clock> {
+    config: DispatchConfig,
+    store: Store<B>,
+    clock: C,
+    lanes: LaneScheduler,
+    buffers: [VecDeque<Message>; 3],
+    /// Lanes whose last lease came back empty: no work until woken.
+    dry: [bool; 3],
+    /// The channel's window is closed until then.
+    closed_until: Option<Timestamp>,
+    stats: DispatchStats,
+}
+
+impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
+    /// A dispatcher for `config.channel` on `store`.
+    #[must_use]
+    pub fn new(config: DispatchConfig, store: Store<B>, clock: C) -> Self {
+        Self {
+            lanes: LaneScheduler::new(config.weights),
+            config,
+            store,
+            clock,
+            buffers: Default::default(),
+            dry: [false; 3],
+            closed_until: None,
+            stats: DispatchStats::default(),
+        }
+    }
+
+    /// Runs until shutdown and until the worker's outcome queue closes.
+    ///
+    /// # Errors
+    /// [`DispatchError::Store`] when the store fails (the channel stops; leases expire and
+    /// recovery re-queues the messages).
+    pub async fn run(mut self, mut links: DispatchLinks) -> Result<DispatchStats, DispatchError> {
+        let mut to_worker = Some(links.to_worker.clone());
+        drop(links.to_worker);
+        let mut was_up: Option<bool> = None;
+        loop {
+            let stopping = *links.shutdown.borrow();
+            if stopping && to_worker.is_some() {
+                self.give_back_buffers(self.clock.now_ms()).await?;
+                // Dropping the sender lets the worker drain and close its outcome queue.
+                to_worker = None;
+            }
+            let up = *links.binds_up.borrow() > 0;
+            if was_up != Some(up) {
+                self.mark_health(&links.health, up);
+                was_up = Some(up);
+            }
+            let has_work = up && !stopping && self.has_work();
+            let wake_at = if has_work || stopping {
+                None
+            } else {
+                self.wake_time()?
+            };
+            tokio::select! {
+                biased;
+                outcome = links.outcomes.recv() => match outcome {
+                    Some(o) => self.apply(o).await?,
+                    None => break,
+                },
+                permit = async {
+                    match &to_worker {
+                        Some(tx) => tx.reserve().await,
+                        None => std::future::pending().await,
+                    }
+                }, if has_work => {
+                    let Ok(permit) = permit else {
+                        // The worker is gone; only outcomes are left to read.
+                        links.shutdown.mark_changed();
+                        continue;
+                    };
+                    if let Some(m) = self.next_message().await? {
+                        permit.send(m);
+                        self.stats.dispatched += 1;
+                    }
+                    if let Some(tx) = &to_worker {
+                        gauge!(CHANNEL_QUEUE_DEPTH, "channel" => self.config.channel.clone(), "lane" => "worker")
+                            .set((tx.max_capacity() - tx.capacity()) as f64);
+                    }
+                }
+                () = async {
+                    match wake_at {
+                        Some(t) => self.clock.sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                }, if !has_work && !stopping && up => self.dry = [false; 3],
+                () = links.wake.notified(), if !stopping => self.dry = [false; 3],
+                _ = links.binds_up.changed(), if !stopping => {}
+                _ = links.shutdown.changed(), if !stopping => {}
+            }
+        }
+        info!(channel = %self.config.channel, dispatched = self.stats.dispatched, "Dispatch stopped.");
+        Ok(self.stats)
+    }
+
+    fn mark_health(&self, health: &Mutex<ChannelHealth>, up: bool) {
+        let mut h = health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if up {
+            h.mark_up(&self.config.channel);
+        } else {
+            h.mark_down(&self.config.channel, self.clock.now());
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        if self.closed_until.is_some_and(|t| t > self.clock.now()) {
+            return false;
+        }
+        Lane::ALL
+            .iter()
+            .any(|l| !self.buffers[index(*l)].is_empty() || !self.dry[index(*l)])
+    }
+
+    /// When to look again while every lane is dry: the earliest due time in the store, but
+    /// not before the channel's window opens.
+    fn wake_time(&self) -> Result<Option<Timestamp>, DispatchError> {
+        let mut earliest: Option<u64> = None;
+        for lane in Lane::ALL {
+            if let Some(due) = self.store.next_due(&self.config.channel, lane)? {
+                earliest = Some(earliest.map_or(due, |e| e.min(due)));
+            }
+        }
+        let Some(due) = earliest else {
+            return Ok(None);
+        };
+        let due = from_ms(due)
+            .max(self.clock.now())
+            .max(self.closed_until.unwrap_or(Timestamp::MIN));
+        Ok(Some(
+            next_allowed(due, &self.config.tz, &self.config.windows).unwrap_or(due),
+        ))
+    }
+
+    /// The next message by lane fairness, leasing a batch when the lane's buffer is empty.
+    async fn next_message(&mut self) -> Result<Option<OutboundMessage>, DispatchError> {
+        loop {
+            let now = self.clock.now();
+            let open = next_allowed(now, &self.config.tz, &self.config.windows);
+            if open != Some(now) {
+                // Outside the channel's windows: nothing may be sent now. Messages already
+                // leased go back to their queues at the opening rather than sit here with
+                // their lease running out (an expired lease would be leased twice).
+                self.dry = [true; 3];
+                self.closed_until = Some(open.unwrap_or(Timestamp::MAX));
+                let due_ms = open.map_or(u64::MAX, to_ms);
+                self.give_back_buffers(due_ms).await?;
+                return Ok(None);
+            }
+            self.closed_until = None;
+            let (buffers, dry) = (&self.buffers, &self.dry);
+            let Some(lane) = self
+                .lanes
+                .pick(|l| !buffers[index(l)].is_empty() || !dry[index(l)])
+            else {
+                return Ok(None);
+            };
+            let i = index(lane);
+            if self.buffers[i].is_empty() {
+                let now_ms = to_ms(now);
+                let leased = self
+                    .store
+                    .lease(
+                        &self.config.channel,
+                        lane,
+                        now_ms,
+                        self.config.batch.max(1),
+                        u64::try_from(self.config.lease.as_millis()).unwrap_or(u64::MAX),
+                    )
+                    .await?;
+                self.stats.expired += leased.expired.len() as u64;
+                counter!(DISPATCH_LEASED, "channel" => self.config.channel.clone(), "lane" => lane_name(lane))
+                    .increment(leased.messages.len() as u64);
+                if leased.messages.is_empty() {
+                    self.dry[i] = true;
+                    self.lanes.refund(lane);
+                    continue;
+                }
+                self.buffers[i].extend(leased.messages);
+            }
+            let Some(message) = self.buffers[i].pop_front() else {
+                continue;
+            };
+            gauge!(CHANNEL_QUEUE_DEPTH, "channel" => self.config.channel.clone(), "lane" => lane_name(lane))
+                .set(self.buffers[i].len() as f64);
+            if let Some(window) = &message.window
+                && let Ok(rules) = parse_windows(std::slice::from_ref(window))
+            {
+                let rules = WindowRules {
+                    allowed: vec![rules],
+                    quiet: Vec::new(),
+                };
+                if let Some(open) = next_allowed(now, &self.config.tz, &rules)
+                    && open > now
+                {
+                    debug!(id = %message.id, "Message window closed; requeued at its opening.");
+                    self.store
+                        .submit(vec![Op::Requeue {
+                            id: message.id,
+                            due_ms: to_ms(open),
+                        }])
+                        .await?;
+                    continue;
+                }
+            }
+            return Ok(Some(outbound(&message)));
+        }
+    }
+
+    /// Writes a worker outcome to the store.
+    async fn apply(&mut self, outcome: Outcome) -> Result<(), DispatchError> {
+        let now_ms = self.clock.now_ms();
+        let ops = match outcome {
+            Outcome::Sent { id, center_ids } => {
+                let parts = u16::try_from(center_ids.len()).unwrap_or(u16::MAX);
+                center_ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, raw)| Op::Submitted {
+                        id: MessageId(id),
+                        part: u16::try_from(i + 1).unwrap_or(u16::MAX),
+                        parts,
+                        center_id: normalise_center_id(raw, self.config.id_format),
+                        now_ms,
+                    })
+                    .collect()
+            }
+            Outcome::Retry {
+                id, after, reason, ..
+            } => {
+                debug!(id, %reason, ?after, "Message requeued for retry.");
+                let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+                vec![Op::Requeue {
+                    id: MessageId(id),
+                    due_ms: now_ms.saturating_add(after_ms),
+                }]
+            }
+            Outcome::Failed {
+                id,
+                status,
+                stat,
+                reason,
+            } => {
+                warn!(id, status, %reason, "Message failed.");
+                let state = if stat == "REJECTD" {
+                    MessageState::Rejected
+                } else {
+                    MessageState::Undeliverable
+                };
+                vec![Op::Finish {
+                    id: MessageId(id),
+                    state,
+                    stat: stat.to_owned(),
+                    err: format!("{:03X}", status.min(0xFFF)),
+                    now_ms,
+                }]
+            }
+        };
+        self.store.submit(ops).await?;
+        self.stats.outcomes += 1;
+        Ok(())
+    }
+
+    /// Leased-but-not-dispatched messages go back to their queues, due at `due_ms` (on
+    /// shutdown: now; when the channel window closes: its next opening).
+    async fn give_back_buffers(&mut self, due_ms: u64) -> Result<(), DispatchError> {
+        let ops: Vec<Op> = self
+            .buffers
+            .iter_mut()
+            .flat_map(|b| b.drain(..))
+            .map(|m| Op::Requeue { id: m.id, due_ms })
+            .collect();
+        if !ops.is_empty() {
+            self.store.submit(ops).await?;
+        }
+        Ok(())
+    }
+}
+
+fn lane_name(lane: Lane) -> &'static str {
+    match lane {
+        Lane::Otp => "otp",
+        Lane::Notification => "notification",
+        Lane::Marketing => "marketing",
+    }
+}
+
+/// The channel's view of a stored message.
+#[must_use]
+pub fn outbound(m: &Message) -> OutboundMessage {
+    let content = match &m.payload {
+        Payload::Text { text, encoding } => Content::Text {
+            text: text.clone(),
+            hint: match encoding {
+                EncodingHint::Auto | EncodingHint::Gbk => None,
+                EncodingHint::Gsm7 => Some(Encoding::Gsm7),
+                EncodingHint::Latin1 => Some(Encoding::Latin1),
+                EncodingHint::Ucs2 => Some(Encoding::Ucs2),
+            },
+        },
+        Payload::Binary { data, udh } => Content::Binary {
+            data: data.clone(),
+            udh: udh.clone(),
+        },
+    };
+    OutboundMessage {
+        id: m.id.0,
+        attempt: m.attempts,
+        from: m.from.clone(),
+        to: m.to.clone(),
+        content,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(s: &mut LaneScheduler, backlog: [usize; 3], n: usize) -> [usize; 3] {
+        let mut left = backlog;
+        let mut served = [0; 3];
+        for _ in 0..n {
+            let Some(lane) = s.pick(|l| left[index(l)] > 0) else {
+                break;
+            };
+            left[index(lane)] -= 1;
+            served[index(lane)] += 1;
+        }
+        served
+    }
+
+    #[test]
+    fn weighted_shares_when_all_backlogged() {
+        let mut s = LaneScheduler::new(LaneWeights::default());
+        let served = run(&mut s, [10_000; 3], 1200);
+        assert_eq!(served, [800, 300, 100]);
+    }
+
+    #[test]
+    fn otp_goes_first() {
+        let mut s = LaneScheduler::new(LaneWeights::default());
+        let order: Vec<Lane> = (0..12).map(|_| s.pick(|_| true).unwrap()).collect();
+        assert_eq!(&order[..8], &[Lane::Otp; 8]);
+        assert_eq!(&order[8..11], &[Lane::Notification; 3]);
+        assert_eq!(order[11], Lane::Marketing);
+    }
+
+    #[test]
+    fn marketing_is_never_starved() {
+        let mut s = LaneScheduler::new(LaneWeights::default());
+        let mut left = [usize::MAX, usize::MAX, 5];
+        let mut last_marketing = 0;
+        for i in 0..100 {
+            let lane = s.pick(|l| left[index(l)] > 0).unwrap();
+            left[index(lane)] = left[index(lane)].saturating_sub(1);
+            if lane == Lane::Marketing {
+                assert!(
+                    i - last_marketing <= 12,
+                    "gap {} at {i}",
+                    i - last_marketing
+                );
+                last_marketing = i;
+            }
+        }
+        assert_eq!(left[2], 0);
+    }
+
+    #[test]
+    fn lone_lane_gets_everything() {
+        let mut s = LaneScheduler::new(LaneWeights::default());
+        assert_eq!(run(&mut s, [0, 0, 50], 100), [0, 0, 50]);
+        assert_eq!(s.pick(|_| false), None);
+        let mut s = LaneScheduler::new(LaneWeights::default());
+        assert_eq!(run(&mut s, [3, 0, 50], 20), [3, 0, 17]);
+    }
+
+    #[test]
+    fn idle_lane_does_not_bank_credit() {
+        let mut s = LaneScheduler::new(LaneWeights::default());
+        // Only marketing for a long time: otp builds no deficit meanwhile.
+        run(&mut s, [0, 0, 1000], 500);
+        // Then all three: the shares of one round are still 8:3:1.
+        let served = run(&mut s, [10_000; 3], 120);
+        assert_eq!(served, [80, 30, 10]);
+    }
+
+    #[test]
+    fn refund_restores_the_turn() {
+        let mut s = LaneScheduler::new(LaneWeights {
+            otp: 2,
+            notification: 1,
+            marketing: 1,
+        });
+        assert_eq!(s.pick(|_| true), Some(Lane::Otp));
+        s.refund(Lane::Otp);
+        assert_eq!(s.pick(|_| true), Some(Lane::Otp));
+        assert_eq!(s.pick(|_| true), Some(Lane::Otp));
+        assert_eq!(s.pick(|_| true), Some(Lane::Notification));
+    }
+}

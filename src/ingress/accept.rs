@@ -1,0 +1,169 @@
+//! Accepting a validated batch: ids, routing, one durable store commit.
+//!
+//! Job: turn [`Item`]s into store [`Message`]s and hand them to the store as ONE group of
+//! insert ops, so the batch is atomic (all or nothing) and the caller is answered only after
+//! the store's fsync'd commit.
+//!
+//! Idempotency: the store maps (account, client_ref) → first id inside the same transaction,
+//! so a repeat — in a later request or later in the same batch — comes back as
+//! `Duplicate(first id)` and nothing new is stored for it.
+//!
+//! Placement happens here: the channel (part of the ready-queue key) and the first due time
+//! (not_before, then the first instant inside every applicable window). A message that cannot
+//! be placed — no route, or windows that never open — fails the whole batch with 422 before
+//! anything is written. Expiry is left to the store's lease, which ends an expired message
+//! with an `EXPIRED` receipt.
+
+use std::sync::Arc;
+
+use super::batch::Item;
+use super::message::{FieldError, Kind, Submission};
+use crate::store::{AnyBackend, Message, MessageId, OpResult, Store, StoreError};
+
+/// Where and when a message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Channel name.
+    pub channel: String,
+    /// First time it may be sent, ms since the epoch.
+    pub due_ms: u64,
+}
+
+/// Places a message of an account at `now_ms`; the error names the field at fault.
+pub type PlaceFn =
+    Arc<dyn Fn(&str, &Submission, u64) -> Result<Placement, FieldError> + Send + Sync>;
+
+/// A placement that routes with `route` and makes messages due at max(now, not_before):
+/// for tests and setups without windows.
+pub fn simple_place(
+    route: impl Fn(&str, Kind, &str) -> Option<String> + Send + Sync + 'static,
+) -> PlaceFn {
+    Arc::new(move |account, s, now_ms| {
+        let channel = route(account, s.kind, &s.to).ok_or_else(|| FieldError {
+            field: "to".into(),
+            reason: format!("no route for {:?} {:?} from this account", s.kind, s.to),
+        })?;
+        let due_ms = s.not_before.map_or(now_ms, |nb| ms(nb).max(now_ms));
+        Ok(Placement { channel, due_ms })
+    })
+}
+
+/// Outcome for one message of an accepted batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// 1-based line in the request.
+    pub line: usize,
+    /// Gateway id (the first one for a duplicate).
+    pub id: MessageId,
+    /// Whether the client_ref had been seen before.
+    pub duplicate: bool,
+}
+
+/// An accepted batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedBatch {
+    /// One result per message, in request order.
+    pub results: Vec<Accepted>,
+    /// Channels the batch's new messages went to (each once).
+    pub channels: Vec<String>,
+}
+
+/// Why a batch could not be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// A message cannot be placed: no route, or its windows never open (422).
+    #[error("line {line}: {error}")]
+    Unplaceable {
+        /// 1-based line.
+        line: usize,
+        /// Field `to` and the reason.
+        error: FieldError,
+    },
+    /// The store failed or is closed (500/503); nothing was acknowledged.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store answered an insert with something other than inserted/duplicate.
+    #[error("store refused line {line}: {reason}")]
+    Refused {
+        /// 1-based line.
+        line: usize,
+        /// Store's reason.
+        reason: String,
+    },
+}
+
+/// Builds the store record for one submission.
+pub fn to_message(
+    id: MessageId,
+    account: &str,
+    place: Placement,
+    s: Submission,
+    now_ms: u64,
+) -> Message {
+    let not_before_ms = s.not_before.map(ms);
+    let Placement { channel, due_ms } = place;
+    let mut m = Message::new(id, account, s.to, s.payload, channel, due_ms, now_ms);
+    m.from = Some(s.from);
+    m.kind = s.kind;
+    m.lane = s.lane;
+    m.not_before_ms = not_before_ms;
+    m.expires_at_ms = s.expires_at.map(ms);
+    m.window = s.window;
+    m.client_ref = s.client_ref;
+    m.callback_url = s.callback_url;
+    m.tags = s.tags;
+    m
+}
+
+fn ms(t: jiff::Timestamp) -> u64 {
+    u64::try_from(t.as_millisecond()).unwrap_or(0)
+}
+
+/// Routes, ids and stores a batch durably; resolves after the commit.
+///
+/// # Errors
+/// [`AcceptError`]; on any error nothing of the batch was acknowledged (and on `NoRoute`
+/// nothing was written).
+pub async fn accept(
+    store: &Store<AnyBackend>,
+    place: &PlaceFn,
+    account: &str,
+    items: Vec<Item>,
+    now_ms: u64,
+) -> Result<AcceptedBatch, AcceptError> {
+    let mut channels: Vec<String> = Vec::new();
+    let mut lines = Vec::with_capacity(items.len());
+    let mut messages = Vec::with_capacity(items.len());
+    for Item { line, submission } in items {
+        let placement = place(account, &submission, now_ms)
+            .map_err(|error| AcceptError::Unplaceable { line, error })?;
+        if !channels.contains(&placement.channel) {
+            channels.push(placement.channel.clone());
+        }
+        let id = store.ids().next(now_ms);
+        lines.push(line);
+        messages.push(to_message(id, account, placement, submission, now_ms));
+    }
+    let results = store.insert_batch(messages).await?;
+    let results = lines
+        .into_iter()
+        .zip(results)
+        .map(|(line, r)| match r {
+            OpResult::Inserted(id) => Ok(Accepted {
+                line,
+                id,
+                duplicate: false,
+            }),
+            OpResult::Duplicate(id) => Ok(Accepted {
+                line,
+                id,
+                duplicate: true,
+            }),
+            other => Err(AcceptError::Refused {
+                line,
+                reason: format!("{other:?}"),
+            }),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(AcceptedBatch { results, channels })
+}

@@ -1,0 +1,658 @@
+//! One message of a batch: the wire shape of docs/http-api.md and its validation.
+//!
+//! Job: turn a [`WireMessage`] (exactly the JSON fields of the contract, unknown fields
+//! refused) into a [`Submission`] whose every field is known good, or say which field is at
+//! fault and why ([`FieldError`]). Pure: no I/O, no clock (expiry in the past is not an
+//! input error; the message expires with an `EXPIRED` receipt downstream).
+//!
+//! Limits enforced here (each documented on its const):
+//! - `to`: E.164 (`+` and 1–15 digits, no leading 0) or national digits (3–20).
+//! - text: at most [`MAX_TEXT_UTF16`] UTF-16 units, which always fits the 255-part
+//!   concatenation ceiling whatever encoding is chosen (UCS-2 carries 67 per part).
+//! - binary + udh: fits 255 parts of 140 octets minus the concatenation and caller UDH.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::Deserialize;
+
+pub use crate::store::{EncodingHint as Encoding, Lane, MessageKind as Kind, Payload};
+
+/// 255 parts × 67 UCS-2 characters: the most text a concatenated SMS can carry in the
+/// least dense encoding, so any text at or under it can always be sent.
+pub const MAX_TEXT_UTF16: usize = 255 * 67;
+/// Longest `client_ref` in characters (contract: string ≤ 64).
+pub const MAX_CLIENT_REF: usize = 64;
+/// Tags are echoed in every receipt: keep them small.
+pub const MAX_TAGS: usize = 32;
+/// Longest tag key in bytes.
+pub const MAX_TAG_KEY: usize = 64;
+/// Longest tag value in bytes.
+pub const MAX_TAG_VALUE: usize = 256;
+/// Longest sender: SMPP `source_addr` is a C-octet string of at most 21 bytes incl. NUL.
+pub const MAX_SENDER: usize = 20;
+/// Longest callback URL in bytes.
+pub const MAX_URL: usize = 2048;
+
+/// A message object exactly as the client sent it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireMessage {
+    /// Destination address.
+    pub to: String,
+    /// Sender; defaults to the account's default sender.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// UTF-8 text.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Hex payload (8-bit).
+    #[serde(default)]
+    pub binary: Option<String>,
+    /// Hex user data header for `binary`.
+    #[serde(default)]
+    pub udh: Option<String>,
+    /// Encoding hint.
+    #[serde(default)]
+    pub encoding: Option<Encoding>,
+    /// Message kind.
+    #[serde(default)]
+    pub kind: Option<Kind>,
+    /// Priority lane.
+    #[serde(default)]
+    pub lane: Option<Lane>,
+    /// RFC 3339: do not send before.
+    #[serde(default)]
+    pub not_before: Option<String>,
+    /// RFC 3339: expire (receipt `EXPIRED`) if not sent by then.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// `"HH:MM-HH:MM"` local-time window.
+    #[serde(default)]
+    pub window: Option<String>,
+    /// Idempotency key per account.
+    #[serde(default)]
+    pub client_ref: Option<String>,
+    /// Where receipts go; else the account webhook.
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    /// Opaque labels echoed in receipts.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An allowed local-time window, minutes since local midnight; `start > end` wraps midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Start minute of day (inclusive).
+    pub start: u16,
+    /// End minute of day (exclusive).
+    pub end: u16,
+}
+
+impl Window {
+    /// Parses `"HH:MM-HH:MM"`.
+    ///
+    /// # Errors
+    /// A reason string when the text is not two valid times joined by `-`, or both are equal.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| format!("expected \"HH:MM-HH:MM\", got {s:?}"))?;
+        let start = parse_hhmm(a.trim()).ok_or_else(|| format!("bad start time {a:?}"))?;
+        let end = parse_hhmm(b.trim()).ok_or_else(|| format!("bad end time {b:?}"))?;
+        if start == end {
+            return Err(format!("empty window {s:?}"));
+        }
+        Ok(Self { start, end })
+    }
+}
+
+fn parse_hhmm(s: &str) -> Option<u16> {
+    let (h, m) = s.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let h: u16 = h.parse().ok()?;
+    let m: u16 = m.parse().ok()?;
+    // 24:00 is accepted as the end of the day.
+    if (h < 24 && m < 60) || (h == 24 && m == 0) {
+        Some(h * 60 + m)
+    } else {
+        None
+    }
+}
+
+/// A message that passed validation: every field is known good.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submission {
+    /// Destination, as given (E.164 with `+` or national digits).
+    pub to: String,
+    /// Sender (client's, checked against the account, or the account default).
+    pub from: String,
+    /// What to send.
+    pub payload: Payload,
+    /// Kind for routing.
+    pub kind: Kind,
+    /// Priority lane.
+    pub lane: Lane,
+    /// Do not send before.
+    pub not_before: Option<Timestamp>,
+    /// Expire if not sent by then.
+    pub expires_at: Option<Timestamp>,
+    /// Allowed local-time window (raw text kept for storage; parsed form checked).
+    pub window: Option<String>,
+    /// Idempotency key.
+    pub client_ref: Option<String>,
+    /// Receipt webhook override.
+    pub callback_url: Option<String>,
+    /// Labels echoed in receipts.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The field at fault and why: the body of a 422.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    /// Field name as in the contract (`to`, `tags.group`, …).
+    pub field: String,
+    /// Human-readable reason, quoting the bad value.
+    pub reason: String,
+}
+
+impl FieldError {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What an account permits; built from config by the caller.
+#[derive(Debug, Clone, Default)]
+pub struct SenderPolicy {
+    /// Senders the account may use. Empty = any syntactically valid sender. An entry ending
+    /// in `*` allows every sender starting with the rest (long number + extension codes).
+    pub allowed: Vec<String>,
+    /// Sender used when the message has no `from`.
+    pub default: Option<String>,
+}
+
+impl SenderPolicy {
+    fn allows(&self, from: &str) -> bool {
+        self.allowed.is_empty()
+            || self.allowed.iter().any(|a| match a.strip_suffix('*') {
+                Some(prefix) => from.starts_with(prefix),
+                None => a == from,
+            })
+    }
+}
+
+/// Validates one wire message for an account.
+///
+/// # Errors
+/// The first field at fault, in contract field order.
+pub fn validate(msg: WireMessage, senders: &SenderPolicy) -> Result<Submission, FieldError> {
+    check_address(&msg.to).map_err(|r| FieldError::new("to", r))?;
+    let from = match msg.from {
+        Some(f) => {
+            check_sender(&f).map_err(|r| FieldError::new("from", r))?;
+            if !senders.allows(&f) {
+                return Err(FieldError::new(
+                    "from",
+                    format!("sender not allowed for this account: {f:?}"),
+                ));
+            }
+            f
+        }
+        None => senders.default.clone().ok_or_else(|| {
+            FieldError::new("from", "missing, and the account has no default sender")
+        })?,
+    };
+    let payload = payload(msg.text, msg.binary, msg.udh, msg.encoding)?;
+    let not_before = msg
+        .not_before
+        .as_deref()
+        .map(|s| timestamp(s).map_err(|r| FieldError::new("not_before", r)))
+        .transpose()?;
+    let expires_at = msg
+        .expires_at
+        .as_deref()
+        .map(|s| timestamp(s).map_err(|r| FieldError::new("expires_at", r)))
+        .transpose()?;
+    if let (Some(nb), Some(ex)) = (not_before, expires_at)
+        && ex <= nb
+    {
+        return Err(FieldError::new(
+            "expires_at",
+            format!("{ex} is not after not_before {nb}"),
+        ));
+    }
+    if let Some(w) = &msg.window {
+        Window::parse(w).map_err(|r| FieldError::new("window", r))?;
+    }
+    if let Some(r) = &msg.client_ref {
+        let n = r.chars().count();
+        if n == 0 || n > MAX_CLIENT_REF {
+            return Err(FieldError::new(
+                "client_ref",
+                format!("length {n} outside 1..={MAX_CLIENT_REF}"),
+            ));
+        }
+    }
+    if let Some(u) = &msg.callback_url {
+        check_url(u).map_err(|r| FieldError::new("callback_url", r))?;
+    }
+    check_tags(&msg.tags)?;
+    Ok(Submission {
+        to: msg.to,
+        from,
+        payload,
+        kind: msg.kind.unwrap_or_default(),
+        lane: msg.lane.unwrap_or_default(),
+        not_before,
+        expires_at,
+        window: msg.window,
+        client_ref: msg.client_ref,
+        callback_url: msg.callback_url,
+        tags: msg.tags,
+    })
+}
+
+/// E.164 (`+` then 1–15 digits, first not 0) or national digits (3–20).
+fn check_address(to: &str) -> Result<(), String> {
+    let ok = match to.strip_prefix('+') {
+        Some(d) => {
+            (1..=15).contains(&d.len())
+                && d.bytes().all(|b| b.is_ascii_digit())
+                && !d.starts_with('0')
+        }
+        None => (3..=20).contains(&to.len()) && to.bytes().all(|b| b.is_ascii_digit()),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("not a phone number: {to:?}"))
+    }
+}
+
+/// A sender is an address or an alphanumeric name (printable ASCII), ≤ [`MAX_SENDER`] bytes.
+fn check_sender(from: &str) -> Result<(), String> {
+    if from.is_empty() || from.len() > MAX_SENDER {
+        return Err(format!("length {} outside 1..={MAX_SENDER}", from.len()));
+    }
+    if !from.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return Err(format!("not printable ASCII: {from:?}"));
+    }
+    Ok(())
+}
+
+fn payload(
+    text: Option<String>,
+    binary: Option<String>,
+    udh: Option<String>,
+    encoding: Option<Encoding>,
+) -> Result<Payload, FieldError> {
+    match (text, binary) {
+        (Some(_), Some(_)) => Err(FieldError::new(
+            "binary",
+            "give either text or binary, not both",
+        )),
+        (None, None) => Err(FieldError::new("text", "missing: give text or binary")),
+        (Some(text), None) => {
+            if udh.is_some() {
+                return Err(FieldError::new("udh", "only allowed with binary"));
+            }
+            let encoding = encoding.unwrap_or_default();
+            check_text(&text, encoding)?;
+            Ok(Payload::Text { text, encoding })
+        }
+        (None, Some(hex)) => {
+            if encoding.is_some_and(|e| e != Encoding::Auto) {
+                return Err(FieldError::new("encoding", "not allowed with binary"));
+            }
+            let data = decode_hex(&hex).map_err(|r| FieldError::new("binary", r))?;
+            let udh = match udh {
+                Some(h) => {
+                    let u = decode_hex(&h).map_err(|r| FieldError::new("udh", r))?;
+                    check_udh(&u).map_err(|r| FieldError::new("udh", r))?;
+                    u
+                }
+                None => Vec::new(),
+            };
+            // Each part carries the caller UDH plus a concatenation IE (5 octets with the
+            // 8-bit reference, plus the UDHL octet when the caller gave none).
+            let concat = if udh.is_empty() { 6 } else { 5 };
+            let per_part = 140usize.saturating_sub(udh.len() + concat);
+            if per_part == 0 {
+                return Err(FieldError::new(
+                    "udh",
+                    format!("{} octets leave no room", udh.len()),
+                ));
+            }
+            if data.is_empty() {
+                return Err(FieldError::new("binary", "empty payload"));
+            }
+            if data.len() > per_part * 255 {
+                return Err(FieldError::new(
+                    "binary",
+                    format!("{} octets exceed 255 parts of {per_part}", data.len()),
+                ));
+            }
+            Ok(Payload::Binary {
+                data,
+                udh: (!udh.is_empty()).then_some(udh),
+            })
+        }
+    }
+}
+
+fn check_text(text: &str, encoding: Encoding) -> Result<(), FieldError> {
+    if text.is_empty() {
+        return Err(FieldError::new("text", "empty text"));
+    }
+    let units = text.encode_utf16().count();
+    if units > MAX_TEXT_UTF16 {
+        return Err(FieldError::new(
+            "text",
+            format!("{units} UTF-16 units exceed {MAX_TEXT_UTF16} (255 parts)"),
+        ));
+    }
+    let bad = match encoding {
+        Encoding::Auto | Encoding::Ucs2 => None,
+        Encoding::Latin1 => text.chars().find(|c| u32::from(*c) > 0xFF),
+        Encoding::Gsm7 => text.chars().find(|c| !is_gsm7(*c)),
+        Encoding::Gbk => gbk_unmappable(text),
+    };
+    match bad {
+        Some(c) => Err(FieldError::new(
+            "encoding",
+            format!("{c:?} cannot be encoded as {encoding:?}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// GSM 03.38 default alphabet plus the extension table (characters reached via ESC 0x1B).
+fn is_gsm7(c: char) -> bool {
+    const BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
+                         ¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+    const EXTENSION: &str = "\u{000C}^{}\\[~]|€";
+    BASIC.contains(c) || EXTENSION.contains(c)
+}
+
+fn gbk_unmappable(text: &str) -> Option<char> {
+    let mut encoder = encoding_rs::GBK.new_encoder();
+    let mut out = vec![0u8; 4];
+    for c in text.chars() {
+        let mut buf = [0u8; 4];
+        let s = c.encode_utf8(&mut buf);
+        let (result, _, _) = encoder.encode_from_utf8_without_replacement(s, &mut out, false);
+        if !matches!(result, encoding_rs::EncoderResult::InputEmpty) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+/// A UDH is its own length octet (UDHL) followed by exactly UDHL octets of IEs.
+fn check_udh(udh: &[u8]) -> Result<(), String> {
+    match udh.first() {
+        None => Err("empty".into()),
+        Some(&l) if usize::from(l) + 1 != udh.len() => Err(format!(
+            "length octet says {l} but {} octets follow",
+            udh.len() - 1
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
+    if !s.len().is_multiple_of(2) {
+        return Err(format!("odd number of hex digits ({})", s.len()));
+    }
+    s.as_bytes()
+        .chunks_exact(2)
+        .map(|pair| {
+            let hi = hex_digit(pair[0]);
+            let lo = hex_digit(pair[1]);
+            match (hi, lo) {
+                (Some(h), Some(l)) => Ok(h << 4 | l),
+                _ => Err(format!("not hex: {:?}", String::from_utf8_lossy(pair))),
+            }
+        })
+        .collect()
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn timestamp(s: &str) -> Result<Timestamp, String> {
+    s.parse::<Timestamp>()
+        .map_err(|e| format!("not an RFC 3339 time with offset: {s:?} ({e})"))
+}
+
+fn check_url(u: &str) -> Result<(), String> {
+    if u.len() > MAX_URL {
+        return Err(format!("longer than {MAX_URL} bytes"));
+    }
+    let url = reqwest::Url::parse(u).map_err(|e| format!("not a URL: {u:?} ({e})"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(()),
+        _ => Err(format!("not an http(s) URL with a host: {u:?}")),
+    }
+}
+
+fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), FieldError> {
+    if tags.len() > MAX_TAGS {
+        return Err(FieldError::new(
+            "tags",
+            format!("{} tags exceed {MAX_TAGS}", tags.len()),
+        ));
+    }
+    for (k, v) in tags {
+        if k.is_empty() || k.len() > MAX_TAG_KEY {
+            return Err(FieldError::new(
+                "tags",
+                format!("key {k:?}: length outside 1..={MAX_TAG_KEY}"),
+            ));
+        }
+        if v.len() > MAX_TAG_VALUE {
+            return Err(FieldError::new(
+                format!("tags.{k}"),
+                format!("value longer than {MAX_TAG_VALUE} bytes"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> SenderPolicy {
+        SenderPolicy {
+            allowed: vec!["10086".into(), "1069*".into()],
+            default: Some("10086".into()),
+        }
+    }
+
+    fn wire(to: &str, text: &str) -> WireMessage {
+        WireMessage {
+            to: to.into(),
+            text: Some(text.into()),
+            ..WireMessage::default()
+        }
+    }
+
+    fn field_of(m: WireMessage) -> String {
+        validate(m, &policy()).expect_err("must be invalid").field
+    }
+
+    #[test]
+    fn minimal_message_gets_defaults() {
+        let s = validate(wire("+8613800138000", "hi"), &policy()).expect("valid");
+        assert_eq!(s.from, "10086");
+        assert_eq!(s.lane, Lane::Notification);
+        assert_eq!(s.kind, Kind::Sms);
+        assert_eq!(
+            s.payload,
+            Payload::Text {
+                text: "hi".into(),
+                encoding: Encoding::Auto
+            }
+        );
+    }
+
+    #[test]
+    fn addresses() {
+        for good in ["+8613800138000", "13800138000", "+1", "106"] {
+            assert!(check_address(good).is_ok(), "{good}");
+        }
+        for bad in ["12ab", "+", "+0123", "12", "+1234567890123456", "", " 123"] {
+            assert!(check_address(bad).is_err(), "{bad}");
+        }
+        let e = validate(wire("12ab", "x"), &policy()).expect_err("bad to");
+        assert_eq!(e.field, "to");
+        assert_eq!(e.reason, "not a phone number: \"12ab\"");
+    }
+
+    #[test]
+    fn senders_follow_policy() {
+        let mut m = wire("13800138000", "x");
+        m.from = Some("1069123".into());
+        assert!(validate(m.clone(), &policy()).is_ok());
+        m.from = Some("95555".into());
+        assert_eq!(field_of(m), "from");
+        let none = SenderPolicy::default();
+        let e = validate(wire("13800138000", "x"), &none).expect_err("no default");
+        assert_eq!(e.field, "from");
+    }
+
+    #[test]
+    fn text_and_binary_are_exclusive() {
+        let mut m = wire("13800138000", "x");
+        m.binary = Some("00".into());
+        assert_eq!(field_of(m), "binary");
+        let mut m = wire("13800138000", "x");
+        m.text = None;
+        assert_eq!(field_of(m), "text");
+        let mut m = wire("13800138000", "x");
+        m.udh = Some("00".into());
+        assert_eq!(field_of(m), "udh");
+    }
+
+    #[test]
+    fn binary_and_udh() {
+        let mut m = wire("13800138000", "x");
+        m.text = None;
+        m.binary = Some("DEADbeef".into());
+        m.udh = Some("0605040B8423F0".into());
+        let s = validate(m.clone(), &policy()).expect("valid");
+        assert_eq!(
+            s.payload,
+            Payload::Binary {
+                data: vec![0xDE, 0xAD, 0xBE, 0xEF],
+                udh: Some(vec![6, 5, 4, 0x0B, 0x84, 0x23, 0xF0])
+            }
+        );
+        m.udh = Some("0705".into());
+        assert_eq!(field_of(m.clone()), "udh");
+        m.udh = None;
+        m.binary = Some("ABC".into());
+        assert_eq!(field_of(m.clone()), "binary");
+        m.binary = Some("zz".into());
+        assert_eq!(field_of(m.clone()), "binary");
+        m.binary = Some("00".repeat(134 * 255 + 1));
+        assert_eq!(field_of(m), "binary");
+    }
+
+    #[test]
+    fn encoding_hints_are_checked() {
+        let mut m = wire("13800138000", "Grüße {ok} €");
+        m.encoding = Some(Encoding::Gsm7);
+        assert!(validate(m.clone(), &policy()).is_ok());
+        m.text = Some("中文".into());
+        assert_eq!(field_of(m.clone()), "encoding");
+        m.encoding = Some(Encoding::Gbk);
+        assert!(validate(m.clone(), &policy()).is_ok());
+        m.text = Some("😀".into());
+        assert_eq!(field_of(m.clone()), "encoding");
+        m.encoding = Some(Encoding::Latin1);
+        m.text = Some("café".into());
+        assert!(validate(m.clone(), &policy()).is_ok());
+        m.text = Some("€".into());
+        assert_eq!(field_of(m), "encoding");
+    }
+
+    #[test]
+    fn long_text_limit() {
+        let ok = "中".repeat(MAX_TEXT_UTF16);
+        assert!(validate(wire("13800138000", &ok), &policy()).is_ok());
+        let too_long = "中".repeat(MAX_TEXT_UTF16 + 1);
+        assert_eq!(field_of(wire("13800138000", &too_long)), "text");
+        assert_eq!(field_of(wire("13800138000", "")), "text");
+    }
+
+    #[test]
+    fn times_and_window() {
+        let mut m = wire("13800138000", "x");
+        m.not_before = Some("2026-11-26T08:00:00+08:00".into());
+        m.expires_at = Some("2026-11-26T09:00:00+08:00".into());
+        m.window = Some("21:00-08:00".into());
+        assert!(validate(m.clone(), &policy()).is_ok());
+        m.expires_at = Some("2026-11-26T07:00:00+08:00".into());
+        assert_eq!(field_of(m.clone()), "expires_at");
+        m.expires_at = None;
+        m.not_before = Some("2026-11-26 08:00".into());
+        assert_eq!(field_of(m.clone()), "not_before");
+        m.not_before = None;
+        m.window = Some("8:00-21:00".into());
+        assert_eq!(field_of(m.clone()), "window");
+        m.window = Some("08:00-08:00".into());
+        assert_eq!(field_of(m), "window");
+        assert_eq!(
+            Window::parse("00:00-24:00"),
+            Ok(Window {
+                start: 0,
+                end: 1440
+            })
+        );
+    }
+
+    #[test]
+    fn client_ref_url_tags() {
+        let mut m = wire("13800138000", "x");
+        m.client_ref = Some("é".repeat(64));
+        assert!(validate(m.clone(), &policy()).is_ok());
+        m.client_ref = Some("a".repeat(65));
+        assert_eq!(field_of(m.clone()), "client_ref");
+        m.client_ref = None;
+        m.callback_url = Some("ftp://x/".into());
+        assert_eq!(field_of(m.clone()), "callback_url");
+        m.callback_url = Some("http://127.0.0.1:9/hook".into());
+        assert!(validate(m.clone(), &policy()).is_ok());
+        m.tags.insert("group".into(), "x".repeat(MAX_TAG_VALUE + 1));
+        assert_eq!(field_of(m), "tags.group");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #[test]
+        fn validate_never_panics(to in ".{0,24}", text in proptest::option::of(".{0,40}"),
+                                 bin in proptest::option::of("[0-9a-fA-Fz]{0,12}"),
+                                 udh in proptest::option::of("[0-9a-f]{0,8}"),
+                                 win in proptest::option::of(".{0,12}")) {
+            let m = WireMessage { to, text, binary: bin, udh, window: win, ..WireMessage::default() };
+            let _ = validate(m, &SenderPolicy::default());
+        }
+    }
+}

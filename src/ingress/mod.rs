@@ -1,0 +1,16 @@
+//! How messages enter sluice.
+//!
+//! A batch flows: [`http`] (auth, content type, status mapping) → [`batch`] (streamed body →
+//! validated items, via [`message`]) → [`account`] (rate charge) → [`accept`] (route, ids,
+//! one durable store commit) → [`view`] (202 body). Nothing is acknowledged before the store's
+//! fsync'd commit, and nothing of a batch is stored unless all of it is valid.
+//!
+//! - [`smpp_server`]: ESMEs binding to sluice — a later issue; only its plan is written.
+
+pub mod accept;
+pub mod account;
+pub mod batch;
+pub mod http;
+pub mod message;
+pub mod smpp_server;
+pub mod view;

@@ -1,0 +1,128 @@
+//! JSON bodies the API answers with (docs/http-api.md): batch results and message status.
+//!
+//! Job: render store records in the contract's shape. Times are RFC 3339 UTC; states use the
+//! contract's snake_case names (the store's serde names are the same words).
+
+use serde::Serialize;
+
+use super::accept::Accepted;
+use crate::store::{Message, MessageState, PartState};
+
+#[derive(Serialize)]
+struct BatchResults<'a> {
+    results: Vec<ResultLine<'a>>,
+}
+
+#[derive(Serialize)]
+struct ResultLine<'a> {
+    line: usize,
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_ref: Option<&'a str>,
+    duplicate: bool,
+}
+
+/// The 202 body: one result per message, in request order.
+pub fn batch_results(accepted: &[Accepted], client_refs: &[Option<String>]) -> Vec<u8> {
+    let body = BatchResults {
+        results: accepted
+            .iter()
+            .zip(client_refs)
+            .map(|(a, r)| ResultLine {
+                line: a.line,
+                id: a.id.to_string(),
+                client_ref: r.as_deref(),
+                duplicate: a.duplicate,
+            })
+            .collect(),
+    };
+    // Serialising plain structs of strings and numbers cannot fail.
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+#[derive(Serialize)]
+struct MessageView<'a> {
+    id: String,
+    state: MessageState,
+    to: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<&'a str>,
+    channel: &'a str,
+    parts: Vec<PartView<'a>>,
+    receipts: Vec<ReceiptView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_ref: Option<&'a str>,
+    tags: &'a std::collections::BTreeMap<String, String>,
+    created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    submitted_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    done_at: Option<String>,
+    attempts: u32,
+}
+
+#[derive(Serialize)]
+struct PartView<'a> {
+    seq: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    center_id: Option<&'a str>,
+    state: PartState,
+}
+
+#[derive(Serialize)]
+struct ReceiptView<'a> {
+    #[serde(skip_serializing_if = "is_zero")]
+    part: u16,
+    stat: &'a str,
+    err: &'a str,
+    at: String,
+}
+
+fn is_zero(v: &u16) -> bool {
+    *v == 0
+}
+
+/// RFC 3339 text for a store time in ms.
+pub fn rfc3339(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or_else(|| ms.to_string(), |t| t.to_string())
+}
+
+/// The `GET /v1/messages/{id}` body.
+pub fn message(m: &Message) -> serde_json::Value {
+    let view = MessageView {
+        id: m.id.to_string(),
+        state: m.state,
+        to: &m.to,
+        from: m.from.as_deref(),
+        channel: &m.channel,
+        parts: m
+            .parts
+            .iter()
+            .map(|p| PartView {
+                seq: p.seq,
+                center_id: p.center_id.as_deref(),
+                state: p.state,
+            })
+            .collect(),
+        receipts: m
+            .receipts
+            .iter()
+            .map(|r| ReceiptView {
+                part: r.part,
+                stat: &r.stat,
+                err: &r.err,
+                at: rfc3339(r.at_ms),
+            })
+            .collect(),
+        client_ref: m.client_ref.as_deref(),
+        tags: &m.tags,
+        created_at: rfc3339(m.created_ms),
+        submitted_at: m.submitted_ms.map(rfc3339),
+        done_at: m.done_ms.map(rfc3339),
+        attempts: m.attempts,
+    };
+    serde_json::to_value(view).unwrap_or(serde_json::Value::Null)
+}

@@ -1,0 +1,268 @@
+//! Every metric name sluice emits, in one place, plus the Prometheus exporter.
+//!
+//! Job: name and describe each metric once, so dashboards and alerts have a single source of
+//! truth, and install the `metrics` recorder whose text rendering `GET /metrics` serves.
+//!
+//! Invariants:
+//! - Code elsewhere records through `metrics::counter!(X)` etc. with a const from this
+//!   module (or `channel::metrics_names`, re-exported here), never with a string literal.
+//! - Label keys are the `LABEL_*` consts; label values are bounded sets (channel names from
+//!   config, lanes, status codes), never message ids or phone numbers.
+//! - [`describe`] runs once at start-up, after [`install`], so `/metrics` shows HELP lines.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Label: channel name from config.
+pub const LABEL_CHANNEL: &str = "channel";
+/// Label: priority lane (`otp`, `notification`, `marketing`).
+pub const LABEL_LANE: &str = "lane";
+/// Label: account name from config.
+pub const LABEL_ACCOUNT: &str = "account";
+/// Label: protocol status as text (`0x00000058`) or HTTP status.
+pub const LABEL_STATUS: &str = "status";
+/// Label: why something was rejected (`auth`, `rate`, `invalid`, `malformed`, `too_large`).
+pub const LABEL_REASON: &str = "reason";
+/// Label: receipt state (`delivered`, `undeliverable`, …).
+pub const LABEL_STATE: &str = "state";
+
+// Egress channel and dispatch metrics: named in `channel::metrics_names` (owned by the
+// channel module), re-exported here so this module lists every name sluice emits.
+pub use crate::channel::metrics_names::{
+    CHANNEL_BINDS_DOWN, CHANNEL_BINDS_UP, CHANNEL_QUEUE_DEPTH, CHANNEL_RATE,
+    CHANNEL_RESPONSE_TIMEOUTS, CHANNEL_RESPONSES, CHANNEL_SUBMITS, CHANNEL_THROTTLED,
+    CHANNEL_WINDOW_IN_USE, DISPATCH_LEASED,
+};
+/// Histogram: seconds from the first part's submit to the final delivery receipt.
+pub const DLR_LATENCY: &str = "sluice_dlr_latency_seconds";
+/// Counter: delivery receipts received, by final state.
+pub const RECEIPTS: &str = "sluice_receipts_total";
+/// Counter: receipts whose center id matched no part after the retry period.
+pub const RECEIPTS_UNMATCHED: &str = "sluice_receipts_unmatched_total";
+/// Gauge: receipts buffered because they arrived before the submit response.
+pub const RECEIPTS_PENDING: &str = "sluice_receipts_pending";
+/// Gauge: receipt/MO webhook deliveries waiting (queued or in backoff).
+pub const WEBHOOK_BACKLOG: &str = "sluice_webhook_backlog";
+/// Counter: webhook POSTs, by outcome status (`2xx`, `error`, HTTP code).
+pub const WEBHOOK_ATTEMPTS: &str = "sluice_webhook_attempts_total";
+/// Counter: mobile-originated messages received.
+pub const MO_RECEIVED: &str = "sluice_mo_received_total";
+/// Counter: messages accepted (durable) by ingress, per account.
+pub const INGRESS_ACCEPTED: &str = "sluice_ingress_accepted_total";
+/// Counter: messages accepted as duplicates of an earlier `client_ref`, per account.
+pub const INGRESS_DUPLICATES: &str = "sluice_ingress_duplicates_total";
+/// Counter: batches rejected by ingress, by reason.
+pub const INGRESS_REJECTED: &str = "sluice_ingress_rejected_total";
+/// Histogram: seconds from the start of a batch request to its durable acknowledgement.
+pub const BATCH_ACCEPT_LATENCY: &str = "sluice_batch_accept_latency_seconds";
+/// Histogram: messages per accepted batch.
+pub const BATCH_SIZE: &str = "sluice_batch_size";
+
+/// Buckets for latencies measured in seconds: 0.5 ms … 10 s. p99 batch accept < 20 ms is a
+/// target, so the low end is fine-grained.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Buckets for the DLR latency: centers report in seconds to hours.
+const DLR_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+/// Buckets for the batch size histogram (1 … 10 000 messages).
+const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
+
+/// Installs the Prometheus recorder as the global `metrics` recorder and describes every
+/// metric. Call once per process; the handle renders the text exposition format.
+///
+/// # Errors
+/// Fails when a global recorder is already installed (a second call in one process).
+pub fn install() -> Result<PrometheusHandle, BuildError> {
+    let handle = builder()?.install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
+/// A recorder + handle that is NOT installed globally; tests use it with
+/// `metrics::with_local_recorder`.
+///
+/// # Errors
+/// Fails only if the bucket configuration is invalid (it is a constant here).
+pub fn local() -> Result<
+    (
+        metrics_exporter_prometheus::PrometheusRecorder,
+        PrometheusHandle,
+    ),
+    BuildError,
+> {
+    let recorder = builder()?.build_recorder();
+    let handle = recorder.handle();
+    Ok((recorder, handle))
+}
+
+fn builder() -> Result<PrometheusBuilder, BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(BATCH_ACCEPT_LATENCY.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(DLR_LATENCY.into()), DLR_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), BATCH_SIZE_BUCKETS)
+}
+
+/// Registers HELP text and units with the current recorder.
+pub fn describe() {
+    describe_gauge!(
+        CHANNEL_QUEUE_DEPTH,
+        Unit::Count,
+        "Messages queued between dispatch and a channel worker, per channel and lane."
+    );
+    describe_counter!(
+        CHANNEL_SUBMITS,
+        Unit::Count,
+        "Submit PDUs (one per part) sent to centers."
+    );
+    describe_counter!(
+        CHANNEL_RESPONSES,
+        Unit::Count,
+        "Submit responses from centers, by status."
+    );
+    describe_counter!(
+        CHANNEL_THROTTLED,
+        Unit::Count,
+        "Throttle answers from centers."
+    );
+    describe_gauge!(
+        CHANNEL_RATE,
+        "Current AIMD-adjusted send rate of a channel (msg/s)."
+    );
+    describe_gauge!(
+        CHANNEL_WINDOW_IN_USE,
+        Unit::Count,
+        "Outstanding requests in a bind's window."
+    );
+    describe_counter!(
+        CHANNEL_RESPONSE_TIMEOUTS,
+        Unit::Count,
+        "Submit requests that got no response in time."
+    );
+    describe_counter!(CHANNEL_BINDS_UP, Unit::Count, "Binds established.");
+    describe_counter!(CHANNEL_BINDS_DOWN, Unit::Count, "Binds lost.");
+    describe_counter!(
+        DISPATCH_LEASED,
+        Unit::Count,
+        "Messages leased by dispatch, per channel and lane."
+    );
+    describe_histogram!(
+        DLR_LATENCY,
+        Unit::Seconds,
+        "First submit to final delivery receipt."
+    );
+    describe_counter!(
+        RECEIPTS,
+        Unit::Count,
+        "Final message states reached, by state."
+    );
+    describe_counter!(
+        RECEIPTS_UNMATCHED,
+        Unit::Count,
+        "Receipts whose center id matched no part after the retry period."
+    );
+    describe_gauge!(
+        RECEIPTS_PENDING,
+        Unit::Count,
+        "Receipts buffered because they arrived before the submit response."
+    );
+    describe_gauge!(
+        WEBHOOK_BACKLOG,
+        Unit::Count,
+        "Webhook deliveries queued or in backoff."
+    );
+    describe_counter!(
+        WEBHOOK_ATTEMPTS,
+        Unit::Count,
+        "Webhook POST attempts, by outcome."
+    );
+    describe_counter!(
+        MO_RECEIVED,
+        Unit::Count,
+        "Mobile-originated messages received."
+    );
+    describe_counter!(
+        INGRESS_ACCEPTED,
+        Unit::Count,
+        "Messages accepted durably by ingress."
+    );
+    describe_counter!(
+        INGRESS_DUPLICATES,
+        Unit::Count,
+        "Messages answered with an earlier id because their client_ref repeated."
+    );
+    describe_counter!(
+        INGRESS_REJECTED,
+        Unit::Count,
+        "Batches rejected by ingress, by reason."
+    );
+    describe_histogram!(
+        BATCH_ACCEPT_LATENCY,
+        Unit::Seconds,
+        "Batch request start to durable acknowledgement."
+    );
+    describe_histogram!(BATCH_SIZE, Unit::Count, "Messages per accepted batch.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_recorder_renders_described_metrics() {
+        let (recorder, handle) = local().expect("constant buckets are valid");
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            metrics::counter!(INGRESS_ACCEPTED, LABEL_ACCOUNT => "a").increment(3);
+            metrics::histogram!(BATCH_ACCEPT_LATENCY).record(0.004);
+        });
+        let text = handle.render();
+        assert!(
+            text.contains("sluice_ingress_accepted_total{account=\"a\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP sluice_ingress_accepted_total"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_batch_accept_latency_seconds_bucket{le=\"0.005\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn names_are_unique_and_prefixed() {
+        let all = [
+            CHANNEL_QUEUE_DEPTH,
+            CHANNEL_SUBMITS,
+            CHANNEL_RESPONSES,
+            CHANNEL_THROTTLED,
+            CHANNEL_RATE,
+            CHANNEL_WINDOW_IN_USE,
+            CHANNEL_RESPONSE_TIMEOUTS,
+            CHANNEL_BINDS_UP,
+            CHANNEL_BINDS_DOWN,
+            DISPATCH_LEASED,
+            DLR_LATENCY,
+            RECEIPTS,
+            RECEIPTS_UNMATCHED,
+            RECEIPTS_PENDING,
+            WEBHOOK_BACKLOG,
+            WEBHOOK_ATTEMPTS,
+            MO_RECEIVED,
+            INGRESS_ACCEPTED,
+            INGRESS_DUPLICATES,
+            INGRESS_REJECTED,
+            BATCH_ACCEPT_LATENCY,
+            BATCH_SIZE,
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for name in all {
+            assert!(name.starts_with("sluice_"), "{name}");
+            assert!(seen.insert(name), "duplicate metric name {name}");
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! Receipts and replies: from channel events to the client and the campaign service.
+//!
+//! ```text
+//! channel worker ──ChannelEvent (per channel mpsc)──▶ Receipts::run_channel
+//!      Receipt ─▶ correlate: Op::Receipt(channel, normalised id) ─▶ store (aggregates parts,
+//!                 writes the outbox entry in the same commit when the message is final)
+//!      Mo      ─▶ mo: route by sender prefix ─▶ subscribers + account mo_url webhook
+//! store outbox ─▶ outbox::OutboxPump ─▶ subscribers + callback_url / account webhook (retried)
+//! ```
+//!
+//! - [`correlate`]: stat words → part states, id normalisation, early-DLR accounting.
+//! - [`outbox`]: durable receipt delivery by webhook, kept until a 2xx.
+//! - [`mo`]: reply routing and webhook.
+//!
+//! `PartAccepted` / `PartFailed` are *not* written here: dispatch turns the worker's
+//! per-message outcome into `Op::Submitted` / `Op::Requeue` / `Op::Finish` (see
+//! `src/dispatch.rs`), which keeps one writer per fact. Bind up/down events feed route
+//! health in dispatch. The receipt layer only counts them.
+//!
+//! In-process subscribers ([`Receipts::subscribe`]) get a [`Notification`] for every receipt
+//! event and every MO over a `tokio::sync::broadcast` channel: a subscriber that lags by more
+//! than the channel capacity misses events (it sees `RecvError::Lagged`), so the campaign
+//! service should treat it as a fast path and reconcile from `GET /v1/messages/{id}`.
+
+pub mod correlate;
+pub mod mo;
+pub mod outbox;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use sluice_protocols::smpp::IdFormat;
+use tokio::sync::{Notify, broadcast, mpsc, watch};
+
+use crate::channel::ChannelEvent;
+use crate::metrics as m;
+use crate::store::{AnyBackend, MessageState, Op, OpResult, ReceiptEvent, Store};
+use correlate::{Pending, center_key, part_state};
+use mo::{MoDelivery, MoEvent, MoRouter};
+
+/// Most channel events applied in one store commit.
+const MAX_BATCH: usize = 1024;
+
+/// What in-process subscribers receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    /// A message reached its final state (the webhook body).
+    Receipt(ReceiptEvent),
+    /// A reply arrived.
+    Mo(MoEvent),
+}
+
+/// Receipt-layer settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ReceiptConfig {
+    /// How long a DLR for an unknown center id waits for its submit response before it is
+    /// counted as unmatched.
+    pub hold_for: Duration,
+    /// Most early DLRs tracked at once.
+    pub max_pending: usize,
+    /// How often held DLRs are checked.
+    pub sweep_every: Duration,
+    /// Subscriber channel capacity.
+    pub subscriber_capacity: usize,
+    /// Webhook settings (receipts and MO).
+    pub webhook: outbox::WebhookConfig,
+    /// MO webhook attempts before an MO is dropped.
+    pub mo_attempts: u32,
+}
+
+impl Default for ReceiptConfig {
+    fn default() -> Self {
+        Self {
+            hold_for: Duration::from_secs(120),
+            max_pending: 100_000,
+            sweep_every: Duration::from_secs(1),
+            subscriber_capacity: 65_536,
+            webhook: outbox::WebhookConfig::default(),
+            mo_attempts: 8,
+        }
+    }
+}
+
+/// The receipt layer. Share it in an `Arc`.
+#[derive(Debug)]
+pub struct Receipts {
+    store: Store<AnyBackend>,
+    cfg: ReceiptConfig,
+    subscribers: broadcast::Sender<Notification>,
+    outbox_wake: Arc<Notify>,
+    mo_router: MoRouter,
+    mo_delivery: MoDelivery,
+}
+
+impl Receipts {
+    /// A receipt layer over `store` with MO routing data.
+    ///
+    /// # Errors
+    /// When the webhook HTTP client cannot be built.
+    pub fn new(
+        store: Store<AnyBackend>,
+        mo_accounts: Vec<mo::MoAccount>,
+        cfg: ReceiptConfig,
+    ) -> Result<Self, reqwest::Error> {
+        let (subscribers, _) = broadcast::channel(cfg.subscriber_capacity.max(1));
+        Ok(Self {
+            store,
+            cfg,
+            subscribers,
+            outbox_wake: Arc::new(Notify::new()),
+            mo_router: MoRouter::new(mo_accounts),
+            mo_delivery: MoDelivery::new(cfg.webhook, cfg.mo_attempts)?,
+        })
+    }
+
+    /// Subscribes to receipts and replies (see the module doc for the lag rule).
+    pub fn subscribe(&self) -> broadcast::Receiver<Notification> {
+        self.subscribers.subscribe()
+    }
+
+    /// Wakes the outbox pump (call after finalising messages elsewhere).
+    pub fn wake_outbox(&self) {
+        self.outbox_wake.notify_one();
+    }
+
+    /// The outbox pump for `accounts`, sharing this layer's subscribers and wake-up.
+    ///
+    /// # Errors
+    /// When the webhook HTTP client cannot be built.
+    pub fn outbox_pump(
+        &self,
+        accounts: Vec<outbox::OutboxAccount>,
+    ) -> Result<outbox::OutboxPump, reqwest::Error> {
+        outbox::OutboxPump::new(
+            self.store.clone(),
+            accounts,
+            self.cfg.webhook,
+            self.subscribers.clone(),
+            Arc::clone(&self.outbox_wake),
+        )
+    }
+
+    /// Consumes one channel's events until the sender side closes, then keeps checking held
+    /// receipts until `shutdown` (so a late submit response still resolves them).
+    /// `dlr_format` is how the center writes ids inside receipts.
+    pub async fn run_channel(
+        self: Arc<Self>,
+        channel: String,
+        dlr_format: IdFormat,
+        mut events: mpsc::Receiver<ChannelEvent>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut pending = Pending::new(self.cfg.hold_for, self.cfg.max_pending);
+        let mut sweep = tokio::time::interval(self.cfg.sweep_every);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut open = true;
+        loop {
+            tokio::select! {
+                ev = events.recv(), if open => match ev {
+                    Some(ev) => {
+                        // Take whatever else is already queued: one store commit for all.
+                        let mut batch = vec![ev];
+                        while batch.len() < MAX_BATCH {
+                            match events.try_recv() {
+                                Ok(ev) => batch.push(ev),
+                                Err(_) => break,
+                            }
+                        }
+                        self.handle(&channel, dlr_format, batch, &mut pending).await;
+                    }
+                    None => open = false,
+                },
+                _ = sweep.tick() => self.sweep(&channel, &mut pending),
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() && !open {
+                        return;
+                    }
+                    if *shutdown.borrow() {
+                        // Drain what the channel already sent, then stop.
+                        let mut batch = Vec::new();
+                        while let Ok(ev) = events.try_recv() {
+                            batch.push(ev);
+                        }
+                        self.handle(&channel, dlr_format, batch, &mut pending).await;
+                        return;
+                    }
+                }
+            }
+            if !open && *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+
+    fn sweep(&self, channel: &str, pending: &mut Pending) {
+        if pending.is_empty() {
+            return;
+        }
+        let mut matched_keys = Vec::new();
+        let (matched, given_up) = pending.sweep(Instant::now(), |key| {
+            let found = matches!(self.store.by_center(channel, key), Ok(Some(_)));
+            if found {
+                matched_keys.push(key.to_owned());
+            }
+            found
+        });
+        if matched > 0 {
+            // The store applied these when their submit response was recorded.
+            let mut ids: Vec<_> = matched_keys
+                .iter()
+                .filter_map(|k| self.store.by_center(channel, k).ok().flatten())
+                .map(|(id, _)| id)
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            for id in ids {
+                self.record_final_id(id);
+            }
+            self.wake_outbox();
+        }
+        for key in &given_up {
+            tracing::warn!(%channel, center_id = %key, "Receipt matched no message in time.");
+        }
+        if !given_up.is_empty() {
+            metrics::counter!(m::RECEIPTS_UNMATCHED, m::LABEL_CHANNEL => channel.to_owned())
+                .increment(given_up.len() as u64);
+        }
+        metrics::gauge!(m::RECEIPTS_PENDING, m::LABEL_CHANNEL => channel.to_owned())
+            .set(pending.len() as f64);
+    }
+
+    /// Handles a batch of events: MOs at once, receipts as one store commit.
+    async fn handle(
+        &self,
+        channel: &str,
+        dlr_format: IdFormat,
+        events: Vec<ChannelEvent>,
+        pending: &mut Pending,
+    ) {
+        let mut keys = Vec::new();
+        let mut ops = Vec::new();
+        for ev in events {
+            match ev {
+                ChannelEvent::Receipt {
+                    center_id,
+                    stat,
+                    err,
+                    at,
+                    ..
+                } => {
+                    let key = center_key(&center_id, dlr_format);
+                    ops.push(Op::Receipt {
+                        channel: channel.to_owned(),
+                        center_id: key.clone(),
+                        part_state: part_state(&stat),
+                        stat,
+                        err,
+                        now_ms: ms(at),
+                    });
+                    keys.push(key);
+                }
+                ChannelEvent::Mo {
+                    from, to, text, at, ..
+                } => self.mo(from, to, text, at),
+                ChannelEvent::PartAccepted { .. }
+                | ChannelEvent::PartFailed { .. }
+                | ChannelEvent::BindUp { .. }
+                | ChannelEvent::BindDown { .. } => {}
+            }
+        }
+        if ops.is_empty() {
+            return;
+        }
+        let results = match self.store.submit(ops).await {
+            Ok(r) => r,
+            Err(e) => {
+                // The receipts are lost to this process; the center may resend them, and the
+                // message stays `sent` (visible in GET) rather than being guessed.
+                tracing::error!(%channel, error = %e, n = keys.len(), "Store failed applying receipts.");
+                return;
+            }
+        };
+        let mut finals = 0;
+        for (key, result) in keys.into_iter().zip(results) {
+            match result {
+                OpResult::Updated(state) if state.is_final() => {
+                    self.record_final(channel, &key);
+                    finals += 1;
+                }
+                OpResult::Updated(_) => {}
+                OpResult::ReceiptHeld => {
+                    tracing::debug!(%channel, center_id = %key, "Receipt held for its submit response.");
+                    if !pending.hold(key, Instant::now()) {
+                        metrics::counter!(m::RECEIPTS_UNMATCHED, m::LABEL_CHANNEL => channel.to_owned())
+                            .increment(1);
+                    }
+                }
+                OpResult::Stale(_) => {
+                    tracing::debug!(%channel, center_id = %key, "Repeated receipt for a final message.");
+                }
+                other => {
+                    metrics::counter!(m::RECEIPTS_UNMATCHED, m::LABEL_CHANNEL => channel.to_owned())
+                        .increment(1);
+                    tracing::debug!(%channel, center_id = %key, ?other, "Receipt not applied.");
+                }
+            }
+        }
+        if finals > 0 {
+            self.wake_outbox();
+        }
+    }
+
+    /// Counts a message's final state and its DLR latency (one store read).
+    fn record_final(&self, channel: &str, key: &str) {
+        if let Ok(Some((id, _))) = self.store.by_center(channel, key) {
+            self.record_final_id(id);
+        }
+    }
+
+    fn record_final_id(&self, id: crate::store::MessageId) {
+        let Ok(Some(msg)) = self.store.get(id) else {
+            return;
+        };
+        if !msg.state.is_final() {
+            return;
+        }
+        metrics::counter!(m::RECEIPTS, m::LABEL_STATE => state_label(msg.state)).increment(1);
+        if let Some(done) = msg.done_ms {
+            let start = msg.submitted_ms.unwrap_or(msg.created_ms);
+            metrics::histogram!(m::DLR_LATENCY).record(done.saturating_sub(start) as f64 / 1000.0);
+        }
+    }
+
+    fn mo(&self, from: String, to: String, text: String, at: SystemTime) {
+        metrics::counter!(m::MO_RECEIVED).increment(1);
+        let account = self.mo_router.route(&to);
+        let event = MoEvent {
+            account: account.map(|a| a.name.clone()),
+            from,
+            to,
+            text,
+            received_at: crate::ingress::view::rfc3339(ms(at)),
+        };
+        if let Some(url) = account.and_then(|a| a.mo_url.clone()) {
+            self.mo_delivery.spawn(url, &event);
+        }
+        let _ = self.subscribers.send(Notification::Mo(event));
+    }
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn state_label(s: MessageState) -> &'static str {
+    match s {
+        MessageState::Delivered => "delivered",
+        MessageState::Undeliverable => "undeliverable",
+        MessageState::Expired => "expired",
+        MessageState::Rejected => "rejected",
+        MessageState::Failed => "failed",
+        MessageState::Queued => "queued",
+        MessageState::Scheduled => "scheduled",
+        MessageState::InFlight => "in_flight",
+        MessageState::Sent => "sent",
+    }
+}

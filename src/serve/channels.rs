@@ -1,0 +1,153 @@
+//! Starting the egress side for `serve`: per SMPP channel a worker, a dispatcher and a
+//! receipt consumer, wired together.
+//!
+//! ```text
+//! store ─lease─▶ Dispatcher ─OutboundMessage─▶ worker ─▶ binds ─▶ center
+//!   ▲               ▲   │                         │
+//!   └─outcome ops───┘   └── wake (ingress commit) │ ChannelEvent
+//!                                                 ▼
+//!                                    Receipts::run_channel ─▶ store / outbox
+//! ```
+//!
+//! Stop order per channel: on `stop_channels`, dispatch stops leasing and hands back what it
+//! buffered, the worker is told to shut down (finishes or aborts what it holds, unbinds),
+//! its outcome queue closes and dispatch writes the last outcomes. The receipt consumer keeps
+//! going until `stop_rest`, so DLRs already received are applied.
+//!
+//! CMPP and MM7 channels are not built yet: they are skipped with a warning, and messages
+//! routed to them stay queued in the store until such a channel exists.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_protocols::sms::ConcatScheme;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::ID_FORMAT;
+use crate::channel::backoff::Backoff;
+use crate::channel::smpp::session::SessionConfig;
+use crate::channel::smpp::worker::{self, BindMode as WorkerBindMode, RetryPolicy, WorkerConfig};
+use crate::clock::SystemClock;
+use crate::config::{BindMode, ChannelConfig, ChannelKind, Concatenation, Config};
+use crate::dispatch::{DispatchConfig, DispatchLinks, Dispatcher};
+use crate::receipt::Receipts;
+use crate::route::ChannelHealth;
+use crate::store::{AnyBackend, Store};
+
+/// Events buffered between a channel's binds and its receipt consumer.
+const EVENT_QUEUE: usize = 16_384;
+
+/// The worker settings for one configured SMPP channel.
+pub(crate) fn worker_config(ch: &ChannelConfig, default_source: Option<&str>) -> WorkerConfig {
+    let session = SessionConfig {
+        system_id: ch.system_id.clone(),
+        password: ch.password.clone(),
+        system_type: ch.system_type.clone(),
+        interface_version: ch.interface_version,
+        window: usize::try_from(ch.window).unwrap_or(usize::MAX).max(1),
+        response_timeout: ch.response_timeout(),
+        enquire_link_interval: ch.enquire_link_interval(),
+        ..SessionConfig::default()
+    };
+    let rate = NonZeroU32::new(ch.rate).unwrap_or(NonZeroU32::MIN);
+    let mut wc = WorkerConfig::new(&ch.name, format!("{}:{}", ch.host, ch.port), session, rate);
+    wc.binds = usize::try_from(ch.binds).unwrap_or(1).max(1);
+    wc.mode = match ch.bind_mode {
+        BindMode::Transceiver => WorkerBindMode::Transceiver,
+        BindMode::TransmitterReceiver => WorkerBindMode::TransmitterReceiver,
+    };
+    wc.burst = NonZeroU32::new(ch.burst).unwrap_or(rate);
+    wc.parts.concat = match ch.concatenation {
+        Concatenation::Udh8 => ConcatScheme::Udh8,
+        Concatenation::Udh16 => ConcatScheme::Udh16,
+        Concatenation::Sar => ConcatScheme::Sar,
+    };
+    if let Some(src) = default_source {
+        wc.parts.default_source = src.to_owned();
+    }
+    wc.retry = RetryPolicy {
+        max_attempts: ch.retry.max_attempts.max(1),
+        backoff: Backoff {
+            base: Duration::from_millis(ch.retry.backoff_base_ms),
+            max: Duration::from_millis(ch.retry.backoff_max_ms.max(ch.retry.backoff_base_ms)),
+        },
+    };
+    wc
+}
+
+/// Starts every channel; returns the per-channel dispatcher wake-ups for ingress.
+///
+/// # Errors
+/// A message naming the channel whose windows cannot be parsed (config validation normally
+/// catches it first).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn spawn(
+    config: &Config,
+    store: &Store<AnyBackend>,
+    receipts: &Arc<Receipts>,
+    health: &Arc<Mutex<ChannelHealth>>,
+    stop_channels: &watch::Receiver<bool>,
+    stop_rest: &watch::Receiver<bool>,
+    channel_tasks: &mut JoinSet<()>,
+    rest_tasks: &mut JoinSet<()>,
+    address_override: &HashMap<String, String>,
+) -> Result<HashMap<String, Arc<Notify>>, String> {
+    let mut wakes = HashMap::new();
+    let tz = config.time_zone();
+    for (i, ch) in config.channels.iter().enumerate() {
+        if ch.kind != ChannelKind::Smpp {
+            tracing::warn!(channel = %ch.name, kind = ?ch.kind, "Channel kind not supported yet; its messages stay queued.");
+            continue;
+        }
+        let mut wc = worker_config(ch, None);
+        if let Some(addr) = address_override.get(&ch.name) {
+            wc.addr.clone_from(addr);
+        }
+        let windows = config
+            .window_rules(&ch.name, "", None)
+            .map_err(|e| format!("channels[{i}].windows: {e}"))?;
+        let (in_tx, in_rx) = mpsc::channel(wc.capacity());
+        let (out_tx, out_rx) = mpsc::channel(wc.capacity() * 2 + 64);
+        let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+        let handle = worker::spawn(wc, in_rx, out_tx, ev_tx);
+        let wake = Arc::new(Notify::new());
+        wakes.insert(ch.name.clone(), Arc::clone(&wake));
+        let dc = DispatchConfig {
+            tz: tz.clone(),
+            windows,
+            id_format: ID_FORMAT,
+            ..DispatchConfig::new(&ch.name)
+        };
+        let dispatcher = Dispatcher::new(dc, store.clone(), SystemClock);
+        let links = DispatchLinks {
+            to_worker: in_tx,
+            outcomes: out_rx,
+            binds_up: handle.binds_up.clone(),
+            health: Arc::clone(health),
+            wake,
+            shutdown: stop_channels.clone(),
+        };
+        let name = ch.name.clone();
+        let mut stop = stop_channels.clone();
+        channel_tasks.spawn(async move {
+            let dispatch = tokio::spawn(dispatcher.run(links));
+            let _ = stop.wait_for(|s| *s).await;
+            handle.shutdown().await;
+            match dispatch.await {
+                Ok(Ok(stats)) => tracing::info!(channel = %name, ?stats, "Channel stopped."),
+                Ok(Err(e)) => tracing::error!(channel = %name, error = %e, "Dispatch failed."),
+                Err(e) => tracing::error!(channel = %name, error = %e, "Dispatch task panicked."),
+            }
+        });
+        rest_tasks.spawn(Arc::clone(receipts).run_channel(
+            ch.name.clone(),
+            ID_FORMAT,
+            ev_rx,
+            stop_rest.clone(),
+        ));
+    }
+    Ok(wakes)
+}

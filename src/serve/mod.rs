@@ -1,0 +1,680 @@
+//! `sluice serve`: wiring and lifecycle of the whole gateway in one process.
+//!
+//! Start order (each step needs the previous ones):
+//! 1. config (the caller loads it; the embedded default when no file is given);
+//! 2. store: open, then return *every* lease to the ready queues (crash recovery: a single
+//!    process owns the data directory, so leases found at start belong to a dead process);
+//! 3. the embedded simulator, when `[simulator] enabled` (a fake SMSC for channel "sim");
+//! 4. receipts: the per-channel event consumers and the outbox webhook pump;
+//! 5. channels + dispatch (one worker and one dispatcher per SMPP channel);
+//! 6. HTTP ingress (and the separate metrics listener, when configured).
+//!
+//! Shutdown (SIGTERM / ctrl-c, or [`Gateway::shutdown`]) runs the order of STYLE.md §7:
+//! stop accepting (ingress answers 503, then the listener closes), stop leasing (dispatch),
+//! wait for in-flight responses up to `drain_deadline`, unbind (the workers), let receipts
+//! drain, and drop the store last so its writer flushes and joins. Anything still leased
+//! when the deadline passes is requeued by lease recovery at the next start, so a restart
+//! resumes where this process stopped (at-least-once).
+//!
+//! Housekeeping runs every `housekeeping_every`: lease recovery (a crashed or stuck worker's
+//! messages come back) and a retention purge step.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use sluice_protocols::smpp::IdFormat;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::clock::{Clock, SystemClock, from_ms, to_ms};
+use crate::config::{ChannelKind, Config};
+use crate::ingress::accept::{PlaceFn, Placement};
+use crate::ingress::account::{AccountSpec, Accounts, parse_key_hash};
+use crate::ingress::batch::BatchLimits;
+use crate::ingress::http::{IngressState, router};
+use crate::ingress::message::{FieldError, SenderPolicy};
+use crate::receipt::mo::MoAccount;
+use crate::receipt::outbox::OutboxAccount;
+use crate::receipt::{ReceiptConfig, Receipts};
+use crate::route::ChannelHealth;
+use crate::schedule::{Due, due};
+use crate::store::{AnyBackend, Store, StoreError, open_store};
+
+mod channels;
+
+/// Knobs of `serve` that are not in the config file.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Longest wait for in-flight messages at shutdown.
+    pub drain_deadline: Duration,
+    /// Lease recovery and purge period.
+    pub housekeeping_every: Duration,
+    /// Receipt layer settings.
+    pub receipts: ReceiptConfig,
+    /// Request size limits.
+    pub limits: BatchLimits,
+    /// Prometheus handle to serve on `/metrics` (install the recorder once per process).
+    pub metrics: Option<PrometheusHandle>,
+    /// Override the HTTP listen address (tests use port 0).
+    pub http_addr: Option<SocketAddr>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            drain_deadline: Duration::from_secs(30),
+            housekeeping_every: Duration::from_secs(5),
+            receipts: ReceiptConfig::default(),
+            limits: BatchLimits::default(),
+            metrics: None,
+            http_addr: None,
+        }
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The embedded simulator could not start.
+    #[error("simulator: {0}")]
+    Simulator(String),
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The config has something serve cannot use.
+    #[error("config: {0}")]
+    Config(String),
+    /// The webhook client could not be built.
+    #[error("http client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    http_addr: SocketAddr,
+    state: Arc<IngressState>,
+    store: Store<AnyBackend>,
+    receipts: Arc<Receipts>,
+    sim: Option<sluice_loadtest::SimHandle>,
+    stop_http: watch::Sender<bool>,
+    stop_channels: watch::Sender<bool>,
+    stop_rest: watch::Sender<bool>,
+    http_tasks: JoinSet<()>,
+    channel_tasks: JoinSet<()>,
+    rest_tasks: JoinSet<()>,
+    drain_deadline: Duration,
+    ready: Arc<AtomicBool>,
+}
+
+impl Gateway {
+    /// Address the HTTP API listens on.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The store (tests inspect it).
+    pub fn store(&self) -> &Store<AnyBackend> {
+        &self.store
+    }
+
+    /// The receipt layer (subscribe here for receipts and replies).
+    pub fn receipts(&self) -> &Arc<Receipts> {
+        &self.receipts
+    }
+
+    /// The embedded simulator, when running.
+    pub fn simulator(&self) -> Option<&sluice_loadtest::SimHandle> {
+        self.sim.as_ref()
+    }
+
+    /// Drains and stops everything (see the module doc for the order).
+    pub async fn shutdown(mut self) {
+        tracing::info!("Shutdown: ingress stops accepting.");
+        self.ready.store(false, Ordering::Release);
+        self.state.draining.store(true, Ordering::Release);
+        let _ = self.stop_http.send(true);
+        while self.http_tasks.join_next().await.is_some() {}
+        tracing::info!("Shutdown: dispatch stops leasing; waiting for in-flight messages.");
+        let _ = self.stop_channels.send(true);
+        let drained = tokio::time::timeout(self.drain_deadline, async {
+            while self.channel_tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                deadline_secs = self.drain_deadline.as_secs(),
+                "Shutdown: drain deadline passed; leases will be recovered at the next start."
+            );
+            self.channel_tasks.abort_all();
+        }
+        let _ = self.stop_rest.send(true);
+        while self.rest_tasks.join_next().await.is_some() {}
+        if let Some(sim) = self.sim.take() {
+            let _ = sim.shutdown().await;
+        }
+        tracing::info!("Shutdown: flushing the store.");
+        drop(self.receipts);
+        drop(self.state);
+        drop(self.store);
+    }
+}
+
+fn account_specs(config: &Config) -> Result<Vec<AccountSpec>, ServeError> {
+    config
+        .accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let key_sha256 = a
+                .api_keys
+                .iter()
+                .enumerate()
+                .map(|(j, h)| {
+                    parse_key_hash(h).map_err(|r| {
+                        ServeError::Config(format!("accounts[{i}].api_keys[{j}]: {r}"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(AccountSpec {
+                name: a.name.clone(),
+                key_sha256,
+                rate_per_sec: NonZeroU32::new(a.rate),
+                burst: NonZeroU32::new(a.burst.max(a.rate.min(1))),
+                senders: SenderPolicy {
+                    allowed: a.allowed_senders.clone(),
+                    default: a.default_sender.clone(),
+                },
+                webhook_url: a.webhook_url.clone(),
+                mo_url: a.mo_url.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Routing + windows from config as the ingress placement function.
+fn placement(config: Arc<Config>, health: Arc<Mutex<ChannelHealth>>) -> PlaceFn {
+    let router = config.router();
+    let tz = config.time_zone();
+    Arc::new(move |account, s, now_ms| {
+        let now = from_ms(now_ms);
+        let channel = {
+            let health = health
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            router
+                .pick(account, s.kind, &s.to, now, &health)
+                .map_err(|e| FieldError {
+                    field: "to".into(),
+                    reason: e.to_string(),
+                })?
+                .channel
+                .to_owned()
+        };
+        let rules = config
+            .window_rules(&channel, account, s.window.as_deref())
+            .map_err(|e| FieldError {
+                field: "window".into(),
+                reason: e.to_string(),
+            })?;
+        let due_ms = match due(now, s.not_before, s.expires_at, &tz, &rules) {
+            Due::At(t) => to_ms(t),
+            // Leasing ends it with an EXPIRED receipt at once.
+            Due::Expired => now_ms,
+            Due::Never => {
+                return Err(FieldError {
+                    field: "window".into(),
+                    reason: "the applicable windows and quiet hours leave no time to send".into(),
+                });
+            }
+        };
+        Ok(Placement { channel, due_ms })
+    })
+}
+
+/// The embedded simulator's config: one SMPP listener on 127.0.0.1:`port` that accepts the
+/// credentials of every channel pointing at it.
+fn simulator_config(config: &Config) -> sluice_loadtest::SimConfig {
+    let port = config.simulator.port;
+    let accounts = config
+        .channels
+        .iter()
+        .filter(|c| c.kind == ChannelKind::Smpp && c.port == port)
+        .map(|c| sluice_loadtest::config::Account {
+            system_id: c.system_id.clone(),
+            password: c.password.clone(),
+            max_binds: 0,
+        })
+        .collect();
+    sluice_loadtest::SimConfig {
+        tally_path: None,
+        seed: None,
+        listeners: vec![sluice_loadtest::ListenerConfig {
+            name: "sim".into(),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            accounts,
+            ..sluice_loadtest::ListenerConfig::default()
+        }],
+    }
+}
+
+/// Starts the gateway described by `config`.
+///
+/// # Errors
+/// [`ServeError`] when a part cannot start; whatever started is stopped again.
+pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeError> {
+    let config = Arc::new(config);
+    let clock = SystemClock;
+    std::fs::create_dir_all(&config.storage.path).map_err(|e| {
+        ServeError::Store(StoreError::Open {
+            path: config.storage.path.display().to_string(),
+            source: e,
+        })
+    })?;
+    let store = open_store(
+        config.storage.backend,
+        &config.storage.path,
+        config.storage.writer(),
+        clock.now_ms(),
+    )?;
+    tracing::info!(backend = store.backend_name(), path = %config.storage.path.display(), "Store open.");
+    // One gateway process owns the data directory, so at start every lease belongs to a
+    // process that is gone: requeue them all now rather than after their lease time.
+    let requeued = store.recover(u64::MAX).await?;
+    if requeued > 0 {
+        tracing::info!(requeued, "Leases of the previous run requeued.");
+    }
+
+    let sim = if config.simulator.enabled {
+        let handle = sluice_loadtest::Simulator::start(simulator_config(&config))
+            .await
+            .map_err(|e| ServeError::Simulator(e.to_string()))?;
+        tracing::info!(addrs = ?handle.addrs(), "Embedded simulator started.");
+        Some(handle)
+    } else {
+        None
+    };
+
+    let (stop_http, stop_http_rx) = watch::channel(false);
+    let (stop_channels, stop_channels_rx) = watch::channel(false);
+    let (stop_rest, stop_rest_rx) = watch::channel(false);
+    let mut http_tasks = JoinSet::new();
+    let mut channel_tasks = JoinSet::new();
+    let mut rest_tasks = JoinSet::new();
+
+    // Receipts.
+    let mo_accounts = config
+        .accounts
+        .iter()
+        .map(|a| MoAccount {
+            name: a.name.clone(),
+            prefixes: a
+                .default_sender
+                .iter()
+                .chain(a.allowed_senders.iter())
+                .cloned()
+                .collect(),
+            mo_url: a.mo_url.clone(),
+        })
+        .collect();
+    let receipts = Arc::new(Receipts::new(store.clone(), mo_accounts, opts.receipts)?);
+    let pump = receipts.outbox_pump(
+        config
+            .accounts
+            .iter()
+            .map(|a| OutboxAccount {
+                name: a.name.clone(),
+                webhook_url: a.webhook_url.clone(),
+            })
+            .collect(),
+    )?;
+    rest_tasks.spawn(pump.run(stop_rest_rx.clone()));
+
+    // Channels and dispatch.
+    let health = Arc::new(Mutex::new(ChannelHealth::default()));
+    let mut overrides = HashMap::new();
+    if let Some(sim) = &sim
+        && let Some(addr) = sim.addrs().first()
+    {
+        for ch in &config.channels {
+            if ch.port == config.simulator.port && is_local(&ch.host) {
+                overrides.insert(ch.name.clone(), addr.to_string());
+            }
+        }
+    }
+    let wakes = channels::spawn(
+        &config,
+        &store,
+        &receipts,
+        &health,
+        &stop_channels_rx,
+        &stop_rest_rx,
+        &mut channel_tasks,
+        &mut rest_tasks,
+        &overrides,
+    )
+    .map_err(ServeError::Config)?;
+
+    // Housekeeping.
+    {
+        let store = store.clone();
+        let every = opts.housekeeping_every;
+        let retention = config.storage.retention();
+        let mut stop = stop_rest_rx.clone();
+        let receipts = Arc::clone(&receipts);
+        rest_tasks.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => return,
+                }
+                let now = SystemClock.now_ms();
+                match store.recover(now).await {
+                    Ok(n) if n > 0 => tracing::info!(requeued = n, "Expired leases requeued."),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "Lease recovery failed."),
+                }
+                let cutoff =
+                    now.saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
+                if let Err(e) = store.purge(cutoff, 1000).await {
+                    tracing::warn!(error = %e, "Purge failed.");
+                }
+                // Expiries and failures finalised by dispatch land in the outbox too.
+                receipts.wake_outbox();
+            }
+        });
+    }
+
+    // HTTP.
+    let ready = Arc::new(AtomicBool::new(true));
+    let ready_fn = {
+        let ready = Arc::clone(&ready);
+        Arc::new(move || ready.load(Ordering::Acquire)) as Arc<dyn Fn() -> bool + Send + Sync>
+    };
+    let place = placement(Arc::clone(&config), Arc::clone(&health));
+    // Wake a channel's dispatcher once a batch for it is durable.
+    let on_commit: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(move |channel: &str| {
+        if let Some(w) = wakes.get(channel) {
+            w.notify_one();
+        }
+    });
+    let state = Arc::new(IngressState {
+        accounts: Accounts::new(account_specs(&config)?),
+        store: store.clone(),
+        place,
+        on_commit,
+        limits: opts.limits,
+        metrics: opts.metrics.clone(),
+        ready: ready_fn,
+        now_ms: Arc::new(|| SystemClock.now_ms()),
+        draining: AtomicBool::new(false),
+    });
+    let addr = opts.http_addr.unwrap_or(config.listeners.http);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    let http_addr = listener
+        .local_addr()
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    {
+        let app = router(Arc::clone(&state));
+        let mut stop = stop_http_rx.clone();
+        http_tasks.spawn(async move {
+            let r = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "HTTP server failed.");
+            }
+        });
+    }
+    if let (Some(maddr), Some(handle)) = (config.listeners.metrics, opts.metrics.clone())
+        && maddr != http_addr
+    {
+        spawn_metrics_listener(maddr, handle, stop_http_rx.clone(), &mut http_tasks).await;
+    }
+    tracing::info!(addr = %http_addr, "HTTP API listening.");
+    Ok(Gateway {
+        http_addr,
+        state,
+        store,
+        receipts,
+        sim,
+        stop_http,
+        stop_channels,
+        stop_rest,
+        http_tasks,
+        channel_tasks,
+        rest_tasks,
+        drain_deadline: opts.drain_deadline,
+        ready,
+    })
+}
+
+/// Serves `/metrics` alone on `addr` (ops often scrape a port the API does not share).
+/// A bind failure is logged, not fatal: the API's own `/metrics` still works.
+async fn spawn_metrics_listener(
+    addr: SocketAddr,
+    handle: PrometheusHandle,
+    mut stop: watch::Receiver<bool>,
+    tasks: &mut JoinSet<()>,
+) {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => {
+            let app = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let h = handle.clone();
+                    async move { h.render() }
+                }),
+            );
+            tasks.spawn(async move {
+                let _ = axum::serve(l, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+            });
+        }
+        Err(e) => tracing::warn!(%addr, error = %e, "Metrics listener not started."),
+    }
+}
+
+/// Runs until SIGTERM or ctrl-c, then drains.
+///
+/// # Errors
+/// When the gateway cannot start.
+pub async fn run_until_signal(config: Config, opts: ServeOptions) -> Result<(), ServeError> {
+    let gw = start(config, opts).await?;
+    wait_for_signal().await;
+    gw.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received."),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C received."),
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// How centers write message ids in submit responses and receipts. The config has no
+/// per-channel key for it yet, so ids are compared as opaque text (case-insensitive, trimmed),
+/// like Kannel without `msg-id-type`: exact whenever a center quotes the id as it answered it.
+/// `Auto` would be wrong here: it reads hex "10" as decimal 10 and collides with hex "A".
+pub(crate) const ID_FORMAT: IdFormat = IdFormat::Text;
+
+fn is_local(host: &str) -> bool {
+    matches!(host, "127.0.0.1" | "localhost" | "::1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingress::message::{Submission, WireMessage, validate};
+
+    fn config(channel_windows: &str) -> Arc<Config> {
+        let text = format!(
+            r#"
+timezone = "Asia/Shanghai"
+[[accounts]]
+name = "a"
+rate = 10
+default_sender = "1069"
+[[channels]]
+name = "day"
+kind = "smpp"
+host = "127.0.0.1"
+port = 2775
+system_id = "s"
+password = "p"
+rate = 10
+windows = [{channel_windows}]
+[[channels]]
+name = "intl"
+kind = "smpp"
+host = "127.0.0.1"
+port = 2776
+system_id = "s"
+password = "p"
+rate = 10
+[[routes]]
+channel = "day"
+[[routes]]
+prefixes = ["+44"]
+channel = "intl"
+"#
+        );
+        Arc::new(Config::parse(&text, "test.toml").expect("valid config"))
+    }
+
+    fn submission(to: &str, window: Option<&str>, not_before: Option<&str>) -> Submission {
+        let senders = SenderPolicy {
+            allowed: vec![],
+            default: Some("1069".into()),
+        };
+        validate(
+            WireMessage {
+                to: to.into(),
+                text: Some("x".into()),
+                window: window.map(Into::into),
+                not_before: not_before.map(Into::into),
+                ..WireMessage::default()
+            },
+            &senders,
+        )
+        .expect("valid")
+    }
+
+    fn ms_of(s: &str) -> u64 {
+        to_ms(s.parse().expect("timestamp"))
+    }
+
+    #[test]
+    fn placement_routes_and_waits_for_the_channel_window() {
+        let place = placement(config("\"08:00-21:00\""), Arc::default());
+        // 22:00 in Shanghai: outside 08:00-21:00, so due at 08:00 the next morning.
+        let now = ms_of("2026-11-26T22:00:00+08:00");
+        let p = place("a", &submission("13800138000", None, None), now).expect("placed");
+        assert_eq!(p.channel, "day");
+        assert_eq!(p.due_ms, ms_of("2026-11-27T08:00:00+08:00"));
+        // Inside the window: due now.
+        let noon = ms_of("2026-11-26T12:00:00+08:00");
+        assert_eq!(
+            place("a", &submission("13800138000", None, None), noon)
+                .expect("placed")
+                .due_ms,
+            noon
+        );
+        // Longest prefix routes +44… elsewhere (no windows there).
+        let p = place("a", &submission("+447700900123", None, None), now).expect("placed");
+        assert_eq!((p.channel.as_str(), p.due_ms), ("intl", now));
+    }
+
+    #[test]
+    fn placement_combines_message_window_and_not_before() {
+        let place = placement(config(""), Arc::default());
+        let now = ms_of("2026-11-26T12:00:00+08:00");
+        let s = submission("13800138000", Some("18:00-19:00"), None);
+        assert_eq!(
+            place("a", &s, now).expect("placed").due_ms,
+            ms_of("2026-11-26T18:00:00+08:00")
+        );
+        let s = submission(
+            "13800138000",
+            Some("18:00-19:00"),
+            Some("2026-11-26T18:30:00+08:00"),
+        );
+        assert_eq!(
+            place("a", &s, now).expect("placed").due_ms,
+            ms_of("2026-11-26T18:30:00+08:00")
+        );
+        let s = submission(
+            "13800138000",
+            Some("18:00-19:00"),
+            Some("2026-11-26T19:30:00+08:00"),
+        );
+        assert_eq!(
+            place("a", &s, now).expect("placed").due_ms,
+            ms_of("2026-11-27T18:00:00+08:00")
+        );
+    }
+
+    #[test]
+    fn disjoint_windows_are_a_client_error() {
+        let place = placement(config("\"08:00-09:00\""), Arc::default());
+        let now = ms_of("2026-11-26T12:00:00+08:00");
+        let e = place(
+            "a",
+            &submission("13800138000", Some("20:00-21:00"), None),
+            now,
+        )
+        .expect_err("never allowed");
+        assert_eq!(e.field, "window");
+    }
+
+    #[test]
+    fn account_specs_parse_key_hashes() {
+        let mut c = (*config("")).clone();
+        c.accounts[0].api_keys = vec![crate::config::hash_api_key("k")];
+        let specs = account_specs(&c).expect("specs");
+        assert_eq!(
+            specs[0].key_sha256,
+            vec![crate::ingress::account::key_hash("k")]
+        );
+        c.accounts[0].api_keys = vec!["nothex".into()];
+        assert!(account_specs(&c).is_err());
+    }
+}

@@ -1,0 +1,194 @@
+//! Shared harness for the channel integration tests: a worker pointed at a center on
+//! 127.0.0.1, fed directly (the store is left out), with its outcomes and events collected.
+//! Every wait is bounded by [`WAIT`]; nothing sleeps to schedule.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use sluice::channel::ChannelEvent;
+use sluice::channel::backoff::Backoff;
+use sluice::channel::smpp::parts::{Content, OutboundMessage};
+use sluice::channel::smpp::session::SessionConfig;
+use sluice::channel::smpp::worker::{self, Outcome, WorkerConfig, WorkerHandle};
+use tokio::sync::mpsc;
+
+/// Upper bound for any socket-driven wait in these tests.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A worker config with fast timers for tests.
+pub fn config(addr: String, rate: u32) -> WorkerConfig {
+    let session = SessionConfig {
+        system_id: "esme".into(),
+        password: "pw".into(),
+        window: 10,
+        response_timeout: Duration::from_secs(2),
+        enquire_link_interval: Duration::from_secs(5),
+        ..SessionConfig::default()
+    };
+    let mut c = WorkerConfig::new(
+        "sim",
+        addr,
+        session,
+        NonZeroU32::new(rate).expect("rate > 0"),
+    );
+    c.reconnect = Backoff {
+        base: Duration::from_millis(20),
+        max: Duration::from_millis(200),
+    };
+    c.retry.backoff = Backoff {
+        base: Duration::from_millis(10),
+        max: Duration::from_millis(50),
+    };
+    c
+}
+
+/// A text message with a unique token.
+pub fn text(id: u64, text: String) -> OutboundMessage {
+    OutboundMessage {
+        id,
+        attempt: 0,
+        from: Some("10086".into()),
+        to: format!("+86138{id:08}"),
+        content: Content::Text { text, hint: None },
+    }
+}
+
+/// A running worker with its queues.
+pub struct Rig {
+    pub input: mpsc::Sender<OutboundMessage>,
+    pub outcomes: mpsc::Receiver<Outcome>,
+    pub events: mpsc::Receiver<ChannelEvent>,
+    pub handle: WorkerHandle,
+    /// Every event seen so far, in arrival order.
+    pub seen: Vec<ChannelEvent>,
+}
+
+impl Rig {
+    pub fn start(config: WorkerConfig) -> Self {
+        let (input, input_rx) = mpsc::channel(config.capacity());
+        let (outcomes_tx, outcomes) = mpsc::channel(1024);
+        let (events_tx, events) = mpsc::channel(65_536);
+        let handle = worker::spawn(config, input_rx, outcomes_tx, events_tx);
+        Self {
+            input,
+            outcomes,
+            events,
+            handle,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Feeds `messages` and collects one final outcome per message (`Sent` / `Failed`),
+    /// re-feeding `Retry` outcomes as the store would (attempt + 1). Returns outcomes by id.
+    pub async fn run_all(&mut self, messages: Vec<OutboundMessage>) -> HashMap<u64, Outcome> {
+        let by_id: HashMap<u64, OutboundMessage> =
+            messages.iter().map(|m| (m.id, m.clone())).collect();
+        let mut waiting: Vec<OutboundMessage> = messages;
+        waiting.reverse();
+        let mut finals = HashMap::new();
+        let total = by_id.len();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while finals.len() < total {
+            let next = waiting.last().cloned();
+            tokio::select! {
+                r = async { self.input.reserve().await }, if next.is_some() => {
+                    r.expect("worker alive").send(waiting.pop().expect("checked"));
+                }
+                o = self.outcomes.recv() => match o.expect("worker alive") {
+                    Outcome::Retry { id, attempts, .. } => {
+                        let mut m = by_id[&id].clone();
+                        m.attempt = attempts;
+                        waiting.insert(0, m);
+                    }
+                    other => {
+                        let id = match &other {
+                            Outcome::Sent { id, .. } | Outcome::Failed { id, .. } => *id,
+                            Outcome::Retry { .. } => unreachable!(),
+                        };
+                        assert!(finals.insert(id, other).is_none(), "two final outcomes for {id}");
+                    }
+                },
+                e = self.events.recv() => self.seen.push(e.expect("worker alive")),
+                () = tokio::time::sleep_until(deadline) => panic!(
+                    "timed out: {} of {total} messages finished", finals.len()
+                ),
+            }
+        }
+        // Events and outcomes travel on different queues: wait until every finished part's
+        // event is in too.
+        let parts: usize = finals
+            .values()
+            .map(|o| match o {
+                Outcome::Sent { center_ids, .. } => center_ids.len(),
+                _ => 0,
+            })
+            .sum();
+        let failed = finals
+            .values()
+            .filter(|o| matches!(o, Outcome::Failed { .. }))
+            .count();
+        self.events_until(|seen| {
+            let accepted = seen
+                .iter()
+                .filter(|e| matches!(e, ChannelEvent::PartAccepted { .. }))
+                .count();
+            let final_failures = seen
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e,
+                        ChannelEvent::PartFailed {
+                            temporary: false,
+                            ..
+                        }
+                    )
+                })
+                .count();
+            accepted >= parts && final_failures >= failed
+        })
+        .await;
+        finals
+    }
+
+    /// Collects events until `done(seen)` holds (bounded by [`WAIT`]).
+    pub async fn events_until(&mut self, done: impl Fn(&[ChannelEvent]) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !done(&self.seen) {
+            tokio::select! {
+                e = self.events.recv() => self.seen.push(e.expect("worker alive")),
+                () = tokio::time::sleep_until(deadline) => panic!("timed out waiting for events; seen {} events", self.seen.len()),
+            }
+        }
+    }
+
+    /// Receipt events by raw center id.
+    pub fn receipts(&self) -> HashMap<String, String> {
+        self.seen
+            .iter()
+            .filter_map(|e| match e {
+                ChannelEvent::Receipt {
+                    center_id, stat, ..
+                } => Some((center_id.clone(), stat.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub async fn stop(self) {
+        drop(self.input);
+        tokio::time::timeout(WAIT, self.handle.shutdown())
+            .await
+            .expect("worker shuts down");
+    }
+}
+
+/// The center ids of a `Sent` outcome.
+pub fn center_ids(o: &Outcome) -> &[String] {
+    match o {
+        Outcome::Sent { center_ids, .. } => center_ids,
+        other => panic!("expected Sent, got {other:?}"),
+    }
+}

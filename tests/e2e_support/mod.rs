@@ -1,0 +1,139 @@
+//! Shared helpers for the end-to-end and crash tests: a config pointing at an external
+//! simulator, a tiny webhook receiver, and bounded polling for socket-driven outcomes.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::Value;
+
+/// The development API key of the test configs.
+pub const KEY: &str = "e2e-test-key";
+
+/// A gateway config (TOML text) whose one account posts receipts and replies to `hook` and
+/// whose channel "sim" points at `sim_port`.
+pub fn config_text(
+    data: &std::path::Path,
+    sim_port: u16,
+    hook: &str,
+    extra_channel: &str,
+) -> String {
+    let hash = sluice::config::hash_api_key(KEY);
+    format!(
+        r#"
+timezone = "Asia/Shanghai"
+[listeners]
+http = "127.0.0.1:0"
+[storage]
+path = "{data}"
+[simulator]
+enabled = false
+[[accounts]]
+name = "acme"
+api_keys = ["{hash}"]
+rate = 1000000
+burst = 1000000
+default_sender = "10690000"
+webhook_url = "{hook}/receipts"
+mo_url = "{hook}/mo"
+[[channels]]
+name = "sim"
+kind = "smpp"
+host = "127.0.0.1"
+port = {sim_port}
+system_id = "sluice"
+password = "sim"
+binds = 2
+window = 64
+rate = 100000
+burst = 1000
+response_timeout_ms = 2000
+{extra_channel}
+[[routes]]
+channel = "sim"
+"#,
+        data = data.display()
+    )
+}
+
+/// Collects POSTed JSON bodies by path; answers 500 to the first `fail_first` requests.
+#[derive(Clone, Default)]
+pub struct Hook {
+    pub receipts: Arc<Mutex<Vec<Value>>>,
+    pub mo: Arc<Mutex<Vec<Value>>>,
+    pub fail_first: Arc<Mutex<usize>>,
+    pub attempts: Arc<Mutex<usize>>,
+}
+
+async fn on_receipt(State(h): State<Hook>, body: axum::Json<Value>) -> StatusCode {
+    *h.attempts.lock().unwrap() += 1;
+    {
+        let mut f = h.fail_first.lock().unwrap();
+        if *f > 0 {
+            *f -= 1;
+            return StatusCode::INTERNAL_SERVER_ERROR;
+        }
+    }
+    h.receipts.lock().unwrap().push(body.0);
+    StatusCode::OK
+}
+
+async fn on_mo(State(h): State<Hook>, body: axum::Json<Value>) -> StatusCode {
+    h.mo.lock().unwrap().push(body.0);
+    StatusCode::OK
+}
+
+/// Starts the receiver on 127.0.0.1:0; returns its base URL.
+pub async fn start_hook(hook: Hook) -> String {
+    let app = axum::Router::new()
+        .route("/receipts", axum::routing::post(on_receipt))
+        .route("/mo", axum::routing::post(on_mo))
+        .with_state(hook);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind hook");
+    let addr: SocketAddr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    format!("http://{addr}")
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes (socket-driven outcomes only).
+pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A simulator listener config with the gateway's credentials.
+pub fn sim_listener() -> sluice_loadtest::ListenerConfig {
+    sluice_loadtest::ListenerConfig {
+        name: "sim".into(),
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..sluice_loadtest::ListenerConfig::default()
+    }
+}
+
+/// POSTs a JSON batch; returns (status, body).
+pub async fn post(client: &reqwest::Client, base: &str, body: &Value) -> (u16, Value) {
+    let r = client
+        .post(format!("{base}/v1/messages"))
+        .bearer_auth(KEY)
+        .json(body)
+        .send()
+        .await
+        .expect("post");
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
