@@ -24,6 +24,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 0.5
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
 }
 trap cleanup EXIT
 
@@ -118,8 +119,8 @@ while [ "$(sent_count)" -lt "$N" ]; do
   [ $SECONDS -lt $end ] || { echo "kannel did not send all $N within 600 s" >&2; break; }
   sleep 0.2
 done
-KANNEL_S=$(echo "$(date +%s.%N) - $START" | bc)
-KANNEL_RATE=$(echo "$N / $KANNEL_S" | bc -l)
+KANNEL_S=$(awk -v a="$(date +%s.%N)" -v b="$START" 'BEGIN { print a - b }')
+KANNEL_RATE=$(awk -v n="$N" -v s="$KANNEL_S" 'BEGIN { print n / s }')
 
 echo "== $N messages straight at the simulator (load generator, 2 binds, window 256)"
 "$BIN" loadtest --target smpp --addr "127.0.0.1:$SIM_PORT" -c 2 -w 256 -n "$N" --run direct --quiet --json "$WORK/direct.json"
@@ -134,5 +135,5 @@ echo "simulator tally: unique $UNIQUE (expected $((2 * N))), duplicates $DUPS"
 
 printf 'kannel (HTTP sendsms -> SMPP -> simulator, end to end): %.0f msg/s (%.2f s)\n' "$KANNEL_RATE" "$KANNEL_S"
 printf 'direct (load generator -> simulator):                    %.0f msg/s\n' "$DIRECT_RATE"
-printf 'ratio direct / kannel: %.1fx\n' "$(echo "$DIRECT_RATE / $KANNEL_RATE" | bc -l)"
+printf 'ratio direct / kannel: %.1fx\n' "$(awk -v d="$DIRECT_RATE" -v k="$KANNEL_RATE" 'BEGIN { print d / k }')"
 echo "logs and JSON in $WORK"

@@ -329,6 +329,16 @@ mod tests {
     }
 
     #[test]
+    fn example_file_parses() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sim.example.toml");
+        let cfg = SimConfig::from_file(&path).unwrap();
+        assert_eq!(cfg.listeners.len(), 4);
+        assert_eq!(cfg.listeners[0].mo.reply.len(), 2);
+        assert!(cfg.listeners[2].stall);
+        assert_eq!(cfg.listeners[3].protocol, Protocol::Cmpp);
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let e = SimConfig::from_toml_str("[[listener]]\nwindow = \"ten\"\n").unwrap_err();
         assert!(e.to_string().contains("listener[0].window"), "{e}");

@@ -94,10 +94,6 @@ async fn receipts_can_arrive_before_the_response() {
     assert_eq!(s.dlr.received, 200, "{s}");
     assert_eq!(s.dlr.before_response, 200, "every receipt came first: {s}");
     assert_eq!(s.dlr.matched, 200);
-    assert!(
-        s.submit_latency.p50_us >= 30_000,
-        "responses were held back: {s}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +117,6 @@ async fn receipt_mix_and_delay() {
     let u = s.dlr.by_stat.get("UNDELIV").copied().unwrap_or(0);
     assert_eq!(d + u, 1_000);
     assert!(d > 350 && u > 350, "about half each: {:?}", s.dlr.by_stat);
-    assert!(s.dlr.latency.p50_us >= 5_000, "{s}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -315,7 +315,9 @@ impl Shared {
 
     pub(crate) fn dlrs_outstanding(&self) -> bool {
         let c = &self.c;
-        c.dlr_received.load(Ordering::Relaxed) < c.dlr_expected.load(Ordering::Relaxed)
+        // Matched, not received: receipts left over from an earlier run on the same account
+        // arrive too and must not end the wait early.
+        c.dlr_matched.load(Ordering::Relaxed) < c.dlr_expected.load(Ordering::Relaxed)
     }
 
     fn summary(&self) -> Summary {

@@ -219,6 +219,12 @@ impl Conn {
         let mut paused_until: Option<Instant> = None;
         let mut finishing: Option<Instant> = None;
         let mut last_timeout_check = Instant::now();
+        // AIMD on the window: halve on throttle / queue-full (at most once per 10 ms), grow
+        // by one per window's worth of accepted submits, so a center that honours a smaller
+        // window or a lower rate is not hammered with resubmits.
+        let mut eff_window = cfg.window;
+        let mut since_grow = 0usize;
+        let mut last_cut = Instant::now() - Duration::from_secs(1);
         let source = cfg.payload.source.clone();
         let rd_flag = if cfg.dlr { 1 } else { 0 };
         loop {
@@ -226,8 +232,8 @@ impl Conn {
             // 1. Fill the window.
             let paused = paused_until.is_some_and(|t| now < t);
             let mut rate_limited = false;
-            if !paused && inflight.len() < cfg.window {
-                let room = (cfg.window - inflight.len()) as u64;
+            if !paused && inflight.len() < eff_window {
+                let room = (eff_window - inflight.len()) as u64;
                 let n = match &s.rate {
                     Some(b) => {
                         let n = lock(b).take_up_to(room, now);
@@ -315,6 +321,11 @@ impl Conn {
                             self.submit_hist.saturating_record(micros(now - t0));
                             if c.status == St::EsmeRok {
                                 s.part_accepted(pr);
+                                since_grow += 1;
+                                if since_grow >= eff_window && eff_window < cfg.window {
+                                    eff_window += 1;
+                                    since_grow = 0;
+                                }
                                 if cfg.dlr {
                                     s.c.dlr_expected.fetch_add(1, Ordering::Relaxed);
                                     if let Some(at) = s.note_submitted(&resp.message_id, t0) {
@@ -330,6 +341,12 @@ impl Conn {
                                     s.requeue(pr);
                                     if matches!(c.status, St::EsmeRthrottled | St::EsmeRmsgqful) {
                                         paused_until = Some(now + Duration::from_millis(2));
+                                        if now.duration_since(last_cut) > Duration::from_millis(10)
+                                        {
+                                            eff_window = (eff_window / 2).max(1);
+                                            since_grow = 0;
+                                            last_cut = now;
+                                        }
                                     }
                                 } else {
                                     s.part_failed(pr);
@@ -384,21 +401,15 @@ impl Conn {
     }
 
     fn deliver(&mut self, sm: &Sm, now: Instant) {
-        if !sm.is_delivery_receipt() {
+        let Some(report) = p::DeliveryReport::from_sm(sm) else {
             self.s.c.mo_received.fetch_add(1, Ordering::Relaxed);
             return;
-        }
-        let payload: &[u8] = sm.payload();
-        let id = sm
-            .tlvs
-            .receipted_message_id()
-            .or_else(|| field(payload, b"id:"))
-            .unwrap_or_default();
-        let stat = field(payload, b"stat:").map_or_else(
-            || "?".to_owned(),
-            |s| String::from_utf8_lossy(s).into_owned(),
+        };
+        let stat = report.text.and_then(|t| t.stat).map_or_else(
+            || format!("{:?}", report.state),
+            |st| String::from_utf8_lossy(st.as_bytes()).into_owned(),
         );
-        if let Some(t0) = self.s.note_receipt(id, &stat, now) {
+        if let Some(t0) = self.s.note_receipt(report.message_id, &stat, now) {
             self.s.c.dlr_matched.fetch_add(1, Ordering::Relaxed);
             self.dlr_hist
                 .saturating_record(micros(now.saturating_duration_since(t0)));
@@ -445,27 +456,6 @@ async fn unbind(
     End::Done
 }
 
-/// The value after `key` in receipt text, up to the next space.
-fn field<'a>(text: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
-    let start = text.windows(key.len()).position(|w| w == key)? + key.len();
-    let rest = &text[start..];
-    let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
-    Some(&rest[..end])
-}
-
 fn micros(d: Duration) -> u64 {
     (d.as_micros() as u64).max(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn receipt_fields() {
-        let t = b"id:0A1 sub:001 dlvrd:001 submit date:2611260100 done date:2611260100 stat:DELIVRD err:000 text:x";
-        assert_eq!(field(t, b"id:"), Some(&b"0A1"[..]));
-        assert_eq!(field(t, b"stat:"), Some(&b"DELIVRD"[..]));
-        assert_eq!(field(t, b"nope:"), None);
-    }
 }

@@ -221,7 +221,13 @@ impl Session {
             };
             let mut body = body;
             if status == St::EsmeRok {
-                body.tlvs.push(0x0210, Octets::copy_from_slice(&[0x34]));
+                // sc_interface_version: 5.0 to a 5.0 ESME, else 3.4.
+                let v = if b.interface_version >= 0x50 {
+                    0x50
+                } else {
+                    0x34
+                };
+                body.tlvs.push(0x0210, Octets::copy_from_slice(&[v]));
             }
             let pdu = match id {
                 CommandId::BindReceiver => Pdu::BindReceiverResp(body),

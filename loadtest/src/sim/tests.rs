@@ -436,3 +436,38 @@ async fn mm7_is_refused_until_written() {
     .await;
     assert!(matches!(r, Err(super::SimError::Unsupported { .. })));
 }
+
+#[tokio::test]
+async fn receipts_wait_for_a_receiver_bind_of_the_same_account() {
+    let h = sim(ListenerConfig {
+        accounts: accounts(),
+        ..Default::default()
+    })
+    .await;
+    let a = h.addrs()[0];
+    // A transmitter cannot receive: the receipt waits in the center.
+    let (mut tx, mut rtx, _) = bind(a, BIND_TRANSMITTER, "pw").await;
+    tx.write_all(&submit(2, b"dlr later", 1)).await.unwrap();
+    let got = read_smpp(&mut tx, &mut rtx, 1).await;
+    let Pdu::SubmitSmResp(resp) = &got[0].3.pdu else {
+        panic!("{got:?}")
+    };
+    let id = resp.message_id.as_slice().to_vec();
+    // A receiver of the same account binds later and gets it.
+    let (mut rx, mut rrx, _) = bind(a, BIND_RECEIVER, "pw").await;
+    let got = read_smpp(&mut rx, &mut rrx, 1).await;
+    assert_eq!(got.len(), 1, "receipt routed to the receiver bind");
+    let Pdu::DeliverSm(sm) = &got[0].3.pdu else {
+        panic!("{got:?}")
+    };
+    let rep = p::DeliveryReport::from_sm(sm).expect("a receipt");
+    assert_eq!(rep.message_id, &id[..]);
+    assert_eq!(rep.state, Some(p::MessageState::Delivered));
+    assert_eq!(
+        sm.source.addr.as_slice(),
+        b"8613800000001",
+        "from the handset"
+    );
+    let t = h.shutdown().await.unwrap();
+    assert_eq!(t.dlrs_sent, 1);
+}
