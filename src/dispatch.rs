@@ -27,6 +27,7 @@
 //! the window already, so this is the rare case of a window configured after insert).
 //!
 //! # Outcomes
+//! Outcomes waiting in the queue are written together, in one store commit (up to 1024).
 //! `Sent` → `Op::Submitted` per part with the center id normalised by
 //! [`crate::channel::normalise_center_id`] (the receipt layer must use the same function on
 //! DLR ids); `Retry` → `Op::Requeue` at now + backoff; `Failed` → `Op::Finish` (`rejected`
@@ -54,6 +55,9 @@ use crate::schedule::{WindowRules, next_allowed, parse_windows};
 use crate::store::{
     Backend, EncodingHint, Lane, Message, MessageId, MessageState, Op, Payload, Store, StoreError,
 };
+
+/// Most worker outcomes written in one store commit.
+const MAX_OUTCOMES_PER_COMMIT: usize = 1024;
 
 /// Relative share of each lane while all are backlogged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,13 +165,15 @@ pub struct DispatchConfig {
 }
 
 impl DispatchConfig {
-    /// Defaults: 5 min lease, batches of 32, default weights, Asia/Shanghai, no windows.
+    /// Defaults: 5 min lease, batches of 256 (one store commit leases a batch, so the batch
+    /// bounds how many commits dispatch needs per second), default weights, Asia/Shanghai,
+    /// no windows.
     #[must_use]
     pub fn new(channel: &str) -> Self {
         Self {
             channel: channel.to_owned(),
             lease: Duration::from_secs(300),
-            batch: 32,
+            batch: 256,
             weights: LaneWeights::default(),
             tz: TimeZone::get("Asia/Shanghai").unwrap_or(TimeZone::UTC),
             windows: WindowRules::default(),
@@ -226,6 +232,9 @@ pub enum DispatchError {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The outcome writer task panicked or was cancelled.
+    #[error("outcome writer: {0}")]
+    Writer(String),
 }
 
 /// Counters a dispatcher keeps (for tests and status output).
@@ -251,6 +260,7 @@ pub struct Dispatcher<B: Backend, C: Clock> {
     dry: [bool; 3],
     /// The channel's window is closed until then.
     closed_until: Option<Timestamp>,
+    metrics: DispatchMetrics,
     stats: DispatchStats,
 }
 
@@ -259,6 +269,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
     #[must_use]
     pub fn new(config: DispatchConfig, store: Store<B>, clock: C) -> Self {
         Self {
+            metrics: DispatchMetrics::new(&config.channel),
             lanes: LaneScheduler::new(config.weights),
             config,
             store,
@@ -272,37 +283,50 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
 
     /// Runs until shutdown and until the worker's outcome queue closes.
     ///
+    /// Outcomes are written by a second task, so store commits for outcomes and for leases
+    /// overlap (the store's writer groups them into the same fsync) instead of taking turns.
+    ///
     /// # Errors
     /// [`DispatchError::Store`] when the store fails (the channel stops; leases expire and
     /// recovery re-queues the messages).
     pub async fn run(mut self, mut links: DispatchLinks) -> Result<DispatchStats, DispatchError> {
         let mut to_worker = Some(links.to_worker.clone());
         drop(links.to_worker);
+        let mut writer = tokio::spawn(
+            OutcomeWriter {
+                store: self.store.clone(),
+                clock: self.clock.clone(),
+                id_format: self.config.id_format,
+            }
+            .run(links.outcomes),
+        );
         let mut was_up: Option<bool> = None;
+        let mut stopping = false;
         loop {
-            let stopping = *links.shutdown.borrow();
-            if stopping && to_worker.is_some() {
+            stopping |= *links.shutdown.borrow();
+            if stopping {
                 self.give_back_buffers(self.clock.now_ms()).await?;
-                // Dropping the sender lets the worker drain and close its outcome queue.
-                to_worker = None;
+                // Dropping the sender lets the worker drain and close its outcome queue,
+                // which ends the writer.
+                drop(to_worker.take());
+                break;
             }
             let up = *links.binds_up.borrow() > 0;
             if was_up != Some(up) {
                 self.mark_health(&links.health, up);
                 was_up = Some(up);
             }
-            let has_work = up && !stopping && self.has_work();
-            let wake_at = if has_work || stopping {
-                None
-            } else {
-                self.wake_time()?
-            };
+            let has_work = up && self.has_work();
+            let wake_at = if has_work { None } else { self.wake_time()? };
             tokio::select! {
                 biased;
-                outcome = links.outcomes.recv() => match outcome {
-                    Some(o) => self.apply(o).await?,
-                    None => break,
-                },
+                written = &mut writer => {
+                    // The writer only ends early when the store failed or the worker is gone.
+                    self.stats.outcomes = flatten(written)?;
+                    info!(channel = %self.config.channel, "Worker gone; dispatch stops.");
+                    self.give_back_buffers(self.clock.now_ms()).await?;
+                    return Ok(self.stats);
+                }
                 permit = async {
                     match &to_worker {
                         Some(tx) => tx.reserve().await,
@@ -310,8 +334,8 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
                     }
                 }, if has_work => {
                     let Ok(permit) = permit else {
-                        // The worker is gone; only outcomes are left to read.
-                        links.shutdown.mark_changed();
+                        // The worker is gone: stop leasing.
+                        stopping = true;
                         continue;
                     };
                     if let Some(m) = self.next_message().await? {
@@ -319,8 +343,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
                         self.stats.dispatched += 1;
                     }
                     if let Some(tx) = &to_worker {
-                        gauge!(CHANNEL_QUEUE_DEPTH, "channel" => self.config.channel.clone(), "lane" => "worker")
-                            .set((tx.max_capacity() - tx.capacity()) as f64);
+                        self.metrics.worker_depth.set((tx.max_capacity() - tx.capacity()) as f64);
                     }
                 }
                 () = async {
@@ -328,12 +351,13 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
                         Some(t) => self.clock.sleep_until(t).await,
                         None => std::future::pending().await,
                     }
-                }, if !has_work && !stopping && up => self.dry = [false; 3],
-                () = links.wake.notified(), if !stopping => self.dry = [false; 3],
-                _ = links.binds_up.changed(), if !stopping => {}
-                _ = links.shutdown.changed(), if !stopping => {}
+                }, if !has_work && up => self.dry = [false; 3],
+                () = links.wake.notified() => self.dry = [false; 3],
+                _ = links.binds_up.changed() => {}
+                _ = links.shutdown.changed() => {}
             }
         }
+        self.stats.outcomes = flatten(writer.await)?;
         info!(channel = %self.config.channel, dispatched = self.stats.dispatched, "Dispatch stopped.");
         Ok(self.stats)
     }
@@ -415,8 +439,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
                     )
                     .await?;
                 self.stats.expired += leased.expired.len() as u64;
-                counter!(DISPATCH_LEASED, "channel" => self.config.channel.clone(), "lane" => lane_name(lane))
-                    .increment(leased.messages.len() as u64);
+                self.metrics.leased[i].increment(leased.messages.len() as u64);
                 if leased.messages.is_empty() {
                     self.dry[i] = true;
                     self.lanes.refund(lane);
@@ -427,8 +450,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
             let Some(message) = self.buffers[i].pop_front() else {
                 continue;
             };
-            gauge!(CHANNEL_QUEUE_DEPTH, "channel" => self.config.channel.clone(), "lane" => lane_name(lane))
-                .set(self.buffers[i].len() as f64);
+            self.metrics.lane_depth[i].set(self.buffers[i].len() as f64);
             if let Some(window) = &message.window
                 && let Ok(rules) = parse_windows(std::slice::from_ref(window))
             {
@@ -453,10 +475,63 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
         }
     }
 
-    /// Writes a worker outcome to the store.
-    async fn apply(&mut self, outcome: Outcome) -> Result<(), DispatchError> {
+    /// Leased-but-not-dispatched messages go back to their queues, due at `due_ms` (on
+    /// shutdown: now; when the channel window closes: its next opening).
+    async fn give_back_buffers(&mut self, due_ms: u64) -> Result<(), DispatchError> {
+        let ops: Vec<Op> = self
+            .buffers
+            .iter_mut()
+            .flat_map(|b| b.drain(..))
+            .map(|m| Op::Requeue { id: m.id, due_ms })
+            .collect();
+        if !ops.is_empty() {
+            self.store.submit(ops).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the worker's outcomes to the store, batching what is waiting into one commit.
+struct OutcomeWriter<B: Backend, C: Clock> {
+    store: Store<B>,
+    clock: C,
+    id_format: IdFormat,
+}
+
+impl<B: Backend, C: Clock> OutcomeWriter<B, C> {
+    /// Until the worker closes the queue; returns how many outcomes were written.
+    async fn run(self, mut outcomes: mpsc::Receiver<Outcome>) -> Result<u64, DispatchError> {
+        let mut written = 0u64;
+        while let Some(o) = outcomes.recv().await {
+            // One store commit for every outcome already waiting: a commit per message would
+            // cap the channel at the disk's fsync rate.
+            let mut batch = vec![o];
+            while batch.len() < MAX_OUTCOMES_PER_COMMIT {
+                match outcomes.try_recv() {
+                    Ok(o) => batch.push(o),
+                    Err(_) => break,
+                }
+            }
+            written += batch.len() as u64;
+            self.apply(batch).await?;
+        }
+        Ok(written)
+    }
+
+    /// Writes a batch of worker outcomes to the store in one commit.
+    async fn apply(&self, outcomes: Vec<Outcome>) -> Result<(), DispatchError> {
+        let mut ops = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            ops.extend(self.ops_for(outcome));
+        }
+        self.store.submit(ops).await?;
+        Ok(())
+    }
+
+    /// The store ops for one outcome.
+    fn ops_for(&self, outcome: Outcome) -> Vec<Op> {
         let now_ms = self.clock.now_ms();
-        let ops = match outcome {
+        match outcome {
             Outcome::Sent { id, center_ids } => {
                 let parts = u16::try_from(center_ids.len()).unwrap_or(u16::MAX);
                 center_ids
@@ -466,7 +541,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
                         id: MessageId(id),
                         part: u16::try_from(i + 1).unwrap_or(u16::MAX),
                         parts,
-                        center_id: normalise_center_id(raw, self.config.id_format),
+                        center_id: normalise_center_id(raw, self.id_format),
                         now_ms,
                     })
                     .collect()
@@ -501,25 +576,33 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
                     now_ms,
                 }]
             }
-        };
-        self.store.submit(ops).await?;
-        self.stats.outcomes += 1;
-        Ok(())
-    }
-
-    /// Leased-but-not-dispatched messages go back to their queues, due at `due_ms` (on
-    /// shutdown: now; when the channel window closes: its next opening).
-    async fn give_back_buffers(&mut self, due_ms: u64) -> Result<(), DispatchError> {
-        let ops: Vec<Op> = self
-            .buffers
-            .iter_mut()
-            .flat_map(|b| b.drain(..))
-            .map(|m| Op::Requeue { id: m.id, due_ms })
-            .collect();
-        if !ops.is_empty() {
-            self.store.submit(ops).await?;
         }
-        Ok(())
+    }
+}
+
+fn flatten(
+    joined: Result<Result<u64, DispatchError>, tokio::task::JoinError>,
+) -> Result<u64, DispatchError> {
+    joined.map_err(|e| DispatchError::Writer(e.to_string()))?
+}
+
+/// Metric handles, registered once per dispatcher (not per message).
+#[derive(Debug)]
+struct DispatchMetrics {
+    worker_depth: metrics::Gauge,
+    lane_depth: [metrics::Gauge; 3],
+    leased: [metrics::Counter; 3],
+}
+
+impl DispatchMetrics {
+    fn new(channel: &str) -> Self {
+        let gauge = |lane: &'static str| gauge!(CHANNEL_QUEUE_DEPTH, "channel" => channel.to_owned(), "lane" => lane);
+        let leased = |lane: Lane| counter!(DISPATCH_LEASED, "channel" => channel.to_owned(), "lane" => lane_name(lane));
+        Self {
+            worker_depth: gauge("worker"),
+            lane_depth: Lane::ALL.map(|l| gauge(lane_name(l))),
+            leased: Lane::ALL.map(leased),
+        }
     }
 }
 

@@ -397,3 +397,92 @@ async fn store_to_simulator_and_receipts_back() {
     assert_eq!(tally.unique_messages, 30);
     assert_eq!(tally.duplicates, 0);
 }
+
+/// Store → dispatch → worker → simulator throughput, durable (redb, fsync'd commits), for the
+/// report; not a pass/fail criterion. Runs only with `SLUICE_LONG_TESTS=1`:
+/// `SLUICE_LONG_TESTS=1 cargo test --release -p sluice --test channel_dispatch throughput -- --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput() {
+    if std::env::var("SLUICE_LONG_TESTS").as_deref() != Ok("1") {
+        println!("skipped: set SLUICE_LONG_TESTS=1");
+        return;
+    }
+    let n: usize = std::env::var("SLUICE_CHANNEL_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let sim = Simulator::start(SimConfig {
+        listeners: vec![ListenerConfig::default()],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let addr = sim.addrs()[0].to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let now_ms = SystemClock.now_ms();
+    let store = open_store(&dir, now_ms);
+    let mut ids = Vec::with_capacity(n);
+    for chunk in 0..n.div_ceil(10_000) {
+        let batch: Vec<Message> = (chunk * 10_000..((chunk + 1) * 10_000).min(n))
+            .map(|i| message(&store, Lane::ALL[i % 3], &format!("load {i}"), now_ms))
+            .collect();
+        ids.extend(batch.iter().map(|m| m.id));
+        store.insert_batch(batch).await.unwrap();
+    }
+    let mut wcfg = config(addr, 1_000_000);
+    wcfg.binds = 4;
+    wcfg.session.window = 200;
+    let (tx, input) = mpsc::channel(wcfg.capacity());
+    let (outcomes_tx, outcomes) = mpsc::channel(wcfg.capacity() * 2);
+    let (events_tx, mut events) = mpsc::channel(65_536);
+    let start = std::time::Instant::now();
+    let handle = worker::spawn(wcfg, input, outcomes_tx, events_tx);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let links = DispatchLinks {
+        to_worker: tx,
+        outcomes,
+        binds_up: handle.binds_up.clone(),
+        health: Arc::new(Mutex::new(ChannelHealth::default())),
+        wake: Arc::new(Notify::new()),
+        shutdown: shutdown_rx,
+    };
+    let mut dcfg = DispatchConfig::new("sim");
+    dcfg.id_format = IdFormat::Hex;
+    if let Some(b) = std::env::var("SLUICE_LEASE_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        dcfg.batch = b;
+    }
+    let dispatch = tokio::spawn(Dispatcher::new(dcfg, store.clone(), SystemClock).run(links));
+    let mut accepted = 0;
+    while accepted < n {
+        match tokio::time::timeout(WAIT, events.recv()).await {
+            Ok(Some(ChannelEvent::PartAccepted { .. })) => accepted += 1,
+            Ok(Some(_)) => {}
+            other => panic!("stalled after {accepted}: {other:?}"),
+        }
+    }
+    let submitted = start.elapsed();
+    shutdown.send(true).unwrap();
+    let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
+    handle.shutdown().await;
+    let stats = dispatch.await.unwrap().unwrap();
+    let written = start.elapsed();
+    drain.await.unwrap();
+    let sent = ids
+        .iter()
+        .filter(|id| store.get(**id).unwrap().unwrap().state == MessageState::Sent)
+        .count();
+    assert_eq!(sent, n, "every outcome written");
+    let tally = sim.shutdown().await.unwrap();
+    println!(
+        "dispatch+channel throughput (redb, durable): {n} messages submitted in {:.2} s = {:.0} msg/s; all outcomes written and stopped by {:.2} s; dispatched {}; sim unique {}",
+        submitted.as_secs_f64(),
+        n as f64 / submitted.as_secs_f64(),
+        written.as_secs_f64(),
+        stats.dispatched,
+        tally.unique_messages
+    );
+    assert_eq!(tally.unique_messages as usize, n);
+}

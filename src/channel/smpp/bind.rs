@@ -223,6 +223,9 @@ struct Connection<'a> {
     /// The worker dropped the part queue: the channel is stopping, do not reconnect.
     queue_closed: bool,
     labels: [(&'static str, String); 2],
+    /// Metric handles, registered once per connection (not per PDU).
+    submits: metrics::Counter,
+    window_in_use: metrics::Gauge,
 }
 
 /// What the select loop woke up for.
@@ -247,6 +250,8 @@ impl<'a> Connection<'a> {
                 ("channel", spec.channel.to_string()),
                 ("bind", spec.index.to_string()),
             ],
+            submits: counter!(CHANNEL_SUBMITS, "channel" => spec.channel.to_string()),
+            window_in_use: gauge!(CHANNEL_WINDOW_IN_USE, "channel" => spec.channel.to_string(), "bind" => spec.index.to_string()),
         }
     }
 
@@ -343,7 +348,7 @@ impl<'a> Connection<'a> {
         let now = Instant::now();
         match self.session.submit(now, job.tag, job.sm) {
             Ok(_) => {
-                counter!(CHANNEL_SUBMITS, "channel" => self.spec.channel.to_string()).increment(1);
+                self.submits.increment(1);
             }
             Err(refused) => {
                 debug_assert!(matches!(
@@ -464,7 +469,7 @@ impl<'a> Connection<'a> {
                 let _ = links.reports.send(report).await;
             }
         }
-        gauge!(CHANNEL_WINDOW_IN_USE, &self.labels).set(self.session.in_flight() as f64);
+        self.window_in_use.set(self.session.in_flight() as f64);
         closed
     }
 }

@@ -287,6 +287,7 @@ pub fn spawn(
     drop(reports_tx);
     let span = info_span!("channel", channel = %config.name);
     let limiter = ChannelLimiter::new(AimdConfig::for_rate(config.rate), config.burst);
+    let config_name = Arc::clone(&config.name);
     let worker = Worker {
         reference: rand::random(),
         config,
@@ -300,6 +301,8 @@ pub fn spawn(
         capacity,
         outcomes,
         events,
+        responses: HashMap::new(),
+        throttled: counter!(CHANNEL_THROTTLED, "channel" => config_name.to_string()),
     };
     let task = tokio::spawn(
         async move {
@@ -367,6 +370,9 @@ struct Worker {
     capacity: usize,
     outcomes: mpsc::Sender<Outcome>,
     events: mpsc::Sender<ChannelEvent>,
+    /// Response counters by status, registered on first use (not per response).
+    responses: HashMap<u32, metrics::Counter>,
+    throttled: metrics::Counter,
 }
 
 impl Worker {
@@ -606,7 +612,6 @@ impl Worker {
         sent_at: Instant,
         at: Instant,
     ) {
-        let name = self.config.name.to_string();
         let Some(held) = self.messages.get_mut(&tag.id) else {
             return;
         };
@@ -618,7 +623,13 @@ impl Worker {
         let mut event = None;
         match outcome {
             PartOutcome::Response { status, message_id } => {
-                counter!(CHANNEL_RESPONSES, "channel" => name.clone(), "status" => format!("{:#x}", status.to_u32())).increment(1);
+                let name = &self.config.name;
+                self.responses
+                    .entry(status.to_u32())
+                    .or_insert_with(|| {
+                        counter!(CHANNEL_RESPONSES, "channel" => name.to_string(), "status" => format!("{:#x}", status.to_u32()))
+                    })
+                    .increment(1);
                 match classify(status) {
                     Disposition::Accepted => {
                         let center_id = String::from_utf8_lossy(&message_id).into_owned();
@@ -635,7 +646,7 @@ impl Worker {
                         }
                     }
                     Disposition::Throttled => {
-                        counter!(CHANNEL_THROTTLED, "channel" => name).increment(1);
+                        self.throttled.increment(1);
                         if let RateChange::Decreased(rate) = self.limiter.on_throttle(at, sent_at) {
                             info!(rate, "Center throttles; rate halved.");
                         }
