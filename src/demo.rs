@@ -151,6 +151,8 @@ pub struct DemoOutcome {
     pub replies_attributed: u64,
     pub replies_unattributed: u64,
     pub feedback_lagged: u64,
+    /// Receipts/replies that arrived before their contact row and were held for a retry.
+    pub feedback_held: u64,
     /// Whether everything settled before the timeout.
     pub settled: bool,
     /// Wall time per phase.
@@ -520,7 +522,7 @@ pub async fn run(o: DemoOptions) -> Result<DemoOutcome, DemoError> {
         let done_sending = state == TaskState::Completed;
         if done_sending && all_sent_at.is_none() {
             all_sent_at = Some(Instant::now());
-            phases.push(("send (campaign → gateway → SMSC)", t.elapsed()));
+            phases.push(("hand all batches to gateway (acked)", t.elapsed()));
         }
         if done_sending && finals >= sent && counts.replies() >= tally.mo_sent {
             settled = true;
@@ -539,7 +541,7 @@ pub async fn run(o: DemoOptions) -> Result<DemoOutcome, DemoError> {
         }
     }
     progress.bar.finish_and_clear();
-    phases.push(("send + settle receipts and replies", t.elapsed()));
+    phases.push(("… + all receipts and replies settled", t.elapsed()));
 
     let t = Instant::now();
     let orders = organic_orders(&mut lock(&svc), bulk, &o)?;
@@ -585,6 +587,7 @@ pub async fn run(o: DemoOptions) -> Result<DemoOutcome, DemoError> {
             .replies_unattributed
             .load(std::sync::atomic::Ordering::Relaxed),
         feedback_lagged: counts.lagged.load(std::sync::atomic::Ordering::Relaxed),
+        feedback_held: counts.held.load(std::sync::atomic::Ordering::Relaxed),
         settled,
         phases,
         data_dir: dir,
@@ -613,11 +616,12 @@ pub fn render(o: &DemoOutcome) -> String {
     s.push_str(&crate::campaign_cmd::render_tables(&o.funnel, &o.uplift));
     let _ = writeln!(
         s,
-        "\nFeedback: receipts matched {} (unmatched {}), replies attributed {} (unattributed {}), lagged {}; orders {} ({} to contacts, {} to control, {} unmatched)",
+        "\nFeedback: receipts matched {} (unmatched {}), replies attributed {} (unattributed {}), held for their contact row {}, lagged {}; orders {} ({} to contacts, {} to control, {} unmatched)",
         o.receipts_matched,
         o.receipts_unmatched,
         o.replies_attributed,
         o.replies_unattributed,
+        o.feedback_held,
         o.feedback_lagged,
         o.orders.rows,
         o.orders.contacted,

@@ -538,6 +538,15 @@ fn lock(svc: &Mutex<Campaigns>) -> std::sync::MutexGuard<'_, Campaigns> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// p-values below f64's resolution of `1 - cdf` print as a bound, not as a false zero.
+fn p_value(p: f64) -> String {
+    if p < 1e-15 {
+        "<1e-15".to_owned()
+    } else {
+        format!("{p:.2e}")
+    }
+}
+
 fn pct(x: f64) -> String {
     format!("{:.2}%", x * 100.0)
 }
@@ -572,15 +581,15 @@ pub fn render_tables(funnel: &[FunnelRow], uplift: &[UpliftRow]) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>10}  {}",
-        "variant", "rate", "control", "diff", "relative", "z", "p-value", "95% CI"
+        "{:<8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>10}  95% CI",
+        "variant", "rate", "control", "diff", "relative", "z", "p-value"
     );
     for u in uplift {
         match &u.test {
             Some(t) => {
                 let _ = writeln!(
                     s,
-                    "{:<8} {:>8} {:>8} {:>8} {:>9} {:>7.2} {:>10.2e}  [{}, {}]",
+                    "{:<8} {:>8} {:>8} {:>8} {:>9} {:>7.2} {:>10}  [{}, {}]",
                     u.variant,
                     pct(t.variant_rate),
                     pct(t.control_rate),
@@ -588,7 +597,7 @@ pub fn render_tables(funnel: &[FunnelRow], uplift: &[UpliftRow]) -> String {
                     t.relative
                         .map_or_else(|| "n/a".to_owned(), |r| format!("{:+.0}%", r * 100.0)),
                     t.z,
-                    t.p_value,
+                    p_value(t.p_value),
                     pct(t.ci_low),
                     pct(t.ci_high)
                 );

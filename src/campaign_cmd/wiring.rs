@@ -125,6 +125,8 @@ pub struct FeedbackCounts {
     pub lagged: AtomicU64,
     /// Events that failed to apply (store errors; logged).
     pub failed: AtomicU64,
+    /// Events that overtook their contact row and were held for a retry (at first hold).
+    pub held: AtomicU64,
 }
 
 impl FeedbackCounts {
@@ -260,10 +262,15 @@ fn apply_round(
         let expired = final_round || since.is_some_and(|s| now.duration_since(s) >= cfg.hold_for);
         let must_apply = expired || held.len() >= cfg.max_held;
         match apply_one(c, &tx, &event, since.is_some(), must_apply) {
-            Ok(Outcome::Hold) => held.push_back(Held {
-                event,
-                since: since.unwrap_or(now),
-            }),
+            Ok(Outcome::Hold) => {
+                if since.is_none() {
+                    counts.held.fetch_add(1, Ordering::Relaxed);
+                }
+                held.push_back(Held {
+                    event,
+                    since: since.unwrap_or(now),
+                });
+            }
             Ok(Outcome::Receipt(true)) => {
                 counts.receipts_matched.fetch_add(1, Ordering::Relaxed);
             }
