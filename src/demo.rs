@@ -234,22 +234,34 @@ channel = "sim"
     Ok(Config::parse(&text, "demo.toml")?)
 }
 
+/// A data directory nobody else uses: the given one must be empty or absent; the default is
+/// created exclusively under the temp dir (two demos in one process, e.g. parallel tests,
+/// never share a store).
 fn fresh_dir(o: &DemoOptions) -> Result<PathBuf, DemoError> {
-    let dir = o.data_dir.clone().unwrap_or_else(|| {
-        let ms = Timestamp::now().as_millisecond();
-        std::env::temp_dir().join(format!("sluice-demo-{}-{ms}", std::process::id()))
-    });
-    if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
-        return Err(DemoError::Io(std::io::Error::new(
-            std::io::ErrorKind::AlreadyExists,
-            format!(
-                "{} is not empty (the demo needs a fresh directory)",
-                dir.display()
-            ),
-        )));
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if let Some(dir) = &o.data_dir {
+        if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+            return Err(DemoError::Io(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} is not empty (the demo needs a fresh directory)",
+                    dir.display()
+                ),
+            )));
+        }
+        std::fs::create_dir_all(dir)?;
+        return Ok(dir.clone());
     }
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ms = Timestamp::now().as_millisecond();
+        let dir = std::env::temp_dir().join(format!("sluice-demo-{}-{ms}-{n}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn lock(svc: &Mutex<Campaigns>) -> std::sync::MutexGuard<'_, Campaigns> {
