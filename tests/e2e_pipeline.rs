@@ -18,6 +18,7 @@ struct Rig {
     gw: Gateway,
     sim: SimHandle,
     hook: Hook,
+    hook_url: String,
     base: String,
     client: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -58,6 +59,7 @@ async fn rig(listener: ListenerConfig, fail_first: usize) -> Rig {
         gw,
         sim,
         hook,
+        hook_url,
         base,
         client: reqwest::Client::new(),
         _dir: dir,
@@ -278,4 +280,66 @@ async fn replies_reach_the_mo_webhook_and_subscribers() {
     }
     assert!(saw_mo && saw_receipt, "mo {saw_mo} receipt {saw_receipt}");
     rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_url_overrides_the_account_webhook() {
+    let rig = rig(sim_listener(), 0).await;
+    // The receiver files whatever reaches /mo under `mo`: use it as this message's callback.
+    let callback = format!("{}/mo", rig.hook_url);
+    let (status, _) = post(
+        &rig.client,
+        &rig.base,
+        &json!({"messages":[{"to":"13800138000","text":"cb","client_ref":"cb","callback_url":callback}]}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert!(wait_until(WAIT, || !rig.hook.mo.lock().unwrap().is_empty()).await);
+    let r = rig.hook.mo.lock().unwrap()[0].clone();
+    assert_eq!(r["client_ref"], "cb");
+    assert_eq!(r["state"], "delivered");
+    assert!(
+        rig.receipts().is_empty(),
+        "not sent to the account webhook too"
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_channel_binds() {
+    let rig = rig(sim_listener(), 0).await;
+    let url = format!("{}/readyz", rig.base);
+    let client = rig.client.clone();
+    let ready = || {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            client
+                .get(&url)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    let mut status = 0;
+    for _ in 0..500 {
+        status = ready().await;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 200, "ready once the binds are up");
+    let Rig { gw, sim, .. } = rig;
+    let _ = sim.shutdown().await;
+    for _ in 0..500 {
+        status = ready().await;
+        if status == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 503, "not ready while the center is gone");
+    gw.shutdown().await;
 }

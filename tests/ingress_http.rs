@@ -403,3 +403,30 @@ async fn health_ready_and_metrics() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn ten_thousand_messages_of_several_megabytes_are_accepted_and_one_more_is_413() {
+    let api = start(BatchLimits::default()).await;
+    let text = "y".repeat(300);
+    let line = |i: usize| {
+        format!(
+            "{{\"to\":\"86{:011}\",\"text\":\"{text}\"}}\n",
+            13_000_000_000u64 + i as u64
+        )
+    };
+    let body: String = (0..10_000).map(line).collect();
+    assert!(
+        body.len() > 3_000_000,
+        "bigger than axum's 2 MB default extractor limit"
+    );
+    let (status, _, v) = api
+        .post("acme-key", "application/x-ndjson", body.clone())
+        .await;
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(v["results"].as_array().map(Vec::len), Some(10_000));
+    let (status, _, v) = api
+        .post("acme-key", "application/x-ndjson", body + &line(10_000))
+        .await;
+    assert_eq!(status, 413, "{v}");
+    assert_eq!(v["max"], 10_000);
+}

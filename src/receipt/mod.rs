@@ -171,11 +171,13 @@ impl Receipts {
                     None => open = false,
                 },
                 _ = sweep.tick() => self.sweep(&channel, &mut pending),
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() && !open {
+                changed = shutdown.changed() => {
+                    // A dropped sender means the owner is gone: stop as for shutdown.
+                    let stop = changed.is_err() || *shutdown.borrow();
+                    if stop && !open {
                         return;
                     }
-                    if *shutdown.borrow() {
+                    if stop {
                         // Drain what the channel already sent, then stop.
                         let mut batch = Vec::new();
                         while let Ok(ev) = events.try_recv() {

@@ -157,7 +157,12 @@ impl OutboxPump {
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(self.cfg.idle_poll) => {}
-                _ = shutdown.changed() => {}
+                changed = shutdown.changed() => {
+                    // A dropped sender means the owner is gone: stop.
+                    if changed.is_err() {
+                        return;
+                    }
+                }
             }
         }
     }

@@ -78,7 +78,16 @@ pub(crate) fn worker_config(ch: &ChannelConfig, default_source: Option<&str>) ->
     wc
 }
 
-/// Starts every channel; returns the per-channel dispatcher wake-ups for ingress.
+/// What the rest of `serve` needs from the started channels.
+#[derive(Debug, Default)]
+pub(crate) struct Started {
+    /// Dispatcher wake-ups by channel name (ingress notifies after a durable commit).
+    pub(crate) wakes: HashMap<String, Arc<Notify>>,
+    /// Binds up per channel (`/readyz` wants at least one per channel).
+    pub(crate) binds_up: Vec<watch::Receiver<usize>>,
+}
+
+/// Starts every channel.
 ///
 /// # Errors
 /// A message naming the channel whose windows cannot be parsed (config validation normally
@@ -94,8 +103,8 @@ pub(crate) fn spawn(
     channel_tasks: &mut JoinSet<()>,
     rest_tasks: &mut JoinSet<()>,
     address_override: &HashMap<String, String>,
-) -> Result<HashMap<String, Arc<Notify>>, String> {
-    let mut wakes = HashMap::new();
+) -> Result<Started, String> {
+    let mut started = Started::default();
     let tz = config.time_zone();
     for (i, ch) in config.channels.iter().enumerate() {
         if ch.kind != ChannelKind::Smpp {
@@ -114,7 +123,8 @@ pub(crate) fn spawn(
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
         let handle = worker::spawn(wc, in_rx, out_tx, ev_tx);
         let wake = Arc::new(Notify::new());
-        wakes.insert(ch.name.clone(), Arc::clone(&wake));
+        started.wakes.insert(ch.name.clone(), Arc::clone(&wake));
+        started.binds_up.push(handle.binds_up.clone());
         let dc = DispatchConfig {
             tz: tz.clone(),
             windows,
@@ -149,5 +159,5 @@ pub(crate) fn spawn(
             stop_rest.clone(),
         ));
     }
-    Ok(wakes)
+    Ok(started)
 }

@@ -355,7 +355,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
             }
         }
     }
-    let wakes = channels::spawn(
+    let channels::Started { wakes, binds_up } = channels::spawn(
         &config,
         &store,
         &receipts,
@@ -404,7 +404,9 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
     let ready = Arc::new(AtomicBool::new(true));
     let ready_fn = {
         let ready = Arc::clone(&ready);
-        Arc::new(move || ready.load(Ordering::Acquire)) as Arc<dyn Fn() -> bool + Send + Sync>
+        // Ready: not draining, and every channel has at least one bind up.
+        Arc::new(move || ready.load(Ordering::Acquire) && binds_up.iter().all(|b| *b.borrow() > 0))
+            as Arc<dyn Fn() -> bool + Send + Sync>
     };
     let place = placement(Arc::clone(&config), Arc::clone(&health));
     // Wake a channel's dispatcher once a batch for it is durable.
