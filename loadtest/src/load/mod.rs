@@ -25,6 +25,7 @@ use crate::bucket::TokenBucket;
 use crate::tally::lock;
 pub use payload::{ConcatMode, PayloadConfig};
 pub use report::{DlrReport, Latency, Summary};
+use sluice_protocols::smpp::{CanonicalId, IdFormat, canonical_id};
 
 /// What to drive.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -142,10 +143,12 @@ pub(crate) struct Shared {
     pub(crate) c: Counters,
     errors: Mutex<BTreeMap<String, u64>>,
     dlr_stats: Mutex<BTreeMap<String, u64>>,
-    /// Center message id → submit time, for receipts still to come.
-    submitted: Mutex<HashMap<Box<[u8]>, Instant>>,
+    /// Center message id → submit time, for receipts still to come. Ids are compared as
+    /// text, case-insensitively (`canonical_id` with `IdFormat::Text`): `Auto` would
+    /// confuse hex "10" with hex "A" (= decimal 10) on a center issuing hex ids.
+    submitted: Mutex<HashMap<CanonicalId, Instant>>,
     /// Receipts that arrived before their submit response: id → arrival.
-    early: Mutex<HashMap<Box<[u8]>, Instant>>,
+    early: Mutex<HashMap<CanonicalId, Instant>>,
     hist: Mutex<(Histogram<u64>, Histogram<u64>)>,
 }
 
@@ -294,11 +297,12 @@ impl Shared {
 
     /// Remembers when `id` was submitted; returns the receipt arrival if the receipt came first.
     pub(crate) fn note_submitted(&self, id: &[u8], sent: Instant) -> Option<Instant> {
-        if let Some(at) = lock(&self.early).remove(id) {
+        let id = canonical_id(id, IdFormat::Text);
+        if let Some(at) = lock(&self.early).remove(&id) {
             self.c.dlr_early.fetch_add(1, Ordering::Relaxed);
             return Some(at);
         }
-        lock(&self.submitted).insert(id.into(), sent);
+        lock(&self.submitted).insert(id, sent);
         None
     }
 
@@ -306,9 +310,10 @@ impl Shared {
     pub(crate) fn note_receipt(&self, id: &[u8], stat: &str, now: Instant) -> Option<Instant> {
         self.c.dlr_received.fetch_add(1, Ordering::Relaxed);
         *lock(&self.dlr_stats).entry(stat.to_owned()).or_insert(0) += 1;
-        let sent = lock(&self.submitted).remove(id);
+        let id = canonical_id(id, IdFormat::Text);
+        let sent = lock(&self.submitted).remove(&id);
         if sent.is_none() {
-            lock(&self.early).insert(id.into(), now);
+            lock(&self.early).insert(id, now);
         }
         sent
     }
