@@ -48,7 +48,7 @@ use tracing::{debug, info, warn};
 use crate::channel::metrics_names::{CHANNEL_QUEUE_DEPTH, DISPATCH_LEASED};
 use crate::channel::normalise_center_id;
 use crate::channel::smpp::parts::{Content, OutboundMessage};
-use crate::channel::smpp::worker::Outcome;
+use crate::channel::smpp::worker::{Outcome, Settled};
 use crate::clock::{Clock, from_ms, to_ms};
 use crate::route::ChannelHealth;
 use crate::schedule::{WindowRules, next_allowed, parse_windows};
@@ -214,8 +214,9 @@ impl DispatchConfig {
 pub struct DispatchLinks {
     /// Bounded queue to the channel worker.
     pub to_worker: mpsc::Sender<OutboundMessage>,
-    /// Outcomes from the worker.
-    pub outcomes: mpsc::Receiver<Outcome>,
+    /// Outcomes from the worker (each dropped only after its store commit, which returns
+    /// the worker's credit).
+    pub outcomes: mpsc::Receiver<Settled>,
     /// Binds up in the channel (from the worker handle).
     pub binds_up: watch::Receiver<usize>,
     /// Shared route health, marked down/up as the channel loses/regains its binds.
@@ -500,7 +501,7 @@ struct OutcomeWriter<B: Backend, C: Clock> {
 
 impl<B: Backend, C: Clock> OutcomeWriter<B, C> {
     /// Until the worker closes the queue; returns how many outcomes were written.
-    async fn run(self, mut outcomes: mpsc::Receiver<Outcome>) -> Result<u64, DispatchError> {
+    async fn run(self, mut outcomes: mpsc::Receiver<Settled>) -> Result<u64, DispatchError> {
         let mut written = 0u64;
         while let Some(o) = outcomes.recv().await {
             // One store commit for every outcome already waiting: a commit per message would
@@ -519,17 +520,19 @@ impl<B: Backend, C: Clock> OutcomeWriter<B, C> {
     }
 
     /// Writes a batch of worker outcomes to the store in one commit.
-    async fn apply(&self, outcomes: Vec<Outcome>) -> Result<(), DispatchError> {
-        let mut ops = Vec::with_capacity(outcomes.len());
-        for outcome in outcomes {
-            ops.extend(self.ops_for(outcome));
+    async fn apply(&self, settled: Vec<Settled>) -> Result<(), DispatchError> {
+        let mut ops = Vec::with_capacity(settled.len());
+        for s in &settled {
+            ops.extend(self.ops_for(&s.outcome));
         }
         self.store.submit(ops).await?;
+        // Only now that the outcomes are durable do the worker's credits come back.
+        drop(settled);
         Ok(())
     }
 
     /// The store ops for one outcome.
-    fn ops_for(&self, outcome: Outcome) -> Vec<Op> {
+    fn ops_for(&self, outcome: &Outcome) -> Vec<Op> {
         let now_ms = self.clock.now_ms();
         match outcome {
             Outcome::Sent { id, center_ids } => {
@@ -538,7 +541,7 @@ impl<B: Backend, C: Clock> OutcomeWriter<B, C> {
                     .iter()
                     .enumerate()
                     .map(|(i, raw)| Op::Submitted {
-                        id: MessageId(id),
+                        id: MessageId(*id),
                         part: u16::try_from(i + 1).unwrap_or(u16::MAX),
                         parts,
                         center_id: normalise_center_id(raw, self.id_format),
@@ -552,7 +555,7 @@ impl<B: Backend, C: Clock> OutcomeWriter<B, C> {
                 debug!(id, %reason, ?after, "Message requeued for retry.");
                 let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
                 vec![Op::Requeue {
-                    id: MessageId(id),
+                    id: MessageId(*id),
                     due_ms: now_ms.saturating_add(after_ms),
                 }]
             }
@@ -563,16 +566,16 @@ impl<B: Backend, C: Clock> OutcomeWriter<B, C> {
                 reason,
             } => {
                 warn!(id, status, %reason, "Message failed.");
-                let state = if stat == "REJECTD" {
+                let state = if *stat == "REJECTD" {
                     MessageState::Rejected
                 } else {
                     MessageState::Undeliverable
                 };
                 vec![Op::Finish {
-                    id: MessageId(id),
+                    id: MessageId(*id),
                     state,
-                    stat: stat.to_owned(),
-                    err: format!("{:03X}", status.min(0xFFF)),
+                    stat: (*stat).to_owned(),
+                    err: format!("{:03X}", (*status).min(0xFFF)),
                     now_ms,
                 }]
             }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use channel_common::{WAIT, config};
 use jiff::{SignedDuration, Timestamp};
 use sluice::channel::smpp::parts::OutboundMessage;
-use sluice::channel::smpp::worker::{self, Outcome};
+use sluice::channel::smpp::worker::{self, Outcome, Settled};
 use sluice::channel::{ChannelEvent, normalise_center_id};
 use sluice::clock::{Clock, ManualClock, SystemClock};
 use sluice::dispatch::{DispatchConfig, DispatchLinks, Dispatcher};
@@ -55,7 +55,7 @@ fn message(store: &Store<RedbBackend>, lane: Lane, text: &str, now_ms: u64) -> M
 
 struct Fake {
     to_worker: mpsc::Receiver<OutboundMessage>,
-    outcomes: mpsc::Sender<Outcome>,
+    outcomes: mpsc::Sender<Settled>,
     binds_up: watch::Sender<usize>,
     shutdown: watch::Sender<bool>,
     wake: Arc<Notify>,
@@ -153,28 +153,28 @@ async fn lanes_are_served_by_weight_and_outcomes_reach_the_store() {
     let failed = first[1].id;
     let retried = first[2].id;
     fake.outcomes
-        .send(Outcome::Sent {
+        .send(Settled::new(Outcome::Sent {
             id: sent,
             center_ids: vec!["1A2B".into()],
-        })
+        }))
         .await
         .unwrap();
     fake.outcomes
-        .send(Outcome::Failed {
+        .send(Settled::new(Outcome::Failed {
             id: failed,
             status: 0x0B,
             stat: "REJECTD",
             reason: "ESME_RINVDSTADR".into(),
-        })
+        }))
         .await
         .unwrap();
     fake.outcomes
-        .send(Outcome::Retry {
+        .send(Settled::new(Outcome::Retry {
             id: retried,
             attempts: 1,
             after: Duration::from_secs(3600),
             reason: "test".into(),
-        })
+        }))
         .await
         .unwrap();
     // Drain the rest so the dispatcher keeps going, then shut down.

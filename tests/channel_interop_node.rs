@@ -135,15 +135,17 @@ async fn run_against_node(scheme: ConcatScheme) {
     let mut submits = Vec::new();
     let mut binds = Vec::new();
     let mut deliver_ok = 0;
+    let mut unbound = false;
     while let Ok(v) = lines.recv_timeout(std::time::Duration::from_millis(500)) {
         match v["event"].as_str() {
             Some("submit_sm") => submits.push(v),
             Some("bind") => binds.push(v),
             Some("deliver_sm_resp") if v["status"] == 0 => deliver_ok += 1,
+            Some("unbind") => unbound = true,
             Some("error") => panic!("peer error: {v}"),
             _ => {}
         }
-        if submits.len() == 5 && deliver_ok == 5 {
+        if submits.len() == 5 && deliver_ok == 5 && unbound {
             break;
         }
     }
@@ -152,6 +154,7 @@ async fn run_against_node(scheme: ConcatScheme) {
     assert_eq!(binds[0]["password"], "pw");
     assert_eq!(submits.len(), 5, "{submits:?}");
     assert_eq!(deliver_ok, 5, "our deliver_sm_resp answers were accepted");
+    assert!(unbound, "the channel unbinds on shutdown");
     let by_id: HashMap<&str, &Value> = submits
         .iter()
         .map(|s| (s["message_id"].as_str().unwrap(), s))

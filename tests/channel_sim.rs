@@ -368,7 +368,7 @@ async fn stalled_center_loses_nothing_on_shutdown() {
         .expect("worker stops although the center is stuck");
     let mut retried = Vec::new();
     while let Ok(o) = outcomes.try_recv() {
-        match o {
+        match o.outcome {
             Outcome::Retry { id, .. } => retried.push(id),
             other => panic!("expected Retry, got {other:?}"),
         }
@@ -395,7 +395,10 @@ async fn messages_go_back_when_no_bind_comes_up() {
     }
     let mut back = Vec::new();
     while back.len() < 3 {
-        match tokio::time::timeout(WAIT, rig.outcomes.recv()).await {
+        match tokio::time::timeout(WAIT, rig.outcomes.recv())
+            .await
+            .map(|o| o.map(|s| s.outcome))
+        {
             Ok(Some(Outcome::Retry { id, reason, .. })) => {
                 assert_eq!(reason, "no bind up");
                 back.push(id);
@@ -454,6 +457,52 @@ async fn mo_replies_arrive_as_mo_events() {
     finish(sim).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpersisted_outcomes_hold_the_window() {
+    // Window 2 × 1 bind: while dispatch has not stored (dropped) two outcomes, the worker
+    // takes no third message — a crash can re-send at most the in-flight window.
+    let (sim, addr) = sim(ListenerConfig::default()).await;
+    let mut cfg = config(addr, 1000);
+    cfg.session.window = 2;
+    let mut rig = Rig::start(cfg);
+    let feeder = {
+        let input = rig.input.clone();
+        tokio::spawn(async move {
+            for i in 1..=4 {
+                input.send(text(i, format!("credit #{i}"))).await.unwrap();
+            }
+        })
+    };
+    let first = tokio::time::timeout(WAIT, rig.outcomes.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let second = tokio::time::timeout(WAIT, rig.outcomes.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(first.outcome, Outcome::Sent { .. }));
+    assert!(matches!(second.outcome, Outcome::Sent { .. }));
+    let held_back =
+        tokio::time::timeout(std::time::Duration::from_millis(300), rig.outcomes.recv()).await;
+    assert!(
+        held_back.is_err(),
+        "no third message while two outcomes are unstored"
+    );
+    drop((first, second));
+    for _ in 0..2 {
+        let o = tokio::time::timeout(WAIT, rig.outcomes.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(o.outcome, Outcome::Sent { .. }));
+    }
+    feeder.await.unwrap();
+    rig.stop().await;
+    let tally = finish(sim).await;
+    assert_eq!(tally.unique_messages, 4);
+}
+
 /// Throughput of one channel against the simulator, for the report (not a pass/fail
 /// criterion: tests never time anything). Runs only with `SLUICE_LONG_TESTS=1`:
 /// `SLUICE_LONG_TESTS=1 cargo test --release -p sluice --test channel_sim throughput -- --nocapture`
@@ -506,7 +555,10 @@ async fn throughput() {
     });
     let mut sent = 0u64;
     while sent < n {
-        match tokio::time::timeout(WAIT, outcomes.recv()).await {
+        match tokio::time::timeout(WAIT, outcomes.recv())
+            .await
+            .map(|o| o.map(|s| s.outcome))
+        {
             Ok(Some(Outcome::Sent { .. })) => sent += 1,
             Ok(Some(other)) => panic!("unexpected {other:?}"),
             Ok(None) | Err(_) => panic!("stalled after {sent}"),

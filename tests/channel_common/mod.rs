@@ -12,7 +12,7 @@ use sluice::channel::ChannelEvent;
 use sluice::channel::backoff::Backoff;
 use sluice::channel::smpp::parts::{Content, OutboundMessage};
 use sluice::channel::smpp::session::SessionConfig;
-use sluice::channel::smpp::worker::{self, Outcome, WorkerConfig, WorkerHandle};
+use sluice::channel::smpp::worker::{self, Outcome, Settled, WorkerConfig, WorkerHandle};
 use tokio::sync::mpsc;
 
 /// Upper bound for any socket-driven wait in these tests.
@@ -59,7 +59,8 @@ pub fn text(id: u64, text: String) -> OutboundMessage {
 /// A running worker with its queues.
 pub struct Rig {
     pub input: mpsc::Sender<OutboundMessage>,
-    pub outcomes: mpsc::Receiver<Outcome>,
+    /// Outcomes; dropping one returns the worker's credit (no store here).
+    pub outcomes: mpsc::Receiver<Settled>,
     pub events: mpsc::Receiver<ChannelEvent>,
     pub handle: WorkerHandle,
     /// Every event seen so far, in arrival order.
@@ -97,7 +98,7 @@ impl Rig {
                 r = async { self.input.reserve().await }, if next.is_some() => {
                     r.expect("worker alive").send(waiting.pop().expect("checked"));
                 }
-                o = self.outcomes.recv() => match o.expect("worker alive") {
+                o = self.outcomes.recv() => match o.expect("worker alive").outcome {
                     Outcome::Retry { id, attempts, .. } => {
                         let mut m = by_id[&id].clone();
                         m.attempt = attempts;

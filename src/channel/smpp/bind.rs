@@ -12,8 +12,8 @@
 //! - writes are batched: everything the session queued is encoded into one buffer and
 //!   written with one `write_all`; reads decode every whole PDU in the buffer per wake-up.
 //!
-//! Shutdown: when the shutdown signal fires the driver stops pulling parts, unbinds, lets
-//! the responses already owed arrive (or time out), and returns.
+//! Shutdown: when the shutdown signal fires the driver stops pulling parts, lets the
+//! responses already owed arrive (or time out), then unbinds and returns.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -269,11 +269,20 @@ impl<'a> Connection<'a> {
             }
             if !shutting_down && *links.shutdown.borrow() {
                 shutting_down = true;
-                self.session.unbind(Instant::now());
-                if !matches!(self.session.state(), State::Unbinding) {
+                if !matches!(self.session.state(), State::Bound) {
                     // Not bound (still binding): nothing to unbind, just go.
                     self.session.handle_disconnect();
+                    continue;
                 }
+            }
+            // Drain, then unbind: no new parts are taken while shutting down, and the unbind
+            // goes out once every submit in the window is answered (or has timed out, which
+            // the session guarantees within `response_timeout`).
+            if shutting_down
+                && matches!(self.session.state(), State::Bound)
+                && self.session.in_flight() == 0
+            {
+                self.session.unbind(Instant::now());
                 continue;
             }
             let timer = self.session.poll_timeout();
@@ -321,10 +330,9 @@ impl<'a> Connection<'a> {
                 Wake::Timer => self.session.handle_timeout(Instant::now()),
                 Wake::Shutdown => {}
                 Wake::Part(None) => {
-                    // The worker dropped the queue: the channel is stopping.
+                    // The worker dropped the queue: the channel is stopping (drain, unbind).
                     self.queue_closed = true;
                     shutting_down = true;
-                    self.session.unbind(Instant::now());
                 }
                 Wake::Part(Some(job)) => {
                     self.submit(job, links).await;

@@ -6,10 +6,12 @@
 //! - [`parts`]: message → submit_sm bodies (encoding, splitting, concatenation mode).
 //! - [`classify`]: what a submit_sm_resp status means (accepted / throttled / temporary /
 //!   permanent).
+//! - [`config`]: the worker's settings (and their derivation from the gateway config).
 //! - [`worker`]: the channel worker: rate, AIMD, retries, outcomes.
 
 pub mod bind;
 pub mod classify;
+pub mod config;
 pub mod inbound;
 pub mod parts;
 pub mod session;

@@ -20,161 +20,31 @@
 //! A message's outcome is reported only after every one of its parts that went out has come
 //! back, so the store never requeues a message that still has parts in a window.
 //!
-//! Invariants: at most `capacity` messages are held (the dispatch queue stays the only
-//! buffer); the worker never blocks on one channel while another could deadlock it — it
+//! Invariants: at most `capacity` (window × binds) messages are held *or finished but not
+//! yet stored* — each takes a credit that comes back only when dispatch drops its
+//! [`Settled`] after the store commit, so after a crash the center sees again at most one
+//! window's worth of messages; the dispatch queue stays the only other buffer; the worker never blocks on one channel while another could deadlock it — it
 //! waits on reports, the part queue, the limiter and new messages in one `select!`.
 
 use std::collections::{HashMap, VecDeque};
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use metrics::{counter, gauge};
 use sluice_protocols::smpp::Sm;
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::bind::{self, BindLinks, BindReport, BindSpec, PartJob, PartOutcome, PartTag};
 use super::classify::{Disposition, classify};
+pub use super::config::{BindMode, RetryPolicy, WorkerConfig};
 use super::inbound::Inbound;
-use super::parts::{OutboundMessage, PartSettings, build_parts};
+use super::parts::{OutboundMessage, build_parts};
 use super::session::{BindKind, SessionConfig};
-use crate::channel::backoff::Backoff;
 use crate::channel::limiter::{AimdConfig, ChannelLimiter, RateChange};
 use crate::channel::metrics_names::{CHANNEL_RATE, CHANNEL_RESPONSES, CHANNEL_THROTTLED};
 use crate::channel::{ChannelEvent, MessageId};
-
-/// How binds are opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BindMode {
-    /// One bind_transceiver per bind.
-    Transceiver,
-    /// A bind_transmitter plus a bind_receiver per bind.
-    TransmitterReceiver,
-}
-
-/// How often and how late a message is retried after temporary failures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in total (the first one included) before a message fails for good.
-    pub max_attempts: u32,
-    /// Delay before attempt n + 1.
-    pub backoff: Backoff,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            backoff: Backoff {
-                base: Duration::from_secs(5),
-                max: Duration::from_secs(600),
-            },
-        }
-    }
-}
-
-/// Everything a channel worker needs.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// Channel name.
-    pub name: Arc<str>,
-    /// `host:port` of the center.
-    pub addr: String,
-    /// Number of binds (pairs in transmitter+receiver mode).
-    pub binds: usize,
-    /// Bind PDUs to use.
-    pub mode: BindMode,
-    /// Session settings shared by all binds (`bind_kind` is set per bind from `mode`).
-    pub session: SessionConfig,
-    /// Configured rate (msg/s): the AIMD ceiling.
-    pub rate: NonZeroU32,
-    /// Governor burst.
-    pub burst: NonZeroU32,
-    /// How parts are built.
-    pub parts: PartSettings,
-    /// Message-level retries.
-    pub retry: RetryPolicy,
-    /// Reconnect policy of the binds.
-    pub reconnect: Backoff,
-    /// How many times one part is re-sent after a timeout or a lost bind before the whole
-    /// message goes back to the store.
-    pub local_retries: u32,
-    /// How many throttle answers one part may collect before the message goes back to the
-    /// store (a center that throttles forever must not pin messages in memory).
-    pub throttle_retries: u32,
-    /// How long messages not yet on the wire are held while no sending bind is up; then they
-    /// go back to the store (their lease must not run out in here).
-    pub hold_when_down: Duration,
-}
-
-impl WorkerConfig {
-    /// Defaults around a center address and credentials.
-    #[must_use]
-    pub fn new(name: &str, addr: String, session: SessionConfig, rate: NonZeroU32) -> Self {
-        Self {
-            name: Arc::from(name),
-            addr,
-            binds: 1,
-            mode: BindMode::Transceiver,
-            session,
-            rate,
-            burst: rate,
-            parts: PartSettings::default(),
-            retry: RetryPolicy::default(),
-            reconnect: Backoff::default(),
-            local_retries: 3,
-            throttle_retries: 100,
-            hold_when_down: Duration::from_secs(30),
-        }
-    }
-
-    /// The worker for an SMPP channel of the gateway config. Rate and burst below 1 are
-    /// raised to 1 (config validation refuses them anyway).
-    #[must_use]
-    pub fn from_config(c: &crate::config::ChannelConfig) -> Self {
-        use crate::config::{BindMode as CfgBindMode, Concatenation};
-        let session = SessionConfig {
-            bind_kind: BindKind::Transceiver,
-            system_id: c.system_id.clone(),
-            password: c.password.clone(),
-            system_type: c.system_type.clone(),
-            interface_version: c.interface_version,
-            window: usize::try_from(c.window.max(1)).unwrap_or(1),
-            response_timeout: c.response_timeout(),
-            enquire_link_interval: c.enquire_link_interval(),
-        };
-        let rate = NonZeroU32::new(c.rate).unwrap_or(NonZeroU32::MIN);
-        let mut w = Self::new(&c.name, format!("{}:{}", c.host, c.port), session, rate);
-        w.binds = usize::try_from(c.binds.max(1)).unwrap_or(1);
-        w.mode = match c.bind_mode {
-            CfgBindMode::Transceiver => BindMode::Transceiver,
-            CfgBindMode::TransmitterReceiver => BindMode::TransmitterReceiver,
-        };
-        w.burst = NonZeroU32::new(c.burst).unwrap_or(NonZeroU32::MIN);
-        w.parts.concat = match c.concatenation {
-            Concatenation::Udh8 => sluice_protocols::sms::ConcatScheme::Udh8,
-            Concatenation::Udh16 => sluice_protocols::sms::ConcatScheme::Udh16,
-            Concatenation::Sar => sluice_protocols::sms::ConcatScheme::Sar,
-        };
-        w.retry = RetryPolicy {
-            max_attempts: c.retry.max_attempts.max(1),
-            backoff: Backoff {
-                base: Duration::from_millis(c.retry.backoff_base_ms),
-                max: Duration::from_millis(c.retry.backoff_max_ms),
-            },
-        };
-        w
-    }
-
-    /// Messages the worker holds at once, and the dispatch queue length that feeds it:
-    /// the channel's windows (window × sending binds).
-    #[must_use]
-    pub fn capacity(&self) -> usize {
-        (self.session.window * self.binds).max(1)
-    }
-}
 
 /// How a message left the worker; dispatch turns it into a store write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +81,32 @@ pub enum Outcome {
     },
 }
 
+/// An [`Outcome`] on its way to the store, holding one of the worker's credits.
+///
+/// The worker holds at most `capacity` messages that are either in its care *or* finished
+/// but not yet written to the store: each takes a credit, and the credit comes back only
+/// when the consumer drops this value — after its store commit. So a crash can lose (and
+/// the center see twice) at most `capacity` = window × binds messages' outcomes, the
+/// in-flight window DESIGN.md allows.
+#[derive(Debug)]
+pub struct Settled {
+    /// What happened to the message.
+    pub outcome: Outcome,
+    /// Returned to the worker on drop.
+    _credit: Option<OwnedSemaphorePermit>,
+}
+
+impl Settled {
+    /// An outcome without a credit (tests, tools, messages never taken into care).
+    #[must_use]
+    pub fn new(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            _credit: None,
+        }
+    }
+}
+
 /// Handle to a running worker.
 #[derive(Debug)]
 pub struct WorkerHandle {
@@ -235,12 +131,13 @@ impl WorkerHandle {
 /// Starts the worker and its binds.
 ///
 /// `input` is the bounded queue from dispatch (size it with [`WorkerConfig::capacity`]);
-/// outcomes go to `outcomes` (dispatch), receipts/MO/bind state to `events`.
+/// outcomes go to `outcomes` (dispatch; drop each [`Settled`] only after its store commit),
+/// receipts/MO/bind state to `events`.
 #[must_use]
 pub fn spawn(
     config: WorkerConfig,
     input: mpsc::Receiver<OutboundMessage>,
-    outcomes: mpsc::Sender<Outcome>,
+    outcomes: mpsc::Sender<Settled>,
     events: mpsc::Sender<ChannelEvent>,
 ) -> WorkerHandle {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -298,9 +195,9 @@ pub fn spawn(
         down_since: Some(Instant::now()),
         binds_up_tx,
         rate_tx,
-        capacity,
         outcomes,
         events,
+        credits: Arc::new(Semaphore::new(capacity)),
         responses: HashMap::new(),
         throttled: counter!(CHANNEL_THROTTLED, "channel" => config_name.to_string()),
     };
@@ -346,6 +243,8 @@ struct Held {
     attempt: u32,
     parts: Vec<PartSlot>,
     verdict: Option<Verdict>,
+    /// Released when dispatch has stored this message's outcome.
+    credit: Option<OwnedSemaphorePermit>,
 }
 
 impl Held {
@@ -367,9 +266,10 @@ struct Worker {
     down_since: Option<Instant>,
     binds_up_tx: watch::Sender<usize>,
     rate_tx: watch::Sender<u32>,
-    capacity: usize,
-    outcomes: mpsc::Sender<Outcome>,
+    outcomes: mpsc::Sender<Settled>,
     events: mpsc::Sender<ChannelEvent>,
+    /// `capacity` credits: one per message in care or awaiting its store write.
+    credits: Arc<Semaphore>,
     /// Response counters by status, registered on first use (not per response).
     responses: HashMap<u32, metrics::Counter>,
     throttled: metrics::Counter,
@@ -386,6 +286,7 @@ impl Worker {
         let mut parts_tx = Some(parts_tx);
         let mut input_open = true;
         let mut token_at: Option<Instant> = None;
+        let mut spare: Option<OwnedSemaphorePermit> = None;
         self.publish_rate();
         loop {
             let stopping = *shutdown.borrow();
@@ -396,12 +297,12 @@ impl Worker {
                 while let Ok(m) = input.try_recv() {
                     let _ = self
                         .outcomes
-                        .send(Outcome::Retry {
+                        .send(Settled::new(Outcome::Retry {
                             id: m.id,
                             attempts: m.attempt,
                             after: Duration::ZERO,
                             reason: "channel stopped before sending".into(),
-                        })
+                        }))
                         .await;
                 }
             }
@@ -417,7 +318,8 @@ impl Worker {
                 && token_ready
                 && parts_tx.is_some()
                 && self.down_since.is_none();
-            let accepting = input_open && !stopping && self.messages.len() < self.capacity;
+            // A message is taken only with a credit in hand (see [`Settled`]).
+            let accepting = input_open && !stopping;
             tokio::select! {
                 biased;
                 report = reports.recv() => match report {
@@ -457,8 +359,15 @@ impl Worker {
                     self.hand_back_unsent().await;
                     self.down_since = Some(Instant::now());
                 }
-                msg = input.recv(), if accepting => match msg {
-                    Some(m) => self.accept(m).await,
+                permit = Arc::clone(&self.credits).acquire_owned(), if accepting && spare.is_none() => {
+                    // Closed only if the semaphore is closed, which never happens.
+                    spare = permit.ok();
+                }
+                msg = input.recv(), if accepting && spare.is_some() => match msg {
+                    Some(m) => {
+                        let credit = spare.take();
+                        self.accept(m, credit).await;
+                    }
                     None => input_open = false,
                 },
                 _ = shutdown.changed(), if !stopping => {}
@@ -488,7 +397,7 @@ impl Worker {
     }
 
     /// Takes a new message: builds its parts and queues them.
-    async fn accept(&mut self, msg: OutboundMessage) {
+    async fn accept(&mut self, msg: OutboundMessage, credit: Option<OwnedSemaphorePermit>) {
         let reference = self.reference;
         self.reference = self.reference.wrapping_add(1);
         match build_parts(&msg, &self.config.parts, reference) {
@@ -513,6 +422,7 @@ impl Worker {
                         attempt: msg.attempt,
                         parts,
                         verdict: None,
+                        credit,
                     },
                 );
             }
@@ -528,11 +438,14 @@ impl Worker {
                 .await;
                 let _ = self
                     .outcomes
-                    .send(Outcome::Failed {
-                        id: msg.id,
-                        status: 0,
-                        stat: "REJECTD",
-                        reason: e.to_string(),
+                    .send(Settled {
+                        outcome: Outcome::Failed {
+                            id: msg.id,
+                            status: 0,
+                            stat: "REJECTD",
+                            reason: e.to_string(),
+                        },
+                        _credit: credit,
                     })
                     .await;
             }
@@ -731,11 +644,14 @@ impl Worker {
                 .await;
             let _ = self
                 .outcomes
-                .send(Outcome::Retry {
-                    id,
-                    attempts: held.attempt,
-                    after: Duration::ZERO,
-                    reason: "no bind up".into(),
+                .send(Settled {
+                    outcome: Outcome::Retry {
+                        id,
+                        attempts: held.attempt,
+                        after: Duration::ZERO,
+                        reason: "no bind up".into(),
+                    },
+                    _credit: held.credit,
                 })
                 .await;
         }
@@ -743,9 +659,10 @@ impl Worker {
 
     /// Reports a message whose parts are all back and removes it.
     async fn finish(&mut self, id: MessageId) {
-        let Some(held) = self.messages.remove(&id) else {
+        let Some(mut held) = self.messages.remove(&id) else {
             return;
         };
+        let held_credit = held.credit.take();
         let attempts = held.attempt + 1;
         let outcome = match held.verdict {
             None => Outcome::Sent {
@@ -787,7 +704,13 @@ impl Worker {
                 }
             }
         };
-        let _ = self.outcomes.send(outcome).await;
+        let _ = self
+            .outcomes
+            .send(Settled {
+                outcome,
+                _credit: held_credit,
+            })
+            .await;
     }
 
     async fn part_failed(

@@ -1,0 +1,141 @@
+//! Configuration of an SMPP channel worker: binds, rate, parts, retries — and how it is
+//! derived from the gateway's `[[channels]]` config.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::parts::PartSettings;
+use super::session::{BindKind, SessionConfig};
+use crate::channel::backoff::Backoff;
+
+/// How binds are opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindMode {
+    /// One bind_transceiver per bind.
+    Transceiver,
+    /// A bind_transmitter plus a bind_receiver per bind.
+    TransmitterReceiver,
+}
+
+/// How often and how late a message is retried after temporary failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in total (the first one included) before a message fails for good.
+    pub max_attempts: u32,
+    /// Delay before attempt n + 1.
+    pub backoff: Backoff,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            backoff: Backoff {
+                base: Duration::from_secs(5),
+                max: Duration::from_secs(600),
+            },
+        }
+    }
+}
+
+/// Everything a channel worker needs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Channel name.
+    pub name: Arc<str>,
+    /// `host:port` of the center.
+    pub addr: String,
+    /// Number of binds (pairs in transmitter+receiver mode).
+    pub binds: usize,
+    /// Bind PDUs to use.
+    pub mode: BindMode,
+    /// Session settings shared by all binds (`bind_kind` is set per bind from `mode`).
+    pub session: SessionConfig,
+    /// Configured rate (msg/s): the AIMD ceiling.
+    pub rate: NonZeroU32,
+    /// Governor burst.
+    pub burst: NonZeroU32,
+    /// How parts are built.
+    pub parts: PartSettings,
+    /// Message-level retries.
+    pub retry: RetryPolicy,
+    /// Reconnect policy of the binds.
+    pub reconnect: Backoff,
+    /// How many times one part is re-sent after a timeout or a lost bind before the whole
+    /// message goes back to the store.
+    pub local_retries: u32,
+    /// How many throttle answers one part may collect before the message goes back to the
+    /// store (a center that throttles forever must not pin messages in memory).
+    pub throttle_retries: u32,
+    /// How long messages not yet on the wire are held while no sending bind is up; then they
+    /// go back to the store (their lease must not run out in here).
+    pub hold_when_down: Duration,
+}
+
+impl WorkerConfig {
+    /// Defaults around a center address and credentials.
+    #[must_use]
+    pub fn new(name: &str, addr: String, session: SessionConfig, rate: NonZeroU32) -> Self {
+        Self {
+            name: Arc::from(name),
+            addr,
+            binds: 1,
+            mode: BindMode::Transceiver,
+            session,
+            rate,
+            burst: rate,
+            parts: PartSettings::default(),
+            retry: RetryPolicy::default(),
+            reconnect: Backoff::default(),
+            local_retries: 3,
+            throttle_retries: 100,
+            hold_when_down: Duration::from_secs(30),
+        }
+    }
+
+    /// The worker for an SMPP channel of the gateway config. Rate and burst below 1 are
+    /// raised to 1 (config validation refuses them anyway).
+    #[must_use]
+    pub fn from_config(c: &crate::config::ChannelConfig) -> Self {
+        use crate::config::{BindMode as CfgBindMode, Concatenation};
+        let session = SessionConfig {
+            bind_kind: BindKind::Transceiver,
+            system_id: c.system_id.clone(),
+            password: c.password.clone(),
+            system_type: c.system_type.clone(),
+            interface_version: c.interface_version,
+            window: usize::try_from(c.window.max(1)).unwrap_or(1),
+            response_timeout: c.response_timeout(),
+            enquire_link_interval: c.enquire_link_interval(),
+        };
+        let rate = NonZeroU32::new(c.rate).unwrap_or(NonZeroU32::MIN);
+        let mut w = Self::new(&c.name, format!("{}:{}", c.host, c.port), session, rate);
+        w.binds = usize::try_from(c.binds.max(1)).unwrap_or(1);
+        w.mode = match c.bind_mode {
+            CfgBindMode::Transceiver => BindMode::Transceiver,
+            CfgBindMode::TransmitterReceiver => BindMode::TransmitterReceiver,
+        };
+        w.burst = NonZeroU32::new(c.burst).unwrap_or(NonZeroU32::MIN);
+        w.parts.concat = match c.concatenation {
+            Concatenation::Udh8 => sluice_protocols::sms::ConcatScheme::Udh8,
+            Concatenation::Udh16 => sluice_protocols::sms::ConcatScheme::Udh16,
+            Concatenation::Sar => sluice_protocols::sms::ConcatScheme::Sar,
+        };
+        w.retry = RetryPolicy {
+            max_attempts: c.retry.max_attempts.max(1),
+            backoff: Backoff {
+                base: Duration::from_millis(c.retry.backoff_base_ms),
+                max: Duration::from_millis(c.retry.backoff_max_ms),
+            },
+        };
+        w
+    }
+
+    /// Messages the worker holds at once, and the dispatch queue length that feeds it:
+    /// the channel's windows (window × sending binds).
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        (self.session.window * self.binds).max(1)
+    }
+}
