@@ -43,7 +43,7 @@ use sluice_loadtest::dist::Delay;
 use sluice_loadtest::{ListenerConfig, SimConfig, TallySnapshot};
 use tokio::sync::watch;
 
-use crate::campaign_cmd::wiring::{self, FeedbackConfig, FeedbackCounts};
+use crate::campaign_cmd::wiring::{FeedbackConfig, InProcess};
 use crate::config::Config;
 use crate::serve::{ServeOptions, start};
 
@@ -467,8 +467,6 @@ pub async fn run(o: DemoOptions) -> Result<DemoOutcome, DemoError> {
         },
     )
     .await?;
-    // Subscribe before anything is sent, so no receipt is missed.
-    let notifications = gw.receipts().subscribe();
     let gateway_url = format!("http://{}", gw.http_addr());
     phases.push(("start simulator + gateway", t0.elapsed()));
 
@@ -478,17 +476,16 @@ pub async fn run(o: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let svc = Arc::new(Mutex::new(campaigns));
     phases.push(("city + lists + segment + task", t.elapsed()));
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let counts = Arc::new(FeedbackCounts::default());
-    let consumer = wiring::spawn_feedback(
+    let (router, service) = InProcess::start(
         Arc::clone(&svc),
-        notifications,
+        gw.receipts(),
+        &gateway_url,
+        API_KEY,
         FeedbackConfig::default(),
-        Arc::clone(&counts),
-        stop_rx.clone(),
+        Duration::from_secs(1),
     );
-    let (router, api) = wiring::mount(Arc::clone(&svc), &gateway_url, API_KEY);
-    let ticker = wiring::spawn_ticker(Arc::clone(&api), Duration::from_secs(1), stop_rx.clone());
+    let counts = Arc::clone(&service.counts);
+    let (stop_tx, stop_rx) = watch::channel(false);
     let (api_addr, api_task) = serve_router(router, stop_rx.clone()).await?;
 
     // Launch through the campaign API, exactly as a campaign manager's console would.
@@ -564,10 +561,9 @@ pub async fn run(o: DemoOptions) -> Result<DemoOutcome, DemoError> {
     phases.push(("orders + evaluation", t.elapsed()));
 
     let _ = stop_tx.send(true);
-    let _ = consumer.await;
-    let _ = ticker.await;
     let _ = api_task.await;
     gw.shutdown().await;
+    service.shutdown().await;
     let tally = sim
         .shutdown()
         .await

@@ -75,6 +75,72 @@ pub fn spawn_ticker(
     })
 }
 
+/// The campaign service running beside a gateway: API state, feedback consumer, ticker.
+///
+/// `serve` integration (what the gateway's start-up does with it): build it *before* the
+/// channels start (so the subscription sees every receipt), merge [`InProcess::start`]'s
+/// router into the gateway's HTTP router, and call [`InProcess::shutdown`] after the
+/// receipt layer has drained.
+pub struct InProcess {
+    /// API state (spawn runners, tick).
+    pub api: CampaignApi,
+    /// Feedback counters.
+    pub counts: Arc<FeedbackCounts>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcess")
+            .field("counts", &self.counts)
+            .field("tasks", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl InProcess {
+    /// Subscribes to `receipts`, starts the feedback consumer and a ticker (`tick_every`),
+    /// and returns the `/v1/campaign` router for a gateway at `gateway_url`.
+    pub fn start(
+        svc: Shared,
+        receipts: &crate::receipt::Receipts,
+        gateway_url: &str,
+        api_key: &str,
+        feedback: FeedbackConfig,
+        tick_every: Duration,
+    ) -> (Router, Self) {
+        let (stop, stop_rx) = watch::channel(false);
+        let counts = Arc::new(FeedbackCounts::default());
+        let consumer = spawn_feedback(
+            Arc::clone(&svc),
+            receipts.subscribe(),
+            feedback,
+            Arc::clone(&counts),
+            stop_rx.clone(),
+        );
+        let (router, api) = mount(svc, gateway_url, api_key);
+        let ticker = spawn_ticker(Arc::clone(&api), tick_every, stop_rx);
+        (
+            router,
+            Self {
+                api,
+                counts,
+                stop,
+                tasks: vec![consumer, ticker],
+            },
+        )
+    }
+
+    /// Applies what is queued, gives up on held events, stops the ticker.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
 /// The receipt-layer state as the campaign service spells it (`None` while not final).
 pub fn receipt_state(s: MessageState) -> Option<&'static str> {
     Some(match s {
