@@ -287,9 +287,16 @@ fn open_file(path: &std::path::Path) -> Result<std::fs::File, CmdError> {
     })
 }
 
+/// Writes to stdout; a closed pipe (`| head`) ends output quietly instead of panicking.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 fn print_json(v: &impl serde::Serialize) {
     match serde_json::to_string_pretty(v) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => print_out(&(s + "\n")),
         Err(e) => eprintln!("cannot print result: {e}"),
     }
 }
@@ -362,7 +369,7 @@ pub async fn run(args: CampaignArgs) -> Result<(), CmdError> {
             if json {
                 print_json(&serde_json::json!({"funnel": funnel, "uplift": uplift}));
             } else {
-                print!("{}", render_tables(&funnel, &uplift));
+                print_out(&render_tables(&funnel, &uplift));
             }
         }
         CampaignCmd::Orders { file } => {

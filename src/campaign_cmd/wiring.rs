@@ -77,10 +77,24 @@ pub fn spawn_ticker(
 
 /// The campaign service running beside a gateway: API state, feedback consumer, ticker.
 ///
-/// `serve` integration (what the gateway's start-up does with it): build it *before* the
-/// channels start (so the subscription sees every receipt), merge [`InProcess::start`]'s
-/// router into the gateway's HTTP router, and call [`InProcess::shutdown`] after the
-/// receipt layer has drained.
+/// `serve` integration (not wired yet: `serve::start` has no hook for extra routes). In
+/// `serve::start`, right after `Receipts::new` and before `channels::spawn` (so the
+/// subscription sees every receipt), with the HTTP listener bound first so its address is
+/// known:
+///
+/// ```text
+/// let svc = Arc::new(Mutex::new(Campaigns::open(&config.storage.path.join("campaign.db"))?));
+/// let (campaign_router, campaign) = InProcess::start(svc, &receipts,
+///     &format!("http://{http_addr}"), &campaign_key, FeedbackConfig::default(),
+///     Duration::from_secs(5));
+/// let app = router(Arc::clone(&state)).merge(campaign_router);
+/// // shutdown: after the receipt tasks have drained, `campaign.shutdown().await`.
+/// ```
+///
+/// `campaign_key` must be a plaintext key of an account (config keeps only SHA-256
+/// hashes), e.g. from `SLUICE_CAMPAIGN_KEY`, or serve mints a random key at start and adds
+/// its hash to an internal account. `sluice demo` does exactly this outside `serve`: it
+/// serves the router on its own listener next to the gateway.
 pub struct InProcess {
     /// API state (spawn runners, tick).
     pub api: CampaignApi,
@@ -472,5 +486,118 @@ mod tests {
         };
         assert_eq!((r.from.as_str(), r.text.as_str()), ("+8613800138000", "Y"));
         assert_eq!(r.received_at, "2026-11-26T03:00:01Z".parse().expect("ts"));
+    }
+
+    /// Polls `cond` until it holds; the bound only stops a broken build from hanging.
+    async fn eventually(what: &str, cond: impl Fn() -> bool) {
+        for _ in 0..2000 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("never happened: {what}");
+    }
+
+    #[tokio::test]
+    async fn receipt_and_reply_that_overtake_the_contact_row_are_held_then_applied() {
+        use sluice_campaign::groups::GroupSpec;
+        use sluice_campaign::launch::{self, BulkSpec, Next, SliceSpec};
+        use sluice_campaign::lifecycle::{self, TaskState};
+        use sluice_campaign::rules::{Channel, ContactPolicy};
+
+        let now = Timestamp::now();
+        let mut c = Campaigns::in_memory().expect("store");
+        c.load_synthetic(20, 1).expect("city");
+        let seg = c
+            .segment_from_condition("all", "age >= 0", now)
+            .expect("segment");
+        let task = lifecycle::create_task(&c.conn, None, "t", now.as_second()).expect("task");
+        for to in [
+            TaskState::Submitted,
+            TaskState::Approved,
+            TaskState::Scheduled,
+            TaskState::Running,
+        ] {
+            c.transition(task, to, "test", now, "").expect("transition");
+        }
+        let spec = BulkSpec {
+            segment: seg.id,
+            template: "hi".into(),
+            group_templates: BTreeMap::new(),
+            channel: Channel::Sms,
+            lane: sluice_campaign::dispatch::Lane::Marketing,
+            from: None,
+            offer: "o".into(),
+            campaign_type: String::new(),
+            groups: GroupSpec::None,
+            policy: ContactPolicy::default(),
+            slices: vec![SliceSpec {
+                start: now - jiff::SignedDuration::from_secs(10),
+                window: None,
+            }],
+            timezone: sluice_campaign::window::DEFAULT_TZ.into(),
+            batch_size: 5,
+        };
+        let bulk = c.create_bulk(task, &spec).expect("bulk");
+        c.plan(bulk, now).expect("plan");
+        let Next::Batch(batch) =
+            launch::next_batch(&mut c.conn, &c.table, bulk, now).expect("batch")
+        else {
+            panic!("a batch is due");
+        };
+        let svc: Shared = Arc::new(std::sync::Mutex::new(c));
+        let (tx, rx) = broadcast::channel(16);
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let counts = Arc::new(FeedbackCounts::default());
+        let cfg = FeedbackConfig {
+            retry_every: Duration::from_millis(5),
+            ..FeedbackConfig::default()
+        };
+        let consumer = spawn_feedback(Arc::clone(&svc), rx, cfg, Arc::clone(&counts), stop_rx);
+
+        // The gateway answers, delivers and gets a receipt and a reply back before the
+        // campaign commits the batch's contact rows.
+        let ids: Vec<String> = (0..batch.messages.len()).map(|i| format!("g{i}")).collect();
+        let mut ev = match receipt(MessageState::Delivered) {
+            Notification::Receipt(r) => r,
+            Notification::Mo(_) => unreachable!(),
+        };
+        ev.id = ids[0].clone();
+        ev.tags = batch.messages[0].tags.clone();
+        tx.send(Notification::Receipt(ev)).expect("receiver");
+        tx.send(Notification::Mo(MoEvent {
+            account: None,
+            from: batch.messages[1].to.clone(),
+            to: "10690000".into(),
+            text: "Y".into(),
+            received_at: (now - jiff::SignedDuration::from_secs(5)).to_string(),
+        }))
+        .expect("receiver");
+        eventually("both held", || counts.held.load(Ordering::Relaxed) == 2).await;
+        assert_eq!(counts.receipts(), 0);
+        assert_eq!(counts.replies(), 0);
+
+        {
+            let mut g = svc.lock().expect("lock");
+            launch::commit_batch(&mut g.conn, &batch, &ids, Timestamp::now().as_second())
+                .expect("commit");
+        }
+        eventually("both applied", || {
+            counts.receipts_matched.load(Ordering::Relaxed) == 1
+                && counts.replies_attributed.load(Ordering::Relaxed) == 1
+        })
+        .await;
+        let funnel = svc.lock().expect("lock").funnel(task).expect("funnel");
+        assert_eq!(funnel.len(), 1);
+        assert_eq!(
+            (funnel[0].sent, funnel[0].delivered, funnel[0].converted),
+            (5, 1, 1)
+        );
+        drop(tx);
+        consumer
+            .await
+            .expect("consumer ends when the channel closes");
+        assert_eq!(counts.receipts_unmatched.load(Ordering::Relaxed), 0);
     }
 }
