@@ -22,6 +22,7 @@
 //! sluice campaign pause 1 / resume 1
 //! sluice campaign report 1
 //! sluice campaign orders orders.csv
+//! sluice campaign serve --listen 127.0.0.1:8081   # standalone service, feedback by webhook
 //! ```
 
 pub mod wiring;
@@ -163,6 +164,16 @@ pub enum CampaignCmd {
     Orders {
         /// The CSV file.
         file: PathBuf,
+    },
+    /// Run the campaign service on its own (out of the gateway process): the HTTP API under
+    /// /v1/campaign, receipts and replies by webhook at /v1/campaign/webhooks/receipts and
+    /// /v1/campaign/webhooks/replies (point the account's webhook_url / mo_url there).
+    Serve {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        gateway: GatewayArgs,
     },
 }
 
@@ -376,7 +387,47 @@ pub async fn run(args: CampaignArgs) -> Result<(), CmdError> {
             let rep = c.import_orders(open_file(&file)?)?;
             print_json(&rep);
         }
+        CampaignCmd::Serve { listen, gateway } => serve(c, listen, &gateway).await?,
     }
+    Ok(())
+}
+
+/// Ctrl-C or (unix) SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        return;
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The standalone service: API + webhooks + ticker until Ctrl-C / SIGTERM.
+async fn serve(
+    c: Campaigns,
+    listen: std::net::SocketAddr,
+    gw: &GatewayArgs,
+) -> Result<(), CmdError> {
+    let svc = Arc::new(Mutex::new(c));
+    let (router, api) = wiring::mount(svc, &gw.gateway, &gw.key);
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let ticker = wiring::spawn_ticker(api, Duration::from_secs(5), stop_rx);
+    let io = |source| CmdError::File {
+        path: listen.to_string(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(io)?;
+    tracing::info!(addr = %listener.local_addr().map_err(io)?, "Campaign service listening.");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(io)?;
+    let _ = stop.send(true);
+    let _ = ticker.await;
     Ok(())
 }
 
