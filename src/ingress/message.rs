@@ -6,6 +6,7 @@
 //! input error; the message expires with an `EXPIRED` receipt downstream).
 //!
 //! Limits enforced here (each documented on its const):
+//! - `window`: parsed by `schedule::TimeWindow`, the scheduler's own parser.
 //! - `to`: E.164 (`+` and 1–15 digits, no leading 0) or national digits (3–20).
 //! - text: at most [`MAX_TEXT_UTF16`] UTF-16 units, which always fits the 255-part
 //!   concatenation ceiling whatever encoding is chosen (UCS-2 carries 67 per part).
@@ -79,48 +80,6 @@ pub struct WireMessage {
     /// Opaque labels echoed in receipts.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
-}
-
-/// An allowed local-time window, minutes since local midnight; `start > end` wraps midnight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    /// Start minute of day (inclusive).
-    pub start: u16,
-    /// End minute of day (exclusive).
-    pub end: u16,
-}
-
-impl Window {
-    /// Parses `"HH:MM-HH:MM"`.
-    ///
-    /// # Errors
-    /// A reason string when the text is not two valid times joined by `-`, or both are equal.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let (a, b) = s
-            .split_once('-')
-            .ok_or_else(|| format!("expected \"HH:MM-HH:MM\", got {s:?}"))?;
-        let start = parse_hhmm(a.trim()).ok_or_else(|| format!("bad start time {a:?}"))?;
-        let end = parse_hhmm(b.trim()).ok_or_else(|| format!("bad end time {b:?}"))?;
-        if start == end {
-            return Err(format!("empty window {s:?}"));
-        }
-        Ok(Self { start, end })
-    }
-}
-
-fn parse_hhmm(s: &str) -> Option<u16> {
-    let (h, m) = s.split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
-        return None;
-    }
-    let h: u16 = h.parse().ok()?;
-    let m: u16 = m.parse().ok()?;
-    // 24:00 is accepted as the end of the day.
-    if (h < 24 && m < 60) || (h == 24 && m == 0) {
-        Some(h * 60 + m)
-    } else {
-        None
-    }
 }
 
 /// A message that passed validation: every field is known good.
@@ -230,7 +189,9 @@ pub fn validate(msg: WireMessage, senders: &SenderPolicy) -> Result<Submission, 
         ));
     }
     if let Some(w) = &msg.window {
-        Window::parse(w).map_err(|r| FieldError::new("window", r))?;
+        // The same parser the scheduler uses, so an accepted window is always schedulable.
+        w.parse::<crate::schedule::TimeWindow>()
+            .map_err(|e| FieldError::new("window", e.to_string()))?;
     }
     if let Some(r) = &msg.client_ref {
         let n = r.chars().count();
@@ -618,14 +579,9 @@ mod tests {
         m.window = Some("8:00-21:00".into());
         assert_eq!(field_of(m.clone()), "window");
         m.window = Some("08:00-08:00".into());
-        assert_eq!(field_of(m), "window");
-        assert_eq!(
-            Window::parse("00:00-24:00"),
-            Ok(Window {
-                start: 0,
-                end: 1440
-            })
-        );
+        assert_eq!(field_of(m.clone()), "window");
+        m.window = Some("00:00-24:00".into());
+        assert!(validate(m, &policy()).is_ok());
     }
 
     #[test]

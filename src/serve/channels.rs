@@ -18,20 +18,15 @@
 //! routed to them stay queued in the store until such a channel exists.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use sluice_protocols::sms::ConcatScheme;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::ID_FORMAT;
-use crate::channel::backoff::Backoff;
-use crate::channel::smpp::session::SessionConfig;
-use crate::channel::smpp::worker::{self, BindMode as WorkerBindMode, RetryPolicy, WorkerConfig};
+use crate::channel::smpp::worker::{self, WorkerConfig};
 use crate::clock::SystemClock;
-use crate::config::{BindMode, ChannelConfig, ChannelKind, Concatenation, Config};
+use crate::config::{ChannelKind, Config};
 use crate::dispatch::{DispatchConfig, DispatchLinks, Dispatcher};
 use crate::receipt::Receipts;
 use crate::route::ChannelHealth;
@@ -39,44 +34,6 @@ use crate::store::{AnyBackend, Store};
 
 /// Events buffered between a channel's binds and its receipt consumer.
 const EVENT_QUEUE: usize = 16_384;
-
-/// The worker settings for one configured SMPP channel.
-pub(crate) fn worker_config(ch: &ChannelConfig, default_source: Option<&str>) -> WorkerConfig {
-    let session = SessionConfig {
-        system_id: ch.system_id.clone(),
-        password: ch.password.clone(),
-        system_type: ch.system_type.clone(),
-        interface_version: ch.interface_version,
-        window: usize::try_from(ch.window).unwrap_or(usize::MAX).max(1),
-        response_timeout: ch.response_timeout(),
-        enquire_link_interval: ch.enquire_link_interval(),
-        ..SessionConfig::default()
-    };
-    let rate = NonZeroU32::new(ch.rate).unwrap_or(NonZeroU32::MIN);
-    let mut wc = WorkerConfig::new(&ch.name, format!("{}:{}", ch.host, ch.port), session, rate);
-    wc.binds = usize::try_from(ch.binds).unwrap_or(1).max(1);
-    wc.mode = match ch.bind_mode {
-        BindMode::Transceiver => WorkerBindMode::Transceiver,
-        BindMode::TransmitterReceiver => WorkerBindMode::TransmitterReceiver,
-    };
-    wc.burst = NonZeroU32::new(ch.burst).unwrap_or(rate);
-    wc.parts.concat = match ch.concatenation {
-        Concatenation::Udh8 => ConcatScheme::Udh8,
-        Concatenation::Udh16 => ConcatScheme::Udh16,
-        Concatenation::Sar => ConcatScheme::Sar,
-    };
-    if let Some(src) = default_source {
-        wc.parts.default_source = src.to_owned();
-    }
-    wc.retry = RetryPolicy {
-        max_attempts: ch.retry.max_attempts.max(1),
-        backoff: Backoff {
-            base: Duration::from_millis(ch.retry.backoff_base_ms),
-            max: Duration::from_millis(ch.retry.backoff_max_ms.max(ch.retry.backoff_base_ms)),
-        },
-    };
-    wc
-}
 
 /// What the rest of `serve` needs from the started channels.
 #[derive(Debug, Default)]
@@ -111,7 +68,7 @@ pub(crate) fn spawn(
             tracing::warn!(channel = %ch.name, kind = ?ch.kind, "Channel kind not supported yet; its messages stay queued.");
             continue;
         }
-        let mut wc = worker_config(ch, None);
+        let mut wc = WorkerConfig::from_config(ch);
         if let Some(addr) = address_override.get(&ch.name) {
             wc.addr.clone_from(addr);
         }
