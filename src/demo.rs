@@ -109,6 +109,53 @@ impl Default for DemoOptions {
     }
 }
 
+/// `sluice demo` arguments.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Subscribers in the synthetic city.
+    #[arg(long, default_value_t = 200_000)]
+    pub subscribers: u32,
+    /// Seed (city, split, simulator, orders).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Data directory (must be empty or absent); a temp dir when not given.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Keep the data directory afterwards.
+    #[arg(long)]
+    pub keep: bool,
+    /// Longest wait for receipts and replies after sending, seconds.
+    #[arg(long, default_value_t = 60)]
+    pub settle_secs: u64,
+}
+
+/// `sluice demo`: runs and prints the tables on stdout.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_cli(a: DemoArgs) -> Result<(), DemoError> {
+    let keep = a.keep;
+    let out = run(DemoOptions {
+        subscribers: a.subscribers,
+        seed: a.seed,
+        data_dir: a.data,
+        keep,
+        settle_timeout: Duration::from_secs(a.settle_secs),
+        ..DemoOptions::default()
+    })
+    .await?;
+    let mut text = render(&out);
+    if keep {
+        let _ = writeln!(text, "Data kept in {}", out.data_dir.display());
+    }
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+    Ok(())
+}
+
 /// Why the demo stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {

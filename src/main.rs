@@ -36,26 +36,7 @@ enum Cmd {
     /// Campaign service: subscribers, segments, tasks, launch, reports.
     Campaign(sluice::campaign_cmd::CampaignArgs),
     /// One A/B/control campaign end to end against the built-in simulator.
-    Demo(DemoArgs),
-}
-
-#[derive(Args)]
-struct DemoArgs {
-    /// Subscribers in the synthetic city.
-    #[arg(long, default_value_t = 200_000)]
-    subscribers: u32,
-    /// Seed (city, split, simulator, orders).
-    #[arg(long, default_value_t = 7)]
-    seed: u64,
-    /// Data directory (must be empty or absent); a temp dir when not given.
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Keep the data directory afterwards.
-    #[arg(long)]
-    keep: bool,
-    /// Longest wait for receipts and replies after sending, seconds.
-    #[arg(long, default_value_t = 60)]
-    settle_secs: u64,
+    Demo(sluice::demo::DemoArgs),
 }
 
 #[derive(Args)]
@@ -132,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Sim(a) => run_sim(a).await.map(|_| ()),
         Cmd::Loadtest(a) => run_loadtest(a).await.map(|_| ()),
         Cmd::Campaign(a) => Ok(sluice::campaign_cmd::run(a).await?),
-        Cmd::Demo(a) => demo(a).await,
+        Cmd::Demo(a) => Ok(sluice::demo::run_cli(a).await?),
     }
 }
 
@@ -148,23 +129,6 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         ..ServeOptions::default()
     };
     run_until_signal(config, opts).await?;
-    Ok(())
-}
-
-async fn demo(a: DemoArgs) -> anyhow::Result<()> {
-    let opts = sluice::demo::DemoOptions {
-        subscribers: a.subscribers,
-        seed: a.seed,
-        data_dir: a.data,
-        keep: a.keep,
-        settle_timeout: Duration::from_secs(a.settle_secs),
-        ..sluice::demo::DemoOptions::default()
-    };
-    let out = sluice::demo::run(opts).await.context("demo")?;
-    print!("{}", sluice::demo::render(&out));
-    if a.keep {
-        println!("Data kept in {}", out.data_dir.display());
-    }
     Ok(())
 }
 
