@@ -667,3 +667,84 @@ pub fn render_tables(funnel: &[FunnelRow], uplift: &[UpliftRow]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: CampaignArgs,
+    }
+
+    fn args(db: &std::path::Path, rest: &[&str]) -> CampaignArgs {
+        let mut v = vec!["campaign", "--db", db.to_str().expect("utf-8 path")];
+        v.extend_from_slice(rest);
+        Cli::try_parse_from(v).expect("valid arguments").args
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[tokio::test]
+    async fn commands_drive_the_library_up_to_a_bulk_send() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("c.db");
+        let spec = dir.path().join("bulk.json");
+        std::fs::write(
+            &spec,
+            r#"{"segment":1,"template":"hi {city}","channel":"sms","offer":"o",
+                "slices":[{"start":"2026-01-01T00:00:00Z"}]}"#,
+        )
+        .expect("spec");
+        let spec = spec.to_str().expect("utf-8 path");
+        for cmd in [
+            &["synth", "--count", "300"][..],
+            &[
+                "segment",
+                "create",
+                "--name",
+                "s",
+                "--condition",
+                "arpu >= 50",
+            ],
+            &["task", "create", "--name", "t"],
+            &["task", "transition", "1", "submitted"],
+            &["task", "transition", "1", "approved"],
+            &["task", "bulk", "1", "--spec", spec],
+        ] {
+            run(args(&db, cmd)).await.expect("command succeeds");
+        }
+        // An illegal move is refused with the library's error.
+        let e = run(args(&db, &["task", "transition", "1", "running"]))
+            .await
+            .expect_err("approved -> running is illegal");
+        assert!(
+            matches!(
+                e,
+                CmdError::Campaign(CampaignError::IllegalTransition { .. })
+            ),
+            "{e}"
+        );
+        let c = Campaigns::open(&db).expect("reopen");
+        assert_eq!(c.table.len(), 300);
+        let segs = segment::list(&c.conn).expect("segments");
+        assert_eq!(segs.len(), 1);
+        assert_eq!(segs[0].count, c.count("arpu >= 50").expect("count"));
+        assert_eq!(
+            lifecycle::task_state(&c.conn, 1).expect("state"),
+            TaskState::Approved
+        );
+        assert_eq!(launch::load_bulk(&c.conn, 1).expect("bulk").task, 1);
+        // A bad condition names its column.
+        let e = run(args(&db, &["segment", "count", "arpu >= "]))
+            .await
+            .expect_err("incomplete condition");
+        assert!(e.to_string().contains("column 9"), "{e}");
+    }
+}
