@@ -4,9 +4,10 @@
 //!
 //! - `pipeline/e2e_delivered`: time from the first POST of `N` messages until the receipt
 //!   layer has published a final receipt for all `N` (throughput = messages/s, durable).
-//! - `pipeline/batch_accept`: one POST of a 1000-message batch until its 202 (which follows
-//!   the store's fsync'd commit). Its p50/p99 over every sample is printed at the end
-//!   (criterion reports means and medians, not tails).
+//! - `pipeline/batch_accept_{100,1000}`: one POST of a 100- or 1000-message batch until its
+//!   202 (which follows the store's fsync'd commit), while earlier batches are still being
+//!   delivered. p50/p99 over every sample are printed at the end (criterion reports means
+//!   and medians, not tails).
 //!
 //! Run: `cargo bench -p sluice --bench pipeline -- --warm-up-time 1 --measurement-time 3`
 
@@ -112,7 +113,6 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let rig = rt.block_on(rig());
-    let accept_hist = Mutex::new(Histogram::<u64>::new(3).expect("histogram"));
     let mut next = 0usize;
 
     let mut g = c.benchmark_group("pipeline");
@@ -154,40 +154,45 @@ fn bench(c: &mut Criterion) {
             })
         });
     });
-    // After the end-to-end runs, so their receipts are not mixed with these.
-    g.throughput(Throughput::Elements(BATCH as u64));
-    g.bench_function("batch_accept", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let body = batch(next, BATCH);
-                    next += BATCH;
-                    let t = Instant::now();
-                    post(&rig, &body).await;
-                    let d = t.elapsed();
-                    total += d;
-                    let _ = accept_hist
-                        .lock()
-                        .expect("hist")
-                        .record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-                }
-                total
-            })
+    // After the end-to-end runs, so their receipts are not mixed with these. Two request
+    // sizes: latency grows with the batch (one commit carries all of it).
+    let mut hists = Vec::new();
+    for size in [100usize, BATCH] {
+        let hist = Mutex::new(Histogram::<u64>::new(3).expect("histogram"));
+        g.throughput(Throughput::Elements(size as u64));
+        g.bench_function(format!("batch_accept_{size}"), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let body = batch(next, size);
+                        next += size;
+                        let t = Instant::now();
+                        post(&rig, &body).await;
+                        let d = t.elapsed();
+                        total += d;
+                        let _ = hist
+                            .lock()
+                            .expect("hist")
+                            .record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+                    }
+                    total
+                })
+            });
         });
-    });
-
+        hists.push((size, hist.into_inner().expect("hist")));
+    }
     g.finish();
 
-    let h = accept_hist.lock().expect("hist");
-    println!(
-        "batch_accept ({BATCH} msgs/request, {} samples): p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-        h.len(),
-        h.value_at_quantile(0.5) as f64 / 1000.0,
-        h.value_at_quantile(0.99) as f64 / 1000.0,
-        h.max() as f64 / 1000.0
-    );
-    drop(h);
+    for (size, h) in &hists {
+        println!(
+            "batch_accept ({size} msgs/request, {} samples): p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            h.len(),
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+            h.max() as f64 / 1000.0
+        );
+    }
     rt.block_on(async move { rig.gw.shutdown().await });
 }
 

@@ -406,8 +406,13 @@ fn check_url(u: &str) -> Result<(), String> {
     }
     let url = reqwest::Url::parse(u).map_err(|e| format!("not a URL: {u:?} ({e})"))?;
     match url.scheme() {
-        "http" | "https" if url.host().is_some() => Ok(()),
-        _ => Err(format!("not an http(s) URL with a host: {u:?}")),
+        "http" if url.host().is_some() => Ok(()),
+        // The webhook client is built without TLS (see receipt::outbox): an https callback
+        // could never be delivered, so refuse it now rather than retry it forever.
+        "https" => Err(format!(
+            "https callbacks are not supported by this build (plain http only): {u:?}"
+        )),
+        _ => Err(format!("not an http URL with a host: {u:?}")),
     }
 }
 
@@ -593,6 +598,8 @@ mod tests {
         assert_eq!(field_of(m.clone()), "client_ref");
         m.client_ref = None;
         m.callback_url = Some("ftp://x/".into());
+        assert_eq!(field_of(m.clone()), "callback_url");
+        m.callback_url = Some("https://example.com/hook".into());
         assert_eq!(field_of(m.clone()), "callback_url");
         m.callback_url = Some("http://127.0.0.1:9/hook".into());
         assert!(validate(m.clone(), &policy()).is_ok());

@@ -12,6 +12,9 @@
 //!   In-process subscribers see each entry once per process life (again after a restart).
 //! - One dead callback URL does not block the rest: the scan moves on with a cursor, and an
 //!   entry waiting out its backoff is skipped until due.
+//! - Plain http only: the workspace's reqwest has no TLS feature (LIBRARIES.md: pick one
+//!   rustls provider before enabling it). Ingress refuses https callback URLs; an https
+//!   account webhook from config is warned about at start and its POSTs fail (and retry).
 //! - The pump sleeps until woken ([`tokio::sync::Notify`], signalled when a receipt finalises a
 //!   message) or for `idle_poll` (to pick up expiries and failures finalised elsewhere).
 

@@ -316,6 +316,13 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
     let mut rest_tasks = JoinSet::new();
 
     // Receipts.
+    for a in &config.accounts {
+        for url in a.webhook_url.iter().chain(a.mo_url.iter()) {
+            if url.starts_with("https://") {
+                tracing::warn!(account = %a.name, %url, "This build posts webhooks over plain http only; https deliveries will fail and retry.");
+            }
+        }
+    }
     let mo_accounts = config
         .accounts
         .iter()
