@@ -1,9 +1,11 @@
 //! sluice gateway library: configuration, the durable store, scheduling and routing, and on
 //! top of them egress channels, ingress, receipts and metrics (see DESIGN.md §2–§3).
 
+pub mod campaign_cmd;
 pub mod channel;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod dispatch;
 pub mod ingress;
 pub mod metrics;
