@@ -23,7 +23,11 @@ use crate::store::{BackendKind, MessageKind, WriterConfig};
 
 /// The embedded default configuration text.
 pub const EMBEDDED: &str = include_str!("../config/sluice.toml");
-/// Name used for the embedded config in errors.
+/// The plaintext development API key whose SHA-256 the embedded config's `dev` account
+/// holds; documented in config/sluice.toml, for localhost use only.
+pub const EMBEDDED_DEV_KEY: &str = "sluice-dev-key";
+
+/// Name shown in errors for the embedded config.
 pub const EMBEDDED_NAME: &str = "<embedded config/sluice.toml>";
 
 /// A configuration problem.

@@ -48,6 +48,13 @@ struct ServeArgs {
     /// Longest wait for in-flight messages at shutdown, seconds.
     #[arg(long, default_value_t = 30)]
     drain_secs: u64,
+    /// Plaintext API key the hosted campaign service sends with (the config keeps only key
+    /// hashes). Defaults to the embedded config's development key when no --config is given.
+    #[arg(long, env = "SLUICE_CAMPAIGN_KEY")]
+    campaign_key: Option<String>,
+    /// Do not host the campaign service (/v1/campaign) in this process.
+    #[arg(long)]
+    no_campaign: bool,
 }
 
 #[derive(Args)]
@@ -123,9 +130,26 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         None => Config::embedded().context("embedded default config")?,
     };
     let metrics = sluice::metrics::install().context("installing the metrics recorder")?;
+    let campaign_key = a.campaign_key.clone().or_else(|| {
+        a.config
+            .is_none()
+            .then(|| sluice::config::EMBEDDED_DEV_KEY.to_owned())
+    });
+    let campaign = match (a.no_campaign, campaign_key) {
+        (false, Some(api_key)) => Some(sluice::serve::CampaignHost {
+            db: config.storage.path.join("campaign.db"),
+            api_key,
+        }),
+        (false, None) => {
+            tracing::warn!("No --campaign-key / SLUICE_CAMPAIGN_KEY: campaign service not hosted.");
+            None
+        }
+        (true, _) => None,
+    };
     let opts = ServeOptions {
         drain_deadline: Duration::from_secs(a.drain_secs),
         metrics: Some(metrics),
+        campaign,
         ..ServeOptions::default()
     };
     run_until_signal(config, opts).await?;

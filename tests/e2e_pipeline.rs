@@ -343,3 +343,43 @@ async fn readyz_follows_the_channel_binds() {
     assert_eq!(status, 503, "not ready while the center is gone");
     gw.shutdown().await;
 }
+
+/// `serve` hosts the campaign service in-process when asked: `/v1/campaign` answers on the
+/// gateway's own listener.
+#[tokio::test]
+async fn serve_hosts_the_campaign_service() {
+    let sim = Simulator::start(SimConfig {
+        listeners: vec![sim_listener()],
+        seed: Some(7),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let hook = Hook::default();
+    let hook_url = start_hook(hook).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = Config::parse(
+        &config_text(dir.path(), sim.addrs()[0].port(), &hook_url, ""),
+        "e2e.toml",
+    )
+    .expect("config");
+    let opts = ServeOptions {
+        drain_deadline: Duration::from_secs(5),
+        campaign: Some(sluice::serve::CampaignHost {
+            db: dir.path().join("campaign.db"),
+            api_key: KEY.to_owned(),
+        }),
+        ..ServeOptions::default()
+    };
+    let gw = start(cfg, opts).await.expect("gateway starts");
+    let base = format!("http://{}", gw.http_addr());
+    let r = reqwest::Client::new()
+        .get(format!("{base}/v1/campaign/segments"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 200);
+    gw.shutdown().await;
+    let _ = sim.shutdown().await;
+    assert!(dir.path().join("campaign.db").exists());
+}

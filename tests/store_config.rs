@@ -303,3 +303,10 @@ fn id_formats_parse_and_bad_values_name_the_key() {
         .to_string();
     assert!(err.contains("channels[0].dlr_id_format"), "{err}");
 }
+
+#[test]
+fn embedded_dev_key_matches_the_dev_account_hash() {
+    let cfg = sluice::config::Config::embedded().expect("embedded config");
+    let hash = sluice::config::hash_api_key(sluice::config::EMBEDDED_DEV_KEY);
+    assert!(cfg.accounts.iter().any(|a| a.api_keys.contains(&hash)));
+}

@@ -61,6 +61,19 @@ pub struct ServeOptions {
     pub metrics: Option<PrometheusHandle>,
     /// Override the HTTP listen address (tests use port 0).
     pub http_addr: Option<SocketAddr>,
+    /// Host the campaign service in this process (`/v1/campaign`), fed by the in-process
+    /// receipt subscription. `None`: gateway only.
+    pub campaign: Option<CampaignHost>,
+}
+
+/// How `serve` hosts the campaign service in-process.
+#[derive(Debug, Clone)]
+pub struct CampaignHost {
+    /// SQLite file of the campaign store.
+    pub db: std::path::PathBuf,
+    /// Plaintext API key of the account the campaign service sends with. The config keeps
+    /// only key hashes, so the key comes from the operator (flag / environment).
+    pub api_key: String,
 }
 
 impl Default for ServeOptions {
@@ -72,6 +85,7 @@ impl Default for ServeOptions {
             limits: BatchLimits::default(),
             metrics: None,
             http_addr: None,
+            campaign: None,
         }
     }
 }
@@ -99,6 +113,9 @@ pub enum ServeError {
     /// The webhook client could not be built.
     #[error("http client: {0}")]
     Client(#[from] reqwest::Error),
+    /// The campaign store could not be opened.
+    #[error("campaign service: {0}")]
+    Campaign(String),
 }
 
 /// A running gateway.
@@ -117,6 +134,8 @@ pub struct Gateway {
     rest_tasks: JoinSet<()>,
     drain_deadline: Duration,
     ready: Arc<AtomicBool>,
+    /// The hosted campaign service, stopped after the receipt tasks have drained.
+    campaign: Option<crate::campaign_cmd::wiring::InProcess>,
 }
 
 impl Gateway {
@@ -162,6 +181,9 @@ impl Gateway {
         }
         let _ = self.stop_rest.send(true);
         while self.rest_tasks.join_next().await.is_some() {}
+        if let Some(campaign) = self.campaign.take() {
+            campaign.shutdown().await;
+        }
         if let Some(sim) = self.sim.take() {
             let _ = sim.shutdown().await;
         }
@@ -439,8 +461,26 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
     let http_addr = listener
         .local_addr()
         .map_err(|source| ServeError::Listen { addr, source })?;
+    let mut campaign = None;
+    let mut app = router(Arc::clone(&state));
+    if let Some(host) = &opts.campaign {
+        let campaigns = sluice_campaign::Campaigns::open(&host.db)
+            .map_err(|e| ServeError::Campaign(e.to_string()))?;
+        let svc = Arc::new(Mutex::new(campaigns));
+        // Launches go through the same HTTP API external platforms use, on our own address.
+        let (campaign_router, hosted) = crate::campaign_cmd::wiring::InProcess::start(
+            svc,
+            &receipts,
+            &format!("http://{http_addr}"),
+            &host.api_key,
+            crate::campaign_cmd::wiring::FeedbackConfig::default(),
+            Duration::from_secs(5),
+        );
+        app = app.merge(campaign_router);
+        tracing::info!(db = %host.db.display(), "Campaign service hosted at /v1/campaign.");
+        campaign = Some(hosted);
+    }
     {
-        let app = router(Arc::clone(&state));
         let mut stop = stop_http_rx.clone();
         http_tasks.spawn(async move {
             let r = axum::serve(listener, app)
@@ -473,6 +513,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         rest_tasks,
         drain_deadline: opts.drain_deadline,
         ready,
+        campaign,
     })
 }
 
