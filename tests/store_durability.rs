@@ -160,3 +160,39 @@ fn relaxed_commits_survive_a_clean_close() {
         "the relaxed lease was made durable when the store closed"
     );
 }
+
+#[test]
+fn a_lease_that_expires_messages_is_made_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let store = Store::open(
+        Recording {
+            inner: RedbBackend::open(dir.path()).unwrap(),
+            log: Arc::clone(&log),
+        },
+        WriterConfig::default(),
+        NOW,
+    )
+    .unwrap();
+    let payload = Payload::Text {
+        text: "hi".into(),
+        encoding: Default::default(),
+    };
+    let id = store.ids().next(NOW);
+    let mut m = Message::new(id, "acme", "+861", payload, "smsc1", NOW, NOW);
+    m.expires_at_ms = Some(NOW + 5);
+    store
+        .submit_blocking(vec![Op::Insert(Box::new(m))])
+        .unwrap();
+    log.lock().unwrap().clear();
+    let leased =
+        futures::executor::block_on(store.lease("smsc1", Lane::Notification, NOW + 10, 10, 60_000))
+            .unwrap();
+    assert_eq!(leased.expired, vec![id]);
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        log.last(),
+        Some(&true),
+        "the EXPIRED receipt and its outbox sequence are durable before the lease returns: {log:?}"
+    );
+}

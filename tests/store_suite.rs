@@ -197,6 +197,20 @@ pub fn lease_submit_requeue<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let got = lease(&store, 2_000, 10, 30_000);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].attempts, 1);
+    // Release (a hand-back of an unsent message) requeues without counting an attempt.
+    assert_eq!(
+        one(
+            &store,
+            Op::Release {
+                id: ids[1],
+                due_ms: 2_000
+            }
+        ),
+        OpResult::Updated(MessageState::Scheduled)
+    );
+    let got = lease(&store, 2_000, 10, 30_000);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].attempts, 1, "a release is not an attempt");
     // Requeue of something not in flight does nothing.
     assert_eq!(
         one(

@@ -71,6 +71,15 @@ pub enum Op {
         /// When to try again, ms.
         due_ms: u64,
     },
+    /// Give an in-flight message back to its ready queue at `due_ms` WITHOUT counting an
+    /// attempt: it was never sent (dispatch's buffer at shutdown, a closed window, a worker
+    /// with no bind up). Only real send failures ([`Op::Requeue`]) use up the retry budget.
+    Release {
+        /// Message.
+        id: MessageId,
+        /// When it may be leased again, ms.
+        due_ms: u64,
+    },
     /// End a message with a final `state` decided by the gateway or a submit response
     /// (rejected, failed, expired).
     Finish {
@@ -302,6 +311,13 @@ pub(crate) fn needs_fsync(op: &Op) -> bool {
     )
 }
 
+/// Whether applying a crash-harmless op nevertheless ended messages (queued receipts and
+/// advanced an outbox sequence), so its commit must be made durable after all. Only a lease
+/// can: it finalizes messages it finds past their expiry.
+pub(crate) fn finalized_something(result: &OpResult) -> bool {
+    matches!(result, OpResult::Leased { expired, .. } if !expired.is_empty())
+}
+
 /// Applies one op. Ops are borrowed so the writer can retry a group batch by batch.
 pub(crate) fn apply(kv: &mut dyn Kv, op: &Op) -> Result<OpResult, StoreError> {
     match op {
@@ -320,7 +336,8 @@ pub(crate) fn apply(kv: &mut dyn Kv, op: &Op) -> Result<OpResult, StoreError> {
             center_id,
             now_ms,
         } => submitted(kv, *id, *part, *parts, center_id, *now_ms),
-        Op::Requeue { id, due_ms } => requeue(kv, *id, *due_ms),
+        Op::Requeue { id, due_ms } => requeue(kv, *id, *due_ms, true),
+        Op::Release { id, due_ms } => requeue(kv, *id, *due_ms, false),
         Op::Finish {
             id,
             state,
@@ -534,7 +551,13 @@ fn aggregate(parts: &[Part]) -> Option<MessageState> {
     )
 }
 
-fn requeue(kv: &mut dyn Kv, id: MessageId, due_ms: u64) -> Result<OpResult, StoreError> {
+/// Back to the ready queue at `due_ms`; `count` says whether this was a real attempt.
+fn requeue(
+    kv: &mut dyn Kv,
+    id: MessageId,
+    due_ms: u64,
+    count: bool,
+) -> Result<OpResult, StoreError> {
     let Some(mut m) = load(kv, id)? else {
         return Ok(OpResult::NotFound);
     };
@@ -542,7 +565,9 @@ fn requeue(kv: &mut dyn Kv, id: MessageId, due_ms: u64) -> Result<OpResult, Stor
         return Ok(OpResult::Stale(m.state));
     }
     unqueue(kv, &mut m)?;
-    m.attempts = m.attempts.saturating_add(1);
+    if count {
+        m.attempts = m.attempts.saturating_add(1);
+    }
     m.due_ms = due_ms;
     m.state = MessageState::Scheduled;
     kv.put(&keys::ready(&m.channel, m.lane, due_ms, id), &[])?;
