@@ -676,12 +676,23 @@ fn outbox_ack(kv: &mut dyn Kv, account: &str, through: u64) -> Result<OpResult, 
 }
 
 fn recover(kv: &mut dyn Kv, now_ms: u64) -> Result<OpResult, StoreError> {
+    recover_before(kv, &keys::lease(now_ms.saturating_add(1), MessageId(0)))
+}
+
+/// Returns EVERY lease to its ready queue, expired or not. Only right when opening the store:
+/// the engine's file lock makes this process the only owner, so no lease can belong to a live
+/// sender and waiting for expiry would only delay those messages by up to a lease time.
+pub(crate) fn recover_all(kv: &mut dyn Kv) -> Result<OpResult, StoreError> {
+    recover_before(kv, &[keys::LEASE + 1])
+}
+
+/// Returns the leases with keys below `end` to their ready queues.
+fn recover_before(kv: &mut dyn Kv, end: &[u8]) -> Result<OpResult, StoreError> {
     let start = [keys::LEASE];
-    let end = keys::lease(now_ms.saturating_add(1), MessageId(0));
     let mut n = 0;
     loop {
         let mut found = Vec::new();
-        kv.scan(&start, &end, CHUNK, &mut found)?;
+        kv.scan(&start, end, CHUNK, &mut found)?;
         if found.is_empty() {
             return Ok(OpResult::Count(n));
         }

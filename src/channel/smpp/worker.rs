@@ -409,6 +409,16 @@ impl Worker {
 
     /// Takes a new message: builds its parts and queues them.
     async fn accept(&mut self, msg: OutboundMessage, credit: Option<OwnedSemaphorePermit>) {
+        if self.messages.contains_key(&msg.id) {
+            // Already in our care (e.g. leased again after a lease expired while it waited
+            // here): overwriting the entry would orphan its parts in flight and send it twice.
+            // The held copy reports the outcome; this copy's credit goes back on drop.
+            warn!(
+                id = msg.id,
+                "Message already held by the worker; duplicate ignored."
+            );
+            return;
+        }
         let reference = self.reference;
         self.reference = self.reference.wrapping_add(1);
         match build_parts(&msg, &self.config.parts, reference) {
