@@ -325,6 +325,9 @@ impl Worker {
             let token_ready = token_at.is_none_or(|t| t <= now);
             // Parts enter the shared queue only while a sending bind is up: while none is,
             // they wait in `pending`, where they can still be handed back to the store.
+            // Stale tags (parts of messages that failed or left) are dropped first, so a send
+            // token is only spent when a live part is waiting.
+            self.drop_stale_pending();
             let can_send = !self.pending.is_empty()
                 && token_ready
                 && parts_tx.is_some()
@@ -470,6 +473,23 @@ impl Worker {
                     })
                     .await;
             }
+        }
+    }
+
+    /// Whether `tag` still names a part to send (its message is held and has no verdict).
+    fn is_live(&self, tag: PartTag) -> bool {
+        self.messages.get(&tag.id).is_some_and(|held| {
+            held.verdict.is_none() && usize::from(tag.part) <= held.parts.len() && tag.part > 0
+        })
+    }
+
+    /// Pops stale tags off the front of `pending`, so its head (if any) is a live part.
+    fn drop_stale_pending(&mut self) {
+        while let Some(&tag) = self.pending.front() {
+            if self.is_live(tag) {
+                break;
+            }
+            self.pending.pop_front();
         }
     }
 
