@@ -169,6 +169,9 @@ pub struct DispatchConfig {
     pub windows: WindowRules,
     /// How the center writes ids in submit_sm_resp (for normalisation).
     pub id_format: IdFormat,
+    /// How often to end expired waiting messages through the store's expiry index
+    /// ([`Store::sweep_expired`]), also while the channel is down or its window closed.
+    pub sweep_every: Duration,
 }
 
 impl DispatchConfig {
@@ -185,6 +188,7 @@ impl DispatchConfig {
             tz: TimeZone::get("Asia/Shanghai").unwrap_or(TimeZone::UTC),
             windows: WindowRules::default(),
             id_format: IdFormat::Auto,
+            sweep_every: Duration::from_secs(30),
         }
     }
 }
@@ -250,7 +254,7 @@ pub enum DispatchError {
 pub struct DispatchStats {
     /// Messages handed to the worker.
     pub dispatched: u64,
-    /// Messages that expired while leasing.
+    /// Messages that expired while leasing or were ended by the expiry sweep.
     pub expired: u64,
     /// Outcomes written back.
     pub outcomes: u64,
@@ -273,6 +277,8 @@ pub struct Dispatcher<B: Backend, C: Clock> {
     recheck_at: Option<Timestamp>,
     /// The channel's window is closed until then.
     closed_until: Option<Timestamp>,
+    /// When to run the next expiry sweep.
+    next_sweep: Timestamp,
     metrics: DispatchMetrics,
     stats: DispatchStats,
 }
@@ -281,6 +287,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
     /// A dispatcher for `config.channel` on `store`.
     #[must_use]
     pub fn new(config: DispatchConfig, store: Store<B>, clock: C) -> Self {
+        let next_sweep = clock.now();
         Self {
             metrics: DispatchMetrics::new(&config.channel),
             lanes: LaneScheduler::new(config.weights),
@@ -291,6 +298,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
             dry: [false; 3],
             recheck_at: None,
             closed_until: None,
+            next_sweep,
             stats: DispatchStats::default(),
         }
     }
@@ -330,6 +338,9 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
             if was_up != Some(up) {
                 self.mark_health(&links.health, up);
                 was_up = Some(up);
+            }
+            if self.next_sweep <= self.clock.now() {
+                self.sweep_expired().await?;
             }
             if self.recheck_at.is_some_and(|t| t <= self.clock.now()) {
                 // Checked here rather than by a timer branch: while the worker keeps taking
@@ -373,6 +384,8 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
                     }
                 }, if !has_work && up => self.wake_all(),
                 () = links.wake.notified() => self.wake_all(),
+                // Only wakes the loop: the sweep itself runs at the top of the next turn.
+                () = self.clock.sleep_until(self.next_sweep) => {}
                 _ = links.binds_up.changed() => {}
                 _ = links.shutdown.changed() => {}
             }
@@ -391,6 +404,26 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
         } else {
             h.mark_down(&self.config.channel, self.clock.now());
         }
+    }
+
+    /// Ends expired waiting messages of every channel (the store's expiry index), so their
+    /// EXPIRED receipts do not wait for a lease that a down channel or a closed window
+    /// would not take. A full batch schedules the next step at once.
+    async fn sweep_expired(&mut self) -> Result<(), DispatchError> {
+        const SWEEP_BATCH: usize = 1024;
+        let now = self.clock.now();
+        let n = self.store.sweep_expired(to_ms(now), SWEEP_BATCH).await?;
+        self.stats.expired += n as u64;
+        self.next_sweep = if n >= SWEEP_BATCH {
+            now
+        } else {
+            now.checked_add(self.config.sweep_every)
+                .unwrap_or(Timestamp::MAX)
+        };
+        if n > 0 {
+            debug!(channel = %self.config.channel, expired = n, "Expired messages ended by the sweep.");
+        }
+        Ok(())
     }
 
     /// Every lane may have work again: lease each once more to find out.

@@ -591,3 +591,37 @@ async fn requeued_otp_retry_overtakes_a_marketing_backlog() {
     drop(fake.outcomes);
     tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn expired_messages_get_their_receipt_while_the_channel_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let start: Timestamp = "2026-11-26T02:00:00Z".parse().unwrap();
+    let clock = ManualClock::new(start);
+    let now_ms = clock.now_ms();
+    let store = open_store(&dir, now_ms);
+    let mut m = message(&store, Lane::Otp, "code 1234", now_ms);
+    m.expires_at_ms = Some(now_ms + 60_000);
+    let id = m.id;
+    store.insert_batch(vec![m]).await.unwrap();
+    // No bind: nothing is ever leased.
+    let (fake, task) = dispatch_to_fake(&store, clock.clone(), DispatchConfig::new("sim"), 4, 0);
+    clock.advance(SignedDuration::from_secs(61));
+    tokio::time::timeout(WAIT, async {
+        loop {
+            // The sweep runs every 30 s of (manual) time; keep nudging the clock.
+            if store.get(id).unwrap().unwrap().state == MessageState::Expired {
+                break;
+            }
+            clock.advance(SignedDuration::from_secs(10));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("expired by the sweep without any lease");
+    assert_eq!(store.outbox("acme", 0, 10).unwrap().len(), 1);
+    fake.shutdown.send(true).unwrap();
+    drop(fake.outcomes);
+    let stats = tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+    assert_eq!(stats.expired, 1);
+    assert_eq!(stats.dispatched, 0);
+}

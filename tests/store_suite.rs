@@ -301,6 +301,61 @@ pub fn leases_recover_after_reopen<B: Backend>(dir: &Path, open: fn(&Path) -> B)
     );
 }
 
+pub fn sweep_ends_expired_waiting_messages<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    let mut waiting = msg(&store, "acme", 1_000, 1_000);
+    waiting.expires_at_ms = Some(5_000);
+    let mut later = msg(&store, "acme", 1_000, 1_000);
+    later.expires_at_ms = Some(50_000);
+    let mut flying = msg(&store, "acme", 1_000, 1_000);
+    flying.expires_at_ms = Some(5_000);
+    let plain = msg(&store, "acme", 1_000, 1_000);
+    let flying_id = flying.id;
+    // The in-flight one is inserted and leased first, alone.
+    insert_all(&store, vec![flying]);
+    assert_eq!(lease(&store, 1_000, 10, 60_000).len(), 1);
+    let ids = insert_all(&store, vec![waiting, later, plain]);
+    let sweep = |now| futures::executor::block_on(store.sweep_expired(now, 100)).unwrap();
+    assert_eq!(sweep(4_999), 0, "nothing expired yet");
+    // No lease happens (channel down): the sweep alone ends the expired waiting message.
+    assert_eq!(sweep(6_000), 1);
+    let m = store.get(ids[0]).unwrap().unwrap();
+    assert_eq!(m.state, MessageState::Expired);
+    let out = store.outbox("acme", 0, 10).unwrap();
+    assert_eq!(out.len(), 1, "one EXPIRED receipt");
+    assert_eq!(
+        store.get(ids[1]).unwrap().unwrap().state,
+        MessageState::Queued
+    );
+    assert_eq!(
+        store.get(ids[2]).unwrap().unwrap().state,
+        MessageState::Queued
+    );
+    assert_eq!(
+        store.get(flying_id).unwrap().unwrap().state,
+        MessageState::InFlight,
+        "in flight is left to the lease path"
+    );
+    assert_eq!(sweep(6_000), 0, "idempotent");
+    // Requeued after expiry: indexed again, so the next sweep ends it.
+    assert_eq!(
+        one(
+            &store,
+            Op::Requeue {
+                id: flying_id,
+                due_ms: 7_000
+            }
+        ),
+        OpResult::Updated(MessageState::Scheduled)
+    );
+    assert_eq!(sweep(7_000), 1);
+    assert_eq!(
+        store.get(flying_id).unwrap().unwrap().state,
+        MessageState::Expired
+    );
+    assert_eq!(sweep(60_000), 1, "the later one in its turn");
+}
+
 pub fn receipts_correlate_by_center_id<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     let mut m = msg(&store, "acme", 1_000, 1_000);
@@ -739,6 +794,10 @@ macro_rules! suite {
             #[test]
             fn leases_recover_after_reopen() {
                 run(super::leases_recover_after_reopen);
+            }
+            #[test]
+            fn sweep_ends_expired_waiting_messages() {
+                run(super::sweep_ends_expired_waiting_messages);
             }
             #[test]
             fn receipts_correlate_by_center_id() {

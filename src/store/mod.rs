@@ -259,6 +259,16 @@ impl<B: Backend> Store<B> {
         }
     }
 
+    /// Ends up to `limit` waiting messages whose validity ended by `now_ms` (EXPIRED receipt),
+    /// without waiting for a lease: run it periodically so a down channel or a closed window
+    /// does not hold back EXPIRED receipts. Returns how many were ended (durable commit).
+    ///
+    /// # Errors
+    /// As [`Store::submit`].
+    pub async fn sweep_expired(&self, now_ms: u64, limit: usize) -> Result<usize, StoreError> {
+        self.count(Op::SweepExpired { now_ms, limit }).await
+    }
+
     /// Returns leases expired at `now_ms` to the ready queues; run it periodically. Returns
     /// how many messages were requeued.
     pub async fn recover(&self, now_ms: u64) -> Result<usize, StoreError> {

@@ -129,6 +129,16 @@ pub enum Op {
         /// Current time, ms.
         now_ms: u64,
     },
+    /// End as `expired` (with an EXPIRED receipt) up to `limit` waiting messages whose
+    /// `expires_at_ms <= now_ms`, through the expiry index — so a message whose channel is
+    /// down or outside its window still gets its receipt on time. In-flight messages are
+    /// left to the lease path (which checks expiry again when they are requeued).
+    SweepExpired {
+        /// Current time, ms.
+        now_ms: u64,
+        /// Most index entries to visit in this step.
+        limit: usize,
+    },
     /// Delete up to `limit` final messages that ended before `before_ms` (with their
     /// idempotency and center-id entries), and held receipts older than `before_ms`.
     Purge {
@@ -256,6 +266,9 @@ fn finalize(
     now_ms: u64,
 ) -> Result<(), StoreError> {
     unqueue(kv, m)?;
+    if let Some(exp) = m.expires_at_ms {
+        kv.delete(&keys::expiry(exp, m.id))?;
+    }
     m.state = state;
     m.done_ms = Some(now_ms);
     kv.put(&keys::terminal(now_ms, m.id), &[])?;
@@ -365,6 +378,7 @@ pub(crate) fn apply(kv: &mut dyn Kv, op: &Op) -> Result<OpResult, StoreError> {
         }
         Op::Recover { now_ms } => recover(kv, *now_ms),
         Op::Purge { before_ms, limit } => purge(kv, *before_ms, *limit),
+        Op::SweepExpired { now_ms, limit } => sweep_expired(kv, *now_ms, *limit),
     }
 }
 
@@ -397,6 +411,7 @@ fn insert(kv: &mut dyn Kv, m: &Message) -> Result<OpResult, StoreError> {
     {
         // The usual case, stored as given (no copy of the message).
         kv.put(&keys::ready(&m.channel, m.lane, m.due_ms, m.id), &[])?;
+        index_expiry(kv, m)?;
         save(kv, m)?;
         return Ok(OpResult::Inserted(m.id));
     }
@@ -411,6 +426,7 @@ fn insert(kv: &mut dyn Kv, m: &Message) -> Result<OpResult, StoreError> {
         // In flight or sent at insert makes no sense: it starts in the ready queue.
         m.state = MessageState::Queued;
         kv.put(&keys::ready(&m.channel, m.lane, m.due_ms, m.id), &[])?;
+        index_expiry(kv, &m)?;
         save(kv, &m)?;
     }
     Ok(OpResult::Inserted(m.id))
@@ -571,6 +587,8 @@ fn requeue(
     m.due_ms = due_ms;
     m.state = MessageState::Scheduled;
     kv.put(&keys::ready(&m.channel, m.lane, due_ms, id), &[])?;
+    // A sweep may have dropped the entry while the message was in flight.
+    index_expiry(kv, &m)?;
     save(kv, &m)?;
     Ok(OpResult::Updated(m.state))
 }
@@ -710,10 +728,48 @@ fn recover_before(kv: &mut dyn Kv, end: &[u8]) -> Result<OpResult, StoreError> {
             m.lease_until_ms = None;
             m.state = MessageState::Queued;
             kv.put(&keys::ready(&m.channel, m.lane, m.due_ms, m.id), &[])?;
+            index_expiry(kv, &m)?;
             save(kv, &m)?;
             n += 1;
         }
     }
+}
+
+/// Adds the expiry index entry of a message that has a validity end.
+fn index_expiry(kv: &mut dyn Kv, m: &Message) -> Result<(), StoreError> {
+    if let Some(exp) = m.expires_at_ms {
+        kv.put(&keys::expiry(exp, m.id), &[])?;
+    }
+    Ok(())
+}
+
+fn sweep_expired(kv: &mut dyn Kv, now_ms: u64, limit: usize) -> Result<OpResult, StoreError> {
+    let mut found = Vec::new();
+    kv.scan(
+        &[keys::EXPIRY],
+        &keys::expiry(now_ms.saturating_add(1), MessageId(0)),
+        limit,
+        &mut found,
+    )?;
+    let mut n = 0;
+    for (k, _) in found {
+        // Each entry is visited once: ended here, already final, or in flight (the lease
+        // path checks expiry when it comes back).
+        kv.delete(&k)?;
+        let Some(id) = keys::be_u64(&k, 9) else {
+            continue;
+        };
+        let Some(mut m) = load_queued(kv, MessageId(id))? else {
+            continue;
+        };
+        let waiting = matches!(m.state, MessageState::Queued | MessageState::Scheduled)
+            && m.lease_until_ms.is_none();
+        if waiting && m.expires_at_ms.is_some_and(|e| e <= now_ms) {
+            finalize(kv, &mut m, MessageState::Expired, "EXPIRED", "000", now_ms)?;
+            n += 1;
+        }
+    }
+    Ok(OpResult::Count(n))
 }
 
 fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, StoreError> {
