@@ -16,21 +16,28 @@
 //! (`Sender::reserve`) *before* it leases, so nothing is leased that cannot be handed on, and
 //! leases are taken in small batches per lane. When no lane has due work, dispatch sleeps until
 //! the earliest due time in the store (`next_due`), the channel's next allowed window, or a
-//! [`Notify`] from ingress — no polling. While the channel has no bind up, it does not lease at
+//! [`Notify`] from ingress or from the outcome writer after a requeue — no polling. A lane
+//! whose lease came back empty is "dry"; while other lanes keep the channel busy, the dry
+//! lanes are leased again once the earliest due time among them passes, so a retry or a
+//! scheduled message in a high-priority lane never waits behind another lane's backlog. While the channel has no bind up, it does not lease at
 //! all (messages would only sit in memory with their lease running), and it marks the channel
 //! down in the shared [`ChannelHealth`] for route failover, up again when a bind returns.
 //!
 //! # Time windows
 //! The channel's windows and quiet hours ([`WindowRules`]) gate leasing; a message's own
 //! `window` is checked after leasing and, when closed, the message is requeued at the window's
-//! next opening (the store counts that as an attempt; ingress normally sets `due_ms` inside
-//! the window already, so this is the rare case of a window configured after insert).
+//! next opening with `Op::Release`, which does not count an attempt (ingress normally sets
+//! `due_ms` inside the window already, so this is the rare case of a window configured after
+//! insert). Every hand-back of a message that was never sent (buffers at shutdown or when the
+//! channel window closes, the worker's `Outcome::Release`) is a release: only real send
+//! failures use up the retry budget.
 //!
 //! # Outcomes
 //! Outcomes waiting in the queue are written together, in one store commit (up to 1024).
 //! `Sent` → `Op::Submitted` per part with the center id normalised by
 //! [`crate::channel::normalise_center_id`] (the receipt layer must use the same function on
-//! DLR ids); `Retry` → `Op::Requeue` at now + backoff; `Failed` → `Op::Finish` (`rejected`
+//! DLR ids); `Retry` → `Op::Requeue` at now + backoff; `Release` → `Op::Release` due now;
+//! `Failed` → `Op::Finish` (`rejected`
 //! for `REJECTD`, `undeliverable` for `UNDELIV`).
 
 use std::collections::VecDeque;
@@ -162,6 +169,9 @@ pub struct DispatchConfig {
     pub windows: WindowRules,
     /// How the center writes ids in submit_sm_resp (for normalisation).
     pub id_format: IdFormat,
+    /// How often to end expired waiting messages through the store's expiry index
+    /// ([`Store::sweep_expired`]), also while the channel is down or its window closed.
+    pub sweep_every: Duration,
 }
 
 impl DispatchConfig {
@@ -178,6 +188,7 @@ impl DispatchConfig {
             tz: TimeZone::get("Asia/Shanghai").unwrap_or(TimeZone::UTC),
             windows: WindowRules::default(),
             id_format: IdFormat::Auto,
+            sweep_every: Duration::from_secs(30),
         }
     }
 }
@@ -243,7 +254,7 @@ pub enum DispatchError {
 pub struct DispatchStats {
     /// Messages handed to the worker.
     pub dispatched: u64,
-    /// Messages that expired while leasing.
+    /// Messages that expired while leasing or were ended by the expiry sweep.
     pub expired: u64,
     /// Outcomes written back.
     pub outcomes: u64,
@@ -259,8 +270,15 @@ pub struct Dispatcher<B: Backend, C: Clock> {
     buffers: [VecDeque<Message>; 3],
     /// Lanes whose last lease came back empty: no work until woken.
     dry: [bool; 3],
+    /// The earliest due time in the store over the dry lanes, taken when a lane went dry:
+    /// once the clock passes it, the dry flags are cleared even while other lanes keep the
+    /// channel busy (a retry or scheduled otp message must not wait for the marketing
+    /// backlog to drain).
+    recheck_at: Option<Timestamp>,
     /// The channel's window is closed until then.
     closed_until: Option<Timestamp>,
+    /// When to run the next expiry sweep.
+    next_sweep: Timestamp,
     metrics: DispatchMetrics,
     stats: DispatchStats,
 }
@@ -269,6 +287,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
     /// A dispatcher for `config.channel` on `store`.
     #[must_use]
     pub fn new(config: DispatchConfig, store: Store<B>, clock: C) -> Self {
+        let next_sweep = clock.now();
         Self {
             metrics: DispatchMetrics::new(&config.channel),
             lanes: LaneScheduler::new(config.weights),
@@ -277,7 +296,9 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
             clock,
             buffers: Default::default(),
             dry: [false; 3],
+            recheck_at: None,
             closed_until: None,
+            next_sweep,
             stats: DispatchStats::default(),
         }
     }
@@ -298,6 +319,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
                 store: self.store.clone(),
                 clock: self.clock.clone(),
                 id_format: self.config.id_format,
+                wake: Arc::clone(&links.wake),
             }
             .run(links.outcomes),
         );
@@ -316,6 +338,14 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
             if was_up != Some(up) {
                 self.mark_health(&links.health, up);
                 was_up = Some(up);
+            }
+            if self.next_sweep <= self.clock.now() {
+                self.sweep_expired().await?;
+            }
+            if self.recheck_at.is_some_and(|t| t <= self.clock.now()) {
+                // Checked here rather than by a timer branch: while the worker keeps taking
+                // messages the (biased) select never gets to a timer.
+                self.wake_all();
             }
             let has_work = up && self.has_work();
             let wake_at = if has_work { None } else { self.wake_time()? };
@@ -352,8 +382,10 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
                         Some(t) => self.clock.sleep_until(t).await,
                         None => std::future::pending().await,
                     }
-                }, if !has_work && up => self.dry = [false; 3],
-                () = links.wake.notified() => self.dry = [false; 3],
+                }, if !has_work && up => self.wake_all(),
+                () = links.wake.notified() => self.wake_all(),
+                // Only wakes the loop: the sweep itself runs at the top of the next turn.
+                () = self.clock.sleep_until(self.next_sweep) => {}
                 _ = links.binds_up.changed() => {}
                 _ = links.shutdown.changed() => {}
             }
@@ -372,6 +404,47 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
         } else {
             h.mark_down(&self.config.channel, self.clock.now());
         }
+    }
+
+    /// Ends expired waiting messages of every channel (the store's expiry index), so their
+    /// EXPIRED receipts do not wait for a lease that a down channel or a closed window
+    /// would not take. A full batch schedules the next step at once.
+    async fn sweep_expired(&mut self) -> Result<(), DispatchError> {
+        const SWEEP_BATCH: usize = 1024;
+        let now = self.clock.now();
+        let n = self.store.sweep_expired(to_ms(now), SWEEP_BATCH).await?;
+        self.stats.expired += n as u64;
+        self.next_sweep = if n >= SWEEP_BATCH {
+            now
+        } else {
+            now.checked_add(self.config.sweep_every)
+                .unwrap_or(Timestamp::MAX)
+        };
+        if n > 0 {
+            debug!(channel = %self.config.channel, expired = n, "Expired messages ended by the sweep.");
+        }
+        Ok(())
+    }
+
+    /// Every lane may have work again: lease each once more to find out.
+    fn wake_all(&mut self) {
+        self.dry = [false; 3];
+        self.recheck_at = None;
+    }
+
+    /// The earliest due time in the store over the dry lanes (`None` when none is dry or
+    /// their queues are empty).
+    fn dry_lanes_due(&self) -> Result<Option<Timestamp>, DispatchError> {
+        let mut earliest: Option<u64> = None;
+        for lane in Lane::ALL {
+            if !self.dry[index(lane)] {
+                continue;
+            }
+            if let Some(due) = self.store.next_due(&self.config.channel, lane)? {
+                earliest = Some(earliest.map_or(due, |e| e.min(due)));
+            }
+        }
+        Ok(earliest.map(from_ms))
     }
 
     fn has_work(&self) -> bool {
@@ -443,6 +516,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
                 self.metrics.leased[i].increment(leased.messages.len() as u64);
                 if leased.messages.is_empty() {
                     self.dry[i] = true;
+                    self.recheck_at = self.dry_lanes_due()?;
                     self.lanes.refund(lane);
                     continue;
                 }
@@ -464,7 +538,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
                 {
                     debug!(id = %message.id, "Message window closed; requeued at its opening.");
                     self.store
-                        .submit(vec![Op::Requeue {
+                        .submit(vec![Op::Release {
                             id: message.id,
                             due_ms: to_ms(open),
                         }])
@@ -483,7 +557,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
             .buffers
             .iter_mut()
             .flat_map(|b| b.drain(..))
-            .map(|m| Op::Requeue { id: m.id, due_ms })
+            .map(|m| Op::Release { id: m.id, due_ms })
             .collect();
         if !ops.is_empty() {
             self.store.submit(ops).await?;
@@ -497,6 +571,9 @@ struct OutcomeWriter<B: Backend, C: Clock> {
     store: Store<B>,
     clock: C,
     id_format: IdFormat,
+    /// The dispatcher's wake: a requeue or release puts a message back in a ready queue the
+    /// dispatcher may have marked dry, so it must look again.
+    wake: Arc<Notify>,
 }
 
 impl<B: Backend, C: Clock> OutcomeWriter<B, C> {
@@ -525,7 +602,13 @@ impl<B: Backend, C: Clock> OutcomeWriter<B, C> {
         for s in &settled {
             ops.extend(self.ops_for(&s.outcome));
         }
+        let requeued = ops
+            .iter()
+            .any(|op| matches!(op, Op::Requeue { .. } | Op::Release { .. }));
         self.store.submit(ops).await?;
+        if requeued {
+            self.wake.notify_one();
+        }
         // Only now that the outcomes are durable do the worker's credits come back.
         drop(settled);
         Ok(())
@@ -557,6 +640,13 @@ impl<B: Backend, C: Clock> OutcomeWriter<B, C> {
                 vec![Op::Requeue {
                     id: MessageId(*id),
                     due_ms: now_ms.saturating_add(after_ms),
+                }]
+            }
+            Outcome::Release { id, reason } => {
+                debug!(id, %reason, "Unsent message handed back.");
+                vec![Op::Release {
+                    id: MessageId(*id),
+                    due_ms: now_ms,
                 }]
             }
             Outcome::Failed {

@@ -369,8 +369,9 @@ async fn stalled_center_loses_nothing_on_shutdown() {
     let mut retried = Vec::new();
     while let Ok(o) = outcomes.try_recv() {
         match o.outcome {
-            Outcome::Retry { id, .. } => retried.push(id),
-            other => panic!("expected Retry, got {other:?}"),
+            // Sent-but-unanswered parts are retries; never-sent messages are releases.
+            Outcome::Retry { id, .. } | Outcome::Release { id, .. } => retried.push(id),
+            other => panic!("expected a hand-back, got {other:?}"),
         }
     }
     retried.sort_unstable();
@@ -399,7 +400,8 @@ async fn messages_go_back_when_no_bind_comes_up() {
             .await
             .map(|o| o.map(|s| s.outcome))
         {
-            Ok(Some(Outcome::Retry { id, reason, .. })) => {
+            // Never sent, so released without counting an attempt.
+            Ok(Some(Outcome::Release { id, reason })) => {
                 assert_eq!(reason, "no bind up");
                 back.push(id);
             }
@@ -577,4 +579,39 @@ async fn throughput() {
         tally.unique_messages
     );
     assert_eq!(tally.unique_messages, n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_handed_over_twice_is_sent_once() {
+    let (sim, addr) = sim(ListenerConfig::default()).await;
+    let mut rig = Rig::start(config(addr, 1000));
+    rig.input.send(text(1, "twice".into())).await.unwrap();
+    rig.input.send(text(1, "twice".into())).await.unwrap();
+    rig.input.send(text(2, "once".into())).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match tokio::time::timeout(WAIT, rig.outcomes.recv())
+            .await
+            .expect("outcomes in time")
+            .map(|s| s.outcome)
+        {
+            Some(Outcome::Sent { id, .. }) => got.push(id),
+            other => panic!("expected Sent, got {other:?}"),
+        }
+    }
+    got.sort_unstable();
+    assert_eq!(got, vec![1, 2]);
+    let Rig {
+        input,
+        mut outcomes,
+        handle,
+        ..
+    } = rig;
+    drop(input);
+    tokio::time::timeout(WAIT, handle.shutdown())
+        .await
+        .expect("worker stops");
+    assert!(outcomes.try_recv().is_err(), "no second outcome for id 1");
+    let tally = finish(sim).await;
+    assert_eq!(tally.submits_received, 2, "the duplicate was not sent");
 }

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sluice::store::{
-    AnyBackend, BackendKind, Lane, Message, MessageId, Payload, Store, WriterConfig,
+    AnyBackend, BackendKind, Lane, Message, MessageId, MessageState, Payload, Store, WriterConfig,
 };
 
 const CHILD_ENV: &str = "SLUICE_CRASH_CHILD_DIR";
@@ -122,7 +122,8 @@ fn crash_and_recover(backend: &str) {
         acked.len()
     );
 
-    // Reopen before the leases expire: leased messages are still in flight.
+    // Reopen before the leases expire: the dead process's leases are recovered at once (the
+    // file lock makes the new process the only owner), so nothing waits for lease expiry.
     {
         let store = Store::open(
             AnyBackend::open(kind(backend), dir.path()).unwrap(),
@@ -132,6 +133,11 @@ fn crash_and_recover(backend: &str) {
         .unwrap();
         for id in &acked {
             assert!(store.get(*id).unwrap().is_some(), "acknowledged {id} lost");
+        }
+        for id in &leased {
+            let m = store.get(*id).unwrap().unwrap();
+            assert_ne!(m.state, MessageState::InFlight, "{id} still in flight");
+            assert_eq!(m.lease_until_ms, None);
         }
     }
     // Reopen after expiry: every stored message is leasable again, exactly once.
@@ -168,4 +174,45 @@ fn redb_kill_loses_no_acknowledged_message() {
 #[test]
 fn sled_kill_loses_no_acknowledged_message() {
     crash_and_recover("sled");
+}
+
+#[test]
+fn reopen_within_the_lease_time_makes_leased_messages_ready_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Store::open(
+            AnyBackend::open(BackendKind::Redb, dir.path()).unwrap(),
+            WriterConfig::default(),
+            NOW,
+        )
+        .unwrap()
+    };
+    let store = open();
+    let id = store.ids().next(NOW);
+    let payload = Payload::Text {
+        text: "otp".into(),
+        encoding: Default::default(),
+    };
+    let m = Message::new(id, "acme", "+8613800138000", payload, "smsc1", NOW, NOW);
+    futures::executor::block_on(store.insert_batch(vec![m])).unwrap();
+    let leased =
+        futures::executor::block_on(store.lease("smsc1", Lane::Notification, NOW, 10, 300_000))
+            .unwrap();
+    assert_eq!(leased.messages.len(), 1);
+    drop(store);
+    // The process is gone one second later, well within the 5-minute lease.
+    let store = open();
+    assert_eq!(store.get(id).unwrap().unwrap().state, MessageState::Queued);
+    let again = futures::executor::block_on(store.lease(
+        "smsc1",
+        Lane::Notification,
+        NOW + 1_000,
+        10,
+        300_000,
+    ))
+    .unwrap();
+    assert_eq!(
+        again.messages.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![id]
+    );
 }

@@ -6,8 +6,8 @@
 use std::sync::{Arc, Mutex};
 
 use sluice::store::{
-    Backend, Kv, KvRead, Lane, Message, Op, OpResult, PartState, Payload, RedbBackend, Store,
-    StoreError, WriterConfig,
+    Backend, Kv, KvRead, Lane, Message, MessageState, Op, OpResult, PartState, Payload,
+    RedbBackend, Store, StoreError, WriterConfig,
 };
 
 /// redb, recording `true` for each durable write and `false` for each relaxed one.
@@ -125,8 +125,9 @@ fn only_crash_harmless_batches_skip_the_fsync() {
 
 #[test]
 fn relaxed_commits_survive_a_clean_close() {
+    // An outbox ack is relaxed; a lease would not do here, because opening the store returns
+    // every lease of the previous run to its queue.
     let dir = tempfile::tempdir().unwrap();
-    let id;
     {
         let store = Store::open(
             RedbBackend::open(dir.path()).unwrap(),
@@ -134,19 +135,22 @@ fn relaxed_commits_survive_a_clean_close() {
             NOW,
         )
         .unwrap();
-        id = store.ids().next(NOW);
+        let id = store.ids().next(NOW);
         let payload = Payload::Text {
             text: "hi".into(),
             encoding: Default::default(),
         };
-        let m = Message::new(id, "acme", "+861", payload, "smsc1", NOW, NOW);
+        let mut m = Message::new(id, "acme", "+861", payload, "smsc1", NOW, NOW);
+        // Stored straight as final: its receipt is in the outbox.
+        m.state = MessageState::Rejected;
         store
             .submit_blocking(vec![Op::Insert(Box::new(m))])
             .unwrap();
-        let leased =
-            futures::executor::block_on(store.lease("smsc1", Lane::Notification, NOW, 10, 60_000))
-                .unwrap();
-        assert_eq!(leased.messages.len(), 1);
+        assert_eq!(store.outbox("acme", 0, 10).unwrap().len(), 1);
+        assert_eq!(
+            futures::executor::block_on(store.outbox_ack("acme", 1)).unwrap(),
+            1
+        );
     }
     let store = Store::open(
         RedbBackend::open(dir.path()).unwrap(),
@@ -154,9 +158,44 @@ fn relaxed_commits_survive_a_clean_close() {
         NOW,
     )
     .unwrap();
+    assert!(
+        store.outbox("acme", 0, 10).unwrap().is_empty(),
+        "the relaxed ack was made durable when the store closed"
+    );
+}
+
+#[test]
+fn a_lease_that_expires_messages_is_made_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let store = Store::open(
+        Recording {
+            inner: RedbBackend::open(dir.path()).unwrap(),
+            log: Arc::clone(&log),
+        },
+        WriterConfig::default(),
+        NOW,
+    )
+    .unwrap();
+    let payload = Payload::Text {
+        text: "hi".into(),
+        encoding: Default::default(),
+    };
+    let id = store.ids().next(NOW);
+    let mut m = Message::new(id, "acme", "+861", payload, "smsc1", NOW, NOW);
+    m.expires_at_ms = Some(NOW + 5);
+    store
+        .submit_blocking(vec![Op::Insert(Box::new(m))])
+        .unwrap();
+    log.lock().unwrap().clear();
+    let leased =
+        futures::executor::block_on(store.lease("smsc1", Lane::Notification, NOW + 10, 10, 60_000))
+            .unwrap();
+    assert_eq!(leased.expired, vec![id]);
+    let log = log.lock().unwrap().clone();
     assert_eq!(
-        store.get(id).unwrap().unwrap().lease_until_ms,
-        Some(NOW + 60_000),
-        "the relaxed lease was made durable when the store closed"
+        log.last(),
+        Some(&true),
+        "the EXPIRED receipt and its outbox sequence are durable before the lease returns: {log:?}"
     );
 }

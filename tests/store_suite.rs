@@ -197,6 +197,20 @@ pub fn lease_submit_requeue<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let got = lease(&store, 2_000, 10, 30_000);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].attempts, 1);
+    // Release (a hand-back of an unsent message) requeues without counting an attempt.
+    assert_eq!(
+        one(
+            &store,
+            Op::Release {
+                id: ids[1],
+                due_ms: 2_000
+            }
+        ),
+        OpResult::Updated(MessageState::Scheduled)
+    );
+    let got = lease(&store, 2_000, 10, 30_000);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].attempts, 1, "a release is not an attempt");
     // Requeue of something not in flight does nothing.
     assert_eq!(
         one(
@@ -260,7 +274,7 @@ pub fn lease_submit_requeue<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     assert_eq!(take(5), vec![extra[1], extra[0]]);
 }
 
-pub fn expired_leases_recover_after_reopen<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+pub fn leases_recover_after_reopen<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let id;
     {
         let store = Store::open(open(dir), WriterConfig::default(), 10_000).unwrap();
@@ -268,30 +282,78 @@ pub fn expired_leases_recover_after_reopen<B: Backend>(dir: &Path, open: fn(&Pat
         assert_eq!(lease(&store, 10_000, 10, 1_000).len(), 1);
         // Dropped while the message is in flight, as if the process died mid-send.
     }
-    {
-        // Lease not yet expired: stays in flight.
-        let store = Store::open(open(dir), WriterConfig::default(), 10_500).unwrap();
-        assert_eq!(
-            store.get(id).unwrap().unwrap().state,
-            MessageState::InFlight
-        );
-        assert!(lease(&store, 10_500, 10, 1_000).is_empty());
-    }
-    let store = Store::open(open(dir), WriterConfig::default(), 11_000).unwrap();
+    // Reopen while the lease still runs: the file lock makes this process the only owner, so
+    // the dead process's lease is returned at once instead of at its expiry.
+    let store = Store::open(open(dir), WriterConfig::default(), 10_500).unwrap();
     let m = store.get(id).unwrap().unwrap();
     assert_eq!(m.state, MessageState::Queued);
     assert_eq!(m.lease_until_ms, None);
-    let again = lease(&store, 11_000, 10, 1_000);
+    let again = lease(&store, 10_500, 10, 1_000);
     assert_eq!(again.len(), 1);
-    // Periodic recovery without reopen.
+    // Periodic recovery without reopen only returns leases that expired.
     assert_eq!(
-        futures::executor::block_on(store.recover(11_999)).unwrap(),
+        futures::executor::block_on(store.recover(11_499)).unwrap(),
         0
     );
     assert_eq!(
-        futures::executor::block_on(store.recover(12_000)).unwrap(),
+        futures::executor::block_on(store.recover(11_500)).unwrap(),
         1
     );
+}
+
+pub fn sweep_ends_expired_waiting_messages<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    let mut waiting = msg(&store, "acme", 1_000, 1_000);
+    waiting.expires_at_ms = Some(5_000);
+    let mut later = msg(&store, "acme", 1_000, 1_000);
+    later.expires_at_ms = Some(50_000);
+    let mut flying = msg(&store, "acme", 1_000, 1_000);
+    flying.expires_at_ms = Some(5_000);
+    let plain = msg(&store, "acme", 1_000, 1_000);
+    let flying_id = flying.id;
+    // The in-flight one is inserted and leased first, alone.
+    insert_all(&store, vec![flying]);
+    assert_eq!(lease(&store, 1_000, 10, 60_000).len(), 1);
+    let ids = insert_all(&store, vec![waiting, later, plain]);
+    let sweep = |now| futures::executor::block_on(store.sweep_expired(now, 100)).unwrap();
+    assert_eq!(sweep(4_999), 0, "nothing expired yet");
+    // No lease happens (channel down): the sweep alone ends the expired waiting message.
+    assert_eq!(sweep(6_000), 1);
+    let m = store.get(ids[0]).unwrap().unwrap();
+    assert_eq!(m.state, MessageState::Expired);
+    let out = store.outbox("acme", 0, 10).unwrap();
+    assert_eq!(out.len(), 1, "one EXPIRED receipt");
+    assert_eq!(
+        store.get(ids[1]).unwrap().unwrap().state,
+        MessageState::Queued
+    );
+    assert_eq!(
+        store.get(ids[2]).unwrap().unwrap().state,
+        MessageState::Queued
+    );
+    assert_eq!(
+        store.get(flying_id).unwrap().unwrap().state,
+        MessageState::InFlight,
+        "in flight is left to the lease path"
+    );
+    assert_eq!(sweep(6_000), 0, "idempotent");
+    // Requeued after expiry: indexed again, so the next sweep ends it.
+    assert_eq!(
+        one(
+            &store,
+            Op::Requeue {
+                id: flying_id,
+                due_ms: 7_000
+            }
+        ),
+        OpResult::Updated(MessageState::Scheduled)
+    );
+    assert_eq!(sweep(7_000), 1);
+    assert_eq!(
+        store.get(flying_id).unwrap().unwrap().state,
+        MessageState::Expired
+    );
+    assert_eq!(sweep(60_000), 1, "the later one in its turn");
 }
 
 pub fn receipts_correlate_by_center_id<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
@@ -730,8 +792,12 @@ macro_rules! suite {
                 run(super::lease_submit_requeue);
             }
             #[test]
-            fn expired_leases_recover_after_reopen() {
-                run(super::expired_leases_recover_after_reopen);
+            fn leases_recover_after_reopen() {
+                run(super::leases_recover_after_reopen);
+            }
+            #[test]
+            fn sweep_ends_expired_waiting_messages() {
+                run(super::sweep_ends_expired_waiting_messages);
             }
             #[test]
             fn receipts_correlate_by_center_id() {

@@ -9,6 +9,9 @@ pub const CHANNEL_QUEUE_DEPTH: &str = "sluice_channel_queue_depth";
 pub const CHANNEL_SUBMITS: &str = "sluice_channel_submits_total";
 /// Counter: submit responses by command_status (labels channel, status).
 pub const CHANNEL_RESPONSES: &str = "sluice_channel_responses_total";
+/// Counter: ESME_ROK submit responses without a message_id, retried as temporary failures
+/// (label channel).
+pub const CHANNEL_EMPTY_MESSAGE_IDS: &str = "sluice_channel_empty_message_ids_total";
 /// Counter: throttle answers (ESME_RTHROTTLED / ESME_RMSGQFUL) (label channel).
 pub const CHANNEL_THROTTLED: &str = "sluice_channel_throttled_total";
 /// Gauge: the AIMD send rate in msg/s (label channel).

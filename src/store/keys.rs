@@ -16,6 +16,7 @@
 //! | 0x09 early receipt | channel, 0, center_id | arrived_ms, receipt JSON |
 //! | 0x0A early receipt age | arrived_ms, channel, 0, center_id | empty |
 //! | 0x0B message state | id | message state record (`codec.rs`) |
+//! | 0x0C expiry | expires_at_ms, id | empty (ready messages with a validity end) |
 
 use super::id::MessageId;
 use super::model::Lane;
@@ -31,6 +32,7 @@ pub(crate) const TERMINAL: u8 = 0x08;
 pub(crate) const EARLY: u8 = 0x09;
 pub(crate) const EARLY_AGE: u8 = 0x0A;
 pub(crate) const STATE: u8 = 0x0B;
+pub(crate) const EXPIRY: u8 = 0x0C;
 
 /// Reads a big-endian u64 at `at`; `None` if the slice is too short.
 pub(crate) fn be_u64(b: &[u8], at: usize) -> Option<u64> {
@@ -149,6 +151,15 @@ pub(crate) fn terminal(done_ms: u64, id: MessageId) -> [u8; 17] {
     let mut k = [0u8; 17];
     k[0] = TERMINAL;
     k[1..9].copy_from_slice(&done_ms.to_be_bytes());
+    k[9..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// Expiry index entry: lets a sweep end expired messages without waiting for a lease.
+pub(crate) fn expiry(expires_at_ms: u64, id: MessageId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = EXPIRY;
+    k[1..9].copy_from_slice(&expires_at_ms.to_be_bytes());
     k[9..].copy_from_slice(&id.to_be_bytes());
     k
 }

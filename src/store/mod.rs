@@ -117,17 +117,22 @@ impl<B: Backend> std::fmt::Debug for Store<B> {
 }
 
 impl<B: Backend> Store<B> {
-    /// Opens the store on `backend`: returns leases expired at `now_ms` to their ready queues
-    /// (crash recovery), seeds the id generator past the newest stored id, starts the writer.
-    pub fn open(backend: B, cfg: WriterConfig, now_ms: u64) -> Result<Self, StoreError> {
+    /// Opens the store on `backend`: returns every lease of the previous run to its ready
+    /// queue (crash recovery), seeds the id generator past the newest stored id, starts the
+    /// writer. `_now_ms` is kept for callers; recovery no longer depends on the time (it used
+    /// to recover only leases expired by then).
+    pub fn open(backend: B, cfg: WriterConfig, _now_ms: u64) -> Result<Self, StoreError> {
         let backend = Arc::new(backend);
-        let recovered = backend.write(|kv| ops::apply(kv, &Op::Recover { now_ms }))?;
+        // Every lease, not only expired ones: the engine's file lock makes this process the
+        // only owner, so whatever was in flight belonged to a process that is gone, and a
+        // restart within the lease time must not leave those messages stuck until expiry.
+        let recovered = backend.write(ops::recover_all)?;
         if let OpResult::Count(n) = recovered
             && n > 0
         {
             tracing::info!(
                 requeued = n,
-                "store: expired leases returned to ready queues"
+                "store: leases of the previous run returned to ready queues"
             );
         }
         let last = backend.read(|kv| reads::last_id(kv))?;
@@ -252,6 +257,16 @@ impl<B: Backend> Store<B> {
             Some(OpResult::Leased { messages, expired }) => Ok(Leased { messages, expired }),
             other => Err(StoreError::Backend(format!("lease answered {other:?}"))),
         }
+    }
+
+    /// Ends up to `limit` waiting messages whose validity ended by `now_ms` (EXPIRED receipt),
+    /// without waiting for a lease: run it periodically so a down channel or a closed window
+    /// does not hold back EXPIRED receipts. Returns how many were ended (durable commit).
+    ///
+    /// # Errors
+    /// As [`Store::submit`].
+    pub async fn sweep_expired(&self, now_ms: u64, limit: usize) -> Result<usize, StoreError> {
+        self.count(Op::SweepExpired { now_ms, limit }).await
     }
 
     /// Returns leases expired at `now_ms` to the ready queues; run it periodically. Returns

@@ -71,6 +71,15 @@ pub enum Op {
         /// When to try again, ms.
         due_ms: u64,
     },
+    /// Give an in-flight message back to its ready queue at `due_ms` WITHOUT counting an
+    /// attempt: it was never sent (dispatch's buffer at shutdown, a closed window, a worker
+    /// with no bind up). Only real send failures ([`Op::Requeue`]) use up the retry budget.
+    Release {
+        /// Message.
+        id: MessageId,
+        /// When it may be leased again, ms.
+        due_ms: u64,
+    },
     /// End a message with a final `state` decided by the gateway or a submit response
     /// (rejected, failed, expired).
     Finish {
@@ -119,6 +128,16 @@ pub enum Op {
     Recover {
         /// Current time, ms.
         now_ms: u64,
+    },
+    /// End as `expired` (with an EXPIRED receipt) up to `limit` waiting messages whose
+    /// `expires_at_ms <= now_ms`, through the expiry index — so a message whose channel is
+    /// down or outside its window still gets its receipt on time. In-flight messages are
+    /// left to the lease path (which checks expiry again when they are requeued).
+    SweepExpired {
+        /// Current time, ms.
+        now_ms: u64,
+        /// Most index entries to visit in this step.
+        limit: usize,
     },
     /// Delete up to `limit` final messages that ended before `before_ms` (with their
     /// idempotency and center-id entries), and held receipts older than `before_ms`.
@@ -247,6 +266,9 @@ fn finalize(
     now_ms: u64,
 ) -> Result<(), StoreError> {
     unqueue(kv, m)?;
+    if let Some(exp) = m.expires_at_ms {
+        kv.delete(&keys::expiry(exp, m.id))?;
+    }
     m.state = state;
     m.done_ms = Some(now_ms);
     kv.put(&keys::terminal(now_ms, m.id), &[])?;
@@ -302,6 +324,13 @@ pub(crate) fn needs_fsync(op: &Op) -> bool {
     )
 }
 
+/// Whether applying a crash-harmless op nevertheless ended messages (queued receipts and
+/// advanced an outbox sequence), so its commit must be made durable after all. Only a lease
+/// can: it finalizes messages it finds past their expiry.
+pub(crate) fn finalized_something(result: &OpResult) -> bool {
+    matches!(result, OpResult::Leased { expired, .. } if !expired.is_empty())
+}
+
 /// Applies one op. Ops are borrowed so the writer can retry a group batch by batch.
 pub(crate) fn apply(kv: &mut dyn Kv, op: &Op) -> Result<OpResult, StoreError> {
     match op {
@@ -320,7 +349,8 @@ pub(crate) fn apply(kv: &mut dyn Kv, op: &Op) -> Result<OpResult, StoreError> {
             center_id,
             now_ms,
         } => submitted(kv, *id, *part, *parts, center_id, *now_ms),
-        Op::Requeue { id, due_ms } => requeue(kv, *id, *due_ms),
+        Op::Requeue { id, due_ms } => requeue(kv, *id, *due_ms, true),
+        Op::Release { id, due_ms } => requeue(kv, *id, *due_ms, false),
         Op::Finish {
             id,
             state,
@@ -348,6 +378,7 @@ pub(crate) fn apply(kv: &mut dyn Kv, op: &Op) -> Result<OpResult, StoreError> {
         }
         Op::Recover { now_ms } => recover(kv, *now_ms),
         Op::Purge { before_ms, limit } => purge(kv, *before_ms, *limit),
+        Op::SweepExpired { now_ms, limit } => sweep_expired(kv, *now_ms, *limit),
     }
 }
 
@@ -380,6 +411,7 @@ fn insert(kv: &mut dyn Kv, m: &Message) -> Result<OpResult, StoreError> {
     {
         // The usual case, stored as given (no copy of the message).
         kv.put(&keys::ready(&m.channel, m.lane, m.due_ms, m.id), &[])?;
+        index_expiry(kv, m)?;
         save(kv, m)?;
         return Ok(OpResult::Inserted(m.id));
     }
@@ -394,6 +426,7 @@ fn insert(kv: &mut dyn Kv, m: &Message) -> Result<OpResult, StoreError> {
         // In flight or sent at insert makes no sense: it starts in the ready queue.
         m.state = MessageState::Queued;
         kv.put(&keys::ready(&m.channel, m.lane, m.due_ms, m.id), &[])?;
+        index_expiry(kv, &m)?;
         save(kv, &m)?;
     }
     Ok(OpResult::Inserted(m.id))
@@ -534,7 +567,13 @@ fn aggregate(parts: &[Part]) -> Option<MessageState> {
     )
 }
 
-fn requeue(kv: &mut dyn Kv, id: MessageId, due_ms: u64) -> Result<OpResult, StoreError> {
+/// Back to the ready queue at `due_ms`; `count` says whether this was a real attempt.
+fn requeue(
+    kv: &mut dyn Kv,
+    id: MessageId,
+    due_ms: u64,
+    count: bool,
+) -> Result<OpResult, StoreError> {
     let Some(mut m) = load(kv, id)? else {
         return Ok(OpResult::NotFound);
     };
@@ -542,10 +581,14 @@ fn requeue(kv: &mut dyn Kv, id: MessageId, due_ms: u64) -> Result<OpResult, Stor
         return Ok(OpResult::Stale(m.state));
     }
     unqueue(kv, &mut m)?;
-    m.attempts = m.attempts.saturating_add(1);
+    if count {
+        m.attempts = m.attempts.saturating_add(1);
+    }
     m.due_ms = due_ms;
     m.state = MessageState::Scheduled;
     kv.put(&keys::ready(&m.channel, m.lane, due_ms, id), &[])?;
+    // A sweep may have dropped the entry while the message was in flight.
+    index_expiry(kv, &m)?;
     save(kv, &m)?;
     Ok(OpResult::Updated(m.state))
 }
@@ -651,12 +694,23 @@ fn outbox_ack(kv: &mut dyn Kv, account: &str, through: u64) -> Result<OpResult, 
 }
 
 fn recover(kv: &mut dyn Kv, now_ms: u64) -> Result<OpResult, StoreError> {
+    recover_before(kv, &keys::lease(now_ms.saturating_add(1), MessageId(0)))
+}
+
+/// Returns EVERY lease to its ready queue, expired or not. Only right when opening the store:
+/// the engine's file lock makes this process the only owner, so no lease can belong to a live
+/// sender and waiting for expiry would only delay those messages by up to a lease time.
+pub(crate) fn recover_all(kv: &mut dyn Kv) -> Result<OpResult, StoreError> {
+    recover_before(kv, &[keys::LEASE + 1])
+}
+
+/// Returns the leases with keys below `end` to their ready queues.
+fn recover_before(kv: &mut dyn Kv, end: &[u8]) -> Result<OpResult, StoreError> {
     let start = [keys::LEASE];
-    let end = keys::lease(now_ms.saturating_add(1), MessageId(0));
     let mut n = 0;
     loop {
         let mut found = Vec::new();
-        kv.scan(&start, &end, CHUNK, &mut found)?;
+        kv.scan(&start, end, CHUNK, &mut found)?;
         if found.is_empty() {
             return Ok(OpResult::Count(n));
         }
@@ -674,10 +728,48 @@ fn recover(kv: &mut dyn Kv, now_ms: u64) -> Result<OpResult, StoreError> {
             m.lease_until_ms = None;
             m.state = MessageState::Queued;
             kv.put(&keys::ready(&m.channel, m.lane, m.due_ms, m.id), &[])?;
+            index_expiry(kv, &m)?;
             save(kv, &m)?;
             n += 1;
         }
     }
+}
+
+/// Adds the expiry index entry of a message that has a validity end.
+fn index_expiry(kv: &mut dyn Kv, m: &Message) -> Result<(), StoreError> {
+    if let Some(exp) = m.expires_at_ms {
+        kv.put(&keys::expiry(exp, m.id), &[])?;
+    }
+    Ok(())
+}
+
+fn sweep_expired(kv: &mut dyn Kv, now_ms: u64, limit: usize) -> Result<OpResult, StoreError> {
+    let mut found = Vec::new();
+    kv.scan(
+        &[keys::EXPIRY],
+        &keys::expiry(now_ms.saturating_add(1), MessageId(0)),
+        limit,
+        &mut found,
+    )?;
+    let mut n = 0;
+    for (k, _) in found {
+        // Each entry is visited once: ended here, already final, or in flight (the lease
+        // path checks expiry when it comes back).
+        kv.delete(&k)?;
+        let Some(id) = keys::be_u64(&k, 9) else {
+            continue;
+        };
+        let Some(mut m) = load_queued(kv, MessageId(id))? else {
+            continue;
+        };
+        let waiting = matches!(m.state, MessageState::Queued | MessageState::Scheduled)
+            && m.lease_until_ms.is_none();
+        if waiting && m.expires_at_ms.is_some_and(|e| e <= now_ms) {
+            finalize(kv, &mut m, MessageState::Expired, "EXPIRED", "000", now_ms)?;
+            n += 1;
+        }
+    }
+    Ok(OpResult::Count(n))
 }
 
 fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, StoreError> {

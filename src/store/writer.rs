@@ -11,7 +11,9 @@
 //! - a producer's batch is atomic and is answered `Ok` only after its commit is durable —
 //!   except a group made only of ops whose loss a crash makes harmless (lease, outbox ack,
 //!   recover, purge: `ops::needs_fsync`), which commits without waiting for the fsync and
-//!   becomes durable with the next durable commit;
+//!   becomes durable with the next durable commit — unless applying it ended a message (a
+//!   lease that expired messages, `ops::finalized_something`), when the writer follows it
+//!   with a durable commit before answering;
 //! - a batch is never split across commits (so one batch may exceed `max_ops`);
 //! - if a group commit fails, each batch is retried alone, so one bad batch (e.g. a corrupt
 //!   record it touches) fails only its own producer.
@@ -143,7 +145,16 @@ fn write_group<B: Backend>(
     if durable {
         backend.write(|kv| apply_group(kv, group))
     } else {
-        backend.write_relaxed(|kv| apply_group(kv, group))
+        let results = backend.write_relaxed(|kv| apply_group(kv, group))?;
+        if results.iter().flatten().any(ops::finalized_something) {
+            // A relaxed op turned out to end messages (a lease that expired some): that
+            // queued receipts and advanced outbox sequences, which a crash must not roll back
+            // (the sequence would be handed out again for another receipt). Commits are
+            // durable in order, so one durable commit after it makes it durable before any
+            // producer is answered.
+            backend.write(|_| Ok(()))?;
+        }
+        Ok(results)
     }
 }
 

@@ -112,10 +112,11 @@ impl Rig {
                         m.attempt = attempts;
                         waiting.insert(0, m);
                     }
+                    Outcome::Release { id, .. } => waiting.insert(0, by_id[&id].clone()),
                     other => {
                         let id = match &other {
                             Outcome::Sent { id, .. } | Outcome::Failed { id, .. } => *id,
-                            Outcome::Retry { .. } => unreachable!(),
+                            Outcome::Retry { .. } | Outcome::Release { .. } => unreachable!(),
                         };
                         assert!(finals.insert(id, other).is_none(), "two final outcomes for {id}");
                     }

@@ -19,7 +19,8 @@ pub(crate) struct Accepted<'a> {
     /// User data without UDH.
     pub(crate) payload: &'a [u8],
     pub(crate) concat: Option<Concat>,
-    /// Receipt requested: 0 none, 1 always, 2 on failure only (SMPP registered_delivery & 3).
+    /// Receipt requested, SMPP registered_delivery bits 0-1: 0 none, 1 on success and
+    /// failure, 2 on failure only, 3 on success only (SMPP 5.0). CMPP maps its 0/1 here.
     pub(crate) receipt: u8,
     pub(crate) coding: TextCoding,
 }
@@ -52,7 +53,7 @@ pub(crate) fn on_accepted(
     let mut receipt = Receipt::None;
     if m.receipt & 3 != 0 {
         let stat = center.draw_stat(rng);
-        if !(m.receipt & 3 == 2 && stat == Stat::Delivrd) {
+        if wants_receipt(m.receipt, stat) {
             let cfg = &center.cfg.dlr;
             let early = cfg.early_share > 0.0 && rng.random::<f64>() < cfg.early_share;
             let delay = if early {
@@ -92,4 +93,37 @@ pub(crate) fn on_accepted(
         );
     }
     receipt
+}
+
+/// Whether a receipt with outcome `stat` is due under the SMPP `registered_delivery` bits
+/// 0-1 of `mode`: 0 never, 1 always, 2 only for failures, 3 only for success (SMPP 5.0
+/// §4.7.21; 3 is not "always"). Only DELIVRD counts as success.
+pub(crate) fn wants_receipt(mode: u8, stat: Stat) -> bool {
+    let success = stat == Stat::Delivrd;
+    match mode & 3 {
+        0 => false,
+        1 => true,
+        2 => !success,
+        _ => success,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Stat, wants_receipt};
+
+    #[test]
+    fn registered_delivery_bits_select_receipts() {
+        for (mode, on_ok, on_fail) in [
+            (0, false, false),
+            (1, true, true),
+            (2, false, true),
+            (3, true, false),
+            // Higher bits (SME ack, intermediate) do not change the MC receipt choice.
+            (0x13, true, false),
+        ] {
+            assert_eq!(wants_receipt(mode, Stat::Delivrd), on_ok, "mode {mode}");
+            assert_eq!(wants_receipt(mode, Stat::Undeliv), on_fail, "mode {mode}");
+        }
+    }
 }

@@ -121,6 +121,11 @@ impl MessageState {
     }
 
     /// True for states after which nothing more will happen to the message.
+    ///
+    /// Follows the "final" column of the SMPP 5.0 message_state table: ACCEPTED (manually
+    /// read on the subscriber's behalf) is final; UNKNOWN is not, because the MC may still
+    /// resolve an invalid/unknown state (it can be intermediate or permanent), and SCHEDULED
+    /// and ENROUTE are intermediate. Unassigned values are treated as not final.
     pub const fn is_final(self) -> bool {
         matches!(
             self,
@@ -128,6 +133,7 @@ impl MessageState {
                 | Self::Expired
                 | Self::Deleted
                 | Self::Undeliverable
+                | Self::Accepted
                 | Self::Rejected
                 | Self::Skipped
         )
@@ -352,5 +358,18 @@ impl Tlvs {
 impl FromIterator<Tlv> for Tlvs {
     fn from_iter<I: IntoIterator<Item = Tlv>>(iter: I) -> Self {
         Self(iter.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod message_state_tests {
+    use super::MessageState;
+
+    #[test]
+    fn final_states_follow_smpp5_table() {
+        let finals: Vec<u8> = (0..=10)
+            .filter(|&v| MessageState::from_u8(v).is_final())
+            .collect();
+        assert_eq!(finals, vec![2, 3, 4, 5, 6, 8, 9]);
     }
 }

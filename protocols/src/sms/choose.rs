@@ -29,12 +29,14 @@ impl EncodingSet {
     pub const UCS2: Self = Self(4);
     /// GBK.
     pub const GBK: Self = Self(8);
+    /// ASCII / IA5 (CMPP `Msg_Fmt` 0).
+    pub const ASCII: Self = Self(16);
     /// What every SMPP SMSC accepts: GSM 7-bit and UCS-2.
     pub const SMPP_DEFAULT: Self = Self(1 | 4);
-    /// CMPP ISMGs: UCS-2 and GBK. GSM 7-bit is left out on purpose: CMPP `Msg_Fmt` 0 means
-    /// ASCII octets, not GSM septets (`@` would become 0x00), and GBK is ASCII-compatible, so
-    /// plain-ASCII text goes as GBK at one octet per character.
-    pub const CMPP_DEFAULT: Self = Self(4 | 8);
+    /// CMPP ISMGs: ASCII, UCS-2 and GBK. Pure-ASCII text goes as ASCII (`Msg_Fmt` 0, one
+    /// octet per character); GSM 7-bit is left out on purpose: CMPP `Msg_Fmt` 0 means ASCII
+    /// octets, not GSM septets (`@` would become 0x00).
+    pub const CMPP_DEFAULT: Self = Self(4 | 8 | 16);
 
     /// True if every encoding in `other` is in `self`.
     #[must_use]
@@ -56,6 +58,7 @@ impl EncodingSet {
             Encoding::Latin1 => Self::LATIN1,
             Encoding::Ucs2 => Self::UCS2,
             Encoding::Gbk => Self::GBK,
+            Encoding::Ascii => Self::ASCII,
             Encoding::Binary => Self::EMPTY,
         }
     }
@@ -87,6 +90,7 @@ fn octets(text: &str, encoding: Encoding) -> Option<usize> {
             .then(|| text.chars().count()),
         Encoding::Ucs2 => Some(super::ucs2::unit_len(text) * 2),
         Encoding::Gbk => super::gbk::encode(text).ok().map(|v| v.len()),
+        Encoding::Ascii => text.is_ascii().then_some(text.len()),
         Encoding::Binary => None,
     }
 }
@@ -112,7 +116,13 @@ pub fn choose(text: &str, allowed: EncodingSet, scheme: ConcatScheme) -> Option<
     };
     let mut best: Option<(Encoding, (usize, usize))> = None;
     // Evaluation order is the tie-break order: a later candidate must be strictly cheaper.
-    for e in [Encoding::Ucs2, Encoding::Gbk, Encoding::Latin1] {
+    // ASCII first: for pure-ASCII text it ties with GBK and is the plainer format.
+    for e in [
+        Encoding::Ascii,
+        Encoding::Ucs2,
+        Encoding::Gbk,
+        Encoding::Latin1,
+    ] {
         if let Some(c) = cost(e)
             && best.is_none_or(|(_, b)| c < b)
         {
@@ -171,7 +181,7 @@ mod tests {
     }
 
     #[test]
-    fn cmpp_ascii_goes_as_gbk() {
+    fn cmpp_ascii_goes_as_ascii() {
         let c = choose(
             "Hello @ sluice",
             EncodingSet::CMPP_DEFAULT,
@@ -181,11 +191,26 @@ mod tests {
         assert_eq!(
             c,
             Choice {
-                encoding: Encoding::Gbk,
+                encoding: Encoding::Ascii,
                 parts: 1
             }
         );
-        assert_eq!(c.encoding.cmpp_msg_fmt(), Some(15));
+        assert_eq!(c.encoding.cmpp_msg_fmt(), Some(0));
+        // 161 ASCII characters: 140 octets per part, 134 with a UDH.
+        let long = "a".repeat(161);
+        let c = choose(&long, EncodingSet::CMPP_DEFAULT, ConcatScheme::Udh8).unwrap();
+        assert_eq!((c.encoding, c.parts), (Encoding::Ascii, 2));
+        // Not pure ASCII: GBK / UCS-2 as before.
+        let c = choose("你好 sluice", EncodingSet::CMPP_DEFAULT, ConcatScheme::Udh8).unwrap();
+        assert_ne!(c.encoding, Encoding::Ascii);
+    }
+
+    #[test]
+    fn smpp_defaults_never_choose_ascii() {
+        for text in ["Hello @ sluice", "garçon", "你好"] {
+            let c = choose(text, EncodingSet::SMPP_DEFAULT, ConcatScheme::Udh8).unwrap();
+            assert_ne!(c.encoding, Encoding::Ascii, "{text}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! integers so either codec can carry them as UDH or TLVs).
 //!
 //! - [`gsm7`]: GSM 03.38 default alphabet + extension table; packed and unpacked forms.
-//! - [`ucs2`], [`latin1`], [`gbk`]: the other text encodings.
+//! - [`ucs2`], [`latin1`], [`gbk`], [`ascii`]: the other text encodings.
 //! - [`choose()`]: the cheapest encoding a channel allows for a text.
 //! - [`split`]: text or binary → [`Part`]s with UDH (IE 0x00 / 0x08) or SAR numbers.
 //! - [`udh`]: User Data Header parse/build; concatenation and port IEs.
@@ -25,6 +25,7 @@
 //! assert_eq!(parts[0].udh.as_deref(), Some(&[0x05, 0x00, 0x03, 43, 2, 1][..]));
 //! ```
 
+pub mod ascii;
 pub mod choose;
 pub mod error;
 pub mod gbk;
@@ -55,17 +56,21 @@ pub enum Encoding {
     Ucs2,
     /// GBK (CMPP only).
     Gbk,
+    /// ASCII / IA5: 7-bit clean octets (CMPP `Msg_Fmt` 0; SMPP `data_coding` 1, which the
+    /// SMPP defaults never choose).
+    Ascii,
     /// 8-bit binary data.
     Binary,
 }
 
 impl Encoding {
-    /// SMPP `data_coding`: 0 (SMSC default alphabet, GSM 7-bit), 3 (Latin-1), 8 (UCS-2),
-    /// 4 (8-bit binary). `None` for GBK, which SMPP does not define.
+    /// SMPP `data_coding`: 0 (SMSC default alphabet, GSM 7-bit), 1 (IA5/ASCII), 3
+    /// (Latin-1), 8 (UCS-2), 4 (8-bit binary). `None` for GBK, which SMPP does not define.
     #[must_use]
     pub const fn smpp_data_coding(self) -> Option<u8> {
         match self {
             Self::Gsm7 => Some(0),
+            Self::Ascii => Some(1),
             Self::Latin1 => Some(3),
             Self::Ucs2 => Some(8),
             Self::Binary => Some(4),
@@ -73,17 +78,17 @@ impl Encoding {
         }
     }
 
-    /// CMPP `Msg_Fmt`: 0 (7-bit / ASCII), 8 (UCS-2), 15 (GBK), 4 (binary). `None` for
-    /// Latin-1, which CMPP does not define. Note that CMPP `Msg_Fmt` 0 carries ASCII octets,
-    /// so for CMPP prefer UCS-2/GBK for text with non-ASCII GSM characters.
+    /// CMPP `Msg_Fmt`: 0 (ASCII), 8 (UCS-2), 15 (GBK), 4 (binary). `None` for Latin-1 and
+    /// GSM 7-bit, which CMPP does not define: `Msg_Fmt` 0 carries ASCII octets, not GSM
+    /// septets (GSM `@` is 0x00), so GSM text must go as [`Encoding::Ascii`], UCS-2 or GBK.
     #[must_use]
     pub const fn cmpp_msg_fmt(self) -> Option<u8> {
         match self {
-            Self::Gsm7 => Some(0),
+            Self::Ascii => Some(0),
             Self::Ucs2 => Some(8),
             Self::Gbk => Some(15),
             Self::Binary => Some(4),
-            Self::Latin1 => None,
+            Self::Latin1 | Self::Gsm7 => None,
         }
     }
 
@@ -100,11 +105,11 @@ impl Encoding {
         }
     }
 
-    /// Interprets a CMPP `Msg_Fmt`.
+    /// Interprets a CMPP `Msg_Fmt` (0 is ASCII).
     #[must_use]
     pub const fn from_cmpp_msg_fmt(fmt: u8) -> Option<Self> {
         match fmt {
-            0 => Some(Self::Gsm7),
+            0 => Some(Self::Ascii),
             8 => Some(Self::Ucs2),
             15 => Some(Self::Gbk),
             4 => Some(Self::Binary),
@@ -138,6 +143,7 @@ pub fn encode(text: &str, encoding: Encoding) -> Result<Vec<u8>, EncodeError> {
         Encoding::Latin1 => latin1::encode(text),
         Encoding::Ucs2 => Ok(ucs2::encode(text)),
         Encoding::Gbk => gbk::encode(text),
+        Encoding::Ascii => ascii::encode(text),
         Encoding::Binary => match text.chars().next() {
             None => Ok(Vec::new()),
             Some(ch) => Err(EncodeError::Unmappable {
@@ -159,5 +165,23 @@ pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<String, EncodeError> {
         Encoding::Latin1 | Encoding::Binary => Ok(latin1::decode(bytes)),
         Encoding::Ucs2 => ucs2::decode(bytes),
         Encoding::Gbk => gbk::decode(bytes),
+        Encoding::Ascii => ascii::decode(bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmpp_format_0_is_ascii_and_smpp_dc_0_stays_gsm() {
+        assert_eq!(Encoding::from_cmpp_msg_fmt(0), Some(Encoding::Ascii));
+        assert_eq!(Encoding::Ascii.cmpp_msg_fmt(), Some(0));
+        assert_eq!(Encoding::Gsm7.cmpp_msg_fmt(), None);
+        assert_eq!(Encoding::from_smpp_data_coding(0), Some(Encoding::Gsm7));
+        assert_eq!(Encoding::Gsm7.smpp_data_coding(), Some(0));
+        assert_ne!(Encoding::Ascii.smpp_data_coding(), Some(0));
+        assert_eq!(encode("a@b", Encoding::Ascii).unwrap(), b"a@b");
+        assert_eq!(decode(b"a@b", Encoding::Ascii).unwrap(), "a@b");
     }
 }

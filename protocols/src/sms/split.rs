@@ -160,7 +160,9 @@ fn capacity(encoding: Encoding, udh: usize) -> usize {
     match encoding {
         Encoding::Gsm7 => gsm7::septet_capacity(MAX_USER_DATA, udh),
         Encoding::Ucs2 => MAX_USER_DATA.saturating_sub(udh) & !1,
-        Encoding::Latin1 | Encoding::Gbk | Encoding::Binary => MAX_USER_DATA.saturating_sub(udh),
+        Encoding::Latin1 | Encoding::Ascii | Encoding::Gbk | Encoding::Binary => {
+            MAX_USER_DATA.saturating_sub(udh)
+        }
     }
 }
 
@@ -329,6 +331,7 @@ pub fn count_parts(text: &str, encoding: Encoding, scheme: ConcatScheme) -> Opti
     let cost: fn(char) -> Option<usize> = match encoding {
         Encoding::Gsm7 => |c| gsm7::char_septets(c).map(gsm7::Septets::len),
         Encoding::Latin1 => |c| super::latin1::is_latin1(c).then_some(1),
+        Encoding::Ascii => |c| c.is_ascii().then_some(1),
         Encoding::Ucs2 => |c| Some(c.len_utf16() * 2),
         Encoding::Gbk | Encoding::Binary => {
             let data = encode(text, encoding).ok()?;

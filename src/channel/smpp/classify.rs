@@ -73,9 +73,37 @@ pub const fn classify(status: CommandStatus) -> Disposition {
     }
 }
 
+/// Classifies a whole submit response: like [`classify`], except that an ESME_ROK answer
+/// without a message_id is [`Disposition::Temporary`]. Without a center id the receipt can
+/// never be matched (and indexing the empty id would make every such message collide), so
+/// the message is better sent again than marked accepted.
+#[must_use]
+pub const fn classify_response(status: CommandStatus, message_id: &[u8]) -> Disposition {
+    match classify(status) {
+        Disposition::Accepted if message_id.is_empty() => Disposition::Temporary,
+        d => d,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accepted_without_message_id_is_temporary() {
+        assert_eq!(
+            classify_response(CommandStatus::EsmeRok, b""),
+            Disposition::Temporary
+        );
+        assert_eq!(
+            classify_response(CommandStatus::EsmeRok, b"1A"),
+            Disposition::Accepted
+        );
+        assert_eq!(
+            classify_response(CommandStatus::from_u32(0x0B), b""),
+            Disposition::Permanent
+        );
+    }
 
     #[test]
     fn classes() {

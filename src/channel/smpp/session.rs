@@ -572,6 +572,13 @@ impl<T> Session<T> {
         // A center nacks a request it could not parse; route the status to whatever
         // request carried that sequence number.
         if self.window.contains_key(&sequence) {
+            // A nack is never an acceptance: a (broken) center that nacks with ESME_ROK
+            // must not make the submit look accepted with an empty message id.
+            let status = if status.is_ok() {
+                CommandStatus::EsmeRsyserr
+            } else {
+                status
+            };
             self.on_submit_resp(sequence, status, Octets::new());
         } else if self.bind.is_some_and(|c| c.sequence == sequence) {
             let status = if status.is_ok() {

@@ -37,13 +37,15 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::bind::{self, BindLinks, BindReport, BindSpec, PartJob, PartOutcome, PartTag};
-use super::classify::{Disposition, classify};
+use super::classify::{Disposition, classify_response};
 pub use super::config::{BindMode, RetryPolicy, WorkerConfig};
 use super::inbound::Inbound;
 use super::parts::{OutboundMessage, build_parts};
 use super::session::{BindKind, SessionConfig};
 use crate::channel::limiter::{AimdConfig, ChannelLimiter, RateChange};
-use crate::channel::metrics_names::{CHANNEL_RATE, CHANNEL_RESPONSES, CHANNEL_THROTTLED};
+use crate::channel::metrics_names::{
+    CHANNEL_EMPTY_MESSAGE_IDS, CHANNEL_RATE, CHANNEL_RESPONSES, CHANNEL_THROTTLED,
+};
 use crate::channel::{ChannelEvent, MessageId};
 
 /// How a message left the worker; dispatch turns it into a store write.
@@ -64,6 +66,14 @@ pub enum Outcome {
         attempts: u32,
         /// Backoff delay.
         after: Duration,
+        /// Why, for logs.
+        reason: String,
+    },
+    /// Never sent (channel stopped, no bind up): put it back due now without counting an
+    /// attempt — only real send failures use up the retry budget.
+    Release {
+        /// Message.
+        id: MessageId,
         /// Why, for logs.
         reason: String,
     },
@@ -200,6 +210,7 @@ pub fn spawn(
         credits: Arc::new(Semaphore::new(capacity)),
         responses: HashMap::new(),
         throttled: counter!(CHANNEL_THROTTLED, "channel" => config_name.to_string()),
+        empty_ids: counter!(CHANNEL_EMPTY_MESSAGE_IDS, "channel" => config_name.to_string()),
     };
     let task = tokio::spawn(
         async move {
@@ -273,6 +284,8 @@ struct Worker {
     /// Response counters by status, registered on first use (not per response).
     responses: HashMap<u32, metrics::Counter>,
     throttled: metrics::Counter,
+    /// ESME_ROK responses without a message_id (retried, never indexed under "").
+    empty_ids: metrics::Counter,
 }
 
 impl Worker {
@@ -297,10 +310,8 @@ impl Worker {
                 while let Ok(m) = input.try_recv() {
                     let _ = self
                         .outcomes
-                        .send(Settled::new(Outcome::Retry {
+                        .send(Settled::new(Outcome::Release {
                             id: m.id,
-                            attempts: m.attempt,
-                            after: Duration::ZERO,
                             reason: "channel stopped before sending".into(),
                         }))
                         .await;
@@ -314,6 +325,9 @@ impl Worker {
             let token_ready = token_at.is_none_or(|t| t <= now);
             // Parts enter the shared queue only while a sending bind is up: while none is,
             // they wait in `pending`, where they can still be handed back to the store.
+            // Stale tags (parts of messages that failed or left) are dropped first, so a send
+            // token is only spent when a live part is waiting.
+            self.drop_stale_pending();
             let can_send = !self.pending.is_empty()
                 && token_ready
                 && parts_tx.is_some()
@@ -398,6 +412,16 @@ impl Worker {
 
     /// Takes a new message: builds its parts and queues them.
     async fn accept(&mut self, msg: OutboundMessage, credit: Option<OwnedSemaphorePermit>) {
+        if self.messages.contains_key(&msg.id) {
+            // Already in our care (e.g. leased again after a lease expired while it waited
+            // here): overwriting the entry would orphan its parts in flight and send it twice.
+            // The held copy reports the outcome; this copy's credit goes back on drop.
+            warn!(
+                id = msg.id,
+                "Message already held by the worker; duplicate ignored."
+            );
+            return;
+        }
         let reference = self.reference;
         self.reference = self.reference.wrapping_add(1);
         match build_parts(&msg, &self.config.parts, reference) {
@@ -449,6 +473,23 @@ impl Worker {
                     })
                     .await;
             }
+        }
+    }
+
+    /// Whether `tag` still names a part to send (its message is held and has no verdict).
+    fn is_live(&self, tag: PartTag) -> bool {
+        self.messages.get(&tag.id).is_some_and(|held| {
+            held.verdict.is_none() && usize::from(tag.part) <= held.parts.len() && tag.part > 0
+        })
+    }
+
+    /// Pops stale tags off the front of `pending`, so its head (if any) is a live part.
+    fn drop_stale_pending(&mut self) {
+        while let Some(&tag) = self.pending.front() {
+            if self.is_live(tag) {
+                break;
+            }
+            self.pending.pop_front();
         }
     }
 
@@ -543,7 +584,11 @@ impl Worker {
                         counter!(CHANNEL_RESPONSES, "channel" => name.to_string(), "status" => format!("{:#x}", status.to_u32()))
                     })
                     .increment(1);
-                match classify(status) {
+                let disposition = classify_response(status, &message_id);
+                if status.is_ok() && disposition != Disposition::Accepted {
+                    self.empty_ids.increment(1);
+                }
+                match disposition {
                     Disposition::Accepted => {
                         let center_id = String::from_utf8_lossy(&message_id).into_owned();
                         slot.center_id = Some(center_id.clone());
@@ -575,9 +620,14 @@ impl Worker {
                         self.publish_rate();
                     }
                     Disposition::Temporary => {
+                        let reason = if status.is_ok() {
+                            "accepted without message_id".to_string()
+                        } else {
+                            status.to_string()
+                        };
                         held.verdict.get_or_insert(Verdict::Temporary {
                             status: status.to_u32(),
-                            reason: status.to_string(),
+                            reason,
                         });
                     }
                     Disposition::Permanent => {
@@ -645,10 +695,8 @@ impl Worker {
             let _ = self
                 .outcomes
                 .send(Settled {
-                    outcome: Outcome::Retry {
+                    outcome: Outcome::Release {
                         id,
-                        attempts: held.attempt,
-                        after: Duration::ZERO,
                         reason: "no bind up".into(),
                     },
                     _credit: held.credit,

@@ -380,6 +380,26 @@ fn generic_nack_answers_the_submit_it_names() {
 }
 
 #[test]
+fn generic_nack_with_ok_status_is_a_system_error() {
+    let mut p = bound();
+    p.center.answer = Answer::Silent;
+    let seq = p.session.submit(p.now, 6, sm("x")).unwrap();
+    p.drive();
+    p.center
+        .out
+        .push_back(Command::new(CommandStatus::EsmeRok, seq, Pdu::GenericNack));
+    p.drive();
+    assert!(matches!(
+        p.take_events().as_slice(),
+        [Event::Response {
+            tag: 6,
+            status: CommandStatus::EsmeRsyserr,
+            ..
+        }]
+    ));
+}
+
+#[test]
 fn answers_deliver_sm_and_reports_it() {
     let mut p = bound();
     let seq = p.center.request(Pdu::DeliverSm(receipt("1A2B")));
