@@ -84,6 +84,11 @@ pub struct RedbBackend {
     tags: Tags,
 }
 
+/// redb's page cache. Its default (1 GiB) alone would blow the gateway's memory budget
+/// (DESIGN §7: RSS < 300 MB with 10 M queued); the hot set is the queue indexes and the
+/// newest pages, which fit comfortably in this.
+pub const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 impl RedbBackend {
     /// Opens (or creates) the database file `dir/sluice.redb`, creating `dir` if needed.
     /// A file in the single-table layout is converted on the way.
@@ -93,7 +98,10 @@ impl RedbBackend {
             path: dir.display().to_string(),
             source,
         })?;
-        let db = Database::create(dir.join("sluice.redb")).map_err(StoreError::backend)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(dir.join("sluice.redb"))
+            .map_err(StoreError::backend)?;
         let backend = Self {
             db,
             tags: Tags::default(),
