@@ -87,7 +87,7 @@ pub struct RedbBackend {
 /// redb's page cache. Its default (1 GiB) alone would blow the gateway's memory budget
 /// (DESIGN §7: RSS < 300 MB with 10 M queued); the hot set is the queue indexes and the
 /// newest pages, which fit comfortably in this.
-pub const CACHE_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 impl RedbBackend {
     /// Opens (or creates) the database file `dir/sluice.redb`, creating `dir` if needed.
