@@ -15,11 +15,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::codes::{MsgFmt, ResultCode};
 use super::error::{DecodeErrorKind, EncodeError};
 use super::msg_id::MsgId;
-use super::octets::{
-    FixedStr, Reader, check_absent, check_status, check_width, finish, put_fixed, put_status,
-    response_status_width,
-};
+use super::octets::{FixedStr, Reader, check_absent, check_width, finish, put_fixed};
 use super::report::StatusReport;
+use super::submit::{decode_id_result, id_result_len, write_id_result};
 use super::tolerated::{Tolerance, Tolerated};
 use super::version::Version;
 
@@ -186,20 +184,15 @@ impl DeliverResp {
         v: Version,
         tol: &mut Tolerated,
     ) -> Result<Self, DecodeErrorKind> {
-        let width = response_status_width(r.remaining(), 8, v, tol);
-        let msg_id = MsgId(r.u64("Msg_Id")?);
-        let result = ResultCode::from_raw(r.status(width, "Result")?);
-        finish(r, tol);
+        let (msg_id, result) = decode_id_result(r, v, tol)?;
         Ok(Self { msg_id, result })
     }
 
     pub(crate) fn body_len(&self, v: Version) -> Result<usize, EncodeError> {
-        check_status("Result", self.result.raw(), v)?;
-        Ok(8 + v.status_len())
+        id_result_len(self.result, v)
     }
 
     pub(crate) fn write(&self, v: Version, dst: &mut BytesMut) {
-        dst.put_u64(self.msg_id.0);
-        put_status(dst, self.result.raw(), v.status_len());
+        write_id_result(self.msg_id, self.result, v, dst);
     }
 }

@@ -267,20 +267,41 @@ impl SubmitResp {
         v: Version,
         tol: &mut Tolerated,
     ) -> Result<Self, DecodeErrorKind> {
-        let width = response_status_width(r.remaining(), 8, v, tol);
-        let msg_id = MsgId(r.u64("Msg_Id")?);
-        let result = ResultCode::from_raw(r.status(width, "Result")?);
-        finish(r, tol);
+        let (msg_id, result) = decode_id_result(r, v, tol)?;
         Ok(Self { msg_id, result })
     }
 
     pub(crate) fn body_len(&self, v: Version) -> Result<usize, EncodeError> {
-        check_status("Result", self.result.raw(), v)?;
-        Ok(8 + v.status_len())
+        id_result_len(self.result, v)
     }
 
     pub(crate) fn write(&self, v: Version, dst: &mut BytesMut) {
-        dst.put_u64(self.msg_id.0);
-        put_status(dst, self.result.raw(), v.status_len());
+        write_id_result(self.msg_id, self.result, v, dst);
     }
+}
+
+/// Decodes `Msg_Id` + `Result`, the body SUBMIT_RESP and DELIVER_RESP share (Result is
+/// 1 byte in 2.0 and 4 in 3.0; a peer using the other width is tolerated and counted).
+pub(crate) fn decode_id_result(
+    r: &mut Reader<'_>,
+    v: Version,
+    tol: &mut Tolerated,
+) -> Result<(MsgId, ResultCode), DecodeErrorKind> {
+    let width = response_status_width(r.remaining(), 8, v, tol);
+    let msg_id = MsgId(r.u64("Msg_Id")?);
+    let result = ResultCode::from_raw(r.status(width, "Result")?);
+    finish(r, tol);
+    Ok((msg_id, result))
+}
+
+/// Encoded length of a `Msg_Id` + `Result` body; fails when `result` does not fit `v`.
+pub(crate) fn id_result_len(result: ResultCode, v: Version) -> Result<usize, EncodeError> {
+    check_status("Result", result.raw(), v)?;
+    Ok(8 + v.status_len())
+}
+
+/// Writes a `Msg_Id` + `Result` body (checked by [`id_result_len`] first).
+pub(crate) fn write_id_result(msg_id: MsgId, result: ResultCode, v: Version, dst: &mut BytesMut) {
+    dst.put_u64(msg_id.0);
+    put_status(dst, result.raw(), v.status_len());
 }
