@@ -299,12 +299,6 @@ fn simulator_config(config: &Config) -> sluice_loadtest::SimConfig {
 pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeError> {
     let config = Arc::new(config);
     let clock = SystemClock;
-    std::fs::create_dir_all(&config.storage.path).map_err(|e| {
-        ServeError::Store(StoreError::Open {
-            path: config.storage.path.display().to_string(),
-            source: e,
-        })
-    })?;
     let store = open_store(
         config.storage.backend,
         &config.storage.path,

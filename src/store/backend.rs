@@ -13,6 +13,14 @@
 
 use super::error::StoreError;
 
+/// Creates the data directory `dir` (and its parents) for a backend to open its files in.
+pub(crate) fn create_dir(dir: &std::path::Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
+        path: dir.display().to_string(),
+        source,
+    })
+}
+
 /// Read access to the key space.
 pub trait KvRead {
     /// Value under `key`.

@@ -94,10 +94,7 @@ impl RedbBackend {
     /// A file in the single-table layout is converted on the way.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        super::backend::create_dir(dir)?;
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(dir.join("sluice.redb"))

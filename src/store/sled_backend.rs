@@ -32,10 +32,7 @@ impl SledBackend {
     /// Opens (or creates) the sled database in `dir/sluice.sled`.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        super::backend::create_dir(dir)?;
         let config = sled::Config::new().path(dir.join("sluice.sled"));
         // sled 0.34 releases its file lock from a background thread after the last handle is
         // dropped, so reopening right after a close can briefly fail with WouldBlock.
