@@ -143,6 +143,27 @@ fn local_date(hour: i64, tz: &jiff::tz::TimeZone) -> String {
         .map_or_else(|_| "?".into(), |t| tz.to_datetime(t).date().to_string())
 }
 
+/// The row keyed by the (hour, task_id, grp) columns 0–2 of `r`, created when first seen.
+fn daily_row<'a>(
+    rows: &'a mut BTreeMap<(String, i64, String), DailyRow>,
+    r: &rusqlite::Row<'_>,
+    tz: &jiff::tz::TimeZone,
+) -> Result<&'a mut DailyRow> {
+    let (date, task, group) = (
+        local_date(r.get(0)?, tz),
+        r.get::<_, i64>(1)?,
+        r.get::<_, String>(2)?,
+    );
+    Ok(rows
+        .entry((date.clone(), task, group.clone()))
+        .or_insert_with(|| DailyRow {
+            date,
+            task,
+            group,
+            ..Default::default()
+        }))
+}
+
 /// Daily report over all tasks (sending / conversion day, local time).
 ///
 /// # Errors
@@ -157,19 +178,7 @@ pub fn daily(conn: &Connection, tz: &str) -> Result<Vec<DailyRow>> {
     )?;
     let mut q = st.query([])?;
     while let Some(r) = q.next()? {
-        let (date, task, group) = (
-            local_date(r.get(0)?, &tz),
-            r.get::<_, i64>(1)?,
-            r.get::<_, String>(2)?,
-        );
-        let row = rows
-            .entry((date.clone(), task, group.clone()))
-            .or_insert_with(|| DailyRow {
-                date,
-                task,
-                group,
-                ..Default::default()
-            });
+        let row = daily_row(&mut rows, r, &tz)?;
         row.sent += r.get::<_, i64>(3)? as u64;
         row.delivered += r.get::<_, i64>(4)? as u64;
         row.failed += r.get::<_, i64>(5)? as u64;
@@ -177,19 +186,7 @@ pub fn daily(conn: &Connection, tz: &str) -> Result<Vec<DailyRow>> {
     let mut st = conn.prepare("SELECT at / 3600, task_id, grp, COUNT(*) FROM conversions GROUP BY at / 3600, task_id, grp")?;
     let mut q = st.query([])?;
     while let Some(r) = q.next()? {
-        let (date, task, group) = (
-            local_date(r.get(0)?, &tz),
-            r.get::<_, i64>(1)?,
-            r.get::<_, String>(2)?,
-        );
-        let row = rows
-            .entry((date.clone(), task, group.clone()))
-            .or_insert_with(|| DailyRow {
-                date,
-                task,
-                group,
-                ..Default::default()
-            });
+        let row = daily_row(&mut rows, r, &tz)?;
         row.converted += r.get::<_, i64>(3)? as u64;
     }
     Ok(rows.into_values().collect())
