@@ -306,12 +306,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         clock.now_ms(),
     )?;
     tracing::info!(backend = store.backend_name(), path = %config.storage.path.display(), "Store open.");
-    // One gateway process owns the data directory, so at start every lease belongs to a
-    // process that is gone: requeue them all now rather than after their lease time.
-    let requeued = store.recover(u64::MAX).await?;
-    if requeued > 0 {
-        tracing::info!(requeued, "Leases of the previous run requeued.");
-    }
+    // `open_store` has already returned every lease of the previous run to its queue.
 
     let sim = if config.simulator.enabled {
         let handle = sluice_loadtest::Simulator::start(simulator_config(&config))
