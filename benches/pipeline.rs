@@ -2,7 +2,7 @@
 //! DLR → receipt layer → outbox, all in one process on 127.0.0.1 (the simulator is started
 //! here with default behaviour: immediate responses and DELIVRD receipts).
 //!
-//! - `pipeline/e2e_delivered`: time from the first POST of `N` messages until the receipt
+//! - `pipeline/e2e_delivered_{4000,20000}`: time from the first POST of `N` messages until the receipt
 //!   layer has published a final receipt for all `N` (throughput = messages/s, durable).
 //! - `pipeline/batch_accept_{100,1000}`: one POST of a 100- or 1000-message batch until its
 //!   202 (which follows the store's fsync'd commit), while earlier batches are still being
@@ -22,6 +22,10 @@ use sluice::config::Config;
 use sluice::receipt::Notification;
 use sluice::serve::{Gateway, ServeOptions, start};
 use sluice_loadtest::{ListenerConfig, SimConfig, SimHandle, Simulator};
+
+/// As in the `sluice` binary, so the bench measures what ships.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const KEY: &str = "bench-key";
 const BATCH: usize = 1000;
@@ -106,31 +110,28 @@ async fn post(rig: &Rig, body: &Value) {
     assert_eq!(r.status().as_u16(), 202);
 }
 
-fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let rig = rt.block_on(rig());
-    let mut next = 0usize;
-
-    let mut g = c.benchmark_group("pipeline");
-    g.sample_size(10);
-    let n = 4 * BATCH;
+/// `e2e_delivered_{n}`: POST `n` messages in 1000-message batches at once, then wait until the
+/// receipt layer has published a final receipt for every one of them.
+fn e2e(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    rig: &Rig,
+    next: &mut usize,
+    n: usize,
+) {
     g.throughput(Throughput::Elements(n as u64));
-    g.bench_function("e2e_delivered", |b| {
+    g.bench_function(format!("e2e_delivered_{n}"), |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let mut sub = rig.gw.receipts().subscribe();
                     let bodies: Vec<Value> = (0..n / BATCH)
-                        .map(|k| batch(next + k * BATCH, BATCH))
+                        .map(|k| batch(*next + k * BATCH, BATCH))
                         .collect();
-                    next += n;
+                    *next += n;
                     let t = Instant::now();
-                    let posts = bodies.iter().map(|body| post(&rig, body));
+                    let posts = bodies.iter().map(|body| post(rig, body));
                     futures::future::join_all(posts).await;
                     // Every earlier iteration waited for all of its receipts, so the next
                     // n receipts published are this iteration's.
@@ -154,6 +155,24 @@ fn bench(c: &mut Criterion) {
             })
         });
     });
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let rig = rt.block_on(rig());
+    let mut next = 0usize;
+
+    let mut g = c.benchmark_group("pipeline");
+    g.sample_size(10);
+    // Two burst sizes: 4 k shows the pipeline's fill-and-drain latency, 20 k its sustained
+    // rate (the burst is long enough that the stages overlap for most of it).
+    for n in [4 * BATCH, 20 * BATCH] {
+        e2e(&mut g, &rt, &rig, &mut next, n);
+    }
     // After the end-to-end runs, so their receipts are not mixed with these. Two request
     // sizes: latency grows with the batch (one commit carries all of it).
     let mut hists = Vec::new();

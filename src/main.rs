@@ -11,6 +11,12 @@ use sluice::config::Config;
 use sluice::serve::{ServeOptions, run_until_signal};
 use sluice_loadtest::cli::{LoadtestArgs, SimArgs, run_loadtest, run_sim};
 
+/// mimalloc instead of glibc malloc: the pipeline allocates many small, short-lived buffers
+/// across threads, where glibc's arena locking and consolidation showed up as ~15 % of CPU
+/// (BENCHMARKS.md, "Where the time goes").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "sluice", version, about = "High-throughput bulk SMS gateway")]
 struct Cli {

@@ -4,6 +4,11 @@
 use clap::{Parser, Subcommand};
 use sluice_loadtest::cli::{LoadtestArgs, SimArgs, run_loadtest, run_sim};
 
+/// Same allocator as the gateway binary, so simulator and load generator figures are taken
+/// under the allocator sluice ships with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sluice-loadtest",
