@@ -24,7 +24,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::channel::smpp::worker::{self, WorkerConfig};
-use crate::clock::SystemClock;
+use crate::clock::AnyClock;
 use crate::config::{ChannelKind, Config};
 use crate::dispatch::{DispatchConfig, DispatchLinks, Dispatcher};
 use crate::receipt::Receipts;
@@ -59,6 +59,7 @@ pub(crate) fn spawn(
     channel_tasks: &mut JoinSet<()>,
     rest_tasks: &mut JoinSet<()>,
     address_override: &HashMap<String, String>,
+    clock: &AnyClock,
 ) -> Result<Started, String> {
     let mut started = Started::default();
     let tz = config.time_zone();
@@ -87,7 +88,7 @@ pub(crate) fn spawn(
             id_format: ch.message_id_format.format(),
             ..DispatchConfig::new(&ch.name)
         };
-        let dispatcher = Dispatcher::new(dc, store.clone(), SystemClock);
+        let dispatcher = Dispatcher::new(dc, store.clone(), clock.clone());
         let links = DispatchLinks {
             to_worker: in_tx,
             outcomes: out_rx,
