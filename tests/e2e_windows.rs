@@ -59,6 +59,7 @@ struct Rig {
     client: reqwest::Client,
     clock: ManualClock,
     config: String,
+    housekeeping_every: Duration,
     dir: tempfile::TempDir,
 }
 
@@ -66,10 +67,11 @@ fn ts(s: &str) -> Timestamp {
     s.parse().expect("timestamp")
 }
 
-async fn gateway(config: &str, clock: &ManualClock) -> Gateway {
+async fn gateway(config: &str, clock: &ManualClock, housekeeping_every: Duration) -> Gateway {
     let cfg = Config::parse(config, "e2e_windows.toml").expect("config");
     let mut opts = ServeOptions {
         drain_deadline: Duration::from_secs(5),
+        housekeeping_every,
         clock: clock.clone().into(),
         ..ServeOptions::default()
     };
@@ -81,12 +83,21 @@ async fn gateway(config: &str, clock: &ManualClock) -> Gateway {
 
 /// A simulator, a webhook receiver and a gateway on a manual clock stopped at `start_at`.
 async fn rig(sim_keys: &str, start_at: &str) -> Rig {
+    rig_with(sim_listener(), sim_keys, start_at, Duration::from_secs(5)).await
+}
+
+async fn rig_with(
+    listener: sluice_loadtest::ListenerConfig,
+    sim_keys: &str,
+    start_at: &str,
+    housekeeping_every: Duration,
+) -> Rig {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
     let sim = Simulator::start(SimConfig {
-        listeners: vec![sim_listener()],
+        listeners: vec![listener],
         seed: Some(11),
         ..SimConfig::default()
     })
@@ -99,7 +110,7 @@ async fn rig(sim_keys: &str, start_at: &str) -> Rig {
     let config = config_text(dir.path(), sim_port, &hook_url, &extra(sim_keys))
         .replace("SIM_PORT", &sim_port.to_string());
     let clock = ManualClock::new(ts(start_at));
-    let gw = gateway(&config, &clock).await;
+    let gw = gateway(&config, &clock, housekeeping_every).await;
     let base = format!("http://{}", gw.http_addr());
     Rig {
         gw,
@@ -109,6 +120,7 @@ async fn rig(sim_keys: &str, start_at: &str) -> Rig {
         client: reqwest::Client::new(),
         clock,
         config,
+        housekeeping_every,
         dir,
     }
 }
@@ -195,7 +207,7 @@ impl Rig {
     /// on `clock`.
     async fn restart(mut self, clock: ManualClock) -> Self {
         self.gw.shutdown().await;
-        self.gw = gateway(&self.config, &clock).await;
+        self.gw = gateway(&self.config, &clock, self.housekeeping_every).await;
         self.base = format!("http://{}", self.gw.http_addr());
         self.clock = clock;
         self
@@ -339,7 +351,12 @@ async fn expiry_on_the_manual_clock_never_submits() {
     for id in &ids[..2] {
         let s = rig.status(id).await;
         assert_eq!(s["state"], "expired", "{s}");
-        assert_eq!(s["attempts"], 0, "never handed to the center: {s}");
+        assert!(
+            s.get("submitted_at").is_none(),
+            "never accepted by the center: {s}"
+        );
+        let parts = s["parts"].as_array().map_or(0, Vec::len);
+        assert_eq!(parts, 0, "no part has a center id: {s}");
     }
     // Idle again after the expiry: a new probe goes, the expired messages still do not.
     rig.send(json!([{"to": "13800138014", "text": "probe 2", "client_ref": "now2"}]))
@@ -417,4 +434,42 @@ async fn waiting_message_survives_a_restart_and_goes_once() {
     let tally = rig.stop().await;
     assert_eq!(tally.submits_received, 4, "{tally:?}");
     assert_eq!(tally.duplicates, 0, "{tally:?}");
+}
+
+/// Lease recovery reads the same clock dispatch wrote the lease deadline with. On a manual
+/// clock years behind real time, a recovery on the system clock would find every lease long
+/// expired and put an in-flight message back in its queue (to be sent twice). The center here
+/// answers each submit after 1 s and housekeeping runs every 10 ms, so such a recovery would
+/// have ~100 chances while the message is in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_recovery_reads_the_injected_clock() {
+    let mut listener = sim_listener();
+    listener.latency = sluice_loadtest::dist::Delay::Fixed { ms: 1000.0 };
+    let rig = rig_with(
+        listener,
+        "",
+        "2020-06-01T12:00:00Z",
+        Duration::from_millis(10),
+    )
+    .await;
+    let ids = rig
+        .send(json!([{"to": "13800138051", "text": "slow center", "client_ref": "slow"}]))
+        .await;
+    let id: MessageId = ids[0].parse().expect("message id");
+    let state = || rig.gw.store().get(id).expect("read").expect("stored").state;
+    assert!(
+        wait_until(WAIT, || state() != MessageState::Queued).await,
+        "never leased"
+    );
+    // Waiting for an event that must not happen: bounded, and shorter than the center's delay,
+    // so the message is in flight (or already sent) for all of it.
+    let requeued = wait_until(Duration::from_millis(800), || {
+        state() == MessageState::Queued
+    })
+    .await;
+    assert!(!requeued, "a live lease was recovered: {:?}", state());
+    let r = rig.receipt("slow").await;
+    assert_eq!(r["state"], "delivered", "{r}");
+    let tally = rig.stop().await;
+    assert_eq!(tally.submits_received, 1, "{tally:?}");
 }
