@@ -14,6 +14,11 @@
 //! its outcome queue closes and dispatch writes the last outcomes. The receipt consumer keeps
 //! going until `stop_rest`, so DLRs already received are applied.
 //!
+//! Dispatchers run on `serve`'s injected clock ([`AnyClock`]): due times, lease deadlines,
+//! window gating, retry backoff and the expiry sweep all read it, and a manual clock's
+//! advance wakes a dispatcher sleeping on a due time. The SMPP workers keep real time (session
+//! timers, rate limits), which paces transport, not scheduling.
+//!
 //! CMPP and MM7 channels are not built yet: they are skipped with a warning, and messages
 //! routed to them stay queued in the store until such a channel exists.
 
