@@ -3,7 +3,8 @@
 //! started on a [`ManualClock`] (`ServeOptions::clock`). Time moves only when a test calls
 //! `set`; nothing sleeps for time and nothing asserts on elapsed real time.
 //!
-//! Each test proves the pipeline is idle before it moves the clock: a message that may go now
+//! Each window and expiry test proves the pipeline is idle before it moves the clock (the
+//! dispatcher of a windowed channel has nothing to show while it waits): a message that may go now
 //! (on another channel, or on the same channel without a window) is POSTed in the same batch
 //! and its receipt must reach the webhook first. Only then does the test check that the
 //! waiting message is still `scheduled` and that the simulator saw no submit for it.
