@@ -1,5 +1,7 @@
 //! Time as an injected dependency. Scheduling code asks a [`Clock`] for `now` and to sleep, so
 //! tests drive time by hand with [`ManualClock`] instead of waiting (tests never time anything).
+//! [`AnyClock`] is the one concrete clock type `serve` threads through the gateway, so the
+//! whole HTTP → store → dispatch → SMPP pipeline can run on a manual clock.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -102,6 +104,49 @@ impl Clock for ManualClock {
     }
 }
 
+/// The clock a whole gateway runs on: the system clock in production, a [`ManualClock`] in
+/// tests that drive windows and expiry through the full pipeline.
+///
+/// An enum rather than `Arc<dyn Clock>` because [`Clock::sleep_until`] returns `impl Future`,
+/// which is not object safe; two variants cover every user and cost no allocation per sleep.
+/// Clones of a `Manual` clock share its time.
+#[derive(Clone, Debug, Default)]
+pub enum AnyClock {
+    /// [`SystemClock`].
+    #[default]
+    System,
+    /// A [`ManualClock`]: time moves only when the test advances it.
+    Manual(ManualClock),
+}
+
+impl From<SystemClock> for AnyClock {
+    fn from(_: SystemClock) -> Self {
+        Self::System
+    }
+}
+
+impl From<ManualClock> for AnyClock {
+    fn from(clock: ManualClock) -> Self {
+        Self::Manual(clock)
+    }
+}
+
+impl Clock for AnyClock {
+    fn now(&self) -> Timestamp {
+        match self {
+            Self::System => SystemClock.now(),
+            Self::Manual(c) => c.now(),
+        }
+    }
+
+    async fn sleep_until(&self, deadline: Timestamp) {
+        match self {
+            Self::System => SystemClock.sleep_until(deadline).await,
+            Self::Manual(c) => c.sleep_until(deadline).await,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +169,27 @@ mod tests {
         // Time never goes backwards.
         clock.set(Timestamp::from_second(0).unwrap());
         assert_eq!(clock.now(), deadline);
+    }
+
+    #[tokio::test]
+    async fn any_clock_follows_the_manual_clock_it_wraps() {
+        let manual = ManualClock::new(Timestamp::from_second(1_000).unwrap());
+        let clock = AnyClock::from(manual.clone());
+        let sleeper = tokio::spawn({
+            let clock = clock.clone();
+            async move {
+                clock
+                    .sleep_until(Timestamp::from_second(1_060).unwrap())
+                    .await
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(!sleeper.is_finished());
+        manual.advance(SignedDuration::from_mins(1));
+        sleeper.await.unwrap();
+        assert_eq!(clock.now_ms(), 1_060_000);
+        // The system variant reads the operating system clock (after 2020, at least).
+        assert!(AnyClock::default().now_ms() > 1_577_836_800_000);
     }
 
     #[test]

@@ -54,7 +54,8 @@ pub struct IngressState {
     pub metrics: Option<PrometheusHandle>,
     /// `/readyz`: store open and channels bound.
     pub ready: Arc<dyn Fn() -> bool + Send + Sync>,
-    /// Current time in ms since the epoch (injected for tests).
+    /// Current time in ms since the epoch: `serve`'s clock (a manual one in tests). Message
+    /// ids, `created_ms` and placement (due time, expiry known at placement) read it.
     pub now_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Set when shutdown starts: new batches get 503.
     pub draining: AtomicBool,

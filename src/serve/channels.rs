@@ -14,6 +14,11 @@
 //! its outcome queue closes and dispatch writes the last outcomes. The receipt consumer keeps
 //! going until `stop_rest`, so DLRs already received are applied.
 //!
+//! Dispatchers run on `serve`'s injected clock ([`AnyClock`]): due times, lease deadlines,
+//! window gating, retry backoff and the expiry sweep all read it, and a manual clock's
+//! advance wakes a dispatcher sleeping on a due time. The SMPP workers keep real time (session
+//! timers, rate limits), which paces transport, not scheduling.
+//!
 //! CMPP and MM7 channels are not built yet: they are skipped with a warning, and messages
 //! routed to them stay queued in the store until such a channel exists.
 
@@ -24,7 +29,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::channel::smpp::worker::{self, WorkerConfig};
-use crate::clock::SystemClock;
+use crate::clock::AnyClock;
 use crate::config::{ChannelKind, Config};
 use crate::dispatch::{DispatchConfig, DispatchLinks, Dispatcher};
 use crate::receipt::Receipts;
@@ -59,6 +64,7 @@ pub(crate) fn spawn(
     channel_tasks: &mut JoinSet<()>,
     rest_tasks: &mut JoinSet<()>,
     address_override: &HashMap<String, String>,
+    clock: &AnyClock,
 ) -> Result<Started, String> {
     let mut started = Started::default();
     let tz = config.time_zone();
@@ -87,7 +93,7 @@ pub(crate) fn spawn(
             id_format: ch.message_id_format.format(),
             ..DispatchConfig::new(&ch.name)
         };
-        let dispatcher = Dispatcher::new(dc, store.clone(), SystemClock);
+        let dispatcher = Dispatcher::new(dc, store.clone(), clock.clone());
         let links = DispatchLinks {
             to_worker: in_tx,
             outcomes: out_rx,

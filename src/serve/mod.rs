@@ -18,6 +18,17 @@
 //!
 //! Housekeeping runs every `housekeeping_every`: lease recovery (a crashed or stuck worker's
 //! messages come back) and a retention purge step.
+//!
+//! # Time
+//! Every scheduling decision reads [`ServeOptions::clock`]: ingress (`created_ms`, id time,
+//! placement: route health, not_before / windows / quiet hours → due, expiry known at
+//! placement), dispatch (leasing due messages, lease deadlines, window gating, retry backoff,
+//! the expiry sweep, route health), and housekeeping (lease recovery, retention cutoff).
+//! Periods stay in real time (the housekeeping tick, webhook retry backoff, SMPP session
+//! timers, rate limits); they only decide how often the clock is read. Still on the system
+//! clock, informational only: receipt and MO arrival times (`done_ms`, receipt `at`,
+//! `received_at`, stamped by the channel worker when the PDU arrives) and the hold of early
+//! DLRs in the receipt layer.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,7 +41,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::clock::{Clock, SystemClock, from_ms, to_ms};
+use crate::clock::{AnyClock, Clock, from_ms, to_ms};
 use crate::config::{ChannelKind, Config};
 use crate::ingress::accept::{PlaceFn, Placement};
 use crate::ingress::account::{AccountSpec, Accounts, parse_key_hash};
@@ -64,6 +75,11 @@ pub struct ServeOptions {
     /// Host the campaign service in this process (`/v1/campaign`), fed by the in-process
     /// receipt subscription. `None`: gateway only.
     pub campaign: Option<CampaignHost>,
+    /// The clock every scheduling decision reads (see the module doc, "Time"). Tests pass a
+    /// [`crate::clock::ManualClock`] to drive windows, `not_before`, expiry and retries
+    /// through the whole pipeline without sleeping; on it, nothing due later than `now`
+    /// moves until the test advances it.
+    pub clock: AnyClock,
 }
 
 /// How `serve` hosts the campaign service in-process.
@@ -86,6 +102,7 @@ impl Default for ServeOptions {
             metrics: None,
             http_addr: None,
             campaign: None,
+            clock: AnyClock::System,
         }
     }
 }
@@ -253,8 +270,11 @@ fn placement(config: Arc<Config>, health: Arc<Mutex<ChannelHealth>>) -> PlaceFn 
             })?;
         let due_ms = match due(now, s.not_before, s.expires_at, &tz, &rules) {
             Due::At(t) => to_ms(t),
-            // Leasing ends it with an EXPIRED receipt at once.
-            Due::Expired => now_ms,
+            // No allowed instant before `expires_at`: due exactly at the expiry, so the first
+            // lease (or the expiry sweep) that can see it also sees it expired and ends it
+            // with EXPIRED. Due now would let dispatch lease it while still valid and send it
+            // outside an account window, which only placement checks.
+            Due::Expired => s.expires_at.map_or(now_ms, to_ms),
             Due::Never => {
                 return Err(FieldError {
                     field: "window".into(),
@@ -298,7 +318,7 @@ fn simulator_config(config: &Config) -> sluice_loadtest::SimConfig {
 /// [`ServeError`] when a part cannot start; whatever started is stopped again.
 pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeError> {
     let config = Arc::new(config);
-    let clock = SystemClock;
+    let clock = opts.clock.clone();
     let store = open_store(
         config.storage.backend,
         &config.storage.path,
@@ -382,6 +402,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         &mut channel_tasks,
         &mut rest_tasks,
         &overrides,
+        &clock,
     )
     .map_err(ServeError::Config)?;
 
@@ -392,6 +413,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         let retention = config.storage.retention();
         let mut stop = stop_rest_rx.clone();
         let receipts = Arc::clone(&receipts);
+        let clock = clock.clone();
         rest_tasks.spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -400,7 +422,9 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
                     _ = tick.tick() => {}
                     _ = stop.changed() => return,
                 }
-                let now = SystemClock.now_ms();
+                // Lease deadlines were set on this clock by dispatch: recovery must read the
+                // same one, or a manual clock behind real time would requeue live leases.
+                let now = clock.now_ms();
                 match store.recover(now).await {
                     Ok(n) if n > 0 => tracing::info!(requeued = n, "Expired leases requeued."),
                     Ok(_) => {}
@@ -440,7 +464,10 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         limits: opts.limits,
         metrics: opts.metrics.clone(),
         ready: ready_fn,
-        now_ms: Arc::new(|| SystemClock.now_ms()),
+        now_ms: {
+            let clock = clock.clone();
+            Arc::new(move || clock.now_ms())
+        },
         draining: AtomicBool::new(false),
     });
     let addr = opts.http_addr.unwrap_or(config.listeners.http);
@@ -681,6 +708,25 @@ channel = "intl"
         assert_eq!(
             place("a", &s, now).expect("placed").due_ms,
             ms_of("2026-11-27T18:00:00+08:00")
+        );
+    }
+
+    #[test]
+    fn a_message_that_cannot_go_before_it_expires_is_due_at_its_expiry() {
+        let place = placement(config(""), Arc::default());
+        let now = ms_of("2026-11-26T12:00:00+08:00");
+        let mut s = submission("13800138000", Some("13:00-14:00"), None);
+        s.expires_at = Some("2026-11-26T12:10:00+08:00".parse().expect("timestamp"));
+        // Due at the expiry, not now: a lease before 12:10 would find it still valid.
+        assert_eq!(
+            place("a", &s, now).expect("placed").due_ms,
+            ms_of("2026-11-26T12:10:00+08:00")
+        );
+        // Already expired: due at its (past) expiry, so the next lease ends it at once.
+        s.expires_at = Some("2026-11-26T11:00:00+08:00".parse().expect("timestamp"));
+        assert_eq!(
+            place("a", &s, now).expect("placed").due_ms,
+            ms_of("2026-11-26T11:00:00+08:00")
         );
     }
 
