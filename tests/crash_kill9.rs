@@ -121,6 +121,7 @@ async fn kill9_loses_no_acknowledged_message() {
     std::fs::write(&config, text).expect("write config");
     let log = dir.path().join("serve.log");
     let base = format!("http://127.0.0.1:{http_port}");
+    sluice::receipt::client::install_provider();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -296,6 +297,7 @@ async fn sigterm_drains_and_restart_sends_nothing_twice() {
     std::fs::write(&config, text).expect("write config");
     let log = dir.path().join("serve.log");
     let base = format!("http://127.0.0.1:{http_port}");
+    sluice::receipt::client::install_provider();
     let client = reqwest::Client::new();
 
     let mut server = Server::spawn_draining(&config, &log, 30);
