@@ -9,13 +9,11 @@ mod e2e_support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use e2e_support::{config_text, post, sim_listener, wait_until};
+use e2e_support::{Receiver, config_text, post, serve_http, sim_listener, wait_until};
 use serde_json::{Value, json};
 use sluice::config::Config;
 use sluice::serve::{Gateway, ServeOptions, start};
@@ -26,71 +24,6 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// A webhook receiver that can be "down" (503 to everything) and counts what it saw.
-#[derive(Clone, Default)]
-struct Receiver {
-    up: Arc<AtomicBool>,
-    receipts: Arc<Mutex<Vec<Value>>>,
-    mo: Arc<Mutex<Vec<Value>>>,
-    /// Requests answered 503 while down, per path.
-    refused_receipts: Arc<AtomicUsize>,
-    refused_mo: Arc<AtomicUsize>,
-    /// TLS handshakes that failed (e.g. the client did not trust our certificate).
-    failed_handshakes: Arc<AtomicUsize>,
-}
-
-impl Receiver {
-    fn new(up: bool) -> Self {
-        let r = Self::default();
-        r.up.store(up, Ordering::SeqCst);
-        r
-    }
-
-    fn mo(&self) -> Vec<Value> {
-        self.mo.lock().unwrap().clone()
-    }
-
-    fn receipts(&self) -> Vec<Value> {
-        self.receipts.lock().unwrap().clone()
-    }
-
-    fn router(&self) -> axum::Router {
-        axum::Router::new()
-            .route("/receipts", axum::routing::post(on_receipt))
-            .route("/mo", axum::routing::post(on_mo))
-            .with_state(self.clone())
-    }
-}
-
-async fn on_receipt(State(r): State<Receiver>, body: axum::Json<Value>) -> StatusCode {
-    if !r.up.load(Ordering::SeqCst) {
-        r.refused_receipts.fetch_add(1, Ordering::SeqCst);
-        return StatusCode::SERVICE_UNAVAILABLE;
-    }
-    r.receipts.lock().unwrap().push(body.0);
-    StatusCode::OK
-}
-
-async fn on_mo(State(r): State<Receiver>, body: axum::Json<Value>) -> StatusCode {
-    if !r.up.load(Ordering::SeqCst) {
-        r.refused_mo.fetch_add(1, Ordering::SeqCst);
-        return StatusCode::SERVICE_UNAVAILABLE;
-    }
-    r.mo.lock().unwrap().push(body.0);
-    StatusCode::OK
-}
-
-/// Serves `r` over plain http; returns the base URL.
-async fn serve_http(r: &Receiver) -> String {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = l.local_addr().expect("addr");
-    let app = r.router();
-    tokio::spawn(async move {
-        let _ = axum::serve(l, app).await;
-    });
-    format!("http://{addr}")
-}
 
 /// A private CA and a server certificate it signed for `localhost` and 127.0.0.1.
 struct Pki {
