@@ -12,8 +12,9 @@
 //!
 //! Rules shared by both kinds:
 //! - An entry with no URL (no callback, no account webhook; for MO: the account's `mo_url`
-//!   was removed from the config since it was stored) is deleted once published: there is
-//!   nobody else to keep it for.
+//!   was removed from the config since it was stored) is deleted (receipts: once published):
+//!   there is nobody else to keep it for. Entries of an account removed from the config
+//!   altogether are not visited (the pump knows configured accounts only) and stay stored.
 //! - Delivery is at-least-once: a crash between the POST and the delete re-sends the entry.
 //!   In-process subscribers see each receipt once per process life (again after a restart).
 //! - One dead URL does not block the rest: the scan moves on with a cursor, and an entry
@@ -33,6 +34,7 @@ use tokio::sync::{Notify, broadcast, watch};
 use super::Notification;
 use crate::metrics as m;
 use crate::store::{AnyBackend, Op, OutboxEntry, ReceiptEvent, Store, StoreError};
+
 /// Webhook delivery settings.
 #[derive(Debug, Clone, Copy)]
 pub struct WebhookConfig {
