@@ -134,6 +134,9 @@ pub struct Config {
     /// The embedded simulator.
     #[serde(default)]
     pub simulator: SimulatorConfig,
+    /// Webhook client settings (receipts and replies).
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
     /// Resolved `timezone` (set by validation).
     #[serde(skip)]
     tz: Option<TimeZone>,
@@ -497,6 +500,26 @@ impl Default for SimulatorConfig {
     }
 }
 
+/// How webhooks (receipts and replies) are POSTed.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// PEM file of private CA certificates trusted for https webhooks, in addition to the
+    /// bundled Mozilla roots (relative paths are from the working directory). Read and
+    /// checked at start.
+    pub ca_file: Option<PathBuf>,
+    /// The certificates of `ca_file` (set by validation).
+    #[serde(skip)]
+    ca_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+impl WebhooksConfig {
+    /// The private CA certificates read from `ca_file` (empty without one).
+    pub fn ca_roots(&self) -> &[rustls::pki_types::CertificateDer<'static>] {
+        &self.ca_roots
+    }
+}
+
 /// SHA-256 hex (lowercase) of an API key, as stored in `accounts[].api_keys`.
 pub fn hash_api_key(key: &str) -> String {
     Sha256::digest(key.as_bytes())
@@ -662,6 +685,10 @@ impl Config {
         }
         if self.simulator.enabled && self.simulator.port == 0 {
             return Err(c.err("simulator.port", "must not be 0"));
+        }
+        if let Some(path) = &self.webhooks.ca_file {
+            self.webhooks.ca_roots = crate::receipt::client::load_ca_file(path)
+                .map_err(|e| c.err("webhooks.ca_file", e.to_string()))?;
         }
         self.validate_accounts(c)?;
         self.validate_channels(c)?;
@@ -938,6 +965,28 @@ mod tests {
     fn line_col_counts_chars() {
         assert_eq!(line_col("ab\ncd", 4), (2, 2));
         assert_eq!(line_col("é\nx", 3), (2, 1));
+    }
+
+    #[test]
+    fn webhooks_ca_file_is_checked_at_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing.pem");
+        let text = format!(
+            "[webhooks]\nca_file = {:?}\n",
+            missing.display().to_string()
+        );
+        let e = Config::parse(&text, "t.toml").expect_err("missing CA file");
+        assert_eq!(e.key(), Some("webhooks.ca_file"));
+        assert_eq!(e.line(), Some(2));
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(&bad, "not a certificate").expect("write");
+        let text = format!("[webhooks]\nca_file = {:?}\n", bad.display().to_string());
+        let e = Config::parse(&text, "t.toml").expect_err("no certificate");
+        assert_eq!(e.key(), Some("webhooks.ca_file"));
+        let e = Config::parse("[webhooks]\ncafile = \"x\"\n", "t.toml").expect_err("unknown key");
+        assert!(e.to_string().contains("cafile"), "{e}");
+        let ok = Config::parse("timezone = \"UTC\"\n", "t.toml").expect("no [webhooks]");
+        assert!(ok.webhooks.ca_roots().is_empty());
     }
 
     #[test]

@@ -537,6 +537,7 @@ pub async fn run(o: DemoOptions) -> Result<DemoOutcome, DemoError> {
 
     // Launch through the campaign API, exactly as a campaign manager's console would.
     let t = Instant::now();
+    crate::receipt::client::install_provider();
     let resp = reqwest::Client::new()
         .post(format!("http://{api_addr}/v1/campaign/bulk/{bulk}/launch"))
         .json(&serde_json::json!({"actor": "demo"}))

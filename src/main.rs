@@ -119,6 +119,8 @@ fn init_logs(json: bool) {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logs(cli.log_json);
+    // Before any HTTP client is built (webhooks, `send`, loadtest, campaign dispatch).
+    sluice::receipt::client::install_provider();
     match cli.cmd {
         Cmd::Serve(a) => serve(a).await,
         Cmd::Send(a) => send(a).await,

@@ -1,6 +1,6 @@
-//! A delivery receipt is answered to the center only after the receipt layer says it is
-//! kept (`DeliverAck`): ESME_ROK after `done`, ESME_RX_T_APPN after `fail`, so a crash before
-//! the receipt is durable makes the center resend it instead of losing it.
+//! A delivery receipt or an MO is answered to the center only after the receipt layer says it
+//! is kept (`DeliverAck`): ESME_ROK after `done`, ESME_RX_T_APPN after `fail`, so a crash
+//! before it is durable makes the center resend it instead of losing it.
 
 mod channel_common;
 
@@ -132,6 +132,93 @@ async fn receipt_is_answered_only_when_kept() {
     assert_eq!(
         (resp.sequence, resp.status),
         (2, CommandStatus::EsmeRxTAppn)
+    );
+    drop(stream);
+    rig.stop().await;
+}
+
+fn mo(text: &str, seq: u32) -> Command {
+    let sm = Sm {
+        source: Address::new(1, 1, "8613800138000"),
+        dest: Address::new(0, 0, "10690000"),
+        short_message: text.as_bytes().to_vec().into(),
+        ..Sm::default()
+    };
+    Command::new(CommandStatus::EsmeRok, seq, Pdu::DeliverSm(sm))
+}
+
+/// The next MO event (bind up/down events are skipped).
+async fn next_mo(rig: &mut Rig) -> ChannelEvent {
+    loop {
+        let event = tokio::time::timeout(WAIT, rig.events.recv())
+            .await
+            .expect("MO event")
+            .expect("events open");
+        if matches!(event, ChannelEvent::Mo { .. }) {
+            return event;
+        }
+    }
+}
+
+#[tokio::test]
+async fn mo_is_answered_only_when_kept() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut rig = Rig::start(config(addr, 100));
+    let (mut stream, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("gateway connects")
+        .unwrap();
+    let mut buf = BytesMut::new();
+    let bind = read_command(&mut stream, &mut buf).await;
+    let resp = Command::new(
+        CommandStatus::EsmeRok,
+        bind.sequence,
+        Pdu::BindTransceiverResp(BindResp {
+            system_id: "center".into(),
+            ..BindResp::default()
+        }),
+    );
+    stream.write_all(&resp.to_bytes().unwrap()).await.unwrap();
+
+    // Kept (durable in the MO outbox): answered ESME_ROK only after done().
+    stream
+        .write_all(&mo("YES", 5).to_bytes().unwrap())
+        .await
+        .unwrap();
+    let event = next_mo(&mut rig).await;
+    let ChannelEvent::Mo { text, ack, .. } = event else {
+        panic!("expected an MO, got {event:?}");
+    };
+    assert_eq!(text, "YES");
+    assert!(
+        deliver_resp(&mut stream, &mut buf, Duration::from_millis(300))
+            .await
+            .is_none(),
+        "answered before the receipt layer kept it"
+    );
+    ack.done();
+    let resp = deliver_resp(&mut stream, &mut buf, WAIT)
+        .await
+        .expect("answered");
+    assert_eq!((resp.sequence, resp.status), (5, CommandStatus::EsmeRok));
+
+    // Not kept (the store commit failed): the center is told to resend it.
+    stream
+        .write_all(&mo("NO", 6).to_bytes().unwrap())
+        .await
+        .unwrap();
+    let event = next_mo(&mut rig).await;
+    let ChannelEvent::Mo { ack, .. } = event else {
+        panic!("expected an MO, got {event:?}");
+    };
+    ack.fail();
+    let resp = deliver_resp(&mut stream, &mut buf, WAIT)
+        .await
+        .expect("answered");
+    assert_eq!(
+        (resp.sequence, resp.status),
+        (6, CommandStatus::EsmeRxTAppn)
     );
     drop(stream);
     rig.stop().await;

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use e2e_support::{KEY, config_text, sim_listener};
+use e2e_support::{KEY, Receiver, config_text, serve_http, sim_listener, wait_until};
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 use sluice_loadtest::{SimConfig, Simulator};
@@ -121,6 +121,7 @@ async fn kill9_loses_no_acknowledged_message() {
     std::fs::write(&config, text).expect("write config");
     let log = dir.path().join("serve.log");
     let base = format!("http://127.0.0.1:{http_port}");
+    sluice::receipt::client::install_provider();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -296,6 +297,7 @@ async fn sigterm_drains_and_restart_sends_nothing_twice() {
     std::fs::write(&config, text).expect("write config");
     let log = dir.path().join("serve.log");
     let base = format!("http://127.0.0.1:{http_port}");
+    sluice::receipt::client::install_provider();
     let client = reqwest::Client::new();
 
     let mut server = Server::spawn_draining(&config, &log, 30);
@@ -337,4 +339,87 @@ async fn sigterm_drains_and_restart_sends_nothing_twice() {
     );
     drop(server);
     let _ = sim.shutdown().await;
+}
+
+/// A reply (MO) kept while its webhook is down survives a SIGKILL: the restarted gateway
+/// delivers it once the webhook is back, exactly once (the kill came after the store had it,
+/// before any 2xx, so there is nothing to resend twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_keeps_a_reply_whose_webhook_is_down() {
+    let mut l = sim_listener();
+    l.mo.reply = vec![sluice_loadtest::config::ReplyRule {
+        contains: "VOTE".into(),
+        probability: 1.0,
+        text: "Y".into(),
+        delay: Default::default(),
+    }];
+    let sim = Simulator::start(SimConfig {
+        listeners: vec![l],
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let hook = Receiver::new(false);
+    let hook_url = serve_http(&hook).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http_port = free_port();
+    let text = config_text(
+        &dir.path().join("data"),
+        sim.addrs()[0].port(),
+        &hook_url,
+        "",
+    )
+    .replace(
+        "http = \"127.0.0.1:0\"",
+        &format!("http = \"127.0.0.1:{http_port}\""),
+    );
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, text).expect("write config");
+    let log = dir.path().join("serve.log");
+    let base = format!("http://127.0.0.1:{http_port}");
+    sluice::receipt::client::install_provider();
+    let client = reqwest::Client::new();
+
+    let server = Server::spawn(&config, &log);
+    wait_healthy(&client, &base).await;
+    let r = client
+        .post(format!("{base}/v1/messages"))
+        .bearer_auth(KEY)
+        .json(&json!({"messages":[{"to":"13800138000","text":"VOTE now"}]}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 202);
+    // The pump only reads what the store committed: a refused POST means the reply is kept.
+    let limit = Duration::from_secs(30);
+    assert!(
+        wait_until(limit, || hook
+            .refused_mo
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 1)
+        .await,
+        "the MO webhook was never tried"
+    );
+    server.kill9();
+
+    hook.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let server = Server::spawn(&config, &log);
+    wait_healthy(&client, &base).await;
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(limit, || hook.mo().len() == 1 && hook.receipts().len() == 1).await,
+        "mo {:?} receipts {:?}\nlogs:\n{}",
+        hook.mo(),
+        hook.receipts(),
+        logs()
+    );
+    assert!(server.terminate(), "drained and exited 0");
+    let mo = hook.mo();
+    assert_eq!(mo.len(), 1, "exactly once: {mo:?}");
+    assert_eq!(
+        (mo[0]["from"].as_str(), mo[0]["text"].as_str()),
+        (Some("13800138000"), Some("Y"))
+    );
+    let tally = sim.shutdown().await.expect("sim shutdown");
+    assert_eq!(tally.mo_sent, 1, "{tally:?}");
 }

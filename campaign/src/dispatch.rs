@@ -109,6 +109,9 @@ pub struct HttpDispatcher {
 impl HttpDispatcher {
     /// `base_url` like `http://127.0.0.1:8080`; `api_key` is sent as a Bearer token.
     pub fn new(base_url: &str, api_key: &str) -> Self {
+        // reqwest is built with `rustls-no-provider` (workspace Cargo.toml): building a client
+        // panics unless a rustls provider is installed. Installing ring again is a no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
             client: reqwest::Client::new(),
             url: format!("{}/v1/messages", base_url.trim_end_matches('/')),

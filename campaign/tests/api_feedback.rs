@@ -39,6 +39,8 @@ async fn campaign_api_launch_feedback_and_report() {
     c.load_synthetic(900, 21).unwrap();
     let gw = FakeGateway::default();
     let (base, svc) = serve(c, gw.clone()).await;
+    // reqwest has no built-in rustls provider in this workspace: install ring first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
 
     // Segments: bad condition → 422 with column; good → created; instant count agrees.

@@ -69,8 +69,8 @@ pub fn normalise_center_id(raw: &str, format: IdFormat) -> String {
 
 /// The answer the center is waiting for on one deliver_sm.
 ///
-/// A receipt is acknowledged to the center only after the receipt layer has made it durable,
-/// so a crash in between makes the center resend it rather than lose it. Clones share one
+/// A receipt (or an MO) is acknowledged to the center only after the receipt layer has made
+/// it durable, so a crash in between makes the center resend it rather than lose it. Clones share one
 /// answer (the first wins). Dropping every clone without answering counts as
 /// [`done`](Self::done): consumers that do not care about durability (tests, tools) need not
 /// know about it. Equality ignores the ack: two events are equal when their data is.
@@ -179,6 +179,10 @@ pub enum ChannelEvent {
         data_coding: u8,
         /// When it arrived.
         at: SystemTime,
+        /// Answers the center's deliver_sm (the last part's, for a concatenated MO): the
+        /// receipt layer calls [`DeliverAck::done`] once the MO is kept (durable in its
+        /// account's MO outbox, or handed to subscribers when nobody keeps it).
+        ack: DeliverAck,
     },
     /// A bind of `channel` is up and may carry traffic.
     BindUp {

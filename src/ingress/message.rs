@@ -406,13 +406,9 @@ fn check_url(u: &str) -> Result<(), String> {
     }
     let url = reqwest::Url::parse(u).map_err(|e| format!("not a URL: {u:?} ({e})"))?;
     match url.scheme() {
-        "http" if url.host().is_some() => Ok(()),
-        // The webhook client is built without TLS (see receipt::outbox): an https callback
-        // could never be delivered, so refuse it now rather than retry it forever.
-        "https" => Err(format!(
-            "https callbacks are not supported by this build (plain http only): {u:?}"
-        )),
-        _ => Err(format!("not an http URL with a host: {u:?}")),
+        // https goes through rustls (receipt::client): bundled roots + `[webhooks] ca_file`.
+        "http" | "https" if url.host().is_some() => Ok(()),
+        _ => Err(format!("not an http(s) URL with a host: {u:?}")),
     }
 }
 
@@ -600,6 +596,8 @@ mod tests {
         m.callback_url = Some("ftp://x/".into());
         assert_eq!(field_of(m.clone()), "callback_url");
         m.callback_url = Some("https://example.com/hook".into());
+        assert!(validate(m.clone(), &policy()).is_ok());
+        m.callback_url = Some("https://".into());
         assert_eq!(field_of(m.clone()), "callback_url");
         m.callback_url = Some("http://127.0.0.1:9/hook".into());
         assert!(validate(m.clone(), &policy()).is_ok());

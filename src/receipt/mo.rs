@@ -1,38 +1,24 @@
-//! Mobile-originated replies: find the account, tell subscribers, POST the account's `mo_url`.
+//! Mobile-originated replies: find the account, keep the reply, POST the account's `mo_url`.
 //!
 //! Job: route an MO by its destination (our long number, possibly with an extension code
 //! appended) to the account owning the longest matching sender prefix — the account's
-//! default sender and its allowed senders (a trailing `*` is dropped) — and deliver
-//! `{"from","to","text","received_at"}` (docs/http-api.md) to that account's `mo_url`.
+//! default sender and its allowed senders (a trailing `*` is dropped) — and describe the
+//! account's durable MO outbox to the shared pump ([`MoOutbox`]), which delivers
+//! `{"from","to","text","received_at"}` (docs/http-api.md) to the account's `mo_url`.
 //!
-//! Delivery retries with backoff up to `max_attempts`, in memory only: unlike receipts, MOs
-//! have no durable outbox in the store yet, so an MO whose webhook is down when the process
-//! stops is lost (logged and counted). In-process subscribers get every MO, routed or not.
+//! Durability (see `Receipts::handle`): an MO routed to an account with a `mo_url` is written
+//! to that account's MO outbox (`Op::MoEnqueue`) before the center's deliver_sm is answered,
+//! so an MO is never lost to a crash or a webhook that is down: the center resends what we
+//! did not keep, and the pump retries what we kept until a 2xx (at-least-once, like
+//! receipts). An MO for no account, or for an account without `mo_url`, is published to
+//! in-process subscribers only and not stored. Subscribers see every MO once, when it arrives
+//! (after its commit, for stored ones).
 
-use std::sync::Arc;
-use std::time::Duration;
+use super::Notification;
+use super::outbox::{EntryKind, OutboxAccount};
+use crate::store::{AnyBackend, Op, OutboxEntry, Store, StoreError};
 
-use serde::Serialize;
-use tokio::sync::Semaphore;
-
-use super::outbox::WebhookConfig;
-use crate::metrics as m;
-
-/// An MO as delivered to subscribers and webhooks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MoEvent {
-    /// Owning account, when a sender prefix matched.
-    #[serde(skip)]
-    pub account: Option<String>,
-    /// The handset.
-    pub from: String,
-    /// Our number (+ extension).
-    pub to: String,
-    /// Decoded text.
-    pub text: String,
-    /// RFC 3339 arrival time.
-    pub received_at: String,
-}
+pub use crate::store::MoEvent;
 
 /// An account's MO routing data.
 #[derive(Debug, Clone)]
@@ -74,6 +60,11 @@ impl MoRouter {
         Self { prefixes, accounts }
     }
 
+    /// Every account, in the order given.
+    pub fn accounts(&self) -> &[MoAccount] {
+        &self.accounts
+    }
+
     /// The account an MO to `to` belongs to.
     pub fn route(&self, to: &str) -> Option<&MoAccount> {
         let to = digits(to);
@@ -84,60 +75,46 @@ impl MoRouter {
     }
 }
 
-/// Delivers MO webhooks with bounded concurrency and retries.
-#[derive(Debug, Clone)]
-pub struct MoDelivery {
-    client: reqwest::Client,
-    cfg: WebhookConfig,
-    max_attempts: u32,
-    permits: Arc<Semaphore>,
-}
+/// The accounts' MO outboxes (`Store::mo_outbox`), drained by `outbox::OutboxPump<MoOutbox>`.
+#[derive(Debug, Clone, Copy)]
+pub struct MoOutbox;
 
-impl MoDelivery {
-    /// A delivery pool.
-    ///
-    /// # Errors
-    /// When the HTTP client cannot be built.
-    pub fn new(cfg: WebhookConfig, max_attempts: u32) -> Result<Self, reqwest::Error> {
-        Ok(Self {
-            client: reqwest::Client::builder().timeout(cfg.timeout).build()?,
-            cfg,
-            max_attempts: max_attempts.max(1),
-            permits: Arc::new(Semaphore::new(cfg.concurrency.max(1) * 4)),
-        })
+impl EntryKind for MoOutbox {
+    type Event = MoEvent;
+    const NAME: &'static str = "mo";
+
+    fn read(
+        store: &Store<AnyBackend>,
+        account: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        store.mo_outbox(account, after, limit)
     }
 
-    /// Starts delivering `event` to `url` in the background.
-    pub fn spawn(&self, url: String, event: &MoEvent) {
-        let body = serde_json::to_vec(event).unwrap_or_default();
-        let this = self.clone();
-        metrics::gauge!(m::WEBHOOK_BACKLOG).increment(1.0);
-        tokio::spawn(async move {
-            let _permit = this.permits.acquire().await;
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let r = this
-                    .client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await;
-                let ok = matches!(&r, Ok(resp) if resp.status().is_success());
-                metrics::counter!(m::WEBHOOK_ATTEMPTS, m::LABEL_STATUS => if ok { "2xx" } else { "error" })
-                    .increment(1);
-                if ok {
-                    break;
-                }
-                if attempt >= this.max_attempts {
-                    tracing::warn!(%url, attempt, "MO webhook gave up; reply dropped.");
-                    break;
-                }
-                tokio::time::sleep(this.cfg.backoff(attempt).min(Duration::from_secs(60))).await;
-            }
-            metrics::gauge!(m::WEBHOOK_BACKLOG).decrement(1.0);
-        });
+    fn delete(account: &str, seq: u64) -> Op {
+        Op::MoDelete {
+            account: account.to_owned(),
+            seq,
+        }
+    }
+
+    fn decode(body: &[u8]) -> Option<MoEvent> {
+        serde_json::from_slice(body).ok()
+    }
+
+    /// Subscribers got the MO when it arrived.
+    fn notification(_: &MoEvent) -> Option<Notification> {
+        None
+    }
+
+    fn url(_: &MoEvent, account: &OutboxAccount) -> Option<String> {
+        account.webhook_url.clone()
+    }
+
+    /// Stored exactly as the webhook body.
+    fn body(_: &MoEvent, stored: Vec<u8>) -> Vec<u8> {
+        stored
     }
 }
 
@@ -163,6 +140,36 @@ mod tests {
         assert_eq!(r.route("10690000123").map(|a| a.name.as_str()), Some("b"));
         assert_eq!(r.route("+8695501").map(|a| a.name.as_str()), Some("b"));
         assert!(r.route("10086").is_none());
+    }
+
+    #[test]
+    fn stored_mo_is_the_webhook_body() {
+        let e = MoEvent {
+            account: Some("a".into()),
+            from: "+8613800138000".into(),
+            to: "10690000".into(),
+            text: "Y".into(),
+            received_at: "2026-11-26T00:00:00Z".into(),
+        };
+        let stored = serde_json::to_vec(&e).expect("json");
+        let back = MoOutbox::decode(&stored).expect("decodes");
+        // The account lives in the key, not the body.
+        assert_eq!(back.account, None);
+        assert_eq!(
+            (back.from.as_str(), back.text.as_str()),
+            (e.from.as_str(), "Y")
+        );
+        assert_eq!(MoOutbox::body(&back, stored.clone()), stored);
+        assert!(MoOutbox::notification(&back).is_none());
+        let acc = OutboxAccount {
+            name: "a".into(),
+            webhook_url: Some("https://hooks.example/mo".into()),
+        };
+        assert_eq!(
+            MoOutbox::url(&back, &acc).as_deref(),
+            Some("https://hooks.example/mo")
+        );
+        assert!(MoOutbox::decode(b"{not json").is_none());
     }
 
     #[test]

@@ -4,13 +4,17 @@
 //! channel worker ──ChannelEvent (per channel mpsc)──▶ Receipts::run_channel
 //!      Receipt ─▶ correlate: Op::Receipt(channel, normalised id) ─▶ store (aggregates parts,
 //!                 writes the outbox entry in the same commit when the message is final)
-//!      Mo      ─▶ mo: route by sender prefix ─▶ subscribers + account mo_url webhook
-//! store outbox ─▶ outbox::OutboxPump ─▶ subscribers + callback_url / account webhook (retried)
+//!      Mo      ─▶ mo: route by sender prefix ─▶ Op::MoEnqueue into the account's MO outbox
+//!                 (same commit as the batch's receipts) ─▶ subscribers
+//!   (the center's deliver_sm is answered only after that commit: DeliverAck)
+//! store outbox    ─▶ OutboxPump<ReceiptOutbox> ─▶ subscribers + callback_url / webhook_url
+//! store MO outbox ─▶ OutboxPump<MoOutbox>      ─▶ mo_url            (both retried until 2xx)
 //! ```
 //!
 //! - [`correlate`]: stat words → part states, id normalisation, early-DLR accounting.
-//! - [`outbox`]: durable receipt delivery by webhook, kept until a 2xx.
-//! - [`mo`]: reply routing and webhook.
+//! - [`outbox`]: the webhook pump, generic over the kind of entry; receipts.
+//! - [`mo`]: reply routing; the MO outbox kind.
+//! - [`client`]: the webhook HTTP client (http, and https over rustls + ring).
 //!
 //! `PartAccepted` / `PartFailed` are *not* written here: dispatch turns the worker's
 //! per-message outcome into `Op::Submitted` / `Op::Requeue` / `Op::Finish` (see
@@ -22,6 +26,7 @@
 //! than the channel capacity misses events (it sees `RecvError::Lagged`), so the campaign
 //! service should treat it as a fast path and reconcile from `GET /v1/messages/{id}`.
 
+pub mod client;
 pub mod correlate;
 pub mod mo;
 pub mod outbox;
@@ -36,7 +41,8 @@ use crate::channel::{ChannelEvent, DeliverAck};
 use crate::metrics as m;
 use crate::store::{AnyBackend, MessageState, Op, OpResult, ReceiptEvent, Store};
 use correlate::{Pending, center_key, part_state};
-use mo::{MoDelivery, MoEvent, MoRouter};
+use mo::{MoEvent, MoOutbox, MoRouter};
+use outbox::{Backlog, OutboxAccount, OutboxPump, ReceiptOutbox};
 
 /// Most channel events applied in one store commit.
 const MAX_BATCH: usize = 1024;
@@ -64,8 +70,6 @@ pub struct ReceiptConfig {
     pub subscriber_capacity: usize,
     /// Webhook settings (receipts and MO).
     pub webhook: outbox::WebhookConfig,
-    /// MO webhook attempts before an MO is dropped.
-    pub mo_attempts: u32,
 }
 
 impl Default for ReceiptConfig {
@@ -76,7 +80,6 @@ impl Default for ReceiptConfig {
             sweep_every: Duration::from_secs(1),
             subscriber_capacity: 65_536,
             webhook: outbox::WebhookConfig::default(),
-            mo_attempts: 8,
         }
     }
 }
@@ -88,29 +91,40 @@ pub struct Receipts {
     cfg: ReceiptConfig,
     subscribers: broadcast::Sender<Notification>,
     outbox_wake: Arc<Notify>,
+    mo_wake: Arc<Notify>,
     mo_router: MoRouter,
-    mo_delivery: MoDelivery,
+    /// Shared by both pumps (one connection pool; see [`client::webhook_client`]).
+    client: reqwest::Client,
+    backlog: Arc<Backlog>,
+}
+
+/// What one op of a receipt-layer commit was for.
+enum Applied {
+    /// A DLR, under its normalised center id.
+    Receipt(String),
+    /// An MO kept in its account's MO outbox.
+    Mo(MoEvent),
 }
 
 impl Receipts {
-    /// A receipt layer over `store` with MO routing data.
-    ///
-    /// # Errors
-    /// When the webhook HTTP client cannot be built.
+    /// A receipt layer over `store` with MO routing data; webhooks go through `client`.
     pub fn new(
         store: Store<AnyBackend>,
         mo_accounts: Vec<mo::MoAccount>,
         cfg: ReceiptConfig,
-    ) -> Result<Self, reqwest::Error> {
+        client: reqwest::Client,
+    ) -> Self {
         let (subscribers, _) = broadcast::channel(cfg.subscriber_capacity.max(1));
-        Ok(Self {
+        Self {
             store,
             cfg,
             subscribers,
             outbox_wake: Arc::new(Notify::new()),
+            mo_wake: Arc::new(Notify::new()),
             mo_router: MoRouter::new(mo_accounts),
-            mo_delivery: MoDelivery::new(cfg.webhook, cfg.mo_attempts)?,
-        })
+            client,
+            backlog: Arc::default(),
+        }
     }
 
     /// Subscribes to receipts and replies (see the module doc for the lag rule).
@@ -123,20 +137,40 @@ impl Receipts {
         self.outbox_wake.notify_one();
     }
 
-    /// The outbox pump for `accounts`, sharing this layer's subscribers and wake-up.
-    ///
-    /// # Errors
-    /// When the webhook HTTP client cannot be built.
-    pub fn outbox_pump(
-        &self,
-        accounts: Vec<outbox::OutboxAccount>,
-    ) -> Result<outbox::OutboxPump, reqwest::Error> {
-        outbox::OutboxPump::new(
+    /// The receipt outbox pump for `accounts` (each with its `webhook_url`), sharing this
+    /// layer's subscribers and wake-up.
+    pub fn outbox_pump(&self, accounts: Vec<OutboxAccount>) -> OutboxPump<ReceiptOutbox> {
+        OutboxPump::new(
             self.store.clone(),
             accounts,
             self.cfg.webhook,
+            self.client.clone(),
             self.subscribers.clone(),
             Arc::clone(&self.outbox_wake),
+            Arc::clone(&self.backlog),
+        )
+    }
+
+    /// The MO outbox pump over every routing account (each with its `mo_url`), woken when
+    /// an MO is kept.
+    pub fn mo_pump(&self) -> OutboxPump<MoOutbox> {
+        let accounts = self
+            .mo_router
+            .accounts()
+            .iter()
+            .map(|a| OutboxAccount {
+                name: a.name.clone(),
+                webhook_url: a.mo_url.clone(),
+            })
+            .collect();
+        OutboxPump::new(
+            self.store.clone(),
+            accounts,
+            self.cfg.webhook,
+            self.client.clone(),
+            self.subscribers.clone(),
+            Arc::clone(&self.mo_wake),
+            Arc::clone(&self.backlog),
         )
     }
 
@@ -231,7 +265,8 @@ impl Receipts {
             .set(pending.len() as f64);
     }
 
-    /// Handles a batch of events: MOs at once, receipts as one store commit.
+    /// Handles a batch of events: receipts and kept MOs as one store commit; MOs nobody
+    /// keeps go to subscribers at once.
     async fn handle(
         &self,
         channel: &str,
@@ -239,10 +274,10 @@ impl Receipts {
         events: Vec<ChannelEvent>,
         pending: &mut Pending,
     ) {
-        let mut keys = Vec::new();
+        let mut applied = Vec::new();
         let mut ops = Vec::new();
         // The center's deliver_sm_resp waits on these: answered only once the commit below
-        // is durable (or told to retry when it fails), so no receipt is lost to a crash.
+        // is durable (or told to retry when it fails), so no receipt or MO is lost to a crash.
         let mut acks = Vec::new();
         for ev in events {
             match ev {
@@ -264,11 +299,33 @@ impl Receipts {
                         err,
                         now_ms: ms(at),
                     });
-                    keys.push(key);
+                    applied.push(Applied::Receipt(key));
                 }
                 ChannelEvent::Mo {
-                    from, to, text, at, ..
-                } => self.mo(from, to, text, at),
+                    from,
+                    to,
+                    text,
+                    at,
+                    ack,
+                    ..
+                } => {
+                    let (event, keep) = self.mo_event(from, to, text, at);
+                    match keep {
+                        Some(account) => {
+                            acks.push(ack);
+                            ops.push(Op::MoEnqueue {
+                                account,
+                                event: event.clone(),
+                            });
+                            applied.push(Applied::Mo(event));
+                        }
+                        None => {
+                            // Nobody to keep it for: subscribers are all there is.
+                            ack.done();
+                            let _ = self.subscribers.send(Notification::Mo(event));
+                        }
+                    }
+                }
                 ChannelEvent::PartAccepted { .. }
                 | ChannelEvent::PartFailed { .. }
                 | ChannelEvent::BindUp { .. }
@@ -286,13 +343,27 @@ impl Receipts {
             Err(e) => {
                 acks.iter().for_each(DeliverAck::fail);
                 // The center was told to resend them (ESME_RX_T_APPN); the message stays
-                // `sent` (visible in GET) rather than being guessed.
-                tracing::error!(%channel, error = %e, n = keys.len(), "Store failed applying receipts.");
+                // `sent` (visible in GET) rather than being guessed, and subscribers hear of
+                // an MO when its resend is kept.
+                tracing::error!(%channel, error = %e, n = applied.len(), "Store failed applying receipts and replies.");
                 return;
             }
         };
         let mut finals = 0;
-        for (key, result) in keys.into_iter().zip(results) {
+        let mut kept_mo = 0;
+        for (what, result) in applied.into_iter().zip(results) {
+            let key = match what {
+                Applied::Receipt(key) => key,
+                Applied::Mo(event) => {
+                    if let OpResult::Invalid(reason) = &result {
+                        tracing::error!(%channel, %reason, "Reply not kept; published only.");
+                    } else {
+                        kept_mo += 1;
+                    }
+                    let _ = self.subscribers.send(Notification::Mo(event));
+                    continue;
+                }
+            };
             match result {
                 OpResult::Updated(state) if state.is_final() => {
                     self.record_final(channel, &key);
@@ -319,6 +390,9 @@ impl Receipts {
         if finals > 0 {
             self.wake_outbox();
         }
+        if kept_mo > 0 {
+            self.mo_wake.notify_one();
+        }
     }
 
     /// Counts a message's final state and its DLR latency (one store read).
@@ -342,9 +416,20 @@ impl Receipts {
         }
     }
 
-    fn mo(&self, from: String, to: String, text: String, at: SystemTime) {
+    /// Routes an MO: its event, and the account whose MO outbox keeps it (one with a
+    /// `mo_url`; `None`: not stored).
+    fn mo_event(
+        &self,
+        from: String,
+        to: String,
+        text: String,
+        at: SystemTime,
+    ) -> (MoEvent, Option<String>) {
         metrics::counter!(m::MO_RECEIVED).increment(1);
         let account = self.mo_router.route(&to);
+        let keep = account
+            .filter(|a| a.mo_url.is_some())
+            .map(|a| a.name.clone());
         let event = MoEvent {
             account: account.map(|a| a.name.clone()),
             from,
@@ -352,10 +437,7 @@ impl Receipts {
             text,
             received_at: crate::ingress::view::rfc3339(ms(at)),
         };
-        if let Some(url) = account.and_then(|a| a.mo_url.clone()) {
-            self.mo_delivery.spawn(url, &event);
-        }
-        let _ = self.subscribers.send(Notification::Mo(event));
+        (event, keep)
     }
 }
 

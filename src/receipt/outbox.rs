@@ -1,25 +1,31 @@
-//! The receipt outbox pump: deliver each account's durable receipt events by webhook.
+//! The outbox pump: deliver each account's durable outbox entries by webhook.
 //!
-//! Job: read the store's per-account outbox (written in the same commit as the final state,
-//! so no receipt is lost between state change and outbox), publish each entry to in-process
-//! subscribers, POST it to the message's `callback_url` or else the account's webhook, and
-//! delete it only after a 2xx. Failures retry with exponential backoff, per entry, for as long
-//! as it takes: an entry is kept until delivered.
+//! Job: read a per-account outbox of the store, POST each entry to its URL, and delete it only
+//! after a 2xx. Failures retry with exponential backoff, per entry, for as long as it takes:
+//! an entry is kept until delivered. One pump runs per kind of entry ([`EntryKind`]):
+//! - [`ReceiptOutbox`]: receipt events, written in the same commit as the message's final
+//!   state (so no receipt is lost between state change and outbox). Each is published to
+//!   in-process subscribers when first read, then POSTed to the message's `callback_url` or
+//!   else the account's `webhook_url`.
+//! - [`super::mo::MoOutbox`]: replies, written in the commit that answers the center's
+//!   deliver_sm; POSTed to the account's `mo_url`. Subscribers already saw them on arrival.
 //!
-//! - An entry with no URL at all (no callback, no account webhook) is deleted once published
-//!   to subscribers: there is nobody else to keep it for.
+//! Rules shared by both kinds:
+//! - An entry with no URL (no callback, no account webhook; for MO: the account's `mo_url`
+//!   was removed from the config since it was stored) is deleted (receipts: once published):
+//!   there is nobody else to keep it for. Entries of an account removed from the config
+//!   altogether are not visited (the pump knows configured accounts only) and stay stored.
 //! - Delivery is at-least-once: a crash between the POST and the delete re-sends the entry.
-//!   In-process subscribers see each entry once per process life (again after a restart).
-//! - One dead callback URL does not block the rest: the scan moves on with a cursor, and an
-//!   entry waiting out its backoff is skipped until due.
-//! - Plain http only: the workspace's reqwest has no TLS feature (LIBRARIES.md: pick one
-//!   rustls provider before enabling it). Ingress refuses https callback URLs; an https
-//!   account webhook from config is warned about at start and its POSTs fail (and retry).
-//! - The pump sleeps until woken ([`tokio::sync::Notify`], signalled when a receipt finalises a
-//!   message) or for `idle_poll` (to pick up expiries and failures finalised elsewhere).
+//!   In-process subscribers see each receipt once per process life (again after a restart).
+//! - One dead URL does not block the rest: the scan moves on with a cursor, and an entry
+//!   waiting out its backoff is skipped until due.
+//! - http and https URLs (rustls, see [`super::client`]).
+//! - The pump sleeps until woken ([`tokio::sync::Notify`], signalled when entries are added)
+//!   or for `idle_poll` (to pick up entries added elsewhere, e.g. expiries).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -27,7 +33,7 @@ use tokio::sync::{Notify, broadcast, watch};
 
 use super::Notification;
 use crate::metrics as m;
-use crate::store::{AnyBackend, Op, OutboxEntry, ReceiptEvent, Store};
+use crate::store::{AnyBackend, Op, OutboxEntry, ReceiptEvent, Store, StoreError};
 
 /// Webhook delivery settings.
 #[derive(Debug, Clone, Copy)]
@@ -72,13 +78,107 @@ impl WebhookConfig {
     }
 }
 
-/// An account's receipt destination.
+/// An account's destination for one kind of entry.
 #[derive(Debug, Clone)]
 pub struct OutboxAccount {
     /// Account name.
     pub name: String,
-    /// Default webhook.
+    /// Default webhook of this kind (receipts: `webhook_url`; MO: `mo_url`).
     pub webhook_url: Option<String>,
+}
+
+/// What differs between the outboxes one pump can drain. Implemented by zero-sized markers.
+pub trait EntryKind: Send + Sync + 'static {
+    /// A decoded entry.
+    type Event: Send + Sync;
+    /// Name for logs.
+    const NAME: &'static str;
+
+    /// Up to `limit` entries of `account` after sequence `after`.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn read(
+        store: &Store<AnyBackend>,
+        account: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// The op that removes entry `seq` of `account`.
+    fn delete(account: &str, seq: u64) -> Op;
+
+    /// Decodes a stored entry; `None` for an undecodable one (it is dropped and logged).
+    fn decode(body: &[u8]) -> Option<Self::Event>;
+
+    /// What subscribers get when the entry is first read in this process; `None` when they
+    /// were told some other way.
+    fn notification(event: &Self::Event) -> Option<Notification>;
+
+    /// Where the entry goes: its own URL, else the account's default.
+    fn url(event: &Self::Event, account: &OutboxAccount) -> Option<String>;
+
+    /// The POST body.
+    fn body(event: &Self::Event, stored: Vec<u8>) -> Vec<u8>;
+}
+
+/// Receipt events (`Store::outbox`).
+#[derive(Debug, Clone, Copy)]
+pub struct ReceiptOutbox;
+
+impl EntryKind for ReceiptOutbox {
+    type Event = ReceiptEvent;
+    const NAME: &'static str = "receipt";
+
+    fn read(
+        store: &Store<AnyBackend>,
+        account: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        store.outbox(account, after, limit)
+    }
+
+    fn delete(account: &str, seq: u64) -> Op {
+        Op::OutboxDelete {
+            account: account.to_owned(),
+            seq,
+        }
+    }
+
+    fn decode(body: &[u8]) -> Option<ReceiptEvent> {
+        serde_json::from_slice(body).ok()
+    }
+
+    fn notification(event: &ReceiptEvent) -> Option<Notification> {
+        Some(Notification::Receipt(event.clone()))
+    }
+
+    fn url(event: &ReceiptEvent, account: &OutboxAccount) -> Option<String> {
+        event
+            .callback_url
+            .clone()
+            .or_else(|| account.webhook_url.clone())
+    }
+
+    fn body(event: &ReceiptEvent, _stored: Vec<u8>) -> Vec<u8> {
+        webhook_body(event)
+    }
+}
+
+/// Entries waiting out a backoff, per kind: the `WEBHOOK_BACKLOG` gauge is their sum.
+#[derive(Debug, Default)]
+pub struct Backlog(Mutex<HashMap<&'static str, usize>>);
+
+impl Backlog {
+    fn set(&self, kind: &'static str, n: usize) {
+        let mut b = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        b.insert(kind, n);
+        metrics::gauge!(m::WEBHOOK_BACKLOG).set(b.values().sum::<usize>() as f64);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -91,15 +191,17 @@ struct AccountState {
     retry: HashMap<u64, (u32, Instant)>,
 }
 
-/// The pump; run it with [`OutboxPump::run`].
+/// The pump of one kind of entry; run it with [`OutboxPump::run`].
 #[derive(Debug)]
-pub struct OutboxPump {
+pub struct OutboxPump<K: EntryKind> {
     store: Store<AnyBackend>,
     accounts: Vec<OutboxAccount>,
     cfg: WebhookConfig,
     client: reqwest::Client,
     subscribers: broadcast::Sender<Notification>,
     wake: Arc<Notify>,
+    backlog: Arc<Backlog>,
+    kind: PhantomData<K>,
 }
 
 enum Plan {
@@ -111,27 +213,27 @@ enum Plan {
     },
 }
 
-impl OutboxPump {
-    /// A pump over `accounts`.
-    ///
-    /// # Errors
-    /// When the HTTP client cannot be built.
+impl<K: EntryKind> OutboxPump<K> {
+    /// A pump over `accounts`, POSTing with `client` (see [`super::client::webhook_client`]).
     pub fn new(
         store: Store<AnyBackend>,
         accounts: Vec<OutboxAccount>,
         cfg: WebhookConfig,
+        client: reqwest::Client,
         subscribers: broadcast::Sender<Notification>,
         wake: Arc<Notify>,
-    ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder().timeout(cfg.timeout).build()?;
-        Ok(Self {
+        backlog: Arc<Backlog>,
+    ) -> Self {
+        Self {
             store,
             accounts,
             cfg,
             client,
             subscribers,
             wake,
-        })
+            backlog,
+            kind: PhantomData,
+        }
     }
 
     /// Runs until `shutdown` turns true (finishing the round in progress).
@@ -148,12 +250,12 @@ impl OutboxPump {
                 match self.round(acc, st).await {
                     Ok(worked) => busy |= worked,
                     Err(e) => {
-                        tracing::warn!(account = %acc.name, error = %e, "Outbox round failed.")
+                        tracing::warn!(kind = K::NAME, account = %acc.name, error = %e, "Outbox round failed.")
                     }
                 }
                 backlog += st.retry.len();
             }
-            metrics::gauge!(m::WEBHOOK_BACKLOG).set(backlog as f64);
+            self.backlog.set(K::NAME, backlog);
             if busy {
                 continue;
             }
@@ -171,12 +273,8 @@ impl OutboxPump {
     }
 
     /// One scan of one account; `true` when something was delivered or deleted.
-    async fn round(
-        &self,
-        acc: &OutboxAccount,
-        st: &mut AccountState,
-    ) -> Result<bool, crate::store::StoreError> {
-        let entries = self.store.outbox(&acc.name, st.cursor, self.cfg.scan)?;
+    async fn round(&self, acc: &OutboxAccount, st: &mut AccountState) -> Result<bool, StoreError> {
+        let entries = K::read(&self.store, &acc.name, st.cursor, self.cfg.scan)?;
         if entries.len() < self.cfg.scan {
             // Reached the end: the next round starts over (retries due by then are found).
             st.cursor = 0;
@@ -186,20 +284,18 @@ impl OutboxPump {
         let now = Instant::now();
         let mut plans = Vec::new();
         for OutboxEntry { seq, body } in entries {
-            let Ok(event) = serde_json::from_slice::<ReceiptEvent>(&body) else {
-                tracing::error!(account = %acc.name, seq, "Undecodable outbox entry dropped.");
+            let Some(event) = K::decode(&body) else {
+                tracing::error!(kind = K::NAME, account = %acc.name, seq, "Undecodable outbox entry dropped.");
                 plans.push(Plan::Delete(seq));
                 continue;
             };
             if seq > st.published_through {
                 st.published_through = seq;
-                let _ = self.subscribers.send(Notification::Receipt(event.clone()));
+                if let Some(n) = K::notification(&event) {
+                    let _ = self.subscribers.send(n);
+                }
             }
-            let Some(url) = event
-                .callback_url
-                .clone()
-                .or_else(|| acc.webhook_url.clone())
-            else {
+            let Some(url) = K::url(&event, acc) else {
                 plans.push(Plan::Delete(seq));
                 continue;
             };
@@ -209,16 +305,16 @@ impl OutboxPump {
             plans.push(Plan::Post {
                 seq,
                 url,
-                body: webhook_body(&event),
+                body: K::body(&event, body),
             });
         }
         if plans.is_empty() {
             return Ok(false);
         }
-        let results: Vec<(u64, bool)> = futures::stream::iter(plans)
+        let results: Vec<(u64, Result<(), String>)> = futures::stream::iter(plans)
             .map(|p| async move {
                 match p {
-                    Plan::Delete(seq) => (seq, true),
+                    Plan::Delete(seq) => (seq, Ok(())),
                     Plan::Post { seq, url, body } => (seq, self.post(&url, body).await),
                 }
             })
@@ -226,17 +322,20 @@ impl OutboxPump {
             .collect()
             .await;
         let mut deletes = Vec::new();
-        for (seq, ok) in results {
-            if ok {
-                st.retry.remove(&seq);
-                deletes.push(Op::OutboxDelete {
-                    account: acc.name.clone(),
-                    seq,
-                });
-            } else {
+        for (seq, outcome) in results {
+            if let Err(why) = outcome {
                 let attempts = st.retry.get(&seq).map_or(1, |(a, _)| a + 1);
+                // Once per entry at warn (a TLS or URL mistake shows up), then quietly.
+                if attempts == 1 {
+                    tracing::warn!(kind = K::NAME, account = %acc.name, seq, reason = %why, "Webhook failed; retrying with backoff.");
+                } else {
+                    tracing::debug!(kind = K::NAME, account = %acc.name, seq, attempts, reason = %why, "Webhook failed again.");
+                }
                 st.retry
                     .insert(seq, (attempts, Instant::now() + self.cfg.backoff(attempts)));
+            } else {
+                st.retry.remove(&seq);
+                deletes.push(K::delete(&acc.name, seq));
             }
         }
         let worked = !deletes.is_empty();
@@ -246,7 +345,8 @@ impl OutboxPump {
         Ok(worked)
     }
 
-    async fn post(&self, url: &str, body: Vec<u8>) -> bool {
+    /// POSTs one entry; `Err` says why it was not taken.
+    async fn post(&self, url: &str, body: Vec<u8>) -> Result<(), String> {
         let r = self
             .client
             .post(url)
@@ -254,17 +354,30 @@ impl OutboxPump {
             .body(body)
             .send()
             .await;
-        let (ok, label) = match &r {
-            Ok(resp) if resp.status().is_success() => (true, "2xx".to_owned()),
-            Ok(resp) => (false, resp.status().as_u16().to_string()),
-            Err(_) => (false, "error".to_owned()),
+        let (outcome, label) = match r {
+            Ok(resp) if resp.status().is_success() => (Ok(()), "2xx".to_owned()),
+            Ok(resp) => {
+                let code = resp.status().as_u16().to_string();
+                (Err(format!("{url} answered {code}")), code)
+            }
+            // The source chain holds the reason (refused, TLS certificate, timeout).
+            Err(e) => (Err(error_chain(&e)), "error".to_owned()),
         };
         metrics::counter!(m::WEBHOOK_ATTEMPTS, m::LABEL_STATUS => label).increment(1);
-        if !ok {
-            tracing::debug!(%url, "Receipt webhook failed; will retry.");
-        }
-        ok
+        outcome
     }
+}
+
+/// `e` and its sources, joined by ": ".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// The contract's receipt body: the event without the routing-only `callback_url`.

@@ -5,7 +5,8 @@
 //! 2. store: open, then return *every* lease to the ready queues (crash recovery: a single
 //!    process owns the data directory, so leases found at start belong to a dead process);
 //! 3. the embedded simulator, when `[simulator] enabled` (a fake SMSC for channel "sim");
-//! 4. receipts: the per-channel event consumers and the outbox webhook pump;
+//! 4. receipts: the per-channel event consumers and the two webhook pumps (receipt outbox,
+//!    MO outbox), sharing one http/https client (ring installed as the rustls provider first);
 //! 5. channels + dispatch (one worker and one dispatcher per SMPP channel);
 //! 6. HTTP ingress (and the separate metrics listener, when configured).
 //!
@@ -128,8 +129,8 @@ pub enum ServeError {
     #[error("config: {0}")]
     Config(String),
     /// The webhook client could not be built.
-    #[error("http client: {0}")]
-    Client(#[from] reqwest::Error),
+    #[error("webhook client: {0}")]
+    Client(#[from] crate::receipt::client::ClientError),
     /// The campaign store could not be opened.
     #[error("campaign service: {0}")]
     Campaign(String),
@@ -346,13 +347,11 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
     let mut rest_tasks = JoinSet::new();
 
     // Receipts.
-    for a in &config.accounts {
-        for url in a.webhook_url.iter().chain(a.mo_url.iter()) {
-            if url.starts_with("https://") {
-                tracing::warn!(account = %a.name, %url, "This build posts webhooks over plain http only; https deliveries will fail and retry.");
-            }
-        }
-    }
+    crate::receipt::client::install_provider();
+    let client = crate::receipt::client::webhook_client(
+        opts.receipts.webhook.timeout,
+        config.webhooks.ca_roots(),
+    )?;
     let mo_accounts = config
         .accounts
         .iter()
@@ -367,7 +366,12 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
             mo_url: a.mo_url.clone(),
         })
         .collect();
-    let receipts = Arc::new(Receipts::new(store.clone(), mo_accounts, opts.receipts)?);
+    let receipts = Arc::new(Receipts::new(
+        store.clone(),
+        mo_accounts,
+        opts.receipts,
+        client,
+    ));
     let pump = receipts.outbox_pump(
         config
             .accounts
@@ -377,8 +381,9 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
                 webhook_url: a.webhook_url.clone(),
             })
             .collect(),
-    )?;
+    );
     rest_tasks.spawn(pump.run(stop_rest_rx.clone()));
+    rest_tasks.spawn(receipts.mo_pump().run(stop_rest_rx.clone()));
 
     // Channels and dispatch.
     let health = Arc::new(Mutex::new(ChannelHealth::default()));

@@ -17,6 +17,11 @@
 //! | 0x0A early receipt age | arrived_ms, channel, 0, center_id | empty |
 //! | 0x0B message state | id | message state record (`codec.rs`) |
 //! | 0x0C expiry | expires_at_ms, id | empty (ready messages with a validity end) |
+//! | 0x10 MO outbox | account, 0, seq | MO JSON (`MoEvent`) |
+//! | 0x11 MO outbox next seq | account | u64 |
+//!
+//! The two outboxes (receipts 0x05/0x06, MO 0x10/0x11) share one layout; [`Outbox`] names
+//! which one a key function builds.
 
 use super::id::MessageId;
 use super::model::Lane;
@@ -33,6 +38,45 @@ pub(crate) const EARLY: u8 = 0x09;
 pub(crate) const EARLY_AGE: u8 = 0x0A;
 pub(crate) const STATE: u8 = 0x0B;
 pub(crate) const EXPIRY: u8 = 0x0C;
+pub(crate) const MO_OUTBOX: u8 = 0x10;
+pub(crate) const MO_OUTBOX_SEQ: u8 = 0x11;
+
+/// Which per-account outbox a key belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outbox {
+    /// Receipt events (tags 0x05 / 0x06).
+    Receipts,
+    /// Mobile-originated replies (tags 0x10 / 0x11).
+    Mo,
+}
+
+impl Outbox {
+    const fn tags(self) -> (u8, u8) {
+        match self {
+            Self::Receipts => (OUTBOX, OUTBOX_SEQ),
+            Self::Mo => (MO_OUTBOX, MO_OUTBOX_SEQ),
+        }
+    }
+
+    /// Prefix of the account's entries.
+    pub(crate) fn prefix(self, account: &str) -> Vec<u8> {
+        tagged_str(self.tags().0, account)
+    }
+
+    /// The account's entry `seq`.
+    pub(crate) fn entry(self, account: &str, seq: u64) -> Vec<u8> {
+        let mut k = self.prefix(account);
+        k.extend_from_slice(&seq.to_be_bytes());
+        k
+    }
+
+    /// The account's next-sequence counter.
+    pub(crate) fn next_seq(self, account: &str) -> Vec<u8> {
+        let mut k = vec![self.tags().1];
+        k.extend_from_slice(account.as_bytes());
+        k
+    }
+}
 
 /// Reads a big-endian u64 at `at`; `None` if the slice is too short.
 pub(crate) fn be_u64(b: &[u8], at: usize) -> Option<u64> {
@@ -126,19 +170,16 @@ pub(crate) fn center_value(id: MessageId, part: u16) -> [u8; 10] {
 }
 
 pub(crate) fn outbox_prefix(account: &str) -> Vec<u8> {
-    tagged_str(OUTBOX, account)
+    Outbox::Receipts.prefix(account)
 }
 
 pub(crate) fn outbox(account: &str, seq: u64) -> Vec<u8> {
-    let mut k = outbox_prefix(account);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
+    Outbox::Receipts.entry(account, seq)
 }
 
+#[cfg(test)]
 pub(crate) fn outbox_seq(account: &str) -> Vec<u8> {
-    let mut k = vec![OUTBOX_SEQ];
-    k.extend_from_slice(account.as_bytes());
-    k
+    Outbox::Receipts.next_seq(account)
 }
 
 pub(crate) fn idem(account: &str, client_ref: &str) -> Vec<u8> {
@@ -200,6 +241,17 @@ mod tests {
         let p = ready_prefix("c", Lane::Otp);
         assert!(!(other >= p && other < prefix_end(&p)));
         assert_eq!(ready_id(&d), Some(MessageId(1)));
+    }
+
+    #[test]
+    fn the_two_outboxes_never_share_keys() {
+        let r = Outbox::Receipts.entry("a", 1);
+        let m = Outbox::Mo.entry("a", 1);
+        assert_ne!(r, m);
+        let p = Outbox::Receipts.prefix("a");
+        assert!(!(m >= p && m < prefix_end(&p)));
+        assert_eq!(r, outbox("a", 1));
+        assert_ne!(Outbox::Mo.next_seq("a"), outbox_seq("a"));
     }
 
     #[test]

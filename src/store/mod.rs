@@ -26,6 +26,8 @@
 //! - **receipts**: `Op::Receipt` per DLR (a DLR that beats its submit response is held and
 //!   applied by the later `Submitted`); final states put a `ReceiptEvent` in the account's
 //!   outbox in the same commit. Deliver from `outbox(account, after, n)`, then `outbox_ack`.
+//! - **replies**: `Op::MoEnqueue` keeps an MO in the account's MO outbox (answer the center
+//!   only after that commit); deliver from `mo_outbox(account, after, n)`, then `Op::MoDelete`.
 //! - **housekeeping**: `purge(now - retention, n)` until it returns less than `n`.
 
 mod any;
@@ -54,8 +56,8 @@ pub use backend::{Backend, Kv, KvRead};
 pub use error::StoreError;
 pub use id::{ID_TEXT_LEN, IdGenerator, MessageId, ParseIdError};
 pub use model::{
-    EncodingHint, Lane, Message, MessageKind, MessageState, OutboxEntry, Part, PartState, Payload,
-    Receipt, ReceiptEvent,
+    EncodingHint, Lane, Message, MessageKind, MessageState, MoEvent, OutboxEntry, Part, PartState,
+    Payload, Receipt, ReceiptEvent,
 };
 pub use ops::{Op, OpResult};
 pub use redb_backend::RedbBackend;
@@ -182,7 +184,7 @@ impl<B: Backend> Store<B> {
     /// result per op. Waits (without blocking a thread) when too many ops are queued.
     ///
     /// One exception: a batch made only of ops that are harmless to lose in a crash (`Lease`,
-    /// `OutboxAck`, `OutboxDelete`, `Recover`, `Purge`) resolves once committed, before the
+    /// `OutboxAck`, `OutboxDelete`, `MoDelete`, `Recover`, `Purge`) resolves once committed, before the
     /// fsync; it becomes durable with the next durable commit. A crash may therefore undo a
     /// lease (the message is sent again, as it would be after the lease expired) or an
     /// outbox ack (those receipt events are delivered again: receipts are at-least-once).
@@ -325,6 +327,18 @@ impl<B: Backend> Store<B> {
         self.inner
             .backend
             .read(|kv| reads::outbox(kv, account, after, limit))
+    }
+
+    /// Up to `limit` MO outbox entries of `account` after sequence `after` (0 = from the start).
+    pub fn mo_outbox(
+        &self,
+        account: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.inner
+            .backend
+            .read(|kv| reads::outbox_of(kv, keys::Outbox::Mo, account, after, limit))
     }
 
     /// The id stored under an idempotency key.

@@ -1,5 +1,5 @@
-//! The records the store keeps: messages, their parts and receipts, and the receipt events
-//! put in a client's outbox.
+//! The records the store keeps: messages, their parts and receipts, the receipt events put
+//! in a client's outbox, and the replies (MO) put in its MO outbox.
 //!
 //! Times are milliseconds since the Unix epoch (`u64`): the store never reads a clock, callers
 //! pass `now`. Message records are stored in the binary format of `codec.rs`; the serde
@@ -348,12 +348,29 @@ pub struct ReceiptEvent {
     pub tags: BTreeMap<String, String>,
 }
 
-/// One entry of a client's receipt outbox.
+/// A mobile-originated reply: the JSON body of the MO webhook in docs/http-api.md, and what
+/// an account's MO outbox keeps until the webhook answers 2xx.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoEvent {
+    /// Owning account, when a sender prefix matched. Not in the JSON: the outbox key holds it.
+    #[serde(skip)]
+    pub account: Option<String>,
+    /// The handset.
+    pub from: String,
+    /// Our number (+ extension).
+    pub to: String,
+    /// Decoded text.
+    pub text: String,
+    /// RFC 3339 arrival time.
+    pub received_at: String,
+}
+
+/// One entry of a client's receipt (or MO) outbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboxEntry {
     /// Per-account sequence number, increasing.
     pub seq: u64,
-    /// The receipt JSON (a [`ReceiptEvent`]).
+    /// The JSON: a [`ReceiptEvent`] (receipt outbox) or a [`MoEvent`] (MO outbox).
     pub body: Vec<u8>,
 }
 

@@ -13,7 +13,9 @@
 //!   `(channel, lane, due_ms, id)`; an in-flight one has exactly one lease key
 //!   `(lease_until_ms, id)`; a final one has neither and has one terminal key `(done_ms, id)`;
 //! - reaching a final state appends exactly one receipt event to the account's outbox, in the
-//!   same transaction (a receipt can never be lost between state change and outbox).
+//!   same transaction (a receipt can never be lost between state change and outbox);
+//! - an MO is kept by appending it to the account's MO outbox (`MoEnqueue`); the caller
+//!   answers the center only after that commit, so the center resends what was not kept.
 
 use jiff::Timestamp;
 
@@ -22,7 +24,7 @@ use super::codec;
 use super::error::StoreError;
 use super::id::MessageId;
 use super::keys;
-use super::model::{Lane, Message, MessageState, Part, PartState, Receipt, ReceiptEvent};
+use super::model::{Lane, Message, MessageState, MoEvent, Part, PartState, Receipt, ReceiptEvent};
 
 /// Scan chunk for unbounded sweeps (outbox ack).
 const CHUNK: usize = 1024;
@@ -124,6 +126,21 @@ pub enum Op {
         /// Sequence.
         seq: u64,
     },
+    /// Keep a reply in `account`'s MO outbox until its webhook takes it (answers
+    /// [`OpResult::Enqueued`] with its sequence). Durable before it is answered.
+    MoEnqueue {
+        /// Account the reply was routed to (no NUL bytes).
+        account: String,
+        /// The reply; its `account` field is not stored (the key holds it).
+        event: MoEvent,
+    },
+    /// Remove one MO outbox entry (its webhook answered 2xx).
+    MoDelete {
+        /// Account.
+        account: String,
+        /// Sequence.
+        seq: u64,
+    },
     /// Return leases that expired at or before `now_ms` to their ready queues.
     Recover {
         /// Current time, ms.
@@ -177,6 +194,8 @@ pub enum OpResult {
     ReceiptHeld,
     /// Number of records affected (outbox ack/delete, recover, purge).
     Count(usize),
+    /// Appended to an outbox under this sequence.
+    Enqueued(u64),
 }
 
 fn decode<T: serde::de::DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T, StoreError> {
@@ -285,15 +304,39 @@ fn finalize(
         callback_url: m.callback_url.clone(),
         tags: m.tags.clone(),
     };
-    let seq_key = keys::outbox_seq(&m.account);
+    append(kv, keys::Outbox::Receipts, &m.account, &encode(&event)?)?;
+    save(kv, m)
+}
+
+/// Appends `body` to `account`'s `which` outbox under the next sequence (from 1); returns it.
+fn append(
+    kv: &mut dyn Kv,
+    which: keys::Outbox,
+    account: &str,
+    body: &[u8],
+) -> Result<u64, StoreError> {
+    let seq_key = which.next_seq(account);
     let seq = kv
         .get(&seq_key)?
         .map(|v| keys::be_u64(&v, 0).ok_or_else(|| corrupt(&seq_key, "short sequence")))
         .transpose()?
         .unwrap_or(1);
     kv.put(&seq_key, &(seq + 1).to_be_bytes())?;
-    kv.put(&keys::outbox(&m.account, seq), &encode(&event)?)?;
-    save(kv, m)
+    kv.put(&which.entry(account, seq), body)?;
+    Ok(seq)
+}
+
+/// Removes entry `seq` of `account`'s `which` outbox; counts 1 if it was there.
+fn delete_entry(
+    kv: &mut dyn Kv,
+    which: keys::Outbox,
+    account: &str,
+    seq: u64,
+) -> Result<OpResult, StoreError> {
+    let k = which.entry(account, seq);
+    let found = kv.get(&k)?.is_some();
+    kv.delete(&k)?;
+    Ok(OpResult::Count(usize::from(found)))
 }
 
 pub(crate) fn corrupt(key: &[u8], reason: &str) -> StoreError {
@@ -310,8 +353,9 @@ pub(crate) fn corrupt(key: &[u8], reason: &str) -> StoreError {
 /// - `Lease`: after a crash every in-flight message is sent again anyway (a durable lease
 ///   only delays that until the lease expires), so a lost lease adds no duplicate beyond the
 ///   in-flight window;
-/// - `OutboxAck`/`OutboxDelete`: a lost ack redelivers receipt events the client already
-///   took — receipt delivery is at-least-once (a crash between POST and ack does the same);
+/// - `OutboxAck`/`OutboxDelete`/`MoDelete`: a lost ack redelivers receipt events (or replies)
+///   the client already took — webhook delivery is at-least-once (a crash between POST and
+///   ack does the same);
 /// - `Recover`/`Purge`: idempotent housekeeping, run again after the restart.
 pub(crate) fn needs_fsync(op: &Op) -> bool {
     !matches!(
@@ -319,6 +363,7 @@ pub(crate) fn needs_fsync(op: &Op) -> bool {
         Op::Lease { .. }
             | Op::OutboxAck { .. }
             | Op::OutboxDelete { .. }
+            | Op::MoDelete { .. }
             | Op::Recover { .. }
             | Op::Purge { .. }
     )
@@ -371,11 +416,18 @@ pub(crate) fn apply(kv: &mut dyn Kv, op: &Op) -> Result<OpResult, StoreError> {
             through_seq,
         } => outbox_ack(kv, account, *through_seq),
         Op::OutboxDelete { account, seq } => {
-            let k = keys::outbox(account, *seq);
-            let found = kv.get(&k)?.is_some();
-            kv.delete(&k)?;
-            Ok(OpResult::Count(usize::from(found)))
+            delete_entry(kv, keys::Outbox::Receipts, account, *seq)
         }
+        Op::MoEnqueue { account, event } => {
+            if !valid_name(account) {
+                return Ok(OpResult::Invalid(
+                    "account must be non-empty and contain no NUL".into(),
+                ));
+            }
+            let seq = append(kv, keys::Outbox::Mo, account, &encode(event)?)?;
+            Ok(OpResult::Enqueued(seq))
+        }
+        Op::MoDelete { account, seq } => delete_entry(kv, keys::Outbox::Mo, account, *seq),
         Op::Recover { now_ms } => recover(kv, *now_ms),
         Op::Purge { before_ms, limit } => purge(kv, *before_ms, *limit),
         Op::SweepExpired { now_ms, limit } => sweep_expired(kv, *now_ms, *limit),

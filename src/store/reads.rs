@@ -22,15 +22,26 @@ pub(crate) fn by_center(
         .transpose()
 }
 
-/// Outbox entries of `account` with `seq > after`, oldest first.
+/// Receipt outbox entries of `account` with `seq > after`, oldest first.
 pub(crate) fn outbox(
     kv: &dyn KvRead,
     account: &str,
     after: u64,
     limit: usize,
 ) -> Result<Vec<OutboxEntry>, StoreError> {
-    let start = keys::outbox(account, after.saturating_add(1));
-    let end = keys::prefix_end(&keys::outbox_prefix(account));
+    outbox_of(kv, keys::Outbox::Receipts, account, after, limit)
+}
+
+/// Entries of `account`'s `which` outbox with `seq > after`, oldest first.
+pub(crate) fn outbox_of(
+    kv: &dyn KvRead,
+    which: keys::Outbox,
+    account: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<OutboxEntry>, StoreError> {
+    let start = which.entry(account, after.saturating_add(1));
+    let end = keys::prefix_end(&which.prefix(account));
     let mut found = Vec::new();
     kv.scan(&start, &end, limit, &mut found)?;
     found

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -96,6 +97,75 @@ pub async fn start_hook(hook: Hook) -> String {
         .await
         .expect("bind hook");
     let addr: SocketAddr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    format!("http://{addr}")
+}
+
+/// A webhook receiver that can be "down" (503 to everything) and counts what it saw; serve it
+/// over http with [`serve_http`] (tests/webhooks.rs also serves it over https).
+#[derive(Clone, Default)]
+pub struct Receiver {
+    pub up: Arc<AtomicBool>,
+    pub receipts: Arc<Mutex<Vec<Value>>>,
+    pub mo: Arc<Mutex<Vec<Value>>>,
+    /// Requests answered 503 while down, per path.
+    pub refused_receipts: Arc<AtomicUsize>,
+    pub refused_mo: Arc<AtomicUsize>,
+    /// TLS handshakes that failed (e.g. the client did not trust our certificate).
+    pub failed_handshakes: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    pub fn new(up: bool) -> Self {
+        let r = Self::default();
+        r.up.store(up, Ordering::SeqCst);
+        r
+    }
+
+    pub fn mo(&self) -> Vec<Value> {
+        self.mo.lock().unwrap().clone()
+    }
+
+    pub fn receipts(&self) -> Vec<Value> {
+        self.receipts.lock().unwrap().clone()
+    }
+
+    /// `/receipts` and `/mo`.
+    pub fn router(&self) -> axum::Router {
+        axum::Router::new()
+            .route("/receipts", axum::routing::post(receiver_receipt))
+            .route("/mo", axum::routing::post(receiver_mo))
+            .with_state(self.clone())
+    }
+}
+
+async fn receiver_receipt(State(r): State<Receiver>, body: axum::Json<Value>) -> StatusCode {
+    if !r.up.load(Ordering::SeqCst) {
+        r.refused_receipts.fetch_add(1, Ordering::SeqCst);
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    r.receipts.lock().unwrap().push(body.0);
+    StatusCode::OK
+}
+
+async fn receiver_mo(State(r): State<Receiver>, body: axum::Json<Value>) -> StatusCode {
+    if !r.up.load(Ordering::SeqCst) {
+        r.refused_mo.fetch_add(1, Ordering::SeqCst);
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    r.mo.lock().unwrap().push(body.0);
+    StatusCode::OK
+}
+
+/// Serves `r` over plain http on 127.0.0.1:0; returns the base URL.
+pub async fn serve_http(r: &Receiver) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let app = r.router();
     tokio::spawn(async move {
         let _ = axum::serve(l, app).await;
     });

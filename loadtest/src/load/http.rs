@@ -14,6 +14,9 @@ use super::{Claim, PartRef, Shared};
 use crate::tally::lock;
 
 pub(crate) fn client() -> reqwest::Result<reqwest::Client> {
+    // reqwest is built with `rustls-no-provider` (workspace Cargo.toml): building a client
+    // panics unless a rustls provider is installed. Installing ring again is a no-op.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .timeout(Duration::from_secs(30))

@@ -424,10 +424,10 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Hands a deliver_sm to the receipt layer. A receipt is answered once the receipt layer
-    /// says it is durable ([`DeliverAck`]); an MO (or an MO part held for reassembly) is
-    /// answered once handed over. If the receipt layer is gone, the center gets
-    /// ESME_RX_T_APPN and resends later.
+    /// Hands a deliver_sm to the receipt layer. A receipt or a whole MO is answered once the
+    /// receipt layer says it is kept ([`DeliverAck`]); an MO part held for reassembly is
+    /// answered at once. If the receipt layer is gone, the center gets ESME_RX_T_APPN and
+    /// resends later.
     async fn deliver(
         &mut self,
         sequence: u32,
@@ -441,12 +441,13 @@ impl<'a> Connection<'a> {
                 .answer_deliver(sequence, data_sm, CommandStatus::EsmeRok);
             return;
         };
-        let wait = if let ChannelEvent::Receipt { ack, .. } = &mut event {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            *ack = DeliverAck::new(tx);
-            Some(rx)
-        } else {
-            None
+        let wait = match &mut event {
+            ChannelEvent::Receipt { ack, .. } | ChannelEvent::Mo { ack, .. } => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                *ack = DeliverAck::new(tx);
+                Some(rx)
+            }
+            _ => None,
         };
         if links.events.send(event).await.is_err() {
             self.session

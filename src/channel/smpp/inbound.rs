@@ -101,6 +101,7 @@ impl Inbound {
             text: decode(&whole, sm.data_coding),
             data_coding: sm.data_coding,
             at: SystemTime::now(),
+            ack: crate::channel::DeliverAck::default(),
         })
     }
 }
