@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | 0x01 message | id | message body record (`codec.rs`), written once |
 //! | 0x02 ready | channel, 0, lane, due_ms, id | empty |
-//! | 0x03 lease expiry | expiry_ms, id | empty |
+//! | 0x03 lease expiry | expiry_ms, id | channel (for the in-flight counter; empty before 0x10) |
 //! | 0x04 center id | channel, 0, center_id | id, part (u16) |
 //! | 0x05 outbox | account, 0, seq | receipt JSON |
 //! | 0x06 outbox next seq | account | u64 |
@@ -17,6 +17,7 @@
 //! | 0x0A early receipt age | arrived_ms, channel, 0, center_id | empty |
 //! | 0x0B message state | id | message state record (`codec.rs`) |
 //! | 0x0C expiry | expires_at_ms, id | empty (ready messages with a validity end) |
+//! | 0x10 queue counters | (empty): marker; channel, 0, lane or 0xFF (in flight) | version; u64 (`depth.rs`) |
 
 use super::id::MessageId;
 use super::model::Lane;
@@ -33,6 +34,17 @@ pub(crate) const EARLY: u8 = 0x09;
 pub(crate) const EARLY_AGE: u8 = 0x0A;
 pub(crate) const STATE: u8 = 0x0B;
 pub(crate) const EXPIRY: u8 = 0x0C;
+pub(crate) const DEPTH: u8 = 0x10;
+
+/// Slot byte of a channel's in-flight counter (ready counters use their lane's byte).
+pub(crate) const IN_FLIGHT_SLOT: u8 = 0xFF;
+
+/// Key of a queue counter: `slot` is a lane byte or [`IN_FLIGHT_SLOT`].
+pub(crate) fn depth(channel: &str, slot: u8) -> Vec<u8> {
+    let mut k = tagged_str(DEPTH, channel);
+    k.push(slot);
+    k
+}
 
 /// Reads a big-endian u64 at `at`; `None` if the slice is too short.
 pub(crate) fn be_u64(b: &[u8], at: usize) -> Option<u64> {
