@@ -274,7 +274,11 @@ impl Run {
     /// Depths implied by each message's state.
     fn from_states(&self) -> QueueDepths {
         let mut d = QueueDepths::default();
-        for (id, _) in &self.ids {
+        // An id answered `Duplicate` was never stored, so the generator may hand it out again
+        // after a reopen: count each id once.
+        let ids: std::collections::BTreeSet<MessageId> =
+            self.ids.iter().map(|(id, _)| *id).collect();
+        for id in &ids {
             let Some(m) = self.store().get(*id).expect("get") else {
                 continue;
             };
