@@ -272,7 +272,7 @@ impl Run {
     }
 
     /// Depths implied by each message's state.
-    fn from_states(&self) -> QueueDepths {
+    fn depths_of_states(&self) -> QueueDepths {
         let mut d = QueueDepths::default();
         // An id answered `Duplicate` was never stored, so the generator may hand it out again
         // after a reopen: count each id once.
@@ -299,7 +299,7 @@ impl Run {
         prop_assert_eq!(&counted, &scanned, "counters vs scan after step {}", at);
         prop_assert_eq!(
             &counted,
-            &self.from_states(),
+            &self.depths_of_states(),
             "counters vs message states after step {}",
             at
         );
