@@ -27,6 +27,8 @@
 //!   applied by the later `Submitted`); final states put a `ReceiptEvent` in the account's
 //!   outbox in the same commit. Deliver from `outbox(account, after, n)`, then `outbox_ack`.
 //! - **housekeeping**: `purge(now - retention, n)` until it returns less than `n`.
+//! - **metrics**: `queue_depths()` — exact ready and in-flight counts kept by the writer in
+//!   every commit, read from memory — copied into gauges every second.
 
 mod any;
 mod backend;
