@@ -10,8 +10,10 @@
 //!   config, lanes, status codes), never message ids or phone numbers.
 //! - [`describe`] runs once at start-up, after [`install`], so `/metrics` shows HELP lines.
 
-use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::store::{Lane, QueueDepths};
 
 /// Label: channel name from config.
 pub const LABEL_CHANNEL: &str = "channel";
@@ -57,6 +59,11 @@ pub const INGRESS_REJECTED: &str = "sluice_ingress_rejected_total";
 pub const BATCH_ACCEPT_LATENCY: &str = "sluice_batch_accept_latency_seconds";
 /// Histogram: messages per accepted batch.
 pub const BATCH_SIZE: &str = "sluice_batch_size";
+/// Gauge: messages in the store's ready index (due now or later), per channel and lane —
+/// the real backlog, unlike `CHANNEL_QUEUE_DEPTH` (dispatch's in-memory hand-off).
+pub const STORE_QUEUE_DEPTH: &str = "sluice_store_queue_depth";
+/// Gauge: leased (in-flight) messages in the store, per channel.
+pub const STORE_INFLIGHT: &str = "sluice_store_inflight";
 
 /// Buckets for latencies measured in seconds: 0.5 ms … 10 s. p99 batch accept < 20 ms is a
 /// target, so the low end is fine-grained.
@@ -204,6 +211,40 @@ pub fn describe() {
         "Batch request start to durable acknowledgement."
     );
     describe_histogram!(BATCH_SIZE, Unit::Count, "Messages per accepted batch.");
+    describe_gauge!(
+        STORE_QUEUE_DEPTH,
+        Unit::Count,
+        "Messages in the store's ready index (due now or later), per channel and lane."
+    );
+    describe_gauge!(
+        STORE_INFLIGHT,
+        Unit::Count,
+        "Messages leased to a channel (in flight) in the store, per channel."
+    );
+}
+
+/// Sets the store gauges from `depths`: every lane of every channel in `channels` (config),
+/// at 0 when it has nothing queued, and any other channel the store still holds messages for
+/// (a channel removed from config keeps showing its backlog).
+pub fn record_store_depths(depths: &QueueDepths, channels: &[String]) {
+    for channel in channels {
+        for lane in Lane::ALL {
+            if !depths.ready.contains_key(&(channel.clone(), lane)) {
+                gauge!(STORE_QUEUE_DEPTH, LABEL_CHANNEL => channel.clone(), LABEL_LANE => lane.as_str())
+                    .set(0.0);
+            }
+        }
+        if !depths.in_flight.contains_key(channel) {
+            gauge!(STORE_INFLIGHT, LABEL_CHANNEL => channel.clone()).set(0.0);
+        }
+    }
+    for ((channel, lane), n) in &depths.ready {
+        gauge!(STORE_QUEUE_DEPTH, LABEL_CHANNEL => channel.clone(), LABEL_LANE => lane.as_str())
+            .set(*n as f64);
+    }
+    for (channel, n) in &depths.in_flight {
+        gauge!(STORE_INFLIGHT, LABEL_CHANNEL => channel.clone()).set(*n as f64);
+    }
 }
 
 #[cfg(test)]
@@ -234,6 +275,34 @@ mod tests {
     }
 
     #[test]
+    fn store_depths_render_per_channel_and_lane() {
+        let (recorder, handle) = local().expect("constant buckets are valid");
+        let mut d = QueueDepths::default();
+        d.ready.insert(("sim".into(), Lane::Otp), 7);
+        d.ready.insert(("gone".into(), Lane::Marketing), 2);
+        d.in_flight.insert("sim".into(), 3);
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            record_store_depths(&d, &["sim".to_owned()]);
+        });
+        let text = handle.render();
+        for line in [
+            "sluice_store_queue_depth{channel=\"sim\",lane=\"otp\"} 7",
+            "sluice_store_queue_depth{channel=\"sim\",lane=\"notification\"} 0",
+            "sluice_store_queue_depth{channel=\"sim\",lane=\"marketing\"} 0",
+            "sluice_store_queue_depth{channel=\"gone\",lane=\"marketing\"} 2",
+            "sluice_store_inflight{channel=\"sim\"} 3",
+            "# HELP sluice_store_queue_depth",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert!(
+            !text.contains("sluice_store_inflight{channel=\"gone\"}"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn names_are_unique_and_prefixed() {
         let all = [
             CHANNEL_QUEUE_DEPTH,
@@ -258,6 +327,8 @@ mod tests {
             INGRESS_REJECTED,
             BATCH_ACCEPT_LATENCY,
             BATCH_SIZE,
+            STORE_QUEUE_DEPTH,
+            STORE_INFLIGHT,
         ];
         let mut seen = std::collections::HashSet::new();
         for name in all {

@@ -139,6 +139,13 @@ fn crash_and_recover(backend: &str) {
             assert_ne!(m.state, MessageState::InFlight, "{id} still in flight");
             assert_eq!(m.lease_until_ms, None);
         }
+        // The queue counters committed with the data they count: exact after the abort.
+        let counted = store.queue_depths().without_zeros();
+        assert_eq!(counted, store.recount_queue_depths().unwrap());
+        // Every stored message is waiting again, and every acknowledged or leased one is stored.
+        let known = acked.union(&leased).count() as u64;
+        assert!(counted.ready("smsc1", Lane::Notification) >= known);
+        assert_eq!(counted.in_flight("smsc1"), 0);
     }
     // Reopen after expiry: every stored message is leasable again, exactly once.
     let store = Store::open(
@@ -157,6 +164,9 @@ fn crash_and_recover(backend: &str) {
     .unwrap();
     let ids: HashSet<MessageId> = all.messages.iter().map(|m| m.id).collect();
     assert_eq!(ids.len(), all.messages.len(), "no message leased twice");
+    let d = store.queue_depths();
+    assert_eq!(d.ready("smsc1", Lane::Notification), 0);
+    assert_eq!(d.in_flight("smsc1"), ids.len() as u64);
     for id in acked.iter().chain(leased.iter()) {
         assert!(ids.contains(id), "{id} not back in the ready queue");
     }

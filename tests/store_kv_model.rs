@@ -1,6 +1,7 @@
-//! Model test of the engine adapters: random puts, deletes, scans and last-key lookups inside
-//! write transactions, checked against a `BTreeMap`, for every backend. This is what guards the
-//! sled overlay (pending writes merged over committed data) and redb's range handling.
+//! Model test of the engine adapters: random puts, deletes, replaces and takes (which report
+//! the old value: the queue counters rely on it), scans and last-key lookups inside write
+//! transactions, checked against a `BTreeMap`, for every backend. This is what guards the sled
+//! overlay (pending writes merged over committed data) and redb's range handling.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,6 +13,8 @@ use sluice::store::{AnyBackend, Backend, BackendKind, Kv, StoreError};
 enum Step {
     Put(Vec<u8>, Vec<u8>),
     Delete(Vec<u8>),
+    Replace(Vec<u8>, Vec<u8>),
+    Take(Vec<u8>),
     Get(Vec<u8>),
     Scan(Vec<u8>, Vec<u8>, usize),
     Last(Vec<u8>, Vec<u8>),
@@ -25,6 +28,8 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         (key(), prop::collection::vec(any::<u8>(), 0..4)).prop_map(|(k, v)| Step::Put(k, v)),
         key().prop_map(Step::Delete),
+        (key(), prop::collection::vec(any::<u8>(), 0..4)).prop_map(|(k, v)| Step::Replace(k, v)),
+        key().prop_map(Step::Take),
         key().prop_map(Step::Get),
         (key(), key(), 0usize..6).prop_map(|(a, b, n)| Step::Scan(a, b, n)),
         (key(), key()).prop_map(|(a, b)| Step::Last(a, b)),
@@ -65,6 +70,16 @@ fn run(kv: &mut dyn Kv, model: &mut Model, steps: &[Step]) -> Result<Option<Stri
                 kv.delete(k)?;
                 model.remove(k);
                 None
+            }
+            Step::Replace(k, v) => {
+                let got = kv.replace(k, v)?;
+                let want = model.insert(k.clone(), v.clone());
+                (got != want).then(|| format!("replace {k:?}: old {got:?} != {want:?}"))
+            }
+            Step::Take(k) => {
+                let got = kv.take(k)?;
+                let want = model.remove(k);
+                (got != want).then(|| format!("take {k:?}: old {got:?} != {want:?}"))
             }
             Step::Get(k) => {
                 let got = kv.get(k)?;

@@ -769,6 +769,81 @@ pub fn corrupt_record_does_not_wedge_the_queue<B: Backend>(dir: &Path, open: fn(
     assert!(lease(&store, 1_000, 10, 100).is_empty());
 }
 
+/// The queue counters follow every op that moves a message in or out of the ready index or
+/// in flight, and survive a reopen (which returns leases to their queues).
+pub fn queue_depths_follow_each_op<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let depth = |s: &Store<B>| {
+        let d = s.queue_depths();
+        (d.ready(CH, Lane::Notification), d.in_flight(CH))
+    };
+    {
+        let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+        assert_eq!(depth(&store), (0, 0));
+        let msgs = (0..5).map(|_| msg(&store, "acme", 1_000, 1_000)).collect();
+        let ids = insert_all(&store, msgs);
+        // Due later still counts: it is in the ready index.
+        insert_all(&store, vec![msg(&store, "acme", 90_000, 1_000)]);
+        let mut otp = msg(&store, "acme", 1_000, 1_000);
+        otp.lane = Lane::Otp;
+        insert_all(&store, vec![otp]);
+        assert_eq!(depth(&store), (6, 0));
+        assert_eq!(store.queue_depths().ready(CH, Lane::Otp), 1);
+
+        let leased = lease(&store, 1_000, 3, 10_000);
+        assert_eq!(leased.len(), 3);
+        assert_eq!(depth(&store), (3, 3));
+        // Sent: out of flight (waiting for its receipt, in no queue).
+        one(&store, submitted(leased[0].id, 1, 1, "c-0", 1_100));
+        assert_eq!(depth(&store), (3, 2));
+        // A retry goes back to the ready index.
+        one(
+            &store,
+            Op::Requeue {
+                id: leased[1].id,
+                due_ms: 2_000,
+            },
+        );
+        assert_eq!(depth(&store), (4, 1));
+        // Ending a leased message and a waiting one.
+        let finish = |id| Op::Finish {
+            id,
+            state: MessageState::Rejected,
+            stat: "REJECTD".into(),
+            err: "001".into(),
+            now_ms: 1_200,
+        };
+        one(&store, finish(leased[2].id));
+        assert_eq!(depth(&store), (4, 0));
+        let waiting = ids.iter().find(|id| !leased.iter().any(|m| m.id == **id));
+        one(&store, finish(*waiting.unwrap()));
+        assert_eq!(depth(&store), (3, 0));
+        // A duplicate insert and an op that no longer applies change nothing.
+        let mut dup = msg(&store, "acme", 1_000, 1_000);
+        dup.id = ids[0];
+        store
+            .submit_blocking(vec![Op::Insert(Box::new(dup))])
+            .unwrap();
+        one(&store, finish(leased[2].id));
+        assert_eq!(depth(&store), (3, 0));
+
+        let leased = lease(&store, 2_000, 10, 10_000);
+        assert_eq!(leased.len(), 2);
+        assert_eq!(depth(&store), (1, 2));
+        assert_eq!(
+            store.queue_depths().without_zeros(),
+            store.recount_queue_depths().unwrap()
+        );
+    }
+    // Reopen: both leases come back; nothing is in flight.
+    let store = Store::open(open(dir), WriterConfig::default(), 3_000).unwrap();
+    assert_eq!(depth(&store), (3, 0));
+    assert_eq!(store.queue_depths().ready(CH, Lane::Otp), 1);
+    assert_eq!(
+        store.queue_depths().without_zeros(),
+        store.recount_queue_depths().unwrap()
+    );
+}
+
 macro_rules! suite {
     ($modname:ident, $open:expr) => {
         mod $modname {
@@ -834,6 +909,10 @@ macro_rules! suite {
             #[test]
             fn backpressure_and_linger() {
                 run(super::backpressure_and_linger);
+            }
+            #[test]
+            fn queue_depths_follow_each_op() {
+                run(super::queue_depths_follow_each_op);
             }
             #[test]
             fn corrupt_record_does_not_wedge_the_queue() {

@@ -18,7 +18,8 @@
 //! resumes where this process stopped (at-least-once).
 //!
 //! Housekeeping runs every `housekeeping_every`: lease recovery (a crashed or stuck worker's
-//! messages come back) and a retention purge step.
+//! messages come back) and a retention purge step. Every [`DEPTH_REFRESH`] the store's
+//! in-memory queue counters are copied into the `sluice_store_*` gauges.
 //!
 //! # Time
 //! Every scheduling decision reads [`ServeOptions::clock`]: ingress (`created_ms`, id time,
@@ -57,6 +58,10 @@ use crate::schedule::{Due, due};
 use crate::store::{AnyBackend, Store, StoreError, open_store};
 
 mod channels;
+
+/// How often the store's queue counters are copied into the `sluice_store_queue_depth` and
+/// `sluice_store_inflight` gauges (a memory read; no store access).
+pub const DEPTH_REFRESH: Duration = Duration::from_secs(1);
 
 /// Knobs of `serve` that are not in the config file.
 #[derive(Debug, Clone)]
@@ -442,6 +447,24 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
                 }
                 // Expiries and failures finalised by dispatch land in the outbox too.
                 receipts.wake_outbox();
+            }
+        });
+    }
+
+    // Store queue depths → gauges.
+    {
+        let store = store.clone();
+        let channels: Vec<String> = config.channels.iter().map(|c| c.name.clone()).collect();
+        let mut stop = stop_rest_rx.clone();
+        rest_tasks.spawn(async move {
+            let mut tick = tokio::time::interval(DEPTH_REFRESH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => return,
+                }
+                crate::metrics::record_store_depths(&store.queue_depths(), &channels);
             }
         });
     }

@@ -47,6 +47,24 @@ pub trait Kv: KvRead {
 
     /// Removes `key` if present.
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError>;
+
+    /// Sets `key` to `value` and returns the value it had. Engines whose insert reports the
+    /// old value for free should override the default (a `get`, then a `put`): the queue
+    /// counters call it for every ready and lease key.
+    fn replace(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let old = self.get(key)?;
+        self.put(key, value)?;
+        Ok(old)
+    }
+
+    /// Removes `key` and returns the value it had (default: a `get`, then a `delete`).
+    fn take(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let old = self.get(key)?;
+        if old.is_some() {
+            self.delete(key)?;
+        }
+        Ok(old)
+    }
 }
 
 /// A storage engine.

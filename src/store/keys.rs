@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | 0x01 message | id | message body record (`codec.rs`), written once |
 //! | 0x02 ready | channel, 0, lane, due_ms, id | empty |
-//! | 0x03 lease expiry | expiry_ms, id | empty |
+//! | 0x03 lease expiry | expiry_ms, id | channel (for the in-flight counter; empty in stores written before the queue counters) |
 //! | 0x04 center id | channel, 0, center_id | id, part (u16) |
 //! | 0x05 outbox | account, 0, seq | receipt JSON |
 //! | 0x06 outbox next seq | account | u64 |
@@ -19,6 +19,7 @@
 //! | 0x0C expiry | expires_at_ms, id | empty (ready messages with a validity end) |
 //! | 0x10 MO outbox | account, 0, seq | MO JSON (`MoEvent`) |
 //! | 0x11 MO outbox next seq | account | u64 |
+//! | 0x12 queue counters | (empty): marker; channel, 0, lane or 0xFF (in flight) | version; u64 (`depth.rs`) |
 //!
 //! The two outboxes (receipts 0x05/0x06, MO 0x10/0x11) share one layout; [`Outbox`] names
 //! which one a key function builds.
@@ -76,6 +77,18 @@ impl Outbox {
         k.extend_from_slice(account.as_bytes());
         k
     }
+}
+
+pub(crate) const DEPTH: u8 = 0x12;
+
+/// Slot byte of a channel's in-flight counter (ready counters use their lane's byte).
+pub(crate) const IN_FLIGHT_SLOT: u8 = 0xFF;
+
+/// Key of a queue counter: `slot` is a lane byte or [`IN_FLIGHT_SLOT`].
+pub(crate) fn depth(channel: &str, slot: u8) -> Vec<u8> {
+    let mut k = tagged_str(DEPTH, channel);
+    k.push(slot);
+    k
 }
 
 /// Reads a big-endian u64 at `at`; `None` if the slice is too short.

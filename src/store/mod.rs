@@ -8,7 +8,7 @@
 //!   `id.rs`: message ids.
 //! - `ops.rs`: every state change, written once for all engines; `reads.rs`: pure lookups.
 //! - `writer.rs`: the group-commit writer; `seq_cache.rs`: its per-group cache of outbox
-//!   counters.
+//!   counters; `depth.rs`: exact queue-depth counters kept in every write transaction.
 //!
 //! Writes (including leasing, which moves messages from ready to in flight) go through the
 //! writer; pure reads (`get`, `by_center`, `outbox`, …) open a read transaction directly. They
@@ -29,10 +29,13 @@
 //! - **replies**: `Op::MoEnqueue` keeps an MO in the account's MO outbox (answer the center
 //!   only after that commit); deliver from `mo_outbox(account, after, n)`, then `Op::MoDelete`.
 //! - **housekeeping**: `purge(now - retention, n)` until it returns less than `n`.
+//! - **metrics**: `queue_depths()` — exact ready and in-flight counts kept by the writer in
+//!   every commit, read from memory — copied into gauges every second.
 
 mod any;
 mod backend;
 mod codec;
+mod depth;
 mod error;
 mod id;
 mod keys;
@@ -53,6 +56,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 pub use any::{AnyBackend, BackendKind};
 pub use backend::{Backend, Kv, KvRead};
+pub use depth::QueueDepths;
 pub use error::StoreError;
 pub use id::{ID_TEXT_LEN, IdGenerator, MessageId, ParseIdError};
 pub use model::{
@@ -81,6 +85,7 @@ struct Inner<B: Backend> {
     queue_ops: usize,
     ids: IdGenerator,
     stats: Arc<WriterStats>,
+    depths: Arc<depth::Board>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -120,7 +125,8 @@ impl<B: Backend> std::fmt::Debug for Store<B> {
 
 impl<B: Backend> Store<B> {
     /// Opens the store on `backend`: returns every lease of the previous run to its ready
-    /// queue (crash recovery), seeds the id generator past the newest stored id, starts the
+    /// queue (crash recovery), loads the queue counters (seeding them by one scan if the data
+    /// directory predates them), seeds the id generator past the newest stored id, starts the
     /// writer. `_now_ms` is kept for callers; recovery no longer depends on the time (it used
     /// to recover only leases expired by then).
     pub fn open(backend: B, cfg: WriterConfig, _now_ms: u64) -> Result<Self, StoreError> {
@@ -128,7 +134,8 @@ impl<B: Backend> Store<B> {
         // Every lease, not only expired ones: the engine's file lock makes this process the
         // only owner, so whatever was in flight belonged to a process that is gone, and a
         // restart within the lease time must not leave those messages stuck until expiry.
-        let recovered = backend.write(ops::recover_all)?;
+        let (recovered, depths) = backend.write(depth::open)?;
+        let depths = Arc::new(depth::Board::new(depths));
         if let OpResult::Count(n) = recovered
             && n > 0
         {
@@ -143,9 +150,10 @@ impl<B: Backend> Store<B> {
         let thread = {
             let backend = Arc::clone(&backend);
             let stats = Arc::clone(&stats);
+            let depths = Arc::clone(&depths);
             std::thread::Builder::new()
                 .name("sluice-store-writer".into())
-                .spawn(move || writer::run(&*backend, &rx, cfg, &stats))
+                .spawn(move || writer::run(&*backend, &rx, cfg, &stats, &depths))
                 .map_err(|source| StoreError::Open {
                     path: "writer thread".into(),
                     source,
@@ -160,6 +168,7 @@ impl<B: Backend> Store<B> {
                 queue_ops,
                 ids: IdGenerator::starting_after(last),
                 stats,
+                depths,
                 thread: Some(thread),
             }),
         })
@@ -178,6 +187,22 @@ impl<B: Backend> Store<B> {
     /// Group-commit counters.
     pub fn stats(&self) -> &WriterStats {
         &self.inner.stats
+    }
+
+    /// Messages in each (channel, lane)'s ready index and in flight per channel, as of the
+    /// last commit. Cheap: read from memory (the writer publishes the counters it keeps in
+    /// every transaction), never from the engine. A queue that emptied while this handle was
+    /// open stays listed at 0.
+    pub fn queue_depths(&self) -> QueueDepths {
+        self.inner.depths.snapshot()
+    }
+
+    /// The same depths counted the slow way, by scanning every ready and lease key (leases
+    /// attributed through their message records) in one read snapshot: O(queued messages).
+    /// For tests and consistency checks of [`queue_depths`](Self::queue_depths); zeros are
+    /// not listed.
+    pub fn recount_queue_depths(&self) -> Result<QueueDepths, StoreError> {
+        self.inner.backend.read(depth::recount)
     }
 
     /// Applies `ops` atomically and durably; resolves after the fsync'd commit, with one

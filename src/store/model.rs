@@ -51,6 +51,15 @@ impl Lane {
             Self::Marketing => 2,
         }
     }
+
+    /// The lane's name in config, JSON and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Otp => "otp",
+            Self::Notification => "notification",
+            Self::Marketing => "marketing",
+        }
+    }
 }
 
 /// Encoding hint from the client (`auto` lets the gateway choose).

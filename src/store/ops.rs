@@ -521,7 +521,8 @@ fn lease(
             kv.delete(&key)?;
             m.state = MessageState::InFlight;
             m.lease_until_ms = Some(until);
-            kv.put(&keys::lease(until, id), &[])?;
+            // The value names the channel, for its in-flight counter (`depth.rs`).
+            kv.put(&keys::lease(until, id), channel.as_bytes())?;
             save(kv, &m)?;
             messages.push(m);
         }

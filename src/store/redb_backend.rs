@@ -372,6 +372,30 @@ impl Kv for WriteKv<'_> {
             .map_err(StoreError::backend)?;
         Ok(())
     }
+
+    /// redb's insert returns the old value anyway: no extra lookup.
+    fn replace(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(i) = self.slot(tag_of(key), true)? else {
+            return Err(StoreError::Backend("table not opened".into()));
+        };
+        Ok(self.open.get_mut()[i]
+            .1
+            .insert(key, value)
+            .map_err(StoreError::backend)?
+            .map(|old| old.value().to_vec()))
+    }
+
+    /// redb's remove returns the old value anyway: no extra lookup.
+    fn take(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(i) = self.slot(tag_of(key), false)? else {
+            return Ok(None);
+        };
+        Ok(self.open.get_mut()[i]
+            .1
+            .remove(key)
+            .map_err(StoreError::backend)?
+            .map(|old| old.value().to_vec()))
+    }
 }
 
 /// The view of a read transaction; a missing table reads as empty.

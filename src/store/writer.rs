@@ -16,7 +16,10 @@
 //!   with a durable commit before answering;
 //! - a batch is never split across commits (so one batch may exceed `max_ops`);
 //! - if a group commit fails, each batch is retried alone, so one bad batch (e.g. a corrupt
-//!   record it touches) fails only its own producer.
+//!   record it touches) fails only its own producer;
+//! - every transaction runs through the queue counters (`depth::DepthKv`), which commit with
+//!   it; their new values are published to the `depth::Board` before any producer of the
+//!   commit is answered, so a caller sees its own changes in `Store::queue_depths`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
@@ -25,6 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::backend::Backend;
+use super::depth::{Board, DepthKv, Slot};
 use super::error::StoreError;
 use super::ops::{self, Op, OpResult};
 use super::seq_cache::SeqCache;
@@ -90,6 +94,7 @@ pub(crate) fn run<B: Backend>(
     rx: &Receiver<Request>,
     cfg: WriterConfig,
     stats: &WriterStats,
+    board: &Board,
 ) {
     while let Ok(first) = rx.recv() {
         let mut n = first.ops.len();
@@ -113,7 +118,7 @@ pub(crate) fn run<B: Backend>(
             n += next.ops.len();
             group.push(next);
         }
-        commit_group(backend, group, stats);
+        commit_group(backend, group, stats, board);
     }
 }
 
@@ -121,32 +126,34 @@ fn apply_all(kv: &mut dyn super::backend::Kv, ops: &[Op]) -> Result<Vec<OpResult
     ops.iter().map(|op| ops::apply(kv, op)).collect()
 }
 
-/// Applies every request's ops in one transaction, through the outbox-counter cache.
+/// One result list per request, and the queue counters' new values.
+type GroupResults = (Vec<Vec<OpResult>>, Vec<(Slot, u64)>);
+
+/// Applies every request's ops in one transaction, through the outbox-counter cache and the
+/// queue counters.
 fn apply_group(
     kv: &mut dyn super::backend::Kv,
     group: &[Request],
-) -> Result<Vec<Vec<OpResult>>, StoreError> {
-    let mut cache = SeqCache::new(kv);
+) -> Result<GroupResults, StoreError> {
+    let mut depth = DepthKv::new(kv);
+    let mut cache = SeqCache::new(&mut depth);
     let results = group
         .iter()
         .map(|r| apply_all(&mut cache, &r.ops))
         .collect::<Result<Vec<_>, _>>()?;
     cache.flush()?;
-    Ok(results)
+    Ok((results, depth.flush()?))
 }
 
 /// Commits `group` in one transaction: durably if any of its ops needs it, else relaxed
 /// (see `ops::needs_fsync`).
-fn write_group<B: Backend>(
-    backend: &B,
-    group: &[Request],
-) -> Result<Vec<Vec<OpResult>>, StoreError> {
+fn write_group<B: Backend>(backend: &B, group: &[Request]) -> Result<GroupResults, StoreError> {
     let durable = group.iter().flat_map(|r| &r.ops).any(ops::needs_fsync);
     if durable {
         backend.write(|kv| apply_group(kv, group))
     } else {
         let results = backend.write_relaxed(|kv| apply_group(kv, group))?;
-        if results.iter().flatten().any(ops::finalized_something) {
+        if results.0.iter().flatten().any(ops::finalized_something) {
             // A relaxed op turned out to end messages (a lease that expired some): that
             // queued receipts and advanced outbox sequences, which a crash must not roll back
             // (the sequence would be handed out again for another receipt). Commits are
@@ -158,11 +165,12 @@ fn write_group<B: Backend>(
     }
 }
 
-fn commit_group<B: Backend>(backend: &B, group: Vec<Request>, stats: &WriterStats) {
+fn commit_group<B: Backend>(backend: &B, group: Vec<Request>, stats: &WriterStats, board: &Board) {
     let n_ops: usize = group.iter().map(|r| r.ops.len()).sum();
     let together = write_group(backend, &group);
     match together {
-        Ok(results) => {
+        Ok((results, depths)) => {
+            board.publish(depths);
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.ops.fetch_add(n_ops as u64, Ordering::Relaxed);
             stats
@@ -183,8 +191,11 @@ fn commit_group<B: Backend>(backend: &B, group: Vec<Request>, stats: &WriterStat
         Err(e) => {
             tracing::warn!(error = %e, batches = group.len(), "group commit failed; retrying batches alone");
             for req in group {
-                let res = write_group(backend, std::slice::from_ref(&req))
-                    .map(|mut r| r.pop().unwrap_or_default());
+                let res =
+                    write_group(backend, std::slice::from_ref(&req)).map(|(mut r, depths)| {
+                        board.publish(depths);
+                        r.pop().unwrap_or_default()
+                    });
                 if res.is_ok() {
                     stats.commits.fetch_add(1, Ordering::Relaxed);
                     stats.ops.fetch_add(req.ops.len() as u64, Ordering::Relaxed);
