@@ -97,6 +97,19 @@ async fn metrics_show_store_queue_depth_of_a_scheduled_message() {
         "{text}"
     );
     assert!(text.contains("# HELP sluice_store_queue_depth"), "{text}");
+    // The insert above was at least one commit of at least one op.
+    let total = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+    };
+    assert!(
+        total("sluice_store_commits_total").is_some_and(|c| c >= 1.0),
+        "{text}"
+    );
+    assert!(
+        total("sluice_store_ops_total").is_some_and(|c| c >= 1.0),
+        "{text}"
+    );
     let d = gw.store().queue_depths();
     assert_eq!(d.ready("sim", sluice::store::Lane::Marketing), 1);
     gw.shutdown().await;

@@ -19,7 +19,8 @@
 //!
 //! Housekeeping runs every `housekeeping_every`: lease recovery (a crashed or stuck worker's
 //! messages come back) and a retention purge step. Every [`DEPTH_REFRESH`] the store's
-//! in-memory queue counters are copied into the `sluice_store_*` gauges.
+//! in-memory queue counters and the writer's commit totals are copied into the `sluice_store_*`
+//! metrics.
 //!
 //! # Time
 //! Every scheduling decision reads [`ServeOptions::clock`]: ingress (`created_ms`, id time,
@@ -465,6 +466,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
                     _ = stop.changed() => return,
                 }
                 crate::metrics::record_store_depths(&store.queue_depths(), &channels);
+                crate::metrics::record_store_writer(store.stats());
             }
         });
     }
