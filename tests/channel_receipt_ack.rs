@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use channel_common::{Rig, WAIT, config};
-use sluice::channel::ChannelEvent;
+use sluice::channel::{ChannelEvent, DeliverAck};
 use sluice_protocols::smpp::{
     Address, BindResp, Command, CommandStatus, DEFAULT_MAX_LEN, Pdu, Sm, check, decode,
 };
@@ -60,21 +60,26 @@ fn receipt(id: &str, seq: u32) -> Command {
     Command::new(CommandStatus::EsmeRok, seq, Pdu::DeliverSm(sm))
 }
 
-/// The next receipt event (bind up/down events are skipped).
-async fn next_receipt(rig: &mut Rig) -> ChannelEvent {
+/// The next event that `pick` takes (bind up/down events are skipped).
+async fn next_event<T>(rig: &mut Rig, pick: fn(ChannelEvent) -> Option<T>) -> T {
     loop {
         let event = tokio::time::timeout(WAIT, rig.events.recv())
             .await
-            .expect("receipt event")
+            .expect("channel event")
             .expect("events open");
-        if matches!(event, ChannelEvent::Receipt { .. }) {
-            return event;
+        if let Some(t) = pick(event) {
+            return t;
         }
     }
 }
 
-#[tokio::test]
-async fn receipt_is_answered_only_when_kept() {
+/// Binds a fake center, sends `kept` (its ack is `done()`) and `lost` (its ack is `fail()`),
+/// and checks each deliver_sm_resp waits for the ack and carries the matching status.
+async fn answered_only_when_kept(
+    kept: Command,
+    lost: Command,
+    pick: fn(ChannelEvent) -> Option<DeliverAck>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let mut rig = Rig::start(config(addr, 100));
@@ -95,15 +100,8 @@ async fn receipt_is_answered_only_when_kept() {
     stream.write_all(&resp.to_bytes().unwrap()).await.unwrap();
 
     // Kept: answered ESME_ROK only after done().
-    stream
-        .write_all(&receipt("77", 1).to_bytes().unwrap())
-        .await
-        .unwrap();
-    let event = next_receipt(&mut rig).await;
-    let ChannelEvent::Receipt { center_id, ack, .. } = event else {
-        panic!("expected a receipt, got {event:?}");
-    };
-    assert_eq!(center_id, "77");
+    stream.write_all(&kept.to_bytes().unwrap()).await.unwrap();
+    let ack = next_event(&mut rig, pick).await;
     assert!(
         deliver_resp(&mut stream, &mut buf, Duration::from_millis(300))
             .await
@@ -114,27 +112,48 @@ async fn receipt_is_answered_only_when_kept() {
     let resp = deliver_resp(&mut stream, &mut buf, WAIT)
         .await
         .expect("answered");
-    assert_eq!((resp.sequence, resp.status), (1, CommandStatus::EsmeRok));
+    assert_eq!(
+        (resp.sequence, resp.status),
+        (kept.sequence, CommandStatus::EsmeRok)
+    );
 
-    // Not kept: the center is told to retry.
-    stream
-        .write_all(&receipt("78", 2).to_bytes().unwrap())
-        .await
-        .unwrap();
-    let event = next_receipt(&mut rig).await;
-    let ChannelEvent::Receipt { ack, .. } = event else {
-        panic!("expected a receipt, got {event:?}");
-    };
-    ack.fail();
+    // Not kept (the store commit failed): the center is told to resend it.
+    stream.write_all(&lost.to_bytes().unwrap()).await.unwrap();
+    next_event(&mut rig, pick).await.fail();
     let resp = deliver_resp(&mut stream, &mut buf, WAIT)
         .await
         .expect("answered");
     assert_eq!(
         (resp.sequence, resp.status),
-        (2, CommandStatus::EsmeRxTAppn)
+        (lost.sequence, CommandStatus::EsmeRxTAppn)
     );
     drop(stream);
     rig.stop().await;
+}
+
+#[tokio::test]
+async fn receipt_is_answered_only_when_kept() {
+    answered_only_when_kept(receipt("77", 1), receipt("78", 2), |e| match e {
+        ChannelEvent::Receipt { center_id, ack, .. } => {
+            assert!(center_id == "77" || center_id == "78", "{center_id}");
+            Some(ack)
+        }
+        _ => None,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn mo_is_answered_only_when_kept() {
+    // Kept means durable in the MO outbox.
+    answered_only_when_kept(mo("YES", 5), mo("NO", 6), |e| match e {
+        ChannelEvent::Mo { text, ack, .. } => {
+            assert!(text == "YES" || text == "NO", "{text}");
+            Some(ack)
+        }
+        _ => None,
+    })
+    .await;
 }
 
 fn mo(text: &str, seq: u32) -> Command {
@@ -145,81 +164,4 @@ fn mo(text: &str, seq: u32) -> Command {
         ..Sm::default()
     };
     Command::new(CommandStatus::EsmeRok, seq, Pdu::DeliverSm(sm))
-}
-
-/// The next MO event (bind up/down events are skipped).
-async fn next_mo(rig: &mut Rig) -> ChannelEvent {
-    loop {
-        let event = tokio::time::timeout(WAIT, rig.events.recv())
-            .await
-            .expect("MO event")
-            .expect("events open");
-        if matches!(event, ChannelEvent::Mo { .. }) {
-            return event;
-        }
-    }
-}
-
-#[tokio::test]
-async fn mo_is_answered_only_when_kept() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let mut rig = Rig::start(config(addr, 100));
-    let (mut stream, _) = tokio::time::timeout(WAIT, listener.accept())
-        .await
-        .expect("gateway connects")
-        .unwrap();
-    let mut buf = BytesMut::new();
-    let bind = read_command(&mut stream, &mut buf).await;
-    let resp = Command::new(
-        CommandStatus::EsmeRok,
-        bind.sequence,
-        Pdu::BindTransceiverResp(BindResp {
-            system_id: "center".into(),
-            ..BindResp::default()
-        }),
-    );
-    stream.write_all(&resp.to_bytes().unwrap()).await.unwrap();
-
-    // Kept (durable in the MO outbox): answered ESME_ROK only after done().
-    stream
-        .write_all(&mo("YES", 5).to_bytes().unwrap())
-        .await
-        .unwrap();
-    let event = next_mo(&mut rig).await;
-    let ChannelEvent::Mo { text, ack, .. } = event else {
-        panic!("expected an MO, got {event:?}");
-    };
-    assert_eq!(text, "YES");
-    assert!(
-        deliver_resp(&mut stream, &mut buf, Duration::from_millis(300))
-            .await
-            .is_none(),
-        "answered before the receipt layer kept it"
-    );
-    ack.done();
-    let resp = deliver_resp(&mut stream, &mut buf, WAIT)
-        .await
-        .expect("answered");
-    assert_eq!((resp.sequence, resp.status), (5, CommandStatus::EsmeRok));
-
-    // Not kept (the store commit failed): the center is told to resend it.
-    stream
-        .write_all(&mo("NO", 6).to_bytes().unwrap())
-        .await
-        .unwrap();
-    let event = next_mo(&mut rig).await;
-    let ChannelEvent::Mo { ack, .. } = event else {
-        panic!("expected an MO, got {event:?}");
-    };
-    ack.fail();
-    let resp = deliver_resp(&mut stream, &mut buf, WAIT)
-        .await
-        .expect("answered");
-    assert_eq!(
-        (resp.sequence, resp.status),
-        (6, CommandStatus::EsmeRxTAppn)
-    );
-    drop(stream);
-    rig.stop().await;
 }

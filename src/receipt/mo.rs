@@ -142,15 +142,19 @@ mod tests {
         assert!(r.route("10086").is_none());
     }
 
-    #[test]
-    fn stored_mo_is_the_webhook_body() {
-        let e = MoEvent {
+    fn event() -> MoEvent {
+        MoEvent {
             account: Some("a".into()),
             from: "+8613800138000".into(),
             to: "10690000".into(),
             text: "Y".into(),
             received_at: "2026-11-26T00:00:00Z".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn stored_mo_is_the_webhook_body() {
+        let e = event();
         let stored = serde_json::to_vec(&e).expect("json");
         let back = MoOutbox::decode(&stored).expect("decodes");
         // The account lives in the key, not the body.
@@ -174,13 +178,7 @@ mod tests {
 
     #[test]
     fn mo_body_matches_contract() {
-        let e = MoEvent {
-            account: Some("a".into()),
-            from: "+8613800138000".into(),
-            to: "10690000".into(),
-            text: "Y".into(),
-            received_at: "2026-11-26T00:00:00Z".into(),
-        };
+        let e = event();
         assert_eq!(
             serde_json::to_value(&e).expect("json"),
             serde_json::json!({"from":"+8613800138000","to":"10690000","text":"Y",
