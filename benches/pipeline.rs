@@ -10,6 +10,8 @@
 //!   and medians, not tails).
 //!
 //! Run: `cargo bench -p sluice --bench pipeline -- --warm-up-time 1 --measurement-time 3`
+//! (`SLUICE_BENCH_COMMIT_INTERVAL_MS=N` sets the store's `commit_interval_ms`, default 0;
+//! `SLUICE_BENCH_LEASE_BATCH=N` the channel's `lease_batch`, default 256).
 
 use std::hint::black_box;
 use std::sync::Mutex;
@@ -55,6 +57,7 @@ async fn rig() -> Rig {
 http = "127.0.0.1:0"
 [storage]
 path = "{data}"
+commit_interval_ms = {linger}
 [[accounts]]
 name = "bench"
 api_keys = ["{hash}"]
@@ -70,12 +73,15 @@ system_id = "sluice"
 password = "sim"
 binds = 2
 window = 256
+lease_batch = {lease_batch}
 rate = 1000000
 burst = 100000
 [[routes]]
 channel = "sim"
 "#,
         data = dir.path().display(),
+        lease_batch = std::env::var("SLUICE_BENCH_LEASE_BATCH").unwrap_or_else(|_| "256".into()),
+        linger = std::env::var("SLUICE_BENCH_COMMIT_INTERVAL_MS").unwrap_or_else(|_| "0".into()),
         hash = sluice::config::hash_api_key(KEY),
         port = sim.addrs()[0].port()
     );

@@ -391,6 +391,11 @@ pub struct ChannelConfig {
     /// Outstanding requests per bind.
     #[serde(default = "default_window")]
     pub window: u32,
+    /// Messages dispatch leases from the store per round trip and lane. Each lease waits its
+    /// turn in the store writer's queue (behind the group being fsync'd), so the channel can
+    /// go no faster than this many messages per writer cycle.
+    #[serde(default = "default_lease_batch")]
+    pub lease_batch: u32,
     /// Messages per second over all binds.
     pub rate: u32,
     /// Burst.
@@ -431,6 +436,9 @@ fn one() -> u32 {
 }
 fn default_window() -> u32 {
     10
+}
+fn default_lease_batch() -> u32 {
+    256
 }
 fn default_response_timeout() -> u64 {
     10_000
@@ -767,6 +775,9 @@ impl Config {
             }
             if ch.window == 0 {
                 return Err(c.err(k("window"), "must be at least 1"));
+            }
+            if !(1..=65_536).contains(&ch.lease_batch) {
+                return Err(c.err(k("lease_batch"), "must be between 1 and 65536"));
             }
             if ch.rate == 0 {
                 return Err(c.err(k("rate"), "must be greater than 0"));

@@ -91,6 +91,7 @@ pub(crate) fn spawn(
             tz: tz.clone(),
             windows,
             id_format: ch.message_id_format.format(),
+            batch: ch.lease_batch as usize,
             ..DispatchConfig::new(&ch.name)
         };
         let dispatcher = Dispatcher::new(dc, store.clone(), clock.clone());
