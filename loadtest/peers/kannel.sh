@@ -24,8 +24,9 @@
 # exit. Not part of the default test run.
 #
 # Usage: loadtest/peers/kannel.sh [N=50000] [HTTP_WORKERS=32] [BATCH=1000] [SLUICE_CONNS=4]
-# Environment: KANNEL_BINDS (2), SIM_PORT, ADMIN_PORT, BOX_PORT, SENDSMS_PORT, HTTP_PORT,
-# METRICS_PORT, PHASE_TIMEOUT (600 s), KEEP_WORK=1 keeps the sluice data dir.
+# Environment: KANNEL_BINDS (2), PHASE_TIMEOUT (600 s), KEEP_WORK=1 keeps the sluice data dir;
+# SIM_PORT, ADMIN_PORT, BOX_PORT, SENDSMS_PORT, HTTP_PORT, METRICS_PORT (default: free ports
+# picked at start; the script refuses ports something already listens on).
 set -euo pipefail
 N=${1:-50000}
 WORKERS=${2:-32}
@@ -35,12 +36,37 @@ KANNEL_BINDS=${KANNEL_BINDS:-2}
 PHASE_TIMEOUT=${PHASE_TIMEOUT:-600}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mktemp -d /tmp/sluice-kannel.XXXXXX)
-SIM_PORT=${SIM_PORT:-27750}
-ADMIN_PORT=${ADMIN_PORT:-23000}
-BOX_PORT=${BOX_PORT:-23001}
-SENDSMS_PORT=${SENDSMS_PORT:-23013}
-HTTP_PORT=${HTTP_PORT:-28080}
-METRICS_PORT=${METRICS_PORT:-29090}
+PICKED=" "
+# A port nothing listens on now (random in 20000-59999, not picked before by this script).
+# Fixed defaults collided with other gateways on shared machines: a load generator then
+# drives the wrong server, so every port is picked unless given in the environment.
+pick_port() {
+  local p
+  for _ in $(seq 200); do
+    p=$((20000 + RANDOM % 40000))
+    case "$PICKED" in *" $p "*) continue ;; esac
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      PICKED="$PICKED$p "
+      echo "$p"
+      return
+    fi
+  done
+  echo "no free port found" >&2
+  exit 1
+}
+SIM_PORT=${SIM_PORT:-$(pick_port)}; PICKED="$PICKED$SIM_PORT "
+ADMIN_PORT=${ADMIN_PORT:-$(pick_port)}; PICKED="$PICKED$ADMIN_PORT "
+BOX_PORT=${BOX_PORT:-$(pick_port)}; PICKED="$PICKED$BOX_PORT "
+SENDSMS_PORT=${SENDSMS_PORT:-$(pick_port)}; PICKED="$PICKED$SENDSMS_PORT "
+HTTP_PORT=${HTTP_PORT:-$(pick_port)}; PICKED="$PICKED$HTTP_PORT "
+METRICS_PORT=${METRICS_PORT:-$(pick_port)}
+for p in "$SIM_PORT" "$ADMIN_PORT" "$BOX_PORT" "$SENDSMS_PORT" "$HTTP_PORT" "$METRICS_PORT"; do
+  case "$p" in '' | *[!0-9]*) echo "bad port '$p'" >&2; exit 1 ;; esac
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "port $p is already in use: choose other ports (SIM_PORT, ADMIN_PORT, BOX_PORT, SENDSMS_PORT, HTTP_PORT, METRICS_PORT)" >&2
+    exit 1
+  fi
+done
 # Nothing listens here: Kannel's receipt fetches fail fast (sluice, too, keeps receipts in
 # its outbox without pushing them anywhere in this run).
 DLR_SINK_PORT=${DLR_SINK_PORT:-9}
@@ -76,12 +102,16 @@ now() { date +%s.%N; }
 since() { awk -v a="$(now)" -v b="$1" 'BEGIN { printf "%.3f", a - b }'; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print 0 }'; }
 
-wait_port() { # port deadline_s
+wait_port() { # port deadline_s pid log
   local end=$((SECONDS + $2))
   until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+    kill -0 "$3" 2>/dev/null || { echo "process $3 exited before listening on $1:" >&2; tail -5 "$4" >&2; exit 1; }
     [ $SECONDS -lt $end ] || { echo "port $1 not up after $2 s" >&2; exit 1; }
     sleep 0.2
   done
+  # Still ours: a process that failed to bind must not leave us talking to someone else.
+  sleep 0.2
+  kill -0 "$3" 2>/dev/null || { echo "process $3 exited after port $1 came up:" >&2; tail -5 "$4" >&2; exit 1; }
 }
 
 # A counter from the simulator's live tally file (0 before the first write).
@@ -106,7 +136,7 @@ wait_for() { # start target probe
   --tally-every 0.02 >"$WORK/sim.log" 2>&1 &
 SIM_PID=$!
 PIDS+=($SIM_PID)
-wait_port "$SIM_PORT" 20
+wait_port "$SIM_PORT" 20 "$SIM_PID" "$WORK/sim.log"
 
 # ---------------------------------------------------------------- phase 1: Kannel
 {
@@ -163,10 +193,10 @@ CONF
 
 /usr/sbin/bearerbox "$WORK/kannel.conf" >"$WORK/bearerbox.out" 2>&1 &
 PIDS+=($!)
-wait_port "$BOX_PORT" 30
+wait_port "$BOX_PORT" 30 $! "$WORK/bearerbox.out"
 /usr/sbin/smsbox "$WORK/kannel.conf" >"$WORK/smsbox.out" 2>&1 &
 PIDS+=($!)
-wait_port "$SENDSMS_PORT" 30
+wait_port "$SENDSMS_PORT" 30 $! "$WORK/smsbox.out"
 
 kstatus() { curl -s "http://127.0.0.1:$ADMIN_PORT/status.txt?password=adm"; }
 end=$((SECONDS + 30))
@@ -249,9 +279,10 @@ channel = "sim"
 TOML
 
 "$SLUICE" serve --config "$WORK/sluice.toml" --no-campaign >"$WORK/sluice.log" 2>&1 &
-PIDS+=($!)
-wait_port "$HTTP_PORT" 30
-wait_port "$METRICS_PORT" 30
+SLUICE_PID=$!
+PIDS+=($SLUICE_PID)
+wait_port "$HTTP_PORT" 30 "$SLUICE_PID" "$WORK/sluice.log"
+wait_port "$METRICS_PORT" 30 "$SLUICE_PID" "$WORK/sluice.log"
 metric_sum() { # name
   curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v m="$1" '
     index($0, m) == 1 && (substr($0, length(m) + 1, 1) == "{" || substr($0, length(m) + 1, 1) == " ") { s += $NF }
