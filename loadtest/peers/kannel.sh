@@ -3,14 +3,15 @@
 #
 # One simulator (`sluice-loadtest sim`, SMPP, receipts on as by default) serves both phases and
 # rewrites its tally file every 20 ms (--tally-every), which is how this script knows when the
-# center has received everything.
+# center has received everything. The phases run one after the other (ORDER), each gateway
+# stopped before the other starts, so they never share the CPU.
 #
-#   Phase 1, Kannel 1.4.x: bearerbox + smsbox, KANNEL_BINDS SMPP transceiver binds to the
+#   Kannel phase, Kannel 1.4.x: bearerbox + smsbox, KANNEL_BINDS SMPP transceiver binds to the
 #     simulator. The load generator pushes N messages through smsbox's HTTP sendsms (one GET
 #     per message, HTTP_WORKERS in parallel), each asking for a final receipt (dlr-mask=3,
 #     dlr-url to a closed local port: the receipt is correlated by bearerbox and handed to
 #     smsbox, whose fetch of the URL then fails; nothing is retried).
-#   Phase 2, sluice: a release `sluice serve --no-campaign` with its embedded simulator off and
+#   sluice phase: a release `sluice serve --no-campaign` with its embedded simulator off and
 #     one SMPP channel (2 transceiver binds, window 256) to the SAME simulator, data in the
 #     work dir, account rate raised. The load generator pushes N messages through the HTTP
 #     batch API (batches of BATCH, SLUICE_CONNS requests in flight).
@@ -24,7 +25,8 @@
 # exit. Not part of the default test run.
 #
 # Usage: loadtest/peers/kannel.sh [N=50000] [HTTP_WORKERS=32] [BATCH=1000] [SLUICE_CONNS=4]
-# Environment: KANNEL_BINDS (2), PHASE_TIMEOUT (600 s), KEEP_WORK=1 keeps the sluice data dir;
+# Environment: KANNEL_BINDS (2), PHASE_TIMEOUT (600 s), ORDER ("kannel sluice" or
+# "sluice kannel": which phase runs first), KEEP_WORK=1 keeps the sluice data dir;
 # SIM_PORT, ADMIN_PORT, BOX_PORT, SENDSMS_PORT, HTTP_PORT, METRICS_PORT (default: free ports
 # picked at start; the script refuses ports something already listens on).
 set -euo pipefail
@@ -34,6 +36,8 @@ BATCH=${3:-1000}
 SLUICE_CONNS=${4:-4}
 KANNEL_BINDS=${KANNEL_BINDS:-2}
 PHASE_TIMEOUT=${PHASE_TIMEOUT:-600}
+ORDER=${ORDER:-kannel sluice}
+case "$ORDER" in "kannel sluice" | "sluice kannel") ;; *) echo "ORDER must be 'kannel sluice' or 'sluice kannel'" >&2; exit 1 ;; esac
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mktemp -d /tmp/sluice-kannel.XXXXXX)
 PICKED=" "
@@ -138,9 +142,21 @@ SIM_PID=$!
 PIDS+=($SIM_PID)
 wait_port "$SIM_PORT" 20 "$SIM_PID" "$WORK/sim.log"
 
-# ---------------------------------------------------------------- phase 1: Kannel
+# Stops every process but the simulator, so the next phase never shares the CPU with it.
+stop_all_but_sim() {
+  for p in "${PIDS[@]:1}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]:1}"; do
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+  done
+  PIDS=("$SIM_PID")
+}
+sim_unique() { tally unique_messages; }
+
+# ---------------------------------------------------------------- phase: Kannel
 # Logging as a production box would: warnings and up, to the log files and (-v 2) to stderr.
 # Kannel's stderr default is DEBUG, several KB per message, which alone halves its rate.
+phase_kannel() {
 {
   cat <<CONF
 group = core
@@ -212,10 +228,8 @@ kannel_dlrs() {
   v=$(kstatus | sed -n 's/^DLR: received \([0-9]*\).*/\1/p' | head -1)
   echo "${v:-0}"
 }
-sim_unique() { tally unique_messages; }
 
-LOAD_START_UPTIME=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "== phase 1: $N messages through Kannel sendsms ($WORKERS HTTP workers, $KANNEL_BINDS binds, dlr-mask 3)"
+echo "== Kannel: $N messages through sendsms ($WORKERS HTTP workers, $KANNEL_BINDS binds, dlr-mask 3)"
 U0=$(tally unique_messages); D0=$(tally duplicates)
 START=$(now)
 "$BIN" loadtest --target kannel --url "http://127.0.0.1:$SENDSMS_PORT/cgi-bin/sendsms" \
@@ -229,16 +243,11 @@ sleep 0.5 # let stragglers (duplicates) show up before reading the tally
 K_UNIQUE=$(( $(tally unique_messages) - U0 )); K_DUPS=$(( $(tally duplicates) - D0 ))
 K_DLR_COUNT=$(kannel_dlrs)
 kstatus >"$WORK/kannel-status.txt"
+stop_all_but_sim
+}
 
-# Kannel off before sluice starts: the two never share the CPU.
-for p in "${PIDS[@]:1}"; do kill "$p" 2>/dev/null || true; done
-for p in "${PIDS[@]:1}"; do
-  for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$p" 2>/dev/null || true
-done
-PIDS=("$SIM_PID")
-
-# ---------------------------------------------------------------- phase 2: sluice serve
+# ---------------------------------------------------------------- phase: sluice serve
+phase_sluice() {
 KEY_SHA=$(printf %s "$API_KEY" | sha256sum | cut -d' ' -f1)
 cat >"$WORK/sluice.toml" <<TOML
 timezone = "Asia/Shanghai"
@@ -298,7 +307,7 @@ until [ "$(sluice_binds)" -ge 2 ]; do
   sleep 0.2
 done
 
-echo "== phase 2: $N messages through sluice serve (HTTP batches of $BATCH, $SLUICE_CONNS in flight, 2 binds)"
+echo "== sluice: $N messages through sluice serve (HTTP batches of $BATCH, $SLUICE_CONNS in flight, 2 binds)"
 U0=$(tally unique_messages); D0=$(tally duplicates); R0=$(sluice_receipts)
 START=$(now)
 "$BIN" loadtest --target http --url "http://127.0.0.1:$HTTP_PORT/v1/messages" \
@@ -311,6 +320,17 @@ sleep 0.5
 S_UNIQUE=$(( $(tally unique_messages) - U0 )); S_DUPS=$(( $(tally duplicates) - D0 ))
 S_DLR_COUNT=$(( $(sluice_receipts) - R0 ))
 curl -s "http://127.0.0.1:$METRICS_PORT/metrics" >"$WORK/sluice-metrics.txt"
+stop_all_but_sim
+}
+
+LOAD_START_UPTIME=$(cut -d' ' -f1-3 /proc/loadavg)
+for phase in $ORDER; do
+  case "$phase" in
+    kannel) phase_kannel ;;
+    sluice) phase_sluice ;;
+    *) echo "ORDER: unknown phase '$phase' (kannel, sluice)" >&2; exit 1 ;;
+  esac
+done
 LOAD_END_UPTIME=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Stop the simulator (SIGTERM writes its final tally) and check the whole run.
@@ -323,7 +343,7 @@ S_SUB_RATE=$(rate "$N" "$(num "$S_SUB")"); S_DLR_RATE=$(rate "$N" "$(num "$S_DLR
 ratio() { awk -v s="$1" -v k="$2" 'BEGIN { if (k > 0) printf "%.1fx", s / k; else print "n/a" }'; }
 
 echo
-echo "N = $N per phase; load average at start $LOAD_START_UPTIME, at end $LOAD_END_UPTIME"
+echo "N = $N per phase, order: $ORDER; load average at start $LOAD_START_UPTIME, at end $LOAD_END_UPTIME"
 printf '%-8s %-26s %-26s %-22s %s\n' "" "submitted (sim has all N)" "receipted (N final DLRs)" "HTTP accepted all N" "simulator tally"
 printf '%-8s %8s s %9s msg/s   %8s s %9s msg/s   %8s s                unique %s, duplicates %s; receipts %s\n' \
   kannel "$K_SUB" "$K_SUB_RATE" "$K_DLR" "$K_DLR_RATE" "$K_ACCEPT" "$K_UNIQUE" "$K_DUPS" "$K_DLR_COUNT"
