@@ -41,13 +41,19 @@ case "$ORDER" in "kannel sluice" | "sluice kannel") ;; *) echo "ORDER must be 'k
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mktemp -d /tmp/sluice-kannel.XXXXXX)
 PICKED=" "
-# A port nothing listens on now (random in 20000-59999, not picked before by this script).
-# Fixed defaults collided with other gateways on shared machines: a load generator then
-# drives the wrong server, so every port is picked unless given in the environment.
+# Ports are picked below the kernel's ephemeral range, so no outgoing connection of this run
+# can be holding one when a server binds it later.
+EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+PORT_BASE=20000
+[ "$EPHEMERAL_LOW" -gt $((PORT_BASE + 1000)) ] || PORT_BASE=10000
+PORT_SPAN=$((EPHEMERAL_LOW - PORT_BASE))
+# A port nothing listens on now (random in PORT_BASE..EPHEMERAL_LOW-1, not picked before by
+# this script). Fixed defaults collided with other gateways on shared machines: a load
+# generator then drives the wrong server, so every port is picked unless given.
 pick_port() {
   local p
   for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((PORT_BASE + RANDOM % PORT_SPAN))
     case "$PICKED" in *" $p "*) continue ;; esac
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       PICKED="$PICKED$p "
@@ -219,7 +225,7 @@ wait_port "$SENDSMS_PORT" 30 $! "$WORK/smsbox.out"
 kstatus() { curl -s "http://127.0.0.1:$ADMIN_PORT/status.txt?password=adm"; }
 end=$((SECONDS + 30))
 until [ "$(kstatus | grep -c '(online')" -ge "$KANNEL_BINDS" ]; do
-  [ $SECONDS -lt $end ] || { echo "kannel smsc binds not online" >&2; kstatus >&2; exit 1; }
+  [ $SECONDS -lt $end ] || { echo "kannel smsc binds not online" >&2; kstatus >&2; tail -5 "$WORK/bearerbox.log" >&2; exit 1; }
   sleep 0.5
 done
 # Receipts bearerbox matched to a stored submit and passed on ("DLR: received R, sent S").
