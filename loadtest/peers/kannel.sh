@@ -159,6 +159,18 @@ stop_all_but_sim() {
 }
 sim_unique() { tally unique_messages; }
 
+# CPU seconds (user + system) the given processes have used so far, from /proc. Other work on
+# a shared machine changes wall-clock rates a lot but CPU per message much less.
+CLK_TCK=$(getconf CLK_TCK)
+cpu_secs() { # pid...
+  local p t=0 v
+  for p in "$@"; do
+    v=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)
+    t=$((t + v))
+  done
+  awk -v t="$t" -v h="$CLK_TCK" 'BEGIN { printf "%.2f", t / h }'
+}
+
 # ---------------------------------------------------------------- phase: Kannel
 # Logging as a production box would: warnings and up, to the log files and (-v 2) to stderr.
 # Kannel's stderr default is DEBUG, several KB per message, which alone halves its rate.
@@ -216,9 +228,11 @@ CONF
 } >"$WORK/kannel.conf"
 
 /usr/sbin/bearerbox -v 2 "$WORK/kannel.conf" >"$WORK/bearerbox.out" 2>&1 &
+BB_PID=$!
 PIDS+=($!)
 wait_port "$BOX_PORT" 30 $! "$WORK/bearerbox.out"
 /usr/sbin/smsbox -v 2 "$WORK/kannel.conf" >"$WORK/smsbox.out" 2>&1 &
+SB_PID=$!
 PIDS+=($!)
 wait_port "$SENDSMS_PORT" 30 $! "$WORK/smsbox.out"
 
@@ -236,7 +250,7 @@ kannel_dlrs() {
 }
 
 echo "== Kannel: $N messages through sendsms ($WORKERS HTTP workers, $KANNEL_BINDS binds, dlr-mask 3)"
-U0=$(tally unique_messages); D0=$(tally duplicates)
+U0=$(tally unique_messages); D0=$(tally duplicates); C0=$(cpu_secs "$BB_PID" "$SB_PID")
 START=$(now)
 "$BIN" loadtest --target kannel --url "http://127.0.0.1:$SENDSMS_PORT/cgi-bin/sendsms" \
   --system-id tester --password foobar -c "$WORKERS" -n "$N" --run kannel --quiet \
@@ -248,6 +262,7 @@ K_DLR=$(wait_for "$START" "$N" kannel_dlrs)
 sleep 0.5 # let stragglers (duplicates) show up before reading the tally
 K_UNIQUE=$(( $(tally unique_messages) - U0 )); K_DUPS=$(( $(tally duplicates) - D0 ))
 K_DLR_COUNT=$(kannel_dlrs)
+K_CPU=$(awk -v a="$(cpu_secs "$BB_PID" "$SB_PID")" -v b="$C0" 'BEGIN { printf "%.2f", a - b }')
 kstatus >"$WORK/kannel-status.txt"
 stop_all_but_sim
 }
@@ -315,6 +330,7 @@ done
 
 echo "== sluice: $N messages through sluice serve (HTTP batches of $BATCH, $SLUICE_CONNS in flight, 2 binds)"
 U0=$(tally unique_messages); D0=$(tally duplicates); R0=$(sluice_receipts)
+C0=$(cpu_secs "$SLUICE_PID")
 START=$(now)
 "$BIN" loadtest --target http --url "http://127.0.0.1:$HTTP_PORT/v1/messages" \
   --api-key "$API_KEY" --batch "$BATCH" -c "$SLUICE_CONNS" -n "$N" --run sluice --quiet \
@@ -325,6 +341,7 @@ S_DLR=$(wait_for "$START" $((R0 + N)) sluice_receipts)
 sleep 0.5
 S_UNIQUE=$(( $(tally unique_messages) - U0 )); S_DUPS=$(( $(tally duplicates) - D0 ))
 S_DLR_COUNT=$(( $(sluice_receipts) - R0 ))
+S_CPU=$(awk -v a="$(cpu_secs "$SLUICE_PID")" -v b="$C0" 'BEGIN { printf "%.2f", a - b }')
 curl -s "http://127.0.0.1:$METRICS_PORT/metrics" >"$WORK/sluice-metrics.txt"
 stop_all_but_sim
 }
@@ -356,6 +373,8 @@ printf '%-8s %8s s %9s msg/s   %8s s %9s msg/s   %8s s                unique %s,
 printf '%-8s %8s s %9s msg/s   %8s s %9s msg/s   %8s s                unique %s, duplicates %s; receipts %s\n' \
   sluice "$S_SUB" "$S_SUB_RATE" "$S_DLR" "$S_DLR_RATE" "$S_ACCEPT" "$S_UNIQUE" "$S_DUPS" "$S_DLR_COUNT"
 echo "ratio sluice / kannel: submitted $(ratio "$S_SUB_RATE" "$K_SUB_RATE"), receipted $(ratio "$S_DLR_RATE" "$K_DLR_RATE")"
+per_cpu() { awk -v n="$N" -v c="$1" 'BEGIN { if (c > 0) printf "%.0f", n / c; else print "n/a" }'; }
+echo "gateway CPU for the phase (user + system; kannel = bearerbox + smsbox): kannel $K_CPU s ($(per_cpu "$K_CPU") msg per CPU-s), sluice $S_CPU s ($(per_cpu "$S_CPU") msg per CPU-s); ratio $(ratio "$(per_cpu "$S_CPU")" "$(per_cpu "$K_CPU")")"
 echo "final simulator tally: unique $(tally unique_messages) (expected $((2 * N))), duplicates $(tally duplicates), dlrs sent $(tally dlrs_sent)"
 echo "logs, configs and JSON in $WORK"
 ok=1
