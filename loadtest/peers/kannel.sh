@@ -25,7 +25,8 @@
 # exit. Not part of the default test run.
 #
 # Usage: loadtest/peers/kannel.sh [N=50000] [HTTP_WORKERS=32] [BATCH=1000] [SLUICE_CONNS=4]
-# Environment: KANNEL_BINDS (2), PHASE_TIMEOUT (600 s), ORDER ("kannel sluice" or
+# Environment: KANNEL_BINDS (2), KANNEL_PENDING (max-pending-submits per bind, 256),
+# SLUICE_WINDOW (window per bind, 256), PHASE_TIMEOUT (600 s), ORDER ("kannel sluice" or
 # "sluice kannel": which phase runs first), KEEP_WORK=1 keeps the sluice data dir;
 # SIM_PORT, ADMIN_PORT, BOX_PORT, SENDSMS_PORT, HTTP_PORT, METRICS_PORT (default: free ports
 # picked at start; the script refuses ports something already listens on).
@@ -35,6 +36,8 @@ WORKERS=${2:-32}
 BATCH=${3:-1000}
 SLUICE_CONNS=${4:-4}
 KANNEL_BINDS=${KANNEL_BINDS:-2}
+KANNEL_PENDING=${KANNEL_PENDING:-256}
+SLUICE_WINDOW=${SLUICE_WINDOW:-256}
 PHASE_TIMEOUT=${PHASE_TIMEOUT:-600}
 ORDER=${ORDER:-kannel sluice}
 case "$ORDER" in "kannel sluice" | "sluice kannel") ;; *) echo "ORDER must be 'kannel sluice' or 'sluice kannel'" >&2; exit 1 ;; esac
@@ -200,7 +203,7 @@ smsc-username = kannel
 smsc-password = secret
 system-type = ""
 interface-version = 34
-max-pending-submits = 256
+max-pending-submits = $KANNEL_PENDING
 source-addr-ton = 1
 source-addr-npi = 1
 dest-addr-ton = 1
@@ -249,7 +252,7 @@ kannel_dlrs() {
   echo "${v:-0}"
 }
 
-echo "== Kannel: $N messages through sendsms ($WORKERS HTTP workers, $KANNEL_BINDS binds, dlr-mask 3)"
+echo "== Kannel: $N messages through sendsms ($WORKERS HTTP workers, $KANNEL_BINDS binds, max-pending-submits $KANNEL_PENDING, dlr-mask 3)"
 U0=$(tally unique_messages); D0=$(tally duplicates); C0=$(cpu_secs "$BB_PID" "$SB_PID")
 START=$(now)
 "$BIN" loadtest --target kannel --url "http://127.0.0.1:$SENDSMS_PORT/cgi-bin/sendsms" \
@@ -300,7 +303,7 @@ system_id = "sluice"
 password = "sim"
 bind_mode = "transceiver"
 binds = 2
-window = 256
+window = $SLUICE_WINDOW
 rate = 1000000
 burst = 10000
 interface_version = 0x34
@@ -328,7 +331,7 @@ until [ "$(sluice_binds)" -ge 2 ]; do
   sleep 0.2
 done
 
-echo "== sluice: $N messages through sluice serve (HTTP batches of $BATCH, $SLUICE_CONNS in flight, 2 binds)"
+echo "== sluice: $N messages through sluice serve (HTTP batches of $BATCH, $SLUICE_CONNS in flight, 2 binds, window $SLUICE_WINDOW)"
 U0=$(tally unique_messages); D0=$(tally duplicates); R0=$(sluice_receipts)
 C0=$(cpu_secs "$SLUICE_PID")
 START=$(now)
