@@ -32,6 +32,10 @@ pub struct SimArgs {
     /// Stop after this many seconds instead of waiting for Ctrl-C.
     #[arg(long)]
     pub duration: Option<f64>,
+    /// While running, rewrite the tally file every this many seconds (when it changed), so
+    /// scripts can watch progress. Needs --tally-out or the config's tally_path.
+    #[arg(long)]
+    pub tally_every: Option<f64>,
 }
 
 /// Where `loadtest` sends.
@@ -100,6 +104,11 @@ pub struct LoadtestArgs {
     /// Request receipts, bind as transceiver and report submit → receipt latency.
     #[arg(long)]
     pub dlr: bool,
+    /// Kannel only: ask for final receipts (`dlr-mask=3`) to be fetched from this URL.
+    /// Kannel then requests receipts from the SMSC and correlates them; count them in
+    /// bearerbox's status page (`DLR: received`).
+    #[arg(long)]
+    pub kannel_dlr_url: Option<String>,
     /// Seconds to wait for outstanding receipts at the end.
     #[arg(long, default_value_t = 10.0)]
     pub dlr_wait: f64,
@@ -140,6 +149,7 @@ impl LoadtestArgs {
                 url: self.url.clone(),
                 username: self.system_id.clone(),
                 password: self.password.clone(),
+                dlr_url: self.kannel_dlr_url.clone(),
             },
         };
         let count = match (self.count, self.duration) {
@@ -183,7 +193,20 @@ pub async fn run_sim(args: SimArgs) -> anyhow::Result<TallySnapshot> {
     if args.tally_out.is_some() {
         cfg.tally_path = args.tally_out.clone();
     }
-    let handle = Simulator::start(cfg).await?;
+    let live = match args.tally_every {
+        Some(every) => {
+            let path = cfg
+                .tally_path
+                .clone()
+                .context("--tally-every needs --tally-out or tally_path in the config")?;
+            Some((path, secs(every)))
+        }
+        None => None,
+    };
+    let mut handle = Simulator::start(cfg).await?;
+    if let Some((path, every)) = live {
+        handle.snapshot_every(path, every);
+    }
     for l in handle.listeners() {
         println!("listening {} {:?} {}", l.name, l.protocol, l.addr);
     }

@@ -302,6 +302,16 @@ impl TallySnapshot {
         let s = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         std::fs::write(path, s)
     }
+
+    /// Writes the snapshot as pretty JSON to `<path>.tmp`, then renames it over `path`, so a
+    /// reader polling `path` sees either the previous or the new tally, never a partial file.
+    pub fn write_json_atomic(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = std::path::PathBuf::from(tmp);
+        self.write_json(&tmp)?;
+        std::fs::rename(&tmp, path)
+    }
 }
 
 #[cfg(test)]

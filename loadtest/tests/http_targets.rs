@@ -19,6 +19,8 @@ struct Seen {
     refs: HashSet<String>,
     requests: u32,
     messages: u32,
+    /// Kannel requests that asked for a receipt (`dlr-mask=3` with the expected `dlr-url`).
+    dlr_requests: u32,
 }
 
 async fn messages(
@@ -72,6 +74,9 @@ async fn sendsms(
     let mut s = seen.lock().unwrap();
     s.requests += 1;
     s.refs.insert(get("text"));
+    if get("dlr-mask") == "3" && get("dlr-url") == "http://127.0.0.1:9/dlr?id=%i&s=%d" {
+        s.dlr_requests += 1;
+    }
     (StatusCode::ACCEPTED, "0: Accepted for delivery").into_response()
 }
 
@@ -151,10 +156,36 @@ async fn kannel_sendsms_mode() {
         url: format!("http://{addr}/cgi-bin/sendsms"),
         username: "tester".into(),
         password: "foobar".into(),
+        dlr_url: None,
     };
     let s = run(cfg(target, 200)).await.unwrap();
     assert_eq!(s.messages_accepted, 200, "{s}");
     assert_eq!(s.submit_latency.count, 200);
     let seen = seen.lock().unwrap();
     assert_eq!((seen.requests, seen.refs.len()), (200, 200));
+    assert_eq!(
+        seen.dlr_requests, 0,
+        "no receipts asked for without a dlr_url"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kannel_sendsms_asks_for_receipts_with_a_dlr_url() {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let addr = serve(
+        Router::new()
+            .route("/cgi-bin/sendsms", get(sendsms))
+            .with_state(seen.clone()),
+    )
+    .await;
+    let target = Target::Kannel {
+        url: format!("http://{addr}/cgi-bin/sendsms"),
+        username: "tester".into(),
+        password: "foobar".into(),
+        dlr_url: Some("http://127.0.0.1:9/dlr?id=%i&s=%d".into()),
+    };
+    let s = run(cfg(target, 50)).await.unwrap();
+    assert_eq!(s.messages_accepted, 50, "{s}");
+    let seen = seen.lock().unwrap();
+    assert_eq!((seen.requests, seen.dlr_requests), (50, 50));
 }

@@ -177,3 +177,38 @@ async fn tally_file_is_written_on_shutdown() {
     assert_eq!(back.unique_messages, 50);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The live tally file shows a running simulator's counts (what `kannel.sh` polls to know
+/// the center has everything), and the exact final tally replaces it on shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_tally_file_follows_the_run() {
+    let dir = std::env::temp_dir().join(format!("sluice-live-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tally.json");
+    let cfg = sluice_loadtest::SimConfig {
+        tally_path: Some(path.clone()),
+        listeners: vec![listener(Protocol::Smpp)],
+        ..Default::default()
+    };
+    let mut sim = sluice_loadtest::Simulator::start(cfg).await.unwrap();
+    sim.snapshot_every(path.clone(), Duration::from_millis(10));
+    run(load(sim.addrs()[0], 80)).await.unwrap();
+    let read = || -> Option<sluice_loadtest::TallySnapshot> {
+        serde_json::from_str(&std::fs::read_to_string(&path).ok()?).ok()
+    };
+    // Poll (with a generous deadline) while the simulator is still running.
+    let mut live = None;
+    for _ in 0..1_000 {
+        live = read().filter(|t| t.unique_messages == 80);
+        if live.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let live = live.expect("live tally file never showed all 80 messages");
+    assert_eq!((live.duplicates, live.parts_accepted), (0, 80));
+    let last = sim.shutdown().await.unwrap();
+    assert_eq!(read(), Some(last));
+    assert!(!dir.join("tally.json.tmp").exists());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -149,13 +149,15 @@ pub(crate) async fn run_sluice(
     s.merge_hist(&hist, &new_histogram());
 }
 
-/// One worker against Kannel's sendsms (one message per GET).
+/// One worker against Kannel's sendsms (one message per GET). With `dlr_url`, each request
+/// asks for a final receipt (`dlr-mask=3`) fetched from that URL.
 pub(crate) async fn run_kannel(
     s: Arc<Shared>,
     client: reqwest::Client,
     url: String,
     username: String,
     password: String,
+    dlr_url: Option<String>,
 ) {
     let mut hist = new_histogram();
     let mut failures = 0u32;
@@ -180,6 +182,10 @@ pub(crate) async fn run_kannel(
         if p.ucs2_share > 0.0 {
             q.push(("charset", "UTF-8"));
             q.push(("coding", "2"));
+        }
+        if let Some(d) = &dlr_url {
+            q.push(("dlr-mask", "3"));
+            q.push(("dlr-url", d));
         }
         s.c.submits_sent.fetch_add(1, Ordering::Relaxed);
         let t0 = Instant::now();

@@ -48,6 +48,11 @@ pub enum Target {
         url: String,
         username: String,
         password: String,
+        /// When set, every request asks for a final delivery receipt (`dlr-mask=3`: delivered
+        /// or failed) to be fetched from this URL, so Kannel requests receipts from the SMSC
+        /// and correlates them like a gateway with receipts on. `%d` etc. are left to Kannel.
+        #[serde(default)]
+        dlr_url: Option<String>,
     },
 }
 
@@ -409,17 +414,19 @@ pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
             url,
             username,
             password,
+            dlr_url,
         } => {
             let client = http::client().map_err(|e| LoadError::Http(e.to_string()))?;
             for _ in 0..shared.cfg.connections {
                 let s = shared.clone();
-                let (c, u, n, p) = (
+                let (c, u, n, p, d) = (
                     client.clone(),
                     url.clone(),
                     username.clone(),
                     password.clone(),
+                    dlr_url.clone(),
                 );
-                tasks.spawn(async move { http::run_kannel(s, c, u, n, p).await });
+                tasks.spawn(async move { http::run_kannel(s, c, u, n, p, d).await });
             }
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! [`Simulator::start`] binds every configured listener, then serves each accepted connection
 //! in its own task; [`SimHandle`] gives the bound addresses, a tally snapshot and an orderly
-//! shutdown (which writes the tally file if configured). Behaviour per listener is in
+//! shutdown (which writes the tally file if configured); [`SimHandle::snapshot_every`] also
+//! keeps a live copy of the tally in a file while it runs. Behaviour per listener is in
 //! [`crate::config::ListenerConfig`]. MM7 has a place in the config (`protocol = "mm7"`) but
 //! is refused at start until it is written.
 
@@ -11,6 +12,7 @@ pub(crate) mod cmpp;
 pub(crate) mod dlr;
 mod mo;
 mod smpp;
+mod snapshot;
 mod submit;
 mod writer;
 
@@ -154,17 +156,31 @@ impl SimHandle {
         self.tally.snapshot()
     }
 
+    /// Rewrites the tally as JSON to `path` every `every` while the simulator runs (only when
+    /// it changed; atomically, by rename), so another process can watch progress, e.g. wait
+    /// until N messages arrived. Stops at [`Self::shutdown`]. Use the same path as the
+    /// config's `tally_path` to have the exact final tally land in the same file.
+    pub fn snapshot_every(&mut self, path: std::path::PathBuf, every: std::time::Duration) {
+        self.tasks.spawn(snapshot::run(
+            self.tally.clone(),
+            path,
+            every,
+            self.shutdown.subscribe(),
+        ));
+    }
+
     /// Stops accepting, closes every connection, waits for all tasks and writes the tally
-    /// file if configured. Returns the final tally.
+    /// file if configured (atomically, by rename). Returns the final tally.
     pub async fn shutdown(mut self) -> Result<TallySnapshot, SimError> {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
         let snap = self.tally.snapshot();
         if let Some(path) = &self.tally_path {
-            snap.write_json(path).map_err(|source| SimError::Tally {
-                path: path.clone(),
-                source,
-            })?;
+            snap.write_json_atomic(path)
+                .map_err(|source| SimError::Tally {
+                    path: path.clone(),
+                    source,
+                })?;
         }
         Ok(snap)
     }
