@@ -581,7 +581,9 @@ pub async fn run(o: DemoOptions) -> Result<DemoOutcome, DemoError> {
             all_sent_at = Some(Instant::now());
             phases.push(("hand all batches to gateway (acked)", t.elapsed()));
         }
-        if done_sending && finals >= sent && counts.replies() >= tally.mo_sent {
+        // Replies the simulator has decided on (some still waiting out their delay), not only
+        // those already sent: otherwise a late reply can arrive after the demo settled.
+        if done_sending && finals >= sent && counts.replies() >= tally.mo_scheduled {
             settled = true;
             break;
         }
@@ -591,7 +593,7 @@ pub async fn run(o: DemoOptions) -> Result<DemoOutcome, DemoError> {
                 sent,
                 finals,
                 replies = counts.replies(),
-                mo_sent = tally.mo_sent,
+                mo_scheduled = tally.mo_scheduled,
                 "Demo: receipts/replies did not settle in time."
             );
             break;

@@ -97,6 +97,10 @@ async fn mixed_receipts_and_per_variant_replies_reconcile_with_the_tally() {
     // Each subscriber gets one message and replies at most once; no organic orders here,
     // so conversions are exactly the replies the simulator sent, all attributed.
     assert_eq!(o.replies_unattributed, 0);
+    assert_eq!(
+        o.tally.mo_scheduled, o.tally.mo_sent,
+        "every decided reply was sent"
+    );
     assert_eq!(o.replies_attributed, o.tally.mo_sent);
     assert_eq!(sum(&o, |r| r.converted), o.tally.mo_sent);
     let conv = |g: &str| {

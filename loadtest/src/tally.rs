@@ -121,6 +121,7 @@ pub struct Tally {
     duplicate_parts: AtomicU64,
     pub(crate) dlrs_sent: AtomicU64,
     pub(crate) mo_sent: AtomicU64,
+    pub(crate) mo_scheduled: AtomicU64,
     pub(crate) deliver_resps: AtomicU64,
     pub(crate) binds: AtomicU64,
     pub(crate) bind_failures: AtomicU64,
@@ -154,6 +155,11 @@ pub struct TallySnapshot {
     pub rejected: BTreeMap<String, u64>,
     pub dlrs_sent: u64,
     pub mo_sent: u64,
+    /// MOs decided and queued for delivery (reply rules and the generator), sent or not yet:
+    /// a reply waiting out its delay is counted here before `mo_sent`, so a client can tell
+    /// "every reply arrived" from "a reply is still on its way".
+    #[serde(default)]
+    pub mo_scheduled: u64,
     pub deliver_resps_received: u64,
     pub binds: u64,
     pub bind_failures: u64,
@@ -176,6 +182,7 @@ impl Tally {
             duplicate_parts: AtomicU64::new(0),
             dlrs_sent: AtomicU64::new(0),
             mo_sent: AtomicU64::new(0),
+            mo_scheduled: AtomicU64::new(0),
             deliver_resps: AtomicU64::new(0),
             binds: AtomicU64::new(0),
             bind_failures: AtomicU64::new(0),
@@ -283,6 +290,7 @@ impl Tally {
             rejected: lock(&self.rejected).clone(),
             dlrs_sent: ld(&self.dlrs_sent),
             mo_sent: ld(&self.mo_sent),
+            mo_scheduled: ld(&self.mo_scheduled),
             deliver_resps_received: ld(&self.deliver_resps),
             binds: ld(&self.binds),
             bind_failures: ld(&self.bind_failures),

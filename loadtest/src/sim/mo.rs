@@ -3,6 +3,7 @@
 //! (the campaign demo's per-variant reply rates).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rand::RngExt;
@@ -77,12 +78,18 @@ pub(crate) fn maybe_reply(
             to: service.into(),
             text: rule.text.clone(),
         };
-        let _ = center.deliveries.send(Delivery {
-            at,
-            account: account.clone(),
-            prefer: session,
-            item,
-        });
+        if center
+            .deliveries
+            .send(Delivery {
+                at,
+                account: account.clone(),
+                prefer: session,
+                item,
+            })
+            .is_ok()
+        {
+            center.tally.mo_scheduled.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -114,12 +121,18 @@ pub(crate) async fn run_generator(center: Arc<Center>, mut shutdown: watch::Rece
                 to: mo.to.as_bytes().into(),
                 text,
             };
-            let _ = center.deliveries.send(Delivery {
-                at: Instant::now(),
-                account: empty.clone(),
-                prefer: 0,
-                item,
-            });
+            if center
+                .deliveries
+                .send(Delivery {
+                    at: Instant::now(),
+                    account: empty.clone(),
+                    prefer: 0,
+                    item,
+                })
+                .is_ok()
+            {
+                center.tally.mo_scheduled.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }

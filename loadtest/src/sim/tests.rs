@@ -279,6 +279,7 @@ async fn hex_ids_unbind_and_spontaneous_mo() {
     assert!(got.iter().any(|x| x.0 == UNBIND | RESP && x.2 == 4));
     let t = h.shutdown().await.unwrap();
     assert!(t.mo_sent >= 2 && t.deliver_resps_received >= 2, "{t:?}");
+    assert!(t.mo_scheduled >= t.mo_sent, "{t:?}");
 }
 
 /// Reads CMPP PDUs until `n` arrived (or 2 s passed).
