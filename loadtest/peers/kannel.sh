@@ -26,7 +26,7 @@
 #
 # Usage: loadtest/peers/kannel.sh [N=50000] [HTTP_WORKERS=32] [BATCH=1000] [SLUICE_CONNS=4]
 # Environment: KANNEL_BINDS (2), KANNEL_PENDING (max-pending-submits per bind, 256),
-# SLUICE_WINDOW (window per bind, 256), PHASE_TIMEOUT (600 s), ORDER ("kannel sluice" or
+# SLUICE_WINDOW (window per bind, 256), SLUICE_LEASE_BATCH (channel lease_batch, 256), PHASE_TIMEOUT (600 s), ORDER ("kannel sluice" or
 # "sluice kannel": which phase runs first), KEEP_WORK=1 keeps the sluice data dir;
 # SIM_PORT, ADMIN_PORT, BOX_PORT, SENDSMS_PORT, HTTP_PORT, METRICS_PORT (default: free ports
 # picked at start; the script refuses ports something already listens on).
@@ -38,6 +38,7 @@ SLUICE_CONNS=${4:-4}
 KANNEL_BINDS=${KANNEL_BINDS:-2}
 KANNEL_PENDING=${KANNEL_PENDING:-256}
 SLUICE_WINDOW=${SLUICE_WINDOW:-256}
+SLUICE_LEASE_BATCH=${SLUICE_LEASE_BATCH:-256}
 PHASE_TIMEOUT=${PHASE_TIMEOUT:-600}
 ORDER=${ORDER:-kannel sluice}
 case "$ORDER" in "kannel sluice" | "sluice kannel") ;; *) echo "ORDER must be 'kannel sluice' or 'sluice kannel'" >&2; exit 1 ;; esac
@@ -304,6 +305,7 @@ password = "sim"
 bind_mode = "transceiver"
 binds = 2
 window = $SLUICE_WINDOW
+lease_batch = $SLUICE_LEASE_BATCH
 rate = 1000000
 burst = 10000
 interface_version = 0x34
@@ -331,7 +333,7 @@ until [ "$(sluice_binds)" -ge 2 ]; do
   sleep 0.2
 done
 
-echo "== sluice: $N messages through sluice serve (HTTP batches of $BATCH, $SLUICE_CONNS in flight, 2 binds, window $SLUICE_WINDOW)"
+echo "== sluice: $N messages through sluice serve (HTTP batches of $BATCH, $SLUICE_CONNS in flight, 2 binds, window $SLUICE_WINDOW, lease batch $SLUICE_LEASE_BATCH)"
 U0=$(tally unique_messages); D0=$(tally duplicates); R0=$(sluice_receipts)
 C0=$(cpu_secs "$SLUICE_PID")
 START=$(now)
