@@ -11,7 +11,8 @@
 //!
 //! Run: `cargo bench -p sluice --bench pipeline -- --warm-up-time 1 --measurement-time 3`
 //! (`SLUICE_BENCH_COMMIT_INTERVAL_MS=N` sets the store's `commit_interval_ms`, default 0;
-//! `SLUICE_BENCH_LEASE_BATCH=N` the channel's `lease_batch`, default 256).
+//! `SLUICE_BENCH_LEASE_BATCH=N` the channel's `lease_batch`, default 256;
+//! `SLUICE_BENCH_COMMIT_SPACING_MS=N` the store's `commit_min_spacing_ms`, default 0).
 
 use std::hint::black_box;
 use std::sync::Mutex;
@@ -58,6 +59,7 @@ http = "127.0.0.1:0"
 [storage]
 path = "{data}"
 commit_interval_ms = {linger}
+commit_min_spacing_ms = {spacing}
 [[accounts]]
 name = "bench"
 api_keys = ["{hash}"]
@@ -81,6 +83,7 @@ channel = "sim"
 "#,
         data = dir.path().display(),
         lease_batch = std::env::var("SLUICE_BENCH_LEASE_BATCH").unwrap_or_else(|_| "256".into()),
+        spacing = std::env::var("SLUICE_BENCH_COMMIT_SPACING_MS").unwrap_or_else(|_| "0".into()),
         linger = std::env::var("SLUICE_BENCH_COMMIT_INTERVAL_MS").unwrap_or_else(|_| "0".into()),
         hash = sluice::config::hash_api_key(KEY),
         port = sim.addrs()[0].port()

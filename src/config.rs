@@ -186,6 +186,8 @@ pub struct StorageConfig {
     pub backend: BackendKind,
     /// Longest the writer lingers for more ops before committing, ms.
     pub commit_interval_ms: u64,
+    /// Least time between the starts of two group commits, ms (see `WriterConfig::min_spacing`).
+    pub commit_min_spacing_ms: u64,
     /// Most ops per group commit.
     pub commit_max_ops: usize,
     /// Ops allowed queued or committing at once (backpressure).
@@ -201,6 +203,7 @@ impl Default for StorageConfig {
             path: PathBuf::from("./data"),
             backend: BackendKind::Redb,
             commit_interval_ms: 0,
+            commit_min_spacing_ms: u64::try_from(w.min_spacing.as_millis()).unwrap_or(u64::MAX),
             commit_max_ops: w.max_ops,
             queue_ops: w.queue_ops,
             retention_hours: 72,
@@ -215,6 +218,7 @@ impl StorageConfig {
             max_ops: self.commit_max_ops,
             max_wait: Duration::from_millis(self.commit_interval_ms),
             queue_ops: self.queue_ops,
+            min_spacing: Duration::from_millis(self.commit_min_spacing_ms),
         }
     }
 
@@ -682,6 +686,12 @@ impl Config {
         if s.path.as_os_str().is_empty() {
             return Err(c.err("storage.path", "must not be empty"));
         }
+        if s.commit_min_spacing_ms > 1_000 {
+            return Err(c.err(
+                "storage.commit_min_spacing_ms",
+                "must be at most 1000 (every store round trip waits up to this long)",
+            ));
+        }
         if s.commit_max_ops == 0 {
             return Err(c.err("storage.commit_max_ops", "must be at least 1"));
         }
@@ -976,6 +986,21 @@ mod tests {
     fn line_col_counts_chars() {
         assert_eq!(line_col("ab\ncd", 4), (2, 2));
         assert_eq!(line_col("é\nx", 3), (2, 1));
+    }
+
+    #[test]
+    fn storage_commit_knobs_reach_the_writer_and_are_bounded() {
+        let cfg = Config::parse(
+            "[storage]\ncommit_min_spacing_ms = 5\ncommit_interval_ms = 1\n",
+            "t.toml",
+        )
+        .expect("valid");
+        let w = cfg.storage.writer();
+        assert_eq!(w.min_spacing, Duration::from_millis(5));
+        assert_eq!(w.max_wait, Duration::from_millis(1));
+        let e = Config::parse("[storage]\ncommit_min_spacing_ms = 5000\n", "t.toml")
+            .expect_err("too long");
+        assert_eq!(e.key(), Some("storage.commit_min_spacing_ms"));
     }
 
     #[test]

@@ -710,11 +710,13 @@ pub fn final_on_insert_queues_receipt<B: Backend>(dir: &Path, open: fn(&Path) ->
 }
 
 pub fn backpressure_and_linger<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
-    // Tiny queue and groups, with a linger: batches larger than either still go through whole.
+    // Tiny queue and groups, with a linger and commit spacing: batches larger than either still
+    // go through whole.
     let cfg = WriterConfig {
         max_ops: 3,
         max_wait: std::time::Duration::from_millis(2),
         queue_ops: 5,
+        min_spacing: std::time::Duration::from_millis(1),
     };
     let store = Store::open(open(dir), cfg, 1_000).unwrap();
     let handles: Vec<_> = (0..4)
