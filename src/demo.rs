@@ -536,8 +536,8 @@ pub async fn run(o: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let (api_addr, api_task) = serve_router(router, stop_rx.clone()).await?;
 
     // Launch through the campaign API, exactly as a campaign manager's console would.
+    // `start` above installed the rustls provider this client needs.
     let t = Instant::now();
-    crate::receipt::client::install_provider();
     let resp = reqwest::Client::new()
         .post(format!("http://{api_addr}/v1/campaign/bulk/{bulk}/launch"))
         .json(&serde_json::json!({"actor": "demo"}))

@@ -358,6 +358,17 @@ impl Ctx<'_> {
         *self.failure.borrow_mut() = Some(e);
         E::custom(msg)
     }
+
+    /// A fault in the `{"messages": [...]}` envelope itself (line 0: before any message).
+    fn envelope<E: de::Error>(&self, field: impl Into<String>, reason: &str) -> E {
+        self.fail(BatchError::Invalid {
+            line: 0,
+            error: FieldError {
+                field: field.into(),
+                reason: reason.into(),
+            },
+        })
+    }
 }
 
 struct EnvelopeSeed<'c, 'a>(&'c Ctx<'a>);
@@ -380,34 +391,16 @@ impl<'de> Visitor<'de> for EnvelopeSeed<'_, '_> {
         let mut items = None;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             if key != "messages" {
-                return Err(self.0.fail(BatchError::Invalid {
-                    line: 0,
-                    error: FieldError {
-                        field: key.into_owned(),
-                        reason: "unknown field; expected `messages`".into(),
-                    },
-                }));
+                return Err(self
+                    .0
+                    .envelope(key.into_owned(), "unknown field; expected `messages`"));
             }
             if items.is_some() {
-                return Err(self.0.fail(BatchError::Invalid {
-                    line: 0,
-                    error: FieldError {
-                        field: "messages".into(),
-                        reason: "duplicate field".into(),
-                    },
-                }));
+                return Err(self.0.envelope("messages", "duplicate field"));
             }
             items = Some(map.next_value_seed(MessagesSeed(self.0))?);
         }
-        items.ok_or_else(|| {
-            self.0.fail(BatchError::Invalid {
-                line: 0,
-                error: FieldError {
-                    field: "messages".into(),
-                    reason: "missing".into(),
-                },
-            })
-        })
+        items.ok_or_else(|| self.0.envelope("messages", "missing"))
     }
 }
 
