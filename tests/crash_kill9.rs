@@ -14,10 +14,9 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use e2e_support::{KEY, Receiver, config_text, serve_http, sim_listener, wait_until};
+use e2e_support::{KEY, Receiver, config_text, serve_http, sim_listener, start_sim, wait_until};
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
-use sluice_loadtest::{SimConfig, Simulator};
 
 struct Server {
     child: Child,
@@ -102,12 +101,7 @@ async fn kill9_loses_no_acknowledged_message() {
     println!("crash test seed {seed}, {total} messages, {kills} kills");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
 
-    let sim = Simulator::start(SimConfig {
-        listeners: vec![sim_listener()],
-        ..SimConfig::default()
-    })
-    .await
-    .expect("simulator");
+    let sim = start_sim(sim_listener(), None).await;
     let sim_port = sim.addrs()[0].port();
     let dir = tempfile::tempdir().expect("tempdir");
     let http_port = free_port();
@@ -275,12 +269,7 @@ async fn kill9_loses_no_acknowledged_message() {
 async fn sigterm_drains_and_restart_sends_nothing_twice() {
     let total = 2_000usize;
     let batch = 250usize;
-    let sim = Simulator::start(SimConfig {
-        listeners: vec![sim_listener()],
-        ..SimConfig::default()
-    })
-    .await
-    .expect("simulator");
+    let sim = start_sim(sim_listener(), None).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let http_port = free_port();
     let text = config_text(
@@ -353,12 +342,7 @@ async fn kill9_keeps_a_reply_whose_webhook_is_down() {
         text: "Y".into(),
         delay: Default::default(),
     }];
-    let sim = Simulator::start(SimConfig {
-        listeners: vec![l],
-        ..SimConfig::default()
-    })
-    .await
-    .expect("simulator");
+    let sim = start_sim(l, None).await;
     let hook = Receiver::new(false);
     let hook_url = serve_http(&hook).await;
     let dir = tempfile::tempdir().expect("tempdir");

@@ -6,11 +6,13 @@ mod e2e_support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use e2e_support::{Hook, KEY, config_text, post, sim_listener, start_hook, wait_until};
+use e2e_support::{
+    Hook, KEY, config_text, init_tracing, post, sim_listener, start_hook, start_sim, wait_until,
+};
 use serde_json::{Value, json};
 use sluice::config::Config;
 use sluice::serve::{Gateway, ServeOptions, start};
-use sluice_loadtest::{ListenerConfig, SimConfig, SimHandle, Simulator};
+use sluice_loadtest::{ListenerConfig, SimHandle};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -25,17 +27,8 @@ struct Rig {
 }
 
 async fn rig(listener: ListenerConfig, fail_first: usize) -> Rig {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let sim = Simulator::start(SimConfig {
-        listeners: vec![listener],
-        seed: Some(7),
-        ..SimConfig::default()
-    })
-    .await
-    .expect("simulator");
+    init_tracing();
+    let sim = start_sim(listener, Some(7)).await;
     let sim_port = sim.addrs()[0].port();
     let hook = Hook::default();
     *hook.fail_first.lock().unwrap() = fail_first;
@@ -348,13 +341,7 @@ async fn readyz_follows_the_channel_binds() {
 /// gateway's own listener.
 #[tokio::test]
 async fn serve_hosts_the_campaign_service() {
-    let sim = Simulator::start(SimConfig {
-        listeners: vec![sim_listener()],
-        seed: Some(7),
-        ..SimConfig::default()
-    })
-    .await
-    .expect("simulator");
+    let sim = start_sim(sim_listener(), Some(7)).await;
     let hook = Hook::default();
     let hook_url = start_hook(hook).await;
     let dir = tempfile::tempdir().expect("tempdir");

@@ -13,14 +13,16 @@ mod e2e_support;
 
 use std::time::Duration;
 
-use e2e_support::{Hook, KEY, config_text, post, sim_listener, start_hook, wait_until};
+use e2e_support::{
+    Hook, KEY, config_text, init_tracing, post, sim_listener, start_hook, start_sim, wait_until,
+};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use sluice::clock::ManualClock;
 use sluice::config::Config;
 use sluice::serve::{Gateway, ServeOptions, start};
 use sluice::store::{MessageId, MessageState};
-use sluice_loadtest::{SimConfig, SimHandle, Simulator};
+use sluice_loadtest::SimHandle;
 
 /// Generous bound for socket-driven outcomes (binds, submits, receipts, webhooks).
 const WAIT: Duration = Duration::from_secs(30);
@@ -93,17 +95,8 @@ async fn rig_with(
     start_at: &str,
     housekeeping_every: Duration,
 ) -> Rig {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let sim = Simulator::start(SimConfig {
-        listeners: vec![listener],
-        seed: Some(11),
-        ..SimConfig::default()
-    })
-    .await
-    .expect("simulator");
+    init_tracing();
+    let sim = start_sim(listener, Some(11)).await;
     let sim_port = sim.addrs()[0].port();
     let hook = Hook::default();
     let hook_url = start_hook(hook.clone()).await;

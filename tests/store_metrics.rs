@@ -6,11 +6,10 @@ mod e2e_support;
 
 use std::time::Duration;
 
-use e2e_support::{Hook, KEY, config_text, post, sim_listener, start_hook};
+use e2e_support::{Hook, KEY, config_text, post, sim_listener, start_hook, start_sim};
 use serde_json::json;
 use sluice::config::Config;
 use sluice::serve::{ServeOptions, start};
-use sluice_loadtest::{SimConfig, Simulator};
 
 /// The sample line of `name` whose labels include every one of `labels`, if any.
 fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
@@ -24,13 +23,7 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_show_store_queue_depth_of_a_scheduled_message() {
     let handle = sluice::metrics::install().expect("first recorder of this test binary");
-    let sim = Simulator::start(SimConfig {
-        listeners: vec![sim_listener()],
-        seed: Some(7),
-        ..SimConfig::default()
-    })
-    .await
-    .expect("simulator");
+    let sim = start_sim(sim_listener(), Some(7)).await;
     let hook_url = start_hook(Hook::default()).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = Config::parse(

@@ -13,12 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use e2e_support::{Receiver, config_text, post, serve_http, sim_listener, wait_until};
+use e2e_support::{
+    Receiver, config_text, init_tracing, post, serve_http, sim_listener, start_sim, wait_until,
+};
 use serde_json::{Value, json};
 use sluice::config::Config;
 use sluice::serve::{Gateway, ServeOptions, start};
 use sluice::store::{MoEvent, Op, OpResult, RedbBackend, Store, WriterConfig};
-use sluice_loadtest::{SimConfig, SimHandle, Simulator};
+use sluice_loadtest::SimHandle;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
@@ -118,21 +120,12 @@ async fn simulator() -> SimHandle {
         text: "Y".into(),
         delay: Default::default(),
     }];
-    Simulator::start(SimConfig {
-        listeners: vec![l],
-        seed: Some(11),
-        ..SimConfig::default()
-    })
-    .await
-    .expect("simulator")
+    start_sim(l, Some(11)).await
 }
 
 /// Starts the gateway on `data` with webhooks to `hook`; `extra` is appended to the config.
 async fn gateway(data: &Path, sim: &SimHandle, hook: &str, extra: &str) -> Gateway {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    init_tracing();
     let text = format!(
         "{}\n{extra}\n",
         config_text(data, sim.addrs()[0].port(), hook, "")

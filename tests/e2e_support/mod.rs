@@ -207,3 +207,26 @@ pub async fn post(client: &reqwest::Client, base: &str, body: &Value) -> (u16, V
     let s = r.status().as_u16();
     (s, r.json().await.unwrap_or(Value::Null))
 }
+
+/// Sends the logs of the code under test to the test's output, filtered by `RUST_LOG`; the
+/// first call in a test binary wins.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// A simulator with the one `listener`; `seed` fixes its random choices (`None`: entropy).
+pub async fn start_sim(
+    listener: sluice_loadtest::ListenerConfig,
+    seed: Option<u64>,
+) -> sluice_loadtest::SimHandle {
+    sluice_loadtest::Simulator::start(sluice_loadtest::SimConfig {
+        listeners: vec![listener],
+        seed,
+        ..sluice_loadtest::SimConfig::default()
+    })
+    .await
+    .expect("simulator")
+}
