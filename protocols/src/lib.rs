@@ -5,7 +5,7 @@
 //! never loop and never allocate more than the length they were told to accept.
 //!
 //! - [`smpp`]: SMPP 3.4 / 5.0 PDUs, TLVs, delivery-receipt text.
-//! - [`cmpp`]: CMPP 2.0 / 3.0 PDUs, Msg_Id, authenticators.
+//! - [`cmpp`]: CMPP 2.0 / 3.0 PDUs, Msg_Id, authenticators, the SP session state machine.
 //! - [`sms`]: GSM 03.38, UCS-2, Latin-1, GBK; encoding choice; splitting and reassembly.
 //! - [`wap`]: WAP Push SI/SL → WBXML → WSP → WDP → SMS parts.
 #![forbid(unsafe_code)]

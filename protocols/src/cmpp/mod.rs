@@ -5,6 +5,7 @@
 //!   reports, QUERY, CANCEL, ACTIVE_TEST and their responses), decoded and encoded for a
 //!   [`Version`] that supplies the widths that differ.
 //! - [`MsgId`]: the packed 64-bit message id. [`auth`]: CONNECT authenticators.
+//! - [`session`]: the SP (client) session state machine, sans-IO ([`SpSession`]).
 //! - [`codes`]: command ids, CONNECT statuses, SUBMIT/DELIVER results, Msg_Fmt.
 //! - Errors tell the caller what to answer ([`DecodeError::response`]); accepted
 //!   deviations come back as [`Tolerated`] with each decoded PDU.
@@ -28,6 +29,7 @@ mod octets;
 mod pdu;
 mod query;
 mod report;
+pub mod session;
 mod submit;
 mod tolerated;
 mod version;
@@ -49,6 +51,10 @@ pub use octets::{FixedStr, TooLong};
 pub use pdu::{DecodeOneError, Decoded, Pdu, decode_bytes, decode_frame};
 pub use query::{Query, QueryResp};
 pub use report::StatusReport;
+pub use session::{
+    CloseReason, ConfigError, IsmgAuth, RefuseReason, SpConfig, SpEvent, SpSession, SpState,
+    SubmitRefused, Transmit,
+};
 pub use submit::{MAX_DESTINATIONS, Submit, SubmitResp};
 pub use tolerated::{Tolerance, Tolerated};
 pub use version::Version;
