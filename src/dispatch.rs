@@ -12,7 +12,7 @@
 //!
 //! # Backpressure and waiting
 //! The queue to the worker is bounded by the channel's window × binds
-//! ([`crate::channel::smpp::worker::WorkerConfig::capacity`]); dispatch takes a slot
+//! ([`crate::channel::worker::Limits::capacity`]); dispatch takes a slot
 //! (`Sender::reserve`) *before* it leases, so nothing is leased that cannot be handed on, and
 //! leases are taken in small batches per lane. When no lane has due work, dispatch sleeps until
 //! the earliest due time in the store (`next_due`), the channel's next allowed window, or a
@@ -52,11 +52,10 @@ use sluice_protocols::sms::Encoding;
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::channel::metrics_names::{CHANNEL_QUEUE_DEPTH, DISPATCH_LEASED};
+use crate::channel::egress::{Content, OutboundMessage, Outcome, Settled};
 use crate::channel::normalise_center_id;
-use crate::channel::smpp::parts::{Content, OutboundMessage};
-use crate::channel::smpp::worker::{Outcome, Settled};
 use crate::clock::{Clock, from_ms, to_ms};
+use crate::metrics::{CHANNEL_QUEUE_DEPTH, DISPATCH_LEASED};
 use crate::route::ChannelHealth;
 use crate::schedule::{WindowRules, next_allowed, parse_windows};
 use crate::store::{

@@ -5,7 +5,7 @@
 //!
 //! Invariants:
 //! - Code elsewhere records through `metrics::counter!(X)` etc. with a const from this
-//!   module (or `channel::metrics_names`, re-exported here), never with a string literal.
+//!   module, never with a string literal.
 //! - Label keys are the `LABEL_*` consts; label values are bounded sets (channel names from
 //!   config, lanes, status codes), never message ids or phone numbers.
 //! - [`describe`] runs once at start-up, after [`install`], so `/metrics` shows HELP lines.
@@ -28,13 +28,31 @@ pub const LABEL_REASON: &str = "reason";
 /// Label: receipt state (`delivered`, `undeliverable`, …).
 pub const LABEL_STATE: &str = "state";
 
-// Egress channel and dispatch metrics: named in `channel::metrics_names` (owned by the
-// channel module), re-exported here so this module lists every name sluice emits.
-pub use crate::channel::metrics_names::{
-    CHANNEL_BINDS_DOWN, CHANNEL_BINDS_UP, CHANNEL_QUEUE_DEPTH, CHANNEL_RATE,
-    CHANNEL_RESPONSE_TIMEOUTS, CHANNEL_RESPONSES, CHANNEL_SUBMITS, CHANNEL_THROTTLED,
-    CHANNEL_WINDOW_IN_USE, DISPATCH_LEASED,
-};
+// Egress channels and dispatch (labels channel, bind, lane, status).
+/// Gauge: messages queued between dispatch and the channel worker (labels channel, lane).
+pub const CHANNEL_QUEUE_DEPTH: &str = "sluice_channel_queue_depth";
+/// Counter: submit_sm PDUs written to the center (label channel).
+pub const CHANNEL_SUBMITS: &str = "sluice_channel_submits_total";
+/// Counter: submit responses by command_status (labels channel, status).
+pub const CHANNEL_RESPONSES: &str = "sluice_channel_responses_total";
+/// Counter: ESME_ROK submit responses without a message_id, retried as temporary failures
+/// (label channel).
+pub const CHANNEL_EMPTY_MESSAGE_IDS: &str = "sluice_channel_empty_message_ids_total";
+/// Counter: throttle answers (ESME_RTHROTTLED / ESME_RMSGQFUL) (label channel).
+pub const CHANNEL_THROTTLED: &str = "sluice_channel_throttled_total";
+/// Gauge: the AIMD send rate in msg/s (label channel).
+pub const CHANNEL_RATE: &str = "sluice_channel_rate";
+/// Gauge: outstanding requests in the bind's window (labels channel, bind).
+pub const CHANNEL_WINDOW_IN_USE: &str = "sluice_channel_window_in_use";
+/// Counter: submit requests that got no response in time (label channel).
+pub const CHANNEL_RESPONSE_TIMEOUTS: &str = "sluice_channel_response_timeouts_total";
+/// Counter: binds established (labels channel, bind).
+pub const CHANNEL_BINDS_UP: &str = "sluice_channel_binds_up_total";
+/// Counter: binds lost (labels channel, bind).
+pub const CHANNEL_BINDS_DOWN: &str = "sluice_channel_binds_down_total";
+/// Counter: messages leased by dispatch (labels channel, lane).
+pub const DISPATCH_LEASED: &str = "sluice_dispatch_leased_total";
+
 /// Histogram: seconds from the first part's submit to the final delivery receipt.
 pub const DLR_LATENCY: &str = "sluice_dlr_latency_seconds";
 /// Counter: delivery receipts received, by final state.

@@ -18,7 +18,7 @@ use std::sync::mpsc as std_mpsc;
 
 use channel_common::{Rig, WAIT, center_ids, config, text};
 use serde_json::Value;
-use sluice::channel::smpp::worker::Outcome;
+use sluice::channel::Outcome;
 use sluice::channel::{ChannelEvent, normalise_center_id};
 use sluice_protocols::smpp::IdFormat;
 use sluice_protocols::sms::ConcatScheme;

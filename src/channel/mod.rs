@@ -3,48 +3,50 @@
 //!
 //! ```text
 //!  store ◀──ops── dispatch ──(bounded mpsc of OutboundMessage)──▶ worker ──▶ N × bind ──▶ center
-//!                    ▲                                             │  │          │
-//!                    └────────────(mpsc of Outcome)────────────────┘  └─(mpsc of ChannelEvent)──▶ receipt layer
+//!                    ▲                                             │          │
+//!                    └────────────(mpsc of Settled)────────────────┘          │
+//!                                                     receipt layer ◀──ChannelEvent (DLR, MO)
 //! ```
 //!
+//! - [`egress`]: the seam — what dispatch hands to a worker and gets back, what binds and the
+//!   worker exchange. Dispatch depends on it and on nothing protocol-specific.
+//! - [`worker`]: the protocol-neutral worker (rate, AIMD, part accounting, retries), with the
+//!   [`worker::Wire`] trait a protocol implements.
 //! - [`limiter`]: governor rate per channel, steered by AIMD on throttle answers.
 //! - [`backoff`]: jittered exponential backoff (reconnects, temporary errors).
-//! - [`smpp`]: the SMPP egress: sans-IO session, bind driver task, inbound (DLR/MO), part
-//!   builder, status classes, channel worker.
-//! - [`metrics_names`]: metric names used here.
-//! - `crate::dispatch` (sibling module): leases from the store by lane and writes outcomes.
+//! - [`smpp`], [`cmpp`]: one `spawn` per channel kind — the protocol's binds, part builder,
+//!   status classes and inbound (DLR/MO) handling.
 //!
 //! # Who writes what to the store
 //! The message life cycle (`Submitted` with each part's normalised center id, `Requeue` for
 //! retries, `Finish` for failures) is written by dispatch from the worker's
-//! [`smpp::worker::Outcome`]s — one outcome per message attempt, sent only after every part
-//! that went out has come back. Receipts and MO are the receipt layer's, from
-//! [`ChannelEvent`]s.
+//! [`egress::Outcome`]s — one outcome per message attempt, sent only after every part that
+//! went out has come back. That outcome is the only path of a part's fate. Receipts and MO
+//! are the receipt layer's, from [`ChannelEvent`]s.
 //!
 //! # Event contract with the receipt layer
-//! Every DLR, MO and bind change leaves the channel as a [`ChannelEvent`] on one `mpsc`
-//! that the receipt layer consumes. Ordering between events of *different* binds is not
-//! guaranteed, and a center may send a delivery receipt before (or on another bind than) the
-//! submit_sm_resp that tells us its message id. The channel does not buffer or reorder for
-//! that: it emits [`ChannelEvent::Receipt`] as soon as the DLR arrives, carrying the center's
-//! raw id. The receipt layer looks the id up under [`normalise_center_id`] (with the
-//! channel's DLR id format) and, when it is not known yet, keeps the receipt (bounded, with
-//! expiry — the store's `Op::Receipt` does exactly this: it holds an unmatched receipt and
-//! applies it when the matching `Op::Submitted` arrives) and correlates it later. Ids in
-//! events are raw, exactly as the center wrote them.
+//! Every DLR and MO leaves the channel as a [`ChannelEvent`] on one `mpsc` that the receipt
+//! layer consumes. Ordering between events of *different* binds is not guaranteed, and a
+//! center may send a delivery receipt before (or on another bind than) the submit response
+//! that tells us its message id. The channel does not buffer or reorder for that: it emits
+//! [`ChannelEvent::Receipt`] as soon as the DLR arrives, carrying the center's raw id. The
+//! receipt layer looks the id up under [`normalise_center_id`] (with the channel's DLR id
+//! format) and, when it is not known yet, keeps the receipt (bounded, with expiry — the
+//! store's `Op::Receipt` does exactly this: it holds an unmatched receipt and applies it when
+//! the matching `Op::Submitted` arrives) and correlates it later. Ids in events are raw,
+//! exactly as the center wrote them (CMPP's u64 Msg_Id as decimal digits).
 //!
-//! `PartAccepted` is emitted for every part the center accepted (part numbers are 1-based, as
-//! in the store and the HTTP API). When a message attempt ends without all parts accepted,
-//! one `PartFailed` is emitted for it (naming its first unaccepted part): `temporary: true`
-//! means the message goes back to the store for another attempt, `false` means it failed
-//! for good. A retried message is sent again as a whole with a fresh concatenation
-//! reference (at-least-once: the center may see parts accepted in the failed attempt again,
-//! which DESIGN.md allows within the in-flight window).
+//! A retried message is sent again as a whole with a fresh concatenation reference
+//! (at-least-once: the center may see parts accepted in the failed attempt again, which the
+//! design allows within the in-flight window).
 
 pub mod backoff;
+pub mod egress;
 pub mod limiter;
-pub mod metrics_names;
 pub mod smpp;
+pub mod worker;
+
+pub use egress::{Content, OutboundMessage, Outcome, Settled, WorkerHandle};
 
 use std::time::SystemTime;
 
@@ -116,37 +118,9 @@ impl PartialEq for DeliverAck {
 
 impl Eq for DeliverAck {}
 
-/// What happened on a channel, for the receipt layer (and route failover).
+/// What a center sent us unasked, for the receipt layer: delivery receipts and MO.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelEvent {
-    /// The center accepted part `part` (1-based) of message `id` and named it `center_id`.
-    PartAccepted {
-        /// Gateway message id.
-        id: MessageId,
-        /// 1-based part number.
-        part: u16,
-        /// Total parts of the message, so the receipt layer can aggregate.
-        parts: u16,
-        /// The center's message id, raw as received (hex or decimal, maybe zero-padded).
-        center_id: String,
-        /// When the response arrived.
-        at: SystemTime,
-    },
-    /// The center (or the channel) refused part `part` of message `id`.
-    PartFailed {
-        /// Gateway message id.
-        id: MessageId,
-        /// 1-based part number (the first part not accepted, for a whole-message failure).
-        part: u16,
-        /// Protocol status (SMPP command_status); 0 when the failure was local, e.g. a
-        /// response timeout or a lost bind.
-        status: u32,
-        /// `true`: the message was put back for another attempt. `false`: it failed for good
-        /// and the receipt layer should report it (`REJECTD` / `UNDELIV`).
-        temporary: bool,
-        /// Why, for logs and the client (`ESME_RINVDSTADR`, `response timeout`, …).
-        reason: String,
-    },
     /// A delivery receipt from the center.
     Receipt {
         /// The center's id of the receipted message, raw.
@@ -183,20 +157,6 @@ pub enum ChannelEvent {
         /// receipt layer calls [`DeliverAck::done`] once the MO is kept (durable in its
         /// account's MO outbox, or handed to subscribers when nobody keeps it).
         ack: DeliverAck,
-    },
-    /// A bind of `channel` is up and may carry traffic.
-    BindUp {
-        /// Channel name.
-        channel: String,
-        /// Bind index within the channel.
-        bind: usize,
-    },
-    /// A bind of `channel` is down (it is reconnecting).
-    BindDown {
-        /// Channel name.
-        channel: String,
-        /// Bind index within the channel.
-        bind: usize,
     },
 }
 

@@ -16,10 +16,9 @@
 //! - [`mo`]: reply routing; the MO outbox kind.
 //! - [`client`]: the webhook HTTP client (http, and https over rustls + ring).
 //!
-//! `PartAccepted` / `PartFailed` are *not* written here: dispatch turns the worker's
-//! per-message outcome into `Op::Submitted` / `Op::Requeue` / `Op::Finish` (see
-//! `src/dispatch.rs`), which keeps one writer per fact. Bind up/down events feed route
-//! health in dispatch. The receipt layer only counts them.
+//! Submit outcomes are *not* written here: dispatch turns the worker's per-message outcome
+//! into `Op::Submitted` / `Op::Requeue` / `Op::Finish` (see `src/dispatch.rs`), which keeps
+//! one writer per fact; channels send this layer only what centers send unasked.
 //!
 //! In-process subscribers ([`Receipts::subscribe`]) get a [`Notification`] for every receipt
 //! event and every MO over a `tokio::sync::broadcast` channel: a subscriber that lags by more
@@ -326,10 +325,6 @@ impl Receipts {
                         }
                     }
                 }
-                ChannelEvent::PartAccepted { .. }
-                | ChannelEvent::PartFailed { .. }
-                | ChannelEvent::BindUp { .. }
-                | ChannelEvent::BindDown { .. } => {}
             }
         }
         if ops.is_empty() {

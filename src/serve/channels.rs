@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::channel::smpp::worker::{self, WorkerConfig};
+use crate::channel::smpp::{self, WorkerConfig};
 use crate::clock::AnyClock;
 use crate::config::{ChannelKind, Config};
 use crate::dispatch::{DispatchConfig, DispatchLinks, Dispatcher};
@@ -83,7 +83,7 @@ pub(crate) fn spawn(
         let (in_tx, in_rx) = mpsc::channel(wc.capacity());
         let (out_tx, out_rx) = mpsc::channel(wc.capacity() * 2 + 64);
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
-        let handle = worker::spawn(wc, in_rx, out_tx, ev_tx);
+        let handle = smpp::spawn(wc, in_rx, out_tx, ev_tx);
         let wake = Arc::new(Notify::new());
         started.wakes.insert(ch.name.clone(), Arc::clone(&wake));
         started.binds_up.push(handle.binds_up.clone());

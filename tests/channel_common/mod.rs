@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use sluice::channel::ChannelEvent;
 use sluice::channel::backoff::Backoff;
-use sluice::channel::smpp::parts::{Content, OutboundMessage};
-use sluice::channel::smpp::session::SessionConfig;
-use sluice::channel::smpp::worker::{self, Outcome, Settled, WorkerConfig, WorkerHandle};
+use sluice::channel::smpp::{self, WorkerConfig};
+use sluice::channel::{Content, OutboundMessage, Outcome, Settled, WorkerHandle};
+use sluice_protocols::smpp::session::esme::SessionConfig;
 use tokio::sync::mpsc;
 
 /// Upper bound for any socket-driven wait in these tests.
@@ -73,6 +73,10 @@ pub struct Rig {
     pub handle: WorkerHandle,
     /// Every event seen so far, in arrival order.
     pub seen: Vec<ChannelEvent>,
+    /// Raw center id of every accepted part, with `seen.len()` when its outcome arrived
+    /// (events are read before outcomes when both are ready, so an event at an index below
+    /// that arrived first).
+    pub accepted: Vec<(String, usize)>,
 }
 
 impl Rig {
@@ -80,13 +84,14 @@ impl Rig {
         let (input, input_rx) = mpsc::channel(config.capacity());
         let (outcomes_tx, outcomes) = mpsc::channel(1024);
         let (events_tx, events) = mpsc::channel(65_536);
-        let handle = worker::spawn(config, input_rx, outcomes_tx, events_tx);
+        let handle = smpp::spawn(config, input_rx, outcomes_tx, events_tx);
         Self {
             input,
             outcomes,
             events,
             handle,
             seen: Vec::new(),
+            accepted: Vec::new(),
         }
     }
 
@@ -103,6 +108,8 @@ impl Rig {
         while finals.len() < total {
             let next = waiting.last().cloned();
             tokio::select! {
+                biased;
+                e = self.events.recv() => keep(&mut self.seen, e.expect("worker alive")),
                 r = async { self.input.reserve().await }, if next.is_some() => {
                     r.expect("worker alive").send(waiting.pop().expect("checked"));
                 }
@@ -114,6 +121,10 @@ impl Rig {
                     }
                     Outcome::Release { id, .. } => waiting.insert(0, by_id[&id].clone()),
                     other => {
+                        if let Outcome::Sent { center_ids, .. } = &other {
+                            let at = self.seen.len();
+                            self.accepted.extend(center_ids.iter().map(|c| (c.clone(), at)));
+                        }
                         let id = match &other {
                             Outcome::Sent { id, .. } | Outcome::Failed { id, .. } => *id,
                             Outcome::Retry { .. } | Outcome::Release { .. } => unreachable!(),
@@ -121,45 +132,11 @@ impl Rig {
                         assert!(finals.insert(id, other).is_none(), "two final outcomes for {id}");
                     }
                 },
-                e = self.events.recv() => keep(&mut self.seen, e.expect("worker alive")),
                 () = tokio::time::sleep_until(deadline) => panic!(
                     "timed out: {} of {total} messages finished", finals.len()
                 ),
             }
         }
-        // Events and outcomes travel on different queues: wait until every finished part's
-        // event is in too.
-        let parts: usize = finals
-            .values()
-            .map(|o| match o {
-                Outcome::Sent { center_ids, .. } => center_ids.len(),
-                _ => 0,
-            })
-            .sum();
-        let failed = finals
-            .values()
-            .filter(|o| matches!(o, Outcome::Failed { .. }))
-            .count();
-        self.events_until(|seen| {
-            let accepted = seen
-                .iter()
-                .filter(|e| matches!(e, ChannelEvent::PartAccepted { .. }))
-                .count();
-            let final_failures = seen
-                .iter()
-                .filter(|e| {
-                    matches!(
-                        e,
-                        ChannelEvent::PartFailed {
-                            temporary: false,
-                            ..
-                        }
-                    )
-                })
-                .count();
-            accepted >= parts && final_failures >= failed
-        })
-        .await;
         finals
     }
 

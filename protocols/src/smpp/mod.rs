@@ -39,6 +39,7 @@ mod octets;
 pub mod pdu;
 mod query_sm;
 mod replace_sm;
+pub mod session;
 mod sm;
 mod submit_multi;
 mod table;

@@ -23,89 +23,22 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use metrics::{counter, gauge};
-use sluice_protocols::smpp::{CommandStatus, DEFAULT_MAX_LEN, Octets, Sm, check, decode};
+use sluice_protocols::smpp::{CommandStatus, DEFAULT_MAX_LEN, Sm, check, decode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::inbound::Inbound;
-use super::session::{CloseReason, Event, RefuseReason, Session, SessionConfig, State};
-use crate::channel::MessageId;
 use crate::channel::backoff::Backoff;
-use crate::channel::metrics_names::{
+use crate::channel::egress::{BindReport, PartJob, PartOutcome, PartTag, WorkerLinks};
+use crate::channel::{ChannelEvent, DeliverAck};
+use crate::metrics::{
     CHANNEL_BINDS_DOWN, CHANNEL_BINDS_UP, CHANNEL_SUBMITS, CHANNEL_WINDOW_IN_USE,
 };
-use crate::channel::{ChannelEvent, DeliverAck};
-
-/// Identifies one part of one message in the window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PartTag {
-    /// Gateway message id.
-    pub id: MessageId,
-    /// 1-based part number.
-    pub part: u16,
-}
-
-/// A part ready for the wire.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartJob {
-    /// Which part.
-    pub tag: PartTag,
-    /// The submit_sm body (already validated to encode).
-    pub sm: Box<Sm>,
-}
-
-/// How a submitted part ended on one bind.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PartOutcome {
-    /// The center answered with `status` (ROK → `message_id` is its id).
-    Response {
-        /// command_status of submit_sm_resp (or generic_nack).
-        status: CommandStatus,
-        /// The center's message id, raw.
-        message_id: Octets,
-    },
-    /// No response in time: the center may or may not have it.
-    Timeout,
-    /// The bind died (or refused the part) before an answer came.
-    Aborted,
-}
-
-/// What a bind tells its channel worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BindReport {
-    /// The bind is up.
-    Up {
-        /// Bind index.
-        bind: usize,
-        /// Whether it submits (transmitter / transceiver) — only those make a channel usable.
-        sends: bool,
-    },
-    /// The bind went down (it will reconnect unless shutting down).
-    Down {
-        /// Bind index.
-        bind: usize,
-        /// Why, for logs.
-        reason: String,
-    },
-    /// A part finished on this bind.
-    Outcome {
-        /// Bind index.
-        bind: usize,
-        /// The part.
-        tag: PartTag,
-        /// What happened.
-        outcome: PartOutcome,
-        /// When it was written (for AIMD's staleness rule).
-        sent_at: Instant,
-        /// When the outcome was known.
-        at: Instant,
-    },
-}
-
-/// The queue binds pull parts from (a multi-consumer view of one mpsc).
-pub type PartQueue = Arc<Mutex<mpsc::Receiver<PartJob>>>;
+use sluice_protocols::smpp::session::esme::{
+    CloseReason, Event, RefuseReason, Session, SessionConfig, State,
+};
 
 /// Everything one bind task needs.
 #[derive(Debug, Clone)]
@@ -145,16 +78,12 @@ impl BindSpec {
 /// Channels a bind task talks on.
 #[derive(Debug, Clone)]
 pub struct BindLinks {
-    /// Parts to submit (shared by the channel's sending binds).
-    pub parts: PartQueue,
-    /// Outcomes and up/down to the worker.
-    pub reports: mpsc::Sender<BindReport>,
+    /// The part queue, reports and shutdown shared with the channel's worker.
+    pub worker: WorkerLinks<Sm>,
     /// Receipts and MO to the receipt layer.
     pub events: mpsc::Sender<ChannelEvent>,
     /// MO reassembly shared by the channel's binds.
     pub inbound: Arc<Inbound>,
-    /// Becomes `true` when the bind should unbind and stop.
-    pub shutdown: watch::Receiver<bool>,
 }
 
 /// Runs one bind until shutdown: connect, bind, serve, reconnect.
@@ -163,7 +92,7 @@ pub async fn run(spec: BindSpec, mut links: BindLinks) {
     async move {
         let mut failures: u32 = 0;
         loop {
-            if *links.shutdown.borrow() {
+            if *links.worker.shutdown.borrow() {
                 return;
             }
             let mut queue_closed = false;
@@ -176,6 +105,7 @@ pub async fn run(spec: BindSpec, mut links: BindLinks) {
                     gauge!(CHANNEL_WINDOW_IN_USE, "channel" => spec.channel.to_string(), "bind" => spec.index.to_string()).set(0.0);
                     if conn.was_bound {
                         let _ = links
+                            .worker
                             .reports
                             .send(BindReport::Down {
                                 bind: spec.index,
@@ -191,7 +121,7 @@ pub async fn run(spec: BindSpec, mut links: BindLinks) {
                     false
                 }
             };
-            if *links.shutdown.borrow() || queue_closed {
+            if *links.worker.shutdown.borrow() || queue_closed {
                 return;
             }
             failures = if bound { 0 } else { failures.saturating_add(1) };
@@ -199,7 +129,7 @@ pub async fn run(spec: BindSpec, mut links: BindLinks) {
             debug!(?delay, "Reconnecting after backoff.");
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                _ = links.shutdown.wait_for(|s| *s) => return,
+                _ = links.worker.shutdown.wait_for(|s| *s) => return,
             }
         }
     }
@@ -239,7 +169,7 @@ struct Connection<'a> {
 enum Wake {
     Read(std::io::Result<usize>),
     Timer,
-    Part(Option<PartJob>),
+    Part(Option<PartJob<Sm>>),
     Shutdown,
     Ack(u32, bool, bool),
 }
@@ -276,7 +206,7 @@ impl<'a> Connection<'a> {
             if let Some(reason) = self.drain_events(links).await {
                 return reason;
             }
-            if !shutting_down && *links.shutdown.borrow() {
+            if !shutting_down && *links.worker.shutdown.borrow() {
                 shutting_down = true;
                 if !matches!(self.session.state(), State::Bound) {
                     // Not bound (still binding): nothing to unbind, just go.
@@ -305,7 +235,7 @@ impl<'a> Connection<'a> {
                 };
                 let part = async {
                     if want_part {
-                        links.parts.lock().await.recv().await
+                        links.worker.parts.lock().await.recv().await
                     } else {
                         std::future::pending().await
                     }
@@ -314,7 +244,7 @@ impl<'a> Connection<'a> {
                     if shutting_down {
                         std::future::pending::<()>().await;
                     }
-                    let _ = links.shutdown.wait_for(|s| *s).await;
+                    let _ = links.worker.shutdown.wait_for(|s| *s).await;
                 };
                 tokio::select! {
                     biased;
@@ -357,7 +287,7 @@ impl<'a> Connection<'a> {
                     self.submit(job, links).await;
                     // Take more without waiting, so one write carries many submits.
                     while self.session.can_submit() {
-                        let next = match links.parts.try_lock() {
+                        let next = match links.worker.parts.try_lock() {
                             Ok(mut q) => q.try_recv().ok(),
                             Err(_) => None,
                         };
@@ -371,9 +301,9 @@ impl<'a> Connection<'a> {
         }
     }
 
-    async fn submit(&mut self, job: PartJob, links: &BindLinks) {
+    async fn submit(&mut self, job: PartJob<Sm>, links: &BindLinks) {
         let now = Instant::now();
-        match self.session.submit(now, job.tag, job.sm) {
+        match self.session.submit(now, job.tag, job.body) {
             Ok(_) => {
                 self.submits.increment(1);
             }
@@ -383,6 +313,7 @@ impl<'a> Connection<'a> {
                     RefuseReason::NotBound | RefuseReason::WindowFull
                 ));
                 let _ = links
+                    .worker
                     .reports
                     .send(BindReport::Outcome {
                         bind: self.spec.index,
@@ -447,7 +378,6 @@ impl<'a> Connection<'a> {
                 *ack = DeliverAck::new(tx);
                 Some(rx)
             }
-            _ => None,
         };
         if links.events.send(event).await.is_err() {
             self.session
@@ -512,7 +442,10 @@ impl<'a> Connection<'a> {
                 } => Some(BindReport::Outcome {
                     bind,
                     tag,
-                    outcome: PartOutcome::Response { status, message_id },
+                    outcome: PartOutcome::Response {
+                        status: status.to_u32(),
+                        center_id: String::from_utf8_lossy(&message_id).into_owned(),
+                    },
                     sent_at,
                     at: now,
                 }),
@@ -545,7 +478,7 @@ impl<'a> Connection<'a> {
             };
             if let Some(report) = report {
                 // The worker may be gone during shutdown; nothing else to tell then.
-                let _ = links.reports.send(report).await;
+                let _ = links.worker.reports.send(report).await;
             }
         }
         self.window_in_use.set(self.session.in_flight() as f64);

@@ -10,19 +10,7 @@
 
 use sluice_protocols::smpp::CommandStatus;
 
-/// What to do after a submit response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// Accepted.
-    Accepted,
-    /// Flow control (ESME_RTHROTTLED, ESME_RMSGQFUL): slow the channel down (AIMD) and send
-    /// the same part again soon.
-    Throttled,
-    /// Transient: retry the message later with backoff.
-    Temporary,
-    /// The message itself is refused: fail it (`REJECTD`).
-    Permanent,
-}
+pub use crate::channel::egress::Disposition;
 
 /// Classifies a submit_sm_resp `command_status`.
 #[must_use]

@@ -6,8 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::parts::PartSettings;
-use super::session::{BindKind, SessionConfig};
+use sluice_protocols::smpp::session::esme::{BindKind, SessionConfig};
+
 use crate::channel::backoff::Backoff;
+use crate::channel::egress::RetryPolicy;
+use crate::channel::worker::Limits;
 
 /// How binds are opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,27 +19,6 @@ pub enum BindMode {
     Transceiver,
     /// A bind_transmitter plus a bind_receiver per bind.
     TransmitterReceiver,
-}
-
-/// How often and how late a message is retried after temporary failures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in total (the first one included) before a message fails for good.
-    pub max_attempts: u32,
-    /// Delay before attempt n + 1.
-    pub backoff: Backoff,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            backoff: Backoff {
-                base: Duration::from_secs(5),
-                max: Duration::from_secs(600),
-            },
-        }
-    }
 }
 
 /// Everything a channel worker needs.
@@ -122,13 +104,7 @@ impl WorkerConfig {
             Concatenation::Udh16 => sluice_protocols::sms::ConcatScheme::Udh16,
             Concatenation::Sar => sluice_protocols::sms::ConcatScheme::Sar,
         };
-        w.retry = RetryPolicy {
-            max_attempts: c.retry.max_attempts.max(1),
-            backoff: Backoff {
-                base: Duration::from_millis(c.retry.backoff_base_ms),
-                max: Duration::from_millis(c.retry.backoff_max_ms),
-            },
-        };
+        w.retry = RetryPolicy::from_config(&c.retry);
         w
     }
 
@@ -137,5 +113,21 @@ impl WorkerConfig {
     #[must_use]
     pub fn capacity(&self) -> usize {
         (self.session.window * self.binds).max(1)
+    }
+
+    /// The neutral worker's share of these settings.
+    #[must_use]
+    pub fn limits(&self) -> Limits {
+        Limits {
+            name: Arc::clone(&self.name),
+            rate: self.rate,
+            burst: self.burst,
+            retry: self.retry,
+            local_retries: self.local_retries,
+            throttle_retries: self.throttle_retries,
+            hold_when_down: self.hold_when_down,
+            capacity: self.capacity(),
+            binds: self.binds.max(1),
+        }
     }
 }

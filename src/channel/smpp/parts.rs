@@ -15,41 +15,7 @@ use sluice_protocols::sms::{
     self, ConcatScheme, Encoding, EncodingSet, SplitOptions, Udh, choose, split_binary, split_text,
 };
 
-use crate::channel::MessageId;
-
-/// What the client asked to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Content {
-    /// Text; `hint` is the client's encoding wish (`None` = cheapest).
-    Text {
-        /// UTF-8 text.
-        text: String,
-        /// Requested encoding, honoured when it can carry the text and SMPP defines it.
-        hint: Option<Encoding>,
-    },
-    /// Raw 8-bit data with an optional client UDH (whole UDH including UDHL).
-    Binary {
-        /// Payload.
-        data: Vec<u8>,
-        /// Client UDH, e.g. WAP port addressing.
-        udh: Option<Vec<u8>>,
-    },
-}
-
-/// A message handed to the channel worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboundMessage {
-    /// Gateway id.
-    pub id: MessageId,
-    /// Attempts already made (0 for the first).
-    pub attempt: u32,
-    /// Sender; `None` = the channel's default.
-    pub from: Option<String>,
-    /// Destination.
-    pub to: String,
-    /// What to send.
-    pub content: Content,
-}
+use crate::channel::egress::{Content, OutboundMessage};
 
 /// Channel-wide settings for building parts.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -25,9 +25,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use sluice_protocols::smpp::{
-    Bind, Command, CommandStatus, DecodeError, MessageIdResp, Octets, Pdu, Sm,
-};
+use crate::smpp::{Bind, Command, CommandStatus, DecodeError, MessageIdResp, Octets, Pdu, Sm};
 
 /// Which bind PDU the session sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

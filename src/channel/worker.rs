@@ -1,14 +1,16 @@
-//! The SMPP channel worker: N binds to one center, one rate, one set of messages in flight.
+//! The protocol-neutral channel worker: N binds to one center, one rate, one set of messages
+//! in flight. SMPP and CMPP channels are this worker plus their own [`Wire`] and binds.
 //!
 //! ```text
 //! dispatch ──OutboundMessage──▶ worker ──PartJob (rate-limited)──▶ shared part queue ──▶ binds
 //!     ▲                           │  ▲                                                   │
-//!     └────── Outcome ────────────┘  └──────────────── BindReport ───────────────────────┘
+//!     └────── Settled ────────────┘  └──────────────── BindReport ───────────────────────┘
 //! ```
 //!
-//! Job: split each message into parts, pace the parts through the channel's
-//! [`ChannelLimiter`] (governor rate + burst, steered by AIMD), hand them to whichever bind
-//! has room, and account for every part's outcome until the message is finished one way:
+//! Job: split each message into parts ([`Wire::build`]), pace the parts through the
+//! channel's [`ChannelLimiter`] (governor rate + burst, steered by AIMD), hand them to
+//! whichever bind has room, and account for every part's outcome until the message is
+//! finished one way:
 //! - every part accepted → [`Outcome::Sent`] with each part's center id;
 //! - a throttle answer → AIMD halves the rate and the *same part* is queued again (part-level
 //!   retry, same concatenation reference, so a half-sent long message still reassembles);
@@ -17,187 +19,124 @@
 //!   delay, unless the retry policy's attempts are used up, then [`Outcome::Failed`];
 //! - a permanent status or an unbuildable message → [`Outcome::Failed`].
 //!
+//! What a status means is the protocol's answer ([`Wire::classify`]); everything else here
+//! is the same for every center.
+//!
 //! A message's outcome is reported only after every one of its parts that went out has come
-//! back, so the store never requeues a message that still has parts in a window.
+//! back, so the store never requeues a message that still has parts in a window. The
+//! outcome is the only report of a part's fate: there is no second, per-part event stream.
 //!
 //! Invariants: at most `capacity` (window × binds) messages are held *or finished but not
 //! yet stored* — each takes a credit that comes back only when dispatch drops its
 //! [`Settled`] after the store commit, so after a crash the center sees again at most one
-//! window's worth of messages; the dispatch queue stays the only other buffer; the worker never blocks on one channel while another could deadlock it — it
-//! waits on reports, the part queue, the limiter and new messages in one `select!`.
+//! window's worth of messages; the dispatch queue stays the only other buffer; the worker
+//! never blocks on one channel while another could deadlock it — it waits on reports, the
+//! part queue, the limiter and new messages in one `select!`.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge};
-use sluice_protocols::smpp::Sm;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::bind::{self, BindLinks, BindReport, BindSpec, PartJob, PartOutcome, PartTag};
-use super::classify::{Disposition, classify_response};
-pub use super::config::{BindMode, RetryPolicy, WorkerConfig};
-use super::inbound::Inbound;
-use super::parts::{OutboundMessage, build_parts};
-use super::session::{BindKind, SessionConfig};
+use crate::channel::MessageId;
+use crate::channel::egress::{
+    BindReport, Disposition, OutboundMessage, Outcome, PartJob, PartOutcome, PartTag, RetryPolicy,
+    Settled, WorkerHandle, WorkerLinks,
+};
 use crate::channel::limiter::{AimdConfig, ChannelLimiter, RateChange};
-use crate::channel::metrics_names::{
+use crate::metrics::{
     CHANNEL_EMPTY_MESSAGE_IDS, CHANNEL_RATE, CHANNEL_RESPONSES, CHANNEL_THROTTLED,
 };
-use crate::channel::{ChannelEvent, MessageId};
 
-/// How a message left the worker; dispatch turns it into a store write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Every part was accepted; `center_ids[n]` is part n + 1's raw center id.
-    Sent {
-        /// Message.
-        id: MessageId,
-        /// Raw center ids, in part order.
-        center_ids: Vec<String>,
-    },
-    /// Put it back; attempt it again after `after`.
-    Retry {
-        /// Message.
-        id: MessageId,
-        /// Attempts made so far, this one included.
-        attempts: u32,
-        /// Backoff delay.
-        after: Duration,
-        /// Why, for logs.
-        reason: String,
-    },
-    /// Never sent (channel stopped, no bind up): put it back due now without counting an
-    /// attempt — only real send failures use up the retry budget.
-    Release {
-        /// Message.
-        id: MessageId,
-        /// Why, for logs.
-        reason: String,
-    },
-    /// Failed for good.
-    Failed {
-        /// Message.
-        id: MessageId,
-        /// SMPP status that decided it (0 for local reasons).
-        status: u32,
-        /// Receipt status word: `REJECTD` (refused by the center or unbuildable) or
-        /// `UNDELIV` (retries exhausted).
-        stat: &'static str,
-        /// Why.
-        reason: String,
-    },
+/// What a protocol tells the neutral worker: how a message becomes parts and what a
+/// response status means.
+pub trait Wire: Send + Sync + 'static {
+    /// One part's request body (SMPP `Sm`, CMPP `Submit`), validated to encode.
+    type Part: Clone + Send + Sync + fmt::Debug + 'static;
+    /// Why a message cannot be built (a permanent failure of the message).
+    type Error: fmt::Display + Send;
+
+    /// The parts of `msg`, in order; `reference` is fresh per message (concatenation).
+    ///
+    /// # Errors
+    /// The message cannot be sent on this channel as configured; retrying will not help.
+    fn build(
+        &self,
+        msg: &OutboundMessage,
+        reference: u16,
+    ) -> Result<Vec<Box<Self::Part>>, Self::Error>;
+
+    /// What a response with `status` and `center_id` means for the part.
+    fn classify(&self, status: u32, center_id: &str) -> Disposition;
+
+    /// A status for logs and the client (`ESME_RINVDSTADR`, `CMPP result 8 (flow control)`).
+    fn status_text(&self, status: u32) -> String;
 }
 
-/// An [`Outcome`] on its way to the store, holding one of the worker's credits.
+/// The protocol-neutral settings of a channel worker.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Channel name.
+    pub name: Arc<str>,
+    /// Configured rate (msg/s): the AIMD ceiling.
+    pub rate: NonZeroU32,
+    /// Governor burst.
+    pub burst: NonZeroU32,
+    /// Message-level retries.
+    pub retry: RetryPolicy,
+    /// How many times one part is re-sent after a timeout or a lost bind before the whole
+    /// message goes back to the store.
+    pub local_retries: u32,
+    /// How many throttle answers one part may collect before the message goes back to the
+    /// store (a center that throttles forever must not pin messages in memory).
+    pub throttle_retries: u32,
+    /// How long messages not yet on the wire are held while no sending bind is up; then they
+    /// go back to the store (their lease must not run out in here).
+    pub hold_when_down: Duration,
+    /// Messages held at once: window × sending binds.
+    pub capacity: usize,
+    /// Sending binds (sizes the shared part queue).
+    pub binds: usize,
+}
+
+/// Starts the worker; `start_binds` starts the protocol's binds on the links it is given.
 ///
-/// The worker holds at most `capacity` messages that are either in its care *or* finished
-/// but not yet written to the store: each takes a credit, and the credit comes back only
-/// when the consumer drops this value — after its store commit. So a crash can lose (and
-/// the center see twice) at most `capacity` = window × binds messages' outcomes, the
-/// in-flight window DESIGN.md allows.
-#[derive(Debug)]
-pub struct Settled {
-    /// What happened to the message.
-    pub outcome: Outcome,
-    /// Returned to the worker on drop.
-    _credit: Option<OwnedSemaphorePermit>,
-}
-
-impl Settled {
-    /// An outcome without a credit (tests, tools, messages never taken into care).
-    #[must_use]
-    pub fn new(outcome: Outcome) -> Self {
-        Self {
-            outcome,
-            _credit: None,
-        }
-    }
-}
-
-/// Handle to a running worker.
-#[derive(Debug)]
-pub struct WorkerHandle {
-    /// Number of sending binds (transmitter / transceiver) currently up; dispatch and route
-    /// failover watch it.
-    pub binds_up: watch::Receiver<usize>,
-    /// The AIMD send rate (msg/s) in force.
-    pub rate: watch::Receiver<u32>,
-    shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl WorkerHandle {
-    /// Asks the binds to unbind and waits for the worker to finish (it drains the messages
-    /// it holds: their parts either come back or are aborted and reported as retries).
-    pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        let _ = self.task.await;
-    }
-}
-
-/// Starts the worker and its binds.
-///
-/// `input` is the bounded queue from dispatch (size it with [`WorkerConfig::capacity`]);
-/// outcomes go to `outcomes` (dispatch; drop each [`Settled`] only after its store commit),
-/// receipts/MO/bind state to `events`.
+/// `input` is the bounded queue from dispatch (size it with [`Limits::capacity`]);
+/// outcomes go to `outcomes` (dispatch; drop each [`Settled`] only after its store commit).
 #[must_use]
-pub fn spawn(
-    config: WorkerConfig,
+pub fn spawn<W: Wire>(
+    limits: Limits,
+    wire: W,
     input: mpsc::Receiver<OutboundMessage>,
     outcomes: mpsc::Sender<Settled>,
-    events: mpsc::Sender<ChannelEvent>,
+    start_binds: impl FnOnce(WorkerLinks<W::Part>) -> Vec<JoinHandle<()>>,
 ) -> WorkerHandle {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (binds_up_tx, binds_up_rx) = watch::channel(0usize);
-    let (rate_tx, rate_rx) = watch::channel(config.rate.get());
-    let capacity = config.capacity();
+    let (rate_tx, rate_rx) = watch::channel(limits.rate.get());
+    let capacity = limits.capacity.max(1);
     // The part queue is short: the limiter already paces it, and a long queue would only
     // hide parts from the binds' windows.
-    let (parts_tx, parts_rx) = mpsc::channel(config.binds.max(1));
+    let (parts_tx, parts_rx) = mpsc::channel(limits.binds.max(1));
     let (reports_tx, reports_rx) = mpsc::channel(capacity * 4 + 64);
-    let parts: bind::PartQueue = Arc::new(Mutex::new(parts_rx));
-    let inbound = Arc::new(Inbound::default());
-    let mut binds = Vec::new();
-    let kinds: &[BindKind] = match config.mode {
-        BindMode::Transceiver => &[BindKind::Transceiver],
-        BindMode::TransmitterReceiver => &[BindKind::Transmitter, BindKind::Receiver],
-    };
-    let mut index = 0;
-    for _ in 0..config.binds.max(1) {
-        for kind in kinds {
-            let spec = BindSpec {
-                backoff: config.reconnect,
-                ..BindSpec::new(
-                    Arc::clone(&config.name),
-                    index,
-                    config.addr.clone(),
-                    SessionConfig {
-                        bind_kind: *kind,
-                        ..config.session.clone()
-                    },
-                )
-            };
-            let links = BindLinks {
-                parts: Arc::clone(&parts),
-                reports: reports_tx.clone(),
-                events: events.clone(),
-                inbound: Arc::clone(&inbound),
-                shutdown: shutdown_rx.clone(),
-            };
-            binds.push(tokio::spawn(bind::run(spec, links)));
-            index += 1;
-        }
-    }
-    drop(reports_tx);
-    let span = info_span!("channel", channel = %config.name);
-    let limiter = ChannelLimiter::new(AimdConfig::for_rate(config.rate), config.burst);
-    let config_name = Arc::clone(&config.name);
+    let binds = start_binds(WorkerLinks {
+        parts: Arc::new(Mutex::new(parts_rx)),
+        reports: reports_tx,
+        shutdown: shutdown_rx.clone(),
+    });
+    let span = info_span!("channel", channel = %limits.name);
+    let limiter = ChannelLimiter::new(AimdConfig::for_rate(limits.rate), limits.burst);
+    let name = limits.name.to_string();
     let worker = Worker {
         reference: rand::random(),
-        config,
+        limits,
+        wire,
         limiter,
         messages: HashMap::new(),
         pending: VecDeque::new(),
@@ -206,11 +145,10 @@ pub fn spawn(
         binds_up_tx,
         rate_tx,
         outcomes,
-        events,
         credits: Arc::new(Semaphore::new(capacity)),
         responses: HashMap::new(),
-        throttled: counter!(CHANNEL_THROTTLED, "channel" => config_name.to_string()),
-        empty_ids: counter!(CHANNEL_EMPTY_MESSAGE_IDS, "channel" => config_name.to_string()),
+        throttled: counter!(CHANNEL_THROTTLED, "channel" => name.clone()),
+        empty_ids: counter!(CHANNEL_EMPTY_MESSAGE_IDS, "channel" => name),
     };
     let task = tokio::spawn(
         async move {
@@ -231,8 +169,8 @@ pub fn spawn(
 
 /// One part of a held message.
 #[derive(Debug)]
-struct PartSlot {
-    sm: Box<Sm>,
+struct PartSlot<P> {
+    body: Box<P>,
     center_id: Option<String>,
     /// Re-sends after timeouts / lost binds.
     local_tries: u32,
@@ -250,26 +188,27 @@ enum Verdict {
 }
 
 #[derive(Debug)]
-struct Held {
+struct Held<P> {
     attempt: u32,
-    parts: Vec<PartSlot>,
+    parts: Vec<PartSlot<P>>,
     verdict: Option<Verdict>,
     /// Released when dispatch has stored this message's outcome.
     credit: Option<OwnedSemaphorePermit>,
 }
 
-impl Held {
+impl<P> Held<P> {
     fn outstanding(&self) -> usize {
         self.parts.iter().filter(|p| p.out).count()
     }
 }
 
-struct Worker {
-    config: WorkerConfig,
+struct Worker<W: Wire> {
+    limits: Limits,
+    wire: W,
     limiter: ChannelLimiter,
     /// Next concatenation reference (fresh per message, wrapping).
     reference: u16,
-    messages: HashMap<MessageId, Held>,
+    messages: HashMap<MessageId, Held<W::Part>>,
     /// Parts waiting for a rate token and a queue slot, in send order.
     pending: VecDeque<PartTag>,
     binds_up: Vec<bool>,
@@ -278,7 +217,6 @@ struct Worker {
     binds_up_tx: watch::Sender<usize>,
     rate_tx: watch::Sender<u32>,
     outcomes: mpsc::Sender<Settled>,
-    events: mpsc::Sender<ChannelEvent>,
     /// `capacity` credits: one per message in care or awaiting its store write.
     credits: Arc<Semaphore>,
     /// Response counters by status, registered on first use (not per response).
@@ -288,11 +226,11 @@ struct Worker {
     empty_ids: metrics::Counter,
 }
 
-impl Worker {
+impl<W: Wire> Worker<W> {
     async fn run(
         mut self,
         mut input: mpsc::Receiver<OutboundMessage>,
-        parts_tx: mpsc::Sender<PartJob>,
+        parts_tx: mpsc::Sender<PartJob<W::Part>>,
         mut reports: mpsc::Receiver<BindReport>,
         mut shutdown: watch::Receiver<bool>,
     ) {
@@ -366,7 +304,7 @@ impl Worker {
                 }, if !token_ready => token_at = None,
                 () = async {
                     match self.down_since {
-                        Some(t) => tokio::time::sleep_until((t + self.config.hold_when_down).into()).await,
+                        Some(t) => tokio::time::sleep_until((t + self.limits.hold_when_down).into()).await,
                         None => std::future::pending().await,
                     }
                 }, if self.down_since.is_some() && !self.messages.is_empty() => {
@@ -406,7 +344,7 @@ impl Worker {
 
     fn publish_rate(&self) {
         self.rate_tx.send_replace(self.limiter.current_rate());
-        gauge!(CHANNEL_RATE, "channel" => self.config.name.to_string())
+        gauge!(CHANNEL_RATE, "channel" => self.limits.name.to_string())
             .set(f64::from(self.limiter.current_rate()));
     }
 
@@ -424,7 +362,7 @@ impl Worker {
         }
         let reference = self.reference;
         self.reference = self.reference.wrapping_add(1);
-        match build_parts(&msg, &self.config.parts, reference) {
+        match self.wire.build(&msg, reference) {
             Ok(sms) => {
                 let total = u16::try_from(sms.len()).unwrap_or(u16::MAX);
                 for part in 1..=total {
@@ -432,8 +370,8 @@ impl Worker {
                 }
                 let parts = sms
                     .into_iter()
-                    .map(|sm| PartSlot {
-                        sm,
+                    .map(|body| PartSlot {
+                        body,
                         center_id: None,
                         local_tries: 0,
                         throttled: 0,
@@ -452,14 +390,6 @@ impl Worker {
             }
             Err(e) => {
                 warn!(id = msg.id, error = %e, "Message cannot be sent on this channel.");
-                self.emit(ChannelEvent::PartFailed {
-                    id: msg.id,
-                    part: 1,
-                    status: 0,
-                    temporary: false,
-                    reason: e.to_string(),
-                })
-                .await;
                 let _ = self
                     .outcomes
                     .send(Settled {
@@ -494,7 +424,7 @@ impl Worker {
     }
 
     /// The next part to put on the queue, skipping parts of messages that already failed.
-    fn next_job(&mut self) -> Option<PartJob> {
+    fn next_job(&mut self) -> Option<PartJob<W::Part>> {
         while let Some(tag) = self.pending.pop_front() {
             let Some(held) = self.messages.get_mut(&tag.id) else {
                 continue;
@@ -508,7 +438,7 @@ impl Worker {
             slot.out = true;
             return Some(PartJob {
                 tag,
-                sm: slot.sm.clone(),
+                body: slot.body.clone(),
             });
         }
         None
@@ -520,20 +450,10 @@ impl Worker {
                 if sends {
                     self.set_bind(bind, true);
                 }
-                self.emit(ChannelEvent::BindUp {
-                    channel: self.config.name.to_string(),
-                    bind,
-                })
-                .await;
             }
             BindReport::Down { bind, reason } => {
                 debug!(bind, %reason, "Bind down.");
                 self.set_bind(bind, false);
-                self.emit(ChannelEvent::BindDown {
-                    channel: self.config.name.to_string(),
-                    bind,
-                })
-                .await;
             }
             BindReport::Outcome {
                 tag,
@@ -569,36 +489,26 @@ impl Worker {
         let Some(held) = self.messages.get_mut(&tag.id) else {
             return;
         };
-        let total = u16::try_from(held.parts.len()).unwrap_or(u16::MAX);
         let Some(slot) = held.parts.get_mut(usize::from(tag.part) - 1) else {
             return;
         };
         slot.out = false;
-        let mut event = None;
         match outcome {
-            PartOutcome::Response { status, message_id } => {
-                let name = &self.config.name;
+            PartOutcome::Response { status, center_id } => {
+                let name = &self.limits.name;
                 self.responses
-                    .entry(status.to_u32())
+                    .entry(status)
                     .or_insert_with(|| {
-                        counter!(CHANNEL_RESPONSES, "channel" => name.to_string(), "status" => format!("{:#x}", status.to_u32()))
+                        counter!(CHANNEL_RESPONSES, "channel" => name.to_string(), "status" => format!("{status:#x}"))
                     })
                     .increment(1);
-                let disposition = classify_response(status, &message_id);
-                if status.is_ok() && disposition != Disposition::Accepted {
+                let disposition = self.wire.classify(status, &center_id);
+                if status == 0 && disposition != Disposition::Accepted {
                     self.empty_ids.increment(1);
                 }
                 match disposition {
                     Disposition::Accepted => {
-                        let center_id = String::from_utf8_lossy(&message_id).into_owned();
-                        slot.center_id = Some(center_id.clone());
-                        event = Some(ChannelEvent::PartAccepted {
-                            id: tag.id,
-                            part: tag.part,
-                            parts: total,
-                            center_id,
-                            at: SystemTime::now(),
-                        });
+                        slot.center_id = Some(center_id);
                         if self.limiter.on_success() != RateChange::Unchanged {
                             self.publish_rate();
                         }
@@ -609,9 +519,9 @@ impl Worker {
                             info!(rate, "Center throttles; rate halved.");
                         }
                         slot.throttled += 1;
-                        if slot.throttled > self.config.throttle_retries {
+                        if slot.throttled > self.limits.throttle_retries {
                             held.verdict.get_or_insert(Verdict::Temporary {
-                                status: status.to_u32(),
+                                status,
                                 reason: "throttled too often".into(),
                             });
                         } else if held.verdict.is_none() {
@@ -620,27 +530,25 @@ impl Worker {
                         self.publish_rate();
                     }
                     Disposition::Temporary => {
-                        let reason = if status.is_ok() {
+                        let reason = if status == 0 {
                             "accepted without message_id".to_string()
                         } else {
-                            status.to_string()
+                            self.wire.status_text(status)
                         };
-                        held.verdict.get_or_insert(Verdict::Temporary {
-                            status: status.to_u32(),
-                            reason,
-                        });
+                        held.verdict
+                            .get_or_insert(Verdict::Temporary { status, reason });
                     }
                     Disposition::Permanent => {
                         held.verdict = Some(Verdict::Permanent {
-                            status: status.to_u32(),
-                            reason: status.to_string(),
+                            status,
+                            reason: self.wire.status_text(status),
                         });
                     }
                 }
             }
             PartOutcome::Timeout | PartOutcome::Aborted => {
                 slot.local_tries += 1;
-                if slot.local_tries > self.config.local_retries {
+                if slot.local_tries > self.limits.local_retries {
                     let reason = if outcome == PartOutcome::Timeout {
                         "response timeout"
                     } else {
@@ -654,9 +562,6 @@ impl Worker {
                     self.pending.push_front(tag);
                 }
             }
-        }
-        if let Some(e) = event {
-            self.emit(e).await;
         }
         let Some(held) = self.messages.get(&tag.id) else {
             return;
@@ -690,8 +595,6 @@ impl Worker {
             let Some(held) = self.messages.remove(&id) else {
                 continue;
             };
-            self.part_failed(id, &held.parts, 0, true, "no bind up")
-                .await;
             let _ = self
                 .outcomes
                 .send(Settled {
@@ -721,25 +624,19 @@ impl Worker {
                     .map(|p| p.center_id.unwrap_or_default())
                     .collect(),
             },
-            Some(Verdict::Permanent { status, reason }) => {
-                self.part_failed(id, &held.parts, status, false, &reason)
-                    .await;
-                Outcome::Failed {
-                    id,
-                    status,
-                    stat: "REJECTD",
-                    reason,
-                }
-            }
+            Some(Verdict::Permanent { status, reason }) => Outcome::Failed {
+                id,
+                status,
+                stat: "REJECTD",
+                reason,
+            },
             Some(Verdict::Temporary { status, reason }) => {
-                let retry = attempts < self.config.retry.max_attempts;
-                self.part_failed(id, &held.parts, status, retry, &reason)
-                    .await;
+                let retry = attempts < self.limits.retry.max_attempts;
                 if retry {
                     Outcome::Retry {
                         id,
                         attempts,
-                        after: self.config.retry.backoff.delay_random(attempts - 1),
+                        after: self.limits.retry.backoff.delay_random(attempts - 1),
                         reason,
                     }
                 } else {
@@ -759,32 +656,5 @@ impl Worker {
                 _credit: held_credit,
             })
             .await;
-    }
-
-    async fn part_failed(
-        &self,
-        id: MessageId,
-        parts: &[PartSlot],
-        status: u32,
-        temporary: bool,
-        reason: &str,
-    ) {
-        let part = parts
-            .iter()
-            .position(|p| p.center_id.is_none())
-            .map_or(1, |i| u16::try_from(i + 1).unwrap_or(u16::MAX));
-        self.emit(ChannelEvent::PartFailed {
-            id,
-            part,
-            status,
-            temporary,
-            reason: reason.to_owned(),
-        })
-        .await;
-    }
-
-    async fn emit(&self, event: ChannelEvent) {
-        // The receipt layer being gone is a shutdown; the store still has the truth.
-        let _ = self.events.send(event).await;
     }
 }

@@ -4,11 +4,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::smpp::Octets;
+use crate::smpp::{Address, BindResp, Command, CommandStatus, MessageIdResp, Pdu, Sm, decode};
 use bytes::{Bytes, BytesMut};
-use sluice_protocols::smpp::Octets;
-use sluice_protocols::smpp::{
-    Address, BindResp, Command, CommandStatus, MessageIdResp, Pdu, Sm, decode,
-};
 
 use super::*;
 
