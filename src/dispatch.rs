@@ -192,33 +192,6 @@ impl DispatchConfig {
     }
 }
 
-impl DispatchConfig {
-    /// Dispatch settings for a configured channel in the gateway's time zone.
-    ///
-    /// # Errors
-    /// [`crate::schedule::WindowError`] for a window string that does not parse (config
-    /// validation normally catches it first).
-    pub fn from_config(
-        c: &crate::config::ChannelConfig,
-        tz: TimeZone,
-    ) -> Result<Self, crate::schedule::WindowError> {
-        let allowed = parse_windows(&c.windows)?;
-        let quiet = parse_windows(&c.quiet_hours)?;
-        Ok(Self {
-            tz,
-            windows: WindowRules {
-                allowed: if allowed.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![allowed]
-                },
-                quiet,
-            },
-            ..Self::new(&c.name)
-        })
-    }
-}
-
 /// The wiring of one dispatcher.
 #[derive(Debug)]
 pub struct DispatchLinks {

@@ -14,3 +14,4 @@ pub mod route;
 pub mod schedule;
 pub mod serve;
 pub mod store;
+pub mod tls;

@@ -120,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logs(cli.log_json);
     // Before any HTTP client is built (webhooks, `send`, loadtest, campaign dispatch).
-    sluice::receipt::client::install_provider();
+    sluice::tls::install_provider();
     match cli.cmd {
         Cmd::Serve(a) => serve(a).await,
         Cmd::Send(a) => send(a).await,

@@ -48,6 +48,9 @@ pub const CHANNEL_WINDOW_IN_USE: &str = "sluice_channel_window_in_use";
 pub const CHANNEL_RESPONSE_TIMEOUTS: &str = "sluice_channel_response_timeouts_total";
 /// Counter: binds established (labels channel, bind).
 pub const CHANNEL_BINDS_UP: &str = "sluice_channel_binds_up_total";
+/// Counter: deviations from the specification accepted from a center, by kind (labels
+/// channel, kind): what real peers bend, counted so operators can see it.
+pub const CHANNEL_TOLERATED: &str = "sluice_channel_tolerated_total";
 /// Counter: binds lost (labels channel, bind).
 pub const CHANNEL_BINDS_DOWN: &str = "sluice_channel_binds_down_total";
 /// Counter: messages leased by dispatch (labels channel, lane).

@@ -115,7 +115,7 @@ async fn kill9_loses_no_acknowledged_message() {
     std::fs::write(&config, text).expect("write config");
     let log = dir.path().join("serve.log");
     let base = format!("http://127.0.0.1:{http_port}");
-    sluice::receipt::client::install_provider();
+    sluice::tls::install_provider();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -286,7 +286,7 @@ async fn sigterm_drains_and_restart_sends_nothing_twice() {
     std::fs::write(&config, text).expect("write config");
     let log = dir.path().join("serve.log");
     let base = format!("http://127.0.0.1:{http_port}");
-    sluice::receipt::client::install_provider();
+    sluice::tls::install_provider();
     let client = reqwest::Client::new();
 
     let mut server = Server::spawn_draining(&config, &log, 30);
@@ -361,7 +361,7 @@ async fn kill9_keeps_a_reply_whose_webhook_is_down() {
     std::fs::write(&config, text).expect("write config");
     let log = dir.path().join("serve.log");
     let base = format!("http://127.0.0.1:{http_port}");
-    sluice::receipt::client::install_provider();
+    sluice::tls::install_provider();
     let client = reqwest::Client::new();
 
     let server = Server::spawn(&config, &log);

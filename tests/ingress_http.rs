@@ -77,7 +77,7 @@ async fn start(limits: BatchLimits) -> Api {
     tokio::spawn(async move {
         let _ = axum::serve(listener, router(state)).await;
     });
-    sluice::receipt::client::install_provider();
+    sluice::tls::install_provider();
     Api {
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),

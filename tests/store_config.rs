@@ -1,7 +1,10 @@
 //! Configuration: the embedded default works with no file, and bad input fails with the file,
 //! the key path, the reason and (when the key is in the text) the line and column.
 
-use sluice::config::{BindMode, ChannelKind, Concatenation, Config, ConfigError, hash_api_key};
+use sluice::config::{
+    BindMode, ChannelKind, CmppVersion, Concatenation, Config, ConfigError, IdFormatSetting,
+    Protocol, hash_api_key,
+};
 use sluice::store::{BackendKind, MessageKind};
 
 const BASE: &str = r#"
@@ -27,7 +30,9 @@ name = "smsc2"
 kind = "cmpp"
 host = "10.0.0.2"
 port = 7890
-system_id = "901234"
+source_addr = "901234"
+shared_secret = "s3cret"
+src_id = "10658000"
 rate = 200
 
 [[routes]]
@@ -74,7 +79,7 @@ fn embedded_default_runs_without_a_file() {
     assert!(cfg.account_for_key("wrong").is_none());
     let sim = cfg.channel("sim").unwrap();
     assert_eq!(sim.host, "127.0.0.1");
-    assert_eq!(sim.kind, ChannelKind::Smpp);
+    assert_eq!(sim.kind(), ChannelKind::Smpp);
     assert!(cfg.simulator.enabled);
     assert_eq!(cfg.simulator.port, sim.port);
     assert_eq!(cfg.storage.path.to_str(), Some("./data"));
@@ -99,11 +104,27 @@ fn good_config_resolves_everything() {
     let cfg = parse(&text).unwrap();
     assert_eq!(cfg.account_for_key("k1").unwrap().name, "acme");
     let ch = cfg.channel("smsc1").unwrap();
-    assert_eq!(ch.bind_mode, BindMode::TransmitterReceiver);
+    let Protocol::Smpp(smpp) = &ch.protocol else {
+        panic!("smsc1 is smpp")
+    };
+    assert_eq!(smpp.bind_mode, BindMode::TransmitterReceiver);
+    assert_eq!(smpp.interface_version, 0x50);
     assert_eq!(ch.concatenation, Concatenation::Sar);
-    assert_eq!(ch.interface_version, 0x50);
     assert_eq!(ch.window, 10, "default window");
-    assert_eq!(cfg.channel("smsc2").unwrap().kind, ChannelKind::Cmpp);
+    let cmpp = cfg.channel("smsc2").unwrap();
+    assert_eq!(cmpp.kind(), ChannelKind::Cmpp);
+    assert_eq!(cmpp.window, 16, "CMPP's default window");
+    assert_eq!(
+        cmpp.message_id_format,
+        IdFormatSetting::Decimal,
+        "Msg_Ids are numbers"
+    );
+    let Protocol::Cmpp(settings) = &cmpp.protocol else {
+        panic!("smsc2 is cmpp")
+    };
+    assert_eq!(settings.version, CmppVersion::V20);
+    assert_eq!(settings.fee_type, "01");
+    assert_eq!(settings.src_id, "10658000");
     let rules = cfg
         .window_rules("smsc1", "acme", Some("20:00-23:00"))
         .unwrap();
@@ -234,12 +255,73 @@ fn protocol_limits() {
         "channels[0].password",
         Some(line_of(&text, "muchtoolong")),
     );
-    let text = base().replace("system_id = \"901234\"", "system_id = \"9012345\"");
+    let text = base().replace("source_addr = \"901234\"", "source_addr = \"9012345\"");
     expect_err(
         &text,
-        "channels[1].system_id",
+        "channels[1].source_addr",
         Some(line_of(&text, "9012345")),
     );
+    let text = base().replace("src_id = \"10658000\"", "src_id = \"1065x\"");
+    expect_err(&text, "channels[1].src_id", Some(line_of(&text, "1065x")));
+    let text = base().replace("rate = 200", "rate = 200\nlink_id = \"L1\"");
+    let msg = expect_err(&text, "channels[1].link_id", Some(line_of(&text, "L1")));
+    assert!(msg.contains("3.0"), "{msg}");
+    let text = base().replace(
+        "rate = 200",
+        "rate = 200\nversion = \"3.0\"\nlink_id = \"L1\"",
+    );
+    assert!(parse(&text).is_ok());
+    let text = base().replace("rate = 200", "rate = 200\nversion = \"4.0\"");
+    expect_err(&text, "channels[1].version", Some(line_of(&text, "4.0")));
+}
+
+/// A key of another kind is refused with its path, so a CMPP channel cannot carry SMPP-only
+/// settings (and the other way round) that would silently do nothing.
+#[test]
+fn keys_of_another_kind_are_refused() {
+    let text = base().replace(
+        "src_id = \"10658000\"",
+        "src_id = \"10658000\"\ninterface_version = 0x34",
+    );
+    let msg = expect_err(
+        &text,
+        "channels[1].interface_version",
+        Some(line_of(&text, "interface_version")),
+    );
+    assert!(
+        msg.contains("smpp key") && msg.contains("cmpp channel"),
+        "{msg}"
+    );
+    let text = base().replace(
+        "system_id = \"acme\"",
+        "system_id = \"acme\"\nshared_secret = \"x\"",
+    );
+    let msg = expect_err(
+        &text,
+        "channels[0].shared_secret",
+        Some(line_of(&text, "shared_secret")),
+    );
+    assert!(msg.contains("cmpp key"), "{msg}");
+    let text = base().replace("concatenation = ", "x").replace(
+        "src_id = \"10658000\"",
+        "src_id = \"10658000\"\nconcatenation = \"sar\"",
+    );
+    expect_err(
+        &text,
+        "channels[1].concatenation",
+        Some(line_of(&text, "\"sar\"")),
+    );
+}
+
+/// A kind this build cannot serve stops the start, naming the key and why.
+#[test]
+fn unbuilt_kind_is_refused_at_start() {
+    let text = base().replace("kind = \"cmpp\"", "kind = \"mm7\"").replace(
+        "source_addr = \"901234\"\nshared_secret = \"s3cret\"\nsrc_id = \"10658000\"\n",
+        "",
+    );
+    let msg = expect_err(&text, "channels[1].kind", Some(line_of(&text, "\"mm7\"")));
+    assert!(msg.contains("not served by this build"), "{msg}");
 }
 
 #[test]

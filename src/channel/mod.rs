@@ -41,8 +41,10 @@
 //! design allows within the in-flight window).
 
 pub mod backoff;
+pub mod cmpp;
 pub mod egress;
 pub mod limiter;
+pub mod mo;
 pub mod smpp;
 pub mod worker;
 

@@ -13,40 +13,21 @@
 //! Invariants:
 //! - exactly one rustls provider exists in the build (ring; reqwest is built with
 //!   `rustls-no-provider` and nothing depends on aws-lc-rs), and the client is given it
-//!   explicitly, so it never depends on the process default. [`install_provider`] installs ring
-//!   as the process default too, for every other `reqwest::Client` in the process (reqwest
-//!   panics when building a client with no provider installed).
-//! - a CA file is read and checked once, at start (config validation): a missing file, a file
-//!   with no certificate, or a certificate rustls cannot use is an error naming the key.
+//!   explicitly, so it never depends on the process default ([`crate::tls::install_provider`]
+//!   installs ring as the process default for every other client).
+//! - a CA file is read and checked once, at start, by config validation through
+//!   [`crate::tls::load_ca_file`].
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 /// Why the webhook client could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// The CA file could not be read.
-    #[error("cannot read {path}: {source}")]
-    ReadCa {
-        /// The file.
-        path: PathBuf,
-        /// Cause.
-        source: std::io::Error,
-    },
-    /// The CA file has no usable certificate.
-    #[error("{path}: {reason}")]
-    BadCa {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
     /// rustls refused the settings (protocol versions of the provider).
     #[error("TLS settings: {0}")]
     Tls(#[from] rustls::Error),
@@ -55,46 +36,8 @@ pub enum ClientError {
     Http(#[from] reqwest::Error),
 }
 
-/// Installs ring as the process-wide rustls provider. Call it once at start, before any
-/// `reqwest::Client` is built; later calls (and a provider installed by someone else) are
-/// fine and change nothing.
-pub fn install_provider() {
-    // Err means a provider is already installed: that one stays, which is what we want.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// Reads the PEM certificates of a private CA file and checks that rustls accepts each as a
-/// trust anchor.
-///
-/// # Errors
-/// [`ClientError::ReadCa`] when the file cannot be read, [`ClientError::BadCa`] when it holds
-/// no certificate, a malformed PEM block, or a certificate that is not a usable anchor.
-pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientError> {
-    let pem = std::fs::read(path).map_err(|source| ClientError::ReadCa {
-        path: path.to_owned(),
-        source,
-    })?;
-    let bad = |reason: String| ClientError::BadCa {
-        path: path.to_owned(),
-        reason,
-    };
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(format!("not PEM certificates: {e}")))?;
-    if certs.is_empty() {
-        return Err(bad("no \"BEGIN CERTIFICATE\" block found".into()));
-    }
-    let mut store = RootCertStore::empty();
-    for (i, c) in certs.iter().enumerate() {
-        store
-            .add(c.clone())
-            .map_err(|e| bad(format!("certificate {} is not a usable CA: {e}", i + 1)))?;
-    }
-    Ok(certs)
-}
-
 /// The webhook client: `timeout` per request, https trusting the bundled roots plus
-/// `extra_roots` (from [`load_ca_file`]).
+/// `extra_roots` (from [`crate::tls::load_ca_file`]).
 ///
 /// # Errors
 /// When a root is not usable or reqwest cannot build the client.
@@ -125,34 +68,6 @@ pub fn webhook_client(
 mod tests {
     use super::*;
 
-    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, text).expect("write");
-        p
-    }
-
-    #[test]
-    fn ca_file_errors_say_what_is_wrong() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let missing = dir.path().join("nope.pem");
-        assert!(matches!(
-            load_ca_file(&missing),
-            Err(ClientError::ReadCa { .. })
-        ));
-        let empty = write(dir.path(), "empty.pem", "just text\n");
-        let e = load_ca_file(&empty).expect_err("no certificate");
-        assert!(e.to_string().contains("BEGIN CERTIFICATE"), "{e}");
-        let junk = write(
-            dir.path(),
-            "junk.pem",
-            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-        );
-        assert!(matches!(
-            load_ca_file(&junk),
-            Err(ClientError::BadCa { .. })
-        ));
-    }
-
     #[test]
     fn a_generated_ca_loads_and_builds_a_client() {
         let key = rcgen::KeyPair::generate().expect("key");
@@ -160,8 +75,9 @@ mod tests {
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let cert = params.self_signed(&key).expect("self-signed");
         let dir = tempfile::tempdir().expect("tempdir");
-        let p = write(dir.path(), "ca.pem", &cert.pem());
-        let roots = load_ca_file(&p).expect("loads");
+        let p = dir.path().join("ca.pem");
+        std::fs::write(&p, cert.pem()).expect("write");
+        let roots = crate::tls::load_ca_file(&p).expect("loads");
         assert_eq!(roots.len(), 1);
         assert!(webhook_client(Duration::from_secs(1), &roots).is_ok());
     }

@@ -1,5 +1,5 @@
-//! Starting the egress side for `serve`: per SMPP channel a worker, a dispatcher and a
-//! receipt consumer, wired together.
+//! Starting the egress side for `serve`: per channel (SMPP or CMPP, one `spawn` per kind) a
+//! worker, a dispatcher and a receipt consumer, wired together.
 //!
 //! ```text
 //! store ─lease─▶ Dispatcher ─OutboundMessage─▶ worker ─▶ binds ─▶ center
@@ -19,8 +19,8 @@
 //! advance wakes a dispatcher sleeping on a due time. The SMPP workers keep real time (session
 //! timers, rate limits), which paces transport, not scheduling.
 //!
-//! CMPP and MM7 channels are not built yet: they are skipped with a warning, and messages
-//! routed to them stay queued in the store until such a channel exists.
+//! Every configured channel starts: config validation has already refused a kind this build
+//! cannot serve, so nothing is skipped and no route leads to a channel that never sends.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,9 +28,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::channel::cmpp::{self, CmppChannelConfig};
 use crate::channel::smpp::{self, WorkerConfig};
 use crate::clock::AnyClock;
-use crate::config::{ChannelKind, Config};
+use crate::config::{Config, Protocol};
 use crate::dispatch::{DispatchConfig, DispatchLinks, Dispatcher};
 use crate::receipt::Receipts;
 use crate::route::ChannelHealth;
@@ -69,21 +70,35 @@ pub(crate) fn spawn(
     let mut started = Started::default();
     let tz = config.time_zone();
     for (i, ch) in config.channels.iter().enumerate() {
-        if ch.kind != ChannelKind::Smpp {
-            tracing::warn!(channel = %ch.name, kind = ?ch.kind, "Channel kind not supported yet; its messages stay queued.");
-            continue;
-        }
-        let mut wc = WorkerConfig::from_config(ch);
-        if let Some(addr) = address_override.get(&ch.name) {
-            wc.addr.clone_from(addr);
-        }
+        let addr = address_override
+            .get(&ch.name)
+            .cloned()
+            .unwrap_or_else(|| format!("{}:{}", ch.host, ch.port));
         let windows = config
             .window_rules(&ch.name, "", None)
             .map_err(|e| format!("channels[{i}].windows: {e}"))?;
-        let (in_tx, in_rx) = mpsc::channel(wc.capacity());
-        let (out_tx, out_rx) = mpsc::channel(wc.capacity() * 2 + 64);
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
-        let handle = smpp::spawn(wc, in_rx, out_tx, ev_tx);
+        let (capacity, start): (usize, Box<dyn FnOnce(_, _, _) -> _>) = match &ch.protocol {
+            Protocol::Smpp(settings) => {
+                let mut wc = WorkerConfig::from_config(ch, settings);
+                wc.addr = addr;
+                (
+                    wc.capacity(),
+                    Box::new(move |i, o, e| smpp::spawn(wc, i, o, e)),
+                )
+            }
+            Protocol::Cmpp(settings) => {
+                let mut cc = CmppChannelConfig::from_config(ch, settings, tz.clone());
+                cc.addr = addr;
+                (
+                    cc.capacity(),
+                    Box::new(move |i, o, e| cmpp::spawn(cc, i, o, e)),
+                )
+            }
+        };
+        let (in_tx, in_rx) = mpsc::channel(capacity);
+        let (out_tx, out_rx) = mpsc::channel(capacity * 2 + 64);
+        let handle = start(in_rx, out_tx, ev_tx);
         let wake = Arc::new(Notify::new());
         started.wakes.insert(ch.name.clone(), Arc::clone(&wake));
         started.binds_up.push(handle.binds_up.clone());

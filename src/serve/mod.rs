@@ -293,29 +293,46 @@ fn placement(config: Arc<Config>, health: Arc<Mutex<ChannelHealth>>) -> PlaceFn 
     })
 }
 
-/// The embedded simulator's config: one SMPP listener on 127.0.0.1:`port` that accepts the
-/// credentials of every channel pointing at it.
+/// The embedded simulator's config: an SMPP listener on 127.0.0.1:`port` that accepts the
+/// credentials of every SMPP channel pointing at it, and — when a CMPP channel points at
+/// `cmpp_port` — an ISMG there accepting those channels' SP codes and secrets.
 fn simulator_config(config: &Config) -> sluice_loadtest::SimConfig {
-    let port = config.simulator.port;
-    let accounts = config
-        .channels
-        .iter()
-        .filter(|c| c.kind == ChannelKind::Smpp && c.port == port)
-        .map(|c| sluice_loadtest::config::Account {
-            system_id: c.system_id.clone(),
-            password: c.password.clone(),
-            max_binds: 0,
-        })
-        .collect();
+    let sim = &config.simulator;
+    let accounts = |kind: ChannelKind, port: u16| -> Vec<sluice_loadtest::config::Account> {
+        config
+            .channels
+            .iter()
+            .filter(|c| c.kind() == kind && c.port == port && is_local(&c.host))
+            .map(|c| {
+                let (login, secret) = c.login();
+                sluice_loadtest::config::Account {
+                    system_id: login.to_owned(),
+                    password: secret.to_owned(),
+                    max_binds: 0,
+                }
+            })
+            .collect()
+    };
+    let mut listeners = vec![sluice_loadtest::ListenerConfig {
+        name: "sim".into(),
+        addr: SocketAddr::from(([127, 0, 0, 1], sim.port)),
+        accounts: accounts(ChannelKind::Smpp, sim.port),
+        ..sluice_loadtest::ListenerConfig::default()
+    }];
+    let cmpp = accounts(ChannelKind::Cmpp, sim.cmpp_port);
+    if !cmpp.is_empty() {
+        listeners.push(sluice_loadtest::ListenerConfig {
+            name: "sim-cmpp".into(),
+            protocol: sluice_loadtest::config::Protocol::Cmpp,
+            addr: SocketAddr::from(([127, 0, 0, 1], sim.cmpp_port)),
+            accounts: cmpp,
+            ..sluice_loadtest::ListenerConfig::default()
+        });
+    }
     sluice_loadtest::SimConfig {
         tally_path: None,
         seed: None,
-        listeners: vec![sluice_loadtest::ListenerConfig {
-            name: "sim".into(),
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            accounts,
-            ..sluice_loadtest::ListenerConfig::default()
-        }],
+        listeners,
     }
 }
 
@@ -353,7 +370,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
     let mut rest_tasks = JoinSet::new();
 
     // Receipts.
-    crate::receipt::client::install_provider();
+    crate::tls::install_provider();
     let client = crate::receipt::client::webhook_client(
         opts.receipts.webhook.timeout,
         config.webhooks.ca_roots(),
@@ -394,11 +411,18 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
     // Channels and dispatch.
     let health = Arc::new(Mutex::new(ChannelHealth::default()));
     let mut overrides = HashMap::new();
-    if let Some(sim) = &sim
-        && let Some(addr) = sim.addrs().first()
-    {
+    if let Some(sim) = &sim {
+        let addrs = sim.addrs();
         for ch in &config.channels {
-            if ch.port == config.simulator.port && is_local(&ch.host) {
+            // Listeners are in simulator_config's order: SMSC first, then the ISMG.
+            let listener = match ch.kind() {
+                ChannelKind::Smpp if ch.port == config.simulator.port => addrs.first(),
+                ChannelKind::Cmpp if ch.port == config.simulator.cmpp_port => addrs.get(1),
+                _ => None,
+            };
+            if let Some(addr) = listener
+                && is_local(&ch.host)
+            {
                 overrides.insert(ch.name.clone(), addr.to_string());
             }
         }

@@ -11,6 +11,7 @@ use sluice_protocols::smpp::session::esme::{BindKind, SessionConfig};
 use crate::channel::backoff::Backoff;
 use crate::channel::egress::RetryPolicy;
 use crate::channel::worker::Limits;
+use crate::config::{BindMode as CfgBindMode, ChannelConfig, SmppSettings};
 
 /// How binds are opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,17 +77,16 @@ impl WorkerConfig {
         }
     }
 
-    /// The worker for an SMPP channel of the gateway config. Rate and burst below 1 are
-    /// raised to 1 (config validation refuses them anyway).
+    /// The worker for an SMPP channel of the gateway config (`smpp` is its protocol
+    /// part). Rate and burst below 1 are raised to 1 (config validation refuses them anyway).
     #[must_use]
-    pub fn from_config(c: &crate::config::ChannelConfig) -> Self {
-        use crate::config::{BindMode as CfgBindMode, Concatenation};
+    pub fn from_config(c: &ChannelConfig, smpp: &SmppSettings) -> Self {
         let session = SessionConfig {
             bind_kind: BindKind::Transceiver,
-            system_id: c.system_id.clone(),
-            password: c.password.clone(),
-            system_type: c.system_type.clone(),
-            interface_version: c.interface_version,
+            system_id: smpp.system_id.clone(),
+            password: smpp.password.clone(),
+            system_type: smpp.system_type.clone(),
+            interface_version: smpp.interface_version,
             window: usize::try_from(c.window.max(1)).unwrap_or(1),
             response_timeout: c.response_timeout(),
             enquire_link_interval: c.enquire_link_interval(),
@@ -94,16 +94,12 @@ impl WorkerConfig {
         let rate = NonZeroU32::new(c.rate).unwrap_or(NonZeroU32::MIN);
         let mut w = Self::new(&c.name, format!("{}:{}", c.host, c.port), session, rate);
         w.binds = usize::try_from(c.binds.max(1)).unwrap_or(1);
-        w.mode = match c.bind_mode {
+        w.mode = match smpp.bind_mode {
             CfgBindMode::Transceiver => BindMode::Transceiver,
             CfgBindMode::TransmitterReceiver => BindMode::TransmitterReceiver,
         };
         w.burst = NonZeroU32::new(c.burst).unwrap_or(NonZeroU32::MIN);
-        w.parts.concat = match c.concatenation {
-            Concatenation::Udh8 => sluice_protocols::sms::ConcatScheme::Udh8,
-            Concatenation::Udh16 => sluice_protocols::sms::ConcatScheme::Udh16,
-            Concatenation::Sar => sluice_protocols::sms::ConcatScheme::Sar,
-        };
+        w.parts.concat = c.concatenation.scheme();
         w.retry = RetryPolicy::from_config(&c.retry);
         w
     }

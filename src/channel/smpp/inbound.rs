@@ -5,31 +5,21 @@
 //!   [`ChannelEvent::Receipt`] with the center's id *raw*; the receipt layer normalises it
 //!   (see `channel/mod.rs`). Fields come from the TLVs first, then the receipt text.
 //! - Anything else is a mobile-originated message. A long MO arrives in parts, concatenated
-//!   by UDH (IE 0x00 / 0x08) or SAR TLVs; [`Inbound`] reassembles them per channel (parts may
-//!   come on different binds) and emits one [`ChannelEvent::Mo`] when the last part is in.
-//!   Memory is bounded (the protocols `sms` reassembler's limits) and incomplete messages
-//!   expire after its TTL; a part that cannot be reassembled (bad numbers) is passed on
-//!   alone rather than dropped.
+//!   by UDH (IE 0x00 / 0x08) or SAR TLVs; [`Inbound`] reassembles them per channel through
+//!   [`MoAssembler`] and emits one [`ChannelEvent::Mo`] when the last part is in.
 
-use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
 use sluice_protocols::smpp::{DeliveryReport, ReceiptStat, Sm};
-use sluice_protocols::sms::{self, Concat, Encoding, Outcome, Reassembler, ReassemblyConfig, Udh};
-use tracing::debug;
+use sluice_protocols::sms::{self, Concat, Encoding, ReassemblyConfig};
 
 use crate::channel::ChannelEvent;
+use crate::channel::mo::{MoAssembler, split_udh};
 
 /// Per-channel state for inbound messages (shared by the channel's binds).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Inbound {
-    mo: Mutex<Reassembler>,
-}
-
-impl Default for Inbound {
-    fn default() -> Self {
-        Self::new(ReassemblyConfig::default())
-    }
+    mo: MoAssembler,
 }
 
 impl Inbound {
@@ -37,7 +27,7 @@ impl Inbound {
     #[must_use]
     pub fn new(config: ReassemblyConfig) -> Self {
         Self {
-            mo: Mutex::new(Reassembler::new(config)),
+            mo: MoAssembler::new(config),
         }
     }
 
@@ -48,14 +38,7 @@ impl Inbound {
         }
         let payload = sm.payload();
         let (concat, body): (Option<Concat>, &[u8]) = if sm.has_udh() {
-            match Udh::parse(payload) {
-                Ok((udh, body)) => (udh.concat(), body),
-                // A broken header: pass the bytes after the declared length on as they are.
-                Err(_) => {
-                    let udhl = payload.first().map_or(0, |&l| usize::from(l) + 1);
-                    (None, payload.get(udhl..).unwrap_or_default())
-                }
-            }
+            split_udh(payload)
         } else {
             let sar = (
                 sm.tlvs.sar_msg_ref_num(),
@@ -72,32 +55,12 @@ impl Inbound {
             };
             (concat, payload.as_ref())
         };
-        let whole = match concat {
-            Some(c) if c.total > 1 => {
-                let source = String::from_utf8_lossy(&sm.source.addr);
-                let dest = String::from_utf8_lossy(&sm.dest.addr);
-                let mut mo = self
-                    .mo
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let expired = mo.expire(now);
-                if !expired.is_empty() {
-                    debug!(
-                        count = expired.len(),
-                        "Incomplete MO messages expired before their last part."
-                    );
-                }
-                match mo.push(&source, &dest, c, body, now) {
-                    Outcome::Complete(parts) => parts.concat(),
-                    Outcome::Pending | Outcome::Duplicate => return None,
-                    Outcome::Rejected => body.to_vec(),
-                }
-            }
-            _ => body.to_vec(),
-        };
+        let from = lossy(&sm.source.addr);
+        let to = lossy(&sm.dest.addr);
+        let whole = self.mo.assemble(&from, &to, concat, body, now)?;
         Some(ChannelEvent::Mo {
-            from: lossy(&sm.source.addr),
-            to: lossy(&sm.dest.addr),
+            from,
+            to,
             text: decode(&whole, sm.data_coding),
             data_coding: sm.data_coding,
             at: SystemTime::now(),

@@ -17,12 +17,19 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+mod channel;
+
+pub use channel::{
+    BindMode, ChannelConfig, ChannelKind, CmppSettings, CmppVersion, Concatenation,
+    IdFormatSetting, Protocol, RawChannel, RetryConfig, SmppSettings,
+};
+
 use crate::route::{Route, Router};
 use crate::schedule::{TimeWindow, WindowRules, parse_windows};
 use crate::store::{BackendKind, MessageKind, WriterConfig};
 
 /// The embedded default configuration text.
-pub const EMBEDDED: &str = include_str!("../config/sluice.toml");
+pub const EMBEDDED: &str = include_str!("../../config/sluice.toml");
 /// The plaintext development API key whose SHA-256 the embedded config's `dev` account
 /// holds; documented in config/sluice.toml, for localhost use only.
 pub const EMBEDDED_DEV_KEY: &str = "sluice-dev-key";
@@ -125,8 +132,11 @@ pub struct Config {
     /// Client accounts.
     #[serde(default)]
     pub accounts: Vec<AccountConfig>,
-    /// Outbound channels to message centers.
-    #[serde(default)]
+    /// `[[channels]]` as written; [`Config::channels`] is the checked, typed form.
+    #[serde(default, rename = "channels")]
+    channel_tables: Vec<RawChannel>,
+    /// Outbound channels to message centers (set by validation).
+    #[serde(skip)]
     pub channels: Vec<ChannelConfig>,
     /// Routing rules.
     #[serde(default)]
@@ -263,209 +273,6 @@ fn default_burst() -> u32 {
     1
 }
 
-/// Protocol of a channel.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ChannelKind {
-    /// SMPP 3.4 / 5.0.
-    Smpp,
-    /// CMPP 2.0 / 3.0.
-    Cmpp,
-    /// MM7 over HTTP.
-    Mm7,
-}
-
-/// How binds are made.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
-pub enum BindMode {
-    /// One transceiver bind per connection.
-    #[default]
-    #[serde(rename = "transceiver")]
-    Transceiver,
-    /// A transmitter and a receiver bind.
-    #[serde(rename = "transmitter+receiver", alias = "transmitter_receiver")]
-    TransmitterReceiver,
-}
-
-/// How a center writes message ids (submit responses or receipts), so that both sides of a
-/// receipt match (Kannel's `msg-id-type`). `text` compares ids as opaque, case-insensitive
-/// strings — right whenever a center quotes the id exactly as it answered it.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum IdFormatSetting {
-    /// Opaque text (default).
-    #[default]
-    Text,
-    /// Base-10 digits (leading zeros ignored).
-    Decimal,
-    /// Base-16 digits.
-    Hex,
-}
-
-impl IdFormatSetting {
-    /// The codec's id format.
-    #[must_use]
-    pub const fn format(self) -> sluice_protocols::smpp::IdFormat {
-        use sluice_protocols::smpp::IdFormat;
-        match self {
-            Self::Text => IdFormat::Text,
-            Self::Decimal => IdFormat::Decimal,
-            Self::Hex => IdFormat::Hex,
-        }
-    }
-}
-
-/// How long messages are split.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Concatenation {
-    /// UDH with an 8-bit reference (IE 0x00).
-    #[default]
-    Udh8,
-    /// UDH with a 16-bit reference (IE 0x08).
-    Udh16,
-    /// SAR TLVs (SMPP only).
-    Sar,
-}
-
-/// Retry policy for retryable submit failures.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetryConfig {
-    /// Attempts before the message fails.
-    pub max_attempts: u32,
-    /// First backoff, ms (doubles per attempt).
-    pub backoff_base_ms: u64,
-    /// Backoff cap, ms.
-    pub backoff_max_ms: u64,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            backoff_base_ms: 1_000,
-            backoff_max_ms: 300_000,
-        }
-    }
-}
-
-impl RetryConfig {
-    /// Delay before attempt `attempt + 1` after `attempt` failures (exponential, capped).
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u64.checked_shl(attempt.min(63)).unwrap_or(u64::MAX);
-        Duration::from_millis(
-            self.backoff_base_ms
-                .saturating_mul(factor)
-                .min(self.backoff_max_ms),
-        )
-    }
-}
-
-/// An outbound channel to one message center.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelConfig {
-    /// Unique name (used in routes and the store).
-    pub name: String,
-    /// Protocol.
-    pub kind: ChannelKind,
-    /// Center host.
-    pub host: String,
-    /// Center port.
-    pub port: u16,
-    /// HTTP path (MM7 only).
-    #[serde(default)]
-    pub path: Option<String>,
-    /// Login (SMPP system_id, CMPP Source_Addr, MM7 VASP id).
-    #[serde(default)]
-    pub system_id: String,
-    /// Password / shared secret.
-    #[serde(default)]
-    pub password: String,
-    /// SMPP system_type.
-    #[serde(default)]
-    pub system_type: String,
-    /// Bind mode.
-    #[serde(default)]
-    pub bind_mode: BindMode,
-    /// Connections to keep.
-    #[serde(default = "one")]
-    pub binds: u32,
-    /// Outstanding requests per bind.
-    #[serde(default = "default_window")]
-    pub window: u32,
-    /// Messages dispatch leases from the store per round trip and lane. Each lease waits its
-    /// turn in the store writer's queue (behind the group being fsync'd), so the channel can
-    /// go no faster than this many messages per writer cycle.
-    #[serde(default = "default_lease_batch")]
-    pub lease_batch: u32,
-    /// Messages per second over all binds.
-    pub rate: u32,
-    /// Burst.
-    #[serde(default = "one")]
-    pub burst: u32,
-    /// Allowed sending windows; empty = any time.
-    #[serde(default)]
-    pub windows: Vec<String>,
-    /// Windows in which nothing is sent.
-    #[serde(default)]
-    pub quiet_hours: Vec<String>,
-    /// Retries.
-    #[serde(default)]
-    pub retry: RetryConfig,
-    /// Response timeout, ms.
-    #[serde(default = "default_response_timeout")]
-    pub response_timeout_ms: u64,
-    /// Keep-alive interval (enquire_link / active_test), s.
-    #[serde(default = "default_enquire")]
-    pub enquire_link_secs: u64,
-    /// SMPP interface_version: 0x34 or 0x50.
-    #[serde(default = "default_interface_version")]
-    pub interface_version: u8,
-    /// Splitting of long messages.
-    #[serde(default)]
-    pub concatenation: Concatenation,
-    /// How the center writes ids in submit responses (`text`, `decimal`, `hex`). A center
-    /// answering hex and quoting decimal in receipts sets `hex` here and `decimal` below.
-    #[serde(default)]
-    pub message_id_format: IdFormatSetting,
-    /// How the center writes ids in delivery receipts.
-    #[serde(default)]
-    pub dlr_id_format: IdFormatSetting,
-}
-
-fn one() -> u32 {
-    1
-}
-fn default_window() -> u32 {
-    10
-}
-fn default_lease_batch() -> u32 {
-    256
-}
-fn default_response_timeout() -> u64 {
-    10_000
-}
-fn default_enquire() -> u64 {
-    30
-}
-fn default_interface_version() -> u8 {
-    0x34
-}
-
-impl ChannelConfig {
-    /// Response timeout.
-    pub fn response_timeout(&self) -> Duration {
-        Duration::from_millis(self.response_timeout_ms)
-    }
-
-    /// Keep-alive interval.
-    pub fn enquire_link_interval(&self) -> Duration {
-        Duration::from_secs(self.enquire_link_secs)
-    }
-}
-
 /// A routing rule.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -499,8 +306,11 @@ fn default_down_after() -> u64 {
 pub struct SimulatorConfig {
     /// Start it with `serve`.
     pub enabled: bool,
-    /// Port on 127.0.0.1.
+    /// Port of its SMSC (SMPP) on 127.0.0.1.
     pub port: u16,
+    /// Port of its ISMG (CMPP 2.0 / 3.0) on 127.0.0.1, opened when a `cmpp` channel points
+    /// at it.
+    pub cmpp_port: u16,
 }
 
 impl Default for SimulatorConfig {
@@ -508,6 +318,7 @@ impl Default for SimulatorConfig {
         Self {
             enabled: false,
             port: 2775,
+            cmpp_port: 7890,
         }
     }
 }
@@ -704,8 +515,16 @@ impl Config {
         if self.simulator.enabled && self.simulator.port == 0 {
             return Err(c.err("simulator.port", "must not be 0"));
         }
+        if self.simulator.enabled
+            && (self.simulator.cmpp_port == 0 || self.simulator.cmpp_port == self.simulator.port)
+        {
+            return Err(c.err(
+                "simulator.cmpp_port",
+                "must be a port of its own (not 0, not simulator.port)",
+            ));
+        }
         if let Some(path) = &self.webhooks.ca_file {
-            self.webhooks.ca_roots = crate::receipt::client::load_ca_file(path)
+            self.webhooks.ca_roots = crate::tls::load_ca_file(path)
                 .map_err(|e| c.err("webhooks.ca_file", e.to_string()))?;
         }
         self.validate_accounts(c)?;
@@ -764,99 +583,20 @@ impl Config {
         Ok(())
     }
 
-    fn validate_channels(&self, c: &Checker<'_>) -> Result<(), ConfigError> {
+    fn validate_channels(&mut self, c: &Checker<'_>) -> Result<(), ConfigError> {
         let mut names = HashSet::new();
-        for (i, ch) in self.channels.iter().enumerate() {
-            let k = |f: &str| format!("channels[{i}].{f}");
-            if !is_name(&ch.name) {
-                return Err(c.err(k("name"), "must be non-empty, without control characters"));
-            }
-            if !names.insert(ch.name.as_str()) {
-                return Err(c.err(k("name"), format!("duplicate channel {:?}", ch.name)));
-            }
-            if ch.host.is_empty() {
-                return Err(c.err(k("host"), "must not be empty"));
-            }
-            if ch.port == 0 {
-                return Err(c.err(k("port"), "must not be 0"));
-            }
-            if ch.binds == 0 {
-                return Err(c.err(k("binds"), "must be at least 1"));
-            }
-            if ch.window == 0 {
-                return Err(c.err(k("window"), "must be at least 1"));
-            }
-            if !(1..=65_536).contains(&ch.lease_batch) {
-                return Err(c.err(k("lease_batch"), "must be between 1 and 65536"));
-            }
-            if ch.rate == 0 {
-                return Err(c.err(k("rate"), "must be greater than 0"));
-            }
-            if ch.burst == 0 {
-                return Err(c.err(k("burst"), "must be at least 1"));
-            }
-            if ch.response_timeout_ms == 0 {
-                return Err(c.err(k("response_timeout_ms"), "must be greater than 0"));
-            }
-            if ch.enquire_link_secs == 0 {
-                return Err(c.err(k("enquire_link_secs"), "must be greater than 0"));
-            }
-            if ch.retry.max_attempts == 0 {
-                return Err(c.err(k("retry.max_attempts"), "must be at least 1"));
-            }
-            if ch.retry.backoff_base_ms == 0 {
-                return Err(c.err(k("retry.backoff_base_ms"), "must be greater than 0"));
-            }
-            if ch.retry.backoff_max_ms < ch.retry.backoff_base_ms {
+        let mut typed = Vec::with_capacity(self.channel_tables.len());
+        for (i, raw) in self.channel_tables.iter().enumerate() {
+            let ch = raw.typed(i, c)?;
+            if !names.insert(ch.name.clone()) {
                 return Err(c.err(
-                    k("retry.backoff_max_ms"),
-                    "must not be below backoff_base_ms",
+                    format!("channels[{i}].name"),
+                    format!("duplicate channel {:?}", ch.name),
                 ));
             }
-            match ch.kind {
-                ChannelKind::Smpp => {
-                    if !matches!(ch.interface_version, 0x34 | 0x50) {
-                        return Err(c.err(
-                            k("interface_version"),
-                            format!(
-                                "0x{:02X} is not SMPP 3.4 (0x34) or 5.0 (0x50)",
-                                ch.interface_version
-                            ),
-                        ));
-                    }
-                    // SMPP C-octet string limits, excluding the NUL.
-                    for (f, v, max) in [
-                        ("system_id", &ch.system_id, 15),
-                        ("password", &ch.password, 8),
-                        ("system_type", &ch.system_type, 12),
-                    ] {
-                        if v.len() > max {
-                            return Err(c.err(k(f), format!("longer than SMPP's {max} characters")));
-                        }
-                    }
-                    if ch.system_id.is_empty() {
-                        return Err(c.err(k("system_id"), "must not be empty for smpp"));
-                    }
-                }
-                ChannelKind::Cmpp => {
-                    if ch.system_id.is_empty() || ch.system_id.len() > 6 {
-                        return Err(c.err(k("system_id"), "CMPP Source_Addr is 1 to 6 characters"));
-                    }
-                    if ch.concatenation == Concatenation::Sar {
-                        return Err(c.err(k("concatenation"), "sar TLVs exist only in SMPP"));
-                    }
-                }
-                ChannelKind::Mm7 => {
-                    if let Some(p) = &ch.path
-                        && !p.starts_with('/')
-                    {
-                        return Err(c.err(k("path"), "must start with '/'"));
-                    }
-                }
-            }
-            check_windows(c, &ch.windows, &k("windows"))?;
-            check_windows(c, &ch.quiet_hours, &k("quiet_hours"))?;
+            typed.push(ch);
         }
+        self.channels = typed;
         Ok(())
     }
 

@@ -1,0 +1,643 @@
+//! `[[channels]]`: one outbound channel to one message center, typed per protocol.
+//!
+//! A channel table is read flat ([`RawChannel`], so unknown keys and wrong types are caught by
+//! serde with their line) and then turned into a [`ChannelConfig`] whose [`Protocol`] has one
+//! variant per kind this build serves. A key of another kind is refused with its path
+//! (`channels[1].interface_version: an smpp key; a cmpp channel does not take it`), so a CMPP
+//! channel cannot silently carry SMPP-only settings. A kind this build cannot serve (`mm7`) is
+//! refused at start with the key and the reason, never skipped.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Checker, ConfigError, check_windows, is_name};
+
+/// Protocol of a channel, as written in `kind`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    /// SMPP 3.4 / 5.0.
+    Smpp,
+    /// CMPP 2.0 / 3.0.
+    Cmpp,
+    /// MM7 over HTTP (not served by this build: refused at start).
+    Mm7,
+}
+
+/// How SMPP binds are made.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+pub enum BindMode {
+    /// One transceiver bind per connection.
+    #[default]
+    #[serde(rename = "transceiver")]
+    Transceiver,
+    /// A transmitter and a receiver bind.
+    #[serde(rename = "transmitter+receiver", alias = "transmitter_receiver")]
+    TransmitterReceiver,
+}
+
+/// How a center writes message ids (submit responses or receipts), so that both sides of a
+/// receipt match (Kannel's `msg-id-type`). `text` compares ids as opaque, case-insensitive
+/// strings — right whenever a center quotes the id exactly as it answered it.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IdFormatSetting {
+    /// Opaque text (default).
+    #[default]
+    Text,
+    /// Base-10 digits (leading zeros ignored).
+    Decimal,
+    /// Base-16 digits.
+    Hex,
+}
+
+impl IdFormatSetting {
+    /// The codec's id format.
+    #[must_use]
+    pub const fn format(self) -> sluice_protocols::smpp::IdFormat {
+        use sluice_protocols::smpp::IdFormat;
+        match self {
+            Self::Text => IdFormat::Text,
+            Self::Decimal => IdFormat::Decimal,
+            Self::Hex => IdFormat::Hex,
+        }
+    }
+}
+
+/// How long messages are split.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Concatenation {
+    /// UDH with an 8-bit reference (IE 0x00).
+    #[default]
+    Udh8,
+    /// UDH with a 16-bit reference (IE 0x08).
+    Udh16,
+    /// SAR TLVs (SMPP only).
+    Sar,
+}
+
+impl Concatenation {
+    /// The codec's scheme.
+    #[must_use]
+    pub const fn scheme(self) -> sluice_protocols::sms::ConcatScheme {
+        use sluice_protocols::sms::ConcatScheme;
+        match self {
+            Self::Udh8 => ConcatScheme::Udh8,
+            Self::Udh16 => ConcatScheme::Udh16,
+            Self::Sar => ConcatScheme::Sar,
+        }
+    }
+}
+
+/// CMPP protocol version, written `"2.0"` or `"3.0"`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+pub enum CmppVersion {
+    /// CMPP 2.0 (Version 0x20): 21-octet terminal ids, 1-octet SUBMIT_RESP Result.
+    #[default]
+    #[serde(rename = "2.0")]
+    V20,
+    /// CMPP 3.0 (Version 0x30): 32-octet terminal ids, terminal types, LinkID.
+    #[serde(rename = "3.0")]
+    V30,
+}
+
+impl CmppVersion {
+    /// The codec's version.
+    #[must_use]
+    pub const fn version(self) -> sluice_protocols::cmpp::Version {
+        use sluice_protocols::cmpp::Version;
+        match self {
+            Self::V20 => Version::V20,
+            Self::V30 => Version::V30,
+        }
+    }
+}
+
+/// Retry policy for retryable submit failures.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts before the message fails.
+    pub max_attempts: u32,
+    /// First backoff, ms (doubles per attempt).
+    pub backoff_base_ms: u64,
+    /// Backoff cap, ms.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 300_000,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// Delay before attempt `attempt + 1` after `attempt` failures (exponential, capped).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u64.checked_shl(attempt.min(63)).unwrap_or(u64::MAX);
+        Duration::from_millis(
+            self.backoff_base_ms
+                .saturating_mul(factor)
+                .min(self.backoff_max_ms),
+        )
+    }
+}
+
+/// One `[[channels]]` table as written: every key of every kind, the kind-specific ones
+/// optional. [`RawChannel::typed`] checks it and sorts the keys into a [`ChannelConfig`].
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawChannel {
+    name: String,
+    kind: ChannelKind,
+    host: String,
+    port: u16,
+    #[serde(default = "one")]
+    binds: u32,
+    #[serde(default)]
+    window: Option<u32>,
+    #[serde(default = "default_lease_batch")]
+    lease_batch: u32,
+    rate: u32,
+    #[serde(default = "one")]
+    burst: u32,
+    #[serde(default)]
+    windows: Vec<String>,
+    #[serde(default)]
+    quiet_hours: Vec<String>,
+    #[serde(default)]
+    retry: RetryConfig,
+    #[serde(default = "default_response_timeout")]
+    response_timeout_ms: u64,
+    #[serde(default)]
+    enquire_link_secs: Option<u64>,
+    #[serde(default)]
+    message_id_format: Option<IdFormatSetting>,
+    #[serde(default)]
+    dlr_id_format: Option<IdFormatSetting>,
+    #[serde(default)]
+    concatenation: Option<Concatenation>,
+    // SMPP
+    #[serde(default)]
+    system_id: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    system_type: Option<String>,
+    #[serde(default)]
+    bind_mode: Option<BindMode>,
+    #[serde(default)]
+    interface_version: Option<u8>,
+    // CMPP
+    #[serde(default)]
+    source_addr: Option<String>,
+    #[serde(default)]
+    shared_secret: Option<String>,
+    #[serde(default)]
+    version: Option<CmppVersion>,
+    #[serde(default)]
+    service_id: Option<String>,
+    #[serde(default)]
+    src_id: Option<String>,
+    #[serde(default)]
+    fee_user_type: Option<u8>,
+    #[serde(default)]
+    fee_type: Option<String>,
+    #[serde(default)]
+    fee_code: Option<String>,
+    #[serde(default)]
+    link_id: Option<String>,
+    #[serde(default)]
+    active_test_misses: Option<u32>,
+    // MM7
+    #[serde(default)]
+    path: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_lease_batch() -> u32 {
+    256
+}
+fn default_response_timeout() -> u64 {
+    10_000
+}
+
+/// An outbound channel to one message center: the settings every kind shares, and the
+/// protocol's own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelConfig {
+    /// Unique name (used in routes and the store).
+    pub name: String,
+    /// Center host.
+    pub host: String,
+    /// Center port.
+    pub port: u16,
+    /// Connections to keep (SMPP: binds, or transmitter + receiver pairs).
+    pub binds: u32,
+    /// Outstanding requests per connection (SMPP default 10, CMPP 16).
+    pub window: u32,
+    /// Messages dispatch leases from the store per round trip and lane. Each lease waits its
+    /// turn in the store writer's queue (behind the group being fsync'd), so the channel can
+    /// go no faster than this many messages per writer cycle.
+    pub lease_batch: u32,
+    /// Messages per second over all connections.
+    pub rate: u32,
+    /// Burst.
+    pub burst: u32,
+    /// Allowed sending windows; empty = any time.
+    pub windows: Vec<String>,
+    /// Windows in which nothing is sent.
+    pub quiet_hours: Vec<String>,
+    /// Retries.
+    pub retry: RetryConfig,
+    /// Response timeout, ms.
+    pub response_timeout_ms: u64,
+    /// Keep-alive interval (enquire_link / ACTIVE_TEST), s.
+    pub enquire_link_secs: u64,
+    /// Splitting of long messages.
+    pub concatenation: Concatenation,
+    /// How the center writes ids in submit responses (`text`, `decimal`, `hex`).
+    pub message_id_format: IdFormatSetting,
+    /// How the center writes ids in delivery receipts.
+    pub dlr_id_format: IdFormatSetting,
+    /// The protocol and its own settings.
+    pub protocol: Protocol,
+}
+
+/// A channel's protocol, one variant per kind this build serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// SMPP 3.4 / 5.0 to an SMSC.
+    Smpp(SmppSettings),
+    /// CMPP 2.0 / 3.0 to a China Mobile ISMG.
+    Cmpp(CmppSettings),
+}
+
+/// SMPP-only keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmppSettings {
+    /// system_id (≤ 15 characters).
+    pub system_id: String,
+    /// Password (≤ 8 characters).
+    pub password: String,
+    /// system_type (≤ 12 characters, usually empty).
+    pub system_type: String,
+    /// Bind mode.
+    pub bind_mode: BindMode,
+    /// interface_version: 0x34 or 0x50.
+    pub interface_version: u8,
+}
+
+/// CMPP-only keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CmppSettings {
+    /// SP enterprise code (Source_Addr of CONNECT, Msg_src of SUBMIT), 1–6 characters.
+    pub source_addr: String,
+    /// Shared secret of the MD5 authenticator.
+    pub shared_secret: String,
+    /// 2.0 or 3.0.
+    pub version: CmppVersion,
+    /// Service_Id (业务代码), ≤ 10 characters.
+    pub service_id: String,
+    /// Src_Id: the SP service number (e.g. `10658000`); a message's own sender, when it
+    /// has one, must start with it (the rest is the extension).
+    pub src_id: String,
+    /// Fee_UserType: 0 destination, 1 source, 2 SP, 3 Fee_terminal_Id.
+    pub fee_user_type: u8,
+    /// FeeType: `01` free, `02` per message, `03` monthly, …
+    pub fee_type: String,
+    /// FeeCode in fen, ≤ 6 digits.
+    pub fee_code: String,
+    /// LinkID (3.0), ≤ 20 characters.
+    pub link_id: String,
+    /// ACTIVE_TEST answers missed in a row before the connection is dropped.
+    pub active_test_misses: u32,
+}
+
+impl ChannelConfig {
+    /// The kind tag.
+    #[must_use]
+    pub const fn kind(&self) -> ChannelKind {
+        match self.protocol {
+            Protocol::Smpp(_) => ChannelKind::Smpp,
+            Protocol::Cmpp(_) => ChannelKind::Cmpp,
+        }
+    }
+
+    /// Response timeout.
+    #[must_use]
+    pub fn response_timeout(&self) -> Duration {
+        Duration::from_millis(self.response_timeout_ms)
+    }
+
+    /// Keep-alive interval.
+    #[must_use]
+    pub fn enquire_link_interval(&self) -> Duration {
+        Duration::from_secs(self.enquire_link_secs)
+    }
+
+    /// The login the center knows this channel by (SMPP system_id, CMPP Source_Addr).
+    #[must_use]
+    pub fn login(&self) -> (&str, &str) {
+        match &self.protocol {
+            Protocol::Smpp(s) => (&s.system_id, &s.password),
+            Protocol::Cmpp(c) => (&c.source_addr, &c.shared_secret),
+        }
+    }
+}
+
+/// Keys each kind takes beyond the common ones, for the "not a key of this kind" error.
+const SMPP_KEYS: &[&str] = &[
+    "system_id",
+    "password",
+    "system_type",
+    "bind_mode",
+    "interface_version",
+];
+const CMPP_KEYS: &[&str] = &[
+    "source_addr",
+    "shared_secret",
+    "version",
+    "service_id",
+    "src_id",
+    "fee_user_type",
+    "fee_type",
+    "fee_code",
+    "link_id",
+    "active_test_misses",
+];
+const MM7_KEYS: &[&str] = &["path"];
+
+impl RawChannel {
+    /// Names of the kind-specific keys present in this table, each with the kind it
+    /// belongs to.
+    fn present(&self) -> Vec<(&'static str, &'static str)> {
+        let mut out = Vec::new();
+        let flags = [
+            self.system_id.is_some(),
+            self.password.is_some(),
+            self.system_type.is_some(),
+            self.bind_mode.is_some(),
+            self.interface_version.is_some(),
+        ];
+        out.extend(
+            SMPP_KEYS
+                .iter()
+                .zip(flags)
+                .filter(|(_, f)| *f)
+                .map(|(k, _)| (*k, "smpp")),
+        );
+        let flags = [
+            self.source_addr.is_some(),
+            self.shared_secret.is_some(),
+            self.version.is_some(),
+            self.service_id.is_some(),
+            self.src_id.is_some(),
+            self.fee_user_type.is_some(),
+            self.fee_type.is_some(),
+            self.fee_code.is_some(),
+            self.link_id.is_some(),
+            self.active_test_misses.is_some(),
+        ];
+        out.extend(
+            CMPP_KEYS
+                .iter()
+                .zip(flags)
+                .filter(|(_, f)| *f)
+                .map(|(k, _)| (*k, "cmpp")),
+        );
+        if self.path.is_some() {
+            out.push((MM7_KEYS[0], "mm7"));
+        }
+        out
+    }
+
+    /// Checks the table and builds the typed channel; `i` is its index for key paths.
+    pub(super) fn typed(&self, i: usize, c: &Checker<'_>) -> Result<ChannelConfig, ConfigError> {
+        let k = |f: &str| format!("channels[{i}].{f}");
+        let kind_name = match self.kind {
+            ChannelKind::Smpp => "smpp",
+            ChannelKind::Cmpp => "cmpp",
+            ChannelKind::Mm7 => "mm7",
+        };
+        if self.kind == ChannelKind::Mm7 {
+            return Err(refuse_mm7(&k, c));
+        }
+        for (key, owner) in self.present() {
+            if owner != kind_name {
+                return Err(c.err(
+                    k(key),
+                    format!("an {owner} key; a {kind_name} channel does not take it"),
+                ));
+            }
+        }
+        if !is_name(&self.name) {
+            return Err(c.err(k("name"), "must be non-empty, without control characters"));
+        }
+        if self.host.is_empty() {
+            return Err(c.err(k("host"), "must not be empty"));
+        }
+        if self.port == 0 {
+            return Err(c.err(k("port"), "must not be 0"));
+        }
+        if self.binds == 0 {
+            return Err(c.err(k("binds"), "must be at least 1"));
+        }
+        let window = self.window.unwrap_or(match self.kind {
+            ChannelKind::Cmpp => 16,
+            _ => 10,
+        });
+        if window == 0 {
+            return Err(c.err(k("window"), "must be at least 1"));
+        }
+        if !(1..=65_536).contains(&self.lease_batch) {
+            return Err(c.err(k("lease_batch"), "must be between 1 and 65536"));
+        }
+        if self.rate == 0 {
+            return Err(c.err(k("rate"), "must be greater than 0"));
+        }
+        if self.burst == 0 {
+            return Err(c.err(k("burst"), "must be at least 1"));
+        }
+        if self.response_timeout_ms == 0 {
+            return Err(c.err(k("response_timeout_ms"), "must be greater than 0"));
+        }
+        let enquire_link_secs = self.enquire_link_secs.unwrap_or(match self.kind {
+            // CMPP's recommended ACTIVE_TEST period (T = 180 s in the specification) is
+            // long for NATs and load balancers; 60 s keeps idle links open.
+            ChannelKind::Cmpp => 60,
+            _ => 30,
+        });
+        if enquire_link_secs == 0 {
+            return Err(c.err(k("enquire_link_secs"), "must be greater than 0"));
+        }
+        if self.retry.max_attempts == 0 {
+            return Err(c.err(k("retry.max_attempts"), "must be at least 1"));
+        }
+        if self.retry.backoff_base_ms == 0 {
+            return Err(c.err(k("retry.backoff_base_ms"), "must be greater than 0"));
+        }
+        if self.retry.backoff_max_ms < self.retry.backoff_base_ms {
+            return Err(c.err(
+                k("retry.backoff_max_ms"),
+                "must not be below backoff_base_ms",
+            ));
+        }
+        check_windows(c, &self.windows, &k("windows"))?;
+        check_windows(c, &self.quiet_hours, &k("quiet_hours"))?;
+        let concatenation = self.concatenation.unwrap_or_default();
+        let protocol = match self.kind {
+            ChannelKind::Smpp => Protocol::Smpp(self.smpp(&k, c)?),
+            ChannelKind::Cmpp => {
+                if concatenation == Concatenation::Sar {
+                    return Err(c.err(k("concatenation"), "sar TLVs exist only in SMPP"));
+                }
+                Protocol::Cmpp(self.cmpp(&k, c)?)
+            }
+            ChannelKind::Mm7 => return Err(refuse_mm7(&k, c)),
+        };
+        // CMPP Msg_Ids are u64 numbers: the channel compares them as decimal unless told.
+        let id_default = match self.kind {
+            ChannelKind::Cmpp => IdFormatSetting::Decimal,
+            _ => IdFormatSetting::Text,
+        };
+        Ok(ChannelConfig {
+            name: self.name.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            binds: self.binds,
+            window,
+            lease_batch: self.lease_batch,
+            rate: self.rate,
+            burst: self.burst,
+            windows: self.windows.clone(),
+            quiet_hours: self.quiet_hours.clone(),
+            retry: self.retry.clone(),
+            response_timeout_ms: self.response_timeout_ms,
+            enquire_link_secs,
+            concatenation,
+            message_id_format: self.message_id_format.unwrap_or(id_default),
+            dlr_id_format: self.dlr_id_format.unwrap_or(id_default),
+            protocol,
+        })
+    }
+
+    fn smpp(
+        &self,
+        k: &dyn Fn(&str) -> String,
+        c: &Checker<'_>,
+    ) -> Result<SmppSettings, ConfigError> {
+        let s = SmppSettings {
+            system_id: self.system_id.clone().unwrap_or_default(),
+            password: self.password.clone().unwrap_or_default(),
+            system_type: self.system_type.clone().unwrap_or_default(),
+            bind_mode: self.bind_mode.unwrap_or_default(),
+            interface_version: self.interface_version.unwrap_or(0x34),
+        };
+        if !matches!(s.interface_version, 0x34 | 0x50) {
+            return Err(c.err(
+                k("interface_version"),
+                format!(
+                    "0x{:02X} is not SMPP 3.4 (0x34) or 5.0 (0x50)",
+                    s.interface_version
+                ),
+            ));
+        }
+        // SMPP C-octet string limits, excluding the NUL.
+        for (f, v, max) in [
+            ("system_id", &s.system_id, 15),
+            ("password", &s.password, 8),
+            ("system_type", &s.system_type, 12),
+        ] {
+            if v.len() > max {
+                return Err(c.err(k(f), format!("longer than SMPP's {max} characters")));
+            }
+        }
+        if s.system_id.is_empty() {
+            return Err(c.err(k("system_id"), "must not be empty for smpp"));
+        }
+        Ok(s)
+    }
+
+    fn cmpp(
+        &self,
+        k: &dyn Fn(&str) -> String,
+        c: &Checker<'_>,
+    ) -> Result<CmppSettings, ConfigError> {
+        let s = CmppSettings {
+            source_addr: self.source_addr.clone().unwrap_or_default(),
+            shared_secret: self.shared_secret.clone().unwrap_or_default(),
+            version: self.version.unwrap_or_default(),
+            service_id: self.service_id.clone().unwrap_or_default(),
+            src_id: self.src_id.clone().unwrap_or_default(),
+            fee_user_type: self.fee_user_type.unwrap_or(0),
+            fee_type: self.fee_type.clone().unwrap_or_else(|| "01".into()),
+            fee_code: self.fee_code.clone().unwrap_or_else(|| "000000".into()),
+            link_id: self.link_id.clone().unwrap_or_default(),
+            active_test_misses: self.active_test_misses.unwrap_or(3),
+        };
+        if s.source_addr.is_empty() || s.source_addr.len() > 6 || !s.source_addr.is_ascii() {
+            return Err(c.err(
+                k("source_addr"),
+                "the SP code (CMPP Source_Addr) is 1 to 6 ASCII characters",
+            ));
+        }
+        for (f, v, max) in [
+            ("service_id", &s.service_id, 10),
+            ("src_id", &s.src_id, 21),
+            ("link_id", &s.link_id, 20),
+        ] {
+            if v.len() > max || !v.is_ascii() {
+                return Err(c.err(k(f), format!("at most {max} ASCII characters in CMPP")));
+            }
+        }
+        if !s.src_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(c.err(k("src_id"), "the service number is digits only"));
+        }
+        if s.src_id.is_empty() {
+            return Err(c.err(
+                k("src_id"),
+                "must be the SP service number (e.g. \"10658000\"): every SUBMIT carries it",
+            ));
+        }
+        if s.fee_user_type > 3 {
+            return Err(c.err(
+                k("fee_user_type"),
+                "0 destination, 1 source, 2 SP or 3 fee terminal",
+            ));
+        }
+        if s.fee_type.len() != 2 || !s.fee_type.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(c.err(k("fee_type"), "two digits, e.g. \"01\" (free)"));
+        }
+        if s.fee_code.is_empty()
+            || s.fee_code.len() > 6
+            || !s.fee_code.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(c.err(k("fee_code"), "1 to 6 digits (fen)"));
+        }
+        if !s.link_id.is_empty() && s.version == CmppVersion::V20 {
+            return Err(c.err(k("link_id"), "LinkID exists only in CMPP 3.0"));
+        }
+        if s.active_test_misses == 0 {
+            return Err(c.err(k("active_test_misses"), "must be at least 1"));
+        }
+        Ok(s)
+    }
+}
+
+/// The start-up refusal of a kind this build cannot serve.
+fn refuse_mm7(k: &dyn Fn(&str) -> String, c: &Checker<'_>) -> ConfigError {
+    c.err(
+        k("kind"),
+        "mm7 channels are not served by this build of sluice (no MM7 egress yet); \
+         remove the channel or route MMS elsewhere",
+    )
+}
