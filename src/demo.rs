@@ -375,6 +375,7 @@ fn prepare(c: &mut Campaigns, o: &DemoOptions) -> Result<(i64, i64, u64), DemoEr
             ),
         ]),
         channel: Channel::Sms,
+        push: None,
         lane: sluice_campaign::dispatch::Lane::Marketing,
         from: None,
         offer: OFFER.into(),
