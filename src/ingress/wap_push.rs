@@ -27,7 +27,7 @@ use sluice_protocols::wap::{
     SlAction, WapDateTime, wap_push_pdu, wdp,
 };
 
-use super::message::{FieldError, MAX_URL, Payload, check_url};
+use super::message::{FieldError, Payload, check_url};
 
 /// Most SMS parts a push may need (Kannel's default `max-messages` for a split message).
 pub const MAX_PUSH_PARTS: usize = 10;
@@ -219,7 +219,7 @@ fn document_sl(sl: WireSl) -> Result<(PushDocument, &'static str), FieldError> {
     Ok((PushDocument::Sl(doc), "sl.href"))
 }
 
-/// An http(s) URL with a host, at most [`MAX_URL`] bytes, no NUL or white space.
+/// An http(s) URL with a host, at most `MAX_URL` bytes, no NUL or white space.
 fn check_href(h: &str) -> Result<(), String> {
     if h.chars().any(|c| c == '\0' || c.is_whitespace()) {
         return Err(format!("contains NUL or white space: {h:?}"));
@@ -241,6 +241,7 @@ fn wap_time(s: &str) -> Result<(Timestamp, WapDateTime), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingress::message::MAX_URL;
     use sluice_protocols::wap::wap_push_sms;
 
     fn si(href: &str, text: &str) -> WireSi {
