@@ -140,7 +140,7 @@ async fn wap_push_bulk_sends_service_indications() {
     launch::run(&svc, &gw, bulk, || ts("2026-03-05T02:00:00Z"))
         .await
         .unwrap();
-    let mut c = svc.into_inner().unwrap();
+    let c = svc.into_inner().unwrap();
     let msgs = gw.messages();
     assert_eq!(msgs.len(), 50);
     for m in &msgs {

@@ -197,10 +197,12 @@ struct PartKey {
     total: u8,
 }
 
+/// One received part: its payload, and its UDH when it is addressed to the push port.
+type PartBytes = (Box<[u8]>, Option<Box<[u8]>>);
+
 #[derive(Debug)]
 struct Partial {
-    /// Payload, and the UDH when the part is addressed to the push port.
-    parts: Vec<Option<(Box<[u8]>, Option<Box<[u8]>>)>>,
+    parts: Vec<Option<PartBytes>>,
     have: u8,
 }
 
