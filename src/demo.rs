@@ -37,6 +37,7 @@ use sluice_campaign::launch::{self, BulkSpec, PlanReport, SliceSpec};
 use sluice_campaign::lifecycle::{self, TaskState};
 use sluice_campaign::report::{FunnelRow, UpliftRow};
 use sluice_campaign::rules::{self, Channel, ListKind};
+use sluice_campaign::template::PushSpec;
 use sluice_campaign::{CampaignError, Campaigns};
 use sluice_loadtest::config::{Account, DlrConfig, MoConfig, ReplyRule};
 use sluice_loadtest::dist::Delay;
@@ -83,6 +84,9 @@ pub struct DemoOptions {
     /// Every n-th subscriber is blacklisted / on the SMS do-not-disturb list (0 = none).
     pub blacklist_every: u32,
     pub dnd_every: u32,
+    /// Send the bulk on channel `wap_push` as a Service Indication with this URL (the SMS
+    /// templates become the SI text); plain SMS when `None`.
+    pub push: Option<PushSpec>,
 }
 
 impl Default for DemoOptions {
@@ -105,6 +109,7 @@ impl Default for DemoOptions {
             condition: r#"brand in ["gotone", "mzone"] and arpu >= 50"#.to_owned(),
             blacklist_every: 97,
             dnd_every: 61,
+            push: None,
         }
     }
 }
@@ -374,7 +379,12 @@ fn prepare(c: &mut Campaigns, o: &DemoOptions) -> Result<(i64, i64, u64), DemoEr
                 format!("Only today in {{city}}: 5GB for 10 yuan! Reply Y now. {MARKER_B}"),
             ),
         ]),
-        channel: Channel::Sms,
+        channel: if o.push.is_some() {
+            Channel::WapPush
+        } else {
+            Channel::Sms
+        },
+        push: o.push.clone(),
         lane: sluice_campaign::dispatch::Lane::Marketing,
         from: None,
         offer: OFFER.into(),

@@ -170,6 +170,7 @@ fn launch_plan(c: &mut Criterion) {
         template: "{brand}用户您好".into(),
         group_templates: Default::default(),
         channel: Channel::Sms,
+        push: None,
         lane: Default::default(),
         from: None,
         offer: "DATA10".into(),

@@ -28,14 +28,28 @@ pub struct OutboundMessage {
     pub to: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
-    pub text: String,
+    /// The text; `None` for a WAP Push, whose text travels in `si`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     /// `sms` | `mms` | `wap_push`.
     pub kind: String,
+    /// The Service Indication of a `wap_push` message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub si: Option<OutboundSi>,
     pub lane: Lane,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<String>,
     pub client_ref: String,
     pub tags: BTreeMap<String, String>,
+}
+
+/// A WAP Push Service Indication as the gateway's `si` object takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundSi {
+    pub href: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
 }
 
 /// Why a batch was not accepted. The caller keeps its cursor and may retry the same batch.

@@ -29,7 +29,7 @@ use jiff::Timestamp;
 use roaring::RoaringBitmap;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::dispatch::{DispatchError, Dispatcher, Lane, OutboundMessage};
+use crate::dispatch::{DispatchError, Dispatcher, Lane, OutboundMessage, OutboundSi};
 use crate::error::{CampaignError, Result, StoreError};
 use crate::groups::{GroupSpec, split};
 use crate::lifecycle::{TaskState, task_state};
@@ -38,7 +38,7 @@ use crate::segment;
 use crate::service::Campaigns;
 use crate::store::{bitmap_to_blob, blob_to_bitmap};
 use crate::table::SubscriberTable;
-use crate::template::Template;
+use crate::template::{PushSpec, PushTemplate, Template};
 use crate::window::{DEFAULT_TZ, TimeWindow, may_send, time_zone};
 
 /// Largest batch the gateway accepts.
@@ -70,6 +70,10 @@ pub struct BulkSpec {
     #[serde(default)]
     pub group_templates: BTreeMap<String, String>,
     pub channel: Channel,
+    /// The push URL (and SI action) of a bulk send on channel `wap_push`; required there,
+    /// refused elsewhere. The SI text is the template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushSpec>,
     #[serde(default)]
     pub lane: Lane,
     #[serde(default)]
@@ -152,6 +156,7 @@ pub fn create_bulk(
             "passive channels cannot be sent to",
         ));
     }
+    push_template(spec, table)?;
     if spec.slices.is_empty() {
         return Err(CampaignError::invalid("slices", "need at least one slice"));
     }
@@ -203,6 +208,22 @@ pub fn load_bulk(conn: &Connection, id: i64) -> Result<Bulk> {
         spec,
         planned_at,
     })
+}
+
+/// The parsed push part: `Some` exactly for channel `wap_push`.
+fn push_template(spec: &BulkSpec, table: &SubscriberTable) -> Result<Option<PushTemplate>> {
+    match (&spec.push, spec.channel) {
+        (Some(p), Channel::WapPush) => PushTemplate::parse(p, table).map(Some),
+        (None, Channel::WapPush) => Err(CampaignError::invalid(
+            "push",
+            "channel wap_push needs push.href (the SI text is the template)",
+        )),
+        (Some(_), c) => Err(CampaignError::invalid(
+            "push",
+            format!("only for channel wap_push, not {c}"),
+        )),
+        (None, _) => Ok(None),
+    }
 }
 
 fn ctx(spec: &BulkSpec) -> RuleContext<'_> {
@@ -535,6 +556,7 @@ fn render(
     for (g, t) in &spec.group_templates {
         tpls.insert(g.as_str(), Template::parse(t, table)?);
     }
+    let push = push_template(spec, table)?;
     let mut messages = Vec::with_capacity(ids.len());
     let mut group_names = Vec::with_capacity(ids.len());
     for &id in &ids {
@@ -548,10 +570,23 @@ fn render(
         tags.insert("group".to_owned(), group.to_owned());
         tags.insert("subscriber".to_owned(), id.to_string());
         tags.insert("bulk".to_owned(), bulk.id.to_string());
+        let text = tpl.render(table, id);
+        let (text, si) = match &push {
+            Some(p) => (
+                None,
+                Some(OutboundSi {
+                    href: p.href(table, id),
+                    text,
+                    action: p.action().map(str::to_owned),
+                }),
+            ),
+            None => (Some(text), None),
+        };
         messages.push(OutboundMessage {
             to: table.msisdn(id).map(|m| m.to_string()).unwrap_or_default(),
             from: spec.from.clone(),
-            text: tpl.render(table, id),
+            text,
+            si,
             kind: spec.channel.as_str().to_owned(),
             lane: spec.lane,
             window: s.window.clone(),

@@ -5,6 +5,14 @@
 //! `{field|fallback}` uses `fallback` when the attribute is missing; `{{` and `}}` are
 //! literal braces. Templates are validated against the table once (unknown field → error
 //! naming it and its byte position) and then rendered without re-parsing.
+//!
+//! WAP Push ([`PushSpec`], bulk sends on channel `wap_push`): the message is a Service
+//! Indication whose text is the (group) template and whose URL is [`PushSpec::href`], a
+//! template too. Values substituted into the URL are percent-encoded (RFC 3986 unreserved
+//! characters kept), so any subscriber value gives a valid URL; the literal part must start
+//! with `http://` or `https://`.
+
+use serde::{Deserialize, Serialize};
 
 use crate::error::{CampaignError, Result};
 use crate::table::SubscriberTable;
@@ -87,6 +95,16 @@ impl Template {
 
     /// Renders the text for subscriber `id`.
     pub fn render(&self, table: &SubscriberTable, id: u32) -> String {
+        self.render_with(table, id, |v, out| out.push_str(v))
+    }
+
+    /// Renders with every substituted value (field or fallback) written by `put`.
+    fn render_with(
+        &self,
+        table: &SubscriberTable,
+        id: u32,
+        put: impl Fn(&str, &mut String),
+    ) -> String {
         let mut out = String::new();
         for p in &self.parts {
             match p {
@@ -94,14 +112,114 @@ impl Template {
                 Part::Field { name, fallback } => {
                     let v = table.field_text(name, id).unwrap_or_default();
                     if v.is_empty() {
-                        out.push_str(fallback.as_deref().unwrap_or(""));
+                        put(fallback.as_deref().unwrap_or(""), &mut out);
                     } else {
-                        out.push_str(&v);
+                        put(&v, &mut out);
                     }
                 }
             }
         }
         out
+    }
+}
+
+/// SI `action` values (WAP-167 §8.2.2.1) the gateway accepts.
+pub const SI_ACTIONS: [&str; 5] = [
+    "signal-none",
+    "signal-low",
+    "signal-medium",
+    "signal-high",
+    "delete",
+];
+
+/// The WAP Push part of a bulk send on channel `wap_push`: a Service Indication whose text is
+/// the bulk's template (per group) and whose URL is `href`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushSpec {
+    /// URL template, e.g. `https://m.example.com/offer?c={city}`.
+    pub href: String,
+    /// SI action (`signal-high`, …); the handset's default (`signal-medium`) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+}
+
+/// A parsed [`PushSpec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushTemplate {
+    href: Template,
+    action: Option<String>,
+}
+
+impl PushTemplate {
+    /// Parses and checks `spec` against `table`.
+    ///
+    /// # Errors
+    /// [`CampaignError::Invalid`] (`push.href`, `push.action`) for a template error, a URL
+    /// not starting with `http://` / `https://`, or an unknown action.
+    pub fn parse(spec: &PushSpec, table: &SubscriberTable) -> Result<Self> {
+        let href = Template::parse(&spec.href, table).map_err(|e| match e {
+            CampaignError::Invalid { reason, .. } => CampaignError::invalid("push.href", reason),
+            other => other,
+        })?;
+        let literal_start = match href.parts.first() {
+            Some(Part::Text(t)) => t.as_str(),
+            _ => "",
+        };
+        let scheme_ok = ["http://", "https://"]
+            .iter()
+            .any(|s| literal_start.len() > s.len() && literal_start.starts_with(s));
+        if !scheme_ok {
+            return Err(CampaignError::invalid(
+                "push.href",
+                format!(
+                    "{:?} must start with http:// or https:// and a host",
+                    spec.href
+                ),
+            ));
+        }
+        if href.parts.iter().any(|p| match p {
+            Part::Text(t) => t.chars().any(char::is_whitespace),
+            Part::Field { .. } => false,
+        }) {
+            return Err(CampaignError::invalid(
+                "push.href",
+                format!("{:?} contains white space", spec.href),
+            ));
+        }
+        if let Some(a) = &spec.action
+            && !SI_ACTIONS.contains(&a.as_str())
+        {
+            return Err(CampaignError::invalid(
+                "push.action",
+                format!("unknown SI action {a:?}: one of {}", SI_ACTIONS.join(", ")),
+            ));
+        }
+        Ok(Self {
+            href,
+            action: spec.action.clone(),
+        })
+    }
+
+    /// The URL for subscriber `id`, substituted values percent-encoded.
+    pub fn href(&self, table: &SubscriberTable, id: u32) -> String {
+        self.href.render_with(table, id, percent_encode)
+    }
+
+    /// The SI action.
+    pub fn action(&self) -> Option<&str> {
+        self.action.as_deref()
+    }
+}
+
+/// Appends `v` with every byte outside RFC 3986's unreserved set as `%XX`.
+fn percent_encode(v: &str, out: &mut String) {
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
     }
 }
 
@@ -137,5 +255,40 @@ mod tests {
         );
         assert!(Template::parse("hi {name", &t).is_err());
         assert!(Template::parse("hi }", &t).is_err());
+    }
+
+    #[test]
+    fn push_href_substitutes_percent_encoded_values() {
+        let mut t = SubscriberTable::default();
+        t.upsert(&SubscriberRow {
+            msisdn: 13_800_000_001,
+            city: "兰州 west".into(),
+            ..Default::default()
+        });
+        let spec = |href: &str| PushSpec {
+            href: href.into(),
+            action: Some("signal-high".into()),
+        };
+        let p =
+            PushTemplate::parse(&spec("https://m.sluice.com/o?c={city}&m={msisdn}"), &t).unwrap();
+        assert_eq!(
+            p.href(&t, 0),
+            "https://m.sluice.com/o?c=%E5%85%B0%E5%B7%9E%20west&m=13800000001"
+        );
+        assert_eq!(p.action(), Some("signal-high"));
+        for bad in [
+            "ftp://x/",
+            "{city}",
+            "http://",
+            "http://a b/",
+            "https://x/{nope}",
+        ] {
+            let e = PushTemplate::parse(&spec(bad), &t).unwrap_err().to_string();
+            assert!(e.contains("push.href"), "{bad}: {e}");
+        }
+        let mut s = spec("http://a.com/");
+        s.action = Some("loud".into());
+        let e = PushTemplate::parse(&s, &t).unwrap_err().to_string();
+        assert!(e.contains("push.action"), "{e}");
     }
 }

@@ -83,7 +83,8 @@ fn msg(to: &str, r: &str) -> OutboundMessage {
     OutboundMessage {
         to: to.into(),
         from: None,
-        text: "hi".into(),
+        text: Some("hi".into()),
+        si: None,
         kind: "sms".into(),
         lane: Lane::Marketing,
         window: Some("08:00-21:00".into()),

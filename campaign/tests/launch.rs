@@ -111,9 +111,64 @@ async fn launch_sends_each_non_control_member_once_with_tags() {
         } else {
             format!("{}用户您好，{}流量包特惠", row.brand, row.region)
         };
-        assert_eq!(m.text, want);
+        assert_eq!(m.text.as_deref(), Some(want.as_str()));
+        assert_eq!(m.si, None);
     }
     assert_eq!(contacts(&c, task).len(), msgs.len());
+}
+
+/// A bulk send on channel `wap_push` becomes SI messages: the template is the SI text, the
+/// push href a template with percent-encoded values, and no plain text is sent.
+#[tokio::test]
+async fn wap_push_bulk_sends_service_indications() {
+    use sluice_campaign::template::PushSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, seg) = city(&dir.path().join("c.db"), 50);
+    let task = running_task(&mut c, "push");
+    let mut s = spec(seg, vec![slice("2026-03-05T00:00:00+08:00", None)]);
+    s.channel = Channel::WapPush;
+    let e = c.create_bulk(task, &s).unwrap_err().to_string();
+    assert!(e.contains("push"), "{e}");
+    s.push = Some(PushSpec {
+        href: "https://m.sluice.com/o?p={plan}".into(),
+        action: Some("signal-high".into()),
+    });
+    let bulk = c.create_bulk(task, &s).unwrap();
+    c.plan(bulk, ts("2026-03-04T00:00:00Z")).unwrap();
+    let gw = FakeGateway::default();
+    let svc = Mutex::new(c);
+    launch::run(&svc, &gw, bulk, || ts("2026-03-05T02:00:00Z"))
+        .await
+        .unwrap();
+    let c = svc.into_inner().unwrap();
+    let msgs = gw.messages();
+    assert_eq!(msgs.len(), 50);
+    for m in &msgs {
+        let sub: u32 = m.tags["subscriber"].parse().unwrap();
+        let row = c.table.row(sub).unwrap();
+        assert_eq!(m.kind, "wap_push");
+        assert_eq!(m.text, None);
+        let si = m.si.as_ref().expect("si");
+        assert_eq!(
+            si.text,
+            format!("{}用户您好，{}流量包特惠", row.brand, row.region)
+        );
+        assert!(
+            si.href.starts_with("https://m.sluice.com/o?p="),
+            "{}",
+            si.href
+        );
+        assert!(si.href.is_ascii() && !si.href.contains(' '), "{}", si.href);
+        assert_eq!(si.action.as_deref(), Some("signal-high"));
+        let json = serde_json::to_value(m).unwrap();
+        assert!(json.get("text").is_none(), "{json}");
+        assert_eq!(json["si"]["text"], si.text);
+    }
+    // push on another channel is refused.
+    let mut sms = spec(seg, vec![slice("2026-03-05T00:00:00+08:00", None)]);
+    sms.push = s.push.clone();
+    let e = c.create_bulk(task, &sms).unwrap_err().to_string();
+    assert!(e.contains("only for channel wap_push"), "{e}");
 }
 
 #[tokio::test]

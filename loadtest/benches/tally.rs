@@ -27,6 +27,8 @@ fn bench(c: &mut Criterion) {
                         dest: dest.as_bytes(),
                         payload: sm,
                         concat: None,
+                        udh: &[],
+                        eight_bit: false,
                     }));
                 }
                 t
@@ -51,6 +53,8 @@ fn bench(c: &mut Criterion) {
                         dest: p.dest.as_bytes(),
                         payload,
                         concat,
+                        udh: &[],
+                        eight_bit: false,
                     }));
                 }
                 t

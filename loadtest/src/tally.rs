@@ -9,16 +9,28 @@
 //! or SAR TLVs, keyed by (source, destination, reference, total). A part seen twice before
 //! completion counts in `duplicate_parts`; parts of messages never completed show up in
 //! `incomplete_messages`. Counters are exact under concurrency (sharded mutexes, no sampling).
+//!
+//! **WAP Push**: a complete message whose parts are 8-bit and carry a UDH port IE (0x05) to
+//! destination port 2948 is decoded as a connectionless WSP push (after reassembly) and its
+//! WBXML public id counted in `wap_push`: SI (0x05), SL (0x06) or `other` (anything else,
+//! including a body that does not decode). Only unique messages are counted, and the last
+//! [`RECENT_PUSHES`] pushes are kept byte for byte (each part's UDH and the reassembled
+//! payload) so a test can compare them with another PPG's output.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
+use sluice_protocols::wap::{self, PushPdu};
 
 const SHARDS: usize = 32;
+/// WDP destination port of connectionless WAP Push (WAP-259).
+pub const WAP_PUSH_PORT: u16 = 2948;
+/// How many pushes [`PushTally::recent`] keeps.
+pub const RECENT_PUSHES: usize = 64;
 
 /// Concatenation info of one part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +49,91 @@ pub struct Piece<'a> {
     /// User data without UDH.
     pub payload: &'a [u8],
     pub concat: Option<Concat>,
+    /// The UDH (UDHL included) that preceded `payload`; empty when there was none.
+    pub udh: &'a [u8],
+    /// The data coding says 8-bit data (SMPP DCS 0x04 class, 0xF4–0xF7; CMPP Msg_Fmt 4).
+    pub eight_bit: bool,
+}
+
+/// The 16-bit destination port of a UDH's port-addressing IE (0x05), if it has one.
+pub fn dest_port(udh: &[u8]) -> Option<u16> {
+    let ies = udh.get(1..1 + usize::from(*udh.first()?))?;
+    let mut i = 0;
+    while i + 2 <= ies.len() {
+        let (iei, len) = (ies[i], usize::from(ies[i + 1]));
+        let v = ies.get(i + 2..i + 2 + len)?;
+        if iei == 0x05 && len == 4 {
+            return Some(u16::from_be_bytes([v[0], v[1]]));
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+/// Whether an SMPP `data_coding` means 8-bit data (GSM 03.38 §4: general group with
+/// alphabet bits 01, or the message-class group 0xF_ with bit 2 set).
+pub fn smpp_eight_bit(data_coding: u8) -> bool {
+    match data_coding {
+        0x00..=0x3F => data_coding & 0x0C == 0x04,
+        0xF0..=0xFF => data_coding & 0x04 != 0,
+        _ => false,
+    }
+}
+
+/// WAP Push messages seen (unique, complete ones), by document type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushTally {
+    /// Service Indications (WBXML public id 0x05).
+    pub si: u64,
+    /// Service Loadings (WBXML public id 0x06).
+    pub sl: u64,
+    /// Port-2948 8-bit messages that are not a decodable SI or SL push.
+    pub other: u64,
+    /// The last [`RECENT_PUSHES`] pushes, oldest first.
+    #[serde(default)]
+    pub recent: Vec<PushRecord>,
+}
+
+/// One push as it arrived.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushRecord {
+    /// Destination address.
+    pub dest: String,
+    /// `si`, `sl` or `other`.
+    pub kind: String,
+    /// Each part's UDH (UDHL included), hex, in part order.
+    pub udh: Vec<String>,
+    /// The reassembled payload (WSP push PDU), hex.
+    pub payload: String,
+}
+
+#[derive(Debug, Default)]
+struct PushState {
+    si: u64,
+    sl: u64,
+    other: u64,
+    recent: VecDeque<PushRecord>,
+}
+
+fn hex(b: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02X}");
+    }
+    s
+}
+
+/// `si`, `sl` or `other` for a reassembled port-2948 payload.
+pub fn push_kind(payload: &[u8]) -> &'static str {
+    let id = PushPdu::parse(payload)
+        .ok()
+        .and_then(|p| wap::wbxml_public_id(p.body));
+    match id {
+        Some(wap::si::PUBLIC_ID) => "si",
+        Some(wap::sl::PUBLIC_ID) => "sl",
+        _ => "other",
+    }
 }
 
 /// What recording one piece produced.
@@ -100,9 +197,12 @@ struct PartKey {
     total: u8,
 }
 
+/// One received part: its payload, and its UDH when it is addressed to the push port.
+type PartBytes = (Box<[u8]>, Option<Box<[u8]>>);
+
 #[derive(Debug)]
 struct Partial {
-    parts: Vec<Option<Box<[u8]>>>,
+    parts: Vec<Option<PartBytes>>,
     have: u8,
 }
 
@@ -112,6 +212,7 @@ pub struct Tally {
     seen: Vec<Mutex<HashMap<Box<[u8]>, u32>>>,
     hasher: RandomState,
     partials: Mutex<HashMap<PartKey, Partial>>,
+    pushes: Mutex<PushState>,
     parts_hist: Mutex<BTreeMap<u8, u64>>,
     rejected: Mutex<BTreeMap<String, u64>>,
     submits: AtomicU64,
@@ -165,6 +266,9 @@ pub struct TallySnapshot {
     pub bind_failures: u64,
     /// Connections the simulator dropped on purpose (random disconnects).
     pub disconnects: u64,
+    /// WAP Push messages by document type (see module docs).
+    #[serde(default)]
+    pub wap_push: PushTally,
 }
 
 impl Tally {
@@ -173,6 +277,7 @@ impl Tally {
             seen: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             partials: Mutex::new(HashMap::new()),
+            pushes: Mutex::new(PushState::default()),
             parts_hist: Mutex::new(BTreeMap::new()),
             rejected: Mutex::new(BTreeMap::new()),
             submits: AtomicU64::new(0),
@@ -211,8 +316,38 @@ impl Tally {
         self.parts_accepted.fetch_add(1, Ordering::Relaxed);
         match piece.concat {
             Some(c) if c.total > 1 && c.seq >= 1 && c.seq <= c.total => self.record_part(piece, c),
-            _ => self.complete(piece.dest, Cow::Borrowed(piece.payload), 1),
+            _ => {
+                let rec = self.complete(piece.dest, Cow::Borrowed(piece.payload), 1);
+                if is_push(&piece)
+                    && let Recorded::Complete {
+                        duplicate: false,
+                        payload,
+                    } = &rec
+                {
+                    self.count_push(piece.dest, &[piece.udh], payload);
+                }
+                rec
+            }
         }
+    }
+
+    fn count_push(&self, dest: &[u8], udhs: &[&[u8]], payload: &[u8]) {
+        let kind = push_kind(payload);
+        let mut p = lock(&self.pushes);
+        match kind {
+            "si" => p.si += 1,
+            "sl" => p.sl += 1,
+            _ => p.other += 1,
+        }
+        if p.recent.len() == RECENT_PUSHES {
+            p.recent.pop_front();
+        }
+        p.recent.push_back(PushRecord {
+            dest: String::from_utf8_lossy(dest).into_owned(),
+            kind: kind.to_owned(),
+            udh: udhs.iter().map(|u| hex(u)).collect(),
+            payload: hex(payload),
+        });
     }
 
     fn record_part<'a>(&self, piece: Piece<'a>, c: Concat) -> Recorded<'a> {
@@ -233,7 +368,8 @@ impl Tally {
                 self.duplicate_parts.fetch_add(1, Ordering::Relaxed);
                 return Recorded::DuplicatePart;
             }
-            *slot = Some(piece.payload.into());
+            let udh = is_push(&piece).then(|| piece.udh.into());
+            *slot = Some((piece.payload.into(), udh));
             entry.have += 1;
             if entry.have < c.total {
                 return Recorded::Partial;
@@ -243,13 +379,20 @@ impl Tally {
         let Some(full) = full else {
             return Recorded::Partial;
         };
-        let payload: Vec<u8> = full
-            .parts
-            .into_iter()
-            .flatten()
-            .flat_map(|p| p.into_vec())
-            .collect();
-        self.complete(piece.dest, Cow::Owned(payload), c.total)
+        let parts: Vec<_> = full.parts.into_iter().flatten().collect();
+        let push = parts.iter().all(|(_, udh)| udh.is_some());
+        let payload: Vec<u8> = parts.iter().flat_map(|(p, _)| p.iter().copied()).collect();
+        let rec = self.complete(piece.dest, Cow::Owned(payload), c.total);
+        if push
+            && let Recorded::Complete {
+                duplicate: false,
+                payload,
+            } = &rec
+        {
+            let udhs: Vec<&[u8]> = parts.iter().filter_map(|(_, u)| u.as_deref()).collect();
+            self.count_push(piece.dest, &udhs, payload);
+        }
+        rec
     }
 
     fn complete<'a>(&self, dest: &[u8], payload: Cow<'a, [u8]>, parts: u8) -> Recorded<'a> {
@@ -295,8 +438,21 @@ impl Tally {
             binds: ld(&self.binds),
             bind_failures: ld(&self.bind_failures),
             disconnects: ld(&self.disconnects),
+            wap_push: {
+                let p = lock(&self.pushes);
+                PushTally {
+                    si: p.si,
+                    sl: p.sl,
+                    other: p.other,
+                    recent: p.recent.iter().cloned().collect(),
+                }
+            },
         }
     }
+}
+
+fn is_push(piece: &Piece<'_>) -> bool {
+    piece.eight_bit && dest_port(piece.udh) == Some(WAP_PUSH_PORT)
 }
 
 /// Locks ignoring poisoning: counters stay meaningful even if a holder panicked.
@@ -332,7 +488,104 @@ mod tests {
             dest,
             payload,
             concat,
+            udh: &[],
+            eight_bit: false,
         }
+    }
+
+    /// Records every part of `parts` (short_message = UDH + payload) as 8-bit.
+    fn record_sms(t: &Tally, dest: &[u8], parts: &[sluice_protocols::sms::Part]) {
+        for p in parts {
+            let sm = p.short_message();
+            let (concat, payload) = split_udh(&sm);
+            let udh = &sm[..sm.len() - payload.len()];
+            t.record(Piece {
+                source: b"src",
+                dest,
+                payload,
+                concat,
+                udh,
+                eight_bit: true,
+            });
+        }
+    }
+
+    #[test]
+    fn wap_pushes_are_decoded_and_counted_by_type() {
+        use sluice_protocols::wap::{
+            PushDocument, PushOptions, ServiceIndication, ServiceLoading, wap_push_sms,
+        };
+        let t = Tally::new();
+        let si = PushDocument::Si(ServiceIndication {
+            href: Some("http://www.sluice.com/a".into()),
+            text: "hi".into(),
+            ..Default::default()
+        });
+        let long_si = PushDocument::Si(ServiceIndication {
+            href: Some(format!("http://example.org/{}", "x".repeat(300))),
+            ..Default::default()
+        });
+        let sl = PushDocument::Sl(ServiceLoading {
+            href: "http://www.sluice.net/x".into(),
+            ..Default::default()
+        });
+        let opts = PushOptions::default();
+        let one = wap_push_sms(&si, 1, &opts).unwrap();
+        let three = wap_push_sms(&long_si, 2, &opts).unwrap();
+        assert_eq!(three.len(), 3);
+        record_sms(&t, b"1", &one);
+        record_sms(&t, b"1", &one); // a duplicate is not a second push
+        // Out of order.
+        record_sms(
+            &t,
+            b"2",
+            &[three[2].clone(), three[0].clone(), three[1].clone()],
+        );
+        record_sms(&t, b"3", &wap_push_sms(&sl, 3, &opts).unwrap());
+        // Port 2948 but not a push PDU; and a push PDU not marked 8-bit.
+        t.record(Piece {
+            udh: &[6, 5, 4, 0x0B, 0x84, 0x23, 0xF0],
+            eight_bit: true,
+            ..piece(b"4", b"junk", None)
+        });
+        t.record(Piece {
+            udh: &[6, 5, 4, 0x0B, 0x84, 0x23, 0xF0],
+            ..piece(b"5", &one[0].payload, None)
+        });
+        let s = t.snapshot();
+        let w = &s.wap_push;
+        assert_eq!((w.si, w.sl, w.other), (2, 1, 1), "{w:?}");
+        assert_eq!(w.recent.len(), 4);
+        let long = &w.recent[1];
+        assert_eq!((long.dest.as_str(), long.kind.as_str()), ("2", "si"));
+        assert_eq!(
+            long.udh,
+            (1..=3)
+                .map(|i| format!("0B05040B8423F0000302030{i}"))
+                .collect::<Vec<_>>()
+        );
+        let pdu: Vec<u8> = three.iter().flat_map(|p| p.payload.clone()).collect();
+        assert_eq!(long.payload, hex(&pdu));
+        assert_eq!(w.recent[0].udh, ["0605040B8423F0"]);
+        assert_eq!(w.recent[2].kind, "sl");
+        // The JSON tally carries the counts.
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["wap_push"]["si"], 2);
+        assert_eq!(json["wap_push"]["sl"], 1);
+    }
+
+    #[test]
+    fn eight_bit_data_codings() {
+        for dcs in [0x04, 0x14, 0xF4, 0xF5, 0xF6, 0xF7] {
+            assert!(smpp_eight_bit(dcs), "{dcs:#x}");
+        }
+        for dcs in [0x00, 0x08, 0x03, 0xF0, 0xF1, 0x40] {
+            assert!(!smpp_eight_bit(dcs), "{dcs:#x}");
+        }
+        assert_eq!(dest_port(&[6, 5, 4, 0x0B, 0x84, 0x23, 0xF0]), Some(2948));
+        assert_eq!(dest_port(&[5, 0, 3, 1, 2, 1]), None);
+        assert_eq!(dest_port(&[9, 5, 4]), None);
+        assert_eq!(dest_port(&[]), None);
     }
 
     #[test]
@@ -442,6 +695,8 @@ mod tests {
         #[test]
         fn split_udh_never_panics(d in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
             let _ = split_udh(&d);
+            let _ = dest_port(&d);
+            let _ = push_kind(&d);
         }
     }
 }

@@ -8,7 +8,14 @@
 //! choices (WSP push id / TID and the concatenation reference) are read from its output and
 //! fed to our encoder; everything else must match byte for byte.
 //!
+//! The documents and Kannel's recorded answer live in `wap_fixtures/` (shared with the
+//! gateway's end-to-end test). `recorded_kannel_bytes_match_our_encoder` checks the recording
+//! without Kannel; the live test also checks Kannel still sends what was recorded, and with
+//! `SLUICE_KANNEL_RECORD=1` rewrites the recording.
+//!
 //! Peer missing: prints "skipped: kannel not installed", or fails when `SLUICE_INTEROP=1`.
+
+mod wap_fixtures;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -20,22 +27,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use sluice_protocols::sms::{Part, Udh};
-use sluice_protocols::wap::wsp::APP_ID_PUSH_SIA;
-use sluice_protocols::wap::{
-    ApplicationId, HrefPrefixRule, PushDocument, PushOptions, ServiceIndication, ServiceLoading,
-    SiAction, SlAction, WapDateTime, wap_push_sms,
-};
+use sluice_protocols::wap::{ApplicationId, PushDocument, PushOptions, wap_push_sms};
+use wap_fixtures::{Submit, cases, recorded, recording_lines};
 
 const BEARERBOX: &str = "/usr/sbin/bearerbox";
 const WAPBOX: &str = "/usr/sbin/wapbox";
-
-/// One submit_sm as the SMSC saw it.
-#[derive(Debug, Clone)]
-struct Submit {
-    esm_class: u8,
-    data_coding: u8,
-    short_message: Vec<u8>,
-}
 
 /// Kills the boxes we started (by their own handles) when the test ends, however it ends.
 struct Boxes {
@@ -398,78 +394,97 @@ fn wap_push_bytes_match_kannel_ppg() {
     let up = wait_for_port(ppg, deadline, &mut boxes.children[1]);
     assert!(up, "wapbox PPG did not open its port\n{}", boxes.logs());
 
-    let short_si = PushDocument::Si(ServiceIndication {
-        href: Some("http://www.sluice.com/offer/42".into()),
-        si_id: Some("offer-42".into()),
-        created: Some(WapDateTime::parse("2026-11-26T01:30:00Z").unwrap()),
-        si_expires: Some(WapDateTime::parse("2026-12-01T00:00:00Z").unwrap()),
-        action: Some(SiAction::SignalHigh),
-        class: None,
-        text: "Your bill is ready".into(),
-    });
-    let long_si = PushDocument::Si(ServiceIndication {
-        href: Some(format!("https://example.org/{}", "segment/".repeat(25))),
-        text: "A long indication text that, with the long href, needs several SMS parts to \
-               carry the whole WSP push PDU to the handset."
-            .into(),
-        ..Default::default()
-    });
-    let sl = PushDocument::Sl(ServiceLoading {
-        href: "http://www.sluice.net/load/me".into(),
-        action: Some(SlAction::ExecuteHigh),
-        prefix_rule: HrefPrefixRule::Kannel,
-    });
-
-    let si_ct = "Content-Type: text/vnd.wap.si";
-    let push_sia = ApplicationId::Code(APP_ID_PUSH_SIA);
-    let utf8_si = PushDocument::Si(ServiceIndication {
-        href: Some("https://www.sluice.edu/a?x=1&y=2".into()),
-        si_id: Some("ünïcode".into()),
-        action: Some(SiAction::Delete),
-        text: "  Ваш счёт   готов \n 账单已出 😀 ".into(),
-        ..Default::default()
-    });
-    let plain_sl = PushDocument::Sl(ServiceLoading {
-        href: "https://sluice.org/x".into(),
-        action: Some(SlAction::Cache),
-        prefix_rule: HrefPrefixRule::Longest,
-    });
-    let cases: [(&str, &PushDocument, String, Option<&ApplicationId>); 6] = [
-        ("short SI", &short_si, si_ct.to_owned(), None),
-        ("long SI", &long_si, si_ct.to_owned(), None),
-        ("SL", &sl, "Content-Type: text/vnd.wap.sl".to_owned(), None),
-        (
-            "SI for push.sia",
-            &short_si,
-            format!("{si_ct}\r\nX-Wap-Application-Id: x-wap-application:push.sia"),
-            Some(&push_sia),
-        ),
-        (
-            "UTF-8 SI, escaped href, delete",
-            &utf8_si,
-            si_ct.to_owned(),
-            None,
-        ),
-        (
-            "SL https:// with cache",
-            &plain_sl,
-            "Content-Type: text/vnd.wap.sl".to_owned(),
-            None,
-        ),
-    ];
-    for (i, (name, doc, headers, app_id)) in cases.iter().enumerate() {
-        let xml = match doc {
+    let recording = recorded();
+    let mut lines = String::from(
+        "# Kannel 1.4.5 wapbox PPG → SMPP submit_sm, one line per part: case, esm_class, \
+         data_coding, short_message (hex).\n# Written by protocols/tests/wap_kannel.rs with \
+         SLUICE_KANNEL_RECORD=1; see wap_fixtures/mod.rs.\n",
+    );
+    for (i, case) in cases().iter().enumerate() {
+        let name = case.name;
+        let xml = match &case.doc {
             PushDocument::Si(d) => d.to_xml(),
             PushDocument::Sl(d) => d.to_xml(),
         };
-        let status = pap_push(ppg, &format!("sluice-{i}@pi.sluice.test"), headers, &xml);
+        let status = pap_push(
+            ppg,
+            &format!("sluice-{i}@pi.sluice.test"),
+            &case.content_headers,
+            &xml,
+        );
         assert!(
             status.contains(" 202"),
             "{name}: PPG answered {status:?}\n{}",
             boxes.logs()
         );
         let got = collect(&rx, Instant::now() + Duration::from_secs(30));
-        assert_same(name, doc, *app_id, &got, &boxes);
+        assert_same(name, &case.doc, case.app_id.as_ref(), &got, &boxes);
+        lines.push_str(&recording_lines(name, &got));
+        if let Some(rec) = recording.get(name) {
+            assert_eq!(
+                without_free_choices(&got),
+                without_free_choices(rec),
+                "{name}: Kannel no longer sends what kannel_ppg.tsv recorded"
+            );
+        }
+    }
+    if std::env::var("SLUICE_KANNEL_RECORD").as_deref() == Ok("1") {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(wap_fixtures::RECORDING_PATH);
+        fs::write(&path, lines).unwrap();
+        println!("recorded {}", path.display());
     }
     drop(boxes);
+}
+
+/// Kannel's submits with its free choices (TID, concatenation reference) zeroed.
+fn without_free_choices(submits: &[Submit]) -> Vec<Submit> {
+    submits
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut s = s.clone();
+            let udhl = usize::from(s.short_message[0]);
+            if i == 0 {
+                s.short_message[udhl + 1] = 0;
+            }
+            if udhl == 11 {
+                s.short_message[9] = 0;
+            }
+            s
+        })
+        .collect()
+}
+
+/// The recorded Kannel bytes, without Kannel: for each case our encoder, fed Kannel's TID and
+/// reference, gives every recorded part byte for byte, with the same esm_class / data_coding.
+#[test]
+fn recorded_kannel_bytes_match_our_encoder() {
+    let recording = recorded();
+    let cases = cases();
+    assert_eq!(
+        recording.len(),
+        cases.len(),
+        "every case is recorded: {:?}",
+        recording.keys().collect::<Vec<_>>()
+    );
+    for case in &cases {
+        let kannel = &recording[case.name];
+        let ours = ours_for(&case.doc, kannel, case.app_id.as_ref());
+        assert_eq!(ours.len(), kannel.len(), "{}: part count", case.name);
+        for (o, k) in ours.iter().zip(kannel) {
+            assert_eq!(
+                hex(&o.short_message()),
+                hex(&k.short_message),
+                "{}",
+                case.name
+            );
+            // Kannel sets UDHI (0x40) plus its default messaging mode bits (0x03).
+            assert_eq!(k.esm_class & 0x40, 0x40, "{}", case.name);
+            assert_eq!(o.smpp_data_coding(), Some(k.data_coding), "{}", case.name);
+        }
+    }
+    assert!(
+        recording["long SI"].len() >= 2,
+        "the long SI spans several parts"
+    );
 }

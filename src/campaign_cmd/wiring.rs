@@ -526,6 +526,7 @@ mod tests {
             template: "hi".into(),
             group_templates: BTreeMap::new(),
             channel: Channel::Sms,
+            push: None,
             lane: sluice_campaign::dispatch::Lane::Marketing,
             from: None,
             offer: "o".into(),

@@ -585,6 +585,43 @@ mod tests {
     }
 
     #[test]
+    fn wap_push_errors_name_the_nested_field() {
+        let ok = r#"{"to":"13800138000","kind":"wap_push","si":{"href":"http://www.sluice.com/a","text":"hi"}}"#;
+        let cases = [
+            (
+                r#"{"to":"13800138000","kind":"wap_push","si":{"href":5}}"#,
+                "si.href",
+            ),
+            (
+                r#"{"to":"13800138000","kind":"wap_push","si":{"url":"http://a.com/"}}"#,
+                "si.url",
+            ),
+            (
+                r#"{"to":"13800138000","kind":"wap_push","si":{"href":"http://a.com/","action":"loud"}}"#,
+                "si.action",
+            ),
+            (
+                r#"{"to":"13800138000","kind":"wap_push","sl":{"href":"mailto:x@y.z"}}"#,
+                "sl.href",
+            ),
+            (
+                r#"{"to":"13800138000","kind":"wap_push","si":"http://a.com/"}"#,
+                "si",
+            ),
+        ];
+        for (bad, field) in cases {
+            let body = format!(r#"{{"messages":[{ok},{bad}]}}"#);
+            let e = json(&body).expect_err(bad);
+            assert!(
+                matches!(&e, BatchError::Invalid { line: 2, error } if error.field == field),
+                "{bad}: {e:?}"
+            );
+        }
+        let items = json(&format!(r#"{{"messages":[{ok}]}}"#)).expect("valid");
+        assert_eq!(items[0].submission.kind, crate::store::MessageKind::WapPush);
+    }
+
+    #[test]
     fn json_syntax_error_has_position() {
         let e =
             json("{\"messages\":[\n{\"to\":\"1380013800\" \"text\":\"x\"}]}").expect_err("syntax");

@@ -11,12 +11,15 @@
 //! - text: at most [`MAX_TEXT_UTF16`] UTF-16 units, which always fits the 255-part
 //!   concatenation ceiling whatever encoding is chosen (UCS-2 carries 67 per part).
 //! - binary + udh: fits 255 parts of 140 octets minus the concatenation and caller UDH.
+//! - `wap_push`: exactly one of `si` / `sl` and none of text/binary/udh/encoding; the
+//!   object is checked and encoded by [`super::wap_push`] (stored as binary + port UDH).
 
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use serde::Deserialize;
 
+use super::wap_push::{self, WireSi, WireSl};
 pub use crate::store::{EncodingHint as Encoding, Lane, MessageKind as Kind, Payload};
 
 /// 255 parts × 67 UCS-2 characters: the most text a concatenated SMS can carry in the
@@ -59,6 +62,12 @@ pub struct WireMessage {
     /// Message kind.
     #[serde(default)]
     pub kind: Option<Kind>,
+    /// WAP Push Service Indication (kind `wap_push`).
+    #[serde(default)]
+    pub si: Option<WireSi>,
+    /// WAP Push Service Loading (kind `wap_push`).
+    #[serde(default)]
+    pub sl: Option<WireSl>,
     /// Priority lane.
     #[serde(default)]
     pub lane: Option<Lane>,
@@ -169,7 +178,36 @@ pub fn validate(msg: WireMessage, senders: &SenderPolicy) -> Result<Submission, 
             FieldError::new("from", "missing, and the account has no default sender")
         })?,
     };
-    let payload = payload(msg.text, msg.binary, msg.udh, msg.encoding)?;
+    let push = msg.si.is_some() || msg.sl.is_some();
+    let kind = match msg.kind {
+        None if push => Kind::WapPush,
+        None => Kind::default(),
+        Some(k) if push && k != Kind::WapPush => {
+            return Err(FieldError::new(
+                "kind",
+                format!("si and sl need kind wap_push, not {}", kind_name(k)),
+            ));
+        }
+        Some(k) => k,
+    };
+    let payload = if kind == Kind::WapPush {
+        for (given, field) in [
+            (msg.text.is_some(), "text"),
+            (msg.binary.is_some(), "binary"),
+            (msg.udh.is_some(), "udh"),
+            (msg.encoding.is_some(), "encoding"),
+        ] {
+            if given {
+                return Err(FieldError::new(
+                    field,
+                    "not allowed with kind wap_push: give si or sl",
+                ));
+            }
+        }
+        wap_push::payload(msg.si, msg.sl)?
+    } else {
+        payload(msg.text, msg.binary, msg.udh, msg.encoding)?
+    };
     let not_before = msg
         .not_before
         .as_deref()
@@ -210,7 +248,7 @@ pub fn validate(msg: WireMessage, senders: &SenderPolicy) -> Result<Submission, 
         to: msg.to,
         from,
         payload,
-        kind: msg.kind.unwrap_or_default(),
+        kind,
         lane: msg.lane.unwrap_or_default(),
         not_before,
         expires_at,
@@ -400,7 +438,16 @@ fn timestamp(s: &str) -> Result<Timestamp, String> {
         .map_err(|e| format!("not an RFC 3339 time with offset: {s:?} ({e})"))
 }
 
-fn check_url(u: &str) -> Result<(), String> {
+/// The contract name of a kind (`sms`, `mms`, `wap_push`).
+fn kind_name(k: Kind) -> String {
+    serde_json::to_value(k)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{k:?}"))
+}
+
+/// An http(s) URL with a host, at most [`MAX_URL`] bytes.
+pub(super) fn check_url(u: &str) -> Result<(), String> {
     if u.len() > MAX_URL {
         return Err(format!("longer than {MAX_URL} bytes"));
     }
@@ -603,6 +650,58 @@ mod tests {
         assert!(validate(m.clone(), &policy()).is_ok());
         m.tags.insert("group".into(), "x".repeat(MAX_TAG_VALUE + 1));
         assert_eq!(field_of(m), "tags.group");
+    }
+
+    #[test]
+    fn wap_push_needs_si_or_sl_and_nothing_else() {
+        let push = |kind: Option<Kind>| WireMessage {
+            to: "13800138000".into(),
+            kind,
+            si: Some(WireSi {
+                href: Some("http://www.sluice.com/a".into()),
+                text: Some("hi".into()),
+                ..WireSi::default()
+            }),
+            ..WireMessage::default()
+        };
+        let s = validate(push(Some(Kind::WapPush)), &policy()).expect("valid");
+        assert_eq!(s.kind, Kind::WapPush);
+        assert!(matches!(
+            s.payload,
+            Payload::Binary { udh: Some(ref u), .. } if u[..] == [6, 5, 4, 0x0B, 0x84, 0x23, 0xF0]
+        ));
+        assert_eq!(
+            validate(push(None), &policy()).expect("kind inferred").kind,
+            Kind::WapPush
+        );
+        let e = validate(push(Some(Kind::Sms)), &policy()).expect_err("sms with si");
+        assert_eq!(
+            (e.field.as_str(), e.reason.as_str()),
+            ("kind", "si and sl need kind wap_push, not sms")
+        );
+        let mut m = push(Some(Kind::WapPush));
+        m.text = Some("x".into());
+        assert_eq!(field_of(m), "text");
+        let mut m = push(Some(Kind::WapPush));
+        m.encoding = Some(Encoding::Gsm7);
+        assert_eq!(field_of(m), "encoding");
+        let mut m = push(Some(Kind::WapPush));
+        m.si = None;
+        m.binary = Some("00".into());
+        assert_eq!(field_of(m), "binary");
+        let mut m = push(Some(Kind::WapPush));
+        m.si = None;
+        assert_eq!(field_of(m), "si");
+        let mut m = push(Some(Kind::WapPush));
+        m.sl = Some(WireSl::default());
+        assert_eq!(field_of(m), "sl");
+        let mut m = push(None);
+        m.si = Some(WireSi {
+            href: Some("http://a.com/".into()),
+            action: Some("loud".into()),
+            ..WireSi::default()
+        });
+        assert_eq!(field_of(m), "si.action");
     }
 
     proptest::proptest! {

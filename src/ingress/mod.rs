@@ -5,6 +5,7 @@
 //! one durable store commit) → [`view`] (202 body). Nothing is acknowledged before the store's
 //! fsync'd commit, and nothing of a batch is stored unless all of it is valid.
 //!
+//! - [`wap_push`]: the `si` / `sl` objects of `wap_push` messages, encoded at ingress.
 //! - [`smpp_server`]: ESMEs binding to sluice — a later issue; only its plan is written.
 
 pub mod accept;
@@ -14,3 +15,4 @@ pub mod http;
 pub mod message;
 pub mod smpp_server;
 pub mod view;
+pub mod wap_push;

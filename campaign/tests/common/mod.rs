@@ -111,6 +111,7 @@ pub fn spec(segment: i64, slices: Vec<SliceSpec>) -> BulkSpec {
         template: "{brand}用户您好，{region}流量包特惠".into(),
         group_templates: Default::default(),
         channel: Channel::Sms,
+        push: None,
         lane: Default::default(),
         from: Some("10086".into()),
         offer: "DATA10".into(),

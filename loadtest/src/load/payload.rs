@@ -202,6 +202,8 @@ mod tests {
                         dest: part.dest.as_bytes(),
                         payload,
                         concat: c,
+                        udh: &[],
+                        eight_bit: false,
                     }) {
                         done = Some(payload.into_owned());
                     }

@@ -323,6 +323,8 @@ impl Session {
             dest: dest.as_bytes(),
             payload,
             concat,
+            udh: &m.msg_content[..m.msg_content.len() - payload.len()],
+            eight_bit: m.msg_fmt == MsgFmt::Binary,
             receipt,
             coding,
         };

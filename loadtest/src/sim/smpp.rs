@@ -333,11 +333,14 @@ impl Session {
         } else {
             TextCoding::Bytes
         };
+        let whole: &[u8] = m.payload();
         let acc = Accepted {
             source: &m.source.addr,
             dest: &m.dest.addr,
             payload,
             concat,
+            udh: &whole[..whole.len() - payload.len()],
+            eight_bit: crate::tally::smpp_eight_bit(m.data_coding),
             receipt: m.registered_delivery,
             coding,
         };

@@ -64,6 +64,8 @@ mod tests {
             dest: b"2",
             payload: text,
             concat: None,
+            udh: &[],
+            eight_bit: false,
         });
     }
 

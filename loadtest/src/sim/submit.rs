@@ -19,6 +19,10 @@ pub(crate) struct Accepted<'a> {
     /// User data without UDH.
     pub(crate) payload: &'a [u8],
     pub(crate) concat: Option<Concat>,
+    /// The UDH before `payload` (empty when none).
+    pub(crate) udh: &'a [u8],
+    /// 8-bit data coding.
+    pub(crate) eight_bit: bool,
     /// Receipt requested, SMPP registered_delivery bits 0-1: 0 none, 1 on success and
     /// failure, 2 on failure only, 3 on success only (SMPP 5.0). CMPP maps its 0/1 here.
     pub(crate) receipt: u8,
@@ -49,6 +53,8 @@ pub(crate) fn on_accepted(
         dest: m.dest,
         payload: m.payload,
         concat: m.concat,
+        udh: m.udh,
+        eight_bit: m.eight_bit,
     });
     let mut receipt = Receipt::None;
     if m.receipt & 3 != 0 {

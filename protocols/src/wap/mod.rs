@@ -91,6 +91,22 @@ impl Default for PushOptions {
     }
 }
 
+/// Encodes `doc` as the WSP push PDU (the WDP datagram, before splitting into SMS).
+/// `opts.ports`, `opts.scheme` and `opts.max_parts` do not apply here.
+///
+/// # Errors
+/// [`WapError`] for an unencodable document.
+pub fn wap_push_pdu(doc: &PushDocument, opts: &PushOptions) -> Result<Vec<u8>, WapError> {
+    let body = doc.to_wbxml()?;
+    let headers = PushHeaders {
+        content_type: ContentType::WellKnown(doc.content_type()),
+        application_id: opts.application_id.clone(),
+        content_length: opts.content_length,
+        encoding_version: opts.encoding_version,
+    };
+    Ok(wsp::push_pdu(opts.tid, &headers, &body))
+}
+
 /// Encodes `doc` and returns the binary SMS parts that deliver it. `reference` is the
 /// concatenation reference (fresh per push; low 8 bits with the default scheme).
 ///
@@ -101,17 +117,29 @@ pub fn wap_push_sms(
     reference: u16,
     opts: &PushOptions,
 ) -> Result<Vec<Part>, WapError> {
-    let body = doc.to_wbxml()?;
-    let headers = PushHeaders {
-        content_type: ContentType::WellKnown(doc.content_type()),
-        application_id: opts.application_id.clone(),
-        content_length: opts.content_length,
-        encoding_version: opts.encoding_version,
-    };
-    let pdu = wsp::push_pdu(opts.tid, &headers, &body);
+    let pdu = wap_push_pdu(doc, opts)?;
     let mut split = SplitOptions::new(opts.scheme, reference);
     split.max_parts = opts.max_parts;
     Ok(wdp::sms_parts(&pdu, opts.ports, &split)?)
+}
+
+/// The WBXML public identifier of a push body (`02 <public id> …`): SI is
+/// [`si::PUBLIC_ID`] 0x05, SL [`sl::PUBLIC_ID`] 0x06. `None` when `wbxml` is too short or
+/// the id is a string-table reference (first octet 0) or malformed.
+#[must_use]
+pub fn wbxml_public_id(wbxml: &[u8]) -> Option<u32> {
+    let (_version, rest) = wbxml.split_first()?;
+    let mut v: u32 = 0;
+    for (i, &o) in rest.iter().enumerate().take(5) {
+        if i == 0 && o == 0 {
+            return None;
+        }
+        v = v.checked_mul(128)? | u32::from(o & 0x7F);
+        if o & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -142,6 +170,50 @@ mod tests {
             &[0x00, 0x06, 0x05, 0xAE, 0x8D, len, 0xC3, 0x93]
         );
         assert_eq!(&p.payload[8..], &body[..]);
+    }
+
+    #[test]
+    fn public_id_of_si_and_sl_bodies() {
+        let si = PushDocument::Si(ServiceIndication::default())
+            .to_wbxml()
+            .unwrap();
+        let sl = PushDocument::Sl(ServiceLoading::default())
+            .to_wbxml()
+            .unwrap();
+        assert_eq!(wbxml_public_id(&si), Some(si::PUBLIC_ID));
+        assert_eq!(wbxml_public_id(&sl), Some(sl::PUBLIC_ID));
+        assert_eq!(wbxml_public_id(&[0x02]), None);
+        assert_eq!(wbxml_public_id(&[0x02, 0x00, 0x05]), None);
+        assert_eq!(wbxml_public_id(&[0x02, 0x81, 0x01]), Some(129));
+        assert_eq!(wbxml_public_id(&[0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]), None);
+    }
+
+    #[test]
+    fn pdu_then_port_udh_split_is_wap_push_sms() {
+        let doc = PushDocument::Si(ServiceIndication {
+            href: Some(format!("https://example.org/{}", "segment/".repeat(25))),
+            text: "long".into(),
+            ..Default::default()
+        });
+        let opts = PushOptions::default();
+        let pdu = wap_push_pdu(&doc, &opts).unwrap();
+        let (udh, _) = Udh::parse(&wdp::port_udh(wdp::PUSH_PORTS)).unwrap();
+        let split = SplitOptions::new(ConcatScheme::Udh8, 7);
+        let parts = crate::sms::split_binary(&pdu, &udh.ies, &split).unwrap();
+        assert_eq!(parts, wap_push_sms(&doc, 7, &opts).unwrap());
+        assert!(parts.len() >= 2);
+    }
+
+    #[test]
+    fn actions_by_name() {
+        for a in SiAction::ALL {
+            assert_eq!(SiAction::from_name(a.as_str()), Some(a));
+        }
+        for a in SlAction::ALL {
+            assert_eq!(SlAction::from_name(a.as_str()), Some(a));
+        }
+        assert_eq!(SiAction::from_name("signal-loud"), None);
+        assert_eq!(SlAction::from_name("execute-medium"), None);
     }
 
     #[test]

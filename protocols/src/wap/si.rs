@@ -61,6 +61,21 @@ impl SiAction {
         }
     }
 
+    /// Every action, in token order.
+    pub const ALL: [Self; 5] = [
+        Self::SignalNone,
+        Self::SignalLow,
+        Self::SignalMedium,
+        Self::SignalHigh,
+        Self::Delete,
+    ];
+
+    /// The action named by its XML attribute value (`signal-high`, `delete`, …).
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
     /// The XML attribute value.
     #[must_use]
     pub const fn as_str(self) -> &'static str {

@@ -63,6 +63,15 @@ impl SlAction {
         }
     }
 
+    /// Every action, in token order.
+    pub const ALL: [Self; 3] = [Self::ExecuteLow, Self::ExecuteHigh, Self::Cache];
+
+    /// The action named by its XML attribute value (`execute-high`, `cache`, …).
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
     /// The XML attribute value.
     #[must_use]
     pub const fn as_str(self) -> &'static str {

@@ -31,3 +31,35 @@ pub fn sms_parts(
 ) -> Result<Vec<Part>, SplitError> {
     split_binary(datagram, &[InformationElement::ports16(ports)], opts)
 }
+
+/// The UDH (UDHL included) that addresses a single-part datagram to `ports`: for
+/// [`PUSH_PORTS`] `06 05 04 0B 84 23 F0`. Splitting a datagram stored with this UDH through
+/// [`split_binary`] with its IEs gives exactly the parts of [`sms_parts`].
+#[must_use]
+pub fn port_udh(ports: Ports) -> Vec<u8> {
+    let ie = InformationElement::ports16(ports);
+    let mut out = Vec::with_capacity(1 + ie.encoded_len());
+    // One 16-bit port IE is 6 octets: the length always fits the UDHL octet.
+    out.push(6);
+    out.push(0x05);
+    out.push(4);
+    out.extend_from_slice(&ports.dest.to_be_bytes());
+    out.extend_from_slice(&ports.src.to_be_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sms::Udh;
+
+    #[test]
+    fn port_udh_is_the_ports_ie() {
+        let udh = port_udh(PUSH_PORTS);
+        assert_eq!(udh, [0x06, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0]);
+        let (parsed, rest) = Udh::parse(&udh).unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(parsed.ports(), Some(PUSH_PORTS));
+        assert_eq!(parsed.ies, vec![InformationElement::ports16(PUSH_PORTS)]);
+    }
+}
