@@ -36,6 +36,17 @@ pub fn from_ms(ms: u64) -> Timestamp {
         .unwrap_or(Timestamp::MAX)
 }
 
+/// A millisecond count as RFC 3339 (`2026-12-05T13:43:07.123Z`), the form every timestamp
+/// takes in the API, webhooks and the store's receipt events; a count jiff cannot represent
+/// is written as the bare number rather than lost.
+#[must_use]
+pub fn rfc3339(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+        .map_or_else(|| ms.to_string(), |t| t.to_string())
+}
+
 /// The operating system clock; sleeps on the tokio timer.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;

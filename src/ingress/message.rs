@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use serde::Deserialize;
+use sluice_protocols::sms;
 
 use super::wap_push::{self, WireSi, WireSl};
 pub use crate::store::{EncodingHint as Encoding, Lane, MessageKind as Kind, Payload};
@@ -358,12 +359,17 @@ fn check_text(text: &str, encoding: Encoding) -> Result<(), FieldError> {
             format!("{units} UTF-16 units exceed {MAX_TEXT_UTF16} (255 parts)"),
         ));
     }
-    let bad = match encoding {
+    // The codecs that will encode the text decide what it can carry: one table per fact.
+    let codec = match encoding {
         Encoding::Auto | Encoding::Ucs2 => None,
-        Encoding::Latin1 => text.chars().find(|c| u32::from(*c) > 0xFF),
-        Encoding::Gsm7 => text.chars().find(|c| !is_gsm7(*c)),
-        Encoding::Gbk => gbk_unmappable(text),
+        Encoding::Latin1 => Some(sms::Encoding::Latin1),
+        Encoding::Gsm7 => Some(sms::Encoding::Gsm7),
+        Encoding::Gbk => Some(sms::Encoding::Gbk),
     };
+    let bad = codec.and_then(|e| match sms::encode(text, e) {
+        Err(sms::EncodeError::Unmappable { ch, .. }) => Some(ch),
+        _ => None,
+    });
     match bad {
         Some(c) => Err(FieldError::new(
             "encoding",
@@ -371,28 +377,6 @@ fn check_text(text: &str, encoding: Encoding) -> Result<(), FieldError> {
         )),
         None => Ok(()),
     }
-}
-
-/// GSM 03.38 default alphabet plus the extension table (characters reached via ESC 0x1B).
-fn is_gsm7(c: char) -> bool {
-    const BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
-                         ¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
-    const EXTENSION: &str = "\u{000C}^{}\\[~]|€";
-    BASIC.contains(c) || EXTENSION.contains(c)
-}
-
-fn gbk_unmappable(text: &str) -> Option<char> {
-    let mut encoder = encoding_rs::GBK.new_encoder();
-    let mut out = vec![0u8; 4];
-    for c in text.chars() {
-        let mut buf = [0u8; 4];
-        let s = c.encode_utf8(&mut buf);
-        let (result, _, _) = encoder.encode_from_utf8_without_replacement(s, &mut out, false);
-        if !matches!(result, encoding_rs::EncoderResult::InputEmpty) {
-            return Some(c);
-        }
-    }
-    None
 }
 
 /// A UDH is its own length octet (UDHL) followed by exactly UDHL octets of IEs.

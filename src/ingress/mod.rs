@@ -6,6 +6,7 @@
 //! fsync'd commit, and nothing of a batch is stored unless all of it is valid.
 //!
 //! - [`wap_push`]: the `si` / `sl` objects of `wap_push` messages, encoded at ingress.
+//! - [`place`]: route + windows → the channel and due time of each message.
 //! - [`smpp_server`]: ESMEs binding to sluice — a later issue; only its plan is written.
 
 pub mod accept;
@@ -13,6 +14,7 @@ pub mod account;
 pub mod batch;
 pub mod http;
 pub mod message;
+pub mod place;
 pub mod smpp_server;
 pub mod view;
 pub mod wap_push;

@@ -3,6 +3,7 @@
 //! Job: render store records in the contract's shape. Times are RFC 3339 UTC; states use the
 //! contract's snake_case names (the store's serde names are the same words).
 
+use crate::clock::rfc3339;
 use serde::Serialize;
 
 use super::accept::Accepted;
@@ -80,14 +81,6 @@ struct ReceiptView<'a> {
 
 fn is_zero(v: &u16) -> bool {
     *v == 0
-}
-
-/// RFC 3339 text for a store time in ms.
-pub fn rfc3339(ms: u64) -> String {
-    i64::try_from(ms)
-        .ok()
-        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-        .map_or_else(|| ms.to_string(), |t| t.to_string())
 }
 
 /// The `GET /v1/messages/{id}` body.

@@ -430,7 +430,7 @@ impl Receipts {
             from,
             to,
             text,
-            received_at: crate::ingress::view::rfc3339(ms(at)),
+            received_at: crate::clock::rfc3339(ms(at)),
         };
         (event, keep)
     }

@@ -17,7 +17,7 @@
 //! - an MO is kept by appending it to the account's MO outbox (`MoEnqueue`); the caller
 //!   answers the center only after that commit, so the center resends what was not kept.
 
-use jiff::Timestamp;
+use crate::clock::rfc3339;
 
 use super::backend::{Kv, KvRead};
 use super::codec;
@@ -266,13 +266,6 @@ fn unqueue(kv: &mut dyn Kv, m: &mut Message) -> Result<(), StoreError> {
         kv.delete(&keys::ready(&m.channel, m.lane, m.due_ms, m.id))?;
     }
     Ok(())
-}
-
-fn rfc3339(ms: u64) -> String {
-    i64::try_from(ms)
-        .ok()
-        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
-        .map_or_else(|| ms.to_string(), |t| t.to_string())
 }
 
 /// Ends `m` in `state`, queues its receipt event, and saves it.
