@@ -354,15 +354,36 @@ impl ChannelConfig {
     }
 }
 
-/// Keys each kind takes beyond the common ones, for the "not a key of this kind" error.
-const SMPP_KEYS: &[&str] = &[
+/// Keys every kind takes.
+pub const COMMON_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "host",
+    "port",
+    "binds",
+    "window",
+    "lease_batch",
+    "rate",
+    "burst",
+    "windows",
+    "quiet_hours",
+    "retry",
+    "response_timeout_ms",
+    "enquire_link_secs",
+    "message_id_format",
+    "dlr_id_format",
+    "concatenation",
+];
+/// Keys only SMPP channels take.
+pub const SMPP_KEYS: &[&str] = &[
     "system_id",
     "password",
     "system_type",
     "bind_mode",
     "interface_version",
 ];
-const CMPP_KEYS: &[&str] = &[
+/// Keys only CMPP channels take.
+pub const CMPP_KEYS: &[&str] = &[
     "source_addr",
     "shared_secret",
     "version",
@@ -374,7 +395,8 @@ const CMPP_KEYS: &[&str] = &[
     "link_id",
     "active_test_misses",
 ];
-const MM7_KEYS: &[&str] = &["path"];
+/// Keys only MM7 channels take (a kind this build refuses).
+pub const MM7_KEYS: &[&str] = &["path"];
 
 impl RawChannel {
     /// Names of the kind-specific keys present in this table, each with the kind it
@@ -640,4 +662,45 @@ fn refuse_mm7(k: &dyn Fn(&str) -> String, c: &Checker<'_>) -> ConfigError {
         "mm7 channels are not served by this build of sluice (no MM7 egress yet); \
          remove the channel or route MMS elsewhere",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key lists are the struct's fields, no more and no fewer, so the "key of another
+    /// kind" check and the documentation test below cover every key.
+    #[test]
+    fn key_lists_are_the_fields() {
+        let raw: RawChannel = toml::from_str(
+            "name = \"a\"\nkind = \"smpp\"\nhost = \"h\"\nport = 1\nrate = 1",
+        )
+        .expect("minimal table");
+        let value = serde_json::to_value(&raw).expect("json");
+        let mut fields: Vec<&str> = value
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort_unstable();
+        let mut listed: Vec<&str> = [COMMON_KEYS, SMPP_KEYS, CMPP_KEYS, MM7_KEYS].concat();
+        listed.sort_unstable();
+        assert_eq!(fields, listed);
+    }
+
+    /// Every key of every kind is documented in the embedded config, set or commented.
+    #[test]
+    fn every_key_is_documented_in_the_embedded_config() {
+        let doc = super::super::EMBEDDED;
+        for key in [COMMON_KEYS, SMPP_KEYS, CMPP_KEYS, MM7_KEYS].concat() {
+            assert!(
+                doc.lines().any(|l| {
+                    let l = l.trim_start_matches(['#', ' ']);
+                    l.starts_with(&format!("{key} ")) || l.starts_with(&format!("{key},"))
+                }),
+                "channels key {key:?} is not documented in config/sluice.toml"
+            );
+        }
+    }
 }
