@@ -1,5 +1,5 @@
 //! sluice gateway library: configuration, the durable store, scheduling and routing, and on
-//! top of them egress channels, ingress, receipts and metrics (see DESIGN.md §2–§3).
+//! top of them egress channels, ingress, receipts and metrics (see docs/ARCHITECTURE.md).
 
 pub mod campaign_cmd;
 pub mod channel;

@@ -672,10 +672,9 @@ mod tests {
     /// kind" check and the documentation test below cover every key.
     #[test]
     fn key_lists_are_the_fields() {
-        let raw: RawChannel = toml::from_str(
-            "name = \"a\"\nkind = \"smpp\"\nhost = \"h\"\nport = 1\nrate = 1",
-        )
-        .expect("minimal table");
+        let raw: RawChannel =
+            toml::from_str("name = \"a\"\nkind = \"smpp\"\nhost = \"h\"\nport = 1\nrate = 1")
+                .expect("minimal table");
         let value = serde_json::to_value(&raw).expect("json");
         let mut fields: Vec<&str> = value
             .as_object()

@@ -10,7 +10,7 @@
 //! 5. channels + dispatch (one worker and one dispatcher per SMPP channel);
 //! 6. HTTP ingress (and the separate metrics listener, when configured).
 //!
-//! Shutdown (SIGTERM / ctrl-c, or [`Gateway::shutdown`]) runs the order of STYLE.md §7:
+//! Shutdown (SIGTERM / ctrl-c, or [`Gateway::shutdown`]) runs the drain order (docs/ARCHITECTURE.md):
 //! stop accepting (ingress answers 503, then the listener closes), stop leasing (dispatch),
 //! wait for in-flight responses up to `drain_deadline`, unbind (the workers), let receipts
 //! drain, and drop the store last so its writer flushes and joins. Anything still leased

@@ -85,7 +85,7 @@ pub struct RedbBackend {
 }
 
 /// redb's page cache. Its default (1 GiB) alone would blow the gateway's memory budget
-/// (DESIGN §7: RSS < 300 MB with 10 M queued); the hot set is the queue indexes and the
+/// (the target: RSS < 300 MB with 10 M queued, see BENCHMARKS.md); the hot set is the queue indexes and the
 /// newest pages, which fit comfortably in this.
 pub(crate) const CACHE_BYTES: usize = 64 * 1024 * 1024;
 

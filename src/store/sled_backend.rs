@@ -1,4 +1,4 @@
-//! sled 0.34 backend (`--features sled`), kept for comparison with redb (DESIGN.md §4).
+//! sled 0.34 backend (`--features sled`), kept for comparison with redb (unmaintained since 2021; never the default).
 //!
 //! sled transactions cannot scan, so a write transaction here is an in-memory overlay of puts
 //! and deletes over the tree: reads merge the overlay with committed data, and commit applies
