@@ -231,6 +231,23 @@ async fn flow_control_slows_down_and_loses_nothing() {
     );
 }
 
+/// A WAP Push SI routed to a CMPP channel leaves as binary SUBMITs (Msg_Fmt 4, TP_udhi 1,
+/// the WDP port UDH) that the ISMG reassembles and decodes as an SI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wap_push_goes_over_cmpp() {
+    let rig = rig(cmpp_listener(), "2.0", "").await;
+    let push = json!({"kind": "wap_push", "to": "13800138000",
+        "si": {"href": "http://www.example.com/offer", "text": "新套餐 8 折"}});
+    let (status, body) = post(&rig.client, &rig.base, &json!({ "messages": [push] })).await;
+    assert_eq!(status, 202, "{body}");
+    assert!(
+        wait_until(WAIT, || rig.receipts().len() == 1).await,
+        "no receipt"
+    );
+    let tally = rig.stop().await.expect("tally");
+    assert_eq!(tally.wap_push.si, 1, "{tally:?}");
+}
+
 /// A reply (MO DELIVER) to the service number reaches the account's MO webhook, decoded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_reach_the_mo_webhook() {

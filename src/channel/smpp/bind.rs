@@ -34,7 +34,7 @@ use crate::channel::backoff::Backoff;
 use crate::channel::egress::{BindReport, PartJob, PartOutcome, PartTag, WorkerLinks};
 use crate::channel::{ChannelEvent, DeliverAck};
 use crate::metrics::{
-    CHANNEL_BINDS_DOWN, CHANNEL_BINDS_UP, CHANNEL_SUBMITS, CHANNEL_WINDOW_IN_USE,
+    CHANNEL_BINDS_DOWN, CHANNEL_BINDS_UP, CHANNEL_SUBMITS, CHANNEL_TOLERATED, CHANNEL_WINDOW_IN_USE,
 };
 use sluice_protocols::smpp::session::esme::{
     CloseReason, Event, RefuseReason, Session, SessionConfig, State,
@@ -334,7 +334,12 @@ impl<'a> Connection<'a> {
                 Ok(Some(len)) => {
                     let pdu = self.read.split_to(len).freeze();
                     match decode(pdu) {
-                        Ok(decoded) => self.session.handle_pdu(now, decoded.command),
+                        Ok(decoded) => {
+                            for kind in decoded.tolerated.names() {
+                                counter!(CHANNEL_TOLERATED, "channel" => self.spec.channel.to_string(), "kind" => kind).increment(1);
+                            }
+                            self.session.handle_pdu(now, decoded.command);
+                        }
                         Err(e) => {
                             warn!(error = %e, "Undecodable PDU from center.");
                             self.session.handle_decode_error(now, &e);
