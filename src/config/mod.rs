@@ -20,8 +20,9 @@ use sha2::{Digest, Sha256};
 mod channel;
 
 pub use channel::{
-    BindMode, ChannelConfig, ChannelKind, CmppSettings, CmppVersion, Concatenation,
-    IdFormatSetting, Protocol, RawChannel, RetryConfig, SmppSettings,
+    BindMode, CMPP_KEYS, COMMON_KEYS, ChannelConfig, ChannelKind, CmppSettings, CmppVersion,
+    Concatenation, IdFormatSetting, MM7_KEYS, Protocol, RawChannel, RetryConfig, SMPP_KEYS,
+    SmppSettings,
 };
 
 use crate::route::{Route, Router};
