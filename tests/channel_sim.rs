@@ -546,7 +546,14 @@ async fn throughput() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_handed_over_twice_is_sent_once() {
-    let (sim, addr) = sim(ListenerConfig::default()).await;
+    // The center answers after 300 ms, so the second copy surely arrives while the first is
+    // still held (the worker's guard covers messages in its care; a message it already
+    // finished is the store's to lease again, not the worker's to refuse).
+    let (sim, addr) = sim(ListenerConfig {
+        latency: sluice_loadtest::dist::Delay::Fixed { ms: 300.0 },
+        ..ListenerConfig::default()
+    })
+    .await;
     let mut rig = Rig::start(config(addr, 1000));
     rig.input.send(text(1, "twice".into())).await.unwrap();
     rig.input.send(text(1, "twice".into())).await.unwrap();

@@ -19,7 +19,6 @@ pub mod inbound;
 pub mod parts;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use sluice_protocols::cmpp::Submit;
 use tokio::sync::mpsc;
@@ -29,6 +28,7 @@ pub use self::config::CmppChannelConfig;
 use self::inbound::Inbound;
 use self::parts::{BuildError, PartSettings, build_parts};
 use crate::channel::ChannelEvent;
+use crate::channel::driver::DriverSpec;
 use crate::channel::egress::{Disposition, OutboundMessage, Settled, WorkerHandle};
 use crate::channel::worker::{self, Wire};
 
@@ -77,13 +77,12 @@ pub fn spawn(
         let inbound = Arc::new(Inbound::default());
         (0..config.connections.max(1))
             .map(|index| {
+                let mut driver =
+                    DriverSpec::new(Arc::clone(&config.limits.name), index, config.addr.clone());
+                driver.backoff = config.reconnect;
                 let spec = ConnSpec {
-                    channel: Arc::clone(&config.limits.name),
-                    index,
-                    addr: config.addr.clone(),
+                    driver,
                     session: config.session.clone(),
-                    backoff: config.reconnect,
-                    connect_timeout: Duration::from_secs(10),
                     tz: config.tz.clone(),
                 };
                 let links = ConnLinks {

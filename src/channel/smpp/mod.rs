@@ -80,18 +80,16 @@ pub fn spawn(
         let mut binds = Vec::new();
         for _ in 0..config.binds.max(1) {
             for kind in kinds {
-                let spec = BindSpec {
-                    backoff: config.reconnect,
-                    ..BindSpec::new(
-                        Arc::clone(&config.name),
-                        binds.len(),
-                        config.addr.clone(),
-                        SessionConfig {
-                            bind_kind: *kind,
-                            ..config.session.clone()
-                        },
-                    )
-                };
+                let mut spec = BindSpec::new(
+                    Arc::clone(&config.name),
+                    binds.len(),
+                    config.addr.clone(),
+                    SessionConfig {
+                        bind_kind: *kind,
+                        ..config.session.clone()
+                    },
+                );
+                spec.driver.backoff = config.reconnect;
                 let links = BindLinks {
                     worker: links.clone(),
                     events: events.clone(),

@@ -1,0 +1,462 @@
+//! The connection driver every protocol's binds share: one tokio task per bind that
+//! connects, lets the protocol's sans-IO session log in, moves bytes and timers between the
+//! socket and the session, and reconnects with jittered exponential backoff.
+//!
+//! A protocol plugs in with a [`Link`]: its session plus the few conversions only it knows
+//! (how to decode what was read, how to wind down, what an event means). Everything else is
+//! here, once:
+//! - parts to submit are *pulled* from the channel's shared queue only while the session's
+//!   window has room, so a slow bind never hoards work another bind could send;
+//! - every submitted part comes back to the worker exactly once as a
+//!   [`BindReport::Outcome`] (response, timeout, or aborted when the connection dies);
+//! - receipts and MO go to the receipt layer as [`ChannelEvent`]s; the center's request is
+//!   answered only when the receipt layer says the event is durable ([`DeliverAck`]), and as
+//!   "not kept" (the center resends) when the receipt layer is gone;
+//! - writes are batched: everything the session queued is encoded into one buffer and
+//!   written with one `write_all`; reads hand the session every whole PDU per wake-up.
+//!
+//! Shutdown: the driver stops pulling parts and asks the link to wind down (SMPP unbinds once
+//! its window is empty, CMPP sends TERMINATE); the session closes when the peer answers or
+//! its response timer runs out, which it guarantees.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use metrics::{counter, gauge};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::channel::backoff::Backoff;
+use crate::channel::egress::{BindReport, PartJob, PartOutcome, PartTag, WorkerLinks};
+use crate::channel::{ChannelEvent, DeliverAck};
+use crate::metrics::{
+    CHANNEL_BINDS_DOWN, CHANNEL_BINDS_UP, CHANNEL_SUBMITS, CHANNEL_WINDOW_IN_USE,
+};
+
+/// What a protocol's session tells the driver, already in the channel's terms.
+#[derive(Debug)]
+pub enum Output<A> {
+    /// Logged in (bound / connected); `sends` when this bind may submit.
+    Up {
+        /// Transmitter / transceiver / CMPP connection: yes; receiver: no.
+        sends: bool,
+    },
+    /// A submitted part ended.
+    Part {
+        /// Which part.
+        tag: PartTag,
+        /// How.
+        outcome: PartOutcome,
+        /// When it was submitted.
+        sent_at: Instant,
+    },
+    /// A receipt or MO for the receipt layer; answer the center with `ack` once it is kept.
+    Inbound {
+        /// The event (its `ack` field is wired by the driver).
+        event: ChannelEvent,
+        /// What answering the center's request needs.
+        ack: A,
+    },
+    /// The session is over, for this reason.
+    Closed(String),
+}
+
+/// One protocol session as the driver sees it.
+pub trait Link: Send + 'static {
+    /// One part's request body.
+    type Part: Send + Sync + 'static;
+    /// What answering one inbound request needs (sequence number, ids).
+    type Ack: Send + 'static;
+
+    /// Encodes every PDU the session has queued into `out`.
+    fn encode_queued(&mut self, out: &mut BytesMut);
+    /// Hands the session every whole PDU in `buf` (a partial one stays in `buf`).
+    fn read(&mut self, now: Instant, buf: &mut BytesMut);
+    /// Fires the session's timers due at `now`.
+    fn handle_timeout(&mut self, now: Instant);
+    /// When [`Link::handle_timeout`] is next due.
+    fn poll_timeout(&mut self) -> Option<Instant>;
+    /// The socket is gone.
+    fn handle_disconnect(&mut self);
+    /// Logged in with room in the window.
+    fn can_submit(&self) -> bool;
+    /// Requests in the window.
+    fn in_flight(&self) -> usize;
+    /// Submits a part; gives the tag back when the session refuses it.
+    ///
+    /// # Errors
+    /// The tag of a part the session would not take (not logged in, window full).
+    fn submit(&mut self, now: Instant, tag: PartTag, body: Box<Self::Part>) -> Result<(), PartTag>;
+    /// Called on every turn while shutting down (`first` on the first): close politely when
+    /// logged in (once the window allows), or just drop a link that is not logged in yet.
+    fn wind_down(&mut self, now: Instant, first: bool);
+    /// Answers an inbound request: `kept` when the receipt layer made it durable.
+    fn answer(&mut self, ack: Self::Ack, kept: bool);
+    /// The next thing the session has for the driver (events it handles itself, such as an
+    /// MO part held for reassembly or a tolerated deviation counted, never come out).
+    fn poll_output(&mut self) -> Option<Output<Self::Ack>>;
+}
+
+/// The protocol-neutral half of a bind's settings.
+#[derive(Debug, Clone)]
+pub struct DriverSpec {
+    /// Channel name (for logs, metrics and events).
+    pub channel: Arc<str>,
+    /// Bind index within the channel.
+    pub index: usize,
+    /// `host:port` of the center.
+    pub addr: String,
+    /// Reconnect policy.
+    pub backoff: Backoff,
+    /// Limit for the TCP connect.
+    pub connect_timeout: Duration,
+}
+
+impl DriverSpec {
+    /// A spec with the default reconnect policy and a 10 s connect limit.
+    #[must_use]
+    pub fn new(channel: Arc<str>, index: usize, addr: String) -> Self {
+        Self {
+            channel,
+            index,
+            addr,
+            backoff: Backoff::default(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Runs one bind until shutdown: connect, let `new_link` start a session on the fresh
+/// connection, serve it, reconnect.
+pub async fn run<L: Link>(
+    spec: DriverSpec,
+    worker: WorkerLinks<L::Part>,
+    events: mpsc::Sender<ChannelEvent>,
+    mut new_link: impl FnMut() -> Result<L, String> + Send,
+) {
+    let span = info_span!("bind", channel = %spec.channel, bind = spec.index);
+    async move {
+        let mut failures: u32 = 0;
+        let mut shutdown = worker.shutdown.clone();
+        let labels = [
+            ("channel", spec.channel.to_string()),
+            ("bind", spec.index.to_string()),
+        ];
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let mut queue_closed = false;
+            let up = match connect(&spec).await {
+                Ok(stream) => match new_link() {
+                    Ok(link) => {
+                        let mut conn = Connection::new(&spec, stream, link, &labels);
+                        let reason = conn.serve(&worker, &events).await;
+                        queue_closed = conn.queue_closed;
+                        counter!(CHANNEL_BINDS_DOWN, &labels).increment(1);
+                        gauge!(CHANNEL_WINDOW_IN_USE, &labels).set(0.0);
+                        if conn.was_up {
+                            let _ = worker
+                                .reports
+                                .send(BindReport::Down {
+                                    bind: spec.index,
+                                    reason: reason.clone(),
+                                })
+                                .await;
+                        }
+                        info!(%reason, "Bind closed.");
+                        conn.was_up
+                    }
+                    Err(e) => {
+                        // Settings are validated at start; this is a bug, not input.
+                        warn!(error = %e, "Session settings refused.");
+                        false
+                    }
+                },
+                Err(e) => {
+                    warn!(addr = %spec.addr, error = %e, "Connect failed.");
+                    false
+                }
+            };
+            if *shutdown.borrow() || queue_closed {
+                return;
+            }
+            failures = if up { 0 } else { failures.saturating_add(1) };
+            let delay = spec.backoff.delay_random(failures);
+            debug!(?delay, "Reconnecting after backoff.");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn connect(spec: &DriverSpec) -> std::io::Result<TcpStream> {
+    let stream = tokio::time::timeout(spec.connect_timeout, TcpStream::connect(&spec.addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// One TCP connection's worth of driving.
+struct Connection<'a, L: Link> {
+    spec: &'a DriverSpec,
+    labels: &'a [(&'static str, String); 2],
+    stream: TcpStream,
+    link: L,
+    read: BytesMut,
+    write: BytesMut,
+    was_up: bool,
+    /// The worker dropped the part queue: the channel is stopping, do not reconnect.
+    queue_closed: bool,
+    /// Metric handles, registered once per connection (not per PDU).
+    submits: metrics::Counter,
+    window_in_use: metrics::Gauge,
+    /// Inbound requests handed to the receipt layer and not yet durable.
+    acks: FuturesUnordered<BoxFuture<'static, (L::Ack, bool)>>,
+}
+
+/// What the select loop woke up for.
+enum Wake<P, A> {
+    Read(std::io::Result<usize>),
+    Timer,
+    Part(Option<PartJob<P>>),
+    Shutdown,
+    Ack(A, bool),
+}
+
+impl<'a, L: Link> Connection<'a, L> {
+    fn new(
+        spec: &'a DriverSpec,
+        stream: TcpStream,
+        link: L,
+        labels: &'a [(&'static str, String); 2],
+    ) -> Self {
+        Self {
+            spec,
+            labels,
+            stream,
+            link,
+            read: BytesMut::with_capacity(64 * 1024),
+            write: BytesMut::with_capacity(64 * 1024),
+            was_up: false,
+            queue_closed: false,
+            submits: counter!(CHANNEL_SUBMITS, "channel" => spec.channel.to_string()),
+            window_in_use: gauge!(CHANNEL_WINDOW_IN_USE, labels),
+            acks: FuturesUnordered::new(),
+        }
+    }
+
+    /// Serves the connection until the session closes or the socket fails; returns why.
+    async fn serve(
+        &mut self,
+        worker: &WorkerLinks<L::Part>,
+        events: &mpsc::Sender<ChannelEvent>,
+    ) -> String {
+        let mut shutting_down = false;
+        let mut shutdown = worker.shutdown.clone();
+        loop {
+            if let Err(e) = self.flush().await {
+                self.link.handle_disconnect();
+                self.drain(worker, events).await;
+                return format!("write failed: {e}");
+            }
+            if let Some(reason) = self.drain(worker, events).await {
+                return reason;
+            }
+            let first = !shutting_down && *shutdown.borrow();
+            shutting_down |= first;
+            if shutting_down {
+                // Drain, then close: no new parts are taken while shutting down.
+                self.link.wind_down(Instant::now(), first);
+                if let Err(e) = self.flush().await {
+                    self.link.handle_disconnect();
+                    self.drain(worker, events).await;
+                    return format!("write failed: {e}");
+                }
+                if let Some(reason) = self.drain(worker, events).await {
+                    return reason;
+                }
+            }
+            let timer = self.link.poll_timeout();
+            let want_part = !shutting_down && self.link.can_submit();
+            let wake = {
+                let sleep = async {
+                    match timer {
+                        Some(t) => tokio::time::sleep_until(t.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let part = async {
+                    if want_part {
+                        worker.parts.lock().await.recv().await
+                    } else {
+                        std::future::pending().await
+                    }
+                };
+                let stop = async {
+                    if shutting_down {
+                        std::future::pending::<()>().await;
+                    }
+                    let _ = shutdown.wait_for(|s| *s).await;
+                };
+                tokio::select! {
+                    biased;
+                    r = self.stream.read_buf(&mut self.read) => Wake::Read(r),
+                    () = sleep => Wake::Timer,
+                    Some((ack, kept)) = self.acks.next(), if !self.acks.is_empty() => {
+                        Wake::Ack(ack, kept)
+                    }
+                    () = stop => Wake::Shutdown,
+                    p = part => Wake::Part(p),
+                }
+            };
+            match wake {
+                Wake::Read(Ok(0)) => {
+                    self.link.handle_disconnect();
+                    self.drain(worker, events).await;
+                    return "center closed the connection".into();
+                }
+                Wake::Read(Err(e)) => {
+                    self.link.handle_disconnect();
+                    self.drain(worker, events).await;
+                    return format!("read failed: {e}");
+                }
+                Wake::Read(Ok(_)) => self.link.read(Instant::now(), &mut self.read),
+                Wake::Timer => self.link.handle_timeout(Instant::now()),
+                Wake::Shutdown => {}
+                Wake::Ack(ack, kept) => {
+                    self.link.answer(ack, kept);
+                    // Answer every request already settled in the same write.
+                    while let Some(Some((ack, kept))) = self.acks.next().now_or_never() {
+                        self.link.answer(ack, kept);
+                    }
+                }
+                Wake::Part(None) => {
+                    // The worker dropped the queue: the channel is stopping (drain, close).
+                    self.queue_closed = true;
+                    shutting_down = true;
+                }
+                Wake::Part(Some(job)) => {
+                    self.submit(job, worker).await;
+                    // Take more without waiting, so one write carries many submits.
+                    while self.link.can_submit() {
+                        let next = match worker.parts.try_lock() {
+                            Ok(mut q) => q.try_recv().ok(),
+                            Err(_) => None,
+                        };
+                        match next {
+                            Some(job) => self.submit(job, worker).await,
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn submit(&mut self, job: PartJob<L::Part>, worker: &WorkerLinks<L::Part>) {
+        let now = Instant::now();
+        match self.link.submit(now, job.tag, job.body) {
+            Ok(()) => self.submits.increment(1),
+            Err(tag) => {
+                let _ = worker
+                    .reports
+                    .send(BindReport::Outcome {
+                        bind: self.spec.index,
+                        tag,
+                        outcome: PartOutcome::Aborted,
+                        sent_at: now,
+                        at: now,
+                    })
+                    .await;
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.link.encode_queued(&mut self.write);
+        if !self.write.is_empty() {
+            self.stream.write_all(&self.write).await?;
+            self.write.clear();
+        }
+        Ok(())
+    }
+
+    /// Forwards the session's outputs; returns the close reason once the session is closed.
+    async fn drain(
+        &mut self,
+        worker: &WorkerLinks<L::Part>,
+        events: &mpsc::Sender<ChannelEvent>,
+    ) -> Option<String> {
+        let bind = self.spec.index;
+        let mut closed = None;
+        while let Some(output) = self.link.poll_output() {
+            let report = match output {
+                Output::Up { sends } => {
+                    self.was_up = true;
+                    counter!(CHANNEL_BINDS_UP, self.labels).increment(1);
+                    Some(BindReport::Up { bind, sends })
+                }
+                Output::Part {
+                    tag,
+                    outcome,
+                    sent_at,
+                } => Some(BindReport::Outcome {
+                    bind,
+                    tag,
+                    outcome,
+                    sent_at,
+                    at: Instant::now(),
+                }),
+                Output::Inbound { event, ack } => {
+                    self.inbound(event, ack, events).await;
+                    None
+                }
+                Output::Closed(reason) => {
+                    closed = Some(reason);
+                    None
+                }
+            };
+            if let Some(report) = report {
+                // The worker may be gone during shutdown; nothing else to tell then.
+                let _ = worker.reports.send(report).await;
+            }
+        }
+        self.window_in_use.set(self.link.in_flight() as f64);
+        closed
+    }
+
+    /// Hands a receipt or MO to the receipt layer; its answer waits until the event is kept
+    /// (dropped without an answer counts as kept, see [`DeliverAck`]). With the receipt layer
+    /// gone, the center is told to resend.
+    async fn inbound(
+        &mut self,
+        mut event: ChannelEvent,
+        ack: L::Ack,
+        events: &mpsc::Sender<ChannelEvent>,
+    ) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        match &mut event {
+            ChannelEvent::Receipt { ack, .. } | ChannelEvent::Mo { ack, .. } => {
+                *ack = DeliverAck::new(tx);
+            }
+        }
+        if events.send(event).await.is_err() {
+            self.link.answer(ack, false);
+            return;
+        }
+        self.acks
+            .push(async move { (ack, rx.await.unwrap_or(true)) }.boxed());
+    }
+}
