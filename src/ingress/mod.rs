@@ -5,7 +5,8 @@
 //! one durable store commit) → [`view`] (202 body). Nothing is acknowledged before the store's
 //! fsync'd commit, and nothing of a batch is stored unless all of it is valid.
 //!
-//! - [`smpp_server`]: ESMEs binding to sluice — a later issue; only its plan is written.
+//! - [`smpp_server`]: ESMEs binding to sluice over SMPP; submits take the same validation,
+//!   rate charge and durable accept (`http::accept_items`) as the HTTP API.
 
 pub mod accept;
 pub mod account;
