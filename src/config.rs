@@ -1096,6 +1096,50 @@ mod tests {
     }
 
     #[test]
+    fn smpp_login_keys_are_checked_and_named() {
+        let h = hash_api_key("pw");
+        let acct = |extra: &str| format!("[[accounts]]\nname = \"a\"\nrate = 1\n{extra}\n");
+        let ok = Config::parse(
+            &format!(
+                "[listeners]\nsmpp = \"127.0.0.1:0\"\n{}",
+                acct(&format!(
+                    "smpp_system_id = \"esme\"\nsmpp_password_sha256 = \"{h}\""
+                ))
+            ),
+            "t.toml",
+        )
+        .expect("valid");
+        assert_eq!(ok.accounts[0].smpp_max_binds, 4);
+        assert_eq!(ok.accounts[0].smpp_window, 64);
+        for (extra, key) in [
+            (
+                "smpp_system_id = \"esme\"",
+                "accounts[0].smpp_password_sha256",
+            ),
+            (
+                "smpp_system_id = \"esme\"\nsmpp_password_sha256 = \"xyz\"",
+                "accounts[0].smpp_password_sha256",
+            ),
+            (
+                &format!("smpp_system_id = \"waytoolongsystemid\"\nsmpp_password_sha256 = \"{h}\""),
+                "accounts[0].smpp_system_id",
+            ),
+            ("smpp_window = 0", "accounts[0].smpp_window"),
+            ("smpp_max_binds = 0", "accounts[0].smpp_max_binds"),
+        ] {
+            let e = Config::parse(&acct(extra), "t.toml").expect_err(extra);
+            assert_eq!(e.key(), Some(key), "{extra}: {e}");
+        }
+        // A listener nobody can bind to is refused.
+        let e = Config::parse(
+            &format!("[listeners]\nsmpp = \"127.0.0.1:0\"\n{}", acct("")),
+            "t.toml",
+        )
+        .expect_err("no login");
+        assert_eq!(e.key(), Some("listeners.smpp"));
+    }
+
+    #[test]
     fn backoff_doubles_and_caps() {
         let r = RetryConfig::default();
         assert_eq!(r.backoff(0), Duration::from_secs(1));

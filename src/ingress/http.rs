@@ -31,7 +31,7 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
-use super::accept::{AcceptError, PlaceFn, accept};
+use super::accept::{AcceptError, PlaceFn, accept_with_ids};
 use super::account::{Account, Accounts};
 use super::batch::{self, BatchError, BatchLimits, Format};
 use super::view;
@@ -275,7 +275,7 @@ async fn submit_batch(
         .iter()
         .map(|i| i.submission.client_ref.clone())
         .collect();
-    let accepted = accept_items(state, account, items)
+    let accepted = accept_items(state, account, items, Vec::new())
         .await
         .map_err(|e| match e {
             AcceptError::Unplaceable { line, error } => ApiError::NoRoute {
@@ -310,13 +310,15 @@ pub async fn accept_items(
     state: &IngressState,
     account: &Account,
     items: Vec<batch::Item>,
+    ids: Vec<MessageId>,
 ) -> Result<Vec<super::accept::Accepted>, AcceptError> {
     let n = items.len();
-    let batch = accept(
+    let batch = accept_with_ids(
         &state.store,
         &state.place,
         account.name(),
         items,
+        ids,
         (state.now_ms)(),
     )
     .await

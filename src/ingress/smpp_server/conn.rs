@@ -36,6 +36,7 @@ use crate::ingress::accept::AcceptError;
 use crate::ingress::account::key_hash;
 use crate::ingress::http::accept_items;
 use crate::metrics as m;
+use crate::store::MessageId;
 
 type Tag = (super::OutgoingKind, u64);
 type SubmitResult = (Vec<u32>, Result<String, CommandStatus>);
@@ -55,7 +56,9 @@ struct Conn {
     reject: Option<(Pin<Box<tokio::time::Sleep>>, CommandStatus)>,
     tasks: JoinSet<SubmitResult>,
     reasm: Reassembler,
-    held: HashMap<MessageKey, Vec<u32>>,
+    /// Long messages being reassembled: the id they will get (pre-allocated, given to the
+    /// first parts' responses).
+    held: HashMap<MessageKey, MessageId>,
     queued: VecDeque<Outgoing>,
     draining: bool,
     span: tracing::Span,
@@ -324,7 +327,7 @@ impl Conn {
         match submit::decode(submit) {
             Err(status) => self.respond(seq, Err(status)),
             Ok(Incoming::Whole { common, data, udh }) => {
-                self.accept(vec![seq], &common, &data, udh.as_deref());
+                self.accept(vec![seq], &common, &data, udh.as_deref(), None);
             }
             Ok(Incoming::Part {
                 common,
@@ -344,33 +347,39 @@ impl Conn {
                     .push(&source, &dest, concat, &data, Instant::now())
                 {
                     Outcome::Complete(parts) => {
-                        let mut seqs = self.held.remove(&key).unwrap_or_default();
-                        seqs.push(seq);
+                        let id = self.held.remove(&key);
                         let whole: Vec<u8> = parts.concat();
-                        self.accept(seqs, &common, &whole, None);
+                        self.accept(vec![seq], &common, &whole, None, id);
                     }
                     Outcome::Pending | Outcome::Duplicate => {
-                        self.held.entry(key).or_default().push(seq);
+                        // Answered at once with the id the whole message will get: clients
+                        // that wait for each part's response before the next (smpplib) must
+                        // be able to send the rest. The last part's response waits for the
+                        // durable commit and carries any refusal.
+                        let ingress = &self.server.ingress;
+                        let id = *self
+                            .held
+                            .entry(key)
+                            .or_insert_with(|| ingress.store.ids().next((ingress.now_ms)()));
+                        self.respond(seq, Ok(id.to_string()));
                     }
                     Outcome::Rejected => self.respond(seq, Err(CommandStatus::EsmeRinvmsglen)),
                 }
-                // Parts evicted for room are answered now rather than at expiry.
-                let evicted: Vec<MessageKey> = self
-                    .held
-                    .keys()
-                    .filter(|k| !self.reasm.is_pending(k))
-                    .cloned()
-                    .collect();
-                for k in evicted {
-                    if let Some(seqs) = self.held.remove(&k) {
-                        self.answer(&seqs, &Err(CommandStatus::EsmeRsubmitfail));
-                    }
-                }
+                // Forget ids of messages evicted for room.
+                let reasm = &self.reasm;
+                self.held.retain(|k, _| reasm.is_pending(k));
             }
         }
     }
 
-    fn accept(&mut self, seqs: Vec<u32>, common: &Common, data: &[u8], udh: Option<&[u8]>) {
+    fn accept(
+        &mut self,
+        seqs: Vec<u32>,
+        common: &Common,
+        data: &[u8],
+        udh: Option<&[u8]>,
+        id: Option<MessageId>,
+    ) {
         let Some(name) = self.bound.as_ref().map(|b| b.hub.name.clone()) else {
             self.answer(&seqs, &Err(CommandStatus::EsmeRinvbndsts));
             return;
@@ -396,7 +405,8 @@ impl Conn {
                 let Some(account) = ingress.accounts.get(&name) else {
                     return (seqs, Err(CommandStatus::EsmeRsyserr));
                 };
-                let result = match accept_items(&ingress, account, items).await {
+                let ids = id.into_iter().collect();
+                let result = match accept_items(&ingress, account, items, ids).await {
                     Ok(accepted) => accepted
                         .first()
                         .map(|a| a.id.to_string())
@@ -418,12 +428,11 @@ impl Conn {
 
     fn expire_parts(&mut self) {
         for key in self.reasm.expire(Instant::now()) {
-            if let Some(seqs) = self.held.remove(&key) {
-                tracing::debug!(
+            if self.held.remove(&key).is_some() {
+                tracing::info!(
                     reference = key.reference,
-                    "Long message incomplete; parts refused."
+                    "Long message incomplete after the reassembly TTL; dropped."
                 );
-                self.answer(&seqs, &Err(CommandStatus::EsmeRsubmitfail));
             }
         }
     }

@@ -11,10 +11,13 @@
 //!   doors) is charged and `http::accept_items` stores them. submit_sm_resp carries
 //!   sluice's id (the one `GET /v1/messages/{id}` knows) and is written only after the
 //!   store's commit. Over the rate or the bind's window: `ESME_RTHROTTLED`.
-//! - Long messages are reassembled per connection (UDH or SAR) and stored as one message;
-//!   every part is answered with its id after the commit (an ESME needs a window of at least
-//!   the number of parts, which every pipelining client has). Parts still incomplete after
-//!   [`REASSEMBLY_TTL`] are answered `ESME_RSUBMITFAIL`.
+//! - Long messages are reassembled per connection (UDH or SAR) and stored as ONE message, so
+//!   one receipt comes back for it. Its id is allocated at the first part; every part but
+//!   the completing one is answered at once with that id (clients such as smpplib wait for
+//!   each part's response before sending the next), and the completing part is answered
+//!   only after the durable commit, carrying any refusal. Trade-off, documented: the early
+//!   parts are acknowledged before they are durable; a restart or [`REASSEMBLY_TTL`] without
+//!   the rest loses the incomplete message (its id then stays unknown to `GET`).
 //! - Receipts and MO: [`deliver`] (per-account pump over the durable outboxes).
 //! - Login: an account's `smpp_system_id` + SHA-256 of the password, compared in constant
 //!   time; unknown id → `ESME_RINVSYSID`, wrong password → `ESME_RINVPASWD`, too many binds

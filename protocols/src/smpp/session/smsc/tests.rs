@@ -99,7 +99,7 @@ fn bind_accept_answers_with_our_id_and_version() {
     let Pdu::BindTransceiverResp(r) = &o[0].pdu else {
         panic!("{o:?}")
     };
-    assert_eq!(r.system_id, "sluice".into());
+    assert_eq!(r.system_id, Octets::from("sluice"));
     assert_eq!(r.tlvs.sc_interface_version(), Some(0x50));
     assert_eq!(s.state(), &State::Bound(BindKind::Transceiver));
 }
@@ -223,7 +223,7 @@ fn submits_are_surfaced_and_answered_later_with_the_id() {
     else {
         panic!("{ev:?}")
     };
-    assert_eq!(sm.short_message, "hi".into());
+    assert_eq!(sm.short_message, Octets::from("hi"));
     assert!(out(&mut s).is_empty(), "not answered before durable");
     s.respond_submit(10, Ok("01JD3Q5V8Q0000000000000001".into()));
     let o = out(&mut s);
@@ -231,7 +231,7 @@ fn submits_are_surfaced_and_answered_later_with_the_id() {
         panic!()
     };
     assert_eq!((o[0].sequence, o[0].status), (10, CommandStatus::EsmeRok));
-    assert_eq!(r.message_id, "01JD3Q5V8Q0000000000000001".into());
+    assert_eq!(r.message_id, Octets::from("01JD3Q5V8Q0000000000000001"));
     // A second answer for the same sequence is ignored.
     s.respond_submit(10, Ok("x".into()));
     assert!(out(&mut s).is_empty());
