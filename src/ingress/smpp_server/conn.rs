@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures::StreamExt;
-use sluice_protocols::smpp::session::smsc::{BindKind, Event, Smsc, SmscConfig, Submit};
+use sluice_protocols::smpp::session::smsc::{BindKind, Event, Smsc, SmscConfig, State, Submit};
 use sluice_protocols::smpp::{CodecError, CommandStatus, DecodeError, SmppFrameCodec};
 use sluice_protocols::sms::{MessageKey, Outcome, Reassembler, ReassemblyConfig};
 use subtle::ConstantTimeEq;
@@ -130,7 +130,10 @@ impl Conn {
                 self.pump_events();
                 break;
             }
-            if self.draining && self.tasks.is_empty() && self.smsc.bind_kind().is_some() {
+            if self.draining
+                && self.tasks.is_empty()
+                && matches!(self.smsc.state(), State::Bound(_))
+            {
                 // Pending submits are answered: now unbind (once; unbind() ignores repeats).
                 self.smsc.unbind(Instant::now());
                 continue;

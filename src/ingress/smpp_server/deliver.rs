@@ -188,6 +188,13 @@ pub(crate) async fn run(
                 retry.insert((d.kind, d.seq), Instant::now() + RETRY_AFTER);
             }
         }
+        // Deletes first: a scan before them would offer acknowledged entries again.
+        if !deletes.is_empty()
+            && let Err(e) = store.submit(deletes).await
+        {
+            tracing::warn!(%account, error = %e, "Could not delete delivered outbox entries; they will be re-sent.");
+        }
+        let mut deletes = Vec::new();
         let receivers = hub.receivers();
         if !receivers.is_empty() {
             let now = Instant::now();
