@@ -242,7 +242,8 @@ pub struct Smsc<T> {
     config: SmscConfig,
     state: State,
     bind_deadline: Instant,
-    bind_sequence: Option<(u32, BindKind, u8)>,
+    /// (sequence, kind, agreed version, whether the peer understands TLVs (≥ 0x34)).
+    bind_sequence: Option<(u32, BindKind, u8, bool)>,
     interface_version: u8,
     next_sequence: u32,
     window: HashMap<u32, Pending<T>>,
@@ -332,7 +333,7 @@ impl<T> Smsc<T> {
 
     /// Accepts the bind surfaced by [`Event::BindRequest`].
     pub fn accept_bind(&mut self, now: Instant) {
-        let Some((sequence, kind, version)) = self.bind_sequence.take() else {
+        let Some((sequence, kind, version, tlvs)) = self.bind_sequence.take() else {
             return;
         };
         if self.state != State::Binding {
@@ -343,7 +344,7 @@ impl<T> Smsc<T> {
             ..BindResp::default()
         };
         // 3.3 peers know no TLVs; tell 3.4+ peers which version we speak.
-        if version >= INTERFACE_VERSION_34 {
+        if tlvs {
             resp.tlvs.set(tags::SC_INTERFACE_VERSION, vec![version]);
         }
         self.answer(CommandStatus::EsmeRok, sequence, kind.response(resp));
@@ -355,7 +356,7 @@ impl<T> Smsc<T> {
     /// Refuses the bind surfaced by [`Event::BindRequest`] with `status` (e.g.
     /// `ESME_RINVPASWD`) and closes. The driver delays this call to slow down guessing.
     pub fn reject_bind(&mut self, status: CommandStatus) {
-        let Some((sequence, kind, _)) = self.bind_sequence.take() else {
+        let Some((sequence, kind, _, _)) = self.bind_sequence.take() else {
             return;
         };
         let status = if status.is_ok() {
@@ -637,7 +638,12 @@ impl<T> Smsc<T> {
             INTERFACE_VERSION_34
         };
         self.state = State::Binding;
-        self.bind_sequence = Some((sequence, kind, version));
+        self.bind_sequence = Some((
+            sequence,
+            kind,
+            version,
+            bind.interface_version >= INTERFACE_VERSION_34,
+        ));
         self.events.push_back(Event::BindRequest {
             kind,
             system_id: bind.system_id,
