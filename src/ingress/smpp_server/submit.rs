@@ -78,13 +78,16 @@ fn source(a: &Address) -> Result<Option<String>, CommandStatus> {
     Ok((!s.is_empty()).then_some(s))
 }
 
+/// Concatenation numbers, payload without UDH, and the UDH left without concatenation IEs.
+type Split = (Option<Concat>, Vec<u8>, Option<Vec<u8>>);
+
 /// Splits user data into (concatenation, payload, other UDH) using esm_class UDHI and SAR
 /// TLVs.
 fn split_user_data(
     esm_class: u8,
     user_data: &[u8],
     tlvs: &Tlvs,
-) -> Result<(Option<Concat>, Vec<u8>, Option<Vec<u8>>), CommandStatus> {
+) -> Result<Split, CommandStatus> {
     if esm_class & 0x40 != 0 {
         let (udh, rest) = Udh::parse(user_data).map_err(|_| CommandStatus::EsmeRinvesmclass)?;
         let concat = udh.concat();
