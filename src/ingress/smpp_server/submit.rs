@@ -83,11 +83,7 @@ type Split = (Option<Concat>, Vec<u8>, Option<Vec<u8>>);
 
 /// Splits user data into (concatenation, payload, other UDH) using esm_class UDHI and SAR
 /// TLVs.
-fn split_user_data(
-    esm_class: u8,
-    user_data: &[u8],
-    tlvs: &Tlvs,
-) -> Result<Split, CommandStatus> {
+fn split_user_data(esm_class: u8, user_data: &[u8], tlvs: &Tlvs) -> Result<Split, CommandStatus> {
     if esm_class & 0x40 != 0 {
         let (udh, rest) = Udh::parse(user_data).map_err(|_| CommandStatus::EsmeRinvesmclass)?;
         let concat = udh.concat();
