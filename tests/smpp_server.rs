@@ -71,8 +71,12 @@ struct Rig {
 }
 
 async fn rig(rate: u32) -> Rig {
+    rig_with(rate, sim_listener()).await
+}
+
+async fn rig_with(rate: u32, listener: sluice_loadtest::ListenerConfig) -> Rig {
     init_tracing();
-    let sim = start_sim(sim_listener(), Some(3)).await;
+    let sim = start_sim(listener, Some(3)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path(), sim.addrs()[0].port(), rate);
     let opts = ServeOptions {
@@ -416,6 +420,53 @@ async fn wrong_login_garbage_and_throttling() {
         .count();
     assert!(ok >= 1 && throttled >= 2, "{statuses:?}");
     assert_eq!(ok + throttled, 8, "{statuses:?}");
+    rig.gw.shutdown().await;
+    let _ = rig.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_come_back_as_deliver_sm_and_leave_the_outbox_when_acked() {
+    let mut l = sim_listener();
+    l.mo.reply = vec![sluice_loadtest::config::ReplyRule {
+        contains: "VOTE".into(),
+        probability: 1.0,
+        text: "Y".into(),
+        delay: Default::default(),
+    }];
+    let rig = rig_with(100_000, l).await;
+    let mut esme = connect(&rig).await;
+    assert_eq!(
+        bind(&mut esme, Pdu::BindTransceiver, "secret").await,
+        CommandStatus::EsmeRok
+    );
+    let mut s = sm(b"VOTE now", 0);
+    s.registered_delivery = 0; // no receipt asked: only the reply comes back
+    esme.send(Command::request(2, Pdu::SubmitSm(s)))
+        .await
+        .expect("send");
+    assert!(next_real(&mut esme).await.status.is_ok());
+    let c = next_real(&mut esme).await;
+    let Pdu::DeliverSm(mo) = &c.pdu else {
+        panic!("expected the reply, got {c:?}")
+    };
+    assert_eq!(mo.esm_class, 0);
+    assert_eq!(mo.short_message.as_slice(), b"Y");
+    assert_eq!(mo.dest.addr.as_slice(), b"10690000");
+    esme.send(Command::request(
+        c.sequence,
+        Pdu::DeliverSmResp(MessageIdResp::default()),
+    ))
+    .await
+    .expect("send");
+    let store = rig.gw.store().clone();
+    let empty = e2e_support::wait_until(WAIT, || {
+        store
+            .mo_outbox("acme", 0, 10)
+            .map(|o| o.is_empty())
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(empty, "acked reply removed");
     rig.gw.shutdown().await;
     let _ = rig.sim.shutdown().await;
 }
