@@ -470,3 +470,40 @@ async fn replies_come_back_as_deliver_sm_and_leave_the_outbox_when_acked() {
     rig.gw.shutdown().await;
     let _ = rig.sim.shutdown().await;
 }
+
+/// Indicative only (`cargo test --release -- --ignored --nocapture`): one transmitter bind,
+/// a window of 64 pipelined submit_sm, time until every durable submit_sm_resp is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a check"]
+async fn submit_throughput_one_bind() {
+    const N: u32 = 5000;
+    let rig = rig(1_000_000).await;
+    let mut esme = connect(&rig).await;
+    assert_eq!(
+        bind(&mut esme, Pdu::BindTransmitter, "secret").await,
+        CommandStatus::EsmeRok
+    );
+    let started = std::time::Instant::now();
+    let (mut sent, mut answered) = (0u32, 0u32);
+    while answered < N {
+        while sent < N && sent - answered < 16 {
+            sent += 1;
+            let mut s = sm(b"throughput", 0);
+            s.registered_delivery = 0;
+            esme.feed(Command::request(sent + 1, Pdu::SubmitSm(s)))
+                .await
+                .expect("send");
+        }
+        SinkExt::<Command>::flush(&mut esme).await.expect("flush");
+        let r = next_real(&mut esme).await;
+        assert!(r.status.is_ok(), "{r:?}");
+        answered += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{N} submits, window 16, one bind: {secs:.2} s, {:.0} msg/s durable",
+        f64::from(N) / secs
+    );
+    rig.gw.shutdown().await;
+    let _ = rig.sim.shutdown().await;
+}
