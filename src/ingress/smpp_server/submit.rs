@@ -337,14 +337,22 @@ mod tests {
 
     #[test]
     fn gsm_default_and_latin1_fallback() {
-        let Incoming::Whole { common, data, .. } = decode(&sm(0, 0, b"Hello @ 0")).expect("ok")
-        else {
-            panic!()
+        let text_of = |bytes: &[u8]| {
+            let Incoming::Whole { common, data, .. } = decode(&sm(0, 0, bytes)).expect("ok") else {
+                panic!()
+            };
+            match &items(&common, &data, None, &policy()).expect("valid")[0]
+                .submission
+                .payload
+            {
+                Payload::Text { text, .. } => text.clone(),
+                other => panic!("{other:?}"),
+            }
         };
-        let it = items(&common, &data, None, &policy()).expect("valid");
-        assert!(
-            matches!(&it[0].submission.payload, Payload::Text { text, .. } if text == "Hello @ 0")
-        );
+        // GSM 03.38 unpacked: 0x00 is '@'.
+        assert_eq!(text_of(b"Hello \x00 0"), "Hello @ 0");
+        // Octets above 0x7F are not GSM: taken as Latin-1.
+        assert_eq!(text_of(b"caf\xe9"), "caf\u{e9}");
         assert_eq!(decode(&sm(0x77, 0, b"x")).map(|_| ()), Ok(()));
         let Incoming::Whole { common, data, .. } = decode(&sm(0x77, 0, b"x")).expect("ok") else {
             panic!()
