@@ -76,6 +76,20 @@ pub const INGRESS_ACCEPTED: &str = "sluice_ingress_accepted_total";
 pub const INGRESS_DUPLICATES: &str = "sluice_ingress_duplicates_total";
 /// Counter: batches rejected by ingress, by reason.
 pub const INGRESS_REJECTED: &str = "sluice_ingress_rejected_total";
+/// Gauge: SMPP binds of ESMEs to sluice that are up, per account and bind kind.
+pub const SMPP_SERVER_BINDS_UP: &str = "sluice_smpp_server_binds_up";
+/// Counter: bind attempts refused by the SMPP server, by status.
+pub const SMPP_SERVER_BINDS_REFUSED: &str = "sluice_smpp_server_binds_refused_total";
+/// Counter: submit_sm / submit_multi / data_sm answered by the SMPP server, per account and
+/// status (`ESME_ROK` = accepted durably).
+pub const SMPP_SERVER_SUBMITS: &str = "sluice_smpp_server_submits_total";
+/// Counter: submits answered `ESME_RTHROTTLED` (account rate or bind window), per account.
+pub const SMPP_SERVER_THROTTLED: &str = "sluice_smpp_server_throttled_total";
+/// Counter: receipts (kind `receipt`) and replies (kind `mo`) the ESME acknowledged with
+/// deliver_sm_resp ESME_ROK, per account.
+pub const SMPP_SERVER_DELIVERED: &str = "sluice_smpp_server_delivered_total";
+/// Label: what a deliver_sm carried (`receipt` / `mo`) or the bind kind.
+pub const LABEL_KIND: &str = "kind";
 /// Histogram: seconds from the start of a batch request to its durable acknowledgement.
 pub const BATCH_ACCEPT_LATENCY: &str = "sluice_batch_accept_latency_seconds";
 /// Histogram: messages per accepted batch.
@@ -232,6 +246,31 @@ pub fn describe() {
         Unit::Count,
         "Batches rejected by ingress, by reason."
     );
+    describe_gauge!(
+        SMPP_SERVER_BINDS_UP,
+        Unit::Count,
+        "SMPP binds of ESMEs to sluice that are up, per account and bind kind."
+    );
+    describe_counter!(
+        SMPP_SERVER_BINDS_REFUSED,
+        Unit::Count,
+        "Binds refused by the SMPP server, by status."
+    );
+    describe_counter!(
+        SMPP_SERVER_SUBMITS,
+        Unit::Count,
+        "Submits answered by the SMPP server, per account and command status."
+    );
+    describe_counter!(
+        SMPP_SERVER_THROTTLED,
+        Unit::Count,
+        "Submits answered ESME_RTHROTTLED by the SMPP server, per account."
+    );
+    describe_counter!(
+        SMPP_SERVER_DELIVERED,
+        Unit::Count,
+        "Receipts and replies acknowledged by ESMEs over SMPP, per account and kind."
+    );
     describe_histogram!(
         BATCH_ACCEPT_LATENCY,
         Unit::Seconds,
@@ -364,6 +403,11 @@ mod tests {
             INGRESS_ACCEPTED,
             INGRESS_DUPLICATES,
             INGRESS_REJECTED,
+            SMPP_SERVER_BINDS_UP,
+            SMPP_SERVER_BINDS_REFUSED,
+            SMPP_SERVER_SUBMITS,
+            SMPP_SERVER_THROTTLED,
+            SMPP_SERVER_DELIVERED,
             BATCH_ACCEPT_LATENCY,
             BATCH_SIZE,
             STORE_QUEUE_DEPTH,

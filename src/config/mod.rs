@@ -268,6 +268,26 @@ pub struct AccountConfig {
     /// Allowed sending windows for this account's messages; empty = any time.
     #[serde(default)]
     pub windows: Vec<String>,
+    /// SMPP login (system_id) for ESMEs binding to `listeners.smpp`; none = no SMPP access.
+    #[serde(default)]
+    pub smpp_system_id: Option<String>,
+    /// SHA-256 (hex) of the SMPP password; required with `smpp_system_id`.
+    #[serde(default)]
+    pub smpp_password_sha256: Option<String>,
+    /// Most simultaneous SMPP binds of this account.
+    #[serde(default = "default_smpp_max_binds")]
+    pub smpp_max_binds: u32,
+    /// Per-bind window: submits awaiting their response, and deliver_sm awaiting theirs.
+    #[serde(default = "default_smpp_window")]
+    pub smpp_window: u32,
+}
+
+fn default_smpp_max_binds() -> u32 {
+    4
+}
+
+fn default_smpp_window() -> u32 {
+    64
 }
 
 fn default_burst() -> u32 {
@@ -535,6 +555,7 @@ impl Config {
 
     fn validate_accounts(&mut self, c: &Checker<'_>) -> Result<(), ConfigError> {
         let mut names = HashSet::new();
+        let mut smpp_ids = HashSet::new();
         let mut index = HashMap::new();
         for (i, a) in self.accounts.iter().enumerate() {
             let k = |f: &str| format!("accounts[{i}].{f}");
@@ -579,6 +600,55 @@ impl Config {
                 }
             }
             check_windows(c, &a.windows, &k("windows"))?;
+            match (&a.smpp_system_id, &a.smpp_password_sha256) {
+                (Some(id), Some(h)) => {
+                    // SMPP 3.4: system_id is a C-octet string of at most 16 octets.
+                    if id.is_empty() || id.len() > 15 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+                        return Err(c.err(
+                            k("smpp_system_id"),
+                            "must be 1 to 15 printable ASCII characters (SMPP system_id)",
+                        ));
+                    }
+                    if !smpp_ids.insert(id.as_str()) {
+                        return Err(c.err(
+                            k("smpp_system_id"),
+                            format!("{id:?} is already the SMPP login of another account"),
+                        ));
+                    }
+                    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return Err(c.err(
+                            k("smpp_password_sha256"),
+                            "must be the SHA-256 of the password as 64 hex digits (printf %s PASSWORD | sha256sum)",
+                        ));
+                    }
+                }
+                (Some(_), None) => {
+                    return Err(c.err(
+                        k("smpp_password_sha256"),
+                        "missing: smpp_system_id needs a password hash",
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(c.err(
+                        k("smpp_system_id"),
+                        "missing: smpp_password_sha256 is set without a login",
+                    ));
+                }
+                (None, None) => {}
+            }
+            if a.smpp_max_binds == 0 {
+                return Err(c.err(k("smpp_max_binds"), "must be at least 1"));
+            }
+            if !(1..=10_000).contains(&a.smpp_window) {
+                return Err(c.err(k("smpp_window"), "must be between 1 and 10000"));
+            }
+        }
+        if self.listeners.smpp.is_some() && smpp_ids.is_empty() {
+            // A listener nobody can bind to is a mistake, not a feature: say so at start.
+            return Err(c.err(
+                "listeners.smpp",
+                "is set but no account has smpp_system_id / smpp_password_sha256",
+            ));
         }
         self.key_index = index;
         Ok(())
@@ -764,6 +834,50 @@ mod tests {
         assert!(e.to_string().contains("cafile"), "{e}");
         let ok = Config::parse("timezone = \"UTC\"\n", "t.toml").expect("no [webhooks]");
         assert!(ok.webhooks.ca_roots().is_empty());
+    }
+
+    #[test]
+    fn smpp_login_keys_are_checked_and_named() {
+        let h = hash_api_key("pw");
+        let acct = |extra: &str| format!("[[accounts]]\nname = \"a\"\nrate = 1\n{extra}\n");
+        let ok = Config::parse(
+            &format!(
+                "[listeners]\nsmpp = \"127.0.0.1:0\"\n{}",
+                acct(&format!(
+                    "smpp_system_id = \"esme\"\nsmpp_password_sha256 = \"{h}\""
+                ))
+            ),
+            "t.toml",
+        )
+        .expect("valid");
+        assert_eq!(ok.accounts[0].smpp_max_binds, 4);
+        assert_eq!(ok.accounts[0].smpp_window, 64);
+        for (extra, key) in [
+            (
+                "smpp_system_id = \"esme\"",
+                "accounts[0].smpp_password_sha256",
+            ),
+            (
+                "smpp_system_id = \"esme\"\nsmpp_password_sha256 = \"xyz\"",
+                "accounts[0].smpp_password_sha256",
+            ),
+            (
+                &format!("smpp_system_id = \"waytoolongsystemid\"\nsmpp_password_sha256 = \"{h}\""),
+                "accounts[0].smpp_system_id",
+            ),
+            ("smpp_window = 0", "accounts[0].smpp_window"),
+            ("smpp_max_binds = 0", "accounts[0].smpp_max_binds"),
+        ] {
+            let e = Config::parse(&acct(extra), "t.toml").expect_err(extra);
+            assert_eq!(e.key(), Some(key), "{extra}: {e}");
+        }
+        // A listener nobody can bind to is refused.
+        let e = Config::parse(
+            &format!("[listeners]\nsmpp = \"127.0.0.1:0\"\n{}", acct("")),
+            "t.toml",
+        )
+        .expect_err("no login");
+        assert_eq!(e.key(), Some("listeners.smpp"));
     }
 
     #[test]

@@ -131,6 +131,24 @@ pub async fn accept(
     items: Vec<Item>,
     now_ms: u64,
 ) -> Result<AcceptedBatch, AcceptError> {
+    accept_with_ids(store, place, account, items, Vec::new(), now_ms).await
+}
+
+/// As [`accept`], but the first items take the ids in `ids` (allocated earlier from
+/// `store.ids()`); the rest get fresh ones. The SMPP server uses it to answer the first parts
+/// of a long message with the id the whole message gets once its last part arrives.
+///
+/// # Errors
+/// As [`accept`].
+pub async fn accept_with_ids(
+    store: &Store<AnyBackend>,
+    place: &PlaceFn,
+    account: &str,
+    items: Vec<Item>,
+    ids: Vec<MessageId>,
+    now_ms: u64,
+) -> Result<AcceptedBatch, AcceptError> {
+    let mut ids = ids.into_iter();
     let mut channels: Vec<String> = Vec::new();
     let mut lines = Vec::with_capacity(items.len());
     let mut messages = Vec::with_capacity(items.len());
@@ -140,7 +158,7 @@ pub async fn accept(
         if !channels.contains(&placement.channel) {
             channels.push(placement.channel.clone());
         }
-        let id = store.ids().next(now_ms);
+        let id = ids.next().unwrap_or_else(|| store.ids().next(now_ms));
         lines.push(line);
         messages.push(to_message(id, account, placement, submission, now_ms));
     }

@@ -31,7 +31,7 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
-use super::accept::{AcceptError, PlaceFn, accept};
+use super::accept::{AcceptError, PlaceFn, accept_with_ids};
 use super::account::{Account, Accounts};
 use super::batch::{self, BatchError, BatchLimits, Format};
 use super::view;
@@ -271,33 +271,65 @@ async fn submit_batch(
         .map_err(|r| ApiError::RateLimited {
             retry_after_secs: r.retry_after_secs(),
         })?;
-    let n = items.len();
     let client_refs: Vec<Option<String>> = items
         .iter()
         .map(|i| i.submission.client_ref.clone())
         .collect();
-    let batch = accept(
+    let accepted = accept_items(state, account, items, Vec::new())
+        .await
+        .map_err(|e| match e {
+            AcceptError::Unplaceable { line, error } => ApiError::NoRoute {
+                line,
+                field: error.field,
+                reason: error.reason,
+            },
+            AcceptError::Store(e) => ApiError::Internal(e.to_string()),
+            AcceptError::Refused { line, reason } => {
+                ApiError::Internal(format!("line {line}: {reason}"))
+            }
+        })?;
+    let body = view::batch_results(&accepted, &client_refs);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+/// Stores validated, rate-charged items of `account` durably, wakes their channels and
+/// counts them: the one accept path shared by the HTTP API and the SMPP server
+/// (`ingress::smpp_server`). Resolves after the store's commit.
+///
+/// # Errors
+/// [`AcceptError`]: nothing was acknowledged (store failures are logged here).
+pub async fn accept_items(
+    state: &IngressState,
+    account: &Account,
+    items: Vec<batch::Item>,
+    ids: Vec<MessageId>,
+) -> Result<Vec<super::accept::Accepted>, AcceptError> {
+    let n = items.len();
+    let batch = accept_with_ids(
         &state.store,
         &state.place,
         account.name(),
         items,
+        ids,
         (state.now_ms)(),
     )
     .await
-    .map_err(|e| match e {
-        AcceptError::Unplaceable { line, error } => ApiError::NoRoute {
-            line,
-            field: error.field,
-            reason: error.reason,
-        },
+    .inspect_err(|e| match e {
         AcceptError::Store(e) => {
             tracing::error!(error = %e, "Store failed while accepting a batch.");
-            ApiError::Internal(e.to_string())
         }
         AcceptError::Refused { line, reason } => {
             tracing::error!(line, %reason, "Store refused a validated message.");
-            ApiError::Internal(format!("line {line}: {reason}"))
         }
+        AcceptError::Unplaceable { .. } => {}
     })?;
     for channel in &batch.channels {
         (state.on_commit)(channel);
@@ -313,16 +345,7 @@ async fn submit_batch(
             .increment(u64::try_from(dups).unwrap_or(u64::MAX));
     }
     metrics::histogram!(m::BATCH_SIZE).record(n as f64);
-    let body = view::batch_results(&accepted, &client_refs);
-    Ok((
-        StatusCode::ACCEPTED,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response())
+    Ok(accepted)
 }
 
 async fn get_message(

@@ -7,7 +7,8 @@
 //!
 //! - [`wap_push`]: the `si` / `sl` objects of `wap_push` messages, encoded at ingress.
 //! - [`place`]: route + windows → the channel and due time of each message.
-//! - [`smpp_server`]: ESMEs binding to sluice — a later issue; only its plan is written.
+//! - [`smpp_server`]: ESMEs binding to sluice over SMPP; submits take the same validation,
+//!   rate charge and durable accept (`http::accept_items`) as the HTTP API.
 
 pub mod accept;
 pub mod account;

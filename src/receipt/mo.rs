@@ -11,7 +11,9 @@
 //! so an MO is never lost to a crash or a webhook that is down: the center resends what we
 //! did not keep, and the pump retries what we kept until a 2xx (at-least-once, like
 //! receipts). An MO for no account, or for an account without `mo_url`, is published to
-//! in-process subscribers only and not stored. Subscribers see every MO once, when it arrives
+//! in-process subscribers only and not stored. An account with an SMPP login keeps its
+//! replies in the MO outbox whether or not it has a `mo_url`: they go to its receiver binds
+//! as deliver_sm (`ingress::smpp_server`), and the webhook pump leaves them alone. Subscribers see every MO once, when it arrives
 //! (after its commit, for stored ones).
 
 use super::Notification;
@@ -29,6 +31,9 @@ pub struct MoAccount {
     pub prefixes: Vec<String>,
     /// Where replies go.
     pub mo_url: Option<String>,
+    /// The account has an SMPP login: replies are kept for its receiver binds (deliver_sm)
+    /// even without `mo_url`, and the webhook pump leaves them to the SMPP server.
+    pub smpp: bool,
 }
 
 /// Longest-prefix router over accounts' sender numbers.
@@ -116,6 +121,10 @@ impl EntryKind for MoOutbox {
     fn body(_: &MoEvent, stored: Vec<u8>) -> Vec<u8> {
         stored
     }
+
+    fn owned_by_smpp(_: &MoEvent, account: &OutboxAccount) -> bool {
+        account.smpp
+    }
 }
 
 #[cfg(test)]
@@ -129,11 +138,13 @@ mod tests {
                 name: "a".into(),
                 prefixes: vec!["10690000".into()],
                 mo_url: None,
+                smpp: false,
             },
             MoAccount {
                 name: "b".into(),
                 prefixes: vec!["1069000012*".into(), "+86955".into()],
                 mo_url: Some("http://b/".into()),
+                smpp: false,
             },
         ]);
         assert_eq!(r.route("106900001").map(|a| a.name.as_str()), Some("a"));
@@ -168,6 +179,7 @@ mod tests {
         let acc = OutboxAccount {
             name: "a".into(),
             webhook_url: Some("https://hooks.example/mo".into()),
+            smpp: false,
         };
         assert_eq!(
             MoOutbox::url(&back, &acc).as_deref(),

@@ -91,6 +91,7 @@ pub struct Receipts {
     subscribers: broadcast::Sender<Notification>,
     outbox_wake: Arc<Notify>,
     mo_wake: Arc<Notify>,
+    smpp_wake: Arc<Notify>,
     mo_router: MoRouter,
     /// Shared by both pumps (one connection pool; see [`client::webhook_client`]).
     client: reqwest::Client,
@@ -120,6 +121,7 @@ impl Receipts {
             subscribers,
             outbox_wake: Arc::new(Notify::new()),
             mo_wake: Arc::new(Notify::new()),
+            smpp_wake: Arc::new(Notify::new()),
             mo_router: MoRouter::new(mo_accounts),
             client,
             backlog: Arc::default(),
@@ -134,6 +136,13 @@ impl Receipts {
     /// Wakes the outbox pump (call after finalising messages elsewhere).
     pub fn wake_outbox(&self) {
         self.outbox_wake.notify_one();
+        self.smpp_wake.notify_waiters();
+    }
+
+    /// Signalled whenever receipts or replies were added to an outbox: the SMPP server's
+    /// pumps wait on it (`notify_waiters`: every pump wakes; each rescans its account).
+    pub fn smpp_wake(&self) -> Arc<Notify> {
+        Arc::clone(&self.smpp_wake)
     }
 
     /// The receipt outbox pump for `accounts` (each with its `webhook_url`), sharing this
@@ -160,6 +169,7 @@ impl Receipts {
             .map(|a| OutboxAccount {
                 name: a.name.clone(),
                 webhook_url: a.mo_url.clone(),
+                smpp: a.smpp,
             })
             .collect();
         OutboxPump::new(
@@ -387,6 +397,7 @@ impl Receipts {
         }
         if kept_mo > 0 {
             self.mo_wake.notify_one();
+            self.smpp_wake.notify_waiters();
         }
     }
 
@@ -423,7 +434,7 @@ impl Receipts {
         metrics::counter!(m::MO_RECEIVED).increment(1);
         let account = self.mo_router.route(&to);
         let keep = account
-            .filter(|a| a.mo_url.is_some())
+            .filter(|a| a.mo_url.is_some() || a.smpp)
             .map(|a| a.name.clone());
         let event = MoEvent {
             account: account.map(|a| a.name.clone()),

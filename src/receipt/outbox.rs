@@ -11,6 +11,9 @@
 //!   deliver_sm; POSTed to the account's `mo_url`. Subscribers already saw them on arrival.
 //!
 //! Rules shared by both kinds:
+//! - Entries an account's SMPP binds take ([`EntryKind::owned_by_smpp`]: receipts of SMPP
+//!   submits that asked for one, and every MO of an account with an SMPP login) are only
+//!   published here; the SMPP server's pump delivers and deletes them.
 //! - An entry with no URL (no callback, no account webhook; for MO: the account's `mo_url`
 //!   was removed from the config since it was stored) is deleted (receipts: once published):
 //!   there is nobody else to keep it for. Entries of an account removed from the config
@@ -85,6 +88,9 @@ pub struct OutboxAccount {
     pub name: String,
     /// Default webhook of this kind (receipts: `webhook_url`; MO: `mo_url`).
     pub webhook_url: Option<String>,
+    /// The account has an SMPP login: entries meant for its SMPP binds are left to the SMPP
+    /// server's pump (`ingress::smpp_server`), see [`EntryKind::owned_by_smpp`].
+    pub smpp: bool,
 }
 
 /// What differs between the outboxes one pump can drain. Implemented by zero-sized markers.
@@ -120,7 +126,16 @@ pub trait EntryKind: Send + Sync + 'static {
 
     /// The POST body.
     fn body(event: &Self::Event, stored: Vec<u8>) -> Vec<u8>;
+
+    /// True when the entry goes to the account's SMPP binds instead of a webhook: this pump
+    /// publishes it to subscribers but neither POSTs nor deletes it.
+    fn owned_by_smpp(event: &Self::Event, account: &OutboxAccount) -> bool;
 }
+
+/// Tag a message submitted over SMPP with registered_delivery carries (value: the SMPP
+/// flag, `1` = every final state, `2` = failures only). Its receipt goes back as deliver_sm
+/// on a receiver bind of the account; without it, a receipt takes the webhook path.
+pub const SMPP_RECEIPT_TAG: &str = "smpp_registered_delivery";
 
 /// Receipt events (`Store::outbox`).
 #[derive(Debug, Clone, Copy)]
@@ -163,6 +178,10 @@ impl EntryKind for ReceiptOutbox {
 
     fn body(event: &ReceiptEvent, _stored: Vec<u8>) -> Vec<u8> {
         webhook_body(event)
+    }
+
+    fn owned_by_smpp(event: &ReceiptEvent, account: &OutboxAccount) -> bool {
+        account.smpp && event.tags.contains_key(SMPP_RECEIPT_TAG)
     }
 }
 
@@ -294,6 +313,9 @@ impl<K: EntryKind> OutboxPump<K> {
                 if let Some(n) = K::notification(&event) {
                     let _ = self.subscribers.send(n);
                 }
+            }
+            if K::owned_by_smpp(&event, acc) {
+                continue;
             }
             let Some(url) = K::url(&event, acc) else {
                 plans.push(Plan::Delete(seq));

@@ -8,10 +8,13 @@
 //! 4. receipts: the per-channel event consumers and the two webhook pumps (receipt outbox,
 //!    MO outbox), sharing one http/https client (ring installed as the rustls provider first);
 //! 5. channels + dispatch (one worker and one dispatcher per SMPP channel);
-//! 6. HTTP ingress (and the separate metrics listener, when configured).
+//! 6. HTTP ingress (and the separate metrics listener, when configured), and the SMPP server
+//!    for ESMEs when `listeners.smpp` is set (same ingress state: one rate budget per
+//!    account; one outbox pump per SMPP account for receipts and replies).
 //!
-//! Shutdown (SIGTERM / ctrl-c, or [`Gateway::shutdown`]) runs the drain order (docs/ARCHITECTURE.md):
-//! stop accepting (ingress answers 503, then the listener closes), stop leasing (dispatch),
+//! Shutdown (SIGTERM / ctrl-c, or [`Gateway::shutdown`]) runs the drain order
+//! (docs/ARCHITECTURE.md): stop accepting (ingress answers 503, then the listener closes;
+//! SMPP binds answer their pending submits, then unbind), stop leasing (dispatch),
 //! wait for in-flight responses up to `drain_deadline`, unbind (the workers), let receipts
 //! drain, and drop the store last so its writer flushes and joins. Anything still leased
 //! when the deadline passes is requeued by lease recovery at the next start, so a restart
@@ -50,6 +53,7 @@ use crate::ingress::account::{AccountSpec, Accounts, parse_key_hash};
 use crate::ingress::batch::BatchLimits;
 use crate::ingress::http::{IngressState, router};
 use crate::ingress::message::SenderPolicy;
+use crate::ingress::smpp_server::{SmppLogin, SmppServerConfig};
 use crate::receipt::mo::MoAccount;
 use crate::receipt::outbox::OutboxAccount;
 use crate::receipt::{ReceiptConfig, Receipts};
@@ -144,6 +148,7 @@ pub enum ServeError {
 #[derive(Debug)]
 pub struct Gateway {
     http_addr: SocketAddr,
+    smpp_addr: Option<SocketAddr>,
     state: Arc<IngressState>,
     store: Store<AnyBackend>,
     receipts: Arc<Receipts>,
@@ -164,6 +169,11 @@ impl Gateway {
     /// Address the HTTP API listens on.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Address the SMPP server listens on, when `listeners.smpp` is set.
+    pub fn smpp_addr(&self) -> Option<SocketAddr> {
+        self.smpp_addr
     }
 
     /// The store (tests inspect it).
@@ -244,6 +254,32 @@ fn account_specs(config: &Config) -> Result<Vec<AccountSpec>, ServeError> {
                 webhook_url: a.webhook_url.clone(),
                 mo_url: a.mo_url.clone(),
             })
+        })
+        .collect()
+}
+
+/// The SMPP logins of the accounts that have one (validated by `Config`).
+fn smpp_logins(config: &Config) -> Result<Vec<SmppLogin>, ServeError> {
+    config
+        .accounts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| {
+            let system_id = a.smpp_system_id.clone()?;
+            let hash = a.smpp_password_sha256.as_deref().unwrap_or("");
+            Some(
+                parse_key_hash(hash)
+                    .map_err(|r| {
+                        ServeError::Config(format!("accounts[{i}].smpp_password_sha256: {r}"))
+                    })
+                    .map(|password_sha256| SmppLogin {
+                        account: a.name.clone(),
+                        system_id,
+                        password_sha256,
+                        max_binds: usize::try_from(a.smpp_max_binds).unwrap_or(usize::MAX),
+                        window: usize::try_from(a.smpp_window).unwrap_or(64),
+                    }),
+            )
         })
         .collect()
 }
@@ -342,6 +378,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
                 .cloned()
                 .collect(),
             mo_url: a.mo_url.clone(),
+            smpp: a.smpp_system_id.is_some(),
         })
         .collect();
     let receipts = Arc::new(Receipts::new(
@@ -357,6 +394,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
             .map(|a| OutboxAccount {
                 name: a.name.clone(),
                 webhook_url: a.webhook_url.clone(),
+                smpp: a.smpp_system_id.is_some(),
             })
             .collect(),
     );
@@ -479,6 +517,25 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         },
         draining: AtomicBool::new(false),
     });
+    let smpp_addr = match config.listeners.smpp {
+        Some(addr) => {
+            let cfg = SmppServerConfig::new(addr, smpp_logins(&config)?);
+            let started = crate::ingress::smpp_server::start(
+                cfg,
+                Arc::clone(&state),
+                store.clone(),
+                receipts.smpp_wake(),
+                stop_http_rx.clone(),
+                stop_rest_rx.clone(),
+                &mut http_tasks,
+                &mut rest_tasks,
+            )
+            .await
+            .map_err(|source| ServeError::Listen { addr, source })?;
+            Some(started.addr)
+        }
+        None => None,
+    };
     let addr = opts.http_addr.unwrap_or(config.listeners.http);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -526,6 +583,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
     tracing::info!(addr = %http_addr, "HTTP API listening.");
     Ok(Gateway {
         http_addr,
+        smpp_addr,
         state,
         store,
         receipts,

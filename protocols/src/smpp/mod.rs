@@ -13,6 +13,8 @@
 //!   then write once into a `BytesMut`. Encoding is strict; decoding is tolerant.
 //! - Receipts: [`DeliveryReport::from_sm`], [`ReceiptText`], and [`canonical_id`] for
 //!   matching hex/decimal ids.
+//! - Sessions: [`session::smsc`] is the message-center side of a bind as a sans-IO state
+//!   machine (binds, windows, enquire_link, unbind).
 //! - With feature `tokio-codec`: [`SmppCodec`] and [`SmppFrameCodec`].
 //!
 //! # Invariants

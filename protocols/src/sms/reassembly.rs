@@ -120,6 +120,12 @@ impl Reassembler {
         self.pending.len()
     }
 
+    /// True while parts of `key` are held (false once complete, expired or evicted).
+    #[must_use]
+    pub fn is_pending(&self, key: &MessageKey) -> bool {
+        self.pending.contains_key(key)
+    }
+
     /// Payload octets currently stored.
     #[must_use]
     pub const fn stored_octets(&self) -> usize {

@@ -1,0 +1,497 @@
+//! One ESME connection: the tokio shell around the sans-IO `Smsc` session.
+//!
+//! Job: move bytes between the socket and the session, fire its timers, and act on its
+//! events — check binds against the accounts' logins, accept submits through the shared
+//! ingress path (answering only after the durable commit), reassemble long messages, and
+//! hand outbox entries from the account's pump to the session as deliver_sm.
+//!
+//! Invariants: every outbox entry handed to this connection is reported back to the pump
+//! exactly once ([`Done`]); every submit the session surfaced is answered exactly once
+//! (accepted id, refusal status, or dropped with the session when the peer leaves); nothing
+//! received from the network can make this task panic.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures::StreamExt;
+use sluice_protocols::smpp::session::smsc::{BindKind, Event, Smsc, SmscConfig, State, Submit};
+use sluice_protocols::smpp::{CodecError, CommandStatus, DecodeError, SmppFrameCodec};
+use sluice_protocols::sms::{MessageKey, Outcome, Reassembler, ReassemblyConfig};
+use subtle::ConstantTimeEq;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::codec::FramedRead;
+use tracing::Instrument;
+
+use super::submit::{self, Common, Incoming};
+use super::{AccountHub, Done, Outgoing, REASSEMBLY_TTL, Server};
+use crate::ingress::accept::AcceptError;
+use crate::ingress::account::key_hash;
+use crate::ingress::http::accept_items;
+use crate::metrics as m;
+use crate::store::MessageId;
+
+type Tag = (super::OutgoingKind, u64);
+type SubmitResult = (Vec<u32>, Result<String, CommandStatus>);
+
+struct Bound {
+    hub: Arc<AccountHub>,
+    id: u64,
+    kind: BindKind,
+    rx: Option<mpsc::Receiver<Outgoing>>,
+}
+
+struct Conn {
+    server: Arc<Server>,
+    peer: SocketAddr,
+    smsc: Smsc<Tag>,
+    bound: Option<Bound>,
+    reject: Option<(Pin<Box<tokio::time::Sleep>>, CommandStatus)>,
+    tasks: JoinSet<SubmitResult>,
+    reasm: Reassembler,
+    /// Long messages being reassembled: the id they will get (pre-allocated, given to the
+    /// first parts' responses).
+    held: HashMap<MessageKey, MessageId>,
+    queued: VecDeque<Outgoing>,
+    draining: bool,
+    span: tracing::Span,
+}
+
+/// Serves one connection until it closes.
+pub(crate) async fn run(
+    server: Arc<Server>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    stop: watch::Receiver<bool>,
+) {
+    let span = tracing::info_span!("smpp_bind", %peer, account = tracing::field::Empty,
+        kind = tracing::field::Empty);
+    let now = Instant::now();
+    let cfg = SmscConfig {
+        system_id: "sluice".into(),
+        bind_timeout: server.config.bind_timeout,
+        // Until the bind names the account, one request at a time.
+        submit_window: 1,
+        deliver_window: 1,
+        response_timeout: server.config.response_timeout,
+        enquire_link_interval: server.config.enquire_link_interval,
+    };
+    let conn = Conn {
+        server,
+        peer,
+        smsc: Smsc::new(cfg, now),
+        bound: None,
+        reject: None,
+        tasks: JoinSet::new(),
+        reasm: Reassembler::new(ReassemblyConfig {
+            ttl: REASSEMBLY_TTL,
+            max_pending: 1024,
+            max_total_octets: 1 << 20,
+            ..ReassemblyConfig::default()
+        }),
+        held: HashMap::new(),
+        queued: VecDeque::new(),
+        draining: false,
+        span: span.clone(),
+    };
+    conn.serve(socket, stop).instrument(span).await;
+}
+
+impl Conn {
+    async fn serve(mut self, socket: TcpStream, mut stop: watch::Receiver<bool>) {
+        let (read, mut write) = socket.into_split();
+        let mut frames = FramedRead::new(read, SmppFrameCodec::default());
+        let mut buf = BytesMut::with_capacity(4096);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.pump_events();
+            self.fill_window();
+            while let Some(c) = self.smsc.poll_transmit() {
+                if let Err(e) = c.encode(&mut buf) {
+                    tracing::error!(error = %e, "Could not encode a PDU; dropped.");
+                }
+            }
+            if !buf.is_empty() {
+                if let Err(e) = write.write_all(&buf).await {
+                    tracing::debug!(error = %e, "Write failed.");
+                    self.smsc.handle_disconnect();
+                }
+                buf.clear();
+            }
+            if self.smsc.is_closed() {
+                self.pump_events();
+                break;
+            }
+            if self.draining
+                && self.tasks.is_empty()
+                && matches!(self.smsc.state(), State::Bound(_))
+            {
+                // Pending submits are answered: now unbind (once; unbind() ignores repeats).
+                self.smsc.unbind(Instant::now());
+                continue;
+            }
+            let deadline = self.smsc.poll_timeout().map(tokio::time::Instant::from_std);
+            let can_take = self.smsc.can_deliver() && self.queued.is_empty();
+            tokio::select! {
+                frame = frames.next() => {
+                    let now = Instant::now();
+                    match frame {
+                        Some(Ok(Ok(d))) => self.smsc.handle_pdu(now, d.command),
+                        Some(Ok(Err(e))) => self.smsc.handle_decode_error(now, &e),
+                        Some(Err(CodecError::Frame(f))) => {
+                            self.smsc.handle_decode_error(now, &DecodeError::Frame(f));
+                        }
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "Read failed.");
+                            self.smsc.handle_disconnect();
+                        }
+                        None => self.smsc.handle_disconnect(),
+                    }
+                }
+                () = sleep_until(deadline) => self.smsc.handle_timeout(Instant::now()),
+                Some(r) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    if let Ok((seqs, result)) = r {
+                        self.answer(&seqs, &result);
+                    }
+                }
+                out = recv(self.bound.as_mut().and_then(|b| b.rx.as_mut())), if can_take => {
+                    if let Some(o) = out {
+                        self.queued.push_back(o);
+                    }
+                }
+                () = reject_timer(self.reject.as_mut()), if self.reject.is_some() => {
+                    if let Some((_, status)) = self.reject.take() {
+                        self.smsc.reject_bind(status);
+                    }
+                }
+                _ = tick.tick() => self.expire_parts(),
+                _ = stop.wait_for(|s| *s), if !self.draining => {
+                    self.draining = true;
+                    if self.smsc.bind_kind().is_none() {
+                        self.smsc.unbind(Instant::now());
+                    }
+                }
+            }
+        }
+        self.finish();
+    }
+
+    /// Moves queued outbox entries into the session's window.
+    fn fill_window(&mut self) {
+        while self.smsc.can_deliver() {
+            let Some(o) = self.queued.pop_front() else {
+                break;
+            };
+            let tag = (o.kind, o.seq);
+            if let Err(refused) = self.smsc.deliver(Instant::now(), tag, o.sm) {
+                self.queued.push_front(Outgoing {
+                    kind: o.kind,
+                    seq: o.seq,
+                    sm: refused.sm,
+                });
+                break;
+            }
+        }
+    }
+
+    fn report(&self, tag: Tag, ok: bool) {
+        if let Some(b) = &self.bound {
+            let _ = b.hub.done.send(Done {
+                kind: tag.0,
+                seq: tag.1,
+                ok,
+            });
+        }
+    }
+
+    fn pump_events(&mut self) {
+        while let Some(ev) = self.smsc.poll_event() {
+            match ev {
+                Event::BindRequest {
+                    kind,
+                    system_id,
+                    password,
+                    interface_version,
+                } => self.on_bind(
+                    kind,
+                    system_id.as_slice(),
+                    password.as_slice(),
+                    interface_version,
+                ),
+                Event::Submit { sequence, submit } => self.on_submit(sequence, &submit),
+                Event::DeliverResponse { tag, status } => {
+                    if !status.is_ok() {
+                        tracing::debug!(%status, "ESME refused a deliver_sm; it will be retried.");
+                    }
+                    self.report(tag, status.is_ok());
+                }
+                Event::DeliverTimeout { tag } | Event::DeliverAborted { tag } => {
+                    self.report(tag, false);
+                }
+                Event::Closed(reason) => {
+                    tracing::debug!(?reason, "Session closed.");
+                }
+            }
+        }
+    }
+
+    fn on_bind(&mut self, kind: BindKind, system_id: &[u8], password: &[u8], version: u8) {
+        let ip = self.peer.ip();
+        let hub = std::str::from_utf8(system_id)
+            .ok()
+            .and_then(|s| self.server.hubs.get(s))
+            .cloned();
+        let status = match &hub {
+            None => Err(CommandStatus::EsmeRinvsysid),
+            Some(h) => {
+                let presented = key_hash(&String::from_utf8_lossy(password));
+                if bool::from(presented.ct_eq(&h.login.password_sha256)) {
+                    Ok(Arc::clone(h))
+                } else {
+                    Err(CommandStatus::EsmeRinvpaswd)
+                }
+            }
+        };
+        let hub = match status {
+            Ok(h) => h,
+            Err(status) => {
+                let delay = self.server.fail_delay(ip);
+                tracing::info!(%status, delay_ms = delay.as_millis() as u64, "Bind refused.");
+                metrics::counter!(m::SMPP_SERVER_BINDS_REFUSED, m::LABEL_STATUS => status.to_string())
+                    .increment(1);
+                self.reject = Some((Box::pin(tokio::time::sleep(delay)), status));
+                return;
+            }
+        };
+        let window = hub.login.window;
+        let (tx, rx) = if kind.receives() {
+            let (tx, rx) = mpsc::channel(window.max(1));
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let Some(id) = hub.register(kind, tx) else {
+            let status = CommandStatus::EsmeRbindfail;
+            tracing::info!(account = %hub.name, max = hub.login.max_binds, "Bind refused: too many binds.");
+            metrics::counter!(m::SMPP_SERVER_BINDS_REFUSED, m::LABEL_STATUS => status.to_string())
+                .increment(1);
+            self.smsc.reject_bind(status);
+            return;
+        };
+        self.server.bind_succeeded(ip);
+        // The session was built before the account was known: apply its window now.
+        self.smsc.set_windows(window, window);
+        self.smsc.accept_bind(Instant::now());
+        self.span.record("account", hub.name.as_str());
+        self.span.record("kind", kind.as_str());
+        metrics::gauge!(m::SMPP_SERVER_BINDS_UP, m::LABEL_ACCOUNT => hub.name.clone(),
+            m::LABEL_KIND => kind.as_str())
+        .increment(1.0);
+        tracing::info!(version = format!("{version:#x}"), "ESME bound.");
+        self.bound = Some(Bound { hub, id, kind, rx });
+    }
+
+    fn respond(&mut self, seq: u32, result: Result<String, CommandStatus>) {
+        let status = match &result {
+            Ok(_) => CommandStatus::EsmeRok,
+            Err(s) => *s,
+        };
+        if let Some(b) = &self.bound {
+            if status == CommandStatus::EsmeRthrottled {
+                metrics::counter!(m::SMPP_SERVER_THROTTLED, m::LABEL_ACCOUNT => b.hub.name.clone())
+                    .increment(1);
+            }
+            metrics::counter!(m::SMPP_SERVER_SUBMITS, m::LABEL_ACCOUNT => b.hub.name.clone(),
+                m::LABEL_STATUS => status.to_string())
+            .increment(1);
+        }
+        self.smsc.respond_submit(seq, result);
+    }
+
+    fn answer(&mut self, seqs: &[u32], result: &Result<String, CommandStatus>) {
+        for &s in seqs {
+            self.respond(s, result.clone());
+        }
+    }
+
+    fn on_submit(&mut self, seq: u32, submit: &Submit) {
+        if self.draining || self.server.ingress.draining.load(Ordering::Acquire) {
+            self.respond(seq, Err(CommandStatus::EsmeRmsgqful));
+            return;
+        }
+        match submit::decode(submit) {
+            Err(status) => self.respond(seq, Err(status)),
+            Ok(Incoming::Whole { common, data, udh }) => {
+                self.accept(vec![seq], &common, &data, udh.as_deref(), None);
+            }
+            Ok(Incoming::Part {
+                common,
+                concat,
+                data,
+            }) => {
+                let source = common.from.clone().unwrap_or_default();
+                let dest = common.dests.first().cloned().unwrap_or_default();
+                let key = MessageKey {
+                    source: source.clone(),
+                    dest: dest.clone(),
+                    reference: concat.reference,
+                    total: concat.total,
+                };
+                match self
+                    .reasm
+                    .push(&source, &dest, concat, &data, Instant::now())
+                {
+                    Outcome::Complete(parts) => {
+                        let id = self.held.remove(&key);
+                        let whole: Vec<u8> = parts.concat();
+                        self.accept(vec![seq], &common, &whole, None, id);
+                    }
+                    Outcome::Pending | Outcome::Duplicate => {
+                        // Answered at once with the id the whole message will get: clients
+                        // that wait for each part's response before the next (smpplib) must
+                        // be able to send the rest. The last part's response waits for the
+                        // durable commit and carries any refusal.
+                        let ingress = &self.server.ingress;
+                        let id = *self
+                            .held
+                            .entry(key)
+                            .or_insert_with(|| ingress.store.ids().next((ingress.now_ms)()));
+                        self.respond(seq, Ok(id.to_string()));
+                    }
+                    Outcome::Rejected => self.respond(seq, Err(CommandStatus::EsmeRinvmsglen)),
+                }
+                // Forget ids of messages evicted for room.
+                let reasm = &self.reasm;
+                self.held.retain(|k, _| reasm.is_pending(k));
+            }
+        }
+    }
+
+    fn accept(
+        &mut self,
+        seqs: Vec<u32>,
+        common: &Common,
+        data: &[u8],
+        udh: Option<&[u8]>,
+        id: Option<MessageId>,
+    ) {
+        let Some(name) = self.bound.as_ref().map(|b| b.hub.name.clone()) else {
+            self.answer(&seqs, &Err(CommandStatus::EsmeRinvbndsts));
+            return;
+        };
+        let ingress = Arc::clone(&self.server.ingress);
+        let Some(account) = ingress.accounts.get(&name) else {
+            self.answer(&seqs, &Err(CommandStatus::EsmeRsyserr));
+            return;
+        };
+        let items = match submit::items(common, data, udh, &account.spec.senders) {
+            Ok(i) => i,
+            Err(status) => {
+                self.answer(&seqs, &Err(status));
+                return;
+            }
+        };
+        if account.charge(items.len()).is_err() {
+            self.answer(&seqs, &Err(CommandStatus::EsmeRthrottled));
+            return;
+        }
+        self.tasks.spawn(
+            async move {
+                let Some(account) = ingress.accounts.get(&name) else {
+                    return (seqs, Err(CommandStatus::EsmeRsyserr));
+                };
+                let ids = id.into_iter().collect();
+                let result = match accept_items(&ingress, account, items, ids).await {
+                    Ok(accepted) => accepted
+                        .first()
+                        .map(|a| a.id.to_string())
+                        .ok_or(CommandStatus::EsmeRsyserr),
+                    Err(AcceptError::Unplaceable { error, .. }) => Err(if error.field == "to" {
+                        CommandStatus::EsmeRinvdstadr
+                    } else {
+                        CommandStatus::EsmeRsubmitfail
+                    }),
+                    Err(AcceptError::Store(_) | AcceptError::Refused { .. }) => {
+                        Err(CommandStatus::EsmeRsyserr)
+                    }
+                };
+                (seqs, result)
+            }
+            .in_current_span(),
+        );
+    }
+
+    fn expire_parts(&mut self) {
+        for key in self.reasm.expire(Instant::now()) {
+            if self.held.remove(&key).is_some() {
+                tracing::info!(
+                    reference = key.reference,
+                    "Long message incomplete after the reassembly TTL; dropped."
+                );
+            }
+        }
+    }
+
+    /// Gives back every entry this bind still holds and leaves the hub.
+    fn finish(mut self) {
+        while let Some(ev) = self.smsc.poll_event() {
+            if let Event::DeliverResponse { tag, .. }
+            | Event::DeliverTimeout { tag }
+            | Event::DeliverAborted { tag } = ev
+            {
+                let ok = matches!(ev, Event::DeliverResponse { status, .. } if status.is_ok());
+                self.report(tag, ok);
+            }
+        }
+        let queued: Vec<Tag> = self.queued.drain(..).map(|o| (o.kind, o.seq)).collect();
+        for tag in queued {
+            self.report(tag, false);
+        }
+        if let Some(mut b) = self.bound.take() {
+            b.hub.unregister(b.id);
+            if let Some(rx) = b.rx.as_mut() {
+                rx.close();
+                while let Ok(o) = rx.try_recv() {
+                    let _ = b.hub.done.send(Done {
+                        kind: o.kind,
+                        seq: o.seq,
+                        ok: false,
+                    });
+                }
+            }
+            metrics::gauge!(m::SMPP_SERVER_BINDS_UP, m::LABEL_ACCOUNT => b.hub.name.clone(),
+                m::LABEL_KIND => b.kind.as_str())
+            .decrement(1.0);
+            tracing::info!("ESME unbound.");
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv(rx: Option<&mut mpsc::Receiver<Outgoing>>) -> Option<Outgoing> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn reject_timer(t: Option<&mut (Pin<Box<tokio::time::Sleep>>, CommandStatus)>) {
+    match t {
+        Some((sleep, _)) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,397 @@
+//! Receipts and replies back to ESMEs: deliver_sm PDUs and the per-account outbox pump.
+//!
+//! Job: for an account with an SMPP login, move entries of its durable receipt outbox (the
+//! ones tagged [`SMPP_RECEIPT_TAG`], i.e. submitted over SMPP asking for a receipt) and of
+//! its MO outbox to the account's receiver / transceiver binds as deliver_sm, and delete an
+//! entry only after an ESME answered its deliver_sm with `ESME_ROK`.
+//!
+//! Invariants:
+//! - None lost while the client is away: with no receiver bind up nothing is read or
+//!   removed; entries wait in the store and flow as soon as a bind comes up (the hub's
+//!   `changed` wakes the pump).
+//! - None sent twice needlessly: an entry is handed to one bind at a time (`in_flight`); it
+//!   goes out again only when that bind reports it failed (error status, timeout, or the
+//!   bind closed with it unanswered), after [`RETRY_AFTER`]. A crash between the ESME's
+//!   deliver_sm_resp and the delete commit re-sends it (at-least-once, like webhooks).
+//! - A receipt asked for failures only (`registered_delivery` 2) of a delivered message,
+//!   and an undecodable entry, are deleted without sending.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_protocols::smpp::{
+    Address, MessageState as SmppState, Octets, ReceiptDate, ReceiptStat, ReceiptText, Sm,
+};
+use sluice_protocols::sms;
+use tokio::sync::{Notify, mpsc, watch};
+
+use super::{AccountHub, Done, Outgoing, OutgoingKind};
+use crate::metrics as m;
+use crate::receipt::outbox::SMPP_RECEIPT_TAG;
+use crate::store::{AnyBackend, Message, MessageState, MoEvent, Op, Payload, ReceiptEvent, Store};
+
+/// Wait before an entry that failed on one bind is offered again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Idle re-scan period (entries finalised without a wake-up are found by then).
+const IDLE_POLL: Duration = Duration::from_millis(250);
+/// Entries read per outbox and round, beyond those already in flight.
+const SCAN: usize = 256;
+
+fn smpp_address(a: &str) -> Address {
+    match a.strip_prefix('+') {
+        Some(d) => Address::new(1, 1, d.to_owned()),
+        None if !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()) => {
+            Address::new(0, 1, a.to_owned())
+        }
+        None => Address::new(5, 0, a.to_owned()),
+    }
+}
+
+fn receipt_date(rfc3339: Option<&str>) -> Option<ReceiptDate> {
+    let ts: jiff::Timestamp = rfc3339?.parse().ok()?;
+    let dt = jiff::tz::TimeZone::UTC.to_datetime(ts);
+    Some(ReceiptDate {
+        year: u16::try_from(dt.year()).ok()?,
+        month: u8::try_from(dt.month()).ok()?,
+        day: u8::try_from(dt.day()).ok()?,
+        hour: u8::try_from(dt.hour()).ok()?,
+        minute: u8::try_from(dt.minute()).ok()?,
+        second: u8::try_from(dt.second()).ok(),
+    })
+}
+
+const fn smpp_state(s: MessageState) -> SmppState {
+    match s {
+        MessageState::Delivered => SmppState::Delivered,
+        MessageState::Expired => SmppState::Expired,
+        MessageState::Rejected => SmppState::Rejected,
+        MessageState::Undeliverable | MessageState::Failed => SmppState::Undeliverable,
+        MessageState::Queued
+        | MessageState::Scheduled
+        | MessageState::InFlight
+        | MessageState::Sent => SmppState::Enroute,
+    }
+}
+
+/// The deliver_sm of a receipt (esm_class 0x04): from the handset to the original sender,
+/// standard receipt text with sluice's id, `receipted_message_id` and `message_state`.
+/// `original` (the stored message) supplies the sender and the first 20 characters.
+pub fn receipt_sm(event: &ReceiptEvent, original: Option<&Message>) -> Sm {
+    let state = smpp_state(event.state);
+    let stat = if event.stat.is_empty() {
+        ReceiptStat::from_state(state)
+    } else {
+        ReceiptStat::parse(event.stat.as_bytes())
+    };
+    let err = if event.err.is_empty() {
+        "000"
+    } else {
+        event.err.as_str()
+    };
+    let text: String = match original.map(|m| &m.payload) {
+        Some(Payload::Text { text, .. }) => text.chars().take(20).collect(),
+        _ => String::new(),
+    };
+    // The text field of a receipt is ASCII by convention: drop what is not.
+    let text: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    let done = receipt_date(Some(&event.done_at));
+    let r = ReceiptText {
+        id: Some(event.id.as_bytes()),
+        sub: Some(1),
+        dlvrd: Some(u32::from(event.state == MessageState::Delivered)),
+        submit_date: receipt_date(event.submitted_at.as_deref()).or(done),
+        done_date: done,
+        stat: Some(stat),
+        err: Some(err.as_bytes()),
+        text: Some(text.as_bytes()),
+    };
+    let mut sm = Sm {
+        source: smpp_address(&event.to),
+        dest: smpp_address(original.and_then(|m| m.from.as_deref()).unwrap_or("")),
+        esm_class: 0x04,
+        short_message: Octets::from(r.to_vec()),
+        ..Sm::default()
+    };
+    sm.tlvs.set_receipted_message_id(event.id.as_bytes());
+    sm.tlvs.set_message_state(state);
+    sm
+}
+
+/// The deliver_sm of a reply (esm_class 0): GSM 7-bit (unpacked, data_coding 0) when the text
+/// allows, else UCS-2 (8); long text goes in message_payload.
+pub fn mo_sm(event: &MoEvent) -> Sm {
+    let (dc, data) = match sms::encode(&event.text, sms::Encoding::Gsm7) {
+        Ok(d) => (0, d),
+        Err(_) => (
+            8,
+            sms::encode(&event.text, sms::Encoding::Ucs2).unwrap_or_default(),
+        ),
+    };
+    let mut sm = Sm {
+        source: smpp_address(&event.from),
+        dest: smpp_address(&event.to),
+        data_coding: dc,
+        ..Sm::default()
+    };
+    if data.len() > 254 {
+        sm.tlvs.set(
+            sluice_protocols::smpp::tlv::tags::MESSAGE_PAYLOAD,
+            Octets::from(data),
+        );
+    } else {
+        sm.short_message = Octets::from(data);
+    }
+    sm
+}
+
+/// What one scan decided for an entry.
+enum Plan {
+    Send(Outgoing),
+    Delete(OutgoingKind, u64),
+}
+
+/// The pump of one account. Runs until `shutdown`.
+pub(crate) async fn run(
+    store: Store<AnyBackend>,
+    hub: Arc<AccountHub>,
+    mut done: mpsc::UnboundedReceiver<Done>,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let account = hub.name.clone();
+    let mut in_flight: HashSet<(OutgoingKind, u64)> = HashSet::new();
+    let mut retry: HashMap<(OutgoingKind, u64), Instant> = HashMap::new();
+    let mut next_bind = 0usize;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let mut deletes = Vec::new();
+        while let Ok(d) = done.try_recv() {
+            in_flight.remove(&(d.kind, d.seq));
+            if d.ok {
+                metrics::counter!(m::SMPP_SERVER_DELIVERED, m::LABEL_ACCOUNT => account.clone(),
+                    m::LABEL_KIND => d.kind.as_str())
+                .increment(1);
+                deletes.push(delete_op(&account, d.kind, d.seq));
+            } else {
+                retry.insert((d.kind, d.seq), Instant::now() + RETRY_AFTER);
+            }
+        }
+        // Deletes first: a scan before them would offer acknowledged entries again.
+        if !deletes.is_empty()
+            && let Err(e) = store.submit(deletes).await
+        {
+            tracing::warn!(%account, error = %e, "Could not delete delivered outbox entries; they will be re-sent.");
+        }
+        let mut deletes = Vec::new();
+        let receivers = hub.receivers();
+        if !receivers.is_empty() {
+            let now = Instant::now();
+            retry.retain(|_, at| *at > now);
+            for plan in scan(&store, &account, &in_flight, &retry) {
+                match plan {
+                    Plan::Delete(kind, seq) => deletes.push(delete_op(&account, kind, seq)),
+                    Plan::Send(out) => {
+                        let key = (out.kind, out.seq);
+                        // Round robin over the receiver binds; a full queue is skipped.
+                        let mut sent = false;
+                        let mut out = Some(out);
+                        for i in 0..receivers.len() {
+                            let tx = &receivers[(next_bind + i) % receivers.len()];
+                            let Some(o) = out.take() else { break };
+                            match tx.try_send(o) {
+                                Ok(()) => {
+                                    sent = true;
+                                    next_bind = (next_bind + i + 1) % receivers.len();
+                                    break;
+                                }
+                                Err(
+                                    mpsc::error::TrySendError::Full(o)
+                                    | mpsc::error::TrySendError::Closed(o),
+                                ) => out = Some(o),
+                            }
+                        }
+                        if sent {
+                            in_flight.insert(key);
+                        }
+                    }
+                }
+            }
+        }
+        if !deletes.is_empty()
+            && let Err(e) = store.submit(deletes).await
+        {
+            tracing::warn!(%account, error = %e, "Could not delete delivered outbox entries; they will be re-sent.");
+        }
+        tokio::select! {
+            () = wake.notified() => {}
+            () = hub.changed.notified() => {}
+            d = done.recv() => {
+                // Put it back for the next round's drain.
+                if let Some(d) = d {
+                    in_flight.remove(&(d.kind, d.seq));
+                    if d.ok {
+                        metrics::counter!(m::SMPP_SERVER_DELIVERED, m::LABEL_ACCOUNT => account.clone(),
+                            m::LABEL_KIND => d.kind.as_str())
+                        .increment(1);
+                        if let Err(e) = store.submit(vec![delete_op(&account, d.kind, d.seq)]).await {
+                            tracing::warn!(%account, error = %e, "Could not delete a delivered outbox entry; it will be re-sent.");
+                        }
+                    } else {
+                        retry.insert((d.kind, d.seq), Instant::now() + RETRY_AFTER);
+                    }
+                }
+            }
+            () = tokio::time::sleep(IDLE_POLL) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn delete_op(account: &str, kind: OutgoingKind, seq: u64) -> Op {
+    match kind {
+        OutgoingKind::Receipt => Op::OutboxDelete {
+            account: account.to_owned(),
+            seq,
+        },
+        OutgoingKind::Mo => Op::MoDelete {
+            account: account.to_owned(),
+            seq,
+        },
+    }
+}
+
+/// Reads both outboxes of `account` and plans what to send or drop.
+fn scan(
+    store: &Store<AnyBackend>,
+    account: &str,
+    in_flight: &HashSet<(OutgoingKind, u64)>,
+    retry: &HashMap<(OutgoingKind, u64), Instant>,
+) -> Vec<Plan> {
+    let busy = |k: (OutgoingKind, u64)| in_flight.contains(&k) || retry.contains_key(&k);
+    let limit = in_flight.len() + retry.len() + SCAN;
+    let mut plans = Vec::new();
+    match store.outbox(account, 0, limit) {
+        Ok(entries) => {
+            for e in entries {
+                let key = (OutgoingKind::Receipt, e.seq);
+                if busy(key) {
+                    continue;
+                }
+                let Ok(event) = serde_json::from_slice::<ReceiptEvent>(&e.body) else {
+                    continue; // The webhook pump drops undecodable entries.
+                };
+                let Some(flag) = event.tags.get(SMPP_RECEIPT_TAG) else {
+                    continue; // Not ours: the webhook pump's.
+                };
+                if flag == "2" && event.state == MessageState::Delivered {
+                    plans.push(Plan::Delete(OutgoingKind::Receipt, e.seq));
+                    continue;
+                }
+                let original = event
+                    .id
+                    .parse()
+                    .ok()
+                    .and_then(|id| store.get(id).ok().flatten());
+                plans.push(Plan::Send(Outgoing {
+                    kind: OutgoingKind::Receipt,
+                    seq: e.seq,
+                    sm: Box::new(receipt_sm(&event, original.as_ref())),
+                }));
+            }
+        }
+        Err(e) => tracing::warn!(%account, error = %e, "Receipt outbox unreadable."),
+    }
+    match store.mo_outbox(account, 0, limit) {
+        Ok(entries) => {
+            for e in entries {
+                let key = (OutgoingKind::Mo, e.seq);
+                if busy(key) {
+                    continue;
+                }
+                match serde_json::from_slice::<MoEvent>(&e.body) {
+                    Ok(event) => plans.push(Plan::Send(Outgoing {
+                        kind: OutgoingKind::Mo,
+                        seq: e.seq,
+                        sm: Box::new(mo_sm(&event)),
+                    })),
+                    Err(_) => plans.push(Plan::Delete(OutgoingKind::Mo, e.seq)),
+                }
+            }
+        }
+        Err(e) => tracing::warn!(%account, error = %e, "MO outbox unreadable."),
+    }
+    plans
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_protocols::smpp::DeliveryReport;
+
+    #[test]
+    fn receipt_pdu_carries_our_id_text_and_tlvs() {
+        let ev = ReceiptEvent {
+            id: "01JD3Q5V8Q0000000000000001".into(),
+            client_ref: None,
+            to: "+8613800138000".into(),
+            state: MessageState::Delivered,
+            stat: "DELIVRD".into(),
+            err: "000".into(),
+            parts: 1,
+            submitted_at: Some("2026-11-26T00:00:00Z".into()),
+            done_at: "2026-11-26T00:01:02Z".into(),
+            callback_url: None,
+            tags: Default::default(),
+        };
+        let sm = receipt_sm(&ev, None);
+        assert!(sm.is_delivery_receipt());
+        assert_eq!(sm.source, Address::new(1, 1, "8613800138000"));
+        let text = String::from_utf8(sm.short_message.as_slice().to_vec()).expect("ascii");
+        assert!(
+            text.starts_with(
+                "id:01JD3Q5V8Q0000000000000001 sub:001 dlvrd:001 submit date:2611260000"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("done date:2611260001"), "{text}");
+        assert!(text.contains("stat:DELIVRD err:000 text:"), "{text}");
+        let dr = DeliveryReport::from_sm(&sm).expect("a receipt");
+        assert_eq!(dr.message_id, ev.id.as_bytes());
+        assert_eq!(sm.tlvs.message_state(), Some(SmppState::Delivered));
+    }
+
+    #[test]
+    fn mo_pdu_picks_gsm_or_ucs2() {
+        let mut ev = MoEvent {
+            account: None,
+            from: "+8613800138000".into(),
+            to: "10690000".into(),
+            text: "Y".into(),
+            received_at: "2026-11-26T00:00:00Z".into(),
+        };
+        assert_eq!(mo_sm(&ev).data_coding, 0);
+        ev.text = "好".into();
+        let sm = mo_sm(&ev);
+        assert_eq!(
+            (sm.data_coding, sm.short_message.as_slice()),
+            (8, &[0x59, 0x7D][..])
+        );
+        assert_eq!(sm.esm_class, 0);
+    }
+}

@@ -1,0 +1,341 @@
+//! SMPP server for ESMEs that bind to sluice (`listeners.smpp`).
+//!
+//! Job: accept SMPP 3.4 / 5.0 binds from upstream clients, turn their submits into the same
+//! validated, rate-charged, durably stored messages the HTTP API produces, and return
+//! receipts and replies to them as deliver_sm.
+//!
+//! - Protocol: `sluice_protocols::smpp::session::smsc` (sans-IO) does bind states, windows,
+//!   enquire_link, unbind and garbage handling; [`conn`] only moves bytes, time and events.
+//! - Submits: [`submit`] maps them onto `ingress::message::validate` (the HTTP validation);
+//!   then the account's rate (`rate`/`burst`, the HTTP limiter itself: one budget for both
+//!   doors) is charged and `http::accept_items` stores them. submit_sm_resp carries
+//!   sluice's id (the one `GET /v1/messages/{id}` knows) and is written only after the
+//!   store's commit. Over the rate or the bind's window: `ESME_RTHROTTLED`.
+//! - Long messages are reassembled per connection (UDH or SAR) and stored as ONE message, so
+//!   one receipt comes back for it. Its id is allocated at the first part; every part but
+//!   the completing one is answered at once with that id (clients such as smpplib wait for
+//!   each part's response before sending the next), and the completing part is answered
+//!   only after the durable commit, carrying any refusal. Trade-off, documented: the early
+//!   parts are acknowledged before they are durable; a restart or [`REASSEMBLY_TTL`] without
+//!   the rest loses the incomplete message (its id then stays unknown to `GET`).
+//! - Receipts and MO: [`deliver`] (per-account pump over the durable outboxes).
+//! - Login: an account's `smpp_system_id` + SHA-256 of the password, compared in constant
+//!   time; unknown id → `ESME_RINVSYSID`, wrong password → `ESME_RINVPASWD`, too many binds
+//!   → `ESME_RBINDFAIL`. Failed binds from one IP are answered after a delay doubling from
+//!   [`FAIL_DELAY_BASE`] up to [`FAIL_DELAY_MAX`], and a connection that does not bind in
+//!   [`BIND_TIMEOUT`] is closed.
+//! - Shutdown: the listener stops accepting; every bind finishes its pending submits, then
+//!   sends unbind and closes on unbind_resp (or after the response timeout).
+//!
+//! Not done: schedule_delivery_time / validity_period are ignored (messages go at once and
+//! expire by the gateway's rules); query_sm / cancel_sm / replace_sm are refused; submit_multi
+//! returns the id of its first destination (each destination is its own message and gets its
+//! own receipt).
+
+pub mod conn;
+pub mod deliver;
+pub mod submit;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_protocols::smpp::Sm;
+use sluice_protocols::smpp::session::smsc::BindKind;
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::http::IngressState;
+use crate::store::{AnyBackend, Store};
+
+/// Longest wait for a bind after a connection opens.
+pub const BIND_TIMEOUT: Duration = Duration::from_secs(10);
+/// First delay before a failed bind is answered.
+pub const FAIL_DELAY_BASE: Duration = Duration::from_millis(200);
+/// Longest delay before a failed bind is answered.
+pub const FAIL_DELAY_MAX: Duration = Duration::from_secs(5);
+/// Open connections at once (bound or not); more wait in the kernel's backlog.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// How long parts of a long message wait for the rest.
+pub const REASSEMBLY_TTL: Duration = Duration::from_secs(60);
+
+/// An account's SMPP login, built from config.
+#[derive(Debug, Clone)]
+pub struct SmppLogin {
+    /// Account name.
+    pub account: String,
+    /// system_id the ESME binds with.
+    pub system_id: String,
+    /// SHA-256 of the password.
+    pub password_sha256: [u8; 32],
+    /// Most binds at once.
+    pub max_binds: usize,
+    /// Per-bind window (submits and deliver_sm).
+    pub window: usize,
+}
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct SmppServerConfig {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// Logins of every SMPP account.
+    pub logins: Vec<SmppLogin>,
+    /// deliver_sm / enquire_link / unbind response timeout.
+    pub response_timeout: Duration,
+    /// Silence before we send enquire_link.
+    pub enquire_link_interval: Duration,
+    /// Longest wait for a bind after connect.
+    pub bind_timeout: Duration,
+}
+
+impl SmppServerConfig {
+    /// Defaults for `addr` and `logins`.
+    pub fn new(addr: SocketAddr, logins: Vec<SmppLogin>) -> Self {
+        Self {
+            addr,
+            logins,
+            response_timeout: Duration::from_secs(10),
+            enquire_link_interval: Duration::from_secs(30),
+            bind_timeout: BIND_TIMEOUT,
+        }
+    }
+}
+
+/// What a deliver_sm carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutgoingKind {
+    /// A receipt (receipt outbox).
+    Receipt,
+    /// A reply (MO outbox).
+    Mo,
+}
+
+impl OutgoingKind {
+    /// Metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Receipt => "receipt",
+            Self::Mo => "mo",
+        }
+    }
+}
+
+/// An outbox entry on its way to a bind.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// Which outbox.
+    pub kind: OutgoingKind,
+    /// Entry sequence in that outbox.
+    pub seq: u64,
+    /// The PDU body.
+    pub sm: Box<Sm>,
+}
+
+/// A bind's verdict on an entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Done {
+    /// Which outbox.
+    pub kind: OutgoingKind,
+    /// Entry sequence.
+    pub seq: u64,
+    /// `true`: the ESME answered ESME_ROK (delete it).
+    pub ok: bool,
+}
+
+#[derive(Debug, Default)]
+struct Binds {
+    next_id: u64,
+    count: usize,
+    receivers: Vec<(u64, mpsc::Sender<Outgoing>)>,
+}
+
+/// One account's live binds, shared by its connections and its pump.
+#[derive(Debug)]
+pub struct AccountHub {
+    /// Account name.
+    pub name: String,
+    login: SmppLogin,
+    binds: Mutex<Binds>,
+    /// Signalled when a receiver bind comes or goes.
+    pub changed: Notify,
+    done: mpsc::UnboundedSender<Done>,
+}
+
+impl AccountHub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Binds> {
+        self.binds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues of the receiver / transceiver binds up now.
+    pub fn receivers(&self) -> Vec<mpsc::Sender<Outgoing>> {
+        self.lock()
+            .receivers
+            .iter()
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+
+    /// Registers a bind; `None` when the account is at `max_binds`.
+    fn register(&self, kind: BindKind, tx: Option<mpsc::Sender<Outgoing>>) -> Option<u64> {
+        let mut b = self.lock();
+        if b.count >= self.login.max_binds {
+            return None;
+        }
+        b.count += 1;
+        b.next_id += 1;
+        let id = b.next_id;
+        if kind.receives()
+            && let Some(tx) = tx
+        {
+            b.receivers.push((id, tx));
+        }
+        drop(b);
+        self.changed.notify_waiters();
+        Some(id)
+    }
+
+    fn unregister(&self, id: u64) {
+        let mut b = self.lock();
+        b.count = b.count.saturating_sub(1);
+        b.receivers.retain(|(i, _)| *i != id);
+        drop(b);
+        self.changed.notify_waiters();
+    }
+}
+
+/// Everything connections share.
+#[derive(Debug)]
+pub struct Server {
+    ingress: Arc<IngressState>,
+    config: SmppServerConfig,
+    /// By system_id.
+    hubs: HashMap<String, Arc<AccountHub>>,
+    /// Failed binds per peer IP (count), for the answer delay.
+    failures: Mutex<HashMap<IpAddr, u32>>,
+}
+
+impl Server {
+    /// Delay before answering the next failed bind from `ip`, counting this failure.
+    fn fail_delay(&self, ip: IpAddr) -> Duration {
+        let mut f = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if f.len() > 100_000 {
+            f.clear();
+        }
+        let n = f.entry(ip).or_insert(0);
+        *n = n.saturating_add(1);
+        FAIL_DELAY_BASE
+            .saturating_mul(1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX))
+            .min(FAIL_DELAY_MAX)
+    }
+
+    fn bind_succeeded(&self, ip: IpAddr) {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&ip);
+    }
+}
+
+/// The running server.
+#[derive(Debug)]
+pub struct Started {
+    /// The address it listens on (resolves port 0).
+    pub addr: SocketAddr,
+}
+
+/// Binds the listener and spawns the accept loop (into `conn_tasks`, stopped by
+/// `stop_accept`) and one outbox pump per SMPP account (into `pump_tasks`, stopped by
+/// `stop_pumps`).
+///
+/// # Errors
+/// When the address cannot be bound.
+#[allow(clippy::too_many_arguments)]
+pub async fn start(
+    config: SmppServerConfig,
+    ingress: Arc<IngressState>,
+    store: Store<AnyBackend>,
+    wake: Arc<Notify>,
+    stop_accept: watch::Receiver<bool>,
+    stop_pumps: watch::Receiver<bool>,
+    conn_tasks: &mut JoinSet<()>,
+    pump_tasks: &mut JoinSet<()>,
+) -> std::io::Result<Started> {
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    let addr = listener.local_addr()?;
+    let mut hubs = HashMap::new();
+    for login in &config.logins {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let hub = Arc::new(AccountHub {
+            name: login.account.clone(),
+            login: login.clone(),
+            binds: Mutex::default(),
+            changed: Notify::new(),
+            done: done_tx,
+        });
+        pump_tasks.spawn(deliver::run(
+            store.clone(),
+            Arc::clone(&hub),
+            done_rx,
+            Arc::clone(&wake),
+            stop_pumps.clone(),
+        ));
+        hubs.insert(login.system_id.clone(), hub);
+    }
+    let server = Arc::new(Server {
+        ingress,
+        config,
+        hubs,
+        failures: Mutex::default(),
+    });
+    conn_tasks.spawn(accept_loop(listener, server, stop_accept));
+    tracing::info!(%addr, "SMPP server listening.");
+    Ok(Started { addr })
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    server: Arc<Server>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&limit).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        match accepted {
+            Ok((socket, peer)) => {
+                let _ = socket.set_nodelay(true);
+                let server = Arc::clone(&server);
+                let stop = stop.clone();
+                conns.spawn(async move {
+                    conn::run(server, socket, peer, stop).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "SMPP accept failed.");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
+    // Every connection unbinds on the same signal; wait for them.
+    while conns.join_next().await.is_some() {}
+}
