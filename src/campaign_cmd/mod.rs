@@ -615,13 +615,22 @@ pub fn render_tables(funnel: &[FunnelRow], uplift: &[UpliftRow]) -> String {
     let _ = writeln!(s, "Funnel (targeted → sent → delivered → converted)");
     let _ = writeln!(
         s,
-        "{:<8} {:<5} {:>9} {:>9} {:>10} {:>8} {:>10} {:>9} {:>9}",
-        "group", "chan", "targeted", "sent", "delivered", "failed", "converted", "deliv%", "conv%"
+        "{:<8} {:<5} {:>9} {:>9} {:>10} {:>8} {:>10} {:>7} {:>9} {:>9}",
+        "group",
+        "chan",
+        "targeted",
+        "sent",
+        "delivered",
+        "failed",
+        "converted",
+        "unsub",
+        "deliv%",
+        "conv%"
     );
     for r in funnel {
         let _ = writeln!(
             s,
-            "{:<8} {:<5} {:>9} {:>9} {:>10} {:>8} {:>10} {:>9} {:>9}",
+            "{:<8} {:<5} {:>9} {:>9} {:>10} {:>8} {:>10} {:>7} {:>9} {:>9}",
             r.group,
             r.channel,
             r.targeted,
@@ -629,6 +638,7 @@ pub fn render_tables(funnel: &[FunnelRow], uplift: &[UpliftRow]) -> String {
             r.delivered,
             r.failed,
             r.converted,
+            r.unsubscribed,
             pct(r.delivered_rate),
             pct(r.conversion_rate)
         );

@@ -147,6 +147,9 @@ pub struct Config {
     /// Webhook client settings (receipts and replies).
     #[serde(default)]
     pub webhooks: WebhooksConfig,
+    /// The hosted campaign service's reply handling.
+    #[serde(default)]
+    pub campaign: CampaignConfig,
     /// Resolved `timezone` (set by validation).
     #[serde(skip)]
     tz: Option<TimeZone>,
@@ -267,6 +270,32 @@ pub struct AccountConfig {
     /// Allowed sending windows for this account's messages; empty = any time.
     #[serde(default)]
     pub windows: Vec<String>,
+    /// Service numbers (digits) the account owns: replies to one of them, or to one plus an
+    /// extension code, route to this account (longest prefix over every account's senders
+    /// and service numbers), and the account may send from `number + extension`. A number
+    /// belongs to one account only.
+    #[serde(default)]
+    pub service_numbers: Vec<String>,
+}
+
+/// `[campaign]`: how the hosted campaign service treats replies.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CampaignConfig {
+    /// Reply texts (trimmed, case-insensitive) that unsubscribe the sender: its number goes
+    /// on the do-not-disturb list of the channel it was contacted on.
+    pub unsubscribe_keywords: Vec<String>,
+}
+
+impl Default for CampaignConfig {
+    fn default() -> Self {
+        Self {
+            unsubscribe_keywords: sluice_campaign::routing::DEFAULT_UNSUBSCRIBE_KEYWORDS
+                .iter()
+                .map(|k| (*k).to_owned())
+                .collect(),
+        }
+    }
 }
 
 fn default_burst() -> u32 {
@@ -528,6 +557,14 @@ impl Config {
                 .map_err(|e| c.err("webhooks.ca_file", e.to_string()))?;
         }
         self.validate_accounts(c)?;
+        for (j, k) in self.campaign.unsubscribe_keywords.iter().enumerate() {
+            if k.trim().is_empty() {
+                return Err(c.err(
+                    format!("campaign.unsubscribe_keywords[{j}]"),
+                    "must not be empty",
+                ));
+            }
+        }
         self.validate_channels(c)?;
         self.validate_routes(c)
     }
@@ -535,6 +572,7 @@ impl Config {
     fn validate_accounts(&mut self, c: &Checker<'_>) -> Result<(), ConfigError> {
         let mut names = HashSet::new();
         let mut index = HashMap::new();
+        let mut numbers: HashMap<&str, &str> = HashMap::new();
         for (i, a) in self.accounts.iter().enumerate() {
             let k = |f: &str| format!("accounts[{i}].{f}");
             if !is_name(&a.name) {
@@ -578,6 +616,15 @@ impl Config {
                 }
             }
             check_windows(c, &a.windows, &k("windows"))?;
+            for (j, n) in a.service_numbers.iter().enumerate() {
+                let key = format!("accounts[{i}].service_numbers[{j}]");
+                if n.is_empty() || n.len() > 20 || !n.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(c.err(key, format!("{n:?} is not 1 to 20 digits")));
+                }
+                if let Some(owner) = numbers.insert(n, &a.name) {
+                    return Err(c.err(key, format!("{n:?} already belongs to account {owner:?}")));
+                }
+            }
         }
         self.key_index = index;
         Ok(())
