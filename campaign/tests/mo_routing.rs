@@ -91,7 +91,11 @@ fn row<'a>(f: &'a [report::FunnelRow], group: &str) -> &'a report::FunnelRow {
 
 fn totals(f: &[report::FunnelRow]) -> (u64, u64, u64) {
     f.iter().fold((0, 0, 0), |(c, fb, u), r| {
-        (c + r.converted, fb + r.converted_fallback, u + r.unsubscribed)
+        (
+            c + r.converted,
+            fb + r.converted_fallback,
+            u + r.unsubscribed,
+        )
     })
 }
 
@@ -127,7 +131,11 @@ async fn replies_follow_the_extension_fall_back_without_one_and_unsubscribe_to_d
     assert_eq!(msgs.len(), 80);
     for m in &msgs {
         let task = &m.tags["task"];
-        let want = if *task == t1.to_string() { &ext1 } else { &ext2 };
+        let want = if *task == t1.to_string() {
+            &ext1
+        } else {
+            &ext2
+        };
         assert_eq!(m.from.as_ref(), Some(want), "source of task {task}");
     }
 
@@ -165,7 +173,11 @@ async fn replies_follow_the_extension_fall_back_without_one_and_unsubscribe_to_d
 
     // Unsubscribes: "TD" to task 1, "退订" (padded) to task 2, "stop" without extension.
     // Never conversions; recorded per task and group; the numbers go on the SMS DND list.
-    for (sub, to, text) in [(4, &ext1, "TD"), (5, &ext2, " 退订 "), (6, &SN.into(), "stop")] {
+    for (sub, to, text) in [
+        (4, &ext1, "TD"),
+        (5, &ext2, " 退订 "),
+        (6, &SN.into(), "stop"),
+    ] {
         assert_eq!(
             apply(&c, &reply(&number(&c, sub), to, text, at)),
             ReplyOutcome::Unsubscribe,
@@ -204,7 +216,9 @@ async fn replies_follow_the_extension_fall_back_without_one_and_unsubscribe_to_d
     let mut c = Campaigns::open(&db).expect("reopen");
     c.mo.service_numbers = vec![SN.into()];
     assert_eq!(
-        routing::of_task(&c.conn, t1).expect("ext").map(|e| e.source()),
+        routing::of_task(&c.conn, t1)
+            .expect("ext")
+            .map(|e| e.source()),
         Some(ext1.clone())
     );
     assert_eq!(routing::resolve(&c.conn, &ext2).expect("resolve"), vec![t2]);
@@ -219,10 +233,17 @@ async fn replies_follow_the_extension_fall_back_without_one_and_unsubscribe_to_d
     let sent: Vec<String> = gw3.messages().into_iter().map(|m| m.to).collect();
     assert_eq!(sent.len(), 37);
     for sub in [4, 5, 6] {
-        assert!(!sent.contains(&number(&c, sub)), "subscriber {sub} excluded");
+        assert!(
+            !sent.contains(&number(&c, sub)),
+            "subscriber {sub} excluded"
+        );
     }
     // Task 3 got the next free extension (task 2's "77" is not 4-digit; 0001 is live).
-    assert!(gw3.messages().iter().all(|m| m.from.as_deref() == Some("106580000002")));
+    assert!(
+        gw3.messages()
+            .iter()
+            .all(|m| m.from.as_deref() == Some("106580000002"))
+    );
 }
 
 #[test]
