@@ -50,7 +50,7 @@ fn sim_config() -> SimConfig {
             mo: MoConfig {
                 reply: vec![
                     // Late enough that task 2 has contacted the same people meanwhile.
-                    rule("#T1", "Y", Delay::Fixed { ms: 3000.0 }),
+                    rule("#T1", "Y", Delay::Fixed { ms: 5000.0 }),
                     rule("#TD", "TD", quick.clone()),
                     rule("#TUI", "退订", quick.clone()),
                     rule("#PLAIN", "Y", quick),
@@ -256,7 +256,7 @@ async fn replies_route_by_extension_and_unsubscribes_reach_the_dnd_list_through_
         api.segment("plain", &numbers[40..50]).await,
     );
 
-    // Task 1 asks; its replies come 3 s later. Task 2 contacts the same 20 people right
+    // Task 1 asks; its replies come 5 s later. Task 2 contacts the same 20 people right
     // after task 1 is sent, so by the time the replies arrive task 2 is everyone's latest
     // contact: the old rule would credit task 2.
     let (t1, _) = api.launch("first", s1, "5GB for 10 yuan #T1", None).await;

@@ -286,3 +286,31 @@ fn an_extension_without_a_service_number_or_held_by_a_live_task_is_refused() {
     assert_eq!(launch::load_bulk(&c.conn, b2).expect("bulk").source, None);
     assert!(routing::of_task(&c.conn, t2).expect("ext").is_none());
 }
+
+#[test]
+fn a_reply_waits_for_the_contact_of_the_task_its_extension_names() {
+    let mut c = Campaigns::in_memory().expect("store");
+    c.load_synthetic(3, 1).expect("city");
+    let t1 = running_task(&mut c, "asks");
+    let t2 = running_task(&mut c, "later");
+    routing::assign(&c.conn, t1, SN, None, 1).expect("extension");
+    // Only task 2's contact is committed so far.
+    c.conn
+        .execute(
+            "INSERT INTO contacts (sub_id, task_id, bulk_id, slice, grp, channel, offer, campaign_type, at)
+             VALUES (0, ?1, 0, 0, 'A', 'sms', '', '', 10)",
+            [t2],
+        )
+        .expect("contact");
+    let from = c.table.msisdn(0).expect("msisdn").to_string();
+    let r = |to: &str| reply(&from, to, "Y", "2026-03-05T04:00:00Z");
+    let ext1 = format!("{SN}0001");
+    assert!(feedback::awaits_contact(&c.conn, &c.table, &r(&ext1)).expect("q"));
+    assert!(!feedback::awaits_contact(&c.conn, &c.table, &r(SN)).expect("q"));
+    // Unknown senders never wait.
+    let stranger = reply("13900000000", &ext1, "Y", "2026-03-05T04:00:00Z");
+    assert!(!feedback::awaits_contact(&c.conn, &c.table, &stranger).expect("q"));
+    // Applied anyway (after the hold), it is not credited to task 2.
+    assert_eq!(apply(&c, &r(&ext1)), ReplyOutcome::Unattributed);
+    assert_eq!(totals(&c.funnel(t2).expect("funnel")), (0, 0, 0));
+}
