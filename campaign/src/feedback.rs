@@ -255,7 +255,8 @@ pub fn awaits_contact(conn: &Connection, table: &SubscriberTable, r: &MoReply) -
 /// the latest contact of any task (counted apart as [`ReplyOutcome::LatestContact`]). An
 /// unsubscribe keyword ([`MoSettings::is_unsubscribe`]) puts the number on the
 /// do-not-disturb list [`UNSUBSCRIBE_LIST`] of the credited contact's channel (`sms` when
-/// there is none) and records an unsubscribe instead of a conversion.
+/// there is none) and records an unsubscribe instead of a conversion (a number that is not a
+/// known subscriber cannot be listed; its reply is kept with outcome `unsubscribe`).
 ///
 /// # Errors
 /// SQLite failure. Unknown or malformed numbers are recorded as not attributed.
