@@ -387,6 +387,7 @@ fn prepare(c: &mut Campaigns, o: &DemoOptions) -> Result<(i64, i64, u64), DemoEr
         push: o.push.clone(),
         lane: sluice_campaign::dispatch::Lane::Marketing,
         from: None,
+        extension: None,
         offer: OFFER.into(),
         campaign_type: "upsell".into(),
         groups: GroupSpec::Random {

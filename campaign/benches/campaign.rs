@@ -173,6 +173,7 @@ fn launch_plan(c: &mut Criterion) {
         push: None,
         lane: Default::default(),
         from: None,
+        extension: None,
         offer: "DATA10".into(),
         campaign_type: "retention".into(),
         groups: GroupSpec::Random {

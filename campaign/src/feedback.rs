@@ -3,8 +3,13 @@
 //! Receipts and replies arrive either in-process ([`FeedbackEvent`] over a tokio channel,
 //! see [`consume`]) or as the gateway's webhook JSON (docs/http-api.md; [`webhook_router`]).
 //! A receipt is matched to its contact-history row by gateway id, falling back to the
-//! `task` + `subscriber` (+ `bulk`) tags. A reply is a conversion of the most recent
-//! non-passive contact of that subscriber within the attribution window.
+//! `task` + `subscriber` (+ `bulk`) tags. A reply sent to a task's extension
+//! (`service number + extension`, [`crate::routing`]) is a conversion of that task's contact
+//! of the subscriber; a reply to no known extension falls back to the most recent
+//! non-passive contact of that subscriber within the attribution window (counted apart).
+//! An unsubscribe keyword is never a conversion: the number goes on the do-not-disturb list
+//! of the contact's channel, so the next launch excludes it, and an unsubscribe is recorded
+//! ([`apply_reply`]).
 //!
 //! Orders (CSV `msisdn,offer,time`) are attributed to the latest contact with the same offer
 //! within the window before the order; otherwise, if the subscriber is in the hold-out
@@ -26,6 +31,8 @@ use serde::Deserialize;
 
 use crate::error::Result;
 use crate::import::LineError;
+use crate::routing::{self, MoSettings};
+use crate::rules::{self, Channel, ListKind};
 use crate::service::Campaigns;
 use crate::table::SubscriberTable;
 use crate::{launch, msisdn, window};
@@ -105,7 +112,151 @@ pub fn apply_receipt(conn: &Connection, r: &Receipt, now: i64) -> Result<bool> {
     Ok(false)
 }
 
-/// Records a reply; returns whether it was attributed to a contact.
+/// How a reply was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyOutcome {
+    /// A conversion of the task owning the extension the reply was sent to.
+    Extension,
+    /// No known extension: a conversion of the subscriber's latest contact (the fallback).
+    LatestContact,
+    /// An unsubscribe keyword: the number is on the do-not-disturb list of the contact's
+    /// channel and the unsubscribe is recorded; never a conversion.
+    Unsubscribe,
+    /// Recorded only: unknown number, or no contact to attribute it to.
+    Unattributed,
+}
+
+impl ReplyOutcome {
+    /// Stable name (`replies.outcome`, webhook answer).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Extension => "extension",
+            Self::LatestContact => "latest_contact",
+            Self::Unsubscribe => "unsubscribe",
+            Self::Unattributed => "unattributed",
+        }
+    }
+
+    /// Whether the reply became a conversion.
+    pub const fn is_conversion(self) -> bool {
+        matches!(self, Self::Extension | Self::LatestContact)
+    }
+}
+
+/// Name of the do-not-disturb list unsubscribe replies are added to.
+pub const UNSUBSCRIBE_LIST: &str = "unsubscribe";
+
+/// The contact a reply is credited to.
+struct Hit {
+    task: i64,
+    bulk: i64,
+    grp: String,
+    channel: String,
+    offer: String,
+    /// `extension` or `latest_contact`.
+    via: ReplyOutcome,
+}
+
+/// The contact of `sub` a reply to `to` at `at` belongs to: the latest contact of the task
+/// owning the extension `to` names (newest holder with a contact first), or — when `to`
+/// names no known extension — the latest non-passive contact of any task. Also returns the
+/// extension's task when there is one (even without a contact).
+fn find_contact(
+    conn: &Connection,
+    sub: u32,
+    to: &str,
+    at: i64,
+    window_days: u32,
+) -> Result<(Option<Hit>, Option<i64>)> {
+    let since = at - i64::from(window_days) * DAY;
+    let row = |r: &rusqlite::Row<'_>| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    };
+    let tasks = routing::resolve(conn, to)?;
+    if let Some(&first) = tasks.first() {
+        let mut st = conn.prepare_cached(
+            "SELECT task_id, bulk_id, grp, channel, offer FROM contacts
+             WHERE sub_id = ?1 AND task_id = ?2 AND at <= ?3 AND at >= ?4 AND channel != 'web'
+             ORDER BY at DESC, id DESC LIMIT 1",
+        )?;
+        for t in tasks {
+            if let Some((task, bulk, grp, channel, offer)) =
+                st.query_row(params![sub, t, at, since], row).optional()?
+            {
+                let via = ReplyOutcome::Extension;
+                let hit = Hit {
+                    task,
+                    bulk,
+                    grp,
+                    channel,
+                    offer,
+                    via,
+                };
+                return Ok((Some(hit), Some(t)));
+            }
+        }
+        return Ok((None, Some(first)));
+    }
+    let hit = conn
+        .query_row(
+            "SELECT task_id, bulk_id, grp, channel, offer FROM contacts
+             WHERE sub_id = ?1 AND at <= ?2 AND at >= ?3 AND channel != 'web'
+             ORDER BY at DESC, id DESC LIMIT 1",
+            params![sub, at, since],
+            row,
+        )
+        .optional()?
+        .map(|(task, bulk, grp, channel, offer)| Hit {
+            task,
+            bulk,
+            grp,
+            channel,
+            offer,
+            via: ReplyOutcome::LatestContact,
+        });
+    Ok((hit, None))
+}
+
+/// Whether a reply should wait for its contact row: the sender is a known subscriber and
+/// the task its destination's extension names (or, without one, any task) has no contact
+/// with it yet. The in-process consumer holds such replies for a while, because the gateway
+/// can deliver a reply before the campaign has committed the batch that caused it.
+///
+/// # Errors
+/// SQLite failure.
+pub fn awaits_contact(conn: &Connection, table: &SubscriberTable, r: &MoReply) -> Result<bool> {
+    let Some(sub) = msisdn::normalize(&r.from).ok().and_then(|n| table.id_of(n)) else {
+        return Ok(false);
+    };
+    let task = routing::resolve(conn, &r.to)?.first().copied();
+    let contacted = conn
+        .query_row(
+            "SELECT 1 FROM contacts WHERE sub_id = ?1 AND (?2 IS NULL OR task_id = ?2) LIMIT 1",
+            params![sub, task],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    Ok(!contacted)
+}
+
+/// Records a reply and settles it ([`ReplyOutcome`]).
+///
+/// Routing: a destination naming a task's extension ([`routing::resolve`]) credits that
+/// task's latest contact of the subscriber within `window_days`, even when another task
+/// contacted the subscriber later; a destination without a known extension falls back to
+/// the latest contact of any task (counted apart as [`ReplyOutcome::LatestContact`]). An
+/// unsubscribe keyword ([`MoSettings::is_unsubscribe`]) puts the number on the
+/// do-not-disturb list [`UNSUBSCRIBE_LIST`] of the credited contact's channel (`sms` when
+/// there is none) and records an unsubscribe instead of a conversion (a number that is not a
+/// known subscriber cannot be listed; its reply is kept with outcome `unsubscribe`).
 ///
 /// # Errors
 /// SQLite failure. Unknown or malformed numbers are recorded as not attributed.
@@ -114,36 +265,85 @@ pub fn apply_reply(
     table: &SubscriberTable,
     r: &MoReply,
     window_days: u32,
-) -> Result<bool> {
+    mo: &MoSettings,
+) -> Result<ReplyOutcome> {
     let Ok(number) = msisdn::normalize(&r.from) else {
-        return Ok(false);
+        return Ok(ReplyOutcome::Unattributed);
     };
     let at = r.received_at.as_second();
-    conn.execute(
-        "INSERT INTO replies (msisdn, text, at) VALUES (?1, ?2, ?3)",
-        params![number as i64, r.text, at],
-    )?;
-    let Some(sub) = table.id_of(number) else {
-        return Ok(false);
+    let unsubscribe = mo.is_unsubscribe(&r.text);
+    let sub = table.id_of(number);
+    let (hit, ext_task) = match sub {
+        Some(sub) => find_contact(conn, sub, &r.to, at, window_days)?,
+        None => (None, None),
     };
-    let hit: Option<(i64, i64, String, String, String)> = conn
-        .query_row(
-            "SELECT task_id, bulk_id, grp, channel, offer FROM contacts
-             WHERE sub_id = ?1 AND at <= ?2 AND at >= ?3 AND channel != 'web'
-             ORDER BY at DESC, id DESC LIMIT 1",
-            params![sub, at, at - i64::from(window_days) * DAY],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .optional()?;
-    let Some((task, bulk, grp, channel, offer)) = hit else {
-        return Ok(false);
+    let outcome = match (&hit, unsubscribe) {
+        (_, true) => ReplyOutcome::Unsubscribe,
+        (Some(h), false) => h.via,
+        (None, false) => ReplyOutcome::Unattributed,
     };
     conn.execute(
-        "INSERT INTO conversions (sub_id, task_id, bulk_id, grp, channel, kind, offer, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'reply', ?6, ?7)",
-        params![sub, task, bulk, grp, channel, offer, at],
+        "INSERT INTO replies (msisdn, text, at, to_addr, task_id, outcome)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            number as i64,
+            r.text,
+            at,
+            r.to,
+            hit.as_ref().map(|h| h.task).or(ext_task),
+            outcome.as_str()
+        ],
     )?;
-    Ok(true)
+    let Some(sub) = sub else {
+        return Ok(outcome);
+    };
+    if unsubscribe {
+        let channel = hit
+            .as_ref()
+            .and_then(|h| h.channel.parse::<Channel>().ok())
+            .unwrap_or(Channel::Sms);
+        let number = number.to_string();
+        rules::add_to_list(
+            conn,
+            table,
+            ListKind::DoNotDisturb,
+            Some(channel),
+            UNSUBSCRIBE_LIST,
+            &[number.as_str()],
+        )?;
+        conn.execute(
+            "INSERT INTO unsubscribes (sub_id, task_id, bulk_id, grp, channel, via, text, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                sub,
+                hit.as_ref().map(|h| h.task),
+                hit.as_ref().map(|h| h.bulk),
+                hit.as_ref().map_or("", |h| h.grp.as_str()),
+                channel.as_str(),
+                hit.as_ref().map_or("none", |h| h.via.as_str()),
+                r.text,
+                at
+            ],
+        )?;
+        return Ok(outcome);
+    }
+    if let Some(h) = hit {
+        conn.execute(
+            "INSERT INTO conversions (sub_id, task_id, bulk_id, grp, channel, kind, offer, at, via)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'reply', ?6, ?7, ?8)",
+            params![
+                sub,
+                h.task,
+                h.bulk,
+                h.grp,
+                h.channel,
+                h.offer,
+                at,
+                h.via.as_str()
+            ],
+        )?;
+    }
+    Ok(outcome)
 }
 
 /// Outcome of an order-file import.
@@ -320,10 +520,13 @@ fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Campaigns> {
 ///
 /// # Errors
 /// As [`apply_receipt`] / [`apply_reply`].
+/// Returns whether a receipt matched a contact, or a reply was attributed (a conversion or
+/// an unsubscribe).
 pub fn apply_event(c: &Campaigns, ev: &FeedbackEvent, now: Timestamp) -> Result<bool> {
     match ev {
         FeedbackEvent::Receipt(r) => apply_receipt(&c.conn, r, now.as_second()),
-        FeedbackEvent::Reply(r) => apply_reply(&c.conn, &c.table, r, DEFAULT_WINDOW_DAYS),
+        FeedbackEvent::Reply(r) => apply_reply(&c.conn, &c.table, r, DEFAULT_WINDOW_DAYS, &c.mo)
+            .map(|o| o != ReplyOutcome::Unattributed),
     }
 }
 
@@ -375,10 +578,13 @@ async fn reply_hook(
     Json(r): Json<MoReply>,
 ) -> (StatusCode, Json<serde_json::Value>) {
     let g = lock(&s);
-    match apply_reply(&g.conn, &g.table, &r, DEFAULT_WINDOW_DAYS) {
-        Ok(matched) => (
+    match apply_reply(&g.conn, &g.table, &r, DEFAULT_WINDOW_DAYS, &g.mo) {
+        Ok(outcome) => (
             StatusCode::OK,
-            Json(serde_json::json!({ "matched": matched })),
+            Json(serde_json::json!({
+                "matched": outcome.is_conversion(),
+                "outcome": outcome,
+            })),
         ),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -5,7 +5,9 @@
 //! 2. [`plan`] (launch) freezes the audience: segment → contact rules (phase `launch`) →
 //!    groups (A/B/…/control) → slices (non-control members divided evenly in id order).
 //!    Groups, slices and exclusion counts are persisted; planning twice returns the stored
-//!    plan, so a restart never re-draws the audience.
+//!    plan, so a restart never re-draws the audience. [`plan_with`] also gives the task its
+//!    extension on the account's service number and freezes the bulk's source address
+//!    (`service number + extension`, see [`crate::routing`]) in the same transaction.
 //! 3. [`next_batch`] (sync) picks the first unfinished slice that may send now (start time
 //!    reached, local time in its window). The first time a slice is touched, the rules run
 //!    again on its pending members (phase `dispatch`) and the reduced membership is
@@ -33,6 +35,7 @@ use crate::dispatch::{DispatchError, Dispatcher, Lane, OutboundMessage, Outbound
 use crate::error::{CampaignError, Result, StoreError};
 use crate::groups::{GroupSpec, split};
 use crate::lifecycle::{TaskState, task_state};
+use crate::routing::{self, MoSettings};
 use crate::rules::{self, Channel, ContactPolicy, ExclusionCounts, Reason, RuleContext};
 use crate::segment;
 use crate::service::Campaigns;
@@ -76,8 +79,15 @@ pub struct BulkSpec {
     pub push: Option<PushSpec>,
     #[serde(default)]
     pub lane: Lane,
+    /// Sender. When it is one of the account's service numbers (or absent and the account
+    /// has some), messages go out from `service number + the task's extension` instead
+    /// (see [`crate::routing`]).
     #[serde(default)]
     pub from: Option<String>,
+    /// The task's extension code (1–6 digits) when the planner picks it; absent: the next
+    /// free 4-digit extension is allocated at launch. Needs a service number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<String>,
     /// Offer code (for recently-marketed, conflicts and order attribution).
     #[serde(default)]
     pub offer: String,
@@ -105,6 +115,8 @@ pub struct Bulk {
     pub task: i64,
     pub spec: BulkSpec,
     pub planned_at: Option<i64>,
+    /// Source address frozen at launch (`service number + extension`); `None`: `spec.from`.
+    pub source: Option<String>,
 }
 
 /// Group sizes in a plan.
@@ -172,6 +184,9 @@ pub fn create_bulk(
         ));
     }
     time_zone(&spec.timezone)?;
+    if let Some(e) = &spec.extension {
+        routing::check_extension(e)?;
+    }
     let json =
         serde_json::to_string(spec).map_err(|e| CampaignError::invalid("spec", e.to_string()))?;
     conn.execute(
@@ -186,14 +201,14 @@ pub fn create_bulk(
 /// # Errors
 /// [`CampaignError::NotFound`]; corrupt spec JSON.
 pub fn load_bulk(conn: &Connection, id: i64) -> Result<Bulk> {
-    let row: Option<(i64, String, Option<i64>)> = conn
+    let row: Option<(i64, String, Option<i64>, Option<String>)> = conn
         .query_row(
-            "SELECT task_id, spec, planned_at FROM bulk_sends WHERE id = ?1",
+            "SELECT task_id, spec, planned_at, source FROM bulk_sends WHERE id = ?1",
             [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-    let (task, spec, planned_at) = row.ok_or(CampaignError::NotFound {
+    let (task, spec, planned_at, source) = row.ok_or(CampaignError::NotFound {
         what: "bulk send",
         id,
     })?;
@@ -207,6 +222,7 @@ pub fn load_bulk(conn: &Connection, id: i64) -> Result<Bulk> {
         task,
         spec,
         planned_at,
+        source,
     })
 }
 
@@ -235,15 +251,34 @@ fn ctx(spec: &BulkSpec) -> RuleContext<'_> {
     }
 }
 
-/// Plans (launches) a bulk send; idempotent.
+/// Plans (launches) a bulk send without service numbers (no extensions); idempotent.
 ///
 /// # Errors
-/// [`CampaignError::NotSendable`] unless the task is scheduled or running; rule/group errors.
+/// As [`plan_with`].
 pub fn plan(
     conn: &mut Connection,
     table: &SubscriberTable,
     bulk_id: i64,
     now: i64,
+) -> Result<PlanReport> {
+    plan_with(conn, table, bulk_id, now, &MoSettings::default())
+}
+
+/// Plans (launches) a bulk send; idempotent. When the bulk sends from one of `mo`'s
+/// service numbers ([`MoSettings::service_number_for`]), its task gets an extension
+/// ([`routing::assign`], in the planning transaction) and the bulk's source address
+/// `service number + extension` is frozen with the plan.
+///
+/// # Errors
+/// [`CampaignError::NotSendable`] unless the task is scheduled or running; rule/group errors;
+/// [`CampaignError::Invalid`] (`extension`) for an extension without a service number or
+/// one held by another live task.
+pub fn plan_with(
+    conn: &mut Connection,
+    table: &SubscriberTable,
+    bulk_id: i64,
+    now: i64,
+    mo: &MoSettings,
 ) -> Result<PlanReport> {
     let bulk = load_bulk(conn, bulk_id)?;
     let state = task_state(conn, bulk.task)?;
@@ -255,6 +290,13 @@ pub fn plan(
     }
     if bulk.planned_at.is_some() {
         return plan_report(conn, bulk_id);
+    }
+    let service_number = mo.service_number_for(bulk.spec.from.as_deref());
+    if service_number.is_none() && bulk.spec.extension.is_some() {
+        return Err(CampaignError::invalid(
+            "extension",
+            "needs a service number: the sending account has none, or `from` is not one",
+        ));
     }
     let audience = segment::members(conn, bulk.spec.segment)?;
     let (kept, excluded) = rules::apply(conn, &ctx(&bulk.spec), &audience, now)?;
@@ -289,9 +331,15 @@ pub fn plan(
             params![bulk_id, k as i64, s.start.as_second(), s.window, bitmap_to_blob(&members)],
         )?;
     }
+    let source = match service_number {
+        Some(sn) => {
+            Some(routing::assign(&tx, bulk.task, sn, bulk.spec.extension.as_deref(), now)?.source())
+        }
+        None => None,
+    };
     tx.execute(
-        "UPDATE bulk_sends SET planned_at = ?1 WHERE id = ?2",
-        params![now, bulk_id],
+        "UPDATE bulk_sends SET planned_at = ?1, source = ?2 WHERE id = ?3",
+        params![now, source, bulk_id],
     )?;
     tx.commit()?;
     tracing::info!(
@@ -584,7 +632,7 @@ fn render(
         };
         messages.push(OutboundMessage {
             to: table.msisdn(id).map(|m| m.to_string()).unwrap_or_default(),
-            from: spec.from.clone(),
+            from: bulk.source.clone().or_else(|| spec.from.clone()),
             text,
             si,
             kind: spec.channel.as_str().to_owned(),

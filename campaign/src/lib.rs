@@ -13,6 +13,7 @@
 //!   slice execution with persisted cursors (pause/resume/restart).
 //! - [`feedback`], [`stats`], [`report`]: receipts, replies, orders; z-test; funnels and
 //!   daily / channel reports.
+//! - [`routing`]: service numbers, per-task extension codes, unsubscribe keywords.
 //! - [`service`]: [`service::Campaigns`], the facade the CLI and [`api`] (axum) call.
 
 pub mod api;
@@ -28,6 +29,7 @@ pub mod lifecycle;
 pub mod msisdn;
 pub mod persist;
 pub mod report;
+pub mod routing;
 pub mod rules;
 pub mod segment;
 pub mod service;

@@ -3,8 +3,10 @@
 //!
 //! Funnel stages: targeted (group size after launch exclusions; control included) →
 //! executed (messages handed to the gateway) → contacted (receipt `delivered`) → converted
-//! (distinct subscribers with an order or reply attributed to the group). Rates are relative
-//! to `targeted`. Hours and days are local time in the given zone (hour of sending).
+//! (distinct subscribers with an order or reply attributed to the group; `converted_fallback`
+//! of them by the latest-contact fallback, not an extension). `unsubscribed` counts distinct
+//! subscribers who answered with an unsubscribe keyword; they are never conversions. Rates
+//! are relative to `targeted`. Hours and days are local time in the given zone (hour of sending).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -28,6 +30,11 @@ pub struct FunnelRow {
     pub delivered: u64,
     pub failed: u64,
     pub converted: u64,
+    /// Of `converted`: subscribers whose reply reached no known extension and was credited
+    /// by the latest-contact fallback.
+    pub converted_fallback: u64,
+    /// Distinct subscribers who answered with an unsubscribe keyword (never conversions).
+    pub unsubscribed: u64,
     pub sent_rate: f64,
     pub delivered_rate: f64,
     pub conversion_rate: f64,
@@ -75,7 +82,9 @@ pub fn funnel(conn: &Connection, task: i64) -> Result<Vec<FunnelRow>> {
         row.failed += r.get::<_, i64>(4)? as u64;
     }
     let mut st = conn.prepare(
-        "SELECT grp, channel, COUNT(DISTINCT sub_id) FROM conversions WHERE task_id = ?1 GROUP BY grp, channel",
+        "SELECT grp, channel, COUNT(DISTINCT sub_id),
+                COUNT(DISTINCT CASE WHEN via = 'latest_contact' THEN sub_id END)
+         FROM conversions WHERE task_id = ?1 GROUP BY grp, channel",
     )?;
     let mut q = st.query([task])?;
     while let Some(r) = q.next()? {
@@ -84,6 +93,18 @@ pub fn funnel(conn: &Connection, task: i64) -> Result<Vec<FunnelRow>> {
         row.group = key.0;
         row.channel = key.1;
         row.converted += r.get::<_, i64>(2)? as u64;
+        row.converted_fallback += r.get::<_, i64>(3)? as u64;
+    }
+    let mut st = conn.prepare(
+        "SELECT grp, channel, COUNT(DISTINCT sub_id) FROM unsubscribes WHERE task_id = ?1 GROUP BY grp, channel",
+    )?;
+    let mut q = st.query([task])?;
+    while let Some(r) = q.next()? {
+        let key: (String, String) = (r.get(0)?, r.get(1)?);
+        let row = rows.entry(key.clone()).or_default();
+        row.group = key.0;
+        row.channel = key.1;
+        row.unsubscribed += r.get::<_, i64>(2)? as u64;
     }
     Ok(rows
         .into_values()

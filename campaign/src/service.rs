@@ -15,6 +15,7 @@ use crate::error::Result;
 use crate::import::{ImportReport, import_csv};
 use crate::launch::{self, BulkSpec, PlanReport};
 use crate::lifecycle::{self, TaskState};
+use crate::routing::MoSettings;
 use crate::segment::{self, NumbersReport, SegmentInfo, SetOp, Step, StepCount};
 use crate::table::SubscriberTable;
 use crate::{feedback, persist, report, store};
@@ -26,6 +27,10 @@ pub struct Campaigns {
     pub conn: Connection,
     /// The columnar subscriber table (mirror of the `subscribers` tables).
     pub table: SubscriberTable,
+    /// Reply routing: the sending account's service numbers and the unsubscribe keywords
+    /// (defaults: none, [`crate::routing::DEFAULT_UNSUBSCRIBE_KEYWORDS`]; the gateway sets
+    /// them from its config when it hosts the service).
+    pub mo: MoSettings,
 }
 
 impl Campaigns {
@@ -36,7 +41,11 @@ impl Campaigns {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = store::open(path)?;
         let table = persist::load(&conn)?;
-        Ok(Self { conn, table })
+        Ok(Self {
+            conn,
+            table,
+            mo: MoSettings::default(),
+        })
     }
 
     /// An in-memory service (tests, demo).
@@ -47,6 +56,7 @@ impl Campaigns {
         Ok(Self {
             conn: store::open_in_memory()?,
             table: SubscriberTable::default(),
+            mo: MoSettings::default(),
         })
     }
 
@@ -188,7 +198,7 @@ impl Campaigns {
     /// # Errors
     /// [`crate::CampaignError::NotSendable`] unless scheduled/running.
     pub fn plan(&mut self, bulk: i64, now: Timestamp) -> Result<PlanReport> {
-        launch::plan(&mut self.conn, &self.table, bulk, now.as_second())
+        launch::plan_with(&mut self.conn, &self.table, bulk, now.as_second(), &self.mo)
     }
 
     /// Funnel of a task (per group and channel).

@@ -77,6 +77,23 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TABLE replies (id INTEGER PRIMARY KEY, msisdn INTEGER NOT NULL, text TEXT NOT NULL,
         at INTEGER NOT NULL);
     "#,
+    // 4: reply routing. A task's extension on a service number (the source address of its
+    // sends), the frozen source of each planned bulk send, the route and outcome of each
+    // reply, how a conversion was attributed, and unsubscribes.
+    r#"
+    CREATE TABLE task_extensions (task_id INTEGER PRIMARY KEY REFERENCES tasks(id),
+        service_number TEXT NOT NULL, extension TEXT NOT NULL, assigned_at INTEGER NOT NULL);
+    CREATE INDEX task_extensions_addr ON task_extensions(service_number, extension);
+    ALTER TABLE bulk_sends ADD COLUMN source TEXT;
+    ALTER TABLE replies ADD COLUMN to_addr TEXT NOT NULL DEFAULT '';
+    ALTER TABLE replies ADD COLUMN task_id INTEGER;
+    ALTER TABLE replies ADD COLUMN outcome TEXT NOT NULL DEFAULT '';
+    ALTER TABLE conversions ADD COLUMN via TEXT NOT NULL DEFAULT '';
+    CREATE TABLE unsubscribes (id INTEGER PRIMARY KEY, sub_id INTEGER NOT NULL,
+        task_id INTEGER, bulk_id INTEGER, grp TEXT NOT NULL DEFAULT '', channel TEXT NOT NULL,
+        via TEXT NOT NULL, text TEXT NOT NULL, at INTEGER NOT NULL);
+    CREATE INDEX unsubscribes_task ON unsubscribes(task_id);
+    "#,
 ];
 
 /// Opens (creating if needed) the database at `path` and migrates it to the latest schema.

@@ -102,6 +102,35 @@ pub struct GatewayArgs {
     /// Who launches (recorded in the task history).
     #[arg(long, default_value = "cli")]
     pub actor: String,
+    /// Service numbers of the sending account (its `[[accounts]] service_numbers`): a launch
+    /// gives the task an extension and sends from number + extension (comma-separated).
+    #[arg(
+        long = "service-number",
+        env = "SLUICE_SERVICE_NUMBERS",
+        value_delimiter = ','
+    )]
+    pub service_numbers: Vec<String>,
+    /// Unsubscribe keywords of replies (comma-separated); default TD,T,退订,STOP,UNSUB.
+    #[arg(
+        long = "unsubscribe-keyword",
+        env = "SLUICE_UNSUBSCRIBE_KEYWORDS",
+        value_delimiter = ','
+    )]
+    pub unsubscribe_keywords: Vec<String>,
+}
+
+impl GatewayArgs {
+    /// The reply routing these arguments describe (defaults for what is not given).
+    pub fn mo_settings(&self) -> sluice_campaign::routing::MoSettings {
+        let mut mo = sluice_campaign::routing::MoSettings {
+            service_numbers: self.service_numbers.clone(),
+            ..Default::default()
+        };
+        if !self.unsubscribe_keywords.is_empty() {
+            mo.unsubscribe_keywords = self.unsubscribe_keywords.clone();
+        }
+        mo
+    }
 }
 
 /// The subcommands.
@@ -358,6 +387,7 @@ pub async fn run(args: CampaignArgs) -> Result<(), CmdError> {
         }
         CampaignCmd::Task(cmd) => task_cmd(&mut c, cmd, now)?,
         CampaignCmd::Launch { bulk, gateway } => {
+            c.mo = gateway.mo_settings();
             let plan = c.plan(bulk, now)?;
             let task = launch::load_bulk(&c.conn, bulk)?.task;
             if lifecycle::task_state(&c.conn, task)? == TaskState::Scheduled {
@@ -387,7 +417,10 @@ pub async fn run(args: CampaignArgs) -> Result<(), CmdError> {
             let rep = c.import_orders(open_file(&file)?)?;
             print_json(&rep);
         }
-        CampaignCmd::Serve { listen, gateway } => serve(c, listen, &gateway).await?,
+        CampaignCmd::Serve { listen, gateway } => {
+            c.mo = gateway.mo_settings();
+            serve(c, listen, &gateway).await?;
+        }
     }
     Ok(())
 }
@@ -615,13 +648,22 @@ pub fn render_tables(funnel: &[FunnelRow], uplift: &[UpliftRow]) -> String {
     let _ = writeln!(s, "Funnel (targeted → sent → delivered → converted)");
     let _ = writeln!(
         s,
-        "{:<8} {:<5} {:>9} {:>9} {:>10} {:>8} {:>10} {:>9} {:>9}",
-        "group", "chan", "targeted", "sent", "delivered", "failed", "converted", "deliv%", "conv%"
+        "{:<8} {:<5} {:>9} {:>9} {:>10} {:>8} {:>10} {:>7} {:>9} {:>9}",
+        "group",
+        "chan",
+        "targeted",
+        "sent",
+        "delivered",
+        "failed",
+        "converted",
+        "unsub",
+        "deliv%",
+        "conv%"
     );
     for r in funnel {
         let _ = writeln!(
             s,
-            "{:<8} {:<5} {:>9} {:>9} {:>10} {:>8} {:>10} {:>9} {:>9}",
+            "{:<8} {:<5} {:>9} {:>9} {:>10} {:>8} {:>10} {:>7} {:>9} {:>9}",
             r.group,
             r.channel,
             r.targeted,
@@ -629,6 +671,7 @@ pub fn render_tables(funnel: &[FunnelRow], uplift: &[UpliftRow]) -> String {
             r.delivered,
             r.failed,
             r.converted,
+            r.unsubscribed,
             pct(r.delivered_rate),
             pct(r.conversion_rate)
         );

@@ -10,15 +10,18 @@
 //! - [`spawn_feedback`]: turns the receipt layer's in-process [`Notification`]s into
 //!   [`FeedbackEvent`]s ([`to_feedback`]) and applies them in batches, one SQLite
 //!   transaction per batch.
+//! - [`mo_settings`]: the reply routing the service gets from the gateway config (the
+//!   sending account's service numbers, so each task sends from `service number +
+//!   extension`, and the unsubscribe keywords).
 //!
 //! Invariant of the feedback consumer: a receipt or reply that overtakes the campaign's own
 //! record of the contact is not lost. The gateway can deliver a message and get its DLR back
 //! before `launch::run` has committed the batch's contact rows (it commits after the gateway
 //! acknowledged the batch), so a receipt carrying campaign tags that matches no contact is
 //! held and retried every `retry_every` for up to `hold_for`; a reply from a known
-//! subscriber with no contact row yet is held the same way and, once the contact exists,
-//! dated no earlier than now (the contact row's `at` is the commit time, and attribution
-//! needs `contact.at <= reply.at`). Held items past `hold_for` are applied as they are
+//! subscriber with no contact row yet (of the task its extension names, or of any task) is
+//! held the same way and, once the contact exists, dated no earlier than now (the contact
+//! row's `at` is the commit time, and attribution needs `contact.at <= reply.at`). Held items past `hold_for` are applied as they are
 //! (counted unmatched / unattributed). The broadcast channel can lag: lost events are
 //! counted in [`FeedbackCounts::lagged`], never silently.
 
@@ -29,11 +32,11 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use jiff::Timestamp;
-use rusqlite::OptionalExtension;
+use sluice_campaign::Campaigns;
 use sluice_campaign::api::{self, ApiState};
 use sluice_campaign::dispatch::HttpDispatcher;
-use sluice_campaign::feedback::{self, FeedbackEvent, MoReply, Receipt, Shared};
-use sluice_campaign::{Campaigns, msisdn};
+use sluice_campaign::feedback::{self, FeedbackEvent, MoReply, Receipt, ReplyOutcome, Shared};
+use sluice_campaign::routing::MoSettings;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -52,6 +55,20 @@ pub fn mount(svc: Shared, gateway_url: &str, api_key: &str) -> (Router, Campaign
     let st = ApiState::new(svc, Arc::new(HttpDispatcher::new(gateway_url, api_key)));
     let router = Router::new().nest("/v1/campaign", api::router(Arc::clone(&st)));
     (router, st)
+}
+
+/// The campaign service's reply routing from the gateway config: the service numbers of the
+/// account `api_key` belongs to (the account the service sends with; none when the key is
+/// unknown) and the `[campaign] unsubscribe_keywords`. Set it as [`Campaigns::mo`] before
+/// the first launch.
+pub fn mo_settings(config: &crate::config::Config, api_key: &str) -> MoSettings {
+    MoSettings {
+        service_numbers: config
+            .account_for_key(api_key)
+            .map(|a| a.service_numbers.clone())
+            .unwrap_or_default(),
+        unsubscribe_keywords: config.campaign.unsubscribe_keywords.clone(),
+    }
 }
 
 /// Calls [`api::tick`] every `every` until `stop` turns true.
@@ -197,10 +214,15 @@ pub struct FeedbackCounts {
     pub receipts_matched: AtomicU64,
     /// Receipts that matched no contact (not ours, or given up after `hold_for`).
     pub receipts_unmatched: AtomicU64,
-    /// Replies attributed to a contact (conversions).
+    /// Replies attributed to a contact (conversions), by extension or by the fallback.
     pub replies_attributed: AtomicU64,
+    /// Of `replies_attributed`: replies to no known extension, credited to the subscriber's
+    /// latest contact (the fallback rule).
+    pub replies_fallback: AtomicU64,
     /// Replies recorded without a contact to attribute them to.
     pub replies_unattributed: AtomicU64,
+    /// Unsubscribe replies (number put on the do-not-disturb list; never conversions).
+    pub unsubscribes: AtomicU64,
     /// Events lost because the consumer lagged behind the broadcast channel.
     pub lagged: AtomicU64,
     /// Events that failed to apply (store errors; logged).
@@ -216,10 +238,11 @@ impl FeedbackCounts {
             + self.receipts_unmatched.load(Ordering::Relaxed)
     }
 
-    /// Replies seen and settled.
+    /// Replies seen and settled (conversions, unattributed and unsubscribes).
     pub fn replies(&self) -> u64 {
         self.replies_attributed.load(Ordering::Relaxed)
             + self.replies_unattributed.load(Ordering::Relaxed)
+            + self.unsubscribes.load(Ordering::Relaxed)
     }
 }
 
@@ -357,11 +380,17 @@ fn apply_round(
             Ok(Outcome::Receipt(false)) => {
                 counts.receipts_unmatched.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(Outcome::Reply(true)) => {
-                counts.replies_attributed.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(Outcome::Reply(false)) => {
-                counts.replies_unattributed.fetch_add(1, Ordering::Relaxed);
+            Ok(Outcome::Reply(o)) => {
+                let counter = match o {
+                    ReplyOutcome::Extension => &counts.replies_attributed,
+                    ReplyOutcome::LatestContact => {
+                        counts.replies_fallback.fetch_add(1, Ordering::Relaxed);
+                        &counts.replies_attributed
+                    }
+                    ReplyOutcome::Unsubscribe => &counts.unsubscribes,
+                    ReplyOutcome::Unattributed => &counts.replies_unattributed,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
                 counts.failed.fetch_add(1, Ordering::Relaxed);
@@ -379,7 +408,7 @@ fn apply_round(
 enum Outcome {
     Hold,
     Receipt(bool),
-    Reply(bool),
+    Reply(ReplyOutcome),
 }
 
 fn apply_one(
@@ -400,21 +429,7 @@ fn apply_one(
             Ok(Outcome::Receipt(matched))
         }
         FeedbackEvent::Reply(m) => {
-            let sub = msisdn::normalize(&m.from)
-                .ok()
-                .and_then(|n| c.table.id_of(n));
-            let contacted = match sub {
-                Some(s) => conn
-                    .query_row(
-                        "SELECT 1 FROM contacts WHERE sub_id = ?1 LIMIT 1",
-                        [s],
-                        |_| Ok(()),
-                    )
-                    .optional()?
-                    .is_some(),
-                None => true,
-            };
-            if !contacted && !must_apply {
+            if !must_apply && feedback::awaits_contact(conn, &c.table, m)? {
                 return Ok(Outcome::Hold);
             }
             let mut m = m.clone();
@@ -426,6 +441,7 @@ fn apply_one(
                 &c.table,
                 &m,
                 feedback::DEFAULT_WINDOW_DAYS,
+                &c.mo,
             )?))
         }
     }
@@ -529,6 +545,7 @@ mod tests {
             push: None,
             lane: sluice_campaign::dispatch::Lane::Marketing,
             from: None,
+            extension: None,
             offer: "o".into(),
             campaign_type: String::new(),
             groups: GroupSpec::None,

@@ -148,6 +148,9 @@ pub struct Config {
     /// Webhook client settings (receipts and replies).
     #[serde(default)]
     pub webhooks: WebhooksConfig,
+    /// The hosted campaign service's reply handling.
+    #[serde(default)]
+    pub campaign: CampaignConfig,
     /// Resolved `timezone` (set by validation).
     #[serde(skip)]
     tz: Option<TimeZone>,
@@ -280,6 +283,12 @@ pub struct AccountConfig {
     /// Per-bind window: submits awaiting their response, and deliver_sm awaiting theirs.
     #[serde(default = "default_smpp_window")]
     pub smpp_window: u32,
+    /// Service numbers (digits) the account owns: replies to one of them, or to one plus an
+    /// extension code, route to this account (longest prefix over every account's senders
+    /// and service numbers), and the account may send from `number + extension`. A number
+    /// belongs to one account only.
+    #[serde(default)]
+    pub service_numbers: Vec<String>,
 }
 
 fn default_smpp_max_binds() -> u32 {
@@ -288,6 +297,26 @@ fn default_smpp_max_binds() -> u32 {
 
 fn default_smpp_window() -> u32 {
     64
+}
+
+/// `[campaign]`: how the hosted campaign service treats replies.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CampaignConfig {
+    /// Reply texts (trimmed, case-insensitive) that unsubscribe the sender: its number goes
+    /// on the do-not-disturb list of the channel it was contacted on.
+    pub unsubscribe_keywords: Vec<String>,
+}
+
+impl Default for CampaignConfig {
+    fn default() -> Self {
+        Self {
+            unsubscribe_keywords: sluice_campaign::routing::DEFAULT_UNSUBSCRIBE_KEYWORDS
+                .iter()
+                .map(|k| (*k).to_owned())
+                .collect(),
+        }
+    }
 }
 
 fn default_burst() -> u32 {
@@ -549,6 +578,14 @@ impl Config {
                 .map_err(|e| c.err("webhooks.ca_file", e.to_string()))?;
         }
         self.validate_accounts(c)?;
+        for (j, k) in self.campaign.unsubscribe_keywords.iter().enumerate() {
+            if k.trim().is_empty() {
+                return Err(c.err(
+                    format!("campaign.unsubscribe_keywords[{j}]"),
+                    "must not be empty",
+                ));
+            }
+        }
         self.validate_channels(c)?;
         self.validate_routes(c)
     }
@@ -557,6 +594,7 @@ impl Config {
         let mut names = HashSet::new();
         let mut smpp_ids = HashSet::new();
         let mut index = HashMap::new();
+        let mut numbers: HashMap<&str, &str> = HashMap::new();
         for (i, a) in self.accounts.iter().enumerate() {
             let k = |f: &str| format!("accounts[{i}].{f}");
             if !is_name(&a.name) {
@@ -641,6 +679,15 @@ impl Config {
             }
             if !(1..=10_000).contains(&a.smpp_window) {
                 return Err(c.err(k("smpp_window"), "must be between 1 and 10000"));
+            }
+            for (j, n) in a.service_numbers.iter().enumerate() {
+                let key = format!("accounts[{i}].service_numbers[{j}]");
+                if n.is_empty() || n.len() > 20 || !n.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(c.err(key, format!("{n:?} is not 1 to 20 digits")));
+                }
+                if let Some(owner) = numbers.insert(n, &a.name) {
+                    return Err(c.err(key, format!("{n:?} already belongs to account {owner:?}")));
+                }
             }
         }
         if self.listeners.smpp.is_some() && smpp_ids.is_empty() {

@@ -2,7 +2,8 @@
 //!
 //! Job: route an MO by its destination (our long number, possibly with an extension code
 //! appended) to the account owning the longest matching sender prefix — the account's
-//! default sender and its allowed senders (a trailing `*` is dropped) — and describe the
+//! default sender, its allowed senders (a trailing `*` is dropped) and its service numbers
+//! (`[[accounts]] service_numbers`, one account per number) — and describe the
 //! account's durable MO outbox to the shared pump ([`MoOutbox`]), which delivers
 //! `{"from","to","text","received_at"}` (docs/http-api.md) to the account's `mo_url`.
 //!
@@ -27,7 +28,7 @@ pub use crate::store::MoEvent;
 pub struct MoAccount {
     /// Account name.
     pub name: String,
-    /// Sender numbers whose extensions route here.
+    /// Sender and service numbers whose extensions route here.
     pub prefixes: Vec<String>,
     /// Where replies go.
     pub mo_url: Option<String>,

@@ -248,7 +248,7 @@ fn account_specs(config: &Config) -> Result<Vec<AccountSpec>, ServeError> {
                 rate_per_sec: NonZeroU32::new(a.rate),
                 burst: NonZeroU32::new(a.burst.max(a.rate.min(1))),
                 senders: SenderPolicy {
-                    allowed: a.allowed_senders.clone(),
+                    allowed: allowed_senders(a),
                     default: a.default_sender.clone(),
                 },
                 webhook_url: a.webhook_url.clone(),
@@ -282,6 +282,16 @@ fn smpp_logins(config: &Config) -> Result<Vec<SmppLogin>, ServeError> {
             )
         })
         .collect()
+}
+
+/// The account's sender allow-list for ingress: `allowed_senders`, plus `number*` for each of
+/// its service numbers (sending from `service number + extension`). Empty stays empty (any).
+fn allowed_senders(a: &crate::config::AccountConfig) -> Vec<String> {
+    let mut allowed = a.allowed_senders.clone();
+    if !allowed.is_empty() {
+        allowed.extend(a.service_numbers.iter().map(|n| format!("{n}*")));
+    }
+    allowed
 }
 
 /// The embedded simulator's config: an SMPP listener on 127.0.0.1:`port` that accepts the
@@ -375,6 +385,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
                 .default_sender
                 .iter()
                 .chain(a.allowed_senders.iter())
+                .chain(a.service_numbers.iter())
                 .cloned()
                 .collect(),
             mo_url: a.mo_url.clone(),
@@ -546,8 +557,11 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
     let mut campaign = None;
     let mut app = router(Arc::clone(&state));
     if let Some(host) = &opts.campaign {
-        let campaigns = sluice_campaign::Campaigns::open(&host.db)
+        let mut campaigns = sluice_campaign::Campaigns::open(&host.db)
             .map_err(|e| ServeError::Campaign(e.to_string()))?;
+        // Each task sends from the account's service number + its extension; replies to it
+        // come back to that task.
+        campaigns.mo = crate::campaign_cmd::wiring::mo_settings(&config, &host.api_key);
         let svc = Arc::new(Mutex::new(campaigns));
         // Launches go through the same HTTP API external platforms use, on our own address.
         let (campaign_router, hosted) = crate::campaign_cmd::wiring::InProcess::start(

@@ -114,6 +114,7 @@ pub fn spec(segment: i64, slices: Vec<SliceSpec>) -> BulkSpec {
         push: None,
         lane: Default::default(),
         from: Some("10086".into()),
+        extension: None,
         offer: "DATA10".into(),
         campaign_type: "promo".into(),
         groups: GroupSpec::None,
