@@ -1,9 +1,13 @@
-//! End-to-end pipeline bench: HTTP batches → durable store → dispatch → SMPP → simulator →
-//! DLR → receipt layer → outbox, all in one process on 127.0.0.1 (the simulator is started
-//! here with default behaviour: immediate responses and DELIVRD receipts).
+//! End-to-end pipeline bench: HTTP batches → durable store → dispatch → SMPP or CMPP →
+//! simulator → DLR → receipt layer → outbox, all in one process on 127.0.0.1 (the simulator is
+//! started here with default behaviour: immediate responses and DELIVRD receipts).
 //!
 //! - `pipeline/e2e_delivered_{4000,20000}`: time from the first POST of `N` messages until the receipt
 //!   layer has published a final receipt for all `N` (throughput = messages/s, durable).
+//! - `pipeline/cmpp_e2e_delivered_{4000,20000}`: the same workload with the channel pointed at
+//!   the simulator's CMPP 2.0 ISMG instead of its SMSC (2 connections, window 256, status
+//!   reports as DELIVER), on a gateway and store of its own started after the SMPP one stops,
+//!   so the two protocols compare side by side in one run.
 //! - `pipeline/batch_accept_{100,1000}`: one POST of a 100- or 1000-message batch until its
 //!   202 (which follows the store's fsync'd commit), while earlier batches are still being
 //!   delivered. p50/p99 over every sample are printed at the end (criterion reports means
@@ -24,7 +28,7 @@ use serde_json::{Value, json};
 use sluice::config::Config;
 use sluice::receipt::Notification;
 use sluice::serve::{Gateway, ServeOptions, start};
-use sluice_loadtest::{ListenerConfig, SimConfig, SimHandle, Simulator};
+use sluice_loadtest::{ListenerConfig, Protocol, SimConfig, SimHandle, Simulator};
 
 /// As in the `sluice` binary, so the bench measures what ships.
 #[global_allocator]
@@ -41,10 +45,40 @@ struct Rig {
     _dir: tempfile::TempDir,
 }
 
-async fn rig() -> Rig {
+/// Which protocol the gateway's one channel speaks to the simulator.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Smpp,
+    Cmpp,
+}
+
+/// The `[[channels]]` keys that differ between the two wires (same binds, window, rate).
+fn channel_keys(wire: Wire) -> &'static str {
+    match wire {
+        Wire::Smpp => {
+            r#"kind = "smpp"
+system_id = "sluice"
+password = "sim""#
+        }
+        Wire::Cmpp => {
+            r#"kind = "cmpp"
+source_addr = "901234"
+shared_secret = "sim"
+version = "2.0"
+service_id = "BENCH"
+src_id = "10690000""#
+        }
+    }
+}
+
+async fn start_rig(wire: Wire) -> Rig {
     let sim = Simulator::start(SimConfig {
         listeners: vec![ListenerConfig {
             name: "sim".into(),
+            protocol: match wire {
+                Wire::Smpp => Protocol::Smpp,
+                Wire::Cmpp => Protocol::Cmpp,
+            },
             ..ListenerConfig::default()
         }],
         ..SimConfig::default()
@@ -68,11 +102,9 @@ burst = 10000000
 default_sender = "10690000"
 [[channels]]
 name = "sim"
-kind = "smpp"
+{keys}
 host = "127.0.0.1"
 port = {port}
-system_id = "sluice"
-password = "sim"
 binds = 2
 window = 256
 lease_batch = {lease_batch}
@@ -85,6 +117,7 @@ channel = "sim"
         lease_batch = std::env::var("SLUICE_BENCH_LEASE_BATCH").unwrap_or_else(|_| "256".into()),
         spacing = std::env::var("SLUICE_BENCH_COMMIT_SPACING_MS").unwrap_or_else(|_| "0".into()),
         linger = std::env::var("SLUICE_BENCH_COMMIT_INTERVAL_MS").unwrap_or_else(|_| "0".into()),
+        keys = channel_keys(wire),
         hash = sluice::config::hash_api_key(KEY),
         port = sim.addrs()[0].port()
     );
@@ -127,9 +160,10 @@ fn e2e(
     rig: &Rig,
     next: &mut usize,
     n: usize,
+    prefix: &str,
 ) {
     g.throughput(Throughput::Elements(n as u64));
-    g.bench_function(format!("e2e_delivered_{n}"), |b| {
+    g.bench_function(format!("{prefix}e2e_delivered_{n}"), |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let mut total = Duration::ZERO;
@@ -172,7 +206,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let rig = rt.block_on(rig());
+    let rig = rt.block_on(start_rig(Wire::Smpp));
     let mut next = 0usize;
 
     let mut g = c.benchmark_group("pipeline");
@@ -180,7 +214,7 @@ fn bench(c: &mut Criterion) {
     // Two burst sizes: 4 k shows the pipeline's fill-and-drain latency, 20 k its sustained
     // rate (the burst is long enough that the stages overlap for most of it).
     for n in [4 * BATCH, 20 * BATCH] {
-        e2e(&mut g, &rt, &rig, &mut next, n);
+        e2e(&mut g, &rt, &rig, &mut next, n, "");
     }
     // After the end-to-end runs, so their receipts are not mixed with these. Two request
     // sizes: latency grows with the batch (one commit carries all of it).
@@ -210,6 +244,15 @@ fn bench(c: &mut Criterion) {
         });
         hists.push((size, hist.into_inner().expect("hist")));
     }
+    rt.block_on(async move { rig.gw.shutdown().await });
+
+    // The same bursts over CMPP, on a fresh gateway, store and simulator (the SMPP one is
+    // stopped, so the two never share the cores).
+    let rig = rt.block_on(start_rig(Wire::Cmpp));
+    for n in [4 * BATCH, 20 * BATCH] {
+        e2e(&mut g, &rt, &rig, &mut next, n, "cmpp_");
+    }
+    rt.block_on(async move { rig.gw.shutdown().await });
     g.finish();
 
     for (size, h) in &hists {
@@ -221,7 +264,6 @@ fn bench(c: &mut Criterion) {
             h.max() as f64 / 1000.0
         );
     }
-    rt.block_on(async move { rig.gw.shutdown().await });
 }
 
 criterion_group!(benches, bench);

@@ -38,7 +38,7 @@ enum Cmd {
     /// Run the SMSC / ISMG simulator.
     Sim(SimArgs),
     /// Drive a server with load and report.
-    Loadtest(LoadtestArgs),
+    Loadtest(Box<LoadtestArgs>),
     /// Campaign service: subscribers, segments, tasks, launch, reports.
     Campaign(sluice::campaign_cmd::CampaignArgs),
     /// One A/B/control campaign end to end against the built-in simulator.
@@ -126,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Send(a) => send(a).await,
         Cmd::Status(a) => status(a).await,
         Cmd::Sim(a) => run_sim(a).await.map(|_| ()),
-        Cmd::Loadtest(a) => run_loadtest(a).await.map(|_| ()),
+        Cmd::Loadtest(a) => run_loadtest(*a).await.map(|_| ()),
         Cmd::Campaign(a) => Ok(sluice::campaign_cmd::run(a).await?),
         Cmd::Demo(a) => Ok(sluice::demo::run_cli(a).await?),
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::config::{ListenerConfig, Protocol, SimConfig};
-use crate::load::{ConcatMode, LoadConfig, PayloadConfig, Summary, Target};
+use crate::load::{CmppVersion, ConcatMode, LoadConfig, PayloadConfig, Summary, Target};
 use crate::sim::Simulator;
 use crate::tally::TallySnapshot;
 
@@ -43,6 +43,8 @@ pub struct SimArgs {
 pub enum TargetKind {
     /// An SMPP server (simulator, sluice's SMPP ingress).
     Smpp,
+    /// A CMPP 2.0 / 3.0 ISMG (the simulator's on :7890), as an SP.
+    Cmpp,
     /// sluice's HTTP batch API.
     Http,
     /// Kannel's HTTP sendsms.
@@ -54,9 +56,10 @@ pub enum TargetKind {
 pub struct LoadtestArgs {
     #[arg(long, value_enum, default_value = "smpp")]
     pub target: TargetKind,
-    /// SMPP server address.
-    #[arg(long, default_value = "127.0.0.1:2775")]
-    pub addr: String,
+    /// SMPP server address (default 127.0.0.1:2775) or CMPP ISMG address (default
+    /// 127.0.0.1:7890).
+    #[arg(long)]
+    pub addr: Option<String>,
     /// HTTP URL (sluice: http://127.0.0.1:8080/v1/messages; Kannel: http://127.0.0.1:13013/cgi-bin/sendsms).
     #[arg(long, default_value = "http://127.0.0.1:8080/v1/messages")]
     pub url: String,
@@ -66,19 +69,37 @@ pub struct LoadtestArgs {
     /// SMPP / Kannel password.
     #[arg(long, default_value = "secret")]
     pub password: String,
+    /// CMPP: version asked for in CONNECT.
+    #[arg(long, value_enum, default_value = "3.0")]
+    pub cmpp_version: CmppVersion,
+    /// CMPP: SP id (Source_Addr of CONNECT, Msg_src of SUBMIT), at most 6 characters.
+    #[arg(long, default_value = "901234")]
+    pub source_addr: String,
+    /// CMPP: the shared secret hashed into AuthenticatorSource.
+    #[arg(long, default_value = "secret")]
+    pub shared_secret: String,
+    /// CMPP: Service_Id of every SUBMIT.
+    #[arg(long, default_value = "MSGTEST")]
+    pub service_id: String,
+    /// CMPP: Src_Id (the SP's service number) of every SUBMIT.
+    #[arg(long, default_value = "10690001")]
+    pub src_id: String,
+    /// CMPP: send the --ucs2-share messages as GBK (Msg_Fmt 15) instead of UCS-2.
+    #[arg(long)]
+    pub gbk: bool,
     /// sluice API key (Bearer).
     #[arg(long, default_value = "")]
     pub api_key: String,
     /// Messages per HTTP request (sluice API).
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
-    /// Connections (binds) or HTTP workers.
+    /// Connections (SMPP binds, CMPP connections) or HTTP workers.
     #[arg(long, short = 'c', default_value_t = 2)]
     pub connections: usize,
-    /// Outstanding submits per bind.
+    /// Outstanding submits per bind / CMPP connection.
     #[arg(long, short = 'w', default_value_t = 256)]
     pub window: usize,
-    /// Parts (SMPP) or messages (HTTP) per second; 0 = as fast as possible.
+    /// Parts (SMPP, CMPP) or messages (HTTP) per second; 0 = as fast as possible.
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
     /// Stop after this many messages.
@@ -101,7 +122,8 @@ pub struct LoadtestArgs {
     /// Run tag inside every text (keeps runs against one simulator distinct).
     #[arg(long)]
     pub run: Option<String>,
-    /// Request receipts, bind as transceiver and report submit → receipt latency.
+    /// Request receipts (SMPP: bind as transceiver; CMPP: Registered_Delivery = 1) and
+    /// report submit → receipt latency.
     #[arg(long)]
     pub dlr: bool,
     /// Kannel only: ask for final receipts (`dlr-mask=3`) to be fetched from this URL.
@@ -136,9 +158,18 @@ impl LoadtestArgs {
     pub fn to_config(&self) -> LoadConfig {
         let target = match self.target {
             TargetKind::Smpp => Target::Smpp {
-                addr: self.addr.clone(),
+                addr: self.addr.clone().unwrap_or_else(|| "127.0.0.1:2775".into()),
                 system_id: self.system_id.clone(),
                 password: self.password.clone(),
+            },
+            TargetKind::Cmpp => Target::Cmpp {
+                addr: self.addr.clone().unwrap_or_else(|| "127.0.0.1:7890".into()),
+                source_addr: self.source_addr.clone(),
+                shared_secret: self.shared_secret.clone(),
+                version: self.cmpp_version,
+                service_id: self.service_id.clone(),
+                src_id: self.src_id.clone(),
+                gbk: self.gbk,
             },
             TargetKind::Http => Target::Http {
                 url: self.url.clone(),
@@ -264,8 +295,18 @@ pub async fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<Summary> {
     let sim = if args.with_sim {
         let h =
             Simulator::start(default_sim("127.0.0.1:0".parse()?, "127.0.0.1:0".parse()?)).await?;
-        if let (Target::Smpp { addr, .. }, Some(a)) = (&mut cfg.target, h.addr_of(Protocol::Smpp)) {
-            *addr = a.to_string();
+        match &mut cfg.target {
+            Target::Smpp { addr, .. } => {
+                if let Some(a) = h.addr_of(Protocol::Smpp) {
+                    *addr = a.to_string();
+                }
+            }
+            Target::Cmpp { addr, .. } => {
+                if let Some(a) = h.addr_of(Protocol::Cmpp) {
+                    *addr = a.to_string();
+                }
+            }
+            Target::Http { .. } | Target::Kannel { .. } => {}
         }
         Some(h)
     } else {

@@ -81,10 +81,30 @@ pub struct Rig {
 
 impl Rig {
     pub fn start(config: WorkerConfig) -> Self {
-        let (input, input_rx) = mpsc::channel(config.capacity());
+        let capacity = config.capacity();
+        Self::start_with(capacity, |i, o, e| smpp::spawn(config, i, o, e))
+    }
+
+    /// A CMPP channel (`sluice::channel::cmpp::spawn`) fed the same way.
+    pub fn start_cmpp(config: sluice::channel::cmpp::CmppChannelConfig) -> Self {
+        let capacity = config.capacity();
+        Self::start_with(capacity, |i, o, e| {
+            sluice::channel::cmpp::spawn(config, i, o, e)
+        })
+    }
+
+    fn start_with(
+        capacity: usize,
+        spawn: impl FnOnce(
+            mpsc::Receiver<OutboundMessage>,
+            mpsc::Sender<Settled>,
+            mpsc::Sender<ChannelEvent>,
+        ) -> WorkerHandle,
+    ) -> Self {
+        let (input, input_rx) = mpsc::channel(capacity);
         let (outcomes_tx, outcomes) = mpsc::channel(1024);
         let (events_tx, events) = mpsc::channel(65_536);
-        let handle = smpp::spawn(config, input_rx, outcomes_tx, events_tx);
+        let handle = spawn(input_rx, outcomes_tx, events_tx);
         Self {
             input,
             outcomes,

@@ -25,7 +25,7 @@ enum Cmd {
     /// Run the center simulator.
     Sim(SimArgs),
     /// Drive a server with load and report.
-    Loadtest(LoadtestArgs),
+    Loadtest(Box<LoadtestArgs>),
 }
 
 #[tokio::main]
@@ -38,6 +38,6 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().cmd {
         Cmd::Sim(a) => run_sim(a).await.map(|_| ()),
-        Cmd::Loadtest(a) => run_loadtest(a).await.map(|_| ()),
+        Cmd::Loadtest(a) => run_loadtest(*a).await.map(|_| ()),
     }
 }

@@ -1,12 +1,14 @@
 //! The load generator: drives an SMPP server as an ESME (N binds, window per bind, fixed or
-//! max rate), sluice's HTTP batch API, or Kannel's HTTP sendsms, until a message count or a
-//! duration is reached, then reports (see [`report::Summary`]).
+//! max rate), a CMPP 2.0 / 3.0 ISMG as an SP (N connections on the protocols crate's
+//! `SpSession`), sluice's HTTP batch API, or Kannel's HTTP sendsms, until a message count or
+//! a duration is reached, then reports (see [`report::Summary`]).
 //!
 //! Delivery semantics over SMPP are at-least-once, like the gateway's: a part answered with a
 //! throttle, queue-full or temporary error, or left unanswered when a connection drops, is
-//! resubmitted. Parts unanswered at a disconnect are counted (`unacked_at_disconnect`): they
+//! resubmitted (over CMPP: Result 8, flow control, and response timeouts). Parts unanswered at a disconnect are counted (`unacked_at_disconnect`): they
 //! are the only possible source of duplicates at the center.
 
+mod cmpp;
 mod http;
 pub mod payload;
 mod progress;
@@ -37,6 +39,21 @@ pub enum Target {
         system_id: String,
         password: String,
     },
+    /// A CMPP ISMG (the simulator's, or a carrier's), as an SP.
+    Cmpp {
+        addr: String,
+        /// SP id (企业代码): CONNECT's Source_Addr and every SUBMIT's Msg_src.
+        source_addr: String,
+        shared_secret: String,
+        version: CmppVersion,
+        /// Service_Id of every SUBMIT.
+        service_id: String,
+        /// Src_Id of every SUBMIT (the SP's service number).
+        src_id: String,
+        /// Send the UCS-2 share as GBK (Msg_Fmt 15) instead.
+        #[serde(default)]
+        gbk: bool,
+    },
     /// sluice's `POST /v1/messages` (docs/http-api.md), `batch` messages per request.
     Http {
         url: String,
@@ -60,8 +77,40 @@ impl Target {
     fn describe(&self) -> String {
         match self {
             Self::Smpp { addr, .. } => format!("smpp://{addr}"),
+            Self::Cmpp { addr, version, .. } => format!("cmpp{}://{addr}", version.label()),
             Self::Http { url, .. } => url.clone(),
             Self::Kannel { url, .. } => format!("kannel {url}"),
+        }
+    }
+}
+
+/// The CMPP version an SP run asks for in CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+pub enum CmppVersion {
+    /// CMPP 2.0 (0x20).
+    #[serde(rename = "2.0")]
+    #[value(name = "2.0", alias = "20")]
+    V20,
+    /// CMPP 3.0 (0x30).
+    #[default]
+    #[serde(rename = "3.0")]
+    #[value(name = "3.0", alias = "30")]
+    V30,
+}
+
+impl CmppVersion {
+    /// The protocols crate's version.
+    pub fn version(self) -> sluice_protocols::cmpp::Version {
+        match self {
+            Self::V20 => sluice_protocols::cmpp::Version::V20,
+            Self::V30 => sluice_protocols::cmpp::Version::V30,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::V20 => "2",
+            Self::V30 => "3",
         }
     }
 }
@@ -174,6 +223,11 @@ pub(crate) struct Counters {
     pub(crate) dlr_received: AtomicU64,
     pub(crate) dlr_matched: AtomicU64,
     pub(crate) dlr_early: AtomicU64,
+    /// Submit responses of any result (CMPP; SMPP counts them too).
+    pub(crate) responses: AtomicU64,
+    /// Microseconds from the start to the last submit response / receipt read.
+    pub(crate) last_response_us: AtomicU64,
+    pub(crate) last_dlr_us: AtomicU64,
 }
 
 /// What a connection should send next.
@@ -289,6 +343,14 @@ impl Shared {
         self.unresolved.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// A submit response (any result) was read at `now`.
+    pub(crate) fn note_response(&self, now: Instant) {
+        self.c.responses.fetch_add(1, Ordering::Relaxed);
+        self.c
+            .last_response_us
+            .fetch_max(since_us(self.started, now), Ordering::Relaxed);
+    }
+
     pub(crate) fn count_error(&self, key: String) {
         *lock(&self.errors).entry(key).or_insert(0) += 1;
     }
@@ -314,6 +376,9 @@ impl Shared {
     /// A receipt for `id` arrived at `now`; returns its submit time if known.
     pub(crate) fn note_receipt(&self, id: &[u8], stat: &str, now: Instant) -> Option<Instant> {
         self.c.dlr_received.fetch_add(1, Ordering::Relaxed);
+        self.c
+            .last_dlr_us
+            .fetch_max(since_us(self.started, now), Ordering::Relaxed);
         *lock(&self.dlr_stats).entry(stat.to_owned()).or_insert(0) += 1;
         let id = canonical_id(id, IdFormat::Text);
         let sent = lock(&self.submitted).remove(&id);
@@ -336,6 +401,13 @@ impl Shared {
         let h = lock(&self.hist);
         let early_left = lock(&self.early).len() as u64;
         let c = &self.c;
+        let per_s = |n: u64, us: u64| {
+            if us > 0 {
+                n as f64 / (us as f64 / 1e6)
+            } else {
+                0.0
+            }
+        };
         Summary {
             target: self.cfg.target.describe(),
             connections: self.cfg.connections,
@@ -352,6 +424,8 @@ impl Shared {
             } else {
                 0.0
             },
+            responses: ld(&c.responses),
+            responses_per_s: per_s(ld(&c.responses), ld(&c.last_response_us)),
             resubmits: ld(&c.resubmits),
             errors: lock(&self.errors).clone(),
             disconnects: ld(&c.disconnects),
@@ -366,6 +440,7 @@ impl Shared {
                 before_response: ld(&c.dlr_early),
                 by_stat: lock(&self.dlr_stats).clone(),
                 latency: Latency::from_histogram(&h.1),
+                per_s: per_s(ld(&c.dlr_received), ld(&c.last_dlr_us)),
             },
             mo_received: ld(&c.mo_received),
         }
@@ -396,6 +471,29 @@ pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
                 let s = shared.clone();
                 let (a, u, p) = (addr.clone(), system_id.clone(), password.clone());
                 tasks.spawn(async move { smpp::run_connection(s, i, a, u, p).await });
+            }
+        }
+        Target::Cmpp {
+            addr,
+            source_addr,
+            shared_secret,
+            version,
+            service_id,
+            src_id,
+            gbk,
+        } => {
+            let target = Arc::new(cmpp::CmppTarget {
+                addr,
+                source_addr,
+                shared_secret,
+                version,
+                service_id,
+                src_id,
+                gbk,
+            });
+            for _ in 0..shared.cfg.connections {
+                let (s, t) = (shared.clone(), target.clone());
+                tasks.spawn(async move { cmpp::run_connection(s, t).await });
             }
         }
         Target::Http {
@@ -436,4 +534,9 @@ pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
         let _ = p.await;
     }
     Ok(shared.summary())
+}
+
+/// Microseconds from `start` to `now` (0 if `now` is earlier).
+fn since_us(start: Instant, now: Instant) -> u64 {
+    u64::try_from(now.saturating_duration_since(start).as_micros()).unwrap_or(u64::MAX)
 }

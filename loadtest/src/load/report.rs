@@ -55,6 +55,9 @@ pub struct DlrReport {
     pub by_stat: BTreeMap<String, u64>,
     /// Submit written → receipt read.
     pub latency: Latency,
+    /// Receipts received per second, from the start to the last receipt.
+    #[serde(default)]
+    pub per_s: f64,
 }
 
 /// What one run did.
@@ -77,6 +80,12 @@ pub struct Summary {
     pub parts_accepted: u64,
     /// parts_accepted / elapsed.
     pub accepted_per_s: f64,
+    /// Submit responses read, of any result (SMPP and CMPP).
+    #[serde(default)]
+    pub responses: u64,
+    /// Responses per second, from the start to the last response (the dlr wait excluded).
+    #[serde(default)]
+    pub responses_per_s: f64,
     /// Parts written again after a throttle, queue-full, temporary error or disconnect.
     pub resubmits: u64,
     /// Error responses by status (`smpp:0x00000058`, `http:429`, …).
@@ -117,7 +126,11 @@ impl fmt::Display for Summary {
             self.submits_sent,
             self.resubmits
         )?;
-        writeln!(f, "accepted/s {:.0}", self.accepted_per_s)?;
+        writeln!(
+            f,
+            "accepted/s {:.0}  responses {} ({:.0}/s to the last response)",
+            self.accepted_per_s, self.responses, self.responses_per_s
+        )?;
         writeln!(
             f,
             "submit→resp µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (n={})",
@@ -127,8 +140,9 @@ impl fmt::Display for Summary {
             let d = &self.dlr.latency;
             writeln!(
                 f,
-                "DLR received {} matched {} early {}  e2e µs p50 {} p90 {} p99 {} p99.9 {} max {}  {:?}",
+                "DLR received {} ({:.0}/s to the last) matched {} early {}  e2e µs p50 {} p90 {} p99 {} p99.9 {} max {}  {:?}",
                 self.dlr.received,
+                self.dlr.per_s,
                 self.dlr.matched,
                 self.dlr.before_response,
                 d.p50_us,

@@ -318,6 +318,7 @@ impl Conn {
                 match c.pdu {
                     Pdu::SubmitSmResp(resp) => {
                         if let Some((pr, t0)) = inflight.remove(&seq_in) {
+                            s.note_response(now);
                             self.submit_hist.saturating_record(micros(now - t0));
                             if c.status == St::EsmeRok {
                                 s.part_accepted(pr);
