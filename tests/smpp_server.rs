@@ -43,21 +43,8 @@ default_sender = "10690000"
 smpp_system_id = "acme"
 smpp_password_sha256 = "{hash}"
 smpp_window = 16
-[[channels]]
-name = "sim"
-kind = "smpp"
-host = "127.0.0.1"
-port = {sim_port}
-system_id = "sluice"
-password = "sim"
-binds = 1
-window = 64
-rate = 100000
-burst = 1000
-response_timeout_ms = 2000
-[[routes]]
-channel = "sim"
-"#,
+{sim_channel}"#,
+        sim_channel = e2e_support::sim_channel(sim_port),
         data = data.display(),
         hash = hash_api_key("secret"),
     );

@@ -60,6 +60,28 @@ channel = "sim"
     )
 }
 
+/// The `[[channels]]` table of an SMPP channel "sim" to a simulator on 127.0.0.1:`sim_port`
+/// (1 bind, window 64) and the route that sends everything to it.
+pub fn sim_channel(sim_port: u16) -> String {
+    format!(
+        r#"[[channels]]
+name = "sim"
+kind = "smpp"
+host = "127.0.0.1"
+port = {sim_port}
+system_id = "sluice"
+password = "sim"
+binds = 1
+window = 64
+rate = 100000
+burst = 1000
+response_timeout_ms = 2000
+[[routes]]
+channel = "sim"
+"#
+    )
+}
+
 /// Collects POSTed JSON bodies by path; answers 500 to the first `fail_first` requests.
 #[derive(Clone, Default)]
 pub struct Hook {
