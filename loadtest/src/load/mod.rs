@@ -1,7 +1,8 @@
-//! The load generator: drives an SMPP server as an ESME (N binds, window per bind, fixed or
-//! max rate), a CMPP 2.0 / 3.0 ISMG as an SP (N connections on the protocols crate's
-//! `SpSession`), sluice's HTTP batch API, or Kannel's HTTP sendsms, until a message count or
-//! a duration is reached, then reports (see [`report::Summary`]).
+//! The load generator: drives an SMPP server as an ESME (N binds on the protocols crate's
+//! ESME `Session`, window per bind, fixed or max rate), a CMPP 2.0 / 3.0 ISMG as an SP (N
+//! connections on the protocols crate's `SpSession`), sluice's HTTP batch API, or Kannel's
+//! HTTP sendsms, until a message count or a duration is reached, then reports (see
+//! [`report::Summary`]).
 //!
 //! Delivery semantics over SMPP are at-least-once, like the gateway's: a part answered with a
 //! throttle, queue-full or temporary error, or left unanswered when a connection drops, is

@@ -1,11 +1,27 @@
-//! One ESME connection of the load generator (on `sluice_protocols::smpp`): connect, bind, keep the window full, match
-//! responses to submit times, acknowledge and match receipts, resubmit on throttle /
-//! queue-full / temporary errors and on disconnect, then unbind.
+//! One ESME connection of the load generator toward an SMPP server (the simulator's SMSC,
+//! sluice's SMPP server, or any other): connect, bind (transceiver with `--dlr`, transmitter
+//! otherwise), keep the window full, count every submit_sm_resp by status, answer receipts
+//! and MO (deliver_sm) and match receipts to submit times, resubmit on throttle / queue-full
+//! / temporary errors and on disconnect, then unbind.
 //!
-//! Writes are batched: every free window slot is filled and written with one `write_all`;
-//! reads drain every complete PDU in the buffer before the next write.
+//! The protocol is `sluice_protocols::smpp::session::esme::Session`, the same sans-IO session
+//! the gateway's SMPP channel drives; this file only frames bytes, moves them and maps the
+//! session's events onto the run's shared counters — there is no second SMPP state machine
+//! here. Structure and counters follow the CMPP generator (`cmpp.rs`).
+//!
+//! Invariants:
+//! - every part handed to the session comes back exactly once (`Response`,
+//!   `ResponseTimeout` or `Aborted`) and is then accepted, failed or requeued — so the run's
+//!   `unresolved` count reaches zero and the run ends;
+//! - a response timeout is a dead center: the connection is dropped (as before the port), so
+//!   every part left unanswered is counted in `unacked_at_disconnect`, the bound on
+//!   duplicates at the center;
+//! - writes are batched: everything the session queued goes out in one `write_all` per turn;
+//!   reads frame and hand every complete PDU in the buffer to the session before writing;
+//! - network input never panics: undecodable PDUs are answered by the session, a bad frame
+//!   closes the session, and a close is a reconnect (bounded by [`MAX_BIND_FAILURES`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -20,27 +36,49 @@ use super::report::new_histogram;
 use super::{Claim, PartRef, Shared};
 use crate::sim::smpp_put as put;
 use crate::tally::lock;
-use sluice_protocols::smpp::{
-    self as p, Address, Bind, Command, CommandStatus as St, MessageIdResp, Octets, Pdu, Sm,
+use sluice_protocols::smpp::session::esme::{
+    BindKind, CloseReason, Event, Session, SessionConfig, State,
 };
+use sluice_protocols::smpp::{self as p, Address, CommandStatus as St, Octets, Pdu, Sm};
 
 /// Consecutive failed connects/binds after which a connection gives up.
 const MAX_BIND_FAILURES: u32 = 20;
 
+/// How long the final unbind may wait for its unbind_resp.
+const UNBIND_WAIT: Duration = Duration::from_secs(1);
+
 enum End {
     /// Nothing left to do; unbound.
     Done,
-    /// The connection broke; in-flight parts were requeued.
+    /// The connection broke (or timed out); in-flight parts were requeued.
     Dropped,
+    /// Connect or bind failed (refused, timed out, closed); the connection was never usable.
+    BindFailed,
 }
 
 struct Conn {
     s: Arc<Shared>,
     submit_hist: Histogram<u64>,
     dlr_hist: Histogram<u64>,
-    /// Parts of started messages not yet written.
+    /// Parts of started messages not yet handed to a session.
     local: VecDeque<PartRef>,
     cache: Option<(u64, Vec<Part>)>,
+    /// The run's source address, built once.
+    source: Address,
+}
+
+/// Per-connection flow state the events act on.
+struct Flow {
+    bound: bool,
+    /// AIMD on the window: halve on throttle / queue-full (at most once per 10 ms), grow by
+    /// one per window's worth of accepted submits, so a center that honours a smaller window
+    /// or a lower rate is not hammered with resubmits.
+    eff_window: usize,
+    since_grow: usize,
+    last_cut: Instant,
+    paused_until: Option<Instant>,
+    /// A submit got no response in time: drop the connection after this batch of events.
+    timed_out: bool,
 }
 
 pub(crate) async fn run_connection(
@@ -56,44 +94,61 @@ pub(crate) async fn run_connection(
         dlr_hist: new_histogram(),
         local: VecDeque::new(),
         cache: None,
+        source: Address::new(
+            1,
+            1,
+            Octets::copy_from_slice(s.cfg.payload.source.as_bytes()),
+        ),
+    };
+    let config = SessionConfig {
+        bind_kind: if s.cfg.dlr {
+            BindKind::Transceiver
+        } else {
+            BindKind::Transmitter
+        },
+        system_id,
+        password,
+        window: s.cfg.window,
+        response_timeout: s.cfg.response_timeout,
+        enquire_link_interval: Duration::from_secs(30),
+        ..SessionConfig::default()
     };
     let mut failures = 0u32;
     loop {
         if c.local.is_empty() && s.finished() && !(s.cfg.dlr && s.dlrs_outstanding()) {
             break;
         }
-        match tokio::time::timeout(
-            s.cfg.bind_timeout,
-            connect_bind(&addr, &system_id, &password, s.cfg.dlr),
-        )
-        .await
-        {
+        // Connect and bind share one deadline, as `bind_timeout` promises.
+        let bind_deadline = Instant::now() + s.cfg.bind_timeout;
+        let end = match tokio::time::timeout(s.cfg.bind_timeout, TcpStream::connect(&addr)).await {
             Ok(Ok(stream)) => {
-                failures = 0;
-                match c.drive(stream).await {
-                    End::Done => break,
-                    End::Dropped => {
-                        s.c.disconnects.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
+                let _ = stream.set_nodelay(true);
+                c.drive(stream, config.clone(), bind_deadline).await
             }
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, "bind failed");
-                failures += 1;
-                s.c.bind_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "SMPP connect failed");
+                End::BindFailed
             }
             Err(_) => {
-                tracing::debug!("bind timed out");
+                tracing::debug!("SMPP connect timed out");
+                End::BindFailed
+            }
+        };
+        match end {
+            End::Done => break,
+            End::Dropped => {
+                failures = 0;
+                s.c.disconnects.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            End::BindFailed => {
                 failures += 1;
                 s.c.bind_failures.fetch_add(1, Ordering::Relaxed);
+                if failures >= MAX_BIND_FAILURES || s.sending_closed() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-        }
-        if failures > 0 {
-            if failures >= MAX_BIND_FAILURES || s.sending_closed() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     // Hand unsent parts back so another connection can finish them.
@@ -101,54 +156,6 @@ pub(crate) async fn run_connection(
         lock(&s.retry).push_back(p);
     }
     s.merge_hist(&c.submit_hist, &c.dlr_hist);
-}
-
-async fn connect_bind(
-    addr: &str,
-    system_id: &str,
-    password: &str,
-    trx: bool,
-) -> std::io::Result<TcpStream> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let mut b = BytesMut::new();
-    let bind = Bind {
-        system_id: Octets::copy_from_slice(system_id.as_bytes()),
-        password: Octets::copy_from_slice(password.as_bytes()),
-        ..Bind::default()
-    };
-    let pdu = if trx {
-        Pdu::BindTransceiver(bind)
-    } else {
-        Pdu::BindTransmitter(bind)
-    };
-    Command::new(St::EsmeRok, 1, pdu)
-        .encode(&mut b)
-        .map_err(std::io::Error::other)?;
-    stream.write_all(&b).await?;
-    let mut r = BytesMut::with_capacity(4096);
-    loop {
-        if stream.read_buf(&mut r).await? == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "closed during bind",
-            ));
-        }
-        while let Some(len) = p::check(&r, p::DEFAULT_MAX_LEN).map_err(std::io::Error::other)? {
-            let c = p::decode(r.split_to(len).freeze())
-                .map_err(std::io::Error::other)?
-                .command;
-            if matches!(
-                c.pdu,
-                Pdu::BindTransceiverResp(_) | Pdu::BindTransmitterResp(_)
-            ) {
-                if c.status != St::EsmeRok {
-                    return Err(std::io::Error::other(format!("bind refused: {}", c.status)));
-                }
-                return Ok(stream);
-            }
-        }
-    }
 }
 
 /// Statuses worth resubmitting: the center is busy, not the message bad.
@@ -168,9 +175,9 @@ impl Conn {
         if self.cache.as_ref().is_none_or(|(m, _)| *m != p.msg) {
             self.cache = Some((p.msg, self.s.cfg.payload.parts(p.msg)));
         }
-        let parts = self.cache.as_ref().map(|c| &c.1);
-        parts
-            .and_then(|v| v.get(p.part as usize))
+        self.cache
+            .as_ref()
+            .and_then(|c| c.1.get(p.part as usize))
             .cloned()
             .unwrap_or_else(|| Part {
                 dest: String::new(),
@@ -189,7 +196,7 @@ impl Conn {
             Claim::Retry(p) => Some(p),
             Claim::New(i) => {
                 let parts = self.s.cfg.payload.parts(i);
-                let total = parts.len() as u8;
+                let total = u8::try_from(parts.len()).unwrap_or(u8::MAX);
                 self.s.started_parts(i, total);
                 for k in 1..total {
                     self.local.push_back(PartRef {
@@ -208,197 +215,127 @@ impl Conn {
         }
     }
 
-    async fn drive(&mut self, stream: TcpStream) -> End {
-        let s = self.s.clone();
+    /// The submit_sm body of one part.
+    fn sm_of(&mut self, pr: PartRef) -> Box<Sm> {
+        let part = self.part(pr);
+        let mut sm = Sm {
+            source: self.source.clone(),
+            dest: Address::new(1, 1, Octets::from(part.dest.into_bytes())),
+            esm_class: if part.udhi { p::ESM_CLASS_UDHI } else { 0 },
+            registered_delivery: u8::from(self.s.cfg.dlr),
+            data_coding: part.data_coding,
+            short_message: Octets::from(part.short_message),
+            ..Sm::default()
+        };
+        if let Some((reference, total, n)) = part.sar {
+            sm.tlvs.set_sar(reference, total, n);
+        }
+        Box::new(sm)
+    }
+
+    /// Maps one session event onto the run's counters. `nack` is the generic_nack status when
+    /// the event is the session's answer to a generic_nack just handed in. Returns the close
+    /// reason on [`Event::Closed`].
+    fn on_event(
+        &mut self,
+        session: &mut Session<PartRef>,
+        flow: &mut Flow,
+        ev: Event<PartRef>,
+        nack: Option<St>,
+        now: Instant,
+    ) -> Option<CloseReason> {
+        let s = &*self.s;
         let cfg = &s.cfg;
-        let (mut rd, mut wr) = stream.into_split();
-        let mut rbuf = BytesMut::with_capacity(128 * 1024);
-        let mut wbuf = BytesMut::with_capacity(64 * 1024);
-        let mut inflight: HashMap<u32, (PartRef, Instant)> = HashMap::with_capacity(cfg.window * 2);
-        let mut seq = 2u32;
-        let mut paused_until: Option<Instant> = None;
-        let mut finishing: Option<Instant> = None;
-        let mut last_timeout_check = Instant::now();
-        // AIMD on the window: halve on throttle / queue-full (at most once per 10 ms), grow
-        // by one per window's worth of accepted submits, so a center that honours a smaller
-        // window or a lower rate is not hammered with resubmits.
-        let mut eff_window = cfg.window;
-        let mut since_grow = 0usize;
-        let mut last_cut = Instant::now() - Duration::from_secs(1);
-        let source = cfg.payload.source.clone();
-        let rd_flag = if cfg.dlr { 1 } else { 0 };
-        loop {
-            let now = Instant::now();
-            // 1. Fill the window.
-            let paused = paused_until.is_some_and(|t| now < t);
-            let mut rate_limited = false;
-            if !paused && inflight.len() < eff_window {
-                let room = (eff_window - inflight.len()) as u64;
-                let n = match &s.rate {
-                    Some(b) => {
-                        let n = lock(b).take_up_to(room, now);
-                        rate_limited = n < room;
-                        n
+        match ev {
+            Event::Bound { .. } => flow.bound = true,
+            Event::Response {
+                tag,
+                status,
+                message_id,
+                sent_at,
+            } => {
+                if let Some(nack_status) = nack {
+                    // The center could not parse the submit: resubmit, whatever the status.
+                    // Not a response: no latency sample, as before the port.
+                    s.count_error(format!("smpp:generic_nack:0x{:08X}", nack_status.to_u32()));
+                    s.requeue(tag);
+                    return None;
+                }
+                s.note_response(now);
+                self.submit_hist
+                    .saturating_record(micros(now.saturating_duration_since(sent_at)));
+                if status == St::EsmeRok {
+                    s.part_accepted(tag);
+                    flow.since_grow += 1;
+                    if flow.since_grow >= flow.eff_window && flow.eff_window < cfg.window {
+                        flow.eff_window += 1;
+                        flow.since_grow = 0;
                     }
-                    None => room,
-                };
-                let mut sent = 0u64;
-                for _ in 0..n {
-                    let Some(pr) = self.next_part() else { break };
-                    let part = self.part(pr);
-                    let mut sm = Sm {
-                        source: Address::new(1, 1, Octets::copy_from_slice(source.as_bytes())),
-                        dest: Address::new(1, 1, Octets::from(part.dest.into_bytes())),
-                        esm_class: if part.udhi { p::ESM_CLASS_UDHI } else { 0 },
-                        registered_delivery: rd_flag,
-                        data_coding: part.data_coding,
-                        short_message: Octets::from(part.short_message),
-                        ..Sm::default()
-                    };
-                    if let Some((reference, total, n)) = part.sar {
-                        sm.tlvs.set_sar(reference, total, n);
+                    if cfg.dlr {
+                        s.c.dlr_expected.fetch_add(1, Ordering::Relaxed);
+                        // A receipt may have beaten its submit_sm_resp (early DLR).
+                        if let Some(at) = s.note_submitted(&message_id, sent_at) {
+                            s.c.dlr_matched.fetch_add(1, Ordering::Relaxed);
+                            self.dlr_hist
+                                .saturating_record(micros(at.saturating_duration_since(sent_at)));
+                        }
                     }
-                    put(&mut wbuf, Command::new(St::EsmeRok, seq, Pdu::SubmitSm(sm)));
-                    inflight.insert(seq, (pr, now));
-                    seq = if seq >= 0x7FFF_FFFF { 2 } else { seq + 1 };
-                    sent += 1;
-                }
-                s.c.submits_sent.fetch_add(sent, Ordering::Relaxed);
-            }
-            if !wbuf.is_empty() {
-                if wr.write_all(&wbuf).await.is_err() {
-                    return self.dropped(inflight);
-                }
-                wbuf.clear();
-            }
-            // 2. Done?
-            if inflight.is_empty() && self.local.is_empty() && s.finished() {
-                let since = *finishing.get_or_insert(now);
-                if !(cfg.dlr && s.dlrs_outstanding() && since.elapsed() < cfg.dlr_wait) {
-                    return unbind(&mut rd, &mut wr, seq).await;
-                }
-            }
-            // 3. Wait for input (or the next rate token / pause end / timeout check).
-            let wait = if paused {
-                paused_until.map_or(Duration::from_millis(1), |t| {
-                    t.saturating_duration_since(now)
-                })
-            } else if rate_limited {
-                s.rate
-                    .as_ref()
-                    .map_or(Duration::from_millis(1), |b| lock(b).wait_time())
-                    .max(Duration::from_micros(500))
-            } else if inflight.is_empty() {
-                Duration::from_millis(5)
-            } else {
-                Duration::from_millis(100)
-            };
-            if rbuf.capacity() - rbuf.len() < 16 * 1024 {
-                rbuf.reserve(128 * 1024);
-            }
-            tokio::select! {
-                r = rd.read_buf(&mut rbuf) => match r {
-                    Ok(0) | Err(_) => return self.dropped(inflight),
-                    Ok(_) => {}
-                },
-                _ = tokio::time::sleep(wait) => {}
-            }
-            // 4. Handle every complete PDU.
-            let now = Instant::now();
-            loop {
-                let c = match p::check(&rbuf, p::DEFAULT_MAX_LEN) {
-                    Ok(Some(len)) => match p::decode(rbuf.split_to(len).freeze()) {
-                        Ok(d) => d.command,
-                        Err(_) => continue,
-                    },
-                    Ok(None) => break,
-                    Err(_) => return self.dropped(inflight),
-                };
-                let seq_in = c.sequence;
-                match c.pdu {
-                    Pdu::SubmitSmResp(resp) => {
-                        if let Some((pr, t0)) = inflight.remove(&seq_in) {
-                            s.note_response(now);
-                            self.submit_hist.saturating_record(micros(now - t0));
-                            if c.status == St::EsmeRok {
-                                s.part_accepted(pr);
-                                since_grow += 1;
-                                if since_grow >= eff_window && eff_window < cfg.window {
-                                    eff_window += 1;
-                                    since_grow = 0;
-                                }
-                                if cfg.dlr {
-                                    s.c.dlr_expected.fetch_add(1, Ordering::Relaxed);
-                                    if let Some(at) = s.note_submitted(&resp.message_id, t0) {
-                                        s.c.dlr_matched.fetch_add(1, Ordering::Relaxed);
-                                        self.dlr_hist.saturating_record(micros(
-                                            at.saturating_duration_since(t0),
-                                        ));
-                                    }
-                                }
-                            } else {
-                                s.count_error(format!("smpp:0x{:08X}", c.status.to_u32()));
-                                if retryable(c.status) {
-                                    s.requeue(pr);
-                                    if matches!(c.status, St::EsmeRthrottled | St::EsmeRmsgqful) {
-                                        paused_until = Some(now + Duration::from_millis(2));
-                                        if now.duration_since(last_cut) > Duration::from_millis(10)
-                                        {
-                                            eff_window = (eff_window / 2).max(1);
-                                            since_grow = 0;
-                                            last_cut = now;
-                                        }
-                                    }
-                                } else {
-                                    s.part_failed(pr);
-                                }
+                } else {
+                    s.count_error(format!("smpp:0x{:08X}", status.to_u32()));
+                    if retryable(status) {
+                        s.requeue(tag);
+                        if matches!(status, St::EsmeRthrottled | St::EsmeRmsgqful) {
+                            flow.paused_until = Some(now + Duration::from_millis(2));
+                            if now.duration_since(flow.last_cut) > Duration::from_millis(10) {
+                                flow.eff_window = (flow.eff_window / 2).max(1);
+                                flow.since_grow = 0;
+                                flow.last_cut = now;
                             }
                         }
+                    } else {
+                        s.part_failed(tag);
                     }
-                    Pdu::DeliverSm(sm) => {
-                        put(
-                            &mut wbuf,
-                            Command::new(
-                                St::EsmeRok,
-                                seq_in,
-                                Pdu::DeliverSmResp(MessageIdResp::default()),
-                            ),
-                        );
-                        self.deliver(&sm, now);
-                    }
-                    Pdu::EnquireLink => put(
-                        &mut wbuf,
-                        Command::new(St::EsmeRok, seq_in, Pdu::EnquireLinkResp),
-                    ),
-                    Pdu::Unbind => {
-                        put(
-                            &mut wbuf,
-                            Command::new(St::EsmeRok, seq_in, Pdu::UnbindResp),
-                        );
-                        let _ = wr.write_all(&wbuf).await;
-                        return self.dropped(inflight);
-                    }
-                    Pdu::GenericNack => {
-                        if let Some((pr, _)) = inflight.remove(&seq_in) {
-                            s.count_error(format!("smpp:generic_nack:0x{:08X}", c.status.to_u32()));
-                            s.requeue(pr);
-                        }
-                    }
-                    _ => {}
                 }
             }
-            // 5. Response timeouts: a silent center is treated as a dead connection.
-            if now.duration_since(last_timeout_check) > Duration::from_millis(200) {
-                last_timeout_check = now;
-                if inflight
-                    .values()
-                    .any(|(_, t0)| now.duration_since(*t0) > cfg.response_timeout)
-                {
-                    s.c.response_timeouts.fetch_add(1, Ordering::Relaxed);
-                    return self.dropped(inflight);
-                }
+            Event::ResponseTimeout { tag, .. } => {
+                // Its fate is unknown: resubmitted, so a possible duplicate like any part
+                // unanswered at a disconnect — which it becomes, below.
+                s.c.unacked_at_disconnect.fetch_add(1, Ordering::Relaxed);
+                s.requeue(tag);
+                flow.timed_out = true;
+            }
+            Event::Aborted { tag, .. } => {
+                s.c.unacked_at_disconnect.fetch_add(1, Ordering::Relaxed);
+                s.requeue(tag);
+            }
+            Event::Deliver {
+                sequence,
+                data_sm,
+                sm,
+            } => {
+                self.deliver(&sm, now);
+                // Nothing to keep durable here: answer at once.
+                session.answer_deliver(sequence, data_sm, St::EsmeRok);
+            }
+            Event::Closed(reason) => return Some(reason),
+        }
+        None
+    }
+
+    /// Maps every queued event; stops at [`Event::Closed`] and returns its reason.
+    fn drain(
+        &mut self,
+        session: &mut Session<PartRef>,
+        flow: &mut Flow,
+        nack: Option<St>,
+        now: Instant,
+    ) -> Option<CloseReason> {
+        while let Some(ev) = session.poll_event() {
+            if let Some(reason) = self.on_event(session, flow, ev, nack, now) {
+                return Some(reason);
             }
         }
+        None
     }
 
     fn deliver(&mut self, sm: &Sm, now: Instant) {
@@ -417,46 +354,217 @@ impl Conn {
         }
     }
 
-    fn dropped(&mut self, inflight: HashMap<u32, (PartRef, Instant)>) -> End {
-        self.s
-            .c
-            .unacked_at_disconnect
-            .fetch_add(inflight.len() as u64, Ordering::Relaxed);
-        for (_, (p, _)) in inflight {
-            self.s.requeue(p);
+    /// Frames every complete PDU in `rbuf` and hands it to the session. A generic_nack's
+    /// events are mapped at once, so its response can be told apart from a submit_sm_resp.
+    fn read(
+        &mut self,
+        session: &mut Session<PartRef>,
+        flow: &mut Flow,
+        rbuf: &mut BytesMut,
+        now: Instant,
+    ) -> Option<CloseReason> {
+        loop {
+            match p::check(rbuf, p::DEFAULT_MAX_LEN) {
+                Ok(Some(len)) => match p::decode(rbuf.split_to(len).freeze()) {
+                    Ok(decoded) => {
+                        let c = decoded.command;
+                        let nack = matches!(c.pdu, Pdu::GenericNack).then_some(c.status);
+                        if nack.is_some() {
+                            // Earlier PDUs' events first, so only the nack's carry its status.
+                            if let Some(reason) = self.drain(session, flow, None, now) {
+                                return Some(reason);
+                            }
+                            session.handle_pdu(now, c);
+                            if let Some(reason) = self.drain(session, flow, nack, now) {
+                                return Some(reason);
+                            }
+                        } else {
+                            session.handle_pdu(now, c);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "undecodable SMPP PDU");
+                        self.s.count_error("smpp:undecodable".to_owned());
+                        session.handle_decode_error(now, &e);
+                    }
+                },
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::debug!(error = %e, "bad SMPP frame; closing");
+                    session.handle_decode_error(now, &e.into());
+                    rbuf.clear();
+                    return None;
+                }
+            }
+            if session.is_closed() {
+                return None;
+            }
         }
-        End::Dropped
+    }
+
+    async fn drive(
+        &mut self,
+        stream: TcpStream,
+        config: SessionConfig,
+        bind_deadline: Instant,
+    ) -> End {
+        let s = self.s.clone();
+        let cfg = &s.cfg;
+        let mut session = Session::<PartRef>::new(config, Instant::now());
+        let (mut rd, mut wr) = stream.into_split();
+        let mut rbuf = BytesMut::with_capacity(128 * 1024);
+        let mut wbuf = BytesMut::with_capacity(64 * 1024);
+        let mut flow = Flow {
+            bound: false,
+            eff_window: cfg.window,
+            since_grow: 0,
+            last_cut: Instant::now() - Duration::from_secs(1),
+            paused_until: None,
+            timed_out: false,
+        };
+        let mut finishing: Option<Instant> = None;
+        let mut unbind_deadline: Option<Instant> = None;
+        let mut closed: Option<CloseReason> = None;
+        loop {
+            let now = Instant::now();
+            // 1. Events.
+            if closed.is_none() {
+                closed = self.drain(&mut session, &mut flow, None, now);
+            }
+            if flow.timed_out && closed.is_none() {
+                // A silent center is a dead connection: requeue the rest and reconnect.
+                flow.timed_out = false;
+                s.c.response_timeouts.fetch_add(1, Ordering::Relaxed);
+                session.handle_disconnect();
+                continue;
+            }
+            if let Some(reason) = closed {
+                // Answers still owed (deliver_sm_resp, unbind_resp) go out first.
+                flush(&mut session, &mut wbuf);
+                if !wbuf.is_empty() {
+                    let _ = wr.write_all(&wbuf).await;
+                }
+                return match reason {
+                    _ if unbind_deadline.is_some() => End::Done,
+                    CloseReason::Unbound => End::Done,
+                    _ if !flow.bound => {
+                        tracing::debug!(?reason, "SMPP bind failed");
+                        End::BindFailed
+                    }
+                    _ => End::Dropped,
+                };
+            }
+            // 2. Fill the window.
+            let paused = flow.paused_until.is_some_and(|t| now < t);
+            let mut rate_limited = false;
+            if !paused && *session.state() == State::Bound && session.in_flight() < flow.eff_window
+            {
+                let room = (flow.eff_window - session.in_flight()) as u64;
+                let n = match &s.rate {
+                    Some(b) => {
+                        let n = lock(b).take_up_to(room, now);
+                        rate_limited = n < room;
+                        n
+                    }
+                    None => room,
+                };
+                let mut sent = 0u64;
+                for _ in 0..n {
+                    let Some(pr) = self.next_part() else { break };
+                    let sm = self.sm_of(pr);
+                    match session.submit(now, pr, sm) {
+                        Ok(_) => sent += 1,
+                        Err(refused) => {
+                            // Not bound / window full: cannot happen after the checks above;
+                            // keep the part for the next turn rather than lose it.
+                            self.local.push_front(refused.tag);
+                            break;
+                        }
+                    }
+                }
+                s.c.submits_sent.fetch_add(sent, Ordering::Relaxed);
+            }
+            // 3. Done? Unbind once the window is empty and receipts are in (or waited for).
+            if *session.state() == State::Bound
+                && session.in_flight() == 0
+                && self.local.is_empty()
+                && s.finished()
+            {
+                let since = *finishing.get_or_insert(now);
+                if !(cfg.dlr && s.dlrs_outstanding() && since.elapsed() < cfg.dlr_wait) {
+                    session.unbind(now);
+                    unbind_deadline = Some(now + UNBIND_WAIT);
+                }
+            }
+            if (!flow.bound && now >= bind_deadline) || unbind_deadline.is_some_and(|t| now >= t) {
+                session.handle_disconnect();
+                continue;
+            }
+            // 4. Write.
+            flush(&mut session, &mut wbuf);
+            if !wbuf.is_empty() {
+                if wr.write_all(&wbuf).await.is_err() {
+                    session.handle_disconnect();
+                    wbuf.clear();
+                    continue;
+                }
+                wbuf.clear();
+            }
+            // 5. Wait for input, a timer, the next rate token, the pause end or the DLR wait.
+            let mut wake = match session.poll_timeout() {
+                Some(t) => t.saturating_duration_since(now),
+                None => Duration::from_millis(100),
+            };
+            if paused {
+                wake = wake.min(flow.paused_until.map_or(Duration::from_millis(1), |t| {
+                    t.saturating_duration_since(now)
+                }));
+            } else if rate_limited {
+                let w = s
+                    .rate
+                    .as_ref()
+                    .map_or(Duration::from_millis(1), |b| lock(b).wait_time())
+                    .max(Duration::from_micros(500));
+                wake = wake.min(w);
+            }
+            if session.in_flight() < flow.eff_window || finishing.is_some() {
+                // Work may appear (requeued parts from another connection) or the DLR wait end.
+                wake = wake.min(Duration::from_millis(5));
+            }
+            if !flow.bound {
+                wake = wake.min(bind_deadline.saturating_duration_since(now));
+            }
+            if let Some(t) = unbind_deadline {
+                wake = wake.min(t.saturating_duration_since(now));
+            }
+            if rbuf.capacity() - rbuf.len() < 16 * 1024 {
+                rbuf.reserve(128 * 1024);
+            }
+            tokio::select! {
+                r = rd.read_buf(&mut rbuf) => match r {
+                    Ok(0) | Err(_) => session.handle_disconnect(),
+                    Ok(_) => {
+                        let now = Instant::now();
+                        closed = self.read(&mut session, &mut flow, &mut rbuf, now);
+                        // A busy link may never reach the sleep branch: fire due timers here.
+                        if session.poll_timeout().is_some_and(|t| t <= now) {
+                            session.handle_timeout(now);
+                        }
+                    }
+                },
+                () = tokio::time::sleep(wake) => session.handle_timeout(Instant::now()),
+            }
+        }
     }
 }
 
-async fn unbind(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
-    seq: u32,
-) -> End {
-    let mut b = BytesMut::new();
-    put(&mut b, Command::new(St::EsmeRok, seq, Pdu::Unbind));
-    if wr.write_all(&b).await.is_ok() {
-        let mut r = BytesMut::with_capacity(4096);
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            loop {
-                match rd.read_buf(&mut r).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-                while let Ok(Some(len)) = p::check(&r, p::DEFAULT_MAX_LEN) {
-                    let frame = r.split_to(len);
-                    if frame.len() >= 8 && frame[4..8] == 0x8000_0006u32.to_be_bytes() {
-                        return;
-                    }
-                }
-            }
-        })
-        .await;
+/// Encodes everything the session queued into `wbuf`.
+fn flush(session: &mut Session<PartRef>, wbuf: &mut BytesMut) {
+    while let Some(c) = session.poll_transmit() {
+        put(wbuf, c);
     }
-    End::Done
 }
 
 fn micros(d: Duration) -> u64 {
-    (d.as_micros() as u64).max(1)
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
