@@ -302,7 +302,7 @@ fn message(id: u64, text: String, hint: Option<Encoding>) -> OutboundMessage {
     }
 }
 
-/// Short and long ASCII, short Chinese (GBK by the channel's choice), long Chinese hinted
+/// Short and long ASCII, short Chinese (UCS-2 by the channel's choice), long Chinese hinted
 /// UCS-2, long Chinese hinted GBK.
 fn messages() -> Vec<(OutboundMessage, u8)> {
     let mut v = Vec::new();
@@ -314,8 +314,8 @@ fn messages() -> Vec<(OutboundMessage, u8)> {
         v.push((message(id, text, None), 0));
     }
     for id in 10..=12u64 {
-        // The channel's own choice: GBK is the cheapest CMPP encoding for Chinese + ASCII.
-        v.push((message(id, format!("你好，世界 {id}"), None), 15));
+        // The channel's own choice: UCS-2 (GBK only when asked: the air interface has none).
+        v.push((message(id, format!("你好，世界 {id}"), None), 8));
     }
     for id in 13..=15u64 {
         let text = format!("长短信 {id} ") + &"短信测试".repeat(40);

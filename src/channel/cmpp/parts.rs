@@ -1,8 +1,9 @@
 //! Turns one outbound message into the CMPP SUBMITs of its parts.
 //!
-//! Text goes in the cheapest encoding CMPP carries (ASCII `Msg_Fmt` 0, UCS-2 8, GBK 15; the
-//! protocols `sms` module's `choose`), or the client's hint when CMPP defines it and it can
-//! carry the text; binary content (WAP Push) goes as `Msg_Fmt` 4 with its own UDH. A long
+//! Text goes as ASCII (`Msg_Fmt` 0) when it is plain ASCII, else as UCS-2 (8) — the protocols
+//! `sms` module's `choose` over those two — or in the client's hint when CMPP defines it and it
+//! can carry the text (GBK, 15, only when asked: the air interface has no GBK, so the ISMG
+//! re-encodes GBK to UCS-2 and a part sized for 140 GBK octets can exceed one SMS there); binary content (WAP Push) goes as `Msg_Fmt` 4 with its own UDH. A long
 //! message is split with a UDH (IE 0x00 or 0x08, `TP_udhi` = 1) and numbered in
 //! `Pk_total` / `Pk_number` as well, as ISMGs expect both.
 //!
@@ -27,7 +28,7 @@ pub struct PartSettings {
     pub version: Version,
     /// UDH 8-bit or 16-bit reference.
     pub concat: ConcatScheme,
-    /// Encodings the ISMG accepts.
+    /// Encodings chosen from when the client gave no hint.
     pub encodings: EncodingSet,
     /// Msg_src: the SP code.
     pub msg_src: String,
@@ -54,7 +55,7 @@ impl Default for PartSettings {
         Self {
             version: Version::V20,
             concat: ConcatScheme::Udh8,
-            encodings: EncodingSet::CMPP_DEFAULT,
+            encodings: EncodingSet::ASCII.union(EncodingSet::UCS2),
             msg_src: String::new(),
             service_id: String::new(),
             src_id: String::new(),
@@ -157,7 +158,6 @@ pub fn build_parts(
             let hinted = hint.filter(|e| {
                 e.cmpp_msg_fmt().is_some()
                     && *e != Encoding::Binary
-                    && settings.encodings.contains(EncodingSet::of(*e))
                     && sms::encode(text, *e).is_ok()
             });
             let encoding = match hinted {
@@ -283,6 +283,12 @@ mod tests {
             assert!(s.msg_content.len() <= 140);
             assert!(s.check().is_ok());
         }
+    }
+
+    #[test]
+    fn mixed_chinese_goes_as_ucs2_unless_gbk_is_asked_for() {
+        let parts = build_parts(&msg("ok 你好", None), &settings(), 1).unwrap();
+        assert_eq!(parts[0].msg_fmt, MsgFmt::Ucs2);
     }
 
     #[test]
