@@ -1,6 +1,9 @@
 //! Shared state of one simulated center (one listener): accounts and bind counts, the
 //! throughput bucket, message-id generation, the registry of live sessions (for routing
 //! receipts and MOs) and the behaviour draws every session makes per submit.
+//!
+//! Invariant: a session is in the registry only while bound and its connection task runs;
+//! the registry never holds more binds of an account than its `max_binds`.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,6 +38,17 @@ pub(crate) struct SessionHandle {
     pub(crate) receives: bool,
     pub(crate) tx: mpsc::UnboundedSender<Out>,
     pub(crate) seq: Arc<AtomicU32>,
+    /// Sessions that run a protocol session state machine take their due deliveries as
+    /// items (the session numbers and tracks them); `None`: the scheduler encodes them and
+    /// hands the bytes to `tx`.
+    pub(crate) items: Option<mpsc::UnboundedSender<Vec<Delivery>>>,
+}
+
+impl SessionHandle {
+    /// Whether the connection behind this handle is gone.
+    fn is_closed(&self) -> bool {
+        self.tx.is_closed() || self.items.as_ref().is_some_and(|i| i.is_closed())
+    }
 }
 
 impl SessionHandle {
@@ -183,14 +197,14 @@ impl Center {
         let s = lock(&self.sessions);
         if let Some(h) = s
             .iter()
-            .find(|h| h.id == prefer && h.receives && !h.tx.is_closed())
+            .find(|h| h.id == prefer && h.receives && !h.is_closed())
         {
             return Some(h.clone());
         }
         let candidates: Vec<&SessionHandle> = s
             .iter()
             .filter(|h| {
-                h.receives && !h.tx.is_closed() && (account.is_empty() || *h.account == *account)
+                h.receives && !h.is_closed() && (account.is_empty() || *h.account == *account)
             })
             .collect();
         if candidates.is_empty() {

@@ -229,6 +229,7 @@ impl Session {
             receives: true,
             tx: self.tx.clone(),
             seq: self.seq.clone(),
+            items: None,
         };
         self.flush();
         let mut pending = BytesMut::new();

@@ -5,7 +5,10 @@
 //! bind: the session the submit came from if it can receive, else another bind of the same
 //! account, else (nothing bound) a pending queue retried every 100 ms — so receipts survive a
 //! client reconnect, like a real center's store-and-forward. Due items are grouped per
-//! session and handed to its writer as one chunk.
+//! session and handed to it as one batch: SMPP sessions take the items (their protocol
+//! session numbers and tracks each deliver_sm), CMPP sessions' writers take one encoded
+//! chunk. Invariant: a due item is handed to exactly one session or kept pending; it is
+//! counted as sent only once it is on its way to the socket.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -180,27 +183,17 @@ pub(crate) fn receipt_text(
     )
 }
 
-/// Encodes `item` for `session` into `dst`.
-fn encode(
-    dst: &mut BytesMut,
-    session: &SessionHandle,
-    item: &Item,
-    now: jiff::Timestamp,
-    cmpp_gateway: &mut u32,
-) {
-    let seq = session.next_seq();
-    match (session.kind, item) {
-        (
-            SessionKind::Smpp,
-            Item::Receipt {
-                id,
-                handset,
-                service,
-                stat,
-                submitted,
-                text,
-            },
-        ) => {
+/// The deliver_sm for `item` (a receipt or an MO) at `now`.
+pub(crate) fn smpp_sm(item: &Item, now: jiff::Timestamp) -> Sm {
+    match item {
+        Item::Receipt {
+            id,
+            handset,
+            service,
+            stat,
+            submitted,
+            text,
+        } => {
             let id_str: std::borrow::Cow<'_, str> = match id {
                 MsgRef::Smpp(s) => std::borrow::Cow::Borrowed(s),
                 MsgRef::Cmpp(n) => std::borrow::Cow::Owned(n.to_string()),
@@ -215,25 +208,39 @@ fn encode(
             };
             sm.tlvs.set_receipted_message_id(id_str.as_bytes());
             sm.tlvs.set_message_state(stat.message_state());
-            put_smpp(
-                dst,
-                Command::new(CommandStatus::EsmeRok, seq, Pdu::DeliverSm(sm)),
-            );
+            sm
         }
-        (SessionKind::Smpp, Item::Mo { from, to, text }) => {
+        Item::Mo { from, to, text } => {
             let (dc, bytes) = mo_encoding(text);
-            let sm = Sm {
+            Sm {
                 source: Address::new(1, 1, Octets::copy_from_slice(from)),
                 dest: Address::new(1, 1, Octets::copy_from_slice(to)),
                 data_coding: dc,
                 short_message: Octets::from(bytes),
                 ..Sm::default()
-            };
-            put_smpp(
-                dst,
-                Command::new(CommandStatus::EsmeRok, seq, Pdu::DeliverSm(sm)),
-            );
+            }
         }
+    }
+}
+
+/// Encodes `item` for `session` into `dst`.
+fn encode(
+    dst: &mut BytesMut,
+    session: &SessionHandle,
+    item: &Item,
+    now: jiff::Timestamp,
+    cmpp_gateway: &mut u32,
+) {
+    let seq = session.next_seq();
+    match (session.kind, item) {
+        (SessionKind::Smpp, item) => put_smpp(
+            dst,
+            Command::new(
+                CommandStatus::EsmeRok,
+                seq,
+                Pdu::DeliverSm(smpp_sm(item, now)),
+            ),
+        ),
         (SessionKind::Cmpp(v), item) => {
             *cmpp_gateway = cmpp_gateway.wrapping_add(1);
             let deliver_id = super::center::cmpp_msg_id(now, 1, *cmpp_gateway as u16);
@@ -348,10 +355,13 @@ pub(crate) async fn run_scheduler(
     }
 }
 
-/// Encodes each due delivery for a live receiver and hands each session one chunk.
+/// Routes each due delivery to a live receiver: sessions that take items get them as one
+/// batch (they count what they send), the others one encoded chunk.
 fn route(center: &Center, due: Vec<Delivery>, pending: &mut VecDeque<Delivery>, gw: &mut u32) {
     let now = jiff::Timestamp::now();
     let mut chunks: HashMap<u64, (SessionHandle, BytesMut, u64, u64)> = HashMap::new();
+    let mut batches: HashMap<u64, (mpsc::UnboundedSender<Vec<Delivery>>, Vec<Delivery>)> =
+        HashMap::new();
     for d in due {
         let Some(session) = center.receiver_for(&d.account, d.prefer) else {
             if pending.len() < MAX_PENDING {
@@ -359,6 +369,14 @@ fn route(center: &Center, due: Vec<Delivery>, pending: &mut VecDeque<Delivery>, 
             }
             continue;
         };
+        if let Some(items) = &session.items {
+            batches
+                .entry(session.id)
+                .or_insert_with(|| (items.clone(), Vec::new()))
+                .1
+                .push(d);
+            continue;
+        }
         let entry = chunks
             .entry(session.id)
             .or_insert_with(|| (session.clone(), BytesMut::new(), 0, 0));
@@ -366,6 +384,16 @@ fn route(center: &Center, due: Vec<Delivery>, pending: &mut VecDeque<Delivery>, 
         match d.item {
             Item::Receipt { .. } => entry.2 += 1,
             Item::Mo { .. } => entry.3 += 1,
+        }
+    }
+    for (_, (items, batch)) in batches {
+        if let Err(mpsc::error::SendError(batch)) = items.send(batch) {
+            // The session ended after the lookup: keep the items for the next receiver.
+            for d in batch {
+                if pending.len() < MAX_PENDING {
+                    pending.push_back(d);
+                }
+            }
         }
     }
     for (_, (session, buf, dlrs, mos)) in chunks {

@@ -1,11 +1,27 @@
-//! One SMPP connection on the SMSC side, on `sluice_protocols::smpp` (frame check, then
-//! zero-copy decode of each PDU split off the read buffer).
+//! One SMPP connection on the SMSC side: a thin tokio shell around the protocols crate's
+//! sans-IO [`Smsc`] session, plus the simulator's behaviour.
 //!
-//! The reader loop reads as much as the socket has, handles every complete PDU in the buffer
-//! and hands all immediate responses to the writer as one chunk (one syscall per read
-//! batch). Bind state: open → bound (tx / rx / trx) → closed. Garbage: an unknown command
-//! gets generic_nack(ESME_RINVCMDID); an unparseable body generic_nack(ESME_RINVCMDLEN); an
-//! impossible command_length generic_nack then close (the stream cannot be resynchronised).
+//! Job: the reader loop reads as much as the socket has, frame-checks and decodes (zero
+//! copy) every complete PDU in the buffer, feeds it to the session and acts on the session's
+//! events — binds are checked against the listener's accounts and `max_binds`, submits are
+//! judged (window → queue full, throughput → throttled, error shares), tallied, given an id,
+//! a receipt and reply rules. All immediate output of a read batch goes to the writer as one
+//! chunk (one syscall per batch); delayed submit responses go to the writer's timer heap.
+//! Deliveries (receipts, MOs) come from the listener's scheduler as items and go out through
+//! the session, which numbers and tracks each deliver_sm.
+//!
+//! Invariants:
+//! - The session owns the protocol: bind states, sequence numbers of what we originate,
+//!   enquire_link, unbind, generic_nack and the answers to garbage (a framing error is
+//!   nacked, then the connection closes after a flush). Its timers are off (the simulator
+//!   never probes or times out a client), so it never needs `handle_timeout`.
+//! - Every submit the session surfaces is answered exactly once, now or after the drawn
+//!   latency; a submit whose receipt went out early is held back `dlr.early_lead_ms`. The
+//!   `outstanding` counter covers exactly the responses this driver produced, until the
+//!   writer has written them.
+//! - A refused bind leaves the connection open (the ESME may try again), as before.
+//! - A random disconnect drops the connection without flushing what is queued.
+//! - Nothing from the network can make this task panic.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -14,6 +30,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use rand::RngExt;
 use rand::rngs::SmallRng;
+use sluice_protocols::smpp::session::smsc::{BindKind, Event, Smsc, SmscConfig, Submit};
+use sluice_protocols::smpp::{self as p, Command, CommandStatus as St, DecodeError, Pdu, Sm};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
@@ -21,25 +39,17 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::center::{BindRefusal, Center, SessionHandle, SessionKind, Verdict};
-use super::dlr::Delivery;
-use super::dlr::MsgRef;
+use super::dlr::{Delivery, Item, MsgRef, smpp_sm};
 use super::mo::TextCoding;
 use super::submit::{Accepted, Receipt, on_accepted};
 use super::writer::{self, Out};
 use crate::tally::{Concat, split_udh};
-use sluice_protocols::smpp::{
-    self as p, BindResp, Command, CommandId, CommandStatus as St, MessageIdResp, Octets, Pdu,
-};
 
-struct Bound {
-    account: Arc<str>,
-    transmit: bool,
-}
+/// "Never" for the session's timers: the simulator does not time clients out.
+const FOREVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 enum Next {
     Continue,
-    /// Flush, then close (unbind, fatal framing error).
-    Close,
     /// Drop the connection without flushing (random disconnect).
     Abort,
 }
@@ -47,11 +57,14 @@ enum Next {
 struct Session {
     center: Arc<Center>,
     id: u64,
+    smsc: Smsc<()>,
     tx: mpsc::UnboundedSender<Out>,
+    items: mpsc::UnboundedSender<Vec<Delivery>>,
     outstanding: Arc<AtomicUsize>,
-    seq: Arc<AtomicU32>,
     rng: SmallRng,
-    bound: Option<Bound>,
+    /// The account, once bound.
+    account: Option<Arc<str>>,
+    registered: bool,
     out: BytesMut,
     responses: usize,
     /// Receipts to queue once the responses now in `out` are with the writer.
@@ -68,31 +81,57 @@ pub(crate) async fn serve(
     let id = center.new_session_id();
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
+    let (items, mut items_rx) = mpsc::unbounded_channel();
     let outstanding = Arc::new(AtomicUsize::new(0));
     let writer = tokio::spawn(writer::run(wr, rx, outstanding.clone()));
     let rng = center.session_rng(id);
+    let cfg = SmscConfig {
+        system_id: center.cfg.system_id.clone(),
+        bind_timeout: FOREVER,
+        // The simulator's own window check answers ESME_RMSGQFUL; every submit is answered
+        // (for the session) as soon as it is judged.
+        submit_window: usize::MAX,
+        // No deliver_sm window: receipts and MOs go out as they fall due.
+        deliver_window: usize::MAX,
+        response_timeout: FOREVER,
+        enquire_link_interval: FOREVER,
+    };
     let mut s = Session {
+        smsc: Smsc::new(cfg, std::time::Instant::now()),
         center,
         id,
         tx,
+        items,
         outstanding,
-        seq: Arc::new(AtomicU32::new(1)),
         rng,
-        bound: None,
+        account: None,
+        registered: false,
         out: BytesMut::with_capacity(64 * 1024),
         responses: 0,
         deferred: Vec::new(),
     };
-    s.read_loop(&mut rd, &mut shutdown).await;
-    if s.bound.is_some() {
+    s.read_loop(&mut rd, &mut items_rx, &mut shutdown).await;
+    if s.registered {
         s.center.unregister(s.id);
+    }
+    // Deliveries routed here after the end go back to the scheduler for another receiver.
+    items_rx.close();
+    while let Ok(batch) = items_rx.try_recv() {
+        for d in batch {
+            let _ = s.center.deliveries.send(d);
+        }
     }
     drop(s);
     let _ = writer.await;
 }
 
 impl Session {
-    async fn read_loop(&mut self, rd: &mut OwnedReadHalf, shutdown: &mut watch::Receiver<bool>) {
+    async fn read_loop(
+        &mut self,
+        rd: &mut OwnedReadHalf,
+        items: &mut mpsc::UnboundedReceiver<Vec<Delivery>>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
         let mut rbuf = BytesMut::with_capacity(128 * 1024);
         loop {
             if rbuf.capacity() - rbuf.len() < 16 * 1024 {
@@ -100,52 +139,56 @@ impl Session {
             }
             let n = tokio::select! {
                 r = rd.read_buf(&mut rbuf) => r.unwrap_or(0),
+                Some(batch) = items.recv() => {
+                    self.deliver(batch);
+                    self.flush();
+                    continue;
+                }
                 _ = shutdown.changed() => 0,
             };
             if n == 0 {
                 self.flush();
                 return;
             }
+            let now = std::time::Instant::now();
             let mut submits = 0u64;
             loop {
-                let next = match p::check(&rbuf, p::DEFAULT_MAX_LEN) {
+                match p::check(&rbuf, p::DEFAULT_MAX_LEN) {
                     Ok(None) => break,
                     Ok(Some(len)) => match p::decode(rbuf.split_to(len).freeze()) {
                         Ok(d) => {
-                            if matches!(d.command.pdu, Pdu::SubmitSm(_)) {
+                            let pdu = &d.command.pdu;
+                            if matches!(pdu, Pdu::SubmitSm(_)) {
                                 submits += 1;
                             }
-                            self.handle(d.command)
+                            let deliver_resp = matches!(pdu, Pdu::DeliverSmResp(_));
+                            self.smsc.handle_pdu(now, d.command);
+                            self.drain_transmit();
+                            if let Next::Abort = self.events(deliver_resp) {
+                                self.center.tally.count_submits(submits);
+                                self.center
+                                    .tally
+                                    .disconnects
+                                    .fetch_add(1, Ordering::Relaxed);
+                                let _ = self.tx.send(Out::Abort);
+                                return;
+                            }
                         }
                         Err(e) => {
-                            if let Some(r) = e.response() {
-                                put(&mut self.out, r);
-                            }
-                            Next::Continue
+                            self.smsc.handle_decode_error(now, &e);
+                            self.drain_transmit();
                         }
                     },
                     Err(e) => {
-                        put(&mut self.out, e.response());
-                        Next::Close
+                        self.smsc.handle_decode_error(now, &DecodeError::Frame(e));
+                        self.drain_transmit();
                     }
-                };
-                match next {
-                    Next::Continue => {}
-                    Next::Close => {
-                        self.center.tally.count_submits(submits);
-                        self.flush();
-                        let _ = self.tx.send(Out::Close);
-                        return;
-                    }
-                    Next::Abort => {
-                        self.center.tally.count_submits(submits);
-                        self.center
-                            .tally
-                            .disconnects
-                            .fetch_add(1, Ordering::Relaxed);
-                        let _ = self.tx.send(Out::Abort);
-                        return;
-                    }
+                }
+                if self.smsc.is_closed() {
+                    self.center.tally.count_submits(submits);
+                    self.flush();
+                    let _ = self.tx.send(Out::Close);
+                    return;
                 }
             }
             self.center.tally.count_submits(submits);
@@ -153,7 +196,8 @@ impl Session {
         }
     }
 
-    /// Hands everything encoded so far to the writer as one chunk.
+    /// Hands everything encoded so far to the writer as one chunk, then queues the
+    /// receipts that had to wait for their responses.
     fn flush(&mut self) {
         if !self.out.is_empty() {
             let bytes = self.out.split().freeze();
@@ -169,103 +213,88 @@ impl Session {
         }
     }
 
-    fn handle(&mut self, cmd: Command) -> Next {
-        let seq = cmd.sequence;
-        match cmd.pdu {
-            Pdu::SubmitSm(sm) => self.submit(seq, &sm),
-            Pdu::BindTransmitter(b) => self.bind(CommandId::BindTransmitter, seq, &b),
-            Pdu::BindReceiver(b) => self.bind(CommandId::BindReceiver, seq, &b),
-            Pdu::BindTransceiver(b) => self.bind(CommandId::BindTransceiver, seq, &b),
-            Pdu::EnquireLink => {
-                put(
-                    &mut self.out,
-                    Command::new(St::EsmeRok, seq, Pdu::EnquireLinkResp),
-                );
-                Next::Continue
-            }
-            Pdu::Unbind => {
-                put(
-                    &mut self.out,
-                    Command::new(St::EsmeRok, seq, Pdu::UnbindResp),
-                );
-                Next::Close
-            }
-            Pdu::DeliverSmResp(_) => {
-                self.center
-                    .tally
-                    .deliver_resps
-                    .fetch_add(1, Ordering::Relaxed);
-                Next::Continue
-            }
-            pdu => {
-                // Requests this center does not implement get their own response with
-                // ESME_RINVCMDID; responses to nothing are ignored.
-                if let Some(resp) = Pdu::empty_response_for(pdu.command_id()) {
-                    put(&mut self.out, Command::new(St::EsmeRinvcmdid, seq, resp));
-                } else if !is_response(pdu.command_id()) {
-                    put(
-                        &mut self.out,
-                        Command::new(St::EsmeRinvcmdid, seq, Pdu::GenericNack),
-                    );
-                }
-                Next::Continue
-            }
+    /// Encodes what the session wants written.
+    fn drain_transmit(&mut self) {
+        while let Some(c) = self.smsc.poll_transmit() {
+            put(&mut self.out, c);
         }
     }
 
-    fn bind(&mut self, id: CommandId, seq: u32, b: &p::Bind) -> Next {
-        let resp = |status: St, sysid: &str| {
-            let body = BindResp {
-                system_id: Octets::copy_from_slice(sysid.as_bytes()),
-                tlvs: Default::default(),
-            };
-            let mut body = body;
-            if status == St::EsmeRok {
-                // sc_interface_version: 5.0 to a 5.0 ESME, else 3.4.
-                let v = if b.interface_version >= 0x50 {
-                    0x50
-                } else {
-                    0x34
-                };
-                body.tlvs.push(0x0210, Octets::copy_from_slice(&[v]));
+    /// Acts on the session's events; `deliver_resp`: the PDU just fed was a deliver_sm_resp.
+    fn events(&mut self, deliver_resp: bool) -> Next {
+        let mut next = Next::Continue;
+        while let Some(ev) = self.smsc.poll_event() {
+            match ev {
+                Event::BindRequest {
+                    kind,
+                    system_id,
+                    password,
+                    ..
+                } => self.bind(kind, &system_id, &password),
+                Event::Submit { sequence, submit } => {
+                    let n = match submit {
+                        Submit::Sm(sm) => self.submit(sequence, &sm),
+                        // Not offered by this center (as before the session port).
+                        Submit::Multi(_) | Submit::Data(_) => {
+                            let r = self
+                                .smsc
+                                .take_submit_response(sequence, Err(St::EsmeRinvcmdid));
+                            if let Some(c) = r {
+                                put(&mut self.out, c);
+                            }
+                            Next::Continue
+                        }
+                    };
+                    if let Next::Abort = n {
+                        next = Next::Abort;
+                    }
+                }
+                Event::DeliverResponse { .. } => {
+                    if deliver_resp {
+                        self.center
+                            .tally
+                            .deliver_resps
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                // Timers are off; a receipt lost with the connection is not re-sent.
+                Event::DeliverTimeout { .. } | Event::DeliverAborted { .. } | Event::Closed(_) => {}
             }
-            let pdu = match id {
-                CommandId::BindReceiver => Pdu::BindReceiverResp(body),
-                CommandId::BindTransceiver => Pdu::BindTransceiverResp(body),
-                _ => Pdu::BindTransmitterResp(body),
-            };
-            Command::new(status, seq, pdu)
-        };
-        let sysid = self.center.cfg.system_id.clone();
-        if self.bound.is_some() {
-            put(&mut self.out, resp(St::EsmeRalybnd, &sysid));
-            return Next::Continue;
         }
-        let refuse = |s: &mut Self, status| {
-            s.center.tally.bind_failures.fetch_add(1, Ordering::Relaxed);
-            put(&mut s.out, resp(status, &sysid));
-            Next::Continue
+        self.drain_transmit();
+        next
+    }
+
+    fn bind(&mut self, kind: BindKind, system_id: &[u8], password: &[u8]) {
+        let status = match self.center.authenticate(system_id, password) {
+            Err(BindRefusal::UnknownAccount) => Some(St::EsmeRinvsysid),
+            Err(_) => Some(St::EsmeRinvpaswd),
+            Ok(()) => None,
         };
-        match self.center.authenticate(&b.system_id, &b.password) {
-            Err(BindRefusal::UnknownAccount) => return refuse(self, St::EsmeRinvsysid),
-            Err(_) => return refuse(self, St::EsmeRinvpaswd),
-            Ok(()) => {}
+        if let Some(status) = status {
+            self.refuse(status);
+            return;
         }
-        let account: Arc<str> = Arc::from(String::from_utf8_lossy(&b.system_id).as_ref());
+        let account: Arc<str> = Arc::from(String::from_utf8_lossy(system_id).as_ref());
         let handle = SessionHandle {
             id: self.id,
             account: account.clone(),
             kind: SessionKind::Smpp,
-            receives: id != CommandId::BindTransmitter,
+            receives: kind.receives(),
             tx: self.tx.clone(),
-            seq: self.seq.clone(),
+            seq: Arc::new(AtomicU32::new(1)),
+            items: Some(self.items.clone()),
         };
         self.flush();
-        // The bind_resp must reach the writer before the scheduler can route a receipt here.
-        let mut pending = BytesMut::new();
-        put(&mut pending, resp(St::EsmeRok, &sysid));
-        let tx = self.tx.clone();
-        let res = self.center.register(handle, move || {
+        // The bind_resp reaches the writer before the session becomes routable.
+        let center = self.center.clone();
+        let (smsc, tx) = (&mut self.smsc, &self.tx);
+        let res = center.register(handle, || {
+            smsc.accept_bind(std::time::Instant::now());
+            let mut pending = BytesMut::new();
+            while let Some(c) = smsc.poll_transmit() {
+                put(&mut pending, c);
+            }
             let _ = tx.send(Out::Now {
                 bytes: pending.freeze(),
                 responses: 0,
@@ -274,23 +303,27 @@ impl Session {
         match res {
             Ok(()) => {
                 self.center.tally.binds.fetch_add(1, Ordering::Relaxed);
-                self.bound = Some(Bound {
-                    account,
-                    transmit: id != CommandId::BindReceiver,
-                });
-                Next::Continue
+                self.account = Some(account);
+                self.registered = true;
             }
-            Err(_) => refuse(self, St::EsmeRbindfail),
+            Err(_) => self.refuse(St::EsmeRbindfail),
         }
     }
 
-    fn submit(&mut self, seq: u32, m: &p::SubmitSm) -> Next {
-        let account = match &self.bound {
-            Some(b) if b.transmit => b.account.clone(),
-            _ => {
-                let _ = self.respond(St::EsmeRinvbndsts, seq, b"", None);
-                return Next::Continue;
-            }
+    /// Refuses the pending bind; the connection stays open for another try.
+    fn refuse(&mut self, status: St) {
+        self.center
+            .tally
+            .bind_failures
+            .fetch_add(1, Ordering::Relaxed);
+        self.smsc.refuse_bind(status);
+    }
+
+    fn submit(&mut self, seq: u32, m: &Sm) -> Next {
+        // The session surfaces submits only from a bound transmitter / transceiver.
+        let Some(account) = self.account.clone() else {
+            self.respond(seq, Err(St::EsmeRinvbndsts), None);
+            return Next::Continue;
         };
         let outstanding = self.outstanding.load(Ordering::Relaxed) + 1;
         let center = self.center.clone();
@@ -303,7 +336,7 @@ impl Session {
         };
         if status != St::EsmeRok {
             center.tally.count_rejected(&status_key(status.to_u32()));
-            let _ = self.respond(status, seq, b"", None);
+            self.respond(seq, Err(status), None);
             return Next::Continue;
         }
         let payload: &[u8] = m.payload();
@@ -354,7 +387,7 @@ impl Session {
         );
         let hold = matches!(receipt, Receipt::Early)
             .then(|| Duration::from_millis(center.cfg.dlr.early_lead_ms));
-        let due = self.respond(St::EsmeRok, seq, id, hold);
+        let due = self.respond(seq, Ok(id_str.to_owned()), hold);
         if let Receipt::After(mut d) = receipt {
             d.at = d.at.max(due);
             self.deferred.push(d);
@@ -366,8 +399,13 @@ impl Session {
         Next::Continue
     }
 
-    /// Encodes a submit_sm_resp now or after the latency draw (at least `hold`).
-    fn respond(&mut self, status: St, seq: u32, id: &[u8], hold: Option<Duration>) -> Instant {
+    /// Takes the submit_sm_resp from the session and writes it now or after the latency
+    /// draw (at least `hold`); returns when it is due.
+    fn respond(&mut self, seq: u32, result: Result<String, St>, hold: Option<Duration>) -> Instant {
+        let now = Instant::now();
+        let Some(resp) = self.smsc.take_submit_response(seq, result) else {
+            return now;
+        };
         self.outstanding.fetch_add(1, Ordering::Relaxed);
         let lat = &self.center.cfg.latency;
         let mut delay = if lat.is_zero() {
@@ -378,14 +416,13 @@ impl Session {
         if let Some(h) = hold {
             delay = delay.max(h);
         }
-        let now = Instant::now();
         if delay.is_zero() {
-            put(&mut self.out, submit_resp(status, seq, id));
+            put(&mut self.out, resp);
             self.responses += 1;
             now
         } else {
-            let mut b = BytesMut::with_capacity(32 + id.len());
-            put(&mut b, submit_resp(status, seq, id));
+            let mut b = BytesMut::with_capacity(64);
+            put(&mut b, resp);
             let _ = self.tx.send(Out::At {
                 at: now + delay,
                 bytes: b.freeze(),
@@ -394,16 +431,32 @@ impl Session {
             now + delay
         }
     }
-}
 
-/// submit_sm_resp; the codec omits the body for a non-zero status (SMPP 3.4 §4.4.2).
-fn submit_resp(status: St, seq: u32, id: &[u8]) -> Command {
-    let body = if status == St::EsmeRok {
-        MessageIdResp::new(Octets::copy_from_slice(id))
-    } else {
-        MessageIdResp::default()
-    };
-    Command::new(status, seq, Pdu::SubmitSmResp(body))
+    /// Hands due receipts and MOs to the session as deliver_sm; what it cannot take now
+    /// (not bound as a receiver any more) goes back to the scheduler.
+    fn deliver(&mut self, batch: Vec<Delivery>) {
+        let now = jiff::Timestamp::now();
+        let at = std::time::Instant::now();
+        let (mut dlrs, mut mos) = (0u64, 0u64);
+        for d in batch {
+            let sm = smpp_sm(&d.item, now);
+            match self.smsc.deliver(at, (), Box::new(sm)) {
+                Ok(_) => match d.item {
+                    Item::Receipt { .. } => dlrs += 1,
+                    Item::Mo { .. } => mos += 1,
+                },
+                Err(_) => {
+                    let _ = self.center.deliveries.send(d);
+                }
+            }
+        }
+        self.drain_transmit();
+        // Drops window bookkeeping for answered deliver_sm (the timers themselves are off).
+        let _ = self.smsc.poll_timeout();
+        let tally = &self.center.tally;
+        tally.dlrs_sent.fetch_add(dlrs, Ordering::Relaxed);
+        tally.mo_sent.fetch_add(mos, Ordering::Relaxed);
+    }
 }
 
 /// Encodes `c`; our own PDUs always satisfy the codec's field limits, so a failure is a bug
@@ -412,10 +465,6 @@ pub(crate) fn put(out: &mut BytesMut, c: Command) {
     if let Err(e) = c.encode(out) {
         tracing::error!(error = %e, "encoding an SMPP PDU failed");
     }
-}
-
-fn is_response(id: CommandId) -> bool {
-    id.to_u32() & 0x8000_0000 != 0
 }
 
 /// Tally key of a rejection status.

@@ -18,8 +18,12 @@
 //!   response (or generic_nack) with `ESME_RINVBNDSTS`. query_sm / cancel_sm / replace_sm are
 //!   not offered: `ESME_RQUERYFAIL` / `ESME_RCANCELFAIL` / `ESME_RREPLACEFAIL`.
 //! - Every request is answered exactly once. Submits are answered by the driver with
-//!   [`Smsc::respond_submit`] once the message is durable; at most `submit_window` of them
-//!   wait at once, beyond that the ESME gets `ESME_RTHROTTLED` at once.
+//!   [`Smsc::respond_submit`] once the message is durable (or with
+//!   [`Smsc::take_submit_response`], which hands the response to a driver that writes it
+//!   later itself); at most `submit_window` of them wait at once, beyond that the ESME gets
+//!   `ESME_RTHROTTLED` at once.
+//! - A refused bind closes the session ([`Smsc::reject_bind`]) or, with
+//!   [`Smsc::refuse_bind`], returns it to `Open` for another try.
 //! - deliver_sm we send: sequence numbers run 1..=0x7FFF_FFFF and wrap, skipping ones still
 //!   in the window; the window never holds more than `deliver_window` entries, and each
 //!   entry leaves exactly once, as [`Event::DeliverResponse`], [`Event::DeliverTimeout`] or
@@ -368,15 +372,46 @@ impl<T> Smsc<T> {
         self.close(CloseReason::BindRejected(status));
     }
 
+    /// Refuses the bind surfaced by [`Event::BindRequest`] with `status` but keeps the
+    /// connection open (back to `Open`, so the ESME may bind again), as some centers do.
+    /// [`Self::reject_bind`] is the closing variant.
+    pub fn refuse_bind(&mut self, status: CommandStatus) {
+        let Some((sequence, kind, _, _)) = self.bind_sequence.take() else {
+            return;
+        };
+        if self.state != State::Binding {
+            return;
+        }
+        let status = if status.is_ok() {
+            CommandStatus::EsmeRbindfail
+        } else {
+            status
+        };
+        self.answer(status, sequence, kind.response(BindResp::default()));
+        self.state = State::Open;
+    }
+
     /// Answers the submit with sequence `sequence`: `Ok(message id)` once the message is
     /// durable, `Err(status)` when it was refused. Unknown sequences are ignored (already
     /// answered, or the session closed).
     pub fn respond_submit(&mut self, sequence: u32, result: Result<String, CommandStatus>) {
-        let Some(kind) = self.submits.remove(&sequence) else {
-            return;
-        };
+        if let Some(c) = self.take_submit_response(sequence, result) {
+            self.transmit.push_back(c);
+        }
+    }
+
+    /// Like [`Self::respond_submit`], but the response is handed to the driver instead of
+    /// the transmit queue, for a driver that writes it later (simulated latency) or after
+    /// something else (a receipt sent before its submit's response). The submit counts as
+    /// answered at once. `None` for an unknown sequence or a closed session.
+    pub fn take_submit_response(
+        &mut self,
+        sequence: u32,
+        result: Result<String, CommandStatus>,
+    ) -> Option<Command> {
+        let kind = self.submits.remove(&sequence)?;
         if self.is_closed() {
-            return;
+            return None;
         }
         let (status, id) = match result {
             Ok(id) => (CommandStatus::EsmeRok, Octets::from(id)),
@@ -391,7 +426,7 @@ impl<T> Smsc<T> {
                 ..SubmitMultiResp::default()
             }),
         };
-        self.answer(status, sequence, pdu);
+        Some(Command::new(status, sequence, pdu))
     }
 
     /// Queues a deliver_sm (receipt or MO) tracked under `tag`.

@@ -484,3 +484,57 @@ fn unsupported_requests_get_their_failure_status() {
         (CommandId::QuerySmResp, CommandStatus::EsmeRqueryfail)
     );
 }
+
+#[test]
+fn refused_bind_keeps_the_connection_open_for_another_try() {
+    let t0 = Instant::now();
+    let mut s: Smsc<u32> = Smsc::new(cfg(), t0);
+    feed(
+        &mut s,
+        t0,
+        Command::request(3, bind(BindKind::Transmitter, 0x34)),
+    );
+    events(&mut s);
+    s.refuse_bind(CommandStatus::EsmeRinvpaswd);
+    let o = out(&mut s);
+    assert_eq!(o[0].status, CommandStatus::EsmeRinvpaswd);
+    assert_eq!(o[0].command_id(), CommandId::BindTransmitterResp);
+    assert!(events(&mut s).is_empty());
+    assert_eq!(s.state(), &State::Open);
+    // A second refusal without a bind is ignored; a new bind is surfaced again.
+    s.refuse_bind(CommandStatus::EsmeRinvpaswd);
+    assert!(out(&mut s).is_empty());
+    feed(
+        &mut s,
+        t0,
+        Command::request(4, bind(BindKind::Transmitter, 0x34)),
+    );
+    assert!(matches!(events(&mut s)[..], [Event::BindRequest { .. }]));
+    s.accept_bind(t0);
+    assert_eq!(out(&mut s)[0].sequence, 4);
+    assert_eq!(s.state(), &State::Bound(BindKind::Transmitter));
+}
+
+#[test]
+fn submit_response_can_be_taken_for_a_later_write() {
+    let t0 = Instant::now();
+    let mut s = bound(BindKind::Transceiver, t0);
+    feed(&mut s, t0, submit(10));
+    feed(&mut s, t0, submit(11));
+    events(&mut s);
+    let c = s
+        .take_submit_response(11, Err(CommandStatus::EsmeRmsgqful))
+        .expect("waiting");
+    assert_eq!((c.sequence, c.status), (11, CommandStatus::EsmeRmsgqful));
+    assert_eq!(c.command_id(), CommandId::SubmitSmResp);
+    assert!(out(&mut s).is_empty(), "handed to the driver, not queued");
+    assert_eq!(s.submits_waiting(), 1);
+    // A receipt may go out before the held response.
+    let c = s.take_submit_response(10, Ok("7".into())).expect("waiting");
+    let Pdu::SubmitSmResp(r) = &c.pdu else {
+        panic!("{c:?}")
+    };
+    assert_eq!(r.message_id, Octets::from("7"));
+    assert!(s.take_submit_response(10, Ok("7".into())).is_none());
+    assert_eq!(s.submits_waiting(), 0);
+}
