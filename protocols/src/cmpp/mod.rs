@@ -5,7 +5,8 @@
 //!   reports, QUERY, CANCEL, ACTIVE_TEST and their responses), decoded and encoded for a
 //!   [`Version`] that supplies the widths that differ.
 //! - [`MsgId`]: the packed 64-bit message id. [`auth`]: CONNECT authenticators.
-//! - [`session`]: the SP (client) session state machine, sans-IO ([`SpSession`]).
+//! - [`session`]: the SP (client) and ISMG (server) session state machines, sans-IO
+//!   ([`SpSession`], [`IsmgSession`]).
 //! - [`codes`]: command ids, CONNECT statuses, SUBMIT/DELIVER results, Msg_Fmt.
 //! - Errors tell the caller what to answer ([`DecodeError::response`]); accepted
 //!   deviations come back as [`Tolerated`] with each decoded PDU.
@@ -52,8 +53,9 @@ pub use pdu::{DecodeOneError, Decoded, Pdu, decode_bytes, decode_frame};
 pub use query::{Query, QueryResp};
 pub use report::StatusReport;
 pub use session::{
-    CloseReason, ConfigError, IsmgAuth, RefuseReason, SpConfig, SpEvent, SpSession, SpState,
-    SubmitRefused, Transmit,
+    CloseReason, ConfigError, ConnectRequest, DeliverRefuseReason, DeliverRefused, IsmgAuth,
+    IsmgCloseReason, IsmgConfig, IsmgEvent, IsmgSession, IsmgState, RefuseReason, SpConfig,
+    SpEvent, SpSession, SpState, SubmitRefused, Transmit,
 };
 pub use submit::{MAX_DESTINATIONS, Submit, SubmitResp};
 pub use tolerated::{Tolerance, Tolerated};

@@ -11,6 +11,9 @@
 //! timestamp (`MMDDHHMMSS`) is passed in by the caller because the session reads no wall
 //! clock.
 //!
+//! The other end of the link, the ISMG (server) side, is [`ismg::IsmgSession`] with the same
+//! driver API; its tests run it against this session in memory.
+//!
 //! Job and invariants:
 //! - State: `Connecting` (CONNECT sent) → `Connected` → (`Terminating`) → `Closed`. Only a
 //!   connected session submits. A CONNECT_RESP with Status ≠ 0 closes with
@@ -60,6 +63,13 @@ use super::pdu::{Decoded, Pdu, decode_frame};
 use super::submit::{Submit, SubmitResp};
 use super::tolerated::Tolerated;
 use super::version::Version;
+
+pub mod ismg;
+
+pub use ismg::{
+    ConnectRequest, DeliverRefuseReason, DeliverRefused, IsmgCloseReason, IsmgConfig, IsmgEvent,
+    IsmgSession, IsmgState,
+};
 
 /// Session settings (from the channel's config).
 #[derive(Clone, PartialEq, Eq)]
