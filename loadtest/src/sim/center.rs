@@ -5,7 +5,7 @@
 //! Invariant: a session is in the registry only while bound and its connection task runs;
 //! the registry never holds more binds of an account than its `max_binds`.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -19,46 +19,34 @@ use crate::bucket::TokenBucket;
 use crate::config::{IdFormat, ListenerConfig};
 use crate::dist::pick_weighted;
 use crate::tally::{Tally, lock};
-use sluice_protocols::cmpp::{MsgId, MsgIdParts, Version};
-
-/// Which encoder a session's deliveries need.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SessionKind {
-    Smpp,
-    Cmpp(Version),
-}
+use sluice_protocols::cmpp::{Deliver, MsgId, MsgIdParts};
 
 /// A live bind, as seen by the registry and the delivery scheduler.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionHandle {
     pub(crate) id: u64,
     pub(crate) account: Arc<str>,
-    pub(crate) kind: SessionKind,
     /// Whether the bind may receive deliver_sm (receiver / transceiver; all CMPP binds).
     pub(crate) receives: bool,
     pub(crate) tx: mpsc::UnboundedSender<Out>,
-    pub(crate) seq: Arc<AtomicU32>,
-    /// Sessions that run a protocol session state machine take their due deliveries as
-    /// items (the session numbers and tracks them); `None`: the scheduler encodes them and
-    /// hands the bytes to `tx`.
+    /// SMPP binds: due deliveries go to the session task as items, which its `Smsc`
+    /// session encodes, numbers and tracks. `None` for CMPP binds, which take `delivers`.
     pub(crate) items: Option<mpsc::UnboundedSender<Vec<Delivery>>>,
+    /// CMPP binds: DELIVERs go to the session task, whose `IsmgSession` numbers and windows
+    /// them. `None` for SMPP binds, which take `items`.
+    pub(crate) delivers: Option<mpsc::UnboundedSender<Vec<Deliver>>>,
 }
 
 impl SessionHandle {
     /// Whether the connection behind this handle is gone.
     fn is_closed(&self) -> bool {
-        self.tx.is_closed() || self.items.as_ref().is_some_and(|i| i.is_closed())
+        self.tx.is_closed()
+            || self.items.as_ref().is_some_and(|i| i.is_closed())
+            || self.delivers.as_ref().is_some_and(|d| d.is_closed())
     }
 }
 
-impl SessionHandle {
-    /// Next sequence number for a PDU the center originates on this session.
-    pub(crate) fn next_seq(&self) -> u32 {
-        // Sequence numbers are 1..=0x7FFFFFFF (SMPP); CMPP accepts the same range.
-        let s = self.seq.fetch_add(1, Ordering::Relaxed) & 0x7FFF_FFFF;
-        s.max(1)
-    }
-}
+impl SessionHandle {}
 
 /// What the center decided for one submit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,14 +16,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::center::{Center, SessionHandle, SessionKind};
-use super::writer::Out;
+use super::center::Center;
 use sluice_protocols::cmpp::{self as cmpp, DeliverContent, FixedStr, MsgFmt, MsgId, StatusReport};
-use sluice_protocols::smpp::{Address, Command, CommandStatus, MessageState, Octets, Pdu, Sm};
+use sluice_protocols::smpp::{Address, MessageState, Octets, Sm};
 
 /// Pending deliveries kept at most (per listener) while no receiver is bound.
 const MAX_PENDING: usize = 1_000_000;
@@ -223,75 +221,52 @@ pub(crate) fn smpp_sm(item: &Item, now: jiff::Timestamp) -> Sm {
     }
 }
 
-/// Encodes `item` for `session` into `dst`.
-fn encode(
-    dst: &mut BytesMut,
-    session: &SessionHandle,
-    item: &Item,
-    now: jiff::Timestamp,
-    cmpp_gateway: &mut u32,
-) {
-    let seq = session.next_seq();
-    match (session.kind, item) {
-        (SessionKind::Smpp, item) => put_smpp(
-            dst,
-            Command::new(
-                CommandStatus::EsmeRok,
-                seq,
-                Pdu::DeliverSm(smpp_sm(item, now)),
-            ),
-        ),
-        (SessionKind::Cmpp(v), item) => {
-            *cmpp_gateway = cmpp_gateway.wrapping_add(1);
-            let deliver_id = super::center::cmpp_msg_id(now, 1, *cmpp_gateway as u16);
-            let mut d = cmpp::Deliver {
-                msg_id: MsgId(deliver_id),
-                ..Default::default()
+/// Builds the CMPP DELIVER for `item` (the session gives it its Sequence_Id).
+fn cmpp_deliver(item: &Item, now: jiff::Timestamp, cmpp_gateway: &mut u32) -> cmpp::Deliver {
+    *cmpp_gateway = cmpp_gateway.wrapping_add(1);
+    let deliver_id = super::center::cmpp_msg_id(now, 1, *cmpp_gateway as u16);
+    let mut d = cmpp::Deliver {
+        msg_id: MsgId(deliver_id),
+        ..Default::default()
+    };
+    match item {
+        Item::Receipt {
+            id,
+            handset,
+            service,
+            stat,
+            submitted,
+            ..
+        } => {
+            let msg_id = match id {
+                MsgRef::Cmpp(n) => *n,
+                MsgRef::Smpp(s) => s.parse().unwrap_or(0),
             };
-            match item {
-                Item::Receipt {
-                    id,
-                    handset,
-                    service,
-                    stat,
-                    submitted,
-                    ..
-                } => {
-                    let msg_id = match id {
-                        MsgRef::Cmpp(n) => *n,
-                        MsgRef::Smpp(s) => s.parse().unwrap_or(0),
-                    };
-                    d.dest_id = fixed(service);
-                    d.src_terminal_id = fixed(handset);
-                    d.content = DeliverContent::Report(StatusReport {
-                        msg_id: MsgId(msg_id),
-                        stat: fixed(stat.as_str().as_bytes()),
-                        submit_time: fixed(yymmddhhmm(*submitted).as_bytes()),
-                        done_time: fixed(yymmddhhmm(now).as_bytes()),
-                        dest_terminal_id: fixed(handset),
-                        smsc_sequence: 0,
-                    });
-                }
-                Item::Mo { from, to, text } => {
-                    let (dc, bytes) = mo_encoding(text);
-                    d.dest_id = fixed(to);
-                    d.src_terminal_id = fixed(from);
-                    d.msg_fmt = if dc == 8 { MsgFmt::Ucs2 } else { MsgFmt::Ascii };
-                    d.content = DeliverContent::Message(bytes.into());
-                }
-            }
-            super::cmpp::put(dst, seq, v, &cmpp::Pdu::Deliver(Box::new(d)));
+            d.dest_id = fixed(service);
+            d.src_terminal_id = fixed(handset);
+            d.content = DeliverContent::Report(StatusReport {
+                msg_id: MsgId(msg_id),
+                stat: fixed(stat.as_str().as_bytes()),
+                submit_time: fixed(yymmddhhmm(*submitted).as_bytes()),
+                done_time: fixed(yymmddhhmm(now).as_bytes()),
+                dest_terminal_id: fixed(handset),
+                smsc_sequence: 0,
+            });
+        }
+        Item::Mo { from, to, text } => {
+            let (dc, bytes) = mo_encoding(text);
+            d.dest_id = fixed(to);
+            d.src_terminal_id = fixed(from);
+            d.msg_fmt = if dc == 8 { MsgFmt::Ucs2 } else { MsgFmt::Ascii };
+            d.content = DeliverContent::Message(bytes.into());
         }
     }
+    d
 }
 
 /// A fixed-width CMPP field, truncated if the value is longer (addresses from a client).
 fn fixed<const N: usize>(v: &[u8]) -> FixedStr<N> {
     FixedStr::new(&v[..v.len().min(N)]).unwrap_or(FixedStr::EMPTY)
-}
-
-fn put_smpp(dst: &mut BytesMut, c: Command) {
-    super::smpp::put(dst, c);
 }
 
 /// ASCII texts go as data_coding/Msg_Fmt 0, anything else as UCS-2 (8).
@@ -355,13 +330,22 @@ pub(crate) async fn run_scheduler(
     }
 }
 
-/// Routes each due delivery to a live receiver: sessions that take items get them as one
-/// batch (they count what they send), the others one encoded chunk.
+/// Routes each due delivery to a live receiver and hands each session its due items as one
+/// batch: SMPP sessions take the items (their `Smsc` session encodes and counts them), CMPP
+/// sessions the DELIVERs built here (their `IsmgSession` numbers and windows them).
 fn route(center: &Center, due: Vec<Delivery>, pending: &mut VecDeque<Delivery>, gw: &mut u32) {
     let now = jiff::Timestamp::now();
-    let mut chunks: HashMap<u64, (SessionHandle, BytesMut, u64, u64)> = HashMap::new();
     let mut batches: HashMap<u64, (mpsc::UnboundedSender<Vec<Delivery>>, Vec<Delivery>)> =
         HashMap::new();
+    let mut cmpp: HashMap<
+        u64,
+        (
+            mpsc::UnboundedSender<Vec<cmpp::Deliver>>,
+            Vec<cmpp::Deliver>,
+            u64,
+            u64,
+        ),
+    > = HashMap::new();
     for d in due {
         let Some(session) = center.receiver_for(&d.account, d.prefer) else {
             if pending.len() < MAX_PENDING {
@@ -377,10 +361,13 @@ fn route(center: &Center, due: Vec<Delivery>, pending: &mut VecDeque<Delivery>, 
                 .push(d);
             continue;
         }
-        let entry = chunks
+        let Some(delivers) = &session.delivers else {
+            continue;
+        };
+        let entry = cmpp
             .entry(session.id)
-            .or_insert_with(|| (session.clone(), BytesMut::new(), 0, 0));
-        encode(&mut entry.1, &entry.0, &d.item, now, gw);
+            .or_insert_with(|| (delivers.clone(), Vec::new(), 0, 0));
+        entry.1.push(cmpp_deliver(&d.item, now, gw));
         match d.item {
             Item::Receipt { .. } => entry.2 += 1,
             Item::Mo { .. } => entry.3 += 1,
@@ -396,15 +383,8 @@ fn route(center: &Center, due: Vec<Delivery>, pending: &mut VecDeque<Delivery>, 
             }
         }
     }
-    for (_, (session, buf, dlrs, mos)) in chunks {
-        if session
-            .tx
-            .send(Out::Now {
-                bytes: buf.freeze(),
-                responses: 0,
-            })
-            .is_ok()
-        {
+    for (_, (delivers, batch, dlrs, mos)) in cmpp {
+        if delivers.send(batch).is_ok() {
             center.tally.dlrs_sent.fetch_add(dlrs, Ordering::Relaxed);
             center.tally.mo_sent.fetch_add(mos, Ordering::Relaxed);
         }

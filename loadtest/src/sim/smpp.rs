@@ -24,7 +24,7 @@
 //! - Nothing from the network can make this task panic.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -38,7 +38,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::center::{BindRefusal, Center, SessionHandle, SessionKind, Verdict};
+use super::center::{BindRefusal, Center, SessionHandle, Verdict};
 use super::dlr::{Delivery, Item, MsgRef, smpp_sm};
 use super::mo::TextCoding;
 use super::submit::{Accepted, Receipt, on_accepted};
@@ -279,11 +279,10 @@ impl Session {
         let handle = SessionHandle {
             id: self.id,
             account: account.clone(),
-            kind: SessionKind::Smpp,
             receives: kind.receives(),
             tx: self.tx.clone(),
-            seq: Arc::new(AtomicU32::new(1)),
             items: Some(self.items.clone()),
+            delivers: None,
         };
         self.flush();
         // The bind_resp reaches the writer before the session becomes routable.
