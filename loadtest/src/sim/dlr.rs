@@ -330,6 +330,14 @@ pub(crate) async fn run_scheduler(
     }
 }
 
+/// One CMPP session's DELIVERs of a round, with its receipt and MO counts.
+type CmppBatch = (
+    mpsc::UnboundedSender<Vec<cmpp::Deliver>>,
+    Vec<cmpp::Deliver>,
+    u64,
+    u64,
+);
+
 /// Routes each due delivery to a live receiver and hands each session its due items as one
 /// batch: SMPP sessions take the items (their `Smsc` session encodes and counts them), CMPP
 /// sessions the DELIVERs built here (their `IsmgSession` numbers and windows them).
@@ -337,15 +345,7 @@ fn route(center: &Center, due: Vec<Delivery>, pending: &mut VecDeque<Delivery>, 
     let now = jiff::Timestamp::now();
     let mut batches: HashMap<u64, (mpsc::UnboundedSender<Vec<Delivery>>, Vec<Delivery>)> =
         HashMap::new();
-    let mut cmpp: HashMap<
-        u64,
-        (
-            mpsc::UnboundedSender<Vec<cmpp::Deliver>>,
-            Vec<cmpp::Deliver>,
-            u64,
-            u64,
-        ),
-    > = HashMap::new();
+    let mut cmpp: HashMap<u64, CmppBatch> = HashMap::new();
     for d in due {
         let Some(session) = center.receiver_for(&d.account, d.prefer) else {
             if pending.len() < MAX_PENDING {
