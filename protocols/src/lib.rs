@@ -14,3 +14,4 @@ pub mod cmpp;
 pub mod smpp;
 pub mod sms;
 pub mod wap;
+mod window;

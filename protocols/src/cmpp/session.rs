@@ -43,7 +43,7 @@
 //!   TERMINATE_RESP); requests not yet written are dropped, so a SUBMIT reported as
 //!   [`SpEvent::Aborted`] before it reached the socket is never written afterwards.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,8 @@ use super::pdu::{Decoded, Pdu, decode_frame};
 use super::submit::{Submit, SubmitResp};
 use super::tolerated::Tolerated;
 use super::version::Version;
+
+use crate::window::Window;
 
 pub mod ismg;
 
@@ -319,9 +321,6 @@ struct Control {
     deadline: Instant,
 }
 
-/// Largest Sequence_Id used (the same range as SMPP's, which ISMGs accept).
-const MAX_SEQUENCE: u32 = 0x7FFF_FFFF;
-
 /// The SP side of one CMPP connection. `T` tags each SUBMIT (the worker uses it for the
 /// message id and part).
 #[derive(Debug)]
@@ -332,12 +331,8 @@ pub struct SpSession<T> {
     version: Version,
     /// Sent in CONNECT, needed to check AuthenticatorISMG.
     authenticator_source: [u8; 16],
-    next_sequence: u32,
-    window: HashMap<u32, Pending<T>>,
-    /// Sequence ids in send order; deadlines grow along it because the timeout is the
-    /// same for all, so the front is always the next to expire. Entries already answered
-    /// are skipped lazily.
-    deadlines: VecDeque<(Instant, u32)>,
+    /// Outstanding requests, their deadlines and the sequence numbers.
+    window: Window<Pending<T>>,
     connect: Option<Control>,
     active_test: Option<Control>,
     /// ACTIVE_TESTs in a row that went unanswered.
@@ -374,9 +369,7 @@ impl<T> SpSession<T> {
             state: SpState::Connecting,
             version: config.version,
             authenticator_source: connect.authenticator_source,
-            next_sequence: 1,
-            window: HashMap::with_capacity(config.window),
-            deadlines: VecDeque::with_capacity(config.window),
+            window: Window::with_capacity(config.window),
             connect: None,
             active_test: None,
             active_test_missed: 0,
@@ -461,8 +454,8 @@ impl<T> SpSession<T> {
         }
         let sequence = self.request(Pdu::Submit(submit));
         let deadline = now + self.config.response_timeout;
-        self.window.insert(sequence, Pending { tag, sent_at: now });
-        self.deadlines.push_back((deadline, sequence));
+        self.window
+            .insert(sequence, Pending { tag, sent_at: now }, deadline);
         Ok(sequence)
     }
 
@@ -628,17 +621,11 @@ impl<T> SpSession<T> {
             }
             self.send_active_test(now);
         }
-        while let Some(&(deadline, sequence)) = self.deadlines.front() {
-            if deadline > now {
-                break;
-            }
-            self.deadlines.pop_front();
-            if let Some(p) = self.window.remove(&sequence) {
-                self.events.push_back(SpEvent::ResponseTimeout {
-                    tag: p.tag,
-                    sent_at: p.sent_at,
-                });
-            }
+        while let Some(p) = self.window.pop_expired(now) {
+            self.events.push_back(SpEvent::ResponseTimeout {
+                tag: p.tag,
+                sent_at: p.sent_at,
+            });
         }
         self.send_terminate_if_drained(now);
         if self.state == SpState::Connected
@@ -655,12 +642,6 @@ impl<T> SpSession<T> {
         if self.is_closed() {
             return None;
         }
-        while let Some(&(_, sequence)) = self.deadlines.front() {
-            if self.window.contains_key(&sequence) {
-                break;
-            }
-            self.deadlines.pop_front();
-        }
         let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         if self.state == SpState::Connecting
@@ -671,7 +652,7 @@ impl<T> SpSession<T> {
         if let Some(c) = self.terminate {
             consider(c.deadline);
         }
-        if let Some(&(deadline, _)) = self.deadlines.front() {
+        if let Some(deadline) = self.window.next_deadline() {
             consider(deadline);
         }
         match (self.state == SpState::Connected, self.active_test) {
@@ -701,17 +682,7 @@ impl<T> SpSession<T> {
     }
 
     fn allocate_sequence(&mut self) -> u32 {
-        loop {
-            let sequence = self.next_sequence;
-            self.next_sequence = if sequence >= MAX_SEQUENCE {
-                1
-            } else {
-                sequence + 1
-            };
-            if !self.window.contains_key(&sequence) {
-                return sequence;
-            }
-        }
+        self.window.allocate_sequence()
     }
 
     /// Queues a request under a fresh Sequence_Id.
@@ -794,7 +765,7 @@ impl<T> SpSession<T> {
     }
 
     fn on_submit_resp(&mut self, now: Instant, sequence: u32, resp: SubmitResp) {
-        if let Some(p) = self.window.remove(&sequence) {
+        if let Some(p) = self.window.remove(sequence) {
             self.events.push_back(SpEvent::Response {
                 tag: p.tag,
                 msg_id: resp.msg_id,
@@ -818,9 +789,7 @@ impl<T> SpSession<T> {
         if self.is_closed() {
             return;
         }
-        let mut open: Vec<(u32, Pending<T>)> = self.window.drain().collect();
-        open.sort_by_key(|(sequence, p)| (p.sent_at, *sequence));
-        for (_, p) in open {
+        for p in self.window.drain_by(|sequence, p| (p.sent_at, sequence)) {
             self.events.push_back(SpEvent::Aborted {
                 tag: p.tag,
                 sent_at: p.sent_at,
@@ -829,7 +798,6 @@ impl<T> SpSession<T> {
         // Requests not yet written must not go out after their SUBMIT was reported
         // aborted; answers already owed (TERMINATE_RESP, DELIVER_RESP) still may.
         self.transmit.retain(|t| t.pdu.command_id().is_response());
-        self.deadlines.clear();
         self.connect = None;
         self.active_test = None;
         self.terminate = None;

@@ -44,7 +44,7 @@
 //! - Never panics on input: every PDU in every state leads to an answer, a close, or is
 //!   ignored.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,8 @@ use crate::cmpp::query::QueryResp;
 use crate::cmpp::submit::{Submit, SubmitResp};
 use crate::cmpp::tolerated::Tolerated;
 use crate::cmpp::version::Version;
+
+use crate::window::Window;
 
 /// Session settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,9 +286,6 @@ struct Control {
     deadline: Instant,
 }
 
-/// Largest Sequence_Id used.
-const MAX_SEQUENCE: u32 = 0x7FFF_FFFF;
-
 /// The ISMG side of one CMPP connection. `T` tags each DELIVER.
 #[derive(Debug)]
 pub struct IsmgSession<T> {
@@ -297,11 +296,8 @@ pub struct IsmgSession<T> {
     connect_deadline: Instant,
     /// The CONNECT waiting for the caller: (Sequence_Id, AuthenticatorSource).
     connect: Option<(u32, [u8; 16])>,
-    next_sequence: u32,
-    window: HashMap<u32, Pending<T>>,
-    /// Sequence ids in send order; deadlines grow along it (one timeout for all), so the
-    /// front expires first. Answered entries are skipped lazily.
-    deadlines: VecDeque<(Instant, u32)>,
+    /// Outstanding requests, their deadlines and the sequence numbers.
+    window: Window<Pending<T>>,
     /// SUBMIT Sequence_Ids waiting for [`Self::respond_submit`].
     submits: HashSet<u32>,
     active_test: Option<Control>,
@@ -321,9 +317,7 @@ impl<T> IsmgSession<T> {
             version: Version::V30,
             connect_deadline: now + config.connect_timeout,
             connect: None,
-            next_sequence: 1,
-            window: HashMap::with_capacity(config.deliver_window.min(4096)),
-            deadlines: VecDeque::new(),
+            window: Window::with_capacity(config.deliver_window.min(4096)),
             submits: HashSet::new(),
             active_test: None,
             active_test_missed: 0,
@@ -459,9 +453,11 @@ impl<T> IsmgSession<T> {
             sequence_id: sequence,
             pdu: Pdu::Deliver(deliver),
         });
-        self.window.insert(sequence, Pending { tag, sent_at: now });
-        self.deadlines
-            .push_back((now + self.config.response_timeout, sequence));
+        self.window.insert(
+            sequence,
+            Pending { tag, sent_at: now },
+            now + self.config.response_timeout,
+        );
         Ok(sequence)
     }
 
@@ -646,17 +642,11 @@ impl<T> IsmgSession<T> {
             }
             self.send_active_test(now);
         }
-        while let Some(&(deadline, sequence)) = self.deadlines.front() {
-            if deadline > now {
-                break;
-            }
-            self.deadlines.pop_front();
-            if let Some(p) = self.window.remove(&sequence) {
-                self.events.push_back(IsmgEvent::DeliverTimeout {
-                    tag: p.tag,
-                    sent_at: p.sent_at,
-                });
-            }
+        while let Some(p) = self.window.pop_expired(now) {
+            self.events.push_back(IsmgEvent::DeliverTimeout {
+                tag: p.tag,
+                sent_at: p.sent_at,
+            });
         }
         self.send_terminate_if_drained(now);
         if self.state == IsmgState::Connected
@@ -673,12 +663,6 @@ impl<T> IsmgSession<T> {
         if self.is_closed() {
             return None;
         }
-        while let Some(&(_, sequence)) = self.deadlines.front() {
-            if self.window.contains_key(&sequence) {
-                break;
-            }
-            self.deadlines.pop_front();
-        }
         let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         if self.state == IsmgState::AwaitingConnect {
@@ -687,7 +671,7 @@ impl<T> IsmgSession<T> {
         if let Some(c) = self.terminate {
             consider(c.deadline);
         }
-        if let Some(&(deadline, _)) = self.deadlines.front() {
+        if let Some(deadline) = self.window.next_deadline() {
             consider(deadline);
         }
         match (self.state == IsmgState::Connected, self.active_test) {
@@ -775,7 +759,7 @@ impl<T> IsmgSession<T> {
     }
 
     fn on_deliver_resp(&mut self, now: Instant, sequence: u32, resp: DeliverResp) {
-        if let Some(p) = self.window.remove(&sequence) {
+        if let Some(p) = self.window.remove(sequence) {
             self.events.push_back(IsmgEvent::DeliverResponse {
                 tag: p.tag,
                 msg_id: resp.msg_id,
@@ -787,17 +771,7 @@ impl<T> IsmgSession<T> {
     }
 
     fn allocate_sequence(&mut self) -> u32 {
-        loop {
-            let sequence = self.next_sequence;
-            self.next_sequence = if sequence >= MAX_SEQUENCE {
-                1
-            } else {
-                sequence + 1
-            };
-            if !self.window.contains_key(&sequence) {
-                return sequence;
-            }
-        }
+        self.window.allocate_sequence()
     }
 
     fn answer(&mut self, sequence_id: u32, pdu: Pdu) {
@@ -831,16 +805,13 @@ impl<T> IsmgSession<T> {
         if self.is_closed() {
             return;
         }
-        let mut open: Vec<(u32, Pending<T>)> = self.window.drain().collect();
-        open.sort_by_key(|(sequence, p)| (p.sent_at, *sequence));
-        for (_, p) in open {
+        for p in self.window.drain_by(|sequence, p| (p.sent_at, sequence)) {
             self.events.push_back(IsmgEvent::DeliverAborted {
                 tag: p.tag,
                 sent_at: p.sent_at,
             });
         }
         self.transmit.retain(|t| t.pdu.command_id().is_response());
-        self.deadlines.clear();
         self.submits.clear();
         self.connect = None;
         self.active_test = None;

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::cmpp::{DeliverContent, StatusReport, Tolerance, decode_bytes, negotiate};
+use crate::window::MAX_SEQUENCE;
 
 const VERSIONS: [Version; 2] = [Version::V20, Version::V30];
 const TIMESTAMP: u32 = 1_126_015_300;
@@ -965,7 +966,7 @@ fn sequence_ids_wrap_and_skip_outstanding() {
     p.session.config.window = 8;
     p.ismg.answer = Answer::Hold;
     assert_eq!(p.submit(1), 2);
-    p.session.next_sequence = MAX_SEQUENCE;
+    p.session.window.set_next_sequence(MAX_SEQUENCE);
     assert_eq!(p.submit(2), MAX_SEQUENCE);
     assert_eq!(p.submit(3), 1);
     assert_eq!(p.submit(4), 3, "2 is still in the window");

@@ -22,10 +22,12 @@
 //!   response (ROK), enquire_link with enquire_link_resp, unbind with unbind_resp, unknown
 //!   ids and undecodable requests with what the codec's error says (generic_nack …).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::smpp::{Bind, Command, CommandStatus, DecodeError, MessageIdResp, Octets, Pdu, Sm};
+
+use crate::window::Window;
 
 /// Which bind PDU the session sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -223,21 +225,14 @@ struct Control {
     deadline: Instant,
 }
 
-/// Largest SMPP sequence number (the spec's range is 0x00000001..=0x7FFFFFFF).
-const MAX_SEQUENCE: u32 = 0x7FFF_FFFF;
-
 /// The ESME side of one SMPP connection. `T` tags each submit (the worker uses it for the
 /// message id and part).
 #[derive(Debug)]
 pub struct Session<T> {
     config: SessionConfig,
     state: State,
-    next_sequence: u32,
-    window: HashMap<u32, Pending<T>>,
-    /// Sequence numbers in send order; deadlines grow along it because the timeout is the
-    /// same for all, so the front is always the next to expire. Entries already answered
-    /// are skipped lazily.
-    deadlines: VecDeque<(Instant, u32)>,
+    /// Outstanding requests, their deadlines and the sequence numbers.
+    window: Window<Pending<T>>,
     bind: Option<Control>,
     enquire_link: Option<Control>,
     unbind: Option<Control>,
@@ -253,9 +248,7 @@ impl<T> Session<T> {
     pub fn new(config: SessionConfig, now: Instant) -> Self {
         let mut session = Self {
             state: State::Binding,
-            next_sequence: 1,
-            window: HashMap::with_capacity(config.window),
-            deadlines: VecDeque::with_capacity(config.window),
+            window: Window::with_capacity(config.window),
             bind: None,
             enquire_link: None,
             unbind: None,
@@ -335,8 +328,8 @@ impl<T> Session<T> {
         }
         let sequence = self.allocate_sequence();
         let deadline = now + self.config.response_timeout;
-        self.window.insert(sequence, Pending { tag, sent_at: now });
-        self.deadlines.push_back((deadline, sequence));
+        self.window
+            .insert(sequence, Pending { tag, sent_at: now }, deadline);
         self.transmit
             .push_back(Command::request(sequence, Pdu::SubmitSm(*sm)));
         Ok(sequence)
@@ -455,17 +448,11 @@ impl<T> Session<T> {
             self.close(CloseReason::EnquireLinkTimeout);
             return;
         }
-        while let Some(&(deadline, sequence)) = self.deadlines.front() {
-            if deadline > now {
-                break;
-            }
-            self.deadlines.pop_front();
-            if let Some(p) = self.window.remove(&sequence) {
-                self.events.push_back(Event::ResponseTimeout {
-                    tag: p.tag,
-                    sent_at: p.sent_at,
-                });
-            }
+        while let Some(p) = self.window.pop_expired(now) {
+            self.events.push_back(Event::ResponseTimeout {
+                tag: p.tag,
+                sent_at: p.sent_at,
+            });
         }
         if self.state == State::Bound
             && self.enquire_link.is_none()
@@ -487,12 +474,6 @@ impl<T> Session<T> {
         if self.is_closed() {
             return None;
         }
-        while let Some(&(_, sequence)) = self.deadlines.front() {
-            if self.window.contains_key(&sequence) {
-                break;
-            }
-            self.deadlines.pop_front();
-        }
         let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         if self.state == State::Binding
@@ -503,7 +484,7 @@ impl<T> Session<T> {
         if let Some(c) = self.unbind {
             consider(c.deadline);
         }
-        if let Some(&(deadline, _)) = self.deadlines.front() {
+        if let Some(deadline) = self.window.next_deadline() {
             consider(deadline);
         }
         match (self.state == State::Bound, self.enquire_link) {
@@ -525,17 +506,7 @@ impl<T> Session<T> {
     }
 
     fn allocate_sequence(&mut self) -> u32 {
-        loop {
-            let sequence = self.next_sequence;
-            self.next_sequence = if sequence >= MAX_SEQUENCE {
-                1
-            } else {
-                sequence + 1
-            };
-            if !self.window.contains_key(&sequence) {
-                return sequence;
-            }
-        }
+        self.window.allocate_sequence()
     }
 
     fn answer(&mut self, status: CommandStatus, sequence: u32, pdu: Pdu) {
@@ -556,7 +527,7 @@ impl<T> Session<T> {
     }
 
     fn on_submit_resp(&mut self, sequence: u32, status: CommandStatus, message_id: Octets) {
-        if let Some(p) = self.window.remove(&sequence) {
+        if let Some(p) = self.window.remove(sequence) {
             self.events.push_back(Event::Response {
                 tag: p.tag,
                 status,
@@ -569,7 +540,7 @@ impl<T> Session<T> {
     fn on_generic_nack(&mut self, sequence: u32, status: CommandStatus) {
         // A center nacks a request it could not parse; route the status to whatever
         // request carried that sequence number.
-        if self.window.contains_key(&sequence) {
+        if self.window.contains(sequence) {
             // A nack is never an acceptance: a (broken) center that nacks with ESME_ROK
             // must not make the submit look accepted with an empty message id.
             let status = if status.is_ok() {
@@ -630,15 +601,12 @@ impl<T> Session<T> {
         if self.is_closed() {
             return;
         }
-        let mut open: Vec<(u32, Pending<T>)> = self.window.drain().collect();
-        open.sort_by_key(|(sequence, p)| (p.sent_at, *sequence));
-        for (_, p) in open {
+        for p in self.window.drain_by(|sequence, p| (p.sent_at, sequence)) {
             self.events.push_back(Event::Aborted {
                 tag: p.tag,
                 sent_at: p.sent_at,
             });
         }
-        self.deadlines.clear();
         self.bind = None;
         self.enquire_link = None;
         self.unbind = None;

@@ -46,6 +46,8 @@ use crate::smpp::{
     SubmitMultiResp,
 };
 
+use crate::window::Window;
+
 /// Which bind the ESME asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BindKind {
@@ -237,9 +239,6 @@ enum SubmitKind {
     Data,
 }
 
-/// Largest SMPP sequence number.
-const MAX_SEQUENCE: u32 = 0x7FFF_FFFF;
-
 /// The SMSC side of one connection. `T` tags each deliver_sm (the driver's outbox entry).
 #[derive(Debug)]
 pub struct Smsc<T> {
@@ -249,9 +248,8 @@ pub struct Smsc<T> {
     /// (sequence, kind, agreed version, whether the peer understands TLVs (≥ 0x34)).
     bind_sequence: Option<(u32, BindKind, u8, bool)>,
     interface_version: u8,
-    next_sequence: u32,
-    window: HashMap<u32, Pending<T>>,
-    deadlines: VecDeque<(Instant, u32)>,
+    /// Outstanding requests, their deadlines and the sequence numbers.
+    window: Window<Pending<T>>,
     submits: HashMap<u32, SubmitKind>,
     enquire_link: Option<Control>,
     unbind: Option<Control>,
@@ -269,9 +267,7 @@ impl<T> Smsc<T> {
             bind_sequence: None,
             interface_version: INTERFACE_VERSION_34,
             state: State::Open,
-            next_sequence: 1,
-            window: HashMap::new(),
-            deadlines: VecDeque::new(),
+            window: Window::with_capacity(0),
             submits: HashMap::new(),
             enquire_link: None,
             unbind: None,
@@ -450,9 +446,11 @@ impl<T> Smsc<T> {
             });
         }
         let sequence = self.allocate_sequence();
-        self.window.insert(sequence, Pending { tag });
-        self.deadlines
-            .push_back((now + self.config.response_timeout, sequence));
+        self.window.insert(
+            sequence,
+            Pending { tag },
+            now + self.config.response_timeout,
+        );
         self.transmit
             .push_back(Command::request(sequence, Pdu::DeliverSm(*sm)));
         Ok(sequence)
@@ -538,7 +536,7 @@ impl<T> Smsc<T> {
             Pdu::DataSm(d) => self.on_submit(sequence, SubmitKind::Data, Submit::Data(Box::new(d))),
             Pdu::DeliverSmResp(_) | Pdu::DataSmResp(_) => self.on_deliver_resp(sequence, status),
             Pdu::GenericNack => {
-                if self.window.contains_key(&sequence) {
+                if self.window.contains(sequence) {
                     let status = if status.is_ok() {
                         CommandStatus::EsmeRsyserr
                     } else {
@@ -594,14 +592,8 @@ impl<T> Smsc<T> {
             self.close(CloseReason::EnquireLinkTimeout);
             return;
         }
-        while let Some(&(deadline, sequence)) = self.deadlines.front() {
-            if deadline > now {
-                break;
-            }
-            self.deadlines.pop_front();
-            if let Some(p) = self.window.remove(&sequence) {
-                self.events.push_back(Event::DeliverTimeout { tag: p.tag });
-            }
+        while let Some(p) = self.window.pop_expired(now) {
+            self.events.push_back(Event::DeliverTimeout { tag: p.tag });
         }
         if matches!(self.state, State::Bound(_))
             && self.enquire_link.is_none()
@@ -622,12 +614,6 @@ impl<T> Smsc<T> {
         if self.is_closed() {
             return None;
         }
-        while let Some(&(_, sequence)) = self.deadlines.front() {
-            if self.window.contains_key(&sequence) {
-                break;
-            }
-            self.deadlines.pop_front();
-        }
         let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         if self.state == State::Open {
@@ -636,7 +622,7 @@ impl<T> Smsc<T> {
         if let Some(c) = self.unbind {
             consider(c.deadline);
         }
-        if let Some(&(deadline, _)) = self.deadlines.front() {
+        if let Some(deadline) = self.window.next_deadline() {
             consider(deadline);
         }
         match (matches!(self.state, State::Bound(_)), self.enquire_link) {
@@ -707,7 +693,7 @@ impl<T> Smsc<T> {
     }
 
     fn on_deliver_resp(&mut self, sequence: u32, status: CommandStatus) {
-        if let Some(p) = self.window.remove(&sequence) {
+        if let Some(p) = self.window.remove(sequence) {
             self.events
                 .push_back(Event::DeliverResponse { tag: p.tag, status });
         }
@@ -724,17 +710,7 @@ impl<T> Smsc<T> {
     }
 
     fn allocate_sequence(&mut self) -> u32 {
-        loop {
-            let sequence = self.next_sequence;
-            self.next_sequence = if sequence >= MAX_SEQUENCE {
-                1
-            } else {
-                sequence + 1
-            };
-            if !self.window.contains_key(&sequence) {
-                return sequence;
-            }
-        }
+        self.window.allocate_sequence()
     }
 
     fn answer(&mut self, status: CommandStatus, sequence: u32, pdu: Pdu) {
@@ -745,12 +721,9 @@ impl<T> Smsc<T> {
         if self.is_closed() {
             return;
         }
-        let mut open: Vec<(u32, Pending<T>)> = self.window.drain().collect();
-        open.sort_by_key(|(sequence, _)| *sequence);
-        for (_, p) in open {
+        for p in self.window.drain_by(|sequence, _| sequence) {
             self.events.push_back(Event::DeliverAborted { tag: p.tag });
         }
-        self.deadlines.clear();
         self.submits.clear();
         self.bind_sequence = None;
         self.enquire_link = None;

@@ -9,6 +9,7 @@ use crate::smpp::{Address, BindResp, Command, CommandStatus, MessageIdResp, Pdu,
 use bytes::{Bytes, BytesMut};
 
 use super::*;
+use crate::window::MAX_SEQUENCE;
 
 /// What the fake center does with a submit_sm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -635,12 +636,12 @@ fn center_request_we_do_not_serve_gets_rinvbndsts() {
 fn sequence_numbers_wrap_and_skip_outstanding() {
     let mut p = bound();
     p.center.answer = Answer::Silent;
-    p.session.next_sequence = MAX_SEQUENCE;
+    p.session.window.set_next_sequence(MAX_SEQUENCE);
     let a = p.session.submit(p.now, 1, sm("a")).unwrap();
     let b = p.session.submit(p.now, 2, sm("b")).unwrap();
     assert_eq!((a, b), (MAX_SEQUENCE, 1));
     // Force the counter back onto an outstanding number: it is skipped.
-    p.session.next_sequence = 1;
+    p.session.window.set_next_sequence(1);
     let c = p.session.submit(p.now, 3, sm("c")).unwrap();
     assert_eq!(c, 2);
 }
