@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 
 use super::payload::Part;
 use super::report::new_histogram;
-use super::{Claim, CmppVersion, PartRef, Shared};
+use super::{CmppVersion, PartFeed, PartRef, Shared};
 use crate::tally::lock;
 use sluice_protocols::cmpp::{
     CloseReason, FixedStr, MsgFmt, ResultCode, SpConfig, SpEvent, SpSession, SpState, Submit, auth,
@@ -64,9 +64,8 @@ struct Conn {
     t: Arc<CmppTarget>,
     submit_hist: Histogram<u64>,
     dlr_hist: Histogram<u64>,
-    /// Parts of started messages not yet handed to a session.
-    local: std::collections::VecDeque<PartRef>,
-    cache: Option<(u64, Vec<Part>)>,
+    /// Parts to send next (started messages, retries, new claims).
+    feed: PartFeed,
 }
 
 pub(crate) async fn run_connection(s: Arc<Shared>, t: Arc<CmppTarget>) {
@@ -75,12 +74,11 @@ pub(crate) async fn run_connection(s: Arc<Shared>, t: Arc<CmppTarget>) {
         t: t.clone(),
         submit_hist: new_histogram(),
         dlr_hist: new_histogram(),
-        local: std::collections::VecDeque::new(),
-        cache: None,
+        feed: PartFeed::default(),
     };
     let mut failures = 0u32;
     loop {
-        if c.local.is_empty() && s.finished() && !(s.cfg.dlr && s.dlrs_outstanding()) {
+        if c.feed.local.is_empty() && s.finished() && !(s.cfg.dlr && s.dlrs_outstanding()) {
             break;
         }
         let stream = tokio::time::timeout(s.cfg.bind_timeout, TcpStream::connect(&t.addr)).await;
@@ -116,7 +114,7 @@ pub(crate) async fn run_connection(s: Arc<Shared>, t: Arc<CmppTarget>) {
         }
     }
     // Hand unsent parts back so another connection can finish them.
-    while let Some(p) = c.local.pop_front() {
+    while let Some(p) = c.feed.local.pop_front() {
         lock(&s.retry).push_back(p);
     }
     s.merge_hist(&c.submit_hist, &c.dlr_hist);
@@ -141,47 +139,11 @@ fn timestamp() -> u32 {
 
 impl Conn {
     fn part(&mut self, p: PartRef) -> Part {
-        if self.cache.as_ref().is_none_or(|(m, _)| *m != p.msg) {
-            self.cache = Some((p.msg, self.s.cfg.payload.parts(p.msg)));
-        }
-        self.cache
-            .as_ref()
-            .and_then(|c| c.1.get(p.part as usize))
-            .cloned()
-            .unwrap_or_else(|| Part {
-                dest: String::new(),
-                data_coding: 0,
-                short_message: Vec::new(),
-                udhi: false,
-                sar: None,
-            })
+        self.feed.part(&self.s, p)
     }
 
     fn next_part(&mut self) -> Option<PartRef> {
-        if let Some(p) = self.local.pop_front() {
-            return Some(p);
-        }
-        match self.s.claim()? {
-            Claim::Retry(p) => Some(p),
-            Claim::New(i) => {
-                let parts = self.s.cfg.payload.parts(i);
-                let total = u8::try_from(parts.len()).unwrap_or(u8::MAX);
-                self.s.started_parts(i, total);
-                for k in 1..total {
-                    self.local.push_back(PartRef {
-                        msg: i,
-                        part: k,
-                        total,
-                    });
-                }
-                self.cache = Some((i, parts));
-                Some(PartRef {
-                    msg: i,
-                    part: 0,
-                    total,
-                })
-            }
-        }
+        self.feed.next(&self.s)
     }
 
     /// The SUBMIT of one part: the payload's SMPP-shaped part mapped onto CMPP (ASCII or
@@ -391,7 +353,7 @@ impl Conn {
             if connected
                 && *session.state() == SpState::Connected
                 && session.in_flight() == 0
-                && self.local.is_empty()
+                && self.feed.local.is_empty()
                 && s.finished()
             {
                 let since = *finishing.get_or_insert(now);

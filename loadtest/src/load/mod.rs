@@ -183,6 +183,65 @@ pub(crate) struct PartRef {
     pub(crate) total: u8,
 }
 
+/// One connection's feed of parts: the parts of started messages not yet handed to its
+/// session, and the parts of the message built last (a message is built once, not once per
+/// part). Both generators (SMPP and CMPP) take their work through it.
+#[derive(Default)]
+pub(crate) struct PartFeed {
+    /// Parts of started messages not yet handed to a session.
+    pub(crate) local: VecDeque<PartRef>,
+    cache: Option<(u64, Vec<payload::Part>)>,
+}
+
+impl PartFeed {
+    /// The wire part `p` (an empty part for an index the payload does not have).
+    pub(crate) fn part(&mut self, s: &Shared, p: PartRef) -> payload::Part {
+        if self.cache.as_ref().is_none_or(|(m, _)| *m != p.msg) {
+            self.cache = Some((p.msg, s.cfg.payload.parts(p.msg)));
+        }
+        self.cache
+            .as_ref()
+            .and_then(|c| c.1.get(p.part as usize))
+            .cloned()
+            .unwrap_or_else(|| payload::Part {
+                dest: String::new(),
+                data_coding: 0,
+                short_message: Vec::new(),
+                udhi: false,
+                sar: None,
+            })
+    }
+
+    /// The next part to send: a started message's next part, a retry, or the first part of
+    /// a new message claimed from the run (its other parts are queued here).
+    pub(crate) fn next(&mut self, s: &Shared) -> Option<PartRef> {
+        if let Some(p) = self.local.pop_front() {
+            return Some(p);
+        }
+        match s.claim()? {
+            Claim::Retry(p) => Some(p),
+            Claim::New(i) => {
+                let parts = s.cfg.payload.parts(i);
+                let total = u8::try_from(parts.len()).unwrap_or(u8::MAX);
+                s.started_parts(i, total);
+                for k in 1..total {
+                    self.local.push_back(PartRef {
+                        msg: i,
+                        part: k,
+                        total,
+                    });
+                }
+                self.cache = Some((i, parts));
+                Some(PartRef {
+                    msg: i,
+                    part: 0,
+                    total,
+                })
+            }
+        }
+    }
+}
+
 /// State shared by all connections of a run.
 pub(crate) struct Shared {
     pub(crate) cfg: LoadConfig,

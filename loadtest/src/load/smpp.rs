@@ -21,7 +21,6 @@
 //! - network input never panics: undecodable PDUs are answered by the session, a bad frame
 //!   closes the session, and a close is a reconnect (bounded by [`MAX_BIND_FAILURES`]).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -33,7 +32,7 @@ use tokio::net::TcpStream;
 
 use super::payload::Part;
 use super::report::new_histogram;
-use super::{Claim, PartRef, Shared};
+use super::{PartFeed, PartRef, Shared};
 use crate::sim::smpp_put as put;
 use crate::tally::lock;
 use sluice_protocols::smpp::session::esme::{
@@ -60,9 +59,8 @@ struct Conn {
     s: Arc<Shared>,
     submit_hist: Histogram<u64>,
     dlr_hist: Histogram<u64>,
-    /// Parts of started messages not yet handed to a session.
-    local: VecDeque<PartRef>,
-    cache: Option<(u64, Vec<Part>)>,
+    /// Parts to send next (started messages, retries, new claims).
+    feed: PartFeed,
     /// The run's source address, built once.
     source: Address,
 }
@@ -92,8 +90,7 @@ pub(crate) async fn run_connection(
         s: s.clone(),
         submit_hist: new_histogram(),
         dlr_hist: new_histogram(),
-        local: VecDeque::new(),
-        cache: None,
+        feed: PartFeed::default(),
         source: Address::new(
             1,
             1,
@@ -115,7 +112,7 @@ pub(crate) async fn run_connection(
     };
     let mut failures = 0u32;
     loop {
-        if c.local.is_empty() && s.finished() && !(s.cfg.dlr && s.dlrs_outstanding()) {
+        if c.feed.local.is_empty() && s.finished() && !(s.cfg.dlr && s.dlrs_outstanding()) {
             break;
         }
         // Connect and bind share one deadline, as `bind_timeout` promises.
@@ -152,7 +149,7 @@ pub(crate) async fn run_connection(
         }
     }
     // Hand unsent parts back so another connection can finish them.
-    while let Some(p) = c.local.pop_front() {
+    while let Some(p) = c.feed.local.pop_front() {
         lock(&s.retry).push_back(p);
     }
     s.merge_hist(&c.submit_hist, &c.dlr_hist);
@@ -172,47 +169,11 @@ fn retryable(status: St) -> bool {
 
 impl Conn {
     fn part(&mut self, p: PartRef) -> Part {
-        if self.cache.as_ref().is_none_or(|(m, _)| *m != p.msg) {
-            self.cache = Some((p.msg, self.s.cfg.payload.parts(p.msg)));
-        }
-        self.cache
-            .as_ref()
-            .and_then(|c| c.1.get(p.part as usize))
-            .cloned()
-            .unwrap_or_else(|| Part {
-                dest: String::new(),
-                data_coding: 0,
-                short_message: Vec::new(),
-                udhi: false,
-                sar: None,
-            })
+        self.feed.part(&self.s, p)
     }
 
     fn next_part(&mut self) -> Option<PartRef> {
-        if let Some(p) = self.local.pop_front() {
-            return Some(p);
-        }
-        match self.s.claim()? {
-            Claim::Retry(p) => Some(p),
-            Claim::New(i) => {
-                let parts = self.s.cfg.payload.parts(i);
-                let total = u8::try_from(parts.len()).unwrap_or(u8::MAX);
-                self.s.started_parts(i, total);
-                for k in 1..total {
-                    self.local.push_back(PartRef {
-                        msg: i,
-                        part: k,
-                        total,
-                    });
-                }
-                self.cache = Some((i, parts));
-                Some(PartRef {
-                    msg: i,
-                    part: 0,
-                    total,
-                })
-            }
-        }
+        self.feed.next(&self.s)
     }
 
     /// The submit_sm body of one part.
@@ -477,7 +438,7 @@ impl Conn {
                         Err(refused) => {
                             // Not bound / window full: cannot happen after the checks above;
                             // keep the part for the next turn rather than lose it.
-                            self.local.push_front(refused.tag);
+                            self.feed.local.push_front(refused.tag);
                             break;
                         }
                     }
@@ -487,7 +448,7 @@ impl Conn {
             // 3. Done? Unbind once the window is empty and receipts are in (or waited for).
             if *session.state() == State::Bound
                 && session.in_flight() == 0
-                && self.local.is_empty()
+                && self.feed.local.is_empty()
                 && s.finished()
             {
                 let since = *finishing.get_or_insert(now);
