@@ -42,6 +42,7 @@
 
 pub mod backoff;
 pub mod cmpp;
+pub mod content;
 pub mod driver;
 pub mod egress;
 pub mod limiter;

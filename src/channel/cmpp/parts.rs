@@ -14,11 +14,10 @@
 
 use bytes::Bytes;
 use sluice_protocols::cmpp::{FixedStr, MsgFmt, Pdu, Submit, Version};
-use sluice_protocols::sms::{
-    self, ConcatScheme, Encoding, EncodingSet, SplitOptions, Udh, choose, split_binary, split_text,
-};
+use sluice_protocols::sms::{self, ConcatScheme, EncodingSet, SplitOptions};
 
-use crate::channel::egress::{Content, OutboundMessage};
+use crate::channel::content::{ContentError, split_content};
+use crate::channel::egress::OutboundMessage;
 use crate::config::{ChannelConfig, CmppSettings};
 
 /// Channel-wide settings for building SUBMITs.
@@ -116,6 +115,16 @@ pub enum BuildError {
     Encode(#[from] sluice_protocols::cmpp::EncodeError),
 }
 
+impl From<ContentError> for BuildError {
+    fn from(e: ContentError) -> Self {
+        match e {
+            ContentError::NoEncoding => Self::NoEncoding,
+            ContentError::Split(e) => Self::Split(e),
+            ContentError::Udh(e) => Self::Udh(e),
+        }
+    }
+}
+
 /// The Src_Id of a message: its sender when that is the service number plus an extension,
 /// else the service number.
 #[must_use]
@@ -153,31 +162,12 @@ pub fn build_parts(
         max_parts: settings.max_parts.clamp(1, 255),
         ..SplitOptions::new(settings.concat, reference)
     };
-    let parts = match &msg.content {
-        Content::Text { text, hint } => {
-            let hinted = hint.filter(|e| {
-                e.cmpp_msg_fmt().is_some()
-                    && *e != Encoding::Binary
-                    && sms::encode(text, *e).is_ok()
-            });
-            let encoding = match hinted {
-                Some(e) => e,
-                None => {
-                    choose(text, settings.encodings, settings.concat)
-                        .ok_or(BuildError::NoEncoding)?
-                        .encoding
-                }
-            };
-            split_text(text, encoding, &opts)?
-        }
-        Content::Binary { data, udh } => {
-            let ies = match udh {
-                Some(u) if !u.is_empty() => Udh::parse(u)?.0.ies,
-                _ => Vec::new(),
-            };
-            split_binary(data, &ies, &opts)?
-        }
-    };
+    let parts = split_content(
+        &msg.content,
+        |e| e.cmpp_msg_fmt().is_some(),
+        settings.encodings,
+        &opts,
+    )?;
     let dest = msg.to.strip_prefix('+').unwrap_or(&msg.to);
     let tid = settings.version.terminal_id_len();
     if dest.is_empty() || dest.len() > tid || !dest.bytes().all(|b| b.is_ascii_digit()) {
@@ -229,6 +219,8 @@ pub fn build_parts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::egress::Content;
+    use sluice_protocols::sms::Encoding;
 
     fn settings() -> PartSettings {
         PartSettings {

@@ -11,11 +11,10 @@
 //! (an alphanumeric sender) → TON 5 / NPI 0.
 
 use sluice_protocols::smpp::{Address, Command, Octets, Pdu, Sm};
-use sluice_protocols::sms::{
-    self, ConcatScheme, Encoding, EncodingSet, SplitOptions, Udh, choose, split_binary, split_text,
-};
+use sluice_protocols::sms::{self, ConcatScheme, EncodingSet, SplitOptions};
 
-use crate::channel::egress::{Content, OutboundMessage};
+use crate::channel::content::{ContentError, split_content};
+use crate::channel::egress::OutboundMessage;
 
 /// Channel-wide settings for building parts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +60,16 @@ pub enum BuildError {
     Encode(#[from] sluice_protocols::smpp::EncodeError),
 }
 
+impl From<ContentError> for BuildError {
+    fn from(e: ContentError) -> Self {
+        match e {
+            ContentError::NoEncoding => Self::NoEncoding,
+            ContentError::Split(e) => Self::Split(e),
+            ContentError::Udh(e) => Self::Udh(e),
+        }
+    }
+}
+
 /// SMPP address triple for a number or alphanumeric sender.
 #[must_use]
 pub fn address(number: &str) -> Address {
@@ -89,31 +98,12 @@ pub fn build_parts(
         max_parts: settings.max_parts.clamp(1, 255),
         ..SplitOptions::new(settings.concat, reference)
     };
-    let parts = match &msg.content {
-        Content::Text { text, hint } => {
-            let hinted = hint.filter(|e| {
-                e.smpp_data_coding().is_some()
-                    && *e != Encoding::Binary
-                    && sms::encode(text, *e).is_ok()
-            });
-            let encoding = match hinted {
-                Some(e) => e,
-                None => {
-                    choose(text, settings.encodings, settings.concat)
-                        .ok_or(BuildError::NoEncoding)?
-                        .encoding
-                }
-            };
-            split_text(text, encoding, &opts)?
-        }
-        Content::Binary { data, udh } => {
-            let ies = match udh {
-                Some(u) if !u.is_empty() => Udh::parse(u)?.0.ies,
-                _ => Vec::new(),
-            };
-            split_binary(data, &ies, &opts)?
-        }
-    };
+    let parts = split_content(
+        &msg.content,
+        |e| e.smpp_data_coding().is_some(),
+        settings.encodings,
+        &opts,
+    )?;
     let source = address(msg.from.as_deref().unwrap_or(&settings.default_source));
     let dest = address(&msg.to);
     parts
@@ -143,6 +133,7 @@ pub fn build_parts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::egress::Content;
 
     fn msg(text: &str) -> OutboundMessage {
         OutboundMessage {
