@@ -17,6 +17,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::Timestamp;
 use roaring::RoaringBitmap;
 use sluice_campaign::Campaigns;
+use sluice_campaign::approval::{self, Actor};
 use sluice_campaign::groups::{GroupSpec, Variant};
 use sluice_campaign::launch::{BulkSpec, SliceSpec};
 use sluice_campaign::lifecycle::{self, TaskState};
@@ -216,6 +217,20 @@ fn launch_plan(c: &mut Criterion) {
         batch_size: 10_000,
     };
     let mut printed = false;
+    let (maker, checker) = (
+        Actor {
+            user_id: 1,
+            user: "maker".into(),
+            org_id: 1,
+            can_approve: false,
+        },
+        Actor {
+            user_id: 2,
+            user: "checker".into(),
+            org_id: 1,
+            can_approve: true,
+        },
+    );
     let mut g = c.benchmark_group("launch");
     g.sample_size(10);
     g.bench_function("plan_2m_targets", |b| {
@@ -224,13 +239,11 @@ fn launch_plan(c: &mut Criterion) {
             for _ in 0..iters {
                 // Setup (not measured): a fresh approved task with a bulk send.
                 let t = lifecycle::create_task(&svc.conn, None, "bench", 0).unwrap();
-                for s in [
-                    TaskState::Submitted,
-                    TaskState::Approved,
-                    TaskState::Scheduled,
-                ] {
-                    svc.transition(t, s, "bench", now, "").unwrap();
-                }
+                let task = approval::Subject::Task(t);
+                approval::submit(&mut svc.conn, task, &[1], &maker, 0, "").unwrap();
+                approval::approve(&mut svc.conn, task, &checker, 0, "").unwrap();
+                svc.transition(t, TaskState::Scheduled, "bench", now, "")
+                    .unwrap();
                 let bulk = svc.create_bulk(t, &spec).unwrap();
                 let start = Instant::now();
                 let r = svc.plan(bulk, now).unwrap();

@@ -3,7 +3,7 @@
 //! Variants carry the values that failed so callers (CLI, HTTP API) can print them
 //! without re-deriving context.
 
-use crate::lifecycle::TaskState;
+use crate::lifecycle::{Blocked, TaskState};
 
 /// Errors from the SQLite store and everything built on it.
 #[derive(Debug, thiserror::Error)]
@@ -40,12 +40,14 @@ pub enum CampaignError {
     /// A referenced row does not exist.
     #[error("{what} {id} not found")]
     NotFound { what: &'static str, id: i64 },
-    /// A lifecycle transition that the state machine forbids.
-    #[error("task {task}: illegal transition {from} -> {to}")]
+    /// A lifecycle transition that is refused; `why` says by what (the state machine, the
+    /// approval chain owning the move, or an unapproved activity/campaign).
+    #[error("task {task}: illegal transition {from} -> {to} ({why})")]
     IllegalTransition {
         task: i64,
         from: TaskState,
         to: TaskState,
+        why: Blocked,
     },
     /// Launch/dispatch requested for a task that is not approved for sending.
     #[error("task {task} is {state}; only scheduled/running tasks send")]

@@ -6,7 +6,9 @@
 //!   persistence, streaming CSV import and the synthetic-city generator.
 //! - [`expr`]: condition language (lexer + Pratt parser + column-scan evaluator).
 //! - [`segment`]: customer segments (file, condition, set algebra, accumulated rules).
-//! - [`lifecycle`]: campaign → activity → task → bulk-send, approval state machine.
+//! - [`lifecycle`]: campaign → activity → task → bulk-send, the task state machine.
+//! - [`approval`]: approval chains (报批 approve / 报备 file) per organisation for campaigns,
+//!   activities and tasks, the trail, and the "nothing sends before its chain completes" gate.
 //! - [`groups`], [`rules`], [`window`], [`template`]: A/B/control split, contact rules,
 //!   time slices and message templates.
 //! - [`dispatch`] / [`launch`]: planning, the `Dispatcher` trait (+ HTTP implementation),
@@ -17,6 +19,7 @@
 //! - [`service`]: [`service::Campaigns`], the facade the CLI and [`api`] (axum) call.
 
 pub mod api;
+pub mod approval;
 pub mod dispatch;
 pub mod error;
 pub mod expr;

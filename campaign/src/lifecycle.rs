@@ -1,4 +1,4 @@
-//! Campaign hierarchy and the task approval state machine.
+//! Campaign hierarchy and the task state machine.
 //!
 //! Hierarchy: campaign (营销案) → activity (营销活动) → task (营销任务) → bulk-send task
 //! (群发任务, see [`crate::launch`]). A task may exist without an activity (urgent notice).
@@ -7,10 +7,21 @@
 //!
 //! ```text
 //! draft → submitted → approved → scheduled → running ⇄ paused → completed
-//!            ↓  ↑(revise)                       running/paused → completed
-//!         rejected → draft
-//! draft|submitted|approved|scheduled|running|paused → cancelled
+//!            ↓                                  running/paused → completed
+//!         rejected → draft (revise)
+//! draft|submitted|rejected|approved|scheduled|running|paused → cancelled
 //! ```
+//!
+//! Two owners move a task:
+//! - The approval chain ([`crate::approval`]) owns every move among the states before sending
+//!   (draft, submitted, rejected, approved) and their cancellation: `submitted` is "pending in
+//!   its chain", and a task reaches `approved` only when the last step of its chain passes.
+//!   [`transition`] refuses those moves ([`Blocked::ApprovalChain`]), so no caller can
+//!   approve a task around its chain.
+//! - [`transition`] owns execution: approved → scheduled → running ⇄ paused → completed, and
+//!   cancelling from scheduled/running/paused. "Nothing sends before its chain completes":
+//!   approved → scheduled also needs the task's activity and that activity's campaign (when it
+//!   has them) approved ([`Blocked::ParentNotApproved`]).
 //!
 //! Every transition is written to `transitions` with who and when, in the same SQLite
 //! transaction as the state change (so history and state never disagree). Only scheduled
@@ -21,6 +32,7 @@ use std::str::FromStr;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::approval::{self, SubjectKind};
 use crate::error::{CampaignError, Result};
 
 /// Approval / execution state of a task.
@@ -73,17 +85,26 @@ impl TaskState {
         matches!(
             (self, to),
             (Draft, Submitted)
-                | (Submitted, Approved | Rejected | Draft)
+                | (Submitted, Approved | Rejected)
                 | (Rejected, Draft)
                 | (Approved, Scheduled)
                 | (Scheduled, Running)
                 | (Running, Paused | Completed)
                 | (Paused, Running | Completed)
                 | (
-                    Draft | Submitted | Approved | Scheduled | Running | Paused,
+                    Draft | Submitted | Rejected | Approved | Scheduled | Running | Paused,
                     Cancelled
                 )
         )
+    }
+
+    /// Whether the move `self → to` belongs to the approval chain ([`crate::approval`]):
+    /// every move out of a state before sending, except approved → scheduled.
+    pub const fn approval_owned(self, to: Self) -> bool {
+        matches!(
+            self,
+            Self::Draft | Self::Submitted | Self::Rejected | Self::Approved
+        ) && !matches!(to, Self::Scheduled)
     }
 
     /// Whether a task in this state may hand messages to the dispatcher.
@@ -105,6 +126,30 @@ impl FromStr for TaskState {
             .into_iter()
             .find(|t| t.as_str() == s)
             .ok_or_else(|| CampaignError::invalid("state", format!("unknown state {s:?}")))
+    }
+}
+
+/// Why [`transition`] refused a move (carried by [`CampaignError::IllegalTransition`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocked {
+    /// The state machine has no such edge.
+    StateMachine,
+    /// The move belongs to the approval chain: submit, approve, reject, revise or cancel
+    /// through [`crate::approval`].
+    ApprovalChain,
+    /// approved → scheduled while the task's activity or campaign is not approved.
+    ParentNotApproved { kind: SubjectKind, id: i64 },
+}
+
+impl fmt::Display for Blocked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::StateMachine => f.write_str("not in the state machine"),
+            Self::ApprovalChain => {
+                f.write_str("moves before sending go through the approval chain")
+            }
+            Self::ParentNotApproved { kind, id } => write!(f, "{kind} {id} is not approved"),
+        }
     }
 }
 
@@ -189,10 +234,13 @@ pub fn task_state(conn: &Connection, task: i64) -> Result<TaskState> {
     .parse()
 }
 
-/// Moves a task to `to`, recording `actor`, `now` and `note`.
+/// Moves a task to `to` along the execution part of the state machine, recording `actor`,
+/// `now` and `note`.
 ///
 /// # Errors
-/// [`CampaignError::IllegalTransition`] if the state machine forbids it (nothing changes).
+/// [`CampaignError::IllegalTransition`] (nothing changes) when the state machine forbids the
+/// move, when the approval chain owns it, or when scheduling a task whose activity or
+/// campaign is not approved.
 pub fn transition(
     conn: &mut Connection,
     task: i64,
@@ -203,19 +251,61 @@ pub fn transition(
 ) -> Result<()> {
     let tx = conn.transaction()?;
     let from = task_state(&tx, task)?;
+    let refuse = |why| CampaignError::IllegalTransition {
+        task,
+        from,
+        to,
+        why,
+    };
     if !from.can_go(to) {
-        return Err(CampaignError::IllegalTransition { task, from, to });
+        return Err(refuse(Blocked::StateMachine));
     }
-    tx.execute(
+    if from.approval_owned(to) {
+        return Err(refuse(Blocked::ApprovalChain));
+    }
+    if to == TaskState::Scheduled
+        && let Some((kind, id)) = approval::unapproved_parent(&tx, task)?
+    {
+        return Err(refuse(Blocked::ParentNotApproved { kind, id }));
+    }
+    record(&tx, task, from, to, actor, now, note)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Writes the move `from → to` (state and history row) inside the caller's transaction.
+///
+/// The one writer of `tasks.state`: [`transition`] and the approval chain both call it after
+/// their own checks.
+///
+/// # Errors
+/// [`CampaignError::IllegalTransition`] if the state machine has no such edge.
+pub(crate) fn record(
+    conn: &Connection,
+    task: i64,
+    from: TaskState,
+    to: TaskState,
+    actor: &str,
+    now: i64,
+    note: &str,
+) -> Result<()> {
+    if !from.can_go(to) {
+        return Err(CampaignError::IllegalTransition {
+            task,
+            from,
+            to,
+            why: Blocked::StateMachine,
+        });
+    }
+    conn.execute(
         "UPDATE tasks SET state = ?1 WHERE id = ?2",
         params![to.as_str(), task],
     )?;
-    tx.execute(
+    conn.execute(
         "INSERT INTO transitions (task_id, from_state, to_state, actor, at, note)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![task, from.as_str(), to.as_str(), actor, now, note],
     )?;
-    tx.commit()?;
     Ok(())
 }
 
@@ -253,8 +343,24 @@ pub fn history(conn: &Connection, task: i64) -> Result<Vec<Transition>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::approval::{self, Actor, Subject};
     use crate::store::open_in_memory;
     use TaskState::*;
+
+    fn actor(user_id: i64, user: &str, can_approve: bool) -> Actor {
+        Actor {
+            user_id,
+            user: user.into(),
+            org_id: 1,
+            can_approve,
+        }
+    }
+
+    /// Submits and approves `subject` in org 1's default chain (alice submits, bob approves).
+    fn approve(c: &mut Connection, subject: Subject, at: i64) {
+        approval::submit(c, subject, &[1], &actor(1, "alice", false), at, "").unwrap();
+        approval::approve(c, subject, &actor(2, "bob", true), at + 1, "ok").unwrap();
+    }
 
     #[test]
     fn happy_path_records_who_and_when() {
@@ -262,9 +368,10 @@ mod tests {
         let camp = create_campaign(&c, "spring", 1).unwrap();
         let act = create_activity(&c, camp, "data pack").unwrap();
         let t = create_task(&c, Some(act), "sms blast", 2).unwrap();
+        approve(&mut c, Subject::Campaign(camp), 3);
+        approve(&mut c, Subject::Activity(act), 5);
+        approve(&mut c, Subject::Task(t), 10);
         let steps = [
-            (Submitted, "alice"),
-            (Approved, "bob"),
             (Scheduled, "alice"),
             (Running, "sys"),
             (Paused, "ops"),
@@ -272,10 +379,10 @@ mod tests {
             (Completed, "sys"),
         ];
         for (i, (s, who)) in steps.iter().enumerate() {
-            transition(&mut c, t, *s, who, 10 + i as i64, "").unwrap();
+            transition(&mut c, t, *s, who, 12 + i as i64, "").unwrap();
         }
         let h = history(&c, t).unwrap();
-        assert_eq!(h.len(), steps.len());
+        assert_eq!(h.len(), steps.len() + 2);
         assert_eq!(
             h[1],
             Transition {
@@ -283,7 +390,7 @@ mod tests {
                 to: Approved,
                 actor: "bob".into(),
                 at: 11,
-                note: String::new()
+                note: "approval chain complete".into()
             }
         );
         assert_eq!(task_state(&c, t).unwrap(), Completed);
@@ -296,17 +403,43 @@ mod tests {
         for bad in [Approved, Running, Scheduled, Completed, Paused, Rejected] {
             let e = transition(&mut c, t, bad, "x", 1, "").unwrap_err();
             assert!(
-                matches!(e, CampaignError::IllegalTransition { from: Draft, to, .. } if to == bad)
+                matches!(e, CampaignError::IllegalTransition { from: Draft, to, why: Blocked::StateMachine, .. } if to == bad)
             );
+        }
+        // Moves before sending belong to the approval chain.
+        for owned in [Submitted, Cancelled] {
+            let e = transition(&mut c, t, owned, "x", 1, "").unwrap_err();
+            assert!(matches!(
+                e,
+                CampaignError::IllegalTransition {
+                    why: Blocked::ApprovalChain,
+                    ..
+                }
+            ));
         }
         assert_eq!(task_state(&c, t).unwrap(), Draft);
         assert!(history(&c, t).unwrap().is_empty());
-        transition(&mut c, t, Submitted, "a", 1, "").unwrap();
-        transition(&mut c, t, Rejected, "b", 2, "missing opt-out").unwrap();
+        let task = Subject::Task(t);
+        approval::submit(&mut c, task, &[1], &actor(1, "a", false), 1, "").unwrap();
+        approval::reject(&mut c, task, &actor(2, "b", true), 2, "missing opt-out").unwrap();
         assert!(transition(&mut c, t, Approved, "b", 3, "").is_err());
-        transition(&mut c, t, Draft, "a", 4, "").unwrap();
-        transition(&mut c, t, Cancelled, "a", 5, "").unwrap();
+        approval::revise(&mut c, task, &actor(1, "a", false), 4, "").unwrap();
+        approval::cancel(&mut c, task, &actor(1, "a", false), 5, "").unwrap();
         assert!(transition(&mut c, t, Draft, "a", 6, "").is_err());
+        let moves: Vec<_> = history(&c, t)
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.from, h.to))
+            .collect();
+        assert_eq!(
+            moves,
+            [
+                (Draft, Submitted),
+                (Submitted, Rejected),
+                (Rejected, Draft),
+                (Draft, Cancelled)
+            ]
+        );
         assert!(matches!(
             create_activity(&c, 99, "x"),
             Err(CampaignError::NotFound {
@@ -314,6 +447,30 @@ mod tests {
                 id: 99
             })
         ));
+    }
+
+    #[test]
+    fn scheduling_waits_for_activity_and_campaign() {
+        let mut c = open_in_memory().unwrap();
+        let camp = create_campaign(&c, "spring", 1).unwrap();
+        let act = create_activity(&c, camp, "data pack").unwrap();
+        let t = create_task(&c, Some(act), "sms", 1).unwrap();
+        approve(&mut c, Subject::Task(t), 2);
+        let blocked = |c: &mut Connection| match transition(c, t, Scheduled, "p", 5, "") {
+            Err(CampaignError::IllegalTransition {
+                why: Blocked::ParentNotApproved { kind, id },
+                ..
+            }) => Some((kind, id)),
+            Err(e) => panic!("{e}"),
+            Ok(()) => None,
+        };
+        assert_eq!(blocked(&mut c), Some((SubjectKind::Campaign, camp)));
+        approve(&mut c, Subject::Campaign(camp), 3);
+        assert_eq!(blocked(&mut c), Some((SubjectKind::Activity, act)));
+        assert_eq!(task_state(&c, t).unwrap(), Approved);
+        approve(&mut c, Subject::Activity(act), 4);
+        assert_eq!(blocked(&mut c), None);
+        assert_eq!(task_state(&c, t).unwrap(), Scheduled);
     }
 
     #[test]

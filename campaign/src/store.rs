@@ -94,6 +94,8 @@ pub const MIGRATIONS: &[&str] = &[
         via TEXT NOT NULL, text TEXT NOT NULL, at INTEGER NOT NULL);
     CREATE INDEX unsubscribes_task ON unsubscribes(task_id);
     "#,
+    // Approval chains: approval state of campaigns/activities, chains, rounds, trail.
+    crate::approval::APPROVAL_SCHEMA,
 ];
 
 /// Opens (creating if needed) the database at `path` and migrates it to the latest schema.

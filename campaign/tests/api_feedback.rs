@@ -11,6 +11,7 @@ use common::*;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use sluice_campaign::api::{self, ApiState};
+use sluice_campaign::approval::Subject;
 use sluice_campaign::{Campaigns, stats};
 
 async fn serve(c: Campaigns, gw: FakeGateway) -> (String, Arc<Mutex<Campaigns>>) {
@@ -97,19 +98,35 @@ async fn campaign_api_launch_feedback_and_report() {
     )
     .await;
     assert_eq!(s, 409, "draft cannot jump to approved");
-    for (to, who) in [
-        ("submitted", "maker"),
-        ("approved", "checker"),
-        ("scheduled", "maker"),
-    ] {
-        let (s, _) = post(
+    let (s, e) = post(
+        &http,
+        format!("{base}/tasks/{task}/transitions"),
+        json!({"to":"submitted","actor":"maker"}),
+    )
+    .await;
+    assert_eq!(s, 409, "submitting belongs to the approval chain: {e}");
+    let (camp, act) = (camp["id"].as_i64().unwrap(), act["id"].as_i64().unwrap());
+    approve(&mut svc.lock().unwrap(), Subject::Task(task));
+    let schedule = || {
+        post(
             &http,
             format!("{base}/tasks/{task}/transitions"),
-            json!({"to":to,"actor":who}),
+            json!({"to":"scheduled","actor":"maker"}),
         )
-        .await;
-        assert_eq!(s, 200);
-    }
+    };
+    let (s, e) = schedule().await;
+    assert_eq!(s, 409, "campaign not approved yet");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("campaign {camp} is not approved")),
+        "{e}"
+    );
+    approve(&mut svc.lock().unwrap(), Subject::Campaign(camp));
+    approve(&mut svc.lock().unwrap(), Subject::Activity(act));
+    let (s, e) = schedule().await;
+    assert_eq!(s, 200, "{e}");
     assert_eq!(
         get(&http, format!("{base}/tasks/{task}/history")).await[1]["actor"],
         "checker"

@@ -179,14 +179,20 @@ async fn only_scheduled_or_running_tasks_send() {
     let bulk = c
         .create_bulk(t, &spec(seg, vec![slice("2026-03-05T00:00:00Z", None)]))
         .unwrap();
-    for s in [TaskState::Submitted, TaskState::Approved] {
-        assert!(matches!(
-            c.plan(bulk, ts("2026-03-05T00:00:00Z")),
-            Err(CampaignError::NotSendable { .. })
-        ));
-        c.transition(t, s, "x", ts("2026-03-05T00:00:00Z"), "")
-            .unwrap();
-    }
+    let task = sluice_campaign::approval::Subject::Task(t);
+    assert!(matches!(
+        c.plan(bulk, ts("2026-03-05T00:00:00Z")),
+        Err(CampaignError::NotSendable { .. })
+    ));
+    sluice_campaign::approval::submit(&mut c.conn, task, &[1], &maker(), 0, "").unwrap();
+    assert!(matches!(
+        c.plan(bulk, ts("2026-03-05T00:00:00Z")),
+        Err(CampaignError::NotSendable {
+            state: TaskState::Submitted,
+            ..
+        })
+    ));
+    sluice_campaign::approval::approve(&mut c.conn, task, &checker(), 0, "").unwrap();
     assert!(matches!(
         c.plan(bulk, ts("2026-03-05T00:00:00Z")),
         Err(CampaignError::NotSendable {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use sluice_campaign::Campaigns;
+use sluice_campaign::approval::{self, Actor, Subject};
 use sluice_campaign::dispatch::{DispatchError, Dispatcher, OutboundMessage};
 use sluice_campaign::groups::GroupSpec;
 use sluice_campaign::launch::{BulkSpec, SliceSpec};
@@ -90,12 +91,37 @@ pub fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
+/// A planner of organisation 1 (submits, cannot approve).
+pub fn maker() -> Actor {
+    Actor {
+        user_id: 1,
+        user: "maker".into(),
+        org_id: 1,
+        can_approve: false,
+    }
+}
+
+/// An approver of organisation 1.
+pub fn checker() -> Actor {
+    Actor {
+        user_id: 2,
+        user: "checker".into(),
+        org_id: 1,
+        can_approve: true,
+    }
+}
+
+/// Takes `subject` through organisation 1's default chain: maker submits, checker approves.
+pub fn approve(c: &mut Campaigns, subject: Subject) {
+    approval::submit(&mut c.conn, subject, &[1], &maker(), 0, "").unwrap();
+    approval::approve(&mut c.conn, subject, &checker(), 0, "ok").unwrap();
+}
+
 /// Creates a task and moves it to `running` (through the approval chain).
 pub fn running_task(c: &mut Campaigns, name: &str) -> i64 {
     let t = lifecycle::create_task(&c.conn, None, name, 0).unwrap();
+    approve(c, Subject::Task(t));
     for (s, who) in [
-        (TaskState::Submitted, "maker"),
-        (TaskState::Approved, "checker"),
         (TaskState::Scheduled, "maker"),
         (TaskState::Running, "system"),
     ] {
