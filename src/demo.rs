@@ -8,8 +8,9 @@
 //! 2. the gateway in-process ([`crate::serve::start`]) with one channel to that simulator,
 //!    its data in a fresh directory;
 //! 3. the campaign service in-process: a synthetic city, exclusion lists (blacklist sample
-//!    and SMS do-not-disturb sample), a segment by condition (brand + ARPU), a task approved
-//!    through the state machine, a bulk send split A / B / hold-out control;
+//!    and SMS do-not-disturb sample), a segment by condition (brand + ARPU), a campaign,
+//!    activity and task submitted by a planner and approved by an approver through their
+//!    approval chains, a bulk send split A / B / hold-out control;
 //! 4. launch through the campaign HTTP API ([`crate::campaign_cmd::wiring::mount`]), whose
 //!    runner hands batches to the gateway's own `POST /v1/messages`;
 //! 5. receipts and replies flow back through the gateway's in-process subscription
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jiff::Timestamp;
+use sluice_campaign::approval::{self, Actor, ApprovalError, Subject};
 use sluice_campaign::feedback::OrdersReport;
 use sluice_campaign::groups::{GroupSpec, Variant, bucket_point};
 use sluice_campaign::launch::{self, BulkSpec, PlanReport, SliceSpec};
@@ -167,6 +169,9 @@ pub enum DemoError {
     /// Campaign library failure.
     #[error("campaign: {0}")]
     Campaign(#[from] CampaignError),
+    /// The approval chain refused a step.
+    #[error("approval: {0}")]
+    Approval(#[from] ApprovalError),
     /// The simulator did not start or stop cleanly.
     #[error("simulator: {0}")]
     Simulator(String),
@@ -359,13 +364,29 @@ fn prepare(c: &mut Campaigns, o: &DemoOptions) -> Result<(i64, i64, u64), DemoEr
     let campaign = lifecycle::create_campaign(&c.conn, "Winter data push", t)?;
     let activity = lifecycle::create_activity(&c.conn, campaign, "5 GB data pack")?;
     let task = lifecycle::create_task(&c.conn, Some(activity), "SMS A/B test", t)?;
-    for (to, actor) in [
-        (TaskState::Submitted, "planner"),
-        (TaskState::Approved, "manager"),
-        (TaskState::Scheduled, "planner"),
+    // One organisation with the default chain (its own approvers approve): the planner
+    // submits, the approver approves, then the planner schedules.
+    let planner = Actor {
+        user_id: 1,
+        user: "planner".into(),
+        org_id: 1,
+        can_approve: false,
+    };
+    let approver = Actor {
+        user_id: 2,
+        user: "manager".into(),
+        org_id: 1,
+        can_approve: true,
+    };
+    for subject in [
+        Subject::Campaign(campaign),
+        Subject::Activity(activity),
+        Subject::Task(task),
     ] {
-        c.transition(task, to, actor, now, "demo")?;
+        approval::submit(&mut c.conn, subject, &[1], &planner, t, "demo")?;
+        approval::approve(&mut c.conn, subject, &approver, t, "demo")?;
     }
+    c.transition(task, TaskState::Scheduled, "planner", now, "demo")?;
     let spec = BulkSpec {
         segment: seg.id,
         template: "{city} special: 5GB data for 10 yuan. Reply Y to order.".into(),

@@ -103,6 +103,9 @@ channel = "sim"
 struct Api {
     http: reqwest::Client,
     base: String,
+    /// The campaign store the gateway serves (approvals go through the library until the
+    /// API has approval routes).
+    db: std::path::PathBuf,
 }
 
 impl Api {
@@ -156,13 +159,24 @@ impl Api {
         let task = self.post("/tasks", json!({"name": name})).await["id"]
             .as_i64()
             .expect("task id");
-        for to in ["submitted", "approved", "scheduled"] {
-            self.post(
-                &format!("/tasks/{task}/transitions"),
-                json!({"to": to, "actor": "test"}),
-            )
-            .await;
+        {
+            use sluice_campaign::approval::{self, Actor, Subject};
+            let mut conn = sluice_campaign::store::open(&self.db).expect("campaign db");
+            let actor = |user_id, can_approve| Actor {
+                user_id,
+                user: format!("user{user_id}"),
+                org_id: 1,
+                can_approve,
+            };
+            let subject = Subject::Task(task);
+            approval::submit(&mut conn, subject, &[1], &actor(1, false), 0, "").expect("submit");
+            approval::approve(&mut conn, subject, &actor(2, true), 0, "").expect("approve");
         }
+        self.post(
+            &format!("/tasks/{task}/transitions"),
+            json!({"to": "scheduled", "actor": "test"}),
+        )
+        .await;
         let start = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(5);
         let bulk = self
             .post(
@@ -248,6 +262,7 @@ async fn replies_route_by_extension_and_unsubscribes_reach_the_dnd_list_through_
     let api = Api {
         http: reqwest::Client::new(),
         base: format!("http://{}/v1/campaign", gw.http_addr()),
+        db: db.clone(),
     };
     let (s1, s_td, s_tui, s_plain) = (
         api.segment("both tasks", &numbers[0..20]).await,

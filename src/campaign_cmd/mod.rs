@@ -16,7 +16,11 @@
 //! sluice campaign segment export 1 --out vip.csv
 //! sluice campaign list add --kind blacklist --name complaints numbers.txt
 //! sluice campaign task create --name "winter push"
-//! sluice campaign task transition 1 submitted --actor alice
+//! sluice campaign approval chain 100 task '[{"level":"self","action":"approve"},{"level":"parent","action":"approve"}]'
+//! sluice campaign approval submit task 1 --user alice --user-id 7 --org 100 --ancestry 100,10,1
+//! sluice campaign approval approve task 1 --user bob --user-id 8 --org 100 --approver
+//! sluice campaign approval show task 1
+//! sluice campaign task transition 1 scheduled --actor alice
 //! sluice campaign task bulk 1 --spec bulk.json
 //! sluice campaign launch 1 --actor bob
 //! sluice campaign pause 1 / resume 1
@@ -37,6 +41,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jiff::Timestamp;
 use serde::de::DeserializeOwned;
+use sluice_campaign::approval::{self, Actor, ApprovalError, Subject, SubjectKind};
 use sluice_campaign::dispatch::HttpDispatcher;
 use sluice_campaign::launch::{self, BulkSpec, RunOutcome};
 use sluice_campaign::lifecycle::{self, TaskState};
@@ -51,6 +56,9 @@ pub enum CmdError {
     /// The campaign library refused or failed.
     #[error(transparent)]
     Campaign(#[from] CampaignError),
+    /// The approval chain refused or failed.
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
     /// Reading or writing a file.
     #[error("{path}: {source}")]
     File {
@@ -156,9 +164,13 @@ pub enum CampaignCmd {
     /// Exclusion lists (blacklist, graylist, staff, do-not-disturb, custom).
     #[command(subcommand)]
     List(ListCmd),
-    /// Tasks: create, move through approval, add bulk sends, history.
+    /// Tasks: create, schedule and stop, add bulk sends, history.
     #[command(subcommand)]
     Task(TaskCmd),
+    /// Approval chains of campaigns, activities and tasks: configure, submit, approve,
+    /// reject, revise, cancel, show.
+    #[command(subcommand)]
+    Approval(ApprovalCmd),
     /// Plan a bulk send (rules + split), set its task running and send it through the gateway.
     Launch {
         /// Bulk send id.
@@ -286,8 +298,8 @@ pub enum TaskCmd {
         #[arg(long)]
         activity: Option<i64>,
     },
-    /// Move a task: submitted, approved, rejected, scheduled, running, paused, completed,
-    /// cancelled, draft.
+    /// Move a task: scheduled, running, paused, completed, cancelled (moves before sending go
+    /// through `sluice campaign approval`).
     Transition {
         /// Task id.
         task: i64,
@@ -313,6 +325,180 @@ pub enum TaskCmd {
         /// Task id.
         task: i64,
     },
+}
+
+/// `sluice campaign approval …`: acting as the user the flags describe (the HTTP API takes
+/// them from the authenticated caller).
+#[derive(Debug, Subcommand)]
+pub enum ApprovalCmd {
+    /// Set an organisation's chain for a kind: JSON steps
+    /// `[{"level": "self|parent|grandparent|root", "action": "approve|file"}, …]`.
+    Chain {
+        /// Organisation id.
+        org: i64,
+        /// campaign, activity or task.
+        kind: SubjectKind,
+        /// The steps (JSON).
+        steps: String,
+    },
+    /// Submit (or resubmit after revise): draft → pending at step 0 of a new round.
+    Submit {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        who: ActorArgs,
+        /// The subject's organisation, its parent, … the root (comma-separated); `--org`
+        /// alone when absent.
+        #[arg(long, value_delimiter = ',')]
+        ancestry: Vec<i64>,
+    },
+    /// Approve the current step.
+    Approve {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        who: ActorArgs,
+    },
+    /// Reject at the current step (`--comment` is the reason, required).
+    Reject {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        who: ActorArgs,
+    },
+    /// Rejected → draft.
+    Revise {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        who: ActorArgs,
+    },
+    /// Cancel before sending.
+    Cancel {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        who: ActorArgs,
+    },
+    /// Status and trail.
+    Show {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// What an approval command acts on.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// campaign, activity or task.
+    pub kind: SubjectKind,
+    /// Its id.
+    pub id: i64,
+}
+
+/// Who acts on an approval.
+#[derive(Debug, Clone, Args)]
+pub struct ActorArgs {
+    /// Login name (recorded in the trail).
+    #[arg(long)]
+    pub user: String,
+    /// User id (the submitter of a round may not approve it).
+    #[arg(long)]
+    pub user_id: i64,
+    /// The user's organisation.
+    #[arg(long)]
+    pub org: i64,
+    /// The user holds the approver role.
+    #[arg(long)]
+    pub approver: bool,
+    /// Comment (the reason of a reject).
+    #[arg(long, default_value = "")]
+    pub comment: String,
+}
+
+impl ActorArgs {
+    fn actor(&self) -> Actor {
+        Actor {
+            user_id: self.user_id,
+            user: self.user.clone(),
+            org_id: self.org,
+            can_approve: self.approver,
+        }
+    }
+}
+
+fn approval_cmd(c: &mut Campaigns, cmd: ApprovalCmd, now: Timestamp) -> Result<(), CmdError> {
+    let at = now.as_second();
+    let subject = |t: &Target| t.kind.subject(t.id);
+    let status = match cmd {
+        ApprovalCmd::Chain { org, kind, steps } => {
+            let steps: serde_json::Value =
+                serde_json::from_str(&steps).map_err(|source| CmdError::Json {
+                    path: "steps".into(),
+                    source,
+                })?;
+            print_json(&approval::set_chain(&c.conn, org, kind, &steps, at)?);
+            return Ok(());
+        }
+        ApprovalCmd::Show { target } => {
+            let s: Subject = subject(&target);
+            print_json(&serde_json::json!({
+                "status": approval::status(&c.conn, s)?,
+                "trail": approval::trail(&c.conn, s)?,
+            }));
+            return Ok(());
+        }
+        ApprovalCmd::Submit {
+            target,
+            who,
+            ancestry,
+        } => {
+            let ancestry = if ancestry.is_empty() {
+                vec![who.org]
+            } else {
+                ancestry
+            };
+            let actor = who.actor();
+            approval::submit(
+                &mut c.conn,
+                subject(&target),
+                &ancestry,
+                &actor,
+                at,
+                &who.comment,
+            )?
+        }
+        ApprovalCmd::Approve { target, who } => approval::approve(
+            &mut c.conn,
+            subject(&target),
+            &who.actor(),
+            at,
+            &who.comment,
+        )?,
+        ApprovalCmd::Reject { target, who } => approval::reject(
+            &mut c.conn,
+            subject(&target),
+            &who.actor(),
+            at,
+            &who.comment,
+        )?,
+        ApprovalCmd::Revise { target, who } => approval::revise(
+            &mut c.conn,
+            subject(&target),
+            &who.actor(),
+            at,
+            &who.comment,
+        )?,
+        ApprovalCmd::Cancel { target, who } => approval::cancel(
+            &mut c.conn,
+            subject(&target),
+            &who.actor(),
+            at,
+            &who.comment,
+        )?,
+    };
+    print_json(&status);
+    Ok(())
 }
 
 /// Parses a snake_case enum value the way the library's serde does.
@@ -386,6 +572,7 @@ pub async fn run(args: CampaignArgs) -> Result<(), CmdError> {
             print_json(&serde_json::json!({"members": size, "rejected": rejected}));
         }
         CampaignCmd::Task(cmd) => task_cmd(&mut c, cmd, now)?,
+        CampaignCmd::Approval(cmd) => approval_cmd(&mut c, cmd, now)?,
         CampaignCmd::Launch { bulk, gateway } => {
             c.mo = gateway.mo_settings();
             let plan = c.plan(bulk, now)?;
@@ -757,12 +944,45 @@ mod tests {
                 "arpu >= 50",
             ],
             &["task", "create", "--name", "t"],
-            &["task", "transition", "1", "submitted"],
-            &["task", "transition", "1", "approved"],
+            &[
+                "approval",
+                "submit",
+                "task",
+                "1",
+                "--user",
+                "alice",
+                "--user-id",
+                "1",
+                "--org",
+                "1",
+            ],
             &["task", "bulk", "1", "--spec", spec],
         ] {
             run(args(&db, cmd)).await.expect("command succeeds");
         }
+        // The submitter cannot approve, another approver of the organisation can.
+        let approve = |user: &'static str, id: &'static str| {
+            let cmd = [
+                "approval",
+                "approve",
+                "task",
+                "1",
+                "--user",
+                user,
+                "--user-id",
+                id,
+                "--org",
+                "1",
+                "--approver",
+            ];
+            run(args(&db, &cmd))
+        };
+        let e = approve("alice", "1").await.expect_err("own submission");
+        assert!(
+            matches!(e, CmdError::Approval(ApprovalError::SelfApproval { .. })),
+            "{e}"
+        );
+        approve("bob", "2").await.expect("approver approves");
         // An illegal move is refused with the library's error.
         let e = run(args(&db, &["task", "transition", "1", "running"]))
             .await

@@ -517,6 +517,7 @@ mod tests {
 
     #[tokio::test]
     async fn receipt_and_reply_that_overtake_the_contact_row_are_held_then_applied() {
+        use sluice_campaign::approval;
         use sluice_campaign::groups::GroupSpec;
         use sluice_campaign::launch::{self, BulkSpec, Next, SliceSpec};
         use sluice_campaign::lifecycle::{self, TaskState};
@@ -529,12 +530,16 @@ mod tests {
             .segment_from_condition("all", "age >= 0", now)
             .expect("segment");
         let task = lifecycle::create_task(&c.conn, None, "t", now.as_second()).expect("task");
-        for to in [
-            TaskState::Submitted,
-            TaskState::Approved,
-            TaskState::Scheduled,
-            TaskState::Running,
-        ] {
+        let actor = |user_id, can_approve| approval::Actor {
+            user_id,
+            user: format!("user{user_id}"),
+            org_id: 1,
+            can_approve,
+        };
+        let subject = approval::Subject::Task(task);
+        approval::submit(&mut c.conn, subject, &[1], &actor(1, false), 0, "").expect("submit");
+        approval::approve(&mut c.conn, subject, &actor(2, true), 0, "").expect("approve");
+        for to in [TaskState::Scheduled, TaskState::Running] {
             c.transition(task, to, "test", now, "").expect("transition");
         }
         let spec = BulkSpec {
