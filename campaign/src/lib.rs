@@ -5,6 +5,8 @@
 //! - [`table`] / [`persist`] / [`import`] / [`synth`]: the columnar subscriber table, its
 //!   persistence, streaming CSV import and the synthetic-city generator.
 //! - [`expr`]: condition language (lexer + Pratt parser + column-scan evaluator).
+//! - [`identity`]: organisations, users, roles, API keys, sessions, the `Caller` extractor
+//!   and tenant scoping; [`listing`]: paged search of campaigns, activities, tasks, bulk sends.
 //! - [`segment`]: customer segments (file, condition, set algebra, accumulated rules).
 //! - [`lifecycle`]: campaign → activity → task → bulk-send, approval state machine.
 //! - [`groups`], [`rules`], [`window`], [`template`]: A/B/control split, contact rules,
@@ -23,8 +25,10 @@ pub mod expr;
 pub mod feedback;
 pub mod fxhash;
 pub mod groups;
+pub mod identity;
 pub mod import;
 pub mod launch;
+pub mod listing;
 pub mod lifecycle;
 pub mod msisdn;
 pub mod persist;

@@ -189,7 +189,8 @@ pub fn task_state(conn: &Connection, task: i64) -> Result<TaskState> {
     .parse()
 }
 
-/// Moves a task to `to`, recording `actor`, `now` and `note`.
+/// Moves a task to `to`, recording `actor`, `now` and `note` (no authenticated user: the
+/// local CLI and the runner; see [`transition_by`]).
 ///
 /// # Errors
 /// [`CampaignError::IllegalTransition`] if the state machine forbids it (nothing changes).
@@ -201,19 +202,55 @@ pub fn transition(
     now: i64,
     note: &str,
 ) -> Result<()> {
+    transition_by(conn, task, to, actor, None, now, note)
+}
+
+/// Moves a task to `to` on behalf of authenticated user `user` (named `actor`), recording
+/// who and when on the transition and on the task (`updated_by`, `updated_at`).
+///
+/// A user may not approve a task whose latest move to `submitted` they made themselves.
+///
+/// # Errors
+/// [`CampaignError::IllegalTransition`] if the state machine forbids it,
+/// [`CampaignError::SelfApproval`] for an approval by the submitter (nothing changes).
+pub fn transition_by(
+    conn: &mut Connection,
+    task: i64,
+    to: TaskState,
+    actor: &str,
+    user: Option<i64>,
+    now: i64,
+    note: &str,
+) -> Result<()> {
     let tx = conn.transaction()?;
     let from = task_state(&tx, task)?;
     if !from.can_go(to) {
         return Err(CampaignError::IllegalTransition { task, from, to });
     }
+    if to == TaskState::Approved
+        && let Some(u) = user
+    {
+        let submitter: Option<Option<i64>> = tx
+            .query_row(
+                "SELECT user_id FROM transitions WHERE task_id = ?1 AND to_state = 'submitted'
+                 ORDER BY id DESC LIMIT 1",
+                [task],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if submitter == Some(Some(u)) {
+            return Err(CampaignError::SelfApproval { task });
+        }
+    }
     tx.execute(
-        "UPDATE tasks SET state = ?1 WHERE id = ?2",
-        params![to.as_str(), task],
+        "UPDATE tasks SET state = ?1, updated_by = COALESCE(?3, updated_by), updated_at = ?4
+         WHERE id = ?2",
+        params![to.as_str(), task, user, now],
     )?;
     tx.execute(
-        "INSERT INTO transitions (task_id, from_state, to_state, actor, at, note)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![task, from.as_str(), to.as_str(), actor, now, note],
+        "INSERT INTO transitions (task_id, from_state, to_state, actor, at, note, user_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![task, from.as_str(), to.as_str(), actor, now, note, user],
     )?;
     tx.commit()?;
     Ok(())
