@@ -142,3 +142,31 @@ pub fn insert_contact(c: &Campaigns, sub: u32, channel: &str, offer: &str, ctype
         )
         .unwrap();
 }
+
+/// API keys of the users the HTTP tests act as, all in the root organisation.
+pub struct Keys {
+    pub admin: String,
+    pub maker: String,
+    pub checker: String,
+    pub ops: String,
+}
+
+/// Bootstraps the root organisation and an admin, and adds a planner (`maker`), an
+/// approver (`checker`) and an operator (`ops`), each with an API key.
+pub fn identities(c: &mut Campaigns) -> Keys {
+    use sluice_campaign::identity::{self, Role};
+    let b = identity::bootstrap(&mut c.conn, "Province", "admin", None, None, 0)
+        .unwrap()
+        .unwrap();
+    let key = |name: &str, role: Role| {
+        let u = identity::create_user(&c.conn, name, b.org, &[role], None, Some(b.user), 0)
+            .unwrap();
+        identity::create_key(&c.conn, u, "test", None, 0).unwrap().key
+    };
+    Keys {
+        maker: key("maker", Role::Planner),
+        checker: key("checker", Role::Approver),
+        ops: key("ops", Role::Operator),
+        admin: b.key,
+    }
+}
