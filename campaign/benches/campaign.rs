@@ -19,6 +19,7 @@ use roaring::RoaringBitmap;
 use sluice_campaign::Campaigns;
 use sluice_campaign::approval::{self, Actor};
 use sluice_campaign::groups::{GroupSpec, Variant};
+use sluice_campaign::identity::{self, Role};
 use sluice_campaign::launch::{BulkSpec, SliceSpec};
 use sluice_campaign::lifecycle::{self, TaskState};
 use sluice_campaign::rules::{self, Cap, Channel, ContactPolicy, ListKind};
@@ -217,19 +218,20 @@ fn launch_plan(c: &mut Criterion) {
         batch_size: 10_000,
     };
     let mut printed = false;
+    // A planner and an approver of the root organisation (actors are real users).
+    let root = identity::bootstrap(&mut svc.conn, "Province", "admin", None, None, 0)
+        .unwrap()
+        .unwrap()
+        .org;
+    let person = |name: &str, role: Role| Actor {
+        user_id: identity::create_user(&svc.conn, name, root, &[role], None, None, 0).unwrap(),
+        user: name.into(),
+        org_id: root,
+        can_approve: role == Role::Approver,
+    };
     let (maker, checker) = (
-        Actor {
-            user_id: 1,
-            user: "maker".into(),
-            org_id: 1,
-            can_approve: false,
-        },
-        Actor {
-            user_id: 2,
-            user: "checker".into(),
-            org_id: 1,
-            can_approve: true,
-        },
+        person("maker", Role::Planner),
+        person("checker", Role::Approver),
     );
     let mut g = c.benchmark_group("launch");
     g.sample_size(10);
@@ -240,7 +242,7 @@ fn launch_plan(c: &mut Criterion) {
                 // Setup (not measured): a fresh approved task with a bulk send.
                 let t = lifecycle::create_task(&svc.conn, None, "bench", 0).unwrap();
                 let task = approval::Subject::Task(t);
-                approval::submit(&mut svc.conn, task, &[1], &maker, 0, "").unwrap();
+                approval::submit(&mut svc.conn, task, &[root], &maker, 0, "").unwrap();
                 approval::approve(&mut svc.conn, task, &checker, 0, "").unwrap();
                 svc.transition(t, TaskState::Scheduled, "bench", now, "")
                     .unwrap();

@@ -505,6 +505,10 @@ impl ApprovalError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::Campaign(e) => match e {
+                CampaignError::Unauthenticated => StatusCode::UNAUTHORIZED,
+                CampaignError::Forbidden { .. } | CampaignError::SelfApproval { .. } => {
+                    StatusCode::FORBIDDEN
+                }
                 CampaignError::NotFound { .. } => StatusCode::NOT_FOUND,
                 CampaignError::IllegalTransition { .. } | CampaignError::NotSendable { .. } => {
                     StatusCode::CONFLICT
@@ -680,13 +684,14 @@ fn table(kind: SubjectKind) -> &'static str {
     }
 }
 
-/// Moves the stored state; a task moves through [`lifecycle::record`] (history row included).
+/// Moves the stored state and records who and when on the subject; a task moves through
+/// [`lifecycle::record`] (history row included).
 fn set_state(
     conn: &Connection,
     subject: Subject,
     from: ApprovalState,
     to: ApprovalState,
-    actor: &str,
+    actor: &Actor,
     now: i64,
     note: &str,
 ) -> Result<()> {
@@ -701,15 +706,25 @@ fn set_state(
                 ApprovalState::Cancelled => TaskState::Cancelled,
             };
             debug_assert_eq!(ApprovalState::of_task(from_task), from);
-            lifecycle::record(conn, t, from_task, to_task, actor, now, note)?;
+            lifecycle::record(
+                conn,
+                t,
+                from_task,
+                to_task,
+                &actor.user,
+                Some(actor.user_id),
+                now,
+                note,
+            )?;
         }
         Subject::Campaign(id) | Subject::Activity(id) => {
             conn.execute(
                 &format!(
-                    "UPDATE {} SET approval_state = ?1 WHERE id = ?2",
+                    "UPDATE {} SET approval_state = ?1, updated_by = ?3, updated_at = ?4
+                     WHERE id = ?2",
                     table(subject.kind())
                 ),
-                params![to.as_str(), id],
+                params![to.as_str(), id, actor.user_id, now],
             )?;
         }
     }
@@ -961,11 +976,11 @@ pub fn submit(
         subject,
         from,
         ApprovalState::Pending,
-        &actor.user,
+        actor,
         now,
         note(Action::Submit, comment),
     )?;
-    pass_filings(&tx, subject, round, &resolved, 0, &actor.user, now)?;
+    pass_filings(&tx, subject, round, &resolved, 0, actor, now)?;
     let status = status(&tx, subject)?;
     tx.commit()?;
     Ok(status)
@@ -1017,7 +1032,7 @@ pub fn approve(
         status.round,
         &status.chain,
         status.step as usize + 1,
-        &actor.user,
+        actor,
         now,
     )?;
     let status = self::status(&tx, subject)?;
@@ -1061,7 +1076,7 @@ pub fn reject(
         subject,
         ApprovalState::Pending,
         ApprovalState::Rejected,
-        &actor.user,
+        actor,
         now,
         note(Action::Reject, reason),
     )?;
@@ -1205,7 +1220,7 @@ fn simple(
         subject,
         status.state,
         to,
-        &actor.user,
+        actor,
         now,
         note(action, comment),
     )?;
@@ -1260,7 +1275,7 @@ fn pass_filings(
     round: u32,
     chain: &[ResolvedStep],
     from: usize,
-    by: &str,
+    by: &Actor,
     now: i64,
 ) -> Result<()> {
     let mut next = from;
@@ -1313,6 +1328,53 @@ fn note(action: Action, comment: &str) -> &str {
     }
 }
 
+/// Organisations and users for tests: actors must be real users (the subject rows and the
+/// task history reference them).
+#[cfg(test)]
+pub(crate) mod testing {
+    use rusqlite::Connection;
+
+    use super::Actor;
+    use crate::identity::{self, OrgLevel, Role};
+
+    /// A province (the root, bootstrapped with an admin), a city below it, a county below
+    /// that.
+    pub(crate) struct Tree {
+        pub province: i64,
+        pub city: i64,
+        pub county: i64,
+    }
+
+    pub(crate) fn tree(conn: &mut Connection) -> Tree {
+        let b = identity::bootstrap(conn, "Province", "admin", None, None, 0)
+            .unwrap()
+            .unwrap();
+        let city = identity::create_org(conn, "City", Some(b.org), OrgLevel::City).unwrap();
+        let county = identity::create_org(conn, "County", Some(city), OrgLevel::County).unwrap();
+        Tree {
+            province: b.org,
+            city,
+            county,
+        }
+    }
+
+    /// A planner, or an approver when `approver`, of `org`.
+    pub(crate) fn person(conn: &Connection, name: &str, org: i64, approver: bool) -> Actor {
+        let role = if approver {
+            Role::Approver
+        } else {
+            Role::Planner
+        };
+        let user_id = identity::create_user(conn, name, org, &[role], None, None, 0).unwrap();
+        Actor {
+            user_id,
+            user: name.into(),
+            org_id: org,
+            can_approve: approver,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -1320,23 +1382,15 @@ mod tests {
     use super::*;
     use crate::store::open_in_memory;
 
-    const COUNTY: i64 = 100;
-    const ANCESTRY: [i64; 3] = [COUNTY, 10, 1];
-
     /// planner, two county approvers, a city approver, a province approver.
-    fn actors() -> [Actor; 5] {
-        let a = |user_id, org_id, can_approve| Actor {
-            user_id,
-            user: format!("u{user_id}"),
-            org_id,
-            can_approve,
-        };
+    fn actors(conn: &Connection, t: &testing::Tree) -> [Actor; 5] {
+        let p = |name, org, approver| testing::person(conn, name, org, approver);
         [
-            a(1, COUNTY, false),
-            a(2, COUNTY, true),
-            a(3, COUNTY, true),
-            a(4, 10, true),
-            a(5, 1, true),
+            p("planner", t.county, false),
+            p("county-a", t.county, true),
+            p("county-b", t.county, true),
+            p("city", t.city, true),
+            p("province", t.province, true),
         ]
     }
 
@@ -1396,7 +1450,10 @@ mod tests {
             ops in proptest::collection::vec(op(), 1..40)
         ) {
             let mut c = open_in_memory().unwrap();
-            set_chain(&c, COUNTY, SubjectKind::Task, &serde_json::json!([
+            let tree = testing::tree(&mut c);
+            let actors = actors(&c, &tree);
+            let ancestry = [tree.county, tree.city, tree.province];
+            set_chain(&c, tree.county, SubjectKind::Task, &serde_json::json!([
                 {"level": "self", "action": "approve"},
                 {"level": "self", "action": "approve"},
                 {"level": "parent", "action": "file"},
@@ -1404,12 +1461,11 @@ mod tests {
             ]), 0).unwrap();
             let len = 4;
             let t = Subject::Task(lifecycle::create_task(&c, None, "t", 0).unwrap());
-            let actors = actors();
             for (at, op) in ops.into_iter().enumerate() {
                 let at = at as i64;
                 let before = (status(&c, t).unwrap(), trail(&c, t).unwrap());
                 let r = match op {
-                    Op::Submit(a) => submit(&mut c, t, &ANCESTRY, &actors[a], at, ""),
+                    Op::Submit(a) => submit(&mut c, t, &ancestry, &actors[a], at, ""),
                     Op::Approve(a) => approve(&mut c, t, &actors[a], at, ""),
                     Op::Reject(a, reason) => {
                         reject(&mut c, t, &actors[a], at, if reason { "why" } else { "" })

@@ -61,6 +61,15 @@ pub enum CampaignError {
     /// Invalid input that is not an expression (bad window, bad template, bad shares ...).
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
+    /// No credential, or an unknown, revoked or expired one (HTTP 401).
+    #[error("missing or invalid credential")]
+    Unauthenticated,
+    /// The caller's roles do not allow the operation (HTTP 403).
+    #[error("forbidden: {reason}")]
+    Forbidden { reason: String },
+    /// The caller tried to approve a task they submitted themselves (HTTP 403).
+    #[error("cannot approve your own submission")]
+    SelfApproval { task: i64 },
     /// I/O while reading or writing a file (CSV import/export).
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

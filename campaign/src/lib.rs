@@ -5,10 +5,13 @@
 //! - [`table`] / [`persist`] / [`import`] / [`synth`]: the columnar subscriber table, its
 //!   persistence, streaming CSV import and the synthetic-city generator.
 //! - [`expr`]: condition language (lexer + Pratt parser + column-scan evaluator).
+//! - [`identity`]: organisations, users, roles, API keys, sessions, the `Caller` extractor
+//!   and tenant scoping; [`listing`]: paged search of campaigns, activities, tasks, bulk sends.
 //! - [`segment`]: customer segments (file, condition, set algebra, accumulated rules).
 //! - [`lifecycle`]: campaign → activity → task → bulk-send, the task state machine.
 //! - [`approval`]: approval chains (报批 approve / 报备 file) per organisation for campaigns,
-//!   activities and tasks, the trail, and the "nothing sends before its chain completes" gate.
+//!   activities and tasks, the trail, and the "nothing sends before its chain completes" gate;
+//!   [`approval_api`]: its HTTP routes.
 //! - [`groups`], [`rules`], [`window`], [`template`]: A/B/control split, contact rules,
 //!   time slices and message templates.
 //! - [`dispatch`] / [`launch`]: planning, the `Dispatcher` trait (+ HTTP implementation),
@@ -20,15 +23,18 @@
 
 pub mod api;
 pub mod approval;
+pub mod approval_api;
 pub mod dispatch;
 pub mod error;
 pub mod expr;
 pub mod feedback;
 pub mod fxhash;
 pub mod groups;
+pub mod identity;
 pub mod import;
 pub mod launch;
 pub mod lifecycle;
+pub mod listing;
 pub mod msisdn;
 pub mod persist;
 pub mod report;

@@ -235,7 +235,8 @@ pub fn task_state(conn: &Connection, task: i64) -> Result<TaskState> {
 }
 
 /// Moves a task to `to` along the execution part of the state machine, recording `actor`,
-/// `now` and `note`.
+/// `now` and `note` (no authenticated user: the local CLI and the runner; see
+/// [`transition_by`]).
 ///
 /// # Errors
 /// [`CampaignError::IllegalTransition`] (nothing changes) when the state machine forbids the
@@ -246,6 +247,27 @@ pub fn transition(
     task: i64,
     to: TaskState,
     actor: &str,
+    now: i64,
+    note: &str,
+) -> Result<()> {
+    transition_by(conn, task, to, actor, None, now, note)
+}
+
+/// Moves a task to `to` along the execution part of the state machine on behalf of
+/// authenticated user `user` (named `actor`), recording who and when on the transition and
+/// on the task (`updated_by`, `updated_at`).
+///
+/// # Errors
+/// [`CampaignError::IllegalTransition`] (nothing changes) when the state machine forbids the
+/// move, when the approval chain owns it (submitting, approving — so nobody approves what
+/// they submitted, see [`crate::approval`]), or when scheduling a task whose activity or
+/// campaign is not approved.
+pub fn transition_by(
+    conn: &mut Connection,
+    task: i64,
+    to: TaskState,
+    actor: &str,
+    user: Option<i64>,
     now: i64,
     note: &str,
 ) -> Result<()> {
@@ -268,24 +290,27 @@ pub fn transition(
     {
         return Err(refuse(Blocked::ParentNotApproved { kind, id }));
     }
-    record(&tx, task, from, to, actor, now, note)?;
+    record(&tx, task, from, to, actor, user, now, note)?;
     tx.commit()?;
     Ok(())
 }
 
-/// Writes the move `from → to` (state and history row) inside the caller's transaction.
+/// Writes the move `from → to` (state, who/when on the task, history row) inside the
+/// caller's transaction; `user` is the authenticated user (None: the CLI, the runner).
 ///
-/// The one writer of `tasks.state`: [`transition`] and the approval chain both call it after
-/// their own checks.
+/// The one writer of `tasks.state`: [`transition_by`] and the approval chain both call it
+/// after their own checks.
 ///
 /// # Errors
 /// [`CampaignError::IllegalTransition`] if the state machine has no such edge.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn record(
     conn: &Connection,
     task: i64,
     from: TaskState,
     to: TaskState,
     actor: &str,
+    user: Option<i64>,
     now: i64,
     note: &str,
 ) -> Result<()> {
@@ -298,13 +323,14 @@ pub(crate) fn record(
         });
     }
     conn.execute(
-        "UPDATE tasks SET state = ?1 WHERE id = ?2",
-        params![to.as_str(), task],
+        "UPDATE tasks SET state = ?1, updated_by = COALESCE(?3, updated_by), updated_at = ?4
+         WHERE id = ?2",
+        params![to.as_str(), task, user, now],
     )?;
     conn.execute(
-        "INSERT INTO transitions (task_id, from_state, to_state, actor, at, note)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![task, from.as_str(), to.as_str(), actor, now, note],
+        "INSERT INTO transitions (task_id, from_state, to_state, actor, at, note, user_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![task, from.as_str(), to.as_str(), actor, now, note, user],
     )?;
     Ok(())
 }
@@ -343,28 +369,50 @@ pub fn history(conn: &Connection, task: i64) -> Result<Vec<Transition>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::approval::{self, Actor, Subject};
+    use crate::approval::{self, Actor, Subject, testing};
     use crate::store::open_in_memory;
     use TaskState::*;
 
-    fn actor(user_id: i64, user: &str, can_approve: bool) -> Actor {
-        Actor {
-            user_id,
-            user: user.into(),
-            org_id: 1,
-            can_approve,
-        }
+    /// A fresh store with a root organisation, planner alice and approver bob in it.
+    fn store() -> (Connection, Actor, Actor) {
+        let mut c = open_in_memory().unwrap();
+        let root = testing::tree(&mut c).province;
+        let alice = testing::person(&c, "alice", root, false);
+        let bob = testing::person(&c, "bob", root, true);
+        (c, alice, bob)
     }
 
-    /// Submits and approves `subject` in org 1's default chain (alice submits, bob approves).
+    /// Submits and approves `subject` in the root's default chain (alice submits, bob
+    /// approves).
     fn approve(c: &mut Connection, subject: Subject, at: i64) {
-        approval::submit(c, subject, &[1], &actor(1, "alice", false), at, "").unwrap();
-        approval::approve(c, subject, &actor(2, "bob", true), at + 1, "ok").unwrap();
+        let (alice, bob) = people(c);
+        let root = [alice.org_id];
+        approval::submit(c, subject, &root, &alice, at, "").unwrap();
+        approval::approve(c, subject, &bob, at + 1, "ok").unwrap();
+    }
+
+    fn people(c: &Connection) -> (Actor, Actor) {
+        let get = |name: &str| {
+            let (user_id, org_id): (i64, i64) = c
+                .query_row(
+                    "SELECT id, org_id FROM users WHERE name = ?1",
+                    [name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            Actor {
+                user_id,
+                user: name.into(),
+                org_id,
+                can_approve: name == "bob",
+            }
+        };
+        (get("alice"), get("bob"))
     }
 
     #[test]
     fn happy_path_records_who_and_when() {
-        let mut c = open_in_memory().unwrap();
+        let (mut c, ..) = store();
         let camp = create_campaign(&c, "spring", 1).unwrap();
         let act = create_activity(&c, camp, "data pack").unwrap();
         let t = create_task(&c, Some(act), "sms blast", 2).unwrap();
@@ -398,7 +446,7 @@ mod tests {
 
     #[test]
     fn illegal_transitions_are_typed_errors_and_change_nothing() {
-        let mut c = open_in_memory().unwrap();
+        let (mut c, alice, bob) = store();
         let t = create_task(&c, None, "urgent notice", 0).unwrap();
         for bad in [Approved, Running, Scheduled, Completed, Paused, Rejected] {
             let e = transition(&mut c, t, bad, "x", 1, "").unwrap_err();
@@ -420,11 +468,12 @@ mod tests {
         assert_eq!(task_state(&c, t).unwrap(), Draft);
         assert!(history(&c, t).unwrap().is_empty());
         let task = Subject::Task(t);
-        approval::submit(&mut c, task, &[1], &actor(1, "a", false), 1, "").unwrap();
-        approval::reject(&mut c, task, &actor(2, "b", true), 2, "missing opt-out").unwrap();
+        let root = [alice.org_id];
+        approval::submit(&mut c, task, &root, &alice, 1, "").unwrap();
+        approval::reject(&mut c, task, &bob, 2, "missing opt-out").unwrap();
         assert!(transition(&mut c, t, Approved, "b", 3, "").is_err());
-        approval::revise(&mut c, task, &actor(1, "a", false), 4, "").unwrap();
-        approval::cancel(&mut c, task, &actor(1, "a", false), 5, "").unwrap();
+        approval::revise(&mut c, task, &alice, 4, "").unwrap();
+        approval::cancel(&mut c, task, &alice, 5, "").unwrap();
         assert!(transition(&mut c, t, Draft, "a", 6, "").is_err());
         let moves: Vec<_> = history(&c, t)
             .unwrap()
@@ -451,7 +500,7 @@ mod tests {
 
     #[test]
     fn scheduling_waits_for_activity_and_campaign() {
-        let mut c = open_in_memory().unwrap();
+        let (mut c, ..) = store();
         let camp = create_campaign(&c, "spring", 1).unwrap();
         let act = create_activity(&c, camp, "data pack").unwrap();
         let t = create_task(&c, Some(act), "sms", 1).unwrap();

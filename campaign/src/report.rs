@@ -190,22 +190,42 @@ fn daily_row<'a>(
 /// # Errors
 /// Unknown time zone; SQLite failure.
 pub fn daily(conn: &Connection, tz: &str) -> Result<Vec<DailyRow>> {
+    daily_for(conn, tz, None)
+}
+
+/// JSON array of task ids for `json_each` (NULL = no filter).
+fn task_filter(tasks: Option<&[i64]>) -> Option<String> {
+    tasks.map(|t| serde_json::Value::from(t.to_vec()).to_string())
+}
+
+/// Daily report over the tasks in `tasks` (all tasks when `None`; a caller's visible tasks
+/// for the HTTP API).
+///
+/// # Errors
+/// Unknown time zone; SQLite failure.
+pub fn daily_for(conn: &Connection, tz: &str, tasks: Option<&[i64]>) -> Result<Vec<DailyRow>> {
     let tz = time_zone(tz)?;
+    let filter = task_filter(tasks);
     let mut rows: BTreeMap<(String, i64, String), DailyRow> = BTreeMap::new();
     let mut st = conn.prepare(
         "SELECT at / 3600, task_id, grp, COUNT(*), SUM(state = 'delivered'),
                 SUM(state IN ('undeliverable', 'expired', 'rejected', 'failed'))
-         FROM contacts GROUP BY at / 3600, task_id, grp",
+         FROM contacts WHERE ?1 IS NULL OR task_id IN (SELECT value FROM json_each(?1))
+         GROUP BY at / 3600, task_id, grp",
     )?;
-    let mut q = st.query([])?;
+    let mut q = st.query([&filter])?;
     while let Some(r) = q.next()? {
         let row = daily_row(&mut rows, r, &tz)?;
         row.sent += r.get::<_, i64>(3)? as u64;
         row.delivered += r.get::<_, i64>(4)? as u64;
         row.failed += r.get::<_, i64>(5)? as u64;
     }
-    let mut st = conn.prepare("SELECT at / 3600, task_id, grp, COUNT(*) FROM conversions GROUP BY at / 3600, task_id, grp")?;
-    let mut q = st.query([])?;
+    let mut st = conn.prepare(
+        "SELECT at / 3600, task_id, grp, COUNT(*) FROM conversions
+         WHERE ?1 IS NULL OR task_id IN (SELECT value FROM json_each(?1))
+         GROUP BY at / 3600, task_id, grp",
+    )?;
+    let mut q = st.query([&filter])?;
     while let Some(r) = q.next()? {
         let row = daily_row(&mut rows, r, &tz)?;
         row.converted += r.get::<_, i64>(3)? as u64;
@@ -242,13 +262,28 @@ pub struct ChannelHour {
 /// # Errors
 /// Unknown time zone; SQLite failure.
 pub fn channel_monitor(conn: &Connection, since: Timestamp, tz: &str) -> Result<Vec<ChannelHour>> {
+    channel_monitor_for(conn, since, tz, None)
+}
+
+/// [`channel_monitor`] over the contacts of the tasks in `tasks` (all when `None`).
+///
+/// # Errors
+/// Unknown time zone; SQLite failure.
+pub fn channel_monitor_for(
+    conn: &Connection,
+    since: Timestamp,
+    tz: &str,
+    tasks: Option<&[i64]>,
+) -> Result<Vec<ChannelHour>> {
     let tz = time_zone(tz)?;
     let mut st = conn.prepare(
         "SELECT channel, at / 3600, COUNT(*), SUM(state = 'delivered'),
                 SUM(state IN ('undeliverable', 'expired', 'rejected', 'failed'))
-         FROM contacts WHERE at >= ?1 GROUP BY channel, at / 3600 ORDER BY channel, at / 3600",
+         FROM contacts WHERE at >= ?1
+           AND (?2 IS NULL OR task_id IN (SELECT value FROM json_each(?2)))
+         GROUP BY channel, at / 3600 ORDER BY channel, at / 3600",
     )?;
-    let rows = st.query_map(params![since.as_second()], |r| {
+    let rows = st.query_map(params![since.as_second(), task_filter(tasks)], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, i64>(1)?,

@@ -162,10 +162,8 @@ impl Campaigns {
         segment::create_from_steps(&mut self.conn, &self.table, name, steps, now.as_second())
     }
 
-    /// Moves a task through the approval state machine.
-    ///
-    /// Resuming (paused → running) marks the task's unfinished slices for a fresh rule
-    /// check, so subscribers blacklisted or capped during the pause are not sent.
+    /// Moves a task through the approval state machine (no authenticated user: the local
+    /// CLI and the runner).
     ///
     /// # Errors
     /// [`crate::CampaignError::IllegalTransition`] and store errors.
@@ -177,8 +175,29 @@ impl Campaigns {
         now: Timestamp,
         note: &str,
     ) -> Result<()> {
+        self.transition_by(task, to, actor, None, now, note)
+    }
+
+    /// Moves a task through the approval state machine on behalf of user `user` (named
+    /// `actor`; see [`lifecycle::transition_by`] for the self-approval rule).
+    ///
+    /// Resuming (paused → running) marks the task's unfinished slices for a fresh rule
+    /// check, so subscribers blacklisted or capped during the pause are not sent.
+    ///
+    /// # Errors
+    /// [`crate::CampaignError::IllegalTransition`], [`crate::CampaignError::SelfApproval`]
+    /// and store errors.
+    pub fn transition_by(
+        &mut self,
+        task: i64,
+        to: TaskState,
+        actor: &str,
+        user: Option<i64>,
+        now: Timestamp,
+        note: &str,
+    ) -> Result<()> {
         let from = lifecycle::task_state(&self.conn, task)?;
-        lifecycle::transition(&mut self.conn, task, to, actor, now.as_second(), note)?;
+        lifecycle::transition_by(&mut self.conn, task, to, actor, user, now.as_second(), note)?;
         if from == TaskState::Paused && to == TaskState::Running {
             launch::recheck_unfinished(&self.conn, task)?;
         }

@@ -94,6 +94,56 @@ pub const MIGRATIONS: &[&str] = &[
         via TEXT NOT NULL, text TEXT NOT NULL, at INTEGER NOT NULL);
     CREATE INDEX unsubscribes_task ON unsubscribes(task_id);
     "#,
+    // 5: identity and tenancy (crate::identity). Organisations as a tree with exactly one
+    // root, users with roles, API keys and console sessions stored as SHA-256 hex; every
+    // campaign object gets an owning organisation and who/when of its last write. Rows
+    // from before this version keep org_id NULL, which means "the root organisation"
+    // (crate::identity::Scope); the root is created by bootstrap. Transitions record the
+    // authenticated user id (NULL for the CLI and the runner) next to the actor name.
+    r#"
+    CREATE TABLE orgs (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES orgs(id),
+        name TEXT NOT NULL UNIQUE,
+        level TEXT NOT NULL CHECK (level IN ('province', 'city', 'county')));
+    CREATE UNIQUE INDEX orgs_one_root ON orgs((parent_id IS NULL)) WHERE parent_id IS NULL;
+    CREATE INDEX orgs_parent ON orgs(parent_id);
+    CREATE TABLE users (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs(id),
+        name TEXT NOT NULL UNIQUE, roles TEXT NOT NULL, password_hash TEXT,
+        disabled INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,
+        created_by INTEGER REFERENCES users(id));
+    CREATE TABLE api_keys (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),
+        sha256_hex TEXT NOT NULL UNIQUE, label TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL, revoked_at INTEGER);
+    CREATE TABLE sessions (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),
+        sha256_hex TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL, ended_at INTEGER);
+    ALTER TABLE campaigns ADD COLUMN org_id INTEGER REFERENCES orgs(id);
+    ALTER TABLE campaigns ADD COLUMN created_by INTEGER REFERENCES users(id);
+    ALTER TABLE campaigns ADD COLUMN updated_by INTEGER REFERENCES users(id);
+    ALTER TABLE campaigns ADD COLUMN updated_at INTEGER;
+    ALTER TABLE activities ADD COLUMN org_id INTEGER REFERENCES orgs(id);
+    ALTER TABLE activities ADD COLUMN created_by INTEGER REFERENCES users(id);
+    ALTER TABLE activities ADD COLUMN updated_by INTEGER REFERENCES users(id);
+    ALTER TABLE activities ADD COLUMN updated_at INTEGER;
+    ALTER TABLE tasks ADD COLUMN org_id INTEGER REFERENCES orgs(id);
+    ALTER TABLE tasks ADD COLUMN created_by INTEGER REFERENCES users(id);
+    ALTER TABLE tasks ADD COLUMN updated_by INTEGER REFERENCES users(id);
+    ALTER TABLE tasks ADD COLUMN updated_at INTEGER;
+    ALTER TABLE segments ADD COLUMN org_id INTEGER REFERENCES orgs(id);
+    ALTER TABLE segments ADD COLUMN created_by INTEGER REFERENCES users(id);
+    ALTER TABLE segments ADD COLUMN updated_by INTEGER REFERENCES users(id);
+    ALTER TABLE segments ADD COLUMN updated_at INTEGER;
+    ALTER TABLE bulk_sends ADD COLUMN org_id INTEGER REFERENCES orgs(id);
+    ALTER TABLE bulk_sends ADD COLUMN created_by INTEGER REFERENCES users(id);
+    ALTER TABLE bulk_sends ADD COLUMN updated_by INTEGER REFERENCES users(id);
+    ALTER TABLE bulk_sends ADD COLUMN updated_at INTEGER;
+    ALTER TABLE transitions ADD COLUMN user_id INTEGER REFERENCES users(id);
+    CREATE INDEX campaigns_org ON campaigns(org_id);
+    CREATE INDEX activities_org ON activities(org_id);
+    CREATE INDEX tasks_org ON tasks(org_id);
+    CREATE INDEX segments_org ON segments(org_id);
+    CREATE INDEX bulk_sends_org ON bulk_sends(org_id);
+    CREATE INDEX bulk_sends_task ON bulk_sends(task_id);
+    "#,
     // Approval chains: approval state of campaigns/activities, chains, rounds, trail.
     crate::approval::APPROVAL_SCHEMA,
 ];

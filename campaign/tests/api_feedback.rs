@@ -24,20 +24,35 @@ async fn serve(c: Campaigns, gw: FakeGateway) -> (String, Arc<Mutex<Campaigns>>)
     (format!("http://{addr}/v1/campaign"), svc)
 }
 
-async fn post(http: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
-    let r = http.post(url).json(&body).send().await.unwrap();
+async fn post(http: &reqwest::Client, key: &str, url: String, body: Value) -> (u16, Value) {
+    let r = http
+        .post(url)
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let s = r.status().as_u16();
     (s, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn get(http: &reqwest::Client, url: String) -> Value {
-    http.get(url).send().await.unwrap().json().await.unwrap()
+async fn get(http: &reqwest::Client, key: &str, url: String) -> Value {
+    http.get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn campaign_api_launch_feedback_and_report() {
     let mut c = Campaigns::in_memory().unwrap();
     c.load_synthetic(900, 21).unwrap();
+    let keys = identities(&mut c);
+    let (maker, checker, ops) = (&keys.maker, &keys.checker, &keys.ops);
     let gw = FakeGateway::default();
     let (base, svc) = serve(c, gw.clone()).await;
     // reqwest has no built-in rustls provider in this workspace: install ring first.
@@ -47,6 +62,7 @@ async fn campaign_api_launch_feedback_and_report() {
     // Segments: bad condition → 422 with column; good → created; instant count agrees.
     let (s, e) = post(
         &http,
+        maker,
         format!("{base}/segments"),
         json!({"name":"x","condition":"arpu >= "}),
     )
@@ -54,6 +70,7 @@ async fn campaign_api_launch_feedback_and_report() {
     assert_eq!((s, e["column"].as_u64()), (422, Some(9)));
     let (s, seg) = post(
         &http,
+        maker,
         format!("{base}/segments"),
         json!({"name":"all","condition":"age >= 0"}),
     )
@@ -62,30 +79,43 @@ async fn campaign_api_launch_feedback_and_report() {
     let seg_id = seg["segment"]["id"].as_i64().unwrap();
     let (_, cnt) = post(
         &http,
+        maker,
         format!("{base}/count"),
         json!({"condition":"age >= 0"}),
     )
     .await;
     assert_eq!(cnt["count"], seg["segment"]["count"]);
     assert_eq!(
-        get(&http, format!("{base}/segments/{seg_id}/preview?n=3"))
-            .await
-            .as_array()
-            .unwrap()
-            .len(),
+        get(
+            &http,
+            maker,
+            format!("{base}/segments/{seg_id}/preview?n=3")
+        )
+        .await
+        .as_array()
+        .unwrap()
+        .len(),
         3
     );
 
     // Hierarchy + approval.
-    let (_, camp) = post(&http, format!("{base}/campaigns"), json!({"name":"spring"})).await;
+    let (_, camp) = post(
+        &http,
+        maker,
+        format!("{base}/campaigns"),
+        json!({"name":"spring"}),
+    )
+    .await;
     let (_, act) = post(
         &http,
+        maker,
         format!("{base}/campaigns/{}/activities", camp["id"]),
         json!({"name":"data"}),
     )
     .await;
     let (_, task) = post(
         &http,
+        maker,
         format!("{base}/tasks"),
         json!({"name":"sms","activity":act["id"]}),
     )
@@ -93,6 +123,7 @@ async fn campaign_api_launch_feedback_and_report() {
     let task = task["id"].as_i64().unwrap();
     let (s, _) = post(
         &http,
+        checker,
         format!("{base}/tasks/{task}/transitions"),
         json!({"to":"approved","actor":"eve"}),
     )
@@ -100,8 +131,9 @@ async fn campaign_api_launch_feedback_and_report() {
     assert_eq!(s, 409, "draft cannot jump to approved");
     let (s, e) = post(
         &http,
+        maker,
         format!("{base}/tasks/{task}/transitions"),
-        json!({"to":"submitted","actor":"maker"}),
+        json!({"to":"submitted"}),
     )
     .await;
     assert_eq!(s, 409, "submitting belongs to the approval chain: {e}");
@@ -110,8 +142,9 @@ async fn campaign_api_launch_feedback_and_report() {
     let schedule = || {
         post(
             &http,
+            maker,
             format!("{base}/tasks/{task}/transitions"),
-            json!({"to":"scheduled","actor":"maker"}),
+            json!({"to":"scheduled"}),
         )
     };
     let (s, e) = schedule().await;
@@ -128,7 +161,7 @@ async fn campaign_api_launch_feedback_and_report() {
     let (s, e) = schedule().await;
     assert_eq!(s, 200, "{e}");
     assert_eq!(
-        get(&http, format!("{base}/tasks/{task}/history")).await[1]["actor"],
+        get(&http, maker, format!("{base}/tasks/{task}/history")).await[1]["actor"],
         "checker"
     );
     let spec = json!({
@@ -136,10 +169,11 @@ async fn campaign_api_launch_feedback_and_report() {
         "groups": {"by":"random","seed":99,"variants":[{"name":"A","weight":1},{"name":"B","weight":1}],"control_share":0.2},
         "slices": [{"start":"2020-01-01T00:00:00Z"}], "batch_size": 250
     });
-    let (s, bulk) = post(&http, format!("{base}/tasks/{task}/bulk"), spec).await;
+    let (s, bulk) = post(&http, maker, format!("{base}/tasks/{task}/bulk"), spec).await;
     assert_eq!(s, 200, "{bulk}");
     let (s, plan) = post(
         &http,
+        maker,
         format!("{base}/bulk/{}/launch", bulk["id"]),
         json!({"actor":"maker"}),
     )
@@ -183,7 +217,7 @@ async fn campaign_api_launch_feedback_and_report() {
         let sub: u32 = m.tags["subscriber"].parse().unwrap();
         let ok = !sub.is_multiple_of(3);
         let id = &gw.state.lock().unwrap().ids[&m.client_ref].clone();
-        let (s, r) = post(&http, format!("{base}/webhooks/receipts"), json!({"id": id, "state": if ok {"delivered"} else {"undeliverable"}, "stat":"DELIVRD","tags": m.tags})).await;
+        let (s, r) = post(&http, maker, format!("{base}/webhooks/receipts"), json!({"id": id, "state": if ok {"delivered"} else {"undeliverable"}, "stat":"DELIVRD","tags": m.tags})).await;
         assert_eq!((s, &r["matched"]), (200, &json!(true)));
         if ok {
             *delivered.entry(m.tags["group"].clone()).or_default() += 1;
@@ -191,6 +225,7 @@ async fn campaign_api_launch_feedback_and_report() {
     }
     let (s, _) = post(
         &http,
+        maker,
         format!("{base}/webhooks/receipts"),
         json!({"id":"nope","state":"weird"}),
     )
@@ -205,7 +240,7 @@ async fn campaign_api_launch_feedback_and_report() {
         .take(10)
         .collect();
     for m in &a_subs {
-        let (s, r) = post(&http, format!("{base}/webhooks/replies"), json!({"from": format!("+86{}", m.to), "to":"10086", "text":"Y", "received_at": now.to_string()})).await;
+        let (s, r) = post(&http, maker, format!("{base}/webhooks/replies"), json!({"from": format!("+86{}", m.to), "to":"10086", "text":"Y", "received_at": now.to_string()})).await;
         assert_eq!((s, &r["matched"]), (200, &json!(true)));
     }
     // Orders: 20 from B, 5 from control, one unknown number, one other offer, one bad line.
@@ -238,6 +273,7 @@ async fn campaign_api_launch_feedback_and_report() {
     ));
     let r: Value = http
         .post(format!("{base}/orders"))
+        .bearer_auth(ops)
         .body(csv)
         .send()
         .await
@@ -257,7 +293,7 @@ async fn campaign_api_launch_feedback_and_report() {
     assert_eq!(r["errors"][0]["field"], "msisdn");
 
     // Report: funnel numbers and uplift match the z-test on the same counts.
-    let rep = get(&http, format!("{base}/tasks/{task}/report")).await;
+    let rep = get(&http, maker, format!("{base}/tasks/{task}/report")).await;
     let row = |g: &str| {
         rep["funnel"]
             .as_array()
@@ -296,7 +332,7 @@ async fn campaign_api_launch_feedback_and_report() {
     assert!((up["test"]["ci_low"].as_f64().unwrap() - want.ci_low).abs() < 1e-12);
 
     // Daily report (JSON and CSV) and channel monitor add up to what was sent.
-    let daily = get(&http, format!("{base}/reports/daily")).await;
+    let daily = get(&http, maker, format!("{base}/reports/daily")).await;
     let sent: u64 = daily
         .as_array()
         .unwrap()
@@ -306,6 +342,7 @@ async fn campaign_api_launch_feedback_and_report() {
     assert_eq!(sent, msgs.len() as u64);
     let csv = http
         .get(format!("{base}/reports/daily?format=csv"))
+        .bearer_auth(maker)
         .send()
         .await
         .unwrap()
@@ -316,7 +353,7 @@ async fn campaign_api_launch_feedback_and_report() {
         csv.starts_with("date,task,group,sent,delivered,failed,converted\n"),
         "{csv}"
     );
-    let mon = get(&http, format!("{base}/reports/channels")).await;
+    let mon = get(&http, maker, format!("{base}/reports/channels")).await;
     let m_sent: u64 = mon
         .as_array()
         .unwrap()

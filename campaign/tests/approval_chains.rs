@@ -8,12 +8,15 @@ use sluice_campaign::approval::{
     self, Action, Actor, ApprovalError, ApprovalState, ChainStep, Level, StepAction, Subject,
     SubjectKind, TrailEntry,
 };
+use sluice_campaign::identity::{self, OrgLevel, Role};
 use sluice_campaign::lifecycle::{self, Blocked, TaskState};
 use sluice_campaign::{CampaignError, Campaigns};
 
+// The tree and the users `service` creates, in this order, in a fresh store (ids are the
+// SQLite row ids; `service` checks them).
 const PROVINCE: i64 = 1;
-const CITY: i64 = 10;
-const COUNTY: i64 = 100;
+const CITY: i64 = 2;
+const COUNTY: i64 = 3;
 /// A county object's ancestry: its organisation first, the root last.
 const ANCESTRY: [i64; 3] = [COUNTY, CITY, PROVINCE];
 
@@ -27,23 +30,43 @@ fn user(user_id: i64, user: &str, org_id: i64, can_approve: bool) -> Actor {
 }
 
 fn planner() -> Actor {
-    user(101, "county-planner", COUNTY, false)
+    user(2, "county-planner", COUNTY, false)
 }
 fn county() -> Actor {
-    user(102, "county-approver", COUNTY, true)
+    user(3, "county-approver", COUNTY, true)
 }
 fn county2() -> Actor {
-    user(103, "county-approver-2", COUNTY, true)
+    user(4, "county-approver-2", COUNTY, true)
 }
 fn city() -> Actor {
-    user(11, "city-approver", CITY, true)
+    user(5, "city-approver", CITY, true)
 }
 fn province() -> Actor {
-    user(2, "province-approver", PROVINCE, true)
+    user(6, "province-approver", PROVINCE, true)
 }
 
+/// A store with the province → city → county tree, its admin (user 1) and the users above.
 fn service() -> Campaigns {
-    Campaigns::in_memory().expect("store")
+    let mut c = Campaigns::in_memory().expect("store");
+    let b = identity::bootstrap(&mut c.conn, "Province", "admin", None, None, 0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.org, PROVINCE);
+    let city_id = identity::create_org(&c.conn, "City", Some(b.org), OrgLevel::City).unwrap();
+    let county_id =
+        identity::create_org(&c.conn, "County", Some(city_id), OrgLevel::County).unwrap();
+    assert_eq!((city_id, county_id), (CITY, COUNTY));
+    assert_eq!(identity::ancestry(&c.conn, COUNTY).unwrap(), ANCESTRY);
+    for a in [planner(), county(), county2(), city(), province()] {
+        let role = if a.can_approve {
+            Role::Approver
+        } else {
+            Role::Planner
+        };
+        let id = identity::create_user(&c.conn, &a.user, a.org_id, &[role], None, None, 0).unwrap();
+        assert_eq!(id, a.user_id);
+    }
+    c
 }
 
 fn configure(c: &Campaigns, org: i64, kind: SubjectKind, steps: serde_json::Value) {
@@ -265,7 +288,7 @@ fn nobody_decides_on_what_they_submitted_or_approves_twice() {
     approval::submit(&mut c.conn, t, &ANCESTRY, &county(), 1, "").unwrap();
     let e = approval::approve(&mut c.conn, t, &county(), 2, "").unwrap_err();
     assert!(
-        matches!(e, ApprovalError::SelfApproval { user_id: 102 }),
+        matches!(e, ApprovalError::SelfApproval { user_id: 3 }),
         "{e}"
     );
     assert_eq!(e.http_status(), StatusCode::FORBIDDEN);
@@ -274,7 +297,7 @@ fn nobody_decides_on_what_they_submitted_or_approves_twice() {
     // A planner has no approver role.
     let e = approval::approve(&mut c.conn, t, &planner(), 2, "").unwrap_err();
     assert!(
-        matches!(e, ApprovalError::NotApprover { user_id: 101 }),
+        matches!(e, ApprovalError::NotApprover { user_id: 2 }),
         "{e}"
     );
     assert_eq!(approval::trail(&c.conn, t).unwrap().len(), 1);
@@ -296,7 +319,7 @@ fn nobody_decides_on_what_they_submitted_or_approves_twice() {
         matches!(
             e,
             ApprovalError::AlreadyApproved {
-                user_id: 102,
+                user_id: 3,
                 step: 0
             }
         ),

@@ -184,7 +184,9 @@ async fn only_scheduled_or_running_tasks_send() {
         c.plan(bulk, ts("2026-03-05T00:00:00Z")),
         Err(CampaignError::NotSendable { .. })
     ));
-    sluice_campaign::approval::submit(&mut c.conn, task, &[1], &maker(), 0, "").unwrap();
+    let (planner, approver) = (maker(&mut c), checker(&mut c));
+    let root = [planner.org_id];
+    sluice_campaign::approval::submit(&mut c.conn, task, &root, &planner, 0, "").unwrap();
     assert!(matches!(
         c.plan(bulk, ts("2026-03-05T00:00:00Z")),
         Err(CampaignError::NotSendable {
@@ -192,7 +194,7 @@ async fn only_scheduled_or_running_tasks_send() {
             ..
         })
     ));
-    sluice_campaign::approval::approve(&mut c.conn, task, &checker(), 0, "").unwrap();
+    sluice_campaign::approval::approve(&mut c.conn, task, &approver, 0, "").unwrap();
     assert!(matches!(
         c.plan(bulk, ts("2026-03-05T00:00:00Z")),
         Err(CampaignError::NotSendable {

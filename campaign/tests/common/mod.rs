@@ -91,30 +91,49 @@ pub fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
-/// A planner of organisation 1 (submits, cannot approve).
-pub fn maker() -> Actor {
+/// The user `name` of the root organisation (a planner, or an approver when `approver`),
+/// bootstrapping the root and creating the user when the store has none yet.
+pub fn person(c: &mut Campaigns, name: &str, approver: bool) -> Actor {
+    use sluice_campaign::identity::{self, Role};
+    let _ = identity::bootstrap(&mut c.conn, "Province", "admin", None, None, 0).unwrap();
+    let root = identity::root_org(&c.conn).unwrap().unwrap();
+    let found: Option<i64> = c
+        .conn
+        .query_row("SELECT id FROM users WHERE name = ?1", [name], |r| r.get(0))
+        .ok();
+    let role = if approver {
+        Role::Approver
+    } else {
+        Role::Planner
+    };
+    let user_id = found.unwrap_or_else(|| {
+        identity::create_user(&c.conn, name, root, &[role], None, None, 0).unwrap()
+    });
     Actor {
-        user_id: 1,
-        user: "maker".into(),
-        org_id: 1,
-        can_approve: false,
+        user_id,
+        user: name.into(),
+        org_id: root,
+        can_approve: approver,
     }
 }
 
-/// An approver of organisation 1.
-pub fn checker() -> Actor {
-    Actor {
-        user_id: 2,
-        user: "checker".into(),
-        org_id: 1,
-        can_approve: true,
-    }
+/// Planner `maker` of the root organisation.
+pub fn maker(c: &mut Campaigns) -> Actor {
+    person(c, "maker", false)
 }
 
-/// Takes `subject` through organisation 1's default chain: maker submits, checker approves.
+/// Approver `checker` of the root organisation.
+pub fn checker(c: &mut Campaigns) -> Actor {
+    person(c, "checker", true)
+}
+
+/// Takes `subject` through the root organisation's default chain: maker submits, checker
+/// approves.
 pub fn approve(c: &mut Campaigns, subject: Subject) {
-    approval::submit(&mut c.conn, subject, &[1], &maker(), 0, "").unwrap();
-    approval::approve(&mut c.conn, subject, &checker(), 0, "ok").unwrap();
+    let (maker, checker) = (maker(c), checker(c));
+    let root = [maker.org_id];
+    approval::submit(&mut c.conn, subject, &root, &maker, 0, "").unwrap();
+    approval::approve(&mut c.conn, subject, &checker, 0, "ok").unwrap();
 }
 
 /// Creates a task and moves it to `running` (through the approval chain).
@@ -167,4 +186,34 @@ pub fn insert_contact(c: &Campaigns, sub: u32, channel: &str, offer: &str, ctype
             rusqlite::params![sub, channel, offer, ctype, at],
         )
         .unwrap();
+}
+
+/// API keys of the users the HTTP tests act as, all in the root organisation.
+pub struct Keys {
+    pub admin: String,
+    pub maker: String,
+    pub checker: String,
+    pub ops: String,
+}
+
+/// Bootstraps the root organisation and an admin, and adds a planner (`maker`), an
+/// approver (`checker`) and an operator (`ops`), each with an API key.
+pub fn identities(c: &mut Campaigns) -> Keys {
+    use sluice_campaign::identity::{self, Role};
+    let b = identity::bootstrap(&mut c.conn, "Province", "admin", None, None, 0)
+        .unwrap()
+        .unwrap();
+    let key = |name: &str, role: Role| {
+        let u =
+            identity::create_user(&c.conn, name, b.org, &[role], None, Some(b.user), 0).unwrap();
+        identity::create_key(&c.conn, u, "test", None, 0)
+            .unwrap()
+            .key
+    };
+    Keys {
+        maker: key("maker", Role::Planner),
+        checker: key("checker", Role::Approver),
+        ops: key("ops", Role::Operator),
+        admin: b.key,
+    }
 }
