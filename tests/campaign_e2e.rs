@@ -38,6 +38,10 @@ fn check_sent_exactly_once(o: &DemoOutcome) {
         sluice::demo::render(o)
     );
     assert_eq!(o.feedback_lagged, 0);
+    assert_eq!(
+        o.self_approval, "403 cannot approve your own submission",
+        "the planner's own approval is refused"
+    );
     let by_group: BTreeMap<_, _> = o.funnel.iter().map(|r| (r.group.as_str(), r)).collect();
     assert_eq!(
         by_group.keys().copied().collect::<Vec<_>>(),

@@ -100,14 +100,45 @@ channel = "sim"
     Config::parse(&text, "mo.toml").expect("config")
 }
 
+/// The campaign API as two users: a planner (everything but approval) and an approver.
 struct Api {
     http: reqwest::Client,
     base: String,
+    planner: String,
+    approver: String,
+}
+
+/// Root organisation and the two users of [`Api`], with their API keys.
+fn campaign_users(c: &mut sluice_campaign::Campaigns) -> (String, String) {
+    use sluice_campaign::identity::{self, Role};
+    let b = identity::bootstrap(&mut c.conn, "Province", "admin", None, None, 0)
+        .expect("bootstrap")
+        .expect("fresh db");
+    let key = |name: &str, role: Role| {
+        let u = identity::create_user(&c.conn, name, b.org, &[role], None, None, 0).expect("user");
+        identity::create_key(&c.conn, u, "test", None, 0)
+            .expect("key")
+            .key
+    };
+    (key("planner", Role::Planner), key("approver", Role::Approver))
 }
 
 impl Api {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        self.call_as(&self.planner, method, path, body).await
+    }
+
+    async fn call_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(key);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -157,9 +188,16 @@ impl Api {
             .as_i64()
             .expect("task id");
         for to in ["submitted", "approved", "scheduled"] {
-            self.post(
+            let key = if to == "approved" {
+                &self.approver
+            } else {
+                &self.planner
+            };
+            self.call_as(
+                key,
+                reqwest::Method::POST,
                 &format!("/tasks/{task}/transitions"),
-                json!({"to": to, "actor": "test"}),
+                Some(json!({"to": to})),
             )
             .await;
         }
@@ -182,7 +220,7 @@ impl Api {
             .as_i64()
             .expect("bulk id");
         let plan = self
-            .post(&format!("/bulk/{bulk}/launch"), json!({"actor": "test"}))
+            .post(&format!("/bulk/{bulk}/launch"), json!({}))
             .await;
         (task, plan)
     }
@@ -207,12 +245,13 @@ impl Api {
 async fn replies_route_by_extension_and_unsubscribes_reach_the_dnd_list_through_serve() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("campaign.db");
-    let numbers: Vec<String> = {
+    let (numbers, (planner, approver)): (Vec<String>, _) = {
         let mut c = sluice_campaign::Campaigns::open(&db).expect("campaign db");
         c.load_synthetic(50, 3).expect("city");
-        (0..50)
+        let numbers = (0..50)
             .map(|id| c.table.msisdn(id).expect("msisdn").to_string())
-            .collect()
+            .collect();
+        (numbers, campaign_users(&mut c))
     };
     let sim = sluice_loadtest::Simulator::start(sim_config())
         .await
@@ -226,6 +265,7 @@ async fn replies_route_by_extension_and_unsubscribes_reach_the_dnd_list_through_
             campaign: Some(CampaignHost {
                 db: db.clone(),
                 api_key: KEY.into(),
+                dev_admin_key: None,
             }),
             ..ServeOptions::default()
         },
@@ -248,6 +288,8 @@ async fn replies_route_by_extension_and_unsubscribes_reach_the_dnd_list_through_
     let api = Api {
         http: reqwest::Client::new(),
         base: format!("http://{}/v1/campaign", gw.http_addr()),
+        planner,
+        approver,
     };
     let (s1, s_td, s_tui, s_plain) = (
         api.segment("both tasks", &numbers[0..20]).await,

@@ -23,7 +23,13 @@
 //! sluice campaign report 1
 //! sluice campaign orders orders.csv
 //! sluice campaign serve --listen 127.0.0.1:8081   # standalone service, feedback by webhook
+//! sluice campaign admin init --org Province --user admin   # root org + admin, prints its API key
 //! ```
+//!
+//! The CLI works on the database file directly, as the local operator: it needs no
+//! credential, records `--actor` as free text in task histories (no user id), and rows it
+//! creates belong to the root organisation. The HTTP API (`/v1/campaign`) needs an API key
+//! or session of a user; `admin init` creates the first one.
 
 pub mod wiring;
 
@@ -38,6 +44,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jiff::Timestamp;
 use serde::de::DeserializeOwned;
 use sluice_campaign::dispatch::HttpDispatcher;
+use sluice_campaign::identity;
 use sluice_campaign::launch::{self, BulkSpec, RunOutcome};
 use sluice_campaign::lifecycle::{self, TaskState};
 use sluice_campaign::report::{FunnelRow, UpliftRow};
@@ -70,6 +77,9 @@ pub enum CmdError {
     /// The arguments do not say what to do.
     #[error("usage: {0}")]
     Usage(&'static str),
+    /// `admin init` on a database that already has users.
+    #[error("the campaign database already has users; create more over the API")]
+    AlreadyInitialised,
     /// Sending through the gateway failed; the cursor did not move, re-run to retry.
     #[error(transparent)]
     Run(#[from] launch::RunError),
@@ -194,6 +204,9 @@ pub enum CampaignCmd {
         /// The CSV file.
         file: PathBuf,
     },
+    /// Users and organisations.
+    #[command(subcommand)]
+    Admin(AdminCmd),
     /// Run the campaign service on its own (out of the gateway process): the HTTP API under
     /// /v1/campaign, receipts and replies by webhook at /v1/campaign/webhooks/receipts and
     /// /v1/campaign/webhooks/replies (point the account's webhook_url / mo_url there).
@@ -203,6 +216,24 @@ pub enum CampaignCmd {
         listen: std::net::SocketAddr,
         #[command(flatten)]
         gateway: GatewayArgs,
+    },
+}
+
+/// `sluice campaign admin …`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCmd {
+    /// Create the root organisation (a province) and an admin user, and print the admin's
+    /// API key (shown once). Refused when the database already has users.
+    Init {
+        /// Name of the root organisation.
+        #[arg(long)]
+        org: String,
+        /// Name of the admin user.
+        #[arg(long, default_value = "admin")]
+        user: String,
+        /// Read the admin's console password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 
@@ -417,7 +448,40 @@ pub async fn run(args: CampaignArgs) -> Result<(), CmdError> {
             let rep = c.import_orders(open_file(&file)?)?;
             print_json(&rep);
         }
+        CampaignCmd::Admin(AdminCmd::Init {
+            org,
+            user,
+            password_stdin,
+        }) => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .map_err(|source| CmdError::File {
+                        path: "stdin".into(),
+                        source,
+                    })?;
+                Some(line.trim_end_matches(['\r', '\n']).to_owned())
+            } else {
+                None
+            };
+            let made = identity::bootstrap(
+                &mut c.conn,
+                &org,
+                &user,
+                password.as_deref(),
+                None,
+                now.as_second(),
+            )?
+            .ok_or(CmdError::AlreadyInitialised)?;
+            print_json(&made);
+        }
         CampaignCmd::Serve { listen, gateway } => {
+            if !identity::has_users(&c.conn)? {
+                tracing::warn!(
+                    "No campaign users yet: every API call answers 401 until `sluice campaign admin init`."
+                );
+            }
             c.mo = gateway.mo_settings();
             serve(c, listen, &gateway).await?;
         }
@@ -789,5 +853,26 @@ mod tests {
             .await
             .expect_err("incomplete condition");
         assert!(e.to_string().contains("column 9"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn admin_init_creates_one_admin_and_refuses_a_second_time() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("c.db");
+        run(args(&db, &["admin", "init", "--org", "Province"]))
+            .await
+            .expect("first init");
+        let e = run(args(&db, &["admin", "init", "--org", "Other"]))
+            .await
+            .expect_err("second init");
+        assert!(matches!(e, CmdError::AlreadyInitialised), "{e}");
+        let c = Campaigns::open(&db).expect("reopen");
+        let users = identity::list_users(&c.conn, &[identity::root_org(&c.conn).expect("root").expect("some")])
+            .expect("users");
+        assert_eq!(users.len(), 1);
+        assert_eq!(
+            (users[0].name.as_str(), &users[0].roles[..]),
+            ("admin", &[identity::Role::Admin][..])
+        );
     }
 }
