@@ -8,11 +8,14 @@
 //! 2. the gateway in-process ([`crate::serve::start`]) with one channel to that simulator,
 //!    its data in a fresh directory;
 //! 3. the campaign service in-process: a synthetic city, exclusion lists (blacklist sample
-//!    and SMS do-not-disturb sample), a segment by condition (brand + ARPU), a campaign,
-//!    activity and task submitted by a planner and approved by an approver through their
-//!    approval chains, a bulk send split A / B / hold-out control;
-//! 4. launch through the campaign HTTP API ([`crate::campaign_cmd::wiring::mount`]), whose
-//!    runner hands batches to the gateway's own `POST /v1/messages`;
+//!    and SMS do-not-disturb sample), two users with API keys: `alice` (planner and
+//!    approver) and `bob` (approver);
+//! 4. through the campaign HTTP API ([`crate::campaign_cmd::wiring::mount`]) alice builds a
+//!    segment by condition (brand + ARPU), a campaign, activity and task, and submits each
+//!    to its approval chain; her own approval of the task is refused (403, shown in the
+//!    output); bob approves all three; alice schedules
+//!    it, adds a bulk send split A / B / hold-out control and launches it, and the runner
+//!    hands batches to the gateway's own `POST /v1/messages`;
 //! 5. receipts and replies flow back through the gateway's in-process subscription
 //!    ([`crate::campaign_cmd::wiring::spawn_feedback`]) until they settle: every message
 //!    sent has its final receipt and every reply the simulator sent is recorded (bounded by
@@ -32,9 +35,9 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jiff::Timestamp;
-use sluice_campaign::approval::{self, Actor, ApprovalError, Subject};
 use sluice_campaign::feedback::OrdersReport;
 use sluice_campaign::groups::{GroupSpec, Variant, bucket_point};
+use sluice_campaign::identity::{self, Role};
 use sluice_campaign::launch::{self, BulkSpec, PlanReport, SliceSpec};
 use sluice_campaign::lifecycle::{self, TaskState};
 use sluice_campaign::report::{FunnelRow, UpliftRow};
@@ -169,9 +172,6 @@ pub enum DemoError {
     /// Campaign library failure.
     #[error("campaign: {0}")]
     Campaign(#[from] CampaignError),
-    /// The approval chain refused a step.
-    #[error("approval: {0}")]
-    Approval(#[from] ApprovalError),
     /// The simulator did not start or stop cleanly.
     #[error("simulator: {0}")]
     Simulator(String),
@@ -194,6 +194,8 @@ pub enum DemoError {
 pub struct DemoOutcome {
     pub task: i64,
     pub bulk: i64,
+    /// Status and error of planner alice approving her own submission (refused).
+    pub self_approval: String,
     /// Segment size before exclusions.
     pub segment_size: u64,
     pub plan: PlanReport,
@@ -326,9 +328,15 @@ fn lock(svc: &Mutex<Campaigns>) -> std::sync::MutexGuard<'_, Campaigns> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Creates the city, the exclusion lists, the segment, the approved task and its bulk send.
-/// Returns (task, bulk, segment size).
-fn prepare(c: &mut Campaigns, o: &DemoOptions) -> Result<(i64, i64, u64), DemoError> {
+/// The demo's two campaign users: a planner and an approver, with their API keys.
+struct Users {
+    alice: String,
+    bob: String,
+}
+
+/// Creates the city, the exclusion lists, and the users: the root organisation with an
+/// admin, planner (and approver) `alice` and approver `bob` (the approval needs two people).
+fn prepare(c: &mut Campaigns, o: &DemoOptions) -> Result<Users, DemoError> {
     let now = Timestamp::now();
     c.load_synthetic(o.subscribers, o.seed)?;
     let n = c.table.len();
@@ -359,36 +367,26 @@ fn prepare(c: &mut Campaigns, o: &DemoOptions) -> Result<(i64, i64, u64), DemoEr
         "demo-dnd",
         &dnd.iter().map(String::as_str).collect::<Vec<_>>(),
     )?;
-    let seg = c.segment_from_condition("demo: high-value gotone/mzone", &o.condition, now)?;
     let t = now.as_second();
-    let campaign = lifecycle::create_campaign(&c.conn, "Winter data push", t)?;
-    let activity = lifecycle::create_activity(&c.conn, campaign, "5 GB data pack")?;
-    let task = lifecycle::create_task(&c.conn, Some(activity), "SMS A/B test", t)?;
-    // One organisation with the default chain (its own approvers approve): the planner
-    // submits, the approver approves, then the planner schedules.
-    let planner = Actor {
-        user_id: 1,
-        user: "planner".into(),
-        org_id: 1,
-        can_approve: false,
+    let root = identity::bootstrap(&mut c.conn, "Demo province", "admin", None, None, t)?
+        .ok_or_else(|| DemoError::Api("the demo database already has users".into()))?;
+    let user = |name: &str, roles: &[Role]| -> Result<String, DemoError> {
+        let id = identity::create_user(&c.conn, name, root.org, roles, None, Some(root.user), t)?;
+        Ok(identity::create_key(&c.conn, id, "demo", None, t)?.key)
     };
-    let approver = Actor {
-        user_id: 2,
-        user: "manager".into(),
-        org_id: 1,
-        can_approve: true,
-    };
-    for subject in [
-        Subject::Campaign(campaign),
-        Subject::Activity(activity),
-        Subject::Task(task),
-    ] {
-        approval::submit(&mut c.conn, subject, &[1], &planner, t, "demo")?;
-        approval::approve(&mut c.conn, subject, &approver, t, "demo")?;
-    }
-    c.transition(task, TaskState::Scheduled, "planner", now, "demo")?;
-    let spec = BulkSpec {
-        segment: seg.id,
+    Ok(Users {
+        // alice may approve too (a department head), so what refuses her own approval is
+        // the self-approval rule, not a missing role.
+        alice: user("alice", &[Role::Planner, Role::Approver])?,
+        bob: user("bob", &[Role::Approver])?,
+    })
+}
+
+/// The demo's bulk send over segment `segment`: A / B / 10 % control, one slice from now.
+fn bulk_spec(o: &DemoOptions, segment: i64) -> BulkSpec {
+    let now = Timestamp::now();
+    BulkSpec {
+        segment,
         template: "{city} special: 5GB data for 10 yuan. Reply Y to order.".into(),
         group_templates: BTreeMap::from([
             (
@@ -427,14 +425,151 @@ fn prepare(c: &mut Campaigns, o: &DemoOptions) -> Result<(i64, i64, u64), DemoEr
         },
         policy: rules::ContactPolicy::default(),
         slices: vec![SliceSpec {
-            start: Timestamp::from_second(t - 1).unwrap_or(now),
+            start: Timestamp::from_second(now.as_second() - 1).unwrap_or(now),
             window: None,
         }],
         timezone: sluice_campaign::window::DEFAULT_TZ.into(),
         batch_size: launch::MAX_BATCH,
-    };
-    let bulk = c.create_bulk(task, &spec)?;
-    Ok((task, bulk, seg.count))
+    }
+}
+
+/// The campaign HTTP API as the demo's users call it.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    /// POSTs `body` to `path` as the user with `key`; the status and JSON answer.
+    async fn post(
+        &self,
+        key: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<(u16, serde_json::Value), DemoError> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| DemoError::Api(format!("{path}: {e}")))?;
+        let status = resp.status().as_u16();
+        let v = resp.json().await.unwrap_or(serde_json::Value::Null);
+        Ok((status, v))
+    }
+
+    /// As [`Api::post`], but anything other than 2xx is an error.
+    async fn ok(
+        &self,
+        key: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, DemoError> {
+        let (status, v) = self.post(key, path, body).await?;
+        if (200..300).contains(&status) {
+            Ok(v)
+        } else {
+            Err(DemoError::Api(format!("{path} answered {status}: {v}")))
+        }
+    }
+
+    fn id(v: &serde_json::Value) -> Result<i64, DemoError> {
+        v["id"]
+            .as_i64()
+            .ok_or_else(|| DemoError::Api(format!("no id in {v}")))
+    }
+}
+
+/// What the planner and the approver did through the API before the launch.
+struct Planned {
+    task: i64,
+    bulk: i64,
+    segment_size: u64,
+    /// The answer to alice approving her own submission (refused).
+    self_approval: String,
+}
+
+/// alice builds the segment, campaign, activity and task and submits each; her own approval
+/// of the task is refused; bob approves the three; alice schedules the task and adds the
+/// bulk send.
+async fn plan_via_api(api: &Api, u: &Users, o: &DemoOptions) -> Result<Planned, DemoError> {
+    use serde_json::json;
+    let seg = api
+        .ok(
+            &u.alice,
+            "/segments",
+            &json!({"name": "demo: high-value gotone/mzone", "condition": o.condition}),
+        )
+        .await?;
+    let segment = seg["segment"]["id"]
+        .as_i64()
+        .ok_or_else(|| DemoError::Api(format!("no segment in {seg}")))?;
+    let segment_size = seg["segment"]["count"].as_u64().unwrap_or(0);
+    let campaign = Api::id(
+        &api.ok(&u.alice, "/campaigns", &json!({"name": "Winter data push"}))
+            .await?,
+    )?;
+    let activity = Api::id(
+        &api.ok(
+            &u.alice,
+            &format!("/campaigns/{campaign}/activities"),
+            &json!({"name": "5 GB data pack"}),
+        )
+        .await?,
+    )?;
+    let task = Api::id(
+        &api.ok(
+            &u.alice,
+            "/tasks",
+            &json!({"name": "SMS A/B test", "activity": activity}),
+        )
+        .await?,
+    )?;
+    // Campaign, activity and task each go through their chain (the root's default: one
+    // approval by its own approvers). alice approving her own task is refused.
+    let comment = json!({"comment": "demo"});
+    let mut refused = None;
+    for path in [
+        format!("/campaigns/{campaign}"),
+        format!("/activities/{activity}"),
+        format!("/tasks/{task}"),
+    ] {
+        api.ok(&u.alice, &format!("{path}/submit"), &comment)
+            .await?;
+        if path.starts_with("/tasks") {
+            let (status, answer) = api
+                .post(&u.alice, &format!("{path}/approve"), &comment)
+                .await?;
+            if status != 403 {
+                return Err(DemoError::Api(format!(
+                    "alice approving her own task answered {status}, not 403: {answer}"
+                )));
+            }
+            refused = Some((status, answer));
+        }
+        api.ok(&u.bob, &format!("{path}/approve"), &comment).await?;
+    }
+    let (status, refused) = refused.unwrap_or_default();
+    api.ok(
+        &u.alice,
+        &format!("/tasks/{task}/transitions"),
+        &json!({"to": "scheduled", "note": "demo"}),
+    )
+    .await?;
+    let spec = serde_json::to_value(bulk_spec(o, segment))
+        .map_err(|e| DemoError::Api(format!("bulk spec: {e}")))?;
+    let bulk = Api::id(
+        &api.ok(&u.alice, &format!("/tasks/{task}/bulk"), &spec)
+            .await?,
+    )?;
+    Ok(Planned {
+        task,
+        bulk,
+        segment_size,
+        self_approval: format!("{status} {}", refused["error"].as_str().unwrap_or_default()),
+    })
 }
 
 /// Organic orders: a seeded share of every launched group (control included) orders the
@@ -551,9 +686,9 @@ pub async fn run(o: DemoOptions) -> Result<DemoOutcome, DemoError> {
 
     let t = Instant::now();
     let mut campaigns = Campaigns::open(&dir.join("campaign.db"))?;
-    let (task, bulk, segment_size) = prepare(&mut campaigns, &o)?;
+    let users = prepare(&mut campaigns, &o)?;
     let svc = Arc::new(Mutex::new(campaigns));
-    phases.push(("city + lists + segment + task", t.elapsed()));
+    phases.push(("city + lists + users", t.elapsed()));
 
     let (router, service) = InProcess::start(
         Arc::clone(&svc),
@@ -566,21 +701,28 @@ pub async fn run(o: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let counts = Arc::clone(&service.counts);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (api_addr, api_task) = serve_router(router, stop_rx.clone()).await?;
-
-    // Launch through the campaign API, exactly as a campaign manager's console would.
     // `start` above installed the rustls provider this client needs.
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: format!("http://{api_addr}/v1/campaign"),
+    };
+
+    // Plan, approve and launch through the campaign API, as the console's users would.
     let t = Instant::now();
-    let resp = reqwest::Client::new()
-        .post(format!("http://{api_addr}/v1/campaign/bulk/{bulk}/launch"))
-        .json(&serde_json::json!({"actor": "demo"}))
-        .send()
-        .await
-        .map_err(|e| DemoError::Api(e.to_string()))?;
-    if !resp.status().is_success() {
-        let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
-        return Err(DemoError::Api(format!("launch answered {status}: {body}")));
-    }
+    let Planned {
+        task,
+        bulk,
+        segment_size,
+        self_approval,
+    } = plan_via_api(&api, &users, &o).await?;
+    phases.push(("segment + task + approval (API)", t.elapsed()));
+    let t = Instant::now();
+    api.ok(
+        &users.alice,
+        &format!("/bulk/{bulk}/launch"),
+        &serde_json::json!({}),
+    )
+    .await?;
     let plan = launch::plan_report(&lock(&svc).conn, bulk)?;
     phases.push(("launch (plan + rules + split)", t.elapsed()));
 
@@ -659,6 +801,7 @@ pub async fn run(o: DemoOptions) -> Result<DemoOutcome, DemoError> {
         task,
         bulk,
         segment_size,
+        self_approval,
         plan,
         funnel,
         uplift,
@@ -702,6 +845,11 @@ pub fn render(o: &DemoOutcome) -> String {
             .join(", "),
         o.task,
         o.bulk
+    );
+    let _ = writeln!(
+        s,
+        "Approval: alice (planner, approver) submitted task {}; alice approving it herself was refused ({}); bob (approver) approved it\n",
+        o.task, o.self_approval
     );
     s.push_str(&crate::campaign_cmd::render_tables(&o.funnel, &o.uplift));
     let _ = writeln!(

@@ -147,6 +147,11 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         (false, Some(api_key)) => Some(sluice::serve::CampaignHost {
             db: config.storage.path.join("campaign.db"),
             api_key,
+            // The embedded (development) config only: an admin whose API key is the dev key.
+            dev_admin_key: a
+                .config
+                .is_none()
+                .then(|| sluice::config::EMBEDDED_DEV_KEY.to_owned()),
         }),
         (false, None) => {
             tracing::warn!("No --campaign-key / SLUICE_CAMPAIGN_KEY: campaign service not hosted.");

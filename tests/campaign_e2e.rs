@@ -38,6 +38,11 @@ fn check_sent_exactly_once(o: &DemoOutcome) {
         sluice::demo::render(o)
     );
     assert_eq!(o.feedback_lagged, 0);
+    assert!(
+        o.self_approval.starts_with("403 ") && o.self_approval.contains("their own submission"),
+        "the planner's own approval is refused: {}",
+        o.self_approval
+    );
     let by_group: BTreeMap<_, _> = o.funnel.iter().map(|r| (r.group.as_str(), r)).collect();
     assert_eq!(
         by_group.keys().copied().collect::<Vec<_>>(),

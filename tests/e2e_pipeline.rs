@@ -338,7 +338,8 @@ async fn readyz_follows_the_channel_binds() {
 }
 
 /// `serve` hosts the campaign service in-process when asked: `/v1/campaign` answers on the
-/// gateway's own listener.
+/// gateway's own listener, to a credential only; the development bootstrap installs an
+/// admin with the given key on an empty campaign database.
 #[tokio::test]
 async fn serve_hosts_the_campaign_service() {
     let sim = start_sim(sim_listener(), Some(7)).await;
@@ -355,17 +356,31 @@ async fn serve_hosts_the_campaign_service() {
         campaign: Some(sluice::serve::CampaignHost {
             db: dir.path().join("campaign.db"),
             api_key: KEY.to_owned(),
+            dev_admin_key: Some("e2e-admin-key".to_owned()),
         }),
         ..ServeOptions::default()
     };
     let gw = start(cfg, opts).await.expect("gateway starts");
     let base = format!("http://{}", gw.http_addr());
-    let r = reqwest::Client::new()
+    let http = reqwest::Client::new();
+    let r = http
         .get(format!("{base}/v1/campaign/segments"))
         .send()
         .await
         .expect("request");
+    assert_eq!(r.status().as_u16(), 401);
+    let r = http
+        .get(format!("{base}/v1/campaign/me"))
+        .bearer_auth("e2e-admin-key")
+        .send()
+        .await
+        .expect("request");
     assert_eq!(r.status().as_u16(), 200);
+    let me: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(
+        (&me["user"], &me["roles"]),
+        (&serde_json::json!("admin"), &serde_json::json!(["admin"]))
+    );
     gw.shutdown().await;
     let _ = sim.shutdown().await;
     assert!(dir.path().join("campaign.db").exists());

@@ -100,17 +100,48 @@ channel = "sim"
     Config::parse(&text, "mo.toml").expect("config")
 }
 
+/// The campaign API as two users: a planner (everything but approval) and an approver.
 struct Api {
     http: reqwest::Client,
     base: String,
-    /// The campaign store the gateway serves (approvals go through the library until the
-    /// API has approval routes).
-    db: std::path::PathBuf,
+    planner: String,
+    approver: String,
+}
+
+/// Root organisation and the two users of [`Api`], with their API keys.
+fn campaign_users(c: &mut sluice_campaign::Campaigns) -> (String, String) {
+    use sluice_campaign::identity::{self, Role};
+    let b = identity::bootstrap(&mut c.conn, "Province", "admin", None, None, 0)
+        .expect("bootstrap")
+        .expect("fresh db");
+    let key = |name: &str, role: Role| {
+        let u = identity::create_user(&c.conn, name, b.org, &[role], None, None, 0).expect("user");
+        identity::create_key(&c.conn, u, "test", None, 0)
+            .expect("key")
+            .key
+    };
+    (
+        key("planner", Role::Planner),
+        key("approver", Role::Approver),
+    )
 }
 
 impl Api {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        self.call_as(&self.planner, method, path, body).await
+    }
+
+    async fn call_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(key);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -159,24 +190,19 @@ impl Api {
         let task = self.post("/tasks", json!({"name": name})).await["id"]
             .as_i64()
             .expect("task id");
-        {
-            use sluice_campaign::approval::{self, Actor, Subject};
-            let mut conn = sluice_campaign::store::open(&self.db).expect("campaign db");
-            let actor = |user_id, can_approve| Actor {
-                user_id,
-                user: format!("user{user_id}"),
-                org_id: 1,
-                can_approve,
-            };
-            let subject = Subject::Task(task);
-            approval::submit(&mut conn, subject, &[1], &actor(1, false), 0, "").expect("submit");
-            approval::approve(&mut conn, subject, &actor(2, true), 0, "").expect("approve");
+        for (key, path, body) in [
+            (&self.planner, "submit", json!({})),
+            (&self.approver, "approve", json!({})),
+            (&self.planner, "transitions", json!({"to": "scheduled"})),
+        ] {
+            self.call_as(
+                key,
+                reqwest::Method::POST,
+                &format!("/tasks/{task}/{path}"),
+                Some(body),
+            )
+            .await;
         }
-        self.post(
-            &format!("/tasks/{task}/transitions"),
-            json!({"to": "scheduled", "actor": "test"}),
-        )
-        .await;
         let start = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(5);
         let bulk = self
             .post(
@@ -195,9 +221,7 @@ impl Api {
             .await["id"]
             .as_i64()
             .expect("bulk id");
-        let plan = self
-            .post(&format!("/bulk/{bulk}/launch"), json!({"actor": "test"}))
-            .await;
+        let plan = self.post(&format!("/bulk/{bulk}/launch"), json!({})).await;
         (task, plan)
     }
 
@@ -221,12 +245,13 @@ impl Api {
 async fn replies_route_by_extension_and_unsubscribes_reach_the_dnd_list_through_serve() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("campaign.db");
-    let numbers: Vec<String> = {
+    let (numbers, (planner, approver)): (Vec<String>, _) = {
         let mut c = sluice_campaign::Campaigns::open(&db).expect("campaign db");
         c.load_synthetic(50, 3).expect("city");
-        (0..50)
+        let numbers = (0..50)
             .map(|id| c.table.msisdn(id).expect("msisdn").to_string())
-            .collect()
+            .collect();
+        (numbers, campaign_users(&mut c))
     };
     let sim = sluice_loadtest::Simulator::start(sim_config())
         .await
@@ -240,6 +265,7 @@ async fn replies_route_by_extension_and_unsubscribes_reach_the_dnd_list_through_
             campaign: Some(CampaignHost {
                 db: db.clone(),
                 api_key: KEY.into(),
+                dev_admin_key: None,
             }),
             ..ServeOptions::default()
         },
@@ -262,7 +288,8 @@ async fn replies_route_by_extension_and_unsubscribes_reach_the_dnd_list_through_
     let api = Api {
         http: reqwest::Client::new(),
         base: format!("http://{}/v1/campaign", gw.http_addr()),
-        db: db.clone(),
+        planner,
+        approver,
     };
     let (s1, s_td, s_tui, s_plain) = (
         api.segment("both tasks", &numbers[0..20]).await,

@@ -455,7 +455,7 @@ pub enum ApprovalError {
         org_id: i64,
     },
     /// The actor submitted this round and may not decide on it (approve or reject).
-    #[error("user {user_id} submitted this round and cannot approve or reject it")]
+    #[error("user {user_id} cannot approve or reject their own submission")]
     SelfApproval { user_id: i64 },
     /// The actor already approved an earlier step of this round.
     #[error("user {user_id} already approved step {step} of this round")]

@@ -788,6 +788,17 @@ pub fn resolve(conn: &Connection, secret: &str, now: i64) -> Result<Caller> {
     })
 }
 
+/// Whether any user exists (an API with none answers 401 to everything).
+///
+/// # Errors
+/// SQLite failure.
+pub fn has_users(conn: &Connection) -> Result<bool> {
+    Ok(conn
+        .query_row("SELECT 1 FROM users LIMIT 1", [], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 /// What [`bootstrap`] created.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Bootstrapped {
@@ -814,8 +825,7 @@ pub fn bootstrap(
     now: i64,
 ) -> Result<Option<Bootstrapped>> {
     let tx = conn.transaction()?;
-    let users: i64 = tx.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
-    if users > 0 {
+    if has_users(&tx)? {
         return Ok(None);
     }
     let org = match root_org(&tx)? {

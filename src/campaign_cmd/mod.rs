@@ -17,8 +17,8 @@
 //! sluice campaign list add --kind blacklist --name complaints numbers.txt
 //! sluice campaign task create --name "winter push"
 //! sluice campaign approval chain 100 task '[{"level":"self","action":"approve"},{"level":"parent","action":"approve"}]'
-//! sluice campaign approval submit task 1 --user alice --user-id 7 --org 100 --ancestry 100,10,1
-//! sluice campaign approval approve task 1 --user bob --user-id 8 --org 100 --approver
+//! sluice campaign approval submit task 1 --as alice
+//! sluice campaign approval approve task 1 --as bob --comment ok
 //! sluice campaign approval show task 1
 //! sluice campaign task transition 1 scheduled --actor alice
 //! sluice campaign task bulk 1 --spec bulk.json
@@ -27,7 +27,13 @@
 //! sluice campaign report 1
 //! sluice campaign orders orders.csv
 //! sluice campaign serve --listen 127.0.0.1:8081   # standalone service, feedback by webhook
+//! sluice campaign admin init --org Province --user admin   # root org + admin, prints its API key
 //! ```
+//!
+//! The CLI works on the database file directly, as the local operator: it needs no
+//! credential, records `--actor` as free text in task histories (no user id), and rows it
+//! creates belong to the root organisation. The HTTP API (`/v1/campaign`) needs an API key
+//! or session of a user; `admin init` creates the first one.
 
 pub mod wiring;
 
@@ -43,6 +49,7 @@ use jiff::Timestamp;
 use serde::de::DeserializeOwned;
 use sluice_campaign::approval::{self, Actor, ApprovalError, Subject, SubjectKind};
 use sluice_campaign::dispatch::HttpDispatcher;
+use sluice_campaign::identity;
 use sluice_campaign::launch::{self, BulkSpec, RunOutcome};
 use sluice_campaign::lifecycle::{self, TaskState};
 use sluice_campaign::report::{FunnelRow, UpliftRow};
@@ -78,6 +85,12 @@ pub enum CmdError {
     /// The arguments do not say what to do.
     #[error("usage: {0}")]
     Usage(&'static str),
+    /// `--as` names no enabled user.
+    #[error("no enabled user {0:?}")]
+    UnknownUser(String),
+    /// `admin init` on a database that already has users.
+    #[error("the campaign database already has users; create more over the API")]
+    AlreadyInitialised,
     /// Sending through the gateway failed; the cursor did not move, re-run to retry.
     #[error(transparent)]
     Run(#[from] launch::RunError),
@@ -206,6 +219,9 @@ pub enum CampaignCmd {
         /// The CSV file.
         file: PathBuf,
     },
+    /// Users and organisations.
+    #[command(subcommand)]
+    Admin(AdminCmd),
     /// Run the campaign service on its own (out of the gateway process): the HTTP API under
     /// /v1/campaign, receipts and replies by webhook at /v1/campaign/webhooks/receipts and
     /// /v1/campaign/webhooks/replies (point the account's webhook_url / mo_url there).
@@ -215,6 +231,24 @@ pub enum CampaignCmd {
         listen: std::net::SocketAddr,
         #[command(flatten)]
         gateway: GatewayArgs,
+    },
+}
+
+/// `sluice campaign admin …`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCmd {
+    /// Create the root organisation (a province) and an admin user, and print the admin's
+    /// API key (shown once). Refused when the database already has users.
+    Init {
+        /// Name of the root organisation.
+        #[arg(long)]
+        org: String,
+        /// Name of the admin user.
+        #[arg(long, default_value = "admin")]
+        user: String,
+        /// Read the admin's console password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 
@@ -327,8 +361,8 @@ pub enum TaskCmd {
     },
 }
 
-/// `sluice campaign approval …`: acting as the user the flags describe (the HTTP API takes
-/// them from the authenticated caller).
+/// `sluice campaign approval …`: acting as the user `--as` names (its organisation and
+/// roles decide, as for the same user over the HTTP API).
 #[derive(Debug, Subcommand)]
 pub enum ApprovalCmd {
     /// Set an organisation's chain for a kind: JSON steps
@@ -347,10 +381,6 @@ pub enum ApprovalCmd {
         target: Target,
         #[command(flatten)]
         who: ActorArgs,
-        /// The subject's organisation, its parent, … the root (comma-separated); `--org`
-        /// alone when absent.
-        #[arg(long, value_delimiter = ',')]
-        ancestry: Vec<i64>,
     },
     /// Approve the current step.
     Approve {
@@ -399,32 +429,58 @@ pub struct Target {
 /// Who acts on an approval.
 #[derive(Debug, Clone, Args)]
 pub struct ActorArgs {
-    /// Login name (recorded in the trail).
-    #[arg(long)]
+    /// Name of the user who acts (an existing, enabled user).
+    #[arg(long = "as")]
     pub user: String,
-    /// User id (the submitter of a round may not approve it).
-    #[arg(long)]
-    pub user_id: i64,
-    /// The user's organisation.
-    #[arg(long)]
-    pub org: i64,
-    /// The user holds the approver role.
-    #[arg(long)]
-    pub approver: bool,
     /// Comment (the reason of a reject).
     #[arg(long, default_value = "")]
     pub comment: String,
 }
 
 impl ActorArgs {
-    fn actor(&self) -> Actor {
-        Actor {
-            user_id: self.user_id,
-            user: self.user.clone(),
-            org_id: self.org,
-            can_approve: self.approver,
+    /// The named user as an approval actor: its organisation, and whether a role lets it
+    /// approve.
+    fn actor(&self, conn: &rusqlite::Connection) -> Result<Actor, CmdError> {
+        let unknown = || CmdError::UnknownUser(self.user.clone());
+        let id: i64 = conn
+            .query_row("SELECT id FROM users WHERE name = ?1", [&self.user], |r| {
+                r.get(0)
+            })
+            .map_err(|_| unknown())?;
+        let u = identity::user(conn, id)?;
+        if u.disabled {
+            return Err(unknown());
         }
+        Ok(Actor {
+            user_id: u.id,
+            can_approve: u.roles.iter().any(|r| r.allows(identity::Action::Approve)),
+            user: u.name,
+            org_id: u.org,
+        })
     }
+}
+
+/// The organisation of `subject` (rows from before organisations belong to the root), and
+/// its ancestors up to the root.
+fn ancestry(conn: &rusqlite::Connection, subject: Subject) -> Result<Vec<i64>, CmdError> {
+    let org: Option<i64> = conn
+        .query_row(
+            &format!(
+                "SELECT COALESCE(org_id, (SELECT id FROM orgs WHERE parent_id IS NULL))
+                 FROM {} WHERE id = ?1",
+                subject.kind().plural()
+            ),
+            [subject.id()],
+            |r| r.get(0),
+        )
+        .map_err(|_| CampaignError::NotFound {
+            what: subject.kind().as_str(),
+            id: subject.id(),
+        })?;
+    let org = org.ok_or(CmdError::Usage(
+        "no organisations yet: run `admin init` first",
+    ))?;
+    Ok(identity::ancestry(conn, org)?)
 }
 
 fn approval_cmd(c: &mut Campaigns, cmd: ApprovalCmd, now: Timestamp) -> Result<(), CmdError> {
@@ -448,54 +504,27 @@ fn approval_cmd(c: &mut Campaigns, cmd: ApprovalCmd, now: Timestamp) -> Result<(
             }));
             return Ok(());
         }
-        ApprovalCmd::Submit {
-            target,
-            who,
-            ancestry,
-        } => {
-            let ancestry = if ancestry.is_empty() {
-                vec![who.org]
-            } else {
-                ancestry
-            };
-            let actor = who.actor();
-            approval::submit(
-                &mut c.conn,
-                subject(&target),
-                &ancestry,
-                &actor,
-                at,
-                &who.comment,
-            )?
+        ApprovalCmd::Submit { target, who } => {
+            let (subject, actor) = (subject(&target), who.actor(&c.conn)?);
+            let ancestry = ancestry(&c.conn, subject)?;
+            approval::submit(&mut c.conn, subject, &ancestry, &actor, at, &who.comment)?
         }
-        ApprovalCmd::Approve { target, who } => approval::approve(
-            &mut c.conn,
-            subject(&target),
-            &who.actor(),
-            at,
-            &who.comment,
-        )?,
-        ApprovalCmd::Reject { target, who } => approval::reject(
-            &mut c.conn,
-            subject(&target),
-            &who.actor(),
-            at,
-            &who.comment,
-        )?,
-        ApprovalCmd::Revise { target, who } => approval::revise(
-            &mut c.conn,
-            subject(&target),
-            &who.actor(),
-            at,
-            &who.comment,
-        )?,
-        ApprovalCmd::Cancel { target, who } => approval::cancel(
-            &mut c.conn,
-            subject(&target),
-            &who.actor(),
-            at,
-            &who.comment,
-        )?,
+        ApprovalCmd::Approve { target, who } => {
+            let actor = who.actor(&c.conn)?;
+            approval::approve(&mut c.conn, subject(&target), &actor, at, &who.comment)?
+        }
+        ApprovalCmd::Reject { target, who } => {
+            let actor = who.actor(&c.conn)?;
+            approval::reject(&mut c.conn, subject(&target), &actor, at, &who.comment)?
+        }
+        ApprovalCmd::Revise { target, who } => {
+            let actor = who.actor(&c.conn)?;
+            approval::revise(&mut c.conn, subject(&target), &actor, at, &who.comment)?
+        }
+        ApprovalCmd::Cancel { target, who } => {
+            let actor = who.actor(&c.conn)?;
+            approval::cancel(&mut c.conn, subject(&target), &actor, at, &who.comment)?
+        }
     };
     print_json(&status);
     Ok(())
@@ -604,7 +633,40 @@ pub async fn run(args: CampaignArgs) -> Result<(), CmdError> {
             let rep = c.import_orders(open_file(&file)?)?;
             print_json(&rep);
         }
+        CampaignCmd::Admin(AdminCmd::Init {
+            org,
+            user,
+            password_stdin,
+        }) => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .map_err(|source| CmdError::File {
+                        path: "stdin".into(),
+                        source,
+                    })?;
+                Some(line.trim_end_matches(['\r', '\n']).to_owned())
+            } else {
+                None
+            };
+            let made = identity::bootstrap(
+                &mut c.conn,
+                &org,
+                &user,
+                password.as_deref(),
+                None,
+                now.as_second(),
+            )?
+            .ok_or(CmdError::AlreadyInitialised)?;
+            print_json(&made);
+        }
         CampaignCmd::Serve { listen, gateway } => {
+            if !identity::has_users(&c.conn)? {
+                tracing::warn!(
+                    "No campaign users yet: every API call answers 401 until `sluice campaign admin init`."
+                );
+            }
             c.mo = gateway.mo_settings();
             serve(c, listen, &gateway).await?;
         }
@@ -944,45 +1006,49 @@ mod tests {
                 "arpu >= 50",
             ],
             &["task", "create", "--name", "t"],
-            &[
-                "approval",
-                "submit",
-                "task",
-                "1",
-                "--user",
-                "alice",
-                "--user-id",
-                "1",
-                "--org",
-                "1",
-            ],
+            &["admin", "init", "--org", "Province"],
             &["task", "bulk", "1", "--spec", spec],
         ] {
             run(args(&db, cmd)).await.expect("command succeeds");
         }
+        {
+            // A planner who may also approve, and an approver.
+            use identity::Role;
+            let c = Campaigns::open(&db).expect("open");
+            let root = identity::root_org(&c.conn).expect("root").expect("some");
+            for (name, roles) in [
+                ("alice", &[Role::Planner, Role::Approver][..]),
+                ("bob", &[Role::Approver][..]),
+            ] {
+                identity::create_user(&c.conn, name, root, roles, None, None, 0).expect("user");
+            }
+        }
+        let e = run(args(
+            &db,
+            &["approval", "submit", "task", "1", "--as", "nobody"],
+        ))
+        .await
+        .expect_err("unknown user");
+        assert!(matches!(e, CmdError::UnknownUser(_)), "{e}");
+        run(args(
+            &db,
+            &["approval", "submit", "task", "1", "--as", "alice"],
+        ))
+        .await
+        .expect("alice submits");
         // The submitter cannot approve, another approver of the organisation can.
-        let approve = |user: &'static str, id: &'static str| {
-            let cmd = [
-                "approval",
-                "approve",
-                "task",
-                "1",
-                "--user",
-                user,
-                "--user-id",
-                id,
-                "--org",
-                "1",
-                "--approver",
-            ];
-            run(args(&db, &cmd))
+        let approve = |user: &'static str| {
+            run(args(
+                &db,
+                &["approval", "approve", "task", "1", "--as", user],
+            ))
         };
-        let e = approve("alice", "1").await.expect_err("own submission");
+        let e = approve("alice").await.expect_err("own submission");
         assert!(
             matches!(e, CmdError::Approval(ApprovalError::SelfApproval { .. })),
             "{e}"
         );
-        approve("bob", "2").await.expect("approver approves");
+        approve("bob").await.expect("approver approves");
         // An illegal move is refused with the library's error.
         let e = run(args(&db, &["task", "transition", "1", "running"]))
             .await
@@ -1009,5 +1075,29 @@ mod tests {
             .await
             .expect_err("incomplete condition");
         assert!(e.to_string().contains("column 9"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn admin_init_creates_one_admin_and_refuses_a_second_time() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("c.db");
+        run(args(&db, &["admin", "init", "--org", "Province"]))
+            .await
+            .expect("first init");
+        let e = run(args(&db, &["admin", "init", "--org", "Other"]))
+            .await
+            .expect_err("second init");
+        assert!(matches!(e, CmdError::AlreadyInitialised), "{e}");
+        let c = Campaigns::open(&db).expect("reopen");
+        let users = identity::list_users(
+            &c.conn,
+            &[identity::root_org(&c.conn).expect("root").expect("some")],
+        )
+        .expect("users");
+        assert_eq!(users.len(), 1);
+        assert_eq!(
+            (users[0].name.as_str(), &users[0].roles[..]),
+            ("admin", &[identity::Role::Admin][..])
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! The campaign service inside the gateway process (issue 7: in-process by default).
 //!
 //! Three pieces, each usable on its own by `serve`, `sluice demo` and the tests:
-//! - [`mount`]: the campaign HTTP API ([`sluice_campaign::api::router`]) nested under
+//! - [`mount`]: the campaign HTTP API ([`sluice_campaign::api::router`], with the approval
+//!   routes of [`sluice_campaign::approval_api::router`]) nested under
 //!   `/v1/campaign`, with an [`HttpDispatcher`] that launches through the gateway's own
 //!   `POST /v1/messages` — the same contract external campaign platforms use, so idempotent
 //!   `client_ref`s and durable acks apply unchanged.
@@ -34,6 +35,7 @@ use axum::Router;
 use jiff::Timestamp;
 use sluice_campaign::Campaigns;
 use sluice_campaign::api::{self, ApiState};
+use sluice_campaign::approval_api;
 use sluice_campaign::dispatch::HttpDispatcher;
 use sluice_campaign::feedback::{self, FeedbackEvent, MoReply, Receipt, ReplyOutcome, Shared};
 use sluice_campaign::routing::MoSettings;
@@ -53,7 +55,10 @@ pub type CampaignApi = Arc<ApiState<HttpDispatcher>>;
 /// its own listener; keep the state for [`spawn_ticker`].
 pub fn mount(svc: Shared, gateway_url: &str, api_key: &str) -> (Router, CampaignApi) {
     let st = ApiState::new(svc, Arc::new(HttpDispatcher::new(gateway_url, api_key)));
-    let router = Router::new().nest("/v1/campaign", api::router(Arc::clone(&st)));
+    let router = Router::new().nest(
+        "/v1/campaign",
+        api::router(Arc::clone(&st)).merge(approval_api::router().with_state(Arc::clone(&st))),
+    );
     (router, st)
 }
 
@@ -530,15 +535,33 @@ mod tests {
             .segment_from_condition("all", "age >= 0", now)
             .expect("segment");
         let task = lifecycle::create_task(&c.conn, None, "t", now.as_second()).expect("task");
-        let actor = |user_id, can_approve| approval::Actor {
-            user_id,
-            user: format!("user{user_id}"),
-            org_id: 1,
-            can_approve,
+        // A planner and an approver of the root organisation (actors are real users).
+        let root = sluice_campaign::identity::bootstrap(&mut c.conn, "P", "admin", None, None, 0)
+            .expect("bootstrap")
+            .expect("fresh store")
+            .org;
+        let actor = |name: &str, role| approval::Actor {
+            user_id: sluice_campaign::identity::create_user(
+                &c.conn,
+                name,
+                root,
+                &[role],
+                None,
+                None,
+                0,
+            )
+            .expect("user"),
+            user: name.into(),
+            org_id: root,
+            can_approve: role == sluice_campaign::identity::Role::Approver,
         };
+        let (planner, approver) = (
+            actor("planner", sluice_campaign::identity::Role::Planner),
+            actor("approver", sluice_campaign::identity::Role::Approver),
+        );
         let subject = approval::Subject::Task(task);
-        approval::submit(&mut c.conn, subject, &[1], &actor(1, false), 0, "").expect("submit");
-        approval::approve(&mut c.conn, subject, &actor(2, true), 0, "").expect("approve");
+        approval::submit(&mut c.conn, subject, &[root], &planner, 0, "").expect("submit");
+        approval::approve(&mut c.conn, subject, &approver, 0, "").expect("approve");
         for to in [TaskState::Scheduled, TaskState::Running] {
             c.transition(task, to, "test", now, "").expect("transition");
         }

@@ -99,6 +99,11 @@ pub struct CampaignHost {
     /// Plaintext API key of the account the campaign service sends with. The config keeps
     /// only key hashes, so the key comes from the operator (flag / environment).
     pub api_key: String,
+    /// Development only: when the campaign database has no user yet, create the root
+    /// organisation `province` and the user `admin` whose API key is this plaintext. `serve`
+    /// sets it to the embedded config's development key when run without `--config`; a
+    /// custom config gets no implicit user (`sluice campaign admin init` creates one).
+    pub dev_admin_key: Option<String>,
 }
 
 impl Default for ServeOptions {
@@ -559,6 +564,22 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
     if let Some(host) = &opts.campaign {
         let mut campaigns = sluice_campaign::Campaigns::open(&host.db)
             .map_err(|e| ServeError::Campaign(e.to_string()))?;
+        if let Some(key) = &host.dev_admin_key {
+            let made = sluice_campaign::identity::bootstrap(
+                &mut campaigns.conn,
+                "province",
+                "admin",
+                None,
+                Some(key),
+                jiff::Timestamp::now().as_second(),
+            )
+            .map_err(|e| ServeError::Campaign(e.to_string()))?;
+            if made.is_some() {
+                tracing::warn!(
+                    "Campaign service bootstrapped with the development admin key (embedded config only; create real users and revoke it)."
+                );
+            }
+        }
         // Each task sends from the account's service number + its extension; replies to it
         // come back to that task.
         campaigns.mo = crate::campaign_cmd::wiring::mo_settings(&config, &host.api_key);
