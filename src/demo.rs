@@ -36,8 +36,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jiff::Timestamp;
 use sluice_campaign::feedback::OrdersReport;
 use sluice_campaign::groups::{GroupSpec, Variant, bucket_point};
-use sluice_campaign::launch::{self, BulkSpec, PlanReport, SliceSpec};
 use sluice_campaign::identity::{self, Role};
+use sluice_campaign::launch::{self, BulkSpec, PlanReport, SliceSpec};
 use sluice_campaign::lifecycle::{self, TaskState};
 use sluice_campaign::report::{FunnelRow, UpliftRow};
 use sluice_campaign::rules::{self, Channel, ListKind};
@@ -526,8 +526,12 @@ async fn plan_via_api(api: &Api, u: &Users, o: &DemoOptions) -> Result<Planned, 
         .await?,
     )?;
     let moves = format!("/tasks/{task}/transitions");
-    api.ok(&u.alice, &moves, &json!({"to": "submitted", "note": "demo"}))
-        .await?;
+    api.ok(
+        &u.alice,
+        &moves,
+        &json!({"to": "submitted", "note": "demo"}),
+    )
+    .await?;
     let (status, refused) = api
         .post(&u.alice, &moves, &json!({"to": "approved", "note": "demo"}))
         .await?;
@@ -538,19 +542,23 @@ async fn plan_via_api(api: &Api, u: &Users, o: &DemoOptions) -> Result<Planned, 
     }
     api.ok(&u.bob, &moves, &json!({"to": "approved", "note": "demo"}))
         .await?;
-    api.ok(&u.alice, &moves, &json!({"to": "scheduled", "note": "demo"}))
-        .await?;
+    api.ok(
+        &u.alice,
+        &moves,
+        &json!({"to": "scheduled", "note": "demo"}),
+    )
+    .await?;
     let spec = serde_json::to_value(bulk_spec(o, segment))
         .map_err(|e| DemoError::Api(format!("bulk spec: {e}")))?;
-    let bulk = Api::id(&api.ok(&u.alice, &format!("/tasks/{task}/bulk"), &spec).await?)?;
+    let bulk = Api::id(
+        &api.ok(&u.alice, &format!("/tasks/{task}/bulk"), &spec)
+            .await?,
+    )?;
     Ok(Planned {
         task,
         bulk,
         segment_size,
-        self_approval: format!(
-            "{status} {}",
-            refused["error"].as_str().unwrap_or_default()
-        ),
+        self_approval: format!("{status} {}", refused["error"].as_str().unwrap_or_default()),
     })
 }
 

@@ -377,7 +377,10 @@ async fn serve_hosts_the_campaign_service() {
         .expect("request");
     assert_eq!(r.status().as_u16(), 200);
     let me: serde_json::Value = r.json().await.expect("json");
-    assert_eq!((&me["user"], &me["roles"]), (&serde_json::json!("admin"), &serde_json::json!(["admin"])));
+    assert_eq!(
+        (&me["user"], &me["roles"]),
+        (&serde_json::json!("admin"), &serde_json::json!(["admin"]))
+    );
     gw.shutdown().await;
     let _ = sim.shutdown().await;
     assert!(dir.path().join("campaign.db").exists());

@@ -120,7 +120,10 @@ fn campaign_users(c: &mut sluice_campaign::Campaigns) -> (String, String) {
             .expect("key")
             .key
     };
-    (key("planner", Role::Planner), key("approver", Role::Approver))
+    (
+        key("planner", Role::Planner),
+        key("approver", Role::Approver),
+    )
 }
 
 impl Api {
@@ -219,9 +222,7 @@ impl Api {
             .await["id"]
             .as_i64()
             .expect("bulk id");
-        let plan = self
-            .post(&format!("/bulk/{bulk}/launch"), json!({}))
-            .await;
+        let plan = self.post(&format!("/bulk/{bulk}/launch"), json!({})).await;
         (task, plan)
     }
 

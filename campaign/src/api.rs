@@ -395,13 +395,8 @@ async fn create_segment<D>(
     if let Some(cond) = s.condition {
         let c = &*c;
         let info = in_tx(&c.conn, |tx| {
-            let info = segment::create_from_condition(
-                tx,
-                &c.table,
-                &s.name,
-                &cond,
-                now.as_second(),
-            )?;
+            let info =
+                segment::create_from_condition(tx, &c.table, &s.name, &cond, now.as_second())?;
             stamp(tx, info.id)?;
             Ok(info)
         })?;
@@ -570,12 +565,7 @@ async fn create_task<D>(
     Ok(Json(json!({"id": id})))
 }
 
-async fn list_of<D>(
-    kind: Kind,
-    st: &ApiState<D>,
-    caller: &Caller,
-    q: &ListQuery,
-) -> JsonResult {
+async fn list_of<D>(kind: Kind, st: &ApiState<D>, caller: &Caller, q: &ListQuery) -> JsonResult {
     caller.require(Action::Read)?;
     Ok(Json(listing::list(&lock(&st.svc).conn, caller, kind, q)?))
 }

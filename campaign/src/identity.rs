@@ -571,7 +571,8 @@ pub fn create_user(
     Ok(conn.last_insert_rowid())
 }
 
-const USER_COLS: &str = "id, org_id, name, roles, disabled, password_hash IS NOT NULL, created_at, created_by";
+const USER_COLS: &str =
+    "id, org_id, name, roles, disabled, password_hash IS NOT NULL, created_at, created_by";
 
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(User, String)> {
     Ok((
@@ -979,9 +980,11 @@ mod tests {
         let k = create_key(&c, u, "ci", None, 1).unwrap();
         assert!(k.key.starts_with(KEY_PREFIX) && k.key.len() == 3 + 64);
         let stored: String = c
-            .query_row("SELECT sha256_hex FROM api_keys WHERE id = ?1", [k.id], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT sha256_hex FROM api_keys WHERE id = ?1",
+                [k.id],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(stored, sha256_hex(&k.key));
         assert_ne!(stored, k.key);
@@ -1003,7 +1006,16 @@ mod tests {
     fn sessions_expire_and_end() {
         let mut c = open_in_memory().unwrap();
         let (p, _, _, _) = tree(&mut c);
-        create_user(&c, "bob", p, &[Role::Approver], Some("correct horse"), None, 0).unwrap();
+        create_user(
+            &c,
+            "bob",
+            p,
+            &[Role::Approver],
+            Some("correct horse"),
+            None,
+            0,
+        )
+        .unwrap();
         assert!(login(&c, "bob", "wrong password", 0).unwrap().is_none());
         assert!(login(&c, "nobody", "correct horse", 0).unwrap().is_none());
         let s = login(&c, "bob", "correct horse", 100).unwrap().unwrap();
@@ -1018,7 +1030,16 @@ mod tests {
     fn disabled_users_cannot_authenticate() {
         let mut c = open_in_memory().unwrap();
         let (p, _, _, _) = tree(&mut c);
-        let u = create_user(&c, "eve", p, &[Role::Auditor], Some("eve password"), None, 0).unwrap();
+        let u = create_user(
+            &c,
+            "eve",
+            p,
+            &[Role::Auditor],
+            Some("eve password"),
+            None,
+            0,
+        )
+        .unwrap();
         let k = create_key(&c, u, "", None, 0).unwrap();
         disable_user(&c, u).unwrap();
         assert!(resolve(&c, &k.key, 1).is_err());

@@ -67,7 +67,8 @@ impl Kind {
             "x.id AS id, COALESCE(x.org_id, {ROOT}) AS org, u.name AS owner,
              x.updated_at AS updated_at"
         );
-        let next_slice = "(SELECT MIN(s.start_at) FROM slices s JOIN bulk_sends b ON b.id = s.bulk_id
+        let next_slice =
+            "(SELECT MIN(s.start_at) FROM slices s JOIN bulk_sends b ON b.id = s.bulk_id
                             WHERE b.task_id = {task} AND s.done = 0)";
         match self {
             Self::Campaigns => format!(
@@ -133,13 +134,21 @@ pub fn list(conn: &Connection, caller: &Caller, kind: Kind, q: &ListQuery) -> Re
     let offset = q.offset.unwrap_or(0);
     if let Some(s) = &q.state {
         if kind.state_col().is_none() {
-            return Err(CampaignError::invalid("state", "only tasks and bulk sends have a state"));
+            return Err(CampaignError::invalid(
+                "state",
+                "only tasks and bulk sends have a state",
+            ));
         }
         s.parse::<crate::lifecycle::TaskState>()?;
     }
     let filter = Filter::new(caller, kind, q);
     let total: i64 = conn.query_row(
-        &format!("{} SELECT COUNT(*) FROM {} WHERE {}", filter.with, kind.from(), filter.sql),
+        &format!(
+            "{} SELECT COUNT(*) FROM {} WHERE {}",
+            filter.with,
+            kind.from(),
+            filter.sql
+        ),
         filter.params().as_slice(),
         |r| r.get(0),
     )?;
@@ -205,9 +214,9 @@ struct Filter {
 
 impl Filter {
     fn new(caller: &Caller, kind: Kind, q: &ListQuery) -> Self {
-        let state = kind
-            .state_col()
-            .map_or_else(String::new, |c| format!(" AND (:state IS NULL OR {c} = :state)"));
+        let state = kind.state_col().map_or_else(String::new, |c| {
+            format!(" AND (:state IS NULL OR {c} = :state)")
+        });
         Self {
             with: "WITH RECURSIVE sub(id) AS (SELECT :org WHERE :org IS NOT NULL
                      UNION ALL SELECT o.id FROM orgs o JOIN sub ON o.parent_id = sub.id)"
@@ -244,7 +253,7 @@ impl Filter {
 /// Runs `sql` and turns each row into a JSON object keyed by column name.
 fn rows(conn: &Connection, sql: &str, params: &[(&str, &dyn ToSql)]) -> Result<Vec<Value>> {
     let mut st = conn.prepare(sql)?;
-    let names: Vec<String> = st.column_names().into_iter().map(str::to_owned).collect();
+    let names: Vec<String> = st.column_names().map(str::to_owned).collect();
     let mut q = st.query(params)?;
     let mut out = Vec::new();
     while let Some(r) = q.next()? {

@@ -85,16 +85,26 @@ async fn campaign_api_launch_feedback_and_report() {
     .await;
     assert_eq!(cnt["count"], seg["segment"]["count"]);
     assert_eq!(
-        get(&http, maker, format!("{base}/segments/{seg_id}/preview?n=3"))
-            .await
-            .as_array()
-            .unwrap()
-            .len(),
+        get(
+            &http,
+            maker,
+            format!("{base}/segments/{seg_id}/preview?n=3")
+        )
+        .await
+        .as_array()
+        .unwrap()
+        .len(),
         3
     );
 
     // Hierarchy + approval.
-    let (_, camp) = post(&http, maker, format!("{base}/campaigns"), json!({"name":"spring"})).await;
+    let (_, camp) = post(
+        &http,
+        maker,
+        format!("{base}/campaigns"),
+        json!({"name":"spring"}),
+    )
+    .await;
     let (_, act) = post(
         &http,
         maker,

@@ -26,7 +26,9 @@ struct Reply {
 }
 
 async fn call(app: &Router, method: Method, uri: &str, key: Option<&str>, body: Value) -> Reply {
-    let mut req = Request::builder().method(method).uri(format!("/v1/campaign{uri}"));
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("/v1/campaign{uri}"));
     if let Some(k) = key {
         req = req.header(header::AUTHORIZATION, format!("Bearer {k}"));
     }
@@ -80,7 +82,9 @@ struct World {
 
 fn user_key(c: &Campaigns, name: &str, org: i64, roles: &[Role]) -> String {
     let u = identity::create_user(&c.conn, name, org, roles, None, None, 0).unwrap();
-    identity::create_key(&c.conn, u, "test", None, 0).unwrap().key
+    identity::create_key(&c.conn, u, "test", None, 0)
+        .unwrap()
+        .key
 }
 
 async fn build(app: &Router, key: &str, tag: &str) -> Built {
@@ -222,7 +226,11 @@ fn object_routes(b: Built) -> Vec<(Method, String, Value)> {
             "/segments".into(),
             json!({"name":"u","op":"union","a":b.segment,"b":b.segment}),
         ),
-        (Method::GET, format!("/campaigns/{}", b.campaign), Value::Null),
+        (
+            Method::GET,
+            format!("/campaigns/{}", b.campaign),
+            Value::Null,
+        ),
         (
             Method::POST,
             format!("/campaigns/{}/activities", b.campaign),
@@ -257,7 +265,12 @@ async fn a_city_cannot_see_or_touch_a_sibling_city() {
     let w = world().await;
     for (method, uri, body) in object_routes(w.built_b) {
         let r = call(&w.app, method.clone(), &uri, Some(&w.a), body.clone()).await;
-        assert_eq!(r.status, StatusCode::NOT_FOUND, "{method} {uri}: {}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::NOT_FOUND,
+            "{method} {uri}: {}",
+            r.body
+        );
         let err = r.body["error"].as_str().unwrap();
         assert!(err.ends_with("not found"), "{err}");
         // Exactly what an unknown id answers.
@@ -393,7 +406,11 @@ async fn listings_are_scoped_filtered_and_paged() {
         )
     );
     assert_eq!(row["next_slice_at"], Value::Null, "not planned yet");
-    for bad in ["/tasks?limit=501", "/tasks?state=flying", "/campaigns?state=draft"] {
+    for bad in [
+        "/tasks?limit=501",
+        "/tasks?state=flying",
+        "/campaigns?state=draft",
+    ] {
         let r = call(&w.app, Method::GET, bad, Some(&w.a), Value::Null).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     }
@@ -435,9 +452,19 @@ async fn roles_limit_what_a_caller_may_do() {
         ),
     ] {
         let r = call(&w.app, method.clone(), &uri, Some(&w.auditor), body).await;
-        assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} {uri}: {}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::FORBIDDEN,
+            "{method} {uri}: {}",
+            r.body
+        );
     }
-    for uri in ["/tasks", "/campaigns", "/reports/daily", "/reports/channels"] {
+    for uri in [
+        "/tasks",
+        "/campaigns",
+        "/reports/daily",
+        "/reports/channels",
+    ] {
         let r = call(&w.app, Method::GET, uri, Some(&w.auditor), Value::Null).await;
         assert_eq!(r.status, StatusCode::OK, "{uri}");
     }
@@ -487,16 +514,24 @@ async fn roles_limit_what_a_caller_may_do() {
         Value::Null,
     )
     .await;
-    let actors: Vec<&str> = h.body.as_array().unwrap().iter().map(|x| x["actor"].as_str().unwrap()).collect();
+    let actors: Vec<&str> = h
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["actor"].as_str().unwrap())
+        .collect();
     assert_eq!(actors, ["alice", "bob"]);
     let (by, at): (Option<i64>, Option<i64>) = w
         .svc
         .lock()
         .unwrap()
         .conn
-        .query_row("SELECT updated_by, updated_at FROM tasks WHERE id = ?1", [t], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT updated_by, updated_at FROM tasks WHERE id = ?1",
+            [t],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     assert!(by.is_some() && at.is_some_and(|at| at > 0));
 }
@@ -525,9 +560,15 @@ async fn nobody_approves_their_own_submission() {
     assert_eq!(mv(both.clone(), "submitted").await.status, StatusCode::OK);
     let r = mv(both.clone(), "approved").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert_eq!(r.body, json!({"error": "cannot approve your own submission"}));
+    assert_eq!(
+        r.body,
+        json!({"error": "cannot approve your own submission"})
+    );
     // Someone else may; and after a revise + resubmit by another planner, dora may too.
-    assert_eq!(mv(w.a_approver.clone(), "rejected").await.status, StatusCode::OK);
+    assert_eq!(
+        mv(w.a_approver.clone(), "rejected").await.status,
+        StatusCode::OK
+    );
     assert_eq!(mv(both.clone(), "draft").await.status, StatusCode::OK);
     assert_eq!(mv(w.a.clone(), "submitted").await.status, StatusCode::OK);
     assert_eq!(mv(both, "approved").await.status, StatusCode::OK);
@@ -748,9 +789,15 @@ async fn admins_manage_orgs_and_users_inside_their_tree() {
     )
     .await;
     let gk = k.body["key"].as_str().unwrap().to_owned();
-    let t = call(&w.app, Method::POST, "/tasks", Some(&gk), json!({"name":"county notice"}))
-        .await
-        .body["id"]
+    let t = call(
+        &w.app,
+        Method::POST,
+        "/tasks",
+        Some(&gk),
+        json!({"name":"county notice"}),
+    )
+    .await
+    .body["id"]
         .as_i64()
         .unwrap();
     assert!(ids_contains(&w, &w.a, t).await);

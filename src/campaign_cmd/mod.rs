@@ -867,8 +867,11 @@ mod tests {
             .expect_err("second init");
         assert!(matches!(e, CmdError::AlreadyInitialised), "{e}");
         let c = Campaigns::open(&db).expect("reopen");
-        let users = identity::list_users(&c.conn, &[identity::root_org(&c.conn).expect("root").expect("some")])
-            .expect("users");
+        let users = identity::list_users(
+            &c.conn,
+            &[identity::root_org(&c.conn).expect("root").expect("some")],
+        )
+        .expect("users");
         assert_eq!(users.len(), 1);
         assert_eq!(
             (users[0].name.as_str(), &users[0].roles[..]),

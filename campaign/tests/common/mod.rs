@@ -159,9 +159,11 @@ pub fn identities(c: &mut Campaigns) -> Keys {
         .unwrap()
         .unwrap();
     let key = |name: &str, role: Role| {
-        let u = identity::create_user(&c.conn, name, b.org, &[role], None, Some(b.user), 0)
-            .unwrap();
-        identity::create_key(&c.conn, u, "test", None, 0).unwrap().key
+        let u =
+            identity::create_user(&c.conn, name, b.org, &[role], None, Some(b.user), 0).unwrap();
+        identity::create_key(&c.conn, u, "test", None, 0)
+            .unwrap()
+            .key
     };
     Keys {
         maker: key("maker", Role::Planner),
