@@ -1030,3 +1030,39 @@ async fn reports_count_only_the_callers_tasks() {
         assert_eq!(sent(w.province.clone(), uri).await, 8, "{uri}");
     }
 }
+
+#[tokio::test]
+async fn rows_without_an_organisation_belong_to_the_root() {
+    let w = world().await;
+    // As the local CLI (or a database from before identity) writes them: org_id NULL.
+    let t = {
+        let c = w.svc.lock().unwrap();
+        sluice_campaign::lifecycle::create_task(&c.conn, None, "cli task", 0).unwrap()
+    };
+    assert!(ids_contains(&w, &w.province, t).await);
+    assert!(!ids_contains(&w, &w.a, t).await);
+    let r = call(
+        &w.app,
+        Method::GET,
+        &format!("/tasks/{t}/history"),
+        Some(&w.a),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = call(
+        &w.app,
+        Method::GET,
+        &format!("/tasks?org={}", w.org_a),
+        Some(&w.province),
+        Value::Null,
+    )
+    .await;
+    assert!(
+        !r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == t)
+    );
+}
