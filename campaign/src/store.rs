@@ -144,7 +144,8 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX bulk_sends_org ON bulk_sends(org_id);
     CREATE INDEX bulk_sends_task ON bulk_sends(task_id);
     "#,
-    // Approval chains: approval state of campaigns/activities, chains, rounds, trail.
+    // 6: approval chains (crate::approval): approval state of campaigns and activities,
+    // configured chains, frozen per-round chains, the trail.
     crate::approval::APPROVAL_SCHEMA,
 ];
 
