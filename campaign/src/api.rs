@@ -38,7 +38,7 @@
 //! | GET | `/tasks/{id}/report` | read | → `{"funnel","uplift","exclusions"}` |
 //! | GET | `/reports/daily?format=csv\|json` | read | daily report (caller's visible tasks) |
 //! | GET | `/reports/channels?since=` | read | channel monitor (caller's visible tasks) |
-//! | POST | `/orders?window_days=` | operate | order CSV → `OrdersReport` |
+//! | POST | `/orders?window_days=` | operate (root organisation) | order CSV → `OrdersReport` |
 //! | POST | `/webhooks/receipts`, `/webhooks/replies` | — | gateway webhooks ([`crate::feedback`]) |
 //!
 //! Transition permissions by target state: `submitted`, `draft`, `scheduled` need plan;
@@ -926,7 +926,8 @@ struct OrdersQ {
 }
 
 /// Order files are province-wide data (conversions are attributed to whichever task
-/// contacted the subscriber), so importing one is an operator's job.
+/// contacted the subscriber, in any organisation), so importing one is a job for an
+/// operator of the root organisation: a city could otherwise credit a sibling's tasks.
 async fn orders<D>(
     State(st): State<Arc<ApiState<D>>>,
     caller: Caller,
@@ -934,6 +935,12 @@ async fn orders<D>(
     body: axum::body::Bytes,
 ) -> JsonResult {
     caller.require(Action::Operate)?;
+    if identity::root_org(&lock(&st.svc).conn)? != Some(caller.org_id) {
+        return Err(CampaignError::Forbidden {
+            reason: "order files are province-wide: only the root organisation imports them".into(),
+        }
+        .into());
+    }
     let svc = Arc::clone(&st.svc);
     let rep = tokio::task::spawn_blocking(move || {
         let mut c = lock(&svc);

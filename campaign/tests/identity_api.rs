@@ -492,6 +492,13 @@ async fn roles_limit_what_a_caller_may_do() {
         let r = call(&w.app, Method::GET, uri, Some(&w.auditor), Value::Null).await;
         assert_eq!(r.status, StatusCode::OK, "{uri}");
     }
+    // Order files credit any organisation's tasks: a city operator may not import one.
+    let city_ops = {
+        let c = w.svc.lock().unwrap();
+        user_key(&c, "a-ops", w.org_a, &[Role::Operator])
+    };
+    let r = call(&w.app, Method::POST, "/orders", Some(&city_ops), json!({})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     // A planner cannot approve; an approver cannot submit; moves before sending go through
     // the approval routes, not /transitions.
     let post = |key: &str, uri: String, body: Value| {
