@@ -19,7 +19,10 @@
 //! | GET | `/reports/daily?format=csv\|json` | daily report |
 //! | GET | `/reports/channels?since=` | channel monitor |
 //! | POST | `/orders?window_days=` | order CSV → `OrdersReport` |
-//! | POST | `/webhooks/receipts`, `/webhooks/replies` | gateway webhooks ([`crate::feedback`]) |
+//!
+//! The gateway's signed webhooks (`/webhooks/receipts`, `/webhooks/replies`) are not here:
+//! they carry a signature instead of a user credential, so the binary mounts
+//! [`feedback::webhook_router`] beside this router.
 //!
 //! Errors: 404 unknown id, 409 illegal transition / not sendable, 422 invalid input (parse
 //! errors carry the column), 500 store failure; body `{"error": "..."}`.
@@ -505,5 +508,4 @@ pub fn router<D: Dispatcher + 'static>(st: Arc<ApiState<D>>) -> Router {
         .route("/reports/channels", get(channels::<D>))
         .route("/orders", post(orders::<D>))
         .with_state(Arc::clone(&st))
-        .nest("/webhooks", feedback::webhook_router(Arc::clone(&st.svc)))
 }

@@ -43,6 +43,8 @@ use sluice_campaign::lifecycle::{self, TaskState};
 use sluice_campaign::report::{FunnelRow, UpliftRow};
 use sluice_campaign::rules::{self, Channel, ListKind};
 use sluice_campaign::segment::{self, SetOp};
+use sluice_campaign::signature::WebhookSecret;
+use sluice_campaign::webhook_guard::WebhookGuard;
 use sluice_campaign::{CampaignError, Campaigns};
 
 /// Why a campaign command failed.
@@ -201,6 +203,10 @@ pub enum CampaignCmd {
         /// Listen address.
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: std::net::SocketAddr,
+        /// The sending account's `webhook_secret`: webhooks whose X-Sluice-Signature does not
+        /// verify with it (or is older than 5 minutes) are refused with 401.
+        #[arg(long, env = "SLUICE_WEBHOOK_SECRET", hide_env_values = true)]
+        webhook_secret: WebhookSecret,
         #[command(flatten)]
         gateway: GatewayArgs,
     },
@@ -417,9 +423,13 @@ pub async fn run(args: CampaignArgs) -> Result<(), CmdError> {
             let rep = c.import_orders(open_file(&file)?)?;
             print_json(&rep);
         }
-        CampaignCmd::Serve { listen, gateway } => {
+        CampaignCmd::Serve {
+            listen,
+            webhook_secret,
+            gateway,
+        } => {
             c.mo = gateway.mo_settings();
-            serve(c, listen, &gateway).await?;
+            serve(c, listen, webhook_secret, &gateway).await?;
         }
     }
     Ok(())
@@ -439,14 +449,30 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// The standalone service: API + webhooks + ticker until Ctrl-C / SIGTERM.
+/// The standalone service: API + signed webhooks + ticker until Ctrl-C / SIGTERM.
 async fn serve(
     c: Campaigns,
     listen: std::net::SocketAddr,
+    secret: WebhookSecret,
     gw: &GatewayArgs,
 ) -> Result<(), CmdError> {
     let svc = Arc::new(Mutex::new(c));
-    let (router, api) = wiring::mount(svc, &gw.gateway, &gw.key);
+    let (router, api) = wiring::mount(Arc::clone(&svc), &gw.gateway, &gw.key);
+    let router = router.merge(wiring::webhooks(svc, WebhookGuard::new(secret)));
+    // Refused webhooks are counted through the metrics facade: export them on /metrics.
+    let router = match crate::metrics::install() {
+        Ok(handle) => router.route(
+            "/metrics",
+            axum::routing::get(move || {
+                let handle = handle.clone();
+                async move { handle.render() }
+            }),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "Metrics recorder not installed; /metrics is off.");
+            router
+        }
+    };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let ticker = wiring::spawn_ticker(api, Duration::from_secs(5), stop_rx);
     let io = |source| CmdError::File {

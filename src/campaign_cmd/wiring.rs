@@ -37,6 +37,7 @@ use sluice_campaign::api::{self, ApiState};
 use sluice_campaign::dispatch::HttpDispatcher;
 use sluice_campaign::feedback::{self, FeedbackEvent, MoReply, Receipt, ReplyOutcome, Shared};
 use sluice_campaign::routing::MoSettings;
+use sluice_campaign::webhook_guard::WebhookGuard;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -55,6 +56,17 @@ pub fn mount(svc: Shared, gateway_url: &str, api_key: &str) -> (Router, Campaign
     let st = ApiState::new(svc, Arc::new(HttpDispatcher::new(gateway_url, api_key)));
     let router = Router::new().nest("/v1/campaign", api::router(Arc::clone(&st)));
     (router, st)
+}
+
+/// The gateway's webhook endpoints of a campaign service running apart from the gateway
+/// (`sluice campaign serve`): `/v1/campaign/webhooks/receipts` and `/replies`, each request
+/// checked by `guard` against the account's `webhook_secret`. In-process services get
+/// feedback from the receipt layer directly ([`InProcess`]) and need no webhooks.
+pub fn webhooks(svc: Shared, guard: Arc<WebhookGuard>) -> Router {
+    Router::new().nest(
+        "/v1/campaign/webhooks",
+        feedback::webhook_router(svc, guard),
+    )
 }
 
 /// The campaign service's reply routing from the gateway config: the service numbers of the

@@ -389,6 +389,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
                 .cloned()
                 .collect(),
             mo_url: a.mo_url.clone(),
+            webhook_secret: a.webhook_secret.clone(),
             smpp: a.smpp_system_id.is_some(),
         })
         .collect();
@@ -405,6 +406,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
             .map(|a| OutboxAccount {
                 name: a.name.clone(),
                 webhook_url: a.webhook_url.clone(),
+                webhook_secret: a.webhook_secret.clone(),
                 smpp: a.smpp_system_id.is_some(),
             })
             .collect(),
