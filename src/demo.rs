@@ -405,6 +405,7 @@ fn prepare(c: &mut Campaigns, o: &DemoOptions) -> Result<(i64, i64, u64), DemoEr
             control_share: 0.1,
         },
         policy: rules::ContactPolicy::default(),
+        custom_lists: Vec::new(),
         slices: vec![SliceSpec {
             start: Timestamp::from_second(t - 1).unwrap_or(now),
             window: None,

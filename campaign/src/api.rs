@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | POST | `/count` | `{"condition"}` → `{"count"}` |
 //! | GET | `/segments` | → `[SegmentInfo]` |
-//! | POST | `/segments` | `{"name", "condition"}` \| `{"name","numbers":[…]}` \| `{"name","op","a","b"}` \| `{"name","steps":[…]}` → `{"segment", "steps"?, "numbers"?}` |
+//! | POST | `/segments` | `{"name", "condition"}` \| `{"name","numbers":[…]}` \| `{"name","op","a","b"}` \| `{"name","steps":[…]}` \| `{"name","from_task","outcome"}` → `{"segment", "steps"?, "numbers"?}` |
 //! | GET | `/segments/{id}/preview?n=` | → `[SubscriberRow]` |
 //! | GET | `/segments/{id}/export` | → CSV |
 //! | POST | `/campaigns` | `{"name"}` → `{"id"}` |
@@ -68,7 +68,7 @@ impl<D> ApiState<D> {
     }
 }
 
-struct ApiError(CampaignError);
+pub(crate) struct ApiError(pub(crate) CampaignError);
 
 impl From<CampaignError> for ApiError {
     fn from(e: CampaignError) -> Self {
@@ -99,7 +99,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Campaigns> {
     s.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -126,6 +126,9 @@ struct NewSegment {
     a: Option<i64>,
     b: Option<i64>,
     steps: Option<Vec<Step>>,
+    /// With `outcome`: a second-round segment from this task's results.
+    from_task: Option<i64>,
+    outcome: Option<segment::Outcome>,
 }
 
 async fn create_segment<D>(
@@ -153,7 +156,22 @@ async fn create_segment<D>(
         let (info, counts) = c.segment_from_steps(&s.name, &steps, now)?;
         return Ok(Json(json!({"segment": info, "steps": counts})));
     }
-    Err(CampaignError::invalid("segment", "need condition, numbers, op+a+b or steps").into())
+    if let (Some(task), Some(outcome)) = (s.from_task, s.outcome) {
+        let info = segment::create_from_outcome(
+            &c.conn,
+            &c.table,
+            &s.name,
+            task,
+            outcome,
+            now.as_second(),
+        )?;
+        return Ok(Json(json!({ "segment": info })));
+    }
+    Err(CampaignError::invalid(
+        "segment",
+        "need condition, numbers, op+a+b, steps or from_task+outcome",
+    )
+    .into())
 }
 
 async fn list_segments<D>(

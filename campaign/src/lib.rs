@@ -16,6 +16,8 @@
 //! - [`signature`] / [`webhook_guard`]: HMAC-SHA256 webhook signatures (signed by the
 //!   gateway, checked here) and the middleware that refuses unsigned, forged or stale ones.
 //! - [`routing`]: service numbers, per-task extension codes, unsubscribe keywords.
+//! - [`manage_api`]: the planner's management endpoints (subscriber import over HTTP,
+//!   lists and conflicts, roll-up reports), merged beside [`api`].
 //! - [`service`]: [`service::Campaigns`], the facade the CLI and [`api`] (axum) call.
 
 pub mod api;
@@ -28,6 +30,7 @@ pub mod groups;
 pub mod import;
 pub mod launch;
 pub mod lifecycle;
+pub mod manage_api;
 pub mod msisdn;
 pub mod persist;
 pub mod report;

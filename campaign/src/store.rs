@@ -94,6 +94,15 @@ pub const MIGRATIONS: &[&str] = &[
         via TEXT NOT NULL, text TEXT NOT NULL, at INTEGER NOT NULL);
     CREATE INDEX unsubscribes_task ON unsubscribes(task_id);
     "#,
+    // 5: exclusion lists keyed by msisdn (issue 16): a number listed before its subscriber
+    // row is imported is kept and excluded once it is. `exclusion_lists.members` (ids) is
+    // folded into this table at open ([`crate::rules::fold_legacy_members`]).
+    r#"
+    CREATE TABLE list_numbers (kind TEXT NOT NULL, channel TEXT NOT NULL DEFAULT '',
+        name TEXT NOT NULL DEFAULT '', msisdn INTEGER NOT NULL, added_at INTEGER NOT NULL,
+        PRIMARY KEY (kind, channel, name, msisdn)) WITHOUT ROWID;
+    CREATE INDEX list_numbers_msisdn ON list_numbers(msisdn);
+    "#,
 ];
 
 /// Opens (creating if needed) the database at `path` and migrates it to the latest schema.

@@ -387,9 +387,8 @@ pub async fn run(args: CampaignArgs) -> Result<(), CmdError> {
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
                 .collect();
-            let (size, rejected) =
-                rules::add_to_list(&c.conn, &c.table, kind, channel, &name, &numbers)?;
-            print_json(&serde_json::json!({"members": size, "rejected": rejected}));
+            let change = rules::add_to_list(&c.conn, &c.table, kind, channel, &name, &numbers)?;
+            print_json(&change);
         }
         CampaignCmd::Task(cmd) => task_cmd(&mut c, cmd, now)?,
         CampaignCmd::Launch { bulk, gateway } => {

@@ -562,6 +562,7 @@ mod tests {
             campaign_type: String::new(),
             groups: GroupSpec::None,
             policy: ContactPolicy::default(),
+            custom_lists: Vec::new(),
             slices: vec![SliceSpec {
                 start: now - jiff::SignedDuration::from_secs(10),
                 window: None,
