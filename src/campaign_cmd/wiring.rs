@@ -36,6 +36,7 @@ use sluice_campaign::Campaigns;
 use sluice_campaign::api::{self, ApiState};
 use sluice_campaign::dispatch::HttpDispatcher;
 use sluice_campaign::feedback::{self, FeedbackEvent, MoReply, Receipt, ReplyOutcome, Shared};
+use sluice_campaign::manage_api;
 use sluice_campaign::routing::MoSettings;
 use sluice_campaign::webhook_guard::WebhookGuard;
 use tokio::sync::{broadcast, watch};
@@ -53,8 +54,14 @@ pub type CampaignApi = Arc<ApiState<HttpDispatcher>>;
 /// Merge the returned router into the gateway's (`router.merge(campaign)`), or serve it on
 /// its own listener; keep the state for [`spawn_ticker`].
 pub fn mount(svc: Shared, gateway_url: &str, api_key: &str) -> (Router, CampaignApi) {
-    let st = ApiState::new(svc, Arc::new(HttpDispatcher::new(gateway_url, api_key)));
-    let router = Router::new().nest("/v1/campaign", api::router(Arc::clone(&st)));
+    let st = ApiState::new(
+        Arc::clone(&svc),
+        Arc::new(HttpDispatcher::new(gateway_url, api_key)),
+    );
+    let router = Router::new().nest(
+        "/v1/campaign",
+        api::router(Arc::clone(&st)).merge(manage_api::router(svc)),
+    );
     (router, st)
 }
 
