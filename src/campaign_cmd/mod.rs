@@ -22,7 +22,7 @@
 //! sluice campaign pause 1 / resume 1
 //! sluice campaign report 1
 //! sluice campaign orders orders.csv
-//! sluice campaign serve --listen 127.0.0.1:8081   # standalone service, feedback by webhook
+//! SLUICE_WEBHOOK_SECRET=… sluice campaign serve --listen 127.0.0.1:8081   # standalone, signed webhooks
 //! ```
 
 pub mod wiring;
@@ -757,6 +757,31 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The standalone service cannot start without a usable webhook secret (flag or
+    /// `SLUICE_WEBHOOK_SECRET`), and the parsed secret never shows in `Debug`.
+    #[test]
+    fn serve_requires_a_webhook_secret() {
+        let parse = |rest: &[&str]| {
+            let mut v = vec!["campaign", "serve"];
+            v.extend_from_slice(rest);
+            Cli::try_parse_from(v)
+        };
+        if std::env::var_os("SLUICE_WEBHOOK_SECRET").is_none() {
+            let e = parse(&[])
+                .err()
+                .expect("refused without a secret")
+                .to_string();
+            assert!(e.contains("--webhook-secret"), "{e}");
+        }
+        let e = parse(&["--webhook-secret", "short"])
+            .err()
+            .expect("refused: too short")
+            .to_string();
+        assert!(e.contains("at least 16"), "{e}");
+        let ok = parse(&["--webhook-secret", "a-long-enough-secret"]).expect("accepted");
+        assert!(!format!("{:?}", ok.args).contains("a-long-enough-secret"));
     }
 
     #[tokio::test]
