@@ -250,6 +250,7 @@ fn account_specs(config: &Config) -> Result<Vec<AccountSpec>, ServeError> {
                 senders: SenderPolicy {
                     allowed: allowed_senders(a),
                     default: a.default_sender.clone(),
+                    callbacks: a.webhook_secret.is_some(),
                 },
                 webhook_url: a.webhook_url.clone(),
                 mo_url: a.mo_url.clone(),
