@@ -191,6 +191,7 @@ pub fn create_bulk(
     if let Some(e) = &spec.extension {
         routing::check_extension(e)?;
     }
+    rules::check_custom_lists(conn, &spec.custom_lists)?;
     let json =
         serde_json::to_string(spec).map_err(|e| CampaignError::invalid("spec", e.to_string()))?;
     conn.execute(

@@ -421,6 +421,22 @@ fn lists(
     )
 }
 
+/// Refuses custom list names that name no list: a typo would otherwise silently exclude
+/// nobody.
+///
+/// # Errors
+/// [`CampaignError::Invalid`] (`custom_lists`) naming the unknown list; SQLite failure.
+pub fn check_custom_lists(conn: &Connection, names: &[String]) -> Result<()> {
+    let known = custom_list_names(conn)?;
+    match names.iter().find(|n| !known.iter().any(|(k, _)| k == *n)) {
+        Some(n) => Err(CampaignError::invalid(
+            "custom_lists",
+            format!("no custom list named {n:?}"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The custom lists, by name, with their sizes in numbers.
 ///
 /// # Errors

@@ -334,3 +334,33 @@ fn lists_of_ids_from_an_older_store_are_folded_into_numbers_at_open() {
         2
     );
 }
+
+#[test]
+fn launch_applies_the_custom_lists_its_spec_names_and_no_others() {
+    let (mut c, _) = setup();
+    add(&c, ListKind::Custom, None, "vip-optout", &[1, 2, 3]);
+    let seg = c
+        .segment_from_condition("all", "age >= 0", ts("2026-03-01T00:00:00Z"))
+        .unwrap();
+    let plan = |c: &mut Campaigns, lists: &[&str]| {
+        let task = running_task(c, "t");
+        let mut sp = spec(seg.id, vec![slice("2026-03-10T01:00:00Z", None)]);
+        sp.custom_lists = lists.iter().map(|s| (*s).to_owned()).collect();
+        let bulk = c.create_bulk(task, &sp).unwrap();
+        c.plan(bulk, ts("2026-03-10T01:00:00Z")).unwrap()
+    };
+    let without = plan(&mut c, &[]);
+    assert!(without.excluded.is_empty(), "{:?}", without.excluded);
+    assert_eq!(without.slices, vec![40]);
+    let task = running_task(&mut c, "typo");
+    let mut sp = spec(seg.id, vec![slice("2026-03-10T01:00:00Z", None)]);
+    sp.custom_lists = vec!["vip-opt0ut".into()];
+    let e = c.create_bulk(task, &sp).unwrap_err().to_string();
+    assert!(
+        e.contains("custom_lists") && e.contains("vip-opt0ut"),
+        "{e}"
+    );
+    let with = plan(&mut c, &["vip-optout"]);
+    assert_eq!(with.excluded, [(Reason::Custom, 3)].into());
+    assert_eq!(with.slices, vec![37]);
+}
