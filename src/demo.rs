@@ -424,6 +424,7 @@ fn bulk_spec(o: &DemoOptions, segment: i64) -> BulkSpec {
             control_share: 0.1,
         },
         policy: rules::ContactPolicy::default(),
+        custom_lists: Vec::new(),
         slices: vec![SliceSpec {
             start: Timestamp::from_second(now.as_second() - 1).unwrap_or(now),
             window: None,

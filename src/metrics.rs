@@ -68,6 +68,10 @@ pub const RECEIPTS_PENDING: &str = "sluice_receipts_pending";
 pub const WEBHOOK_BACKLOG: &str = "sluice_webhook_backlog";
 /// Counter: webhook POSTs, by outcome status (`2xx`, `error`, HTTP code).
 pub const WEBHOOK_ATTEMPTS: &str = "sluice_webhook_attempts_total";
+/// Counter: webhook requests the standalone campaign service refused (label `reason`:
+/// `missing`, `malformed`, `stale`, `forged`). The name is defined by the campaign crate,
+/// which records it; here so this list stays complete.
+pub const CAMPAIGN_WEBHOOK_REFUSED: &str = sluice_campaign::signature::REFUSED_METRIC;
 /// Counter: mobile-originated messages received.
 pub const MO_RECEIVED: &str = "sluice_mo_received_total";
 /// Counter: messages accepted (durable) by ingress, per account.
@@ -225,6 +229,11 @@ pub fn describe() {
         WEBHOOK_ATTEMPTS,
         Unit::Count,
         "Webhook POST attempts, by outcome."
+    );
+    describe_counter!(
+        CAMPAIGN_WEBHOOK_REFUSED,
+        Unit::Count,
+        "Webhook requests the campaign service refused (unsigned, malformed, stale, forged), by reason."
     );
     describe_counter!(
         MO_RECEIVED,
@@ -399,6 +408,7 @@ mod tests {
             RECEIPTS_PENDING,
             WEBHOOK_BACKLOG,
             WEBHOOK_ATTEMPTS,
+            CAMPAIGN_WEBHOOK_REFUSED,
             MO_RECEIVED,
             INGRESS_ACCEPTED,
             INGRESS_DUPLICATES,

@@ -50,6 +50,7 @@ burst = 1000000
 default_sender = "106580001234"
 webhook_url = "{hook}/receipts"
 mo_url = "{hook}/mo"
+webhook_secret = "{secret}"
 [[channels]]
 name = "ismg"
 kind = "cmpp"
@@ -69,7 +70,8 @@ response_timeout_ms = 2000
 [[routes]]
 channel = "ismg"
 "#,
-        data = data.display()
+        data = data.display(),
+        secret = e2e_support::WEBHOOK_SECRET,
     )
 }
 

@@ -31,6 +31,7 @@ fn account(name: &str, key: &str, rate: Option<u32>, burst: Option<u32>) -> Acco
         senders: SenderPolicy {
             allowed: vec!["10086".into(), "1069*".into()],
             default: Some("10086".into()),
+            callbacks: true,
         },
         webhook_url: None,
         mo_url: None,

@@ -348,6 +348,35 @@ fn accounts_checks() {
         "accounts[0].webhook_url",
         Some(line_of(&text, "ftp://x")),
     );
+    // Every webhook is signed: a webhook or reply URL without a secret is refused, naming
+    // the missing key and why; a short secret is refused at its line.
+    for url_key in ["webhook_url", "mo_url"] {
+        let text = base().replace(
+            "rate = 100",
+            &format!("rate = 100\n{url_key} = \"https://hooks.example/x\""),
+        );
+        let err = parse(&text).expect_err("no secret");
+        assert_eq!(err.key(), Some("accounts[0].webhook_secret"), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains(url_key) && msg.contains("signed"), "{msg}");
+    }
+    let text = base().replace(
+        "rate = 100",
+        "rate = 100\nwebhook_url = \"https://h.example/\"\nwebhook_secret = \"short\"",
+    );
+    let msg = expect_err(
+        &text,
+        "accounts[0].webhook_secret",
+        Some(line_of(&text, "\"short\"")),
+    );
+    assert!(msg.contains("at least 16"), "{msg}");
+    let text = base().replace(
+        "rate = 100",
+        "rate = 100\nwebhook_url = \"https://h.example/\"\nwebhook_secret = \"a-secret-nobody-may-see\"",
+    );
+    let cfg = parse(&text).expect("signed account");
+    assert!(cfg.accounts[0].webhook_secret.is_some());
+    assert!(!format!("{cfg:?}").contains("a-secret-nobody-may-see"));
     let dup = format!("{}\n[[accounts]]\nname = \"acme\"\nrate = 1\n", base());
     let err = parse(&dup).unwrap_err();
     assert_eq!(err.key(), Some("accounts[1].name"));

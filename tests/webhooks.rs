@@ -14,12 +14,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use e2e_support::{
-    Receiver, config_text, init_tracing, post, serve_http, sim_listener, start_sim, wait_until,
+    Receiver, WEBHOOK_SECRET, config_text, init_tracing, post, serve_http, sim_listener, start_sim,
+    wait_until,
 };
 use serde_json::{Value, json};
 use sluice::config::Config;
 use sluice::serve::{Gateway, ServeOptions, start};
 use sluice::store::{MoEvent, Op, OpResult, RedbBackend, Store, WriterConfig};
+use sluice_campaign::signature::WebhookSecret;
+use sluice_campaign::webhook_guard::{RefusedCounts, WebhookGuard};
 use sluice_loadtest::SimHandle;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -125,12 +128,17 @@ async fn simulator() -> SimHandle {
 
 /// Starts the gateway on `data` with webhooks to `hook`; `extra` is appended to the config.
 async fn gateway(data: &Path, sim: &SimHandle, hook: &str, extra: &str) -> Gateway {
-    init_tracing();
     let text = format!(
         "{}\n{extra}\n",
         config_text(data, sim.addrs()[0].port(), hook, "")
     );
-    let cfg = Config::parse(&text, "webhooks.toml").expect("config");
+    gateway_from(&text).await
+}
+
+/// Starts the gateway from config `text` with fast webhook retries.
+async fn gateway_from(text: &str) -> Gateway {
+    init_tracing();
+    let cfg = Config::parse(text, "webhooks.toml").expect("config");
     let mut opts = ServeOptions {
         drain_deadline: Duration::from_secs(5),
         ..ServeOptions::default()
@@ -294,6 +302,104 @@ async fn a_reply_whose_webhook_is_down_survives_a_restart_and_arrives_once() {
         (1, 0, 1),
         "one message sent once, one reply sent once"
     );
+}
+
+/// The campaign service's own webhook endpoints (standalone mode: signature checked with
+/// `secret`) on 127.0.0.1:0, with the status of every answer recorded; returns the base URL
+/// (`…/v1/campaign/webhooks`), the guard and the statuses by path.
+async fn campaign_webhooks(
+    secret: &str,
+) -> (
+    String,
+    Arc<WebhookGuard>,
+    Arc<std::sync::Mutex<Vec<(String, u16)>>>,
+) {
+    let svc = Arc::new(std::sync::Mutex::new(
+        sluice_campaign::Campaigns::in_memory().expect("campaign store"),
+    ));
+    let guard = WebhookGuard::new(WebhookSecret::new(secret).expect("secret"));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let app = sluice::campaign_cmd::wiring::webhooks(svc, Arc::clone(&guard)).layer(
+        axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let log = Arc::clone(&log);
+                async move {
+                    let path = req.uri().path().to_owned();
+                    let resp = next.run(req).await;
+                    log.lock().unwrap().push((path, resp.status().as_u16()));
+                    resp
+                }
+            },
+        ),
+    );
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    (format!("http://{addr}/v1/campaign/webhooks"), guard, seen)
+}
+
+/// A gateway whose receipt and reply webhooks go to the campaign service's endpoints at
+/// `base` (replies at `/replies`, where the campaign service takes them).
+async fn gateway_to_campaign(data: &Path, sim: &SimHandle, base: &str) -> Gateway {
+    let text = config_text(data, sim.addrs()[0].port(), base, "")
+        .replace(&format!("{base}/mo"), &format!("{base}/replies"));
+    gateway_from(&text).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_webhooks_verify_at_the_campaign_service() {
+    let (base, guard, seen) = campaign_webhooks(WEBHOOK_SECRET).await;
+    let sim = simulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = gateway_to_campaign(&dir.path().join("data"), &sim, &base).await;
+    send_vote(&gw).await;
+    let ok = |p: &str| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|(path, s)| path.ends_with(p) && *s == 200)
+    };
+    assert!(
+        wait_until(WAIT, || ok("/receipts") && ok("/replies")).await,
+        "answers {:?}",
+        seen.lock().unwrap()
+    );
+    // Accepted, so the gateway let go of both entries.
+    assert!(
+        wait_until(WAIT, || {
+            gw.store().outbox("acme", 0, 10).unwrap().is_empty()
+                && gw.store().mo_outbox("acme", 0, 10).unwrap().is_empty()
+        })
+        .await
+    );
+    assert_eq!(guard.refused(), RefusedCounts::default());
+    gw.shutdown().await;
+    sim.shutdown().await.expect("sim shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_service_with_another_secret_refuses_and_the_gateway_keeps_retrying() {
+    let (base, guard, seen) = campaign_webhooks("not-the-account-secret").await;
+    let sim = simulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = gateway_to_campaign(&dir.path().join("data"), &sim, &base).await;
+    send_vote(&gw).await;
+    assert!(
+        wait_until(WAIT, || guard.refused().forged >= 4).await,
+        "refused {:?}",
+        guard.refused()
+    );
+    assert!(seen.lock().unwrap().iter().all(|(_, s)| *s == 401));
+    // Refused is not delivered: the receipt and the reply are still kept for a retry.
+    assert_eq!(gw.store().outbox("acme", 0, 10).unwrap().len(), 1);
+    assert_eq!(gw.store().mo_outbox("acme", 0, 10).unwrap().len(), 1);
+    let r = guard.refused();
+    assert_eq!((r.missing, r.malformed, r.stale), (0, 0, 0));
+    gw.shutdown().await;
+    sim.shutdown().await.expect("sim shutdown");
 }
 
 #[test]

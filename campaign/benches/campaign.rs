@@ -208,6 +208,7 @@ fn launch_plan(c: &mut Criterion) {
                 },
             ],
         },
+        custom_lists: vec![String::new()], // the custom list added above (name "")
         slices: (0..4)
             .map(|d| SliceSpec {
                 start: now,

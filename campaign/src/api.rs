@@ -1,7 +1,8 @@
 //! HTTP API of the campaign service (axum), mounted by the binary under `/v1/campaign`.
 //!
-//! Every route except `POST /login` (and the `/webhooks` nest, which verifies its own
-//! signatures) requires `Authorization: Bearer <API key or session token>`; the
+//! Every route except `POST /login` (the gateway's signed webhooks `/webhooks/receipts` and `/webhooks/replies`
+//! carry a signature instead of a user credential: the binary mounts
+//! [`crate::feedback::webhook_router`] beside this router) requires `Authorization: Bearer <API key or session token>`; the
 //! [`Caller`] it names decides what the request may do (roles, [`crate::identity`]) and
 //! what it may see (its organisation and those below). Another tenant's id answers 404 with
 //! the same body as an unknown id. The free-text `actor` of the old request bodies is gone:
@@ -22,7 +23,7 @@
 //! | DELETE | `/keys/{id}` | admin, or the key's user | → `{"id"}` (revoked) |
 //! | POST | `/count` | read | `{"condition"}` → `{"count"}` |
 //! | GET | `/segments` | read | → `[SegmentInfo]` |
-//! | POST | `/segments` | plan | `{"name", "condition"}` \| `{"name","numbers":[…]}` \| `{"name","op","a","b"}` \| `{"name","steps":[…]}` → `{"segment", "steps"?, "numbers"?}` |
+//! | POST | `/segments` | plan | `{"name", "condition"}` \| `{"name","numbers":[…]}` \| `{"name","op","a","b"}` \| `{"name","steps":[…]}` \| `{"name","from_task","outcome"}` → `{"segment", "steps"?, "numbers"?}` |
 //! | GET | `/segments/{id}/preview?n=` | read | → `[SubscriberRow]` |
 //! | GET | `/segments/{id}/export` | read | → CSV |
 //! | GET | `/campaigns`, `/activities`, `/tasks`, `/bulk` | read | `?limit&offset&state&owner&org&q` → page ([`crate::listing`]) |
@@ -39,7 +40,6 @@
 //! | GET | `/reports/daily?format=csv\|json` | read | daily report (caller's visible tasks) |
 //! | GET | `/reports/channels?since=` | read | channel monitor (caller's visible tasks) |
 //! | POST | `/orders?window_days=` | operate (root organisation) | order CSV → `OrdersReport` |
-//! | POST | `/webhooks/receipts`, `/webhooks/replies` | — | gateway webhooks ([`crate::feedback`]) |
 //!
 //! Transition permissions by target state: `submitted`, `draft`, `scheduled` need plan;
 //! `approved`, `rejected` need approve; `running`, `paused`, `completed` need operate;
@@ -146,7 +146,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 type JsonResult = ApiResult<Json<serde_json::Value>>;
 
 fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Campaigns> {
@@ -372,6 +372,9 @@ struct NewSegment {
     a: Option<i64>,
     b: Option<i64>,
     steps: Option<Vec<Step>>,
+    /// With `outcome`: a second-round segment from this task's results.
+    from_task: Option<i64>,
+    outcome: Option<segment::Outcome>,
 }
 
 async fn create_segment<D>(
@@ -436,7 +439,27 @@ async fn create_segment<D>(
         stamp(&c.conn, info.id)?;
         return Ok(Json(json!({"segment": info, "steps": counts})));
     }
-    Err(CampaignError::invalid("segment", "need condition, numbers, op+a+b or steps").into())
+    if let (Some(task), Some(outcome)) = (s.from_task, s.outcome) {
+        identity::ensure_visible(&c.conn, &caller, Object::Task, task)?;
+        let info = in_tx(&c.conn, |tx| {
+            let info = segment::create_from_outcome(
+                tx,
+                &c.table,
+                &s.name,
+                task,
+                outcome,
+                now.as_second(),
+            )?;
+            stamp(tx, info.id)?;
+            Ok(info)
+        })?;
+        return Ok(Json(json!({ "segment": info })));
+    }
+    Err(CampaignError::invalid(
+        "segment",
+        "need condition, numbers, op+a+b, steps or from_task+outcome",
+    )
+    .into())
 }
 
 async fn list_segments<D>(State(st): State<Arc<ApiState<D>>>, caller: Caller) -> JsonResult {
@@ -1052,5 +1075,4 @@ pub fn router<D: Dispatcher + 'static>(st: Arc<ApiState<D>>) -> Router {
         ))
         .route("/login", post(login::<D>))
         .with_state(Arc::clone(&st))
-        .nest("/webhooks", feedback::webhook_router(Arc::clone(&st.svc)))
 }

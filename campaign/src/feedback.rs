@@ -35,6 +35,7 @@ use crate::routing::{self, MoSettings};
 use crate::rules::{self, Channel, ListKind};
 use crate::service::Campaigns;
 use crate::table::SubscriberTable;
+use crate::webhook_guard::{self, WebhookGuard};
 use crate::{launch, msisdn, window};
 
 const DAY: i64 = 86_400;
@@ -594,10 +595,16 @@ async fn reply_hook(
 }
 
 /// Webhook endpoints for the gateway: `POST /receipts` (receipt JSON) and `POST /replies`
-/// (MO JSON). Point the account's `callback_url` / `mo_url` at them.
-pub fn webhook_router(svc: Shared) -> Router {
+/// (MO JSON). Point the account's `webhook_url` / `mo_url` at them. Every request must carry
+/// the gateway's signature made with the account's `webhook_secret`, which `guard` checks
+/// ([`crate::webhook_guard`]); unsigned, forged or stale requests get 401.
+pub fn webhook_router(svc: Shared, guard: Arc<WebhookGuard>) -> Router {
     Router::new()
         .route("/receipts", post(receipt_hook))
         .route("/replies", post(reply_hook))
         .with_state(svc)
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            webhook_guard::check,
+        ))
 }

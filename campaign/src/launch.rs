@@ -97,6 +97,10 @@ pub struct BulkSpec {
     pub groups: GroupSpec,
     #[serde(default)]
     pub policy: ContactPolicy,
+    /// Names of the custom exclusion lists this send applies; a custom list applies only
+    /// to the sends that name it (the other list kinds apply to every send).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom_lists: Vec<String>,
     pub slices: Vec<SliceSpec>,
     #[serde(default = "default_tz")]
     pub timezone: String,
@@ -187,6 +191,7 @@ pub fn create_bulk(
     if let Some(e) = &spec.extension {
         routing::check_extension(e)?;
     }
+    rules::check_custom_lists(conn, &spec.custom_lists)?;
     let json =
         serde_json::to_string(spec).map_err(|e| CampaignError::invalid("spec", e.to_string()))?;
     conn.execute(
@@ -242,12 +247,14 @@ fn push_template(spec: &BulkSpec, table: &SubscriberTable) -> Result<Option<Push
     }
 }
 
-fn ctx(spec: &BulkSpec) -> RuleContext<'_> {
+fn ctx<'a>(spec: &'a BulkSpec, table: &'a SubscriberTable) -> RuleContext<'a> {
     RuleContext {
         channel: spec.channel,
         offer: &spec.offer,
         campaign_type: &spec.campaign_type,
         policy: &spec.policy,
+        custom_lists: &spec.custom_lists,
+        table,
     }
 }
 
@@ -299,7 +306,7 @@ pub fn plan_with(
         ));
     }
     let audience = segment::members(conn, bulk.spec.segment)?;
-    let (kept, excluded) = rules::apply(conn, &ctx(&bulk.spec), &audience, now)?;
+    let (kept, excluded) = rules::apply(conn, &ctx(&bulk.spec, table), &audience, now)?;
     let groups = split(&bulk.spec.groups, &kept, table)?;
     let mut sendable = RoaringBitmap::new();
     for g in groups.iter().filter(|g| !g.is_control) {
@@ -514,9 +521,15 @@ pub fn recheck_unfinished(conn: &Connection, task: i64) -> Result<()> {
 
 /// Re-applies the rules to a slice's pending members (first touch, and again after a
 /// resume) and persists the result.
-fn check_slice(conn: &mut Connection, bulk: &Bulk, s: &mut SliceState, now: i64) -> Result<()> {
+fn check_slice(
+    conn: &mut Connection,
+    table: &SubscriberTable,
+    bulk: &Bulk,
+    s: &mut SliceState,
+    now: i64,
+) -> Result<()> {
     let pending: RoaringBitmap = s.members.iter().filter(|&id| id >= s.cursor).collect();
-    let (kept, counts) = rules::apply(conn, &ctx(&bulk.spec), &pending, now)?;
+    let (kept, counts) = rules::apply(conn, &ctx(&bulk.spec, table), &pending, now)?;
     let removed = &pending - &kept;
     s.members -= &removed;
     s.checked = true;
@@ -577,7 +590,7 @@ pub fn next_batch(
             continue;
         }
         if !s.checked {
-            check_slice(conn, &bulk, &mut s, now.as_second())?;
+            check_slice(conn, table, &bulk, &mut s, now.as_second())?;
         }
         return Ok(Next::Batch(render(&bulk, table, conn, &s)?));
     }

@@ -18,7 +18,11 @@
 //!   slice execution with persisted cursors (pause/resume/restart).
 //! - [`feedback`], [`stats`], [`report`]: receipts, replies, orders; z-test; funnels and
 //!   daily / channel reports.
+//! - [`signature`] / [`webhook_guard`]: HMAC-SHA256 webhook signatures (signed by the
+//!   gateway, checked here) and the middleware that refuses unsigned, forged or stale ones.
 //! - [`routing`]: service numbers, per-task extension codes, unsubscribe keywords.
+//! - [`manage_api`]: the planner's management endpoints (subscriber import over HTTP,
+//!   lists and conflicts, roll-up reports), merged beside [`api`].
 //! - [`service`]: [`service::Campaigns`], the facade the CLI and [`api`] (axum) call.
 
 pub mod api;
@@ -35,6 +39,7 @@ pub mod import;
 pub mod launch;
 pub mod lifecycle;
 pub mod listing;
+pub mod manage_api;
 pub mod msisdn;
 pub mod persist;
 pub mod report;
@@ -42,11 +47,13 @@ pub mod routing;
 pub mod rules;
 pub mod segment;
 pub mod service;
+pub mod signature;
 pub mod stats;
 pub mod store;
 pub mod synth;
 pub mod table;
 pub mod template;
+pub mod webhook_guard;
 pub mod window;
 
 pub use error::{CampaignError, Result, StoreError};

@@ -309,3 +309,327 @@ pub fn channel_monitor_for(
     }
     Ok(out)
 }
+
+/// What a roll-up report groups by. Each dimension is a set of group keys
+/// ([`RollupKey`]); adding one (the organisation) is one more variant and one more key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollupBy {
+    /// The campaign of the task's activity (tasks without one: no campaign).
+    Campaign,
+    /// Campaign and activity.
+    Activity,
+    /// The subscriber's city (from the subscriber table).
+    City,
+}
+
+/// Roll-up period, in local time of the report's zone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    /// `YYYY-MM-DD`.
+    #[default]
+    Day,
+    /// `YYYY-MM`.
+    Month,
+}
+
+/// The group keys of a roll-up row; a dimension sets the keys it groups by, the others
+/// stay `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct RollupKey {
+    pub campaign: Option<i64>,
+    pub activity: Option<i64>,
+    pub city: Option<String>,
+}
+
+/// Funnel stages of a roll-up row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RollupFunnel {
+    /// Group members at planning (control included), counted in the planning period.
+    pub targeted: u64,
+    /// Messages handed to the gateway.
+    pub sent: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    /// Replies credited to the tasks (any outcome, unsubscribes included).
+    pub replied: u64,
+    /// Distinct subscribers with a conversion (order or reply).
+    pub converted: u64,
+}
+
+/// One roll-up row: a period and a group.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct RollupRow {
+    pub period: String,
+    #[serde(flatten)]
+    pub key: RollupKey,
+    pub campaign_name: Option<String>,
+    pub activity_name: Option<String>,
+    pub funnel: RollupFunnel,
+    /// Distinct subscribers contacted.
+    pub contacts: u64,
+    /// Conversion records (orders and converting replies).
+    pub conversions: u64,
+    /// Non-control groups over control groups of this row (targeted vs distinct converted),
+    /// when the row has both.
+    pub uplift: Option<Uplift>,
+}
+
+/// Per-row accumulator.
+#[derive(Default)]
+struct Acc {
+    funnel: RollupFunnel,
+    contacts: std::collections::HashSet<u32>,
+    conversions: u64,
+    /// (targeted, converted subscribers) of the non-control and control groups.
+    variant: (u64, std::collections::HashSet<u32>),
+    control: (u64, std::collections::HashSet<u32>),
+    converted: std::collections::HashSet<u32>,
+}
+
+/// A task's (campaign, activity); `None` above a task without an activity.
+type Place = (Option<i64>, Option<i64>);
+
+/// Where tasks sit in the hierarchy: task → (campaign, activity).
+fn task_places(conn: &Connection) -> Result<BTreeMap<i64, Place>> {
+    let mut st = conn.prepare(
+        "SELECT t.id, a.campaign_id, t.activity_id FROM tasks t
+         LEFT JOIN activities a ON a.id = t.activity_id",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+/// Roll-up report over every task: funnel, contacts, conversions and uplift per `by` group
+/// and `period` (local time in `tz`). Contacts count in the period they were sent,
+/// conversions and replies in theirs, targeted in the period the bulk send was planned.
+///
+/// # Errors
+/// Unknown time zone; SQLite failure.
+pub fn rollup(
+    conn: &Connection,
+    table: &crate::table::SubscriberTable,
+    by: RollupBy,
+    period: Period,
+    tz: &str,
+) -> Result<Vec<RollupRow>> {
+    let tz = time_zone(tz)?;
+    let places = task_places(conn)?;
+    let mut periods: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
+    let mut period_of = |at: i64| -> String {
+        let hour = at.div_euclid(3600);
+        periods
+            .entry(hour)
+            .or_insert_with(|| {
+                Timestamp::from_second(hour * 3600).map_or_else(
+                    |_| "?".into(),
+                    |t| {
+                        let d = tz.to_datetime(t).date();
+                        match period {
+                            Period::Day => d.to_string(),
+                            Period::Month => d.strftime("%Y-%m").to_string(),
+                        }
+                    },
+                )
+            })
+            .clone()
+    };
+    let key_of = |task: i64, sub: Option<u32>| -> RollupKey {
+        let (campaign, activity) = places.get(&task).copied().unwrap_or_default();
+        match by {
+            RollupBy::Campaign => RollupKey {
+                campaign,
+                ..RollupKey::default()
+            },
+            RollupBy::Activity => RollupKey {
+                campaign,
+                activity,
+                ..RollupKey::default()
+            },
+            RollupBy::City => RollupKey {
+                city: Some(sub.map_or_else(String::new, |s| table.str_value("city", s).to_owned())),
+                ..RollupKey::default()
+            },
+        }
+    };
+    let mut rows: BTreeMap<(String, RollupKey), Acc> = BTreeMap::new();
+    let mut control: std::collections::HashSet<(i64, String)> = std::collections::HashSet::new();
+
+    // Targeted, from the planned groups.
+    let mut st = conn.prepare(
+        "SELECT g.bulk_id, b.task_id, b.planned_at, g.name, g.is_control, g.members
+         FROM bulk_groups g JOIN bulk_sends b ON b.id = g.bulk_id WHERE b.planned_at IS NOT NULL",
+    )?;
+    let mut q = st.query([])?;
+    while let Some(r) = q.next()? {
+        let (bulk, task, at): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let (name, is_control): (String, bool) = (r.get(3)?, r.get(4)?);
+        let members = crate::store::blob_to_bitmap(&r.get::<_, Vec<u8>>(5)?, "bulk_groups", bulk)?;
+        if is_control {
+            control.insert((bulk, name));
+        }
+        let p = period_of(at);
+        let mut add = |key: RollupKey, n: u64| {
+            let acc = rows.entry((p.clone(), key)).or_default();
+            acc.funnel.targeted += n;
+            if is_control {
+                acc.control.0 += n;
+            } else {
+                acc.variant.0 += n;
+            }
+        };
+        if by == RollupBy::City {
+            let mut per_city: BTreeMap<RollupKey, u64> = BTreeMap::new();
+            for id in &members {
+                *per_city.entry(key_of(task, Some(id))).or_default() += 1;
+            }
+            for (k, n) in per_city {
+                add(k, n);
+            }
+        } else {
+            add(key_of(task, None), members.len());
+        }
+    }
+
+    // Sent / delivered / failed and distinct contacts.
+    let mut st = conn.prepare("SELECT task_id, sub_id, at, state FROM contacts")?;
+    let mut q = st.query([])?;
+    while let Some(r) = q.next()? {
+        let (task, sub, at, state): (i64, i64, i64, String) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+        let sub = u32::try_from(sub).ok();
+        let acc = rows.entry((period_of(at), key_of(task, sub))).or_default();
+        acc.funnel.sent += 1;
+        match state.as_str() {
+            "delivered" => acc.funnel.delivered += 1,
+            "undeliverable" | "expired" | "rejected" | "failed" => acc.funnel.failed += 1,
+            _ => {}
+        }
+        if let Some(s) = sub {
+            acc.contacts.insert(s);
+        }
+    }
+
+    // Conversions.
+    let mut st = conn.prepare("SELECT task_id, bulk_id, grp, sub_id, at FROM conversions")?;
+    let mut q = st.query([])?;
+    while let Some(r) = q.next()? {
+        let (task, bulk, grp, sub, at): (i64, i64, String, i64, i64) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+        let Ok(sub) = u32::try_from(sub) else {
+            continue;
+        };
+        let acc = rows
+            .entry((period_of(at), key_of(task, Some(sub))))
+            .or_default();
+        acc.conversions += 1;
+        acc.converted.insert(sub);
+        if control.contains(&(bulk, grp)) {
+            acc.control.1.insert(sub);
+        } else {
+            acc.variant.1.insert(sub);
+        }
+    }
+
+    // Replies credited to a task.
+    let mut st =
+        conn.prepare("SELECT task_id, msisdn, at FROM replies WHERE task_id IS NOT NULL")?;
+    let mut q = st.query([])?;
+    while let Some(r) = q.next()? {
+        let (task, msisdn, at): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let sub = table.id_of(msisdn as u64);
+        rows.entry((period_of(at), key_of(task, sub)))
+            .or_default()
+            .funnel
+            .replied += 1;
+    }
+
+    let names = |sql: &str| -> Result<BTreeMap<i64, String>> {
+        let mut st = conn.prepare(sql)?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    };
+    let campaigns = names("SELECT id, name FROM campaigns")?;
+    let activities = names("SELECT id, name FROM activities")?;
+    Ok(rows
+        .into_iter()
+        .map(|((period, key), acc)| {
+            let mut funnel = acc.funnel;
+            funnel.converted = acc.converted.len() as u64;
+            RollupRow {
+                campaign_name: key.campaign.and_then(|c| campaigns.get(&c).cloned()),
+                activity_name: key.activity.and_then(|a| activities.get(&a).cloned()),
+                period,
+                key,
+                funnel,
+                contacts: acc.contacts.len() as u64,
+                conversions: acc.conversions,
+                uplift: two_proportion(
+                    acc.variant.1.len() as u64,
+                    acc.variant.0,
+                    acc.control.1.len() as u64,
+                    acc.control.0,
+                ),
+            }
+        })
+        .collect())
+}
+
+/// Roll-up rows as CSV: key columns, funnel, contacts, conversions, uplift (empty when
+/// there is none).
+///
+/// # Errors
+/// I/O errors.
+pub fn write_rollup_csv<W: Write>(rows: &[RollupRow], out: W) -> Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "period",
+        "campaign",
+        "campaign_name",
+        "activity",
+        "activity_name",
+        "city",
+        "targeted",
+        "sent",
+        "delivered",
+        "failed",
+        "replied",
+        "converted",
+        "contacts",
+        "conversions",
+        "uplift_variant_rate",
+        "uplift_control_rate",
+        "uplift_difference",
+        "uplift_p_value",
+    ])
+    .map_err(CampaignError::from)?;
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    for r in rows {
+        let f = &r.funnel;
+        let u = r.uplift.as_ref();
+        w.write_record([
+            r.period.clone(),
+            opt(r.key.campaign.map(|c| c.to_string())),
+            opt(r.campaign_name.clone()),
+            opt(r.key.activity.map(|a| a.to_string())),
+            opt(r.activity_name.clone()),
+            opt(r.key.city.clone()),
+            f.targeted.to_string(),
+            f.sent.to_string(),
+            f.delivered.to_string(),
+            f.failed.to_string(),
+            f.replied.to_string(),
+            f.converted.to_string(),
+            r.contacts.to_string(),
+            r.conversions.to_string(),
+            opt(u.map(|u| u.variant_rate.to_string())),
+            opt(u.map(|u| u.control_rate.to_string())),
+            opt(u.map(|u| u.difference.to_string())),
+            opt(u.map(|u| u.p_value.to_string())),
+        ])
+        .map_err(CampaignError::from)?;
+    }
+    w.flush()?;
+    Ok(())
+}

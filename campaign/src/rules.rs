@@ -7,7 +7,8 @@
 //! 2. `graylist`
 //! 3. `staff`
 //! 4. `do_not_disturb` — lists for the task's channel, and channel-less (all-channel) lists
-//! 5. `custom` — any custom list
+//! 5. `custom` — the custom lists the bulk send names (`custom_lists` of its spec); a custom
+//!    list applies to no other task
 //! 6. `conflicting_offer` — contacted with, or converted on, an offer that conflicts with
 //!    the task's offer within `conflict_days`
 //! 7. `recently_marketed` — contacted with the same offer or the same campaign type within
@@ -17,13 +18,18 @@
 //!
 //! Passive channels (`web`) never count toward caps. Rules are applied at launch, again
 //! when each slice is first dispatched, and on resume (with the then-current history).
+//!
+//! Lists hold normalised msisdns (`list_numbers`), not subscriber ids, and are resolved
+//! against the subscriber table at evaluation: a number listed before its subscriber row
+//! exists is excluded from the first launch after it is imported. Lists of the older
+//! id-only form are folded into numbers when the service opens ([`fold_legacy_members`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use roaring::RoaringBitmap;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use crate::error::{CampaignError, Result};
 use crate::msisdn;
@@ -88,8 +94,32 @@ pub enum ListKind {
     Custom,
 }
 
+impl FromStr for ListKind {
+    type Err = CampaignError;
+    fn from_str(s: &str) -> Result<Self> {
+        [
+            Self::Blacklist,
+            Self::Graylist,
+            Self::Staff,
+            Self::DoNotDisturb,
+            Self::Custom,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| {
+            CampaignError::invalid(
+                "kind",
+                format!(
+                    "unknown list kind {s:?} (blacklist, graylist, staff, do_not_disturb, custom)"
+                ),
+            )
+        })
+    }
+}
+
 impl ListKind {
-    const fn as_str(self) -> &'static str {
+    /// Stable name (SQLite, API path).
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Blacklist => "blacklist",
             Self::Graylist => "graylist",
@@ -163,15 +193,44 @@ pub struct RuleContext<'a> {
     pub offer: &'a str,
     pub campaign_type: &'a str,
     pub policy: &'a ContactPolicy,
+    /// Names of the custom lists this bulk send applies (its spec's `custom_lists`).
+    pub custom_lists: &'a [String],
+    /// Resolves listed numbers to subscribers at evaluation.
+    pub table: &'a SubscriberTable,
 }
 
 /// Excluded counts per reason (reasons with zero are omitted).
 pub type ExclusionCounts = BTreeMap<Reason, u64>;
 
-/// Adds numbers to an exclusion list; returns (added, unknown or invalid numbers).
+/// What a list change did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ListChange {
+    /// Numbers newly listed (add) or unlisted (remove).
+    pub changed: u64,
+    /// Of the numbers given, valid ones that are not (yet) subscribers: listed all the
+    /// same, excluded once imported.
+    pub not_subscribers: u64,
+    /// Entries that are not phone numbers, as given.
+    pub invalid: Vec<String>,
+}
+
+/// One listed number.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListEntry {
+    pub msisdn: u64,
+    /// Do-not-disturb channel (`""` = every channel).
+    pub channel: String,
+    pub name: String,
+    pub added_at: i64,
+    /// Whether the number is a subscriber now.
+    pub subscriber: bool,
+}
+
+/// Adds numbers to an exclusion list (idempotent).
 ///
 /// `channel` is only meaningful for do-not-disturb (`None` = every channel); `name`
-/// distinguishes several custom lists.
+/// distinguishes several lists of a kind (custom lists are applied by name). Numbers are
+/// normalised and stored as numbers, whether or not they are subscribers yet.
 ///
 /// # Errors
 /// SQLite failure.
@@ -182,48 +241,212 @@ pub fn add_to_list(
     channel: Option<Channel>,
     name: &str,
     numbers: &[&str],
-) -> Result<(u64, Vec<String>)> {
-    let ch = channel.map_or("", Channel::as_str);
-    let key = params![kind.as_str(), ch, name];
-    let blob: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT members FROM exclusion_lists WHERE kind = ?1 AND channel = ?2 AND name = ?3",
-            key,
-            |r| r.get(0),
-        )
-        .optional()?;
-    let mut set = match blob {
-        Some(b) => blob_to_bitmap(&b, "exclusion_lists", 0)?,
-        None => RoaringBitmap::new(),
-    };
-    let before = set.len();
-    let mut rejected = Vec::new();
-    for n in numbers {
-        match msisdn::normalize(n).ok().and_then(|m| table.id_of(m)) {
-            Some(id) => {
-                set.insert(id);
-            }
-            None => rejected.push((*n).to_owned()),
-        }
-    }
-    conn.execute(
-        "INSERT OR REPLACE INTO exclusion_lists (kind, channel, name, members) VALUES (?1, ?2, ?3, ?4)",
-        params![kind.as_str(), ch, name, bitmap_to_blob(&set)],
-    )?;
-    Ok((set.len() - before, rejected))
+) -> Result<ListChange> {
+    change_list(conn, table, kind, channel, name, numbers, true)
 }
 
-fn lists(conn: &Connection, kind: ListKind, channel: Option<Channel>) -> Result<RoaringBitmap> {
-    let mut st = conn.prepare(
-        "SELECT members FROM exclusion_lists WHERE kind = ?1 AND (channel = '' OR channel = ?2)",
-    )?;
+/// Removes numbers from an exclusion list (numbers not on it are ignored).
+///
+/// # Errors
+/// SQLite failure.
+pub fn remove_from_list(
+    conn: &Connection,
+    table: &SubscriberTable,
+    kind: ListKind,
+    channel: Option<Channel>,
+    name: &str,
+    numbers: &[&str],
+) -> Result<ListChange> {
+    change_list(conn, table, kind, channel, name, numbers, false)
+}
+
+fn change_list(
+    conn: &Connection,
+    table: &SubscriberTable,
+    kind: ListKind,
+    channel: Option<Channel>,
+    name: &str,
+    numbers: &[&str],
+    add: bool,
+) -> Result<ListChange> {
     let ch = channel.map_or("", Channel::as_str);
-    let mut out = RoaringBitmap::new();
-    let rows = st.query_map(params![kind.as_str(), ch], |r| r.get::<_, Vec<u8>>(0))?;
-    for b in rows {
-        out |= blob_to_bitmap(&b?, "exclusion_lists", 0)?;
+    let now = jiff::Timestamp::now().as_second();
+    let mut out = ListChange::default();
+    let mut ins = conn.prepare_cached(
+        "INSERT OR IGNORE INTO list_numbers (kind, channel, name, msisdn, added_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut del = conn.prepare_cached(
+        "DELETE FROM list_numbers WHERE kind = ?1 AND channel = ?2 AND name = ?3 AND msisdn = ?4",
+    )?;
+    for n in numbers {
+        let Ok(m) = msisdn::normalize(n) else {
+            out.invalid.push((*n).to_owned());
+            continue;
+        };
+        if table.id_of(m).is_none() {
+            out.not_subscribers += 1;
+        }
+        let n = if add {
+            ins.execute(params![kind.as_str(), ch, name, m as i64, now])?
+        } else {
+            del.execute(params![kind.as_str(), ch, name, m as i64])?
+        };
+        out.changed += n as u64;
     }
     Ok(out)
+}
+
+/// A page of listed numbers of `kind` (optionally one `name` / one `channel`), ordered by
+/// number, after `after`.
+///
+/// # Errors
+/// SQLite failure.
+pub fn list_entries(
+    conn: &Connection,
+    table: &SubscriberTable,
+    kind: ListKind,
+    channel: Option<Channel>,
+    name: Option<&str>,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<ListEntry>> {
+    let mut st = conn.prepare_cached(
+        "SELECT msisdn, channel, name, added_at FROM list_numbers
+         WHERE kind = ?1 AND (?2 IS NULL OR channel = ?2) AND (?3 IS NULL OR name = ?3)
+         AND msisdn > ?4 ORDER BY msisdn, channel, name LIMIT ?5",
+    )?;
+    let rows = st.query_map(
+        params![
+            kind.as_str(),
+            channel.map(Channel::as_str),
+            name,
+            after as i64,
+            limit
+        ],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        },
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (m, channel, name, added_at) = row?;
+        let msisdn = m as u64;
+        out.push(ListEntry {
+            msisdn,
+            channel,
+            name,
+            added_at,
+            subscriber: table.id_of(msisdn).is_some(),
+        });
+    }
+    Ok(out)
+}
+
+/// Folds lists of the older id-only form (`exclusion_lists.members`) into numbers, once:
+/// each member's msisdn is listed and the bitmap emptied, so numbers are the one record of
+/// a list. Run at open, after the subscriber table is loaded.
+///
+/// # Errors
+/// SQLite failure or a corrupt BLOB.
+pub fn fold_legacy_members(conn: &mut Connection, table: &SubscriberTable) -> Result<()> {
+    let rows: Vec<(String, String, String, Vec<u8>)> = {
+        let mut st = conn.prepare(
+            "SELECT kind, channel, name, members FROM exclusion_lists WHERE length(members) > 8",
+        )?;
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<std::result::Result<_, _>>()?
+    };
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let tx = conn.transaction()?;
+    {
+        let mut ins = tx.prepare(
+            "INSERT OR IGNORE INTO list_numbers (kind, channel, name, msisdn, added_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (kind, ch, name, blob) in &rows {
+            for id in blob_to_bitmap(blob, "exclusion_lists", 0)? {
+                if let Some(m) = table.msisdn(id) {
+                    ins.execute(params![kind, ch, name, m as i64, now])?;
+                }
+            }
+        }
+        tx.execute(
+            "UPDATE exclusion_lists SET members = ?1",
+            [bitmap_to_blob(&RoaringBitmap::new())],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Subscribers on the lists `sql` selects (numbers resolved through `table`).
+fn listed(
+    conn: &Connection,
+    table: &SubscriberTable,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> Result<RoaringBitmap> {
+    let mut st = conn.prepare_cached(sql)?;
+    let mut out = RoaringBitmap::new();
+    let mut q = st.query(p)?;
+    while let Some(r) = q.next()? {
+        let m: i64 = r.get(0)?;
+        if let Some(id) = table.id_of(m as u64) {
+            out.insert(id);
+        }
+    }
+    Ok(out)
+}
+
+fn lists(
+    conn: &Connection,
+    table: &SubscriberTable,
+    kind: ListKind,
+    channel: Option<Channel>,
+) -> Result<RoaringBitmap> {
+    listed(
+        conn,
+        table,
+        "SELECT msisdn FROM list_numbers WHERE kind = ?1 AND (channel = '' OR channel = ?2)",
+        params![kind.as_str(), channel.map_or("", Channel::as_str)],
+    )
+}
+
+/// Refuses custom list names that name no list: a typo would otherwise silently exclude
+/// nobody.
+///
+/// # Errors
+/// [`CampaignError::Invalid`] (`custom_lists`) naming the unknown list; SQLite failure.
+pub fn check_custom_lists(conn: &Connection, names: &[String]) -> Result<()> {
+    let known = custom_list_names(conn)?;
+    match names.iter().find(|n| !known.iter().any(|(k, _)| k == *n)) {
+        Some(n) => Err(CampaignError::invalid(
+            "custom_lists",
+            format!("no custom list named {n:?}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The custom lists, by name, with their sizes in numbers.
+///
+/// # Errors
+/// SQLite failure.
+pub fn custom_list_names(conn: &Connection) -> Result<Vec<(String, u64)>> {
+    let mut st = conn.prepare(
+        "SELECT name, COUNT(*) FROM list_numbers WHERE kind = 'custom' GROUP BY name ORDER BY name",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 
 fn ids(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<RoaringBitmap> {
@@ -248,16 +471,65 @@ fn conflicting_offers(conn: &Connection, offer: &str) -> Result<Vec<String>> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Declares two offers as conflicting (symmetric).
+/// Declares two offers as conflicting (symmetric; stored once, in name order).
 ///
 /// # Errors
+/// [`CampaignError::Invalid`] for an empty offer or an offer conflicting with itself;
 /// SQLite failure.
 pub fn add_conflict(conn: &Connection, a: &str, b: &str) -> Result<()> {
+    let (a, b) = conflict_key(a, b)?;
     conn.execute(
-        "INSERT OR IGNORE INTO offer_conflicts (offer_a, offer_b) VALUES (?1, ?2)",
+        "INSERT OR IGNORE INTO offer_conflicts (offer_a, offer_b)
+         SELECT ?1, ?2 WHERE NOT EXISTS
+           (SELECT 1 FROM offer_conflicts WHERE offer_a = ?2 AND offer_b = ?1)",
         params![a, b],
     )?;
     Ok(())
+}
+
+/// Withdraws a conflict declaration (either order); returns whether one existed.
+///
+/// # Errors
+/// As [`add_conflict`].
+pub fn remove_conflict(conn: &Connection, a: &str, b: &str) -> Result<bool> {
+    let (a, b) = conflict_key(a, b)?;
+    let n = conn.execute(
+        "DELETE FROM offer_conflicts WHERE (offer_a = ?1 AND offer_b = ?2)
+         OR (offer_a = ?2 AND offer_b = ?1)",
+        params![a, b],
+    )?;
+    Ok(n > 0)
+}
+
+/// Every declared conflict, as (offer, offer) in name order.
+///
+/// # Errors
+/// SQLite failure.
+pub fn conflicts(conn: &Connection) -> Result<Vec<(String, String)>> {
+    let mut st = conn.prepare("SELECT offer_a, offer_b FROM offer_conflicts")?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out: Vec<(String, String)> = rows
+        .collect::<std::result::Result<Vec<_>, _>>()?
+        .into_iter()
+        .map(|(a, b)| if a <= b { (a, b) } else { (b, a) })
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn conflict_key<'s>(a: &'s str, b: &'s str) -> Result<(&'s str, &'s str)> {
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() || b.is_empty() {
+        return Err(CampaignError::invalid("offer", "offers must not be empty"));
+    }
+    if a == b {
+        return Err(CampaignError::invalid(
+            "offer",
+            format!("{a:?} cannot conflict with itself"),
+        ));
+    }
+    Ok(if a <= b { (a, b) } else { (b, a) })
 }
 
 /// The set of subscribers matching `reason` at `now` (before intersecting with a candidate set).
@@ -269,16 +541,19 @@ fn reason_set(
 ) -> Result<RoaringBitmap> {
     let p = ctx.policy;
     Ok(match reason {
-        Reason::Blacklist => lists(conn, ListKind::Blacklist, None)?,
-        Reason::Graylist => lists(conn, ListKind::Graylist, None)?,
-        Reason::Staff => lists(conn, ListKind::Staff, None)?,
-        Reason::DoNotDisturb => lists(conn, ListKind::DoNotDisturb, Some(ctx.channel))?,
+        Reason::Blacklist => lists(conn, ctx.table, ListKind::Blacklist, None)?,
+        Reason::Graylist => lists(conn, ctx.table, ListKind::Graylist, None)?,
+        Reason::Staff => lists(conn, ctx.table, ListKind::Staff, None)?,
+        Reason::DoNotDisturb => lists(conn, ctx.table, ListKind::DoNotDisturb, Some(ctx.channel))?,
         Reason::Custom => {
-            let mut st =
-                conn.prepare("SELECT members FROM exclusion_lists WHERE kind = 'custom'")?;
             let mut out = RoaringBitmap::new();
-            for b in st.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
-                out |= blob_to_bitmap(&b?, "exclusion_lists", 0)?;
+            for name in ctx.custom_lists {
+                out |= listed(
+                    conn,
+                    ctx.table,
+                    "SELECT msisdn FROM list_numbers WHERE kind = 'custom' AND name = ?1",
+                    [name],
+                )?;
             }
             out
         }

@@ -1,7 +1,8 @@
 //! Customer segments (客户群): bitmaps of subscriber ids with a recorded definition.
 //!
 //! Ways to build one: a file of numbers, a condition expression ([`crate::expr`]), set algebra
-//! over existing segments, or an accumulation of rule steps (each step's running count is
+//! over existing segments, a task's outcome for a second round ([`create_from_outcome`]),
+//! or an accumulation of rule steps (each step's running count is
 //! recorded in `segment_steps`). A segment is a snapshot: its members are frozen when it is
 //! created, so later imports do not silently change an approved task's audience.
 
@@ -20,7 +21,7 @@ use crate::{expr, msisdn};
 pub struct SegmentInfo {
     pub id: i64,
     pub name: String,
-    /// `file`, `condition`, `algebra` or `rules`.
+    /// `file`, `condition`, `algebra`, `outcome` or `rules`.
     pub kind: String,
     /// The expression, the algebra, or a JSON list of steps.
     pub definition: String,
@@ -198,6 +199,112 @@ pub fn create_from_algebra(
     let set = op.apply(&members(conn, a)?, &members(conn, b)?);
     let def = format!("{op:?}({a}, {b})").to_lowercase();
     save(conn, name, "algebra", &def, &set, now)
+}
+
+/// What happened to a task's subscribers, for a second round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Contacted and replied to the task (any reply credited to it, unsubscribes included:
+    /// the contact rules keep those out of later sends anyway).
+    Responders,
+    /// Contacted, not failed, and no reply: the natural retry audience.
+    NonResponders,
+    /// Every contact of the task failed (undeliverable, expired, rejected, failed).
+    Failed,
+    /// Contacted and converted (order or reply attributed to the task).
+    Converted,
+    /// At least one contact of the task was delivered.
+    Delivered,
+}
+
+impl Outcome {
+    /// Stable name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Responders => "responders",
+            Self::NonResponders => "non_responders",
+            Self::Failed => "failed",
+            Self::Converted => "converted",
+            Self::Delivered => "delivered",
+        }
+    }
+}
+
+/// The subscribers of `task` with `outcome`, from its contacts, replies and conversions.
+/// Hold-out control members were never contacted, so they are in no outcome.
+///
+/// # Errors
+/// [`CampaignError::NotFound`] for an unknown task; SQLite failure.
+pub fn outcome_members(
+    conn: &Connection,
+    table: &SubscriberTable,
+    task: i64,
+    outcome: Outcome,
+) -> Result<RoaringBitmap> {
+    let known: Option<i64> = conn
+        .query_row("SELECT id FROM tasks WHERE id = ?1", [task], |r| r.get(0))
+        .optional()?;
+    if known.is_none() {
+        return Err(CampaignError::NotFound {
+            what: "task",
+            id: task,
+        });
+    }
+    let ids = |sql: &str| -> Result<RoaringBitmap> {
+        let mut st = conn.prepare(sql)?;
+        let mut out = RoaringBitmap::new();
+        for id in st.query_map([task], |r| r.get::<_, i64>(0))? {
+            if let Ok(id) = u32::try_from(id?) {
+                out.insert(id);
+            }
+        }
+        Ok(out)
+    };
+    let contacted = ids("SELECT DISTINCT sub_id FROM contacts WHERE task_id = ?1")?;
+    let failed_any = ids("SELECT DISTINCT sub_id FROM contacts WHERE task_id = ?1
+         AND state IN ('undeliverable', 'expired', 'rejected', 'failed')")?;
+    let not_failed = ids("SELECT DISTINCT sub_id FROM contacts WHERE task_id = ?1
+         AND state NOT IN ('undeliverable', 'expired', 'rejected', 'failed')")?;
+    let responders = || -> Result<RoaringBitmap> {
+        let mut st = conn.prepare("SELECT DISTINCT msisdn FROM replies WHERE task_id = ?1")?;
+        let mut out = RoaringBitmap::new();
+        for m in st.query_map([task], |r| r.get::<_, i64>(0))? {
+            if let Some(id) = table.id_of(m? as u64) {
+                out.insert(id);
+            }
+        }
+        Ok(out & &contacted)
+    };
+    Ok(match outcome {
+        Outcome::Responders => responders()?,
+        Outcome::NonResponders => &not_failed - &responders()?,
+        Outcome::Failed => &failed_any - &not_failed,
+        Outcome::Converted => {
+            ids("SELECT DISTINCT sub_id FROM conversions WHERE task_id = ?1")? & &contacted
+        }
+        Outcome::Delivered => {
+            ids("SELECT DISTINCT sub_id FROM contacts WHERE task_id = ?1 AND state = 'delivered'")?
+        }
+    })
+}
+
+/// Creates a segment of the subscribers of `task` with `outcome` (kind `outcome`,
+/// definition `task <id>: <outcome>`), a snapshot like every segment.
+///
+/// # Errors
+/// As [`outcome_members`].
+pub fn create_from_outcome(
+    conn: &Connection,
+    table: &SubscriberTable,
+    name: &str,
+    task: i64,
+    outcome: Outcome,
+    now: i64,
+) -> Result<SegmentInfo> {
+    let set = outcome_members(conn, table, task, outcome)?;
+    let def = format!("task {task}: {}", outcome.as_str());
+    save(conn, name, "outcome", &def, &set, now)
 }
 
 /// Runs rule steps, returning the final set and the count after each step.

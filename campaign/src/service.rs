@@ -39,8 +39,9 @@ impl Campaigns {
     /// # Errors
     /// Store errors.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = store::open(path)?;
+        let mut conn = store::open(path)?;
         let table = persist::load(&conn)?;
+        crate::rules::fold_legacy_members(&mut conn, &table)?;
         Ok(Self {
             conn,
             table,

@@ -147,6 +147,15 @@ pub const MIGRATIONS: &[&str] = &[
     // 6: approval chains (crate::approval): approval state of campaigns and activities,
     // configured chains, frozen per-round chains, the trail.
     crate::approval::APPROVAL_SCHEMA,
+    // 7: exclusion lists keyed by msisdn (issue 16): a number listed before its subscriber
+    // row is imported is kept and excluded once it is. `exclusion_lists.members` (ids) is
+    // folded into this table at open ([`crate::rules::fold_legacy_members`]).
+    r#"
+    CREATE TABLE list_numbers (kind TEXT NOT NULL, channel TEXT NOT NULL DEFAULT '',
+        name TEXT NOT NULL DEFAULT '', msisdn INTEGER NOT NULL, added_at INTEGER NOT NULL,
+        PRIMARY KEY (kind, channel, name, msisdn)) WITHOUT ROWID;
+    CREATE INDEX list_numbers_msisdn ON list_numbers(msisdn);
+    "#,
 ];
 
 /// Opens (creating if needed) the database at `path` and migrates it to the latest schema.

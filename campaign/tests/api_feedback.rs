@@ -12,23 +12,44 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 use sluice_campaign::api::{self, ApiState};
 use sluice_campaign::approval::Subject;
-use sluice_campaign::{Campaigns, stats};
+use sluice_campaign::signature::{self, WebhookSecret};
+use sluice_campaign::webhook_guard::WebhookGuard;
+use sluice_campaign::{Campaigns, feedback, stats};
 
 async fn serve(c: Campaigns, gw: FakeGateway) -> (String, Arc<Mutex<Campaigns>>) {
     let svc = Arc::new(Mutex::new(c));
     let st = ApiState::new(Arc::clone(&svc), Arc::new(gw));
-    let app = axum::Router::new().nest("/v1/campaign", api::router(st));
+    let guard = WebhookGuard::new(WebhookSecret::new(SECRET).unwrap());
+    let app = axum::Router::new()
+        .nest("/v1/campaign", api::router(st))
+        .nest(
+            "/v1/campaign/webhooks",
+            feedback::webhook_router(Arc::clone(&svc), guard),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (format!("http://{addr}/v1/campaign"), svc)
 }
 
+/// The gateway account's webhook secret the service checks webhooks against.
+const SECRET: &str = "api-feedback-test-secret";
+
+/// POSTs `body` with the caller's key, signed as the gateway signs webhooks (other endpoints
+/// ignore the header; the webhooks ignore the key).
 async fn post(http: &reqwest::Client, key: &str, url: String, body: Value) -> (u16, Value) {
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let sig = signature::sign(
+        &WebhookSecret::new(SECRET).unwrap(),
+        Timestamp::now().as_second(),
+        &bytes,
+    );
     let r = http
         .post(url)
         .bearer_auth(key)
-        .json(&body)
+        .header("content-type", "application/json")
+        .header(signature::HEADER, sig)
+        .body(bytes)
         .send()
         .await
         .unwrap();

@@ -22,8 +22,11 @@ fn num(c: &Campaigns, id: u32) -> String {
 fn add(c: &Campaigns, kind: ListKind, ch: Option<Channel>, name: &str, ids: &[u32]) {
     let nums: Vec<String> = ids.iter().map(|&i| num(c, i)).collect();
     let refs: Vec<&str> = nums.iter().map(String::as_str).collect();
-    let (added, rejected) = rules::add_to_list(&c.conn, &c.table, kind, ch, name, &refs).unwrap();
-    assert_eq!((added, rejected.len()), (ids.len() as u64, 0));
+    let change = rules::add_to_list(&c.conn, &c.table, kind, ch, name, &refs).unwrap();
+    assert_eq!(
+        (change.changed, change.not_subscribers, change.invalid.len()),
+        (ids.len() as u64, 0, 0)
+    );
 }
 
 #[test]
@@ -78,11 +81,14 @@ fn each_reason_is_counted_once_under_the_first_matching_rule() {
             },
         ],
     };
+    let custom = ["complainers".to_owned(), "vip-care".to_owned()];
     let ctx = RuleContext {
         channel: Channel::Sms,
         offer: "DATA10",
         campaign_type: "promo",
         policy: &policy,
+        custom_lists: &custom,
+        table: &c.table,
     };
     let mut all = RoaringBitmap::new();
     all.insert_range(0..40);
@@ -132,6 +138,8 @@ fn recently_marketed_window_edges_and_disabled_rules() {
         offer: "DATA10",
         campaign_type: "",
         policy: &policy,
+        custom_lists: &[],
+        table: &c.table,
     };
     let mut all = RoaringBitmap::new();
     all.insert_range(0..40);
@@ -147,10 +155,10 @@ fn recently_marketed_window_edges_and_disabled_rules() {
 }
 
 #[test]
-fn unknown_numbers_are_reported_when_building_lists() {
+fn invalid_numbers_are_reported_and_unknown_ones_are_kept_for_later() {
     let (c, _) = setup();
     let known = num(&c, 5);
-    let (added, rejected) = rules::add_to_list(
+    let change = rules::add_to_list(
         &c.conn,
         &c.table,
         ListKind::Blacklist,
@@ -159,13 +167,200 @@ fn unknown_numbers_are_reported_when_building_lists() {
         &[&known, "13999999999", "abc"],
     )
     .unwrap();
-    assert_eq!(added, 1);
-    assert_eq!(rejected, vec!["13999999999".to_owned(), "abc".to_owned()]);
+    assert_eq!(
+        (change.changed, change.not_subscribers, change.invalid),
+        (2, 1, vec!["abc".to_owned()])
+    );
     // Adding again is idempotent.
     assert_eq!(
         rules::add_to_list(&c.conn, &c.table, ListKind::Blacklist, None, "", &[&known])
             .unwrap()
-            .0,
+            .changed,
         0
     );
+    let page =
+        rules::list_entries(&c.conn, &c.table, ListKind::Blacklist, None, None, 0, 10).unwrap();
+    let got: Vec<(u64, bool)> = page.iter().map(|e| (e.msisdn, e.subscriber)).collect();
+    let mut want = vec![(known.parse().unwrap(), true), (13_999_999_999, false)];
+    want.sort_unstable();
+    assert_eq!(got, want);
+    // Paging by number.
+    let next = rules::list_entries(
+        &c.conn,
+        &c.table,
+        ListKind::Blacklist,
+        None,
+        None,
+        got[0].0,
+        10,
+    )
+    .unwrap();
+    assert_eq!(next.len(), 1);
+}
+
+fn ctx_for<'a>(
+    c: &'a Campaigns,
+    policy: &'a ContactPolicy,
+    custom: &'a [String],
+) -> RuleContext<'a> {
+    RuleContext {
+        channel: Channel::Sms,
+        offer: "",
+        campaign_type: "",
+        policy,
+        custom_lists: custom,
+        table: &c.table,
+    }
+}
+
+#[test]
+fn a_number_listed_before_import_is_excluded_once_imported_and_removal_readmits() {
+    let (mut c, now) = setup();
+    let change = rules::add_to_list(
+        &c.conn,
+        &c.table,
+        ListKind::DoNotDisturb,
+        None,
+        "",
+        &["+8613900000001"],
+    )
+    .unwrap();
+    assert_eq!((change.changed, change.not_subscribers), (1, 1));
+    c.import_subscribers(&b"msisdn,city\n13900000001,Hefei\n"[..], None)
+        .unwrap();
+    let id = c.table.id_of(13_900_000_001).unwrap();
+    let all: RoaringBitmap = (0..c.table.len()).collect();
+    let policy = ContactPolicy::default();
+    let (kept, counts) = rules::apply(&c.conn, &ctx_for(&c, &policy, &[]), &all, now).unwrap();
+    assert!(!kept.contains(id));
+    assert_eq!(counts, [(Reason::DoNotDisturb, 1)].into());
+    let change = rules::remove_from_list(
+        &c.conn,
+        &c.table,
+        ListKind::DoNotDisturb,
+        None,
+        "",
+        &["13900000001", "13900000002"],
+    )
+    .unwrap();
+    assert_eq!(change.changed, 1);
+    let (kept, _) = rules::apply(&c.conn, &ctx_for(&c, &policy, &[]), &all, now).unwrap();
+    assert!(kept.contains(id));
+}
+
+#[test]
+fn a_custom_list_applies_only_to_sends_that_name_it() {
+    let (c, now) = setup();
+    add(&c, ListKind::Custom, None, "vip-optout", &[1, 2]);
+    add(&c, ListKind::Custom, None, "other", &[3]);
+    let all: RoaringBitmap = (0..40).collect();
+    let policy = ContactPolicy::default();
+    let (_, counts) = rules::apply(&c.conn, &ctx_for(&c, &policy, &[]), &all, now).unwrap();
+    assert!(counts.is_empty(), "{counts:?}");
+    let named = ["vip-optout".to_owned()];
+    let (kept, counts) = rules::apply(&c.conn, &ctx_for(&c, &policy, &named), &all, now).unwrap();
+    assert_eq!(counts, [(Reason::Custom, 2)].into());
+    assert!(!kept.contains(1) && !kept.contains(2) && kept.contains(3));
+    let unknown = ["no-such-list".to_owned()];
+    let (_, counts) = rules::apply(&c.conn, &ctx_for(&c, &policy, &unknown), &all, now).unwrap();
+    assert!(counts.is_empty());
+}
+
+#[test]
+fn conflicts_are_symmetric_listed_once_and_removable() {
+    let (c, _) = setup();
+    rules::add_conflict(&c.conn, "DATA20", "DATA10").unwrap();
+    rules::add_conflict(&c.conn, "DATA10", "DATA20").unwrap();
+    assert_eq!(
+        rules::conflicts(&c.conn).unwrap(),
+        vec![("DATA10".to_owned(), "DATA20".to_owned())]
+    );
+    assert!(rules::add_conflict(&c.conn, "X", "X").is_err());
+    assert!(rules::add_conflict(&c.conn, "", "X").is_err());
+    assert!(rules::remove_conflict(&c.conn, "DATA20", "DATA10").unwrap());
+    assert!(!rules::remove_conflict(&c.conn, "DATA20", "DATA10").unwrap());
+    assert!(rules::conflicts(&c.conn).unwrap().is_empty());
+}
+
+#[test]
+fn lists_of_ids_from_an_older_store_are_folded_into_numbers_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let (a, b) = {
+        let mut c = Campaigns::open(&path).unwrap();
+        c.load_synthetic(10, 3).unwrap();
+        let mut ids = RoaringBitmap::new();
+        ids.insert(2);
+        ids.insert(7);
+        let mut blob = Vec::new();
+        ids.serialize_into(&mut blob).unwrap();
+        c.conn
+            .execute(
+                "INSERT INTO exclusion_lists (kind, channel, name, members)
+                 VALUES ('staff', '', 'legacy', ?1)",
+                [blob],
+            )
+            .unwrap();
+        (c.table.msisdn(2).unwrap(), c.table.msisdn(7).unwrap())
+    };
+    let c = Campaigns::open(&path).unwrap();
+    let got: Vec<u64> = rules::list_entries(
+        &c.conn,
+        &c.table,
+        ListKind::Staff,
+        None,
+        Some("legacy"),
+        0,
+        10,
+    )
+    .unwrap()
+    .iter()
+    .map(|e| e.msisdn)
+    .collect();
+    let mut want = vec![a, b];
+    want.sort_unstable();
+    assert_eq!(got, want);
+    let policy = ContactPolicy::default();
+    let all: RoaringBitmap = (0..10).collect();
+    let (_, counts) = rules::apply(&c.conn, &ctx_for(&c, &policy, &[]), &all, 0).unwrap();
+    assert_eq!(counts, [(Reason::Staff, 2)].into());
+    drop(c);
+    // Folded once: reopening does not duplicate or resurrect anything.
+    let c = Campaigns::open(&path).unwrap();
+    assert_eq!(
+        rules::list_entries(&c.conn, &c.table, ListKind::Staff, None, None, 0, 10)
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn launch_applies_the_custom_lists_its_spec_names_and_no_others() {
+    let (mut c, _) = setup();
+    add(&c, ListKind::Custom, None, "vip-optout", &[1, 2, 3]);
+    let seg = c
+        .segment_from_condition("all", "age >= 0", ts("2026-03-01T00:00:00Z"))
+        .unwrap();
+    let plan = |c: &mut Campaigns, lists: &[&str]| {
+        let task = running_task(c, "t");
+        let mut sp = spec(seg.id, vec![slice("2026-03-10T01:00:00Z", None)]);
+        sp.custom_lists = lists.iter().map(|s| (*s).to_owned()).collect();
+        let bulk = c.create_bulk(task, &sp).unwrap();
+        c.plan(bulk, ts("2026-03-10T01:00:00Z")).unwrap()
+    };
+    let without = plan(&mut c, &[]);
+    assert!(without.excluded.is_empty(), "{:?}", without.excluded);
+    assert_eq!(without.slices, vec![40]);
+    let task = running_task(&mut c, "typo");
+    let mut sp = spec(seg.id, vec![slice("2026-03-10T01:00:00Z", None)]);
+    sp.custom_lists = vec!["vip-opt0ut".into()];
+    let e = c.create_bulk(task, &sp).unwrap_err().to_string();
+    assert!(
+        e.contains("custom_lists") && e.contains("vip-opt0ut"),
+        "{e}"
+    );
+    let with = plan(&mut c, &["vip-optout"]);
+    assert_eq!(with.excluded, [(Reason::Custom, 3)].into());
+    assert_eq!(with.slices, vec![37]);
 }

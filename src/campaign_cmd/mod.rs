@@ -26,7 +26,7 @@
 //! sluice campaign pause 1 / resume 1
 //! sluice campaign report 1
 //! sluice campaign orders orders.csv
-//! sluice campaign serve --listen 127.0.0.1:8081   # standalone service, feedback by webhook
+//! SLUICE_WEBHOOK_SECRET=… sluice campaign serve --listen 127.0.0.1:8081   # standalone, signed webhooks
 //! sluice campaign admin init --org Province --user admin   # root org + admin, prints its API key
 //! ```
 //!
@@ -55,6 +55,8 @@ use sluice_campaign::lifecycle::{self, TaskState};
 use sluice_campaign::report::{FunnelRow, UpliftRow};
 use sluice_campaign::rules::{self, Channel, ListKind};
 use sluice_campaign::segment::{self, SetOp};
+use sluice_campaign::signature::WebhookSecret;
+use sluice_campaign::webhook_guard::WebhookGuard;
 use sluice_campaign::{CampaignError, Campaigns};
 
 /// Why a campaign command failed.
@@ -229,6 +231,10 @@ pub enum CampaignCmd {
         /// Listen address.
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: std::net::SocketAddr,
+        /// The sending account's `webhook_secret`: webhooks whose X-Sluice-Signature does not
+        /// verify with it (or is older than 5 minutes) are refused with 401.
+        #[arg(long, env = "SLUICE_WEBHOOK_SECRET", hide_env_values = true)]
+        webhook_secret: WebhookSecret,
         #[command(flatten)]
         gateway: GatewayArgs,
     },
@@ -596,9 +602,8 @@ pub async fn run(args: CampaignArgs) -> Result<(), CmdError> {
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
                 .collect();
-            let (size, rejected) =
-                rules::add_to_list(&c.conn, &c.table, kind, channel, &name, &numbers)?;
-            print_json(&serde_json::json!({"members": size, "rejected": rejected}));
+            let change = rules::add_to_list(&c.conn, &c.table, kind, channel, &name, &numbers)?;
+            print_json(&change);
         }
         CampaignCmd::Task(cmd) => task_cmd(&mut c, cmd, now)?,
         CampaignCmd::Approval(cmd) => approval_cmd(&mut c, cmd, now)?,
@@ -661,14 +666,18 @@ pub async fn run(args: CampaignArgs) -> Result<(), CmdError> {
             .ok_or(CmdError::AlreadyInitialised)?;
             print_json(&made);
         }
-        CampaignCmd::Serve { listen, gateway } => {
+        CampaignCmd::Serve {
+            listen,
+            webhook_secret,
+            gateway,
+        } => {
             if !identity::has_users(&c.conn)? {
                 tracing::warn!(
                     "No campaign users yet: every API call answers 401 until `sluice campaign admin init`."
                 );
             }
             c.mo = gateway.mo_settings();
-            serve(c, listen, &gateway).await?;
+            serve(c, listen, webhook_secret, &gateway).await?;
         }
     }
     Ok(())
@@ -688,14 +697,30 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// The standalone service: API + webhooks + ticker until Ctrl-C / SIGTERM.
+/// The standalone service: API + signed webhooks + ticker until Ctrl-C / SIGTERM.
 async fn serve(
     c: Campaigns,
     listen: std::net::SocketAddr,
+    secret: WebhookSecret,
     gw: &GatewayArgs,
 ) -> Result<(), CmdError> {
     let svc = Arc::new(Mutex::new(c));
-    let (router, api) = wiring::mount(svc, &gw.gateway, &gw.key);
+    let (router, api) = wiring::mount(Arc::clone(&svc), &gw.gateway, &gw.key);
+    let router = router.merge(wiring::webhooks(svc, WebhookGuard::new(secret)));
+    // Refused webhooks are counted through the metrics facade: export them on /metrics.
+    let router = match crate::metrics::install() {
+        Ok(handle) => router.route(
+            "/metrics",
+            axum::routing::get(move || {
+                let handle = handle.clone();
+                async move { handle.render() }
+            }),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "Metrics recorder not installed; /metrics is off.");
+            router
+        }
+    };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let ticker = wiring::spawn_ticker(api, Duration::from_secs(5), stop_rx);
     let io = |source| CmdError::File {
@@ -981,6 +1006,31 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The standalone service cannot start without a usable webhook secret (flag or
+    /// `SLUICE_WEBHOOK_SECRET`), and the parsed secret never shows in `Debug`.
+    #[test]
+    fn serve_requires_a_webhook_secret() {
+        let parse = |rest: &[&str]| {
+            let mut v = vec!["campaign", "serve"];
+            v.extend_from_slice(rest);
+            Cli::try_parse_from(v)
+        };
+        if std::env::var_os("SLUICE_WEBHOOK_SECRET").is_none() {
+            let e = parse(&[])
+                .err()
+                .expect("refused without a secret")
+                .to_string();
+            assert!(e.contains("--webhook-secret"), "{e}");
+        }
+        let e = parse(&["--webhook-secret", "short"])
+            .err()
+            .expect("refused: too short")
+            .to_string();
+        assert!(e.contains("at least 16"), "{e}");
+        let ok = parse(&["--webhook-secret", "a-long-enough-secret"]).expect("accepted");
+        assert!(!format!("{:?}", ok.args).contains("a-long-enough-secret"));
     }
 
     #[tokio::test]

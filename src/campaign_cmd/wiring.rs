@@ -38,7 +38,9 @@ use sluice_campaign::api::{self, ApiState};
 use sluice_campaign::approval_api;
 use sluice_campaign::dispatch::HttpDispatcher;
 use sluice_campaign::feedback::{self, FeedbackEvent, MoReply, Receipt, ReplyOutcome, Shared};
+use sluice_campaign::manage_api;
 use sluice_campaign::routing::MoSettings;
+use sluice_campaign::webhook_guard::WebhookGuard;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -54,12 +56,28 @@ pub type CampaignApi = Arc<ApiState<HttpDispatcher>>;
 /// Merge the returned router into the gateway's (`router.merge(campaign)`), or serve it on
 /// its own listener; keep the state for [`spawn_ticker`].
 pub fn mount(svc: Shared, gateway_url: &str, api_key: &str) -> (Router, CampaignApi) {
-    let st = ApiState::new(svc, Arc::new(HttpDispatcher::new(gateway_url, api_key)));
+    let st = ApiState::new(
+        Arc::clone(&svc),
+        Arc::new(HttpDispatcher::new(gateway_url, api_key)),
+    );
     let router = Router::new().nest(
         "/v1/campaign",
-        api::router(Arc::clone(&st)).merge(approval_api::router().with_state(Arc::clone(&st))),
+        api::router(Arc::clone(&st))
+            .merge(approval_api::router().with_state(Arc::clone(&st)))
+            .merge(manage_api::router(svc)),
     );
     (router, st)
+}
+
+/// The gateway's webhook endpoints of a campaign service running apart from the gateway
+/// (`sluice campaign serve`): `/v1/campaign/webhooks/receipts` and `/replies`, each request
+/// checked by `guard` against the account's `webhook_secret`. In-process services get
+/// feedback from the receipt layer directly ([`InProcess`]) and need no webhooks.
+pub fn webhooks(svc: Shared, guard: Arc<WebhookGuard>) -> Router {
+    Router::new().nest(
+        "/v1/campaign/webhooks",
+        feedback::webhook_router(svc, guard),
+    )
 }
 
 /// The campaign service's reply routing from the gateway config: the service numbers of the
@@ -578,6 +596,7 @@ mod tests {
             campaign_type: String::new(),
             groups: GroupSpec::None,
             policy: ContactPolicy::default(),
+            custom_lists: Vec::new(),
             slices: vec![SliceSpec {
                 start: now - jiff::SignedDuration::from_secs(10),
                 window: None,

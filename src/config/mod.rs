@@ -16,6 +16,7 @@ use std::time::Duration;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sluice_campaign::signature::WebhookSecret;
 
 mod channel;
 
@@ -268,6 +269,11 @@ pub struct AccountConfig {
     /// Where mobile-originated replies are POSTed.
     #[serde(default)]
     pub mo_url: Option<String>,
+    /// Key of the `X-Sluice-Signature` HMAC every receipt and reply webhook of the account
+    /// carries (at least 16 characters); required with `webhook_url` or `mo_url`. Its
+    /// `Debug` is redacted, so printing the config never shows it.
+    #[serde(default)]
+    pub webhook_secret: Option<WebhookSecret>,
     /// Allowed sending windows for this account's messages; empty = any time.
     #[serde(default)]
     pub windows: Vec<String>,
@@ -636,6 +642,20 @@ impl Config {
                 {
                     return Err(c.err(k(f), format!("{u:?} is not an http(s) URL")));
                 }
+            }
+            if a.webhook_secret.is_none()
+                && let Some(f) = [("webhook_url", &a.webhook_url), ("mo_url", &a.mo_url)]
+                    .iter()
+                    .find_map(|(f, u)| u.as_ref().map(|_| *f))
+            {
+                return Err(c.err(
+                    k("webhook_secret"),
+                    format!(
+                        "missing: {f} is set and every webhook is signed (X-Sluice-Signature) \
+                         so receivers can refuse forged ones; make one with \
+                         head -c32 /dev/urandom | base64"
+                    ),
+                ));
             }
             check_windows(c, &a.windows, &k("windows"))?;
             match (&a.smpp_system_id, &a.smpp_password_sha256) {

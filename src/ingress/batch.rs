@@ -502,6 +502,7 @@ mod tests {
         SenderPolicy {
             allowed: vec![],
             default: Some("10086".into()),
+            callbacks: false,
         }
     }
 

@@ -146,6 +146,10 @@ pub struct SenderPolicy {
     pub allowed: Vec<String>,
     /// Sender used when the message has no `from`.
     pub default: Option<String>,
+    /// The account may name a `callback_url`: it has a `webhook_secret`, and every webhook
+    /// is signed with it. Without one a callback could only go out unsigned, so it is
+    /// refused here rather than dropped later.
+    pub callbacks: bool,
 }
 
 impl SenderPolicy {
@@ -243,6 +247,12 @@ pub fn validate(msg: WireMessage, senders: &SenderPolicy) -> Result<Submission, 
     }
     if let Some(u) = &msg.callback_url {
         check_url(u).map_err(|r| FieldError::new("callback_url", r))?;
+        if !senders.callbacks {
+            return Err(FieldError::new(
+                "callback_url",
+                "the account has no webhook_secret to sign callbacks with",
+            ));
+        }
     }
     check_tags(&msg.tags)?;
     Ok(Submission {
@@ -475,6 +485,7 @@ mod tests {
         SenderPolicy {
             allowed: vec!["10086".into(), "1069*".into()],
             default: Some("10086".into()),
+            callbacks: true,
         }
     }
 
@@ -632,6 +643,15 @@ mod tests {
         assert_eq!(field_of(m.clone()), "callback_url");
         m.callback_url = Some("http://127.0.0.1:9/hook".into());
         assert!(validate(m.clone(), &policy()).is_ok());
+        // An account without a webhook_secret cannot have callbacks: they would go unsigned.
+        let unsigned = SenderPolicy {
+            callbacks: false,
+            ..policy()
+        };
+        let e = validate(m.clone(), &unsigned).expect_err("no secret");
+        assert_eq!(e.field, "callback_url");
+        assert!(e.reason.contains("webhook_secret"), "{}", e.reason);
+        m.callback_url = None;
         m.tags.insert("group".into(), "x".repeat(MAX_TAG_VALUE + 1));
         assert_eq!(field_of(m), "tags.group");
     }

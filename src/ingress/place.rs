@@ -104,6 +104,7 @@ channel = "intl"
         let senders = SenderPolicy {
             allowed: vec![],
             default: Some("1069".into()),
+            callbacks: false,
         };
         validate(
             WireMessage {

@@ -32,6 +32,8 @@ pub struct MoAccount {
     pub prefixes: Vec<String>,
     /// Where replies go.
     pub mo_url: Option<String>,
+    /// Signs the replies POSTed to `mo_url` (see [`OutboxAccount::webhook_secret`]).
+    pub webhook_secret: Option<sluice_campaign::signature::WebhookSecret>,
     /// The account has an SMPP login: replies are kept for its receiver binds (deliver_sm)
     /// even without `mo_url`, and the webhook pump leaves them to the SMPP server.
     pub smpp: bool,
@@ -139,12 +141,14 @@ mod tests {
                 name: "a".into(),
                 prefixes: vec!["10690000".into()],
                 mo_url: None,
+                webhook_secret: None,
                 smpp: false,
             },
             MoAccount {
                 name: "b".into(),
                 prefixes: vec!["1069000012*".into(), "+86955".into()],
                 mo_url: Some("http://b/".into()),
+                webhook_secret: None,
                 smpp: false,
             },
         ]);
@@ -180,6 +184,7 @@ mod tests {
         let acc = OutboxAccount {
             name: "a".into(),
             webhook_url: Some("https://hooks.example/mo".into()),
+            webhook_secret: None,
             smpp: false,
         };
         assert_eq!(

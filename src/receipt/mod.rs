@@ -169,6 +169,7 @@ impl Receipts {
             .map(|a| OutboxAccount {
                 name: a.name.clone(),
                 webhook_url: a.mo_url.clone(),
+                webhook_secret: a.webhook_secret.clone(),
                 smpp: a.smpp,
             })
             .collect();

@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::sync::{Notify, broadcast, watch};
 
+use sluice_campaign::signature::{self, WebhookSecret};
+
 use super::Notification;
 use crate::metrics as m;
 use crate::store::{AnyBackend, Op, OutboxEntry, ReceiptEvent, Store, StoreError};
@@ -88,6 +90,11 @@ pub struct OutboxAccount {
     pub name: String,
     /// Default webhook of this kind (receipts: `webhook_url`; MO: `mo_url`).
     pub webhook_url: Option<String>,
+    /// The account's `webhook_secret`: every POST carries its signature
+    /// ([`sluice_campaign::signature`]). Config refuses a webhook URL without one; an entry
+    /// whose URL came with the message (`callback_url`) of an account without one is
+    /// deleted unsent, never POSTed unsigned.
+    pub webhook_secret: Option<WebhookSecret>,
     /// The account has an SMPP login: entries meant for its SMPP binds are left to the SMPP
     /// server's pump (`ingress::smpp_server`), see [`EntryKind::owned_by_smpp`].
     pub smpp: bool,
@@ -321,6 +328,11 @@ impl<K: EntryKind> OutboxPump<K> {
                 plans.push(Plan::Delete(seq));
                 continue;
             };
+            if acc.webhook_secret.is_none() {
+                tracing::error!(kind = K::NAME, account = %acc.name, seq, "Webhook entry dropped unsent: the account has no webhook_secret to sign it with.");
+                plans.push(Plan::Delete(seq));
+                continue;
+            }
             if st.retry.get(&seq).is_some_and(|(_, at)| *at > now) {
                 continue;
             }
@@ -337,7 +349,7 @@ impl<K: EntryKind> OutboxPump<K> {
             .map(|p| async move {
                 match p {
                     Plan::Delete(seq) => (seq, Ok(())),
-                    Plan::Post { seq, url, body } => (seq, self.post(&url, body).await),
+                    Plan::Post { seq, url, body } => (seq, self.post(acc, &url, body).await),
                 }
             })
             .buffer_unordered(self.cfg.concurrency.max(1))
@@ -367,12 +379,20 @@ impl<K: EntryKind> OutboxPump<K> {
         Ok(worked)
     }
 
-    /// POSTs one entry; `Err` says why it was not taken.
-    async fn post(&self, url: &str, body: Vec<u8>) -> Result<(), String> {
+    /// POSTs one entry, signed with the account's secret (a fresh timestamp per attempt, so
+    /// a retry hours later is not refused as stale); `Err` says why it was not taken.
+    async fn post(&self, acc: &OutboxAccount, url: &str, body: Vec<u8>) -> Result<(), String> {
+        let Some(secret) = &acc.webhook_secret else {
+            return Err("the account has no webhook_secret".to_owned());
+        };
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         let r = self
             .client
             .post(url)
             .header("content-type", "application/json")
+            .header(signature::HEADER, signature::sign(secret, t, &body))
             .body(body)
             .send()
             .await;

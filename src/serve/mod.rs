@@ -255,6 +255,7 @@ fn account_specs(config: &Config) -> Result<Vec<AccountSpec>, ServeError> {
                 senders: SenderPolicy {
                     allowed: allowed_senders(a),
                     default: a.default_sender.clone(),
+                    callbacks: a.webhook_secret.is_some(),
                 },
                 webhook_url: a.webhook_url.clone(),
                 mo_url: a.mo_url.clone(),
@@ -394,6 +395,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
                 .cloned()
                 .collect(),
             mo_url: a.mo_url.clone(),
+            webhook_secret: a.webhook_secret.clone(),
             smpp: a.smpp_system_id.is_some(),
         })
         .collect();
@@ -410,6 +412,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
             .map(|a| OutboxAccount {
                 name: a.name.clone(),
                 webhook_url: a.webhook_url.clone(),
+                webhook_secret: a.webhook_secret.clone(),
                 smpp: a.smpp_system_id.is_some(),
             })
             .collect(),

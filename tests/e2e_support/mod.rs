@@ -10,9 +10,24 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::Value;
+use sluice_campaign::signature::{self, WebhookSecret};
 
 /// The development API key of the test configs.
 pub const KEY: &str = "e2e-test-key";
+
+/// The account's `webhook_secret` in the test configs: every receiver here refuses (401) a
+/// webhook whose signature does not verify with it, so every e2e test checks the signing.
+pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret-0123456789";
+
+/// The JSON body of a webhook whose `X-Sluice-Signature` verifies with [`WEBHOOK_SECRET`]
+/// at the current time; `None` for an unsigned, forged, stale or non-JSON request.
+pub fn verified(headers: &axum::http::HeaderMap, body: &[u8]) -> Option<Value> {
+    let secret = WebhookSecret::new(WEBHOOK_SECRET).expect("test secret");
+    let now = jiff::Timestamp::now().as_second();
+    let header = headers.get(signature::HEADER).map(|h| h.as_bytes());
+    signature::verify(&secret, header, body, now).ok()?;
+    serde_json::from_slice(body).ok()
+}
 
 /// A gateway config (TOML text) whose one account posts receipts and replies to `hook` and
 /// whose channel "sim" points at `sim_port`.
@@ -40,6 +55,7 @@ burst = 1000000
 default_sender = "10690000"
 webhook_url = "{hook}/receipts"
 mo_url = "{hook}/mo"
+webhook_secret = "{WEBHOOK_SECRET}"
 [[channels]]
 name = "sim"
 kind = "smpp"
@@ -91,7 +107,14 @@ pub struct Hook {
     pub attempts: Arc<Mutex<usize>>,
 }
 
-async fn on_receipt(State(h): State<Hook>, body: axum::Json<Value>) -> StatusCode {
+async fn on_receipt(
+    State(h): State<Hook>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let Some(body) = verified(&headers, &body) else {
+        return StatusCode::UNAUTHORIZED;
+    };
     *h.attempts.lock().unwrap() += 1;
     {
         let mut f = h.fail_first.lock().unwrap();
@@ -100,12 +123,19 @@ async fn on_receipt(State(h): State<Hook>, body: axum::Json<Value>) -> StatusCod
             return StatusCode::INTERNAL_SERVER_ERROR;
         }
     }
-    h.receipts.lock().unwrap().push(body.0);
+    h.receipts.lock().unwrap().push(body);
     StatusCode::OK
 }
 
-async fn on_mo(State(h): State<Hook>, body: axum::Json<Value>) -> StatusCode {
-    h.mo.lock().unwrap().push(body.0);
+async fn on_mo(
+    State(h): State<Hook>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let Some(body) = verified(&headers, &body) else {
+        return StatusCode::UNAUTHORIZED;
+    };
+    h.mo.lock().unwrap().push(body);
     StatusCode::OK
 }
 
@@ -163,21 +193,35 @@ impl Receiver {
     }
 }
 
-async fn receiver_receipt(State(r): State<Receiver>, body: axum::Json<Value>) -> StatusCode {
+async fn receiver_receipt(
+    State(r): State<Receiver>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let Some(body) = verified(&headers, &body) else {
+        return StatusCode::UNAUTHORIZED;
+    };
     if !r.up.load(Ordering::SeqCst) {
         r.refused_receipts.fetch_add(1, Ordering::SeqCst);
         return StatusCode::SERVICE_UNAVAILABLE;
     }
-    r.receipts.lock().unwrap().push(body.0);
+    r.receipts.lock().unwrap().push(body);
     StatusCode::OK
 }
 
-async fn receiver_mo(State(r): State<Receiver>, body: axum::Json<Value>) -> StatusCode {
+async fn receiver_mo(
+    State(r): State<Receiver>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let Some(body) = verified(&headers, &body) else {
+        return StatusCode::UNAUTHORIZED;
+    };
     if !r.up.load(Ordering::SeqCst) {
         r.refused_mo.fetch_add(1, Ordering::SeqCst);
         return StatusCode::SERVICE_UNAVAILABLE;
     }
-    r.mo.lock().unwrap().push(body.0);
+    r.mo.lock().unwrap().push(body);
     StatusCode::OK
 }
 

@@ -164,6 +164,7 @@ pub fn spec(segment: i64, slices: Vec<SliceSpec>) -> BulkSpec {
         campaign_type: "promo".into(),
         groups: GroupSpec::None,
         policy: ContactPolicy::default(),
+        custom_lists: Vec::new(),
         slices,
         timezone: "Asia/Shanghai".into(),
         batch_size: 10_000,

@@ -311,6 +311,7 @@ mod tests {
         SenderPolicy {
             allowed: vec![],
             default: Some("1069".into()),
+            callbacks: false,
         }
     }
 
