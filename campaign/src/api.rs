@@ -472,7 +472,7 @@ async fn list_segments<D>(State(st): State<Arc<ApiState<D>>>, caller: Caller) ->
 }
 
 /// Ids of every `obj` the caller may see.
-fn visible_ids(
+pub(crate) fn visible_ids(
     conn: &rusqlite::Connection,
     caller: &Caller,
     obj: Object,

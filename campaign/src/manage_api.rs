@@ -1,32 +1,38 @@
 //! The planner's management endpoints (issue 16 §5): subscriber import over HTTP, exclusion
 //! lists and offer conflicts, roll-up reports. Mount [`router`] under `/v1/campaign` next
-//! to [`crate::api::router`] (behind the same authentication; this module adds none).
+//! to [`crate::api::router`]. Every route needs a credential (the [`Caller`] extractor: 401
+//! without one) and the role in the table (403 otherwise).
 //!
-//! | method | path | body → answer |
-//! |---|---|---|
-//! | POST | `/subscribers/import` | CSV stream (header names the columns) → `202 {"job"}` at once |
-//! | GET | `/subscribers/imports/{id}` | → [`ImportStatus`] |
-//! | GET | `/lists/{kind}?channel=&name=&after=&limit=` | → `{"entries":[ListEntry], "next_after"}` |
-//! | POST | `/lists/{kind}` | `{"action":"add"\|"remove","numbers":[…],"channel"?,"name"?}` → [`ListChange`] |
-//! | GET | `/conflicts` | → `[{"a","b"}]` |
-//! | POST | `/conflicts` | `{"action":"add"\|"remove","a","b"}` → `[{"a","b"}]` |
-//! | GET | `/reports/rollup?by=&period=&format=&tz=` | → `[RollupRow]` or CSV ([`crate::report::rollup`]) |
+//! | method | path | role | body → answer |
+//! |---|---|---|---|
+//! | POST | `/subscribers/import` | plan, root organisation | CSV stream (header names the columns) → `202 {"job"}` at once |
+//! | GET | `/subscribers/imports/{id}` | read | → [`ImportStatus`] |
+//! | GET | `/lists/{kind}?channel=&name=&after=&limit=` | read | → `{"entries":[ListEntry], "next_after"}` |
+//! | POST | `/lists/{kind}` | plan (`custom`), operate (the others) | `{"action":"add"\|"remove","numbers":[…],"channel"?,"name"?}` → [`ListChange`] |
+//! | GET | `/conflicts` | read | → `[{"a","b"}]` |
+//! | POST | `/conflicts` | plan | `{"action":"add"\|"remove","a","b"}` → `[{"a","b"}]` |
+//! | GET | `/reports/rollup?by=&period=&format=&tz=` | read | → `[RollupRow]` or CSV ([`crate::report::rollup`]) over the caller's visible tasks |
+//!
+//! The subscriber table and the non-custom exclusion lists are province-wide: importing
+//! subscribers needs the root organisation, editing blacklist / graylist / staff /
+//! do-not-disturb lists the operator role.
 //!
 //! Segments from a task's outcome are created through `POST /segments` of
 //! [`crate::api::router`] (one route per path: a second `POST /segments` would collide when
 //! the two routers are merged); the library is [`crate::segment::create_from_outcome`].
 //!
-//! Import: the request body is never held whole. An async task forwards its chunks into a
+//! Import: the request body is never held in memory. An async task forwards its chunks into a
 //! bounded channel ([`IMPORT_CHUNKS`] chunks); a blocking task reads the channel as a
-//! `std::io::Read` ([`BodyReader`]) straight into [`Campaigns::import_subscribers`], which
-//! writes through to SQLite, so the running service sees the rows as soon as the import
-//! commits (no restart). The service lock is held for the import (the table is being
-//! rewritten); other calls wait for it. Progress (`bytes`, `rows` read so far) is counted
+//! `std::io::Read` ([`BodyReader`]) into an anonymous spool file, then feeds the file to
+//! [`Campaigns::import_subscribers`], which writes through to SQLite, so the running service
+//! sees the rows as soon as the import commits (no restart). The service lock is taken only
+//! once the body is complete (the table is being rewritten; other calls wait for that part),
+//! never while a slow client is still sending. Progress (`bytes`, `rows` read so far) is counted
 //! by the reader without the lock, so `GET /subscribers/imports/{id}` answers during the
 //! import. The last [`KEPT_JOBS`] jobs are remembered, in memory only.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -40,9 +46,10 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::api::ApiResult;
+use crate::api::{ApiError, ApiResult};
 use crate::error::CampaignError;
 use crate::feedback::Shared;
+use crate::identity::{self, Action as IdAction, Caller, IdentityState};
 use crate::report::{self, Period, RollupBy};
 use crate::rules::{self, Channel, ListChange, ListKind};
 use crate::service::Campaigns;
@@ -127,6 +134,23 @@ struct Jobs {
     by_id: BTreeMap<u64, Arc<ImportJob>>,
 }
 
+impl IdentityState for Arc<ManageState> {
+    fn campaigns(&self) -> &Shared {
+        &self.svc
+    }
+}
+
+/// `Ok` when the caller belongs to the root organisation (province-wide data).
+fn require_root(c: &Campaigns, caller: &Caller, what: &str) -> Result<(), CampaignError> {
+    if identity::root_org(&c.conn)? == Some(caller.org_id) {
+        Ok(())
+    } else {
+        Err(CampaignError::Forbidden {
+            reason: format!("{what} is province-wide: only the root organisation changes it"),
+        })
+    }
+}
+
 /// The management router (mount under `/v1/campaign`); merges into a router of any state.
 pub fn router<S: Clone + Send + Sync + 'static>(svc: Shared) -> Router<S> {
     let st = Arc::new(ManageState {
@@ -173,7 +197,13 @@ impl Read for BodyReader {
     }
 }
 
-async fn import(State(st): State<Arc<ManageState>>, body: Body) -> Response {
+async fn import(caller: Caller, State(st): State<Arc<ManageState>>, body: Body) -> Response {
+    if let Err(e) = caller
+        .require(IdAction::Plan)
+        .and_then(|()| require_root(&lock(&st.svc), &caller, "the subscriber table"))
+    {
+        return ApiError(e).into_response();
+    }
     let job = Arc::new(ImportJob::default());
     let id = {
         let mut jobs = st
@@ -216,7 +246,18 @@ async fn import(State(st): State<Arc<ManageState>>, body: Body) -> Response {
     };
     let worker = Arc::clone(&job);
     tokio::task::spawn_blocking(move || {
-        let outcome = lock(&svc).import_subscribers(reader, None);
+        // Spool first, then import: the service lock must not wait on a slow client (every
+        // other call, credential checks included, needs it).
+        let mut reader = reader;
+        let spooled = tempfile::tempfile().and_then(|mut f| {
+            std::io::copy(&mut reader, &mut f)?;
+            f.seek(std::io::SeekFrom::Start(0))?;
+            Ok(f)
+        });
+        let outcome = match spooled {
+            Ok(f) => lock(&svc).import_subscribers(std::io::BufReader::new(f), None),
+            Err(e) => Err(CampaignError::Io(e)),
+        };
         let mut status = ImportStatus {
             job: id,
             bytes: worker.bytes.load(Ordering::Relaxed),
@@ -257,9 +298,11 @@ async fn import(State(st): State<Arc<ManageState>>, body: Body) -> Response {
 }
 
 async fn import_status(
+    caller: Caller,
     State(st): State<Arc<ManageState>>,
     Path(id): Path<u64>,
 ) -> ApiResult<Json<ImportStatus>> {
+    caller.require(IdAction::Read)?;
     let job = st
         .jobs
         .lock()
@@ -290,10 +333,12 @@ fn channel_of(s: Option<&str>) -> Result<Option<Channel>, CampaignError> {
 }
 
 async fn list_entries(
+    caller: Caller,
     State(st): State<Arc<ManageState>>,
     Path(kind): Path<String>,
     Query(q): Query<ListQ>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(IdAction::Read)?;
     let kind: ListKind = kind.parse()?;
     let channel = channel_of(q.channel.as_deref())?;
     let limit = q.limit.unwrap_or(1000).clamp(1, MAX_PAGE);
@@ -331,11 +376,17 @@ struct ListChangeReq {
 }
 
 async fn change_list(
+    caller: Caller,
     State(st): State<Arc<ManageState>>,
     Path(kind): Path<String>,
     Json(r): Json<ListChangeReq>,
 ) -> ApiResult<Json<ListChange>> {
     let kind: ListKind = kind.parse()?;
+    caller.require(if kind == ListKind::Custom {
+        IdAction::Plan
+    } else {
+        IdAction::Operate
+    })?;
     let channel = channel_of(r.channel.as_deref())?;
     if channel.is_some() && kind != ListKind::DoNotDisturb {
         return Err(
@@ -369,7 +420,11 @@ fn conflict_list(c: &Campaigns) -> Result<serde_json::Value, CampaignError> {
     ))
 }
 
-async fn conflicts(State(st): State<Arc<ManageState>>) -> ApiResult<Json<serde_json::Value>> {
+async fn conflicts(
+    caller: Caller,
+    State(st): State<Arc<ManageState>>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(IdAction::Read)?;
     Ok(Json(conflict_list(&lock(&st.svc))?))
 }
 
@@ -381,9 +436,11 @@ struct ConflictReq {
 }
 
 async fn change_conflict(
+    caller: Caller,
     State(st): State<Arc<ManageState>>,
     Json(r): Json<ConflictReq>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(IdAction::Plan)?;
     let c = lock(&st.svc);
     match r.action {
         Action::Add => rules::add_conflict(&c.conn, &r.a, &r.b)?,
@@ -404,13 +461,16 @@ struct RollupQ {
 }
 
 async fn rollup(
+    caller: Caller,
     State(st): State<Arc<ManageState>>,
     Query(q): Query<RollupQ>,
 ) -> ApiResult<Response> {
+    caller.require(IdAction::Read)?;
     let tz = q.tz.as_deref().unwrap_or(window::DEFAULT_TZ);
     let rows = {
         let c = lock(&st.svc);
-        report::rollup(&c.conn, &c.table, q.by, q.period, tz)?
+        let tasks = crate::api::visible_ids(&c.conn, &caller, identity::Object::Task)?;
+        report::rollup(&c.conn, &c.table, q.by, q.period, tz, Some(&tasks))?
     };
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(rows).into_response()),

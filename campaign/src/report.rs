@@ -321,6 +321,9 @@ pub enum RollupBy {
     Activity,
     /// The subscriber's city (from the subscriber table).
     City,
+    /// The organisation that owns the task (tasks from before organisations existed belong
+    /// to the root).
+    Org,
 }
 
 /// Roll-up period, in local time of the report's zone.
@@ -341,6 +344,7 @@ pub struct RollupKey {
     pub campaign: Option<i64>,
     pub activity: Option<i64>,
     pub city: Option<String>,
+    pub org: Option<i64>,
 }
 
 /// Funnel stages of a roll-up row.
@@ -388,22 +392,29 @@ struct Acc {
     converted: std::collections::HashSet<u32>,
 }
 
-/// A task's (campaign, activity); `None` above a task without an activity.
-type Place = (Option<i64>, Option<i64>);
+/// A task's (campaign, activity, owning organisation); `None` above a task without an
+/// activity.
+type Place = (Option<i64>, Option<i64>, Option<i64>);
 
-/// Where tasks sit in the hierarchy: task → (campaign, activity).
-fn task_places(conn: &Connection) -> Result<BTreeMap<i64, Place>> {
+/// Where tasks sit in the hierarchy: task → (campaign, activity, org), for the tasks in
+/// `only` (every task when `None`).
+fn task_places(conn: &Connection, only: Option<&[i64]>) -> Result<BTreeMap<i64, Place>> {
     let mut st = conn.prepare(
-        "SELECT t.id, a.campaign_id, t.activity_id FROM tasks t
-         LEFT JOIN activities a ON a.id = t.activity_id",
+        "SELECT t.id, a.campaign_id, t.activity_id,
+                COALESCE(t.org_id, (SELECT id FROM orgs WHERE parent_id IS NULL))
+         FROM tasks t LEFT JOIN activities a ON a.id = t.activity_id
+         WHERE ?1 IS NULL OR t.id IN (SELECT value FROM json_each(?1))",
     )?;
-    let rows = st.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
+    let rows = st.query_map([task_filter(only)], |r| {
+        Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+    })?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 
-/// Roll-up report over every task: funnel, contacts, conversions and uplift per `by` group
-/// and `period` (local time in `tz`). Contacts count in the period they were sent,
-/// conversions and replies in theirs, targeted in the period the bulk send was planned.
+/// Roll-up report over the tasks in `tasks` (every task when `None`; a caller's visible
+/// tasks for the HTTP API): funnel, contacts, conversions and uplift per `by` group and
+/// `period` (local time in `tz`). Contacts count in the period they were sent, conversions
+/// and replies in theirs, targeted in the period the bulk send was planned.
 ///
 /// # Errors
 /// Unknown time zone; SQLite failure.
@@ -413,9 +424,10 @@ pub fn rollup(
     by: RollupBy,
     period: Period,
     tz: &str,
+    tasks: Option<&[i64]>,
 ) -> Result<Vec<RollupRow>> {
     let tz = time_zone(tz)?;
-    let places = task_places(conn)?;
+    let places = task_places(conn, tasks)?;
     let mut periods: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
     let mut period_of = |at: i64| -> String {
         let hour = at.div_euclid(3600);
@@ -435,9 +447,14 @@ pub fn rollup(
             })
             .clone()
     };
-    let key_of = |task: i64, sub: Option<u32>| -> RollupKey {
-        let (campaign, activity) = places.get(&task).copied().unwrap_or_default();
-        match by {
+    // `None`: the task is outside the report (another tenant's).
+    let key_of = |task: i64, sub: Option<u32>| -> Option<RollupKey> {
+        let (campaign, activity, org) = *places.get(&task)?;
+        Some(match by {
+            RollupBy::Org => RollupKey {
+                org,
+                ..RollupKey::default()
+            },
             RollupBy::Campaign => RollupKey {
                 campaign,
                 ..RollupKey::default()
@@ -451,7 +468,7 @@ pub fn rollup(
                 city: Some(sub.map_or_else(String::new, |s| table.str_value("city", s).to_owned())),
                 ..RollupKey::default()
             },
-        }
+        })
     };
     let mut rows: BTreeMap<(String, RollupKey), Acc> = BTreeMap::new();
     let mut control: std::collections::HashSet<(i64, String)> = std::collections::HashSet::new();
@@ -482,13 +499,16 @@ pub fn rollup(
         if by == RollupBy::City {
             let mut per_city: BTreeMap<RollupKey, u64> = BTreeMap::new();
             for id in &members {
-                *per_city.entry(key_of(task, Some(id))).or_default() += 1;
+                let Some(k) = key_of(task, Some(id)) else {
+                    break;
+                };
+                *per_city.entry(k).or_default() += 1;
             }
             for (k, n) in per_city {
                 add(k, n);
             }
-        } else {
-            add(key_of(task, None), members.len());
+        } else if let Some(k) = key_of(task, None) {
+            add(k, members.len());
         }
     }
 
@@ -499,7 +519,10 @@ pub fn rollup(
         let (task, sub, at, state): (i64, i64, i64, String) =
             (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
         let sub = u32::try_from(sub).ok();
-        let acc = rows.entry((period_of(at), key_of(task, sub))).or_default();
+        let Some(k) = key_of(task, sub) else {
+            continue;
+        };
+        let acc = rows.entry((period_of(at), k)).or_default();
         acc.funnel.sent += 1;
         match state.as_str() {
             "delivered" => acc.funnel.delivered += 1,
@@ -520,9 +543,10 @@ pub fn rollup(
         let Ok(sub) = u32::try_from(sub) else {
             continue;
         };
-        let acc = rows
-            .entry((period_of(at), key_of(task, Some(sub))))
-            .or_default();
+        let Some(k) = key_of(task, Some(sub)) else {
+            continue;
+        };
+        let acc = rows.entry((period_of(at), k)).or_default();
         acc.conversions += 1;
         acc.converted.insert(sub);
         if control.contains(&(bulk, grp)) {
@@ -538,8 +562,10 @@ pub fn rollup(
     let mut q = st.query([])?;
     while let Some(r) = q.next()? {
         let (task, msisdn, at): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        let sub = table.id_of(msisdn as u64);
-        rows.entry((period_of(at), key_of(task, sub)))
+        let Some(k) = key_of(task, table.id_of(msisdn as u64)) else {
+            continue;
+        };
+        rows.entry((period_of(at), k))
             .or_default()
             .funnel
             .replied += 1;
@@ -590,6 +616,7 @@ pub fn write_rollup_csv<W: Write>(rows: &[RollupRow], out: W) -> Result<()> {
         "activity",
         "activity_name",
         "city",
+        "org",
         "targeted",
         "sent",
         "delivered",
@@ -615,6 +642,7 @@ pub fn write_rollup_csv<W: Write>(rows: &[RollupRow], out: W) -> Result<()> {
             opt(r.key.activity.map(|a| a.to_string())),
             opt(r.activity_name.clone()),
             opt(r.key.city.clone()),
+            opt(r.key.org.map(|o| o.to_string())),
             f.targeted.to_string(),
             f.sent.to_string(),
             f.delivered.to_string(),

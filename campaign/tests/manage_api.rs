@@ -15,12 +15,30 @@ use roaring::RoaringBitmap;
 use serde_json::{Value, json};
 use sluice_campaign::api::{self, ApiState};
 use sluice_campaign::groups::{GroupSpec, Variant};
+use sluice_campaign::approval::Subject;
 use sluice_campaign::{Campaigns, launch, lifecycle, manage_api};
 use tower::ServiceExt;
 
 type Svc = Arc<Mutex<Campaigns>>;
 
+thread_local! {
+    /// The admin key of the service the current test's `app` was built for.
+    static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// The API over `svc`, with the root organisation and an admin bootstrapped; requests made
+/// through [`call`] carry the admin's key.
 fn app(svc: &Svc) -> axum::Router {
+    let key = {
+        use sluice_campaign::identity::{self, Role};
+        let mut c = svc.lock().unwrap();
+        let _ = identity::bootstrap(&mut c.conn, "Province", "admin", None, None, 0).unwrap();
+        let root = identity::root_org(&c.conn).unwrap().unwrap();
+        let u = identity::create_user(&c.conn, "test-admin", root, &[Role::Admin], None, None, 0)
+            .unwrap();
+        identity::create_key(&c.conn, u, "test", None, 0).unwrap().key
+    };
+    KEY.with(|k| *k.borrow_mut() = key);
     let st = ApiState::new(Arc::clone(svc), Arc::new(FakeGateway::default()));
     api::router(st).merge(manage_api::router(Arc::clone(svc)))
 }
@@ -30,6 +48,10 @@ async fn call(app: &axum::Router, method: &str, uri: &str, body: Body) -> (u16, 
         .method(method)
         .uri(uri)
         .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", KEY.with(|k| k.borrow().clone())),
+        )
         .body(body)
         .unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
@@ -241,13 +263,15 @@ fn scenario() -> (Campaigns, i64, Vec<u32>, Vec<u32>, i64) {
     let camp = lifecycle::create_campaign(&c.conn, "spring", 0).unwrap();
     let act = lifecycle::create_activity(&c.conn, camp, "data pack").unwrap();
     let task = lifecycle::create_task(&c.conn, Some(act), "push", 0).unwrap();
-    for (s, who) in [
-        (lifecycle::TaskState::Submitted, "maker"),
-        (lifecycle::TaskState::Approved, "checker"),
-        (lifecycle::TaskState::Scheduled, "maker"),
+    for subject in [
+        Subject::Campaign(camp),
+        Subject::Activity(act),
+        Subject::Task(task),
     ] {
-        c.transition(task, s, who, t0, "").unwrap();
+        approve(&mut c, subject);
     }
+    c.transition(task, lifecycle::TaskState::Scheduled, "maker", t0, "")
+        .unwrap();
     let seg = c.segment_from_condition("all", "age >= 0", t0).unwrap();
     let mut sp = spec(seg.id, vec![slice("2026-03-10T01:00:00Z", None)]);
     sp.groups = GroupSpec::Random {
@@ -448,12 +472,12 @@ async fn rollups_by_campaign_activity_and_city_add_up_in_json_and_csv() {
         lines
             .next()
             .unwrap()
-            .starts_with("period,campaign,campaign_name,activity,activity_name,city,targeted,sent")
+            .starts_with("period,campaign,campaign_name,activity,activity_name,city,org,targeted,sent")
     );
     let row = lines.next().unwrap();
     assert!(
         row.starts_with(&format!(
-            "2026-03-10,1,spring,,,,{},{n},",
+            "2026-03-10,1,spring,,,,,{},{n},",
             n + control.len() as u64
         )),
         "{row}"
@@ -468,4 +492,72 @@ async fn rollups_by_campaign_activity_and_city_add_up_in_json_and_csv() {
         let (s, _, _) = call(&app, "GET", bad, Body::empty()).await;
         assert!(s == 400 || s == 422, "{bad}: {s}");
     }
+}
+
+#[tokio::test]
+async fn management_routes_need_a_credential_and_the_role() {
+    use sluice_campaign::identity::{self, OrgLevel, Role};
+    let svc: Svc = Arc::new(Mutex::new(Campaigns::in_memory().unwrap()));
+    let app = app(&svc);
+    let (city_planner, auditor) = {
+        let c = svc.lock().unwrap();
+        let root = identity::root_org(&c.conn).unwrap().unwrap();
+        let city = identity::create_org(&c.conn, "Hefei", Some(root), OrgLevel::City).unwrap();
+        let key = |name: &str, org: i64, role: Role| {
+            let u = identity::create_user(&c.conn, name, org, &[role], None, None, 0).unwrap();
+            identity::create_key(&c.conn, u, "t", None, 0).unwrap().key
+        };
+        (
+            key("hf-planner", city, Role::Planner),
+            key("auditor", root, Role::Auditor),
+        )
+    };
+    let routes = [
+        ("POST", "/subscribers/import"),
+        ("GET", "/subscribers/imports/1"),
+        ("GET", "/lists/blacklist"),
+        ("POST", "/lists/blacklist"),
+        ("GET", "/conflicts"),
+        ("POST", "/conflicts"),
+        ("GET", "/reports/rollup?by=org"),
+    ];
+    for (method, uri) in routes {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap();
+        let status = app.clone().oneshot(req).await.unwrap().status().as_u16();
+        assert_eq!(status, 401, "{method} {uri}");
+    }
+    let as_key = |key: &str, method: &str, uri: &str, body: &str| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, format!("Bearer {key}"))
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    // A city planner does not rewrite the province's subscriber table; an auditor changes
+    // nothing; a planner may not edit the blacklist (operators' list).
+    let status = |req: Request<Body>| {
+        let app = app.clone();
+        async move { app.oneshot(req).await.unwrap().status().as_u16() }
+    };
+    let import = as_key(&city_planner, "POST", "/subscribers/import", "msisdn\n");
+    assert_eq!(status(import).await, 403);
+    let add = r#"{"action":"add","numbers":["13800000001"]}"#;
+    assert_eq!(
+        status(as_key(&auditor, "POST", "/lists/blacklist", add)).await,
+        403
+    );
+    assert_eq!(
+        status(as_key(&city_planner, "POST", "/lists/blacklist", add)).await,
+        403
+    );
+    assert_eq!(
+        status(as_key(&auditor, "GET", "/reports/rollup?by=org", "")).await,
+        200
+    );
 }
