@@ -484,8 +484,15 @@ async fn rollups_by_campaign_activity_and_city_add_up_in_json_and_csv() {
     );
     assert!(lines.next().is_none());
 
+    // By organisation: the task belongs to the root (created before organisations).
+    let (s, v) = get(&app, "/reports/rollup?by=org&tz=UTC").await;
+    assert_eq!(s, 200, "{v}");
+    let rows = v.as_array().unwrap();
+    assert!(rows.iter().all(|r| r["org"].is_i64() && r["city"].is_null()), "{v}");
+    let sent: u64 = rows.iter().map(|r| r["funnel"]["sent"].as_u64().unwrap()).sum();
+    assert_eq!(sent, n);
     for bad in [
-        "/reports/rollup?by=org",
+        "/reports/rollup?by=region",
         "/reports/rollup?by=city&format=xml",
         "/reports/rollup?by=city&tz=Mars/Base",
     ] {
