@@ -468,6 +468,8 @@ mod tests {
             done_at: "2026-11-26T03:00:00Z".into(),
             callback_url: None,
             tags: BTreeMap::from([("task".into(), "1".into())]),
+            kind: crate::store::MessageKind::Sms,
+            lane: crate::store::Lane::Marketing,
         })
     }
 
