@@ -115,15 +115,16 @@ pub async fn run(
     let mo = Arc::new(mo);
     loop {
         let first = tokio::select! {
-            r = rx.recv() => r,
-            _ = stop.wait_for(|s| *s) => {
-                let mut rest = Vec::new();
-                while let Ok(n) = rx.try_recv() {
-                    rest.push(n);
-                }
-                apply_batch(&rules, &mo, rest).await;
-                return;
+            r = rx.recv() => Some(r),
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        let Some(first) = first else {
+            let mut rest = Vec::new();
+            while let Ok(n) = rx.try_recv() {
+                rest.push(n);
             }
+            apply_batch(&rules, &mo, rest).await;
+            return;
         };
         let mut batch = match first {
             Ok(n) => vec![n],
