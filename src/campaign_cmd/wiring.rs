@@ -600,7 +600,8 @@ mod tests {
 
         {
             let mut g = svc.lock().expect("lock");
-            launch::commit_batch(&mut g.conn, &batch, &ids, Timestamp::now().as_second())
+            let outcomes: Vec<_> = ids.iter().cloned().map(Ok).collect();
+            launch::commit_batch(&mut g.conn, &batch, &outcomes, Timestamp::now().as_second())
                 .expect("commit");
         }
         eventually("both applied", || {

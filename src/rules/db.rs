@@ -486,7 +486,10 @@ mod tests {
             channel: Channel::Sms,
             day: 100,
         };
-        assert_eq!(db.count(&[d.clone()], 0).expect("count").len(), 1);
+        assert_eq!(
+            db.count(std::slice::from_ref(&d), 0).expect("count").len(),
+            1
+        );
         assert!(db.count(&[d], 0).expect("count").is_empty());
         assert_eq!(
             db.load(0).expect("load").contacts,
