@@ -485,3 +485,126 @@ async fn caps_fill_with_delivered_contacts_and_a_td_reply_lands_on_do_not_distur
     );
     rig.gw.shutdown().await;
 }
+
+/// The hosted campaign service dispatches through `POST /v1/messages`: a subscriber on the
+/// public do-not-disturb list is refused by the gateway and shows up in the task report as a
+/// dispatch exclusion under the rule, while the rest is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_records_public_refusals_as_exclusions() {
+    init_tracing();
+    sluice::tls::install_provider();
+    let (good, bad) = (sim("DELIVRD").await, sim("UNDELIV").await);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("campaign.db");
+    let numbers: Vec<String> = {
+        let mut c = sluice_campaign::Campaigns::open(&db).expect("campaign db");
+        c.load_synthetic(10, 5).expect("city");
+        (0..10)
+            .map(|id| c.table.msisdn(id).expect("msisdn").to_string())
+            .collect()
+    };
+    let gw = start(
+        config(dir.path(), good.addrs()[0].port(), bad.addrs()[0].port()),
+        ServeOptions {
+            drain_deadline: Duration::from_secs(5),
+            campaign: Some(sluice::serve::CampaignHost {
+                db,
+                api_key: KEY.into(),
+            }),
+            ..ServeOptions::default()
+        },
+    )
+    .await
+    .expect("gateway starts");
+    let rig = Rig {
+        base: format!("http://{}", gw.http_addr()),
+        gw,
+        http: reqwest::Client::new(),
+        _sims: (good, bad),
+        dir,
+    };
+    rig.ops(
+        reqwest::Method::POST,
+        "/v1/rules/lists/do_not_disturb",
+        Some(json!({"msisdns": [numbers[3]], "channel": "sms"})),
+    )
+    .await;
+
+    let campaign = |method, path: &str, body| {
+        let path = format!("/v1/campaign{path}");
+        let rig = &rig;
+        async move {
+            let (status, v) = rig.send(method, &path, None, body).await;
+            assert!((200..300).contains(&status), "{path}: {status} {v}");
+            v
+        }
+    };
+    let seg = campaign(
+        reqwest::Method::POST,
+        "/segments",
+        Some(json!({"name": "all", "numbers": numbers})),
+    )
+    .await["segment"]["id"]
+        .as_i64()
+        .expect("segment");
+    let task = campaign(
+        reqwest::Method::POST,
+        "/tasks",
+        Some(json!({"name": "offer"})),
+    )
+    .await["id"]
+        .as_i64()
+        .expect("task");
+    for to in ["submitted", "approved", "scheduled"] {
+        campaign(
+            reqwest::Method::POST,
+            &format!("/tasks/{task}/transitions"),
+            Some(json!({"to": to, "actor": "test"})),
+        )
+        .await;
+    }
+    let start_at = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(5);
+    let bulk = campaign(
+        reqwest::Method::POST,
+        &format!("/tasks/{task}/bulk"),
+        Some(json!({
+            "segment": seg,
+            "template": "Offer",
+            "channel": "sms",
+            "groups": {"by": "random", "seed": 1, "control_share": 0.0,
+                "variants": [{"name": "A", "weight": 1}]},
+            "slices": [{"start": start_at}],
+        })),
+    )
+    .await["id"]
+        .as_i64()
+        .expect("bulk");
+    campaign(
+        reqwest::Method::POST,
+        &format!("/bulk/{bulk}/launch"),
+        Some(json!({"actor": "test"})),
+    )
+    .await;
+    let mut report = Value::Null;
+    for _ in 0..300 {
+        report = campaign(reqwest::Method::GET, &format!("/tasks/{task}/report"), None).await;
+        let excluded = &report["exclusions"][bulk.to_string()]["dispatch"];
+        if excluded["public:do_not_disturb/sms"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        report["exclusions"][bulk.to_string()]["dispatch"]["public:do_not_disturb/sms"],
+        1,
+        "{report}"
+    );
+    let sent: u64 = report["funnel"]
+        .as_array()
+        .expect("funnel")
+        .iter()
+        .map(|r| r["sent"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(sent, 9, "{report}");
+    rig.gw.shutdown().await;
+}
