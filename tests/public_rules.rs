@@ -401,12 +401,84 @@ async fn do_not_disturb_is_refused_for_every_client_but_otp_and_survives_a_resta
     assert_eq!(audit["entries"][0]["who"], "ops");
     assert_eq!(audit["entries"][0]["action"], "list_add");
 
+    // A list file: bad lines are reported, the rest added and enforced at once.
+    let r = rig
+        .http
+        .post(format!("{}/v1/rules/lists/blacklist/import", rig.base))
+        .bearer_auth(OPS_KEY)
+        .body("13600000001\nnot-a-number\n\n+8613600000002\n")
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(r.status().as_u16(), 202);
+    let id = r.json::<Value>().await.expect("json")["id"].clone();
+    let mut progress = Value::Null;
+    for _ in 0..200 {
+        progress = rig
+            .ops(
+                reqwest::Method::GET,
+                &format!("/v1/rules/imports/{id}"),
+                None,
+            )
+            .await;
+        if progress["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(progress["state"], "done", "{progress}");
+    assert_eq!(progress["lines_read"], 4);
+    assert_eq!(progress["added"], 2);
+    assert_eq!(progress["errors"][0]["line"], 2);
+    assert_eq!(
+        rig.refusal("13600000002", "mms").await,
+        "blocked: blacklist"
+    );
+    let (status, _) = rig
+        .send(
+            reqwest::Method::GET,
+            "/v1/rules/imports/999",
+            Some(OPS_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // Quiet hours: stored as given, a bad window is refused with its index.
+    let v = rig
+        .ops(
+            reqwest::Method::PUT,
+            "/v1/rules/quiet_hours",
+            Some(json!({"windows": ["21:00-08:00"]})),
+        )
+        .await;
+    assert_eq!(v["windows"], json!(["21:00-08:00"]));
+    let (status, v) = rig
+        .send(
+            reqwest::Method::PUT,
+            "/v1/rules/quiet_hours",
+            Some(OPS_KEY),
+            Some(json!({"windows": ["21:00-08:00", "8pm"]})),
+        )
+        .await;
+    assert_eq!((status, v["field"].clone()), (422, json!("windows[1]")));
+    rig.ops(
+        reqwest::Method::PUT,
+        "/v1/rules/quiet_hours",
+        Some(json!({"windows": []})),
+    )
+    .await;
+
     // After a restart the entry is still enforced.
     let rig = rig.restart().await;
     let results = rig
-        .post_messages(json!([marketing("+8613800138000", "offer")]))
+        .post_messages(json!([
+            marketing("+8613800138000", "offer"),
+            marketing("13600000001", "offer"),
+        ]))
         .await;
     assert_eq!(results[0]["refused"], "blocked: do_not_disturb/sms");
+    assert_eq!(results[1]["refused"], "blocked: blacklist");
 
     // Removed: accepted again.
     let v = rig

@@ -26,7 +26,7 @@ use serde_json::json;
 use super::auth::OperatorAuth;
 use super::engine::{Rules, RulesError};
 use super::import::Imports;
-use super::model::{Cap, Channel, ListKind, Scope};
+use super::model::{Cap, Channel, ListKind, Scope, parse_msisdn};
 use crate::store::Lane;
 
 /// Default page size of a list.
@@ -157,8 +157,7 @@ fn scope(channel: Option<&str>) -> Result<Scope, ApiError> {
 }
 
 fn key(field: &str, raw: &str) -> Result<u64, ApiError> {
-    sluice_campaign::msisdn::normalize(raw)
-        .map_err(|e| ApiError::invalid(field, format!("{e}: {raw:?}")))
+    parse_msisdn(raw).map_err(|e| ApiError::invalid(field, format!("{e}: {raw:?}")))
 }
 
 /// Runs a blocking rules call (SQLite commits) off the async workers.

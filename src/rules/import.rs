@@ -22,7 +22,7 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
 use super::engine::Rules;
-use super::model::{Channel, ListKind, Scope};
+use super::model::{Channel, ListKind, Scope, parse_msisdn};
 
 /// Valid numbers added per transaction.
 pub const CHUNK: usize = 10_000;
@@ -228,7 +228,7 @@ fn add_lines(
         if text.is_empty() {
             continue;
         }
-        match sluice_campaign::msisdn::normalize(text) {
+        match parse_msisdn(text) {
             Ok(n) => chunk.push(n),
             Err(e) => errors.push(LineError {
                 line: lines,

@@ -15,10 +15,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::MessageKind;
 
-/// The rule key of a destination or listed number; `None` when it is not a national mobile
-/// number (see the module doc).
+/// The rule key of a number an operator lists, with the reason when it is not a national
+/// mobile number (see the module doc).
+///
+/// # Errors
+/// The campaign normalisation's [`sluice_campaign::msisdn::MsisdnError`].
+pub fn parse_msisdn(raw: &str) -> Result<u64, sluice_campaign::msisdn::MsisdnError> {
+    sluice_campaign::msisdn::normalize(raw)
+}
+
+/// The rule key of a destination; `None` when it is not a national mobile number (such a
+/// destination cannot be listed, so no rule refuses it).
 pub fn msisdn_key(raw: &str) -> Option<u64> {
-    sluice_campaign::msisdn::normalize(raw).ok()
+    parse_msisdn(raw).ok()
 }
 
 /// The lists an operator keeps.
