@@ -514,7 +514,9 @@ async fn caps_fill_with_delivered_contacts_and_a_td_reply_lands_on_do_not_distur
         .await;
     // ... then a delivered one to another number, which uses up that number's cap.
     let delivered = rig
-        .post_messages(json!([marketing("13800000009", "offer")]))
+        .post_messages(json!([
+            {"to": "13800000009", "text": "offer", "lane": "marketing", "client_ref": "cap-1"}
+        ]))
         .await;
     rig.wait_state(delivered[0]["id"].as_str().expect("id"), "delivered")
         .await;
@@ -534,6 +536,14 @@ async fn caps_fill_with_delivered_contacts_and_a_td_reply_lands_on_do_not_distur
     assert!(results[0].get("id").is_none());
     assert!(results[1]["id"].is_string(), "{results:?}");
     assert!(results[2]["id"].is_string(), "{results:?}");
+    // Re-sending the delivered message (same client_ref) is a duplicate, not a refusal.
+    let again = rig
+        .post_messages(json!([
+            {"to": "13800000009", "text": "offer", "lane": "marketing", "client_ref": "cap-1"}
+        ]))
+        .await;
+    assert_eq!(again[0]["id"], delivered[0]["id"], "{again:?}");
+    assert_eq!(again[0]["duplicate"], true);
 
     // The recipient answers "TD": its number goes on do-not-disturb for sms.
     rig.post_messages(json!([marketing("13700000001", "offer #TD")]))

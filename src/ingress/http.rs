@@ -269,7 +269,12 @@ async fn submit_batch(
     )
     .await
     .map_err(ApiError::Batch)?;
-    let (items, refused) = screen::screen(&state.rules, items);
+    let (items, refused) = screen::screen(&state.rules, items, &|client_ref| {
+        matches!(
+            state.store.by_client_ref(account.name(), client_ref),
+            Ok(Some(_))
+        )
+    });
     if items.is_empty() {
         let body = view::batch_results(&[], &[], &refused);
         return Ok(accepted_response(body));

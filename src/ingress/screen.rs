@@ -5,6 +5,11 @@
 //! messages are never stored, never charged to the account's rate and get no id; the rest
 //! of the batch goes on as usual. Both doors use it: the HTTP API (per-line `refused`
 //! results) and the SMPP server (a refused destination's submit is answered with an error).
+//!
+//! Idempotency wins over rules: a message whose `client_ref` is already stored (a client
+//! re-sending a batch after a lost answer, a campaign resuming) is not refused, so the repeat
+//! gets the first id (`duplicate: true`) even when its recipient was listed in between — the
+//! message exists, and saying otherwise would make the client record a contact as excluded.
 
 use super::batch::Item;
 use crate::metrics as m;
@@ -21,8 +26,14 @@ pub struct RefusedLine {
     pub client_ref: Option<String>,
 }
 
-/// Items to store (request order kept) and the refused ones.
-pub fn screen(rules: &Rules, items: Vec<Item>) -> (Vec<Item>, Vec<RefusedLine>) {
+/// Items to store (request order kept) and the refused ones. `stored(client_ref)` says
+/// whether the account already has a message under that idempotency key; it is asked only
+/// about refused items.
+pub fn screen(
+    rules: &Rules,
+    items: Vec<Item>,
+    stored: &dyn Fn(&str) -> bool,
+) -> (Vec<Item>, Vec<RefusedLine>) {
     let today = rules.today();
     let mut kept = Vec::with_capacity(items.len());
     let mut refused = Vec::new();
@@ -30,6 +41,7 @@ pub fn screen(rules: &Rules, items: Vec<Item>) -> (Vec<Item>, Vec<RefusedLine>) 
         let s = &item.submission;
         match rules.check(&s.to, s.kind, s.lane, today) {
             None => kept.push(item),
+            Some(_) if s.client_ref.as_deref().is_some_and(stored) => kept.push(item),
             Some(refusal) => {
                 metrics::counter!(m::RULES_REFUSED, m::LABEL_RULE => refusal.rule(),
                     m::LABEL_CHANNEL => Channel::of_kind(s.kind).as_str())
@@ -95,9 +107,15 @@ mod tests {
                 item(2, "+8613800138000", Lane::Marketing),
                 item(3, "13800138000", Lane::Otp),
                 item(4, "+447700900123", Lane::Marketing),
+                // Already stored under its client_ref: the repeat is not refused.
+                item(5, "13800138000", Lane::Marketing),
             ],
+            &|r| r == "r5",
         );
-        assert_eq!(kept.iter().map(|i| i.line).collect::<Vec<_>>(), [1, 3, 4]);
+        assert_eq!(
+            kept.iter().map(|i| i.line).collect::<Vec<_>>(),
+            [1, 3, 4, 5]
+        );
         assert_eq!(refused.len(), 1);
         assert_eq!(refused[0].line, 2);
         assert_eq!(

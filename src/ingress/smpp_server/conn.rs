@@ -406,7 +406,8 @@ impl Conn {
         };
         // Destinations a public contact rule refuses are dropped (never stored); a submit
         // left with none is answered with the barred-destination status.
-        let (items, refused) = screen(&ingress.rules, items);
+        // SMPP submits carry no client_ref: nothing to look up.
+        let (items, refused) = screen(&ingress.rules, items, &|_| false);
         if items.is_empty() {
             if let Some(r) = refused.first() {
                 tracing::debug!(reason = %r.refusal, "Submit refused by a public rule.");
