@@ -100,17 +100,25 @@ mod tests {
                 &[13_800_138_000],
             )
             .expect("add");
-        let (kept, refused) = screen(
-            &rules,
-            vec![
-                item(1, "13900139000", Lane::Marketing),
-                item(2, "+8613800138000", Lane::Marketing),
-                item(3, "13800138000", Lane::Otp),
-                item(4, "+447700900123", Lane::Marketing),
-                // Already stored under its client_ref: the repeat is not refused.
-                item(5, "13800138000", Lane::Marketing),
-            ],
-            &|r| r == "r5",
+        let (recorder, handle) = crate::metrics::local().expect("recorder");
+        let (kept, refused) = metrics::with_local_recorder(&recorder, || {
+            screen(
+                &rules,
+                vec![
+                    item(1, "13900139000", Lane::Marketing),
+                    item(2, "+8613800138000", Lane::Marketing),
+                    item(3, "13800138000", Lane::Otp),
+                    item(4, "+447700900123", Lane::Marketing),
+                    // Already stored under its client_ref: the repeat is not refused.
+                    item(5, "13800138000", Lane::Marketing),
+                ],
+                &|r| r == "r5",
+            )
+        });
+        let text = handle.render();
+        assert!(
+            text.contains(r#"sluice_rules_refused_total{rule="do_not_disturb",channel="sms"} 1"#),
+            "{text}"
         );
         assert_eq!(
             kept.iter().map(|i| i.line).collect::<Vec<_>>(),
