@@ -11,6 +11,7 @@ pub mod ingress;
 pub mod metrics;
 pub mod receipt;
 pub mod route;
+pub mod rules;
 pub mod schedule;
 pub mod serve;
 pub mod store;

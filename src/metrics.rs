@@ -110,6 +110,21 @@ pub const STORE_COMMITS: &str = "sluice_store_commits_total";
 /// Counter: ops applied by the store's writer.
 pub const STORE_OPS: &str = "sluice_store_ops_total";
 
+// Public contact rules (src/rules/).
+/// Label: the rule that refused a message (`blacklist`, `graylist`, `do_not_disturb`,
+/// `channel_cap`, `overall_cap`).
+pub const LABEL_RULE: &str = "rule";
+/// Counter: messages refused at ingress by a public rule (labels rule, channel — the
+/// contact channel `sms` / `mms` / `wap_push`, not a config channel name).
+pub const RULES_REFUSED: &str = "sluice_rules_refused_total";
+/// Counter: delivered contacts counted toward caps.
+pub const RULES_CONTACTS_COUNTED: &str = "sluice_rules_contacts_counted_total";
+/// Counter: numbers put on do-not-disturb by unsubscribe replies.
+pub const RULES_UNSUBSCRIBES: &str = "sluice_rules_unsubscribes_total";
+/// Counter: receipt-layer notifications the rules consumer missed by lagging (caps may
+/// undercount).
+pub const RULES_FEEDBACK_LAGGED: &str = "sluice_rules_feedback_lagged_total";
+
 /// Buckets for latencies measured in seconds: 0.5 ms … 10 s. p99 batch accept < 20 ms is a
 /// target, so the low end is fine-grained.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -159,6 +174,26 @@ fn builder() -> Result<PrometheusBuilder, BuildError> {
 
 /// Registers HELP text and units with the current recorder.
 pub fn describe() {
+    describe_counter!(
+        RULES_REFUSED,
+        Unit::Count,
+        "Messages refused at ingress by a public contact rule, by rule and contact channel."
+    );
+    describe_counter!(
+        RULES_CONTACTS_COUNTED,
+        Unit::Count,
+        "Delivered marketing contacts counted toward public contact caps."
+    );
+    describe_counter!(
+        RULES_UNSUBSCRIBES,
+        Unit::Count,
+        "Numbers put on do-not-disturb by unsubscribe replies."
+    );
+    describe_counter!(
+        RULES_FEEDBACK_LAGGED,
+        Unit::Count,
+        "Receipt notifications the public rules consumer missed by lagging."
+    );
     describe_gauge!(
         CHANNEL_QUEUE_DEPTH,
         Unit::Count,

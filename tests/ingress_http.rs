@@ -70,6 +70,15 @@ async fn start(limits: BatchLimits) -> Api {
         ready: Arc::new(|| true),
         now_ms: Arc::new(|| NOW_MS),
         draining: AtomicBool::new(false),
+        // No public rules are listed here (tests/public_rules.rs covers them).
+        rules: Arc::new(
+            sluice::rules::Rules::in_memory(
+                jiff::tz::TimeZone::UTC,
+                &[],
+                sluice::clock::AnyClock::System,
+            )
+            .expect("rules"),
+        ),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

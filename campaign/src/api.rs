@@ -879,8 +879,8 @@ async fn task_report<D>(
         excl.insert(
             id.to_string(),
             json!({
-                "launch": launch::reason_names(&launch::exclusions(&c.conn, id, "launch")?),
-                "dispatch": launch::reason_names(&launch::exclusions(&c.conn, id, "dispatch")?),
+                "launch": launch::exclusion_report(&c.conn, id, "launch")?,
+                "dispatch": launch::exclusion_report(&c.conn, id, "dispatch")?,
             }),
         );
     }

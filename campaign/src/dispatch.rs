@@ -2,7 +2,10 @@
 //!
 //! Contract (docs/http-api.md): `POST /v1/messages` with `{"messages":[…]}`, at most 10 000
 //! per request; `202` answers `{"results":[{"line","id","client_ref","duplicate"}]}` once the
-//! batch is durable. Each message carries `client_ref = "t{task}-s{subscriber}-{slice}"`, so
+//! batch is durable. A line the gateway's public contact rules refuse comes back as
+//! `{"line","refused":"blocked: do_not_disturb/sms"}` without an id: that message was not
+//! stored and is returned here as a [`Refusal`] in its place, while the rest of the batch was
+//! accepted. Each message carries `client_ref = "t{task}-s{subscriber}-{slice}"`, so
 //! re-sending a batch after a crash or a failed response returns the first ids
 //! (`duplicate: true`) instead of sending twice — this is what makes resume exact.
 
@@ -73,13 +76,35 @@ pub enum DispatchError {
     BadResponse(String),
 }
 
-/// Something that accepts batches and returns one gateway id per message, in order.
+/// A message the gateway's public contact rules refused: not stored, not sent, no id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The gateway's reason, e.g. `blocked: do_not_disturb/sms`.
+    pub reason: String,
+}
+
+impl Refusal {
+    /// The rule without the `blocked: ` prefix (`do_not_disturb/sms`, `channel_cap/sms`).
+    pub fn rule(&self) -> &str {
+        self.reason
+            .strip_prefix("blocked: ")
+            .unwrap_or(&self.reason)
+            .trim()
+    }
+}
+
+/// What became of one message of a dispatched batch: its gateway id, or the public rule
+/// that refused it.
+pub type Dispatched = Result<String, Refusal>;
+
+/// Something that accepts batches and answers per message, in order.
 pub trait Dispatcher: Send + Sync {
-    /// Sends `batch`; on success returns exactly `batch.len()` ids in the same order.
+    /// Sends `batch`; on success returns exactly `batch.len()` outcomes in the same order:
+    /// the gateway id of each accepted message, or the public rule that refused it.
     fn dispatch(
         &self,
         batch: &[OutboundMessage],
-    ) -> impl Future<Output = Result<Vec<String>, DispatchError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Dispatched>, DispatchError>> + Send;
 }
 
 #[derive(Serialize)]
@@ -90,7 +115,10 @@ struct Request<'a> {
 #[derive(Deserialize)]
 struct ResultLine {
     line: u64,
-    id: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    refused: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -138,7 +166,7 @@ impl HttpDispatcher {
     async fn attempt(
         &self,
         batch: &[OutboundMessage],
-    ) -> Result<Vec<String>, (DispatchError, Option<Duration>)> {
+    ) -> Result<Vec<Dispatched>, (DispatchError, Option<Duration>)> {
         let resp = self
             .client
             .post(&self.url)
@@ -198,31 +226,40 @@ impl HttpDispatcher {
     }
 }
 
-fn order_ids(r: Response, n: usize) -> Result<Vec<String>, DispatchError> {
+fn order_ids(r: Response, n: usize) -> Result<Vec<Dispatched>, DispatchError> {
     if r.results.len() != n {
         return Err(DispatchError::BadResponse(format!(
             "{} results for {n} messages",
             r.results.len()
         )));
     }
-    let mut ids = vec![String::new(); n];
+    let mut out: Vec<Option<Dispatched>> = vec![None; n];
     for line in r.results {
+        let outcome = match (line.id, line.refused) {
+            (Some(id), None) if !id.is_empty() => Ok(id),
+            (None, Some(reason)) => Err(Refusal { reason }),
+            _ => {
+                return Err(DispatchError::BadResponse(format!(
+                    "result line {} has neither an id nor a refusal (or both)",
+                    line.line
+                )));
+            }
+        };
         let slot = (line.line as usize)
             .checked_sub(1)
-            .and_then(|i| ids.get_mut(i))
+            .and_then(|i| out.get_mut(i))
             .ok_or_else(|| {
                 DispatchError::BadResponse(format!("result line {} out of range", line.line))
             })?;
-        *slot = line.id;
+        *slot = Some(outcome);
     }
-    if ids.iter().any(String::is_empty) {
-        return Err(DispatchError::BadResponse("missing result line".into()));
-    }
-    Ok(ids)
+    out.into_iter()
+        .map(|o| o.ok_or_else(|| DispatchError::BadResponse("missing result line".into())))
+        .collect()
 }
 
 impl Dispatcher for HttpDispatcher {
-    async fn dispatch(&self, batch: &[OutboundMessage]) -> Result<Vec<String>, DispatchError> {
+    async fn dispatch(&self, batch: &[OutboundMessage]) -> Result<Vec<Dispatched>, DispatchError> {
         let mut backoff = Duration::from_millis(100);
         let mut attempt = 1;
         loop {
@@ -238,5 +275,28 @@ impl Dispatcher for HttpDispatcher {
                 Err((e, _)) => return Err(e),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_map_by_line_with_refusals_in_place() {
+        let r: Response = serde_json::from_str(
+            r#"{"results":[{"line":2,"id":"g2","duplicate":false},
+                {"line":1,"client_ref":"t1-s1-0","refused":"blocked: do_not_disturb/sms"}]}"#,
+        )
+        .expect("json");
+        let out = order_ids(r, 2).expect("ordered");
+        assert_eq!(out[1], Ok("g2".to_owned()));
+        let refusal = out[0].clone().expect_err("refused");
+        assert_eq!(refusal.rule(), "do_not_disturb/sms");
+        let bad: Response = serde_json::from_str(r#"{"results":[{"line":1}]}"#).expect("json");
+        assert!(matches!(
+            order_ids(bad, 1),
+            Err(DispatchError::BadResponse(_))
+        ));
     }
 }

@@ -14,7 +14,10 @@
 //!    persisted; resuming a paused task re-arms this check.
 //!    It then renders up to `batch_size` (≤ 10 000) messages after the slice cursor.
 //! 4. The caller hands the batch to a [`Dispatcher`]; on success [`commit_batch`] writes one
-//!    contact-history row per message and advances the cursor in ONE SQLite transaction.
+//!    contact-history row per accepted message and advances the cursor in ONE SQLite
+//!    transaction. A message the gateway's public contact rules refused gets no contact row:
+//!    it is counted as an exclusion of phase `dispatch` with reason `public:<rule>` (e.g.
+//!    `public:do_not_disturb/sms`), shown in the task report's exclusions.
 //!
 //! Exactness: the cursor is the next subscriber id to send in that slice. A crash after
 //! dispatch but before commit re-sends the same batch with the same
@@ -31,7 +34,7 @@ use jiff::Timestamp;
 use roaring::RoaringBitmap;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::dispatch::{DispatchError, Dispatcher, Lane, OutboundMessage, OutboundSi};
+use crate::dispatch::{DispatchError, Dispatched, Dispatcher, Lane, OutboundMessage, OutboundSi};
 use crate::error::{CampaignError, Result, StoreError};
 use crate::groups::{GroupSpec, split};
 use crate::lifecycle::{TaskState, task_state};
@@ -379,6 +382,30 @@ pub fn exclusions(conn: &Connection, bulk_id: i64, phase: &str) -> Result<Exclus
     Ok(out)
 }
 
+/// Every exclusion count of a bulk send in `phase` by reason name: the contact rules'
+/// reasons and the gateway's public rules (`public:<rule>`), for reports.
+///
+/// # Errors
+/// SQLite failure.
+pub fn exclusion_report(
+    conn: &Connection,
+    bulk_id: i64,
+    phase: &str,
+) -> Result<BTreeMap<String, u64>> {
+    let mut st = conn.prepare(
+        "SELECT reason, SUM(count) FROM bulk_exclusions WHERE bulk_id = ?1 AND phase = ?2 GROUP BY reason",
+    )?;
+    let rows = st.query_map(params![bulk_id, phase], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let (reason, n) = r?;
+        out.insert(reason, u64::try_from(n).unwrap_or(0));
+    }
+    Ok(out)
+}
+
 /// Persisted groups of a bulk send: (name, is_control, members).
 ///
 /// # Errors
@@ -669,15 +696,16 @@ fn render(
     })
 }
 
-/// Records a dispatched batch: contact history + cursor, atomically.
+/// Records a dispatched batch: contact history for the accepted messages, exclusions for
+/// the ones the gateway's public rules refused, and the cursor, atomically.
 ///
 /// # Errors
-/// [`CampaignError::Invalid`] if `ids` does not match the batch or the slice cursor moved
-/// since the batch was prepared (nothing is written then).
+/// [`CampaignError::Invalid`] if `gateway_ids` does not match the batch or the slice cursor
+/// moved since the batch was prepared (nothing is written then).
 pub fn commit_batch(
     conn: &mut Connection,
     b: &PreparedBatch,
-    gateway_ids: &[String],
+    gateway_ids: &[Dispatched],
     now: i64,
 ) -> Result<()> {
     if gateway_ids.len() != b.subscribers.len() {
@@ -711,7 +739,15 @@ pub fn commit_batch(
             "INSERT INTO contacts (sub_id, task_id, bulk_id, slice, grp, channel, offer, campaign_type, at, gateway_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
-        for ((sub, grp), gid) in b.subscribers.iter().zip(&b.groups).zip(gateway_ids) {
+        let mut refused: BTreeMap<String, i64> = BTreeMap::new();
+        for ((sub, grp), outcome) in b.subscribers.iter().zip(&b.groups).zip(gateway_ids) {
+            let gid = match outcome {
+                Ok(gid) => gid,
+                Err(r) => {
+                    *refused.entry(format!("public:{}", r.rule())).or_default() += 1;
+                    continue;
+                }
+            };
             ins.execute(params![
                 sub,
                 b.task,
@@ -724,6 +760,12 @@ pub fn commit_batch(
                 now,
                 gid
             ])?;
+        }
+        for (reason, n) in &refused {
+            tx.execute(
+                "INSERT INTO bulk_exclusions (bulk_id, phase, reason, count) VALUES (?1, 'dispatch', ?2, ?3)",
+                params![b.bulk, reason, n],
+            )?;
         }
     }
     tx.execute(
@@ -804,7 +846,7 @@ pub async fn run<D: Dispatcher, F: Fn() -> Timestamp>(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         commit_batch(&mut g.conn, &batch, &ids, now().as_second())?;
-        sent += ids.len() as u64;
+        sent += ids.iter().filter(|o| o.is_ok()).count() as u64;
     }
 }
 

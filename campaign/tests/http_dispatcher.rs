@@ -107,10 +107,13 @@ async fn posts_contract_json_retries_and_maps_ids_by_line() {
         .unwrap();
     let g = gw.lock().unwrap();
     // The stand-in numbers ids in reverse order: the client must follow `line`.
-    assert_eq!(ids, vec![g.ids["a"].clone(), g.ids["b"].clone()]);
+    assert_eq!(ids, vec![Ok(g.ids["a"].clone()), Ok(g.ids["b"].clone())]);
     assert_eq!(
         ids,
-        vec!["01JD0000000000000000000001", "01JD0000000000000000000000"]
+        vec![
+            Ok("01JD0000000000000000000001".to_owned()),
+            Ok("01JD0000000000000000000000".to_owned())
+        ]
     );
     assert_eq!(g.requests.len(), 3, "two refusals then success");
     let m = &g.requests[2]["messages"][0];

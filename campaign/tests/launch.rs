@@ -467,3 +467,48 @@ async fn caps_apply_across_tasks_at_launch_and_again_before_dispatch() {
             .is_empty()
     );
 }
+
+/// Subscribers the gateway's public rules refuse are excluded in phase `dispatch` under the
+/// rule (`public:do_not_disturb/sms`), get no contact row, and the rest is sent.
+#[tokio::test]
+async fn lines_refused_by_public_rules_become_dispatch_exclusions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, seg) = city(&dir.path().join("c.db"), 200);
+    let task = running_task(&mut c, "public-rules");
+    let mut s = spec(seg, vec![slice("2026-03-05T00:00:00+08:00", None)]);
+    s.batch_size = 50;
+    let bulk = c.create_bulk(task, &s).unwrap();
+    let plan = c.plan(bulk, ts("2026-03-04T00:00:00Z")).unwrap();
+    let sendable = plan.slices[0];
+    let gw = FakeGateway::default();
+    // Refuse the first three subscribers of the slice (in id order).
+    let members = launch::groups(&c.conn, bulk)
+        .unwrap()
+        .into_iter()
+        .filter(|(_, control, _)| !control)
+        .fold(roaring::RoaringBitmap::new(), |acc, (_, _, m)| acc | m);
+    let refused: Vec<u32> = members.iter().take(3).collect();
+    {
+        let mut r = gw.refuse.lock().unwrap();
+        for (i, sub) in refused.iter().enumerate() {
+            let reason = if i < 2 {
+                "blocked: do_not_disturb/sms"
+            } else {
+                "blocked: channel_cap/sms"
+            };
+            r.insert(c.table.msisdn(*sub).unwrap().to_string(), reason.to_owned());
+        }
+    }
+    let svc = Mutex::new(c);
+    let out = launch::run(&svc, &gw, bulk, || ts("2026-03-05T02:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(out, RunOutcome::Finished { sent: sendable - 3 });
+    let c = svc.into_inner().unwrap();
+    let rows = contacts(&c, task);
+    assert_eq!(rows.len() as u64, sendable - 3);
+    assert!(rows.iter().all(|(sub, _, _)| !refused.contains(sub)));
+    let dispatch = launch::exclusion_report(&c.conn, bulk, "dispatch").unwrap();
+    assert_eq!(dispatch.get("public:do_not_disturb/sms"), Some(&2));
+    assert_eq!(dispatch.get("public:channel_cap/sms"), Some(&1));
+}

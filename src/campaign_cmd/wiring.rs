@@ -491,6 +491,8 @@ mod tests {
             done_at: "2026-11-26T03:00:00Z".into(),
             callback_url: None,
             tags: BTreeMap::from([("task".into(), "1".into())]),
+            kind: crate::store::MessageKind::Sms,
+            lane: crate::store::Lane::Marketing,
         })
     }
 
@@ -645,7 +647,8 @@ mod tests {
 
         {
             let mut g = svc.lock().expect("lock");
-            launch::commit_batch(&mut g.conn, &batch, &ids, Timestamp::now().as_second())
+            let outcomes: Vec<_> = ids.iter().cloned().map(Ok).collect();
+            launch::commit_batch(&mut g.conn, &batch, &outcomes, Timestamp::now().as_second())
                 .expect("commit");
         }
         eventually("both applied", || {

@@ -152,6 +152,9 @@ pub struct Config {
     /// The hosted campaign service's reply handling.
     #[serde(default)]
     pub campaign: CampaignConfig,
+    /// Public contact rules (`src/rules/`).
+    #[serde(default)]
+    pub rules: RulesConfig,
     /// Resolved `timezone` (set by validation).
     #[serde(skip)]
     tz: Option<TimeZone>,
@@ -295,6 +298,30 @@ pub struct AccountConfig {
     /// belongs to one account only.
     #[serde(default)]
     pub service_numbers: Vec<String>,
+    /// The account may manage the public contact rules (`/v1/rules`) with its API keys.
+    #[serde(default)]
+    pub operator: bool,
+    /// Lane of the messages this account submits over SMPP (SMPP carries no lane): a
+    /// marketing ESME sets `marketing`, so the public rules apply to it.
+    #[serde(default)]
+    pub smpp_lane: crate::store::Lane,
+}
+
+/// `[rules]`: which traffic the public contact rules bind.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Lanes the rules never refuse, defer or count (one-time passwords and notices must
+    /// reach even a do-not-disturb number).
+    pub exempt_lanes: Vec<crate::store::Lane>,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            exempt_lanes: vec![crate::store::Lane::Otp, crate::store::Lane::Notification],
+        }
+    }
 }
 
 fn default_smpp_max_binds() -> u32 {

@@ -4,7 +4,7 @@
 //!
 //! | outcome | status |
 //! |---|---|
-//! | batch durable | 202 `{"results":[…]}` |
+//! | batch durable | 202 `{"results":[…]}` (lines a public rule refused: `refused`, no id) |
 //! | no / unknown key | 401 |
 //! | account over its rate | 429 + `Retry-After` |
 //! | not JSON | 400 `{error, line, column, reason}` |
@@ -15,8 +15,9 @@
 //! | store failure | 500 (nothing acknowledged) |
 //!
 //! Order of checks for a batch: draining → auth → content type → read + validate the whole
-//! body (streamed) → rate charge for the number of messages → one durable store commit → 202.
-//! Nothing is stored unless every message is valid and the charge succeeded.
+//! body (streamed) → public contact rules (refused lines set aside) → rate charge for the
+//! messages left → one durable store commit → 202. Nothing is stored unless every message is
+//! valid and the charge succeeded; refused lines are never stored.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,7 +35,7 @@ use serde_json::json;
 use super::accept::{AcceptError, PlaceFn, accept_with_ids};
 use super::account::{Account, Accounts};
 use super::batch::{self, BatchError, BatchLimits, Format};
-use super::view;
+use super::{screen, view};
 use crate::metrics as m;
 use crate::store::{AnyBackend, MessageId, Store};
 
@@ -59,6 +60,8 @@ pub struct IngressState {
     pub now_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Set when shutdown starts: new batches get 503.
     pub draining: AtomicBool,
+    /// The public contact rules every batch is screened with (`super::screen`).
+    pub rules: Arc<crate::rules::Rules>,
 }
 
 impl std::fmt::Debug for IngressState {
@@ -266,6 +269,16 @@ async fn submit_batch(
     )
     .await
     .map_err(ApiError::Batch)?;
+    let (items, refused) = screen::screen(&state.rules, items, &|client_ref| {
+        matches!(
+            state.store.by_client_ref(account.name(), client_ref),
+            Ok(Some(_))
+        )
+    });
+    if items.is_empty() {
+        let body = view::batch_results(&[], &[], &refused);
+        return Ok(accepted_response(body));
+    }
     account
         .charge(items.len())
         .map_err(|r| ApiError::RateLimited {
@@ -288,8 +301,12 @@ async fn submit_batch(
                 ApiError::Internal(format!("line {line}: {reason}"))
             }
         })?;
-    let body = view::batch_results(&accepted, &client_refs);
-    Ok((
+    let body = view::batch_results(&accepted, &client_refs, &refused);
+    Ok(accepted_response(body))
+}
+
+fn accepted_response(body: Vec<u8>) -> Response {
+    (
         StatusCode::ACCEPTED,
         [(
             header::CONTENT_TYPE,
@@ -297,7 +314,7 @@ async fn submit_batch(
         )],
         body,
     )
-        .into_response())
+        .into_response()
 }
 
 /// Stores validated, rate-charged items of `account` durably, wakes their channels and

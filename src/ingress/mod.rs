@@ -1,9 +1,11 @@
 //! How messages enter sluice.
 //!
 //! A batch flows: [`http`] (auth, content type, status mapping) → [`batch`] (streamed body →
-//! validated items, via [`message`]) → [`account`] (rate charge) → [`accept`] (route, ids,
-//! one durable store commit) → [`view`] (202 body). Nothing is acknowledged before the store's
-//! fsync'd commit, and nothing of a batch is stored unless all of it is valid.
+//! validated items, via [`message`]) → [`screen`] (public contact rules: refused lines are
+//! set aside) → [`account`] (rate charge) → [`accept`] (route, ids, one durable store commit)
+//! → [`view`] (202 body). Nothing is acknowledged before the store's fsync'd commit, and
+//! nothing of a batch is stored unless all of it is valid; a line a public rule refuses is
+//! answered per line (`refused`) and never stored, while the rest of the batch is accepted.
 //!
 //! - [`wap_push`]: the `si` / `sl` objects of `wap_push` messages, encoded at ingress.
 //! - [`place`]: route + windows → the channel and due time of each message.
@@ -16,6 +18,7 @@ pub mod batch;
 pub mod http;
 pub mod message;
 pub mod place;
+pub mod screen;
 pub mod smpp_server;
 pub mod view;
 pub mod wap_push;

@@ -13,12 +13,19 @@ use crate::config::Config;
 use crate::ingress::accept::{PlaceFn, Placement};
 use crate::ingress::message::FieldError;
 use crate::route::ChannelHealth;
+use crate::rules::Rules;
 use crate::schedule::{Due, due};
 
 /// Routing + windows from `config` as the ingress placement function; `health` is the
-/// channels' up/down state failover reads.
+/// channels' up/down state failover reads. The public rules' quiet hours join the channel's
+/// quiet hours for messages of the lanes the rules bind: such a message is deferred past
+/// them, never refused for them.
 #[must_use]
-pub fn placement(config: Arc<Config>, health: Arc<Mutex<ChannelHealth>>) -> PlaceFn {
+pub fn placement(
+    config: Arc<Config>,
+    health: Arc<Mutex<ChannelHealth>>,
+    public: Arc<Rules>,
+) -> PlaceFn {
     let router = config.router();
     let tz = config.time_zone();
     Arc::new(move |account, s, now_ms| {
@@ -36,12 +43,15 @@ pub fn placement(config: Arc<Config>, health: Arc<Mutex<ChannelHealth>>) -> Plac
                 .channel
                 .to_owned()
         };
-        let rules = config
+        let mut rules = config
             .window_rules(&channel, account, s.window.as_deref())
             .map_err(|e| FieldError {
                 field: "window".into(),
                 reason: e.to_string(),
             })?;
+        rules
+            .quiet
+            .extend(public.quiet_hours_for(s.lane).iter().copied());
         let due_ms = match due(now, s.not_before, s.expires_at, &tz, &rules) {
             Due::At(t) => to_ms(t),
             // No allowed instant before `expires_at`: due exactly at the expiry, so the first
@@ -119,13 +129,24 @@ channel = "intl"
         .expect("valid")
     }
 
+    fn no_rules() -> Arc<Rules> {
+        Arc::new(
+            Rules::in_memory(
+                jiff::tz::TimeZone::get("Asia/Shanghai").expect("tz"),
+                &[],
+                crate::clock::AnyClock::System,
+            )
+            .expect("rules"),
+        )
+    }
+
     fn ms_of(s: &str) -> u64 {
         to_ms(s.parse().expect("timestamp"))
     }
 
     #[test]
     fn placement_routes_and_waits_for_the_channel_window() {
-        let place = placement(config("\"08:00-21:00\""), Arc::default());
+        let place = placement(config("\"08:00-21:00\""), Arc::default(), no_rules());
         // 22:00 in Shanghai: outside 08:00-21:00, so due at 08:00 the next morning.
         let now = ms_of("2026-11-26T22:00:00+08:00");
         let p = place("a", &submission("13800138000", None, None), now).expect("placed");
@@ -146,7 +167,7 @@ channel = "intl"
 
     #[test]
     fn placement_combines_message_window_and_not_before() {
-        let place = placement(config(""), Arc::default());
+        let place = placement(config(""), Arc::default(), no_rules());
         let now = ms_of("2026-11-26T12:00:00+08:00");
         let s = submission("13800138000", Some("18:00-19:00"), None);
         assert_eq!(
@@ -175,7 +196,7 @@ channel = "intl"
 
     #[test]
     fn a_message_that_cannot_go_before_it_expires_is_due_at_its_expiry() {
-        let place = placement(config(""), Arc::default());
+        let place = placement(config(""), Arc::default(), no_rules());
         let now = ms_of("2026-11-26T12:00:00+08:00");
         let mut s = submission("13800138000", Some("13:00-14:00"), None);
         s.expires_at = Some("2026-11-26T12:10:00+08:00".parse().expect("timestamp"));
@@ -194,7 +215,7 @@ channel = "intl"
 
     #[test]
     fn disjoint_windows_are_a_client_error() {
-        let place = placement(config("\"08:00-09:00\""), Arc::default());
+        let place = placement(config("\"08:00-09:00\""), Arc::default(), no_rules());
         let now = ms_of("2026-11-26T12:00:00+08:00");
         let e = place(
             "a",
@@ -203,5 +224,28 @@ channel = "intl"
         )
         .expect_err("never allowed");
         assert_eq!(e.field, "window");
+    }
+
+    #[test]
+    fn public_quiet_hours_defer_bound_lanes_only() {
+        let rules = Rules::in_memory(
+            jiff::tz::TimeZone::get("Asia/Shanghai").expect("tz"),
+            &[crate::store::Lane::Otp, crate::store::Lane::Notification],
+            crate::clock::AnyClock::System,
+        )
+        .expect("rules");
+        rules
+            .set_quiet_hours("ops", &["21:00-08:00".into()])
+            .expect("quiet");
+        let place = placement(config(""), Arc::default(), Arc::new(rules));
+        let now = ms_of("2026-11-26T22:00:00+08:00");
+        let mut s = submission("13800138000", None, None);
+        // Notification (the default lane) is exempt: due now.
+        assert_eq!(place("a", &s, now).expect("placed").due_ms, now);
+        s.lane = crate::store::Lane::Marketing;
+        assert_eq!(
+            place("a", &s, now).expect("placed").due_ms,
+            ms_of("2026-11-27T08:00:00+08:00")
+        );
     }
 }

@@ -7,6 +7,7 @@ use crate::clock::rfc3339;
 use serde::Serialize;
 
 use super::accept::Accepted;
+use super::screen::RefusedLine;
 use crate::store::{Message, MessageState, PartState};
 
 #[derive(Serialize)]
@@ -15,28 +16,57 @@ struct BatchResults<'a> {
 }
 
 #[derive(Serialize)]
-struct ResultLine<'a> {
-    line: usize,
-    id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_ref: Option<&'a str>,
-    duplicate: bool,
+#[serde(untagged)]
+enum ResultLine<'a> {
+    Accepted {
+        line: usize,
+        id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_ref: Option<&'a str>,
+        duplicate: bool,
+    },
+    /// A public rule refused the message: not stored, no id.
+    Refused {
+        line: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_ref: Option<&'a str>,
+        refused: String,
+    },
 }
 
-/// The 202 body: one result per message, in request order.
-pub fn batch_results(accepted: &[Accepted], client_refs: &[Option<String>]) -> Vec<u8> {
-    let body = BatchResults {
-        results: accepted
-            .iter()
-            .zip(client_refs)
-            .map(|(a, r)| ResultLine {
-                line: a.line,
-                id: a.id.to_string(),
-                client_ref: r.as_deref(),
-                duplicate: a.duplicate,
-            })
-            .collect(),
-    };
+impl ResultLine<'_> {
+    const fn line(&self) -> usize {
+        match self {
+            Self::Accepted { line, .. } | Self::Refused { line, .. } => *line,
+        }
+    }
+}
+
+/// The 202 body: one result per message, in request order — the accepted ones (with
+/// `client_refs` in the same order) and the ones a public rule refused.
+pub fn batch_results(
+    accepted: &[Accepted],
+    client_refs: &[Option<String>],
+    refused: &[RefusedLine],
+) -> Vec<u8> {
+    let mut results: Vec<ResultLine<'_>> = accepted
+        .iter()
+        .zip(client_refs)
+        .map(|(a, r)| ResultLine::Accepted {
+            line: a.line,
+            id: a.id.to_string(),
+            client_ref: r.as_deref(),
+            duplicate: a.duplicate,
+        })
+        .chain(refused.iter().map(|r| ResultLine::Refused {
+            line: r.line,
+            client_ref: r.client_ref.as_deref(),
+            refused: r.refusal.to_string(),
+        }))
+        .collect();
+    // Both parts are in request order: a stable sort merges them.
+    results.sort_by_key(ResultLine::line);
+    let body = BatchResults { results };
     // Serialising plain structs of strings and numbers cannot fail.
     serde_json::to_vec(&body).unwrap_or_default()
 }

@@ -426,7 +426,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 pub fn webhook_body(event: &ReceiptEvent) -> Vec<u8> {
     let mut v = serde_json::to_value(event).unwrap_or(serde_json::Value::Null);
     if let Some(o) = v.as_object_mut() {
-        o.remove("callback_url");
+        // Delivery routing and in-process facts, not part of the webhook contract.
+        for field in ["callback_url", "kind", "lane"] {
+            o.remove(field);
+        }
     }
     serde_json::to_vec(&v).unwrap_or_default()
 }
@@ -463,6 +466,8 @@ mod tests {
             done_at: "2026-11-26T00:00:01Z".into(),
             callback_url: Some("http://x/".into()),
             tags: [("task".to_owned(), "42".to_owned())].into(),
+            kind: crate::store::MessageKind::Sms,
+            lane: crate::store::Lane::Marketing,
         };
         let v: serde_json::Value = serde_json::from_slice(&webhook_body(&ev)).expect("json");
         assert_eq!(

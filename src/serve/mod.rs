@@ -8,7 +8,8 @@
 //! 4. receipts: the per-channel event consumers and the two webhook pumps (receipt outbox,
 //!    MO outbox), sharing one http/https client (ring installed as the rustls provider first);
 //! 5. channels + dispatch (one worker and one dispatcher per SMPP channel);
-//! 6. HTTP ingress (and the separate metrics listener, when configured), and the SMPP server
+//! 6. HTTP ingress (with the public rules: `rules.db` opened right after the store, its
+//!    receipt consumer subscribed before channels start, `/v1/rules` on the API listener) (and the separate metrics listener, when configured), and the SMPP server
 //!    for ESMEs when `listeners.smpp` is set (same ingress state: one rate budget per
 //!    account; one outbox pump per SMPP account for receipts and replies).
 //!
@@ -58,6 +59,9 @@ use crate::receipt::mo::MoAccount;
 use crate::receipt::outbox::OutboxAccount;
 use crate::receipt::{ReceiptConfig, Receipts};
 use crate::route::ChannelHealth;
+use crate::rules::http::RulesApi;
+use crate::rules::import::Imports;
+use crate::rules::{AccountOperators, Rules};
 use crate::store::{AnyBackend, Store, StoreError, open_store};
 
 mod channels;
@@ -147,6 +151,9 @@ pub enum ServeError {
     /// The campaign store could not be opened.
     #[error("campaign service: {0}")]
     Campaign(String),
+    /// The public rules (`rules.db`) could not be opened.
+    #[error("public rules: {0}")]
+    Rules(#[from] crate::rules::RulesError),
 }
 
 /// A running gateway.
@@ -168,6 +175,7 @@ pub struct Gateway {
     ready: Arc<AtomicBool>,
     /// The hosted campaign service, stopped after the receipt tasks have drained.
     campaign: Option<crate::campaign_cmd::wiring::InProcess>,
+    rules: Arc<Rules>,
 }
 
 impl Gateway {
@@ -189,6 +197,11 @@ impl Gateway {
     /// The receipt layer (subscribe here for receipts and replies).
     pub fn receipts(&self) -> &Arc<Receipts> {
         &self.receipts
+    }
+
+    /// The public contact rules.
+    pub fn rules(&self) -> &Arc<Rules> {
+        &self.rules
     }
 
     /// The embedded simulator, when running.
@@ -284,6 +297,7 @@ fn smpp_logins(config: &Config) -> Result<Vec<SmppLogin>, ServeError> {
                         password_sha256,
                         max_binds: usize::try_from(a.smpp_max_binds).unwrap_or(usize::MAX),
                         window: usize::try_from(a.smpp_window).unwrap_or(64),
+                        lane: a.smpp_lane,
                     }),
             )
         })
@@ -357,6 +371,12 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         clock.now_ms(),
     )?;
     tracing::info!(backend = store.backend_name(), path = %config.storage.path.display(), "Store open.");
+    let rules = Arc::new(Rules::open(
+        &config.storage.path.join("rules.db"),
+        config.time_zone(),
+        &config.rules.exempt_lanes,
+        clock.clone(),
+    )?);
     // `open_store` has already returned every lease of the previous run to its queue.
 
     let sim = if config.simulator.enabled {
@@ -419,6 +439,17 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
     );
     rest_tasks.spawn(pump.run(stop_rest_rx.clone()));
     rest_tasks.spawn(receipts.mo_pump().run(stop_rest_rx.clone()));
+    // Subscribed before channels start, so every delivered contact and unsubscribe reply
+    // reaches the public rules.
+    rest_tasks.spawn(crate::rules::feedback::run(
+        Arc::clone(&rules),
+        sluice_campaign::routing::MoSettings {
+            service_numbers: Vec::new(),
+            unsubscribe_keywords: config.campaign.unsubscribe_keywords.clone(),
+        },
+        receipts.subscribe(),
+        stop_rest_rx.clone(),
+    ));
 
     // Channels and dispatch.
     let health = Arc::new(Mutex::new(ChannelHealth::default()));
@@ -515,7 +546,11 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         Arc::new(move || ready.load(Ordering::Acquire) && binds_up.iter().all(|b| *b.borrow() > 0))
             as Arc<dyn Fn() -> bool + Send + Sync>
     };
-    let place = crate::ingress::place::placement(Arc::clone(&config), Arc::clone(&health));
+    let place = crate::ingress::place::placement(
+        Arc::clone(&config),
+        Arc::clone(&health),
+        Arc::clone(&rules),
+    );
     // Wake a channel's dispatcher once a batch for it is durable.
     let on_commit: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(move |channel: &str| {
         if let Some(w) = wakes.get(channel) {
@@ -535,6 +570,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
             Arc::new(move || clock.now_ms())
         },
         draining: AtomicBool::new(false),
+        rules: Arc::clone(&rules),
     });
     let smpp_addr = match config.listeners.smpp {
         Some(addr) => {
@@ -563,7 +599,12 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         .local_addr()
         .map_err(|source| ServeError::Listen { addr, source })?;
     let mut campaign = None;
-    let mut app = router(Arc::clone(&state));
+    let mut app =
+        router(Arc::clone(&state)).merge(crate::rules::http::router(Arc::new(RulesApi {
+            rules: Arc::clone(&rules),
+            auth: Arc::new(operators(&config)?),
+            imports: Arc::new(Imports::new(config.storage.path.clone())),
+        })));
     if let Some(host) = &opts.campaign {
         let mut campaigns = sluice_campaign::Campaigns::open(&host.db)
             .map_err(|e| ServeError::Campaign(e.to_string()))?;
@@ -635,7 +676,31 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         drain_deadline: opts.drain_deadline,
         ready,
         campaign,
+        rules,
     })
+}
+
+/// The accounts marked `operator = true`, as the rules API's credentials.
+fn operators(config: &Config) -> Result<AccountOperators, ServeError> {
+    let mut ops = Vec::new();
+    for (i, a) in config
+        .accounts
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.operator)
+    {
+        let keys = a
+            .api_keys
+            .iter()
+            .enumerate()
+            .map(|(j, h)| {
+                parse_key_hash(h)
+                    .map_err(|r| ServeError::Config(format!("accounts[{i}].api_keys[{j}]: {r}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        ops.push((a.name.clone(), keys));
+    }
+    Ok(AccountOperators::new(ops))
 }
 
 /// Serves `/metrics` alone on `addr` (ops often scrape a port the API does not share).

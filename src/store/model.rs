@@ -355,6 +355,13 @@ pub struct ReceiptEvent {
     /// Client labels.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The message's kind. Not in the webhook body (stripped by the receipt layer): it is
+    /// for in-process subscribers, e.g. the public rules counting contacts per channel.
+    #[serde(default)]
+    pub kind: MessageKind,
+    /// The message's lane. Not in the webhook body, as `kind`.
+    #[serde(default)]
+    pub lane: Lane,
 }
 
 /// A mobile-originated reply: the JSON body of the MO webhook in docs/http-api.md, and what

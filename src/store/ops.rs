@@ -296,6 +296,8 @@ fn finalize(
         done_at: rfc3339(now_ms),
         callback_url: m.callback_url.clone(),
         tags: m.tags.clone(),
+        kind: m.kind,
+        lane: m.lane,
     };
     append(kv, keys::Outbox::Receipts, &m.account, &encode(&event)?)?;
     save(kv, m)

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use jiff::Timestamp;
 use sluice_campaign::Campaigns;
 use sluice_campaign::approval::{self, Actor, Subject};
-use sluice_campaign::dispatch::{DispatchError, Dispatcher, OutboundMessage};
+use sluice_campaign::dispatch::{DispatchError, Dispatched, Dispatcher, OutboundMessage, Refusal};
 use sluice_campaign::groups::GroupSpec;
 use sluice_campaign::launch::{BulkSpec, SliceSpec};
 use sluice_campaign::lifecycle::{self, TaskState};
@@ -37,6 +37,8 @@ pub struct FakeGateway {
     /// 1-based call numbers whose response is "lost" (stored, but an error is returned).
     pub lose_response_on: Arc<Mutex<Vec<usize>>>,
     pub after_call: Arc<Mutex<Option<Hook>>>,
+    /// Destinations the gateway's public rules refuse, with the reason (never stored, no id).
+    pub refuse: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl FakeGateway {
@@ -59,19 +61,26 @@ impl FakeGateway {
 }
 
 impl Dispatcher for FakeGateway {
-    async fn dispatch(&self, batch: &[OutboundMessage]) -> Result<Vec<String>, DispatchError> {
+    async fn dispatch(&self, batch: &[OutboundMessage]) -> Result<Vec<Dispatched>, DispatchError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let refuse = self.refuse.lock().unwrap().clone();
         let ids = {
             let mut s = self.state.lock().unwrap();
             s.batches.push(batch.to_vec());
             let mut ids = Vec::new();
             for m in batch {
+                if let Some(reason) = refuse.get(&m.to) {
+                    ids.push(Err(Refusal {
+                        reason: reason.clone(),
+                    }));
+                    continue;
+                }
                 let next = format!("gw{}", s.ids.len() + 1);
                 if s.ids.contains_key(&m.client_ref) {
                     s.duplicates += 1;
                 }
                 let id = s.ids.entry(m.client_ref.clone()).or_insert(next).clone();
-                ids.push(id);
+                ids.push(Ok(id));
             }
             ids
         };

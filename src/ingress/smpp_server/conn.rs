@@ -35,6 +35,7 @@ use super::{AccountHub, Done, Outgoing, REASSEMBLY_TTL, Server};
 use crate::ingress::accept::AcceptError;
 use crate::ingress::account::key_hash;
 use crate::ingress::http::accept_items;
+use crate::ingress::screen::screen;
 use crate::metrics as m;
 use crate::store::MessageId;
 
@@ -392,13 +393,28 @@ impl Conn {
             self.answer(&seqs, &Err(CommandStatus::EsmeRsyserr));
             return;
         };
-        let items = match submit::items(common, data, udh, &account.spec.senders) {
+        let lane = self
+            .bound
+            .as_ref()
+            .map_or_else(Default::default, |b| b.hub.login.lane);
+        let items = match submit::items(common, data, udh, &account.spec.senders, lane) {
             Ok(i) => i,
             Err(status) => {
                 self.answer(&seqs, &Err(status));
                 return;
             }
         };
+        // Destinations a public contact rule refuses are dropped (never stored); a submit
+        // left with none is answered with the barred-destination status.
+        // SMPP submits carry no client_ref: nothing to look up.
+        let (items, refused) = screen(&ingress.rules, items, &|_| false);
+        if items.is_empty() {
+            if let Some(r) = refused.first() {
+                tracing::debug!(reason = %r.refusal, "Submit refused by a public rule.");
+            }
+            self.answer(&seqs, &Err(submit::REFUSED_BY_RULE));
+            return;
+        }
         if account.charge(items.len()).is_err() {
             self.answer(&seqs, &Err(CommandStatus::EsmeRthrottled));
             return;

@@ -351,6 +351,8 @@ mod tests {
             done_at: "2026-11-26T00:01:02Z".into(),
             callback_url: None,
             tags: Default::default(),
+            kind: crate::store::MessageKind::Sms,
+            lane: crate::store::Lane::Notification,
         };
         let sm = receipt_sm(&ev, None);
         assert!(sm.is_delivery_receipt());

@@ -27,6 +27,11 @@
 //! - Shutdown: the listener stops accepting; every bind finishes its pending submits, then
 //!   sends unbind and closes on unbind_resp (or after the response timeout).
 //!
+//! - Public contact rules: submits take the account's `smpp_lane`; a destination a rule
+//!   refuses is never stored and its submit is answered `submit::REFUSED_BY_RULE`
+//!   (ESME_RINVDSTADR). A submit_multi keeps its other destinations and is refused only
+//!   when every destination is.
+//!
 //! Not done: schedule_delivery_time / validity_period are ignored (messages go at once and
 //! expire by the gateway's rules); query_sm / cancel_sm / replace_sm are refused; submit_multi
 //! returns the id of its first destination (each destination is its own message and gets its
@@ -73,6 +78,8 @@ pub struct SmppLogin {
     pub max_binds: usize,
     /// Per-bind window (submits and deliver_sm).
     pub window: usize,
+    /// Lane of the account's submits (config `smpp_lane`; SMPP carries none).
+    pub lane: crate::store::Lane,
 }
 
 /// Server settings.

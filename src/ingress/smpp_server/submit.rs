@@ -22,6 +22,7 @@ use sluice_protocols::sms::{self, Concat, Udh};
 use crate::ingress::batch::Item;
 use crate::ingress::message::{Encoding, FieldError, SenderPolicy, WireMessage, validate};
 use crate::receipt::outbox::SMPP_RECEIPT_TAG;
+use crate::store::Lane;
 
 /// The fields every kind of submit shares, already decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,6 +232,14 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// The status of a submit whose destination a public contact rule refuses:
+/// `ESME_RINVDSTADR` (0x0000000B). SMPP 3.4 has no "barred" status; this is the one SMSCs
+/// answer for a destination they will not deliver to, and the one ESMEs (Kannel among them)
+/// treat as permanent for that destination — retrying a do-not-disturb number must not
+/// happen. A vendor status (0x400–0x4FF) would say more but is retried as unknown by many
+/// clients. The refusal is counted in `sluice_rules_refused_total` under its rule.
+pub const REFUSED_BY_RULE: CommandStatus = CommandStatus::EsmeRinvdstadr;
+
 /// The SMPP status for a field the HTTP validation refused.
 pub fn status_of(e: &FieldError) -> CommandStatus {
     match e.field.as_str() {
@@ -242,7 +251,8 @@ pub fn status_of(e: &FieldError) -> CommandStatus {
     }
 }
 
-/// Builds the validated items (one per destination) of a complete message.
+/// Builds the validated items (one per destination) of a complete message, on the
+/// account's SMPP `lane` (SMPP carries none).
 ///
 /// # Errors
 /// The command status to answer with.
@@ -251,9 +261,11 @@ pub fn items(
     data: &[u8],
     udh: Option<&[u8]>,
     senders: &SenderPolicy,
+    lane: Lane,
 ) -> Result<Vec<Item>, CommandStatus> {
     let mut base = WireMessage {
         from: common.from.clone(),
+        lane: Some(lane),
         ..WireMessage::default()
     };
     match text_of(common.data_coding, data)? {
@@ -322,7 +334,14 @@ mod tests {
         else {
             panic!()
         };
-        let items = items(&common, &data, udh.as_deref(), &policy()).expect("valid");
+        let items = items(
+            &common,
+            &data,
+            udh.as_deref(),
+            &policy(),
+            Lane::Notification,
+        )
+        .expect("valid");
         let s = &items[0].submission;
         assert_eq!(s.to, "+8613800138000");
         assert_eq!(s.from, "10690001");
@@ -342,7 +361,7 @@ mod tests {
             let Incoming::Whole { common, data, .. } = decode(&sm(0, 0, bytes)).expect("ok") else {
                 panic!()
             };
-            match &items(&common, &data, None, &policy()).expect("valid")[0]
+            match &items(&common, &data, None, &policy(), Lane::Notification).expect("valid")[0]
                 .submission
                 .payload
             {
@@ -359,7 +378,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            items(&common, &data, None, &policy()).map(|_| ()),
+            items(&common, &data, None, &policy(), Lane::Notification).map(|_| ()),
             Err(CommandStatus::EsmeRinvdcs)
         );
     }
@@ -399,7 +418,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            items(&common, &data, None, &policy()).map(|_| ()),
+            items(&common, &data, None, &policy(), Lane::Notification).map(|_| ()),
             Err(CommandStatus::EsmeRinvdstadr)
         );
     }
