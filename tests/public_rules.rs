@@ -592,6 +592,8 @@ async fn a_campaign_records_public_refusals_as_exclusions() {
             campaign: Some(sluice::serve::CampaignHost {
                 db,
                 api_key: KEY.into(),
+                // The campaign service's first user (admin) shares the account's key.
+                dev_admin_key: Some(KEY.into()),
             }),
             ..ServeOptions::default()
         },
@@ -612,15 +614,35 @@ async fn a_campaign_records_public_refusals_as_exclusions() {
     )
     .await;
 
-    let campaign = |method, path: &str, body| {
+    let as_user = |key: String, method, path: &str, body| {
         let path = format!("/v1/campaign{path}");
         let rig = &rig;
         async move {
-            let (status, v) = rig.send(method, &path, None, body).await;
+            let (status, v) = rig.send(method, &path, Some(&key), body).await;
             assert!((200..300).contains(&status), "{path}: {status} {v}");
             v
         }
     };
+    let campaign = |method, path: &str, body| as_user(KEY.to_owned(), method, path, body);
+    // An approver besides the admin: nobody approves their own submission.
+    let org = campaign(reqwest::Method::GET, "/me", None).await["org_id"].clone();
+    let checker = campaign(
+        reqwest::Method::POST,
+        "/users",
+        Some(json!({"name": "checker", "org": org, "roles": ["approver"]})),
+    )
+    .await["id"]
+        .as_i64()
+        .expect("user");
+    let checker_key = campaign(
+        reqwest::Method::POST,
+        &format!("/users/{checker}/keys"),
+        Some(json!({"label": "test"})),
+    )
+    .await["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
     let seg = campaign(
         reqwest::Method::POST,
         "/segments",
@@ -637,14 +659,25 @@ async fn a_campaign_records_public_refusals_as_exclusions() {
     .await["id"]
         .as_i64()
         .expect("task");
-    for to in ["submitted", "approved", "scheduled"] {
-        campaign(
-            reqwest::Method::POST,
-            &format!("/tasks/{task}/transitions"),
-            Some(json!({"to": to, "actor": "test"})),
-        )
-        .await;
-    }
+    campaign(
+        reqwest::Method::POST,
+        &format!("/tasks/{task}/submit"),
+        Some(json!({})),
+    )
+    .await;
+    as_user(
+        checker_key,
+        reqwest::Method::POST,
+        &format!("/tasks/{task}/approve"),
+        Some(json!({})),
+    )
+    .await;
+    campaign(
+        reqwest::Method::POST,
+        &format!("/tasks/{task}/transitions"),
+        Some(json!({"to": "scheduled"})),
+    )
+    .await;
     let start_at = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(5);
     let bulk = campaign(
         reqwest::Method::POST,

@@ -69,6 +69,7 @@ mod tests {
         let senders = SenderPolicy {
             allowed: vec![],
             default: Some("1069".into()),
+            callbacks: false,
         };
         let submission = validate(
             WireMessage {
