@@ -242,18 +242,8 @@ impl<W: Wire> Worker<W> {
         loop {
             let stopping = *shutdown.borrow();
             if stopping && input_open {
-                input.close();
                 input_open = false;
-                // Messages still queued from dispatch were never attempted: hand them back.
-                while let Ok(m) = input.try_recv() {
-                    let _ = self
-                        .outcomes
-                        .send(Settled::new(Outcome::Release {
-                            id: m.id,
-                            reason: "channel stopped before sending".into(),
-                        }))
-                        .await;
-                }
+                self.release_queued(&mut input).await;
             }
             if stopping && self.messages.is_empty() {
                 // Nothing left to account for: let the binds see the queue close.
@@ -324,6 +314,11 @@ impl<W: Wire> Worker<W> {
                 },
                 _ = shutdown.changed(), if !stopping => {}
             }
+        }
+        // The binds can all exit (shutdown) before this loop saw `stopping`: what dispatch
+        // queued and the worker never took must still be handed back.
+        if input_open {
+            self.release_queued(&mut input).await;
         }
         // Binds are gone; anything still held could not be finished.
         let ids: Vec<MessageId> = self.messages.keys().copied().collect();
@@ -609,6 +604,21 @@ impl<W: Wire> Worker<W> {
     }
 
     /// Reports a message whose parts are all back and removes it.
+    /// Closes the input and hands back every message still queued in it: they were never
+    /// attempted, so they go back to the store without using up a retry.
+    async fn release_queued(&mut self, input: &mut mpsc::Receiver<OutboundMessage>) {
+        input.close();
+        while let Ok(m) = input.try_recv() {
+            let _ = self
+                .outcomes
+                .send(Settled::new(Outcome::Release {
+                    id: m.id,
+                    reason: "channel stopped before sending".into(),
+                }))
+                .await;
+        }
+    }
+
     async fn finish(&mut self, id: MessageId) {
         let Some(mut held) = self.messages.remove(&id) else {
             return;
