@@ -36,6 +36,8 @@
 //! | POST | `/tasks/{id}/bulk` | plan | `BulkSpec` → `{"id"}` |
 //! | POST | `/bulk/{id}/launch` | launch | → `PlanReport`; moves scheduled → running and starts sending |
 //! | POST | `/tasks/{id}/pause` \| `/resume` | operate | → `{"state"}` |
+//! | POST | `/tasks/{id}/stop` | operate | → `{"state","gateway"}`: emergency stop — the task ends `cancelled` and the gateway cancels every message tagged `task={id}` it has not yet submitted (its answer in `gateway`); 502 when the gateway could not be told |
+//! | POST | `/tasks/{id}/stop` | operate | → `{"state","gateway"}`: emergency stop — the task ends `cancelled` and the gateway cancels every message tagged `task={id}` not yet submitted (its answer in `gateway`); 502 when the gateway could not be told |
 //! | GET | `/tasks/{id}/report` | read | → `{"funnel","uplift","exclusions"}` |
 //! | GET | `/reports/daily?format=csv\|json` | read | daily report (caller's visible tasks) |
 //! | GET | `/reports/channels?since=` | read | channel monitor (caller's visible tasks) |
@@ -141,6 +143,7 @@ impl IntoResponse for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             CampaignError::Store(_) | CampaignError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            CampaignError::Gateway(_) => StatusCode::BAD_GATEWAY,
         };
         (status, Json(json!({"error": self.0.to_string()}))).into_response()
     }
@@ -842,6 +845,44 @@ async fn pause<D>(
     Ok(Json(json!({"state": TaskState::Paused})))
 }
 
+/// Emergency stop of a task: the task ends `cancelled` (when its state allows; a completed
+/// task stays completed — all its slices were handed over, but the gateway may still hold
+/// them) and the gateway cancels every message tagged with the task that it has not yet
+/// submitted. The runner stops at its next batch (it sends only while the task runs); a batch
+/// it was handing over at that moment carries the tag too and is caught by the gateway's
+/// stop, which filters every lease.
+async fn stop<D: Dispatcher + 'static>(
+    State(st): State<Arc<ApiState<D>>>,
+    caller: Caller,
+    Path(task): Path<i64>,
+) -> JsonResult {
+    let state = {
+        let mut c = lock(&st.svc);
+        identity::ensure_visible(&c.conn, &caller, Object::Task, task)?;
+        caller.require(Action::Operate)?;
+        let state = lifecycle::task_state(&c.conn, task)?;
+        if state.can_go(TaskState::Cancelled) {
+            move_task(
+                &mut c,
+                &caller,
+                task,
+                TaskState::Cancelled,
+                "emergency stop",
+            )?;
+            TaskState::Cancelled
+        } else {
+            state
+        }
+    };
+    let gateway = st
+        .dispatcher
+        .cancel_tag("task", &task.to_string())
+        .await
+        .map_err(|e| CampaignError::Gateway(e.to_string()))?;
+    tracing::warn!(task, user = %caller.user, "Task stopped: gateway told to cancel what it still holds.");
+    Ok(Json(json!({"state": state, "gateway": gateway})))
+}
+
 async fn resume<D: Dispatcher + 'static>(
     State(st): State<Arc<ApiState<D>>>,
     caller: Caller,
@@ -1046,6 +1087,7 @@ fn authenticated<D: Dispatcher + 'static>() -> Routes<Arc<ApiState<D>>> {
         .add(M::POST, "/tasks/{id}/bulk", create_bulk::<D>)
         .add(M::POST, "/tasks/{id}/pause", pause::<D>)
         .add(M::POST, "/tasks/{id}/resume", resume::<D>)
+        .add(M::POST, "/tasks/{id}/stop", stop::<D>)
         .add(M::GET, "/tasks/{id}/report", task_report::<D>)
         .add(M::GET, "/bulk", list_bulk::<D>)
         .add(M::POST, "/bulk/{id}/launch", launch_bulk::<D>)

@@ -518,6 +518,7 @@ impl ApprovalError {
                 | CampaignError::Invalid { .. }
                 | CampaignError::Csv(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 CampaignError::Store(_) | CampaignError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                CampaignError::Gateway(_) => StatusCode::BAD_GATEWAY,
             },
         }
     }

@@ -105,6 +105,15 @@ pub trait Dispatcher: Send + Sync {
         &self,
         batch: &[OutboundMessage],
     ) -> impl Future<Output = Result<Vec<Dispatched>, DispatchError>> + Send;
+
+    /// Emergency stop: every message tagged `name=value` that the gateway has not yet
+    /// submitted to a center ends `cancelled` (the gateway's `POST /v1/messages/cancel` with
+    /// `{"tag": {name: value}}`). Returns the gateway's answer (counts so far, the stop id).
+    fn cancel_tag(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<serde_json::Value, DispatchError>> + Send;
 }
 
 #[derive(Serialize)]
@@ -258,7 +267,63 @@ fn order_ids(r: Response, n: usize) -> Result<Vec<Dispatched>, DispatchError> {
         .collect()
 }
 
+impl HttpDispatcher {
+    async fn cancel_attempt(
+        &self,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, (DispatchError, bool)> {
+        let resp = self
+            .client
+            .post(format!("{}/cancel", self.url))
+            .bearer_auth(&self.api_key)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| (DispatchError::Transport(e.to_string()), true))?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| (DispatchError::Transport(e.to_string()), true))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| (DispatchError::BadResponse(e.to_string()), false));
+        }
+        Err((
+            DispatchError::Status {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            },
+            status.is_server_error(),
+        ))
+    }
+}
+
 impl Dispatcher for HttpDispatcher {
+    /// Retried like a batch on transport errors and 5xx: recording the same stop twice is
+    /// harmless (the second finds nothing left to cancel), missing it is not.
+    async fn cancel_tag(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> Result<serde_json::Value, DispatchError> {
+        let body = serde_json::json!({ "tag": { name: value } });
+        let mut backoff = Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            match self.cancel_attempt(&body).await {
+                Ok(v) => return Ok(v),
+                Err((e, true)) if attempt < self.max_attempts => {
+                    tracing::warn!(attempt, error = %e, "Gateway did not take the stop; retrying.");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.max_backoff);
+                    attempt += 1;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
     async fn dispatch(&self, batch: &[OutboundMessage]) -> Result<Vec<Dispatched>, DispatchError> {
         let mut backoff = Duration::from_millis(100);
         let mut attempt = 1;

@@ -70,6 +70,10 @@ pub enum CampaignError {
     /// The caller tried to approve a task they submitted themselves (HTTP 403).
     #[error("cannot approve your own submission")]
     SelfApproval { task: i64 },
+    /// The gateway did not take a request the service had to make (an emergency stop);
+    /// HTTP 502.
+    #[error("gateway: {0}")]
+    Gateway(String),
     /// I/O while reading or writing a file (CSV import/export).
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

@@ -565,10 +565,7 @@ pub fn rollup(
         let Some(k) = key_of(task, table.id_of(msisdn as u64)) else {
             continue;
         };
-        rows.entry((period_of(at), k))
-            .or_default()
-            .funnel
-            .replied += 1;
+        rows.entry((period_of(at), k)).or_default().funnel.replied += 1;
     }
 
     let names = |sql: &str| -> Result<BTreeMap<i64, String>> {

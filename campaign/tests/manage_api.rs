@@ -14,8 +14,8 @@ use common::*;
 use roaring::RoaringBitmap;
 use serde_json::{Value, json};
 use sluice_campaign::api::{self, ApiState};
-use sluice_campaign::groups::{GroupSpec, Variant};
 use sluice_campaign::approval::Subject;
+use sluice_campaign::groups::{GroupSpec, Variant};
 use sluice_campaign::{Campaigns, launch, lifecycle, manage_api};
 use tower::ServiceExt;
 
@@ -36,7 +36,9 @@ fn app(svc: &Svc) -> axum::Router {
         let root = identity::root_org(&c.conn).unwrap().unwrap();
         let u = identity::create_user(&c.conn, "test-admin", root, &[Role::Admin], None, None, 0)
             .unwrap();
-        identity::create_key(&c.conn, u, "test", None, 0).unwrap().key
+        identity::create_key(&c.conn, u, "test", None, 0)
+            .unwrap()
+            .key
     };
     KEY.with(|k| *k.borrow_mut() = key);
     let st = ApiState::new(Arc::clone(svc), Arc::new(FakeGateway::default()));
@@ -468,12 +470,9 @@ async fn rollups_by_campaign_activity_and_city_add_up_in_json_and_csv() {
     assert!(ctype.starts_with("text/csv"));
     let text = String::from_utf8(body).unwrap();
     let mut lines = text.lines();
-    assert!(
-        lines
-            .next()
-            .unwrap()
-            .starts_with("period,campaign,campaign_name,activity,activity_name,city,org,targeted,sent")
-    );
+    assert!(lines.next().unwrap().starts_with(
+        "period,campaign,campaign_name,activity,activity_name,city,org,targeted,sent"
+    ));
     let row = lines.next().unwrap();
     assert!(
         row.starts_with(&format!(
@@ -488,8 +487,15 @@ async fn rollups_by_campaign_activity_and_city_add_up_in_json_and_csv() {
     let (s, v) = get(&app, "/reports/rollup?by=org&tz=UTC").await;
     assert_eq!(s, 200, "{v}");
     let rows = v.as_array().unwrap();
-    assert!(rows.iter().all(|r| r["org"].is_i64() && r["city"].is_null()), "{v}");
-    let sent: u64 = rows.iter().map(|r| r["funnel"]["sent"].as_u64().unwrap()).sum();
+    assert!(
+        rows.iter()
+            .all(|r| r["org"].is_i64() && r["city"].is_null()),
+        "{v}"
+    );
+    let sent: u64 = rows
+        .iter()
+        .map(|r| r["funnel"]["sent"].as_u64().unwrap())
+        .sum();
     assert_eq!(sent, n);
     for bad in [
         "/reports/rollup?by=region",

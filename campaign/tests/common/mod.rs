@@ -26,6 +26,8 @@ pub struct GatewayState {
     pub batches: Vec<Vec<OutboundMessage>>,
     pub ids: HashMap<String, String>,
     pub duplicates: usize,
+    /// Tags the campaign service asked to stop (`name`, `value`).
+    pub cancelled: Vec<(String, String)>,
 }
 
 /// Records batches; can fail (after storing, like a lost response) on chosen calls, and can
@@ -61,6 +63,22 @@ impl FakeGateway {
 }
 
 impl Dispatcher for FakeGateway {
+    async fn cancel_tag(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> Result<serde_json::Value, DispatchError> {
+        let mut s = self.state.lock().unwrap();
+        s.cancelled.push((name.to_owned(), value.to_owned()));
+        let matched = s
+            .batches
+            .iter()
+            .flatten()
+            .filter(|m| m.tags.get(name).map(String::as_str) == Some(value))
+            .count();
+        Ok(serde_json::json!({"stop": s.cancelled.len(), "cancelled": matched}))
+    }
+
     async fn dispatch(&self, batch: &[OutboundMessage]) -> Result<Vec<Dispatched>, DispatchError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         let refuse = self.refuse.lock().unwrap().clone();
