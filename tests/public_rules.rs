@@ -643,6 +643,44 @@ async fn a_campaign_records_public_refusals_as_exclusions() {
         .as_str()
         .expect("key")
         .to_owned();
+    // A campaign user with the operator role manages the public rules with its own key (the
+    // console's operators have no gateway account); an approver's key does not.
+    let night = campaign(
+        reqwest::Method::POST,
+        "/users",
+        Some(json!({"name": "night-ops", "org": org, "roles": ["operator"]})),
+    )
+    .await["id"]
+        .as_i64()
+        .expect("user");
+    let night_key = campaign(
+        reqwest::Method::POST,
+        &format!("/users/{night}/keys"),
+        Some(json!({"label": "test"})),
+    )
+    .await["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let graylist = Some(json!({"msisdns": ["13911110000"]}));
+    let (status, v) = rig
+        .send(
+            reqwest::Method::POST,
+            "/v1/rules/lists/graylist",
+            Some(&night_key),
+            graylist.clone(),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, _) = rig
+        .send(
+            reqwest::Method::POST,
+            "/v1/rules/lists/graylist",
+            Some(&checker_key),
+            graylist,
+        )
+        .await;
+    assert_eq!(status, 403);
     let seg = campaign(
         reqwest::Method::POST,
         "/segments",

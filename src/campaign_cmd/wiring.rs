@@ -94,6 +94,32 @@ pub fn mo_settings(config: &crate::config::Config, api_key: &str) -> MoSettings 
     }
 }
 
+/// The campaign service's users with the operator role (or admin), by API key or console
+/// session, as operators of the gateway's public rules, pauses and stops — so an operator
+/// logged into the console needs no gateway account key. Recorded as `campaign:<user>`.
+pub struct CampaignOperators(pub Shared);
+
+impl crate::rules::OperatorAuth for CampaignOperators {
+    fn operator(&self, headers: &axum::http::HeaderMap) -> Option<String> {
+        let token = headers
+            .get(axum::http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")?
+            .trim();
+        let c = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let caller =
+            sluice_campaign::identity::resolve(&c.conn, token, Timestamp::now().as_second())
+                .ok()?;
+        caller
+            .may(sluice_campaign::identity::Action::Operate)
+            .then(|| format!("campaign:{}", caller.user))
+    }
+}
+
 /// Calls [`api::tick`] every `every` until `stop` turns true.
 pub fn spawn_ticker(
     st: CampaignApi,

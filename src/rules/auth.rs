@@ -56,6 +56,16 @@ impl OperatorAuth for AccountOperators {
     }
 }
 
+/// Several credential sources asked in order; the first that names an operator wins (the
+/// gateway's operator accounts, then the campaign service's operator users).
+pub struct AnyOperator(pub Vec<std::sync::Arc<dyn OperatorAuth>>);
+
+impl OperatorAuth for AnyOperator {
+    fn operator(&self, headers: &HeaderMap) -> Option<String> {
+        self.0.iter().find_map(|a| a.operator(headers))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +84,15 @@ mod tests {
         assert_eq!(ops.operator(&headers("Bearer other")), None);
         assert_eq!(ops.operator(&headers("Basic secret")), None);
         assert_eq!(ops.operator(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn any_operator_asks_each_source() {
+        let a = AccountOperators::new(vec![("ops".into(), vec![key_hash("a")])]);
+        let b = AccountOperators::new(vec![("night".into(), vec![key_hash("b")])]);
+        let any = AnyOperator(vec![std::sync::Arc::new(a), std::sync::Arc::new(b)]);
+        assert_eq!(any.operator(&headers("Bearer b")), Some("night".into()));
+        assert_eq!(any.operator(&headers("Bearer a")), Some("ops".into()));
+        assert_eq!(any.operator(&headers("Bearer c")), None);
     }
 }

@@ -61,7 +61,7 @@ use crate::receipt::{ReceiptConfig, Receipts};
 use crate::route::ChannelHealth;
 use crate::rules::http::RulesApi;
 use crate::rules::import::Imports;
-use crate::rules::{AccountOperators, Rules};
+use crate::rules::{AccountOperators, AnyOperator, OperatorAuth, Rules};
 use crate::store::{AnyBackend, Store, StoreError, open_store};
 
 mod channels;
@@ -599,12 +599,10 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         .local_addr()
         .map_err(|source| ServeError::Listen { addr, source })?;
     let mut campaign = None;
-    let mut app =
-        router(Arc::clone(&state)).merge(crate::rules::http::router(Arc::new(RulesApi {
-            rules: Arc::clone(&rules),
-            auth: Arc::new(operators(&config)?),
-            imports: Arc::new(Imports::new(config.storage.path.clone())),
-        })));
+    // Operators: the accounts marked `operator`, and the hosted campaign service's operator
+    // users (added below).
+    let mut operator_sources: Vec<Arc<dyn OperatorAuth>> = vec![Arc::new(operators(&config)?)];
+    let mut campaign_router = None;
     if let Some(host) = &opts.campaign {
         let mut campaigns = sluice_campaign::Campaigns::open(&host.db)
             .map_err(|e| ServeError::Campaign(e.to_string()))?;
@@ -628,8 +626,11 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         // come back to that task.
         campaigns.mo = crate::campaign_cmd::wiring::mo_settings(&config, &host.api_key);
         let svc = Arc::new(Mutex::new(campaigns));
+        operator_sources.push(Arc::new(crate::campaign_cmd::wiring::CampaignOperators(
+            Arc::clone(&svc),
+        )));
         // Launches go through the same HTTP API external platforms use, on our own address.
-        let (campaign_router, hosted) = crate::campaign_cmd::wiring::InProcess::start(
+        let (routes, hosted) = crate::campaign_cmd::wiring::InProcess::start(
             svc,
             &receipts,
             &format!("http://{http_addr}"),
@@ -637,9 +638,19 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
             crate::campaign_cmd::wiring::FeedbackConfig::default(),
             Duration::from_secs(5),
         );
-        app = app.merge(campaign_router);
+        campaign_router = Some(routes);
         tracing::info!(db = %host.db.display(), "Campaign service hosted at /v1/campaign.");
         campaign = Some(hosted);
+    }
+    let operator_auth: Arc<dyn OperatorAuth> = Arc::new(AnyOperator(operator_sources));
+    let mut app =
+        router(Arc::clone(&state)).merge(crate::rules::http::router(Arc::new(RulesApi {
+            rules: Arc::clone(&rules),
+            auth: Arc::clone(&operator_auth),
+            imports: Arc::new(Imports::new(config.storage.path.clone())),
+        })));
+    if let Some(routes) = campaign_router {
+        app = app.merge(routes);
     }
     {
         let mut stop = stop_http_rx.clone();
