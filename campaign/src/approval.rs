@@ -163,12 +163,6 @@ impl SubjectKind {
     }
 }
 
-impl fmt::Display for SubjectKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 impl FromStr for SubjectKind {
     type Err = ApprovalError;
     /// Accepts the singular and the plural (`task`, `tasks`).
@@ -182,6 +176,20 @@ impl FromStr for SubjectKind {
             })
     }
 }
+
+/// `Display` of the enums whose one text form is `as_str` (trail rows, the API, error
+/// messages): written once so the shown name can never drift from the stored one.
+macro_rules! display_as_str {
+    ($($t:ty),+) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )+};
+}
+
+display_as_str!(SubjectKind, ApprovalState, Level, Action);
 
 /// Approval state of a subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -232,12 +240,6 @@ impl ApprovalState {
     }
 }
 
-impl fmt::Display for ApprovalState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 impl FromStr for ApprovalState {
     type Err = CampaignError;
     fn from_str(s: &str) -> Result<Self, CampaignError> {
@@ -280,12 +282,6 @@ impl Level {
             Self::Grandparent => ancestry.get(2).copied(),
             Self::Root => ancestry.last().copied(),
         }
-    }
-}
-
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -376,12 +372,6 @@ impl Action {
     /// Whether the action passes a step of the chain.
     pub const fn passes_step(self) -> bool {
         matches!(self, Self::Approve | Self::File)
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -873,6 +863,31 @@ struct Entry<'a> {
     comment: &'a str,
 }
 
+impl<'a> Entry<'a> {
+    /// The row of what `actor` did, at no chain step and filed under the actor's
+    /// organisation; a submit or a decision on a step overrides `step` and `org_id`.
+    fn by(
+        actor: &'a Actor,
+        subject: Subject,
+        round: u32,
+        action: Action,
+        at: i64,
+        comment: &'a str,
+    ) -> Self {
+        Entry {
+            subject,
+            round,
+            step: None,
+            org_id: Some(actor.org_id),
+            action,
+            actor_id: Some(actor.user_id),
+            actor: &actor.user,
+            at,
+            comment,
+        }
+    }
+}
+
 fn append(conn: &Connection, e: &Entry<'_>) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO approval_trail (kind, subject_id, round, step, org_id, action, actor_id,
@@ -961,15 +976,8 @@ pub fn submit(
     append(
         &tx,
         &Entry {
-            subject,
-            round,
-            step: None,
             org_id: Some(own_org),
-            action: Action::Submit,
-            actor_id: Some(actor.user_id),
-            actor: &actor.user,
-            at: now,
-            comment,
+            ..Entry::by(actor, subject, round, Action::Submit, now, comment)
         },
     )?;
     set_state(
@@ -982,9 +990,7 @@ pub fn submit(
         note(Action::Submit, comment),
     )?;
     pass_filings(&tx, subject, round, &resolved, 0, actor, now)?;
-    let status = status(&tx, subject)?;
-    tx.commit()?;
-    Ok(status)
+    commit(tx, subject)
 }
 
 /// Approves the current step of `subject`'s chain; the following `file` steps pass at once,
@@ -1016,15 +1022,9 @@ pub fn approve(
     append(
         &tx,
         &Entry {
-            subject,
-            round: status.round,
             step: Some(status.step),
             org_id: Some(step.org_id),
-            action: Action::Approve,
-            actor_id: Some(actor.user_id),
-            actor: &actor.user,
-            at: now,
-            comment,
+            ..Entry::by(actor, subject, status.round, Action::Approve, now, comment)
         },
     )?;
     pass_filings(
@@ -1036,9 +1036,7 @@ pub fn approve(
         actor,
         now,
     )?;
-    let status = self::status(&tx, subject)?;
-    tx.commit()?;
-    Ok(status)
+    commit(tx, subject)
 }
 
 /// Rejects `subject` at its current step with `reason` (pending → rejected).
@@ -1061,15 +1059,9 @@ pub fn reject(
     append(
         &tx,
         &Entry {
-            subject,
-            round: status.round,
             step: Some(status.step),
             org_id: Some(step.org_id),
-            action: Action::Reject,
-            actor_id: Some(actor.user_id),
-            actor: &actor.user,
-            at: now,
-            comment: reason,
+            ..Entry::by(actor, subject, status.round, Action::Reject, now, reason)
         },
     )?;
     set_state(
@@ -1081,9 +1073,7 @@ pub fn reject(
         now,
         note(Action::Reject, reason),
     )?;
-    let status = self::status(&tx, subject)?;
-    tx.commit()?;
-    Ok(status)
+    commit(tx, subject)
 }
 
 /// Takes a rejected subject back to draft for editing; [`submit`] then starts a new round.
@@ -1204,17 +1194,7 @@ fn simple(
     guard(&tx, subject)?;
     append(
         &tx,
-        &Entry {
-            subject,
-            round: status.round,
-            step: None,
-            org_id: Some(actor.org_id),
-            action,
-            actor_id: Some(actor.user_id),
-            actor: &actor.user,
-            at: now,
-            comment,
-        },
+        &Entry::by(actor, subject, status.round, action, now, comment),
     )?;
     set_state(
         &tx,
@@ -1225,9 +1205,7 @@ fn simple(
         now,
         note(action, comment),
     )?;
-    let status = self::status(&tx, subject)?;
-    tx.commit()?;
-    Ok(status)
+    commit(tx, subject)
 }
 
 /// Checks that `actor` may decide (approve or reject) the current step; returns the status
@@ -1309,6 +1287,14 @@ fn pass_filings(
         )?;
     }
     Ok(())
+}
+
+/// Commits an action's transaction and answers with the subject's status as committed (what
+/// every action returns), read inside the transaction so it is exactly what was written.
+fn commit(tx: rusqlite::Transaction<'_>, subject: Subject) -> Result<Status> {
+    let status = status(&tx, subject)?;
+    tx.commit()?;
+    Ok(status)
 }
 
 fn wrong_state(subject: Subject, action: Action, state: ApprovalState) -> ApprovalError {

@@ -391,6 +391,15 @@ mod tests {
         approval::approve(c, subject, &bob, at + 1, "ok").unwrap();
     }
 
+    /// A campaign with one activity holding one draft task, nothing approved:
+    /// (campaign, activity, task).
+    fn hierarchy(c: &Connection) -> (i64, i64, i64) {
+        let camp = create_campaign(c, "spring", 1).unwrap();
+        let act = create_activity(c, camp, "data pack").unwrap();
+        let t = create_task(c, Some(act), "sms blast", 2).unwrap();
+        (camp, act, t)
+    }
+
     fn people(c: &Connection) -> (Actor, Actor) {
         let get = |name: &str| {
             let (user_id, org_id): (i64, i64) = c
@@ -413,9 +422,7 @@ mod tests {
     #[test]
     fn happy_path_records_who_and_when() {
         let (mut c, ..) = store();
-        let camp = create_campaign(&c, "spring", 1).unwrap();
-        let act = create_activity(&c, camp, "data pack").unwrap();
-        let t = create_task(&c, Some(act), "sms blast", 2).unwrap();
+        let (camp, act, t) = hierarchy(&c);
         approve(&mut c, Subject::Campaign(camp), 3);
         approve(&mut c, Subject::Activity(act), 5);
         approve(&mut c, Subject::Task(t), 10);
@@ -501,9 +508,7 @@ mod tests {
     #[test]
     fn scheduling_waits_for_activity_and_campaign() {
         let (mut c, ..) = store();
-        let camp = create_campaign(&c, "spring", 1).unwrap();
-        let act = create_activity(&c, camp, "data pack").unwrap();
-        let t = create_task(&c, Some(act), "sms", 1).unwrap();
+        let (camp, act, t) = hierarchy(&c);
         approve(&mut c, Subject::Task(t), 2);
         let blocked = |c: &mut Connection| match transition(c, t, Scheduled, "p", 5, "") {
             Err(CampaignError::IllegalTransition {

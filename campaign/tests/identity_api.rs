@@ -56,6 +56,15 @@ async fn call(app: &Router, method: Method, uri: &str, key: Option<&str>, body: 
     }
 }
 
+impl Reply {
+    /// Asserts the status, with the body in the message (it says why), and hands the reply on.
+    #[track_caller]
+    fn status_is(self, status: StatusCode) -> Self {
+        assert_eq!(self.status, status, "{}", self.body);
+        self
+    }
+}
+
 /// Ids one city built through the API.
 #[derive(Debug, Clone, Copy)]
 struct Built {
@@ -89,50 +98,33 @@ fn user_key(c: &Campaigns, name: &str, org: i64, roles: &[Role]) -> String {
 }
 
 async fn build(app: &Router, key: &str, tag: &str) -> Built {
-    let id = |r: &Reply| {
-        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-        r.body["id"].as_i64().unwrap()
+    let post = async |uri: &str, body: Value| {
+        call(app, Method::POST, uri, Some(key), body)
+            .await
+            .status_is(StatusCode::OK)
+            .body
     };
-    let seg = call(
-        app,
-        Method::POST,
+    let seg = post(
         "/segments",
-        Some(key),
         json!({"name": format!("seg {tag}"), "condition": "age >= 0"}),
-    )
-    .await;
-    assert_eq!(seg.status, StatusCode::OK, "{}", seg.body);
-    let segment = seg.body["segment"]["id"].as_i64().unwrap();
-    let campaign = id(&call(
-        app,
-        Method::POST,
-        "/campaigns",
-        Some(key),
-        json!({"name": format!("spring {tag}")}),
-    )
-    .await);
-    let activity = id(&call(
-        app,
-        Method::POST,
+    );
+    let segment = seg.await["segment"]["id"].as_i64().unwrap();
+    let id = |body: Value| body["id"].as_i64().unwrap();
+    let campaign = id(post("/campaigns", json!({"name": format!("spring {tag}")})).await);
+    let activity = id(post(
         &format!("/campaigns/{campaign}/activities"),
-        Some(key),
         json!({"name": format!("data {tag}")}),
     )
     .await);
-    let task = id(&call(
-        app,
-        Method::POST,
+    let task = id(post(
         "/tasks",
-        Some(key),
         json!({"name": format!("sms {tag}"), "activity": activity}),
     )
     .await);
-    let bulk = id(&call(
-        app,
-        Method::POST,
+    let plan = spec(segment, vec![slice("2026-03-01T00:00:00Z", None)]);
+    let bulk = id(post(
         &format!("/tasks/{task}/bulk"),
-        Some(key),
-        serde_json::to_value(spec(segment, vec![slice("2026-03-01T00:00:00Z", None)])).unwrap(),
+        serde_json::to_value(plan).unwrap(),
     )
     .await);
     Built {
@@ -141,6 +133,23 @@ async fn build(app: &Router, key: &str, tag: &str) -> Built {
         activity,
         task,
         bulk,
+    }
+}
+
+impl World {
+    /// `method uri` as the holder of `key` (most calls here carry a key; `call` for none).
+    async fn send(&self, method: Method, uri: &str, key: &str, body: Value) -> Reply {
+        call(&self.app, method, uri, Some(key), body).await
+    }
+
+    /// `GET uri` as the holder of `key`.
+    async fn get(&self, uri: &str, key: &str) -> Reply {
+        self.send(Method::GET, uri, key, Value::Null).await
+    }
+
+    /// `POST uri` with `body` as the holder of `key`.
+    async fn post(&self, uri: &str, key: &str, body: Value) -> Reply {
+        self.send(Method::POST, uri, key, body).await
     }
 }
 
@@ -288,7 +297,7 @@ fn object_routes(b: Built) -> Vec<(Method, String, Value)> {
 async fn a_city_cannot_see_or_touch_a_sibling_city() {
     let w = world().await;
     for (method, uri, body) in object_routes(w.built_b) {
-        let r = call(&w.app, method.clone(), &uri, Some(&w.a), body.clone()).await;
+        let r = w.send(method.clone(), &uri, &w.a, body.clone()).await;
         assert_eq!(
             r.status,
             StatusCode::NOT_FOUND,
@@ -302,7 +311,7 @@ async fn a_city_cannot_see_or_touch_a_sibling_city() {
             .replace(&format!("/{}/", w.built_b.task), "/999999/")
             .replace(&format!("/{}/", w.built_b.segment), "/999999/");
         if unknown != uri {
-            let u = call(&w.app, method.clone(), &unknown, Some(&w.a), body).await;
+            let u = w.send(method.clone(), &unknown, &w.a, body).await;
             assert_eq!(u.status, StatusCode::NOT_FOUND, "{unknown}");
             assert_eq!(
                 u.body["error"].as_str().unwrap().replace("999999", "#"),
@@ -312,43 +321,34 @@ async fn a_city_cannot_see_or_touch_a_sibling_city() {
         }
     }
     // B's objects are still untouched: task in draft, no extra activity.
-    let r = call(
-        &w.app,
-        Method::GET,
-        &format!("/campaigns/{}", w.built_b.campaign),
-        Some(&w.province),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK);
+    let r = w
+        .get(&format!("/campaigns/{}", w.built_b.campaign), &w.province)
+        .await
+        .status_is(StatusCode::OK);
     assert_eq!(r.body["activity_list"].as_array().unwrap().len(), 1);
     assert_eq!(r.body["org"], w.org_b);
     // The province reads both cities' objects.
     for b in [w.built_a, w.built_b] {
-        for (method, uri) in [
-            (Method::GET, format!("/segments/{}/preview", b.segment)),
-            (Method::GET, format!("/tasks/{}/history", b.task)),
-            (Method::GET, format!("/tasks/{}/report", b.task)),
-            (Method::GET, format!("/campaigns/{}", b.campaign)),
+        for uri in [
+            format!("/segments/{}/preview", b.segment),
+            format!("/tasks/{}/history", b.task),
+            format!("/tasks/{}/report", b.task),
+            format!("/campaigns/{}", b.campaign),
         ] {
-            let r = call(&w.app, method, &uri, Some(&w.province), Value::Null).await;
+            let r = w.get(&uri, &w.province).await;
             assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.body);
         }
     }
     // Segment lists are scoped the same way.
-    let segs = |k: &str| {
-        let app = w.app.clone();
-        let k = k.to_owned();
-        async move {
-            call(&app, Method::GET, "/segments", Some(&k), Value::Null)
-                .await
-                .body
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| s["id"].as_i64().unwrap())
-                .collect::<Vec<_>>()
-        }
+    let segs = async |k: &str| {
+        w.get("/segments", k)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_i64().unwrap())
+            .collect::<Vec<_>>()
     };
     assert_eq!(segs(&w.a).await, vec![w.built_a.segment]);
     assert_eq!(segs(&w.b).await, vec![w.built_b.segment]);
@@ -359,7 +359,7 @@ async fn a_city_cannot_see_or_touch_a_sibling_city() {
 }
 
 async fn ids(w: &World, key: &str, uri: &str) -> (Vec<i64>, i64) {
-    let r = call(&w.app, Method::GET, uri, Some(key), Value::Null).await;
+    let r = w.get(uri, key).await;
     assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.body);
     let items = r.body["items"]
         .as_array()
@@ -411,7 +411,7 @@ async fn listings_are_scoped_filtered_and_paged() {
         ids(&w, &w.a, &format!("/tasks?org={}", w.org_b)).await,
         (vec![], 0)
     );
-    let r = call(&w.app, Method::GET, "/tasks", Some(&w.a), Value::Null).await;
+    let r = w.get("/tasks", &w.a).await;
     let row = &r.body["items"][0];
     assert_eq!(
         (
@@ -435,17 +435,10 @@ async fn listings_are_scoped_filtered_and_paged() {
         "/tasks?state=flying",
         "/campaigns?state=draft",
     ] {
-        let r = call(&w.app, Method::GET, bad, Some(&w.a), Value::Null).await;
+        let r = w.get(bad, &w.a).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     }
-    let r = call(
-        &w.app,
-        Method::GET,
-        &format!("/campaigns/{}", a.campaign),
-        Some(&w.a),
-        Value::Null,
-    )
-    .await;
+    let r = w.get(&format!("/campaigns/{}", a.campaign), &w.a).await;
     assert_eq!(r.body["activity_list"][0]["id"], a.activity);
     assert_eq!(r.body["owner"], "alice");
 }
@@ -475,7 +468,7 @@ async fn roles_limit_what_a_caller_may_do() {
             json!({"name":"C","parent":w.org_a,"level":"county"}),
         ),
     ] {
-        let r = call(&w.app, method.clone(), &uri, Some(&w.auditor), body).await;
+        let r = w.send(method.clone(), &uri, &w.auditor, body).await;
         assert_eq!(
             r.status,
             StatusCode::FORBIDDEN,
@@ -489,7 +482,7 @@ async fn roles_limit_what_a_caller_may_do() {
         "/reports/daily",
         "/reports/channels",
     ] {
-        let r = call(&w.app, Method::GET, uri, Some(&w.auditor), Value::Null).await;
+        let r = w.get(uri, &w.auditor).await;
         assert_eq!(r.status, StatusCode::OK, "{uri}");
     }
     // Order files credit any organisation's tasks: a city operator may not import one.
@@ -497,45 +490,31 @@ async fn roles_limit_what_a_caller_may_do() {
         let c = w.svc.lock().unwrap();
         user_key(&c, "a-ops", w.org_a, &[Role::Operator])
     };
-    let r = call(&w.app, Method::POST, "/orders", Some(&city_ops), json!({})).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    w.post("/orders", &city_ops, json!({}))
+        .await
+        .status_is(StatusCode::FORBIDDEN);
     // A planner cannot approve; an approver cannot submit; moves before sending go through
     // the approval routes, not /transitions.
-    let post = |key: &str, uri: String, body: Value| {
-        let (app, key) = (w.app.clone(), key.to_owned());
-        async move { call(&app, Method::POST, &uri, Some(&key), body).await }
-    };
-    let r = post(&w.a_approver, format!("/tasks/{t}/submit"), json!({})).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let r = post(
-        &w.a,
-        format!("/tasks/{t}/transitions"),
-        json!({"to":"submitted"}),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
-    let r = post(
-        &w.a,
-        format!("/tasks/{t}/submit"),
-        json!({"comment":"please"}),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(r.body["awaiting_org"], w.org_a);
-    let r = post(&w.a, format!("/tasks/{t}/approve"), json!({})).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
-    let r = post(&w.a_approver, format!("/tasks/{t}/approve"), Value::Null).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(r.body["state"], "approved");
+    let task = format!("/tasks/{t}");
+    w.post(&format!("{task}/submit"), &w.a_approver, json!({}))
+        .await
+        .status_is(StatusCode::FORBIDDEN);
+    let to_submitted = json!({"to":"submitted"});
+    w.post(&format!("{task}/transitions"), &w.a, to_submitted)
+        .await
+        .status_is(StatusCode::CONFLICT);
+    let please = json!({"comment":"please"});
+    let r = w.post(&format!("{task}/submit"), &w.a, please).await;
+    assert_eq!(r.status_is(StatusCode::OK).body["awaiting_org"], w.org_a);
+    w.post(&format!("{task}/approve"), &w.a, json!({}))
+        .await
+        .status_is(StatusCode::FORBIDDEN);
+    let r = w
+        .post(&format!("{task}/approve"), &w.a_approver, Value::Null)
+        .await;
+    assert_eq!(r.status_is(StatusCode::OK).body["state"], "approved");
     // History names the authenticated users, not the body's `actor`.
-    let h = call(
-        &w.app,
-        Method::GET,
-        &format!("/tasks/{t}/history"),
-        Some(&w.a),
-        Value::Null,
-    )
-    .await;
+    let h = w.get(&format!("{task}/history"), &w.a).await;
     let actors: Vec<&str> = h
         .body
         .as_array()
@@ -566,24 +545,13 @@ async fn nobody_approves_their_own_submission() {
         user_key(&c, "dora", w.org_a, &[Role::Planner, Role::Approver])
     };
     let t = w.built_a.task;
-    let act = |key: String, action: &'static str, body: Value| {
-        let app = w.app.clone();
-        async move {
-            call(
-                &app,
-                Method::POST,
-                &format!("/tasks/{t}/{action}"),
-                Some(&key),
-                body,
-            )
-            .await
-        }
+    let act = async |key: &str, action: &str, body: Value| {
+        w.post(&format!("/tasks/{t}/{action}"), key, body).await
     };
-    assert_eq!(
-        act(both.clone(), "submit", json!({})).await.status,
-        StatusCode::OK
-    );
-    let r = act(both.clone(), "approve", json!({})).await;
+    act(&both, "submit", json!({}))
+        .await
+        .status_is(StatusCode::OK);
+    let r = act(&both, "approve", json!({})).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(
         r.body["error"]
@@ -594,28 +562,22 @@ async fn nobody_approves_their_own_submission() {
         r.body
     );
     // Someone else may; after a revise and a resubmit by another planner, dora may too.
-    let r = act(w.a_approver.clone(), "reject", json!({})).await;
+    let r = act(&w.a_approver, "reject", json!({})).await;
     assert_eq!(
         r.status,
         StatusCode::UNPROCESSABLE_ENTITY,
         "a reason is required"
     );
-    let r = act(
-        w.a_approver.clone(),
-        "reject",
-        json!({"comment":"no opt-out"}),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(
-        act(both.clone(), "revise", json!({})).await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        act(w.a.clone(), "submit", json!({})).await.status,
-        StatusCode::OK
-    );
-    let r = act(both, "approve", json!({})).await;
+    act(&w.a_approver, "reject", json!({"comment":"no opt-out"}))
+        .await
+        .status_is(StatusCode::OK);
+    act(&both, "revise", json!({}))
+        .await
+        .status_is(StatusCode::OK);
+    act(&w.a, "submit", json!({}))
+        .await
+        .status_is(StatusCode::OK);
+    let r = act(&both, "approve", json!({})).await;
     assert_eq!((r.status, &r.body["round"]), (StatusCode::OK, &json!(2)));
 }
 
@@ -630,51 +592,31 @@ async fn a_chain_of_two_levels_is_enforced_over_http() {
         (user_key(&c, "pam", root, &[Role::Approver]), root)
     };
     let steps = json!([{"level":"self","action":"approve"},{"level":"root","action":"approve"}]);
-    let put = |key: String, uri: String| {
-        let (app, steps) = (w.app.clone(), steps.clone());
-        async move { call(&app, Method::PUT, &uri, Some(&key), steps).await }
-    };
     let chain_uri = format!("/orgs/{}/chains/campaign", w.org_a);
-    assert_eq!(
-        put(w.a.clone(), chain_uri.clone()).await.status,
-        StatusCode::FORBIDDEN
-    );
-    let r = put(w.admin.clone(), chain_uri.clone()).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let r = call(
-        &w.app,
-        Method::PUT,
-        &chain_uri,
-        Some(&w.admin),
-        json!([{"level":"uncle"}]),
-    )
-    .await;
+    w.send(Method::PUT, &chain_uri, &w.a, steps.clone())
+        .await
+        .status_is(StatusCode::FORBIDDEN);
+    w.send(Method::PUT, &chain_uri, &w.admin, steps)
+        .await
+        .status_is(StatusCode::OK);
+    let uncle = json!([{"level":"uncle"}]);
+    let r = w.send(Method::PUT, &chain_uri, &w.admin, uncle).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         r.body["error"].as_str().unwrap().contains("steps[0].level"),
         "{}",
         r.body
     );
-    let r = call(&w.app, Method::GET, &chain_uri, Some(&w.a), Value::Null).await;
+    let r = w.get(&chain_uri, &w.a).await;
     assert_eq!(
         (r.status, &r.body["configured"]),
         (StatusCode::OK, &json!(true))
     );
-    let r = call(
-        &w.app,
-        Method::GET,
-        &format!("/orgs/{}/chains/task", w.org_a),
-        Some(&w.b),
-        Value::Null,
-    )
-    .await;
+    let r = w.get(&format!("/orgs/{}/chains/task", w.org_a), &w.b).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "a sibling city's chains");
 
     let b = w.built_a;
-    let post = |key: &str, uri: String, body: Value| {
-        let (app, key) = (w.app.clone(), key.to_owned());
-        async move { call(&app, Method::POST, &uri, Some(&key), body).await }
-    };
+    let post = async |key: &str, uri: String, body: Value| w.post(&uri, key, body).await;
     let camp = format!("/campaigns/{}", b.campaign);
     let r = post(&w.a, format!("{camp}/submit"), json!({})).await;
     assert_eq!(r.body["awaiting_org"], w.org_a, "{}", r.body);
@@ -724,18 +666,14 @@ async fn a_chain_of_two_levels_is_enforced_over_http() {
     )
     .await;
     assert_eq!(r.body["state"], "approved", "{}", r.body);
-    let r = post(&w.a, schedule, json!({"to":"scheduled"})).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    post(&w.a, schedule, json!({"to":"scheduled"}))
+        .await
+        .status_is(StatusCode::OK);
 
-    let r = call(
-        &w.app,
-        Method::GET,
-        &format!("{camp}/approval"),
-        Some(&w.auditor),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = w
+        .get(&format!("{camp}/approval"), &w.auditor)
+        .await
+        .status_is(StatusCode::OK);
     let trail: Vec<(String, String, Value)> = r.body["trail"]
         .as_array()
         .unwrap()
@@ -756,41 +694,21 @@ async fn a_chain_of_two_levels_is_enforced_over_http() {
             ("approve".into(), "pam".into(), json!("province ok")),
         ]
     );
-    let r = call(
-        &w.app,
-        Method::GET,
-        &format!("{camp}/approval"),
-        Some(&w.b),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    w.get(&format!("{camp}/approval"), &w.b)
+        .await
+        .status_is(StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn login_logout_and_expired_sessions() {
     let w = world().await;
-    let r = call(
-        &w.app,
-        Method::POST,
-        "/users",
-        Some(&w.admin),
-        json!({"name":"erin","org":w.org_b,"roles":["auditor"],"password":"erin's secret"}),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let login = |user: &'static str, password: &'static str| {
-        let app = w.app.clone();
-        async move {
-            call(
-                &app,
-                Method::POST,
-                "/login",
-                None,
-                json!({"user": user, "password": password}),
-            )
-            .await
-        }
+    let erin = json!({"name":"erin","org":w.org_b,"roles":["auditor"],"password":"erin's secret"});
+    w.post("/users", &w.admin, erin)
+        .await
+        .status_is(StatusCode::OK);
+    let login = async |user: &str, password: &str| {
+        let body = json!({"user": user, "password": password});
+        call(&w.app, Method::POST, "/login", None, body).await
     };
     let wrong = login("erin", "not her secret").await;
     let unknown = login("nobody", "erin's secret").await;
@@ -804,15 +722,17 @@ async fn login_logout_and_expired_sessions() {
     assert_eq!(ok.status, StatusCode::OK);
     let token = ok.body["token"].as_str().unwrap().to_owned();
     assert!(ok.body["expires_at"].as_i64().unwrap() > jiff::Timestamp::now().as_second());
-    let me = call(&w.app, Method::GET, "/me", Some(&token), Value::Null).await;
+    let me = w.get("/me", &token).await;
     assert_eq!(
         (me.status, &me.body["user"], &me.body["org_id"]),
         (StatusCode::OK, &json!("erin"), &json!(w.org_b))
     );
-    let out = call(&w.app, Method::POST, "/logout", Some(&token), Value::Null).await;
-    assert_eq!(out.status, StatusCode::NO_CONTENT);
-    let me = call(&w.app, Method::GET, "/me", Some(&token), Value::Null).await;
-    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    w.post("/logout", &token, Value::Null)
+        .await
+        .status_is(StatusCode::NO_CONTENT);
+    w.get("/me", &token)
+        .await
+        .status_is(StatusCode::UNAUTHORIZED);
     // A session opened 13 hours ago has expired.
     let old = {
         let c = w.svc.lock().unwrap();
@@ -821,16 +741,17 @@ async fn login_logout_and_expired_sessions() {
             .unwrap()
             .unwrap()
     };
-    let me = call(&w.app, Method::GET, "/me", Some(&old.token), Value::Null).await;
-    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    w.get("/me", &old.token)
+        .await
+        .status_is(StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn keys_are_shown_once_and_stop_working_when_revoked() {
     let w = world().await;
-    let me = call(&w.app, Method::GET, "/me", Some(&w.a), Value::Null).await;
+    let me = w.get("/me", &w.a).await;
     let alice = me.body["user_id"].as_i64().unwrap();
-    let users = call(&w.app, Method::GET, "/users", Some(&w.admin), Value::Null).await;
+    let users = w.get("/users", &w.admin).await;
     let carol = users
         .body
         .as_array()
@@ -841,72 +762,37 @@ async fn keys_are_shown_once_and_stop_working_when_revoked() {
         .as_i64()
         .unwrap();
     // A user mints a key for themselves; not for someone in another city.
-    let k = call(
-        &w.app,
-        Method::POST,
-        &format!("/users/{alice}/keys"),
-        Some(&w.a),
-        json!({"label":"laptop"}),
-    )
-    .await;
-    assert_eq!(k.status, StatusCode::OK, "{}", k.body);
+    let k = w
+        .post(
+            &format!("/users/{alice}/keys"),
+            &w.a,
+            json!({"label":"laptop"}),
+        )
+        .await
+        .status_is(StatusCode::OK);
     let (key_id, key) = (
         k.body["id"].as_i64().unwrap(),
         k.body["key"].as_str().unwrap().to_owned(),
     );
     assert!(key.starts_with("sk_"));
-    let r = call(
-        &w.app,
-        Method::POST,
-        &format!("/users/{carol}/keys"),
-        Some(&w.a),
-        json!({}),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert_eq!(
-        call(&w.app, Method::GET, "/me", Some(&key), Value::Null)
-            .await
-            .status,
-        StatusCode::OK
-    );
+    w.post(&format!("/users/{carol}/keys"), &w.a, json!({}))
+        .await
+        .status_is(StatusCode::NOT_FOUND);
+    w.get("/me", &key).await.status_is(StatusCode::OK);
     // Another city's planner cannot revoke it; alice can.
-    let r = call(
-        &w.app,
-        Method::DELETE,
-        &format!("/keys/{key_id}"),
-        Some(&w.b),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = call(
-        &w.app,
-        Method::DELETE,
-        &format!("/keys/{key_id}"),
-        Some(&w.a),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK);
-    let r = call(&w.app, Method::GET, "/me", Some(&key), Value::Null).await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let revoke = format!("/keys/{key_id}");
+    w.send(Method::DELETE, &revoke, &w.b, Value::Null)
+        .await
+        .status_is(StatusCode::NOT_FOUND);
+    w.send(Method::DELETE, &revoke, &w.a, Value::Null)
+        .await
+        .status_is(StatusCode::OK);
+    w.get("/me", &key).await.status_is(StatusCode::UNAUTHORIZED);
     // Disabling a user shuts out all their keys at once.
-    let r = call(
-        &w.app,
-        Method::POST,
-        &format!("/users/{carol}/disable"),
-        Some(&w.admin),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(
-        call(&w.app, Method::GET, "/me", Some(&w.b), Value::Null)
-            .await
-            .status,
-        StatusCode::UNAUTHORIZED
-    );
+    w.post(&format!("/users/{carol}/disable"), &w.admin, Value::Null)
+        .await
+        .status_is(StatusCode::OK);
+    w.get("/me", &w.b).await.status_is(StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -916,35 +802,21 @@ async fn admins_manage_orgs_and_users_inside_their_tree() {
         let c = w.svc.lock().unwrap();
         user_key(&c, "a-admin", w.org_a, &[Role::Admin])
     };
-    let r = call(
-        &w.app,
-        Method::POST,
-        "/orgs",
-        Some(&city_admin),
-        json!({"name":"County A1","parent":w.org_a,"level":"county"}),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let a1 = json!({"name":"County A1","parent":w.org_a,"level":"county"});
+    let r = w
+        .post("/orgs", &city_admin, a1)
+        .await
+        .status_is(StatusCode::OK);
     let county = r.body["id"].as_i64().unwrap();
-    let r = call(
-        &w.app,
-        Method::POST,
-        "/orgs",
-        Some(&city_admin),
-        json!({"name":"County B1","parent":w.org_b,"level":"county"}),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = call(
-        &w.app,
-        Method::POST,
-        "/orgs",
-        Some(&w.admin),
-        json!({"name":"Bad","parent":w.org_a,"level":"city"}),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let orgs = call(&w.app, Method::GET, "/orgs", Some(&city_admin), Value::Null).await;
+    let b1 = json!({"name":"County B1","parent":w.org_b,"level":"county"});
+    w.post("/orgs", &city_admin, b1)
+        .await
+        .status_is(StatusCode::NOT_FOUND);
+    let bad = json!({"name":"Bad","parent":w.org_a,"level":"city"});
+    w.post("/orgs", &w.admin, bad)
+        .await
+        .status_is(StatusCode::UNPROCESSABLE_ENTITY);
+    let orgs = w.get("/orgs", &city_admin).await;
     let ids: Vec<i64> = orgs
         .body
         .as_array()
@@ -953,44 +825,29 @@ async fn admins_manage_orgs_and_users_inside_their_tree() {
         .map(|o| o["id"].as_i64().unwrap())
         .collect();
     assert_eq!(ids, vec![w.org_a, county]);
-    let r = call(
-        &w.app,
-        Method::POST,
-        "/users",
-        Some(&city_admin),
-        json!({"name":"frank","org":w.org_b,"roles":["planner"]}),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let frank = json!({"name":"frank","org":w.org_b,"roles":["planner"]});
+    w.post("/users", &city_admin, frank)
+        .await
+        .status_is(StatusCode::NOT_FOUND);
     // A county planner's task is visible to the city above, not to the sibling city.
-    let r = call(
-        &w.app,
-        Method::POST,
-        "/users",
-        Some(&city_admin),
-        json!({"name":"gina","org":county,"roles":["planner"]}),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK);
+    let gina = json!({"name":"gina","org":county,"roles":["planner"]});
+    let r = w
+        .post("/users", &city_admin, gina)
+        .await
+        .status_is(StatusCode::OK);
     let gina = r.body["id"].as_i64().unwrap();
-    let k = call(
-        &w.app,
-        Method::POST,
-        &format!("/users/{gina}/keys"),
-        Some(&city_admin),
-        json!({"label":"x"}),
-    )
-    .await;
+    let k = w
+        .post(
+            &format!("/users/{gina}/keys"),
+            &city_admin,
+            json!({"label":"x"}),
+        )
+        .await;
     let gk = k.body["key"].as_str().unwrap().to_owned();
-    let t = call(
-        &w.app,
-        Method::POST,
-        "/tasks",
-        Some(&gk),
-        json!({"name":"county notice"}),
-    )
-    .await
-    .body["id"]
+    let t = w
+        .post("/tasks", &gk, json!({"name":"county notice"}))
+        .await
+        .body["id"]
         .as_i64()
         .unwrap();
     assert!(ids_contains(&w, &w.a, t).await);
@@ -1018,23 +875,20 @@ async fn reports_count_only_the_callers_tasks() {
             }
         }
     }
-    let sent = |key: String, uri: &'static str| {
-        let app = w.app.clone();
-        async move {
-            call(&app, Method::GET, uri, Some(&key), Value::Null)
-                .await
-                .body
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["sent"].as_u64().unwrap())
-                .sum::<u64>()
-        }
+    let sent = async |key: &str, uri: &str| {
+        w.get(uri, key)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["sent"].as_u64().unwrap())
+            .sum::<u64>()
     };
     for uri in ["/reports/daily", "/reports/channels"] {
-        assert_eq!(sent(w.a.clone(), uri).await, 3, "{uri}");
-        assert_eq!(sent(w.b.clone(), uri).await, 5, "{uri}");
-        assert_eq!(sent(w.province.clone(), uri).await, 8, "{uri}");
+        assert_eq!(sent(&w.a, uri).await, 3, "{uri}");
+        assert_eq!(sent(&w.b, uri).await, 5, "{uri}");
+        assert_eq!(sent(&w.province, uri).await, 8, "{uri}");
     }
 }
 
@@ -1048,23 +902,10 @@ async fn rows_without_an_organisation_belong_to_the_root() {
     };
     assert!(ids_contains(&w, &w.province, t).await);
     assert!(!ids_contains(&w, &w.a, t).await);
-    let r = call(
-        &w.app,
-        Method::GET,
-        &format!("/tasks/{t}/history"),
-        Some(&w.a),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = call(
-        &w.app,
-        Method::GET,
-        &format!("/tasks?org={}", w.org_a),
-        Some(&w.province),
-        Value::Null,
-    )
-    .await;
+    w.get(&format!("/tasks/{t}/history"), &w.a)
+        .await
+        .status_is(StatusCode::NOT_FOUND);
+    let r = w.get(&format!("/tasks?org={}", w.org_a), &w.province).await;
     assert!(
         !r.body["items"]
             .as_array()

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::model::{Cap, Channel, ListKind, Scope, scope_str};
+use super::model::{Cap, Channel, ListEdit, ListKind, Scope, scope_str};
 
 /// A failure of the rules database.
 #[derive(Debug, thiserror::Error)]
@@ -194,73 +194,49 @@ impl RuleDb {
             .optional()?)
     }
 
-    /// Adds numbers to a list and records the change, in one transaction; returns the
-    /// numbers that were new.
+    /// Adds numbers to a list or removes them, and records the change, in one transaction;
+    /// returns the numbers the edit changed (new ones for an add, present ones for a remove),
+    /// so the view and the audit trail see only real changes.
     ///
     /// # Errors
     /// [`DbError`]: nothing was written.
-    pub fn add(
+    pub fn edit(
         &mut self,
+        edit: ListEdit,
         list: ListKind,
         scope: Scope,
         msisdns: &[u64],
         audit: (&str, i64),
     ) -> Result<Vec<u64>, DbError> {
         let tx = self.conn.transaction()?;
-        let mut added = Vec::new();
+        let mut changed = Vec::new();
         {
-            let mut st = tx.prepare_cached(
-                "INSERT OR IGNORE INTO list_entries (list, channel, msisdn, added_ms)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?;
+            let mut st = tx.prepare_cached(match edit {
+                ListEdit::Add => {
+                    "INSERT OR IGNORE INTO list_entries (list, channel, msisdn, added_ms)
+                     VALUES (?1, ?2, ?3, ?4)"
+                }
+                ListEdit::Remove => {
+                    "DELETE FROM list_entries WHERE list = ?1 AND channel = ?2 AND msisdn = ?3"
+                }
+            })?;
             for &n in msisdns {
-                if st.execute(params![
-                    list.as_str(),
-                    scope_str(scope),
-                    key_sql(n),
-                    audit.1
-                ])? > 0
-                {
-                    added.push(n);
+                let (name, channel, key) = (list.as_str(), scope_str(scope), key_sql(n));
+                // SQLite refuses a parameter the statement does not name: only an add stamps.
+                let rows = match edit {
+                    ListEdit::Add => st.execute(params![name, channel, key, audit.1])?,
+                    ListEdit::Remove => st.execute(params![name, channel, key])?,
+                };
+                if rows > 0 {
+                    changed.push(n);
                 }
             }
         }
-        if !added.is_empty() {
-            Self::record(&tx, audit, "list_add", &change(list, scope, &added))?;
+        if !changed.is_empty() {
+            Self::record(&tx, audit, edit.action(), &change(list, scope, &changed))?;
         }
         tx.commit()?;
-        Ok(added)
-    }
-
-    /// Removes numbers from a list and records the change; returns the numbers that were
-    /// there.
-    ///
-    /// # Errors
-    /// [`DbError`]: nothing was written.
-    pub fn remove(
-        &mut self,
-        list: ListKind,
-        scope: Scope,
-        msisdns: &[u64],
-        audit: (&str, i64),
-    ) -> Result<Vec<u64>, DbError> {
-        let tx = self.conn.transaction()?;
-        let mut removed = Vec::new();
-        {
-            let mut st = tx.prepare_cached(
-                "DELETE FROM list_entries WHERE list = ?1 AND channel = ?2 AND msisdn = ?3",
-            )?;
-            for &n in msisdns {
-                if st.execute(params![list.as_str(), scope_str(scope), key_sql(n)])? > 0 {
-                    removed.push(n);
-                }
-            }
-        }
-        if !removed.is_empty() {
-            Self::record(&tx, audit, "list_remove", &change(list, scope, &removed))?;
-        }
-        tx.commit()?;
-        Ok(removed)
+        Ok(changed)
     }
 
     /// One page of a list in number order: at most `limit` numbers greater than `after`.
@@ -406,7 +382,8 @@ mod tests {
         {
             let mut db = RuleDb::open(&path).expect("open");
             let added = db
-                .add(
+                .edit(
+                    ListEdit::Add,
                     ListKind::DoNotDisturb,
                     Some(Channel::Sms),
                     &[13_800_138_000, 13_900_139_000],
@@ -415,7 +392,8 @@ mod tests {
                 .expect("add");
             assert_eq!(added.len(), 2);
             assert!(
-                db.add(
+                db.edit(
+                    ListEdit::Add,
                     ListKind::DoNotDisturb,
                     Some(Channel::Sms),
                     &[13_800_138_000],
@@ -425,7 +403,8 @@ mod tests {
                 .is_empty()
             );
             let removed = db
-                .remove(
+                .edit(
+                    ListEdit::Remove,
                     ListKind::DoNotDisturb,
                     Some(Channel::Sms),
                     &[13_900_139_000, 1],
@@ -462,7 +441,7 @@ mod tests {
     fn pages_are_ordered_and_resume_after_the_cursor() {
         let mut db = RuleDb::open_in_memory().expect("open");
         let nums: Vec<u64> = (0..25).map(|i| 13_800_000_000 + i * 7).collect();
-        db.add(ListKind::Blacklist, None, &nums, ("ops", 1))
+        db.edit(ListEdit::Add, ListKind::Blacklist, None, &nums, ("ops", 1))
             .expect("add");
         let first = db.page(ListKind::Blacklist, None, 0, 10).expect("page");
         assert_eq!(first, nums[..10]);

@@ -20,7 +20,7 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 
 use super::db::{AuditEntry, DbError, Delivered, RuleDb};
-use super::model::{Cap, Channel, ListKind, Refusal, Scope, day_number, msisdn_key};
+use super::model::{Cap, Channel, ListEdit, ListKind, Refusal, Scope, day_number, msisdn_key};
 use super::view::View;
 use crate::clock::{AnyClock, Clock};
 use crate::schedule::TimeWindow;
@@ -182,27 +182,32 @@ impl Rules {
         scope: Scope,
         msisdns: &[u64],
     ) -> Result<usize, RulesError> {
-        let mut db = self.lock_db();
-        let added = db.add(list, scope, msisdns, (who, self.stamp()))?;
-        self.write_view().add(list, scope, &added);
-        Ok(added.len())
+        self.edit(who, ListEdit::Add, list, scope, msisdns)
     }
 
-    /// Removes numbers from a list durably, then from the view; returns how many were there.
+    /// Adds numbers to a list or removes them, durably, then in the view; returns how many
+    /// the edit changed (new ones, or ones that were there).
     ///
     /// # Errors
     /// [`RulesError::Db`]: nothing changed.
-    pub fn remove(
+    pub fn edit(
         &self,
         who: &str,
+        edit: ListEdit,
         list: ListKind,
         scope: Scope,
         msisdns: &[u64],
     ) -> Result<usize, RulesError> {
+        // The database lock is held across the view update so concurrent edits reach the
+        // view in commit order.
         let mut db = self.lock_db();
-        let removed = db.remove(list, scope, msisdns, (who, self.stamp()))?;
-        self.write_view().remove(list, scope, &removed);
-        Ok(removed.len())
+        let changed = db.edit(edit, list, scope, msisdns, (who, self.stamp()))?;
+        let mut view = self.write_view();
+        match edit {
+            ListEdit::Add => view.add(list, scope, &changed),
+            ListEdit::Remove => view.remove(list, scope, &changed),
+        };
+        Ok(changed.len())
     }
 
     /// One page of a list: numbers after `after`, at most `limit`.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -26,7 +26,7 @@ use serde_json::json;
 use super::auth::OperatorAuth;
 use super::engine::{Rules, RulesError};
 use super::import::Imports;
-use super::model::{Cap, Channel, ListKind, Scope, parse_msisdn};
+use super::model::{Cap, Channel, ListEdit, ListKind, Scope, parse_msisdn};
 use crate::store::Lane;
 
 /// Default page size of a list.
@@ -57,8 +57,14 @@ impl std::fmt::Debug for RulesApi {
 /// The `/v1/rules` routes.
 pub fn router(api: Arc<RulesApi>) -> Router {
     Router::new()
-        .route("/v1/rules/lists/{list}", get(list_page).post(list_add))
-        .route("/v1/rules/lists/{list}/remove", post(list_remove))
+        .route(
+            "/v1/rules/lists/{list}",
+            get(list_page).post(|s, h, l, b| list_edit(ListEdit::Add, s, h, l, b)),
+        )
+        .route(
+            "/v1/rules/lists/{list}/remove",
+            post(|s, h, l, b| list_edit(ListEdit::Remove, s, h, l, b)),
+        )
         .route("/v1/rules/lists/{list}/import", post(list_import))
         .route("/v1/rules/imports/{id}", get(import_progress))
         .route("/v1/rules/caps", get(caps_get).put(caps_put))
@@ -101,16 +107,7 @@ impl From<RulesError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = match self {
-            Self::Unauthorized => {
-                let mut r = (
-                    StatusCode::UNAUTHORIZED,
-                    axum::Json(json!({"error": "unauthorized"})),
-                )
-                    .into_response();
-                r.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return r;
-            }
+            Self::Unauthorized => return crate::ingress::http::unauthorized(),
             Self::Forbidden => (
                 StatusCode::FORBIDDEN,
                 json!({"error": "forbidden", "reason": "operators only"}),
@@ -231,7 +228,10 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     serde_json::from_slice(body).map_err(|e| ApiError::invalid("body", e.to_string()))
 }
 
-async fn list_add(
+/// Both list edits (`POST /lists/{list}` adds, `POST /lists/{list}/remove` removes): the same
+/// checks and the same commit, answered `{"added": n}` or `{"removed": n}`.
+async fn list_edit(
+    edit: ListEdit,
     State(api): State<Arc<RulesApi>>,
     headers: HeaderMap,
     Path(list): Path<String>,
@@ -239,28 +239,12 @@ async fn list_add(
 ) -> ApiResult {
     let who = operator(&api, &headers)?;
     let list = list_kind(&list)?;
-    let edit: Edit = parse_json(&body)?;
-    let scope = scope(edit.channel.as_deref())?;
-    let keys = edit_keys(&edit)?;
+    let body: Edit = parse_json(&body)?;
+    let scope = scope(body.channel.as_deref())?;
+    let keys = edit_keys(&body)?;
     let rules = Arc::clone(&api.rules);
-    let added = blocking(move || rules.add(&who, list, scope, &keys)).await?;
-    Ok(axum::Json(json!({"added": added})).into_response())
-}
-
-async fn list_remove(
-    State(api): State<Arc<RulesApi>>,
-    headers: HeaderMap,
-    Path(list): Path<String>,
-    body: axum::body::Bytes,
-) -> ApiResult {
-    let who = operator(&api, &headers)?;
-    let list = list_kind(&list)?;
-    let edit: Edit = parse_json(&body)?;
-    let scope = scope(edit.channel.as_deref())?;
-    let keys = edit_keys(&edit)?;
-    let rules = Arc::clone(&api.rules);
-    let removed = blocking(move || rules.remove(&who, list, scope, &keys)).await?;
-    Ok(axum::Json(json!({"removed": removed})).into_response())
+    let changed = blocking(move || rules.edit(&who, edit, list, scope, &keys)).await?;
+    Ok(axum::Json(json!({ edit.counted_as(): changed })).into_response())
 }
 
 #[derive(Deserialize)]

@@ -75,6 +75,35 @@ impl FromStr for ListKind {
     }
 }
 
+/// Which way a list edit goes. Adding and removing numbers share one path through the
+/// database, the view and the API, so the two can never differ in how they commit, audit or
+/// answer; this says where they do differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListEdit {
+    /// Put numbers on a list.
+    Add,
+    /// Take numbers off a list.
+    Remove,
+}
+
+impl ListEdit {
+    /// The audit action recorded for the edit.
+    pub const fn action(self) -> &'static str {
+        match self {
+            Self::Add => "list_add",
+            Self::Remove => "list_remove",
+        }
+    }
+
+    /// The field of the API answer that counts the numbers the edit changed.
+    pub const fn counted_as(self) -> &'static str {
+        match self {
+            Self::Add => "added",
+            Self::Remove => "removed",
+        }
+    }
+}
+
 /// A contact channel: the kind of the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
