@@ -13,5 +13,6 @@ pub mod receipt;
 pub mod route;
 pub mod schedule;
 pub mod serve;
+pub mod stop;
 pub mod store;
 pub mod tls;

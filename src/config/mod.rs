@@ -277,6 +277,10 @@ pub struct AccountConfig {
     /// SHA-256 (hex) of the SMPP password; required with `smpp_system_id`.
     #[serde(default)]
     pub smpp_password_sha256: Option<String>,
+    /// May switch pauses (`/v1/channels/{name}/pause`, `/v1/accounts/{name}/pause`, …)
+    /// with its API key.
+    #[serde(default)]
+    pub operator: bool,
     /// Most simultaneous SMPP binds of this account.
     #[serde(default = "default_smpp_max_binds")]
     pub smpp_max_binds: u32,

@@ -35,6 +35,7 @@ use crate::config::{Config, Protocol};
 use crate::dispatch::{DispatchConfig, DispatchLinks, Dispatcher};
 use crate::receipt::Receipts;
 use crate::route::ChannelHealth;
+use crate::stop::Pauses;
 use crate::store::{AnyBackend, Store};
 
 /// Events buffered between a channel's binds and its receipt consumer.
@@ -66,6 +67,7 @@ pub(crate) fn spawn(
     rest_tasks: &mut JoinSet<()>,
     address_override: &HashMap<String, String>,
     clock: &AnyClock,
+    pauses: &Pauses<AnyBackend>,
 ) -> Result<Started, String> {
     let mut started = Started::default();
     let tz = config.time_zone();
@@ -117,6 +119,7 @@ pub(crate) fn spawn(
             health: Arc::clone(health),
             wake,
             shutdown: stop_channels.clone(),
+            paused: pauses.channel(&ch.name),
         };
         let name = ch.name.clone();
         let mut stop = stop_channels.clone();
