@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use sluice::store::{
-    Backend, Lane, Message, MessageId, MessageState, Op, OpResult, Payload, PauseTarget,
+    Backend, Lane, Message, MessageId, MessageState, Op, OpResult, PauseTarget, Payload,
     ReceiptEvent, StopFilter, Store, WriterConfig,
 };
 
@@ -91,7 +91,9 @@ fn sweep<B: Backend>(store: &Store<B>, id: u64, limit: usize) -> usize {
 pub fn tag_stop_cancels_queued_and_reports_the_rest<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     // The first two (earliest due) are leased: one gets submitted, one stays in flight.
-    let mut ours: Vec<Message> = (0..10).map(|i| msg(&store, "acme", "42", 1_000 + i)).collect();
+    let mut ours: Vec<Message> = (0..10)
+        .map(|i| msg(&store, "acme", "42", 1_000 + i))
+        .collect();
     ours.extend((0..3).map(|_| msg(&store, "acme", "7", 2_000)));
     let theirs: Vec<Message> = (0..3).map(|_| msg(&store, "other", "42", 2_000)).collect();
     let ids = insert(&store, ours);
@@ -112,11 +114,19 @@ pub fn tag_stop_cancels_queued_and_reports_the_rest<B: Backend>(dir: &Path, open
         .unwrap();
     assert_eq!(sent, vec![OpResult::Updated(MessageState::Sent)]);
 
-    let rec = block(store.stop("acme", tag("42"), 3_000, HOLD)).unwrap().unwrap();
+    let rec = block(store.stop("acme", tag("42"), 3_000, HOLD))
+        .unwrap()
+        .unwrap();
     assert!(!rec.done());
-    assert_eq!(rec.counts.cancelled, 0, "a tag stop answers before sweeping");
+    assert_eq!(
+        rec.counts.cancelled, 0,
+        "a tag stop answers before sweeping"
+    );
     assert_eq!(store.unswept_stops().unwrap(), vec![rec.id]);
-    assert!(sweep(&store, rec.id, 3) > 1, "small steps take several commits");
+    assert!(
+        sweep(&store, rec.id, 3) > 1,
+        "small steps take several commits"
+    );
     let rec = store.stop_status(rec.id).unwrap().unwrap();
     assert!(rec.done());
     assert_eq!(rec.counts.cancelled, 8);
@@ -147,7 +157,10 @@ pub fn tag_stop_cancels_queued_and_reports_the_rest<B: Backend>(dir: &Path, open
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(seen.len(), 9);
-    assert!(ev.iter().all(|e| e.state == MessageState::Cancelled && e.stat == "CANCELD"));
+    assert!(
+        ev.iter()
+            .all(|e| e.state == MessageState::Cancelled && e.stat == "CANCELD")
+    );
     assert!(ev.iter().all(|e| e.tags["task"] == "42"));
     // Another task of the account and another account's same tag are untouched.
     for id in ids[10..].iter().chain(&other_ids) {
@@ -162,10 +175,15 @@ pub fn tag_stop_cancels_queued_and_reports_the_rest<B: Backend>(dir: &Path, open
 
 pub fn lease_cancels_matches_before_the_sweep<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
-    let ids = insert(&store, (0..5).map(|_| msg(&store, "acme", "42", 1_000)).collect());
+    let ids = insert(
+        &store,
+        (0..5).map(|_| msg(&store, "acme", "42", 1_000)).collect(),
+    );
     let keep = insert(&store, vec![msg(&store, "acme", "43", 1_000)]);
     let epoch = store.stop_epoch();
-    let rec = block(store.stop("acme", tag("42"), 2_000, HOLD)).unwrap().unwrap();
+    let rec = block(store.stop("acme", tag("42"), 2_000, HOLD))
+        .unwrap()
+        .unwrap();
     assert_ne!(store.stop_epoch(), epoch, "dispatchers learn of the stop");
     // Before any sweep step: the lease hands out nothing of the tag.
     let leased = block(store.lease(CH, Lane::Notification, 2_000, 100, 60_000)).unwrap();
@@ -186,7 +204,12 @@ pub fn lease_cancels_matches_before_the_sweep<B: Backend>(dir: &Path, open: fn(&
 
 pub fn id_stop_settles_each_id<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
-    let ids = insert(&store, (0..4).map(|i| msg(&store, "acme", "1", 1_000 + i)).collect());
+    let ids = insert(
+        &store,
+        (0..4)
+            .map(|i| msg(&store, "acme", "1", 1_000 + i))
+            .collect(),
+    );
     let other = insert(&store, vec![msg(&store, "other", "1", 1_010)]);
     // ids[0] sent, ids[1] in flight, ids[2] failed (final), ids[3] queued.
     let leased = block(store.lease(CH, Lane::Notification, 1_001, 2, 60_000)).unwrap();
@@ -223,7 +246,13 @@ pub fn id_stop_settles_each_id<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     assert!(rec.done(), "an id stop is settled by its own commit");
     let c = rec.counts;
     assert_eq!(
-        (c.cancelled, c.already_submitted, c.already_final, c.unknown, c.in_flight),
+        (
+            c.cancelled,
+            c.already_submitted,
+            c.already_final,
+            c.unknown,
+            c.in_flight
+        ),
         (1, 1, 1, 2, 1)
     );
     assert_eq!(state(&store, ids[3]), MessageState::Cancelled);
@@ -249,8 +278,13 @@ pub fn stop_sweep_resumes_after_reopen<B: Backend>(dir: &Path, open: fn(&Path) -
     let (ids, stop);
     {
         let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
-        ids = insert(&store, (0..20).map(|_| msg(&store, "acme", "42", 1_000)).collect());
-        let rec = block(store.stop("acme", tag("42"), 2_000, HOLD)).unwrap().unwrap();
+        ids = insert(
+            &store,
+            (0..20).map(|_| msg(&store, "acme", "42", 1_000)).collect(),
+        );
+        let rec = block(store.stop("acme", tag("42"), 2_000, HOLD))
+            .unwrap()
+            .unwrap();
         stop = rec.id;
         let rec = block(store.stop_step(stop, 2_000, 5)).unwrap().unwrap();
         assert!(!rec.done());
@@ -278,7 +312,9 @@ pub fn stop_sweep_resumes_after_reopen<B: Backend>(dir: &Path, open: fn(&Path) -
 
 pub fn stops_retire_after_their_hold<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
-    let rec = block(store.stop("acme", tag("42"), 1_000, 1_000)).unwrap().unwrap();
+    let rec = block(store.stop("acme", tag("42"), 1_000, 1_000))
+        .unwrap()
+        .unwrap();
     let swept = block(store.stop_step(rec.id, 2_000, 10)).unwrap().unwrap();
     assert!(swept.done());
     assert_eq!(block(store.retire_stops(2_500)).unwrap(), 0);
@@ -293,7 +329,9 @@ pub fn stops_retire_after_their_hold<B: Backend>(dir: &Path, open: fn(&Path) -> 
     insert(&store, vec![msg(&store, "acme", "42", 1_000)]);
     let leased = block(store.lease(CH, Lane::Notification, 3_000, 10, 60_000)).unwrap();
     assert_eq!(leased.messages.len(), 1);
-    let second = block(store.stop("acme", tag("9"), 3_000, 1_000)).unwrap().unwrap();
+    let second = block(store.stop("acme", tag("9"), 3_000, 1_000))
+        .unwrap()
+        .unwrap();
     assert_eq!(second.id, rec.id + 1, "stop ids are not reused");
 }
 
@@ -301,8 +339,14 @@ pub fn paused_account_is_parked_then_unparked<B: Backend>(dir: &Path, open: fn(&
     let ours;
     {
         let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
-        ours = insert(&store, (0..3).map(|_| msg(&store, "acme", "1", 1_000)).collect());
-        insert(&store, (0..2).map(|_| msg(&store, "other", "1", 1_000)).collect());
+        ours = insert(
+            &store,
+            (0..3).map(|_| msg(&store, "acme", "1", 1_000)).collect(),
+        );
+        insert(
+            &store,
+            (0..2).map(|_| msg(&store, "other", "1", 1_000)).collect(),
+        );
         assert!(block(store.set_pause(PauseTarget::Account("acme".into()), true)).unwrap());
         assert!(!block(store.set_pause(PauseTarget::Account("acme".into()), true)).unwrap());
         assert!(block(store.set_pause(PauseTarget::Channel(CH.into()), true)).unwrap());

@@ -71,7 +71,11 @@ struct CancelRequest {
 }
 
 fn error(status: StatusCode, error: &str, reason: &str) -> Response {
-    (status, axum::Json(json!({"error": error, "reason": reason}))).into_response()
+    (
+        status,
+        axum::Json(json!({"error": error, "reason": reason})),
+    )
+        .into_response()
 }
 
 fn unauthorized() -> Response {
@@ -200,7 +204,13 @@ async fn get_cancel(
     let Some(account) = state.ingress.accounts.authenticate(auth) else {
         return unauthorized();
     };
-    let not_found = || (StatusCode::NOT_FOUND, axum::Json(json!({"error": "not found"}))).into_response();
+    let not_found = || {
+        (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "not found"})),
+        )
+            .into_response()
+    };
     let Ok(id) = stop.parse::<u64>() else {
         return not_found();
     };

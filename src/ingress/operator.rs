@@ -119,7 +119,12 @@ fn action(a: &str) -> Option<bool> {
     }
 }
 
-async fn switch(state: &OperatorState, operator: &str, target: PauseTarget, paused: bool) -> Response {
+async fn switch(
+    state: &OperatorState,
+    operator: &str,
+    target: PauseTarget,
+    paused: bool,
+) -> Response {
     match state.pauses.set(target.clone(), paused).await {
         Ok(changed) => {
             tracing::warn!(%operator, ?target, paused, changed, "Operator switched a pause.");

@@ -112,6 +112,7 @@ pub(crate) fn spawn(
             ..DispatchConfig::new(&ch.name)
         };
         let dispatcher = Dispatcher::new(dc, store.clone(), clock.clone());
+        let paused = pauses.channel(&ch.name, Arc::clone(&wake));
         let links = DispatchLinks {
             to_worker: in_tx,
             outcomes: out_rx,
@@ -119,7 +120,7 @@ pub(crate) fn spawn(
             health: Arc::clone(health),
             wake,
             shutdown: stop_channels.clone(),
-            paused: pauses.channel(&ch.name),
+            paused,
         };
         let name = ch.name.clone();
         let mut stop = stop_channels.clone();

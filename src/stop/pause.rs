@@ -9,10 +9,10 @@
 //! Resuming an account unparks its messages (in steps) before answering.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use metrics::gauge;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::metrics::{LABEL_KIND, PAUSED};
 use crate::store::{Backend, PauseTarget, Store, StoreError};
@@ -25,6 +25,9 @@ const UNPARK_STEP: usize = 8192;
 pub struct Pauses<B: Backend> {
     store: Store<B>,
     channels: Mutex<HashMap<String, watch::Sender<bool>>>,
+    /// Every dispatcher's wake: an account's resume puts messages back in ready queues that
+    /// dispatchers may have found empty and gone to sleep on.
+    wakes: Mutex<Vec<Arc<Notify>>>,
 }
 
 impl<B: Backend> Pauses<B> {
@@ -42,6 +45,7 @@ impl<B: Backend> Pauses<B> {
         let me = Self {
             store,
             channels: Mutex::new(channels),
+            wakes: Mutex::new(Vec::new()),
         };
         me.record_gauges()?;
         Ok(me)
@@ -53,8 +57,13 @@ impl<B: Backend> Pauses<B> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The switch of `channel`, for its dispatcher.
-    pub fn channel(&self, channel: &str) -> watch::Receiver<bool> {
+    /// The switch of `channel`, for its dispatcher, whose `wake` is notified when an
+    /// account resumes.
+    pub fn channel(&self, channel: &str, wake: Arc<Notify>) -> watch::Receiver<bool> {
+        self.wakes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(wake);
         self.channels()
             .entry(channel.to_owned())
             .or_insert_with(|| watch::Sender::new(false))
@@ -86,6 +95,14 @@ impl<B: Backend> Pauses<B> {
                 }
                 if moved > 0 {
                     tracing::info!(account = %name, moved, "Parked messages back in their queues.");
+                    for w in self
+                        .wakes
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .iter()
+                    {
+                        w.notify_one();
+                    }
                 }
             }
             PauseTarget::Account(_) => {}

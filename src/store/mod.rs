@@ -50,9 +50,9 @@ mod ops;
 mod reads;
 mod redb_backend;
 mod seq_cache;
-mod stop;
 #[cfg(feature = "sled")]
 mod sled_backend;
+mod stop;
 mod writer;
 
 use std::sync::Arc;
@@ -72,10 +72,10 @@ pub use model::{
     Payload, Receipt, ReceiptEvent,
 };
 pub use ops::{Op, OpResult};
-pub use stop::{PauseTarget, StopCounts, StopFilter, StopRecord};
 pub use redb_backend::RedbBackend;
 #[cfg(feature = "sled")]
 pub use sled_backend::SledBackend;
+pub use stop::{PauseTarget, StopCounts, StopFilter, StopRecord};
 pub use writer::{WriterConfig, WriterStats};
 
 /// Result of leasing: messages now in flight, and those that expired instead.

@@ -510,7 +510,12 @@ pub(crate) fn set_pause(
 pub(crate) fn unpark(kv: &mut dyn Kv, account: &str, limit: usize) -> Result<OpResult, StoreError> {
     let prefix = keys::parked_prefix(account);
     let mut found = Vec::new();
-    kv.scan(&prefix, &keys::prefix_end(&prefix), limit.max(1), &mut found)?;
+    kv.scan(
+        &prefix,
+        &keys::prefix_end(&prefix),
+        limit.max(1),
+        &mut found,
+    )?;
     for (pk, _) in &found {
         kv.delete(pk)?;
         let Some(ready) = keys::unparked(account, pk) else {
