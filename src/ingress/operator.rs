@@ -94,8 +94,31 @@ fn status(code: StatusCode, error: &str) -> Response {
     (code, axum::Json(json!({"error": error}))).into_response()
 }
 
-/// The operator's name, or the 401 / 403 answer.
-fn authorize(state: &OperatorState, headers: &HeaderMap) -> Result<String, Response> {
+/// Why a request may not switch pauses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Denied {
+    /// No valid credential: 401.
+    Unauthorized,
+    /// A valid credential that is not an operator's: 403.
+    Forbidden,
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Forbidden => status(StatusCode::FORBIDDEN, "forbidden"),
+            Self::Unauthorized => {
+                let mut r = status(StatusCode::UNAUTHORIZED, "unauthorized");
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                r
+            }
+        }
+    }
+}
+
+/// The operator's name, or why not.
+fn authorize(state: &OperatorState, headers: &HeaderMap) -> Result<String, Denied> {
     if let Some(name) = state.auth.operator(headers) {
         return Ok(name);
     }
@@ -103,12 +126,9 @@ fn authorize(state: &OperatorState, headers: &HeaderMap) -> Result<String, Respo
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if state.ingress.accounts.authenticate(auth).is_some() {
-        return Err(status(StatusCode::FORBIDDEN, "forbidden"));
+        return Err(Denied::Forbidden);
     }
-    let mut r = status(StatusCode::UNAUTHORIZED, "unauthorized");
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    Err(r)
+    Err(Denied::Unauthorized)
 }
 
 fn action(a: &str) -> Option<bool> {
@@ -149,7 +169,7 @@ async fn post_channel(
 ) -> Response {
     let operator = match authorize(&state, &headers) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(d) => return d.into_response(),
     };
     let Some(paused) = action(&act) else {
         return status(StatusCode::NOT_FOUND, "not found");
@@ -167,7 +187,7 @@ async fn post_account(
 ) -> Response {
     let operator = match authorize(&state, &headers) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(d) => return d.into_response(),
     };
     let Some(paused) = action(&act) else {
         return status(StatusCode::NOT_FOUND, "not found");
@@ -179,8 +199,8 @@ async fn post_account(
 }
 
 async fn get_pauses(State(state): State<OperatorState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
+    if let Err(d) = authorize(&state, &headers) {
+        return d.into_response();
     }
     match state.pauses.list() {
         Ok(list) => {
