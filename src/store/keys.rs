@@ -335,6 +335,34 @@ mod tests {
     }
 
     #[test]
+    fn parked_keys_give_back_their_ready_key() {
+        let r = ready("c", Lane::Marketing, 77, MessageId(5));
+        let p = parked("acme", &r);
+        assert!(p.starts_with(&parked_prefix("acme")));
+        assert_eq!(unparked("acme", &p), Some(r));
+        // An account whose name extends another's never falls in its range.
+        let other = parked("acme2", &ready("c", Lane::Otp, 0, MessageId(0)));
+        let pre = parked_prefix("acme");
+        assert!(!(other >= pre && other < prefix_end(&pre)));
+    }
+
+    #[test]
+    fn tag_index_keys_group_by_account_name_and_value() {
+        let pre = tagged_prefix("acme", "task", "42");
+        let k = tagged("acme", "task", "42", MessageId(9));
+        assert!(k.starts_with(&pre));
+        assert_eq!(k.len(), pre.len() + 8);
+        for (a, n, v) in [
+            ("acme", "task", "420"),
+            ("acme", "task2", "42"),
+            ("acme2", "task", "42"),
+        ] {
+            let other = tagged(a, n, v, MessageId(1));
+            assert!(!(other >= pre && other < prefix_end(&pre)), "{a} {n} {v}");
+        }
+    }
+
+    #[test]
     fn prefix_end_handles_ff() {
         assert_eq!(prefix_end(&[1, 2]), vec![1, 3]);
         assert_eq!(prefix_end(&[1, 0xFF]), vec![2]);
