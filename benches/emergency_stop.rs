@@ -13,7 +13,8 @@
 //! until the stop's sweep is done and the store's ready and in-flight counters of the channel
 //! are 0 (nothing of the tag remains queued); and the sweep's counts.
 //!
-//! Run: `cargo bench -p sluice --bench emergency_stop -- [N]`.
+//! Run: `cargo bench -p sluice --bench emergency_stop -- [N]`
+//! (`SLUICE_BENCH_STOP_STEP=N` sets the sweeper's messages per commit, default 8192).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -152,7 +153,15 @@ async fn run(dir: &std::path::Path, n: usize) {
     let sim = Arc::new(sim);
     let cfg = Config::parse(&config(dir, sim.addrs()[0].port()), "bench.toml").expect("config");
     let opened = Instant::now();
-    let gw = start(cfg, ServeOptions::default()).await.expect("gateway");
+    let mut opts = ServeOptions::default();
+    if let Some(step) = std::env::var("SLUICE_BENCH_STOP_STEP")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        opts.stop_sweep.step = step;
+    }
+    println!("sweep step {} messages per commit", opts.stop_sweep.step);
+    let gw = start(cfg, opts).await.expect("gateway");
     println!("gateway up in {:.1} s", opened.elapsed().as_secs_f64());
     let base = format!("http://{}", gw.http_addr());
     let client = reqwest::Client::new();
