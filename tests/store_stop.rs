@@ -335,6 +335,44 @@ pub fn stops_retire_after_their_hold<B: Backend>(dir: &Path, open: fn(&Path) -> 
     assert_eq!(second.id, rec.id + 1, "stop ids are not reused");
 }
 
+pub fn only_indexed_tag_names_can_be_stopped<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    assert_eq!(store.stop_tags().unwrap(), vec!["task".to_owned()]);
+    let by_group = || StopFilter::Tag {
+        key: "subscriber".into(),
+        value: "x".into(),
+    };
+    let refused = block(store.stop("acme", by_group(), 1_000, HOLD)).unwrap();
+    assert!(refused.unwrap_err().contains("not indexed"));
+    assert!(store.active_stops().unwrap().is_empty(), "nothing recorded");
+    // Indexing a name covers messages stored from then on.
+    block(store.set_stop_tags(vec!["task".into(), "subscriber".into()])).unwrap();
+    let m = msg(&store, "acme", "1", 1_000);
+    let id = m.id;
+    let mut by_sub = m.tags.clone();
+    by_sub.retain(|k, _| k == "subscriber");
+    insert(&store, vec![m]);
+    let value = by_sub["subscriber"].clone();
+    let rec = block(store.stop(
+        "acme",
+        StopFilter::Tag {
+            key: "subscriber".into(),
+            value,
+        },
+        1_000,
+        HOLD,
+    ))
+    .unwrap()
+    .unwrap();
+    assert_eq!(rec.id, 1, "the refused stop used no id");
+    sweep(&store, rec.id, 10);
+    assert_eq!(state(&store, id), MessageState::Cancelled);
+    assert_eq!(
+        store.stop_status(rec.id).unwrap().unwrap().counts.cancelled,
+        1
+    );
+}
+
 pub fn paused_account_is_parked_then_unparked<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let ours;
     {
@@ -420,6 +458,10 @@ macro_rules! suite {
             #[test]
             fn stops_retire_after_their_hold() {
                 run(super::stops_retire_after_their_hold);
+            }
+            #[test]
+            fn only_indexed_tag_names_can_be_stopped() {
+                run(super::only_indexed_tag_names_can_be_stopped);
             }
             #[test]
             fn paused_account_is_parked_then_unparked() {

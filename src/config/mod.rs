@@ -208,6 +208,9 @@ pub struct StorageConfig {
     pub queue_ops: usize,
     /// Final messages are purged this many hours after they end.
     pub retention_hours: u64,
+    /// Tag names the store indexes so an emergency stop can name them
+    /// (`POST /v1/messages/cancel {"tag": …}`): each costs a write per tagged message.
+    pub stop_tags: Vec<String>,
 }
 
 impl Default for StorageConfig {
@@ -221,6 +224,7 @@ impl Default for StorageConfig {
             commit_max_ops: w.max_ops,
             queue_ops: w.queue_ops,
             retention_hours: 72,
+            stop_tags: vec!["task".to_owned()],
         }
     }
 }

@@ -360,6 +360,9 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
     )?;
     tracing::info!(backend = store.backend_name(), path = %config.storage.path.display(), "Store open.");
     // `open_store` has already returned every lease of the previous run to its queue.
+    store
+        .set_stop_tags(config.storage.stop_tags.clone())
+        .await?;
 
     let sim = if config.simulator.enabled {
         let handle = sluice_loadtest::Simulator::start(simulator_config(&config))

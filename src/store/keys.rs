@@ -26,6 +26,7 @@
 //! | 0x16 pause | kind (`c` channel, `a` account), name | empty |
 //! | 0x17 parked | account, 0, ready key without its tag | empty (a paused account's leased-over messages) |
 //! | 0x18 stop id counter | (empty) | u64 |
+//! | 0x19 indexed tag names | (empty) | names, each followed by 0 (absent: `task`) |
 //!
 //! The two outboxes (receipts 0x05/0x06, MO 0x10/0x11) share one layout; [`Outbox`] names
 //! which one a key function builds.
@@ -92,6 +93,7 @@ pub(crate) const TAGGED: u8 = 0x15;
 pub(crate) const PAUSE: u8 = 0x16;
 pub(crate) const PARKED: u8 = 0x17;
 pub(crate) const STOP_SEQ: u8 = 0x18;
+pub(crate) const STOP_TAGS: u8 = 0x19;
 
 /// Key of an active (`STOP`) or retired (`STOP_DONE`) stop record.
 pub(crate) fn stop(tag: u8, id: u64) -> [u8; 9] {

@@ -413,6 +413,27 @@ impl<B: Backend> Store<B> {
         self.count(Op::StopRetire { now_ms }).await
     }
 
+    /// Sets the tag names the tag index covers, i.e. what a tag stop may name (config
+    /// `storage.stop_tags`; default `task`). Messages already stored keep the entries they
+    /// have.
+    ///
+    /// # Errors
+    /// As [`Store::submit`]; an empty name or one with NUL is [`StoreError::Backend`].
+    pub async fn set_stop_tags(&self, names: Vec<String>) -> Result<(), StoreError> {
+        match self.submit(vec![Op::IndexTags { names }]).await?.pop() {
+            Some(OpResult::Count(_)) => Ok(()),
+            other => Err(StoreError::Backend(format!("stop tags answered {other:?}"))),
+        }
+    }
+
+    /// The tag names a tag stop may name.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn stop_tags(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.backend.read(stop::indexed)
+    }
+
     /// Changes whenever a stop or an account pause was committed through this handle.
     pub fn stop_epoch(&self) -> u64 {
         self.inner.stop_epoch.load(Ordering::Acquire)

@@ -199,6 +199,11 @@ pub enum Op {
         /// On (`true`) or off.
         paused: bool,
     },
+    /// Set the tag names the tag index covers (what tag stops may name), from config.
+    IndexTags {
+        /// Tag names.
+        names: Vec<String>,
+    },
     /// Put up to `limit` parked messages of a resumed account back in their ready queues.
     Unpark {
         /// Account.
@@ -486,6 +491,7 @@ pub(crate) fn apply(kv: &mut dyn Kv, op: &Op) -> Result<OpResult, StoreError> {
         Op::StopRetire { now_ms } => stop::retire(kv, *now_ms),
         Op::Pause { target, paused } => stop::set_pause(kv, target, *paused),
         Op::Unpark { account, limit } => stop::unpark(kv, account, *limit),
+        Op::IndexTags { names } => stop::set_indexed(kv, names),
     }
 }
 

@@ -21,10 +21,14 @@
 //! find it and leases no longer look.
 //!
 //! # Tag index
-//! Every non-final message has one entry per tag (`keys::TAGGED`: account, key, value, id),
-//! written at insert and removed when the message ends: what lets a sweep visit exactly the
-//! messages of one task instead of every queued message. Messages stored before the index
-//! existed are not in it; leases still catch them.
+//! Every non-final message has one entry per *indexed* tag (`keys::TAGGED`: account, key,
+//! value, id), written at insert and removed when the message ends: what lets a sweep visit
+//! exactly the messages of one task instead of every queued message. Which tag names are
+//! indexed is stored (`keys::STOP_TAGS`, set from config with [`set_indexed`]; default
+//! `task`): an entry costs a put at insert and a delete at the end, so indexing names no stop
+//! uses (a per-subscriber tag) would halve the insert rate of campaign traffic for nothing. A
+//! tag stop on a name that is not indexed is refused. Messages stored before a name was
+//! indexed are not in the index; leases still catch them.
 //!
 //! # Pauses
 //! A pause switch (`keys::PAUSE`) is a durable key per channel or account. Channel pauses are
@@ -222,18 +226,56 @@ pub(crate) fn pauses(kv: &dyn KvRead) -> Result<Vec<PauseTarget>, StoreError> {
         .collect())
 }
 
+/// The tag names stops may use (the tag index covers these only).
+pub(crate) fn indexed(kv: &dyn KvRead) -> Result<Vec<String>, StoreError> {
+    Ok(match kv.get(&[keys::STOP_TAGS])? {
+        Some(v) => v
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| String::from_utf8(s.to_vec()).ok())
+            .collect(),
+        None => vec!["task".to_owned()],
+    })
+}
+
+/// Sets the indexed tag names (messages already stored keep the entries they have).
+pub(crate) fn set_indexed(kv: &mut dyn Kv, names: &[String]) -> Result<OpResult, StoreError> {
+    if names.iter().any(|n| n.is_empty() || n.contains('\0')) {
+        return Ok(OpResult::Invalid(
+            "tag names must be non-empty and contain no NUL".into(),
+        ));
+    }
+    let mut v = Vec::new();
+    for n in names {
+        v.extend_from_slice(n.as_bytes());
+        v.push(0);
+    }
+    kv.put(&[keys::STOP_TAGS], &v)?;
+    Ok(OpResult::Count(names.len()))
+}
+
 /// Adds the tag index entries of a message entering the queues.
 pub(crate) fn index_tags(kv: &mut dyn Kv, m: &Message) -> Result<(), StoreError> {
-    for (k, v) in &m.tags {
-        kv.put(&keys::tagged(&m.account, k, v, m.id), &[])?;
+    if m.tags.is_empty() {
+        return Ok(());
+    }
+    for name in indexed(kv)? {
+        if let Some(v) = m.tags.get(&name) {
+            kv.put(&keys::tagged(&m.account, &name, v, m.id), &[])?;
+        }
     }
     Ok(())
 }
 
 /// Removes the tag index entries of a message that ended.
 pub(crate) fn unindex_tags(kv: &mut dyn Kv, m: &Message) -> Result<(), StoreError> {
-    for (k, v) in &m.tags {
-        kv.delete(&keys::tagged(&m.account, k, v, m.id))?;
+    if m.tags.is_empty() {
+        return Ok(());
+    }
+    for name in indexed(kv)? {
+        if let Some(v) = m.tags.get(&name) {
+            kv.delete(&keys::tagged(&m.account, &name, v, m.id))?;
+        }
     }
     Ok(())
 }
@@ -341,6 +383,15 @@ pub(crate) fn record(
     if account.is_empty() || account.contains('\0') {
         return Ok(OpResult::Invalid("account must be non-empty".into()));
     }
+    if let StopFilter::Tag { key, .. } = filter {
+        let names = indexed(kv)?;
+        if !names.contains(key) {
+            return Ok(OpResult::Invalid(format!(
+                "tag {key:?} is not indexed for stops (storage.stop_tags: {})",
+                names.join(", ")
+            )));
+        }
+    }
     let seq_key = [keys::STOP_SEQ];
     let id = kv
         .get(&seq_key)?
@@ -359,11 +410,8 @@ pub(crate) fn record(
         step_cancelled: 0,
     };
     match filter {
-        StopFilter::Tag { key, .. } => {
-            if key.is_empty() {
-                return Ok(OpResult::Invalid("tag name must be non-empty".into()));
-            }
-        }
+        // Checked before anything is written.
+        StopFilter::Tag { .. } => {}
         StopFilter::Ids { ids } => {
             let mut ids = ids.clone();
             ids.sort_unstable();
