@@ -32,6 +32,15 @@
 //! channel window closes, the worker's `Outcome::Release`) is a release: only real send
 //! failures use up the retry budget.
 //!
+//! # Emergency stops and pauses
+//! The store's lease ends every message matching an active stop as `cancelled` instead of
+//! handing it out. What dispatch already leased before a stop sits in its lane buffers: when
+//! [`Store::stop_epoch`] changes (one atomic load per message handed on) it gives every
+//! buffered message back with `Op::Release`, which the store cancels if a stop matches, and
+//! leases again. While the channel's pause switch ([`DispatchLinks::paused`]) is on, it leases
+//! nothing and gives its buffers back, as when no bind is up, but without marking the channel
+//! down for route failover: the messages stay queued for this channel.
+//!
 //! # Outcomes
 //! Outcomes waiting in the queue are written together, in one store commit (up to 1024).
 //! `Sent` → `Op::Submitted` per part with the center id normalised by
@@ -55,11 +64,12 @@ use tracing::{debug, info, warn};
 use crate::channel::egress::{Content, OutboundMessage, Outcome, Settled};
 use crate::channel::normalise_center_id;
 use crate::clock::{Clock, from_ms, to_ms};
-use crate::metrics::{CHANNEL_QUEUE_DEPTH, DISPATCH_LEASED};
+use crate::metrics::{CANCELLED, CHANNEL_QUEUE_DEPTH, DISPATCH_LEASED};
 use crate::route::ChannelHealth;
 use crate::schedule::{WindowRules, next_allowed, parse_windows};
 use crate::store::{
-    Backend, EncodingHint, Lane, Message, MessageId, MessageState, Op, Payload, Store, StoreError,
+    Backend, EncodingHint, Lane, Message, MessageId, MessageState, Op, OpResult, Payload, Store,
+    StoreError,
 };
 
 /// Most worker outcomes written in one store commit.
@@ -208,6 +218,8 @@ pub struct DispatchLinks {
     pub wake: Arc<Notify>,
     /// `true` = stop leasing, finish outcomes, return.
     pub shutdown: watch::Receiver<bool>,
+    /// The channel's pause switch: `true` = lease nothing until it turns off.
+    pub paused: watch::Receiver<bool>,
 }
 
 /// Errors that stop a dispatcher.
@@ -228,6 +240,8 @@ pub struct DispatchStats {
     pub dispatched: u64,
     /// Messages that expired while leasing or were ended by the expiry sweep.
     pub expired: u64,
+    /// Messages a lease ended as `cancelled` (an emergency stop matched them).
+    pub cancelled: u64,
     /// Outcomes written back.
     pub outcomes: u64,
 }
@@ -251,6 +265,8 @@ pub struct Dispatcher<B: Backend, C: Clock> {
     closed_until: Option<Timestamp>,
     /// When to run the next expiry sweep.
     next_sweep: Timestamp,
+    /// The store's stop epoch when the buffers were last known to be free of stopped messages.
+    stop_epoch: u64,
     metrics: DispatchMetrics,
     stats: DispatchStats,
 }
@@ -271,6 +287,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
             recheck_at: None,
             closed_until: None,
             next_sweep,
+            stop_epoch: 0,
             stats: DispatchStats::default(),
         }
     }
@@ -297,6 +314,9 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
         );
         let mut was_up: Option<bool> = None;
         let mut stopping = false;
+        // A dropped pause sender leaves the switch where it was; stop watching it then, or
+        // `changed()` would wake the loop forever.
+        let mut pause_alive = true;
         loop {
             stopping |= *links.shutdown.borrow();
             if stopping {
@@ -314,12 +334,17 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
             if self.next_sweep <= self.clock.now() {
                 self.sweep_expired().await?;
             }
+            let paused = *links.paused.borrow();
+            if paused && self.buffers.iter().any(|b| !b.is_empty()) {
+                self.give_back_buffers(self.clock.now_ms()).await?;
+            }
             if self.recheck_at.is_some_and(|t| t <= self.clock.now()) {
                 // Checked here rather than by a timer branch: while the worker keeps taking
                 // messages the (biased) select never gets to a timer.
                 self.wake_all();
             }
-            let has_work = up && self.has_work();
+            let sending = up && !paused;
+            let has_work = sending && self.has_work();
             let wake_at = if has_work { None } else { self.wake_time()? };
             tokio::select! {
                 biased;
@@ -354,11 +379,15 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
                         Some(t) => self.clock.sleep_until(t).await,
                         None => std::future::pending().await,
                     }
-                }, if !has_work && up => self.wake_all(),
+                }, if !has_work && sending => self.wake_all(),
                 () = links.wake.notified() => self.wake_all(),
                 // Only wakes the loop: the sweep itself runs at the top of the next turn.
                 () = self.clock.sleep_until(self.next_sweep) => {}
                 _ = links.binds_up.changed() => {}
+                changed = links.paused.changed(), if pause_alive => {
+                    pause_alive = changed.is_ok();
+                    self.wake_all();
+                }
                 _ = links.shutdown.changed() => {}
             }
         }
@@ -451,6 +480,14 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
     /// The next message by lane fairness, leasing a batch when the lane's buffer is empty.
     async fn next_message(&mut self) -> Result<Option<OutboundMessage>, DispatchError> {
         loop {
+            let epoch = self.store.stop_epoch();
+            if epoch != self.stop_epoch {
+                // A stop was recorded: what was leased before it goes back through the store,
+                // which cancels the matches; the rest is leased again.
+                self.stop_epoch = epoch;
+                self.give_back_buffers(self.clock.now_ms()).await?;
+                self.wake_all();
+            }
             let now = self.clock.now();
             let open = next_allowed(now, &self.config.tz, &self.config.windows);
             if open != Some(now) {
@@ -485,6 +522,10 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
                     )
                     .await?;
                 self.stats.expired += leased.expired.len() as u64;
+                self.stats.cancelled += leased.cancelled.len() as u64;
+                if !leased.cancelled.is_empty() {
+                    counter!(CANCELLED).increment(leased.cancelled.len() as u64);
+                }
                 self.metrics.leased[i].increment(leased.messages.len() as u64);
                 if leased.messages.is_empty() {
                     self.dry[i] = true;
@@ -532,10 +573,24 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
             .map(|m| Op::Release { id: m.id, due_ms })
             .collect();
         if !ops.is_empty() {
-            self.store.submit(ops).await?;
+            let results = self.store.submit(ops).await?;
+            self.stats.cancelled += count_cancelled(&results);
         }
         Ok(())
     }
+}
+
+/// How many of `results` ended a message as `cancelled` (a release or requeue that met an
+/// active stop), counted in the metric too.
+fn count_cancelled(results: &[OpResult]) -> u64 {
+    let n = results
+        .iter()
+        .filter(|r| matches!(r, OpResult::Updated(MessageState::Cancelled)))
+        .count() as u64;
+    if n > 0 {
+        counter!(CANCELLED).increment(n);
+    }
+    n
 }
 
 /// Writes the worker's outcomes to the store, batching what is waiting into one commit.
@@ -577,7 +632,8 @@ impl<B: Backend, C: Clock> OutcomeWriter<B, C> {
         let requeued = ops
             .iter()
             .any(|op| matches!(op, Op::Requeue { .. } | Op::Release { .. }));
-        self.store.submit(ops).await?;
+        let results = self.store.submit(ops).await?;
+        count_cancelled(&results);
         if requeued {
             self.wake.notify_one();
         }

@@ -14,5 +14,6 @@ pub mod route;
 pub mod rules;
 pub mod schedule;
 pub mod serve;
+pub mod stop;
 pub mod store;
 pub mod tls;

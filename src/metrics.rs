@@ -125,6 +125,13 @@ pub const RULES_UNSUBSCRIBES: &str = "sluice_rules_unsubscribes_total";
 /// undercount).
 pub const RULES_FEEDBACK_LAGGED: &str = "sluice_rules_feedback_lagged_total";
 
+// Emergency stop and pause switches.
+/// Counter: messages ended as `cancelled` by an emergency stop (by the cancel call, its
+/// sweep, a lease or a hand-back that met it).
+pub const CANCELLED: &str = "sluice_cancelled_total";
+/// Gauge: pause switches that are on (label kind: `channel` or `account`).
+pub const PAUSED: &str = "sluice_paused";
+
 /// Buckets for latencies measured in seconds: 0.5 ms … 10 s. p99 batch accept < 20 ms is a
 /// target, so the low end is fine-grained.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -337,6 +344,16 @@ pub fn describe() {
         "Group commits made by the store writer."
     );
     describe_counter!(STORE_OPS, Unit::Count, "Ops applied by the store writer.");
+    describe_counter!(
+        CANCELLED,
+        Unit::Count,
+        "Messages ended as cancelled by an emergency stop."
+    );
+    describe_gauge!(
+        PAUSED,
+        Unit::Count,
+        "Pause switches that are on, per kind (channel, account)."
+    );
 }
 
 /// Copies the writer's running totals into the store counters.

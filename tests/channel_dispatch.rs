@@ -86,6 +86,7 @@ fn dispatch_to_fake<C: Clock + Clone>(
         health: Arc::clone(&health),
         wake: Arc::clone(&wake),
         shutdown: shutdown_rx,
+        paused: watch::channel(false).1,
     };
     let dispatcher = Dispatcher::new(config, store.clone(), clock);
     let task = tokio::spawn(async move { dispatcher.run(links).await.expect("dispatch runs") });
@@ -327,6 +328,7 @@ async fn store_to_simulator_and_receipts_back() {
         health: Arc::new(Mutex::new(ChannelHealth::default())),
         wake: Arc::new(Notify::new()),
         shutdown: shutdown_rx,
+        paused: watch::channel(false).1,
     };
     // The simulator writes hex ids. `Auto` would read hex "10" as decimal ten and collide
     // with hex "A": the id format must be configured per channel.
@@ -443,6 +445,7 @@ async fn throughput() {
         health: Arc::new(Mutex::new(ChannelHealth::default())),
         wake: Arc::new(Notify::new()),
         shutdown: shutdown_rx,
+        paused: watch::channel(false).1,
     };
     let mut dcfg = DispatchConfig::new("sim");
     dcfg.id_format = IdFormat::Hex;

@@ -46,7 +46,7 @@ pub struct Receipt {
     /// Gateway message id.
     #[serde(default)]
     pub id: Option<String>,
-    /// `delivered`, `undeliverable`, `expired`, `rejected` or `failed`.
+    /// `delivered`, `undeliverable`, `expired`, `rejected`, `failed` or `cancelled`.
     pub state: String,
     #[serde(default)]
     pub done_at: Option<Timestamp>,
@@ -72,12 +72,13 @@ pub enum FeedbackEvent {
 }
 
 /// Receipt states the gateway may report.
-pub const RECEIPT_STATES: [&str; 5] = [
+pub const RECEIPT_STATES: [&str; 6] = [
     "delivered",
     "undeliverable",
     "expired",
     "rejected",
     "failed",
+    "cancelled",
 ];
 
 /// Applies a receipt; returns whether it matched a contact.

@@ -29,6 +29,9 @@ pub struct FunnelRow {
     pub sent: u64,
     pub delivered: u64,
     pub failed: u64,
+    /// Stopped before they were submitted (the gateway's emergency stop): neither sent on
+    /// nor failed.
+    pub cancelled: u64,
     pub converted: u64,
     /// Of `converted`: subscribers whose reply reached no known extension and was credited
     /// by the latest-contact fallback.
@@ -68,7 +71,8 @@ pub fn funnel(conn: &Connection, task: i64) -> Result<Vec<FunnelRow>> {
     }
     let mut st = conn.prepare(
         "SELECT grp, channel, COUNT(*), SUM(state = 'delivered'),
-                SUM(state IN ('undeliverable', 'expired', 'rejected', 'failed'))
+                SUM(state IN ('undeliverable', 'expired', 'rejected', 'failed')),
+                SUM(state = 'cancelled')
          FROM contacts WHERE task_id = ?1 GROUP BY grp, channel",
     )?;
     let mut q = st.query([task])?;
@@ -80,6 +84,7 @@ pub fn funnel(conn: &Connection, task: i64) -> Result<Vec<FunnelRow>> {
         row.sent += r.get::<_, i64>(2)? as u64;
         row.delivered += r.get::<_, i64>(3)? as u64;
         row.failed += r.get::<_, i64>(4)? as u64;
+        row.cancelled += r.get::<_, i64>(5)? as u64;
     }
     let mut st = conn.prepare(
         "SELECT grp, channel, COUNT(DISTINCT sub_id),

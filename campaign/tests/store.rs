@@ -183,3 +183,39 @@ fn large_streamed_import_round_trips() {
     assert_eq!(got, want);
     assert_eq!(c.count(r#"brand = "gotone""#).unwrap(), gotone);
 }
+
+#[test]
+fn cancelled_receipts_are_counted_in_the_funnel() {
+    let mut c = Campaigns::in_memory().unwrap();
+    c.load_synthetic(10, 1).unwrap();
+    let at = ts("2026-03-05T10:00:00Z").as_second();
+    for sub in 1..=3 {
+        insert_contact(&c, sub, "sms", "DATA10", "promo", at);
+    }
+    c.conn
+        .execute(
+            "UPDATE contacts SET task_id = 9, gateway_id = 'g' || sub_id",
+            [],
+        )
+        .unwrap();
+    // The gateway's emergency stop reports `cancelled`; a delivery and a failure for contrast.
+    for (id, state) in [
+        ("g1", "cancelled"),
+        ("g2", "cancelled"),
+        ("g3", "delivered"),
+    ] {
+        let r = Receipt {
+            id: Some(id.into()),
+            state: state.into(),
+            done_at: None,
+            tags: Default::default(),
+        };
+        assert!(feedback::apply_receipt(&c.conn, &r, at).unwrap(), "{id}");
+    }
+    let f = c.funnel(9).unwrap();
+    assert_eq!(f.len(), 1);
+    assert_eq!(
+        (f[0].sent, f[0].delivered, f[0].failed, f[0].cancelled),
+        (3, 1, 0, 2)
+    );
+}

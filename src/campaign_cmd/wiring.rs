@@ -229,6 +229,7 @@ pub fn receipt_state(s: MessageState) -> Option<&'static str> {
         MessageState::Expired => "expired",
         MessageState::Rejected => "rejected",
         MessageState::Failed => "failed",
+        MessageState::Cancelled => "cancelled",
         MessageState::Queued
         | MessageState::Scheduled
         | MessageState::InFlight

@@ -212,6 +212,9 @@ pub struct StorageConfig {
     pub queue_ops: usize,
     /// Final messages are purged this many hours after they end.
     pub retention_hours: u64,
+    /// Tag names the store indexes so an emergency stop can name them
+    /// (`POST /v1/messages/cancel {"tag": …}`): each costs a write per tagged message.
+    pub stop_tags: Vec<String>,
 }
 
 impl Default for StorageConfig {
@@ -225,6 +228,7 @@ impl Default for StorageConfig {
             commit_max_ops: w.max_ops,
             queue_ops: w.queue_ops,
             retention_hours: 72,
+            stop_tags: vec!["task".to_owned()],
         }
     }
 }
@@ -298,7 +302,9 @@ pub struct AccountConfig {
     /// belongs to one account only.
     #[serde(default)]
     pub service_numbers: Vec<String>,
-    /// The account may manage the public contact rules (`/v1/rules`) with its API keys.
+    /// The account is an operator: with its API keys it manages the public contact rules
+    /// (`/v1/rules`) and switches pauses (`/v1/channels/{name}/pause`,
+    /// `/v1/accounts/{name}/pause`, …).
     #[serde(default)]
     pub operator: bool,
     /// Lane of the messages this account submits over SMPP (SMPP carries no lane): a

@@ -9,14 +9,18 @@
 //!
 //! - [`wap_push`]: the `si` / `sl` objects of `wap_push` messages, encoded at ingress.
 //! - [`place`]: route + windows → the channel and due time of each message.
+//! - [`cancel`]: the emergency stop of an account's own messages (by ids or by tag).
+//! - [`operator`]: operators' pause switches per channel and per account.
 //! - [`smpp_server`]: ESMEs binding to sluice over SMPP; submits take the same validation,
 //!   rate charge and durable accept (`http::accept_items`) as the HTTP API.
 
 pub mod accept;
 pub mod account;
 pub mod batch;
+pub mod cancel;
 pub mod http;
 pub mod message;
+pub mod operator;
 pub mod place;
 pub mod screen;
 pub mod smpp_server;

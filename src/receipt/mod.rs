@@ -460,6 +460,7 @@ fn state_label(s: MessageState) -> &'static str {
         MessageState::Expired => "expired",
         MessageState::Rejected => "rejected",
         MessageState::Failed => "failed",
+        MessageState::Cancelled => "cancelled",
         MessageState::Queued => "queued",
         MessageState::Scheduled => "scheduled",
         MessageState::InFlight => "in_flight",

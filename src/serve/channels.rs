@@ -35,6 +35,7 @@ use crate::config::{Config, Protocol};
 use crate::dispatch::{DispatchConfig, DispatchLinks, Dispatcher};
 use crate::receipt::Receipts;
 use crate::route::ChannelHealth;
+use crate::stop::Pauses;
 use crate::store::{AnyBackend, Store};
 
 /// Events buffered between a channel's binds and its receipt consumer.
@@ -66,6 +67,7 @@ pub(crate) fn spawn(
     rest_tasks: &mut JoinSet<()>,
     address_override: &HashMap<String, String>,
     clock: &AnyClock,
+    pauses: &Pauses<AnyBackend>,
 ) -> Result<Started, String> {
     let mut started = Started::default();
     let tz = config.time_zone();
@@ -110,6 +112,7 @@ pub(crate) fn spawn(
             ..DispatchConfig::new(&ch.name)
         };
         let dispatcher = Dispatcher::new(dc, store.clone(), clock.clone());
+        let paused = pauses.channel(&ch.name, Arc::clone(&wake));
         let links = DispatchLinks {
             to_worker: in_tx,
             outcomes: out_rx,
@@ -117,6 +120,7 @@ pub(crate) fn spawn(
             health: Arc::clone(health),
             wake,
             shutdown: stop_channels.clone(),
+            paused,
         };
         let name = ch.name.clone();
         let mut stop = stop_channels.clone();

@@ -66,6 +66,11 @@ use crate::store::{AnyBackend, Store, StoreError, open_store};
 
 mod channels;
 
+/// How long a stop keeps filtering leases after its sweep ended: twice dispatch's lease time,
+/// so every message in flight at the call has come back (and been cancelled) or been
+/// submitted before the stop retires.
+pub const STOP_HOLD: Duration = Duration::from_secs(600);
+
 /// How often the store's queue counters are copied into the `sluice_store_queue_depth` and
 /// `sluice_store_inflight` gauges (a memory read; no store access).
 pub const DEPTH_REFRESH: Duration = Duration::from_secs(1);
@@ -93,6 +98,8 @@ pub struct ServeOptions {
     /// through the whole pipeline without sleeping; on it, nothing due later than `now`
     /// moves until the test advances it.
     pub clock: AnyClock,
+    /// The emergency stop sweeper's step size and retire period.
+    pub stop_sweep: crate::stop::SweepConfig,
 }
 
 /// How `serve` hosts the campaign service in-process.
@@ -121,6 +128,7 @@ impl Default for ServeOptions {
             http_addr: None,
             campaign: None,
             clock: AnyClock::System,
+            stop_sweep: crate::stop::SweepConfig::default(),
         }
     }
 }
@@ -378,6 +386,9 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         clock.clone(),
     )?);
     // `open_store` has already returned every lease of the previous run to its queue.
+    store
+        .set_stop_tags(config.storage.stop_tags.clone())
+        .await?;
 
     let sim = if config.simulator.enabled {
         let handle = sluice_loadtest::Simulator::start(simulator_config(&config))
@@ -451,6 +462,22 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         stop_rest_rx.clone(),
     ));
 
+    // Pause switches (what the previous run left on) and the stop sweeper, which resumes a
+    // sweep the previous run did not finish.
+    let pauses = Arc::new(crate::stop::Pauses::load(store.clone())?);
+    let sweep_wake = Arc::new(tokio::sync::Notify::new());
+    {
+        let receipts = Arc::clone(&receipts);
+        let sweeper = crate::stop::Sweeper::new(
+            store.clone(),
+            clock.clone(),
+            opts.stop_sweep,
+            Arc::clone(&sweep_wake),
+            Arc::new(move || receipts.wake_outbox()),
+        );
+        rest_tasks.spawn(sweeper.run(stop_rest_rx.clone()));
+    }
+
     // Channels and dispatch.
     let health = Arc::new(Mutex::new(ChannelHealth::default()));
     let mut overrides = HashMap::new();
@@ -481,6 +508,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         &mut rest_tasks,
         &overrides,
         &clock,
+        &pauses,
     )
     .map_err(ServeError::Config)?;
 
@@ -643,12 +671,27 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         campaign = Some(hosted);
     }
     let operator_auth: Arc<dyn OperatorAuth> = Arc::new(AnyOperator(operator_sources));
-    let mut app =
-        router(Arc::clone(&state)).merge(crate::rules::http::router(Arc::new(RulesApi {
+    let mut app = router(Arc::clone(&state))
+        .merge(crate::rules::http::router(Arc::new(RulesApi {
             rules: Arc::clone(&rules),
             auth: Arc::clone(&operator_auth),
             imports: Arc::new(Imports::new(config.storage.path.clone())),
-        })));
+        })))
+        .merge(crate::ingress::cancel::router(
+            crate::ingress::cancel::CancelState {
+                ingress: Arc::clone(&state),
+                sweep: sweep_wake,
+                hold_ms: u64::try_from(STOP_HOLD.as_millis()).unwrap_or(u64::MAX),
+            },
+        ))
+        .merge(crate::ingress::operator::router(
+            crate::ingress::operator::OperatorState {
+                auth: Arc::clone(&operator_auth),
+                ingress: Arc::clone(&state),
+                pauses,
+                channels: config.channels.iter().map(|c| c.name.clone()).collect(),
+            },
+        ));
     if let Some(routes) = campaign_router {
         app = app.merge(routes);
     }

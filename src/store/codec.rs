@@ -97,6 +97,7 @@ const fn state_code(s: MessageState) -> u8 {
         MessageState::Expired => 6,
         MessageState::Rejected => 7,
         MessageState::Failed => 8,
+        MessageState::Cancelled => 9,
     }
 }
 
@@ -111,6 +112,7 @@ fn state_from(c: u8) -> Result<MessageState, DecodeError> {
         6 => MessageState::Expired,
         7 => MessageState::Rejected,
         8 => MessageState::Failed,
+        9 => MessageState::Cancelled,
         code => {
             return Err(DecodeError::BadCode {
                 field: "state",

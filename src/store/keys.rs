@@ -20,6 +20,13 @@
 //! | 0x10 MO outbox | account, 0, seq | MO JSON (`MoEvent`) |
 //! | 0x11 MO outbox next seq | account | u64 |
 //! | 0x12 queue counters | (empty): marker; channel, 0, lane or 0xFF (in flight) | version; u64 (`depth.rs`) |
+//! | 0x13 active stop | stop id | stop record JSON (`stop.rs`) |
+//! | 0x14 retired stop | stop id | stop record JSON, kept for progress queries |
+//! | 0x15 tag index | account, 0, tag key, 0, tag value, 0, id | empty (non-final messages only) |
+//! | 0x16 pause | kind (`c` channel, `a` account), name | empty |
+//! | 0x17 parked | account, 0, ready key without its tag | empty (a paused account's leased-over messages) |
+//! | 0x18 stop id counter | (empty) | u64 |
+//! | 0x19 indexed tag names | (empty) | names, each followed by 0 (absent: `task`) |
 //!
 //! The two outboxes (receipts 0x05/0x06, MO 0x10/0x11) share one layout; [`Outbox`] names
 //! which one a key function builds.
@@ -80,6 +87,68 @@ impl Outbox {
 }
 
 pub(crate) const DEPTH: u8 = 0x12;
+pub(crate) const STOP: u8 = 0x13;
+pub(crate) const STOP_DONE: u8 = 0x14;
+pub(crate) const TAGGED: u8 = 0x15;
+pub(crate) const PAUSE: u8 = 0x16;
+pub(crate) const PARKED: u8 = 0x17;
+pub(crate) const STOP_SEQ: u8 = 0x18;
+pub(crate) const STOP_TAGS: u8 = 0x19;
+
+/// Key of an active (`STOP`) or retired (`STOP_DONE`) stop record.
+pub(crate) fn stop(tag: u8, id: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = tag;
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// Prefix of the tag index entries of (account, tag key, tag value).
+pub(crate) fn tagged_prefix(account: &str, key: &str, value: &str) -> Vec<u8> {
+    let mut k = tagged_str(TAGGED, account);
+    k.extend_from_slice(key.as_bytes());
+    k.push(0);
+    k.extend_from_slice(value.as_bytes());
+    k.push(0);
+    k
+}
+
+/// Tag index entry of message `id`.
+pub(crate) fn tagged(account: &str, key: &str, value: &str, id: MessageId) -> Vec<u8> {
+    let mut k = tagged_prefix(account, key, value);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// Key of a pause switch: `kind` is `b'c'` (channel) or `b'a'` (account).
+pub(crate) fn pause(kind: u8, name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + name.len());
+    k.push(PAUSE);
+    k.push(kind);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// Prefix of the parked messages of `account`.
+pub(crate) fn parked_prefix(account: &str) -> Vec<u8> {
+    tagged_str(PARKED, account)
+}
+
+/// Parked entry of `account` for the ready key `ready_key`.
+pub(crate) fn parked(account: &str, ready_key: &[u8]) -> Vec<u8> {
+    let mut k = parked_prefix(account);
+    k.extend_from_slice(ready_key.get(1..).unwrap_or_default());
+    k
+}
+
+/// The ready key a parked entry of `account` stands for.
+pub(crate) fn unparked(account: &str, parked_key: &[u8]) -> Option<Vec<u8>> {
+    let rest = parked_key.get(parked_prefix(account).len()..)?;
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(READY);
+    k.extend_from_slice(rest);
+    Some(k)
+}
 
 /// Slot byte of a channel's in-flight counter (ready counters use their lane's byte).
 pub(crate) const IN_FLIGHT_SLOT: u8 = 0xFF;
@@ -265,6 +334,34 @@ mod tests {
         assert!(!(m >= p && m < prefix_end(&p)));
         assert_eq!(r, outbox("a", 1));
         assert_ne!(Outbox::Mo.next_seq("a"), outbox_seq("a"));
+    }
+
+    #[test]
+    fn parked_keys_give_back_their_ready_key() {
+        let r = ready("c", Lane::Marketing, 77, MessageId(5));
+        let p = parked("acme", &r);
+        assert!(p.starts_with(&parked_prefix("acme")));
+        assert_eq!(unparked("acme", &p), Some(r));
+        // An account whose name extends another's never falls in its range.
+        let other = parked("acme2", &ready("c", Lane::Otp, 0, MessageId(0)));
+        let pre = parked_prefix("acme");
+        assert!(!(other >= pre && other < prefix_end(&pre)));
+    }
+
+    #[test]
+    fn tag_index_keys_group_by_account_name_and_value() {
+        let pre = tagged_prefix("acme", "task", "42");
+        let k = tagged("acme", "task", "42", MessageId(9));
+        assert!(k.starts_with(&pre));
+        assert_eq!(k.len(), pre.len() + 8);
+        for (a, n, v) in [
+            ("acme", "task", "420"),
+            ("acme", "task2", "42"),
+            ("acme2", "task", "42"),
+        ] {
+            let other = tagged(a, n, v, MessageId(1));
+            assert!(!(other >= pre && other < prefix_end(&pre)), "{a} {n} {v}");
+        }
     }
 
     #[test]

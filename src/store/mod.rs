@@ -7,6 +7,8 @@
 //! - `keys.rs`: key layout; `model.rs`: records; `codec.rs`: their binary on-disk format;
 //!   `id.rs`: message ids.
 //! - `ops.rs`: every state change, written once for all engines; `reads.rs`: pure lookups.
+//! - `stop.rs`: emergency stops (durable filters checked by every lease, swept through the
+//!   tag index) and pause switches.
 //! - `writer.rs`: the group-commit writer; `seq_cache.rs`: its per-group cache of outbox
 //!   counters; `depth.rs`: exact queue-depth counters kept in every write transaction.
 //!
@@ -29,6 +31,10 @@
 //! - **replies**: `Op::MoEnqueue` keeps an MO in the account's MO outbox (answer the center
 //!   only after that commit); deliver from `mo_outbox(account, after, n)`, then `Op::MoDelete`.
 //! - **housekeeping**: `purge(now - retention, n)` until it returns less than `n`.
+//! - **emergency stop**: `stop(account, filter, now, hold)` records the stop durably (from
+//!   that commit no lease hands out a match), then `stop_step` until the record is `done`;
+//!   `stop_epoch()` changes after every stop, so a dispatcher can give back what it buffered.
+//!   `retire_stops(now)` periodically. Pauses: `set_pause`, `pauses`, `unpark` on resume.
 //! - **metrics**: `queue_depths()` — exact ready and in-flight counts kept by the writer in
 //!   every commit, read from memory — copied into gauges every second.
 
@@ -46,9 +52,11 @@ mod redb_backend;
 mod seq_cache;
 #[cfg(feature = "sled")]
 mod sled_backend;
+mod stop;
 mod writer;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -67,6 +75,7 @@ pub use ops::{Op, OpResult};
 pub use redb_backend::RedbBackend;
 #[cfg(feature = "sled")]
 pub use sled_backend::SledBackend;
+pub use stop::{PauseTarget, StopCounts, StopFilter, StopRecord};
 pub use writer::{WriterConfig, WriterStats};
 
 /// Result of leasing: messages now in flight, and those that expired instead.
@@ -76,6 +85,8 @@ pub struct Leased {
     pub messages: Vec<Message>,
     /// Messages that ended as `expired` (their receipt is in the outbox).
     pub expired: Vec<MessageId>,
+    /// Messages that ended as `cancelled` by an active stop (their receipt is in the outbox).
+    pub cancelled: Vec<MessageId>,
 }
 
 struct Inner<B: Backend> {
@@ -86,6 +97,9 @@ struct Inner<B: Backend> {
     ids: IdGenerator,
     stats: Arc<WriterStats>,
     depths: Arc<depth::Board>,
+    /// Bumped after every committed stop: dispatchers compare it (one atomic load per
+    /// message) to learn that what they buffered may have to go back to be filtered.
+    stop_epoch: AtomicU64,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -169,6 +183,7 @@ impl<B: Backend> Store<B> {
                 ids: IdGenerator::starting_after(last),
                 stats,
                 depths,
+                stop_epoch: AtomicU64::new(0),
                 thread: Some(thread),
             }),
         })
@@ -281,7 +296,15 @@ impl<B: Backend> Store<B> {
             lease_ms,
         };
         match self.submit(vec![op]).await?.pop() {
-            Some(OpResult::Leased { messages, expired }) => Ok(Leased { messages, expired }),
+            Some(OpResult::Leased {
+                messages,
+                expired,
+                cancelled,
+            }) => Ok(Leased {
+                messages,
+                expired,
+                cancelled,
+            }),
             other => Err(StoreError::Backend(format!("lease answered {other:?}"))),
         }
     }
@@ -324,6 +347,161 @@ impl<B: Backend> Store<B> {
                 "expected a count, got {other:?}"
             ))),
         }
+    }
+
+    /// Records an emergency stop of `account`'s messages matching `filter` in one durable
+    /// commit: from that commit on no lease hands out a match. An id stop is settled by
+    /// this call (its counts are final but for `in_flight`); a tag stop then needs
+    /// [`stop_step`](Self::stop_step) until it is `done`. `hold_ms`: how long it keeps
+    /// filtering leases after its sweep ends. `Ok(Err(reason))` when the request is invalid.
+    ///
+    /// # Errors
+    /// As [`Store::submit`].
+    pub async fn stop(
+        &self,
+        account: &str,
+        filter: StopFilter,
+        now_ms: u64,
+        hold_ms: u64,
+    ) -> Result<Result<StopRecord, String>, StoreError> {
+        let op = Op::Stop {
+            account: account.to_owned(),
+            filter,
+            now_ms,
+            hold_ms,
+        };
+        let r = match self.submit(vec![op]).await?.pop() {
+            Some(OpResult::Stopped(r)) => Ok(*r),
+            Some(OpResult::Invalid(reason)) => Err(reason),
+            other => return Err(StoreError::Backend(format!("stop answered {other:?}"))),
+        };
+        self.inner.stop_epoch.fetch_add(1, Ordering::AcqRel);
+        Ok(r)
+    }
+
+    /// One sweep step of stop `id` (up to `limit` messages of its tag in one durable
+    /// commit); the record after it, `None` if there is no such stop.
+    ///
+    /// # Errors
+    /// As [`Store::submit`].
+    pub async fn stop_step(
+        &self,
+        id: u64,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Option<StopRecord>, StoreError> {
+        match self
+            .submit(vec![Op::StopStep {
+                stop: id,
+                now_ms,
+                limit,
+            }])
+            .await?
+            .pop()
+        {
+            Some(OpResult::Stopped(r)) => Ok(Some(*r)),
+            Some(OpResult::NotFound) => Ok(None),
+            other => Err(StoreError::Backend(format!("stop step answered {other:?}"))),
+        }
+    }
+
+    /// Retires the stops whose hold ended by `now_ms`; returns how many.
+    ///
+    /// # Errors
+    /// As [`Store::submit`].
+    pub async fn retire_stops(&self, now_ms: u64) -> Result<usize, StoreError> {
+        self.count(Op::StopRetire { now_ms }).await
+    }
+
+    /// Sets the tag names the tag index covers, i.e. what a tag stop may name (config
+    /// `storage.stop_tags`; default `task`). Messages already stored keep the entries they
+    /// have.
+    ///
+    /// # Errors
+    /// As [`Store::submit`]; an empty name or one with NUL is [`StoreError::Backend`].
+    pub async fn set_stop_tags(&self, names: Vec<String>) -> Result<(), StoreError> {
+        match self.submit(vec![Op::IndexTags { names }]).await?.pop() {
+            Some(OpResult::Count(_)) => Ok(()),
+            other => Err(StoreError::Backend(format!("stop tags answered {other:?}"))),
+        }
+    }
+
+    /// The tag names a tag stop may name.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn stop_tags(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.backend.read(stop::indexed)
+    }
+
+    /// Changes whenever a stop or an account pause was committed through this handle.
+    pub fn stop_epoch(&self) -> u64 {
+        self.inner.stop_epoch.load(Ordering::Acquire)
+    }
+
+    /// A stop by id (active or retired).
+    ///
+    /// # Errors
+    /// Engine or decoding failure.
+    pub fn stop_status(&self, id: u64) -> Result<Option<StopRecord>, StoreError> {
+        self.inner.backend.read(|kv| stop::get(kv, id))
+    }
+
+    /// Ids of the stops whose sweep has not ended (to resume after a restart).
+    ///
+    /// # Errors
+    /// Engine or decoding failure.
+    pub fn unswept_stops(&self) -> Result<Vec<u64>, StoreError> {
+        self.inner.backend.read(stop::unswept)
+    }
+
+    /// Every stop leases still check (sweeping or holding).
+    ///
+    /// # Errors
+    /// Engine or decoding failure.
+    pub fn active_stops(&self) -> Result<Vec<StopRecord>, StoreError> {
+        self.inner.backend.read(stop::active)
+    }
+
+    /// Turns a pause switch on or off durably; `true` if it changed. Resuming an account
+    /// does not unpark its messages: call [`unpark`](Self::unpark) until it returns 0.
+    ///
+    /// # Errors
+    /// As [`Store::submit`]; an empty name is [`StoreError::Backend`].
+    pub async fn set_pause(&self, target: PauseTarget, paused: bool) -> Result<bool, StoreError> {
+        let account = matches!(target, PauseTarget::Account(_));
+        match self.submit(vec![Op::Pause { target, paused }]).await?.pop() {
+            Some(OpResult::Count(n)) => {
+                if account && paused {
+                    // Leases park the account's messages from now on; dispatchers must give
+                    // back what they already hold, exactly as after a stop.
+                    self.inner.stop_epoch.fetch_add(1, Ordering::AcqRel);
+                }
+                Ok(n > 0)
+            }
+            other => Err(StoreError::Backend(format!("pause answered {other:?}"))),
+        }
+    }
+
+    /// The pause switches that are on.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn pauses(&self) -> Result<Vec<PauseTarget>, StoreError> {
+        self.inner.backend.read(stop::pauses)
+    }
+
+    /// Puts up to `limit` parked messages of `account` back in their ready queues; returns
+    /// how many entries it visited (0: none left).
+    ///
+    /// # Errors
+    /// As [`Store::submit`].
+    pub async fn unpark(&self, account: &str, limit: usize) -> Result<usize, StoreError> {
+        self.count(Op::Unpark {
+            account: account.to_owned(),
+            limit,
+        })
+        .await
     }
 
     /// A message by id.

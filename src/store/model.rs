@@ -124,6 +124,9 @@ pub enum MessageState {
     Rejected,
     /// Final: the gateway gave up (retries exhausted, no route).
     Failed,
+    /// Final: stopped by its account (`POST /v1/messages/cancel`) before it was submitted
+    /// to a center.
+    Cancelled,
 }
 
 impl MessageState {
@@ -135,6 +138,7 @@ impl MessageState {
             Self::Expired => "EXPIRED",
             Self::Rejected => "REJECTD",
             Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELD",
             Self::Queued | Self::Scheduled | Self::InFlight | Self::Sent => "ENROUTE",
         }
     }
@@ -143,7 +147,12 @@ impl MessageState {
     pub const fn is_final(self) -> bool {
         matches!(
             self,
-            Self::Delivered | Self::Undeliverable | Self::Expired | Self::Rejected | Self::Failed
+            Self::Delivered
+                | Self::Undeliverable
+                | Self::Expired
+                | Self::Rejected
+                | Self::Failed
+                | Self::Cancelled
         )
     }
 }

@@ -25,6 +25,7 @@ use super::error::StoreError;
 use super::id::MessageId;
 use super::keys;
 use super::model::{Lane, Message, MessageState, MoEvent, Part, PartState, Receipt, ReceiptEvent};
+use super::stop::{self, Guards, PauseTarget, StopFilter, StopRecord};
 
 /// Scan chunk for unbounded sweeps (outbox ack).
 const CHUNK: usize = 1024;
@@ -164,6 +165,52 @@ pub enum Op {
         /// Most messages to delete in this step.
         limit: usize,
     },
+    /// Record an emergency stop of `account`'s messages matching `filter` (see `stop.rs`):
+    /// from this commit on no lease hands out a match. Id stops settle every id now; tag
+    /// stops are swept by [`Op::StopStep`]. Answers [`OpResult::Stopped`].
+    Stop {
+        /// Account whose messages stop.
+        account: String,
+        /// What to stop.
+        filter: StopFilter,
+        /// Current time, ms.
+        now_ms: u64,
+        /// How long the stop keeps filtering leases after its sweep ended, ms.
+        hold_ms: u64,
+    },
+    /// One sweep step of a tag stop: up to `limit` tag index entries from its durable cursor.
+    StopStep {
+        /// Stop id.
+        stop: u64,
+        /// Current time, ms.
+        now_ms: u64,
+        /// Most index entries to visit in this step.
+        limit: usize,
+    },
+    /// Retire stops whose hold ended by `now_ms` (leases stop checking them).
+    StopRetire {
+        /// Current time, ms.
+        now_ms: u64,
+    },
+    /// Turn a pause switch on or off (durable).
+    Pause {
+        /// Channel or account.
+        target: PauseTarget,
+        /// On (`true`) or off.
+        paused: bool,
+    },
+    /// Set the tag names the tag index covers (what tag stops may name), from config.
+    IndexTags {
+        /// Tag names.
+        names: Vec<String>,
+    },
+    /// Put up to `limit` parked messages of a resumed account back in their ready queues.
+    Unpark {
+        /// Account.
+        account: String,
+        /// Most entries in this step.
+        limit: usize,
+    },
 }
 
 /// What an [`Op`] did.
@@ -176,12 +223,14 @@ pub enum OpResult {
     Duplicate(MessageId),
     /// Refused; nothing written for this op.
     Invalid(String),
-    /// Leased messages, and the ids that expired instead.
+    /// Leased messages, and the ids that expired or were cancelled instead.
     Leased {
         /// Now in flight.
         messages: Vec<Message>,
         /// Ended as `expired` (a receipt was queued).
         expired: Vec<MessageId>,
+        /// Ended as `cancelled` by an active stop (a receipt was queued).
+        cancelled: Vec<MessageId>,
     },
     /// The message's state after the op.
     Updated(MessageState),
@@ -196,6 +245,8 @@ pub enum OpResult {
     Count(usize),
     /// Appended to an outbox under this sequence.
     Enqueued(u64),
+    /// A stop's record after the op.
+    Stopped(Box<StopRecord>),
 }
 
 fn decode<T: serde::de::DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T, StoreError> {
@@ -238,7 +289,7 @@ pub(crate) fn load(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, St
 
 /// Loads a message reached through a queue index. A record that cannot be decoded is logged
 /// and treated as absent, so one bad record cannot wedge a whole queue (or recovery).
-fn load_queued(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, StoreError> {
+pub(crate) fn load_queued(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, StoreError> {
     match load(kv, id) {
         Err(e @ StoreError::Corrupt { .. }) => {
             tracing::error!(%id, error = %e, "skipping undecodable message record");
@@ -269,7 +320,7 @@ fn unqueue(kv: &mut dyn Kv, m: &mut Message) -> Result<(), StoreError> {
 }
 
 /// Ends `m` in `state`, queues its receipt event, and saves it.
-fn finalize(
+pub(crate) fn finalize(
     kv: &mut dyn Kv,
     m: &mut Message,
     state: MessageState,
@@ -281,6 +332,7 @@ fn finalize(
     if let Some(exp) = m.expires_at_ms {
         kv.delete(&keys::expiry(exp, m.id))?;
     }
+    stop::unindex_tags(kv, m)?;
     m.state = state;
     m.done_ms = Some(now_ms);
     kv.put(&keys::terminal(now_ms, m.id), &[])?;
@@ -368,7 +420,8 @@ pub(crate) fn needs_fsync(op: &Op) -> bool {
 /// advanced an outbox sequence), so its commit must be made durable after all. Only a lease
 /// can: it finalizes messages it finds past their expiry.
 pub(crate) fn finalized_something(result: &OpResult) -> bool {
-    matches!(result, OpResult::Leased { expired, .. } if !expired.is_empty())
+    matches!(result, OpResult::Leased { expired, cancelled, .. }
+        if !expired.is_empty() || !cancelled.is_empty())
 }
 
 /// Applies one op. Ops are borrowed so the writer can retry a group batch by batch.
@@ -426,6 +479,21 @@ pub(crate) fn apply(kv: &mut dyn Kv, op: &Op) -> Result<OpResult, StoreError> {
         Op::Recover { now_ms } => recover(kv, *now_ms),
         Op::Purge { before_ms, limit } => purge(kv, *before_ms, *limit),
         Op::SweepExpired { now_ms, limit } => sweep_expired(kv, *now_ms, *limit),
+        Op::Stop {
+            account,
+            filter,
+            now_ms,
+            hold_ms,
+        } => stop::record(kv, account, filter, *now_ms, *hold_ms),
+        Op::StopStep {
+            stop,
+            now_ms,
+            limit,
+        } => stop::step(kv, *stop, *now_ms, *limit),
+        Op::StopRetire { now_ms } => stop::retire(kv, *now_ms),
+        Op::Pause { target, paused } => stop::set_pause(kv, target, *paused),
+        Op::Unpark { account, limit } => stop::unpark(kv, account, *limit),
+        Op::IndexTags { names } => stop::set_indexed(kv, names),
     }
 }
 
@@ -459,6 +527,7 @@ fn insert(kv: &mut dyn Kv, m: &Message) -> Result<OpResult, StoreError> {
         // The usual case, stored as given (no copy of the message).
         kv.put(&keys::ready(&m.channel, m.lane, m.due_ms, m.id), &[])?;
         index_expiry(kv, m)?;
+        stop::index_tags(kv, m)?;
         save(kv, m)?;
         return Ok(OpResult::Inserted(m.id));
     }
@@ -474,6 +543,7 @@ fn insert(kv: &mut dyn Kv, m: &Message) -> Result<OpResult, StoreError> {
         m.state = MessageState::Queued;
         kv.put(&keys::ready(&m.channel, m.lane, m.due_ms, m.id), &[])?;
         index_expiry(kv, &m)?;
+        stop::index_tags(kv, &m)?;
         save(kv, &m)?;
     }
     Ok(OpResult::Inserted(m.id))
@@ -490,8 +560,11 @@ fn lease(
     let until = now_ms.saturating_add(lease_ms);
     let mut messages = Vec::new();
     let mut expired = Vec::new();
+    let mut cancelled = Vec::new();
+    let mut skipped = 0usize;
+    let mut guards = Guards::load(kv, now_ms)?;
     for &lane in lanes {
-        let left = limit.saturating_sub(messages.len() + expired.len());
+        let left = limit.saturating_sub(messages.len() + expired.len() + cancelled.len() + skipped);
         if left == 0 {
             break;
         }
@@ -513,6 +586,17 @@ fn lease(
                 expired.push(id);
                 continue;
             }
+            if !guards.is_empty() {
+                if guards.cancel_if_stopped(kv, &mut m, now_ms)? {
+                    cancelled.push(id);
+                    continue;
+                }
+                if guards.paused(&m.account) {
+                    stop::park(kv, &key, &m)?;
+                    skipped += 1;
+                    continue;
+                }
+            }
             kv.delete(&key)?;
             m.state = MessageState::InFlight;
             m.lease_until_ms = Some(until);
@@ -522,7 +606,12 @@ fn lease(
             messages.push(m);
         }
     }
-    Ok(OpResult::Leased { messages, expired })
+    guards.save(kv)?;
+    Ok(OpResult::Leased {
+        messages,
+        expired,
+        cancelled,
+    })
 }
 
 /// Stored form of a receipt that arrived before its submit response.
@@ -627,6 +716,16 @@ fn requeue(
     };
     if m.state != MessageState::InFlight {
         return Ok(OpResult::Stale(m.state));
+    }
+    // A stop recorded while it was in flight: it goes no further. The op carries no clock;
+    // every stop not yet retired filters here, and the cancel is dated no later than the
+    // lease's end or the requeue's due time, whichever is first (both are now or just after
+    // for the hand-backs and retries that reach this).
+    let mut guards = Guards::load(kv, 0)?;
+    let at = due_ms.min(m.lease_until_ms.unwrap_or(u64::MAX));
+    if guards.cancel_if_stopped(kv, &mut m, at)? {
+        guards.save(kv)?;
+        return Ok(OpResult::Updated(MessageState::Cancelled));
     }
     unqueue(kv, &mut m)?;
     if count {

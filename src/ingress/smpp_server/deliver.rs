@@ -67,6 +67,8 @@ const fn smpp_state(s: MessageState) -> SmppState {
         MessageState::Expired => SmppState::Expired,
         MessageState::Rejected => SmppState::Rejected,
         MessageState::Undeliverable | MessageState::Failed => SmppState::Undeliverable,
+        // SMPP's DELETED: "the message has been cancelled or deleted from the MC".
+        MessageState::Cancelled => SmppState::Deleted,
         MessageState::Queued
         | MessageState::Scheduled
         | MessageState::InFlight
