@@ -1,6 +1,7 @@
 //! sluice gateway library: configuration, the durable store, scheduling and routing, and on
 //! top of them egress channels, ingress, receipts and metrics (see docs/ARCHITECTURE.md).
 
+pub mod bearer;
 pub mod campaign_cmd;
 pub mod channel;
 pub mod clock;

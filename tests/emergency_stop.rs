@@ -45,6 +45,7 @@ rate = 1000000
 burst = 1000000
 default_sender = "10690000"
 webhook_url = "{hook}/receipts"
+webhook_secret = "{secret}"
 [[accounts]]
 name = "beta"
 api_keys = ["{beta}"]
@@ -75,6 +76,7 @@ channel = "sim"
         acme = h(ACME),
         beta = h(BETA),
         ops = h(OPS),
+        secret = e2e_support::WEBHOOK_SECRET,
     )
 }
 

@@ -78,17 +78,6 @@ fn error(status: StatusCode, error: &str, reason: &str) -> Response {
         .into_response()
 }
 
-fn unauthorized() -> Response {
-    let mut r = (
-        StatusCode::UNAUTHORIZED,
-        axum::Json(json!({"error": "unauthorized"})),
-    )
-        .into_response();
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    r
-}
-
 /// The JSON view of a stop (both routes answer it).
 pub fn view(r: &StopRecord) -> Value {
     let c = r.counts;
@@ -112,7 +101,7 @@ async fn post_cancel(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let Some(account) = state.ingress.accounts.authenticate(auth) else {
-        return unauthorized();
+        return crate::bearer::unauthorized();
     };
     let req: CancelRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -202,7 +191,7 @@ async fn get_cancel(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let Some(account) = state.ingress.accounts.authenticate(auth) else {
-        return unauthorized();
+        return crate::bearer::unauthorized();
     };
     let not_found = || {
         (

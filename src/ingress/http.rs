@@ -123,23 +123,10 @@ impl ApiError {
     }
 }
 
-/// The 401 answer of the gateway's HTTP APIs (messages here, `/v1/rules` too): one body and
-/// one `Bearer` challenge, so a client handles a missing or unknown key the same way on both.
-pub(crate) fn unauthorized() -> Response {
-    let mut r = (
-        StatusCode::UNAUTHORIZED,
-        axum::Json(json!({"error": "unauthorized"})),
-    )
-        .into_response();
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    r
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = match self {
-            Self::Unauthorized => return unauthorized(),
+            Self::Unauthorized => return crate::bearer::unauthorized(),
             Self::RateLimited { retry_after_secs } => {
                 let mut r = (
                     StatusCode::TOO_MANY_REQUESTS,

@@ -107,7 +107,7 @@ impl From<RulesError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = match self {
-            Self::Unauthorized => return crate::ingress::http::unauthorized(),
+            Self::Unauthorized => return crate::bearer::unauthorized(),
             Self::Forbidden => (
                 StatusCode::FORBIDDEN,
                 json!({"error": "forbidden", "reason": "operators only"}),
