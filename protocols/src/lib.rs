@@ -8,9 +8,11 @@
 //! - [`cmpp`]: CMPP 2.0 / 3.0 PDUs, Msg_Id, authenticators, the SP session state machine.
 //! - [`sms`]: GSM 03.38, UCS-2, Latin-1, GBK; encoding choice; splitting and reassembly.
 //! - [`wap`]: WAP Push SI/SL → WBXML → WSP → WDP → SMS parts.
+//! - [`mm7`]: MM7 SOAP envelopes in multipart/related, status codes → accept / retry / fail.
 #![forbid(unsafe_code)]
 
 pub mod cmpp;
+pub mod mm7;
 pub mod smpp;
 pub mod sms;
 pub mod wap;
