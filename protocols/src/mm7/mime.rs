@@ -64,7 +64,7 @@ pub struct Part {
     pub content_location: Option<String>,
     pub transfer_encoding: TransferEncoding,
     pub body: Vec<u8>,
-    pub nested: Vec<Part>,
+    pub nested: Vec<Self>,
 }
 
 impl Part {
