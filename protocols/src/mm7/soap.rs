@@ -184,9 +184,11 @@ pub struct Envelope {
     pub message: Message,
 }
 
+/// One line, no line breaks: MIME text parts may have their line ends rewritten in transit
+/// (python's `email` turns CRLF into LF), so bytes without any stay identical end to end.
 fn envelope(ns: &str, transaction_id: &str, body: &str) -> String {
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n\
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
          <env:Envelope xmlns:env=\"{SOAP_ENV}\">\
          <env:Header><mm7:TransactionID xmlns:mm7=\"{ns}\" env:mustUnderstand=\"1\">{}</mm7:TransactionID></env:Header>\
          <env:Body>{body}</env:Body></env:Envelope>",
