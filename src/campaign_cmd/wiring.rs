@@ -101,12 +101,7 @@ pub struct CampaignOperators(pub Shared);
 
 impl crate::rules::OperatorAuth for CampaignOperators {
     fn operator(&self, headers: &axum::http::HeaderMap) -> Option<String> {
-        let token = headers
-            .get(axum::http::header::AUTHORIZATION)?
-            .to_str()
-            .ok()?
-            .strip_prefix("Bearer ")?
-            .trim();
+        let token = crate::bearer::token(headers)?;
         let c = self
             .0
             .lock()

@@ -156,10 +156,7 @@ impl Accounts {
 
     /// The account owning the key in an `Authorization` header value, if any.
     pub fn authenticate(&self, authorization: Option<&str>) -> Option<&Account> {
-        let key = authorization?.strip_prefix("Bearer ")?.trim();
-        if key.is_empty() {
-            return None;
-        }
+        let key = crate::bearer::token_of(authorization)?;
         let presented = key_hash(key);
         let mut found = None;
         // Visit every hash of every account: no early exit on a match.

@@ -10,15 +10,57 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
+use super::account::Accounts;
 use super::http::IngressState;
 use crate::rules::OperatorAuth;
 use crate::stop::Pauses;
 use crate::store::{AnyBackend, PauseTarget};
+
+/// Operators are the accounts configured with `operator = true`, authenticated by their API
+/// key exactly as for `POST /v1/messages` ([`Accounts::authenticate`]: SHA-256, constant-time
+/// over every key).
+pub struct AccountOperators {
+    ingress: Arc<IngressState>,
+    operators: Vec<String>,
+}
+
+impl AccountOperators {
+    /// Operators among `ingress`'s accounts: those named in `operators`.
+    pub fn new(ingress: Arc<IngressState>, operators: Vec<String>) -> Self {
+        Self { ingress, operators }
+    }
+}
+
+impl std::fmt::Debug for AccountOperators {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountOperators")
+            .field("operators", &self.operators)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OperatorAuth for AccountOperators {
+    fn operator(&self, headers: &HeaderMap) -> Option<String> {
+        operator_of(&self.ingress.accounts, &self.operators, headers)
+    }
+}
+
+/// The account behind `headers` when it is one of `operators`.
+fn operator_of(accounts: &Accounts, operators: &[String], headers: &HeaderMap) -> Option<String> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let account = accounts.authenticate(auth)?;
+    operators
+        .iter()
+        .any(|o| o == account.name())
+        .then(|| account.name().to_owned())
+}
 
 /// What the operator routes need.
 #[derive(Clone)]
@@ -67,12 +109,7 @@ impl IntoResponse for Denied {
     fn into_response(self) -> Response {
         match self {
             Self::Forbidden => status(StatusCode::FORBIDDEN, "forbidden"),
-            Self::Unauthorized => {
-                let mut r = status(StatusCode::UNAUTHORIZED, "unauthorized");
-                r.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                r
-            }
+            Self::Unauthorized => crate::bearer::unauthorized(),
         }
     }
 }
@@ -179,5 +216,42 @@ async fn get_pauses(State(state): State<OperatorState>, headers: HeaderMap) -> R
             axum::Json(json!({"error": "internal error", "reason": e.to_string()})),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingress::account::{AccountSpec, key_hash};
+    use crate::ingress::message::SenderPolicy;
+
+    fn headers(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, auth.parse().expect("header"));
+        h
+    }
+
+    fn account(name: &str, key: &str) -> AccountSpec {
+        AccountSpec {
+            name: name.into(),
+            key_sha256: vec![key_hash(key)],
+            rate_per_sec: None,
+            burst: None,
+            senders: SenderPolicy::default(),
+            webhook_url: None,
+            mo_url: None,
+        }
+    }
+
+    #[test]
+    fn only_operator_keys_are_operators() {
+        let accounts = Accounts::new([account("ops", "secret"), account("acme", "client")]);
+        let ops = ["ops".to_owned()];
+        let op = |h: &HeaderMap| operator_of(&accounts, &ops, h);
+        assert_eq!(op(&headers("Bearer secret")), Some("ops".into()));
+        assert_eq!(op(&headers("Bearer client")), None);
+        assert_eq!(op(&headers("Bearer other")), None);
+        assert_eq!(op(&headers("Basic secret")), None);
+        assert_eq!(op(&HeaderMap::new()), None);
     }
 }

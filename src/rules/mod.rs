@@ -26,6 +26,6 @@ pub mod import;
 pub mod model;
 pub mod view;
 
-pub use auth::{AccountOperators, AnyOperator, OperatorAuth};
+pub use auth::{AnyOperator, OperatorAuth};
 pub use engine::{Rules, RulesError};
 pub use model::{Channel, ListKind, Refusal};

@@ -61,7 +61,7 @@ use crate::receipt::{ReceiptConfig, Receipts};
 use crate::route::ChannelHealth;
 use crate::rules::http::RulesApi;
 use crate::rules::import::Imports;
-use crate::rules::{AccountOperators, AnyOperator, OperatorAuth, Rules};
+use crate::rules::{AnyOperator, OperatorAuth, Rules};
 use crate::store::{AnyBackend, Store, StoreError, open_store};
 
 mod channels;
@@ -629,7 +629,16 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
     let mut campaign = None;
     // Operators: the accounts marked `operator`, and the hosted campaign service's operator
     // users (added below).
-    let mut operator_sources: Vec<Arc<dyn OperatorAuth>> = vec![Arc::new(operators(&config)?)];
+    let mut operator_sources: Vec<Arc<dyn OperatorAuth>> =
+        vec![Arc::new(crate::ingress::operator::AccountOperators::new(
+            Arc::clone(&state),
+            config
+                .accounts
+                .iter()
+                .filter(|a| a.operator)
+                .map(|a| a.name.clone())
+                .collect(),
+        ))];
     let mut campaign_router = None;
     if let Some(host) = &opts.campaign {
         let mut campaigns = sluice_campaign::Campaigns::open(&host.db)
@@ -732,29 +741,6 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         campaign,
         rules,
     })
-}
-
-/// The accounts marked `operator = true`, as the rules API's credentials.
-fn operators(config: &Config) -> Result<AccountOperators, ServeError> {
-    let mut ops = Vec::new();
-    for (i, a) in config
-        .accounts
-        .iter()
-        .enumerate()
-        .filter(|(_, a)| a.operator)
-    {
-        let keys = a
-            .api_keys
-            .iter()
-            .enumerate()
-            .map(|(j, h)| {
-                parse_key_hash(h)
-                    .map_err(|r| ServeError::Config(format!("accounts[{i}].api_keys[{j}]: {r}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        ops.push((a.name.clone(), keys));
-    }
-    Ok(AccountOperators::new(ops))
 }
 
 /// Serves `/metrics` alone on `addr` (ops often scrape a port the API does not share).
