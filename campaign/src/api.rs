@@ -999,12 +999,11 @@ async fn orders<D>(
     body: axum::body::Bytes,
 ) -> JsonResult {
     caller.require(Action::Operate)?;
-    if identity::root_org(&lock(&st.svc).conn)? != Some(caller.org_id) {
-        return Err(CampaignError::Forbidden {
-            reason: "order files are province-wide: only the root organisation imports them".into(),
-        }
-        .into());
-    }
+    identity::require_root(
+        &lock(&st.svc).conn,
+        &caller,
+        "order files are province-wide: only the root organisation imports them",
+    )?;
     let svc = Arc::clone(&st.svc);
     let rep = tokio::task::spawn_blocking(move || {
         let mut c = lock(&svc);

@@ -406,6 +406,21 @@ pub fn root_org(conn: &Connection) -> Result<Option<i64>> {
         .optional()?)
 }
 
+/// `Ok` when `caller` belongs to the root organisation: province-wide data (subscribers,
+/// order files) is changed from there only. `reason` is the 403's text.
+///
+/// # Errors
+/// [`CampaignError::Forbidden`] for any other organisation; SQLite failure.
+pub fn require_root(conn: &Connection, caller: &Caller, reason: &str) -> Result<()> {
+    if root_org(conn)? == Some(caller.org_id) {
+        Ok(())
+    } else {
+        Err(CampaignError::Forbidden {
+            reason: reason.to_owned(),
+        })
+    }
+}
+
 /// One organisation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Org {

@@ -140,17 +140,6 @@ impl IdentityState for Arc<ManageState> {
     }
 }
 
-/// `Ok` when the caller belongs to the root organisation (province-wide data).
-fn require_root(c: &Campaigns, caller: &Caller, what: &str) -> Result<(), CampaignError> {
-    if identity::root_org(&c.conn)? == Some(caller.org_id) {
-        Ok(())
-    } else {
-        Err(CampaignError::Forbidden {
-            reason: format!("{what} is province-wide: only the root organisation changes it"),
-        })
-    }
-}
-
 /// The management router (mount under `/v1/campaign`); merges into a router of any state.
 pub fn router<S: Clone + Send + Sync + 'static>(svc: Shared) -> Router<S> {
     let st = Arc::new(ManageState {
@@ -198,10 +187,13 @@ impl Read for BodyReader {
 }
 
 async fn import(caller: Caller, State(st): State<Arc<ManageState>>, body: Body) -> Response {
-    if let Err(e) = caller
-        .require(IdAction::Plan)
-        .and_then(|()| require_root(&lock(&st.svc), &caller, "the subscriber table"))
-    {
+    if let Err(e) = caller.require(IdAction::Plan).and_then(|()| {
+        identity::require_root(
+            &lock(&st.svc).conn,
+            &caller,
+            "the subscriber table is province-wide: only the root organisation changes it",
+        )
+    }) {
         return ApiError(e).into_response();
     }
     let job = Arc::new(ImportJob::default());
