@@ -271,7 +271,7 @@ impl HttpDispatcher {
     async fn cancel_attempt(
         &self,
         body: &serde_json::Value,
-    ) -> Result<serde_json::Value, (DispatchError, bool)> {
+    ) -> Result<serde_json::Value, (DispatchError, Option<Duration>)> {
         let resp = self
             .client
             .post(format!("{}/cancel", self.url))
@@ -279,23 +279,59 @@ impl HttpDispatcher {
             .json(body)
             .send()
             .await
-            .map_err(|e| (DispatchError::Transport(e.to_string()), true))?;
+            .map_err(|e| {
+                (
+                    DispatchError::Transport(e.to_string()),
+                    Some(Duration::ZERO),
+                )
+            })?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| (DispatchError::Transport(e.to_string()), true))?;
+        let bytes = resp.bytes().await.map_err(|e| {
+            (
+                DispatchError::Transport(e.to_string()),
+                Some(Duration::ZERO),
+            )
+        })?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
-                .map_err(|e| (DispatchError::BadResponse(e.to_string()), false));
+                .map_err(|e| (DispatchError::BadResponse(e.to_string()), None));
         }
         Err((
             DispatchError::Status {
                 status: status.as_u16(),
                 body: String::from_utf8_lossy(&bytes).into_owned(),
             },
-            status.is_server_error(),
+            status.is_server_error().then_some(Duration::ZERO),
         ))
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good (`None` wait) or `max_attempts` are
+    /// used; between attempts waits the longer of the answer's wait (Retry-After) and an
+    /// exponential backoff, capped at `max_backoff`. The same request goes every time, so a
+    /// retry after a lost answer is harmless (client_refs; a repeated stop finds nothing).
+    async fn retrying<T, Fut>(
+        &self,
+        what: &'static str,
+        mut attempt: impl FnMut() -> Fut,
+    ) -> Result<T, DispatchError>
+    where
+        Fut: Future<Output = Result<T, (DispatchError, Option<Duration>)>>,
+    {
+        let mut backoff = Duration::from_millis(100);
+        let mut n = 1;
+        loop {
+            match attempt().await {
+                Ok(v) => return Ok(v),
+                Err((e, Some(wait))) if n < self.max_attempts => {
+                    tracing::warn!(attempt = n, error = %e, "{what}; retrying.");
+                    let wait = wait.max(backoff).min(self.max_backoff);
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(self.max_backoff);
+                    n += 1;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
     }
 }
 
@@ -308,38 +344,15 @@ impl Dispatcher for HttpDispatcher {
         value: &str,
     ) -> Result<serde_json::Value, DispatchError> {
         let body = serde_json::json!({ "tag": { name: value } });
-        let mut backoff = Duration::from_millis(100);
-        let mut attempt = 1;
-        loop {
-            match self.cancel_attempt(&body).await {
-                Ok(v) => return Ok(v),
-                Err((e, true)) if attempt < self.max_attempts => {
-                    tracing::warn!(attempt, error = %e, "Gateway did not take the stop; retrying.");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.max_backoff);
-                    attempt += 1;
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
+        self.retrying("Gateway did not take the stop", || {
+            self.cancel_attempt(&body)
+        })
+        .await
     }
 
     async fn dispatch(&self, batch: &[OutboundMessage]) -> Result<Vec<Dispatched>, DispatchError> {
-        let mut backoff = Duration::from_millis(100);
-        let mut attempt = 1;
-        loop {
-            match self.attempt(batch).await {
-                Ok(ids) => return Ok(ids),
-                Err((e, Some(wait))) if attempt < self.max_attempts => {
-                    tracing::warn!(attempt, error = %e, "Gateway refused batch; retrying.");
-                    let wait = wait.max(backoff).min(self.max_backoff);
-                    tokio::time::sleep(wait).await;
-                    backoff = (backoff * 2).min(self.max_backoff);
-                    attempt += 1;
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
+        self.retrying("Gateway refused batch", || self.attempt(batch))
+            .await
     }
 }
 
