@@ -19,6 +19,8 @@ pub enum ContentError {
     Split(sms::SplitError),
     /// The client's UDH does not parse.
     Udh(sms::UdhError),
+    /// Multimedia content cannot become SMS parts (an MMS routed to an SMS channel).
+    NotSms,
 }
 
 /// The parts of `content`. `defined` says which encodings the protocol can name (a hint
@@ -53,5 +55,6 @@ pub fn split_content(
             };
             split_binary(data, &ies, opts).map_err(ContentError::Split)
         }
+        Content::Mms(_) => Err(ContentError::NotSms),
     }
 }

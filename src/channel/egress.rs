@@ -43,6 +43,23 @@ pub enum Content {
         /// Client UDH, e.g. WAP port addressing.
         udh: Option<Vec<u8>>,
     },
+    /// A multimedia message: its content is shared by every recipient of one campaign, so it
+    /// travels behind an `Arc` (one copy in memory however many recipients are in flight).
+    Mms(Arc<MmsContent>),
+}
+
+/// An MMS's content as a channel sends it (MM7's SubmitReq content part).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MmsContent {
+    /// The subject line, if any.
+    pub subject: Option<String>,
+    /// The content's `Content-Type` header value: `multipart/related; boundary=…;
+    /// type="application/smil"; start=…` (or a single part's media type).
+    pub content_type: String,
+    /// The content's MIME body exactly as it goes inside the request (SMIL and media parts).
+    pub body: bytes::Bytes,
+    /// SHA-256 of `body`: the content store's key, so equal contents are one entry.
+    pub digest: [u8; 32],
 }
 
 /// A message handed to the channel worker.

@@ -99,6 +99,9 @@ pub enum BuildError {
     /// The client's UDH does not parse.
     #[error("invalid UDH: {0}")]
     Udh(#[from] sms::UdhError),
+    /// An MMS reached an SMS channel (routes send `kind = "mms"` to MM7 channels).
+    #[error("multimedia content cannot be sent as SMS")]
+    NotSms,
     /// SAR TLVs do not exist in CMPP.
     #[error("SAR concatenation does not exist in CMPP")]
     Sar,
@@ -121,6 +124,7 @@ impl From<ContentError> for BuildError {
             ContentError::NoEncoding => Self::NoEncoding,
             ContentError::Split(e) => Self::Split(e),
             ContentError::Udh(e) => Self::Udh(e),
+            ContentError::NotSms => Self::NotSms,
         }
     }
 }

@@ -55,6 +55,9 @@ pub enum BuildError {
     /// The client's UDH does not parse.
     #[error("invalid UDH: {0}")]
     Udh(#[from] sms::UdhError),
+    /// An MMS reached an SMS channel (routes send `kind = "mms"` to MM7 channels).
+    #[error("multimedia content cannot be sent as SMS")]
+    NotSms,
     /// A field does not fit the PDU (e.g. an address longer than SMPP allows).
     #[error("cannot encode submit_sm: {0}")]
     Encode(#[from] sluice_protocols::smpp::EncodeError),
@@ -66,6 +69,7 @@ impl From<ContentError> for BuildError {
             ContentError::NoEncoding => Self::NoEncoding,
             ContentError::Split(e) => Self::Split(e),
             ContentError::Udh(e) => Self::Udh(e),
+            ContentError::NotSms => Self::NotSms,
         }
     }
 }
