@@ -6,6 +6,11 @@ if ! command -v wapbox >/dev/null 2>&1 && ! [ -x /usr/sbin/wapbox ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq kannel >/dev/null
 fi
+# xmllint for the MM7 schema proof (protocols/tests/mm7_schema) once the 3GPP XSD is in the tree.
+if ! command -v xmllint >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq libxml2-utils >/dev/null
+fi
 python3 -c 'import smpplib' 2>/dev/null || python3 -m pip install -q smpplib==2.2.4 || python3 -m pip install -q --break-system-packages smpplib==2.2.4
 if [ ! -d tests/peers/node/node_modules/smpp ]; then
   (cd tests/peers/node && npm ci --silent --no-audit --no-fund)

@@ -186,7 +186,7 @@ pub struct Envelope {
 
 /// One line, no line breaks: MIME text parts may have their line ends rewritten in transit
 /// (python's `email` turns CRLF into LF), so bytes without any stay identical end to end.
-fn envelope(ns: &str, transaction_id: &str, body: &str) -> String {
+pub(crate) fn envelope(ns: &str, transaction_id: &str, body: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
          <env:Envelope xmlns:env=\"{SOAP_ENV}\">\
@@ -196,18 +196,18 @@ fn envelope(ns: &str, transaction_id: &str, body: &str) -> String {
     )
 }
 
-fn element(out: &mut String, name: &str, value: &str) {
+pub(crate) fn element(out: &mut String, name: &str, value: &str) {
     out.push_str(&format!("<{name}>{}</{name}>", escape(value)));
 }
 
-fn address(out: &mut String, wrapper: &str, address: &Address) {
+pub(crate) fn address(out: &mut String, wrapper: &str, address: &Address) {
     let (name, value) = address.element();
     out.push_str(&format!("<{wrapper}>"));
     element(out, name, value);
     out.push_str(&format!("</{wrapper}>"));
 }
 
-fn status(out: &mut String, status: &Status) {
+pub(crate) fn status(out: &mut String, status: &Status) {
     out.push_str("<Status>");
     element(out, "StatusCode", &status.code.to_string());
     if let Some(text) = &status.text {
@@ -283,17 +283,17 @@ pub fn encode_deliver_rsp(
 /// One element of the document: its path of local names from the root, its namespace, its
 /// attributes (by local name) and its text.
 #[derive(Debug)]
-struct Node {
-    path: Vec<String>,
-    ns: Option<String>,
-    attrs: Vec<(String, String)>,
-    text: String,
+pub(crate) struct Node {
+    pub(crate) path: Vec<String>,
+    pub(crate) ns: Option<String>,
+    pub(crate) attrs: Vec<(String, String)>,
+    pub(crate) text: String,
 }
 
 /// Elements under one subtree, addressed by the local-name path below its root.
-struct Tree<'a> {
-    nodes: &'a [Node],
-    depth: usize,
+pub(crate) struct Tree<'a> {
+    pub(crate) nodes: &'a [Node],
+    pub(crate) depth: usize,
 }
 
 impl<'a> Tree<'a> {
@@ -303,18 +303,18 @@ impl<'a> Tree<'a> {
             .map(move |n| (&n.path[self.depth.min(n.path.len())..], n))
     }
 
-    fn node(&self, rel: &[&str]) -> Option<&'a Node> {
+    pub(crate) fn node(&self, rel: &[&str]) -> Option<&'a Node> {
         self.under()
             .find(|(p, _)| p.iter().map(String::as_str).eq(rel.iter().copied()))
             .map(|(_, n)| n)
     }
 
-    fn text(&self, rel: &[&str]) -> Option<String> {
+    pub(crate) fn text(&self, rel: &[&str]) -> Option<String> {
         self.node(rel).map(|n| n.text.trim().to_owned())
     }
 
     /// Addresses in elements `wrapper/…/{Number|ShortCode|RFC2822Address}`.
-    fn addresses(&self, wrapper: &[&str]) -> Vec<Address> {
+    pub(crate) fn addresses(&self, wrapper: &[&str]) -> Vec<Address> {
         self.under()
             .filter(|(p, _)| {
                 p.len() > wrapper.len()
@@ -335,7 +335,7 @@ impl<'a> Tree<'a> {
             .collect()
     }
 
-    fn status(&self, rel: &[&str]) -> Result<Option<Status>, SoapError> {
+    pub(crate) fn status(&self, rel: &[&str]) -> Result<Option<Status>, SoapError> {
         let mut code_path = rel.to_vec();
         code_path.push("StatusCode");
         let Some(code) = self.text(&code_path) else {
@@ -351,7 +351,7 @@ impl<'a> Tree<'a> {
     }
 }
 
-fn parse_nodes(xml: &[u8]) -> Result<Vec<Node>, SoapError> {
+pub(crate) fn parse_nodes(xml: &[u8]) -> Result<Vec<Node>, SoapError> {
     let mut reader = NsReader::from_reader(xml);
     let mut nodes: Vec<Node> = Vec::new();
     let mut stack: Vec<(String, usize)> = Vec::new();
