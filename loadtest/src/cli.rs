@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::config::Mm7Config;
 use crate::config::{ListenerConfig, Protocol, SimConfig};
+use crate::load::mm7::Mm7Target;
 use crate::load::{CmppVersion, ConcatMode, LoadConfig, PayloadConfig, Summary, Target};
 use crate::sim::Simulator;
 use crate::tally::TallySnapshot;
@@ -29,6 +31,13 @@ pub struct SimArgs {
     /// Write the tally as JSON here on exit (overrides the config's tally_path).
     #[arg(long)]
     pub tally_out: Option<PathBuf>,
+    /// Also run an MMSC (MM7) on this address when no config is given.
+    #[arg(long)]
+    pub mm7: Option<SocketAddr>,
+    /// Where that MMSC sends DeliveryReportReq / DeliverReq (e.g. sluice's
+    /// http://127.0.0.1:8080/mm7/CHANNEL, or `loadtest --target mm7`'s report listener).
+    #[arg(long)]
+    pub vasp_url: Option<String>,
     /// Stop after this many seconds instead of waiting for Ctrl-C.
     #[arg(long)]
     pub duration: Option<f64>,
@@ -49,6 +58,8 @@ pub enum TargetKind {
     Http,
     /// Kannel's HTTP sendsms.
     Kannel,
+    /// An MMSC over MM7 (the simulator's MMSC), as a VASP.
+    Mm7,
 }
 
 /// `loadtest`: drive a server and report throughput and latency.
@@ -56,8 +67,8 @@ pub enum TargetKind {
 pub struct LoadtestArgs {
     #[arg(long, value_enum, default_value = "smpp")]
     pub target: TargetKind,
-    /// SMPP server address (default 127.0.0.1:2775) or CMPP ISMG address (default
-    /// 127.0.0.1:7890).
+    /// SMPP server address (default 127.0.0.1:2775), CMPP ISMG address (default
+    /// 127.0.0.1:7890) or MMSC (default 127.0.0.1:7070; a full http:// URL is used as is).
     #[arg(long)]
     pub addr: Option<String>,
     /// HTTP URL (sluice: http://127.0.0.1:8080/v1/messages; Kannel: http://127.0.0.1:13013/cgi-bin/sendsms).
@@ -138,6 +149,24 @@ pub struct LoadtestArgs {
     pub bind_timeout: f64,
     #[arg(long, default_value_t = 10.0)]
     pub response_timeout: f64,
+    /// MM7: bytes of the image part of every MMS.
+    #[arg(long, default_value_t = 50 * 1024)]
+    pub mm7_content_bytes: usize,
+    /// MM7: where the MMSC's DeliveryReportReq / DeliverReq are received (with --dlr); the
+    /// MMSC's `mm7.vasp_url` must point here.
+    #[arg(long, default_value = "127.0.0.1:9091")]
+    pub mm7_report_listen: String,
+    /// MM7: VASPID and VASID of every SubmitReq (ServiceCode is --service-id, the sender
+    /// short code --src-id).
+    #[arg(long, default_value = "901234")]
+    pub vaspid: String,
+    #[arg(long, default_value = "10690001")]
+    pub vasid: String,
+    /// MM7: HTTP basic user and password for the MMSC, if it asks.
+    #[arg(long)]
+    pub mm7_user: Option<String>,
+    #[arg(long)]
+    pub mm7_password: Option<String>,
     /// Write the JSON summary here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -182,6 +211,24 @@ impl LoadtestArgs {
                 password: self.password.clone(),
                 dlr_url: self.kannel_dlr_url.clone(),
             },
+            TargetKind::Mm7 => {
+                let addr = self.addr.clone().unwrap_or_else(|| "127.0.0.1:7070".into());
+                Target::Mm7(Mm7Target {
+                    url: if addr.starts_with("http://") || addr.starts_with("https://") {
+                        addr
+                    } else {
+                        format!("http://{addr}/mm7")
+                    },
+                    vaspid: self.vaspid.clone(),
+                    vasid: self.vasid.clone(),
+                    service_code: self.service_id.clone(),
+                    namespace: sluice_protocols::mm7::soap::REL_6_MM7_1_4.to_owned(),
+                    content_bytes: self.mm7_content_bytes,
+                    user: self.mm7_user.clone(),
+                    password: self.mm7_password.clone(),
+                    report_listen: self.mm7_report_listen.clone(),
+                })
+            }
         };
         let count = match (self.count, self.duration) {
             (None, None) => Some(10_000),
@@ -199,6 +246,11 @@ impl LoadtestArgs {
             count,
             duration: self.duration.map(secs),
             payload: PayloadConfig {
+                source: if self.target == TargetKind::Mm7 {
+                    self.src_id.clone()
+                } else {
+                    PayloadConfig::default().source
+                },
                 chars: self.chars,
                 ucs2_share: self.ucs2_share,
                 concat: self.concat,
@@ -219,7 +271,14 @@ impl LoadtestArgs {
 pub async fn run_sim(args: SimArgs) -> anyhow::Result<TallySnapshot> {
     let mut cfg = match &args.config {
         Some(p) => SimConfig::from_file(p).with_context(|| format!("loading {}", p.display()))?,
-        None => default_sim(args.smpp, args.cmpp),
+        None => {
+            let mut cfg = default_sim(args.smpp, args.cmpp);
+            if let Some(addr) = args.mm7 {
+                cfg.listeners
+                    .push(mmsc_listener(addr, args.vasp_url.clone()));
+            }
+            cfg
+        }
     };
     if args.tally_out.is_some() {
         cfg.tally_path = args.tally_out.clone();
@@ -289,12 +348,35 @@ pub fn default_sim(smpp: SocketAddr, cmpp: SocketAddr) -> SimConfig {
     }
 }
 
+/// An MMSC with default behaviour on `addr`, reporting to `vasp_url`.
+pub fn mmsc_listener(addr: SocketAddr, vasp_url: Option<String>) -> ListenerConfig {
+    ListenerConfig {
+        name: "mmsc".into(),
+        protocol: Protocol::Mm7,
+        addr,
+        mm7: Mm7Config {
+            vasp_url,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 /// Runs a load test, prints the report and writes the JSON summary if asked.
 pub async fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<Summary> {
     let mut cfg = args.to_config();
     let sim = if args.with_sim {
-        let h =
-            Simulator::start(default_sim("127.0.0.1:0".parse()?, "127.0.0.1:0".parse()?)).await?;
+        let mut sim_cfg = default_sim("127.0.0.1:0".parse()?, "127.0.0.1:0".parse()?);
+        if let Target::Mm7(t) = &mut cfg.target {
+            // The MMSC must know the report listener's port before the run binds it.
+            let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+            t.report_listen = free.to_string();
+            sim_cfg.listeners.push(mmsc_listener(
+                "127.0.0.1:0".parse()?,
+                Some(format!("http://{free}/")),
+            ));
+        }
+        let h = Simulator::start(sim_cfg).await?;
         match &mut cfg.target {
             Target::Smpp { addr, .. } => {
                 if let Some(a) = h.addr_of(Protocol::Smpp) {
@@ -304,6 +386,11 @@ pub async fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<Summary> {
             Target::Cmpp { addr, .. } => {
                 if let Some(a) = h.addr_of(Protocol::Cmpp) {
                     *addr = a.to_string();
+                }
+            }
+            Target::Mm7(t) => {
+                if let Some(a) = h.addr_of(Protocol::Mm7) {
+                    t.url = format!("http://{a}/mm7");
                 }
             }
             Target::Http { .. } | Target::Kannel { .. } => {}

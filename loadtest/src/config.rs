@@ -65,7 +65,8 @@ pub enum Protocol {
     Smpp,
     /// CMPP 2.0 / 3.0 ISMG (version chosen by the client's CONNECT).
     Cmpp,
-    /// Reserved for the MM7 MMSC (not implemented yet; rejected at start).
+    /// MM7 MMSC (HTTP, SOAP in multipart/related): accepts SubmitReq, sends DeliveryReportReq
+    /// and DeliverReq to `mm7.vasp_url`. Settings in [`Mm7Config`].
     Mm7,
 }
 
@@ -218,6 +219,81 @@ pub struct ListenerConfig {
     /// Accept TCP connections but never answer anything.
     pub stall: bool,
     pub mo: MoConfig,
+    /// MM7 only (`protocol = "mm7"`): the MMSC's HTTP side and its fault modes.
+    pub mm7: Mm7Config,
+}
+
+/// HTTP basic credentials.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub user: String,
+    pub password: String,
+}
+
+/// The simulated MMSC (a `protocol = "mm7"` listener). The listener's `latency`, `errors`,
+/// `throughput`, `burst`, `window` (in-flight SubmitReqs over the listener), `dlr` (`mix`,
+/// `delay`), `message_id`, `stall` and `mo` apply as for the SMSC; `errors` answer with
+/// `permanent_status` / `temporary_status`, throughput and window overruns with
+/// `throttle_status`. `dlr.early_share` and `disconnect_probability` are SMPP/CMPP only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mm7Config {
+    /// Where DeliveryReportReq and DeliverReq are POSTed (the gateway's `/mm7/{channel}`);
+    /// none = the MMSC sends neither.
+    pub vasp_url: Option<String>,
+    /// MM7 namespace of what the MMSC sends (answers use the request's).
+    pub namespace: String,
+    /// Credentials a VASP must present (HTTP basic); none = open.
+    pub auth: Option<BasicAuth>,
+    /// Credentials the MMSC presents to `vasp_url`.
+    pub vasp_auth: Option<BasicAuth>,
+    /// Share of SubmitReqs never answered (the client times out).
+    pub timeout_share: f64,
+    /// Share of SubmitReqs answered HTTP 503 with no SOAP body.
+    pub http_error_share: f64,
+    /// Share of SubmitReqs answered after an extra `slow_delay`.
+    pub slow_share: f64,
+    pub slow_delay: crate::dist::Delay,
+    /// MM7 status for `errors.permanent` (2002 address error).
+    pub permanent_status: u16,
+    /// MM7 status for `errors.temporary` (3001 not possible).
+    pub temporary_status: u16,
+    /// MM7 status when `throughput` or `window` is exceeded (4006 service unavailable).
+    pub throttle_status: u16,
+    /// A report or MO not answered with status 1000 within this is sent again.
+    pub report_timeout_ms: u64,
+    /// Pause before sending an unanswered report or MO again.
+    pub resend_after_ms: u64,
+    /// Attempts per report or MO before giving up (0 = until shutdown).
+    pub max_attempts: u32,
+    /// Reports and MOs in flight to the VASP at once.
+    pub concurrency: usize,
+    /// Largest accepted request body, bytes.
+    pub max_body: usize,
+}
+
+impl Default for Mm7Config {
+    fn default() -> Self {
+        Self {
+            vasp_url: None,
+            namespace: sluice_protocols::mm7::soap::REL_6_MM7_1_4.to_owned(),
+            auth: None,
+            vasp_auth: None,
+            timeout_share: 0.0,
+            http_error_share: 0.0,
+            slow_share: 0.0,
+            slow_delay: crate::dist::Delay::Zero,
+            permanent_status: 2002,
+            temporary_status: 3001,
+            throttle_status: 4006,
+            report_timeout_ms: 5_000,
+            resend_after_ms: 1_000,
+            max_attempts: 10,
+            concurrency: 64,
+            max_body: 4 << 20,
+        }
+    }
 }
 
 impl Default for ListenerConfig {
@@ -238,6 +314,7 @@ impl Default for ListenerConfig {
             disconnect_probability: 0.0,
             stall: false,
             mo: MoConfig::default(),
+            mm7: Mm7Config::default(),
         }
     }
 }
@@ -289,6 +366,33 @@ impl SimConfig {
             )?;
             share("dlr.early_share", l.dlr.early_share)?;
             share("disconnect_probability", l.disconnect_probability)?;
+            share("mm7.timeout_share", l.mm7.timeout_share)?;
+            share("mm7.http_error_share", l.mm7.http_error_share)?;
+            share("mm7.slow_share", l.mm7.slow_share)?;
+            share(
+                "mm7.timeout_share + mm7.http_error_share",
+                l.mm7.timeout_share + l.mm7.http_error_share,
+            )?;
+            if l.protocol == Protocol::Mm7 {
+                if !sluice_protocols::mm7::soap::is_mm7_namespace(&l.mm7.namespace) {
+                    return Err(ConfigError::Invalid(format!(
+                        "listener[{i}].mm7.namespace {:?} is not an MM7 schema namespace",
+                        l.mm7.namespace
+                    )));
+                }
+                if let Some(url) = &l.mm7.vasp_url
+                    && reqwest::Url::parse(url).is_err()
+                {
+                    return Err(ConfigError::Invalid(format!(
+                        "listener[{i}].mm7.vasp_url {url:?} is not a URL"
+                    )));
+                }
+                if l.mm7.concurrency == 0 {
+                    return Err(ConfigError::Invalid(format!(
+                        "listener[{i}].mm7.concurrency must be at least 1"
+                    )));
+                }
+            }
             for (j, r) in l.mo.reply.iter().enumerate() {
                 share(&format!("mo.reply[{j}].probability"), r.probability)?;
             }

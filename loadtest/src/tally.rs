@@ -10,6 +10,10 @@
 //! completion counts in `duplicate_parts`; parts of messages never completed show up in
 //! `incomplete_messages`. Counters are exact under concurrency (sharded mutexes, no sampling).
 //!
+//! **MMS (MM7)**: one piece per recipient of an accepted SubmitReq, identity = (recipient
+//! address, MD5 of the subject and of every decoded content leaf's type and bytes): a SubmitReq
+//! sent again with a fresh TransactionID or MIME boundary is still a duplicate.
+//!
 //! **WAP Push**: a complete message whose parts are 8-bit and carry a UDH port IE (0x05) to
 //! destination port 2948 is decoded as a connectionless WSP push (after reassembly) and its
 //! WBXML public id counted in `wap_push`: SI (0x05), SL (0x06) or `other` (anything else,
@@ -227,6 +231,10 @@ pub struct Tally {
     pub(crate) binds: AtomicU64,
     pub(crate) bind_failures: AtomicU64,
     pub(crate) disconnects: AtomicU64,
+    pub(crate) content_bytes: AtomicU64,
+    pub(crate) dlrs_resent: AtomicU64,
+    pub(crate) mo_resent: AtomicU64,
+    pub(crate) vasp_abandoned: AtomicU64,
 }
 
 impl Default for Tally {
@@ -269,6 +277,21 @@ pub struct TallySnapshot {
     /// WAP Push messages by document type (see module docs).
     #[serde(default)]
     pub wap_push: PushTally,
+    /// MM7: decoded bytes of the content of accepted SubmitReqs (once per request, not per
+    /// recipient).
+    #[serde(default)]
+    pub content_bytes: u64,
+    /// MM7: DeliveryReportReqs sent again because the previous attempt was not answered with
+    /// status 1000 (timeout, HTTP error, other status). `dlrs_sent` counts each report once,
+    /// so these are exactly the duplicates the VASP may see.
+    #[serde(default)]
+    pub dlrs_resent: u64,
+    /// MM7: DeliverReqs sent again, likewise (`mo_sent` counts each MO once).
+    #[serde(default)]
+    pub mo_resent: u64,
+    /// MM7: reports and MOs given up after `mm7.max_attempts`.
+    #[serde(default)]
+    pub vasp_abandoned: u64,
 }
 
 impl Tally {
@@ -292,6 +315,10 @@ impl Tally {
             binds: AtomicU64::new(0),
             bind_failures: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
+            content_bytes: AtomicU64::new(0),
+            dlrs_resent: AtomicU64::new(0),
+            mo_resent: AtomicU64::new(0),
+            vasp_abandoned: AtomicU64::new(0),
         }
     }
 
@@ -447,6 +474,10 @@ impl Tally {
                     recent: p.recent.iter().cloned().collect(),
                 }
             },
+            content_bytes: ld(&self.content_bytes),
+            dlrs_resent: ld(&self.dlrs_resent),
+            mo_resent: ld(&self.mo_resent),
+            vasp_abandoned: ld(&self.vasp_abandoned),
         }
     }
 }

@@ -37,7 +37,7 @@ struct Batch {
 }
 
 /// Claims up to `n` messages (rate-limited), as single-part units.
-async fn claim_batch(s: &Shared, n: usize) -> Vec<PartRef> {
+pub(crate) async fn claim_batch(s: &Shared, n: usize) -> Vec<PartRef> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         if let Some(b) = &s.rate {

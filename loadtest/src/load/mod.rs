@@ -1,7 +1,7 @@
 //! The load generator: drives an SMPP server as an ESME (N binds on the protocols crate's
 //! ESME `Session`, window per bind, fixed or max rate), a CMPP 2.0 / 3.0 ISMG as an SP (N
 //! connections on the protocols crate's `SpSession`), sluice's HTTP batch API, or Kannel's
-//! HTTP sendsms, until a message count or a duration is reached, then reports (see
+//! HTTP sendsms, or an MMSC over MM7 as a VASP (`mm7`), until a message count or a duration is reached, then reports (see
 //! [`report::Summary`]).
 //!
 //! Delivery semantics over SMPP are at-least-once, like the gateway's: a part answered with a
@@ -11,6 +11,7 @@
 
 mod cmpp;
 mod http;
+pub mod mm7;
 pub mod payload;
 mod progress;
 pub mod report;
@@ -72,6 +73,9 @@ pub enum Target {
         #[serde(default)]
         dlr_url: Option<String>,
     },
+    /// An MMSC over MM7 (the simulator's, or a carrier's), as a VASP: `window` SubmitReqs in
+    /// flight, receipts on a listener of our own.
+    Mm7(mm7::Mm7Target),
 }
 
 impl Target {
@@ -81,6 +85,7 @@ impl Target {
             Self::Cmpp { addr, version, .. } => format!("cmpp{}://{addr}", version.label()),
             Self::Http { url, .. } => url.clone(),
             Self::Kannel { url, .. } => format!("kannel {url}"),
+            Self::Mm7(t) => format!("mm7 {}", t.url),
         }
     }
 }
@@ -521,6 +526,7 @@ pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
         .progress
         .then(|| tokio::spawn(progress::run(shared.clone())));
     let mut tasks = tokio::task::JoinSet::new();
+    let mut report_task = None;
     match shared.cfg.target.clone() {
         Target::Smpp {
             addr,
@@ -587,8 +593,33 @@ pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
                 tasks.spawn(async move { http::run_kannel(s, c, u, n, p, d).await });
             }
         }
+        Target::Mm7(t) => {
+            let client = http::client().map_err(|e| LoadError::Http(e.to_string()))?;
+            if shared.cfg.dlr {
+                let (_, task) = mm7::report_listener(shared.clone(), &t.report_listen)
+                    .await
+                    .map_err(|e| {
+                        LoadError::Http(format!("report listener {}: {e}", t.report_listen))
+                    })?;
+                report_task = Some(task);
+            }
+            let img = mm7::content(&t);
+            let t = Arc::new(t);
+            for _ in 0..shared.cfg.window {
+                let (s, c, t, i) = (shared.clone(), client.clone(), t.clone(), img.clone());
+                tasks.spawn(async move { mm7::run_worker(s, c, t, i).await });
+            }
+        }
     }
     while tasks.join_next().await.is_some() {}
+    if let Some(task) = report_task {
+        // Reports arrive on their own listener: wait for them here, not in a worker.
+        let since = Instant::now();
+        while shared.dlrs_outstanding() && since.elapsed() < shared.cfg.dlr_wait {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        task.abort();
+    }
     shared.stop.store(true, Ordering::Relaxed);
     if let Some(p) = progress {
         let _ = p.await;

@@ -4,12 +4,12 @@
 //! in its own task; [`SimHandle`] gives the bound addresses, a tally snapshot and an orderly
 //! shutdown (which writes the tally file if configured); [`SimHandle::snapshot_every`] also
 //! keeps a live copy of the tally in a file while it runs. Behaviour per listener is in
-//! [`crate::config::ListenerConfig`]. MM7 has a place in the config (`protocol = "mm7"`) but
-//! is refused at start until it is written.
+//! [`crate::config::ListenerConfig`]. MM7 listeners are HTTP servers ([`mmsc`]).
 
 pub(crate) mod center;
 pub(crate) mod cmpp;
 pub(crate) mod dlr;
+mod mmsc;
 mod mo;
 mod smpp;
 mod snapshot;
@@ -88,12 +88,6 @@ impl Simulator {
         let mut listeners = Vec::new();
         let mut sockets = Vec::new();
         for l in &config.listeners {
-            if l.protocol == Protocol::Mm7 {
-                return Err(SimError::Unsupported {
-                    name: l.name.clone(),
-                    protocol: l.protocol,
-                });
-            }
             let sock = TcpListener::bind(l.addr)
                 .await
                 .map_err(|source| SimError::Bind {
@@ -117,6 +111,12 @@ impl Simulator {
             let (dtx, drx) = mpsc::unbounded_channel();
             let seed = config.seed.map(|s| s.wrapping_add(i as u64 * 0x1000_0000));
             let center = Arc::new(Center::new(cfg, tally.clone(), dtx, seed));
+            if center.cfg.protocol == Protocol::Mm7 && !center.cfg.stall {
+                // HTTP: the MMSC sends its own reports and MOs (no binds to route them to).
+                drop(drx);
+                tasks.spawn(mmsc::serve(center, sock, shutdown_rx.clone()));
+                continue;
+            }
             tasks.spawn(dlr::run_scheduler(center.clone(), drx, shutdown_rx.clone()));
             tasks.spawn(mo::run_generator(center.clone(), shutdown_rx.clone()));
             tasks.spawn(accept_loop(center, sock, shutdown_rx.clone()));
@@ -204,6 +204,7 @@ async fn accept_loop(center: Arc<Center>, sock: TcpListener, mut shutdown: watch
                     match c.cfg.protocol {
                         Protocol::Smpp => conns.spawn(smpp::serve(c, stream, sd)),
                         Protocol::Cmpp => conns.spawn(cmpp::serve(c, stream, sd)),
+                        // Served by `mmsc::serve` unless stalled (handled above).
                         Protocol::Mm7 => continue,
                     };
                 }
