@@ -426,19 +426,6 @@ async fn cmpp_bad_authenticator_is_refused_with_status_3() {
 }
 
 #[tokio::test]
-async fn mm7_is_refused_until_written() {
-    let r = Simulator::start(SimConfig {
-        listeners: vec![ListenerConfig {
-            protocol: Protocol::Mm7,
-            ..Default::default()
-        }],
-        ..Default::default()
-    })
-    .await;
-    assert!(matches!(r, Err(super::SimError::Unsupported { .. })));
-}
-
-#[tokio::test]
 async fn receipts_wait_for_a_receiver_bind_of_the_same_account() {
     let h = sim(ListenerConfig {
         accounts: accounts(),
