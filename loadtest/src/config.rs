@@ -436,10 +436,29 @@ mod tests {
     fn example_file_parses() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sim.example.toml");
         let cfg = SimConfig::from_file(&path).unwrap();
-        assert_eq!(cfg.listeners.len(), 4);
+        assert_eq!(cfg.listeners.len(), 5);
         assert_eq!(cfg.listeners[0].mo.reply.len(), 2);
         assert!(cfg.listeners[2].stall);
         assert_eq!(cfg.listeners[3].protocol, Protocol::Cmpp);
+        assert_eq!(cfg.listeners[4].protocol, Protocol::Mm7);
+        assert_eq!(cfg.listeners[4].mm7.resend_after_ms, 500);
+    }
+
+    #[test]
+    fn mm7_keys_are_checked() {
+        let e = SimConfig::from_toml_str(
+            "[[listener]]\nprotocol = \"mm7\"\nmm7 = { namespace = \"urn:x\" }\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("mm7.namespace"), "{e}");
+        let e = SimConfig::from_toml_str(
+            "[[listener]]\nprotocol = \"mm7\"\nmm7 = { vasp_url = \"not a url\" }\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("vasp_url"), "{e}");
+        let e =
+            SimConfig::from_toml_str("[[listener]]\nmm7 = { timeout_share = 2.0 }\n").unwrap_err();
+        assert!(e.to_string().contains("mm7.timeout_share"), "{e}");
     }
 
     #[test]
