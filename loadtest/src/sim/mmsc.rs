@@ -110,16 +110,12 @@ fn xml_response(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-/// A SOAP Fault with an RSErrorRsp, HTTP 500 (SOAP 1.1 §6.2).
-fn fault(ns: &str, tid: &str, client: bool, st: Status) -> Response {
-    let (code, string) = if client {
-        (rs::FAULT_CLIENT, "Client")
-    } else {
-        (rs::FAULT_SERVER, "Server")
-    };
+/// A SOAP Fault for a request the VASP got wrong, with an RSErrorRsp, HTTP 500 (SOAP 1.1
+/// §6.2).
+fn fault(ns: &str, tid: &str, st: Status) -> Response {
     xml_response(
         StatusCode::INTERNAL_SERVER_ERROR,
-        rs::encode_fault(ns, tid, code, string, ErrorRsp::Rs, &st),
+        rs::encode_fault(ns, tid, rs::FAULT_CLIENT, "Client", ErrorRsp::Rs, &st),
     )
 }
 
@@ -160,70 +156,85 @@ struct Request {
     content: Part,
 }
 
-/// Why a request is refused before any fault mode applies: (Fault is client's, status).
-type Refusal = (bool, Status);
+/// A request refused before any fault mode applies: answered with a SOAP Fault.
+struct Refused {
+    ns: String,
+    tid: String,
+    status: Status,
+}
 
-fn read_request(headers: &HeaderMap, body: &[u8]) -> Result<Request, (String, String, Refusal)> {
-    let default_ns = soap::REL_6_MM7_1_4.to_owned();
-    let corrupt = |why: String| {
-        (
-            default_ns.clone(),
-            String::new(),
-            (true, status(2007, &why)),
-        )
+/// The element name of a decoded message, for error texts.
+fn kind_name(m: &RsMessage) -> &'static str {
+    use soap::Message as M;
+    match m {
+        RsMessage::SubmitReq(_) => "SubmitReq",
+        RsMessage::ReadReplyReq(_) => "ReadReplyReq",
+        RsMessage::ReadReplyRsp(_) => "ReadReplyRsp",
+        RsMessage::CancelReq(_) => "CancelReq",
+        RsMessage::CancelRsp(_) => "CancelRsp",
+        RsMessage::ReplaceReq(_) => "ReplaceReq",
+        RsMessage::ReplaceRsp(_) => "ReplaceRsp",
+        RsMessage::Other(M::SubmitReq(_)) => "SubmitReq",
+        RsMessage::Other(M::SubmitRsp(_)) => "SubmitRsp",
+        RsMessage::Other(M::DeliveryReportReq(_)) => "DeliveryReportReq",
+        RsMessage::Other(M::DeliverReq(_)) => "DeliverReq",
+        RsMessage::Other(M::DeliveryReportRsp(_)) => "DeliveryReportRsp",
+        RsMessage::Other(M::DeliverRsp(_)) => "DeliverRsp",
+        RsMessage::Other(M::RsErrorRsp(_)) => "RSErrorRsp",
+        RsMessage::Other(M::VaspErrorRsp(_)) => "VASPErrorRsp",
+        RsMessage::Other(M::Fault(_)) => "Fault",
+    }
+}
+
+fn read_request(headers: &HeaderMap, body: &[u8]) -> Result<Request, Refused> {
+    let mut ns = soap::REL_6_MM7_1_4.to_owned();
+    let mut tid = String::new();
+    let refuse = |ns: &str, tid: &str, code: u16, why: String| Refused {
+        ns: ns.to_owned(),
+        tid: tid.to_owned(),
+        status: status(code, &why),
     };
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if mime::media_type(ct) != "multipart/related" {
-        return Err(corrupt(format!(
-            "Content-Type {ct:?} is not multipart/related"
-        )));
+        return Err(refuse(
+            &ns,
+            &tid,
+            2007,
+            format!("Content-Type {ct:?} is not multipart/related"),
+        ));
     }
-    let parts = mime::parse(ct, body).map_err(|e| corrupt(format!("MIME: {e}")))?;
+    let parts = mime::parse(ct, body).map_err(|e| refuse(&ns, &tid, 2007, format!("MIME: {e}")))?;
     let start = mime::header_param(ct, "start").map(|s| s.trim_matches(['<', '>']).to_owned());
     let soap_part = match &start {
         Some(id) => parts.iter().find(|p| p.content_id.as_deref() == Some(id)),
         None => parts.first(),
     }
-    .ok_or_else(|| corrupt("no SOAP part".into()))?;
-    let env = rs::decode(&soap_part.body).map_err(|e| corrupt(format!("SOAP: {e}")))?;
-    let ns = env.namespace.clone().unwrap_or(default_ns.clone());
-    let tid = env.transaction_id.clone().unwrap_or_default();
+    .ok_or_else(|| refuse(&ns, &tid, 2007, "no SOAP part".into()))?;
+    let env =
+        rs::decode(&soap_part.body).map_err(|e| refuse(&ns, &tid, 2007, format!("SOAP: {e}")))?;
+    if let Some(n) = env.namespace.clone() {
+        ns = n;
+    }
+    tid = env.transaction_id.clone().unwrap_or_default();
     let sub = match env.message {
         RsMessage::SubmitReq(s) => s,
         other => {
-            let kind = format!("{other:?}");
-            let kind = kind.split(['(', ' ']).next().unwrap_or("").to_owned();
-            return Err((
-                ns,
-                tid,
-                (
-                    true,
-                    status(4003, &format!("{kind} is not supported by this MMSC")),
-                ),
-            ));
+            let why = format!("{} is not supported by this MMSC", kind_name(&other));
+            return Err(refuse(&ns, &tid, 4003, why));
         }
     };
     if sub.all_recipients().next().is_none() {
-        return Err((ns, tid, (true, status(2002, "no recipient"))));
+        return Err(refuse(&ns, &tid, 2002, "no recipient".into()));
     }
     let Some(content) = parts
         .into_iter()
         .find(|p| p.content_id.as_deref() == Some(sub.req.content_id.as_str()))
     else {
-        return Err((
-            ns,
-            tid,
-            (
-                true,
-                status(
-                    4004,
-                    &format!("no part with Content-ID <{}>", sub.req.content_id),
-                ),
-            ),
-        ));
+        let why = format!("no part with Content-ID <{}>", sub.req.content_id);
+        return Err(refuse(&ns, &tid, 4004, why));
     };
     Ok(Request {
         ns,
@@ -324,9 +335,11 @@ async fn handle(
     let mut rng = center.session_rng(n);
     let req = match read_request(&headers, &body) {
         Ok(r) => r,
-        Err((ns, tid, (client, st))) => {
-            center.tally.count_rejected(&format!("mm7:{}", st.code));
-            return fault(&ns, &tid, client, st);
+        Err(r) => {
+            center
+                .tally
+                .count_rejected(&format!("mm7:{}", r.status.code));
+            return fault(&r.ns, &r.tid, r.status);
         }
     };
     center.tally.count_submits(1);
