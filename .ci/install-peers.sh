@@ -7,7 +7,12 @@ if ! command -v wapbox >/dev/null 2>&1 && ! [ -x /usr/sbin/wapbox ]; then
   $SUDO apt-get install -y -qq kannel >/dev/null
 fi
 python3 -c 'import smpplib' 2>/dev/null || python3 -m pip install -q smpplib==2.2.4 || python3 -m pip install -q --break-system-packages smpplib==2.2.4
-if [ ! -d tests/peers/node/node_modules/smpp ]; then
+# The web console's browser tests: Debian's chromium, driven by playwright-core (no browser download).
+if ! [ -x /usr/bin/chromium ]; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+if [ ! -d tests/peers/node/node_modules/smpp ] || [ ! -d tests/peers/node/node_modules/playwright-core ]; then
   (cd tests/peers/node && npm ci --silent --no-audit --no-fund)
 fi
 export SLUICE_INTEROP=1

@@ -38,6 +38,7 @@
 //! | POST | `/tasks/{id}/pause` \| `/resume` | operate | → `{"state"}` |
 //! | POST | `/tasks/{id}/stop` | operate | → `{"state","gateway"}`: emergency stop — the task ends `cancelled` and the gateway cancels every message tagged `task={id}` it has not yet submitted (its answer in `gateway`); 502 when the gateway could not be told |
 //! | POST | `/tasks/{id}/stop` | operate | → `{"state","gateway"}`: emergency stop — the task ends `cancelled` and the gateway cancels every message tagged `task={id}` not yet submitted (its answer in `gateway`); 502 when the gateway could not be told |
+//! | GET | `/tasks/{id}/stop/preview` | read | → `{"would_cancel"}`: the task's contacts handed to the gateway without a final receipt yet (what a stop can still cancel; those already at the center end as their receipts say) |
 //! | GET | `/tasks/{id}/report` | read | → `{"funnel","uplift","exclusions"}` |
 //! | GET | `/reports/daily?format=csv\|json` | read | daily report (caller's visible tasks) |
 //! | GET | `/reports/channels?since=` | read | channel monitor (caller's visible tasks) |
@@ -883,6 +884,24 @@ async fn stop<D: Dispatcher + 'static>(
     Ok(Json(json!({"state": state, "gateway": gateway})))
 }
 
+/// What a stop of the task would cancel, for the console's confirmation: the task's
+/// contacts the gateway accepted that have no final receipt yet. An upper bound of what
+/// the gateway's stop will report cancelled: some of them may already sit at a center, and
+/// those end as their receipts say. Contacts not yet handed over are never sent after a
+/// stop (the runner sends only while the task runs), so they are not counted.
+async fn stop_preview<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    caller: Caller,
+    Path(task): Path<i64>,
+) -> JsonResult {
+    caller.require(Action::Read)?;
+    let c = lock(&st.svc);
+    identity::ensure_visible(&c.conn, &caller, Object::Task, task)?;
+    Ok(Json(
+        json!({"would_cancel": report::unfinished_contacts(&c.conn, task)?}),
+    ))
+}
+
 async fn resume<D: Dispatcher + 'static>(
     State(st): State<Arc<ApiState<D>>>,
     caller: Caller,
@@ -1087,6 +1106,7 @@ fn authenticated<D: Dispatcher + 'static>() -> Routes<Arc<ApiState<D>>> {
         .add(M::POST, "/tasks/{id}/pause", pause::<D>)
         .add(M::POST, "/tasks/{id}/resume", resume::<D>)
         .add(M::POST, "/tasks/{id}/stop", stop::<D>)
+        .add(M::GET, "/tasks/{id}/stop/preview", stop_preview::<D>)
         .add(M::GET, "/tasks/{id}/report", task_report::<D>)
         .add(M::GET, "/bulk", list_bulk::<D>)
         .add(M::POST, "/bulk/{id}/launch", launch_bulk::<D>)
