@@ -172,7 +172,7 @@ impl Api {
 }
 
 /// A running gateway with the campaign service, `SUBSCRIBERS` synthetic subscribers and the
-/// scenario's users (passwords = user name + "-pw"): alice (planner, operator) and bob
+/// scenario's users (passwords = user name + "-password"): alice (planner, operator) and bob
 /// (approver) in city A, carol (planner) in city B, root (planner, operator) in the province.
 struct Rig {
     gw: Gateway,
@@ -239,7 +239,7 @@ async fn rig(tasks_in_db: u32) -> Rig {
     ] {
         api.post(
             "/v1/campaign/users",
-            json!({"name": name, "org": org, "roles": roles, "password": format!("{name}-pw")}),
+            json!({"name": name, "org": org, "roles": roles, "password": format!("{name}-password")}),
         )
         .await;
     }

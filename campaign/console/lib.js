@@ -21,6 +21,12 @@ export function h(tag, attrs, ...kids) {
   return el;
 }
 
+/** Replaces the children of `el` with `kids`, flattened, without the null / false ones. */
+export function put(el, ...kids) {
+  el.replaceChildren(...kids.flat(Infinity).filter((k) => k !== null && k !== undefined && k !== false));
+  return el;
+}
+
 export const token = () => sessionStorage.getItem(TOKEN);
 export const setToken = (v) => (v ? sessionStorage.setItem(TOKEN, v) : sessionStorage.removeItem(TOKEN));
 
@@ -65,7 +71,7 @@ export function toast(msg) {
 /** Shows an error in `slot` (or a toast): the message, and the column for a condition's parse error. */
 export function showError(e, slot) {
   const msg = e instanceof ApiError ? `${t('error')} ${e.status}: ${e.message}` : String(e && e.message || e);
-  if (slot) slot.replaceChildren(h('div', { class: 'err', 'data-test': 'error' }, msg));
+  if (slot) put(slot, h('div', { class: 'err', 'data-test': 'error' }, msg));
   else toast(msg);
 }
 

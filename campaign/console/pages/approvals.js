@@ -1,10 +1,10 @@
 // Approvals inbox: what waits for my decision, with what I need to decide, and the trail.
-import { h, get, post, num, when, table, confirmDialog, showError, toast } from '../lib.js';
+import { h, put, get, post, num, when, table, confirmDialog, showError, toast } from '../lib.js';
 import { t } from '../i18n.js';
 
 export async function render(view) {
   const { items } = await get('/v1/campaign/approvals/inbox');
-  view.replaceChildren(h('h1', {}, t('appr.title')),
+  put(view, h('h1', {}, t('appr.title')),
     items.length ? items.map((it) => card(it, () => render(view))) : h('p', { class: 'muted', 'data-test': 'inbox-empty' }, t('appr.empty')));
 }
 

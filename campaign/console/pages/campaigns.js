@@ -1,7 +1,7 @@
 // Campaigns: the campaign → activity → task → bulk send tree with states, owners and
 // organisations; create; submit, schedule, launch, pause, resume, and the emergency stop
 // whose confirmation names how many messages it cancels.
-import { h, get, post, num, badge, confirmDialog, showError, toast } from '../lib.js';
+import { h, put, get, post, num, badge, confirmDialog, showError, toast } from '../lib.js';
 import { t } from '../i18n.js';
 
 const PAGE = 50;
@@ -15,7 +15,7 @@ export async function render(view, { me }) {
 
   async function loadCampaigns() {
     const page = await get('/v1/campaign/campaigns?limit=20');
-    tree.replaceChildren(...page.items.map((c) => campaignNode(c)));
+    put(tree, ...page.items.map((c) => campaignNode(c)));
   }
 
   function campaignNode(c) {
@@ -23,10 +23,10 @@ export async function render(view, { me }) {
     let open = false;
     const toggle = async () => {
       open = !open;
-      if (!open) { kids.replaceChildren(); return; }
+      if (!open) { put(kids, ); return; }
       const full = await get(`/v1/campaign/campaigns/${c.id}`);
       const name = h('input', { placeholder: t('name'), 'data-test': 'activity-name' });
-      kids.replaceChildren(...full.activity_list.map((a) => h('li', { 'data-activity': a.id },
+      put(kids, ...full.activity_list.map((a) => h('li', { 'data-activity': a.id },
         `▸ ${t('camp.activity_of')} #${a.id} ${a.name} · ${num(a.tasks)} ${t('camp.tasks')} · ${a.owner || '–'}`)),
       planner ? h('li', {}, h('div', { class: 'row' }, name, h('button', { class: 'plain', 'data-test': 'activity-create', onclick: async () => {
         try { await post(`/v1/campaign/campaigns/${c.id}/activities`, { name: name.value }); open = false; await toggle(); } catch (e) { showError(e, msg); }
@@ -42,7 +42,7 @@ export async function render(view, { me }) {
     if (state.st) qs.set('state', state.st);
     const page = await get(`/v1/campaign/tasks?${qs}`);
     const rows = page.items.map((r) => taskRow(r));
-    tasksBox.replaceChildren(
+    put(tasksBox, 
       h('div', { class: 'scroll' }, h('table', { 'data-test': 'tasks' },
         h('thead', {}, h('tr', {}, ['#', t('name'), t('camp.activity_of'), t('camp.state'), t('camp.owner'), t('camp.org'), t('camp.contacts'), t('camp.actions')]
           .map((x, i) => h('th', { class: i === 6 ? 'num' : '' }, x)))),
@@ -73,7 +73,9 @@ export async function render(view, { me }) {
     }, ''));
     if (r.state === 'running') buttons.push(btn('pause', () => post(`/v1/campaign/tasks/${r.id}/pause`)));
     if (r.state === 'paused') buttons.push(btn('resume', () => post(`/v1/campaign/tasks/${r.id}/resume`)));
-    if (['running', 'paused', 'scheduled'].includes(r.state)) {
+    // A completed task has handed every message to the gateway, which may still hold most of
+    // them: the stop cancels those (the task itself stays completed).
+    if (['running', 'paused', 'scheduled', 'completed'].includes(r.state)) {
       buttons.push(h('button', { class: 'danger', 'data-act': 'stop', onclick: async () => {
         try {
           const p = await get(`/v1/campaign/tasks/${r.id}/stop/preview`);
@@ -86,7 +88,7 @@ export async function render(view, { me }) {
     const expand = async () => {
       if (!bulkRow.hidden) { bulkRow.hidden = true; return; }
       const bulk = await bulksOf(r);
-      bulkRow.firstChild.replaceChildren(bulk.length ? h('ul', { class: 'tree' }, bulk.map((b) => h('li', { 'data-bulk': b.id },
+      put(bulkRow.firstChild, bulk.length ? h('ul', { class: 'tree' }, bulk.map((b) => h('li', { 'data-bulk': b.id },
         `${t('camp.bulk')} #${b.id} · ${b.channel} · segment #${b.segment} · ${num(b.slices_done)}/${num(b.slices)} · ${num(b.contacts)} ${t('camp.contacts')}`))) : t('none'));
       bulkRow.hidden = false;
     };
@@ -107,7 +109,7 @@ export async function render(view, { me }) {
     const seg = h('select', { 'data-test': 'bulk-segment' }, segs.map((s) => h('option', { value: s.id }, `#${s.id} ${s.name} (${num(s.count)})`)));
     const tpl = h('textarea', { 'data-test': 'bulk-template', class: 'wide' }, '');
     const ch = h('select', { 'data-test': 'bulk-channel' }, ['sms', 'wap_push', 'mms', 'web'].map((c) => h('option', { value: c }, c)));
-    row.firstChild.replaceChildren(h('div', { class: 'card' },
+    put(row.firstChild, h('div', { class: 'card' },
       h('label', {}, t('appr.segment'), seg), h('label', {}, t('camp.template'), tpl), h('label', {}, t('appr.channel'), ch),
       h('button', { 'data-test': 'bulk-create', onclick: async () => {
         try {
@@ -126,7 +128,7 @@ export async function render(view, { me }) {
   const stsel = h('select', { onchange: (e) => { state.st = e.target.value; state.offset = 0; loadTasks(); } },
     h('option', { value: '' }, t('camp.all')),
     ['draft', 'submitted', 'approved', 'rejected', 'scheduled', 'running', 'paused', 'completed', 'cancelled'].map((s) => h('option', { value: s }, t(`state.${s}`))));
-  view.replaceChildren(h('h1', {}, t('camp.title')),
+  put(view, h('h1', {}, t('camp.title')),
     planner ? h('div', { class: 'card row' }, cname, h('button', { 'data-test': 'campaign-create', onclick: async () => {
       try { await post('/v1/campaign/campaigns', { name: cname.value }); cname.value = ''; await loadCampaigns(); } catch (e) { showError(e, msg); }
     } }, t('camp.new')), tname, tact, h('button', { 'data-test': 'task-create', onclick: async () => {

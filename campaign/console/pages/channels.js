@@ -1,7 +1,7 @@
 // Channels (operators): binds and state, rate against its limit, window use, backlog per
 // lane, throttles, receipt latency and last errors, polled every 2 s while the page is
 // shown (EventSource cannot send the bearer header); pause / resume a channel.
-import { h, get, post, num, table, showError, confirmDialog, toast, ApiError } from '../lib.js';
+import { h, put, get, post, num, table, showError, confirmDialog, toast, ApiError } from '../lib.js';
 import { t } from '../i18n.js';
 
 const EVERY_MS = 2000;
@@ -9,16 +9,16 @@ const EVERY_MS = 2000;
 export async function render(view) {
   const msg = h('div');
   const box = h('div', { 'data-test': 'channels' });
-  view.replaceChildren(h('h1', {}, t('chan.title')), h('p', { class: 'muted' }, t('chan.live')), msg, box);
+  put(view, h('h1', {}, t('chan.title')), h('p', { class: 'muted' }, t('chan.live')), msg, box);
 
   async function tick() {
     let data;
     try { data = await get('/v1/channels'); } catch (e) {
-      if (e instanceof ApiError && (e.status === 404 || e.status === 405)) { box.replaceChildren(h('p', { class: 'muted', 'data-test': 'unavailable' }, t('chan.unavailable'))); return false; }
+      if (e instanceof ApiError && (e.status === 404 || e.status === 405)) { put(box, h('p', { class: 'muted', 'data-test': 'unavailable' }, t('chan.unavailable'))); return false; }
       showError(e, msg);
       return true;
     }
-    box.replaceChildren(table([
+    put(box, table([
       { key: 'name', label: t('name'), cell: (c) => h('span', {}, c.name, ' ', h('span', { class: `badge ${c.paused ? 'paused' : c.binds_up > 0 ? 'up' : 'down'}` }, c.paused ? t('state.paused') : `${c.protocol}`)) },
       { key: 'binds', label: t('chan.binds'), num: true, cell: (c) => `${c.binds_up}/${c.binds_configured}` },
       { key: 'rate', label: t('chan.rate'), num: true, cell: (c) => `${num(Math.round(c.sent_per_s))} / ${num(c.rate_aimd ?? c.rate_limit)} (${num(c.rate_limit)})` },

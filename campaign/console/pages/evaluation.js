@@ -1,6 +1,6 @@
 // Evaluation: a task's funnel and uplift per group and channel (charts), roll-ups by
 // campaign, activity, organisation or city, and the daily report as CSV.
-import { h, get, api, num, pct, table, barChart, showError, download } from '../lib.js';
+import { h, put, get, api, num, pct, table, barChart, showError, download } from '../lib.js';
 import { t } from '../i18n.js';
 
 const STAGES = ['targeted', 'sent', 'delivered', 'failed', 'cancelled', 'converted'];
@@ -16,10 +16,10 @@ export async function render(view) {
   const roll = h('div');
 
   async function showTask() {
-    if (!pick.value) { out.replaceChildren(h('p', { class: 'muted' }, t('none'))); return; }
+    if (!pick.value) { put(out, h('p', { class: 'muted' }, t('none'))); return; }
     try {
       const r = await get(`/v1/campaign/tasks/${pick.value}/report`);
-      out.replaceChildren(
+      put(out, 
         ...r.funnel.map((f) => h('div', { class: 'card', 'data-test': 'funnel' },
           h('h2', {}, `${t('eval.funnel')} · ${t('eval.group')} ${f.group}${f.is_control ? ' (control)' : ''} · ${f.channel}`),
           barChart(STAGES.map((s) => ({ label: t(`eval.${s}`), value: f[s], color: COLORS[s] })), { title: t('eval.funnel') }),
@@ -35,7 +35,7 @@ export async function render(view) {
   async function showRollup() {
     try {
       const rows = await get(`/v1/campaign/reports/rollup?by=${by.value}&period=${period.value}`);
-      roll.replaceChildren(table([
+      put(roll, table([
         { key: 'period', label: t('eval.period') },
         { key: 'k', label: t('eval.by'), cell: (r) => r.city ?? r.activity_name ?? r.campaign_name ?? (r.org !== null && r.org !== undefined ? `org ${r.org}` : null) ?? r.campaign ?? '–' },
         ...['targeted', 'sent', 'delivered', 'failed'].map((s) => ({ key: s, label: t(`eval.${s}`), num: true, cell: (r) => num(r.funnel[s]) })),
@@ -47,7 +47,7 @@ export async function render(view) {
   pick.addEventListener('change', showTask);
   by.addEventListener('change', showRollup);
   period.addEventListener('change', showRollup);
-  view.replaceChildren(h('h1', {}, t('eval.title')),
+  put(view, h('h1', {}, t('eval.title')),
     h('div', { class: 'row' }, h('label', {}, t('eval.task'), pick),
       h('button', { class: 'plain', 'data-test': 'eval-refresh', onclick: showTask }, '↻'),
       h('button', { class: 'plain', 'data-test': 'daily-csv', onclick: async () => {

@@ -1,5 +1,5 @@
 // Per-role home: who I am, what waits for me, what runs.
-import { h, get, num, badge, table } from '../lib.js';
+import { h, put, get, num, badge, table } from '../lib.js';
 import { t } from '../i18n.js';
 
 export async function render(view, { me }) {
@@ -9,7 +9,7 @@ export async function render(view, { me }) {
     get('/v1/campaign/tasks?state=running&limit=10'),
     approver ? get('/v1/campaign/approvals/inbox') : Promise.resolve(null),
   ]);
-  view.replaceChildren(
+  put(view, 
     h('h1', {}, t('nav.home')),
     h('div', { class: 'grid' },
       h('div', { class: 'card' }, h('dl', { class: 'kv' },

@@ -1,5 +1,5 @@
 // Login: user and password (argon2 on the server) → a session token kept in this tab only.
-import { h, api, get, setToken, showError } from '../lib.js';
+import { h, put, api, get, setToken, showError } from '../lib.js';
 import { t } from '../i18n.js';
 
 export async function render(view, ctx) {
@@ -9,19 +9,19 @@ export async function render(view, ctx) {
   const form = h('form', {
     onsubmit: async (e) => {
       e.preventDefault();
-      msg.replaceChildren();
+      put(msg, );
       try {
         const r = await api('POST', '/v1/campaign/login', { user: user.value, password: pass.value }, { noRedirect: true });
         setToken(r.token);
         ctx.signedIn(await get('/v1/campaign/me'));
       } catch (err) {
-        if (err.status === 401) msg.replaceChildren(h('div', { class: 'err', 'data-test': 'error' }, t('login.failed')));
+        if (err.status === 401) put(msg, h('div', { class: 'err', 'data-test': 'error' }, t('login.failed')));
         else showError(err, msg);
       }
     },
   },
   h('label', {}, t('user'), user), h('label', {}, t('password'), pass),
   h('button', { type: 'submit', 'data-test': 'login-submit' }, t('login')), msg);
-  view.replaceChildren(h('div', { class: 'card login' }, h('h1', {}, t('app')), form));
+  put(view, h('div', { class: 'card login' }, h('h1', {}, t('app')), form));
   user.focus();
 }

@@ -1,6 +1,6 @@
 // Message lookup (operators): by message id or by number; parts, center ids, receipts and
 // the timeline of each message.
-import { h, get, when, table, showError, ApiError } from '../lib.js';
+import { h, put, get, when, table, showError, ApiError } from '../lib.js';
 import { t } from '../i18n.js';
 
 export async function render(view) {
@@ -11,13 +11,13 @@ export async function render(view) {
     const qs = id.value.trim() ? `id=${encodeURIComponent(id.value.trim())}` : `to=${encodeURIComponent(to.value.trim())}&limit=20`;
     try {
       const r = await get(`/v1/lookup/messages?${qs}`);
-      out.replaceChildren(...(r.messages.length ? r.messages.map(card) : [h('p', { class: 'muted' }, t('none'))]));
+      put(out, ...(r.messages.length ? r.messages.map(card) : [h('p', { class: 'muted' }, t('none'))]));
     } catch (e) {
-      if (e instanceof ApiError && e.status === 404 && !e.body.error) out.replaceChildren(h('p', { class: 'muted' }, t('look.unavailable')));
+      if (e instanceof ApiError && e.status === 404 && !e.body.error) put(out, h('p', { class: 'muted' }, t('look.unavailable')));
       else showError(e, out);
     }
   };
-  view.replaceChildren(h('h1', {}, t('look.title')),
+  put(view, h('h1', {}, t('look.title')),
     h('div', { class: 'row card' }, id, to, h('button', { 'data-test': 'lookup-find', onclick: find }, t('look.find'))), out);
 }
 

@@ -1,6 +1,6 @@
 // Public rules (gateway, operators): check a number, add / remove numbers on a list,
 // import a file with a progress bar, and the caps and quiet hours in force.
-import { h, get, post, api, num, showError, progressBar, toast, table } from '../lib.js';
+import { h, put, get, post, api, num, showError, progressBar, toast, table } from '../lib.js';
 import { t } from '../i18n.js';
 
 const LISTS = ['blacklist', 'graylist', 'do_not_disturb'];
@@ -28,7 +28,7 @@ export async function render(view) {
   const check = async () => {
     try {
       const r = await get(`/v1/rules/check?msisdn=${encodeURIComponent(q.value.trim())}`);
-      result.replaceChildren(h('span', { class: r.refused ? 'err' : 'ok' }, r.refused || t('rules.allowed')), h('span', { class: 'muted' }, ` (${r.channel}, ${r.lane}${r.exempt ? ', exempt' : ''})`));
+      put(result, h('span', { class: r.refused ? 'err' : 'ok' }, r.refused || t('rules.allowed')), h('span', { class: 'muted' }, ` (${r.channel}, ${r.lane}${r.exempt ? ', exempt' : ''})`));
     } catch (e) { showError(e, result); }
   };
 
@@ -52,7 +52,7 @@ export async function render(view) {
   };
 
   const [caps, quiet] = await Promise.all([get('/v1/rules/caps'), get('/v1/rules/quiet_hours')]);
-  view.replaceChildren(h('h1', {}, t('rules.title')),
+  put(view, h('h1', {}, t('rules.title')),
     h('div', { class: 'card' }, h('h2', {}, t('rules.check')),
       h('div', { class: 'row' }, q, h('button', { 'data-test': 'rules-check', onclick: check }, t('search'))), result),
     h('div', { class: 'card' }, h('h2', {}, t('rules.list')),

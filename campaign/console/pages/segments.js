@@ -1,7 +1,7 @@
 // Segments: build by condition with the count after each step (a grammar error is shown
 // under its column), combine saved segments, preview, import numbers with a progress bar,
 // export as CSV.
-import { h, get, post, api, num, table, showError, progressBar, download, toast, ApiError } from '../lib.js';
+import { h, put, get, post, api, num, table, showError, progressBar, download, toast, ApiError } from '../lib.js';
 import { upload } from '../lib_upload.js';
 import { t } from '../i18n.js';
 
@@ -35,14 +35,14 @@ export async function render(view) {
     let prev = '';
     for (const row of steps.children) {
       const s = row.get();
-      s.errAt.replaceChildren();
+      put(s.errAt, );
       s.out.textContent = '…';
       try {
         await post('/v1/campaign/count', { condition: s.cond });
       } catch (e) {
         s.out.textContent = '';
         if (e instanceof ApiError && e.body.column) {
-          s.errAt.replaceChildren(
+          put(s.errAt, 
             h('div', { class: 'caretpos' }, `${s.cond}\n${' '.repeat(Math.max(0, e.body.column - 1))}^`),
             h('div', { class: 'err', 'data-test': 'error' }, `${t('seg.at_column')} ${e.body.column}: ${e.message}`));
           s.cond_el.focus();
@@ -64,13 +64,13 @@ export async function render(view) {
     const op = h('select', {}, OPS.map((o) => h('option', { value: o }, t(`seg.${o}`))));
     const name = h('input', { placeholder: t('name') });
     const previewBox = h('div');
-    saved.replaceChildren(
+    put(saved, 
       table([
         { key: 'id', label: '#' }, { key: 'name', label: t('name') }, { key: 'kind', label: '' },
         { key: 'count', label: t('seg.count'), num: true },
         { key: 'x', label: '', cell: (s) => h('div', { class: 'row' },
           h('button', { class: 'plain', 'data-test': 'seg-preview', onclick: async () => {
-            try { previewBox.replaceChildren(h('h2', {}, `${t('seg.preview')} #${s.id}`), table(
+            try { put(previewBox, h('h2', {}, `${t('seg.preview')} #${s.id}`), table(
               ['msisdn', 'brand', 'region', 'city', 'arpu', 'age', 'plan'].map((k) => ({ key: k, label: k })),
               await get(`/v1/campaign/segments/${s.id}/preview?n=10`))); } catch (e) { showError(e, msg); }
           } }, t('seg.preview')),
@@ -90,7 +90,7 @@ export async function render(view) {
   const [bar, setBar] = progressBar();
   const file = h('input', { type: 'file', accept: '.txt,.csv', 'data-test': 'numbers-file' });
   const fileName = h('input', { placeholder: t('name') });
-  view.replaceChildren(h('h1', {}, t('seg.title')),
+  put(view, h('h1', {}, t('seg.title')),
     h('h2', {}, t('seg.steps')), steps,
     h('div', { class: 'row' },
       h('button', { class: 'plain', 'data-test': 'add-step', onclick: () => steps.append(stepRow(false)) }, t('seg.add_step')),
