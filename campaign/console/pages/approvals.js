@@ -40,7 +40,7 @@ function card(it, reload) {
       h('h2', {}, t('appr.samples')),
       b.samples.map((s) => h('pre', { class: 'msg', 'data-test': 'sample' }, `${s.msisdn}: ${s.text}`)))),
     h('h2', {}, t('appr.trail')),
-    table([{ key: 'at', label: '', cell: (r) => when(r.at) }, { key: 'action', label: '' }, { key: 'actor', label: '' }, { key: 'comment', label: t('comment') }], it.trail),
+    table([{ key: 'at', label: t('appr.at'), cell: (r) => when(r.at) }, { key: 'action', label: t('appr.action') }, { key: 'actor', label: t('appr.actor') }, { key: 'comment', label: t('comment') }], it.trail),
     h('div', { class: 'row' },
       h('button', { 'data-test': 'approve', onclick: () => act('approve') }, t('appr.approve')),
       h('button', { class: 'danger', 'data-test': 'reject', onclick: () => act('reject') }, t('appr.reject'))),
