@@ -60,7 +60,7 @@ export async function render(view) {
       h('div', { class: 'row' },
         h('button', { 'data-test': 'rules-add', onclick: () => edit(false) }, t('rules.add')),
         h('button', { class: 'danger', 'data-test': 'rules-remove', onclick: () => edit(true) }, t('rules.remove'))),
-      h('h2', {}, t('rules.import')), h('div', { class: 'row' }, file, h('button', { class: 'plain', onclick: importFile }, t('rules.import')), bar), jobOut),
+      h('h2', {}, t('rules.import')), h('div', { class: 'row' }, file, h('button', { class: 'plain', 'data-test': 'rules-import-go', onclick: importFile }, t('rules.import')), bar), jobOut),
     msg,
     h('div', { class: 'grid' },
       h('div', { class: 'card' }, h('h2', {}, t('rules.caps')),

@@ -107,7 +107,7 @@ export async function render(view) {
       } }, t('seg.save'))),
     msg,
     h('h2', {}, t('seg.import')),
-    h('div', { class: 'row card' }, file, fileName, h('button', { class: 'plain', onclick: async () => {
+    h('div', { class: 'row card' }, file, fileName, h('button', { class: 'plain', 'data-test': 'numbers-import', onclick: async () => {
       const f = file.files[0];
       if (!f) return;
       try {

@@ -200,6 +200,10 @@ async function scenario(browser) {
     const second = await buildSegment(alice, 'second-wave', [[null, 'last_digit(msisdn) = 1'], ['union', 'last_digit(msisdn) = 2'], ['difference', 'last_digit(msisdn) in [1, 2]']]);
     must(second[0] > 0 && second[1] > second[0] && second[2] === 0, `union grows, difference empties: ${second}`);
     await buildSegment(alice, 'promo-wave', [[null, 'not last_digit(msisdn) = 1']]);
+    await alice.setInputFiles('[data-test=numbers-file]', { name: 'vip.txt', mimeType: 'text/plain', buffer: Buffer.from('13400000011\n13400079201\n') });
+    await alice.click('[data-test=numbers-import]');
+    await alice.waitForSelector('[data-test=segments] td:text-is("vip.txt")');
+    must((await alice.getAttribute('[data-test=progress]', 'aria-valuenow')) === '100', 'upload progress bar full');
     await alice.click('[data-test=segments] tr:has(td:text-is("first-wave")) [data-test=seg-preview]');
     await alice.waitForSelector('text=Preview #');
     await shot(alice, 'segments');
@@ -290,6 +294,12 @@ async function scenario(browser) {
     await alice.click('[data-test=rules-check]');
     await alice.waitForSelector('[data-test=rules-result] .err');
     must((await alice.textContent('[data-test=rules-result]')).includes('blacklist'), 'refused by the blacklist');
+    await alice.setInputFiles('[data-test=rules-file]', { name: 'graylist.txt', mimeType: 'text/plain', buffer: Buffer.from('13800138002\n13800138003\nnot-a-number\n') });
+    await alice.click('[data-test=rules-import-go]');
+    await alice.waitForFunction(() => /^done/.test(document.querySelector('[data-test=rules-import]').textContent));
+    const job = await alice.textContent('[data-test=rules-import]');
+    must(/\+2\b/.test(job) && /\b1 /.test(job.split(',').pop()), `two added, one line refused: ${job}`);
+    must((await alice.getAttribute('[data-test=progress]', 'aria-valuenow')) === '100', 'progress bar full');
     await shot(alice, 'rules');
   });
 
