@@ -75,10 +75,11 @@ export function showError(e, slot) {
   else toast(msg);
 }
 
-/** A modal confirmation; resolves to the typed comment (or '') on OK, null on cancel. */
-export function confirmDialog(title, text, { danger = false, comment = false } = {}) {
+/** A modal confirmation; resolves to the typed comment or value (or '') on OK, null on cancel. */
+export function confirmDialog(title, text, { danger = false, comment = false, value } = {}) {
   return new Promise((resolve) => {
-    const input = comment ? h('textarea', { 'data-test': 'dialog-comment', placeholder: t('comment') }) : null;
+    const input = value !== undefined ? h('input', { 'data-test': 'dialog-value', class: 'wide', value })
+      : comment ? h('textarea', { 'data-test': 'dialog-comment', placeholder: t('comment') }) : null;
     const dlg = h('dialog', { 'data-test': 'dialog' },
       h('h2', {}, title), h('p', { 'data-test': 'dialog-text' }, text), input,
       h('div', { class: 'row' },

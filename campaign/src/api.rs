@@ -30,6 +30,7 @@
 //! | GET | `/campaigns/{id}` | read | → campaign with `activity_list` |
 //! | POST | `/campaigns` | plan | `{"name"}` → `{"id"}` |
 //! | POST | `/campaigns/{id}/activities` | plan | `{"name"}` → `{"id"}` |
+//! | PATCH | `/campaigns/{id}`, `/activities/{id}`, `/tasks/{id}` | plan | `{"name"}` → `{"id","name"}`: edit a draft or rejected one (422 field `state` otherwise) |
 //! | POST | `/tasks` | plan | `{"name","activity"?}` → `{"id"}` |
 //! | POST | `/tasks/{id}/transitions` | by target state | `{"to","note"?}` → `{"state"}` (409 if illegal, 403 self-approval) |
 //! | GET | `/tasks/{id}/history` | read | → `[Transition]` |
@@ -68,6 +69,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::approval::Subject;
 use crate::dispatch::Dispatcher;
 use crate::error::CampaignError;
 use crate::feedback::{self, Shared};
@@ -638,6 +640,57 @@ async fn show_campaign<D>(
     Ok(Json(listing::campaign(&lock(&st.svc).conn, &caller, id)?))
 }
 
+#[derive(Deserialize)]
+struct NewName {
+    name: String,
+}
+
+/// Edits the name of a campaign, activity or task the caller sees, while it is a draft or
+/// rejected ([`lifecycle::rename`]).
+fn rename<D>(st: &ApiState<D>, caller: &Caller, subject: Subject, name: &str) -> JsonResult {
+    let obj = match subject {
+        Subject::Campaign(_) => Object::Campaign,
+        Subject::Activity(_) => Object::Activity,
+        Subject::Task(_) => Object::Task,
+    };
+    let id = subject.id();
+    let c = lock(&st.svc);
+    identity::ensure_visible(&c.conn, caller, obj, id)?;
+    caller.require(Action::Plan)?;
+    in_tx(&c.conn, |tx| {
+        lifecycle::rename(tx, subject, name)?;
+        identity::stamp_updated(tx, obj, id, caller.user_id, now_s())
+    })?;
+    Ok(Json(json!({"id": id, "name": name.trim()})))
+}
+
+async fn rename_campaign<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    Json(n): Json<NewName>,
+) -> JsonResult {
+    rename(&st, &caller, Subject::Campaign(id), &n.name)
+}
+
+async fn rename_activity<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    Json(n): Json<NewName>,
+) -> JsonResult {
+    rename(&st, &caller, Subject::Activity(id), &n.name)
+}
+
+async fn rename_task<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    Json(n): Json<NewName>,
+) -> JsonResult {
+    rename(&st, &caller, Subject::Task(id), &n.name)
+}
+
 // ---- task lifecycle ----
 
 /// The permissions a move to `to` needs (any of them).
@@ -1063,6 +1116,7 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
         let filter = match method {
             Method::GET => MethodFilter::GET,
             Method::DELETE => MethodFilter::DELETE,
+            Method::PATCH => MethodFilter::PATCH,
             _ => MethodFilter::POST,
         };
         self.router = self.router.route(path, on(filter, h));
@@ -1096,6 +1150,9 @@ fn authenticated<D: Dispatcher + 'static>() -> Routes<Arc<ApiState<D>>> {
         .add(M::GET, "/campaigns", list_campaigns::<D>)
         .add(M::POST, "/campaigns", create_campaign::<D>)
         .add(M::GET, "/campaigns/{id}", show_campaign::<D>)
+        .add(M::PATCH, "/campaigns/{id}", rename_campaign::<D>)
+        .add(M::PATCH, "/activities/{id}", rename_activity::<D>)
+        .add(M::PATCH, "/tasks/{id}", rename_task::<D>)
         .add(M::POST, "/campaigns/{id}/activities", create_activity::<D>)
         .add(M::GET, "/activities", list_activities::<D>)
         .add(M::GET, "/tasks", list_tasks::<D>)

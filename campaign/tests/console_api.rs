@@ -268,6 +268,72 @@ async fn the_stop_preview_counts_what_the_gateway_still_holds() {
 }
 
 #[tokio::test]
+async fn a_draft_or_rejected_object_can_be_renamed_a_submitted_one_cannot() {
+    let w = world().await;
+    let patch = async |uri: &str, key: &str, name: &str| {
+        call(
+            &w.app,
+            Method::PATCH,
+            &format!("/v1/campaign{uri}"),
+            Some(key),
+            json!({ "name": name }),
+            &[],
+        )
+        .await
+    };
+    let t = format!("/tasks/{}", w.task);
+    // Submitted: what the approver sees is what sends.
+    let v = patch(&t, &w.alice, "renamed")
+        .await
+        .json(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(v["error"].as_str().unwrap().contains("pending"), "{v}");
+    // Rejected: editable again, and the listing shows the new name.
+    call(
+        &w.app,
+        Method::POST,
+        &format!("/v1/campaign{t}/reject"),
+        Some(&w.bob),
+        json!({"comment": "wrong offer"}),
+        &[],
+    )
+    .await
+    .json(StatusCode::OK);
+    let v = patch(&t, &w.alice, "  greeting v2 ")
+        .await
+        .json(StatusCode::OK);
+    assert_eq!(v, json!({"id": w.task, "name": "greeting v2"}));
+    let list = w
+        .get("/v1/campaign/tasks?q=v2", &w.alice)
+        .await
+        .json(StatusCode::OK);
+    assert_eq!(list["items"][0]["id"], w.task, "{list}");
+    patch(&t, &w.alice, " ")
+        .await
+        .json(StatusCode::UNPROCESSABLE_ENTITY);
+    // An approver may not edit; another organisation does not see the task.
+    patch(&t, &w.bob, "x").await.json(StatusCode::FORBIDDEN);
+    patch(&t, &w.carol_approver, "x")
+        .await
+        .json(StatusCode::NOT_FOUND);
+    // A draft campaign too.
+    let c = call(
+        &w.app,
+        Method::POST,
+        "/v1/campaign/campaigns",
+        Some(&w.alice),
+        json!({"name": "spring"}),
+        &[],
+    )
+    .await
+    .json(StatusCode::OK)["id"]
+        .as_i64()
+        .unwrap();
+    patch(&format!("/campaigns/{c}"), &w.alice, "summer")
+        .await
+        .json(StatusCode::OK);
+}
+
+#[tokio::test]
 async fn console_files_carry_csp_nosniff_and_revalidate_by_etag() {
     let w = world().await;
     let page = call(&w.app, Method::GET, "/console/", None, Value::Null, &[]).await;

@@ -1,7 +1,7 @@
 // Campaigns: the campaign → activity → task → bulk send tree with states, owners and
 // organisations; create; submit, schedule, launch, pause, resume, and the emergency stop
 // whose confirmation names how many messages it cancels.
-import { h, put, get, post, num, badge, confirmDialog, showError, toast } from '../lib.js';
+import { h, put, api, get, post, num, badge, confirmDialog, showError, toast } from '../lib.js';
 import { t } from '../i18n.js';
 
 const PAGE = 50;
@@ -64,6 +64,13 @@ export async function render(view, { me }) {
       buttons.push(btn('submit', () => post(`/v1/campaign/tasks/${r.id}/submit`, { comment: '' })));
       buttons.push(h('button', { class: 'plain', 'data-act': 'bulk', onclick: () => bulkForm(r, bulkRow) }, t('camp.bulk.new')));
     }
+    if ((r.state === 'draft' || r.state === 'rejected') && planner) {
+      buttons.push(h('button', { class: 'plain', 'data-act': 'edit', onclick: async () => {
+        const name = await confirmDialog(t('camp.edit'), `#${r.id}`, { value: r.name });
+        if (name) await act(t('camp.edit'), () => api('PATCH', `/v1/campaign/tasks/${r.id}`, { name }));
+      } }, t('camp.edit')));
+    }
+    if (r.state === 'rejected' && planner) buttons.push(btn('revise', () => post(`/v1/campaign/tasks/${r.id}/revise`, { comment: '' })));
     if (r.state === 'approved' && planner) buttons.push(btn('schedule', () => post(`/v1/campaign/tasks/${r.id}/transitions`, { to: 'scheduled' })));
     if (r.state === 'scheduled') buttons.push(btn('launch', async () => {
       const bulk = await bulksOf(r);

@@ -122,8 +122,12 @@ async function buildSegment(page, name, conditions) {
 
 async function planTask(page, name, segment) {
   await go(page, 'campaigns');
-  await page.fill('[data-test=task-name]', name);
+  // Created under a working name, then edited while a draft.
+  await page.fill('[data-test=task-name]', `${name} (draft)`);
   await page.click('[data-test=task-create]');
+  await page.click(`${taskRow(`${name} (draft)`)} [data-act=edit]`);
+  await page.fill('[data-test=dialog-value]', name);
+  await page.click('[data-test=dialog-ok]');
   await page.waitForSelector(`${taskRow(name)}[data-state=draft]`);
   await page.click(`${taskRow(name)} [data-act=bulk]`);
   await page.waitForSelector('[data-test=bulk-segment]');
