@@ -102,6 +102,3 @@ export function t(key, fallbackOrVars, vars) {
   const s = tables[lang][key] ?? en[key] ?? fb;
   return v ? s.replace(/\{(\w+)\}/g, (_, k) => String(v[k] ?? '')) : s;
 }
-
-/** Keys missing in one table (for the test). */
-export const missing = () => Object.keys(en).filter((k) => !(k in zh)).concat(Object.keys(zh).filter((k) => !(k in en)));

@@ -437,6 +437,36 @@ fn every_imported_console_module_is_embedded() {
     assert!(files.contains("pages/login.js"));
 }
 
+/// Both languages name every string: a key missing in one would show English in a Chinese
+/// console (or the key itself).
+#[test]
+fn chinese_and_english_tables_have_the_same_keys() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("console");
+    let text = std::fs::read_to_string(dir.join("i18n.js")).unwrap();
+    let keys = |table: &str| -> HashSet<String> {
+        let start = text.find(&format!("const {table} = {{")).unwrap();
+        let body = &text[start..];
+        let body = &body[..body.find("\n};").unwrap()];
+        // Every `'key':` of the table (values never contain `':`).
+        body.match_indices("':")
+            .filter_map(|(at, _)| {
+                let open = body[..at].rfind('\'')?;
+                Some(body[open + 1..at].to_owned())
+            })
+            .collect()
+    };
+    let (en, zh) = (keys("en"), keys("zh"));
+    assert!(en.len() > 100, "{}", en.len());
+    let mut only_en: Vec<_> = en.difference(&zh).collect();
+    let mut only_zh: Vec<_> = zh.difference(&en).collect();
+    only_en.sort();
+    only_zh.sort();
+    assert!(
+        only_en.is_empty() && only_zh.is_empty(),
+        "only in en: {only_en:?}; only in zh: {only_zh:?}"
+    );
+}
+
 fn normalize(p: &std::path::Path) -> String {
     let mut out: Vec<String> = Vec::new();
     for c in p.components() {
