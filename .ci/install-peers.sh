@@ -8,9 +8,10 @@ if ! command -v wapbox >/dev/null 2>&1 && ! [ -x /usr/sbin/wapbox ]; then
 fi
 python3 -c 'import smpplib' 2>/dev/null || python3 -m pip install -q smpplib==2.2.4 || python3 -m pip install -q --break-system-packages smpplib==2.2.4
 # The web console's browser tests: Debian's chromium, driven by playwright-core (no browser download).
-if ! [ -x /usr/bin/chromium ]; then
+# A CJK font so the Chinese console renders in its screenshots.
+if ! [ -x /usr/bin/chromium ] || ! fc-list :lang=zh | grep -q .; then
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq chromium >/dev/null
+  $SUDO apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
 fi
 if [ ! -d tests/peers/node/node_modules/smpp ] || [ ! -d tests/peers/node/node_modules/playwright-core ]; then
   (cd tests/peers/node && npm ci --silent --no-audit --no-fund)
