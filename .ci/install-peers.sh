@@ -12,7 +12,13 @@ if ! command -v xmllint >/dev/null 2>&1; then
   $SUDO apt-get install -y -qq libxml2-utils >/dev/null
 fi
 python3 -c 'import smpplib' 2>/dev/null || python3 -m pip install -q smpplib==2.2.4 || python3 -m pip install -q --break-system-packages smpplib==2.2.4
-if [ ! -d tests/peers/node/node_modules/smpp ]; then
+# The web console's browser tests: Debian's chromium, driven by playwright-core (no browser download).
+# A CJK font so the Chinese console renders in its screenshots.
+if ! [ -x /usr/bin/chromium ] || ! fc-list :lang=zh | grep -q .; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
+fi
+if [ ! -d tests/peers/node/node_modules/smpp ] || [ ! -d tests/peers/node/node_modules/playwright-core ]; then
   (cd tests/peers/node && npm ci --silent --no-audit --no-fund)
 fi
 export SLUICE_INTEROP=1

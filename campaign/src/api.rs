@@ -30,6 +30,7 @@
 //! | GET | `/campaigns/{id}` | read | → campaign with `activity_list` |
 //! | POST | `/campaigns` | plan | `{"name"}` → `{"id"}` |
 //! | POST | `/campaigns/{id}/activities` | plan | `{"name"}` → `{"id"}` |
+//! | PATCH | `/campaigns/{id}`, `/activities/{id}`, `/tasks/{id}` | plan | `{"name"}` → `{"id","name"}`: edit a draft or rejected one (422 field `state` otherwise) |
 //! | POST | `/tasks` | plan | `{"name","activity"?}` → `{"id"}` |
 //! | POST | `/tasks/{id}/transitions` | by target state | `{"to","note"?}` → `{"state"}` (409 if illegal, 403 self-approval) |
 //! | GET | `/tasks/{id}/history` | read | → `[Transition]` |
@@ -38,6 +39,7 @@
 //! | POST | `/tasks/{id}/pause` \| `/resume` | operate | → `{"state"}` |
 //! | POST | `/tasks/{id}/stop` | operate | → `{"state","gateway"}`: emergency stop — the task ends `cancelled` and the gateway cancels every message tagged `task={id}` it has not yet submitted (its answer in `gateway`); 502 when the gateway could not be told |
 //! | POST | `/tasks/{id}/stop` | operate | → `{"state","gateway"}`: emergency stop — the task ends `cancelled` and the gateway cancels every message tagged `task={id}` not yet submitted (its answer in `gateway`); 502 when the gateway could not be told |
+//! | GET | `/tasks/{id}/stop/preview` | read | → `{"would_cancel"}`: the task's contacts handed to the gateway without a final receipt yet (what a stop can still cancel; those already at the center end as their receipts say) |
 //! | GET | `/tasks/{id}/report` | read | → `{"funnel","uplift","exclusions"}` |
 //! | GET | `/reports/daily?format=csv\|json` | read | daily report (caller's visible tasks) |
 //! | GET | `/reports/channels?since=` | read | channel monitor (caller's visible tasks) |
@@ -67,6 +69,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::approval::Subject;
 use crate::dispatch::Dispatcher;
 use crate::error::CampaignError;
 use crate::feedback::{self, Shared};
@@ -637,6 +640,57 @@ async fn show_campaign<D>(
     Ok(Json(listing::campaign(&lock(&st.svc).conn, &caller, id)?))
 }
 
+#[derive(Deserialize)]
+struct NewName {
+    name: String,
+}
+
+/// Edits the name of a campaign, activity or task the caller sees, while it is a draft or
+/// rejected ([`lifecycle::rename`]).
+fn rename<D>(st: &ApiState<D>, caller: &Caller, subject: Subject, name: &str) -> JsonResult {
+    let obj = match subject {
+        Subject::Campaign(_) => Object::Campaign,
+        Subject::Activity(_) => Object::Activity,
+        Subject::Task(_) => Object::Task,
+    };
+    let id = subject.id();
+    let c = lock(&st.svc);
+    identity::ensure_visible(&c.conn, caller, obj, id)?;
+    caller.require(Action::Plan)?;
+    in_tx(&c.conn, |tx| {
+        lifecycle::rename(tx, subject, name)?;
+        identity::stamp_updated(tx, obj, id, caller.user_id, now_s())
+    })?;
+    Ok(Json(json!({"id": id, "name": name.trim()})))
+}
+
+async fn rename_campaign<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    Json(n): Json<NewName>,
+) -> JsonResult {
+    rename(&st, &caller, Subject::Campaign(id), &n.name)
+}
+
+async fn rename_activity<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    Json(n): Json<NewName>,
+) -> JsonResult {
+    rename(&st, &caller, Subject::Activity(id), &n.name)
+}
+
+async fn rename_task<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    Json(n): Json<NewName>,
+) -> JsonResult {
+    rename(&st, &caller, Subject::Task(id), &n.name)
+}
+
 // ---- task lifecycle ----
 
 /// The permissions a move to `to` needs (any of them).
@@ -883,6 +937,24 @@ async fn stop<D: Dispatcher + 'static>(
     Ok(Json(json!({"state": state, "gateway": gateway})))
 }
 
+/// What a stop of the task would cancel, for the console's confirmation: the task's
+/// contacts the gateway accepted that have no final receipt yet. An upper bound of what
+/// the gateway's stop will report cancelled: some of them may already sit at a center, and
+/// those end as their receipts say. Contacts not yet handed over are never sent after a
+/// stop (the runner sends only while the task runs), so they are not counted.
+async fn stop_preview<D>(
+    State(st): State<Arc<ApiState<D>>>,
+    caller: Caller,
+    Path(task): Path<i64>,
+) -> JsonResult {
+    caller.require(Action::Read)?;
+    let c = lock(&st.svc);
+    identity::ensure_visible(&c.conn, &caller, Object::Task, task)?;
+    Ok(Json(
+        json!({"would_cancel": report::unfinished_contacts(&c.conn, task)?}),
+    ))
+}
+
 async fn resume<D: Dispatcher + 'static>(
     State(st): State<Arc<ApiState<D>>>,
     caller: Caller,
@@ -1044,6 +1116,7 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
         let filter = match method {
             Method::GET => MethodFilter::GET,
             Method::DELETE => MethodFilter::DELETE,
+            Method::PATCH => MethodFilter::PATCH,
             _ => MethodFilter::POST,
         };
         self.router = self.router.route(path, on(filter, h));
@@ -1077,6 +1150,9 @@ fn authenticated<D: Dispatcher + 'static>() -> Routes<Arc<ApiState<D>>> {
         .add(M::GET, "/campaigns", list_campaigns::<D>)
         .add(M::POST, "/campaigns", create_campaign::<D>)
         .add(M::GET, "/campaigns/{id}", show_campaign::<D>)
+        .add(M::PATCH, "/campaigns/{id}", rename_campaign::<D>)
+        .add(M::PATCH, "/activities/{id}", rename_activity::<D>)
+        .add(M::PATCH, "/tasks/{id}", rename_task::<D>)
         .add(M::POST, "/campaigns/{id}/activities", create_activity::<D>)
         .add(M::GET, "/activities", list_activities::<D>)
         .add(M::GET, "/tasks", list_tasks::<D>)
@@ -1087,6 +1163,7 @@ fn authenticated<D: Dispatcher + 'static>() -> Routes<Arc<ApiState<D>>> {
         .add(M::POST, "/tasks/{id}/pause", pause::<D>)
         .add(M::POST, "/tasks/{id}/resume", resume::<D>)
         .add(M::POST, "/tasks/{id}/stop", stop::<D>)
+        .add(M::GET, "/tasks/{id}/stop/preview", stop_preview::<D>)
         .add(M::GET, "/tasks/{id}/report", task_report::<D>)
         .add(M::GET, "/bulk", list_bulk::<D>)
         .add(M::POST, "/bulk/{id}/launch", launch_bulk::<D>)

@@ -28,6 +28,7 @@
 pub mod api;
 pub mod approval;
 pub mod approval_api;
+pub mod console;
 pub mod dispatch;
 pub mod error;
 pub mod expr;
@@ -36,6 +37,7 @@ pub mod fxhash;
 pub mod groups;
 pub mod identity;
 pub mod import;
+pub mod inbox;
 pub mod launch;
 pub mod lifecycle;
 pub mod listing;

@@ -366,6 +366,48 @@ pub fn history(conn: &Connection, task: i64) -> Result<Vec<Transition>> {
     Ok(out)
 }
 
+/// Renames a campaign, activity or task. Only while it may still change: a draft (never
+/// submitted, or revised) or a rejected one; once submitted, what the approvers see is what
+/// sends, so a pending, approved or sending object keeps its name.
+///
+/// # Errors
+/// [`CampaignError::Invalid`] for an empty name or a state that may not change (field
+/// `state`), [`CampaignError::NotFound`], SQLite failure.
+pub fn rename(conn: &Connection, subject: approval::Subject, name: &str) -> Result<()> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(CampaignError::invalid("name", "empty"));
+    }
+    let state = approval::state(conn, subject).map_err(|e| match e {
+        approval::ApprovalError::Campaign(c) => c,
+        other => CampaignError::invalid("state", other.to_string()),
+    })?;
+    if !matches!(
+        state,
+        approval::ApprovalState::Draft | approval::ApprovalState::Rejected
+    ) {
+        return Err(CampaignError::invalid(
+            "state",
+            format!(
+                "{} {} is {}: only a draft or rejected one can be edited",
+                subject.kind().as_str(),
+                subject.id(),
+                state.as_str()
+            ),
+        ));
+    }
+    let table = match subject.kind() {
+        SubjectKind::Campaign => "campaigns",
+        SubjectKind::Activity => "activities",
+        SubjectKind::Task => "tasks",
+    };
+    conn.execute(
+        &format!("UPDATE {table} SET name = ?1 WHERE id = ?2"),
+        params![name, subject.id()],
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

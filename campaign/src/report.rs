@@ -663,3 +663,19 @@ pub fn write_rollup_csv<W: Write>(rows: &[RollupRow], out: W) -> Result<()> {
     w.flush()?;
     Ok(())
 }
+
+/// Contacts of `task` the gateway accepted (they carry its message id) that have no final
+/// receipt yet: what an emergency stop can still cancel (the stop confirmation's count).
+///
+/// # Errors
+/// SQLite failure.
+pub fn unfinished_contacts(conn: &Connection, task: i64) -> Result<u64> {
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM contacts WHERE task_id = ?1 AND gateway_id IS NOT NULL
+         AND state NOT IN ('delivered', 'undeliverable', 'expired', 'rejected', 'failed',
+                           'cancelled')",
+        [task],
+        |r| r.get(0),
+    )?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}

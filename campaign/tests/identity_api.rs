@@ -268,6 +268,13 @@ fn object_routes(b: Built) -> Vec<(Method, String, Value)> {
         ),
         (Method::GET, format!("/tasks/{t}/history"), Value::Null),
         (Method::GET, format!("/tasks/{t}/report"), Value::Null),
+        (Method::GET, format!("/tasks/{t}/stop/preview"), Value::Null),
+        (Method::PATCH, format!("/tasks/{t}"), json!({"name":"x"})),
+        (
+            Method::PATCH,
+            format!("/campaigns/{}", b.campaign),
+            json!({"name":"x"}),
+        ),
         (Method::POST, format!("/tasks/{t}/submit"), json!({})),
         (Method::POST, format!("/tasks/{t}/approve"), json!({})),
         (Method::GET, format!("/tasks/{t}/approval"), Value::Null),

@@ -2,8 +2,9 @@
 //!
 //! Three pieces, each usable on its own by `serve`, `sluice demo` and the tests:
 //! - [`mount`]: the campaign HTTP API ([`sluice_campaign::api::router`], with the approval
-//!   routes of [`sluice_campaign::approval_api::router`]) nested under
-//!   `/v1/campaign`, with an [`HttpDispatcher`] that launches through the gateway's own
+//!   routes of [`sluice_campaign::approval_api::router`] and the approver's inbox of
+//!   [`sluice_campaign::inbox::router`]) nested under `/v1/campaign`, and the web console
+//!   ([`sluice_campaign::console::router`]) at `/console/`, with an [`HttpDispatcher`] that launches through the gateway's own
 //!   `POST /v1/messages` — the same contract external campaign platforms use, so idempotent
 //!   `client_ref`s and durable acks apply unchanged.
 //! - [`spawn_ticker`]: runs [`api::tick`] periodically so slices whose window opens later
@@ -36,8 +37,10 @@ use jiff::Timestamp;
 use sluice_campaign::Campaigns;
 use sluice_campaign::api::{self, ApiState};
 use sluice_campaign::approval_api;
+use sluice_campaign::console;
 use sluice_campaign::dispatch::HttpDispatcher;
 use sluice_campaign::feedback::{self, FeedbackEvent, MoReply, Receipt, ReplyOutcome, Shared};
+use sluice_campaign::inbox;
 use sluice_campaign::manage_api;
 use sluice_campaign::routing::MoSettings;
 use sluice_campaign::webhook_guard::WebhookGuard;
@@ -60,12 +63,15 @@ pub fn mount(svc: Shared, gateway_url: &str, api_key: &str) -> (Router, Campaign
         Arc::clone(&svc),
         Arc::new(HttpDispatcher::new(gateway_url, api_key)),
     );
-    let router = Router::new().nest(
-        "/v1/campaign",
-        api::router(Arc::clone(&st))
-            .merge(approval_api::router().with_state(Arc::clone(&st)))
-            .merge(manage_api::router(svc)),
-    );
+    let router = Router::new()
+        .nest(
+            "/v1/campaign",
+            api::router(Arc::clone(&st))
+                .merge(approval_api::router().with_state(Arc::clone(&st)))
+                .merge(inbox::router().with_state(Arc::clone(&st)))
+                .merge(manage_api::router(svc)),
+        )
+        .merge(console::router());
     (router, st)
 }
 
