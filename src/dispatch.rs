@@ -1011,3 +1011,80 @@ mod tests {
         assert_eq!(s.pick(|_| true), Some(Lane::Notification));
     }
 }
+
+#[cfg(test)]
+mod content_tests {
+    use super::*;
+    use crate::store::{MessageKind, RedbBackend, WriterConfig};
+
+    fn mms_message(id: u64, digest: [u8; 32], subject: Option<&str>) -> Message {
+        let mut m = Message::new(
+            MessageId(id),
+            "acme",
+            "+8613800138000",
+            Payload::Mms {
+                subject: subject.map(str::to_owned),
+                content_type: "multipart/related".into(),
+                digest,
+                size: 4,
+            },
+            "mm7",
+            0,
+            0,
+        );
+        m.kind = MessageKind::Mms;
+        m
+    }
+
+    #[test]
+    fn recipients_share_one_loaded_content_and_a_missing_file_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with_content(
+            RedbBackend::open(dir.path()).unwrap(),
+            WriterConfig::default(),
+            0,
+            &dir.path().join("content"),
+        )
+        .unwrap();
+        let pin = store.put_content(b"body").unwrap();
+        let d = *pin.digest();
+        let cache = ContentCache::new(1024);
+        let content = |m: &Message| match outbound(m, &store, &cache).unwrap().content {
+            Content::Mms(c) => c,
+            other => panic!("not mms: {other:?}"),
+        };
+        let a = content(&mms_message(1, d, Some("Hi")));
+        let b = content(&mms_message(2, d, Some("Hi")));
+        assert!(Arc::ptr_eq(&a, &b), "one Arc for every recipient");
+        assert_eq!(&a.body[..], b"body");
+        assert_eq!(a.digest, d);
+        // Another subject: its own Arc, the same bytes.
+        let c = content(&mms_message(3, d, None));
+        assert_eq!(c.subject, None);
+        assert_eq!(c.body.as_ptr(), a.body.as_ptr());
+        assert_eq!(cache.len(), 1);
+        match outbound(&mms_message(4, [7; 32], None), &store, &cache) {
+            Err(ContentUnavailable::Missing(x)) => assert_eq!(x, [7; 32]),
+            other => panic!("expected missing content, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_cache_is_bounded_by_bytes() {
+        let cache = ContentCache::new(10);
+        let load = |n: usize| move |_: &[u8; 32]| Ok(Some(vec![0u8; n]));
+        cache.get(None, "t", &[1; 32], load(6)).unwrap();
+        cache.get(None, "t", &[2; 32], load(4)).unwrap();
+        assert_eq!(cache.len(), 2);
+        cache.get(None, "t", &[3; 32], load(5)).unwrap();
+        assert_eq!(cache.len(), 2, "the oldest went");
+        // Too big to keep, still served.
+        let big = cache.get(None, "t", &[4; 32], load(11)).unwrap();
+        assert_eq!(big.body.len(), 11);
+        assert_eq!(cache.len(), 2);
+        // A cached entry is served without loading.
+        cache
+            .get(None, "t", &[3; 32], |_| panic!("must come from the cache"))
+            .unwrap();
+    }
+}
