@@ -115,6 +115,7 @@ impl Default for DemoOptions {
             blacklist_every: 97,
             dnd_every: 61,
             push: None,
+            mms: None,
         }
     }
 }
