@@ -115,7 +115,6 @@ impl Default for DemoOptions {
             blacklist_every: 97,
             dnd_every: 61,
             push: None,
-            mms: None,
         }
     }
 }
@@ -405,6 +404,7 @@ fn bulk_spec(o: &DemoOptions, segment: i64) -> BulkSpec {
             Channel::Sms
         },
         push: o.push.clone(),
+        mms: None,
         lane: sluice_campaign::dispatch::Lane::Marketing,
         from: None,
         extension: None,
