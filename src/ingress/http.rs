@@ -277,11 +277,36 @@ async fn submit_batch(
     let mut items = items;
     let now_ms = (state.now_ms)();
     // Held until the batch's commit: the content files stay until their references exist.
-    let _content_pins = mms::resolve(&state.mms, &state.store, &mut items, |s| {
-        (state.place)(account.name(), s, now_ms)
-            .ok()
-            .map(|p| p.channel)
-    })
+    let mut pins = Vec::new();
+    let result = store_batch(state, account, &mut items, now_ms, &mut pins, refused).await;
+    if result.is_err() && !pins.is_empty() {
+        // Nothing references what was written for this batch: remove it now rather than
+        // at the next start.
+        state.store.discard_content(pins);
+    }
+    result
+}
+
+/// MMS content, rate charge and the durable accept of a screened batch.
+async fn store_batch(
+    state: &IngressState,
+    account: &Account,
+    items: &mut Vec<batch::Item>,
+    now_ms: u64,
+    pins: &mut Vec<crate::store::ContentPin>,
+    refused: Vec<screen::RefusedLine>,
+) -> Result<Response, ApiError> {
+    mms::resolve(
+        &state.mms,
+        &state.store,
+        items,
+        |s| {
+            (state.place)(account.name(), s, now_ms)
+                .ok()
+                .map(|p| p.channel)
+        },
+        pins,
+    )
     .await
     .map_err(|e| match e {
         ResolveError::Invalid(b) => ApiError::Batch(b),
@@ -290,6 +315,7 @@ async fn submit_batch(
             ApiError::Internal(reason)
         }
     })?;
+    let items = std::mem::take(items);
     account
         .charge(items.len())
         .map_err(|r| ApiError::RateLimited {

@@ -483,8 +483,9 @@ impl MmsIngress {
 }
 
 /// Resolves every MMS draft of `items`: fetches, builds, checks the size limit of the
-/// message's channel (`channel_of`), and makes the content durable in `store`. Returns the
-/// pins to drop after the batch's commit. Equal drafts in one request are built and stored
+/// message's channel (`channel_of`), and makes the content durable in `store`. Adds to `pins`
+/// (also on error, for what was written before it) the pins to drop after the batch's commit
+/// — or to hand to `Store::discard_content` when the batch is not stored. Equal drafts in one request are built and stored
 /// once; a URL named by several parts is fetched once.
 ///
 /// # Errors
@@ -495,9 +496,10 @@ pub async fn resolve(
     store: &Store<AnyBackend>,
     items: &mut [Item],
     channel_of: impl Fn(&super::message::Submission) -> Option<String>,
-) -> Result<Vec<ContentPin>, ResolveError> {
-    let mut pins: Vec<ContentPin> = Vec::new();
-    let mut built: HashMap<(Draft, usize), Payload> = HashMap::new();
+    pins: &mut Vec<ContentPin>,
+) -> Result<(), ResolveError> {
+    // By limit, then by draft: a lookup borrows the draft instead of copying its media.
+    let mut built: HashMap<usize, HashMap<Draft, Payload>> = HashMap::new();
     let mut fetched: HashMap<String, (Vec<u8>, Option<String>)> = HashMap::new();
     for item in items.iter_mut() {
         let Some(draft) = item.submission.mms.take() else {
@@ -511,7 +513,7 @@ pub async fn resolve(
             })
         };
         let limit = mms.limit(channel_of(&item.submission).as_deref());
-        if let Some(p) = built.get(&(draft.clone(), limit)) {
+        if let Some(p) = built.get(&limit).and_then(|m| m.get(&draft)) {
             item.submission.payload = p.clone();
             continue;
         }
@@ -568,10 +570,13 @@ pub async fn resolve(
             size: pin.size(),
         };
         pins.push(pin);
-        built.insert((draft, limit), payload.clone());
+        built
+            .entry(limit)
+            .or_default()
+            .insert(draft, payload.clone());
         item.submission.payload = payload;
     }
-    Ok(pins)
+    Ok(())
 }
 
 /// Why [`resolve`] failed: a line's fault, or the content store's.

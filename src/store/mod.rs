@@ -417,6 +417,26 @@ impl<B: Backend> Store<B> {
         self.content_store()?.load(digest)
     }
 
+    /// Drops `pins` of content written for a batch that was not stored, removing the files
+    /// nothing references (blocking file I/O; failures are logged — the next open sweeps
+    /// what is left).
+    pub fn discard_content(&self, pins: Vec<ContentPin>) {
+        let Some(cs) = &self.inner.content else {
+            return;
+        };
+        let backend = &self.inner.backend;
+        for pin in pins {
+            let d = *pin.digest();
+            drop(pin);
+            let gone = cs.collect(&[d], |d| {
+                backend.read(|kv| content::refs(kv, d)).map(|n| n > 0)
+            });
+            if let Err(e) = gone {
+                tracing::warn!(error = %e, "store: unreferenced content not removed");
+            }
+        }
+    }
+
     /// How many stored messages reference `digest`.
     ///
     /// # Errors
