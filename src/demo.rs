@@ -404,6 +404,7 @@ fn bulk_spec(o: &DemoOptions, segment: i64) -> BulkSpec {
             Channel::Sms
         },
         push: o.push.clone(),
+        mms: None,
         lane: sluice_campaign::dispatch::Lane::Marketing,
         from: None,
         extension: None,

@@ -41,6 +41,14 @@
 //! nothing and gives its buffers back, as when no bind is up, but without marking the channel
 //! down for route failover: the messages stay queued for this channel.
 //!
+//! # MMS content
+//! An MMS record holds only its content's digest. [`outbound`] loads the body from the
+//! store's content files through a [`ContentCache`] (bounded, default
+//! [`ContentCache::DEFAULT_BYTES`]), so every recipient in flight shares one
+//! `Arc<MmsContent>` and one copy of the bytes. A missing file (it should never happen: the
+//! content is durable before the message commits) fails the message for good with `UNDELIV`
+//! and counts `sluice_mms_content_missing_total`.
+//!
 //! # Outcomes
 //! Outcomes waiting in the queue are written together, in one store commit (up to 1024).
 //! `Sent` → `Op::Submitted` per part with the center id normalised by
@@ -61,10 +69,10 @@ use sluice_protocols::sms::Encoding;
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::channel::egress::{Content, OutboundMessage, Outcome, Settled};
+use crate::channel::egress::{Content, MmsContent, OutboundMessage, Outcome, Settled};
 use crate::channel::normalise_center_id;
 use crate::clock::{Clock, from_ms, to_ms};
-use crate::metrics::{CANCELLED, CHANNEL_QUEUE_DEPTH, DISPATCH_LEASED};
+use crate::metrics::{CANCELLED, CHANNEL_QUEUE_DEPTH, DISPATCH_LEASED, MMS_CONTENT_MISSING};
 use crate::route::ChannelHealth;
 use crate::schedule::{WindowRules, next_allowed, parse_windows};
 use crate::store::{
@@ -269,9 +277,19 @@ pub struct Dispatcher<B: Backend, C: Clock> {
     stop_epoch: u64,
     metrics: DispatchMetrics,
     stats: DispatchStats,
+    /// MMS bodies in flight, by digest.
+    content: Arc<ContentCache>,
 }
 
 impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
+    /// Shares `cache` (e.g. one for every channel of a gateway) instead of this
+    /// dispatcher's own.
+    #[must_use]
+    pub fn with_content_cache(mut self, cache: Arc<ContentCache>) -> Self {
+        self.content = cache;
+        self
+    }
+
     /// A dispatcher for `config.channel` on `store`.
     #[must_use]
     pub fn new(config: DispatchConfig, store: Store<B>, clock: C) -> Self {
@@ -289,6 +307,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
             next_sweep,
             stop_epoch: 0,
             stats: DispatchStats::default(),
+            content: Arc::new(ContentCache::new(ContentCache::DEFAULT_BYTES)),
         }
     }
 
@@ -559,7 +578,25 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
                     continue;
                 }
             }
-            return Ok(Some(outbound(&message)));
+            match outbound(&message, &self.store, &self.content) {
+                Ok(m) => return Ok(Some(m)),
+                Err(ContentUnavailable::Store(e)) => return Err(e.into()),
+                Err(ContentUnavailable::Missing(digest)) => {
+                    warn!(id = %message.id, digest = %crate::store::content::digest_hex(&digest),
+                        "MMS content file missing; message failed.");
+                    counter!(MMS_CONTENT_MISSING, "channel" => self.config.channel.clone())
+                        .increment(1);
+                    self.store
+                        .submit(vec![Op::Finish {
+                            id: message.id,
+                            state: MessageState::Undeliverable,
+                            stat: "UNDELIV".into(),
+                            err: "content missing".into(),
+                            now_ms: self.clock.now_ms(),
+                        }])
+                        .await?;
+                }
+            }
         }
     }
 
@@ -735,10 +772,136 @@ fn lane_name(lane: Lane) -> &'static str {
     }
 }
 
-/// The channel's view of a stored message.
-#[must_use]
-pub fn outbound(m: &Message) -> OutboundMessage {
+/// MMS bodies by digest, shared by every message in flight that carries them: one load from
+/// the content store and one copy in memory per distinct content, however many recipients.
+/// Bounded by bytes; the oldest entry goes first (a campaign's one content stays hot).
+#[derive(Debug)]
+pub struct ContentCache {
+    max_bytes: usize,
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    map: std::collections::HashMap<[u8; 32], Arc<MmsContent>>,
+    order: VecDeque<[u8; 32]>,
+    bytes: usize,
+}
+
+/// Why an MMS's content could not be handed to its channel.
+#[derive(Debug)]
+pub enum ContentUnavailable {
+    /// No content file under this digest.
+    Missing([u8; 32]),
+    /// Reading it failed.
+    Store(StoreError),
+}
+
+impl ContentCache {
+    /// 64 MiB: a couple of hundred distinct 300 KB contents in flight at once.
+    pub const DEFAULT_BYTES: usize = 64 * 1024 * 1024;
+
+    /// A cache holding at most `max_bytes` of bodies (one larger body is still served, not
+    /// kept).
+    #[must_use]
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            inner: Mutex::new(CacheInner::default()),
+        }
+    }
+
+    /// Distinct contents held.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    /// Whether nothing is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The content of an MMS record: from the cache, else loaded with `load` and kept. The
+    /// body (and, for equal subject and type, the whole `Arc`) is shared.
+    ///
+    /// # Errors
+    /// [`ContentUnavailable`].
+    pub fn get(
+        &self,
+        subject: Option<&str>,
+        content_type: &str,
+        digest: &[u8; 32],
+        load: impl FnOnce(&[u8; 32]) -> Result<Option<Vec<u8>>, StoreError>,
+    ) -> Result<Arc<MmsContent>, ContentUnavailable> {
+        let same =
+            |c: &MmsContent| c.subject.as_deref() == subject && c.content_type == content_type;
+        if let Some(c) = self.lock().map.get(digest) {
+            if same(c) {
+                return Ok(Arc::clone(c));
+            }
+            return Ok(Arc::new(MmsContent {
+                subject: subject.map(str::to_owned),
+                content_type: content_type.to_owned(),
+                body: c.body.clone(),
+                digest: *digest,
+            }));
+        }
+        let body = load(digest)
+            .map_err(ContentUnavailable::Store)?
+            .ok_or(ContentUnavailable::Missing(*digest))?;
+        let c = Arc::new(MmsContent {
+            subject: subject.map(str::to_owned),
+            content_type: content_type.to_owned(),
+            body: bytes::Bytes::from(body),
+            digest: *digest,
+        });
+        let size = c.body.len();
+        if size <= self.max_bytes {
+            let mut inner = self.lock();
+            while inner.bytes + size > self.max_bytes {
+                let Some(old) = inner.order.pop_front() else {
+                    break;
+                };
+                if let Some(gone) = inner.map.remove(&old) {
+                    inner.bytes -= gone.body.len();
+                }
+            }
+            if inner.map.insert(*digest, Arc::clone(&c)).is_none() {
+                inner.order.push_back(*digest);
+                inner.bytes += size;
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// The channel's view of a stored message; an MMS's content comes from `cache` (loaded from
+/// `store`'s content files on a miss).
+///
+/// # Errors
+/// [`ContentUnavailable`] for an MMS whose content cannot be loaded.
+pub fn outbound<B: Backend>(
+    m: &Message,
+    store: &Store<B>,
+    cache: &ContentCache,
+) -> Result<OutboundMessage, ContentUnavailable> {
     let content = match &m.payload {
+        Payload::Mms {
+            subject,
+            content_type,
+            digest,
+            ..
+        } => Content::Mms(cache.get(subject.as_deref(), content_type, digest, |d| {
+            store.load_content(d)
+        })?),
         Payload::Text { text, encoding } => Content::Text {
             text: text.clone(),
             hint: match encoding {
@@ -753,13 +916,13 @@ pub fn outbound(m: &Message) -> OutboundMessage {
             udh: udh.clone(),
         },
     };
-    OutboundMessage {
+    Ok(OutboundMessage {
         id: m.id.0,
         attempt: m.attempts,
         from: m.from.clone(),
         to: m.to.clone(),
         content,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -846,5 +1009,82 @@ mod tests {
         assert_eq!(s.pick(|_| true), Some(Lane::Otp));
         assert_eq!(s.pick(|_| true), Some(Lane::Otp));
         assert_eq!(s.pick(|_| true), Some(Lane::Notification));
+    }
+}
+
+#[cfg(test)]
+mod content_tests {
+    use super::*;
+    use crate::store::{MessageKind, RedbBackend, WriterConfig};
+
+    fn mms_message(id: u64, digest: [u8; 32], subject: Option<&str>) -> Message {
+        let mut m = Message::new(
+            MessageId(id),
+            "acme",
+            "+8613800138000",
+            Payload::Mms {
+                subject: subject.map(str::to_owned),
+                content_type: "multipart/related".into(),
+                digest,
+                size: 4,
+            },
+            "mm7",
+            0,
+            0,
+        );
+        m.kind = MessageKind::Mms;
+        m
+    }
+
+    #[test]
+    fn recipients_share_one_loaded_content_and_a_missing_file_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with_content(
+            RedbBackend::open(dir.path()).unwrap(),
+            WriterConfig::default(),
+            0,
+            &dir.path().join("content"),
+        )
+        .unwrap();
+        let pin = store.put_content(b"body").unwrap();
+        let d = *pin.digest();
+        let cache = ContentCache::new(1024);
+        let content = |m: &Message| match outbound(m, &store, &cache).unwrap().content {
+            Content::Mms(c) => c,
+            other => panic!("not mms: {other:?}"),
+        };
+        let a = content(&mms_message(1, d, Some("Hi")));
+        let b = content(&mms_message(2, d, Some("Hi")));
+        assert!(Arc::ptr_eq(&a, &b), "one Arc for every recipient");
+        assert_eq!(&a.body[..], b"body");
+        assert_eq!(a.digest, d);
+        // Another subject: its own Arc, the same bytes.
+        let c = content(&mms_message(3, d, None));
+        assert_eq!(c.subject, None);
+        assert_eq!(c.body.as_ptr(), a.body.as_ptr());
+        assert_eq!(cache.len(), 1);
+        match outbound(&mms_message(4, [7; 32], None), &store, &cache) {
+            Err(ContentUnavailable::Missing(x)) => assert_eq!(x, [7; 32]),
+            other => panic!("expected missing content, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_cache_is_bounded_by_bytes() {
+        let cache = ContentCache::new(10);
+        let load = |n: usize| move |_: &[u8; 32]| Ok(Some(vec![0u8; n]));
+        cache.get(None, "t", &[1; 32], load(6)).unwrap();
+        cache.get(None, "t", &[2; 32], load(4)).unwrap();
+        assert_eq!(cache.len(), 2);
+        cache.get(None, "t", &[3; 32], load(5)).unwrap();
+        assert_eq!(cache.len(), 2, "the oldest went");
+        // Too big to keep, still served.
+        let big = cache.get(None, "t", &[4; 32], load(11)).unwrap();
+        assert_eq!(big.body.len(), 11);
+        assert_eq!(cache.len(), 2);
+        // A cached entry is served without loading.
+        cache
+            .get(None, "t", &[3; 32], |_| panic!("must come from the cache"))
+            .unwrap();
     }
 }

@@ -129,6 +129,9 @@ pub const RULES_FEEDBACK_LAGGED: &str = "sluice_rules_feedback_lagged_total";
 /// Counter: messages ended as `cancelled` by an emergency stop (by the cancel call, its
 /// sweep, a lease or a hand-back that met it).
 pub const CANCELLED: &str = "sluice_cancelled_total";
+/// Counter: MMS messages failed because their content file was missing at dispatch (label
+/// channel). Should stay 0: content is durable before the message that references it.
+pub const MMS_CONTENT_MISSING: &str = "sluice_mms_content_missing_total";
 /// Gauge: pause switches that are on (label kind: `channel` or `account`).
 pub const PAUSED: &str = "sluice_paused";
 
@@ -348,6 +351,11 @@ pub fn describe() {
         CANCELLED,
         Unit::Count,
         "Messages ended as cancelled by an emergency stop."
+    );
+    describe_counter!(
+        MMS_CONTENT_MISSING,
+        Unit::Count,
+        "MMS messages failed at dispatch because their content file was missing."
     );
     describe_gauge!(
         PAUSED,

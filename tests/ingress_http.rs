@@ -79,6 +79,8 @@ async fn start(limits: BatchLimits) -> Api {
             )
             .expect("rules"),
         ),
+        mms: sluice::ingress::mms::MmsIngress::new(std::collections::HashMap::new())
+            .expect("mms fetcher"),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -173,6 +173,7 @@ fn launch_plan(c: &mut Criterion) {
         group_templates: Default::default(),
         channel: Channel::Sms,
         push: None,
+        mms: None,
         lane: Default::default(),
         from: None,
         extension: None,

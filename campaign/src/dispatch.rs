@@ -31,7 +31,8 @@ pub struct OutboundMessage {
     pub to: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
-    /// The text; `None` for a WAP Push, whose text travels in `si`.
+    /// The text; `None` for a WAP Push, whose text travels in `si`, and for an MMS, whose
+    /// texts travel in `parts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     /// `sms` | `mms` | `wap_push`.
@@ -39,6 +40,12 @@ pub struct OutboundMessage {
     /// The Service Indication of a `wap_push` message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub si: Option<OutboundSi>,
+    /// The subject of an `mms` message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The parts of an `mms` message (image URLs and texts, in slide order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<Vec<crate::template::MmsPart>>,
     pub lane: Lane,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<String>,

@@ -44,7 +44,7 @@ use crate::segment;
 use crate::service::Campaigns;
 use crate::store::{bitmap_to_blob, blob_to_bitmap};
 use crate::table::SubscriberTable;
-use crate::template::{PushSpec, PushTemplate, Template};
+use crate::template::{MmsSpec, MmsTemplate, PushSpec, PushTemplate, Template};
 use crate::window::{DEFAULT_TZ, TimeWindow, may_send, time_zone};
 
 /// Largest batch the gateway accepts.
@@ -80,6 +80,10 @@ pub struct BulkSpec {
     /// refused elsewhere. The SI text is the template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<PushSpec>,
+    /// The MMS of a bulk send on channel `mms` (subject, first image, further slides);
+    /// required there, refused elsewhere. The template is the text of the first slide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mms: Option<MmsSpec>,
     #[serde(default)]
     pub lane: Lane,
     /// Sender. When it is one of the account's service numbers (or absent and the account
@@ -176,6 +180,7 @@ pub fn create_bulk(
         ));
     }
     push_template(spec, table)?;
+    mms_template(spec, table)?;
     if spec.slices.is_empty() {
         return Err(CampaignError::invalid("slices", "need at least one slice"));
     }
@@ -245,6 +250,22 @@ fn push_template(spec: &BulkSpec, table: &SubscriberTable) -> Result<Option<Push
         (Some(_), c) => Err(CampaignError::invalid(
             "push",
             format!("only for channel wap_push, not {c}"),
+        )),
+        (None, _) => Ok(None),
+    }
+}
+
+/// The parsed MMS part: `Some` exactly for channel `mms`.
+fn mms_template(spec: &BulkSpec, table: &SubscriberTable) -> Result<Option<MmsTemplate>> {
+    match (&spec.mms, spec.channel) {
+        (Some(m), Channel::Mms) => MmsTemplate::parse(m, table).map(Some),
+        (None, Channel::Mms) => Err(CampaignError::invalid(
+            "mms",
+            "channel mms needs mms (subject, image, slides; the template is the first text)",
+        )),
+        (Some(_), c) => Err(CampaignError::invalid(
+            "mms",
+            format!("only for channel mms, not {c}"),
         )),
         (None, _) => Ok(None),
     }
@@ -645,6 +666,7 @@ fn render(
         tpls.insert(g.as_str(), Template::parse(t, table)?);
     }
     let push = push_template(spec, table)?;
+    let mms = mms_template(spec, table)?;
     let mut messages = Vec::with_capacity(ids.len());
     let mut group_names = Vec::with_capacity(ids.len());
     for &id in &ids {
@@ -659,8 +681,9 @@ fn render(
         tags.insert("subscriber".to_owned(), id.to_string());
         tags.insert("bulk".to_owned(), bulk.id.to_string());
         let text = tpl.render(table, id);
-        let (text, si) = match &push {
-            Some(p) => (
+        let (mut subject, mut parts) = (None, None);
+        let (text, si) = match (&push, &mms) {
+            (Some(p), _) => (
                 None,
                 Some(OutboundSi {
                     href: p.href(table, id),
@@ -668,13 +691,20 @@ fn render(
                     action: p.action().map(str::to_owned),
                 }),
             ),
-            None => (Some(text), None),
+            (None, Some(m)) => {
+                subject = m.subject().map(str::to_owned);
+                parts = Some(m.parts(table, id, text));
+                (None, None)
+            }
+            (None, None) => (Some(text), None),
         };
         messages.push(OutboundMessage {
             to: table.msisdn(id).map(|m| m.to_string()).unwrap_or_default(),
             from: bulk.source.clone().or_else(|| spec.from.clone()),
             text,
             si,
+            subject,
+            parts,
             kind: spec.channel.as_str().to_owned(),
             lane: spec.lane,
             window: s.window.clone(),

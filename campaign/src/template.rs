@@ -11,6 +11,11 @@
 //! template too. Values substituted into the URL are percent-encoded (RFC 3986 unreserved
 //! characters kept), so any subscriber value gives a valid URL; the literal part must start
 //! with `http://` or `https://`.
+//!
+//! MMS ([`MmsSpec`], bulk sends on channel `mms`): the (group) template is the text under the
+//! first image, `mms.image` that image (a URL the gateway fetches once per request), and
+//! `mms.slides` further slides (image URL and/or text template each). The subject is literal,
+//! so every subscriber's message differs only in its texts.
 
 use serde::{Deserialize, Serialize};
 
@@ -209,6 +214,160 @@ impl PushTemplate {
     /// The SI action.
     pub fn action(&self) -> Option<&str> {
         self.action.as_deref()
+    }
+}
+
+/// Most slides of an MMS bulk send (the gateway takes 20 parts: image + text per slide).
+pub const MAX_MMS_SLIDES: usize = 10;
+
+/// The MMS part of a bulk send on channel `mms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MmsSpec {
+    /// Subject line (literal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Image of the first slide (http/https URL), shown above the bulk's template text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Further slides after the first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slides: Vec<MmsSlide>,
+}
+
+/// One further slide of an MMS bulk send: an image URL, a text template, or both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MmsSlide {
+    /// Image URL (http/https).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Text template with subscriber fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// One part of a rendered MMS, as the gateway's `parts` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MmsPart {
+    /// Media fetched by the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Text (UTF-8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// A parsed [`MmsSpec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MmsTemplate {
+    subject: Option<String>,
+    image: Option<String>,
+    slides: Vec<(Option<String>, Option<Template>)>,
+}
+
+fn check_image(field: &'static str, at: &str, url: &str) -> Result<()> {
+    let ok = ["http://", "https://"]
+        .iter()
+        .any(|s| url.len() > s.len() && url.starts_with(s))
+        && !url.chars().any(char::is_whitespace);
+    if ok {
+        Ok(())
+    } else {
+        Err(CampaignError::invalid(
+            field,
+            format!("{at}{url:?} must be an http:// or https:// URL without white space"),
+        ))
+    }
+}
+
+impl MmsTemplate {
+    /// Parses and checks `spec` against `table`.
+    ///
+    /// # Errors
+    /// [`CampaignError::Invalid`] (`mms.image`, `mms.slides` with the slide's index in the
+    /// reason, `mms.subject`).
+    pub fn parse(spec: &MmsSpec, table: &SubscriberTable) -> Result<Self> {
+        if let Some(s) = &spec.subject
+            && s.chars().any(char::is_control)
+        {
+            return Err(CampaignError::invalid(
+                "mms.subject",
+                "contains control characters",
+            ));
+        }
+        if let Some(u) = &spec.image {
+            check_image("mms.image", "", u)?;
+        }
+        if spec.slides.len() > MAX_MMS_SLIDES {
+            return Err(CampaignError::invalid(
+                "mms.slides",
+                format!("{} slides exceed {MAX_MMS_SLIDES}", spec.slides.len()),
+            ));
+        }
+        let mut slides = Vec::with_capacity(spec.slides.len());
+        for (i, sl) in spec.slides.iter().enumerate() {
+            if sl.image.is_none() && sl.text.is_none() {
+                return Err(CampaignError::invalid(
+                    "mms.slides",
+                    format!("[{i}]: give an image, a text or both"),
+                ));
+            }
+            if let Some(u) = &sl.image {
+                check_image("mms.slides", &format!("[{i}].image: "), u)?;
+            }
+            let text = sl
+                .text
+                .as_deref()
+                .map(|t| {
+                    Template::parse(t, table).map_err(|e| match e {
+                        CampaignError::Invalid { reason, .. } => {
+                            CampaignError::invalid("mms.slides", format!("[{i}].text: {reason}"))
+                        }
+                        other => other,
+                    })
+                })
+                .transpose()?;
+            slides.push((sl.image.clone(), text));
+        }
+        Ok(Self {
+            subject: spec.subject.clone(),
+            image: spec.image.clone(),
+            slides,
+        })
+    }
+
+    /// The subject.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+
+    /// The parts for subscriber `id`: the first image, `text` (the rendered bulk template),
+    /// then each further slide's image and text.
+    pub fn parts(&self, table: &SubscriberTable, id: u32, text: String) -> Vec<MmsPart> {
+        let image = |u: &String| MmsPart {
+            url: Some(u.clone()),
+            text: None,
+        };
+        let text_part = |t: String| MmsPart {
+            url: None,
+            text: Some(t),
+        };
+        let mut out = Vec::with_capacity(2 + 2 * self.slides.len());
+        out.extend(self.image.iter().map(image));
+        if !text.is_empty() {
+            out.push(text_part(text));
+        }
+        for (img, t) in &self.slides {
+            out.extend(img.iter().map(image));
+            if let Some(t) = t {
+                let t = t.render(table, id);
+                if !t.is_empty() {
+                    out.push(text_part(t));
+                }
+            }
+        }
+        out
     }
 }
 

@@ -85,6 +85,8 @@ fn msg(to: &str, r: &str) -> OutboundMessage {
         from: None,
         text: Some("hi".into()),
         si: None,
+        subject: None,
+        parts: None,
         kind: "sms".into(),
         lane: Lane::Marketing,
         window: Some("08:00-21:00".into()),

@@ -171,6 +171,83 @@ async fn wap_push_bulk_sends_service_indications() {
     assert!(e.contains("only for channel wap_push"), "{e}");
 }
 
+/// A bulk send on channel `mms` becomes `kind: "mms"` messages: no plain text, the subject,
+/// the first image then the subscriber's rendered template, then further slides with their
+/// own per-subscriber texts.
+#[tokio::test]
+async fn mms_bulk_sends_multimedia_messages_with_per_subscriber_text() {
+    use sluice_campaign::template::{MmsSlide, MmsSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, seg) = city(&dir.path().join("c.db"), 40);
+    let task = running_task(&mut c, "mms");
+    let mut s = spec(seg, vec![slice("2026-03-05T00:00:00+08:00", None)]);
+    s.channel = Channel::Mms;
+    let e = c.create_bulk(task, &s).unwrap_err().to_string();
+    assert!(e.contains("mms"), "{e}");
+    s.mms = Some(MmsSpec {
+        subject: Some("春季特惠".into()),
+        image: Some("https://cdn.sluice.com/spring.jpg".into()),
+        slides: vec![MmsSlide {
+            image: Some("https://cdn.sluice.com/plan.png".into()),
+            text: Some("套餐：{plan}".into()),
+        }],
+    });
+    let mut bad = s.clone();
+    bad.mms.as_mut().unwrap().slides[0].text = Some("{nope}".into());
+    let e = c.create_bulk(task, &bad).unwrap_err().to_string();
+    assert!(e.contains("mms.slides") && e.contains("[0].text"), "{e}");
+    let bulk = c.create_bulk(task, &s).unwrap();
+    c.plan(bulk, ts("2026-03-04T00:00:00Z")).unwrap();
+    let gw = FakeGateway::default();
+    let svc = Mutex::new(c);
+    launch::run(&svc, &gw, bulk, || ts("2026-03-05T02:00:00Z"))
+        .await
+        .unwrap();
+    let c = svc.into_inner().unwrap();
+    let msgs = gw.messages();
+    assert_eq!(msgs.len(), 40);
+    let mut texts = BTreeSet::new();
+    for m in &msgs {
+        let sub: u32 = m.tags["subscriber"].parse().unwrap();
+        let row = c.table.row(sub).unwrap();
+        assert_eq!(m.kind, "mms");
+        assert_eq!(m.text, None);
+        assert_eq!(m.si, None);
+        assert_eq!(m.subject.as_deref(), Some("春季特惠"));
+        let parts = m.parts.as_ref().expect("parts");
+        let first = format!("{}用户您好，{}流量包特惠", row.brand, row.region);
+        let json = serde_json::to_value(m).unwrap();
+        assert_eq!(
+            json["parts"],
+            serde_json::json!([
+                {"url": "https://cdn.sluice.com/spring.jpg"},
+                {"text": first},
+                {"url": "https://cdn.sluice.com/plan.png"},
+                {"text": format!("套餐：{}", row.plan)},
+            ]),
+            "{json}"
+        );
+        assert!(json.get("text").is_none(), "{json}");
+        texts.insert(parts[1].text.clone());
+    }
+    assert!(texts.len() > 1, "texts are per subscriber");
+    // Counted per channel like any send: the contact history says mms.
+    let n: i64 = c
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM contacts WHERE task_id = ?1 AND channel = 'mms'",
+            [task],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 40);
+    // mms on another channel is refused.
+    let mut sms = spec(seg, vec![slice("2026-03-05T00:00:00+08:00", None)]);
+    sms.mms = s.mms.clone();
+    let e = c.create_bulk(task, &sms).unwrap_err().to_string();
+    assert!(e.contains("only for channel mms"), "{e}");
+}
+
 #[tokio::test]
 async fn only_scheduled_or_running_tasks_send() {
     let dir = tempfile::tempdir().unwrap();

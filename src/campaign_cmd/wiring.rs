@@ -619,6 +619,7 @@ mod tests {
             group_templates: BTreeMap::new(),
             channel: Channel::Sms,
             push: None,
+            mms: None,
             lane: sluice_campaign::dispatch::Lane::Marketing,
             from: None,
             extension: None,

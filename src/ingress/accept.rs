@@ -153,6 +153,14 @@ pub async fn accept_with_ids(
     let mut lines = Vec::with_capacity(items.len());
     let mut messages = Vec::with_capacity(items.len());
     for Item { line, submission } in items {
+        if submission.mms.is_some() {
+            // Its content was never built and stored (`mms::resolve`): storing the
+            // placeholder would reference nothing.
+            return Err(AcceptError::Refused {
+                line,
+                reason: "MMS content not resolved before accept".into(),
+            });
+        }
         let placement = place(account, &submission, now_ms)
             .map_err(|error| AcceptError::Unplaceable { line, error })?;
         if !channels.contains(&placement.channel) {

@@ -15,7 +15,8 @@
 //! | store failure | 500 (nothing acknowledged) |
 //!
 //! Order of checks for a batch: draining → auth → content type → read + validate the whole
-//! body (streamed) → public contact rules (refused lines set aside) → rate charge for the
+//! body (streamed) → public contact rules (refused lines set aside) → MMS content (URL parts
+//! fetched, size limit per channel, content files made durable) → rate charge for the
 //! messages left → one durable store commit → 202. Nothing is stored unless every message is
 //! valid and the charge succeeded; refused lines are never stored.
 
@@ -35,6 +36,7 @@ use serde_json::json;
 use super::accept::{AcceptError, PlaceFn, accept_with_ids};
 use super::account::{Account, Accounts};
 use super::batch::{self, BatchError, BatchLimits, Format};
+use super::mms::{self, MmsIngress, ResolveError};
 use super::{screen, view};
 use crate::metrics as m;
 use crate::store::{AnyBackend, MessageId, Store};
@@ -62,6 +64,8 @@ pub struct IngressState {
     pub draining: AtomicBool,
     /// The public contact rules every batch is screened with (`super::screen`).
     pub rules: Arc<crate::rules::Rules>,
+    /// MMS content limits per channel and the fetcher of URL parts (`super::mms`).
+    pub mms: MmsIngress,
 }
 
 impl std::fmt::Debug for IngressState {
@@ -270,6 +274,48 @@ async fn submit_batch(
         let body = view::batch_results(&[], &[], &refused);
         return Ok(accepted_response(body));
     }
+    let mut items = items;
+    let now_ms = (state.now_ms)();
+    // Held until the batch's commit: the content files stay until their references exist.
+    let mut pins = Vec::new();
+    let result = store_batch(state, account, &mut items, now_ms, &mut pins, refused).await;
+    if result.is_err() && !pins.is_empty() {
+        // Nothing references what was written for this batch: remove it now rather than
+        // at the next start.
+        state.store.discard_content(pins);
+    }
+    result
+}
+
+/// MMS content, rate charge and the durable accept of a screened batch.
+async fn store_batch(
+    state: &IngressState,
+    account: &Account,
+    items: &mut Vec<batch::Item>,
+    now_ms: u64,
+    pins: &mut Vec<crate::store::ContentPin>,
+    refused: Vec<screen::RefusedLine>,
+) -> Result<Response, ApiError> {
+    mms::resolve(
+        &state.mms,
+        &state.store,
+        items,
+        |s| {
+            (state.place)(account.name(), s, now_ms)
+                .ok()
+                .map(|p| p.channel)
+        },
+        pins,
+    )
+    .await
+    .map_err(|e| match e {
+        ResolveError::Invalid(b) => ApiError::Batch(b),
+        ResolveError::Content(reason) => {
+            tracing::error!(%reason, "MMS content could not be stored.");
+            ApiError::Internal(reason)
+        }
+    })?;
+    let items = std::mem::take(items);
     account
         .charge(items.len())
         .map_err(|r| ApiError::RateLimited {

@@ -20,6 +20,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use sluice_protocols::sms;
 
+use super::mms::{self, Draft, WirePart};
 use super::wap_push::{self, WireSi, WireSl};
 pub use crate::store::{EncodingHint as Encoding, Lane, MessageKind as Kind, Payload};
 
@@ -69,6 +70,15 @@ pub struct WireMessage {
     /// WAP Push Service Loading (kind `wap_push`).
     #[serde(default)]
     pub sl: Option<WireSl>,
+    /// MMS subject (kind `mms`).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// MMS parts (kind `mms`): media and text, in slide order.
+    #[serde(default)]
+    pub parts: Option<Vec<WirePart>>,
+    /// MMS presentation (kind `mms`); generated when absent.
+    #[serde(default)]
+    pub smil: Option<String>,
     /// Priority lane.
     #[serde(default)]
     pub lane: Option<Lane>,
@@ -117,6 +127,9 @@ pub struct Submission {
     pub callback_url: Option<String>,
     /// Labels echoed in receipts.
     pub tags: BTreeMap<String, String>,
+    /// An MMS whose content is not built yet (URL parts to fetch): `mms::resolve` turns it
+    /// into `payload` before the batch is stored; until then `payload` is a placeholder.
+    pub mms: Option<Draft>,
 }
 
 /// The field at fault and why: the body of a 422.
@@ -184,8 +197,10 @@ pub fn validate(msg: WireMessage, senders: &SenderPolicy) -> Result<Submission, 
         })?,
     };
     let push = msg.si.is_some() || msg.sl.is_some();
+    let multimedia = msg.parts.is_some() || msg.subject.is_some() || msg.smil.is_some();
     let kind = match msg.kind {
         None if push => Kind::WapPush,
+        None if multimedia => Kind::Mms,
         None => Kind::default(),
         Some(k) if push && k != Kind::WapPush => {
             return Err(FieldError::new(
@@ -195,6 +210,7 @@ pub fn validate(msg: WireMessage, senders: &SenderPolicy) -> Result<Submission, 
         }
         Some(k) => k,
     };
+    let mut mms_draft = None;
     let payload = if kind == Kind::WapPush {
         for (given, field) in [
             (msg.text.is_some(), "text"),
@@ -210,7 +226,36 @@ pub fn validate(msg: WireMessage, senders: &SenderPolicy) -> Result<Submission, 
             }
         }
         wap_push::payload(msg.si, msg.sl)?
+    } else if kind == Kind::Mms {
+        for (given, field) in [
+            (msg.text.is_some(), "text"),
+            (msg.binary.is_some(), "binary"),
+            (msg.udh.is_some(), "udh"),
+            (msg.encoding.is_some(), "encoding"),
+        ] {
+            if given {
+                return Err(FieldError::new(
+                    field,
+                    "not allowed with kind mms: give parts",
+                ));
+            }
+        }
+        let subject = msg.subject.clone();
+        mms_draft = Some(mms::draft(msg.subject, msg.parts, msg.smil)?);
+        mms::unresolved(subject)
     } else {
+        for (given, field) in [
+            (msg.parts.is_some(), "parts"),
+            (msg.subject.is_some(), "subject"),
+            (msg.smil.is_some(), "smil"),
+        ] {
+            if given {
+                return Err(FieldError::new(
+                    field,
+                    format!("only allowed with kind mms, not {}", kind_name(kind)),
+                ));
+            }
+        }
         payload(msg.text, msg.binary, msg.udh, msg.encoding)?
     };
     let not_before = msg
@@ -267,6 +312,7 @@ pub fn validate(msg: WireMessage, senders: &SenderPolicy) -> Result<Submission, 
         client_ref: msg.client_ref,
         callback_url: msg.callback_url,
         tags: msg.tags,
+        mms: mms_draft,
     })
 }
 

@@ -8,6 +8,9 @@
 //! answered per line (`refused`) and never stored, while the rest of the batch is accepted.
 //!
 //! - [`wap_push`]: the `si` / `sl` objects of `wap_push` messages, encoded at ingress.
+//! - [`mms`]: the `parts` of `mms` messages: checked per line, then (after screening) URL
+//!   parts fetched, the content built and made durable in the store's content files before
+//!   the batch commit that references it.
 //! - [`place`]: route + windows → the channel and due time of each message.
 //! - [`cancel`]: the emergency stop of an account's own messages (by ids or by tag).
 //! - [`operator`]: operators' pause switches per channel and per account.
@@ -20,6 +23,7 @@ pub mod batch;
 pub mod cancel;
 pub mod http;
 pub mod message;
+pub mod mms;
 pub mod operator;
 pub mod place;
 pub mod screen;

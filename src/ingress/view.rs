@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::accept::Accepted;
 use super::screen::RefusedLine;
-use crate::store::{Message, MessageState, PartState};
+use crate::store::{Message, MessageKind, MessageState, PartState, Payload};
 
 #[derive(Serialize)]
 struct BatchResults<'a> {
@@ -75,6 +75,9 @@ pub fn batch_results(
 struct MessageView<'a> {
     id: String,
     state: MessageState,
+    kind: MessageKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mms: Option<MmsView<'a>>,
     to: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     from: Option<&'a str>,
@@ -90,6 +93,16 @@ struct MessageView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     done_at: Option<String>,
     attempts: u32,
+}
+
+/// What an MMS record holds of its content: the content itself is in the content store.
+#[derive(Serialize)]
+struct MmsView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    content_type: &'a str,
+    size: u64,
+    content_digest: String,
 }
 
 #[derive(Serialize)]
@@ -118,6 +131,21 @@ pub fn message(m: &Message) -> serde_json::Value {
     let view = MessageView {
         id: m.id.to_string(),
         state: m.state,
+        kind: m.kind,
+        mms: match &m.payload {
+            Payload::Mms {
+                subject,
+                content_type,
+                digest,
+                size,
+            } => Some(MmsView {
+                subject: subject.as_deref(),
+                content_type,
+                size: *size,
+                content_digest: crate::store::content::digest_hex(digest),
+            }),
+            Payload::Text { .. } | Payload::Binary { .. } => None,
+        },
         to: &m.to,
         from: m.from.as_deref(),
         channel: &m.channel,

@@ -599,6 +599,9 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         },
         draining: AtomicBool::new(false),
         rules: Arc::clone(&rules),
+        // MM7 channels contribute their `max_content_bytes` here; others get the default.
+        mms: crate::ingress::mms::MmsIngress::new(std::collections::HashMap::new())
+            .map_err(|e| ServeError::Config(e.to_string()))?,
     });
     let smpp_addr = match config.listeners.smpp {
         Some(addr) => {

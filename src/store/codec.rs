@@ -212,6 +212,9 @@ fn encoding_from(c: u8) -> Result<EncodingHint, DecodeError> {
 
 const PAYLOAD_TEXT: u8 = 0;
 const PAYLOAD_BINARY: u8 = 1;
+/// An MMS reference: option subject, content type, 32-byte digest, size. Added after v1
+/// records existed; a new payload code keeps every older body decodable unchanged.
+const PAYLOAD_MMS: u8 = 2;
 
 // ---- writer ----
 
@@ -287,6 +290,11 @@ fn body_len_hint(m: &Message) -> usize {
     let payload = match &m.payload {
         Payload::Text { text, .. } => text.len(),
         Payload::Binary { data, udh } => data.len() + udh.as_ref().map_or(0, Vec::len),
+        Payload::Mms {
+            subject,
+            content_type,
+            ..
+        } => 48 + content_type.len() + subject.as_ref().map_or(0, String::len),
     };
     64 + m.account.len()
         + m.to.len()
@@ -323,6 +331,18 @@ fn write_body(w: &mut Writer<'_>, m: &Message) {
                 }
                 None => w.u8(0),
             }
+        }
+        Payload::Mms {
+            subject,
+            content_type,
+            digest,
+            size,
+        } => {
+            w.u8(PAYLOAD_MMS);
+            w.opt_str(subject.as_deref());
+            w.str(content_type);
+            w.0.extend_from_slice(digest);
+            w.varint(*size);
         }
     }
     w.u8(kind_code(m.kind));
@@ -420,6 +440,14 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    /// A fixed 32-byte digest (no length prefix).
+    fn digest(&mut self) -> Result<[u8; 32], DecodeError> {
+        let end = self.at.checked_add(32).ok_or(DecodeError::Truncated)?;
+        let s = self.buf.get(self.at..end).ok_or(DecodeError::Truncated)?;
+        self.at = end;
+        <[u8; 32]>::try_from(s).map_err(|_| DecodeError::Truncated)
+    }
+
     pub(crate) fn str(&mut self) -> Result<&'a str, DecodeError> {
         std::str::from_utf8(self.bytes()?).map_err(|_| DecodeError::BadUtf8)
     }
@@ -505,6 +533,12 @@ fn decode_body_v1(v: &[u8]) -> Result<Message, DecodeError> {
             } else {
                 None
             },
+        },
+        PAYLOAD_MMS => Payload::Mms {
+            subject: r.opt_string("subject")?,
+            content_type: r.string()?,
+            digest: r.digest()?,
+            size: r.varint()?,
         },
         code => {
             return Err(DecodeError::BadCode {
@@ -687,6 +721,71 @@ mod tests {
         assert_eq!(
             decode_message(&encode_body(&bin), &encode_state(&bin)).unwrap(),
             bin
+        );
+    }
+
+    #[test]
+    fn mms_payload_round_trips() {
+        let mut m = sample();
+        m.kind = MessageKind::Mms;
+        for subject in [Some("Spring sale ✓".to_owned()), None] {
+            m.payload = Payload::Mms {
+                subject,
+                content_type: "multipart/related; boundary=\"b\"".into(),
+                digest: std::array::from_fn(|i| u8::try_from(i).unwrap_or(0)),
+                size: 307_200,
+            };
+            let b = encode_body(&m);
+            assert_eq!(decode_message(&b, &encode_state(&m)).unwrap(), m);
+            for n in 1..b.len() {
+                assert!(decode_body(&b[..n]).is_err(), "mms body prefix {n} decoded");
+            }
+        }
+    }
+
+    /// A body record as this format wrote it before MMS payloads existed (bytes fixed here,
+    /// not produced by the current encoder): adding payload code 2 must leave it readable.
+    #[test]
+    fn decodes_a_text_record_written_before_mms() {
+        let old: &[u8] = &[
+            BODY_V1,
+            0x07, // id 7
+            1,
+            b'a', // account "a"
+            3,
+            b'1',
+            b'2',
+            b'3', // to "123"
+            0,    // no from
+            PAYLOAD_TEXT,
+            2,
+            b'h',
+            b'i',
+            0, // text "hi", auto
+            0,
+            1, // kind sms, lane notification
+            1,
+            b'c', // channel "c"
+            0,
+            0,
+            0,
+            0,
+            0,    // not_before, expires_at, window, client_ref, callback_url
+            0,    // no tags
+            0x05, // created 5
+        ];
+        let m = decode_body(old).unwrap().message;
+        assert_eq!(m.id, MessageId(7));
+        assert_eq!(
+            m.payload,
+            Payload::Text {
+                text: "hi".into(),
+                encoding: EncodingHint::Auto
+            }
+        );
+        assert_eq!(
+            (m.account.as_str(), m.channel.as_str(), m.created_ms),
+            ("a", "c", 5)
         );
     }
 

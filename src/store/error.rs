@@ -30,6 +30,14 @@ pub enum StoreError {
         /// Cause.
         source: std::io::Error,
     },
+    /// A content file (`content.rs`) could not be written, read or removed.
+    #[error("content store at {path}: {source}")]
+    Content {
+        /// File or directory.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
 }
 
 impl StoreError {

@@ -27,6 +27,8 @@
 //! | 0x17 parked | account, 0, ready key without its tag | empty (a paused account's leased-over messages) |
 //! | 0x18 stop id counter | (empty) | u64 |
 //! | 0x19 indexed tag names | (empty) | names, each followed by 0 (absent: `task`) |
+//! | 0x1A content references | digest (32 bytes) | u64: messages whose record references the content (`content.rs`) |
+//! | 0x1B content released | digest (32 bytes) | empty: the count reached 0, the file may go |
 //!
 //! The two outboxes (receipts 0x05/0x06, MO 0x10/0x11) share one layout; [`Outbox`] names
 //! which one a key function builds.
@@ -94,6 +96,17 @@ pub(crate) const PAUSE: u8 = 0x16;
 pub(crate) const PARKED: u8 = 0x17;
 pub(crate) const STOP_SEQ: u8 = 0x18;
 pub(crate) const STOP_TAGS: u8 = 0x19;
+pub(crate) const CONTENT_REF: u8 = 0x1A;
+pub(crate) const CONTENT_FREE: u8 = 0x1B;
+
+/// Key of a content digest's reference count (`CONTENT_REF`) or release marker
+/// (`CONTENT_FREE`).
+pub(crate) fn content(tag: u8, digest: &[u8; 32]) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = tag;
+    k[1..].copy_from_slice(digest);
+    k
+}
 
 /// Key of an active (`STOP`) or retired (`STOP_DONE`) stop record.
 pub(crate) fn stop(tag: u8, id: u64) -> [u8; 9] {

@@ -7,6 +7,8 @@
 //! - `keys.rs`: key layout; `model.rs`: records; `codec.rs`: their binary on-disk format;
 //!   `id.rs`: message ids.
 //! - `ops.rs`: every state change, written once for all engines; `reads.rs`: pure lookups.
+//! - `content.rs`: content-addressed MMS bodies (files, once per digest) and their
+//!   reference counts, kept in the same commits as the messages that reference them.
 //! - `stop.rs`: emergency stops (durable filters checked by every lease, swept through the
 //!   tag index) and pause switches.
 //! - `writer.rs`: the group-commit writer; `seq_cache.rs`: its per-group cache of outbox
@@ -30,7 +32,10 @@
 //!   outbox in the same commit. Deliver from `outbox(account, after, n)`, then `outbox_ack`.
 //! - **replies**: `Op::MoEnqueue` keeps an MO in the account's MO outbox (answer the center
 //!   only after that commit); deliver from `mo_outbox(account, after, n)`, then `Op::MoDelete`.
-//! - **housekeeping**: `purge(now - retention, n)` until it returns less than `n`.
+//! - **housekeeping**: `purge(now - retention, n)` until it returns less than `n` (it also
+//!   removes the content files no message references any more).
+//! - **MMS content**: `put_content(body)` (durable file, pinned) before the insert that
+//!   references its digest; drop the pin after that commit. `load_content(digest)` to send.
 //! - **emergency stop**: `stop(account, filter, now, hold)` records the stop durably (from
 //!   that commit no lease hands out a match), then `stop_step` until the record is `done`;
 //!   `stop_epoch()` changes after every stop, so a dispatcher can give back what it buffered.
@@ -41,6 +46,7 @@
 mod any;
 mod backend;
 mod codec;
+pub mod content;
 mod depth;
 mod error;
 mod id;
@@ -64,6 +70,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 pub use any::{AnyBackend, BackendKind};
 pub use backend::{Backend, Kv, KvRead};
+pub use content::{ContentPin, ContentStore};
 pub use depth::QueueDepths;
 pub use error::StoreError;
 pub use id::{ID_TEXT_LEN, IdGenerator, MessageId, ParseIdError};
@@ -100,6 +107,8 @@ struct Inner<B: Backend> {
     /// Bumped after every committed stop: dispatchers compare it (one atomic load per
     /// message) to learn that what they buffered may have to go back to be filtered.
     stop_epoch: AtomicU64,
+    /// MMS bodies; `None` for a store opened without a content directory.
+    content: Option<Arc<ContentStore>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -143,8 +152,39 @@ impl<B: Backend> Store<B> {
     /// directory predates them), seeds the id generator past the newest stored id, starts the
     /// writer. `_now_ms` is kept for callers; recovery no longer depends on the time (it used
     /// to recover only leases expired by then).
-    pub fn open(backend: B, cfg: WriterConfig, _now_ms: u64) -> Result<Self, StoreError> {
+    pub fn open(backend: B, cfg: WriterConfig, now_ms: u64) -> Result<Self, StoreError> {
+        Self::open_inner(backend, cfg, now_ms, None)
+    }
+
+    /// [`open`](Self::open) with MMS content files under `content_dir`: files no committed
+    /// message references (an insert that never committed, a release a crash interrupted)
+    /// are removed before the store is handed out.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open), and the content directory cannot be created or swept.
+    pub fn open_with_content(
+        backend: B,
+        cfg: WriterConfig,
+        now_ms: u64,
+        content_dir: &std::path::Path,
+    ) -> Result<Self, StoreError> {
+        let content = Arc::new(ContentStore::open(content_dir)?);
+        Self::open_inner(backend, cfg, now_ms, Some(content))
+    }
+
+    fn open_inner(
+        backend: B,
+        cfg: WriterConfig,
+        _now_ms: u64,
+        content: Option<Arc<ContentStore>>,
+    ) -> Result<Self, StoreError> {
         let backend = Arc::new(backend);
+        if let Some(c) = &content {
+            let n = backend.write(|kv| c.sweep_orphans(kv))?;
+            if n > 0 {
+                tracing::info!(files = n, "store: unreferenced content files removed");
+            }
+        }
         // Every lease, not only expired ones: the engine's file lock makes this process the
         // only owner, so whatever was in flight belonged to a process that is gone, and a
         // restart within the lease time must not leave those messages stuck until expiry.
@@ -184,6 +224,7 @@ impl<B: Backend> Store<B> {
                 stats,
                 depths,
                 stop_epoch: AtomicU64::new(0),
+                content,
                 thread: Some(thread),
             }),
         })
@@ -327,8 +368,88 @@ impl<B: Backend> Store<B> {
 
     /// One compaction step: deletes up to `limit` final messages that ended before
     /// `before_ms` (now − retention). Run it periodically until it returns less than `limit`.
+    /// Content files whose last reference went are removed after the purge's commit.
     pub async fn purge(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError> {
-        self.count(Op::Purge { before_ms, limit }).await
+        let n = self.count(Op::Purge { before_ms, limit }).await?;
+        self.collect_content(limit).await?;
+        Ok(n)
+    }
+
+    /// Removes the files of up to `limit` released contents that are still unreferenced.
+    async fn collect_content(&self, limit: usize) -> Result<(), StoreError> {
+        let Some(cs) = &self.inner.content else {
+            return Ok(());
+        };
+        let backend = &self.inner.backend;
+        let released = backend.read(|kv| content::released(kv, limit.max(1)))?;
+        if released.is_empty() {
+            return Ok(());
+        }
+        let done = cs.collect(&released, |d| {
+            backend.read(|kv| content::refs(kv, d)).map(|n| n > 0)
+        })?;
+        if !done.is_empty() {
+            self.count(Op::ContentForget { digests: done }).await?;
+        }
+        Ok(())
+    }
+
+    /// The content store, when the store was opened with one.
+    pub fn content(&self) -> Option<&Arc<ContentStore>> {
+        self.inner.content.as_ref()
+    }
+
+    /// Writes an MMS body durably (once per distinct digest) and pins it until the pin is
+    /// dropped: insert the messages that reference `pin.digest()` before dropping it.
+    /// Blocking file I/O.
+    ///
+    /// # Errors
+    /// No content store, or the file could not be written.
+    pub fn put_content(&self, body: &[u8]) -> Result<ContentPin, StoreError> {
+        self.content_store()?.put(body)
+    }
+
+    /// The MMS body stored under `digest` (`None`: no such file). Blocking file I/O.
+    ///
+    /// # Errors
+    /// No content store, or the file could not be read.
+    pub fn load_content(&self, digest: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.content_store()?.load(digest)
+    }
+
+    /// Drops `pins` of content written for a batch that was not stored, removing the files
+    /// nothing references (blocking file I/O; failures are logged — the next open sweeps
+    /// what is left).
+    pub fn discard_content(&self, pins: Vec<ContentPin>) {
+        let Some(cs) = &self.inner.content else {
+            return;
+        };
+        let backend = &self.inner.backend;
+        for pin in pins {
+            let d = *pin.digest();
+            drop(pin);
+            let gone = cs.collect(&[d], |d| {
+                backend.read(|kv| content::refs(kv, d)).map(|n| n > 0)
+            });
+            if let Err(e) = gone {
+                tracing::warn!(error = %e, "store: unreferenced content not removed");
+            }
+        }
+    }
+
+    /// How many stored messages reference `digest`.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn content_refs(&self, digest: &[u8; 32]) -> Result<u64, StoreError> {
+        self.inner.backend.read(|kv| content::refs(kv, digest))
+    }
+
+    fn content_store(&self) -> Result<&Arc<ContentStore>, StoreError> {
+        self.inner
+            .content
+            .as_ref()
+            .ok_or_else(|| StoreError::Backend("store opened without a content directory".into()))
     }
 
     /// Acknowledges the account's outbox through `seq`; returns how many entries went.
@@ -564,12 +685,18 @@ impl<B: Backend> Store<B> {
     }
 }
 
-/// Opens the engine named by `kind` under `dir` and the store on it.
+/// Opens the engine named by `kind` under `dir` and the store on it, with MMS content files
+/// under `dir/content`.
 pub fn open_store(
     kind: BackendKind,
     dir: &std::path::Path,
     cfg: WriterConfig,
     now_ms: u64,
 ) -> Result<Store<AnyBackend>, StoreError> {
-    Store::open(AnyBackend::open(kind, dir)?, cfg, now_ms)
+    Store::open_with_content(
+        AnyBackend::open(kind, dir)?,
+        cfg,
+        now_ms,
+        &dir.join("content"),
+    )
 }

@@ -100,6 +100,31 @@ pub enum Payload {
         #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_opt")]
         udh: Option<Vec<u8>>,
     },
+    /// A multimedia message: the record keeps only a reference to its content (the MIME body
+    /// lives once per distinct digest in the content store, however many recipients share
+    /// it), so a queued MMS costs about as much as a queued SMS.
+    Mms {
+        /// Subject line.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
+        /// `Content-Type` of the body (`multipart/related; boundary=…; type=…; start=…`).
+        content_type: String,
+        /// SHA-256 of the body: the content store's key (hex in JSON).
+        #[serde(with = "hex_digest")]
+        digest: [u8; 32],
+        /// Body size in bytes.
+        size: u64,
+    },
+}
+
+impl Payload {
+    /// The content digest an MMS payload references (its content store entry).
+    pub const fn content_digest(&self) -> Option<&[u8; 32]> {
+        match self {
+            Self::Mms { digest, .. } => Some(digest),
+            Self::Text { .. } | Self::Binary { .. } => None,
+        }
+    }
 }
 
 /// Life-cycle state of a message (the HTTP API's `state`).
@@ -431,6 +456,21 @@ mod hex_bytes {
     }
 }
 
+/// A 32-byte digest as 64 lowercase hex digits.
+pub(crate) mod hex_digest {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(crate) fn serialize<S: Serializer>(b: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::hex_bytes::encode(b))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let v = super::hex_bytes::decode(&s).map_err(D::Error::custom)?;
+        <[u8; 32]>::try_from(v.as_slice()).map_err(|_| D::Error::custom("digest must be 32 bytes"))
+    }
+}
+
 /// `Option` form of [`hex_bytes`].
 mod hex_opt {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
@@ -473,5 +513,21 @@ mod tests {
         assert_eq!(serde_json::from_str::<Payload>(&json).unwrap(), no_udh);
         assert!(serde_json::from_str::<Payload>(r#"{"type":"binary","data":"0"}"#).is_err());
         assert!(serde_json::from_str::<Payload>(r#"{"type":"binary","data":"zz"}"#).is_err());
+    }
+
+    #[test]
+    fn mms_payload_shows_its_digest_as_hex() {
+        let p = Payload::Mms {
+            subject: Some("Hi".into()),
+            content_type: "multipart/related".into(),
+            digest: [0xab; 32],
+            size: 7,
+        };
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(json.contains(&"ab".repeat(32)), "{json}");
+        assert_eq!(serde_json::from_str::<Payload>(&json).unwrap(), p);
+        assert_eq!(p.content_digest(), Some(&[0xab; 32]));
+        let short = json.replace(&"ab".repeat(32), "abab");
+        assert!(serde_json::from_str::<Payload>(&short).is_err());
     }
 }

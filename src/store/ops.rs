@@ -21,6 +21,7 @@ use crate::clock::rfc3339;
 
 use super::backend::{Kv, KvRead};
 use super::codec;
+use super::content;
 use super::error::StoreError;
 use super::id::MessageId;
 use super::keys;
@@ -158,7 +159,8 @@ pub enum Op {
         limit: usize,
     },
     /// Delete up to `limit` final messages that ended before `before_ms` (with their
-    /// idempotency and center-id entries), and held receipts older than `before_ms`.
+    /// idempotency and center-id entries, and their content references), and held receipts
+    /// older than `before_ms`.
     Purge {
         /// Retention cut-off, ms.
         before_ms: u64,
@@ -203,6 +205,11 @@ pub enum Op {
     IndexTags {
         /// Tag names.
         names: Vec<String>,
+    },
+    /// Forget the release markers of content files that were collected (`content.rs`).
+    ContentForget {
+        /// Digests whose files went (or were found referenced again).
+        digests: Vec<[u8; 32]>,
     },
     /// Put up to `limit` parked messages of a resumed account back in their ready queues.
     Unpark {
@@ -413,6 +420,7 @@ pub(crate) fn needs_fsync(op: &Op) -> bool {
             | Op::MoDelete { .. }
             | Op::Recover { .. }
             | Op::Purge { .. }
+            | Op::ContentForget { .. }
     )
 }
 
@@ -494,6 +502,7 @@ pub(crate) fn apply(kv: &mut dyn Kv, op: &Op) -> Result<OpResult, StoreError> {
         Op::Pause { target, paused } => stop::set_pause(kv, target, *paused),
         Op::Unpark { account, limit } => stop::unpark(kv, account, *limit),
         Op::IndexTags { names } => stop::set_indexed(kv, names),
+        Op::ContentForget { digests } => content::forget(kv, digests).map(OpResult::Count),
     }
 }
 
@@ -521,6 +530,10 @@ fn insert(kv: &mut dyn Kv, m: &Message) -> Result<OpResult, StoreError> {
         kv.put(k, &m.id.to_be_bytes())?;
     }
     save_body(kv, m)?;
+    if let Some(d) = m.payload.content_digest() {
+        // The reference and the record commit together: the count is exact across crashes.
+        content::add_ref(kv, d)?;
+    }
     if m.lease_until_ms.is_none()
         && matches!(m.state, MessageState::Queued | MessageState::Scheduled)
     {
@@ -949,6 +962,9 @@ fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, Stor
             if kv.get(&ck)?.as_deref() == Some(&keys::center_value(id, part)[..]) {
                 kv.delete(&ck)?;
             }
+        }
+        if let Some(d) = m.payload.content_digest() {
+            content::release_ref(kv, d)?;
         }
         kv.delete(&keys::message(id))?;
         kv.delete(&keys::state(id))?;

@@ -184,6 +184,7 @@ pub fn spec(segment: i64, slices: Vec<SliceSpec>) -> BulkSpec {
         group_templates: Default::default(),
         channel: Channel::Sms,
         push: None,
+        mms: None,
         lane: Default::default(),
         from: Some("10086".into()),
         extension: None,
