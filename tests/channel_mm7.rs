@@ -229,29 +229,36 @@ async fn next_outcome(rig: &mut Rig) -> Outcome {
 }
 
 /// Feeds `msgs` and collects one final outcome each (`Sent` / `Failed`), re-feeding `Retry`
-/// as the store would. Returns finals by id and every outcome seen in order.
+/// as the store would. Returns finals by id and every outcome seen in order. Feeding and
+/// reading interleave: the worker's credits come back only when its outcomes are dropped.
 async fn run_all(
     rig: &mut Rig,
     msgs: Vec<OutboundMessage>,
 ) -> (HashMap<u64, Outcome>, Vec<Outcome>) {
     let by_id: HashMap<u64, OutboundMessage> = msgs.iter().map(|m| (m.id, m.clone())).collect();
-    for m in msgs {
-        rig.input.send(m).await.unwrap();
-    }
+    let mut waiting: VecDeque<OutboundMessage> = msgs.into();
     let mut finals = HashMap::new();
     let mut all = Vec::new();
     while finals.len() < by_id.len() {
-        let o = next_outcome(rig).await;
-        all.push(o.clone());
-        match o {
-            Outcome::Retry { id, attempts, .. } => {
-                let mut m = by_id[&id].clone();
-                m.attempt = attempts;
-                rig.input.send(m).await.unwrap();
+        let feed = !waiting.is_empty();
+        tokio::select! {
+            permit = rig.input.reserve(), if feed => {
+                permit.expect("worker alive").send(waiting.pop_front().expect("checked"));
             }
-            Outcome::Release { id, .. } => rig.input.send(by_id[&id].clone()).await.unwrap(),
-            other => {
-                finals.insert(other.id(), other);
+            o = tokio::time::timeout(WAIT, rig.outcomes.recv()) => {
+                let o = o.expect("outcome in time").expect("worker alive").outcome;
+                all.push(o.clone());
+                match o {
+                    Outcome::Retry { id, attempts, .. } => {
+                        let mut m = by_id[&id].clone();
+                        m.attempt = attempts;
+                        waiting.push_back(m);
+                    }
+                    Outcome::Release { id, .. } => waiting.push_back(by_id[&id].clone()),
+                    other => {
+                        finals.insert(other.id(), other);
+                    }
+                }
             }
         }
     }
@@ -416,7 +423,7 @@ async fn transport_errors_retry_and_mark_the_task_down_until_the_mmsc_is_back() 
     let mut config = channel_config(closed, 100);
     config.window = 1;
     config.down_after = 2;
-    let mut rig = start(config, Vec::new());
+    let rig = start(config, Vec::new());
     let mut up = rig.handle.binds_up.clone();
     tokio::time::timeout(WAIT, up.wait_for(|n| *n == 1))
         .await
