@@ -884,3 +884,78 @@ async fn text_on_an_mm7_channel_fails() {
     assert!(mmsc.seen.lock().unwrap().is_empty());
     rig.handle.shutdown().await;
 }
+
+/// `serve` starts an MM7 channel from config (ready: its request tasks are up) and routes
+/// `/mm7/{channel}` on the API listener, with the channel's inbound basic auth.
+#[tokio::test]
+async fn serve_starts_mm7_channels_and_routes_their_inbound() {
+    let (_mmsc, addr) = start_mmsc().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[listeners]
+http = "127.0.0.1:0"
+[storage]
+path = "{data}"
+[[accounts]]
+name = "acme"
+api_keys = ["{key}"]
+rate = 100
+[[channels]]
+name = "mmsc"
+kind = "mm7"
+url = "http://{addr}/mm7"
+vasp_id = "901234"
+inbound_username = "mmsc"
+inbound_password_sha256 = "{inbound}"
+rate = 10
+[[routes]]
+kinds = ["mms"]
+channel = "mmsc"
+"#,
+        data = dir.path().display(),
+        key = sluice::config::hash_api_key("k"),
+        inbound = sluice::config::hash_api_key("in-pw"),
+    );
+    let cfg = sluice::config::Config::parse(&text, "mm7.toml").expect("config");
+    let gw = sluice::serve::start(
+        cfg,
+        sluice::serve::ServeOptions {
+            drain_deadline: Duration::from_secs(5),
+            ..sluice::serve::ServeOptions::default()
+        },
+    )
+    .await
+    .expect("gateway starts");
+    let base = format!("http://{}", gw.http_addr());
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = client.get(format!("{base}/readyz")).send().await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::task::yield_now().await;
+    }
+    let report = delivery_report("M1", "8613800138000", "Retrieved");
+    let send = |path: &str, auth: bool| {
+        let mut rb = client
+            .post(format!("{base}{path}"))
+            .header("content-type", "text/xml")
+            .body(report.clone());
+        if auth {
+            rb = rb.basic_auth("mmsc", Some("in-pw"));
+        }
+        rb.send()
+    };
+    assert_eq!(send("/mm7/mmsc", false).await.unwrap().status(), 401);
+    assert_eq!(send("/mm7/other", true).await.unwrap().status(), 404);
+    let r = send("/mm7/mmsc", true).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(matches!(
+        soap::decode(r.text().await.unwrap().as_bytes()).unwrap().message,
+        Mm7::DeliveryReportRsp(ref s) if s.code == 1000
+    ));
+    gw.shutdown().await;
+}
