@@ -55,6 +55,8 @@ struct Seen {
     content_type: String,
     content: Vec<u8>,
     message_id: String,
+    /// The request as it came: Content-Type header and body.
+    raw: (String, Vec<u8>),
 }
 
 #[derive(Default)]
@@ -107,6 +109,7 @@ async fn mmsc_post(
         content_type: content.content_type.clone(),
         content: content.body.clone(),
         message_id: message_id.clone(),
+        raw: (ct.clone(), body.to_vec()),
     });
     let ns = env.namespace.unwrap_or_default();
     match answer {
@@ -958,4 +961,75 @@ channel = "mmsc"
         Mm7::DeliveryReportRsp(ref s) if s.code == 1000
     ));
     gw.shutdown().await;
+}
+
+/// Python's standard `email` package (a MIME parser nobody here wrote) reads the request the
+/// channel POSTs into the same tree: envelope root, then the MMS content with its own parts.
+/// A missing python3 is skipped, or FAILS when SLUICE_INTEROP=1 (as in CI).
+#[tokio::test]
+async fn python_email_reads_the_channel_request() {
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import email"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !python {
+        assert!(
+            std::env::var_os("SLUICE_INTEROP").is_none_or(|v| v != "1"),
+            "python3 not installed but SLUICE_INTEROP=1"
+        );
+        println!("skipped: python3 not installed");
+        return;
+    }
+    let (mmsc, addr) = start_mmsc().await;
+    let mut rig = start(channel_config(addr, 100), Vec::new());
+    let (finals, _) = run_all(&mut rig, vec![mms(1, "+8613800138000", &content("py"))]).await;
+    assert!(matches!(finals[&1], Outcome::Sent { .. }));
+    rig.handle.shutdown().await;
+    let (ct, body) = mmsc.seen.lock().unwrap()[0].raw.clone();
+    const WALK: &str = r#"
+import sys, json, email
+from email import policy
+msg = email.message_from_binary_file(sys.stdin.buffer, policy=policy.compat32)
+if msg.defects:
+    sys.exit("defects: %r" % msg.defects)
+print(json.dumps([[p.get_content_type(), p.get("Content-ID"),
+                   None if p.is_multipart() else p.get_payload(decode=True).decode("utf-8")]
+                  for p in msg.walk()]))
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", WALK])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = format!("MIME-Version: 1.0\r\nContent-Type: {ct}\r\n\r\n").into_bytes();
+    input.extend_from_slice(&body);
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let walk: Vec<(String, Option<String>, Option<String>)> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    let shape: Vec<(&str, Option<&str>)> = walk
+        .iter()
+        .map(|(t, c, _)| (t.as_str(), c.as_deref()))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            ("multipart/related", None),
+            ("text/xml", Some("<envelope>")),
+            ("multipart/related", Some("<content>")),
+            ("application/smil", Some("<smil>")),
+            ("text/plain", None),
+        ]
+    );
+    let envelope = walk[1].2.as_deref().unwrap();
+    let env = soap::decode(envelope.as_bytes()).expect("python's envelope bytes decode");
+    assert!(matches!(env.message, Mm7::SubmitReq(_)));
+    assert_eq!(walk[4].2.as_deref().map(str::trim_end), Some("py"));
 }
