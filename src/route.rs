@@ -20,7 +20,8 @@ use crate::store::MessageKind;
 pub struct Route {
     /// Accounts it applies to; empty = every account.
     pub accounts: Vec<String>,
-    /// Kinds it applies to; empty = every kind.
+    /// Kinds it applies to; empty = every kind an SMS center carries (sms, wap_push). An MMS
+    /// goes only by a rule that names `mms` (to an MM7 channel), never by a catch-all rule.
     pub kinds: Vec<MessageKind>,
     /// Destination prefixes (operator number ranges); empty = every destination.
     pub prefixes: Vec<String>,
@@ -105,7 +106,9 @@ impl Router {
             .iter()
             .enumerate()
             .filter(|(_, r)| r.accounts.is_empty() || r.accounts.iter().any(|a| a == account))
-            .filter(|(_, r)| r.kinds.is_empty() || r.kinds.contains(&kind))
+            .filter(|(_, r)| {
+                r.kinds.contains(&kind) || (r.kinds.is_empty() && kind != MessageKind::Mms)
+            })
             .filter_map(|(i, r)| {
                 let len = if r.prefixes.is_empty() {
                     Some(0)
@@ -229,8 +232,14 @@ mod tests {
         assert_eq!(pick(&r, "vip", MessageKind::Sms, "86138"), Some("vip-line"));
         assert_eq!(pick(&r, "other", MessageKind::Sms, "86138"), Some("shared"));
         assert_eq!(pick(&r, "other", MessageKind::Mms, "86138"), Some("mmsc"));
+        // A rule without kinds never carries an MMS, however specific it is.
+        assert_eq!(pick(&r, "vip", MessageKind::Mms, "86138"), Some("mmsc"));
+        assert_eq!(pick(&r, "x", MessageKind::Mms, "1555"), None);
         // Account-specific beats kind-specific at equal prefix length.
-        assert_eq!(pick(&r, "vip", MessageKind::Mms, "86138"), Some("vip-line"));
+        assert_eq!(
+            pick(&r, "vip", MessageKind::WapPush, "86138"),
+            Some("vip-line")
+        );
         // Prefix length beats kind: "86" (len 2) over the kind-only rule (len 0).
         assert_eq!(pick(&r, "x", MessageKind::WapPush, "86138"), Some("shared"));
         assert_eq!(pick(&r, "x", MessageKind::WapPush, "1555"), Some("wap"));

@@ -313,15 +313,215 @@ fn keys_of_another_kind_are_refused() {
     );
 }
 
-/// A kind this build cannot serve stops the start, naming the key and why.
+const MM7: &str = r#"
+[[channels]]
+name = "mmsc"
+kind = "mm7"
+url = "https://mmsc.example:8443/mm7/vasp"
+username = "vasp"
+password = "pw"
+vasp_id = "901234"
+vas_id = "9012340001"
+service_code = "MMSTEST"
+sender = "10658000"
+namespace = "REL-5-MM7-1-0"
+delivery_report = false
+charged_party = "Sender"
+max_recipients = 50
+max_content_bytes = 102400
+inbound_username = "mmsc"
+inbound_password_sha256 = "INHASH"
+timeout_ms = 4000
+rate = 20
+
+[[routes]]
+kinds = ["mms"]
+channel = "mmsc"
+"#;
+
+fn with_mm7() -> String {
+    format!(
+        "{}{}",
+        base(),
+        MM7.replace("INHASH", &hash_api_key("in-pw"))
+    )
+}
+
+/// Every MM7 key reaches the typed config; host and port come from the URL.
 #[test]
-fn unbuilt_kind_is_refused_at_start() {
-    let text = base().replace("kind = \"cmpp\"", "kind = \"mm7\"").replace(
-        "source_addr = \"901234\"\nshared_secret = \"s3cret\"\nsrc_id = \"10658000\"\n",
-        "",
+fn mm7_keys_are_accepted_and_typed() {
+    let cfg = parse(&with_mm7()).expect("valid mm7 channel");
+    let ch = cfg.channel("mmsc").expect("channel");
+    assert_eq!(ch.kind(), ChannelKind::Mm7);
+    assert_eq!((ch.host.as_str(), ch.port), ("mmsc.example", 8443));
+    assert_eq!(ch.window, 16);
+    assert_eq!(ch.response_timeout_ms, 4000);
+    assert_eq!(ch.max_content_bytes(), Some(102_400));
+    assert_eq!(cfg.channel("smsc1").unwrap().max_content_bytes(), None);
+    let Protocol::Mm7(m) = &ch.protocol else {
+        panic!("not mm7: {:?}", ch.protocol)
+    };
+    assert_eq!(m.url, "https://mmsc.example:8443/mm7/vasp");
+    assert_eq!(m.username.as_deref(), Some("vasp"));
+    assert_eq!(m.password.as_deref(), Some("pw"));
+    assert_eq!(
+        (m.vasp_id.as_str(), m.vas_id.as_str()),
+        ("901234", "9012340001")
     );
-    let msg = expect_err(&text, "channels[1].kind", Some(line_of(&text, "\"mm7\"")));
-    assert!(msg.contains("not served by this build"), "{msg}");
+    assert_eq!(m.service_code.as_deref(), Some("MMSTEST"));
+    assert_eq!(m.sender.as_deref(), Some("10658000"));
+    assert!(m.namespace.ends_with("/REL-5-MM7-1-0"), "{}", m.namespace);
+    assert!(!m.delivery_report);
+    assert_eq!(m.charged_party.as_deref(), Some("Sender"));
+    assert_eq!(m.max_recipients, 50);
+    assert_eq!(m.inbound_username.as_deref(), Some("mmsc"));
+    assert!(m.inbound_password_sha256.is_some());
+    assert!(!format!("{m:?}").contains("\"pw\""), "password redacted");
+    // Defaults.
+    let minimal = format!(
+        "{}\n[[channels]]\nname = \"m\"\nkind = \"mm7\"\nurl = \"http://h/mm7\"\nvasp_id = \"v\"\nrate = 1\n",
+        base()
+    );
+    let cfg = parse(&minimal).expect("minimal mm7");
+    let Protocol::Mm7(m) = &cfg.channel("m").unwrap().protocol else {
+        panic!("not mm7")
+    };
+    assert!(m.namespace.ends_with("/REL-6-MM7-1-4"));
+    assert!(m.delivery_report);
+    assert_eq!((m.max_recipients, m.max_content_bytes), (1, 307_200));
+    assert_eq!(cfg.channel("m").unwrap().port, 80);
+}
+
+/// MM7 keys on another kind, SMPP/CMPP keys on mm7, and bad values are refused by key.
+#[test]
+fn mm7_keys_are_refused_elsewhere_and_checked() {
+    let text = base().replace(
+        "system_id = \"acme\"",
+        "system_id = \"acme\"\nvasp_id = \"x\"",
+    );
+    let msg = expect_err(
+        &text,
+        "channels[0].vasp_id",
+        Some(line_of(&text, "vasp_id")),
+    );
+    assert!(
+        msg.contains("mm7 key") && msg.contains("smpp channel"),
+        "{msg}"
+    );
+    let text = base().replace(
+        "src_id = \"10658000\"",
+        "src_id = \"10658000\"\npassword = \"x\"",
+    );
+    let msg = expect_err(
+        &text,
+        "channels[1].password",
+        Some(line_of(&text, "password = \"x\"")),
+    );
+    assert!(msg.contains("cmpp channel"), "{msg}");
+    for (from, to, key) in [
+        (
+            "vas_id = ",
+            "system_id = \"s\"\nvas_id = ",
+            "channels[2].system_id",
+        ),
+        (
+            "url = \"https://mmsc.example:8443/mm7/vasp\"",
+            "host = \"h\"",
+            "channels[2].host",
+        ),
+        (
+            "url = \"https://mmsc.example:8443/mm7/vasp\"",
+            "url = \"ftp://h/\"",
+            "channels[2].url",
+        ),
+        (
+            "namespace = \"REL-5-MM7-1-0\"",
+            "namespace = \"REL-7-MM7-1-0\"",
+            "channels[2].namespace",
+        ),
+        (
+            "vasp_id = \"901234\"",
+            "vasp_id = \"\"",
+            "channels[2].vasp_id",
+        ),
+        (
+            "charged_party = \"Sender\"",
+            "charged_party = \"Nobody\"",
+            "channels[2].charged_party",
+        ),
+        (
+            "max_recipients = 50",
+            "max_recipients = 0",
+            "channels[2].max_recipients",
+        ),
+        (
+            "max_content_bytes = 102400",
+            "max_content_bytes = 0",
+            "channels[2].max_content_bytes",
+        ),
+        (
+            "inbound_username = \"mmsc\"\n",
+            "",
+            "channels[2].inbound_username",
+        ),
+        (
+            "timeout_ms = 4000",
+            "timeout_ms = 4000\nbinds = 2",
+            "channels[2].binds",
+        ),
+        (
+            "timeout_ms = 4000",
+            "timeout_ms = 4000\nconcatenation = \"udh8\"",
+            "channels[2].concatenation",
+        ),
+    ] {
+        let text = with_mm7().replace(from, to);
+        assert_ne!(text, with_mm7(), "{from}");
+        let e = parse(&text).expect_err(to);
+        assert_eq!(e.key(), Some(key), "{to}: {e}");
+    }
+    let text = with_mm7().replace(&hash_api_key("in-pw"), "nothex");
+    assert_eq!(
+        parse(&text).unwrap_err().key(),
+        Some("channels[2].inbound_password_sha256")
+    );
+}
+
+/// MMS travels only over MM7 channels and MM7 channels carry only MMS.
+#[test]
+fn mms_routes_name_mm7_channels_only() {
+    let text = with_mm7().replace(
+        "kinds = [\"mms\"]\nchannel = \"mmsc\"",
+        "channel = \"mmsc\"",
+    );
+    let msg = expect_err(
+        &text,
+        "routes[1].channel",
+        Some(line_of(&text, "channel = \"mmsc\"")),
+    );
+    assert!(msg.contains("kinds = [\"mms\"]"), "{msg}");
+    let text = with_mm7().replace("channel = \"mmsc\"", "channel = \"smsc1\"");
+    let msg = expect_err(
+        &text,
+        "routes[1].channel",
+        Some(line_of(&text, "kinds = [\"mms\"]") + 1),
+    );
+    assert!(msg.contains("not an mm7 channel"), "{msg}");
+    let text = with_mm7().replace("failover = \"smsc2\"", "failover = \"mmsc\"");
+    expect_err(
+        &text,
+        "routes[0].failover",
+        Some(line_of(&text, "failover = \"mmsc\"")),
+    );
+    let text = with_mm7().replace(
+        "prefixes = [\"86138\"]",
+        "prefixes = [\"86138\"]\nkinds = [\"sms\", \"mms\"]",
+    );
+    expect_err(
+        &text,
+        "routes[0].kinds",
+        Some(line_of(&text, "\"sms\", \"mms\"")),
+    );
 }
 
 #[test]

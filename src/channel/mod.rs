@@ -14,8 +14,8 @@
 //!   [`worker::Wire`] trait a protocol implements.
 //! - [`limiter`]: governor rate per channel, steered by AIMD on throttle answers.
 //! - [`backoff`]: jittered exponential backoff (reconnects, temporary errors).
-//! - [`smpp`], [`cmpp`]: one `spawn` per channel kind — the protocol's binds, part builder,
-//!   status classes and inbound (DLR/MO) handling.
+//! - [`smpp`], [`cmpp`], [`mm7`]: one `spawn` per channel kind — the protocol's binds, part
+//!   builder, status classes and inbound (DLR/MO) handling (MM7's inbound is an HTTP route).
 //!
 //! # Who writes what to the store
 //! The message life cycle (`Submitted` with each part's normalised center id, `Requeue` for
@@ -46,6 +46,7 @@ pub mod content;
 pub mod driver;
 pub mod egress;
 pub mod limiter;
+pub mod mm7;
 pub mod mo;
 pub mod smpp;
 pub mod worker;

@@ -4,9 +4,13 @@
 //! serde with their line) and then turned into a [`ChannelConfig`] whose [`Protocol`] has one
 //! variant per kind this build serves. A key of another kind is refused with its path
 //! (`channels[1].interface_version: an smpp key; a cmpp channel does not take it`), so a CMPP
-//! channel cannot silently carry SMPP-only settings. A kind this build cannot serve (`mm7`) is
-//! refused at start with the key and the reason, never skipped.
+//! channel cannot silently carry SMPP-only settings. `password` is shared by SMPP (bind
+//! password) and MM7 (HTTP basic auth toward the MMSC).
+//!
+//! An MM7 channel names its MMSC with `url`, not `host` / `port` (which SMPP and CMPP
+//! require); its typed `host` and `port` are read from the URL.
 
+use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -21,7 +25,7 @@ pub enum ChannelKind {
     Smpp,
     /// CMPP 2.0 / 3.0.
     Cmpp,
-    /// MM7 over HTTP (not served by this build: refused at start).
+    /// MM7 (3GPP TS 23.140) over HTTP to an MMSC.
     Mm7,
 }
 
@@ -156,8 +160,10 @@ impl RetryConfig {
 pub struct RawChannel {
     name: String,
     kind: ChannelKind,
-    host: String,
-    port: u16,
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    port: Option<u16>,
     #[serde(default = "one")]
     binds: u32,
     #[serde(default)]
@@ -173,7 +179,8 @@ pub struct RawChannel {
     quiet_hours: Vec<String>,
     #[serde(default)]
     retry: RetryConfig,
-    #[serde(default = "default_response_timeout")]
+    /// `timeout_ms` is the name MM7 channels are usually written with.
+    #[serde(default = "default_response_timeout", alias = "timeout_ms")]
     response_timeout_ms: u64,
     #[serde(default)]
     enquire_link_secs: Option<u64>,
@@ -217,7 +224,31 @@ pub struct RawChannel {
     active_test_misses: Option<u32>,
     // MM7
     #[serde(default)]
-    path: Option<String>,
+    url: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    vasp_id: Option<String>,
+    #[serde(default)]
+    vas_id: Option<String>,
+    #[serde(default)]
+    service_code: Option<String>,
+    #[serde(default)]
+    sender: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    delivery_report: Option<bool>,
+    #[serde(default)]
+    charged_party: Option<String>,
+    #[serde(default)]
+    max_recipients: Option<u32>,
+    #[serde(default)]
+    max_content_bytes: Option<u64>,
+    #[serde(default)]
+    inbound_username: Option<String>,
+    #[serde(default)]
+    inbound_password_sha256: Option<String>,
 }
 
 fn one() -> u32 {
@@ -258,7 +289,7 @@ pub struct ChannelConfig {
     pub quiet_hours: Vec<String>,
     /// Retries.
     pub retry: RetryConfig,
-    /// Response timeout, ms.
+    /// Response timeout, ms (MM7: the whole HTTP request, answer included).
     pub response_timeout_ms: u64,
     /// Keep-alive interval (enquire_link / ACTIVE_TEST), s.
     pub enquire_link_secs: u64,
@@ -279,6 +310,8 @@ pub enum Protocol {
     Smpp(SmppSettings),
     /// CMPP 2.0 / 3.0 to a China Mobile ISMG.
     Cmpp(CmppSettings),
+    /// MM7 over HTTP to an MMSC.
+    Mm7(Mm7Settings),
 }
 
 /// SMPP-only keys.
@@ -322,6 +355,68 @@ pub struct CmppSettings {
     pub active_test_misses: u32,
 }
 
+/// MM7-only keys.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Mm7Settings {
+    /// The MMSC's MM7 endpoint (`http` or `https`), where SubmitReqs are POSTed.
+    pub url: String,
+    /// Basic auth user toward the MMSC; `None` sends no credentials.
+    pub username: Option<String>,
+    /// Basic auth password toward the MMSC (sent, so kept as written; never logged).
+    pub password: Option<String>,
+    /// VASPID of SenderIdentification: the operator's id for this service provider.
+    pub vasp_id: String,
+    /// VASID of SenderIdentification: the service within the provider.
+    pub vas_id: String,
+    /// ServiceCode (charging code) of every SubmitReq, when the MMSC wants one.
+    pub service_code: Option<String>,
+    /// SenderAddress when a message has no sender of its own.
+    pub sender: Option<String>,
+    /// The MM7 schema namespace sent (REL-5-MM7-1-0 … REL-6-MM7-1-4), as a full URI.
+    pub namespace: String,
+    /// DeliveryReport flag of every SubmitReq: ask the MMSC for delivery reports.
+    pub delivery_report: bool,
+    /// ChargedParty (Sender, Recipient, Both, Neither, ThirdParty), when set.
+    pub charged_party: Option<String>,
+    /// Most recipients in one SubmitReq (1 = one recipient per request).
+    pub max_recipients: u32,
+    /// Largest MMS content accepted for this channel, in bytes of the encoded content
+    /// (ingress refuses larger messages with a per-line error).
+    pub max_content_bytes: usize,
+    /// Basic auth user the MMSC must present on `/mm7/{channel}`.
+    pub inbound_username: Option<String>,
+    /// SHA-256 of the password the MMSC must present on `/mm7/{channel}` (the password
+    /// itself is never stored: the MMSC sends it on every request, like an API key).
+    pub inbound_password_sha256: Option<[u8; 32]>,
+}
+
+impl fmt::Debug for Mm7Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mm7Settings")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("vasp_id", &self.vasp_id)
+            .field("vas_id", &self.vas_id)
+            .field("service_code", &self.service_code)
+            .field("sender", &self.sender)
+            .field("namespace", &self.namespace)
+            .field("delivery_report", &self.delivery_report)
+            .field("charged_party", &self.charged_party)
+            .field("max_recipients", &self.max_recipients)
+            .field("max_content_bytes", &self.max_content_bytes)
+            .field("inbound_username", &self.inbound_username)
+            .field(
+                "inbound_password_sha256",
+                &self.inbound_password_sha256.map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Default `max_content_bytes`: 300 KB, the usual MMSC limit for one MM.
+pub const MM7_DEFAULT_MAX_CONTENT_BYTES: usize = 307_200;
+
 impl ChannelConfig {
     /// The kind tag.
     #[must_use]
@@ -329,6 +424,17 @@ impl ChannelConfig {
         match self.protocol {
             Protocol::Smpp(_) => ChannelKind::Smpp,
             Protocol::Cmpp(_) => ChannelKind::Cmpp,
+            Protocol::Mm7(_) => ChannelKind::Mm7,
+        }
+    }
+
+    /// The largest MMS content this channel takes (bytes), `None` for channels that carry
+    /// no MMS. Ingress checks a message's content against it.
+    #[must_use]
+    pub const fn max_content_bytes(&self) -> Option<usize> {
+        match &self.protocol {
+            Protocol::Mm7(m) => Some(m.max_content_bytes),
+            Protocol::Smpp(_) | Protocol::Cmpp(_) => None,
         }
     }
 
@@ -350,6 +456,10 @@ impl ChannelConfig {
         match &self.protocol {
             Protocol::Smpp(s) => (&s.system_id, &s.password),
             Protocol::Cmpp(c) => (&c.source_addr, &c.shared_secret),
+            Protocol::Mm7(m) => (
+                m.username.as_deref().unwrap_or(""),
+                m.password.as_deref().unwrap_or(""),
+            ),
         }
     }
 }
@@ -374,7 +484,7 @@ pub const COMMON_KEYS: &[&str] = &[
     "dlr_id_format",
     "concatenation",
 ];
-/// Keys only SMPP channels take.
+/// Keys only SMPP channels take (`password` is shared with MM7).
 pub const SMPP_KEYS: &[&str] = &[
     "system_id",
     "password",
@@ -395,8 +505,22 @@ pub const CMPP_KEYS: &[&str] = &[
     "link_id",
     "active_test_misses",
 ];
-/// Keys only MM7 channels take (a kind this build refuses).
-pub const MM7_KEYS: &[&str] = &["path"];
+/// Keys only MM7 channels take (besides `password`, listed with SMPP's).
+pub const MM7_KEYS: &[&str] = &[
+    "url",
+    "username",
+    "vasp_id",
+    "vas_id",
+    "service_code",
+    "sender",
+    "namespace",
+    "delivery_report",
+    "charged_party",
+    "max_recipients",
+    "max_content_bytes",
+    "inbound_username",
+    "inbound_password_sha256",
+];
 
 impl RawChannel {
     /// Names of the kind-specific keys present in this table, each with the kind it
@@ -436,10 +560,34 @@ impl RawChannel {
                 .filter(|(_, f)| *f)
                 .map(|(k, _)| (*k, "cmpp")),
         );
-        if self.path.is_some() {
-            out.push((MM7_KEYS[0], "mm7"));
-        }
+        let flags = [
+            self.url.is_some(),
+            self.username.is_some(),
+            self.vasp_id.is_some(),
+            self.vas_id.is_some(),
+            self.service_code.is_some(),
+            self.sender.is_some(),
+            self.namespace.is_some(),
+            self.delivery_report.is_some(),
+            self.charged_party.is_some(),
+            self.max_recipients.is_some(),
+            self.max_content_bytes.is_some(),
+            self.inbound_username.is_some(),
+            self.inbound_password_sha256.is_some(),
+        ];
+        out.extend(
+            MM7_KEYS
+                .iter()
+                .zip(flags)
+                .filter(|(_, f)| *f)
+                .map(|(k, _)| (*k, "mm7")),
+        );
         out
+    }
+
+    /// Whether a key owned by `owner` may appear on a channel of `kind`.
+    fn takes(kind: &str, key: &str, owner: &str) -> bool {
+        owner == kind || (key == "password" && kind == "mm7")
     }
 
     /// Checks the table and builds the typed channel; `i` is its index for key paths.
@@ -450,11 +598,8 @@ impl RawChannel {
             ChannelKind::Cmpp => "cmpp",
             ChannelKind::Mm7 => "mm7",
         };
-        if self.kind == ChannelKind::Mm7 {
-            return Err(refuse_mm7(&k, c));
-        }
         for (key, owner) in self.present() {
-            if owner != kind_name {
+            if !Self::takes(kind_name, key, owner) {
                 return Err(c.err(
                     k(key),
                     format!("an {owner} key; a {kind_name} channel does not take it"),
@@ -464,18 +609,30 @@ impl RawChannel {
         if !is_name(&self.name) {
             return Err(c.err(k("name"), "must be non-empty, without control characters"));
         }
-        if self.host.is_empty() {
+        let (host, port) = if self.kind == ChannelKind::Mm7 {
+            self.mm7_endpoint(&k, c)?
+        } else {
+            let host = self
+                .host
+                .clone()
+                .ok_or_else(|| c.err(k("host"), format!("must be set for {kind_name}")))?;
+            let port = self
+                .port
+                .ok_or_else(|| c.err(k("port"), format!("must be set for {kind_name}")))?;
+            (host, port)
+        };
+        if host.is_empty() {
             return Err(c.err(k("host"), "must not be empty"));
         }
-        if self.port == 0 {
+        if port == 0 {
             return Err(c.err(k("port"), "must not be 0"));
         }
         if self.binds == 0 {
             return Err(c.err(k("binds"), "must be at least 1"));
         }
         let window = self.window.unwrap_or(match self.kind {
-            ChannelKind::Cmpp => 16,
-            _ => 10,
+            ChannelKind::Cmpp | ChannelKind::Mm7 => 16,
+            ChannelKind::Smpp => 10,
         });
         if window == 0 {
             return Err(c.err(k("window"), "must be at least 1"));
@@ -524,7 +681,7 @@ impl RawChannel {
                 }
                 Protocol::Cmpp(self.cmpp(&k, c)?)
             }
-            ChannelKind::Mm7 => return Err(refuse_mm7(&k, c)),
+            ChannelKind::Mm7 => Protocol::Mm7(self.mm7(&k, c)?),
         };
         // CMPP Msg_Ids are u64 numbers: the channel compares them as decimal unless told.
         let id_default = match self.kind {
@@ -533,8 +690,8 @@ impl RawChannel {
         };
         Ok(ChannelConfig {
             name: self.name.clone(),
-            host: self.host.clone(),
-            port: self.port,
+            host,
+            port,
             binds: self.binds,
             window,
             lease_batch: self.lease_batch,
@@ -653,15 +810,139 @@ impl RawChannel {
         }
         Ok(s)
     }
-}
 
-/// The start-up refusal of a kind this build cannot serve.
-fn refuse_mm7(k: &dyn Fn(&str) -> String, c: &Checker<'_>) -> ConfigError {
-    c.err(
-        k("kind"),
-        "mm7 channels are not served by this build of sluice (no MM7 egress yet); \
-         remove the channel or route MMS elsewhere",
-    )
+    /// Host and port of an MM7 channel, from its `url` (which it must have, instead of
+    /// `host` / `port`).
+    fn mm7_endpoint(
+        &self,
+        k: &dyn Fn(&str) -> String,
+        c: &Checker<'_>,
+    ) -> Result<(String, u16), ConfigError> {
+        for (key, set) in [("host", self.host.is_some()), ("port", self.port.is_some())] {
+            if set {
+                return Err(c.err(k(key), "an mm7 channel names its MMSC with `url` instead"));
+            }
+        }
+        let raw = self
+            .url
+            .as_deref()
+            .ok_or_else(|| c.err(k("url"), "must be set for mm7 (the MMSC's MM7 endpoint)"))?;
+        let url = reqwest::Url::parse(raw).map_err(|e| c.err(k("url"), e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(c.err(k("url"), "must be an http or https URL"));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| c.err(k("url"), "has no host"))?
+            .to_owned();
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| c.err(k("url"), "has no port"))?;
+        Ok((host, port))
+    }
+
+    fn mm7(&self, k: &dyn Fn(&str) -> String, c: &Checker<'_>) -> Result<Mm7Settings, ConfigError> {
+        // One HTTP request task per window slot: `window` is the concurrency, so a second
+        // dimension of connections would only say the same thing twice.
+        if self.binds != 1 {
+            return Err(c.err(
+                k("binds"),
+                "an mm7 channel has no binds; `window` sets its concurrent requests",
+            ));
+        }
+        if self.enquire_link_secs.is_some() {
+            return Err(c.err(
+                k("enquire_link_secs"),
+                "MM7 over HTTP has no keep-alive PDU",
+            ));
+        }
+        if self.concatenation.is_some() {
+            return Err(c.err(k("concatenation"), "an MMS is never split"));
+        }
+        let namespace = match self.namespace.as_deref() {
+            None => sluice_protocols::mm7::soap::REL_6_MM7_1_4.to_owned(),
+            Some(ns) if ns.starts_with("REL-") => {
+                format!("{}{ns}", sluice_protocols::mm7::soap::MM7_SCHEMA_BASE)
+            }
+            Some(ns) => ns.to_owned(),
+        };
+        if !sluice_protocols::mm7::soap::is_mm7_namespace(&namespace) {
+            return Err(c.err(
+                k("namespace"),
+                "must name an MM7 schema release REL-5-MM7-1-0 … REL-5-MM7-1-5 or \
+                 REL-6-MM7-1-0 … REL-6-MM7-1-4 (the release name or its full URI)",
+            ));
+        }
+        let vasp_id = self.vasp_id.clone().unwrap_or_default();
+        if vasp_id.is_empty() {
+            return Err(c.err(
+                k("vasp_id"),
+                "must be set for mm7 (SenderIdentification/VASPID)",
+            ));
+        }
+        if let Some(p) = &self.charged_party
+            && !matches!(
+                p.as_str(),
+                "Sender" | "Recipient" | "Both" | "Neither" | "ThirdParty"
+            )
+        {
+            return Err(c.err(
+                k("charged_party"),
+                "one of Sender, Recipient, Both, Neither, ThirdParty",
+            ));
+        }
+        if self.username.is_none() && self.password.is_some() {
+            return Err(c.err(k("password"), "basic auth needs `username` too"));
+        }
+        let max_recipients = self.max_recipients.unwrap_or(1);
+        if !(1..=1000).contains(&max_recipients) {
+            return Err(c.err(k("max_recipients"), "must be between 1 and 1000"));
+        }
+        let max_content_bytes = match self.max_content_bytes {
+            None => MM7_DEFAULT_MAX_CONTENT_BYTES,
+            Some(0) => return Err(c.err(k("max_content_bytes"), "must be greater than 0")),
+            Some(n) => usize::try_from(n)
+                .map_err(|_| c.err(k("max_content_bytes"), "too large for this machine"))?,
+        };
+        let inbound_password_sha256 = match &self.inbound_password_sha256 {
+            None => None,
+            Some(hex) => Some(crate::ingress::account::parse_key_hash(hex).map_err(|e| {
+                c.err(
+                    k("inbound_password_sha256"),
+                    format!(
+                        "must be the SHA-256 of the password the MMSC sends as 64 hex digits \
+                         (printf %s PASSWORD | sha256sum): {e}"
+                    ),
+                )
+            })?),
+        };
+        if self.inbound_username.is_some() != inbound_password_sha256.is_some() {
+            return Err(c.err(
+                k(if self.inbound_username.is_some() {
+                    "inbound_password_sha256"
+                } else {
+                    "inbound_username"
+                }),
+                "inbound basic auth needs both inbound_username and inbound_password_sha256",
+            ));
+        }
+        Ok(Mm7Settings {
+            url: self.url.clone().unwrap_or_default(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            vasp_id,
+            vas_id: self.vas_id.clone().unwrap_or_default(),
+            service_code: self.service_code.clone().filter(|s| !s.is_empty()),
+            sender: self.sender.clone().filter(|s| !s.is_empty()),
+            namespace,
+            delivery_report: self.delivery_report.unwrap_or(true),
+            charged_party: self.charged_party.clone(),
+            max_recipients,
+            max_content_bytes,
+            inbound_username: self.inbound_username.clone(),
+            inbound_password_sha256,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@ mod channel;
 
 pub use channel::{
     BindMode, CMPP_KEYS, COMMON_KEYS, ChannelConfig, ChannelKind, CmppSettings, CmppVersion,
-    Concatenation, IdFormatSetting, MM7_KEYS, Protocol, RawChannel, RetryConfig, SMPP_KEYS,
-    SmppSettings,
+    Concatenation, IdFormatSetting, MM7_DEFAULT_MAX_CONTENT_BYTES, MM7_KEYS, Mm7Settings, Protocol,
+    RawChannel, RetryConfig, SMPP_KEYS, SmppSettings,
 };
 
 use crate::route::{Route, Router};
@@ -785,6 +785,35 @@ impl Config {
                 if *f == r.channel {
                     return Err(c.err(k("failover"), "is the primary channel itself"));
                 }
+            }
+            // MMS travels only over MM7 and MM7 carries only MMS: a route either names kind
+            // "mms" alone and MM7 channels, or no MM7 channel at all (a route without kinds
+            // never carries an MMS; see `route::Route::kinds`).
+            let is_mm7 = |n: &str| {
+                self.channels
+                    .iter()
+                    .any(|ch| ch.name == n && ch.kind() == ChannelKind::Mm7)
+            };
+            let mms_only = r.kinds == [MessageKind::Mms];
+            for (key, name) in std::iter::once(("channel", &r.channel))
+                .chain(r.failover.iter().map(|f| ("failover", f)))
+            {
+                if is_mm7(name) != mms_only {
+                    let reason = if mms_only {
+                        format!(
+                            "channel {name:?} is not an mm7 channel; kind \"mms\" goes only to mm7 channels"
+                        )
+                    } else {
+                        format!("{name:?} is an mm7 channel: its route must set kinds = [\"mms\"]")
+                    };
+                    return Err(c.err(k(key), reason));
+                }
+            }
+            if !mms_only && r.kinds.contains(&MessageKind::Mms) {
+                return Err(c.err(
+                    k("kinds"),
+                    "\"mms\" goes only to mm7 channels: give it a route of its own",
+                ));
             }
             for (j, a) in r.accounts.iter().enumerate() {
                 if !self.accounts.iter().any(|acc| acc.name == *a) {

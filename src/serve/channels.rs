@@ -1,5 +1,7 @@
-//! Starting the egress side for `serve`: per channel (SMPP or CMPP, one `spawn` per kind) a
-//! worker, a dispatcher and a receipt consumer, wired together.
+//! Starting the egress side for `serve`: per channel (SMPP, CMPP or MM7, one `spawn` per
+//! kind) a worker, a dispatcher and a receipt consumer, wired together. An MM7 channel's
+//! receipts and MO arrive over HTTP: its inbound side (sending on the same event queue the
+//! receipt consumer reads) is collected in [`Started::mm7`] for `serve`'s router.
 //!
 //! ```text
 //! store ─lease─▶ Dispatcher ─OutboundMessage─▶ worker ─▶ binds ─▶ center
@@ -29,6 +31,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::channel::cmpp::{self, CmppChannelConfig};
+use crate::channel::mm7::{self, Mm7ChannelConfig};
 use crate::channel::smpp::{self, WorkerConfig};
 use crate::clock::AnyClock;
 use crate::config::{Config, Protocol};
@@ -48,6 +51,8 @@ pub(crate) struct Started {
     pub(crate) wakes: HashMap<String, Arc<Notify>>,
     /// Binds up per channel (`/readyz` wants at least one per channel).
     pub(crate) binds_up: Vec<watch::Receiver<usize>>,
+    /// The inbound side (`/mm7/{channel}`) of the MM7 channels.
+    pub(crate) mm7: mm7::inbound::Inbound,
 }
 
 /// Starts every channel.
@@ -86,7 +91,7 @@ pub(crate) fn spawn(
                 wc.addr = addr;
                 (
                     wc.capacity(),
-                    Box::new(move |i, o, e| smpp::spawn(wc, i, o, e)),
+                    Box::new(move |i, o, e| Ok(smpp::spawn(wc, i, o, e))),
                 )
             }
             Protocol::Cmpp(settings) => {
@@ -94,13 +99,23 @@ pub(crate) fn spawn(
                 cc.addr = addr;
                 (
                     cc.capacity(),
-                    Box::new(move |i, o, e| cmpp::spawn(cc, i, o, e)),
+                    Box::new(move |i, o, e| Ok(cmpp::spawn(cc, i, o, e))),
+                )
+            }
+            Protocol::Mm7(settings) => {
+                let mc = Mm7ChannelConfig::from_config(ch, settings)?;
+                started.mm7.add(mm7::inbound_channel(ch, ev_tx.clone())?);
+                (
+                    mc.capacity(),
+                    Box::new(move |input, o, _events| {
+                        mm7::spawn(mc, input, o).map_err(|e| format!("channels[{i}]: {e}"))
+                    }),
                 )
             }
         };
         let (in_tx, in_rx) = mpsc::channel(capacity);
         let (out_tx, out_rx) = mpsc::channel(capacity * 2 + 64);
-        let handle = start(in_rx, out_tx, ev_tx);
+        let handle = start(in_rx, out_tx, ev_tx)?;
         let wake = Arc::new(Notify::new());
         started.wakes.insert(ch.name.clone(), Arc::clone(&wake));
         started.binds_up.push(handle.binds_up.clone());

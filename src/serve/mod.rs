@@ -7,7 +7,8 @@
 //! 3. the embedded simulator, when `[simulator] enabled` (a fake SMSC for channel "sim");
 //! 4. receipts: the per-channel event consumers and the two webhook pumps (receipt outbox,
 //!    MO outbox), sharing one http/https client (ring installed as the rustls provider first);
-//! 5. channels + dispatch (one worker and one dispatcher per SMPP channel);
+//! 5. channels + dispatch (one worker and one dispatcher per channel; MM7 channels also
+//!    get their inbound `/mm7/{channel}` on the HTTP API listener);
 //! 6. HTTP ingress (with the public rules: `rules.db` opened right after the store, its
 //!    receipt consumer subscribed before channels start, `/v1/rules` on the API listener) (and the separate metrics listener, when configured), and the SMPP server
 //!    for ESMEs when `listeners.smpp` is set (same ingress state: one rate budget per
@@ -497,7 +498,11 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
             }
         }
     }
-    let channels::Started { wakes, binds_up } = channels::spawn(
+    let channels::Started {
+        wakes,
+        binds_up,
+        mm7,
+    } = channels::spawn(
         &config,
         &store,
         &receipts,
@@ -703,7 +708,9 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
                 pauses,
                 channels: config.channels.iter().map(|c| c.name.clone()).collect(),
             },
-        ));
+        ))
+        // MMSCs POST delivery reports and MO to /mm7/{channel}.
+        .merge(crate::channel::mm7::inbound::router(Arc::new(mm7)));
     if let Some(routes) = campaign_router {
         app = app.merge(routes);
     }

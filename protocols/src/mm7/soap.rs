@@ -534,6 +534,26 @@ pub fn decode(xml: &[u8]) -> Result<Envelope, SoapError> {
     })
 }
 
+/// A SOAP Fault answering a request the VASP cannot take (TS 23.140 §8.7: errors travel as
+/// a Fault whose `detail` holds a VASPErrorRsp). `client` picks faultcode `env:Client` (the
+/// request is wrong) over `env:Server` (the VASP failed; send again).
+pub fn encode_vasp_error_fault(
+    ns: &str,
+    transaction_id: &str,
+    client: bool,
+    fault_string: &str,
+    st: &Status,
+) -> String {
+    let code = if client { "env:Client" } else { "env:Server" };
+    let mut b = format!("<env:Fault><faultcode>{code}</faultcode>");
+    element(&mut b, "faultstring", fault_string);
+    b.push_str(&format!("<detail><VASPErrorRsp xmlns=\"{}\">", escape(ns)));
+    element(&mut b, "MM7Version", mm7_version(ns));
+    status(&mut b, st);
+    b.push_str("</VASPErrorRsp></detail></env:Fault>");
+    envelope(ns, transaction_id, &b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,5 +586,25 @@ mod tests {
         assert!(xml.contains("a &amp; b"));
         let back = decode(xml.as_bytes()).unwrap();
         assert_eq!(back.transaction_id.as_deref(), Some("t<1>&"));
+    }
+
+    #[test]
+    fn vasp_error_fault_round_trips() {
+        let st = Status {
+            code: 2007,
+            text: Some("bad <body>".into()),
+        };
+        let xml = encode_vasp_error_fault(REL_6_MM7_1_4, "t9", true, "no envelope", &st);
+        let back = decode(xml.as_bytes()).unwrap();
+        assert_eq!(back.transaction_id.as_deref(), Some("t9"));
+        assert_eq!(back.namespace.as_deref(), Some(REL_6_MM7_1_4));
+        assert_eq!(
+            back.message,
+            Message::Fault(Fault {
+                code: "env:Client".into(),
+                string: "no envelope".into(),
+                status: Some(st),
+            })
+        );
     }
 }
