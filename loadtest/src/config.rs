@@ -217,6 +217,9 @@ pub struct ListenerConfig {
     pub disconnect_probability: f64,
     /// Accept TCP connections but never answer anything.
     pub stall: bool,
+    /// Resend a receipt or MO whose response never came (the session closed first) on the
+    /// account's next receiver bind, as real centers do. On by default.
+    pub resend_unanswered: bool,
     pub mo: MoConfig,
 }
 
@@ -237,6 +240,7 @@ impl Default for ListenerConfig {
             message_id: IdFormat::Hex,
             disconnect_probability: 0.0,
             stall: false,
+            resend_unanswered: true,
             mo: MoConfig::default(),
         }
     }

@@ -227,6 +227,8 @@ pub struct Tally {
     pub(crate) binds: AtomicU64,
     pub(crate) bind_failures: AtomicU64,
     pub(crate) disconnects: AtomicU64,
+    pub(crate) resent: AtomicU64,
+    pub(crate) resent_mo: AtomicU64,
 }
 
 impl Default for Tally {
@@ -266,6 +268,14 @@ pub struct TallySnapshot {
     pub bind_failures: u64,
     /// Connections the simulator dropped on purpose (random disconnects).
     pub disconnects: u64,
+    /// Deliveries (receipts and MOs) sent again because their session closed before the
+    /// client answered them (`resend_unanswered`).
+    #[serde(default)]
+    pub resent: u64,
+    /// The MOs among `resent`: the client may have kept them before it went away, and MO
+    /// carries no id to recognise a repeat by, so each can reach the client twice.
+    #[serde(default)]
+    pub resent_mo: u64,
     /// WAP Push messages by document type (see module docs).
     #[serde(default)]
     pub wap_push: PushTally,
@@ -292,6 +302,8 @@ impl Tally {
             binds: AtomicU64::new(0),
             bind_failures: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
+            resent: AtomicU64::new(0),
+            resent_mo: AtomicU64::new(0),
         }
     }
 
@@ -438,6 +450,8 @@ impl Tally {
             binds: ld(&self.binds),
             bind_failures: ld(&self.bind_failures),
             disconnects: ld(&self.disconnects),
+            resent: ld(&self.resent),
+            resent_mo: ld(&self.resent_mo),
             wap_push: {
                 let p = lock(&self.pushes);
                 PushTally {
