@@ -669,8 +669,24 @@ impl<B: Backend, C: Clock> OutcomeWriter<B, C> {
         let requeued = ops
             .iter()
             .any(|op| matches!(op, Op::Requeue { .. } | Op::Release { .. }));
+        let submitted: Vec<Option<MessageId>> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Submitted { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
         let results = self.store.submit(ops).await?;
         count_cancelled(&results);
+        // A submit response that applied a receipt held for it (the receipt came first) is
+        // where that message became final: it is counted here, once.
+        for (id, r) in submitted.iter().zip(&results) {
+            if let (Some(id), OpResult::Updated(state)) = (id, r)
+                && state.is_final()
+            {
+                crate::receipt::count_final(&self.store, *id);
+            }
+        }
         if requeued {
             self.wake.notify_one();
         }

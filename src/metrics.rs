@@ -58,7 +58,8 @@ pub const DISPATCH_LEASED: &str = "sluice_dispatch_leased_total";
 
 /// Histogram: seconds from the first part's submit to the final delivery receipt.
 pub const DLR_LATENCY: &str = "sluice_dlr_latency_seconds";
-/// Counter: delivery receipts received, by final state.
+/// Counter: messages a delivery receipt made final, once per message, by final state
+/// (`receipt::count_final` is the one place it moves).
 pub const RECEIPTS: &str = "sluice_receipts_total";
 /// Counter: receipts whose center id matched no part after the retry period.
 pub const RECEIPTS_UNMATCHED: &str = "sluice_receipts_unmatched_total";
@@ -253,7 +254,7 @@ pub fn describe() {
     describe_counter!(
         RECEIPTS,
         Unit::Count,
-        "Final message states reached, by state."
+        "Messages a delivery receipt made final, once each, by state."
     );
     describe_counter!(
         RECEIPTS_UNMATCHED,

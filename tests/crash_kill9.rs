@@ -11,79 +11,14 @@
 mod e2e_support;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use e2e_support::{KEY, Receiver, config_text, serve_http, sim_listener, start_sim, wait_until};
+use e2e_support::{
+    KEY, Receiver, Server, config_text, free_port, serve_http, sim_listener, start_sim,
+    wait_healthy, wait_until,
+};
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
-
-struct Server {
-    child: Child,
-}
-
-impl Server {
-    fn spawn(config: &std::path::Path, log: &std::path::Path) -> Self {
-        Self::spawn_draining(config, log, 1)
-    }
-
-    fn spawn_draining(config: &std::path::Path, log: &std::path::Path, drain_secs: u32) -> Self {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["serve", "--drain-secs", &drain_secs.to_string(), "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn sluice serve");
-        Self { child }
-    }
-
-    /// SIGTERM and wait for the drain to finish; returns whether it exited with success.
-    fn terminate(mut self) -> bool {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        self.child.wait().is_ok_and(|s| s.success())
-    }
-
-    fn kill9(mut self) {
-        // std's kill() sends SIGKILL on Unix: no drain, no flush.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn wait_healthy(client: &reqwest::Client, base: &str) {
-    for _ in 0..500 {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("gateway did not come up at {base}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_loses_no_acknowledged_message() {

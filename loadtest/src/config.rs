@@ -218,6 +218,9 @@ pub struct ListenerConfig {
     pub disconnect_probability: f64,
     /// Accept TCP connections but never answer anything.
     pub stall: bool,
+    /// Resend a receipt or MO whose response never came (the session closed first) on the
+    /// account's next receiver bind, as real centers do. On by default.
+    pub resend_unanswered: bool,
     pub mo: MoConfig,
     /// MM7 only (`protocol = "mm7"`): the MMSC's HTTP side and its fault modes.
     pub mm7: Mm7Config,
@@ -313,6 +316,7 @@ impl Default for ListenerConfig {
             message_id: IdFormat::Hex,
             disconnect_probability: 0.0,
             stall: false,
+            resend_unanswered: true,
             mo: MoConfig::default(),
             mm7: Mm7Config::default(),
         }

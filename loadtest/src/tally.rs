@@ -232,9 +232,9 @@ pub struct Tally {
     pub(crate) bind_failures: AtomicU64,
     pub(crate) disconnects: AtomicU64,
     pub(crate) content_bytes: AtomicU64,
-    pub(crate) dlrs_resent: AtomicU64,
-    pub(crate) mo_resent: AtomicU64,
     pub(crate) vasp_abandoned: AtomicU64,
+    pub(crate) resent: AtomicU64,
+    pub(crate) resent_mo: AtomicU64,
 }
 
 impl Default for Tally {
@@ -274,6 +274,16 @@ pub struct TallySnapshot {
     pub bind_failures: u64,
     /// Connections the simulator dropped on purpose (random disconnects).
     pub disconnects: u64,
+    /// Deliveries (receipts and MOs) sent again because the client never answered them: an
+    /// SMPP/CMPP session closed first (`resend_unanswered`), or an MM7 VASP did not answer a
+    /// DeliveryReportReq / DeliverReq with status 1000. `dlrs_sent` and `mo_sent` count each
+    /// once, so these are exactly the duplicates the client may see.
+    #[serde(default)]
+    pub resent: u64,
+    /// The MOs among `resent`: the client may have kept them before it went away, and MO
+    /// carries no id to recognise a repeat by, so each can reach the client twice.
+    #[serde(default)]
+    pub resent_mo: u64,
     /// WAP Push messages by document type (see module docs).
     #[serde(default)]
     pub wap_push: PushTally,
@@ -281,14 +291,6 @@ pub struct TallySnapshot {
     /// recipient).
     #[serde(default)]
     pub content_bytes: u64,
-    /// MM7: DeliveryReportReqs sent again because the previous attempt was not answered with
-    /// status 1000 (timeout, HTTP error, other status). `dlrs_sent` counts each report once,
-    /// so these are exactly the duplicates the VASP may see.
-    #[serde(default)]
-    pub dlrs_resent: u64,
-    /// MM7: DeliverReqs sent again, likewise (`mo_sent` counts each MO once).
-    #[serde(default)]
-    pub mo_resent: u64,
     /// MM7: reports and MOs given up after `mm7.max_attempts`.
     #[serde(default)]
     pub vasp_abandoned: u64,
@@ -316,9 +318,9 @@ impl Tally {
             bind_failures: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
             content_bytes: AtomicU64::new(0),
-            dlrs_resent: AtomicU64::new(0),
-            mo_resent: AtomicU64::new(0),
             vasp_abandoned: AtomicU64::new(0),
+            resent: AtomicU64::new(0),
+            resent_mo: AtomicU64::new(0),
         }
     }
 
@@ -465,6 +467,8 @@ impl Tally {
             binds: ld(&self.binds),
             bind_failures: ld(&self.bind_failures),
             disconnects: ld(&self.disconnects),
+            resent: ld(&self.resent),
+            resent_mo: ld(&self.resent_mo),
             wap_push: {
                 let p = lock(&self.pushes);
                 PushTally {
@@ -475,8 +479,6 @@ impl Tally {
                 }
             },
             content_bytes: ld(&self.content_bytes),
-            dlrs_resent: ld(&self.dlrs_resent),
-            mo_resent: ld(&self.mo_resent),
             vasp_abandoned: ld(&self.vasp_abandoned),
         }
     }

@@ -263,7 +263,7 @@ async fn submit_is_answered_and_reported_per_recipient() {
             assert_eq!(r.sender, Some(Address::ShortCode("10658888".into())));
             assert!(r.date.is_some());
         }
-        assert_eq!(t.dlrs_resent, 0);
+        assert_eq!(t.resent, 0);
     }
     // Same content and recipients as before, fresh TransactionID and boundaries: duplicates.
     let again = submit_req("tx-again", &["8613800138000", "8613800138001"]);
@@ -305,7 +305,7 @@ async fn a_report_not_answered_1000_is_resent_and_counted() {
     };
     let t = until(&h, "the report answered", |t| t.deliver_resps_received == 1).await;
     assert_eq!(
-        (t.dlrs_sent, t.dlrs_resent, t.vasp_abandoned),
+        (t.dlrs_sent, t.resent, t.vasp_abandoned),
         (1, 2, 0),
         "{t:?}"
     );
@@ -338,7 +338,7 @@ async fn reports_give_up_after_max_attempts() {
     post(&client(), &url, body(REL_6_MM7_1_4, &req, "x"), None).await;
     let t = until(&h, "the report abandoned", |t| t.vasp_abandoned == 1).await;
     assert_eq!(
-        (t.dlrs_sent, t.dlrs_resent, t.deliver_resps_received),
+        (t.dlrs_sent, t.resent, t.deliver_resps_received),
         (1, 2, 0)
     );
     assert_eq!(reports(&vasp).len(), 3);
@@ -570,7 +570,7 @@ async fn basic_auth_both_ways() {
     })
     .await;
     assert_eq!(t.rejected.get("http:401"), Some(&2));
-    assert_eq!(t.dlrs_resent, 0);
+    assert_eq!(t.resent, 0);
     h.shutdown().await.unwrap();
 }
 

@@ -1,7 +1,7 @@
 //! Arbitrary and mutated bytes never panic any CMPP decoder.
 //!
-//! ≥ 100 000 cases per decoder and version in the default run; `SLUICE_LONG_TESTS=1`
-//! multiplies that by 10. A deterministic xorshift generator keeps runs reproducible and
+//! ≥ 100 000 cases per decoder and version in the default run; `SLUICE_FUZZ_LONG=1` (or
+//! `SLUICE_LONG_TESTS=1`) multiplies that by 10. A deterministic xorshift generator keeps runs reproducible and
 //! cheap (proptest's shrinking machinery is not needed to find panics).
 
 use bytes::{Bytes, BytesMut};
@@ -9,7 +9,10 @@ use sluice_protocols::cmpp::*;
 
 fn cases() -> usize {
     let base = 100_000;
-    if std::env::var("SLUICE_LONG_TESTS").is_ok_and(|v| v == "1") {
+    if ["SLUICE_FUZZ_LONG", "SLUICE_LONG_TESTS"]
+        .iter()
+        .any(|k| std::env::var(k).is_ok_and(|v| v == "1"))
+    {
         base * 10
     } else {
         base

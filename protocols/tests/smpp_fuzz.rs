@@ -1,7 +1,8 @@
 //! Arbitrary and mutated bytes never panic any SMPP decoder, and whatever decodes without
 //! tolerances re-encodes to the same bytes.
 //!
-//! 100 000 inputs per decoder in the normal run, ten times more with SLUICE_LONG_TESTS=1.
+//! 100 000 inputs per decoder in the normal run, ten times more with SLUICE_FUZZ_LONG=1 (or
+//! SLUICE_LONG_TESTS=1).
 //! A seeded splitmix64 keeps it deterministic and cheap (proptest's per-case overhead would
 //! dominate at these counts).
 
@@ -14,7 +15,10 @@ use proptest::test_runner::TestRunner;
 use sluice_protocols::smpp::*;
 
 fn cases() -> usize {
-    if std::env::var_os("SLUICE_LONG_TESTS").is_some_and(|v| v == "1") {
+    if ["SLUICE_FUZZ_LONG", "SLUICE_LONG_TESTS"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some_and(|v| v == "1"))
+    {
         1_000_000
     } else {
         100_000

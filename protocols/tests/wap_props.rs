@@ -88,8 +88,17 @@ proptest! {
     }
 }
 
+/// 100 000 decoder cases, 1 000 000 with `SLUICE_FUZZ_LONG=1`.
+fn decoder_cases() -> u32 {
+    if std::env::var("SLUICE_FUZZ_LONG").is_ok_and(|v| v == "1") {
+        1_000_000
+    } else {
+        100_000
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(100_000))]
+    #![proptest_config(ProptestConfig::with_cases(decoder_cases()))]
 
     #[test]
     fn push_pdu_decoder_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {

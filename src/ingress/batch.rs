@@ -800,14 +800,73 @@ mod tests {
         );
     }
 
+    /// Fuzz cases: `default`, or 1 000 000 with `SLUICE_FUZZ_LONG=1`.
+    fn fuzz_cases(default: u32) -> u32 {
+        if std::env::var("SLUICE_FUZZ_LONG").is_ok_and(|v| v == "1") {
+            1_000_000
+        } else {
+            default
+        }
+    }
+
+    /// A valid NDJSON body using every field kind the parser reads.
+    const NDJSON_SEED: &str = r#"{"to":"+8613800138000","text":"hi \u00e9 \ud83d\ude00","client_ref":"a1","lane":"otp"}
+{"to":"13800138001","binary":"0605040b8423f0","udh":"050003010201","not_before":"2030-01-01T00:00:00Z","tags":{"k":"v"}}
+{"to":"13800138002","text":"x","from":"10086","window":"09:00-18:00","expires_at":"2030-01-02T00:00:00+08:00"}
+"#;
+
+    #[test]
+    fn the_fuzz_seed_is_a_valid_body() {
+        let s = senders();
+        let mut p = NdjsonParser::new(BatchLimits::default(), &s);
+        p.push(NDJSON_SEED.as_bytes()).expect("push");
+        let items = p.finish().expect("finish");
+        assert_eq!(items.len(), 3, "{items:?}");
+    }
+
+    /// Both parsers on `body`, the NDJSON one fed in chunks of `chunk` bytes.
+    fn parse_both(body: &[u8], chunk: usize) {
+        let s = senders();
+        let _ = parse_json(body, BatchLimits::default(), &s);
+        let mut p = NdjsonParser::new(BatchLimits::default(), &s);
+        for c in body.chunks(chunk.max(1)) {
+            if p.push(c).is_err() {
+                return;
+            }
+        }
+        let _ = p.finish();
+    }
+
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        // 5 000 each by default: seconds in a debug build.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(fuzz_cases(5_000)))]
         #[test]
         fn parsers_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
-            let _ = parse_json(&body, BatchLimits::default(), &senders());
-            let s = senders();
-            let mut p = NdjsonParser::new(BatchLimits::default(), &s);
-            if p.push(&body).is_ok() { let _ = p.finish(); }
+            parse_both(&body, body.len());
+        }
+
+        /// Byte edits of a valid body (and of its JSON envelope) reach the field decoders.
+        #[test]
+        fn parsers_never_panic_on_mutated_lines(
+            edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>(), 0u8..3), 1..8),
+            chunk in 1usize..64,
+            json in proptest::prelude::any::<bool>(),
+        ) {
+            let mut body = if json {
+                let lines: Vec<&str> = NDJSON_SEED.lines().collect();
+                format!("{{\"messages\":[{}]}}", lines.join(",")).into_bytes()
+            } else {
+                NDJSON_SEED.as_bytes().to_vec()
+            };
+            for (at, byte, how) in edits {
+                let i = at % body.len().max(1);
+                match how {
+                    0 => { if let Some(b) = body.get_mut(i) { *b = byte; } }
+                    1 => body.insert(i, byte),
+                    _ => { if i < body.len() { body.remove(i); } }
+                }
+            }
+            parse_both(&body, chunk);
         }
     }
 }

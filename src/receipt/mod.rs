@@ -38,7 +38,9 @@ use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 use crate::channel::{ChannelEvent, DeliverAck};
 use crate::metrics as m;
-use crate::store::{AnyBackend, MessageState, Op, OpResult, ReceiptEvent, Store};
+use crate::store::{
+    AnyBackend, Backend, MessageId, MessageState, Op, OpResult, ReceiptEvent, Store,
+};
 use correlate::{Pending, center_key, part_state};
 use mo::{MoEvent, MoOutbox, MoRouter};
 use outbox::{Backlog, OutboxAccount, OutboxPump, ReceiptOutbox};
@@ -242,26 +244,14 @@ impl Receipts {
         if pending.is_empty() {
             return;
         }
-        let mut matched_keys = Vec::new();
         let (matched, given_up) = pending.sweep(Instant::now(), |key| {
-            let found = matches!(self.store.by_center(channel, key), Ok(Some(_)));
-            if found {
-                matched_keys.push(key.to_owned());
-            }
-            found
+            matches!(self.store.by_center(channel, key), Ok(Some(_)))
         });
         if matched > 0 {
-            // The store applied these when their submit response was recorded.
-            let mut ids: Vec<_> = matched_keys
-                .iter()
-                .filter_map(|k| self.store.by_center(channel, k).ok().flatten())
-                .map(|(id, _)| id)
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            for id in ids {
-                self.record_final_id(id);
-            }
+            // The store applied these when their submit response was recorded; the message
+            // was counted there (dispatch, `count_final`) if that made it final, so nothing
+            // is counted here: a held part's receipt may match after another part's receipt
+            // already ended the message.
             self.wake_outbox();
         }
         for key in &given_up {
@@ -410,17 +400,7 @@ impl Receipts {
     }
 
     fn record_final_id(&self, id: crate::store::MessageId) {
-        let Ok(Some(msg)) = self.store.get(id) else {
-            return;
-        };
-        if !msg.state.is_final() {
-            return;
-        }
-        metrics::counter!(m::RECEIPTS, m::LABEL_STATE => state_label(msg.state)).increment(1);
-        if let Some(done) = msg.done_ms {
-            let start = msg.submitted_ms.unwrap_or(msg.created_ms);
-            metrics::histogram!(m::DLR_LATENCY).record(done.saturating_sub(start) as f64 / 1000.0);
-        }
+        count_final(&self.store, id);
     }
 
     /// Routes an MO: its event, and the account whose MO outbox keeps it (one with a
@@ -445,6 +425,25 @@ impl Receipts {
             received_at: crate::clock::rfc3339(ms(at)),
         };
         (event, keep)
+    }
+}
+
+/// Counts message `id`'s final state in `sluice_receipts_total` and its DLR latency: the one
+/// place that counter moves. Call it only where a receipt made the message final — a store
+/// op that answered `Updated(final)`: `Op::Receipt` (this layer) or `Op::Submitted` that
+/// applied a receipt held for it (dispatch) — never from a repeated receipt (`Stale`) or a
+/// held one matching later, so each message counts once however many parts it has.
+pub fn count_final<B: Backend>(store: &Store<B>, id: MessageId) {
+    let Ok(Some(msg)) = store.get(id) else {
+        return;
+    };
+    if !msg.state.is_final() {
+        return;
+    }
+    metrics::counter!(m::RECEIPTS, m::LABEL_STATE => state_label(msg.state)).increment(1);
+    if let Some(done) = msg.done_ms {
+        let start = msg.submitted_ms.unwrap_or(msg.created_ms);
+        metrics::histogram!(m::DLR_LATENCY).record(done.saturating_sub(start) as f64 / 1000.0);
     }
 }
 

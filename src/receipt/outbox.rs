@@ -19,6 +19,10 @@
 //!   there is nobody else to keep it for. Entries of an account removed from the config
 //!   altogether are not visited (the pump knows configured accounts only) and stay stored.
 //! - Delivery is at-least-once: a crash between the POST and the delete re-sends the entry.
+//!   That window is bounded: an entry's delete is committed durably as soon as its POST is
+//!   answered (answers that arrive together share one group commit), and at most
+//!   [`WebhookConfig::concurrency`] entries are between their POST and that commit at any
+//!   time — so a crash re-sends at most that many per pump (the webhook in-flight limit).
 //!   In-process subscribers see each receipt once per process life (again after a restart).
 //! - One dead URL does not block the rest: the scan moves on with a cursor, and an entry
 //!   waiting out its backoff is skipped until due.
@@ -31,8 +35,8 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use tokio::sync::{Notify, broadcast, watch};
+use futures::{FutureExt, StreamExt};
+use tokio::sync::{Notify, Semaphore, broadcast, watch};
 
 use sluice_campaign::signature::{self, WebhookSecret};
 
@@ -49,7 +53,8 @@ pub struct WebhookConfig {
     pub backoff_base: Duration,
     /// Longest retry delay.
     pub backoff_max: Duration,
-    /// POSTs in flight at once.
+    /// The webhook in-flight limit: entries POSTed and not yet durably deleted, at once (so
+    /// also the most a crash can re-send per pump).
     pub concurrency: usize,
     /// Entries read per account and round.
     pub scan: usize,
@@ -345,36 +350,65 @@ impl<K: EntryKind> OutboxPump<K> {
         if plans.is_empty() {
             return Ok(false);
         }
-        let results: Vec<(u64, Result<(), String>)> = futures::stream::iter(plans)
-            .map(|p| async move {
-                match p {
-                    Plan::Delete(seq) => (seq, Ok(())),
-                    Plan::Post { seq, url, body } => (seq, self.post(acc, &url, body).await),
-                }
-            })
-            .buffer_unordered(self.cfg.concurrency.max(1))
-            .collect()
-            .await;
-        let mut deletes = Vec::new();
-        for (seq, outcome) in results {
-            if let Err(why) = outcome {
-                let attempts = st.retry.get(&seq).map_or(1, |(a, _)| a + 1);
-                // Once per entry at warn (a TLS or URL mistake shows up), then quietly.
-                if attempts == 1 {
-                    tracing::warn!(kind = K::NAME, account = %acc.name, seq, reason = %why, "Webhook failed; retrying with backoff.");
-                } else {
-                    tracing::debug!(kind = K::NAME, account = %acc.name, seq, attempts, reason = %why, "Webhook failed again.");
-                }
-                st.retry
-                    .insert(seq, (attempts, Instant::now() + self.cfg.backoff(attempts)));
-            } else {
-                st.retry.remove(&seq);
-                deletes.push(K::delete(&acc.name, seq));
+        let mut worked = false;
+        let mut drops = Vec::new();
+        let mut posts = Vec::new();
+        for p in plans {
+            match p {
+                Plan::Delete(seq) => drops.push(K::delete(&acc.name, seq)),
+                Plan::Post { seq, url, body } => posts.push((seq, url, body)),
             }
         }
-        let worked = !deletes.is_empty();
-        if worked {
-            self.store.submit(deletes).await?;
+        if !drops.is_empty() {
+            self.store.submit(drops).await?;
+            worked = true;
+        }
+        // An entry holds one permit from before its POST until its delete is durable, so at
+        // most `concurrency` entries are ever delivered-but-not-retired: that is all a crash
+        // can make us send twice.
+        let limit = self.cfg.concurrency.max(1);
+        let permits = Arc::new(Semaphore::new(limit));
+        let mut results = futures::stream::iter(posts)
+            .map(|(seq, url, body)| {
+                let permits = Arc::clone(&permits);
+                async move {
+                    let permit = permits.acquire_owned().await.ok();
+                    (seq, self.post(acc, &url, body).await, permit)
+                }
+            })
+            .buffer_unordered(limit);
+        while let Some(first) = results.next().await {
+            // Everything else already answered goes into the same commit.
+            let mut done = vec![first];
+            while let Some(Some(more)) = results.next().now_or_never() {
+                done.push(more);
+            }
+            let mut deletes = Vec::new();
+            let mut held = Vec::with_capacity(done.len());
+            for (seq, outcome, permit) in done {
+                held.push(permit);
+                if let Err(why) = outcome {
+                    let attempts = st.retry.get(&seq).map_or(1, |(a, _)| a + 1);
+                    // Once per entry at warn (a TLS or URL mistake shows up), then quietly.
+                    if attempts == 1 {
+                        tracing::warn!(kind = K::NAME, account = %acc.name, seq, reason = %why, "Webhook failed; retrying with backoff.");
+                    } else {
+                        tracing::debug!(kind = K::NAME, account = %acc.name, seq, attempts, reason = %why, "Webhook failed again.");
+                    }
+                    st.retry
+                        .insert(seq, (attempts, Instant::now() + self.cfg.backoff(attempts)));
+                } else {
+                    st.retry.remove(&seq);
+                    deletes.push(K::delete(&acc.name, seq));
+                }
+            }
+            if !deletes.is_empty() {
+                // Durable (`Op::OutboxDelete` / `Op::MoDelete` are fsync'd): only then may
+                // the permits go to the next POSTs.
+                self.store.submit(deletes).await?;
+                worked = true;
+            }
+            drop(held);
         }
         Ok(worked)
     }

@@ -265,10 +265,10 @@ impl<B: Backend> Store<B> {
     /// result per op. Waits (without blocking a thread) when too many ops are queued.
     ///
     /// One exception: a batch made only of ops that are harmless to lose in a crash (`Lease`,
-    /// `OutboxAck`, `OutboxDelete`, `MoDelete`, `Recover`, `Purge`) resolves once committed, before the
-    /// fsync; it becomes durable with the next durable commit. A crash may therefore undo a
-    /// lease (the message is sent again, as it would be after the lease expired) or an
-    /// outbox ack (those receipt events are delivered again: receipts are at-least-once).
+    /// `Recover`, `Purge`) resolves once committed, before the fsync; it becomes durable with
+    /// the next durable commit. A crash may therefore undo a lease (the message is sent again,
+    /// as it would be after the lease expired). Outbox retirements (`OutboxAck`,
+    /// `OutboxDelete`, `MoDelete`) are durable like everything else.
     pub async fn submit(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
         if ops.is_empty() {
             return Ok(Vec::new());

@@ -407,20 +407,17 @@ pub(crate) fn corrupt(key: &[u8], reason: &str) -> StoreError {
 /// - `Lease`: after a crash every in-flight message is sent again anyway (a durable lease
 ///   only delays that until the lease expires), so a lost lease adds no duplicate beyond the
 ///   in-flight window;
-/// - `OutboxAck`/`OutboxDelete`/`MoDelete`: a lost ack redelivers receipt events (or replies)
-///   the client already took — webhook delivery is at-least-once (a crash between POST and
-///   ack does the same);
 /// - `Recover`/`Purge`: idempotent housekeeping, run again after the restart.
+///
+/// Retiring outbox entries (`OutboxAck`, `OutboxDelete`, `MoDelete`) is durable: a lost
+/// retirement re-sends what the client already took, and "the next durable commit" may never
+/// come while the gateway only drains its outboxes (no new traffic), so every delivery since
+/// the last receipt or insert would be repeated after a crash. Durable, the re-sends per crash
+/// are bounded by the pumps' in-flight limits.
 pub(crate) fn needs_fsync(op: &Op) -> bool {
     !matches!(
         op,
-        Op::Lease { .. }
-            | Op::OutboxAck { .. }
-            | Op::OutboxDelete { .. }
-            | Op::MoDelete { .. }
-            | Op::Recover { .. }
-            | Op::Purge { .. }
-            | Op::ContentForget { .. }
+        Op::Lease { .. } | Op::Recover { .. } | Op::Purge { .. } | Op::ContentForget { .. }
     )
 }
 

@@ -9,8 +9,8 @@
 //!
 //! Invariants:
 //! - a producer's batch is atomic and is answered `Ok` only after its commit is durable —
-//!   except a group made only of ops whose loss a crash makes harmless (lease, outbox ack,
-//!   recover, purge: `ops::needs_fsync`), which commits without waiting for the fsync and
+//!   except a group made only of ops whose loss a crash makes harmless (lease, recover,
+//!   purge: `ops::needs_fsync`), which commits without waiting for the fsync and
 //!   becomes durable with the next durable commit — unless applying it ended a message (a
 //!   lease that expired messages, `ops::finalized_something`), when the writer follows it
 //!   with a durable commit before answering;

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -295,4 +296,78 @@ pub async fn start_sim(
     })
     .await
     .expect("simulator")
+}
+
+/// A `sluice serve` child process (the test binary's own build).
+pub struct Server {
+    child: Child,
+}
+
+impl Server {
+    pub fn spawn(config: &std::path::Path, log: &std::path::Path) -> Self {
+        Self::spawn_draining(config, log, 1)
+    }
+
+    pub fn spawn_draining(
+        config: &std::path::Path,
+        log: &std::path::Path,
+        drain_secs: u32,
+    ) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["serve", "--drain-secs", &drain_secs.to_string(), "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn sluice serve");
+        Self { child }
+    }
+
+    /// SIGTERM and wait for the drain to finish; returns whether it exited with success.
+    pub fn terminate(mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().is_ok_and(|s| s.success())
+    }
+
+    pub fn kill9(mut self) {
+        // std's kill() sends SIGKILL on Unix: no drain, no flush.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `base`/healthz answers 2xx (panics after 10 s).
+pub async fn wait_healthy(client: &reqwest::Client, base: &str) {
+    for _ in 0..500 {
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("gateway did not come up at {base}");
+}
+
+/// A port free at the time of asking (for configs that need the port before the bind).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }

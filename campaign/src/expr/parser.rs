@@ -6,15 +6,46 @@
 use super::lexer::{Tok, Token};
 use super::{CmpOp, Expr, Literal, Operand, ParseError};
 
+/// Deepest nesting of parentheses and `not` accepted. The parser recurses once per level, so
+/// without a bound a request body of `((((…` or `not not not …` would overflow the stack
+/// (an abort, not an error); real conditions nest a few levels.
+pub(super) const MAX_DEPTH: usize = 64;
+
+/// Most `and` / `or` operators in one condition. A chain is parsed by a loop, but the tree
+/// it builds is as deep as the chain is long, and evaluating or dropping it recurses per
+/// level: 5 000 terms (40 KB of text) overflowed a 2 MB stack. Real conditions have a few.
+pub(super) const MAX_OPERATORS: usize = 256;
+
 pub(super) struct Parser<'a> {
     src: &'a str,
     toks: Vec<Token>,
     pos: usize,
+    /// Open parentheses and `not`s around the current position.
+    depth: usize,
+    /// `and` / `or` operators read so far.
+    operators: usize,
 }
 
 impl<'a> Parser<'a> {
     pub(super) fn new(src: &'a str, toks: Vec<Token>) -> Self {
-        Self { src, toks, pos: 0 }
+        Self {
+            src,
+            toks,
+            pos: 0,
+            depth: 0,
+            operators: 0,
+        }
+    }
+
+    /// One level deeper, or an error past [`MAX_DEPTH`].
+    fn descend(&mut self) -> Result<(), ParseError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.error(&format!(
+                "a condition nested at most {MAX_DEPTH} levels deep"
+            )));
+        }
+        self.depth += 1;
+        Ok(())
     }
 
     fn peek(&self) -> &Token {
@@ -56,13 +87,18 @@ impl<'a> Parser<'a> {
     fn expr(&mut self, min_bp: u8) -> Result<Expr, ParseError> {
         let mut lhs = match self.peek().tok {
             Tok::Not => {
+                self.descend()?;
                 self.bump();
-                Expr::Not(Box::new(self.expr(3)?))
+                let e = Expr::Not(Box::new(self.expr(3)?));
+                self.depth -= 1;
+                e
             }
             Tok::LParen => {
+                self.descend()?;
                 self.bump();
                 let e = self.expr(0)?;
                 self.expect(&Tok::RParen, "`)`")?;
+                self.depth -= 1;
                 e
             }
             _ => self.comparison()?,
@@ -76,6 +112,12 @@ impl<'a> Parser<'a> {
             if bp <= min_bp {
                 break;
             }
+            if self.operators >= MAX_OPERATORS {
+                return Err(self.error(&format!(
+                    "end of input: a condition has at most {MAX_OPERATORS} `and`/`or`"
+                )));
+            }
+            self.operators += 1;
             self.bump();
             let rhs = self.expr(bp)?;
             lhs = if is_and {

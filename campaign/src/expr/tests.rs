@@ -150,11 +150,97 @@ fn eval_errors_name_column() {
     assert!(matches!(e, EvalError::NeedsNumericArg { column: 1, .. }));
 }
 
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    for (open, close) in [("(", ")"), ("not ", "")] {
+        let deep = format!(
+            "{}arpu > 1{}",
+            open.repeat(64 * 1024 / open.len()),
+            close.repeat(64 * 1024 / open.len())
+        );
+        let e = parse(&deep).expect_err("too deep");
+        assert!(e.expected.contains("nested"), "{e:?}");
+    }
+    let ok = format!(
+        "{}arpu > 1{}",
+        "(".repeat(parser::MAX_DEPTH),
+        ")".repeat(parser::MAX_DEPTH)
+    );
+    assert!(parse(&ok).is_ok());
+}
+
+#[test]
+fn long_chains_are_bounded() {
+    let t = table();
+    let longest = vec!["arpu > 1"; parser::MAX_OPERATORS + 1].join(" or ");
+    assert!(evaluate(&parse(&longest).expect("at the limit"), &t).is_ok());
+    // 64 KB of `and`s: an error, not a tree deep enough to overflow the stack.
+    let flat = vec!["arpu > 1"; 5_000].join(" and ");
+    let e = parse(&flat).expect_err("too long");
+    assert!(e.expected.contains("at most"), "{e:?}");
+}
+
+/// Fuzz cases: `default`, or 1 000 000 with `SLUICE_FUZZ_LONG=1`.
+fn fuzz_cases(default: u32) -> u32 {
+    if std::env::var("SLUICE_FUZZ_LONG").is_ok_and(|v| v == "1") {
+        1_000_000
+    } else {
+        default
+    }
+}
+
+/// Tokens of the grammar (and near misses), joined into inputs that get past the lexer.
+const TOKENS: &[&str] = &[
+    "arpu",
+    "brand",
+    "city",
+    "age",
+    "msisdn",
+    "last_digit(",
+    "(",
+    ")",
+    ">=",
+    ">",
+    "<",
+    "<=",
+    "=",
+    "!=",
+    "and",
+    "or",
+    "not",
+    "in",
+    "[",
+    "]",
+    ",",
+    "'x'",
+    "\"y\"",
+    "12",
+    "1.5",
+    "-3",
+    "1e400",
+    "99999999999999999999999",
+    "'",
+    "\"",
+    "é",
+    "\u{0}",
+    " ",
+];
+
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(fuzz_cases(10_000)))]
     #[test]
     fn never_panics_on_arbitrary_input(s in "\\PC{0,40}") {
         let _ = parse(&s);
+    }
+
+    /// Sequences of grammar tokens parse or fail with a column; what parses evaluates.
+    #[test]
+    fn token_soup_never_panics(picks in proptest::collection::vec(0usize..TOKENS.len(), 0..60), spaced in proptest::prelude::any::<bool>()) {
+        let sep = if spaced { " " } else { "" };
+        let s = picks.iter().map(|&i| TOKENS[i]).collect::<Vec<_>>().join(sep);
+        if let Ok(e) = parse(&s) {
+            let _ = evaluate(&e, &table());
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub(crate) struct SessionHandle {
     pub(crate) items: Option<mpsc::UnboundedSender<Vec<Delivery>>>,
     /// CMPP binds: DELIVERs go to the session task, whose `IsmgSession` numbers and windows
     /// them. `None` for SMPP binds, which take `items`.
-    pub(crate) delivers: Option<mpsc::UnboundedSender<Vec<Deliver>>>,
+    pub(crate) delivers: Option<mpsc::UnboundedSender<Vec<(super::dlr::Delivery, Deliver)>>>,
 }
 
 impl SessionHandle {

@@ -71,9 +71,10 @@ struct Session {
     tx: mpsc::UnboundedSender<Out>,
     outstanding: Arc<AtomicUsize>,
     rng: SmallRng,
-    ismg: IsmgSession<()>,
+    /// Each DELIVER in the window is tagged with its delivery, to resend if unanswered.
+    ismg: IsmgSession<Delivery>,
     /// DELIVERs from the scheduler, handed to the bind's [`SessionHandle`] on login.
-    delivers: mpsc::UnboundedSender<Vec<c::Deliver>>,
+    delivers: mpsc::UnboundedSender<Vec<(Delivery, c::Deliver)>>,
     /// The account, once logged in.
     account: Option<Arc<str>>,
     out: BytesMut,
@@ -113,6 +114,16 @@ pub(crate) async fn serve(
     if s.account.is_some() {
         s.center.unregister(s.id);
     }
+    // Whatever the client never answered is resent on its next login; DELIVERs routed here
+    // after the end go back to the scheduler for another receiver.
+    s.ismg.handle_disconnect();
+    let _ = s.pump(std::time::Instant::now());
+    delivers_rx.close();
+    while let Ok(batch) = delivers_rx.try_recv() {
+        for (d, _) in batch {
+            let _ = s.center.deliveries.send(d);
+        }
+    }
     drop(s);
     let _ = writer.await;
 }
@@ -122,7 +133,7 @@ impl Session {
         &mut self,
         rd: &mut OwnedReadHalf,
         shutdown: &mut watch::Receiver<bool>,
-        delivers: &mut mpsc::UnboundedReceiver<Vec<c::Deliver>>,
+        delivers: &mut mpsc::UnboundedReceiver<Vec<(Delivery, c::Deliver)>>,
     ) {
         let mut rbuf = BytesMut::with_capacity(128 * 1024);
         // One timer, re-armed only when the session's next deadline comes earlier than the
@@ -219,6 +230,7 @@ impl Session {
                         .deliver_resps
                         .fetch_add(1, Ordering::Relaxed);
                 }
+                IsmgEvent::DeliverAborted { tag, .. } => super::dlr::resend(&self.center, tag),
                 // A SUBMIT that did not decode is answered by the session (Result 1 / 4)
                 // and still counts as a submit received.
                 IsmgEvent::Undecodable(e)
@@ -271,12 +283,18 @@ impl Session {
     }
 
     /// DELIVERs from the scheduler: the session numbers them and tracks DELIVER_RESPs.
-    fn deliver(&mut self, now: std::time::Instant, batch: Vec<c::Deliver>) {
-        for d in batch {
-            if let Err(refused) = self.ismg.deliver(now, (), Box::new(d))
-                && let DeliverRefuseReason::Unencodable(e) = refused.reason
-            {
-                tracing::error!(error = %e, "encoding a CMPP DELIVER failed");
+    fn deliver(&mut self, now: std::time::Instant, batch: Vec<(Delivery, c::Deliver)>) {
+        for (d, deliver) in batch {
+            if let Err(refused) = self.ismg.deliver(now, d, Box::new(deliver)) {
+                match refused.reason {
+                    DeliverRefuseReason::Unencodable(e) => {
+                        tracing::error!(error = %e, "encoding a CMPP DELIVER failed");
+                    }
+                    // Not (or no longer) logged in: another receiver gets it.
+                    _ => {
+                        let _ = self.center.deliveries.send(refused.tag);
+                    }
+                }
             }
         }
     }

@@ -330,10 +330,26 @@ pub(crate) async fn run_scheduler(
     }
 }
 
+/// Puts a delivery whose response never came (its session closed first) back on the
+/// scheduler, due now, for the account's next receiver bind — unless the listener says
+/// `resend_unanswered = false`, when it is dropped as before. Counted in `resent`
+/// (`resent_mo` for MOs).
+pub(crate) fn resend(center: &Center, mut d: Delivery) {
+    if !center.cfg.resend_unanswered {
+        return;
+    }
+    center.tally.resent.fetch_add(1, Ordering::Relaxed);
+    if matches!(d.item, Item::Mo { .. }) {
+        center.tally.resent_mo.fetch_add(1, Ordering::Relaxed);
+    }
+    d.at = Instant::now();
+    let _ = center.deliveries.send(d);
+}
+
 /// One CMPP session's DELIVERs of a round, with its receipt and MO counts.
 type CmppBatch = (
-    mpsc::UnboundedSender<Vec<cmpp::Deliver>>,
-    Vec<cmpp::Deliver>,
+    mpsc::UnboundedSender<Vec<(Delivery, cmpp::Deliver)>>,
+    Vec<(Delivery, cmpp::Deliver)>,
     u64,
     u64,
 );
@@ -367,11 +383,12 @@ fn route(center: &Center, due: Vec<Delivery>, pending: &mut VecDeque<Delivery>, 
         let entry = cmpp
             .entry(session.id)
             .or_insert_with(|| (delivers.clone(), Vec::new(), 0, 0));
-        entry.1.push(cmpp_deliver(&d.item, now, gw));
         match d.item {
             Item::Receipt { .. } => entry.2 += 1,
             Item::Mo { .. } => entry.3 += 1,
         }
+        let deliver = cmpp_deliver(&d.item, now, gw);
+        entry.1.push((d, deliver));
     }
     for (_, (items, batch)) in batches {
         if let Err(mpsc::error::SendError(batch)) = items.send(batch) {
@@ -384,9 +401,18 @@ fn route(center: &Center, due: Vec<Delivery>, pending: &mut VecDeque<Delivery>, 
         }
     }
     for (_, (delivers, batch, dlrs, mos)) in cmpp {
-        if delivers.send(batch).is_ok() {
-            center.tally.dlrs_sent.fetch_add(dlrs, Ordering::Relaxed);
-            center.tally.mo_sent.fetch_add(mos, Ordering::Relaxed);
+        match delivers.send(batch) {
+            Ok(()) => {
+                center.tally.dlrs_sent.fetch_add(dlrs, Ordering::Relaxed);
+                center.tally.mo_sent.fetch_add(mos, Ordering::Relaxed);
+            }
+            Err(mpsc::error::SendError(batch)) => {
+                for (d, _) in batch {
+                    if pending.len() < MAX_PENDING {
+                        pending.push_back(d);
+                    }
+                }
+            }
         }
     }
 }

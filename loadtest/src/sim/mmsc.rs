@@ -601,9 +601,9 @@ impl VaspLink {
 
     /// POSTs until the VASP answers with a success status.
     async fn deliver(&self, kind: Kind, content_type: String, body: Vec<u8>) {
-        let (first, again) = match kind {
-            Kind::Report => (&self.tally.dlrs_sent, &self.tally.dlrs_resent),
-            Kind::Mo => (&self.tally.mo_sent, &self.tally.mo_resent),
+        let first = match kind {
+            Kind::Report => &self.tally.dlrs_sent,
+            Kind::Mo => &self.tally.mo_sent,
         };
         let mut attempt = 0u32;
         loop {
@@ -615,7 +615,12 @@ impl VaspLink {
                 if attempt == 1 {
                     first.fetch_add(1, Ordering::Relaxed);
                 } else {
-                    again.fetch_add(1, Ordering::Relaxed);
+                    // One count of resent deliveries for every center kind (`resent`, the MOs
+                    // among them in `resent_mo`).
+                    self.tally.resent.fetch_add(1, Ordering::Relaxed);
+                    if matches!(kind, Kind::Mo) {
+                        self.tally.resent_mo.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 self.attempt(&content_type, &body).await
             };

@@ -21,6 +21,10 @@
 //!   writer has written them.
 //! - A refused bind leaves the connection open (the ESME may try again), as before.
 //! - A random disconnect drops the connection without flushing what is queued.
+//! - A deliver_sm still unanswered when the connection ends (the client closed it, we
+//!   dropped it, or it unbound) goes back to the scheduler and out again on the account's
+//!   next receiver bind, as a real SMSC's store-and-forward does; counted in the tally's
+//!   `resent` (off with the listener's `resend_unanswered = false`).
 //! - Nothing from the network can make this task panic.
 
 use std::sync::Arc;
@@ -57,7 +61,8 @@ enum Next {
 struct Session {
     center: Arc<Center>,
     id: u64,
-    smsc: Smsc<()>,
+    /// Each deliver_sm in the window is tagged with its delivery, to resend if unanswered.
+    smsc: Smsc<Delivery>,
     tx: mpsc::UnboundedSender<Out>,
     items: mpsc::UnboundedSender<Vec<Delivery>>,
     outstanding: Arc<AtomicUsize>,
@@ -114,6 +119,9 @@ pub(crate) async fn serve(
     if s.registered {
         s.center.unregister(s.id);
     }
+    // Whatever the client never answered is resent on its next bind.
+    s.smsc.handle_disconnect();
+    let _ = s.events(false);
     // Deliveries routed here after the end go back to the scheduler for another receiver.
     items_rx.close();
     while let Ok(batch) = items_rx.try_recv() {
@@ -257,8 +265,9 @@ impl Session {
                             .fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                // Timers are off; a receipt lost with the connection is not re-sent.
-                Event::DeliverTimeout { .. } | Event::DeliverAborted { .. } | Event::Closed(_) => {}
+                Event::DeliverAborted { tag } => super::dlr::resend(&self.center, tag),
+                // Timers are off: no timeouts.
+                Event::DeliverTimeout { .. } | Event::Closed(_) => {}
             }
         }
         self.drain_transmit();
@@ -439,13 +448,12 @@ impl Session {
         let (mut dlrs, mut mos) = (0u64, 0u64);
         for d in batch {
             let sm = smpp_sm(&d.item, now);
-            match self.smsc.deliver(at, (), Box::new(sm)) {
-                Ok(_) => match d.item {
-                    Item::Receipt { .. } => dlrs += 1,
-                    Item::Mo { .. } => mos += 1,
-                },
-                Err(_) => {
-                    let _ = self.center.deliveries.send(d);
+            let receipt = matches!(d.item, Item::Receipt { .. });
+            match self.smsc.deliver(at, d, Box::new(sm)) {
+                Ok(_) if receipt => dlrs += 1,
+                Ok(_) => mos += 1,
+                Err(refused) => {
+                    let _ = self.center.deliveries.send(refused.tag);
                 }
             }
         }

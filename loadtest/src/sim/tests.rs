@@ -459,3 +459,215 @@ async fn receipts_wait_for_a_receiver_bind_of_the_same_account() {
     let t = h.shutdown().await.unwrap();
     assert_eq!(t.dlrs_sent, 1);
 }
+
+/// The receipt of a submit on a fresh transceiver bind: (submit's message_id, the
+/// deliver_sm's message_id from its receipt text).
+async fn submit_and_take_receipt(
+    s: &mut TcpStream,
+    r: &mut BytesMut,
+    seq: u32,
+    text: &[u8],
+) -> (Vec<u8>, Vec<u8>, u32) {
+    s.write_all(&submit(seq, text, 1)).await.unwrap();
+    let got = read_smpp(s, r, 2).await;
+    assert_eq!(got.len(), 2, "submit_sm_resp and deliver_sm: {got:?}");
+    let Some(Pdu::SubmitSmResp(resp)) = got
+        .iter()
+        .map(|g| &g.3.pdu)
+        .find(|p| matches!(p, Pdu::SubmitSmResp(_)))
+    else {
+        panic!("{got:?}")
+    };
+    let (dseq, sm) = got
+        .iter()
+        .find_map(|g| match &g.3.pdu {
+            Pdu::DeliverSm(sm) => Some((g.2, sm)),
+            _ => None,
+        })
+        .expect("a deliver_sm");
+    let rep = p::DeliveryReport::from_sm(sm).expect("a receipt");
+    (
+        resp.message_id.as_slice().to_vec(),
+        rep.message_id.to_vec(),
+        dseq,
+    )
+}
+
+#[tokio::test]
+async fn an_unanswered_receipt_is_resent_after_the_client_binds_again() {
+    let h = sim(ListenerConfig {
+        accounts: accounts(),
+        ..Default::default()
+    })
+    .await;
+    let a = h.addrs()[0];
+    let (mut s, mut r, st) = bind(a, BIND_TRANSCEIVER, "pw").await;
+    assert_eq!(st, 0);
+    let (id, receipt_id, _) = submit_and_take_receipt(&mut s, &mut r, 2, b"resend me").await;
+    assert_eq!(id, receipt_id);
+    // The client goes away without answering the deliver_sm.
+    drop(s);
+    let (mut s, mut r, _) = bind(a, BIND_TRANSCEIVER, "pw").await;
+    let got = read_smpp(&mut s, &mut r, 1).await;
+    let Some((DELIVER_SM, _, seq, c)) = got.first() else {
+        panic!("the receipt again on the new bind: {got:?}")
+    };
+    let Pdu::DeliverSm(sm) = &c.pdu else {
+        panic!("{c:?}")
+    };
+    assert_eq!(
+        p::DeliveryReport::from_sm(sm)
+            .expect("a receipt")
+            .message_id,
+        &id[..]
+    );
+    // Answered this time: it is not sent a third time.
+    s.write_all(&enc(Command::new(
+        St::EsmeRok,
+        *seq,
+        Pdu::DeliverSmResp(MessageIdResp::default()),
+    )))
+    .await
+    .unwrap();
+    s.write_all(&empty(UNBIND, 9)).await.unwrap();
+    let got = read_smpp(&mut s, &mut r, 1).await;
+    assert_eq!(got.first().map(|g| g.0), Some(UNBIND | RESP), "{got:?}");
+    drop(s);
+    let t = h.shutdown().await.unwrap();
+    assert_eq!(
+        (t.dlrs_sent, t.resent, t.resent_mo, t.deliver_resps_received),
+        (2, 1, 0, 1),
+        "{t:?}"
+    );
+}
+
+#[tokio::test]
+async fn resending_can_be_turned_off() {
+    let h = sim(ListenerConfig {
+        accounts: accounts(),
+        resend_unanswered: false,
+        ..Default::default()
+    })
+    .await;
+    let a = h.addrs()[0];
+    let (mut s, mut r, _) = bind(a, BIND_TRANSCEIVER, "pw").await;
+    let (first, _, _) = submit_and_take_receipt(&mut s, &mut r, 2, b"lost").await;
+    drop(s);
+    let (mut s, mut r, _) = bind(a, BIND_TRANSCEIVER, "pw").await;
+    // The next deliver_sm is the new message's receipt: the first one is gone.
+    let (second, receipt, _) = submit_and_take_receipt(&mut s, &mut r, 2, b"kept").await;
+    assert_eq!(second, receipt);
+    assert_ne!(first, second);
+    drop(s);
+    let t = h.shutdown().await.unwrap();
+    assert_eq!((t.dlrs_sent, t.resent), (2, 0), "{t:?}");
+}
+
+/// CMPP PDUs with their sequence ids until `n` arrived (or 2 s passed).
+async fn read_cmpp_seq(
+    s: &mut TcpStream,
+    buf: &mut BytesMut,
+    v: Version,
+    n: usize,
+) -> Vec<(u32, cm::Pdu)> {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            while let Ok(Some(d)) = cm::decode_frame(buf, v, cm::DEFAULT_MAX_LENGTH) {
+                let d = d.unwrap();
+                out.push((d.header.sequence_id, d.pdu));
+                if out.len() == n {
+                    return;
+                }
+            }
+            if s.read_buf(buf).await.unwrap_or(0) == 0 {
+                return;
+            }
+        }
+    })
+    .await;
+    out
+}
+
+#[tokio::test]
+async fn an_unanswered_cmpp_report_is_resent_after_the_client_logs_in_again() {
+    let h = sim(ListenerConfig {
+        protocol: Protocol::Cmpp,
+        accounts: vec![Account {
+            system_id: "901234".into(),
+            password: "s3".into(),
+            max_binds: 0,
+        }],
+        ..Default::default()
+    })
+    .await;
+    let v = Version::V30;
+    let login = || async {
+        let mut s = TcpStream::connect(h.addrs()[0]).await.unwrap();
+        s.write_all(&connect_pdu(v, b"s3")).await.unwrap();
+        let mut r = BytesMut::new();
+        let got = read_cmpp_seq(&mut s, &mut r, v, 1).await;
+        assert!(
+            matches!(&got[0].1, cm::Pdu::ConnectResp(c) if c.status == ConnectStatus::Ok),
+            "{got:?}"
+        );
+        (s, r)
+    };
+    let report_of = |pdus: &[(u32, cm::Pdu)]| {
+        pdus.iter().find_map(|(seq, p)| match p {
+            cm::Pdu::Deliver(d) => match &d.content {
+                DeliverContent::Report(rep) => Some((*seq, d.msg_id, rep.msg_id.0)),
+                DeliverContent::Message(_) => None,
+            },
+            _ => None,
+        })
+    };
+    let (mut s, mut r) = login().await;
+    let m = cm::Submit {
+        registered_delivery: 1,
+        pk_total: 1,
+        pk_number: 1,
+        msg_fmt: MsgFmt::Ascii,
+        src_id: FixedStr::new(b"1065").unwrap(),
+        dest_terminal_ids: vec![FixedStr::new(b"13800138000").unwrap()],
+        msg_content: b"resend me".to_vec().into(),
+        ..Default::default()
+    };
+    let mut b = BytesMut::new();
+    cm::Pdu::Submit(Box::new(m)).encode(2, v, &mut b).unwrap();
+    s.write_all(&b).await.unwrap();
+    let got = read_cmpp_seq(&mut s, &mut r, v, 2).await;
+    let submitted = got
+        .iter()
+        .find_map(|(_, p)| match p {
+            cm::Pdu::SubmitResp(x) => Some(x.msg_id.0),
+            _ => None,
+        })
+        .expect("SUBMIT_RESP");
+    let (_, _, reported) = report_of(&got).expect("the report");
+    assert_eq!(reported, submitted);
+    drop(s);
+    let (mut s, mut r) = login().await;
+    let got = read_cmpp_seq(&mut s, &mut r, v, 1).await;
+    let (seq, msg_id, reported) = report_of(&got).expect("the report again after the new login");
+    assert_eq!(reported, submitted);
+    let mut b = BytesMut::new();
+    cm::Pdu::DeliverResp(cm::DeliverResp {
+        msg_id,
+        result: ResultCode::Success,
+    })
+    .encode(seq, v, &mut b)
+    .unwrap();
+    s.write_all(&b).await.unwrap();
+    let mut b = BytesMut::new();
+    cm::Pdu::Terminate.encode(3, v, &mut b).unwrap();
+    s.write_all(&b).await.unwrap();
+    let got = read_cmpp_seq(&mut s, &mut r, v, 1).await;
+    assert!(
+        matches!(got.first(), Some((3, cm::Pdu::TerminateResp))),
+        "{got:?}"
+    );
+    drop(s);
+    let t = h.shutdown().await.unwrap();
+    assert_eq!((t.resent, t.deliver_resps_received), (1, 1), "{t:?}");
+}
