@@ -220,64 +220,66 @@ async fn a_recorded_stream_gives_exactly_the_expected_sends() {
     }
     assert_eq!(trigger_sends(&gw), expected, "phase 3");
 
-    let c = svc.lock().unwrap();
-    let got = outcomes(&c);
-    let o = |i: u64, t: i64, e: &str| {
-        got.get(&(n(i), t, e.to_owned()))
-            .cloned()
-            .unwrap_or_default()
-    };
-    let won = |t: i64| format!("lost/arbitration: trigger {t} won");
-    assert_eq!(o(1, roam, "e1"), "sent");
-    assert_eq!(o(1, usage_a, "e2"), won(roam), "priority");
-    assert_eq!(o(1, usage_b, "e2"), won(roam));
-    assert_eq!(o(2, roam, "e3"), "", "CN does not match");
-    assert_eq!(o(3, roam, "e4"), "dropped/stale");
-    assert_eq!(
-        o(6, roam, "e5"),
-        "suppressed/channel_cap",
-        "the batch contact counts"
-    );
-    assert_eq!(o(4, usage_a, "e6"), "sent");
-    assert_eq!(o(4, usage_b, "e6"), won(usage_a), "score");
-    assert_eq!(o(9, tie_loser, "e7"), won(tie), "tie-break");
-    assert_eq!(o(12, usage_a, "e8"), "", "plan 5g_99 does not match");
-    assert_eq!(
-        o(7, balance, "e10"),
-        "lost/conflict_period: task 6 offer \"DATA10\""
-    );
-    assert_eq!(o(5, balance, "e12"), "suppressed/budget");
-    assert_eq!(o(1, roam, "e20"), "suppressed/cooldown (held)");
-    assert_eq!(o(10, roam, "e21"), "sent (held)");
-    assert_eq!(o(3, roam, "e22"), "dropped/stale (held)");
-    assert_eq!(o(8, usage_b, "e23"), "sent");
-    assert_eq!(o(8, usage_a, "e23"), won(usage_b));
-    assert_eq!(
-        o(11, usage_a, "e24"),
-        "suppressed/public:do_not_disturb/sms"
-    );
-    assert_eq!(
-        o(10, payment, "p10"),
-        if control.contains(&n(10)) {
-            "control".into()
-        } else {
-            won(roam)
+    {
+        let c = svc.lock().unwrap();
+        let got = outcomes(&c);
+        let o = |i: u64, t: i64, e: &str| {
+            got.get(&(n(i), t, e.to_owned()))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let won = |t: i64| format!("lost/arbitration: trigger {t} won");
+        assert_eq!(o(1, roam, "e1"), "sent");
+        assert_eq!(o(1, usage_a, "e2"), won(roam), "priority");
+        assert_eq!(o(1, usage_b, "e2"), won(roam));
+        assert_eq!(o(2, roam, "e3"), "", "CN does not match");
+        assert_eq!(o(3, roam, "e4"), "dropped/stale");
+        assert_eq!(
+            o(6, roam, "e5"),
+            "suppressed/channel_cap",
+            "the batch contact counts"
+        );
+        assert_eq!(o(4, usage_a, "e6"), "sent");
+        assert_eq!(o(4, usage_b, "e6"), won(usage_a), "score");
+        assert_eq!(o(9, tie_loser, "e7"), won(tie), "tie-break");
+        assert_eq!(o(12, usage_a, "e8"), "", "plan 5g_99 does not match");
+        assert_eq!(
+            o(7, balance, "e10"),
+            "lost/conflict_period: task 6 offer \"DATA10\""
+        );
+        assert_eq!(o(5, balance, "e12"), "suppressed/budget");
+        assert_eq!(o(1, roam, "e20"), "suppressed/cooldown (held)");
+        assert_eq!(o(10, roam, "e21"), "sent (held)");
+        assert_eq!(o(3, roam, "e22"), "dropped/stale (held)");
+        assert_eq!(o(8, usage_b, "e23"), "sent");
+        assert_eq!(o(8, usage_a, "e23"), won(usage_b));
+        assert_eq!(
+            o(11, usage_a, "e24"),
+            "suppressed/public:do_not_disturb/sms"
+        );
+        assert_eq!(
+            o(10, payment, "p10"),
+            if control.contains(&n(10)) {
+                "control".into()
+            } else {
+                won(roam)
+            }
+        );
+        for i in 1..=12 {
+            if control.contains(&n(i)) {
+                assert_eq!(o(i, payment, &format!("p{i}")), "control", "sub {i}");
+            }
         }
-    );
-    for i in 1..=12 {
-        if control.contains(&n(i)) {
-            assert_eq!(o(i, payment, &format!("p{i}")), "control", "sub {i}");
-        }
-    }
 
-    // The funnel per trigger, its control group and the uplift with the orders.
-    let f = evaluate::funnel(&c.conn, roam, triggers::load(&c.conn, roam).unwrap().task).unwrap();
-    assert_eq!(
-        (f.matched, f.sent, f.dropped_stale, f.held_total, f.held_now),
-        (6, 2, 2, 3, 0)
-    );
-    assert_eq!(f.suppressed["cooldown"], 1);
-    drop(c);
+        // The funnel per trigger, its control group and the uplift with the orders.
+        let f =
+            evaluate::funnel(&c.conn, roam, triggers::load(&c.conn, roam).unwrap().task).unwrap();
+        assert_eq!(
+            (f.matched, f.sent, f.dropped_stale, f.held_total, f.held_now),
+            (6, 2, 2, 3, 0)
+        );
+        assert_eq!(f.suppressed["cooldown"], 1);
+    }
     let treated: Vec<u64> = expected
         .iter()
         .filter(|(_, t)| *t == payment)
@@ -287,19 +289,20 @@ async fn a_recorded_stream_gives_exactly_the_expected_sends() {
     for m in control.iter().take(1).chain(treated.iter().take(2)) {
         orders.push_str(&format!("{m},THANKS,2026-12-06T05:00:00Z\n"));
     }
-    let mut c = svc.lock().unwrap();
-    let rep = c.import_orders(orders.as_bytes()).unwrap();
-    assert_eq!((rep.contacted, rep.control), (2, 1));
-    let pay_task = triggers::load(&c.conn, payment).unwrap().task;
-    let f = evaluate::funnel(&c.conn, payment, pay_task).unwrap();
-    assert_eq!(f.control_targeted, control.len() as u64);
-    assert_eq!((f.treated_converted, f.control_converted), (2, 1));
-    assert_eq!(f.sent, treated.len() as u64);
-    assert!(f.uplift.is_some());
-    let m = evaluate::monitor(&c.conn, ts("2026-12-06T00:30:20Z").as_second(), None).unwrap();
-    assert_eq!(m.pending_events, 0);
-    assert!(m.matches_per_s > 0.0 && m.events_per_s > 0.0, "{m:?}");
-    drop(c);
+    {
+        let mut c = svc.lock().unwrap();
+        let rep = c.import_orders(orders.as_bytes()).unwrap();
+        assert_eq!((rep.contacted, rep.control), (2, 1));
+        let pay_task = triggers::load(&c.conn, payment).unwrap().task;
+        let f = evaluate::funnel(&c.conn, payment, pay_task).unwrap();
+        assert_eq!(f.control_targeted, control.len() as u64);
+        assert_eq!((f.treated_converted, f.control_converted), (2, 1));
+        assert_eq!(f.sent, treated.len() as u64);
+        assert!(f.uplift.is_some());
+        let m = evaluate::monitor(&c.conn, ts("2026-12-06T00:30:20Z").as_second(), None).unwrap();
+        assert_eq!(m.pending_events, 0);
+        assert!(m.matches_per_s > 0.0 && m.events_per_s > 0.0, "{m:?}");
+    }
 
     // Replaying the whole stream changes nothing: every id is a duplicate.
     for p in ["phase1.ndjson", "phase2.ndjson", "phase3.ndjson"] {

@@ -96,17 +96,16 @@ fn check(e: &Expr, table: &SubscriberTable) -> Result<()> {
                 Operand::LastDigit(n) => (n, true),
             };
             match source(name) {
-                Source::Subscriber(s) => {
-                    if table.column(s).is_none() {
-                        return Err(CampaignError::invalid(
-                            "condition",
-                            format!(
-                                "unknown attribute `{s}` (event: type, id, ts, attrs.<name>; subscriber: {})",
-                                table.column_names().join(", ")
-                            ),
-                        ));
-                    }
+                Source::Subscriber(s) if table.column(s).is_none() => {
+                    return Err(CampaignError::invalid(
+                        "condition",
+                        format!(
+                            "unknown attribute `{s}` (event: type, id, ts, attrs.<name>; subscriber: {})",
+                            table.column_names().join(", ")
+                        ),
+                    ));
                 }
+                Source::Subscriber(_) => {}
                 _ if last_digit => {
                     return Err(CampaignError::invalid(
                         "condition",
