@@ -547,7 +547,7 @@ pub fn commit(conn: &Connection, p: &Plan, outcomes: &[Dispatched]) -> Result<St
     };
     {
         let mut out = tx.prepare_cached(
-            "INSERT OR REPLACE INTO trigger_outcomes (trigger_id, event_seq, task_id, sub_id,
+            "INSERT INTO trigger_outcomes (trigger_id, event_seq, task_id, sub_id,
                 outcome, reason, offer, channel, held_at, at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;

@@ -60,7 +60,8 @@ pub const TRIGGER_SCHEMA: &str = r#"
         channel TEXT NOT NULL, held_at INTEGER, at INTEGER NOT NULL,
         PRIMARY KEY (trigger_id, event_seq));
     CREATE INDEX trigger_outcomes_at ON trigger_outcomes(at);
-    CREATE INDEX trigger_outcomes_control ON trigger_outcomes(sub_id, outcome, at);
+    CREATE INDEX trigger_outcomes_control ON trigger_outcomes(sub_id, at)
+        WHERE outcome = 'control';
     CREATE TABLE trigger_held (trigger_id INTEGER NOT NULL REFERENCES triggers(id),
         event_seq INTEGER NOT NULL, sub_id INTEGER NOT NULL, held_at INTEGER NOT NULL,
         PRIMARY KEY (trigger_id, event_seq));
