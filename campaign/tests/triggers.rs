@@ -435,3 +435,44 @@ async fn bad_lines_get_per_line_errors_and_the_rest_is_stored() {
         .collect();
     assert_eq!(ids, ["a", "e"]);
 }
+
+#[tokio::test]
+async fn birthdays_and_holidays_become_events_once_a_day_and_go_out_in_the_window() {
+    let mut c = Campaigns::in_memory().unwrap();
+    let csv = "msisdn,city,birthday\n13900000001,nanjing,1990-12-05\n13900000002,suzhou,12-06\n13900000003,wuxi,\n";
+    c.import_subscribers(csv.as_bytes(), None).unwrap();
+    let bday = trigger(
+        &mut c,
+        "birthday",
+        serde_json::json!({"event_type": "birthday", "template": "Happy birthday from {city}!",
+            "offer": "BDAY", "window": "09:00-20:00", "staleness_s": 86400}),
+    );
+    let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+    let day: jiff::civil::Date = "2026-12-05".parse().unwrap();
+    // No running trigger listens for holidays: the national day emits nothing.
+    triggers::calendar::add_holiday(&c.conn, day, "national").unwrap();
+    let emit = |c: &Campaigns| {
+        triggers::calendar::emit(&c.conn, &c.table, day, &tz, "birthday", 0).unwrap()
+    };
+    assert_eq!(emit(&c), 1, "one birthday on 12-05");
+    assert_eq!(emit(&c), 0, "emitting twice stores nothing new");
+    trigger(
+        &mut c,
+        "holiday",
+        serde_json::json!({"event_type": "holiday", "template": "Happy {attrs.holiday} day",
+            "offer": "HOL", "priority": -1, "staleness_s": 86400}),
+    );
+    assert_eq!(emit(&c), 3, "now a holiday event for each subscriber");
+    let svc = Mutex::new(c);
+    let gw = FakeGateway::default();
+    // 08:00 local: the birthday waits for its window, the holiday goes (sub 1's holiday
+    // wins nothing: the birthday is held, not a candidate).
+    let r = drain(&svc, &gw, "2026-12-05T00:00:00Z").await;
+    assert_eq!((r.held, r.sent), (1, 3));
+    let r = drain(&svc, &gw, "2026-12-05T01:30:00Z").await;
+    assert_eq!(r.sent, 1);
+    let texts: BTreeSet<String> = gw.messages().into_iter().filter_map(|m| m.text).collect();
+    assert!(texts.contains("Happy birthday from nanjing!"), "{texts:?}");
+    assert!(texts.contains("Happy national day"), "{texts:?}");
+    assert!(trigger_sends(&gw).contains(&(n(1), bday)));
+}

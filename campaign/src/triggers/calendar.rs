@@ -97,6 +97,9 @@ pub fn emit(
         Ok(())
     };
     let has_birthdays = table.column(birthday_attr).is_some() && listening("birthday")?;
+    if !has_birthdays && holidays.is_empty() {
+        return Ok(0);
+    }
     for id in 0..table.len() {
         let Some(msisdn) = table.msisdn(id) else {
             continue;

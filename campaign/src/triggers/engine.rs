@@ -507,7 +507,6 @@ pub fn plan(c: &Campaigns, now: Timestamp, limit: usize) -> Result<Plan> {
             ));
         }
     }
-    debug_assert!(p.sends.len() <= MAX_BATCH.max(limit));
     Ok(p)
 }
 
@@ -638,14 +637,20 @@ pub async fn step<D: Dispatcher>(
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         plan(&c, now, limit)?
     };
-    let outcomes = if p.sends.is_empty() {
-        Vec::new()
-    } else {
-        dispatcher
-            .dispatch(&p.messages())
-            .await
-            .map_err(|source| RunError::Dispatch { sent: 0, source })?
-    };
+    // Held matches released with a full step of new events can exceed what one gateway
+    // request takes: hand them over in requests of at most MAX_BATCH. A failure after an
+    // accepted chunk commits nothing; the replayed step re-sends that chunk with the same
+    // client_refs, which the gateway deduplicates.
+    let messages = p.messages();
+    let mut outcomes = Vec::with_capacity(messages.len());
+    for chunk in messages.chunks(MAX_BATCH) {
+        outcomes.extend(
+            dispatcher
+                .dispatch(chunk)
+                .await
+                .map_err(|source| RunError::Dispatch { sent: 0, source })?,
+        );
+    }
     let c = svc
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
