@@ -254,5 +254,8 @@ async fn roles_tenants_and_per_line_errors() {
     assert!(v["error"].as_str().unwrap().contains("colour"), "{v}");
     let (st, m) = call(&s.app, Some(&s.ops), "GET", "/triggers/monitor", "").await;
     assert_eq!(st, 200);
-    assert_eq!(m["pending_events"].as_u64(), Some(2), "{m}");
+    // The background matcher may or may not have passed the two events yet (no trigger
+    // runs, so it only moves its cursor); both were received within the last minute.
+    assert!(m["pending_events"].as_u64().is_some_and(|p| p <= 2), "{m}");
+    assert!(m["events_per_s"].as_f64().is_some_and(|r| r > 0.0), "{m}");
 }
