@@ -41,6 +41,8 @@ enum Cmd {
     Loadtest(Box<LoadtestArgs>),
     /// Campaign service: subscribers, segments, tasks, launch, reports.
     Campaign(sluice::campaign_cmd::CampaignArgs),
+    /// Subscriber events for triggered tasks (`events import FILE` replays a file).
+    Events(sluice::campaign_cmd::EventsArgs),
     /// One A/B/control campaign end to end against the built-in simulator.
     Demo(sluice::demo::DemoArgs),
 }
@@ -128,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Sim(a) => run_sim(a).await.map(|_| ()),
         Cmd::Loadtest(a) => run_loadtest(*a).await.map(|_| ()),
         Cmd::Campaign(a) => Ok(sluice::campaign_cmd::run(a).await?),
+        Cmd::Events(a) => Ok(sluice::campaign_cmd::run_events(a).await?),
         Cmd::Demo(a) => Ok(sluice::demo::run_cli(a).await?),
     }
 }

@@ -431,6 +431,11 @@ pub fn import_orders<R: Read>(
             "INSERT INTO conversions (sub_id, task_id, bulk_id, grp, channel, kind, offer, at)
              VALUES (?1, ?2, ?3, ?4, ?5, 'order', ?6, ?7)",
         )?;
+        let mut trigger_control = tx.prepare_cached(
+            "SELECT task_id, channel FROM trigger_outcomes
+             WHERE sub_id = ?1 AND outcome = 'control' AND offer = ?2 AND at <= ?3 AND at >= ?4
+             ORDER BY at DESC LIMIT 1",
+        )?;
         let mut rec = csv::StringRecord::new();
         loop {
             match rdr.read_record(&mut rec) {
@@ -487,6 +492,24 @@ pub fn import_orders<R: Read>(
             if let Some((task, bulk, grp, channel)) = hit {
                 ins.execute(params![sub, task, bulk, grp, channel, offer, at])?;
                 rep.contacted += 1;
+            } else if let Some((task, channel)) = trigger_control
+                .query_row(params![sub, offer, at, since], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
+                .optional()?
+            {
+                // Held out by a trigger's control share (crate::triggers): no contact, but
+                // the order counts for the trigger's control group.
+                ins.execute(params![
+                    sub,
+                    task,
+                    0,
+                    crate::triggers::CONTROL,
+                    channel,
+                    offer,
+                    at
+                ])?;
+                rep.control += 1;
             } else if let Some(c) = controls
                 .iter()
                 .filter(|c| {

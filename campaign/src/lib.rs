@@ -23,6 +23,11 @@
 //! - [`routing`]: service numbers, per-task extension codes, unsubscribe keywords.
 //! - [`manage_api`]: the planner's management endpoints (subscriber import over HTTP,
 //!   lists and conflicts, roll-up reports), merged beside [`api`].
+//! - [`events`]: subscriber events (`{id, msisdn, type, ts, attrs}`): the durable intake
+//!   (dedup by id, per-line errors) and the source seam (HTTP, file replay, later a bus).
+//! - [`triggers`]: triggered tasks — matching stored events, windows, cooldown, budget,
+//!   control share, contact rules, arbitration between offers, the funnel and the monitor;
+//!   [`trigger_api`]: their HTTP routes (`/events`, `/triggers…`), merged beside [`api`].
 //! - [`service`]: [`service::Campaigns`], the facade the CLI and [`api`] (axum) call.
 
 pub mod api;
@@ -31,6 +36,7 @@ pub mod approval_api;
 pub mod console;
 pub mod dispatch;
 pub mod error;
+pub mod events;
 pub mod expr;
 pub mod feedback;
 pub mod fxhash;
@@ -55,6 +61,8 @@ pub mod store;
 pub mod synth;
 pub mod table;
 pub mod template;
+pub mod trigger_api;
+pub mod triggers;
 pub mod webhook_guard;
 pub mod window;
 

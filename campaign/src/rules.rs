@@ -647,18 +647,33 @@ pub fn apply(
     candidates: &RoaringBitmap,
     now: i64,
 ) -> Result<(RoaringBitmap, ExclusionCounts)> {
+    let (kept, excluded) = apply_sets(conn, ctx, candidates, now)?;
+    let counts = excluded.iter().map(|(r, set)| (*r, set.len())).collect();
+    Ok((kept, counts))
+}
+
+/// As [`apply`], but returns who was excluded under each first reason (triggered sends
+/// record the reason per subscriber).
+///
+/// # Errors
+/// SQLite failure or a corrupt list BLOB.
+pub fn apply_sets(
+    conn: &Connection,
+    ctx: &RuleContext<'_>,
+    candidates: &RoaringBitmap,
+    now: i64,
+) -> Result<(RoaringBitmap, Vec<(Reason, RoaringBitmap)>)> {
     let mut kept = candidates.clone();
-    let mut counts = ExclusionCounts::new();
+    let mut excluded = Vec::new();
     for reason in ORDER {
         if kept.is_empty() {
             break;
         }
-        let set = reason_set(conn, ctx, reason, now)?;
-        let hit = kept.intersection_len(&set);
-        if hit > 0 {
-            kept -= &set;
-            counts.insert(reason, hit);
+        let hit = &kept & &reason_set(conn, ctx, reason, now)?;
+        if !hit.is_empty() {
+            kept -= &hit;
+            excluded.push((reason, hit));
         }
     }
-    Ok((kept, counts))
+    Ok((kept, excluded))
 }

@@ -156,6 +156,8 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (kind, channel, name, msisdn)) WITHOUT ROWID;
     CREATE INDEX list_numbers_msisdn ON list_numbers(msisdn);
     "#,
+    // 8: subscriber events and triggered tasks (crate::triggers, crate::events).
+    crate::triggers::TRIGGER_SCHEMA,
 ];
 
 /// Opens (creating if needed) the database at `path` and migrates it to the latest schema.

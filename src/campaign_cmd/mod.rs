@@ -113,6 +113,50 @@ pub struct CampaignArgs {
     pub cmd: CampaignCmd,
 }
 
+/// `sluice events` arguments: subscriber events for triggered tasks.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Campaign store (SQLite) the events go to; a running `serve` on the same store
+    /// matches them within a second.
+    #[arg(
+        long,
+        global = true,
+        default_value = "./data/campaign.db",
+        env = "SLUICE_CAMPAIGN_DB"
+    )]
+    pub db: PathBuf,
+    #[command(subcommand)]
+    pub cmd: EventsCmd,
+}
+
+/// The `sluice events` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EventsCmd {
+    /// Replays an NDJSON file of events (`{id, msisdn, type, ts, attrs}` per line) through
+    /// the durable intake, 10 000 lines per commit; ids already stored are skipped, bad
+    /// lines reported with their line number.
+    Import {
+        /// The NDJSON file.
+        file: PathBuf,
+    },
+}
+
+/// Runs one `sluice events` command; prints the intake report as JSON.
+///
+/// # Errors
+/// [`CmdError`]: the file, the store.
+pub async fn run_events(args: EventsArgs) -> Result<(), CmdError> {
+    let EventsCmd::Import { file } = args.cmd;
+    let f = open_file(&file)?;
+    let svc = Mutex::new(open_store(&args.db)?);
+    let mut source = sluice_campaign::events::source::FileSource::new(BufReader::new(f));
+    let rep =
+        sluice_campaign::events::source::pump(&mut source, &svc, || Timestamp::now().as_second())
+            .await?;
+    print_json(&rep);
+    Ok(())
+}
+
 /// Where to send (launch / resume).
 #[derive(Debug, Clone, Args)]
 pub struct GatewayArgs {
@@ -562,18 +606,23 @@ fn print_json(v: &impl serde::Serialize) {
     }
 }
 
-/// Runs one `sluice campaign` command.
-///
-/// # Errors
-/// [`CmdError`]: library errors (with the column of a bad condition), files, sending.
-pub async fn run(args: CampaignArgs) -> Result<(), CmdError> {
-    if let Some(dir) = args.db.parent().filter(|d| !d.as_os_str().is_empty()) {
+/// Opens the store at `db`, creating its directory first.
+fn open_store(db: &std::path::Path) -> Result<Campaigns, CmdError> {
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| CmdError::File {
             path: dir.display().to_string(),
             source,
         })?;
     }
-    let mut c = Campaigns::open(&args.db)?;
+    Ok(Campaigns::open(db)?)
+}
+
+/// Runs one `sluice campaign` command.
+///
+/// # Errors
+/// [`CmdError`]: library errors (with the column of a bad condition), files, sending.
+pub async fn run(args: CampaignArgs) -> Result<(), CmdError> {
+    let mut c = open_store(&args.db)?;
     let now = Timestamp::now();
     match args.cmd {
         CampaignCmd::Import { file } => {
@@ -1001,6 +1050,43 @@ mod tests {
         let mut v = vec!["campaign", "--db", db.to_str().expect("utf-8 path")];
         v.extend_from_slice(rest);
         Cli::try_parse_from(v).expect("valid arguments").args
+    }
+
+    #[derive(Parser)]
+    struct EventsCli {
+        #[command(flatten)]
+        args: EventsArgs,
+    }
+
+    #[tokio::test]
+    async fn events_import_stores_a_file_once_into_a_new_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("new").join("c.db");
+        let file = dir.path().join("e.ndjson");
+        std::fs::write(
+            &file,
+            "{\"id\":\"a\",\"msisdn\":\"13800000001\",\"type\":\"balance_low\",\"ts\":1}\nbad\n",
+        )
+        .expect("write");
+        for _ in 0..2 {
+            let a = EventsCli::try_parse_from([
+                "events",
+                "--db",
+                db.to_str().expect("utf-8"),
+                "import",
+                file.to_str().expect("utf-8"),
+            ])
+            .expect("valid arguments")
+            .args;
+            run_events(a).await.expect("import");
+        }
+        let c = Campaigns::open(&db).expect("store");
+        let n: i64 = c
+            .conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(n, 1);
+        EventsCli::command().debug_assert();
     }
 
     #[test]

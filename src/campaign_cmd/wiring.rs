@@ -2,8 +2,10 @@
 //!
 //! Three pieces, each usable on its own by `serve`, `sluice demo` and the tests:
 //! - [`mount`]: the campaign HTTP API ([`sluice_campaign::api::router`], with the approval
-//!   routes of [`sluice_campaign::approval_api::router`] and the approver's inbox of
-//!   [`sluice_campaign::inbox::router`]) nested under `/v1/campaign`, and the web console
+//!   routes of [`sluice_campaign::approval_api::router`], the approver's inbox of
+//!   [`sluice_campaign::inbox::router`] and the event / trigger routes of
+//!   [`sluice_campaign::trigger_api`], whose matcher it starts) nested under `/v1/campaign`,
+//!   plus `POST /v1/events` (the same intake at the path) and the web console
 //!   ([`sluice_campaign::console::router`]) at `/console/`, with an [`HttpDispatcher`] that launches through the gateway's own
 //!   `POST /v1/messages` — the same contract external campaign platforms use, so idempotent
 //!   `client_ref`s and durable acks apply unchanged.
@@ -43,6 +45,7 @@ use sluice_campaign::feedback::{self, FeedbackEvent, MoReply, Receipt, ReplyOutc
 use sluice_campaign::inbox;
 use sluice_campaign::manage_api;
 use sluice_campaign::routing::MoSettings;
+use sluice_campaign::trigger_api;
 use sluice_campaign::webhook_guard::WebhookGuard;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -63,14 +66,19 @@ pub fn mount(svc: Shared, gateway_url: &str, api_key: &str) -> (Router, Campaign
         Arc::clone(&svc),
         Arc::new(HttpDispatcher::new(gateway_url, api_key)),
     );
+    // Triggered tasks: the matcher runs while the router lives (woken by each intake).
+    let triggers = trigger_api::TriggerRuntime::new(Arc::clone(&st));
+    triggers.spawn(Duration::from_secs(1));
     let router = Router::new()
         .nest(
             "/v1/campaign",
             api::router(Arc::clone(&st))
                 .merge(approval_api::router().with_state(Arc::clone(&st)))
                 .merge(inbox::router().with_state(Arc::clone(&st)))
-                .merge(manage_api::router(svc)),
+                .merge(manage_api::router(svc))
+                .merge(trigger_api::routes(Arc::clone(&triggers))),
         )
+        .merge(trigger_api::events_router(triggers))
         .merge(console::router());
     (router, st)
 }

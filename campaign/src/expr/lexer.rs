@@ -113,7 +113,12 @@ pub fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
             c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
                 let mut j = i;
                 while j < bytes.len()
-                    && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] >= 0x80)
+                    && (bytes[j].is_ascii_alphanumeric()
+                        || bytes[j] == b'_'
+                        || bytes[j] >= 0x80
+                        // `attrs.percent`: dotted names address event attributes in
+                        // trigger conditions; a subscriber column never has a dot.
+                        || (bytes[j] == b'.' && j > i))
                 {
                     j += 1;
                 }

@@ -13,7 +13,7 @@
 //! literal    = string | number ;
 //! string     = '"' , { char | '\"' | '\\' } , '"' | "'" , { char } , "'" ;
 //! number     = [ "-" ] , digit , { digit } , [ "." , { digit } ] ;
-//! ident      = ( letter | "_" | non-ASCII ) , { letter | digit | "_" | non-ASCII } ;
+//! ident      = ( letter | "_" | non-ASCII ) , { letter | digit | "_" | "." | non-ASCII } ;
 //! ```
 //!
 //! Precedence: `not` binds tighter than `and`, which binds tighter than `or`.
@@ -66,7 +66,8 @@ pub enum CmpOp {
 }
 
 impl CmpOp {
-    fn holds<T: PartialOrd>(self, a: &T, b: &T) -> bool {
+    /// Whether `a op b` holds (the segment scan and the per-event trigger check share it).
+    pub fn holds<T: PartialOrd>(self, a: &T, b: &T) -> bool {
         match self {
             Self::Eq => a == b,
             Self::Ne => a != b,
