@@ -337,10 +337,7 @@ async fn reports_give_up_after_max_attempts() {
     let req = submit_req("tx-g", &["8613800138010"]);
     post(&client(), &url, body(REL_6_MM7_1_4, &req, "x"), None).await;
     let t = until(&h, "the report abandoned", |t| t.vasp_abandoned == 1).await;
-    assert_eq!(
-        (t.dlrs_sent, t.resent, t.deliver_resps_received),
-        (1, 2, 0)
-    );
+    assert_eq!((t.dlrs_sent, t.resent, t.deliver_resps_received), (1, 2, 0));
     assert_eq!(reports(&vasp).len(), 3);
     h.shutdown().await.unwrap();
 }

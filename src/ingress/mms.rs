@@ -28,9 +28,9 @@ use super::batch::{BatchError, Item};
 use super::message::{FieldError, Payload, check_url};
 use crate::store::{AnyBackend, ContentPin, Store};
 
-/// Size limit of an MMS's encoded content when its channel sets none: 300 KB, the common
-/// MMSC ceiling (MMS Conformance Document "content class rich": 300 KB).
-pub const DEFAULT_MAX_CONTENT_BYTES: usize = 307_200;
+/// Size limit of an MMS's encoded content when its channel sets none (300 KB, the common
+/// MMSC ceiling): the MM7 channel config's default, so both sides hold one number.
+pub use crate::config::MM7_DEFAULT_MAX_CONTENT_BYTES as DEFAULT_MAX_CONTENT_BYTES;
 /// Longest wait for one URL part (connect, redirects and body).
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most redirects followed while fetching a URL part.

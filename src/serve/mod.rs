@@ -604,9 +604,15 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         },
         draining: AtomicBool::new(false),
         rules: Arc::clone(&rules),
-        // MM7 channels contribute their `max_content_bytes` here; others get the default.
-        mms: crate::ingress::mms::MmsIngress::new(std::collections::HashMap::new())
-            .map_err(|e| ServeError::Config(e.to_string()))?,
+        // Each MM7 channel's `max_content_bytes`; a route to any other channel gets the default.
+        mms: crate::ingress::mms::MmsIngress::new(
+            config
+                .channels
+                .iter()
+                .filter_map(|c| Some((c.name.clone(), c.max_content_bytes()?)))
+                .collect(),
+        )
+        .map_err(|e| ServeError::Config(e.to_string()))?,
     });
     let smpp_addr = match config.listeners.smpp {
         Some(addr) => {

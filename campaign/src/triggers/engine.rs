@@ -42,7 +42,7 @@ use crate::dispatch::{Dispatched, Dispatcher, OutboundMessage};
 use crate::error::{CampaignError, Result};
 use crate::events::Event;
 use crate::launch::{MAX_BATCH, RunError};
-use crate::rules::{self, RuleContext};
+use crate::rules::{self, Channel, RuleContext};
 use crate::service::Campaigns;
 use crate::table::{ColumnRef, SubscriberTable};
 
@@ -486,6 +486,18 @@ pub fn plan(c: &Campaigns, now: Timestamp, limit: usize) -> Result<Plan> {
             tags.insert("subscriber".to_owned(), cd.sub.to_string());
             tags.insert("event".to_owned(), cd.seq.to_string());
             tags.insert("group".to_owned(), TREATED.to_owned());
+            let text = t.template.render(table, cd.sub, cd.ev);
+            // On the mms channel the rendered text is the message's one text slide: an MMS
+            // carries its texts in parts, never in `text`.
+            let (text, parts) = if t.trigger.spec.channel == Channel::Mms {
+                let slide = crate::template::MmsPart {
+                    url: None,
+                    text: Some(text),
+                };
+                (None, Some(vec![slide]))
+            } else {
+                (Some(text), None)
+            };
             let msg = OutboundMessage {
                 to: cd.ev.msisdn.to_string(),
                 from: t
@@ -493,9 +505,11 @@ pub fn plan(c: &Campaigns, now: Timestamp, limit: usize) -> Result<Plan> {
                     .source
                     .clone()
                     .or_else(|| t.trigger.spec.from.clone()),
-                text: Some(t.template.render(table, cd.sub, cd.ev)),
+                text,
                 kind: t.trigger.spec.channel.as_str().to_owned(),
                 si: None,
+                subject: None,
+                parts,
                 lane: t.trigger.spec.lane,
                 window: None,
                 client_ref: format!("e{}-t{}", cd.seq, t.trigger.id),
