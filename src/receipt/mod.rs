@@ -38,6 +38,7 @@ use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 use crate::channel::{ChannelEvent, DeliverAck};
 use crate::metrics as m;
+use crate::status::ChannelStatus;
 use crate::store::{AnyBackend, MessageState, Op, OpResult, ReceiptEvent, Store};
 use correlate::{Pending, center_key, part_state};
 use mo::{MoEvent, MoOutbox, MoRouter};
@@ -193,6 +194,7 @@ impl Receipts {
         dlr_format: IdFormat,
         mut events: mpsc::Receiver<ChannelEvent>,
         mut shutdown: watch::Receiver<bool>,
+        status: Arc<ChannelStatus>,
     ) {
         let mut pending = Pending::new(self.cfg.hold_for, self.cfg.max_pending);
         let mut sweep = tokio::time::interval(self.cfg.sweep_every);
@@ -210,11 +212,11 @@ impl Receipts {
                                 Err(_) => break,
                             }
                         }
-                        self.handle(&channel, dlr_format, batch, &mut pending).await;
+                        self.handle(&channel, dlr_format, batch, &mut pending, &status).await;
                     }
                     None => open = false,
                 },
-                _ = sweep.tick() => self.sweep(&channel, &mut pending),
+                _ = sweep.tick() => self.sweep(&channel, &mut pending, &status),
                 changed = shutdown.changed() => {
                     // A dropped sender means the owner is gone: stop as for shutdown.
                     let stop = changed.is_err() || *shutdown.borrow();
@@ -227,7 +229,7 @@ impl Receipts {
                         while let Ok(ev) = events.try_recv() {
                             batch.push(ev);
                         }
-                        self.handle(&channel, dlr_format, batch, &mut pending).await;
+                        self.handle(&channel, dlr_format, batch, &mut pending, &status).await;
                         return;
                     }
                 }
@@ -238,7 +240,7 @@ impl Receipts {
         }
     }
 
-    fn sweep(&self, channel: &str, pending: &mut Pending) {
+    fn sweep(&self, channel: &str, pending: &mut Pending, status: &ChannelStatus) {
         if pending.is_empty() {
             return;
         }
@@ -260,7 +262,7 @@ impl Receipts {
             ids.sort_unstable();
             ids.dedup();
             for id in ids {
-                self.record_final_id(id);
+                self.record_final_id(id, status);
             }
             self.wake_outbox();
         }
@@ -283,6 +285,7 @@ impl Receipts {
         dlr_format: IdFormat,
         events: Vec<ChannelEvent>,
         pending: &mut Pending,
+        status: &ChannelStatus,
     ) {
         let mut applied = Vec::new();
         let mut ops = Vec::new();
@@ -372,7 +375,7 @@ impl Receipts {
             };
             match result {
                 OpResult::Updated(state) if state.is_final() => {
-                    self.record_final(channel, &key);
+                    self.record_final(channel, &key, status);
                     finals += 1;
                 }
                 OpResult::Updated(_) => {}
@@ -402,14 +405,15 @@ impl Receipts {
         }
     }
 
-    /// Counts a message's final state and its DLR latency (one store read).
-    fn record_final(&self, channel: &str, key: &str) {
+    /// Counts a message's final state and its DLR latency (one store read), into the metrics
+    /// and the channel's status (the operators' receipt latency).
+    fn record_final(&self, channel: &str, key: &str, status: &ChannelStatus) {
         if let Ok(Some((id, _))) = self.store.by_center(channel, key) {
-            self.record_final_id(id);
+            self.record_final_id(id, status);
         }
     }
 
-    fn record_final_id(&self, id: crate::store::MessageId) {
+    fn record_final_id(&self, id: crate::store::MessageId, status: &ChannelStatus) {
         let Ok(Some(msg)) = self.store.get(id) else {
             return;
         };
@@ -419,7 +423,9 @@ impl Receipts {
         metrics::counter!(m::RECEIPTS, m::LABEL_STATE => state_label(msg.state)).increment(1);
         if let Some(done) = msg.done_ms {
             let start = msg.submitted_ms.unwrap_or(msg.created_ms);
-            metrics::histogram!(m::DLR_LATENCY).record(done.saturating_sub(start) as f64 / 1000.0);
+            let latency_ms = done.saturating_sub(start);
+            metrics::histogram!(m::DLR_LATENCY).record(latency_ms as f64 / 1000.0);
+            status.record_receipt_latency(latency_ms);
         }
     }
 

@@ -35,6 +35,7 @@ use crate::config::{Config, Protocol};
 use crate::dispatch::{DispatchConfig, DispatchLinks, Dispatcher};
 use crate::receipt::Receipts;
 use crate::route::ChannelHealth;
+use crate::status::ChannelStatuses;
 use crate::stop::Pauses;
 use crate::store::{AnyBackend, Store};
 
@@ -48,6 +49,8 @@ pub(crate) struct Started {
     pub(crate) wakes: HashMap<String, Arc<Notify>>,
     /// Binds up per channel (`/readyz` wants at least one per channel).
     pub(crate) binds_up: Vec<watch::Receiver<usize>>,
+    /// Every channel's live status, for the operators' channel view.
+    pub(crate) statuses: ChannelStatuses,
 }
 
 /// Starts every channel.
@@ -104,6 +107,12 @@ pub(crate) fn spawn(
         let wake = Arc::new(Notify::new());
         started.wakes.insert(ch.name.clone(), Arc::clone(&wake));
         started.binds_up.push(handle.binds_up.clone());
+        let protocol = match &ch.protocol {
+            Protocol::Smpp(_) => "smpp",
+            Protocol::Cmpp(_) => "cmpp",
+        };
+        started.statuses.push(protocol, Arc::clone(&handle.status));
+        let status = Arc::clone(&handle.status);
         let dc = DispatchConfig {
             tz: tz.clone(),
             windows,
@@ -139,6 +148,7 @@ pub(crate) fn spawn(
             ch.dlr_id_format.format(),
             ev_rx,
             stop_rest.clone(),
+            status,
         ));
     }
     Ok(started)

@@ -27,6 +27,7 @@
 //! | 0x17 parked | account, 0, ready key without its tag | empty (a paused account's leased-over messages) |
 //! | 0x18 stop id counter | (empty) | u64 |
 //! | 0x19 indexed tag names | (empty) | names, each followed by 0 (absent: `task`) |
+//! | 0x1A destination index | to, 0, id | empty (every message until purged; operators' lookup by number) |
 //!
 //! The two outboxes (receipts 0x05/0x06, MO 0x10/0x11) share one layout; [`Outbox`] names
 //! which one a key function builds.
@@ -94,6 +95,21 @@ pub(crate) const PAUSE: u8 = 0x16;
 pub(crate) const PARKED: u8 = 0x17;
 pub(crate) const STOP_SEQ: u8 = 0x18;
 pub(crate) const STOP_TAGS: u8 = 0x19;
+/// Destination index: one empty entry per stored message (destination, id), written with
+/// the message and removed at purge, so operators can look a number's messages up.
+pub(crate) const BY_TO: u8 = 0x1A;
+
+/// Prefix of the destination index entries of `to`.
+pub(crate) fn by_to_prefix(to: &str) -> Vec<u8> {
+    tagged_str(BY_TO, to)
+}
+
+/// Destination index entry of message `id` to `to`.
+pub(crate) fn by_to(to: &str, id: MessageId) -> Vec<u8> {
+    let mut k = by_to_prefix(to);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
 
 /// Key of an active (`STOP`) or retired (`STOP_DONE`) stop record.
 pub(crate) fn stop(tag: u8, id: u64) -> [u8; 9] {

@@ -434,6 +434,23 @@ impl<B: Backend> Store<B> {
         self.inner.backend.read(stop::indexed)
     }
 
+    /// How many of `account`'s messages tagged `key = value` a tag stop would end now
+    /// (waiting or in flight; not submitted or final), counted through the stops' tag index.
+    /// `Ok(Err(reason))`: the tag name is not indexed, so a stop on it would be refused.
+    ///
+    /// # Errors
+    /// Engine or decoding failure.
+    pub fn would_cancel(
+        &self,
+        account: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<Result<u64, String>, StoreError> {
+        self.inner
+            .backend
+            .read(|kv| stop::would_cancel(kv, account, key, value))
+    }
+
     /// Changes whenever a stop or an account pause was committed through this handle.
     pub fn stop_epoch(&self) -> u64 {
         self.inner.stop_epoch.load(Ordering::Acquire)
@@ -507,6 +524,23 @@ impl<B: Backend> Store<B> {
     /// A message by id.
     pub fn get(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
         self.inner.backend.read(|kv| ops::load(kv, id))
+    }
+
+    /// Up to `limit` messages to `to`, newest first (the destination index: messages stored
+    /// from the version that writes it on, until purged).
+    ///
+    /// # Errors
+    /// Engine or decoding failure.
+    pub fn by_destination(&self, to: &str, limit: usize) -> Result<Vec<Message>, StoreError> {
+        self.inner.backend.read(|kv| {
+            let mut out = Vec::new();
+            for id in reads::by_destination(kv, to, limit)? {
+                if let Some(m) = ops::load(kv, id)? {
+                    out.push(m);
+                }
+            }
+            Ok(out)
+        })
     }
 
     /// The message and part a center id on `channel` belongs to.

@@ -521,6 +521,7 @@ fn insert(kv: &mut dyn Kv, m: &Message) -> Result<OpResult, StoreError> {
         kv.put(k, &m.id.to_be_bytes())?;
     }
     save_body(kv, m)?;
+    kv.put(&keys::by_to(&m.to, m.id), &[])?;
     if m.lease_until_ms.is_none()
         && matches!(m.state, MessageState::Queued | MessageState::Scheduled)
     {
@@ -950,6 +951,7 @@ fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, Stor
                 kv.delete(&ck)?;
             }
         }
+        kv.delete(&keys::by_to(&m.to, id))?;
         kv.delete(&keys::message(id))?;
         kv.delete(&keys::state(id))?;
         n += 1;
