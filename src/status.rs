@@ -322,9 +322,11 @@ mod tests {
         assert!((s.sent_per_s_at(105) - 0.8).abs() < 1e-9);
         // Much later, the ring's old seconds no longer count.
         assert!(s.sent_per_s_at(200).abs() < 1e-9);
-        // A reused slot starts from zero (108 shares 100's slot).
+        // A reused slot starts from zero (108 shares 100's slot): 104, 105 ×3 and 108 at 109,
+        // then 108 alone at 113 (not 100's part added to it).
         s.record_sent_at(108);
-        assert!((s.sent_per_s_at(109) - 0.6).abs() < 1e-9);
+        assert!((s.sent_per_s_at(109) - 1.0).abs() < 1e-9);
+        assert!((s.sent_per_s_at(113) - 0.2).abs() < 1e-9);
     }
 
     #[test]
