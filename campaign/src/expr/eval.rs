@@ -237,7 +237,7 @@ fn scan_num<T: Copy>(
             let negated = *negated;
             Bits::from_predicate(xs, |x| {
                 let v = value(x);
-                present(x) & (nums.iter().any(|&l| v == l) != negated)
+                present(x) & (nums.contains(&v) != negated)
             })
         }
     }
