@@ -619,6 +619,19 @@ pub fn purge_compacts_final_messages<B: Backend>(dir: &Path, open: fn(&Path) -> 
     assert_eq!(store.by_center(CH, "C2").unwrap(), Some((done[2], 1)));
     assert_eq!(store.by_client_ref("acme", "r0").unwrap(), None);
     assert_eq!(store.by_client_ref("acme", "r2").unwrap(), Some(done[2]));
+    // The destination index lost the purged two and lists the rest newest first.
+    let listed: Vec<_> = store
+        .by_destination("+8613800138000", 100)
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(listed, vec![pending, done[4], done[3], done[2]]);
+    assert_eq!(
+        store.by_destination("+8613800138000", 2).unwrap().len(),
+        2
+    );
+    assert!(store.by_destination("+861380013800", 100).unwrap().is_empty());
     // The orphan receipt is gone: a late submit with that center id no longer finalises.
     let late = insert_all(&store, vec![msg(&store, "acme", 1_000, 1_000)])[0];
     assert_eq!(

@@ -187,7 +187,8 @@ impl Receipts {
 
     /// Consumes one channel's events until the sender side closes, then keeps checking held
     /// receipts until `shutdown` (so a late submit response still resolves them).
-    /// `dlr_format` is how the center writes ids inside receipts.
+    /// `dlr_format` is how the center writes ids inside receipts; `status` is the channel's
+    /// live status, whose receipt latency window this feeds (submit → final receipt).
     pub async fn run_channel(
         self: Arc<Self>,
         channel: String,
