@@ -63,6 +63,13 @@ async fn get_lookup(
             Err(_) => Ok(Vec::new()),
             Ok(id) => store.get(id).map(|m| m.into_iter().collect()),
         },
+        (None, Some(_)) if !store.indexes_by_number() => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid lookup",
+                "lookup by number is off ([storage] index_by_number = false)",
+            );
+        }
         (None, Some(to)) if !to.is_empty() => {
             let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
             if limit == 0 || limit > MAX_LIMIT {

@@ -100,6 +100,8 @@ struct Inner<B: Backend> {
     /// Bumped after every committed stop: dispatchers compare it (one atomic load per
     /// message) to learn that what they buffered may have to go back to be filtered.
     stop_epoch: AtomicU64,
+    /// Whether inserts write the destination index (`WriterConfig::index_by_number`).
+    index_by_number: bool,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -161,6 +163,7 @@ impl<B: Backend> Store<B> {
         let last = backend.read(|kv| reads::last_id(kv))?;
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(WriterStats::default());
+        let index_by_number = cfg.index_by_number;
         let thread = {
             let backend = Arc::clone(&backend);
             let stats = Arc::clone(&stats);
@@ -184,6 +187,7 @@ impl<B: Backend> Store<B> {
                 stats,
                 depths,
                 stop_epoch: AtomicU64::new(0),
+                index_by_number,
                 thread: Some(thread),
             }),
         })
@@ -526,8 +530,14 @@ impl<B: Backend> Store<B> {
         self.inner.backend.read(|kv| ops::load(kv, id))
     }
 
+    /// Whether this store writes the destination index [`by_destination`](Self::by_destination)
+    /// reads (`WriterConfig::index_by_number`).
+    pub fn indexes_by_number(&self) -> bool {
+        self.inner.index_by_number
+    }
+
     /// Up to `limit` messages to `to`, newest first (the destination index: messages stored
-    /// from the version that writes it on, until purged).
+    /// from the version that writes it on, while it is on, until purged).
     ///
     /// # Errors
     /// Engine or decoding failure.

@@ -425,9 +425,15 @@ pub(crate) fn finalized_something(result: &OpResult) -> bool {
 }
 
 /// Applies one op. Ops are borrowed so the writer can retry a group batch by batch.
-pub(crate) fn apply(kv: &mut dyn Kv, op: &Op) -> Result<OpResult, StoreError> {
+/// `index_by_number`: whether inserts write the destination index
+/// (`WriterConfig::index_by_number`).
+pub(crate) fn apply(
+    kv: &mut dyn Kv,
+    op: &Op,
+    index_by_number: bool,
+) -> Result<OpResult, StoreError> {
     match op {
-        Op::Insert(m) => insert(kv, m),
+        Op::Insert(m) => insert(kv, m, index_by_number),
         Op::Lease {
             channel,
             lanes,
@@ -501,7 +507,7 @@ fn valid_name(s: &str) -> bool {
     !s.is_empty() && !s.contains('\0')
 }
 
-fn insert(kv: &mut dyn Kv, m: &Message) -> Result<OpResult, StoreError> {
+fn insert(kv: &mut dyn Kv, m: &Message, index_by_number: bool) -> Result<OpResult, StoreError> {
     if !valid_name(&m.account) || !valid_name(&m.channel) {
         return Ok(OpResult::Invalid(
             "account and channel must be non-empty and contain no NUL".into(),
@@ -521,7 +527,9 @@ fn insert(kv: &mut dyn Kv, m: &Message) -> Result<OpResult, StoreError> {
         kv.put(k, &m.id.to_be_bytes())?;
     }
     save_body(kv, m)?;
-    kv.put(&keys::by_to(&m.to, m.id), &[])?;
+    if index_by_number {
+        kv.put(&keys::by_to(&m.to, m.id), &[])?;
+    }
     if m.lease_until_ms.is_none()
         && matches!(m.state, MessageState::Queued | MessageState::Scheduled)
     {
