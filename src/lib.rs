@@ -15,6 +15,7 @@ pub mod route;
 pub mod rules;
 pub mod schedule;
 pub mod serve;
+pub mod status;
 pub mod stop;
 pub mod store;
 pub mod tls;

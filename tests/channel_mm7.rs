@@ -499,11 +499,21 @@ async fn back() -> Back {
     ));
     let (events_tx, events_rx) = mpsc::channel(1024);
     let (stop, stop_rx) = watch::channel(false);
+    // No worker in this test: the receipt layer records latency into a status of its own.
+    let status = Arc::new(sluice::status::ChannelStatus::new(
+        "mmsc",
+        10,
+        1,
+        1,
+        watch::channel(1).1,
+        watch::channel(10).1,
+    ));
     tokio::spawn(Arc::clone(&receipts).run_channel(
         "mmsc".into(),
         IdFormat::Text,
         events_rx,
         stop_rx,
+        status,
     ));
     let mut inbound = Inbound::default();
     inbound.add(InboundChannel {

@@ -43,7 +43,7 @@ const SUBSCRIBERS: u32 = 1500;
 /// `/v1/lookup/messages`) are built on another branch. Until they are merged, the script
 /// tolerates their 404s on those two pages only (and checks the pages say so); set this to
 /// `true` after the merge so those pages must show live data with no failed request.
-const OPS_API_LANDED: bool = false;
+const OPS_API_LANDED: bool = true;
 
 fn peers() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/node")

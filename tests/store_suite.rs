@@ -619,6 +619,21 @@ pub fn purge_compacts_final_messages<B: Backend>(dir: &Path, open: fn(&Path) -> 
     assert_eq!(store.by_center(CH, "C2").unwrap(), Some((done[2], 1)));
     assert_eq!(store.by_client_ref("acme", "r0").unwrap(), None);
     assert_eq!(store.by_client_ref("acme", "r2").unwrap(), Some(done[2]));
+    // The destination index lost the purged two and lists the rest newest first.
+    let listed: Vec<_> = store
+        .by_destination("+8613800138000", 100)
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(listed, vec![pending, done[4], done[3], done[2]]);
+    assert_eq!(store.by_destination("+8613800138000", 2).unwrap().len(), 2);
+    assert!(
+        store
+            .by_destination("+861380013800", 100)
+            .unwrap()
+            .is_empty()
+    );
     // The orphan receipt is gone: a late submit with that center id no longer finalises.
     let late = insert_all(&store, vec![msg(&store, "acme", 1_000, 1_000)])[0];
     assert_eq!(
@@ -635,6 +650,23 @@ pub fn purge_compacts_final_messages<B: Backend>(dir: &Path, open: fn(&Path) -> 
         3
     );
     assert!(store.get(pending).unwrap().is_some());
+}
+
+pub fn destination_index_can_be_off<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let cfg = WriterConfig {
+        index_by_number: false,
+        ..WriterConfig::default()
+    };
+    let store = Store::open(open(dir), cfg, 1_000).unwrap();
+    assert!(!store.indexes_by_number());
+    let id = insert_all(&store, vec![msg(&store, "acme", 1_000, 1_000)])[0];
+    assert!(store.get(id).unwrap().is_some());
+    assert!(
+        store
+            .by_destination("+8613800138000", 10)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub fn concurrent_producers_group_commit<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
@@ -717,6 +749,7 @@ pub fn backpressure_and_linger<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
         max_wait: std::time::Duration::from_millis(2),
         queue_ops: 5,
         min_spacing: std::time::Duration::from_millis(1),
+        ..WriterConfig::default()
     };
     let store = Store::open(open(dir), cfg, 1_000).unwrap();
     let handles: Vec<_> = (0..4)
@@ -895,6 +928,10 @@ macro_rules! suite {
             #[test]
             fn purge_compacts_final_messages() {
                 run(super::purge_compacts_final_messages);
+            }
+            #[test]
+            fn destination_index_can_be_off() {
+                run(super::destination_index_can_be_off);
             }
             #[test]
             fn concurrent_producers_group_commit() {

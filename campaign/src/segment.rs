@@ -90,6 +90,15 @@ pub fn evaluate_condition(table: &SubscriberTable, src: &str) -> Result<RoaringB
     Ok(expr::evaluate(&e, table)?)
 }
 
+/// Counts a condition's members without building a bitmap (the interactive count).
+///
+/// # Errors
+/// Parse or evaluation errors naming the column.
+pub fn count_condition(table: &SubscriberTable, src: &str) -> Result<u64> {
+    let e = expr::parse(src)?;
+    Ok(expr::count(&e, table)?)
+}
+
 /// Resolves numbers (one per line; blank lines and a `msisdn` header skipped) to ids.
 ///
 /// # Errors

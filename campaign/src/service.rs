@@ -106,7 +106,7 @@ impl Campaigns {
     /// # Errors
     /// Parse/eval errors naming the column.
     pub fn count(&self, condition: &str) -> Result<u64> {
-        Ok(segment::evaluate_condition(&self.table, condition)?.len())
+        segment::count_condition(&self.table, condition)
     }
 
     /// Creates a segment from a condition.

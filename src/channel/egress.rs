@@ -168,6 +168,9 @@ pub struct WorkerHandle {
     pub binds_up: watch::Receiver<usize>,
     /// The AIMD send rate (msg/s) in force.
     pub rate: watch::Receiver<u32>,
+    /// The channel's live status for operators (written by the worker and the receipt
+    /// layer, read by `GET /v1/channels`).
+    pub status: std::sync::Arc<crate::status::ChannelStatus>,
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) task: JoinHandle<()>,
 }

@@ -53,6 +53,7 @@ use crate::channel::limiter::{AimdConfig, ChannelLimiter, RateChange};
 use crate::metrics::{
     CHANNEL_EMPTY_MESSAGE_IDS, CHANNEL_RATE, CHANNEL_RESPONSES, CHANNEL_THROTTLED,
 };
+use crate::status::ChannelStatus;
 
 /// What a protocol tells the neutral worker: how a message becomes parts and what a
 /// response status means.
@@ -133,7 +134,16 @@ pub fn spawn<W: Wire>(
     let span = info_span!("channel", channel = %limits.name);
     let limiter = ChannelLimiter::new(AimdConfig::for_rate(limits.rate), limits.burst);
     let name = limits.name.to_string();
+    let status = Arc::new(ChannelStatus::new(
+        &name,
+        limits.rate.get(),
+        limits.binds,
+        capacity,
+        binds_up_rx.clone(),
+        rate_rx.clone(),
+    ));
     let worker = Worker {
+        status: Arc::clone(&status),
         reference: rand::random(),
         limits,
         wire,
@@ -162,6 +172,7 @@ pub fn spawn<W: Wire>(
     WorkerHandle {
         binds_up: binds_up_rx,
         rate: rate_rx,
+        status,
         shutdown: shutdown_tx,
         task,
     }
@@ -224,6 +235,8 @@ struct Worker<W: Wire> {
     throttled: metrics::Counter,
     /// ESME_ROK responses without a message_id (retried, never indexed under "").
     empty_ids: metrics::Counter,
+    /// What operators see of this channel (sent, throttles, window use, last errors).
+    status: Arc<ChannelStatus>,
 }
 
 impl<W: Wire> Worker<W> {
@@ -256,6 +269,7 @@ impl<W: Wire> Worker<W> {
             // Stale tags (parts of messages that failed or left) are dropped first, so a send
             // token is only spent when a live part is waiting.
             self.drop_stale_pending();
+            self.status.set_in_use(self.messages.len());
             let can_send = !self.pending.is_empty()
                 && token_ready
                 && parts_tx.is_some()
@@ -385,6 +399,8 @@ impl<W: Wire> Worker<W> {
             }
             Err(e) => {
                 warn!(id = msg.id, error = %e, "Message cannot be sent on this channel.");
+                self.status
+                    .record_error(format!("message {}: cannot be built: {e}", msg.id));
                 let _ = self
                     .outcomes
                     .send(Settled {
@@ -448,6 +464,8 @@ impl<W: Wire> Worker<W> {
             }
             BindReport::Down { bind, reason } => {
                 debug!(bind, %reason, "Bind down.");
+                self.status
+                    .record_error(format!("bind {bind} down: {reason}"));
                 self.set_bind(bind, false);
             }
             BindReport::Outcome {
@@ -504,12 +522,14 @@ impl<W: Wire> Worker<W> {
                 match disposition {
                     Disposition::Accepted => {
                         slot.center_id = Some(center_id);
+                        self.status.record_sent();
                         if self.limiter.on_success() != RateChange::Unchanged {
                             self.publish_rate();
                         }
                     }
                     Disposition::Throttled => {
                         self.throttled.increment(1);
+                        self.status.record_throttle();
                         if let RateChange::Decreased(rate) = self.limiter.on_throttle(at, sent_at) {
                             info!(rate, "Center throttles; rate halved.");
                         }
@@ -625,6 +645,11 @@ impl<W: Wire> Worker<W> {
         };
         let held_credit = held.credit.take();
         let attempts = held.attempt + 1;
+        if let Some(Verdict::Permanent { reason, .. } | Verdict::Temporary { reason, .. }) =
+            &held.verdict
+        {
+            self.status.record_error(format!("message {id}: {reason}"));
+        }
         let outcome = match held.verdict {
             None => Outcome::Sent {
                 id,

@@ -215,6 +215,8 @@ pub struct StorageConfig {
     /// Tag names the store indexes so an emergency stop can name them
     /// (`POST /v1/messages/cancel {"tag": …}`): each costs a write per tagged message.
     pub stop_tags: Vec<String>,
+    /// Write the destination index operators' lookup by number reads (a write per message).
+    pub index_by_number: bool,
 }
 
 impl Default for StorageConfig {
@@ -229,6 +231,7 @@ impl Default for StorageConfig {
             queue_ops: w.queue_ops,
             retention_hours: 72,
             stop_tags: vec!["task".to_owned()],
+            index_by_number: w.index_by_number,
         }
     }
 }
@@ -241,6 +244,7 @@ impl StorageConfig {
             max_wait: Duration::from_millis(self.commit_interval_ms),
             queue_ops: self.queue_ops,
             min_spacing: Duration::from_millis(self.commit_min_spacing_ms),
+            index_by_number: self.index_by_number,
         }
     }
 

@@ -11,13 +11,16 @@
 //! - `{"tag": {"task": "42"}}` may match millions of queued messages: the call records the
 //!   stop, wakes the sweeper and answers `202` at once with the counts so far and
 //!   `Location: /v1/messages/cancel/{stop}`; `GET` there until `"done": true`.
+//! - `GET /v1/messages/cancel/preview?tag=KEY:VALUE` answers `{"would_cancel": N}` before
+//!   anything is stopped (the console's confirmation names it): the messages a tag stop would
+//!   end now, counted through the same tag index the sweep walks.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -56,6 +59,7 @@ impl std::fmt::Debug for CancelState {
 pub fn router(state: CancelState) -> Router {
     Router::new()
         .route("/v1/messages/cancel", post(post_cancel))
+        .route("/v1/messages/cancel/preview", get(get_preview))
         .route("/v1/messages/cancel/{stop}", get(get_cancel))
         .with_state(state)
 }
@@ -211,5 +215,48 @@ async fn get_cancel(
             "internal error",
             &e.to_string(),
         ),
+    }
+}
+
+/// The preview's query: `tag=KEY:VALUE` (split at the first `:`).
+#[derive(Debug, Deserialize)]
+struct PreviewQuery {
+    tag: Option<String>,
+}
+
+async fn get_preview(
+    State(state): State<CancelState>,
+    headers: HeaderMap,
+    Query(q): Query<PreviewQuery>,
+) -> Response {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(account) = state.ingress.accounts.authenticate(auth) else {
+        return crate::bearer::unauthorized();
+    };
+    let Some((key, value)) = q
+        .tag
+        .as_deref()
+        .and_then(|t| t.split_once(':'))
+        .filter(|(k, _)| !k.is_empty())
+    else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid preview",
+            "give tag=KEY:VALUE with a non-empty KEY",
+        );
+    };
+    match state.ingress.store.would_cancel(account.name(), key, value) {
+        Ok(Ok(n)) => axum::Json(json!({"would_cancel": n})).into_response(),
+        Ok(Err(reason)) => error(StatusCode::UNPROCESSABLE_ENTITY, "invalid preview", &reason),
+        Err(e) => {
+            tracing::error!(error = %e, "Store failed while counting a stop preview.");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+                &e.to_string(),
+            )
+        }
     }
 }

@@ -14,6 +14,9 @@
 //! - [`place`]: route + windows → the channel and due time of each message.
 //! - [`cancel`]: the emergency stop of an account's own messages (by ids or by tag).
 //! - [`operator`]: operators' pause switches per channel and per account.
+//! - [`channels_view`]: operators' live view of every channel (`GET /v1/channels`, and its
+//!   SSE stream), read from `crate::status`, the pause switches and the store's depths.
+//! - [`lookup`]: operators' message lookup by id or destination, with a timeline.
 //! - [`smpp_server`]: ESMEs binding to sluice over SMPP; submits take the same validation,
 //!   rate charge and durable accept (`http::accept_items`) as the HTTP API.
 
@@ -21,7 +24,9 @@ pub mod accept;
 pub mod account;
 pub mod batch;
 pub mod cancel;
+pub mod channels_view;
 pub mod http;
+pub mod lookup;
 pub mod message;
 pub mod mms;
 pub mod operator;

@@ -98,7 +98,7 @@ fn status(code: StatusCode, error: &str) -> Response {
 
 /// Why a request may not switch pauses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Denied {
+pub(crate) enum Denied {
     /// No valid credential: 401.
     Unauthorized,
     /// A valid credential that is not an operator's: 403.
@@ -114,8 +114,8 @@ impl IntoResponse for Denied {
     }
 }
 
-/// The operator's name, or why not.
-fn authorize(state: &OperatorState, headers: &HeaderMap) -> Result<String, Denied> {
+/// The operator's name, or why not (every operator route of the gateway asks this).
+pub(crate) fn authorize(state: &OperatorState, headers: &HeaderMap) -> Result<String, Denied> {
     if let Some(name) = state.auth.operator(headers) {
         return Ok(name);
     }

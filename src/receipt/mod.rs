@@ -38,6 +38,7 @@ use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 use crate::channel::{ChannelEvent, DeliverAck};
 use crate::metrics as m;
+use crate::status::ChannelStatus;
 use crate::store::{
     AnyBackend, Backend, MessageId, MessageState, Op, OpResult, ReceiptEvent, Store,
 };
@@ -188,13 +189,15 @@ impl Receipts {
 
     /// Consumes one channel's events until the sender side closes, then keeps checking held
     /// receipts until `shutdown` (so a late submit response still resolves them).
-    /// `dlr_format` is how the center writes ids inside receipts.
+    /// `dlr_format` is how the center writes ids inside receipts; `status` is the channel's
+    /// live status, whose receipt latency window this feeds (submit → final receipt).
     pub async fn run_channel(
         self: Arc<Self>,
         channel: String,
         dlr_format: IdFormat,
         mut events: mpsc::Receiver<ChannelEvent>,
         mut shutdown: watch::Receiver<bool>,
+        status: Arc<ChannelStatus>,
     ) {
         let mut pending = Pending::new(self.cfg.hold_for, self.cfg.max_pending);
         let mut sweep = tokio::time::interval(self.cfg.sweep_every);
@@ -212,7 +215,7 @@ impl Receipts {
                                 Err(_) => break,
                             }
                         }
-                        self.handle(&channel, dlr_format, batch, &mut pending).await;
+                        self.handle(&channel, dlr_format, batch, &mut pending, &status).await;
                     }
                     None => open = false,
                 },
@@ -229,7 +232,7 @@ impl Receipts {
                         while let Ok(ev) = events.try_recv() {
                             batch.push(ev);
                         }
-                        self.handle(&channel, dlr_format, batch, &mut pending).await;
+                        self.handle(&channel, dlr_format, batch, &mut pending, &status).await;
                         return;
                     }
                 }
@@ -273,6 +276,7 @@ impl Receipts {
         dlr_format: IdFormat,
         events: Vec<ChannelEvent>,
         pending: &mut Pending,
+        status: &ChannelStatus,
     ) {
         let mut applied = Vec::new();
         let mut ops = Vec::new();
@@ -362,7 +366,7 @@ impl Receipts {
             };
             match result {
                 OpResult::Updated(state) if state.is_final() => {
-                    self.record_final(channel, &key);
+                    self.record_final(channel, &key, status);
                     finals += 1;
                 }
                 OpResult::Updated(_) => {}
@@ -392,15 +396,18 @@ impl Receipts {
         }
     }
 
-    /// Counts a message's final state and its DLR latency (one store read).
-    fn record_final(&self, channel: &str, key: &str) {
+    /// Counts a message's final state and its DLR latency (one store read), into the metrics
+    /// and the channel's status (the operators' receipt latency).
+    fn record_final(&self, channel: &str, key: &str, status: &ChannelStatus) {
         if let Ok(Some((id, _))) = self.store.by_center(channel, key) {
-            self.record_final_id(id);
+            self.record_final_id(id, status);
         }
     }
 
-    fn record_final_id(&self, id: crate::store::MessageId) {
-        count_final(&self.store, id);
+    fn record_final_id(&self, id: crate::store::MessageId, status: &ChannelStatus) {
+        if let Some(latency_ms) = count_final(&self.store, id) {
+            status.record_receipt_latency(latency_ms);
+        }
     }
 
     /// Routes an MO: its event, and the account whose MO outbox keeps it (one with a
@@ -433,18 +440,18 @@ impl Receipts {
 /// op that answered `Updated(final)`: `Op::Receipt` (this layer) or `Op::Submitted` that
 /// applied a receipt held for it (dispatch) — never from a repeated receipt (`Stale`) or a
 /// held one matching later, so each message counts once however many parts it has.
-pub fn count_final<B: Backend>(store: &Store<B>, id: MessageId) {
-    let Ok(Some(msg)) = store.get(id) else {
-        return;
-    };
+/// Returns the latency it recorded (submit → final, ms) so the caller can also give it to
+/// the channel's status.
+pub fn count_final<B: Backend>(store: &Store<B>, id: MessageId) -> Option<u64> {
+    let msg = store.get(id).ok().flatten()?;
     if !msg.state.is_final() {
-        return;
+        return None;
     }
     metrics::counter!(m::RECEIPTS, m::LABEL_STATE => state_label(msg.state)).increment(1);
-    if let Some(done) = msg.done_ms {
-        let start = msg.submitted_ms.unwrap_or(msg.created_ms);
-        metrics::histogram!(m::DLR_LATENCY).record(done.saturating_sub(start) as f64 / 1000.0);
-    }
+    let done = msg.done_ms?;
+    let latency_ms = done.saturating_sub(msg.submitted_ms.unwrap_or(msg.created_ms));
+    metrics::histogram!(m::DLR_LATENCY).record(latency_ms as f64 / 1000.0);
+    Some(latency_ms)
 }
 
 fn ms(t: SystemTime) -> u64 {

@@ -38,6 +38,7 @@ use crate::config::{Config, Protocol};
 use crate::dispatch::{DispatchConfig, DispatchLinks, Dispatcher};
 use crate::receipt::Receipts;
 use crate::route::ChannelHealth;
+use crate::status::ChannelStatuses;
 use crate::stop::Pauses;
 use crate::store::{AnyBackend, Store};
 
@@ -53,6 +54,8 @@ pub(crate) struct Started {
     pub(crate) binds_up: Vec<watch::Receiver<usize>>,
     /// The inbound side (`/mm7/{channel}`) of the MM7 channels.
     pub(crate) mm7: mm7::inbound::Inbound,
+    /// Every channel's live status, for the operators' channel view.
+    pub(crate) statuses: ChannelStatuses,
 }
 
 /// Starts every channel.
@@ -119,6 +122,13 @@ pub(crate) fn spawn(
         let wake = Arc::new(Notify::new());
         started.wakes.insert(ch.name.clone(), Arc::clone(&wake));
         started.binds_up.push(handle.binds_up.clone());
+        let protocol = match &ch.protocol {
+            Protocol::Smpp(_) => "smpp",
+            Protocol::Cmpp(_) => "cmpp",
+            Protocol::Mm7(_) => "mm7",
+        };
+        started.statuses.push(protocol, Arc::clone(&handle.status));
+        let status = Arc::clone(&handle.status);
         let dc = DispatchConfig {
             tz: tz.clone(),
             windows,
@@ -154,6 +164,7 @@ pub(crate) fn spawn(
             ch.dlr_id_format.format(),
             ev_rx,
             stop_rest.clone(),
+            status,
         ));
     }
     Ok(started)

@@ -502,6 +502,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         wakes,
         binds_up,
         mm7,
+        statuses,
     } = channels::spawn(
         &config,
         &store,
@@ -694,6 +695,12 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         campaign = Some(hosted);
     }
     let operator_auth: Arc<dyn OperatorAuth> = Arc::new(AnyOperator(operator_sources));
+    let operator_state = crate::ingress::operator::OperatorState {
+        auth: Arc::clone(&operator_auth),
+        ingress: Arc::clone(&state),
+        pauses,
+        channels: config.channels.iter().map(|c| c.name.clone()).collect(),
+    };
     let mut app = router(Arc::clone(&state))
         .merge(crate::rules::http::router(Arc::new(RulesApi {
             rules: Arc::clone(&rules),
@@ -707,14 +714,14 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
                 hold_ms: u64::try_from(STOP_HOLD.as_millis()).unwrap_or(u64::MAX),
             },
         ))
-        .merge(crate::ingress::operator::router(
-            crate::ingress::operator::OperatorState {
-                auth: Arc::clone(&operator_auth),
-                ingress: Arc::clone(&state),
-                pauses,
-                channels: config.channels.iter().map(|c| c.name.clone()).collect(),
+        .merge(crate::ingress::operator::router(operator_state.clone()))
+        .merge(crate::ingress::channels_view::router(
+            crate::ingress::channels_view::ChannelsViewState {
+                operator: operator_state.clone(),
+                statuses: Arc::new(statuses),
             },
         ))
+        .merge(crate::ingress::lookup::router(operator_state))
         // MMSCs POST delivery reports and MO to /mm7/{channel}.
         .merge(crate::channel::mm7::inbound::router(Arc::new(mm7)));
     if let Some(routes) = campaign_router {

@@ -70,6 +70,11 @@ impl<B: Backend> Pauses<B> {
             .subscribe()
     }
 
+    /// Whether `channel`'s switch is on now (the value its dispatcher reads).
+    pub fn channel_paused(&self, channel: &str) -> bool {
+        self.channels().get(channel).is_some_and(|s| *s.borrow())
+    }
+
     /// Turns `target`'s switch on or off; `true` if it changed. Resuming an account puts its
     /// parked messages back in their queues before returning.
     ///

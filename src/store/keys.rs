@@ -29,6 +29,7 @@
 //! | 0x19 indexed tag names | (empty) | names, each followed by 0 (absent: `task`) |
 //! | 0x1A content references | digest (32 bytes) | u64: messages whose record references the content (`content.rs`) |
 //! | 0x1B content released | digest (32 bytes) | empty: the count reached 0, the file may go |
+//! | 0x1C destination index | to, 0, id | empty (every message until purged; operators' lookup by number) |
 //!
 //! The two outboxes (receipts 0x05/0x06, MO 0x10/0x11) share one layout; [`Outbox`] names
 //! which one a key function builds.
@@ -105,6 +106,21 @@ pub(crate) fn content(tag: u8, digest: &[u8; 32]) -> [u8; 33] {
     let mut k = [0u8; 33];
     k[0] = tag;
     k[1..].copy_from_slice(digest);
+    k
+}
+/// Destination index: one empty entry per stored message (destination, id), written with
+/// the message and removed at purge, so operators can look a number's messages up.
+pub(crate) const BY_TO: u8 = 0x1C;
+
+/// Prefix of the destination index entries of `to`.
+pub(crate) fn by_to_prefix(to: &str) -> Vec<u8> {
+    tagged_str(BY_TO, to)
+}
+
+/// Destination index entry of message `id` to `to`.
+pub(crate) fn by_to(to: &str, id: MessageId) -> Vec<u8> {
+    let mut k = by_to_prefix(to);
+    k.extend_from_slice(&id.to_be_bytes());
     k
 }
 

@@ -109,6 +109,8 @@ struct Inner<B: Backend> {
     stop_epoch: AtomicU64,
     /// MMS bodies; `None` for a store opened without a content directory.
     content: Option<Arc<ContentStore>>,
+    /// Whether inserts write the destination index (`WriterConfig::index_by_number`).
+    index_by_number: bool,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -201,6 +203,7 @@ impl<B: Backend> Store<B> {
         let last = backend.read(|kv| reads::last_id(kv))?;
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(WriterStats::default());
+        let index_by_number = cfg.index_by_number;
         let thread = {
             let backend = Arc::clone(&backend);
             let stats = Arc::clone(&stats);
@@ -225,6 +228,7 @@ impl<B: Backend> Store<B> {
                 depths,
                 stop_epoch: AtomicU64::new(0),
                 content,
+                index_by_number,
                 thread: Some(thread),
             }),
         })
@@ -555,6 +559,23 @@ impl<B: Backend> Store<B> {
         self.inner.backend.read(stop::indexed)
     }
 
+    /// How many of `account`'s messages tagged `key = value` a tag stop would end now
+    /// (waiting or in flight; not submitted or final), counted through the stops' tag index.
+    /// `Ok(Err(reason))`: the tag name is not indexed, so a stop on it would be refused.
+    ///
+    /// # Errors
+    /// Engine or decoding failure.
+    pub fn would_cancel(
+        &self,
+        account: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<Result<u64, String>, StoreError> {
+        self.inner
+            .backend
+            .read(|kv| stop::would_cancel(kv, account, key, value))
+    }
+
     /// Changes whenever a stop or an account pause was committed through this handle.
     pub fn stop_epoch(&self) -> u64 {
         self.inner.stop_epoch.load(Ordering::Acquire)
@@ -628,6 +649,29 @@ impl<B: Backend> Store<B> {
     /// A message by id.
     pub fn get(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
         self.inner.backend.read(|kv| ops::load(kv, id))
+    }
+
+    /// Whether this store writes the destination index [`by_destination`](Self::by_destination)
+    /// reads (`WriterConfig::index_by_number`).
+    pub fn indexes_by_number(&self) -> bool {
+        self.inner.index_by_number
+    }
+
+    /// Up to `limit` messages to `to`, newest first (the destination index: messages stored
+    /// from the version that writes it on, while it is on, until purged).
+    ///
+    /// # Errors
+    /// Engine or decoding failure.
+    pub fn by_destination(&self, to: &str, limit: usize) -> Result<Vec<Message>, StoreError> {
+        self.inner.backend.read(|kv| {
+            let mut out = Vec::new();
+            for id in reads::by_destination(kv, to, limit)? {
+                if let Some(m) = ops::load(kv, id)? {
+                    out.push(m);
+                }
+            }
+            Ok(out)
+        })
     }
 
     /// The message and part a center id on `channel` belongs to.

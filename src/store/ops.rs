@@ -430,9 +430,15 @@ pub(crate) fn finalized_something(result: &OpResult) -> bool {
 }
 
 /// Applies one op. Ops are borrowed so the writer can retry a group batch by batch.
-pub(crate) fn apply(kv: &mut dyn Kv, op: &Op) -> Result<OpResult, StoreError> {
+/// `index_by_number`: whether inserts write the destination index
+/// (`WriterConfig::index_by_number`).
+pub(crate) fn apply(
+    kv: &mut dyn Kv,
+    op: &Op,
+    index_by_number: bool,
+) -> Result<OpResult, StoreError> {
     match op {
-        Op::Insert(m) => insert(kv, m),
+        Op::Insert(m) => insert(kv, m, index_by_number),
         Op::Lease {
             channel,
             lanes,
@@ -507,7 +513,7 @@ fn valid_name(s: &str) -> bool {
     !s.is_empty() && !s.contains('\0')
 }
 
-fn insert(kv: &mut dyn Kv, m: &Message) -> Result<OpResult, StoreError> {
+fn insert(kv: &mut dyn Kv, m: &Message, index_by_number: bool) -> Result<OpResult, StoreError> {
     if !valid_name(&m.account) || !valid_name(&m.channel) {
         return Ok(OpResult::Invalid(
             "account and channel must be non-empty and contain no NUL".into(),
@@ -530,6 +536,9 @@ fn insert(kv: &mut dyn Kv, m: &Message) -> Result<OpResult, StoreError> {
     if let Some(d) = m.payload.content_digest() {
         // The reference and the record commit together: the count is exact across crashes.
         content::add_ref(kv, d)?;
+    }
+    if index_by_number {
+        kv.put(&keys::by_to(&m.to, m.id), &[])?;
     }
     if m.lease_until_ms.is_none()
         && matches!(m.state, MessageState::Queued | MessageState::Scheduled)
@@ -963,6 +972,7 @@ fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, Stor
         if let Some(d) = m.payload.content_digest() {
             content::release_ref(kv, d)?;
         }
+        kv.delete(&keys::by_to(&m.to, id))?;
         kv.delete(&keys::message(id))?;
         kv.delete(&keys::state(id))?;
         n += 1;

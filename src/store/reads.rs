@@ -57,6 +57,31 @@ pub(crate) fn outbox_of(
         .collect()
 }
 
+/// Ids of up to `limit` messages to `to`, newest first (ids grow with time), from the
+/// destination index.
+pub(crate) fn by_destination(
+    kv: &dyn KvRead,
+    to: &str,
+    limit: usize,
+) -> Result<Vec<MessageId>, StoreError> {
+    let prefix = keys::by_to_prefix(to);
+    let mut end = keys::prefix_end(&prefix);
+    let mut ids = Vec::new();
+    while ids.len() < limit {
+        let Some(k) = kv.last_key(&prefix, &end)? else {
+            break;
+        };
+        // A longer key belongs to a destination that merely starts with ours (NUL inside).
+        if k.len() == prefix.len() + 8
+            && let Some(id) = keys::be_u64(&k, prefix.len())
+        {
+            ids.push(MessageId(id));
+        }
+        end = k;
+    }
+    Ok(ids)
+}
+
 /// Id stored under an idempotency key.
 pub(crate) fn by_client_ref(
     kv: &dyn KvRead,

@@ -238,6 +238,63 @@ pub(crate) fn indexed(kv: &dyn KvRead) -> Result<Vec<String>, StoreError> {
     })
 }
 
+/// Entries read per scan by [`would_cancel`] (bounds the memory of one read).
+const PREVIEW_CHUNK: usize = 4096;
+
+/// How many messages a tag stop of (account, key, value) would end now, read through the
+/// same tag index the sweep walks: those waiting (`queued` / `scheduled`, ended at once) and
+/// those in flight (ended when they come back), not those already submitted or final.
+/// `Err` (as [`record`] answers it): the tag name is not indexed, so no stop could name it.
+///
+/// # Errors
+/// Engine or decoding failure.
+pub(crate) fn would_cancel(
+    kv: &dyn KvRead,
+    account: &str,
+    key: &str,
+    value: &str,
+) -> Result<Result<u64, String>, StoreError> {
+    let names = indexed(kv)?;
+    if !names.iter().any(|n| n == key) {
+        return Ok(Err(format!(
+            "tag {key:?} is not indexed for stops (storage.stop_tags: {})",
+            names.join(", ")
+        )));
+    }
+    let prefix = keys::tagged_prefix(account, key, value);
+    let end = keys::prefix_end(&prefix);
+    let mut start = prefix.clone();
+    let mut n = 0;
+    loop {
+        let mut found = Vec::new();
+        kv.scan(&start, &end, PREVIEW_CHUNK, &mut found)?;
+        for (ik, _) in &found {
+            // A longer key belongs to a value that merely starts with ours (as in `step`).
+            if ik.len() != prefix.len() + 8 {
+                continue;
+            }
+            let Some(id) = keys::be_u64(ik, prefix.len()).map(MessageId) else {
+                continue;
+            };
+            if let Some(m) = ops::load_queued(kv, id)?
+                && m.account == account
+                && m.tags.get(key).is_some_and(|v| v == value)
+                && !m.state.is_final()
+                && m.state != MessageState::Sent
+            {
+                n += 1;
+            }
+        }
+        match found.last() {
+            Some((last, _)) if found.len() == PREVIEW_CHUNK => {
+                start = last.clone();
+                start.push(0);
+            }
+            _ => return Ok(Ok(n)),
+        }
+    }
+}
+
 /// Sets the indexed tag names (messages already stored keep the entries they have).
 pub(crate) fn set_indexed(kv: &mut dyn Kv, names: &[String]) -> Result<OpResult, StoreError> {
     if names.iter().any(|n| n.is_empty() || n.contains('\0')) {

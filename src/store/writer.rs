@@ -52,6 +52,10 @@ pub struct WriterConfig {
     /// `benches/pipeline.rs`), so the default is 0: a knob for deployments with modest
     /// steady rates, not for the fastest ones.
     pub min_spacing: Duration,
+    /// Write the destination index (one more key per insert) that operators' lookup by
+    /// number reads (`GET /v1/lookup/messages?to=`). On by default; a deployment that never
+    /// looks numbers up can save the write (BENCHMARKS.md, "The destination index").
+    pub index_by_number: bool,
 }
 
 impl Default for WriterConfig {
@@ -61,6 +65,7 @@ impl Default for WriterConfig {
             max_wait: Duration::ZERO,
             queue_ops: 65_536,
             min_spacing: Duration::ZERO,
+            index_by_number: true,
         }
     }
 }
@@ -130,12 +135,18 @@ pub(crate) fn run<B: Backend>(
             group.push(next);
         }
         last_start = Some(Instant::now());
-        commit_group(backend, group, stats, board);
+        commit_group(backend, group, stats, board, cfg.index_by_number);
     }
 }
 
-fn apply_all(kv: &mut dyn super::backend::Kv, ops: &[Op]) -> Result<Vec<OpResult>, StoreError> {
-    ops.iter().map(|op| ops::apply(kv, op)).collect()
+fn apply_all(
+    kv: &mut dyn super::backend::Kv,
+    ops: &[Op],
+    index_by_number: bool,
+) -> Result<Vec<OpResult>, StoreError> {
+    ops.iter()
+        .map(|op| ops::apply(kv, op, index_by_number))
+        .collect()
 }
 
 /// One result list per request, and the queue counters' new values.
@@ -146,12 +157,13 @@ type GroupResults = (Vec<Vec<OpResult>>, Vec<(Slot, u64)>);
 fn apply_group(
     kv: &mut dyn super::backend::Kv,
     group: &[Request],
+    index_by_number: bool,
 ) -> Result<GroupResults, StoreError> {
     let mut depth = DepthKv::new(kv);
     let mut cache = SeqCache::new(&mut depth);
     let results = group
         .iter()
-        .map(|r| apply_all(&mut cache, &r.ops))
+        .map(|r| apply_all(&mut cache, &r.ops, index_by_number))
         .collect::<Result<Vec<_>, _>>()?;
     cache.flush()?;
     Ok((results, depth.flush()?))
@@ -159,12 +171,16 @@ fn apply_group(
 
 /// Commits `group` in one transaction: durably if any of its ops needs it, else relaxed
 /// (see `ops::needs_fsync`).
-fn write_group<B: Backend>(backend: &B, group: &[Request]) -> Result<GroupResults, StoreError> {
+fn write_group<B: Backend>(
+    backend: &B,
+    group: &[Request],
+    index_by_number: bool,
+) -> Result<GroupResults, StoreError> {
     let durable = group.iter().flat_map(|r| &r.ops).any(ops::needs_fsync);
     if durable {
-        backend.write(|kv| apply_group(kv, group))
+        backend.write(|kv| apply_group(kv, group, index_by_number))
     } else {
-        let results = backend.write_relaxed(|kv| apply_group(kv, group))?;
+        let results = backend.write_relaxed(|kv| apply_group(kv, group, index_by_number))?;
         if results.0.iter().flatten().any(ops::finalized_something) {
             // A relaxed op turned out to end messages (a lease that expired some): that
             // queued receipts and advanced outbox sequences, which a crash must not roll back
@@ -177,9 +193,15 @@ fn write_group<B: Backend>(backend: &B, group: &[Request]) -> Result<GroupResult
     }
 }
 
-fn commit_group<B: Backend>(backend: &B, group: Vec<Request>, stats: &WriterStats, board: &Board) {
+fn commit_group<B: Backend>(
+    backend: &B,
+    group: Vec<Request>,
+    stats: &WriterStats,
+    board: &Board,
+    index_by_number: bool,
+) {
     let n_ops: usize = group.iter().map(|r| r.ops.len()).sum();
-    let together = write_group(backend, &group);
+    let together = write_group(backend, &group, index_by_number);
     match together {
         Ok((results, depths)) => {
             board.publish(depths);
@@ -203,11 +225,12 @@ fn commit_group<B: Backend>(backend: &B, group: Vec<Request>, stats: &WriterStat
         Err(e) => {
             tracing::warn!(error = %e, batches = group.len(), "group commit failed; retrying batches alone");
             for req in group {
-                let res =
-                    write_group(backend, std::slice::from_ref(&req)).map(|(mut r, depths)| {
+                let res = write_group(backend, std::slice::from_ref(&req), index_by_number).map(
+                    |(mut r, depths)| {
                         board.publish(depths);
                         r.pop().unwrap_or_default()
-                    });
+                    },
+                );
                 if res.is_ok() {
                     stats.commits.fetch_add(1, Ordering::Relaxed);
                     stats.ops.fetch_add(req.ops.len() as u64, Ordering::Relaxed);

@@ -27,11 +27,14 @@
 //! Errors name the 1-based character column and what was expected, e.g.
 //! `column 19: expected a string or number literal, found end of input`.
 
+mod bits;
 mod eval;
 mod lexer;
 mod parser;
+#[cfg(test)]
+mod reference;
 
-pub use eval::{EvalError, evaluate};
+pub use eval::{EvalError, count, evaluate};
 pub use lexer::{Tok, Token, lex};
 
 /// A parse failure at a column.
@@ -123,5 +126,7 @@ pub fn parse(src: &str) -> Result<Expr, ParseError> {
     parser::Parser::new(src, toks).parse_all()
 }
 
+#[cfg(test)]
+mod differential;
 #[cfg(test)]
 mod tests;
