@@ -279,6 +279,9 @@ pub struct Dispatcher<B: Backend, C: Clock> {
     stats: DispatchStats,
     /// MMS bodies in flight, by digest.
     content: Arc<ContentCache>,
+    /// The channel's live status: a held receipt applied here ends a message, so its receipt
+    /// latency is recorded here (the receipt layer records the rest).
+    status: Option<Arc<crate::status::ChannelStatus>>,
 }
 
 impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
@@ -287,6 +290,13 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
     #[must_use]
     pub fn with_content_cache(mut self, cache: Arc<ContentCache>) -> Self {
         self.content = cache;
+        self
+    }
+
+    /// Records the receipt latency of messages this dispatcher finalises into `status`.
+    #[must_use]
+    pub fn with_status(mut self, status: Arc<crate::status::ChannelStatus>) -> Self {
+        self.status = Some(status);
         self
     }
 
@@ -308,6 +318,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
             stop_epoch: 0,
             stats: DispatchStats::default(),
             content: Arc::new(ContentCache::new(ContentCache::DEFAULT_BYTES)),
+            status: None,
         }
     }
 
@@ -328,6 +339,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
                 clock: self.clock.clone(),
                 id_format: self.config.id_format,
                 wake: Arc::clone(&links.wake),
+                status: self.status.clone(),
             }
             .run(links.outcomes),
         );
@@ -638,6 +650,8 @@ struct OutcomeWriter<B: Backend, C: Clock> {
     /// The dispatcher's wake: a requeue or release puts a message back in a ready queue the
     /// dispatcher may have marked dry, so it must look again.
     wake: Arc<Notify>,
+    /// Where the receipt latency of messages finalised here goes (the dispatcher's).
+    status: Option<Arc<crate::status::ChannelStatus>>,
 }
 
 impl<B: Backend, C: Clock> OutcomeWriter<B, C> {
@@ -684,7 +698,11 @@ impl<B: Backend, C: Clock> OutcomeWriter<B, C> {
             if let (Some(id), OpResult::Updated(state)) = (id, r)
                 && state.is_final()
             {
-                crate::receipt::count_final(&self.store, *id);
+                if let (Some(latency_ms), Some(status)) =
+                    (crate::receipt::count_final(&self.store, *id), &self.status)
+                {
+                    status.record_receipt_latency(latency_ms);
+                }
             }
         }
         if requeued {

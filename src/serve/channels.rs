@@ -136,7 +136,8 @@ pub(crate) fn spawn(
             batch: ch.lease_batch as usize,
             ..DispatchConfig::new(&ch.name)
         };
-        let dispatcher = Dispatcher::new(dc, store.clone(), clock.clone());
+        let dispatcher =
+            Dispatcher::new(dc, store.clone(), clock.clone()).with_status(Arc::clone(&status));
         let paused = pauses.channel(&ch.name, Arc::clone(&wake));
         let links = DispatchLinks {
             to_worker: in_tx,
