@@ -39,11 +39,6 @@ use sluice_loadtest::{ListenerConfig, SimConfig, SimHandle};
 const KEY: &str = "console-browser-key";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const SUBSCRIBERS: u32 = 1500;
-/// The ops-api endpoints the Channels and Message lookup pages read (`/v1/channels`,
-/// `/v1/lookup/messages`) are built on another branch. Until they are merged, the script
-/// tolerates their 404s on those two pages only (and checks the pages say so); set this to
-/// `true` after the merge so those pages must show live data with no failed request.
-const OPS_API_LANDED: bool = true;
 
 fn peers() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/node")
@@ -176,6 +171,9 @@ impl Api {
 /// (approver) in city A, carol (planner) in city B, root (planner, operator) in the province.
 struct Rig {
     gw: Gateway,
+    /// Subscribers the scenario's first wave (numbers ending in 1) may have been sent to:
+    /// the message lookup step looks one of them up.
+    wave_numbers: Vec<u64>,
     _center: SimHandle,
     _dir: tempfile::TempDir,
     base: String,
@@ -187,9 +185,14 @@ async fn rig(tasks_in_db: u32) -> Rig {
     let center = sim().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("campaign.db");
+    let wave_numbers: Vec<u64>;
     {
         let mut c = sluice_campaign::Campaigns::open(&db).expect("campaign db");
         c.load_synthetic(SUBSCRIBERS, 11).expect("subscribers");
+        wave_numbers = (0..SUBSCRIBERS)
+            .filter_map(|i| c.table.msisdn(i))
+            .filter(|m| m % 10 == 1)
+            .collect();
         let tx = c.conn.transaction().expect("tx");
         for i in 0..tasks_in_db {
             sluice_campaign::lifecycle::create_task(&tx, None, &format!("bulk task {i}"), 0)
@@ -245,6 +248,7 @@ async fn rig(tasks_in_db: u32) -> Rig {
     }
     Rig {
         gw,
+        wave_numbers,
         _center: center,
         _dir: dir,
         base,
@@ -259,8 +263,7 @@ fn run_script(base: &str, mode: &str, extra: &[(&str, String)]) -> String {
         .arg("console_browser.js")
         .arg(mode)
         .env("CONSOLE_BASE", base)
-        .env("CONSOLE_CHROMIUM", CHROMIUM)
-        .env("CONSOLE_OPS_API", if OPS_API_LANDED { "1" } else { "0" });
+        .env("CONSOLE_CHROMIUM", CHROMIUM);
     for (k, v) in extra {
         cmd.env(k, v);
     }
@@ -287,6 +290,8 @@ async fn console_scenario() {
         std::fs::create_dir_all(&dir).expect("screenshot dir");
         extra.push(("CONSOLE_SCREENSHOTS", dir.display().to_string()));
     }
+    let numbers: Vec<String> = rig.wave_numbers.iter().map(u64::to_string).collect();
+    extra.push(("CONSOLE_LOOKUP_NUMBERS", numbers.join(",")));
     let base = rig.base.clone();
     let out = tokio::task::spawn_blocking(move || run_script(&base, "scenario", &extra))
         .await
