@@ -4,7 +4,8 @@
 //! 1. config (the caller loads it; the embedded default when no file is given);
 //! 2. store: open, then return *every* lease to the ready queues (crash recovery: a single
 //!    process owns the data directory, so leases found at start belong to a dead process);
-//! 3. the embedded simulator, when `[simulator] enabled` (a fake SMSC for channel "sim");
+//! 3. the embedded simulator, when `[simulator] enabled` (a fake SMSC for channel "sim", and
+//!    an ISMG / MMSC for cmpp / mm7 channels pointing at its `cmpp_port` / `mm7_port`);
 //! 4. receipts: the per-channel event consumers and the two webhook pumps (receipt outbox,
 //!    MO outbox), sharing one http/https client (ring installed as the rustls provider first);
 //! 5. channels + dispatch (one worker and one dispatcher per channel; MM7 channels also
