@@ -642,6 +642,9 @@ fn simulator_mm7_port_must_be_a_port_of_its_own() {
     for clash in ["mm7_port = 2775", "mm7_port = 7890", "mm7_port = 0"] {
         let text = sluice::config::EMBEDDED.replace("mm7_port = 8088", clash);
         let err = Config::parse(&text, "x.toml").unwrap_err();
-        assert!(err.to_string().contains("simulator.mm7_port"), "{clash}: {err}");
+        assert!(
+            err.to_string().contains("simulator.mm7_port"),
+            "{clash}: {err}"
+        );
     }
 }
