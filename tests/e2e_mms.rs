@@ -117,6 +117,16 @@ struct Rig {
 }
 
 async fn rig(listener: impl FnOnce(u16) -> ListenerConfig, window: u32, max_rcpt: u32) -> Rig {
+    rig_with(listener, window, max_rcpt, |t| t).await
+}
+
+/// [`rig`] with the gateway config's text passed through `edit` first.
+async fn rig_with(
+    listener: impl FnOnce(u16) -> ListenerConfig,
+    window: u32,
+    max_rcpt: u32,
+    edit: impl FnOnce(String) -> String,
+) -> Rig {
     init_tracing();
     let http_port = free_port();
     let sim = start_sim(listener(http_port), Some(15)).await;
@@ -133,7 +143,7 @@ async fn rig(listener: impl FnOnce(u16) -> ListenerConfig, window: u32, max_rcpt
         max_rcpt,
         100_000,
     );
-    let cfg = Config::parse(&text, "mms.toml").expect("config");
+    let cfg = Config::parse(&edit(text), "mms.toml").expect("config");
     let mut opts = ServeOptions {
         drain_deadline: Duration::from_secs(5),
         ..ServeOptions::default()
@@ -356,6 +366,46 @@ async fn multi_recipient_submit_reqs_get_per_recipient_receipts() {
         "{} SubmitReqs for 50 recipients: {tally:?}",
         tally.submits_received
     );
+}
+
+/// The MM7 channel's `max_content_bytes` reaches ingress through `serve`: a batch with one MMS
+/// over it is refused (422) naming that line and both sizes, and nothing of it is sent; the
+/// same batch without that line is accepted and delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_size_limit_refuses_the_line_through_serve() {
+    let rig = rig_with(mmsc_listener, 4, 1, |t| {
+        t.replace(
+            "response_timeout_ms = 5000",
+            "response_timeout_ms = 5000\nmax_content_bytes = 2000",
+        )
+    })
+    .await;
+    let small = mms("13800138000", "fits");
+    let big = mms("13800138001", &"x".repeat(3000));
+    let (status, body) = post(
+        &rig.client,
+        &rig.base,
+        &json!({"messages": [small.clone(), big]}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["line"], 2, "{body}");
+    assert_eq!(body["field"], "parts", "{body}");
+    let reason = body["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("2000"), "reason names the limit: {body}");
+    let (status, body) = post(&rig.client, &rig.base, &json!({"messages": [small]})).await;
+    assert_eq!(status, 202, "{body}");
+    assert!(
+        wait_until(WAIT, || !rig.receipts().is_empty()).await,
+        "no receipt; tally {:?}",
+        rig.sim.tally()
+    );
+    let tally = rig.stop().await;
+    assert_eq!(
+        tally.submits_received, 1,
+        "only the accepted MMS went out: {tally:?}"
+    );
+    assert_eq!(tally.unique_messages, 1, "{tally:?}");
 }
 
 /// Every file under `dir` whose name is `name`.
