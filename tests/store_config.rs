@@ -96,6 +96,21 @@ fn embedded_default_runs_without_a_file() {
         )
         .unwrap();
     assert_eq!(choice.channel, "sim");
+    // An MMS goes to the embedded simulator's MMSC (channel "mmsc" on simulator.mm7_port).
+    let mmsc = cfg.channel("mmsc").unwrap();
+    assert_eq!(mmsc.kind(), ChannelKind::Mm7);
+    assert_eq!(mmsc.host, "127.0.0.1");
+    assert_eq!(cfg.simulator.mm7_port, mmsc.port);
+    let mms = router
+        .pick(
+            "dev",
+            MessageKind::Mms,
+            "+8613800138000",
+            jiff::Timestamp::now(),
+            &Default::default(),
+        )
+        .unwrap();
+    assert_eq!(mms.channel, "mmsc");
 }
 
 #[test]
@@ -620,4 +635,16 @@ fn embedded_dev_key_matches_the_dev_account_hash() {
     let cfg = sluice::config::Config::embedded().expect("embedded config");
     let hash = sluice::config::hash_api_key(sluice::config::EMBEDDED_DEV_KEY);
     assert!(cfg.accounts.iter().any(|a| a.api_keys.contains(&hash)));
+}
+
+#[test]
+fn simulator_mm7_port_must_be_a_port_of_its_own() {
+    for clash in ["mm7_port = 2775", "mm7_port = 7890", "mm7_port = 0"] {
+        let text = sluice::config::EMBEDDED.replace("mm7_port = 8088", clash);
+        let err = Config::parse(&text, "x.toml").unwrap_err();
+        assert!(
+            err.to_string().contains("simulator.mm7_port"),
+            "{clash}: {err}"
+        );
+    }
 }

@@ -404,6 +404,10 @@ pub struct SimulatorConfig {
     /// Port of its ISMG (CMPP 2.0 / 3.0) on 127.0.0.1, opened when a `cmpp` channel points
     /// at it.
     pub cmpp_port: u16,
+    /// Port of its MMSC (MM7 over HTTP) on 127.0.0.1, opened when an `mm7` channel's `url`
+    /// points at it; its delivery reports and replies go to that channel's `/mm7/{name}` on
+    /// this gateway's HTTP listener.
+    pub mm7_port: u16,
 }
 
 impl Default for SimulatorConfig {
@@ -412,6 +416,7 @@ impl Default for SimulatorConfig {
             enabled: false,
             port: 2775,
             cmpp_port: 7890,
+            mm7_port: 8088,
         }
     }
 }
@@ -614,6 +619,14 @@ impl Config {
             return Err(c.err(
                 "simulator.cmpp_port",
                 "must be a port of its own (not 0, not simulator.port)",
+            ));
+        }
+        if self.simulator.enabled
+            && [0, self.simulator.port, self.simulator.cmpp_port].contains(&self.simulator.mm7_port)
+        {
+            return Err(c.err(
+                "simulator.mm7_port",
+                "must be a port of its own (not 0, not simulator.port or cmpp_port)",
             ));
         }
         if let Some(path) = &self.webhooks.ca_file {

@@ -4,7 +4,8 @@
 //! 1. config (the caller loads it; the embedded default when no file is given);
 //! 2. store: open, then return *every* lease to the ready queues (crash recovery: a single
 //!    process owns the data directory, so leases found at start belong to a dead process);
-//! 3. the embedded simulator, when `[simulator] enabled` (a fake SMSC for channel "sim");
+//! 3. the embedded simulator, when `[simulator] enabled` (a fake SMSC for channel "sim", and
+//!    an ISMG / MMSC for cmpp / mm7 channels pointing at its `cmpp_port` / `mm7_port`);
 //! 4. receipts: the per-channel event consumers and the two webhook pumps (receipt outbox,
 //!    MO outbox), sharing one http/https client (ring installed as the rustls provider first);
 //! 5. channels + dispatch (one worker and one dispatcher per channel; MM7 channels also
@@ -325,8 +326,9 @@ fn allowed_senders(a: &crate::config::AccountConfig) -> Vec<String> {
 
 /// The embedded simulator's config: an SMPP listener on 127.0.0.1:`port` that accepts the
 /// credentials of every SMPP channel pointing at it, and — when a CMPP channel points at
-/// `cmpp_port` — an ISMG there accepting those channels' SP codes and secrets.
-fn simulator_config(config: &Config) -> sluice_loadtest::SimConfig {
+/// `cmpp_port` — an ISMG there accepting those channels' SP codes and secrets, and — when
+/// an MM7 channel points at `mm7_port` — an MMSC there ([`embedded_mmsc`]).
+fn simulator_config(config: &Config, http: SocketAddr) -> sluice_loadtest::SimConfig {
     let sim = &config.simulator;
     let accounts = |kind: ChannelKind, port: u16| -> Vec<sluice_loadtest::config::Account> {
         config
@@ -359,11 +361,48 @@ fn simulator_config(config: &Config) -> sluice_loadtest::SimConfig {
             ..sluice_loadtest::ListenerConfig::default()
         });
     }
+    if let Some(mmsc) = embedded_mmsc(config, http) {
+        listeners.push(mmsc);
+    }
     sluice_loadtest::SimConfig {
         tally_path: None,
         seed: None,
         listeners,
     }
+}
+
+/// The embedded MMSC, when an `mm7` channel's `url` is plain http to 127.0.0.1:`mm7_port`:
+/// it sends delivery reports and replies to the first such channel's `/mm7/{name}` on the
+/// HTTP listener `http` (127.0.0.1 when it listens on every address). None when the HTTP
+/// port is 0 (not known before the bind): the MMSC would have nowhere to report.
+fn embedded_mmsc(config: &Config, http: SocketAddr) -> Option<sluice_loadtest::ListenerConfig> {
+    let sim = &config.simulator;
+    let channel = config.channels.iter().find(|c| {
+        matches!(&c.protocol, crate::config::Protocol::Mm7(m) if m.url.starts_with("http://"))
+            && c.port == sim.mm7_port
+            && is_local(&c.host)
+    })?;
+    if http.port() == 0 {
+        tracing::warn!(channel = %channel.name, "The embedded MMSC needs a fixed HTTP port to report to; not started.");
+        return None;
+    }
+    let ip = if http.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        http.ip()
+    };
+    let mut mmsc = sluice_loadtest::ListenerConfig {
+        name: "sim-mmsc".into(),
+        protocol: sluice_loadtest::config::Protocol::Mm7,
+        addr: SocketAddr::from(([127, 0, 0, 1], sim.mm7_port)),
+        ..sluice_loadtest::ListenerConfig::default()
+    };
+    mmsc.mm7.vasp_url = Some(format!(
+        "http://{}/mm7/{}",
+        SocketAddr::new(ip, http.port()),
+        channel.name
+    ));
+    Some(mmsc)
 }
 
 /// Starts the gateway described by `config`.
@@ -392,9 +431,12 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         .await?;
 
     let sim = if config.simulator.enabled {
-        let handle = sluice_loadtest::Simulator::start(simulator_config(&config))
-            .await
-            .map_err(|e| ServeError::Simulator(e.to_string()))?;
+        let handle = sluice_loadtest::Simulator::start(simulator_config(
+            &config,
+            opts.http_addr.unwrap_or(config.listeners.http),
+        ))
+        .await
+        .map_err(|e| ServeError::Simulator(e.to_string()))?;
         tracing::info!(addrs = ?handle.addrs(), "Embedded simulator started.");
         Some(handle)
     } else {

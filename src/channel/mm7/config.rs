@@ -116,10 +116,19 @@ impl Mm7ChannelConfig {
     }
 
     /// Messages the worker holds at once, and the dispatch queue length that feeds it:
-    /// every request task's recipients.
+    /// every request task's recipients, plus — with `max_recipients > 1` — one full request
+    /// waiting in the part queue. Without that extra share the worker is full while every
+    /// task is in flight, so a task that finishes finds only the few recipients dispatch
+    /// refilled in the meantime and sends a small SubmitReq (tests/e2e_mms.rs saw 50
+    /// recipients at max_recipients 10 go out in 10 requests instead of 5–6).
     #[must_use]
     pub fn capacity(&self) -> usize {
-        (self.window * self.max_recipients).max(1)
+        let waiting = if self.max_recipients > 1 {
+            self.max_recipients
+        } else {
+            0
+        };
+        (self.window * self.max_recipients + waiting).max(1)
     }
 
     /// The neutral worker's share of these settings. Its part queue is sized to hold one
