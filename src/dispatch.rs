@@ -695,14 +695,13 @@ impl<B: Backend, C: Clock> OutcomeWriter<B, C> {
         // A submit response that applied a receipt held for it (the receipt came first) is
         // where that message became final: it is counted here, once.
         for (id, r) in submitted.iter().zip(&results) {
+            // `count_final` runs for every final message; the status only gets its latency.
             if let (Some(id), OpResult::Updated(state)) = (id, r)
                 && state.is_final()
-            {
-                if let (Some(latency_ms), Some(status)) =
+                && let (Some(latency_ms), Some(status)) =
                     (crate::receipt::count_final(&self.store, *id), &self.status)
-                {
-                    status.record_receipt_latency(latency_ms);
-                }
+            {
+                status.record_receipt_latency(latency_ms);
             }
         }
         if requeued {
