@@ -232,18 +232,7 @@ impl InProcess {
 
 /// The receipt-layer state as the campaign service spells it (`None` while not final).
 pub fn receipt_state(s: MessageState) -> Option<&'static str> {
-    Some(match s {
-        MessageState::Delivered => "delivered",
-        MessageState::Undeliverable => "undeliverable",
-        MessageState::Expired => "expired",
-        MessageState::Rejected => "rejected",
-        MessageState::Failed => "failed",
-        MessageState::Cancelled => "cancelled",
-        MessageState::Queued
-        | MessageState::Scheduled
-        | MessageState::InFlight
-        | MessageState::Sent => return None,
-    })
+    s.is_final().then(|| s.as_str())
 }
 
 /// Adapter from the gateway's notification to the campaign service's feedback event.

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::operator::{OperatorState, authorize};
 use super::view;
 use crate::clock::rfc3339;
-use crate::store::{Message, MessageId, MessageState};
+use crate::store::{Message, MessageId};
 
 /// Most messages one lookup by number answers.
 pub const MAX_LIMIT: usize = 100;
@@ -165,31 +165,15 @@ pub fn timeline(m: &Message) -> Vec<Value> {
             || m.state.stat_word().to_owned(),
             |r| format!("{} (err {})", r.stat, r.err),
         );
-        t.push(entry(done, state_name(m.state), detail));
+        t.push(entry(done, m.state.as_str(), detail));
     }
     t
-}
-
-/// The final state's name, as the API spells `state`.
-const fn state_name(s: MessageState) -> &'static str {
-    match s {
-        MessageState::Delivered => "delivered",
-        MessageState::Undeliverable => "undeliverable",
-        MessageState::Expired => "expired",
-        MessageState::Rejected => "rejected",
-        MessageState::Failed => "failed",
-        MessageState::Cancelled => "cancelled",
-        MessageState::Queued => "queued",
-        MessageState::Scheduled => "scheduled",
-        MessageState::InFlight => "in_flight",
-        MessageState::Sent => "sent",
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Part, PartState, Payload, Receipt};
+    use crate::store::{MessageState, Part, PartState, Payload, Receipt};
 
     #[test]
     fn timeline_is_ordered_from_the_record() {

@@ -39,9 +39,7 @@ use tokio::sync::{Notify, broadcast, mpsc, watch};
 use crate::channel::{ChannelEvent, DeliverAck};
 use crate::metrics as m;
 use crate::status::ChannelStatus;
-use crate::store::{
-    AnyBackend, Backend, MessageId, MessageState, Op, OpResult, ReceiptEvent, Store,
-};
+use crate::store::{AnyBackend, Backend, MessageId, Op, OpResult, ReceiptEvent, Store};
 use correlate::{Pending, center_key, part_state};
 use mo::{MoEvent, MoOutbox, MoRouter};
 use outbox::{Backlog, OutboxAccount, OutboxPump, ReceiptOutbox};
@@ -447,7 +445,7 @@ pub fn count_final<B: Backend>(store: &Store<B>, id: MessageId) -> Option<u64> {
     if !msg.state.is_final() {
         return None;
     }
-    metrics::counter!(m::RECEIPTS, m::LABEL_STATE => state_label(msg.state)).increment(1);
+    metrics::counter!(m::RECEIPTS, m::LABEL_STATE => msg.state.as_str()).increment(1);
     let done = msg.done_ms?;
     let latency_ms = done.saturating_sub(msg.submitted_ms.unwrap_or(msg.created_ms));
     metrics::histogram!(m::DLR_LATENCY).record(latency_ms as f64 / 1000.0);
@@ -457,19 +455,4 @@ pub fn count_final<B: Backend>(store: &Store<B>, id: MessageId) -> Option<u64> {
 fn ms(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn state_label(s: MessageState) -> &'static str {
-    match s {
-        MessageState::Delivered => "delivered",
-        MessageState::Undeliverable => "undeliverable",
-        MessageState::Expired => "expired",
-        MessageState::Rejected => "rejected",
-        MessageState::Failed => "failed",
-        MessageState::Cancelled => "cancelled",
-        MessageState::Queued => "queued",
-        MessageState::Scheduled => "scheduled",
-        MessageState::InFlight => "in_flight",
-        MessageState::Sent => "sent",
-    }
 }

@@ -155,6 +155,23 @@ pub enum MessageState {
 }
 
 impl MessageState {
+    /// The state's name as the HTTP API, metric labels and the campaign service spell it (the
+    /// serde name).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Scheduled => "scheduled",
+            Self::InFlight => "in_flight",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Undeliverable => "undeliverable",
+            Self::Expired => "expired",
+            Self::Rejected => "rejected",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
     /// The DLR-style status word used when the gateway itself ends a message in this state.
     pub const fn stat_word(self) -> &'static str {
         match self {
