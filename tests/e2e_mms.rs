@@ -651,3 +651,60 @@ async fn embedded_config_delivers_an_mms_through_its_simulator() {
     assert!(tally.dlrs_sent >= 1, "{tally:?}");
     gw.shutdown().await;
 }
+
+/// The embedded MMSC reports to the HTTP listener: a setup where it could not (port 0, or
+/// inbound auth whose password only exists as a hash) is refused at start, naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_mmsc_setups_it_cannot_honour_are_refused_at_start() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mm7 = free_port();
+    let base = sluice::config::EMBEDDED
+        .replace(
+            "metrics = \"127.0.0.1:9090\"",
+            &format!("metrics = \"127.0.0.1:{}\"", free_port()),
+        )
+        .replace(
+            "path = \"./data\"",
+            &format!("path = \"{}\"", dir.path().display()),
+        )
+        .replace("port = 2775", &format!("port = {}", free_port()))
+        .replace("cmpp_port = 7890", &format!("cmpp_port = {}", free_port()))
+        .replace("mm7_port = 8088", &format!("mm7_port = {mm7}"))
+        .replace("127.0.0.1:8088/mm7", &format!("127.0.0.1:{mm7}/mm7"));
+    let port0 = base.replace("http = \"127.0.0.1:8080\"", "http = \"127.0.0.1:0\"");
+    let cfg = Config::parse(&port0, "embedded.toml").expect("parses");
+    let err = start(cfg, ServeOptions::default())
+        .await
+        .err()
+        .expect("port 0 refused");
+    assert!(err.to_string().contains("listeners.http"), "{err}");
+
+    let authed = base
+        .replace(
+            "http = \"127.0.0.1:8080\"",
+            &format!("http = \"127.0.0.1:{}\"", free_port()),
+        )
+        .replacen(
+            &format!("url = \"http://127.0.0.1:{mm7}/mm7\""),
+            &format!(
+                "url = \"http://127.0.0.1:{mm7}/mm7\"\ninbound_username = \"mmsc\"\n\
+                 inbound_password_sha256 = \"{}\"",
+                "ab".repeat(32)
+            ),
+            1,
+        );
+    assert!(
+        authed.contains("inbound_username"),
+        "the channel's url line moved"
+    );
+    let cfg = Config::parse(&authed, "embedded.toml").expect("parses");
+    let err = start(cfg, ServeOptions::default())
+        .await
+        .err()
+        .expect("inbound auth refused");
+    assert!(
+        err.to_string().contains("channels.mmsc.inbound_username"),
+        "{err}"
+    );
+}

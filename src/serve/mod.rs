@@ -328,7 +328,10 @@ fn allowed_senders(a: &crate::config::AccountConfig) -> Vec<String> {
 /// credentials of every SMPP channel pointing at it, and — when a CMPP channel points at
 /// `cmpp_port` — an ISMG there accepting those channels' SP codes and secrets, and — when
 /// an MM7 channel points at `mm7_port` — an MMSC there ([`embedded_mmsc`]).
-fn simulator_config(config: &Config, http: SocketAddr) -> sluice_loadtest::SimConfig {
+fn simulator_config(
+    config: &Config,
+    http: SocketAddr,
+) -> Result<sluice_loadtest::SimConfig, ServeError> {
     let sim = &config.simulator;
     let accounts = |kind: ChannelKind, port: u16| -> Vec<sluice_loadtest::config::Account> {
         config
@@ -361,30 +364,51 @@ fn simulator_config(config: &Config, http: SocketAddr) -> sluice_loadtest::SimCo
             ..sluice_loadtest::ListenerConfig::default()
         });
     }
-    if let Some(mmsc) = embedded_mmsc(config, http) {
+    if let Some(mmsc) = embedded_mmsc(config, http)? {
         listeners.push(mmsc);
     }
-    sluice_loadtest::SimConfig {
+    Ok(sluice_loadtest::SimConfig {
         tally_path: None,
         seed: None,
         listeners,
-    }
+    })
 }
 
 /// The embedded MMSC, when an `mm7` channel's `url` is plain http to 127.0.0.1:`mm7_port`:
 /// it sends delivery reports and replies to the first such channel's `/mm7/{name}` on the
-/// HTTP listener `http` (127.0.0.1 when it listens on every address). None when the HTTP
-/// port is 0 (not known before the bind): the MMSC would have nowhere to report.
-fn embedded_mmsc(config: &Config, http: SocketAddr) -> Option<sluice_loadtest::ListenerConfig> {
+/// HTTP listener `http` (127.0.0.1 when it listens on every address).
+///
+/// # Errors
+/// A setup it cannot honour, refused at start rather than left silently without reports:
+/// HTTP port 0 (the MMSC would not know where to report), or inbound basic auth on the
+/// channel (only the password's hash is configured, so the MMSC could not present it).
+fn embedded_mmsc(
+    config: &Config,
+    http: SocketAddr,
+) -> Result<Option<sluice_loadtest::ListenerConfig>, ServeError> {
     let sim = &config.simulator;
-    let channel = config.channels.iter().find(|c| {
+    let Some(channel) = config.channels.iter().find(|c| {
         matches!(&c.protocol, crate::config::Protocol::Mm7(m) if m.url.starts_with("http://"))
             && c.port == sim.mm7_port
             && is_local(&c.host)
-    })?;
+    }) else {
+        return Ok(None);
+    };
     if http.port() == 0 {
-        tracing::warn!(channel = %channel.name, "The embedded MMSC needs a fixed HTTP port to report to; not started.");
-        return None;
+        return Err(ServeError::Config(format!(
+            "listeners.http: port 0, but the embedded simulator's MMSC (simulator.mm7_port, \
+             channel {}) reports to the HTTP listener and needs its port before the bind",
+            channel.name
+        )));
+    }
+    if matches!(&channel.protocol, crate::config::Protocol::Mm7(m) if m.inbound_username.is_some())
+    {
+        return Err(ServeError::Config(format!(
+            "channels.{}.inbound_username: the embedded simulator's MMSC cannot present the \
+             channel's inbound password (only its hash is configured); remove the inbound \
+             auth or point the channel's url at another MMSC",
+            channel.name
+        )));
     }
     let ip = if http.ip().is_unspecified() {
         std::net::IpAddr::from([127, 0, 0, 1])
@@ -402,7 +426,7 @@ fn embedded_mmsc(config: &Config, http: SocketAddr) -> Option<sluice_loadtest::L
         SocketAddr::new(ip, http.port()),
         channel.name
     ));
-    Some(mmsc)
+    Ok(Some(mmsc))
 }
 
 /// Starts the gateway described by `config`.
@@ -434,7 +458,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         let handle = sluice_loadtest::Simulator::start(simulator_config(
             &config,
             opts.http_addr.unwrap_or(config.listeners.http),
-        ))
+        )?)
         .await
         .map_err(|e| ServeError::Simulator(e.to_string()))?;
         tracing::info!(addrs = ?handle.addrs(), "Embedded simulator started.");
