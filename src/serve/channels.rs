@@ -79,6 +79,11 @@ pub(crate) fn spawn(
 ) -> Result<Started, String> {
     let mut started = Started::default();
     let tz = config.time_zone();
+    // One MMS content cache for every channel: a campaign's content is loaded once however
+    // many channels carry it.
+    let content = Arc::new(crate::dispatch::ContentCache::new(
+        crate::dispatch::ContentCache::DEFAULT_BYTES,
+    ));
     for (i, ch) in config.channels.iter().enumerate() {
         let addr = address_override
             .get(&ch.name)
@@ -136,8 +141,9 @@ pub(crate) fn spawn(
             batch: ch.lease_batch as usize,
             ..DispatchConfig::new(&ch.name)
         };
-        let dispatcher =
-            Dispatcher::new(dc, store.clone(), clock.clone()).with_status(Arc::clone(&status));
+        let dispatcher = Dispatcher::new(dc, store.clone(), clock.clone())
+            .with_status(Arc::clone(&status))
+            .with_content_cache(Arc::clone(&content));
         let paused = pauses.channel(&ch.name, Arc::clone(&wake));
         let links = DispatchLinks {
             to_worker: in_tx,
