@@ -676,8 +676,7 @@ async fn embedded_mmsc_setups_it_cannot_honour_are_refused_at_start() {
     let cfg = Config::parse(&port0, "embedded.toml").expect("parses");
     let err = start(cfg, ServeOptions::default())
         .await
-        .err()
-        .expect("port 0 refused");
+        .expect_err("port 0 refused");
     assert!(err.to_string().contains("listeners.http"), "{err}");
 
     let authed = base
@@ -701,8 +700,7 @@ async fn embedded_mmsc_setups_it_cannot_honour_are_refused_at_start() {
     let cfg = Config::parse(&authed, "embedded.toml").expect("parses");
     let err = start(cfg, ServeOptions::default())
         .await
-        .err()
-        .expect("inbound auth refused");
+        .expect_err("inbound auth refused");
     assert!(
         err.to_string().contains("channels.mmsc.inbound_username"),
         "{err}"
