@@ -97,7 +97,8 @@ fn scan(expr: &Expr, t: &SubscriberTable) -> Result<Bits, EvalError> {
 }
 
 /// Rejects text literals that can never equal a numeric attribute (a typo, not an empty set).
-fn check_literals(
+/// The reference evaluator (the differential test's oracle) refuses the same literals.
+pub(super) fn check_literals(
     t: &SubscriberTable,
     operand: &Operand,
     column: usize,

@@ -5,7 +5,7 @@
 
 use roaring::RoaringBitmap;
 
-use super::eval::EvalError;
+use super::eval::{EvalError, check_literals};
 use super::{CmpOp, Expr, Literal, Operand};
 use crate::table::{ColumnRef, SubscriberTable};
 
@@ -44,32 +44,6 @@ pub(super) fn evaluate(expr: &Expr, t: &SubscriberTable) -> Result<RoaringBitmap
             }
         }
     })
-}
-
-/// Rejects text literals that can never equal a numeric attribute (a typo, not an empty set).
-fn check_literals(
-    t: &SubscriberTable,
-    operand: &Operand,
-    column: usize,
-    lits: &[Literal],
-) -> Result<(), EvalError> {
-    let name = match operand {
-        Operand::Column(n) | Operand::LastDigit(n) => n,
-    };
-    let numeric = matches!(
-        t.column(name),
-        Some(ColumnRef::Num(_) | ColumnRef::Msisdn(_))
-    ) || matches!(operand, Operand::LastDigit(_));
-    let bad = lits
-        .iter()
-        .any(|l| matches!(l, Literal::Str(s) if s.parse::<f64>().is_err()));
-    if numeric && bad {
-        return Err(EvalError::NeedsNumber {
-            column,
-            name: name.clone(),
-        });
-    }
-    Ok(())
 }
 
 /// A present attribute value.
