@@ -154,6 +154,16 @@ impl Accounts {
         }
     }
 
+    /// The account owning the bearer key of a request's `Authorization` header, if any: what
+    /// every HTTP route of the gateway asks.
+    pub fn authenticate_headers(&self, headers: &axum::http::HeaderMap) -> Option<&Account> {
+        self.authenticate(
+            headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )
+    }
+
     /// The account owning the key in an `Authorization` header value, if any.
     pub fn authenticate(&self, authorization: Option<&str>) -> Option<&Account> {
         let key = crate::bearer::token_of(authorization)?;

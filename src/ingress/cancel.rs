@@ -101,10 +101,7 @@ async fn post_cancel(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let Some(account) = state.ingress.accounts.authenticate(auth) else {
+    let Some(account) = state.ingress.accounts.authenticate_headers(&headers) else {
         return crate::bearer::unauthorized();
     };
     let req: CancelRequest = match serde_json::from_slice(&body) {
@@ -191,10 +188,7 @@ async fn get_cancel(
     headers: HeaderMap,
     Path(stop): Path<String>,
 ) -> Response {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let Some(account) = state.ingress.accounts.authenticate(auth) else {
+    let Some(account) = state.ingress.accounts.authenticate_headers(&headers) else {
         return crate::bearer::unauthorized();
     };
     let not_found = || {
@@ -229,10 +223,7 @@ async fn get_preview(
     headers: HeaderMap,
     Query(q): Query<PreviewQuery>,
 ) -> Response {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let Some(account) = state.ingress.accounts.authenticate(auth) else {
+    let Some(account) = state.ingress.accounts.authenticate_headers(&headers) else {
         return crate::bearer::unauthorized();
     };
     let Some((key, value)) = q

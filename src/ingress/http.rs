@@ -199,12 +199,9 @@ impl IntoResponse for ApiError {
 }
 
 fn authenticate<'s>(state: &'s IngressState, headers: &HeaderMap) -> Result<&'s Account, ApiError> {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
     state
         .accounts
-        .authenticate(auth)
+        .authenticate_headers(headers)
         .ok_or(ApiError::Unauthorized)
 }
 

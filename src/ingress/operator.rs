@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
@@ -52,10 +52,7 @@ impl OperatorAuth for AccountOperators {
 
 /// The account behind `headers` when it is one of `operators`.
 fn operator_of(accounts: &Accounts, operators: &[String], headers: &HeaderMap) -> Option<String> {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let account = accounts.authenticate(auth)?;
+    let account = accounts.authenticate_headers(headers)?;
     operators
         .iter()
         .any(|o| o == account.name())
@@ -119,10 +116,12 @@ pub(crate) fn authorize(state: &OperatorState, headers: &HeaderMap) -> Result<St
     if let Some(name) = state.auth.operator(headers) {
         return Ok(name);
     }
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if state.ingress.accounts.authenticate(auth).is_some() {
+    if state
+        .ingress
+        .accounts
+        .authenticate_headers(headers)
+        .is_some()
+    {
         return Err(Denied::Forbidden);
     }
     Err(Denied::Unauthorized)
@@ -227,7 +226,10 @@ mod tests {
 
     fn headers(auth: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, auth.parse().expect("header"));
+        h.insert(
+            axum::http::header::AUTHORIZATION,
+            auth.parse().expect("header"),
+        );
         h
     }
 
