@@ -210,35 +210,30 @@ pub fn validate(msg: WireMessage, senders: &SenderPolicy) -> Result<Submission, 
         }
         Some(k) => k,
     };
+    // The first SMS content field given: WAP Push and MMS carry their content elsewhere.
+    let sms_field = [
+        (msg.text.is_some(), "text"),
+        (msg.binary.is_some(), "binary"),
+        (msg.udh.is_some(), "udh"),
+        (msg.encoding.is_some(), "encoding"),
+    ]
+    .into_iter()
+    .find_map(|(given, field)| given.then_some(field));
     let mut mms_draft = None;
     let payload = if kind == Kind::WapPush {
-        for (given, field) in [
-            (msg.text.is_some(), "text"),
-            (msg.binary.is_some(), "binary"),
-            (msg.udh.is_some(), "udh"),
-            (msg.encoding.is_some(), "encoding"),
-        ] {
-            if given {
-                return Err(FieldError::new(
-                    field,
-                    "not allowed with kind wap_push: give si or sl",
-                ));
-            }
+        if let Some(field) = sms_field {
+            return Err(FieldError::new(
+                field,
+                "not allowed with kind wap_push: give si or sl",
+            ));
         }
         wap_push::payload(msg.si, msg.sl)?
     } else if kind == Kind::Mms {
-        for (given, field) in [
-            (msg.text.is_some(), "text"),
-            (msg.binary.is_some(), "binary"),
-            (msg.udh.is_some(), "udh"),
-            (msg.encoding.is_some(), "encoding"),
-        ] {
-            if given {
-                return Err(FieldError::new(
-                    field,
-                    "not allowed with kind mms: give parts",
-                ));
-            }
+        if let Some(field) = sms_field {
+            return Err(FieldError::new(
+                field,
+                "not allowed with kind mms: give parts",
+            ));
         }
         let subject = msg.subject.clone();
         mms_draft = Some(mms::draft(msg.subject, msg.parts, msg.smil)?);
