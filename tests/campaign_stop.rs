@@ -7,7 +7,6 @@
 mod e2e_support;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use e2e_support::init_tracing;
@@ -16,34 +15,28 @@ use sluice::config::{Config, hash_api_key};
 use sluice::serve::{CampaignHost, ServeOptions, start};
 use sluice_loadtest::config::{Account, DlrConfig};
 use sluice_loadtest::dist::Delay;
-use sluice_loadtest::{ListenerConfig, SimConfig, SimHandle};
+use sluice_loadtest::{ListenerConfig, SimHandle};
 
 const KEY: &str = "campaign-stop-key";
 const WAIT: Duration = Duration::from_secs(30);
 const SUBSCRIBERS: u32 = 1500;
 
 async fn sim() -> SimHandle {
-    sluice_loadtest::Simulator::start(SimConfig {
-        tally_path: None,
-        seed: Some(3),
-        listeners: vec![ListenerConfig {
-            name: "slow-center".into(),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            accounts: vec![Account {
-                system_id: "sluice".into(),
-                password: "sim".into(),
-                max_binds: 0,
-            }],
-            dlr: DlrConfig {
-                mix: BTreeMap::from([("DELIVRD".to_owned(), 1.0)]),
-                delay: Delay::Fixed { ms: 10.0 },
-                ..DlrConfig::default()
-            },
-            ..ListenerConfig::default()
+    let listener = ListenerConfig {
+        name: "slow-center".into(),
+        accounts: vec![Account {
+            system_id: "sluice".into(),
+            password: "sim".into(),
+            max_binds: 0,
         }],
-    })
-    .await
-    .expect("simulator")
+        dlr: DlrConfig {
+            mix: BTreeMap::from([("DELIVRD".to_owned(), 1.0)]),
+            delay: Delay::Fixed { ms: 10.0 },
+            ..DlrConfig::default()
+        },
+        ..e2e_support::sim_listener()
+    };
+    e2e_support::start_sim(listener, Some(3)).await
 }
 
 /// One channel at 50 messages a second: a bulk send of 1 500 stays mostly queued.

@@ -23,7 +23,6 @@
 mod e2e_support;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -34,7 +33,7 @@ use sluice::config::{Config, hash_api_key};
 use sluice::serve::{CampaignHost, Gateway, ServeOptions, start};
 use sluice_loadtest::config::{Account, DlrConfig};
 use sluice_loadtest::dist::Delay;
-use sluice_loadtest::{ListenerConfig, SimConfig, SimHandle};
+use sluice_loadtest::{ListenerConfig, SimHandle};
 
 const KEY: &str = "console-browser-key";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -70,27 +69,21 @@ fn runnable() -> bool {
 }
 
 async fn sim() -> SimHandle {
-    sluice_loadtest::Simulator::start(SimConfig {
-        tally_path: None,
-        seed: Some(5),
-        listeners: vec![ListenerConfig {
-            name: "center".into(),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            accounts: vec![Account {
-                system_id: "sluice".into(),
-                password: "sim".into(),
-                max_binds: 0,
-            }],
-            dlr: DlrConfig {
-                mix: BTreeMap::from([("DELIVRD".to_owned(), 1.0)]),
-                delay: Delay::Fixed { ms: 10.0 },
-                ..DlrConfig::default()
-            },
-            ..ListenerConfig::default()
+    let listener = ListenerConfig {
+        name: "center".into(),
+        accounts: vec![Account {
+            system_id: "sluice".into(),
+            password: "sim".into(),
+            max_binds: 0,
         }],
-    })
-    .await
-    .expect("simulator")
+        dlr: DlrConfig {
+            mix: BTreeMap::from([("DELIVRD".to_owned(), 1.0)]),
+            delay: Delay::Fixed { ms: 10.0 },
+            ..DlrConfig::default()
+        },
+        ..e2e_support::sim_listener()
+    };
+    e2e_support::start_sim(listener, Some(5)).await
 }
 
 /// One channel at 100 messages a second: a first task of ~150 goes out in a couple of
