@@ -145,20 +145,7 @@ impl Rig {
         key: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let url = format!("{}{path}", self.base);
-        let mut req = match method {
-            "GET" => self.client.get(url),
-            _ => self.client.post(url),
-        };
-        if let Some(k) = key {
-            req = req.bearer_auth(k);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.expect("request");
-        let s = r.status().as_u16();
-        (s, r.json().await.unwrap_or(Value::Null))
+        e2e_support::call(&self.client, &self.base, method, path, key, body).await
     }
 
     /// POSTs `n` messages of `key`'s account with `tags`, due after `delay` (none: now);

@@ -275,6 +275,32 @@ pub async fn post(client: &reqwest::Client, base: &str, body: &Value) -> (u16, V
     (s, r.json().await.unwrap_or(Value::Null))
 }
 
+/// A GET (`method` "GET") or POST to `base` + `path`, with `key` as bearer and `body` as
+/// JSON; returns (status, body as JSON or null).
+pub async fn call(
+    client: &reqwest::Client,
+    base: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let url = format!("{base}{path}");
+    let mut req = match method {
+        "GET" => client.get(url),
+        _ => client.post(url),
+    };
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("request");
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
 /// Sends the logs of the code under test to the test's output, filtered by `RUST_LOG`; the
 /// first call in a test binary wins.
 pub fn init_tracing() {
