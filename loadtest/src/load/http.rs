@@ -212,10 +212,7 @@ pub(crate) async fn run_kannel(
                 s.count_error("http:connect".to_owned());
                 s.requeue(x);
                 if failures > 50 {
-                    // Kannel is not there: give up instead of spinning forever.
-                    s.stop.store(true, Ordering::Relaxed);
-                    lock(&s.retry).clear();
-                    s.unresolved.store(0, Ordering::Relaxed);
+                    s.give_up();
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;

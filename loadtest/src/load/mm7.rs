@@ -176,10 +176,7 @@ pub(crate) async fn run_worker(
                 s.count_error("http:connect".into());
                 s.requeue(p);
                 if failures > 50 {
-                    // No MMSC there: give up instead of spinning forever.
-                    s.stop.store(true, Ordering::Relaxed);
-                    lock(&s.retry).clear();
-                    s.unresolved.store(0, Ordering::Relaxed);
+                    s.give_up();
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;

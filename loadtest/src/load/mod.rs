@@ -373,6 +373,14 @@ impl Shared {
         }
     }
 
+    /// The target is not there (too many failed connects in a row): stop the run and forget
+    /// what waits for a retry, instead of spinning forever.
+    pub(crate) fn give_up(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        lock(&self.retry).clear();
+        self.unresolved.store(0, Ordering::Relaxed);
+    }
+
     pub(crate) fn requeue(&self, p: PartRef) {
         self.c.resubmits.fetch_add(1, Ordering::Relaxed);
         lock(&self.retry).push_back(p);
