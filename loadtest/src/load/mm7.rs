@@ -97,19 +97,12 @@ fn build(s: &Shared, t: &Mm7Target, img: &[u8], p: PartRef) -> Option<(String, V
         ],
     )
     .ok()?;
-    let outer = mime::build_related(
+    let outer = mime::build_soap_with_content(
         &format!("{tid}-outer-boundary"),
-        "text/xml",
-        &[
-            Part::new(
-                "text/xml; charset=utf-8",
-                TransferEncoding::EightBit,
-                xml.into_bytes(),
-            )
-            .with_content_id(&format!("{tid}-soap")),
-            Part::new(&inner.content_type, TransferEncoding::Binary, inner.body)
-                .with_content_id(&req.content_id),
-        ],
+        &format!("{tid}-soap"),
+        xml,
+        Part::new(&inner.content_type, TransferEncoding::Binary, inner.body)
+            .with_content_id(&req.content_id),
     )
     .ok()?;
     Some((outer.content_type, outer.body))

@@ -562,23 +562,16 @@ impl VaspLink {
             let cid = format!("{tid}-content");
             req.content_id = Some(cid.clone());
             let xml = rs::encode_deliver_req(&self.ns, &tid, &req);
-            let built = mime::build_related(
+            let built = mime::build_soap_with_content(
                 &format!("mmsc-{tid}-boundary"),
-                "text/xml",
-                &[
-                    Part::new(
-                        "text/xml; charset=utf-8",
-                        TransferEncoding::EightBit,
-                        xml.into_bytes(),
-                    )
-                    .with_content_id(&format!("{tid}-soap")),
-                    Part::new(
-                        "text/plain; charset=utf-8",
-                        TransferEncoding::EightBit,
-                        text.into_bytes(),
-                    )
-                    .with_content_id(&cid),
-                ],
+                &format!("{tid}-soap"),
+                xml,
+                Part::new(
+                    "text/plain; charset=utf-8",
+                    TransferEncoding::EightBit,
+                    text.into_bytes(),
+                )
+                .with_content_id(&cid),
             );
             match built {
                 Ok(b) => self.deliver(Kind::Mo, b.content_type, b.body).await,

@@ -141,6 +141,24 @@ pub fn build_related(boundary: &str, root_type: &str, parts: &[Part]) -> Result<
     Ok(Built { content_type, body })
 }
 
+/// An MM7 message with content (SubmitReq, DeliverReq, ReplaceReq): the SOAP envelope `xml`
+/// as the root part (Content-ID `envelope_id`, UTF-8, 8bit) followed by `content`, whose
+/// Content-ID the envelope's `<Content href="cid:…">` names (SOAP with attachments, as MM7 binds it).
+pub fn build_soap_with_content(
+    boundary: &str,
+    envelope_id: &str,
+    xml: String,
+    content: Part,
+) -> Result<Built, MimeError> {
+    let envelope = Part::new(
+        "text/xml; charset=utf-8",
+        TransferEncoding::EightBit,
+        xml.into_bytes(),
+    )
+    .with_content_id(envelope_id);
+    build_related(boundary, "text/xml", &[envelope, content])
+}
+
 /// Parses a multipart body given its Content-Type header value. Multipart parts are parsed
 /// recursively into [`Part::nested`].
 pub fn parse(content_type: &str, body: &[u8]) -> Result<Vec<Part>, MimeError> {

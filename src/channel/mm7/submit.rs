@@ -152,21 +152,13 @@ pub fn encode(
         content_id: CONTENT_ID.to_owned(),
     };
     let xml = soap::encode_submit_req(&settings.namespace, &req);
-    let parts = [
-        Part::new(
-            "text/xml; charset=utf-8",
-            TransferEncoding::EightBit,
-            xml.into_bytes(),
-        )
-        .with_content_id(ENVELOPE_ID),
-        Part::new(
-            &first.content.content_type,
-            TransferEncoding::Binary,
-            first.content.body.to_vec(),
-        )
-        .with_content_id(CONTENT_ID),
-    ];
-    let built = mime::build_related(boundary, "text/xml", &parts)?;
+    let content = Part::new(
+        &first.content.content_type,
+        TransferEncoding::Binary,
+        first.content.body.to_vec(),
+    )
+    .with_content_id(CONTENT_ID);
+    let built = mime::build_soap_with_content(boundary, ENVELOPE_ID, xml, content)?;
     Ok(Request {
         content_type: built.content_type,
         body: built.body,
