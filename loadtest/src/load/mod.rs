@@ -438,7 +438,11 @@ impl Shared {
     /// Remembers when `id` was submitted; returns the receipt arrival if the receipt came first.
     pub(crate) fn note_submitted(&self, id: &[u8], sent: Instant) -> Option<Instant> {
         let id = canonical_id(id, IdFormat::Text);
-        if let Some(at) = lock(&self.early).remove(&id) {
+        // Both maps under their locks at once (always `early` first, as `note_receipt`): a
+        // receipt checked between our look at `early` and our insert into `submitted` would
+        // otherwise land in `early` unseen and never match.
+        let mut early = lock(&self.early);
+        if let Some(at) = early.remove(&id) {
             self.c.dlr_early.fetch_add(1, Ordering::Relaxed);
             return Some(at);
         }
@@ -454,9 +458,10 @@ impl Shared {
             .fetch_max(since_us(self.started, now), Ordering::Relaxed);
         *lock(&self.dlr_stats).entry(stat.to_owned()).or_insert(0) += 1;
         let id = canonical_id(id, IdFormat::Text);
+        let mut early = lock(&self.early);
         let sent = lock(&self.submitted).remove(&id);
         if sent.is_none() {
-            lock(&self.early).insert(id, now);
+            early.insert(id, now);
         }
         sent
     }
