@@ -9,6 +9,7 @@ const PAGES = [
   ['approvals', ['approver', 'admin']],
   ['campaigns', []],
   ['segments', []],
+  ['triggers', []],
   ['evaluation', []],
   ['rules', ['operator', 'admin']],
   ['channels', ['operator', 'admin']],

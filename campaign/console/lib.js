@@ -75,6 +75,23 @@ export function showError(e, slot) {
   else toast(msg);
 }
 
+/**
+ * Shows a condition's parse error (422 with `column`) in `slot`: the condition with a caret
+ * under the column, the message, and the cursor put there in `input`. False for any other
+ * error, which the caller shows its own way.
+ */
+export function showConditionError(e, slot, input) {
+  if (!(e instanceof ApiError && e.body.column)) return false;
+  const src = input.value.trim();
+  put(slot,
+    h('div', { class: 'caretpos' }, `${src}\n${' '.repeat(Math.max(0, e.body.column - 1))}^`),
+    h('div', { class: 'err', 'data-test': 'error' }, `${t('seg.at_column')} ${e.body.column}: ${e.message}`));
+  const at = input.value.length - input.value.trimStart().length + e.body.column - 1;
+  input.focus();
+  input.setSelectionRange(at, at);
+  return true;
+}
+
 /** A modal confirmation; resolves to the typed comment or value (or '') on OK, null on cancel. */
 export function confirmDialog(title, text, { danger = false, comment = false, value } = {}) {
   return new Promise((resolve) => {

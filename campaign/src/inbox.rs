@@ -12,7 +12,8 @@
 //! [`crate::approval::approve`], so what the inbox offers can be approved). A task's item
 //! carries its bulk sends: segment and its size, channel, lane, contact caps and windows,
 //! exclusion lists named, schedule (slices, timezone) and a few sample messages rendered
-//! from the template for members of the segment.
+//! from the template for members of the segment; a triggered task's item carries its
+//! trigger instead.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -44,6 +45,10 @@ pub struct InboxItem {
     pub trail: Vec<TrailEntry>,
     /// A task's bulk sends (empty for campaigns and activities).
     pub bulk: Vec<BulkSummary>,
+    /// A triggered task's trigger (event, condition, template, window, limits): what the
+    /// approver approves when there is no bulk send.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<crate::triggers::Trigger>,
 }
 
 /// What a bulk send will do, as an approver reads it.
@@ -107,9 +112,14 @@ pub fn items(c: &Campaigns, caller: &Caller) -> Result<Vec<InboxItem>, ApprovalE
             {
                 continue;
             }
-            let bulk = match subject {
-                Subject::Task(t) => bulk_summaries(c, t)?,
-                _ => Vec::new(),
+            let (bulk, trigger) = match subject {
+                Subject::Task(t) => (
+                    bulk_summaries(c, t)?,
+                    crate::triggers::of_task(&c.conn, t)?
+                        .map(|id| crate::triggers::load(&c.conn, id))
+                        .transpose()?,
+                ),
+                _ => (Vec::new(), None),
             };
             out.push(InboxItem {
                 kind,
@@ -119,6 +129,7 @@ pub fn items(c: &Campaigns, caller: &Caller) -> Result<Vec<InboxItem>, ApprovalE
                 trail: approval::trail(&c.conn, subject)?,
                 status,
                 bulk,
+                trigger,
             });
         }
     }

@@ -6,7 +6,7 @@
 //! |---|---|---|---|
 //! | POST | `/events` | operate | JSON array or NDJSON of `{id, msisdn, type, ts, attrs}`, ≤ 10 000 lines → `{"lines","accepted","duplicates","errors":[{"line","field","reason"}]}` once durable |
 //! | POST | `/tasks/{id}/trigger` | plan | [`TriggerSpec`] → `{"id"}` (one trigger per task, no bulk send beside it) |
-//! | GET | `/triggers` | read | → `[{"trigger","state"}]` (visible tasks) |
+//! | GET | `/triggers` | read | → `[{"trigger","state","task":{"task_name","activity","activity_name","campaign","campaign_name"}}]` (visible tasks; the names are for the console's list) |
 //! | GET | `/triggers/monitor` | read | → [`Monitor`] |
 //! | GET | `/triggers/{id}` | read | → `{"trigger","state"}` |
 //! | POST | `/triggers/{id}/activate` | launch | → `{"state"}`: scheduled → running (the approval chains are complete); matching starts |
@@ -269,10 +269,27 @@ async fn list<D: Dispatcher + 'static>(
     caller.require(Action::Read)?;
     let c = lock(&rt.api.svc);
     let tasks = crate::api::visible_ids(&c.conn, &caller, Object::Task)?;
-    let rows: Vec<Value> = triggers::list(&c.conn, Some(&tasks))?
-        .into_iter()
-        .map(|(t, state)| json!({"trigger": t, "state": state}))
-        .collect();
+    let mut names = c
+        .conn
+        .prepare_cached(
+            "SELECT t.name, t.activity_id, a.name, a.campaign_id, g.name FROM tasks t
+             LEFT JOIN activities a ON a.id = t.activity_id
+             LEFT JOIN campaigns g ON g.id = a.campaign_id WHERE t.id = ?1",
+        )
+        .map_err(CampaignError::from)?;
+    let mut rows = Vec::new();
+    for (t, state) in triggers::list(&c.conn, Some(&tasks))? {
+        let where_ = names
+            .query_row([t.task], |r| {
+                Ok(json!({"task_name": r.get::<_, String>(0)?,
+                    "activity": r.get::<_, Option<i64>>(1)?,
+                    "activity_name": r.get::<_, Option<String>>(2)?,
+                    "campaign": r.get::<_, Option<i64>>(3)?,
+                    "campaign_name": r.get::<_, Option<String>>(4)?}))
+            })
+            .map_err(CampaignError::from)?;
+        rows.push(json!({"trigger": t, "state": state, "task": where_}));
+    }
     Ok(Json(json!(rows)))
 }
 

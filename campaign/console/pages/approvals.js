@@ -1,5 +1,5 @@
 // Approvals inbox: what waits for my decision, with what I need to decide, and the trail.
-import { h, put, get, post, num, when, table, confirmDialog, showError, toast } from '../lib.js';
+import { h, put, get, post, num, pct, when, table, confirmDialog, showError, toast } from '../lib.js';
 import { t } from '../i18n.js';
 
 export async function render(view) {
@@ -39,6 +39,7 @@ function card(it, reload) {
         h('dt', {}, t('appr.schedule')), h('dd', {}, b.spec.slices.map((s) => `${s.start}${s.window ? ` ${s.window}` : ''}`).join('; ') + ` (${b.spec.timezone})`)),
       h('h2', {}, t('appr.samples')),
       b.samples.map((s) => h('pre', { class: 'msg', 'data-test': 'sample' }, `${s.msisdn}: ${s.text}`)))),
+    it.trigger ? triggerCard(it.trigger.spec) : null,
     h('h2', {}, t('appr.trail')),
     table([{ key: 'at', label: t('appr.at'), cell: (r) => when(r.at) }, { key: 'action', label: t('appr.action') }, { key: 'actor', label: t('appr.actor') }, { key: 'comment', label: t('comment') }], it.trail),
     h('div', { class: 'row' },
@@ -53,4 +54,21 @@ function capsText(p) {
   if (p.recent_days) parts.push(`recent ${p.recent_days}d`);
   if (p.conflict_days) parts.push(`conflict ${p.conflict_days}d`);
   return parts.join(', ') || '–';
+}
+
+/** What a triggered task will do: the event it reacts to, for whom, what it sends and its limits. */
+function triggerCard(s) {
+  return h('div', { class: 'card', 'data-test': 'inbox-trigger' },
+    h('dl', { class: 'kv' },
+      h('dt', {}, t('trig.event_type')), h('dd', {}, s.event_type),
+      h('dt', {}, t('seg.condition')), h('dd', {}, h('code', {}, s.condition || t('trig.any'))),
+      h('dt', {}, t('appr.channel')), h('dd', {}, `${s.channel} / ${s.lane}`),
+      h('dt', {}, t('trig.window')), h('dd', {}, `${s.window || t('trig.always')} (${s.timezone})`),
+      h('dt', {}, t('trig.cooldown')), h('dd', {}, num(s.cooldown_s)),
+      h('dt', {}, t('trig.budget')), h('dd', {}, s.daily_budget === null ? t('trig.unlimited') : num(s.daily_budget)),
+      h('dt', {}, t('trig.control_share')), h('dd', {}, pct(s.control_share)),
+      h('dt', {}, t('appr.caps')), h('dd', {}, capsText(s.policy)),
+      h('dt', {}, t('trig.valid_from')), h('dd', {}, `${s.valid_from || '–'} → ${s.valid_until || '–'}`)),
+    h('h2', {}, t('camp.template')),
+    h('pre', { class: 'msg', 'data-test': 'trigger-template' }, s.template));
 }

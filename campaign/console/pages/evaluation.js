@@ -1,10 +1,10 @@
 // Evaluation: a task's funnel and uplift per group and channel (charts), roll-ups by
 // campaign, activity, organisation or city, and the daily report as CSV.
-import { h, put, get, api, num, pct, table, barChart, showError, download } from '../lib.js';
+import { h, put, get, api, num, table, showError, download } from '../lib.js';
 import { t } from '../i18n.js';
+import { funnelChart, upliftDiff, upliftP } from '../funnel.js';
 
 const STAGES = ['targeted', 'sent', 'delivered', 'failed', 'cancelled', 'converted'];
-const COLORS = { targeted: '#94a3b8', sent: '#1f6feb', delivered: '#1a7f37', failed: '#cf222e', cancelled: '#9a6700', converted: '#8250df' };
 
 export async function render(view) {
   const msg = h('div');
@@ -22,12 +22,11 @@ export async function render(view) {
       put(out, 
         ...r.funnel.map((f) => h('div', { class: 'card', 'data-test': 'funnel' },
           h('h2', {}, `${t('eval.funnel')} · ${t('eval.group')} ${f.group}${f.is_control ? ' (control)' : ''} · ${f.channel}`),
-          barChart(STAGES.map((s) => ({ label: t(`eval.${s}`), value: f[s], color: COLORS[s] })), { title: t('eval.funnel') }),
-          h('div', { class: 'muted', 'data-test': 'funnel-numbers' }, STAGES.map((s) => `${s}=${f[s]}`).join(' ')))),
+          funnelChart(f, STAGES))),
         r.uplift.length ? [h('h2', {}, t('eval.uplift')), table([
           { key: 'variant', label: t('eval.variant') }, { key: 'control', label: t('eval.control') }, { key: 'channel', label: t('appr.channel') },
-          { key: 'd', label: t('eval.difference'), num: true, cell: (u) => (u.test ? pct(u.test.difference) : '–') },
-          { key: 'p', label: t('eval.p'), num: true, cell: (u) => (u.test ? u.test.p_value.toFixed(3) : '–') }], r.uplift)] : null);
+          { key: 'd', label: t('eval.difference'), num: true, cell: (u) => upliftDiff(u.test) },
+          { key: 'p', label: t('eval.p'), num: true, cell: (u) => upliftP(u.test) }], r.uplift)] : null);
       if (!r.funnel.length) out.append(h('p', { class: 'muted' }, t('none')));
     } catch (e) { showError(e, out); }
   }
@@ -40,7 +39,7 @@ export async function render(view) {
         { key: 'k', label: t('eval.by'), cell: (r) => r.city ?? r.activity_name ?? r.campaign_name ?? (r.org !== null && r.org !== undefined ? `org ${r.org}` : null) ?? r.campaign ?? '–' },
         ...['targeted', 'sent', 'delivered', 'failed'].map((s) => ({ key: s, label: t(`eval.${s}`), num: true, cell: (r) => num(r.funnel[s]) })),
         { key: 'conversions', label: t('eval.converted'), num: true },
-        { key: 'u', label: t('eval.uplift'), num: true, cell: (r) => (r.uplift ? pct(r.uplift.difference) : '–') }], rows));
+        { key: 'u', label: t('eval.uplift'), num: true, cell: (r) => upliftDiff(r.uplift) }], rows));
     } catch (e) { showError(e, roll); }
   }
 

@@ -1,7 +1,7 @@
 // Segments: build by condition with the count after each step (a grammar error is shown
 // under its column), combine saved segments, preview, import numbers with a progress bar,
 // export as CSV.
-import { h, put, get, post, api, num, table, showError, progressBar, download, toast, ApiError } from '../lib.js';
+import { h, put, get, post, api, num, table, showError, progressBar, download, toast, showConditionError } from '../lib.js';
 import { upload } from '../lib_upload.js';
 import { t } from '../i18n.js';
 
@@ -41,13 +41,7 @@ export async function render(view) {
         await post('/v1/campaign/count', { condition: s.cond });
       } catch (e) {
         s.out.textContent = '';
-        if (e instanceof ApiError && e.body.column) {
-          put(s.errAt, 
-            h('div', { class: 'caretpos' }, `${s.cond}\n${' '.repeat(Math.max(0, e.body.column - 1))}^`),
-            h('div', { class: 'err', 'data-test': 'error' }, `${t('seg.at_column')} ${e.body.column}: ${e.message}`));
-          s.cond_el.focus();
-          s.cond_el.setSelectionRange(e.body.column - 1, e.body.column - 1);
-        } else showError(e, s.errAt);
+        if (!showConditionError(e, s.errAt, s.cond_el)) showError(e, s.errAt);
         return false;
       }
       prev = combine(prev, s.op, s.cond);
