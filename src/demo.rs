@@ -21,7 +21,16 @@
 //!    sent has its final receipt and every reply the simulator sent is recorded (bounded by
 //!    a timeout);
 //! 6. an "organic" order file (a seeded share of every group, control included) is imported,
-//!    then the funnel and the uplift table are printed.
+//!    then the funnel and the uplift table are printed;
+//! 7. the triggered part, beside the bulk send: alice also creates a triggered task under the
+//!    same activity — a `roaming_arrival` trigger for subscribers outside the bulk's segment
+//!    (ARPU under 50) arriving abroad, 10 % held out as control, one send a day per
+//!    subscriber — submits it, bob approves, alice schedules and activates it; while the bulk
+//!    send goes out, the event feed (user `feed`, operator) posts a burst of roaming events
+//!    (some at home, which do not match; some subscribers arrive twice, which the cooldown
+//!    suppresses) to `POST /v1/events`; the simulator replies "Y" to the roaming offer (its
+//!    marker [`MARKER_ROAM`]) and the report prints the trigger's funnel: matched, sent,
+//!    delivered, replies, control.
 //!
 //! [`run`] returns everything it measured ([`DemoOutcome`]), so `tests/campaign_e2e.rs` checks
 //! the same path against the simulator's tally.
@@ -43,6 +52,7 @@ use sluice_campaign::lifecycle::{self, TaskState};
 use sluice_campaign::report::{FunnelRow, UpliftRow};
 use sluice_campaign::rules::{self, Channel, ListKind};
 use sluice_campaign::template::PushSpec;
+use sluice_campaign::triggers::evaluate::{self, TriggerFunnel};
 use sluice_campaign::{CampaignError, Campaigns};
 use sluice_loadtest::config::{Account, DlrConfig, MoConfig, ReplyRule};
 use sluice_loadtest::dist::Delay;
@@ -57,6 +67,14 @@ use crate::serve::{ServeOptions, start};
 pub const MARKER_A: &str = "#OFFER-A";
 /// Substring of variant B's text.
 pub const MARKER_B: &str = "#OFFER-B";
+/// Substring of the roaming trigger's text the simulator's reply rule keys on.
+pub const MARKER_ROAM: &str = "#ROAM";
+/// The roaming trigger's condition: abroad, and outside the bulk send's segment (ARPU 50 and
+/// up) so that a reply is attributed to one offer only.
+pub const ROAMING_CONDITION: &str = r#"attrs.country != "CN" and arpu < 50"#;
+/// The roaming trigger's hold-out share and cooldown (one send a day per subscriber).
+const ROAMING_CONTROL: f64 = 0.1;
+const ROAMING_COOLDOWN_S: u32 = 86_400;
 /// The development API key of the embedded account.
 const API_KEY: &str = "sluice-dev-key";
 /// Offer code of the demo bulk send (order attribution).
@@ -80,6 +98,10 @@ pub struct DemoOptions {
     /// Probability of a "Y" reply to variant A / variant B.
     pub reply_a: f64,
     pub reply_b: f64,
+    /// Probability of a "Y" reply to the roaming trigger's message.
+    pub reply_roam: f64,
+    /// Roaming events the feed posts during the demo (0: no triggered part).
+    pub roaming_events: u32,
     /// Share of every group (control included) that orders the offer anyway.
     pub organic_rate: f64,
     /// DLR states and weights of the simulator.
@@ -105,6 +127,8 @@ impl Default for DemoOptions {
             progress: true,
             reply_a: 0.06,
             reply_b: 0.09,
+            reply_roam: 0.2,
+            roaming_events: 400,
             organic_rate: 0.02,
             dlr_mix: BTreeMap::from([
                 ("DELIVRD".to_owned(), 0.93),
@@ -218,6 +242,13 @@ pub struct DemoOutcome {
     pub phases: Vec<(&'static str, Duration)>,
     /// Where the data was (removed unless `keep`).
     pub data_dir: PathBuf,
+    /// The triggered part: its task and trigger, the roaming events the feed posted and
+    /// how many intake accepted, and the trigger's funnel against its control.
+    pub trigger_task: i64,
+    pub trigger: i64,
+    pub roaming_posted: u64,
+    pub roaming_accepted: u64,
+    pub trigger_funnel: TriggerFunnel,
 }
 
 fn sim_config(o: &DemoOptions) -> SimConfig {
@@ -244,7 +275,11 @@ fn sim_config(o: &DemoOptions) -> SimConfig {
                 ..DlrConfig::default()
             },
             mo: MoConfig {
-                reply: vec![rule(MARKER_A, o.reply_a), rule(MARKER_B, o.reply_b)],
+                reply: vec![
+                    rule(MARKER_A, o.reply_a),
+                    rule(MARKER_B, o.reply_b),
+                    rule(MARKER_ROAM, o.reply_roam),
+                ],
                 ..MoConfig::default()
             },
             ..ListenerConfig::default()
@@ -332,6 +367,8 @@ fn lock(svc: &Mutex<Campaigns>) -> std::sync::MutexGuard<'_, Campaigns> {
 struct Users {
     alice: String,
     bob: String,
+    /// The event feed (operator): posts the roaming events.
+    feed: String,
 }
 
 /// Creates the city, the exclusion lists, and the users: the root organisation with an
@@ -379,6 +416,7 @@ fn prepare(c: &mut Campaigns, o: &DemoOptions) -> Result<Users, DemoError> {
         // the self-approval rule, not a missing role.
         alice: user("alice", &[Role::Planner, Role::Approver])?,
         bob: user("bob", &[Role::Approver])?,
+        feed: user("feed", &[Role::Operator])?,
     })
 }
 
@@ -491,6 +529,8 @@ struct Planned {
     segment_size: u64,
     /// The answer to alice approving her own submission (refused).
     self_approval: String,
+    /// The activity the task (and the triggered task) hang under.
+    activity: i64,
 }
 
 /// alice builds the segment, campaign, activity and task and submits each; her own approval
@@ -571,7 +611,132 @@ async fn plan_via_api(api: &Api, u: &Users, o: &DemoOptions) -> Result<Planned, 
         bulk,
         segment_size,
         self_approval: format!("{status} {}", refused["error"].as_str().unwrap_or_default()),
+        activity,
     })
+}
+
+/// The roaming trigger as alice writes it (`POST /tasks/{id}/trigger`).
+fn roaming_trigger() -> serde_json::Value {
+    serde_json::json!({
+        "event_type": "roaming_arrival",
+        "condition": ROAMING_CONDITION,
+        "template": format!(
+            "Welcome to {{attrs.country}}! 1 GB roaming data for 30 yuan. Reply Y to order. {MARKER_ROAM}"
+        ),
+        "offer": "roam1g",
+        "campaign_type": "roaming",
+        "staleness_s": 600,
+        "cooldown_s": ROAMING_COOLDOWN_S,
+        "control_share": ROAMING_CONTROL,
+    })
+}
+
+/// alice creates the triggered task under `activity` (already approved) and submits it; bob
+/// approves it; alice schedules it and activates its trigger. `(task, trigger)`.
+async fn plan_trigger(api: &Api, u: &Users, activity: i64) -> Result<(i64, i64), DemoError> {
+    use serde_json::json;
+    let task = Api::id(
+        &api.ok(
+            &u.alice,
+            "/tasks",
+            &json!({"name": "Roaming welcome (triggered)", "activity": activity}),
+        )
+        .await?,
+    )?;
+    let trigger = Api::id(
+        &api.ok(
+            &u.alice,
+            &format!("/tasks/{task}/trigger"),
+            &roaming_trigger(),
+        )
+        .await?,
+    )?;
+    let comment = json!({"comment": "demo"});
+    api.ok(&u.alice, &format!("/tasks/{task}/submit"), &comment)
+        .await?;
+    api.ok(&u.bob, &format!("/tasks/{task}/approve"), &comment)
+        .await?;
+    api.ok(
+        &u.alice,
+        &format!("/tasks/{task}/transitions"),
+        &json!({"to": "scheduled", "note": "demo"}),
+    )
+    .await?;
+    api.ok(
+        &u.alice,
+        &format!("/triggers/{trigger}/activate"),
+        &json!({}),
+    )
+    .await?;
+    Ok((task, trigger))
+}
+
+/// Countries of the roaming events ("CN" is home: those do not match).
+const COUNTRIES: [&str; 6] = [
+    "Thailand",
+    "Japan",
+    "France",
+    "Kazakhstan",
+    "Russia",
+    "Singapore",
+];
+
+/// The feed's first arrivals in parts, and the second arrivals posted after them.
+type Bursts = (Vec<Vec<serde_json::Value>>, Vec<serde_json::Value>);
+
+/// The event feed's burst: `o.roaming_events` arrivals over subscribers spread across the
+/// city, every tenth at home, in `parts` JSON arrays; then the second arrivals of every
+/// twentieth subscriber, in the next country (posted once the first ones are matched, so
+/// the trigger's cooldown is what suppresses them).
+fn roaming_bursts(c: &Campaigns, o: &DemoOptions, parts: usize) -> Bursts {
+    let n = c.table.len();
+    let k = o.roaming_events.min(n);
+    if k == 0 {
+        return (Vec::new(), Vec::new());
+    }
+    let ts = Timestamp::now().to_string();
+    let event = |id: String, msisdn: u64, country: &str| {
+        serde_json::json!({"id": id, "msisdn": msisdn.to_string(), "type": "roaming_arrival",
+            "ts": ts, "attrs": {"country": country}})
+    };
+    let (mut all, mut again) = (Vec::new(), Vec::new());
+    let step = usize::try_from(n / k).unwrap_or(1).max(1);
+    for (i, sub) in (0..n).step_by(step).take(k as usize).enumerate() {
+        let Some(m) = c.table.msisdn(sub) else {
+            continue;
+        };
+        let country = if i % 10 == 9 {
+            "CN"
+        } else {
+            COUNTRIES[i % COUNTRIES.len()]
+        };
+        all.push(event(format!("roam-{}-{i}", o.seed), m, country));
+        if i % 20 == 0 {
+            let next = COUNTRIES[(i + 1) % COUNTRIES.len()];
+            again.push(event(format!("roam-{}-{i}-again", o.seed), m, next));
+        }
+    }
+    let size = all.len().div_ceil(parts.max(1)).max(1);
+    (all.chunks(size).map(<[_]>::to_vec).collect(), again)
+}
+
+/// Posts one burst to the issue's `POST /v1/events` as the feed; the events accepted.
+async fn post_events(api: &Api, u: &Users, burst: &[serde_json::Value]) -> Result<u64, DemoError> {
+    let url = format!("{}/v1/events", api.base.trim_end_matches("/v1/campaign"));
+    let resp = api
+        .http
+        .post(&url)
+        .bearer_auth(&u.feed)
+        .json(burst)
+        .send()
+        .await
+        .map_err(|e| DemoError::Api(format!("/v1/events: {e}")))?;
+    let status = resp.status().as_u16();
+    let v: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+    match v["accepted"].as_u64() {
+        Some(n) if status == 200 => Ok(n),
+        _ => Err(DemoError::Api(format!("/v1/events answered {status}: {v}"))),
+    }
 }
 
 /// Organic orders: a seeded share of every launched group (control included) orders the
@@ -716,8 +881,16 @@ pub async fn run(o: DemoOptions) -> Result<DemoOutcome, DemoError> {
         bulk,
         segment_size,
         self_approval,
+        activity,
     } = plan_via_api(&api, &users, &o).await?;
     phases.push(("segment + task + approval (API)", t.elapsed()));
+    let t = Instant::now();
+    let (trigger_task, trigger) = plan_trigger(&api, &users, activity).await?;
+    let (bursts, mut again) = roaming_bursts(&lock(&svc), &o, 3);
+    let mut bursts = bursts.into_iter();
+    let mut pending_events = u64::MAX;
+    let (mut roaming_posted, mut roaming_accepted) = (0u64, 0u64);
+    phases.push(("triggered task + approval (API)", t.elapsed()));
     let t = Instant::now();
     api.ok(
         &users.alice,
@@ -742,13 +915,32 @@ pub async fn run(o: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let hard_deadline = Instant::now() + o.settle_timeout * 3;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let (state, sent, finals) = {
+        // The feed's burst of roaming events, while the bulk send goes out.
+        let burst = match bursts.next() {
+            Some(b) => b,
+            None if pending_events == 0 => std::mem::take(&mut again),
+            None => Vec::new(),
+        };
+        let feeding = !burst.is_empty() || !again.is_empty();
+        if !burst.is_empty() {
+            roaming_posted += burst.len() as u64;
+            roaming_accepted += post_events(&api, &users, &burst).await?;
+        }
+        let (state, sent, finals, triggered) = {
             let c = lock(&svc);
             let state = lifecycle::task_state(&c.conn, task)?;
             let f = c.funnel(task)?;
             let sent: u64 = f.iter().map(|r| r.sent).sum();
             let finals: u64 = f.iter().map(|r| r.delivered + r.failed).sum();
-            (state, sent, finals)
+            // Every event matched (nothing pending or held) and every triggered send has
+            // its final receipt.
+            let m = evaluate::monitor(&c.conn, Timestamp::now().as_second(), None)?;
+            let tf = evaluate::funnel(&c.conn, trigger, trigger_task)?;
+            pending_events = m.pending_events;
+            let triggered = m.pending_events == 0
+                && tf.held_now == 0
+                && tf.delivered + tf.failed + tf.cancelled >= tf.sent;
+            (state, sent, finals, triggered)
         };
         let tally = sim.tally();
         progress.update(sent, finals, counts.replies());
@@ -759,7 +951,12 @@ pub async fn run(o: DemoOptions) -> Result<DemoOutcome, DemoError> {
         }
         // Replies the simulator has decided on (some still waiting out their delay), not only
         // those already sent: otherwise a late reply can arrive after the demo settled.
-        if done_sending && finals >= sent && counts.replies() >= tally.mo_scheduled {
+        if done_sending
+            && !feeding
+            && triggered
+            && finals >= sent
+            && counts.replies() >= tally.mo_scheduled
+        {
             settled = true;
             break;
         }
@@ -780,9 +977,13 @@ pub async fn run(o: DemoOptions) -> Result<DemoOutcome, DemoError> {
 
     let t = Instant::now();
     let orders = organic_orders(&mut lock(&svc), bulk, &o)?;
-    let (funnel, uplift) = {
+    let (funnel, uplift, trigger_funnel) = {
         let c = lock(&svc);
-        (c.funnel(task)?, c.uplift(task)?)
+        (
+            c.funnel(task)?,
+            c.uplift(task)?,
+            evaluate::funnel(&c.conn, trigger, trigger_task)?,
+        )
     };
     phases.push(("orders + evaluation", t.elapsed()));
 
@@ -826,6 +1027,11 @@ pub async fn run(o: DemoOptions) -> Result<DemoOutcome, DemoError> {
         settled,
         phases,
         data_dir: dir,
+        trigger_task,
+        trigger,
+        roaming_posted,
+        roaming_accepted,
+        trigger_funnel,
     })
 }
 
@@ -868,6 +1074,7 @@ pub fn render(o: &DemoOutcome) -> String {
         o.orders.control,
         o.orders.unmatched
     );
+    render_trigger(&mut s, o);
     let t = &o.tally;
     let _ = writeln!(
         s,
@@ -885,4 +1092,58 @@ pub fn render(o: &DemoOutcome) -> String {
         let _ = writeln!(s, "  {name:<36} {:>8.2} s", d.as_secs_f64());
     }
     s
+}
+
+/// The triggered part of the report: what the trigger is, the events, and its funnel.
+fn render_trigger(s: &mut String, o: &DemoOutcome) {
+    let f = &o.trigger_funnel;
+    let _ = writeln!(
+        s,
+        "\nTriggered task {} (trigger {}): roaming_arrival where {ROAMING_CONDITION}; {:.0} % control, cooldown {} h",
+        o.trigger_task,
+        o.trigger,
+        ROAMING_CONTROL * 100.0,
+        ROAMING_COOLDOWN_S / 3_600
+    );
+    let _ = writeln!(
+        s,
+        "  events posted {} (accepted {}) during the bulk send",
+        o.roaming_posted, o.roaming_accepted
+    );
+    let _ = writeln!(
+        s,
+        "  matched {} -> sent {} -> delivered {} (failed {}) -> replies {}; control {} (converted {})",
+        f.matched, f.sent, f.delivered, f.failed, f.converted, f.control, f.control_converted
+    );
+    let suppressed: Vec<String> = f
+        .suppressed
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    let _ = writeln!(
+        s,
+        "  suppressed: {}; dropped as stale {}",
+        if suppressed.is_empty() {
+            "none".to_owned()
+        } else {
+            suppressed.join(", ")
+        },
+        f.dropped_stale
+    );
+    match &f.uplift {
+        Some(u) => {
+            let _ = writeln!(
+                s,
+                "  uplift vs control: {:+.1} pp ({:.1} % vs {:.1} %), z {:.2}, p {:.3}",
+                u.difference * 100.0,
+                u.variant_rate * 100.0,
+                u.control_rate * 100.0,
+                u.z,
+                u.p_value
+            );
+        }
+        None => {
+            let _ = writeln!(s, "  uplift vs control: not computable (a group is empty)");
+        }
+    }
 }

@@ -4,14 +4,17 @@
 //! Path under test: campaign HTTP API launch → runner → `HttpDispatcher` → gateway
 //! `POST /v1/messages` (durable) → SMPP → simulator → DLR / reply MO → gateway receipts →
 //! in-process subscription → campaign feedback → funnel. Both tests use a 2 k city, so the
-//! default run stays short; nothing is timed.
+//! default run stays short; nothing is timed. The demo's triggered part runs beside the bulk
+//! send (roaming events posted to `POST /v1/events` → a `roaming_arrival` trigger → SMS
+//! through the same gateway), so the simulator's tally reconciles with both funnels.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sluice::demo::{DemoOptions, DemoOutcome, run};
 
-fn options(mix: &[(&str, f64)], reply_a: f64, reply_b: f64, seed: u64) -> DemoOptions {
+fn options(mix: &[(&str, f64)], replies: [f64; 3], seed: u64) -> DemoOptions {
+    let [reply_a, reply_b, reply_roam] = replies;
     DemoOptions {
         subscribers: 2_000,
         seed,
@@ -19,6 +22,7 @@ fn options(mix: &[(&str, f64)], reply_a: f64, reply_b: f64, seed: u64) -> DemoOp
         settle_timeout: Duration::from_secs(30),
         reply_a,
         reply_b,
+        reply_roam,
         organic_rate: 0.0,
         dlr_mix: mix.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
         ..DemoOptions::default()
@@ -54,42 +58,80 @@ fn check_sent_exactly_once(o: &DemoOutcome) {
         assert_eq!(r.sent, r.targeted, "group {g}: every targeted member sent");
     }
     assert_eq!(by_group["control"].sent, 0, "the hold-out is never sent");
-    let sent = sum(o, |r| r.sent);
+    let sent = sum(o, |r| r.sent) + o.trigger_funnel.sent;
     assert_eq!(
         o.tally.unique_messages, sent,
-        "simulator received each message"
+        "simulator received each message (bulk and triggered)"
     );
     assert_eq!(o.tally.duplicates, 0);
     assert_eq!(o.receipts_unmatched, 0);
     assert_eq!(o.receipts_matched, sent);
+    check_triggered(o);
     // The exclusions of the demo (blacklist + DND samples) removed someone.
     let targeted = sum(o, |r| r.targeted);
     assert!(targeted < o.segment_size, "launch exclusions applied");
 }
 
+/// The triggered part: every posted roaming event was accepted; every match is sent, held
+/// out as control or suppressed (the second arrivals by the cooldown), none left held or
+/// stale; every triggered send has its final receipt.
+fn check_triggered(o: &DemoOutcome) {
+    let f = &o.trigger_funnel;
+    let render = || sluice::demo::render(o);
+    assert!(o.roaming_posted > 0, "{}", render());
+    assert_eq!(o.roaming_accepted, o.roaming_posted, "{}", render());
+    assert!(f.matched > 0 && f.sent > 0 && f.control > 0, "{}", render());
+    // Every tenth arrival is at home and subscribers with ARPU 50 and up are the bulk's:
+    // neither matches.
+    assert!(f.matched < o.roaming_posted, "{}", render());
+    let suppressed: u64 = f.suppressed.values().sum();
+    assert_eq!(
+        f.sent + f.control + suppressed + f.dropped_stale,
+        f.matched,
+        "{}",
+        render()
+    );
+    assert!(
+        f.suppressed.get("cooldown").copied().unwrap_or(0) > 0,
+        "second arrivals within a day suppressed: {}",
+        render()
+    );
+    assert_eq!((f.held_now, f.dropped_stale), (0, 0), "{}", render());
+    assert_eq!(f.delivered + f.failed, f.sent, "{}", render());
+    assert!(
+        render().contains(&format!(
+            "matched {} -> sent {} -> delivered {}",
+            f.matched, f.sent, f.delivered
+        )),
+        "the report prints the trigger's funnel: {}",
+        render()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contacted_equals_the_delivrd_dlrs_the_simulator_sent() {
     // Every receipt the simulator sends is DELIVRD, so its `dlrs_sent` is the DELIVRD count.
-    let o = run(options(&[("DELIVRD", 1.0)], 0.0, 0.0, 11))
+    let o = run(options(&[("DELIVRD", 1.0)], [0.0; 3], 11))
         .await
         .expect("demo runs");
     check_sent_exactly_once(&o);
     let contacted = sum(&o, |r| r.delivered);
     assert!(contacted > 0);
     assert_eq!(
-        contacted, o.tally.dlrs_sent,
-        "contacted == DELIVRD DLRs sent"
+        contacted + o.trigger_funnel.delivered,
+        o.tally.dlrs_sent,
+        "contacted (bulk and triggered) == DELIVRD DLRs sent"
     );
-    assert_eq!(sum(&o, |r| r.failed), 0);
+    assert_eq!(sum(&o, |r| r.failed) + o.trigger_funnel.failed, 0);
     assert_eq!(sum(&o, |r| r.converted), 0, "no replies configured");
+    assert_eq!(o.trigger_funnel.converted, 0, "no replies configured");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_receipts_and_per_variant_replies_reconcile_with_the_tally() {
     let o = run(options(
         &[("DELIVRD", 0.8), ("UNDELIV", 0.15), ("EXPIRED", 0.05)],
-        0.2,
-        0.5,
+        [0.2, 0.5, 0.5],
         12,
     ))
     .await
@@ -98,7 +140,11 @@ async fn mixed_receipts_and_per_variant_replies_reconcile_with_the_tally() {
     let (delivered, failed) = (sum(&o, |r| r.delivered), sum(&o, |r| r.failed));
     assert!(delivered > 0 && failed > 0, "both outcomes occur");
     // One DLR per (single-part) message: every DLR the simulator sent is in the funnel.
-    assert_eq!(delivered + failed, o.tally.dlrs_sent);
+    let tf = &o.trigger_funnel;
+    assert_eq!(
+        delivered + failed + tf.delivered + tf.failed,
+        o.tally.dlrs_sent
+    );
     // Each subscriber gets one message and replies at most once; no organic orders here,
     // so conversions are exactly the replies the simulator sent, all attributed.
     assert_eq!(o.replies_unattributed, 0);
@@ -107,7 +153,9 @@ async fn mixed_receipts_and_per_variant_replies_reconcile_with_the_tally() {
         "every decided reply was sent"
     );
     assert_eq!(o.replies_attributed, o.tally.mo_sent);
-    assert_eq!(sum(&o, |r| r.converted), o.tally.mo_sent);
+    // The roaming offer's replies (p = 0.5) are its conversions.
+    assert!(tf.converted > 0, "{}", sluice::demo::render(&o));
+    assert_eq!(sum(&o, |r| r.converted) + tf.converted, o.tally.mo_sent);
     let conv = |g: &str| {
         o.funnel
             .iter()

@@ -7,8 +7,14 @@
 //! the inbox and approves them; the planner launches the first against the simulator and
 //! watches its funnel fill with deliveries, launches the second and stops it mid-send (the
 //! confirmation names how many messages it cancels, more than none); a planner of another
-//! organisation sees none of it; the operator pages render; the UI is Chinese for a browser
-//! that asks for Chinese. Any failed step or any browser console error fails the test.
+//! organisation sees none of it; the planner creates a `roaming_arrival` trigger on the
+//! Triggers page under a new activity (a bad condition first: the server's error at its
+//! column), submits it with its campaign and activity, the approver approves the three in
+//! the inbox, the planner activates it, the test posts roaming events to `POST /v1/events`
+//! and the page's live monitor counts them while the trigger's funnel shows them matched,
+//! sent and delivered against its control; the operator pages render; the UI is Chinese
+//! for a browser that asks for Chinese. Any failed step or any browser console error fails
+//! the test.
 //!
 //! `console_page_weight` (ignored: a measurement, run with `--run-ignored ignored-only`): bytes
 //! transferred for the first page and time until the console is interactive, with 10 000
@@ -38,6 +44,8 @@ use sluice_loadtest::{ListenerConfig, SimHandle};
 const KEY: &str = "console-browser-key";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const SUBSCRIBERS: u32 = 1500;
+/// Roaming arrivals the trigger step posts (one per subscriber).
+const ROAMING_EVENTS: usize = 40;
 
 fn peers() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/node")
@@ -167,6 +175,9 @@ struct Rig {
     /// Subscribers the scenario's first wave (numbers ending in 1) may have been sent to:
     /// the message lookup step looks one of them up.
     wave_numbers: Vec<u64>,
+    /// Subscribers no task of the scenario sent to (numbers ending in 7): the trigger step
+    /// posts one roaming arrival for each.
+    roaming_numbers: Vec<u64>,
     _center: SimHandle,
     _dir: tempfile::TempDir,
     base: String,
@@ -179,12 +190,18 @@ async fn rig(tasks_in_db: u32) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("campaign.db");
     let wave_numbers: Vec<u64>;
+    let roaming_numbers: Vec<u64>;
     {
         let mut c = sluice_campaign::Campaigns::open(&db).expect("campaign db");
         c.load_synthetic(SUBSCRIBERS, 11).expect("subscribers");
         wave_numbers = (0..SUBSCRIBERS)
             .filter_map(|i| c.table.msisdn(i))
             .filter(|m| m % 10 == 1)
+            .collect();
+        roaming_numbers = (0..SUBSCRIBERS)
+            .filter_map(|i| c.table.msisdn(i))
+            .filter(|m| m % 10 == 7)
+            .take(ROAMING_EVENTS)
             .collect();
         let tx = c.conn.transaction().expect("tx");
         for i in 0..tasks_in_db {
@@ -242,6 +259,7 @@ async fn rig(tasks_in_db: u32) -> Rig {
     Rig {
         gw,
         wave_numbers,
+        roaming_numbers,
         _center: center,
         _dir: dir,
         base,
@@ -285,6 +303,11 @@ async fn console_scenario() {
     }
     let numbers: Vec<String> = rig.wave_numbers.iter().map(u64::to_string).collect();
     extra.push(("CONSOLE_LOOKUP_NUMBERS", numbers.join(",")));
+    let roaming: Vec<String> = rig.roaming_numbers.iter().map(u64::to_string).collect();
+    assert_eq!(roaming.len(), ROAMING_EVENTS, "enough subscribers end in 7");
+    extra.push(("CONSOLE_ROAMING_NUMBERS", roaming.join(",")));
+    // The event feed's credential (the test posts the events, not the console).
+    extra.push(("CONSOLE_API_KEY", KEY.to_owned()));
     let base = rig.base.clone();
     let out = tokio::task::spawn_blocking(move || run_script(&base, "scenario", &extra))
         .await

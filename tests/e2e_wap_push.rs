@@ -249,6 +249,8 @@ async fn campaign_bulk_on_wap_push_arrives_as_si() {
         reply_a: 0.0,
         reply_b: 0.0,
         organic_rate: 0.0,
+        // Only the bulk send here: the triggered part's SMS would share the tally.
+        roaming_events: 0,
         dlr_mix: BTreeMap::from([("DELIVRD".to_owned(), 1.0)]),
         push: Some(PushSpec {
             href: "http://www.sluice.com/offer?c={city}".into(),

@@ -165,6 +165,108 @@ async function waitFunnel(page, name, pred, what) {
   }
 }
 
+/** Reads the trigger funnel's `stage=n` numbers of one chart on the Triggers page. */
+async function triggerNumbers(page, which) {
+  const text = await page.textContent(`[data-test=${which}] [data-test=funnel-numbers]`);
+  return Object.fromEntries(text.split(' ').map((kv) => { const [k, v] = kv.split('='); return [k, Number(v)]; }));
+}
+
+/**
+ * alice creates a `roaming_arrival` trigger under a new activity (a bad condition first: the
+ * server's error shows at its column), submits it and its campaign and activity; bob
+ * approves the three in the inbox, which shows the trigger; alice schedules and activates
+ * it; the test posts roaming events to `POST /v1/events` (CONSOLE_ROAMING_NUMBERS, with the
+ * API key CONSOLE_API_KEY); the monitor counts them and the trigger's funnel shows them
+ * matched, sent and delivered, with its control group held out.
+ */
+async function triggerScenario(alice, bob) {
+  const numbers = (process.env.CONSOLE_ROAMING_NUMBERS || '').split(',').filter(Boolean);
+  must(numbers.length >= 20, `roaming numbers given: ${numbers.length}`);
+  await go(alice, 'campaigns');
+  await alice.click('[data-campaign]:has-text("Spring") .caret');
+  await alice.fill('[data-test=activity-name]', 'Roaming');
+  await alice.click('[data-test=activity-create]');
+  await alice.waitForSelector('[data-activity]:has-text("Roaming")');
+
+  await go(alice, 'triggers');
+  const optionOf = (sel, text) => alice.$eval(sel, (s, x) => [...s.options].find((o) => o.textContent.includes(x)).value, text);
+  await alice.selectOption('[data-test=trig-campaign]', await optionOf('[data-test=trig-campaign]', 'Spring'));
+  await alice.waitForFunction(() => [...document.querySelectorAll('[data-test=trig-activity] option')].some((o) => o.textContent.includes('Roaming')));
+  await alice.selectOption('[data-test=trig-activity]', await optionOf('[data-test=trig-activity]', 'Roaming'));
+  await alice.click('[data-test=trig-submit-campaigns]');
+  await alice.waitForSelector('[data-test=trig-parent-campaigns][data-state=pending]');
+  await alice.click('[data-test=trig-submit-activities]');
+  await alice.waitForSelector('[data-test=trig-parent-activities][data-state=pending]');
+  await alice.fill('[data-test=trig-name]', 'roaming welcome');
+  await alice.fill('[data-test=trig-event]', 'roaming_arrival');
+  await alice.fill('[data-test=trig-condition]', 'attrs.country != "CN" and');
+  await alice.fill('[data-test=trig-template]', 'Welcome to {attrs.country}! 1 GB roaming for 30 yuan, reply Y #ROAM');
+  await alice.fill('[data-test=trig-cooldown]', '86400');
+  await alice.fill('[data-test=trig-budget]', '1000');
+  await alice.fill('[data-test=trig-control]', '20');
+  expected.push(422);
+  await alice.click('[data-test=trig-create]');
+  const err = await alice.textContent('[data-test=trig-condition-error] [data-test=error]');
+  must(/column \d+/.test(err), `the condition's error names its column: ${err}`);
+  must((await alice.textContent('[data-test=trig-condition-error] .caretpos')).includes('^'), 'caret under the column');
+  await alice.fill('[data-test=trig-condition]', 'attrs.country != "CN"');
+  await alice.click('[data-test=trig-create]');
+  const row = 'tr[data-name="roaming welcome"]';
+  await alice.waitForSelector(`${row}[data-state=draft]`);
+  must((await alice.$$(row)).length === 1, 'one triggered task: the refused attempt left no second one');
+  await alice.click(`${row} [data-act=submit]`);
+  await alice.waitForSelector(`${row}[data-state=submitted]`);
+
+  await go(bob, 'approvals');
+  must((await bob.$$('[data-test=inbox-item]')).length === 3, 'campaign, activity and triggered task wait for bob');
+  must((await bob.textContent('[data-test=inbox-trigger] [data-test=trigger-template]')).includes('#ROAM'), 'the inbox shows the trigger');
+  for (let left = 3; left > 0; left--) {
+    await bob.click('[data-test=inbox-item] >> nth=0 >> [data-test=approve]');
+    await bob.fill('[data-test=dialog-comment]', 'approved in the browser test');
+    await bob.click('[data-test=dialog-ok]');
+    if (left > 1) await bob.waitForFunction((n) => document.querySelectorAll('[data-test=inbox-item]').length === n, left - 1);
+  }
+  await bob.waitForSelector('[data-test=inbox-empty]');
+
+  await go(alice, 'triggers');
+  await alice.click(`${row} [data-act=schedule]`);
+  await alice.waitForSelector(`${row}[data-state=scheduled]`);
+  await alice.click(`${row} [data-act=activate]`);
+  await alice.waitForSelector(`${row}[data-state=running]`);
+  const before = digits(await alice.textContent('[data-test=mon-events]'));
+
+  // The test's event feed: one arrival abroad per number, and one at home that must not match.
+  const now = new Date().toISOString();
+  const lines = numbers.map((n, i) => JSON.stringify({ id: `roam-${i}`, msisdn: n, type: 'roaming_arrival', ts: now, attrs: { country: 'Thailand' } }));
+  lines.push(JSON.stringify({ id: 'roam-home', msisdn: numbers[0], type: 'roaming_arrival', ts: now, attrs: { country: 'CN' } }));
+  const r = await fetch(`${BASE}/v1/events`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${process.env.CONSOLE_API_KEY}`, 'Content-Type': 'application/x-ndjson' },
+    body: `${lines.join('\n')}\n`,
+  });
+  const rep = await r.json();
+  must(r.status === 200 && rep.accepted === lines.length && rep.errors.length === 0, `events accepted: ${r.status} ${JSON.stringify(rep)}`);
+
+  await alice.waitForFunction((n) => Number(document.querySelector('[data-test=mon-events]').textContent.replace(/[^\d]/g, '')) >= n, before + lines.length);
+  await alice.waitForSelector('[data-test=mon-pending]:text-is("0")');
+  await alice.click(`${row} [data-act=funnel]`);
+  const until = Date.now() + WAIT;
+  let f;
+  let vs;
+  for (;;) {
+    await alice.waitForSelector('[data-test=trig-funnel-main] [data-test=funnel-numbers]');
+    f = await triggerNumbers(alice, 'trig-funnel-main');
+    vs = await triggerNumbers(alice, 'trig-funnel-control');
+    if (f.matched === numbers.length && f.sent > 0 && f.delivered === f.sent) break;
+    must(Date.now() < until, `trigger funnel stayed ${JSON.stringify(f)} / ${JSON.stringify(vs)}`);
+    await alice.waitForTimeout(500);
+  }
+  must(vs.control_targeted > 0 && f.sent + vs.control_targeted === numbers.length, `every match sent or held out: ${JSON.stringify(f)} ${JSON.stringify(vs)}`);
+  must(digits(await alice.textContent('[data-test=mon-matches-s]')) > 0, 'the monitor counts matches');
+  console.log(`  trigger funnel: ${JSON.stringify(f)} ${JSON.stringify(vs)}`);
+  await shot(alice, 'triggers');
+}
+
 async function scenario(browser) {
   const alice = await open(browser, 'alice (planner, city A)');
   const bob = await open(browser, 'bob (approver, city A)');
@@ -266,6 +368,10 @@ async function scenario(browser) {
     await alice.waitForSelector(`${taskRow('promo')}[data-state=cancelled], ${taskRow('promo')}[data-state=completed]`);
     await waitFunnel(alice, 'promo', (x) => x.cancelled > 0, 'cancelled contacts counted');
     console.log(`  stop confirmation: ${text}`);
+  });
+
+  await step('triggers: create under an activity, approve in the inbox, activate, count events, fill the funnel', async () => {
+    await triggerScenario(alice, bob);
   });
 
   await step('a planner of another organisation sees none of it', async () => {
