@@ -36,7 +36,7 @@ export async function render(view, { me }) {
         h('dt', {}, t('trig.sent_s')), h('dd', {}, m.sent_per_s.toFixed(2)),
         h('dt', {}, t('trig.pending')), h('dd', { 'data-test': 'mon-pending' }, num(m.pending_events)),
         h('dt', {}, t('trig.held')), h('dd', { 'data-test': 'mon-held' }, held.length ? held.map(([id, n]) => `#${id}: ${num(n)}`).join(' · ') : '0'),
-        h('dt', {}, t('trig.suppressed')), h('dd', { 'data-test': 'mon-suppressed' },
+        h('dt', {}, t('trig.outcomes')), h('dd', { 'data-test': 'mon-outcomes' },
           suppressed.length ? suppressed.map(([k, n]) => h('div', {}, `${k}: ${num(n)}`)) : '0')));
   }
 
@@ -151,7 +151,7 @@ async function createForm(created) {
     const full = await get(`/v1/campaign/campaigns/${camp.value}`);
     const keep = act.value;
     put(act, full.activity_list.map((a) => h('option', { value: a.id, selected: String(a.id) === keep }, `#${a.id} ${a.name}`)));
-    const subjects = [['campaigns', camp.value, t('nav.campaigns')]];
+    const subjects = [['campaigns', camp.value, t('trig.campaign')]];
     if (act.value) subjects.push(['activities', act.value, t('camp.activity_of')]);
     put(approvals, await Promise.all(subjects.map(async ([kind, id, label]) => {
       const { status } = await get(`/v1/campaign/${kind}/${id}/approval`);
@@ -202,13 +202,13 @@ async function createForm(created) {
 
   await parents();
   return h('div', { class: 'card', 'data-test': 'trig-form' },
-    h('div', { class: 'row' }, field(t('nav.campaigns'), camp), field(t('camp.activity_of'), act), approvals),
+    h('div', { class: 'row' }, field(t('trig.campaign'), camp), field(t('camp.activity_of'), act), approvals),
     h('div', { class: 'row' }, field(t('name'), f.name), field(t('trig.event_type'), f.event_type),
       field(t('appr.channel'), f.channel), field(t('trig.lane'), f.lane), field(t('trig.priority'), f.priority), field(t('trig.score_attr'), f.score_attr)),
     h('div', { class: 'row' }, field(t('seg.condition'), f.condition, 'wide')), condErr,
     field(t('camp.template'), f.template),
     h('div', { class: 'row' }, field(t('trig.window'), f.window), field(t('trig.staleness'), f.staleness_s),
-      field(t('trig.cooldown'), f.cooldown_s), field(t('trig.budget'), f.daily_budget), field(t('trig.control_pct'), f.control_share)),
+      field(t('trig.cooldown_s'), f.cooldown_s), field(t('trig.budget'), f.daily_budget), field(t('trig.control_pct'), f.control_share)),
     h('div', { class: 'row' }, field(t('trig.valid_from'), f.valid_from), field(t('trig.valid_until'), f.valid_until),
       h('button', { 'data-test': 'trig-create', onclick: create }, t('create'))),
     msg);

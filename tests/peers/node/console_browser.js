@@ -220,6 +220,7 @@ async function triggerScenario(alice, bob) {
   await go(bob, 'approvals');
   must((await bob.$$('[data-test=inbox-item]')).length === 3, 'campaign, activity and triggered task wait for bob');
   must((await bob.textContent('[data-test=inbox-trigger] [data-test=trigger-template]')).includes('#ROAM'), 'the inbox shows the trigger');
+  await shot(bob, 'approvals-trigger');
   for (let left = 3; left > 0; left--) {
     await bob.click('[data-test=inbox-item] >> nth=0 >> [data-test=approve]');
     await bob.fill('[data-test=dialog-comment]', 'approved in the browser test');
@@ -264,6 +265,7 @@ async function triggerScenario(alice, bob) {
   must(vs.control_targeted > 0 && f.sent + vs.control_targeted === numbers.length, `every match sent or held out: ${JSON.stringify(f)} ${JSON.stringify(vs)}`);
   must(digits(await alice.textContent('[data-test=mon-matches-s]')) > 0, 'the monitor counts matches');
   console.log(`  trigger funnel: ${JSON.stringify(f)} ${JSON.stringify(vs)}`);
+  await alice.waitForFunction(() => !document.getElementById('toast').classList.contains('show'));
   await shot(alice, 'triggers');
 }
 
