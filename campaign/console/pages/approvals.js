@@ -64,7 +64,7 @@ function triggerCard(s) {
       h('dt', {}, t('seg.condition')), h('dd', {}, h('code', {}, s.condition || t('trig.any'))),
       h('dt', {}, t('appr.channel')), h('dd', {}, `${s.channel} / ${s.lane}`),
       h('dt', {}, t('trig.window')), h('dd', {}, `${s.window || t('trig.always')} (${s.timezone})`),
-      h('dt', {}, t('trig.cooldown')), h('dd', {}, num(s.cooldown_s)),
+      h('dt', {}, t('trig.cooldown')), h('dd', {}, `${num(s.cooldown_s)} s`),
       h('dt', {}, t('trig.budget')), h('dd', {}, s.daily_budget === null ? t('trig.unlimited') : num(s.daily_budget)),
       h('dt', {}, t('trig.control_share')), h('dd', {}, pct(s.control_share)),
       h('dt', {}, t('appr.caps')), h('dd', {}, capsText(s.policy)),
