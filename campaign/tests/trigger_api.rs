@@ -202,6 +202,12 @@ async fn roles_tenants_and_per_line_errors() {
     assert_eq!(list, json!([]));
     let (_, list) = call(&s.app, Some(&s.planner_a), "GET", "/triggers", "").await;
     assert_eq!(list[0]["state"], "draft");
+    // The names the console's list shows (a task outside the campaign tree has no parents).
+    assert_eq!(
+        list[0]["task"],
+        json!({"task_name": "churn", "activity": null, "activity_name": null,
+            "campaign": null, "campaign_name": null})
+    );
     // A draft task is not sendable: nothing matches before the approval chain completes.
     let (st, _) = call(
         &s.app,
