@@ -8,8 +8,8 @@
 //! 2. the gateway in-process ([`crate::serve::start`]) with one channel to that simulator,
 //!    its data in a fresh directory;
 //! 3. the campaign service in-process: a synthetic city, exclusion lists (blacklist sample
-//!    and SMS do-not-disturb sample), two users with API keys: `alice` (planner and
-//!    approver) and `bob` (approver);
+//!    and SMS do-not-disturb sample), three users with API keys: `alice` (planner and
+//!    approver), `bob` (approver) and `feed` (operator: the event feed of step 7);
 //! 4. through the campaign HTTP API ([`crate::campaign_cmd::wiring::mount`]) alice builds a
 //!    segment by condition (brand + ARPU), a campaign, activity and task, and submits each
 //!    to its approval chain; her own approval of the task is refused (403, shown in the
@@ -100,7 +100,8 @@ pub struct DemoOptions {
     pub reply_b: f64,
     /// Probability of a "Y" reply to the roaming trigger's message.
     pub reply_roam: f64,
-    /// Roaming events the feed posts during the demo (0: no triggered part).
+    /// First roaming arrivals the feed posts during the demo, plus a second arrival for every
+    /// twentieth subscriber (0: the trigger is planned and activated, no event is posted).
     pub roaming_events: u32,
     /// Share of every group (control included) that orders the offer anyway.
     pub organic_rate: f64,
@@ -363,7 +364,7 @@ fn lock(svc: &Mutex<Campaigns>) -> std::sync::MutexGuard<'_, Campaigns> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The demo's two campaign users: a planner and an approver, with their API keys.
+/// The demo's campaign users: a planner, an approver and the event feed, with their API keys.
 struct Users {
     alice: String,
     bob: String,
