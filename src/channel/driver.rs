@@ -36,7 +36,8 @@ use crate::channel::backoff::Backoff;
 use crate::channel::egress::{BindReport, PartJob, PartOutcome, PartTag, WorkerLinks};
 use crate::channel::{ChannelEvent, DeliverAck};
 use crate::metrics::{
-    CHANNEL_BINDS_DOWN, CHANNEL_BINDS_UP, CHANNEL_SUBMITS, CHANNEL_WINDOW_IN_USE,
+    CHANNEL_BINDS_DOWN, CHANNEL_BINDS_UP, CHANNEL_CONNECT_ATTEMPTS, CHANNEL_SUBMITS,
+    CHANNEL_WINDOW_IN_USE,
 };
 
 /// What a protocol's session tells the driver, already in the channel's terms.
@@ -153,6 +154,7 @@ pub async fn run<L: Link>(
                 return;
             }
             let mut queue_closed = false;
+            counter!(CHANNEL_CONNECT_ATTEMPTS, &labels).increment(1);
             let up = match connect(&spec).await {
                 Ok(stream) => match new_link() {
                     Ok(link) => {
