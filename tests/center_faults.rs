@@ -54,6 +54,7 @@ fn metric(name: &str, label: &str) -> f64 {
 async fn sim(listener: ListenerConfig) -> SimHandle {
     // The recorder must be in place before the channel counts anything.
     metrics();
+    e2e_support::init_tracing();
     Simulator::start(SimConfig {
         seed: Some(18),
         listeners: vec![listener],
@@ -154,6 +155,29 @@ fn backoff_attempts(backoff: Backoff, span: Duration) -> u64 {
     u64::from(k) + 1
 }
 
+/// Prints a center's figures (for RELIABILITY.md; `--no-capture` shows them).
+fn figures(case: &str, t: &TallySnapshot) {
+    println!(
+        "{case}: submits {} unique {} duplicates {} disconnects {} connections {} binds {} \
+         bind_failures {} rejected {} responses_dropped {} dlrs_sent {} deliver_resps {} \
+         unknown_receipts {} duplicate_receipts {} resent {}",
+        t.submits_received,
+        t.unique_messages,
+        t.duplicates,
+        t.disconnects,
+        t.connections,
+        t.binds,
+        t.bind_failures,
+        t.rejected.values().sum::<u64>(),
+        t.responses_dropped,
+        t.dlrs_sent,
+        t.deliver_resps_received,
+        t.unknown_receipts,
+        t.duplicate_receipts,
+        t.resent
+    );
+}
+
 fn msgs(tag: &str, n: u64) -> Vec<OutboundMessage> {
     (1..=n).map(|i| text(i, format!("{tag} #{i}"))).collect()
 }
@@ -211,6 +235,7 @@ async fn throttling_storm(protocol: Protocol, name: &str) {
     );
     rig.stop().await;
     let tally = finish(sim).await;
+    figures(std::thread::current().name().unwrap_or("case"), &tally);
     let rejected: u64 = tally.rejected.values().sum();
     assert!(rejected > 0, "the center throttled: {tally:?}");
     assert_eq!(
@@ -254,6 +279,7 @@ async fn random_disconnects(protocol: Protocol, name: &str) {
     all_sent(&outcomes, n);
     rig.stop().await;
     let tally = finish(sim).await;
+    figures(std::thread::current().name().unwrap_or("case"), &tally);
     assert!(tally.disconnects > 0, "the center dropped connections");
     assert_eq!(tally.unique_messages, n, "nothing lost");
     // At least once: what was accepted on a dropped connection without its response
@@ -317,6 +343,11 @@ async fn fault_then_recover(
     all_sent(&outcomes, n);
     rig.stop().await;
     let good = finish(good).await;
+    figures(&format!("{name} (faulty center)"), &bad);
+    figures(
+        &format!("{name} (recovered center, attempts while faulty {attempts})"),
+        &good,
+    );
     assert_eq!(
         good.unique_messages, n,
         "every message went once the center recovered"
@@ -428,6 +459,7 @@ async fn partial_answers(protocol: Protocol, name: &str) {
     );
     rig.stop().await;
     let tally = finish(sim).await;
+    figures(std::thread::current().name().unwrap_or("case"), &tally);
     assert!(tally.responses_dropped > 0, "{tally:?}");
     assert!(timeouts > 0.0, "the unanswered submits timed out");
     assert_eq!(tally.unique_messages, n, "every message delivered");
@@ -475,6 +507,7 @@ async fn bind_refused(protocol: Protocol, name: &str) {
     );
     rig.stop().await;
     let tally = finish(sim).await;
+    figures(std::thread::current().name().unwrap_or("case"), &tally);
     assert_eq!(tally.bind_failures, u64::from(refusals), "{tally:?}");
     assert!(tally.binds >= 1);
     assert_eq!(tally.unique_messages, n);
@@ -664,9 +697,14 @@ async fn receipts_for_unknown_ids_are_answered_and_counted() {
     );
     gw.gw.shutdown().await;
     let tally = finish(sim).await;
+    figures(std::thread::current().name().unwrap_or("case"), &tally);
     // Every deliver_sm was answered (ESME_ROK), none had to be resent.
     assert_eq!(tally.dlrs_sent, n as u64 + unknown, "{tally:?}");
     assert_eq!(tally.deliver_resps_received, tally.dlrs_sent, "{tally:?}");
+    assert_eq!(
+        tally.deliver_resps_refused, 0,
+        "answered ESME_ROK: {tally:?}"
+    );
     assert_eq!(tally.resent, 0, "{tally:?}");
     assert_eq!(
         metric("sluice_receipts_unmatched_total", "channel=\"sim\"") as u64,
@@ -701,6 +739,7 @@ async fn receipts_before_responses_are_all_correlated() {
     assert_eq!(metric("sluice_receipts_unmatched_total", "") as usize, 0);
     gw.gw.shutdown().await;
     let tally = finish(sim).await;
+    figures(std::thread::current().name().unwrap_or("case"), &tally);
     assert_eq!(tally.dlrs_sent, n as u64);
     assert_eq!(tally.unique_messages, n as u64);
 }
@@ -729,7 +768,13 @@ async fn duplicate_receipts(protocol: Protocol) {
     );
     gw.gw.shutdown().await;
     let tally = finish(sim).await;
+    figures(std::thread::current().name().unwrap_or("case"), &tally);
     assert_eq!(tally.duplicate_receipts, n as u64);
+    assert_eq!(tally.deliver_resps_received, 2 * n as u64, "{tally:?}");
+    assert_eq!(
+        tally.deliver_resps_refused, 0,
+        "copies answered OK: {tally:?}"
+    );
     assert_eq!(tally.resent, 0, "every copy answered: {tally:?}");
 }
 
@@ -791,6 +836,7 @@ async fn center_gone(gone: Duration) {
     assert_eq!(got.len(), 30);
     gw.gw.shutdown().await;
     let tally = finish(back).await;
+    figures(std::thread::current().name().unwrap_or("case"), &tally);
     assert_eq!(
         tally.unique_messages, 20,
         "expired messages never reached the center"
@@ -798,6 +844,7 @@ async fn center_gone(gone: Duration) {
     assert_eq!(tally.duplicates, 0);
     // 2 binds, serve's default reconnect backoff: each wait at least half its ceiling.
     let bound = 2 * backoff_attempts(Backoff::default(), gone);
+    println!("center gone {gone:?}: {attempts} connect attempts (bound {bound})");
     assert!(
         (attempts as u64) <= bound,
         "no spin while gone: {attempts} attempts in {gone:?}, bound {bound}"

@@ -236,6 +236,7 @@ pub struct Tally {
     pub(crate) resent: AtomicU64,
     pub(crate) resent_mo: AtomicU64,
     pub(crate) connections: AtomicU64,
+    pub(crate) deliver_resps_refused: AtomicU64,
     pub(crate) responses_dropped: AtomicU64,
     pub(crate) unknown_receipts: AtomicU64,
     pub(crate) duplicate_receipts: AtomicU64,
@@ -288,6 +289,10 @@ pub struct TallySnapshot {
     /// carries no id to recognise a repeat by, so each can reach the client twice.
     #[serde(default)]
     pub resent_mo: u64,
+    /// Of `deliver_resps_received`: answers with an error status (SMPP command_status other
+    /// than ESME_ROK, CMPP DELIVER_RESP Result other than 0).
+    #[serde(default)]
+    pub deliver_resps_refused: u64,
     /// TCP connections accepted (every connect attempt that reached a listening center).
     #[serde(default)]
     pub connections: u64,
@@ -338,6 +343,7 @@ impl Tally {
             resent: AtomicU64::new(0),
             resent_mo: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            deliver_resps_refused: AtomicU64::new(0),
             responses_dropped: AtomicU64::new(0),
             unknown_receipts: AtomicU64::new(0),
             duplicate_receipts: AtomicU64::new(0),
@@ -490,6 +496,7 @@ impl Tally {
             resent: ld(&self.resent),
             resent_mo: ld(&self.resent_mo),
             connections: ld(&self.connections),
+            deliver_resps_refused: ld(&self.deliver_resps_refused),
             responses_dropped: ld(&self.responses_dropped),
             unknown_receipts: ld(&self.unknown_receipts),
             duplicate_receipts: ld(&self.duplicate_receipts),

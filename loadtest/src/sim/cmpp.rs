@@ -224,11 +224,12 @@ impl Session {
                         return Next::Abort;
                     }
                 }
-                IsmgEvent::DeliverResponse { .. } => {
-                    self.center
-                        .tally
-                        .deliver_resps
-                        .fetch_add(1, Ordering::Relaxed);
+                IsmgEvent::DeliverResponse { result, .. } => {
+                    let tally = &self.center.tally;
+                    tally.deliver_resps.fetch_add(1, Ordering::Relaxed);
+                    if result != ResultCode::Success {
+                        tally.deliver_resps_refused.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 IsmgEvent::DeliverAborted { tag, .. } => super::dlr::resend(&self.center, tag),
                 // A SUBMIT that did not decode is answered by the session (Result 1 / 4)

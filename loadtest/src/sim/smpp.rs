@@ -259,12 +259,13 @@ impl Session {
                         next = Next::Abort;
                     }
                 }
-                Event::DeliverResponse { .. } => {
+                Event::DeliverResponse { status, .. } => {
                     if deliver_resp {
-                        self.center
-                            .tally
-                            .deliver_resps
-                            .fetch_add(1, Ordering::Relaxed);
+                        let tally = &self.center.tally;
+                        tally.deliver_resps.fetch_add(1, Ordering::Relaxed);
+                        if status != St::EsmeRok {
+                            tally.deliver_resps_refused.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
                 Event::DeliverAborted { tag } => super::dlr::resend(&self.center, tag),
