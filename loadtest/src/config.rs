@@ -472,6 +472,9 @@ mod tests {
         assert_eq!(cfg.listeners.len(), 5);
         assert_eq!(cfg.listeners[0].mo.reply.len(), 2);
         assert!(cfg.listeners[2].stall);
+        assert_eq!(cfg.listeners[1].refuse_binds, 1);
+        assert_eq!(cfg.listeners[1].refuse_bind_status, 0x0D);
+        assert!(cfg.listeners[1].dlr.unknown_share > 0.0);
         assert_eq!(cfg.listeners[3].protocol, Protocol::Cmpp);
         assert_eq!(cfg.listeners[4].protocol, Protocol::Mm7);
         assert_eq!(cfg.listeners[4].mm7.resend_after_ms, 500);
@@ -503,6 +506,11 @@ mod tests {
         let e =
             SimConfig::from_toml_str("[[listener]]\nerrors = { permanent = 1.5 }\n").unwrap_err();
         assert!(e.to_string().contains("errors.permanent"), "{e}");
+        let e = SimConfig::from_toml_str("[[listener]]\ndrop_response_share = 1.5\n").unwrap_err();
+        assert!(e.to_string().contains("drop_response_share"), "{e}");
+        let e =
+            SimConfig::from_toml_str("[[listener]]\ndlr = { unknown_share = -0.1 }\n").unwrap_err();
+        assert!(e.to_string().contains("dlr.unknown_share"), "{e}");
         let e = SimConfig::from_toml_str("[[listener]]\ndlr = { mix = { DELIVERED = 1.0 } }\n")
             .unwrap_err();
         assert!(e.to_string().contains("DELIVERED"), "{e}");
