@@ -676,11 +676,10 @@ async fn receipts_case(
 
 // 6. Receipts for unknown ids -------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn receipts_for_unknown_ids_are_answered_and_counted() {
+async fn receipts_for_unknown_ids(protocol: Protocol) {
     let n = 60;
     let (gw, sim, ids) = receipts_case(
-        Protocol::Smpp,
+        protocol,
         DlrConfig {
             unknown_share: 0.5,
             ..DlrConfig::default()
@@ -718,6 +717,16 @@ async fn receipts_for_unknown_ids_are_answered_and_counted() {
         unknown,
         "counted once each"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_for_unknown_ids_are_answered_and_counted_smpp() {
+    receipts_for_unknown_ids(Protocol::Smpp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_for_unknown_ids_are_answered_and_counted_cmpp() {
+    receipts_for_unknown_ids(Protocol::Cmpp).await;
 }
 
 // 7. Receipts before responses ------------------------------------------------------------
