@@ -731,11 +731,10 @@ async fn receipts_for_unknown_ids_are_answered_and_counted_cmpp() {
 
 // 7. Receipts before responses ------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn receipts_before_responses_are_all_correlated() {
+async fn receipts_before_responses(protocol: Protocol) {
     let n = 60;
     let (gw, sim, ids) = receipts_case(
-        Protocol::Smpp,
+        protocol,
         DlrConfig {
             early_share: 1.0,
             early_lead_ms: 50,
@@ -758,6 +757,16 @@ async fn receipts_before_responses_are_all_correlated() {
     figures(std::thread::current().name().unwrap_or("case"), &tally);
     assert_eq!(tally.dlrs_sent, n as u64);
     assert_eq!(tally.unique_messages, n as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_before_responses_are_all_correlated_smpp() {
+    receipts_before_responses(Protocol::Smpp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_before_responses_are_all_correlated_cmpp() {
+    receipts_before_responses(Protocol::Cmpp).await;
 }
 
 // 8. Duplicate receipts -------------------------------------------------------------------
