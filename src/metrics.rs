@@ -53,6 +53,10 @@ pub const CHANNEL_BINDS_UP: &str = "sluice_channel_binds_up_total";
 pub const CHANNEL_TOLERATED: &str = "sluice_channel_tolerated_total";
 /// Counter: binds lost (labels channel, bind).
 pub const CHANNEL_BINDS_DOWN: &str = "sluice_channel_binds_down_total";
+/// Counter: TCP connection attempts toward the center, successful or not (labels channel,
+/// bind): with the binds-up count it shows a channel reconnecting at its backoff's pace,
+/// not spinning, while a center is gone or refuses binds.
+pub const CHANNEL_CONNECT_ATTEMPTS: &str = "sluice_channel_connect_attempts_total";
 /// Counter: messages leased by dispatch (labels channel, lane).
 pub const DISPATCH_LEASED: &str = "sluice_dispatch_leased_total";
 
@@ -241,6 +245,11 @@ pub fn describe() {
     );
     describe_counter!(CHANNEL_BINDS_UP, Unit::Count, "Binds established.");
     describe_counter!(CHANNEL_BINDS_DOWN, Unit::Count, "Binds lost.");
+    describe_counter!(
+        CHANNEL_CONNECT_ATTEMPTS,
+        Unit::Count,
+        "TCP connection attempts toward the center."
+    );
     describe_counter!(
         DISPATCH_LEASED,
         Unit::Count,
@@ -462,6 +471,7 @@ mod tests {
             CHANNEL_RESPONSE_TIMEOUTS,
             CHANNEL_BINDS_UP,
             CHANNEL_BINDS_DOWN,
+            CHANNEL_CONNECT_ATTEMPTS,
             DISPATCH_LEASED,
             DLR_LATENCY,
             RECEIPTS,

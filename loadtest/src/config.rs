@@ -16,6 +16,11 @@
 //! dlr = { mix = { DELIVRD = 0.9, UNDELIV = 0.1 }, delay = { kind = "fixed", ms = 50 }, early_share = 0.05 }
 //! mo = { rate = 1.0, texts = ["HELP"], reply = [{ contains = "variant-A", probability = 0.3, text = "Y" }] }
 //! ```
+//!
+//! Fault modes (all off by default): `disconnect_probability`, `stall`,
+//! `drop_response_share`, `refuse_binds` / `refuse_bind_status`, `dlr.early_share`,
+//! `dlr.unknown_share`, `dlr.duplicate`, `throughput` / `burst`; a center that is gone is a
+//! simulator shut down and started again on the same address.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -131,6 +136,12 @@ pub struct DlrConfig {
     pub early_share: f64,
     /// How long the submit response is held back after an early receipt, in ms.
     pub early_lead_ms: u64,
+    /// Share of receipts followed by a second receipt for an id this center never gave to
+    /// the client (a center confused about whose message it was). Tally: `unknown_receipts`.
+    pub unknown_share: f64,
+    /// Send every receipt twice, the copy right after the original (a center that repeats
+    /// itself). Tally: `duplicate_receipts`.
+    pub duplicate: bool,
 }
 
 impl Default for DlrConfig {
@@ -140,6 +151,8 @@ impl Default for DlrConfig {
             delay: Delay::Zero,
             early_share: 0.0,
             early_lead_ms: 20,
+            unknown_share: 0.0,
+            duplicate: false,
         }
     }
 }
@@ -216,8 +229,19 @@ pub struct ListenerConfig {
     /// Probability, per accepted submit, of dropping the connection right after accepting it
     /// (its response and anything unsent on that connection are lost).
     pub disconnect_probability: f64,
-    /// Accept TCP connections but never answer anything.
+    /// Accept TCP connections but never answer anything (not even the bind).
     pub stall: bool,
+    /// Share of accepted submits whose response is never written: the center keeps the
+    /// message (tallied) but the client never learns its id, times out and sends it again.
+    /// No receipt goes out for them. 1.0 = bound, but submits never answered. Tally:
+    /// `responses_dropped`.
+    pub drop_response_share: f64,
+    /// Refuse the first this-many binds of the listener (with `refuse_bind_status` for SMPP,
+    /// CONNECT Status 3 for CMPP), then accept as usual: a center that refuses the password
+    /// for a while. Counted in the tally's `bind_failures`.
+    pub refuse_binds: u32,
+    /// SMPP command_status of a bind refused by `refuse_binds` (default ESME_RBINDFAIL).
+    pub refuse_bind_status: u32,
     /// Resend a receipt or MO whose response never came (the session closed first) on the
     /// account's next receiver bind, as real centers do. On by default.
     pub resend_unanswered: bool,
@@ -316,6 +340,9 @@ impl Default for ListenerConfig {
             message_id: IdFormat::Hex,
             disconnect_probability: 0.0,
             stall: false,
+            drop_response_share: 0.0,
+            refuse_binds: 0,
+            refuse_bind_status: 0x0D,
             resend_unanswered: true,
             mo: MoConfig::default(),
             mm7: Mm7Config::default(),
@@ -370,6 +397,8 @@ impl SimConfig {
             )?;
             share("dlr.early_share", l.dlr.early_share)?;
             share("disconnect_probability", l.disconnect_probability)?;
+            share("drop_response_share", l.drop_response_share)?;
+            share("dlr.unknown_share", l.dlr.unknown_share)?;
             share("mm7.timeout_share", l.mm7.timeout_share)?;
             share("mm7.http_error_share", l.mm7.http_error_share)?;
             share("mm7.slow_share", l.mm7.slow_share)?;
@@ -443,6 +472,9 @@ mod tests {
         assert_eq!(cfg.listeners.len(), 5);
         assert_eq!(cfg.listeners[0].mo.reply.len(), 2);
         assert!(cfg.listeners[2].stall);
+        assert_eq!(cfg.listeners[1].refuse_binds, 1);
+        assert_eq!(cfg.listeners[1].refuse_bind_status, 0x0D);
+        assert!(cfg.listeners[1].dlr.unknown_share > 0.0);
         assert_eq!(cfg.listeners[3].protocol, Protocol::Cmpp);
         assert_eq!(cfg.listeners[4].protocol, Protocol::Mm7);
         assert_eq!(cfg.listeners[4].mm7.resend_after_ms, 500);
@@ -474,6 +506,11 @@ mod tests {
         let e =
             SimConfig::from_toml_str("[[listener]]\nerrors = { permanent = 1.5 }\n").unwrap_err();
         assert!(e.to_string().contains("errors.permanent"), "{e}");
+        let e = SimConfig::from_toml_str("[[listener]]\ndrop_response_share = 1.5\n").unwrap_err();
+        assert!(e.to_string().contains("drop_response_share"), "{e}");
+        let e =
+            SimConfig::from_toml_str("[[listener]]\ndlr = { unknown_share = -0.1 }\n").unwrap_err();
+        assert!(e.to_string().contains("dlr.unknown_share"), "{e}");
         let e = SimConfig::from_toml_str("[[listener]]\ndlr = { mix = { DELIVERED = 1.0 } }\n")
             .unwrap_err();
         assert!(e.to_string().contains("DELIVERED"), "{e}");

@@ -235,6 +235,11 @@ pub struct Tally {
     pub(crate) vasp_abandoned: AtomicU64,
     pub(crate) resent: AtomicU64,
     pub(crate) resent_mo: AtomicU64,
+    pub(crate) connections: AtomicU64,
+    pub(crate) deliver_resps_refused: AtomicU64,
+    pub(crate) responses_dropped: AtomicU64,
+    pub(crate) unknown_receipts: AtomicU64,
+    pub(crate) duplicate_receipts: AtomicU64,
 }
 
 impl Default for Tally {
@@ -284,6 +289,22 @@ pub struct TallySnapshot {
     /// carries no id to recognise a repeat by, so each can reach the client twice.
     #[serde(default)]
     pub resent_mo: u64,
+    /// Of `deliver_resps_received`: answers with an error status (SMPP command_status other
+    /// than ESME_ROK, CMPP DELIVER_RESP Result other than 0).
+    #[serde(default)]
+    pub deliver_resps_refused: u64,
+    /// TCP connections accepted (every connect attempt that reached a listening center).
+    #[serde(default)]
+    pub connections: u64,
+    /// Accepted submits left unanswered on purpose (`drop_response_share`).
+    #[serde(default)]
+    pub responses_dropped: u64,
+    /// Receipts scheduled for ids never given to the client (`dlr.unknown_share`).
+    #[serde(default)]
+    pub unknown_receipts: u64,
+    /// Receipt copies scheduled by `dlr.duplicate` (`dlrs_sent` counts copies too).
+    #[serde(default)]
+    pub duplicate_receipts: u64,
     /// WAP Push messages by document type (see module docs).
     #[serde(default)]
     pub wap_push: PushTally,
@@ -321,6 +342,11 @@ impl Tally {
             vasp_abandoned: AtomicU64::new(0),
             resent: AtomicU64::new(0),
             resent_mo: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            deliver_resps_refused: AtomicU64::new(0),
+            responses_dropped: AtomicU64::new(0),
+            unknown_receipts: AtomicU64::new(0),
+            duplicate_receipts: AtomicU64::new(0),
         }
     }
 
@@ -469,6 +495,11 @@ impl Tally {
             disconnects: ld(&self.disconnects),
             resent: ld(&self.resent),
             resent_mo: ld(&self.resent_mo),
+            connections: ld(&self.connections),
+            deliver_resps_refused: ld(&self.deliver_resps_refused),
+            responses_dropped: ld(&self.responses_dropped),
+            unknown_receipts: ld(&self.unknown_receipts),
+            duplicate_receipts: ld(&self.duplicate_receipts),
             wap_push: {
                 let p = lock(&self.pushes);
                 PushTally {

@@ -15,6 +15,14 @@
 //! - writes are batched: everything the session queued is encoded into one buffer and
 //!   written with one `write_all`; reads hand the session every whole PDU per wake-up.
 //!
+//! A center that keeps the link alive (enquire_link / ACTIVE_TEST answered) but stops
+//! answering submits is treated as down: after [`SILENT_TIMEOUTS`] submits in a row time out
+//! with no submit response in between, the connection is dropped (its open parts go back to
+//! the worker as aborted) and the bind reconnects — and such a connection does not count as
+//! having been up, so the backoff keeps growing while the center stays silent. Without this
+//! the bind re-sent its whole window every response timeout into a center that may be
+//! keeping every copy (tests/center_faults.rs `submits_never_answered_*`).
+//!
 //! Shutdown: the driver stops pulling parts and asks the link to wind down (SMPP unbinds once
 //! its window is empty, CMPP sends TERMINATE); the session closes when the peer answers or
 //! its response timer runs out, which it guarantees.
@@ -36,7 +44,8 @@ use crate::channel::backoff::Backoff;
 use crate::channel::egress::{BindReport, PartJob, PartOutcome, PartTag, WorkerLinks};
 use crate::channel::{ChannelEvent, DeliverAck};
 use crate::metrics::{
-    CHANNEL_BINDS_DOWN, CHANNEL_BINDS_UP, CHANNEL_SUBMITS, CHANNEL_WINDOW_IN_USE,
+    CHANNEL_BINDS_DOWN, CHANNEL_BINDS_UP, CHANNEL_CONNECT_ATTEMPTS, CHANNEL_SUBMITS,
+    CHANNEL_WINDOW_IN_USE,
 };
 
 /// What a protocol's session tells the driver, already in the channel's terms.
@@ -103,6 +112,11 @@ pub trait Link: Send + 'static {
     fn poll_output(&mut self) -> Option<Output<Self::Ack>>;
 }
 
+/// Submit timeouts in a row, with no submit response between them, after which a bind
+/// gives up on its connection (see the module doc). Small, because every timeout is a part
+/// that will be sent again; above one, so a single lost response does not cost a rebind.
+pub const SILENT_TIMEOUTS: u32 = 3;
+
 /// The protocol-neutral half of a bind's settings.
 #[derive(Debug, Clone)]
 pub struct DriverSpec {
@@ -153,6 +167,7 @@ pub async fn run<L: Link>(
                 return;
             }
             let mut queue_closed = false;
+            counter!(CHANNEL_CONNECT_ATTEMPTS, &labels).increment(1);
             let up = match connect(&spec).await {
                 Ok(stream) => match new_link() {
                     Ok(link) => {
@@ -162,6 +177,9 @@ pub async fn run<L: Link>(
                         counter!(CHANNEL_BINDS_DOWN, &labels).increment(1);
                         gauge!(CHANNEL_WINDOW_IN_USE, &labels).set(0.0);
                         if conn.was_up {
+                            if conn.silent_timeouts >= SILENT_TIMEOUTS {
+                                warn!(%reason, "Center stopped answering submits; reconnecting.");
+                            }
                             let _ = worker
                                 .reports
                                 .send(BindReport::Down {
@@ -171,7 +189,8 @@ pub async fn run<L: Link>(
                                 .await;
                         }
                         info!(%reason, "Bind closed.");
-                        conn.was_up
+                        // A bind whose center went silent was not really up: keep backing off.
+                        conn.was_up && conn.silent_timeouts < SILENT_TIMEOUTS
                     }
                     Err(e) => {
                         // Settings are validated at start; this is a bug, not input.
@@ -217,6 +236,8 @@ struct Connection<'a, L: Link> {
     read: BytesMut,
     write: BytesMut,
     was_up: bool,
+    /// Submits timed out in a row since the last submit response (see [`SILENT_TIMEOUTS`]).
+    silent_timeouts: u32,
     /// The worker dropped the part queue: the channel is stopping, do not reconnect.
     queue_closed: bool,
     /// Metric handles, registered once per connection (not per PDU).
@@ -250,6 +271,7 @@ impl<'a, L: Link> Connection<'a, L> {
             read: BytesMut::with_capacity(64 * 1024),
             write: BytesMut::with_capacity(64 * 1024),
             was_up: false,
+            silent_timeouts: 0,
             queue_closed: false,
             submits: counter!(CHANNEL_SUBMITS, "channel" => spec.channel.to_string()),
             window_in_use: gauge!(CHANNEL_WINDOW_IN_USE, labels),
@@ -273,6 +295,14 @@ impl<'a, L: Link> Connection<'a, L> {
             }
             if let Some(reason) = self.drain(worker, events).await {
                 return reason;
+            }
+            if self.silent_timeouts >= SILENT_TIMEOUTS {
+                self.link.handle_disconnect();
+                self.drain(worker, events).await;
+                return format!(
+                    "{} submits in a row timed out without a response",
+                    self.silent_timeouts
+                );
             }
             let first = !shutting_down && *shutdown.borrow();
             shutting_down |= first;
@@ -412,13 +442,22 @@ impl<'a, L: Link> Connection<'a, L> {
                     tag,
                     outcome,
                     sent_at,
-                } => Some(BindReport::Outcome {
-                    bind,
-                    tag,
-                    outcome,
-                    sent_at,
-                    at: Instant::now(),
-                }),
+                } => {
+                    match &outcome {
+                        PartOutcome::Timeout => {
+                            self.silent_timeouts = self.silent_timeouts.saturating_add(1);
+                        }
+                        PartOutcome::Response { .. } => self.silent_timeouts = 0,
+                        PartOutcome::Aborted => {}
+                    }
+                    Some(BindReport::Outcome {
+                        bind,
+                        tag,
+                        outcome,
+                        sent_at,
+                        at: Instant::now(),
+                    })
+                }
                 Output::Inbound { event, ack } => {
                     self.inbound(event, ack, events).await;
                     None

@@ -51,7 +51,8 @@ use crate::channel::egress::{
 };
 use crate::channel::limiter::{AimdConfig, ChannelLimiter, RateChange};
 use crate::metrics::{
-    CHANNEL_EMPTY_MESSAGE_IDS, CHANNEL_RATE, CHANNEL_RESPONSES, CHANNEL_THROTTLED,
+    CHANNEL_EMPTY_MESSAGE_IDS, CHANNEL_RATE, CHANNEL_RESPONSE_TIMEOUTS, CHANNEL_RESPONSES,
+    CHANNEL_THROTTLED,
 };
 use crate::status::ChannelStatus;
 
@@ -158,6 +159,7 @@ pub fn spawn<W: Wire>(
         credits: Arc::new(Semaphore::new(capacity)),
         responses: HashMap::new(),
         throttled: counter!(CHANNEL_THROTTLED, "channel" => name.clone()),
+        timeouts: counter!(CHANNEL_RESPONSE_TIMEOUTS, "channel" => name.clone()),
         empty_ids: counter!(CHANNEL_EMPTY_MESSAGE_IDS, "channel" => name),
     };
     let task = tokio::spawn(
@@ -233,6 +235,9 @@ struct Worker<W: Wire> {
     /// Response counters by status, registered on first use (not per response).
     responses: HashMap<u32, metrics::Counter>,
     throttled: metrics::Counter,
+    /// Submits whose response never came within the session's response timeout (a center
+    /// that stalls or answers only some sequence numbers shows here first).
+    timeouts: metrics::Counter,
     /// ESME_ROK responses without a message_id (retried, never indexed under "").
     empty_ids: metrics::Counter,
     /// What operators see of this channel (sent, throttles, window use, last errors).
@@ -562,6 +567,9 @@ impl<W: Wire> Worker<W> {
                 }
             }
             PartOutcome::Timeout | PartOutcome::Aborted => {
+                if outcome == PartOutcome::Timeout {
+                    self.timeouts.increment(1);
+                }
                 slot.local_tries += 1;
                 if slot.local_tries > self.limits.local_retries {
                     let reason = if outcome == PartOutcome::Timeout {

@@ -5,7 +5,7 @@
 //! Invariant: a session is in the registry only while bound and its connection task runs;
 //! the registry never holds more binds of an account than its `max_binds`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -13,7 +13,7 @@ use rand::RngExt;
 use rand::rngs::SmallRng;
 use tokio::sync::mpsc;
 
-use super::dlr::{Delivery, Stat};
+use super::dlr::{Delivery, MsgRef, Stat};
 use super::writer::Out;
 use crate::bucket::TokenBucket;
 use crate::config::{IdFormat, ListenerConfig};
@@ -77,6 +77,8 @@ pub(crate) struct Center {
     pub(crate) seed: Option<u64>,
     stats: Vec<(Stat, f64)>,
     rr: AtomicU64,
+    /// Binds refused so far by `refuse_binds`.
+    refused_binds: AtomicU32,
 }
 
 impl Center {
@@ -111,6 +113,7 @@ impl Center {
             seed,
             stats,
             rr: AtomicU64::new(0),
+            refused_binds: AtomicU32::new(0),
         }
     }
 
@@ -150,6 +153,29 @@ impl Center {
             Some(p) if p.as_bytes() != password => Err(BindRefusal::BadPassword),
             _ => Ok(()),
         }
+    }
+
+    /// Whether this bind attempt is one of the first `refuse_binds` (counted here, so each
+    /// attempt is judged once).
+    pub(crate) fn refuses_bind_now(&self) -> bool {
+        let limit = self.cfg.refuse_binds;
+        limit > 0
+            && self
+                .refused_binds
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < limit).then_some(n + 1)
+                })
+                .is_ok()
+    }
+
+    /// Whether the response to an accepted submit is lost (`drop_response_share`); counted.
+    pub(crate) fn drops_response(&self, rng: &mut SmallRng) -> bool {
+        let p = self.cfg.drop_response_share;
+        let dropped = p > 0.0 && rng.random::<f64>() < p;
+        if dropped {
+            self.tally.responses_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        dropped
     }
 
     /// Adds a bind, enforcing the account's max_binds. `before_visible` runs under the
@@ -249,6 +275,19 @@ impl Center {
             ((n >> 16) & 0x3F_FFFF) as u32,
             n as u16,
         )
+    }
+
+    /// A fresh id of the same protocol as `like`, never given to any client: the id of a
+    /// receipt for an unknown message (`dlr.unknown_share`).
+    pub(crate) fn unknown_ref(&self, like: &MsgRef) -> MsgRef {
+        match like {
+            MsgRef::Smpp(_) => {
+                let mut buf = [0u8; 24];
+                let id = self.smpp_message_id(&mut buf);
+                MsgRef::Smpp(String::from_utf8_lossy(id).into())
+            }
+            MsgRef::Cmpp(_) => MsgRef::Cmpp(self.cmpp_msg_id()),
+        }
     }
 
     /// Draws the final state of a receipt from the configured mix.

@@ -9,7 +9,7 @@
 //! CONNECT is checked against the account's shared secret (AuthenticatorSource); status 2 =
 //! unknown Source_Addr, 3 = authentication failure, 5 = too many connections; the session
 //! itself refuses a Version byte it cannot run. Anything but CONNECT before login closes the
-//! connection. SUBMIT results: 0 accepted, 8 flow control (window, throughput and temporary
+//! connection (as do the first `refuse_binds` CONNECTs, with status 3). SUBMIT results: 0 accepted, 8 flow control (window, throughput and temporary
 //! errors: CMPP has no other retryable code), 9 permanent error.
 //!
 //! Invariants: the session's own timers and windows are set out of reach (the simulator's
@@ -224,11 +224,12 @@ impl Session {
                         return Next::Abort;
                     }
                 }
-                IsmgEvent::DeliverResponse { .. } => {
-                    self.center
-                        .tally
-                        .deliver_resps
-                        .fetch_add(1, Ordering::Relaxed);
+                IsmgEvent::DeliverResponse { result, .. } => {
+                    let tally = &self.center.tally;
+                    tally.deliver_resps.fetch_add(1, Ordering::Relaxed);
+                    if result != ResultCode::Success {
+                        tally.deliver_resps_refused.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 IsmgEvent::DeliverAborted { tag, .. } => super::dlr::resend(&self.center, tag),
                 // A SUBMIT that did not decode is answered by the session (Result 1 / 4)
@@ -309,9 +310,7 @@ impl Session {
                 return;
             }
         };
-        if let Some(secret) = &secret
-            && !req.verifies(secret)
-        {
+        if (secret.as_ref().is_some_and(|s| !req.verifies(s))) || self.center.refuses_bind_now() {
             self.ismg
                 .answer_connect(now, ConnectStatus::AuthenticationError, b"");
             return;
@@ -380,13 +379,19 @@ impl Session {
         } else {
             (None::<Concat>, &m.msg_content[..])
         };
+        // Kept, but its answer is lost: no report either (the client never learns the id).
+        let dropped = center.drops_response(&mut self.rng);
         let msg_id = center.cmpp_msg_id();
         let coding = match m.msg_fmt {
             MsgFmt::Ucs2 => TextCoding::Ucs2,
             MsgFmt::Gbk => TextCoding::Gbk,
             _ => TextCoding::Bytes,
         };
-        let receipt = if m.registered_delivery == 1 { 1 } else { 0 };
+        let receipt = if m.registered_delivery == 1 && !dropped {
+            1
+        } else {
+            0
+        };
         let acc = Accepted {
             source: m.src_id.as_bytes(),
             dest: dest.as_bytes(),
@@ -405,12 +410,17 @@ impl Session {
             MsgRef::Cmpp(msg_id),
             &mut self.rng,
         );
+        if dropped {
+            return Next::Continue;
+        }
         let hold = matches!(receipt, Receipt::Early)
             .then(|| Duration::from_millis(center.cfg.dlr.early_lead_ms));
         let due = self.respond(seq, msg_id, ResultCode::Success, hold);
-        if let Receipt::After(mut d) = receipt {
-            d.at = d.at.max(due);
-            self.deferred.push(d);
+        if let Receipt::After(all) = receipt {
+            for mut d in all {
+                d.at = d.at.max(due);
+                self.deferred.push(d);
+            }
         }
         let p = center.cfg.disconnect_probability;
         if p > 0.0 && self.rng.random::<f64>() < p {

@@ -196,6 +196,10 @@ async fn accept_loop(center: Arc<Center>, sock: TcpListener, mut shutdown: watch
         match accepted {
             Ok((stream, peer)) => {
                 tracing::debug!(listener = %center.cfg.name, %peer, "connection");
+                center
+                    .tally
+                    .connections
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let sd = shutdown.clone();
                 let c = center.clone();
                 if c.cfg.stall {

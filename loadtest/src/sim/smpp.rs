@@ -21,6 +21,8 @@
 //!   writer has written them.
 //! - A refused bind leaves the connection open (the ESME may try again), as before.
 //! - A random disconnect drops the connection without flushing what is queued.
+//! - A submit drawn by `drop_response_share` is kept (tallied) but never answered and gets no
+//!   receipt; the first `refuse_binds` binds are refused with `refuse_bind_status`.
 //! - A deliver_sm still unanswered when the connection ends (the client closed it, we
 //!   dropped it, or it unbound) goes back to the scheduler and out again on the account's
 //!   next receiver bind, as a real SMSC's store-and-forward does; counted in the tally's
@@ -257,12 +259,13 @@ impl Session {
                         next = Next::Abort;
                     }
                 }
-                Event::DeliverResponse { .. } => {
+                Event::DeliverResponse { status, .. } => {
                     if deliver_resp {
-                        self.center
-                            .tally
-                            .deliver_resps
-                            .fetch_add(1, Ordering::Relaxed);
+                        let tally = &self.center.tally;
+                        tally.deliver_resps.fetch_add(1, Ordering::Relaxed);
+                        if status != St::EsmeRok {
+                            tally.deliver_resps_refused.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
                 Event::DeliverAborted { tag } => super::dlr::resend(&self.center, tag),
@@ -278,6 +281,9 @@ impl Session {
         let status = match self.center.authenticate(system_id, password) {
             Err(BindRefusal::UnknownAccount) => Some(St::EsmeRinvsysid),
             Err(_) => Some(St::EsmeRinvpaswd),
+            Ok(()) if self.center.refuses_bind_now() => {
+                Some(St::from_u32(self.center.cfg.refuse_bind_status))
+            }
             Ok(()) => None,
         };
         if let Some(status) = status {
@@ -366,6 +372,8 @@ impl Session {
             };
             (sar, payload)
         };
+        // Kept, but its answer is lost: no receipt either (the client never learns the id).
+        let dropped = center.drops_response(&mut self.rng);
         let mut idbuf = [0u8; 24];
         let id = center.smpp_message_id(&mut idbuf);
         let id_str = std::str::from_utf8(id).unwrap_or("0");
@@ -382,7 +390,7 @@ impl Session {
             concat,
             udh: &whole[..whole.len() - payload.len()],
             eight_bit: crate::tally::smpp_eight_bit(m.data_coding),
-            receipt: m.registered_delivery,
+            receipt: if dropped { 0 } else { m.registered_delivery },
             coding,
         };
         let receipt = on_accepted(
@@ -393,12 +401,17 @@ impl Session {
             MsgRef::Smpp(id_str.into()),
             &mut self.rng,
         );
+        if dropped {
+            return Next::Continue;
+        }
         let hold = matches!(receipt, Receipt::Early)
             .then(|| Duration::from_millis(center.cfg.dlr.early_lead_ms));
         let due = self.respond(seq, Ok(id_str.to_owned()), hold);
-        if let Receipt::After(mut d) = receipt {
-            d.at = d.at.max(due);
-            self.deferred.push(d);
+        if let Receipt::After(all) = receipt {
+            for mut d in all {
+                d.at = d.at.max(due);
+                self.deferred.push(d);
+            }
         }
         let p = center.cfg.disconnect_probability;
         if p > 0.0 && self.rng.random::<f64>() < p {

@@ -2,6 +2,7 @@
 //! receipt (possibly before the response), and fire reply rules on the reassembled text.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use rand::RngExt;
 use rand::rngs::SmallRng;
@@ -34,9 +35,10 @@ pub(crate) enum Receipt {
     None,
     /// The receipt was already queued: hold the response back by `dlr.early_lead_ms`.
     Early,
-    /// Queue this receipt only after the response has been handed to the writer, and not
-    /// before the response's due time (so a normal receipt never overtakes its response).
-    After(Delivery),
+    /// Queue these receipts (the receipt, and the copies `dlr.duplicate` and
+    /// `dlr.unknown_share` add) only after the response has been handed to the writer, and
+    /// not before the response's due time (so a normal receipt never overtakes its response).
+    After(Vec<Delivery>),
 }
 
 /// Records the submit, prepares its receipt and fires reply rules.
@@ -67,25 +69,43 @@ pub(crate) fn on_accepted(
             } else {
                 cfg.delay.sample(rng)
             };
-            let item = Item::Receipt {
-                id,
-                handset: m.dest.into(),
-                service: m.source.into(),
-                stat,
-                submitted: jiff::Timestamp::now(),
-                text: m.payload[..m.payload.len().min(20)].into(),
-            };
-            let d = Delivery {
-                at: Instant::now() + delay,
+            let at = Instant::now() + delay;
+            let submitted = jiff::Timestamp::now();
+            let delivery = |id: MsgRef| Delivery {
+                at,
                 account: account.clone(),
                 prefer: session,
-                item,
+                item: Item::Receipt {
+                    id,
+                    handset: m.dest.into(),
+                    service: m.source.into(),
+                    stat,
+                    submitted,
+                    text: m.payload[..m.payload.len().min(20)].into(),
+                },
             };
+            let mut all = vec![delivery(id.clone())];
+            if cfg.duplicate {
+                all.push(delivery(id.clone()));
+                center
+                    .tally
+                    .duplicate_receipts
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            if cfg.unknown_share > 0.0 && rng.random::<f64>() < cfg.unknown_share {
+                all.push(delivery(center.unknown_ref(&id)));
+                center
+                    .tally
+                    .unknown_receipts
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             receipt = if early {
-                let _ = center.deliveries.send(d);
+                for d in all {
+                    let _ = center.deliveries.send(d);
+                }
                 Receipt::Early
             } else {
-                Receipt::After(d)
+                Receipt::After(all)
             };
         }
     }

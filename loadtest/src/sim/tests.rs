@@ -671,3 +671,83 @@ async fn an_unanswered_cmpp_report_is_resent_after_the_client_logs_in_again() {
     let t = h.shutdown().await.unwrap();
     assert_eq!((t.resent, t.deliver_resps_received), (1, 1), "{t:?}");
 }
+
+#[tokio::test]
+async fn the_first_binds_are_refused_then_accepted() {
+    let h = sim(ListenerConfig {
+        refuse_binds: 2,
+        ..Default::default()
+    })
+    .await;
+    let a = h.addrs()[0];
+    assert_eq!(
+        bind(a, BIND_TRANSMITTER, "x").await.2,
+        0xD,
+        "ESME_RBINDFAIL"
+    );
+    assert_eq!(bind(a, BIND_TRANSMITTER, "x").await.2, 0xD);
+    assert_eq!(bind(a, BIND_TRANSMITTER, "x").await.2, 0, "then accepted");
+    let t = h.shutdown().await.unwrap();
+    assert_eq!((t.binds, t.bind_failures, t.connections), (1, 2, 3));
+}
+
+#[tokio::test]
+async fn dropped_responses_and_repeated_or_unknown_receipts() {
+    let h = sim(ListenerConfig {
+        drop_response_share: 0.5,
+        dlr: crate::config::DlrConfig {
+            duplicate: true,
+            unknown_share: 1.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let (mut s, mut r, _) = bind(h.addrs()[0], BIND_TRANSCEIVER, "x").await;
+    let mut b = BytesMut::new();
+    for seq in 1..=20 {
+        b.extend_from_slice(&submit(seq, format!("d{seq}").as_bytes(), 1));
+    }
+    s.write_all(&b).await.unwrap();
+    // Until 2 s of silence: the answered submits, and three receipts for each of them.
+    let got = read_smpp(&mut s, &mut r, 1000).await;
+    let answered: Vec<String> = got
+        .iter()
+        .filter(|x| x.0 == SUBMIT_SM | RESP)
+        .filter_map(|x| match &x.3.pdu {
+            Pdu::SubmitSmResp(m) => Some(String::from_utf8_lossy(m.message_id.as_slice()).into()),
+            _ => None,
+        })
+        .collect();
+    let receipts: Vec<String> = got
+        .iter()
+        .filter(|x| x.0 == DELIVER_SM)
+        .filter_map(|x| match &x.3.pdu {
+            Pdu::DeliverSm(sm) => sm
+                .tlvs
+                .receipted_message_id()
+                .map(|id| String::from_utf8_lossy(id).into_owned()),
+            _ => None,
+        })
+        .collect();
+    let t = h.shutdown().await.unwrap();
+    assert_eq!(t.unique_messages, 20, "dropped answers, kept messages");
+    assert_eq!(t.responses_dropped as usize, 20 - answered.len());
+    assert!(t.responses_dropped > 0 && !answered.is_empty(), "{t:?}");
+    assert_eq!(
+        receipts.len(),
+        3 * answered.len(),
+        "original, copy, unknown"
+    );
+    for id in &answered {
+        assert_eq!(
+            receipts.iter().filter(|r| *r == id).count(),
+            2,
+            "{id} twice"
+        );
+    }
+    let unknown = receipts.iter().filter(|r| !answered.contains(r)).count();
+    assert_eq!(unknown, answered.len());
+    assert_eq!(t.unknown_receipts as usize, answered.len());
+    assert_eq!(t.duplicate_receipts as usize, answered.len());
+}
