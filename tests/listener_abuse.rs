@@ -579,7 +579,8 @@ async fn http_bodies_over_the_limits_get_413_json_naming_the_limit_or_line() {
     assert_eq!(v["max"], MAX_MESSAGES, "{v}");
 
     // The campaign service's event intake: one endless NDJSON line is refused naming it.
-    let mut endless = b"{\"id\":\"e1\",\"msisdn\":\"13800000001\",\"type\":\"x\",\"ts\":1}\n".to_vec();
+    let mut endless =
+        b"{\"id\":\"e1\",\"msisdn\":\"13800000001\",\"type\":\"x\",\"ts\":1}\n".to_vec();
     endless.extend(std::iter::repeat_n(b'x', 200 * 1024));
     let (s, v) = post_raw(
         &rig,
@@ -710,7 +711,10 @@ async fn http_header_floods_get_431_or_a_close_and_the_server_stays_up() {
         head.push_str(&format!("x-ok-{i}: y\r\n"));
     }
     head.push_str("connection: close\r\n\r\n");
-    assert_eq!(raw_http(addr, head.into_bytes(), Vec::new()).await, Some(200));
+    assert_eq!(
+        raw_http(addr, head.into_bytes(), Vec::new()).await,
+        Some(200)
+    );
     rig.stop().await;
 }
 
@@ -726,8 +730,7 @@ async fn http_slowloris_is_closed_after_the_header_read_timeout() {
     // A header every 200 ms for up to 20 s; the head timeout is 1 s.
     let mut closed = false;
     for i in 0..100 {
-        if s
-            .write_all(format!("x-slow-{i}: y\r\n").as_bytes())
+        if s.write_all(format!("x-slow-{i}: y\r\n").as_bytes())
             .await
             .is_err()
         {

@@ -199,7 +199,9 @@ impl IntoResponse for ApiError {
             Self::NoSpace => {
                 let mut r = (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    axum::Json(json!({"error": "storage full", "retry_after": NO_SPACE_RETRY_SECS})),
+                    axum::Json(
+                        json!({"error": "storage full", "retry_after": NO_SPACE_RETRY_SECS}),
+                    ),
                 )
                     .into_response();
                 r.headers_mut()

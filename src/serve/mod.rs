@@ -684,8 +684,8 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
     });
     let smpp_addr = match config.listeners.smpp {
         Some(addr) => {
-            let cfg = SmppServerConfig::new(addr, smpp_logins(&config)?)
-                .with_limits(&config.limits);
+            let cfg =
+                SmppServerConfig::new(addr, smpp_logins(&config)?).with_limits(&config.limits);
             let started = crate::ingress::smpp_server::start(
                 cfg,
                 Arc::clone(&state),
@@ -808,8 +808,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         && maddr != http_addr
     {
         let limits = http_listener::HttpLimits::from_config(&config.limits);
-        spawn_metrics_listener(maddr, handle, limits, stop_http_rx.clone(), &mut http_tasks)
-            .await;
+        spawn_metrics_listener(maddr, handle, limits, stop_http_rx.clone(), &mut http_tasks).await;
     }
     tracing::info!(addr = %http_addr, "HTTP API listening.");
     Ok(Gateway {

@@ -200,7 +200,9 @@ impl std::ops::Deref for Open<'_> {
     type Target = Database;
     fn deref(&self) -> &Database {
         // `RedbBackend::db` hands out an `Open` only over `Some`.
-        self.0.as_ref().unwrap_or_else(|| unreachable!("Open over a closed handle"))
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("Open over a closed handle"))
     }
 }
 
@@ -256,8 +258,7 @@ impl RedbBackend {
     ) -> Result<R, StoreError> {
         let db = self.db()?;
         let mut txn = db.begin_write().map_err(redb_error)?;
-        txn.set_durability(durability)
-            .map_err(redb_error)?;
+        txn.set_durability(durability).map_err(redb_error)?;
         let result = {
             let mut kv = WriteKv::new(&txn, &self.tags);
             f(&mut kv)
@@ -284,11 +285,7 @@ fn scan_table<T: ReadableTable<&'static [u8], &'static [u8]>>(
     limit: usize,
     out: &mut Vec<(Vec<u8>, Vec<u8>)>,
 ) -> Result<(), StoreError> {
-    for item in t
-        .range(start..end)
-        .map_err(redb_error)?
-        .take(limit)
-    {
+    for item in t.range(start..end).map_err(redb_error)?.take(limit) {
         let (k, v) = item.map_err(redb_error)?;
         out.push((k.value().to_vec(), v.value().to_vec()));
     }
@@ -300,11 +297,7 @@ fn last_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
     start: &[u8],
     end: &[u8],
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    match t
-        .range(start..end)
-        .map_err(redb_error)?
-        .next_back()
-    {
+    match t.range(start..end).map_err(redb_error)?.next_back() {
         Some(item) => Ok(Some(item.map_err(redb_error)?.0.value().to_vec())),
         None => Ok(None),
     }
@@ -324,9 +317,7 @@ trait Tables {
 
 fn get<S: Tables>(s: &S, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(s.with(tag_of(key), |t| {
-        Ok(t.get(key)
-            .map_err(redb_error)?
-            .map(|v| v.value().to_vec()))
+        Ok(t.get(key).map_err(redb_error)?.map(|v| v.value().to_vec()))
     })?
     .flatten())
 }
@@ -391,10 +382,7 @@ impl<'t> WriteKv<'t> {
             return Ok(None);
         }
         let name = table_name(tag);
-        let table = self
-            .txn
-            .open_table(Def::new(&name))
-            .map_err(redb_error)?;
+        let table = self.txn.open_table(Def::new(&name)).map_err(redb_error)?;
         self.tags.mark(tag);
         open.push((tag, table));
         Ok(Some(open.len() - 1))
@@ -453,10 +441,7 @@ impl Kv for WriteKv<'_> {
         let Some(i) = self.slot(tag_of(key), false)? else {
             return Ok(());
         };
-        self.open.get_mut()[i]
-            .1
-            .remove(key)
-            .map_err(redb_error)?;
+        self.open.get_mut()[i].1.remove(key).map_err(redb_error)?;
         Ok(())
     }
 

@@ -158,7 +158,6 @@ impl LineSplitter {
         Ok(())
     }
 
-
     /// Flushes a last line without a newline.
     ///
     /// # Errors

@@ -153,9 +153,8 @@ impl Conn {
             let deadline = self.smsc.poll_timeout().map(tokio::time::Instant::from_std);
             // A PDU begun and not finished: its bytes must keep coming. (The 1 s tick below
             // wakes this loop, so a PDU begun after this line is caught on a later turn.)
-            let stalled = (!frames.read_buffer().is_empty()).then(|| {
-                tokio::time::Instant::from_std(frames.get_ref().last_read + read_timeout)
-            });
+            let stalled = (!frames.read_buffer().is_empty())
+                .then(|| tokio::time::Instant::from_std(frames.get_ref().last_read + read_timeout));
             let can_take = self.smsc.can_deliver() && self.queued.is_empty();
             tokio::select! {
                 frame = frames.next() => {
