@@ -484,13 +484,11 @@ async fn raw_http(addr: SocketAddr, head: Vec<u8>, body: Vec<u8>) -> Option<u16>
     let mut got = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
-        let n = match tokio::time::timeout(WAIT, r.read(&mut chunk))
+        // A reset counts as a close.
+        let n = tokio::time::timeout(WAIT, r.read(&mut chunk))
             .await
             .expect("an answer or a close in time")
-        {
-            Ok(n) => n,
-            Err(_) => 0,
-        };
+            .unwrap_or_default();
         if n == 0 {
             break;
         }

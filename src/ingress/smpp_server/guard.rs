@@ -125,7 +125,7 @@ impl PeerGuard {
     }
 
     /// The entry of `ip`, making room when the table is full.
-    fn entry<'m>(peers: &'m mut HashMap<IpAddr, Peer>, ip: IpAddr, now: Instant) -> &'m mut Peer {
+    fn entry(peers: &mut HashMap<IpAddr, Peer>, ip: IpAddr, now: Instant) -> &mut Peer {
         if peers.len() >= MAX_PEERS && !peers.contains_key(&ip) {
             peers.retain(|_, p| p.conns > 0 || p.locked_until.is_some_and(|t| t > now));
             if peers.len() >= MAX_PEERS {
