@@ -102,3 +102,38 @@ impl LimitsConfig {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_pass_and_unworkable_values_name_their_key() {
+        assert_eq!(LimitsConfig::default().check(), None);
+        let l = LimitsConfig {
+            smpp_read_timeout_ms: 0,
+            ..LimitsConfig::default()
+        };
+        assert_eq!(l.check().map(|c| c.0), Some("smpp_read_timeout_ms"));
+        let l = LimitsConfig {
+            http_max_header_bytes: 4096,
+            ..LimitsConfig::default()
+        };
+        assert_eq!(l.check().map(|c| c.0), Some("http_max_header_bytes"));
+    }
+
+    /// The commented `[limits]` block of config/sluice.toml shows the real defaults.
+    #[test]
+    fn the_documented_values_are_the_defaults() {
+        let block: String = crate::config::EMBEDDED
+            .lines()
+            .skip_while(|l| l.trim() != "# [limits]")
+            .skip(1)
+            .take_while(|l| l.starts_with("# ") && l.contains(" = "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        assert!(block.lines().count() >= 10, "{block}");
+        let documented: LimitsConfig = toml::from_str(&block).expect("documented block parses");
+        assert_eq!(documented, LimitsConfig::default());
+    }
+}
