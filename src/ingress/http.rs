@@ -327,6 +327,11 @@ async fn store_batch(
     .await
     .map_err(|e| match e {
         ResolveError::Invalid(b) => ApiError::Batch(b),
+        ResolveError::NoSpace(reason) => {
+            tracing::warn!(%reason, "MMS content refused: the disk is full.");
+            metrics::counter!(m::STORE_NO_SPACE).increment(1);
+            ApiError::NoSpace
+        }
         ResolveError::Content(reason) => {
             tracing::error!(%reason, "MMS content could not be stored.");
             ApiError::Internal(reason)

@@ -82,3 +82,23 @@ pub fn is_no_space(e: &std::io::Error) -> bool {
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_other_io() {
+        let full = || std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert!(StoreError::from_io(full()).is_no_space());
+        assert!(StoreError::from_io(std::io::Error::from_raw_os_error(28)).is_no_space());
+        let content = StoreError::Content {
+            path: "content/ab".into(),
+            source: full(),
+        };
+        assert!(content.is_no_space());
+        let other = StoreError::from_io(std::io::Error::other("bad sector"));
+        assert!(matches!(other, StoreError::Io(_)));
+        assert!(!other.is_no_space());
+    }
+}
