@@ -7,7 +7,9 @@
 //! Here:
 //! - more than `max_headers` header fields, or a request head over `max_header_bytes` →
 //!   hyper answers 431 and closes (HTTP/1.1); HTTP/2 announces the same list size;
-//! - a request head not complete within `header_read_timeout` → the connection is closed;
+//! - a request head not complete within `header_read_timeout` → the connection is closed
+//!   (hyper starts the clock when it waits for a request, so this is also the idle
+//!   keep-alive timeout);
 //! - stop: no new connections; every open one finishes its request in flight and closes
 //!   (hyper's graceful shutdown), and [`serve`] returns when the last has.
 //!
