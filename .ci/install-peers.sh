@@ -11,6 +11,11 @@ if ! command -v xmllint >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq libxml2-utils >/dev/null
 fi
+# mount/umount for the disk-full test (tests/disk_full.rs mounts a small tmpfs as root).
+if ! command -v mount >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq mount >/dev/null
+fi
 python3 -c 'import smpplib' 2>/dev/null || python3 -m pip install -q smpplib==2.2.4 || python3 -m pip install -q --break-system-packages smpplib==2.2.4
 # The web console's browser tests: Debian's chromium, driven by playwright-core (no browser download).
 # A CJK font so the Chinese console renders in its screenshots.

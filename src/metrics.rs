@@ -97,6 +97,12 @@ pub const SMPP_SERVER_THROTTLED: &str = "sluice_smpp_server_throttled_total";
 /// Counter: receipts (kind `receipt`) and replies (kind `mo`) the ESME acknowledged with
 /// deliver_sm_resp ESME_ROK, per account.
 pub const SMPP_SERVER_DELIVERED: &str = "sluice_smpp_server_delivered_total";
+/// Counter: SMPP connections or binds refused or closed for abuse, by reason
+/// (`connections_per_ip`, `bind_rate`, `lockout`, `bind_timeout`, `read_timeout`,
+/// `unbound_flood`, `command_length`).
+pub const SMPP_SERVER_ABUSE: &str = "sluice_smpp_server_abuse_total";
+/// Counter: store writes refused because the disk is full (answered 503 / ESME_RMSGQFUL).
+pub const STORE_NO_SPACE: &str = "sluice_store_no_space_total";
 /// Label: what a deliver_sm carried (`receipt` / `mo`) or the bind kind.
 pub const LABEL_KIND: &str = "kind";
 /// Histogram: seconds from the start of a batch request to its durable acknowledgement.
@@ -335,6 +341,16 @@ pub fn describe() {
         Unit::Count,
         "Receipts and replies acknowledged by ESMEs over SMPP, per account and kind."
     );
+    describe_counter!(
+        SMPP_SERVER_ABUSE,
+        Unit::Count,
+        "SMPP connections or binds refused or closed for abuse, by reason."
+    );
+    describe_counter!(
+        STORE_NO_SPACE,
+        Unit::Count,
+        "Store writes refused because the disk is full."
+    );
     describe_histogram!(
         BATCH_ACCEPT_LATENCY,
         Unit::Seconds,
@@ -489,6 +505,8 @@ mod tests {
             SMPP_SERVER_SUBMITS,
             SMPP_SERVER_THROTTLED,
             SMPP_SERVER_DELIVERED,
+            SMPP_SERVER_ABUSE,
+            STORE_NO_SPACE,
             BATCH_ACCEPT_LATENCY,
             BATCH_SIZE,
             STORE_QUEUE_DEPTH,

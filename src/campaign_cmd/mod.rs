@@ -778,10 +778,22 @@ async fn serve(
     };
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(io)?;
     tracing::info!(addr = %listener.local_addr().map_err(io)?, "Campaign service listening.");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(io)?;
+    // The same accept loop as `serve`'s listeners: header limits and a header read timeout
+    // (the defaults of config `[limits]`; this command reads no gateway config).
+    let (stop_http, stop_http_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_http.send(true);
+    });
+    crate::serve::http_listener::serve(
+        listener,
+        router,
+        crate::serve::http_listener::HttpLimits::from_config(
+            &crate::config::LimitsConfig::default(),
+        ),
+        stop_http_rx,
+    )
+    .await;
     let _ = stop.send(true);
     let _ = ticker.await;
     Ok(())

@@ -19,12 +19,15 @@ use sha2::{Digest, Sha256};
 use sluice_campaign::signature::WebhookSecret;
 
 mod channel;
+mod limits;
 
 pub use channel::{
     BindMode, CMPP_KEYS, COMMON_KEYS, ChannelConfig, ChannelKind, CmppSettings, CmppVersion,
     Concatenation, IdFormatSetting, MM7_DEFAULT_MAX_CONTENT_BYTES, MM7_KEYS, Mm7Settings, Protocol,
     RawChannel, RetryConfig, SMPP_KEYS, SmppSettings,
 };
+
+pub use limits::LimitsConfig;
 
 use crate::route::{Route, Router};
 use crate::schedule::{TimeWindow, WindowRules, parse_windows};
@@ -155,6 +158,9 @@ pub struct Config {
     /// Public contact rules (`src/rules/`).
     #[serde(default)]
     pub rules: RulesConfig,
+    /// What the SMPP server and HTTP listeners tolerate from a client (`limits.rs`).
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// Resolved `timezone` (set by validation).
     #[serde(skip)]
     tz: Option<TimeZone>,
@@ -632,6 +638,9 @@ impl Config {
         if let Some(path) = &self.webhooks.ca_file {
             self.webhooks.ca_roots = crate::tls::load_ca_file(path)
                 .map_err(|e| c.err("webhooks.ca_file", e.to_string()))?;
+        }
+        if let Some((key, reason)) = self.limits.check() {
+            return Err(c.err(format!("limits.{key}"), reason));
         }
         self.validate_accounts(c)?;
         for (j, k) in self.campaign.unsubscribe_keywords.iter().enumerate() {

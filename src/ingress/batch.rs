@@ -84,10 +84,12 @@ pub enum BatchError {
         error: FieldError,
     },
     /// More than `max` messages (413).
-    #[error("more than {max} messages")]
+    #[error("more than {max} messages (line {line})")]
     TooManyMessages {
         /// The limit.
         max: usize,
+        /// 1-based line of the first message over the limit (NDJSON: physical line).
+        line: usize,
     },
     /// Body or line larger than allowed (413).
     #[error("{what} larger than {max} bytes")]
@@ -235,6 +237,7 @@ impl<'a> NdjsonParser<'a> {
         if self.items.len() == self.limits.max_messages {
             return Err(BatchError::TooManyMessages {
                 max: self.limits.max_messages,
+                line: line_no,
             });
         }
         let mut de = serde_json::Deserializer::from_slice(raw);
@@ -431,6 +434,7 @@ impl<'de> Visitor<'de> for MessagesSeed<'_, '_> {
                 if seq.next_element::<de::IgnoredAny>()?.is_some() {
                     return Err(ctx.fail(BatchError::TooManyMessages {
                         max: ctx.limits.max_messages,
+                        line,
                     }));
                 }
                 return Ok(items);
@@ -660,7 +664,7 @@ mod tests {
         let too_many = format!("{{\"messages\":[{}]}}", [one; 4].join(","));
         assert_eq!(
             parse_json(too_many.as_bytes(), limits, &senders()),
-            Err(BatchError::TooManyMessages { max: 3 })
+            Err(BatchError::TooManyMessages { max: 3, line: 4 })
         );
     }
 
@@ -729,7 +733,7 @@ mod tests {
         p.push(line.as_bytes()).expect("2");
         assert_eq!(
             p.push(line.as_bytes()),
-            Err(BatchError::TooManyMessages { max: 2 })
+            Err(BatchError::TooManyMessages { max: 2, line: 3 })
         );
         let mut p = NdjsonParser::new(limits, &s);
         assert_eq!(

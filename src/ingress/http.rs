@@ -12,6 +12,7 @@
 //! | too many messages / bytes | 413 |
 //! | other Content-Type | 415 |
 //! | draining for shutdown | 503 |
+//! | store's disk full | 503 + `Retry-After` (nothing acknowledged; works again once space returns) |
 //! | store failure | 500 (nothing acknowledged) |
 //!
 //! Order of checks for a batch: draining → auth → content type → read + validate the whole
@@ -40,6 +41,10 @@ use super::mms::{self, MmsIngress, ResolveError};
 use super::{screen, view};
 use crate::metrics as m;
 use crate::store::{AnyBackend, MessageId, Store};
+
+/// `Retry-After` of a batch refused for a full disk: an operator needs minutes, a client
+/// should not hammer meanwhile.
+pub const NO_SPACE_RETRY_SECS: u64 = 30;
 
 /// Everything the handlers need; shared behind an `Arc`.
 pub struct IngressState {
@@ -103,6 +108,8 @@ enum ApiError {
         reason: String,
     },
     Draining,
+    /// The store's disk is full: retry later.
+    NoSpace,
     Internal(String),
     NotFound,
 }
@@ -121,6 +128,7 @@ impl ApiError {
                 "too_large"
             }
             Self::Draining => "draining",
+            Self::NoSpace => "no_space",
             Self::Internal(_) => "internal",
             Self::NotFound => "not_found",
         }
@@ -176,9 +184,9 @@ impl IntoResponse for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 json!({"error": "invalid message", "line": line, "field": field, "reason": reason}),
             ),
-            Self::Batch(BatchError::TooManyMessages { max }) => (
+            Self::Batch(BatchError::TooManyMessages { max, line }) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                json!({"error": "too many messages", "max": max}),
+                json!({"error": "too many messages", "max": max, "line": line}),
             ),
             Self::Batch(BatchError::TooLarge { what, max }) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -188,6 +196,18 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"error": "shutting down"}),
             ),
+            Self::NoSpace => {
+                let mut r = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(
+                        json!({"error": "storage full", "retry_after": NO_SPACE_RETRY_SECS}),
+                    ),
+                )
+                    .into_response();
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(NO_SPACE_RETRY_SECS));
+                return r;
+            }
             Self::Internal(reason) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({"error": "internal error", "reason": reason}),
@@ -307,6 +327,11 @@ async fn store_batch(
     .await
     .map_err(|e| match e {
         ResolveError::Invalid(b) => ApiError::Batch(b),
+        ResolveError::NoSpace(reason) => {
+            tracing::warn!(%reason, "MMS content refused: the disk is full.");
+            metrics::counter!(m::STORE_NO_SPACE).increment(1);
+            ApiError::NoSpace
+        }
         ResolveError::Content(reason) => {
             tracing::error!(%reason, "MMS content could not be stored.");
             ApiError::Internal(reason)
@@ -330,6 +355,7 @@ async fn store_batch(
                 field: error.field,
                 reason: error.reason,
             },
+            AcceptError::Store(e) if e.is_no_space() => ApiError::NoSpace,
             AcceptError::Store(e) => ApiError::Internal(e.to_string()),
             AcceptError::Refused { line, reason } => {
                 ApiError::Internal(format!("line {line}: {reason}"))
@@ -374,6 +400,10 @@ pub async fn accept_items(
     )
     .await
     .inspect_err(|e| match e {
+        AcceptError::Store(e) if e.is_no_space() => {
+            tracing::warn!(error = %e, "Store disk full; batch refused.");
+            metrics::counter!(m::STORE_NO_SPACE).increment(1);
+        }
         AcceptError::Store(e) => {
             tracing::error!(error = %e, "Store failed while accepting a batch.");
         }

@@ -562,7 +562,13 @@ pub async fn resolve(
         let pin = tokio::task::spawn_blocking(move || store2.put_content(&body))
             .await
             .map_err(|e| ResolveError::Content(e.to_string()))?
-            .map_err(|e| ResolveError::Content(e.to_string()))?;
+            .map_err(|e| {
+                if e.is_no_space() {
+                    ResolveError::NoSpace(e.to_string())
+                } else {
+                    ResolveError::Content(e.to_string())
+                }
+            })?;
         let payload = Payload::Mms {
             subject: draft.subject.clone(),
             content_type: content.content_type,
@@ -588,6 +594,9 @@ pub enum ResolveError {
     /// Writing content failed (500; nothing acknowledged).
     #[error("content store: {0}")]
     Content(String),
+    /// The content store's disk is full (503 with `Retry-After`; nothing acknowledged).
+    #[error("content store: {0}")]
+    NoSpace(String),
 }
 
 /// The placeholder payload of a validated MMS before [`resolve`] replaces it; the store

@@ -67,6 +67,7 @@ use crate::rules::{AnyOperator, OperatorAuth, Rules};
 use crate::store::{AnyBackend, Store, StoreError, open_store};
 
 mod channels;
+pub mod http_listener;
 
 /// How long a stop keeps filtering leases after its sweep ended: twice dispatch's lease time,
 /// so every message in flight at the call has come back (and been cancelled) or been
@@ -683,7 +684,8 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
     });
     let smpp_addr = match config.listeners.smpp {
         Some(addr) => {
-            let cfg = SmppServerConfig::new(addr, smpp_logins(&config)?);
+            let cfg =
+                SmppServerConfig::new(addr, smpp_logins(&config)?).with_limits(&config.limits);
             let started = crate::ingress::smpp_server::start(
                 cfg,
                 Arc::clone(&state),
@@ -794,22 +796,19 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         app = app.merge(routes);
     }
     {
-        let mut stop = stop_http_rx.clone();
-        http_tasks.spawn(async move {
-            let r = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = r {
-                tracing::error!(error = %e, "HTTP server failed.");
-            }
-        });
+        let limits = http_listener::HttpLimits::from_config(&config.limits);
+        http_tasks.spawn(http_listener::serve(
+            listener,
+            app,
+            limits,
+            stop_http_rx.clone(),
+        ));
     }
     if let (Some(maddr), Some(handle)) = (config.listeners.metrics, opts.metrics.clone())
         && maddr != http_addr
     {
-        spawn_metrics_listener(maddr, handle, stop_http_rx.clone(), &mut http_tasks).await;
+        let limits = http_listener::HttpLimits::from_config(&config.limits);
+        spawn_metrics_listener(maddr, handle, limits, stop_http_rx.clone(), &mut http_tasks).await;
     }
     tracing::info!(addr = %http_addr, "HTTP API listening.");
     Ok(Gateway {
@@ -837,7 +836,8 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
 async fn spawn_metrics_listener(
     addr: SocketAddr,
     handle: PrometheusHandle,
-    mut stop: watch::Receiver<bool>,
+    limits: http_listener::HttpLimits,
+    stop: watch::Receiver<bool>,
     tasks: &mut JoinSet<()>,
 ) {
     match tokio::net::TcpListener::bind(addr).await {
@@ -849,13 +849,7 @@ async fn spawn_metrics_listener(
                     async move { h.render() }
                 }),
             );
-            tasks.spawn(async move {
-                let _ = axum::serve(l, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await;
-            });
+            tasks.spawn(http_listener::serve(l, app, limits, stop));
         }
         Err(e) => tracing::warn!(%addr, error = %e, "Metrics listener not started."),
     }

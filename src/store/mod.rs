@@ -72,7 +72,7 @@ pub use any::{AnyBackend, BackendKind};
 pub use backend::{Backend, Kv, KvRead};
 pub use content::{ContentPin, ContentStore};
 pub use depth::QueueDepths;
-pub use error::StoreError;
+pub use error::{StoreError, is_no_space};
 pub use id::{ID_TEXT_LEN, IdGenerator, MessageId, ParseIdError};
 pub use model::{
     EncodingHint, Lane, Message, MessageKind, MessageState, MoEvent, OutboxEntry, Part, PartState,

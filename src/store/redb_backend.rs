@@ -16,10 +16,18 @@
 //!
 //! Stores written before the split kept everything in one table named `sluice`; `open` moves
 //! its entries into the per-tag tables in one transaction and drops it.
+//!
+//! I/O failures (a full disk above all): redb latches its first failed file write and answers
+//! every later operation `PreviousIo` until the database is closed and opened again. So an
+//! I/O error marks the handle failed, and the next operation closes and reopens the file
+//! (redb recovers to the last durable commit, which is all that was ever acknowledged):
+//! a gateway whose disk filled up works again once space returns, without a restart.
+//! A full disk is reported as [`StoreError::NoSpace`], other I/O as [`StoreError::Io`].
 
 use std::cell::RefCell;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use redb::{
     Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, Table,
@@ -80,8 +88,30 @@ fn tags_between(start: &[u8], end: &[u8]) -> impl DoubleEndedIterator<Item = u8>
 /// A redb database file.
 #[derive(Debug)]
 pub struct RedbBackend {
-    db: Database,
+    /// `None` only while a reopen failed (the next operation tries again).
+    db: RwLock<Option<Database>>,
+    /// The database file, for reopening.
+    path: PathBuf,
+    /// An I/O error latched redb: reopen before the next operation.
+    failed: AtomicBool,
     tags: Tags,
+}
+
+/// A redb error as a store error: a full disk → [`StoreError::NoSpace`], other file I/O
+/// (and redb's latch of an earlier one) → [`StoreError::Io`], the rest → `Backend`.
+fn redb_error(e: impl Into<redb::Error>) -> StoreError {
+    match e.into() {
+        redb::Error::Io(io) => StoreError::from_io(io),
+        redb::Error::PreviousIo => StoreError::Io("an earlier I/O error latched the file".into()),
+        other => StoreError::backend(other),
+    }
+}
+
+fn open_db(path: &Path) -> Result<Database, StoreError> {
+    Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
+        .map_err(redb_error)
 }
 
 /// redb's page cache. Its default (1 GiB) alone would blow the gateway's memory budget
@@ -95,18 +125,18 @@ impl RedbBackend {
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = dir.as_ref();
         super::backend::create_dir(dir)?;
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(dir.join("sluice.redb"))
-            .map_err(StoreError::backend)?;
+        let path = dir.join("sluice.redb");
+        let db = open_db(&path)?;
         let backend = Self {
-            db,
+            db: RwLock::new(Some(db)),
+            path,
+            failed: AtomicBool::new(false),
             tags: Tags::default(),
         };
         let mut legacy = false;
         {
-            let txn = backend.db.begin_read().map_err(StoreError::backend)?;
-            for t in txn.list_tables().map_err(StoreError::backend)? {
+            let txn = backend.db()?.begin_read().map_err(redb_error)?;
+            for t in txn.list_tables().map_err(redb_error)? {
                 let name = t.name();
                 if name == LEGACY.name() {
                     legacy = true;
@@ -126,9 +156,10 @@ impl RedbBackend {
 
     /// Moves every entry of the legacy single table into the per-tag tables, atomically.
     fn migrate_legacy(&self) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(StoreError::backend)?;
+        let db = self.db()?;
+        let txn = db.begin_write().map_err(redb_error)?;
         let moved = {
-            let old = txn.open_table(LEGACY).map_err(StoreError::backend)?;
+            let old = txn.open_table(LEGACY).map_err(redb_error)?;
             let mut kv = WriteKv::new(&txn, &self.tags);
             let mut n = 0usize;
             let mut from: Vec<u8> = Vec::new();
@@ -136,10 +167,10 @@ impl RedbBackend {
                 let mut chunk = Vec::with_capacity(MIGRATE_CHUNK);
                 for item in old
                     .range::<&[u8]>(from.as_slice()..)
-                    .map_err(StoreError::backend)?
+                    .map_err(redb_error)?
                     .take(MIGRATE_CHUNK)
                 {
-                    let (k, v) = item.map_err(StoreError::backend)?;
+                    let (k, v) = item.map_err(redb_error)?;
                     chunk.push((k.value().to_vec(), v.value().to_vec()));
                 }
                 let Some((last, _)) = chunk.last() else { break };
@@ -152,8 +183,8 @@ impl RedbBackend {
             }
             n
         };
-        txn.delete_table(LEGACY).map_err(StoreError::backend)?;
-        txn.commit().map_err(StoreError::backend)?;
+        txn.delete_table(LEGACY).map_err(redb_error)?;
+        txn.commit().map_err(redb_error)?;
         tracing::info!(
             entries = moved,
             "redb store: moved the single-table layout to per-tag tables"
@@ -162,22 +193,79 @@ impl RedbBackend {
     }
 }
 
+/// The open database, behind the handle's read lock.
+struct Open<'a>(RwLockReadGuard<'a, Option<Database>>);
+
+impl std::ops::Deref for Open<'_> {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        // `RedbBackend::db` hands out an `Open` only over `Some`.
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("Open over a closed handle"))
+    }
+}
+
 impl RedbBackend {
+    /// The database, reopened first when an I/O error latched it.
+    fn db(&self) -> Result<Open<'_>, StoreError> {
+        if self.failed.load(Ordering::Acquire) {
+            self.reopen()?;
+        }
+        let g = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        if g.is_none() {
+            return Err(StoreError::Io("the database is being reopened".into()));
+        }
+        Ok(Open(g))
+    }
+
+    /// Closes and reopens the file (redb recovers to its last durable commit).
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut g = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if !self.failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // Close first: redb locks the file, a second handle could not open it.
+        *g = None;
+        let db = open_db(&self.path)?;
+        *g = Some(db);
+        self.failed.store(false, Ordering::Release);
+        tracing::info!(path = %self.path.display(), "Store reopened after an I/O error.");
+        Ok(())
+    }
+
+    /// Marks the handle for a reopen when `r` failed on file I/O.
+    fn note<R>(&self, r: Result<R, StoreError>) -> Result<R, StoreError> {
+        if let Err(StoreError::NoSpace(_) | StoreError::Io(_)) = &r {
+            self.failed.store(true, Ordering::Release);
+        }
+        r
+    }
+
     fn write_with<R>(
         &self,
         durability: Durability,
         f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let mut txn = self.db.begin_write().map_err(StoreError::backend)?;
-        txn.set_durability(durability)
-            .map_err(StoreError::backend)?;
+        let r = self.write_once(durability, f);
+        self.note(r)
+    }
+
+    fn write_once<R>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let db = self.db()?;
+        let mut txn = db.begin_write().map_err(redb_error)?;
+        txn.set_durability(durability).map_err(redb_error)?;
         let result = {
             let mut kv = WriteKv::new(&txn, &self.tags);
             f(&mut kv)
         };
         match result {
             Ok(r) => {
-                txn.commit().map_err(StoreError::backend)?;
+                txn.commit().map_err(redb_error)?;
                 Ok(r)
             }
             Err(e) => {
@@ -197,12 +285,8 @@ fn scan_table<T: ReadableTable<&'static [u8], &'static [u8]>>(
     limit: usize,
     out: &mut Vec<(Vec<u8>, Vec<u8>)>,
 ) -> Result<(), StoreError> {
-    for item in t
-        .range(start..end)
-        .map_err(StoreError::backend)?
-        .take(limit)
-    {
-        let (k, v) = item.map_err(StoreError::backend)?;
+    for item in t.range(start..end).map_err(redb_error)?.take(limit) {
+        let (k, v) = item.map_err(redb_error)?;
         out.push((k.value().to_vec(), v.value().to_vec()));
     }
     Ok(())
@@ -213,12 +297,8 @@ fn last_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
     start: &[u8],
     end: &[u8],
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    match t
-        .range(start..end)
-        .map_err(StoreError::backend)?
-        .next_back()
-    {
-        Some(item) => Ok(Some(item.map_err(StoreError::backend)?.0.value().to_vec())),
+    match t.range(start..end).map_err(redb_error)?.next_back() {
+        Some(item) => Ok(Some(item.map_err(redb_error)?.0.value().to_vec())),
         None => Ok(None),
     }
 }
@@ -237,9 +317,7 @@ trait Tables {
 
 fn get<S: Tables>(s: &S, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(s.with(tag_of(key), |t| {
-        Ok(t.get(key)
-            .map_err(StoreError::backend)?
-            .map(|v| v.value().to_vec()))
+        Ok(t.get(key).map_err(redb_error)?.map(|v| v.value().to_vec()))
     })?
     .flatten())
 }
@@ -304,10 +382,7 @@ impl<'t> WriteKv<'t> {
             return Ok(None);
         }
         let name = table_name(tag);
-        let table = self
-            .txn
-            .open_table(Def::new(&name))
-            .map_err(StoreError::backend)?;
+        let table = self.txn.open_table(Def::new(&name)).map_err(redb_error)?;
         self.tags.mark(tag);
         open.push((tag, table));
         Ok(Some(open.len() - 1))
@@ -358,7 +433,7 @@ impl Kv for WriteKv<'_> {
         self.open.get_mut()[i]
             .1
             .insert(key, value)
-            .map_err(StoreError::backend)?;
+            .map_err(redb_error)?;
         Ok(())
     }
 
@@ -366,10 +441,7 @@ impl Kv for WriteKv<'_> {
         let Some(i) = self.slot(tag_of(key), false)? else {
             return Ok(());
         };
-        self.open.get_mut()[i]
-            .1
-            .remove(key)
-            .map_err(StoreError::backend)?;
+        self.open.get_mut()[i].1.remove(key).map_err(redb_error)?;
         Ok(())
     }
 
@@ -381,7 +453,7 @@ impl Kv for WriteKv<'_> {
         Ok(self.open.get_mut()[i]
             .1
             .insert(key, value)
-            .map_err(StoreError::backend)?
+            .map_err(redb_error)?
             .map(|old| old.value().to_vec()))
     }
 
@@ -393,7 +465,7 @@ impl Kv for WriteKv<'_> {
         Ok(self.open.get_mut()[i]
             .1
             .remove(key)
-            .map_err(StoreError::backend)?
+            .map_err(redb_error)?
             .map(|old| old.value().to_vec()))
     }
 }
@@ -482,12 +554,15 @@ impl Backend for RedbBackend {
         &self,
         f: impl FnOnce(&dyn KvRead) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let txn = self.db.begin_read().map_err(StoreError::backend)?;
-        f(&ReadKv {
-            txn,
-            tags: &self.tags,
-            open: RefCell::new(Vec::new()),
-        })
+        let r = (|| {
+            let txn = self.db()?.begin_read().map_err(redb_error)?;
+            f(&ReadKv {
+                txn,
+                tags: &self.tags,
+                open: RefCell::new(Vec::new()),
+            })
+        })();
+        self.note(r)
     }
 }
 
@@ -540,7 +615,7 @@ mod tests {
         drop(b);
         // Converted once: the legacy table is gone and the data stays after a reopen.
         let b = RedbBackend::open(dir.path()).unwrap();
-        let txn = b.db.begin_read().unwrap();
+        let txn = b.db().unwrap().begin_read().unwrap();
         assert!(matches!(
             txn.open_table(LEGACY),
             Err(TableError::TableDoesNotExist(_))

@@ -13,7 +13,7 @@
 
 use rusqlite::{Connection, params};
 
-use super::{Event, LineError, MAX_BATCH_LINES, from_json, from_line};
+use super::{Event, LineError, MAX_BATCH_LINES, MAX_LINE_BYTES, from_json, from_line};
 use crate::error::{CampaignError, Result};
 
 /// What one batch did.
@@ -45,7 +45,7 @@ impl Batch {
         if text.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }
-        self.count_line()?;
+        self.count_line(line)?;
         match from_line(line, text) {
             Ok(e) => self.events.push(e),
             Err(e) => self.report.errors.push(e),
@@ -53,12 +53,13 @@ impl Batch {
         Ok(())
     }
 
-    fn count_line(&mut self) -> Result<()> {
+    /// Counts `line` (1-based, as the client numbers it) against [`MAX_BATCH_LINES`].
+    fn count_line(&mut self, line: u64) -> Result<()> {
         self.report.lines += 1;
         if self.report.lines > MAX_BATCH_LINES as u64 {
             return Err(CampaignError::invalid(
                 "body",
-                format!("more than {MAX_BATCH_LINES} events in one batch; split it"),
+                format!("line {line}: more than {MAX_BATCH_LINES} events in one batch; split it"),
             ));
         }
         Ok(())
@@ -70,7 +71,7 @@ impl Batch {
     /// As [`Self::push_line`].
     pub fn push_array(&mut self, items: Vec<serde_json::Value>) -> Result<()> {
         for (i, v) in items.into_iter().enumerate() {
-            self.count_line()?;
+            self.count_line(i as u64 + 1)?;
             match from_json(i as u64 + 1, v) {
                 Ok(e) => self.events.push(e),
                 Err(e) => self.report.errors.push(e),
@@ -120,7 +121,9 @@ pub fn parse_body(body: &[u8]) -> Result<Batch> {
     Ok(b)
 }
 
-/// Splits a byte stream into numbered lines as chunks arrive.
+/// Splits a byte stream into numbered lines as chunks arrive. A line longer than
+/// [`MAX_LINE_BYTES`] fails the body (naming the line) before more of it is buffered, so a
+/// client streaming one endless line cannot grow memory.
 #[derive(Debug, Default)]
 pub struct LineSplitter {
     partial: Vec<u8>,
@@ -139,6 +142,7 @@ impl LineSplitter {
     ) -> Result<()> {
         while let Some(nl) = chunk.iter().position(|&c| c == b'\n') {
             self.line += 1;
+            check_length(self.line, self.partial.len() + nl)?;
             if self.partial.is_empty() {
                 f(self.line, &chunk[..nl])?;
             } else {
@@ -148,6 +152,8 @@ impl LineSplitter {
             }
             chunk = &chunk[nl + 1..];
         }
+        // The line being received is the next one.
+        check_length(self.line + 1, self.partial.len() + chunk.len())?;
         self.partial.extend_from_slice(chunk);
         Ok(())
     }
@@ -163,6 +169,17 @@ impl LineSplitter {
         }
         Ok(())
     }
+}
+
+/// Refuses line `line` when it is `len` bytes long, over [`MAX_LINE_BYTES`].
+fn check_length(line: u64, len: usize) -> Result<()> {
+    if len > MAX_LINE_BYTES {
+        return Err(CampaignError::invalid(
+            "body",
+            format!("line {line}: longer than {MAX_LINE_BYTES} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 /// Inserts `events` (ignoring known ids) in one `synchronous=FULL` transaction; returns how
@@ -263,6 +280,29 @@ mod tests {
             mode, "1",
             "the connection is back to NORMAL after the commit"
         );
+    }
+
+    #[test]
+    fn an_endless_line_is_refused_naming_it() {
+        let mut split = LineSplitter::default();
+        let mut seen = 0;
+        split
+            .feed(b"{}\n{}\n", |_, _| {
+                seen += 1;
+                Ok(())
+            })
+            .expect("two short lines");
+        assert_eq!(seen, 2);
+        let chunk = vec![b'x'; 8192];
+        let mut err = None;
+        for _ in 0..(MAX_LINE_BYTES / chunk.len() + 2) {
+            if let Err(e) = split.feed(&chunk, |_, _| Ok(())) {
+                err = Some(e);
+                break;
+            }
+        }
+        let e = err.expect("refused before the line ends");
+        assert!(e.to_string().contains("line 3:"), "{e}");
     }
 
     #[test]

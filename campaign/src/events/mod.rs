@@ -20,6 +20,10 @@ pub use crate::import::LineError;
 /// Largest batch one request or one source batch may carry (lines).
 pub const MAX_BATCH_LINES: usize = 10_000;
 
+/// Longest NDJSON line of an event batch, in bytes: an event is a few hundred bytes; the
+/// bound keeps one endless line from growing the reader's buffer.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
 /// Longest event id and type, in bytes (ids are dedup keys and stored forever).
 pub const MAX_ID_BYTES: usize = 128;
 

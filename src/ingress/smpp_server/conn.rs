@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures::StreamExt;
-use sluice_protocols::smpp::session::smsc::{BindKind, Event, Smsc, SmscConfig, State, Submit};
+use sluice_protocols::smpp::session::smsc::{
+    BindKind, CloseReason, Event, Smsc, SmscConfig, State, Submit,
+};
 use sluice_protocols::smpp::{CodecError, CommandStatus, DecodeError, SmppFrameCodec};
 use sluice_protocols::sms::{MessageKey, Outcome, Reassembler, ReassemblyConfig};
 use subtle::ConstantTimeEq;
@@ -84,10 +86,12 @@ pub(crate) async fn run(
         response_timeout: server.config.response_timeout,
         enquire_link_interval: server.config.enquire_link_interval,
     };
+    let mut smsc = Smsc::new(cfg, now);
+    smsc.limit_unbound_requests(Some(server.config.max_unbound_requests));
     let conn = Conn {
         server,
         peer,
-        smsc: Smsc::new(cfg, now),
+        smsc,
         bound: None,
         reject: None,
         tasks: JoinSet::new(),
@@ -108,7 +112,14 @@ pub(crate) async fn run(
 impl Conn {
     async fn serve(mut self, socket: TcpStream, mut stop: watch::Receiver<bool>) {
         let (read, mut write) = socket.into_split();
-        let mut frames = FramedRead::new(read, SmppFrameCodec::default());
+        let mut frames = FramedRead::new(
+            Tracked {
+                inner: read,
+                last_read: Instant::now(),
+            },
+            SmppFrameCodec::default(),
+        );
+        let read_timeout = self.server.config.read_timeout;
         let mut buf = BytesMut::with_capacity(4096);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -140,6 +151,10 @@ impl Conn {
                 continue;
             }
             let deadline = self.smsc.poll_timeout().map(tokio::time::Instant::from_std);
+            // A PDU begun and not finished: its bytes must keep coming. (The 1 s tick below
+            // wakes this loop, so a PDU begun after this line is caught on a later turn.)
+            let stalled = (!frames.read_buffer().is_empty())
+                .then(|| tokio::time::Instant::from_std(frames.get_ref().last_read + read_timeout));
             let can_take = self.smsc.can_deliver() && self.queued.is_empty();
             tokio::select! {
                 frame = frames.next() => {
@@ -158,6 +173,17 @@ impl Conn {
                     }
                 }
                 () = sleep_until(deadline) => self.smsc.handle_timeout(Instant::now()),
+                () = sleep_until(stalled) => {
+                    if !frames.read_buffer().is_empty()
+                        && frames.get_ref().last_read + read_timeout <= Instant::now()
+                    {
+                        tracing::info!(buffered = frames.read_buffer().len(),
+                            "Half-sent PDU and no byte within the read timeout; closing.");
+                        metrics::counter!(m::SMPP_SERVER_ABUSE, m::LABEL_REASON => "read_timeout")
+                            .increment(1);
+                        self.smsc.handle_disconnect();
+                    }
+                }
                 Some(r) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     if let Ok((seqs, result)) = r {
                         self.answer(&seqs, &result);
@@ -239,6 +265,17 @@ impl Conn {
                 }
                 Event::Closed(reason) => {
                     tracing::debug!(?reason, "Session closed.");
+                    let abuse = match reason {
+                        CloseReason::BindTimeout => Some("bind_timeout"),
+                        CloseReason::UnboundFlood => Some("unbound_flood"),
+                        CloseReason::Protocol => Some("command_length"),
+                        _ => None,
+                    };
+                    if let Some(reason) = abuse {
+                        tracing::info!(reason, "SMPP connection closed for abuse.");
+                        metrics::counter!(m::SMPP_SERVER_ABUSE, m::LABEL_REASON => reason)
+                            .increment(1);
+                    }
                 }
             }
         }
@@ -246,6 +283,18 @@ impl Conn {
 
     fn on_bind(&mut self, kind: BindKind, system_id: &[u8], password: &[u8], version: u8) {
         let ip = self.peer.ip();
+        if let Err(refusal) = self.server.guard.bind_attempt(ip, Instant::now()) {
+            // Refused before the credentials are looked at: a locked-out guesser learns
+            // nothing, and a flood costs no hashing.
+            let status = CommandStatus::EsmeRbindfail;
+            tracing::info!(reason = refusal.as_str(), "Bind refused before login.");
+            metrics::counter!(m::SMPP_SERVER_ABUSE, m::LABEL_REASON => refusal.as_str())
+                .increment(1);
+            metrics::counter!(m::SMPP_SERVER_BINDS_REFUSED, m::LABEL_STATUS => status.to_string())
+                .increment(1);
+            self.smsc.reject_bind(status);
+            return;
+        }
         let hub = std::str::from_utf8(system_id)
             .ok()
             .and_then(|s| self.server.hubs.get(s))
@@ -264,7 +313,7 @@ impl Conn {
         let hub = match status {
             Ok(h) => h,
             Err(status) => {
-                let delay = self.server.fail_delay(ip);
+                let delay = self.server.guard.failed(ip, Instant::now());
                 tracing::info!(%status, delay_ms = delay.as_millis() as u64, "Bind refused.");
                 metrics::counter!(m::SMPP_SERVER_BINDS_REFUSED, m::LABEL_STATUS => status.to_string())
                     .increment(1);
@@ -287,7 +336,7 @@ impl Conn {
             self.smsc.reject_bind(status);
             return;
         };
-        self.server.bind_succeeded(ip);
+        self.server.guard.succeeded(ip);
         // The session was built before the account was known: apply its window now.
         self.smsc.set_windows(window, window);
         self.smsc.accept_bind(Instant::now());
@@ -435,6 +484,10 @@ impl Conn {
                     } else {
                         CommandStatus::EsmeRsubmitfail
                     }),
+                    // A full disk is "try later", as the HTTP API's 503.
+                    Err(AcceptError::Store(e)) if e.is_no_space() => {
+                        Err(CommandStatus::EsmeRmsgqful)
+                    }
                     Err(AcceptError::Store(_) | AcceptError::Refused { .. }) => {
                         Err(CommandStatus::EsmeRsyserr)
                     }
@@ -509,5 +562,26 @@ async fn reject_timer(t: Option<&mut (Pin<Box<tokio::time::Sleep>>, CommandStatu
     match t {
         Some((sleep, _)) => sleep.as_mut().await,
         None => std::future::pending().await,
+    }
+}
+
+/// The read half, noting when bytes last arrived (the read timeout of a half-sent PDU).
+struct Tracked<R> {
+    inner: R,
+    last_read: Instant,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.last_read = Instant::now();
+        }
+        r
     }
 }

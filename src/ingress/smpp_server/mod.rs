@@ -23,7 +23,15 @@
 //!   time; unknown id → `ESME_RINVSYSID`, wrong password → `ESME_RINVPASWD`, too many binds
 //!   → `ESME_RBINDFAIL`. Failed binds from one IP are answered after a delay doubling from
 //!   [`FAIL_DELAY_BASE`] up to [`FAIL_DELAY_MAX`], and a connection that does not bind in
-//!   [`BIND_TIMEOUT`] is closed.
+//!   `bind_timeout` is closed.
+//! - Abuse ([`guard`], config `[limits]`): per IP, open connections are capped (more are
+//!   closed on accept), bind attempts are rated per second and failed binds lock the address
+//!   out (both answered `ESME_RBINDFAIL` and closed); requests before a bind are answered
+//!   `ESME_RINVBNDSTS` up to `max_unbound_requests`, then the connection is closed; a PDU
+//!   started and left unfinished for `read_timeout` closes the connection; command_length
+//!   under 16 or over the codec's limit is answered generic_nack `ESME_RINVCMDLEN` and closes
+//!   it before anything of the claimed size is buffered. Each is counted in
+//!   `sluice_smpp_server_abuse_total{reason}`.
 //! - Shutdown: the listener stops accepting; every bind finishes its pending submits, then
 //!   sends unbind and closes on unbind_resp (or after the response timeout).
 //!
@@ -39,10 +47,11 @@
 
 pub mod conn;
 pub mod deliver;
+pub mod guard;
 pub mod submit;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,14 +61,17 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::http::IngressState;
+use crate::metrics as m;
 use crate::store::{AnyBackend, Store};
+
+pub use guard::{FAIL_DELAY_BASE, FAIL_DELAY_MAX, PeerLimits};
 
 /// Longest wait for a bind after a connection opens.
 pub const BIND_TIMEOUT: Duration = Duration::from_secs(10);
-/// First delay before a failed bind is answered.
-pub const FAIL_DELAY_BASE: Duration = Duration::from_millis(200);
-/// Longest delay before a failed bind is answered.
-pub const FAIL_DELAY_MAX: Duration = Duration::from_secs(5);
+/// Longest silence inside a half-sent PDU.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests answered `ESME_RINVBNDSTS` before a bind; the next one closes the connection.
+pub const MAX_UNBOUND_REQUESTS: u32 = 10;
 /// Open connections at once (bound or not); more wait in the kernel's backlog.
 pub const MAX_CONNECTIONS: usize = 1024;
 /// How long parts of a long message wait for the rest.
@@ -95,6 +107,12 @@ pub struct SmppServerConfig {
     pub enquire_link_interval: Duration,
     /// Longest wait for a bind after connect.
     pub bind_timeout: Duration,
+    /// Longest silence inside a half-sent PDU before the connection is closed.
+    pub read_timeout: Duration,
+    /// Requests answered `ESME_RINVBNDSTS` before a bind; the next one closes the connection.
+    pub max_unbound_requests: u32,
+    /// Per peer IP address: connections, bind rate, lockout.
+    pub peers: PeerLimits,
 }
 
 impl SmppServerConfig {
@@ -106,7 +124,27 @@ impl SmppServerConfig {
             response_timeout: Duration::from_secs(10),
             enquire_link_interval: Duration::from_secs(30),
             bind_timeout: BIND_TIMEOUT,
+            read_timeout: READ_TIMEOUT,
+            max_unbound_requests: MAX_UNBOUND_REQUESTS,
+            peers: PeerLimits::default(),
         }
+    }
+}
+
+impl SmppServerConfig {
+    /// Takes the SMPP keys of config `[limits]`.
+    #[must_use]
+    pub fn with_limits(mut self, limits: &crate::config::LimitsConfig) -> Self {
+        self.bind_timeout = limits.smpp_bind_timeout();
+        self.read_timeout = limits.smpp_read_timeout();
+        self.max_unbound_requests = limits.smpp_max_unbound_requests;
+        self.peers = PeerLimits {
+            max_connections: limits.smpp_max_connections_per_ip,
+            binds_per_sec: limits.smpp_binds_per_ip_per_sec,
+            lockout_failures: limits.smpp_lockout_failures,
+            lockout: std::time::Duration::from_secs(limits.smpp_lockout_secs),
+        };
+        self
     }
 }
 
@@ -221,33 +259,8 @@ pub struct Server {
     config: SmppServerConfig,
     /// By system_id.
     hubs: HashMap<String, Arc<AccountHub>>,
-    /// Failed binds per peer IP (count), for the answer delay.
-    failures: Mutex<HashMap<IpAddr, u32>>,
-}
-
-impl Server {
-    /// Delay before answering the next failed bind from `ip`, counting this failure.
-    fn fail_delay(&self, ip: IpAddr) -> Duration {
-        let mut f = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if f.len() > 100_000 {
-            f.clear();
-        }
-        let n = f.entry(ip).or_insert(0);
-        *n = n.saturating_add(1);
-        FAIL_DELAY_BASE
-            .saturating_mul(1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX))
-            .min(FAIL_DELAY_MAX)
-    }
-
-    fn bind_succeeded(&self, ip: IpAddr) {
-        self.failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&ip);
-    }
+    /// Per peer IP: open connections, bind rate, failed binds.
+    guard: Arc<guard::PeerGuard>,
 }
 
 /// The running server.
@@ -295,11 +308,12 @@ pub async fn start(
         ));
         hubs.insert(login.system_id.clone(), hub);
     }
+    let config_peers = config.peers;
     let server = Arc::new(Server {
         ingress,
         config,
         hubs,
-        failures: Mutex::default(),
+        guard: Arc::new(guard::PeerGuard::new(config_peers)),
     });
     conn_tasks.spawn(accept_loop(listener, server, stop_accept));
     tracing::info!(%addr, "SMPP server listening.");
@@ -328,11 +342,20 @@ async fn accept_loop(
         };
         match accepted {
             Ok((socket, peer)) => {
+                let Some(admitted) = server.guard.admit(peer.ip(), std::time::Instant::now())
+                else {
+                    tracing::info!(%peer, "SMPP connection refused: too many from this address.");
+                    metrics::counter!(m::SMPP_SERVER_ABUSE, m::LABEL_REASON => "connections_per_ip")
+                        .increment(1);
+                    drop(socket);
+                    continue;
+                };
                 let _ = socket.set_nodelay(true);
                 let server = Arc::clone(&server);
                 let stop = stop.clone();
                 conns.spawn(async move {
                     conn::run(server, socket, peer, stop).await;
+                    drop(admitted);
                     drop(permit);
                 });
             }

@@ -34,6 +34,10 @@
 //! - Undecodable input is answered as the codec's [`DecodeError::response`] says
 //!   (generic_nack `ESME_RINVCMDLEN` / `ESME_RINVCMDID`, or the request's response with
 //!   `ESME_RINVMSGLEN`); a framing error closes the session after the nack.
+//! - PDU floods before bind: with [`Smsc::limit_unbound_requests`] set to `n`, the session
+//!   answers `n` requests `ESME_RINVBNDSTS` while not bound; the next one is answered too and
+//!   closes the session ([`CloseReason::UnboundFlood`]), so a client that never binds cannot
+//!   keep the server busy answering it.
 //! - Never panics on input: every branch of every PDU leads to an answer or is ignored.
 
 use std::collections::{HashMap, VecDeque};
@@ -153,6 +157,8 @@ pub enum CloseReason {
     Protocol,
     /// The connection is gone.
     Disconnected,
+    /// Too many requests before a bind (see [`Smsc::limit_unbound_requests`]).
+    UnboundFlood,
 }
 
 /// A submit from the ESME, waiting for [`Smsc::respond_submit`].
@@ -256,6 +262,9 @@ pub struct Smsc<T> {
     last_received: Instant,
     transmit: VecDeque<Command>,
     events: VecDeque<Event<T>>,
+    /// Requests answered `ESME_RINVBNDSTS` while not bound, and how many are allowed.
+    unbound_requests: u32,
+    unbound_limit: Option<u32>,
 }
 
 impl<T> Smsc<T> {
@@ -275,7 +284,15 @@ impl<T> Smsc<T> {
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             config,
+            unbound_requests: 0,
+            unbound_limit: None,
         }
+    }
+
+    /// Closes the session once more than `max` requests arrived before a bind (each is
+    /// still answered `ESME_RINVBNDSTS`); `None` (the default) never does.
+    pub fn limit_unbound_requests(&mut self, max: Option<u32>) {
+        self.unbound_limit = max;
     }
 
     /// The current state.
@@ -715,6 +732,15 @@ impl<T> Smsc<T> {
 
     fn answer(&mut self, status: CommandStatus, sequence: u32, pdu: Pdu) {
         self.transmit.push_back(Command::new(status, sequence, pdu));
+        if status == CommandStatus::EsmeRinvbndsts && matches!(self.state, State::Open) {
+            self.unbound_requests = self.unbound_requests.saturating_add(1);
+            if self
+                .unbound_limit
+                .is_some_and(|max| self.unbound_requests > max)
+            {
+                self.close(CloseReason::UnboundFlood);
+            }
+        }
     }
 
     fn close(&mut self, reason: CloseReason) {

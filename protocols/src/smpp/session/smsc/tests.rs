@@ -180,6 +180,47 @@ fn pdus_before_bind_get_rinvbndsts_and_enquire_link_is_answered() {
 }
 
 #[test]
+fn a_flood_before_bind_is_answered_then_closed() {
+    let t0 = Instant::now();
+    let mut s: Smsc<u32> = Smsc::new(cfg(), t0);
+    s.limit_unbound_requests(Some(3));
+    // enquire_link is not a refusal: it does not count.
+    feed(&mut s, t0, Command::request(1, Pdu::EnquireLink));
+    for seq in 2..=4 {
+        feed(&mut s, t0, submit(seq));
+    }
+    assert!(!s.is_closed());
+    feed(&mut s, t0, submit(5));
+    let o = out(&mut s);
+    assert_eq!(o.len(), 5);
+    assert!(
+        o[1..]
+            .iter()
+            .all(|c| c.status == CommandStatus::EsmeRinvbndsts)
+    );
+    assert_eq!(s.state(), &State::Closed(CloseReason::UnboundFlood));
+    // Closed: nothing more is answered.
+    feed(&mut s, t0, submit(6));
+    assert!(out(&mut s).is_empty());
+}
+
+#[test]
+fn the_unbound_limit_does_not_touch_a_bound_session() {
+    let t0 = Instant::now();
+    let mut s = bound(BindKind::Transmitter, t0);
+    s.limit_unbound_requests(Some(0));
+    // deliver_sm from an ESME is refused ESME_RINVBNDSTS while bound too: never closes.
+    for seq in 10..20 {
+        feed(
+            &mut s,
+            t0,
+            Command::request(seq, Pdu::DeliverSm(Sm::default())),
+        );
+    }
+    assert!(!s.is_closed());
+}
+
+#[test]
 fn second_bind_gets_ralybnd() {
     let t0 = Instant::now();
     let mut s = bound(BindKind::Transmitter, t0);
