@@ -36,10 +36,18 @@ pub struct ReceiptDate {
 impl ReceiptDate {
     /// Parses 10 or 12 ASCII digits; `None` for anything else or out-of-range parts.
     pub fn parse(s: &[u8]) -> Option<Self> {
-        if !(s.len() == 10 || s.len() == 12) || !s.iter().all(u8::is_ascii_digit) {
+        if !(s.len() == 10 || s.len() == 12) {
             return None;
         }
-        let two = |i: usize| (s[i] - b'0') * 10 + (s[i + 1] - b'0');
+        // Digit values in one pass; 12 slots so the 10-digit form needs no second path.
+        let mut d = [0u8; 12];
+        for (slot, &b) in d.iter_mut().zip(s) {
+            *slot = b.wrapping_sub(b'0');
+            if *slot > 9 {
+                return None;
+            }
+        }
+        let two = |i: usize| d[i] * 10 + d[i + 1];
         let d = Self {
             year: 2000 + u16::from(two(0)),
             month: two(2),
@@ -98,25 +106,26 @@ pub enum ReceiptStat<'a> {
 impl<'a> ReceiptStat<'a> {
     /// Parses a stat word, case-insensitively, accepting common long spellings.
     pub fn parse(s: &'a [u8]) -> Self {
-        let is = |w: &str| s.eq_ignore_ascii_case(w.as_bytes());
-        if is("DELIVRD") || is("DELIVERED") {
-            Self::Delivered
-        } else if is("EXPIRED") {
-            Self::Expired
-        } else if is("DELETED") {
-            Self::Deleted
-        } else if is("UNDELIV") || is("UNDELIVERABLE") || is("UNDELIVERED") {
-            Self::Undeliverable
-        } else if is("ACCEPTD") || is("ACCEPTED") {
-            Self::Accepted
-        } else if is("UNKNOWN") {
-            Self::Unknown
-        } else if is("REJECTD") || is("REJECTED") {
-            Self::Rejected
-        } else if is("ENROUTE") {
-            Self::Enroute
-        } else {
-            Self::Other(s)
+        // Upper-case into a fixed buffer (the longest spelling is 13 letters), then one
+        // match on the bytes: a length switch and a few compares instead of 16 scans.
+        const LONGEST: usize = 13;
+        if s.len() > LONGEST {
+            return Self::Other(s);
+        }
+        let mut up = [0u8; LONGEST];
+        for (u, b) in up.iter_mut().zip(s) {
+            *u = b.to_ascii_uppercase();
+        }
+        match &up[..s.len()] {
+            b"DELIVRD" | b"DELIVERED" => Self::Delivered,
+            b"EXPIRED" => Self::Expired,
+            b"DELETED" => Self::Deleted,
+            b"UNDELIV" | b"UNDELIVERABLE" | b"UNDELIVERED" => Self::Undeliverable,
+            b"ACCEPTD" | b"ACCEPTED" => Self::Accepted,
+            b"UNKNOWN" => Self::Unknown,
+            b"REJECTD" | b"REJECTED" => Self::Rejected,
+            b"ENROUTE" => Self::Enroute,
+            _ => Self::Other(s),
         }
     }
 
@@ -198,31 +207,95 @@ enum Key {
     Text,
 }
 
-const KEYS: [(&[u8], Key); 12] = [
-    (b"id:", Key::Id),
-    (b"sub:", Key::Sub),
-    (b"dlvrd:", Key::Dlvrd),
-    (b"submit date:", Key::SubmitDate),
-    (b"submit_date:", Key::SubmitDate),
-    (b"submitdate:", Key::SubmitDate),
-    (b"done date:", Key::DoneDate),
-    (b"done_date:", Key::DoneDate),
-    (b"donedate:", Key::DoneDate),
-    (b"stat:", Key::Stat),
-    (b"err:", Key::Err),
-    (b"text:", Key::Text),
-];
+/// True when `w` starts with `key` (lowercase ASCII), ignoring ASCII case. `N` is known at
+/// each call, so the comparison unrolls into a few byte tests.
+#[inline(always)]
+fn starts_with_key<const N: usize>(w: &[u8], key: &[u8; N]) -> bool {
+    match w.first_chunk::<N>() {
+        Some(head) => {
+            let mut i = 0;
+            while i < N {
+                if head[i].to_ascii_lowercase() != key[i] {
+                    return false;
+                }
+                i += 1;
+            }
+            true
+        }
+        None => false,
+    }
+}
 
+/// The key `w` starts with and its length. Dispatches on the first letter, so a word is
+/// compared with at most four keys (`s`: sub, stat and the three submit-date spellings).
+#[inline]
+fn match_key(w: &[u8]) -> Option<(Key, usize)> {
+    let first = w.first()?.to_ascii_lowercase();
+    let found = match first {
+        b'i' if starts_with_key(w, b"id:") => (Key::Id, 3),
+        b's' => {
+            if starts_with_key(w, b"sub:") {
+                (Key::Sub, 4)
+            } else if starts_with_key(w, b"stat:") {
+                (Key::Stat, 5)
+            } else if starts_with_key(w, b"submit date:") || starts_with_key(w, b"submit_date:") {
+                (Key::SubmitDate, 12)
+            } else if starts_with_key(w, b"submitdate:") {
+                (Key::SubmitDate, 11)
+            } else {
+                return None;
+            }
+        }
+        b'd' => {
+            if starts_with_key(w, b"dlvrd:") {
+                (Key::Dlvrd, 6)
+            } else if starts_with_key(w, b"done date:") || starts_with_key(w, b"done_date:") {
+                (Key::DoneDate, 10)
+            } else if starts_with_key(w, b"donedate:") {
+                (Key::DoneDate, 9)
+            } else {
+                return None;
+            }
+        }
+        b'e' if starts_with_key(w, b"err:") => (Key::Err, 4),
+        b't' if starts_with_key(w, b"text:") => (Key::Text, 5),
+        _ => return None,
+    };
+    Some(found)
+}
+
+/// Index of the first ASCII whitespace in `s` at or after `i`, or `s.len()`.
+#[inline]
+fn word_end(s: &[u8], mut i: usize) -> usize {
+    while i < s.len() && !s[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+/// A count of 1 to 9 digits.
 fn parse_count(s: &[u8]) -> Option<u32> {
-    if s.is_empty() || s.len() > 9 || !s.iter().all(u8::is_ascii_digit) {
+    if s.is_empty() || s.len() > 9 {
         return None;
     }
-    Some(s.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
+    let mut n = 0u32;
+    for &b in s {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n * 10 + u32::from(d);
+    }
+    Some(n)
 }
 
 impl<'a> ReceiptText<'a> {
     /// Parses receipt text. Never fails: unknown words are skipped, missing fields are
     /// `None`. Use [`Self::looks_like_receipt`] to decide whether it was a receipt at all.
+    ///
+    /// One pass over the bytes, no allocation: at each word start the first letter picks
+    /// the few keys it could begin, the value runs to the next whitespace, and `text:`
+    /// takes the rest.
     pub fn parse(s: &'a [u8]) -> Self {
         let mut out = Self::default();
         let mut i = 0;
@@ -231,29 +304,17 @@ impl<'a> ReceiptText<'a> {
                 i += 1;
                 continue;
             }
-            // At the start of a word: try every key.
-            let first = s[i].to_ascii_lowercase();
-            let found = KEYS.iter().find(|(k, _)| {
-                k[0] == first
-                    && s.get(i..i + k.len())
-                        .is_some_and(|w| w.eq_ignore_ascii_case(k))
-            });
-            let Some(&(k, key)) = found else {
+            let Some((key, key_len)) = match_key(&s[i..]) else {
                 // Not a key: skip the word.
-                while i < s.len() && !s[i].is_ascii_whitespace() {
-                    i += 1;
-                }
+                i = word_end(s, i);
                 continue;
             };
-            let start = i + k.len();
+            let start = i + key_len;
             if let Key::Text = key {
                 out.text = Some(&s[start..]);
                 break;
             }
-            let mut end = start;
-            while end < s.len() && !s[end].is_ascii_whitespace() {
-                end += 1;
-            }
+            let end = word_end(s, start);
             let v = &s[start..end];
             match key {
                 Key::Id => out.id = Some(v),

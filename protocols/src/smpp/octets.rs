@@ -66,23 +66,34 @@ impl Octets {
 
     /// `src[start..end]`: inline copy when short, shared slice otherwise.
     /// Callers guarantee `start <= end <= src.len()`.
+    #[inline]
     pub(crate) fn slice_of(src: &Bytes, start: usize, end: usize) -> Self {
         let len = end - start;
         if len <= Self::INLINE_CAP {
-            let mut buf = [0; Self::INLINE_CAP];
-            // A fixed-size copy (two vector moves) is much cheaper than a variable one; the
-            // bytes past `len` are never exposed.
-            match src.get(start..start + Self::INLINE_CAP) {
-                Some(block) => buf.copy_from_slice(block),
-                None => buf[..len].copy_from_slice(&src[start..end]),
+            // A fixed-size copy (two vector moves, no call) is much cheaper than a variable
+            // one; the bytes past `len` are never exposed.
+            match src[start..].first_chunk::<{ Self::INLINE_CAP }>() {
+                Some(block) => Self::inline_prefix(block, len),
+                None => {
+                    let mut buf = [0; Self::INLINE_CAP];
+                    buf[..len].copy_from_slice(&src[start..end]);
+                    Self::inline_prefix(&buf, len)
+                }
             }
-            Self(Repr::Inline {
-                len: len as u8,
-                buf,
-            })
         } else {
             Self(Repr::Shared(src.slice(start..end)))
         }
+    }
+
+    /// The first `len` bytes of `block`, inline. The rest of `block` is carried along but
+    /// never exposed (equality, hashing and `Deref` see only `..len`).
+    /// Callers guarantee `len <= INLINE_CAP`.
+    #[inline]
+    pub(crate) const fn inline_prefix(block: &[u8; Self::INLINE_CAP], len: usize) -> Self {
+        Self(Repr::Inline {
+            len: len as u8,
+            buf: *block,
+        })
     }
 
     /// The bytes.
