@@ -155,10 +155,12 @@ impl<'a> Reader<'a> {
         Self { body, pos: 0 }
     }
 
+    #[inline(always)]
     pub(crate) fn remaining(&self) -> usize {
         self.body.len() - self.pos
     }
 
+    #[inline(always)]
     pub(crate) fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], Short> {
         if self.remaining() < n {
             return Err(Short {
@@ -173,21 +175,25 @@ impl<'a> Reader<'a> {
     }
 
     /// Like [`Reader::take`] but shares the underlying buffer instead of copying.
+    #[inline(always)]
     pub(crate) fn take_bytes(&mut self, n: usize, field: &'static str) -> Result<Bytes, Short> {
         let start = self.pos;
         self.take(n, field)?;
         Ok(self.body.slice(start..self.pos))
     }
 
+    #[inline(always)]
     pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, Short> {
         Ok(self.take(1, field)?[0])
     }
 
+    #[inline(always)]
     pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, Short> {
         let b = self.take(4, field)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    #[inline(always)]
     pub(crate) fn u64(&mut self, field: &'static str) -> Result<u64, Short> {
         let b = self.take(8, field)?;
         let mut a = [0u8; 8];

@@ -36,17 +36,16 @@ pub struct ReceiptDate {
 impl ReceiptDate {
     /// Parses 10 or 12 ASCII digits; `None` for anything else or out-of-range parts.
     pub fn parse(s: &[u8]) -> Option<Self> {
-        if !(s.len() == 10 || s.len() == 12) {
-            return None;
-        }
-        // Digit values in one pass; 12 slots so the 10-digit form needs no second path.
-        let mut d = [0u8; 12];
-        for (slot, &b) in d.iter_mut().zip(s) {
-            *slot = b.wrapping_sub(b'0');
-            if *slot > 9 {
-                return None;
+        let (d, second) = match s.len() {
+            10 => (digits::<10>(s)?, None),
+            12 => {
+                let d = digits::<12>(s)?;
+                let mut head = [0u8; 10];
+                head.copy_from_slice(&d[..10]);
+                (head, Some(d[10] * 10 + d[11]))
             }
-        }
+            _ => return None,
+        };
         let two = |i: usize| d[i] * 10 + d[i + 1];
         let d = Self {
             year: 2000 + u16::from(two(0)),
@@ -54,7 +53,7 @@ impl ReceiptDate {
             day: two(4),
             hour: two(6),
             minute: two(8),
-            second: (s.len() == 12).then(|| two(10)),
+            second,
         };
         let ok = (1..=12).contains(&d.month)
             && (1..=31).contains(&d.day)
@@ -78,6 +77,20 @@ impl ReceiptDate {
             let _ = write!(out, "{s:02}");
         }
     }
+}
+
+/// The digit values of the first `N` bytes of `s` (at least `N` long), `None` unless all are
+/// ASCII digits. `N` is a constant, so the test is one unrolled, branch-free pass.
+#[inline]
+fn digits<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
+    let s = s.first_chunk::<N>()?;
+    let mut d = [0u8; N];
+    let mut bad = false;
+    for (v, &b) in d.iter_mut().zip(s) {
+        *v = b.wrapping_sub(b'0');
+        bad |= *v > 9;
+    }
+    (!bad).then_some(d)
 }
 
 /// The `stat:` value.
@@ -106,8 +119,43 @@ pub enum ReceiptStat<'a> {
 impl<'a> ReceiptStat<'a> {
     /// Parses a stat word, case-insensitively, accepting common long spellings.
     pub fn parse(s: &'a [u8]) -> Self {
-        // Upper-case into a fixed buffer (the longest spelling is 13 letters), then one
-        // match on the bytes: a length switch and a few compares instead of 16 scans.
+        // The spec's own words are all seven letters: compare them as one word each. Clearing
+        // bit 5 upper-cases a letter and maps no other byte onto a letter, so a masked
+        // compare against an all-letter word is an exact case-insensitive compare.
+        if let Some(w) = s.first_chunk::<7>()
+            && s.len() == 7
+        {
+            let mut word = [0u8; 8];
+            word[..7].copy_from_slice(w);
+            let v = u64::from_le_bytes(word) & 0x00DF_DFDF_DFDF_DFDF;
+            let is = |k: &[u8; 7]| {
+                let mut word = [0u8; 8];
+                word[..7].copy_from_slice(k);
+                v == u64::from_le_bytes(word)
+            };
+            let found = if is(b"DELIVRD") {
+                Some(Self::Delivered)
+            } else if is(b"UNDELIV") {
+                Some(Self::Undeliverable)
+            } else if is(b"EXPIRED") {
+                Some(Self::Expired)
+            } else if is(b"REJECTD") {
+                Some(Self::Rejected)
+            } else if is(b"ACCEPTD") {
+                Some(Self::Accepted)
+            } else if is(b"DELETED") {
+                Some(Self::Deleted)
+            } else if is(b"UNKNOWN") {
+                Some(Self::Unknown)
+            } else if is(b"ENROUTE") {
+                Some(Self::Enroute)
+            } else {
+                None
+            };
+            return found.unwrap_or(Self::Other(s));
+        }
+        // Longer spellings: upper-case into a fixed buffer (the longest is 13 letters), then
+        // one match on the bytes.
         const LONGEST: usize = 13;
         if s.len() > LONGEST {
             return Self::Other(s);
@@ -265,8 +313,24 @@ fn match_key(w: &[u8]) -> Option<(Key, usize)> {
 }
 
 /// Index of the first ASCII whitespace in `s` at or after `i`, or `s.len()`.
+///
+/// Eight bytes at a time: a word with no byte below 0x21 has no whitespace (every ASCII
+/// whitespace byte is ≤ 0x20), which is the common case for receipt values; otherwise the
+/// bytes are checked one by one from the lowest flagged one (the "has a byte less than"
+/// test is exact for the lowest byte it flags).
 #[inline]
 fn word_end(s: &[u8], mut i: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = s.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        let w = u64::from_le_bytes(*chunk);
+        let low = w.wrapping_sub(LO * 0x21) & !w & HI;
+        if low != 0 {
+            i += (low.trailing_zeros() / 8) as usize;
+            break;
+        }
+        i += 8;
+    }
     while i < s.len() && !s[i].is_ascii_whitespace() {
         i += 1;
     }

@@ -74,11 +74,9 @@ impl Octets {
             // one; the bytes past `len` are never exposed.
             match src[start..].first_chunk::<{ Self::INLINE_CAP }>() {
                 Some(block) => Self::inline_prefix(block, len),
-                None => {
-                    let mut buf = [0; Self::INLINE_CAP];
-                    buf[..len].copy_from_slice(&src[start..end]);
-                    Self::inline_prefix(&buf, len)
-                }
+                // Near the end of the PDU (its last TLVs): fixed-size moves by the bits of
+                // `len`, still no call.
+                None => Self::inline_prefix(&short_block(&src[start..end]), len),
             }
         } else {
             Self(Repr::Shared(src.slice(start..end)))
@@ -116,6 +114,37 @@ impl Octets {
     pub fn as_str(&self) -> Option<&str> {
         core::str::from_utf8(self.as_slice()).ok()
     }
+}
+
+/// `s` (at most [`Octets::INLINE_CAP`] bytes) at the start of a zeroed block, copied in
+/// power-of-two pieces of fixed size: a variable-length copy would be a `memcpy` call, which
+/// costs more than these few moves for values this short.
+#[inline(always)]
+fn short_block(s: &[u8]) -> [u8; Octets::INLINE_CAP] {
+    let mut block = [0; Octets::INLINE_CAP];
+    let mut at = 0;
+    macro_rules! piece {
+        ($n:literal) => {
+            if s.len() & $n != 0 {
+                if let (Some(dst), Some(src)) = (
+                    block
+                        .get_mut(at..at + $n)
+                        .and_then(|d| d.first_chunk_mut::<$n>()),
+                    s.get(at..at + $n).and_then(|d| d.first_chunk::<$n>()),
+                ) {
+                    *dst = *src;
+                }
+                at += $n;
+            }
+        };
+    }
+    piece!(16);
+    piece!(8);
+    piece!(4);
+    piece!(2);
+    piece!(1);
+    let _ = at;
+    block
 }
 
 impl Default for Octets {
@@ -249,6 +278,17 @@ mod tests {
     #[test]
     fn as_small_as_bytes() {
         assert_eq!(size_of::<Octets>(), size_of::<Bytes>());
+    }
+
+    #[test]
+    fn slice_of_is_the_range_anywhere_in_the_pdu() {
+        let src = Bytes::from((0u8..64).collect::<Vec<_>>());
+        for start in 0..64 {
+            for end in start..=64 {
+                let o = Octets::slice_of(&src, start, end);
+                assert_eq!(o.as_slice(), &src[start..end], "{start}..{end}");
+            }
+        }
     }
 
     #[test]

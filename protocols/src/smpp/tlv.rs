@@ -312,6 +312,7 @@ impl Tlvs {
     /// Reads TLVs to the end of the body. Bytes that do not form a whole TLV (fewer than
     /// four left, or a length past the end) are ignored and flagged
     /// [`Tolerated::TRAILING_BYTES`]: peers pad bodies, and a half TLV carries nothing usable.
+    #[inline(always)]
     pub(crate) fn decode(r: &mut Reader<'_>) -> Self {
         let (buf, mut pos, end) = r.take_rest();
         if pos == end {
