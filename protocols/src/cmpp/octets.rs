@@ -224,8 +224,15 @@ impl<'a> Reader<'a> {
     ) -> Result<FixedStr<N>, Short> {
         debug_assert!(width <= N);
         let raw = self.take(width, field)?;
-        let mut bytes = [0u8; N];
-        bytes[..width].copy_from_slice(raw);
+        // Most fields fill their array exactly (width == N): one move, no zeroing first.
+        let mut bytes = match raw.first_chunk::<N>() {
+            Some(full) => *full,
+            None => {
+                let mut b = [0u8; N];
+                b[..width].copy_from_slice(raw);
+                b
+            }
+        };
         let mut end = padded_len(&bytes);
         if end > 0 && bytes[end - 1] == b' ' {
             // Space padding (rare): trim it and keep the bytes past `len` zero.
