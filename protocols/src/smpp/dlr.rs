@@ -255,23 +255,30 @@ enum Key {
     Text,
 }
 
-/// True when `w` starts with `key` (lowercase ASCII), ignoring ASCII case. `N` is known at
-/// each call, so the comparison unrolls into a few byte tests.
+/// True when `w` starts with `key` (lowercase ASCII, at most 16 bytes), ignoring ASCII case.
+///
+/// One masked 16-byte compare: clearing bit 5 upper-cases a letter and maps no other byte
+/// onto a letter, so at the key's letter positions `byte & 0xDF` equals the upper-case letter
+/// exactly when the byte is that letter in either case; the other positions (`:`, ` `, `_`)
+/// compare exactly. `N` and `key` are constants at each call, so the masks fold away.
 #[inline(always)]
 fn starts_with_key<const N: usize>(w: &[u8], key: &[u8; N]) -> bool {
-    match w.first_chunk::<N>() {
-        Some(head) => {
-            let mut i = 0;
-            while i < N {
-                if head[i].to_ascii_lowercase() != key[i] {
-                    return false;
-                }
-                i += 1;
-            }
-            true
-        }
-        None => false,
+    let Some(head) = w.first_chunk::<N>() else {
+        return false;
+    };
+    let (mut bytes, mut mask, mut want) = ([0u8; 16], [0u8; 16], [0u8; 16]);
+    let mut i = 0;
+    while i < N && i < 16 {
+        bytes[i] = head[i];
+        mask[i] = if key[i].is_ascii_lowercase() {
+            0xDF
+        } else {
+            0xFF
+        };
+        want[i] = key[i] & mask[i];
+        i += 1;
     }
+    u128::from_le_bytes(bytes) & u128::from_le_bytes(mask) == u128::from_le_bytes(want)
 }
 
 /// The key `w` starts with and its length. Dispatches on the first letter, so a word is
@@ -527,6 +534,30 @@ mod tests {
         assert_eq!(r.err, Some(&b"000"[..]));
         assert_eq!(r.text, Some(&b"Hello world stat:X"[..]));
         assert_eq!(r.to_vec(), s.to_vec());
+    }
+
+    #[test]
+    fn key_match_is_exactly_ascii_case_insensitive() {
+        fn check<const N: usize>(key: &[u8; N]) {
+            for at in 0..N {
+                for b in 0..=255u8 {
+                    let mut w = *key;
+                    w[at] = b;
+                    assert_eq!(
+                        starts_with_key(&w, key),
+                        w.eq_ignore_ascii_case(key),
+                        "{:?} byte {b:#04x} at {at}",
+                        key.escape_ascii().to_string()
+                    );
+                }
+            }
+            assert!(!starts_with_key(&key[..N - 1], key));
+        }
+        check(b"id:");
+        check(b"submit date:");
+        check(b"submit_date:");
+        check(b"done_date:");
+        check(b"text:");
     }
 
     #[test]
