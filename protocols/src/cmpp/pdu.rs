@@ -4,7 +4,7 @@
 //! input; encoding is strict: a value that the link's version cannot carry exactly is an
 //! [`EncodeError`] and nothing is written.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::cancel::{Cancel, CancelResp};
 use super::codes::CommandId;
@@ -222,8 +222,12 @@ pub fn decode_frame(
     let Some(header) = header::check(buf, max_length)? else {
         return Ok(None);
     };
-    let mut frame = buf.split_to(header.total_length as usize);
-    let body = frame.split_off(HEADER_LEN).freeze();
+    // The header is already parsed: step over it and split off only the body (one
+    // reference-count increment, no second split).
+    buf.advance(HEADER_LEN);
+    let body = buf
+        .split_to(header.total_length as usize - HEADER_LEN)
+        .freeze();
     Ok(Some(Pdu::decode(header, body, version)))
 }
 

@@ -52,6 +52,7 @@ impl Framer {
         }
     }
 
+    #[inline(always)]
     fn next(
         &mut self,
         src: &mut BytesMut,

@@ -36,17 +36,24 @@ pub struct ReceiptDate {
 impl ReceiptDate {
     /// Parses 10 or 12 ASCII digits; `None` for anything else or out-of-range parts.
     pub fn parse(s: &[u8]) -> Option<Self> {
-        if !(s.len() == 10 || s.len() == 12) || !s.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let two = |i: usize| (s[i] - b'0') * 10 + (s[i + 1] - b'0');
+        let (d, second) = match s.len() {
+            10 => (digits::<10>(s)?, None),
+            12 => {
+                let d = digits::<12>(s)?;
+                let mut head = [0u8; 10];
+                head.copy_from_slice(&d[..10]);
+                (head, Some(d[10] * 10 + d[11]))
+            }
+            _ => return None,
+        };
+        let two = |i: usize| d[i] * 10 + d[i + 1];
         let d = Self {
             year: 2000 + u16::from(two(0)),
             month: two(2),
             day: two(4),
             hour: two(6),
             minute: two(8),
-            second: (s.len() == 12).then(|| two(10)),
+            second,
         };
         let ok = (1..=12).contains(&d.month)
             && (1..=31).contains(&d.day)
@@ -70,6 +77,20 @@ impl ReceiptDate {
             let _ = write!(out, "{s:02}");
         }
     }
+}
+
+/// The digit values of the first `N` bytes of `s` (at least `N` long), `None` unless all are
+/// ASCII digits. `N` is a constant, so the test is one unrolled, branch-free pass.
+#[inline]
+fn digits<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
+    let s = s.first_chunk::<N>()?;
+    let mut d = [0u8; N];
+    let mut bad = false;
+    for (v, &b) in d.iter_mut().zip(s) {
+        *v = b.wrapping_sub(b'0');
+        bad |= *v > 9;
+    }
+    (!bad).then_some(d)
 }
 
 /// The `stat:` value.
@@ -98,25 +119,61 @@ pub enum ReceiptStat<'a> {
 impl<'a> ReceiptStat<'a> {
     /// Parses a stat word, case-insensitively, accepting common long spellings.
     pub fn parse(s: &'a [u8]) -> Self {
-        let is = |w: &str| s.eq_ignore_ascii_case(w.as_bytes());
-        if is("DELIVRD") || is("DELIVERED") {
-            Self::Delivered
-        } else if is("EXPIRED") {
-            Self::Expired
-        } else if is("DELETED") {
-            Self::Deleted
-        } else if is("UNDELIV") || is("UNDELIVERABLE") || is("UNDELIVERED") {
-            Self::Undeliverable
-        } else if is("ACCEPTD") || is("ACCEPTED") {
-            Self::Accepted
-        } else if is("UNKNOWN") {
-            Self::Unknown
-        } else if is("REJECTD") || is("REJECTED") {
-            Self::Rejected
-        } else if is("ENROUTE") {
-            Self::Enroute
-        } else {
-            Self::Other(s)
+        // The spec's own words are all seven letters: compare them as one word each. Clearing
+        // bit 5 upper-cases a letter and maps no other byte onto a letter, so a masked
+        // compare against an all-letter word is an exact case-insensitive compare.
+        if let Some(w) = s.first_chunk::<7>()
+            && s.len() == 7
+        {
+            let mut word = [0u8; 8];
+            word[..7].copy_from_slice(w);
+            let v = u64::from_le_bytes(word) & 0x00DF_DFDF_DFDF_DFDF;
+            let is = |k: &[u8; 7]| {
+                let mut word = [0u8; 8];
+                word[..7].copy_from_slice(k);
+                v == u64::from_le_bytes(word)
+            };
+            let found = if is(b"DELIVRD") {
+                Some(Self::Delivered)
+            } else if is(b"UNDELIV") {
+                Some(Self::Undeliverable)
+            } else if is(b"EXPIRED") {
+                Some(Self::Expired)
+            } else if is(b"REJECTD") {
+                Some(Self::Rejected)
+            } else if is(b"ACCEPTD") {
+                Some(Self::Accepted)
+            } else if is(b"DELETED") {
+                Some(Self::Deleted)
+            } else if is(b"UNKNOWN") {
+                Some(Self::Unknown)
+            } else if is(b"ENROUTE") {
+                Some(Self::Enroute)
+            } else {
+                None
+            };
+            return found.unwrap_or(Self::Other(s));
+        }
+        // Longer spellings: upper-case into a fixed buffer (the longest is 13 letters), then
+        // one match on the bytes.
+        const LONGEST: usize = 13;
+        if s.len() > LONGEST {
+            return Self::Other(s);
+        }
+        let mut up = [0u8; LONGEST];
+        for (u, b) in up.iter_mut().zip(s) {
+            *u = b.to_ascii_uppercase();
+        }
+        match &up[..s.len()] {
+            b"DELIVRD" | b"DELIVERED" => Self::Delivered,
+            b"EXPIRED" => Self::Expired,
+            b"DELETED" => Self::Deleted,
+            b"UNDELIV" | b"UNDELIVERABLE" | b"UNDELIVERED" => Self::Undeliverable,
+            b"ACCEPTD" | b"ACCEPTED" => Self::Accepted,
+            b"UNKNOWN" => Self::Unknown,
+            b"REJECTD" | b"REJECTED" => Self::Rejected,
+            b"ENROUTE" => Self::Enroute,
+            _ => Self::Other(s),
         }
     }
 
@@ -198,31 +255,118 @@ enum Key {
     Text,
 }
 
-const KEYS: [(&[u8], Key); 12] = [
-    (b"id:", Key::Id),
-    (b"sub:", Key::Sub),
-    (b"dlvrd:", Key::Dlvrd),
-    (b"submit date:", Key::SubmitDate),
-    (b"submit_date:", Key::SubmitDate),
-    (b"submitdate:", Key::SubmitDate),
-    (b"done date:", Key::DoneDate),
-    (b"done_date:", Key::DoneDate),
-    (b"donedate:", Key::DoneDate),
-    (b"stat:", Key::Stat),
-    (b"err:", Key::Err),
-    (b"text:", Key::Text),
-];
+/// True when `w` starts with `key` (lowercase ASCII, at most 16 bytes), ignoring ASCII case.
+///
+/// One masked 16-byte compare: clearing bit 5 upper-cases a letter and maps no other byte
+/// onto a letter, so at the key's letter positions `byte & 0xDF` equals the upper-case letter
+/// exactly when the byte is that letter in either case; the other positions (`:`, ` `, `_`)
+/// compare exactly. `N` and `key` are constants at each call, so the masks fold away.
+#[inline(always)]
+fn starts_with_key<const N: usize>(w: &[u8], key: &[u8; N]) -> bool {
+    let Some(head) = w.first_chunk::<N>() else {
+        return false;
+    };
+    let (mut bytes, mut mask, mut want) = ([0u8; 16], [0u8; 16], [0u8; 16]);
+    let mut i = 0;
+    while i < N && i < 16 {
+        bytes[i] = head[i];
+        mask[i] = if key[i].is_ascii_lowercase() {
+            0xDF
+        } else {
+            0xFF
+        };
+        want[i] = key[i] & mask[i];
+        i += 1;
+    }
+    u128::from_le_bytes(bytes) & u128::from_le_bytes(mask) == u128::from_le_bytes(want)
+}
 
+/// The key `w` starts with and its length. Dispatches on the first letter, so a word is
+/// compared with at most four keys (`s`: sub, stat and the three submit-date spellings).
+#[inline]
+fn match_key(w: &[u8]) -> Option<(Key, usize)> {
+    let first = w.first()?.to_ascii_lowercase();
+    let found = match first {
+        b'i' if starts_with_key(w, b"id:") => (Key::Id, 3),
+        b's' => {
+            if starts_with_key(w, b"sub:") {
+                (Key::Sub, 4)
+            } else if starts_with_key(w, b"stat:") {
+                (Key::Stat, 5)
+            } else if starts_with_key(w, b"submit date:") || starts_with_key(w, b"submit_date:") {
+                (Key::SubmitDate, 12)
+            } else if starts_with_key(w, b"submitdate:") {
+                (Key::SubmitDate, 11)
+            } else {
+                return None;
+            }
+        }
+        b'd' => {
+            if starts_with_key(w, b"dlvrd:") {
+                (Key::Dlvrd, 6)
+            } else if starts_with_key(w, b"done date:") || starts_with_key(w, b"done_date:") {
+                (Key::DoneDate, 10)
+            } else if starts_with_key(w, b"donedate:") {
+                (Key::DoneDate, 9)
+            } else {
+                return None;
+            }
+        }
+        b'e' if starts_with_key(w, b"err:") => (Key::Err, 4),
+        b't' if starts_with_key(w, b"text:") => (Key::Text, 5),
+        _ => return None,
+    };
+    Some(found)
+}
+
+/// Index of the first ASCII whitespace in `s` at or after `i`, or `s.len()`.
+///
+/// Eight bytes at a time: a word with no byte below 0x21 has no whitespace (every ASCII
+/// whitespace byte is ≤ 0x20), which is the common case for receipt values; otherwise the
+/// bytes are checked one by one from the lowest flagged one (the "has a byte less than"
+/// test is exact for the lowest byte it flags).
+#[inline]
+fn word_end(s: &[u8], mut i: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = s.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        let w = u64::from_le_bytes(*chunk);
+        let low = w.wrapping_sub(LO * 0x21) & !w & HI;
+        if low != 0 {
+            i += (low.trailing_zeros() / 8) as usize;
+            break;
+        }
+        i += 8;
+    }
+    while i < s.len() && !s[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+/// A count of 1 to 9 digits.
 fn parse_count(s: &[u8]) -> Option<u32> {
-    if s.is_empty() || s.len() > 9 || !s.iter().all(u8::is_ascii_digit) {
+    if s.is_empty() || s.len() > 9 {
         return None;
     }
-    Some(s.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
+    let mut n = 0u32;
+    for &b in s {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n * 10 + u32::from(d);
+    }
+    Some(n)
 }
 
 impl<'a> ReceiptText<'a> {
     /// Parses receipt text. Never fails: unknown words are skipped, missing fields are
     /// `None`. Use [`Self::looks_like_receipt`] to decide whether it was a receipt at all.
+    ///
+    /// One pass over the bytes, no allocation: at each word start the first letter picks
+    /// the few keys it could begin, the value runs to the next whitespace, and `text:`
+    /// takes the rest.
     pub fn parse(s: &'a [u8]) -> Self {
         let mut out = Self::default();
         let mut i = 0;
@@ -231,29 +375,17 @@ impl<'a> ReceiptText<'a> {
                 i += 1;
                 continue;
             }
-            // At the start of a word: try every key.
-            let first = s[i].to_ascii_lowercase();
-            let found = KEYS.iter().find(|(k, _)| {
-                k[0] == first
-                    && s.get(i..i + k.len())
-                        .is_some_and(|w| w.eq_ignore_ascii_case(k))
-            });
-            let Some(&(k, key)) = found else {
+            let Some((key, key_len)) = match_key(&s[i..]) else {
                 // Not a key: skip the word.
-                while i < s.len() && !s[i].is_ascii_whitespace() {
-                    i += 1;
-                }
+                i = word_end(s, i);
                 continue;
             };
-            let start = i + k.len();
+            let start = i + key_len;
             if let Key::Text = key {
                 out.text = Some(&s[start..]);
                 break;
             }
-            let mut end = start;
-            while end < s.len() && !s[end].is_ascii_whitespace() {
-                end += 1;
-            }
+            let end = word_end(s, start);
             let v = &s[start..end];
             match key {
                 Key::Id => out.id = Some(v),
@@ -402,6 +534,30 @@ mod tests {
         assert_eq!(r.err, Some(&b"000"[..]));
         assert_eq!(r.text, Some(&b"Hello world stat:X"[..]));
         assert_eq!(r.to_vec(), s.to_vec());
+    }
+
+    #[test]
+    fn key_match_is_exactly_ascii_case_insensitive() {
+        fn check<const N: usize>(key: &[u8; N]) {
+            for at in 0..N {
+                for b in 0..=255u8 {
+                    let mut w = *key;
+                    w[at] = b;
+                    assert_eq!(
+                        starts_with_key(&w, key),
+                        w.eq_ignore_ascii_case(key),
+                        "{:?} byte {b:#04x} at {at}",
+                        key.escape_ascii().to_string()
+                    );
+                }
+            }
+            assert!(!starts_with_key(&key[..N - 1], key));
+        }
+        check(b"id:");
+        check(b"submit date:");
+        check(b"submit_date:");
+        check(b"done_date:");
+        check(b"text:");
     }
 
     #[test]

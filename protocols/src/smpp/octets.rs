@@ -66,23 +66,32 @@ impl Octets {
 
     /// `src[start..end]`: inline copy when short, shared slice otherwise.
     /// Callers guarantee `start <= end <= src.len()`.
+    #[inline]
     pub(crate) fn slice_of(src: &Bytes, start: usize, end: usize) -> Self {
         let len = end - start;
         if len <= Self::INLINE_CAP {
-            let mut buf = [0; Self::INLINE_CAP];
-            // A fixed-size copy (two vector moves) is much cheaper than a variable one; the
-            // bytes past `len` are never exposed.
-            match src.get(start..start + Self::INLINE_CAP) {
-                Some(block) => buf.copy_from_slice(block),
-                None => buf[..len].copy_from_slice(&src[start..end]),
+            // A fixed-size copy (two vector moves, no call) is much cheaper than a variable
+            // one; the bytes past `len` are never exposed.
+            match src[start..].first_chunk::<{ Self::INLINE_CAP }>() {
+                Some(block) => Self::inline_prefix(block, len),
+                // Near the end of the PDU (its last TLVs): fixed-size moves by the bits of
+                // `len`, still no call.
+                None => Self::inline_prefix(&short_block(&src[start..end]), len),
             }
-            Self(Repr::Inline {
-                len: len as u8,
-                buf,
-            })
         } else {
             Self(Repr::Shared(src.slice(start..end)))
         }
+    }
+
+    /// The first `len` bytes of `block`, inline. The rest of `block` is carried along but
+    /// never exposed (equality, hashing and `Deref` see only `..len`).
+    /// Callers guarantee `len <= INLINE_CAP`.
+    #[inline]
+    pub(crate) const fn inline_prefix(block: &[u8; Self::INLINE_CAP], len: usize) -> Self {
+        Self(Repr::Inline {
+            len: len as u8,
+            buf: *block,
+        })
     }
 
     /// The bytes.
@@ -105,6 +114,37 @@ impl Octets {
     pub fn as_str(&self) -> Option<&str> {
         core::str::from_utf8(self.as_slice()).ok()
     }
+}
+
+/// `s` (at most [`Octets::INLINE_CAP`] bytes) at the start of a zeroed block, copied in
+/// power-of-two pieces of fixed size: a variable-length copy would be a `memcpy` call, which
+/// costs more than these few moves for values this short.
+#[inline(always)]
+fn short_block(s: &[u8]) -> [u8; Octets::INLINE_CAP] {
+    let mut block = [0; Octets::INLINE_CAP];
+    let mut at = 0;
+    macro_rules! piece {
+        ($n:literal) => {
+            if s.len() & $n != 0 {
+                if let (Some(dst), Some(src)) = (
+                    block
+                        .get_mut(at..at + $n)
+                        .and_then(|d| d.first_chunk_mut::<$n>()),
+                    s.get(at..at + $n).and_then(|d| d.first_chunk::<$n>()),
+                ) {
+                    *dst = *src;
+                }
+                at += $n;
+            }
+        };
+    }
+    piece!(16);
+    piece!(8);
+    piece!(4);
+    piece!(2);
+    piece!(1);
+    let _ = at;
+    block
 }
 
 impl Default for Octets {
@@ -238,6 +278,17 @@ mod tests {
     #[test]
     fn as_small_as_bytes() {
         assert_eq!(size_of::<Octets>(), size_of::<Bytes>());
+    }
+
+    #[test]
+    fn slice_of_is_the_range_anywhere_in_the_pdu() {
+        let src = Bytes::from((0u8..64).collect::<Vec<_>>());
+        for start in 0..64 {
+            for end in start..=64 {
+                let o = Octets::slice_of(&src, start, end);
+                assert_eq!(o.as_slice(), &src[start..end], "{start}..{end}");
+            }
+        }
     }
 
     #[test]

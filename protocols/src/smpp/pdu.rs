@@ -79,7 +79,7 @@ macro_rules! pdus {
                 }
             }
 
-            #[inline]
+            #[inline(always)]
             fn decode_body(
                 id: CommandId,
                 status: u32,
@@ -272,6 +272,7 @@ pub fn encode(command: &Command, buf: &mut BytesMut) -> Result<(), EncodeError> 
 ///
 /// # Errors
 /// [`DecodeError`]; [`DecodeError::response`] says what to answer.
+#[inline]
 pub fn decode(pdu: Bytes) -> Result<Decoded, DecodeError> {
     let header = Header::read(&pdu).ok_or(FrameError::LengthMismatch {
         length: 0,

@@ -79,6 +79,7 @@ impl Sm {
 }
 
 /// Reads `sm_length` + short_message + TLVs, shared by submit_sm, deliver_sm and submit_multi.
+#[inline(always)]
 pub(crate) fn decode_message_and_tlvs(r: &mut Reader) -> Result<(Octets, Tlvs), BodyError> {
     let sm_length = r.u8("sm_length")?;
     if (sm_length as usize) <= r.remaining() {
@@ -99,7 +100,7 @@ pub(crate) fn decode_message_and_tlvs(r: &mut Reader) -> Result<(Octets, Tlvs), 
 }
 
 impl Body for Sm {
-    #[inline]
+    #[inline(always)]
     fn decode(r: &mut Reader<'_>) -> Result<Self, BodyError> {
         let service_type = r.cstr("service_type")?;
         let source = Address::decode(r, SOURCE)?;

@@ -7,6 +7,7 @@
 //! size for the type.
 
 use bytes::{BufMut, BytesMut};
+use smallvec::SmallVec;
 
 use super::error::EncodeError;
 use super::octets::Octets;
@@ -149,14 +150,19 @@ pub struct NetworkErrorCode {
     pub error_code: u16,
 }
 
+/// TLVs stored inline before spilling to the heap: a segmented submit_sm carries three (the
+/// SAR set), a receipt deliver_sm up to three (receipted_message_id, message_state,
+/// network_error_code), so decoding them allocates nothing.
+const INLINE_TLVS: usize = 3;
+
 /// Ordered list of TLVs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Tlvs(pub Vec<Tlv>);
+pub struct Tlvs(SmallVec<[Tlv; INLINE_TLVS]>);
 
 impl Tlvs {
     /// No TLVs.
     pub const fn new() -> Self {
-        Self(Vec::new())
+        Self(SmallVec::new_const())
     }
 
     /// True when there are none.
@@ -306,12 +312,13 @@ impl Tlvs {
     /// Reads TLVs to the end of the body. Bytes that do not form a whole TLV (fewer than
     /// four left, or a length past the end) are ignored and flagged
     /// [`Tolerated::TRAILING_BYTES`]: peers pad bodies, and a half TLV carries nothing usable.
+    #[inline(always)]
     pub(crate) fn decode(r: &mut Reader<'_>) -> Self {
         let (buf, mut pos, end) = r.take_rest();
         if pos == end {
             return Self::new();
         }
-        let mut out = Vec::with_capacity(4);
+        let mut out = SmallVec::new();
         while end - pos >= 4 {
             let tag = u16::from_be_bytes([buf[pos], buf[pos + 1]]);
             let len = u16::from_be_bytes([buf[pos + 2], buf[pos + 3]]) as usize;

@@ -80,17 +80,37 @@ impl<'a> Reader<'a> {
     /// A C-octet string without its NUL. A string that runs to the end of the body without
     /// a NUL is accepted (flag [`Tolerated::MISSING_NUL`]); so is an absent string at the
     /// very end of the body (flag [`Tolerated::MISSING_FIELDS`]).
+    ///
+    /// Nearly every C-octet string on the hot path (addresses, times, ids, service_type) is
+    /// under 24 bytes, so the next 24 bytes are loaded once, searched for the NUL a word at
+    /// a time and, when it is there, become the inline value directly: one load, three word
+    /// tests, no call. Longer strings and the tail of the body go through `memchr`.
+    #[inline]
     pub(crate) fn cstr(&mut self, field: &'static str) -> Result<Octets, BodyError> {
         let _ = field;
         let rest = &self.buf[self.pos..];
-        match find_nul(rest) {
+        if let Some(block) = rest.first_chunk::<{ Octets::INLINE_CAP + 1 }>()
+            && let Some(n) = nul_in_block(block)
+        {
+            self.pos += n + 1;
+            // `n <= INLINE_CAP`: the NUL is within the block.
+            let value = block.first_chunk::<{ Octets::INLINE_CAP }>();
+            return Ok(value.map_or_else(Octets::new, |v| Octets::inline_prefix(v, n)));
+        }
+        self.cstr_slow(rest.len())
+    }
+
+    /// [`Self::cstr`] for strings of 24 bytes or more and near the end of the body.
+    #[cold]
+    fn cstr_slow(&mut self, rest_len: usize) -> Result<Octets, BodyError> {
+        match memchr::memchr(0, &self.buf[self.pos..]) {
             Some(n) => {
                 let s = Octets::slice_of(self.buf, self.pos, self.pos + n);
                 self.pos += n + 1;
                 Ok(s)
             }
             None => {
-                self.tolerated |= if rest.is_empty() {
+                self.tolerated |= if rest_len == 0 {
                     Tolerated::MISSING_FIELDS
                 } else {
                     Tolerated::MISSING_NUL
@@ -119,7 +139,9 @@ impl<'a> Reader<'a> {
 }
 
 /// Index of the first NUL, eight bytes at a time (the classic "has zero byte" bit trick: the
-/// lowest flagged byte is always a real zero, later ones may be false positives).
+/// lowest flagged byte is always a real zero, later ones may be false positives). Used by the
+/// encoder's length check, where strings are short and a `memchr` call costs more than it
+/// saves (measured: submit_sm encode 57 → 75 ns with `memchr` here).
 pub(crate) fn find_nul(s: &[u8]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
@@ -140,6 +162,38 @@ pub(crate) fn find_nul(s: &[u8]) -> Option<usize> {
         .iter()
         .position(|&b| b == 0)
         .map(|p| base + p)
+}
+
+/// Index of the first NUL in a 24-byte block, three words at a time (the classic "has zero
+/// byte" test: the lowest flagged byte of a word is always a real zero, later ones may be
+/// false positives, so only the lowest is used).
+#[inline]
+fn nul_in_block(block: &[u8; 24]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |i: usize| {
+        let w = u64::from_le_bytes([
+            block[i],
+            block[i + 1],
+            block[i + 2],
+            block[i + 3],
+            block[i + 4],
+            block[i + 5],
+            block[i + 6],
+            block[i + 7],
+        ]);
+        w.wrapping_sub(LO) & !w & HI
+    };
+    let (a, b, c) = (zero(0), zero(8), zero(16));
+    if a != 0 {
+        Some((a.trailing_zeros() / 8) as usize)
+    } else if b != 0 {
+        Some(8 + (b.trailing_zeros() / 8) as usize)
+    } else if c != 0 {
+        Some(16 + (c.trailing_zeros() / 8) as usize)
+    } else {
+        None
+    }
 }
 
 /// Encoded length of a C-octet string, checking it holds no NUL.
@@ -175,7 +229,7 @@ pub(crate) fn put_short_message(buf: &mut BytesMut, s: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use super::find_nul;
+    use super::{find_nul, nul_in_block};
 
     #[test]
     fn find_nul_matches_naive_search() {
@@ -194,6 +248,14 @@ mod tests {
                 );
             }
             s[i] = saved;
+        }
+        // The block search agrees with the plain one wherever the NUL is.
+        let mut block = [0x80u8; 24];
+        assert_eq!(nul_in_block(&block), None);
+        for i in 0..24 {
+            block[i] = 0;
+            assert_eq!(nul_in_block(&block), find_nul(&block), "nul at {i}");
+            block[i] = if i % 2 == 0 { 1 } else { 0xFF };
         }
         // A 0x01 after a zero byte must not hide the zero.
         assert_eq!(find_nul(&[1, 0, 1, 1, 1, 1, 1, 1, 0]), Some(1));

@@ -24,7 +24,7 @@ pub fn tlvs() -> impl Strategy<Value = Tlvs> {
         (any::<u16>(), octets(40)).prop_map(|(tag, value)| Tlv { tag, value }),
         0..4,
     )
-    .prop_map(Tlvs)
+    .prop_map(|v| v.into_iter().collect::<Tlvs>())
 }
 
 pub fn bind() -> impl Strategy<Value = Bind> {
