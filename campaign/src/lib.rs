@@ -34,6 +34,7 @@ pub mod api;
 pub mod approval;
 pub mod approval_api;
 pub mod console;
+pub mod contact_index;
 pub mod dispatch;
 pub mod error;
 pub mod events;
