@@ -121,7 +121,16 @@ fn pct(v: &[Duration], p: f64) -> Duration {
 
 /// User + system CPU seconds of this process so far (`/proc/self/stat`, 100 ticks/s).
 fn cpu_s() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_of("/proc/self/stat")
+}
+
+/// The same for the calling thread.
+fn thread_cpu_s() -> f64 {
+    cpu_of("/proc/thread-self/stat")
+}
+
+fn cpu_of(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     let rest = stat.rsplit(')').next().unwrap_or("");
     let f: Vec<f64> = rest
         .split_whitespace()
@@ -176,79 +185,82 @@ fn main() {
     let now = Timestamp::now();
     let (cpu0, load0) = (cpu_s(), loadavg());
     let start = Instant::now();
-    let (intake_t, (matched, sent, steps, match_t)) = std::thread::scope(|s| {
-        let intake = s.spawn(|| {
-            let mut rng = 0x9E37_79B9_7F4A_7C15u64;
-            let mut busy = Duration::ZERO;
-            let mut seq = 0u64;
-            while seq < events {
-                let n = batch.min(events - seq);
-                if rate > 0 {
-                    let due = start + Duration::from_secs_f64(seq as f64 / rate as f64);
-                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                }
-                let mut body = String::with_capacity(n as usize * 200);
-                for _ in 0..n {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    let id = (rng % u64::from(subscribers)) as usize;
-                    body.push_str(&event(seq, msisdns[id], now.as_second()));
-                    body.push('\n');
-                    seq += 1;
-                }
-                let t0 = Instant::now();
-                let parsed = parse_body(body.as_bytes()).unwrap();
-                let rep = {
-                    let c = svc.lock().unwrap();
-                    let rep = parsed.commit(&c.conn, now.as_second()).unwrap();
-                    let at = Instant::now();
-                    acked
-                        .lock()
-                        .unwrap()
-                        .extend(std::iter::repeat_n(at, n as usize));
-                    rep
-                };
-                assert_eq!(rep.accepted, n);
-                busy += t0.elapsed();
-                *wake.0.lock().unwrap() = true;
-                wake.1.notify_one();
-            }
-            busy
-        });
-        let matcher = s.spawn(|| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let (mut matched, mut sent, mut steps) = (0u64, 0u64, 0u64);
-            let mut busy = Duration::ZERO;
-            let mut done = 0u64;
-            while done < events {
-                {
-                    let mut w = wake.0.lock().unwrap();
-                    while !*w {
-                        w = wake.1.wait(w).unwrap();
+    let ((intake_t, intake_cpu), (matched, sent, steps, match_t, match_cpu)) =
+        std::thread::scope(|s| {
+            let intake = s.spawn(|| {
+                let cpu0 = thread_cpu_s();
+                let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+                let mut busy = Duration::ZERO;
+                let mut seq = 0u64;
+                while seq < events {
+                    let n = batch.min(events - seq);
+                    if rate > 0 {
+                        let due = start + Duration::from_secs_f64(seq as f64 / rate as f64);
+                        std::thread::sleep(due.saturating_duration_since(Instant::now()));
                     }
-                    *w = false;
-                }
-                loop {
+                    let mut body = String::with_capacity(n as usize * 200);
+                    for _ in 0..n {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        let id = (rng % u64::from(subscribers)) as usize;
+                        body.push_str(&event(seq, msisdns[id], now.as_second()));
+                        body.push('\n');
+                        seq += 1;
+                    }
                     let t0 = Instant::now();
-                    let (r, more) = rt.block_on(engine::step(&svc, &d, now, 10_000)).unwrap();
+                    let parsed = parse_body(body.as_bytes()).unwrap();
+                    let rep = {
+                        let c = svc.lock().unwrap();
+                        let rep = parsed.commit(&c.conn, now.as_second()).unwrap();
+                        let at = Instant::now();
+                        acked
+                            .lock()
+                            .unwrap()
+                            .extend(std::iter::repeat_n(at, n as usize));
+                        rep
+                    };
+                    assert_eq!(rep.accepted, n);
                     busy += t0.elapsed();
-                    steps += 1;
-                    done += r.events;
-                    matched += r.matched;
-                    sent += r.sent;
-                    if !more {
-                        break;
+                    *wake.0.lock().unwrap() = true;
+                    wake.1.notify_one();
+                }
+                (busy, thread_cpu_s() - cpu0)
+            });
+            let matcher = s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let cpu0 = thread_cpu_s();
+                let (mut matched, mut sent, mut steps) = (0u64, 0u64, 0u64);
+                let mut busy = Duration::ZERO;
+                let mut done = 0u64;
+                while done < events {
+                    {
+                        let mut w = wake.0.lock().unwrap();
+                        while !*w {
+                            w = wake.1.wait(w).unwrap();
+                        }
+                        *w = false;
+                    }
+                    loop {
+                        let t0 = Instant::now();
+                        let (r, more) = rt.block_on(engine::step(&svc, &d, now, 10_000)).unwrap();
+                        busy += t0.elapsed();
+                        steps += 1;
+                        done += r.events;
+                        matched += r.matched;
+                        sent += r.sent;
+                        if !more {
+                            break;
+                        }
                     }
                 }
-            }
-            (matched, sent, steps, busy)
+                (matched, sent, steps, busy, thread_cpu_s() - cpu0)
+            });
+            (intake.join().unwrap(), matcher.join().unwrap())
         });
-        (intake.join().unwrap(), matcher.join().unwrap())
-    });
     let total = start.elapsed();
     let cpu = cpu_s() - cpu0;
     let acked = acked.into_inner().unwrap();
@@ -275,7 +287,8 @@ fn main() {
         match_t.as_secs_f64(),
     );
     println!(
-        "CPU {cpu:.2} s (user + sys) = {:.1} µs per event ({:.0} events per CPU-second); \
+        "CPU {cpu:.2} s (user + sys; intake thread {intake_cpu:.2} s, matcher thread \
+         {match_cpu:.2} s) = {:.1} µs per event ({:.0} events per CPU-second); \
          load average before {load0}, after {}",
         cpu * 1e6 / events as f64,
         events as f64 / cpu,

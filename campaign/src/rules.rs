@@ -19,6 +19,12 @@
 //! Passive channels (`web`) never count toward caps. Rules are applied at launch, again
 //! when each slice is first dispatched, and on resume (with the then-current history).
 //!
+//! Each rule is stated once, as data, by [`prepare`]; two evaluators read it: [`apply_sets`]
+//! over the tables for a whole audience (launch, slices, resume) and
+//! [`Prepared::first_reason`] for one subscriber over the in-memory history
+//! ([`crate::contact_index`]; triggered sends). Both read the same `contacts` rows, so
+//! batch and triggered sends count against the same caps.
+//!
 //! Lists hold normalised msisdns (`list_numbers`), not subscriber ids, and are resolved
 //! against the subscriber table at evaluation: a number listed before its subscriber row
 //! exists is excluded from the first launch after it is imported. Lists of the older

@@ -186,6 +186,9 @@ fn setup(mut conn: Connection) -> Result<Connection, StoreError> {
     // every statement the trigger engine and the contact rules prepare per step (the
     // default 16 evicted some every step).
     conn.pragma_update(None, "cache_size", -65_536)?;
+    // A multi-row insert inside a transaction keeps a statement journal; in memory, not a
+    // temporary file.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.set_prepared_statement_cache_capacity(64);
     migrate(&mut conn)?;
     Ok(conn)

@@ -11,9 +11,14 @@
 //! 3. `control`: the subscriber is in the trigger's hold-out share (never sent);
 //! 4. `suppressed` / `cooldown`: this trigger sent to the subscriber within `cooldown_s`;
 //! 5. `lost` / `conflict_period`: any other task (triggered or batch) contacted the
-//!    subscriber within the trigger's `conflict_period_s` (the `contacts` table);
+//!    subscriber within the trigger's `conflict_period_s`;
 //! 6. `suppressed` / `<rule>`: the contact rules of [`crate::rules`] (lists, conflicting
-//!    offers, recently-marketed, caps — over the same contact history batch sends write);
+//!    offers, recently-marketed, caps — over the same contact history batch sends write),
+//!    decided per candidate by [`crate::rules::Prepared::first_reason`].
+//!
+//! 4–6 and the daily budget read the contact history from [`ContactIndex`] (kept in
+//! [`Matching`] with the compiled triggers, synced with the `contacts` table at the start
+//! of every step), not with a query per candidate or per trigger.
 //! 7. arbitration: of the candidates for one subscriber in the step, exactly one is sent —
 //!    higher `priority`, then the higher `score_attr` value, then the lower
 //!    [`super::unit_hash`] of (trigger, number) (fixed, and not always the same trigger);
