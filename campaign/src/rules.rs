@@ -743,7 +743,7 @@ impl Prepared {
                         && match scope {
                             ListScope::AllChannels => l.channel.is_empty(),
                             ListScope::AllAnd(c) => l.channel.is_empty() || l.channel == c.as_str(),
-                            ListScope::Named(ns) => ns.iter().any(|n| *n == l.name),
+                            ListScope::Named(ns) => ns.contains(&l.name),
                         }
                 }),
                 Test::History {
