@@ -1023,6 +1023,7 @@ mod tests {
         .unwrap();
         let custom = vec!["vip".to_owned()];
         let mut index = ContactIndex::default();
+        let mut seen = std::collections::BTreeSet::new();
         for round in 0..60 {
             let channel = [Channel::Sms, Channel::Mms, Channel::Web][next(3) as usize];
             let policy = ContactPolicy {
@@ -1053,6 +1054,7 @@ mod tests {
             for sub in 0..40u32 {
                 let listed = listings(&conn, table.msisdn(sub).unwrap()).unwrap();
                 let want = sets.iter().find(|(_, s)| s.contains(sub)).map(|(r, _)| *r);
+                seen.extend(want);
                 assert_eq!(want.is_none(), kept.contains(sub));
                 assert_eq!(
                     prepared.first_reason(sub, &listed, &index),
@@ -1060,6 +1062,13 @@ mod tests {
                     "round {round}, subscriber {sub}, {ctx:?}"
                 );
             }
+        }
+        // Every rule decided someone somewhere, so the comparison covered it.
+        for r in ORDER
+            .iter()
+            .filter(|r| **r != Reason::Graylist && **r != Reason::Staff)
+        {
+            assert!(seen.contains(r), "{r:?} never excluded anyone: {seen:?}");
         }
     }
 }
