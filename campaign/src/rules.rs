@@ -703,11 +703,6 @@ pub fn prepare(conn: &Connection, ctx: &RuleContext<'_>, now: i64) -> Result<Pre
 }
 
 impl Prepared {
-    /// No rule at all (a trigger with no candidates in a step).
-    pub const fn none() -> Self {
-        Self { tests: Vec::new() }
-    }
-
     /// The earliest contact time any rule reads (`None`: no rule reads the history).
     pub fn since(&self) -> Option<i64> {
         self.tests

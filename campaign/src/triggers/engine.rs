@@ -470,10 +470,9 @@ pub fn plan(c: &mut Campaigns, now: Timestamp, limit: usize) -> Result<Plan> {
         lists |= r.reads_lists();
         prepared.insert(cd.t, r);
     }
-    for (ti, t) in active.iter().enumerate() {
+    for t in active {
         if t.trigger.spec.daily_budget.is_some() {
             since = since.min(local_midnight(now, &t.tz));
-            prepared.entry(ti).or_insert_with(rules::Prepared::none);
         }
     }
     if since != i64::MAX {
