@@ -14,6 +14,8 @@
 //!   [`approval_api`]: its HTTP routes.
 //! - [`groups`], [`rules`], [`window`], [`template`]: A/B/control split, contact rules,
 //!   time slices and message templates.
+//! - [`contact_index`]: the contact history per subscriber in memory, following the
+//!   `contacts` and `conversions` tables (the per-candidate contact rules of triggers).
 //! - [`dispatch`] / [`launch`]: planning, the `Dispatcher` trait (+ HTTP implementation),
 //!   slice execution with persisted cursors (pause/resume/restart).
 //! - [`feedback`], [`stats`], [`report`]: receipts, replies, orders; z-test; funnels and
@@ -34,6 +36,7 @@ pub mod api;
 pub mod approval;
 pub mod approval_api;
 pub mod console;
+pub mod contact_index;
 pub mod dispatch;
 pub mod error;
 pub mod events;

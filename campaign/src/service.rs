@@ -31,6 +31,9 @@ pub struct Campaigns {
     /// (defaults: none, [`crate::routing::DEFAULT_UNSUBSCRIBE_KEYWORDS`]; the gateway sets
     /// them from its config when it hosts the service).
     pub mo: MoSettings,
+    /// What trigger matching keeps between steps (compiled triggers, contact history);
+    /// rebuilt from the store after a restart.
+    pub matching: crate::triggers::engine::Matching,
 }
 
 impl Campaigns {
@@ -46,6 +49,7 @@ impl Campaigns {
             conn,
             table,
             mo: MoSettings::default(),
+            matching: crate::triggers::engine::Matching::default(),
         })
     }
 
@@ -58,6 +62,7 @@ impl Campaigns {
             conn: store::open_in_memory()?,
             table: SubscriberTable::default(),
             mo: MoSettings::default(),
+            matching: crate::triggers::engine::Matching::default(),
         })
     }
 

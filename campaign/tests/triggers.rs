@@ -313,12 +313,15 @@ async fn a_recorded_stream_gives_exactly_the_expected_sends() {
     assert_eq!(trigger_sends(&gw), expected);
 }
 
-/// Runs the three phases with steps of `limit` events, reopening the store from `path`
-/// before every step and losing the gateway's answer on the calls in `lose`.
+/// Runs the three phases with steps of `limit` events, losing the gateway's answer on the
+/// calls in `lose`. With `reopen`, the store is reopened from `path` before every step (a
+/// restart: matching rebuilds its compiled triggers and its in-memory contact history from
+/// the store); without, one service runs the whole stream and keeps both warm.
 async fn stepwise(
     path: &Path,
     limit: usize,
     lose: &[usize],
+    reopen: bool,
 ) -> (FakeGateway, BTreeMap<(u64, i64, String), String>) {
     {
         let mut c = Campaigns::open(path).unwrap();
@@ -327,9 +330,18 @@ async fn stepwise(
     }
     let gw = FakeGateway::default();
     *gw.lose_response_on.lock().unwrap() = lose.to_vec();
+    let kept = (!reopen).then(|| Mutex::new(Campaigns::open(path).unwrap()));
+    let open = || Mutex::new(Campaigns::open(path).unwrap());
     {
-        let svc = Mutex::new(Campaigns::open(path).unwrap());
-        batch(&svc, &gw).await;
+        let own;
+        let svc = match &kept {
+            Some(s) => s,
+            None => {
+                own = open();
+                &own
+            }
+        };
+        batch(svc, &gw).await;
     }
     for (file, at, now) in [
         (
@@ -349,20 +361,36 @@ async fn stepwise(
         ),
     ] {
         {
-            let svc = Mutex::new(Campaigns::open(path).unwrap());
-            ingest(&svc, file, at).await;
+            let own;
+            let svc = match &kept {
+                Some(s) => s,
+                None => {
+                    own = open();
+                    &own
+                }
+            };
+            ingest(svc, file, at).await;
         }
         loop {
-            // A fresh service per step: the restart happens between every two steps, and
-            // after a lost answer (the gateway stored the batch, the step did not commit).
-            let svc = Mutex::new(Campaigns::open(path).unwrap());
-            match engine::step(&svc, &gw, ts(now), limit).await {
+            // With `reopen`, a fresh service per step: the restart happens between every
+            // two steps, and after a lost answer (the gateway stored the batch, the step
+            // did not commit).
+            let own;
+            let svc = match &kept {
+                Some(s) => s,
+                None => {
+                    own = open();
+                    &own
+                }
+            };
+            match engine::step(svc, &gw, ts(now), limit).await {
                 Ok((_, true)) => {}
                 Ok((_, false)) => break,
                 Err(_) => {}
             }
         }
     }
+    drop(kept);
     let c = Campaigns::open(path).unwrap();
     (gw, outcomes(&c))
 }
@@ -370,9 +398,12 @@ async fn stepwise(
 #[tokio::test]
 async fn a_restart_mid_stream_loses_nothing_and_sends_no_one_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let (clean_gw, clean) = stepwise(&dir.path().join("clean.db"), 10_000, &[]).await;
+    // The clean run keeps one service (warm contact history); the crashed one restarts
+    // before every step and rebuilds it from the store, so cooldowns, caps and conflict
+    // periods across a restart are decided as without one.
+    let (clean_gw, clean) = stepwise(&dir.path().join("clean.db"), 10_000, &[], false).await;
     // Batch call 1 is the batch task; lose the answers of trigger steps 2 and 4.
-    let (gw, crashed) = stepwise(&dir.path().join("crash.db"), 3, &[3, 5]).await;
+    let (gw, crashed) = stepwise(&dir.path().join("crash.db"), 3, &[3, 5], true).await;
     assert_eq!(
         crashed, clean,
         "every acknowledged event decided once, the same way"

@@ -11,9 +11,14 @@
 //! 3. `control`: the subscriber is in the trigger's hold-out share (never sent);
 //! 4. `suppressed` / `cooldown`: this trigger sent to the subscriber within `cooldown_s`;
 //! 5. `lost` / `conflict_period`: any other task (triggered or batch) contacted the
-//!    subscriber within the trigger's `conflict_period_s` (the `contacts` table);
+//!    subscriber within the trigger's `conflict_period_s`;
 //! 6. `suppressed` / `<rule>`: the contact rules of [`crate::rules`] (lists, conflicting
-//!    offers, recently-marketed, caps — over the same contact history batch sends write);
+//!    offers, recently-marketed, caps — over the same contact history batch sends write),
+//!    decided per candidate by [`crate::rules::Prepared::first_reason`].
+//!
+//! 4–6 and the daily budget read the contact history from [`ContactIndex`] (kept in
+//! [`Matching`] with the compiled triggers, synced with the `contacts` table at the start
+//! of every step), not with a query per candidate or per trigger.
 //! 7. arbitration: of the candidates for one subscriber in the step, exactly one is sent —
 //!    higher `priority`, then the higher `score_attr` value, then the lower
 //!    [`super::unit_hash`] of (trigger, number) (fixed, and not always the same trigger);
@@ -34,13 +39,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use jiff::Timestamp;
-use roaring::RoaringBitmap;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use super::{Compiled, TREATED, unit_hash};
+use crate::contact_index::ContactIndex;
 use crate::dispatch::{Dispatched, Dispatcher, OutboundMessage};
 use crate::error::{CampaignError, Result};
 use crate::events::Event;
+use crate::fxhash::FxHashMap;
 use crate::launch::{MAX_BATCH, RunError};
 use crate::rules::{self, Channel, RuleContext};
 use crate::service::Campaigns;
@@ -192,15 +198,132 @@ fn local_midnight(now: Timestamp, tz: &jiff::tz::TimeZone) -> i64 {
         .map_or(now.as_second(), Timestamp::as_second)
 }
 
+/// What matching keeps between steps (in [`Campaigns`]): the running triggers compiled,
+/// and the contact history the per-candidate rules read. Neither is a record: both are
+/// rebuilt from the store after a restart.
+#[derive(Debug, Default)]
+pub struct Matching {
+    /// The running triggers, compiled, in id order.
+    compiled: Vec<Compiled>,
+    /// Per compiled trigger, what it was compiled from (spec JSON, source, task).
+    from: Vec<(String, Option<String>)>,
+    /// The contact history ([`ContactIndex`]).
+    pub index: ContactIndex,
+    /// When rows no running trigger needs were last dropped (Unix seconds).
+    pruned_at: i64,
+}
+
+/// How often the history is pruned to what the running triggers read.
+const PRUNE_EVERY_S: i64 = 600;
+
+impl Matching {
+    /// Reads the running triggers and compiles only those that are new or changed since
+    /// the last step (a spec or source edited, a task resumed); the others are kept.
+    fn refresh(&mut self, conn: &Connection, table: &SubscriberTable) -> Result<()> {
+        let mut st = conn.prepare_cached(
+            "SELECT g.id, g.task_id, g.spec, g.source FROM triggers g
+             JOIN tasks t ON t.id = g.task_id WHERE t.state = 'running' ORDER BY g.id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })?;
+        let mut old: HashMap<i64, (Compiled, (String, Option<String>))> = self
+            .compiled
+            .drain(..)
+            .zip(self.from.drain(..))
+            .map(|(c, f)| (c.trigger.id, (c, f)))
+            .collect();
+        for r in rows {
+            let (id, task, spec, source) = r?;
+            if let Some((c, f)) = old.remove(&id)
+                && c.trigger.task == task
+                && f.0 == spec
+                && f.1 == source
+            {
+                self.compiled.push(c);
+                self.from.push(f);
+                continue;
+            }
+            match super::from_row(id, task, &spec, source.clone())
+                .and_then(|t| Compiled::new(t, table))
+            {
+                Ok(c) => {
+                    self.compiled.push(c);
+                    self.from.push((spec, source));
+                }
+                Err(e) => {
+                    tracing::warn!(trigger = id, error = %e, "Trigger skipped: it no longer compiles.");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every [`PRUNE_EVERY_S`], drops the history older than any running trigger reads.
+    fn prune(
+        index: &mut ContactIndex,
+        pruned_at: &mut i64,
+        compiled: &[Compiled],
+        conn: &Connection,
+        table: &SubscriberTable,
+        now: Timestamp,
+    ) -> Result<()> {
+        let now_s = now.as_second();
+        if now_s - *pruned_at < PRUNE_EVERY_S || index.is_empty() {
+            return Ok(());
+        }
+        let mut since = now_s;
+        for t in compiled {
+            let s = &t.trigger.spec;
+            let ctx = RuleContext {
+                channel: s.channel,
+                offer: &s.offer,
+                campaign_type: &s.campaign_type,
+                policy: &s.policy,
+                custom_lists: &s.custom_lists,
+                table,
+            };
+            since = since.min(history_since(t, &rules::prepare(conn, &ctx, now_s)?, now_s));
+            if s.daily_budget.is_some() {
+                since = since.min(local_midnight(now, &t.tz));
+            }
+        }
+        index.prune(since);
+        *pruned_at = now_s;
+        Ok(())
+    }
+}
+
+/// The earliest contact time trigger `t` reads at `now_s`: its contact rules, cooldown
+/// and conflict period (`i64::MAX`: none).
+fn history_since(t: &Compiled, rules: &rules::Prepared, now_s: i64) -> i64 {
+    let s = &t.trigger.spec;
+    let mut since = rules.since().unwrap_or(i64::MAX);
+    if s.cooldown_s > 0 {
+        since = since.min(now_s - i64::from(s.cooldown_s));
+    }
+    if s.conflict_period_s > 0 {
+        since = since.min(now_s - i64::from(s.conflict_period_s));
+    }
+    since
+}
+
 /// Decides the next step at `now` over at most `limit` new events (plus the held ones).
 ///
 /// # Errors
 /// SQLite failure.
-pub fn plan(c: &Campaigns, now: Timestamp, limit: usize) -> Result<Plan> {
+pub fn plan(c: &mut Campaigns, now: Timestamp, limit: usize) -> Result<Plan> {
     let conn = &c.conn;
     let table = &c.table;
     let now_s = now.as_second();
-    let active = super::active(conn, table)?;
+    let state = &mut c.matching;
+    state.refresh(conn, table)?;
+    let active: &[Compiled] = &state.compiled;
     let from_seq = cursor(conn)?;
     let events = read_events(
         conn,
@@ -323,23 +446,61 @@ pub fn plan(c: &Campaigns, now: Timestamp, limit: usize) -> Result<Plan> {
         }
     }
 
-    // 4–6: cooldown, conflict period, contact rules — per candidate.
-    let mut last_sent =
-        conn.prepare_cached("SELECT MAX(at) FROM contacts WHERE task_id = ?1 AND sub_id = ?2")?;
-    let mut other = conn.prepare_cached(
-        "SELECT task_id, offer FROM contacts WHERE sub_id = ?1 AND at >= ?2 AND task_id != ?3
-         ORDER BY at DESC LIMIT 1",
+    // 4–6: cooldown, conflict period, contact rules — per candidate, over the in-memory
+    // contact history (the same rules batch launches apply as sets over the tables).
+    let mut prepared: HashMap<usize, rules::Prepared> = HashMap::new();
+    let mut since = i64::MAX;
+    let mut lists = false;
+    for cd in &cands {
+        if prepared.contains_key(&cd.t) {
+            continue;
+        }
+        let t = &active[cd.t];
+        let s = &t.trigger.spec;
+        let ctx = RuleContext {
+            channel: s.channel,
+            offer: &s.offer,
+            campaign_type: &s.campaign_type,
+            policy: &s.policy,
+            custom_lists: &s.custom_lists,
+            table,
+        };
+        let r = rules::prepare(conn, &ctx, now_s)?;
+        since = since.min(history_since(t, &r, now_s));
+        lists |= r.reads_lists();
+        prepared.insert(cd.t, r);
+    }
+    for t in active {
+        if t.trigger.spec.daily_budget.is_some() {
+            since = since.min(local_midnight(now, &t.tz));
+        }
+    }
+    if since != i64::MAX {
+        state.index.cover(conn, since)?;
+    }
+    Matching::prune(
+        &mut state.index,
+        &mut state.pruned_at,
+        active,
+        conn,
+        table,
+        now,
     )?;
+    let index = &state.index;
+    let lists = lists && rules::any_listed(conn)?;
+    let mut listed: FxHashMap<u32, Vec<rules::Listing>> = FxHashMap::default();
     let mut eligible: Vec<bool> = vec![true; cands.len()];
-    let mut per_trigger: BTreeMap<usize, RoaringBitmap> = BTreeMap::new();
     for (i, cd) in cands.iter().enumerate() {
-        let s = &active[cd.t].trigger.spec;
+        let t = &active[cd.t];
+        let s = &t.trigger.spec;
         if s.cooldown_s > 0 {
-            let at: Option<i64> =
-                last_sent.query_row(params![active[cd.t].trigger.task, cd.sub], |r| r.get(0))?;
-            if at.is_some_and(|at| at > now_s - i64::from(s.cooldown_s)) {
+            let after = now_s - i64::from(s.cooldown_s);
+            if index
+                .contacts(cd.sub, after)
+                .any(|c| c.task == t.trigger.task && c.at > after)
+            {
                 p.records.push(record(
-                    &active[cd.t],
+                    t,
                     cd.seq,
                     cd.sub,
                     "suppressed",
@@ -351,59 +512,44 @@ pub fn plan(c: &Campaigns, now: Timestamp, limit: usize) -> Result<Plan> {
             }
         }
         if s.conflict_period_s > 0 {
-            let hit: Option<(i64, String)> = other
-                .query_row(
-                    params![
-                        cd.sub,
-                        now_s - i64::from(s.conflict_period_s),
-                        active[cd.t].trigger.task
-                    ],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            if let Some((task, offer)) = hit {
+            // The latest other contact (the last written among equal times).
+            let hit = index
+                .contacts(cd.sub, now_s - i64::from(s.conflict_period_s))
+                .filter(|c| c.task != t.trigger.task)
+                .max_by_key(|c| c.at);
+            if let Some(c) = hit {
                 p.records.push(record(
-                    &active[cd.t],
+                    t,
                     cd.seq,
                     cd.sub,
                     "lost",
-                    format!("conflict_period: task {task} offer {offer:?}"),
+                    format!("conflict_period: task {} offer {:?}", c.task, c.offer),
                     cd.held_at,
                 ));
                 eligible[i] = false;
                 continue;
             }
         }
-        per_trigger.entry(cd.t).or_default().insert(cd.sub);
-    }
-    let mut excluded: HashMap<(usize, u32), &'static str> = HashMap::new();
-    for (ti, subs) in &per_trigger {
-        let s = &active[*ti].trigger.spec;
-        let ctx = RuleContext {
-            channel: s.channel,
-            offer: &s.offer,
-            campaign_type: &s.campaign_type,
-            policy: &s.policy,
-            custom_lists: &s.custom_lists,
-            table,
+        let Some(rs) = prepared.get(&cd.t) else {
+            continue;
         };
-        let (_, sets) = rules::apply_sets(conn, &ctx, subs, now_s)?;
-        for (reason, set) in sets {
-            for sub in set {
-                excluded.insert((*ti, sub), reason.as_str());
+        let on = if lists {
+            match listed.entry(cd.sub) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(rules::listings(conn, cd.ev.msisdn)?)
+                }
             }
-        }
-    }
-    for (i, cd) in cands.iter().enumerate() {
-        if eligible[i]
-            && let Some(reason) = excluded.get(&(cd.t, cd.sub))
-        {
+        } else {
+            &Vec::new()
+        };
+        if let Some(reason) = rs.first_reason(cd.sub, on, index) {
             p.records.push(record(
-                &active[cd.t],
+                t,
                 cd.seq,
                 cd.sub,
                 "suppressed",
-                (*reason).to_owned(),
+                reason.as_str().to_owned(),
                 cd.held_at,
             ));
             eligible[i] = false;
@@ -425,12 +571,8 @@ pub fn plan(c: &Campaigns, now: Timestamp, limit: usize) -> Result<Plan> {
     let mut budget_left: HashMap<usize, i64> = HashMap::new();
     for (ti, t) in active.iter().enumerate() {
         if let Some(b) = t.trigger.spec.daily_budget {
-            let used: i64 = conn.query_row(
-                "SELECT COUNT(*) FROM contacts WHERE task_id = ?1 AND at >= ?2",
-                params![t.trigger.task, local_midnight(now, &t.tz)],
-                |r| r.get(0),
-            )?;
-            budget_left.insert(ti, i64::from(b) - used);
+            let used = index.task_count(t.trigger.task, local_midnight(now, &t.tz));
+            budget_left.insert(ti, i64::from(b) - used as i64);
         }
     }
     for (_, sub) in subs {
@@ -559,57 +701,80 @@ pub fn commit(conn: &Connection, p: &Plan, outcomes: &[Dispatched]) -> Result<St
         ..StepReport::default()
     };
     {
-        let mut out = tx.prepare_cached(
-            "INSERT INTO trigger_outcomes (trigger_id, event_seq, task_id, sub_id,
-                outcome, reason, offer, channel, held_at, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )?;
-        let mut contact = tx.prepare_cached(
-            "INSERT INTO contacts (sub_id, task_id, bulk_id, slice, grp, channel, offer,
-                campaign_type, at, gateway_id)
-             VALUES (?1, ?2, 0, 0, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        let mut write = |r: &Record, outcome: &str, reason: &str| -> Result<()> {
-            out.execute(params![
-                r.trigger,
-                r.event_seq,
-                r.task,
-                r.sub,
-                outcome,
-                reason,
-                r.offer,
-                r.channel,
-                r.held_at,
-                p.now
-            ])?;
-            if outcome != "sent" {
-                *rep.outcomes
-                    .entry(format!("{outcome}/{reason}"))
-                    .or_default() += 1;
-            }
-            Ok(())
-        };
+        // Outcomes and contacts go in as multi-row inserts: one statement per
+        // `ROWS_PER_INSERT` rows instead of one per row.
+        let mut rows: Vec<(&Record, &str, String)> =
+            Vec::with_capacity(p.records.len() + p.sends.len());
+        let mut contacts: Vec<(&Record, &str)> = Vec::with_capacity(p.sends.len());
         for r in &p.records {
-            write(r, r.outcome, &r.reason)?;
+            rows.push((r, r.outcome, r.reason.clone()));
         }
         for ((r, _), o) in p.sends.iter().zip(outcomes) {
             match o {
                 Ok(gid) => {
-                    write(r, "sent", "")?;
-                    contact.execute(params![
-                        r.sub,
-                        r.task,
-                        TREATED,
-                        r.channel,
-                        r.offer,
-                        r.campaign_type,
-                        p.now,
-                        gid
-                    ])?;
+                    rows.push((r, "sent", String::new()));
+                    contacts.push((r, gid.as_str()));
                     rep.sent += 1;
                 }
-                Err(refusal) => write(r, "suppressed", &format!("public:{}", refusal.rule()))?,
+                Err(refusal) => {
+                    rows.push((r, "suppressed", format!("public:{}", refusal.rule())));
+                }
             }
+        }
+        for (_, outcome, reason) in &rows {
+            if *outcome != "sent" {
+                *rep.outcomes
+                    .entry(format!("{outcome}/{reason}"))
+                    .or_default() += 1;
+            }
+        }
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut vals: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 10);
+            for (r, outcome, reason) in chunk {
+                vals.extend([
+                    &r.trigger as &dyn rusqlite::ToSql,
+                    &r.event_seq,
+                    &r.task,
+                    &r.sub,
+                    outcome,
+                    reason,
+                    &r.offer,
+                    &r.channel,
+                    &r.held_at,
+                    &p.now,
+                ]);
+            }
+            insert_rows(
+                &tx,
+                "INSERT INTO trigger_outcomes (trigger_id, event_seq, task_id, sub_id,
+                    outcome, reason, offer, channel, held_at, at) VALUES ",
+                chunk.len(),
+                &vals,
+            )?;
+        }
+        for chunk in contacts.chunks(ROWS_PER_INSERT) {
+            let mut vals: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 10);
+            for (r, gid) in chunk {
+                vals.extend([
+                    &r.sub as &dyn rusqlite::ToSql,
+                    &r.task,
+                    &0,
+                    &0,
+                    &TREATED,
+                    &r.channel,
+                    &r.offer,
+                    &r.campaign_type,
+                    &p.now,
+                    gid,
+                ]);
+            }
+            insert_rows(
+                &tx,
+                "INSERT INTO contacts (sub_id, task_id, bulk_id, slice, grp, channel, offer,
+                    campaign_type, at, gateway_id) VALUES ",
+                chunk.len(),
+                &vals,
+            )?;
         }
         let mut hold = tx.prepare_cached(
             "INSERT OR IGNORE INTO trigger_held (trigger_id, event_seq, sub_id, held_at) VALUES (?1, ?2, ?3, ?4)",
@@ -631,6 +796,36 @@ pub fn commit(conn: &Connection, p: &Plan, outcomes: &[Dispatched]) -> Result<St
     Ok(rep)
 }
 
+/// Rows per multi-row insert (10 columns: 2 000 parameters, under SQLite's limit).
+const ROWS_PER_INSERT: usize = 200;
+
+/// Runs a multi-row insert of `rows` rows. A full chunk's statement is cached; the step's
+/// last, shorter one is not (its length changes every step, and would push the other
+/// statements out of the cache).
+fn insert_rows(
+    conn: &Connection,
+    head: &str,
+    rows: usize,
+    vals: &[&dyn rusqlite::ToSql],
+) -> Result<()> {
+    let sql = multi_row(head, vals.len() / rows.max(1), rows);
+    if rows == ROWS_PER_INSERT {
+        conn.prepare_cached(&sql)?.execute(vals)?;
+    } else {
+        conn.prepare(&sql)?.execute(vals)?;
+    }
+    Ok(())
+}
+
+/// `head` followed by `rows` groups of `cols` placeholders.
+fn multi_row(head: &str, cols: usize, rows: usize) -> String {
+    let group = format!("({})", vec!["?"; cols].join(", "));
+    let mut sql = String::with_capacity(head.len() + rows * (group.len() + 2));
+    sql.push_str(head);
+    sql.push_str(&vec![group; rows].join(", "));
+    sql
+}
+
 /// Events read per step (one gateway batch at most).
 pub const STEP_EVENTS: usize = MAX_BATCH;
 
@@ -646,10 +841,10 @@ pub async fn step<D: Dispatcher>(
     limit: usize,
 ) -> std::result::Result<(StepReport, bool), RunError> {
     let p = {
-        let c = svc
+        let mut c = svc
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        plan(&c, now, limit)?
+        plan(&mut c, now, limit)?
     };
     // Held matches released with a full step of new events can exceed what one gateway
     // request takes: hand them over in requests of at most MAX_BATCH. A failure after an
