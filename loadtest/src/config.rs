@@ -224,6 +224,8 @@ pub struct ListenerConfig {
     pub mo: MoConfig,
     /// MM7 only (`protocol = "mm7"`): the MMSC's HTTP side and its fault modes.
     pub mm7: Mm7Config,
+    /// Serve TLS with this certificate and key instead of plaintext (every protocol).
+    pub tls: Option<crate::sim::tls::TlsFiles>,
 }
 
 /// HTTP basic credentials.
@@ -319,6 +321,7 @@ impl Default for ListenerConfig {
             resend_unanswered: true,
             mo: MoConfig::default(),
             mm7: Mm7Config::default(),
+            tls: None,
         }
     }
 }

@@ -190,6 +190,13 @@ pub struct RawChannel {
     dlr_id_format: Option<IdFormatSetting>,
     #[serde(default)]
     concatenation: Option<Concatenation>,
+    // TLS toward the center
+    #[serde(default)]
+    tls: bool,
+    #[serde(default)]
+    ca_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    server_name: Option<String>,
     // SMPP
     #[serde(default)]
     system_id: Option<String>,
@@ -301,6 +308,19 @@ pub struct ChannelConfig {
     pub dlr_id_format: IdFormatSetting,
     /// The protocol and its own settings.
     pub protocol: Protocol,
+    /// TLS toward an SMPP or CMPP center (`tls = true`); `None`: plaintext TCP. MM7 channels
+    /// take TLS from an `https` url instead.
+    pub tls: Option<ChannelTls>,
+    /// The private CA certificates of `ca_file`, the only roots trusted for this channel's
+    /// TLS (SMPP / CMPP with `tls`, MM7 with an https url); empty: the bundled Mozilla roots.
+    pub ca_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+/// How a channel checks its center's certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelTls {
+    /// The name the certificate must carry (`server_name`, else `host`).
+    pub server_name: String,
 }
 
 /// A channel's protocol, one variant per kind this build serves.
@@ -483,6 +503,9 @@ pub const COMMON_KEYS: &[&str] = &[
     "message_id_format",
     "dlr_id_format",
     "concatenation",
+    "tls",
+    "ca_file",
+    "server_name",
 ];
 /// Keys only SMPP channels take (`password` is shared with MM7).
 pub const SMPP_KEYS: &[&str] = &[
@@ -683,6 +706,7 @@ impl RawChannel {
             }
             ChannelKind::Mm7 => Protocol::Mm7(self.mm7(&k, c)?),
         };
+        let (tls, ca_roots) = self.tls_settings(&host, &k, c)?;
         // CMPP Msg_Ids are u64 numbers: the channel compares them as decimal unless told.
         let id_default = match self.kind {
             ChannelKind::Cmpp => IdFormatSetting::Decimal,
@@ -706,7 +730,73 @@ impl RawChannel {
             message_id_format: self.message_id_format.unwrap_or(id_default),
             dlr_id_format: self.dlr_id_format.unwrap_or(id_default),
             protocol,
+            tls,
+            ca_roots,
         })
+    }
+
+    /// `tls`, `server_name` and `ca_file`: checked here, the CA file read once (a missing or
+    /// bad file is a start error naming the key).
+    #[allow(clippy::type_complexity)]
+    fn tls_settings(
+        &self,
+        host: &str,
+        k: &dyn Fn(&str) -> String,
+        c: &Checker<'_>,
+    ) -> Result<
+        (
+            Option<ChannelTls>,
+            Vec<rustls::pki_types::CertificateDer<'static>>,
+        ),
+        ConfigError,
+    > {
+        let https = self
+            .url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+        if self.kind == ChannelKind::Mm7 {
+            if self.tls {
+                return Err(c.err(k("tls"), "an mm7 channel uses TLS when its url is https"));
+            }
+            if self.server_name.is_some() {
+                return Err(c.err(k("server_name"), "an mm7 channel checks the url's host"));
+            }
+            if self.ca_file.is_some() && !https {
+                return Err(c.err(k("ca_file"), "needs an https url"));
+            }
+        } else if !self.tls {
+            for (key, set) in [
+                ("ca_file", self.ca_file.is_some()),
+                ("server_name", self.server_name.is_some()),
+            ] {
+                if set {
+                    return Err(c.err(k(key), "needs tls = true"));
+                }
+            }
+        }
+        let roots = match &self.ca_file {
+            Some(path) => {
+                crate::tls::load_ca_file(path).map_err(|e| c.err(k("ca_file"), e.to_string()))?
+            }
+            None => Vec::new(),
+        };
+        let tls = if self.tls {
+            let server_name = self.server_name.clone().unwrap_or_else(|| host.to_owned());
+            if rustls::pki_types::ServerName::try_from(server_name.as_str()).is_err() {
+                return Err(c.err(
+                    k(if self.server_name.is_some() {
+                        "server_name"
+                    } else {
+                        "host"
+                    }),
+                    "is not a DNS name or IP address a certificate can carry",
+                ));
+            }
+            Some(ChannelTls { server_name })
+        } else {
+            None
+        };
+        Ok((tls, roots))
     }
 
     fn smpp(

@@ -21,9 +21,9 @@ use sluice_campaign::signature::WebhookSecret;
 mod channel;
 
 pub use channel::{
-    BindMode, CMPP_KEYS, COMMON_KEYS, ChannelConfig, ChannelKind, CmppSettings, CmppVersion,
-    Concatenation, IdFormatSetting, MM7_DEFAULT_MAX_CONTENT_BYTES, MM7_KEYS, Mm7Settings, Protocol,
-    RawChannel, RetryConfig, SMPP_KEYS, SmppSettings,
+    BindMode, CMPP_KEYS, COMMON_KEYS, ChannelConfig, ChannelKind, ChannelTls, CmppSettings,
+    CmppVersion, Concatenation, IdFormatSetting, MM7_DEFAULT_MAX_CONTENT_BYTES, MM7_KEYS,
+    Mm7Settings, Protocol, RawChannel, RetryConfig, SMPP_KEYS, SmppSettings,
 };
 
 use crate::route::{Route, Router};
@@ -173,14 +173,55 @@ pub struct ListenersConfig {
     /// SMPP server for ESMEs (off when absent).
     #[serde(default)]
     pub smpp: Option<SocketAddr>,
-    /// Prometheus metrics (off when absent).
+    /// Prometheus metrics (off when absent). The documented example binds it to
+    /// 127.0.0.1: the metrics carry account and channel names and need no login.
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
+    /// TLS on the HTTP API (plaintext when absent).
+    #[serde(default)]
+    pub http_tls: Option<TlsFilesConfig>,
+    /// TLS on the SMPP server (plaintext when absent; needs `smpp`).
+    #[serde(default)]
+    pub smpp_tls: Option<TlsFilesConfig>,
+    /// TLS on the metrics listener (plaintext when absent; needs `metrics`).
+    #[serde(default)]
+    pub metrics_tls: Option<TlsFilesConfig>,
+    /// Seconds between two looks at the TLS files' modification times; a changed pair is
+    /// loaded for new handshakes without a restart.
+    #[serde(default = "ListenersConfig::default_tls_reload_secs")]
+    pub tls_reload_secs: u64,
+}
+
+/// A listener's certificate and key, PEM files (relative paths are from the working
+/// directory). Read at start (a pair that does not load stops the start) and again when
+/// either file changes.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFilesConfig {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key of the leaf.
+    pub key: PathBuf,
+}
+
+impl TlsFilesConfig {
+    /// The files as the TLS module takes them.
+    #[must_use]
+    pub fn files(&self) -> crate::tls::server::CertFiles {
+        crate::tls::server::CertFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
 }
 
 impl ListenersConfig {
     fn default_http() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+
+    const fn default_tls_reload_secs() -> u64 {
+        5
     }
 }
 
@@ -190,6 +231,10 @@ impl Default for ListenersConfig {
             http: Self::default_http(),
             smpp: None,
             metrics: None,
+            http_tls: None,
+            smpp_tls: None,
+            metrics_tls: None,
+            tls_reload_secs: Self::default_tls_reload_secs(),
         }
     }
 }
@@ -628,6 +673,16 @@ impl Config {
                 "simulator.mm7_port",
                 "must be a port of its own (not 0, not simulator.port or cmpp_port)",
             ));
+        }
+        let l = &self.listeners;
+        if l.tls_reload_secs == 0 {
+            return Err(c.err("listeners.tls_reload_secs", "must be at least 1"));
+        }
+        if l.smpp_tls.is_some() && l.smpp.is_none() {
+            return Err(c.err("listeners.smpp_tls", "needs listeners.smpp"));
+        }
+        if l.metrics_tls.is_some() && l.metrics.is_none() {
+            return Err(c.err("listeners.metrics_tls", "needs listeners.metrics"));
         }
         if let Some(path) = &self.webhooks.ca_file {
             self.webhooks.ca_roots = crate::tls::load_ca_file(path)

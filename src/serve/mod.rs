@@ -65,6 +65,7 @@ use crate::rules::http::RulesApi;
 use crate::rules::import::Imports;
 use crate::rules::{AnyOperator, OperatorAuth, Rules};
 use crate::store::{AnyBackend, Store, StoreError, open_store};
+use crate::tls::server::{ServerTls, TlsListener};
 
 mod channels;
 
@@ -164,7 +165,68 @@ pub enum ServeError {
     /// The public rules (`rules.db`) could not be opened.
     #[error("public rules: {0}")]
     Rules(#[from] crate::rules::RulesError),
+    /// A listener's TLS certificate or key cannot be used.
+    #[error("{key}: {source}")]
+    Tls {
+        /// The config key (`listeners.http_tls`, …).
+        key: &'static str,
+        /// Cause.
+        source: crate::tls::server::CertError,
+    },
 }
+
+/// Loads a listener's TLS pair (when configured) and starts watching its files.
+fn listener_tls(
+    config: &Config,
+    which: &'static str,
+    key: &'static str,
+    files: Option<&crate::config::TlsFilesConfig>,
+    alpn: &[&[u8]],
+    stop: &watch::Receiver<bool>,
+    tasks: &mut JoinSet<()>,
+) -> Result<Option<Arc<ServerTls>>, ServeError> {
+    let Some(files) = files else {
+        return Ok(None);
+    };
+    let tls = ServerTls::load(which, files.files(), alpn)
+        .map_err(|source| ServeError::Tls { key, source })?;
+    tls.spawn_watch(
+        Duration::from_secs(config.listeners.tls_reload_secs),
+        stop.clone(),
+        tasks,
+    );
+    Ok(Some(tls))
+}
+
+/// An HTTP listener: plaintext, or TLS with its handshakes done before axum sees a
+/// connection. One app serves either.
+enum HttpListener {
+    Plain(tokio::net::TcpListener),
+    Tls(TlsListener),
+}
+
+impl HttpListener {
+    fn new(tcp: tokio::net::TcpListener, tls: Option<&ServerTls>) -> std::io::Result<Self> {
+        Ok(match tls {
+            Some(tls) => Self::Tls(TlsListener::new(tcp, tls)?),
+            None => Self::Plain(tcp),
+        })
+    }
+
+    async fn serve(
+        self,
+        app: axum::Router,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        match self {
+            Self::Plain(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
+            Self::Tls(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
+        }
+    }
+}
+
+/// ALPN of the HTTP listeners: axum serves HTTP/2 and HTTP/1.1.
+const HTTP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// A running gateway.
 #[derive(Debug)]
@@ -681,9 +743,38 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         )
         .map_err(|e| ServeError::Config(e.to_string()))?,
     });
+    // TLS pairs load before any listener binds: a bad file stops the start, naming its key.
+    let http_tls = listener_tls(
+        &config,
+        "http",
+        "listeners.http_tls",
+        config.listeners.http_tls.as_ref(),
+        HTTP_ALPN,
+        &stop_rest_rx,
+        &mut rest_tasks,
+    )?;
+    let smpp_tls = listener_tls(
+        &config,
+        "smpp",
+        "listeners.smpp_tls",
+        config.listeners.smpp_tls.as_ref(),
+        &[],
+        &stop_rest_rx,
+        &mut rest_tasks,
+    )?;
+    let metrics_tls = listener_tls(
+        &config,
+        "metrics",
+        "listeners.metrics_tls",
+        config.listeners.metrics_tls.as_ref(),
+        HTTP_ALPN,
+        &stop_rest_rx,
+        &mut rest_tasks,
+    )?;
     let smpp_addr = match config.listeners.smpp {
         Some(addr) => {
-            let cfg = SmppServerConfig::new(addr, smpp_logins(&config)?);
+            let mut cfg = SmppServerConfig::new(addr, smpp_logins(&config)?);
+            cfg.tls = smpp_tls;
             let started = crate::ingress::smpp_server::start(
                 cfg,
                 Arc::clone(&state),
@@ -795,9 +886,11 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
     }
     {
         let mut stop = stop_http_rx.clone();
+        let listener = HttpListener::new(listener, http_tls.as_deref())
+            .map_err(|source| ServeError::Listen { addr, source })?;
         http_tasks.spawn(async move {
-            let r = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
+            let r = listener
+                .serve(app, async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })
                 .await;
@@ -809,7 +902,14 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
     if let (Some(maddr), Some(handle)) = (config.listeners.metrics, opts.metrics.clone())
         && maddr != http_addr
     {
-        spawn_metrics_listener(maddr, handle, stop_http_rx.clone(), &mut http_tasks).await;
+        spawn_metrics_listener(
+            maddr,
+            handle,
+            metrics_tls,
+            stop_http_rx.clone(),
+            &mut http_tasks,
+        )
+        .await;
     }
     tracing::info!(addr = %http_addr, "HTTP API listening.");
     Ok(Gateway {
@@ -837,6 +937,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
 async fn spawn_metrics_listener(
     addr: SocketAddr,
     handle: PrometheusHandle,
+    tls: Option<Arc<ServerTls>>,
     mut stop: watch::Receiver<bool>,
     tasks: &mut JoinSet<()>,
 ) {
@@ -849,13 +950,18 @@ async fn spawn_metrics_listener(
                     async move { h.render() }
                 }),
             );
-            tasks.spawn(async move {
-                let _ = axum::serve(l, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await;
-            });
+            match HttpListener::new(l, tls.as_deref()) {
+                Ok(l) => {
+                    tasks.spawn(async move {
+                        let _ = l
+                            .serve(app, async move {
+                                let _ = stop.wait_for(|s| *s).await;
+                            })
+                            .await;
+                    });
+                }
+                Err(e) => tracing::warn!(%addr, error = %e, "Metrics listener not started."),
+            }
         }
         Err(e) => tracing::warn!(%addr, error = %e, "Metrics listener not started."),
     }

@@ -53,6 +53,7 @@ use tokio::task::JoinSet;
 
 use super::http::IngressState;
 use crate::store::{AnyBackend, Store};
+use crate::tls::stream::MaybeTls;
 
 /// Longest wait for a bind after a connection opens.
 pub const BIND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -95,6 +96,8 @@ pub struct SmppServerConfig {
     pub enquire_link_interval: Duration,
     /// Longest wait for a bind after connect.
     pub bind_timeout: Duration,
+    /// TLS on every connection (`listeners.smpp_tls`); `None`: plaintext.
+    pub tls: Option<Arc<crate::tls::server::ServerTls>>,
 }
 
 impl SmppServerConfig {
@@ -106,6 +109,7 @@ impl SmppServerConfig {
             response_timeout: Duration::from_secs(10),
             enquire_link_interval: Duration::from_secs(30),
             bind_timeout: BIND_TIMEOUT,
+            tls: None,
         }
     }
 }
@@ -331,8 +335,30 @@ async fn accept_loop(
                 let _ = socket.set_nodelay(true);
                 let server = Arc::clone(&server);
                 let stop = stop.clone();
+                let acceptor = server.config.tls.as_ref().map(|t| t.acceptor());
                 conns.spawn(async move {
-                    conn::run(server, socket, peer, stop).await;
+                    // The handshake runs in the connection's task (a slow client holds up
+                    // only itself) and counts against the bind timeout.
+                    let stream = match acceptor {
+                        None => Some(MaybeTls::Plain(socket)),
+                        Some(a) => {
+                            let limit = server.config.bind_timeout;
+                            match tokio::time::timeout(limit, a.accept(socket)).await {
+                                Ok(Ok(s)) => Some(MaybeTls::from(s)),
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "SMPP TLS handshake failed.");
+                                    None
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "SMPP TLS handshake timed out.");
+                                    None
+                                }
+                            }
+                        }
+                    };
+                    if let Some(stream) = stream {
+                        conn::run(server, stream, peer, stop).await;
+                    }
                     drop(permit);
                 });
             }
