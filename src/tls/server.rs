@@ -326,3 +326,75 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.local)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_pair(dir: &Path, cn: &str) -> (CertFiles, CertificateDer<'static>) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let cert = params.self_signed(&key).expect("cert");
+        let files = CertFiles {
+            cert: dir.join("c.pem"),
+            key: dir.join("c.key"),
+        };
+        std::fs::write(&files.cert, cert.pem()).expect("write");
+        std::fs::write(&files.key, key.serialize_pem()).expect("write");
+        (files, cert.der().clone())
+    }
+
+    fn served(tls: &ServerTls) -> CertificateDer<'static> {
+        let key = tls.current.key.read().expect("lock");
+        key.cert[0].clone()
+    }
+
+    #[test]
+    fn reload_swaps_a_good_pair_and_keeps_the_old_one_on_a_bad_pair() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (files, first) = write_pair(dir.path(), "first");
+        let tls = ServerTls::load("http", files.clone(), &[]).expect("loads");
+        assert_eq!(served(&tls), first);
+        assert_eq!(tls.reload_if_changed(), Reload::Unchanged);
+
+        let (_, second) = write_pair(dir.path(), "second-with-a-longer-name");
+        assert_eq!(tls.reload_if_changed(), Reload::Reloaded);
+        assert_eq!(served(&tls), second);
+
+        std::fs::write(&files.key, "garbage\n").expect("write");
+        assert_eq!(tls.reload_if_changed(), Reload::Failed);
+        assert_eq!(served(&tls), second, "the last good pair stays");
+        // Reported once per change, not every look.
+        assert_eq!(tls.reload_if_changed(), Reload::Unchanged);
+    }
+
+    #[test]
+    fn start_errors_name_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (files, _) = write_pair(dir.path(), "x");
+        let missing = CertFiles {
+            cert: dir.path().join("nope.pem"),
+            key: files.key.clone(),
+        };
+        let e = ServerTls::load("http", missing, &[]).expect_err("missing cert");
+        assert!(e.to_string().contains("nope.pem"), "{e}");
+        // A key that is not the certificate's.
+        let (other, _) = {
+            let d2 = tempfile::tempdir().expect("tempdir");
+            let p = write_pair(d2.path(), "y");
+            let key = std::fs::read(&p.0.key).expect("read");
+            std::fs::write(dir.path().join("other.key"), key).expect("write");
+            (dir.path().join("other.key"), ())
+        };
+        let mismatched = CertFiles {
+            cert: files.cert.clone(),
+            key: other,
+        };
+        let e = ServerTls::load("http", mismatched, &[]).expect_err("wrong key");
+        assert!(e.to_string().contains("other.key"), "{e}");
+    }
+}
