@@ -155,7 +155,7 @@ impl RetryConfig {
 
 /// One `[[channels]]` table as written: every key of every kind, the kind-specific ones
 /// optional. [`RawChannel::typed`] checks it and sorts the keys into a [`ChannelConfig`].
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RawChannel {
     name: String,
@@ -335,7 +335,7 @@ pub enum Protocol {
 }
 
 /// SMPP-only keys.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SmppSettings {
     /// system_id (≤ 15 characters).
     pub system_id: String,
@@ -350,7 +350,7 @@ pub struct SmppSettings {
 }
 
 /// CMPP-only keys.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CmppSettings {
     /// SP enterprise code (Source_Addr of CONNECT, Msg_src of SUBMIT), 1–6 characters.
     pub source_addr: String,
@@ -1072,5 +1072,47 @@ mod tests {
                 "channels key {key:?} is not documented in config/sluice.toml"
             );
         }
+    }
+}
+
+/// The table as written holds every secret of the channel: only its identity is printed.
+impl fmt::Debug for RawChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawChannel")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for SmppSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmppSettings")
+            .field("system_id", &self.system_id)
+            .field("password", &"<redacted>")
+            .field("system_type", &self.system_type)
+            .field("bind_mode", &self.bind_mode)
+            .field("interface_version", &self.interface_version)
+            .finish()
+    }
+}
+
+impl fmt::Debug for CmppSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CmppSettings")
+            .field("source_addr", &self.source_addr)
+            .field("shared_secret", &"<redacted>")
+            .field("version", &self.version)
+            .field("service_id", &self.service_id)
+            .field("src_id", &self.src_id)
+            .field("fee_user_type", &self.fee_user_type)
+            .field("fee_type", &self.fee_type)
+            .field("fee_code", &self.fee_code)
+            .field("link_id", &self.link_id)
+            .field("active_test_misses", &self.active_test_misses)
+            .finish()
     }
 }

@@ -105,8 +105,8 @@ pub struct ServeOptions {
     pub stop_sweep: crate::stop::SweepConfig,
 }
 
-/// How `serve` hosts the campaign service in-process.
-#[derive(Debug, Clone)]
+/// How `serve` hosts the campaign service in-process. `Debug` redacts the keys.
+#[derive(Clone)]
 pub struct CampaignHost {
     /// SQLite file of the campaign store.
     pub db: std::path::PathBuf,
@@ -118,6 +118,19 @@ pub struct CampaignHost {
     /// sets it to the embedded config's development key when run without `--config`; a
     /// custom config gets no implicit user (`sluice campaign admin init` creates one).
     pub dev_admin_key: Option<String>,
+}
+
+impl std::fmt::Debug for CampaignHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CampaignHost")
+            .field("db", &self.db)
+            .field("api_key", &"<redacted>")
+            .field(
+                "dev_admin_key",
+                &self.dev_admin_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl Default for ServeOptions {
