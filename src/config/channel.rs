@@ -1035,46 +1035,6 @@ impl RawChannel {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The key lists are the struct's fields, no more and no fewer, so the "key of another
-    /// kind" check and the documentation test below cover every key.
-    #[test]
-    fn key_lists_are_the_fields() {
-        let raw: RawChannel =
-            toml::from_str("name = \"a\"\nkind = \"smpp\"\nhost = \"h\"\nport = 1\nrate = 1")
-                .expect("minimal table");
-        let value = serde_json::to_value(&raw).expect("json");
-        let mut fields: Vec<&str> = value
-            .as_object()
-            .expect("object")
-            .keys()
-            .map(String::as_str)
-            .collect();
-        fields.sort_unstable();
-        let mut listed: Vec<&str> = [COMMON_KEYS, SMPP_KEYS, CMPP_KEYS, MM7_KEYS].concat();
-        listed.sort_unstable();
-        assert_eq!(fields, listed);
-    }
-
-    /// Every key of every kind is documented in the embedded config, set or commented.
-    #[test]
-    fn every_key_is_documented_in_the_embedded_config() {
-        let doc = super::super::EMBEDDED;
-        for key in [COMMON_KEYS, SMPP_KEYS, CMPP_KEYS, MM7_KEYS].concat() {
-            assert!(
-                doc.lines().any(|l| {
-                    let l = l.trim_start_matches(['#', ' ']);
-                    l.starts_with(&format!("{key} ")) || l.starts_with(&format!("{key},"))
-                }),
-                "channels key {key:?} is not documented in config/sluice.toml"
-            );
-        }
-    }
-}
-
 /// The table as written holds every secret of the channel: only its identity is printed.
 impl fmt::Debug for RawChannel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1114,5 +1074,45 @@ impl fmt::Debug for CmppSettings {
             .field("link_id", &self.link_id)
             .field("active_test_misses", &self.active_test_misses)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key lists are the struct's fields, no more and no fewer, so the "key of another
+    /// kind" check and the documentation test below cover every key.
+    #[test]
+    fn key_lists_are_the_fields() {
+        let raw: RawChannel =
+            toml::from_str("name = \"a\"\nkind = \"smpp\"\nhost = \"h\"\nport = 1\nrate = 1")
+                .expect("minimal table");
+        let value = serde_json::to_value(&raw).expect("json");
+        let mut fields: Vec<&str> = value
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort_unstable();
+        let mut listed: Vec<&str> = [COMMON_KEYS, SMPP_KEYS, CMPP_KEYS, MM7_KEYS].concat();
+        listed.sort_unstable();
+        assert_eq!(fields, listed);
+    }
+
+    /// Every key of every kind is documented in the embedded config, set or commented.
+    #[test]
+    fn every_key_is_documented_in_the_embedded_config() {
+        let doc = super::super::EMBEDDED;
+        for key in [COMMON_KEYS, SMPP_KEYS, CMPP_KEYS, MM7_KEYS].concat() {
+            assert!(
+                doc.lines().any(|l| {
+                    let l = l.trim_start_matches(['#', ' ']);
+                    l.starts_with(&format!("{key} ")) || l.starts_with(&format!("{key},"))
+                }),
+                "channels key {key:?} is not documented in config/sluice.toml"
+            );
+        }
     }
 }

@@ -984,6 +984,54 @@ fn check_windows(c: &Checker<'_>, list: &[String], key: &str) -> Result<(), Conf
     Ok(())
 }
 
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listeners", &self.listeners)
+            .field("storage", &self.storage)
+            .field("timezone", &self.timezone)
+            .field("accounts", &self.accounts)
+            .field("channels", &self.channels)
+            .field("routes", &self.routes)
+            .field("simulator", &self.simulator)
+            .field("webhooks", &self.webhooks)
+            .field("campaign", &self.campaign)
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for AccountConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const R: &str = "<redacted>";
+        f.debug_struct("AccountConfig")
+            .field("name", &self.name)
+            .field(
+                "api_keys",
+                &self.api_keys.iter().map(|_| R).collect::<Vec<_>>(),
+            )
+            .field("rate", &self.rate)
+            .field("burst", &self.burst)
+            .field("allowed_senders", &self.allowed_senders)
+            .field("default_sender", &self.default_sender)
+            .field("webhook_url", &self.webhook_url)
+            .field("mo_url", &self.mo_url)
+            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| R))
+            .field("windows", &self.windows)
+            .field("smpp_system_id", &self.smpp_system_id)
+            .field(
+                "smpp_password_sha256",
+                &self.smpp_password_sha256.as_ref().map(|_| R),
+            )
+            .field("smpp_max_binds", &self.smpp_max_binds)
+            .field("smpp_window", &self.smpp_window)
+            .field("service_numbers", &self.service_numbers)
+            .field("operator", &self.operator)
+            .field("smpp_lane", &self.smpp_lane)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1090,53 +1138,5 @@ mod tests {
         assert_eq!(r.backoff(3), Duration::from_secs(8));
         assert_eq!(r.backoff(40), Duration::from_secs(300));
         assert_eq!(r.backoff(u32::MAX), Duration::from_secs(300));
-    }
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("listeners", &self.listeners)
-            .field("storage", &self.storage)
-            .field("timezone", &self.timezone)
-            .field("accounts", &self.accounts)
-            .field("channels", &self.channels)
-            .field("routes", &self.routes)
-            .field("simulator", &self.simulator)
-            .field("webhooks", &self.webhooks)
-            .field("campaign", &self.campaign)
-            .field("rules", &self.rules)
-            .finish_non_exhaustive()
-    }
-}
-
-impl fmt::Debug for AccountConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const R: &str = "<redacted>";
-        f.debug_struct("AccountConfig")
-            .field("name", &self.name)
-            .field(
-                "api_keys",
-                &self.api_keys.iter().map(|_| R).collect::<Vec<_>>(),
-            )
-            .field("rate", &self.rate)
-            .field("burst", &self.burst)
-            .field("allowed_senders", &self.allowed_senders)
-            .field("default_sender", &self.default_sender)
-            .field("webhook_url", &self.webhook_url)
-            .field("mo_url", &self.mo_url)
-            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| R))
-            .field("windows", &self.windows)
-            .field("smpp_system_id", &self.smpp_system_id)
-            .field(
-                "smpp_password_sha256",
-                &self.smpp_password_sha256.as_ref().map(|_| R),
-            )
-            .field("smpp_max_binds", &self.smpp_max_binds)
-            .field("smpp_window", &self.smpp_window)
-            .field("service_numbers", &self.service_numbers)
-            .field("operator", &self.operator)
-            .field("smpp_lane", &self.smpp_lane)
-            .finish()
     }
 }

@@ -615,9 +615,6 @@ impl<T> Session<T> {
     }
 }
 
-#[cfg(test)]
-mod tests;
-
 impl core::fmt::Debug for SessionConfig {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SessionConfig")
@@ -632,3 +629,6 @@ impl core::fmt::Debug for SessionConfig {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests;
