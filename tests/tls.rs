@@ -410,3 +410,81 @@ async fn an_unloadable_certificate_stops_the_start_naming_its_key() {
     let text = e.to_string();
     assert!(text.contains("listeners.http_tls"), "{text}");
 }
+
+/// An MM7 channel posts to an https MMSC (the simulator's MMSC behind its TLS front) that
+/// only the channel's `ca_file` roots vouch for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mm7_channel_submits_over_https_trusting_its_ca_file() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(dir.path());
+    pki.leaf(dir.path(), "mmsc", "mmsc");
+    let mut l = e2e_support::sim_listener();
+    l.protocol = sluice_loadtest::Protocol::Mm7;
+    l.tls = Some(sluice_loadtest::sim::tls::TlsFiles {
+        cert: dir.path().join("mmsc.pem"),
+        key: dir.path().join("mmsc.key"),
+    });
+    let sim = e2e_support::start_sim(l, Some(9)).await;
+    let port = sim.addrs()[0].port();
+
+    let text = format!(
+        r#"
+[storage]
+path = "{data}"
+[simulator]
+enabled = false
+[[accounts]]
+name = "acme"
+rate = 10
+[[channels]]
+name = "mms"
+kind = "mm7"
+url = "https://localhost:{port}/mm7"
+vasp_id = "901234"
+vas_id = "9012340001"
+rate = 100
+ca_file = "{ca}"
+"#,
+        data = path(&dir.path().join("data")),
+        ca = path(&pki.ca_pem_path),
+    );
+    let config = Config::parse(&text, "mm7-tls.toml").expect("config");
+    let ch = &config.channels[0];
+    let sluice::config::Protocol::Mm7(settings) = &ch.protocol else {
+        panic!("an mm7 channel");
+    };
+    let mc = sluice::channel::mm7::Mm7ChannelConfig::from_config(ch, settings).expect("mm7");
+    assert_eq!(mc.ca_roots.len(), 1, "the CA file's one certificate");
+    sluice::tls::install_provider();
+    let (input, input_rx) = tokio::sync::mpsc::channel(4);
+    let (outcomes_tx, mut outcomes) = tokio::sync::mpsc::channel(4);
+    let _handle = sluice::channel::mm7::spawn(mc, input_rx, outcomes_tx).expect("client builds");
+    let body = "--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n";
+    input
+        .send(sluice::channel::OutboundMessage {
+            id: 1,
+            attempt: 0,
+            from: None,
+            to: "8613800138000".into(),
+            content: sluice::channel::Content::Mms(Arc::new(sluice::channel::egress::MmsContent {
+                subject: Some("tls".into()),
+                content_type: "multipart/related; boundary=\"b\"".into(),
+                body: bytes::Bytes::from(body),
+                digest: [7; 32],
+            })),
+        })
+        .await
+        .expect("queued");
+    let settled = tokio::time::timeout(WAIT, outcomes.recv())
+        .await
+        .expect("an outcome in time")
+        .expect("worker alive");
+    assert!(
+        matches!(settled.outcome, sluice::channel::Outcome::Sent { .. }),
+        "{:?}",
+        settled.outcome
+    );
+    assert!(sim.tally().parts_accepted >= 1, "the MMSC got it over TLS");
+    let _ = sim.shutdown().await;
+}
