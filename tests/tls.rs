@@ -488,3 +488,62 @@ ca_file = "{ca}"
     assert!(sim.tally().parts_accepted >= 1, "the MMSC got it over TLS");
     let _ = sim.shutdown().await;
 }
+
+/// The metrics listener over TLS (a port of its own beside the API).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_listener_serves_https() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(dir.path());
+    pki.leaf(dir.path(), "metrics", "metrics");
+    let port = e2e_support::free_port();
+    let text = format!(
+        r#"
+[listeners]
+http = "127.0.0.1:0"
+metrics = "127.0.0.1:{port}"
+[listeners.metrics_tls]
+cert = "{cert}"
+key = "{key}"
+[storage]
+path = "{data}"
+[simulator]
+enabled = false
+[[accounts]]
+name = "acme"
+rate = 10
+{channel}"#,
+        cert = path(&dir.path().join("metrics.pem")),
+        key = path(&dir.path().join("metrics.key")),
+        data = path(&dir.path().join("data")),
+        channel = e2e_support::sim_channel(9),
+    );
+    let config = Config::parse(&text, "metrics-tls.toml").expect("config");
+    let (_recorder, handle) = sluice::metrics::local().expect("recorder");
+    let gw = start(
+        config,
+        ServeOptions {
+            metrics: Some(handle),
+            drain_deadline: Duration::from_secs(2),
+            ..ServeOptions::default()
+        },
+    )
+    .await
+    .expect("gateway");
+    let client = pki.reqwest();
+    let r = client
+        .get(format!("https://localhost:{port}/metrics"))
+        .send()
+        .await
+        .expect("https metrics");
+    assert_eq!(r.status().as_u16(), 200);
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await;
+    assert!(
+        plain.is_err(),
+        "plain http to the TLS metrics listener must fail"
+    );
+    gw.shutdown().await;
+}
