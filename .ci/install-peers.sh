@@ -26,4 +26,8 @@ fi
 if [ ! -d tests/peers/node/node_modules/smpp ] || [ ! -d tests/peers/node/node_modules/playwright-core ]; then
   (cd tests/peers/node && npm ci --silent --no-audit --no-fund)
 fi
+# cargo-deny for `.ci/run`'s supply-chain check (0.20.2 builds with rustc 1.95; ~4 min once).
+if ! cargo deny --version 2>/dev/null | grep -q "^cargo-deny 0.20.2"; then
+  cargo install --locked cargo-deny@0.20.2
+fi
 export SLUICE_INTEROP=1

@@ -146,6 +146,13 @@ pub const MMS_CONTENT_MISSING: &str = "sluice_mms_content_missing_total";
 /// Gauge: pause switches that are on (label kind: `channel` or `account`).
 pub const PAUSED: &str = "sluice_paused";
 
+// TLS.
+/// Label: which listener a TLS certificate serves (`http`, `metrics`, `smpp`).
+pub const LABEL_LISTENER: &str = "listener";
+/// Counter: certificate reloads after the files changed (labels listener, result: `ok` or
+/// `failed`; on `failed` the previous certificate stays in use).
+pub const TLS_RELOADS: &str = "sluice_tls_reloads_total";
+
 /// Buckets for latencies measured in seconds: 0.5 ms … 10 s. p99 batch accept < 20 ms is a
 /// target, so the low end is fine-grained.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -195,6 +202,11 @@ fn builder() -> Result<PrometheusBuilder, BuildError> {
 
 /// Registers HELP text and units with the current recorder.
 pub fn describe() {
+    describe_counter!(
+        TLS_RELOADS,
+        Unit::Count,
+        "TLS certificate reloads by listener and result (failed: the old certificate stays)."
+    );
     describe_counter!(
         RULES_REFUSED,
         Unit::Count,

@@ -1,5 +1,7 @@
 //! TLS set-up shared by every client and server in the process: the one rustls provider
-//! (ring) and the loading of an operator's private CA file.
+//! (ring) and the loading of an operator's private CA file; the listeners' reloadable
+//! certificates (`server`), the channels' client side (`client`) and the stream type both
+//! hand to the byte drivers (`stream`).
 //!
 //! Invariants: exactly one rustls provider exists in the build (ring; nothing depends on
 //! aws-lc-rs), installed as the process default by [`install_provider`] before any
@@ -8,6 +10,10 @@
 //! cannot use is a start-up error naming the config key.
 
 use std::path::{Path, PathBuf};
+
+pub mod client;
+pub mod server;
+pub mod stream;
 
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;

@@ -248,6 +248,8 @@ pub struct ListenerConfig {
     pub mo: MoConfig,
     /// MM7 only (`protocol = "mm7"`): the MMSC's HTTP side and its fault modes.
     pub mm7: Mm7Config,
+    /// Serve TLS with this certificate and key instead of plaintext (every protocol).
+    pub tls: Option<crate::sim::tls::TlsFiles>,
 }
 
 /// HTTP basic credentials.
@@ -346,6 +348,7 @@ impl Default for ListenerConfig {
             resend_unanswered: true,
             mo: MoConfig::default(),
             mm7: Mm7Config::default(),
+            tls: None,
         }
     }
 }

@@ -47,6 +47,8 @@ use crate::metrics::{
     CHANNEL_BINDS_DOWN, CHANNEL_BINDS_UP, CHANNEL_CONNECT_ATTEMPTS, CHANNEL_SUBMITS,
     CHANNEL_WINDOW_IN_USE,
 };
+use crate::tls::client::ClientTls;
+use crate::tls::stream::MaybeTls;
 
 /// What a protocol's session tells the driver, already in the channel's terms.
 #[derive(Debug)]
@@ -128,8 +130,10 @@ pub struct DriverSpec {
     pub addr: String,
     /// Reconnect policy.
     pub backoff: Backoff,
-    /// Limit for the TCP connect.
+    /// Limit for the TCP connect (and, with `tls`, the handshake after it).
     pub connect_timeout: Duration,
+    /// TLS toward the center; `None`: plaintext TCP.
+    pub tls: Option<ClientTls>,
 }
 
 impl DriverSpec {
@@ -142,6 +146,7 @@ impl DriverSpec {
             addr,
             backoff: Backoff::default(),
             connect_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -219,19 +224,25 @@ pub async fn run<L: Link>(
     .await;
 }
 
-async fn connect(spec: &DriverSpec) -> std::io::Result<TcpStream> {
+async fn connect(spec: &DriverSpec) -> std::io::Result<MaybeTls> {
+    let timed_out = |what: &str| std::io::Error::new(std::io::ErrorKind::TimedOut, what);
     let stream = tokio::time::timeout(spec.connect_timeout, TcpStream::connect(&spec.addr))
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+        .map_err(|_| timed_out("connect timed out"))??;
     stream.set_nodelay(true)?;
-    Ok(stream)
+    match &spec.tls {
+        None => Ok(MaybeTls::Plain(stream)),
+        Some(tls) => tokio::time::timeout(spec.connect_timeout, tls.connect(stream))
+            .await
+            .map_err(|_| timed_out("TLS handshake timed out"))?,
+    }
 }
 
 /// One TCP connection's worth of driving.
 struct Connection<'a, L: Link> {
     spec: &'a DriverSpec,
     labels: &'a [(&'static str, String); 2],
-    stream: TcpStream,
+    stream: MaybeTls,
     link: L,
     read: BytesMut,
     write: BytesMut,
@@ -259,7 +270,7 @@ enum Wake<P, A> {
 impl<'a, L: Link> Connection<'a, L> {
     fn new(
         spec: &'a DriverSpec,
-        stream: TcpStream,
+        stream: MaybeTls,
         link: L,
         labels: &'a [(&'static str, String); 2],
     ) -> Self {
@@ -418,6 +429,8 @@ impl<'a, L: Link> Connection<'a, L> {
         self.link.encode_queued(&mut self.write);
         if !self.write.is_empty() {
             self.stream.write_all(&self.write).await?;
+            // TLS buffers records; plain TCP's flush is a no-op.
+            self.stream.flush().await?;
             self.write.clear();
         }
         Ok(())

@@ -155,7 +155,7 @@ impl RetryConfig {
 
 /// One `[[channels]]` table as written: every key of every kind, the kind-specific ones
 /// optional. [`RawChannel::typed`] checks it and sorts the keys into a [`ChannelConfig`].
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RawChannel {
     name: String,
@@ -190,6 +190,13 @@ pub struct RawChannel {
     dlr_id_format: Option<IdFormatSetting>,
     #[serde(default)]
     concatenation: Option<Concatenation>,
+    // TLS toward the center
+    #[serde(default)]
+    tls: bool,
+    #[serde(default)]
+    ca_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    server_name: Option<String>,
     // SMPP
     #[serde(default)]
     system_id: Option<String>,
@@ -301,6 +308,19 @@ pub struct ChannelConfig {
     pub dlr_id_format: IdFormatSetting,
     /// The protocol and its own settings.
     pub protocol: Protocol,
+    /// TLS toward an SMPP or CMPP center (`tls = true`); `None`: plaintext TCP. MM7 channels
+    /// take TLS from an `https` url instead.
+    pub tls: Option<ChannelTls>,
+    /// The private CA certificates of `ca_file`, the only roots trusted for this channel's
+    /// TLS (SMPP / CMPP with `tls`, MM7 with an https url); empty: the bundled Mozilla roots.
+    pub ca_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+/// How a channel checks its center's certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelTls {
+    /// The name the certificate must carry (`server_name`, else `host`).
+    pub server_name: String,
 }
 
 /// A channel's protocol, one variant per kind this build serves.
@@ -315,7 +335,7 @@ pub enum Protocol {
 }
 
 /// SMPP-only keys.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SmppSettings {
     /// system_id (≤ 15 characters).
     pub system_id: String,
@@ -330,7 +350,7 @@ pub struct SmppSettings {
 }
 
 /// CMPP-only keys.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CmppSettings {
     /// SP enterprise code (Source_Addr of CONNECT, Msg_src of SUBMIT), 1–6 characters.
     pub source_addr: String,
@@ -483,6 +503,9 @@ pub const COMMON_KEYS: &[&str] = &[
     "message_id_format",
     "dlr_id_format",
     "concatenation",
+    "tls",
+    "ca_file",
+    "server_name",
 ];
 /// Keys only SMPP channels take (`password` is shared with MM7).
 pub const SMPP_KEYS: &[&str] = &[
@@ -683,6 +706,7 @@ impl RawChannel {
             }
             ChannelKind::Mm7 => Protocol::Mm7(self.mm7(&k, c)?),
         };
+        let (tls, ca_roots) = self.tls_settings(&host, &k, c)?;
         // CMPP Msg_Ids are u64 numbers: the channel compares them as decimal unless told.
         let id_default = match self.kind {
             ChannelKind::Cmpp => IdFormatSetting::Decimal,
@@ -706,7 +730,73 @@ impl RawChannel {
             message_id_format: self.message_id_format.unwrap_or(id_default),
             dlr_id_format: self.dlr_id_format.unwrap_or(id_default),
             protocol,
+            tls,
+            ca_roots,
         })
+    }
+
+    /// `tls`, `server_name` and `ca_file`: checked here, the CA file read once (a missing or
+    /// bad file is a start error naming the key).
+    #[allow(clippy::type_complexity)]
+    fn tls_settings(
+        &self,
+        host: &str,
+        k: &dyn Fn(&str) -> String,
+        c: &Checker<'_>,
+    ) -> Result<
+        (
+            Option<ChannelTls>,
+            Vec<rustls::pki_types::CertificateDer<'static>>,
+        ),
+        ConfigError,
+    > {
+        let https = self
+            .url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+        if self.kind == ChannelKind::Mm7 {
+            if self.tls {
+                return Err(c.err(k("tls"), "an mm7 channel uses TLS when its url is https"));
+            }
+            if self.server_name.is_some() {
+                return Err(c.err(k("server_name"), "an mm7 channel checks the url's host"));
+            }
+            if self.ca_file.is_some() && !https {
+                return Err(c.err(k("ca_file"), "needs an https url"));
+            }
+        } else if !self.tls {
+            for (key, set) in [
+                ("ca_file", self.ca_file.is_some()),
+                ("server_name", self.server_name.is_some()),
+            ] {
+                if set {
+                    return Err(c.err(k(key), "needs tls = true"));
+                }
+            }
+        }
+        let roots = match &self.ca_file {
+            Some(path) => {
+                crate::tls::load_ca_file(path).map_err(|e| c.err(k("ca_file"), e.to_string()))?
+            }
+            None => Vec::new(),
+        };
+        let tls = if self.tls {
+            let server_name = self.server_name.clone().unwrap_or_else(|| host.to_owned());
+            if rustls::pki_types::ServerName::try_from(server_name.as_str()).is_err() {
+                return Err(c.err(
+                    k(if self.server_name.is_some() {
+                        "server_name"
+                    } else {
+                        "host"
+                    }),
+                    "is not a DNS name or IP address a certificate can carry",
+                ));
+            }
+            Some(ChannelTls { server_name })
+        } else {
+            None
+        };
+        Ok((tls, roots))
     }
 
     fn smpp(
@@ -942,6 +1032,48 @@ impl RawChannel {
             inbound_username: self.inbound_username.clone(),
             inbound_password_sha256,
         })
+    }
+}
+
+/// The table as written holds every secret of the channel: only its identity is printed.
+impl fmt::Debug for RawChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawChannel")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for SmppSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmppSettings")
+            .field("system_id", &self.system_id)
+            .field("password", &"<redacted>")
+            .field("system_type", &self.system_type)
+            .field("bind_mode", &self.bind_mode)
+            .field("interface_version", &self.interface_version)
+            .finish()
+    }
+}
+
+impl fmt::Debug for CmppSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CmppSettings")
+            .field("source_addr", &self.source_addr)
+            .field("shared_secret", &"<redacted>")
+            .field("version", &self.version)
+            .field("service_id", &self.service_id)
+            .field("src_id", &self.src_id)
+            .field("fee_user_type", &self.fee_user_type)
+            .field("fee_type", &self.fee_type)
+            .field("fee_code", &self.fee_code)
+            .field("link_id", &self.link_id)
+            .field("active_test_misses", &self.active_test_misses)
+            .finish()
     }
 }
 

@@ -22,9 +22,9 @@ mod channel;
 mod limits;
 
 pub use channel::{
-    BindMode, CMPP_KEYS, COMMON_KEYS, ChannelConfig, ChannelKind, CmppSettings, CmppVersion,
-    Concatenation, IdFormatSetting, MM7_DEFAULT_MAX_CONTENT_BYTES, MM7_KEYS, Mm7Settings, Protocol,
-    RawChannel, RetryConfig, SMPP_KEYS, SmppSettings,
+    BindMode, CMPP_KEYS, COMMON_KEYS, ChannelConfig, ChannelKind, ChannelTls, CmppSettings,
+    CmppVersion, Concatenation, IdFormatSetting, MM7_DEFAULT_MAX_CONTENT_BYTES, MM7_KEYS,
+    Mm7Settings, Protocol, RawChannel, RetryConfig, SMPP_KEYS, SmppSettings,
 };
 
 pub use limits::LimitsConfig;
@@ -121,8 +121,9 @@ fn default_timezone() -> String {
     "Asia/Shanghai".into()
 }
 
-/// The whole configuration.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+/// The whole configuration. Its `Debug` leaves out the raw channel tables and the key index
+/// (secrets and key hashes; the typed channels and accounts print theirs redacted).
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Listening addresses.
@@ -179,14 +180,55 @@ pub struct ListenersConfig {
     /// SMPP server for ESMEs (off when absent).
     #[serde(default)]
     pub smpp: Option<SocketAddr>,
-    /// Prometheus metrics (off when absent).
+    /// Prometheus metrics (off when absent). The documented example binds it to
+    /// 127.0.0.1: the metrics carry account and channel names and need no login.
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
+    /// TLS on the HTTP API (plaintext when absent).
+    #[serde(default)]
+    pub http_tls: Option<TlsFilesConfig>,
+    /// TLS on the SMPP server (plaintext when absent; needs `smpp`).
+    #[serde(default)]
+    pub smpp_tls: Option<TlsFilesConfig>,
+    /// TLS on the metrics listener (plaintext when absent; needs `metrics`).
+    #[serde(default)]
+    pub metrics_tls: Option<TlsFilesConfig>,
+    /// Seconds between two looks at the TLS files' modification times; a changed pair is
+    /// loaded for new handshakes without a restart.
+    #[serde(default = "ListenersConfig::default_tls_reload_secs")]
+    pub tls_reload_secs: u64,
+}
+
+/// A listener's certificate and key, PEM files (relative paths are from the working
+/// directory). Read at start (a pair that does not load stops the start) and again when
+/// either file changes.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFilesConfig {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key of the leaf.
+    pub key: PathBuf,
+}
+
+impl TlsFilesConfig {
+    /// The files as the TLS module takes them.
+    #[must_use]
+    pub fn files(&self) -> crate::tls::server::CertFiles {
+        crate::tls::server::CertFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
 }
 
 impl ListenersConfig {
     fn default_http() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+
+    const fn default_tls_reload_secs() -> u64 {
+        5
     }
 }
 
@@ -196,6 +238,10 @@ impl Default for ListenersConfig {
             http: Self::default_http(),
             smpp: None,
             metrics: None,
+            http_tls: None,
+            smpp_tls: None,
+            metrics_tls: None,
+            tls_reload_secs: Self::default_tls_reload_secs(),
         }
     }
 }
@@ -260,8 +306,9 @@ impl StorageConfig {
     }
 }
 
-/// A client account.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+/// A client account. `Debug` redacts the key hashes, the SMPP password hash and the
+/// webhook secret.
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AccountConfig {
     /// Unique name.
@@ -635,6 +682,16 @@ impl Config {
                 "must be a port of its own (not 0, not simulator.port or cmpp_port)",
             ));
         }
+        let l = &self.listeners;
+        if l.tls_reload_secs == 0 {
+            return Err(c.err("listeners.tls_reload_secs", "must be at least 1"));
+        }
+        if l.smpp_tls.is_some() && l.smpp.is_none() {
+            return Err(c.err("listeners.smpp_tls", "needs listeners.smpp"));
+        }
+        if l.metrics_tls.is_some() && l.metrics.is_none() {
+            return Err(c.err("listeners.metrics_tls", "needs listeners.metrics"));
+        }
         if let Some(path) = &self.webhooks.ca_file {
             self.webhooks.ca_roots = crate::tls::load_ca_file(path)
                 .map_err(|e| c.err("webhooks.ca_file", e.to_string()))?;
@@ -934,6 +991,54 @@ fn check_windows(c: &Checker<'_>, list: &[String], key: &str) -> Result<(), Conf
         }
     }
     Ok(())
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listeners", &self.listeners)
+            .field("storage", &self.storage)
+            .field("timezone", &self.timezone)
+            .field("accounts", &self.accounts)
+            .field("channels", &self.channels)
+            .field("routes", &self.routes)
+            .field("simulator", &self.simulator)
+            .field("webhooks", &self.webhooks)
+            .field("campaign", &self.campaign)
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for AccountConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const R: &str = "<redacted>";
+        f.debug_struct("AccountConfig")
+            .field("name", &self.name)
+            .field(
+                "api_keys",
+                &self.api_keys.iter().map(|_| R).collect::<Vec<_>>(),
+            )
+            .field("rate", &self.rate)
+            .field("burst", &self.burst)
+            .field("allowed_senders", &self.allowed_senders)
+            .field("default_sender", &self.default_sender)
+            .field("webhook_url", &self.webhook_url)
+            .field("mo_url", &self.mo_url)
+            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| R))
+            .field("windows", &self.windows)
+            .field("smpp_system_id", &self.smpp_system_id)
+            .field(
+                "smpp_password_sha256",
+                &self.smpp_password_sha256.as_ref().map(|_| R),
+            )
+            .field("smpp_max_binds", &self.smpp_max_binds)
+            .field("smpp_window", &self.smpp_window)
+            .field("service_numbers", &self.service_numbers)
+            .field("operator", &self.operator)
+            .field("smpp_lane", &self.smpp_lane)
+            .finish()
+    }
 }
 
 #[cfg(test)]

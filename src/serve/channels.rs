@@ -97,6 +97,7 @@ pub(crate) fn spawn(
             Protocol::Smpp(settings) => {
                 let mut wc = WorkerConfig::from_config(ch, settings);
                 wc.addr = addr;
+                wc.tls = client_tls(i, ch)?;
                 (
                     wc.capacity(),
                     Box::new(move |i, o, e| Ok(smpp::spawn(wc, i, o, e))),
@@ -105,6 +106,7 @@ pub(crate) fn spawn(
             Protocol::Cmpp(settings) => {
                 let mut cc = CmppChannelConfig::from_config(ch, settings, tz.clone());
                 cc.addr = addr;
+                cc.tls = client_tls(i, ch)?;
                 (
                     cc.capacity(),
                     Box::new(move |i, o, e| Ok(cmpp::spawn(cc, i, o, e))),
@@ -175,4 +177,18 @@ pub(crate) fn spawn(
         ));
     }
     Ok(started)
+}
+
+/// The channel's TLS client when it has `tls = true` (names and CA checked by config).
+fn client_tls(
+    i: usize,
+    ch: &crate::config::ChannelConfig,
+) -> Result<Option<crate::tls::client::ClientTls>, String> {
+    ch.tls
+        .as_ref()
+        .map(|t| {
+            crate::tls::client::ClientTls::new(&t.server_name, &ch.ca_roots)
+                .map_err(|e| format!("channels[{i}].tls: {e}"))
+        })
+        .transpose()
 }

@@ -21,7 +21,6 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -63,30 +62,30 @@ impl HttpLimits {
 }
 
 /// Serves `app` on `listener` until `stop` turns true, then drains open connections.
-pub async fn serve(
-    listener: TcpListener,
+///
+/// `listener` is any axum listener: a plain `TcpListener`, or the TLS listener of
+/// `tls::server`, which hands over sessions whose handshake is already done (so the
+/// header read timeout starts after the handshake, which has its own).
+pub async fn serve<L>(
+    mut listener: L,
     app: Router,
     limits: HttpLimits,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    L: axum::serve::Listener,
+    L::Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    L::Addr: std::fmt::Debug,
+{
     let builder = limits.builder();
     let mut conns = JoinSet::new();
     loop {
-        let accepted = tokio::select! {
+        // axum's listeners retry failed accepts themselves (out of file descriptors and
+        // the like: they wait rather than spin) and set TCP_NODELAY where it applies.
+        let (socket, peer) = tokio::select! {
             a = listener.accept() => a,
             _ = stop.wait_for(|s| *s) => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
-        let (socket, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of file descriptors and the like: wait rather than spin.
-                tracing::warn!(error = %e, "HTTP accept failed.");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = socket.set_nodelay(true);
         let builder = builder.clone();
         let service = TowerToHyperService::new(app.clone());
         let mut stop = stop.clone();
@@ -98,7 +97,7 @@ pub async fn serve(
                 tokio::select! {
                     r = conn.as_mut() => {
                         if let Err(e) = r {
-                            tracing::debug!(%peer, error = %e, "HTTP connection ended with an error.");
+                            tracing::debug!(?peer, error = %e, "HTTP connection ended with an error.");
                         }
                         break;
                     }

@@ -65,6 +65,7 @@ use crate::rules::http::RulesApi;
 use crate::rules::import::Imports;
 use crate::rules::{AnyOperator, OperatorAuth, Rules};
 use crate::store::{AnyBackend, Store, StoreError, open_store};
+use crate::tls::server::{ServerTls, TlsListener};
 
 mod channels;
 pub mod http_listener;
@@ -105,8 +106,8 @@ pub struct ServeOptions {
     pub stop_sweep: crate::stop::SweepConfig,
 }
 
-/// How `serve` hosts the campaign service in-process.
-#[derive(Debug, Clone)]
+/// How `serve` hosts the campaign service in-process. `Debug` redacts the keys.
+#[derive(Clone)]
 pub struct CampaignHost {
     /// SQLite file of the campaign store.
     pub db: std::path::PathBuf,
@@ -118,6 +119,19 @@ pub struct CampaignHost {
     /// sets it to the embedded config's development key when run without `--config`; a
     /// custom config gets no implicit user (`sluice campaign admin init` creates one).
     pub dev_admin_key: Option<String>,
+}
+
+impl std::fmt::Debug for CampaignHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CampaignHost")
+            .field("db", &self.db)
+            .field("api_key", &"<redacted>")
+            .field(
+                "dev_admin_key",
+                &self.dev_admin_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl Default for ServeOptions {
@@ -165,7 +179,76 @@ pub enum ServeError {
     /// The public rules (`rules.db`) could not be opened.
     #[error("public rules: {0}")]
     Rules(#[from] crate::rules::RulesError),
+    /// A listener's TLS certificate or key cannot be used.
+    #[error("{key}: {source}")]
+    Tls {
+        /// The config key (`listeners.http_tls`, …).
+        key: &'static str,
+        /// Cause.
+        source: crate::tls::server::CertError,
+    },
 }
+
+/// Loads a listener's TLS pair (when configured) and starts watching its files.
+fn listener_tls(
+    config: &Config,
+    which: &'static str,
+    key: &'static str,
+    files: Option<&crate::config::TlsFilesConfig>,
+    alpn: &[&[u8]],
+    stop: &watch::Receiver<bool>,
+    tasks: &mut JoinSet<()>,
+) -> Result<Option<Arc<ServerTls>>, ServeError> {
+    let Some(files) = files else {
+        return Ok(None);
+    };
+    let tls = ServerTls::load(which, files.files(), alpn)
+        .map_err(|source| ServeError::Tls { key, source })?;
+    tls.spawn_watch(
+        Duration::from_secs(config.listeners.tls_reload_secs),
+        stop.clone(),
+        tasks,
+    );
+    Ok(Some(tls))
+}
+
+/// An HTTP listener: plaintext, or TLS with its handshakes done before axum sees a
+/// connection. One app serves either.
+enum HttpListener {
+    Plain(tokio::net::TcpListener),
+    Tls(TlsListener),
+}
+
+impl HttpListener {
+    fn new(tcp: tokio::net::TcpListener, tls: Option<&ServerTls>) -> std::io::Result<Self> {
+        Ok(match tls {
+            Some(tls) => Self::Tls(TlsListener::new(tcp, tls)?),
+            None => Self::Plain(tcp),
+        })
+    }
+
+    /// Serves `app` under `limits` until `stop` turns true (`http_listener::serve`).
+    async fn serve(
+        self,
+        app: axum::Router,
+        limits: http_listener::HttpLimits,
+        stop: watch::Receiver<bool>,
+    ) {
+        use axum::serve::ListenerExt;
+        match self {
+            Self::Plain(l) => {
+                let l = l.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                http_listener::serve(l, app, limits, stop).await;
+            }
+            Self::Tls(l) => http_listener::serve(l, app, limits, stop).await,
+        }
+    }
+}
+
+/// ALPN of the HTTP listeners: axum serves HTTP/2 and HTTP/1.1.
+const HTTP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// A running gateway.
 #[derive(Debug)]
@@ -682,10 +765,39 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         )
         .map_err(|e| ServeError::Config(e.to_string()))?,
     });
+    // TLS pairs load before any listener binds: a bad file stops the start, naming its key.
+    let http_tls = listener_tls(
+        &config,
+        "http",
+        "listeners.http_tls",
+        config.listeners.http_tls.as_ref(),
+        HTTP_ALPN,
+        &stop_rest_rx,
+        &mut rest_tasks,
+    )?;
+    let smpp_tls = listener_tls(
+        &config,
+        "smpp",
+        "listeners.smpp_tls",
+        config.listeners.smpp_tls.as_ref(),
+        &[],
+        &stop_rest_rx,
+        &mut rest_tasks,
+    )?;
+    let metrics_tls = listener_tls(
+        &config,
+        "metrics",
+        "listeners.metrics_tls",
+        config.listeners.metrics_tls.as_ref(),
+        HTTP_ALPN,
+        &stop_rest_rx,
+        &mut rest_tasks,
+    )?;
     let smpp_addr = match config.listeners.smpp {
         Some(addr) => {
-            let cfg =
+            let mut cfg =
                 SmppServerConfig::new(addr, smpp_logins(&config)?).with_limits(&config.limits);
+            cfg.tls = smpp_tls;
             let started = crate::ingress::smpp_server::start(
                 cfg,
                 Arc::clone(&state),
@@ -797,18 +909,23 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
     }
     {
         let limits = http_listener::HttpLimits::from_config(&config.limits);
-        http_tasks.spawn(http_listener::serve(
-            listener,
-            app,
-            limits,
-            stop_http_rx.clone(),
-        ));
+        let listener = HttpListener::new(listener, http_tls.as_deref())
+            .map_err(|source| ServeError::Listen { addr, source })?;
+        http_tasks.spawn(listener.serve(app, limits, stop_http_rx.clone()));
     }
     if let (Some(maddr), Some(handle)) = (config.listeners.metrics, opts.metrics.clone())
         && maddr != http_addr
     {
         let limits = http_listener::HttpLimits::from_config(&config.limits);
-        spawn_metrics_listener(maddr, handle, limits, stop_http_rx.clone(), &mut http_tasks).await;
+        spawn_metrics_listener(
+            maddr,
+            handle,
+            metrics_tls,
+            limits,
+            stop_http_rx.clone(),
+            &mut http_tasks,
+        )
+        .await;
     }
     tracing::info!(addr = %http_addr, "HTTP API listening.");
     Ok(Gateway {
@@ -836,6 +953,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
 async fn spawn_metrics_listener(
     addr: SocketAddr,
     handle: PrometheusHandle,
+    tls: Option<Arc<ServerTls>>,
     limits: http_listener::HttpLimits,
     stop: watch::Receiver<bool>,
     tasks: &mut JoinSet<()>,
@@ -849,7 +967,12 @@ async fn spawn_metrics_listener(
                     async move { h.render() }
                 }),
             );
-            tasks.spawn(http_listener::serve(l, app, limits, stop));
+            match HttpListener::new(l, tls.as_deref()) {
+                Ok(l) => {
+                    tasks.spawn(l.serve(app, limits, stop));
+                }
+                Err(e) => tracing::warn!(%addr, error = %e, "Metrics listener not started."),
+            }
         }
         Err(e) => tracing::warn!(%addr, error = %e, "Metrics listener not started."),
     }

@@ -4,7 +4,8 @@
 //! in its own task; [`SimHandle`] gives the bound addresses, a tally snapshot and an orderly
 //! shutdown (which writes the tally file if configured); [`SimHandle::snapshot_every`] also
 //! keeps a live copy of the tally in a file while it runs. Behaviour per listener is in
-//! [`crate::config::ListenerConfig`]. MM7 listeners are HTTP servers ([`mmsc`]).
+//! [`crate::config::ListenerConfig`]. MM7 listeners are HTTP servers ([`mmsc`]). A listener
+//! with `tls` serves TLS through a front that pipes each session to the center ([`tls`]).
 
 pub(crate) mod center;
 pub(crate) mod cmpp;
@@ -14,6 +15,7 @@ mod mo;
 mod smpp;
 mod snapshot;
 mod submit;
+pub mod tls;
 mod writer;
 
 #[cfg(test)]
@@ -48,6 +50,8 @@ pub enum SimError {
     },
     #[error("listener {name:?}: protocol {protocol:?} is not implemented yet")]
     Unsupported { name: String, protocol: Protocol },
+    #[error("listener {name:?}: {source}")]
+    Tls { name: String, source: tls::TlsError },
     #[error("writing tally to {path}: {source}")]
     Tally {
         path: std::path::PathBuf,
@@ -88,6 +92,41 @@ impl Simulator {
         let mut listeners = Vec::new();
         let mut sockets = Vec::new();
         for l in &config.listeners {
+            let bind_err = |addr, source| SimError::Bind {
+                name: l.name.clone(),
+                addr,
+                source,
+            };
+            // TLS: the public socket is the TLS front; the center serves plaintext on a
+            // loopback socket of its own behind it.
+            if let Some(files) = &l.tls {
+                let acceptor = tls::acceptor(files).map_err(|source| SimError::Tls {
+                    name: l.name.clone(),
+                    source,
+                })?;
+                let public = TcpListener::bind(l.addr)
+                    .await
+                    .map_err(|e| bind_err(l.addr, e))?;
+                let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+                let inner = TcpListener::bind(loopback)
+                    .await
+                    .map_err(|e| bind_err(loopback, e))?;
+                let inner_addr = inner.local_addr().map_err(|e| bind_err(loopback, e))?;
+                let addr = public.local_addr().map_err(|e| bind_err(l.addr, e))?;
+                tasks.spawn(tls::front(
+                    public,
+                    acceptor,
+                    inner_addr,
+                    shutdown_rx.clone(),
+                ));
+                listeners.push(BoundListener {
+                    name: l.name.clone(),
+                    protocol: l.protocol,
+                    addr,
+                });
+                sockets.push((l.clone(), inner));
+                continue;
+            }
             let sock = TcpListener::bind(l.addr)
                 .await
                 .map_err(|source| SimError::Bind {

@@ -11,7 +11,8 @@
 //! namespace we send is the caller's (per channel). Reading uses quick-xml's namespace-aware
 //! pull parser; writing is a few escaped strings in the schema's element order.
 
-use quick_xml::escape::escape;
+use quick_xml::XmlVersion;
+use quick_xml::escape::{escape, resolve_predefined_entity};
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
@@ -365,18 +366,18 @@ pub(crate) fn parse_nodes(xml: &[u8]) -> Result<Vec<Node>, SoapError> {
         };
         if let Some(e) = start {
             let ns = match resolved {
-                ResolveResult::Bound(ns) => Some(String::from_utf8_lossy(ns.as_ref()).into_owned()),
+                ResolveResult::Bound(ns) => Some(ns.as_ref().to_owned()),
                 _ => None,
             };
-            let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+            let name = e.local_name().as_ref().to_owned();
             let mut attrs = Vec::new();
             for attr in e.attributes() {
                 let attr = attr.map_err(|e| SoapError::Xml(e.to_string()))?;
-                let value = attr.unescape_value().map_err(xml_err)?.into_owned();
-                attrs.push((
-                    String::from_utf8_lossy(attr.key.local_name().as_ref()).into_owned(),
-                    value,
-                ));
+                let value = attr
+                    .normalized_value(XmlVersion::default())
+                    .map_err(|e| SoapError::Xml(e.to_string()))?
+                    .into_owned();
+                attrs.push((attr.key.local_name().as_ref().to_owned(), value));
             }
             let mut path: Vec<String> = stack.iter().map(|(n, _)| n.clone()).collect();
             path.push(name.clone());
@@ -397,14 +398,30 @@ pub(crate) fn parse_nodes(xml: &[u8]) -> Result<Vec<Node>, SoapError> {
             }
             Event::Text(t) => {
                 if let Some((_, i)) = stack.last() {
-                    nodes[*i].text.push_str(&t.unescape().map_err(xml_err)?);
+                    nodes[*i].text.push_str(&t.xml10_content());
+                }
+            }
+            // Entity and character references come as events of their own: `&amp;`,
+            // `&#x4E2D;`. Only the five predefined entities exist in MM7 (no DTD).
+            Event::GeneralRef(r) => {
+                let text = if r.is_char_ref() {
+                    r.resolve_char_ref()
+                        .map_err(xml_err)?
+                        .map(String::from)
+                        .ok_or_else(|| SoapError::Xml("empty character reference".into()))?
+                } else {
+                    let name = r.into_inner();
+                    resolve_predefined_entity(&name)
+                        .ok_or_else(|| SoapError::Xml(format!("unknown entity &{name};")))?
+                        .to_owned()
+                };
+                if let Some((_, i)) = stack.last() {
+                    nodes[*i].text.push_str(&text);
                 }
             }
             Event::CData(c) => {
                 if let Some((_, i)) = stack.last() {
-                    nodes[*i]
-                        .text
-                        .push_str(&String::from_utf8_lossy(&c.into_inner()));
+                    nodes[*i].text.push_str(&c.into_inner());
                 }
             }
             Event::Eof => return Ok(nodes),

@@ -18,8 +18,9 @@ pub const INTERFACE_VERSION_34: u8 = 0x34;
 /// SMPP 5.0 interface version.
 pub const INTERFACE_VERSION_50: u8 = 0x50;
 
-/// Body of the three bind requests.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Body of the three bind requests. `Debug` redacts the password (a logged PDU must not
+/// carry it).
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Bind {
     /// Identifies the ESME requesting to bind.
     pub system_id: Octets,
@@ -149,5 +150,19 @@ impl Body for Outbind {
     fn encode(&self, buf: &mut BytesMut) {
         put_cstr(buf, &self.system_id);
         put_cstr(buf, &self.password);
+    }
+}
+
+impl core::fmt::Debug for Bind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Bind")
+            .field("system_id", &self.system_id)
+            .field("password", &"<redacted>")
+            .field("system_type", &self.system_type)
+            .field("interface_version", &self.interface_version)
+            .field("addr_ton", &self.addr_ton)
+            .field("addr_npi", &self.addr_npi)
+            .field("address_range", &self.address_range)
+            .finish()
     }
 }

@@ -31,6 +31,8 @@ pub struct CmppChannelConfig {
     pub reconnect: Backoff,
     /// Zone of the CONNECT timestamp (MMDDHHMMSS, the SP's local time).
     pub tz: TimeZone,
+    /// TLS toward the ISMG (every connection); `None`: plaintext TCP.
+    pub tls: Option<crate::tls::client::ClientTls>,
 }
 
 impl CmppChannelConfig {
@@ -59,6 +61,7 @@ impl CmppChannelConfig {
             session,
             reconnect: Backoff::default(),
             tz: TimeZone::fixed(jiff::tz::offset(8)),
+            tls: None,
         }
     }
 

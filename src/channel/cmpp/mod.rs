@@ -80,6 +80,7 @@ pub fn spawn(
                 let mut driver =
                     DriverSpec::new(Arc::clone(&config.limits.name), index, config.addr.clone());
                 driver.backoff = config.reconnect;
+                driver.tls.clone_from(&config.tls);
                 let spec = ConnSpec {
                     driver,
                     session: config.session.clone(),

@@ -49,13 +49,24 @@ pub enum ClientError {
 
 /// The channel's HTTP client: HTTP/1.1 only (MMSCs speak it; keep-alive connections are
 /// pooled, up to `window` idle ones), the process's one rustls provider (ring) with the
-/// bundled web PKI roots, the request timeout of the channel.
+/// channel's `ca_file` roots (`ca_roots`), or the bundled web PKI roots without one, the
+/// request timeout of the channel.
 ///
 /// # Errors
 /// [`ClientError`] when TLS or the client cannot be set up.
-pub fn http_client(window: usize, timeout: Duration) -> Result<reqwest::Client, ClientError> {
+pub fn http_client(
+    window: usize,
+    timeout: Duration,
+    ca_roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<reqwest::Client, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if ca_roots.is_empty() {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    } else {
+        for c in ca_roots {
+            roots.add(c.clone())?;
+        }
+    }
     let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

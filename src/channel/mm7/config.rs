@@ -47,6 +47,9 @@ pub struct Mm7ChannelConfig {
     pub throttle_retries: u32,
     /// How long messages not yet sent are held while every request task is down.
     pub hold_when_down: Duration,
+    /// The only roots trusted for an https url (the channel's `ca_file`); empty: the bundled
+    /// Mozilla roots.
+    pub ca_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl std::fmt::Debug for Mm7ChannelConfig {
@@ -84,6 +87,7 @@ impl Mm7ChannelConfig {
             local_retries: 3,
             throttle_retries: 100,
             hold_when_down: Duration::from_secs(30),
+            ca_roots: Vec::new(),
         }
     }
 
@@ -106,6 +110,7 @@ impl Mm7ChannelConfig {
         let rate = NonZeroU32::new(c.rate).unwrap_or(NonZeroU32::MIN);
         let mut w = Self::new(&c.name, url, submit, rate);
         w.auth = mm7.username.clone().map(|u| (u, mm7.password.clone()));
+        w.ca_roots.clone_from(&c.ca_roots);
         w.window = usize::try_from(c.window.max(1)).unwrap_or(1);
         w.max_recipients = usize::try_from(mm7.max_recipients.max(1)).unwrap_or(1);
         w.max_content_bytes = mm7.max_content_bytes;

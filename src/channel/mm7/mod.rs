@@ -77,7 +77,7 @@ pub fn spawn(
     input: mpsc::Receiver<OutboundMessage>,
     outcomes: mpsc::Sender<Settled>,
 ) -> Result<WorkerHandle, ClientError> {
-    let client = client::http_client(config.window, config.timeout)?;
+    let client = client::http_client(config.window, config.timeout, &config.ca_roots)?;
     let wire = Mm7Wire {
         max_content_bytes: config.max_content_bytes,
     };

@@ -54,6 +54,8 @@ pub struct WorkerConfig {
     /// How long messages not yet on the wire are held while no sending bind is up; then they
     /// go back to the store (their lease must not run out in here).
     pub hold_when_down: Duration,
+    /// TLS toward the center (every bind); `None`: plaintext TCP.
+    pub tls: Option<crate::tls::client::ClientTls>,
 }
 
 impl WorkerConfig {
@@ -74,6 +76,7 @@ impl WorkerConfig {
             local_retries: 3,
             throttle_retries: 100,
             hold_when_down: Duration::from_secs(30),
+            tls: None,
         }
     }
 

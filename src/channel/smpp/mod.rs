@@ -90,6 +90,7 @@ pub fn spawn(
                     },
                 );
                 spec.driver.backoff = config.reconnect;
+                spec.driver.tls.clone_from(&config.tls);
                 let links = BindLinks {
                     worker: links.clone(),
                     events: events.clone(),

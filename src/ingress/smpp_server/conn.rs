@@ -26,7 +26,6 @@ use sluice_protocols::smpp::{CodecError, CommandStatus, DecodeError, SmppFrameCo
 use sluice_protocols::sms::{MessageKey, Outcome, Reassembler, ReassemblyConfig};
 use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::codec::FramedRead;
@@ -40,6 +39,7 @@ use crate::ingress::http::accept_items;
 use crate::ingress::screen::screen;
 use crate::metrics as m;
 use crate::store::MessageId;
+use crate::tls::stream::MaybeTls;
 
 type Tag = (super::OutgoingKind, u64);
 type SubmitResult = (Vec<u32>, Result<String, CommandStatus>);
@@ -70,7 +70,7 @@ struct Conn {
 /// Serves one connection until it closes.
 pub(crate) async fn run(
     server: Arc<Server>,
-    socket: TcpStream,
+    socket: MaybeTls,
     peer: SocketAddr,
     stop: watch::Receiver<bool>,
 ) {
@@ -110,8 +110,8 @@ pub(crate) async fn run(
 }
 
 impl Conn {
-    async fn serve(mut self, socket: TcpStream, mut stop: watch::Receiver<bool>) {
-        let (read, mut write) = socket.into_split();
+    async fn serve(mut self, socket: MaybeTls, mut stop: watch::Receiver<bool>) {
+        let (read, mut write) = tokio::io::split(socket);
         let mut frames = FramedRead::new(
             Tracked {
                 inner: read,
@@ -132,7 +132,12 @@ impl Conn {
                 }
             }
             if !buf.is_empty() {
-                if let Err(e) = write.write_all(&buf).await {
+                // flush: TLS buffers records; plain TCP's flush is a no-op.
+                let written = match write.write_all(&buf).await {
+                    Ok(()) => write.flush().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = written {
                     tracing::debug!(error = %e, "Write failed.");
                     self.smsc.handle_disconnect();
                 }

@@ -63,6 +63,7 @@ use tokio::task::JoinSet;
 use super::http::IngressState;
 use crate::metrics as m;
 use crate::store::{AnyBackend, Store};
+use crate::tls::stream::MaybeTls;
 
 pub use guard::{FAIL_DELAY_BASE, FAIL_DELAY_MAX, PeerLimits};
 
@@ -113,6 +114,8 @@ pub struct SmppServerConfig {
     pub max_unbound_requests: u32,
     /// Per peer IP address: connections, bind rate, lockout.
     pub peers: PeerLimits,
+    /// TLS on every connection (`listeners.smpp_tls`); `None`: plaintext.
+    pub tls: Option<Arc<crate::tls::server::ServerTls>>,
 }
 
 impl SmppServerConfig {
@@ -127,6 +130,7 @@ impl SmppServerConfig {
             read_timeout: READ_TIMEOUT,
             max_unbound_requests: MAX_UNBOUND_REQUESTS,
             peers: PeerLimits::default(),
+            tls: None,
         }
     }
 }
@@ -353,8 +357,30 @@ async fn accept_loop(
                 let _ = socket.set_nodelay(true);
                 let server = Arc::clone(&server);
                 let stop = stop.clone();
+                let acceptor = server.config.tls.as_ref().map(|t| t.acceptor());
                 conns.spawn(async move {
-                    conn::run(server, socket, peer, stop).await;
+                    // The handshake runs in the connection's task (a slow client holds up
+                    // only itself) and counts against the bind timeout.
+                    let stream = match acceptor {
+                        None => Some(MaybeTls::Plain(socket)),
+                        Some(a) => {
+                            let limit = server.config.bind_timeout;
+                            match tokio::time::timeout(limit, a.accept(socket)).await {
+                                Ok(Ok(s)) => Some(MaybeTls::from(s)),
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "SMPP TLS handshake failed.");
+                                    None
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "SMPP TLS handshake timed out.");
+                                    None
+                                }
+                            }
+                        }
+                    };
+                    if let Some(stream) = stream {
+                        conn::run(server, stream, peer, stop).await;
+                    }
                     drop(admitted);
                     drop(permit);
                 });

@@ -62,8 +62,8 @@ impl BindKind {
     }
 }
 
-/// Session settings (from the channel's config).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Session settings (from the channel's config). `Debug` redacts the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SessionConfig {
     /// Bind PDU to send.
     pub bind_kind: BindKind,
@@ -612,6 +612,21 @@ impl<T> Session<T> {
         self.unbind = None;
         self.state = State::Closed(reason.clone());
         self.events.push_back(Event::Closed(reason));
+    }
+}
+
+impl core::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("bind_kind", &self.bind_kind)
+            .field("system_id", &self.system_id)
+            .field("password", &"<redacted>")
+            .field("system_type", &self.system_type)
+            .field("interface_version", &self.interface_version)
+            .field("window", &self.window)
+            .field("response_timeout", &self.response_timeout)
+            .field("enquire_link_interval", &self.enquire_link_interval)
+            .finish()
     }
 }
 
