@@ -307,8 +307,10 @@ fn lifecycle_scale(_c: &mut Criterion) {
     let total = env_usize("SLUICE_BENCH_MESSAGES", 200_000);
     let backlog = env_usize("SLUICE_BENCH_BACKLOG", 100_000);
     let runs = backends().into_iter().flat_map(|kind| {
+        // Off, on, off: on a shared machine the order of runs matters.
         [
-            ("record cache on", WriterConfig::default().record_cache),
+            ("record cache off", 0),
+            ("record cache on", 65_536),
             ("record cache off", 0),
         ]
         .map(|(label, record_cache)| (kind, label, record_cache))
@@ -451,7 +453,9 @@ fn paced_run(cfg: WriterConfig, rate: usize, secs: u64) -> (f64, f64, Duration) 
             }
         });
         // Receipt layer: each DLR its own request; acks the outbox every 10 ms.
-        s.spawn(|| {
+        let (stop_r, finals_r, store_r) = (&stop, &finals, &store);
+        s.spawn(move || {
+            let (stop, finals, store) = (stop_r, finals_r, store_r);
             let mut last_ack = Instant::now();
             let mut acked = 0u64;
             while !stop.load(Ordering::Relaxed) {
