@@ -531,7 +531,10 @@ fn paced(_c: &mut Criterion) {
         ..WriterConfig::default()
     };
     let adaptive = WriterConfig::default();
-    let label = format!("adaptive ≤ {} ms (default)", adaptive.max_spacing.as_millis());
+    let label = format!(
+        "adaptive ≤ {} ms (default)",
+        adaptive.max_spacing.as_millis()
+    );
     for (label, cfg) in [
         ("no spacing", none),
         ("fixed 5 ms", fixed),

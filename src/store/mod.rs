@@ -61,9 +61,9 @@ mod reads;
 mod record_cache;
 mod redb_backend;
 mod seq_cache;
-mod spacing;
 #[cfg(feature = "sled")]
 mod sled_backend;
+mod spacing;
 mod stop;
 mod writer;
 

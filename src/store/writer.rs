@@ -153,8 +153,7 @@ pub(crate) fn run<B: Backend>(
         let mut n = first.ops.len();
         let mut group = vec![first];
         let now = Instant::now();
-        let deadline =
-            (now + cfg.max_wait).max(last_start.map_or(now, |t| t + spacing.current()));
+        let deadline = (now + cfg.max_wait).max(last_start.map_or(now, |t| t + spacing.current()));
         while n < cfg.max_ops {
             let next = match rx.try_recv() {
                 Ok(r) => r,
