@@ -14,6 +14,19 @@
 //!   wall time holds 3 fsyncs, so on a disk whose fsync takes ~3.5 ms (this VM under load)
 //!   the fsyncs alone cap it near 95 k msg/s before any CPU is spent.
 //!
+//! - `lifecycle_scale` (printed, not timed by criterion): the full life of every message —
+//!   insert batch → lease → submitted → receipt (final, outbox event) → outbox ack → purge —
+//!   in passes of 1000 behind a standing backlog, over `SLUICE_BENCH_MESSAGES` messages
+//!   (default 200 000; the issue's comparison runs 10 000 000). Prints msg/s, CPU per message
+//!   and the engine calls per message (gets, puts, deletes, scans; `WriterConfig::count_kv_ops`).
+//! - `paced` (printed): the gateway's shape at a steady low rate (`SLUICE_BENCH_RATE`, default
+//!   3000 msg/s, for `SLUICE_BENCH_PACED_SECS`, default 5): ingress requests of 10, a
+//!   dispatcher leasing every millisecond and settling each message as its own request, each
+//!   receipt its own request, outbox acks every 10 ms. Prints CPU per message (utime + stime of
+//!   the whole process, as getrusage counts them), commits per second and p99 of the ingress
+//!   requests' latency, for no spacing, the fixed 5 ms (`commit_min_spacing_ms = 5`) and the
+//!   default adaptive spacing (`commit_max_spacing_ms`).
+//!
 //! Messages are ~460 bytes as JSON (printed at start), about half that in the stored binary
 //! form. `lifecycle` also prints CPU time per 1000 messages: on a loaded machine that is the
 //! figure to compare, since wall time there mostly measures the scheduler. Data lives under the system temp dir
@@ -47,12 +60,18 @@ fn name(k: BackendKind) -> &'static str {
 }
 
 fn open(kind: BackendKind, dir: &Path) -> Store<AnyBackend> {
-    Store::open(
-        AnyBackend::open(kind, dir).expect("open backend"),
-        WriterConfig::default(),
-        NOW,
-    )
-    .expect("open store")
+    open_with(kind, dir, WriterConfig::default())
+}
+
+fn open_with(kind: BackendKind, dir: &Path, cfg: WriterConfig) -> Store<AnyBackend> {
+    Store::open(AnyBackend::open(kind, dir).expect("open backend"), cfg, NOW).expect("open store")
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn message(store: &Store<AnyBackend>) -> Message {
@@ -273,5 +292,269 @@ fn bench_lifecycle(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_insert, bench_lease, bench_lifecycle);
+/// Engine calls so far: (gets, puts, deletes, scans).
+fn kv_calls(store: &Store<AnyBackend>) -> [u64; 4] {
+    let k = store.stats().kv();
+    [k.gets(), k.puts(), k.deletes(), k.scans()]
+}
+
+/// The whole life of `n` messages behind a standing backlog of `backlog` queued ones: every
+/// pass inserts 1000 new messages and takes the 1000 oldest through lease, submitted,
+/// receipt, outbox ack and purge (retention zero), so the queue indexes hold `backlog`
+/// entries throughout, as a gateway with a queue does.
+fn lifecycle_scale(_c: &mut Criterion) {
+    const PASS: usize = 1000;
+    let total = env_usize("SLUICE_BENCH_MESSAGES", 200_000);
+    let backlog = env_usize("SLUICE_BENCH_BACKLOG", 100_000);
+    let runs = backends().into_iter().flat_map(|kind| {
+        // Off, on, off: on a shared machine the order of runs matters.
+        [
+            ("record cache off", 0),
+            ("record cache on", 65_536),
+            ("record cache off", 0),
+        ]
+        .map(|(label, record_cache)| (kind, label, record_cache))
+    });
+    for (kind, label, record_cache) in runs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = WriterConfig {
+            count_kv_ops: true,
+            record_cache,
+            ..WriterConfig::default()
+        };
+        let store = open_with(kind, dir.path(), cfg);
+        for _ in 0..backlog.div_ceil(PASS) {
+            store
+                .submit_blocking(inserts(&store, PASS))
+                .expect("backlog");
+        }
+        let (mut center, mut outbox_seq) = (0u64, 0u64);
+        let calls0 = kv_calls(&store);
+        let commits0 = store.stats().commits();
+        let cpu0 = process_cpu();
+        let t = Instant::now();
+        let passes = total.div_ceil(PASS);
+        for _ in 0..passes {
+            store
+                .submit_blocking(inserts(&store, PASS))
+                .expect("insert");
+            let leased = futures::executor::block_on(store.lease_lanes(
+                "smsc1",
+                &Lane::ALL,
+                NOW,
+                PASS,
+                60_000,
+            ))
+            .expect("lease");
+            settle(&store, &leased.messages, &mut center);
+            outbox_seq += leased.messages.len() as u64;
+            futures::executor::block_on(store.outbox_ack("acme", outbox_seq)).expect("ack");
+            let purged = futures::executor::block_on(store.purge(NOW + 1, PASS)).expect("purge");
+            assert_eq!(
+                purged,
+                leased.messages.len(),
+                "every final message is purged"
+            );
+        }
+        let wall = t.elapsed();
+        let n = (passes * PASS) as f64;
+        let calls = kv_calls(&store);
+        let per = |i: usize| (calls[i] - calls0[i]) as f64 / n;
+        let cpu = process_cpu()
+            .zip(cpu0)
+            .map_or(f64::NAN, |(b, a)| b.saturating_sub(a).as_secs_f64());
+        eprintln!(
+            "lifecycle_scale {} ({label}): {n} messages behind a backlog of {backlog}: {:.0} msg/s wall, \
+             CPU {:.1} µs/msg, {:.2} commits per 1000; engine calls per message: \
+             {:.2} gets, {:.2} puts, {:.2} deletes, {:.3} scans",
+            name(kind),
+            n / wall.as_secs_f64(),
+            cpu * 1e6 / n,
+            (store.stats().commits() - commits0) as f64 * 1000.0 / n,
+            per(0),
+            per(1),
+            per(2),
+            per(3),
+        );
+    }
+}
+
+/// Records submit responses and then delivered receipts for `messages`, one commit each.
+fn settle(store: &Store<AnyBackend>, messages: &[Message], center: &mut u64) {
+    let mut submitted = Vec::with_capacity(messages.len());
+    let mut receipts = Vec::with_capacity(messages.len());
+    for m in messages {
+        *center += 1;
+        let cid = format!("{center:016X}");
+        submitted.push(Op::Submitted {
+            id: m.id,
+            part: 1,
+            parts: 1,
+            center_id: cid.clone(),
+            now_ms: NOW,
+        });
+        receipts.push(Op::Receipt {
+            channel: "smsc1".into(),
+            center_id: cid,
+            part_state: PartState::Delivered,
+            stat: "DELIVRD".into(),
+            err: "000".into(),
+            now_ms: NOW,
+        });
+    }
+    store.submit_blocking(submitted).expect("submitted");
+    store.submit_blocking(receipts).expect("receipts");
+}
+
+/// One paced run at `rate` msg/s for `secs`: (CPU µs per message, commits per second, p99
+/// of the ingress requests' latency).
+fn paced_run(cfg: WriterConfig, rate: usize, secs: u64) -> (f64, f64, Duration) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::mpsc;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_with(BackendKind::Redb, dir.path(), cfg);
+    let stop = AtomicBool::new(false);
+    let finals = AtomicU64::new(0);
+    let (cid_tx, cid_rx) = mpsc::channel::<String>();
+    let commits0 = store.stats().commits();
+    let cpu0 = process_cpu().unwrap_or_default();
+    let t0 = Instant::now();
+    let mut accept = Vec::new();
+    let mut inserted = 0usize;
+    std::thread::scope(|s| {
+        // Dispatcher: lease what is due every millisecond, settle each message alone.
+        s.spawn(|| {
+            let mut center = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+                let leased = futures::executor::block_on(store.lease_lanes(
+                    "smsc1",
+                    &Lane::ALL,
+                    NOW,
+                    256,
+                    60_000,
+                ))
+                .expect("lease");
+                let settles = leased.messages.iter().map(|m| {
+                    center += 1;
+                    let cid = format!("{center:016X}");
+                    let _ = cid_tx.send(cid.clone());
+                    store.submit(vec![Op::Submitted {
+                        id: m.id,
+                        part: 1,
+                        parts: 1,
+                        center_id: cid,
+                        now_ms: NOW,
+                    }])
+                });
+                let settles: Vec<_> = settles.collect();
+                futures::executor::block_on(futures::future::join_all(settles));
+            }
+        });
+        // Receipt layer: each DLR its own request; acks the outbox every 10 ms.
+        let (stop_r, finals_r, store_r) = (&stop, &finals, &store);
+        s.spawn(move || {
+            let (stop, finals, store) = (stop_r, finals_r, store_r);
+            let mut last_ack = Instant::now();
+            let mut acked = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+                let dlrs: Vec<_> = cid_rx
+                    .try_iter()
+                    .map(|cid| {
+                        store.submit(vec![Op::Receipt {
+                            channel: "smsc1".into(),
+                            center_id: cid,
+                            part_state: PartState::Delivered,
+                            stat: "DELIVRD".into(),
+                            err: "000".into(),
+                            now_ms: NOW,
+                        }])
+                    })
+                    .collect();
+                let n = dlrs.len() as u64;
+                futures::executor::block_on(futures::future::join_all(dlrs));
+                finals.fetch_add(n, Ordering::Relaxed);
+                if last_ack.elapsed() >= Duration::from_millis(10) {
+                    last_ack = Instant::now();
+                    let through = finals.load(Ordering::Relaxed);
+                    if through > acked {
+                        futures::executor::block_on(store.outbox_ack("acme", through))
+                            .expect("ack");
+                        acked = through;
+                    }
+                }
+            }
+        });
+        // Ingress: requests of 10 at the paced rate.
+        let every = Duration::from_secs_f64(10.0 / rate as f64);
+        let mut next = Instant::now();
+        while t0.elapsed() < Duration::from_secs(secs) {
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            }
+            next += every;
+            let batch = inserts(&store, 10);
+            let t = Instant::now();
+            store.submit_blocking(batch).expect("insert");
+            accept.push(t.elapsed());
+            inserted += 10;
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let cpu = process_cpu().unwrap_or_default().saturating_sub(cpu0);
+    let wall = t0.elapsed();
+    accept.sort_unstable();
+    let p99 = accept
+        .get(accept.len().saturating_mul(99) / 100)
+        .copied()
+        .unwrap_or_default();
+    (
+        cpu.as_secs_f64() * 1e6 / inserted.max(1) as f64,
+        (store.stats().commits() - commits0) as f64 / wall.as_secs_f64(),
+        p99,
+    )
+}
+
+fn paced(_c: &mut Criterion) {
+    let rate = env_usize("SLUICE_BENCH_RATE", 3000);
+    let secs = env_usize("SLUICE_BENCH_PACED_SECS", 5) as u64;
+    let none = WriterConfig {
+        max_spacing: Duration::ZERO,
+        ..WriterConfig::default()
+    };
+    let fixed = WriterConfig {
+        min_spacing: Duration::from_millis(5),
+        max_spacing: Duration::ZERO,
+        ..WriterConfig::default()
+    };
+    let adaptive = WriterConfig::default();
+    let label = format!(
+        "adaptive ≤ {} ms (default)",
+        adaptive.max_spacing.as_millis()
+    );
+    for (label, cfg) in [
+        ("no spacing", none),
+        ("fixed 5 ms", fixed),
+        (label.as_str(), adaptive),
+    ] {
+        let (cpu, commits, p99) = paced_run(cfg, rate, secs);
+        eprintln!(
+            "paced {rate} msg/s, writer {label}: CPU {cpu:.1} µs/msg, {commits:.0} commits/s, \
+             ingress p99 {:.2} ms",
+            p99.as_secs_f64() * 1e3
+        );
+    }
+}
+
+criterion_group!(
+    benches,
+    bench_insert,
+    bench_lease,
+    bench_lifecycle,
+    lifecycle_scale,
+    paced
+);
 criterion_main!(benches);

@@ -258,6 +258,9 @@ pub struct StorageConfig {
     pub commit_interval_ms: u64,
     /// Least time between the starts of two group commits, ms (see `WriterConfig::min_spacing`).
     pub commit_min_spacing_ms: u64,
+    /// Most spacing the writer adds by itself while it is idle, ms; it shrinks to
+    /// `commit_min_spacing_ms` as the writer gets busy (see `WriterConfig::max_spacing`).
+    pub commit_max_spacing_ms: u64,
     /// Most ops per group commit.
     pub commit_max_ops: usize,
     /// Ops allowed queued or committing at once (backpressure).
@@ -279,6 +282,7 @@ impl Default for StorageConfig {
             backend: BackendKind::Redb,
             commit_interval_ms: 0,
             commit_min_spacing_ms: u64::try_from(w.min_spacing.as_millis()).unwrap_or(u64::MAX),
+            commit_max_spacing_ms: u64::try_from(w.max_spacing.as_millis()).unwrap_or(u64::MAX),
             commit_max_ops: w.max_ops,
             queue_ops: w.queue_ops,
             retention_hours: 72,
@@ -296,7 +300,9 @@ impl StorageConfig {
             max_wait: Duration::from_millis(self.commit_interval_ms),
             queue_ops: self.queue_ops,
             min_spacing: Duration::from_millis(self.commit_min_spacing_ms),
+            max_spacing: Duration::from_millis(self.commit_max_spacing_ms),
             index_by_number: self.index_by_number,
+            ..WriterConfig::default()
         }
     }
 
@@ -651,6 +657,12 @@ impl Config {
         if s.commit_min_spacing_ms > 1_000 {
             return Err(c.err(
                 "storage.commit_min_spacing_ms",
+                "must be at most 1000 (every store round trip waits up to this long)",
+            ));
+        }
+        if s.commit_max_spacing_ms > 1_000 {
+            return Err(c.err(
+                "storage.commit_max_spacing_ms",
                 "must be at most 1000 (every store round trip waits up to this long)",
             ));
         }

@@ -11,8 +11,11 @@
 //!   reference counts, kept in the same commits as the messages that reference them.
 //! - `stop.rs`: emergency stops (durable filters checked by every lease, swept through the
 //!   tag index) and pause switches.
-//! - `writer.rs`: the group-commit writer; `seq_cache.rs`: its per-group cache of outbox
-//!   counters; `depth.rs`: exact queue-depth counters kept in every write transaction.
+//! - `writer.rs`: the group-commit writer; `counting.rs`: its optional count of engine calls
+//!   (benches, tests); `record_cache.rs`: its write-through cache of message records across
+//!   commits; `spacing.rs`: the time between its commits, adapted to its load; `seq_cache.rs`:
+//!   its per-group cache of outbox counters; `depth.rs`: exact
+//!   queue-depth counters kept in every write transaction.
 //!
 //! Writes (including leasing, which moves messages from ready to in flight) go through the
 //! writer; pure reads (`get`, `by_center`, `outbox`, …) open a read transaction directly. They
@@ -47,6 +50,7 @@ mod any;
 mod backend;
 mod codec;
 pub mod content;
+mod counting;
 mod depth;
 mod error;
 mod id;
@@ -54,10 +58,12 @@ mod keys;
 mod model;
 mod ops;
 mod reads;
+mod record_cache;
 mod redb_backend;
 mod seq_cache;
 #[cfg(feature = "sled")]
 mod sled_backend;
+mod spacing;
 mod stop;
 mod writer;
 
@@ -71,6 +77,7 @@ use tokio::sync::{Semaphore, oneshot};
 pub use any::{AnyBackend, BackendKind};
 pub use backend::{Backend, Kv, KvRead};
 pub use content::{ContentPin, ContentStore};
+pub use counting::KvCounts;
 pub use depth::QueueDepths;
 pub use error::{StoreError, is_no_space};
 pub use id::{ID_TEXT_LEN, IdGenerator, MessageId, ParseIdError};

@@ -9,9 +9,11 @@
 //! which every later op rewrites through `save`. `load` reads both.
 //!
 //! Index invariants kept here:
-//! - a non-final message that is not in flight has exactly one ready key
-//!   `(channel, lane, due_ms, id)`; an in-flight one has exactly one lease key
-//!   `(lease_until_ms, id)`; a final one has neither and has one terminal key `(done_ms, id)`;
+//! - a queued or scheduled message has exactly one ready key `(channel, lane, due_ms, id)`
+//!   (a paused account's may have its parked key instead, `stop.rs`); an in-flight one has
+//!   exactly one lease key `(lease_until_ms, id)`; a sent one (every part has a center id,
+//!   receipts pending) has neither; a final one has neither and has one terminal key
+//!   `(done_ms, id)`;
 //! - reaching a final state appends exactly one receipt event to the account's outbox, in the
 //!   same transaction (a receipt can never be lost between state change and outbox);
 //! - an MO is kept by appending it to the account's MO outbox (`MoEnqueue`); the caller
@@ -316,11 +318,13 @@ fn save_body(kv: &mut dyn Kv, m: &Message) -> Result<(), StoreError> {
     kv.put(&keys::message(m.id), &codec::encode_body(m))
 }
 
-/// Removes whichever queue key (ready or lease) the message currently has.
+/// Removes whichever queue key (ready or lease) the message currently has. A sent message
+/// has neither (`submitted` took it out of its queue), so nothing is deleted for it: the
+/// engine call a receipt would spend on a key that is not there is saved.
 fn unqueue(kv: &mut dyn Kv, m: &mut Message) -> Result<(), StoreError> {
     if let Some(exp) = m.lease_until_ms.take() {
         kv.delete(&keys::lease(exp, m.id))?;
-    } else if !m.state.is_final() {
+    } else if !m.state.is_final() && m.state != MessageState::Sent {
         kv.delete(&keys::ready(&m.channel, m.lane, m.due_ms, m.id))?;
     }
     Ok(())

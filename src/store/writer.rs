@@ -21,6 +21,7 @@
 //!   it; their new values are published to the `depth::Board` before any producer of the
 //!   commit is answered, so a caller sees its own changes in `Store::queue_depths`.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
@@ -28,10 +29,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::backend::Backend;
+use super::counting::{CountingKv, KvCounts};
 use super::depth::{Board, DepthKv, Slot};
 use super::error::StoreError;
 use super::ops::{self, Op, OpResult};
+use super::record_cache::{CachedKv, Pending, RecordCache};
 use super::seq_cache::SeqCache;
+use super::spacing::Spacing;
 
 /// Group-commit tuning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,13 +53,30 @@ pub struct WriterConfig {
     /// the ops of a few milliseconds share one commit (at 3 k msg/s, 5 ms cut the gateway's
     /// CPU ≈ 3.6×). The price is latency on every store round trip (leases, submit
     /// responses), which caps a busy channel (≈ 35 k instead of ≈ 50 k msg/s with 5 ms in
-    /// `benches/pipeline.rs`), so the default is 0: a knob for deployments with modest
-    /// steady rates, not for the fastest ones.
+    /// `benches/pipeline.rs`), so the default is 0: a fixed floor for deployments with modest
+    /// steady rates. The spacing that follows the load is `max_spacing`.
     pub min_spacing: Duration,
+    /// Most spacing the writer adds on its own when it is idle (`spacing.rs`): the spacing
+    /// shrinks from this to `min_spacing` as the writer's busy share rises, and is gone at a
+    /// quarter of its time spent applying ops. At a steady 3 k msg/s it lets one commit
+    /// gather what a few milliseconds bring (BENCHMARKS.md, "Store", the paced rows); at full
+    /// load it adds nothing. Zero: only the fixed `min_spacing`.
+    pub max_spacing: Duration,
     /// Write the destination index (one more key per insert) that operators' lookup by
     /// number reads (`GET /v1/lookup/messages?to=`). On by default; a deployment that never
     /// looks numbers up can save the write (BENCHMARKS.md, "The destination index").
     pub index_by_number: bool,
+    /// Count the engine calls of every commit into [`WriterStats::kv`] (benches and tests:
+    /// puts, deletes and gets per message). Off by default: the gateway does not pay for it.
+    pub count_kv_ops: bool,
+    /// Message records (body and state) the writer keeps in memory across commits, so the
+    /// ops after an insert or a lease find their message without reading the engine
+    /// (`record_cache.rs`). Counted in records (two per message; ≈ 300 bytes each). 0: off,
+    /// the default: on redb it saves 6 of 14 engine reads per message but costs more CPU
+    /// than they did (25 → 32 µs per message in the lifecycle bench; redb's reads of hot
+    /// pages are cheaper than the cache's copies and bookkeeping), so it is kept for engines
+    /// whose reads are dear and for the bench that compares.
+    pub record_cache: usize,
 }
 
 impl Default for WriterConfig {
@@ -65,7 +86,10 @@ impl Default for WriterConfig {
             max_wait: Duration::ZERO,
             queue_ops: 65_536,
             min_spacing: Duration::ZERO,
+            max_spacing: Duration::from_millis(4),
             index_by_number: true,
+            count_kv_ops: false,
+            record_cache: 0,
         }
     }
 }
@@ -85,6 +109,7 @@ pub struct WriterStats {
     commits: AtomicU64,
     ops: AtomicU64,
     requests: AtomicU64,
+    kv: KvCounts,
 }
 
 impl WriterStats {
@@ -100,6 +125,10 @@ impl WriterStats {
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
+    /// Engine calls made by commits (only with `WriterConfig::count_kv_ops`).
+    pub fn kv(&self) -> &KvCounts {
+        &self.kv
+    }
 }
 
 /// The writer loop; returns when every sender is gone and the queue is empty.
@@ -110,12 +139,21 @@ pub(crate) fn run<B: Backend>(
     stats: &WriterStats,
     board: &Board,
 ) {
+    let busy = Cell::new(Duration::ZERO);
+    let ctx = Ctx {
+        index_by_number: cfg.index_by_number,
+        counts: cfg.count_kv_ops.then_some(&stats.kv),
+        busy: &busy,
+    };
+    let mut records = RecordCache::new(cfg.record_cache);
+    let mut spacing = Spacing::new(cfg.min_spacing, cfg.max_spacing);
+    let mut last_record = Instant::now();
     let mut last_start: Option<Instant> = None;
     while let Ok(first) = rx.recv() {
         let mut n = first.ops.len();
         let mut group = vec![first];
         let now = Instant::now();
-        let deadline = (now + cfg.max_wait).max(last_start.map_or(now, |t| t + cfg.min_spacing));
+        let deadline = (now + cfg.max_wait).max(last_start.map_or(now, |t| t + spacing.current()));
         while n < cfg.max_ops {
             let next = match rx.try_recv() {
                 Ok(r) => r,
@@ -135,7 +173,11 @@ pub(crate) fn run<B: Backend>(
             group.push(next);
         }
         last_start = Some(Instant::now());
-        commit_group(backend, group, stats, board, cfg.index_by_number);
+        ctx.busy.set(Duration::ZERO);
+        commit_group(backend, group, stats, board, ctx, &mut records);
+        let now = Instant::now();
+        spacing.record(ctx.busy.get(), now - last_record);
+        last_record = now;
     }
 }
 
@@ -152,36 +194,94 @@ fn apply_all(
 /// One result list per request, and the queue counters' new values.
 type GroupResults = (Vec<Vec<OpResult>>, Vec<(Slot, u64)>);
 
-/// Applies every request's ops in one transaction, through the outbox-counter cache and the
-/// queue counters.
+/// What every commit of one writer shares: its settings and its counters.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    index_by_number: bool,
+    /// Where engine calls are counted (`WriterConfig::count_kv_ops`), if anywhere.
+    counts: Option<&'a KvCounts>,
+    /// Time spent applying ops in the current cycle (`spacing.rs` reads it).
+    busy: &'a Cell<Duration>,
+}
+
+/// Applies every request's ops in one transaction, through the outbox-counter cache, the
+/// queue counters and the record cache (and the call counter, when on). Returns what the
+/// record cache takes in once the transaction committed.
 fn apply_group(
     kv: &mut dyn super::backend::Kv,
     group: &[Request],
+    ctx: Ctx<'_>,
+    records: &RecordCache,
+) -> Result<(GroupResults, Pending), StoreError> {
+    let start = Instant::now();
+    let res = match ctx.counts {
+        None => apply_cached(kv, group, ctx.index_by_number, records),
+        Some(counts) => {
+            let mut counting = CountingKv::new(kv);
+            let res = apply_cached(&mut counting, group, ctx.index_by_number, records);
+            counting.finish(counts);
+            res
+        }
+    };
+    ctx.busy.set(ctx.busy.get() + start.elapsed());
+    res
+}
+
+fn apply_cached(
+    kv: &mut dyn super::backend::Kv,
+    group: &[Request],
     index_by_number: bool,
-) -> Result<GroupResults, StoreError> {
-    let mut depth = DepthKv::new(kv);
-    let mut cache = SeqCache::new(&mut depth);
-    let results = group
-        .iter()
-        .map(|r| apply_all(&mut cache, &r.ops, index_by_number))
-        .collect::<Result<Vec<_>, _>>()?;
-    cache.flush()?;
-    Ok((results, depth.flush()?))
+    records: &RecordCache,
+) -> Result<(GroupResults, Pending), StoreError> {
+    let mut cached = CachedKv::new(kv, records);
+    let results = {
+        let mut depth = DepthKv::new(&mut cached);
+        let mut cache = SeqCache::new(&mut depth);
+        let results = group
+            .iter()
+            .map(|r| apply_all(&mut cache, &r.ops, index_by_number))
+            .collect::<Result<Vec<_>, _>>()?;
+        cache.flush()?;
+        (results, depth.flush()?)
+    };
+    Ok((results, cached.into_pending()))
 }
 
 /// Commits `group` in one transaction: durably if any of its ops needs it, else relaxed
-/// (see `ops::needs_fsync`).
+/// (see `ops::needs_fsync`). The record cache follows the commit: it takes in the group's
+/// records if everything committed, and is emptied if anything failed (a relaxed commit may
+/// have landed before the durable one after it failed).
 fn write_group<B: Backend>(
     backend: &B,
     group: &[Request],
-    index_by_number: bool,
+    ctx: Ctx<'_>,
+    records: &mut RecordCache,
 ) -> Result<GroupResults, StoreError> {
+    let res = write_group_uncached(backend, group, ctx, records);
+    match res {
+        Ok((results, pending)) => {
+            records.apply(pending);
+            Ok(results)
+        }
+        Err(e) => {
+            records.clear();
+            Err(e)
+        }
+    }
+}
+
+fn write_group_uncached<B: Backend>(
+    backend: &B,
+    group: &[Request],
+    ctx: Ctx<'_>,
+    records: &RecordCache,
+) -> Result<(GroupResults, Pending), StoreError> {
     let durable = group.iter().flat_map(|r| &r.ops).any(ops::needs_fsync);
     if durable {
-        backend.write(|kv| apply_group(kv, group, index_by_number))
+        backend.write(|kv| apply_group(kv, group, ctx, records))
     } else {
-        let results = backend.write_relaxed(|kv| apply_group(kv, group, index_by_number))?;
-        if results.0.iter().flatten().any(ops::finalized_something) {
+        let results = backend.write_relaxed(|kv| apply_group(kv, group, ctx, records))?;
+        if results.0.0.iter().flatten().any(ops::finalized_something) {
             // A relaxed op turned out to end messages (a lease that expired some): that
             // queued receipts and advanced outbox sequences, which a crash must not roll back
             // (the sequence would be handed out again for another receipt). Commits are
@@ -198,10 +298,11 @@ fn commit_group<B: Backend>(
     group: Vec<Request>,
     stats: &WriterStats,
     board: &Board,
-    index_by_number: bool,
+    ctx: Ctx<'_>,
+    records: &mut RecordCache,
 ) {
     let n_ops: usize = group.iter().map(|r| r.ops.len()).sum();
-    let together = write_group(backend, &group, index_by_number);
+    let together = write_group(backend, &group, ctx, records);
     match together {
         Ok((results, depths)) => {
             board.publish(depths);
@@ -225,7 +326,7 @@ fn commit_group<B: Backend>(
         Err(e) => {
             tracing::warn!(error = %e, batches = group.len(), "group commit failed; retrying batches alone");
             for req in group {
-                let res = write_group(backend, std::slice::from_ref(&req), index_by_number).map(
+                let res = write_group(backend, std::slice::from_ref(&req), ctx, records).map(
                     |(mut r, depths)| {
                         board.publish(depths);
                         r.pop().unwrap_or_default()
