@@ -285,6 +285,15 @@ pub struct AccountConfig {
     /// `Debug` is redacted, so printing the config never shows it.
     #[serde(default)]
     pub webhook_secret: Option<WebhookSecret>,
+    /// Most receipts (and replies) per webhook POST, as one JSON array; 1 (the default) POSTs
+    /// each one alone as a JSON object. Batching trades a little latency for far fewer
+    /// requests when a receiver takes thousands of receipts a second.
+    #[serde(default = "default_webhook_batch")]
+    pub webhook_batch: u32,
+    /// How long a batch that is not full may wait for more entries before it is sent, ms
+    /// (only with `webhook_batch` > 1).
+    #[serde(default)]
+    pub webhook_linger_ms: u64,
     /// Allowed sending windows for this account's messages; empty = any time.
     #[serde(default)]
     pub windows: Vec<String>,
@@ -332,6 +341,13 @@ impl Default for RulesConfig {
             exempt_lanes: vec![crate::store::Lane::Otp, crate::store::Lane::Notification],
         }
     }
+}
+
+/// Largest `webhook_batch`: a POST body stays a few hundred kilobytes.
+pub const MAX_WEBHOOK_BATCH: u32 = 1000;
+
+fn default_webhook_batch() -> u32 {
+    1
 }
 
 fn default_smpp_max_binds() -> u32 {
@@ -706,6 +722,15 @@ impl Config {
                          head -c32 /dev/urandom | base64"
                     ),
                 ));
+            }
+            if a.webhook_batch == 0 || a.webhook_batch > MAX_WEBHOOK_BATCH {
+                return Err(c.err(
+                    k("webhook_batch"),
+                    format!("must be 1 to {MAX_WEBHOOK_BATCH} receipts per POST"),
+                ));
+            }
+            if a.webhook_linger_ms > 60_000 {
+                return Err(c.err(k("webhook_linger_ms"), "must be at most 60000 (one minute)"));
             }
             check_windows(c, &a.windows, &k("windows"))?;
             match (&a.smpp_system_id, &a.smpp_password_sha256) {
