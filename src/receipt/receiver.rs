@@ -59,8 +59,13 @@ pub struct ReceiverState {
     in_flight: usize,
     /// Lowest recent round trip (tracks slowly upward on unqueued answers).
     base_rtt: Option<Duration>,
-    /// When the limit was last cut: answers to requests sent before it do not cut again.
-    cut_at: Option<Instant>,
+    /// When the limit was last cut for a slow answer: answers to requests sent before it do
+    /// not cut again for the same reason.
+    slow_cut_at: Option<Instant>,
+    /// When the limit was last cut for an error (a timeout, …): likewise. Kept apart from
+    /// the slow cut so the first slow answers of a flood do not shield it from the halving
+    /// its timeouts call for.
+    error_cut_at: Option<Instant>,
     /// Failed POSTs in a row.
     failures: u32,
     /// No request starts before this.
@@ -74,7 +79,8 @@ impl ReceiverState {
             limit: max.max(1) as f64,
             in_flight: 0,
             base_rtt: None,
-            cut_at: None,
+            slow_cut_at: None,
+            error_cut_at: None,
             failures: 0,
             not_before: None,
         }
@@ -125,7 +131,7 @@ impl ReceiverState {
         backoff: impl Fn(u32) -> Duration,
     ) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        let fresh = self.cut_at.is_none_or(|c| started >= c);
+        let after = |cut: Option<Instant>| cut.is_none_or(|c| started >= c);
         match answer {
             Answer::Delivered { rtt } => {
                 self.failures = 0;
@@ -135,8 +141,9 @@ impl ReceiverState {
                     self.base_rtt = Some(rtt);
                 }
                 if rtt > base.mul_f64(1.5) + RTT_SLACK {
-                    if fresh {
-                        self.cut(0.75, now);
+                    if after(self.slow_cut_at) && after(self.error_cut_at) {
+                        self.limit = (self.limit * 0.75).max(1.0);
+                        self.slow_cut_at = Some(now);
                     }
                 } else {
                     // Follow a receiver that became slower for good, a little per answer.
@@ -147,8 +154,9 @@ impl ReceiverState {
                 }
             }
             Answer::Overloaded | Answer::Refused => {
-                if answer == Answer::Overloaded && fresh {
-                    self.cut(0.5, now);
+                if answer == Answer::Overloaded && after(self.error_cut_at) {
+                    self.limit = (self.limit * 0.5).max(1.0);
+                    self.error_cut_at = Some(now);
                 }
                 // Requests already out when the backoff began fail for the same reason.
                 if self.not_before.is_none_or(|t| started >= t || now >= t) {
@@ -157,11 +165,6 @@ impl ReceiverState {
                 }
             }
         }
-    }
-
-    fn cut(&mut self, factor: f64, now: Instant) {
-        self.limit = (self.limit * factor).max(1.0);
-        self.cut_at = Some(now);
     }
 
     /// Nothing worth keeping: idle, healthy, at the full limit.
