@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use e2e_support::{WEBHOOK_SECRET, init_tracing, verified, wait_until};
+use e2e_support::{
+    KEY, Server, WEBHOOK_SECRET, config_text, free_port, init_tracing, sim_listener, start_sim,
+    verified, wait_healthy, wait_until,
+};
 use serde_json::Value;
 use sluice::receipt::outbox::{
     Backlog, Batching, OutboxAccount, OutboxPump, ReceiptOutbox, WebhookConfig,
@@ -115,6 +118,15 @@ async fn on_post(
     StatusCode::OK
 }
 
+/// Replies (the soak's simulator sends none unless asked): taken, not counted.
+async fn on_mo(State(h): State<Hook>) -> StatusCode {
+    if h.up.load(Ordering::SeqCst) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
 /// Records, when dropped, whether a request ended after the client's timeout (or was
 /// never answered).
 struct Timing {
@@ -131,10 +143,12 @@ impl Drop for Timing {
     }
 }
 
-/// Serves `hook` on 127.0.0.1:0; returns its URL.
+/// Serves `hook` on 127.0.0.1:0 (receipts at `/receipts`; `/mo` takes replies the same
+/// way); returns the receipts URL.
 async fn serve(hook: Hook) -> String {
     let app = axum::Router::new()
         .route("/receipts", axum::routing::post(on_post))
+        .route("/mo", axum::routing::post(on_mo))
         .with_state(hook);
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = l.local_addr().expect("addr");
@@ -435,4 +449,113 @@ async fn a_receiver_down_while_receipts_pile_up_keeps_the_pump_bounded_then_gets
     );
     stop.send(true).expect("stop");
     task.await.expect("pump");
+}
+
+/// Resident set size of process `pid` now (VmRSS), KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The long form: a `sluice serve` process sends RATE messages a second for
+/// `SLUICE_SOAK_SECS` (3600 by default) while its webhook receiver answers 503; its RSS is
+/// sampled every minute and must stay flat (the receipts wait in the store, not in memory),
+/// then the receiver comes up and every receipt arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "one hour; run with SLUICE_SOAK=1 (and SLUICE_SOAK_SECS to shorten it)"]
+async fn soak_a_receiver_down_for_an_hour_leaves_serve_rss_flat() {
+    if std::env::var("SLUICE_SOAK").as_deref() != Ok("1") {
+        eprintln!("skipped: set SLUICE_SOAK=1 to run the one-hour receiver outage");
+        return;
+    }
+    const RATE: usize = 50;
+    let secs: u64 = std::env::var("SLUICE_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3600);
+    let sim = start_sim(sim_listener(), None).await;
+    let h = hook(Duration::from_secs(10));
+    h.up.store(false, Ordering::SeqCst);
+    let seen = h.seen.clone();
+    let up = Arc::clone(&h.up);
+    let receipts_url = serve(h).await;
+    let base_hook = receipts_url.trim_end_matches("/receipts").to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http_port = free_port();
+    let text = config_text(
+        &dir.path().join("data"),
+        sim.addrs()[0].port(),
+        &base_hook,
+        "",
+    )
+    .replace(
+        "http = \"127.0.0.1:0\"",
+        &format!("http = \"127.0.0.1:{http_port}\""),
+    )
+    .replace(
+        "webhook_secret = ",
+        "webhook_batch = 100\nwebhook_linger_ms = 50\nwebhook_secret = ",
+    );
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, text).expect("config");
+    let server = Server::spawn(&config, &dir.path().join("serve.log"));
+    let base = format!("http://127.0.0.1:{http_port}");
+    let client = reqwest::Client::new();
+    wait_healthy(&client, &base).await;
+
+    let started = Instant::now();
+    let mut sent = 0usize;
+    let mut samples: Vec<(u64, u64)> = Vec::new();
+    let mut next_sample = started;
+    while started.elapsed() < Duration::from_secs(secs) {
+        let tick = Instant::now();
+        let messages: Vec<Value> = (0..RATE)
+            .map(|i| serde_json::json!({"to": format!("138{:08}", (sent + i) % 100_000_000), "text": "soak"}))
+            .collect();
+        let r = client
+            .post(format!("{base}/v1/messages"))
+            .bearer_auth(KEY)
+            .json(&serde_json::json!({ "messages": messages }))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status().as_u16(), 202);
+        sent += RATE;
+        if tick >= next_sample {
+            let s = (started.elapsed().as_secs(), rss_kib(server.pid()));
+            eprintln!("soak: t={}s sent={sent} rss={} KiB", s.0, s.1);
+            samples.push(s);
+            next_sample += Duration::from_secs(60);
+        }
+        tokio::time::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed())).await;
+    }
+    let end_rss = rss_kib(server.pid());
+    samples.push((started.elapsed().as_secs(), end_rss));
+    assert_eq!(seen.unique(), 0, "the receiver was down");
+    // Flat: after the first samples (start-up, caches filling), the RSS grows by less than
+    // 32 MiB however many receipts wait.
+    let warm = samples[samples.len().min(3) - 1].1;
+    eprintln!(
+        "soak: {sent} receipts waited; RSS warm {warm} KiB, end {end_rss} KiB; samples {samples:?}"
+    );
+    assert!(
+        end_rss <= warm + 32 * 1024,
+        "RSS grew from {warm} to {end_rss} KiB"
+    );
+    up.store(true, Ordering::SeqCst);
+    assert!(
+        wait_until(Duration::from_secs(600), || seen.unique() == sent).await,
+        "{} of {sent} receipts after the receiver came up",
+        seen.unique()
+    );
+    assert_eq!(seen.duplicates(), 0);
+    let _ = server.terminate();
+    sim.shutdown().await.expect("sim");
 }

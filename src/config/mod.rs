@@ -1008,6 +1008,33 @@ mod tests {
     }
 
     #[test]
+    fn webhook_batch_and_linger_are_bounded_and_default_to_one_per_post() {
+        let acct = |extra: &str| format!("[[accounts]]\nname = \"a\"\nrate = 1\n{extra}\n");
+        let ok = Config::parse(&acct(""), "t.toml").expect("valid");
+        assert_eq!(
+            (
+                ok.accounts[0].webhook_batch,
+                ok.accounts[0].webhook_linger_ms
+            ),
+            (1, 0)
+        );
+        let ok = Config::parse(
+            &acct("webhook_batch = 1000\nwebhook_linger_ms = 50"),
+            "t.toml",
+        )
+        .expect("valid");
+        assert_eq!(ok.accounts[0].webhook_batch, 1000);
+        for (extra, key) in [
+            ("webhook_batch = 0", "accounts[0].webhook_batch"),
+            ("webhook_batch = 1001", "accounts[0].webhook_batch"),
+            ("webhook_linger_ms = 60001", "accounts[0].webhook_linger_ms"),
+        ] {
+            let e = Config::parse(&acct(extra), "t.toml").expect_err(extra);
+            assert_eq!(e.key(), Some(key), "{extra}");
+        }
+    }
+
+    #[test]
     fn smpp_login_keys_are_checked_and_named() {
         let h = hash_api_key("pw");
         let acct = |extra: &str| format!("[[accounts]]\nname = \"a\"\nrate = 1\n{extra}\n");
