@@ -476,6 +476,8 @@ async fn soak_a_receiver_down_for_an_hour_leaves_serve_rss_flat() {
         return;
     }
     const RATE: usize = 50;
+    init_tracing();
+    sluice::tls::install_provider();
     let secs: u64 = std::env::var("SLUICE_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -539,14 +541,15 @@ async fn soak_a_receiver_down_for_an_hour_leaves_serve_rss_flat() {
     let end_rss = rss_kib(server.pid());
     samples.push((started.elapsed().as_secs(), end_rss));
     assert_eq!(seen.unique(), 0, "the receiver was down");
-    // Flat: after the first samples (start-up, caches filling), the RSS grows by less than
-    // 32 MiB however many receipts wait.
+    // Flat: after the first samples (start-up), the RSS grows by less than the store's page
+    // cache (64 MiB, filling as the data grows) plus 32 MiB however many receipts wait;
+    // the pump itself keeps nothing per waiting receipt (see the bounded test above).
     let warm = samples[samples.len().min(3) - 1].1;
     eprintln!(
         "soak: {sent} receipts waited; RSS warm {warm} KiB, end {end_rss} KiB; samples {samples:?}"
     );
     assert!(
-        end_rss <= warm + 32 * 1024,
+        end_rss <= warm + 96 * 1024,
         "RSS grew from {warm} to {end_rss} KiB"
     );
     up.store(true, Ordering::SeqCst);
