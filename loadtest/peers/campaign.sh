@@ -93,7 +93,7 @@ PIDS+=($SINK_PID)
 wait_port "$HOOK_PORT" 20 "$SINK_PID" "$WORK/sink.log"
 # unique duplicates posts refused last_unix_s
 sink() { curl -s "http://127.0.0.1:$HOOK_PORT/count" || echo "0 0 0 0 0"; }
-hook_unique() { sink | cut -d' ' -f1; }
+hook_unique() { local v; v=$(sink | cut -d' ' -f1); echo "${v:-0}"; }
 
 KEY_SHA=$(printf %s "$API_KEY" | sha256sum | cut -d' ' -f1)
 cat >"$WORK/sluice.toml" <<TOML
