@@ -28,7 +28,8 @@
 #   The 2 M sustained case of issue 19: loadtest/peers/campaign.sh 2000000 (a quiet machine).
 # Environment: WINDOW (window per bind, 256), LEASE_BATCH (channel lease_batch, 256),
 # HOOK_BATCH (webhook_batch, 1000), HOOK_LINGER_MS (50), PHASE_TIMEOUT (1200 s),
-# SKIP_BUILD=1 (use the release binaries already built), KEEP_WORK=1 keeps the data dir;
+# SKIP_BUILD=1 (use the binaries already built; PROFILE=debug for a quick check of the
+# script itself — its figures mean nothing), KEEP_WORK=1 keeps the data dir;
 # SIM_PORT, HTTP_PORT, METRICS_PORT, HOOK_PORT (default: free ports picked at start).
 set -euo pipefail
 N=${1:-200000}
@@ -74,9 +75,9 @@ cleanup() {
 trap cleanup EXIT
 
 if [ "${SKIP_BUILD:-0}" = 1 ]; then
-  target=${CARGO_TARGET_DIR:-$ROOT/target}
-  BIN="$target/release/sluice-loadtest"
-  SLUICE="$target/release/sluice"
+  target=${CARGO_TARGET_DIR:-$ROOT/target}/${PROFILE:-release}
+  BIN="$target/sluice-loadtest"
+  SLUICE="$target/sluice"
 else
   build_release
 fi
