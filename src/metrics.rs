@@ -69,8 +69,17 @@ pub const RECEIPTS: &str = "sluice_receipts_total";
 pub const RECEIPTS_UNMATCHED: &str = "sluice_receipts_unmatched_total";
 /// Gauge: receipts buffered because they arrived before the submit response.
 pub const RECEIPTS_PENDING: &str = "sluice_receipts_pending";
-/// Gauge: receipt/MO webhook deliveries waiting (queued or in backoff).
+/// Gauge: receipt/MO webhook deliveries waiting: the entries of every account's outbox that
+/// a webhook pump delivers (the sum of [`OUTBOX_DEPTH`]).
 pub const WEBHOOK_BACKLOG: &str = "sluice_webhook_backlog";
+/// Gauge: entries in one account's outbox (labels `account`, `kind`: `receipt` / `mo`).
+pub const OUTBOX_DEPTH: &str = "sluice_outbox_depth";
+/// Gauge: age of the oldest entry of one account's outbox, seconds (0 when empty; labels
+/// `account`, `kind`).
+pub const OUTBOX_OLDEST_AGE: &str = "sluice_outbox_oldest_age_seconds";
+/// Counter: webhook POSTs that failed, once per failed POST, by reason (`timeout`,
+/// `connect`, `status_5xx`, `status_429`, `status_4xx`, `other`).
+pub const WEBHOOK_FAILURES: &str = "sluice_webhook_failures_total";
 /// Counter: webhook POSTs, by outcome status (`2xx`, `error`, HTTP code).
 pub const WEBHOOK_ATTEMPTS: &str = "sluice_webhook_attempts_total";
 /// Counter: webhook requests the standalone campaign service refused (label `reason`:
@@ -298,6 +307,21 @@ pub fn describe() {
         Unit::Count,
         "Webhook deliveries queued or in backoff."
     );
+    describe_gauge!(
+        OUTBOX_DEPTH,
+        Unit::Count,
+        "Entries in an account's receipt or reply outbox."
+    );
+    describe_gauge!(
+        OUTBOX_OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest entry in an account's receipt or reply outbox."
+    );
+    describe_counter!(
+        WEBHOOK_FAILURES,
+        Unit::Count,
+        "Failed webhook POSTs, by reason."
+    );
     describe_counter!(
         WEBHOOK_ATTEMPTS,
         Unit::Count,
@@ -506,6 +530,9 @@ mod tests {
             RECEIPTS_UNMATCHED,
             RECEIPTS_PENDING,
             WEBHOOK_BACKLOG,
+            OUTBOX_DEPTH,
+            OUTBOX_OLDEST_AGE,
+            WEBHOOK_FAILURES,
             WEBHOOK_ATTEMPTS,
             CAMPAIGN_WEBHOOK_REFUSED,
             MO_RECEIVED,

@@ -493,6 +493,7 @@ async fn back() -> Back {
             mo_url: Some("http://127.0.0.1:9/mo".into()),
             webhook_secret: None,
             smpp: false,
+            batching: Default::default(),
         }],
         ReceiptConfig::default(),
         client,

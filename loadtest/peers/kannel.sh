@@ -44,30 +44,8 @@ ORDER=${ORDER:-kannel sluice}
 case "$ORDER" in "kannel sluice" | "sluice kannel") ;; *) echo "ORDER must be 'kannel sluice' or 'sluice kannel'" >&2; exit 1 ;; esac
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mktemp -d /tmp/sluice-kannel.XXXXXX)
-PICKED=" "
-# Ports are picked below the kernel's ephemeral range, so no outgoing connection of this run
-# can be holding one when a server binds it later.
-EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-PORT_BASE=20000
-[ "$EPHEMERAL_LOW" -gt $((PORT_BASE + 1000)) ] || PORT_BASE=10000
-PORT_SPAN=$((EPHEMERAL_LOW - PORT_BASE))
-# A port nothing listens on now (random in PORT_BASE..EPHEMERAL_LOW-1, not picked before by
-# this script). Fixed defaults collided with other gateways on shared machines: a load
-# generator then drives the wrong server, so every port is picked unless given.
-pick_port() {
-  local p
-  for _ in $(seq 200); do
-    p=$((PORT_BASE + RANDOM % PORT_SPAN))
-    case "$PICKED" in *" $p "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      PICKED="$PICKED$p "
-      echo "$p"
-      return
-    fi
-  done
-  echo "no free port found" >&2
-  exit 1
-}
+# Shared with campaign.sh: pick_port, wait_port, tally, wait_for, cpu_secs, now/since/rate.
+. "$ROOT/loadtest/peers/lib.sh"
 SIM_PORT=${SIM_PORT:-$(pick_port)}; PICKED="$PICKED$SIM_PORT "
 ADMIN_PORT=${ADMIN_PORT:-$(pick_port)}; PICKED="$PICKED$ADMIN_PORT "
 BOX_PORT=${BOX_PORT:-$(pick_port)}; PICKED="$PICKED$BOX_PORT "
@@ -108,43 +86,8 @@ if ! [ -x /usr/sbin/bearerbox ]; then
   $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kannel >/dev/null
 fi
 
-(cd "$ROOT" && cargo build --release -q -p sluice-loadtest -p sluice)
-BIN="$ROOT/target/release/sluice-loadtest"
-SLUICE="$ROOT/target/release/sluice"
+build_release
 
-now() { date +%s.%N; }
-since() { awk -v a="$(now)" -v b="$1" 'BEGIN { printf "%.3f", a - b }'; }
-rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print 0 }'; }
-
-wait_port() { # port deadline_s pid log
-  local end=$((SECONDS + $2))
-  until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
-    kill -0 "$3" 2>/dev/null || { echo "process $3 exited before listening on $1:" >&2; tail -5 "$4" >&2; exit 1; }
-    [ $SECONDS -lt $end ] || { echo "port $1 not up after $2 s" >&2; exit 1; }
-    sleep 0.2
-  done
-  # Still ours: a process that failed to bind must not leave us talking to someone else.
-  sleep 0.2
-  kill -0 "$3" 2>/dev/null || { echo "process $3 exited after port $1 came up:" >&2; tail -5 "$4" >&2; exit 1; }
-}
-
-# A counter from the simulator's live tally file (0 before the first write).
-tally() {
-  local v
-  v=$(sed -n "s/.*\"$1\": \([0-9]*\).*/\1/p" "$WORK/tally.json" 2>/dev/null | head -1)
-  echo "${v:-0}"
-}
-
-# Polls `probe` (a function printing a number) every 20 ms until it reaches `target`;
-# prints the elapsed seconds since `start`, or "timeout".
-wait_for() { # start target probe
-  local start=$1 target=$2 probe=$3 end=$((SECONDS + PHASE_TIMEOUT))
-  while [ "$($probe)" -lt "$target" ]; do
-    if [ $SECONDS -ge $end ]; then echo timeout; return; fi
-    sleep 0.02
-  done
-  since "$start"
-}
 
 "$BIN" sim --smpp "127.0.0.1:$SIM_PORT" --cmpp 127.0.0.1:0 --tally-out "$WORK/tally.json" \
   --tally-every 0.02 >"$WORK/sim.log" 2>&1 &
@@ -163,17 +106,6 @@ stop_all_but_sim() {
 }
 sim_unique() { tally unique_messages; }
 
-# CPU seconds (user + system) the given processes have used so far, from /proc. Other work on
-# a shared machine changes wall-clock rates a lot but CPU per message much less.
-CLK_TCK=$(getconf CLK_TCK)
-cpu_secs() { # pid...
-  local p t=0 v
-  for p in "$@"; do
-    v=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)
-    t=$((t + v))
-  done
-  awk -v t="$t" -v h="$CLK_TCK" 'BEGIN { printf "%.2f", t / h }'
-}
 
 # ---------------------------------------------------------------- phase: Kannel
 # Logging as a production box would: warnings and up, to the log files and (-v 2) to stderr.

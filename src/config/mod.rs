@@ -344,6 +344,15 @@ pub struct AccountConfig {
     /// `Debug` is redacted, so printing the config never shows it.
     #[serde(default)]
     pub webhook_secret: Option<WebhookSecret>,
+    /// Most receipts (and replies) per webhook POST, as one JSON array; 1 (the default) POSTs
+    /// each one alone as a JSON object. Batching trades a little latency for far fewer
+    /// requests when a receiver takes thousands of receipts a second.
+    #[serde(default = "default_webhook_batch")]
+    pub webhook_batch: u32,
+    /// How long a batch that is not full may wait for more entries before it is sent, ms
+    /// (only with `webhook_batch` > 1).
+    #[serde(default)]
+    pub webhook_linger_ms: u64,
     /// Allowed sending windows for this account's messages; empty = any time.
     #[serde(default)]
     pub windows: Vec<String>,
@@ -391,6 +400,13 @@ impl Default for RulesConfig {
             exempt_lanes: vec![crate::store::Lane::Otp, crate::store::Lane::Notification],
         }
     }
+}
+
+/// Largest `webhook_batch`: a POST body stays a few hundred kilobytes.
+pub const MAX_WEBHOOK_BATCH: u32 = 1000;
+
+fn default_webhook_batch() -> u32 {
+    1
 }
 
 fn default_smpp_max_binds() -> u32 {
@@ -785,6 +801,15 @@ impl Config {
                     ),
                 ));
             }
+            if a.webhook_batch == 0 || a.webhook_batch > MAX_WEBHOOK_BATCH {
+                return Err(c.err(
+                    k("webhook_batch"),
+                    format!("must be 1 to {MAX_WEBHOOK_BATCH} receipts per POST"),
+                ));
+            }
+            if a.webhook_linger_ms > 60_000 {
+                return Err(c.err(k("webhook_linger_ms"), "must be at most 60000 (one minute)"));
+            }
             check_windows(c, &a.windows, &k("windows"))?;
             match (&a.smpp_system_id, &a.smpp_password_sha256) {
                 (Some(id), Some(h)) => {
@@ -1106,6 +1131,33 @@ mod tests {
         assert!(e.to_string().contains("cafile"), "{e}");
         let ok = Config::parse("timezone = \"UTC\"\n", "t.toml").expect("no [webhooks]");
         assert!(ok.webhooks.ca_roots().is_empty());
+    }
+
+    #[test]
+    fn webhook_batch_and_linger_are_bounded_and_default_to_one_per_post() {
+        let acct = |extra: &str| format!("[[accounts]]\nname = \"a\"\nrate = 1\n{extra}\n");
+        let ok = Config::parse(&acct(""), "t.toml").expect("valid");
+        assert_eq!(
+            (
+                ok.accounts[0].webhook_batch,
+                ok.accounts[0].webhook_linger_ms
+            ),
+            (1, 0)
+        );
+        let ok = Config::parse(
+            &acct("webhook_batch = 1000\nwebhook_linger_ms = 50"),
+            "t.toml",
+        )
+        .expect("valid");
+        assert_eq!(ok.accounts[0].webhook_batch, 1000);
+        for (extra, key) in [
+            ("webhook_batch = 0", "accounts[0].webhook_batch"),
+            ("webhook_batch = 1001", "accounts[0].webhook_batch"),
+            ("webhook_linger_ms = 60001", "accounts[0].webhook_linger_ms"),
+        ] {
+            let e = Config::parse(&acct(extra), "t.toml").expect_err(extra);
+            assert_eq!(e.key(), Some(key), "{extra}");
+        }
     }
 
     #[test]

@@ -10,6 +10,13 @@
 //! fail and retry forever). The cost: a root-set change needs a rebuild, and CAs installed
 //! system-wide are not seen — private CAs go in `ca_file` instead, explicitly.
 //!
+//! Connections are pooled and kept alive (HTTP/1.1 keep-alive; HTTP/2 where an https
+//! receiver offers it through ALPN, many requests then sharing one connection): up to
+//! [`POOL_IDLE_PER_HOST`] idle connections per receiver, each kept [`POOL_IDLE`], so a busy
+//! pump pays for its TCP and TLS handshakes once, not per POST. The pump reads each answer
+//! to its end so its connection goes back to the pool. Plain-http receivers get HTTP/1.1
+//! (no h2c upgrade: receivers rarely speak it and prior knowledge cannot be assumed).
+//!
 //! Invariants:
 //! - exactly one rustls provider exists in the build (ring; reqwest is built with
 //!   `rustls-no-provider` and nothing depends on aws-lc-rs), and the client is given it
@@ -23,6 +30,12 @@ use std::time::Duration;
 
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
+
+/// Idle keep-alive connections kept per receiver: at least the pump's request concurrency
+/// (`WebhookConfig::concurrency`, 32 by default), so a full window reuses its connections.
+pub const POOL_IDLE_PER_HOST: usize = 64;
+/// How long an idle connection is kept for the next POST.
+pub const POOL_IDLE: Duration = Duration::from_secs(90);
 
 /// Why the webhook client could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +73,9 @@ pub fn webhook_client(
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(reqwest::Client::builder()
         .timeout(timeout)
+        .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
+        .pool_idle_timeout(POOL_IDLE)
+        .tcp_nodelay(true)
         .tls_backend_preconfigured(tls)
         .build()?)
 }

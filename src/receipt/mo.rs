@@ -18,7 +18,7 @@
 //! (after its commit, for stored ones).
 
 use super::Notification;
-use super::outbox::{EntryKind, OutboxAccount};
+use super::outbox::{Batching, EntryKind, OutboxAccount};
 use crate::store::{AnyBackend, Op, OutboxEntry, Store, StoreError};
 
 pub use crate::store::MoEvent;
@@ -37,6 +37,8 @@ pub struct MoAccount {
     /// The account has an SMPP login: replies are kept for its receiver binds (deliver_sm)
     /// even without `mo_url`, and the webhook pump leaves them to the SMPP server.
     pub smpp: bool,
+    /// How replies are grouped into POSTs (the account's `webhook_batch`, as for receipts).
+    pub batching: Batching,
 }
 
 /// Longest-prefix router over accounts' sender numbers.
@@ -100,6 +102,17 @@ impl EntryKind for MoOutbox {
         store.mo_outbox(account, after, limit)
     }
 
+    fn depth(
+        store: &Store<AnyBackend>,
+        account: &str,
+    ) -> Result<(u64, Option<OutboxEntry>), StoreError> {
+        store.mo_outbox_depth(account)
+    }
+
+    fn made_at(event: &MoEvent) -> &str {
+        &event.received_at
+    }
+
     fn delete(account: &str, seq: u64) -> Op {
         Op::MoDelete {
             account: account.to_owned(),
@@ -143,6 +156,7 @@ mod tests {
                 mo_url: None,
                 webhook_secret: None,
                 smpp: false,
+                batching: Batching::default(),
             },
             MoAccount {
                 name: "b".into(),
@@ -150,6 +164,7 @@ mod tests {
                 mo_url: Some("http://b/".into()),
                 webhook_secret: None,
                 smpp: false,
+                batching: Batching::default(),
             },
         ]);
         assert_eq!(r.route("106900001").map(|a| a.name.as_str()), Some("a"));
@@ -186,6 +201,7 @@ mod tests {
             webhook_url: Some("https://hooks.example/mo".into()),
             webhook_secret: None,
             smpp: false,
+            batching: Batching::default(),
         };
         assert_eq!(
             MoOutbox::url(&back, &acc).as_deref(),

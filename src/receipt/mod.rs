@@ -12,7 +12,9 @@
 //! ```
 //!
 //! - [`correlate`]: stat words → part states, id normalisation, early-DLR accounting.
-//! - [`outbox`]: the webhook pump, generic over the kind of entry; receipts.
+//! - [`outbox`]: the webhook pump, generic over the kind of entry (batches, the in-flight
+//!   limit, outbox gauges); receipts.
+//! - [`receiver`]: pacing per webhook receiver (adaptive concurrency, shared backoff).
 //! - [`mo`]: reply routing; the MO outbox kind.
 //! - [`client`]: the webhook HTTP client (http, and https over rustls + ring).
 //!
@@ -29,6 +31,7 @@ pub mod client;
 pub mod correlate;
 pub mod mo;
 pub mod outbox;
+pub mod receiver;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -42,7 +45,7 @@ use crate::status::ChannelStatus;
 use crate::store::{AnyBackend, Backend, MessageId, Op, OpResult, ReceiptEvent, Store};
 use correlate::{Pending, center_key, part_state};
 use mo::{MoEvent, MoOutbox, MoRouter};
-use outbox::{Backlog, OutboxAccount, OutboxPump, ReceiptOutbox};
+use outbox::{Backlog, OutboxAccount, OutboxPump, PumpProbe, ReceiptOutbox};
 
 /// Most channel events applied in one store commit.
 const MAX_BATCH: usize = 1024;
@@ -97,6 +100,8 @@ pub struct Receipts {
     /// Shared by both pumps (one connection pool; see [`client::webhook_client`]).
     client: reqwest::Client,
     backlog: Arc<Backlog>,
+    /// What the receipt pump and the MO pump keep and measured (see [`Receipts::probes`]).
+    probes: (Arc<PumpProbe>, Arc<PumpProbe>),
 }
 
 /// What one op of a receipt-layer commit was for.
@@ -126,7 +131,14 @@ impl Receipts {
             mo_router: MoRouter::new(mo_accounts),
             client,
             backlog: Arc::default(),
+            probes: (Arc::default(), Arc::default()),
         }
+    }
+
+    /// Figures of the receipt pump and of the MO pump, in that order: their in-memory state
+    /// (bounded whatever the backlog) and the outbox depths they last measured.
+    pub fn probes(&self) -> (Arc<PumpProbe>, Arc<PumpProbe>) {
+        (Arc::clone(&self.probes.0), Arc::clone(&self.probes.1))
     }
 
     /// Subscribes to receipts and replies (see the module doc for the lag rule).
@@ -158,6 +170,7 @@ impl Receipts {
             Arc::clone(&self.outbox_wake),
             Arc::clone(&self.backlog),
         )
+        .with_probe(Arc::clone(&self.probes.0))
     }
 
     /// The MO outbox pump over every routing account (each with its `mo_url`), woken when
@@ -172,6 +185,7 @@ impl Receipts {
                 webhook_url: a.mo_url.clone(),
                 webhook_secret: a.webhook_secret.clone(),
                 smpp: a.smpp,
+                batching: a.batching,
             })
             .collect();
         OutboxPump::new(
@@ -183,6 +197,7 @@ impl Receipts {
             Arc::clone(&self.mo_wake),
             Arc::clone(&self.backlog),
         )
+        .with_probe(Arc::clone(&self.probes.1))
     }
 
     /// Consumes one channel's events until the sender side closes, then keeps checking held

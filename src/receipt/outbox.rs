@@ -1,8 +1,9 @@
 //! The outbox pump: deliver each account's durable outbox entries by webhook.
 //!
-//! Job: read a per-account outbox of the store, POST each entry to its URL, and delete it only
-//! after a 2xx. Failures retry with exponential backoff, per entry, for as long as it takes:
-//! an entry is kept until delivered. One pump runs per kind of entry ([`EntryKind`]):
+//! Job: read a per-account outbox of the store, POST its entries to their URLs — one per
+//! POST, or batched per account — and delete them only after a 2xx. Failures are retried
+//! for as long as it takes: an entry is kept until delivered. One pump runs per kind of
+//! entry ([`EntryKind`]):
 //! - [`ReceiptOutbox`]: receipt events, written in the same commit as the message's final
 //!   state (so no receipt is lost between state change and outbox). Each is published to
 //!   in-process subscribers when first read, then POSTed to the message's `callback_url` or
@@ -18,31 +19,57 @@
 //!   was removed from the config since it was stored) is deleted (receipts: once published):
 //!   there is nobody else to keep it for. Entries of an account removed from the config
 //!   altogether are not visited (the pump knows configured accounts only) and stay stored.
+//! - **Batches** ([`Batching`], the account's `webhook_batch` / `webhook_linger_ms`): with a
+//!   batch size above 1, entries of one round going to the same URL are POSTed together as
+//!   one JSON array of the usual objects (an array even when it holds one), signed over the
+//!   whole body; a 2xx deletes them all in one durable commit, anything else retries the
+//!   whole batch. A batch that is not full waits up to the linger time for more entries
+//!   once the scan has reached the end of the outbox. Batch size 1 (the default) POSTs each
+//!   entry alone as a JSON object.
 //! - Delivery is at-least-once: a crash between the POST and the delete re-sends the entry.
 //!   That window is bounded: an entry's delete is committed durably as soon as its POST is
-//!   answered (answers that arrive together share one group commit), and at most
-//!   [`WebhookConfig::concurrency`] entries are between their POST and that commit at any
-//!   time — so a crash re-sends at most that many per pump (the webhook in-flight limit).
-//!   In-process subscribers see each receipt once per process life (again after a restart).
-//! - One dead URL does not block the rest: the scan moves on with a cursor, and an entry
-//!   waiting out its backoff is skipped until due.
-//! - http and https URLs (rustls, see [`super::client`]).
+//!   answered (answers that arrive together share one group commit), and each entry holds
+//!   one permit of the pump's **in-flight limit** ([`OutboxPump::in_flight_limit`]:
+//!   [`WebhookConfig::concurrency`] entries, raised to the largest batch of the pump's
+//!   accounts so a full batch fits) from before its POST until that commit — so a crash
+//!   re-sends at most that many entries per pump. Unbatched, the limit is `concurrency`.
+//! - Per receiver (URL origin), [`super::receiver`] paces requests: an adaptive concurrency
+//!   limit and a shared backoff after failures. While a receiver backs off, the scan skips
+//!   its entries; one dead URL does not block the rest (the scan moves on with a cursor).
+//!   An entry refused with a 4xx other than 429 also gets its own backoff, kept for at most
+//!   [`ENTRY_RETRY_CAP`] entries per account, so one poisoned entry is not re-sent on every
+//!   scan while the rest go through.
+//! - Memory does not grow with the backlog: the scan reads `scan` entries at a time from a
+//!   cursor, receivers are counted per origin and entry backoffs are capped. A receiver down
+//!   for an hour leaves its entries in the store, visible in the gauges `OUTBOX_DEPTH` and
+//!   `OUTBOX_OLDEST_AGE` (measured every [`WebhookConfig::stats_every`], or less often when
+//!   the outbox is so deep that counting it would cost more than 5 % of the pump's time).
+//! - http and https URLs (rustls, see [`super::client`]), over the client's pooled
+//!   keep-alive connections.
 //! - The pump sleeps until woken ([`tokio::sync::Notify`], signalled when entries are added)
-//!   or for `idle_poll` (to pick up entries added elsewhere, e.g. expiries).
+//!   or for `idle_poll` (to pick up entries added elsewhere, e.g. expiries), or until a
+//!   lingering batch is due.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use tokio::sync::{Notify, Semaphore, broadcast, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, watch};
 
 use sluice_campaign::signature::{self, WebhookSecret};
 
 use super::Notification;
+use super::receiver::{self, Answer, Pacer, PacerStats, Slot};
 use crate::metrics as m;
 use crate::store::{AnyBackend, Op, OutboxEntry, ReceiptEvent, Store, StoreError};
+
+/// Entries with their own backoff (refused by a 4xx) kept per account; past it, a refused
+/// entry is paced by its receiver's backoff only.
+pub const ENTRY_RETRY_CAP: usize = 1024;
+/// Most bytes of a webhook answer read (and thrown away) so its connection can be reused.
+const ANSWER_READ_LIMIT: usize = 64 * 1024;
 
 /// Webhook delivery settings.
 #[derive(Debug, Clone, Copy)]
@@ -54,12 +81,16 @@ pub struct WebhookConfig {
     /// Longest retry delay.
     pub backoff_max: Duration,
     /// The webhook in-flight limit: entries POSTed and not yet durably deleted, at once (so
-    /// also the most a crash can re-send per pump).
+    /// also the most a crash can re-send per pump); raised to the largest batch of the
+    /// pump's accounts ([`OutboxPump::in_flight_limit`]). Also the most requests in flight
+    /// to one receiver (its adaptive limit's ceiling).
     pub concurrency: usize,
-    /// Entries read per account and round.
+    /// Entries read per account and round (at least two batches of the account).
     pub scan: usize,
     /// Sleep when idle and not woken.
     pub idle_poll: Duration,
+    /// How often the outbox gauges (depth, oldest age) are measured per account.
+    pub stats_every: Duration,
 }
 
 impl Default for WebhookConfig {
@@ -71,6 +102,7 @@ impl Default for WebhookConfig {
             concurrency: 32,
             scan: 512,
             idle_poll: Duration::from_millis(250),
+            stats_every: Duration::from_secs(5),
         }
     }
 }
@@ -85,6 +117,39 @@ impl WebhookConfig {
             .checked_mul(factor)
             .unwrap_or(self.backoff_max)
             .min(self.backoff_max)
+    }
+}
+
+/// How an account's entries are grouped into POSTs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Most entries per POST; 1 = one JSON object per POST, more = a JSON array.
+    pub max: usize,
+    /// How long a batch that is not full may wait for more entries.
+    pub linger: Duration,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Self {
+            max: 1,
+            linger: Duration::ZERO,
+        }
+    }
+}
+
+impl Batching {
+    /// From an account's `webhook_batch` and `webhook_linger_ms`.
+    pub fn from_config(batch: u32, linger_ms: u64) -> Self {
+        Self {
+            max: usize::try_from(batch).unwrap_or(1).max(1),
+            linger: Duration::from_millis(linger_ms),
+        }
+    }
+
+    /// True when POST bodies are JSON arrays.
+    pub fn batched(&self) -> bool {
+        self.max > 1
     }
 }
 
@@ -103,13 +168,15 @@ pub struct OutboxAccount {
     /// The account has an SMPP login: entries meant for its SMPP binds are left to the SMPP
     /// server's pump (`ingress::smpp_server`), see [`EntryKind::owned_by_smpp`].
     pub smpp: bool,
+    /// How its entries are grouped into POSTs.
+    pub batching: Batching,
 }
 
 /// What differs between the outboxes one pump can drain. Implemented by zero-sized markers.
 pub trait EntryKind: Send + Sync + 'static {
     /// A decoded entry.
     type Event: Send + Sync;
-    /// Name for logs.
+    /// Name for logs and the `kind` label.
     const NAME: &'static str;
 
     /// Up to `limit` entries of `account` after sequence `after`.
@@ -123,11 +190,23 @@ pub trait EntryKind: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
 
+    /// How many entries `account`'s outbox holds, and its oldest.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn depth(
+        store: &Store<AnyBackend>,
+        account: &str,
+    ) -> Result<(u64, Option<OutboxEntry>), StoreError>;
+
     /// The op that removes entry `seq` of `account`.
     fn delete(account: &str, seq: u64) -> Op;
 
     /// Decodes a stored entry; `None` for an undecodable one (it is dropped and logged).
     fn decode(body: &[u8]) -> Option<Self::Event>;
+
+    /// When the entry was made (RFC 3339), for the oldest-entry age.
+    fn made_at(event: &Self::Event) -> &str;
 
     /// What subscribers get when the entry is first read in this process; `None` when they
     /// were told some other way.
@@ -136,7 +215,7 @@ pub trait EntryKind: Send + Sync + 'static {
     /// Where the entry goes: its own URL, else the account's default.
     fn url(event: &Self::Event, account: &OutboxAccount) -> Option<String>;
 
-    /// The POST body.
+    /// The POST body (alone), or the entry's element of a batch's JSON array.
     fn body(event: &Self::Event, stored: Vec<u8>) -> Vec<u8>;
 
     /// True when the entry goes to the account's SMPP binds instead of a webhook: this pump
@@ -166,6 +245,13 @@ impl EntryKind for ReceiptOutbox {
         store.outbox(account, after, limit)
     }
 
+    fn depth(
+        store: &Store<AnyBackend>,
+        account: &str,
+    ) -> Result<(u64, Option<OutboxEntry>), StoreError> {
+        store.outbox_depth(account)
+    }
+
     fn delete(account: &str, seq: u64) -> Op {
         Op::OutboxDelete {
             account: account.to_owned(),
@@ -175,6 +261,10 @@ impl EntryKind for ReceiptOutbox {
 
     fn decode(body: &[u8]) -> Option<ReceiptEvent> {
         serde_json::from_slice(body).ok()
+    }
+
+    fn made_at(event: &ReceiptEvent) -> &str {
+        &event.done_at
     }
 
     fn notification(event: &ReceiptEvent) -> Option<Notification> {
@@ -197,29 +287,127 @@ impl EntryKind for ReceiptOutbox {
     }
 }
 
-/// Entries waiting out a backoff, per kind: the `WEBHOOK_BACKLOG` gauge is their sum.
+/// Entries waiting in the outboxes the pumps deliver, per kind: the `WEBHOOK_BACKLOG` gauge
+/// is their sum (as last measured, see [`WebhookConfig::stats_every`]).
 #[derive(Debug, Default)]
-pub struct Backlog(Mutex<HashMap<&'static str, usize>>);
+pub struct Backlog(Mutex<HashMap<&'static str, u64>>);
 
 impl Backlog {
-    fn set(&self, kind: &'static str, n: usize) {
-        let mut b = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn set(&self, kind: &'static str, n: u64) {
+        let mut b = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         b.insert(kind, n);
-        metrics::gauge!(m::WEBHOOK_BACKLOG).set(b.values().sum::<usize>() as f64);
+        metrics::gauge!(m::WEBHOOK_BACKLOG).set(b.values().sum::<u64>() as f64);
     }
 }
 
+/// What a pump keeps in memory, and what it last measured of its outboxes: read it through
+/// [`PumpProbe::stats`] (tests, and the long-outage check that nothing grows with the
+/// backlog).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PumpStats {
+    /// Per-account scan states (one per configured account once visited).
+    pub accounts: usize,
+    /// Entries with their own backoff, over all accounts (at most [`ENTRY_RETRY_CAP`] each).
+    pub entry_retries: usize,
+    /// Receiver pacing states.
+    pub receivers: PacerStats,
+    /// Entries per account outbox, as last measured.
+    pub depth: BTreeMap<String, u64>,
+    /// The in-flight limit, entries.
+    pub in_flight_limit: usize,
+}
+
+/// Where a pump publishes its [`PumpStats`]; share it in an `Arc`.
 #[derive(Debug, Default)]
+pub struct PumpProbe(Mutex<PumpStats>);
+
+impl PumpProbe {
+    /// The latest figures.
+    pub fn stats(&self) -> PumpStats {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut PumpStats)) {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+}
+
+/// Entries refused one by one (a 4xx), each waiting out its own backoff; capped.
+#[derive(Debug, Default)]
+struct EntryRetries(HashMap<u64, (u32, Instant)>);
+
+impl EntryRetries {
+    fn waiting(&self, seq: u64, now: Instant) -> bool {
+        self.0.get(&seq).is_some_and(|(_, at)| *at > now)
+    }
+
+    fn refused(&mut self, seq: u64, now: Instant, cfg: &WebhookConfig) {
+        if let Some((n, at)) = self.0.get_mut(&seq) {
+            *n += 1;
+            *at = now + cfg.backoff(*n);
+        } else if self.0.len() < ENTRY_RETRY_CAP {
+            self.0.insert(seq, (1, now + cfg.backoff(1)));
+        }
+    }
+
+    fn delivered(&mut self, seq: u64) {
+        self.0.remove(&seq);
+    }
+}
+
+#[derive(Debug)]
 struct AccountState {
     /// Scan position: entries after this seq are read next.
     cursor: u64,
     /// Highest seq already published to subscribers.
     published_through: u64,
-    /// Entries waiting out a backoff: seq → (attempts, not before).
-    retry: HashMap<u64, (u32, Instant)>,
+    /// Entries refused one by one.
+    retries: EntryRetries,
+    /// Since when a batch that is not full has been waiting for more entries.
+    linger_since: Option<Instant>,
+    /// When the outbox gauges are measured next.
+    stats_due: Instant,
+}
+
+impl AccountState {
+    fn new(now: Instant) -> Self {
+        Self {
+            cursor: 0,
+            published_through: 0,
+            retries: EntryRetries::default(),
+            linger_since: None,
+            stats_due: now,
+        }
+    }
+}
+
+/// Entries going to one URL in one POST.
+struct Batch {
+    url: String,
+    origin: String,
+    seqs: Vec<u64>,
+    bodies: Vec<Vec<u8>>,
+}
+
+/// What one round did.
+struct Round {
+    /// Something was delivered or deleted: go again at once.
+    worked: bool,
+    /// A lingering batch is due then.
+    wake_at: Option<Instant>,
+}
+
+/// How one POST ended.
+enum Delivery {
+    /// 2xx.
+    Delivered,
+    /// Not sent: its receiver went into backoff while the batch waited.
+    Skipped,
+    /// Not taken; `refused`: a 4xx other than 429 (the entries get their own backoff).
+    Failed { refused: bool },
 }
 
 /// The pump of one kind of entry; run it with [`OutboxPump::run`].
@@ -232,16 +420,9 @@ pub struct OutboxPump<K: EntryKind> {
     subscribers: broadcast::Sender<Notification>,
     wake: Arc<Notify>,
     backlog: Arc<Backlog>,
+    pacer: Arc<Pacer>,
+    probe: Arc<PumpProbe>,
     kind: PhantomData<K>,
-}
-
-enum Plan {
-    Delete(u64),
-    Post {
-        seq: u64,
-        url: String,
-        body: Vec<u8>,
-    },
 }
 
 impl<K: EntryKind> OutboxPump<K> {
@@ -255,6 +436,7 @@ impl<K: EntryKind> OutboxPump<K> {
         wake: Arc<Notify>,
         backlog: Arc<Backlog>,
     ) -> Self {
+        let pacer = Arc::new(Pacer::new(cfg.concurrency, move |n| cfg.backoff(n)));
         Self {
             store,
             accounts,
@@ -263,36 +445,84 @@ impl<K: EntryKind> OutboxPump<K> {
             subscribers,
             wake,
             backlog,
+            pacer,
+            probe: Arc::default(),
             kind: PhantomData,
         }
+    }
+
+    /// Publishes this pump's figures to `probe` instead of a private one.
+    #[must_use]
+    pub fn with_probe(mut self, probe: Arc<PumpProbe>) -> Self {
+        self.probe = probe;
+        self
+    }
+
+    /// Where this pump publishes its figures.
+    pub fn probe(&self) -> Arc<PumpProbe> {
+        Arc::clone(&self.probe)
+    }
+
+    /// Entries that may be between their POST and their durable delete at once: the most a
+    /// crash can make this pump send twice. `concurrency`, or the largest batch of its
+    /// accounts when that is more (a batch is POSTed whole).
+    pub fn in_flight_limit(&self) -> usize {
+        self.accounts
+            .iter()
+            .map(|a| a.batching.max)
+            .fold(self.cfg.concurrency, usize::max)
+            .max(1)
     }
 
     /// Runs until `shutdown` turns true (finishing the round in progress).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut states: HashMap<String, AccountState> = HashMap::new();
+        let limit = self.in_flight_limit();
+        self.probe.update(|p| p.in_flight_limit = limit);
         loop {
             if *shutdown.borrow() {
                 return;
             }
             let mut busy = false;
-            let mut backlog = 0usize;
+            let mut wake_at: Option<Instant> = None;
             for acc in &self.accounts {
-                let st = states.entry(acc.name.clone()).or_default();
+                let st = states
+                    .entry(acc.name.clone())
+                    .or_insert_with(|| AccountState::new(Instant::now()));
                 match self.round(acc, st).await {
-                    Ok(worked) => busy |= worked,
+                    Ok(r) => {
+                        busy |= r.worked;
+                        wake_at = match (wake_at, r.wake_at) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
+                    }
                     Err(e) => {
                         tracing::warn!(kind = K::NAME, account = %acc.name, error = %e, "Outbox round failed.")
                     }
                 }
-                backlog += st.retry.len();
+                if Instant::now() >= st.stats_due {
+                    self.measure(acc, st);
+                }
             }
-            self.backlog.set(K::NAME, backlog);
+            let entry_retries = states.values().map(|s| s.retries.0.len()).sum();
+            let accounts = states.len();
+            let receivers = self.pacer.stats();
+            self.probe.update(|p| {
+                p.accounts = accounts;
+                p.entry_retries = entry_retries;
+                p.receivers = receivers;
+            });
             if busy {
                 continue;
             }
+            let sleep = wake_at.map_or(self.cfg.idle_poll, |t| {
+                t.saturating_duration_since(Instant::now())
+                    .min(self.cfg.idle_poll)
+            });
             tokio::select! {
                 () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.cfg.idle_poll) => {}
+                () = tokio::time::sleep(sleep) => {}
                 changed = shutdown.changed() => {
                     // A dropped sender means the owner is gone: stop.
                     if changed.is_err() {
@@ -303,21 +533,59 @@ impl<K: EntryKind> OutboxPump<K> {
         }
     }
 
-    /// One scan of one account; `true` when something was delivered or deleted.
-    async fn round(&self, acc: &OutboxAccount, st: &mut AccountState) -> Result<bool, StoreError> {
-        let entries = K::read(&self.store, &acc.name, st.cursor, self.cfg.scan)?;
-        if entries.len() < self.cfg.scan {
+    /// Measures `acc`'s outbox depth and oldest entry into the gauges. Counting scans the
+    /// outbox, so a deep one is measured less often: never more than 5 % of the time.
+    fn measure(&self, acc: &OutboxAccount, st: &mut AccountState) {
+        let t = Instant::now();
+        let (depth, oldest) = match K::depth(&self.store, &acc.name) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(kind = K::NAME, account = %acc.name, error = %e, "Outbox depth not measured.");
+                (0, None)
+            }
+        };
+        let cost = t.elapsed();
+        st.stats_due = Instant::now() + self.cfg.stats_every.max(cost * 20);
+        let age = oldest
+            .and_then(|e| K::decode(&e.body))
+            .and_then(|ev| K::made_at(&ev).parse::<jiff::Timestamp>().ok())
+            .map_or(0.0, |made| {
+                (jiff::Timestamp::now().as_millisecond() - made.as_millisecond()).max(0) as f64
+                    / 1000.0
+            });
+        let labels = [
+            (m::LABEL_ACCOUNT, acc.name.clone()),
+            (m::LABEL_KIND, K::NAME.to_owned()),
+        ];
+        metrics::gauge!(m::OUTBOX_DEPTH, &labels).set(depth as f64);
+        metrics::gauge!(m::OUTBOX_OLDEST_AGE, &labels).set(age);
+        self.probe.update(|p| {
+            p.depth.insert(acc.name.clone(), depth);
+        });
+        let total = self.probe.stats().depth.values().sum();
+        self.backlog.set(K::NAME, total);
+    }
+
+    /// One scan of one account.
+    async fn round(&self, acc: &OutboxAccount, st: &mut AccountState) -> Result<Round, StoreError> {
+        let scan = self.cfg.scan.max(acc.batching.max.saturating_mul(2)).max(1);
+        let entries = K::read(&self.store, &acc.name, st.cursor, scan)?;
+        let at_end = entries.len() < scan;
+        if at_end {
             // Reached the end: the next round starts over (retries due by then are found).
             st.cursor = 0;
         } else if let Some(last) = entries.last() {
             st.cursor = last.seq;
         }
         let now = Instant::now();
-        let mut plans = Vec::new();
+        let mut drops = Vec::new();
+        // Entries per URL, in the order first seen (bounded by `scan`).
+        let mut by_url: Vec<Batch> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
         for OutboxEntry { seq, body } in entries {
             let Some(event) = K::decode(&body) else {
                 tracing::error!(kind = K::NAME, account = %acc.name, seq, "Undecodable outbox entry dropped.");
-                plans.push(Plan::Delete(seq));
+                drops.push(K::delete(&acc.name, seq));
                 continue;
             };
             if seq > st.published_through {
@@ -330,76 +598,152 @@ impl<K: EntryKind> OutboxPump<K> {
                 continue;
             }
             let Some(url) = K::url(&event, acc) else {
-                plans.push(Plan::Delete(seq));
+                drops.push(K::delete(&acc.name, seq));
                 continue;
             };
             if acc.webhook_secret.is_none() {
                 tracing::error!(kind = K::NAME, account = %acc.name, seq, "Webhook entry dropped unsent: the account has no webhook_secret to sign it with.");
-                plans.push(Plan::Delete(seq));
+                drops.push(K::delete(&acc.name, seq));
                 continue;
             }
-            if st.retry.get(&seq).is_some_and(|(_, at)| *at > now) {
+            if st.retries.waiting(seq, now) {
                 continue;
             }
-            plans.push(Plan::Post {
-                seq,
-                url,
-                body: K::body(&event, body),
-            });
-        }
-        if plans.is_empty() {
-            return Ok(false);
+            let at = match index.get(&url) {
+                Some(&i) => i,
+                None => {
+                    let origin = receiver::origin(&url);
+                    if !self.pacer.ready(&origin, now) {
+                        // Backing off: its entries stay stored for a later scan.
+                        continue;
+                    }
+                    index.insert(url.clone(), by_url.len());
+                    by_url.push(Batch {
+                        url,
+                        origin,
+                        seqs: Vec::new(),
+                        bodies: Vec::new(),
+                    });
+                    by_url.len() - 1
+                }
+            };
+            let group = &mut by_url[at];
+            group.seqs.push(seq);
+            group.bodies.push(K::body(&event, body));
         }
         let mut worked = false;
-        let mut drops = Vec::new();
-        let mut posts = Vec::new();
-        for p in plans {
-            match p {
-                Plan::Delete(seq) => drops.push(K::delete(&acc.name, seq)),
-                Plan::Post { seq, url, body } => posts.push((seq, url, body)),
-            }
-        }
         if !drops.is_empty() {
             self.store.submit(drops).await?;
             worked = true;
         }
-        // An entry holds one permit from before its POST until its delete is durable, so at
-        // most `concurrency` entries are ever delivered-but-not-retired: that is all a crash
-        // can make us send twice.
-        let limit = self.cfg.concurrency.max(1);
+        let (batches, wake_at) = self.split(acc, st, by_url, at_end, now);
+        if batches.is_empty() {
+            return Ok(Round { worked, wake_at });
+        }
+        worked |= self.deliver(acc, st, batches).await?;
+        Ok(Round { worked, wake_at })
+    }
+
+    /// Cuts each URL's entries into batches of the account's size. A last batch that is not
+    /// full, once the scan reached the end of the outbox, waits up to the linger time (then
+    /// goes as it is); its due time is returned to wake the pump.
+    fn split(
+        &self,
+        acc: &OutboxAccount,
+        st: &mut AccountState,
+        by_url: Vec<Batch>,
+        at_end: bool,
+        now: Instant,
+    ) -> (Vec<Batch>, Option<Instant>) {
+        let size = acc.batching.max.max(1);
+        let mut out = Vec::new();
+        let mut lingering = None;
+        for g in by_url {
+            let Batch {
+                url,
+                origin,
+                seqs,
+                bodies,
+            } = g;
+            let mut bodies = bodies.into_iter();
+            for chunk in seqs.chunks(size) {
+                let chunk_bodies: Vec<Vec<u8>> = bodies.by_ref().take(chunk.len()).collect();
+                if chunk.len() < size && at_end && !acc.batching.linger.is_zero() {
+                    let since = *st.linger_since.get_or_insert(now);
+                    let due = since + acc.batching.linger;
+                    if now < due {
+                        lingering = Some(lingering.map_or(due, |d: Instant| d.min(due)));
+                        continue;
+                    }
+                }
+                out.push(Batch {
+                    url: url.clone(),
+                    origin: origin.clone(),
+                    seqs: chunk.to_vec(),
+                    bodies: chunk_bodies,
+                });
+            }
+        }
+        if lingering.is_none() {
+            st.linger_since = None;
+        }
+        (out, lingering)
+    }
+
+    /// POSTs `batches` within the in-flight limit and the receivers' limits, deleting each
+    /// delivered batch's entries durably as answers come in; `true` when something was
+    /// delivered.
+    async fn deliver(
+        &self,
+        acc: &OutboxAccount,
+        st: &mut AccountState,
+        batches: Vec<Batch>,
+    ) -> Result<bool, StoreError> {
+        // Every entry holds one permit from before its POST until its delete is durable, so
+        // at most `in_flight_limit` entries are ever delivered-but-not-retired: that is all a
+        // crash can make us send twice.
+        let limit = self.in_flight_limit();
         let permits = Arc::new(Semaphore::new(limit));
-        let mut results = futures::stream::iter(posts)
-            .map(|(seq, url, body)| {
+        let mut results = futures::stream::iter(batches)
+            .map(|b| {
                 let permits = Arc::clone(&permits);
                 async move {
-                    let permit = permits.acquire_owned().await.ok();
-                    (seq, self.post(acc, &url, body).await, permit)
+                    let n = u32::try_from(b.seqs.len().min(limit)).unwrap_or(u32::MAX);
+                    let permit: Option<OwnedSemaphorePermit> =
+                        permits.acquire_many_owned(n).await.ok();
+                    let outcome = match self.pacer.acquire(&b.origin).await {
+                        Some(slot) => self.post(acc, &b, slot).await,
+                        None => Delivery::Skipped,
+                    };
+                    (b.seqs, outcome, permit)
                 }
             })
             .buffer_unordered(limit);
+        let mut worked = false;
         while let Some(first) = results.next().await {
             // Everything else already answered goes into the same commit.
             let mut done = vec![first];
             while let Some(Some(more)) = results.next().now_or_never() {
                 done.push(more);
             }
+            let now = Instant::now();
             let mut deletes = Vec::new();
             let mut held = Vec::with_capacity(done.len());
-            for (seq, outcome, permit) in done {
+            for (seqs, outcome, permit) in done {
                 held.push(permit);
-                if let Err(why) = outcome {
-                    let attempts = st.retry.get(&seq).map_or(1, |(a, _)| a + 1);
-                    // Once per entry at warn (a TLS or URL mistake shows up), then quietly.
-                    if attempts == 1 {
-                        tracing::warn!(kind = K::NAME, account = %acc.name, seq, reason = %why, "Webhook failed; retrying with backoff.");
-                    } else {
-                        tracing::debug!(kind = K::NAME, account = %acc.name, seq, attempts, reason = %why, "Webhook failed again.");
+                match outcome {
+                    Delivery::Delivered => {
+                        for seq in seqs {
+                            st.retries.delivered(seq);
+                            deletes.push(K::delete(&acc.name, seq));
+                        }
                     }
-                    st.retry
-                        .insert(seq, (attempts, Instant::now() + self.cfg.backoff(attempts)));
-                } else {
-                    st.retry.remove(&seq);
-                    deletes.push(K::delete(&acc.name, seq));
+                    Delivery::Failed { refused: true } => {
+                        for seq in seqs {
+                            st.retries.refused(seq, now, &self.cfg);
+                        }
+                    }
+                    Delivery::Failed { refused: false } | Delivery::Skipped => {}
                 }
             }
             if !deletes.is_empty() {
@@ -413,35 +757,108 @@ impl<K: EntryKind> OutboxPump<K> {
         Ok(worked)
     }
 
-    /// POSTs one entry, signed with the account's secret (a fresh timestamp per attempt, so
-    /// a retry hours later is not refused as stale); `Err` says why it was not taken.
-    async fn post(&self, acc: &OutboxAccount, url: &str, body: Vec<u8>) -> Result<(), String> {
+    /// POSTs one batch through its receiver's `slot`, signed with the account's secret (a
+    /// fresh timestamp per attempt, so a retry hours later is not refused as stale), and
+    /// tells the receiver's pacing how it went.
+    async fn post(&self, acc: &OutboxAccount, b: &Batch, slot: Slot) -> Delivery {
         let Some(secret) = &acc.webhook_secret else {
-            return Err("the account has no webhook_secret".to_owned());
+            slot.finish(Answer::Refused);
+            return Delivery::Failed { refused: true };
+        };
+        let body = if acc.batching.batched() {
+            json_array(&b.bodies)
+        } else {
+            b.bodies.concat()
         };
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let started = Instant::now();
         let r = self
             .client
-            .post(url)
+            .post(&b.url)
+            .timeout(self.cfg.timeout)
             .header("content-type", "application/json")
             .header(signature::HEADER, signature::sign(secret, t, &body))
             .body(body)
             .send()
             .await;
-        let (outcome, label) = match r {
-            Ok(resp) if resp.status().is_success() => (Ok(()), "2xx".to_owned()),
-            Ok(resp) => {
-                let code = resp.status().as_u16().to_string();
-                (Err(format!("{url} answered {code}")), code)
+        let (result, label) = match r {
+            Ok(mut resp) => {
+                let status = resp.status();
+                // Read the (small) answer so the connection goes back to the pool.
+                let mut read = 0usize;
+                while read < ANSWER_READ_LIMIT {
+                    match resp.chunk().await {
+                        Ok(Some(c)) => read += c.len(),
+                        _ => break,
+                    }
+                }
+                if status.is_success() {
+                    (Ok(started.elapsed()), "2xx".to_owned())
+                } else {
+                    let code = status.as_u16();
+                    let (reason, answer) = match code {
+                        429 => ("status_429", Answer::Overloaded),
+                        500..=599 => ("status_5xx", Answer::Overloaded),
+                        _ => ("status_4xx", Answer::Refused),
+                    };
+                    let why = format!("{} answered {code}", b.url);
+                    (Err((reason, answer, why)), code.to_string())
+                }
             }
-            // The source chain holds the reason (refused, TLS certificate, timeout).
-            Err(e) => (Err(error_chain(&e)), "error".to_owned()),
+            Err(e) => {
+                let reason = if e.is_timeout() {
+                    "timeout"
+                } else if e.is_connect() {
+                    "connect"
+                } else {
+                    "other"
+                };
+                // The source chain holds the reason (refused, TLS certificate, timeout).
+                (
+                    Err((reason, Answer::Overloaded, error_chain(&e))),
+                    "error".to_owned(),
+                )
+            }
         };
         metrics::counter!(m::WEBHOOK_ATTEMPTS, m::LABEL_STATUS => label).increment(1);
-        outcome
+        match result {
+            Ok(rtt) => {
+                slot.finish(Answer::Delivered { rtt });
+                Delivery::Delivered
+            }
+            Err((reason, answer, why)) => {
+                metrics::counter!(m::WEBHOOK_FAILURES, m::LABEL_REASON => reason).increment(1);
+                let in_a_row = slot.finish(answer);
+                // At warn when a receiver starts failing (a TLS or URL mistake shows up),
+                // then quietly while it keeps failing.
+                if in_a_row == 1 {
+                    tracing::warn!(kind = K::NAME, account = %acc.name, receiver = %b.origin, entries = b.seqs.len(), %reason, detail = %why, "Webhook failed; retrying with backoff.");
+                } else {
+                    tracing::debug!(kind = K::NAME, account = %acc.name, receiver = %b.origin, entries = b.seqs.len(), in_a_row, %reason, detail = %why, "Webhook failed again.");
+                }
+                Delivery::Failed {
+                    refused: answer == Answer::Refused,
+                }
+            }
+        }
     }
+}
+
+/// `[a,b,…]` from JSON values already encoded.
+fn json_array(items: &[Vec<u8>]) -> Vec<u8> {
+    let len = items.iter().map(|i| i.len() + 1).sum::<usize>() + 2;
+    let mut out = Vec::with_capacity(len);
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.push(b']');
+    out
 }
 
 /// `e` and its sources, joined by ": ".

@@ -58,7 +58,7 @@ use crate::ingress::http::{IngressState, router};
 use crate::ingress::message::SenderPolicy;
 use crate::ingress::smpp_server::{SmppLogin, SmppServerConfig};
 use crate::receipt::mo::MoAccount;
-use crate::receipt::outbox::OutboxAccount;
+use crate::receipt::outbox::{Batching, OutboxAccount};
 use crate::receipt::{ReceiptConfig, Receipts};
 use crate::route::ChannelHealth;
 use crate::rules::http::RulesApi;
@@ -579,6 +579,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
             mo_url: a.mo_url.clone(),
             webhook_secret: a.webhook_secret.clone(),
             smpp: a.smpp_system_id.is_some(),
+            batching: Batching::from_config(a.webhook_batch, a.webhook_linger_ms),
         })
         .collect();
     let receipts = Arc::new(Receipts::new(
@@ -596,6 +597,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
                 webhook_url: a.webhook_url.clone(),
                 webhook_secret: a.webhook_secret.clone(),
                 smpp: a.smpp_system_id.is_some(),
+                batching: Batching::from_config(a.webhook_batch, a.webhook_linger_ms),
             })
             .collect(),
     );

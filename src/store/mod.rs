@@ -716,6 +716,21 @@ impl<B: Backend> Store<B> {
             .read(|kv| reads::outbox_of(kv, keys::Outbox::Mo, account, after, limit))
     }
 
+    /// How many entries `account`'s receipt outbox holds, and its oldest (for the outbox
+    /// gauges; costs a scan of the outbox in chunks).
+    pub fn outbox_depth(&self, account: &str) -> Result<(u64, Option<OutboxEntry>), StoreError> {
+        self.inner
+            .backend
+            .read(|kv| reads::outbox_depth(kv, keys::Outbox::Receipts, account))
+    }
+
+    /// [`outbox_depth`](Self::outbox_depth) of `account`'s MO outbox.
+    pub fn mo_outbox_depth(&self, account: &str) -> Result<(u64, Option<OutboxEntry>), StoreError> {
+        self.inner
+            .backend
+            .read(|kv| reads::outbox_depth(kv, keys::Outbox::Mo, account))
+    }
+
     /// The id stored under an idempotency key.
     pub fn by_client_ref(
         &self,

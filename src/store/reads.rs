@@ -57,6 +57,34 @@ pub(crate) fn outbox_of(
         .collect()
 }
 
+/// How many entries `account`'s `which` outbox holds, and its oldest one (lowest sequence).
+/// Scans the outbox in chunks, so it costs time in proportion to its depth but memory only
+/// of one chunk (callers measure it now and then, not per entry).
+pub(crate) fn outbox_depth(
+    kv: &dyn KvRead,
+    which: keys::Outbox,
+    account: &str,
+) -> Result<(u64, Option<OutboxEntry>), StoreError> {
+    const CHUNK: usize = 4096;
+    let mut count = 0u64;
+    let mut oldest = None;
+    let mut after = 0u64;
+    loop {
+        let found = outbox_of(kv, which, account, after, CHUNK)?;
+        count += found.len() as u64;
+        let full = found.len() == CHUNK;
+        let Some(last) = found.last() else { break };
+        after = last.seq;
+        if oldest.is_none() {
+            oldest = found.into_iter().next();
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok((count, oldest))
+}
+
 /// Ids of up to `limit` messages to `to`, newest first (ids grow with time), from the
 /// destination index.
 pub(crate) fn by_destination(

@@ -330,6 +330,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// The process id (to read its `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn spawn(config: &std::path::Path, log: &std::path::Path) -> Self {
         Self::spawn_draining(config, log, 1)
     }

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""A webhook receiver for the peer scripts: verifies each POST's X-Sluice-Signature
+(HMAC-SHA256 over "<t>.<body>" with the account's webhook_secret), takes a JSON object or a
+JSON array of them, counts receipts per id, and answers 200 (401 when the signature does not
+verify, 400 for a body that is not JSON). HTTP/1.1 keep-alive, one thread per connection.
+
+GET /count answers "unique duplicates posts refused last_unix_s" on one line.
+
+Usage: webhook_sink.py PORT SECRET
+"""
+import hashlib
+import hmac
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PORT = int(sys.argv[1])
+SECRET = sys.argv[2].encode()
+LOCK = threading.Lock()
+SEEN = set()
+STATE = {"duplicates": 0, "posts": 0, "refused": 0, "last": 0.0}
+
+
+def verified(header, body):
+    parts = dict(p.split("=", 1) for p in (header or "").split(",") if "=" in p)
+    t, v1 = parts.get("t"), parts.get("v1")
+    if t is None or v1 is None:
+        return False
+    mac = hmac.new(SECRET, t.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(mac, v1)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def answer(self, code, text=b""):
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(text)))
+        self.end_headers()
+        self.wfile.write(text)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if not verified(self.headers.get("X-Sluice-Signature"), body):
+            with LOCK:
+                STATE["refused"] += 1
+            return self.answer(401)
+        try:
+            v = json.loads(body)
+        except ValueError:
+            return self.answer(400)
+        items = v if isinstance(v, list) else [v]
+        with LOCK:
+            STATE["posts"] += 1
+            for item in items:
+                i = item.get("id")
+                if i in SEEN:
+                    STATE["duplicates"] += 1
+                else:
+                    SEEN.add(i)
+            STATE["last"] = time.time()
+        self.answer(200)
+
+    def do_GET(self):
+        with LOCK:
+            line = "%d %d %d %d %.3f\n" % (
+                len(SEEN), STATE["duplicates"], STATE["posts"], STATE["refused"], STATE["last"])
+        self.answer(200, line.encode())
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer.daemon_threads = True
+ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
