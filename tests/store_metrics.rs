@@ -108,3 +108,29 @@ async fn metrics_show_store_queue_depth_of_a_scheduled_message() {
     gw.shutdown().await;
     sim.shutdown().await.expect("sim shutdown");
 }
+
+/// A configured metrics listener that cannot bind stops the start naming the address, like
+/// the API's own listener (it used to be a warning in the log and no scrape target).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metrics_address_already_taken_is_refused_at_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_text(dir.path(), 9, "http://127.0.0.1:9/hook", "").replacen(
+        "http = \"127.0.0.1:0\"",
+        &format!("http = \"127.0.0.1:0\"\nmetrics = \"{addr}\""),
+        1,
+    );
+    let cfg = Config::parse(&text, "metrics-taken.toml").expect("config");
+    let (_recorder, handle) = sluice::metrics::local().expect("recorder");
+    let opts = ServeOptions {
+        drain_deadline: Duration::from_secs(2),
+        metrics: Some(handle),
+        ..ServeOptions::default()
+    };
+    let err = start(cfg, opts)
+        .await
+        .err()
+        .expect("a taken metrics address must stop the start");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}

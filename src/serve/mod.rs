@@ -927,7 +927,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
             stop_http_rx.clone(),
             &mut http_tasks,
         )
-        .await;
+        .await?;
     }
     tracing::info!(addr = %http_addr, "HTTP API listening.");
     Ok(Gateway {
@@ -951,7 +951,10 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
 }
 
 /// Serves `/metrics` alone on `addr` (ops often scrape a port the API does not share).
-/// A bind failure is logged, not fatal: the API's own `/metrics` still works.
+///
+/// # Errors
+/// A configured `listeners.metrics` that cannot be bound stops the start, like the API's own
+/// listener: an operator who set it expects it to be scraped, not a line in the log.
 async fn spawn_metrics_listener(
     addr: SocketAddr,
     handle: PrometheusHandle,
@@ -959,25 +962,21 @@ async fn spawn_metrics_listener(
     limits: http_listener::HttpLimits,
     stop: watch::Receiver<bool>,
     tasks: &mut JoinSet<()>,
-) {
-    match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => {
-            let app = axum::Router::new().route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let h = handle.clone();
-                    async move { h.render() }
-                }),
-            );
-            match HttpListener::new(l, tls.as_deref()) {
-                Ok(l) => {
-                    tasks.spawn(l.serve(app, limits, stop));
-                }
-                Err(e) => tracing::warn!(%addr, error = %e, "Metrics listener not started."),
-            }
-        }
-        Err(e) => tracing::warn!(%addr, error = %e, "Metrics listener not started."),
-    }
+) -> Result<(), ServeError> {
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let h = handle.clone();
+            async move { h.render() }
+        }),
+    );
+    let l = HttpListener::new(l, tls.as_deref())
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    tasks.spawn(l.serve(app, limits, stop));
+    Ok(())
 }
 
 /// Runs until SIGTERM or ctrl-c, then drains.
