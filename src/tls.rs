@@ -19,10 +19,10 @@ use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-/// Why a CA file cannot be used.
+/// Why a PEM file (a CA file, a listener's certificate or key) cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum CaError {
-    /// The CA file could not be read.
+pub enum PemError {
+    /// The file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
         /// The file.
@@ -30,7 +30,7 @@ pub enum CaError {
         /// Cause.
         source: std::io::Error,
     },
-    /// The CA file has no usable certificate.
+    /// The file has nothing usable (no certificate, no key, a malformed block).
     #[error("{path}: {reason}")]
     Bad {
         /// The file.
@@ -52,14 +52,14 @@ pub fn install_provider() {
 /// trust anchor.
 ///
 /// # Errors
-/// [`CaError::Read`] when the file cannot be read, [`CaError::Bad`] when it holds
+/// [`PemError::Read`] when the file cannot be read, [`PemError::Bad`] when it holds
 /// no certificate, a malformed PEM block, or a certificate that is not a usable anchor.
-pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, CaError> {
-    let pem = std::fs::read(path).map_err(|source| CaError::Read {
+pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError> {
+    let pem = std::fs::read(path).map_err(|source| PemError::Read {
         path: path.to_owned(),
         source,
     })?;
-    let bad = |reason: String| CaError::Bad {
+    let bad = |reason: String| PemError::Bad {
         path: path.to_owned(),
         reason,
     };
@@ -92,7 +92,7 @@ mod tests {
     fn ca_file_errors_say_what_is_wrong() {
         let dir = tempfile::tempdir().expect("tempdir");
         let missing = dir.path().join("nope.pem");
-        assert!(matches!(load_ca_file(&missing), Err(CaError::Read { .. })));
+        assert!(matches!(load_ca_file(&missing), Err(PemError::Read { .. })));
         let empty = write(dir.path(), "empty.pem", "just text\n");
         let e = load_ca_file(&empty).expect_err("no certificate");
         assert!(e.to_string().contains("BEGIN CERTIFICATE"), "{e}");
@@ -101,6 +101,6 @@ mod tests {
             "junk.pem",
             "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
         );
-        assert!(matches!(load_ca_file(&junk), Err(CaError::Bad { .. })));
+        assert!(matches!(load_ca_file(&junk), Err(PemError::Bad { .. })));
     }
 }

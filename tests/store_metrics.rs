@@ -130,7 +130,6 @@ async fn a_metrics_address_already_taken_is_refused_at_start() {
     };
     let err = start(cfg, opts)
         .await
-        .err()
-        .expect("a taken metrics address must stop the start");
+        .expect_err("a taken metrics address must stop the start");
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
 }

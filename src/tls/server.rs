@@ -28,26 +28,9 @@ use crate::metrics::{LABEL_LISTENER, TLS_RELOADS};
 /// Longest a client may take over its TLS handshake before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why a certificate / key pair cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum CertError {
-    /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Cause.
-        source: std::io::Error,
-    },
-    /// A file has no usable content.
-    #[error("{path}: {reason}")]
-    Bad {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-}
+/// Why a certificate / key pair cannot be used: the same two causes as a CA file (a file
+/// that cannot be read, or one with nothing usable in it), told by one type.
+pub use super::PemError as CertError;
 
 /// Where a listener's certificate chain and private key are (both PEM).
 #[derive(Debug, Clone, PartialEq, Eq)]
