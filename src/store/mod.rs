@@ -55,6 +55,7 @@ mod depth;
 mod error;
 mod id;
 mod keys;
+mod message_store;
 mod model;
 mod ops;
 mod reads;
@@ -81,6 +82,7 @@ pub use counting::KvCounts;
 pub use depth::QueueDepths;
 pub use error::{StoreError, is_no_space};
 pub use id::{ID_TEXT_LEN, IdGenerator, MessageId, ParseIdError};
+pub use message_store::{GatewayStore, MessageStore};
 pub use model::{
     EncodingHint, Lane, Message, MessageKind, MessageState, MoEvent, OutboxEntry, Part, PartState,
     Payload, Receipt, ReceiptEvent,
