@@ -518,3 +518,196 @@ impl<B: Backend> MessageStore for Store<B> {
         Store::next_due(self, channel, lane)
     }
 }
+
+/// A shared handle is a store too, so `&GatewayStore` passes where `&dyn MessageStore` is asked.
+impl<T: MessageStore + ?Sized> MessageStore for Arc<T> {
+    fn backend_name(&self) -> &'static str {
+        (**self).backend_name()
+    }
+    fn ids(&self) -> &IdGenerator {
+        (**self).ids()
+    }
+    fn stats(&self) -> &WriterStats {
+        (**self).stats()
+    }
+    fn queue_depths(&self) -> QueueDepths {
+        (**self).queue_depths()
+    }
+    fn recount_queue_depths(&self) -> Result<QueueDepths, StoreError> {
+        (**self).recount_queue_depths()
+    }
+    fn submit(&self, ops: Vec<Op>) -> BoxFuture<'_, Result<Vec<OpResult>, StoreError>> {
+        (**self).submit(ops)
+    }
+    fn submit_blocking(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
+        (**self).submit_blocking(ops)
+    }
+    fn insert_batch(
+        &self,
+        messages: Vec<Message>,
+    ) -> BoxFuture<'_, Result<Vec<OpResult>, StoreError>> {
+        (**self).insert_batch(messages)
+    }
+    fn lease<'a>(
+        &'a self,
+        channel: &'a str,
+        lane: Lane,
+        now_ms: u64,
+        limit: usize,
+        lease_ms: u64,
+    ) -> BoxFuture<'a, Result<Leased, StoreError>> {
+        (**self).lease(channel, lane, now_ms, limit, lease_ms)
+    }
+    fn lease_lanes<'a>(
+        &'a self,
+        channel: &'a str,
+        lanes: &'a [Lane],
+        now_ms: u64,
+        limit: usize,
+        lease_ms: u64,
+    ) -> BoxFuture<'a, Result<Leased, StoreError>> {
+        (**self).lease_lanes(channel, lanes, now_ms, limit, lease_ms)
+    }
+    fn sweep_expired(&self, now_ms: u64, limit: usize) -> BoxFuture<'_, Result<usize, StoreError>> {
+        (**self).sweep_expired(now_ms, limit)
+    }
+    fn recover(&self, now_ms: u64) -> BoxFuture<'_, Result<usize, StoreError>> {
+        (**self).recover(now_ms)
+    }
+    fn purge(&self, before_ms: u64, limit: usize) -> BoxFuture<'_, Result<usize, StoreError>> {
+        (**self).purge(before_ms, limit)
+    }
+    fn outbox_ack<'a>(
+        &'a self,
+        account: &'a str,
+        through_seq: u64,
+    ) -> BoxFuture<'a, Result<usize, StoreError>> {
+        (**self).outbox_ack(account, through_seq)
+    }
+    fn stop<'a>(
+        &'a self,
+        account: &'a str,
+        filter: StopFilter,
+        now_ms: u64,
+        hold_ms: u64,
+    ) -> BoxFuture<'a, Result<Result<StopRecord, String>, StoreError>> {
+        (**self).stop(account, filter, now_ms, hold_ms)
+    }
+    fn stop_step(
+        &self,
+        id: u64,
+        now_ms: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Option<StopRecord>, StoreError>> {
+        (**self).stop_step(id, now_ms, limit)
+    }
+    fn retire_stops(&self, now_ms: u64) -> BoxFuture<'_, Result<usize, StoreError>> {
+        (**self).retire_stops(now_ms)
+    }
+    fn set_stop_tags(&self, names: Vec<String>) -> BoxFuture<'_, Result<(), StoreError>> {
+        (**self).set_stop_tags(names)
+    }
+    fn set_pause(
+        &self,
+        target: PauseTarget,
+        paused: bool,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        (**self).set_pause(target, paused)
+    }
+    fn unpark<'a>(
+        &'a self,
+        account: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<usize, StoreError>> {
+        (**self).unpark(account, limit)
+    }
+    fn content(&self) -> Option<&Arc<ContentStore>> {
+        (**self).content()
+    }
+    fn put_content(&self, body: &[u8]) -> Result<ContentPin, StoreError> {
+        (**self).put_content(body)
+    }
+    fn load_content(&self, digest: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).load_content(digest)
+    }
+    fn discard_content(&self, pins: Vec<ContentPin>) {
+        (**self).discard_content(pins);
+    }
+    fn content_refs(&self, digest: &[u8; 32]) -> Result<u64, StoreError> {
+        (**self).content_refs(digest)
+    }
+    fn stop_tags(&self) -> Result<Vec<String>, StoreError> {
+        (**self).stop_tags()
+    }
+    fn would_cancel(
+        &self,
+        account: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<Result<u64, String>, StoreError> {
+        (**self).would_cancel(account, key, value)
+    }
+    fn stop_epoch(&self) -> u64 {
+        (**self).stop_epoch()
+    }
+    fn stop_status(&self, id: u64) -> Result<Option<StopRecord>, StoreError> {
+        (**self).stop_status(id)
+    }
+    fn unswept_stops(&self) -> Result<Vec<u64>, StoreError> {
+        (**self).unswept_stops()
+    }
+    fn active_stops(&self) -> Result<Vec<StopRecord>, StoreError> {
+        (**self).active_stops()
+    }
+    fn pauses(&self) -> Result<Vec<PauseTarget>, StoreError> {
+        (**self).pauses()
+    }
+    fn get(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
+        (**self).get(id)
+    }
+    fn indexes_by_number(&self) -> bool {
+        (**self).indexes_by_number()
+    }
+    fn by_destination(&self, to: &str, limit: usize) -> Result<Vec<Message>, StoreError> {
+        (**self).by_destination(to, limit)
+    }
+    fn by_center(
+        &self,
+        channel: &str,
+        center_id: &str,
+    ) -> Result<Option<(MessageId, u16)>, StoreError> {
+        (**self).by_center(channel, center_id)
+    }
+    fn outbox(
+        &self,
+        account: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        (**self).outbox(account, after, limit)
+    }
+    fn mo_outbox(
+        &self,
+        account: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        (**self).mo_outbox(account, after, limit)
+    }
+    fn outbox_depth(&self, account: &str) -> Result<(u64, Option<OutboxEntry>), StoreError> {
+        (**self).outbox_depth(account)
+    }
+    fn mo_outbox_depth(&self, account: &str) -> Result<(u64, Option<OutboxEntry>), StoreError> {
+        (**self).mo_outbox_depth(account)
+    }
+    fn by_client_ref(
+        &self,
+        account: &str,
+        client_ref: &str,
+    ) -> Result<Option<MessageId>, StoreError> {
+        (**self).by_client_ref(account, client_ref)
+    }
+    fn next_due(&self, channel: &str, lane: Lane) -> Result<Option<u64>, StoreError> {
+        (**self).next_due(channel, lane)
+    }
+}
