@@ -1048,7 +1048,7 @@ mod tests {
 #[cfg(test)]
 mod content_tests {
     use super::*;
-    use crate::store::{MessageKind, RedbBackend, WriterConfig};
+    use crate::store::{MessageKind, RedbBackend, Store, WriterConfig};
 
     fn mms_message(id: u64, digest: [u8; 32], subject: Option<&str>) -> Message {
         let mut m = Message::new(
