@@ -11,6 +11,9 @@
 //!   reference counts, kept in the same commits as the messages that reference them.
 //! - `stop.rs`: emergency stops (durable filters checked by every lease, swept through the
 //!   tag index) and pause switches.
+//! - `message_store.rs`: [`MessageStore`], the operation-level trait every caller outside the
+//!   store holds (as [`GatewayStore`]); [`Store`] implements it. Its docs say how a clustered
+//!   implementation fits.
 //! - `writer.rs`: the group-commit writer; `counting.rs`: its optional count of engine calls
 //!   (benches, tests); `record_cache.rs`: its write-through cache of message records across
 //!   commits; `spacing.rs`: the time between its commits, adapted to its load; `seq_cache.rs`:
@@ -21,7 +24,8 @@
 //! writer; pure reads (`get`, `by_center`, `outbox`, …) open a read transaction directly. They
 //! are short synchronous calls; from async code they may be called inline for single lookups.
 //!
-//! How the gateway drives it (the store never reads a clock; every op carries `now`):
+//! How the gateway drives it through [`MessageStore`] (the store never reads a clock; every op
+//! carries `now`):
 //! - **ingress**: `store.ids().next(now)` per message, route + schedule to fill `channel` and
 //!   `due_ms`, then one `insert_batch` per HTTP request; answer 202 after it resolves
 //!   (`Duplicate(id)` → `duplicate: true`). A message with no route can be inserted with a
