@@ -85,7 +85,7 @@ pub use content::{ContentPin, ContentStore};
 pub use counting::KvCounts;
 pub use depth::QueueDepths;
 pub use error::{StoreError, is_no_space};
-pub use id::{ID_TEXT_LEN, IdGenerator, MessageId, ParseIdError};
+pub use id::{ID_TEXT_LEN, IdGenerator, MessageId, NODE_BITS, ParseIdError, SEQ_BITS};
 pub use message_store::{GatewayStore, MessageStore};
 pub use model::{
     EncodingHint, Lane, Message, MessageKind, MessageState, MoEvent, OutboxEntry, Part, PartState,
@@ -217,6 +217,7 @@ impl<B: Backend> Store<B> {
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(WriterStats::default());
         let index_by_number = cfg.index_by_number;
+        let node = cfg.node;
         let thread = {
             let backend = Arc::clone(&backend);
             let stats = Arc::clone(&stats);
@@ -236,7 +237,7 @@ impl<B: Backend> Store<B> {
                 tx: Some(tx),
                 permits: Arc::new(Semaphore::new(queue_ops)),
                 queue_ops,
-                ids: IdGenerator::starting_after(last),
+                ids: IdGenerator::for_node(last, node),
                 stats,
                 depths,
                 stop_epoch: AtomicU64::new(0),
