@@ -35,10 +35,11 @@
 //!   [`stop_epoch`](MessageStore::stop_epoch) is per process and only tells local dispatchers
 //!   to re-check what they buffered; the stop filter itself is applied inside lease and requeue
 //!   on the store side, where every node would see it.
-//! - **Ids from many nodes.** [`MessageId`] is `unix_ms << 20 | counter`; the 20-bit counter has
-//!   no spare bits today, so a cluster would split it (e.g. 8 node bits and 12 counter bits, still
-//!   4 096 ids per millisecond per node) in [`IdGenerator`]; ids stay sortable by time and the
-//!   text form (a ULID) is unchanged. Nothing above the trait parses an id's bits.
+//! - **Ids from many nodes.** [`MessageId`] is `unix_ms << 20 | counter`, and the counter's
+//!   top [`NODE_BITS`](super::NODE_BITS) carry the gateway's node number (`WriterConfig::node`,
+//!   0 by default), so gateways sharing a clustered store never make the same id; ids stay
+//!   sortable by time and the text form (a ULID) is unchanged. Nothing above the trait parses
+//!   an id's bits.
 //! - **Receipts may reach any node.** A receipt is correlated by `(channel, center id)` inside
 //!   the store (`Op::Receipt`), not in the process that sent the message, so the node that took
 //!   the deliver_sm can apply it.
