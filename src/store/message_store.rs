@@ -328,31 +328,31 @@ impl<B: Backend> From<Store<B>> for GatewayStore {
 /// The single-process store: each method is the inherent one of the same name.
 impl<B: Backend> MessageStore for Store<B> {
     fn backend_name(&self) -> &'static str {
-        Store::backend_name(self)
+        Self::backend_name(self)
     }
     fn ids(&self) -> &IdGenerator {
-        Store::ids(self)
+        Self::ids(self)
     }
     fn stats(&self) -> &WriterStats {
-        Store::stats(self)
+        Self::stats(self)
     }
     fn queue_depths(&self) -> QueueDepths {
-        Store::queue_depths(self)
+        Self::queue_depths(self)
     }
     fn recount_queue_depths(&self) -> Result<QueueDepths, StoreError> {
-        Store::recount_queue_depths(self)
+        Self::recount_queue_depths(self)
     }
     fn submit(&self, ops: Vec<Op>) -> BoxFuture<'_, Result<Vec<OpResult>, StoreError>> {
-        Box::pin(Store::submit(self, ops))
+        Box::pin(Self::submit(self, ops))
     }
     fn submit_blocking(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
-        Store::submit_blocking(self, ops)
+        Self::submit_blocking(self, ops)
     }
     fn insert_batch(
         &self,
         messages: Vec<Message>,
     ) -> BoxFuture<'_, Result<Vec<OpResult>, StoreError>> {
-        Box::pin(Store::insert_batch(self, messages))
+        Box::pin(Self::insert_batch(self, messages))
     }
     fn lease<'a>(
         &'a self,
@@ -362,7 +362,7 @@ impl<B: Backend> MessageStore for Store<B> {
         limit: usize,
         lease_ms: u64,
     ) -> BoxFuture<'a, Result<Leased, StoreError>> {
-        Box::pin(Store::lease(self, channel, lane, now_ms, limit, lease_ms))
+        Box::pin(Self::lease(self, channel, lane, now_ms, limit, lease_ms))
     }
     fn lease_lanes<'a>(
         &'a self,
@@ -372,25 +372,25 @@ impl<B: Backend> MessageStore for Store<B> {
         limit: usize,
         lease_ms: u64,
     ) -> BoxFuture<'a, Result<Leased, StoreError>> {
-        Box::pin(Store::lease_lanes(
+        Box::pin(Self::lease_lanes(
             self, channel, lanes, now_ms, limit, lease_ms,
         ))
     }
     fn sweep_expired(&self, now_ms: u64, limit: usize) -> BoxFuture<'_, Result<usize, StoreError>> {
-        Box::pin(Store::sweep_expired(self, now_ms, limit))
+        Box::pin(Self::sweep_expired(self, now_ms, limit))
     }
     fn recover(&self, now_ms: u64) -> BoxFuture<'_, Result<usize, StoreError>> {
-        Box::pin(Store::recover(self, now_ms))
+        Box::pin(Self::recover(self, now_ms))
     }
     fn purge(&self, before_ms: u64, limit: usize) -> BoxFuture<'_, Result<usize, StoreError>> {
-        Box::pin(Store::purge(self, before_ms, limit))
+        Box::pin(Self::purge(self, before_ms, limit))
     }
     fn outbox_ack<'a>(
         &'a self,
         account: &'a str,
         through_seq: u64,
     ) -> BoxFuture<'a, Result<usize, StoreError>> {
-        Box::pin(Store::outbox_ack(self, account, through_seq))
+        Box::pin(Self::outbox_ack(self, account, through_seq))
     }
     fn stop<'a>(
         &'a self,
@@ -399,7 +399,7 @@ impl<B: Backend> MessageStore for Store<B> {
         now_ms: u64,
         hold_ms: u64,
     ) -> BoxFuture<'a, Result<Result<StopRecord, String>, StoreError>> {
-        Box::pin(Store::stop(self, account, filter, now_ms, hold_ms))
+        Box::pin(Self::stop(self, account, filter, now_ms, hold_ms))
     }
     fn stop_step(
         &self,
@@ -407,45 +407,45 @@ impl<B: Backend> MessageStore for Store<B> {
         now_ms: u64,
         limit: usize,
     ) -> BoxFuture<'_, Result<Option<StopRecord>, StoreError>> {
-        Box::pin(Store::stop_step(self, id, now_ms, limit))
+        Box::pin(Self::stop_step(self, id, now_ms, limit))
     }
     fn retire_stops(&self, now_ms: u64) -> BoxFuture<'_, Result<usize, StoreError>> {
-        Box::pin(Store::retire_stops(self, now_ms))
+        Box::pin(Self::retire_stops(self, now_ms))
     }
     fn set_stop_tags(&self, names: Vec<String>) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(Store::set_stop_tags(self, names))
+        Box::pin(Self::set_stop_tags(self, names))
     }
     fn set_pause(
         &self,
         target: PauseTarget,
         paused: bool,
     ) -> BoxFuture<'_, Result<bool, StoreError>> {
-        Box::pin(Store::set_pause(self, target, paused))
+        Box::pin(Self::set_pause(self, target, paused))
     }
     fn unpark<'a>(
         &'a self,
         account: &'a str,
         limit: usize,
     ) -> BoxFuture<'a, Result<usize, StoreError>> {
-        Box::pin(Store::unpark(self, account, limit))
+        Box::pin(Self::unpark(self, account, limit))
     }
     fn content(&self) -> Option<&Arc<ContentStore>> {
-        Store::content(self)
+        Self::content(self)
     }
     fn put_content(&self, body: &[u8]) -> Result<ContentPin, StoreError> {
-        Store::put_content(self, body)
+        Self::put_content(self, body)
     }
     fn load_content(&self, digest: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
-        Store::load_content(self, digest)
+        Self::load_content(self, digest)
     }
     fn discard_content(&self, pins: Vec<ContentPin>) {
-        Store::discard_content(self, pins);
+        Self::discard_content(self, pins);
     }
     fn content_refs(&self, digest: &[u8; 32]) -> Result<u64, StoreError> {
-        Store::content_refs(self, digest)
+        Self::content_refs(self, digest)
     }
     fn stop_tags(&self) -> Result<Vec<String>, StoreError> {
-        Store::stop_tags(self)
+        Self::stop_tags(self)
     }
     fn would_cancel(
         &self,
@@ -453,38 +453,38 @@ impl<B: Backend> MessageStore for Store<B> {
         key: &str,
         value: &str,
     ) -> Result<Result<u64, String>, StoreError> {
-        Store::would_cancel(self, account, key, value)
+        Self::would_cancel(self, account, key, value)
     }
     fn stop_epoch(&self) -> u64 {
-        Store::stop_epoch(self)
+        Self::stop_epoch(self)
     }
     fn stop_status(&self, id: u64) -> Result<Option<StopRecord>, StoreError> {
-        Store::stop_status(self, id)
+        Self::stop_status(self, id)
     }
     fn unswept_stops(&self) -> Result<Vec<u64>, StoreError> {
-        Store::unswept_stops(self)
+        Self::unswept_stops(self)
     }
     fn active_stops(&self) -> Result<Vec<StopRecord>, StoreError> {
-        Store::active_stops(self)
+        Self::active_stops(self)
     }
     fn pauses(&self) -> Result<Vec<PauseTarget>, StoreError> {
-        Store::pauses(self)
+        Self::pauses(self)
     }
     fn get(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
-        Store::get(self, id)
+        Self::get(self, id)
     }
     fn indexes_by_number(&self) -> bool {
-        Store::indexes_by_number(self)
+        Self::indexes_by_number(self)
     }
     fn by_destination(&self, to: &str, limit: usize) -> Result<Vec<Message>, StoreError> {
-        Store::by_destination(self, to, limit)
+        Self::by_destination(self, to, limit)
     }
     fn by_center(
         &self,
         channel: &str,
         center_id: &str,
     ) -> Result<Option<(MessageId, u16)>, StoreError> {
-        Store::by_center(self, channel, center_id)
+        Self::by_center(self, channel, center_id)
     }
     fn outbox(
         &self,
@@ -492,7 +492,7 @@ impl<B: Backend> MessageStore for Store<B> {
         after: u64,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        Store::outbox(self, account, after, limit)
+        Self::outbox(self, account, after, limit)
     }
     fn mo_outbox(
         &self,
@@ -500,23 +500,23 @@ impl<B: Backend> MessageStore for Store<B> {
         after: u64,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        Store::mo_outbox(self, account, after, limit)
+        Self::mo_outbox(self, account, after, limit)
     }
     fn outbox_depth(&self, account: &str) -> Result<(u64, Option<OutboxEntry>), StoreError> {
-        Store::outbox_depth(self, account)
+        Self::outbox_depth(self, account)
     }
     fn mo_outbox_depth(&self, account: &str) -> Result<(u64, Option<OutboxEntry>), StoreError> {
-        Store::mo_outbox_depth(self, account)
+        Self::mo_outbox_depth(self, account)
     }
     fn by_client_ref(
         &self,
         account: &str,
         client_ref: &str,
     ) -> Result<Option<MessageId>, StoreError> {
-        Store::by_client_ref(self, account, client_ref)
+        Self::by_client_ref(self, account, client_ref)
     }
     fn next_due(&self, channel: &str, lane: Lane) -> Result<Option<u64>, StoreError> {
-        Store::next_due(self, channel, lane)
+        Self::next_due(self, channel, lane)
     }
 }
 
