@@ -76,8 +76,8 @@ use crate::metrics::{CANCELLED, CHANNEL_QUEUE_DEPTH, DISPATCH_LEASED, MMS_CONTEN
 use crate::route::ChannelHealth;
 use crate::schedule::{WindowRules, next_allowed, parse_windows};
 use crate::store::{
-    Backend, EncodingHint, Lane, Message, MessageId, MessageState, Op, OpResult, Payload, Store,
-    StoreError,
+    EncodingHint, GatewayStore, Lane, Message, MessageId, MessageState, MessageStore, Op, OpResult,
+    Payload, StoreError,
 };
 
 /// Most worker outcomes written in one store commit.
@@ -256,9 +256,9 @@ pub struct DispatchStats {
 
 /// One channel's dispatcher.
 #[derive(Debug)]
-pub struct Dispatcher<B: Backend, C: Clock> {
+pub struct Dispatcher<C: Clock> {
     config: DispatchConfig,
-    store: Store<B>,
+    store: GatewayStore,
     clock: C,
     lanes: LaneScheduler,
     buffers: [VecDeque<Message>; 3],
@@ -284,7 +284,7 @@ pub struct Dispatcher<B: Backend, C: Clock> {
     status: Option<Arc<crate::status::ChannelStatus>>,
 }
 
-impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
+impl<C: Clock + Clone> Dispatcher<C> {
     /// Shares `cache` (e.g. one for every channel of a gateway) instead of this
     /// dispatcher's own.
     #[must_use]
@@ -302,13 +302,13 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
 
     /// A dispatcher for `config.channel` on `store`.
     #[must_use]
-    pub fn new(config: DispatchConfig, store: Store<B>, clock: C) -> Self {
+    pub fn new(config: DispatchConfig, store: impl Into<GatewayStore>, clock: C) -> Self {
         let next_sweep = clock.now();
         Self {
             metrics: DispatchMetrics::new(&config.channel),
             lanes: LaneScheduler::new(config.weights),
             config,
-            store,
+            store: store.into(),
             clock,
             buffers: Default::default(),
             dry: [false; 3],
@@ -590,7 +590,7 @@ impl<B: Backend, C: Clock + Clone> Dispatcher<B, C> {
                     continue;
                 }
             }
-            match outbound(&message, &self.store, &self.content) {
+            match outbound(&message, &*self.store, &self.content) {
                 Ok(m) => return Ok(Some(m)),
                 Err(ContentUnavailable::Store(e)) => return Err(e.into()),
                 Err(ContentUnavailable::Missing(digest)) => {
@@ -643,8 +643,8 @@ fn count_cancelled(results: &[OpResult]) -> u64 {
 }
 
 /// Writes the worker's outcomes to the store, batching what is waiting into one commit.
-struct OutcomeWriter<B: Backend, C: Clock> {
-    store: Store<B>,
+struct OutcomeWriter<C: Clock> {
+    store: GatewayStore,
     clock: C,
     id_format: IdFormat,
     /// The dispatcher's wake: a requeue or release puts a message back in a ready queue the
@@ -654,7 +654,7 @@ struct OutcomeWriter<B: Backend, C: Clock> {
     status: Option<Arc<crate::status::ChannelStatus>>,
 }
 
-impl<B: Backend, C: Clock> OutcomeWriter<B, C> {
+impl<C: Clock> OutcomeWriter<C> {
     /// Until the worker closes the queue; returns how many outcomes were written.
     async fn run(self, mut outcomes: mpsc::Receiver<Settled>) -> Result<u64, DispatchError> {
         let mut written = 0u64;
@@ -699,7 +699,7 @@ impl<B: Backend, C: Clock> OutcomeWriter<B, C> {
             if let (Some(id), OpResult::Updated(state)) = (id, r)
                 && state.is_final()
                 && let (Some(latency_ms), Some(status)) =
-                    (crate::receipt::count_final(&self.store, *id), &self.status)
+                    (crate::receipt::count_final(&*self.store, *id), &self.status)
             {
                 status.record_receipt_latency(latency_ms);
             }
@@ -921,9 +921,9 @@ impl ContentCache {
 ///
 /// # Errors
 /// [`ContentUnavailable`] for an MMS whose content cannot be loaded.
-pub fn outbound<B: Backend>(
+pub fn outbound(
     m: &Message,
-    store: &Store<B>,
+    store: &dyn MessageStore,
     cache: &ContentCache,
 ) -> Result<OutboundMessage, ContentUnavailable> {
     let content = match &m.payload {
@@ -1048,7 +1048,7 @@ mod tests {
 #[cfg(test)]
 mod content_tests {
     use super::*;
-    use crate::store::{MessageKind, RedbBackend, WriterConfig};
+    use crate::store::{MessageKind, RedbBackend, Store, WriterConfig};
 
     fn mms_message(id: u64, digest: [u8; 32], subject: Option<&str>) -> Message {
         let mut m = Message::new(

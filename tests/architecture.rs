@@ -112,6 +112,31 @@ fn store_depends_on_nothing_but_the_clock() {
 }
 
 #[test]
+fn store_callers_name_only_the_trait() {
+    // Ingress, dispatch, the receipt layer and the stop machinery hold a `GatewayStore`
+    // (`Arc<dyn MessageStore>`); which engine sits underneath is decided where `serve` opens
+    // the store, so another implementation (a clustered one) replaces it without touching them.
+    for dir in ["src/ingress", "src/dispatch.rs", "src/receipt", "src/stop"] {
+        let bad = offenders(
+            dir,
+            &[
+                "AnyBackend",
+                "RedbBackend",
+                "SledBackend",
+                "BackendKind",
+                "Backend>",
+                "Backend,",
+                "Store<",
+                "store::Store",
+                "Store::open",
+                "open_store",
+            ],
+        );
+        assert!(bad.is_empty(), "{bad:#?}");
+    }
+}
+
+#[test]
 fn config_and_receipt_keep_their_direction() {
     let bad = offenders("src/config", &["crate::receipt", "crate::channel"]);
     assert!(bad.is_empty(), "{bad:#?}");

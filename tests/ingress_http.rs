@@ -62,7 +62,7 @@ async fn start(limits: BatchLimits) -> Api {
             account("acme", "acme-key", None, None),
             account("slow", "slow-key", Some(1), Some(3)),
         ]),
-        store: store.clone(),
+        store: store.clone().into(),
         place,
         on_commit: Arc::new(|_| {}),
         limits,

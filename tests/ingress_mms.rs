@@ -65,7 +65,7 @@ async fn start() -> Api {
             webhook_url: None,
             mo_url: None,
         }]),
-        store: store.clone(),
+        store: store.clone().into(),
         place,
         on_commit: Arc::new(|_| {}),
         limits: BatchLimits::default(),

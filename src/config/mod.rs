@@ -272,6 +272,9 @@ pub struct StorageConfig {
     pub stop_tags: Vec<String>,
     /// Write the destination index operators' lookup by number reads (a write per message).
     pub index_by_number: bool,
+    /// This gateway's node number (0–255), in every message id it makes; only gateways that
+    /// share one clustered store need distinct numbers (`WriterConfig::node`).
+    pub node: u8,
 }
 
 impl Default for StorageConfig {
@@ -288,6 +291,7 @@ impl Default for StorageConfig {
             retention_hours: 72,
             stop_tags: vec!["task".to_owned()],
             index_by_number: w.index_by_number,
+            node: w.node,
         }
     }
 }
@@ -302,6 +306,7 @@ impl StorageConfig {
             min_spacing: Duration::from_millis(self.commit_min_spacing_ms),
             max_spacing: Duration::from_millis(self.commit_max_spacing_ms),
             index_by_number: self.index_by_number,
+            node: self.node,
             ..WriterConfig::default()
         }
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use super::batch::Item;
 use super::message::{FieldError, Kind, Submission};
-use crate::store::{AnyBackend, Message, MessageId, OpResult, Store, StoreError};
+use crate::store::{Message, MessageId, MessageStore, OpResult, StoreError};
 
 /// Where and when a message goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +125,7 @@ fn ms(t: jiff::Timestamp) -> u64 {
 /// [`AcceptError`]; on any error nothing of the batch was acknowledged (and on `NoRoute`
 /// nothing was written).
 pub async fn accept(
-    store: &Store<AnyBackend>,
+    store: &dyn MessageStore,
     place: &PlaceFn,
     account: &str,
     items: Vec<Item>,
@@ -141,7 +141,7 @@ pub async fn accept(
 /// # Errors
 /// As [`accept`].
 pub async fn accept_with_ids(
-    store: &Store<AnyBackend>,
+    store: &dyn MessageStore,
     place: &PlaceFn,
     account: &str,
     items: Vec<Item>,

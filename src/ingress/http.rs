@@ -40,7 +40,7 @@ use super::batch::{self, BatchError, BatchLimits, Format};
 use super::mms::{self, MmsIngress, ResolveError};
 use super::{screen, view};
 use crate::metrics as m;
-use crate::store::{AnyBackend, MessageId, Store};
+use crate::store::{GatewayStore, MessageId, MessageStore};
 
 /// `Retry-After` of a batch refused for a full disk: an operator needs minutes, a client
 /// should not hammer meanwhile.
@@ -51,7 +51,7 @@ pub struct IngressState {
     /// Accounts and their keys and limits.
     pub accounts: Accounts,
     /// The durable store.
-    pub store: Store<AnyBackend>,
+    pub store: GatewayStore,
     /// Channel and due time per message.
     pub place: PlaceFn,
     /// Called once per channel of a batch after its durable commit (wakes dispatch).
@@ -391,7 +391,7 @@ pub async fn accept_items(
 ) -> Result<Vec<super::accept::Accepted>, AcceptError> {
     let n = items.len();
     let batch = accept_with_ids(
-        &state.store,
+        &*state.store,
         &state.place,
         account.name(),
         items,

@@ -26,7 +26,7 @@ use sluice_protocols::mm7::mime::{self, Part as MimePart, TransferEncoding};
 
 use super::batch::{BatchError, Item};
 use super::message::{FieldError, Payload, check_url};
-use crate::store::{AnyBackend, ContentPin, Store};
+use crate::store::{ContentPin, GatewayStore, MessageStore};
 
 /// Size limit of an MMS's encoded content when its channel sets none (300 KB, the common
 /// MMSC ceiling): the MM7 channel config's default, so both sides hold one number.
@@ -493,7 +493,7 @@ impl MmsIngress {
 /// content over the limit); [`BatchError::Body`] if the content store fails.
 pub async fn resolve(
     mms: &MmsIngress,
-    store: &Store<AnyBackend>,
+    store: &GatewayStore,
     items: &mut [Item],
     channel_of: impl Fn(&super::message::Submission) -> Option<String>,
     pins: &mut Vec<ContentPin>,

@@ -19,7 +19,7 @@ use super::account::Accounts;
 use super::http::IngressState;
 use crate::rules::OperatorAuth;
 use crate::stop::Pauses;
-use crate::store::{AnyBackend, PauseTarget};
+use crate::store::PauseTarget;
 
 /// Operators are the accounts configured with `operator = true`, authenticated by their API
 /// key exactly as for `POST /v1/messages` ([`Accounts::authenticate`]: SHA-256, constant-time
@@ -67,7 +67,7 @@ pub struct OperatorState {
     /// Tells "no valid credential" (401) from "not an operator" (403).
     pub ingress: Arc<IngressState>,
     /// The switches.
-    pub pauses: Arc<Pauses<AnyBackend>>,
+    pub pauses: Arc<Pauses>,
     /// Configured channel names (a switch for another name is 404).
     pub channels: Vec<String>,
 }

@@ -19,7 +19,7 @@
 
 use super::Notification;
 use super::outbox::{Batching, EntryKind, OutboxAccount};
-use crate::store::{AnyBackend, Op, OutboxEntry, Store, StoreError};
+use crate::store::{MessageStore, Op, OutboxEntry, StoreError};
 
 pub use crate::store::MoEvent;
 
@@ -94,7 +94,7 @@ impl EntryKind for MoOutbox {
     const NAME: &'static str = "mo";
 
     fn read(
-        store: &Store<AnyBackend>,
+        store: &dyn MessageStore,
         account: &str,
         after: u64,
         limit: usize,
@@ -103,7 +103,7 @@ impl EntryKind for MoOutbox {
     }
 
     fn depth(
-        store: &Store<AnyBackend>,
+        store: &dyn MessageStore,
         account: &str,
     ) -> Result<(u64, Option<OutboxEntry>), StoreError> {
         store.mo_outbox_depth(account)

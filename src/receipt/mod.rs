@@ -42,7 +42,7 @@ use tokio::sync::{Notify, broadcast, mpsc, watch};
 use crate::channel::{ChannelEvent, DeliverAck};
 use crate::metrics as m;
 use crate::status::ChannelStatus;
-use crate::store::{AnyBackend, Backend, MessageId, Op, OpResult, ReceiptEvent, Store};
+use crate::store::{GatewayStore, MessageId, MessageStore, Op, OpResult, ReceiptEvent};
 use correlate::{Pending, center_key, part_state};
 use mo::{MoEvent, MoOutbox, MoRouter};
 use outbox::{Backlog, OutboxAccount, OutboxPump, PumpProbe, ReceiptOutbox};
@@ -90,7 +90,7 @@ impl Default for ReceiptConfig {
 /// The receipt layer. Share it in an `Arc`.
 #[derive(Debug)]
 pub struct Receipts {
-    store: Store<AnyBackend>,
+    store: GatewayStore,
     cfg: ReceiptConfig,
     subscribers: broadcast::Sender<Notification>,
     outbox_wake: Arc<Notify>,
@@ -115,14 +115,14 @@ enum Applied {
 impl Receipts {
     /// A receipt layer over `store` with MO routing data; webhooks go through `client`.
     pub fn new(
-        store: Store<AnyBackend>,
+        store: impl Into<GatewayStore>,
         mo_accounts: Vec<mo::MoAccount>,
         cfg: ReceiptConfig,
         client: reqwest::Client,
     ) -> Self {
         let (subscribers, _) = broadcast::channel(cfg.subscriber_capacity.max(1));
         Self {
-            store,
+            store: store.into(),
             cfg,
             subscribers,
             outbox_wake: Arc::new(Notify::new()),
@@ -455,7 +455,7 @@ impl Receipts {
 /// held one matching later, so each message counts once however many parts it has.
 /// Returns the latency it recorded (submit → final, ms) so the caller can also give it to
 /// the channel's status.
-pub fn count_final<B: Backend>(store: &Store<B>, id: MessageId) -> Option<u64> {
+pub fn count_final(store: &dyn MessageStore, id: MessageId) -> Option<u64> {
     let msg = store.get(id).ok().flatten()?;
     if !msg.state.is_final() {
         return None;

@@ -63,7 +63,7 @@ use sluice_campaign::signature::{self, WebhookSecret};
 use super::Notification;
 use super::receiver::{self, Answer, Pacer, PacerStats, Slot};
 use crate::metrics as m;
-use crate::store::{AnyBackend, Op, OutboxEntry, ReceiptEvent, Store, StoreError};
+use crate::store::{GatewayStore, MessageStore, Op, OutboxEntry, ReceiptEvent, StoreError};
 
 /// Entries with their own backoff (refused by a 4xx) kept per account; past it, a refused
 /// entry is paced by its receiver's backoff only.
@@ -184,7 +184,7 @@ pub trait EntryKind: Send + Sync + 'static {
     /// # Errors
     /// When the store cannot be read.
     fn read(
-        store: &Store<AnyBackend>,
+        store: &dyn MessageStore,
         account: &str,
         after: u64,
         limit: usize,
@@ -195,7 +195,7 @@ pub trait EntryKind: Send + Sync + 'static {
     /// # Errors
     /// When the store cannot be read.
     fn depth(
-        store: &Store<AnyBackend>,
+        store: &dyn MessageStore,
         account: &str,
     ) -> Result<(u64, Option<OutboxEntry>), StoreError>;
 
@@ -237,7 +237,7 @@ impl EntryKind for ReceiptOutbox {
     const NAME: &'static str = "receipt";
 
     fn read(
-        store: &Store<AnyBackend>,
+        store: &dyn MessageStore,
         account: &str,
         after: u64,
         limit: usize,
@@ -246,7 +246,7 @@ impl EntryKind for ReceiptOutbox {
     }
 
     fn depth(
-        store: &Store<AnyBackend>,
+        store: &dyn MessageStore,
         account: &str,
     ) -> Result<(u64, Option<OutboxEntry>), StoreError> {
         store.outbox_depth(account)
@@ -413,7 +413,7 @@ enum Delivery {
 /// The pump of one kind of entry; run it with [`OutboxPump::run`].
 #[derive(Debug)]
 pub struct OutboxPump<K: EntryKind> {
-    store: Store<AnyBackend>,
+    store: GatewayStore,
     accounts: Vec<OutboxAccount>,
     cfg: WebhookConfig,
     client: reqwest::Client,
@@ -428,7 +428,7 @@ pub struct OutboxPump<K: EntryKind> {
 impl<K: EntryKind> OutboxPump<K> {
     /// A pump over `accounts`, POSTing with `client` (see [`super::client::webhook_client`]).
     pub fn new(
-        store: Store<AnyBackend>,
+        store: impl Into<GatewayStore>,
         accounts: Vec<OutboxAccount>,
         cfg: WebhookConfig,
         client: reqwest::Client,
@@ -438,7 +438,7 @@ impl<K: EntryKind> OutboxPump<K> {
     ) -> Self {
         let pacer = Arc::new(Pacer::new(cfg.concurrency, move |n| cfg.backoff(n)));
         Self {
-            store,
+            store: store.into(),
             accounts,
             cfg,
             client,
@@ -569,7 +569,7 @@ impl<K: EntryKind> OutboxPump<K> {
     /// One scan of one account.
     async fn round(&self, acc: &OutboxAccount, st: &mut AccountState) -> Result<Round, StoreError> {
         let scan = self.cfg.scan.max(acc.batching.max.saturating_mul(2)).max(1);
-        let entries = K::read(&self.store, &acc.name, st.cursor, scan)?;
+        let entries = K::read(&*self.store, &acc.name, st.cursor, scan)?;
         let at_end = entries.len() < scan;
         if at_end {
             // Reached the end: the next round starts over (retries due by then are found).

@@ -40,7 +40,7 @@ use crate::receipt::Receipts;
 use crate::route::ChannelHealth;
 use crate::status::ChannelStatuses;
 use crate::stop::Pauses;
-use crate::store::{AnyBackend, Store};
+use crate::store::GatewayStore;
 
 /// Events buffered between a channel's binds and its receipt consumer.
 const EVENT_QUEUE: usize = 16_384;
@@ -66,7 +66,7 @@ pub(crate) struct Started {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn spawn(
     config: &Config,
-    store: &Store<AnyBackend>,
+    store: &GatewayStore,
     receipts: &Arc<Receipts>,
     health: &Arc<Mutex<ChannelHealth>>,
     stop_channels: &watch::Receiver<bool>,
@@ -75,7 +75,7 @@ pub(crate) fn spawn(
     rest_tasks: &mut JoinSet<()>,
     address_override: &HashMap<String, String>,
     clock: &AnyClock,
-    pauses: &Pauses<AnyBackend>,
+    pauses: &Pauses,
 ) -> Result<Started, String> {
     let mut started = Started::default();
     let tz = config.time_zone();

@@ -64,7 +64,7 @@ use crate::route::ChannelHealth;
 use crate::rules::http::RulesApi;
 use crate::rules::import::Imports;
 use crate::rules::{AnyOperator, OperatorAuth, Rules};
-use crate::store::{AnyBackend, Store, StoreError, open_store};
+use crate::store::{GatewayStore, MessageStore, StoreError, open_store};
 use crate::tls::server::{ServerTls, TlsListener};
 
 mod channels;
@@ -256,7 +256,7 @@ pub struct Gateway {
     http_addr: SocketAddr,
     smpp_addr: Option<SocketAddr>,
     state: Arc<IngressState>,
-    store: Store<AnyBackend>,
+    store: GatewayStore,
     receipts: Arc<Receipts>,
     sim: Option<sluice_loadtest::SimHandle>,
     stop_http: watch::Sender<bool>,
@@ -284,7 +284,7 @@ impl Gateway {
     }
 
     /// The store (tests inspect it).
-    pub fn store(&self) -> &Store<AnyBackend> {
+    pub fn store(&self) -> &GatewayStore {
         &self.store
     }
 
@@ -520,12 +520,13 @@ fn embedded_mmsc(
 pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeError> {
     let config = Arc::new(config);
     let clock = opts.clock.clone();
-    let store = open_store(
+    let store: GatewayStore = open_store(
         config.storage.backend,
         &config.storage.path,
         config.storage.writer(),
         clock.now_ms(),
-    )?;
+    )?
+    .into();
     tracing::info!(backend = store.backend_name(), path = %config.storage.path.display(), "Store open.");
     let rules = Arc::new(Rules::open(
         &config.storage.path.join("rules.db"),

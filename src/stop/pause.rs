@@ -15,28 +15,29 @@ use metrics::gauge;
 use tokio::sync::{Notify, watch};
 
 use crate::metrics::{LABEL_KIND, PAUSED};
-use crate::store::{Backend, PauseTarget, Store, StoreError};
+use crate::store::{GatewayStore, MessageStore, PauseTarget, StoreError};
 
 /// Parked messages put back per commit when an account resumes.
 const UNPARK_STEP: usize = 8192;
 
 /// The pause switches of one gateway.
 #[derive(Debug)]
-pub struct Pauses<B: Backend> {
-    store: Store<B>,
+pub struct Pauses {
+    store: GatewayStore,
     channels: Mutex<HashMap<String, watch::Sender<bool>>>,
     /// Every dispatcher's wake: an account's resume puts messages back in ready queues that
     /// dispatchers may have found empty and gone to sleep on.
     wakes: Mutex<Vec<Arc<Notify>>>,
 }
 
-impl<B: Backend> Pauses<B> {
+impl Pauses {
     /// Loads the switches from the store (what a previous run left on).
     ///
     /// # Errors
     /// The store failed.
-    pub fn load(store: Store<B>) -> Result<Self, StoreError> {
+    pub fn load(store: impl Into<GatewayStore>) -> Result<Self, StoreError> {
         let mut channels = HashMap::new();
+        let store: GatewayStore = store.into();
         for p in store.pauses()? {
             if let PauseTarget::Channel(name) = p {
                 channels.insert(name, watch::Sender::new(true));

@@ -15,7 +15,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
 use crate::metrics::CANCELLED;
-use crate::store::{Backend, Store, StoreError};
+use crate::store::{GatewayStore, MessageStore, StoreError};
 
 /// Sweeper tuning.
 #[derive(Debug, Clone, Copy)]
@@ -37,8 +37,8 @@ impl Default for SweepConfig {
 }
 
 /// The sweeper task.
-pub struct Sweeper<B: Backend, C: Clock> {
-    store: Store<B>,
+pub struct Sweeper<C: Clock> {
+    store: GatewayStore,
     clock: C,
     config: SweepConfig,
     /// Notified by whoever records a stop.
@@ -47,7 +47,7 @@ pub struct Sweeper<B: Backend, C: Clock> {
     on_cancelled: Arc<dyn Fn() + Send + Sync>,
 }
 
-impl<B: Backend, C: Clock> std::fmt::Debug for Sweeper<B, C> {
+impl<C: Clock> std::fmt::Debug for Sweeper<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sweeper")
             .field("config", &self.config)
@@ -55,17 +55,17 @@ impl<B: Backend, C: Clock> std::fmt::Debug for Sweeper<B, C> {
     }
 }
 
-impl<B: Backend, C: Clock> Sweeper<B, C> {
+impl<C: Clock> Sweeper<C> {
     /// A sweeper on `store`, woken through `wake`.
     pub fn new(
-        store: Store<B>,
+        store: impl Into<GatewayStore>,
         clock: C,
         config: SweepConfig,
         wake: Arc<Notify>,
         on_cancelled: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
         Self {
-            store,
+            store: store.into(),
             clock,
             config,
             wake,

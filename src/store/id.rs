@@ -1,13 +1,19 @@
 //! Gateway message ids: a sortable `u64` and its text form.
 //!
 //! Layout: `unix_ms << 20 | counter` — 44 bits of milliseconds (good until the year 2527) and a
-//! 20-bit per-millisecond counter, so ids sort by creation time and a single generator can hand
-//! out about a million ids per millisecond before borrowing from the next one.
+//! 20-bit per-millisecond counter (node bits and a sequence, below), so ids sort by creation
+//! time.
 //!
 //! Text form: **26-character Crockford base32 laid out as a ULID** — the 48-bit ULID time field
 //! holds the millisecond part and the 80-bit "random" field holds the counter, zero-extended.
 //! So the HTTP contract's `01JD3Q5V8Q0000000000000001` is the id with counter 1, any ULID tool
 //! shows the right creation time, and string order equals numeric order.
+//!
+//! Node bits: the generator writes its node number (`storage.node`, 0 by default) into the top
+//! [`NODE_BITS`] of the counter and counts in the low [`SEQ_BITS`], so gateways sharing one
+//! clustered store never make the same id; past 4 096 ids in a millisecond it borrows the next
+//! millisecond rather than spill into another node's bits. A single gateway (node 0) makes the
+//! same ids as before node bits existed, at any rate below 4 M ids a second.
 //!
 //! Invariant: [`IdGenerator::next`] is strictly increasing for one generator, even if the wall
 //! clock steps backwards (it then keeps counting from the last id).
@@ -18,6 +24,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bits reserved for the per-millisecond counter.
 const COUNTER_BITS: u32 = 20;
+/// High bits of the counter that name the node that made the id.
+pub const NODE_BITS: u32 = 8;
+/// Low bits of the counter: the per-millisecond sequence of one node.
+pub const SEQ_BITS: u32 = COUNTER_BITS - NODE_BITS;
 /// Crockford base32 alphabet (no I, L, O, U).
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// Length of the text form.
@@ -136,23 +146,44 @@ impl<'de> serde::Deserialize<'de> for MessageId {
 #[derive(Debug, Default)]
 pub struct IdGenerator {
     last: AtomicU64,
+    /// This gateway's node number, already shifted into place in the counter.
+    node: u64,
 }
 
 impl IdGenerator {
-    /// A generator that will only return ids greater than `after` (the newest stored id, so a
-    /// restart never reissues an id even when the clock went backwards).
+    /// A generator for node 0 that will only return ids greater than `after` (the newest
+    /// stored id, so a restart never reissues an id even when the clock went backwards).
     pub fn starting_after(after: Option<MessageId>) -> Self {
+        Self::for_node(after, 0)
+    }
+
+    /// [`starting_after`](Self::starting_after) for node `node`: every id it returns carries
+    /// `node` in its counter's top [`NODE_BITS`].
+    pub fn for_node(after: Option<MessageId>, node: u8) -> Self {
         Self {
             last: AtomicU64::new(after.map_or(0, |id| id.0)),
+            node: u64::from(node) << SEQ_BITS,
         }
+    }
+
+    /// The node number written into every id.
+    pub fn node(&self) -> u8 {
+        // The field holds at most NODE_BITS bits above SEQ_BITS, so this never truncates.
+        u8::try_from(self.node >> SEQ_BITS).unwrap_or(u8::MAX)
     }
 
     /// The next id for wall-clock time `now_ms`.
     pub fn next(&self, now_ms: u64) -> MessageId {
-        let floor = now_ms << COUNTER_BITS;
+        const NODE_MASK: u64 = ((1 << NODE_BITS) - 1) << SEQ_BITS;
+        let floor = (now_ms << COUNTER_BITS) | self.node;
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
-            let candidate = floor.max(last.saturating_add(1));
+            let mut candidate = floor.max(last.saturating_add(1));
+            if candidate & NODE_MASK != self.node {
+                // The sequence ran out in this millisecond (or `last` was made with other
+                // node bits): first id of this node in the next millisecond.
+                candidate = (((candidate >> COUNTER_BITS) + 1) << COUNTER_BITS) | self.node;
+            }
             match self.last.compare_exchange_weak(
                 last,
                 candidate,
@@ -225,5 +256,33 @@ mod tests {
         let c = g.next(2000);
         assert!(MessageId::from_parts(1000, 7) < a && a < b && b < c);
         assert_eq!(c, MessageId::from_parts(2000, 0));
+    }
+
+    #[test]
+    fn node_bits_keep_nodes_apart_and_ids_increasing() {
+        let a = IdGenerator::for_node(None, 0);
+        let b = IdGenerator::for_node(None, 3);
+        assert_eq!(b.node(), 3);
+        let mut seen = std::collections::HashSet::new();
+        let mut prev = [MessageId(0), MessageId(0)];
+        // Far more than one millisecond's sequence, all at the same wall-clock time.
+        for _ in 0..3 * (1 << SEQ_BITS) {
+            for (i, g) in [&a, &b].into_iter().enumerate() {
+                let id = g.next(5_000);
+                assert!(id > prev[i], "{id:?} after {:?}", prev[i]);
+                prev[i] = id;
+                assert_eq!(u64::from(id.counter()) >> SEQ_BITS, u64::from(g.node()));
+                assert!(seen.insert(id), "{id:?} issued twice");
+            }
+        }
+        // Node 0 at a modest rate makes the ids of the layout without node bits.
+        let c = IdGenerator::starting_after(None);
+        assert_eq!(c.next(7_000), MessageId::from_parts(7_000, 0));
+        assert_eq!(c.next(7_000), MessageId::from_parts(7_000, 1));
+        // After ids of another layout (a full 20-bit counter), the next is still greater.
+        let d = IdGenerator::for_node(Some(MessageId::from_parts(9_000, (1 << 20) - 2)), 1);
+        let n = d.next(9_000);
+        assert!(n > MessageId::from_parts(9_000, (1 << 20) - 2));
+        assert_eq!(n, MessageId::from_parts(9_001, 1 << SEQ_BITS));
     }
 }

@@ -11,6 +11,9 @@
 //!   reference counts, kept in the same commits as the messages that reference them.
 //! - `stop.rs`: emergency stops (durable filters checked by every lease, swept through the
 //!   tag index) and pause switches.
+//! - `message_store.rs`: [`MessageStore`], the operation-level trait every caller outside the
+//!   store holds (as [`GatewayStore`]); [`Store`] implements it. Its docs say how a clustered
+//!   implementation fits.
 //! - `writer.rs`: the group-commit writer; `counting.rs`: its optional count of engine calls
 //!   (benches, tests); `record_cache.rs`: its write-through cache of message records across
 //!   commits; `spacing.rs`: the time between its commits, adapted to its load; `seq_cache.rs`:
@@ -21,7 +24,8 @@
 //! writer; pure reads (`get`, `by_center`, `outbox`, …) open a read transaction directly. They
 //! are short synchronous calls; from async code they may be called inline for single lookups.
 //!
-//! How the gateway drives it (the store never reads a clock; every op carries `now`):
+//! How the gateway drives it through [`MessageStore`] (the store never reads a clock; every op
+//! carries `now`):
 //! - **ingress**: `store.ids().next(now)` per message, route + schedule to fill `channel` and
 //!   `due_ms`, then one `insert_batch` per HTTP request; answer 202 after it resolves
 //!   (`Duplicate(id)` → `duplicate: true`). A message with no route can be inserted with a
@@ -55,6 +59,7 @@ mod depth;
 mod error;
 mod id;
 mod keys;
+mod message_store;
 mod model;
 mod ops;
 mod reads;
@@ -80,7 +85,8 @@ pub use content::{ContentPin, ContentStore};
 pub use counting::KvCounts;
 pub use depth::QueueDepths;
 pub use error::{StoreError, is_no_space};
-pub use id::{ID_TEXT_LEN, IdGenerator, MessageId, ParseIdError};
+pub use id::{ID_TEXT_LEN, IdGenerator, MessageId, NODE_BITS, ParseIdError, SEQ_BITS};
+pub use message_store::{GatewayStore, MessageStore};
 pub use model::{
     EncodingHint, Lane, Message, MessageKind, MessageState, MoEvent, OutboxEntry, Part, PartState,
     Payload, Receipt, ReceiptEvent,
@@ -211,6 +217,7 @@ impl<B: Backend> Store<B> {
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(WriterStats::default());
         let index_by_number = cfg.index_by_number;
+        let node = cfg.node;
         let thread = {
             let backend = Arc::clone(&backend);
             let stats = Arc::clone(&stats);
@@ -230,7 +237,7 @@ impl<B: Backend> Store<B> {
                 tx: Some(tx),
                 permits: Arc::new(Semaphore::new(queue_ops)),
                 queue_ops,
-                ids: IdGenerator::starting_after(last),
+                ids: IdGenerator::for_node(last, node),
                 stats,
                 depths,
                 stop_epoch: AtomicU64::new(0),

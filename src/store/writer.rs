@@ -77,6 +77,10 @@ pub struct WriterConfig {
     /// pages are cheaper than the cache's copies and bookkeeping), so it is kept for engines
     /// whose reads are dear and for the bench that compares.
     pub record_cache: usize,
+    /// This gateway's node number, written into every message id it makes (`id.rs`), so
+    /// gateways that will share a clustered store never make the same id. 0 for a single
+    /// gateway, whose ids are then those of the layout without node bits.
+    pub node: u8,
 }
 
 impl Default for WriterConfig {
@@ -90,6 +94,7 @@ impl Default for WriterConfig {
             index_by_number: true,
             count_kv_ops: false,
             record_cache: 0,
+            node: 0,
         }
     }
 }

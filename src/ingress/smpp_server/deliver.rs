@@ -29,7 +29,9 @@ use tokio::sync::{Notify, mpsc, watch};
 use super::{AccountHub, Done, Outgoing, OutgoingKind};
 use crate::metrics as m;
 use crate::receipt::outbox::SMPP_RECEIPT_TAG;
-use crate::store::{AnyBackend, Message, MessageState, MoEvent, Op, Payload, ReceiptEvent, Store};
+use crate::store::{
+    GatewayStore, Message, MessageState, MessageStore, MoEvent, Op, Payload, ReceiptEvent,
+};
 
 /// Wait before an entry that failed on one bind is offered again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -164,7 +166,7 @@ enum Plan {
 
 /// The pump of one account. Runs until `shutdown`.
 pub(crate) async fn run(
-    store: Store<AnyBackend>,
+    store: GatewayStore,
     hub: Arc<AccountHub>,
     mut done: mpsc::UnboundedReceiver<Done>,
     wake: Arc<Notify>,
@@ -205,7 +207,7 @@ pub(crate) async fn run(
         if !receivers.is_empty() {
             let now = Instant::now();
             retry.retain(|_, at| *at > now);
-            for plan in scan(&store, &account, &in_flight, &retry) {
+            for plan in scan(&*store, &account, &in_flight, &retry) {
                 match plan {
                     Plan::Delete(kind, seq) => deletes.push(delete_op(&account, kind, seq)),
                     Plan::Send(out) => {
@@ -273,7 +275,7 @@ fn delete_op(account: &str, kind: OutgoingKind, seq: u64) -> Op {
 
 /// Reads both outboxes of `account` and plans what to send or drop.
 fn scan(
-    store: &Store<AnyBackend>,
+    store: &dyn MessageStore,
     account: &str,
     in_flight: &HashSet<(OutgoingKind, u64)>,
     retry: &HashMap<(OutgoingKind, u64), Instant>,

@@ -62,7 +62,7 @@ use tokio::task::JoinSet;
 
 use super::http::IngressState;
 use crate::metrics as m;
-use crate::store::{AnyBackend, Store};
+use crate::store::GatewayStore;
 use crate::tls::stream::MaybeTls;
 
 pub use guard::{FAIL_DELAY_BASE, FAIL_DELAY_MAX, PeerLimits};
@@ -284,13 +284,14 @@ pub struct Started {
 pub async fn start(
     config: SmppServerConfig,
     ingress: Arc<IngressState>,
-    store: Store<AnyBackend>,
+    store: impl Into<GatewayStore>,
     wake: Arc<Notify>,
     stop_accept: watch::Receiver<bool>,
     stop_pumps: watch::Receiver<bool>,
     conn_tasks: &mut JoinSet<()>,
     pump_tasks: &mut JoinSet<()>,
 ) -> std::io::Result<Started> {
+    let store: GatewayStore = store.into();
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
     let mut hubs = HashMap::new();
