@@ -575,11 +575,39 @@ pub async fn consume(
     (ok, miss)
 }
 
+/// Whether `r` (unmatched) is a receipt of a bulk send's message whose contact row is still
+/// to come ([`launch::awaiting_commit`]). The webhook answers 409 for it: the gateway keeps
+/// the receipt in its durable outbox and retries it, instead of the receipt being counted
+/// unmatched and lost — which happens when the gateway reports a message before the runner
+/// committed its batch, most of all after the service was killed between the two.
+fn receipt_awaits_commit(conn: &Connection, r: &Receipt) -> Result<bool> {
+    let tag = |k: &str| r.tags.get(k).and_then(|v| v.parse::<i64>().ok());
+    let (Some(task), Some(bulk), Some(sub)) = (tag("task"), tag("bulk"), tag("subscriber")) else {
+        return Ok(false);
+    };
+    let Ok(sub) = u32::try_from(sub) else {
+        return Ok(false);
+    };
+    match launch::load_bulk(conn, bulk) {
+        Ok(b) if b.task == task => launch::awaiting_commit(conn, bulk, sub),
+        Ok(_) | Err(crate::CampaignError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 async fn receipt_hook(
     State(s): State<Shared>,
     Json(r): Json<Receipt>,
 ) -> (StatusCode, Json<serde_json::Value>) {
-    match apply_receipt(&lock(&s).conn, &r, Timestamp::now().as_second()) {
+    let c = lock(&s);
+    match apply_receipt(&c.conn, &r, Timestamp::now().as_second()) {
+        Ok(false) if matches!(receipt_awaits_commit(&c.conn, &r), Ok(true)) => (
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({
+                "error": "contact not recorded yet",
+                "reason": "the batch of this message is not committed yet; retry later"
+            })),
+        ),
         Ok(matched) => (
             StatusCode::OK,
             Json(serde_json::json!({ "matched": matched })),
