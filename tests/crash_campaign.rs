@@ -292,12 +292,15 @@ async fn funnel(http: &reqwest::Client, base: &str, key: &str, task: i64) -> Opt
     Some([sum("sent"), sum("delivered"), sum("failed")])
 }
 
-async fn crash_campaign_service(kills: usize) {
+async fn crash_campaign_service(kills: usize, webhook_batch: u32) {
     let seed: u64 = std::env::var("SLUICE_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(rand::random);
-    println!("campaign crash test seed {seed}, {SUBSCRIBERS} subscribers, {kills} kills");
+    println!(
+        "campaign crash test seed {seed}, {SUBSCRIBERS} subscribers, {kills} kills, \
+         webhook_batch {webhook_batch}"
+    );
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
 
     let sim = start_sim(e2e_support::sim_listener(), None).await;
@@ -316,6 +319,10 @@ async fn crash_campaign_service(kills: usize) {
     .replace(
         "http = \"127.0.0.1:0\"",
         &format!("http = \"127.0.0.1:{http_port}\""),
+    )
+    .replace(
+        "webhook_secret = ",
+        &format!("webhook_batch = {webhook_batch}\nwebhook_linger_ms = 20\nwebhook_secret = "),
     );
     let config = dir.path().join("sluice.toml");
     std::fs::write(&config, text).expect("write config");
@@ -447,14 +454,21 @@ async fn crash_campaign_service(kills: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_campaign_service_contacts_each_subscriber_once() {
-    crash_campaign_service(5).await;
+    crash_campaign_service(5, 1).await;
+}
+
+/// The same with the account's receipts batched (`webhook_batch` 50: each POST is a JSON
+/// array), which the campaign service's receipt webhook takes as well as single receipts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_campaign_service_with_batched_receipt_webhooks() {
+    crash_campaign_service(3, 50).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "soak: 20 kills of the campaign service; run with SLUICE_SOAK=1 --ignored"]
 async fn kill9_campaign_service_soak() {
     if std::env::var("SLUICE_SOAK").is_ok_and(|v| v == "1") {
-        crash_campaign_service(20).await;
+        crash_campaign_service(20, 1).await;
     } else {
         println!("skipped: set SLUICE_SOAK=1 to run the 20-kill soak");
     }
