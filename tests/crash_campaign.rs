@@ -13,7 +13,8 @@
 //! by its `client_ref`s, so in practice it is 0; the task's funnel counts exactly the
 //! unique messages as sent and every one of them with its final receipt.
 //!
-//! Default run: 3 000 subscribers, 5 kills. `SLUICE_SOAK=1` (the ignored test): 20 kills.
+//! Default run: 3 000 subscribers, 5 kills with one receipt per webhook, and 3 kills with the
+//! account's receipts batched 50 per webhook. `SLUICE_SOAK=1` (the ignored test): 20 kills.
 //! The seed is printed; `SLUICE_CRASH_SEED` replays the kill points.
 
 mod e2e_support;
