@@ -575,11 +575,102 @@ pub async fn consume(
     (ok, miss)
 }
 
+/// Whether `r` (unmatched) is a receipt of a bulk send's message whose contact row is still
+/// to come ([`launch::awaiting_commit`]). The webhook answers 409 for it: the gateway keeps
+/// the receipt in its durable outbox and retries it, instead of the receipt being counted
+/// unmatched and lost — which happens when the gateway reports a message before the runner
+/// committed its batch, most of all after the service was killed between the two.
+fn receipt_awaits_commit(conn: &Connection, r: &Receipt) -> Result<bool> {
+    let tag = |k: &str| r.tags.get(k).and_then(|v| v.parse::<i64>().ok());
+    let (Some(task), Some(bulk), Some(sub)) = (tag("task"), tag("bulk"), tag("subscriber")) else {
+        return Ok(false);
+    };
+    let Ok(sub) = u32::try_from(sub) else {
+        return Ok(false);
+    };
+    match launch::load_bulk(conn, bulk) {
+        Ok(b) if b.task == task => launch::awaiting_commit(conn, bulk, sub),
+        Ok(_) | Err(crate::CampaignError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A receipt webhook's body: one receipt, or a JSON array of them when the account batches
+/// its webhooks (`webhook_batch` > 1 in the gateway config).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ReceiptBody {
+    One(Receipt),
+    Many(Vec<Receipt>),
+}
+
+/// What applying a batch of receipts found.
+#[derive(Default)]
+struct BatchOutcome {
+    matched: u64,
+    unmatched: u64,
+    /// Receipts with an unknown state: skipped, since a retry cannot make them valid and
+    /// refusing the whole batch would hold its good receipts back for ever.
+    invalid: u64,
+    /// Receipts whose contact row is still to come: the batch is answered 409 and retried.
+    awaiting: u64,
+}
+
+/// Applies `receipts` in one transaction (re-applying a receipt sets the same state again, so
+/// a batch retried after a 409 is harmless).
+fn apply_receipts(conn: &Connection, receipts: &[Receipt], now: i64) -> Result<BatchOutcome> {
+    let tx = conn.unchecked_transaction()?;
+    let mut out = BatchOutcome::default();
+    for r in receipts {
+        match apply_receipt(&tx, r, now) {
+            Ok(true) => out.matched += 1,
+            Ok(false) if receipt_awaits_commit(&tx, r)? => out.awaiting += 1,
+            Ok(false) => out.unmatched += 1,
+            Err(crate::CampaignError::Invalid { .. }) => out.invalid += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+fn not_committed_yet() -> (StatusCode, Json<serde_json::Value>) {
+    (
+        StatusCode::CONFLICT,
+        Json(serde_json::json!({
+            "error": "contact not recorded yet",
+            "reason": "the batch of this message is not committed yet; retry later"
+        })),
+    )
+}
+
 async fn receipt_hook(
     State(s): State<Shared>,
-    Json(r): Json<Receipt>,
+    Json(body): Json<ReceiptBody>,
 ) -> (StatusCode, Json<serde_json::Value>) {
-    match apply_receipt(&lock(&s).conn, &r, Timestamp::now().as_second()) {
+    let c = lock(&s);
+    let now = Timestamp::now().as_second();
+    let r = match body {
+        ReceiptBody::One(r) => r,
+        ReceiptBody::Many(rs) => {
+            return match apply_receipts(&c.conn, &rs, now) {
+                Ok(o) if o.awaiting > 0 => not_committed_yet(),
+                Ok(o) => (
+                    StatusCode::OK,
+                    Json(serde_json::json!({
+                        "matched": o.matched, "unmatched": o.unmatched, "invalid": o.invalid
+                    })),
+                ),
+                // 5xx makes the gateway retry: nothing is lost on a transient store error.
+                Err(e) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(serde_json::json!({ "error": e.to_string() })),
+                ),
+            };
+        }
+    };
+    match apply_receipt(&c.conn, &r, now) {
+        Ok(false) if matches!(receipt_awaits_commit(&c.conn, &r), Ok(true)) => not_committed_yet(),
         Ok(matched) => (
             StatusCode::OK,
             Json(serde_json::json!({ "matched": matched })),
@@ -618,7 +709,8 @@ async fn reply_hook(
     }
 }
 
-/// Webhook endpoints for the gateway: `POST /receipts` (receipt JSON) and `POST /replies`
+/// Webhook endpoints for the gateway: `POST /receipts` (receipt JSON, or an array of them from
+/// an account that batches its webhooks) and `POST /replies`
 /// (MO JSON). Point the account's `webhook_url` / `mo_url` at them. Every request must carry
 /// the gateway's signature made with the account's `webhook_secret`, which `guard` checks
 /// ([`crate::webhook_guard`]); unsigned, forged or stale requests get 401.

@@ -554,6 +554,28 @@ pub enum Next {
     Finished,
 }
 
+/// Whether subscriber `sub` of bulk send `bulk_id` may still get its contact row: the task
+/// can still send (scheduled, running or paused) and an unfinished slice holds `sub` at or
+/// after its cursor. The gateway can report a message of a batch whose commit has not
+/// happened yet — the runner commits only after the gateway acknowledged the batch, and a
+/// crash between the two leaves the batch to be re-sent (same `client_ref`s, same ids) and
+/// committed after the restart — so a receipt for such a subscriber must be kept and
+/// retried rather than counted unmatched. `false` once the cursor passed `sub` (a message
+/// without a contact row then was refused by a public rule) or the task ended.
+///
+/// # Errors
+/// Unknown bulk send; SQLite failure or corrupt BLOB.
+pub fn awaiting_commit(conn: &Connection, bulk_id: i64, sub: u32) -> Result<bool> {
+    let bulk = load_bulk(conn, bulk_id)?;
+    let state = task_state(conn, bulk.task)?;
+    if !(state.may_send() || state == TaskState::Paused) {
+        return Ok(false);
+    }
+    Ok(slice_states(conn, bulk_id)?
+        .iter()
+        .any(|s| !s.done && sub >= s.cursor && s.members.contains(sub)))
+}
+
 /// Marks every unfinished slice of `task` for a fresh dispatch-time rule check (on resume).
 ///
 /// # Errors

@@ -252,6 +252,29 @@ async fn campaign_api_launch_feedback_and_report() {
     )
     .await;
     assert_eq!(s, 422);
+    // A batching account POSTs an array: the same receipts again (idempotent), one for no
+    // contact and one with an unknown state, which is skipped instead of refusing the batch.
+    let batch: Vec<Value> = msgs
+        .iter()
+        .take(2)
+        .map(|m| {
+            let sub: u32 = m.tags["subscriber"].parse().unwrap();
+            let state = if sub.is_multiple_of(3) { "undeliverable" } else { "delivered" };
+            json!({"id": gw.state.lock().unwrap().ids[&m.client_ref].clone(), "state": state, "tags": m.tags})
+        })
+        .chain([json!({"id":"nope","state":"delivered"}), json!({"id":"nope","state":"weird"})])
+        .collect();
+    let (s, r) = post(
+        &http,
+        maker,
+        format!("{base}/webhooks/receipts"),
+        json!(batch),
+    )
+    .await;
+    assert_eq!(
+        (s, &r),
+        (200, &json!({"matched": 2, "unmatched": 1, "invalid": 1}))
+    );
 
     // Replies from 10 A subscribers (+86 spelling) convert A.
     let now = Timestamp::now();

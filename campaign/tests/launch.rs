@@ -589,3 +589,59 @@ async fn lines_refused_by_public_rules_become_dispatch_exclusions() {
     assert_eq!(dispatch.get("public:do_not_disturb/sms"), Some(&2));
     assert_eq!(dispatch.get("public:channel_cap/sms"), Some(&1));
 }
+
+/// A receipt can overtake the commit of its batch (the gateway reports the message before
+/// the runner recorded the contact, above all when the service died between the gateway's
+/// acknowledgement and the commit): such a receipt awaits the commit — the webhook answers
+/// 409 so the gateway retries it — while one whose cursor has passed, or of a finished
+/// task, does not.
+#[tokio::test]
+async fn receipts_of_an_uncommitted_batch_await_its_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let (mut c, seg) = city(&path, 300);
+    let task = running_task(&mut c, "blast");
+    let mut s = spec(seg, vec![slice("2026-03-05T00:00:00Z", None)]);
+    s.batch_size = 100;
+    let bulk = c.create_bulk(task, &s).unwrap();
+    c.plan(bulk, ts("2026-03-05T00:00:00Z")).unwrap();
+    let members: Vec<u32> = launch::slice_states(&c.conn, bulk).unwrap()[0]
+        .members
+        .iter()
+        .collect();
+    let svc = Mutex::new(c);
+    let gw = FakeGateway::default();
+    // The answer to the 2nd batch is lost: stored at the gateway, not committed here.
+    gw.lose_response_on.lock().unwrap().push(2);
+    let now = || ts("2026-03-05T01:00:00Z");
+    assert!(launch::run(&svc, &gw, bulk, now).await.is_err());
+    let receipt = |sub: u32| sluice_campaign::feedback::Receipt {
+        id: None,
+        state: "delivered".into(),
+        done_at: None,
+        tags: BTreeMap::from([
+            ("task".to_owned(), task.to_string()),
+            ("bulk".to_owned(), bulk.to_string()),
+            ("subscriber".to_owned(), sub.to_string()),
+        ]),
+    };
+    let (first, lost) = (members[0], members[100]);
+    {
+        let c = svc.lock().unwrap();
+        let apply = |sub| sluice_campaign::feedback::apply_receipt(&c.conn, &receipt(sub), 1);
+        assert!(apply(first).unwrap(), "a committed contact matches");
+        assert!(!launch::awaiting_commit(&c.conn, bulk, first).unwrap());
+        assert!(!apply(lost).unwrap(), "no contact row yet");
+        assert!(launch::awaiting_commit(&c.conn, bulk, lost).unwrap());
+        // Not a member of the bulk at all: nothing to wait for.
+        let outsider = (0..400).find(|s| !members.contains(s)).unwrap();
+        assert!(!launch::awaiting_commit(&c.conn, bulk, outsider).unwrap());
+    }
+    // The re-run re-sends the batch (same client_refs) and commits it: the receipt matches.
+    let out = launch::run(&svc, &gw, bulk, now).await.unwrap();
+    assert!(matches!(out, RunOutcome::Finished { .. }), "{out:?}");
+    let c = svc.into_inner().unwrap();
+    assert!(sluice_campaign::feedback::apply_receipt(&c.conn, &receipt(lost), 1).unwrap());
+    assert!(!launch::awaiting_commit(&c.conn, bulk, lost).unwrap());
+    assert!(!launch::awaiting_commit(&c.conn, bulk, *members.last().unwrap()).unwrap());
+}
