@@ -672,8 +672,9 @@ fn ordered(x: f64) -> i64 {
     if b < 0 { b ^ i64::MAX } else { b }
 }
 
-/// Records a dispatched plan: outcomes, contacts of the accepted sends, held matches, the
-/// cursor — in one transaction.
+/// Records a dispatched plan: decisions (one packed row per event, hold-outs apart, counts
+/// per trigger), contacts of the accepted sends, held matches, the cursor — in one
+/// transaction.
 ///
 /// # Errors
 /// [`CampaignError::Invalid`] (`plan`) when the outcome count does not match or the cursor
