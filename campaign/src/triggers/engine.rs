@@ -749,8 +749,7 @@ pub fn commit(conn: &Connection, p: &Plan, outcomes: &[Dispatched]) -> Result<St
         }
         // One `trigger_decisions` row per event of the step (its triggers' decisions
         // packed), one `trigger_control` row per hold-out.
-        let mut decided: BTreeMap<i64, (u32, Vec<(i64, &str, &str, Option<i64>)>)> =
-            BTreeMap::new();
+        let mut decided: BTreeMap<i64, (u32, Vec<Decision<'_>>)> = BTreeMap::new();
         let mut control: Vec<&Record> = Vec::new();
         for (r, outcome, reason) in &rows {
             if *outcome == "control" {
@@ -850,6 +849,10 @@ pub fn commit(conn: &Connection, p: &Plan, outcomes: &[Dispatched]) -> Result<St
     tx.commit()?;
     Ok(rep)
 }
+
+/// One trigger's decision in a `trigger_decisions` row, serialised as
+/// `[trigger, outcome, reason, held_at]`.
+type Decision<'a> = (i64, &'a str, &'a str, Option<i64>);
 
 /// Rows per multi-row insert (10 columns: 2 000 parameters, under SQLite's limit).
 const ROWS_PER_INSERT: usize = 200;
