@@ -432,8 +432,8 @@ pub fn import_orders<R: Read>(
              VALUES (?1, ?2, ?3, ?4, ?5, 'order', ?6, ?7)",
         )?;
         let mut trigger_control = tx.prepare_cached(
-            "SELECT task_id, channel FROM trigger_outcomes
-             WHERE sub_id = ?1 AND outcome = 'control' AND offer = ?2 AND at <= ?3 AND at >= ?4
+            "SELECT task_id, channel FROM trigger_control
+             WHERE sub_id = ?1 AND offer = ?2 AND at <= ?3 AND at >= ?4
              ORDER BY at DESC LIMIT 1",
         )?;
         let mut rec = csv::StringRecord::new();

@@ -158,6 +158,9 @@ pub const MIGRATIONS: &[&str] = &[
     "#,
     // 8: subscriber events and triggered tasks (crate::triggers, crate::events).
     crate::triggers::TRIGGER_SCHEMA,
+    // 9: triggered decisions as one row per event, hold-outs, per-trigger counts
+    // (replaces `trigger_outcomes`).
+    crate::triggers::TRIGGER_DECISIONS_SCHEMA,
 ];
 
 /// Opens (creating if needed) the database at `path` and migrates it to the latest schema.
@@ -249,6 +252,68 @@ mod tests {
             migrate(&mut c),
             Err(StoreError::SchemaTooNew { found: 99, .. })
         ));
+    }
+
+    /// Migration 9 converts the outcome rows of a version-8 store: counts, hold-outs and one
+    /// packed row per event, so a funnel reads the same numbers after the upgrade.
+    #[test]
+    fn migration_9_converts_existing_outcomes() {
+        let mut c = Connection::open_in_memory().unwrap();
+        // Outcome rows without their triggers and tasks: only the conversion is under test.
+        c.pragma_update(None, "foreign_keys", "OFF").unwrap();
+        for sql in &MIGRATIONS[..8] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 8).unwrap();
+        c.execute_batch(
+            "INSERT INTO trigger_outcomes (trigger_id, event_seq, task_id, sub_id, outcome,
+                reason, offer, channel, held_at, at) VALUES
+             (1, 1, 5, 10, 'sent', '', 'o', 'sms', NULL, 100),
+             (1, 2, 5, 11, 'sent', '', 'o', 'sms', 90, 100),
+             (2, 3, 6, 12, 'sent', '', 'p', 'sms', NULL, 101),
+             (1, 3, 5, 12, 'lost', 'arbitration: trigger 2 won', 'o', 'sms', NULL, 101),
+             (3, 3, 7, 12, 'control', '', 'q', 'sms', NULL, 101);",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let all = |sql: &str| -> Vec<String> {
+            c.prepare(sql)
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(
+            all(
+                "SELECT format('%d %d %s %s %d %d', trigger_id, at, outcome, reason, n, held)
+                 FROM trigger_counts ORDER BY trigger_id, at, outcome"
+            ),
+            [
+                "1 100 sent  2 1",
+                "1 101 lost arbitration: trigger 2 won 1 0",
+                "2 101 sent  1 0",
+                "3 101 control  1 0",
+            ]
+        );
+        assert_eq!(
+            all(
+                "SELECT format('%d %d %d %s', event_seq, sub_id, at, decisions)
+                 FROM trigger_decisions ORDER BY event_seq"
+            ),
+            [
+                r#"1 10 100 [[1,"sent","",null]]"#,
+                r#"2 11 100 [[1,"sent","",90]]"#,
+                r#"3 12 101 [[1,"lost","arbitration: trigger 2 won",null],[2,"sent","",null]]"#,
+            ]
+        );
+        assert_eq!(
+            all(
+                "SELECT format('%d %d %d %d %s', trigger_id, event_seq, task_id, sub_id, offer)
+                 FROM trigger_control"
+            ),
+            ["3 3 7 12 q"]
+        );
     }
 
     #[test]

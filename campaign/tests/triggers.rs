@@ -130,13 +130,18 @@ fn trigger_sends(gw: &FakeGateway) -> BTreeSet<(u64, i64)> {
         .collect()
 }
 
-/// outcome/reason per (number, trigger, event id).
+/// outcome/reason per (number, trigger, event id): the packed decisions and the hold-outs.
 fn outcomes(c: &Campaigns) -> BTreeMap<(u64, i64, String), String> {
     let mut st = c
         .conn
         .prepare(
-            "SELECT e.msisdn, o.trigger_id, e.id, o.outcome, o.reason, o.held_at IS NOT NULL
-             FROM trigger_outcomes o JOIN events e ON e.seq = o.event_seq",
+            "SELECT e.msisdn, j.value ->> 0, e.id, j.value ->> 1, j.value ->> 2,
+                    j.value ->> 3 IS NOT NULL
+             FROM trigger_decisions d JOIN events e ON e.seq = d.event_seq,
+                  json_each(d.decisions) j
+             UNION ALL
+             SELECT e.msisdn, o.trigger_id, e.id, 'control', '', o.held_at IS NOT NULL
+             FROM trigger_control o JOIN events e ON e.seq = o.event_seq",
         )
         .unwrap();
     st.query_map([], |r| {

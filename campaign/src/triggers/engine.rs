@@ -672,8 +672,9 @@ fn ordered(x: f64) -> i64 {
     if b < 0 { b ^ i64::MAX } else { b }
 }
 
-/// Records a dispatched plan: outcomes, contacts of the accepted sends, held matches, the
-/// cursor — in one transaction.
+/// Records a dispatched plan: decisions (one packed row per event, hold-outs apart, counts
+/// per trigger), contacts of the accepted sends, held matches, the cursor — in one
+/// transaction.
 ///
 /// # Errors
 /// [`CampaignError::Invalid`] (`plan`) when the outcome count does not match or the cursor
@@ -721,23 +722,76 @@ pub fn commit(conn: &Connection, p: &Plan, outcomes: &[Dispatched]) -> Result<St
                 }
             }
         }
-        for (_, outcome, reason) in &rows {
+        // The step's outcomes per (trigger, outcome, reason): one upsert per key into
+        // `trigger_counts` (the funnel's and the monitor's totals) instead of an index
+        // entry per row.
+        let mut counts: BTreeMap<(i64, &str, &str), (i64, i64)> = BTreeMap::new();
+        for (r, outcome, reason) in &rows {
             if *outcome != "sent" {
                 *rep.outcomes
                     .entry(format!("{outcome}/{reason}"))
                     .or_default() += 1;
             }
+            let c = counts
+                .entry((r.trigger, outcome, reason.as_str()))
+                .or_default();
+            c.0 += 1;
+            c.1 += i64::from(r.held_at.is_some());
         }
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut vals: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 10);
-            for (r, outcome, reason) in chunk {
+        let mut count = tx.prepare_cached(
+            "INSERT INTO trigger_counts (trigger_id, at, outcome, reason, n, held)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (trigger_id, at, outcome, reason)
+             DO UPDATE SET n = n + excluded.n, held = held + excluded.held",
+        )?;
+        for ((trigger, outcome, reason), (n, held)) in &counts {
+            count.execute(params![trigger, p.now, outcome, reason, n, held])?;
+        }
+        // One `trigger_decisions` row per event of the step (its triggers' decisions
+        // packed), one `trigger_control` row per hold-out.
+        let mut decided: BTreeMap<i64, (u32, Vec<Decision<'_>>)> = BTreeMap::new();
+        let mut control: Vec<&Record> = Vec::new();
+        for (r, outcome, reason) in &rows {
+            if *outcome == "control" {
+                control.push(r);
+            } else {
+                decided
+                    .entry(r.event_seq)
+                    .or_insert((r.sub, Vec::new()))
+                    .1
+                    .push((r.trigger, outcome, reason.as_str(), r.held_at));
+            }
+        }
+        let packed: Vec<(i64, u32, String)> = decided
+            .into_iter()
+            .map(|(seq, (sub, mut d))| {
+                d.sort_unstable_by_key(|e| e.0);
+                let json = serde_json::to_string(&d).map_err(|e| {
+                    CampaignError::invalid("plan", format!("decisions not encodable: {e}"))
+                })?;
+                Ok((seq, sub, json))
+            })
+            .collect::<Result<_>>()?;
+        for chunk in packed.chunks(ROWS_PER_INSERT) {
+            let mut vals: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 4);
+            for (seq, sub, json) in chunk {
+                vals.extend([seq as &dyn rusqlite::ToSql, sub, &p.now, json]);
+            }
+            insert_rows(
+                &tx,
+                "INSERT INTO trigger_decisions (event_seq, sub_id, at, decisions) VALUES ",
+                chunk.len(),
+                &vals,
+            )?;
+        }
+        for chunk in control.chunks(ROWS_PER_INSERT) {
+            let mut vals: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 8);
+            for r in chunk {
                 vals.extend([
                     &r.trigger as &dyn rusqlite::ToSql,
                     &r.event_seq,
                     &r.task,
                     &r.sub,
-                    outcome,
-                    reason,
                     &r.offer,
                     &r.channel,
                     &r.held_at,
@@ -746,8 +800,8 @@ pub fn commit(conn: &Connection, p: &Plan, outcomes: &[Dispatched]) -> Result<St
             }
             insert_rows(
                 &tx,
-                "INSERT INTO trigger_outcomes (trigger_id, event_seq, task_id, sub_id,
-                    outcome, reason, offer, channel, held_at, at) VALUES ",
+                "INSERT INTO trigger_control (trigger_id, event_seq, task_id, sub_id, offer,
+                    channel, held_at, at) VALUES ",
                 chunk.len(),
                 &vals,
             )?;
@@ -795,6 +849,10 @@ pub fn commit(conn: &Connection, p: &Plan, outcomes: &[Dispatched]) -> Result<St
     tx.commit()?;
     Ok(rep)
 }
+
+/// One trigger's decision in a `trigger_decisions` row, serialised as
+/// `[trigger, outcome, reason, held_at]`.
+type Decision<'a> = (i64, &'a str, &'a str, Option<i64>);
 
 /// Rows per multi-row insert (10 columns: 2 000 parameters, under SQLite's limit).
 const ROWS_PER_INSERT: usize = 200;

@@ -11,6 +11,12 @@
 //! The monitor reads the store (so it is right after a restart and across processes):
 //! events received and matches decided in the last minute per second, the matches held by
 //! window now, and outcomes by reason.
+//!
+//! Outcome totals (the funnel's `matched`, `control`, `dropped_stale`, `held_total`,
+//! `suppressed`, and the monitor's rates) come from `trigger_counts`, the per-trigger,
+//! per-second counts the engine upserts in the commit that writes the decisions; only the
+//! distinct-subscriber counts read decisions: `trigger_control` by its key, and a scan of
+//! `trigger_decisions` (one row per event) for the treated side.
 
 use std::collections::BTreeMap;
 
@@ -62,7 +68,7 @@ pub fn funnel(conn: &Connection, id: i64, task: i64) -> Result<TriggerFunnel> {
         ..TriggerFunnel::default()
     };
     let mut st = conn.prepare_cached(
-        "SELECT outcome, reason, COUNT(*), SUM(held_at IS NOT NULL) FROM trigger_outcomes
+        "SELECT outcome, reason, SUM(n), SUM(held) FROM trigger_counts
          WHERE trigger_id = ?1 GROUP BY outcome, reason",
     )?;
     let mut q = st.query([id])?;
@@ -106,13 +112,14 @@ pub fn funnel(conn: &Connection, id: i64, task: i64) -> Result<TriggerFunnel> {
     f.converted = f.treated_converted;
     f.treated_targeted = count(
         conn,
-        "SELECT COUNT(DISTINCT sub_id) FROM trigger_outcomes WHERE trigger_id = ?1
-         AND outcome IN ('sent', 'suppressed', 'lost')",
+        "SELECT COUNT(DISTINCT d.sub_id) FROM trigger_decisions d, json_each(d.decisions) j
+         WHERE instr(d.decisions, '[' || ?1 || ',') > 0 AND j.value ->> 0 = ?1
+         AND j.value ->> 1 IN ('sent', 'suppressed', 'lost')",
         [id],
     )?;
     f.control_targeted = count(
         conn,
-        "SELECT COUNT(DISTINCT sub_id) FROM trigger_outcomes WHERE trigger_id = ?1 AND outcome = 'control'",
+        "SELECT COUNT(DISTINCT sub_id) FROM trigger_control WHERE trigger_id = ?1",
         [id],
     )?;
     f.uplift = two_proportion(
@@ -166,19 +173,23 @@ pub fn monitor(conn: &Connection, now: i64, tasks: Option<&[i64]>) -> Result<Mon
         [],
     )?;
     let mut st = conn.prepare_cached(
-        "SELECT task_id, outcome, reason, at FROM trigger_outcomes WHERE at > ?1",
+        "SELECT g.task_id, c.outcome, c.reason, c.at, c.n FROM trigger_counts c
+         JOIN triggers g ON g.id = c.trigger_id WHERE c.at > ?1",
     )?;
     let mut q = st.query([now - 3_600])?;
     let (mut matches, mut sent) = (0u64, 0u64);
     while let Some(r) = q.next()? {
         let (task, outcome, reason, at): (i64, String, String, i64) =
             (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+        let n = u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0);
         if !visible(task) {
             continue;
         }
         if at > now - SPAN {
-            matches += 1;
-            sent += u64::from(outcome == "sent");
+            matches += n;
+            if outcome == "sent" {
+                sent += n;
+            }
         }
         if outcome != "sent" {
             let key = if reason.is_empty() {
@@ -186,7 +197,7 @@ pub fn monitor(conn: &Connection, now: i64, tasks: Option<&[i64]>) -> Result<Mon
             } else {
                 format!("{outcome}/{reason}")
             };
-            *m.outcomes_last_hour.entry(key).or_default() += 1;
+            *m.outcomes_last_hour.entry(key).or_default() += n;
         }
     }
     m.matches_per_s = matches as f64 / SPAN as f64;

@@ -69,6 +69,51 @@ pub const TRIGGER_SCHEMA: &str = r#"
         PRIMARY KEY (day, name)) WITHOUT ROWID;
 "#;
 
+/// Schema of migration 9: what a step decided, written as one row per event instead of one
+/// per (trigger, event) match — the per-match rows (a rowid table, its key index and an
+/// `at` index) were most of a matching step's cost.
+///
+/// - `trigger_decisions`: one row per event and step that decided it, the decisions of all
+///   its triggers packed as JSON `[[trigger, outcome, reason, held_at], …]` (outcome
+///   `sent`, `suppressed`, `lost`, `dropped`); a held match decided later adds a row of a
+///   later step for the same event.
+/// - `trigger_control`: hold-out decisions, one row each (order attribution looks them up
+///   by subscriber and offer, [`crate::feedback`]); never in `trigger_decisions`.
+/// - `trigger_counts`: per trigger, per second, per outcome and reason: how many matches
+///   were decided (and of those, held first), upserted in the same commit; the funnel's
+///   totals and the monitor read it instead of scanning decisions.
+///
+/// Existing `trigger_outcomes` rows are converted, so funnels and monitors read the same
+/// numbers after the upgrade.
+pub const TRIGGER_DECISIONS_SCHEMA: &str = r#"
+    CREATE TABLE trigger_decisions (id INTEGER PRIMARY KEY, event_seq INTEGER NOT NULL,
+        sub_id INTEGER NOT NULL, at INTEGER NOT NULL, decisions TEXT NOT NULL);
+    CREATE TABLE trigger_control (trigger_id INTEGER NOT NULL REFERENCES triggers(id),
+        event_seq INTEGER NOT NULL, task_id INTEGER NOT NULL, sub_id INTEGER NOT NULL,
+        offer TEXT NOT NULL, channel TEXT NOT NULL, held_at INTEGER, at INTEGER NOT NULL,
+        PRIMARY KEY (trigger_id, event_seq));
+    CREATE INDEX trigger_control_sub ON trigger_control(sub_id, at);
+    CREATE TABLE trigger_counts (trigger_id INTEGER NOT NULL REFERENCES triggers(id),
+        at INTEGER NOT NULL, outcome TEXT NOT NULL, reason TEXT NOT NULL,
+        n INTEGER NOT NULL, held INTEGER NOT NULL,
+        PRIMARY KEY (trigger_id, at, outcome, reason)) WITHOUT ROWID;
+    CREATE INDEX trigger_counts_at ON trigger_counts(at);
+    INSERT INTO trigger_counts (trigger_id, at, outcome, reason, n, held)
+        SELECT trigger_id, at, outcome, reason, COUNT(*), SUM(held_at IS NOT NULL)
+        FROM trigger_outcomes GROUP BY trigger_id, at, outcome, reason;
+    INSERT INTO trigger_control (trigger_id, event_seq, task_id, sub_id, offer, channel,
+            held_at, at)
+        SELECT trigger_id, event_seq, task_id, sub_id, offer, channel, held_at, at
+        FROM trigger_outcomes WHERE outcome = 'control';
+    INSERT INTO trigger_decisions (event_seq, sub_id, at, decisions)
+        SELECT event_seq, sub_id, at,
+            json_group_array(json_array(trigger_id, outcome, reason, held_at))
+        FROM (SELECT * FROM trigger_outcomes WHERE outcome <> 'control'
+              ORDER BY event_seq, trigger_id)
+        GROUP BY event_seq, sub_id, at ORDER BY event_seq, at;
+    DROP TABLE trigger_outcomes;
+"#;
+
 /// Contact-history group of a triggered send; its hold-out counterpart is [`CONTROL`].
 pub const TREATED: &str = "treated";
 /// Group name of a trigger's hold-out control.
