@@ -445,38 +445,6 @@ pub fn prepare(conn: &Connection, id: i64, mo: &MoSettings, now: i64) -> Result<
     load(conn, id)
 }
 
-/// The triggers whose task is running, compiled. A trigger that no longer compiles (a
-/// subscriber column it names is gone) is skipped with a warning rather than stopping
-/// every other trigger.
-///
-/// # Errors
-/// SQLite failure.
-pub fn active(conn: &Connection, table: &SubscriberTable) -> Result<Vec<Compiled>> {
-    let mut st = conn.prepare(
-        "SELECT g.id, g.task_id, g.spec, g.source FROM triggers g
-         JOIN tasks t ON t.id = g.task_id WHERE t.state = 'running' ORDER BY g.id",
-    )?;
-    let rows = st.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, Option<String>>(3)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for r in rows {
-        let (id, task, spec, source) = r?;
-        match from_row(id, task, &spec, source).and_then(|t| Compiled::new(t, table)) {
-            Ok(c) => out.push(c),
-            Err(e) => {
-                tracing::warn!(trigger = id, error = %e, "Trigger skipped: it no longer compiles.")
-            }
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
