@@ -40,7 +40,7 @@ use super::batch::{self, BatchError, BatchLimits, Format};
 use super::mms::{self, MmsIngress, ResolveError};
 use super::{screen, view};
 use crate::metrics as m;
-use crate::store::{GatewayStore, MessageId, MessageStore};
+use crate::store::{GatewayStore, MessageId};
 
 /// `Retry-After` of a batch refused for a full disk: an operator needs minutes, a client
 /// should not hammer meanwhile.

@@ -26,7 +26,7 @@ use sluice_protocols::mm7::mime::{self, Part as MimePart, TransferEncoding};
 
 use super::batch::{BatchError, Item};
 use super::message::{FieldError, Payload, check_url};
-use crate::store::{ContentPin, GatewayStore, MessageStore};
+use crate::store::{ContentPin, GatewayStore};
 
 /// Size limit of an MMS's encoded content when its channel sets none (300 KB, the common
 /// MMSC ceiling): the MM7 channel config's default, so both sides hold one number.

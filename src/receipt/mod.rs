@@ -418,7 +418,7 @@ impl Receipts {
     }
 
     fn record_final_id(&self, id: crate::store::MessageId, status: &ChannelStatus) {
-        if let Some(latency_ms) = count_final(&self.store, id) {
+        if let Some(latency_ms) = count_final(&*self.store, id) {
             status.record_receipt_latency(latency_ms);
         }
     }

@@ -537,7 +537,7 @@ impl<K: EntryKind> OutboxPump<K> {
     /// outbox, so a deep one is measured less often: never more than 5 % of the time.
     fn measure(&self, acc: &OutboxAccount, st: &mut AccountState) {
         let t = Instant::now();
-        let (depth, oldest) = match K::depth(&self.store, &acc.name) {
+        let (depth, oldest) = match K::depth(&*self.store, &acc.name) {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(kind = K::NAME, account = %acc.name, error = %e, "Outbox depth not measured.");

@@ -64,7 +64,7 @@ use crate::route::ChannelHealth;
 use crate::rules::http::RulesApi;
 use crate::rules::import::Imports;
 use crate::rules::{AnyOperator, OperatorAuth, Rules};
-use crate::store::{GatewayStore, MessageStore, StoreError, open_store};
+use crate::store::{GatewayStore, StoreError, open_store};
 use crate::tls::server::{ServerTls, TlsListener};
 
 mod channels;

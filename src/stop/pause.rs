@@ -15,7 +15,7 @@ use metrics::gauge;
 use tokio::sync::{Notify, watch};
 
 use crate::metrics::{LABEL_KIND, PAUSED};
-use crate::store::{GatewayStore, MessageStore, PauseTarget, StoreError};
+use crate::store::{GatewayStore, PauseTarget, StoreError};
 
 /// Parked messages put back per commit when an account resumes.
 const UNPARK_STEP: usize = 8192;

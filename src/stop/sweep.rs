@@ -15,7 +15,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
 use crate::metrics::CANCELLED;
-use crate::store::{GatewayStore, MessageStore, StoreError};
+use crate::store::{GatewayStore, StoreError};
 
 /// Sweeper tuning.
 #[derive(Debug, Clone, Copy)]
