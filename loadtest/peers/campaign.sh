@@ -142,16 +142,7 @@ concatenation = "udh8"
 channel = "sim"
 TOML
 
-"$SLUICE" serve --config "$WORK/sluice.toml" --no-campaign >"$WORK/sluice.log" 2>&1 &
-SLUICE_PID=$!
-PIDS+=($SLUICE_PID)
-wait_port "$HTTP_PORT" 30 "$SLUICE_PID" "$WORK/sluice.log"
-wait_port "$METRICS_PORT" 30 "$SLUICE_PID" "$WORK/sluice.log"
-metric_sum() { # name
-  curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v m="$1" '
-    index($0, m) == 1 && (substr($0, length(m) + 1, 1) == "{" || substr($0, length(m) + 1, 1) == " ") { s += $NF }
-    END { printf "%d\n", s }'
-}
+start_sluice
 end=$((SECONDS + 30))
 until [ "$(metric_sum sluice_channel_binds_up_total)" -ge 2 ]; do
   [ $SECONDS -lt $end ] || { echo "sluice channel binds not up" >&2; tail "$WORK/sluice.log" >&2; exit 1; }

@@ -39,6 +39,23 @@ now() { date +%s.%N; }
 since() { awk -v a="$(now)" -v b="$1" 'BEGIN { printf "%.3f", a - b }'; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print 0 }'; }
 
+# Starts `sluice serve --no-campaign` on $WORK/sluice.toml (log: $WORK/sluice.log), records
+# its pid in SLUICE_PID and PIDS, and waits for its HTTP_PORT and METRICS_PORT.
+start_sluice() {
+  "$SLUICE" serve --config "$WORK/sluice.toml" --no-campaign >"$WORK/sluice.log" 2>&1 &
+  SLUICE_PID=$!
+  PIDS+=($SLUICE_PID)
+  wait_port "$HTTP_PORT" 30 "$SLUICE_PID" "$WORK/sluice.log"
+  wait_port "$METRICS_PORT" 30 "$SLUICE_PID" "$WORK/sluice.log"
+}
+
+# The sum of a metric's samples over all its label sets, from the gateway on METRICS_PORT.
+metric_sum() { # name
+  curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v m="$1" '
+    index($0, m) == 1 && (substr($0, length(m) + 1, 1) == "{" || substr($0, length(m) + 1, 1) == " ") { s += $NF }
+    END { printf "%d\n", s }'
+}
+
 wait_port() { # port deadline_s pid log
   local end=$((SECONDS + $2))
   until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
