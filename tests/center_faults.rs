@@ -508,11 +508,13 @@ async fn bind_refused(protocol: Protocol, name: &str) {
     let n = 20;
     let outcomes = rig.run_all(msgs("refused", n)).await;
     all_sent(&outcomes, n);
+    // Read after the stop: a bind still backing off may count one more attempt (and
+    // reach the center) after the last message is sent.
+    rig.stop().await;
     let attempts = metric(
         "sluice_channel_connect_attempts_total",
         &format!("channel=\"{name}\""),
-    );
-    rig.stop().await;
+    ) as u64;
     let tally = finish(sim).await;
     figures(std::thread::current().name().unwrap_or("case"), &tally);
     assert_eq!(tally.bind_failures, u64::from(refusals), "{tally:?}");
@@ -524,9 +526,12 @@ async fn bind_refused(protocol: Protocol, name: &str) {
         (u64::from(refusals) + 1..=u64::from(refusals) + 2).contains(&tally.connections),
         "one attempt per backoff: {tally:?}"
     );
-    assert_eq!(
-        tally.connections, attempts as u64,
-        "every attempt reached the center"
+    // Every connection the center saw was counted; an attempt cut short by the stop
+    // (one per bind at most) is counted without reaching it.
+    assert!(
+        (tally.connections..=tally.connections + 2).contains(&attempts),
+        "attempts {attempts} for {} connections",
+        tally.connections
     );
 }
 
