@@ -28,7 +28,7 @@ mod e2e_support;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,9 +54,15 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 const SYNC_CALLS: &str = "fsync,fdatasync,sync_file_range,msync";
 /// HTTP clients posting at once, and messages per batch.
 const HTTP_CLIENTS: usize = 4;
-const BATCH: usize = 10;
+const BATCH: usize = 5;
 /// SMPP binds submitting at once (one submit_sm outstanding each).
 const SMPP_CLIENTS: usize = 2;
+/// Each client starts a request at most this often (one at a time, so a slow answer delays
+/// its next one). Paced, a debug gateway on a shared machine keeps up without a delay, and
+/// what a commit gathers shows the fsync's length rather than CPU starvation.
+const PACE: Duration = Duration::from_millis(100);
+/// Load before the measured window (connections made, binds up, first batches through).
+const WARM_UP: Duration = Duration::from_secs(1);
 
 /// How strace can be run here: with `--seccomp-bpf` (only the sync calls stop the tracee)
 /// or without it (every syscall does); `Err` says why it cannot run at all.
@@ -178,18 +184,22 @@ impl TracedServe {
         assert!(ok, "kill {sig} {pid}");
     }
 
-    /// SIGKILL of the gateway itself (not of strace); returns once strace has exited.
-    fn kill9(mut self) -> u64 {
-        self.signal("-KILL");
-        let _ = self.strace.wait();
+    /// Sync calls made so far (strace writes each line as the call returns or is
+    /// interrupted by another thread's line).
+    fn sync_calls(&self) -> u64 {
         sync_calls(&self.trace)
     }
 
+    /// SIGKILL of the gateway itself (not of strace); returns once strace has exited.
+    fn kill9(mut self) {
+        self.signal("-KILL");
+        let _ = self.strace.wait();
+    }
+
     /// SIGTERM (drain) of the gateway; returns once strace has exited.
-    fn terminate(mut self) -> u64 {
+    fn terminate(mut self) {
         self.signal("-TERM");
         let _ = self.strace.wait();
-        sync_calls(&self.trace)
     }
 }
 
@@ -319,20 +329,29 @@ impl Tally {
     }
 }
 
+/// A client's [`PACE`]: the next request starts a full period after a late one.
+fn pacer() -> tokio::time::Interval {
+    let mut i = tokio::time::interval(PACE);
+    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    i
+}
+
 /// One HTTP client posting batches until `stop`; a failure after `killed` is expected.
-async fn http_client(
-    base: String,
-    worker: usize,
-    stop: Arc<AtomicBool>,
-    killed: Arc<AtomicBool>,
-) -> Tally {
+async fn http_client(base: String, worker: usize, flags: Flags) -> Tally {
+    let Flags {
+        stop,
+        killed,
+        acked,
+    } = flags;
     let client = reqwest::Client::builder()
         .timeout(CLIENT_TIMEOUT)
         .build()
         .expect("client");
     let mut t = Tally::default();
     let mut n = 0usize;
+    let mut pace = pacer();
     while !stop.load(Ordering::SeqCst) {
+        pace.tick().await;
         let messages: Vec<Value> = (0..BATCH)
             .map(|i| {
                 json!({"to": format!("86139{worker:02}{:06}", (n * BATCH + i) % 1_000_000),
@@ -357,6 +376,7 @@ async fn http_client(
                         .filter_map(|r| r["id"].as_str().map(str::to_owned))
                         .collect();
                     if ids.len() == BATCH {
+                        acked.fetch_add(BATCH, Ordering::SeqCst);
                         t.ids.extend(ids);
                         continue;
                     }
@@ -463,12 +483,12 @@ impl Esme {
 }
 
 /// One SMPP client submitting one message at a time until `stop`.
-async fn smpp_client(
-    addr: std::net::SocketAddr,
-    worker: usize,
-    stop: Arc<AtomicBool>,
-    killed: Arc<AtomicBool>,
-) -> Tally {
+async fn smpp_client(addr: std::net::SocketAddr, worker: usize, flags: Flags) -> Tally {
+    let Flags {
+        stop,
+        killed,
+        acked,
+    } = flags;
     let mut t = Tally::default();
     let mut esme = match Esme::bind(addr).await {
         Ok(e) => e,
@@ -478,12 +498,15 @@ async fn smpp_client(
         }
     };
     let mut n = 0usize;
+    let mut pace = pacer();
     while !stop.load(Ordering::SeqCst) {
+        pace.tick().await;
         let to = format!("86137{worker:02}{:06}", n % 1_000_000);
         n += 1;
         let start = Instant::now();
         match esme.submit(&to).await {
             Ok(id) => {
+                acked.fetch_add(1, Ordering::SeqCst);
                 t.latencies.push(start.elapsed());
                 t.ids.push(id);
             }
@@ -498,50 +521,48 @@ async fn smpp_client(
     t
 }
 
-/// A running load of [`HTTP_CLIENTS`] HTTP and [`SMPP_CLIENTS`] SMPP clients.
-struct Load {
+/// What the clients of one load share: when to stop, whether the gateway was killed (the
+/// failures after that are the kill's), and the messages acknowledged so far.
+#[derive(Clone, Default)]
+struct Flags {
     stop: Arc<AtomicBool>,
     killed: Arc<AtomicBool>,
+    acked: Arc<AtomicUsize>,
+}
+
+/// A running load of [`HTTP_CLIENTS`] HTTP and [`SMPP_CLIENTS`] SMPP clients.
+struct Load {
+    flags: Flags,
     tasks: Vec<tokio::task::JoinHandle<Tally>>,
 }
 
 impl Load {
     fn start(ports: Ports) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let killed = Arc::new(AtomicBool::new(false));
+        let flags = Flags::default();
         let base = format!("http://127.0.0.1:{}", ports.http);
         let smpp = std::net::SocketAddr::from(([127, 0, 0, 1], ports.smpp));
         let mut tasks = Vec::new();
         for w in 0..HTTP_CLIENTS {
-            tasks.push(tokio::spawn(http_client(
-                base.clone(),
-                w,
-                stop.clone(),
-                killed.clone(),
-            )));
+            tasks.push(tokio::spawn(http_client(base.clone(), w, flags.clone())));
         }
         for w in 0..SMPP_CLIENTS {
-            tasks.push(tokio::spawn(smpp_client(
-                smpp,
-                w,
-                stop.clone(),
-                killed.clone(),
-            )));
+            tasks.push(tokio::spawn(smpp_client(smpp, w, flags.clone())));
         }
-        Self {
-            stop,
-            killed,
-            tasks,
-        }
+        Self { flags, tasks }
+    }
+
+    /// Messages acknowledged so far.
+    fn acked(&self) -> usize {
+        self.flags.acked.load(Ordering::SeqCst)
     }
 
     /// Marks the coming failures as the kill's (call right before the SIGKILL).
     fn killing(&self) {
-        self.killed.store(true, Ordering::SeqCst);
+        self.flags.killed.store(true, Ordering::SeqCst);
     }
 
     async fn finish(self) -> Tally {
-        self.stop.store(true, Ordering::SeqCst);
+        self.flags.stop.store(true, Ordering::SeqCst);
         let mut all = Tally::default();
         for t in self.tasks {
             all.merge(t.await.expect("client task"));
@@ -591,17 +612,74 @@ async fn wait_for(want: usize, stall: Duration, progress: impl Fn() -> usize) ->
     }
 }
 
-/// One traced phase's figures.
+/// One traced phase: what the clients saw over all of it, and over its measured window
+/// (after a warm-up, to the end of the load) the messages acknowledged, the sync calls
+/// strace counted and the store's commits.
 struct Phase {
     tally: Tally,
+    window: Window,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Window {
+    acked: usize,
     sync_calls: u64,
     commits: f64,
 }
 
-impl Phase {
-    fn per_sync(&self) -> f64 {
-        self.tally.ids.len() as f64 / self.sync_calls.max(1) as f64
+impl Window {
+    async fn at(load: &Load, serve: &TracedServe, client: &reqwest::Client, port: u16) -> Self {
+        Self {
+            acked: load.acked(),
+            sync_calls: serve.sync_calls(),
+            commits: metric(client, port, "sluice_store_commits_total").await,
+        }
     }
+
+    fn since(self, start: Window) -> Self {
+        Self {
+            acked: self.acked - start.acked,
+            sync_calls: self.sync_calls - start.sync_calls,
+            commits: self.commits - start.commits,
+        }
+    }
+
+    fn per_sync(&self) -> f64 {
+        self.acked as f64 / self.sync_calls.max(1) as f64
+    }
+
+    fn per_commit(&self) -> f64 {
+        self.acked as f64 / self.commits.max(1.0)
+    }
+}
+
+/// Runs the load against `serve` for a warm-up and then the measured `secs`; `kill`: end
+/// with a SIGKILL of the gateway under load instead of a SIGTERM after it.
+async fn phase(
+    serve: TracedServe,
+    ports: Ports,
+    client: &reqwest::Client,
+    secs: u64,
+    kill: bool,
+) -> Phase {
+    wait_healthy(client, ports.http).await;
+    let load = Load::start(ports);
+    tokio::time::sleep(WARM_UP).await;
+    let start = Window::at(&load, &serve, client, ports.metrics).await;
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let window = Window::at(&load, &serve, client, ports.metrics)
+        .await
+        .since(start);
+    let tally = if kill {
+        load.killing();
+        serve.kill9();
+        load.finish().await
+    } else {
+        let tally = load.finish().await;
+        serve.terminate();
+        tally
+    };
+    Phase { tally, window }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -645,17 +723,7 @@ async fn slow_fsync_acks_wait_for_it_batch_more_and_lose_nothing_on_kill() {
         Duration::ZERO,
         seccomp,
     );
-    wait_healthy(&client, ports.http).await;
-    let load = Load::start(ports);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let tally = load.finish().await;
-    let commits = metric(&client, ports.metrics, "sluice_store_commits_total").await;
-    let sync_calls = serve.terminate();
-    let base = Phase {
-        tally,
-        sync_calls,
-        commits,
-    };
+    let base = phase(serve, ports, &client, 3, false).await;
     assert!(
         base.tally.failures.is_empty(),
         "without delay: {:?}\nlogs:\n{}",
@@ -671,38 +739,23 @@ async fn slow_fsync_acks_wait_for_it_batch_more_and_lose_nothing_on_kill() {
         DELAY,
         seccomp,
     );
-    wait_healthy(&client, ports.http).await;
-    let load = Load::start(ports);
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let commits = metric(&client, ports.metrics, "sluice_store_commits_total").await;
-    load.killing();
-    let sync_calls = serve.kill9();
-    let tally = load.finish().await;
-    let slow = Phase {
-        tally,
-        sync_calls,
-        commits,
+    let slow = phase(serve, ports, &client, 4, true).await;
+    let report = |name: &str, p: &Phase| {
+        format!(
+            "{name}: {} acked in all, p99 {:?}, min {:?}; measured window: {} acked, {} sync calls \
+             ({:.1} messages each), {} store commits ({:.1} messages each)",
+            p.tally.ids.len(),
+            p.tally.p99(),
+            p.tally.latencies.iter().min().copied().unwrap_or_default(),
+            p.window.acked,
+            p.window.sync_calls,
+            p.window.per_sync(),
+            p.window.commits,
+            p.window.per_commit(),
+        )
     };
-    println!(
-        "slow fsync: no delay: {} acked, {} sync calls ({:.1} messages per call), {} commits, p99 {:?}; \
-         {DELAY:?} delay: {} acked, {} sync calls ({:.1} messages per call), {} commits before the kill, p99 {:?}, min {:?}",
-        base.tally.ids.len(),
-        base.sync_calls,
-        base.per_sync(),
-        base.commits,
-        base.tally.p99(),
-        slow.tally.ids.len(),
-        slow.sync_calls,
-        slow.per_sync(),
-        slow.commits,
-        slow.tally.p99(),
-        slow.tally
-            .latencies
-            .iter()
-            .min()
-            .copied()
-            .unwrap_or_default(),
-    );
+    println!("slow fsync: {}", report("no delay", &base));
+    println!("slow fsync: {}", report(&format!("{DELAY:?} delay"), &slow));
     // (c) every answer before the kill was an acknowledgement, in time.
     assert!(
         slow.tally.failures.is_empty(),
@@ -730,15 +783,16 @@ async fn slow_fsync_acks_wait_for_it_batch_more_and_lose_nothing_on_kill() {
         &early[..early.len().min(5)]
     );
     // (b) the group commit gathers more per sync call when the disk is slow.
+    let (b, w) = (base.window, slow.window);
     assert!(
-        slow.sync_calls > 0 && base.sync_calls > 0,
-        "strace counted no sync call"
+        w.sync_calls > 0 && b.sync_calls > 0,
+        "strace counted no sync call in a window"
     );
     assert!(
-        slow.per_sync() > base.per_sync(),
+        w.per_sync() > b.per_sync(),
         "messages per sync call: {:.2} with {DELAY:?}, {:.2} without",
-        slow.per_sync(),
-        base.per_sync()
+        w.per_sync(),
+        b.per_sync()
     );
 
     // (d) restart without strace: every acknowledged id is there, receipts keep flowing.
@@ -856,6 +910,8 @@ async fn slow_fsync_accept_rate_and_latency_by_delay() {
             seccomp,
         );
         wait_healthy(&client, ports.http).await;
+        let syncs_before = serve.sync_calls();
+        let commits_before = metric(&client, ports.metrics, "sluice_store_commits_total").await;
         let summary_path = dir.path().join("summary.json");
         let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["loadtest", "--target", "http", "--url"])
@@ -877,8 +933,10 @@ async fn slow_fsync_accept_rate_and_latency_by_delay() {
             .await
             .expect("run sluice loadtest");
         assert!(status.success(), "loadtest failed at {delay_ms} ms");
-        let commits = metric(&client, ports.metrics, "sluice_store_commits_total").await;
-        let sync_calls = serve.terminate();
+        let commits =
+            metric(&client, ports.metrics, "sluice_store_commits_total").await - commits_before;
+        let sync_calls = serve.sync_calls() - syncs_before;
+        serve.terminate();
         let s: Value =
             serde_json::from_slice(&std::fs::read(&summary_path).expect("summary")).expect("json");
         let accepted = s["messages_accepted"].as_u64().unwrap_or(0);
