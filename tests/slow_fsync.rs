@@ -116,10 +116,31 @@ fn strace_or_skip(test: &str) -> Option<bool> {
 struct TracedServe {
     strace: Child,
     trace: PathBuf,
+    /// The gateway's process name (`comm`: the binary's file name, cut to 15 bytes).
+    comm: String,
 }
 
 impl TracedServe {
     fn spawn(config: &Path, log: &Path, trace: &Path, delay: Duration, seccomp: bool) -> Self {
+        Self::spawn_bin(
+            Path::new(env!("CARGO_BIN_EXE_sluice")),
+            config,
+            log,
+            trace,
+            delay,
+            seccomp,
+        )
+    }
+
+    /// As [`Self::spawn`], with the sluice binary at `bin`.
+    fn spawn_bin(
+        bin: &Path,
+        config: &Path,
+        log: &Path,
+        trace: &Path,
+        delay: Duration,
+        seccomp: bool,
+    ) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -137,20 +158,25 @@ impl TracedServe {
                 "-e",
                 &format!("inject={SYNC_CALLS}:delay_enter={}", delay.as_micros()),
             ])
-            .arg(env!("CARGO_BIN_EXE_sluice"))
+            .arg(bin)
             .args(["serve", "--drain-secs", "1", "--config"])
             .arg(config)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
         let strace = c.spawn().expect("spawn strace");
+        let name = bin
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         Self {
             strace,
             trace: trace.to_owned(),
+            comm: format!("({}", &name[..name.len().min(15)]),
         }
     }
 
-    /// The gateway's pid: strace's child once it runs the sluice binary.
+    /// The gateway's pid: strace's child once it runs the sluice binary (before its exec the
+    /// child still carries strace's name).
     fn gateway_pid(&self) -> u32 {
         let parent = self.strace.id();
         for _ in 0..500 {
@@ -166,7 +192,7 @@ impl TracedServe {
                     continue;
                 };
                 let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok());
-                if ppid == Some(parent) && head.ends_with("(sluice") {
+                if ppid == Some(parent) && head.ends_with(self.comm.as_str()) {
                     return pid;
                 }
             }
@@ -858,8 +884,10 @@ async fn slow_fsync_acks_wait_for_it_batch_more_and_lose_nothing_on_kill() {
 /// The long form: `sluice loadtest --target http` (batches of 100, 4 workers, 3 000 msg/s
 /// asked) against a fresh gateway per fsync delay; prints accept rate, p99 accept latency
 /// and messages per sync call for each, and holds every run to no error status and no
-/// timeout. Run it against a release build (`--release`); `SLUICE_SOAK_SECS` sets the
-/// seconds of load per delay (default 20).
+/// timeout. Run it against a release build (`--release`, or `SLUICE_BIN` naming a release
+/// `sluice` binary, which then serves and generates the load); `SLUICE_SOAK_SECS` sets the
+/// seconds of load per delay (default 20), `SLUICE_SOAK_RATE` the rate asked (default 3000;
+/// 0 = as fast as the 4 workers go, each batch then full).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long form: SLUICE_SOAK=1, about 2 minutes"]
 async fn slow_fsync_accept_rate_and_latency_by_delay() {
@@ -874,6 +902,18 @@ async fn slow_fsync_accept_rate_and_latency_by_delay() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    let rate: u64 = std::env::var("SLUICE_SOAK_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let bin = std::env::var_os("SLUICE_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_sluice")),
+        PathBuf::from,
+    );
+    println!(
+        "slow fsync long form: {secs} s of load per delay at {rate} msg/s asked, {}",
+        bin.display()
+    );
     sluice::tls::install_provider();
     let sim = start_sim(sim_listener(), Some(18)).await;
     let receipts = Receipts::default();
@@ -902,7 +942,8 @@ async fn slow_fsync_accept_rate_and_latency_by_delay() {
         )
         .expect("write config");
         let log = dir.path().join("serve.log");
-        let serve = TracedServe::spawn(
+        let serve = TracedServe::spawn_bin(
+            &bin,
             &config,
             &log,
             &dir.path().join("trace.txt"),
@@ -913,7 +954,7 @@ async fn slow_fsync_accept_rate_and_latency_by_delay() {
         let syncs_before = serve.sync_calls();
         let commits_before = metric(&client, ports.metrics, "sluice_store_commits_total").await;
         let summary_path = dir.path().join("summary.json");
-        let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        let status = tokio::process::Command::new(&bin)
             .args(["loadtest", "--target", "http", "--url"])
             .arg(format!("http://127.0.0.1:{}/v1/messages", ports.http))
             .args([
@@ -924,7 +965,7 @@ async fn slow_fsync_accept_rate_and_latency_by_delay() {
                 "-c",
                 "4",
                 "--rate",
-                "3000",
+                &rate.to_string(),
             ])
             .args(["-d", &secs.to_string(), "--quiet", "--json"])
             .arg(&summary_path)
