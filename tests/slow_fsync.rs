@@ -340,7 +340,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn merge(&mut self, other: Tally) {
+    fn merge(&mut self, other: Self) {
         self.ids.extend(other.ids);
         self.latencies.extend(other.latencies);
         self.failures.extend(other.failures);
@@ -646,6 +646,7 @@ struct Phase {
     window: Window,
 }
 
+/// Running counts at one moment, or (after [`Window::since`]) their growth over a window.
 #[derive(Clone, Copy, Default)]
 struct Window {
     acked: usize,
@@ -662,7 +663,7 @@ impl Window {
         }
     }
 
-    fn since(self, start: Window) -> Self {
+    fn since(self, start: Self) -> Self {
         Self {
             acked: self.acked - start.acked,
             sync_calls: self.sync_calls - start.sync_calls,
