@@ -6,6 +6,10 @@ verify, 400 for a body that is not JSON). HTTP/1.1 keep-alive, one thread per co
 
 GET /count answers "unique duplicates posts refused last_unix_s" on one line.
 
+GET /dlr?id=ID (Kannel's dlr-url, which is not signed) counts a receipt for ID the same way, so
+one receiver measures both gateways in kannel_faults.sh; a /dlr request without an id is
+answered 400.
+
 Usage: webhook_sink.py PORT SECRET
 """
 import hashlib
@@ -15,6 +19,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 PORT = int(sys.argv[1])
 SECRET = sys.argv[2].encode()
@@ -30,6 +35,18 @@ def verified(header, body):
         return False
     mac = hmac.new(SECRET, t.encode() + b"." + body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(mac, v1)
+
+
+def count(ids):
+    """Records one request carrying receipts for `ids` (a repeated id is a duplicate)."""
+    with LOCK:
+        STATE["posts"] += 1
+        for i in ids:
+            if i in SEEN:
+                STATE["duplicates"] += 1
+            else:
+                SEEN.add(i)
+        STATE["last"] = time.time()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -52,18 +69,17 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             return self.answer(400)
         items = v if isinstance(v, list) else [v]
-        with LOCK:
-            STATE["posts"] += 1
-            for item in items:
-                i = item.get("id")
-                if i in SEEN:
-                    STATE["duplicates"] += 1
-                else:
-                    SEEN.add(i)
-            STATE["last"] = time.time()
+        count([item.get("id") for item in items])
         self.answer(200)
 
     def do_GET(self):
+        url = urlsplit(self.path)
+        if url.path == "/dlr":
+            ids = parse_qs(url.query).get("id")
+            if not ids:
+                return self.answer(400)
+            count(ids[:1])
+            return self.answer(200)
         with LOCK:
             line = "%d %d %d %d %.3f\n" % (
                 len(SEEN), STATE["duplicates"], STATE["posts"], STATE["refused"], STATE["last"])
