@@ -7,7 +7,9 @@
 #               so queued messages survive a restart; receipts' correlation in sqlite3 with
 #               KANNEL_DLR_STORAGE=sqlite3, the default, or in memory with `internal`), sluice
 #               serve (redb store). Kills are spread over the run by the simulator's progress
-#               (the k-th once the center holds k * N / (KILLS + 1) of the phase's messages).
+#               (the k-th once the center holds k * N / (KILLS + 1) of the phase's messages);
+#               both loads are paced at KILL_RATE msg/s here, or sluice would have sent
+#               everything between two kills.
 #   disconnect  the center drops the connection right after accepting a submit
 #               (`disconnect_probability` DISCONNECT_P, its response lost).
 #   throttle    the center takes THROTTLE_RATE submits/s (burst THROTTLE_BURST) and answers the
@@ -36,16 +38,19 @@
 # changed for SETTLE seconds; processes are cleaned up on exit. Not part of any test run.
 #
 # Usage: loadtest/peers/kannel_faults.sh [N=20000]
-# Environment: FAULTS ("kill disconnect throttle dlr"), KILLS (4), HTTP_WORKERS (32),
+# Environment: FAULTS ("kill disconnect throttle dlr"), GATEWAYS ("kannel sluice"), KILLS (4), KILL_RATE (1000), HTTP_WORKERS (32),
 # BATCH (500), SLUICE_CONNS (4), DISCONNECT_P (0.001), THROTTLE_RATE (1000), THROTTLE_BURST
-# (10), DLR_EARLY (0.5), KANNEL_DLR_STORAGE (sqlite3 | internal), PHASE_TIMEOUT (300 s),
-# SETTLE (8 s), SKIP_BUILD=1 (use the release binaries already in CARGO_TARGET_DIR), KEEP_WORK=1
-# keeps the stores; SIM_PORT, ADMIN_PORT, BOX_PORT, SENDSMS_PORT, HTTP_PORT, METRICS_PORT,
+# (10), DLR_EARLY (0.5), KANNEL_DLR_STORAGE (sqlite3 | internal), KANNEL_RESEND_FREQ
+# (sms-resend-freq, 5 s; Kannel's default is 60), PHASE_TIMEOUT (300 s), SETTLE (15 s),
+# SKIP_BUILD=1 (use the release binaries already in CARGO_TARGET_DIR), KEEP_WORK=1 keeps the
+# stores; SIM_PORT, ADMIN_PORT, BOX_PORT, SENDSMS_PORT, HTTP_PORT, METRICS_PORT,
 # HOOK_PORT (default: free ports picked at start).
 set -euo pipefail
 N=${1:-20000}
 FAULTS=${FAULTS:-kill disconnect throttle dlr}
+GATEWAYS=${GATEWAYS:-kannel sluice}
 KILLS=${KILLS:-4}
+KILL_RATE=${KILL_RATE:-1000}
 WORKERS=${HTTP_WORKERS:-32}
 BATCH=${BATCH:-500}
 SLUICE_CONNS=${SLUICE_CONNS:-4}
@@ -54,9 +59,13 @@ THROTTLE_RATE=${THROTTLE_RATE:-1000}
 THROTTLE_BURST=${THROTTLE_BURST:-10}
 DLR_EARLY=${DLR_EARLY:-0.5}
 KANNEL_DLR_STORAGE=${KANNEL_DLR_STORAGE:-sqlite3}
+KANNEL_RESEND_FREQ=${KANNEL_RESEND_FREQ:-5}
 PHASE_TIMEOUT=${PHASE_TIMEOUT:-300}
-SETTLE=${SETTLE:-8}
+SETTLE=${SETTLE:-15}
 case "$KANNEL_DLR_STORAGE" in sqlite3 | internal) ;; *) echo "KANNEL_DLR_STORAGE must be sqlite3 or internal" >&2; exit 1 ;; esac
+for g in $GATEWAYS; do
+  case "$g" in kannel | sluice) ;; *) echo "unknown gateway '$g' (kannel sluice)" >&2; exit 1 ;; esac
+done
 for f in $FAULTS; do
   case "$f" in kill | disconnect | throttle | dlr) ;; *) echo "unknown fault '$f' (kill disconnect throttle dlr)" >&2; exit 1 ;; esac
 done
@@ -167,6 +176,8 @@ kill_loop() { # load_pid u0
   done
 }
 
+pace() { [ "$1" = kill ] && echo "--rate $KILL_RATE" || true; }
+
 # ------------------------------------------------------------------ simulator per fault
 start_sim() { # fault dir
   local f=$1 d=$2 extra=""
@@ -193,7 +204,7 @@ TOML
 }
 
 start_sink() { # dir
-  python3 "$ROOT/loadtest/peers/webhook_sink.py" "$HOOK_PORT" "$HOOK_SECRET" >"$1/sink.log" 2>&1 &
+  python3 "$ROOT/loadtest/peers/webhook_sink.py" "$HOOK_PORT" "$HOOK_SECRET" "$1/receipts.ndjson" >"$1/sink.log" 2>&1 &
   SINK_PID=$!
   PIDS+=($SINK_PID)
   wait_port "$HOOK_PORT" 20 "$SINK_PID" "$1/sink.log"
@@ -216,6 +227,9 @@ access-log = "$d/access.log"
 store-type = spool
 store-location = "$d/spool"
 dlr-storage = $KANNEL_DLR_STORAGE
+# A message the center refused for now (throttled, queue full) or lost with its connection is
+# queued again after sms-resend-freq seconds; the default 60 s only makes the run longer.
+sms-resend-freq = $KANNEL_RESEND_FREQ
 CONF
     for i in 1 2; do
       cat <<CONF
@@ -332,9 +346,9 @@ phase_kannel() { # fault
   wait_kannel_binds
   echo "== $f / Kannel: $N messages through sendsms ($WORKERS HTTP workers, dlr-mask 3, store spool, dlr-storage $KANNEL_DLR_STORAGE)" >&2
   local u0 d0
-  u0=$(tally unique_messages); d0=$(tally duplicates)
+  u0=$(tally unique_messages); d0=$(tally duplicates); PHASE_START=$(now)
   "$BIN" loadtest --target kannel --url "http://127.0.0.1:$SENDSMS_PORT/cgi-bin/sendsms" \
-    --system-id tester --password foobar -c "$WORKERS" -n "$N" --run "k$f" --quiet \
+    --system-id tester --password foobar -c "$WORKERS" -n "$N" --run "k$f" --quiet $(pace "$f") \
     --kannel-dlr-url "http://127.0.0.1:$HOOK_PORT/dlr?id=%p&s=%d" \
     --json "$KD/load.json" >"$KD/load.txt" 2>&1 &
   local load=$!
@@ -422,9 +436,9 @@ phase_sluice() { # fault
   wait_sluice_binds
   echo "== $f / sluice: $N messages through sluice serve (HTTP batches of $BATCH, $SLUICE_CONNS in flight, 2 binds, window 256, receipts by webhook)" >&2
   local u0 d0
-  u0=$(tally unique_messages); d0=$(tally duplicates)
+  u0=$(tally unique_messages); d0=$(tally duplicates); PHASE_START=$(now)
   "$BIN" loadtest --target http --url "http://127.0.0.1:$HTTP_PORT/v1/messages" \
-    --api-key "$API_KEY" --batch "$BATCH" -c "$SLUICE_CONNS" -n "$N" --run "s$f" --quiet \
+    --api-key "$API_KEY" --batch "$BATCH" -c "$SLUICE_CONNS" -n "$N" --run "s$f" --quiet $(pace "$f") \
     --json "$SD/load.json" >"$SD/load.txt" 2>&1 &
   local load=$!
   KILLED=0
@@ -446,6 +460,8 @@ record() { # gateway fault dir u0 d0
   acked=$(json_field "$d/load.json" messages_accepted)
   failed=$(json_field "$d/load.json" messages_failed)
   settle $((u0 + acked)) sim_unique
+  local took
+  took=$(since "$PHASE_START")
   unique=$(( $(sim_unique) - u0 ))
   settle "$unique" sink_unique
   sleep 1 # stragglers: duplicates to the center and duplicate receipts
@@ -457,11 +473,20 @@ record() { # gateway fault dir u0 d0
     notes="DLR not found $(cat "$d"/bearerbox.log | grep -c 'DLR from SMSC.*not found' || true)"
     notes="$notes; smsbox_list empty $(cat "$d"/bearerbox.log | grep -c 'smsbox_list empty' || true)"
     notes="$notes; smsbox PANIC $(cat "$d"/smsbox.log | grep -c 'PANIC: gwlib' || true)"
+    # Still queued at the end (not lost yet, not delivered either): "sent S (Q queued), store size Z".
+    notes="$notes; still queued $(kstatus | sed -n 's/^SMS: .*sent [0-9]* (\([0-9]*\) queued).*/\1/p' | head -1)"
   else
     notes="receipts unmatched (last process) $(metric_sum sluice_receipts_unmatched_total)"
+    # A client_ref the gateway stored under two ids (its idempotency failed): should be 0.
+    notes="$notes; client_refs with 2+ ids $(python3 -c 'import collections, json, sys
+ids = collections.defaultdict(set)
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    ids[r.get("client_ref")].add(r.get("id"))
+print(sum(1 for v in ids.values() if len(v) > 1))' "$d/receipts.ndjson" 2>/dev/null || echo "?")"
   fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$f" "$g" "$KILLED" "$acked" "$failed" "$unique" \
-    "$dups" "$runique" "$rdups" "${SMSBOX_RESTARTS:-0}" "$notes" >>"$WORK/results.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$f" "$g" "$KILLED" "$acked" "$failed" "$unique" \
+    "$dups" "$runique" "$rdups" "${SMSBOX_RESTARTS:-0}" "$notes" "$took" >>"$WORK/results.tsv"
   echo "   acked $acked (failed $failed), center unique $unique, duplicates $dups; receipts $runique, duplicate receipts $rdups; kills $KILLED" >&2
 }
 
@@ -471,19 +496,18 @@ STARTED=$(now)
 for f in $FAULTS; do
   mkdir -p "$WORK/$f"
   start_sim "$f" "$WORK/$f"
-  phase_kannel "$f"
-  phase_sluice "$f"
+  for g in $GATEWAYS; do "phase_$g" "$f"; done
   stop_pid "$SIM_PID"
   cp "$WORK/tally.json" "$WORK/$f/tally.json" 2>/dev/null || true
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 {
-  echo "N = $N per gateway and fault; kills $KILLS (kill fault); Kannel store spool, dlr-storage $KANNEL_DLR_STORAGE;"
+  echo "N = $N per gateway and fault; kills $KILLS at $KILL_RATE msg/s (kill fault); Kannel store spool, dlr-storage $KANNEL_DLR_STORAGE;"
   echo "disconnect_probability $DISCONNECT_P; throttle $THROTTLE_RATE/s burst $THROTTLE_BURST; dlr duplicate, early_share $DLR_EARLY."
   echo "load average at start $LOAD_START, at end $LOAD_END; $(since "$STARTED") s in all"
   echo
-  echo "| fault | gateway | kills | acked (failed) | at center | lost | duplicates to the center (per kill) | receipts | receipts missing | duplicate receipts (per kill) | gateway's own counts |"
+  echo "| fault | gateway | kills | acked (failed) | at center (s to it) | lost | duplicates to the center (per kill) | receipts | receipts missing | duplicate receipts (per kill) | gateway's own counts |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
   awk -F'\t' '{
     lost = $4 - $6; if (lost < 0) lost = 0
@@ -491,7 +515,7 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
     pk = ($3 > 0) ? sprintf(" (%.1f)", $7 / $3) : ""
     rk = ($3 > 0) ? sprintf(" (%.1f)", $9 / $3) : ""
     sb = ($10 > 0) ? sprintf(", smsbox restarted %d", $10) : ""
-    printf "| %s | %s | %s%s | %s (%s) | %s | %d | %s%s | %s | %d | %s%s | %s |\n", $1, $2, $3, sb, $4, $5, $6, lost, $7, pk, $8, miss, $9, rk, $11
+    printf "| %s | %s | %s%s | %s (%s) | %s | %d | %s%s | %s | %d | %s%s | %s |\n", $1, $2, $3, sb, $4, $5, $6 " (" $12 ")", lost, $7, pk, $8, miss, $9, rk, $11
   }' "$WORK/results.tsv"
   echo
   echo "logs, configs, load summaries and tallies in $WORK"

@@ -10,7 +10,9 @@ GET /dlr?id=ID (Kannel's dlr-url, which is not signed) counts a receipt for ID t
 one receiver measures both gateways in kannel_faults.sh; a /dlr request without an id is
 answered 400.
 
-Usage: webhook_sink.py PORT SECRET
+Usage: webhook_sink.py PORT SECRET [LOG]
+With LOG, every receipt taken is appended to that file as one JSON line (a /dlr GET as
+{"id": ID}), so a run can be checked per message afterwards.
 """
 import hashlib
 import hmac
@@ -23,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 PORT = int(sys.argv[1])
 SECRET = sys.argv[2].encode()
+LOG = open(sys.argv[3], "a") if len(sys.argv) > 3 else None
 LOCK = threading.Lock()
 SEEN = set()
 STATE = {"duplicates": 0, "posts": 0, "refused": 0, "last": 0.0}
@@ -37,9 +40,13 @@ def verified(header, body):
     return hmac.compare_digest(mac, v1)
 
 
-def count(ids):
+def count(ids, items):
     """Records one request carrying receipts for `ids` (a repeated id is a duplicate)."""
     with LOCK:
+        if LOG is not None:
+            for item in items:
+                LOG.write(json.dumps(item) + "\n")
+            LOG.flush()
         STATE["posts"] += 1
         for i in ids:
             if i in SEEN:
@@ -69,7 +76,7 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             return self.answer(400)
         items = v if isinstance(v, list) else [v]
-        count([item.get("id") for item in items])
+        count([item.get("id") for item in items], items)
         self.answer(200)
 
     def do_GET(self):
@@ -78,7 +85,7 @@ class Handler(BaseHTTPRequestHandler):
             ids = parse_qs(url.query).get("id")
             if not ids:
                 return self.answer(400)
-            count(ids[:1])
+            count(ids[:1], [{"id": ids[0]}])
             return self.answer(200)
         with LOCK:
             line = "%d %d %d %d %.3f\n" % (
