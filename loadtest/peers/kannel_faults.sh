@@ -4,8 +4,9 @@
 # For each fault (FAULTS, in this order by default):
 #   kill        SIGKILL of the gateway process KILLS times while the load runs, restarted each
 #               time on the same data: Kannel's bearerbox (store-type spool in the phase dir,
-#               so queued messages survive a restart; receipts' correlation in sqlite3 with
-#               KANNEL_DLR_STORAGE=sqlite3, the default, or in memory with `internal`), sluice
+#               so queued messages survive a restart; receipts' correlation in memory, Kannel's
+#               default, or in sqlite3 with KANNEL_DLR_STORAGE=sqlite3, which fdatasyncs every
+#               row and ran at ≈ 13 msg/s on the shared development disk), sluice
 #               serve (redb store). Kills are spread over the run by the simulator's progress
 #               (the k-th once the center holds k * N / (KILLS + 1) of the phase's messages);
 #               both loads are paced at KILL_RATE msg/s here, or sluice would have sent
@@ -38,13 +39,13 @@
 # changed for SETTLE seconds; processes are cleaned up on exit. Not part of any test run.
 #
 # Usage: loadtest/peers/kannel_faults.sh [N=20000]
-# Environment: FAULTS ("kill disconnect throttle dlr"), GATEWAYS ("kannel sluice"), KILLS (4), KILL_RATE (1000), HTTP_WORKERS (32),
-# BATCH (500), SLUICE_CONNS (4), DISCONNECT_P (0.001), THROTTLE_RATE (1000), THROTTLE_BURST
-# (10), DLR_EARLY (0.5), KANNEL_DLR_STORAGE (sqlite3 | internal), KANNEL_RESEND_FREQ
-# (sms-resend-freq, 5 s; Kannel's default is 60), PHASE_TIMEOUT (300 s), SETTLE (15 s),
-# SKIP_BUILD=1 (use the release binaries already in CARGO_TARGET_DIR), KEEP_WORK=1 keeps the
-# stores; SIM_PORT, ADMIN_PORT, BOX_PORT, SENDSMS_PORT, HTTP_PORT, METRICS_PORT,
-# HOOK_PORT (default: free ports picked at start).
+# Environment: FAULTS ("kill disconnect throttle dlr"), GATEWAYS ("kannel sluice"), KILLS (4),
+# KILL_RATE (1000), HTTP_WORKERS (32), BATCH (500), SLUICE_CONNS (4), DISCONNECT_P (0.001),
+# THROTTLE_RATE (1000), THROTTLE_BURST (10), DLR_EARLY (0.5), KANNEL_DLR_STORAGE (internal |
+# sqlite3), KANNEL_RESEND_FREQ (sms-resend-freq, 5 s; Kannel's default is 60), PHASE_TIMEOUT
+# (300 s), SETTLE (15 s), SKIP_BUILD=1 (use the release binaries already in CARGO_TARGET_DIR),
+# KEEP_WORK=1 keeps the stores; SIM_PORT, ADMIN_PORT, BOX_PORT, SENDSMS_PORT, HTTP_PORT,
+# METRICS_PORT, HOOK_PORT (default: free ports picked at start).
 set -euo pipefail
 N=${1:-20000}
 FAULTS=${FAULTS:-kill disconnect throttle dlr}
@@ -58,7 +59,7 @@ DISCONNECT_P=${DISCONNECT_P:-0.001}
 THROTTLE_RATE=${THROTTLE_RATE:-1000}
 THROTTLE_BURST=${THROTTLE_BURST:-10}
 DLR_EARLY=${DLR_EARLY:-0.5}
-KANNEL_DLR_STORAGE=${KANNEL_DLR_STORAGE:-sqlite3}
+KANNEL_DLR_STORAGE=${KANNEL_DLR_STORAGE:-internal}
 KANNEL_RESEND_FREQ=${KANNEL_RESEND_FREQ:-5}
 PHASE_TIMEOUT=${PHASE_TIMEOUT:-300}
 SETTLE=${SETTLE:-15}
@@ -143,6 +144,7 @@ settle() { # target probe
     if [ "$v" != "$last" ]; then last=$v; same_since=$SECONDS; fi
     [ $((SECONDS - same_since)) -ge "$SETTLE" ] && return
     [ $SECONDS -lt $end ] || return
+    tend_gateway
     sleep 0.2
   done
 }
@@ -150,7 +152,8 @@ settle() { # target probe
 # The k-th kill (1-based) of the phase once the center holds k * N / (KILLS + 1) messages of
 # it and has received at least one since the last restart (so every kill finds the gateway
 # sending); no kill once the center holds all N, or once the load has ended and the center has
-# not moved for SETTLE seconds. `kill_gateway` and `restart_gateway` are the phase's functions.
+# not moved for SETTLE seconds. `kill_gateway`, `restart_gateway` and `tend_gateway` are the
+# phase's.
 # Sets KILLED (kills done).
 kill_loop() { # load_pid u0
   local load_pid=$1 u0=$2 k at v last same_since end base=-1
@@ -165,6 +168,7 @@ kill_loop() { # load_pid u0
       if [ "$v" != "$last" ]; then last=$v; same_since=$SECONDS; fi
       if ! kill -0 "$load_pid" 2>/dev/null && [ $((SECONDS - same_since)) -ge "$SETTLE" ]; then return; fi
       [ $SECONDS -lt $end ] || return
+      tend_gateway
       sleep 0.02
     done
     kill_gateway
@@ -175,6 +179,9 @@ kill_loop() { # load_pid u0
     base=$(sim_unique)
   done
 }
+
+# Keeps the gateway's helper processes up between kills (Kannel: smsbox); a no-op otherwise.
+tend_gateway() { :; }
 
 pace() { [ "$1" = kill ] && echo "--rate $KILL_RATE" || true; }
 
@@ -311,11 +318,26 @@ start_bearerbox() {
   PIDS+=($BB_PID)
   wait_port "$BOX_PORT" 30 "$BB_PID" "$KD/bearerbox.out"
 }
+# smsbox sometimes panics while it (re)connects to a bearerbox that was just killed or
+# restarted ("mutex_lock_real: Mutex failure"), so a start is tried up to 5 times.
 start_smsbox() {
-  /usr/sbin/smsbox -v 2 "$KD/kannel.conf" >>"$KD/smsbox.out" 2>&1 &
-  SB_PID=$!
-  PIDS+=($SB_PID)
-  wait_port "$SENDSMS_PORT" 30 "$SB_PID" "$KD/smsbox.out"
+  local try end
+  for try in 1 2 3 4 5; do
+    /usr/sbin/smsbox -v 2 "$KD/kannel.conf" >>"$KD/smsbox.out" 2>&1 &
+    SB_PID=$!
+    PIDS+=($SB_PID)
+    end=$((SECONDS + 30))
+    until (exec 3<>"/dev/tcp/127.0.0.1/$SENDSMS_PORT") 2>/dev/null; do
+      kill -0 "$SB_PID" 2>/dev/null && [ $SECONDS -lt $end ] || break
+      sleep 0.1
+    done
+    sleep 0.2
+    kill -0 "$SB_PID" 2>/dev/null && return 0
+    echo "   smsbox start $try failed" >&2
+  done
+  echo "smsbox would not start:" >&2
+  tail -5 "$KD/smsbox.out" >&2
+  exit 1
 }
 wait_kannel_binds() {
   local end=$((SECONDS + 30))
@@ -325,14 +347,18 @@ wait_kannel_binds() {
   done
 }
 kill_kannel() { kill -9 "$BB_PID" 2>/dev/null || true; wait "$BB_PID" 2>/dev/null || true; }
-restart_kannel() {
-  start_bearerbox
-  # smsbox reconnects to bearerbox by itself; start it again only if it went away.
+# smsbox reconnects to bearerbox by itself, or panics doing so: then it is started again, as
+# Debian's init script would (its boxes run under run_kannel_box, which starts them again).
+tend_kannel() {
   if ! kill -0 "$SB_PID" 2>/dev/null; then
-    echo "   smsbox exited with bearerbox; started again" >&2
+    echo "   smsbox exited; started again" >&2
     SMSBOX_RESTARTS=$((SMSBOX_RESTARTS + 1))
     start_smsbox
   fi
+}
+restart_kannel() {
+  start_bearerbox
+  tend_kannel
 }
 
 phase_kannel() { # fault
@@ -356,10 +382,13 @@ phase_kannel() { # fault
   if [ "$f" = kill ]; then
     kill_gateway() { kill_kannel; }
     restart_gateway() { restart_kannel; }
+    tend_gateway() { tend_kannel; }
     kill_loop "$load" "$u0"
+    while kill -0 "$load" 2>/dev/null; do tend_gateway; sleep 0.1; done
   fi
   wait "$load" || echo "   (load generator exited $?)" >&2
   record kannel "$f" "$KD" "$u0" "$d0"
+  tend_gateway() { :; }
   kstatus >"$KD/status.txt" || true
   stop_pid "$SB_PID"; stop_pid "$BB_PID"; stop_pid "$SINK_PID"
 }
