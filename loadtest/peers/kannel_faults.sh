@@ -45,7 +45,8 @@
 # sqlite3), KANNEL_RESEND_FREQ (sms-resend-freq, 5 s; Kannel's default is 60), PHASE_TIMEOUT
 # (300 s), SETTLE (15 s), SKIP_BUILD=1 (use the release binaries already in CARGO_TARGET_DIR),
 # KEEP_WORK=1 keeps the stores; SIM_PORT, ADMIN_PORT, BOX_PORT, SENDSMS_PORT, HTTP_PORT,
-# METRICS_PORT, HOOK_PORT (default: free ports picked at start).
+# METRICS_PORT (default: free ports picked at start; the receiver's port is picked anew for
+# each phase).
 set -euo pipefail
 N=${1:-20000}
 FAULTS=${FAULTS:-kill disconnect throttle dlr}
@@ -80,11 +81,10 @@ BOX_PORT=${BOX_PORT:-$(pick_port)}; PICKED="$PICKED$BOX_PORT "
 SENDSMS_PORT=${SENDSMS_PORT:-$(pick_port)}; PICKED="$PICKED$SENDSMS_PORT "
 HTTP_PORT=${HTTP_PORT:-$(pick_port)}; PICKED="$PICKED$HTTP_PORT "
 METRICS_PORT=${METRICS_PORT:-$(pick_port)}; PICKED="$PICKED$METRICS_PORT "
-HOOK_PORT=${HOOK_PORT:-$(pick_port)}
-for p in "$SIM_PORT" "$ADMIN_PORT" "$BOX_PORT" "$SENDSMS_PORT" "$HTTP_PORT" "$METRICS_PORT" "$HOOK_PORT"; do
+for p in "$SIM_PORT" "$ADMIN_PORT" "$BOX_PORT" "$SENDSMS_PORT" "$HTTP_PORT" "$METRICS_PORT"; do
   case "$p" in '' | *[!0-9]*) echo "bad port '$p'" >&2; exit 1 ;; esac
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-    echo "port $p is already in use: choose other ports (SIM_PORT, ADMIN_PORT, BOX_PORT, SENDSMS_PORT, HTTP_PORT, METRICS_PORT, HOOK_PORT)" >&2
+    echo "port $p is already in use: choose other ports (SIM_PORT, ADMIN_PORT, BOX_PORT, SENDSMS_PORT, HTTP_PORT, METRICS_PORT)" >&2
     exit 1
   fi
 done
@@ -210,7 +210,11 @@ TOML
   wait_port "$SIM_PORT" 20 "$SIM_PID" "$d/sim.log"
 }
 
+# Each receiver gets a port of its own: in one run, 9 of Kannel's dlr-url GETs reached the
+# receiver of the sluice phase that followed on the same port, after bearerbox and smsbox had
+# been stopped, and counted there.
 start_sink() { # dir
+  HOOK_PORT=$(pick_port); PICKED="$PICKED$HOOK_PORT "
   python3 "$ROOT/loadtest/peers/webhook_sink.py" "$HOOK_PORT" "$HOOK_SECRET" "$1/receipts.ndjson" >"$1/sink.log" 2>&1 &
   SINK_PID=$!
   PIDS+=($SINK_PID)
@@ -459,8 +463,8 @@ phase_sluice() { # fault
   local f=$1
   SD="$WORK/$f/sluice"; mkdir -p "$SD"
   SMSBOX_RESTARTS=0
-  write_sluice_conf "$SD"
   start_sink "$SD"
+  write_sluice_conf "$SD"
   start_serve
   wait_sluice_binds
   echo "== $f / sluice: $N messages through sluice serve (HTTP batches of $BATCH, $SLUICE_CONNS in flight, 2 binds, window 256, receipts by webhook)" >&2
