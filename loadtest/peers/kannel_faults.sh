@@ -516,7 +516,9 @@ ids = collections.defaultdict(set)
 for line in open(sys.argv[1]):
     r = json.loads(line)
     ids[r.get("client_ref")].add(r.get("id"))
-print(sum(1 for v in ids.values() if len(v) > 1))' "$d/receipts.ndjson" 2>/dev/null || echo "?")"
+print(sum(1 for k, v in ids.items() if k is not None and len(v) > 1))' "$d/receipts.ndjson" 2>/dev/null || echo "?")"
+    # Kannel-style GETs that reached this receiver (nobody here should send one): should be 0.
+    notes="$notes; unsigned /dlr GETs $(grep -vc client_ref "$d/receipts.ndjson" || true)"
   fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$f" "$g" "$KILLED" "$acked" "$failed" "$unique" \
     "$dups" "$runique" "$rdups" "${SMSBOX_RESTARTS:-0}" "$notes" "$took" >>"$WORK/results.tsv"
