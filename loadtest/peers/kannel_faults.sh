@@ -112,6 +112,8 @@ cleanup() {
   [ "${KEEP_WORK:-0}" = 1 ] || rm -rf "$WORK"/*/data "$WORK"/*/spool "$WORK"/*/dlr.db
 }
 trap cleanup EXIT
+# set -e stops the run at the first failing command: say which.
+trap 'echo "stopped: line $LINENO: $BASH_COMMAND exited $?" >&2' ERR
 
 if ! [ -x /usr/sbin/bearerbox ]; then
   echo "installing kannel" >&2
@@ -365,6 +367,28 @@ restart_kannel() {
   tend_kannel
 }
 
+# Pushes N messages through smsbox's sendsms. The load generator gives up after about 5 s of
+# refused connections, and smsbox, when its bearerbox is killed, restarts itself or panics and
+# is started again, which can take longer: then a new load generator sends the rest (up to 10
+# in all, kill fault only). Messages it had started but not got an answer for are abandoned
+# (never acknowledged). Each one's receipt ids carry its number (`%p-<i>`: the handset alone
+# repeats from one generator to the next).
+kannel_load() { # fault
+  local f=$1 i=1 sent=0 end
+  while :; do
+    "$BIN" loadtest --target kannel --url "http://127.0.0.1:$SENDSMS_PORT/cgi-bin/sendsms" \
+      --system-id tester --password foobar -c "$WORKERS" -n $((N - sent)) --run "k$f$i" --quiet \
+      $(pace "$f") --kannel-dlr-url "http://127.0.0.1:$HOOK_PORT/dlr?id=%p-$i&s=%d" \
+      --json "$KD/load-$i.json" >"$KD/load-$i.txt" 2>&1 || true
+    sent=$((sent + $(json_field "$KD/load-$i.json" messages_accepted)))
+    [ "$sent" -lt "$N" ] && [ "$f" = kill ] && [ "$i" -lt 10 ] || return 0
+    echo "   load generator $i gave up at $sent acknowledged; starting another for the rest" >&2
+    i=$((i + 1))
+    end=$((SECONDS + 60))
+    until (exec 3<>"/dev/tcp/127.0.0.1/$SENDSMS_PORT") 2>/dev/null || [ $SECONDS -ge $end ]; do sleep 0.2; done
+  done
+}
+
 phase_kannel() { # fault
   local f=$1
   KD="$WORK/$f/kannel"; mkdir -p "$KD"
@@ -377,10 +401,7 @@ phase_kannel() { # fault
   echo "== $f / Kannel: $N messages through sendsms ($WORKERS HTTP workers, dlr-mask 3, store spool, dlr-storage $KANNEL_DLR_STORAGE)" >&2
   local u0 d0
   u0=$(tally unique_messages); d0=$(tally duplicates); PHASE_START=$(now)
-  "$BIN" loadtest --target kannel --url "http://127.0.0.1:$SENDSMS_PORT/cgi-bin/sendsms" \
-    --system-id tester --password foobar -c "$WORKERS" -n "$N" --run "k$f" --quiet $(pace "$f") \
-    --kannel-dlr-url "http://127.0.0.1:$HOOK_PORT/dlr?id=%p&s=%d" \
-    --json "$KD/load.json" >"$KD/load.txt" 2>&1 &
+  kannel_load "$f" &
   local load=$!
   KILLED=0
   if [ "$f" = kill ]; then
@@ -472,7 +493,7 @@ phase_sluice() { # fault
   u0=$(tally unique_messages); d0=$(tally duplicates); PHASE_START=$(now)
   "$BIN" loadtest --target http --url "http://127.0.0.1:$HTTP_PORT/v1/messages" \
     --api-key "$API_KEY" --batch "$BATCH" -c "$SLUICE_CONNS" -n "$N" --run "s$f" --quiet $(pace "$f") \
-    --json "$SD/load.json" >"$SD/load.txt" 2>&1 &
+    --json "$SD/load-1.json" >"$SD/load-1.txt" 2>&1 &
   local load=$!
   KILLED=0
   if [ "$f" = kill ]; then
@@ -490,8 +511,13 @@ phase_sluice() { # fault
 # Waits for the center and the receiver to settle, then appends one TSV row to results.tsv.
 record() { # gateway fault dir u0 d0
   local g=$1 f=$2 d=$3 u0=$4 d0=$5 acked failed unique dups rline runique rdups
-  acked=$(json_field "$d/load.json" messages_accepted)
-  failed=$(json_field "$d/load.json" messages_failed)
+  local j loads=0
+  acked=0 failed=0
+  for j in "$d"/load-*.json; do
+    acked=$((acked + $(json_field "$j" messages_accepted)))
+    failed=$((failed + $(json_field "$j" messages_failed)))
+    loads=$((loads + 1))
+  done
   settle $((u0 + acked)) sim_unique
   local took
   took=$(since "$PHASE_START")
@@ -507,6 +533,7 @@ record() { # gateway fault dir u0 d0
     notes="$notes; smsbox_list empty $(cat "$d"/bearerbox.log | grep -c 'smsbox_list empty' || true)"
     notes="$notes; smsbox PANIC $(cat "$d"/smsbox.log | grep -c 'PANIC: gwlib' || true)"
     # Still queued at the end (not lost yet, not delivered either): "sent S (Q queued), store size Z".
+    notes="$notes; load generators $loads"
     notes="$notes; still queued $(kstatus | sed -n 's/^SMS: .*sent [0-9]* (\([0-9]*\) queued).*/\1/p' | head -1)"
   else
     notes="receipts unmatched (last process) $(metric_sum sluice_receipts_unmatched_total)"
