@@ -355,8 +355,24 @@ wait_kannel_binds() {
 kill_kannel() { kill -9 "$BB_PID" 2>/dev/null || true; wait "$BB_PID" 2>/dev/null || true; }
 # smsbox reconnects to bearerbox by itself, or panics doing so: then it is started again, as
 # Debian's init script would (its boxes run under run_kannel_box, which starts them again).
+# An smsbox can also hang after a kill (alive, not connected to bearerbox, its sendsms port
+# closed; seen after the 4th kill of a run): one not listening for 10 s is killed and started
+# again, as an HTTP health check would, and counted (SMSBOX_HUNG).
 tend_kannel() {
+  if kill -0 "$SB_PID" 2>/dev/null && ! (exec 3<>"/dev/tcp/127.0.0.1/$SENDSMS_PORT") 2>/dev/null; then
+    if [ -z "${SB_DEAF_SINCE:-}" ]; then
+      SB_DEAF_SINCE=$SECONDS
+    elif [ $((SECONDS - SB_DEAF_SINCE)) -ge 10 ]; then
+      echo "   smsbox alive but not listening for 10 s: killed" >&2
+      SMSBOX_HUNG=$((SMSBOX_HUNG + 1))
+      kill -9 "$SB_PID" 2>/dev/null || true
+      wait "$SB_PID" 2>/dev/null || true
+    fi
+  else
+    SB_DEAF_SINCE=""
+  fi
   if ! kill -0 "$SB_PID" 2>/dev/null; then
+    SB_DEAF_SINCE=""
     echo "   smsbox exited; started again" >&2
     SMSBOX_RESTARTS=$((SMSBOX_RESTARTS + 1))
     start_smsbox
@@ -384,7 +400,7 @@ kannel_load() { # fault
     [ "$sent" -lt "$N" ] && [ "$f" = kill ] && [ "$i" -lt 10 ] || return 0
     echo "   load generator $i gave up at $sent acknowledged; starting another for the rest" >&2
     i=$((i + 1))
-    end=$((SECONDS + 60))
+    end=$((SECONDS + 30))
     until (exec 3<>"/dev/tcp/127.0.0.1/$SENDSMS_PORT") 2>/dev/null || [ $SECONDS -ge $end ]; do sleep 0.2; done
   done
 }
@@ -392,7 +408,7 @@ kannel_load() { # fault
 phase_kannel() { # fault
   local f=$1
   KD="$WORK/$f/kannel"; mkdir -p "$KD"
-  SMSBOX_RESTARTS=0
+  SMSBOX_RESTARTS=0 SMSBOX_HUNG=0 SB_DEAF_SINCE=""
   write_kannel_conf "$KD"
   start_sink "$KD"
   start_bearerbox
@@ -533,7 +549,7 @@ record() { # gateway fault dir u0 d0
     notes="$notes; smsbox_list empty $(cat "$d"/bearerbox.log | grep -c 'smsbox_list empty' || true)"
     notes="$notes; smsbox PANIC $(cat "$d"/smsbox.log | grep -c 'PANIC: gwlib' || true)"
     # Still queued at the end (not lost yet, not delivered either): "sent S (Q queued), store size Z".
-    notes="$notes; load generators $loads"
+    notes="$notes; load generators $loads; smsbox hung and killed ${SMSBOX_HUNG:-0}"
     notes="$notes; still queued $(kstatus | sed -n 's/^SMS: .*sent [0-9]* (\([0-9]*\) queued).*/\1/p' | head -1)"
   else
     notes="receipts unmatched (last process) $(metric_sum sluice_receipts_unmatched_total)"
