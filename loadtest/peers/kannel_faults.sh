@@ -43,11 +43,11 @@
 # KILL_RATE (1000), HTTP_WORKERS (32), BATCH (500), SLUICE_CONNS (4), DISCONNECT_P (0.001),
 # THROTTLE_RATE (1000), THROTTLE_BURST (10), DLR_EARLY (0.5), KANNEL_DLR_STORAGE (internal |
 # sqlite3), KANNEL_RESEND_FREQ (sms-resend-freq, 5 s; Kannel's default is 60), PHASE_TIMEOUT
-# (300 s), SETTLE (15 s), SKIP_BUILD=1 (use the release binaries already in CARGO_TARGET_DIR),
+# (900 s), SETTLE (15 s), SKIP_BUILD=1 (use the release binaries already in CARGO_TARGET_DIR),
 # KEEP_WORK=1 keeps the stores; SIM_PORT, ADMIN_PORT, BOX_PORT, SENDSMS_PORT, HTTP_PORT,
 # METRICS_PORT (default: free ports picked at start; the receiver's port is picked anew for
 # each phase).
-set -euo pipefail
+set -eEuo pipefail
 N=${1:-20000}
 FAULTS=${FAULTS:-kill disconnect throttle dlr}
 GATEWAYS=${GATEWAYS:-kannel sluice}
@@ -62,7 +62,7 @@ THROTTLE_BURST=${THROTTLE_BURST:-10}
 DLR_EARLY=${DLR_EARLY:-0.5}
 KANNEL_DLR_STORAGE=${KANNEL_DLR_STORAGE:-internal}
 KANNEL_RESEND_FREQ=${KANNEL_RESEND_FREQ:-5}
-PHASE_TIMEOUT=${PHASE_TIMEOUT:-300}
+PHASE_TIMEOUT=${PHASE_TIMEOUT:-900}
 SETTLE=${SETTLE:-15}
 case "$KANNEL_DLR_STORAGE" in sqlite3 | internal) ;; *) echo "KANNEL_DLR_STORAGE must be sqlite3 or internal" >&2; exit 1 ;; esac
 for g in $GATEWAYS; do
@@ -142,10 +142,10 @@ settle() { # target probe
   local target=$1 probe=$2 end=$((SECONDS + PHASE_TIMEOUT)) last=-1 v same_since=$SECONDS
   while :; do
     v=$($probe)
-    [ "$v" -ge "$target" ] && return
+    [ "$v" -ge "$target" ] && return 0
     if [ "$v" != "$last" ]; then last=$v; same_since=$SECONDS; fi
-    [ $((SECONDS - same_since)) -ge "$SETTLE" ] && return
-    [ $SECONDS -lt $end ] || return
+    [ $((SECONDS - same_since)) -ge "$SETTLE" ] && return 0
+    [ $SECONDS -lt $end ] || return 0
     tend_gateway
     sleep 0.2
   done
@@ -165,11 +165,11 @@ kill_loop() { # load_pid u0
     end=$((SECONDS + PHASE_TIMEOUT)) last=-1 same_since=$SECONDS
     while :; do
       v=$(sim_unique)
-      [ "$v" -ge $((u0 + N)) ] && return
+      [ "$v" -ge $((u0 + N)) ] && return 0
       [ "$v" -ge "$at" ] && [ "$v" -gt "$base" ] && break
       if [ "$v" != "$last" ]; then last=$v; same_since=$SECONDS; fi
-      if ! kill -0 "$load_pid" 2>/dev/null && [ $((SECONDS - same_since)) -ge "$SETTLE" ]; then return; fi
-      [ $SECONDS -lt $end ] || return
+      if ! kill -0 "$load_pid" 2>/dev/null && [ $((SECONDS - same_since)) -ge "$SETTLE" ]; then return 0; fi
+      [ $SECONDS -lt $end ] || return 0
       tend_gateway
       sleep 0.02
     done
