@@ -6,7 +6,13 @@ verify, 400 for a body that is not JSON). HTTP/1.1 keep-alive, one thread per co
 
 GET /count answers "unique duplicates posts refused last_unix_s" on one line.
 
-Usage: webhook_sink.py PORT SECRET
+GET /dlr?id=ID (Kannel's dlr-url, which is not signed) counts a receipt for ID the same way, so
+one receiver measures both gateways in kannel_faults.sh; a /dlr request without an id is
+answered 400.
+
+Usage: webhook_sink.py PORT SECRET [LOG]
+With LOG, every receipt taken is appended to that file as one JSON line (a /dlr GET as
+{"id": ID}), so a run can be checked per message afterwards.
 """
 import hashlib
 import hmac
@@ -15,9 +21,11 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 PORT = int(sys.argv[1])
 SECRET = sys.argv[2].encode()
+LOG = open(sys.argv[3], "a") if len(sys.argv) > 3 else None
 LOCK = threading.Lock()
 SEEN = set()
 STATE = {"duplicates": 0, "posts": 0, "refused": 0, "last": 0.0}
@@ -30,6 +38,22 @@ def verified(header, body):
         return False
     mac = hmac.new(SECRET, t.encode() + b"." + body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(mac, v1)
+
+
+def count(ids, items):
+    """Records one request carrying receipts for `ids` (a repeated id is a duplicate)."""
+    with LOCK:
+        if LOG is not None:
+            for item in items:
+                LOG.write(json.dumps(item) + "\n")
+            LOG.flush()
+        STATE["posts"] += 1
+        for i in ids:
+            if i in SEEN:
+                STATE["duplicates"] += 1
+            else:
+                SEEN.add(i)
+        STATE["last"] = time.time()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -52,18 +76,17 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             return self.answer(400)
         items = v if isinstance(v, list) else [v]
-        with LOCK:
-            STATE["posts"] += 1
-            for item in items:
-                i = item.get("id")
-                if i in SEEN:
-                    STATE["duplicates"] += 1
-                else:
-                    SEEN.add(i)
-            STATE["last"] = time.time()
+        count([item.get("id") for item in items], items)
         self.answer(200)
 
     def do_GET(self):
+        url = urlsplit(self.path)
+        if url.path == "/dlr":
+            ids = parse_qs(url.query).get("id")
+            if not ids:
+                return self.answer(400)
+            count(ids[:1], [{"id": ids[0]}])
+            return self.answer(200)
         with LOCK:
             line = "%d %d %d %d %.3f\n" % (
                 len(SEEN), STATE["duplicates"], STATE["posts"], STATE["refused"], STATE["last"])
