@@ -59,6 +59,9 @@ pub const CHANNEL_BINDS_DOWN: &str = "sluice_channel_binds_down_total";
 pub const CHANNEL_CONNECT_ATTEMPTS: &str = "sluice_channel_connect_attempts_total";
 /// Counter: messages leased by dispatch (labels channel, lane).
 pub const DISPATCH_LEASED: &str = "sluice_dispatch_leased_total";
+/// Histogram: seconds dispatch waited on the store for a lease with nothing left to hand its
+/// worker in that lane (label channel); the lease ahead keeps it near zero.
+pub const DISPATCH_LEASE_WAIT: &str = "sluice_dispatch_lease_wait_seconds";
 
 /// Histogram: seconds from the first part's submit to the final delivery receipt.
 pub const DLR_LATENCY: &str = "sluice_dlr_latency_seconds";
@@ -167,6 +170,10 @@ pub const TLS_RELOADS: &str = "sluice_tls_reloads_total";
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+/// Buckets for dispatch's lease wait: 50 µs (a lease that was ready) … 1 s.
+const WAIT_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
+];
 /// Buckets for the DLR latency: centers report in seconds to hours.
 const DLR_BUCKETS: &[f64] = &[
     0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
@@ -206,6 +213,7 @@ fn builder() -> Result<PrometheusBuilder, BuildError> {
     PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(BATCH_ACCEPT_LATENCY.into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(DLR_LATENCY.into()), DLR_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(DISPATCH_LEASE_WAIT.into()), WAIT_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), BATCH_SIZE_BUCKETS)
 }
 
@@ -281,6 +289,11 @@ pub fn describe() {
         DISPATCH_LEASED,
         Unit::Count,
         "Messages leased by dispatch, per channel and lane."
+    );
+    describe_histogram!(
+        DISPATCH_LEASE_WAIT,
+        Unit::Seconds,
+        "Time dispatch waited on a lease with its lane's buffer empty."
     );
     describe_histogram!(
         DLR_LATENCY,
@@ -525,6 +538,7 @@ mod tests {
             CHANNEL_BINDS_DOWN,
             CHANNEL_CONNECT_ATTEMPTS,
             DISPATCH_LEASED,
+            DISPATCH_LEASE_WAIT,
             DLR_LATENCY,
             RECEIPTS,
             RECEIPTS_UNMATCHED,

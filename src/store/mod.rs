@@ -34,8 +34,9 @@
 //!   `lease(channel, lane, now, k, lease_ms)`, submit, then one `submit` with
 //!   `Op::Submitted` per part (center ids normalised), `Op::Requeue` for retryable failures,
 //!   `Op::Finish` for permanent ones. Call `recover(now)` every few seconds.
-//! - **receipts**: `Op::Receipt` per DLR (a DLR that beats its submit response is held and
-//!   applied by the later `Submitted`); final states put a `ReceiptEvent` in the account's
+//! - **receipts**: `Op::Receipt` per DLR (a DLR that beats its submit response is held,
+//!   `ReceiptHeld`, and applied by the later `Submitted`, which answers `ReceiptApplied`);
+//!   final states put a `ReceiptEvent` in the account's
 //!   outbox in the same commit. Deliver from `outbox(account, after, n)`, then `outbox_ack`.
 //! - **replies**: `Op::MoEnqueue` keeps an MO in the account's MO outbox (answer the center
 //!   only after that commit); deliver from `mo_outbox(account, after, n)`, then `Op::MoDelete`.
