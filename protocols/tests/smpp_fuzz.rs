@@ -1,5 +1,6 @@
-//! Arbitrary and mutated bytes never panic any SMPP decoder, and whatever decodes without
-//! tolerances re-encodes to the same bytes.
+//! Arbitrary and mutated bytes never panic any SMPP decoder (the owned one and the borrowed
+//! view, which must agree), and whatever decodes without tolerances re-encodes to the same
+//! bytes.
 //!
 //! 100 000 inputs per decoder in the normal run, ten times more with SLUICE_FUZZ_LONG=1 (or
 //! SLUICE_LONG_TESTS=1).
@@ -80,6 +81,17 @@ fn exercise(b: &[u8]) -> bool {
     let owned = decode(Bytes::copy_from_slice(b));
     let sliced = decode_slice(b);
     assert_eq!(owned, sliced);
+    // The view: never a panic, and the owned decoder's answer after to_owned().
+    let viewed = Frame::new(Bytes::copy_from_slice(b))
+        .map_err(DecodeError::from)
+        .and_then(|f| {
+            let d = f.view()?;
+            if let PduRef::DeliverSm(sm) = &d.pdu {
+                let _ = DeliveryReport::from_sm_ref(sm);
+            }
+            Ok(d.to_owned())
+        });
+    assert_eq!(viewed, owned);
     match owned {
         Ok(d) => {
             assert_eq!(framed, Ok(Some(b.len())));

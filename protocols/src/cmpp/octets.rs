@@ -107,7 +107,7 @@ impl<const N: usize> fmt::Display for FixedStr<N> {
 }
 
 /// Strips NUL padding, then any spaces before it; reports whether spaces were stripped.
-fn trim_padding(value: &[u8]) -> (&[u8], bool) {
+pub(crate) fn trim_padding(value: &[u8]) -> (&[u8], bool) {
     let nul_end = nul_end(value);
     let mut end = nul_end;
     while end > 0 && matches!(value[end - 1], 0 | b' ') {
