@@ -177,6 +177,12 @@ proptest! {
         smpp_agree(&b)?;
         smpp_agree(&mutate(&b, smpp::HEADER_LEN, &m))?;
     }
+}
+
+// CMPP SUBMITs are slow to generate (ten fixed fields, up to twelve destinations): fewer
+// cases keep the debug run short; cmpp_fuzz.rs covers volume (100 000 frames per version).
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(600))]
 
     #[test]
     fn cmpp_view_agrees_on_every_generated_submit(
