@@ -19,7 +19,7 @@ fn smpp_agree(b: &[u8]) -> Result<(), TestCaseError> {
     let frame = Frame::new(Bytes::copy_from_slice(b)).map_err(DecodeError::from);
     let viewed = frame.as_ref().map_err(|e| *e).and_then(|f| f.view());
     prop_assert_eq!(
-        viewed.as_ref().map(|d| d.to_owned()).map_err(|e| *e),
+        viewed.as_ref().map_err(|e| *e).and_then(|d| d.to_owned()),
         owned.clone()
     );
     if let (Ok(v), Ok(o)) = (&viewed, &owned)
@@ -88,8 +88,11 @@ fn mutate(
 
 fn fs<const N: usize>(width: usize) -> impl Strategy<Value = cmpp::FixedStr<N>> {
     // Digits, letters, NULs and spaces: padding of both kinds and embedded NULs.
-    vec(prop_oneof![Just(0u8), Just(b' '), b'0'..=b'9', any::<u8>()], 0..=width)
-        .prop_map(|v| cmpp::FixedStr::<N>::new(&v).unwrap())
+    vec(
+        prop_oneof![Just(0u8), Just(b' '), b'0'..=b'9', any::<u8>()],
+        0..=width,
+    )
+    .prop_map(|v| cmpp::FixedStr::<N>::new(&v).unwrap())
 }
 
 fn cmpp_submit(v: cmpp::Version) -> impl Strategy<Value = cmpp::Submit> {
@@ -99,7 +102,13 @@ fn cmpp_submit(v: cmpp::Version) -> impl Strategy<Value = cmpp::Submit> {
     (
         (any::<u64>(), any::<[u8; 4]>(), fs::<10>(10), any::<u8>()),
         (fs::<32>(tid), byte3(), any::<[u8; 3]>(), fs::<6>(6)),
-        (fs::<2>(2), fs::<6>(6), fs::<17>(17), fs::<17>(17), fs::<21>(21)),
+        (
+            fs::<2>(2),
+            fs::<6>(6),
+            fs::<17>(17),
+            fs::<17>(17),
+            fs::<21>(21),
+        ),
         (
             vec(fs::<32>(tid), 1..=12),
             byte3(),

@@ -253,7 +253,7 @@ impl<'a> Reader<'a> {
 /// little-endian, the bytes after the value) are counted with one instruction; a tail of
 /// fewer than eight bytes is read byte by byte.
 #[inline(always)]
-fn padded_len<const N: usize>(bytes: &[u8; N]) -> usize {
+pub(crate) fn padded_len<const N: usize>(bytes: &[u8; N]) -> usize {
     let words = N / 8;
     let mut i = N;
     // A tail that does not fill a word (N % 8 bytes at the end) first.

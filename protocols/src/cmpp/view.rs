@@ -21,7 +21,7 @@ use super::codes::{CommandId, MsgFmt};
 use super::error::{DecodeError, FrameError};
 use super::header::{self, HEADER_LEN, Header};
 use super::msg_id::MsgId;
-use super::octets::{FixedStr, trim_padding};
+use super::octets::{FixedStr, padded_len, trim_padding};
 use super::pdu::{Decoded, Pdu};
 use super::submit::{MAX_DESTINATIONS, Submit};
 use super::tolerated::{Tolerance, Tolerated};
@@ -124,6 +124,20 @@ impl Frame {
             },
         }
     }
+}
+
+/// `raw` (a field of `W` bytes) without its padding: the NULs measured a word at a time on
+/// the fixed-size field, the rare space padding trimmed as the owned decoder does.
+#[inline(always)]
+fn trimmed<const W: usize>(raw: &[u8]) -> &[u8] {
+    let Some(field) = raw.first_chunk::<W>() else {
+        return trim_padding(raw).0;
+    };
+    let end = padded_len(field);
+    if end > 0 && field[end - 1] == b' ' {
+        return trim_padding(raw).0;
+    }
+    &raw[..end]
 }
 
 /// A PDU read in place from a [`Frame`].
@@ -271,10 +285,19 @@ impl<'a> SubmitRef<'a> {
         self.body.get(at..at + width).unwrap_or_default()
     }
 
-    /// A fixed-width field without its padding.
+    /// A fixed-width field of `W` bytes at `at`, without its padding.
     #[inline(always)]
-    fn fixed(&self, at: usize, width: usize) -> &'a [u8] {
-        trim_padding(self.raw(at, width)).0
+    fn fixed<const W: usize>(&self, at: usize) -> &'a [u8] {
+        trimmed::<W>(self.raw(at, W))
+    }
+
+    /// A terminal id (21 bytes in 2.0, 32 in 3.0) at `at`, without its padding.
+    #[inline(always)]
+    fn terminal(&self, at: usize) -> &'a [u8] {
+        match self.version {
+            Version::V20 => self.fixed::<21>(at),
+            Version::V30 => self.fixed::<32>(at),
+        }
     }
 
     fn byte(&self, at: usize) -> u8 {
@@ -309,7 +332,7 @@ impl<'a> SubmitRef<'a> {
     }
     /// Service_Id without padding.
     pub fn service_id(&self) -> &'a [u8] {
-        self.fixed(12, 10)
+        self.fixed::<10>(12)
     }
     /// Fee_UserType.
     pub fn fee_user_type(&self) -> u8 {
@@ -317,7 +340,7 @@ impl<'a> SubmitRef<'a> {
     }
     /// Fee_terminal_Id without padding.
     pub fn fee_terminal_id(&self) -> &'a [u8] {
-        self.fixed(23, self.layout().tid)
+        self.terminal(23)
     }
     /// Fee_terminal_type (3.0; 0 on 2.0).
     pub fn fee_terminal_type(&self) -> u8 {
@@ -340,27 +363,27 @@ impl<'a> SubmitRef<'a> {
     }
     /// Msg_src without padding.
     pub fn msg_src(&self) -> &'a [u8] {
-        self.fixed(self.layout().msg_src(), 6)
+        self.fixed::<6>(self.layout().msg_src())
     }
     /// FeeType without padding.
     pub fn fee_type(&self) -> &'a [u8] {
-        self.fixed(self.layout().msg_src() + 6, 2)
+        self.fixed::<2>(self.layout().msg_src() + 6)
     }
     /// FeeCode without padding.
     pub fn fee_code(&self) -> &'a [u8] {
-        self.fixed(self.layout().msg_src() + 8, 6)
+        self.fixed::<6>(self.layout().msg_src() + 8)
     }
     /// ValId_Time without padding.
     pub fn valid_time(&self) -> &'a [u8] {
-        self.fixed(self.layout().msg_src() + 14, 17)
+        self.fixed::<17>(self.layout().msg_src() + 14)
     }
     /// At_Time without padding.
     pub fn at_time(&self) -> &'a [u8] {
-        self.fixed(self.layout().msg_src() + 31, 17)
+        self.fixed::<17>(self.layout().msg_src() + 31)
     }
     /// Src_Id without padding.
     pub fn src_id(&self) -> &'a [u8] {
-        self.fixed(self.layout().msg_src() + 48, 21)
+        self.fixed::<21>(self.layout().msg_src() + 48)
     }
     /// How many destinations (1..=100).
     pub fn dest_count(&self) -> usize {
@@ -368,9 +391,12 @@ impl<'a> SubmitRef<'a> {
     }
     /// The destination terminals, without padding, in wire order.
     pub fn dest_terminal_ids(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + use<'a> {
-        let tid = self.layout().tid;
+        let (tid, v) = (self.layout().tid, self.version);
         let raw = self.raw(self.dests, usize::from(self.count) * tid);
-        raw.chunks_exact(tid).map(|d| trim_padding(d).0)
+        raw.chunks_exact(tid).map(move |d| match v {
+            Version::V20 => trimmed::<21>(d),
+            Version::V30 => trimmed::<32>(d),
+        })
     }
     /// Dest_terminal_type (3.0; 0 on 2.0).
     pub fn dest_terminal_type(&self) -> u8 {
@@ -392,7 +418,7 @@ impl<'a> SubmitRef<'a> {
     pub fn link_id(&self) -> &'a [u8] {
         match self.version {
             Version::V30 if !self.structural.contains(Tolerance::MissingTrailer) => {
-                self.fixed(self.content + usize::from(self.content_len), 20)
+                self.fixed::<20>(self.content + usize::from(self.content_len))
             }
             _ => &[],
         }

@@ -10,10 +10,10 @@
 //! - [`Frame`]: one whole PDU split off the read buffer as `Bytes` (the split is the only
 //!   reference-count step); [`Frame::split`] is the sans-IO framing step and
 //!   `SmppViewCodec` its tokio adapter.
-//! - [`Frame::view`] → [`DecodedRef`]: submit_sm / deliver_sm as [`SmRef`], any other command
-//!   decoded to the owned [`Pdu`] as before (they are rare or small).
+//! - [`Frame::view`] → [`DecodedRef`]: submit_sm / deliver_sm as [`SmRef`]; any other command
+//!   is left to [`Frame::decode`] (owned, as before).
 //! - [`SmRef::to_owned`] / [`DecodedRef::to_owned`] give exactly what [`decode`] gives for the
-//!   same bytes (same values, same [`Tolerated`] flags, same errors from [`Frame::view`]);
+//!   same bytes (same values, same [`Tolerated`] flags, same errors);
 //!   the long fields stay zero-copy slices of the frame.
 //!
 //! [`decode`]: super::decode
@@ -77,6 +77,7 @@ impl Frame {
     }
 
     /// The four header words.
+    #[inline(always)]
     pub fn header(&self) -> Header {
         // A frame always holds at least the header.
         Header::read(&self.0).unwrap_or(Header {
@@ -105,16 +106,17 @@ impl Frame {
         decode(self.0.clone())
     }
 
-    /// Reads the frame in place: submit_sm and deliver_sm as [`SmRef`]s, every other
-    /// command decoded to the owned [`Pdu`].
+    /// Reads the frame in place: submit_sm and deliver_sm as [`SmRef`]s (validated now);
+    /// any other command is [`PduRef::Other`], left for [`Frame::decode`] (or
+    /// [`DecodedRef::to_owned`]) so the view stays small and is built without a copy.
     ///
     /// # Errors
-    /// Exactly the errors [`super::decode`] gives for the same bytes.
-    #[inline]
+    /// For submit_sm / deliver_sm, exactly the error [`super::decode`] gives for the same
+    /// bytes; never for another command.
+    #[inline(always)]
     pub fn view(&self) -> Result<DecodedRef<'_>, DecodeError> {
         let h = self.header();
         let command_id = CommandId::from_u32(h.command_id);
-        let status = CommandStatus::from_u32(h.command_status);
         let fail = |error| DecodeError::Body {
             command_id,
             sequence: h.sequence,
@@ -129,14 +131,10 @@ impl Frame {
                 let (sm, t) = SmRef::parse(&self.0).map_err(fail)?;
                 (PduRef::DeliverSm(sm), t)
             }
-            _ => {
-                let d = self.decode()?;
-                (PduRef::Other(d.command.pdu), d.tolerated)
-            }
+            _ => (PduRef::Other, Tolerated::NONE),
         };
         Ok(DecodedRef {
-            status,
-            sequence: h.sequence,
+            frame: self,
             pdu,
             tolerated,
         })
@@ -146,28 +144,44 @@ impl Frame {
 /// A command read in place from a [`Frame`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedRef<'a> {
-    /// `command_status`.
-    pub status: CommandStatus,
-    /// `sequence_number`.
-    pub sequence: u32,
+    frame: &'a Frame,
     /// The body.
     pub pdu: PduRef<'a>,
-    /// What was bent (empty for a conforming PDU).
+    /// What was bent while reading a viewed body (empty for [`PduRef::Other`], whose
+    /// tolerances come with its [`Frame::decode`]).
     pub tolerated: Tolerated,
 }
 
 impl DecodedRef<'_> {
+    /// `command_status`.
+    pub fn status(&self) -> CommandStatus {
+        CommandStatus::from_u32(self.frame.header().command_status)
+    }
+
+    /// `sequence_number`.
+    pub fn sequence(&self) -> u32 {
+        self.frame.header().sequence
+    }
+
+    /// The frame read.
+    pub fn frame(&self) -> &Frame {
+        self.frame
+    }
+
     /// The owned form, equal to what [`super::decode`] gives for the same bytes.
-    pub fn to_owned(&self) -> Decoded {
+    ///
+    /// # Errors
+    /// Only for [`PduRef::Other`]: the owned decode's error.
+    pub fn to_owned(&self) -> Result<Decoded, DecodeError> {
         let pdu = match &self.pdu {
             PduRef::SubmitSm(sm) => Pdu::SubmitSm(sm.to_owned()),
             PduRef::DeliverSm(sm) => Pdu::DeliverSm(sm.to_owned()),
-            PduRef::Other(p) => p.clone(),
+            PduRef::Other => return self.frame.decode(),
         };
-        Decoded {
-            command: Command::new(self.status, self.sequence, pdu),
+        Ok(Decoded {
+            command: Command::new(self.status(), self.sequence(), pdu),
             tolerated: self.tolerated,
-        }
+        })
     }
 }
 
@@ -178,8 +192,8 @@ pub enum PduRef<'a> {
     SubmitSm(SmRef<'a>),
     /// deliver_sm, in place.
     DeliverSm(SmRef<'a>),
-    /// Any other command, owned.
-    Other(Pdu),
+    /// Any other command: not viewed; [`Frame::decode`] gives it owned.
+    Other,
 }
 
 /// An address triple in place.
@@ -653,7 +667,8 @@ mod tests {
         assert_eq!(v.tlvs().source_port(), Some(0x0B84));
         assert!(v.has_udh() && !v.is_delivery_receipt());
         assert_eq!(v.to_owned(), sm);
-        assert_eq!(d.to_owned(), f.decode().unwrap());
+        assert_eq!(d.to_owned(), f.decode());
+        assert_eq!((d.sequence(), d.status()), (7, CommandStatus::EsmeRok));
     }
 
     #[test]
@@ -667,7 +682,7 @@ mod tests {
         let f = Frame::new(Bytes::from(b.clone())).unwrap();
         let d = f.view().unwrap();
         assert!(d.tolerated.contains(Tolerated::SM_LENGTH_OVERRUN));
-        assert_eq!(d.to_owned(), f.decode().unwrap());
+        assert_eq!(d.to_owned(), f.decode());
         // Without message_payload (tag changed) it is ESME_RINVMSGLEN, as the owned decode.
         b[at + 2] = 0x99;
         let f = Frame::new(Bytes::from(b)).unwrap();
