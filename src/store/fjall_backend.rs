@@ -104,13 +104,13 @@ fn fjall_error(e: fjall::Error) -> StoreError {
 }
 
 /// The open database and its per-tag keyspaces.
-struct Open {
+struct Db {
     db: SingleWriterTxDatabase,
     /// Indexed by tag; `None` = no keyspace for that tag yet.
     spaces: RwLock<Vec<Option<SingleWriterTxKeyspace>>>,
 }
 
-impl Open {
+impl Db {
     fn open(path: &Path) -> Result<Self, StoreError> {
         let db = SingleWriterTxDatabase::builder(path)
             .cache_size(CACHE_BYTES)
@@ -168,7 +168,7 @@ impl Open {
 /// A fjall database directory.
 pub struct FjallBackend {
     /// `None` only while a reopen failed (the next operation tries again).
-    open: RwLock<Option<Open>>,
+    open: RwLock<Option<Db>>,
     /// The database directory, for reopening.
     path: PathBuf,
     /// An I/O error poisoned fjall: reopen before the next operation.
@@ -186,11 +186,11 @@ impl std::fmt::Debug for FjallBackend {
 }
 
 /// The open database, behind the handle's read lock.
-struct Handle<'a>(RwLockReadGuard<'a, Option<Open>>);
+struct Handle<'a>(RwLockReadGuard<'a, Option<Db>>);
 
 impl std::ops::Deref for Handle<'_> {
-    type Target = Open;
-    fn deref(&self) -> &Open {
+    type Target = Db;
+    fn deref(&self) -> &Db {
         // `FjallBackend::handle` hands out a `Handle` only over `Some`.
         self.0
             .as_ref()
@@ -204,7 +204,7 @@ impl FjallBackend {
         let dir = dir.as_ref();
         super::backend::create_dir(dir)?;
         let path = dir.join("sluice.fjall");
-        let open = Open::open(&path)?;
+        let open = Db::open(&path)?;
         Ok(Self {
             open: RwLock::new(Some(open)),
             path,
@@ -242,7 +242,7 @@ impl FjallBackend {
         // Close first: fjall locks the directory, a second handle could not open it. Dropping
         // the last handle stops fjall's workers and releases the lock before it returns.
         *g = None;
-        *g = Some(Open::open(&self.path)?);
+        *g = Some(Db::open(&self.path)?);
         // Whatever a relaxed commit left in the dropped journal buffer is gone or on disk.
         self.unpersisted.store(false, Ordering::Relaxed);
         self.failed.store(false, Ordering::Release);
@@ -316,7 +316,7 @@ fn scan_space(
     Ok(())
 }
 
-fn get(r: &impl Readable, open: &Open, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+fn get(r: &impl Readable, open: &Db, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
     if key.len() > MAX_KEY {
         // Never written, so absent.
         return Ok(None);
@@ -332,7 +332,7 @@ fn get(r: &impl Readable, open: &Open, key: &[u8]) -> Result<Option<Vec<u8>>, St
 
 fn scan(
     r: &impl Readable,
-    open: &Open,
+    open: &Db,
     start: &[u8],
     end: &[u8],
     limit: usize,
@@ -354,7 +354,7 @@ fn scan(
 
 fn last_key(
     r: &impl Readable,
-    open: &Open,
+    open: &Db,
     start: &[u8],
     end: &[u8],
 ) -> Result<Option<Vec<u8>>, StoreError> {
@@ -382,7 +382,7 @@ fn last_key(
 /// The view inside a write transaction (reads see its own writes).
 struct WriteKv<'a> {
     tx: SingleWriterWriteTx<'a>,
-    open: &'a Open,
+    open: &'a Db,
     /// A put or delete was made (an empty transaction is not committed).
     wrote: bool,
 }
@@ -446,7 +446,7 @@ impl Kv for WriteKv<'_> {
 /// The view of a snapshot; a missing keyspace reads as empty.
 struct ReadKv<'a> {
     snapshot: fjall::Snapshot,
-    open: &'a Open,
+    open: &'a Db,
 }
 
 impl KvRead for ReadKv<'_> {
