@@ -21,6 +21,26 @@ pub(crate) fn create_dir(dir: &std::path::Path) -> Result<(), StoreError> {
     })
 }
 
+/// Tag of a key: its first byte (the "table" of `keys.rs`; the empty key has tag 0). Engines
+/// that keep one tree per tag (redb's tables, fjall's keyspaces) split the key space by it.
+pub(crate) fn tag_of(key: &[u8]) -> u8 {
+    key.first().copied().unwrap_or(0)
+}
+
+/// The tags a scan over `[start, end)` may touch, in ascending order (a superset is fine:
+/// each table is still scanned with the exact bounds).
+pub(crate) fn tags_between(start: &[u8], end: &[u8]) -> impl DoubleEndedIterator<Item = u8> {
+    let last = match end {
+        // No key sorts before the empty key.
+        [] => None,
+        // `[t]` ends before every key of tag t, except that tag 0's table also holds the
+        // empty key, which sorts before `[0]`.
+        [t] => Some(t.saturating_sub(1)),
+        [t, ..] => Some(*t),
+    };
+    last.into_iter().flat_map(move |last| tag_of(start)..=last)
+}
+
 /// Read access to the key space.
 pub trait KvRead {
     /// Value under `key`.
@@ -94,4 +114,21 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         f: impl FnOnce(&dyn KvRead) -> Result<R, StoreError>,
     ) -> Result<R, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_ranges_of_scans() {
+        let tags = |a: &[u8], b: &[u8]| tags_between(a, b).collect::<Vec<_>>();
+        assert_eq!(tags(&[1], &[2]), [1]);
+        assert_eq!(tags(&[1, 5], &[3, 0]), [1, 2, 3]);
+        assert_eq!(tags(&[], &[0, 1]), [0]);
+        assert_eq!(tags(&[], &[0]), [0]);
+        assert!(tags(&[3], &[2, 1]).is_empty());
+        assert!(tags(&[], &[]).is_empty());
+        assert_eq!(tags(&[0xFE], &[0xFF, 0xFF]), [0xFE, 0xFF]);
+    }
 }

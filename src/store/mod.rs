@@ -2,8 +2,8 @@
 //! that funnels every write through a single group-commit writer thread.
 //!
 //! - `backend.rs`: the engine trait (names no engine crate).
-//! - `redb_backend.rs` (default), `sled_backend.rs` (`--features sled`), `any.rs`: engines and
-//!   the config-selected enum of them.
+//! - `redb_backend.rs` (default), `sled_backend.rs` (`--features sled`), `fjall_backend.rs`
+//!   (`--features fjall`), `any.rs`: engines and the config-selected enum of them.
 //! - `keys.rs`: key layout; `model.rs`: records; `codec.rs`: their binary on-disk format;
 //!   `id.rs`: message ids.
 //! - `ops.rs`: every state change, written once for all engines; `reads.rs`: pure lookups.
@@ -58,6 +58,8 @@ pub mod content;
 mod counting;
 mod depth;
 mod error;
+#[cfg(feature = "fjall")]
+mod fjall_backend;
 mod id;
 mod keys;
 mod message_store;
@@ -86,6 +88,8 @@ pub use content::{ContentPin, ContentStore};
 pub use counting::KvCounts;
 pub use depth::QueueDepths;
 pub use error::{StoreError, is_no_space};
+#[cfg(feature = "fjall")]
+pub use fjall_backend::FjallBackend;
 pub use id::{ID_TEXT_LEN, IdGenerator, MessageId, NODE_BITS, ParseIdError, SEQ_BITS};
 pub use message_store::{GatewayStore, MessageStore};
 pub use model::{

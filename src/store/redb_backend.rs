@@ -37,7 +37,7 @@ use redb::{
     TableDefinition, TableError, TableHandle, WriteTransaction,
 };
 
-use super::backend::{Backend, Kv, KvRead};
+use super::backend::{Backend, Kv, KvRead, tag_of, tags_between};
 use super::error::StoreError;
 
 type Def<'a> = TableDefinition<'a, &'static [u8], &'static [u8]>;
@@ -55,11 +55,6 @@ fn table_name(tag: u8) -> String {
     format!("{PREFIX}{tag:02x}")
 }
 
-/// Tag (table) of a key.
-fn tag_of(key: &[u8]) -> u8 {
-    key.first().copied().unwrap_or(0)
-}
-
 /// Which per-tag tables may exist: 256 bits.
 #[derive(Debug, Default)]
 struct Tags([AtomicU64; 4]);
@@ -72,20 +67,6 @@ impl Tags {
     fn has(&self, tag: u8) -> bool {
         self.0[usize::from(tag >> 6)].load(Ordering::Relaxed) & (1 << (tag & 63)) != 0
     }
-}
-
-/// The tags a scan over `[start, end)` may touch, in ascending order (a superset is fine:
-/// each table is still scanned with the exact bounds).
-fn tags_between(start: &[u8], end: &[u8]) -> impl DoubleEndedIterator<Item = u8> {
-    let last = match end {
-        // No key sorts before the empty key.
-        [] => None,
-        // `[t]` ends before every key of tag t, except that tag 0's table also holds the
-        // empty key, which sorts before `[0]`.
-        [t] => Some(t.saturating_sub(1)),
-        [t, ..] => Some(*t),
-    };
-    last.into_iter().flat_map(move |last| tag_of(start)..=last)
 }
 
 /// A redb database file.
@@ -579,18 +560,6 @@ impl Backend for RedbBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tag_ranges_of_scans() {
-        let tags = |a: &[u8], b: &[u8]| tags_between(a, b).collect::<Vec<_>>();
-        assert_eq!(tags(&[1], &[2]), [1]);
-        assert_eq!(tags(&[1, 5], &[3, 0]), [1, 2, 3]);
-        assert_eq!(tags(&[], &[0, 1]), [0]);
-        assert_eq!(tags(&[], &[0]), [0]);
-        assert!(tags(&[3], &[2, 1]).is_empty());
-        assert!(tags(&[], &[]).is_empty());
-        assert_eq!(tags(&[0xFE], &[0xFF, 0xFF]), [0xFE, 0xFF]);
-    }
 
     #[test]
     fn single_table_stores_are_converted_on_open() {
