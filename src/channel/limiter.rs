@@ -121,10 +121,10 @@ impl AcceptedRate {
     /// window and for less than two. Older counts say nothing about the center now (an
     /// idle channel accepted nothing because it sent nothing): `None`, and AIMD halves.
     fn per_second(&self, now: Instant) -> Option<u32> {
-        if let Some((rate, at)) = self.last {
-            if now.saturating_duration_since(at) < 2 * Self::WINDOW {
-                return Some(rate);
-            }
+        if let Some((rate, at)) = self.last
+            && now.saturating_duration_since(at) < 2 * Self::WINDOW
+        {
+            return Some(rate);
         }
         let start = self.window_start?;
         let elapsed = now.saturating_duration_since(start);
