@@ -28,6 +28,7 @@
 # Usage: loadtest/peers/soak.sh [SECS=3600] [RATE=500]
 # Environment: KILL_EVERY (900), KILL_AT (450), HOOK_EVERY (600), HOOK_AT (400),
 # HOOK_DOWN_SECS (120), SAMPLE_EVERY (30), DROP_SHARE (0.0005), PHASE_TIMEOUT (900),
+# LOAD_CONNS (HTTP workers per load generator, 2),
 # OUT (CSV path; default $WORK/soak.csv), SKIP_BUILD=1 (use the built binary; PROFILE=debug for
 # a check of the script itself), KEEP_WORK=1 keeps the data dir.
 set -euo pipefail
@@ -41,6 +42,7 @@ HOOK_DOWN_SECS=${HOOK_DOWN_SECS:-120}
 SAMPLE_EVERY=${SAMPLE_EVERY:-30}
 DROP_SHARE=${DROP_SHARE:-0.0005}
 PHASE_TIMEOUT=${PHASE_TIMEOUT:-900}
+LOAD_CONNS=${LOAD_CONNS:-2}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mktemp -d /tmp/sluice-soak.XXXXXX)
 OUT=${OUT:-$WORK/soak.csv}
@@ -211,7 +213,7 @@ done
 RUN=$(date +%s)
 for a in "smpp:$KEY_A" "cmpp:$KEY_B"; do
   "$SLUICE" loadtest --target http --url "http://127.0.0.1:$HTTP_PORT/v1/messages" \
-    --api-key "${a#*:}" --batch 25 -c 2 --rate "$SHARE" -d "$SECS" --run "soak$RUN${a%%:*}" \
+    --api-key "${a#*:}" --batch 25 -c "$LOAD_CONNS" --rate "$SHARE" -d "$SECS" --run "soak$RUN${a%%:*}" \
     --quiet --json "$WORK/load-${a%%:*}.json" >"$WORK/load-${a%%:*}.txt" 2>&1 &
   PIDS+=($!)
   LOAD_PIDS+=($!)
