@@ -189,7 +189,31 @@ const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 50
 pub fn install() -> Result<PrometheusHandle, BuildError> {
     let handle = builder()?.install_recorder()?;
     describe();
+    spawn_upkeep(handle.clone());
     Ok(handle)
+}
+
+/// How often the installed recorder's histograms are drained when nobody scrapes (the
+/// exporter's own default for the recorders it installs itself).
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `install_recorder` leaves upkeep to its caller: without it every histogram sample
+/// (several per message: accept, submit, receipt latencies) waits in the recorder until the
+/// next scrape, so a gateway nobody scrapes — no metrics listener, or Prometheus down —
+/// grows by them for as long as it runs. A plain thread, so it works whether or not the
+/// caller is inside a runtime; it lives as long as the process-wide recorder does.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "Metrics upkeep not started: histograms grow until scraped.");
+    }
 }
 
 /// A recorder + handle that is NOT installed globally; tests use it with

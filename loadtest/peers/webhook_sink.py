@@ -4,7 +4,9 @@
 JSON array of them, counts receipts per id, and answers 200 (401 when the signature does not
 verify, 400 for a body that is not JSON). HTTP/1.1 keep-alive, one thread per connection.
 
-GET /count answers "unique duplicates posts refused last_unix_s" on one line.
+GET /count answers "unique duplicates posts refused last_unix_s down_refused" on one line.
+GET /down makes it answer every POST 503 (counted in down_refused, nothing recorded) until
+GET /up: a receiver outage that keeps the per-id counts, which killing the process would lose.
 
 GET /dlr?id=ID (Kannel's dlr-url, which is not signed) counts a receipt for ID the same way, so
 one receiver measures both gateways in kannel_faults.sh; a /dlr request without an id is
@@ -28,7 +30,7 @@ SECRET = sys.argv[2].encode()
 LOG = open(sys.argv[3], "a") if len(sys.argv) > 3 else None
 LOCK = threading.Lock()
 SEEN = set()
-STATE = {"duplicates": 0, "posts": 0, "refused": 0, "last": 0.0}
+STATE = {"duplicates": 0, "posts": 0, "refused": 0, "last": 0.0, "down": False, "down_refused": 0}
 
 
 def verified(header, body):
@@ -67,6 +69,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with LOCK:
+            down = STATE["down"]
+            if down:
+                STATE["down_refused"] += 1
+        if down:
+            return self.answer(503)
         if not verified(self.headers.get("X-Sluice-Signature"), body):
             with LOCK:
                 STATE["refused"] += 1
@@ -88,8 +96,11 @@ class Handler(BaseHTTPRequestHandler):
             count(ids[:1], [{"id": ids[0]}])
             return self.answer(200)
         with LOCK:
-            line = "%d %d %d %d %.3f\n" % (
-                len(SEEN), STATE["duplicates"], STATE["posts"], STATE["refused"], STATE["last"])
+            if self.path in ("/down", "/up"):
+                STATE["down"] = self.path == "/down"
+            line = "%d %d %d %d %.3f %d\n" % (
+                len(SEEN), STATE["duplicates"], STATE["posts"], STATE["refused"], STATE["last"],
+                STATE["down_refused"])
         self.answer(200, line.encode())
 
     def log_message(self, *args):
