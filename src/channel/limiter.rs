@@ -117,9 +117,12 @@ impl AcceptedRate {
     }
 
     /// Accepted per second over the last full window, if that window ended within two
-    /// windows of `now`; else the current window's rate once it has run for a fifth of a
-    /// window and for less than two. Older counts say nothing about the center now (an
-    /// idle channel accepted nothing because it sent nothing): `None`, and AIMD halves.
+    /// windows of `now`; else the current window's rate once it has run for 20 ms and for
+    /// less than two windows. A short window overestimates (the center's burst counts in
+    /// it), which only makes the decrease milder; it cannot underestimate a center that
+    /// throttles, since one throttles only when sent more than it accepts. Older counts say
+    /// nothing about the center now (an idle channel accepted nothing because it sent
+    /// nothing): `None`, and AIMD halves.
     fn per_second(&self, now: Instant) -> Option<u32> {
         if let Some((rate, at)) = self.last
             && now.saturating_duration_since(at) < 2 * Self::WINDOW
@@ -128,7 +131,7 @@ impl AcceptedRate {
         }
         let start = self.window_start?;
         let elapsed = now.saturating_duration_since(start);
-        (Self::WINDOW / 5..2 * Self::WINDOW)
+        (Self::WINDOW / 50..2 * Self::WINDOW)
             .contains(&elapsed)
             .then(|| (f64::from(self.in_window) / elapsed.as_secs_f64()) as u32)
     }
@@ -194,23 +197,34 @@ impl Aimd {
     /// that is lower (not below the floor), unless the request predates the last decrease.
     pub fn on_throttle(&mut self, now: Instant, sent_at: Instant) -> RateChange {
         self.successes = 0;
-        if self
-            .last_decrease
-            .is_some_and(|at| sent_at < at || now < at + self.config.cooldown)
-        {
-            return RateChange::Unchanged;
+        let accepted = self.accepted.per_second(now);
+        match self.last_decrease {
+            // Sent at the old rate: says nothing about the new one.
+            Some(at) if sent_at < at => return RateChange::Unchanged,
+            // Within the cooldown only a fall to what the center accepts, when that is below
+            // half the rate, is taken: the first decrease of a channel often comes before
+            // any acceptance was counted, and a second of sending at half a large configured
+            // rate would otherwise be a second of throttle answers.
+            Some(at) if now < at + self.config.cooldown => {
+                return match accepted {
+                    Some(a) if a < self.current / 2 => self.decrease_to(now, a),
+                    _ => RateChange::Unchanged,
+                };
+            }
+            _ => {}
         }
+        let target = accepted.map_or(self.current / 2, |a| a.min(self.current / 2));
+        self.decrease_to(now, target)
+    }
+
+    fn decrease_to(&mut self, now: Instant, target: u32) -> RateChange {
         self.last_decrease = Some(now);
-        let mut target = self.current / 2;
-        if let Some(accepted) = self.accepted.per_second(now) {
-            target = target.min(accepted);
-        }
-        let halved = target.max(self.config.floor.get());
-        if halved == self.current {
+        let lowered = target.max(self.config.floor.get());
+        if lowered >= self.current {
             return RateChange::Unchanged;
         }
-        self.current = halved;
-        RateChange::Decreased(halved)
+        self.current = lowered;
+        RateChange::Decreased(lowered)
     }
 }
 
@@ -453,6 +467,30 @@ mod tests {
         }
         let late = t0 + Duration::from_secs(60);
         assert_eq!(aimd.on_throttle(late, late), RateChange::Decreased(500_000));
+    }
+
+    #[test]
+    fn within_the_cooldown_only_a_fall_to_the_accepted_rate_is_taken() {
+        let t0 = Instant::now();
+        let mut aimd = Aimd::new(AimdConfig {
+            cooldown: Duration::from_secs(1),
+            ..config(1_000_000)
+        });
+        // Throttled before anything was accepted: halving.
+        assert_eq!(aimd.on_throttle(t0, t0), RateChange::Decreased(500_000));
+        // 30 accepted over the next 30 ms (the center's burst and 1 000/s), then a throttle
+        // of a submit sent after the decrease: down to ≈ what the center accepts.
+        for i in 1..=30 {
+            aimd.on_success(t0 + Duration::from_millis(i));
+        }
+        let t = t0 + Duration::from_millis(31);
+        let RateChange::Decreased(r) = aimd.on_throttle(t, t) else {
+            panic!("no fall to the accepted rate")
+        };
+        assert!((900..=1100).contains(&r), "{r}");
+        // Still in the cooldown and the accepted rate is not below half: unchanged.
+        let t = t0 + Duration::from_millis(40);
+        assert_eq!(aimd.on_throttle(t, t), RateChange::Unchanged);
     }
 
     #[test]
