@@ -392,7 +392,9 @@ impl<C: Clock + Clone> Dispatcher<C> {
                 self.sweep_expired().await?;
             }
             let paused = *links.paused.borrow();
-            if paused && (self.buffers.iter().any(|b| !b.is_empty()) || self.ahead.any()) {
+            // Paused or no bind up: nothing may sit leased here (and a lease ahead started
+            // just before the binds dropped must not hold its batch through the outage).
+            if (paused || !up) && (self.buffers.iter().any(|b| !b.is_empty()) || self.ahead.any()) {
                 self.give_back_buffers(self.clock.now_ms()).await?;
             }
             if self.recheck_at.is_some_and(|t| t <= self.clock.now()) {
@@ -593,7 +595,15 @@ impl<C: Clock + Clone> Dispatcher<C> {
                 warn!(id = %message.id, "Buffered message outlived its lease; left to recovery.");
                 continue;
             }
-            self.prefetch(lane, to_ms(now));
+            // A lane that took more than a quarter of the lease to hand on what it has so
+            // far gets no lease ahead: the next batch would wait in the buffer until its
+            // lease ran out, and a message past its lease may be leased and sent again.
+            let quick = message
+                .lease_until_ms
+                .is_none_or(|until| until.saturating_sub(to_ms(now)) >= self.lease_ms() / 4 * 3);
+            if quick {
+                self.prefetch(lane, to_ms(now));
+            }
             if let Some(window) = &message.window
                 && let Ok(rules) = parse_windows(std::slice::from_ref(window))
             {

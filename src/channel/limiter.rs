@@ -98,12 +98,26 @@ struct AcceptedRate {
     in_window: u32,
     /// The last full window's count (per second), and when that window ended.
     last: Option<(u32, Instant)>,
+    /// The latest acceptance.
+    last_success: Option<Instant>,
 }
 
 impl AcceptedRate {
     const WINDOW: Duration = Duration::from_secs(1);
 
+    /// A pause between acceptances longer than this starts a new window and forgets the
+    /// last: a window must measure a channel that kept sending, or an idle minute followed
+    /// by one acceptance would read as "the center accepts 0/s".
+    const GAP: Duration = Duration::from_millis(100);
+
     fn record(&mut self, now: Instant) {
+        if self
+            .last_success
+            .is_some_and(|at| now.saturating_duration_since(at) > Self::GAP)
+        {
+            *self = Self::default();
+        }
+        self.last_success = Some(now);
         let start = *self.window_start.get_or_insert(now);
         let elapsed = now.saturating_duration_since(start);
         if elapsed >= Self::WINDOW {
@@ -128,6 +142,13 @@ impl AcceptedRate {
             && now.saturating_duration_since(at) < 2 * Self::WINDOW
         {
             return Some(rate);
+        }
+        // A window whose acceptances stopped a while ago measured a pause, not the center.
+        if self
+            .last_success
+            .is_none_or(|at| now.saturating_duration_since(at) > Self::GAP)
+        {
+            return None;
         }
         let start = self.window_start?;
         let elapsed = now.saturating_duration_since(start);
@@ -491,6 +512,18 @@ mod tests {
         // Still in the cooldown and the accepted rate is not below half: unchanged.
         let t = t0 + Duration::from_millis(40);
         assert_eq!(aimd.on_throttle(t, t), RateChange::Unchanged);
+    }
+
+    #[test]
+    fn an_idle_pause_is_not_read_as_a_center_that_accepts_nothing() {
+        let t0 = Instant::now();
+        let mut aimd = Aimd::new(config(1000));
+        aimd.on_success(t0);
+        // Thirty idle seconds, then a campaign starts and the center throttles its burst.
+        let t = t0 + Duration::from_secs(30);
+        aimd.on_success(t);
+        let t = t + Duration::from_millis(500);
+        assert_eq!(aimd.on_throttle(t, t), RateChange::Decreased(500));
     }
 
     #[test]
