@@ -30,7 +30,7 @@
 //! acknowledged. A full disk is [`StoreError::NoSpace`], other I/O [`StoreError::Io`].
 
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
@@ -39,7 +39,7 @@ use fjall::{
     SingleWriterWriteTx,
 };
 
-use super::backend::{Backend, Kv, KvRead, tag_of, tags_between};
+use super::backend::{Backend, Kv, KvRead, Reopening, tag_of, tags_between};
 use super::error::StoreError;
 
 /// Prefix of per-tag keyspace names (the same names as redb's tables).
@@ -167,12 +167,8 @@ impl Db {
 
 /// A fjall database directory.
 pub struct FjallBackend {
-    /// `None` only while a reopen failed (the next operation tries again).
-    open: RwLock<Option<Db>>,
-    /// The database directory, for reopening.
-    path: PathBuf,
-    /// An I/O error poisoned fjall: reopen before the next operation.
-    failed: AtomicBool,
+    /// The database directory, reopened after an I/O error poisoned fjall.
+    open: Reopening<Db>,
     /// A relaxed commit changed data since the last fsync of the journal.
     unpersisted: AtomicBool,
 }
@@ -180,7 +176,7 @@ pub struct FjallBackend {
 impl std::fmt::Debug for FjallBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FjallBackend")
-            .field("path", &self.path)
+            .field("path", &self.open.path())
             .finish_non_exhaustive()
     }
 }
@@ -206,9 +202,7 @@ impl FjallBackend {
         let path = dir.join("sluice.fjall");
         let open = Db::open(&path)?;
         Ok(Self {
-            open: RwLock::new(Some(open)),
-            path,
-            failed: AtomicBool::new(false),
+            open: Reopening::new(open, path),
             unpersisted: AtomicBool::new(false),
         })
     }
@@ -221,41 +215,22 @@ impl FjallBackend {
         )
     }
 
-    /// The database, reopened first when an I/O error poisoned it.
+    /// The database, reopened first when an I/O error poisoned it (fjall recovers from its
+    /// journal; dropping the last handle stops fjall's workers and releases its lock).
     fn handle(&self) -> Result<Handle<'_>, StoreError> {
-        if self.failed.load(Ordering::Acquire) {
-            self.reopen()?;
-        }
-        let g = self.open.read().unwrap_or_else(PoisonError::into_inner);
-        if g.is_none() {
-            return Err(StoreError::Io("the database is being reopened".into()));
-        }
-        Ok(Handle(g))
-    }
-
-    /// Drops every handle and opens the directory again (fjall recovers from its journal).
-    fn reopen(&self) -> Result<(), StoreError> {
-        let mut g = self.open.write().unwrap_or_else(PoisonError::into_inner);
-        if !self.failed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        // Close first: fjall locks the directory, a second handle could not open it. Dropping
-        // the last handle stops fjall's workers and releases the lock before it returns.
-        *g = None;
-        *g = Some(Db::open(&self.path)?);
-        // Whatever a relaxed commit left in the dropped journal buffer is gone or on disk.
-        self.unpersisted.store(false, Ordering::Relaxed);
-        self.failed.store(false, Ordering::Release);
-        tracing::info!(path = %self.path.display(), "Store reopened after an I/O error.");
-        Ok(())
+        self.open
+            .get(|path| {
+                let db = Db::open(path)?;
+                // Whatever a relaxed commit left in the dropped journal buffer is gone or on disk.
+                self.unpersisted.store(false, Ordering::Relaxed);
+                Ok(db)
+            })
+            .map(Handle)
     }
 
     /// Marks the handle for a reopen when `r` failed on file I/O.
     fn note<R>(&self, r: Result<R, StoreError>) -> Result<R, StoreError> {
-        if let Err(StoreError::NoSpace(_) | StoreError::Io(_)) = &r {
-            self.failed.store(true, Ordering::Release);
-        }
-        r
+        self.open.note(r)
     }
 
     fn write_with<R>(
@@ -602,12 +577,12 @@ mod tests {
         // What an I/O error inside fjall leaves behind.
         let r: Result<(), _> = b.note(Err(StoreError::Io("disk gone".into())));
         assert!(r.is_err());
-        assert!(b.failed.load(Ordering::Acquire));
+        assert!(b.open.is_failed());
         assert_eq!(
             b.read(|kv| kv.get(&[1, 1])).unwrap(),
             Some(b"kept".to_vec())
         );
-        assert!(!b.failed.load(Ordering::Acquire));
+        assert!(!b.open.is_failed());
         b.write(|kv| kv.put(&[1, 2], b"new")).unwrap();
         assert_eq!(all(&b).len(), 2);
     }

@@ -28,16 +28,16 @@
 //! A full disk is reported as [`StoreError::NoSpace`], other I/O as [`StoreError::Io`].
 
 use std::cell::RefCell;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+use std::path::Path;
+use std::sync::RwLockReadGuard;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{
     Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, Table,
     TableDefinition, TableError, TableHandle, WriteTransaction,
 };
 
-use super::backend::{Backend, Kv, KvRead, tag_of, tags_between};
+use super::backend::{Backend, Kv, KvRead, Reopening, tag_of, tags_between};
 use super::error::StoreError;
 
 type Def<'a> = TableDefinition<'a, &'static [u8], &'static [u8]>;
@@ -72,12 +72,8 @@ impl Tags {
 /// A redb database file.
 #[derive(Debug)]
 pub struct RedbBackend {
-    /// `None` only while a reopen failed (the next operation tries again).
-    db: RwLock<Option<Database>>,
-    /// The database file, for reopening.
-    path: PathBuf,
-    /// An I/O error latched redb: reopen before the next operation.
-    failed: AtomicBool,
+    /// The database file, reopened after an I/O error latched redb.
+    db: Reopening<Database>,
     tags: Tags,
 }
 
@@ -112,9 +108,7 @@ impl RedbBackend {
         let path = dir.join("sluice.redb");
         let db = open_db(&path)?;
         let backend = Self {
-            db: RwLock::new(Some(db)),
-            path,
-            failed: AtomicBool::new(false),
+            db: Reopening::new(db, path),
             tags: Tags::default(),
         };
         let mut legacy = false;
@@ -191,39 +185,15 @@ impl std::ops::Deref for Open<'_> {
 }
 
 impl RedbBackend {
-    /// The database, reopened first when an I/O error latched it.
+    /// The database, reopened first when an I/O error latched it (redb recovers to its last
+    /// durable commit).
     fn db(&self) -> Result<Open<'_>, StoreError> {
-        if self.failed.load(Ordering::Acquire) {
-            self.reopen()?;
-        }
-        let g = self.db.read().unwrap_or_else(PoisonError::into_inner);
-        if g.is_none() {
-            return Err(StoreError::Io("the database is being reopened".into()));
-        }
-        Ok(Open(g))
-    }
-
-    /// Closes and reopens the file (redb recovers to its last durable commit).
-    fn reopen(&self) -> Result<(), StoreError> {
-        let mut g = self.db.write().unwrap_or_else(PoisonError::into_inner);
-        if !self.failed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        // Close first: redb locks the file, a second handle could not open it.
-        *g = None;
-        let db = open_db(&self.path)?;
-        *g = Some(db);
-        self.failed.store(false, Ordering::Release);
-        tracing::info!(path = %self.path.display(), "Store reopened after an I/O error.");
-        Ok(())
+        self.db.get(open_db).map(Open)
     }
 
     /// Marks the handle for a reopen when `r` failed on file I/O.
     fn note<R>(&self, r: Result<R, StoreError>) -> Result<R, StoreError> {
-        if let Err(StoreError::NoSpace(_) | StoreError::Io(_)) = &r {
-            self.failed.store(true, Ordering::Release);
-        }
-        r
+        self.db.note(r)
     }
 
     fn write_with<R>(
