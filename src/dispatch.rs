@@ -705,10 +705,19 @@ impl<C: Clock + Clone> Dispatcher<C> {
     /// shutdown: now; when the channel window closes: its next opening). Leases still
     /// running ahead are waited for and given back with them.
     async fn give_back_buffers(&mut self, due_ms: u64) -> Result<(), DispatchError> {
+        // A lease ahead that failed must not keep the other lanes' buffers from going back:
+        // its error is returned after them (what it may have leased comes back at lease
+        // expiry; what the buffers hold would wait for it too if this returned early).
+        let mut failed = None;
         for lane in Lane::ALL {
             if let Some(ahead) = self.ahead.take(lane) {
-                let leased = join_lease(ahead).await?;
-                self.absorb(lane, leased)?;
+                let absorbed = match join_lease(ahead).await {
+                    Ok(leased) => self.absorb(lane, leased).map(drop),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = absorbed {
+                    failed.get_or_insert(e);
+                }
             }
         }
         let ops: Vec<Op> = self
@@ -721,7 +730,7 @@ impl<C: Clock + Clone> Dispatcher<C> {
             let results = self.store.submit(ops).await?;
             self.stats.cancelled += count_cancelled(&results);
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 }
 

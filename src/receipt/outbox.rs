@@ -590,7 +590,10 @@ impl<K: EntryKind> OutboxPump<K> {
             };
             if seq > st.published_through {
                 st.published_through = seq;
-                if let Some(n) = K::notification(&event) {
+                // No subscriber (no campaign service, no rules feedback): no copy of the event.
+                if self.subscribers.receiver_count() > 0
+                    && let Some(n) = K::notification(&event)
+                {
                     let _ = self.subscribers.send(n);
                 }
             }
