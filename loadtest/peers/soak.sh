@@ -27,7 +27,8 @@
 #
 # Usage: loadtest/peers/soak.sh [SECS=3600] [RATE=500]
 # Environment: KILL_EVERY (900), KILL_AT (450), HOOK_EVERY (600), HOOK_AT (400),
-# HOOK_DOWN_SECS (120), SAMPLE_EVERY (30), DROP_SHARE (0.0005), PHASE_TIMEOUT (900),
+# HOOK_DOWN_SECS (120), RETENTION_HOURS (storage.retention_hours, 72; 1 for a soak longer than
+# the retention, whose store size must level off), SAMPLE_EVERY (30), DROP_SHARE (0.0005), PHASE_TIMEOUT (900),
 # LOAD_CONNS (HTTP workers per load generator, 2),
 # OUT (CSV path; default $WORK/soak.csv), SKIP_BUILD=1 (use the built binary; PROFILE=debug for
 # a check of the script itself), KEEP_WORK=1 keeps the data dir.
@@ -148,6 +149,7 @@ metrics = "127.0.0.1:$METRICS_PORT"
 [storage]
 path = "$WORK/data"
 backend = "redb"
+retention_hours = ${RETENTION_HOURS:-72}
 
 [simulator]
 enabled = false
