@@ -15,8 +15,7 @@
 //!   store holds (as [`GatewayStore`]); [`Store`] implements it. Its docs say how a clustered
 //!   implementation fits.
 //! - `writer.rs`: the group-commit writer; `counting.rs`: its optional count of engine calls
-//!   (benches, tests); `record_cache.rs`: its write-through cache of message records across
-//!   commits; `spacing.rs`: the time between its commits, adapted to its load; `seq_cache.rs`:
+//!   (benches, tests); `spacing.rs`: the time between its commits, adapted to its load; `seq_cache.rs`:
 //!   its per-group cache of outbox counters; `depth.rs`: exact
 //!   queue-depth counters kept in every write transaction.
 //!
@@ -58,12 +57,12 @@ mod counting;
 mod depth;
 mod error;
 mod id;
+mod in_flight;
 mod keys;
 mod message_store;
 mod model;
 mod ops;
 mod reads;
-mod record_cache;
 mod redb_backend;
 mod seq_cache;
 #[cfg(feature = "sled")]
@@ -124,6 +123,8 @@ struct Inner<B: Backend> {
     content: Option<Arc<ContentStore>>,
     /// Whether inserts write the destination index (`WriterConfig::index_by_number`).
     index_by_number: bool,
+    /// State records of leased messages, kept in memory by the writer (`in_flight.rs`).
+    in_flight: Arc<in_flight::InFlight>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -218,13 +219,15 @@ impl<B: Backend> Store<B> {
         let stats = Arc::new(WriterStats::default());
         let index_by_number = cfg.index_by_number;
         let node = cfg.node;
+        let in_flight = Arc::new(in_flight::InFlight::default());
         let thread = {
             let backend = Arc::clone(&backend);
             let stats = Arc::clone(&stats);
             let depths = Arc::clone(&depths);
+            let in_flight = Arc::clone(&in_flight);
             std::thread::Builder::new()
                 .name("sluice-store-writer".into())
-                .spawn(move || writer::run(&*backend, &rx, cfg, &stats, &depths))
+                .spawn(move || writer::run(&*backend, &rx, cfg, &stats, &depths, &in_flight))
                 .map_err(|source| StoreError::Open {
                     path: "writer thread".into(),
                     source,
@@ -240,6 +243,7 @@ impl<B: Backend> Store<B> {
                 ids: IdGenerator::for_node(last, node),
                 stats,
                 depths,
+                in_flight,
                 stop_epoch: AtomicU64::new(0),
                 content,
                 index_by_number,
@@ -662,7 +666,17 @@ impl<B: Backend> Store<B> {
 
     /// A message by id.
     pub fn get(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
-        self.inner.backend.read(|kv| ops::load(kv, id))
+        self.inner
+            .backend
+            .read(|kv| ops::load(&self.overlay(kv), id))
+    }
+
+    /// `kv` with the writer's in-memory state records of leased messages over it.
+    fn overlay<'a>(&'a self, kv: &'a dyn KvRead) -> in_flight::InFlightRead<'a> {
+        in_flight::InFlightRead {
+            inner: kv,
+            committed: &self.inner.in_flight,
+        }
     }
 
     /// Whether this store writes the destination index [`by_destination`](Self::by_destination)
@@ -680,7 +694,7 @@ impl<B: Backend> Store<B> {
         self.inner.backend.read(|kv| {
             let mut out = Vec::new();
             for id in reads::by_destination(kv, to, limit)? {
-                if let Some(m) = ops::load(kv, id)? {
+                if let Some(m) = ops::load(&self.overlay(kv), id)? {
                     out.push(m);
                 }
             }
