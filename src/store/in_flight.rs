@@ -159,11 +159,19 @@ impl KvRead for InFlightKv<'_> {
 }
 
 impl Kv for InFlightKv<'_> {
+    // Other keys go on as the same call: a layer below may implement `replace` / `take` as
+    // a `get` plus a write, so turning a put into a replace would cost a read.
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        if state_id(key).is_none() {
+            return self.inner.put(key, value);
+        }
         self.replace(key, value).map(drop)
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        if state_id(key).is_none() {
+            return self.inner.delete(key);
+        }
         self.take(key).map(drop)
     }
 
