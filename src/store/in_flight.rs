@@ -162,17 +162,24 @@ impl Kv for InFlightKv<'_> {
     // Other keys go on as the same call: a layer below may implement `replace` / `take` as
     // a `get` plus a write, so turning a put into a replace would cost a read.
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        if state_id(key).is_none() {
-            return self.inner.put(key, value);
+        match state_id(key) {
+            Some(id) if codec::state_is_in_flight(value) => {
+                self.pending.insert(id, Some(value.to_vec()));
+                Ok(())
+            }
+            Some(id) => {
+                self.forget(id);
+                self.inner.put(key, value)
+            }
+            None => self.inner.put(key, value),
         }
-        self.replace(key, value).map(drop)
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        if state_id(key).is_none() {
-            return self.inner.delete(key);
+        if let Some(id) = state_id(key) {
+            self.forget(id);
         }
-        self.take(key).map(drop)
+        self.inner.delete(key)
     }
 
     fn replace(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
