@@ -16,6 +16,11 @@ if ! command -v mount >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq mount >/dev/null
 fi
+# strace for the slow-fsync test (tests/slow_fsync.rs delays the gateway's fsync calls with its fault injection).
+if ! command -v strace >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq strace >/dev/null
+fi
 python3 -c 'import smpplib' 2>/dev/null || python3 -m pip install -q smpplib==2.2.4 || python3 -m pip install -q --break-system-packages smpplib==2.2.4
 # The web console's browser tests: Debian's chromium, driven by playwright-core (no browser download).
 # A CJK font so the Chinese console renders in its screenshots.

@@ -1,4 +1,5 @@
-//! Durable store throughput, redb vs sled in one run (sled only with `--features sled`).
+//! Durable store throughput, redb vs sled vs fjall in one run (sled and fjall only with their
+//! cargo features).
 //!
 //! - `insert/single`: one message per commit (one producer): the fsync floor.
 //! - `insert/batch100`, `insert/batch1000`: one producer, one request of N messages.
@@ -18,21 +19,27 @@
 //!   insert batch → lease → submitted → receipt (final, outbox event) → outbox ack → purge —
 //!   in passes of 1000 behind a standing backlog, over `SLUICE_BENCH_MESSAGES` messages
 //!   (default 200 000; the issue's comparison runs 10 000 000). Prints msg/s, CPU per message
-//!   and the engine calls per message (gets, puts, deletes, scans; `WriterConfig::count_kv_ops`).
+//!   and the engine calls per message (gets, puts, deletes, scans; `WriterConfig::count_kv_ops`);
+//!   CPU and msg/s per slice of the run (every million messages, or a tenth of a shorter run:
+//!   whether an engine slows as tombstones pile up at the queue's head); the data directory's
+//!   size on disk at the end, after draining the backlog (everything purged), and after closing
+//!   and reopening the store (space coming back?). `SLUICE_BENCH_ENGINES` (e.g. `fjall` or
+//!   `redb,sled`) picks the engines; each engine runs twice (on a shared machine the second
+//!   run tells how much the first was noise).
 //! - `paced` (printed): the gateway's shape at a steady low rate (`SLUICE_BENCH_RATE`, default
 //!   3000 msg/s, for `SLUICE_BENCH_PACED_SECS`, default 5): ingress requests of 10, a
 //!   dispatcher leasing every millisecond and settling each message as its own request, each
 //!   receipt its own request, outbox acks every 10 ms. Prints CPU per message (utime + stime of
 //!   the whole process, as getrusage counts them), commits per second and p99 of the ingress
 //!   requests' latency, for no spacing, the fixed 5 ms (`commit_min_spacing_ms = 5`) and the
-//!   default adaptive spacing (`commit_max_spacing_ms`).
+//!   default adaptive spacing (`commit_max_spacing_ms`). `SLUICE_BENCH_PACED_SECS=0` skips it.
 //!
 //! Messages are ~460 bytes as JSON (printed at start), about half that in the stored binary
 //! form. `lifecycle` also prints CPU time per 1000 messages: on a loaded machine that is the
 //! figure to compare, since wall time there mostly measures the scheduler. Data lives under the system temp dir
 //! (must be a real disk for fsync to mean anything).
 //!
-//! Run: `cargo bench -p sluice --features sled --bench store -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p sluice --features sled,fjall --bench store -- --warm-up-time 1 --measurement-time 3`
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -44,10 +51,17 @@ use sluice::store::{
 
 const NOW: u64 = 1_700_000_000_000;
 
+/// The compiled-in engines, narrowed to those `SLUICE_BENCH_ENGINES` names (comma list) if set.
 fn backends() -> Vec<BackendKind> {
     let mut v = vec![BackendKind::Redb];
     if cfg!(feature = "sled") {
         v.push(BackendKind::Sled);
+    }
+    if cfg!(feature = "fjall") {
+        v.push(BackendKind::Fjall);
+    }
+    if let Ok(only) = std::env::var("SLUICE_BENCH_ENGINES") {
+        v.retain(|k| only.split(',').any(|n| n.trim() == name(*k)));
     }
     v
 }
@@ -56,7 +70,29 @@ fn name(k: BackendKind) -> &'static str {
     match k {
         BackendKind::Redb => "redb",
         BackendKind::Sled => "sled",
+        BackendKind::Fjall => "fjall",
     }
+}
+
+/// Bytes the files under `dir` occupy on disk (allocated blocks, so sparse or preallocated
+/// files count as what they really take).
+fn disk_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
 }
 
 fn open(kind: BackendKind, dir: &Path) -> Store<AnyBackend> {
@@ -306,6 +342,8 @@ fn lifecycle_scale(_c: &mut Criterion) {
     const PASS: usize = 1000;
     let total = env_usize("SLUICE_BENCH_MESSAGES", 200_000);
     let backlog = env_usize("SLUICE_BENCH_BACKLOG", 100_000);
+    // Progress lines: every million messages, or every tenth of a shorter run.
+    let slice = (total / 10).clamp(PASS, 1_000_000) / PASS;
     // Two runs per engine: on a shared machine the second tells how much the first was noise.
     let runs = backends()
         .into_iter()
@@ -328,29 +366,33 @@ fn lifecycle_scale(_c: &mut Criterion) {
         let cpu0 = process_cpu();
         let t = Instant::now();
         let passes = total.div_ceil(PASS);
-        for _ in 0..passes {
+        let (mut slice_cpu, mut slice_t) = (cpu0, Instant::now());
+        for pass in 1..=passes {
             store
                 .submit_blocking(inserts(&store, PASS))
                 .expect("insert");
-            let leased = futures::executor::block_on(store.lease_lanes(
-                "smsc1",
-                &Lane::ALL,
-                NOW,
-                PASS,
-                60_000,
-            ))
-            .expect("lease");
-            settle(&store, &leased.messages, &mut center);
-            outbox_seq += leased.messages.len() as u64;
-            futures::executor::block_on(store.outbox_ack("acme", outbox_seq)).expect("ack");
-            let purged = futures::executor::block_on(store.purge(NOW + 1, PASS)).expect("purge");
-            assert_eq!(
-                purged,
-                leased.messages.len(),
-                "every final message is purged"
-            );
+            let done = retire_oldest(&store, PASS, &mut center, &mut outbox_seq);
+            assert_eq!(done, PASS, "the backlog is never drained mid-run");
+            if pass % slice == 0 {
+                let now_cpu = process_cpu();
+                let n = (slice * PASS) as f64;
+                let cpu = now_cpu
+                    .zip(slice_cpu)
+                    .map_or(f64::NAN, |(b, a)| b.saturating_sub(a).as_secs_f64());
+                eprintln!(
+                    "  {} ({label}) messages {}..{}: CPU {:.1} µs/msg, {:.0} msg/s wall, {:.0} MiB on disk",
+                    name(kind),
+                    (pass - slice) * PASS,
+                    pass * PASS,
+                    cpu * 1e6 / n,
+                    n / slice_t.elapsed().as_secs_f64(),
+                    mib(disk_bytes(dir.path())),
+                );
+                (slice_cpu, slice_t) = (now_cpu, Instant::now());
+            }
         }
         let wall = t.elapsed();
+        let at_end = disk_bytes(dir.path());
         let n = (passes * PASS) as f64;
         let calls = kv_calls(&store);
         let per = |i: usize| (calls[i] - calls0[i]) as f64 / n;
@@ -370,7 +412,51 @@ fn lifecycle_scale(_c: &mut Criterion) {
             per(2),
             per(3),
         );
+        // Space: take the standing backlog through its life too (nothing left but the outbox
+        // counter), then close and reopen (what a restart gives back).
+        while retire_oldest(&store, PASS, &mut center, &mut outbox_seq) > 0 {}
+        let drained = disk_bytes(dir.path());
+        drop(store);
+        let closed = disk_bytes(dir.path());
+        let store = open_with(kind, dir.path(), WriterConfig::default());
+        let reopened = disk_bytes(dir.path());
+        drop(store);
+        eprintln!(
+            "lifecycle_scale {} ({label}) on disk: {:.1} MiB at the end (backlog {backlog}), \
+             {:.1} MiB with everything purged, {:.1} MiB after close, {:.1} MiB after reopen",
+            name(kind),
+            mib(at_end),
+            mib(drained),
+            mib(closed),
+            mib(reopened),
+        );
     }
+}
+
+/// Takes up to `n` of the oldest queued messages through lease, submitted, receipt, outbox
+/// ack and purge; returns how many.
+fn retire_oldest(
+    store: &Store<AnyBackend>,
+    n: usize,
+    center: &mut u64,
+    outbox_seq: &mut u64,
+) -> usize {
+    let leased =
+        futures::executor::block_on(store.lease_lanes("smsc1", &Lane::ALL, NOW, n, 60_000))
+            .expect("lease");
+    if leased.messages.is_empty() {
+        return 0;
+    }
+    settle(store, &leased.messages, center);
+    *outbox_seq += leased.messages.len() as u64;
+    futures::executor::block_on(store.outbox_ack("acme", *outbox_seq)).expect("ack");
+    let purged = futures::executor::block_on(store.purge(NOW + 1, n)).expect("purge");
+    assert_eq!(
+        purged,
+        leased.messages.len(),
+        "every final message is purged"
+    );
+    leased.messages.len()
 }
 
 /// Records submit responses and then delivered receipts for `messages`, one commit each.
@@ -515,6 +601,9 @@ fn paced_run(cfg: WriterConfig, rate: usize, secs: u64) -> (f64, f64, Duration) 
 fn paced(_c: &mut Criterion) {
     let rate = env_usize("SLUICE_BENCH_RATE", 3000);
     let secs = env_usize("SLUICE_BENCH_PACED_SECS", 5) as u64;
+    if secs == 0 {
+        return;
+    }
     let none = WriterConfig {
         max_spacing: Duration::ZERO,
         ..WriterConfig::default()

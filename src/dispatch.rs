@@ -23,6 +23,20 @@
 //! all (messages would only sit in memory with their lease running), and it marks the channel
 //! down in the shared [`ChannelHealth`] for route failover, up again when a bind returns.
 //!
+//! # Lease prefetch
+//! A lane's next lease is requested while its current batch is still being handed to the
+//! worker: once a hand-on leaves the lane's buffer at half a batch or less, one lease for
+//! that lane is started in the background ([`LeaseAhead`]), and the buffer takes its messages
+//! when it runs empty, so the worker does not wait on a store commit between batches.
+//! Bounded: at most one lease ahead per lane, only for a lane that is not dry, and only
+//! after a message went to the worker (a stalled worker stops the prefetching), so a lane
+//! holds at most one batch and a half in memory. Everything that gives buffers back (a
+//! stop, a pause, a closed window, shutdown) first waits for the lease ahead and gives its
+//! messages back too. A buffered message whose lease ran out is dropped, not sent: the
+//! store's recovery requeues it, and sending it could send it twice.
+//! `sluice_dispatch_lease_wait_seconds` is the time dispatch waited on a lease with nothing
+//! left for the lane (near zero while prefetch keeps up).
+//!
 //! # Time windows
 //! The channel's windows and quiet hours ([`WindowRules`]) gate leasing; a message's own
 //! `window` is checked after leasing and, when closed, the message is requeued at the window's
@@ -63,7 +77,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use metrics::{counter, gauge};
+use metrics::{counter, gauge, histogram};
 use sluice_protocols::smpp::IdFormat;
 use sluice_protocols::sms::Encoding;
 use tokio::sync::{Notify, mpsc, watch};
@@ -72,12 +86,15 @@ use tracing::{debug, info, warn};
 use crate::channel::egress::{Content, MmsContent, OutboundMessage, Outcome, Settled};
 use crate::channel::normalise_center_id;
 use crate::clock::{Clock, from_ms, to_ms};
-use crate::metrics::{CANCELLED, CHANNEL_QUEUE_DEPTH, DISPATCH_LEASED, MMS_CONTENT_MISSING};
+use crate::metrics::{
+    CANCELLED, CHANNEL_QUEUE_DEPTH, DISPATCH_LEASE_WAIT, DISPATCH_LEASED, MMS_CONTENT_MISSING,
+};
+use crate::receipt::applied::{AppliedReceipt, AppliedSink};
 use crate::route::ChannelHealth;
 use crate::schedule::{WindowRules, next_allowed, parse_windows};
 use crate::store::{
-    EncodingHint, GatewayStore, Lane, Message, MessageId, MessageState, MessageStore, Op, OpResult,
-    Payload, StoreError,
+    EncodingHint, GatewayStore, Lane, Leased, Message, MessageId, MessageState, MessageStore, Op,
+    OpResult, Payload, StoreError,
 };
 
 /// Most worker outcomes written in one store commit.
@@ -239,6 +256,9 @@ pub enum DispatchError {
     /// The outcome writer task panicked or was cancelled.
     #[error("outcome writer: {0}")]
     Writer(String),
+    /// A lease requested ahead panicked or was cancelled.
+    #[error("lease ahead: {0}")]
+    LeaseAhead(String),
 }
 
 /// Counters a dispatcher keeps (for tests and status output).
@@ -279,9 +299,11 @@ pub struct Dispatcher<C: Clock> {
     stats: DispatchStats,
     /// MMS bodies in flight, by digest.
     content: Arc<ContentCache>,
-    /// The channel's live status: a held receipt applied here ends a message, so its receipt
-    /// latency is recorded here (the receipt layer records the rest).
-    status: Option<Arc<crate::status::ChannelStatus>>,
+    /// Where the held receipts applied by this channel's submit responses are reported (the
+    /// receipt layer settles and counts them).
+    applied: Option<AppliedSink>,
+    /// Leases requested ahead, one at most per lane.
+    ahead: LeaseAhead,
 }
 
 impl<C: Clock + Clone> Dispatcher<C> {
@@ -293,10 +315,13 @@ impl<C: Clock + Clone> Dispatcher<C> {
         self
     }
 
-    /// Records the receipt latency of messages this dispatcher finalises into `status`.
+    /// Reports the held receipts this channel's submit responses apply to the receipt layer
+    /// ([`crate::receipt::Receipts::applied_sink`]), which settles them, counts the messages
+    /// they ended and wakes the outbox. Without it those messages' receipts still reach the
+    /// outbox (the store queued them) but are neither counted nor pushed at once.
     #[must_use]
-    pub fn with_status(mut self, status: Arc<crate::status::ChannelStatus>) -> Self {
-        self.status = Some(status);
+    pub fn with_applied_sink(mut self, sink: AppliedSink) -> Self {
+        self.applied = Some(sink);
         self
     }
 
@@ -318,7 +343,8 @@ impl<C: Clock + Clone> Dispatcher<C> {
             stop_epoch: 0,
             stats: DispatchStats::default(),
             content: Arc::new(ContentCache::new(ContentCache::DEFAULT_BYTES)),
-            status: None,
+            applied: None,
+            ahead: LeaseAhead::default(),
         }
     }
 
@@ -339,7 +365,7 @@ impl<C: Clock + Clone> Dispatcher<C> {
                 clock: self.clock.clone(),
                 id_format: self.config.id_format,
                 wake: Arc::clone(&links.wake),
-                status: self.status.clone(),
+                applied: self.applied.clone(),
             }
             .run(links.outcomes),
         );
@@ -366,7 +392,9 @@ impl<C: Clock + Clone> Dispatcher<C> {
                 self.sweep_expired().await?;
             }
             let paused = *links.paused.borrow();
-            if paused && self.buffers.iter().any(|b| !b.is_empty()) {
+            // Paused or no bind up: nothing may sit leased here (and a lease ahead started
+            // just before the binds dropped must not hold its batch through the outage).
+            if (paused || !up) && (self.buffers.iter().any(|b| !b.is_empty()) || self.ahead.any()) {
                 self.give_back_buffers(self.clock.now_ms()).await?;
             }
             if self.recheck_at.is_some_and(|t| t <= self.clock.now()) {
@@ -541,35 +569,41 @@ impl<C: Clock + Clone> Dispatcher<C> {
             };
             let i = index(lane);
             if self.buffers[i].is_empty() {
-                let now_ms = to_ms(now);
-                let leased = self
-                    .store
-                    .lease(
-                        &self.config.channel,
-                        lane,
-                        now_ms,
-                        self.config.batch.max(1),
-                        u64::try_from(self.config.lease.as_millis()).unwrap_or(u64::MAX),
-                    )
-                    .await?;
-                self.stats.expired += leased.expired.len() as u64;
-                self.stats.cancelled += leased.cancelled.len() as u64;
-                if !leased.cancelled.is_empty() {
-                    counter!(CANCELLED).increment(leased.cancelled.len() as u64);
-                }
-                self.metrics.leased[i].increment(leased.messages.len() as u64);
-                if leased.messages.is_empty() {
-                    self.dry[i] = true;
-                    self.recheck_at = self.dry_lanes_due()?;
+                let waited = std::time::Instant::now();
+                let leased = match self.ahead.take(lane) {
+                    Some(ahead) => join_lease(ahead).await?,
+                    None => self.lease(lane, to_ms(now)).await?,
+                };
+                self.metrics
+                    .lease_wait
+                    .record(waited.elapsed().as_secs_f64());
+                if !self.absorb(lane, leased)? {
                     self.lanes.refund(lane);
                     continue;
                 }
-                self.buffers[i].extend(leased.messages);
             }
             let Some(message) = self.buffers[i].pop_front() else {
                 continue;
             };
             self.metrics.lane_depth[i].set(self.buffers[i].len() as f64);
+            if message
+                .lease_until_ms
+                .is_some_and(|until| until <= to_ms(now))
+            {
+                // Held past its lease (the worker stalled): the store's recovery requeues it,
+                // and it may already be leased again, so it is not sent from here.
+                warn!(id = %message.id, "Buffered message outlived its lease; left to recovery.");
+                continue;
+            }
+            // A lane that took more than a quarter of the lease to hand on what it has so
+            // far gets no lease ahead: the next batch would wait in the buffer until its
+            // lease ran out, and a message past its lease may be leased and sent again.
+            let quick = message
+                .lease_until_ms
+                .is_none_or(|until| until.saturating_sub(to_ms(now)) >= self.lease_ms() / 4 * 3);
+            if quick {
+                self.prefetch(lane, to_ms(now));
+            }
             if let Some(window) = &message.window
                 && let Ok(rules) = parse_windows(std::slice::from_ref(window))
             {
@@ -612,9 +646,71 @@ impl<C: Clock + Clone> Dispatcher<C> {
         }
     }
 
+    /// One lease of up to a batch for `lane`, now.
+    async fn lease(&self, lane: Lane, now_ms: u64) -> Result<Leased, DispatchError> {
+        Ok(self
+            .store
+            .lease(
+                &self.config.channel,
+                lane,
+                now_ms,
+                self.config.batch.max(1),
+                self.lease_ms(),
+            )
+            .await?)
+    }
+
+    fn lease_ms(&self) -> u64 {
+        u64::try_from(self.config.lease.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Starts the lease ahead for `lane` when [`LeaseAhead::wants`] says so.
+    fn prefetch(&mut self, lane: Lane, now_ms: u64) {
+        let i = index(lane);
+        if !self
+            .ahead
+            .wants(lane, self.buffers[i].len(), self.dry[i], self.config.batch)
+        {
+            return;
+        }
+        let store = self.store.clone();
+        let channel = self.config.channel.clone();
+        let (limit, lease_ms) = (self.config.batch.max(1), self.lease_ms());
+        self.ahead.start(
+            lane,
+            tokio::spawn(async move { store.lease(&channel, lane, now_ms, limit, lease_ms).await }),
+        );
+    }
+
+    /// Takes a lease's answer into `lane`'s buffer and the counters; `false` when it brought
+    /// no message (the lane is dry until woken or its next due time).
+    fn absorb(&mut self, lane: Lane, leased: Leased) -> Result<bool, DispatchError> {
+        let i = index(lane);
+        self.stats.expired += leased.expired.len() as u64;
+        self.stats.cancelled += leased.cancelled.len() as u64;
+        if !leased.cancelled.is_empty() {
+            counter!(CANCELLED).increment(leased.cancelled.len() as u64);
+        }
+        self.metrics.leased[i].increment(leased.messages.len() as u64);
+        if leased.messages.is_empty() {
+            self.dry[i] = true;
+            self.recheck_at = self.dry_lanes_due()?;
+            return Ok(false);
+        }
+        self.buffers[i].extend(leased.messages);
+        Ok(true)
+    }
+
     /// Leased-but-not-dispatched messages go back to their queues, due at `due_ms` (on
-    /// shutdown: now; when the channel window closes: its next opening).
+    /// shutdown: now; when the channel window closes: its next opening). Leases still
+    /// running ahead are waited for and given back with them.
     async fn give_back_buffers(&mut self, due_ms: u64) -> Result<(), DispatchError> {
+        for lane in Lane::ALL {
+            if let Some(ahead) = self.ahead.take(lane) {
+                let leased = join_lease(ahead).await?;
+                self.absorb(lane, leased)?;
+            }
+        }
         let ops: Vec<Op> = self
             .buffers
             .iter_mut()
@@ -627,6 +723,50 @@ impl<C: Clock + Clone> Dispatcher<C> {
         }
         Ok(())
     }
+}
+
+/// Leases requested ahead of need, at most one per lane (see "Lease prefetch" in the module
+/// doc): the bound lives here, in one place.
+#[derive(Debug, Default)]
+struct LeaseAhead {
+    running: [Option<tokio::task::JoinHandle<Result<Leased, StoreError>>>; 3],
+}
+
+impl LeaseAhead {
+    /// Whether to lease ahead for `lane`, whose buffer holds `buffered` messages after a
+    /// hand-on: none running for it yet, the lane not dry, and the buffer at half a `batch`
+    /// or less.
+    fn wants(&self, lane: Lane, buffered: usize, dry: bool, batch: usize) -> bool {
+        self.running[index(lane)].is_none() && !dry && buffered <= batch.max(1) / 2
+    }
+
+    /// Records the lease started for `lane`.
+    ///
+    /// # Panics
+    /// Never in release builds; a debug assertion checks that none was running.
+    fn start(&mut self, lane: Lane, lease: tokio::task::JoinHandle<Result<Leased, StoreError>>) {
+        debug_assert!(self.running[index(lane)].is_none(), "one lease ahead");
+        self.running[index(lane)] = Some(lease);
+    }
+
+    /// Whether a lease is running ahead for any lane.
+    fn any(&self) -> bool {
+        self.running.iter().any(Option::is_some)
+    }
+
+    /// The lease running ahead for `lane`, if any.
+    fn take(&mut self, lane: Lane) -> Option<tokio::task::JoinHandle<Result<Leased, StoreError>>> {
+        self.running[index(lane)].take()
+    }
+}
+
+async fn join_lease(
+    lease: tokio::task::JoinHandle<Result<Leased, StoreError>>,
+) -> Result<Leased, DispatchError> {
+    lease
+        .await
+        .map_err(|e| DispatchError::LeaseAhead(e.to_string()))?
+        .map_err(DispatchError::from)
 }
 
 /// How many of `results` ended a message as `cancelled` (a release or requeue that met an
@@ -650,8 +790,8 @@ struct OutcomeWriter<C: Clock> {
     /// The dispatcher's wake: a requeue or release puts a message back in a ready queue the
     /// dispatcher may have marked dry, so it must look again.
     wake: Arc<Notify>,
-    /// Where the receipt latency of messages finalised here goes (the dispatcher's).
-    status: Option<Arc<crate::status::ChannelStatus>>,
+    /// Where held receipts applied by the submit responses written here are reported.
+    applied: Option<AppliedSink>,
 }
 
 impl<C: Clock> OutcomeWriter<C> {
@@ -683,26 +823,35 @@ impl<C: Clock> OutcomeWriter<C> {
         let requeued = ops
             .iter()
             .any(|op| matches!(op, Op::Requeue { .. } | Op::Release { .. }));
-        let submitted: Vec<Option<MessageId>> = ops
+        // The center ids of the submit responses, to name the held receipts they apply.
+        let submitted: Vec<Option<(MessageId, String)>> = ops
             .iter()
             .map(|op| match op {
-                Op::Submitted { id, .. } => Some(*id),
+                Op::Submitted { id, center_id, .. } => Some((*id, center_id.clone())),
                 _ => None,
             })
             .collect();
         let results = self.store.submit(ops).await?;
         count_cancelled(&results);
-        // A submit response that applied a receipt held for it (the receipt came first) is
-        // where that message became final: it is counted here, once.
-        for (id, r) in submitted.iter().zip(&results) {
-            // `count_final` runs for every final message; the status only gets its latency.
-            if let (Some(id), OpResult::Updated(state)) = (id, r)
-                && state.is_final()
-                && let (Some(latency_ms), Some(status)) =
-                    (crate::receipt::count_final(&*self.store, *id), &self.status)
-            {
-                status.record_receipt_latency(latency_ms);
-            }
+        // A submit response that applied a receipt held for it (the receipt came first): the
+        // store's answer says so, and the receipt layer hears it from here, once.
+        let applied: Vec<AppliedReceipt> = submitted
+            .into_iter()
+            .zip(&results)
+            .filter_map(|(sub, r)| match (sub, r) {
+                (Some((id, center_key)), OpResult::ReceiptApplied { state, ended }) => {
+                    Some(AppliedReceipt {
+                        center_key,
+                        id,
+                        state: *state,
+                        ended: *ended,
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        if let Some(sink) = &self.applied {
+            sink.report(applied);
         }
         if requeued {
             self.wake.notify_one();
@@ -783,6 +932,7 @@ struct DispatchMetrics {
     worker_depth: metrics::Gauge,
     lane_depth: [metrics::Gauge; 3],
     leased: [metrics::Counter; 3],
+    lease_wait: metrics::Histogram,
 }
 
 impl DispatchMetrics {
@@ -793,6 +943,7 @@ impl DispatchMetrics {
             worker_depth: gauge("worker"),
             lane_depth: Lane::ALL.map(|l| gauge(lane_name(l))),
             leased: Lane::ALL.map(leased),
+            lease_wait: histogram!(DISPATCH_LEASE_WAIT, "channel" => channel.to_owned()),
         }
     }
 }
@@ -1119,5 +1270,100 @@ mod content_tests {
         cache
             .get(None, "t", &[3; 32], |_| panic!("must come from the cache"))
             .unwrap();
+    }
+}
+
+#[cfg(test)]
+mod prefetch_tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::store::{RedbBackend, Store, WriterConfig};
+
+    #[test]
+    fn one_lease_ahead_per_lane_at_half_a_batch() {
+        let mut ahead = LeaseAhead::default();
+        let lane = Lane::Notification;
+        // Above half a batch of 10: not yet; at half or below: yes; a dry lane never.
+        assert!(!ahead.wants(lane, 6, false, 10));
+        assert!(ahead.wants(lane, 5, false, 10));
+        assert!(ahead.wants(lane, 0, false, 10));
+        assert!(!ahead.wants(lane, 0, true, 10));
+        // A batch of one prefetches once its buffer is empty.
+        assert!(ahead.wants(lane, 0, false, 1));
+        assert!(!ahead.wants(lane, 1, false, 1));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        ahead.start(lane, tokio::spawn(async { Ok(Leased::default()) }));
+        // One is running for this lane: no second, whatever the buffer; other lanes may.
+        assert!(!ahead.wants(lane, 0, false, 10));
+        assert!(ahead.wants(Lane::Otp, 0, false, 10));
+        assert!(ahead.take(lane).is_some());
+        assert!(ahead.wants(lane, 0, false, 10));
+    }
+
+    /// Leased and not yet handed on never exceeds a batch and a half per lane, while the
+    /// next lease is already running when the buffer runs dry.
+    #[tokio::test]
+    async fn leased_ahead_stays_within_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = SystemClock;
+        let now = clock.now_ms();
+        let store = Store::open(
+            RedbBackend::open(dir.path()).unwrap(),
+            WriterConfig::default(),
+            now,
+        )
+        .unwrap();
+        let messages: Vec<Message> = (0..100)
+            .map(|i| {
+                Message::new(
+                    store.ids().next(now),
+                    "acme",
+                    "+8613800138000",
+                    Payload::Text {
+                        text: format!("m{i}"),
+                        encoding: EncodingHint::Auto,
+                    },
+                    "c",
+                    now,
+                    now,
+                )
+            })
+            .collect();
+        let lane = messages[0].lane;
+        store.insert_batch(messages).await.unwrap();
+        let store: GatewayStore = store.into();
+        let batch = 10;
+        let config = DispatchConfig {
+            batch,
+            windows: WindowRules::default(),
+            ..DispatchConfig::new("c")
+        };
+        let mut d = Dispatcher::new(config, Arc::clone(&store), clock);
+        let i = index(lane);
+        let mut handed = 0u64;
+        for step in 0..60 {
+            let m = d.next_message().await.unwrap().expect("a message");
+            handed += 1;
+            assert!(!m.to.is_empty());
+            let buffered = d.buffers[i].len();
+            // Started at half a batch, never a second one.
+            assert_eq!(
+                d.ahead.running[i].is_some(),
+                buffered <= batch / 2,
+                "step {step}: buffer {buffered}"
+            );
+            let in_flight = store.recount_queue_depths().unwrap().in_flight("c");
+            assert!(
+                in_flight <= handed + (batch + batch / 2) as u64,
+                "step {step}: {in_flight} leased, {handed} handed on"
+            );
+        }
+        // The lease ahead is given back with the buffer: nothing leased stays behind.
+        d.give_back_buffers(clock.now_ms()).await.unwrap();
+        assert!(d.ahead.running.iter().all(Option::is_none));
+        assert_eq!(store.recount_queue_depths().unwrap().in_flight("c"), handed);
     }
 }

@@ -13,7 +13,10 @@ use sluice_loadtest::cli::{LoadtestArgs, SimArgs, run_loadtest, run_sim};
 
 /// mimalloc instead of glibc malloc: the pipeline allocates many small, short-lived buffers
 /// across threads, where glibc's arena locking and consolidation showed up as ~15 % of CPU
-/// (BENCHMARKS.md, "Where the time goes").
+/// (BENCHMARKS.md, "Where the time goes"). The `system-alloc` feature keeps the system
+/// allocator instead, so heap profilers that hook malloc (heaptrack, valgrind) see every
+/// allocation — mimalloc's own never reach them.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

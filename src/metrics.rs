@@ -59,6 +59,9 @@ pub const CHANNEL_BINDS_DOWN: &str = "sluice_channel_binds_down_total";
 pub const CHANNEL_CONNECT_ATTEMPTS: &str = "sluice_channel_connect_attempts_total";
 /// Counter: messages leased by dispatch (labels channel, lane).
 pub const DISPATCH_LEASED: &str = "sluice_dispatch_leased_total";
+/// Histogram: seconds dispatch waited on the store for a lease with nothing left to hand its
+/// worker in that lane (label channel); the lease ahead keeps it near zero.
+pub const DISPATCH_LEASE_WAIT: &str = "sluice_dispatch_lease_wait_seconds";
 
 /// Histogram: seconds from the first part's submit to the final delivery receipt.
 pub const DLR_LATENCY: &str = "sluice_dlr_latency_seconds";
@@ -167,6 +170,10 @@ pub const TLS_RELOADS: &str = "sluice_tls_reloads_total";
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+/// Buckets for dispatch's lease wait: 50 µs (a lease that was ready) … 1 s.
+const WAIT_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
+];
 /// Buckets for the DLR latency: centers report in seconds to hours.
 const DLR_BUCKETS: &[f64] = &[
     0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
@@ -182,7 +189,31 @@ const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 50
 pub fn install() -> Result<PrometheusHandle, BuildError> {
     let handle = builder()?.install_recorder()?;
     describe();
+    spawn_upkeep(handle.clone());
     Ok(handle)
+}
+
+/// How often the installed recorder's histograms are drained when nobody scrapes (the
+/// exporter's own default for the recorders it installs itself).
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `install_recorder` leaves upkeep to its caller: without it every histogram sample
+/// (several per message: accept, submit, receipt latencies) waits in the recorder until the
+/// next scrape, so a gateway nobody scrapes — no metrics listener, or Prometheus down —
+/// grows by them for as long as it runs. A plain thread, so it works whether or not the
+/// caller is inside a runtime; it lives as long as the process-wide recorder does.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "Metrics upkeep not started: histograms grow until scraped.");
+    }
 }
 
 /// A recorder + handle that is NOT installed globally; tests use it with
@@ -206,6 +237,7 @@ fn builder() -> Result<PrometheusBuilder, BuildError> {
     PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(BATCH_ACCEPT_LATENCY.into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(DLR_LATENCY.into()), DLR_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(DISPATCH_LEASE_WAIT.into()), WAIT_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), BATCH_SIZE_BUCKETS)
 }
 
@@ -281,6 +313,11 @@ pub fn describe() {
         DISPATCH_LEASED,
         Unit::Count,
         "Messages leased by dispatch, per channel and lane."
+    );
+    describe_histogram!(
+        DISPATCH_LEASE_WAIT,
+        Unit::Seconds,
+        "Time dispatch waited on a lease with its lane's buffer empty."
     );
     describe_histogram!(
         DLR_LATENCY,
@@ -525,6 +562,7 @@ mod tests {
             CHANNEL_BINDS_DOWN,
             CHANNEL_CONNECT_ATTEMPTS,
             DISPATCH_LEASED,
+            DISPATCH_LEASE_WAIT,
             DLR_LATENCY,
             RECEIPTS,
             RECEIPTS_UNMATCHED,

@@ -470,10 +470,13 @@ async fn partial_answers(protocol: Protocol, name: &str) {
     assert!(tally.responses_dropped > 0, "{tally:?}");
     assert!(timeouts > 0.0, "the unanswered submits timed out");
     assert_eq!(tally.unique_messages, n, "every message delivered");
-    // Each copy beyond the first follows a response the center dropped.
+    // Each copy beyond the first follows a response the center dropped, or a reconnect
+    // (three silent timeouts in a row drop the bind): what was in its window when it
+    // dropped goes again, answered or not — at most one window (10) per reconnect.
+    let reconnects = tally.connections.saturating_sub(2);
     assert!(
-        tally.duplicates <= tally.responses_dropped,
-        "duplicates {} for {} dropped responses",
+        tally.duplicates <= tally.responses_dropped + 10 * reconnects,
+        "duplicates {} for {} dropped responses and {reconnects} reconnects",
         tally.duplicates,
         tally.responses_dropped
     );

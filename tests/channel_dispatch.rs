@@ -586,8 +586,11 @@ async fn requeued_otp_retry_overtakes_a_marketing_backlog() {
     }
     clock.advance(SignedDuration::from_secs(6));
     let pos = position_of(&mut fake.to_worker, otp_id, 36).await;
+    // Ahead of the 36 marketing messages still queued; up to one and a half batches (6) of
+    // marketing may already be leased (its buffer and the lease ahead, which runs on its
+    // own task, so how much of it goes first depends on the scheduler).
     assert!(
-        matches!(pos, Some(p) if p <= 3),
+        matches!(pos, Some(p) if p <= 6),
         "retry dispatched at {pos:?}"
     );
     let m = store.get(MessageId(otp_id)).unwrap().unwrap();

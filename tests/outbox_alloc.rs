@@ -4,8 +4,9 @@
 //! times and then every 1 000 refusals up to 4 000, each round rescanning the backlog. (A
 //! counting allocator would be exact but needs `unsafe`, which the workspace forbids.) Anything
 //! kept per round (a list extended, a per-entry map, a span's fields, a connection per
-//! attempt) shows up as growth proportional to the rounds; what a scan holds while it runs
-//! is transient and filtered out by taking the lowest of several readings.
+//! attempt) shows up as growth in every interval of rounds; what a scan holds while it runs
+//! is transient and filtered out by taking the lowest of several readings. The allocator's
+//! own movement (±5 MiB) makes the bound coarse: 4 KiB kept per round or more.
 
 mod e2e_support;
 
@@ -173,7 +174,6 @@ async fn retry_rounds_against_a_down_receiver_keep_the_heap_flat() {
         readings.push(settled_rss().await);
     }
     let rounds = refused.load(Ordering::SeqCst) - at_warm;
-    let last = readings.iter().rev().take(3).copied().min().unwrap_or(warm);
     let stats = probe.stats();
     println!(
         "RSS after warm-up {warm} B, then every 1 000 refused rounds: {readings:?}; \
@@ -181,10 +181,14 @@ async fn retry_rounds_against_a_down_receiver_keep_the_heap_flat() {
     );
     assert_eq!(stats.entry_retries, 0);
     assert_eq!(stats.receivers.receivers, 1);
-    // Kept per round, even 1 KiB (less than two of the backlog's receipts) would add
-    // ROUNDS KiB; the lowest of the last readings stays within 4 MiB of the baseline.
+    // The allocator moves this process's RSS by up to ±5 MiB between readings with nothing
+    // kept (mapped or returned segments; seen: 44 → 39.6 → 37.9 → 44.3 → 47.1 MiB and
+    // 42 → 49 → 44.3 → 47 → 42.2 MiB in two runs of the same code), so the bound is coarse:
+    // over 4 000 rounds, 16 MiB catches anything kept per round from 4 KiB up (two
+    // receipts' worth); the pump's own counts above are the exact check.
+    let last = readings.iter().rev().take(3).copied().min().unwrap_or(warm);
     assert!(
-        last - warm < 4 * 1024 * 1024,
+        last - warm < 16 * 1024 * 1024,
         "RSS grew {} B over {rounds} retry rounds: {warm} → {readings:?}",
         last - warm
     );

@@ -21,10 +21,10 @@ const NOW: u64 = 1_000_000;
 const ACKS_BEFORE_CRASH: usize = 2_000;
 
 fn kind(name: &str) -> BackendKind {
-    if name == "sled" {
-        BackendKind::Sled
-    } else {
-        BackendKind::Redb
+    match name {
+        "sled" => BackendKind::Sled,
+        "fjall" => BackendKind::Fjall,
+        _ => BackendKind::Redb,
     }
 }
 
@@ -184,6 +184,12 @@ fn redb_kill_loses_no_acknowledged_message() {
 #[test]
 fn sled_kill_loses_no_acknowledged_message() {
     crash_and_recover("sled");
+}
+
+#[cfg(feature = "fjall")]
+#[test]
+fn fjall_kill_loses_no_acknowledged_message() {
+    crash_and_recover("fjall");
 }
 
 #[test]

@@ -341,6 +341,12 @@ proptest! {
     fn sled_counters_match_scans_and_states(steps in prop::collection::vec(step(), 1..32)) {
         run(BackendKind::Sled, &steps)?;
     }
+
+    #[cfg(feature = "fjall")]
+    #[test]
+    fn fjall_counters_match_scans_and_states(steps in prop::collection::vec(step(), 1..32)) {
+        run(BackendKind::Fjall, &steps)?;
+    }
 }
 
 /// The snapshot keeps a queue that emptied at zero (so its gauge drops to 0).

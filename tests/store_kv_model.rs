@@ -166,4 +166,11 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         check(BackendKind::Sled, dir.path(), &t)?;
     }
+
+    #[cfg(feature = "fjall")]
+    #[test]
+    fn fjall_matches_model(t in txns()) {
+        let dir = tempfile::tempdir().unwrap();
+        check(BackendKind::Fjall, dir.path(), &t)?;
+    }
 }

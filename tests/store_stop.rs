@@ -484,3 +484,11 @@ fn open_sled(p: &Path) -> sluice::store::AnyBackend {
 
 #[cfg(feature = "sled")]
 suite!(sled, open_sled);
+
+#[cfg(feature = "fjall")]
+fn open_fjall(p: &Path) -> sluice::store::AnyBackend {
+    sluice::store::AnyBackend::open(sluice::store::BackendKind::Fjall, p).unwrap()
+}
+
+#[cfg(feature = "fjall")]
+suite!(fjall, open_fjall);

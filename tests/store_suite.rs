@@ -417,7 +417,10 @@ pub fn receipt_before_submit_response<B: Backend>(dir: &Path, open: fn(&Path) ->
     );
     assert_eq!(
         one(&store, submitted(id, 1, 1, "X9", 1_100)),
-        OpResult::Updated(MessageState::Delivered)
+        OpResult::ReceiptApplied {
+            state: MessageState::Delivered,
+            ended: true
+        }
     );
     let events = outbox_events(&store, "acme");
     assert_eq!(events.len(), 1);
@@ -974,3 +977,11 @@ fn open_sled(p: &Path) -> sluice::store::AnyBackend {
 
 #[cfg(feature = "sled")]
 suite!(sled, open_sled);
+
+#[cfg(feature = "fjall")]
+fn open_fjall(p: &Path) -> sluice::store::AnyBackend {
+    sluice::store::AnyBackend::open(sluice::store::BackendKind::Fjall, p).unwrap()
+}
+
+#[cfg(feature = "fjall")]
+suite!(fjall, open_fjall);

@@ -4,9 +4,17 @@
 JSON array of them, counts receipts per id, and answers 200 (401 when the signature does not
 verify, 400 for a body that is not JSON). HTTP/1.1 keep-alive, one thread per connection.
 
-GET /count answers "unique duplicates posts refused last_unix_s" on one line.
+GET /count answers "unique duplicates posts refused last_unix_s down_refused" on one line.
+GET /down makes it answer every POST 503 (counted in down_refused, nothing recorded) until
+GET /up: a receiver outage that keeps the per-id counts, which killing the process would lose.
 
-Usage: webhook_sink.py PORT SECRET
+GET /dlr?id=ID (Kannel's dlr-url, which is not signed) counts a receipt for ID the same way, so
+one receiver measures both gateways in kannel_faults.sh; a /dlr request without an id is
+answered 400.
+
+Usage: webhook_sink.py PORT SECRET [LOG]
+With LOG, every receipt taken is appended to that file as one JSON line (a /dlr GET as
+{"id": ID}), so a run can be checked per message afterwards.
 """
 import hashlib
 import hmac
@@ -15,12 +23,14 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 PORT = int(sys.argv[1])
 SECRET = sys.argv[2].encode()
+LOG = open(sys.argv[3], "a") if len(sys.argv) > 3 else None
 LOCK = threading.Lock()
 SEEN = set()
-STATE = {"duplicates": 0, "posts": 0, "refused": 0, "last": 0.0}
+STATE = {"duplicates": 0, "posts": 0, "refused": 0, "last": 0.0, "down": False, "down_refused": 0}
 
 
 def verified(header, body):
@@ -30,6 +40,22 @@ def verified(header, body):
         return False
     mac = hmac.new(SECRET, t.encode() + b"." + body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(mac, v1)
+
+
+def count(ids, items):
+    """Records one request carrying receipts for `ids` (a repeated id is a duplicate)."""
+    with LOCK:
+        if LOG is not None:
+            for item in items:
+                LOG.write(json.dumps(item) + "\n")
+            LOG.flush()
+        STATE["posts"] += 1
+        for i in ids:
+            if i in SEEN:
+                STATE["duplicates"] += 1
+            else:
+                SEEN.add(i)
+        STATE["last"] = time.time()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -43,6 +69,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with LOCK:
+            down = STATE["down"]
+            if down:
+                STATE["down_refused"] += 1
+        if down:
+            return self.answer(503)
         if not verified(self.headers.get("X-Sluice-Signature"), body):
             with LOCK:
                 STATE["refused"] += 1
@@ -52,21 +84,23 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             return self.answer(400)
         items = v if isinstance(v, list) else [v]
-        with LOCK:
-            STATE["posts"] += 1
-            for item in items:
-                i = item.get("id")
-                if i in SEEN:
-                    STATE["duplicates"] += 1
-                else:
-                    SEEN.add(i)
-            STATE["last"] = time.time()
+        count([item.get("id") for item in items], items)
         self.answer(200)
 
     def do_GET(self):
+        url = urlsplit(self.path)
+        if url.path == "/dlr":
+            ids = parse_qs(url.query).get("id")
+            if not ids:
+                return self.answer(400)
+            count(ids[:1], [{"id": ids[0]}])
+            return self.answer(200)
         with LOCK:
-            line = "%d %d %d %d %.3f\n" % (
-                len(SEEN), STATE["duplicates"], STATE["posts"], STATE["refused"], STATE["last"])
+            if self.path in ("/down", "/up"):
+                STATE["down"] = self.path == "/down"
+            line = "%d %d %d %d %.3f %d\n" % (
+                len(SEEN), STATE["duplicates"], STATE["posts"], STATE["refused"], STATE["last"],
+                STATE["down_refused"])
         self.answer(200, line.encode())
 
     def log_message(self, *args):

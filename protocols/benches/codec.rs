@@ -158,6 +158,18 @@ fn smpp(c: &mut Criterion<CpuTime>) {
     bench_drain(&mut g, "sluice", &submit_bytes, SmppCodec::default(), |c| {
         assert!(matches!(c.pdu, Pdu::SubmitSm(_)));
     });
+    // The borrowed view: frames split off the same buffer, each read in place (every
+    // C-octet string found, sm_length and the TLV lengths checked), nothing built.
+    bench_drain(
+        &mut g,
+        "sluice_view",
+        &submit_bytes,
+        SmppViewCodec::default(),
+        |f: &Frame| {
+            let d = f.view().unwrap();
+            assert!(matches!(d.pdu, PduRef::SubmitSm(_)));
+        },
+    );
     bench_drain(
         &mut g,
         "rusmpp",
@@ -176,6 +188,20 @@ fn smpp(c: &mut Criterion<CpuTime>) {
         let r = DeliveryReport::from_sm(sm).unwrap();
         black_box((r.message_id.len(), r.state));
     });
+    bench_drain(
+        &mut g,
+        "sluice_view",
+        &dlr_bytes,
+        SmppViewCodec::default(),
+        |f: &Frame| {
+            let d = f.view().unwrap();
+            let PduRef::DeliverSm(sm) = &d.pdu else {
+                unreachable!()
+            };
+            let r = DeliveryReport::from_sm_ref(sm).unwrap();
+            black_box((r.message_id.len(), r.state));
+        },
+    );
     // rusmpp has no receipt-text parser: this is its deliver_sm decode alone.
     bench_drain(
         &mut g,
@@ -216,6 +242,28 @@ fn cmpp(c: &mut Criterion<CpuTime>) {
         cmppprotocol::CmppFrameCodec,
         |f| assert!(matches!(f.pdu, cmppprotocol::Pdu::Submit(_))),
     );
+    // The borrowed view: the SUBMIT's bounds checked once; what an SP-facing intake reads
+    // first (source, first destination, content) looked at, padding trimmed on access.
+    let view = |v: cmpp::Version| {
+        move |f: &cmpp::view::Frame| {
+            let d = f.view(v).unwrap();
+            let cmpp::PduRef::Submit(s) = &d.pdu else {
+                unreachable!()
+            };
+            black_box((
+                s.src_id().len(),
+                s.dest_terminal_ids().next(),
+                s.msg_content().len(),
+            ));
+        }
+    };
+    bench_drain(
+        &mut g,
+        "sluice_view_v20",
+        &v20,
+        cmpp::CmppViewCodec::new(cmpp::Version::V20),
+        view(cmpp::Version::V20),
+    );
     // cmppprotocol speaks 2.0 only.
     bench_drain(
         &mut g,
@@ -223,6 +271,13 @@ fn cmpp(c: &mut Criterion<CpuTime>) {
         &v30,
         cmpp::CmppCodec::new(cmpp::Version::V30),
         is_submit,
+    );
+    bench_drain(
+        &mut g,
+        "sluice_view_v30",
+        &v30,
+        cmpp::CmppViewCodec::new(cmpp::Version::V30),
+        view(cmpp::Version::V30),
     );
     g.finish();
 }

@@ -1,5 +1,6 @@
-//! Arbitrary and mutated bytes never panic any SMPP decoder, and whatever decodes without
-//! tolerances re-encodes to the same bytes.
+//! Arbitrary and mutated bytes never panic any SMPP decoder (the owned one and the borrowed
+//! view, which must agree), and whatever decodes without tolerances re-encodes to the same
+//! bytes.
 //!
 //! 100 000 inputs per decoder in the normal run, ten times more with SLUICE_FUZZ_LONG=1 (or
 //! SLUICE_LONG_TESTS=1).
@@ -80,6 +81,17 @@ fn exercise(b: &[u8]) -> bool {
     let owned = decode(Bytes::copy_from_slice(b));
     let sliced = decode_slice(b);
     assert_eq!(owned, sliced);
+    // The view: never a panic, and the owned decoder's answer after to_owned().
+    let viewed = Frame::new(Bytes::copy_from_slice(b))
+        .map_err(DecodeError::from)
+        .and_then(|f| {
+            let d = f.view()?;
+            if let PduRef::DeliverSm(sm) = &d.pdu {
+                let _ = DeliveryReport::from_sm_ref(sm);
+            }
+            d.to_owned()
+        });
+    assert_eq!(viewed, owned);
     match owned {
         Ok(d) => {
             assert_eq!(framed, Ok(Some(b.len())));
@@ -196,6 +208,57 @@ fn mutated_valid_pdus() {
     }
 }
 
+/// The canonical-layout fast path of `ReceiptText::parse` agrees with the general reader on
+/// canonical receipts with random values and on small edits of them.
+#[test]
+fn canonical_receipts_parse_as_the_general_reader() {
+    let mut rng = Rng(5);
+    let values: [&[u8]; 10] = [
+        b"",
+        b"1A2B3C4D",
+        b"001",
+        b"2511260153",
+        b"251126015359",
+        b"DELIVRD",
+        b"undeliv",
+        b"000",
+        b"x:y",
+        b"99999999999",
+    ];
+    let keys: [&[u8]; 8] = [
+        b"id:",
+        b" sub:",
+        b" dlvrd:",
+        b" submit date:",
+        b" done date:",
+        b" stat:",
+        b" err:",
+        b" text:",
+    ];
+    let mut hits = 0;
+    for _ in 0..cases() {
+        let mut s = Vec::new();
+        let n = if rng.below(2) == 0 { 7 } else { 8 };
+        for key in &keys[..n] {
+            s.extend_from_slice(key);
+            s.extend_from_slice(values[rng.below(values.len())]);
+        }
+        if n == 8 && rng.below(2) == 0 {
+            s.extend_from_slice(b" more text:here stat:X");
+        }
+        for _ in 0..rng.below(3) {
+            if !s.is_empty() {
+                let i = rng.below(s.len());
+                s[i] = [b' ', b'\t', b':', b'A', b'0', 0][rng.below(6)];
+            }
+        }
+        let fast = ReceiptText::parse(&s);
+        assert_eq!(fast, ReceiptText::parse_any(&s), "{}", s.escape_ascii());
+        hits += usize::from(fast.id.is_some() && fast.err.is_some());
+    }
+    assert!(hits > cases() / 4, "too few canonical receipts: {hits}");
+}
+
 #[test]
 fn receipt_text_and_ids_never_panic() {
     let mut rng = Rng(4);
@@ -224,6 +287,7 @@ fn receipt_text_and_ids_never_panic() {
             }
         }
         let r = ReceiptText::parse(&s);
+        assert_eq!(r, ReceiptText::parse_any(&s));
         let text = r.to_vec();
         // Re-parsing the canonical text gives the same fields.
         assert_eq!(ReceiptText::parse(&text).id.is_some(), r.id.is_some());

@@ -11,9 +11,15 @@
 //!   decreases come closer than `cooldown` (centers measure their caps per second, so their
 //!   bucket needs that long to show the new rate). Without this, a full window of throttled
 //!   answers would collapse the rate to the floor at once.
+//! - A decrease goes to the lower of half the current rate and the rate the center has been
+//!   *accepting* over the last second. Halving alone starts from the configured rate, which
+//!   can be far above what the window ever sends (a channel configured at 1 000 000/s in
+//!   front of a 1 000/s cap needed ten one-second halvings, and sent ≈ 45 throttled submits
+//!   per message meanwhile: measured against Kannel in `loadtest/peers/kannel_faults.sh`).
 //! - Increases come after a run of `max(success_run, current / 10)` successes, i.e. roughly
-//!   every tenth of a second of traffic at the current rate, so recovery speed does not
-//!   depend on how far the rate fell.
+//!   every tenth of a second of traffic at the current rate, by `increase_step` but never
+//!   more than a twentieth of the current rate: a fixed step sized from a large ceiling
+//!   (5 % of 1 000 000) would jump straight back over a small cap after every decrease.
 //! - Pure logic: time comes in as a parameter (`now`, `sent_at`), so the tests drive it with
 //!   a manual clock and never sleep.
 //!
@@ -81,6 +87,75 @@ pub struct Aimd {
     successes: u32,
     /// When the rate was last halved; answers to requests sent before it are stale.
     last_decrease: Option<Instant>,
+    /// Successes per second, counted in one-second windows.
+    accepted: AcceptedRate,
+}
+
+/// The rate of accepted requests: a count per one-second window, the last full window kept.
+#[derive(Debug, Clone, Default)]
+struct AcceptedRate {
+    window_start: Option<Instant>,
+    in_window: u32,
+    /// The last full window's count (per second), and when that window ended.
+    last: Option<(u32, Instant)>,
+    /// The latest acceptance.
+    last_success: Option<Instant>,
+}
+
+impl AcceptedRate {
+    const WINDOW: Duration = Duration::from_secs(1);
+
+    /// A pause between acceptances longer than this starts a new window and forgets the
+    /// last: a window must measure a channel that kept sending, or an idle minute followed
+    /// by one acceptance would read as "the center accepts 0/s".
+    const GAP: Duration = Duration::from_millis(100);
+
+    fn record(&mut self, now: Instant) {
+        if self
+            .last_success
+            .is_some_and(|at| now.saturating_duration_since(at) > Self::GAP)
+        {
+            *self = Self::default();
+        }
+        self.last_success = Some(now);
+        let start = *self.window_start.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= Self::WINDOW {
+            let per_sec = f64::from(self.in_window) / elapsed.as_secs_f64();
+            // Saturating float-to-int: a count per second fits u32.
+            self.last = Some((per_sec as u32, now));
+            self.window_start = Some(now);
+            self.in_window = 0;
+        }
+        self.in_window = self.in_window.saturating_add(1);
+    }
+
+    /// Accepted per second over the last full window, if that window ended within two
+    /// windows of `now`; else the current window's rate once it has run for 20 ms and for
+    /// less than two windows. A short window overestimates (the center's burst counts in
+    /// it), which only makes the decrease milder; it cannot underestimate a center that
+    /// throttles, since one throttles only when sent more than it accepts. Older counts say
+    /// nothing about the center now (an idle channel accepted nothing because it sent
+    /// nothing): `None`, and AIMD halves.
+    fn per_second(&self, now: Instant) -> Option<u32> {
+        if let Some((rate, at)) = self.last
+            && now.saturating_duration_since(at) < 2 * Self::WINDOW
+        {
+            return Some(rate);
+        }
+        // A window whose acceptances stopped a while ago measured a pause, not the center.
+        if self
+            .last_success
+            .is_none_or(|at| now.saturating_duration_since(at) > Self::GAP)
+        {
+            return None;
+        }
+        let start = self.window_start?;
+        let elapsed = now.saturating_duration_since(start);
+        (Self::WINDOW / 50..2 * Self::WINDOW)
+            .contains(&elapsed)
+            .then(|| (f64::from(self.in_window) / elapsed.as_secs_f64()) as u32)
+    }
 }
 
 impl Aimd {
@@ -96,6 +171,7 @@ impl Aimd {
             current: config.ceiling.get(),
             successes: 0,
             last_decrease: None,
+            accepted: AcceptedRate::default(),
         }
     }
 
@@ -111,9 +187,11 @@ impl Aimd {
         self.config.ceiling.get()
     }
 
-    /// A request was accepted by the center. After `success_run` of them in a row the rate
-    /// grows by `increase_step`, capped at the ceiling.
-    pub fn on_success(&mut self) -> RateChange {
+    /// A request was accepted by the center at `now`. After `success_run` of them in a row
+    /// the rate grows by `increase_step` (at most a twentieth of the rate), capped at the
+    /// ceiling.
+    pub fn on_success(&mut self, now: Instant) -> RateChange {
+        self.accepted.record(now);
         if self.current >= self.config.ceiling.get() {
             self.successes = 0;
             return RateChange::Unchanged;
@@ -123,30 +201,51 @@ impl Aimd {
             return RateChange::Unchanged;
         }
         self.successes = 0;
+        let step = self
+            .config
+            .increase_step
+            .get()
+            .min((self.current / 20).max(1));
         self.current = self
             .current
-            .saturating_add(self.config.increase_step.get())
+            .saturating_add(step)
             .min(self.config.ceiling.get());
         RateChange::Increased(self.current)
     }
 
     /// The center answered a request sent at `sent_at` with a throttle status at `now`.
-    /// Halves the rate (not below the floor) unless the request predates the last decrease.
+    /// Halves the rate, or goes down to what the center accepted over the last second if
+    /// that is lower (not below the floor), unless the request predates the last decrease.
     pub fn on_throttle(&mut self, now: Instant, sent_at: Instant) -> RateChange {
         self.successes = 0;
-        if self
-            .last_decrease
-            .is_some_and(|at| sent_at < at || now < at + self.config.cooldown)
-        {
-            return RateChange::Unchanged;
+        let accepted = self.accepted.per_second(now);
+        match self.last_decrease {
+            // Sent at the old rate: says nothing about the new one.
+            Some(at) if sent_at < at => return RateChange::Unchanged,
+            // Within the cooldown only a fall to what the center accepts, when that is below
+            // half the rate, is taken: the first decrease of a channel often comes before
+            // any acceptance was counted, and a second of sending at half a large configured
+            // rate would otherwise be a second of throttle answers.
+            Some(at) if now < at + self.config.cooldown => {
+                return match accepted {
+                    Some(a) if a < self.current / 2 => self.decrease_to(now, a),
+                    _ => RateChange::Unchanged,
+                };
+            }
+            _ => {}
         }
+        let target = accepted.map_or(self.current / 2, |a| a.min(self.current / 2));
+        self.decrease_to(now, target)
+    }
+
+    fn decrease_to(&mut self, now: Instant, target: u32) -> RateChange {
         self.last_decrease = Some(now);
-        let halved = (self.current / 2).max(self.config.floor.get());
-        if halved == self.current {
+        let lowered = target.max(self.config.floor.get());
+        if lowered >= self.current {
             return RateChange::Unchanged;
         }
-        self.current = halved;
-        RateChange::Decreased(halved)
+        self.current = lowered;
+        RateChange::Decreased(lowered)
     }
 }
 
@@ -224,9 +323,9 @@ impl<C: Clock + Clone> ChannelLimiter<C> {
         self.aimd.current()
     }
 
-    /// Feeds a success into AIMD; rebuilds the bucket if the rate rose.
-    pub fn on_success(&mut self) -> RateChange {
-        let change = self.aimd.on_success();
+    /// Feeds a success (answered at `now`) into AIMD; rebuilds the bucket if the rate rose.
+    pub fn on_success(&mut self, now: Instant) -> RateChange {
+        let change = self.aimd.on_success(now);
         self.apply(change);
         change
     }
@@ -269,7 +368,7 @@ mod tests {
         let mut aimd = Aimd::new(config(100));
         assert_eq!(aimd.current(), 100);
         for _ in 0..1000 {
-            assert_eq!(aimd.on_success(), RateChange::Unchanged);
+            assert_eq!(aimd.on_success(Instant::now()), RateChange::Unchanged);
         }
         assert_eq!(aimd.current(), 100);
     }
@@ -321,49 +420,110 @@ mod tests {
     #[test]
     fn creeps_back_additively_after_success_runs() {
         let t0 = Instant::now();
-        let mut aimd = Aimd::new(config(100));
+        let mut aimd = Aimd::new(config(1000));
         aimd.on_throttle(t0, t0);
-        assert_eq!(aimd.current(), 50);
-        for _ in 0..4 {
-            assert_eq!(aimd.on_success(), RateChange::Unchanged);
+        assert_eq!(aimd.current(), 500);
+        // At 500 msg/s a run is 50 successes (a tenth of the rate); the step is 10.
+        for _ in 0..49 {
+            assert_eq!(aimd.on_success(t0), RateChange::Unchanged);
         }
-        assert_eq!(aimd.on_success(), RateChange::Increased(60));
-        // A throttle in the middle of a run resets the run.
+        assert_eq!(aimd.on_success(t0), RateChange::Increased(510));
         let mut rates = Vec::new();
-        for _ in 0..4 {
-            aimd.on_success();
-        }
-        let t1 = t0 + Duration::from_secs(1);
-        aimd.on_throttle(t1, t1);
-        assert_eq!(aimd.current(), 30);
-        for _ in 0..100 {
-            if let RateChange::Increased(r) = aimd.on_success() {
+        for _ in 0..(51 + 52 + 53) {
+            if let RateChange::Increased(r) = aimd.on_success(t0) {
                 rates.push(r);
             }
         }
-        assert_eq!(rates, vec![40, 50, 60, 70, 80, 90, 100]);
+        assert_eq!(rates, vec![520, 530, 540]);
+        // A throttle in the middle of a run resets the run.
+        for _ in 0..10 {
+            aimd.on_success(t0);
+        }
+        let t1 = t0 + Duration::from_secs(1);
+        aimd.on_throttle(t1, t1);
+        let after = aimd.current();
+        for _ in 0..(after / 10).max(5) - 1 {
+            assert_eq!(aimd.on_success(t1), RateChange::Unchanged);
+        }
+        assert!(matches!(aimd.on_success(t1), RateChange::Increased(_)));
+    }
+
+    #[test]
+    fn step_is_at_most_a_twentieth_of_the_rate_and_stops_at_the_ceiling() {
+        let t0 = Instant::now();
+        let mut aimd = Aimd::new(AimdConfig {
+            increase_step: nz(40),
+            ..config(100)
+        });
+        aimd.on_throttle(t0, t0);
+        assert_eq!(aimd.current(), 50);
+        for _ in 0..4 {
+            aimd.on_success(t0);
+        }
+        // 5 successes earn 50 / 20 = 2, not the configured 40.
+        assert_eq!(aimd.on_success(t0), RateChange::Increased(52));
+        for _ in 0..10_000 {
+            aimd.on_success(t0);
+        }
         assert_eq!(aimd.current(), 100);
     }
 
     #[test]
-    fn step_is_capped_at_ceiling() {
+    fn a_decrease_goes_to_the_rate_the_center_accepted() {
+        // Configured far above the center's cap: halving alone would take ten cooldowns.
+        let t0 = Instant::now();
+        let mut aimd = Aimd::new(config(1_000_000));
+        for i in 0..=1000 {
+            aimd.on_success(t0 + Duration::from_millis(i));
+        }
+        let t = t0 + Duration::from_millis(1001);
+        assert_eq!(aimd.on_throttle(t, t), RateChange::Decreased(1000));
+        // The next decrease (after the cooldown) halves when that is lower.
+        let t = t + Duration::from_millis(200);
+        assert_eq!(aimd.on_throttle(t, t), RateChange::Decreased(500));
+        // A window that ended long ago says nothing about the center now: halving.
+        let mut aimd = Aimd::new(config(1_000_000));
+        for i in 0..=1000 {
+            aimd.on_success(t0 + Duration::from_millis(i));
+        }
+        let late = t0 + Duration::from_secs(60);
+        assert_eq!(aimd.on_throttle(late, late), RateChange::Decreased(500_000));
+    }
+
+    #[test]
+    fn within_the_cooldown_only_a_fall_to_the_accepted_rate_is_taken() {
         let t0 = Instant::now();
         let mut aimd = Aimd::new(AimdConfig {
-            increase_step: nz(40),
-            ..config(90)
+            cooldown: Duration::from_secs(1),
+            ..config(1_000_000)
         });
-        aimd.on_throttle(t0, t0);
-        assert_eq!(aimd.current(), 45);
-        for _ in 0..5 {
-            aimd.on_success();
+        // Throttled before anything was accepted: halving.
+        assert_eq!(aimd.on_throttle(t0, t0), RateChange::Decreased(500_000));
+        // 30 accepted over the next 30 ms (the center's burst and 1 000/s), then a throttle
+        // of a submit sent after the decrease: down to ≈ what the center accepts.
+        for i in 1..=30 {
+            aimd.on_success(t0 + Duration::from_millis(i));
         }
-        assert_eq!(aimd.current(), 85);
-        // At 85 msg/s a run is 8 successes (a tenth of the rate).
-        for _ in 0..7 {
-            aimd.on_success();
-        }
-        assert_eq!(aimd.current(), 85);
-        assert_eq!(aimd.on_success(), RateChange::Increased(90));
+        let t = t0 + Duration::from_millis(31);
+        let RateChange::Decreased(r) = aimd.on_throttle(t, t) else {
+            panic!("no fall to the accepted rate")
+        };
+        assert!((900..=1100).contains(&r), "{r}");
+        // Still in the cooldown and the accepted rate is not below half: unchanged.
+        let t = t0 + Duration::from_millis(40);
+        assert_eq!(aimd.on_throttle(t, t), RateChange::Unchanged);
+    }
+
+    #[test]
+    fn an_idle_pause_is_not_read_as_a_center_that_accepts_nothing() {
+        let t0 = Instant::now();
+        let mut aimd = Aimd::new(config(1000));
+        aimd.on_success(t0);
+        // Thirty idle seconds, then a campaign starts and the center throttles its burst.
+        let t = t0 + Duration::from_secs(30);
+        aimd.on_success(t);
+        let t = t + Duration::from_millis(500);
+        assert_eq!(aimd.on_throttle(t, t), RateChange::Decreased(500));
     }
 
     #[test]

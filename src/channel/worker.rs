@@ -528,7 +528,7 @@ impl<W: Wire> Worker<W> {
                     Disposition::Accepted => {
                         slot.center_id = Some(center_id);
                         self.status.record_sent();
-                        if self.limiter.on_success() != RateChange::Unchanged {
+                        if self.limiter.on_success(at) != RateChange::Unchanged {
                             self.publish_rate();
                         }
                     }

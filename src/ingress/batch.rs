@@ -842,8 +842,8 @@ mod tests {
     }
 
     proptest::proptest! {
-        // 5 000 each by default: seconds in a debug build.
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(fuzz_cases(5_000)))]
+        // 100 000 each by default (issue 18): seconds in a debug build.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(fuzz_cases(100_000)))]
         #[test]
         fn parsers_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
             parse_both(&body, body.len());

@@ -9,10 +9,12 @@
 //! receipt and applies it when dispatch records the part (`Op::Submitted`).
 //!
 //! This module tracks those held receipts in memory ([`Pending`]) so that each one is either
-//! seen matched (its center id appears in the store's index) or, after `hold_for`, counted as
-//! unmatched (`sluice_receipts_unmatched_total`). The store purges held receipts with its
-//! retention sweep. Pending is bounded: beyond `max_pending` a held receipt is counted as
-//! unmatched at once (it still stays held in the store and may match later).
+//! settled — dispatch's submit response applied it (the store answered
+//! `OpResult::ReceiptApplied`, reported through [`super::applied`]) — or, after `hold_for`,
+//! counted as unmatched (`sluice_receipts_unmatched_total`). Nothing here reads the store:
+//! the give-up is a timer over this map. The store purges held receipts with its retention
+//! sweep. Pending is bounded: beyond `max_pending` a held receipt is counted as unmatched at
+//! once (it still stays held in the store and may match later).
 //!
 //! Center ids are normalised with [`center_key`] under the channel's DLR id format — the same
 //! rule dispatch applies to submit_sm_resp ids.
@@ -90,28 +92,23 @@ impl Pending {
         self.held.is_empty()
     }
 
-    /// Checks every held receipt: `matched(key)` says whether the store now knows the id.
-    /// Matched ones are forgotten; those older than `hold_for` are returned as given up.
-    /// Returns (matched count, given-up keys).
-    pub fn sweep(
-        &mut self,
-        now: Instant,
-        mut matched: impl FnMut(&str) -> bool,
-    ) -> (usize, Vec<String>) {
-        let mut n_matched = 0;
+    /// Forgets `key`: its submit response applied it. `false` when it was not tracked (held
+    /// before a restart, or already counted as unmatched).
+    pub fn settle(&mut self, key: &str) -> bool {
+        self.held.remove(key).is_some()
+    }
+
+    /// Forgets and returns the receipts held `hold_for` or longer at `now` (unmatched).
+    pub fn give_up(&mut self, now: Instant) -> Vec<String> {
         let mut given_up = Vec::new();
         self.held.retain(|key, since| {
-            if matched(key) {
-                n_matched += 1;
-                return false;
-            }
             if now.saturating_duration_since(*since) >= self.hold_for {
                 given_up.push(key.clone());
                 return false;
             }
             true
         });
-        (n_matched, given_up)
+        given_up
     }
 
     /// What a check at `now` would decide for `key` (for tests and logs).
@@ -152,7 +149,7 @@ mod tests {
     }
 
     #[test]
-    fn pending_matches_or_gives_up_after_hold() {
+    fn pending_settles_or_gives_up_after_hold() {
         let t0 = Instant::now();
         let mut p = Pending::new(Duration::from_secs(10), 2);
         assert!(p.hold("a".into(), t0));
@@ -166,10 +163,14 @@ mod tests {
             p.verdict("a", t0 + Duration::from_secs(10)),
             Some(Verdict::GiveUp)
         );
-        // At t0+10: "a" is overdue; "b" is matched.
-        let (matched, gave_up) = p.sweep(t0 + Duration::from_secs(10), |k| k == "b");
-        assert_eq!(matched, 1);
-        assert_eq!(gave_up, vec!["a".to_owned()]);
+        // "b" is settled by its submit response; at t0+10 "a" is overdue.
+        assert!(p.settle("b"));
+        assert!(!p.settle("b"), "settled once");
+        assert!(!p.settle("never-held"));
+        assert_eq!(
+            p.give_up(t0 + Duration::from_secs(10)),
+            vec!["a".to_owned()]
+        );
         assert!(p.is_empty());
     }
 
@@ -178,8 +179,8 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Pending::new(Duration::from_secs(10), 8);
         p.hold("x".into(), t0);
-        let (m, g) = p.sweep(t0 + Duration::from_secs(9), |_| false);
-        assert_eq!((m, g.len(), p.len()), (0, 0, 1));
+        assert!(p.give_up(t0 + Duration::from_secs(9)).is_empty());
+        assert_eq!(p.len(), 1);
         assert_eq!(
             p.verdict("x", t0 + Duration::from_secs(9)),
             Some(Verdict::Wait)

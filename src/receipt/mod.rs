@@ -12,6 +12,8 @@
 //! ```
 //!
 //! - [`correlate`]: stat words → part states, id normalisation, early-DLR accounting.
+//! - [`applied`]: held receipts a submit response applied, reported by dispatch (the one
+//!   path by which this layer learns a held receipt is settled; the store is not polled).
 //! - [`outbox`]: the webhook pump, generic over the kind of entry (batches, the in-flight
 //!   limit, outbox gauges); receipts.
 //! - [`receiver`]: pacing per webhook receiver (adaptive concurrency, shared backoff).
@@ -27,6 +29,7 @@
 //! than the channel capacity misses events (it sees `RecvError::Lagged`), so the campaign
 //! service should treat it as a fast path and reconcile from `GET /v1/messages/{id}`.
 
+pub mod applied;
 pub mod client;
 pub mod correlate;
 pub mod mo;
@@ -43,6 +46,7 @@ use crate::channel::{ChannelEvent, DeliverAck};
 use crate::metrics as m;
 use crate::status::ChannelStatus;
 use crate::store::{GatewayStore, MessageId, MessageStore, Op, OpResult, ReceiptEvent};
+use applied::{AppliedQueues, AppliedReceipt, AppliedSink};
 use correlate::{Pending, center_key, part_state};
 use mo::{MoEvent, MoOutbox, MoRouter};
 use outbox::{Backlog, OutboxAccount, OutboxPump, PumpProbe, ReceiptOutbox};
@@ -67,7 +71,9 @@ pub struct ReceiptConfig {
     pub hold_for: Duration,
     /// Most early DLRs tracked at once.
     pub max_pending: usize,
-    /// How often held DLRs are checked.
+    /// How often held DLRs are checked against `hold_for` (a timer over the in-memory
+    /// pending map; a held DLR that its submit response applies is settled at once, through
+    /// [`applied`], whatever this period).
     pub sweep_every: Duration,
     /// Subscriber channel capacity.
     pub subscriber_capacity: usize,
@@ -102,6 +108,8 @@ pub struct Receipts {
     backlog: Arc<Backlog>,
     /// What the receipt pump and the MO pump keep and measured (see [`Receipts::probes`]).
     probes: (Arc<PumpProbe>, Arc<PumpProbe>),
+    /// Per channel, dispatch's reports of held receipts its submit responses applied.
+    applied: AppliedQueues,
 }
 
 /// What one op of a receipt-layer commit was for.
@@ -132,7 +140,14 @@ impl Receipts {
             client,
             backlog: Arc::default(),
             probes: (Arc::default(), Arc::default()),
+            applied: AppliedQueues::default(),
         }
+    }
+
+    /// Where `channel`'s dispatcher reports the held receipts its submit responses applied
+    /// (see [`applied`]); [`Receipts::run_channel`] for the same channel takes them.
+    pub fn applied_sink(&self, channel: &str) -> AppliedSink {
+        self.applied.sink(channel)
     }
 
     /// Figures of the receipt pump and of the MO pump, in that order: their in-memory state
@@ -200,8 +215,9 @@ impl Receipts {
         .with_probe(Arc::clone(&self.probes.1))
     }
 
-    /// Consumes one channel's events until the sender side closes, then keeps checking held
-    /// receipts until `shutdown` (so a late submit response still resolves them).
+    /// Consumes one channel's events until the sender side closes, and dispatch's reports of
+    /// held receipts it applied ([`Receipts::applied_sink`]) until `shutdown` (so a late
+    /// submit response still settles them); gives up held receipts after `hold_for`.
     /// `dlr_format` is how the center writes ids inside receipts; `status` is the channel's
     /// live status, whose receipt latency window this feeds (submit → final receipt).
     pub async fn run_channel(
@@ -213,11 +229,19 @@ impl Receipts {
         status: Arc<ChannelStatus>,
     ) {
         let mut pending = Pending::new(self.cfg.hold_for, self.cfg.max_pending);
-        let mut sweep = tokio::time::interval(self.cfg.sweep_every);
-        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut applied = self.applied.receiver(&channel);
+        let mut give_up = tokio::time::interval(self.cfg.sweep_every);
+        give_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut open = true;
         loop {
             tokio::select! {
+                // Reports first: a settled receipt must not be given up by a tick that
+                // happened to come at the same turn.
+                biased;
+                Some(mut reports) = applied.recv() => {
+                    reports.extend(drain(&mut applied));
+                    self.settle(&channel, reports, &mut pending, &status);
+                }
                 ev = events.recv(), if open => match ev {
                     Some(ev) => {
                         // Take whatever else is already queued: one store commit for all.
@@ -232,44 +256,64 @@ impl Receipts {
                     }
                     None => open = false,
                 },
-                _ = sweep.tick() => self.sweep(&channel, &mut pending),
+                _ = give_up.tick() => self.give_up(&channel, &mut pending),
                 changed = shutdown.changed() => {
                     // A dropped sender means the owner is gone: stop as for shutdown.
                     let stop = changed.is_err() || *shutdown.borrow();
-                    if stop && !open {
-                        return;
-                    }
                     if stop {
-                        // Drain what the channel already sent, then stop.
+                        // Drain what the channel already sent, then what dispatch reported
+                        // (its last outcomes were written before this layer is stopped).
                         let mut batch = Vec::new();
                         while let Ok(ev) = events.try_recv() {
                             batch.push(ev);
                         }
                         self.handle(&channel, dlr_format, batch, &mut pending, &status).await;
+                        self.settle(&channel, drain(&mut applied), &mut pending, &status);
                         return;
                     }
                 }
             }
             if !open && *shutdown.borrow() {
+                self.settle(&channel, drain(&mut applied), &mut pending, &status);
                 return;
             }
         }
     }
 
-    fn sweep(&self, channel: &str, pending: &mut Pending) {
+    /// Held receipts that dispatch's submit responses applied: forgotten here, the messages
+    /// they ended counted (the one place besides [`Receipts::handle`] that a receipt's final
+    /// state is counted), and the outbox woken for the receipts they queued.
+    fn settle(
+        &self,
+        channel: &str,
+        reports: Vec<AppliedReceipt>,
+        pending: &mut Pending,
+        status: &ChannelStatus,
+    ) {
+        if reports.is_empty() {
+            return;
+        }
+        let mut ended = 0;
+        for r in reports {
+            pending.settle(&r.center_key);
+            if r.ended && r.state.is_final() {
+                self.record_final_id(r.id, status);
+                ended += 1;
+            }
+        }
+        if ended > 0 {
+            self.wake_outbox();
+        }
+        metrics::gauge!(m::RECEIPTS_PENDING, m::LABEL_CHANNEL => channel.to_owned())
+            .set(pending.len() as f64);
+    }
+
+    /// Held receipts no submit response applied within `hold_for`: counted as unmatched.
+    fn give_up(&self, channel: &str, pending: &mut Pending) {
         if pending.is_empty() {
             return;
         }
-        let (matched, given_up) = pending.sweep(Instant::now(), |key| {
-            matches!(self.store.by_center(channel, key), Ok(Some(_)))
-        });
-        if matched > 0 {
-            // The store applied these when their submit response was recorded; the message
-            // was counted there (dispatch, `count_final`) if that made it final, so nothing
-            // is counted here: a held part's receipt may match after another part's receipt
-            // already ended the message.
-            self.wake_outbox();
-        }
+        let given_up = pending.give_up(Instant::now());
         for key in &given_up {
             tracing::warn!(%channel, center_id = %key, "Receipt matched no message in time.");
         }
@@ -449,10 +493,10 @@ impl Receipts {
 }
 
 /// Counts message `id`'s final state in `sluice_receipts_total` and its DLR latency: the one
-/// place that counter moves. Call it only where a receipt made the message final — a store
-/// op that answered `Updated(final)`: `Op::Receipt` (this layer) or `Op::Submitted` that
-/// applied a receipt held for it (dispatch) — never from a repeated receipt (`Stale`) or a
-/// held one matching later, so each message counts once however many parts it has.
+/// place that counter moves. Called only by this layer, where a receipt made the message
+/// final — `Op::Receipt` answered `Updated(final)`, or dispatch reported an `Op::Submitted`
+/// that answered `ReceiptApplied { ended: true }` (see [`applied`]) — never for a repeated
+/// receipt (`Stale`), so each message counts once however many parts it has.
 /// Returns the latency it recorded (submit → final, ms) so the caller can also give it to
 /// the channel's status.
 pub fn count_final(store: &dyn MessageStore, id: MessageId) -> Option<u64> {
@@ -465,6 +509,15 @@ pub fn count_final(store: &dyn MessageStore, id: MessageId) -> Option<u64> {
     let latency_ms = done.saturating_sub(msg.submitted_ms.unwrap_or(msg.created_ms));
     metrics::histogram!(m::DLR_LATENCY).record(latency_ms as f64 / 1000.0);
     Some(latency_ms)
+}
+
+/// Every report already queued.
+fn drain(applied: &mut mpsc::UnboundedReceiver<Vec<AppliedReceipt>>) -> Vec<AppliedReceipt> {
+    let mut all = Vec::new();
+    while let Ok(more) = applied.try_recv() {
+        all.extend(more);
+    }
+    all
 }
 
 fn ms(t: SystemTime) -> u64 {

@@ -144,7 +144,7 @@ pub(crate) fn spawn(
             ..DispatchConfig::new(&ch.name)
         };
         let dispatcher = Dispatcher::new(dc, store.clone(), clock.clone())
-            .with_status(Arc::clone(&status))
+            .with_applied_sink(receipts.applied_sink(&ch.name))
             .with_content_cache(Arc::clone(&content));
         let paused = pauses.channel(&ch.name, Arc::clone(&wake));
         let links = DispatchLinks {

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::backend::{Backend, Kv, KvRead};
 use super::error::StoreError;
+#[cfg(feature = "fjall")]
+use super::fjall_backend::FjallBackend;
 use super::redb_backend::RedbBackend;
 #[cfg(feature = "sled")]
 use super::sled_backend::SledBackend;
@@ -20,6 +22,8 @@ pub enum BackendKind {
     Redb,
     /// sled 0.34 (needs the `sled` cargo feature).
     Sled,
+    /// fjall 3 (needs the `fjall` cargo feature).
+    Fjall,
 }
 
 /// One of the compiled-in engines.
@@ -31,10 +35,14 @@ pub enum AnyBackend {
     /// sled.
     #[cfg(feature = "sled")]
     Sled(SledBackend),
+    /// fjall.
+    #[cfg(feature = "fjall")]
+    Fjall(FjallBackend),
 }
 
 impl AnyBackend {
-    /// Opens `kind` under `dir`. Asking for sled in a build without the feature is an error.
+    /// Opens `kind` under `dir`. Asking for sled or fjall in a build without its feature is an
+    /// error.
     pub fn open(kind: BackendKind, dir: &Path) -> Result<Self, StoreError> {
         match kind {
             BackendKind::Redb => Ok(Self::Redb(RedbBackend::open(dir)?)),
@@ -43,6 +51,12 @@ impl AnyBackend {
             #[cfg(not(feature = "sled"))]
             BackendKind::Sled => Err(StoreError::Backend(
                 "this build has no sled backend (rebuild with --features sled)".into(),
+            )),
+            #[cfg(feature = "fjall")]
+            BackendKind::Fjall => Ok(Self::Fjall(FjallBackend::open(dir)?)),
+            #[cfg(not(feature = "fjall"))]
+            BackendKind::Fjall => Err(StoreError::Backend(
+                "this build has no fjall backend (rebuild with --features fjall)".into(),
             )),
         }
     }
@@ -54,6 +68,8 @@ impl Backend for AnyBackend {
             Self::Redb(b) => b.name(),
             #[cfg(feature = "sled")]
             Self::Sled(b) => b.name(),
+            #[cfg(feature = "fjall")]
+            Self::Fjall(b) => b.name(),
         }
     }
 
@@ -65,6 +81,8 @@ impl Backend for AnyBackend {
             Self::Redb(b) => b.write(f),
             #[cfg(feature = "sled")]
             Self::Sled(b) => b.write(f),
+            #[cfg(feature = "fjall")]
+            Self::Fjall(b) => b.write(f),
         }
     }
 
@@ -76,6 +94,8 @@ impl Backend for AnyBackend {
             Self::Redb(b) => b.write_relaxed(f),
             #[cfg(feature = "sled")]
             Self::Sled(b) => b.write_relaxed(f),
+            #[cfg(feature = "fjall")]
+            Self::Fjall(b) => b.write_relaxed(f),
         }
     }
 
@@ -87,6 +107,8 @@ impl Backend for AnyBackend {
             Self::Redb(b) => b.read(f),
             #[cfg(feature = "sled")]
             Self::Sled(b) => b.read(f),
+            #[cfg(feature = "fjall")]
+            Self::Fjall(b) => b.read(f),
         }
     }
 }

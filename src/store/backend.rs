@@ -11,7 +11,81 @@
 //! - Reads inside `write` see the closure's own earlier writes.
 //! - Only one `write` runs at a time (the store's single writer thread guarantees it).
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+
 use super::error::StoreError;
+
+/// An engine handle that a failed file write latches, reopened from its path before the next
+/// operation. redb latches its first failed write and fjall poisons itself; both recover to
+/// their last durable commit when opened again, so a full disk that frees up needs no restart.
+#[derive(Debug)]
+pub(crate) struct Reopening<T> {
+    /// `None` only while a reopen failed (the next operation tries again).
+    slot: RwLock<Option<T>>,
+    /// Where the engine's files are, for reopening.
+    path: PathBuf,
+    /// An I/O error latched the engine: reopen before the next operation.
+    failed: AtomicBool,
+}
+
+impl<T> Reopening<T> {
+    pub(crate) fn new(handle: T, path: PathBuf) -> Self {
+        Self {
+            slot: RwLock::new(Some(handle)),
+            path,
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    #[cfg(feature = "fjall")]
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The handle, reopened first with `open` when an I/O error latched it.
+    pub(crate) fn get(
+        &self,
+        open: impl FnOnce(&Path) -> Result<T, StoreError>,
+    ) -> Result<RwLockReadGuard<'_, Option<T>>, StoreError> {
+        if self.failed.load(Ordering::Acquire) {
+            self.reopen(open)?;
+        }
+        let g = self.slot.read().unwrap_or_else(PoisonError::into_inner);
+        if g.is_none() {
+            return Err(StoreError::Io("the database is being reopened".into()));
+        }
+        Ok(g)
+    }
+
+    fn reopen(&self, open: impl FnOnce(&Path) -> Result<T, StoreError>) -> Result<(), StoreError> {
+        let mut g = self.slot.write().unwrap_or_else(PoisonError::into_inner);
+        if !self.failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // Close first: both engines lock their files, a second handle could not open them.
+        *g = None;
+        *g = Some(open(&self.path)?);
+        self.failed.store(false, Ordering::Release);
+        tracing::info!(path = %self.path.display(), "Store reopened after an I/O error.");
+        Ok(())
+    }
+
+    /// Marks the handle for a reopen when `r` failed on file I/O.
+    pub(crate) fn note<R>(&self, r: Result<R, StoreError>) -> Result<R, StoreError> {
+        if let Err(StoreError::NoSpace(_) | StoreError::Io(_)) = &r {
+            self.failed.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    /// Whether an I/O error latched the handle and it was not reopened yet.
+    #[cfg(all(test, feature = "fjall"))]
+    pub(crate) fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+}
 
 /// Creates the data directory `dir` (and its parents) for a backend to open its files in.
 pub(crate) fn create_dir(dir: &std::path::Path) -> Result<(), StoreError> {
@@ -19,6 +93,26 @@ pub(crate) fn create_dir(dir: &std::path::Path) -> Result<(), StoreError> {
         path: dir.display().to_string(),
         source,
     })
+}
+
+/// Tag of a key: its first byte (the "table" of `keys.rs`; the empty key has tag 0). Engines
+/// that keep one tree per tag (redb's tables, fjall's keyspaces) split the key space by it.
+pub(crate) fn tag_of(key: &[u8]) -> u8 {
+    key.first().copied().unwrap_or(0)
+}
+
+/// The tags a scan over `[start, end)` may touch, in ascending order (a superset is fine:
+/// each table is still scanned with the exact bounds).
+pub(crate) fn tags_between(start: &[u8], end: &[u8]) -> impl DoubleEndedIterator<Item = u8> {
+    let last = match end {
+        // No key sorts before the empty key.
+        [] => None,
+        // `[t]` ends before every key of tag t, except that tag 0's table also holds the
+        // empty key, which sorts before `[0]`.
+        [t] => Some(t.saturating_sub(1)),
+        [t, ..] => Some(*t),
+    };
+    last.into_iter().flat_map(move |last| tag_of(start)..=last)
 }
 
 /// Read access to the key space.
@@ -94,4 +188,21 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         f: impl FnOnce(&dyn KvRead) -> Result<R, StoreError>,
     ) -> Result<R, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_ranges_of_scans() {
+        let tags = |a: &[u8], b: &[u8]| tags_between(a, b).collect::<Vec<_>>();
+        assert_eq!(tags(&[1], &[2]), [1]);
+        assert_eq!(tags(&[1, 5], &[3, 0]), [1, 2, 3]);
+        assert_eq!(tags(&[], &[0, 1]), [0]);
+        assert_eq!(tags(&[], &[0]), [0]);
+        assert!(tags(&[3], &[2, 1]).is_empty());
+        assert!(tags(&[], &[]).is_empty());
+        assert_eq!(tags(&[0xFE], &[0xFF, 0xFF]), [0xFE, 0xFF]);
+    }
 }

@@ -2,8 +2,8 @@
 //! that funnels every write through a single group-commit writer thread.
 //!
 //! - `backend.rs`: the engine trait (names no engine crate).
-//! - `redb_backend.rs` (default), `sled_backend.rs` (`--features sled`), `any.rs`: engines and
-//!   the config-selected enum of them.
+//! - `redb_backend.rs` (default), `sled_backend.rs` (`--features sled`), `fjall_backend.rs`
+//!   (`--features fjall`), `any.rs`: engines and the config-selected enum of them.
 //! - `keys.rs`: key layout; `model.rs`: records; `codec.rs`: their binary on-disk format;
 //!   `id.rs`: message ids.
 //! - `ops.rs`: every state change, written once for all engines; `reads.rs`: pure lookups.
@@ -33,8 +33,9 @@
 //!   `lease(channel, lane, now, k, lease_ms)`, submit, then one `submit` with
 //!   `Op::Submitted` per part (center ids normalised), `Op::Requeue` for retryable failures,
 //!   `Op::Finish` for permanent ones. Call `recover(now)` every few seconds.
-//! - **receipts**: `Op::Receipt` per DLR (a DLR that beats its submit response is held and
-//!   applied by the later `Submitted`); final states put a `ReceiptEvent` in the account's
+//! - **receipts**: `Op::Receipt` per DLR (a DLR that beats its submit response is held,
+//!   `ReceiptHeld`, and applied by the later `Submitted`, which answers `ReceiptApplied`);
+//!   final states put a `ReceiptEvent` in the account's
 //!   outbox in the same commit. Deliver from `outbox(account, after, n)`, then `outbox_ack`.
 //! - **replies**: `Op::MoEnqueue` keeps an MO in the account's MO outbox (answer the center
 //!   only after that commit); deliver from `mo_outbox(account, after, n)`, then `Op::MoDelete`.
@@ -56,6 +57,8 @@ pub mod content;
 mod counting;
 mod depth;
 mod error;
+#[cfg(feature = "fjall")]
+mod fjall_backend;
 mod id;
 mod in_flight;
 mod keys;
@@ -84,6 +87,8 @@ pub use content::{ContentPin, ContentStore};
 pub use counting::KvCounts;
 pub use depth::QueueDepths;
 pub use error::{StoreError, is_no_space};
+#[cfg(feature = "fjall")]
+pub use fjall_backend::FjallBackend;
 pub use id::{ID_TEXT_LEN, IdGenerator, MessageId, NODE_BITS, ParseIdError, SEQ_BITS};
 pub use message_store::{GatewayStore, MessageStore};
 pub use model::{

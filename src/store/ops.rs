@@ -254,6 +254,16 @@ pub enum OpResult {
     Stale(MessageState),
     /// Receipt for an unknown center id, held for the submit response.
     ReceiptHeld,
+    /// A submit response (`Op::Submitted`) that applied the receipt held for its center id
+    /// (the receipt came first). The one answer that tells the receipt layer a held receipt
+    /// is settled, so nothing has to ask the store about it later.
+    ReceiptApplied {
+        /// The message's state after the op.
+        state: MessageState,
+        /// Whether this op ended the message (its final state is counted here, once; a
+        /// message that was already final only had the receipt recorded).
+        ended: bool,
+    },
     /// Number of records affected (outbox ack/delete, recover, purge).
     Count(usize),
     /// Appended to an outbox under this sequence.
@@ -705,6 +715,12 @@ fn submitted(
     if m.state.is_final() {
         // A late or repeated submit response: the index entry above is all that matters.
         save(kv, &m)?;
+        if deciding.is_some() {
+            return Ok(OpResult::ReceiptApplied {
+                state: m.state,
+                ended: false,
+            });
+        }
         return Ok(OpResult::Stale(m.state));
     }
     if m.parts.iter().all(|p| p.center_id.is_some()) && m.state != MessageState::Sent {
@@ -714,14 +730,24 @@ fn submitted(
         m.state = MessageState::Sent;
         m.submitted_ms = Some(now_ms);
     }
-    if let Some((stat, err)) = deciding
-        && let Some(state) = aggregate(&m.parts)
-    {
-        finalize(kv, &mut m, state, &stat, &err, now_ms)?;
+    let Some((stat, err)) = deciding else {
+        save(kv, &m)?;
         return Ok(OpResult::Updated(m.state));
-    }
-    save(kv, &m)?;
-    Ok(OpResult::Updated(m.state))
+    };
+    let ended = match aggregate(&m.parts) {
+        Some(state) => {
+            finalize(kv, &mut m, state, &stat, &err, now_ms)?;
+            true
+        }
+        None => {
+            save(kv, &m)?;
+            false
+        }
+    };
+    Ok(OpResult::ReceiptApplied {
+        state: m.state,
+        ended,
+    })
 }
 
 /// Final message state once every part is final: delivered only if all parts were.

@@ -227,7 +227,7 @@ const TOKENS: &[&str] = &[
 ];
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(fuzz_cases(10_000)))]
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(fuzz_cases(100_000)))]
     #[test]
     fn never_panics_on_arbitrary_input(s in "\\PC{0,40}") {
         let _ = parse(&s);

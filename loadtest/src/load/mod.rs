@@ -306,8 +306,15 @@ pub(crate) enum Claim {
 impl Shared {
     fn new(cfg: LoadConfig) -> Self {
         let now = Instant::now();
-        let rate = (cfg.rate > 0.0)
-            .then(|| Mutex::new(TokenBucket::new(cfg.rate, (cfg.rate / 200.0).max(1.0), now)));
+        // An HTTP worker sends what it claimed in one request and claims nothing while the
+        // request is out, so the bucket must hold a batch's worth: with a 5 ms burst the
+        // tokens of every longer request were dropped and `--rate 250` gave ≈ 100 msg/s.
+        let burst = match &cfg.target {
+            Target::Http { batch, .. } => (*batch as f64).max(cfg.rate / 200.0),
+            _ => cfg.rate / 200.0,
+        };
+        let rate =
+            (cfg.rate > 0.0).then(|| Mutex::new(TokenBucket::new(cfg.rate, burst.max(1.0), now)));
         Self {
             deadline: cfg.duration.map(|d| now + d),
             cfg,

@@ -3,6 +3,9 @@
 //! The codec carries the link's negotiated [`Version`]; a session starts it at the version
 //! it asks for and calls [`CmppCodec::set_version`] once CONNECT_RESP settles it.
 //!
+//! [`CmppViewCodec`] only frames: it yields [`view::Frame`]s, read in place with
+//! [`view::Frame::view`] (SUBMIT without building the owned value) or [`view::Frame::decode`].
+//!
 //! Errors: a framing error (Total_Length out of range) or an I/O error ends the stream. A
 //! PDU that frames but does not decode is *not* an error of the stream: it is yielded as
 //! `Err(DecodeError)` inside the item, so the session can answer it and keep the link.
@@ -14,6 +17,7 @@ use super::error::{DecodeError, EncodeError, FrameError};
 use super::header::{DEFAULT_MAX_LENGTH, HEADER_LEN};
 use super::pdu::{Decoded, Pdu, decode_frame};
 use super::version::Version;
+use super::view;
 
 /// Errors that end a CMPP stream.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +100,54 @@ impl Encoder<Frame> for CmppCodec {
 }
 
 impl Encoder<&Frame> for CmppCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, item: &Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
+        item.pdu.encode(item.sequence_id, self.version, dst)?;
+        Ok(())
+    }
+}
+
+/// Framing only: yields whole [`view::Frame`]s; a Total_Length outside
+/// `12..=max_length` or an I/O error ends the stream. Encodes like [`CmppCodec`].
+#[derive(Debug, Clone, Copy)]
+pub struct CmppViewCodec {
+    version: Version,
+    max_length: u32,
+}
+
+impl CmppViewCodec {
+    /// A codec for `version` accepting PDUs up to [`DEFAULT_MAX_LENGTH`].
+    pub fn new(version: Version) -> Self {
+        Self {
+            version,
+            max_length: DEFAULT_MAX_LENGTH,
+        }
+    }
+
+    /// Sets the largest Total_Length accepted (at least the 12-byte header).
+    pub fn with_max_length(mut self, max_length: u32) -> Self {
+        self.max_length = max_length.max(HEADER_LEN as u32);
+        self
+    }
+
+    /// The version frames are encoded with (and should be read with).
+    pub fn version(&self) -> Version {
+        self.version
+    }
+}
+
+impl Decoder for CmppViewCodec {
+    type Item = view::Frame;
+    type Error = CodecError;
+
+    #[inline]
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<view::Frame>, CodecError> {
+        Ok(view::Frame::split(src, self.max_length)?)
+    }
+}
+
+impl Encoder<&Frame> for CmppViewCodec {
     type Error = CodecError;
 
     fn encode(&mut self, item: &Frame, dst: &mut BytesMut) -> Result<(), CodecError> {

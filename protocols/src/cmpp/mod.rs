@@ -10,7 +10,10 @@
 //! - [`codes`]: command ids, CONNECT statuses, SUBMIT/DELIVER results, Msg_Fmt.
 //! - Errors tell the caller what to answer ([`DecodeError::response`]); accepted
 //!   deviations come back as [`Tolerated`] with each decoded PDU.
-//! - `codec` (feature `tokio-codec`): `CmppCodec` for `tokio_util::codec::Framed`.
+//! - [`view`]: SUBMIT read in place from a [`view::Frame`] split off the read buffer
+//!   ([`SubmitRef`]: fields as slices of the frame, `to_owned()` for the owned [`Submit`]).
+//! - `codec` (feature `tokio-codec`): `CmppCodec` for `tokio_util::codec::Framed`, and
+//!   `CmppViewCodec` yielding [`view::Frame`]s.
 //!
 //! Invariants: decoding never panics, never allocates more than the frame it was given
 //! (which is bounded by the caller's maximum length), and never reads a clock; for every
@@ -34,13 +37,14 @@ pub mod session;
 mod submit;
 mod tolerated;
 mod version;
+pub mod view;
 
 #[cfg(feature = "tokio-codec")]
 mod codec;
 
 pub use cancel::{Cancel, CancelResp};
 #[cfg(feature = "tokio-codec")]
-pub use codec::{CmppCodec, CodecError, Frame};
+pub use codec::{CmppCodec, CmppViewCodec, CodecError, Frame};
 pub use codes::{CommandId, ConnectStatus, MsgFmt, ResultCode};
 pub use connect::{Connect, ConnectResp, negotiate};
 pub use deliver::{Deliver, DeliverContent, DeliverResp};
@@ -60,3 +64,4 @@ pub use session::{
 pub use submit::{MAX_DESTINATIONS, Submit, SubmitResp};
 pub use tolerated::{Tolerance, Tolerated};
 pub use version::Version;
+pub use view::{DecodedRef, PduRef, SubmitRef};

@@ -107,7 +107,7 @@ impl<const N: usize> fmt::Display for FixedStr<N> {
 }
 
 /// Strips NUL padding, then any spaces before it; reports whether spaces were stripped.
-fn trim_padding(value: &[u8]) -> (&[u8], bool) {
+pub(crate) fn trim_padding(value: &[u8]) -> (&[u8], bool) {
     let nul_end = nul_end(value);
     let mut end = nul_end;
     while end > 0 && matches!(value[end - 1], 0 | b' ') {
@@ -253,7 +253,7 @@ impl<'a> Reader<'a> {
 /// little-endian, the bytes after the value) are counted with one instruction; a tail of
 /// fewer than eight bytes is read byte by byte.
 #[inline(always)]
-fn padded_len<const N: usize>(bytes: &[u8; N]) -> usize {
+pub(crate) fn padded_len<const N: usize>(bytes: &[u8; N]) -> usize {
     let words = N / 8;
     let mut i = N;
     // A tail that does not fill a word (N % 8 bytes at the end) first.

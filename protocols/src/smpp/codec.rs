@@ -1,12 +1,14 @@
 //! `tokio_util::codec` adapters (feature `tokio-codec`): a thin shell over [`check`],
 //! [`decode`] and [`Command::encode`].
 //!
-//! Two decoders share one framing step:
+//! Three decoders share one framing step:
 //! - [`SmppCodec`] yields [`Command`]s; any error ends the stream (tokio-util stops a
 //!   `FramedRead` after an error), so use it where a malformed PDU should drop the link.
 //! - [`SmppFrameCodec`] yields `Result<Decoded, DecodeError>` per PDU and errors only on
 //!   framing (bad `command_length`) and I/O, so a session can answer a malformed body with
 //!   [`DecodeError::response`] and keep the bind.
+//! - [`SmppViewCodec`] yields [`Frame`]s (framing only); the session reads each with
+//!   [`Frame::view`] in place, or [`Frame::decode`] for the owned form.
 //!
 //! Both check `command_length` against the maximum before buffering the body, then reserve
 //! exactly what the PDU still needs.
@@ -18,6 +20,7 @@ use super::error::{DecodeError, EncodeError, FrameError};
 use super::header::{DEFAULT_MAX_LEN, HEADER_LEN, Header, check};
 use super::pdu::{Command, Decoded, decode};
 use super::tolerated::Tolerated;
+use super::view::Frame;
 
 /// Errors of the tokio adapters.
 #[derive(Debug, thiserror::Error)]
@@ -160,3 +163,40 @@ impl Decoder for SmppFrameCodec {
 }
 
 encoders!(SmppFrameCodec);
+
+/// Decoder yielding whole [`Frame`]s, nothing decoded: only framing and I/O errors end the
+/// stream. Tolerances are counted by whoever reads the frames ([`super::DecodedRef::tolerated`]).
+#[derive(Debug, Clone)]
+pub struct SmppViewCodec {
+    max_len: usize,
+}
+
+impl SmppViewCodec {
+    /// A codec accepting PDUs up to `max_len` bytes.
+    pub fn new(max_len: usize) -> Self {
+        Self { max_len }
+    }
+}
+
+impl Default for SmppViewCodec {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_LEN)
+    }
+}
+
+impl Decoder for SmppViewCodec {
+    type Item = Frame;
+    type Error = CodecError;
+
+    #[inline]
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        Ok(Frame::split(src, self.max_len)?)
+    }
+}
+
+impl Encoder<&Command> for SmppViewCodec {
+    type Error = CodecError;
+    fn encode(&mut self, item: &Command, dst: &mut BytesMut) -> Result<(), CodecError> {
+        Ok(item.encode(dst)?)
+    }
+}

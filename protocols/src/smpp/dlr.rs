@@ -14,7 +14,8 @@ use std::io::Write as _;
 
 use super::data_sm::DataSm;
 use super::sm::{ESM_CLASS_DELIVERY_RECEIPT, ESM_CLASS_TYPE_MASK, Sm};
-use super::tlv::{MessageState, NetworkErrorCode, Tlvs};
+use super::tlv::{MessageState, NetworkErrorCode};
+use super::view::SmRef;
 
 /// A date in receipt text: `YYMMDDhhmm` or `YYMMDDhhmmss`, years taken as 2000 + YY.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -368,6 +369,63 @@ impl<'a> ReceiptText<'a> {
     /// the few keys it could begin, the value runs to the next whitespace, and `text:`
     /// takes the rest.
     pub fn parse(s: &'a [u8]) -> Self {
+        match Self::parse_canonical(s) {
+            Some(r) => r,
+            None => Self::parse_any(s),
+        }
+    }
+
+    /// The Appendix B layout exactly as most centers send it (`id:… sub:… dlvrd:… submit
+    /// date:… done date:… stat:… err:…[ text:…]`, lower-case keys, one space apart): each key
+    /// is one fixed compare where it must be, instead of a key dispatch per word. `None` for
+    /// any other layout, which [`Self::parse_any`] then reads; where this accepts, the two
+    /// agree (the receipt fuzz test checks it).
+    #[inline]
+    fn parse_canonical(s: &'a [u8]) -> Option<Self> {
+        /// The value starting at `at` (to the next whitespace) and where it ends, provided
+        /// `key` starts at `at - key.len()`.
+        #[inline(always)]
+        fn field<'s, const N: usize>(
+            s: &'s [u8],
+            at: usize,
+            key: &[u8; N],
+        ) -> Option<(&'s [u8], usize)> {
+            if s.get(at..)?.first_chunk::<N>()? != key {
+                return None;
+            }
+            let start = at + N;
+            let end = word_end(s, start);
+            Some((&s[start..end], end))
+        }
+        let (id, at) = field(s, 0, b"id:")?;
+        let (sub, at) = field(s, at, b" sub:")?;
+        let (dlvrd, at) = field(s, at, b" dlvrd:")?;
+        let (submit_date, at) = field(s, at, b" submit date:")?;
+        let (done_date, at) = field(s, at, b" done date:")?;
+        let (stat, at) = field(s, at, b" stat:")?;
+        let (err, at) = field(s, at, b" err:")?;
+        let text = if at == s.len() {
+            None
+        } else if s[at..].starts_with(b" text:") {
+            Some(&s[at + 6..])
+        } else {
+            return None;
+        };
+        Some(Self {
+            id: Some(id),
+            sub: parse_count(sub),
+            dlvrd: parse_count(dlvrd),
+            submit_date: ReceiptDate::parse(submit_date),
+            done_date: ReceiptDate::parse(done_date),
+            stat: Some(ReceiptStat::parse(stat)),
+            err: Some(err),
+            text,
+        })
+    }
+
+    /// Any layout: keys in any case and order, unknown words skipped. [`Self::parse`] gives
+    /// the same result, faster for the canonical layout.
+    pub fn parse_any(s: &'a [u8]) -> Self {
         let mut out = Self::default();
         let mut i = 0;
         while i < s.len() {
@@ -477,17 +535,47 @@ impl<'a> DeliveryReport<'a> {
     /// Extracts a receipt from a deliver_sm body: `None` when it is not a receipt (neither
     /// esm_class 0x04 nor receipted_message_id) or no message id can be found.
     pub fn from_sm(sm: &'a Sm) -> Option<Self> {
-        Self::extract(sm.esm_class, &sm.tlvs, sm.payload())
+        let t = &sm.tlvs;
+        Self::extract(sm.esm_class, t.receipted_message_id(), sm.payload(), || {
+            (t.message_state(), t.network_error_code())
+        })
+    }
+
+    /// The same for a deliver_sm read in place ([`SmRef`]): the text is parsed from the
+    /// frame's short_message (or message_payload) slice, nothing is copied.
+    #[inline]
+    pub fn from_sm_ref(sm: &SmRef<'a>) -> Option<Self> {
+        let t = sm.tlvs();
+        if t.is_empty() {
+            // The common receipt: everything is in the text.
+            return Self::extract(sm.esm_class(), None, sm.short_message(), || (None, None));
+        }
+        Self::extract(
+            sm.esm_class(),
+            t.receipted_message_id(),
+            sm.payload(),
+            || (t.message_state(), t.network_error_code()),
+        )
     }
 
     /// The same for a data_sm (text, if any, in message_payload).
     pub fn from_data_sm(ds: &'a DataSm) -> Option<Self> {
-        let payload = ds.tlvs.message_payload().map_or(&[][..], |p| p.as_slice());
-        Self::extract(ds.esm_class, &ds.tlvs, payload)
+        let t = &ds.tlvs;
+        let payload = t.message_payload().map_or(&[][..], |p| p.as_slice());
+        Self::extract(ds.esm_class, t.receipted_message_id(), payload, || {
+            (t.message_state(), t.network_error_code())
+        })
     }
 
-    fn extract(esm_class: u8, tlvs: &'a Tlvs, payload: &'a [u8]) -> Option<Self> {
-        let tlv_id = tlvs.receipted_message_id();
+    /// The one extraction rule for every source: `tlv_id` is receipted_message_id, `tlv`
+    /// gives message_state and network_error_code (asked only for a receipt).
+    #[inline(always)]
+    fn extract(
+        esm_class: u8,
+        tlv_id: Option<&'a [u8]>,
+        payload: &'a [u8],
+        tlv: impl FnOnce() -> (Option<MessageState>, Option<NetworkErrorCode>),
+    ) -> Option<Self> {
         let is_receipt = esm_class & ESM_CLASS_TYPE_MASK == ESM_CLASS_DELIVERY_RECEIPT;
         if !is_receipt && tlv_id.is_none() {
             return None;
@@ -495,13 +583,12 @@ impl<'a> DeliveryReport<'a> {
         let parsed = ReceiptText::parse(payload);
         let text = (parsed.id.is_some() || parsed.stat.is_some()).then_some(parsed);
         let message_id = tlv_id.or(parsed.id)?;
-        let state = tlvs
-            .message_state()
-            .or_else(|| parsed.stat.and_then(|s| s.message_state()));
+        let (tlv_state, network_error) = tlv();
+        let state = tlv_state.or_else(|| parsed.stat.and_then(|s| s.message_state()));
         Some(Self {
             message_id,
             state,
-            network_error: tlvs.network_error_code(),
+            network_error,
             text,
         })
     }

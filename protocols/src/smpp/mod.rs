@@ -15,7 +15,12 @@
 //!   matching hex/decimal ids.
 //! - Sessions: [`session::smsc`] is the message-center side of a bind as a sans-IO state
 //!   machine (binds, windows, enquire_link, unbind).
-//! - With feature `tokio-codec`: [`SmppCodec`] and [`SmppFrameCodec`].
+//! - Socket path without building owned values: [`Frame::split`] cuts a PDU off the read
+//!   buffer, [`Frame::view`] reads submit_sm / deliver_sm in place ([`SmRef`]: slices of the
+//!   frame, TLVs and receipt text parsed on demand, [`SmRef::to_owned`] for the owned form),
+//!   [`DeliveryReport::from_sm_ref`] reads a receipt from it.
+//! - With feature `tokio-codec`: [`SmppCodec`], [`SmppFrameCodec`] and `SmppViewCodec`
+//!   (yields [`Frame`]s).
 //!
 //! # Invariants
 //! Decoders never panic, never loop without consuming, and never allocate more than the
@@ -47,6 +52,7 @@ mod submit_multi;
 mod table;
 pub mod tlv;
 mod tolerated;
+pub mod view;
 mod wire;
 
 pub use address::Address;
@@ -54,7 +60,7 @@ pub use alert_notification::AlertNotification;
 pub use bind::{Bind, BindResp, INTERFACE_VERSION_34, INTERFACE_VERSION_50, Outbind};
 pub use cancel_sm::CancelSm;
 #[cfg(feature = "tokio-codec")]
-pub use codec::{CodecError, SmppCodec, SmppFrameCodec};
+pub use codec::{CodecError, SmppCodec, SmppFrameCodec, SmppViewCodec};
 pub use command_id::CommandId;
 pub use command_status::CommandStatus;
 pub use data_sm::DataSm;
@@ -73,3 +79,6 @@ pub use sm::{
 pub use submit_multi::{DestAddress, SubmitMulti, SubmitMultiResp, UnsuccessSme};
 pub use tlv::{MessageState, NetworkErrorCode, Tlv, Tlvs};
 pub use tolerated::Tolerated;
+pub use view::{
+    AddressRef, DecodedRef, DeliverSmRef, Frame, PduRef, SmRef, SubmitSmRef, TlvIter, TlvsRef,
+};

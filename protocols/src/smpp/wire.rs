@@ -167,8 +167,8 @@ pub(crate) fn find_nul(s: &[u8]) -> Option<usize> {
 /// Index of the first NUL in a 24-byte block, three words at a time (the classic "has zero
 /// byte" test: the lowest flagged byte of a word is always a real zero, later ones may be
 /// false positives, so only the lowest is used).
-#[inline]
-fn nul_in_block(block: &[u8; 24]) -> Option<usize> {
+#[inline(always)]
+pub(crate) fn nul_in_block(block: &[u8; 24]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let zero = |i: usize| {
