@@ -297,10 +297,26 @@ pub(crate) fn encode_body_with_state(m: &Message) -> Vec<u8> {
     buf
 }
 
-/// Whether a state record (current layout) says the message is in flight: the writer keeps
-/// those in memory (`in_flight.rs`).
-pub(crate) fn state_is_in_flight(record: &[u8]) -> bool {
-    record.first() == Some(&STATE_V1) && record.get(1) == Some(&state_code(MessageState::InFlight))
+/// Whether a state record (current layout) is a bare lease: in flight, and holding no fact
+/// a crash must keep — no part has a center id and no receipt is recorded. The writer keeps
+/// those in memory (`in_flight.rs`); an in-flight record with a submitted part or a part's
+/// receipt (a multipart message on its way) is written to the engine like any other.
+pub(crate) fn state_is_bare_lease(record: &[u8]) -> bool {
+    fn bare(r: &mut Reader<'_>) -> Result<bool, DecodeError> {
+        if r.u8()? != STATE_V1 || r.u8()? != state_code(MessageState::InFlight) {
+            return Ok(false);
+        }
+        r.varint()?; // attempts
+        for _ in 0..r.count(3)? {
+            r.varint()?; // seq
+            if r.opt_string("center_id")?.is_some() {
+                return Ok(false);
+            }
+            r.u8()?; // part state
+        }
+        Ok(r.count(4)? == 0)
+    }
+    bare(&mut Reader::new(record)).unwrap_or(false)
 }
 
 /// Encodes the state record of `m`.

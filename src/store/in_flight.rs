@@ -8,23 +8,37 @@
 //! every other one to the engine: the lease keeps its durable lease key (the queue counters and
 //! recovery find it) but no longer writes the record. The durable state record stays what it
 //! was before the lease (queued or scheduled), and the lease key's recovery at open
-//! (`ops::recover_all`) returns such a message to its ready queue.
+//! (`ops::recover_all`) returns such a message to its ready queue. Only a bare lease stays in
+//! memory (`codec::state_is_bare_lease`): an in-flight record that holds a part's center id or
+//! receipt (a multipart message partly submitted) carries facts a crash must keep, so it is
+//! written to the engine, as every record was before.
 //!
 //! Invariants:
-//! - a message id is in memory iff its latest state record says `InFlight`; the first later
-//!   record (sent, scheduled, final, or a delete) leaves memory and goes to the engine;
+//! - a message id is in memory iff its latest state record is a bare lease; the first later
+//!   record (sent, scheduled, final, a partly submitted lease, or a delete) leaves memory and
+//!   goes to the engine;
 //! - changes made inside a transaction are pending until the writer has committed it
 //!   ([`InFlight::apply`]); a failed transaction's pending changes are dropped with it;
 //! - readers outside the writer see a committed in-memory record over the engine's
-//!   ([`InFlightRead`]), so a lookup shows a leased message as in flight.
+//!   ([`InFlightRead`]), so a lookup shows a leased message as in flight; a lookup whose
+//!   snapshot is older than the in-memory records it read is made again
+//!   ([`InFlightRead::load`]);
+//! - after the engine was reopened (an I/O error; relaxed commits since the last durable one
+//!   may be gone, leases among them) the writer keeps only the records whose lease key the
+//!   engine still has ([`InFlight::check_after_reopen`]), so no lease lives on in memory
+//!   that the engine lost.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::backend::{Kv, KvRead};
 use super::codec;
 use super::error::StoreError;
+use super::id::MessageId;
 use super::keys;
+use super::model::{Message, MessageState};
+use super::ops;
 
 /// Changes of one transaction: `Some(record)` now in memory, `None` gone from memory.
 pub(crate) type Pending = HashMap<u64, Option<Vec<u8>>>;
@@ -33,6 +47,9 @@ pub(crate) type Pending = HashMap<u64, Option<Vec<u8>>>;
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
     records: RwLock<HashMap<u64, Vec<u8>>>,
+    /// The engine's reopen count ([`Backend::reopens`](super::backend::Backend::reopens))
+    /// the records were last checked against.
+    reopens_seen: AtomicU64,
 }
 
 impl InFlight {
@@ -66,6 +83,58 @@ impl InFlight {
                 None => records.remove(&id),
             };
         }
+    }
+
+    /// Drops the records of leases the engine no longer has, once per reopen of the engine
+    /// (`reopens`: its count now). A reopen goes back to the last durable commit: a relaxed
+    /// lease commit after it is gone with its lease key, its message is queued again in the
+    /// engine, and an in-memory record kept for it would make the writer treat a queued
+    /// message as in flight. Called by the writer inside its transaction (`kv`), after the
+    /// engine was reopened for it. A lost relaxed op that ended a lease (lease expiry) needs
+    /// nothing here: its lease key is back over the record from before the lease, which the
+    /// next expiry pass gives back to its queue.
+    /// Returns whether the engine was reopened since the last check.
+    pub(crate) fn check_after_reopen(
+        &self,
+        reopens: u64,
+        kv: &dyn KvRead,
+    ) -> Result<bool, StoreError> {
+        if self.reopens_seen.load(Ordering::Acquire) == reopens {
+            return Ok(false);
+        }
+        let ids: Vec<u64> = self
+            .records
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .copied()
+            .collect();
+        let mut lost = Vec::new();
+        for id in ids {
+            let view = InFlightRead {
+                inner: kv,
+                committed: self,
+            };
+            let kept = match ops::load_queued(&view, MessageId(id))? {
+                Some(m) => match m.lease_until_ms {
+                    Some(until) => kv.get(&keys::lease(until, MessageId(id)))?.is_some(),
+                    None => false,
+                },
+                None => false,
+            };
+            if !kept {
+                lost.push(id);
+            }
+        }
+        if !lost.is_empty() {
+            tracing::warn!(
+                leases = lost.len(),
+                "the reopened store lost leases that were not durable yet; their messages are queued again"
+            );
+            self.apply(lost.into_iter().map(|id| (id, None)).collect());
+        }
+        self.reopens_seen.store(reopens, Ordering::Release);
+        Ok(true)
     }
 
     /// Messages whose state lives here.
@@ -163,7 +232,7 @@ impl Kv for InFlightKv<'_> {
     // a `get` plus a write, so turning a put into a replace would cost a read.
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         match state_id(key) {
-            Some(id) if codec::state_is_in_flight(value) => {
+            Some(id) if codec::state_is_bare_lease(value) => {
                 self.pending.insert(id, Some(value.to_vec()));
                 Ok(())
             }
@@ -186,7 +255,7 @@ impl Kv for InFlightKv<'_> {
         let Some(id) = state_id(key) else {
             return self.inner.replace(key, value);
         };
-        if codec::state_is_in_flight(value) {
+        if codec::state_is_bare_lease(value) {
             let old = self.memory(id);
             self.pending.insert(id, Some(value.to_vec()));
             // Only the in-memory record is reported; callers never look at a state
@@ -218,6 +287,30 @@ impl Kv for InFlightKv<'_> {
 pub(crate) struct InFlightRead<'a> {
     pub(crate) inner: &'a dyn KvRead,
     pub(crate) committed: &'a InFlight,
+}
+
+impl InFlightRead<'_> {
+    /// A message as a reader outside the writer sees it, and whether to read again with a
+    /// newer snapshot. The snapshot is taken before the in-memory records are looked at, and
+    /// the writer changes them just after its commit; so a lease that ended (or began) in
+    /// between leaves the snapshot's record from before the lease with no in-memory record
+    /// over it: a sent message would read as queued. A waiting message has a ready key; one
+    /// without (in this snapshot) was leased in it, and a newer snapshot tells how it went
+    /// on. (A paused account's parked messages have none either: the caller reads again a
+    /// bounded number of times.)
+    pub(crate) fn load(&self, id: MessageId) -> Result<(Option<Message>, bool), StoreError> {
+        let Some(m) = ops::load(self, id)? else {
+            return Ok((None, false));
+        };
+        let waiting = matches!(m.state, MessageState::Queued | MessageState::Scheduled)
+            && m.lease_until_ms.is_none();
+        let stale = waiting
+            && self
+                .inner
+                .get(&keys::ready(&m.channel, m.lane, m.due_ms, m.id))?
+                .is_none();
+        Ok((Some(m), stale))
+    }
 }
 
 impl KvRead for InFlightRead<'_> {
@@ -374,9 +467,11 @@ mod tests {
     }
 
     mod store {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
         use crate::store::{
-            Backend, Lane, Message, MessageId, MessageState, Op, OpResult, PartState, Payload,
-            RedbBackend, Store, WriterConfig, codec, keys,
+            Backend, Kv, KvRead, Lane, Message, MessageId, MessageState, Op, OpResult, PartState,
+            Payload, RedbBackend, Store, StoreError, WriterConfig, codec, keys,
         };
 
         const CH: &str = "smsc1";
@@ -462,7 +557,10 @@ mod tests {
             let m = store.get(leased).unwrap().unwrap();
             assert_eq!(m.state, MessageState::Queued);
             assert_eq!(m.lease_until_ms, None);
-            assert_eq!(store.queue_depths(), store.recount_queue_depths().unwrap());
+            assert_eq!(
+                store.queue_depths().without_zeros(),
+                store.recount_queue_depths().unwrap()
+            );
             assert_eq!(store.queue_depths().ready(CH, Lane::Notification), 3);
             let again = lease(&store, 10);
             assert_eq!(again.len(), 3, "every message is sendable again");
@@ -471,7 +569,209 @@ mod tests {
                 assert_eq!(r[1], OpResult::Updated(MessageState::Delivered));
             }
             assert_eq!(store.inner.in_flight.len(), 0, "nothing left in memory");
-            assert_eq!(store.queue_depths(), store.recount_queue_depths().unwrap());
+            assert_eq!(
+                store.queue_depths().without_zeros(),
+                store.recount_queue_depths().unwrap()
+            );
+        }
+
+        /// redb whose next relaxed commit can be made to vanish after it reported success,
+        /// as a reopen after an I/O error does with commits that were not durable yet: the
+        /// commit is rolled back and the reopen count goes up.
+        struct Lossy {
+            inner: RedbBackend,
+            lose_next_relaxed: AtomicBool,
+            reopens: AtomicU64,
+        }
+
+        impl Backend for Lossy {
+            fn name(&self) -> &'static str {
+                "lossy"
+            }
+
+            fn write<R>(
+                &self,
+                f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
+            ) -> Result<R, StoreError> {
+                self.inner.write(f)
+            }
+
+            fn write_relaxed<R>(
+                &self,
+                f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
+            ) -> Result<R, StoreError> {
+                if !self.lose_next_relaxed.swap(false, Ordering::SeqCst) {
+                    return self.inner.write_relaxed(f);
+                }
+                let mut out = None;
+                let rolled_back = self.inner.write(|kv| {
+                    out = Some(f(kv));
+                    Err::<(), _>(StoreError::Backend("rolled back".into()))
+                });
+                assert!(rolled_back.is_err());
+                self.reopens.fetch_add(1, Ordering::SeqCst);
+                out.expect("the transaction ran")
+            }
+
+            fn read<R>(
+                &self,
+                f: impl FnOnce(&dyn KvRead) -> Result<R, StoreError>,
+            ) -> Result<R, StoreError> {
+                self.inner.read(f)
+            }
+
+            fn reopens(&self) -> u64 {
+                self.reopens.load(Ordering::SeqCst)
+            }
+        }
+
+        /// A relaxed lease that the engine loses (reopened after an I/O error before a
+        /// durable commit) leaves no lease in memory: the message reads as queued, the queue
+        /// counters are the engine's, and it is leased and delivered once.
+        #[test]
+        fn a_lease_the_engine_lost_in_a_reopen_is_not_kept_in_memory() {
+            let dir = tempfile::tempdir().unwrap();
+            let backend = Lossy {
+                inner: RedbBackend::open(dir.path()).unwrap(),
+                lose_next_relaxed: AtomicBool::new(false),
+                reopens: AtomicU64::new(0),
+            };
+            let store = Store::open(backend, WriterConfig::default(), 0).unwrap();
+            let insert = |n: usize| {
+                let batch = (0..n).map(|_| message(store.ids().next(0))).collect();
+                futures::executor::block_on(store.insert_batch(batch)).unwrap();
+            };
+            let lease = |limit: usize| {
+                futures::executor::block_on(store.lease(CH, Lane::Notification, 0, limit, 1000))
+                    .unwrap()
+                    .messages
+            };
+            insert(2);
+            store
+                .inner
+                .backend
+                .lose_next_relaxed
+                .store(true, Ordering::SeqCst);
+            let lost = lease(1);
+            assert_eq!(lost.len(), 1, "the lease reported success");
+            let lost = lost[0].id;
+            // The next commit runs on the reopened engine.
+            insert(1);
+            assert_eq!(store.inner.in_flight.len(), 0, "no phantom lease");
+            let m = store.get(lost).unwrap().unwrap();
+            assert_eq!(m.state, MessageState::Queued);
+            assert_eq!(m.lease_until_ms, None);
+            assert_eq!(
+                store.queue_depths().without_zeros(),
+                store.recount_queue_depths().unwrap()
+            );
+            assert_eq!(store.queue_depths().ready(CH, Lane::Notification), 3);
+
+            let again = lease(10);
+            assert_eq!(again.len(), 3, "the lost lease's message is sendable again");
+            assert!(again.iter().any(|m| m.id == lost));
+            for (i, m) in again.iter().enumerate() {
+                let r = store
+                    .submit_blocking(vec![
+                        Op::Submitted {
+                            id: m.id,
+                            part: 1,
+                            parts: 1,
+                            center_id: format!("C{i}"),
+                            now_ms: 5,
+                        },
+                        Op::Receipt {
+                            channel: CH.into(),
+                            center_id: format!("C{i}"),
+                            part_state: PartState::Delivered,
+                            stat: "DELIVRD".into(),
+                            err: "000".into(),
+                            now_ms: 6,
+                        },
+                    ])
+                    .unwrap();
+                assert_eq!(r[1], OpResult::Updated(MessageState::Delivered));
+            }
+            assert_eq!(store.inner.in_flight.len(), 0);
+            assert_eq!(
+                store.queue_depths().without_zeros(),
+                store.recount_queue_depths().unwrap()
+            );
+        }
+
+        /// A multipart message with one part submitted and receipted is still in flight, but
+        /// its record now holds facts the center was answered for: it goes to the engine, so
+        /// a crash keeps the part's center id and receipt.
+        #[test]
+        fn a_partly_submitted_lease_is_written_to_the_engine() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = open(dir.path());
+            let id = store.ids().next(0);
+            futures::executor::block_on(store.insert_batch(vec![message(id)])).unwrap();
+            assert_eq!(lease(&store, 1).len(), 1);
+            assert_eq!(store.inner.in_flight.len(), 1);
+            let r = store
+                .submit_blocking(vec![
+                    Op::Submitted {
+                        id,
+                        part: 1,
+                        parts: 2,
+                        center_id: "P1".into(),
+                        now_ms: 5,
+                    },
+                    Op::Receipt {
+                        channel: CH.into(),
+                        center_id: "P1".into(),
+                        part_state: PartState::Delivered,
+                        stat: "DELIVRD".into(),
+                        err: "000".into(),
+                        now_ms: 6,
+                    },
+                ])
+                .unwrap();
+            assert_eq!(r[0], OpResult::Updated(MessageState::InFlight));
+            assert_eq!(store.inner.in_flight.len(), 0, "no longer a bare lease");
+            let m = store.get(id).unwrap().unwrap();
+            assert_eq!(m.state, MessageState::InFlight);
+            assert_eq!(m.receipts.len(), 1);
+            drop(store);
+
+            let store = open(dir.path());
+            let m = store.get(id).unwrap().unwrap();
+            assert_eq!(m.state, MessageState::Queued, "recovered at open");
+            assert_eq!(m.parts[0].center_id.as_deref(), Some("P1"));
+            assert_eq!(m.receipts.len(), 1, "the part's receipt survived");
+            assert_eq!(store.by_center(CH, "P1").unwrap(), Some((id, 1)));
+        }
+
+        /// A lookup says in flight for a leased message, and what the engine says once the
+        /// lease ended.
+        #[test]
+        fn a_lookup_follows_the_lease() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = open(dir.path());
+            let id = store.ids().next(0);
+            futures::executor::block_on(store.insert_batch(vec![message(id)])).unwrap();
+            assert_eq!(store.get(id).unwrap().unwrap().state, MessageState::Queued);
+            assert_eq!(lease(&store, 1).len(), 1);
+            let by_number = store.by_destination("+861", 10).unwrap();
+            assert_eq!(by_number.len(), 1);
+            assert_eq!(by_number[0].state, MessageState::InFlight);
+            assert_eq!(
+                store.get(id).unwrap().unwrap().state,
+                MessageState::InFlight
+            );
+            store
+                .submit_blocking(vec![Op::Submitted {
+                    id,
+                    part: 1,
+                    parts: 1,
+                    center_id: "C1".into(),
+                    now_ms: 5,
+                }])
+                .unwrap();
+            assert_eq!(store.get(id).unwrap().unwrap().state, MessageState::Sent);
+            assert_eq!(store.inner.in_flight.len(), 0);
         }
 
         /// A data directory written by the layout before this one: every message a body v1
@@ -484,7 +784,9 @@ mod tests {
                 let backend = RedbBackend::open(dir.path()).unwrap();
                 backend
                     .write(|kv| {
-                        let q = message(queued);
+                        let mut q = message(queued);
+                        q.client_ref = Some("r1".into());
+                        kv.put(&keys::idem("acme", "r1"), &queued.to_be_bytes())?;
                         kv.put(&keys::message(queued), &codec::encode_body(&q))?;
                         kv.put(&keys::state(queued), &codec::encode_state(&q))?;
                         kv.put(&keys::ready(CH, q.lane, q.due_ms, queued), &[])?;
@@ -504,7 +806,17 @@ mod tests {
                 assert_eq!(m.state, MessageState::Queued, "{id}");
                 assert_eq!(m.lease_until_ms, None);
             }
-            assert_eq!(store.queue_depths(), store.recount_queue_depths().unwrap());
+            assert_eq!(
+                store.queue_depths().without_zeros(),
+                store.recount_queue_depths().unwrap()
+            );
+            // The old idempotency key still answers a resend.
+            let mut again = message(store.ids().next(0));
+            again.client_ref = Some("r1".into());
+            assert_eq!(
+                futures::executor::block_on(store.insert_batch(vec![again])).unwrap(),
+                [OpResult::Duplicate(queued)]
+            );
             let got = lease(&store, 10);
             assert_eq!(got.len(), 2);
             for (i, m) in got.iter().enumerate() {
@@ -518,6 +830,12 @@ mod tests {
                 None,
                 "center ids purged"
             );
+            let idem = store
+                .inner
+                .backend
+                .read(|kv| kv.get(&keys::idem("acme", "r1")))
+                .unwrap();
+            assert_eq!(idem, None, "idempotency key purged");
         }
     }
 }

@@ -15,7 +15,7 @@
 //! | 0x08 terminal | done_ms, id | empty |
 //! | 0x09 early receipt | channel, 0, center_id | arrived_ms, receipt JSON |
 //! | 0x0A early receipt age | arrived_ms, channel, 0, center_id | empty |
-//! | 0x0B message state | id | message state record (`codec.rs`); absent until the first change after insert, and never written for a lease (the in-flight record lives in memory, `in_flight.rs`) |
+//! | 0x0B message state | id | message state record (`codec.rs`); absent until the first change after insert, and not written for a bare lease (that in-flight record lives in memory, `in_flight.rs`) |
 //! | 0x0C expiry | expires_at_ms, id | empty (ready messages with a validity end) |
 //! | 0x10 MO outbox | account, 0, seq | MO JSON (`MoEvent`) |
 //! | 0x11 MO outbox next seq | account | u64 |

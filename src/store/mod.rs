@@ -81,6 +81,10 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{Semaphore, oneshot};
 
+/// How many times a lookup reads when its snapshot raced the start or end of a lease
+/// (`InFlightRead::load`); the last read is answered whatever it shows.
+const READS_AFTER_A_LEASE: u32 = 3;
+
 pub use any::{AnyBackend, BackendKind};
 pub use backend::{Backend, Kv, KvRead};
 pub use content::{ContentPin, ContentStore};
@@ -669,11 +673,17 @@ impl<B: Backend> Store<B> {
         .await
     }
 
-    /// A message by id.
+    /// A message by id. A leased message reads as in flight (its state record is in the
+    /// writer's memory, `in_flight.rs`); a read that raced the end of a lease is made again.
     pub fn get(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
-        self.inner
-            .backend
-            .read(|kv| ops::load(&self.overlay(kv), id))
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let (m, stale) = self.inner.backend.read(|kv| self.overlay(kv).load(id))?;
+            if !stale || tries == READS_AFTER_A_LEASE {
+                return Ok(m);
+            }
+        }
     }
 
     /// `kv` with the writer's in-memory state records of leased messages over it.
@@ -696,15 +706,22 @@ impl<B: Backend> Store<B> {
     /// # Errors
     /// Engine or decoding failure.
     pub fn by_destination(&self, to: &str, limit: usize) -> Result<Vec<Message>, StoreError> {
-        self.inner.backend.read(|kv| {
-            let mut out = Vec::new();
-            for id in reads::by_destination(kv, to, limit)? {
-                if let Some(m) = ops::load(&self.overlay(kv), id)? {
-                    out.push(m);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let (out, stale) = self.inner.backend.read(|kv| {
+                let (mut out, mut stale) = (Vec::new(), false);
+                for id in reads::by_destination(kv, to, limit)? {
+                    let (m, s) = self.overlay(kv).load(id)?;
+                    stale |= s;
+                    out.extend(m);
                 }
+                Ok((out, stale))
+            })?;
+            if !stale || tries == READS_AFTER_A_LEASE {
+                return Ok(out);
             }
-            Ok(out)
-        })
+        }
     }
 
     /// The message and part a center id on `channel` belongs to.

@@ -7,15 +7,16 @@
 //!
 //! A message is two records (`codec.rs`): its body, written once by `insert` (carrying the
 //! first state, so an insert writes no state record), and its state, which every later op
-//! rewrites through `save`. `load` reads both. A lease's state record (in flight) stays in the
-//! writer's memory (`in_flight.rs`): the durable record keeps the state before the lease, and
-//! the durable lease key is what recovery finds.
+//! rewrites through `save`. `load` reads both. A bare lease's state record (in flight, no
+//! part submitted yet) stays in the writer's memory (`in_flight.rs`): the durable record keeps
+//! the state before the lease, and the durable lease key is what recovery finds.
 //!
 //! Index invariants kept here:
 //! - a queued or scheduled message has exactly one ready key `(channel, lane, due_ms, id)`
 //!   (a paused account's may have its parked key instead, `stop.rs`); an in-flight one has
-//!   exactly one lease key `(lease_until_ms, id)` (its state record in memory; a lease key
-//!   over a queued or scheduled record is the lease of a process that is gone); a sent one (every part has a center id,
+//!   exactly one lease key `(lease_until_ms, id)` (a bare lease's state record in memory; a
+//!   lease key over a queued or scheduled record is the lease of a process that is gone); a
+//!   sent one (every part has a center id,
 //!   receipts pending) has neither; a final one has neither and has one terminal key
 //!   `(done_ms, id)`;
 //! - reaching a final state appends exactly one receipt event to the account's outbox, in the

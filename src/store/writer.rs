@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 
 use super::backend::Backend;
 use super::counting::{CountingKv, KvCounts};
-use super::depth::{Board, DepthKv, Slot};
+use super::depth::{self, Board, DepthKv, Slot};
 use super::error::StoreError;
 use super::in_flight::{InFlight, InFlightKv, Pending};
 use super::ops::{self, Op, OpResult};
@@ -142,6 +142,7 @@ pub(crate) fn run<B: Backend>(
         counts: cfg.count_kv_ops.then_some(&stats.kv),
         busy: &busy,
         in_flight,
+        board,
     };
     let mut spacing = Spacing::new(cfg.min_spacing, cfg.max_spacing);
     let mut last_record = Instant::now();
@@ -202,6 +203,8 @@ struct Ctx<'a> {
     /// State records of leased messages (`in_flight.rs`): changed by a commit only once it
     /// committed.
     in_flight: &'a InFlight,
+    /// The published queue counters, read again from the engine after it was reopened.
+    board: &'a Board,
 }
 
 /// Applies every request's ops in one transaction, through the in-flight records, the
@@ -211,8 +214,14 @@ fn apply_group(
     kv: &mut dyn super::backend::Kv,
     group: &[Request],
     ctx: Ctx<'_>,
+    reopens: u64,
 ) -> Result<(GroupResults, Pending), StoreError> {
     let start = Instant::now();
+    if ctx.in_flight.check_after_reopen(reopens, kv)? {
+        // The reopened engine went back to its last durable commit, counters included: the
+        // board may show relaxed commits that are gone.
+        ctx.board.reset(depth::persisted(kv)?);
+    }
     let res = match ctx.counts {
         None => apply_counted(kv, group, ctx),
         Some(counts) => {
@@ -252,12 +261,16 @@ fn write_group<B: Backend>(
     ctx: Ctx<'_>,
 ) -> Result<GroupResults, StoreError> {
     let durable = group.iter().flat_map(|r| &r.ops).any(ops::needs_fsync);
+    // Read inside the transaction: the engine reopens (if an I/O error latched it) before
+    // the transaction begins, so the count seen there covers the state it works on.
+    let reopens = || backend.reopens();
     if durable {
-        let (results, pending) = backend.write(|kv| apply_group(kv, group, ctx))?;
+        let (results, pending) = backend.write(|kv| apply_group(kv, group, ctx, reopens()))?;
         ctx.in_flight.apply(pending);
         Ok(results)
     } else {
-        let (results, pending) = backend.write_relaxed(|kv| apply_group(kv, group, ctx))?;
+        let (results, pending) =
+            backend.write_relaxed(|kv| apply_group(kv, group, ctx, reopens()))?;
         // Committed and visible: what follows only adds durability.
         ctx.in_flight.apply(pending);
         if results.0.iter().flatten().any(ops::finalized_something) {
