@@ -24,8 +24,8 @@
 //!   whether an engine slows as tombstones pile up at the queue's head); the data directory's
 //!   size on disk at the end, after draining the backlog (everything purged), and after closing
 //!   and reopening the store (space coming back?). `SLUICE_BENCH_ENGINES` (e.g. `fjall` or
-//!   `redb,sled`) picks the engines, `SLUICE_BENCH_RECORD_CACHE=off` runs only the record cache
-//!   off (once) instead of off / on / off.
+//!   `redb,sled`) picks the engines; each engine runs twice (on a shared machine the second
+//!   run tells how much the first was noise).
 //! - `paced` (printed): the gateway's shape at a steady low rate (`SLUICE_BENCH_RATE`, default
 //!   3000 msg/s, for `SLUICE_BENCH_PACED_SECS`, default 5): ingress requests of 10, a
 //!   dispatcher leasing every millisecond and settling each message as its own request, each
@@ -342,27 +342,16 @@ fn lifecycle_scale(_c: &mut Criterion) {
     const PASS: usize = 1000;
     let total = env_usize("SLUICE_BENCH_MESSAGES", 200_000);
     let backlog = env_usize("SLUICE_BENCH_BACKLOG", 100_000);
-    let cache_runs: &[(&str, usize)] =
-        if std::env::var("SLUICE_BENCH_RECORD_CACHE").is_ok_and(|v| v == "off") {
-            &[("record cache off", 0)]
-        } else {
-            // Off, on, off: on a shared machine the order of runs matters.
-            &[
-                ("record cache off", 0),
-                ("record cache on", 65_536),
-                ("record cache off", 0),
-            ]
-        };
     // Progress lines: every million messages, or every tenth of a shorter run.
     let slice = (total / 10).clamp(PASS, 1_000_000) / PASS;
+    // Two runs per engine: on a shared machine the second tells how much the first was noise.
     let runs = backends()
         .into_iter()
-        .flat_map(|kind| cache_runs.iter().map(move |&(l, c)| (kind, l, c)));
-    for (kind, label, record_cache) in runs {
+        .flat_map(|kind| [(kind, "run 1"), (kind, "run 2")]);
+    for (kind, label) in runs {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = WriterConfig {
             count_kv_ops: true,
-            record_cache,
             ..WriterConfig::default()
         };
         let store = open_with(kind, dir.path(), cfg);

@@ -111,4 +111,14 @@ impl Backend for AnyBackend {
             Self::Fjall(b) => b.read(f),
         }
     }
+
+    fn reopens(&self) -> u64 {
+        match self {
+            Self::Redb(b) => b.reopens(),
+            #[cfg(feature = "sled")]
+            Self::Sled(b) => b.reopens(),
+            #[cfg(feature = "fjall")]
+            Self::Fjall(b) => b.reopens(),
+        }
+    }
 }

@@ -12,7 +12,7 @@
 //! - Only one `write` runs at a time (the store's single writer thread guarantees it).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use super::error::StoreError;
@@ -28,6 +28,8 @@ pub(crate) struct Reopening<T> {
     path: PathBuf,
     /// An I/O error latched the engine: reopen before the next operation.
     failed: AtomicBool,
+    /// How many times the handle was closed for a reopen ([`Backend::reopens`]).
+    reopens: AtomicU64,
 }
 
 impl<T> Reopening<T> {
@@ -36,7 +38,14 @@ impl<T> Reopening<T> {
             slot: RwLock::new(Some(handle)),
             path,
             failed: AtomicBool::new(false),
+            reopens: AtomicU64::new(0),
         }
+    }
+
+    /// How many times the handle was closed for a reopen: each time, the commits not yet
+    /// durable (relaxed ones) may be gone.
+    pub(crate) fn reopens(&self) -> u64 {
+        self.reopens.load(Ordering::Acquire)
     }
 
     #[cfg(feature = "fjall")]
@@ -66,6 +75,7 @@ impl<T> Reopening<T> {
         }
         // Close first: both engines lock their files, a second handle could not open them.
         *g = None;
+        self.reopens.fetch_add(1, Ordering::AcqRel);
         *g = Some(open(&self.path)?);
         self.failed.store(false, Ordering::Release);
         tracing::info!(path = %self.path.display(), "Store reopened after an I/O error.");
@@ -188,6 +198,14 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         f: impl FnOnce(&dyn KvRead) -> Result<R, StoreError>,
     ) -> Result<R, StoreError>;
+
+    /// How many times the engine was closed and opened again in this process (after an I/O
+    /// error). Each reopen goes back to the last durable commit, so relaxed commits since
+    /// then may be gone: the writer checks its in-memory lease records against the engine
+    /// when this changes (`in_flight.rs`). Engines that never reopen keep the default, 0.
+    fn reopens(&self) -> u64 {
+        0
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,9 @@
 //! expires_at, window, client_ref, callback_url, tags, created. State v1 ([`STATE_V1`]): state,
 //! attempts, parts, receipts, submitted, done, due, lease_until.
 //!
+//! Body v2 ([`BODY_V2`], version byte 3): the body v1 fields followed by a whole state v1
+//! record; insert writes it so a new message needs no state record until it changes.
+//!
 //! Versions: a body record starting with `{` is the JSON form of a whole message, written
 //! before these formats; it is still read (a state record, once written, overrides its state
 //! fields), so an old store opens without a migration. Any other unknown version byte is
@@ -38,6 +41,12 @@ use super::model::{
 
 /// Version byte of the current body layout.
 pub(crate) const BODY_V1: u8 = 1;
+/// Version byte of a body record that also carries the message's first state: the body v1
+/// fields followed by a whole state v1 record (its version byte included). Insert writes it
+/// so a new message costs one put instead of two; the state record (tag 0x0B), once a later
+/// op writes it, overrides the embedded state. (Byte 2 stays unassigned: the damage tests
+/// below use it as the example of an unknown version.)
+pub(crate) const BODY_V2: u8 = 3;
 /// Version byte of the current state layout.
 pub(crate) const STATE_V1: u8 = 1;
 /// First byte of a legacy JSON record (a whole message).
@@ -276,6 +285,40 @@ pub(crate) fn encode_body(m: &Message) -> Vec<u8> {
     buf
 }
 
+/// Encodes the body record of a new message with its first state embedded ([`BODY_V2`]).
+pub(crate) fn encode_body_with_state(m: &Message) -> Vec<u8> {
+    let mut buf =
+        Vec::with_capacity(body_len_hint(m) + 25 + m.parts.len() * 24 + m.receipts.len() * 24);
+    let mut w = Writer(&mut buf);
+    w.u8(BODY_V2);
+    write_body(&mut w, m);
+    w.u8(STATE_V1);
+    write_state(&mut w, m);
+    buf
+}
+
+/// Whether a state record (current layout) is a bare lease: in flight, and holding no fact
+/// a crash must keep — no part has a center id and no receipt is recorded. The writer keeps
+/// those in memory (`in_flight.rs`); an in-flight record with a submitted part or a part's
+/// receipt (a multipart message on its way) is written to the engine like any other.
+pub(crate) fn state_is_bare_lease(record: &[u8]) -> bool {
+    fn bare(r: &mut Reader<'_>) -> Result<bool, DecodeError> {
+        if r.u8()? != STATE_V1 || r.u8()? != state_code(MessageState::InFlight) {
+            return Ok(false);
+        }
+        r.varint()?; // attempts
+        for _ in 0..r.count(3)? {
+            r.varint()?; // seq
+            if r.opt_string("center_id")?.is_some() {
+                return Ok(false);
+            }
+            r.u8()?; // part state
+        }
+        Ok(r.count(4)? == 0)
+    }
+    bare(&mut Reader::new(record)).unwrap_or(false)
+}
+
 /// Encodes the state record of `m`.
 pub(crate) fn encode_state(m: &Message) -> Vec<u8> {
     let mut buf = Vec::with_capacity(24 + m.parts.len() * 24 + m.receipts.len() * 24);
@@ -492,17 +535,34 @@ impl<'a> Reader<'a> {
 pub(crate) struct Body {
     /// The message; its state fields are placeholders unless `whole`.
     pub(crate) message: Message,
-    /// A legacy record that carried the state too (used when no state record exists).
+    /// A record that carried the state too (legacy JSON, or [`BODY_V2`]): used when no state
+    /// record exists.
     pub(crate) whole: bool,
 }
 
 /// Decodes a body record (current binary format, or a legacy JSON whole message).
 pub(crate) fn decode_body(v: &[u8]) -> Result<Body, DecodeError> {
     match v.first() {
-        Some(&BODY_V1) => decode_body_v1(v).map(|message| Body {
-            message,
-            whole: false,
-        }),
+        Some(&BODY_V1) => {
+            let mut r = Reader::new(v);
+            r.u8()?; // version
+            let message = read_body(&mut r)?;
+            r.finish()?;
+            Ok(Body {
+                message,
+                whole: false,
+            })
+        }
+        Some(&BODY_V2) => {
+            let mut r = Reader::new(v);
+            r.u8()?; // version
+            let mut message = read_body(&mut r)?;
+            decode_state_into(&mut message, &v[r.at..])?;
+            Ok(Body {
+                message,
+                whole: true,
+            })
+        }
         Some(&JSON) => serde_json::from_slice(v)
             .map(|message| Body {
                 message,
@@ -514,9 +574,8 @@ pub(crate) fn decode_body(v: &[u8]) -> Result<Body, DecodeError> {
     }
 }
 
-fn decode_body_v1(v: &[u8]) -> Result<Message, DecodeError> {
-    let mut r = Reader::new(v);
-    r.u8()?; // version, checked by the caller
+/// Reads the body fields (after the version byte), leaving the reader after them.
+fn read_body(r: &mut Reader<'_>) -> Result<Message, DecodeError> {
     let id = MessageId(r.varint()?);
     let account = r.string()?;
     let to = r.string()?;
@@ -563,7 +622,6 @@ fn decode_body_v1(v: &[u8]) -> Result<Message, DecodeError> {
         tags.insert(k, v);
     }
     let created_ms = r.varint()?;
-    r.finish()?;
     Ok(Message {
         id,
         account,
@@ -685,6 +743,25 @@ mod tests {
         m.submitted_ms = Some(7);
         m.lease_until_ms = Some(0);
         m
+    }
+
+    #[test]
+    fn a_body_with_its_first_state_reads_whole_and_yields_to_a_state_record() {
+        let m = sample();
+        let b = decode_body(&encode_body_with_state(&m)).unwrap();
+        assert!(b.whole);
+        assert_eq!(b.message, m);
+        let mut later = m.clone();
+        later.state = MessageState::Delivered;
+        later.done_ms = Some(99);
+        assert_eq!(
+            decode_message(&encode_body_with_state(&m), &encode_state(&later)).unwrap(),
+            later
+        );
+        // Damage inside the embedded state is caught like any other.
+        let mut cut = encode_body_with_state(&m);
+        cut.pop();
+        assert!(decode_body(&cut).is_err());
     }
 
     /// Body + state, the way the store reads a message back.

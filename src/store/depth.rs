@@ -325,6 +325,20 @@ impl Board {
         }
     }
 
+    /// Replaces every value with `d` (the persisted counters, after the engine was reopened
+    /// and went back to its last durable commit). A counter `d` lacks is kept at zero, as
+    /// [`publish`](Self::publish) keeps one that emptied.
+    pub(crate) fn reset(&self, d: QueueDepths) {
+        let mut b = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        b.ready.values_mut().for_each(|n| *n = 0);
+        b.in_flight.values_mut().for_each(|n| *n = 0);
+        b.ready.extend(d.ready);
+        b.in_flight.extend(d.in_flight);
+    }
+
     pub(crate) fn snapshot(&self) -> QueueDepths {
         self.0
             .lock()
@@ -356,7 +370,7 @@ pub(crate) fn open(kv: &mut dyn Kv) -> Result<(OpResult, QueueDepths), StoreErro
         );
         r
     };
-    Ok((recovered, load(kv)?))
+    Ok((recovered, persisted(kv)?))
 }
 
 fn slots(d: QueueDepths) -> impl Iterator<Item = (Slot, u64)> {
@@ -367,7 +381,7 @@ fn slots(d: QueueDepths) -> impl Iterator<Item = (Slot, u64)> {
 }
 
 /// The persisted counters.
-fn load(kv: &dyn KvRead) -> Result<QueueDepths, StoreError> {
+pub(crate) fn persisted(kv: &dyn KvRead) -> Result<QueueDepths, StoreError> {
     let mut d = QueueDepths::default();
     let mut found = Vec::new();
     // Few keys (channels × 4): one unbounded scan.

@@ -464,6 +464,10 @@ impl Backend for FjallBackend {
         self.write_with(false, f)
     }
 
+    fn reopens(&self) -> u64 {
+        self.open.reopens()
+    }
+
     fn read<R>(
         &self,
         f: impl FnOnce(&dyn KvRead) -> Result<R, StoreError>,

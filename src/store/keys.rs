@@ -5,7 +5,7 @@
 //!
 //! | tag | key | value |
 //! |---|---|---|
-//! | 0x01 message | id | message body record (`codec.rs`), written once |
+//! | 0x01 message | id | message body record (`codec.rs`), written once (with the first state embedded, for a message inserted queued) |
 //! | 0x02 ready | channel, 0, lane, due_ms, id | empty |
 //! | 0x03 lease expiry | expiry_ms, id | channel (for the in-flight counter; empty in stores written before the queue counters) |
 //! | 0x04 center id | channel, 0, center_id | id, part (u16) |
@@ -15,7 +15,7 @@
 //! | 0x08 terminal | done_ms, id | empty |
 //! | 0x09 early receipt | channel, 0, center_id | arrived_ms, receipt JSON |
 //! | 0x0A early receipt age | arrived_ms, channel, 0, center_id | empty |
-//! | 0x0B message state | id | message state record (`codec.rs`) |
+//! | 0x0B message state | id | message state record (`codec.rs`); absent until the first change after insert, and not written for a bare lease (that in-flight record lives in memory, `in_flight.rs`) |
 //! | 0x0C expiry | expires_at_ms, id | empty (ready messages with a validity end) |
 //! | 0x10 MO outbox | account, 0, seq | MO JSON (`MoEvent`) |
 //! | 0x11 MO outbox next seq | account | u64 |

@@ -15,8 +15,7 @@
 //!   store holds (as [`GatewayStore`]); [`Store`] implements it. Its docs say how a clustered
 //!   implementation fits.
 //! - `writer.rs`: the group-commit writer; `counting.rs`: its optional count of engine calls
-//!   (benches, tests); `record_cache.rs`: its write-through cache of message records across
-//!   commits; `spacing.rs`: the time between its commits, adapted to its load; `seq_cache.rs`:
+//!   (benches, tests); `spacing.rs`: the time between its commits, adapted to its load; `seq_cache.rs`:
 //!   its per-group cache of outbox counters; `depth.rs`: exact
 //!   queue-depth counters kept in every write transaction.
 //!
@@ -61,12 +60,12 @@ mod error;
 #[cfg(feature = "fjall")]
 mod fjall_backend;
 mod id;
+mod in_flight;
 mod keys;
 mod message_store;
 mod model;
 mod ops;
 mod reads;
-mod record_cache;
 mod redb_backend;
 mod seq_cache;
 #[cfg(feature = "sled")]
@@ -81,6 +80,10 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use tokio::sync::{Semaphore, oneshot};
+
+/// How many times a lookup reads when its snapshot raced the start or end of a lease
+/// (`InFlightRead::load`); the last read is answered whatever it shows.
+const READS_AFTER_A_LEASE: u32 = 3;
 
 pub use any::{AnyBackend, BackendKind};
 pub use backend::{Backend, Kv, KvRead};
@@ -129,6 +132,8 @@ struct Inner<B: Backend> {
     content: Option<Arc<ContentStore>>,
     /// Whether inserts write the destination index (`WriterConfig::index_by_number`).
     index_by_number: bool,
+    /// State records of leased messages, kept in memory by the writer (`in_flight.rs`).
+    in_flight: Arc<in_flight::InFlight>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -223,13 +228,15 @@ impl<B: Backend> Store<B> {
         let stats = Arc::new(WriterStats::default());
         let index_by_number = cfg.index_by_number;
         let node = cfg.node;
+        let in_flight = Arc::new(in_flight::InFlight::default());
         let thread = {
             let backend = Arc::clone(&backend);
             let stats = Arc::clone(&stats);
             let depths = Arc::clone(&depths);
+            let in_flight = Arc::clone(&in_flight);
             std::thread::Builder::new()
                 .name("sluice-store-writer".into())
-                .spawn(move || writer::run(&*backend, &rx, cfg, &stats, &depths))
+                .spawn(move || writer::run(&*backend, &rx, cfg, &stats, &depths, &in_flight))
                 .map_err(|source| StoreError::Open {
                     path: "writer thread".into(),
                     source,
@@ -245,6 +252,7 @@ impl<B: Backend> Store<B> {
                 ids: IdGenerator::for_node(last, node),
                 stats,
                 depths,
+                in_flight,
                 stop_epoch: AtomicU64::new(0),
                 content,
                 index_by_number,
@@ -665,9 +673,25 @@ impl<B: Backend> Store<B> {
         .await
     }
 
-    /// A message by id.
+    /// A message by id. A leased message reads as in flight (its state record is in the
+    /// writer's memory, `in_flight.rs`); a read that raced the end of a lease is made again.
     pub fn get(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
-        self.inner.backend.read(|kv| ops::load(kv, id))
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let (m, stale) = self.inner.backend.read(|kv| self.overlay(kv).load(id))?;
+            if !stale || tries == READS_AFTER_A_LEASE {
+                return Ok(m);
+            }
+        }
+    }
+
+    /// `kv` with the writer's in-memory state records of leased messages over it.
+    fn overlay<'a>(&'a self, kv: &'a dyn KvRead) -> in_flight::InFlightRead<'a> {
+        in_flight::InFlightRead {
+            inner: kv,
+            committed: &self.inner.in_flight,
+        }
     }
 
     /// Whether this store writes the destination index [`by_destination`](Self::by_destination)
@@ -682,15 +706,22 @@ impl<B: Backend> Store<B> {
     /// # Errors
     /// Engine or decoding failure.
     pub fn by_destination(&self, to: &str, limit: usize) -> Result<Vec<Message>, StoreError> {
-        self.inner.backend.read(|kv| {
-            let mut out = Vec::new();
-            for id in reads::by_destination(kv, to, limit)? {
-                if let Some(m) = ops::load(kv, id)? {
-                    out.push(m);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let (out, stale) = self.inner.backend.read(|kv| {
+                let (mut out, mut stale) = (Vec::new(), false);
+                for id in reads::by_destination(kv, to, limit)? {
+                    let (m, s) = self.overlay(kv).load(id)?;
+                    stale |= s;
+                    out.extend(m);
                 }
+                Ok((out, stale))
+            })?;
+            if !stale || tries == READS_AFTER_A_LEASE {
+                return Ok(out);
             }
-            Ok(out)
-        })
+        }
     }
 
     /// The message and part a center id on `channel` belongs to.

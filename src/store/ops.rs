@@ -5,13 +5,18 @@
 //! leave the key space unchanged for that op — only engine/decoding failures are errors, and
 //! they abort the whole transaction.
 //!
-//! A message is two records (`codec.rs`): its body, written once by `insert`, and its state,
-//! which every later op rewrites through `save`. `load` reads both.
+//! A message is two records (`codec.rs`): its body, written once by `insert` (carrying the
+//! first state, so an insert writes no state record), and its state, which every later op
+//! rewrites through `save`. `load` reads both. A bare lease's state record (in flight, no
+//! part submitted yet) stays in the writer's memory (`in_flight.rs`): the durable record keeps
+//! the state before the lease, and the durable lease key is what recovery finds.
 //!
 //! Index invariants kept here:
 //! - a queued or scheduled message has exactly one ready key `(channel, lane, due_ms, id)`
 //!   (a paused account's may have its parked key instead, `stop.rs`); an in-flight one has
-//!   exactly one lease key `(lease_until_ms, id)`; a sent one (every part has a center id,
+//!   exactly one lease key `(lease_until_ms, id)` (a bare lease's state record in memory; a
+//!   lease key over a queued or scheduled record is the lease of a process that is gone); a
+//!   sent one (every part has a center id,
 //!   receipts pending) has neither; a final one has neither and has one terminal key
 //!   `(done_ms, id)`;
 //! - reaching a final state appends exactly one receipt event to the account's outbox, in the
@@ -318,14 +323,10 @@ pub(crate) fn load_queued(kv: &dyn KvRead, id: MessageId) -> Result<Option<Messa
     }
 }
 
-/// Saves a message's state. Its body never changes after [`save_body`] at insert.
+/// Saves a message's state. Its body never changes after insert (which wrote the first state
+/// inside the body record when it could: `codec::BODY_V2`).
 fn save(kv: &mut dyn Kv, m: &Message) -> Result<(), StoreError> {
     kv.put(&keys::state(m.id), &codec::encode_state(m))
-}
-
-/// Writes the body record of a new message.
-fn save_body(kv: &mut dyn Kv, m: &Message) -> Result<(), StoreError> {
-    kv.put(&keys::message(m.id), &codec::encode_body(m))
 }
 
 /// Removes whichever queue key (ready or lease) the message currently has. A sent message
@@ -533,20 +534,33 @@ fn insert(kv: &mut dyn Kv, m: &Message, index_by_number: bool) -> Result<OpResul
             "account and channel must be non-empty and contain no NUL".into(),
         ));
     }
+    // Write first and look at what was there (`replace`: one engine call, where a `get` and
+    // a `put` were two); a duplicate, the rare case, puts the old value back.
     let idem_key = m.client_ref.as_deref().map(|r| keys::idem(&m.account, r));
     if let Some(k) = &idem_key
-        && let Some(v) = kv.get(k)?
+        && let Some(v) = kv.replace(k, &m.id.to_be_bytes())?
     {
+        kv.put(k, &v)?;
         let id = keys::be_u64(&v, 0).ok_or_else(|| corrupt(k, "short id"))?;
         return Ok(OpResult::Duplicate(MessageId(id)));
     }
-    if kv.get(&keys::message(m.id))?.is_some() {
+    let plain = m.lease_until_ms.is_none()
+        && matches!(m.state, MessageState::Queued | MessageState::Scheduled);
+    // The usual case carries its first state in the body record (no state record until an op
+    // changes it); any other is saved through `finalize` / `save` below.
+    let body = if plain {
+        codec::encode_body_with_state(m)
+    } else {
+        codec::encode_body(m)
+    };
+    let mk = keys::message(m.id);
+    if let Some(old) = kv.replace(&mk, &body)? {
+        kv.put(&mk, &old)?;
+        if let Some(k) = &idem_key {
+            kv.delete(k)?;
+        }
         return Ok(OpResult::Duplicate(m.id));
     }
-    if let Some(k) = &idem_key {
-        kv.put(k, &m.id.to_be_bytes())?;
-    }
-    save_body(kv, m)?;
     if let Some(d) = m.payload.content_digest() {
         // The reference and the record commit together: the count is exact across crashes.
         content::add_ref(kv, d)?;
@@ -554,14 +568,11 @@ fn insert(kv: &mut dyn Kv, m: &Message, index_by_number: bool) -> Result<OpResul
     if index_by_number {
         kv.put(&keys::by_to(&m.to, m.id), &[])?;
     }
-    if m.lease_until_ms.is_none()
-        && matches!(m.state, MessageState::Queued | MessageState::Scheduled)
-    {
+    if plain {
         // The usual case, stored as given (no copy of the message).
         kv.put(&keys::ready(&m.channel, m.lane, m.due_ms, m.id), &[])?;
         index_expiry(kv, m)?;
         stop::index_tags(kv, m)?;
-        save(kv, m)?;
         return Ok(OpResult::Inserted(m.id));
     }
     let mut m = m.clone();
@@ -918,7 +929,13 @@ fn recover_before(kv: &mut dyn Kv, end: &[u8]) -> Result<OpResult, StoreError> {
             let Some(mut m) = load_queued(kv, MessageId(id))? else {
                 continue;
             };
-            if m.state != MessageState::InFlight || m.lease_until_ms != Some(exp) {
+            // A lease of this process has its in-flight state record (in memory); a lease of
+            // a process that is gone left only its key, over the record it had before the
+            // lease (queued or scheduled, no lease end: `in_flight.rs`). Both go back.
+            let ours = m.state == MessageState::InFlight && m.lease_until_ms == Some(exp);
+            let orphaned = matches!(m.state, MessageState::Queued | MessageState::Scheduled)
+                && m.lease_until_ms.is_none();
+            if !ours && !orphaned {
                 continue;
             }
             m.lease_until_ms = None;
@@ -968,6 +985,16 @@ fn sweep_expired(kv: &mut dyn Kv, now_ms: u64, limit: usize) -> Result<OpResult,
     Ok(OpResult::Count(n))
 }
 
+/// Removes `key` if its value is `expected`; a key holding anything else is left as it was.
+fn take_if(kv: &mut dyn Kv, key: &[u8], expected: &[u8]) -> Result<(), StoreError> {
+    if let Some(old) = kv.take(key)?
+        && old != expected
+    {
+        kv.put(key, &old)?;
+    }
+    Ok(())
+}
+
 fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, StoreError> {
     let mut found = Vec::new();
     kv.scan(
@@ -985,19 +1012,20 @@ fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, Stor
         let Some(m) = load(kv, id)? else {
             continue;
         };
+        // Remove and look at what was removed (`take`: one engine call where a `get` and a
+        // `delete` were two); an entry that names another message is put back.
         if let Some(r) = &m.client_ref {
             let ik = keys::idem(&m.account, r);
-            if kv.get(&ik)?.as_deref() == Some(&id.to_be_bytes()[..]) {
-                kv.delete(&ik)?;
-            }
+            take_if(kv, &ik, &id.to_be_bytes())?;
         }
         for (i, p) in m.parts.iter().enumerate() {
             let Some(cid) = &p.center_id else { continue };
-            let ck = keys::center(&m.channel, cid);
             let part = u16::try_from(i + 1).unwrap_or(u16::MAX);
-            if kv.get(&ck)?.as_deref() == Some(&keys::center_value(id, part)[..]) {
-                kv.delete(&ck)?;
-            }
+            take_if(
+                kv,
+                &keys::center(&m.channel, cid),
+                &keys::center_value(id, part),
+            )?;
         }
         if let Some(d) = m.payload.content_digest() {
             content::release_ref(kv, d)?;

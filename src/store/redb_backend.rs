@@ -511,6 +511,10 @@ impl Backend for RedbBackend {
         self.write_with(Durability::None, f)
     }
 
+    fn reopens(&self) -> u64 {
+        self.db.reopens()
+    }
+
     fn read<R>(
         &self,
         f: impl FnOnce(&dyn KvRead) -> Result<R, StoreError>,

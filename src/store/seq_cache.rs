@@ -115,6 +115,27 @@ impl Kv for SeqCache<'_> {
         }
         self.inner.delete(key)
     }
+
+    /// Keys it does not cache go on as one call (the engine reports the old value of a key it
+    /// writes for free); its own keys take the `get` + `put` way through the cache.
+    fn replace(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if Self::cached(key) {
+            let old = self.get(key)?;
+            self.put(key, value)?;
+            return Ok(old);
+        }
+        self.inner.replace(key, value)
+    }
+
+    /// As [`replace`](Self::replace), for removals.
+    fn take(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if Self::cached(key) {
+            let old = self.get(key)?;
+            self.delete(key)?;
+            return Ok(old);
+        }
+        self.inner.take(key)
+    }
 }
 
 #[cfg(test)]

@@ -30,10 +30,10 @@ use tokio::sync::oneshot;
 
 use super::backend::Backend;
 use super::counting::{CountingKv, KvCounts};
-use super::depth::{Board, DepthKv, Slot};
+use super::depth::{self, Board, DepthKv, Slot};
 use super::error::StoreError;
+use super::in_flight::{InFlight, InFlightKv, Pending};
 use super::ops::{self, Op, OpResult};
-use super::record_cache::{CachedKv, Pending, RecordCache};
 use super::seq_cache::SeqCache;
 use super::spacing::Spacing;
 
@@ -69,14 +69,6 @@ pub struct WriterConfig {
     /// Count the engine calls of every commit into [`WriterStats::kv`] (benches and tests:
     /// puts, deletes and gets per message). Off by default: the gateway does not pay for it.
     pub count_kv_ops: bool,
-    /// Message records (body and state) the writer keeps in memory across commits, so the
-    /// ops after an insert or a lease find their message without reading the engine
-    /// (`record_cache.rs`). Counted in records (two per message; ≈ 300 bytes each). 0: off,
-    /// the default: on redb it saves 6 of 14 engine reads per message but costs more CPU
-    /// than they did (25 → 32 µs per message in the lifecycle bench; redb's reads of hot
-    /// pages are cheaper than the cache's copies and bookkeeping), so it is kept for engines
-    /// whose reads are dear and for the bench that compares.
-    pub record_cache: usize,
     /// This gateway's node number, written into every message id it makes (`id.rs`), so
     /// gateways that will share a clustered store never make the same id. 0 for a single
     /// gateway, whose ids are then those of the layout without node bits.
@@ -93,7 +85,6 @@ impl Default for WriterConfig {
             max_spacing: Duration::from_millis(4),
             index_by_number: true,
             count_kv_ops: false,
-            record_cache: 0,
             node: 0,
         }
     }
@@ -143,14 +134,16 @@ pub(crate) fn run<B: Backend>(
     cfg: WriterConfig,
     stats: &WriterStats,
     board: &Board,
+    in_flight: &InFlight,
 ) {
     let busy = Cell::new(Duration::ZERO);
     let ctx = Ctx {
         index_by_number: cfg.index_by_number,
         counts: cfg.count_kv_ops.then_some(&stats.kv),
         busy: &busy,
+        in_flight,
+        board,
     };
-    let mut records = RecordCache::new(cfg.record_cache);
     let mut spacing = Spacing::new(cfg.min_spacing, cfg.max_spacing);
     let mut last_record = Instant::now();
     let mut last_start: Option<Instant> = None;
@@ -179,7 +172,7 @@ pub(crate) fn run<B: Backend>(
         }
         last_start = Some(Instant::now());
         ctx.busy.set(Duration::ZERO);
-        commit_group(backend, group, stats, board, ctx, &mut records);
+        commit_group(backend, group, stats, board, ctx);
         let now = Instant::now();
         spacing.record(ctx.busy.get(), now - last_record);
         last_record = now;
@@ -207,23 +200,33 @@ struct Ctx<'a> {
     counts: Option<&'a KvCounts>,
     /// Time spent applying ops in the current cycle (`spacing.rs` reads it).
     busy: &'a Cell<Duration>,
+    /// State records of leased messages (`in_flight.rs`): changed by a commit only once it
+    /// committed.
+    in_flight: &'a InFlight,
+    /// The published queue counters, read again from the engine after it was reopened.
+    board: &'a Board,
 }
 
-/// Applies every request's ops in one transaction, through the outbox-counter cache, the
-/// queue counters and the record cache (and the call counter, when on). Returns what the
-/// record cache takes in once the transaction committed.
+/// Applies every request's ops in one transaction, through the in-flight records, the
+/// outbox-counter cache and the queue counters (and the call counter, when on). Returns
+/// the in-flight records' changes, to take in once the transaction committed.
 fn apply_group(
     kv: &mut dyn super::backend::Kv,
     group: &[Request],
     ctx: Ctx<'_>,
-    records: &RecordCache,
+    reopens: u64,
 ) -> Result<(GroupResults, Pending), StoreError> {
     let start = Instant::now();
+    if ctx.in_flight.check_after_reopen(reopens, kv)? {
+        // The reopened engine went back to its last durable commit, counters included: the
+        // board may show relaxed commits that are gone.
+        ctx.board.reset(depth::persisted(kv)?);
+    }
     let res = match ctx.counts {
-        None => apply_cached(kv, group, ctx.index_by_number, records),
+        None => apply_counted(kv, group, ctx),
         Some(counts) => {
             let mut counting = CountingKv::new(kv);
-            let res = apply_cached(&mut counting, group, ctx.index_by_number, records);
+            let res = apply_counted(&mut counting, group, ctx);
             counting.finish(counts);
             res
         }
@@ -232,61 +235,45 @@ fn apply_group(
     res
 }
 
-fn apply_cached(
+fn apply_counted(
     kv: &mut dyn super::backend::Kv,
     group: &[Request],
-    index_by_number: bool,
-    records: &RecordCache,
+    ctx: Ctx<'_>,
 ) -> Result<(GroupResults, Pending), StoreError> {
-    let mut cached = CachedKv::new(kv, records);
-    let results = {
-        let mut depth = DepthKv::new(&mut cached);
-        let mut cache = SeqCache::new(&mut depth);
-        let results = group
-            .iter()
-            .map(|r| apply_all(&mut cache, &r.ops, index_by_number))
-            .collect::<Result<Vec<_>, _>>()?;
-        cache.flush()?;
-        (results, depth.flush()?)
-    };
-    Ok((results, cached.into_pending()))
+    let mut depth = DepthKv::new(kv);
+    let mut cache = SeqCache::new(&mut depth);
+    let mut in_flight = InFlightKv::new(&mut cache, ctx.in_flight);
+    let results = group
+        .iter()
+        .map(|r| apply_all(&mut in_flight, &r.ops, ctx.index_by_number))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pending = in_flight.into_pending();
+    cache.flush()?;
+    Ok(((results, depth.flush()?), pending))
 }
 
 /// Commits `group` in one transaction: durably if any of its ops needs it, else relaxed
-/// (see `ops::needs_fsync`). The record cache follows the commit: it takes in the group's
-/// records if everything committed, and is emptied if anything failed (a relaxed commit may
-/// have landed before the durable one after it failed).
+/// (see `ops::needs_fsync`). The in-flight records take in the group's changes once it
+/// committed (a failed group's are dropped with it).
 fn write_group<B: Backend>(
     backend: &B,
     group: &[Request],
     ctx: Ctx<'_>,
-    records: &mut RecordCache,
 ) -> Result<GroupResults, StoreError> {
-    let res = write_group_uncached(backend, group, ctx, records);
-    match res {
-        Ok((results, pending)) => {
-            records.apply(pending);
-            Ok(results)
-        }
-        Err(e) => {
-            records.clear();
-            Err(e)
-        }
-    }
-}
-
-fn write_group_uncached<B: Backend>(
-    backend: &B,
-    group: &[Request],
-    ctx: Ctx<'_>,
-    records: &RecordCache,
-) -> Result<(GroupResults, Pending), StoreError> {
     let durable = group.iter().flat_map(|r| &r.ops).any(ops::needs_fsync);
+    // Read inside the transaction: the engine reopens (if an I/O error latched it) before
+    // the transaction begins, so the count seen there covers the state it works on.
+    let reopens = || backend.reopens();
     if durable {
-        backend.write(|kv| apply_group(kv, group, ctx, records))
+        let (results, pending) = backend.write(|kv| apply_group(kv, group, ctx, reopens()))?;
+        ctx.in_flight.apply(pending);
+        Ok(results)
     } else {
-        let results = backend.write_relaxed(|kv| apply_group(kv, group, ctx, records))?;
-        if results.0.0.iter().flatten().any(ops::finalized_something) {
+        let (results, pending) =
+            backend.write_relaxed(|kv| apply_group(kv, group, ctx, reopens()))?;
+        // Committed and visible: what follows only adds durability.
+        ctx.in_flight.apply(pending);
+        if results.0.iter().flatten().any(ops::finalized_something) {
             // A relaxed op turned out to end messages (a lease that expired some): that
             // queued receipts and advanced outbox sequences, which a crash must not roll back
             // (the sequence would be handed out again for another receipt). Commits are
@@ -304,10 +291,9 @@ fn commit_group<B: Backend>(
     stats: &WriterStats,
     board: &Board,
     ctx: Ctx<'_>,
-    records: &mut RecordCache,
 ) {
     let n_ops: usize = group.iter().map(|r| r.ops.len()).sum();
-    let together = write_group(backend, &group, ctx, records);
+    let together = write_group(backend, &group, ctx);
     match together {
         Ok((results, depths)) => {
             board.publish(depths);
@@ -331,12 +317,11 @@ fn commit_group<B: Backend>(
         Err(e) => {
             tracing::warn!(error = %e, batches = group.len(), "group commit failed; retrying batches alone");
             for req in group {
-                let res = write_group(backend, std::slice::from_ref(&req), ctx, records).map(
-                    |(mut r, depths)| {
+                let res =
+                    write_group(backend, std::slice::from_ref(&req), ctx).map(|(mut r, depths)| {
                         board.publish(depths);
                         r.pop().unwrap_or_default()
-                    },
-                );
+                    });
                 if res.is_ok() {
                     stats.commits.fetch_add(1, Ordering::Relaxed);
                     stats.ops.fetch_add(req.ops.len() as u64, Ordering::Relaxed);

@@ -1,0 +1,841 @@
+//! The state records of leased (in-flight) messages, kept in memory instead of the engine.
+//!
+//! Why: a lease rewrote the message's state record (state `InFlight`, the lease's end) only to
+//! have the submit response rewrite it again moments later, and a lease need not be durable —
+//! after a crash every message that was in flight is sendable again (the promise is
+//! "duplicates ≤ the window per kill"). So the writer's transactions run through
+//! [`InFlightKv`], which keeps a state record that says `InFlight` in memory and forwards
+//! every other one to the engine: the lease keeps its durable lease key (the queue counters and
+//! recovery find it) but no longer writes the record. The durable state record stays what it
+//! was before the lease (queued or scheduled), and the lease key's recovery at open
+//! (`ops::recover_all`) returns such a message to its ready queue. Only a bare lease stays in
+//! memory (`codec::state_is_bare_lease`): an in-flight record that holds a part's center id or
+//! receipt (a multipart message partly submitted) carries facts a crash must keep, so it is
+//! written to the engine, as every record was before.
+//!
+//! Invariants:
+//! - a message id is in memory iff its latest state record is a bare lease; the first later
+//!   record (sent, scheduled, final, a partly submitted lease, or a delete) leaves memory and
+//!   goes to the engine;
+//! - changes made inside a transaction are pending until the writer has committed it
+//!   ([`InFlight::apply`]); a failed transaction's pending changes are dropped with it;
+//! - readers outside the writer see a committed in-memory record over the engine's
+//!   ([`InFlightRead`]), so a lookup shows a leased message as in flight; a lookup whose
+//!   snapshot is older than the in-memory records it read is made again
+//!   ([`InFlightRead::load`]);
+//! - after the engine was reopened (an I/O error; relaxed commits since the last durable one
+//!   may be gone, leases among them) the writer keeps only the records whose lease key the
+//!   engine still has ([`InFlight::check_after_reopen`]), so no lease lives on in memory
+//!   that the engine lost.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::backend::{Kv, KvRead};
+use super::codec;
+use super::error::StoreError;
+use super::id::MessageId;
+use super::keys;
+use super::model::{Message, MessageState};
+use super::ops;
+
+/// Changes of one transaction: `Some(record)` now in memory, `None` gone from memory.
+pub(crate) type Pending = HashMap<u64, Option<Vec<u8>>>;
+
+/// The committed in-memory state records, by message id.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    records: RwLock<HashMap<u64, Vec<u8>>>,
+    /// The engine's reopen count ([`Backend::reopens`](super::backend::Backend::reopens))
+    /// the records were last checked against.
+    reopens_seen: AtomicU64,
+}
+
+impl InFlight {
+    fn get(&self, id: u64) -> Option<Vec<u8>> {
+        self.records
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+            .cloned()
+    }
+
+    fn contains(&self, id: u64) -> bool {
+        self.records
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(&id)
+    }
+
+    /// Takes in the changes of a transaction that committed.
+    pub(crate) fn apply(&self, pending: Pending) {
+        if pending.is_empty() {
+            return;
+        }
+        let mut records = self
+            .records
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (id, record) in pending {
+            match record {
+                Some(r) => records.insert(id, r),
+                None => records.remove(&id),
+            };
+        }
+    }
+
+    /// Drops the records of leases the engine no longer has, once per reopen of the engine
+    /// (`reopens`: its count now). A reopen goes back to the last durable commit: a relaxed
+    /// lease commit after it is gone with its lease key, its message is queued again in the
+    /// engine, and an in-memory record kept for it would make the writer treat a queued
+    /// message as in flight. Called by the writer inside its transaction (`kv`), after the
+    /// engine was reopened for it. A lost relaxed op that ended a lease (lease expiry) needs
+    /// nothing here: its lease key is back over the record from before the lease, which the
+    /// next expiry pass gives back to its queue.
+    /// Returns whether the engine was reopened since the last check.
+    pub(crate) fn check_after_reopen(
+        &self,
+        reopens: u64,
+        kv: &dyn KvRead,
+    ) -> Result<bool, StoreError> {
+        if self.reopens_seen.load(Ordering::Acquire) == reopens {
+            return Ok(false);
+        }
+        let ids: Vec<u64> = self
+            .records
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .copied()
+            .collect();
+        let mut lost = Vec::new();
+        for id in ids {
+            let view = InFlightRead {
+                inner: kv,
+                committed: self,
+            };
+            let kept = match ops::load_queued(&view, MessageId(id))? {
+                Some(m) => match m.lease_until_ms {
+                    Some(until) => kv.get(&keys::lease(until, MessageId(id)))?.is_some(),
+                    None => false,
+                },
+                None => false,
+            };
+            if !kept {
+                lost.push(id);
+            }
+        }
+        if !lost.is_empty() {
+            tracing::warn!(
+                leases = lost.len(),
+                "the reopened store lost leases that were not durable yet; their messages are queued again"
+            );
+            self.apply(lost.into_iter().map(|id| (id, None)).collect());
+        }
+        self.reopens_seen.store(reopens, Ordering::Release);
+        Ok(true)
+    }
+
+    /// Messages whose state lives here.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.records
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// The id of a state-record key.
+fn state_id(key: &[u8]) -> Option<u64> {
+    (key.len() == 9 && key[0] == keys::STATE)
+        .then(|| keys::be_u64(key, 1))
+        .flatten()
+}
+
+/// The writer's view: in-flight state records in memory, everything else to `inner`.
+pub(crate) struct InFlightKv<'a> {
+    inner: &'a mut dyn Kv,
+    committed: &'a InFlight,
+    pending: Pending,
+}
+
+impl<'a> InFlightKv<'a> {
+    pub(crate) fn new(inner: &'a mut dyn Kv, committed: &'a InFlight) -> Self {
+        Self {
+            inner,
+            committed,
+            pending: Pending::new(),
+        }
+    }
+
+    /// This transaction's changes, for [`InFlight::apply`] once it committed.
+    pub(crate) fn into_pending(self) -> Pending {
+        self.pending
+    }
+
+    /// The in-memory record of `id` as this transaction sees it: `Ok(Some)` in memory,
+    /// `Ok(None)` not in memory (read the engine).
+    fn memory(&self, id: u64) -> Option<Vec<u8>> {
+        match self.pending.get(&id) {
+            Some(r) => r.clone(),
+            None => self.committed.get(id),
+        }
+    }
+
+    fn in_memory(&self, id: u64) -> bool {
+        match self.pending.get(&id) {
+            Some(r) => r.is_some(),
+            None => self.committed.contains(id),
+        }
+    }
+
+    /// Leaves memory (if there), so the engine's record counts again.
+    fn forget(&mut self, id: u64) -> Option<Vec<u8>> {
+        let old = self.memory(id);
+        if old.is_some() {
+            self.pending.insert(id, None);
+        }
+        old
+    }
+}
+
+impl KvRead for InFlightKv<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(id) = state_id(key)
+            && let Some(r) = self.memory(id)
+        {
+            return Ok(Some(r));
+        }
+        self.inner.get(key)
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        // No op scans state records; they are read by key only.
+        self.inner.scan(start, end, limit, out)
+    }
+
+    fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.last_key(start, end)
+    }
+}
+
+impl Kv for InFlightKv<'_> {
+    // Other keys go on as the same call: a layer below may implement `replace` / `take` as
+    // a `get` plus a write, so turning a put into a replace would cost a read.
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        match state_id(key) {
+            Some(id) if codec::state_is_bare_lease(value) => {
+                self.pending.insert(id, Some(value.to_vec()));
+                Ok(())
+            }
+            Some(id) => {
+                self.forget(id);
+                self.inner.put(key, value)
+            }
+            None => self.inner.put(key, value),
+        }
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        if let Some(id) = state_id(key) {
+            self.forget(id);
+        }
+        self.inner.delete(key)
+    }
+
+    fn replace(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(id) = state_id(key) else {
+            return self.inner.replace(key, value);
+        };
+        if codec::state_is_bare_lease(value) {
+            let old = self.memory(id);
+            self.pending.insert(id, Some(value.to_vec()));
+            // Only the in-memory record is reported; callers never look at a state
+            // record's old value.
+            return Ok(old);
+        }
+        let old = self.forget(id);
+        if old.is_some() {
+            self.inner.put(key, value)?;
+            return Ok(old);
+        }
+        self.inner.replace(key, value)
+    }
+
+    fn take(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(id) = state_id(key) else {
+            return self.inner.take(key);
+        };
+        if self.in_memory(id) {
+            let old = self.forget(id);
+            self.inner.delete(key)?;
+            return Ok(old);
+        }
+        self.inner.take(key)
+    }
+}
+
+/// A reader's view: committed in-memory state records over a read transaction's.
+pub(crate) struct InFlightRead<'a> {
+    pub(crate) inner: &'a dyn KvRead,
+    pub(crate) committed: &'a InFlight,
+}
+
+impl InFlightRead<'_> {
+    /// A message as a reader outside the writer sees it, and whether to read again with a
+    /// newer snapshot. The snapshot is taken before the in-memory records are looked at, and
+    /// the writer changes them just after its commit; so a lease that ended (or began) in
+    /// between leaves the snapshot's record from before the lease with no in-memory record
+    /// over it: a sent message would read as queued. A waiting message has a ready key; one
+    /// without (in this snapshot) was leased in it, and a newer snapshot tells how it went
+    /// on. (A paused account's parked messages have none either: the caller reads again a
+    /// bounded number of times.)
+    pub(crate) fn load(&self, id: MessageId) -> Result<(Option<Message>, bool), StoreError> {
+        let Some(m) = ops::load(self, id)? else {
+            return Ok((None, false));
+        };
+        let waiting = matches!(m.state, MessageState::Queued | MessageState::Scheduled)
+            && m.lease_until_ms.is_none();
+        let stale = waiting
+            && self
+                .inner
+                .get(&keys::ready(&m.channel, m.lane, m.due_ms, m.id))?
+                .is_none();
+        Ok((Some(m), stale))
+    }
+}
+
+impl KvRead for InFlightRead<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(id) = state_id(key)
+            && let Some(r) = self.committed.get(id)
+        {
+            return Ok(Some(r));
+        }
+        self.inner.get(key)
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        self.inner.scan(start, end, limit, out)
+    }
+
+    fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.last_key(start, end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::store::id::MessageId;
+    use crate::store::model::{Message, MessageState, Payload};
+
+    /// An engine stand-in: a map, for checking what reaches it.
+    #[derive(Default)]
+    struct Map(BTreeMap<Vec<u8>, Vec<u8>>);
+
+    impl KvRead for Map {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.0.get(key).cloned())
+        }
+        fn scan(
+            &self,
+            start: &[u8],
+            end: &[u8],
+            limit: usize,
+            out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+        ) -> Result<(), StoreError> {
+            out.extend(
+                self.0
+                    .range(start.to_vec()..end.to_vec())
+                    .take(limit)
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            Ok(())
+        }
+        fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self
+                .0
+                .range(start.to_vec()..end.to_vec())
+                .next_back()
+                .map(|(k, _)| k.clone()))
+        }
+    }
+
+    impl Kv for Map {
+        fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+            self.0.insert(key.to_vec(), value.to_vec());
+            Ok(())
+        }
+        fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+            self.0.remove(key);
+            Ok(())
+        }
+    }
+
+    fn record(state: MessageState) -> Vec<u8> {
+        let mut m = Message::new(
+            MessageId(7),
+            "acme",
+            "+861",
+            Payload::Text {
+                text: "hi".into(),
+                encoding: Default::default(),
+            },
+            "smsc1",
+            1,
+            1,
+        );
+        m.state = state;
+        codec::encode_state(&m)
+    }
+
+    #[test]
+    fn an_in_flight_record_stays_in_memory_until_a_later_one_replaces_it() {
+        let id = MessageId(7);
+        let key = keys::state(id);
+        let queued = record(MessageState::Queued);
+        let leased = record(MessageState::InFlight);
+        let sent = record(MessageState::Sent);
+        let mut engine = Map::default();
+        engine.put(&key, &queued).unwrap();
+        let committed = InFlight::default();
+
+        // The lease: memory only, the engine keeps the queued record.
+        let mut kv = InFlightKv::new(&mut engine, &committed);
+        kv.put(&key, &leased).unwrap();
+        assert_eq!(kv.get(&key).unwrap(), Some(leased.clone()));
+        let pending = kv.into_pending();
+        assert_eq!(engine.get(&key).unwrap(), Some(queued.clone()));
+        // Not committed yet: readers see the engine.
+        let read = InFlightRead {
+            inner: &engine,
+            committed: &committed,
+        };
+        assert_eq!(read.get(&key).unwrap(), Some(queued.clone()));
+        committed.apply(pending);
+        let read = InFlightRead {
+            inner: &engine,
+            committed: &committed,
+        };
+        assert_eq!(read.get(&key).unwrap(), Some(leased.clone()));
+
+        // A transaction that fails drops its changes: memory keeps the lease.
+        let mut kv = InFlightKv::new(&mut engine, &committed);
+        kv.put(&key, &sent).unwrap();
+        drop(kv);
+        assert_eq!(committed.len(), 1);
+
+        // The submit response: to the engine, out of memory.
+        let mut kv = InFlightKv::new(&mut engine, &committed);
+        kv.put(&key, &sent).unwrap();
+        assert_eq!(kv.get(&key).unwrap(), Some(sent.clone()));
+        committed.apply(kv.into_pending());
+        assert_eq!(committed.len(), 0);
+        assert_eq!(engine.get(&key).unwrap(), Some(sent));
+
+        // A delete of an in-memory record reaches the engine too.
+        let mut kv = InFlightKv::new(&mut engine, &committed);
+        kv.put(&key, &leased).unwrap();
+        kv.delete(&key).unwrap();
+        assert_eq!(kv.get(&key).unwrap(), None);
+        committed.apply(kv.into_pending());
+        assert_eq!(committed.len(), 0);
+        assert_eq!(engine.get(&key).unwrap(), None);
+
+        // Other keys pass through untouched.
+        let mut kv = InFlightKv::new(&mut engine, &committed);
+        kv.put(b"\x02other", &leased).unwrap();
+        assert!(kv.into_pending().is_empty());
+        assert_eq!(engine.get(b"\x02other").unwrap(), Some(leased));
+    }
+
+    mod store {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+        use crate::store::{
+            Backend, Kv, KvRead, Lane, Message, MessageId, MessageState, Op, OpResult, PartState,
+            Payload, RedbBackend, Store, StoreError, WriterConfig, codec, keys,
+        };
+
+        const CH: &str = "smsc1";
+
+        fn open(dir: &std::path::Path) -> Store<RedbBackend> {
+            Store::open(RedbBackend::open(dir).unwrap(), WriterConfig::default(), 0).unwrap()
+        }
+
+        fn message(id: MessageId) -> Message {
+            let payload = Payload::Text {
+                text: "x".into(),
+                encoding: Default::default(),
+            };
+            Message::new(id, "acme", "+861", payload, CH, 0, 0)
+        }
+
+        fn lease(store: &Store<RedbBackend>, limit: usize) -> Vec<Message> {
+            futures::executor::block_on(store.lease(CH, Lane::Notification, 0, limit, 1000))
+                .unwrap()
+                .messages
+        }
+
+        fn deliver(store: &Store<RedbBackend>, id: MessageId, cid: &str) -> Vec<OpResult> {
+            store
+                .submit_blocking(vec![
+                    Op::Submitted {
+                        id,
+                        part: 1,
+                        parts: 1,
+                        center_id: cid.into(),
+                        now_ms: 5,
+                    },
+                    Op::Receipt {
+                        channel: CH.into(),
+                        center_id: cid.into(),
+                        part_state: PartState::Delivered,
+                        stat: "DELIVRD".into(),
+                        err: "000".into(),
+                        now_ms: 6,
+                    },
+                ])
+                .unwrap()
+        }
+
+        /// A lease leaves the durable records as they were before it (no state record at
+        /// all for a message fresh from insert) and keeps only its lease key; after the
+        /// process is gone, open gives the message back to its queue.
+        #[test]
+        fn a_lease_lives_in_memory_and_its_key_brings_the_message_back_after_a_restart() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = open(dir.path());
+            let ids = [store.ids().next(0), store.ids().next(0)];
+            futures::executor::block_on(
+                store.insert_batch(ids.iter().map(|&id| message(id)).collect()),
+            )
+            .unwrap();
+            let got = lease(&store, 1);
+            assert_eq!(got.len(), 1);
+            let leased = got[0].id;
+            let m = store.get(leased).unwrap().unwrap();
+            assert_eq!(m.state, MessageState::InFlight);
+            assert_eq!(m.lease_until_ms, Some(1000));
+            assert_eq!(store.inner.in_flight.len(), 1);
+            // A durable commit after it makes the relaxed lease durable too.
+            futures::executor::block_on(store.insert_batch(vec![message(store.ids().next(0))]))
+                .unwrap();
+            drop(store);
+
+            let backend = RedbBackend::open(dir.path()).unwrap();
+            backend
+                .read(|kv| {
+                    assert_eq!(kv.get(&keys::state(leased))?, None, "no state record");
+                    let mut found = Vec::new();
+                    kv.scan(&[keys::LEASE], &[keys::LEASE + 1], 10, &mut found)?;
+                    assert_eq!(found.len(), 1, "the lease key is durable");
+                    assert_eq!(keys::be_u64(&found[0].0, 9), Some(leased.0));
+                    Ok(())
+                })
+                .unwrap();
+            drop(backend);
+
+            let store = open(dir.path());
+            let m = store.get(leased).unwrap().unwrap();
+            assert_eq!(m.state, MessageState::Queued);
+            assert_eq!(m.lease_until_ms, None);
+            assert_eq!(
+                store.queue_depths().without_zeros(),
+                store.recount_queue_depths().unwrap()
+            );
+            assert_eq!(store.queue_depths().ready(CH, Lane::Notification), 3);
+            let again = lease(&store, 10);
+            assert_eq!(again.len(), 3, "every message is sendable again");
+            for (i, m) in again.iter().enumerate() {
+                let r = deliver(&store, m.id, &format!("C{i}"));
+                assert_eq!(r[1], OpResult::Updated(MessageState::Delivered));
+            }
+            assert_eq!(store.inner.in_flight.len(), 0, "nothing left in memory");
+            assert_eq!(
+                store.queue_depths().without_zeros(),
+                store.recount_queue_depths().unwrap()
+            );
+        }
+
+        /// redb whose next relaxed commit can be made to vanish after it reported success,
+        /// as a reopen after an I/O error does with commits that were not durable yet: the
+        /// commit is rolled back and the reopen count goes up.
+        struct Lossy {
+            inner: RedbBackend,
+            lose_next_relaxed: AtomicBool,
+            reopens: AtomicU64,
+        }
+
+        impl Backend for Lossy {
+            fn name(&self) -> &'static str {
+                "lossy"
+            }
+
+            fn write<R>(
+                &self,
+                f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
+            ) -> Result<R, StoreError> {
+                self.inner.write(f)
+            }
+
+            fn write_relaxed<R>(
+                &self,
+                f: impl FnOnce(&mut dyn Kv) -> Result<R, StoreError>,
+            ) -> Result<R, StoreError> {
+                if !self.lose_next_relaxed.swap(false, Ordering::SeqCst) {
+                    return self.inner.write_relaxed(f);
+                }
+                let mut out = None;
+                let rolled_back = self.inner.write(|kv| {
+                    out = Some(f(kv));
+                    Err::<(), _>(StoreError::Backend("rolled back".into()))
+                });
+                assert!(rolled_back.is_err());
+                self.reopens.fetch_add(1, Ordering::SeqCst);
+                out.expect("the transaction ran")
+            }
+
+            fn read<R>(
+                &self,
+                f: impl FnOnce(&dyn KvRead) -> Result<R, StoreError>,
+            ) -> Result<R, StoreError> {
+                self.inner.read(f)
+            }
+
+            fn reopens(&self) -> u64 {
+                self.reopens.load(Ordering::SeqCst)
+            }
+        }
+
+        /// A relaxed lease that the engine loses (reopened after an I/O error before a
+        /// durable commit) leaves no lease in memory: the message reads as queued, the queue
+        /// counters are the engine's, and it is leased and delivered once.
+        #[test]
+        fn a_lease_the_engine_lost_in_a_reopen_is_not_kept_in_memory() {
+            let dir = tempfile::tempdir().unwrap();
+            let backend = Lossy {
+                inner: RedbBackend::open(dir.path()).unwrap(),
+                lose_next_relaxed: AtomicBool::new(false),
+                reopens: AtomicU64::new(0),
+            };
+            let store = Store::open(backend, WriterConfig::default(), 0).unwrap();
+            let insert = |n: usize| {
+                let batch = (0..n).map(|_| message(store.ids().next(0))).collect();
+                futures::executor::block_on(store.insert_batch(batch)).unwrap();
+            };
+            let lease = |limit: usize| {
+                futures::executor::block_on(store.lease(CH, Lane::Notification, 0, limit, 1000))
+                    .unwrap()
+                    .messages
+            };
+            insert(2);
+            store
+                .inner
+                .backend
+                .lose_next_relaxed
+                .store(true, Ordering::SeqCst);
+            let lost = lease(1);
+            assert_eq!(lost.len(), 1, "the lease reported success");
+            let lost = lost[0].id;
+            // The next commit runs on the reopened engine.
+            insert(1);
+            assert_eq!(store.inner.in_flight.len(), 0, "no phantom lease");
+            let m = store.get(lost).unwrap().unwrap();
+            assert_eq!(m.state, MessageState::Queued);
+            assert_eq!(m.lease_until_ms, None);
+            assert_eq!(
+                store.queue_depths().without_zeros(),
+                store.recount_queue_depths().unwrap()
+            );
+            assert_eq!(store.queue_depths().ready(CH, Lane::Notification), 3);
+
+            let again = lease(10);
+            assert_eq!(again.len(), 3, "the lost lease's message is sendable again");
+            assert!(again.iter().any(|m| m.id == lost));
+            for (i, m) in again.iter().enumerate() {
+                let r = store
+                    .submit_blocking(vec![
+                        Op::Submitted {
+                            id: m.id,
+                            part: 1,
+                            parts: 1,
+                            center_id: format!("C{i}"),
+                            now_ms: 5,
+                        },
+                        Op::Receipt {
+                            channel: CH.into(),
+                            center_id: format!("C{i}"),
+                            part_state: PartState::Delivered,
+                            stat: "DELIVRD".into(),
+                            err: "000".into(),
+                            now_ms: 6,
+                        },
+                    ])
+                    .unwrap();
+                assert_eq!(r[1], OpResult::Updated(MessageState::Delivered));
+            }
+            assert_eq!(store.inner.in_flight.len(), 0);
+            assert_eq!(
+                store.queue_depths().without_zeros(),
+                store.recount_queue_depths().unwrap()
+            );
+        }
+
+        /// A multipart message with one part submitted and receipted is still in flight, but
+        /// its record now holds facts the center was answered for: it goes to the engine, so
+        /// a crash keeps the part's center id and receipt.
+        #[test]
+        fn a_partly_submitted_lease_is_written_to_the_engine() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = open(dir.path());
+            let id = store.ids().next(0);
+            futures::executor::block_on(store.insert_batch(vec![message(id)])).unwrap();
+            assert_eq!(lease(&store, 1).len(), 1);
+            assert_eq!(store.inner.in_flight.len(), 1);
+            let r = store
+                .submit_blocking(vec![
+                    Op::Submitted {
+                        id,
+                        part: 1,
+                        parts: 2,
+                        center_id: "P1".into(),
+                        now_ms: 5,
+                    },
+                    Op::Receipt {
+                        channel: CH.into(),
+                        center_id: "P1".into(),
+                        part_state: PartState::Delivered,
+                        stat: "DELIVRD".into(),
+                        err: "000".into(),
+                        now_ms: 6,
+                    },
+                ])
+                .unwrap();
+            assert_eq!(r[0], OpResult::Updated(MessageState::InFlight));
+            assert_eq!(store.inner.in_flight.len(), 0, "no longer a bare lease");
+            let m = store.get(id).unwrap().unwrap();
+            assert_eq!(m.state, MessageState::InFlight);
+            assert_eq!(m.receipts.len(), 1);
+            drop(store);
+
+            let store = open(dir.path());
+            let m = store.get(id).unwrap().unwrap();
+            assert_eq!(m.state, MessageState::Queued, "recovered at open");
+            assert_eq!(m.parts[0].center_id.as_deref(), Some("P1"));
+            assert_eq!(m.receipts.len(), 1, "the part's receipt survived");
+            assert_eq!(store.by_center(CH, "P1").unwrap(), Some((id, 1)));
+        }
+
+        /// A lookup says in flight for a leased message, and what the engine says once the
+        /// lease ended.
+        #[test]
+        fn a_lookup_follows_the_lease() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = open(dir.path());
+            let id = store.ids().next(0);
+            futures::executor::block_on(store.insert_batch(vec![message(id)])).unwrap();
+            assert_eq!(store.get(id).unwrap().unwrap().state, MessageState::Queued);
+            assert_eq!(lease(&store, 1).len(), 1);
+            let by_number = store.by_destination("+861", 10).unwrap();
+            assert_eq!(by_number.len(), 1);
+            assert_eq!(by_number[0].state, MessageState::InFlight);
+            assert_eq!(
+                store.get(id).unwrap().unwrap().state,
+                MessageState::InFlight
+            );
+            store
+                .submit_blocking(vec![Op::Submitted {
+                    id,
+                    part: 1,
+                    parts: 1,
+                    center_id: "C1".into(),
+                    now_ms: 5,
+                }])
+                .unwrap();
+            assert_eq!(store.get(id).unwrap().unwrap().state, MessageState::Sent);
+            assert_eq!(store.inner.in_flight.len(), 0);
+        }
+
+        /// A data directory written by the layout before this one: every message a body v1
+        /// record plus a state record, a lease with its in-flight state record on disk.
+        #[test]
+        fn a_directory_of_the_previous_layout_opens_and_its_messages_go_on() {
+            let dir = tempfile::tempdir().unwrap();
+            let (queued, leased) = (MessageId(1 << 20), MessageId(2 << 20));
+            {
+                let backend = RedbBackend::open(dir.path()).unwrap();
+                backend
+                    .write(|kv| {
+                        let mut q = message(queued);
+                        q.client_ref = Some("r1".into());
+                        kv.put(&keys::idem("acme", "r1"), &queued.to_be_bytes())?;
+                        kv.put(&keys::message(queued), &codec::encode_body(&q))?;
+                        kv.put(&keys::state(queued), &codec::encode_state(&q))?;
+                        kv.put(&keys::ready(CH, q.lane, q.due_ms, queued), &[])?;
+                        let mut l = message(leased);
+                        kv.put(&keys::message(leased), &codec::encode_body(&l))?;
+                        l.state = MessageState::InFlight;
+                        l.lease_until_ms = Some(777);
+                        kv.put(&keys::state(leased), &codec::encode_state(&l))?;
+                        kv.put(&keys::lease(777, leased), CH.as_bytes())?;
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+            let store = open(dir.path());
+            for id in [queued, leased] {
+                let m = store.get(id).unwrap().unwrap();
+                assert_eq!(m.state, MessageState::Queued, "{id}");
+                assert_eq!(m.lease_until_ms, None);
+            }
+            assert_eq!(
+                store.queue_depths().without_zeros(),
+                store.recount_queue_depths().unwrap()
+            );
+            // The old idempotency key still answers a resend.
+            let mut again = message(store.ids().next(0));
+            again.client_ref = Some("r1".into());
+            assert_eq!(
+                futures::executor::block_on(store.insert_batch(vec![again])).unwrap(),
+                [OpResult::Duplicate(queued)]
+            );
+            let got = lease(&store, 10);
+            assert_eq!(got.len(), 2);
+            for (i, m) in got.iter().enumerate() {
+                let r = deliver(&store, m.id, &format!("C{i}"));
+                assert_eq!(r[1], OpResult::Updated(MessageState::Delivered));
+            }
+            assert_eq!(futures::executor::block_on(store.purge(7, 10)).unwrap(), 2);
+            assert_eq!(store.get(queued).unwrap(), None);
+            assert_eq!(
+                store.by_center(CH, "C0").unwrap(),
+                None,
+                "center ids purged"
+            );
+            let idem = store
+                .inner
+                .backend
+                .read(|kv| kv.get(&keys::idem("acme", "r1")))
+                .unwrap();
+            assert_eq!(idem, None, "idempotency key purged");
+        }
+    }
+}
