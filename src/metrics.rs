@@ -132,6 +132,9 @@ pub const STORE_INFLIGHT: &str = "sluice_store_inflight";
 pub const STORE_COMMITS: &str = "sluice_store_commits_total";
 /// Counter: ops applied by the store's writer.
 pub const STORE_OPS: &str = "sluice_store_ops_total";
+/// Counter: messages removed by the retention purge. Beside the accepted count it shows
+/// whether purge keeps up with intake (the store's size levels off only if it does).
+pub const STORE_PURGED: &str = "sluice_store_purged_total";
 
 // Public contact rules (src/rules/).
 /// Label: the rule that refused a message (`blacklist`, `graylist`, `do_not_disturb`,
@@ -447,6 +450,11 @@ pub fn describe() {
     );
     describe_counter!(STORE_OPS, Unit::Count, "Ops applied by the store writer.");
     describe_counter!(
+        STORE_PURGED,
+        Unit::Count,
+        "Messages removed by the retention purge."
+    );
+    describe_counter!(
         CANCELLED,
         Unit::Count,
         "Messages ended as cancelled by an emergency stop."
@@ -590,6 +598,7 @@ mod tests {
             STORE_INFLIGHT,
             STORE_COMMITS,
             STORE_OPS,
+            STORE_PURGED,
         ];
         let mut seen = std::collections::HashSet::new();
         for name in all {

@@ -697,9 +697,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
                 }
                 let cutoff =
                     now.saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
-                if let Err(e) = store.purge(cutoff, 1000).await {
-                    tracing::warn!(error = %e, "Purge failed.");
-                }
+                purge_due(&store, cutoff, every / 2).await;
                 // Expiries and failures finalised by dispatch land in the outbox too.
                 receipts.wake_outbox();
             }
@@ -1017,6 +1015,35 @@ fn is_local(host: &str) -> bool {
     matches!(host, "127.0.0.1" | "localhost" | "::1")
 }
 
+/// Messages the retention purge removes per store commit.
+const PURGE_BATCH: usize = 1000;
+
+/// Purges what the retention let go of, a commit of [`PURGE_BATCH`] at a time, until none is
+/// left or `budget` has passed. One batch per tick purged at most 200 messages a second with
+/// the 5 s tick, so a gateway taking more than that never caught up and its store grew for
+/// ever; the budget keeps a backlog of purging (the first tick after a long stop) from taking
+/// the writer from live traffic for long.
+/// Returns how many it removed.
+async fn purge_due(store: &GatewayStore, cutoff_ms: u64, budget: Duration) -> usize {
+    let started = std::time::Instant::now();
+    let mut purged = 0;
+    loop {
+        match store.purge(cutoff_ms, PURGE_BATCH).await {
+            Ok(n) => {
+                metrics::counter!(crate::metrics::STORE_PURGED).increment(n as u64);
+                purged += n;
+                if n < PURGE_BATCH || started.elapsed() >= budget {
+                    return purged;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Purge failed.");
+                return purged;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1035,6 +1062,57 @@ system_id = "s"
 rate = 10
 "#;
         Config::parse(text, "test.toml").expect("valid config")
+    }
+
+    /// More than one batch let go of by the retention goes in one housekeeping pass (one
+    /// batch per pass purged 200 messages a second: less than a busy gateway takes in).
+    #[tokio::test]
+    async fn purge_catches_up_with_more_than_a_batch() {
+        use crate::store::{BackendKind, Message, MessageState, Op, Payload, WriterConfig};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open_store(
+            BackendKind::Redb,
+            dir.path(),
+            WriterConfig::default(),
+            1_000,
+        )
+        .expect("store");
+        let n = 2 * PURGE_BATCH + 500;
+        let ids: Vec<_> = (0..n).map(|_| store.ids().next(1_000)).collect();
+        let text = || Payload::Text {
+            text: "hello".into(),
+            encoding: Default::default(),
+        };
+        let inserts = ids
+            .iter()
+            .map(|id| {
+                Op::Insert(Box::new(Message::new(
+                    *id,
+                    "a",
+                    "+8613800138000",
+                    text(),
+                    "c",
+                    1_000,
+                    1_000,
+                )))
+            })
+            .collect();
+        store.submit(inserts).await.expect("insert");
+        let finishes = ids
+            .iter()
+            .map(|id| Op::Finish {
+                id: *id,
+                state: MessageState::Failed,
+                stat: "UNDELIV".into(),
+                err: "000".into(),
+                now_ms: 2_000,
+            })
+            .collect();
+        store.submit(finishes).await.expect("finish");
+        let store: GatewayStore = Arc::new(store);
+        assert_eq!(purge_due(&store, 1_500, Duration::from_secs(60)).await, 0);
+        assert_eq!(purge_due(&store, 3_000, Duration::from_secs(60)).await, n);
+        assert_eq!(purge_due(&store, 3_000, Duration::from_secs(60)).await, 0);
     }
 
     #[test]
