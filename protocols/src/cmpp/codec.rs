@@ -111,29 +111,22 @@ impl Encoder<&Frame> for CmppCodec {
 /// Framing only: yields whole [`view::Frame`]s; a Total_Length outside
 /// `12..=max_length` or an I/O error ends the stream. Encodes like [`CmppCodec`].
 #[derive(Debug, Clone, Copy)]
-pub struct CmppViewCodec {
-    version: Version,
-    max_length: u32,
-}
+pub struct CmppViewCodec(CmppCodec);
 
 impl CmppViewCodec {
     /// A codec for `version` accepting PDUs up to [`DEFAULT_MAX_LENGTH`].
     pub fn new(version: Version) -> Self {
-        Self {
-            version,
-            max_length: DEFAULT_MAX_LENGTH,
-        }
+        Self(CmppCodec::new(version))
     }
 
     /// Sets the largest Total_Length accepted (at least the 12-byte header).
-    pub fn with_max_length(mut self, max_length: u32) -> Self {
-        self.max_length = max_length.max(HEADER_LEN as u32);
-        self
+    pub fn with_max_length(self, max_length: u32) -> Self {
+        Self(self.0.with_max_length(max_length))
     }
 
     /// The version frames are encoded with (and should be read with).
     pub fn version(&self) -> Version {
-        self.version
+        self.0.version()
     }
 }
 
@@ -143,7 +136,7 @@ impl Decoder for CmppViewCodec {
 
     #[inline]
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<view::Frame>, CodecError> {
-        Ok(view::Frame::split(src, self.max_length)?)
+        Ok(view::Frame::split(src, self.0.max_length)?)
     }
 }
 
@@ -151,7 +144,6 @@ impl Encoder<&Frame> for CmppViewCodec {
     type Error = CodecError;
 
     fn encode(&mut self, item: &Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
-        item.pdu.encode(item.sequence_id, self.version, dst)?;
-        Ok(())
+        self.0.encode(item, dst)
     }
 }
