@@ -175,8 +175,8 @@ impl<'a> InFlightKv<'a> {
         self.pending
     }
 
-    /// The in-memory record of `id` as this transaction sees it: `Ok(Some)` in memory,
-    /// `Ok(None)` not in memory (read the engine).
+    /// The in-memory record of `id` as this transaction sees it: `Some` in memory, `None`
+    /// not in memory (read the engine).
     fn memory(&self, id: u64) -> Option<Vec<u8>> {
         match self.pending.get(&id) {
             Some(r) => r.clone(),
