@@ -43,12 +43,7 @@ fn metrics() -> PrometheusHandle {
 
 /// The sum of every sample of `name` whose labels contain `label` (e.g. `channel="x"`).
 fn metric(name: &str, label: &str) -> f64 {
-    metrics()
-        .render()
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    e2e_support::metric_sum(&metrics().render(), name, label)
 }
 
 /// A simulator with one `listener`.

@@ -10,7 +10,7 @@ mod e2e_support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use e2e_support::{Hook, KEY, config_text, post, sim_listener, start_hook, start_sim};
+use e2e_support::{Hook, KEY, config_text, metric_sum, post, sim_listener, start_hook, start_sim};
 use serde_json::json;
 use sluice::config::Config;
 use sluice::receipt::ReceiptConfig;
@@ -18,14 +18,6 @@ use sluice::receipt::outbox::WebhookConfig;
 use sluice::serve::{ServeOptions, start};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-/// The value of the sample of `name` whose labels contain `labels` (0 when absent).
-fn sample(text: &str, name: &str, labels: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_receipts_reach_the_webhook_without_any_sweep() {
@@ -102,17 +94,17 @@ async fn early_receipts_reach_the_webhook_without_any_sweep() {
         .expect("body");
     // Counted once each, by the receipt layer; none left pending or counted unmatched.
     assert_eq!(
-        sample(&scrape, "sluice_receipts_total{", ""),
+        metric_sum(&scrape, "sluice_receipts_total", ""),
         n as f64,
         "{scrape}"
     );
     assert_eq!(
-        sample(&scrape, "sluice_receipts_pending{", "channel=\"sim\""),
+        metric_sum(&scrape, "sluice_receipts_pending", "channel=\"sim\""),
         0.0,
         "{scrape}"
     );
     assert_eq!(
-        sample(&scrape, "sluice_receipts_unmatched_total{", ""),
+        metric_sum(&scrape, "sluice_receipts_unmatched_total", ""),
         0.0,
         "{scrape}"
     );

@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use e2e_support::{KEY, init_tracing, sim_listener, start_sim};
+use e2e_support::{KEY, init_tracing, metric_sum, sim_listener, start_sim};
 use serde_json::Value;
 use sluice::config::{Config, hash_api_key};
 use sluice::ingress::batch::BatchLimits;
@@ -230,14 +230,6 @@ async fn good_client_is_served(rig: &Rig) {
     send(&mut s, &Command::request(3, Pdu::Unbind)).await;
 }
 
-/// The value of `metric{reason="…"}` in the exposition text (0 when absent).
-fn counter(text: &str, metric: &str, label: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(metric) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 // ---------------------------------------------------------------- SMPP cases
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,7 +253,7 @@ async fn smpp_command_length_over_or_under_the_limit_is_nacked_and_closed() {
     }
     let text = rig.metrics.render();
     assert!(
-        counter(
+        metric_sum(
             &text,
             "sluice_smpp_server_abuse_total",
             "reason=\"command_length\""
@@ -284,7 +276,7 @@ async fn smpp_half_sent_pdu_then_silence_is_closed_after_the_read_timeout() {
     expect_closed(&mut s).await;
     let text = rig.metrics.render();
     assert!(
-        counter(
+        metric_sum(
             &text,
             "sluice_smpp_server_abuse_total",
             "reason=\"read_timeout\""
@@ -329,7 +321,7 @@ async fn smpp_slowloris_before_bind_is_closed_after_the_bind_timeout() {
     expect_closed(&mut silent).await;
     let text = rig.metrics.render();
     assert!(
-        counter(
+        metric_sum(
             &text,
             "sluice_smpp_server_abuse_total",
             "reason=\"bind_timeout\""
@@ -370,7 +362,7 @@ async fn smpp_pdu_flood_before_bind_is_answered_then_closed() {
     assert!(answered <= 6, "{answered} answers after the limit of 5");
     let text = rig.metrics.render();
     assert!(
-        counter(
+        metric_sum(
             &text,
             "sluice_smpp_server_abuse_total",
             "reason=\"unbound_flood\""
@@ -442,7 +434,7 @@ async fn smpp_bind_floods_hit_per_ip_and_per_account_limits_and_good_clients_go_
     let text = rig.metrics.render();
     for reason in ["connections_per_ip", "bind_rate", "lockout"] {
         assert!(
-            counter(
+            metric_sum(
                 &text,
                 "sluice_smpp_server_abuse_total",
                 &format!("reason=\"{reason}\"")
@@ -451,7 +443,7 @@ async fn smpp_bind_floods_hit_per_ip_and_per_account_limits_and_good_clients_go_
         );
     }
     assert!(
-        counter(
+        metric_sum(
             &text,
             "sluice_smpp_server_binds_refused_total",
             "ESME_RBINDFAIL"

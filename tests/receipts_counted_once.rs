@@ -9,18 +9,10 @@ mod e2e_support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use e2e_support::{Hook, KEY, config_text, post, sim_listener, start_hook, start_sim};
+use e2e_support::{Hook, KEY, config_text, metric_sum, post, sim_listener, start_hook, start_sim};
 use serde_json::json;
 use sluice::config::Config;
 use sluice::serve::{ServeOptions, start};
-
-/// The sum of every sample of `name` (all label sets).
-fn total(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_message_final_state_is_counted_once() {
@@ -110,7 +102,7 @@ async fn each_message_final_state_is_counted_once() {
         "long messages went in parts: {tally:?}"
     );
     assert_eq!(
-        total(&scrape, "sluice_receipts_total"),
+        metric_sum(&scrape, "sluice_receipts_total", ""),
         (long + short) as f64,
         "one count per message; tally {tally:?}\n{scrape}"
     );

@@ -287,6 +287,22 @@ smpp_max_binds = 4
     )
 }
 
+/// Picks free ports and writes `dir/sluice.toml` (data under `dir/data`); returns its path.
+fn write_config(dir: &Path, sim_port: u16, hook: &str) -> (PathBuf, Ports) {
+    let ports = Ports {
+        http: free_port(),
+        smpp: free_port(),
+        metrics: free_port(),
+    };
+    let config = dir.join("sluice.toml");
+    std::fs::write(
+        &config,
+        config_text(&dir.join("data"), sim_port, hook, ports),
+    )
+    .expect("write config");
+    (config, ports)
+}
+
 #[derive(Clone, Copy)]
 struct Ports {
     http: u16,
@@ -607,10 +623,7 @@ async fn metric(client: &reqwest::Client, port: u16, name: &str) -> f64 {
         .text()
         .await
         .expect("metrics text");
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    e2e_support::metric_sum(&text, name, "")
 }
 
 async fn wait_healthy(client: &reqwest::Client, port: u16) {
@@ -719,22 +732,7 @@ async fn slow_fsync_acks_wait_for_it_batch_more_and_lose_nothing_on_kill() {
     let receipts = Receipts::default();
     let hook = serve_receipts(&receipts).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ports = Ports {
-        http: free_port(),
-        smpp: free_port(),
-        metrics: free_port(),
-    };
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(
-        &config,
-        config_text(
-            &dir.path().join("data"),
-            sim.addrs()[0].port(),
-            &hook,
-            ports,
-        ),
-    )
-    .expect("write config");
+    let (config, ports) = write_config(dir.path(), sim.addrs()[0].port(), &hook);
     let log = dir.path().join("serve.log");
     let client = reqwest::Client::builder()
         .timeout(CLIENT_TIMEOUT)
@@ -926,22 +924,7 @@ async fn slow_fsync_accept_rate_and_latency_by_delay() {
     let mut rows = Vec::new();
     for delay_ms in [0u64, 5, 20, 50, 100] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ports = Ports {
-            http: free_port(),
-            smpp: free_port(),
-            metrics: free_port(),
-        };
-        let config = dir.path().join("sluice.toml");
-        std::fs::write(
-            &config,
-            config_text(
-                &dir.path().join("data"),
-                sim.addrs()[0].port(),
-                &hook,
-                ports,
-            ),
-        )
-        .expect("write config");
+        let (config, ports) = write_config(dir.path(), sim.addrs()[0].port(), &hook);
         let log = dir.path().join("serve.log");
         let serve = TracedServe::spawn_bin(
             &bin,

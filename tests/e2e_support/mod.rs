@@ -396,6 +396,19 @@ pub async fn wait_healthy(client: &reqwest::Client, base: &str) {
 }
 
 /// A port free at the time of asking (for configs that need the port before the bind).
+/// The sum of the samples of metric `name` (exactly that name, any labels) whose labels
+/// contain `labels` ("" for all), in Prometheus exposition text; 0 when there is none.
+pub fn metric_sum(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+                && l.contains(labels)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
