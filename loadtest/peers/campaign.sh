@@ -60,16 +60,7 @@ HOOK_SECRET=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 PIDS=()
 
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  # sluice drains on SIGTERM; give everything a few seconds before SIGKILL.
-  for _ in $(seq 50); do
-    alive=0
-    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ $alive = 0 ] && break
-    sleep 0.1
-  done
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_pids
   [ "${KEEP_WORK:-0}" = 1 ] || rm -rf "$WORK/data"
 }
 trap cleanup EXIT

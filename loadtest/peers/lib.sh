@@ -1,5 +1,6 @@
-# Helpers shared by the peer scripts (kannel.sh, campaign.sh); sourced, not run. The caller
-# sets ROOT (repository), WORK (work dir) and PHASE_TIMEOUT (seconds) before using them.
+# Helpers shared by the peer scripts (kannel.sh, kannel_faults.sh, campaign.sh, soak.sh,
+# outage_heap.sh); sourced, not run. The caller sets ROOT (repository), WORK (work dir) and
+# PHASE_TIMEOUT (seconds) before using them.
 
 PICKED=" "
 # Ports are picked below the kernel's ephemeral range, so no outgoing connection of this run
@@ -33,6 +34,20 @@ build_release() {
   local target=${CARGO_TARGET_DIR:-$ROOT/target}
   BIN="$target/release/sluice-loadtest"
   SLUICE="$target/release/sluice"
+}
+
+# Stops every process in PIDS: SIGTERM (sluice drains on it), up to 5 s for all to exit, then
+# SIGKILL for any left, and reaps them. For the scripts' EXIT traps.
+stop_pids() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for _ in $(seq 50); do
+    alive=0
+    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
 }
 
 now() { date +%s.%N; }
