@@ -367,11 +367,11 @@ fn lifecycle_scale(_c: &mut Criterion) {
         let t = Instant::now();
         let passes = total.div_ceil(PASS);
         let (mut slice_cpu, mut slice_t) = (cpu0, Instant::now());
+        let mut phases = Phases::default();
         for pass in 1..=passes {
-            store
-                .submit_blocking(inserts(&store, PASS))
-                .expect("insert");
-            let done = retire_oldest(&store, PASS, &mut center, &mut outbox_seq);
+            let batch = inserts(&store, PASS);
+            phases.time(0, || store.submit_blocking(batch).expect("insert"));
+            let done = retire_oldest(&store, PASS, &mut center, &mut outbox_seq, &mut phases);
             assert_eq!(done, PASS, "the backlog is never drained mid-run");
             if pass % slice == 0 {
                 let now_cpu = process_cpu();
@@ -414,7 +414,13 @@ fn lifecycle_scale(_c: &mut Criterion) {
         );
         // Space: take the standing backlog through its life too (nothing left but the outbox
         // counter), then close and reopen (what a restart gives back).
-        while retire_oldest(&store, PASS, &mut center, &mut outbox_seq) > 0 {}
+        eprintln!(
+            "lifecycle_scale {} ({label}) per phase, CPU (wall) µs per message: {}",
+            name(kind),
+            phases.line(n)
+        );
+        let mut rest = Phases::default();
+        while retire_oldest(&store, PASS, &mut center, &mut outbox_seq, &mut rest) > 0 {}
         let drained = disk_bytes(dir.path());
         drop(store);
         let closed = disk_bytes(dir.path());
@@ -433,6 +439,46 @@ fn lifecycle_scale(_c: &mut Criterion) {
     }
 }
 
+/// The lifecycle's phases, in order, as `Phases` reports them.
+const PHASES: [&str; 6] = ["insert", "lease", "submitted", "receipt", "ack", "purge"];
+
+/// Process CPU and wall time per lifecycle phase: where a message's store time goes. CPU is
+/// read in 10 ms ticks, so one phase's reading is coarse; summed over thousands of passes the
+/// rounding averages out (a tick lands in a phase in proportion to its time).
+#[derive(Default)]
+struct Phases {
+    cpu: [Duration; PHASES.len()],
+    wall: [Duration; PHASES.len()],
+}
+
+impl Phases {
+    fn time<T>(&mut self, phase: usize, f: impl FnOnce() -> T) -> T {
+        let (cpu0, t) = (process_cpu(), Instant::now());
+        let out = f();
+        self.wall[phase] += t.elapsed();
+        if let (Some(b), Some(a)) = (process_cpu(), cpu0) {
+            self.cpu[phase] += b.saturating_sub(a);
+        }
+        out
+    }
+
+    /// One line: CPU (and wall) µs per message of each phase over `n` messages.
+    fn line(&self, n: f64) -> String {
+        PHASES
+            .iter()
+            .zip(self.cpu.iter().zip(&self.wall))
+            .map(|(name, (c, w))| {
+                format!(
+                    "{name} {:.1} ({:.1})",
+                    c.as_secs_f64() * 1e6 / n,
+                    w.as_secs_f64() * 1e6 / n
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// Takes up to `n` of the oldest queued messages through lease, submitted, receipt, outbox
 /// ack and purge; returns how many.
 fn retire_oldest(
@@ -440,17 +486,25 @@ fn retire_oldest(
     n: usize,
     center: &mut u64,
     outbox_seq: &mut u64,
+    phases: &mut Phases,
 ) -> usize {
-    let leased =
+    let leased = phases.time(1, || {
         futures::executor::block_on(store.lease_lanes("smsc1", &Lane::ALL, NOW, n, 60_000))
-            .expect("lease");
+            .expect("lease")
+    });
     if leased.messages.is_empty() {
         return 0;
     }
-    settle(store, &leased.messages, center);
+    let (submitted, receipts) = settle_ops(&leased.messages, center);
+    phases.time(2, || store.submit_blocking(submitted).expect("submitted"));
+    phases.time(3, || store.submit_blocking(receipts).expect("receipts"));
     *outbox_seq += leased.messages.len() as u64;
-    futures::executor::block_on(store.outbox_ack("acme", *outbox_seq)).expect("ack");
-    let purged = futures::executor::block_on(store.purge(NOW + 1, n)).expect("purge");
+    phases.time(4, || {
+        futures::executor::block_on(store.outbox_ack("acme", *outbox_seq)).expect("ack")
+    });
+    let purged = phases.time(5, || {
+        futures::executor::block_on(store.purge(NOW + 1, n)).expect("purge")
+    });
     assert_eq!(
         purged,
         leased.messages.len(),
@@ -459,8 +513,8 @@ fn retire_oldest(
     leased.messages.len()
 }
 
-/// Records submit responses and then delivered receipts for `messages`, one commit each.
-fn settle(store: &Store<AnyBackend>, messages: &[Message], center: &mut u64) {
+/// The submit responses and delivered receipts of `messages`, with fresh center ids.
+fn settle_ops(messages: &[Message], center: &mut u64) -> (Vec<Op>, Vec<Op>) {
     let mut submitted = Vec::with_capacity(messages.len());
     let mut receipts = Vec::with_capacity(messages.len());
     for m in messages {
@@ -482,8 +536,7 @@ fn settle(store: &Store<AnyBackend>, messages: &[Message], center: &mut u64) {
             now_ms: NOW,
         });
     }
-    store.submit_blocking(submitted).expect("submitted");
-    store.submit_blocking(receipts).expect("receipts");
+    (submitted, receipts)
 }
 
 /// One paced run at `rate` msg/s for `secs`: (CPU µs per message, commits per second, p99
