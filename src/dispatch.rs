@@ -848,12 +848,12 @@ impl<C: Clock> OutcomeWriter<C> {
             .into_iter()
             .zip(&results)
             .filter_map(|(sub, r)| match (sub, r) {
-                (Some((id, center_key)), OpResult::ReceiptApplied { state, ended }) => {
+                (Some((id, center_key)), OpResult::ReceiptApplied { state, ended_in_ms }) => {
                     Some(AppliedReceipt {
                         center_key,
                         id,
                         state: *state,
-                        ended: *ended,
+                        ended_in_ms: *ended_in_ms,
                     })
                 }
                 _ => None,

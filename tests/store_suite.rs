@@ -377,7 +377,10 @@ pub fn receipts_correlate_by_center_id<B: Backend>(dir: &Path, open: fn(&Path) -
 
     assert_eq!(
         one(&store, dlr("AA01", PartState::Delivered, "DELIVRD", 2_000)),
-        OpResult::Updated(MessageState::Sent)
+        OpResult::ReceiptApplied {
+            state: MessageState::Sent,
+            ended_in_ms: None
+        }
     );
     assert!(outbox_events(&store, "acme").is_empty());
     assert_eq!(
@@ -385,7 +388,11 @@ pub fn receipts_correlate_by_center_id<B: Backend>(dir: &Path, open: fn(&Path) -
             &store,
             dlr("AA02", PartState::Undeliverable, "UNDELIV", 3_000)
         ),
-        OpResult::Updated(MessageState::Undeliverable)
+        // Ended 1.8 s after its last part was submitted (1 200 ms).
+        OpResult::ReceiptApplied {
+            state: MessageState::Undeliverable,
+            ended_in_ms: Some(1_800)
+        }
     );
     let m = store.get(id).unwrap().unwrap();
     assert_eq!(m.receipts.len(), 2);
@@ -417,9 +424,10 @@ pub fn receipt_before_submit_response<B: Backend>(dir: &Path, open: fn(&Path) ->
     );
     assert_eq!(
         one(&store, submitted(id, 1, 1, "X9", 1_100)),
+        // Ended by the submit response itself: no time between submit and end.
         OpResult::ReceiptApplied {
             state: MessageState::Delivered,
-            ended: true
+            ended_in_ms: Some(0)
         }
     );
     let events = outbox_events(&store, "acme");

@@ -14,7 +14,7 @@
 //! that held it, so a report never overtakes the hold it settles.
 //!
 //! The queue is unbounded: one entry per early receipt, drained by a task that does no I/O
-//! for it but one store read per ended message; a bound would have to drop reports (and
+//! for it (the report carries what is counted); a bound would have to drop reports (and
 //! count settled receipts as unmatched) or stall dispatch's outcome commits.
 
 use std::collections::HashMap;
@@ -33,8 +33,9 @@ pub struct AppliedReceipt {
     pub id: MessageId,
     /// The message's state after the submit response.
     pub state: MessageState,
-    /// Whether that submit response ended the message (count it, once).
-    pub ended: bool,
+    /// `Some(latency ms)` when that submit response ended the message (count it, once;
+    /// see `OpResult::ReceiptApplied`).
+    pub ended_in_ms: Option<u64>,
 }
 
 /// Dispatch's end of a channel's queue of applied receipts. Cheap to clone.
@@ -105,7 +106,7 @@ mod tests {
             center_key: key.into(),
             id: MessageId(1),
             state: MessageState::Delivered,
-            ended: true,
+            ended_in_ms: Some(1),
         }
     }
 

@@ -45,7 +45,7 @@ use tokio::sync::{Notify, broadcast, mpsc, watch};
 use crate::channel::{ChannelEvent, DeliverAck};
 use crate::metrics as m;
 use crate::status::ChannelStatus;
-use crate::store::{GatewayStore, MessageId, MessageStore, Op, OpResult, ReceiptEvent};
+use crate::store::{GatewayStore, MessageState, Op, OpResult, ReceiptEvent};
 use applied::{AppliedQueues, AppliedReceipt, AppliedSink};
 use correlate::{Pending, center_key, part_state};
 use mo::{MoEvent, MoOutbox, MoRouter};
@@ -296,8 +296,10 @@ impl Receipts {
         let mut ended = 0;
         for r in reports {
             pending.settle(&r.center_key);
-            if r.ended && r.state.is_final() {
-                self.record_final_id(r.id, status);
+            if let Some(latency_ms) = r.ended_in_ms
+                && r.state.is_final()
+            {
+                count_final(r.state, latency_ms, status);
                 ended += 1;
             }
         }
@@ -422,11 +424,14 @@ impl Receipts {
                 }
             };
             match result {
-                OpResult::Updated(state) if state.is_final() => {
-                    self.record_final(channel, &key, status);
+                OpResult::ReceiptApplied {
+                    state,
+                    ended_in_ms: Some(latency_ms),
+                } if state.is_final() => {
+                    count_final(state, latency_ms, status);
                     finals += 1;
                 }
-                OpResult::Updated(_) => {}
+                OpResult::ReceiptApplied { .. } => {}
                 OpResult::ReceiptHeld => {
                     tracing::debug!(%channel, center_id = %key, "Receipt held for its submit response.");
                     if !pending.hold(key, Instant::now()) {
@@ -450,20 +455,6 @@ impl Receipts {
         if kept_mo > 0 {
             self.mo_wake.notify_one();
             self.smpp_wake.notify_waiters();
-        }
-    }
-
-    /// Counts a message's final state and its DLR latency (one store read), into the metrics
-    /// and the channel's status (the operators' receipt latency).
-    fn record_final(&self, channel: &str, key: &str, status: &ChannelStatus) {
-        if let Ok(Some((id, _))) = self.store.by_center(channel, key) {
-            self.record_final_id(id, status);
-        }
-    }
-
-    fn record_final_id(&self, id: crate::store::MessageId, status: &ChannelStatus) {
-        if let Some(latency_ms) = count_final(&*self.store, id) {
-            status.record_receipt_latency(latency_ms);
         }
     }
 
@@ -492,23 +483,17 @@ impl Receipts {
     }
 }
 
-/// Counts message `id`'s final state in `sluice_receipts_total` and its DLR latency: the one
-/// place that counter moves. Called only by this layer, where a receipt made the message
-/// final — `Op::Receipt` answered `Updated(final)`, or dispatch reported an `Op::Submitted`
-/// that answered `ReceiptApplied { ended: true }` (see [`applied`]) — never for a repeated
-/// receipt (`Stale`), so each message counts once however many parts it has.
-/// Returns the latency it recorded (submit → final, ms) so the caller can also give it to
-/// the channel's status.
-pub fn count_final(store: &dyn MessageStore, id: MessageId) -> Option<u64> {
-    let msg = store.get(id).ok().flatten()?;
-    if !msg.state.is_final() {
-        return None;
-    }
-    metrics::counter!(m::RECEIPTS, m::LABEL_STATE => msg.state.as_str()).increment(1);
-    let done = msg.done_ms?;
-    let latency_ms = done.saturating_sub(msg.submitted_ms.unwrap_or(msg.created_ms));
+/// Counts a final state in `sluice_receipts_total` and its DLR latency, in the metrics and
+/// in the channel's status (the operators' receipt latency): the one place that counter
+/// moves. Called only by this layer, with what the store answered when a receipt made the
+/// message final — `Op::Receipt`, or the `Op::Submitted` that applied a held receipt (see
+/// [`applied`]), both `ReceiptApplied { ended_in_ms: Some(_) }` — never for a repeated
+/// receipt (`Stale`), so each message counts once however many parts it has, and without
+/// reading the message back.
+fn count_final(state: MessageState, latency_ms: u64, status: &ChannelStatus) {
+    metrics::counter!(m::RECEIPTS, m::LABEL_STATE => state.as_str()).increment(1);
     metrics::histogram!(m::DLR_LATENCY).record(latency_ms as f64 / 1000.0);
-    Some(latency_ms)
+    status.record_receipt_latency(latency_ms);
 }
 
 /// Every report already queued.

@@ -566,7 +566,17 @@ mod tests {
             assert_eq!(again.len(), 3, "every message is sendable again");
             for (i, m) in again.iter().enumerate() {
                 let r = deliver(&store, m.id, &format!("C{i}"));
-                assert_eq!(r[1], OpResult::Updated(MessageState::Delivered));
+                assert!(
+                    matches!(
+                        r[1],
+                        OpResult::ReceiptApplied {
+                            state: MessageState::Delivered,
+                            ended_in_ms: Some(_)
+                        }
+                    ),
+                    "{:?}",
+                    r[1]
+                );
             }
             assert_eq!(store.inner.in_flight.len(), 0, "nothing left in memory");
             assert_eq!(
@@ -690,7 +700,17 @@ mod tests {
                         },
                     ])
                     .unwrap();
-                assert_eq!(r[1], OpResult::Updated(MessageState::Delivered));
+                assert!(
+                    matches!(
+                        r[1],
+                        OpResult::ReceiptApplied {
+                            state: MessageState::Delivered,
+                            ended_in_ms: Some(_)
+                        }
+                    ),
+                    "{:?}",
+                    r[1]
+                );
             }
             assert_eq!(store.inner.in_flight.len(), 0);
             assert_eq!(
@@ -821,7 +841,17 @@ mod tests {
             assert_eq!(got.len(), 2);
             for (i, m) in got.iter().enumerate() {
                 let r = deliver(&store, m.id, &format!("C{i}"));
-                assert_eq!(r[1], OpResult::Updated(MessageState::Delivered));
+                assert!(
+                    matches!(
+                        r[1],
+                        OpResult::ReceiptApplied {
+                            state: MessageState::Delivered,
+                            ended_in_ms: Some(_)
+                        }
+                    ),
+                    "{:?}",
+                    r[1]
+                );
             }
             assert_eq!(futures::executor::block_on(store.purge(7, 10)).unwrap(), 2);
             assert_eq!(store.get(queued).unwrap(), None);

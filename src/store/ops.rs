@@ -105,8 +105,9 @@ pub enum Op {
         /// Current time, ms.
         now_ms: u64,
     },
-    /// A delivery receipt for (channel, center_id). If no part has that id yet (the receipt
-    /// beat the submit response), it is held and applied by the matching `Submitted`.
+    /// A delivery receipt for (channel, center_id). Answers `ReceiptApplied`; if no part has
+    /// that id yet (the receipt beat the submit response), `ReceiptHeld`: it is held and
+    /// applied by the matching `Submitted`.
     Receipt {
         /// Channel it came from.
         channel: String,
@@ -255,15 +256,18 @@ pub enum OpResult {
     Stale(MessageState),
     /// Receipt for an unknown center id, held for the submit response.
     ReceiptHeld,
-    /// A submit response (`Op::Submitted`) that applied the receipt held for its center id
-    /// (the receipt came first). The one answer that tells the receipt layer a held receipt
-    /// is settled, so nothing has to ask the store about it later.
+    /// A receipt applied to its message: by `Op::Receipt`, or by the submit response
+    /// (`Op::Submitted`) that found the receipt held for its center id (the receipt came
+    /// first). The answer tells the receipt layer all it counts — whether the message ended
+    /// and how long it took — so nothing has to read the message back.
     ReceiptApplied {
         /// The message's state after the op.
         state: MessageState,
-        /// Whether this op ended the message (its final state is counted here, once; a
-        /// message that was already final only had the receipt recorded).
-        ended: bool,
+        /// `Some(ms)` when this op ended the message: its latency from submit (or, never
+        /// submitted, from creation) to the final state, counted by the receipt layer, once.
+        /// `None`: parts are still open, or the message was already final (the receipt was
+        /// only recorded).
+        ended_in_ms: Option<u64>,
     },
     /// Number of records affected (outbox ack/delete, recover, purge).
     Count(usize),
@@ -719,7 +723,7 @@ fn submitted(
         if deciding.is_some() {
             return Ok(OpResult::ReceiptApplied {
                 state: m.state,
-                ended: false,
+                ended_in_ms: None,
             });
         }
         return Ok(OpResult::Stale(m.state));
@@ -735,20 +739,39 @@ fn submitted(
         save(kv, &m)?;
         return Ok(OpResult::Updated(m.state));
     };
-    let ended = match aggregate(&m.parts) {
+    Ok(OpResult::ReceiptApplied {
+        ended_in_ms: settle_parts(kv, &mut m, &stat, &err, now_ms)?,
+        state: m.state,
+    })
+}
+
+/// After a part's receipt: ends `m` if every part is final (returning its latency, see
+/// [`latency_ms`]), else saves it.
+fn settle_parts(
+    kv: &mut dyn Kv,
+    m: &mut Message,
+    stat: &str,
+    err: &str,
+    now_ms: u64,
+) -> Result<Option<u64>, StoreError> {
+    match aggregate(&m.parts) {
         Some(state) => {
-            finalize(kv, &mut m, state, &stat, &err, now_ms)?;
-            true
+            finalize(kv, m, state, stat, err, now_ms)?;
+            Ok(Some(latency_ms(m)))
         }
         None => {
-            save(kv, &m)?;
-            false
+            save(kv, m)?;
+            Ok(None)
         }
-    };
-    Ok(OpResult::ReceiptApplied {
-        state: m.state,
-        ended,
-    })
+    }
+}
+
+/// A final message's time from submit (from creation, if it never was) to its end, ms: the
+/// DLR latency operators watch.
+fn latency_ms(m: &Message) -> u64 {
+    m.done_ms
+        .unwrap_or(m.created_ms)
+        .saturating_sub(m.submitted_ms.unwrap_or(m.created_ms))
 }
 
 /// Final message state once every part is final: delivered only if all parts were.
@@ -875,12 +898,10 @@ fn receipt(
         err: err.to_owned(),
         at_ms: now_ms,
     });
-    if let Some(state) = aggregate(&m.parts) {
-        finalize(kv, &mut m, state, stat, err, now_ms)?;
-    } else {
-        save(kv, &m)?;
-    }
-    Ok(OpResult::Updated(m.state))
+    Ok(OpResult::ReceiptApplied {
+        ended_in_ms: settle_parts(kv, &mut m, stat, err, now_ms)?,
+        state: m.state,
+    })
 }
 
 fn outbox_ack(kv: &mut dyn Kv, account: &str, through: u64) -> Result<OpResult, StoreError> {
