@@ -72,6 +72,9 @@ pub const RECEIPTS: &str = "sluice_receipts_total";
 pub const RECEIPTS_UNMATCHED: &str = "sluice_receipts_unmatched_total";
 /// Gauge: receipts buffered because they arrived before the submit response.
 pub const RECEIPTS_PENDING: &str = "sluice_receipts_pending";
+/// Counter: receipts the store held because they arrived before their submit response was
+/// stored (label channel); each costs the store a held record written and removed.
+pub const RECEIPTS_EARLY: &str = "sluice_receipts_early_total";
 /// Gauge: receipt/MO webhook deliveries waiting: the entries of every account's outbox that
 /// a webhook pump delivers (the sum of [`OUTBOX_DEPTH`]).
 pub const WEBHOOK_BACKLOG: &str = "sluice_webhook_backlog";
@@ -342,6 +345,11 @@ pub fn describe() {
         Unit::Count,
         "Receipts buffered because they arrived before the submit response."
     );
+    describe_counter!(
+        RECEIPTS_EARLY,
+        Unit::Count,
+        "Receipts held by the store because their submit response was not stored yet."
+    );
     describe_gauge!(
         WEBHOOK_BACKLOG,
         Unit::Count,
@@ -575,6 +583,7 @@ mod tests {
             RECEIPTS,
             RECEIPTS_UNMATCHED,
             RECEIPTS_PENDING,
+            RECEIPTS_EARLY,
             WEBHOOK_BACKLOG,
             OUTBOX_DEPTH,
             OUTBOX_OLDEST_AGE,

@@ -434,6 +434,8 @@ impl Receipts {
                 OpResult::ReceiptApplied { .. } => {}
                 OpResult::ReceiptHeld => {
                     tracing::debug!(%channel, center_id = %key, "Receipt held for its submit response.");
+                    metrics::counter!(m::RECEIPTS_EARLY, m::LABEL_CHANNEL => channel.to_owned())
+                        .increment(1);
                     if !pending.hold(key, Instant::now()) {
                         metrics::counter!(m::RECEIPTS_UNMATCHED, m::LABEL_CHANNEL => channel.to_owned())
                             .increment(1);
