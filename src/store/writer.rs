@@ -243,31 +243,13 @@ fn apply_counted(
     let mut depth = DepthKv::new(kv);
     let mut cache = SeqCache::new(&mut depth);
     let mut in_flight = InFlightKv::new(&mut cache, ctx.in_flight);
-    let mut results = vec![Vec::new(); group.len()];
-    for i in apply_order(group) {
-        results[i] = apply_all(&mut in_flight, &group[i].ops, ctx.index_by_number)?;
-    }
+    let results = group
+        .iter()
+        .map(|r| apply_all(&mut in_flight, &r.ops, ctx.index_by_number))
+        .collect::<Result<Vec<_>, _>>()?;
     let pending = in_flight.into_pending();
     cache.flush()?;
     Ok(((results, depth.flush()?), pending))
-}
-
-/// The order a group's requests are applied in: those that carry a delivery receipt last,
-/// the rest as they came.
-///
-/// Why: a receipt often reaches the writer in the same group as the submit response it
-/// settles (a center answers the submit and sends the receipt moments later, on another
-/// path to the writer). Applied first, it would be held — a held record written, then
-/// found and removed by the submit response in the same commit — and the receipt layer
-/// would learn of it the long way round; applied after, it finds its part. The requests of
-/// one group are concurrent (none has been answered yet), so any order is one they could
-/// have arrived in; each request's own ops keep their order, and each result goes back to
-/// its own request.
-fn apply_order(group: &[Request]) -> impl Iterator<Item = usize> + '_ {
-    let has_receipt = |r: &Request| r.ops.iter().any(|op| matches!(op, Op::Receipt { .. }));
-    let first = (0..group.len()).filter(move |&i| !has_receipt(&group[i]));
-    let last = (0..group.len()).filter(move |&i| has_receipt(&group[i]));
-    first.chain(last)
 }
 
 /// Commits `group` in one transaction: durably if any of its ops needs it, else relaxed
@@ -348,72 +330,5 @@ fn commit_group<B: Backend>(
                 let _ = req.reply.send(res);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use crate::store::{
-        Lane, Message, MessageState, Op, OpResult, PartState, Payload, RedbBackend, Store,
-        WriterConfig,
-    };
-
-    /// A receipt that reaches the writer before its submit response, in the same group, is
-    /// applied after it: it finds its part instead of being held.
-    #[test]
-    fn a_receipt_in_the_group_of_its_submit_response_is_applied_after_it() {
-        let dir = tempfile::tempdir().unwrap();
-        // The first request of a group waits up to max_wait for the next one: both requests
-        // below share one commit.
-        let cfg = WriterConfig {
-            max_wait: Duration::from_millis(300),
-            ..WriterConfig::default()
-        };
-        let store = Store::open(RedbBackend::open(dir.path()).unwrap(), cfg, 0).unwrap();
-        let id = store.ids().next(0);
-        let payload = Payload::Text {
-            text: "x".into(),
-            encoding: Default::default(),
-        };
-        let m = Message::new(id, "acme", "+861", payload, "smsc1", 0, 0);
-        futures::executor::block_on(store.insert_batch(vec![m])).unwrap();
-        let leased =
-            futures::executor::block_on(store.lease("smsc1", Lane::Notification, 0, 1, 60_000))
-                .unwrap();
-        assert_eq!(leased.messages.len(), 1);
-        let commits = store.stats().commits();
-
-        let receipt = store.submit(vec![Op::Receipt {
-            channel: "smsc1".into(),
-            center_id: "C1".into(),
-            part_state: PartState::Delivered,
-            stat: "DELIVRD".into(),
-            err: "000".into(),
-            now_ms: 7,
-        }]);
-        let submitted = store.submit(vec![Op::Submitted {
-            id,
-            part: 1,
-            parts: 1,
-            center_id: "C1".into(),
-            now_ms: 5,
-        }]);
-        // `join` polls the receipt first: it is queued first.
-        let (receipt, submitted) =
-            futures::executor::block_on(async { futures::join!(receipt, submitted) });
-        assert_eq!(store.stats().commits(), commits + 1, "one group");
-        assert_eq!(
-            submitted.unwrap(),
-            vec![OpResult::Updated(MessageState::Sent)]
-        );
-        assert_eq!(
-            receipt.unwrap(),
-            vec![OpResult::ReceiptApplied {
-                state: MessageState::Delivered,
-                ended_in_ms: Some(2)
-            }]
-        );
     }
 }
