@@ -6,8 +6,9 @@
 //! `OpResult::ReceiptApplied`. Dispatch is the caller that sees that answer, so it reports
 //! each applied receipt here ([`AppliedSink::report`], one send per outcome commit); the
 //! channel's receipt task ([`super::Receipts::run_channel`]) takes the reports from the same
-//! queue, settles them in its pending map, counts the messages they ended
-//! ([`super::count_final`]) and wakes the outbox. Nothing polls the store to find out.
+//! queue, settles them in its pending map, counts the messages they ended from the report
+//! itself ([`super::count_final`]) and wakes the outbox. Nothing polls the store to find
+//! out.
 //!
 //! Ordering: the receipt task answers its own `ReceiptHeld` (and records the hold) before it
 //! reads this queue again, and a submit response can only apply a receipt after the commit
