@@ -886,7 +886,9 @@ pub fn webhook_body(event: &ReceiptEvent) -> Vec<u8> {
 
 /// The webhook contract's fields of a [`ReceiptEvent`], borrowed. Fields are in name order,
 /// the order the body has always had (it was built through a `Value` map, which sorts), so
-/// the bytes — and their signatures — are those clients have seen.
+/// the bytes — and their signatures — are those clients have seen. A field added to
+/// [`ReceiptEvent`] must be added here too (or named where `kind` and `lane` are, as not in
+/// the contract): `body_bytes_are_those_of_the_value_map` fails until it is.
 #[derive(serde::Serialize)]
 struct WebhookReceipt<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
