@@ -494,6 +494,20 @@ mod tests {
                 .messages
         }
 
+        /// The receipt's answer: it ended the message as delivered.
+        fn assert_delivered(answer: &OpResult) {
+            assert!(
+                matches!(
+                    answer,
+                    OpResult::ReceiptApplied {
+                        state: MessageState::Delivered,
+                        ended_in_ms: Some(_)
+                    }
+                ),
+                "{answer:?}"
+            );
+        }
+
         fn deliver(store: &Store<RedbBackend>, id: MessageId, cid: &str) -> Vec<OpResult> {
             store
                 .submit_blocking(vec![
@@ -566,17 +580,7 @@ mod tests {
             assert_eq!(again.len(), 3, "every message is sendable again");
             for (i, m) in again.iter().enumerate() {
                 let r = deliver(&store, m.id, &format!("C{i}"));
-                assert!(
-                    matches!(
-                        r[1],
-                        OpResult::ReceiptApplied {
-                            state: MessageState::Delivered,
-                            ended_in_ms: Some(_)
-                        }
-                    ),
-                    "{:?}",
-                    r[1]
-                );
+                assert_delivered(&r[1]);
             }
             assert_eq!(store.inner.in_flight.len(), 0, "nothing left in memory");
             assert_eq!(
@@ -700,17 +704,7 @@ mod tests {
                         },
                     ])
                     .unwrap();
-                assert!(
-                    matches!(
-                        r[1],
-                        OpResult::ReceiptApplied {
-                            state: MessageState::Delivered,
-                            ended_in_ms: Some(_)
-                        }
-                    ),
-                    "{:?}",
-                    r[1]
-                );
+                assert_delivered(&r[1]);
             }
             assert_eq!(store.inner.in_flight.len(), 0);
             assert_eq!(
@@ -841,17 +835,7 @@ mod tests {
             assert_eq!(got.len(), 2);
             for (i, m) in got.iter().enumerate() {
                 let r = deliver(&store, m.id, &format!("C{i}"));
-                assert!(
-                    matches!(
-                        r[1],
-                        OpResult::ReceiptApplied {
-                            state: MessageState::Delivered,
-                            ended_in_ms: Some(_)
-                        }
-                    ),
-                    "{:?}",
-                    r[1]
-                );
+                assert_delivered(&r[1]);
             }
             assert_eq!(futures::executor::block_on(store.purge(7, 10)).unwrap(), 2);
             assert_eq!(store.get(queued).unwrap(), None);
