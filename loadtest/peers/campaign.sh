@@ -28,6 +28,9 @@
 #   The 2 M sustained case of issue 19: loadtest/peers/campaign.sh 2000000 (a quiet machine).
 # Environment: WINDOW (window per bind, 256), LEASE_BATCH (channel lease_batch, 256),
 # HOOK_BATCH (webhook_batch, 1000), HOOK_LINGER_MS (50), PHASE_TIMEOUT (1200 s),
+# RATE (messages per second offered by the load generator; 0, the default, = as fast as it
+# can: `RATE=3000 loadtest/peers/campaign.sh 60000 10` is issue 19's low-rate case, where the
+# CPU per message shows what small commits and wake-ups cost),
 # SKIP_BUILD=1 (use the binaries already built; PROFILE=debug for a quick check of the
 # script itself — its figures mean nothing), KEEP_WORK=1 keeps the data dir;
 # SIM_PORT, HTTP_PORT, METRICS_PORT, HOOK_PORT (default: free ports picked at start).
@@ -39,6 +42,9 @@ WINDOW=${WINDOW:-256}
 LEASE_BATCH=${LEASE_BATCH:-256}
 HOOK_BATCH=${HOOK_BATCH:-1000}
 HOOK_LINGER_MS=${HOOK_LINGER_MS:-50}
+RATE=${RATE:-0}
+case "$RATE" in '' | *[!0-9]*) echo "RATE must be a whole number of messages per second" >&2; exit 1 ;; esac
+if [ "$RATE" = 0 ]; then OFFERED="full speed"; else OFFERED="$RATE msg/s"; fi
 PHASE_TIMEOUT=${PHASE_TIMEOUT:-1200}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mktemp -d /tmp/sluice-campaign.XXXXXX)
@@ -141,12 +147,12 @@ until [ "$(metric_sum sluice_channel_binds_up_total)" -ge 2 ]; do
 done
 sim_unique() { tally unique_messages; }
 
-echo "== $N messages through sluice serve (HTTP batches of $BATCH, $CONNS in flight; 2 binds × window $WINDOW; webhook batches of $HOOK_BATCH, linger $HOOK_LINGER_MS ms)"
+echo "== $N messages through sluice serve (HTTP batches of $BATCH, $CONNS in flight, offered at $OFFERED; 2 binds × window $WINDOW; webhook batches of $HOOK_BATCH, linger $HOOK_LINGER_MS ms)"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 C0=$(cpu_secs "$SLUICE_PID")
 START=$(now)
 "$BIN" loadtest --target http --url "http://127.0.0.1:$HTTP_PORT/v1/messages" \
-  --api-key "$API_KEY" --batch "$BATCH" -c "$CONNS" -n "$N" --run campaign --quiet \
+  --api-key "$API_KEY" --batch "$BATCH" -c "$CONNS" -n "$N" --rate "$RATE" --run campaign --quiet \
   --json "$WORK/load.json" >"$WORK/load.txt"
 ACCEPT=$(since "$START")
 SUB=$(wait_for "$START" "$N" sim_unique)
