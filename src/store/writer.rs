@@ -57,8 +57,8 @@ pub struct WriterConfig {
     /// steady rates. The spacing that follows the load is `max_spacing`.
     pub min_spacing: Duration,
     /// Most spacing the writer adds on its own when it is idle (`spacing.rs`): the spacing
-    /// shrinks from this to `min_spacing` as the writer's busy share rises, and is gone at a
-    /// quarter of its time spent applying ops. At a steady 3 k msg/s it lets one commit
+    /// shrinks from this to `min_spacing` as the writer's busy share rises, and is gone at
+    /// half of its time spent applying ops. At a steady 3 k msg/s it lets one commit
     /// gather what a few milliseconds bring (BENCHMARKS.md, "Store", the paced rows); at full
     /// load it adds nothing. Zero: only the fixed `min_spacing`. The default, 10 ms, was
     /// chosen end to end through `serve` at 3 k msg/s: 105 µs of gateway CPU per message
