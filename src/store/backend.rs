@@ -125,6 +125,28 @@ pub(crate) fn tags_between(start: &[u8], end: &[u8]) -> impl DoubleEndedIterator
     last.into_iter().flat_map(move |last| tag_of(start)..=last)
 }
 
+/// The `scan` and `last_key` of a layer over the key space that changes only point reads
+/// or writes (queue counters, in-flight records): both go on, unchanged, to the layer's
+/// field `$inner`. Written inside the layer's `impl KvRead`.
+macro_rules! pass_scans_through {
+    ($inner:ident) => {
+        fn scan(
+            &self,
+            start: &[u8],
+            end: &[u8],
+            limit: usize,
+            out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+        ) -> Result<(), StoreError> {
+            self.$inner.scan(start, end, limit, out)
+        }
+
+        fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.$inner.last_key(start, end)
+        }
+    };
+}
+pub(crate) use pass_scans_through;
+
 /// Read access to the key space.
 pub trait KvRead {
     /// Value under `key`.

@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use super::backend::{Kv, KvRead};
+use super::backend::{Kv, KvRead, pass_scans_through};
 use super::error::StoreError;
 use super::id::MessageId;
 use super::keys;
@@ -232,19 +232,7 @@ impl KvRead for DepthKv<'_> {
         self.inner.get(key)
     }
 
-    fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<(), StoreError> {
-        self.inner.scan(start, end, limit, out)
-    }
-
-    fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.last_key(start, end)
-    }
+    pass_scans_through!(inner);
 }
 
 impl Kv for DepthKv<'_> {

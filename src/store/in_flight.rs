@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::backend::{Kv, KvRead};
+use super::backend::{Kv, KvRead, pass_scans_through};
 use super::codec;
 use super::error::StoreError;
 use super::id::MessageId;
@@ -211,20 +211,8 @@ impl KvRead for InFlightKv<'_> {
         self.inner.get(key)
     }
 
-    fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<(), StoreError> {
-        // No op scans state records; they are read by key only.
-        self.inner.scan(start, end, limit, out)
-    }
-
-    fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.last_key(start, end)
-    }
+    // No op scans state records; they are read by key only.
+    pass_scans_through!(inner);
 }
 
 impl Kv for InFlightKv<'_> {
@@ -323,19 +311,7 @@ impl KvRead for InFlightRead<'_> {
         self.inner.get(key)
     }
 
-    fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<(), StoreError> {
-        self.inner.scan(start, end, limit, out)
-    }
-
-    fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.last_key(start, end)
-    }
+    pass_scans_through!(inner);
 }
 
 #[cfg(test)]
