@@ -230,6 +230,59 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
+/// An engine stand-in for the unit tests of the Kv layers: an ordered map, to check what
+/// reaches the engine, counting point reads and writes.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct MapKv {
+    pub(crate) map: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+    pub(crate) gets: std::cell::Cell<usize>,
+    pub(crate) puts: usize,
+}
+
+#[cfg(test)]
+impl KvRead for MapKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.gets.set(self.gets.get() + 1);
+        Ok(self.map.get(key).cloned())
+    }
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        out.extend(
+            self.map
+                .range(start.to_vec()..end.to_vec())
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        Ok(())
+    }
+    fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .map
+            .range(start.to_vec()..end.to_vec())
+            .next_back()
+            .map(|(k, _)| k.clone()))
+    }
+}
+
+#[cfg(test)]
+impl Kv for MapKv {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.puts += 1;
+        self.map.insert(key.to_vec(), value.to_vec());
+        Ok(())
+    }
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.map.remove(key);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -316,54 +316,10 @@ impl KvRead for InFlightRead<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
+    use crate::store::backend::MapKv as Map;
     use crate::store::id::MessageId;
     use crate::store::model::{Message, MessageState, Payload};
-
-    /// An engine stand-in: a map, for checking what reaches it.
-    #[derive(Default)]
-    struct Map(BTreeMap<Vec<u8>, Vec<u8>>);
-
-    impl KvRead for Map {
-        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(self.0.get(key).cloned())
-        }
-        fn scan(
-            &self,
-            start: &[u8],
-            end: &[u8],
-            limit: usize,
-            out: &mut Vec<(Vec<u8>, Vec<u8>)>,
-        ) -> Result<(), StoreError> {
-            out.extend(
-                self.0
-                    .range(start.to_vec()..end.to_vec())
-                    .take(limit)
-                    .map(|(k, v)| (k.clone(), v.clone())),
-            );
-            Ok(())
-        }
-        fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(self
-                .0
-                .range(start.to_vec()..end.to_vec())
-                .next_back()
-                .map(|(k, _)| k.clone()))
-        }
-    }
-
-    impl Kv for Map {
-        fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-            self.0.insert(key.to_vec(), value.to_vec());
-            Ok(())
-        }
-        fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
-            self.0.remove(key);
-            Ok(())
-        }
-    }
 
     fn record(state: MessageState) -> Vec<u8> {
         let mut m = Message::new(

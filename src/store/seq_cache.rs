@@ -140,54 +140,8 @@ impl Kv for SeqCache<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-
-    /// A plain in-memory `Kv` that counts calls.
-    #[derive(Default)]
-    struct Mem {
-        map: BTreeMap<Vec<u8>, Vec<u8>>,
-        gets: std::cell::Cell<usize>,
-        puts: usize,
-    }
-
-    impl KvRead for Mem {
-        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            self.gets.set(self.gets.get() + 1);
-            Ok(self.map.get(key).cloned())
-        }
-        fn scan(
-            &self,
-            start: &[u8],
-            end: &[u8],
-            limit: usize,
-            out: &mut Vec<(Vec<u8>, Vec<u8>)>,
-        ) -> Result<(), StoreError> {
-            out.extend(
-                self.map
-                    .range(start.to_vec()..end.to_vec())
-                    .take(limit)
-                    .map(|(k, v)| (k.clone(), v.clone())),
-            );
-            Ok(())
-        }
-        fn last_key(&self, _: &[u8], _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(None)
-        }
-    }
-
-    impl Kv for Mem {
-        fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-            self.puts += 1;
-            self.map.insert(key.to_vec(), value.to_vec());
-            Ok(())
-        }
-        fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
-            self.map.remove(key);
-            Ok(())
-        }
-    }
+    use crate::store::backend::MapKv as Mem;
 
     #[test]
     fn counters_are_read_once_and_written_once() {
