@@ -440,7 +440,20 @@ mod tests {
             );
         }
 
-        fn deliver(store: &Store<RedbBackend>, id: MessageId, cid: &str) -> Vec<OpResult> {
+        /// `id` is back in its queue, not in flight, with the queue counters equal to a
+        /// recount and `ready` messages waiting.
+        fn assert_queued_again<B: Backend>(store: &Store<B>, id: MessageId, ready: u64) {
+            let m = store.get(id).unwrap().unwrap();
+            assert_eq!(m.state, MessageState::Queued);
+            assert_eq!(m.lease_until_ms, None);
+            assert_eq!(
+                store.queue_depths().without_zeros(),
+                store.recount_queue_depths().unwrap()
+            );
+            assert_eq!(store.queue_depths().ready(CH, Lane::Notification), ready);
+        }
+
+        fn deliver<B: Backend>(store: &Store<B>, id: MessageId, cid: &str) -> Vec<OpResult> {
             store
                 .submit_blocking(vec![
                     Op::Submitted {
@@ -500,14 +513,7 @@ mod tests {
             drop(backend);
 
             let store = open(dir.path());
-            let m = store.get(leased).unwrap().unwrap();
-            assert_eq!(m.state, MessageState::Queued);
-            assert_eq!(m.lease_until_ms, None);
-            assert_eq!(
-                store.queue_depths().without_zeros(),
-                store.recount_queue_depths().unwrap()
-            );
-            assert_eq!(store.queue_depths().ready(CH, Lane::Notification), 3);
+            assert_queued_again(&store, leased, 3);
             let again = lease(&store, 10);
             assert_eq!(again.len(), 3, "every message is sendable again");
             for (i, m) in again.iter().enumerate() {
@@ -604,38 +610,13 @@ mod tests {
             // The next commit runs on the reopened engine.
             insert(1);
             assert_eq!(store.inner.in_flight.len(), 0, "no phantom lease");
-            let m = store.get(lost).unwrap().unwrap();
-            assert_eq!(m.state, MessageState::Queued);
-            assert_eq!(m.lease_until_ms, None);
-            assert_eq!(
-                store.queue_depths().without_zeros(),
-                store.recount_queue_depths().unwrap()
-            );
-            assert_eq!(store.queue_depths().ready(CH, Lane::Notification), 3);
+            assert_queued_again(&store, lost, 3);
 
             let again = lease(10);
             assert_eq!(again.len(), 3, "the lost lease's message is sendable again");
             assert!(again.iter().any(|m| m.id == lost));
             for (i, m) in again.iter().enumerate() {
-                let r = store
-                    .submit_blocking(vec![
-                        Op::Submitted {
-                            id: m.id,
-                            part: 1,
-                            parts: 1,
-                            center_id: format!("C{i}"),
-                            now_ms: 5,
-                        },
-                        Op::Receipt {
-                            channel: CH.into(),
-                            center_id: format!("C{i}"),
-                            part_state: PartState::Delivered,
-                            stat: "DELIVRD".into(),
-                            err: "000".into(),
-                            now_ms: 6,
-                        },
-                    ])
-                    .unwrap();
+                let r = deliver(&store, m.id, &format!("C{i}"));
                 assert_delivered(&r[1]);
             }
             assert_eq!(store.inner.in_flight.len(), 0);
