@@ -135,6 +135,11 @@ pub const STORE_INFLIGHT: &str = "sluice_store_inflight";
 pub const STORE_COMMITS: &str = "sluice_store_commits_total";
 /// Counter: ops applied by the store's writer.
 pub const STORE_OPS: &str = "sluice_store_ops_total";
+/// Counter: microseconds of the store writer thread's wall time, by `phase` (`waiting`,
+/// `applying`, `committing`; see `WriterPhase`). Microseconds because the `metrics`
+/// counters hold integers. Its rate summed over the phases is 1 000 000 per second: a
+/// `waiting` rate near 0 means the writer is saturated and bounds throughput.
+pub const STORE_WRITER_MICROS: &str = "sluice_store_writer_microseconds_total";
 /// Counter: messages removed by the retention purge. Beside the accepted count it shows
 /// whether purge keeps up with intake (the store's size levels off only if it does).
 pub const STORE_PURGED: &str = "sluice_store_purged_total";
@@ -458,6 +463,11 @@ pub fn describe() {
     );
     describe_counter!(STORE_OPS, Unit::Count, "Ops applied by the store writer.");
     describe_counter!(
+        STORE_WRITER_MICROS,
+        Unit::Microseconds,
+        "Wall time of the store writer thread, by phase (waiting, applying, committing)."
+    );
+    describe_counter!(
         STORE_PURGED,
         Unit::Count,
         "Messages removed by the retention purge."
@@ -483,6 +493,11 @@ pub fn describe() {
 pub fn record_store_writer(stats: &crate::store::WriterStats) {
     counter!(STORE_COMMITS).absolute(stats.commits());
     counter!(STORE_OPS).absolute(stats.ops());
+    for phase in crate::store::WriterPhase::ALL {
+        // Whole microseconds: a counter holds integers, and the rate is what is read.
+        let micros = u64::try_from(stats.time_in(phase).as_micros()).unwrap_or(u64::MAX);
+        counter!(STORE_WRITER_MICROS, "phase" => phase.as_str()).absolute(micros);
+    }
 }
 
 /// Sets the store gauges from `depths`: every lane of every channel in `channels` (config),

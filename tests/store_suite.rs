@@ -712,6 +712,43 @@ pub fn concurrent_producers_group_commit<B: Backend>(dir: &Path, open: fn(&Path)
     assert_eq!(leased.len(), 2_000);
 }
 
+/// The writer's wall time by phase: every commit applied ops and committed, it waited for
+/// work between commits, and the phases never add up to more than the time it ran.
+pub fn writer_time_is_split_by_phase<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    use sluice::store::WriterPhase;
+    let opened = std::time::Instant::now();
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    let zero = WriterPhase::ALL.map(|p| store.stats().time_in(p));
+    assert_eq!(
+        zero,
+        [std::time::Duration::ZERO; 3],
+        "nothing before the first commit"
+    );
+    for _ in 0..3 {
+        let batch = (0..100)
+            .map(|_| msg(&store, "acme", 1_000, 1_000))
+            .collect();
+        insert_all(&store, batch);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let ran = opened.elapsed();
+    let [waiting, applying, committing] = WriterPhase::ALL.map(|p| store.stats().time_in(p));
+    assert!(
+        applying > std::time::Duration::ZERO,
+        "applying {applying:?}"
+    );
+    assert!(
+        committing > std::time::Duration::ZERO,
+        "committing {committing:?}"
+    );
+    // Two pauses of 20 ms between the three commits are counted as waiting.
+    assert!(
+        waiting >= std::time::Duration::from_millis(40),
+        "waiting {waiting:?}"
+    );
+    assert!(waiting + applying + committing <= ran, "{ran:?} ran");
+}
+
 pub fn invalid_names_are_refused<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     let bad = msg(&store, "ac\0me", 1_000, 1_000);
@@ -947,6 +984,10 @@ macro_rules! suite {
             #[test]
             fn concurrent_producers_group_commit() {
                 run(super::concurrent_producers_group_commit);
+            }
+            #[test]
+            fn writer_time_is_split_by_phase() {
+                run(super::writer_time_is_split_by_phase);
             }
             #[test]
             fn invalid_names_are_refused() {

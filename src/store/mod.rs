@@ -104,7 +104,7 @@ pub use redb_backend::RedbBackend;
 #[cfg(feature = "sled")]
 pub use sled_backend::SledBackend;
 pub use stop::{PauseTarget, StopCounts, StopFilter, StopRecord};
-pub use writer::{WriterConfig, WriterStats};
+pub use writer::{WriterConfig, WriterPhase, WriterStats};
 
 /// Result of leasing: messages now in flight, and those that expired instead.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

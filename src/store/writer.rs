@@ -109,6 +109,37 @@ pub struct WriterStats {
     ops: AtomicU64,
     requests: AtomicU64,
     kv: KvCounts,
+    /// Nanoseconds of the writer thread's wall time, by [`WriterPhase`].
+    nanos: [AtomicU64; 3],
+}
+
+/// Where the writer thread's wall time goes. The writer is one thread: when `waiting` is
+/// near zero it is saturated, and every store round trip (leases, submit responses,
+/// receipts, ingress) queues behind it; `applying` against `committing` then says whether
+/// fewer keys per message or fewer commits (larger groups, fewer fsyncs) would help more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriterPhase {
+    /// Waiting for requests, and gathering a group (its spacing included).
+    Waiting = 0,
+    /// Applying the group's ops inside the transaction.
+    Applying = 1,
+    /// Committing: page writes, fsync (two with quick repair), answering the producers.
+    Committing = 2,
+}
+
+impl WriterPhase {
+    /// Every phase, in label order.
+    pub const ALL: [Self; 3] = [Self::Waiting, Self::Applying, Self::Committing];
+
+    /// The metric label.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Applying => "applying",
+            Self::Committing => "committing",
+        }
+    }
 }
 
 impl WriterStats {
@@ -127,6 +158,14 @@ impl WriterStats {
     /// Engine calls made by commits (only with `WriterConfig::count_kv_ops`).
     pub fn kv(&self) -> &KvCounts {
         &self.kv
+    }
+    /// Wall time the writer thread spent in `phase` so far.
+    pub fn time_in(&self, phase: WriterPhase) -> Duration {
+        Duration::from_nanos(self.nanos[phase as usize].load(Ordering::Relaxed))
+    }
+    fn add_time(&self, phase: WriterPhase, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos[phase as usize].fetch_add(nanos, Ordering::Relaxed);
     }
 }
 
@@ -150,6 +189,7 @@ pub(crate) fn run<B: Backend>(
     let mut spacing = Spacing::new(cfg.min_spacing, cfg.max_spacing);
     let mut last_record = Instant::now();
     let mut last_start: Option<Instant> = None;
+    let mut idle_since = Instant::now();
     while let Ok(first) = rx.recv() {
         let mut n = first.ops.len();
         let mut group = vec![first];
@@ -173,11 +213,20 @@ pub(crate) fn run<B: Backend>(
             n += next.ops.len();
             group.push(next);
         }
-        last_start = Some(Instant::now());
+        let start = Instant::now();
+        last_start = Some(start);
+        stats.add_time(WriterPhase::Waiting, start - idle_since);
         ctx.busy.set(Duration::ZERO);
         commit_group(backend, group, stats, board, ctx);
         let now = Instant::now();
-        spacing.record(ctx.busy.get(), now - last_record);
+        let applying = ctx.busy.get();
+        stats.add_time(WriterPhase::Applying, applying);
+        stats.add_time(
+            WriterPhase::Committing,
+            (now - start).saturating_sub(applying),
+        );
+        idle_since = now;
+        spacing.record(applying, now - last_record);
         last_record = now;
     }
 }
