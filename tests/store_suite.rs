@@ -437,6 +437,79 @@ pub fn receipt_before_submit_response<B: Backend>(dir: &Path, open: fn(&Path) ->
     assert_eq!(store.get(id).unwrap().unwrap().receipts.len(), 1);
 }
 
+/// A center that gives a new message an id an older, final message had (a restarted
+/// center's counter: the embedded simulator after `serve` restarts) and sends its receipt
+/// before the submit response: the receipt reaches the new message, not the old one.
+pub fn receipt_for_a_reused_center_id_before_its_submit_response<B: Backend>(
+    dir: &Path,
+    open: fn(&Path) -> B,
+) {
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    let old = insert_all(&store, vec![msg(&store, "acme", 1_000, 1_000)])[0];
+    lease(&store, 1_000, 10, 60_000);
+    one(&store, submitted(old, 1, 1, "1", 1_100));
+    assert!(matches!(
+        one(&store, dlr("1", PartState::Undeliverable, "UNDELIV", 1_200)),
+        OpResult::ReceiptApplied {
+            state: MessageState::Undeliverable,
+            ..
+        }
+    ));
+    let new = insert_all(&store, vec![msg(&store, "acme", 5_000, 5_000)])[0];
+    lease(&store, 5_000, 10, 60_000);
+    // The index still names the old, final message: the receipt is a repeat for it as far
+    // as anyone can tell yet.
+    assert_eq!(
+        one(&store, dlr("1", PartState::Delivered, "DELIVRD", 5_050)),
+        OpResult::Stale(MessageState::Undeliverable)
+    );
+    assert_eq!(
+        one(&store, submitted(new, 1, 1, "1", 5_100)),
+        OpResult::ReceiptApplied {
+            state: MessageState::Delivered,
+            ended_in_ms: Some(0)
+        }
+    );
+    assert_eq!(
+        store.get(old).unwrap().unwrap().state,
+        MessageState::Undeliverable,
+        "the old message keeps its own fate"
+    );
+    let events = outbox_events(&store, "acme");
+    assert_eq!(events.len(), 2, "one receipt event per message");
+    assert_eq!(events[1].1.id, new.to_string());
+    assert_eq!(events[1].1.stat, "DELIVRD");
+}
+
+/// A receipt held longer than a receipt can overtake its submit response belongs to an
+/// older message that had the id: a newer message's submit response drops it.
+pub fn an_old_held_receipt_is_not_given_to_a_new_message<B: Backend>(
+    dir: &Path,
+    open: fn(&Path) -> B,
+) {
+    let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+    assert_eq!(
+        one(&store, dlr("7", PartState::Delivered, "DELIVRD", 1_000)),
+        OpResult::ReceiptHeld
+    );
+    let late = 1_000 + sluice::store::EARLY_RECEIPT_FOR_MS + 1;
+    let id = insert_all(&store, vec![msg(&store, "acme", late, late)])[0];
+    lease(&store, late, 10, 60_000);
+    assert_eq!(
+        one(&store, submitted(id, 1, 1, "7", late + 10)),
+        OpResult::Updated(MessageState::Sent)
+    );
+    assert!(outbox_events(&store, "acme").is_empty());
+    // Its own receipt still finds it, and the dropped one is gone for good.
+    assert!(matches!(
+        one(&store, dlr("7", PartState::Delivered, "DELIVRD", late + 20)),
+        OpResult::ReceiptApplied {
+            state: MessageState::Delivered,
+            ..
+        }
+    ));
+}
+
 pub fn expiry_and_finish<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     let mut m = msg(&store, "acme", 1_000, 1_000);
@@ -964,6 +1037,14 @@ macro_rules! suite {
             #[test]
             fn receipt_before_submit_response() {
                 run(super::receipt_before_submit_response);
+            }
+            #[test]
+            fn receipt_for_a_reused_center_id_before_its_submit_response() {
+                run(super::receipt_for_a_reused_center_id_before_its_submit_response);
+            }
+            #[test]
+            fn an_old_held_receipt_is_not_given_to_a_new_message() {
+                run(super::an_old_held_receipt_is_not_given_to_a_new_message);
             }
             #[test]
             fn expiry_and_finish() {

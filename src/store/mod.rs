@@ -99,7 +99,7 @@ pub use model::{
     EncodingHint, Lane, Message, MessageKind, MessageState, MoEvent, OutboxEntry, Part, PartState,
     Payload, Receipt, ReceiptEvent,
 };
-pub use ops::{Op, OpResult};
+pub use ops::{EARLY_RECEIPT_FOR_MS, Op, OpResult};
 pub use redb_backend::RedbBackend;
 #[cfg(feature = "sled")]
 pub use sled_backend::SledBackend;

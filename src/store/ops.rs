@@ -671,6 +671,12 @@ struct EarlyReceipt {
     at_ms: u64,
 }
 
+/// Longest a held receipt may wait for the submit response it belongs to. A receipt
+/// overtakes its submit response by milliseconds; one held longer than this (two minutes,
+/// as the receipt layer's default `hold_for`) was a repeat for an older message with the
+/// same center id, and applying it to a newer one would give that message another's fate.
+pub const EARLY_RECEIPT_FOR_MS: u64 = 120_000;
+
 fn submitted(
     kv: &mut dyn Kv,
     id: MessageId,
@@ -708,14 +714,20 @@ fn submitted(
         let r: EarlyReceipt = decode(&early_key, &v[8..])?;
         kv.delete(&early_key)?;
         kv.delete(&keys::early_age(arrived, &early_key))?;
-        m.parts[idx].state = r.part_state;
-        m.receipts.push(Receipt {
-            part,
-            stat: r.stat.clone(),
-            err: r.err.clone(),
-            at_ms: r.at_ms,
-        });
-        deciding = Some((r.stat, r.err));
+        if now_ms.saturating_sub(arrived) > EARLY_RECEIPT_FOR_MS {
+            // Held too long before this submit to be its receipt: a repeated receipt of an
+            // older message that had this center id (see `receipt`). Dropped, not applied.
+            tracing::debug!(%id, center_id, held_ms = now_ms.saturating_sub(arrived), "Held receipt too old for this submit; dropped.");
+        } else {
+            m.parts[idx].state = r.part_state;
+            m.receipts.push(Receipt {
+                part,
+                stat: r.stat.clone(),
+                err: r.err.clone(),
+                at_ms: r.at_ms,
+            });
+            deciding = Some((r.stat, r.err));
+        }
     }
     if m.state.is_final() {
         // A late or repeated submit response: the index entry above is all that matters.
@@ -861,21 +873,7 @@ fn receipt(
 ) -> Result<OpResult, StoreError> {
     let ckey = keys::center(channel, center_id);
     let Some(v) = kv.get(&ckey)? else {
-        let early_key = keys::early(channel, center_id);
-        let mut value = now_ms.to_be_bytes().to_vec();
-        value.extend_from_slice(&encode(&EarlyReceipt {
-            part_state,
-            stat: stat.to_owned(),
-            err: err.to_owned(),
-            at_ms: now_ms,
-        })?);
-        if let Some(old) = kv.get(&early_key)?
-            && let Some(arrived) = keys::be_u64(&old, 0)
-        {
-            kv.delete(&keys::early_age(arrived, &early_key))?;
-        }
-        kv.put(&early_key, &value)?;
-        kv.put(&keys::early_age(now_ms, &early_key), &[])?;
+        hold_early(kv, channel, center_id, part_state, stat, err, now_ms)?;
         return Ok(OpResult::ReceiptHeld);
     };
     let (Some(id), Some(part)) = (keys::be_u64(&v, 0), keys::be_u16(&v, 8)) else {
@@ -885,6 +883,13 @@ fn receipt(
         return Ok(OpResult::NotFound);
     };
     if m.state.is_final() {
+        // A repeated receipt of a final message — or the receipt of a newer message the
+        // center gave the same id (a center that restarted its counter, like the embedded
+        // simulator after a restart), arriving before that message's submit response moved
+        // the index to it. Kept as held too: the newer message's `Submitted` applies it if
+        // it comes within `EARLY_RECEIPT_FOR_MS`; a repeat nobody claims is purged with the
+        // other old held receipts. The answer stays `Stale`: nothing waits for it.
+        hold_early(kv, channel, center_id, part_state, stat, err, now_ms)?;
         return Ok(OpResult::Stale(m.state));
     }
     let idx = usize::from(part.max(1) - 1);
@@ -902,6 +907,35 @@ fn receipt(
         ended_in_ms: settle_parts(kv, &mut m, stat, err, now_ms)?,
         state: m.state,
     })
+}
+
+/// Keeps a receipt no live message has claimed under (channel, center id), replacing one
+/// held there before, until a submit response with that id applies it (`submitted`) or
+/// purge removes it.
+fn hold_early(
+    kv: &mut dyn Kv,
+    channel: &str,
+    center_id: &str,
+    part_state: PartState,
+    stat: &str,
+    err: &str,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let early_key = keys::early(channel, center_id);
+    let mut value = now_ms.to_be_bytes().to_vec();
+    value.extend_from_slice(&encode(&EarlyReceipt {
+        part_state,
+        stat: stat.to_owned(),
+        err: err.to_owned(),
+        at_ms: now_ms,
+    })?);
+    if let Some(old) = kv.get(&early_key)?
+        && let Some(arrived) = keys::be_u64(&old, 0)
+    {
+        kv.delete(&keys::early_age(arrived, &early_key))?;
+    }
+    kv.put(&early_key, &value)?;
+    kv.put(&keys::early_age(now_ms, &early_key), &[])
 }
 
 fn outbox_ack(kv: &mut dyn Kv, account: &str, through: u64) -> Result<OpResult, StoreError> {
