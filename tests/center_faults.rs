@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use channel_common::{Rig, WAIT, config, text};
-use e2e_support::{Hook, config_text, post, start_hook};
+use e2e_support::{Hook, accepted_ids, config_text, post, start_hook};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
 use sluice::channel::backoff::Backoff;
@@ -606,12 +606,7 @@ impl Gateway {
     async fn send(&self, messages: Vec<Value>) -> Vec<String> {
         let (status, body) = post(&self.client, &self.base, &json!({ "messages": messages })).await;
         assert_eq!(status, 202, "{body}");
-        body["results"]
-            .as_array()
-            .expect("results")
-            .iter()
-            .map(|r| r["id"].as_str().expect("id").to_owned())
-            .collect()
+        accepted_ids(&body)
     }
 
     /// Webhook receipts so far: (id, state) in arrival order.

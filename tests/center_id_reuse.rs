@@ -9,7 +9,7 @@ mod e2e_support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use e2e_support::{Hook, config_text, post, sim_listener, start_hook, start_sim};
+use e2e_support::{Hook, accepted_ids, config_text, post, sim_listener, start_hook, start_sim};
 use serde_json::json;
 use sluice::config::Config;
 use sluice::serve::{ServeOptions, start};
@@ -45,20 +45,8 @@ async fn send_through_fresh_center(
         .collect();
     let (status, body) = post(&client, &base, &json!({ "messages": messages })).await;
     assert_eq!(status, 202, "{body}");
-    let ids: HashSet<String> = body["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| r["id"].as_str().expect("id").to_owned())
-        .collect();
-    let received = || {
-        hook.receipts
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|r| r["id"].as_str().map(str::to_owned))
-            .collect::<HashSet<_>>()
-    };
+    let ids: HashSet<String> = accepted_ids(&body);
+    let received = || hook.receipt_ids();
     let done =
         e2e_support::wait_until(Duration::from_secs(20), || ids.is_subset(&received())).await;
     let tally = sim.tally();

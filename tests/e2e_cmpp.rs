@@ -7,7 +7,7 @@ mod e2e_support;
 
 use std::time::Duration;
 
-use e2e_support::{Hook, KEY, init_tracing, post, start_hook, start_sim, wait_until};
+use e2e_support::{Hook, KEY, accepted_ids, init_tracing, post, start_hook, start_sim, wait_until};
 use serde_json::{Value, json};
 use sluice::config::Config;
 use sluice::serve::{Gateway, ServeOptions, start};
@@ -144,12 +144,7 @@ impl Rig {
 }
 
 fn ids(body: &Value) -> Vec<String> {
-    body["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| r["id"].as_str().expect("id").to_owned())
-        .collect()
+    accepted_ids(body)
 }
 
 /// Short ASCII, long Chinese (UCS-2 / GBK in parts) and a GBK-hinted message all reach the

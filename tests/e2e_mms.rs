@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use e2e_support::{
-    Hook, KEY, Server, free_port, init_tracing, post, start_hook, start_sim, wait_healthy,
-    wait_until,
+    Hook, KEY, Server, accepted_ids, free_port, init_tracing, post, start_hook, start_sim,
+    wait_healthy, wait_until,
 };
 use serde_json::{Value, json};
 use sluice::config::Config;
@@ -201,12 +201,7 @@ async fn get_status(client: &reqwest::Client, base: &str, id: &str) -> Value {
 }
 
 fn ids(body: &Value) -> Vec<String> {
-    body["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| r["id"].as_str().expect("id").to_owned())
-        .collect()
+    accepted_ids(body)
 }
 
 /// An MMS with a PNG and a text reaches the MMSC (which counts its decoded content bytes),

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use e2e_support::{
-    Hook, KEY, config_text, init_tracing, post, sim_listener, start_hook, start_sim, wait_until,
+    Hook, KEY, accepted_ids, config_text, init_tracing, post, sim_listener, start_hook, start_sim,
+    wait_until,
 };
 use serde_json::{Value, json};
 use sluice::config::Config;
@@ -83,12 +84,7 @@ impl Rig {
 }
 
 fn ids(body: &Value) -> Vec<String> {
-    body["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| r["id"].as_str().expect("id").to_owned())
-        .collect()
+    accepted_ids(body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use e2e_support::{
-    Hook, KEY, config_text, init_tracing, post, sim_listener, start_hook, start_sim, wait_until,
+    Hook, KEY, accepted_ids, config_text, init_tracing, post, sim_listener, start_hook, start_sim,
+    wait_until,
 };
 use serde_json::{Value, json};
 use sluice::config::Config;
@@ -158,12 +159,7 @@ async fn si_and_sl_arrive_as_kannels_bytes() {
     let sl_msg = json!({"to": "13800000003", "sl": sl_json(&sl())});
     let (status, body) = post(&client, &base, &json!({"messages": [good, long, sl_msg]})).await;
     assert_eq!(status, 202, "{body}");
-    let ids: Vec<String> = body["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| r["id"].as_str().expect("id").to_owned())
-        .collect();
+    let ids: Vec<String> = accepted_ids(&body);
     assert_eq!(ids.len(), 3);
 
     let arrived = wait_until(WAIT, || {

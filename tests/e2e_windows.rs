@@ -14,7 +14,8 @@ mod e2e_support;
 use std::time::Duration;
 
 use e2e_support::{
-    Hook, KEY, config_text, init_tracing, post, sim_listener, start_hook, start_sim, wait_until,
+    Hook, KEY, accepted_ids, config_text, init_tracing, post, sim_listener, start_hook, start_sim,
+    wait_until,
 };
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -124,12 +125,7 @@ impl Rig {
     async fn send(&self, messages: Value) -> Vec<String> {
         let (status, body) = post(&self.client, &self.base, &json!({ "messages": messages })).await;
         assert_eq!(status, 202, "{body}");
-        body["results"]
-            .as_array()
-            .expect("results")
-            .iter()
-            .map(|r| r["id"].as_str().expect("id").to_owned())
-            .collect()
+        accepted_ids(&body)
     }
 
     fn receipts(&self) -> Vec<Value> {

@@ -10,7 +10,9 @@ mod e2e_support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use e2e_support::{Hook, KEY, config_text, metric_sum, post, sim_listener, start_hook, start_sim};
+use e2e_support::{
+    Hook, KEY, accepted_ids, config_text, metric_sum, post, sim_listener, start_hook, start_sim,
+};
 use serde_json::json;
 use sluice::config::Config;
 use sluice::receipt::ReceiptConfig;
@@ -58,20 +60,8 @@ async fn early_receipts_reach_the_webhook_without_any_sweep() {
         .collect();
     let (status, body) = post(&client, &base, &json!({ "messages": messages })).await;
     assert_eq!(status, 202, "{body}");
-    let ids: HashSet<String> = body["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| r["id"].as_str().expect("id").to_owned())
-        .collect();
-    let receipts = || {
-        hook.receipts
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|r| r["id"].as_str().map(str::to_owned))
-            .collect::<HashSet<_>>()
-    };
+    let ids: HashSet<String> = accepted_ids(&body);
+    let receipts = || hook.receipt_ids();
     // Far below the hour any timer would need; the simulator's lead is 200 ms.
     let done =
         e2e_support::wait_until(Duration::from_secs(30), || receipts().len() == ids.len()).await;

@@ -8,7 +8,9 @@ mod e2e_support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use e2e_support::{Hook, init_tracing, sim_listener, start_hook, start_sim, wait_until};
+use e2e_support::{
+    Hook, accepted_ids, init_tracing, sim_listener, start_hook, start_sim, wait_until,
+};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use sluice::clock::ManualClock;
@@ -176,12 +178,7 @@ impl Rig {
             )
             .await;
         assert_eq!(status, 202, "{body}");
-        body["results"]
-            .as_array()
-            .expect("results")
-            .iter()
-            .map(|r| r["id"].as_str().expect("id").to_owned())
-            .collect()
+        accepted_ids(&body)
     }
 
     fn clock_now(&self) -> Timestamp {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use e2e_support::{Hook, WEBHOOK_SECRET, call, init_tracing, start_hook, wait_until};
+use e2e_support::{Hook, WEBHOOK_SECRET, accepted_ids, call, init_tracing, start_hook, wait_until};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sluice::config::{Config, hash_api_key};
@@ -148,12 +148,7 @@ async fn next(esme: &mut Esme) -> Option<Command> {
 }
 
 fn ids(body: &Value) -> Vec<String> {
-    body["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| r["id"].as_str().expect("id").to_owned())
-        .collect()
+    accepted_ids(body)
 }
 
 fn ids_in(hook: &[Value]) -> Vec<String> {

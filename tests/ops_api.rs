@@ -11,7 +11,7 @@ mod e2e_support;
 
 use std::time::Duration;
 
-use e2e_support::{init_tracing, sim_listener, start_sim, wait_until};
+use e2e_support::{accepted_ids, init_tracing, sim_listener, start_sim, wait_until};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use sluice::config::Config;
@@ -123,12 +123,7 @@ impl Rig {
             )
             .await;
         assert_eq!(status, 202, "{body}");
-        body["results"]
-            .as_array()
-            .expect("results")
-            .iter()
-            .map(|r| r["id"].as_str().expect("id").to_owned())
-            .collect()
+        accepted_ids(&body)
     }
 
     /// The channel view's entry for `sim`.

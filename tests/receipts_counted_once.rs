@@ -9,7 +9,9 @@ mod e2e_support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use e2e_support::{Hook, KEY, config_text, metric_sum, post, sim_listener, start_hook, start_sim};
+use e2e_support::{
+    Hook, KEY, accepted_ids, config_text, metric_sum, post, sim_listener, start_hook, start_sim,
+};
 use serde_json::json;
 use sluice::config::Config;
 use sluice::serve::{ServeOptions, start};
@@ -53,12 +55,7 @@ async fn each_message_final_state_is_counted_once() {
     let base = format!("http://{}", gw.http_addr());
     let (status, body) = post(&client, &base, &json!({ "messages": messages })).await;
     assert_eq!(status, 202, "{body}");
-    let ids: HashSet<String> = body["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| r["id"].as_str().expect("id").to_owned())
-        .collect();
+    let ids: HashSet<String> = accepted_ids(&body);
     assert_eq!(ids.len(), long + short);
     // Restart while parts, responses and held receipts are in flight.
     while sim.tally().parts_accepted < 100 {
@@ -70,14 +67,7 @@ async fn each_message_final_state_is_counted_once() {
         .expect("gateway restarts");
     let base = format!("http://{}", gw.http_addr());
 
-    let receipts = || {
-        hook.receipts
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|r| r["id"].as_str().map(str::to_owned))
-            .collect::<HashSet<_>>()
-    };
+    let receipts = || hook.receipt_ids();
     let done =
         e2e_support::wait_until(Duration::from_secs(60), || receipts().len() == ids.len()).await;
     let tally = sim.tally();

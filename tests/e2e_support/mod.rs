@@ -108,6 +108,29 @@ pub struct Hook {
     pub attempts: Arc<Mutex<usize>>,
 }
 
+impl Hook {
+    /// The message ids of the receipts received so far (each once).
+    pub fn receipt_ids(&self) -> std::collections::HashSet<String> {
+        self.receipts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["id"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+/// The message ids of an accepted batch's answer (`results[].id`), in order (`Vec`) or as a
+/// set.
+pub fn accepted_ids<C: FromIterator<String>>(body: &Value) -> C {
+    body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
 async fn on_receipt(
     State(h): State<Hook>,
     headers: axum::http::HeaderMap,
