@@ -17,6 +17,8 @@ use sluice::store::{
 
 const CHILD_ENV: &str = "SLUICE_CRASH_CHILD_DIR";
 const BACKEND_ENV: &str = "SLUICE_CRASH_BACKEND";
+/// Set (to anything) when the store runs with its redo log.
+const LOG_ENV: &str = "SLUICE_CRASH_LOG";
 const NOW: u64 = 1_000_000;
 const ACKS_BEFORE_CRASH: usize = 2_000;
 
@@ -28,18 +30,41 @@ fn kind(name: &str) -> BackendKind {
     }
 }
 
+/// The store under `dir` on `backend`, with the redo log under `dir/log` when `logged`:
+/// then a commit is durable once logged, and the engine's own commits are not (checkpoints
+/// aside), so the reopen must replay the log to find what was acknowledged.
+fn open(backend: &str, dir: &Path, now: u64, logged: bool) -> Store<AnyBackend> {
+    let engine = AnyBackend::open(kind(backend), dir).unwrap();
+    if logged {
+        Store::open_logged(
+            engine,
+            WriterConfig::default(),
+            now,
+            &dir.join("content"),
+            &dir.join("log"),
+        )
+        .unwrap()
+    } else {
+        let cfg = WriterConfig {
+            redo_log: false,
+            ..WriterConfig::default()
+        };
+        Store::open(engine, cfg, now).unwrap()
+    }
+}
+
 /// Child side; a no-op when run as a normal test.
 #[test]
 fn crash_child() {
     let (Ok(dir), Ok(backend)) = (std::env::var(CHILD_ENV), std::env::var(BACKEND_ENV)) else {
         return;
     };
-    let store = Store::open(
-        AnyBackend::open(kind(&backend), Path::new(&dir)).unwrap(),
-        WriterConfig::default(),
+    let store = open(
+        &backend,
+        Path::new(&dir),
         NOW,
-    )
-    .unwrap();
+        std::env::var(LOG_ENV).is_ok(),
+    );
     let out = Mutex::new(std::io::stdout());
     let acked = AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -95,15 +120,18 @@ fn crash_child() {
     });
 }
 
-fn crash_and_recover(backend: &str) {
+fn crash_and_recover(backend: &str, logged: bool) {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    let output = Command::new(exe)
+    let mut child = Command::new(exe);
+    child
         .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir.path())
-        .env(BACKEND_ENV, backend)
-        .output()
-        .unwrap();
+        .env(BACKEND_ENV, backend);
+    if logged {
+        child.env(LOG_ENV, "1");
+    }
+    let output = child.output().unwrap();
     assert!(!output.status.success(), "child must have aborted");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let mut acked = HashSet::new();
@@ -125,12 +153,7 @@ fn crash_and_recover(backend: &str) {
     // Reopen before the leases expire: the dead process's leases are recovered at once (the
     // file lock makes the new process the only owner), so nothing waits for lease expiry.
     {
-        let store = Store::open(
-            AnyBackend::open(kind(backend), dir.path()).unwrap(),
-            WriterConfig::default(),
-            NOW,
-        )
-        .unwrap();
+        let store = open(backend, dir.path(), NOW, logged);
         for id in &acked {
             assert!(store.get(*id).unwrap().is_some(), "acknowledged {id} lost");
         }
@@ -148,12 +171,7 @@ fn crash_and_recover(backend: &str) {
         assert_eq!(counted.in_flight("smsc1"), 0);
     }
     // Reopen after expiry: every stored message is leasable again, exactly once.
-    let store = Store::open(
-        AnyBackend::open(kind(backend), dir.path()).unwrap(),
-        WriterConfig::default(),
-        NOW + 10_000,
-    )
-    .unwrap();
+    let store = open(backend, dir.path(), NOW + 10_000, logged);
     let all = futures::executor::block_on(store.lease(
         "smsc1",
         Lane::Notification,
@@ -177,19 +195,30 @@ fn crash_and_recover(backend: &str) {
 
 #[test]
 fn redb_kill_loses_no_acknowledged_message() {
-    crash_and_recover("redb");
+    crash_and_recover("redb", false);
+}
+
+#[test]
+fn redb_with_redo_log_kill_loses_no_acknowledged_message() {
+    crash_and_recover("redb", true);
 }
 
 #[cfg(feature = "sled")]
 #[test]
 fn sled_kill_loses_no_acknowledged_message() {
-    crash_and_recover("sled");
+    crash_and_recover("sled", false);
 }
 
 #[cfg(feature = "fjall")]
 #[test]
 fn fjall_kill_loses_no_acknowledged_message() {
-    crash_and_recover("fjall");
+    crash_and_recover("fjall", false);
+}
+
+#[cfg(feature = "fjall")]
+#[test]
+fn fjall_with_redo_log_kill_loses_no_acknowledged_message() {
+    crash_and_recover("fjall", true);
 }
 
 #[test]

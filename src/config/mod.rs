@@ -272,6 +272,10 @@ pub struct StorageConfig {
     pub stop_tags: Vec<String>,
     /// Write the destination index operators' lookup by number reads (a write per message).
     pub index_by_number: bool,
+    /// Make commits durable in the redo log under `path/log` (one fsync of an append, while
+    /// the writer goes on) rather than in the engine's own commit; the engine checkpoints
+    /// once a second (`WriterConfig::redo_log`).
+    pub redo_log: bool,
     /// This gateway's node number (0–255), in every message id it makes; only gateways that
     /// share one clustered store need distinct numbers (`WriterConfig::node`).
     pub node: u8,
@@ -291,6 +295,7 @@ impl Default for StorageConfig {
             retention_hours: 72,
             stop_tags: vec!["task".to_owned()],
             index_by_number: w.index_by_number,
+            redo_log: w.redo_log,
             node: w.node,
         }
     }
@@ -306,6 +311,7 @@ impl StorageConfig {
             min_spacing: Duration::from_millis(self.commit_min_spacing_ms),
             max_spacing: Duration::from_millis(self.commit_max_spacing_ms),
             index_by_number: self.index_by_number,
+            redo_log: self.redo_log,
             node: self.node,
             ..WriterConfig::default()
         }

@@ -95,7 +95,7 @@ impl std::fmt::Display for DecodeError {
 
 // ---- enum codes (part of the on-disk format) ----
 
-const fn state_code(s: MessageState) -> u8 {
+pub(crate) const fn state_code(s: MessageState) -> u8 {
     match s {
         MessageState::Queued => 0,
         MessageState::Scheduled => 1,
@@ -110,7 +110,7 @@ const fn state_code(s: MessageState) -> u8 {
     }
 }
 
-fn state_from(c: u8) -> Result<MessageState, DecodeError> {
+pub(crate) fn state_from(c: u8) -> Result<MessageState, DecodeError> {
     Ok(match c {
         0 => MessageState::Queued,
         1 => MessageState::Scheduled,
@@ -183,7 +183,7 @@ fn kind_from(c: u8) -> Result<MessageKind, DecodeError> {
     })
 }
 
-fn lane_from(c: u8) -> Result<Lane, DecodeError> {
+pub(crate) fn lane_from(c: u8) -> Result<Lane, DecodeError> {
     Lane::ALL
         .into_iter()
         .find(|l| l.as_byte() == c)

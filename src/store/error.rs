@@ -50,6 +50,24 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The same failure again, for the next producer of a group that failed as one (errors
+    /// are not `Clone`: an `io::Error` is not).
+    pub(crate) fn again(&self) -> Self {
+        match self {
+            Self::NoSpace(s) => Self::NoSpace(s.clone()),
+            Self::Io(s) => Self::Io(s.clone()),
+            Self::Encode(s) => Self::Encode(s.clone()),
+            Self::Backend(s) => Self::Backend(s.clone()),
+            Self::Corrupt { key, reason } => Self::Corrupt {
+                key: key.clone(),
+                reason: reason.clone(),
+            },
+            Self::Closed => Self::Closed,
+            other if other.is_no_space() => Self::NoSpace(other.to_string()),
+            other => Self::Io(other.to_string()),
+        }
+    }
+
     /// Wraps any engine error.
     pub fn backend(e: impl std::fmt::Display) -> Self {
         Self::Backend(e.to_string())

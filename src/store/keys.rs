@@ -30,6 +30,7 @@
 //! | 0x1A content references | digest (32 bytes) | u64: messages whose record references the content (`content.rs`) |
 //! | 0x1B content released | digest (32 bytes) | empty: the count reached 0, the file may go |
 //! | 0x1C destination index | to, 0, id | empty (every message until purged; operators' lookup by number) |
+//! | 0x1D redo log position | (empty) | u64 BE: the last log group this state holds (`wal.rs`) |
 //!
 //! The two outboxes (receipts 0x05/0x06, MO 0x10/0x11) share one layout; [`Outbox`] names
 //! which one a key function builds.
@@ -111,6 +112,9 @@ pub(crate) fn content(tag: u8, digest: &[u8; 32]) -> [u8; 33] {
 /// Destination index: one empty entry per stored message (destination, id), written with
 /// the message and removed at purge, so operators can look a number's messages up.
 pub(crate) const BY_TO: u8 = 0x1C;
+/// The last redo-log group applied (`wal.rs`), written in the transaction of every logged
+/// group: after a crash, replay starts after the one the engine's last durable commit holds.
+pub(crate) const LOG_SEQ: u8 = 0x1D;
 
 /// Prefix of the destination index entries of `to`.
 pub(crate) fn by_to_prefix(to: &str) -> Vec<u8> {

@@ -72,6 +72,7 @@ mod seq_cache;
 mod sled_backend;
 mod spacing;
 mod stop;
+mod wal;
 mod writer;
 
 use std::sync::Arc;
@@ -84,6 +85,11 @@ use tokio::sync::{Semaphore, oneshot};
 /// How many times a lookup reads when its snapshot raced the start or end of a lease
 /// (`InFlightRead::load`); the last read is answered whatever it shows.
 const READS_AFTER_A_LEASE: u32 = 3;
+
+/// Groups the log thread may have written ahead of the writer: enough that the next group's
+/// fsync runs while the writer applies the last one, few enough that a slow writer makes the
+/// log thread gather larger groups instead of queueing small ones.
+const LOG_AHEAD: usize = 2;
 
 pub use any::{AnyBackend, BackendKind};
 pub use backend::{Backend, Kv, KvRead};
@@ -135,6 +141,8 @@ struct Inner<B: Backend> {
     /// State records of leased messages, kept in memory by the writer (`in_flight.rs`).
     in_flight: Arc<in_flight::InFlight>,
     thread: Option<JoinHandle<()>>,
+    /// The redo log's thread, when the log is on (`wal.rs`).
+    log_thread: Option<JoinHandle<()>>,
 }
 
 impl<B: Backend> Drop for Inner<B> {
@@ -142,12 +150,25 @@ impl<B: Backend> Drop for Inner<B> {
         // Closing the channel lets the writer finish queued requests and exit; joining means
         // the engine is released (file lock dropped) when the last handle goes.
         self.tx.take();
-        if let Some(t) = self.thread.take()
-            && t.join().is_err()
+        // The log thread goes first: its end closes the writer's queue.
+        for t in [self.log_thread.take(), self.thread.take()]
+            .into_iter()
+            .flatten()
         {
-            tracing::error!("store writer thread panicked");
+            if t.join().is_err() {
+                tracing::error!("store writer thread panicked");
+            }
         }
     }
+}
+
+/// Where the writer thread takes its groups from.
+enum WriterSource {
+    /// The producers' queue: the writer gathers groups itself (no redo log).
+    Producers(mpsc::Receiver<writer::Request>),
+    /// The log thread, which gathered and logged them: its queue, what both share, and the
+    /// last group the engine holds at start.
+    Log(mpsc::Receiver<writer::Logged>, Arc<writer::LogShared>, u64),
 }
 
 /// Handle to the store. Cheap to clone; the writer stops when the last clone is dropped.
@@ -178,7 +199,7 @@ impl<B: Backend> Store<B> {
     /// writer. `_now_ms` is kept for callers; recovery no longer depends on the time (it used
     /// to recover only leases expired by then).
     pub fn open(backend: B, cfg: WriterConfig, now_ms: u64) -> Result<Self, StoreError> {
-        Self::open_inner(backend, cfg, now_ms, None)
+        Self::open_inner(backend, cfg, now_ms, None, None)
     }
 
     /// [`open`](Self::open) with MMS content files under `content_dir`: files no committed
@@ -194,7 +215,26 @@ impl<B: Backend> Store<B> {
         content_dir: &std::path::Path,
     ) -> Result<Self, StoreError> {
         let content = Arc::new(ContentStore::open(content_dir)?);
-        Self::open_inner(backend, cfg, now_ms, Some(content))
+        Self::open_inner(backend, cfg, now_ms, Some(content), None)
+    }
+
+    /// [`open_with_content`](Self::open_with_content) with the redo log under `log_dir`
+    /// (`wal.rs`): groups it holds past the engine's last durable commit are applied first
+    /// (crash recovery, whatever `cfg.redo_log` says), and with `cfg.redo_log` every group is
+    /// made durable there instead of by its engine commit.
+    ///
+    /// # Errors
+    /// As [`open_with_content`](Self::open_with_content), and the log cannot be read (a gap
+    /// in its groups is [`StoreError::Corrupt`]) or written.
+    pub fn open_logged(
+        backend: B,
+        cfg: WriterConfig,
+        now_ms: u64,
+        content_dir: &std::path::Path,
+        log_dir: &std::path::Path,
+    ) -> Result<Self, StoreError> {
+        let content = Arc::new(ContentStore::open(content_dir)?);
+        Self::open_inner(backend, cfg, now_ms, Some(content), Some(log_dir))
     }
 
     fn open_inner(
@@ -202,8 +242,15 @@ impl<B: Backend> Store<B> {
         cfg: WriterConfig,
         _now_ms: u64,
         content: Option<Arc<ContentStore>>,
+        log_dir: Option<&std::path::Path>,
     ) -> Result<Self, StoreError> {
         let backend = Arc::new(backend);
+        // First of all, what the redo log acknowledged past the engine's last durable commit:
+        // the content sweep and lease recovery below must see it.
+        let logged = match log_dir {
+            Some(dir) => Some((dir, writer::replay_at_open(&*backend, dir, &cfg)?)),
+            None => None,
+        };
         if let Some(c) = &content {
             let n = backend.write(|kv| c.sweep_orphans(kv))?;
             if n > 0 {
@@ -229,18 +276,67 @@ impl<B: Backend> Store<B> {
         let index_by_number = cfg.index_by_number;
         let node = cfg.node;
         let in_flight = Arc::new(in_flight::InFlight::default());
-        let thread = {
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(|source| StoreError::Open {
+                    path: format!("{name} thread"),
+                    source,
+                })
+        };
+        let writer = {
             let backend = Arc::clone(&backend);
             let stats = Arc::clone(&stats);
             let depths = Arc::clone(&depths);
             let in_flight = Arc::clone(&in_flight);
-            std::thread::Builder::new()
-                .name("sluice-store-writer".into())
-                .spawn(move || writer::run(&*backend, &rx, cfg, &stats, &depths, &in_flight))
-                .map_err(|source| StoreError::Open {
-                    path: "writer thread".into(),
-                    source,
-                })?
+            move |source: WriterSource| {
+                move || match source {
+                    WriterSource::Log(from_log, shared, last) => writer::run_logged(
+                        &*backend, &from_log, cfg, &stats, &depths, &in_flight, &shared, last,
+                    ),
+                    WriterSource::Producers(rx) => {
+                        writer::run(&*backend, &rx, cfg, &stats, &depths, &in_flight);
+                    }
+                }
+            }
+        };
+        let (thread, log_thread) = match logged {
+            Some((dir, last)) if cfg.redo_log => {
+                let mut log = wal::LogWriter::open(dir, last + 1)?;
+                // Everything through `last` is in the engine durably now.
+                log.checkpointed(last, last + 1)?;
+                let shared = Arc::new(writer::LogShared::new(dir.to_owned(), &cfg, last));
+                let (to_writer, from_log) = mpsc::sync_channel(LOG_AHEAD);
+                let log_thread = {
+                    let shared = Arc::clone(&shared);
+                    let stats = Arc::clone(&stats);
+                    spawn(
+                        "sluice-store-log",
+                        Box::new(move || {
+                            writer::run_log(&rx, cfg, log, last, &shared, &to_writer, &stats);
+                        }),
+                    )?
+                };
+                let thread = spawn(
+                    "sluice-store-writer",
+                    Box::new(writer(WriterSource::Log(from_log, shared, last))),
+                )?;
+                (thread, Some(log_thread))
+            }
+            other => {
+                if let Some((dir, _)) = other {
+                    // The log is off: what it held is in the engine durably now.
+                    for (_, path) in wal::segments(dir)? {
+                        std::fs::remove_file(&path).map_err(StoreError::from_io)?;
+                    }
+                }
+                let source = WriterSource::Producers(rx);
+                (
+                    spawn("sluice-store-writer", Box::new(writer(source)))?,
+                    None,
+                )
+            }
         };
         let queue_ops = cfg.queue_ops.max(1);
         Ok(Self {
@@ -257,6 +353,7 @@ impl<B: Backend> Store<B> {
                 content,
                 index_by_number,
                 thread: Some(thread),
+                log_thread,
             }),
         })
     }
@@ -795,17 +892,18 @@ impl<B: Backend> Store<B> {
 }
 
 /// Opens the engine named by `kind` under `dir` and the store on it, with MMS content files
-/// under `dir/content`.
+/// under `dir/content` and the redo log under `dir/log`.
 pub fn open_store(
     kind: BackendKind,
     dir: &std::path::Path,
     cfg: WriterConfig,
     now_ms: u64,
 ) -> Result<Store<AnyBackend>, StoreError> {
-    Store::open_with_content(
+    Store::open_logged(
         AnyBackend::open(kind, dir)?,
         cfg,
         now_ms,
         &dir.join("content"),
+        &dir.join("log"),
     )
 }

@@ -38,8 +38,9 @@ use super::stop::{self, Guards, PauseTarget, StopFilter, StopRecord};
 /// Scan chunk for unbounded sweeps (outbox ack).
 const CHUNK: usize = 1024;
 
-/// One state change, sent to the writer.
-#[derive(Clone, Debug)]
+/// One state change, sent to the writer. Serializable: the redo log (`wal.rs`) keeps the
+/// rare ones in their JSON form.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Op {
     /// Store a new message in its ready queue (or as final, if its state is final).

@@ -22,20 +22,24 @@
 //!   commit is answered, so a caller sees its own changes in `Store::queue_depths`.
 
 use std::cell::Cell;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::backend::Backend;
+use super::backend::{Backend, KvRead};
 use super::counting::{CountingKv, KvCounts};
 use super::depth::{self, Board, DepthKv, Slot};
 use super::error::StoreError;
 use super::in_flight::{InFlight, InFlightKv, Pending};
+use super::keys;
 use super::ops::{self, Op, OpResult};
 use super::seq_cache::SeqCache;
 use super::spacing::Spacing;
+use super::wal::{self, LogWriter};
 
 /// Group-commit tuning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +76,11 @@ pub struct WriterConfig {
     /// Count the engine calls of every commit into [`WriterStats::kv`] (benches and tests:
     /// puts, deletes and gets per message). Off by default: the gateway does not pay for it.
     pub count_kv_ops: bool,
+    /// Make groups durable in the redo log (`wal.rs`, when the store is opened with one)
+    /// instead of in the engine's own commit, so the next group is applied while the last one
+    /// is fsync'd, and the engine's durable commit (two fsyncs with quick repair) runs once
+    /// a [`CHECKPOINT_EVERY`]. On by default; off: every commit is durable in the engine.
+    pub redo_log: bool,
     /// This gateway's node number, written into every message id it makes (`id.rs`), so
     /// gateways that will share a clustered store never make the same id. 0 for a single
     /// gateway, whose ids are then those of the layout without node bits.
@@ -88,6 +97,7 @@ impl Default for WriterConfig {
             max_spacing: Duration::from_millis(10),
             index_by_number: true,
             count_kv_ops: false,
+            redo_log: true,
             node: 0,
         }
     }
@@ -109,8 +119,10 @@ pub struct WriterStats {
     ops: AtomicU64,
     requests: AtomicU64,
     kv: KvCounts,
+    /// Durable engine commits made as checkpoints of the redo log.
+    checkpoints: AtomicU64,
     /// Nanoseconds of the writer thread's wall time, by [`WriterPhase`].
-    nanos: [AtomicU64; 3],
+    nanos: [AtomicU64; 4],
 }
 
 /// Where the writer thread's wall time goes. The writer is one thread: when `waiting` is
@@ -124,12 +136,22 @@ pub enum WriterPhase {
     /// Applying the group's ops inside the transaction.
     Applying = 1,
     /// Committing: page writes, fsync (two with quick repair), answering the producers.
+    /// With the redo log on, the engine commit makes nothing durable (no fsync): a
+    /// checkpoint's durable commit, once a second, is counted here too.
     Committing = 2,
+    /// The log thread writing and fsyncing groups to the redo log (`wal.rs`). It runs
+    /// beside the writer, so this overlaps the three phases above.
+    Logging = 3,
 }
 
 impl WriterPhase {
     /// Every phase, in label order.
-    pub const ALL: [Self; 3] = [Self::Waiting, Self::Applying, Self::Committing];
+    pub const ALL: [Self; 4] = [
+        Self::Waiting,
+        Self::Applying,
+        Self::Committing,
+        Self::Logging,
+    ];
 
     /// The metric label.
     #[must_use]
@@ -138,6 +160,7 @@ impl WriterPhase {
             Self::Waiting => "waiting",
             Self::Applying => "applying",
             Self::Committing => "committing",
+            Self::Logging => "logging",
         }
     }
 }
@@ -150,6 +173,10 @@ impl WriterStats {
     /// Ops applied.
     pub fn ops(&self) -> u64 {
         self.ops.load(Ordering::Relaxed)
+    }
+    /// Checkpoints made (durable engine commits that let the redo log's segments go).
+    pub fn checkpoints(&self) -> u64 {
+        self.checkpoints.load(Ordering::Relaxed)
     }
     /// Producer requests answered.
     pub fn requests(&self) -> u64 {
@@ -169,7 +196,43 @@ impl WriterStats {
     }
 }
 
-/// The writer loop; returns when every sender is gone and the queue is empty.
+/// Takes `first` and whatever else is queued into one group: up to `max_ops` ops, waiting
+/// until `max_wait` after now or `spacing` after the previous group's start, whichever is
+/// later.
+fn gather(
+    rx: &Receiver<Request>,
+    first: Request,
+    cfg: &WriterConfig,
+    spacing: Duration,
+    last_start: Option<Instant>,
+) -> Vec<Request> {
+    let mut n = first.ops.len();
+    let mut group = vec![first];
+    let now = Instant::now();
+    let deadline = (now + cfg.max_wait).max(last_start.map_or(now, |t| t + spacing));
+    while n < cfg.max_ops {
+        let next = match rx.try_recv() {
+            Ok(r) => r,
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                match rx.recv_timeout(deadline - now) {
+                    Ok(r) => r,
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        };
+        n += next.ops.len();
+        group.push(next);
+    }
+    group
+}
+
+/// The writer loop without the redo log: every group that needs it is durable in the
+/// engine's own commit. Returns when every sender is gone and the queue is empty.
 pub(crate) fn run<B: Backend>(
     backend: &B,
     rx: &Receiver<Request>,
@@ -185,34 +248,14 @@ pub(crate) fn run<B: Backend>(
         busy: &busy,
         in_flight,
         board,
+        logged: None,
     };
     let mut spacing = Spacing::new(cfg.min_spacing, cfg.max_spacing);
     let mut last_record = Instant::now();
     let mut last_start: Option<Instant> = None;
     let mut idle_since = Instant::now();
     while let Ok(first) = rx.recv() {
-        let mut n = first.ops.len();
-        let mut group = vec![first];
-        let now = Instant::now();
-        let deadline = (now + cfg.max_wait).max(last_start.map_or(now, |t| t + spacing.current()));
-        while n < cfg.max_ops {
-            let next = match rx.try_recv() {
-                Ok(r) => r,
-                Err(TryRecvError::Disconnected) => break,
-                Err(TryRecvError::Empty) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        break;
-                    }
-                    match rx.recv_timeout(deadline - now) {
-                        Ok(r) => r,
-                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-                    }
-                }
-            };
-            n += next.ops.len();
-            group.push(next);
-        }
+        let group = gather(rx, first, &cfg, spacing.current(), last_start);
         let start = Instant::now();
         last_start = Some(start);
         stats.add_time(WriterPhase::Waiting, start - idle_since);
@@ -228,6 +271,397 @@ pub(crate) fn run<B: Backend>(
         idle_since = now;
         spacing.record(applying, now - last_record);
         last_record = now;
+    }
+}
+
+/// Longest the engine goes without a durable commit while the redo log is on: what a
+/// restart after a crash replays at most (about a second of traffic), and how long log
+/// segments wait to be deleted.
+pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// A group the log thread wrote to the redo log, on its way to the writer.
+pub(crate) struct Logged {
+    /// Its sequence in the log.
+    pub(crate) seq: u64,
+    pub(crate) group: Vec<Request>,
+    /// Whether the log fsync'd it (a group of crash-harmless ops only is not waited for).
+    pub(crate) synced: bool,
+}
+
+/// What the log thread and the writer share.
+#[derive(Debug)]
+pub(crate) struct LogShared {
+    /// Where the segments are.
+    pub(crate) dir: std::path::PathBuf,
+    /// The last group the engine holds durably (the last checkpoint): older segments may go.
+    durable: AtomicU64,
+    /// Batches that failed when applied, for the log thread to record: (group, batch).
+    aborts: Mutex<Vec<(u64, usize)>>,
+    /// The gathering spacing: the writer records its busy time, the log thread gathers by it.
+    spacing: Mutex<Spacing>,
+}
+
+impl LogShared {
+    pub(crate) fn new(dir: std::path::PathBuf, cfg: &WriterConfig, durable: u64) -> Self {
+        Self {
+            dir,
+            durable: AtomicU64::new(durable),
+            aborts: Mutex::new(Vec::new()),
+            spacing: Mutex::new(Spacing::new(cfg.min_spacing, cfg.max_spacing)),
+        }
+    }
+
+    fn spacing(&self) -> std::sync::MutexGuard<'_, Spacing> {
+        self.spacing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn aborts(&self) -> std::sync::MutexGuard<'_, Vec<(u64, usize)>> {
+        self.aborts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The log thread: gathers groups as the writer would, appends each to the redo log (fsync'd
+/// unless it holds only crash-harmless ops), and hands it to the writer, which applies it
+/// while the next group is being written. A group the log refuses (a full disk) is answered
+/// with the error here and never applied. Returns when every producer is gone.
+pub(crate) fn run_log(
+    rx: &Receiver<Request>,
+    cfg: WriterConfig,
+    mut log: LogWriter,
+    mut seq: u64,
+    shared: &LogShared,
+    to_writer: &SyncSender<Logged>,
+    stats: &WriterStats,
+) {
+    let mut last_start: Option<Instant> = None;
+    let mut pruned = shared.durable.load(Ordering::Acquire);
+    let mut buf = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let spacing = shared.spacing().current();
+        let group = gather(rx, first, &cfg, spacing, last_start);
+        let start = Instant::now();
+        last_start = Some(start);
+        let sync = group.iter().flat_map(|r| &r.ops).any(ops::needs_fsync);
+        let aborts = std::mem::take(&mut *shared.aborts());
+        buf.clear();
+        let written = aborts
+            .iter()
+            .try_for_each(|&(s, b)| wal::abort_record(&mut buf, s, b))
+            .and_then(|()| {
+                wal::group_record(&mut buf, seq + 1, group.iter().map(|r| r.ops.as_slice()))
+            })
+            .and_then(|()| log.append(&buf, sync));
+        stats.add_time(WriterPhase::Logging, start.elapsed());
+        match written {
+            Ok(()) => {
+                seq += 1;
+                let logged = Logged {
+                    seq,
+                    group,
+                    synced: sync,
+                };
+                if to_writer.send(logged).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Nothing of it is in the log (the segment was cut back): the producers
+                // hear the error, the aborts go with the next group.
+                tracing::warn!(error = %e, requests = group.len(), "redo log write failed");
+                shared.aborts().splice(0..0, aborts);
+                stats
+                    .requests
+                    .fetch_add(group.len() as u64, Ordering::Relaxed);
+                for r in group {
+                    let _ = r.reply.send(Err(e.again()));
+                }
+            }
+        }
+        let durable = shared.durable.load(Ordering::Acquire);
+        if durable > pruned {
+            match log.checkpointed(durable, seq + 1) {
+                Ok(()) => pruned = durable,
+                Err(e) => tracing::warn!(error = %e, "redo log: cannot start a new segment"),
+            }
+        }
+    }
+}
+
+/// The last redo-log group the engine's state holds (0: none).
+pub(crate) fn logged_through(kv: &dyn KvRead) -> Result<u64, StoreError> {
+    let key = [keys::LOG_SEQ];
+    Ok(kv.get(&key)?.and_then(|v| keys::be_u64(&v, 0)).unwrap_or(0))
+}
+
+/// The writer loop with the redo log on: applies the groups the log thread wrote, in their
+/// order, each in one engine commit that waits for no disk; makes a durable checkpoint
+/// every [`CHECKPOINT_EVERY`] (and when idle); after an engine failure that reopened the
+/// engine, applies the log again from its last durable commit before going on.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_logged<B: Backend>(
+    backend: &B,
+    from_log: &Receiver<Logged>,
+    cfg: WriterConfig,
+    stats: &WriterStats,
+    board: &Board,
+    in_flight: &InFlight,
+    shared: &LogShared,
+    mut applied: u64,
+) {
+    let busy = Cell::new(Duration::ZERO);
+    let base = Ctx {
+        index_by_number: cfg.index_by_number,
+        counts: cfg.count_kv_ops.then_some(&stats.kv),
+        busy: &busy,
+        in_flight,
+        board,
+        logged: None,
+    };
+    let mut durable = applied;
+    let mut last_checkpoint = Instant::now();
+    let mut last_record = Instant::now();
+    let mut idle_since = Instant::now();
+    let mut restore = Restore {
+        reopens: backend.reopens(),
+        aborted: HashSet::new(),
+    };
+    loop {
+        let next = if applied > durable {
+            from_log.recv_timeout(CHECKPOINT_EVERY.saturating_sub(last_checkpoint.elapsed()))
+        } else {
+            from_log.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        };
+        match next {
+            Ok(Logged { seq, group, synced }) => {
+                let start = Instant::now();
+                stats.add_time(WriterPhase::Waiting, start - idle_since);
+                busy.set(Duration::ZERO);
+                let ctx = Ctx {
+                    logged: Some((seq, synced)),
+                    ..base
+                };
+                commit_logged(backend, seq, group, stats, ctx, shared, &mut restore);
+                applied = seq;
+                let now = Instant::now();
+                let applying = busy.get();
+                stats.add_time(WriterPhase::Applying, applying);
+                stats.add_time(
+                    WriterPhase::Committing,
+                    (now - start).saturating_sub(applying),
+                );
+                idle_since = now;
+                shared.spacing().record(applying, now - last_record);
+                last_record = now;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if applied > durable && last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            let start = Instant::now();
+            checkpoint(backend, applied, &mut durable, stats, shared, &mut restore);
+            last_checkpoint = Instant::now();
+            stats.add_time(WriterPhase::Committing, last_checkpoint - start);
+            idle_since += last_checkpoint - start;
+        }
+    }
+    if applied > durable {
+        checkpoint(backend, applied, &mut durable, stats, shared, &mut restore);
+    }
+}
+
+/// One durable engine commit, which holds every group applied so far.
+fn checkpoint<B: Backend>(
+    backend: &B,
+    applied: u64,
+    durable: &mut u64,
+    stats: &WriterStats,
+    shared: &LogShared,
+    restore: &mut Restore,
+) {
+    match backend.write(|_| Ok(())) {
+        Ok(()) => {
+            *durable = applied;
+            shared.durable.store(applied, Ordering::Release);
+            restore.aborted.retain(|&(seq, _)| seq > applied);
+            stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "store checkpoint failed; the redo log keeps the groups")
+        }
+    }
+}
+
+/// What bringing the engine back after a reopen needs.
+struct Restore {
+    /// The engine's reopen count when its state was last known complete.
+    reopens: u64,
+    /// Batches that failed, not yet written to the log by the log thread.
+    aborted: HashSet<(u64, usize)>,
+}
+
+/// If the engine was reopened since its state was last complete (an I/O error latched it:
+/// it went back to its last durable commit), applies the log again from there through group
+/// `through`, skipping the batches `skip` names as well as the failed ones.
+fn restore_if_reopened<B: Backend>(
+    backend: &B,
+    through: u64,
+    skip: &dyn Fn(u64, usize) -> bool,
+    ctx: Ctx<'_>,
+    shared: &LogShared,
+    restore: &mut Restore,
+) -> Result<(), StoreError> {
+    // A read reopens a latched engine first.
+    let after = backend.read(logged_through)?;
+    let reopens = backend.reopens();
+    if reopens == restore.reopens {
+        return Ok(());
+    }
+    let (groups, _) = wal::read(&shared.dir, after, Some(through), &restore.aborted)?;
+    tracing::warn!(
+        from = after,
+        through,
+        groups = groups.len(),
+        "store engine reopened: applying the redo log again"
+    );
+    replay(backend, groups, skip, ctx)?;
+    restore.reopens = reopens;
+    Ok(())
+}
+
+/// Applies groups read back from the log, each as the writer applied it the first time
+/// (one commit, or batch by batch where the group failed), answering no one. A batch that
+/// fails again is skipped, as it was then.
+fn replay<B: Backend>(
+    backend: &B,
+    groups: Vec<wal::LoggedGroup>,
+    skip: &dyn Fn(u64, usize) -> bool,
+    ctx: Ctx<'_>,
+) -> Result<(), StoreError> {
+    for g in groups {
+        let seq = g.seq;
+        let batches: Vec<Request> = g
+            .batches
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !skip(seq, *i))
+            .filter_map(|(_, ops)| {
+                ops.map(|ops| Request {
+                    ops,
+                    reply: oneshot::channel().0,
+                })
+            })
+            .collect();
+        let ctx = Ctx {
+            logged: Some((seq, true)),
+            ..ctx
+        };
+        if write_group(backend, &batches, ctx).is_ok() {
+            continue;
+        }
+        for req in &batches {
+            if let Err(e) = write_group(backend, std::slice::from_ref(req), ctx) {
+                if matches!(e, StoreError::Io(_) | StoreError::NoSpace(_)) {
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, group = seq, "a logged batch failed again; skipped");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replays what the log under `dir` holds past the engine's last durable commit, before the
+/// store starts (crash recovery), and makes it durable. Returns the last group in the log.
+/// In-flight records of leases replayed are dropped with this writer's memory, as a crash
+/// drops them: the store's open returns those messages to their queues.
+pub(crate) fn replay_at_open<B: Backend>(
+    backend: &B,
+    dir: &std::path::Path,
+    cfg: &WriterConfig,
+) -> Result<u64, StoreError> {
+    let after = backend.read(logged_through)?;
+    let (groups, last) = wal::read(dir, after, None, &HashSet::new())?;
+    if groups.is_empty() {
+        return Ok(last);
+    }
+    let n = groups.len();
+    let busy = Cell::new(Duration::ZERO);
+    let board = Board::new(depth::QueueDepths::default());
+    let in_flight = InFlight::default();
+    let ctx = Ctx {
+        index_by_number: cfg.index_by_number,
+        counts: None,
+        busy: &busy,
+        in_flight: &in_flight,
+        board: &board,
+        logged: None,
+    };
+    replay(backend, groups, &|_, _| false, ctx)?;
+    backend.write(|_| Ok(()))?;
+    tracing::info!(
+        groups = n,
+        from = after,
+        through = last,
+        "store: redo log replayed"
+    );
+    Ok(last)
+}
+
+/// Applies logged group `seq` in one relaxed engine commit and answers it; where that fails,
+/// batch by batch, each failed batch recorded as aborted so a replay skips it too.
+fn commit_logged<B: Backend>(
+    backend: &B,
+    seq: u64,
+    group: Vec<Request>,
+    stats: &WriterStats,
+    ctx: Ctx<'_>,
+    shared: &LogShared,
+    restore: &mut Restore,
+) {
+    let n_ops: usize = group.iter().map(|r| r.ops.len()).sum();
+    let none = |_: u64, _: usize| false;
+    let together = restore_if_reopened(backend, seq - 1, &none, ctx, shared, restore)
+        .and_then(|()| write_group(backend, &group, ctx));
+    match together {
+        Ok((results, depths)) => {
+            ctx.board.publish(depths);
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.ops.fetch_add(n_ops as u64, Ordering::Relaxed);
+            stats
+                .requests
+                .fetch_add(group.len() as u64, Ordering::Relaxed);
+            for (req, res) in group.into_iter().zip(results) {
+                let _ = req.reply.send(Ok(res));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, batches = group.len(), "group commit failed; retrying batches alone");
+            let mut done: Vec<usize> = Vec::new();
+            for (i, req) in group.into_iter().enumerate() {
+                // If the engine was reopened meanwhile, it is brought back to this group's
+                // start plus the batches of it already answered.
+                let skip = |s: u64, b: usize| s == seq && !done.contains(&b);
+                let res = restore_if_reopened(backend, seq, &skip, ctx, shared, restore)
+                    .and_then(|()| write_group(backend, std::slice::from_ref(&req), ctx))
+                    .map(|(mut r, depths)| {
+                        ctx.board.publish(depths);
+                        r.pop().unwrap_or_default()
+                    });
+                match &res {
+                    Ok(_) => {
+                        done.push(i);
+                        stats.commits.fetch_add(1, Ordering::Relaxed);
+                        stats.ops.fetch_add(req.ops.len() as u64, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        restore.aborted.insert((seq, i));
+                        shared.aborts().push((seq, i));
+                    }
+                }
+                stats.requests.fetch_add(1, Ordering::Relaxed);
+                let _ = req.reply.send(res);
+            }
+        }
     }
 }
 
@@ -257,6 +691,9 @@ struct Ctx<'a> {
     in_flight: &'a InFlight,
     /// The published queue counters, read again from the engine after it was reopened.
     board: &'a Board,
+    /// With the redo log on: the group's log sequence (written into the engine with it, see
+    /// `keys::LOG_SEQ`) and whether the log fsync'd it.
+    logged: Option<(u64, bool)>,
 }
 
 /// Applies every request's ops in one transaction, through the in-flight records, the
@@ -299,6 +736,9 @@ fn apply_counted(
         .iter()
         .map(|r| apply_all(&mut in_flight, &r.ops, ctx.index_by_number))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some((seq, _)) = ctx.logged {
+        super::backend::Kv::put(&mut in_flight, &[keys::LOG_SEQ], &seq.to_be_bytes())?;
+    }
     let pending = in_flight.into_pending();
     cache.flush()?;
     Ok(((results, depth.flush()?), pending))
@@ -312,7 +752,9 @@ fn write_group<B: Backend>(
     group: &[Request],
     ctx: Ctx<'_>,
 ) -> Result<GroupResults, StoreError> {
-    let durable = group.iter().flat_map(|r| &r.ops).any(ops::needs_fsync);
+    // With the redo log on, the log made the group durable (or it needs no durability).
+    let durable = ctx.logged.is_none() && group.iter().flat_map(|r| &r.ops).any(ops::needs_fsync);
+    let log_synced = ctx.logged.is_some_and(|(_, synced)| synced);
     // Read inside the transaction: the engine reopens (if an I/O error latched it) before
     // the transaction begins, so the count seen there covers the state it works on.
     let reopens = || backend.reopens();
@@ -325,7 +767,7 @@ fn write_group<B: Backend>(
             backend.write_relaxed(|kv| apply_group(kv, group, ctx, reopens()))?;
         // Committed and visible: what follows only adds durability.
         ctx.in_flight.apply(pending);
-        if results.0.iter().flatten().any(ops::finalized_something) {
+        if !log_synced && results.0.iter().flatten().any(ops::finalized_something) {
             // A relaxed op turned out to end messages (a lease that expired some): that
             // queued receipts and advanced outbox sequences, which a crash must not roll back
             // (the sequence would be handed out again for another receipt). Commits are

@@ -1,0 +1,537 @@
+//! The redo log in front of the engine: what makes a commit durable when it is on.
+//!
+//! Why: an engine commit that is durable on its own costs the writer thread two fsyncs
+//! (redb's quick repair commits in two phases) plus the allocator state, ≈ 1.7 ms of every
+//! ≈ 3.4 ms writer cycle at full speed, and nothing else can run on that thread meanwhile.
+//! With the log, a group of requests is appended here and fsync'd (one `fdatasync` of a
+//! sequential append) by the log thread while the writer applies the previous group; the
+//! writer then commits the group to the engine without waiting for the disk (redb's
+//! `Durability::None`) and answers. Every `CHECKPOINT_EVERY` the writer makes one durable
+//! engine commit, after which the log's older segments go.
+//!
+//! After a crash the engine opens at its last durable commit, which names the last log
+//! sequence it holds (key tag `LOG_SEQ`), and the groups after it are applied again from
+//! the log, in order, through the same code that applied them the first time: ops carry
+//! their own clock, so the result is the same state (see `writer::replay`).
+//!
+//! Layout: `dir/{first_seq:020}.log` segments. A record is `len: u32 LE, crc32: u32 LE,
+//! payload`; the payload is a kind byte, the sequence (varint) and a body:
+//! - [`KIND_GROUP`]: the batches of one group, each a count of ops followed by the ops
+//!   (each a length-prefixed op record, see [`encode_op`]);
+//! - [`KIND_ABORT`]: a batch of an earlier group that failed when applied alone (its
+//!   producer was told so): replay skips it.
+//!
+//! Group sequences are consecutive (a group whose write failed gives its number back). A
+//! record that ends early or fails its checksum ends its segment: it is the tail of a write
+//! that failed or was cut by the crash, never acknowledged. A gap in the sequence after that
+//! means acknowledged groups are missing, and the store refuses to open (`Corrupt`, naming
+//! the file).
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::codec::{self, DecodeError, Reader, Writer};
+use super::error::StoreError;
+use super::id::MessageId;
+use super::model::Lane;
+use super::ops::Op;
+
+/// A group of batches, as the writer applied them.
+pub(crate) const KIND_GROUP: u8 = 1;
+/// A batch of an earlier group that failed alone.
+pub(crate) const KIND_ABORT: u8 = 2;
+
+/// A segment is closed and a new one started past this size.
+pub(crate) const SEGMENT_BYTES: u64 = 16 << 20;
+
+/// Record header: length and checksum.
+const HEADER: usize = 8;
+/// Largest record read back (a group is at most a few MB; this only bounds a corrupt length).
+const MAX_RECORD: usize = 1 << 30;
+
+/// Ops whose fields are encoded here; any other op is its JSON form under [`OP_JSON`].
+const OP_JSON: u8 = 0;
+const OP_INSERT: u8 = 1;
+const OP_LEASE: u8 = 2;
+const OP_SUBMITTED: u8 = 3;
+const OP_RECEIPT: u8 = 4;
+const OP_OUTBOX_ACK: u8 = 5;
+const OP_OUTBOX_DELETE: u8 = 6;
+const OP_REQUEUE: u8 = 7;
+const OP_RELEASE: u8 = 8;
+const OP_FINISH: u8 = 9;
+
+/// Appends `op`'s record to `out`. The ops of the message path have a field encoding (the
+/// store's record codec: an insert is its message's body record with its first state); the
+/// rare ones (stops, pauses, MO, housekeeping) are JSON.
+pub(crate) fn encode_op(op: &Op, out: &mut Vec<u8>) -> Result<(), StoreError> {
+    let mut w = Writer(out);
+    match op {
+        Op::Insert(m) => {
+            w.u8(OP_INSERT);
+            w.bytes(&codec::encode_body_with_state(m));
+        }
+        Op::Lease {
+            channel,
+            lanes,
+            now_ms,
+            limit,
+            lease_ms,
+        } => {
+            w.u8(OP_LEASE);
+            w.str(channel);
+            w.varint(lanes.len() as u64);
+            for l in lanes {
+                w.u8(l.as_byte());
+            }
+            w.varint(*now_ms);
+            w.varint(*limit as u64);
+            w.varint(*lease_ms);
+        }
+        Op::Submitted {
+            id,
+            part,
+            parts,
+            center_id,
+            now_ms,
+        } => {
+            w.u8(OP_SUBMITTED);
+            w.varint(id.0);
+            w.varint(u64::from(*part));
+            w.varint(u64::from(*parts));
+            w.str(center_id);
+            w.varint(*now_ms);
+        }
+        Op::Receipt {
+            channel,
+            center_id,
+            part_state,
+            stat,
+            err,
+            now_ms,
+        } => {
+            w.u8(OP_RECEIPT);
+            w.str(channel);
+            w.str(center_id);
+            w.u8(codec::part_state_code(*part_state));
+            w.str(stat);
+            w.str(err);
+            w.varint(*now_ms);
+        }
+        Op::OutboxAck {
+            account,
+            through_seq,
+        } => {
+            w.u8(OP_OUTBOX_ACK);
+            w.str(account);
+            w.varint(*through_seq);
+        }
+        Op::OutboxDelete { account, seq } => {
+            w.u8(OP_OUTBOX_DELETE);
+            w.str(account);
+            w.varint(*seq);
+        }
+        Op::Requeue { id, due_ms } | Op::Release { id, due_ms } => {
+            w.u8(if matches!(op, Op::Requeue { .. }) {
+                OP_REQUEUE
+            } else {
+                OP_RELEASE
+            });
+            w.varint(id.0);
+            w.varint(*due_ms);
+        }
+        Op::Finish {
+            id,
+            state,
+            stat,
+            err,
+            now_ms,
+        } => {
+            w.u8(OP_FINISH);
+            w.varint(id.0);
+            w.u8(codec::state_code(*state));
+            w.str(stat);
+            w.str(err);
+            w.varint(*now_ms);
+        }
+        other => {
+            w.u8(OP_JSON);
+            let json = serde_json::to_vec(other).map_err(|e| StoreError::Encode(e.to_string()))?;
+            w.bytes(&json);
+        }
+    }
+    Ok(())
+}
+
+fn small<T: TryFrom<u64>>(r: &mut Reader<'_>, field: &'static str) -> Result<T, DecodeError> {
+    T::try_from(r.varint()?).map_err(|_| DecodeError::Range(field))
+}
+
+/// Reads back one op record of [`encode_op`].
+pub(crate) fn decode_op(v: &[u8]) -> Result<Op, DecodeError> {
+    let mut r = Reader::new(v);
+    let op = match r.u8()? {
+        OP_INSERT => {
+            let body = codec::decode_body(r.bytes()?)?;
+            Op::Insert(Box::new(body.message))
+        }
+        OP_LEASE => {
+            let channel = r.str()?.to_owned();
+            let n: usize = small(&mut r, "lanes")?;
+            let mut lanes = Vec::with_capacity(n.min(Lane::ALL.len()));
+            for _ in 0..n {
+                lanes.push(codec::lane_from(r.u8()?)?);
+            }
+            Op::Lease {
+                channel,
+                lanes,
+                now_ms: r.varint()?,
+                limit: small(&mut r, "limit")?,
+                lease_ms: r.varint()?,
+            }
+        }
+        OP_SUBMITTED => Op::Submitted {
+            id: MessageId(r.varint()?),
+            part: small(&mut r, "part")?,
+            parts: small(&mut r, "parts")?,
+            center_id: r.str()?.to_owned(),
+            now_ms: r.varint()?,
+        },
+        OP_RECEIPT => Op::Receipt {
+            channel: r.str()?.to_owned(),
+            center_id: r.str()?.to_owned(),
+            part_state: codec::part_state_from(r.u8()?)?,
+            stat: r.str()?.to_owned(),
+            err: r.str()?.to_owned(),
+            now_ms: r.varint()?,
+        },
+        OP_OUTBOX_ACK => Op::OutboxAck {
+            account: r.str()?.to_owned(),
+            through_seq: r.varint()?,
+        },
+        OP_OUTBOX_DELETE => Op::OutboxDelete {
+            account: r.str()?.to_owned(),
+            seq: r.varint()?,
+        },
+        code @ (OP_REQUEUE | OP_RELEASE) => {
+            let id = MessageId(r.varint()?);
+            let due_ms = r.varint()?;
+            if code == OP_REQUEUE {
+                Op::Requeue { id, due_ms }
+            } else {
+                Op::Release { id, due_ms }
+            }
+        }
+        OP_FINISH => Op::Finish {
+            id: MessageId(r.varint()?),
+            state: codec::state_from(r.u8()?)?,
+            stat: r.str()?.to_owned(),
+            err: r.str()?.to_owned(),
+            now_ms: r.varint()?,
+        },
+        OP_JSON => {
+            serde_json::from_slice(r.bytes()?).map_err(|e| DecodeError::Json(e.to_string()))?
+        }
+        code => return Err(DecodeError::BadCode { field: "op", code }),
+    };
+    r.finish()?;
+    Ok(op)
+}
+
+/// Appends a whole record (header and payload) of `kind` and `seq` to `out`; `body` writes
+/// the body.
+fn record(
+    out: &mut Vec<u8>,
+    kind: u8,
+    seq: u64,
+    body: impl FnOnce(&mut Vec<u8>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER]);
+    {
+        let mut w = Writer(out);
+        w.u8(kind);
+        w.varint(seq);
+    }
+    body(out)?;
+    let payload = &out[start + HEADER..];
+    let len = u32::try_from(payload.len())
+        .map_err(|_| StoreError::Encode("log record over 4 GiB".into()))?;
+    let crc = crc32fast::hash(payload);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+/// Appends the record of group `seq` made of `batches` to `out`.
+pub(crate) fn group_record<'a>(
+    out: &mut Vec<u8>,
+    seq: u64,
+    batches: impl ExactSizeIterator<Item = &'a [Op]>,
+) -> Result<(), StoreError> {
+    record(out, KIND_GROUP, seq, |out| {
+        Writer(out).varint(batches.len() as u64);
+        let mut op_buf = Vec::new();
+        for ops in batches {
+            Writer(out).varint(ops.len() as u64);
+            for op in ops {
+                op_buf.clear();
+                encode_op(op, &mut op_buf)?;
+                Writer(out).bytes(&op_buf);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Appends the record saying batch `batch` of group `seq` failed.
+pub(crate) fn abort_record(out: &mut Vec<u8>, seq: u64, batch: usize) -> Result<(), StoreError> {
+    record(out, KIND_ABORT, seq, |out| {
+        Writer(out).varint(batch as u64);
+        Ok(())
+    })
+}
+
+/// One group read back from the log.
+#[derive(Debug)]
+pub(crate) struct LoggedGroup {
+    pub(crate) seq: u64,
+    /// Its batches; those that failed when applied are `None`.
+    pub(crate) batches: Vec<Option<Vec<Op>>>,
+}
+
+/// The segments under `dir`, oldest first: (first sequence, path).
+pub(crate) fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(StoreError::from_io(e)),
+    };
+    for entry in entries {
+        let path = entry.map_err(StoreError::from_io)?.path();
+        let first = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(first) = first {
+            out.push((first, path));
+        }
+    }
+    out.sort_unstable_by_key(|(first, _)| *first);
+    Ok(out)
+}
+
+fn corrupt_log(path: &Path, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        key: format!("redo log {}", path.display()),
+        reason: reason.to_string(),
+    }
+}
+
+/// What one segment holds: its records' payloads up to the first bad one.
+fn read_segment(path: &Path) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(StoreError::from_io)?;
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while let Some(h) = bytes.get(at..at + HEADER) {
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        let Some(payload) = bytes.get(at + HEADER..at + HEADER + len) else {
+            break;
+        };
+        if len > MAX_RECORD || crc32fast::hash(payload) != crc {
+            break;
+        }
+        out.push(payload.to_vec());
+        at += HEADER + len;
+    }
+    Ok(out)
+}
+
+/// Reads every group after `after` (up to `through`, if given) from the log under `dir`,
+/// with the batches aborted on disk or in `aborted` (not yet written) marked `None`.
+/// Returns the groups and the last group sequence found (`after` if none).
+pub(crate) fn read(
+    dir: &Path,
+    after: u64,
+    through: Option<u64>,
+    aborted: &HashSet<(u64, usize)>,
+) -> Result<(Vec<LoggedGroup>, u64), StoreError> {
+    let mut groups: Vec<LoggedGroup> = Vec::new();
+    let mut aborts: Vec<(u64, usize)> = Vec::new();
+    let mut last: Option<u64> = None;
+    for (_, path) in segments(dir)? {
+        for payload in read_segment(&path)? {
+            let mut r = Reader::new(&payload);
+            let kind = r.u8().map_err(|e| corrupt_log(&path, e))?;
+            let seq = r.varint().map_err(|e| corrupt_log(&path, e))?;
+            match kind {
+                KIND_GROUP => {
+                    if let Some(prev) = last
+                        && seq != prev + 1
+                    {
+                        return Err(corrupt_log(
+                            &path,
+                            format!(
+                                "group {seq} follows group {prev}: acknowledged groups are missing"
+                            ),
+                        ));
+                    }
+                    last = Some(seq);
+                    if seq <= after || through.is_some_and(|t| seq > t) {
+                        continue;
+                    }
+                    let n: usize = small(&mut r, "batches").map_err(|e| corrupt_log(&path, e))?;
+                    let mut batches = Vec::with_capacity(n.min(4096));
+                    for _ in 0..n {
+                        let k: usize = small(&mut r, "ops").map_err(|e| corrupt_log(&path, e))?;
+                        let mut ops = Vec::with_capacity(k.min(4096));
+                        for _ in 0..k {
+                            let v = r.bytes().map_err(|e| corrupt_log(&path, e))?;
+                            ops.push(decode_op(v).map_err(|e| corrupt_log(&path, e))?);
+                        }
+                        batches.push(Some(ops));
+                    }
+                    r.finish().map_err(|e| corrupt_log(&path, e))?;
+                    groups.push(LoggedGroup { seq, batches });
+                }
+                KIND_ABORT => {
+                    let batch: usize = small(&mut r, "batch").map_err(|e| corrupt_log(&path, e))?;
+                    aborts.push((seq, batch));
+                }
+                other => return Err(corrupt_log(&path, format!("record kind {other}"))),
+            }
+        }
+    }
+    for (seq, batch) in aborts.iter().chain(aborted) {
+        if let Some(g) = groups.iter_mut().find(|g| g.seq == *seq)
+            && let Some(b) = g.batches.get_mut(*batch)
+        {
+            *b = None;
+        }
+    }
+    Ok((groups, last.unwrap_or(after).max(after)))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StoreError::from_io)
+}
+
+/// The appending end, owned by the log thread.
+#[derive(Debug)]
+pub(crate) struct LogWriter {
+    dir: PathBuf,
+    file: File,
+    /// Length of the current segment that holds whole records only.
+    len: u64,
+    /// Whether bytes written since the last fsync await one.
+    unsynced: bool,
+    /// Older segments still needed: (first sequence, path); the current one is last.
+    segments: Vec<(u64, PathBuf)>,
+}
+
+impl LogWriter {
+    /// Starts a fresh segment whose first group will be `next_seq`, keeping the older
+    /// segments of `dir` until a checkpoint covers them.
+    pub(crate) fn open(dir: &Path, next_seq: u64) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(StoreError::from_io)?;
+        let mut segments = segments(dir)?;
+        segments.retain(|(first, _)| *first != next_seq);
+        let path = dir.join(format!("{next_seq:020}.log"));
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(StoreError::from_io)?;
+        sync_dir(dir)?;
+        segments.push((next_seq, path));
+        Ok(Self {
+            dir: dir.to_owned(),
+            file,
+            len: 0,
+            unsynced: false,
+            segments,
+        })
+    }
+
+    /// Appends `bytes` (whole records) and, if `sync`, makes them durable. On failure the
+    /// segment is cut back to its last whole record, so nothing of a refused group can be
+    /// replayed later.
+    pub(crate) fn append(&mut self, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
+        let r = self.file.write_all(bytes).and_then(|()| {
+            if sync || self.unsynced && sync {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        match r {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                self.unsynced = !sync;
+                Ok(())
+            }
+            Err(e) => {
+                let cut = self
+                    .file
+                    .set_len(self.len)
+                    .and_then(|()| self.file.sync_data());
+                if let Err(cut) = cut {
+                    tracing::error!(error = %cut, "redo log: cannot cut a failed write back");
+                }
+                // The cursor is past the failed bytes: move it back to the cut.
+                use std::io::Seek;
+                let _ = self.file.seek(std::io::SeekFrom::Start(self.len));
+                Err(StoreError::from_io(e))
+            }
+        }
+    }
+
+    /// Makes whatever was appended without a sync durable.
+    pub(crate) fn sync(&mut self) -> Result<(), StoreError> {
+        if self.unsynced {
+            self.file.sync_data().map_err(StoreError::from_io)?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// After a checkpoint that holds every group through `durable`: deletes the segments
+    /// it covers, and starts a new segment (first group `next_seq`) once the current one is
+    /// past [`SEGMENT_BYTES`].
+    pub(crate) fn checkpointed(&mut self, durable: u64, next_seq: u64) -> Result<(), StoreError> {
+        if self.len >= SEGMENT_BYTES {
+            self.sync()?;
+            let path = self.dir.join(format!("{next_seq:020}.log"));
+            let file = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(StoreError::from_io)?;
+            sync_dir(&self.dir)?;
+            self.file = file;
+            self.len = 0;
+            self.segments.push((next_seq, path));
+        }
+        // A segment can go when the next one starts at or before the first group not yet
+        // held durably by the engine.
+        while self.segments.len() > 1 && self.segments[1].0 <= durable.saturating_add(1) {
+            let (_, path) = self.segments.remove(0);
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(error = %e, path = %path.display(), "redo log: cannot remove an old segment");
+            }
+        }
+        Ok(())
+    }
+}
