@@ -135,10 +135,15 @@ pub const STORE_INFLIGHT: &str = "sluice_store_inflight";
 pub const STORE_COMMITS: &str = "sluice_store_commits_total";
 /// Counter: ops applied by the store's writer.
 pub const STORE_OPS: &str = "sluice_store_ops_total";
+/// Counter: checkpoints of the redo log, durable engine commits that let its old segments
+/// go (about one a second while the gateway writes; none with `storage.redo_log = false`).
+pub const STORE_CHECKPOINTS: &str = "sluice_store_checkpoints_total";
 /// Counter: microseconds of the store writer thread's wall time, by `phase` (`waiting`,
-/// `applying`, `committing`; see `WriterPhase`). Microseconds because the `metrics`
-/// counters hold integers. Its rate summed over the phases is 1 000 000 per second: a
-/// `waiting` rate near 0 means the writer is saturated and bounds throughput.
+/// `applying`, `committing`; see `WriterPhase`), and of the redo log's thread (`logging`:
+/// writing and fsyncing groups, beside the writer). Microseconds because the `metrics`
+/// counters hold integers. The writer's three rates sum to 1 000 000 per second: a
+/// `waiting` rate near 0 means the writer is saturated and bounds throughput; a `logging`
+/// rate near 1 000 000 means the log's fsyncs do.
 pub const STORE_WRITER_MICROS: &str = "sluice_store_writer_microseconds_total";
 /// Counter: messages removed by the retention purge. Beside the accepted count it shows
 /// whether purge keeps up with intake (the store's size levels off only if it does).
@@ -463,9 +468,14 @@ pub fn describe() {
     );
     describe_counter!(STORE_OPS, Unit::Count, "Ops applied by the store writer.");
     describe_counter!(
+        STORE_CHECKPOINTS,
+        Unit::Count,
+        "Durable engine commits that checkpoint the store's redo log."
+    );
+    describe_counter!(
         STORE_WRITER_MICROS,
         Unit::Microseconds,
-        "Wall time of the store writer thread, by phase (waiting, applying, committing)."
+        "Wall time of the store writer thread, by phase (waiting, applying, committing), and of the redo log's thread (logging)."
     );
     describe_counter!(
         STORE_PURGED,
@@ -493,6 +503,7 @@ pub fn describe() {
 pub fn record_store_writer(stats: &crate::store::WriterStats) {
     counter!(STORE_COMMITS).absolute(stats.commits());
     counter!(STORE_OPS).absolute(stats.ops());
+    counter!(STORE_CHECKPOINTS).absolute(stats.checkpoints());
     for phase in crate::store::WriterPhase::ALL {
         // Whole microseconds: a counter holds integers, and the rate is what is read.
         let micros = u64::try_from(stats.time_in(phase).as_micros()).unwrap_or(u64::MAX);

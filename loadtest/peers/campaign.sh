@@ -31,6 +31,7 @@
 # RATE (messages per second offered by the load generator; 0, the default, = as fast as it
 # can: `RATE=3000 loadtest/peers/campaign.sh 60000 10` is issue 19's low-rate case, where the
 # CPU per message shows what small commits and wake-ups cost),
+# REDO_LOG (storage.redo_log, true; false: every commit durable in the engine itself),
 # SKIP_BUILD=1 (use the binaries already built; PROFILE=debug for a quick check of the
 # script itself — its figures mean nothing), KEEP_WORK=1 keeps the data dir;
 # SIM_PORT, HTTP_PORT, METRICS_PORT, HOOK_PORT (default: free ports picked at start).
@@ -43,6 +44,8 @@ LEASE_BATCH=${LEASE_BATCH:-256}
 HOOK_BATCH=${HOOK_BATCH:-1000}
 HOOK_LINGER_MS=${HOOK_LINGER_MS:-50}
 RATE=${RATE:-0}
+REDO_LOG=${REDO_LOG:-true}
+case "$REDO_LOG" in true | false) ;; *) echo "REDO_LOG must be true or false" >&2; exit 1 ;; esac
 case "$RATE" in '' | *[!0-9]*) echo "RATE must be a whole number of messages per second" >&2; exit 1 ;; esac
 if [ "$RATE" = 0 ]; then OFFERED="full speed"; else OFFERED="$RATE msg/s"; fi
 PHASE_TIMEOUT=${PHASE_TIMEOUT:-1200}
@@ -104,6 +107,7 @@ metrics = "127.0.0.1:$METRICS_PORT"
 [storage]
 path = "$WORK/data"
 backend = "redb"
+redo_log = $REDO_LOG
 
 [simulator]
 enabled = false
