@@ -185,6 +185,9 @@ fn failed_batch_fails_alone(logged: bool) {
         assert!(store.get(*id).unwrap().is_some(), "{id} lost in the replay");
     }
     for id in &refused {
-        assert!(store.get(*id).unwrap().is_none(), "{id} of the aborted batch replayed");
+        assert!(
+            store.get(*id).unwrap().is_none(),
+            "{id} of the aborted batch replayed"
+        );
     }
 }

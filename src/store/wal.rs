@@ -703,9 +703,17 @@ mod tests {
         // Pretend the segment is full, so the checkpoint starts the next one.
         log.len = SEGMENT_BYTES;
         log.checkpointed(1, 3).unwrap();
-        assert_eq!(segments(dir.path()).unwrap().len(), 2, "group 2 is not durable yet");
+        assert_eq!(
+            segments(dir.path()).unwrap().len(),
+            2,
+            "group 2 is not durable yet"
+        );
         log.checkpointed(2, 3).unwrap();
-        let left: Vec<u64> = segments(dir.path()).unwrap().into_iter().map(|(f, _)| f).collect();
+        let left: Vec<u64> = segments(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
         assert_eq!(left, [3]);
     }
 }

@@ -607,6 +607,26 @@ pub(crate) fn replay_at_open<B: Backend>(
     Ok(last)
 }
 
+/// Publishes a committed group's counters and answers its producers.
+fn answer(
+    requests: Vec<Request>,
+    (results, depths): GroupResults,
+    stats: &WriterStats,
+    ctx: Ctx<'_>,
+) {
+    let n_ops: usize = requests.iter().map(|r| r.ops.len()).sum();
+    ctx.board.publish(depths);
+    stats.commits.fetch_add(1, Ordering::Relaxed);
+    stats.ops.fetch_add(n_ops as u64, Ordering::Relaxed);
+    stats
+        .requests
+        .fetch_add(requests.len() as u64, Ordering::Relaxed);
+    for (req, res) in requests.into_iter().zip(results) {
+        // A producer that stopped waiting has nothing to be told.
+        let _ = req.reply.send(Ok(res));
+    }
+}
+
 /// Applies logged group `seq` in one relaxed engine commit and answers it; where that fails,
 /// batch by batch, each failed batch recorded as aborted so a replay skips it too.
 fn commit_logged<B: Backend>(
@@ -618,22 +638,11 @@ fn commit_logged<B: Backend>(
     shared: &LogShared,
     restore: &mut Restore,
 ) {
-    let n_ops: usize = group.iter().map(|r| r.ops.len()).sum();
     let none = |_: u64, _: usize| false;
     let together = restore_if_reopened(backend, seq - 1, &none, ctx, shared, restore)
         .and_then(|()| write_group(backend, &group, ctx));
     match together {
-        Ok((results, depths)) => {
-            ctx.board.publish(depths);
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats.ops.fetch_add(n_ops as u64, Ordering::Relaxed);
-            stats
-                .requests
-                .fetch_add(group.len() as u64, Ordering::Relaxed);
-            for (req, res) in group.into_iter().zip(results) {
-                let _ = req.reply.send(Ok(res));
-            }
-        }
+        Ok(results) => answer(group, results, stats, ctx),
         Err(e) => {
             tracing::warn!(error = %e, batches = group.len(), "group commit failed; retrying batches alone");
             let mut done: Vec<usize> = Vec::new();
@@ -786,21 +795,9 @@ fn commit_group<B: Backend>(
     board: &Board,
     ctx: Ctx<'_>,
 ) {
-    let n_ops: usize = group.iter().map(|r| r.ops.len()).sum();
     let together = write_group(backend, &group, ctx);
     match together {
-        Ok((results, depths)) => {
-            board.publish(depths);
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats.ops.fetch_add(n_ops as u64, Ordering::Relaxed);
-            stats
-                .requests
-                .fetch_add(group.len() as u64, Ordering::Relaxed);
-            for (req, res) in group.into_iter().zip(results) {
-                // A producer that stopped waiting has nothing to be told.
-                let _ = req.reply.send(Ok(res));
-            }
-        }
+        Ok(results) => answer(group, results, stats, ctx),
         Err(e) if group.len() == 1 => {
             tracing::warn!(error = %e, "store commit failed");
             stats.requests.fetch_add(1, Ordering::Relaxed);
