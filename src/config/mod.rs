@@ -274,7 +274,7 @@ pub struct StorageConfig {
     pub index_by_number: bool,
     /// Make commits durable in the redo log under `path/log` (one fsync of an append, while
     /// the writer goes on) rather than in the engine's own commit; the engine checkpoints
-    /// once a second (`WriterConfig::redo_log`).
+    /// every 8 192 ops or second (`WriterConfig::redo_log`).
     pub redo_log: bool,
     /// This gateway's node number (0–255), in every message id it makes; only gateways that
     /// share one clustered store need distinct numbers (`WriterConfig::node`).

@@ -6,8 +6,9 @@
 //! With the log, a group of requests is appended here and fsync'd (one `fdatasync` of a
 //! sequential append) by the log thread while the writer applies the previous group; the
 //! writer then commits the group to the engine without waiting for the disk (redb's
-//! `Durability::None`) and answers. Every `CHECKPOINT_EVERY` the writer makes one durable
-//! engine commit, after which the log's older segments go.
+//! `Durability::None`) and answers. Every `CHECKPOINT_OPS` ops (at most `CHECKPOINT_EVERY`
+//! apart) the writer makes one durable engine commit, after which the log's older segments
+//! go.
 //!
 //! After a crash the engine opens at its last durable commit, which names the last log
 //! sequence it holds (key tag `LOG_SEQ`), and the groups after it are applied again from

@@ -79,7 +79,8 @@ pub struct WriterConfig {
     /// Make groups durable in the redo log (`wal.rs`, when the store is opened with one)
     /// instead of in the engine's own commit, so the next group is applied while the last one
     /// is fsync'd, and the engine's durable commit (two fsyncs with quick repair) runs once
-    /// a [`CHECKPOINT_EVERY`]. On by default; off: every commit is durable in the engine.
+    /// every [`CHECKPOINT_OPS`] ops or [`CHECKPOINT_EVERY`]. On by default; off: every
+    /// commit is durable in the engine.
     pub redo_log: bool,
     /// This gateway's node number, written into every message id it makes (`id.rs`), so
     /// gateways that will share a clustered store never make the same id. 0 for a single
@@ -137,7 +138,8 @@ pub enum WriterPhase {
     Applying = 1,
     /// Committing: page writes, fsync (two with quick repair), answering the producers.
     /// With the redo log on, the engine commit makes nothing durable (no fsync): a
-    /// checkpoint's durable commit, once a second, is counted here too.
+    /// checkpoint's durable commit (every [`CHECKPOINT_OPS`] ops, at most a second apart)
+    /// is counted here too.
     Committing = 2,
     /// The log thread writing and fsyncing groups to the redo log (`wal.rs`). It runs
     /// beside the writer, so this overlaps the three phases above.
@@ -274,10 +276,18 @@ pub(crate) fn run<B: Backend>(
     }
 }
 
-/// Longest the engine goes without a durable commit while the redo log is on: what a
-/// restart after a crash replays at most (about a second of traffic), and how long log
-/// segments wait to be deleted.
+/// Longest the engine goes without a durable commit while the redo log is on (a quiet
+/// gateway's checkpoints): a restart after a crash replays at most this much traffic.
 pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Ops after which the writer checkpoints sooner than [`CHECKPOINT_EVERY`]. redb keeps the
+/// pages of commits that waited for no disk in memory, and a checkpoint writes them all and
+/// fsyncs while the writer waits: at full speed a second's worth took up to 110 ms, and
+/// every producer queued behind it (p99 batch accept 114 ms against 29 ms without the log).
+/// Bounding the work per checkpoint bounds that stall: at full speed about one every 50 ms
+/// of 4–15 ms (BENCHMARKS.md, "The redo log"), while a gateway at 3 k msg/s still
+/// checkpoints about once a second.
+pub(crate) const CHECKPOINT_OPS: u64 = 8192;
 
 /// A group the log thread wrote to the redo log, on its way to the writer.
 pub(crate) struct Logged {
@@ -395,7 +405,7 @@ pub(crate) fn logged_through(kv: &dyn KvRead) -> Result<u64, StoreError> {
 
 /// The writer loop with the redo log on: applies the groups the log thread wrote, in their
 /// order, each in one engine commit that waits for no disk; makes a durable checkpoint
-/// every [`CHECKPOINT_EVERY`] (and when idle); after an engine failure that reopened the
+/// every [`CHECKPOINT_OPS`] or [`CHECKPOINT_EVERY`], whichever comes first; after an engine failure that reopened the
 /// engine, applies the log again from its last durable commit before going on.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_logged<B: Backend>(
@@ -419,6 +429,7 @@ pub(crate) fn run_logged<B: Backend>(
     };
     let mut durable = applied;
     let mut last_checkpoint = Instant::now();
+    let mut ops_since: u64 = 0;
     let mut last_record = Instant::now();
     let mut idle_since = Instant::now();
     let mut restore = Restore {
@@ -440,6 +451,7 @@ pub(crate) fn run_logged<B: Backend>(
                     logged: Some((seq, synced)),
                     ..base
                 };
+                ops_since += group.iter().map(|r| r.ops.len() as u64).sum::<u64>();
                 commit_logged(backend, seq, group, stats, ctx, shared, &mut restore);
                 applied = seq;
                 let now = Instant::now();
@@ -456,7 +468,10 @@ pub(crate) fn run_logged<B: Backend>(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if applied > durable && last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+        if applied > durable
+            && (ops_since >= CHECKPOINT_OPS || last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
+        {
+            ops_since = 0;
             let start = Instant::now();
             checkpoint(backend, applied, &mut durable, stats, shared, &mut restore);
             last_checkpoint = Instant::now();
