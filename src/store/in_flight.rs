@@ -129,7 +129,7 @@ impl InFlight {
         if !lost.is_empty() {
             tracing::warn!(
                 leases = lost.len(),
-                "the reopened store lost leases that were not durable yet; their messages are queued again"
+                "the reopened store lost leases that were not durable yet: their messages are queued again (with the redo log, its replay leases them again)"
             );
             self.apply(lost.into_iter().map(|id| (id, None)).collect());
         }

@@ -251,6 +251,7 @@ pub(crate) fn run<B: Backend>(
         in_flight,
         board,
         logged: None,
+        log_reopens: 0,
     };
     let mut spacing = Spacing::new(cfg.min_spacing, cfg.max_spacing);
     let mut last_record = Instant::now();
@@ -426,6 +427,7 @@ pub(crate) fn run_logged<B: Backend>(
         in_flight,
         board,
         logged: None,
+        log_reopens: 0,
     };
     let mut durable = applied;
     let mut last_checkpoint = Instant::now();
@@ -449,6 +451,7 @@ pub(crate) fn run_logged<B: Backend>(
                 busy.set(Duration::ZERO);
                 let ctx = Ctx {
                     logged: Some((seq, synced)),
+                    log_reopens: restore.reopens,
                     ..base
                 };
                 ops_since += group.iter().map(|r| r.ops.len() as u64).sum::<u64>();
@@ -538,7 +541,15 @@ fn restore_if_reopened<B: Backend>(
         groups = groups.len(),
         "store engine reopened: applying the redo log again"
     );
-    replay(backend, groups, skip, ctx)?;
+    replay(
+        backend,
+        groups,
+        skip,
+        Ctx {
+            log_reopens: reopens,
+            ..ctx
+        },
+    )?;
     restore.reopens = reopens;
     Ok(())
 }
@@ -610,6 +621,7 @@ pub(crate) fn replay_at_open<B: Backend>(
         in_flight: &in_flight,
         board: &board,
         logged: None,
+        log_reopens: backend.reopens(),
     };
     replay(backend, groups, &|_, _| false, ctx)?;
     backend.write(|_| Ok(()))?;
@@ -653,9 +665,9 @@ fn commit_logged<B: Backend>(
     shared: &LogShared,
     restore: &mut Restore,
 ) {
-    let none = |_: u64, _: usize| false;
-    let together = restore_if_reopened(backend, seq - 1, &none, ctx, shared, restore)
-        .and_then(|()| write_group(backend, &group, ctx));
+    // The engine's state is complete through `seq - 1` unless it was reopened, which the
+    // transaction itself checks (`Ctx::log_reopens`).
+    let together = write_group(backend, &group, ctx);
     match together {
         Ok(results) => answer(group, results, stats, ctx),
         Err(e) => {
@@ -666,7 +678,13 @@ fn commit_logged<B: Backend>(
                 // start plus the batches of it already answered.
                 let skip = |s: u64, b: usize| s == seq && !done.contains(&b);
                 let res = restore_if_reopened(backend, seq, &skip, ctx, shared, restore)
-                    .and_then(|()| write_group(backend, std::slice::from_ref(&req), ctx))
+                    .and_then(|()| {
+                        let ctx = Ctx {
+                            log_reopens: restore.reopens,
+                            ..ctx
+                        };
+                        write_group(backend, std::slice::from_ref(&req), ctx)
+                    })
                     .map(|(mut r, depths)| {
                         ctx.board.publish(depths);
                         r.pop().unwrap_or_default()
@@ -718,6 +736,11 @@ struct Ctx<'a> {
     /// With the redo log on: the group's log sequence (written into the engine with it, see
     /// `keys::LOG_SEQ`) and whether the log fsync'd it.
     logged: Option<(u64, bool)>,
+    /// With the redo log on: the engine's reopen count its state is complete for. A
+    /// transaction that finds the engine reopened since (it went back to its last durable
+    /// commit: an I/O error, the writer's or a reader's, latched it) refuses to apply, so the
+    /// writer applies the log again first.
+    log_reopens: u64,
 }
 
 /// Applies every request's ops in one transaction, through the in-flight records, the
@@ -730,6 +753,12 @@ fn apply_group(
     reopens: u64,
 ) -> Result<(GroupResults, Pending), StoreError> {
     let start = Instant::now();
+    if ctx.logged.is_some() && reopens != ctx.log_reopens {
+        // Not `Io`: that would mark the engine for yet another reopen.
+        return Err(StoreError::Backend(
+            "the engine was reopened: the redo log is applied again first".into(),
+        ));
+    }
     if ctx.in_flight.check_after_reopen(reopens, kv)? {
         // The reopened engine went back to its last durable commit, counters included: the
         // board may show relaxed commits that are gone.
