@@ -470,7 +470,7 @@ impl LogWriter {
     /// replayed later.
     pub(crate) fn append(&mut self, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
         let r = self.file.write_all(bytes).and_then(|()| {
-            if sync || self.unsynced && sync {
+            if sync {
                 self.file.sync_data()
             } else {
                 Ok(())
