@@ -151,12 +151,15 @@ impl<B: Backend> Drop for Inner<B> {
         // the engine is released (file lock dropped) when the last handle goes.
         self.tx.take();
         // The log thread goes first: its end closes the writer's queue.
-        for t in [self.log_thread.take(), self.thread.take()]
-            .into_iter()
-            .flatten()
-        {
-            if t.join().is_err() {
-                tracing::error!("store writer thread panicked");
+        let threads = [
+            ("log", self.log_thread.take()),
+            ("writer", self.thread.take()),
+        ];
+        for (name, t) in threads {
+            if let Some(t) = t
+                && t.join().is_err()
+            {
+                tracing::error!(thread = name, "Store thread panicked.");
             }
         }
     }
@@ -166,9 +169,17 @@ impl<B: Backend> Drop for Inner<B> {
 enum WriterSource {
     /// The producers' queue: the writer gathers groups itself (no redo log).
     Producers(mpsc::Receiver<writer::Request>),
-    /// The log thread, which gathered and logged them: its queue, what both share, and the
-    /// last group the engine holds at start.
-    Log(mpsc::Receiver<writer::Logged>, Arc<writer::LogShared>, u64),
+    /// The log thread, which gathered and logged them.
+    Log {
+        /// Its queue of logged groups.
+        from_log: mpsc::Receiver<writer::Logged>,
+        /// What the two threads share.
+        shared: Arc<writer::LogShared>,
+        /// The last group the engine holds at start.
+        last: u64,
+        /// The record of failed batches, the writer's to keep.
+        aborts: wal::AbortLog,
+    },
 }
 
 /// Handle to the store. Cheap to clone; the writer stops when the last clone is dropped.
@@ -292,8 +303,20 @@ impl<B: Backend> Store<B> {
             let in_flight = Arc::clone(&in_flight);
             move |source: WriterSource| {
                 move || match source {
-                    WriterSource::Log(from_log, shared, last) => writer::run_logged(
-                        &*backend, &from_log, cfg, &stats, &depths, &in_flight, &shared, last,
+                    WriterSource::Log {
+                        from_log,
+                        shared,
+                        last,
+                        aborts,
+                    } => writer::run_logged(
+                        &*backend,
+                        &from_log,
+                        cfg,
+                        &stats,
+                        &depths,
+                        &in_flight,
+                        &shared,
+                        (last, aborts),
                     ),
                     WriterSource::Producers(rx) => {
                         writer::run(&*backend, &rx, cfg, &stats, &depths, &in_flight);
@@ -318,10 +341,13 @@ impl<B: Backend> Store<B> {
                         }),
                     )?
                 };
-                let thread = spawn(
-                    "sluice-store-writer",
-                    Box::new(writer(WriterSource::Log(from_log, shared, last))),
-                )?;
+                let source = WriterSource::Log {
+                    from_log,
+                    shared,
+                    last,
+                    aborts: wal::AbortLog::open(dir)?,
+                };
+                let thread = spawn("sluice-store-writer", Box::new(writer(source)))?;
                 (thread, Some(log_thread))
             }
             other => {

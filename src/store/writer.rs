@@ -7,6 +7,13 @@
 //! cost is shared by everyone who arrived meanwhile (the shape of TiKV raftstore's
 //! `async_io/write.rs` worker).
 //!
+//! With the redo log (`wal.rs`, [`run_log`] + [`run_logged`]) the gathering moves to a log
+//! thread, which appends each group to the log and fsyncs it; the writer applies the groups
+//! in log order, each in one engine commit that waits for no disk, answers, and checkpoints
+//! (one durable engine commit) every [`CHECKPOINT_OPS`] ops or [`CHECKPOINT_EVERY`]. There
+//! "durable" below means "in the log", and a failed batch is recorded as aborted (fsync'd)
+//! before its producer hears it, so no replay applies it.
+//!
 //! Invariants:
 //! - a producer's batch is atomic and is answered `Ok` only after its commit is durable —
 //!   except a group made only of ops whose loss a crash makes harmless (lease, recover,
@@ -22,7 +29,6 @@
 //!   commit is answered, so a caller sees its own changes in `Store::queue_depths`.
 
 use std::cell::Cell;
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Mutex, PoisonError};
@@ -168,7 +174,8 @@ impl WriterPhase {
 }
 
 impl WriterStats {
-    /// Durable commits made.
+    /// Group commits made (durable ones without the redo log; with it, commits that wait for
+    /// no disk: see [`checkpoints`](Self::checkpoints)).
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
@@ -306,8 +313,6 @@ pub(crate) struct LogShared {
     pub(crate) dir: std::path::PathBuf,
     /// The last group the engine holds durably (the last checkpoint): older segments may go.
     durable: AtomicU64,
-    /// Batches that failed when applied, for the log thread to record: (group, batch).
-    aborts: Mutex<Vec<(u64, usize)>>,
     /// The gathering spacing: the writer records its busy time, the log thread gathers by it.
     spacing: Mutex<Spacing>,
 }
@@ -317,17 +322,12 @@ impl LogShared {
         Self {
             dir,
             durable: AtomicU64::new(durable),
-            aborts: Mutex::new(Vec::new()),
             spacing: Mutex::new(Spacing::new(cfg.min_spacing, cfg.max_spacing)),
         }
     }
 
     fn spacing(&self) -> std::sync::MutexGuard<'_, Spacing> {
         self.spacing.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn aborts(&self) -> std::sync::MutexGuard<'_, Vec<(u64, usize)>> {
-        self.aborts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -353,14 +353,8 @@ pub(crate) fn run_log(
         let start = Instant::now();
         last_start = Some(start);
         let sync = group.iter().flat_map(|r| &r.ops).any(ops::needs_fsync);
-        let aborts = std::mem::take(&mut *shared.aborts());
         buf.clear();
-        let written = aborts
-            .iter()
-            .try_for_each(|&(s, b)| wal::abort_record(&mut buf, s, b))
-            .and_then(|()| {
-                wal::group_record(&mut buf, seq + 1, group.iter().map(|r| r.ops.as_slice()))
-            })
+        let written = wal::group_record(&mut buf, seq + 1, group.iter().map(|r| r.ops.as_slice()))
             .and_then(|()| log.append(&buf, sync));
         stats.add_time(WriterPhase::Logging, start.elapsed());
         match written {
@@ -377,9 +371,8 @@ pub(crate) fn run_log(
             }
             Err(e) => {
                 // Nothing of it is in the log (the segment was cut back): the producers
-                // hear the error, the aborts go with the next group.
-                tracing::warn!(error = %e, requests = group.len(), "redo log write failed");
-                shared.aborts().splice(0..0, aborts);
+                // hear the error.
+                tracing::warn!(error = %e, requests = group.len(), "Redo-log write failed; the group is refused.");
                 stats
                     .requests
                     .fetch_add(group.len() as u64, Ordering::Relaxed);
@@ -392,7 +385,7 @@ pub(crate) fn run_log(
         if durable > pruned {
             match log.checkpointed(durable, seq + 1) {
                 Ok(()) => pruned = durable,
-                Err(e) => tracing::warn!(error = %e, "redo log: cannot start a new segment"),
+                Err(e) => tracing::warn!(error = %e, "Cannot start a new redo-log segment."),
             }
         }
     }
@@ -406,8 +399,9 @@ pub(crate) fn logged_through(kv: &dyn KvRead) -> Result<u64, StoreError> {
 
 /// The writer loop with the redo log on: applies the groups the log thread wrote, in their
 /// order, each in one engine commit that waits for no disk; makes a durable checkpoint
-/// every [`CHECKPOINT_OPS`] or [`CHECKPOINT_EVERY`], whichever comes first; after an engine failure that reopened the
-/// engine, applies the log again from its last durable commit before going on.
+/// every [`CHECKPOINT_OPS`] or [`CHECKPOINT_EVERY`], whichever comes first; after an engine
+/// failure that reopened the engine, applies the log again from its last durable commit
+/// before going on.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_logged<B: Backend>(
     backend: &B,
@@ -417,7 +411,7 @@ pub(crate) fn run_logged<B: Backend>(
     board: &Board,
     in_flight: &InFlight,
     shared: &LogShared,
-    mut applied: u64,
+    (mut applied, aborts): (u64, wal::AbortLog),
 ) {
     let busy = Cell::new(Duration::ZERO);
     let base = Ctx {
@@ -436,7 +430,7 @@ pub(crate) fn run_logged<B: Backend>(
     let mut idle_since = Instant::now();
     let mut restore = Restore {
         reopens: backend.reopens(),
-        aborted: HashSet::new(),
+        aborts,
     };
     loop {
         let next = if applied > durable {
@@ -476,35 +470,73 @@ pub(crate) fn run_logged<B: Backend>(
         {
             ops_since = 0;
             let start = Instant::now();
-            checkpoint(backend, applied, &mut durable, stats, shared, &mut restore);
+            checkpoint(
+                backend,
+                applied,
+                &mut durable,
+                stats,
+                base,
+                shared,
+                &mut restore,
+            );
             last_checkpoint = Instant::now();
             stats.add_time(WriterPhase::Committing, last_checkpoint - start);
             idle_since += last_checkpoint - start;
         }
     }
     if applied > durable {
-        checkpoint(backend, applied, &mut durable, stats, shared, &mut restore);
+        checkpoint(
+            backend,
+            applied,
+            &mut durable,
+            stats,
+            base,
+            shared,
+            &mut restore,
+        );
     }
 }
 
-/// One durable engine commit, which holds every group applied so far.
+/// The error of a logged transaction that found the engine reopened: not `Io`, which would
+/// mark the engine for yet another reopen.
+fn reopened() -> StoreError {
+    StoreError::Backend("the engine was reopened: the redo log is applied again first".into())
+}
+
+/// One durable engine commit, which holds every group applied so far — unless the engine
+/// was reopened since (it went back to its last durable commit): then the commit is refused
+/// and the log is applied again instead, so a checkpoint never claims groups the engine
+/// lost (the log thread deletes the segments a checkpoint covers).
 fn checkpoint<B: Backend>(
     backend: &B,
     applied: u64,
     durable: &mut u64,
     stats: &WriterStats,
+    ctx: Ctx<'_>,
     shared: &LogShared,
     restore: &mut Restore,
 ) {
-    match backend.write(|_| Ok(())) {
+    let expected = restore.reopens;
+    let done = backend.write(|_| {
+        if backend.reopens() == expected {
+            Ok(())
+        } else {
+            Err(reopened())
+        }
+    });
+    match done {
         Ok(()) => {
             *durable = applied;
             shared.durable.store(applied, Ordering::Release);
-            restore.aborted.retain(|&(seq, _)| seq > applied);
+            restore.aborts.checkpointed(applied);
             stats.checkpoints.fetch_add(1, Ordering::Relaxed);
         }
         Err(e) => {
-            tracing::warn!(error = %e, "store checkpoint failed; the redo log keeps the groups")
+            tracing::warn!(error = %e, "Store checkpoint failed; the redo log keeps the groups.");
+            let none = |_: u64, _: usize| false;
+            if let Err(e) = restore_if_reopened(backend, applied, &none, ctx, shared, restore) {
+                tracing::warn!(error = %e, "Cannot apply the redo log again yet; the next group tries.");
+            }
         }
     }
 }
@@ -513,8 +545,8 @@ fn checkpoint<B: Backend>(
 struct Restore {
     /// The engine's reopen count when its state was last known complete.
     reopens: u64,
-    /// Batches that failed, not yet written to the log by the log thread.
-    aborted: HashSet<(u64, usize)>,
+    /// Batches that failed (durable before their producers hear it).
+    aborts: wal::AbortLog,
 }
 
 /// If the engine was reopened since its state was last complete (an I/O error latched it:
@@ -534,12 +566,12 @@ fn restore_if_reopened<B: Backend>(
     if reopens == restore.reopens {
         return Ok(());
     }
-    let (groups, _) = wal::read(&shared.dir, after, Some(through), &restore.aborted)?;
+    let (groups, _) = wal::read(&shared.dir, after, Some(through))?;
     tracing::warn!(
         from = after,
         through,
         groups = groups.len(),
-        "store engine reopened: applying the redo log again"
+        "Store engine reopened; applying the redo log again."
     );
     replay(
         backend,
@@ -589,7 +621,7 @@ fn replay<B: Backend>(
                 if matches!(e, StoreError::Io(_) | StoreError::NoSpace(_)) {
                     return Err(e);
                 }
-                tracing::warn!(error = %e, group = seq, "a logged batch failed again; skipped");
+                tracing::warn!(error = %e, group = seq, "A logged batch failed again; skipped, as it was then.");
             }
         }
     }
@@ -606,7 +638,7 @@ pub(crate) fn replay_at_open<B: Backend>(
     cfg: &WriterConfig,
 ) -> Result<u64, StoreError> {
     let after = backend.read(logged_through)?;
-    let (groups, last) = wal::read(dir, after, None, &HashSet::new())?;
+    let (groups, last) = wal::read(dir, after, None)?;
     if groups.is_empty() {
         return Ok(last);
     }
@@ -629,7 +661,7 @@ pub(crate) fn replay_at_open<B: Backend>(
         groups = n,
         from = after,
         through = last,
-        "store: redo log replayed"
+        "Store: redo log applied again after a crash."
     );
     Ok(last)
 }
@@ -671,7 +703,7 @@ fn commit_logged<B: Backend>(
     match together {
         Ok(results) => answer(group, results, stats, ctx),
         Err(e) => {
-            tracing::warn!(error = %e, batches = group.len(), "group commit failed; retrying batches alone");
+            tracing::warn!(error = %e, batches = group.len(), "Group commit failed; retrying batches alone.");
             let mut done: Vec<usize> = Vec::new();
             for (i, req) in group.into_iter().enumerate() {
                 // If the engine was reopened meanwhile, it is brought back to this group's
@@ -695,9 +727,11 @@ fn commit_logged<B: Backend>(
                         stats.commits.fetch_add(1, Ordering::Relaxed);
                         stats.ops.fetch_add(req.ops.len() as u64, Ordering::Relaxed);
                     }
-                    Err(_) => {
-                        restore.aborted.insert((seq, i));
-                        shared.aborts().push((seq, i));
+                    Err(e) => {
+                        // Durable before the producer hears it: no replay applies it.
+                        if let Err(why) = restore.aborts.record(seq, i) {
+                            tracing::error!(error = %why, group = seq, batch = i, failed = %e, "Cannot record a failed batch as aborted; a replay after a crash may apply it.");
+                        }
                     }
                 }
                 stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -754,10 +788,7 @@ fn apply_group(
 ) -> Result<(GroupResults, Pending), StoreError> {
     let start = Instant::now();
     if ctx.logged.is_some() && reopens != ctx.log_reopens {
-        // Not `Io`: that would mark the engine for yet another reopen.
-        return Err(StoreError::Backend(
-            "the engine was reopened: the redo log is applied again first".into(),
-        ));
+        return Err(reopened());
     }
     if ctx.in_flight.check_after_reopen(reopens, kv)? {
         // The reopened engine went back to its last durable commit, counters included: the
@@ -826,7 +857,10 @@ fn write_group<B: Backend>(
             // (the sequence would be handed out again for another receipt). Commits are
             // durable in order, so one durable commit after it makes it durable before any
             // producer is answered.
-            backend.write(|_| Ok(()))?;
+            backend.write(|_| match ctx.logged {
+                Some(_) if backend.reopens() != ctx.log_reopens => Err(reopened()),
+                _ => Ok(()),
+            })?;
         }
         Ok(results)
     }
