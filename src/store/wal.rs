@@ -345,7 +345,7 @@ fn read_segment(path: &Path) -> Result<Vec<Vec<u8>>, StoreError> {
         };
         // A zeroed header (len 0, and the checksum of nothing is 0) is where a crash cut the
         // file, not a record: a real payload holds at least a kind and a sequence.
-        if len < 2 || len > MAX_RECORD || crc32fast::hash(payload) != crc {
+        if !(2..=MAX_RECORD).contains(&len) || crc32fast::hash(payload) != crc {
             break;
         }
         out.push(payload.to_vec());
