@@ -251,15 +251,7 @@ pub(crate) fn run<B: Backend>(
     in_flight: &InFlight,
 ) {
     let busy = Cell::new(Duration::ZERO);
-    let ctx = Ctx {
-        index_by_number: cfg.index_by_number,
-        counts: cfg.count_kv_ops.then_some(&stats.kv),
-        busy: &busy,
-        in_flight,
-        board,
-        logged: None,
-        log_reopens: 0,
-    };
+    let ctx = Ctx::new(&cfg, stats, &busy, in_flight, board);
     let mut spacing = Spacing::new(cfg.min_spacing, cfg.max_spacing);
     let mut last_record = Instant::now();
     let mut last_start: Option<Instant> = None;
@@ -414,15 +406,7 @@ pub(crate) fn run_logged<B: Backend>(
     (mut applied, aborts): (u64, wal::AbortLog),
 ) {
     let busy = Cell::new(Duration::ZERO);
-    let base = Ctx {
-        index_by_number: cfg.index_by_number,
-        counts: cfg.count_kv_ops.then_some(&stats.kv),
-        busy: &busy,
-        in_flight,
-        board,
-        logged: None,
-        log_reopens: 0,
-    };
+    let base = Ctx::new(&cfg, stats, &busy, in_flight, board);
     let mut durable = applied;
     let mut last_checkpoint = Instant::now();
     let mut ops_since: u64 = 0;
@@ -775,6 +759,27 @@ struct Ctx<'a> {
     /// commit: an I/O error, the writer's or a reader's, latched it) refuses to apply, so the
     /// writer applies the log again first.
     log_reopens: u64,
+}
+
+impl<'a> Ctx<'a> {
+    /// A writer's context outside any logged group.
+    fn new(
+        cfg: &WriterConfig,
+        stats: &'a WriterStats,
+        busy: &'a Cell<Duration>,
+        in_flight: &'a InFlight,
+        board: &'a Board,
+    ) -> Self {
+        Self {
+            index_by_number: cfg.index_by_number,
+            counts: cfg.count_kv_ops.then_some(&stats.kv),
+            busy,
+            in_flight,
+            board,
+            logged: None,
+            log_reopens: 0,
+        }
+    }
 }
 
 /// Applies every request's ops in one transaction, through the in-flight records, the
