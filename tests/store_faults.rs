@@ -194,3 +194,34 @@ fn failed_batch_fails_alone(logged: bool) {
         );
     }
 }
+
+/// A group whose every batch failed is passed over by the engine's record of the log too:
+/// after it is the last group before a close (whose checkpoint lets its abort record go),
+/// the reopen on a backend that refuses nothing must not apply it.
+#[test]
+fn a_refused_last_group_is_not_replayed_after_a_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FaultBackend {
+        inner: RedbBackend::open(dir.path()).unwrap(),
+        gate: Arc::new(Mutex::new(None)),
+    };
+    let store = open_logged(backend, dir.path());
+    let good = batch(&store, "+861");
+    let good_ids: Vec<_> = good.iter().map(|m| m.id).collect();
+    futures::executor::block_on(store.insert_batch(good)).unwrap();
+    let bad = batch(&store, "poison");
+    let bad_ids: Vec<_> = bad.iter().map(|m| m.id).collect();
+    let res = futures::executor::block_on(store.insert_batch(bad));
+    assert!(matches!(res, Err(StoreError::Backend(_))), "{res:?}");
+    drop(store);
+    let store = open_logged(RedbBackend::open(dir.path()).unwrap(), dir.path());
+    for id in &good_ids {
+        assert!(store.get(*id).unwrap().is_some(), "{id} lost");
+    }
+    for id in &bad_ids {
+        assert!(
+            store.get(*id).unwrap().is_none(),
+            "{id} of the refused group replayed"
+        );
+    }
+}

@@ -501,18 +501,28 @@ fn checkpoint<B: Backend>(
     restore: &mut Restore,
 ) {
     let expected = restore.reopens;
-    let done = backend.write(|_| {
+    // What the checkpoint holds is what the engine says it holds, read in the same
+    // transaction: normally every group applied, but never more (segments and abort records
+    // are let go on its word).
+    let done = backend.write(|kv| {
         if backend.reopens() == expected {
-            Ok(())
+            logged_through(kv)
         } else {
             Err(reopened())
         }
     });
     match done {
-        Ok(()) => {
+        Ok(held) => {
+            if held < applied {
+                tracing::warn!(
+                    held,
+                    applied,
+                    "The engine holds fewer groups than were applied; the log keeps them."
+                );
+            }
             *durable = applied;
-            shared.durable.store(applied, Ordering::Release);
-            restore.aborts.checkpointed(applied);
+            shared.durable.store(held, Ordering::Release);
+            restore.aborts.checkpointed(held);
             stats.checkpoints.fetch_add(1, Ordering::Relaxed);
         }
         Err(e) => {
@@ -720,6 +730,22 @@ fn commit_logged<B: Backend>(
                 }
                 stats.requests.fetch_add(1, Ordering::Relaxed);
                 let _ = req.reply.send(res);
+            }
+            if done.is_empty() {
+                // No batch of the group applied, so no transaction recorded it: the engine
+                // still names the group before. Recorded now, so a checkpoint covers it
+                // (its batches are all aborted: a replay would apply nothing of it).
+                let expected = restore.reopens;
+                let bumped = backend.write_relaxed(|kv| {
+                    if backend.reopens() == expected {
+                        kv.put(&[keys::LOG_SEQ], &seq.to_be_bytes())
+                    } else {
+                        Err(reopened())
+                    }
+                });
+                if let Err(e) = bumped {
+                    tracing::warn!(error = %e, group = seq, "Cannot record a refused group as passed; the log keeps it.");
+                }
             }
         }
     }
