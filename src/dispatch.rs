@@ -65,7 +65,7 @@
 //!
 //! # Outcomes
 //! Outcomes waiting in the queue are written together, in one store commit (up to 1024),
-//! with up to two such commits waiting on the store at once ([`OUTCOME_COMMITS_IN_FLIGHT`]).
+//! with up to eight such commits waiting on the store at once ([`OUTCOME_COMMITS_IN_FLIGHT`]).
 //! `Sent` → `Op::Submitted` per part with the center id normalised by
 //! [`crate::channel::normalise_center_id`] (the receipt layer must use the same function on
 //! DLR ids); `Retry` → `Op::Requeue` at now + backoff; `Release` → `Op::Release` due now;
@@ -105,11 +105,14 @@ const MAX_OUTCOMES_PER_COMMIT: usize = 1024;
 
 /// Outcome commits one channel may have waiting on the store at once. With one, outcomes
 /// that arrive while a commit runs wait for it to end and then for a commit of their own —
-/// two writer cycles; with two they join the writer's next group. Sooner-written submit
+/// two writer cycles; with more they join the writer's next group. Sooner-written submit
 /// responses give the worker's credits back sooner and meet fewer receipts that overtook
-/// them (at full speed, 57 % → 38 % of receipts held; BENCHMARKS.md, "The store writer is
-/// saturated"). Each batch still gives its credits back only after its own commit.
-const OUTCOME_COMMITS_IN_FLIGHT: usize = 2;
+/// them. Receipts held at full speed: 57 % with one, 38 % with two (BENCHMARKS.md, "The
+/// store writer is saturated"); with the redo log and submit responses first in a group,
+/// 32 % with two, 19 % with four, 10 % with eight (BENCHMARKS.md, "The redo log"). Each
+/// batch still gives its credits back only after its own commit, so the bound on what a
+/// crash sends again is unchanged.
+const OUTCOME_COMMITS_IN_FLIGHT: usize = 8;
 
 /// Relative share of each lane while all are backlogged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
