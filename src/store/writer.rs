@@ -625,7 +625,11 @@ fn replay<B: Backend>(
                 if matches!(e, StoreError::Io(_) | StoreError::NoSpace(_)) {
                     return Err(e);
                 }
-                tracing::warn!(error = %e, group = seq, "A logged batch failed again; skipped, as it was then.");
+                // Not recorded as aborted, so it applied the first time (or its abort record
+                // could not be written): skipping it may lose what its producer was told is
+                // stored, which is worth an operator's look; refusing to open would stop
+                // everything else instead.
+                tracing::error!(error = %e, group = seq, "A logged batch failed when applied again; skipped.");
             }
         }
     }
