@@ -420,6 +420,7 @@ pub(crate) fn run_logged<B: Backend>(
     let mut durable = applied;
     let mut last_checkpoint = Instant::now();
     let mut ops_since: u64 = 0;
+    let mut closing = false;
     let mut last_record = Instant::now();
     let mut idle_since = Instant::now();
     let mut restore = Restore {
@@ -457,10 +458,13 @@ pub(crate) fn run_logged<B: Backend>(
                 last_record = now;
             }
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+            // The last checkpoint, below, then the end.
+            Err(RecvTimeoutError::Disconnected) => closing = true,
         }
         if applied > durable
-            && (ops_since >= CHECKPOINT_OPS || last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
+            && (closing
+                || ops_since >= CHECKPOINT_OPS
+                || last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
         {
             ops_since = 0;
             let start = Instant::now();
@@ -477,17 +481,9 @@ pub(crate) fn run_logged<B: Backend>(
             stats.add_time(WriterPhase::Committing, last_checkpoint - start);
             idle_since += last_checkpoint - start;
         }
-    }
-    if applied > durable {
-        checkpoint(
-            backend,
-            applied,
-            &mut durable,
-            stats,
-            base,
-            shared,
-            &mut restore,
-        );
+        if closing {
+            return;
+        }
     }
 }
 
