@@ -498,6 +498,19 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(StoreError::from_io)
 }
 
+/// Starts the segment whose first group will be `first` (empty, its name durable in `dir`).
+fn new_segment(dir: &Path, first: u64) -> Result<(File, PathBuf), StoreError> {
+    let path = dir.join(format!("{first:020}.log"));
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(StoreError::from_io)?;
+    sync_dir(dir)?;
+    Ok((file, path))
+}
+
 /// The appending end, owned by the log thread.
 #[derive(Debug)]
 pub(crate) struct LogWriter {
@@ -526,14 +539,7 @@ impl LogWriter {
         }
         let mut segments = segments(dir)?;
         segments.retain(|(first, _)| *first != next_seq);
-        let path = dir.join(format!("{next_seq:020}.log"));
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(StoreError::from_io)?;
-        sync_dir(dir)?;
+        let (file, path) = new_segment(dir, next_seq)?;
         segments.push((next_seq, path));
         Ok(Self {
             dir: dir.to_owned(),
@@ -595,14 +601,7 @@ impl LogWriter {
     pub(crate) fn checkpointed(&mut self, durable: u64, next_seq: u64) -> Result<(), StoreError> {
         if self.len >= SEGMENT_BYTES {
             self.sync()?;
-            let path = self.dir.join(format!("{next_seq:020}.log"));
-            let file = OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(true)
-                .open(&path)
-                .map_err(StoreError::from_io)?;
-            sync_dir(&self.dir)?;
+            let (file, path) = new_segment(&self.dir, next_seq)?;
             self.file = file;
             self.len = 0;
             self.segments.push((next_seq, path));

@@ -493,6 +493,16 @@ fn reopened() -> StoreError {
     StoreError::Backend("the engine was reopened: the redo log is applied again first".into())
 }
 
+/// `Ok` while the engine's reopen count is still `expected`, else [`reopened`]: run inside a
+/// transaction, it says whether the state it works on is complete.
+fn not_reopened<B: Backend>(backend: &B, expected: u64) -> Result<(), StoreError> {
+    if backend.reopens() == expected {
+        Ok(())
+    } else {
+        Err(reopened())
+    }
+}
+
 /// One durable engine commit, which holds every group applied so far — unless the engine
 /// was reopened since (it went back to its last durable commit): then the commit is refused
 /// and the log is applied again instead, so a checkpoint never claims groups the engine
@@ -511,11 +521,8 @@ fn checkpoint<B: Backend>(
     // transaction: normally every group applied, but never more (segments and abort records
     // are let go on its word).
     let done = backend.write(|kv| {
-        if backend.reopens() == expected {
-            logged_through(kv)
-        } else {
-            Err(reopened())
-        }
+        not_reopened(backend, expected)?;
+        logged_through(kv)
     });
     match done {
         Ok(held) => {
@@ -650,14 +657,10 @@ pub(crate) fn replay_at_open<B: Backend>(
     let busy = Cell::new(Duration::ZERO);
     let board = Board::new(depth::QueueDepths::default());
     let in_flight = InFlight::default();
+    let stats = WriterStats::default();
     let ctx = Ctx {
-        index_by_number: cfg.index_by_number,
-        counts: None,
-        busy: &busy,
-        in_flight: &in_flight,
-        board: &board,
-        logged: None,
         log_reopens: backend.reopens(),
+        ..Ctx::new(cfg, &stats, &busy, &in_flight, &board)
     };
     replay(backend, groups, &|_, _| false, ctx)?;
     backend.write(|_| Ok(()))?;
@@ -740,22 +743,6 @@ fn commit_logged<B: Backend>(
                 }
                 stats.requests.fetch_add(1, Ordering::Relaxed);
                 let _ = req.reply.send(res);
-            }
-            if done.is_empty() {
-                // No batch of the group applied, so no transaction recorded it: the engine
-                // still names the group before. Recorded now, so a checkpoint covers it
-                // (its batches are all aborted: a replay would apply nothing of it).
-                let expected = restore.reopens;
-                let bumped = backend.write_relaxed(|kv| {
-                    if backend.reopens() == expected {
-                        kv.put(&[keys::LOG_SEQ], &seq.to_be_bytes())
-                    } else {
-                        Err(reopened())
-                    }
-                });
-                if let Err(e) = bumped {
-                    tracing::warn!(error = %e, group = seq, "Cannot record a refused group as passed; the log keeps it.");
-                }
             }
         }
     }
@@ -899,8 +886,8 @@ fn write_group<B: Backend>(
             // durable in order, so one durable commit after it makes it durable before any
             // producer is answered.
             backend.write(|_| match ctx.logged {
-                Some(_) if backend.reopens() != ctx.log_reopens => Err(reopened()),
-                _ => Ok(()),
+                Some(_) => not_reopened(backend, ctx.log_reopens),
+                None => Ok(()),
             })?;
         }
         Ok(results)
