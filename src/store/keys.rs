@@ -6,7 +6,7 @@
 //! | tag | key | value |
 //! |---|---|---|
 //! | 0x01 message | id | message body record (`codec.rs`), written once (with the first state embedded, for a message inserted queued) |
-//! | 0x02 ready | channel, 0, lane, due_ms, id | empty |
+//! | 0x02 ready | channel, 0, lane, due_ms, id | empty, or [`READY_BODY_ONLY`]: the message has no state record yet (its state is in its body record) |
 //! | 0x03 lease expiry | expiry_ms, id | channel (for the in-flight counter; empty in stores written before the queue counters) |
 //! | 0x04 center id | channel, 0, center_id | id, part (u16) |
 //! | 0x05 outbox | account, 0, seq | receipt JSON |
@@ -247,6 +247,11 @@ pub(crate) fn ready_prefix(channel: &str, lane: Lane) -> Vec<u8> {
     k.push(lane.as_byte());
     k
 }
+
+/// The value of a ready key written by insert for a message whose state is in its body
+/// record: a lease then reads the body alone, not a state record that is not there. Any other
+/// ready key's value is empty (a state record may exist: read it).
+pub(crate) const READY_BODY_ONLY: &[u8] = &[1];
 
 pub(crate) fn ready(channel: &str, lane: Lane, due_ms: u64, id: MessageId) -> Vec<u8> {
     let mut k = ready_prefix(channel, lane);

@@ -298,12 +298,26 @@ fn corrupt_record(key: &[u8], e: &codec::DecodeError) -> StoreError {
 
 /// Loads a message: its body record and its state record.
 pub(crate) fn load(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, StoreError> {
+    load_with(kv, id, false)
+}
+
+/// [`load`], told by a ready key's value ([`keys::READY_BODY_ONLY`]) whether the message may
+/// have a state record: one whose body carries its state and that has none is read in one
+/// engine call.
+fn load_with(
+    kv: &dyn KvRead,
+    id: MessageId,
+    body_only: bool,
+) -> Result<Option<Message>, StoreError> {
     let k = keys::message(id);
     let Some(v) = kv.get(&k)? else {
         return Ok(None);
     };
     let codec::Body { mut message, whole } =
         codec::decode_body(&v).map_err(|e| corrupt_record(&k, &e))?;
+    if body_only && whole {
+        return Ok(Some(message));
+    }
     let sk = keys::state(id);
     match kv.get(&sk)? {
         Some(v) => {
@@ -319,7 +333,16 @@ pub(crate) fn load(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, St
 /// Loads a message reached through a queue index. A record that cannot be decoded is logged
 /// and treated as absent, so one bad record cannot wedge a whole queue (or recovery).
 pub(crate) fn load_queued(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, StoreError> {
-    match load(kv, id) {
+    load_queued_with(kv, id, false)
+}
+
+/// [`load_queued`] with [`load_with`]'s hint.
+fn load_queued_with(
+    kv: &dyn KvRead,
+    id: MessageId,
+    body_only: bool,
+) -> Result<Option<Message>, StoreError> {
+    match load_with(kv, id, body_only) {
         Err(e @ StoreError::Corrupt { .. }) => {
             tracing::error!(%id, error = %e, "skipping undecodable message record");
             Ok(None)
@@ -407,9 +430,7 @@ fn delete_entry(
     account: &str,
     seq: u64,
 ) -> Result<OpResult, StoreError> {
-    let k = which.entry(account, seq);
-    let found = kv.get(&k)?.is_some();
-    kv.delete(&k)?;
+    let found = kv.take(&which.entry(account, seq))?.is_some();
     Ok(OpResult::Count(usize::from(found)))
 }
 
@@ -574,8 +595,11 @@ fn insert(kv: &mut dyn Kv, m: &Message, index_by_number: bool) -> Result<OpResul
         kv.put(&keys::by_to(&m.to, m.id), &[])?;
     }
     if plain {
-        // The usual case, stored as given (no copy of the message).
-        kv.put(&keys::ready(&m.channel, m.lane, m.due_ms, m.id), &[])?;
+        // The usual case, stored as given (no copy of the message), its state in the body.
+        kv.put(
+            &keys::ready(&m.channel, m.lane, m.due_ms, m.id),
+            keys::READY_BODY_ONLY,
+        )?;
         index_expiry(kv, m)?;
         stop::index_tags(kv, m)?;
         return Ok(OpResult::Inserted(m.id));
@@ -622,9 +646,10 @@ fn lease(
         end.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
         let mut found = Vec::new();
         kv.scan(&prefix, &end, left, &mut found)?;
-        for (key, _) in found {
+        for (key, value) in found {
             let id = keys::ready_id(&key).ok_or_else(|| corrupt(&key, "short ready key"))?;
-            let Some(mut m) = load_queued(kv, id)? else {
+            let body_only = value == keys::READY_BODY_ONLY;
+            let Some(mut m) = load_queued_with(kv, id, body_only)? else {
                 // Index entry without a readable record: drop it rather than fail every lease
                 // of this queue forever (the record, if corrupt, stays for inspection).
                 kv.delete(&key)?;
@@ -1103,4 +1128,50 @@ fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, Stor
         kv.delete(&early_key)?;
     }
     Ok(OpResult::Count(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::backend::MapKv;
+    use crate::store::model::Payload;
+
+    const CH: &str = "smsc1";
+
+    fn message(id: u64) -> Message {
+        let payload = Payload::Text {
+            text: "hi".into(),
+            encoding: Default::default(),
+        };
+        Message::new(MessageId(id), "acme", "+861", payload, CH, 0, 0)
+    }
+
+    fn lease_all(kv: &mut MapKv, now_ms: u64) -> Vec<Message> {
+        match lease(kv, CH, &Lane::ALL, now_ms, 10, 1_000).unwrap() {
+            OpResult::Leased { messages, .. } => messages,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_fresh_message_is_leased_from_its_body_alone_and_a_requeued_one_with_its_state() {
+        let mut kv = MapKv::default();
+        insert(&mut kv, &message(1), false).unwrap();
+        let gets = kv.gets.get();
+        assert_eq!(lease_all(&mut kv, 10).len(), 1);
+        assert_eq!(
+            kv.gets.get() - gets,
+            1,
+            "the body only: no state record to read"
+        );
+
+        // Sent back with an attempt counted: its state now lives in a state record, which
+        // the next lease must read (the body still says queued, no attempts).
+        requeue(&mut kv, MessageId(1), 20, true).unwrap();
+        let gets = kv.gets.get();
+        let again = lease_all(&mut kv, 30);
+        assert_eq!(kv.gets.get() - gets, 2, "body and state record");
+        assert_eq!(again[0].attempts, 1);
+        assert_eq!(again[0].due_ms, 20);
+    }
 }
