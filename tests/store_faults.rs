@@ -182,17 +182,48 @@ fn failed_batch_fails_alone(logged: bool) {
         let f = f.unwrap().path();
         std::fs::copy(&f, copy.path().join("log").join(f.file_name().unwrap())).unwrap();
     }
+    // A second copy, opened with the log switched off: replayed the same way, and then
+    // nothing of the log is left behind (segments and the record of aborted batches).
+    let off = tempfile::tempdir().unwrap();
+    std::fs::create_dir(off.path().join("log")).unwrap();
+    for f in std::fs::read_dir(dir.path().join("log")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, off.path().join("log").join(f.file_name().unwrap())).unwrap();
+    }
+    assert!(off.path().join("log").join("aborted").exists());
     drop(store);
-    let store = open_logged(RedbBackend::open(copy.path()).unwrap(), copy.path());
-    for id in &stored {
-        assert!(store.get(*id).unwrap().is_some(), "{id} lost in the replay");
-    }
-    for id in &refused {
-        assert!(
-            store.get(*id).unwrap().is_none(),
-            "{id} of the aborted batch replayed"
-        );
-    }
+    let replayed = |store: &Store<RedbBackend>| {
+        for id in &stored {
+            assert!(store.get(*id).unwrap().is_some(), "{id} lost in the replay");
+        }
+        for id in &refused {
+            assert!(
+                store.get(*id).unwrap().is_none(),
+                "{id} of the aborted batch replayed"
+            );
+        }
+    };
+    replayed(&open_logged(
+        RedbBackend::open(copy.path()).unwrap(),
+        copy.path(),
+    ));
+    let store = Store::open_logged(
+        RedbBackend::open(off.path()).unwrap(),
+        WriterConfig {
+            redo_log: false,
+            ..WriterConfig::default()
+        },
+        1_000,
+        &off.path().join("content"),
+        &off.path().join("log"),
+    )
+    .unwrap();
+    replayed(&store);
+    let left: Vec<_> = std::fs::read_dir(off.path().join("log"))
+        .unwrap()
+        .map(|f| f.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind with the log off: {left:?}");
 }
 
 /// A group whose every batch failed is passed over by the engine's record of the log too:

@@ -351,11 +351,13 @@ impl<B: Backend> Store<B> {
                 (thread, Some(log_thread))
             }
             other => {
-                if let Some((dir, _)) = other {
-                    // The log is off: what it held is in the engine durably now.
+                if let Some((dir, last)) = other {
+                    // The log is off: what it held is in the engine durably now, and so are
+                    // the groups its aborted batches belong to.
                     for (_, path) in wal::segments(dir)? {
                         std::fs::remove_file(&path).map_err(StoreError::from_io)?;
                     }
+                    wal::AbortLog::open(dir)?.checkpointed(last);
                 }
                 let source = WriterSource::Producers(rx);
                 (
