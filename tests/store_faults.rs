@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice::store::{
-    Backend, Kv, KvRead, Message, OpResult, Payload, RedbBackend, Store, StoreError, WriterConfig,
+    Backend, Kv, KvRead, Message, MessageId, OpResult, Payload, RedbBackend, Store, StoreError,
+    WriterConfig,
 };
 
 /// redb, but every write first waits on an optional gate, and any value containing
@@ -176,33 +177,13 @@ fn failed_batch_fails_alone(logged: bool) {
     // batch, written before its producer heard of it), under a store whose engine holds
     // nothing yet: the replay rebuilds everything on a backend that refuses nothing, and
     // leaves the aborted batch out.
-    let copy = tempfile::tempdir().unwrap();
-    std::fs::create_dir(copy.path().join("log")).unwrap();
-    for f in std::fs::read_dir(dir.path().join("log")).unwrap() {
-        let f = f.unwrap().path();
-        std::fs::copy(&f, copy.path().join("log").join(f.file_name().unwrap())).unwrap();
-    }
+    let copy = copy_log(dir.path());
     // A second copy, opened with the log switched off: replayed the same way, and then
     // nothing of the log is left behind (segments and the record of aborted batches).
-    let off = tempfile::tempdir().unwrap();
-    std::fs::create_dir(off.path().join("log")).unwrap();
-    for f in std::fs::read_dir(dir.path().join("log")).unwrap() {
-        let f = f.unwrap().path();
-        std::fs::copy(&f, off.path().join("log").join(f.file_name().unwrap())).unwrap();
-    }
+    let off = copy_log(dir.path());
     assert!(off.path().join("log").join("aborted").exists());
     drop(store);
-    let replayed = |store: &Store<RedbBackend>| {
-        for id in &stored {
-            assert!(store.get(*id).unwrap().is_some(), "{id} lost in the replay");
-        }
-        for id in &refused {
-            assert!(
-                store.get(*id).unwrap().is_none(),
-                "{id} of the aborted batch replayed"
-            );
-        }
-    };
+    let replayed = |store: &Store<RedbBackend>| stored_and_not(store, &stored, &refused);
     replayed(&open_logged(
         RedbBackend::open(copy.path()).unwrap(),
         copy.path(),
@@ -246,13 +227,30 @@ fn a_refused_last_group_is_not_replayed_after_a_close() {
     assert!(matches!(res, Err(StoreError::Backend(_))), "{res:?}");
     drop(store);
     let store = open_logged(RedbBackend::open(dir.path()).unwrap(), dir.path());
-    for id in &good_ids {
-        assert!(store.get(*id).unwrap().is_some(), "{id} lost");
+    stored_and_not(&store, &good_ids, &bad_ids);
+}
+
+/// A new directory holding a copy of `dir`'s redo log.
+fn copy_log(dir: &std::path::Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::create_dir(copy.path().join("log")).unwrap();
+    for f in std::fs::read_dir(dir.join("log")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, copy.path().join("log").join(f.file_name().unwrap())).unwrap();
     }
-    for id in &bad_ids {
+    copy
+}
+
+/// Every message of `stored` is in `store`, none of `refused` (a batch that failed must not
+/// come back in a replay).
+fn stored_and_not(store: &Store<RedbBackend>, stored: &[MessageId], refused: &[MessageId]) {
+    for id in stored {
+        assert!(store.get(*id).unwrap().is_some(), "{id} lost in the replay");
+    }
+    for id in refused {
         assert!(
             store.get(*id).unwrap().is_none(),
-            "{id} of the refused group replayed"
+            "{id} of a failed batch replayed"
         );
     }
 }

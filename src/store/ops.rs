@@ -333,16 +333,15 @@ fn load_with(
 /// Loads a message reached through a queue index. A record that cannot be decoded is logged
 /// and treated as absent, so one bad record cannot wedge a whole queue (or recovery).
 pub(crate) fn load_queued(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, StoreError> {
-    load_queued_with(kv, id, false)
+    skip_undecodable(id, load(kv, id))
 }
 
-/// [`load_queued`] with [`load_with`]'s hint.
-fn load_queued_with(
-    kv: &dyn KvRead,
+/// What [`load_queued`] makes of a load's result.
+fn skip_undecodable(
     id: MessageId,
-    body_only: bool,
+    loaded: Result<Option<Message>, StoreError>,
 ) -> Result<Option<Message>, StoreError> {
-    match load_with(kv, id, body_only) {
+    match loaded {
         Err(e @ StoreError::Corrupt { .. }) => {
             tracing::error!(%id, error = %e, "skipping undecodable message record");
             Ok(None)
@@ -649,7 +648,7 @@ fn lease(
         for (key, value) in found {
             let id = keys::ready_id(&key).ok_or_else(|| corrupt(&key, "short ready key"))?;
             let body_only = value == keys::READY_BODY_ONLY;
-            let Some(mut m) = load_queued_with(kv, id, body_only)? else {
+            let Some(mut m) = skip_undecodable(id, load_with(kv, id, body_only))? else {
                 // Index entry without a readable record: drop it rather than fail every lease
                 // of this queue forever (the record, if corrupt, stays for inspection).
                 kv.delete(&key)?;
