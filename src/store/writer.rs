@@ -272,7 +272,7 @@ pub(crate) fn run<B: Backend>(
         last_start = Some(start);
         stats.add_time(WriterPhase::Waiting, start - idle_since);
         ctx.busy.set(Duration::ZERO);
-        commit_group(backend, group, stats, board, ctx);
+        commit_group(backend, group, stats, ctx);
         let now = Instant::now();
         let applying = ctx.busy.get();
         stats.add_time(WriterPhase::Applying, applying);
@@ -716,24 +716,16 @@ fn commit_logged<B: Backend>(
                 // If the engine was reopened meanwhile, it is brought back to this group's
                 // start plus the batches of it already answered.
                 let skip = |s: u64, b: usize| s == seq && !done.contains(&b);
-                let res = restore_if_reopened(backend, seq, &skip, ctx, shared, restore)
-                    .and_then(|()| {
+                let res =
+                    restore_if_reopened(backend, seq, &skip, ctx, shared, restore).and_then(|()| {
                         let ctx = Ctx {
                             log_reopens: restore.reopens,
                             ..ctx
                         };
-                        write_group(backend, std::slice::from_ref(&req), ctx)
-                    })
-                    .map(|(mut r, depths)| {
-                        ctx.board.publish(depths);
-                        r.pop().unwrap_or_default()
+                        write_alone(backend, &req, stats, ctx)
                     });
                 match &res {
-                    Ok(_) => {
-                        done.push(i);
-                        stats.commits.fetch_add(1, Ordering::Relaxed);
-                        stats.ops.fetch_add(req.ops.len() as u64, Ordering::Relaxed);
-                    }
+                    Ok(_) => done.push(i),
                     Err(e) => {
                         // Durable before the producer hears it: no replay applies it.
                         if let Err(why) = restore.aborts.record(seq, i) {
@@ -894,13 +886,7 @@ fn write_group<B: Backend>(
     }
 }
 
-fn commit_group<B: Backend>(
-    backend: &B,
-    group: Vec<Request>,
-    stats: &WriterStats,
-    board: &Board,
-    ctx: Ctx<'_>,
-) {
+fn commit_group<B: Backend>(backend: &B, group: Vec<Request>, stats: &WriterStats, ctx: Ctx<'_>) {
     let together = write_group(backend, &group, ctx);
     match together {
         Ok(results) => answer(group, results, stats, ctx),
@@ -914,20 +900,27 @@ fn commit_group<B: Backend>(
         Err(e) => {
             tracing::warn!(error = %e, batches = group.len(), "group commit failed; retrying batches alone");
             for req in group {
-                let res =
-                    write_group(backend, std::slice::from_ref(&req), ctx).map(|(mut r, depths)| {
-                        board.publish(depths);
-                        r.pop().unwrap_or_default()
-                    });
-                if res.is_ok() {
-                    stats.commits.fetch_add(1, Ordering::Relaxed);
-                    stats.ops.fetch_add(req.ops.len() as u64, Ordering::Relaxed);
-                }
+                let res = write_alone(backend, &req, stats, ctx);
                 stats.requests.fetch_add(1, Ordering::Relaxed);
                 let _ = req.reply.send(res);
             }
         }
     }
+}
+
+/// Commits one batch of a group that failed as a whole, on its own: publishes its counters
+/// and counts the commit when it succeeds. The caller answers its producer.
+fn write_alone<B: Backend>(
+    backend: &B,
+    req: &Request,
+    stats: &WriterStats,
+    ctx: Ctx<'_>,
+) -> Result<Vec<OpResult>, StoreError> {
+    let (mut results, depths) = write_group(backend, std::slice::from_ref(req), ctx)?;
+    ctx.board.publish(depths);
+    stats.commits.fetch_add(1, Ordering::Relaxed);
+    stats.ops.fetch_add(req.ops.len() as u64, Ordering::Relaxed);
+    Ok(results.pop().unwrap_or_default())
 }
 
 #[cfg(test)]
