@@ -326,6 +326,34 @@ async fn a_batch_that_is_not_full_waits_for_its_linger_then_goes_as_it_is() {
     task.await.expect("pump");
 }
 
+/// A batch lingering for more is not read from the store again by each round that passes
+/// while it waits (the pump wakes every `idle_poll`, 50 ms here): each entry is read once,
+/// and entries added meanwhile join it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lingering_batch_is_read_from_the_store_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_store(dir.path());
+    receipts(&store, 20).await;
+    let h = hook(Duration::from_secs(10));
+    let seen = h.seen.clone();
+    let url = serve(h).await;
+    let batching = Batching {
+        max: 50,
+        linger: Duration::from_millis(1_500),
+    };
+    let (probe, stop, task) = pump(&store, &url, batching, cfg(Duration::from_secs(10)));
+    assert!(wait_until(Duration::from_secs(5), || probe.stats().entries_read >= 20).await);
+    // About ten rounds at 50 ms, all while the batch waits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    receipts(&store, 10).await;
+    assert!(wait_until(Duration::from_secs(30), || seen.unique() == 30).await);
+    assert_eq!(seen.posts.load(Ordering::SeqCst), 1, "the 30 went together");
+    assert_eq!(probe.stats().entries_read, 30, "each entry read once");
+    assert_eq!(seen.duplicates(), 0);
+    stop.send(true).expect("stop");
+    task.await.expect("pump");
+}
+
 /// A receiver that serves 4 requests at a time, 500 ms each, behind a client timeout of
 /// 1.6 s: the pump starts at its full concurrency (32), so the first requests queue past
 /// the timeout; the receiver's limit then adapts and later requests must not time out —

@@ -39,6 +39,10 @@
 //!   An entry refused with a 4xx other than 429 also gets its own backoff, kept for at most
 //!   [`ENTRY_RETRY_CAP`] entries per account, so one poisoned entry is not re-sent on every
 //!   scan while the rest go through.
+//! - A pass over an outbox reads each entry once: the next round resumes after the last
+//!   entry read, and a batch lingering for more stays in memory. Only a pass that left an
+//!   entry in the store (a retry not yet due, a receiver backing off, a failed POST or
+//!   round) starts over from the first entry once it reaches the end.
 //! - Memory does not grow with the backlog: the scan reads `scan` entries at a time from a
 //!   cursor, receivers are counted per origin and entry backoffs are capped. A receiver down
 //!   for an hour leaves its entries in the store, visible in the gauges `OUTBOX_DEPTH` and
@@ -315,6 +319,9 @@ pub struct PumpStats {
     pub depth: BTreeMap<String, u64>,
     /// The in-flight limit, entries.
     pub in_flight_limit: usize,
+    /// Entries read from the store so far, over all accounts. A pass over an outbox reads
+    /// each entry once unless one was left behind (see the module's notes).
+    pub entries_read: u64,
 }
 
 /// Where a pump publishes its [`PumpStats`]; share it in an `Arc`.
@@ -362,6 +369,13 @@ impl EntryRetries {
 struct AccountState {
     /// Scan position: entries after this seq are read next.
     cursor: u64,
+    /// An entry of the current pass was left in the store (waiting for its retry, its
+    /// receiver backing off, a POST that failed, a round that failed): when the scan reaches
+    /// the end it starts over from the first entry to find it. Without one, the pass resumes
+    /// after the last entry read — everything before it was delivered, dropped, is waiting
+    /// in [`Self::lingering`], or belongs to an SMPP bind — so a round reads only the
+    /// entries added since the one before it.
+    left_behind: bool,
     /// Highest seq already published to subscribers.
     published_through: u64,
     /// Entries refused one by one.
@@ -369,9 +383,9 @@ struct AccountState {
     /// Since when a batch that is not full has been waiting for more entries.
     linger_since: Option<Instant>,
     /// The entries of that waiting batch, by seq, as the last round made them ready to send
-    /// (URL and body). Every round reads the outbox again, and a batch that waits for more
-    /// is read by several: without this each of its entries was decoded and its body written
-    /// again every round (at full speed that was a sixth of the runtime's CPU).
+    /// (URL and body). A round that resumes after the last entry read takes them from here;
+    /// one that starts a pass over reads them again and finds them here instead of decoding
+    /// each and writing its body again.
     lingering: HashMap<u64, (String, Vec<u8>)>,
     /// When the outbox gauges are measured next.
     stats_due: Instant,
@@ -381,6 +395,7 @@ impl AccountState {
     fn new(now: Instant) -> Self {
         Self {
             cursor: 0,
+            left_behind: false,
             published_through: 0,
             retries: EntryRetries::default(),
             linger_since: None,
@@ -572,34 +587,64 @@ impl<K: EntryKind> OutboxPump<K> {
         self.backlog.set(K::NAME, total);
     }
 
-    /// One scan of one account.
+    /// One scan of one account. A round that fails starts the pass over: what it held in
+    /// memory is read again.
     async fn round(&self, acc: &OutboxAccount, st: &mut AccountState) -> Result<Round, StoreError> {
-        let scan = self.cfg.scan.max(acc.batching.max.saturating_mul(2)).max(1);
-        let entries = K::read(&*self.store, &acc.name, st.cursor, scan)?;
-        let at_end = entries.len() < scan;
-        if at_end {
-            // Reached the end: the next round starts over (retries due by then are found).
+        let r = self.scan(acc, st).await;
+        if r.is_err() {
             st.cursor = 0;
-        } else if let Some(last) = entries.last() {
-            st.cursor = last.seq;
+            st.left_behind = false;
+        }
+        r
+    }
+
+    async fn scan(&self, acc: &OutboxAccount, st: &mut AccountState) -> Result<Round, StoreError> {
+        let scan = self.cfg.scan.max(acc.batching.max.saturating_mul(2)).max(1);
+        let from = st.cursor;
+        let entries = K::read(&*self.store, &acc.name, from, scan)?;
+        let at_end = entries.len() < scan;
+        if !entries.is_empty() {
+            self.probe
+                .update(|p| p.entries_read += entries.len() as u64);
+        }
+        match entries.last() {
+            // Reached the end with something left behind: the next round starts over
+            // (retries due by then are found).
+            _ if at_end && st.left_behind => {
+                st.cursor = 0;
+                st.left_behind = false;
+            }
+            Some(last) => st.cursor = last.seq,
+            None => {}
         }
         let now = Instant::now();
         let mut drops = Vec::new();
+        // What the last round left waiting; what waits after this one is put back by `split`.
+        let mut lingering = std::mem::take(&mut st.lingering);
+        // Resuming after the last entry read: the waiting batch is not read again, it comes
+        // from memory ahead of the new entries (its seqs are all below theirs).
+        let mut ready: Vec<(u64, (String, Vec<u8>))> = Vec::with_capacity(entries.len());
+        if from > 0 {
+            ready.extend(lingering.drain());
+            ready.sort_unstable_by_key(|(seq, _)| *seq);
+        }
+        for OutboxEntry { seq, body } in entries {
+            match lingering.remove(&seq) {
+                // Published, checked and made ready by an earlier round of this pass.
+                Some(made) => ready.push((seq, made)),
+                None => {
+                    if let Some(made) = self.prepare(acc, st, seq, body, &mut drops) {
+                        ready.push((seq, made));
+                    }
+                }
+            }
+        }
         // Entries per URL, in the order first seen (bounded by `scan`).
         let mut by_url: Vec<Batch> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
-        // What the last round left waiting; what waits after this one is put back by `split`.
-        let mut lingering = std::mem::take(&mut st.lingering);
-        for OutboxEntry { seq, body } in entries {
-            let (url, body) = match lingering.remove(&seq) {
-                // Published, checked and made ready by an earlier round.
-                Some(ready) => ready,
-                None => match self.prepare(acc, st, seq, body, &mut drops) {
-                    Some(ready) => ready,
-                    None => continue,
-                },
-            };
+        for (seq, (url, body)) in ready {
             if st.retries.waiting(seq, now) {
+                st.left_behind = true;
                 continue;
             }
             let at = match index.get(&url) {
@@ -608,6 +653,7 @@ impl<K: EntryKind> OutboxPump<K> {
                     let origin = receiver::origin(&url);
                     if !self.pacer.ready(&origin, now) {
                         // Backing off: its entries stay stored for a later scan.
+                        st.left_behind = true;
                         continue;
                     }
                     index.insert(url.clone(), by_url.len());
@@ -780,11 +826,14 @@ impl<K: EntryKind> OutboxPump<K> {
                         }
                     }
                     Delivery::Failed { refused: true } => {
+                        st.left_behind = true;
                         for seq in seqs {
                             st.retries.refused(seq, now, &self.cfg);
                         }
                     }
-                    Delivery::Failed { refused: false } | Delivery::Skipped => {}
+                    Delivery::Failed { refused: false } | Delivery::Skipped => {
+                        st.left_behind = true;
+                    }
                 }
             }
             if !deletes.is_empty() {
