@@ -13,7 +13,9 @@
 //!   answered only when the receipt layer says the event is durable ([`DeliverAck`]), and as
 //!   "not kept" (the center resends) when the receipt layer is gone;
 //! - writes are batched: everything the session queued is encoded into one buffer and
-//!   written with one `write_all`; reads hand the session every whole PDU per wake-up.
+//!   written with one `write_all` once nothing else is ready (or after [`WAKES_PER_WRITE`]
+//!   wake-ups), so the submits and answers of several wake-ups share a write; reads hand
+//!   the session every whole PDU per wake-up.
 //!
 //! A center that keeps the link alive (enquire_link / ACTIVE_TEST answered) but stops
 //! answering submits is treated as down: after [`SILENT_TIMEOUTS`] submits in a row time out
@@ -37,7 +39,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use metrics::{counter, gauge};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::channel::backoff::Backoff;
@@ -118,6 +120,14 @@ pub trait Link: Send + 'static {
 /// gives up on its connection (see the module doc). Small, because every timeout is a part
 /// that will be sent again; above one, so a single lost response does not cost a rebind.
 pub const SILENT_TIMEOUTS: u32 = 3;
+
+/// Wake-ups a connection handles at most before it writes what its session queued, when
+/// something is ready every time it looks: a busy connection's answers and submits still go
+/// out in bounded batches.
+const WAKES_PER_WRITE: u32 = 32;
+
+/// Parts one wake-up takes from the queue at most before the write.
+const PARTS_PER_WRITE: u32 = 64;
 
 /// The protocol-neutral half of a bind's settings.
 #[derive(Debug, Clone)]
@@ -298,12 +308,9 @@ impl<'a, L: Link> Connection<'a, L> {
     ) -> String {
         let mut shutting_down = false;
         let mut shutdown = worker.shutdown.clone();
+        // Wake-ups handled since the last write.
+        let mut unwritten = 0u32;
         loop {
-            if let Err(e) = self.flush().await {
-                self.link.handle_disconnect();
-                self.drain(worker, events).await;
-                return format!("write failed: {e}");
-            }
             if let Some(reason) = self.drain(worker, events).await {
                 return reason;
             }
@@ -329,37 +336,28 @@ impl<'a, L: Link> Connection<'a, L> {
                     return reason;
                 }
             }
-            let timer = self.link.poll_timeout();
-            let want_part = !shutting_down && self.link.can_submit();
-            let wake = {
-                let sleep = async {
-                    match timer {
-                        Some(t) => tokio::time::sleep_until(t.into()).await,
-                        None => std::future::pending().await,
+            // Whatever is ready now is taken before the session's output is written, so one
+            // write carries the submits and answers of several wake-ups; the write happens as
+            // soon as nothing is ready (no wait is ever added), or after WAKES_PER_WRITE.
+            let ready = if unwritten < WAKES_PER_WRITE {
+                self.next_wake(worker, &mut shutdown, shutting_down)
+                    .now_or_never()
+            } else {
+                None
+            };
+            let wake = match ready {
+                Some(wake) => {
+                    unwritten += 1;
+                    wake
+                }
+                None => {
+                    if let Err(e) = self.flush().await {
+                        self.link.handle_disconnect();
+                        self.drain(worker, events).await;
+                        return format!("write failed: {e}");
                     }
-                };
-                let part = async {
-                    if want_part {
-                        worker.parts.lock().await.recv().await
-                    } else {
-                        std::future::pending().await
-                    }
-                };
-                let stop = async {
-                    if shutting_down {
-                        std::future::pending::<()>().await;
-                    }
-                    let _ = shutdown.wait_for(|s| *s).await;
-                };
-                tokio::select! {
-                    biased;
-                    r = self.stream.read_buf(&mut self.read) => Wake::Read(r),
-                    () = sleep => Wake::Timer,
-                    Some((ack, kept)) = self.acks.next(), if !self.acks.is_empty() => {
-                        Wake::Ack(ack, kept)
-                    }
-                    () = stop => Wake::Shutdown,
-                    p = part => Wake::Part(p),
+                    unwritten = 0;
+                    self.next_wake(worker, &mut shutdown, shutting_down).await
                 }
             };
             match wake {
@@ -390,19 +388,73 @@ impl<'a, L: Link> Connection<'a, L> {
                 }
                 Wake::Part(Some(job)) => {
                     self.submit(job, worker).await;
-                    // Take more without waiting, so one write carries many submits.
-                    while self.link.can_submit() {
+                    // Take more without waiting, so one write carries many submits. The
+                    // queue is short (see `worker::spawn`), so when it is empty the worker
+                    // gets one turn to refill it before the write: a task switch instead of
+                    // a write per part.
+                    let mut taken = 1;
+                    let mut yielded = false;
+                    while self.link.can_submit() && taken < PARTS_PER_WRITE {
                         let next = match worker.parts.try_lock() {
                             Ok(mut q) => q.try_recv().ok(),
                             Err(_) => None,
                         };
                         match next {
-                            Some(job) => self.submit(job, worker).await,
+                            Some(job) => {
+                                self.submit(job, worker).await;
+                                taken += 1;
+                                yielded = false;
+                            }
+                            None if !yielded => {
+                                tokio::task::yield_now().await;
+                                yielded = true;
+                            }
                             None => break,
                         }
                     }
                 }
             }
+        }
+    }
+
+    /// Waits for the next thing to do: bytes read, the session's timer, an inbound request
+    /// made durable, shutdown, or a part to submit (only while the window has room).
+    async fn next_wake(
+        &mut self,
+        worker: &WorkerLinks<L::Part>,
+        shutdown: &mut watch::Receiver<bool>,
+        shutting_down: bool,
+    ) -> Wake<L::Part, L::Ack> {
+        let timer = self.link.poll_timeout();
+        let want_part = !shutting_down && self.link.can_submit();
+        let sleep = async {
+            match timer {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let part = async {
+            if want_part {
+                worker.parts.lock().await.recv().await
+            } else {
+                std::future::pending().await
+            }
+        };
+        let stop = async {
+            if shutting_down {
+                std::future::pending::<()>().await;
+            }
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        tokio::select! {
+            biased;
+            r = self.stream.read_buf(&mut self.read) => Wake::Read(r),
+            () = sleep => Wake::Timer,
+            Some((ack, kept)) = self.acks.next(), if !self.acks.is_empty() => {
+                Wake::Ack(ack, kept)
+            }
+            () = stop => Wake::Shutdown,
+            p = part => Wake::Part(p),
         }
     }
 
