@@ -353,7 +353,20 @@ fn skip_undecodable(
 /// Saves a message's state. Its body never changes after insert (which wrote the first state
 /// inside the body record when it could: `codec::BODY_V2`).
 fn save(kv: &mut dyn Kv, m: &Message) -> Result<(), StoreError> {
-    kv.put(&keys::state(m.id), &codec::encode_state(m))
+    kv.put(&keys::state(m.id), &codec::encode_state(m))?;
+    if m.lease_until_ms.is_none()
+        && matches!(m.state, MessageState::Queued | MessageState::Scheduled)
+    {
+        // Still in its ready queue, where the key may say "no state record" (the insert's
+        // [`keys::READY_BODY_ONLY`]): a submit response or receipt for a message that was
+        // never leased since would otherwise be lost to the next lease, which would read the
+        // body alone. Leased messages (the usual case) skip this read.
+        let ready = keys::ready(&m.channel, m.lane, m.due_ms, m.id);
+        if kv.get(&ready)?.as_deref() == Some(keys::READY_BODY_ONLY) {
+            kv.put(&ready, &[])?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes whichever queue key (ready or lease) the message currently has. A sent message
@@ -1172,5 +1185,20 @@ mod tests {
         assert_eq!(kv.gets.get() - gets, 2, "body and state record");
         assert_eq!(again[0].attempts, 1);
         assert_eq!(again[0].due_ms, 20);
+    }
+
+    /// A state written while the message still waits under its insert's ready key (here a
+    /// submit response for a message never leased) is what the next lease reads: the key no
+    /// longer says "body only", and the part's center id survives for its receipt.
+    #[test]
+    fn a_state_written_while_queued_is_read_by_the_next_lease() {
+        let mut kv = MapKv::default();
+        insert(&mut kv, &message(1), false).unwrap();
+        submitted(&mut kv, MessageId(1), 2, 2, "c-2", 5).unwrap();
+        let leased = lease_all(&mut kv, 10);
+        assert_eq!(leased[0].parts.len(), 2);
+        assert_eq!(leased[0].parts[1].center_id.as_deref(), Some("c-2"));
+        let r = receipt(&mut kv, CH, "c-2", PartState::Delivered, "DELIVRD", "000", 20);
+        assert!(r.is_ok(), "{r:?}");
     }
 }
