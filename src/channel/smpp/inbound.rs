@@ -97,20 +97,28 @@ pub fn receipt_event(sm: &Sm) -> Option<ChannelEvent> {
         stat: lossy(&stat),
         err: text.err.map(lossy).unwrap_or_default(),
         done_at: text.done_date.map(|d| {
-            format!(
-                "{:02}{:02}{:02}{:02}{:02}",
-                d.year % 100,
-                d.month,
-                d.day,
-                d.hour,
-                d.minute
-            )
+            // The year is 2000..=2099 (`ReceiptDate::parse`): its last two digits fit.
+            let yy = u8::try_from(d.year % 100).unwrap_or_default();
+            two_digits(&[yy, d.month, d.day, d.hour, d.minute])
         }),
         text: text.text.map(lossy).unwrap_or_default(),
         source: lossy(&sm.source.addr),
         at: SystemTime::now(),
         ack: crate::channel::DeliverAck::default(),
     })
+}
+
+/// `YYMMDDhhmm` from its fields, each written as two digits (a field over 99 keeps its last
+/// two, as `{:02}` of it modulo 100 would). One per receipt: `format!` with five padded fields was a third of this function's
+/// time.
+fn two_digits(fields: &[u8]) -> String {
+    let mut s = String::with_capacity(fields.len() * 2);
+    for &f in fields {
+        let f = f % 100;
+        s.push(char::from(b'0' + f / 10));
+        s.push(char::from(b'0' + f % 10));
+    }
+    s
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -124,6 +132,14 @@ mod tests {
 
     fn event(sm: &Sm) -> Option<ChannelEvent> {
         Inbound::default().event(sm, Instant::now())
+    }
+
+    #[test]
+    fn two_digit_fields_are_those_of_padded_formatting() {
+        for f in 0..=255u8 {
+            assert_eq!(two_digits(&[f, 7]), format!("{:02}07", f % 100));
+        }
+        assert_eq!(two_digits(&[26, 11, 26, 1, 1]), "2611260101");
     }
 
     #[test]
