@@ -66,7 +66,7 @@ pub const DISPATCH_LEASE_WAIT: &str = "sluice_dispatch_lease_wait_seconds";
 /// Histogram: seconds from the first part's submit to the final delivery receipt.
 pub const DLR_LATENCY: &str = "sluice_dlr_latency_seconds";
 /// Counter: messages a delivery receipt made final, once per message, by final state
-/// (`receipt::count_final` is the one place it moves).
+/// (`receipt::FinalCounts` is the one place it moves).
 pub const RECEIPTS: &str = "sluice_receipts_total";
 /// Counter: receipts whose center id matched no part after the retry period.
 pub const RECEIPTS_UNMATCHED: &str = "sluice_receipts_unmatched_total";

@@ -7,7 +7,7 @@
 //! each applied receipt here ([`AppliedSink::report`], one send per outcome commit); the
 //! channel's receipt task ([`super::Receipts::run_channel`]) takes the reports from the same
 //! queue, settles them in its pending map, counts the messages they ended from the report
-//! itself ([`super::count_final`]) and wakes the outbox. Nothing polls the store to find
+//! itself ([`super::FinalCounts`]) and wakes the outbox. Nothing polls the store to find
 //! out.
 //!
 //! Ordering: the receipt task answers its own `ReceiptHeld` (and records the hold) before it

@@ -1198,7 +1198,15 @@ mod tests {
         let leased = lease_all(&mut kv, 10);
         assert_eq!(leased[0].parts.len(), 2);
         assert_eq!(leased[0].parts[1].center_id.as_deref(), Some("c-2"));
-        let r = receipt(&mut kv, CH, "c-2", PartState::Delivered, "DELIVRD", "000", 20);
+        let r = receipt(
+            &mut kv,
+            CH,
+            "c-2",
+            PartState::Delivered,
+            "DELIVRD",
+            "000",
+            20,
+        );
         assert!(r.is_ok(), "{r:?}");
     }
 }
