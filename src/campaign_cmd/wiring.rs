@@ -504,7 +504,7 @@ mod tests {
     use crate::store::ReceiptEvent;
 
     fn receipt(state: MessageState) -> Notification {
-        Notification::Receipt(ReceiptEvent {
+        Notification::Receipt(Arc::new(ReceiptEvent {
             id: "01J".into(),
             client_ref: Some("t1-s2-0".into()),
             to: "13800138000".into(),
@@ -518,7 +518,7 @@ mod tests {
             tags: BTreeMap::from([("task".into(), "1".into())]),
             kind: crate::store::MessageKind::Sms,
             lane: crate::store::Lane::Marketing,
-        })
+        }))
     }
 
     #[test]
@@ -653,12 +653,13 @@ mod tests {
         // campaign commits the batch's contact rows.
         let ids: Vec<String> = (0..batch.messages.len()).map(|i| format!("g{i}")).collect();
         let mut ev = match receipt(MessageState::Delivered) {
-            Notification::Receipt(r) => r,
+            Notification::Receipt(r) => Arc::unwrap_or_clone(r),
             Notification::Mo(_) => unreachable!(),
         };
         ev.id = ids[0].clone();
         ev.tags = batch.messages[0].tags.clone();
-        tx.send(Notification::Receipt(ev)).expect("receiver");
+        tx.send(Notification::Receipt(Arc::new(ev)))
+            .expect("receiver");
         tx.send(Notification::Mo(MoEvent {
             account: None,
             from: batch.messages[1].to.clone(),

@@ -125,7 +125,7 @@ impl EntryKind for MoOutbox {
     }
 
     /// Subscribers got the MO when it arrived.
-    fn notification(_: &MoEvent) -> Option<Notification> {
+    fn notification(_: MoEvent) -> Option<Notification> {
         None
     }
 
@@ -195,7 +195,7 @@ mod tests {
             (e.from.as_str(), "Y")
         );
         assert_eq!(MoOutbox::body(&back, stored.clone()), stored);
-        assert!(MoOutbox::notification(&back).is_none());
+        assert!(MoOutbox::notification(back.clone()).is_none());
         let acc = OutboxAccount {
             name: "a".into(),
             webhook_url: Some("https://hooks.example/mo".into()),

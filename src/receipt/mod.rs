@@ -57,8 +57,9 @@ const MAX_BATCH: usize = 1024;
 /// What in-process subscribers receive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notification {
-    /// A message reached its final state (the webhook body).
-    Receipt(ReceiptEvent),
+    /// A message reached its final state (the webhook body). Shared: every subscriber of the
+    /// broadcast receives a copy of the notification, so one event is read by all of them.
+    Receipt(Arc<ReceiptEvent>),
     /// A reply arrived.
     Mo(MoEvent),
 }

@@ -212,9 +212,10 @@ pub trait EntryKind: Send + Sync + 'static {
     /// When the entry was made (RFC 3339), for the oldest-entry age.
     fn made_at(event: &Self::Event) -> &str;
 
-    /// What subscribers get when the entry is first read in this process; `None` when they
-    /// were told some other way.
-    fn notification(event: &Self::Event) -> Option<Notification>;
+    /// What subscribers get when the entry is first read in this process (the event itself,
+    /// taken once the pump has what it needs from it); `None` when they were told some
+    /// other way.
+    fn notification(event: Self::Event) -> Option<Notification>;
 
     /// Where the entry goes: its own URL, else the account's default.
     fn url(event: &Self::Event, account: &OutboxAccount) -> Option<String>;
@@ -271,8 +272,8 @@ impl EntryKind for ReceiptOutbox {
         &event.done_at
     }
 
-    fn notification(event: &ReceiptEvent) -> Option<Notification> {
-        Some(Notification::Receipt(event.clone()))
+    fn notification(event: ReceiptEvent) -> Option<Notification> {
+        Some(Notification::Receipt(Arc::new(event)))
     }
 
     fn url(event: &ReceiptEvent, account: &OutboxAccount) -> Option<String> {
@@ -700,28 +701,36 @@ impl<K: EntryKind> OutboxPump<K> {
             drops.push(K::delete(&acc.name, seq));
             return None;
         };
+        // What this pump needs of the event is taken first; then the event itself goes to
+        // the subscribers, without a copy.
+        let owned = K::owned_by_smpp(&event, acc);
+        let url = if owned { None } else { K::url(&event, acc) };
+        let signed_body = match (&url, &acc.webhook_secret) {
+            (Some(_), Some(_)) => Some(K::body(&event, body)),
+            _ => None,
+        };
         if seq > st.published_through {
             st.published_through = seq;
-            // No subscriber (no campaign service, no rules feedback): no copy of the event.
+            // No subscriber (no campaign service, no rules feedback): not published.
             if self.subscribers.receiver_count() > 0
-                && let Some(n) = K::notification(&event)
+                && let Some(n) = K::notification(event)
             {
                 let _ = self.subscribers.send(n);
             }
         }
-        if K::owned_by_smpp(&event, acc) {
+        if owned {
             return None;
         }
-        let Some(url) = K::url(&event, acc) else {
+        let Some(url) = url else {
             drops.push(K::delete(&acc.name, seq));
             return None;
         };
-        if acc.webhook_secret.is_none() {
+        let Some(body) = signed_body else {
             tracing::error!(kind = K::NAME, account = %acc.name, seq, "Webhook entry dropped unsent: the account has no webhook_secret to sign it with.");
             drops.push(K::delete(&acc.name, seq));
             return None;
-        }
-        Some((url, K::body(&event, body)))
+        };
+        Some((url, body))
     }
 
     /// Cuts each URL's entries into batches of the account's size. A last batch that is not

@@ -169,7 +169,7 @@ mod tests {
     use crate::store::{Lane, MessageKind, ReceiptEvent};
 
     fn receipt(id: &str, state: MessageState, lane: Lane) -> Notification {
-        Notification::Receipt(ReceiptEvent {
+        Notification::Receipt(std::sync::Arc::new(ReceiptEvent {
             id: id.into(),
             client_ref: None,
             to: "+8613800138000".into(),
@@ -184,7 +184,7 @@ mod tests {
             tags: Default::default(),
             kind: MessageKind::WapPush,
             lane,
-        })
+        }))
     }
 
     #[test]
