@@ -56,6 +56,11 @@ use crate::metrics::{
 };
 use crate::status::ChannelStatus;
 
+/// Reports, or new messages, one turn of the worker's loop takes at most when more are
+/// already queued: each turn builds its whole `select!`, so a burst taken one per turn cost
+/// a turn per item.
+const BURST: usize = 32;
+
 /// What a protocol tells the neutral worker: how a message becomes parts and what a
 /// response status means.
 pub trait Wire: Send + Sync + 'static {
@@ -284,7 +289,15 @@ impl<W: Wire> Worker<W> {
             tokio::select! {
                 biased;
                 report = reports.recv() => match report {
-                    Some(r) => self.on_report(r).await,
+                    Some(r) => {
+                        self.on_report(r).await;
+                        // Reports come in bursts (a read of many responses): take what is
+                        // already queued in this turn of the loop.
+                        for _ in 1..BURST {
+                            let Ok(r) = reports.try_recv() else { break };
+                            self.on_report(r).await;
+                        }
+                    }
                     // Every bind has exited.
                     None => break,
                 },
@@ -328,6 +341,20 @@ impl<W: Wire> Worker<W> {
                     Some(m) => {
                         let credit = spare.take();
                         self.accept(m, credit).await;
+                        // More already queued, each with a credit in hand: taken in this
+                        // turn instead of two turns of the loop each.
+                        for _ in 1..BURST {
+                            let Ok(credit) = Arc::clone(&self.credits).try_acquire_owned() else {
+                                break;
+                            };
+                            match input.try_recv() {
+                                Ok(m) => self.accept(m, Some(credit)).await,
+                                Err(_) => {
+                                    spare = Some(credit);
+                                    break;
+                                }
+                            }
+                        }
                     }
                     None => input_open = false,
                 },
