@@ -503,26 +503,18 @@ struct FinalCounts {
 
 impl FinalCounts {
     fn new(status: Arc<ChannelStatus>) -> Self {
-        use MessageState::{Cancelled, Delivered, Expired, Failed, Rejected, Undeliverable};
         Self {
             status,
             latency: metrics::histogram!(m::DLR_LATENCY),
-            by_state: [
-                Delivered,
-                Undeliverable,
-                Expired,
-                Rejected,
-                Failed,
-                Cancelled,
-            ]
-            .into_iter()
-            .map(|s| {
-                (
-                    s,
-                    metrics::counter!(m::RECEIPTS, m::LABEL_STATE => s.as_str()),
-                )
-            })
-            .collect(),
+            by_state: MessageState::FINAL
+                .into_iter()
+                .map(|s| {
+                    (
+                        s,
+                        metrics::counter!(m::RECEIPTS, m::LABEL_STATE => s.as_str()),
+                    )
+                })
+                .collect(),
         }
     }
 

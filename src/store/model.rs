@@ -197,6 +197,16 @@ impl MessageState {
                 | Self::Cancelled
         )
     }
+
+    /// Every final state ([`Self::is_final`]), e.g. for a metric handle per state.
+    pub const FINAL: [Self; 6] = [
+        Self::Delivered,
+        Self::Undeliverable,
+        Self::Expired,
+        Self::Rejected,
+        Self::Failed,
+        Self::Cancelled,
+    ];
 }
 
 /// State of one part (segment) of a message at the center.
@@ -512,6 +522,15 @@ mod hex_opt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_final_list_holds_final_states_once_each() {
+        // A final state missing here only costs `receipt::FinalCounts` a lookup per receipt.
+        for (i, s) in MessageState::FINAL.iter().enumerate() {
+            assert!(s.is_final(), "{s:?}");
+            assert!(!MessageState::FINAL[..i].contains(s), "{s:?} twice");
+        }
+    }
 
     #[test]
     fn binary_payload_round_trips_as_hex() {
