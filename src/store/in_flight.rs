@@ -37,7 +37,7 @@ use super::codec;
 use super::error::StoreError;
 use super::id::MessageId;
 use super::keys;
-use super::model::{Message, MessageState};
+use super::model::Message;
 use super::ops;
 
 /// Changes of one transaction: `Some(record)` now in memory, `None` gone from memory.
@@ -290,8 +290,7 @@ impl InFlightRead<'_> {
         let Some(m) = ops::load(self, id)? else {
             return Ok((None, false));
         };
-        let waiting = matches!(m.state, MessageState::Queued | MessageState::Scheduled)
-            && m.lease_until_ms.is_none();
+        let waiting = m.waits_in_ready_queue();
         let stale = waiting
             && self
                 .inner

@@ -384,6 +384,13 @@ impl Message {
             lease_until_ms: None,
         }
     }
+
+    /// Waiting in its ready queue (queued or scheduled, not leased): a message in this state
+    /// has a ready key (or, for a paused account, a parked entry standing for one).
+    pub const fn waits_in_ready_queue(&self) -> bool {
+        matches!(self.state, MessageState::Queued | MessageState::Scheduled)
+            && self.lease_until_ms.is_none()
+    }
 }
 
 /// The receipt event put in a client's outbox when a message reaches a final state: the JSON

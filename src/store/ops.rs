@@ -354,9 +354,7 @@ fn skip_undecodable(
 /// inside the body record when it could: `codec::BODY_V2`).
 fn save(kv: &mut dyn Kv, m: &Message) -> Result<(), StoreError> {
     kv.put(&keys::state(m.id), &codec::encode_state(m))?;
-    if m.lease_until_ms.is_none()
-        && matches!(m.state, MessageState::Queued | MessageState::Scheduled)
-    {
+    if m.waits_in_ready_queue() {
         // Still in its ready queue, where the key may say "no state record" (the insert's
         // [`keys::READY_BODY_ONLY`]): a submit response or receipt for a message that was
         // never leased since would otherwise be lost to the next lease, which would read the
@@ -582,8 +580,7 @@ fn insert(kv: &mut dyn Kv, m: &Message, index_by_number: bool) -> Result<OpResul
         let id = keys::be_u64(&v, 0).ok_or_else(|| corrupt(k, "short id"))?;
         return Ok(OpResult::Duplicate(MessageId(id)));
     }
-    let plain = m.lease_until_ms.is_none()
-        && matches!(m.state, MessageState::Queued | MessageState::Scheduled);
+    let plain = m.waits_in_ready_queue();
     // The usual case carries its first state in the body record (no state record until an op
     // changes it); any other is saved through `finalize` / `save` below.
     let body = if plain {
@@ -1026,8 +1023,7 @@ fn recover_before(kv: &mut dyn Kv, end: &[u8]) -> Result<OpResult, StoreError> {
             // a process that is gone left only its key, over the record it had before the
             // lease (queued or scheduled, no lease end: `in_flight.rs`). Both go back.
             let ours = m.state == MessageState::InFlight && m.lease_until_ms == Some(exp);
-            let orphaned = matches!(m.state, MessageState::Queued | MessageState::Scheduled)
-                && m.lease_until_ms.is_none();
+            let orphaned = m.waits_in_ready_queue();
             if !ours && !orphaned {
                 continue;
             }
@@ -1068,8 +1064,7 @@ fn sweep_expired(kv: &mut dyn Kv, now_ms: u64, limit: usize) -> Result<OpResult,
         let Some(mut m) = load_queued(kv, MessageId(id))? else {
             continue;
         };
-        let waiting = matches!(m.state, MessageState::Queued | MessageState::Scheduled)
-            && m.lease_until_ms.is_none();
+        let waiting = m.waits_in_ready_queue();
         if waiting && m.expires_at_ms.is_some_and(|e| e <= now_ms) {
             finalize(kv, &mut m, MessageState::Expired, "EXPIRED", "000", now_ms)?;
             n += 1;

@@ -632,8 +632,7 @@ pub(crate) fn unpark(kv: &mut dyn Kv, account: &str, limit: usize) -> Result<OpR
         let Some(m) = ops::load_queued(kv, id)? else {
             continue;
         };
-        let waiting = matches!(m.state, MessageState::Queued | MessageState::Scheduled)
-            && m.lease_until_ms.is_none();
+        let waiting = m.waits_in_ready_queue();
         let key = keys::ready(&m.channel, m.lane, m.due_ms, m.id);
         if waiting && key == ready {
             kv.put(&key, &[])?;

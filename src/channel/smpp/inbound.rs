@@ -109,8 +109,8 @@ pub fn receipt_event(sm: &Sm) -> Option<ChannelEvent> {
 }
 
 /// `YYMMDDhhmm` from its fields, each written as two digits (a field over 99 keeps its last
-/// two, as `{:02}` of it modulo 100 would). One per receipt: `format!` with five padded fields was a third of this function's
-/// time.
+/// two, as `{:02}` of it modulo 100 would). One per receipt: `format!` with five padded
+/// fields was a third of this function's time.
 fn two_digits(fields: &[u8]) -> String {
     let mut s = String::with_capacity(fields.len() * 2);
     for &f in fields {
