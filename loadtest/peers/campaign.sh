@@ -32,6 +32,8 @@
 # can: `RATE=3000 loadtest/peers/campaign.sh 60000 10` is issue 19's low-rate case, where the
 # CPU per message shows what small commits and wake-ups cost),
 # REDO_LOG (storage.redo_log, true; false: every commit durable in the engine itself),
+# STORAGE (more [storage] lines for the generated config, e.g.
+# STORAGE='commit_max_spacing_ms = 15' to try a store setting without a rebuild),
 # SKIP_BUILD=1 (use the binaries already built; PROFILE=debug for a quick check of the
 # script itself — its figures mean nothing), KEEP_WORK=1 keeps the data dir;
 # SIM_PORT, HTTP_PORT, METRICS_PORT, HOOK_PORT (default: free ports picked at start).
@@ -45,6 +47,7 @@ HOOK_BATCH=${HOOK_BATCH:-1000}
 HOOK_LINGER_MS=${HOOK_LINGER_MS:-50}
 RATE=${RATE:-0}
 REDO_LOG=${REDO_LOG:-true}
+STORAGE=${STORAGE:-}
 case "$REDO_LOG" in true | false) ;; *) echo "REDO_LOG must be true or false" >&2; exit 1 ;; esac
 case "$RATE" in '' | *[!0-9]*) echo "RATE must be a whole number of messages per second" >&2; exit 1 ;; esac
 if [ "$RATE" = 0 ]; then OFFERED="full speed"; else OFFERED="$RATE msg/s"; fi
@@ -108,6 +111,7 @@ metrics = "127.0.0.1:$METRICS_PORT"
 path = "$WORK/data"
 backend = "redb"
 redo_log = $REDO_LOG
+$STORAGE
 
 [simulator]
 enabled = false

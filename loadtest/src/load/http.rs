@@ -221,3 +221,41 @@ pub(crate) async fn run_kannel(
     }
     s.merge_hist(&hist, &new_histogram());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::{LoadConfig, Target};
+
+    /// While every worker has a request out, the rate's tokens must wait for them: a worker
+    /// coming back finds its next batch, instead of a bucket that dropped it.
+    #[tokio::test]
+    async fn tokens_wait_while_every_worker_has_a_request_out() {
+        let cfg = LoadConfig {
+            target: Target::Http {
+                url: "http://127.0.0.1:9/v1/messages".into(),
+                api_key: "k".into(),
+                batch: 100,
+            },
+            connections: 4,
+            rate: 15_000.0,
+            count: Some(1_000_000),
+            ..LoadConfig::default()
+        };
+        let s = Shared::new(cfg);
+        // The start's full bucket: each worker takes its batch and sends it.
+        for _ in 0..4 {
+            assert_eq!(claim_batch(&s, 100).await.len(), 100);
+        }
+        // All four out for 20 ms (300 tokens at 15 k/s): three batches are due by their return.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut back = 0;
+        for _ in 0..3 {
+            back += claim_batch(&s, 100).await.len();
+        }
+        assert!(
+            back >= 299,
+            "{back} messages claimable after 20 ms at 15 k/s"
+        );
+    }
+}
