@@ -30,7 +30,7 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -70,10 +70,12 @@ pub struct WriterConfig {
     /// shrinks from this to `min_spacing` as the writer's busy share rises, and is gone at
     /// half of its time spent applying ops. At a steady 3 k msg/s it lets one commit
     /// gather what a few milliseconds bring (BENCHMARKS.md, "Store", the paced rows); at full
-    /// load it adds nothing. Zero: only the fixed `min_spacing`. The default, 10 ms, was
+    /// load it adds nothing. Zero: only the fixed `min_spacing`. The default, 15 ms, was
     /// chosen end to end through `serve` at 3 k msg/s: 105 µs of gateway CPU per message
-    /// at 4 ms, 64 at 10, 47 at 20, with the HTTP accept's p99 at 5.5, 10.6 and 18.4 ms —
-    /// 10 keeps a quiet gateway's p99 well inside the 20 ms the accept promises.
+    /// at 4 ms, 64 at 10, 47 at 20, with the HTTP accept's p99 at 5.5, 10.6 and 18.4 ms;
+    /// 15 gave 54–56 µs with the p99 at 15–16 ms, inside the 20 ms the accept promises,
+    /// and still the whole offer at 15 k and 30 k msg/s (BENCHMARKS.md, "Sleeping through
+    /// the spacing").
     pub max_spacing: Duration,
     /// Write the destination index (one more key per insert) that operators' lookup by
     /// number reads (`GET /v1/lookup/messages?to=`). On by default; a deployment that never
@@ -101,7 +103,7 @@ impl Default for WriterConfig {
             max_wait: Duration::ZERO,
             queue_ops: 65_536,
             min_spacing: Duration::ZERO,
-            max_spacing: Duration::from_millis(10),
+            max_spacing: Duration::from_millis(15),
             index_by_number: true,
             count_kv_ops: false,
             redo_log: true,
@@ -205,9 +207,16 @@ impl WriterStats {
     }
 }
 
-/// Takes `first` and whatever else is queued into one group: up to `max_ops` ops, waiting
+/// Takes `first` and whatever else is queued into one group: up to `max_ops` ops, gathered
 /// until `max_wait` after now or `spacing` after the previous group's start, whichever is
 /// later.
+///
+/// It sleeps until then rather than waiting on the queue: a thread waiting on the queue is
+/// woken by every request that arrives, only to take it and wait again, and each wake-up
+/// costs both sides a futex call (at 3 k msg/s in HTTP batches of 100, sending to the
+/// waiting thread was 2 µs of the gateway's CPU per message, BENCHMARKS.md, "Sleeping
+/// through the spacing"). Asleep, requests just queue; a group past `max_ops` leaves the
+/// rest to the next one.
 fn gather(
     rx: &Receiver<Request>,
     first: Request,
@@ -219,21 +228,11 @@ fn gather(
     let mut group = vec![first];
     let now = Instant::now();
     let deadline = (now + cfg.max_wait).max(last_start.map_or(now, |t| t + spacing));
+    if deadline > now && n < cfg.max_ops {
+        std::thread::sleep(deadline - now);
+    }
     while n < cfg.max_ops {
-        let next = match rx.try_recv() {
-            Ok(r) => r,
-            Err(TryRecvError::Disconnected) => break,
-            Err(TryRecvError::Empty) => {
-                let now = Instant::now();
-                if now >= deadline {
-                    break;
-                }
-                match rx.recv_timeout(deadline - now) {
-                    Ok(r) => r,
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-                }
-            }
-        };
+        let Ok(next) = rx.try_recv() else { break };
         n += next.ops.len();
         group.push(next);
     }
