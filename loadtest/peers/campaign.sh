@@ -29,7 +29,7 @@
 # Environment: WINDOW (window per bind, 256), LEASE_BATCH (channel lease_batch, 256),
 # HOOK_BATCH (webhook_batch, 1000), HOOK_LINGER_MS (50), PHASE_TIMEOUT (1200 s),
 # RATE (messages per second offered by the load generator; 0, the default, = as fast as it
-# can: `RATE=3000 loadtest/peers/campaign.sh 60000 10` is issue 19's low-rate case, where the
+# can: `RATE=3000 loadtest/peers/campaign.sh 60000 100` is issue 19's low-rate case, where the
 # CPU per message shows what small commits and wake-ups cost),
 # REDO_LOG (storage.redo_log, true; false: every commit durable in the engine itself),
 # STORAGE (more [storage] lines for the generated config, e.g.
