@@ -6,7 +6,7 @@ use std::path::Path;
 
 use sluice::store::{
     Backend, Lane, Message, MessageId, MessageState, Op, OpResult, PartState, Payload,
-    ReceiptEvent, Store, WriterConfig,
+    ReceiptEvent, ReceiptOriginal, SMPP_RECEIPT_TAG, Store, WriterConfig,
 };
 
 const CH: &str = "smsc1";
@@ -406,12 +406,36 @@ pub fn receipts_correlate_by_center_id<B: Backend>(dir: &Path, open: fn(&Path) -
     assert_eq!(ev.parts, 2);
     assert_eq!(ev.client_ref.as_deref(), Some("r1"));
     assert_eq!(ev.tags.get("task").map(String::as_str), Some("42"));
+    assert_eq!(
+        ev.original, None,
+        "only a receipt an ESME asked for carries its original"
+    );
     // A repeated DLR for a final message changes nothing.
     assert_eq!(
         one(&store, dlr("AA02", PartState::Delivered, "DELIVRD", 4_000)),
         OpResult::Stale(MessageState::Undeliverable)
     );
     assert_eq!(outbox_events(&store, "acme").len(), 1);
+
+    // Submitted over SMPP asking for a receipt: the event carries what the deliver_sm needs
+    // of the message, so the SMPP server does not read it back.
+    let mut m = msg(&store, "acme", 5_000, 5_000);
+    m.from = Some("10690000".into());
+    m.tags.insert(SMPP_RECEIPT_TAG.into(), "1".into());
+    let id = insert_all(&store, vec![m])[0];
+    lease(&store, 5_000, 10, 60_000);
+    one(&store, submitted(id, 1, 1, "BB01", 5_100));
+    one(&store, dlr("BB01", PartState::Delivered, "DELIVRD", 5_200));
+    let events = outbox_events(&store, "acme");
+    let (_, ev) = events.last().expect("its receipt event");
+    assert_eq!(ev.id, id.to_string());
+    assert_eq!(
+        ev.original,
+        Some(ReceiptOriginal {
+            from: Some("10690000".into()),
+            text: "hello".into()
+        })
+    );
 }
 
 pub fn receipt_before_submit_response<B: Backend>(dir: &Path, open: fn(&Path) -> B) {

@@ -518,6 +518,7 @@ mod tests {
             tags: BTreeMap::from([("task".into(), "1".into())]),
             kind: crate::store::MessageKind::Sms,
             lane: crate::store::Lane::Marketing,
+            original: None,
         }))
     }
 

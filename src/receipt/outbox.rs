@@ -228,10 +228,7 @@ pub trait EntryKind: Send + Sync + 'static {
     fn owned_by_smpp(event: &Self::Event, account: &OutboxAccount) -> bool;
 }
 
-/// Tag a message submitted over SMPP with registered_delivery carries (value: the SMPP
-/// flag, `1` = every final state, `2` = failures only). Its receipt goes back as deliver_sm
-/// on a receiver bind of the account; without it, a receipt takes the webhook path.
-pub const SMPP_RECEIPT_TAG: &str = "smpp_registered_delivery";
+pub use crate::store::SMPP_RECEIPT_TAG;
 
 /// Receipt events (`Store::outbox`).
 #[derive(Debug, Clone, Copy)]
@@ -1052,6 +1049,7 @@ mod tests {
             tags: [("task".to_owned(), "42".to_owned())].into(),
             kind: crate::store::MessageKind::Sms,
             lane: crate::store::Lane::Marketing,
+            original: None,
         };
         let v: serde_json::Value = serde_json::from_slice(&webhook_body(&ev)).expect("json");
         assert_eq!(
@@ -1063,12 +1061,12 @@ mod tests {
         );
     }
 
-    /// The body as it was built before (the event through a `Value` map, three fields
-    /// removed): the bytes must not change, signatures are over them.
+    /// The body as it was built before (the event through a `Value` map, the fields not in
+    /// the contract removed): the bytes must not change, signatures are over them.
     fn body_through_value(event: &ReceiptEvent) -> Vec<u8> {
         let mut v = serde_json::to_value(event).expect("value");
         let o = v.as_object_mut().expect("object");
-        for field in ["callback_url", "kind", "lane"] {
+        for field in ["callback_url", "kind", "lane", "original"] {
             o.remove(field);
         }
         serde_json::to_vec(&v).expect("json")
@@ -1094,6 +1092,10 @@ mod tests {
             .into(),
             kind: crate::store::MessageKind::Mms,
             lane: crate::store::Lane::Otp,
+            original: Some(crate::store::ReceiptOriginal {
+                from: Some("10690000".into()),
+                text: "Hello".into(),
+            }),
         };
         let bare = ReceiptEvent {
             client_ref: None,
@@ -1101,6 +1103,7 @@ mod tests {
             callback_url: None,
             tags: BTreeMap::new(),
             state: crate::store::MessageState::Expired,
+            original: None,
             ..full.clone()
         };
         for ev in [full, bare] {

@@ -184,6 +184,7 @@ mod tests {
             tags: Default::default(),
             kind: MessageKind::WapPush,
             lane,
+            original: None,
         }))
     }
 

@@ -103,7 +103,7 @@ pub use id::{ID_TEXT_LEN, IdGenerator, MessageId, NODE_BITS, ParseIdError, SEQ_B
 pub use message_store::{GatewayStore, MessageStore};
 pub use model::{
     EncodingHint, Lane, Message, MessageKind, MessageState, MoEvent, OutboxEntry, Part, PartState,
-    Payload, Receipt, ReceiptEvent,
+    Payload, Receipt, ReceiptEvent, ReceiptOriginal, SMPP_RECEIPT_TAG,
 };
 pub use ops::{EARLY_RECEIPT_FOR_MS, Op, OpResult};
 pub use redb_backend::RedbBackend;

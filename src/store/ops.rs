@@ -32,7 +32,10 @@ use super::content;
 use super::error::StoreError;
 use super::id::MessageId;
 use super::keys;
-use super::model::{Lane, Message, MessageState, MoEvent, Part, PartState, Receipt, ReceiptEvent};
+use super::model::{
+    Lane, Message, MessageState, MoEvent, Part, PartState, Receipt, ReceiptEvent, ReceiptOriginal,
+    SMPP_RECEIPT_TAG,
+};
 use super::stop::{self, Guards, PauseTarget, StopFilter, StopRecord};
 
 /// Scan chunk for unbounded sweeps (outbox ack).
@@ -410,6 +413,10 @@ pub(crate) fn finalize(
         tags: m.tags.clone(),
         kind: m.kind,
         lane: m.lane,
+        original: m
+            .tags
+            .contains_key(SMPP_RECEIPT_TAG)
+            .then(|| ReceiptOriginal::of(m)),
     };
     append(kv, keys::Outbox::Receipts, &m.account, &encode(&event)?)?;
     save(kv, m)

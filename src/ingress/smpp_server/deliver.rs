@@ -28,9 +28,9 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::{AccountHub, Done, Outgoing, OutgoingKind};
 use crate::metrics as m;
-use crate::receipt::outbox::SMPP_RECEIPT_TAG;
 use crate::store::{
-    GatewayStore, Message, MessageState, MessageStore, MoEvent, Op, Payload, ReceiptEvent,
+    GatewayStore, MessageState, MessageStore, MoEvent, Op, ReceiptEvent, ReceiptOriginal,
+    SMPP_RECEIPT_TAG,
 };
 
 /// Wait before an entry that failed on one bind is offered again.
@@ -80,8 +80,8 @@ const fn smpp_state(s: MessageState) -> SmppState {
 
 /// The deliver_sm of a receipt (esm_class 0x04): from the handset to the original sender,
 /// standard receipt text with sluice's id, `receipted_message_id` and `message_state`.
-/// `original` (the stored message) supplies the sender and the first 20 characters.
-pub fn receipt_sm(event: &ReceiptEvent, original: Option<&Message>) -> Sm {
+/// `original` supplies the sender and the first 20 characters.
+pub fn receipt_sm(event: &ReceiptEvent, original: Option<&ReceiptOriginal>) -> Sm {
     let state = smpp_state(event.state);
     let stat = if event.stat.is_empty() {
         ReceiptStat::from_state(state)
@@ -93,13 +93,11 @@ pub fn receipt_sm(event: &ReceiptEvent, original: Option<&Message>) -> Sm {
     } else {
         event.err.as_str()
     };
-    let text: String = match original.map(|m| &m.payload) {
-        Some(Payload::Text { text, .. }) => text.chars().take(20).collect(),
-        _ => String::new(),
-    };
+    let text = original.map_or("", |o| o.text.as_str());
     // The text field of a receipt is ASCII by convention: drop what is not.
     let text: String = text
         .chars()
+        .take(ReceiptOriginal::TEXT_CHARS)
         .map(|c| {
             if c.is_ascii_graphic() || c == ' ' {
                 c
@@ -121,7 +119,7 @@ pub fn receipt_sm(event: &ReceiptEvent, original: Option<&Message>) -> Sm {
     };
     let mut sm = Sm {
         source: smpp_address(&event.to),
-        dest: smpp_address(original.and_then(|m| m.from.as_deref()).unwrap_or("")),
+        dest: smpp_address(original.and_then(|o| o.from.as_deref()).unwrap_or("")),
         esm_class: 0x04,
         short_message: Octets::from(r.to_vec()),
         ..Sm::default()
@@ -290,7 +288,7 @@ fn scan(
                 if busy(key) {
                     continue;
                 }
-                let Ok(event) = serde_json::from_slice::<ReceiptEvent>(&e.body) else {
+                let Ok(mut event) = serde_json::from_slice::<ReceiptEvent>(&e.body) else {
                     continue; // The webhook pump drops undecodable entries.
                 };
                 let Some(flag) = event.tags.get(SMPP_RECEIPT_TAG) else {
@@ -300,11 +298,15 @@ fn scan(
                     plans.push(Plan::Delete(OutgoingKind::Receipt, e.seq));
                     continue;
                 }
-                let original = event
-                    .id
-                    .parse()
-                    .ok()
-                    .and_then(|id| store.get(id).ok().flatten());
+                // Entries written before events carried it: the message is read back.
+                let original = event.original.take().or_else(|| {
+                    let id = event.id.parse().ok()?;
+                    store
+                        .get(id)
+                        .ok()
+                        .flatten()
+                        .map(|m| ReceiptOriginal::of(&m))
+                });
                 plans.push(Plan::Send(Outgoing {
                     kind: OutgoingKind::Receipt,
                     seq: e.seq,
@@ -357,6 +359,7 @@ mod tests {
             tags: Default::default(),
             kind: crate::store::MessageKind::Sms,
             lane: crate::store::Lane::Notification,
+            original: None,
         };
         let sm = receipt_sm(&ev, None);
         assert!(sm.is_delivery_receipt());
@@ -373,6 +376,16 @@ mod tests {
         let dr = DeliveryReport::from_sm(&sm).expect("a receipt");
         assert_eq!(dr.message_id, ev.id.as_bytes());
         assert_eq!(sm.tlvs.message_state(), Some(SmppState::Delivered));
+        // The original, carried by the event: its sender is the destination, its first 20
+        // characters (ASCII) the text.
+        let original = ReceiptOriginal {
+            from: Some("10690000".into()),
+            text: "Héllo wörld, more than twenty".into(),
+        };
+        let sm = receipt_sm(&ev, Some(&original));
+        assert_eq!(sm.dest, Address::new(0, 1, "10690000"));
+        let text = String::from_utf8(sm.short_message.as_slice().to_vec()).expect("ascii");
+        assert!(text.ends_with("text:H?llo w?rld, more th"), "{text}");
     }
 
     #[test]
