@@ -282,23 +282,26 @@ pub fn items(
         base.tags
             .insert(SMPP_RECEIPT_TAG.to_owned(), common.receipt.to_string());
     }
-    common
-        .dests
-        .iter()
-        .enumerate()
-        .map(|(i, to)| {
-            let wire = WireMessage {
-                to: to.clone(),
-                ..base.clone()
-            };
-            validate(wire, senders)
-                .map(|submission| Item {
-                    line: i + 1,
-                    submission,
-                })
-                .map_err(|e| status_of(&e))
-        })
-        .collect()
+    let last = common.dests.len().saturating_sub(1);
+    let mut items = Vec::with_capacity(common.dests.len());
+    for (i, to) in common.dests.iter().enumerate() {
+        // The last (usually the only) destination takes the base itself, not a copy.
+        let base = if i == last {
+            std::mem::take(&mut base)
+        } else {
+            base.clone()
+        };
+        let wire = WireMessage {
+            to: to.clone(),
+            ..base
+        };
+        let submission = validate(wire, senders).map_err(|e| status_of(&e))?;
+        items.push(Item {
+            line: i + 1,
+            submission,
+        });
+    }
+    Ok(items)
 }
 
 #[cfg(test)]
