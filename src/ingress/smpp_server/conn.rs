@@ -59,6 +59,10 @@ type Frame = Option<
 >;
 
 /// What the connection's loop woke up for.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "made and matched once per wake-up, never stored: boxing the frame would allocate per PDU"
+)]
 enum Wake {
     Frame(Frame),
     Timeout,
