@@ -5,6 +5,7 @@ pub mod bearer;
 pub mod campaign_cmd;
 pub mod channel;
 pub mod clock;
+pub mod coalesce;
 pub mod config;
 pub mod demo;
 pub mod dispatch;

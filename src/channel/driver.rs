@@ -12,10 +12,11 @@
 //! - receipts and MO go to the receipt layer as [`ChannelEvent`]s; the center's request is
 //!   answered only when the receipt layer says the event is durable ([`DeliverAck`]), and as
 //!   "not kept" (the center resends) when the receipt layer is gone;
-//! - writes are batched: everything the session queued is encoded into one buffer and
-//!   written with one `write_all` once nothing else is ready (or after [`WAKES_PER_WRITE`]
-//!   wake-ups), so the submits and answers of several wake-ups share a write; reads hand
-//!   the session every whole PDU per wake-up.
+//! - writes are batched (`coalesce`): everything the session queued is encoded into one
+//!   buffer and written with one `write_all` once nothing else is ready (or after
+//!   [`WAKES_PER_WRITE`](crate::coalesce::WAKES_PER_WRITE) wake-ups), so the submits and
+//!   answers of several wake-ups share a write; reads hand the session every whole PDU per
+//!   wake-up.
 //!
 //! A center that keeps the link alive (enquire_link / ACTIVE_TEST answered) but stops
 //! answering submits is treated as down: after [`SILENT_TIMEOUTS`] submits in a row time out
@@ -45,6 +46,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::channel::backoff::Backoff;
 use crate::channel::egress::{BindReport, PartJob, PartOutcome, PartTag, WorkerLinks};
 use crate::channel::{ChannelEvent, DeliverAck};
+use crate::coalesce::Coalescer;
 use crate::metrics::{
     CHANNEL_BINDS_DOWN, CHANNEL_BINDS_UP, CHANNEL_CONNECT_ATTEMPTS, CHANNEL_SUBMITS,
     CHANNEL_WINDOW_IN_USE,
@@ -120,11 +122,6 @@ pub trait Link: Send + 'static {
 /// gives up on its connection (see the module doc). Small, because every timeout is a part
 /// that will be sent again; above one, so a single lost response does not cost a rebind.
 pub const SILENT_TIMEOUTS: u32 = 3;
-
-/// Wake-ups a connection handles at most before it writes what its session queued, when
-/// something is ready every time it looks: a busy connection's answers and submits still go
-/// out in bounded batches.
-const WAKES_PER_WRITE: u32 = 32;
 
 /// Parts one wake-up takes from the queue at most before the write.
 const PARTS_PER_WRITE: u32 = 64;
@@ -308,8 +305,7 @@ impl<'a, L: Link> Connection<'a, L> {
     ) -> String {
         let mut shutting_down = false;
         let mut shutdown = worker.shutdown.clone();
-        // Wake-ups handled since the last write.
-        let mut unwritten = 0u32;
+        let mut batch = Coalescer::default();
         loop {
             if let Some(reason) = self.drain(worker, events).await {
                 return reason;
@@ -336,27 +332,18 @@ impl<'a, L: Link> Connection<'a, L> {
                     return reason;
                 }
             }
-            // Whatever is ready now is taken before the session's output is written, so one
-            // write carries the submits and answers of several wake-ups; the write happens as
-            // soon as nothing is ready (no wait is ever added), or after WAKES_PER_WRITE.
-            let ready = if unwritten < WAKES_PER_WRITE {
-                self.next_wake(worker, &mut shutdown, shutting_down)
-                    .now_or_never()
-            } else {
-                None
-            };
+            // Whatever is ready now is taken before the session's output is written
+            // (`coalesce`).
+            let ready = batch.ready(self.next_wake(worker, &mut shutdown, shutting_down));
             let wake = match ready {
-                Some(wake) => {
-                    unwritten += 1;
-                    wake
-                }
+                Some(wake) => wake,
                 None => {
                     if let Err(e) = self.flush().await {
                         self.link.handle_disconnect();
                         self.drain(worker, events).await;
                         return format!("write failed: {e}");
                     }
-                    unwritten = 0;
+                    batch.wrote();
                     self.next_wake(worker, &mut shutdown, shutting_down).await
                 }
             };

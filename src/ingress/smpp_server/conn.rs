@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use sluice_protocols::smpp::session::smsc::{
     BindKind, CloseReason, Event, Smsc, SmscConfig, State, Submit,
 };
@@ -33,6 +33,7 @@ use tracing::Instrument;
 
 use super::submit::{self, Common, Incoming};
 use super::{AccountHub, Done, Outgoing, REASSEMBLY_TTL, Server};
+use crate::coalesce::Coalescer;
 use crate::ingress::accept::AcceptError;
 use crate::ingress::account::key_hash;
 use crate::ingress::http::accept_items;
@@ -43,12 +44,6 @@ use crate::tls::stream::MaybeTls;
 
 type Tag = (super::OutgoingKind, u64);
 type SubmitResult = (Vec<u32>, Result<String, CommandStatus>);
-
-/// Wake-ups a connection handles at most before writing what the session queued, even when
-/// more are ready every time it looks. A write per wake-up was 6 % of the gateway's CPU with
-/// two ESMEs submitting at full speed: each submit's answer went out alone (BENCHMARKS.md,
-/// "SMPP server: one write per batch of wake-ups").
-const WAKES_PER_WRITE: u32 = 32;
 
 /// A frame from the read half, as the codec yields it (`None`: the peer closed).
 type Frame = Option<
@@ -156,8 +151,7 @@ impl Conn {
         let mut buf = BytesMut::with_capacity(4096);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Wake-ups handled since the last write.
-        let mut unwritten = 0;
+        let mut batch = Coalescer::default();
         loop {
             self.pump_events();
             self.fill_window();
@@ -181,22 +175,16 @@ impl Conn {
                 continue;
             }
             // Whatever is ready now is handled before the session's output is written, so
-            // one write carries the answers and deliver_sm of several wake-ups; the write
-            // happens as soon as nothing is ready (no wait is ever added), or after
-            // WAKES_PER_WRITE.
-            let ready = if !buf.is_empty() && unwritten < WAKES_PER_WRITE {
-                self.next_wake(&mut frames, &mut tick, &mut stop)
-                    .now_or_never()
-            } else {
+            // one write carries the answers and deliver_sm of several wake-ups (`coalesce`).
+            let ready = if buf.is_empty() {
                 None
+            } else {
+                batch.ready(self.next_wake(&mut frames, &mut tick, &mut stop))
             };
             let wake = match ready {
-                Some(wake) => {
-                    unwritten += 1;
-                    wake
-                }
+                Some(wake) => wake,
                 None if !buf.is_empty() => {
-                    unwritten = 0;
+                    batch.wrote();
                     if let Err(e) = Self::write_out(&mut write, &mut buf).await {
                         tracing::debug!(error = %e, "Write failed.");
                         self.smsc.handle_disconnect();
