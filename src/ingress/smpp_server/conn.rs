@@ -176,22 +176,19 @@ impl Conn {
             }
             // Whatever is ready now is handled before the session's output is written, so
             // one write carries the answers and deliver_sm of several wake-ups (`coalesce`).
-            let ready = if buf.is_empty() {
-                None
-            } else {
+            let wake = if buf.is_empty() {
+                self.next_wake(&mut frames, &mut tick, &mut stop).await
+            } else if let Some(wake) =
                 batch.ready(self.next_wake(&mut frames, &mut tick, &mut stop))
-            };
-            let wake = match ready {
-                Some(wake) => wake,
-                None if !buf.is_empty() => {
-                    batch.wrote();
-                    if let Err(e) = Self::write_out(&mut write, &mut buf).await {
-                        tracing::debug!(error = %e, "Write failed.");
-                        self.smsc.handle_disconnect();
-                    }
-                    continue;
+            {
+                wake
+            } else {
+                batch.wrote();
+                if let Err(e) = Self::write_out(&mut write, &mut buf).await {
+                    tracing::debug!(error = %e, "Write failed.");
+                    self.smsc.handle_disconnect();
                 }
-                None => self.next_wake(&mut frames, &mut tick, &mut stop).await,
+                continue;
             };
             match wake {
                 Wake::Frame(frame) => {
