@@ -209,6 +209,12 @@ pub trait EntryKind: Send + Sync + 'static {
     /// Decodes a stored entry; `None` for an undecodable one (it is dropped and logged).
     fn decode(body: &[u8]) -> Option<Self::Event>;
 
+    /// The event of an entry read: the one the store handed over with it (read from the
+    /// writer's memory, no decoding), else its body decoded.
+    fn event_of(entry: &mut OutboxEntry) -> Option<Self::Event> {
+        Self::decode(&entry.body)
+    }
+
     /// When the entry was made (RFC 3339), for the oldest-entry age.
     fn made_at(event: &Self::Event) -> &str;
 
@@ -235,7 +241,8 @@ pub use crate::store::SMPP_RECEIPT_TAG;
 pub struct ReceiptOutbox;
 
 impl EntryKind for ReceiptOutbox {
-    type Event = ReceiptEvent;
+    /// Shared: with the subscribers, and with the store's memory of the newest entries.
+    type Event = Arc<ReceiptEvent>;
     const NAME: &'static str = "receipt";
 
     fn read(
@@ -261,30 +268,34 @@ impl EntryKind for ReceiptOutbox {
         }
     }
 
-    fn decode(body: &[u8]) -> Option<ReceiptEvent> {
-        serde_json::from_slice(body).ok()
+    fn decode(body: &[u8]) -> Option<Arc<ReceiptEvent>> {
+        serde_json::from_slice(body).ok().map(Arc::new)
     }
 
-    fn made_at(event: &ReceiptEvent) -> &str {
+    fn event_of(entry: &mut OutboxEntry) -> Option<Arc<ReceiptEvent>> {
+        entry.event.take().or_else(|| Self::decode(&entry.body))
+    }
+
+    fn made_at(event: &Arc<ReceiptEvent>) -> &str {
         &event.done_at
     }
 
-    fn notification(event: ReceiptEvent) -> Option<Notification> {
-        Some(Notification::Receipt(Arc::new(event)))
+    fn notification(event: Arc<ReceiptEvent>) -> Option<Notification> {
+        Some(Notification::Receipt(event))
     }
 
-    fn url(event: &ReceiptEvent, account: &OutboxAccount) -> Option<String> {
+    fn url(event: &Arc<ReceiptEvent>, account: &OutboxAccount) -> Option<String> {
         event
             .callback_url
             .clone()
             .or_else(|| account.webhook_url.clone())
     }
 
-    fn body(event: &ReceiptEvent, _stored: Vec<u8>) -> Vec<u8> {
+    fn body(event: &Arc<ReceiptEvent>, _stored: Vec<u8>) -> Vec<u8> {
         webhook_body(event)
     }
 
-    fn owned_by_smpp(event: &ReceiptEvent, account: &OutboxAccount) -> bool {
+    fn owned_by_smpp(event: &Arc<ReceiptEvent>, account: &OutboxAccount) -> bool {
         account.smpp && event.tags.contains_key(SMPP_RECEIPT_TAG)
     }
 }
@@ -566,7 +577,7 @@ impl<K: EntryKind> OutboxPump<K> {
         let cost = t.elapsed();
         st.stats_due = Instant::now() + self.cfg.stats_every.max(cost * 20);
         let age = oldest
-            .and_then(|e| K::decode(&e.body))
+            .and_then(|mut e| K::event_of(&mut e))
             .and_then(|ev| K::made_at(&ev).parse::<jiff::Timestamp>().ok())
             .map_or(0.0, |made| {
                 (jiff::Timestamp::now().as_millisecond() - made.as_millisecond()).max(0) as f64
@@ -626,12 +637,13 @@ impl<K: EntryKind> OutboxPump<K> {
             ready.extend(lingering.drain());
             ready.sort_unstable_by_key(|(seq, _)| *seq);
         }
-        for OutboxEntry { seq, body } in entries {
+        for entry in entries {
+            let seq = entry.seq;
             match lingering.remove(&seq) {
                 // Published, checked and made ready by an earlier round of this pass.
                 Some(made) => ready.push((seq, made)),
                 None => {
-                    if let Some(made) = self.prepare(acc, st, seq, body, &mut drops) {
+                    if let Some(made) = self.prepare(acc, st, entry, &mut drops) {
                         ready.push((seq, made));
                     }
                 }
@@ -689,11 +701,11 @@ impl<K: EntryKind> OutboxPump<K> {
         &self,
         acc: &OutboxAccount,
         st: &mut AccountState,
-        seq: u64,
-        body: Vec<u8>,
+        mut entry: OutboxEntry,
         drops: &mut Vec<Op>,
     ) -> Option<(String, Vec<u8>)> {
-        let Some(event) = K::decode(&body) else {
+        let seq = entry.seq;
+        let Some(event) = K::event_of(&mut entry) else {
             tracing::error!(kind = K::NAME, account = %acc.name, seq, "Undecodable outbox entry dropped.");
             drops.push(K::delete(&acc.name, seq));
             return None;
@@ -703,7 +715,7 @@ impl<K: EntryKind> OutboxPump<K> {
         let owned = K::owned_by_smpp(&event, acc);
         let url = if owned { None } else { K::url(&event, acc) };
         let signed_body = match (&url, &acc.webhook_secret) {
-            (Some(_), Some(_)) => Some(K::body(&event, body)),
+            (Some(_), Some(_)) => Some(K::body(&event, entry.body)),
             _ => None,
         };
         if seq > st.published_through {

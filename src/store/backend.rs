@@ -13,9 +13,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use super::error::StoreError;
+use super::model::ReceiptEvent;
 
 /// An engine handle that a failed file write latches, reopened from its path before the next
 /// operation. redb latches its first failed write and fjall poisons itself; both recover to
@@ -190,6 +191,19 @@ pub trait Kv: KvRead {
             self.delete(key)?;
         }
         Ok(old)
+    }
+
+    /// Puts receipt outbox entry `key`, whose value `body` is `event` encoded. Engines (and
+    /// the default) store the body; the writer's outbox memo (`outbox_memo.rs`) also keeps
+    /// the event, so the pumps that deliver it need not read it back and decode it.
+    fn put_receipt_entry(
+        &mut self,
+        key: &[u8],
+        body: Vec<u8>,
+        event: Arc<ReceiptEvent>,
+    ) -> Result<(), StoreError> {
+        let _ = event;
+        self.put(key, &body)
     }
 }
 

@@ -492,7 +492,7 @@ mod tests {
             let m = store.get(leased).unwrap().unwrap();
             assert_eq!(m.state, MessageState::InFlight);
             assert_eq!(m.lease_until_ms, Some(1000));
-            assert_eq!(store.inner.in_flight.len(), 1);
+            assert_eq!(store.inner.memory.in_flight.len(), 1);
             // A durable commit after it makes the relaxed lease durable too.
             futures::executor::block_on(store.insert_batch(vec![message(store.ids().next(0))]))
                 .unwrap();
@@ -519,7 +519,11 @@ mod tests {
                 let r = deliver(&store, m.id, &format!("C{i}"));
                 assert_delivered(&r[1]);
             }
-            assert_eq!(store.inner.in_flight.len(), 0, "nothing left in memory");
+            assert_eq!(
+                store.inner.memory.in_flight.len(),
+                0,
+                "nothing left in memory"
+            );
             assert_eq!(
                 store.queue_depths().without_zeros(),
                 store.recount_queue_depths().unwrap()
@@ -608,7 +612,7 @@ mod tests {
             let lost = lost[0].id;
             // The next commit runs on the reopened engine.
             insert(1);
-            assert_eq!(store.inner.in_flight.len(), 0, "no phantom lease");
+            assert_eq!(store.inner.memory.in_flight.len(), 0, "no phantom lease");
             assert_queued_again(&store, lost, 3);
 
             let again = lease(10);
@@ -618,7 +622,7 @@ mod tests {
                 let r = deliver(&store, m.id, &format!("C{i}"));
                 assert_delivered(&r[1]);
             }
-            assert_eq!(store.inner.in_flight.len(), 0);
+            assert_eq!(store.inner.memory.in_flight.len(), 0);
             assert_eq!(
                 store.queue_depths().without_zeros(),
                 store.recount_queue_depths().unwrap()
@@ -635,7 +639,7 @@ mod tests {
             let id = store.ids().next(0);
             futures::executor::block_on(store.insert_batch(vec![message(id)])).unwrap();
             assert_eq!(lease(&store, 1).len(), 1);
-            assert_eq!(store.inner.in_flight.len(), 1);
+            assert_eq!(store.inner.memory.in_flight.len(), 1);
             let r = store
                 .submit_blocking(vec![
                     Op::Submitted {
@@ -656,7 +660,11 @@ mod tests {
                 ])
                 .unwrap();
             assert_eq!(r[0], OpResult::Updated(MessageState::InFlight));
-            assert_eq!(store.inner.in_flight.len(), 0, "no longer a bare lease");
+            assert_eq!(
+                store.inner.memory.in_flight.len(),
+                0,
+                "no longer a bare lease"
+            );
             let m = store.get(id).unwrap().unwrap();
             assert_eq!(m.state, MessageState::InFlight);
             assert_eq!(m.receipts.len(), 1);
@@ -697,7 +705,7 @@ mod tests {
                 }])
                 .unwrap();
             assert_eq!(store.get(id).unwrap().unwrap().state, MessageState::Sent);
-            assert_eq!(store.inner.in_flight.len(), 0);
+            assert_eq!(store.inner.memory.in_flight.len(), 0);
         }
 
         /// A data directory written by the layout before this one: every message a body v1

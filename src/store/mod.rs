@@ -17,7 +17,10 @@
 //! - `writer.rs`: the group-commit writer; `counting.rs`: its optional count of engine calls
 //!   (benches, tests); `spacing.rs`: the time between its commits, adapted to its load; `seq_cache.rs`:
 //!   its per-group cache of outbox counters; `depth.rs`: exact
-//!   queue-depth counters kept in every write transaction.
+//!   queue-depth counters kept in every write transaction; `in_flight.rs` and
+//!   `outbox_memo.rs`: what it keeps in memory beside the engine (leased messages' state
+//!   records; the newest receipt outbox entries with their events, which `outbox` answers
+//!   from).
 //!
 //! Writes (including leasing, which moves messages from ready to in flight) go through the
 //! writer; pure reads (`get`, `by_center`, `outbox`, …) open a read transaction directly. They
@@ -65,6 +68,7 @@ mod keys;
 mod message_store;
 mod model;
 mod ops;
+mod outbox_memo;
 mod reads;
 mod redb_backend;
 mod seq_cache;
@@ -138,8 +142,9 @@ struct Inner<B: Backend> {
     content: Option<Arc<ContentStore>>,
     /// Whether inserts write the destination index (`WriterConfig::index_by_number`).
     index_by_number: bool,
-    /// State records of leased messages, kept in memory by the writer (`in_flight.rs`).
-    in_flight: Arc<in_flight::InFlight>,
+    /// What the writer keeps in memory: state records of leased messages (`in_flight.rs`),
+    /// the newest receipt outbox entries (`outbox_memo.rs`).
+    memory: Arc<writer::Memory>,
     thread: Option<JoinHandle<()>>,
     /// The redo log's thread, when the log is on (`wal.rs`).
     log_thread: Option<JoinHandle<()>>,
@@ -286,7 +291,7 @@ impl<B: Backend> Store<B> {
         let stats = Arc::new(WriterStats::default());
         let index_by_number = cfg.index_by_number;
         let node = cfg.node;
-        let in_flight = Arc::new(in_flight::InFlight::default());
+        let memory = Arc::new(writer::Memory::default());
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
@@ -300,7 +305,7 @@ impl<B: Backend> Store<B> {
             let backend = Arc::clone(&backend);
             let stats = Arc::clone(&stats);
             let depths = Arc::clone(&depths);
-            let in_flight = Arc::clone(&in_flight);
+            let memory = Arc::clone(&memory);
             move |source: WriterSource| {
                 move || match source {
                     WriterSource::Log {
@@ -314,12 +319,12 @@ impl<B: Backend> Store<B> {
                         cfg,
                         &stats,
                         &depths,
-                        &in_flight,
+                        &memory,
                         &shared,
                         (last, aborts),
                     ),
                     WriterSource::Producers(rx) => {
-                        writer::run(&*backend, &rx, cfg, &stats, &depths, &in_flight);
+                        writer::run(&*backend, &rx, cfg, &stats, &depths, &memory);
                     }
                 }
             }
@@ -376,7 +381,7 @@ impl<B: Backend> Store<B> {
                 ids: IdGenerator::for_node(last, node),
                 stats,
                 depths,
-                in_flight,
+                memory,
                 stop_epoch: AtomicU64::new(0),
                 content,
                 index_by_number,
@@ -815,7 +820,7 @@ impl<B: Backend> Store<B> {
     fn overlay<'a>(&'a self, kv: &'a dyn KvRead) -> in_flight::InFlightRead<'a> {
         in_flight::InFlightRead {
             inner: kv,
-            committed: &self.inner.in_flight,
+            committed: &self.inner.memory.in_flight,
         }
     }
 
@@ -861,7 +866,28 @@ impl<B: Backend> Store<B> {
     }
 
     /// Up to `limit` outbox entries of `account` after sequence `after` (0 = from the start).
+    /// The newest come from the writer's memory with their events (`outbox_memo.rs`), the
+    /// rest from the engine.
     pub fn outbox(
+        &self,
+        account: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let reopens = self.inner.backend.reopens();
+        if let Some(entries) = self
+            .inner
+            .memory
+            .outbox
+            .read(account, after, limit, reopens)
+        {
+            return Ok(entries);
+        }
+        self.outbox_in_engine(account, after, limit)
+    }
+
+    /// [`outbox`](Self::outbox) as the engine alone has it.
+    fn outbox_in_engine(
         &self,
         account: &str,
         after: u64,

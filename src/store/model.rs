@@ -498,6 +498,10 @@ pub struct OutboxEntry {
     pub seq: u64,
     /// The JSON: a [`ReceiptEvent`] (receipt outbox) or a [`MoEvent`] (MO outbox).
     pub body: Vec<u8>,
+    /// The receipt event `body` encodes, when the entry was read from the writer's memory of
+    /// the newest entries instead of the engine (then nobody needs to decode `body`). Always
+    /// `None` for MO entries.
+    pub event: Option<std::sync::Arc<ReceiptEvent>>,
 }
 
 /// Byte strings as lowercase hex in JSON (a JSON number array would triple their size).

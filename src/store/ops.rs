@@ -24,6 +24,8 @@
 //! - an MO is kept by appending it to the account's MO outbox (`MoEnqueue`); the caller
 //!   answers the center only after that commit, so the center resends what was not kept.
 
+use std::sync::Arc;
+
 use crate::clock::rfc3339;
 
 use super::backend::{Kv, KvRead};
@@ -418,17 +420,18 @@ pub(crate) fn finalize(
             .contains_key(SMPP_RECEIPT_TAG)
             .then(|| ReceiptOriginal::of(m)),
     };
-    append(kv, keys::Outbox::Receipts, &m.account, &encode(&event)?)?;
+    let seq = next_seq(kv, keys::Outbox::Receipts, &m.account)?;
+    kv.put_receipt_entry(
+        &keys::outbox(&m.account, seq),
+        encode(&event)?,
+        Arc::new(event),
+    )?;
     save(kv, m)
 }
 
-/// Appends `body` to `account`'s `which` outbox under the next sequence (from 1); returns it.
-fn append(
-    kv: &mut dyn Kv,
-    which: keys::Outbox,
-    account: &str,
-    body: &[u8],
-) -> Result<u64, StoreError> {
+/// Takes the next sequence (from 1) of `account`'s `which` outbox, for an entry the caller
+/// puts in the same transaction.
+fn next_seq(kv: &mut dyn Kv, which: keys::Outbox, account: &str) -> Result<u64, StoreError> {
     let seq_key = which.next_seq(account);
     let seq = kv
         .get(&seq_key)?
@@ -436,7 +439,6 @@ fn append(
         .transpose()?
         .unwrap_or(1);
     kv.put(&seq_key, &(seq + 1).to_be_bytes())?;
-    kv.put(&which.entry(account, seq), body)?;
     Ok(seq)
 }
 
@@ -541,7 +543,8 @@ pub(crate) fn apply(
                     "account must be non-empty and contain no NUL".into(),
                 ));
             }
-            let seq = append(kv, keys::Outbox::Mo, account, &encode(event)?)?;
+            let seq = next_seq(kv, keys::Outbox::Mo, account)?;
+            kv.put(&keys::Outbox::Mo.entry(account, seq), &encode(event)?)?;
             Ok(OpResult::Enqueued(seq))
         }
         Op::MoDelete { account, seq } => delete_entry(kv, keys::Outbox::Mo, account, *seq),

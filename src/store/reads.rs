@@ -52,7 +52,11 @@ pub(crate) fn outbox_of(
                 .checked_sub(8)
                 .and_then(|at| keys::be_u64(&k, at))
                 .ok_or_else(|| corrupt(&k, "short outbox key"))?;
-            Ok(OutboxEntry { seq, body })
+            Ok(OutboxEntry {
+                seq,
+                body,
+                event: None,
+            })
         })
         .collect()
 }

@@ -40,9 +40,10 @@ use super::backend::{Backend, KvRead};
 use super::counting::{CountingKv, KvCounts};
 use super::depth::{self, Board, DepthKv, Slot};
 use super::error::StoreError;
-use super::in_flight::{InFlight, InFlightKv, Pending};
+use super::in_flight::{self, InFlight, InFlightKv};
 use super::keys;
 use super::ops::{self, Op, OpResult};
+use super::outbox_memo::{self, OutboxMemo, OutboxMemoKv};
 use super::seq_cache::SeqCache;
 use super::spacing::Spacing;
 use super::wal::{self, LogWriter};
@@ -249,6 +250,32 @@ fn submit_responses_first(group: &mut [Request]) {
     group.sort_by_key(|r| !r.ops.iter().any(|op| matches!(op, Op::Submitted { .. })));
 }
 
+/// What the writer keeps in memory beside the engine, each part changed only by
+/// transactions that committed, and read by the store's readers.
+#[derive(Debug, Default)]
+pub(crate) struct Memory {
+    /// State records of leased messages (`in_flight.rs`).
+    pub(crate) in_flight: InFlight,
+    /// The newest receipt outbox entries (`outbox_memo.rs`).
+    pub(crate) outbox: OutboxMemo,
+}
+
+/// What one transaction changed in the writer's [`Memory`].
+struct Pending {
+    in_flight: in_flight::Pending,
+    outbox: outbox_memo::Pending,
+    /// The engine's reopen count the transaction ran against.
+    reopens: u64,
+}
+
+impl Memory {
+    /// Takes in the changes of a transaction that committed.
+    fn apply(&self, pending: Pending) {
+        self.in_flight.apply(pending.in_flight);
+        self.outbox.apply(pending.outbox, pending.reopens);
+    }
+}
+
 /// The writer loop without the redo log: every group that needs it is durable in the
 /// engine's own commit. Returns when every sender is gone and the queue is empty.
 pub(crate) fn run<B: Backend>(
@@ -257,10 +284,10 @@ pub(crate) fn run<B: Backend>(
     cfg: WriterConfig,
     stats: &WriterStats,
     board: &Board,
-    in_flight: &InFlight,
+    memory: &Memory,
 ) {
     let busy = Cell::new(Duration::ZERO);
-    let ctx = Ctx::new(&cfg, stats, &busy, in_flight, board);
+    let ctx = Ctx::new(&cfg, stats, &busy, memory, board);
     let mut spacing = Spacing::new(cfg.min_spacing, cfg.max_spacing);
     let mut last_record = Instant::now();
     let mut last_start: Option<Instant> = None;
@@ -410,12 +437,12 @@ pub(crate) fn run_logged<B: Backend>(
     cfg: WriterConfig,
     stats: &WriterStats,
     board: &Board,
-    in_flight: &InFlight,
+    memory: &Memory,
     shared: &LogShared,
     (mut applied, aborts): (u64, wal::AbortLog),
 ) {
     let busy = Cell::new(Duration::ZERO);
-    let base = Ctx::new(&cfg, stats, &busy, in_flight, board);
+    let base = Ctx::new(&cfg, stats, &busy, memory, board);
     let mut durable = applied;
     let mut last_checkpoint = Instant::now();
     let mut ops_since: u64 = 0;
@@ -655,11 +682,11 @@ pub(crate) fn replay_at_open<B: Backend>(
     let n = groups.len();
     let busy = Cell::new(Duration::ZERO);
     let board = Board::new(depth::QueueDepths::default());
-    let in_flight = InFlight::default();
+    let memory = Memory::default();
     let stats = WriterStats::default();
     let ctx = Ctx {
         log_reopens: backend.reopens(),
-        ..Ctx::new(cfg, &stats, &busy, &in_flight, &board)
+        ..Ctx::new(cfg, &stats, &busy, &memory, &board)
     };
     replay(backend, groups, &|_, _| false, ctx)?;
     backend.write(|_| Ok(()))?;
@@ -760,9 +787,8 @@ struct Ctx<'a> {
     counts: Option<&'a KvCounts>,
     /// Time spent applying ops in the current cycle (`spacing.rs` reads it).
     busy: &'a Cell<Duration>,
-    /// State records of leased messages (`in_flight.rs`): changed by a commit only once it
-    /// committed.
-    in_flight: &'a InFlight,
+    /// What the writer keeps in memory: changed by a commit only once it committed.
+    memory: &'a Memory,
     /// The published queue counters, read again from the engine after it was reopened.
     board: &'a Board,
     /// With the redo log on: the group's log sequence (written into the engine with it, see
@@ -781,14 +807,14 @@ impl<'a> Ctx<'a> {
         cfg: &WriterConfig,
         stats: &'a WriterStats,
         busy: &'a Cell<Duration>,
-        in_flight: &'a InFlight,
+        memory: &'a Memory,
         board: &'a Board,
     ) -> Self {
         Self {
             index_by_number: cfg.index_by_number,
             counts: cfg.count_kv_ops.then_some(&stats.kv),
             busy,
-            in_flight,
+            memory,
             board,
             logged: None,
             log_reopens: 0,
@@ -809,16 +835,16 @@ fn apply_group(
     if ctx.logged.is_some() && reopens != ctx.log_reopens {
         return Err(reopened());
     }
-    if ctx.in_flight.check_after_reopen(reopens, kv)? {
+    if ctx.memory.in_flight.check_after_reopen(reopens, kv)? {
         // The reopened engine went back to its last durable commit, counters included: the
         // board may show relaxed commits that are gone.
         ctx.board.reset(depth::persisted(kv)?);
     }
     let res = match ctx.counts {
-        None => apply_counted(kv, group, ctx),
+        None => apply_counted(kv, group, ctx, reopens),
         Some(counts) => {
             let mut counting = CountingKv::new(kv);
-            let res = apply_counted(&mut counting, group, ctx);
+            let res = apply_counted(&mut counting, group, ctx, reopens);
             counting.finish(counts);
             res
         }
@@ -831,18 +857,25 @@ fn apply_counted(
     kv: &mut dyn super::backend::Kv,
     group: &[Request],
     ctx: Ctx<'_>,
+    reopens: u64,
 ) -> Result<(GroupResults, Pending), StoreError> {
     let mut depth = DepthKv::new(kv);
     let mut cache = SeqCache::new(&mut depth);
-    let mut in_flight = InFlightKv::new(&mut cache, ctx.in_flight);
+    let mut in_flight = InFlightKv::new(&mut cache, &ctx.memory.in_flight);
+    let mut outbox = OutboxMemoKv::new(&mut in_flight, &ctx.memory.outbox);
     let results = group
         .iter()
-        .map(|r| apply_all(&mut in_flight, &r.ops, ctx.index_by_number))
+        .map(|r| apply_all(&mut outbox, &r.ops, ctx.index_by_number))
         .collect::<Result<Vec<_>, _>>()?;
     if let Some((seq, _)) = ctx.logged {
-        super::backend::Kv::put(&mut in_flight, &[keys::LOG_SEQ], &seq.to_be_bytes())?;
+        super::backend::Kv::put(&mut outbox, &[keys::LOG_SEQ], &seq.to_be_bytes())?;
     }
-    let pending = in_flight.into_pending();
+    let outbox = outbox.into_pending();
+    let pending = Pending {
+        in_flight: in_flight.into_pending(),
+        outbox,
+        reopens,
+    };
     cache.flush()?;
     Ok(((results, depth.flush()?), pending))
 }
@@ -863,13 +896,13 @@ fn write_group<B: Backend>(
     let reopens = || backend.reopens();
     if durable {
         let (results, pending) = backend.write(|kv| apply_group(kv, group, ctx, reopens()))?;
-        ctx.in_flight.apply(pending);
+        ctx.memory.apply(pending);
         Ok(results)
     } else {
         let (results, pending) =
             backend.write_relaxed(|kv| apply_group(kv, group, ctx, reopens()))?;
         // Committed and visible: what follows only adds durability.
-        ctx.in_flight.apply(pending);
+        ctx.memory.apply(pending);
         if !log_synced && results.0.iter().flatten().any(ops::finalized_something) {
             // A relaxed op turned out to end messages (a lease that expired some): that
             // queued receipts and advanced outbox sequences, which a crash must not roll back

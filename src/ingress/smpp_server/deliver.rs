@@ -16,6 +16,7 @@
 //! - A receipt asked for failures only (`registered_delivery` 2) of a delivered message,
 //!   and an undecodable entry, are deleted without sending.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -288,8 +289,13 @@ fn scan(
                 if busy(key) {
                     continue;
                 }
-                let Ok(mut event) = serde_json::from_slice::<ReceiptEvent>(&e.body) else {
-                    continue; // The webhook pump drops undecodable entries.
+                // The store hands the newest entries over decoded (its memory of them).
+                let event = match e.event {
+                    Some(event) => event,
+                    None => match serde_json::from_slice::<ReceiptEvent>(&e.body) {
+                        Ok(event) => Arc::new(event),
+                        Err(_) => continue, // The webhook pump drops undecodable entries.
+                    },
                 };
                 let Some(flag) = event.tags.get(SMPP_RECEIPT_TAG) else {
                     continue; // Not ours: the webhook pump's.
@@ -299,18 +305,18 @@ fn scan(
                     continue;
                 }
                 // Entries written before events carried it: the message is read back.
-                let original = event.original.take().or_else(|| {
+                let original = event.original.as_ref().map(Cow::Borrowed).or_else(|| {
                     let id = event.id.parse().ok()?;
                     store
                         .get(id)
                         .ok()
                         .flatten()
-                        .map(|m| ReceiptOriginal::of(&m))
+                        .map(|m| Cow::Owned(ReceiptOriginal::of(&m)))
                 });
                 plans.push(Plan::Send(Outgoing {
                     kind: OutgoingKind::Receipt,
                     seq: e.seq,
-                    sm: Box::new(receipt_sm(&event, original.as_ref())),
+                    sm: Box::new(receipt_sm(&event, original.as_deref())),
                 }));
             }
         }
