@@ -146,6 +146,11 @@ pub const STORE_CHECKPOINTS: &str = "sluice_store_checkpoints_total";
 /// `waiting` rate near 0 means the writer is saturated and bounds throughput; a `logging`
 /// rate near 1 000 000 means the log's fsyncs do.
 pub const STORE_WRITER_MICROS: &str = "sluice_store_writer_microseconds_total";
+/// Counter: reads of a receipt outbox by the pumps, by `from`: `memory` (the writer's copy of
+/// the newest entries, with their events: no engine read, no decoding) or `engine`. Engine
+/// reads are expected after a restart and while a pump is far behind its outbox (a receiver
+/// down); a steady `engine` rate otherwise means the pumps pay for reads they need not.
+pub const STORE_OUTBOX_READS: &str = "sluice_store_outbox_reads_total";
 /// Counter: messages removed by the retention purge. Beside the accepted count it shows
 /// whether purge keeps up with intake (the store's size levels off only if it does).
 pub const STORE_PURGED: &str = "sluice_store_purged_total";
@@ -474,6 +479,11 @@ pub fn describe() {
         "Durable engine commits that checkpoint the store's redo log."
     );
     describe_counter!(
+        STORE_OUTBOX_READS,
+        Unit::Count,
+        "Receipt outbox reads by the pumps, answered from memory or by the engine."
+    );
+    describe_counter!(
         STORE_WRITER_MICROS,
         Unit::Microseconds,
         "Wall time of the store writer thread, by phase (waiting, applying, committing), and of the redo log's thread (logging)."
@@ -505,6 +515,9 @@ pub fn record_store_writer(stats: &crate::store::WriterStats) {
     counter!(STORE_COMMITS).absolute(stats.commits());
     counter!(STORE_OPS).absolute(stats.ops());
     counter!(STORE_CHECKPOINTS).absolute(stats.checkpoints());
+    let (memory, engine) = stats.outbox_reads();
+    counter!(STORE_OUTBOX_READS, "from" => "memory").absolute(memory);
+    counter!(STORE_OUTBOX_READS, "from" => "engine").absolute(engine);
     for phase in crate::store::WriterPhase::ALL {
         // Whole microseconds: a counter holds integers, and the rate is what is read.
         let micros = u64::try_from(stats.time_in(phase).as_micros()).unwrap_or(u64::MAX);

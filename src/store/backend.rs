@@ -200,9 +200,8 @@ pub trait Kv: KvRead {
         &mut self,
         key: &[u8],
         body: Vec<u8>,
-        event: Arc<ReceiptEvent>,
+        _event: Arc<ReceiptEvent>,
     ) -> Result<(), StoreError> {
-        let _ = event;
         self.put(key, &body)
     }
 }

@@ -881,8 +881,10 @@ impl<B: Backend> Store<B> {
             .outbox
             .read(account, after, limit, reopens)
         {
+            self.inner.stats.count_outbox_read(true);
             return Ok(entries);
         }
+        self.inner.stats.count_outbox_read(false);
         self.outbox_in_engine(account, after, limit)
     }
 

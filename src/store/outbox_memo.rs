@@ -651,9 +651,16 @@ mod tests {
             // Entries 4..=8 are older than this process: a read from the start is the
             // engine's, a read past them is memory's.
             assert_eq!(agrees(&store), [0u64; 0]);
+            let (memory, engine) = store.stats().outbox_reads();
             let newest = store.outbox(ACC, 8, 10).unwrap();
             assert_eq!(newest.iter().map(|e| e.seq).collect::<Vec<_>>(), [9, 10]);
             assert!(newest.iter().all(|e| e.event.is_some()));
+            store.outbox(ACC, 0, 10).unwrap();
+            assert_eq!(
+                store.stats().outbox_reads(),
+                (memory + 1, engine + 1),
+                "each read counted once, where it was answered"
+            );
         }
     }
 }

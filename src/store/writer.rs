@@ -133,6 +133,9 @@ pub struct WriterStats {
     checkpoints: AtomicU64,
     /// Nanoseconds of the writer thread's wall time, by [`WriterPhase`].
     nanos: [AtomicU64; 4],
+    /// Receipt outbox reads answered from the writer's memory of the newest entries
+    /// (`outbox_memo.rs`), and by the engine.
+    outbox_reads: [AtomicU64; 2],
 }
 
 /// Where the writer thread's wall time goes. The writer is one thread: when `waiting` is
@@ -189,6 +192,18 @@ impl WriterStats {
     /// Checkpoints made (durable engine commits that let the redo log's segments go).
     pub fn checkpoints(&self) -> u64 {
         self.checkpoints.load(Ordering::Relaxed)
+    }
+    /// Receipt outbox reads ([`Store::outbox`](super::Store::outbox)) answered from the
+    /// writer's memory of the newest entries, and by the engine: the pumps read the engine
+    /// only after a restart or while they are far behind.
+    pub fn outbox_reads(&self) -> (u64, u64) {
+        (
+            self.outbox_reads[0].load(Ordering::Relaxed),
+            self.outbox_reads[1].load(Ordering::Relaxed),
+        )
+    }
+    pub(crate) fn count_outbox_read(&self, from_memory: bool) {
+        self.outbox_reads[usize::from(!from_memory)].fetch_add(1, Ordering::Relaxed);
     }
     /// Producer requests answered.
     pub fn requests(&self) -> u64 {
