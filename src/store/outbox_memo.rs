@@ -533,6 +533,102 @@ mod tests {
         assert_eq!(seqs(memo.read("c", 1, 10, 0)), Some(vec![2, 3]));
     }
 
+    /// A model of the engine's entries against the memo: every read the memo answers is
+    /// what the engine holds, whatever the order of appends, removals and evictions (a
+    /// small cap forces them), and reads at or past an account's newest entries are answered.
+    mod model {
+        use std::collections::{BTreeMap, BTreeSet};
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            /// Append `n` entries to account `a`.
+            Append(u8, u8),
+            /// Remove the `k`-th remaining entry of account `a` (mod its count).
+            Remove(u8, u8),
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                (0u8..3, 1u8..4).prop_map(|(a, n)| Step::Append(a, n)),
+                (0u8..3, any::<u8>()).prop_map(|(a, k)| Step::Remove(a, k)),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn reads_answered_from_memory_are_the_engines(
+                older in proptest::collection::vec(0u8..3, 0..4),
+                steps in proptest::collection::vec(step(), 1..40),
+                cap in 1usize..8,
+            ) {
+                let memo = OutboxMemo::with_cap(cap);
+                // Entries the engine held before this process started.
+                let mut engine: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+                let mut next: BTreeMap<String, u64> = BTreeMap::new();
+                let mut appended: BTreeSet<String> = BTreeSet::new();
+                for a in older {
+                    let acc = format!("a{a}");
+                    let n = next.entry(acc.clone()).or_insert(1);
+                    engine.entry(acc).or_default().insert(*n);
+                    *n += 1;
+                }
+                for st in steps {
+                    let mut changes = Vec::new();
+                    let acc = match st {
+                        Step::Append(a, n) => {
+                            let acc = format!("a{a}");
+                            appended.insert(acc.clone());
+                            for _ in 0..n {
+                                let seq = next.entry(acc.clone()).or_insert(1);
+                                let held = engine.entry(acc.clone()).or_default();
+                                // What the layer's scan would find: an older entry or not.
+                                let first = held.range(..*seq).next().is_none();
+                                held.insert(*seq);
+                                changes.push(Change::Put {
+                                    seq: *seq,
+                                    body: seq.to_be_bytes().to_vec(),
+                                    event: None,
+                                    first,
+                                });
+                                *seq += 1;
+                            }
+                            acc
+                        }
+                        Step::Remove(a, k) => {
+                            let acc = format!("a{a}");
+                            let held = engine.entry(acc.clone()).or_default();
+                            if !held.is_empty() {
+                                let seq = *held.iter().nth(usize::from(k) % held.len()).unwrap();
+                                held.remove(&seq);
+                                changes.push(Change::Gone { seq });
+                            }
+                            acc
+                        }
+                    };
+                    memo.apply(vec![(acc, changes)], 0);
+                    for (acc, held) in &engine {
+                        let last = next.get(acc).copied().unwrap_or(1) - 1;
+                        if appended.contains(acc) {
+                            prop_assert!(memo.read(acc, last, 1, 0).is_some(), "{} is followed", acc);
+                        }
+                        for after in 0..=last + 1 {
+                            if let Some(got) = memo.read(acc, after, usize::MAX, 0) {
+                                let got: Vec<u64> = got.iter().map(|e| e.seq).collect();
+                                let want: Vec<u64> = held.range(after + 1..).copied().collect();
+                                prop_assert_eq!(got, want, "{} after {}", acc, after);
+                            }
+                        }
+                    }
+                    prop_assert!(memo.len() <= cap);
+                }
+            }
+        }
+    }
+
     mod store {
         use super::super::super::{
             Lane, Message, MessageId, Op, OutboxEntry, PartState, Payload, ReceiptEvent,
