@@ -82,6 +82,19 @@ impl Outbox {
         k
     }
 
+    /// The account and sequence of one of this outbox's entry keys ([`entry`](Self::entry)),
+    /// `None` for any other key.
+    pub(crate) fn parse_entry(self, key: &[u8]) -> Option<(&str, u64)> {
+        if key.first() != Some(&self.tags().0) {
+            return None;
+        }
+        let at = key.len().checked_sub(8)?;
+        let account = key.get(1..at.checked_sub(1)?)?;
+        (key.get(at - 1) == Some(&0))
+            .then(|| Some((std::str::from_utf8(account).ok()?, be_u64(key, at)?)))
+            .flatten()
+    }
+
     /// The account's next-sequence counter.
     pub(crate) fn next_seq(self, account: &str) -> Vec<u8> {
         let mut k = vec![self.tags().1];
@@ -348,6 +361,22 @@ pub(crate) fn hex(key: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entry_keys_are_told_from_other_keys() {
+        assert_eq!(
+            Outbox::Receipts.parse_entry(&outbox("acme", 7)),
+            Some(("acme", 7))
+        );
+        assert_eq!(Outbox::Receipts.parse_entry(&outbox("", 1)), Some(("", 1)));
+        assert_eq!(
+            Outbox::Receipts.parse_entry(&Outbox::Mo.entry("acme", 7)),
+            None
+        );
+        assert_eq!(Outbox::Receipts.parse_entry(&outbox_seq("acme")), None);
+        assert_eq!(Outbox::Receipts.parse_entry(&[OUTBOX, 1, 2]), None);
+        assert_eq!(Outbox::Receipts.parse_entry(&[]), None);
+    }
 
     #[test]
     fn ready_keys_sort_by_lane_then_due_then_id() {

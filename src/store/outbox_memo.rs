@@ -245,26 +245,15 @@ impl State {
     }
 }
 
-/// The account and sequence of a receipt outbox entry key (`keys::Outbox::Receipts`).
-fn receipt_entry(key: &[u8]) -> Option<(&str, u64)> {
-    if key.first() != Some(&keys::OUTBOX) {
-        return None;
-    }
-    let at = key.len().checked_sub(8)?;
-    let account = key.get(1..at.checked_sub(1)?)?;
-    (key.get(at - 1) == Some(&0))
-        .then(|| Some((std::str::from_utf8(account).ok()?, keys::be_u64(key, at)?)))
-        .flatten()
-}
-
 /// The writer's outermost layer: every call goes on to `inner`; puts and removals of receipt
 /// outbox entries are also noted for the memo.
 pub(crate) struct OutboxMemoKv<'a> {
     inner: &'a mut dyn Kv,
     memo: &'a OutboxMemo,
     pending: Pending,
-    /// Accounts the memo did not know whose older entries this transaction looked for.
-    looked: Vec<String>,
+    /// Accounts this transaction has put an entry of: whether their first put found the
+    /// engine without older entries is decided once, with one look at the memo.
+    seen: Vec<String>,
 }
 
 impl<'a> OutboxMemoKv<'a> {
@@ -273,7 +262,7 @@ impl<'a> OutboxMemoKv<'a> {
             inner,
             memo,
             pending: Pending::new(),
-            looked: Vec::new(),
+            seen: Vec::new(),
         }
     }
 
@@ -297,21 +286,24 @@ impl<'a> OutboxMemoKv<'a> {
         body: Vec<u8>,
         event: Option<Arc<ReceiptEvent>>,
     ) -> Result<(), StoreError> {
-        let Some((account, seq)) = receipt_entry(key) else {
+        let Some((account, seq)) = keys::Outbox::Receipts.parse_entry(key) else {
             return Ok(());
         };
-        let first = if self.memo.knows(account) || self.looked.iter().any(|a| a == account) {
-            false
-        } else {
-            self.looked.push(account.to_owned());
-            let mut older = Vec::new();
-            self.inner.scan(
-                &keys::Outbox::Receipts.prefix(account),
-                &keys::outbox(account, seq),
-                1,
-                &mut older,
-            )?;
-            older.is_empty()
+        // Only an account's first put in this transaction can be its first in the memo, and
+        // only when the memo does not know it yet: then the engine says whether older
+        // entries exist.
+        let first = !self.seen.iter().any(|a| a == account) && {
+            self.seen.push(account.to_owned());
+            !self.memo.knows(account) && {
+                let mut older = Vec::new();
+                self.inner.scan(
+                    &keys::Outbox::Receipts.prefix(account),
+                    &keys::outbox(account, seq),
+                    1,
+                    &mut older,
+                )?;
+                older.is_empty()
+            }
         };
         self.changes_of(account).push(Change::Put {
             seq,
@@ -323,7 +315,7 @@ impl<'a> OutboxMemoKv<'a> {
     }
 
     fn gone(&mut self, key: &[u8]) {
-        if let Some((account, seq)) = receipt_entry(key) {
+        if let Some((account, seq)) = keys::Outbox::Receipts.parse_entry(key) {
             self.changes_of(account).push(Change::Gone { seq });
         }
     }
@@ -399,16 +391,6 @@ mod tests {
 
     fn seqs(r: Option<Vec<OutboxEntry>>) -> Option<Vec<u64>> {
         r.map(|v| v.into_iter().map(|e| e.seq).collect())
-    }
-
-    #[test]
-    fn entry_keys_are_told_from_other_keys() {
-        assert_eq!(receipt_entry(&keys::outbox("acme", 7)), Some(("acme", 7)));
-        assert_eq!(receipt_entry(&keys::outbox("", 1)), Some(("", 1)));
-        assert_eq!(receipt_entry(&keys::Outbox::Mo.entry("acme", 7)), None);
-        assert_eq!(receipt_entry(&keys::outbox_seq("acme")), None);
-        assert_eq!(receipt_entry(&[keys::OUTBOX, 1, 2]), None);
-        assert_eq!(receipt_entry(&[]), None);
     }
 
     #[test]
