@@ -120,14 +120,36 @@ fn init_logs(json: bool) {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logs(cli.log_json);
     // Before any HTTP client is built (webhooks, `send`, loadtest, campaign dispatch).
     sluice::tls::install_provider();
     match cli.cmd {
-        Cmd::Serve(a) => serve(a).await,
+        Cmd::Serve(a) => {
+            // The config names the runtime's size, so it is read before the runtime exists.
+            let config = serve_config(&a)?;
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            let workers = config.runtime.gateway_workers(cores);
+            tracing::info!(
+                workers,
+                cores,
+                "Gateway runtime: {workers} worker thread(s)."
+            );
+            runtime(Some(workers))?.block_on(serve(a, config))
+        }
+        cmd => runtime(None)?.block_on(run(cmd)),
+    }
+}
+
+/// Every command but `serve` (whose runtime is sized by its config), on tokio's default
+/// runtime.
+async fn run(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Serve(a) => {
+            let config = serve_config(&a)?;
+            serve(a, config).await
+        }
         Cmd::Send(a) => send(a).await,
         Cmd::Status(a) => status(a).await,
         Cmd::Sim(a) => run_sim(a).await.map(|_| ()),
@@ -138,11 +160,26 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(a: ServeArgs) -> anyhow::Result<()> {
-    let config = match &a.config {
-        Some(p) => Config::load(p).with_context(|| format!("loading {}", p.display()))?,
-        None => Config::embedded().context("embedded default config")?,
-    };
+/// `serve`'s config: the file given, or the embedded default.
+fn serve_config(a: &ServeArgs) -> anyhow::Result<Config> {
+    match &a.config {
+        Some(p) => Config::load(p).with_context(|| format!("loading {}", p.display())),
+        None => Config::embedded().context("embedded default config"),
+    }
+}
+
+/// A multi-thread runtime with every driver; `workers` worker threads, or tokio's default
+/// (one per core, or `TOKIO_WORKER_THREADS`).
+fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all();
+    if let Some(n) = workers {
+        b.worker_threads(n);
+    }
+    b.build().context("starting the tokio runtime")
+}
+
+async fn serve(a: ServeArgs, config: Config) -> anyhow::Result<()> {
     let metrics = sluice::metrics::install().context("installing the metrics recorder")?;
     let campaign_key = a.campaign_key.clone().or_else(|| {
         a.config

@@ -34,6 +34,7 @@
 # REDO_LOG (storage.redo_log, true; false: every commit durable in the engine itself),
 # STORAGE (more [storage] lines for the generated config, e.g.
 # STORAGE='commit_max_spacing_ms = 15' to try a store setting without a rebuild),
+# WORKERS (the gateway's [runtime] worker_threads; default: the gateway's own, cores - 1),
 # SKIP_BUILD=1 (use the binaries already built; PROFILE=debug for a quick check of the
 # script itself — its figures mean nothing), KEEP_WORK=1 keeps the data dir;
 # SIM_PORT, HTTP_PORT, METRICS_PORT, HOOK_PORT (default: free ports picked at start).
@@ -48,6 +49,8 @@ HOOK_LINGER_MS=${HOOK_LINGER_MS:-50}
 RATE=${RATE:-0}
 REDO_LOG=${REDO_LOG:-true}
 STORAGE=${STORAGE:-}
+WORKERS=${WORKERS:-}
+case "$WORKERS" in '' | [1-9] | [1-9][0-9]) ;; *) echo "WORKERS must be a whole number from 1 to 99" >&2; exit 1 ;; esac
 case "$REDO_LOG" in true | false) ;; *) echo "REDO_LOG must be true or false" >&2; exit 1 ;; esac
 case "$RATE" in '' | *[!0-9]*) echo "RATE must be a whole number of messages per second" >&2; exit 1 ;; esac
 if [ "$RATE" = 0 ]; then OFFERED="full speed"; else OFFERED="$RATE msg/s"; fi
@@ -115,7 +118,10 @@ $STORAGE
 
 [simulator]
 enabled = false
-
+${WORKERS:+
+[runtime]
+worker_threads = $WORKERS
+}
 [[accounts]]
 name = "city"
 api_keys = ["$KEY_SHA"]

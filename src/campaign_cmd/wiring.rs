@@ -116,13 +116,23 @@ pub struct CampaignOperators(pub Shared);
 impl crate::rules::OperatorAuth for CampaignOperators {
     fn operator(&self, headers: &axum::http::HeaderMap) -> Option<String> {
         let token = crate::bearer::token(headers)?;
-        let c = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let caller =
-            sluice_campaign::identity::resolve(&c.conn, token, Timestamp::now().as_second())
-                .ok()?;
+        let resolve = || {
+            let c = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            sluice_campaign::identity::resolve(&c.conn, token, Timestamp::now().as_second()).ok()
+        };
+        // The service's lock may be held for seconds (a launch being planned): on a
+        // gateway worker, wait as a blocking thread so the worker's other tasks (an
+        // emergency stop's sweep among them) move on meanwhile.
+        let on_workers = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let caller = if on_workers {
+            tokio::task::block_in_place(resolve)
+        } else {
+            resolve()
+        }?;
         caller
             .may(sluice_campaign::identity::Action::Operate)
             .then(|| format!("campaign:{}", caller.user))

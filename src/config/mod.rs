@@ -20,6 +20,7 @@ use sluice_campaign::signature::WebhookSecret;
 
 mod channel;
 mod limits;
+mod runtime;
 
 pub use channel::{
     BindMode, CMPP_KEYS, COMMON_KEYS, ChannelConfig, ChannelKind, ChannelTls, CmppSettings,
@@ -28,6 +29,7 @@ pub use channel::{
 };
 
 pub use limits::LimitsConfig;
+pub use runtime::RuntimeConfig;
 
 use crate::route::{Route, Router};
 use crate::schedule::{TimeWindow, WindowRules, parse_windows};
@@ -162,6 +164,9 @@ pub struct Config {
     /// What the SMPP server and HTTP listeners tolerate from a client (`limits.rs`).
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The threads `serve` runs its async side on (`runtime.rs`).
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
     /// Resolved `timezone` (set by validation).
     #[serde(skip)]
     tz: Option<TimeZone>,
@@ -738,6 +743,9 @@ impl Config {
         if let Some((key, reason)) = self.limits.check() {
             return Err(c.err(format!("limits.{key}"), reason));
         }
+        if let Some((key, reason)) = self.runtime.check() {
+            return Err(c.err(key, reason));
+        }
         self.validate_accounts(c)?;
         for (j, k) in self.campaign.unsubscribe_keywords.iter().enumerate() {
             if k.trim().is_empty() {
@@ -1120,6 +1128,28 @@ mod tests {
         let e = Config::parse("[storage]\ncommit_min_spacing_ms = 5000\n", "t.toml")
             .expect_err("too long");
         assert_eq!(e.key(), Some("storage.commit_min_spacing_ms"));
+    }
+
+    #[test]
+    fn runtime_worker_counts_are_read_and_bounded() {
+        let cfg = Config::parse(
+            "[runtime]\nworker_threads = 3\ncampaign_worker_threads = 2\n",
+            "t.toml",
+        )
+        .expect("valid");
+        assert_eq!(cfg.runtime.gateway_workers(8), 3);
+        assert_eq!(cfg.runtime.campaign_workers(), 2);
+        assert_eq!(
+            Config::embedded()
+                .expect("valid")
+                .runtime
+                .gateway_workers(2),
+            1
+        );
+        let e = Config::parse("[runtime]\nworker_threads = 0\n", "t.toml").expect_err("zero");
+        assert_eq!(e.key(), Some("runtime.worker_threads"));
+        let e = Config::parse("[runtime]\nthreads = 2\n", "t.toml").expect_err("unknown");
+        assert_eq!(e.line(), Some(2));
     }
 
     #[test]

@@ -67,6 +67,7 @@ use crate::rules::{AnyOperator, OperatorAuth, Rules};
 use crate::store::{GatewayStore, StoreError, open_store};
 use crate::tls::server::{ServerTls, TlsListener};
 
+mod campaign_runtime;
 mod channels;
 pub mod http_listener;
 
@@ -269,6 +270,8 @@ pub struct Gateway {
     ready: Arc<AtomicBool>,
     /// The hosted campaign service, stopped after the receipt tasks have drained.
     campaign: Option<crate::campaign_cmd::wiring::InProcess>,
+    /// Its runtime, dropped after it stopped.
+    campaign_runtime: Option<campaign_runtime::CampaignRuntime>,
     rules: Arc<Rules>,
 }
 
@@ -328,6 +331,7 @@ impl Gateway {
         if let Some(campaign) = self.campaign.take() {
             campaign.shutdown().await;
         }
+        drop(self.campaign_runtime.take());
         if let Some(sim) = self.sim.take() {
             let _ = sim.shutdown().await;
         }
@@ -836,6 +840,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
                 .collect(),
         ))];
     let mut campaign_router = None;
+    let mut campaign_runtime = None;
     if let Some(host) = &opts.campaign {
         let mut campaigns = sluice_campaign::Campaigns::open(&host.db)
             .map_err(|e| ServeError::Campaign(e.to_string()))?;
@@ -862,16 +867,23 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         operator_sources.push(Arc::new(crate::campaign_cmd::wiring::CampaignOperators(
             Arc::clone(&svc),
         )));
+        let rt = campaign_runtime::CampaignRuntime::start(config.runtime.campaign_workers())
+            .map_err(|e| ServeError::Campaign(format!("starting its runtime: {e}")))?;
         // Launches go through the same HTTP API external platforms use, on our own address.
-        let (routes, hosted) = crate::campaign_cmd::wiring::InProcess::start(
-            svc,
-            &receipts,
-            &format!("http://{http_addr}"),
-            &host.api_key,
-            crate::campaign_cmd::wiring::FeedbackConfig::default(),
-            Duration::from_secs(5),
-        );
-        campaign_router = Some(routes);
+        // Its tasks are spawned on its own runtime.
+        let (routes, hosted) = {
+            let _on = rt.enter();
+            crate::campaign_cmd::wiring::InProcess::start(
+                svc,
+                &receipts,
+                &format!("http://{http_addr}"),
+                &host.api_key,
+                crate::campaign_cmd::wiring::FeedbackConfig::default(),
+                Duration::from_secs(5),
+            )
+        };
+        campaign_router = Some(rt.serve(routes));
+        campaign_runtime = Some(rt);
         tracing::info!(db = %host.db.display(), "Campaign service hosted at /v1/campaign.");
         campaign = Some(hosted);
     }
@@ -945,6 +957,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
         drain_deadline: opts.drain_deadline,
         ready,
         campaign,
+        campaign_runtime,
         rules,
     })
 }
