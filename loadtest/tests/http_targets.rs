@@ -140,7 +140,11 @@ async fn sluice_http_wrong_key_fails_the_messages() {
     };
     let s = run(cfg(target, 30)).await.unwrap();
     assert_eq!((s.messages_accepted, s.messages_failed), (0, 30), "{s}");
-    assert_eq!(s.errors.get("http:401"), Some(&3));
+    // Three workers claim from one pool at once, so a batch may close short of 10: at
+    // least three requests, each refused.
+    let refused = s.errors.get("http:401").copied().unwrap_or(0);
+    assert!((3..=30).contains(&refused), "{refused} refusals: {s}");
+    assert_eq!(s.errors.len(), 1, "only 401s: {s}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -193,6 +193,21 @@ pub trait Kv: KvRead {
         Ok(old)
     }
 
+    /// Removes the first `limit` entries of `[start, end)`, in key order, and appends them to
+    /// `out`: the head of a queue taken in one pass. Why: a lease takes up to a batch of
+    /// ready keys that sit side by side, and an outbox ack the entries it delivered; an
+    /// engine with a cursor (redb) removes them in one walk instead of one search from the
+    /// root each. The default scans, then deletes each key through `self`.
+    fn take_range(
+        &mut self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        take_each(self, start, end, limit, out)
+    }
+
     /// Puts receipt outbox entry `key`, whose value `body` is `event` encoded. Engines (and
     /// the default) store the body; the writer's outbox memo (`outbox_memo.rs`) also keeps
     /// the event, so the pumps that deliver it need not read it back and decode it.
@@ -204,6 +219,24 @@ pub trait Kv: KvRead {
     ) -> Result<(), StoreError> {
         self.put(key, &body)
     }
+}
+
+/// [`Kv::take_range`] key by key: a scan, then a delete of each key through `kv` (the
+/// default, and what a layer does for the keys it keeps itself).
+pub(crate) fn take_each(
+    kv: &mut (impl Kv + ?Sized),
+    start: &[u8],
+    end: &[u8],
+    limit: usize,
+    out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+) -> Result<(), StoreError> {
+    let from = out.len();
+    kv.scan(start, end, limit, out)?;
+    let keys: Vec<Vec<u8>> = out[from..].iter().map(|(k, _)| k.clone()).collect();
+    for k in &keys {
+        kv.delete(k)?;
+    }
+    Ok(())
 }
 
 /// A storage engine.

@@ -120,6 +120,21 @@ impl Kv for CountingKv<'_> {
         self.deletes += 1;
         self.inner.take(key)
     }
+
+    /// One scan, and a delete per entry taken.
+    fn take_range(
+        &mut self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        let from = out.len();
+        self.scans.set(self.scans.get() + 1);
+        self.inner.take_range(start, end, limit, out)?;
+        self.deletes += (out.len() - from) as u64;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -275,13 +275,35 @@ impl Kv for DepthKv<'_> {
     fn take(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let old = self.inner.take(key)?;
         if let Some(old) = &old {
-            match key.first() {
-                Some(&keys::READY) => self.ready_changed(key, -1),
-                Some(&keys::LEASE) => self.lease_changed(old, -1),
-                _ => {}
-            }
+            self.gone(key, old);
         }
         Ok(old)
+    }
+
+    fn take_range(
+        &mut self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        let from = out.len();
+        self.inner.take_range(start, end, limit, out)?;
+        for (k, v) in &out[from..] {
+            self.gone(k, v);
+        }
+        Ok(())
+    }
+}
+
+impl DepthKv<'_> {
+    /// Counts `key` (whose value was `old`) out of its counter.
+    fn gone(&mut self, key: &[u8], old: &[u8]) {
+        match key.first() {
+            Some(&keys::READY) => self.ready_changed(key, -1),
+            Some(&keys::LEASE) => self.lease_changed(old, -1),
+            _ => {}
+        }
     }
 }
 

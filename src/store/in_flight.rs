@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::backend::{Kv, KvRead, pass_scans_through};
+use super::backend::{Kv, KvRead, pass_scans_through, tags_between, take_each};
 use super::codec;
 use super::error::StoreError;
 use super::id::MessageId;
@@ -268,6 +268,19 @@ impl Kv for InFlightKv<'_> {
             return Ok(old);
         }
         self.inner.take(key)
+    }
+
+    fn take_range(
+        &mut self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        if tags_between(start, end).any(|t| t == keys::STATE) {
+            return take_each(self, start, end, limit, out);
+        }
+        self.inner.take_range(start, end, limit, out)
     }
 }
 

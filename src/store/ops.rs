@@ -663,15 +663,18 @@ fn lease(
         let prefix = keys::ready_prefix(channel, lane);
         let mut end = prefix.clone();
         end.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
+        // Every ready key looked at leaves the ready queue, whichever way it goes below
+        // (leased, expired, cancelled, parked, or dropped as unreadable), so they are taken
+        // at once: one pass over the run of keys instead of a delete per key.
         let mut found = Vec::new();
-        kv.scan(&prefix, &end, left, &mut found)?;
+        kv.take_range(&prefix, &end, left, &mut found)?;
         for (key, value) in found {
             let id = keys::ready_id(&key).ok_or_else(|| corrupt(&key, "short ready key"))?;
             let body_only = value == keys::READY_BODY_ONLY;
             let Some(mut m) = skip_undecodable(id, load_with(kv, id, body_only))? else {
-                // Index entry without a readable record: drop it rather than fail every lease
-                // of this queue forever (the record, if corrupt, stays for inspection).
-                kv.delete(&key)?;
+                // Index entry without a readable record: dropped (above) rather than fail
+                // every lease of this queue forever (the record, if corrupt, stays for
+                // inspection).
                 continue;
             };
             if m.expires_at_ms.is_some_and(|e| e <= now_ms) {
@@ -690,7 +693,6 @@ fn lease(
                     continue;
                 }
             }
-            kv.delete(&key)?;
             m.state = MessageState::InFlight;
             m.lease_until_ms = Some(until);
             // The value names the channel, for its in-flight counter (`depth.rs`).
@@ -989,12 +991,9 @@ fn outbox_ack(kv: &mut dyn Kv, account: &str, through: u64) -> Result<OpResult, 
     let mut n = 0;
     loop {
         let mut found = Vec::new();
-        kv.scan(&start, &end, CHUNK, &mut found)?;
+        kv.take_range(&start, &end, CHUNK, &mut found)?;
         if found.is_empty() {
             return Ok(OpResult::Count(n));
-        }
-        for (k, _) in &found {
-            kv.delete(k)?;
         }
         n += found.len();
     }

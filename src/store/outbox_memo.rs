@@ -358,6 +358,21 @@ impl Kv for OutboxMemoKv<'_> {
         Ok(old)
     }
 
+    fn take_range(
+        &mut self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        let from = out.len();
+        self.inner.take_range(start, end, limit, out)?;
+        for (k, _) in &out[from..] {
+            self.gone(k);
+        }
+        Ok(())
+    }
+
     fn put_receipt_entry(
         &mut self,
         key: &[u8],
