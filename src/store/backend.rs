@@ -221,6 +221,30 @@ pub trait Kv: KvRead {
     }
 }
 
+/// Fills `out` with up to `limit` entries of `[start, end)` table by table: `each(tag, left,
+/// out)` appends at most `left` entries of the table for key tag `tag`, in key order (engines
+/// keep one table per tag), and the next table is asked only while entries are still wanted.
+pub(crate) fn per_table(
+    start: &[u8],
+    end: &[u8],
+    limit: usize,
+    out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    mut each: impl FnMut(u8, usize, &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    if start >= end || limit == 0 {
+        return Ok(());
+    }
+    let goal = out.len() + limit;
+    for tag in tags_between(start, end) {
+        let left = goal - out.len();
+        if left == 0 {
+            break;
+        }
+        each(tag, left, out)?;
+    }
+    Ok(())
+}
+
 /// [`Kv::take_range`] key by key: a scan, then a delete of each key through `kv` (the
 /// default, and what a layer does for the keys it keeps itself).
 pub(crate) fn take_each(

@@ -39,7 +39,7 @@ use fjall::{
     SingleWriterWriteTx,
 };
 
-use super::backend::{Backend, Kv, KvRead, Reopening, tag_of, tags_between};
+use super::backend::{Backend, Kv, KvRead, Reopening, per_table, tag_of, tags_between};
 use super::error::StoreError;
 
 /// Prefix of per-tag keyspace names (the same names as redb's tables).
@@ -313,18 +313,10 @@ fn scan(
     limit: usize,
     out: &mut Vec<(Vec<u8>, Vec<u8>)>,
 ) -> Result<(), StoreError> {
-    if start >= end || limit == 0 {
-        return Ok(());
-    }
-    let goal = out.len() + limit;
-    for tag in tags_between(start, end) {
-        let left = goal - out.len();
-        if left == 0 {
-            break;
-        }
-        open.with(tag, |ks| scan_space(r, (tag, ks), start, end, left, out))?;
-    }
-    Ok(())
+    per_table(start, end, limit, out, |tag, left, out| {
+        open.with(tag, |ks| scan_space(r, (tag, ks), start, end, left, out))
+            .map(drop)
+    })
 }
 
 fn last_key(

@@ -37,7 +37,7 @@ use redb::{
     TableDefinition, TableError, TableHandle, WriteTransaction,
 };
 
-use super::backend::{Backend, Kv, KvRead, Reopening, tag_of, tags_between};
+use super::backend::{Backend, Kv, KvRead, Reopening, per_table, tag_of, tags_between};
 use super::error::StoreError;
 
 type Def<'a> = TableDefinition<'a, &'static [u8], &'static [u8]>;
@@ -290,18 +290,10 @@ fn scan<S: Tables>(
     limit: usize,
     out: &mut Vec<(Vec<u8>, Vec<u8>)>,
 ) -> Result<(), StoreError> {
-    if start >= end || limit == 0 {
-        return Ok(());
-    }
-    let goal = out.len() + limit;
-    for tag in tags_between(start, end) {
-        let left = goal - out.len();
-        if left == 0 {
-            break;
-        }
-        s.with(tag, |t| scan_table(t, start, end, left, out))?;
-    }
-    Ok(())
+    per_table(start, end, limit, out, |tag, left, out| {
+        s.with(tag, |t| scan_table(t, start, end, left, out))
+            .map(drop)
+    })
 }
 
 fn last_key<S: Tables>(s: &S, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -427,17 +419,9 @@ impl Kv for WriteKv<'_> {
         limit: usize,
         out: &mut Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), StoreError> {
-        if start >= end || limit == 0 {
-            return Ok(());
-        }
-        let goal = out.len() + limit;
-        for tag in tags_between(start, end) {
-            let left = goal - out.len();
-            if left == 0 {
-                break;
-            }
+        per_table(start, end, limit, out, |tag, left, out| {
             let Some(i) = self.slot(tag, false)? else {
-                continue;
+                return Ok(());
             };
             let table = &mut self.open.get_mut()[i].1;
             let taken = table
@@ -447,8 +431,8 @@ impl Kv for WriteKv<'_> {
                 let (k, v) = item.map_err(redb_error)?;
                 out.push((k.value().to_vec(), v.value().to_vec()));
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// redb's remove returns the old value anyway: no extra lookup.
