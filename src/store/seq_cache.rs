@@ -136,6 +136,7 @@ impl Kv for SeqCache<'_> {
         }
         self.inner.take(key)
     }
+
     fn take_range(
         &mut self,
         start: &[u8],
