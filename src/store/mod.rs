@@ -72,6 +72,7 @@ mod outbox_memo;
 mod reads;
 mod redb_backend;
 mod seq_cache;
+mod short_lived;
 #[cfg(feature = "sled")]
 mod sled_backend;
 mod spacing;

@@ -45,6 +45,7 @@ use super::keys;
 use super::ops::{self, Op, OpResult};
 use super::outbox_memo::{self, OutboxMemo, OutboxMemoKv};
 use super::seq_cache::SeqCache;
+use super::short_lived::{self, ShortLived, ShortLivedKv};
 use super::spacing::Spacing;
 use super::wal::{self, LogWriter};
 
@@ -273,12 +274,15 @@ pub(crate) struct Memory {
     pub(crate) in_flight: InFlight,
     /// The newest receipt outbox entries (`outbox_memo.rs`).
     pub(crate) outbox: OutboxMemo,
+    /// Lease keys and held receipts not yet in the engine (`short_lived.rs`; redo log on).
+    pub(crate) short_lived: ShortLived,
 }
 
 /// What one transaction changed in the writer's [`Memory`].
 struct Pending {
     in_flight: in_flight::Pending,
     outbox: outbox_memo::Pending,
+    short_lived: short_lived::Pending,
     /// The engine's reopen count the transaction ran against.
     reopens: u64,
 }
@@ -288,6 +292,22 @@ impl Memory {
     fn apply(&self, pending: Pending) {
         self.in_flight.apply(pending.in_flight);
         self.outbox.apply(pending.outbox, pending.reopens);
+        self.short_lived.apply(pending.short_lived);
+    }
+
+    /// A durable commit of the logged writer: writes the held short-lived keys first, so the
+    /// log position it records never covers a key the engine lacks (`short_lived.rs`).
+    fn durable_commit<B: Backend, R>(
+        &self,
+        backend: &B,
+        f: impl FnOnce(&mut dyn super::backend::Kv) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let r = backend.write(|kv| {
+            self.short_lived.flush_into(kv)?;
+            f(kv)
+        })?;
+        self.short_lived.flushed();
+        Ok(r)
     }
 }
 
@@ -561,7 +581,7 @@ fn checkpoint<B: Backend>(
     // What the checkpoint holds is what the engine says it holds, read in the same
     // transaction: normally every group applied, but never more (segments and abort records
     // are let go on its word).
-    let done = backend.write(|kv| {
+    let done = ctx.memory.durable_commit(backend, |kv| {
         not_reopened(backend, expected)?;
         logged_through(kv)
     });
@@ -615,6 +635,9 @@ fn restore_if_reopened<B: Backend>(
         return Ok(());
     }
     let (groups, _) = wal::read(&shared.dir, after, Some(through))?;
+    // Held keys are changes after the commit the engine went back to: the replay makes them
+    // again.
+    ctx.memory.short_lived.clear();
     tracing::warn!(
         from = after,
         through,
@@ -704,7 +727,9 @@ pub(crate) fn replay_at_open<B: Backend>(
         ..Ctx::new(cfg, &stats, &busy, &memory, &board)
     };
     replay(backend, groups, &|_, _| false, ctx)?;
-    backend.write(|_| Ok(()))?;
+    // Durable, with the lease keys and held receipts of the replay, which the lease
+    // recovery at open reads from the engine.
+    memory.durable_commit(backend, |_| Ok(()))?;
     tracing::info!(
         groups = n,
         from = after,
@@ -874,6 +899,15 @@ fn apply_counted(
     ctx: Ctx<'_>,
     reopens: u64,
 ) -> Result<(GroupResults, Pending), StoreError> {
+    // Lease keys and held receipts stay in memory only while the redo log can make them again.
+    let mut short_lived;
+    let kv: &mut dyn super::backend::Kv = if ctx.logged.is_some() {
+        short_lived = Some(ShortLivedKv::new(kv, &ctx.memory.short_lived));
+        short_lived.as_mut().expect("just set")
+    } else {
+        short_lived = None;
+        kv
+    };
     let mut depth = DepthKv::new(kv);
     let mut cache = SeqCache::new(&mut depth);
     let mut in_flight = InFlightKv::new(&mut cache, &ctx.memory.in_flight);
@@ -886,13 +920,18 @@ fn apply_counted(
         super::backend::Kv::put(&mut outbox, &[keys::LOG_SEQ], &seq.to_be_bytes())?;
     }
     let outbox = outbox.into_pending();
+    let in_flight = in_flight.into_pending();
+    cache.flush()?;
+    let depths = depth.flush()?;
     let pending = Pending {
-        in_flight: in_flight.into_pending(),
+        in_flight,
         outbox,
+        short_lived: short_lived
+            .map(ShortLivedKv::into_pending)
+            .unwrap_or_default(),
         reopens,
     };
-    cache.flush()?;
-    Ok(((results, depth.flush()?), pending))
+    Ok(((results, depths), pending))
 }
 
 /// Commits `group` in one transaction: durably if any of its ops needs it, else relaxed
@@ -924,10 +963,12 @@ fn write_group<B: Backend>(
             // (the sequence would be handed out again for another receipt). Commits are
             // durable in order, so one durable commit after it makes it durable before any
             // producer is answered.
-            backend.write(|_| match ctx.logged {
-                Some(_) => not_reopened(backend, ctx.log_reopens),
-                None => Ok(()),
-            })?;
+            match ctx.logged {
+                Some(_) => ctx
+                    .memory
+                    .durable_commit(backend, |_| not_reopened(backend, ctx.log_reopens))?,
+                None => backend.write(|_| Ok(()))?,
+            }
         }
         Ok(results)
     }

@@ -1,0 +1,487 @@
+//! Keys that live from one op to a later one, usually for milliseconds — lease keys (a lease,
+//! then its submit response) and held receipts (a receipt that overtook its submit response,
+//! then that response) — kept in the writer's memory while the redo log is on, and written to
+//! the engine only by a durable commit that still finds them.
+//!
+//! Why: with the redo log, what a crash keeps is the engine's last durable commit plus the
+//! log's groups after it, which opening applies again through the same writer code (and so
+//! through this layer). A key put and removed between two durable commits therefore never
+//! needs to reach the engine. At full speed these keys cost the engine a put and a take per
+//! message for the lease key and four writes per held receipt (about four receipts in ten
+//! overtake their submit response from the simulator), each a walk of redb's B-tree plus the
+//! pages its commit copies; here each is a hash-map insert or remove.
+//!
+//! Invariants:
+//! - only the writer reads or writes these key families: no reader outside it looks at lease
+//!   keys or held receipts, and the store's open reads them after [`replay_at_open`] wrote the
+//!   replayed ones out (`writer.rs`);
+//! - memory holds the live keys of these families put since the engine's last durable commit,
+//!   each with `in_engine`: whether the engine may hold the key too (then a removal of it goes
+//!   to the engine as well). A key not in memory is the engine's business alone;
+//! - every durable commit of the logged writer (checkpoint, the commit after a relaxed op that
+//!   ended messages, the end of the replay at open) writes every key held, in its own
+//!   transaction, before it records the log position; memory lets them go once it committed
+//!   ([`ShortLived::flushed`]). So no durable commit claims a log group whose keys it lacks;
+//! - a transaction's changes stay pending until it committed ([`ShortLived::apply`]);
+//! - after an engine reopen (it went back to its last durable commit) memory is emptied before
+//!   the log is applied again ([`ShortLived::clear`]): it held changes after that commit,
+//!   which the replay makes again;
+//! - off without the redo log: there every relaxed commit becomes durable with the engine's
+//!   next durable commit, whoever makes it, so keys must be in the engine.
+//!
+//! [`replay_at_open`]: super::writer::replay_at_open
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::backend::{Kv, KvRead, tag_of, tags_between, take_each};
+use super::error::StoreError;
+use super::keys;
+
+/// A key held in memory.
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
+    value: Vec<u8>,
+    /// The engine may hold the key too (with this or an older value).
+    in_engine: bool,
+}
+
+/// Changes of one transaction: `Some` now held, `None` no longer held.
+pub(crate) type Pending = HashMap<Vec<u8>, Option<Held>>;
+
+/// Whether keys of `tag` are held in memory.
+fn held_tag(tag: u8) -> bool {
+    matches!(tag, keys::LEASE | keys::EARLY | keys::EARLY_AGE)
+}
+
+/// Whether a key of `tag` is new whenever it is put: a lease key names its lease's end and
+/// its message (a message has one lease at a time), and a held receipt's age key its arrival,
+/// whose older key is removed first when a receipt is held again. Such a put never finds the
+/// key in the engine, so it is not asked. A held receipt's own key repeats (its channel and
+/// center id), so one the memory does not hold may be in the engine.
+fn fresh_tag(tag: u8) -> bool {
+    matches!(tag, keys::LEASE | keys::EARLY_AGE)
+}
+
+/// The committed held keys.
+#[derive(Debug, Default)]
+pub(crate) struct ShortLived {
+    keys: Mutex<HashMap<Vec<u8>, Held>>,
+}
+
+impl ShortLived {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Vec<u8>, Held>> {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes in the changes of a transaction that committed.
+    pub(crate) fn apply(&self, pending: Pending) {
+        if pending.is_empty() {
+            return;
+        }
+        let mut keys = self.lock();
+        for (k, held) in pending {
+            match held {
+                Some(h) => keys.insert(k, h),
+                None => keys.remove(&k),
+            };
+        }
+    }
+
+    /// Writes every held key into `kv`, a durable commit's transaction; the caller calls
+    /// [`ShortLived::flushed`] once it committed. Returns how many.
+    pub(crate) fn flush_into(&self, kv: &mut dyn Kv) -> Result<usize, StoreError> {
+        let keys = self.lock();
+        for (k, h) in keys.iter() {
+            kv.put(k, &h.value)?;
+        }
+        Ok(keys.len())
+    }
+
+    /// Lets go of what a committed durable commit wrote to the engine.
+    pub(crate) fn flushed(&self) {
+        self.lock().clear();
+    }
+
+    /// Forgets everything: the engine went back to its last durable commit, and the log is
+    /// about to be applied again from there.
+    pub(crate) fn clear(&self) {
+        self.lock().clear();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// The writer's transaction with the held families in memory.
+pub(crate) struct ShortLivedKv<'a> {
+    inner: &'a mut dyn Kv,
+    committed: MutexGuard<'a, HashMap<Vec<u8>, Held>>,
+    pending: Pending,
+}
+
+impl<'a> ShortLivedKv<'a> {
+    pub(crate) fn new(inner: &'a mut dyn Kv, memory: &'a ShortLived) -> Self {
+        Self {
+            inner,
+            committed: memory.lock(),
+            pending: Pending::new(),
+        }
+    }
+
+    /// The transaction's changes, for [`ShortLived::apply`] after its commit.
+    pub(crate) fn into_pending(self) -> Pending {
+        self.pending
+    }
+
+    /// The key as memory holds it now, pending over committed.
+    fn held(&self, key: &[u8]) -> Option<&Held> {
+        match self.pending.get(key) {
+            Some(p) => p.as_ref(),
+            None => self.committed.get(key),
+        }
+    }
+
+    /// Memory's keys in `[start, end)`, pending over committed, in key order.
+    fn held_between(&self, start: &[u8], end: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let within = |k: &[u8]| start <= k && k < end;
+        let mut found: Vec<(Vec<u8>, Vec<u8>)> = self
+            .committed
+            .iter()
+            .filter(|(k, _)| within(k) && !self.pending.contains_key(*k))
+            .map(|(k, h)| (k.clone(), h.value.clone()))
+            .chain(self.pending.iter().filter_map(|(k, p)| {
+                p.as_ref()
+                    .filter(|_| within(k))
+                    .map(|h| (k.clone(), h.value.clone()))
+            }))
+            .collect();
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        found
+    }
+
+    /// Removes a held key from memory, and from the engine if it may be there too.
+    fn unhold(&mut self, key: &[u8], in_engine: bool) -> Result<(), StoreError> {
+        self.pending.insert(key.to_vec(), None);
+        if in_engine {
+            self.inner.delete(key)?;
+        }
+        Ok(())
+    }
+}
+
+fn touches_held(start: &[u8], end: &[u8]) -> bool {
+    tags_between(start, end).any(held_tag)
+}
+
+impl KvRead for ShortLivedKv<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if held_tag(tag_of(key))
+            && let Some(h) = self.held(key)
+        {
+            return Ok(Some(h.value.clone()));
+        }
+        self.inner.get(key)
+    }
+
+    /// The engine's first `limit` keys merged with memory's: every key among the first `limit`
+    /// of the union is one of those (a removal reaches the engine in the same transaction,
+    /// so the engine has no key memory removed).
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        if !touches_held(start, end) {
+            return self.inner.scan(start, end, limit, out);
+        }
+        let mut engine = Vec::new();
+        self.inner.scan(start, end, limit, &mut engine)?;
+        let mut merged: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = engine.into_iter().collect();
+        merged.extend(self.held_between(start, end));
+        out.extend(merged.into_iter().take(limit));
+        Ok(())
+    }
+
+    fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let engine = self.inner.last_key(start, end)?;
+        if !touches_held(start, end) {
+            return Ok(engine);
+        }
+        let held = self.held_between(start, end).pop().map(|(k, _)| k);
+        Ok(engine.max(held))
+    }
+}
+
+impl Kv for ShortLivedKv<'_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let tag = tag_of(key);
+        if !held_tag(tag) {
+            return self.inner.put(key, value);
+        }
+        let in_engine = self.held(key).map_or(!fresh_tag(tag), |h| h.in_engine);
+        self.pending.insert(
+            key.to_vec(),
+            Some(Held {
+                value: value.to_vec(),
+                in_engine,
+            }),
+        );
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        if !held_tag(tag_of(key)) {
+            return self.inner.delete(key);
+        }
+        match self.held(key).map(|h| h.in_engine) {
+            Some(in_engine) => self.unhold(key, in_engine),
+            None => self.inner.delete(key),
+        }
+    }
+
+    fn replace(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let tag = tag_of(key);
+        if !held_tag(tag) {
+            return self.inner.replace(key, value);
+        }
+        let (old, in_engine) = match self.held(key) {
+            Some(h) => (Some(h.value.clone()), h.in_engine),
+            None if fresh_tag(tag) => (None, false),
+            None => {
+                let old = self.inner.get(key)?;
+                let there = old.is_some();
+                (old, there)
+            }
+        };
+        self.pending.insert(
+            key.to_vec(),
+            Some(Held {
+                value: value.to_vec(),
+                in_engine,
+            }),
+        );
+        Ok(old)
+    }
+
+    fn take(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if !held_tag(tag_of(key)) {
+            return self.inner.take(key);
+        }
+        match self.held(key).map(|h| (h.value.clone(), h.in_engine)) {
+            Some((value, in_engine)) => {
+                self.unhold(key, in_engine)?;
+                Ok(Some(value))
+            }
+            None => self.inner.take(key),
+        }
+    }
+
+    fn take_range(
+        &mut self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        if touches_held(start, end) {
+            return take_each(self, start, end, limit, out);
+        }
+        self.inner.take_range(start, end, limit, out)
+    }
+
+    fn put_receipt_entry(
+        &mut self,
+        key: &[u8],
+        body: Vec<u8>,
+        event: std::sync::Arc<super::model::ReceiptEvent>,
+    ) -> Result<(), StoreError> {
+        self.inner.put_receipt_entry(key, body, event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::store::backend::MapKv;
+
+    /// A key of family `f` (0: lease, 1: held receipt, 2: its age key, 3: a message body,
+    /// which the layer passes through) and number `n`.
+    fn key(f: u8, n: u8) -> Vec<u8> {
+        let tag = [keys::LEASE, keys::EARLY, keys::EARLY_AGE, keys::MESSAGE][usize::from(f)];
+        vec![tag, 0, n]
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Put(u8, u8, u8),
+        Replace(u8, u8, u8),
+        Delete(u8, u8),
+        Take(u8, u8),
+        TakeRange(u8, u8, usize),
+        /// Commit the transaction so far.
+        Commit,
+        /// Fail it: the engine and the pending changes go back.
+        Abort,
+        /// A durable commit: the held keys go to the engine.
+        Flush,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let fam = 0u8..4;
+        let n = 0u8..6;
+        prop_oneof![
+            4 => (fam.clone(), n.clone(), any::<u8>()).prop_map(|(f, n, v)| Step::Put(f, n, v)),
+            2 => (fam.clone(), n.clone(), any::<u8>()).prop_map(|(f, n, v)| Step::Replace(f, n, v)),
+            2 => (fam.clone(), n.clone()).prop_map(|(f, n)| Step::Delete(f, n)),
+            3 => (fam.clone(), n).prop_map(|(f, n)| Step::Take(f, n)),
+            1 => (fam, 0u8..6, 1usize..4).prop_map(|(f, n, l)| Step::TakeRange(f, n, l)),
+            2 => Just(Step::Commit),
+            1 => Just(Step::Abort),
+            1 => Just(Step::Flush),
+        ]
+    }
+
+    /// Every read through the layer answers what the model (every change applied to one map)
+    /// holds, over each family's whole range and key by key.
+    fn agrees(layer: &ShortLivedKv<'_>, model: &BTreeMap<Vec<u8>, Vec<u8>>) {
+        for f in 0..4 {
+            let (start, end) = (key(f, 0), key(f, 6));
+            let want: Vec<(Vec<u8>, Vec<u8>)> = model
+                .range(start.clone()..end.clone())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            for limit in [1, 2, 100] {
+                let mut got = Vec::new();
+                layer.scan(&start, &end, limit, &mut got).unwrap();
+                assert_eq!(got, want.iter().take(limit).cloned().collect::<Vec<_>>());
+            }
+            assert_eq!(
+                layer.last_key(&start, &end).unwrap(),
+                want.last().map(|(k, _)| k.clone())
+            );
+            for n in 0..6 {
+                assert_eq!(
+                    layer.get(&key(f, n)).unwrap(),
+                    model.get(&key(f, n)).cloned()
+                );
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_layer_reads_as_one_map_and_durable_commits_hold_every_key(
+            older in proptest::collection::vec((1u8..2, 0u8..6, any::<u8>()), 0..4),
+            steps in proptest::collection::vec(step(), 1..60),
+        ) {
+            let memory = ShortLived::default();
+            let mut engine = MapKv::default();
+            // Held receipts and bodies the engine had before this process.
+            for &(f, n, v) in &older {
+                engine.map.insert(key(f, n), vec![v]);
+            }
+            let mut model = engine.map.clone();
+            let (mut engine_at_begin, mut model_at_begin) = (engine.map.clone(), model.clone());
+            let mut pending = Pending::new();
+            for st in steps {
+                let mut layer = ShortLivedKv::new(&mut engine, &memory);
+                layer.pending = std::mem::take(&mut pending);
+                match st {
+                    Step::Put(f, n, v) | Step::Replace(f, n, v) => {
+                        let k = key(f, n);
+                        // A lease or age key is never put while it exists (`fresh_tag`).
+                        if f != 0 && f != 2 || !model.contains_key(&k) {
+                            if matches!(st, Step::Put(..)) {
+                                layer.put(&k, &[v]).unwrap();
+                            } else {
+                                assert_eq!(layer.replace(&k, &[v]).unwrap(), model.get(&k).cloned());
+                            }
+                            model.insert(k, vec![v]);
+                        }
+                    }
+                    Step::Delete(f, n) => {
+                        layer.delete(&key(f, n)).unwrap();
+                        model.remove(&key(f, n));
+                    }
+                    Step::Take(f, n) => {
+                        assert_eq!(layer.take(&key(f, n)).unwrap(), model.remove(&key(f, n)));
+                    }
+                    Step::TakeRange(f, n, limit) => {
+                        let (start, end) = (key(f, n), key(f, 6));
+                        let mut got = Vec::new();
+                        layer.take_range(&start, &end, limit, &mut got).unwrap();
+                        let want: Vec<(Vec<u8>, Vec<u8>)> = model
+                            .range(start..end)
+                            .take(limit)
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
+                        for (k, _) in &want {
+                            model.remove(k);
+                        }
+                        assert_eq!(got, want);
+                    }
+                    Step::Commit | Step::Abort | Step::Flush => {}
+                }
+                agrees(&layer, &model);
+                pending = layer.into_pending();
+                match st {
+                    Step::Commit => {
+                        memory.apply(std::mem::take(&mut pending));
+                        (engine_at_begin, model_at_begin) = (engine.map.clone(), model.clone());
+                    }
+                    Step::Abort => {
+                        pending.clear();
+                        engine.map = engine_at_begin.clone();
+                        model = model_at_begin.clone();
+                    }
+                    Step::Flush => {
+                        memory.apply(std::mem::take(&mut pending));
+                        memory.flush_into(&mut engine).unwrap();
+                        memory.flushed();
+                        // The engine alone now holds everything, as after a crash.
+                        prop_assert_eq!(&engine.map, &model);
+                        prop_assert_eq!(memory.len(), 0);
+                        (engine_at_begin, model_at_begin) = (engine.map.clone(), model.clone());
+                    }
+                    _ => {}
+                }
+                // A key removed never stays in the engine.
+                for k in engine.map.keys() {
+                    prop_assert!(
+                        model.contains_key(k),
+                        "the engine kept {k:?}, which was removed"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_lease_key_put_and_taken_between_durable_commits_never_reaches_the_engine() {
+        let memory = ShortLived::default();
+        let mut engine = MapKv::default();
+        let lease = keys::lease(9, crate::store::id::MessageId(7));
+        let mut layer = ShortLivedKv::new(&mut engine, &memory);
+        assert_eq!(layer.replace(&lease, b"ch").unwrap(), None);
+        memory_apply(layer, &memory);
+        let mut layer = ShortLivedKv::new(&mut engine, &memory);
+        assert_eq!(layer.take(&lease).unwrap(), Some(b"ch".to_vec()));
+        memory_apply(layer, &memory);
+        assert_eq!(memory.len(), 0);
+        assert_eq!((engine.puts, engine.gets.get()), (0, 0));
+    }
+
+    fn memory_apply(layer: ShortLivedKv<'_>, memory: &ShortLived) {
+        let pending = layer.into_pending();
+        memory.apply(pending);
+    }
+}
