@@ -1,22 +1,32 @@
-//! The state records of leased (in-flight) messages, kept in memory instead of the engine.
+//! The state records of leased (in-flight) messages kept in memory instead of the engine, and,
+//! while the redo log is on, every state record until a durable commit writes it.
 //!
 //! Why: a lease rewrote the message's state record (state `InFlight`, the lease's end) only to
 //! have the submit response rewrite it again moments later, and a lease need not be durable —
 //! after a crash every message that was in flight is sendable again (the promise is
 //! "duplicates ≤ the window per kill"). So the writer's transactions run through
-//! [`InFlightKv`], which keeps a state record that says `InFlight` in memory and forwards
-//! every other one to the engine: the lease keeps its durable lease key (the queue counters and
-//! recovery find it) but no longer writes the record. The durable state record stays what it
-//! was before the lease (queued or scheduled), and the lease key's recovery at open
-//! (`ops::recover_all`) returns such a message to its ready queue. Only a bare lease stays in
-//! memory (`codec::state_is_bare_lease`): an in-flight record that holds a part's center id or
-//! receipt (a multipart message partly submitted) carries facts a crash must keep, so it is
-//! written to the engine, as every record was before.
+//! [`InFlightKv`], which keeps a state record that says `InFlight` in memory: the lease keeps
+//! its lease key (the queue counters and recovery find it) but no longer writes the record.
+//! The durable state record stays what it was before the lease (queued or scheduled), and the
+//! lease key's recovery at open (`ops::recover_all`) returns such a message to its ready
+//! queue. Only a bare lease is never written (`codec::state_is_bare_lease`): an in-flight
+//! record that holds a part's center id or receipt (a multipart message partly submitted)
+//! carries facts a crash must keep.
+//!
+//! With the redo log, the submit response's record (sent) is in turn replaced moments later by
+//! the receipt's (final), and the log is what makes either durable: a crash replays it through
+//! this layer. So there every other record stays in memory too, and only a durable commit
+//! writes the ones it still finds (`writer::Memory::durable_commit`), in key order: the sent
+//! record of a message whose receipt came before the checkpoint never reaches the engine.
 //!
 //! Invariants:
-//! - a message id is in memory iff its latest state record is a bare lease; the first later
-//!   record (sent, scheduled, final, a partly submitted lease, or a delete) leaves memory and
-//!   goes to the engine;
+//! - without the redo log, a message id is in memory iff its latest state record is a bare
+//!   lease; the first later record (sent, scheduled, final, a partly submitted lease, or a
+//!   delete) leaves memory and goes to the engine;
+//! - with it, a record other than a bare lease is `Unflushed` until a durable commit writes it
+//!   ([`InFlight::flush_into`]) and `Flushed` until the next one lets it go
+//!   ([`InFlight::flushed`]): a reader whose snapshot predates the commit that wrote it still
+//!   finds it here, so no read goes back in time. A delete always reaches the engine too;
 //! - changes made inside a transaction are pending until the writer has committed it
 //!   ([`InFlight::apply`]); a failed transaction's pending changes are dropped with it;
 //! - readers outside the writer see a committed in-memory record over the engine's
@@ -26,7 +36,7 @@
 //! - after the engine was reopened (an I/O error; relaxed commits since the last durable one
 //!   may be gone, leases among them) the writer keeps only the records whose lease key the
 //!   engine still has ([`InFlight::check_after_reopen`]), so no lease lives on in memory
-//!   that the engine lost.
+//!   that the engine lost; with the redo log, the replay that follows makes the rest again.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -41,12 +51,32 @@ use super::model::Message;
 use super::ops;
 
 /// Changes of one transaction: `Some(record)` now in memory, `None` gone from memory.
-pub(crate) type Pending = HashMap<u64, Option<Vec<u8>>>;
+pub(crate) type Pending = HashMap<u64, Option<Record>>;
+
+/// A state record in memory.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    bytes: Vec<u8>,
+    kind: Kind,
+}
+
+/// What the engine is owed for a record in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A bare lease: never written (a crash makes the message sendable again).
+    BareLease,
+    /// Any other record while the redo log is on: the next durable commit writes it
+    /// ([`InFlight::flush_into`]). Until then the log is its durable copy.
+    Unflushed,
+    /// Written by the last durable commit, kept until the next one so that a reader whose
+    /// snapshot predates that commit still finds it here (reads never go back in time).
+    Flushed,
+}
 
 /// The committed in-memory state records, by message id.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
-    records: RwLock<HashMap<u64, Vec<u8>>>,
+    records: RwLock<HashMap<u64, Record>>,
     /// The engine's reopen count ([`Backend::reopens`](super::backend::Backend::reopens))
     /// the records were last checked against.
     reopens_seen: AtomicU64,
@@ -58,7 +88,7 @@ impl InFlight {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&id)
-            .cloned()
+            .map(|r| r.bytes.clone())
     }
 
     fn contains(&self, id: u64) -> bool {
@@ -83,6 +113,44 @@ impl InFlight {
                 None => records.remove(&id),
             };
         }
+    }
+
+    /// Writes every record the engine is owed into `kv`, a durable commit's transaction;
+    /// the caller calls [`InFlight::flushed`] once it committed. Returns how many.
+    pub(crate) fn flush_into(&self, kv: &mut dyn Kv) -> Result<usize, StoreError> {
+        let records = self
+            .records
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // In key order: ids grow with time, so the engine's tree is written along its edge
+        // instead of at random places.
+        let mut owed: Vec<(u64, &Record)> = records
+            .iter()
+            .filter(|(_, r)| r.kind == Kind::Unflushed)
+            .map(|(&id, r)| (id, r))
+            .collect();
+        owed.sort_unstable_by_key(|(id, _)| *id);
+        for (id, r) in &owed {
+            kv.put(&keys::state(MessageId(*id)), &r.bytes)?;
+        }
+        Ok(owed.len())
+    }
+
+    /// After a durable commit that [`InFlight::flush_into`] wrote: its records are now the
+    /// engine's too, and those of the durable commit before it leave memory.
+    pub(crate) fn flushed(&self) {
+        let mut records = self
+            .records
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        records.retain(|_, r| match r.kind {
+            Kind::BareLease => true,
+            Kind::Unflushed => {
+                r.kind = Kind::Flushed;
+                true
+            }
+            Kind::Flushed => false,
+        });
     }
 
     /// Drops the records of leases the engine no longer has, once per reopen of the engine
@@ -159,15 +227,39 @@ pub(crate) struct InFlightKv<'a> {
     inner: &'a mut dyn Kv,
     committed: &'a InFlight,
     pending: Pending,
+    /// The redo log is on: every state record stays in memory until a durable commit.
+    logged: bool,
 }
 
 impl<'a> InFlightKv<'a> {
-    pub(crate) fn new(inner: &'a mut dyn Kv, committed: &'a InFlight) -> Self {
+    pub(crate) fn new(inner: &'a mut dyn Kv, committed: &'a InFlight, logged: bool) -> Self {
         Self {
             inner,
             committed,
             pending: Pending::new(),
+            logged,
         }
+    }
+
+    /// The kind a record written now is kept as, if it is kept in memory at all.
+    fn kept_as(&self, value: &[u8]) -> Option<Kind> {
+        if codec::state_is_bare_lease(value) {
+            Some(Kind::BareLease)
+        } else if self.logged {
+            Some(Kind::Unflushed)
+        } else {
+            None
+        }
+    }
+
+    fn keep(&mut self, id: u64, value: &[u8], kind: Kind) {
+        self.pending.insert(
+            id,
+            Some(Record {
+                bytes: value.to_vec(),
+                kind,
+            }),
+        );
     }
 
     /// This transaction's changes, for [`InFlight::apply`] once it committed.
@@ -179,7 +271,7 @@ impl<'a> InFlightKv<'a> {
     /// not in memory (read the engine).
     fn memory(&self, id: u64) -> Option<Vec<u8>> {
         match self.pending.get(&id) {
-            Some(r) => r.clone(),
+            Some(r) => r.as_ref().map(|r| r.bytes.clone()),
             None => self.committed.get(id),
         }
     }
@@ -219,16 +311,18 @@ impl Kv for InFlightKv<'_> {
     // Other keys go on as the same call: a layer below may implement `replace` / `take` as
     // a `get` plus a write, so turning a put into a replace would cost a read.
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        match state_id(key) {
-            Some(id) if codec::state_is_bare_lease(value) => {
-                self.pending.insert(id, Some(value.to_vec()));
+        let Some(id) = state_id(key) else {
+            return self.inner.put(key, value);
+        };
+        match self.kept_as(value) {
+            Some(kind) => {
+                self.keep(id, value, kind);
                 Ok(())
             }
-            Some(id) => {
+            None => {
                 self.forget(id);
                 self.inner.put(key, value)
             }
-            None => self.inner.put(key, value),
         }
     }
 
@@ -243,9 +337,9 @@ impl Kv for InFlightKv<'_> {
         let Some(id) = state_id(key) else {
             return self.inner.replace(key, value);
         };
-        if codec::state_is_bare_lease(value) {
+        if let Some(kind) = self.kept_as(value) {
             let old = self.memory(id);
-            self.pending.insert(id, Some(value.to_vec()));
+            self.keep(id, value, kind);
             // Only the in-memory record is reported; callers never look at a state
             // record's old value.
             return Ok(old);
@@ -351,6 +445,59 @@ mod tests {
     }
 
     #[test]
+    fn with_the_redo_log_every_record_waits_for_a_durable_commit_and_outlives_it_by_one() {
+        let id = MessageId(7);
+        let key = keys::state(id);
+        let (leased, sent, delivered) = (
+            record(MessageState::InFlight),
+            record(MessageState::Sent),
+            record(MessageState::Delivered),
+        );
+        let mut engine = Map::default();
+        let committed = InFlight::default();
+        let write = |engine: &mut Map, value: &[u8]| {
+            let mut kv = InFlightKv::new(engine, &committed, true);
+            kv.put(&key, value).unwrap();
+            committed.apply(kv.into_pending());
+        };
+        let read = |engine: &Map| {
+            InFlightRead {
+                inner: engine,
+                committed: &committed,
+            }
+            .get(&key)
+            .unwrap()
+        };
+        let durable_commit = |engine: &mut Map| {
+            committed.flush_into(engine).unwrap();
+            committed.flushed();
+        };
+
+        // The lease, then the submit response: neither reaches the engine.
+        write(&mut engine, &leased);
+        write(&mut engine, &sent);
+        assert_eq!((engine.puts, read(&engine)), (0, Some(sent.clone())));
+        // A durable commit writes the sent record, which stays readable from memory.
+        durable_commit(&mut engine);
+        assert_eq!(engine.map.get(&key[..]), Some(&sent));
+        assert_eq!(committed.len(), 1);
+        // The receipt's record replaces it in memory; the next durable commit writes it.
+        write(&mut engine, &delivered);
+        assert_eq!(engine.map.get(&key[..]), Some(&sent));
+        assert_eq!(read(&engine), Some(delivered.clone()));
+        durable_commit(&mut engine);
+        assert_eq!(engine.map.get(&key[..]), Some(&delivered));
+        assert_eq!(committed.len(), 1);
+        // One durable commit later, memory lets it go; a bare lease is never written.
+        durable_commit(&mut engine);
+        assert_eq!(committed.len(), 0);
+        assert_eq!(engine.puts, 2);
+        write(&mut engine, &leased);
+        durable_commit(&mut engine);
+        assert_eq!((engine.puts, committed.len()), (2, 1));
+    }
+
+    #[test]
     fn an_in_flight_record_stays_in_memory_until_a_later_one_replaces_it() {
         let id = MessageId(7);
         let key = keys::state(id);
@@ -362,7 +509,7 @@ mod tests {
         let committed = InFlight::default();
 
         // The lease: memory only, the engine keeps the queued record.
-        let mut kv = InFlightKv::new(&mut engine, &committed);
+        let mut kv = InFlightKv::new(&mut engine, &committed, false);
         kv.put(&key, &leased).unwrap();
         assert_eq!(kv.get(&key).unwrap(), Some(leased.clone()));
         let pending = kv.into_pending();
@@ -381,13 +528,13 @@ mod tests {
         assert_eq!(read.get(&key).unwrap(), Some(leased.clone()));
 
         // A transaction that fails drops its changes: memory keeps the lease.
-        let mut kv = InFlightKv::new(&mut engine, &committed);
+        let mut kv = InFlightKv::new(&mut engine, &committed, false);
         kv.put(&key, &sent).unwrap();
         drop(kv);
         assert_eq!(committed.len(), 1);
 
         // The submit response: to the engine, out of memory.
-        let mut kv = InFlightKv::new(&mut engine, &committed);
+        let mut kv = InFlightKv::new(&mut engine, &committed, false);
         kv.put(&key, &sent).unwrap();
         assert_eq!(kv.get(&key).unwrap(), Some(sent.clone()));
         committed.apply(kv.into_pending());
@@ -395,7 +542,7 @@ mod tests {
         assert_eq!(engine.get(&key).unwrap(), Some(sent));
 
         // A delete of an in-memory record reaches the engine too.
-        let mut kv = InFlightKv::new(&mut engine, &committed);
+        let mut kv = InFlightKv::new(&mut engine, &committed, false);
         kv.put(&key, &leased).unwrap();
         kv.delete(&key).unwrap();
         assert_eq!(kv.get(&key).unwrap(), None);
@@ -404,7 +551,7 @@ mod tests {
         assert_eq!(engine.get(&key).unwrap(), None);
 
         // Other keys pass through untouched.
-        let mut kv = InFlightKv::new(&mut engine, &committed);
+        let mut kv = InFlightKv::new(&mut engine, &committed, false);
         kv.put(b"\x02other", &leased).unwrap();
         assert!(kv.into_pending().is_empty());
         assert_eq!(engine.get(b"\x02other").unwrap(), Some(leased));

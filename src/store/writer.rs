@@ -295,8 +295,9 @@ impl Memory {
         self.short_lived.apply(pending.short_lived);
     }
 
-    /// A durable commit of the logged writer: writes the held short-lived keys first, so the
-    /// log position it records never covers a key the engine lacks (`short_lived.rs`).
+    /// A durable commit of the logged writer: writes the held short-lived keys and the state
+    /// records the engine is owed first, so the log position it records never covers a write
+    /// the engine lacks (`short_lived.rs`, `in_flight.rs`).
     fn durable_commit<B: Backend, R>(
         &self,
         backend: &B,
@@ -304,9 +305,11 @@ impl Memory {
     ) -> Result<R, StoreError> {
         let r = backend.write(|kv| {
             self.short_lived.flush_into(kv)?;
+            self.in_flight.flush_into(kv)?;
             f(kv)
         })?;
         self.short_lived.flushed();
+        self.in_flight.flushed();
         Ok(r)
     }
 }
@@ -910,7 +913,7 @@ fn apply_counted(
     };
     let mut depth = DepthKv::new(kv);
     let mut cache = SeqCache::new(&mut depth);
-    let mut in_flight = InFlightKv::new(&mut cache, &ctx.memory.in_flight);
+    let mut in_flight = InFlightKv::new(&mut cache, &ctx.memory.in_flight, ctx.logged.is_some());
     let mut outbox = OutboxMemoKv::new(&mut in_flight, &ctx.memory.outbox);
     let results = group
         .iter()
