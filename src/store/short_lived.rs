@@ -92,10 +92,13 @@ impl ShortLived {
     /// [`ShortLived::flushed`] once it committed. Returns how many.
     pub(crate) fn flush_into(&self, kv: &mut dyn Kv) -> Result<usize, StoreError> {
         let keys = self.lock();
-        for (k, h) in keys.iter() {
+        // In key order: neighbours share the engine's pages.
+        let mut sorted: Vec<(&Vec<u8>, &Held)> = keys.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (k, h) in &sorted {
             kv.put(k, &h.value)?;
         }
-        Ok(keys.len())
+        Ok(sorted.len())
     }
 
     /// Lets go of what a committed durable commit wrote to the engine.
