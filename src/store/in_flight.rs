@@ -585,6 +585,68 @@ mod tests {
                 .messages
         }
 
+        /// With the redo log, the lease keys and the sent and final records are still in the
+        /// writer's memory; a recount and a stop's preview see them there.
+        #[test]
+        fn readers_see_what_the_logged_writer_holds_in_memory() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open_logged(
+                RedbBackend::open(dir.path()).unwrap(),
+                WriterConfig::default(),
+                0,
+                &dir.path().join("content"),
+                &dir.path().join("log"),
+            )
+            .unwrap();
+            let msgs: Vec<Message> = (0..3)
+                .map(|_| {
+                    let mut m = message(store.ids().next(0));
+                    m.tags.insert("task".into(), "t1".into());
+                    m
+                })
+                .collect();
+            futures::executor::block_on(store.insert_batch(msgs)).unwrap();
+            let leased = lease(&store, 3);
+            assert_eq!(leased.len(), 3);
+            let submitted = |m: &Message, cid: &str| Op::Submitted {
+                id: m.id,
+                part: 1,
+                parts: 1,
+                center_id: cid.into(),
+                now_ms: 5,
+            };
+            let receipt = Op::Receipt {
+                channel: CH.into(),
+                center_id: "C0".into(),
+                part_state: PartState::Delivered,
+                stat: "DELIVRD".into(),
+                err: "000".into(),
+                now_ms: 6,
+            };
+            store
+                .submit_blocking(vec![submitted(&leased[0], "C0"), receipt])
+                .unwrap();
+            store
+                .submit_blocking(vec![submitted(&leased[1], "C1")])
+                .unwrap();
+            // Nothing of it is in the engine yet: no durable commit came since.
+            assert_eq!(store.stats().checkpoints(), 0);
+            let state = |i: usize| store.get(leased[i].id).unwrap().unwrap().state;
+            assert_eq!(
+                [state(0), state(1), state(2)],
+                [
+                    MessageState::Delivered,
+                    MessageState::Sent,
+                    MessageState::InFlight
+                ]
+            );
+            // Only the one still in flight would be stopped.
+            assert_eq!(store.would_cancel("acme", "task", "t1").unwrap(), Ok(1));
+            let recount = store.recount_queue_depths().unwrap();
+            assert_eq!(recount.in_flight(CH), 1);
+            assert_eq!(store.queue_depths().in_flight(CH), 1);
+        }
+
         /// The receipt's answer: it ended the message as delivered.
         fn assert_delivered(answer: &OpResult) {
             assert!(

@@ -420,7 +420,9 @@ impl<B: Backend> Store<B> {
     /// For tests and consistency checks of [`queue_depths`](Self::queue_depths); zeros are
     /// not listed.
     pub fn recount_queue_depths(&self) -> Result<QueueDepths, StoreError> {
-        self.inner.backend.read(depth::recount)
+        // With the writer's lease keys not yet in the engine (`short_lived.rs`).
+        let held = &self.inner.memory.short_lived;
+        self.inner.backend.read(|kv| depth::recount(&held.over(kv)))
     }
 
     /// Applies `ops` atomically and durably; resolves after the fsync'd commit, with one
@@ -731,7 +733,7 @@ impl<B: Backend> Store<B> {
     ) -> Result<Result<u64, String>, StoreError> {
         self.inner
             .backend
-            .read(|kv| stop::would_cancel(kv, account, key, value))
+            .read(|kv| stop::would_cancel(&self.overlay(kv), account, key, value))
     }
 
     /// Changes whenever a stop or an account pause was committed through this handle.

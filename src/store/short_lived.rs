@@ -12,9 +12,10 @@
 //! pages its commit copies; here each is a hash-map insert or remove.
 //!
 //! Invariants:
-//! - only the writer reads or writes these key families: no reader outside it looks at lease
-//!   keys or held receipts, and the store's open reads them after [`replay_at_open`] wrote the
-//!   replayed ones out (`writer.rs`);
+//! - only the writer writes these key families. Readers outside it see them only through
+//!   [`ShortLived::over`] (`Store::recount_queue_depths`, which counts lease keys), and the
+//!   store's open reads them after [`replay_at_open`] wrote the replayed ones out
+//!   (`writer.rs`);
 //! - memory holds the live keys of these families put since the engine's last durable commit,
 //!   each with `in_engine`: whether the engine may hold the key too (then a removal of it goes
 //!   to the engine as well). A key not in memory is the engine's business alone;
@@ -112,9 +113,100 @@ impl ShortLived {
         self.lock().clear();
     }
 
+    /// `inner`, a reader's snapshot, with the committed held keys over it, for a reader
+    /// outside the writer that scans these families (`Store::recount_queue_depths`). It holds
+    /// the writer's next transaction back while it lives. The snapshot and memory agree when
+    /// the writer is idle; under load a key may show in both or in neither, as a count
+    /// taken while messages move may.
+    pub(crate) fn over<'a>(&'a self, inner: &'a dyn KvRead) -> ShortLivedRead<'a> {
+        ShortLivedRead {
+            inner,
+            committed: self.lock(),
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
+    }
+}
+
+/// Keys of `committed` in `[start, end)` that `pending` does not override, and `pending`'s
+/// own held keys there, in key order.
+fn held_in(
+    committed: &HashMap<Vec<u8>, Held>,
+    pending: &Pending,
+    start: &[u8],
+    end: &[u8],
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let within = |k: &[u8]| start <= k && k < end;
+    let mut found: Vec<(Vec<u8>, Vec<u8>)> = committed
+        .iter()
+        .filter(|(k, _)| within(k) && !pending.contains_key(*k))
+        .map(|(k, h)| (k.clone(), h.value.clone()))
+        .chain(pending.iter().filter_map(|(k, p)| {
+            p.as_ref()
+                .filter(|_| within(k))
+                .map(|h| (k.clone(), h.value.clone()))
+        }))
+        .collect();
+    found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
+/// The engine's first `limit` keys of `[start, end)` merged with `held`: every key among the
+/// first `limit` of the union is one of those (a removal reaches the engine in the same
+/// transaction, so the engine has no key memory removed).
+fn merged_scan(
+    inner: &dyn KvRead,
+    held: Vec<(Vec<u8>, Vec<u8>)>,
+    (start, end): (&[u8], &[u8]),
+    limit: usize,
+    out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+) -> Result<(), StoreError> {
+    let mut engine = Vec::new();
+    inner.scan(start, end, limit, &mut engine)?;
+    let mut merged: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = engine.into_iter().collect();
+    merged.extend(held);
+    out.extend(merged.into_iter().take(limit));
+    Ok(())
+}
+
+/// A reader's snapshot with the committed held keys over it ([`ShortLived::over`]).
+pub(crate) struct ShortLivedRead<'a> {
+    inner: &'a dyn KvRead,
+    committed: MutexGuard<'a, HashMap<Vec<u8>, Held>>,
+}
+
+impl KvRead for ShortLivedRead<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.committed.get(key) {
+            Some(h) => Ok(Some(h.value.clone())),
+            None => self.inner.get(key),
+        }
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        if !touches_held(start, end) {
+            return self.inner.scan(start, end, limit, out);
+        }
+        let held = held_in(&self.committed, &Pending::new(), start, end);
+        merged_scan(self.inner, held, (start, end), limit, out)
+    }
+
+    fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let engine = self.inner.last_key(start, end)?;
+        if !touches_held(start, end) {
+            return Ok(engine);
+        }
+        let held = held_in(&self.committed, &Pending::new(), start, end).pop();
+        Ok(engine.max(held.map(|(k, _)| k)))
     }
 }
 
@@ -149,20 +241,7 @@ impl<'a> ShortLivedKv<'a> {
 
     /// Memory's keys in `[start, end)`, pending over committed, in key order.
     fn held_between(&self, start: &[u8], end: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let within = |k: &[u8]| start <= k && k < end;
-        let mut found: Vec<(Vec<u8>, Vec<u8>)> = self
-            .committed
-            .iter()
-            .filter(|(k, _)| within(k) && !self.pending.contains_key(*k))
-            .map(|(k, h)| (k.clone(), h.value.clone()))
-            .chain(self.pending.iter().filter_map(|(k, p)| {
-                p.as_ref()
-                    .filter(|_| within(k))
-                    .map(|h| (k.clone(), h.value.clone()))
-            }))
-            .collect();
-        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        found
+        held_in(&self.committed, &self.pending, start, end)
     }
 
     /// Removes a held key from memory, and from the engine if it may be there too.
@@ -189,9 +268,6 @@ impl KvRead for ShortLivedKv<'_> {
         self.inner.get(key)
     }
 
-    /// The engine's first `limit` keys merged with memory's: every key among the first `limit`
-    /// of the union is one of those (a removal reaches the engine in the same transaction,
-    /// so the engine has no key memory removed).
     fn scan(
         &self,
         start: &[u8],
@@ -202,12 +278,13 @@ impl KvRead for ShortLivedKv<'_> {
         if !touches_held(start, end) {
             return self.inner.scan(start, end, limit, out);
         }
-        let mut engine = Vec::new();
-        self.inner.scan(start, end, limit, &mut engine)?;
-        let mut merged: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = engine.into_iter().collect();
-        merged.extend(self.held_between(start, end));
-        out.extend(merged.into_iter().take(limit));
-        Ok(())
+        merged_scan(
+            self.inner,
+            self.held_between(start, end),
+            (start, end),
+            limit,
+            out,
+        )
     }
 
     fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
