@@ -206,6 +206,12 @@ pub trait EntryKind: Send + Sync + 'static {
     /// The op that removes entry `seq` of `account`.
     fn delete(account: &str, seq: u64) -> Op;
 
+    /// The ops that remove the entries `seqs` of `account`, delivered together (default:
+    /// one [`delete`](Self::delete) each).
+    fn delete_all(account: &str, seqs: &[u64], out: &mut Vec<Op>) {
+        out.extend(seqs.iter().map(|&seq| Self::delete(account, seq)));
+    }
+
     /// Decodes a stored entry; `None` for an undecodable one (it is dropped and logged).
     fn decode(body: &[u8]) -> Option<Self::Event>;
 
@@ -236,6 +242,21 @@ pub trait EntryKind: Send + Sync + 'static {
 
 pub use crate::store::SMPP_RECEIPT_TAG;
 
+/// `seqs` (in any order, no repeats) as runs of consecutive sequences, `(first, last)` each,
+/// in ascending order.
+fn runs(seqs: &[u64]) -> Vec<(u64, u64)> {
+    let mut sorted = seqs.to_vec();
+    sorted.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for seq in sorted {
+        match out.last_mut() {
+            Some((_, last)) if last.checked_add(1) == Some(seq) => *last = seq,
+            _ => out.push((seq, seq)),
+        }
+    }
+    out
+}
+
 /// Receipt events (`Store::outbox`).
 #[derive(Debug, Clone, Copy)]
 pub struct ReceiptOutbox;
@@ -265,6 +286,21 @@ impl EntryKind for ReceiptOutbox {
         Op::OutboxDelete {
             account: account.to_owned(),
             seq,
+        }
+    }
+
+    /// A run of consecutive sequences is one op: the store removes it in one cursor pass.
+    fn delete_all(account: &str, seqs: &[u64], out: &mut Vec<Op>) {
+        for (from, through) in runs(seqs) {
+            out.push(if from == through {
+                Self::delete(account, from)
+            } else {
+                Op::OutboxDeleteRun {
+                    account: account.to_owned(),
+                    from_seq: from,
+                    through_seq: through,
+                }
+            });
         }
     }
 
@@ -838,10 +874,10 @@ impl<K: EntryKind> OutboxPump<K> {
                 held.push(permit);
                 match outcome {
                     Delivery::Delivered => {
-                        for seq in seqs {
+                        for &seq in &seqs {
                             st.retries.delivered(seq);
-                            deletes.push(K::delete(&acc.name, seq));
                         }
+                        K::delete_all(&acc.name, &seqs, &mut deletes);
                     }
                     Delivery::Failed { refused: true } => {
                         st.left_behind = true;
@@ -1030,6 +1066,33 @@ impl<'a> From<&'a ReceiptEvent> for WebhookReceipt<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivered_sequences_go_as_runs() {
+        assert_eq!(runs(&[]), []);
+        assert_eq!(runs(&[7]), [(7, 7)]);
+        assert_eq!(runs(&[5, 3, 4, 9, 10, 1]), [(1, 1), (3, 5), (9, 10)]);
+        assert_eq!(runs(&[u64::MAX, u64::MAX - 1]), [(u64::MAX - 1, u64::MAX)]);
+        let mut ops = Vec::new();
+        ReceiptOutbox::delete_all("acme", &[4, 2, 3, 8], &mut ops);
+        assert_eq!(
+            format!("{ops:?}"),
+            format!(
+                "{:?}",
+                [
+                    Op::OutboxDeleteRun {
+                        account: "acme".into(),
+                        from_seq: 2,
+                        through_seq: 4,
+                    },
+                    Op::OutboxDelete {
+                        account: "acme".into(),
+                        seq: 8,
+                    },
+                ]
+            )
+        );
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

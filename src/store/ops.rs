@@ -142,6 +142,16 @@ pub enum Op {
         /// Sequence.
         seq: u64,
     },
+    /// Remove the outbox entries `from_seq ..= through_seq`: a run of them its webhook took
+    /// in one answer, removed in one cursor pass instead of one search per entry.
+    OutboxDeleteRun {
+        /// Account.
+        account: String,
+        /// First sequence of the run.
+        from_seq: u64,
+        /// Last sequence of the run.
+        through_seq: u64,
+    },
     /// Keep a reply in `account`'s MO outbox until its webhook takes it (answers
     /// [`OpResult::Enqueued`] with its sequence). Durable before it is answered.
     MoEnqueue {
@@ -537,6 +547,15 @@ pub(crate) fn apply(
         Op::OutboxDelete { account, seq } => {
             delete_entry(kv, keys::Outbox::Receipts, account, *seq)
         }
+        Op::OutboxDeleteRun {
+            account,
+            from_seq,
+            through_seq,
+        } => take_entries(
+            kv,
+            &keys::outbox(account, *from_seq),
+            &keys::outbox(account, through_seq.saturating_add(1)),
+        ),
         Op::MoEnqueue { account, event } => {
             if !valid_name(account) {
                 return Ok(OpResult::Invalid(
@@ -986,12 +1005,19 @@ fn hold_early(
 }
 
 fn outbox_ack(kv: &mut dyn Kv, account: &str, through: u64) -> Result<OpResult, StoreError> {
-    let start = keys::outbox_prefix(account);
-    let end = keys::outbox(account, through.saturating_add(1));
+    take_entries(
+        kv,
+        &keys::outbox_prefix(account),
+        &keys::outbox(account, through.saturating_add(1)),
+    )
+}
+
+/// Removes every receipt outbox entry in `[start, end)`, a chunk per cursor pass.
+fn take_entries(kv: &mut dyn Kv, start: &[u8], end: &[u8]) -> Result<OpResult, StoreError> {
     let mut n = 0;
     loop {
         let mut found = Vec::new();
-        kv.take_range(&start, &end, CHUNK, &mut found)?;
+        kv.take_range(start, end, CHUNK, &mut found)?;
         if found.is_empty() {
             return Ok(OpResult::Count(n));
         }
@@ -1166,6 +1192,35 @@ mod tests {
         match lease(kv, CH, &Lane::ALL, now_ms, 10, 1_000).unwrap() {
             OpResult::Leased { messages, .. } => messages,
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_delete_run_takes_exactly_its_entries() {
+        let mut kv = MapKv::default();
+        for account in ["acme", "acme2"] {
+            for seq in 1..=6 {
+                kv.put(&keys::outbox(account, seq), b"{}").unwrap();
+            }
+        }
+        let run = Op::OutboxDeleteRun {
+            account: "acme".into(),
+            from_seq: 2,
+            through_seq: 4,
+        };
+        assert!(matches!(
+            apply(&mut kv, &run, false),
+            Ok(OpResult::Count(3))
+        ));
+        let left: Vec<Vec<u8>> = kv.map.keys().cloned().collect();
+        let want: Vec<Vec<u8>> = [1, 5, 6]
+            .map(|s| keys::outbox("acme", s))
+            .into_iter()
+            .chain((1..=6).map(|s| keys::outbox("acme2", s)))
+            .collect();
+        assert_eq!(left.len(), want.len());
+        for k in want {
+            assert!(kv.map.contains_key(&k), "{}", keys::hex(&k));
         }
     }
 

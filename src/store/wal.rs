@@ -64,6 +64,7 @@ const OP_OUTBOX_DELETE: u8 = 6;
 const OP_REQUEUE: u8 = 7;
 const OP_RELEASE: u8 = 8;
 const OP_FINISH: u8 = 9;
+const OP_OUTBOX_DELETE_RUN: u8 = 10;
 
 /// Appends `op`'s record to `out`. The ops of the message path have a field encoding (the
 /// store's record codec: an insert is its message's body record with its first state); the
@@ -134,6 +135,16 @@ pub(crate) fn encode_op(op: &Op, out: &mut Vec<u8>) -> Result<(), StoreError> {
             w.u8(OP_OUTBOX_DELETE);
             w.str(account);
             w.varint(*seq);
+        }
+        Op::OutboxDeleteRun {
+            account,
+            from_seq,
+            through_seq,
+        } => {
+            w.u8(OP_OUTBOX_DELETE_RUN);
+            w.str(account);
+            w.varint(*from_seq);
+            w.varint(*through_seq);
         }
         Op::Requeue { id, due_ms } | Op::Release { id, due_ms } => {
             w.u8(if matches!(op, Op::Requeue { .. }) {
@@ -216,6 +227,11 @@ pub(crate) fn decode_op(v: &[u8]) -> Result<Op, DecodeError> {
         OP_OUTBOX_DELETE => Op::OutboxDelete {
             account: r.str()?.to_owned(),
             seq: r.varint()?,
+        },
+        OP_OUTBOX_DELETE_RUN => Op::OutboxDeleteRun {
+            account: r.str()?.to_owned(),
+            from_seq: r.varint()?,
+            through_seq: r.varint()?,
         },
         code @ (OP_REQUEUE | OP_RELEASE) => {
             let id = MessageId(r.varint()?);
@@ -679,6 +695,11 @@ mod tests {
             Op::OutboxDelete {
                 account: "acme".into(),
                 seq: 10,
+            },
+            Op::OutboxDeleteRun {
+                account: "acme".into(),
+                from_seq: 11,
+                through_seq: 300,
             },
             Op::Requeue {
                 id: MessageId(42),
