@@ -432,7 +432,7 @@ impl<B: Backend> Store<B> {
     /// `Recover`, `Purge`) resolves once committed, before the fsync; it becomes durable with
     /// the next durable commit. A crash may therefore undo a lease (the message is sent again,
     /// as it would be after the lease expired). Outbox retirements (`OutboxAck`,
-    /// `OutboxDelete`, `MoDelete`) are durable like everything else.
+    /// `OutboxDelete`, `OutboxDeleteRun`, `MoDelete`) are durable like everything else.
     pub async fn submit(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
         if ops.is_empty() {
             return Ok(Vec::new());
