@@ -7,9 +7,10 @@
 //!
 //! # The operations
 //! Writes are [`Op`]s: a message's whole life is `Insert` → `Lease` → `Submitted` /
-//! `Requeue` / `Release` → `Receipt` → `Finish`, with `OutboxAck` / `OutboxDelete` / `OutboxDeleteRun`,
-//! `MoEnqueue` / `MoDelete` for the outboxes, `Purge` for retention, `Stop` / `StopStep` /
-//! `Pause` / `Unpark` for emergency stops and pauses. [`MessageStore::submit`] applies a batch
+//! `Requeue` / `Release` → `Receipt` → `Finish`, with `OutboxAck` / `OutboxDelete` /
+//! `OutboxDeleteRun`, `MoEnqueue` / `MoDelete` for the outboxes, `Purge` for retention,
+//! `Stop` / `StopStep` / `Pause` / `Unpark` for emergency stops and pauses.
+//! [`MessageStore::submit`] applies a batch
 //! of them atomically (one durable commit, results in order), which is why callers that must
 //! write several facts together (a receipt and its outbox entry; a batch of settle outcomes)
 //! go through it; the named methods ([`insert_batch`](MessageStore::insert_batch),
