@@ -128,9 +128,10 @@ pub(crate) fn tags_between(start: &[u8], end: &[u8]) -> impl DoubleEndedIterator
 
 /// The `scan` and `last_key` of a layer over the key space that changes only point reads
 /// or writes (queue counters, in-flight records): both go on, unchanged, to the layer's
-/// field `$inner`. Written inside the layer's `impl KvRead`.
+/// field `$inner` (or to what its method `view()` returns). Written inside the layer's
+/// `impl KvRead`.
 macro_rules! pass_scans_through {
-    ($inner:ident) => {
+    ($($inner:tt)+) => {
         fn scan(
             &self,
             start: &[u8],
@@ -138,11 +139,11 @@ macro_rules! pass_scans_through {
             limit: usize,
             out: &mut Vec<(Vec<u8>, Vec<u8>)>,
         ) -> Result<(), StoreError> {
-            self.$inner.scan(start, end, limit, out)
+            self.$($inner)+.scan(start, end, limit, out)
         }
 
         fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            self.$inner.last_key(start, end)
+            self.$($inner)+.last_key(start, end)
         }
     };
 }

@@ -35,7 +35,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::backend::{Kv, KvRead, tag_of, tags_between, take_each};
+use super::backend::{Kv, KvRead, pass_scans_through, tag_of, tags_between, take_each};
 use super::error::StoreError;
 use super::keys;
 
@@ -131,47 +131,6 @@ impl ShortLived {
     }
 }
 
-/// Keys of `committed` in `[start, end)` that `pending` does not override, and `pending`'s
-/// own held keys there, in key order.
-fn held_in(
-    committed: &HashMap<Vec<u8>, Held>,
-    pending: &Pending,
-    start: &[u8],
-    end: &[u8],
-) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let within = |k: &[u8]| start <= k && k < end;
-    let mut found: Vec<(Vec<u8>, Vec<u8>)> = committed
-        .iter()
-        .filter(|(k, _)| within(k) && !pending.contains_key(*k))
-        .map(|(k, h)| (k.clone(), h.value.clone()))
-        .chain(pending.iter().filter_map(|(k, p)| {
-            p.as_ref()
-                .filter(|_| within(k))
-                .map(|h| (k.clone(), h.value.clone()))
-        }))
-        .collect();
-    found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    found
-}
-
-/// The engine's first `limit` keys of `[start, end)` merged with `held`: every key among the
-/// first `limit` of the union is one of those (a removal reaches the engine in the same
-/// transaction, so the engine has no key memory removed).
-fn merged_scan(
-    inner: &dyn KvRead,
-    held: Vec<(Vec<u8>, Vec<u8>)>,
-    (start, end): (&[u8], &[u8]),
-    limit: usize,
-    out: &mut Vec<(Vec<u8>, Vec<u8>)>,
-) -> Result<(), StoreError> {
-    let mut engine = Vec::new();
-    inner.scan(start, end, limit, &mut engine)?;
-    let mut merged: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = engine.into_iter().collect();
-    merged.extend(held);
-    out.extend(merged.into_iter().take(limit));
-    Ok(())
-}
-
 /// A reader's snapshot with the committed held keys over it ([`ShortLived::over`]).
 pub(crate) struct ShortLivedRead<'a> {
     inner: &'a dyn KvRead,
@@ -180,12 +139,73 @@ pub(crate) struct ShortLivedRead<'a> {
 
 impl KvRead for ShortLivedRead<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.committed.get(key) {
-            Some(h) => Ok(Some(h.value.clone())),
-            None => self.inner.get(key),
+        self.view().get(key)
+    }
+
+    pass_scans_through!(view());
+}
+
+impl ShortLivedRead<'_> {
+    fn view(&self) -> HeldView<'_> {
+        HeldView {
+            inner: self.inner,
+            committed: &self.committed,
+            pending: None,
+        }
+    }
+}
+
+/// The engine's keys with memory's over them: the one read path of [`ShortLivedKv`] (its
+/// pending changes over the committed keys) and [`ShortLivedRead`] (the committed keys).
+struct HeldView<'a> {
+    inner: &'a dyn KvRead,
+    committed: &'a HashMap<Vec<u8>, Held>,
+    pending: Option<&'a Pending>,
+}
+
+impl<'a> HeldView<'a> {
+    /// The key as memory holds it now, pending over committed.
+    fn held(&self, key: &[u8]) -> Option<&'a Held> {
+        match self.pending.and_then(|p| p.get(key)) {
+            Some(p) => p.as_ref(),
+            None => self.committed.get(key),
         }
     }
 
+    /// Memory's keys in `[start, end)`, pending over committed, in key order.
+    fn held_between(&self, start: &[u8], end: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let within = |k: &[u8]| start <= k && k < end;
+        let pending = self.pending;
+        let overridden = |k: &[u8]| pending.is_some_and(|p| p.contains_key(k));
+        let mut found: Vec<(Vec<u8>, Vec<u8>)> = self
+            .committed
+            .iter()
+            .filter(|(k, _)| within(k) && !overridden(k))
+            .map(|(k, h)| (k.clone(), h.value.clone()))
+            .chain(pending.into_iter().flatten().filter_map(|(k, p)| {
+                p.as_ref()
+                    .filter(|_| within(k))
+                    .map(|h| (k.clone(), h.value.clone()))
+            }))
+            .collect();
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        found
+    }
+}
+
+impl KvRead for HeldView<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if held_tag(tag_of(key))
+            && let Some(h) = self.held(key)
+        {
+            return Ok(Some(h.value.clone()));
+        }
+        self.inner.get(key)
+    }
+
+    /// The engine's first `limit` keys merged with memory's: every key among the first
+    /// `limit` of the union is one of those (a removal reaches the engine in the same
+    /// transaction, so the engine has no key memory removed).
     fn scan(
         &self,
         start: &[u8],
@@ -196,8 +216,12 @@ impl KvRead for ShortLivedRead<'_> {
         if !touches_held(start, end) {
             return self.inner.scan(start, end, limit, out);
         }
-        let held = held_in(&self.committed, &Pending::new(), start, end);
-        merged_scan(self.inner, held, (start, end), limit, out)
+        let mut engine = Vec::new();
+        self.inner.scan(start, end, limit, &mut engine)?;
+        let mut merged: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = engine.into_iter().collect();
+        merged.extend(self.held_between(start, end));
+        out.extend(merged.into_iter().take(limit));
+        Ok(())
     }
 
     fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -205,8 +229,8 @@ impl KvRead for ShortLivedRead<'_> {
         if !touches_held(start, end) {
             return Ok(engine);
         }
-        let held = held_in(&self.committed, &Pending::new(), start, end).pop();
-        Ok(engine.max(held.map(|(k, _)| k)))
+        let held = self.held_between(start, end).pop().map(|(k, _)| k);
+        Ok(engine.max(held))
     }
 }
 
@@ -231,17 +255,17 @@ impl<'a> ShortLivedKv<'a> {
         self.pending
     }
 
-    /// The key as memory holds it now, pending over committed.
-    fn held(&self, key: &[u8]) -> Option<&Held> {
-        match self.pending.get(key) {
-            Some(p) => p.as_ref(),
-            None => self.committed.get(key),
+    fn view(&self) -> HeldView<'_> {
+        HeldView {
+            inner: &*self.inner,
+            committed: &self.committed,
+            pending: Some(&self.pending),
         }
     }
 
-    /// Memory's keys in `[start, end)`, pending over committed, in key order.
-    fn held_between(&self, start: &[u8], end: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        held_in(&self.committed, &self.pending, start, end)
+    /// The key as memory holds it now, pending over committed.
+    fn held(&self, key: &[u8]) -> Option<&Held> {
+        self.view().held(key)
     }
 
     /// Removes a held key from memory, and from the engine if it may be there too.
@@ -260,41 +284,10 @@ fn touches_held(start: &[u8], end: &[u8]) -> bool {
 
 impl KvRead for ShortLivedKv<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if held_tag(tag_of(key))
-            && let Some(h) = self.held(key)
-        {
-            return Ok(Some(h.value.clone()));
-        }
-        self.inner.get(key)
+        self.view().get(key)
     }
 
-    fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<(), StoreError> {
-        if !touches_held(start, end) {
-            return self.inner.scan(start, end, limit, out);
-        }
-        merged_scan(
-            self.inner,
-            self.held_between(start, end),
-            (start, end),
-            limit,
-            out,
-        )
-    }
-
-    fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let engine = self.inner.last_key(start, end)?;
-        if !touches_held(start, end) {
-            return Ok(engine);
-        }
-        let held = self.held_between(start, end).pop().map(|(k, _)| k);
-        Ok(engine.max(held))
-    }
+    pass_scans_through!(view());
 }
 
 impl Kv for ShortLivedKv<'_> {
