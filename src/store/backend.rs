@@ -149,6 +149,44 @@ macro_rules! pass_scans_through {
 }
 pub(crate) use pass_scans_through;
 
+/// The `take_range` of a layer that keeps some keys itself: a range `$covers(start, end)`
+/// says may hold one goes key by key through the layer ([`take_each`]), any other on to its
+/// field `$inner`, whose engine may take the run in one cursor pass. Written inside the
+/// layer's `impl Kv`.
+macro_rules! take_range_unless_kept {
+    ($inner:ident, $covers:expr) => {
+        fn take_range(
+            &mut self,
+            start: &[u8],
+            end: &[u8],
+            limit: usize,
+            out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+        ) -> Result<(), StoreError> {
+            if $covers(start, end) {
+                return $crate::store::backend::take_each(self, start, end, limit, out);
+            }
+            self.$inner.take_range(start, end, limit, out)
+        }
+    };
+}
+pub(crate) use take_range_unless_kept;
+
+/// A key and its value.
+pub(crate) type Entry = (Vec<u8>, Vec<u8>);
+
+/// [`Kv::take_range`] forwarded to `inner`, answering the entries it appended to `out`: for
+/// a layer that notes what was taken (`for (k, v) in taken_by(self.inner, …)? { self.… }`).
+pub(crate) fn taken_by<'o>(
+    inner: &mut dyn Kv,
+    (start, end): (&[u8], &[u8]),
+    limit: usize,
+    out: &'o mut Vec<(Vec<u8>, Vec<u8>)>,
+) -> Result<&'o [Entry], StoreError> {
+    let from = out.len();
+    inner.take_range(start, end, limit, out)?;
+    Ok(&out[from..])
+}
+
 /// Read access to the key space.
 pub trait KvRead {
     /// Value under `key`.

@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::backend::{Kv, KvRead};
+use super::backend::{Kv, KvRead, taken_by};
 use super::error::StoreError;
 
 /// Engine calls made by the writer since the store opened (only with
@@ -129,10 +129,8 @@ impl Kv for CountingKv<'_> {
         limit: usize,
         out: &mut Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), StoreError> {
-        let from = out.len();
         self.scans.set(self.scans.get() + 1);
-        self.inner.take_range(start, end, limit, out)?;
-        self.deletes += (out.len() - from) as u64;
+        self.deletes += taken_by(self.inner, (start, end), limit, out)?.len() as u64;
         Ok(())
     }
 }

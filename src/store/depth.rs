@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use super::backend::{Kv, KvRead, pass_scans_through};
+use super::backend::{Kv, KvRead, pass_scans_through, taken_by};
 use super::error::StoreError;
 use super::id::MessageId;
 use super::keys;
@@ -287,9 +287,7 @@ impl Kv for DepthKv<'_> {
         limit: usize,
         out: &mut Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), StoreError> {
-        let from = out.len();
-        self.inner.take_range(start, end, limit, out)?;
-        for (k, v) in &out[from..] {
+        for (k, v) in taken_by(self.inner, (start, end), limit, out)? {
             self.gone(k, v);
         }
         Ok(())

@@ -42,7 +42,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::backend::{Kv, KvRead, pass_scans_through, tags_between, take_each};
+use super::backend::{Kv, KvRead, pass_scans_through, tags_between, take_range_unless_kept};
 use super::codec;
 use super::error::StoreError;
 use super::id::MessageId;
@@ -215,6 +215,11 @@ impl InFlight {
     }
 }
 
+/// Whether `[start, end)` may hold a state record.
+fn covers_state_records(start: &[u8], end: &[u8]) -> bool {
+    tags_between(start, end).any(|t| t == keys::STATE)
+}
+
 /// The id of a state-record key.
 fn state_id(key: &[u8]) -> Option<u64> {
     (key.len() == 9 && key[0] == keys::STATE)
@@ -364,18 +369,7 @@ impl Kv for InFlightKv<'_> {
         self.inner.take(key)
     }
 
-    fn take_range(
-        &mut self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<(), StoreError> {
-        if tags_between(start, end).any(|t| t == keys::STATE) {
-            return take_each(self, start, end, limit, out);
-        }
-        self.inner.take_range(start, end, limit, out)
-    }
+    take_range_unless_kept!(inner, covers_state_records);
 }
 
 /// A reader's view: committed in-memory state records over a read transaction's.

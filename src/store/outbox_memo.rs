@@ -35,7 +35,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::backend::{Kv, KvRead, pass_scans_through};
+use super::backend::{Kv, KvRead, pass_scans_through, taken_by};
 use super::error::StoreError;
 use super::keys;
 use super::model::{OutboxEntry, ReceiptEvent};
@@ -365,9 +365,7 @@ impl Kv for OutboxMemoKv<'_> {
         limit: usize,
         out: &mut Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), StoreError> {
-        let from = out.len();
-        self.inner.take_range(start, end, limit, out)?;
-        for (k, _) in &out[from..] {
+        for (k, _) in taken_by(self.inner, (start, end), limit, out)? {
             self.gone(k);
         }
         Ok(())

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use super::backend::{Kv, KvRead, take_each};
+use super::backend::{Kv, KvRead, take_range_unless_kept};
 use super::error::StoreError;
 use super::keys;
 
@@ -137,18 +137,7 @@ impl Kv for SeqCache<'_> {
         self.inner.take(key)
     }
 
-    fn take_range(
-        &mut self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<(), StoreError> {
-        if covers_cached_tag(start, end) {
-            return take_each(self, start, end, limit, out);
-        }
-        self.inner.take_range(start, end, limit, out)
-    }
+    take_range_unless_kept!(inner, covers_cached_tag);
 }
 
 #[cfg(test)]

@@ -35,7 +35,9 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::backend::{Kv, KvRead, pass_scans_through, tag_of, tags_between, take_each};
+use super::backend::{
+    Kv, KvRead, pass_scans_through, tag_of, tags_between, take_range_unless_kept,
+};
 use super::error::StoreError;
 use super::keys;
 
@@ -354,18 +356,7 @@ impl Kv for ShortLivedKv<'_> {
         }
     }
 
-    fn take_range(
-        &mut self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<(), StoreError> {
-        if touches_held(start, end) {
-            return take_each(self, start, end, limit, out);
-        }
-        self.inner.take_range(start, end, limit, out)
-    }
+    take_range_unless_kept!(inner, touches_held);
 
     fn put_receipt_entry(
         &mut self,

@@ -905,8 +905,8 @@ fn apply_counted(
     // Lease keys and held receipts stay in memory only while the redo log can make them again.
     let mut short_lived;
     let kv: &mut dyn super::backend::Kv = if ctx.logged.is_some() {
-        short_lived = Some(ShortLivedKv::new(kv, &ctx.memory.short_lived));
-        short_lived.as_mut().expect("just set")
+        short_lived = None;
+        short_lived.insert(ShortLivedKv::new(kv, &ctx.memory.short_lived))
     } else {
         short_lived = None;
         kv
