@@ -270,6 +270,17 @@ impl<'a> ShortLivedKv<'a> {
         self.view().held(key)
     }
 
+    /// Holds `key` at `value` in memory.
+    fn hold(&mut self, key: &[u8], value: &[u8], in_engine: bool) {
+        self.pending.insert(
+            key.to_vec(),
+            Some(Held {
+                value: value.to_vec(),
+                in_engine,
+            }),
+        );
+    }
+
     /// Removes a held key from memory, and from the engine if it may be there too.
     fn unhold(&mut self, key: &[u8], in_engine: bool) -> Result<(), StoreError> {
         self.pending.insert(key.to_vec(), None);
@@ -299,13 +310,7 @@ impl Kv for ShortLivedKv<'_> {
             return self.inner.put(key, value);
         }
         let in_engine = self.held(key).map_or(!fresh_tag(tag), |h| h.in_engine);
-        self.pending.insert(
-            key.to_vec(),
-            Some(Held {
-                value: value.to_vec(),
-                in_engine,
-            }),
-        );
+        self.hold(key, value, in_engine);
         Ok(())
     }
 
@@ -333,13 +338,7 @@ impl Kv for ShortLivedKv<'_> {
                 (old, there)
             }
         };
-        self.pending.insert(
-            key.to_vec(),
-            Some(Held {
-                value: value.to_vec(),
-                in_engine,
-            }),
-        );
+        self.hold(key, value, in_engine);
         Ok(old)
     }
 

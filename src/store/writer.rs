@@ -903,12 +903,10 @@ fn apply_counted(
     reopens: u64,
 ) -> Result<(GroupResults, Pending), StoreError> {
     // Lease keys and held receipts stay in memory only while the redo log can make them again.
-    let mut short_lived;
+    let mut short_lived = None;
     let kv: &mut dyn super::backend::Kv = if ctx.logged.is_some() {
-        short_lived = None;
         short_lived.insert(ShortLivedKv::new(kv, &ctx.memory.short_lived))
     } else {
-        short_lived = None;
         kv
     };
     let mut depth = DepthKv::new(kv);
