@@ -38,7 +38,7 @@
 //!   engine still has ([`InFlight::check_after_reopen`]), so no lease lives on in memory
 //!   that the engine lost; with the redo log, the replay that follows makes the rest again.
 
-use std::collections::HashMap;
+use super::id::IdMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -51,7 +51,7 @@ use super::model::Message;
 use super::ops;
 
 /// Changes of one transaction: `Some(record)` now in memory, `None` gone from memory.
-pub(crate) type Pending = HashMap<u64, Option<Record>>;
+pub(crate) type Pending = IdMap<Option<Record>>;
 
 /// A state record in memory.
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ enum Kind {
 /// The committed in-memory state records, by message id.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
-    records: RwLock<HashMap<u64, Record>>,
+    records: RwLock<IdMap<Record>>,
     /// The engine's reopen count ([`Backend::reopens`](super::backend::Backend::reopens))
     /// the records were last checked against.
     reopens_seen: AtomicU64,
@@ -241,7 +241,7 @@ impl<'a> InFlightKv<'a> {
         Self {
             inner,
             committed,
-            pending: Pending::new(),
+            pending: Pending::default(),
             logged,
         }
     }

@@ -55,6 +55,7 @@
 
 mod any;
 mod backend;
+mod body_cache;
 mod codec;
 pub mod content;
 mod counting;

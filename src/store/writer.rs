@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::backend::{Backend, KvRead};
+use super::body_cache::{self, BodyCache, BodyCacheKv};
 use super::counting::{CountingKv, KvCounts};
 use super::depth::{self, Board, DepthKv, Slot};
 use super::error::StoreError;
@@ -276,6 +277,8 @@ pub(crate) struct Memory {
     pub(crate) outbox: OutboxMemo,
     /// Lease keys and held receipts not yet in the engine (`short_lived.rs`; redo log on).
     pub(crate) short_lived: ShortLived,
+    /// Message bodies read lately (`body_cache.rs`).
+    pub(crate) bodies: BodyCache,
 }
 
 /// What one transaction changed in the writer's [`Memory`].
@@ -283,6 +286,7 @@ struct Pending {
     in_flight: in_flight::Pending,
     outbox: outbox_memo::Pending,
     short_lived: short_lived::Pending,
+    bodies: body_cache::Pending,
     /// The engine's reopen count the transaction ran against.
     reopens: u64,
 }
@@ -293,6 +297,7 @@ impl Memory {
         self.in_flight.apply(pending.in_flight);
         self.outbox.apply(pending.outbox, pending.reopens);
         self.short_lived.apply(pending.short_lived);
+        self.bodies.apply(pending.bodies, pending.reopens);
     }
 
     /// A durable commit of the logged writer: writes the held short-lived keys and the state
@@ -909,7 +914,8 @@ fn apply_counted(
     } else {
         kv
     };
-    let mut depth = DepthKv::new(kv);
+    let mut bodies = BodyCacheKv::new(kv, &ctx.memory.bodies, reopens);
+    let mut depth = DepthKv::new(&mut bodies);
     let mut cache = SeqCache::new(&mut depth);
     let mut in_flight = InFlightKv::new(&mut cache, &ctx.memory.in_flight, ctx.logged.is_some());
     let mut outbox = OutboxMemoKv::new(&mut in_flight, &ctx.memory.outbox);
@@ -925,6 +931,7 @@ fn apply_counted(
     cache.flush()?;
     let depths = depth.flush()?;
     let pending = Pending {
+        bodies: bodies.into_pending(),
         in_flight,
         outbox,
         short_lived: short_lived

@@ -1,0 +1,415 @@
+//! Message bodies the writer read lately, kept in its memory so that a message's later ops
+//! read its body without the engine.
+//!
+//! Why: a message's body record is written once, by its insert, and never changed (its state
+//! lives in a record of its own, `ops::save`), yet every op of its life loads it: the lease,
+//! the submit response, the receipt. Each load was a search from the root of redb's B-tree,
+//! 13 % of the gateway's CPU samples at full speed, and two of the three read bytes the lease
+//! had just read. Here the lease's read notes the body, and the next two find it in a hash
+//! map.
+//!
+//! Invariants:
+//! - only message body keys (`keys::MESSAGE`) are kept, and only values read from the engine
+//!   by a transaction that committed ([`BodyCache::apply`]): a read in a transaction that
+//!   failed may have seen that transaction's own writes;
+//! - every write of a body key through the layer (an insert's replace, a duplicate's put
+//!   back, a purge's delete, a take) drops the key from memory before it reaches the engine,
+//!   so memory never holds a value the engine no longer has. Only the writer writes bodies,
+//!   and only through this layer;
+//! - bounded: two generations of at most [`CAPACITY`]` / 2` bodies each; the older goes
+//!   when the younger fills, and a body read from the older moves to the younger;
+//! - emptied when the engine was reopened (it went back to its last durable commit, and a
+//!   replay that skips a batch would not make its body again).
+
+use super::id::IdMap;
+use std::cell::RefCell;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::backend::{Kv, KvRead, pass_scans_through, tag_of, taken_by};
+use super::error::StoreError;
+use super::keys;
+
+/// Most bodies kept. The time from a lease to its receipt is milliseconds to seconds at full
+/// speed (about 40 k messages a second), so this covers it many times over; a body is a few
+/// hundred bytes, so this is at most about 10 MB. A receipt that comes later than that reads
+/// the engine, as before.
+pub(crate) const CAPACITY: usize = 32_768;
+
+/// Bodies read by one transaction, by message id (the key's last eight bytes).
+pub(crate) type Pending = IdMap<Vec<u8>>;
+
+/// The message id of a body key, `None` for any other key.
+fn body_id(key: &[u8]) -> Option<u64> {
+    if tag_of(key) != keys::MESSAGE {
+        return None;
+    }
+    keys::be_u64(key, 1).filter(|_| key.len() == 9)
+}
+
+/// The committed bodies.
+#[derive(Debug, Default)]
+pub(crate) struct BodyCache {
+    memory: Mutex<Generations>,
+}
+
+#[derive(Debug, Default)]
+struct Generations {
+    young: IdMap<Vec<u8>>,
+    old: IdMap<Vec<u8>>,
+    /// The engine's reopen count the bodies were read under.
+    reopens: u64,
+}
+
+impl Generations {
+    fn get(&self, id: u64) -> Option<&Vec<u8>> {
+        self.young.get(&id).or_else(|| self.old.get(&id))
+    }
+
+    fn forget(&mut self, id: u64) {
+        self.young.remove(&id);
+        self.old.remove(&id);
+    }
+
+    /// Forgets everything once the engine was reopened since the bodies were read.
+    fn check_reopens(&mut self, reopens: u64) {
+        if self.reopens != reopens {
+            self.young.clear();
+            self.old.clear();
+            self.reopens = reopens;
+        }
+    }
+}
+
+impl BodyCache {
+    fn lock(&self) -> MutexGuard<'_, Generations> {
+        self.memory.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes in the bodies read by a transaction that committed against the engine's
+    /// `reopens`-th opening.
+    pub(crate) fn apply(&self, pending: Pending, reopens: u64) {
+        if pending.is_empty() {
+            return;
+        }
+        let mut g = self.lock();
+        g.check_reopens(reopens);
+        for (id, body) in pending {
+            if g.young.len() >= CAPACITY / 2 {
+                g.old = std::mem::take(&mut g.young);
+            }
+            g.old.remove(&id);
+            g.young.insert(id, body);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        let g = self.lock();
+        g.young.len() + g.old.len()
+    }
+}
+
+/// The writer's transaction with the bodies it read lately answered from memory.
+pub(crate) struct BodyCacheKv<'a> {
+    inner: &'a mut dyn Kv,
+    committed: MutexGuard<'a, Generations>,
+    /// Bodies read in this transaction (reads take `&self`).
+    pending: RefCell<Pending>,
+}
+
+impl<'a> BodyCacheKv<'a> {
+    /// The layer over `inner`, a transaction against the engine's `reopens`-th opening.
+    pub(crate) fn new(inner: &'a mut dyn Kv, memory: &'a BodyCache, reopens: u64) -> Self {
+        let mut committed = memory.lock();
+        committed.check_reopens(reopens);
+        Self {
+            inner,
+            committed,
+            pending: RefCell::new(Pending::default()),
+        }
+    }
+
+    /// The bodies this transaction read, for [`BodyCache::apply`] after its commit.
+    pub(crate) fn into_pending(self) -> Pending {
+        self.pending.into_inner()
+    }
+
+    /// Drops a body about to be written from memory.
+    fn forget(&mut self, key: &[u8]) {
+        if let Some(id) = body_id(key) {
+            self.committed.forget(id);
+            self.pending.get_mut().remove(&id);
+        }
+    }
+}
+
+impl KvRead for BodyCacheKv<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(id) = body_id(key) else {
+            return self.inner.get(key);
+        };
+        if let Some(body) = self.pending.borrow().get(&id) {
+            return Ok(Some(body.clone()));
+        }
+        if let Some(body) = self.committed.get(id) {
+            let body = body.clone();
+            // Read again: it moves to the younger generation.
+            if !self.committed.young.contains_key(&id) {
+                self.pending.borrow_mut().insert(id, body.clone());
+            }
+            return Ok(Some(body));
+        }
+        let found = self.inner.get(key)?;
+        if let Some(body) = &found {
+            self.pending.borrow_mut().insert(id, body.clone());
+        }
+        Ok(found)
+    }
+
+    pass_scans_through!(inner);
+}
+
+impl Kv for BodyCacheKv<'_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.forget(key);
+        self.inner.put(key, value)
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.forget(key);
+        self.inner.delete(key)
+    }
+
+    fn replace(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.forget(key);
+        self.inner.replace(key, value)
+    }
+
+    fn take(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.forget(key);
+        self.inner.take(key)
+    }
+
+    fn take_range(
+        &mut self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        let taken = taken_by(self.inner, (start, end), limit, out)?;
+        for (k, _) in taken {
+            if let Some(id) = body_id(k) {
+                self.committed.forget(id);
+                self.pending.get_mut().remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    fn put_receipt_entry(
+        &mut self,
+        key: &[u8],
+        body: Vec<u8>,
+        event: std::sync::Arc<super::model::ReceiptEvent>,
+    ) -> Result<(), StoreError> {
+        self.inner.put_receipt_entry(key, body, event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::store::backend::MapKv;
+    use crate::store::id::MessageId;
+
+    /// Body key `n` (`f` 0), or state key `n` (`f` 1), which the layer passes through.
+    fn key(f: u8, n: u8) -> Vec<u8> {
+        let id = MessageId(u64::from(n));
+        if f == 0 {
+            keys::message(id).to_vec()
+        } else {
+            keys::state(id).to_vec()
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Get(u8, u8),
+        Put(u8, u8, u8),
+        Replace(u8, u8, u8),
+        Delete(u8, u8),
+        Take(u8, u8),
+        TakeRange(u8, u8, usize),
+        Commit,
+        /// Fail the transaction: the engine and the pending reads go back.
+        Abort,
+        /// The engine is reopened at its state as of the last commit, with another value
+        /// for key `n` (a replay that skipped a batch).
+        Reopen(u8, u8),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let fam = 0u8..2;
+        let n = 0u8..6;
+        prop_oneof![
+            6 => (fam.clone(), n.clone()).prop_map(|(f, n)| Step::Get(f, n)),
+            3 => (fam.clone(), n.clone(), any::<u8>()).prop_map(|(f, n, v)| Step::Put(f, n, v)),
+            2 => (fam.clone(), n.clone(), any::<u8>()).prop_map(|(f, n, v)| Step::Replace(f, n, v)),
+            2 => (fam.clone(), n.clone()).prop_map(|(f, n)| Step::Delete(f, n)),
+            2 => (fam.clone(), n.clone()).prop_map(|(f, n)| Step::Take(f, n)),
+            1 => (fam, 0u8..6, 1usize..4).prop_map(|(f, n, l)| Step::TakeRange(f, n, l)),
+            3 => Just(Step::Commit),
+            1 => Just(Step::Abort),
+            1 => (n, any::<u8>()).prop_map(|(n, v)| Step::Reopen(n, v)),
+        ]
+    }
+
+    proptest! {
+        /// Every read through the layer answers what the engine holds, across commits,
+        /// failed transactions and reopens.
+        #[test]
+        fn reads_answer_what_the_engine_holds(
+            steps in proptest::collection::vec(step(), 1..80),
+        ) {
+            let memory = BodyCache::default();
+            let mut engine = MapKv::default();
+            let mut reopens = 0;
+            let mut at_begin = engine.map.clone();
+            let mut pending = Pending::default();
+            for st in steps {
+                let mut layer = BodyCacheKv::new(&mut engine, &memory, reopens);
+                *layer.pending.get_mut() = std::mem::take(&mut pending);
+                let model: BTreeMap<Vec<u8>, Vec<u8>> = match st {
+                    Step::Get(f, n) => {
+                        let got = layer.get(&key(f, n)).unwrap();
+                        pending = layer.into_pending();
+                        prop_assert_eq!(got, engine.map.get(&key(f, n)).cloned());
+                        continue;
+                    }
+                    Step::Put(f, n, v) => {
+                        layer.put(&key(f, n), &[v]).unwrap();
+                        pending = layer.into_pending();
+                        engine.map.clone()
+                    }
+                    Step::Replace(f, n, v) => {
+                        let before = layer.get(&key(f, n)).unwrap();
+                        prop_assert_eq!(layer.replace(&key(f, n), &[v]).unwrap(), before);
+                        pending = layer.into_pending();
+                        engine.map.clone()
+                    }
+                    Step::Delete(f, n) => {
+                        layer.delete(&key(f, n)).unwrap();
+                        pending = layer.into_pending();
+                        engine.map.clone()
+                    }
+                    Step::Take(f, n) => {
+                        layer.take(&key(f, n)).unwrap();
+                        pending = layer.into_pending();
+                        engine.map.clone()
+                    }
+                    Step::TakeRange(f, n, limit) => {
+                        let mut out = Vec::new();
+                        layer.take_range(&key(f, n), &key(f, 6), limit, &mut out).unwrap();
+                        pending = layer.into_pending();
+                        engine.map.clone()
+                    }
+                    Step::Commit => {
+                        memory.apply(layer.into_pending(), reopens);
+                        at_begin = engine.map.clone();
+                        engine.map.clone()
+                    }
+                    Step::Abort => {
+                        drop(layer);
+                        engine.map = at_begin.clone();
+                        engine.map.clone()
+                    }
+                    Step::Reopen(n, v) => {
+                        drop(layer);
+                        engine.map = at_begin.clone();
+                        engine.map.insert(key(0, n), vec![v]);
+                        at_begin = engine.map.clone();
+                        reopens += 1;
+                        engine.map.clone()
+                    }
+                };
+                // Every key, read through a fresh layer over the transaction so far.
+                let layer = BodyCacheKv::new(&mut engine, &memory, reopens);
+                *layer.pending.borrow_mut() = std::mem::take(&mut pending);
+                for f in 0..2 {
+                    for n in 0..6 {
+                        prop_assert_eq!(layer.get(&key(f, n)).unwrap(), model.get(&key(f, n)).cloned());
+                    }
+                }
+                pending = layer.into_pending();
+            }
+        }
+    }
+
+    /// A body read once is read from memory by the next transactions, and a write drops it.
+    #[test]
+    fn a_body_read_once_is_read_again_from_memory_until_written() {
+        let memory = BodyCache::default();
+        let mut engine = MapKv::default();
+        let k = keys::message(MessageId(7));
+        engine.map.insert(k.to_vec(), b"body".to_vec());
+        for _ in 0..3 {
+            let layer = BodyCacheKv::new(&mut engine, &memory, 0);
+            assert_eq!(layer.get(&k).unwrap(), Some(b"body".to_vec()));
+            memory.apply(layer.into_pending(), 0);
+        }
+        assert_eq!(engine.gets.get(), 1);
+        let mut layer = BodyCacheKv::new(&mut engine, &memory, 0);
+        layer.delete(&k).unwrap();
+        assert_eq!(layer.get(&k).unwrap(), None);
+        memory.apply(layer.into_pending(), 0);
+        assert_eq!(memory.len(), 0);
+    }
+
+    /// A read in a transaction that failed is not kept, and a reopen forgets every body.
+    #[test]
+    fn failed_reads_and_reopens_leave_nothing() {
+        let memory = BodyCache::default();
+        let mut engine = MapKv::default();
+        let k = keys::message(MessageId(7));
+        engine.map.insert(k.to_vec(), b"body".to_vec());
+        let layer = BodyCacheKv::new(&mut engine, &memory, 0);
+        layer.get(&k).unwrap();
+        drop(layer);
+        assert_eq!(memory.len(), 0);
+        let layer = BodyCacheKv::new(&mut engine, &memory, 0);
+        layer.get(&k).unwrap();
+        memory.apply(layer.into_pending(), 0);
+        assert_eq!(memory.len(), 1);
+        drop(BodyCacheKv::new(&mut engine, &memory, 1));
+        assert_eq!(memory.len(), 0);
+    }
+
+    /// Memory never holds more than [`CAPACITY`] bodies, and the newest are the ones kept.
+    #[test]
+    fn memory_is_bounded_and_keeps_the_newest() {
+        let memory = BodyCache::default();
+        let mut engine = MapKv::default();
+        let n = u64::try_from(CAPACITY).unwrap() * 2;
+        for id in 0..n {
+            engine
+                .map
+                .insert(keys::message(MessageId(id)).to_vec(), vec![1]);
+        }
+        for id in 0..n {
+            let layer = BodyCacheKv::new(&mut engine, &memory, 0);
+            layer.get(&keys::message(MessageId(id))).unwrap();
+            memory.apply(layer.into_pending(), 0);
+            assert!(memory.len() <= CAPACITY);
+        }
+        let before = engine.gets.get();
+        let layer = BodyCacheKv::new(&mut engine, &memory, 0);
+        layer.get(&keys::message(MessageId(n - 1))).unwrap();
+        drop(layer);
+        assert_eq!(engine.gets.get(), before);
+    }
+}
