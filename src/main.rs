@@ -34,6 +34,14 @@ struct Cli {
 enum Cmd {
     /// Run the gateway until SIGTERM / Ctrl-C, then drain.
     Serve(ServeArgs),
+    #[command(flatten)]
+    Other(OtherCmd),
+}
+
+/// Every command but `serve`: they run on tokio's default runtime, where `serve` sizes its
+/// own from the config.
+#[derive(Subcommand)]
+enum OtherCmd {
     /// Send one message through a running gateway's HTTP API.
     Send(SendArgs),
     /// Show a message's state from a running gateway.
@@ -138,25 +146,20 @@ fn main() -> anyhow::Result<()> {
             );
             runtime(Some(workers))?.block_on(serve(a, config))
         }
-        cmd => runtime(None)?.block_on(run(cmd)),
+        Cmd::Other(cmd) => runtime(None)?.block_on(run(cmd)),
     }
 }
 
-/// Every command but `serve` (whose runtime is sized by its config), on tokio's default
-/// runtime.
-async fn run(cmd: Cmd) -> anyhow::Result<()> {
+/// Every command but `serve`, on tokio's default runtime.
+async fn run(cmd: OtherCmd) -> anyhow::Result<()> {
     match cmd {
-        Cmd::Serve(a) => {
-            let config = serve_config(&a)?;
-            serve(a, config).await
-        }
-        Cmd::Send(a) => send(a).await,
-        Cmd::Status(a) => status(a).await,
-        Cmd::Sim(a) => run_sim(a).await.map(|_| ()),
-        Cmd::Loadtest(a) => run_loadtest(*a).await.map(|_| ()),
-        Cmd::Campaign(a) => Ok(sluice::campaign_cmd::run(a).await?),
-        Cmd::Events(a) => Ok(sluice::campaign_cmd::run_events(a).await?),
-        Cmd::Demo(a) => Ok(sluice::demo::run_cli(a).await?),
+        OtherCmd::Send(a) => send(a).await,
+        OtherCmd::Status(a) => status(a).await,
+        OtherCmd::Sim(a) => run_sim(a).await.map(|_| ()),
+        OtherCmd::Loadtest(a) => run_loadtest(*a).await.map(|_| ()),
+        OtherCmd::Campaign(a) => Ok(sluice::campaign_cmd::run(a).await?),
+        OtherCmd::Events(a) => Ok(sluice::campaign_cmd::run_events(a).await?),
+        OtherCmd::Demo(a) => Ok(sluice::demo::run_cli(a).await?),
     }
 }
 
