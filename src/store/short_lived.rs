@@ -356,15 +356,6 @@ impl Kv for ShortLivedKv<'_> {
     }
 
     take_range_unless_kept!(inner, touches_held);
-
-    fn put_receipt_entry(
-        &mut self,
-        key: &[u8],
-        body: Vec<u8>,
-        event: std::sync::Arc<super::model::ReceiptEvent>,
-    ) -> Result<(), StoreError> {
-        self.inner.put_receipt_entry(key, body, event)
-    }
 }
 
 #[cfg(test)]

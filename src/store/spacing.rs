@@ -61,6 +61,13 @@ impl Spacing {
         self.share += weight * (cycle - self.share);
     }
 
+    /// Whether the writer has time to spare: its busy share is below [`LOADED`], where the
+    /// adaptive spacing is open. A gateway this quiet leases what it accepts within
+    /// milliseconds (no backlog builds up), which `body_cache.rs` counts on.
+    pub(crate) fn has_slack(&self) -> bool {
+        self.share < LOADED
+    }
+
     /// Least time between the start of the last commit and the start of the next.
     pub(crate) fn current(&self) -> Duration {
         let slack = (1.0 - self.share / LOADED).clamp(0.0, 1.0);
@@ -78,17 +85,20 @@ mod tests {
     fn spacing_opens_when_idle_and_closes_under_load() {
         let mut s = Spacing::new(Duration::ZERO, 5 * MS);
         assert_eq!(s.current(), Duration::ZERO, "no delay right after a start");
+        assert!(!s.has_slack());
         // Quiet: 50 µs of op work per 5 ms cycle (1 %), for a second.
         for _ in 0..200 {
             s.record(MS / 20, 5 * MS);
         }
         let quiet = s.current();
         assert!(quiet > 4 * MS && quiet <= 5 * MS, "{quiet:?}");
+        assert!(s.has_slack());
         // Loaded: 3 ms of op work per 4 ms cycle (75 %), for a second.
         for _ in 0..250 {
             s.record(3 * MS, 4 * MS);
         }
         assert_eq!(s.current(), Duration::ZERO);
+        assert!(!s.has_slack());
         // In between (25 %): part of the ceiling.
         for _ in 0..500 {
             s.record(MS / 2, 2 * MS);

@@ -341,6 +341,10 @@ pub(crate) fn run<B: Backend>(
         last_start = Some(start);
         stats.add_time(WriterPhase::Waiting, start - idle_since);
         ctx.busy.set(Duration::ZERO);
+        let ctx = Ctx {
+            quiet: spacing.has_slack(),
+            ..ctx
+        };
         commit_group(backend, group, stats, ctx);
         let now = Instant::now();
         let applying = ctx.busy.get();
@@ -510,6 +514,7 @@ pub(crate) fn run_logged<B: Backend>(
                 let ctx = Ctx {
                     logged: Some((seq, synced)),
                     log_reopens: restore.reopens,
+                    quiet: shared.spacing().has_slack(),
                     ..base
                 };
                 ops_since += group.iter().map(|r| r.ops.len() as u64).sum::<u64>();
@@ -847,6 +852,9 @@ struct Ctx<'a> {
     /// commit: an I/O error, the writer's or a reader's, latched it) refuses to apply, so the
     /// writer applies the log again first.
     log_reopens: u64,
+    /// The writer has time to spare (`Spacing::has_slack`): the bodies its inserts write are
+    /// kept for the leases that follow them (`body_cache.rs`).
+    quiet: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -866,6 +874,7 @@ impl<'a> Ctx<'a> {
             board,
             logged: None,
             log_reopens: 0,
+            quiet: false,
         }
     }
 }
@@ -914,7 +923,7 @@ fn apply_counted(
     } else {
         kv
     };
-    let mut bodies = BodyCacheKv::new(kv, &ctx.memory.bodies, reopens);
+    let mut bodies = BodyCacheKv::new(kv, &ctx.memory.bodies, reopens, ctx.quiet);
     let mut depth = DepthKv::new(&mut bodies);
     let mut cache = SeqCache::new(&mut depth);
     let mut in_flight = InFlightKv::new(&mut cache, &ctx.memory.in_flight, ctx.logged.is_some());
