@@ -23,12 +23,12 @@
 //! - emptied when the engine was reopened (it went back to its last durable commit, and a
 //!   replay that skips a batch would not make its body again).
 
-use super::id::IdMap;
 use std::cell::RefCell;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::backend::{Kv, KvRead, pass_scans_through, tag_of, taken_by};
+use super::backend::{Kv, KvRead, pass_scans_through, taken_by};
 use super::error::StoreError;
+use super::id::IdMap;
 use super::keys;
 
 /// Most bodies kept. The time from a lease to its receipt is milliseconds to seconds at full
@@ -37,15 +37,12 @@ use super::keys;
 /// the engine, as before.
 pub(crate) const CAPACITY: usize = 32_768;
 
-/// Bodies read by one transaction, by message id (the key's last eight bytes).
+/// Bodies read or inserted by one transaction, by message id (the key's last eight bytes).
 pub(crate) type Pending = IdMap<Vec<u8>>;
 
 /// The message id of a body key, `None` for any other key.
 fn body_id(key: &[u8]) -> Option<u64> {
-    if tag_of(key) != keys::MESSAGE {
-        return None;
-    }
-    keys::be_u64(key, 1).filter(|_| key.len() == 9)
+    keys::id_in(keys::MESSAGE, key)
 }
 
 /// The committed bodies.
@@ -87,7 +84,7 @@ impl BodyCache {
         self.memory.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes in the bodies read by a transaction that committed against the engine's
+    /// Takes in the bodies read or inserted by a transaction that committed against the engine's
     /// `reopens`-th opening.
     pub(crate) fn apply(&self, pending: Pending, reopens: u64) {
         if pending.is_empty() {
@@ -140,7 +137,7 @@ impl<'a> BodyCacheKv<'a> {
         }
     }
 
-    /// The bodies this transaction read, for [`BodyCache::apply`] after its commit.
+    /// The bodies this transaction read or inserted, for [`BodyCache::apply`] after its commit.
     pub(crate) fn into_pending(self) -> Pending {
         self.pending.into_inner()
     }

@@ -27,17 +27,18 @@ const COUNTER_BITS: u32 = 20;
 /// High bits of the counter that name the node that made the id.
 pub const NODE_BITS: u32 = 8;
 
-/// A hash map keyed by message ids, for the store writer's memories (`in_flight.rs`,
-/// `body_cache.rs`). Fx hashing is one multiply where std's SipHash is a few dozen
-/// instructions (2.8 % of the gateway's CPU samples at full speed were SipHash); its keys are
-/// ids this gateway made, never network input, so no one can pick keys that collide.
-pub(crate) type IdMap<V> = rustc_hash::FxHashMap<u64, V>;
 /// Low bits of the counter: the per-millisecond sequence of one node.
 pub const SEQ_BITS: u32 = COUNTER_BITS - NODE_BITS;
 /// Crockford base32 alphabet (no I, L, O, U).
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// Length of the text form.
 pub const ID_TEXT_LEN: usize = 26;
+
+/// A hash map keyed by message ids, for the store writer's memories (`in_flight.rs`,
+/// `body_cache.rs`). Fx hashing is one multiply where std's SipHash is a few dozen
+/// instructions (2.8 % of the gateway's CPU samples at full speed were SipHash); its keys are
+/// ids this gateway made, never network input, so no one can pick keys that collide.
+pub(crate) type IdMap<V> = rustc_hash::FxHashMap<u64, V>;
 
 /// A gateway message id. `Ord` is creation order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -38,14 +38,13 @@
 //!   engine still has ([`InFlight::check_after_reopen`]), so no lease lives on in memory
 //!   that the engine lost; with the redo log, the replay that follows makes the rest again.
 
-use super::id::IdMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::backend::{Kv, KvRead, pass_scans_through, tags_between, take_range_unless_kept};
 use super::codec;
 use super::error::StoreError;
-use super::id::MessageId;
+use super::id::{IdMap, MessageId};
 use super::keys;
 use super::model::Message;
 use super::ops;
@@ -222,9 +221,7 @@ fn covers_state_records(start: &[u8], end: &[u8]) -> bool {
 
 /// The id of a state-record key.
 fn state_id(key: &[u8]) -> Option<u64> {
-    (key.len() == 9 && key[0] == keys::STATE)
-        .then(|| keys::be_u64(key, 1))
-        .flatten()
+    keys::id_in(keys::STATE, key)
 }
 
 /// The writer's view: in-flight state records in memory, everything else to `inner`.

@@ -233,17 +233,27 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 pub(crate) fn message(id: MessageId) -> [u8; 9] {
+    id_key(MESSAGE, id)
+}
+
+pub(crate) fn state(id: MessageId) -> [u8; 9] {
+    id_key(STATE, id)
+}
+
+/// A key of `tag` naming one message: the tag, then the id.
+fn id_key(tag: u8, id: MessageId) -> [u8; 9] {
     let mut k = [0u8; 9];
-    k[0] = MESSAGE;
+    k[0] = tag;
     k[1..].copy_from_slice(&id.to_be_bytes());
     k
 }
 
-pub(crate) fn state(id: MessageId) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = STATE;
-    k[1..].copy_from_slice(&id.to_be_bytes());
-    k
+/// The message id in `key` when it is a key of `tag` naming one message ([`message`],
+/// [`state`]); `None` for any other key.
+pub(crate) fn id_in(tag: u8, key: &[u8]) -> Option<u64> {
+    (key.len() == 9 && key[0] == tag)
+        .then(|| be_u64(key, 1))
+        .flatten()
 }
 
 fn tagged_str(tag: u8, s: &str) -> Vec<u8> {
