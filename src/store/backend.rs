@@ -171,11 +171,35 @@ macro_rules! take_range_unless_kept {
 }
 pub(crate) use take_range_unless_kept;
 
+/// The `take_range` of a layer that notes what was taken: forwarded to its field `$inner`
+/// ([`taken_by`]), whose engine may take the run in one cursor pass, then `$body` for each
+/// entry taken, with `$this` the layer and `$k`, `$v` the entry. Written inside the layer's
+/// `impl Kv`.
+macro_rules! take_range_noting {
+    ($inner:ident, |$this:ident, $k:pat_param, $v:pat_param| $body:expr) => {
+        fn take_range(
+            &mut self,
+            start: &[u8],
+            end: &[u8],
+            limit: usize,
+            out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+        ) -> Result<(), StoreError> {
+            let taken = $crate::store::backend::taken_by(self.$inner, (start, end), limit, out)?;
+            for ($k, $v) in taken {
+                let $this = &mut *self;
+                $body;
+            }
+            Ok(())
+        }
+    };
+}
+pub(crate) use take_range_noting;
+
 /// A key and its value.
 pub(crate) type Entry = (Vec<u8>, Vec<u8>);
 
 /// [`Kv::take_range`] forwarded to `inner`, answering the entries it appended to `out`: for
-/// a layer that notes what was taken (`for (k, v) in taken_by(self.inner, …)? { self.… }`).
+/// a layer that notes what was taken (`take_range_noting!`, or counts it).
 pub(crate) fn taken_by<'o>(
     inner: &mut dyn Kv,
     (start, end): (&[u8], &[u8]),

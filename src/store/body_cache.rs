@@ -26,7 +26,7 @@
 use std::cell::RefCell;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::backend::{Kv, KvRead, pass_scans_through, taken_by};
+use super::backend::{Kv, KvRead, pass_scans_through, take_range_noting};
 use super::error::StoreError;
 use super::id::IdMap;
 use super::keys;
@@ -206,18 +206,7 @@ impl Kv for BodyCacheKv<'_> {
         self.inner.take(key)
     }
 
-    fn take_range(
-        &mut self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<(), StoreError> {
-        for (k, _) in taken_by(self.inner, (start, end), limit, out)? {
-            self.forget(k);
-        }
-        Ok(())
-    }
+    take_range_noting!(inner, |this, k, _| this.forget(k));
 }
 
 #[cfg(test)]

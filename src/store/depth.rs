@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use super::backend::{Kv, KvRead, pass_scans_through, taken_by};
+use super::backend::{Kv, KvRead, pass_scans_through, take_range_noting};
 use super::error::StoreError;
 use super::id::MessageId;
 use super::keys;
@@ -280,18 +280,7 @@ impl Kv for DepthKv<'_> {
         Ok(old)
     }
 
-    fn take_range(
-        &mut self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<(), StoreError> {
-        for (k, v) in taken_by(self.inner, (start, end), limit, out)? {
-            self.gone(k, v);
-        }
-        Ok(())
-    }
+    take_range_noting!(inner, |this, k, v| this.gone(k, v));
 }
 
 impl DepthKv<'_> {

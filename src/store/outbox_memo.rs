@@ -35,7 +35,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::backend::{Kv, KvRead, pass_scans_through, taken_by};
+use super::backend::{Kv, KvRead, pass_scans_through, take_range_noting};
 use super::error::StoreError;
 use super::keys;
 use super::model::{OutboxEntry, ReceiptEvent};
@@ -358,18 +358,7 @@ impl Kv for OutboxMemoKv<'_> {
         Ok(old)
     }
 
-    fn take_range(
-        &mut self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<(), StoreError> {
-        for (k, _) in taken_by(self.inner, (start, end), limit, out)? {
-            self.gone(k);
-        }
-        Ok(())
-    }
+    take_range_noting!(inner, |this, k, _| this.gone(k));
 
     fn put_receipt_entry(
         &mut self,
