@@ -4,7 +4,7 @@
 //! the simulator sees no more submits, and the task's funnel counts the cancelled contacts
 //! (receipts state `cancelled`, through the in-process subscription).
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

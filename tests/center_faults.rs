@@ -7,18 +7,16 @@
 //! held to what the reconnect backoff allows, which is how "nothing spins" is checked without
 //! timing anything. The long form of the center-gone case runs with `SLUICE_SOAK=1`.
 
-mod channel_common;
-mod e2e_support;
+use crate::channel_common;
+use crate::e2e_support;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use channel_common::{Rig, WAIT, config, text};
 use e2e_support::{Hook, accepted_ids, config_text, post, start_hook};
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
 use sluice::channel::backoff::Backoff;
 use sluice::channel::cmpp::CmppChannelConfig;
@@ -32,24 +30,15 @@ use sluice_loadtest::config::{Account, DlrConfig, Protocol};
 use sluice_loadtest::{ListenerConfig, SimConfig, SimHandle, Simulator, TallySnapshot};
 use sluice_protocols::cmpp::{SpConfig, Version};
 
-/// The process-wide metrics recorder (nextest runs each test in its own process; under
-/// `cargo test` the tests share it, which only adds to counters the tests bound from above
-/// per channel name).
-fn metrics() -> PrometheusHandle {
-    static H: OnceLock<PrometheusHandle> = OnceLock::new();
-    H.get_or_init(|| sluice::metrics::install().expect("metrics recorder"))
-        .clone()
-}
-
 /// The sum of every sample of `name` whose labels contain `label` (e.g. `channel="x"`).
 fn metric(name: &str, label: &str) -> f64 {
-    e2e_support::metric_sum(&metrics().render(), name, label)
+    e2e_support::metric_sum(&e2e_support::metrics().render(), name, label)
 }
 
 /// A simulator with one `listener`.
 async fn sim(listener: ListenerConfig) -> SimHandle {
     // The recorder must be in place before the channel counts anything.
-    metrics();
+    e2e_support::metrics();
     e2e_support::init_tracing();
     Simulator::start(SimConfig {
         seed: Some(18),
@@ -579,7 +568,7 @@ async fn gateway(protocol: Protocol, sim_port: u16) -> Gateway {
     };
     let opts = ServeOptions {
         drain_deadline: Duration::from_secs(5),
-        metrics: Some(metrics()),
+        metrics: Some(e2e_support::metrics()),
         receipts: ReceiptConfig {
             // Unknown ids are given up (and counted) after a second, not two minutes.
             hold_for: Duration::from_secs(1),

@@ -4,7 +4,7 @@
 //! webhook: the store holds a receipt that finds a final message, and the new message's
 //! submit response applies it (`store::ops::receipt`).
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -29,7 +29,7 @@
 //! DELIVER. 3.0 is covered against our simulator's ISMG instead: `tests/e2e_cmpp.rs` (the
 //! channel through `serve`) and `loadtest/tests/load_cmpp.rs` (the same `SpSession` under load).
 
-mod channel_common;
+use crate::channel_common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroU32;

@@ -2,7 +2,7 @@
 //! window gating on a manual clock, and the whole path store → dispatch → worker → simulator
 //! → receipts back into the store (including receipts that beat their submit response).
 
-mod channel_common;
+use crate::channel_common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -403,7 +403,7 @@ async fn store_to_simulator_and_receipts_back() {
 
 /// Store → dispatch → worker → simulator throughput, durable (redb, fsync'd commits), for the
 /// report; not a pass/fail criterion:
-/// `cargo test --release -p sluice --test channel_dispatch throughput -- --ignored --nocapture`
+/// `cargo test --release -p sluice --test integration channel_dispatch::throughput -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "throughput figure for BENCHMARKS.md; 100 k messages, run by hand"]
 async fn throughput() {

@@ -8,7 +8,7 @@
 //! Skip rule: without node or the `smpp` package the test prints "skipped: …" and passes,
 //! unless `SLUICE_INTEROP=1`, where it fails.
 
-mod channel_common;
+use crate::channel_common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

@@ -2,7 +2,7 @@
 //! is kept (`DeliverAck`): ESME_ROK after `done`, ESME_RX_T_APPN after `fail`, so a crash
 //! before it is durable makes the center resend it instead of losing it.
 
-mod channel_common;
+use crate::channel_common;
 
 use std::time::Duration;
 

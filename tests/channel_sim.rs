@@ -1,7 +1,7 @@
 //! The SMPP channel (bind drivers + worker) against the bundled simulator on 127.0.0.1:
 //! submit + DLR, long messages, throttling with AIMD, reconnects, early DLRs.
 
-mod channel_common;
+use crate::channel_common;
 
 use std::collections::HashSet;
 
@@ -470,7 +470,7 @@ async fn unpersisted_outcomes_hold_the_window() {
 
 /// Throughput of one channel against the simulator, for the report (not a pass/fail
 /// criterion: tests never time anything). Runs only with `SLUICE_LONG_TESTS=1`:
-/// `SLUICE_LONG_TESTS=1 cargo test --release -p sluice --test channel_sim throughput -- --nocapture`
+/// `SLUICE_LONG_TESTS=1 cargo test --release -p sluice --test integration channel_sim::throughput -- --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throughput() {
     if std::env::var("SLUICE_LONG_TESTS").as_deref() != Ok("1") {

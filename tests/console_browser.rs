@@ -26,7 +26,7 @@
 //! Skip rule: without `/usr/bin/chromium`, node or `playwright-core` the test prints
 //! "skipped: …" and passes, unless `SLUICE_INTEROP=1`, where it fails.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

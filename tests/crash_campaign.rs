@@ -17,7 +17,7 @@
 //! account's receipts batched 50 per webhook. `SLUICE_SOAK=1` (the ignored test): 20 kills.
 //! The seed is printed; `SLUICE_CRASH_SEED` replays the kill points.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -8,7 +8,7 @@
 //! The client resends a batch whose POST failed with the same `client_ref`s, so
 //! idempotency across crashes is exercised too.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::collections::HashMap;
 use std::time::Duration;

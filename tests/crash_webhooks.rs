@@ -15,9 +15,9 @@
 //!
 //! Default run: 3 000 messages, 5 kills (2 while sending, 3 while draining). The long form,
 //! 150 000 messages and 20 kills, runs with
-//! `SLUICE_SOAK=1 cargo nextest run -p sluice --test crash_webhooks --run-ignored only`.
+//! `SLUICE_SOAK=1 cargo nextest run -p sluice --test integration crash_webhooks:: --run-ignored only`.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -282,7 +282,7 @@ async fn kill9_repeats_no_more_webhooks_than_in_flight() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "soak: 150 000 messages and 20 kills; SLUICE_SOAK=1 cargo nextest run -p sluice --test crash_webhooks --run-ignored only"]
+#[ignore = "soak: 150 000 messages and 20 kills; SLUICE_SOAK=1 cargo nextest run -p sluice --test integration crash_webhooks:: --run-ignored only"]
 async fn kill9_repeats_no_more_webhooks_than_in_flight_soak() {
     if std::env::var("SLUICE_SOAK").is_ok_and(|v| v == "1") {
         run(150_000, 1_000, 8, 12).await;

@@ -7,7 +7,7 @@
 //! Needs `mount -t tmpfs` (root). When mounting is not permitted the test FAILS with
 //! `SLUICE_INTEROP=1` and is skipped with a printed reason otherwise.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! receipt layer → webhook, for CMPP 2.0 and 3.0; plus flow control (Result 8), replies (MO
 //! DELIVER) and the embedded simulator's ISMG in `serve`.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::time::Duration;
 

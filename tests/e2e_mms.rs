@@ -7,7 +7,7 @@
 //! The MMSC needs the gateway's URL before the gateway needs the MMSC's, so the gateway's HTTP
 //! port is picked first ([`free_port`]) and the MMSC started with `vasp_url` pointing at it.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! End to end on 127.0.0.1: HTTP batch → durable store → dispatch → SMPP → simulator → DLR →
 //! receipt layer → outbox → webhook, in one process with the simulator started by the test.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

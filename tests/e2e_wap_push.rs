@@ -9,9 +9,8 @@
 //! which are taken from what sluice sent. A push is only counted by the tally when it came
 //! 8-bit (data_coding 4) with a port UDH (esm_class UDHI), so the counts also prove those.
 
-mod e2e_support;
-#[path = "../protocols/tests/wap_fixtures/mod.rs"]
-mod wap_fixtures;
+use crate::e2e_support;
+use crate::wap_fixtures;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -9,7 +9,7 @@
 //! and its receipt must reach the webhook first. Only then does the test check that the
 //! waiting message is still `scheduled` and that the simulator saw no submit for it.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::time::Duration;
 

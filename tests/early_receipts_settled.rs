@@ -5,7 +5,7 @@
 //! poll, housekeeping (which wakes the outbox) — is set to an hour here, so only that path
 //! can deliver them within the test's wait.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! until the test moves it. The simulator sends no receipt during a test (its DLR delay is an
 //! hour), so a message that reached it stays `sent`.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

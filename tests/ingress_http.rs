@@ -51,12 +51,7 @@ async fn start(limits: BatchLimits) -> Api {
     let place = simple_place(|_acc, kind, to| {
         (kind == Kind::Sms && !to.starts_with("+999")).then(|| "sim".to_owned())
     });
-    // One global recorder per test process, shared by every test's server.
-    static METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
-        std::sync::OnceLock::new();
-    let handle = METRICS
-        .get_or_init(|| sluice::metrics::install().expect("install recorder"))
-        .clone();
+    let handle = crate::e2e_support::metrics();
     let state = Arc::new(IngressState {
         accounts: Accounts::new([
             account("acme", "acme-key", None, None),

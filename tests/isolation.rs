@@ -6,7 +6,7 @@
 //! cannot bind as alpha. (The campaign service's tenancy — a city never sees a sibling's
 //! objects — is proven in `campaign/tests/identity_api.rs`.)
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -5,7 +5,7 @@
 //!
 //! No timed assertions: every wait is a bound after which the test fails, never a speed.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -107,12 +107,7 @@ smpp_max_binds = 1
         sim_channel = e2e_support::sim_channel(sim.addrs()[0].port()),
     );
     let cfg = Config::parse(&text, "listener_abuse.toml").expect("config");
-    // One global recorder per test process, shared by every test's gateway.
-    static METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
-        std::sync::OnceLock::new();
-    let metrics = METRICS
-        .get_or_init(|| sluice::metrics::install().expect("install recorder"))
-        .clone();
+    let metrics = e2e_support::metrics();
     let opts = ServeOptions {
         drain_deadline: Duration::from_secs(5),
         limits: BatchLimits {

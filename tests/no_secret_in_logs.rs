@@ -7,7 +7,7 @@
 //! signed receipt webhook, stops the server, then searches its whole stdout and stderr for
 //! each secret and for the SHA-256 hex of each: neither may appear.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -7,7 +7,7 @@
 //! - `GET /v1/lookup/messages`: by id and by number, the timeline in order after delivery;
 //! - credentials: 401 without one, 403 for an account that is not an operator.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::time::Duration;
 

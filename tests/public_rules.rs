@@ -6,7 +6,7 @@
 //! an unsubscribe reply ("TD", injected by the simulator's reply rules) lands on
 //! do-not-disturb; edits take effect at once and survive a restart; 401 / 403.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -4,7 +4,7 @@
 //! survive in the store, not in the receipt layer's memory). The sum over its `state` labels
 //! must equal the number of messages, not the number of parts or of receipts.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::collections::HashSet;
 use std::time::Duration;

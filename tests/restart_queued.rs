@@ -19,9 +19,9 @@
 //! (default 10 000 000) and its data directory from `SLUICE_RESTART_DIR` (default a temporary
 //! directory); run it in release:
 //! `SLUICE_RESTART_DIR=/path/on/a/big/disk cargo nextest run --release -p sluice
-//! --test restart_queued --run-ignored only`.
+//! --test integration restart_queued:: --run-ignored only`.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

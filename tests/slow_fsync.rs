@@ -21,9 +21,9 @@
 //!
 //! The long form measures accept rate and p99 accept latency with `sluice loadtest
 //! --target http` at fsync delays of 0, 5, 20, 50 and 100 ms:
-//! `SLUICE_SOAK=1 cargo nextest run --release -p sluice --test slow_fsync --run-ignored only`.
+//! `SLUICE_SOAK=1 cargo nextest run --release -p sluice --test integration slow_fsync:: --run-ignored only`.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

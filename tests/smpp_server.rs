@@ -3,7 +3,7 @@
 //! after the message is durable, and gets receipts back as deliver_sm — including receipts
 //! that arrived while it was unbound. Also: wrong password, garbage, throttling.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@
 //! Skip rule: without python3 + smpplib / node + `smpp` the test prints "skipped: …" and
 //! passes, unless `SLUICE_INTEROP=1`, where it fails.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -6,7 +6,7 @@
 //! Skip rule: without /usr/sbin/bearerbox and smsbox the test prints "skipped: …" and passes,
 //! unless `SLUICE_INTEROP=1`, where it fails.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

@@ -151,10 +151,9 @@ fn after_a_crash_every_acknowledged_mms_has_its_content_and_no_file_is_unreferen
     let output = std::process::Command::new(std::env::current_exe().expect("exe"))
         .args([
             "--exact",
-            "content_crash_child",
-            "--nocapture",
-            "--test-threads=1",
+            &crate::test_name(module_path!(), "content_crash_child"),
         ])
+        .args(["--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir.path())
         .output()
         .expect("run child");

@@ -130,7 +130,8 @@ fn crash_and_recover(backend: &str, logged: bool) {
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe);
     child
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .args(["--exact", &crate::test_name(module_path!(), "crash_child")])
+        .args(["--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir.path())
         .env(BACKEND_ENV, backend);
     if logged {

@@ -2,7 +2,7 @@
 //! `GET /metrics` shows it in `sluice_store_queue_depth{channel,lane}` (refreshed from the
 //! store's in-memory counters every second), with nothing in flight.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::time::Duration;
 

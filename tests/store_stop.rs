@@ -88,7 +88,7 @@ fn sweep<B: Backend>(store: &Store<B>, id: u64, limit: usize) -> usize {
     panic!("sweep never ended");
 }
 
-pub fn tag_stop_cancels_queued_and_reports_the_rest<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn tag_stop_cancels_queued_and_reports_the_rest<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     // The first two (earliest due) are leased: one gets submitted, one stays in flight.
     let mut ours: Vec<Message> = (0..10)
@@ -173,7 +173,7 @@ pub fn tag_stop_cancels_queued_and_reports_the_rest<B: Backend>(dir: &Path, open
     depths_consistent(&store);
 }
 
-pub fn lease_cancels_matches_before_the_sweep<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn lease_cancels_matches_before_the_sweep<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     let ids = insert(
         &store,
@@ -202,7 +202,7 @@ pub fn lease_cancels_matches_before_the_sweep<B: Backend>(dir: &Path, open: fn(&
     depths_consistent(&store);
 }
 
-pub fn id_stop_settles_each_id<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn id_stop_settles_each_id<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     let ids = insert(
         &store,
@@ -274,7 +274,7 @@ pub fn id_stop_settles_each_id<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     depths_consistent(&store);
 }
 
-pub fn stop_sweep_resumes_after_reopen<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn stop_sweep_resumes_after_reopen<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let (ids, stop);
     {
         let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
@@ -310,7 +310,7 @@ pub fn stop_sweep_resumes_after_reopen<B: Backend>(dir: &Path, open: fn(&Path) -
     assert_eq!(store.queue_depths().ready(CH, Lane::Notification), 0);
 }
 
-pub fn stops_retire_after_their_hold<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn stops_retire_after_their_hold<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     let rec = block(store.stop("acme", tag("42"), 1_000, 1_000))
         .unwrap()
@@ -335,7 +335,7 @@ pub fn stops_retire_after_their_hold<B: Backend>(dir: &Path, open: fn(&Path) -> 
     assert_eq!(second.id, rec.id + 1, "stop ids are not reused");
 }
 
-pub fn only_indexed_tag_names_can_be_stopped<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn only_indexed_tag_names_can_be_stopped<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     assert_eq!(store.stop_tags().unwrap(), vec!["task".to_owned()]);
     let by_group = || StopFilter::Tag {
@@ -373,7 +373,7 @@ pub fn only_indexed_tag_names_can_be_stopped<B: Backend>(dir: &Path, open: fn(&P
     );
 }
 
-pub fn paused_account_is_parked_then_unparked<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn paused_account_is_parked_then_unparked<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let ours;
     {
         let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();

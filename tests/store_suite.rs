@@ -89,7 +89,7 @@ fn outbox_events<B: Backend>(store: &Store<B>, account: &str) -> Vec<(u64, Recei
         .collect()
 }
 
-pub fn insert_batch_is_durable_across_reopen<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn insert_batch_is_durable_across_reopen<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let ids;
     {
         let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
@@ -112,7 +112,7 @@ pub fn insert_batch_is_durable_across_reopen<B: Backend>(dir: &Path, open: fn(&P
     assert!(store.ids().next(0) > *ids.iter().max().unwrap());
 }
 
-pub fn idempotency_keys<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn idempotency_keys<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     let mut a = msg(&store, "acme", 1_000, 1_000);
     a.client_ref = Some("ref-1".into());
@@ -156,7 +156,7 @@ pub fn idempotency_keys<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     );
 }
 
-pub fn lease_submit_requeue<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn lease_submit_requeue<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     let late = msg(&store, "acme", 5_000, 1_000);
     let early = msg(&store, "acme", 900, 1_000);
@@ -274,7 +274,7 @@ pub fn lease_submit_requeue<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     assert_eq!(take(5), vec![extra[1], extra[0]]);
 }
 
-pub fn leases_recover_after_reopen<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn leases_recover_after_reopen<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let id;
     {
         let store = Store::open(open(dir), WriterConfig::default(), 10_000).unwrap();
@@ -301,7 +301,7 @@ pub fn leases_recover_after_reopen<B: Backend>(dir: &Path, open: fn(&Path) -> B)
     );
 }
 
-pub fn sweep_ends_expired_waiting_messages<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn sweep_ends_expired_waiting_messages<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     let mut waiting = msg(&store, "acme", 1_000, 1_000);
     waiting.expires_at_ms = Some(5_000);
@@ -356,7 +356,7 @@ pub fn sweep_ends_expired_waiting_messages<B: Backend>(dir: &Path, open: fn(&Pat
     assert_eq!(sweep(60_000), 1, "the later one in its turn");
 }
 
-pub fn receipts_correlate_by_center_id<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn receipts_correlate_by_center_id<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     let mut m = msg(&store, "acme", 1_000, 1_000);
     m.client_ref = Some("r1".into());
@@ -438,7 +438,7 @@ pub fn receipts_correlate_by_center_id<B: Backend>(dir: &Path, open: fn(&Path) -
     );
 }
 
-pub fn receipt_before_submit_response<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn receipt_before_submit_response<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     let id = insert_all(&store, vec![msg(&store, "acme", 1_000, 1_000)])[0];
     lease(&store, 1_000, 10, 60_000);
@@ -464,7 +464,7 @@ pub fn receipt_before_submit_response<B: Backend>(dir: &Path, open: fn(&Path) ->
 /// A center that gives a new message an id an older, final message had (a restarted
 /// center's counter: the embedded simulator after `serve` restarts) and sends its receipt
 /// before the submit response: the receipt reaches the new message, not the old one.
-pub fn receipt_for_a_reused_center_id_before_its_submit_response<B: Backend>(
+fn receipt_for_a_reused_center_id_before_its_submit_response<B: Backend>(
     dir: &Path,
     open: fn(&Path) -> B,
 ) {
@@ -507,10 +507,7 @@ pub fn receipt_for_a_reused_center_id_before_its_submit_response<B: Backend>(
 
 /// A receipt held longer than a receipt can overtake its submit response belongs to an
 /// older message that had the id: a newer message's submit response drops it.
-pub fn an_old_held_receipt_is_not_given_to_a_new_message<B: Backend>(
-    dir: &Path,
-    open: fn(&Path) -> B,
-) {
+fn an_old_held_receipt_is_not_given_to_a_new_message<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     assert_eq!(
         one(&store, dlr("7", PartState::Delivered, "DELIVRD", 1_000)),
@@ -534,7 +531,7 @@ pub fn an_old_held_receipt_is_not_given_to_a_new_message<B: Backend>(
     ));
 }
 
-pub fn expiry_and_finish<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn expiry_and_finish<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     let mut m = msg(&store, "acme", 1_000, 1_000);
     m.expires_at_ms = Some(1_500);
@@ -600,7 +597,7 @@ pub fn expiry_and_finish<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     );
 }
 
-pub fn outbox_ack_and_delete<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn outbox_ack_and_delete<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     let mut ids = insert_all(
         &store,
@@ -681,7 +678,7 @@ pub fn outbox_ack_and_delete<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     assert_eq!(outbox_events(&store, "acme").last().unwrap().0, 6);
 }
 
-pub fn purge_compacts_final_messages<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn purge_compacts_final_messages<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     let mut done = Vec::new();
     for i in 0..5u64 {
@@ -760,7 +757,7 @@ pub fn purge_compacts_final_messages<B: Backend>(dir: &Path, open: fn(&Path) -> 
     assert!(store.get(pending).unwrap().is_some());
 }
 
-pub fn destination_index_can_be_off<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn destination_index_can_be_off<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let cfg = WriterConfig {
         index_by_number: false,
         ..WriterConfig::default()
@@ -777,7 +774,7 @@ pub fn destination_index_can_be_off<B: Backend>(dir: &Path, open: fn(&Path) -> B
     );
 }
 
-pub fn concurrent_producers_group_commit<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn concurrent_producers_group_commit<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     let handles: Vec<_> = (0..8)
         .map(|_| {
@@ -811,7 +808,7 @@ pub fn concurrent_producers_group_commit<B: Backend>(dir: &Path, open: fn(&Path)
 
 /// The writer's wall time by phase: every commit applied ops and committed, it waited for
 /// work between commits, and the phases never add up to more than the time it ran.
-pub fn writer_time_is_split_by_phase<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn writer_time_is_split_by_phase<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     use sluice::store::WriterPhase;
     let opened = std::time::Instant::now();
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
@@ -849,7 +846,7 @@ pub fn writer_time_is_split_by_phase<B: Backend>(dir: &Path, open: fn(&Path) -> 
     assert!(waiting + applying + committing <= ran, "{ran:?} ran");
 }
 
-pub fn invalid_names_are_refused<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn invalid_names_are_refused<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     let bad = msg(&store, "ac\0me", 1_000, 1_000);
     let id = bad.id;
@@ -868,7 +865,7 @@ pub fn invalid_names_are_refused<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     ));
 }
 
-pub fn final_on_insert_queues_receipt<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn final_on_insert_queues_receipt<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
     // Ingress stores a message it cannot route as failed, so the client still gets a receipt.
     let mut m = msg(&store, "acme", 1_000, 1_000);
@@ -889,7 +886,7 @@ pub fn final_on_insert_queues_receipt<B: Backend>(dir: &Path, open: fn(&Path) ->
     );
 }
 
-pub fn backpressure_and_linger<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn backpressure_and_linger<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     // Tiny queue and groups, with a linger and commit spacing: batches larger than either still
     // go through whole.
     let cfg = WriterConfig {
@@ -925,7 +922,7 @@ pub fn backpressure_and_linger<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     assert_eq!(store.submit_blocking(Vec::new()).unwrap(), Vec::new());
 }
 
-pub fn corrupt_record_does_not_wedge_the_queue<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn corrupt_record_does_not_wedge_the_queue<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let ids;
     {
         let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
@@ -954,7 +951,7 @@ pub fn corrupt_record_does_not_wedge_the_queue<B: Backend>(dir: &Path, open: fn(
 
 /// The queue counters follow every op that moves a message in or out of the ready index or
 /// in flight, and survive a reopen (which returns leases to their queues).
-pub fn queue_depths_follow_each_op<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+fn queue_depths_follow_each_op<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let depth = |s: &Store<B>| {
         let d = s.queue_depths();
         (d.ready(CH, Lane::Notification), d.in_flight(CH))

@@ -5,7 +5,7 @@
 //! no answer in its protocol; a certificate that cannot be loaded stops the start, naming its
 //! config key.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

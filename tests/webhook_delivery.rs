@@ -8,9 +8,9 @@
 //! the whole body.
 //!
 //! The one-hour form of the outage (a `sluice serve` process, its RSS measured) runs with
-//! `SLUICE_SOAK=1 cargo nextest run -p sluice --test webhook_delivery --run-ignored only`.
+//! `SLUICE_SOAK=1 cargo nextest run -p sluice --test integration webhook_delivery:: --run-ignored only`.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -5,7 +5,7 @@
 //! with a reply "Y" (an MO to the account's sender number), so one message exercises both
 //! webhook kinds.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::net::SocketAddr;
 use std::path::Path;

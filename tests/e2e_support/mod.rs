@@ -13,6 +13,17 @@ use axum::http::StatusCode;
 use serde_json::Value;
 use sluice_campaign::signature::{self, WebhookSecret};
 
+/// The process's metrics recorder, installed by the first call. nextest runs each test in its
+/// own process, so a test sees only its own counts (the tests need that: see
+/// `tests/integration.rs`).
+pub fn metrics() -> metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| sluice::metrics::install().expect("metrics recorder"))
+        .clone()
+}
+
 /// The development API key of the test configs.
 pub const KEY: &str = "e2e-test-key";
 
