@@ -889,7 +889,14 @@ impl<B: Backend> Store<B> {
             return Ok(entries);
         }
         self.inner.stats.count_outbox_read(false);
-        self.outbox_in_engine(account, after, limit)
+        // The memo first, then the engine below the memo's `from`: the memo holds every
+        // entry from `from` on (some only it has: `outbox_memo.rs`), and what is below
+        // `from` is in the engine, whenever it is read.
+        let tail = self.inner.memory.outbox.tail(account, limit, reopens);
+        let engine = self.outbox_in_engine(account, after, limit)?;
+        Ok(outbox_memo::OutboxMemo::merge_tail(
+            engine, tail, after, limit,
+        ))
     }
 
     /// [`outbox`](Self::outbox) as the engine alone has it.
@@ -919,9 +926,25 @@ impl<B: Backend> Store<B> {
     /// How many entries `account`'s receipt outbox holds, and its oldest (for the outbox
     /// gauges; costs a scan of the outbox in chunks).
     pub fn outbox_depth(&self, account: &str) -> Result<(u64, Option<OutboxEntry>), StoreError> {
-        self.inner
-            .backend
-            .read(|kv| reads::outbox_depth(kv, keys::Outbox::Receipts, account))
+        // The engine's count plus the entries only the writer's memory holds, both taken
+        // between two equal readings of the flush count: a flush in between moves entries
+        // from one to the other (`outbox_memo.rs`). A few tries, then the last reading.
+        let memo = &self.inner.memory.outbox;
+        let mut tries = 0;
+        loop {
+            let flushes = memo.flushes();
+            let (held, held_oldest) = memo.unwritten(account, self.inner.backend.reopens());
+            let (count, oldest) = self
+                .inner
+                .backend
+                .read(|kv| reads::outbox_depth(kv, keys::Outbox::Receipts, account))?;
+            tries += 1;
+            let steady = flushes.is_multiple_of(2) && memo.flushes() == flushes;
+            if steady || tries == 4 {
+                return Ok((count + held, oldest.or(held_oldest)));
+            }
+            std::thread::yield_now();
+        }
     }
 
     /// [`outbox_depth`](Self::outbox_depth) of `account`'s MO outbox.

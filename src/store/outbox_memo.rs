@@ -29,13 +29,38 @@
 //!   everything is forgotten and the engine answers until entries are appended again;
 //! - at most `cap` entries: past it, the oldest entries of the account holding the most
 //!   go (its `from` moves past them), so a receiver that is down makes its account read
-//!   the engine instead of growing this.
+//!   the engine instead of growing this — but only entries the engine has (below).
+//!
+//! **Entries that wait for a durable commit** (redo log on). An entry usually lives for
+//! milliseconds: the pump delivers it and deletes it. With the redo log, what a crash keeps
+//! is the engine's last durable commit plus the log after it, which opening applies again
+//! through the writer (and so through this layer), so an entry put and deleted between two
+//! durable commits need never reach the engine: its put and its delete were 6 % of the
+//! gateway's CPU at full speed, a B-tree walk and page copies each. So, as `short_lived.rs`
+//! does for lease keys:
+//! - a new receipt entry (`put_receipt_entry`, a sequence never used) is held here,
+//!   *unwritten*, instead of put in the engine; removing it removes it from here only;
+//! - every durable commit of the logged writer writes the unwritten entries into its own
+//!   transaction ([`OutboxMemo::flush_into`]), and once it committed they are written
+//!   ([`OutboxMemo::flushed`]). So no durable commit claims a log group whose entries it
+//!   lacks. An account's unwritten entries are therefore newer than every entry of it the
+//!   engine holds;
+//! - unwritten entries are never evicted (eviction stops at an account's first unwritten
+//!   one): between two durable commits, at most a checkpoint's worth of them;
+//! - readers below an account's `from` read the engine below `from` and this from `from`
+//!   on ([`OutboxMemo::tail`]); the depth adds the unwritten count to the engine's
+//!   ([`OutboxMemo::unwritten`]), and a flush in between is detected and retried
+//!   ([`OutboxMemo::flushes`], odd while one runs);
+//! - after an engine reopen everything is forgotten ([`OutboxMemo::clear`]) before the log
+//!   is applied again, which makes the unwritten entries again.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::backend::{Kv, KvRead, pass_scans_through, take_range_noting};
+use super::backend::{Kv, KvRead, tags_between, taken_by};
 use super::error::StoreError;
 use super::keys;
 use super::model::{OutboxEntry, ReceiptEvent};
@@ -58,6 +83,8 @@ pub(crate) enum Change {
         body: Vec<u8>,
         event: Option<Arc<ReceiptEvent>>,
         first: bool,
+        /// The engine has it (false: held here until a durable commit writes it).
+        written: bool,
     },
     /// Entry `seq` was removed.
     Gone { seq: u64 },
@@ -72,6 +99,8 @@ pub(crate) type Pending = Vec<(String, Vec<Change>)>;
 struct Kept {
     body: Vec<u8>,
     event: Option<Arc<ReceiptEvent>>,
+    /// The engine has the entry too (false: only here, until a durable commit writes it).
+    written: bool,
 }
 
 #[derive(Debug)]
@@ -79,6 +108,18 @@ struct Account {
     /// Every engine entry with a sequence from here on is in `entries`.
     from: u64,
     entries: BTreeMap<u64, Kept>,
+    /// Entries of `entries` not written yet (always its last ones).
+    unwritten: usize,
+}
+
+impl Account {
+    fn entry(seq: u64, k: &Kept) -> OutboxEntry {
+        OutboxEntry {
+            seq,
+            body: k.body.clone(),
+            event: k.event.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +140,8 @@ struct State {
 pub(crate) struct OutboxMemo {
     state: Mutex<State>,
     cap: usize,
+    /// Flushes begun and ended: odd while a durable commit writes the unwritten entries.
+    flushes: AtomicU64,
 }
 
 impl Default for OutboxMemo {
@@ -112,6 +155,7 @@ impl OutboxMemo {
         Self {
             state: Mutex::new(State::default()),
             cap,
+            flushes: AtomicU64::new(0),
         }
     }
 
@@ -153,24 +197,42 @@ impl OutboxMemo {
                     v.insert(Account {
                         from: if first { 1 } else { seq },
                         entries: BTreeMap::new(),
+                        unwritten: 0,
                     })
                 }
             };
             for change in changes {
                 match change {
                     Change::Put {
-                        seq, body, event, ..
+                        seq,
+                        body,
+                        event,
+                        written,
+                        ..
                     } => {
-                        // Below `from` the engine answers; nothing there is kept.
-                        if seq >= acc.from
-                            && acc.entries.insert(seq, Kept { body, event }).is_none()
-                        {
-                            st.kept += 1;
+                        // Below `from` the engine answers; nothing there is kept. The layer
+                        // holds an entry back only at or above it (`OutboxMemo::holds`).
+                        debug_assert!(written || seq >= acc.from, "unwritten entry below from");
+                        if seq >= acc.from {
+                            acc.unwritten += usize::from(!written);
+                            let kept = Kept {
+                                body,
+                                event,
+                                written,
+                            };
+                            match acc.entries.insert(seq, kept) {
+                                None => st.kept += 1,
+                                Some(old) => {
+                                    acc.unwritten -= usize::from(!old.written);
+                                    st.graveyard.push(old);
+                                }
+                            }
                         }
                     }
                     Change::Gone { seq } => {
                         if let Some(k) = acc.entries.remove(&seq) {
                             st.kept -= 1;
+                            acc.unwritten -= usize::from(!k.written);
                             st.graveyard.push(k);
                         }
                     }
@@ -203,16 +265,167 @@ impl OutboxMemo {
                 acc.entries
                     .range(after.saturating_add(1)..)
                     .take(limit)
-                    .map(|(&seq, k)| OutboxEntry {
-                        seq,
-                        body: k.body.clone(),
-                        event: k.event.clone(),
-                    })
+                    .map(|(&seq, k)| Account::entry(seq, k))
                     .collect()
             });
         drop(st);
         drop(dead);
         found
+    }
+
+    /// For a read [`read`](Self::read) left to the engine: the account's `from` and its
+    /// first `limit` entries (from `from` on), which the reader puts after the engine's
+    /// entries below `from`. `None` when the memo holds nothing of the account (or the
+    /// engine was reopened since): then the engine alone answers.
+    pub(crate) fn tail(
+        &self,
+        account: &str,
+        limit: usize,
+        reopens: u64,
+    ) -> Option<(u64, Vec<OutboxEntry>)> {
+        let st = self.state();
+        let acc = (st.reopens == reopens)
+            .then(|| st.accounts.get(account))
+            .flatten()?;
+        let entries = acc
+            .entries
+            .iter()
+            .take(limit)
+            .map(|(&seq, k)| Account::entry(seq, k))
+            .collect();
+        Some((acc.from, entries))
+    }
+
+    /// What a read that [`read`](Self::read) left to the engine answers: `engine`, the
+    /// engine's entries after `after`, below the memo's `from`, then the memo's `tail`
+    /// (taken before the engine was read, so whatever moved between was below `from` then
+    /// and in the engine, or in `tail`).
+    pub(crate) fn merge_tail(
+        mut engine: Vec<OutboxEntry>,
+        tail: Option<(u64, Vec<OutboxEntry>)>,
+        after: u64,
+        limit: usize,
+    ) -> Vec<OutboxEntry> {
+        if let Some((from, tail)) = tail {
+            engine.retain(|e| e.seq < from);
+            engine.extend(tail.into_iter().filter(|e| e.seq > after));
+            engine.truncate(limit);
+        }
+        engine
+    }
+
+    /// How many entries of `account` only this holds, and the oldest of them: what the
+    /// engine's count lacks.
+    pub(crate) fn unwritten(&self, account: &str, reopens: u64) -> (u64, Option<OutboxEntry>) {
+        let st = self.state();
+        let Some(acc) = (st.reopens == reopens)
+            .then(|| st.accounts.get(account))
+            .flatten()
+        else {
+            return (0, None);
+        };
+        let oldest = acc
+            .entries
+            .iter()
+            .find(|(_, k)| !k.written)
+            .map(|(&seq, k)| Account::entry(seq, k));
+        (acc.unwritten as u64, oldest)
+    }
+
+    /// Flushes begun and ended so far: odd while one runs. A reader that adds
+    /// [`unwritten`](Self::unwritten) to an engine count takes both between two equal, even
+    /// readings.
+    pub(crate) fn flushes(&self) -> u64 {
+        self.flushes.load(Ordering::Acquire)
+    }
+
+    /// The body of entry `seq` of `account` when only this holds it.
+    fn unwritten_body(&self, account: &str, seq: u64) -> Option<Vec<u8>> {
+        let st = self.state();
+        let k = st.accounts.get(account)?.entries.get(&seq)?;
+        (!k.written).then(|| k.body.clone())
+    }
+
+    /// Whether a new entry `seq` of `account` may be held back: the account is unknown (it
+    /// becomes known from an entry no later than this) or `seq` is from its `from` on.
+    fn holds(&self, account: &str, seq: u64) -> bool {
+        self.state()
+            .accounts
+            .get(account)
+            .is_none_or(|acc| seq >= acc.from)
+    }
+
+    /// The unwritten entries in `[start, end)`, in key order: at most `limit`.
+    fn unwritten_between(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let st = self.state();
+        let mut found = Vec::new();
+        for (account, acc) in st.accounts.iter().filter(|(_, a)| a.unwritten > 0) {
+            let prefix = keys::Outbox::Receipts.prefix(account);
+            let Some(seqs) = seq_range(&prefix, start, end) else {
+                continue;
+            };
+            found.extend(
+                acc.entries
+                    .range(seqs)
+                    .filter(|(_, k)| !k.written)
+                    .take(limit)
+                    .map(|(&seq, k)| (keys::outbox(account, seq), k.body.clone())),
+            );
+        }
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        found.truncate(limit);
+        found
+    }
+
+    /// Writes every unwritten entry into `kv`, a durable commit's transaction, and marks a
+    /// flush begun; the caller calls [`flushed`](Self::flushed) with whether it committed.
+    /// Returns how many.
+    pub(crate) fn flush_into(&self, kv: &mut dyn Kv) -> Result<usize, StoreError> {
+        let st = self.state();
+        if self.flushes().is_multiple_of(2) {
+            self.flushes.fetch_add(1, Ordering::AcqRel);
+        }
+        let mut accounts: Vec<(&String, &Account)> = st
+            .accounts
+            .iter()
+            .filter(|(_, a)| a.unwritten > 0)
+            .collect();
+        // In key order: neighbours share the engine's pages.
+        accounts.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut n = 0;
+        for (account, acc) in accounts {
+            for (&seq, k) in acc.entries.iter().filter(|(_, k)| !k.written) {
+                kv.put(&keys::outbox(account, seq), &k.body)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Ends the flush [`flush_into`](Self::flush_into) began: once its commit `committed`,
+    /// every entry held is written.
+    pub(crate) fn flushed(&self, committed: bool) {
+        let mut st = self.state();
+        if committed {
+            for acc in st.accounts.values_mut() {
+                if acc.unwritten > 0 {
+                    acc.entries.values_mut().for_each(|k| k.written = true);
+                    acc.unwritten = 0;
+                }
+            }
+        }
+        if self.flushes.load(Ordering::Acquire) % 2 == 1 {
+            self.flushes.fetch_add(1, Ordering::AcqRel);
+        }
+        drop(st);
+    }
+
+    /// Forgets everything: the engine went back to its last durable commit, and the log is
+    /// about to be applied again from there (it makes the unwritten entries again).
+    pub(crate) fn clear(&self) {
+        let mut st = self.state();
+        st.accounts.clear();
+        st.kept = 0;
     }
 
     /// Whether entries of `account` are kept (as of the last commit).
@@ -228,9 +441,16 @@ impl OutboxMemo {
 }
 
 impl State {
-    /// Forgets the oldest entry of the account that holds the most; false when none is kept.
+    /// Forgets the oldest entry of the account that holds the most; false when none can go.
+    /// Only written entries go (the engine has them): an account whose oldest entry is
+    /// unwritten keeps all of its entries until a durable commit writes them.
     fn evict_one(&mut self) -> bool {
-        let Some(acc) = self.accounts.values_mut().max_by_key(|a| a.entries.len()) else {
+        let Some(acc) = self
+            .accounts
+            .values_mut()
+            .filter(|a| a.entries.first_key_value().is_some_and(|(_, k)| k.written))
+            .max_by_key(|a| a.entries.len())
+        else {
             return false;
         };
         let Some((seq, k)) = acc.entries.pop_first() else {
@@ -245,8 +465,41 @@ impl State {
     }
 }
 
-/// The writer's outermost layer: every call goes on to `inner`; puts and removals of receipt
-/// outbox entries are also noted for the memo.
+/// The sequences whose entry key (`prefix` then the sequence, big-endian) lies in
+/// `[start, end)`, or `None` when none does. A bound that starts with `prefix` compares with
+/// such a key as its 8-byte rest does, zero-padded when shorter (a longer rest is past the
+/// sequence its first 8 bytes name); one that does not is before or after all of them.
+fn seq_range(prefix: &[u8], start: &[u8], end: &[u8]) -> Option<(Bound<u64>, Bound<u64>)> {
+    fn rest(r: &[u8]) -> (u64, bool) {
+        let mut a = [0u8; 8];
+        let n = r.len().min(8);
+        a[..n].copy_from_slice(&r[..n]);
+        (u64::from_be_bytes(a), r.len() > 8)
+    }
+    // The first sequence in range, and the first past it (2^64: none).
+    let lo: u64 = if start <= prefix {
+        0
+    } else {
+        let (v, longer) = rest(start.strip_prefix(prefix)?);
+        if longer { v.checked_add(1)? } else { v }
+    };
+    let hi: u128 = if end <= prefix {
+        return None;
+    } else if let Some(r) = end.strip_prefix(prefix) {
+        let (v, longer) = rest(r);
+        u128::from(v) + u128::from(longer)
+    } else {
+        1 << 64
+    };
+    (u128::from(lo) < hi).then(|| {
+        let hi = u64::try_from(hi).map_or(Bound::Unbounded, Bound::Excluded);
+        (Bound::Included(lo), hi)
+    })
+}
+
+/// The writer's outermost layer: puts and removals of receipt outbox entries are noted for
+/// the memo; with `hold`, new entries wait in the memo for a durable commit instead of
+/// going to `inner` (module docs). Every other call goes on to `inner`.
 pub(crate) struct OutboxMemoKv<'a> {
     inner: &'a mut dyn Kv,
     memo: &'a OutboxMemo,
@@ -254,16 +507,87 @@ pub(crate) struct OutboxMemoKv<'a> {
     /// Accounts this transaction has put an entry of: whether their first put found the
     /// engine without older entries is decided once, with one look at the memo.
     seen: Vec<String>,
+    /// New entries are held in memory (the redo log makes them again after a crash).
+    hold: bool,
+    /// Held entries this transaction changed: `true` held by it, `false` removed by it.
+    held: BTreeMap<Vec<u8>, bool>,
 }
 
 impl<'a> OutboxMemoKv<'a> {
-    pub(crate) fn new(inner: &'a mut dyn Kv, memo: &'a OutboxMemo) -> Self {
+    pub(crate) fn new(inner: &'a mut dyn Kv, memo: &'a OutboxMemo, hold: bool) -> Self {
         Self {
             inner,
             memo,
             pending: Pending::new(),
             seen: Vec::new(),
+            hold,
+            held: BTreeMap::new(),
         }
+    }
+
+    /// The held (unwritten) entry at `key` as this transaction sees it: `Some(Some(body))`
+    /// held, `Some(None)` removed by this transaction, `None` not held (the engine's).
+    fn held_entry(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        if !self.hold {
+            return None;
+        }
+        let (account, seq) = keys::Outbox::Receipts.parse_entry(key)?;
+        match self.held.get(key) {
+            Some(false) => Some(None),
+            Some(true) => Some(self.put_by_this(account, seq)),
+            None => self.memo.unwritten_body(account, seq).map(Some),
+        }
+    }
+
+    /// The body this transaction last put at entry `seq` of `account`.
+    fn put_by_this(&self, account: &str, seq: u64) -> Option<Vec<u8>> {
+        self.pending
+            .iter()
+            .rev()
+            .filter(|(a, _)| a == account)
+            .flat_map(|(_, changes)| changes.iter().rev())
+            .find_map(|c| match c {
+                Change::Put { seq: s, body, .. } if *s == seq => Some(body.clone()),
+                _ => None,
+            })
+    }
+
+    /// Held entries in `[start, end)` as this transaction sees them, in key order: at most
+    /// `limit`.
+    fn held_between(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        if start >= end {
+            return Vec::new();
+        }
+        let removed = self.held.values().filter(|h| !**h).count();
+        let mut found: BTreeMap<Vec<u8>, Vec<u8>> = self
+            .memo
+            .unwritten_between(start, end, limit.saturating_add(removed))
+            .into_iter()
+            .filter(|(k, _)| !self.held.contains_key(k))
+            .collect();
+        for (k, _) in self
+            .held
+            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+            .filter(|(_, h)| **h)
+        {
+            if let Some((account, seq)) = keys::Outbox::Receipts.parse_entry(k)
+                && let Some(body) = self.put_by_this(account, seq)
+            {
+                found.insert(k.clone(), body);
+            }
+        }
+        found.into_iter().take(limit).collect()
+    }
+
+    /// Whether `[start, end)` may hold entries this layer holds.
+    fn touches_held(&self, start: &[u8], end: &[u8]) -> bool {
+        self.hold && tags_between(start, end).any(|t| t == keys::OUTBOX)
+    }
+
+    /// Removes the held entry at `key` (from memory only: the engine never had it).
+    fn unhold(&mut self, key: &[u8]) {
+        self.held.insert(key.to_vec(), false);
+        self.gone(key);
     }
 
     /// This transaction's changes, for [`OutboxMemo::apply`] once it committed.
@@ -285,6 +609,7 @@ impl<'a> OutboxMemoKv<'a> {
         key: &[u8],
         body: Vec<u8>,
         event: Option<Arc<ReceiptEvent>>,
+        written: bool,
     ) -> Result<(), StoreError> {
         let Some((account, seq)) = keys::Outbox::Receipts.parse_entry(key) else {
             return Ok(());
@@ -310,6 +635,7 @@ impl<'a> OutboxMemoKv<'a> {
             body,
             event,
             first,
+            written,
         });
         Ok(())
     }
@@ -323,42 +649,109 @@ impl<'a> OutboxMemoKv<'a> {
 
 impl KvRead for OutboxMemoKv<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key)
+        match self.held_entry(key) {
+            Some(held) => Ok(held),
+            None => self.inner.get(key),
+        }
     }
 
-    pass_scans_through!(inner);
+    /// The engine's first `limit` keys merged with the held entries': every key among the
+    /// first `limit` of the union is one of those.
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        if !self.touches_held(start, end) {
+            return self.inner.scan(start, end, limit, out);
+        }
+        let mut engine = Vec::new();
+        self.inner.scan(start, end, limit, &mut engine)?;
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = engine.into_iter().collect();
+        merged.extend(self.held_between(start, end, limit));
+        out.extend(merged.into_iter().take(limit));
+        Ok(())
+    }
+
+    fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let engine = self.inner.last_key(start, end)?;
+        if !self.touches_held(start, end) {
+            return Ok(engine);
+        }
+        let held = self
+            .held_between(start, end, usize::MAX)
+            .pop()
+            .map(|(k, _)| k);
+        Ok(engine.max(held))
+    }
 }
 
+/// Plain puts and replaces of receipt entries go to the engine (only a new entry, from
+/// `put_receipt_entry`, is held back); removals of a held entry stay in memory.
 impl Kv for OutboxMemoKv<'_> {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.inner.put(key, value)?;
         if key.first() == Some(&keys::OUTBOX) {
-            self.put_noted(key, value.to_vec(), None)?;
+            self.put_noted(key, value.to_vec(), None, true)?;
         }
         Ok(())
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        self.inner.delete(key)?;
-        self.gone(key);
-        Ok(())
+        self.take(key).map(drop)
     }
 
     fn replace(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let old = self.inner.replace(key, value)?;
         if key.first() == Some(&keys::OUTBOX) {
-            self.put_noted(key, value.to_vec(), None)?;
+            self.put_noted(key, value.to_vec(), None, true)?;
         }
         Ok(old)
     }
 
     fn take(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(held) = self.held_entry(key) {
+            if held.is_some() {
+                self.unhold(key);
+            }
+            return Ok(held);
+        }
         let old = self.inner.take(key)?;
         self.gone(key);
         Ok(old)
     }
 
-    take_range_noting!(inner, |this, k, _| this.gone(k));
+    /// With held entries in the range: the engine's first (an account's held entries are
+    /// newer than every entry of it the engine has), then the held ones, up to `limit` in
+    /// all. Across accounts that is some `limit` keys of the range rather than the first
+    /// ones, which callers that take until nothing is left do not mind.
+    fn take_range(
+        &mut self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        let hold = self.touches_held(start, end);
+        let from = out.len();
+        let taken: Vec<Vec<u8>> = taken_by(&mut *self.inner, (start, end), limit, out)?
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &taken {
+            self.gone(k);
+        }
+        let room = limit.saturating_sub(out.len() - from);
+        if hold && room > 0 {
+            for (k, body) in self.held_between(start, end, room) {
+                self.unhold(&k);
+                out.push((k, body));
+            }
+        }
+        Ok(())
+    }
 
     fn put_receipt_entry(
         &mut self,
@@ -366,8 +759,16 @@ impl Kv for OutboxMemoKv<'_> {
         body: Vec<u8>,
         event: Arc<ReceiptEvent>,
     ) -> Result<(), StoreError> {
-        self.inner.put(key, &body)?;
-        self.put_noted(key, body, Some(event))
+        let held = self.hold
+            && keys::Outbox::Receipts
+                .parse_entry(key)
+                .is_some_and(|(account, seq)| self.memo.holds(account, seq));
+        if held {
+            self.held.insert(key.to_vec(), true);
+        } else {
+            self.inner.put(key, &body)?;
+        }
+        self.put_noted(key, body, Some(event), !held)
     }
 }
 
@@ -383,6 +784,7 @@ mod tests {
             body,
             event: None,
             first: false,
+            written: true,
         };
         (account.into(), vec![put])
     }
@@ -469,7 +871,7 @@ mod tests {
     fn the_layer_notes_receipt_entries_and_passes_everything_on() {
         let memo = OutboxMemo::default();
         let mut engine = MapKv::default();
-        let mut kv = OutboxMemoKv::new(&mut engine, &memo);
+        let mut kv = OutboxMemoKv::new(&mut engine, &memo, false);
         let ev = event("id1");
         kv.put_receipt_entry(&keys::outbox("a", 1), b"{1}".to_vec(), Arc::clone(&ev))
             .unwrap();
@@ -490,7 +892,7 @@ mod tests {
         assert_eq!((got[0].seq, got[0].body.as_slice()), (2, &b"{2}"[..]));
         assert_eq!(got[0].event, None, "a plain put has no event");
 
-        let mut kv = OutboxMemoKv::new(&mut engine, &memo);
+        let mut kv = OutboxMemoKv::new(&mut engine, &memo, false);
         kv.put_receipt_entry(&keys::outbox("a", 3), b"{3}".to_vec(), Arc::clone(&ev))
             .unwrap();
         memo.apply(kv.into_pending(), 0);
@@ -507,7 +909,7 @@ mod tests {
         let memo = OutboxMemo::default();
         let mut engine = MapKv::default();
         engine.map.insert(keys::outbox("c", 1), b"{1}".to_vec());
-        let mut kv = OutboxMemoKv::new(&mut engine, &memo);
+        let mut kv = OutboxMemoKv::new(&mut engine, &memo, false);
         kv.put_receipt_entry(&keys::outbox("c", 2), b"{2}".to_vec(), event("x"))
             .unwrap();
         kv.put_receipt_entry(&keys::outbox("c", 3), b"{3}".to_vec(), event("y"))
@@ -577,6 +979,7 @@ mod tests {
                                     body: seq.to_be_bytes().to_vec(),
                                     event: None,
                                     first,
+                                    written: true,
                                 });
                                 *seq += 1;
                             }
@@ -609,6 +1012,246 @@ mod tests {
                     }
                     prop_assert!(memo.len() <= cap);
                 }
+            }
+        }
+    }
+
+    /// New entries held back (redo log on): through transactions that commit or fail,
+    /// durable commits and engine reopens, the layer reads as the outbox it was told to
+    /// keep, the store's two-part read and depth agree with it, and a durable commit leaves
+    /// the engine holding exactly it.
+    mod held {
+        use std::collections::BTreeMap;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            Append(u8, u8),
+            Take(u8, u64),
+            TakeRange(u8, u64, u64, usize),
+            Commit,
+            Abort,
+            Durable,
+            Reopen,
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                4 => (0u8..2, 1u8..4).prop_map(|(a, n)| Step::Append(a, n)),
+                3 => (0u8..2, 1u64..14).prop_map(|(a, s)| Step::Take(a, s)),
+                2 => (0u8..2, 0u64..14, 0u64..16, 1usize..4)
+                    .prop_map(|(a, lo, hi, l)| Step::TakeRange(a, lo.min(hi), hi.max(lo), l)),
+                3 => Just(Step::Commit),
+                1 => Just(Step::Abort),
+                2 => Just(Step::Durable),
+                1 => Just(Step::Reopen),
+            ]
+        }
+
+        type Outbox = BTreeMap<Vec<u8>, Vec<u8>>;
+
+        fn account(a: u8) -> String {
+            format!("acc{a}")
+        }
+
+        /// What `Store::outbox` answers: the memo, or the engine below the memo's `from`
+        /// and the memo from there.
+        fn store_read(
+            memo: &OutboxMemo,
+            engine: &MapKv,
+            a: &str,
+            after: u64,
+            limit: usize,
+            reopens: u64,
+        ) -> Vec<u64> {
+            if let Some(e) = memo.read(a, after, limit, reopens) {
+                return e.into_iter().map(|e| e.seq).collect();
+            }
+            let tail = memo.tail(a, limit, reopens);
+            let engine = crate::store::reads::outbox(engine, a, after, limit).unwrap();
+            OutboxMemo::merge_tail(engine, tail, after, limit)
+                .into_iter()
+                .map(|e| e.seq)
+                .collect()
+        }
+
+        fn seqs_of(outbox: &Outbox, a: &str) -> Vec<u64> {
+            outbox
+                .keys()
+                .filter_map(|k| keys::Outbox::Receipts.parse_entry(k))
+                .filter(|(acc, _)| *acc == a)
+                .map(|(_, s)| s)
+                .collect()
+        }
+
+        proptest! {
+            #[test]
+            fn the_outbox_reads_as_kept_and_durable_commits_write_it_all(
+                steps in proptest::collection::vec(step(), 1..70),
+            ) {
+                let memo = OutboxMemo::with_cap(3);
+                let mut engine = MapKv::default();
+                let mut reopens = 0;
+                // The outbox as the writer left it: committed, and within the open
+                // transaction; the engine and the outbox at the last durable commit.
+                let mut committed = Outbox::new();
+                let mut now = Outbox::new();
+                let mut at_begin = engine.map.clone();
+                let mut durable = (engine.map.clone(), Outbox::new(), [1u64; 2]);
+                let mut next = [1u64; 2];
+                let mut next_at_begin = next;
+                let mut pending = Pending::new();
+                let mut held = BTreeMap::new();
+                for st in steps {
+                    let mut layer = OutboxMemoKv::new(&mut engine, &memo, true);
+                    layer.pending = std::mem::take(&mut pending);
+                    layer.held = std::mem::take(&mut held);
+                    match &st {
+                        Step::Append(a, n) => {
+                            for _ in 0..*n {
+                                let (acc, seq) = (account(*a), next[usize::from(*a)]);
+                                next[usize::from(*a)] += 1;
+                                let key = keys::outbox(&acc, seq);
+                                let body = format!("{acc}/{seq}").into_bytes();
+                                layer.put_receipt_entry(&key, body.clone(), event("x")).unwrap();
+                                now.insert(key, body);
+                            }
+                        }
+                        Step::Take(a, seq) => {
+                            let key = keys::outbox(&account(*a), *seq);
+                            prop_assert_eq!(layer.take(&key).unwrap(), now.remove(&key));
+                        }
+                        Step::TakeRange(a, lo, hi, limit) => {
+                            let (start, end) = (keys::outbox(&account(*a), *lo), keys::outbox(&account(*a), *hi));
+                            let mut out = Vec::new();
+                            layer.take_range(&start, &end, *limit, &mut out).unwrap();
+                            let want: Vec<(Vec<u8>, Vec<u8>)> = now
+                                .range(start.clone()..)
+                                .take_while(|(k, _)| start < end && **k < end)
+                                .take(*limit)
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect();
+                            prop_assert_eq!(&out, &want);
+                            for (k, _) in &want {
+                                now.remove(k);
+                            }
+                        }
+                        _ => {}
+                    }
+                    let OutboxMemoKv { pending: p, held: h, .. } = layer;
+                    let ended = match st {
+                        Step::Commit => {
+                            memo.apply(p, reopens);
+                            committed = now.clone();
+                            at_begin = engine.map.clone();
+                            next_at_begin = next;
+                            true
+                        }
+                        Step::Abort => {
+                            engine.map = at_begin.clone();
+                            now = committed.clone();
+                            next = next_at_begin;
+                            true
+                        }
+                        Step::Durable => {
+                            memo.apply(p, reopens);
+                            memo.flush_into(&mut engine).unwrap();
+                            memo.flushed(true);
+                            committed = now.clone();
+                            let entries: Outbox = engine
+                                .map
+                                .iter()
+                                .filter(|(k, _)| k.first() == Some(&keys::OUTBOX))
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect();
+                            prop_assert_eq!(&entries, &committed, "a durable commit holds it all");
+                            at_begin = engine.map.clone();
+                            next_at_begin = next;
+                            durable = (engine.map.clone(), committed.clone(), next);
+                            true
+                        }
+                        Step::Reopen => {
+                            engine.map = durable.0.clone();
+                            at_begin = engine.map.clone();
+                            committed = durable.1.clone();
+                            now = committed.clone();
+                            next = durable.2;
+                            next_at_begin = next;
+                            memo.clear();
+                            reopens += 1;
+                            true
+                        }
+                        _ => {
+                            pending = p;
+                            held = h;
+                            false
+                        }
+                    };
+                    if ended {
+                        // The store's reads of the committed outbox.
+                        for a in 0..2u8 {
+                            let acc = account(a);
+                            let want = seqs_of(&committed, &acc);
+                            for after in 0..16 {
+                                for limit in [1, 3, 100] {
+                                    let got = store_read(&memo, &engine, &acc, after, limit, reopens);
+                                    let w: Vec<u64> = want.iter().copied().filter(|s| *s > after).take(limit).collect();
+                                    prop_assert_eq!(got, w, "{} after {} limit {}", &acc, after, limit);
+                                }
+                            }
+                            let (n, _) = crate::store::reads::outbox_depth(&engine, keys::Outbox::Receipts, &acc).unwrap();
+                            let (held_n, _) = memo.unwritten(&acc, reopens);
+                            prop_assert_eq!(n + held_n, want.len() as u64, "depth of {}", &acc);
+                        }
+                    }
+                    // The layer reads as the outbox, key by key and by scan.
+                    let layer = {
+                        let mut l = OutboxMemoKv::new(&mut engine, &memo, true);
+                        l.pending = std::mem::take(&mut pending);
+                        l.held = std::mem::take(&mut held);
+                        l
+                    };
+                    for a in 0..2u8 {
+                        let acc = account(a);
+                        for seq in 0..16 {
+                            let key = keys::outbox(&acc, seq);
+                            prop_assert_eq!(layer.get(&key).unwrap(), now.get(&key).cloned());
+                        }
+                        let prefix = keys::Outbox::Receipts.prefix(&acc);
+                        let mut out = Vec::new();
+                        layer.scan(&prefix, &keys::prefix_end(&prefix), 100, &mut out).unwrap();
+                        let want: Vec<(Vec<u8>, Vec<u8>)> = now
+                            .iter()
+                            .filter(|(k, _)| k.starts_with(&prefix))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
+                        prop_assert_eq!(out, want);
+                    }
+                    let OutboxMemoKv { pending: p, held: h, .. } = layer;
+                    pending = p;
+                    held = h;
+                }
+            }
+
+            #[test]
+            fn seq_range_matches_key_order(
+                seq in any::<u64>(),
+                start in proptest::collection::vec(any::<u8>(), 0..14),
+                end in proptest::collection::vec(any::<u8>(), 0..14),
+                start_in in any::<bool>(),
+                end_in in any::<bool>(),
+            ) {
+                let prefix = keys::Outbox::Receipts.prefix("a");
+                let with = |inside: bool, rest: Vec<u8>| if inside { [prefix.clone(), rest].concat() } else { rest };
+                let (start, end) = (with(start_in, start), with(end_in, end));
+                let key = keys::outbox("a", seq);
+                let inside = start <= key && key < end;
+                let by_range = seq_range(&prefix, &start, &end)
+                    .is_some_and(|r| std::ops::RangeBounds::contains(&r, &seq));
+                prop_assert_eq!(by_range, inside);
             }
         }
     }
@@ -728,9 +1371,9 @@ mod tests {
                 "after a restart the engine answers"
             );
             deliver(&store, 2, "C");
-            // Entries 4..=8 are older than this process: a read from the start is the
-            // engine's, a read past them is memory's.
-            assert_eq!(agrees(&store), [0u64; 0]);
+            // Entries 4..=8 are older than this process: a read from the start takes them
+            // from the engine and the rest from memory, a read past them is memory's.
+            assert_eq!(agrees(&store), [9, 10]);
             let (memory, engine) = store.stats().outbox_reads();
             let newest = store.outbox(ACC, 8, 10).unwrap();
             assert_eq!(newest.iter().map(|e| e.seq).collect::<Vec<_>>(), [9, 10]);

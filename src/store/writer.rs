@@ -300,8 +300,8 @@ impl Memory {
         self.bodies.apply(pending.bodies, pending.reopens);
     }
 
-    /// A durable commit of the logged writer: writes the held short-lived keys and the state
-    /// records the engine is owed first, so the log position it records never covers a write
+    /// A durable commit of the logged writer: writes the held short-lived keys, the state
+    /// records and the receipt outbox entries the engine is owed first, so the log position it records never covers a write
     /// the engine lacks (`short_lived.rs`, `in_flight.rs`).
     fn durable_commit<B: Backend, R>(
         &self,
@@ -311,8 +311,11 @@ impl Memory {
         let r = backend.write(|kv| {
             self.short_lived.flush_into(kv)?;
             self.in_flight.flush_into(kv)?;
+            self.outbox.flush_into(kv)?;
             f(kv)
-        })?;
+        });
+        self.outbox.flushed(r.is_ok());
+        let r = r?;
         self.short_lived.flushed();
         self.in_flight.flushed();
         Ok(r)
@@ -651,6 +654,7 @@ fn restore_if_reopened<B: Backend>(
     // Held keys are changes after the commit the engine went back to: the replay makes them
     // again.
     ctx.memory.short_lived.clear();
+    ctx.memory.outbox.clear();
     tracing::warn!(
         from = after,
         through,
@@ -927,7 +931,8 @@ fn apply_counted(
     let mut depth = DepthKv::new(&mut bodies);
     let mut cache = SeqCache::new(&mut depth);
     let mut in_flight = InFlightKv::new(&mut cache, &ctx.memory.in_flight, ctx.logged.is_some());
-    let mut outbox = OutboxMemoKv::new(&mut in_flight, &ctx.memory.outbox);
+    // New receipt entries wait in memory for a durable commit while the log can make them.
+    let mut outbox = OutboxMemoKv::new(&mut in_flight, &ctx.memory.outbox, ctx.logged.is_some());
     let results = group
         .iter()
         .map(|r| apply_all(&mut outbox, &r.ops, ctx.index_by_number))
