@@ -271,17 +271,22 @@ pub trait Kv: KvRead {
         take_each(self, start, end, limit, out)
     }
 
-    /// Puts receipt outbox entry `key`, whose value `body` is `event` encoded. Engines (and
-    /// the default) store the body; the writer's outbox memo (`outbox_memo.rs`) also keeps
-    /// the event, so the pumps that deliver it need not read it back and decode it.
+    /// Puts receipt outbox entry `key`, whose value is `event` encoded
+    /// ([`receipt_entry_body`]). Engines (and the default) store the encoding; the writer's
+    /// outbox memo (`outbox_memo.rs`) keeps the event, so the pumps that deliver it need not
+    /// read it back and decode it, and encodes it only if the entry reaches the engine.
     fn put_receipt_entry(
         &mut self,
         key: &[u8],
-        body: Vec<u8>,
-        _event: Arc<ReceiptEvent>,
+        event: Arc<ReceiptEvent>,
     ) -> Result<(), StoreError> {
-        self.put(key, &body)
+        self.put(key, &receipt_entry_body(&event)?)
     }
+}
+
+/// A receipt outbox entry's stored value: its event as JSON.
+pub(crate) fn receipt_entry_body(event: &ReceiptEvent) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(event).map_err(|e| StoreError::Encode(e.to_string()))
 }
 
 /// Fills `out` with up to `limit` entries of `[start, end)` table by table: `each(tag, left,

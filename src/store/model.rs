@@ -496,7 +496,10 @@ pub struct MoEvent {
 pub struct OutboxEntry {
     /// Per-account sequence number, increasing.
     pub seq: u64,
-    /// The JSON: a [`ReceiptEvent`] (receipt outbox) or a [`MoEvent`] (MO outbox).
+    /// The JSON: a [`ReceiptEvent`] (receipt outbox) or a [`MoEvent`] (MO outbox). Empty
+    /// when `event` is given and the entry has not reached the engine yet: its JSON was
+    /// never made (the writer encodes an entry only when a durable commit writes it), so
+    /// read `event` first.
     pub body: Vec<u8>,
     /// The receipt event `body` encodes, when the entry was read from the writer's memory of
     /// the newest entries instead of the engine (then nobody needs to decode `body`). Always

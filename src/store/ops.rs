@@ -431,11 +431,7 @@ pub(crate) fn finalize(
             .then(|| ReceiptOriginal::of(m)),
     };
     let seq = next_seq(kv, keys::Outbox::Receipts, &m.account)?;
-    kv.put_receipt_entry(
-        &keys::outbox(&m.account, seq),
-        encode(&event)?,
-        Arc::new(event),
-    )?;
+    kv.put_receipt_entry(&keys::outbox(&m.account, seq), Arc::new(event))?;
     save(kv, m)
 }
 

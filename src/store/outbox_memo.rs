@@ -60,7 +60,7 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::backend::{Kv, KvRead, tags_between, taken_by};
+use super::backend::{Entry as KvEntry, Kv, KvRead, tags_between, taken_by};
 use super::error::StoreError;
 use super::keys;
 use super::model::{OutboxEntry, ReceiptEvent};
@@ -76,11 +76,12 @@ const GRAVEYARD: usize = 4096;
 /// One change of a transaction to an account's receipt outbox.
 #[derive(Debug)]
 pub(crate) enum Change {
-    /// Entry `seq` was put (its event when the writer had it). `first`: the engine held no
-    /// entry of the account below `seq` (checked for accounts not yet known).
+    /// Entry `seq` was put (its event when the writer had it; its bytes unless it is held
+    /// back, whose event is then given). `first`: the engine held no entry of the account
+    /// below `seq` (checked for accounts not yet known).
     Put {
         seq: u64,
-        body: Vec<u8>,
+        body: Option<Vec<u8>>,
         event: Option<Arc<ReceiptEvent>>,
         first: bool,
         /// The engine has it (false: held here until a durable commit writes it).
@@ -97,7 +98,9 @@ pub(crate) type Pending = Vec<(String, Vec<Change>)>;
 
 #[derive(Debug)]
 struct Kept {
-    body: Vec<u8>,
+    /// The stored value; `None` for an entry held back, whose event (then given) was never
+    /// encoded: the pumps read the event, and a durable commit encodes it.
+    body: Option<Vec<u8>>,
     event: Option<Arc<ReceiptEvent>>,
     /// The engine has the entry too (false: only here, until a durable commit writes it).
     written: bool,
@@ -116,8 +119,21 @@ impl Account {
     fn entry(seq: u64, k: &Kept) -> OutboxEntry {
         OutboxEntry {
             seq,
-            body: k.body.clone(),
+            body: k.body.clone().unwrap_or_default(),
             event: k.event.clone(),
+        }
+    }
+}
+
+impl Kept {
+    /// The stored value, encoded now if it never was.
+    fn bytes(&self) -> Result<Vec<u8>, StoreError> {
+        match (&self.body, &self.event) {
+            (Some(body), _) => Ok(body.clone()),
+            (None, Some(event)) => super::backend::receipt_entry_body(event),
+            (None, None) => Err(StoreError::Encode(
+                "outbox entry without body or event".into(),
+            )),
         }
     }
 }
@@ -340,10 +356,12 @@ impl OutboxMemo {
     }
 
     /// The body of entry `seq` of `account` when only this holds it.
-    fn unwritten_body(&self, account: &str, seq: u64) -> Option<Vec<u8>> {
+    fn unwritten_body(&self, account: &str, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
         let st = self.state();
-        let k = st.accounts.get(account)?.entries.get(&seq)?;
-        (!k.written).then(|| k.body.clone())
+        match st.accounts.get(account).and_then(|a| a.entries.get(&seq)) {
+            Some(k) if !k.written => k.bytes().map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// Whether a new entry `seq` of `account` may be held back: the account is unknown (it
@@ -356,7 +374,12 @@ impl OutboxMemo {
     }
 
     /// The unwritten entries in `[start, end)`, in key order: at most `limit`.
-    fn unwritten_between(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn unwritten_between(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<KvEntry>, StoreError> {
         let st = self.state();
         let mut found = Vec::new();
         for (account, acc) in st.accounts.iter().filter(|(_, a)| a.unwritten > 0) {
@@ -364,17 +387,18 @@ impl OutboxMemo {
             let Some(seqs) = seq_range(&prefix, start, end) else {
                 continue;
             };
-            found.extend(
-                acc.entries
-                    .range(seqs)
-                    .filter(|(_, k)| !k.written)
-                    .take(limit)
-                    .map(|(&seq, k)| (keys::outbox(account, seq), k.body.clone())),
-            );
+            for (&seq, k) in acc
+                .entries
+                .range(seqs)
+                .filter(|(_, k)| !k.written)
+                .take(limit)
+            {
+                found.push((keys::outbox(account, seq), k.bytes()?));
+            }
         }
         found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         found.truncate(limit);
-        found
+        Ok(found)
     }
 
     /// Writes every unwritten entry into `kv`, a durable commit's transaction, and marks a
@@ -395,7 +419,7 @@ impl OutboxMemo {
         let mut n = 0;
         for (account, acc) in accounts {
             for (&seq, k) in acc.entries.iter().filter(|(_, k)| !k.written) {
-                kv.put(&keys::outbox(account, seq), &k.body)?;
+                kv.put(&keys::outbox(account, seq), &k.bytes()?)?;
                 n += 1;
             }
         }
@@ -527,41 +551,59 @@ impl<'a> OutboxMemoKv<'a> {
 
     /// The held (unwritten) entry at `key` as this transaction sees it: `Some(Some(body))`
     /// held, `Some(None)` removed by this transaction, `None` not held (the engine's).
-    fn held_entry(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
-        if !self.hold {
-            return None;
-        }
-        let (account, seq) = keys::Outbox::Receipts.parse_entry(key)?;
-        match self.held.get(key) {
+    fn held_entry(&self, key: &[u8]) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        let Some((account, seq)) = keys::Outbox::Receipts
+            .parse_entry(key)
+            .filter(|_| self.hold)
+        else {
+            return Ok(None);
+        };
+        Ok(match self.held.get(key) {
             Some(false) => Some(None),
-            Some(true) => Some(self.put_by_this(account, seq)),
-            None => self.memo.unwritten_body(account, seq).map(Some),
-        }
+            Some(true) => Some(self.put_by_this(account, seq)?),
+            None => self.memo.unwritten_body(account, seq)?.map(Some),
+        })
     }
 
     /// The body this transaction last put at entry `seq` of `account`.
-    fn put_by_this(&self, account: &str, seq: u64) -> Option<Vec<u8>> {
-        self.pending
+    fn put_by_this(&self, account: &str, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let put = self
+            .pending
             .iter()
             .rev()
             .filter(|(a, _)| a == account)
             .flat_map(|(_, changes)| changes.iter().rev())
             .find_map(|c| match c {
-                Change::Put { seq: s, body, .. } if *s == seq => Some(body.clone()),
+                Change::Put {
+                    seq: s,
+                    body,
+                    event,
+                    ..
+                } if *s == seq => Some((body, event)),
                 _ => None,
-            })
+            });
+        match put {
+            Some((Some(body), _)) => Ok(Some(body.clone())),
+            Some((None, Some(event))) => super::backend::receipt_entry_body(event).map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// Held entries in `[start, end)` as this transaction sees them, in key order: at most
     /// `limit`.
-    fn held_between(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn held_between(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<KvEntry>, StoreError> {
         if start >= end {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let removed = self.held.values().filter(|h| !**h).count();
         let mut found: BTreeMap<Vec<u8>, Vec<u8>> = self
             .memo
-            .unwritten_between(start, end, limit.saturating_add(removed))
+            .unwritten_between(start, end, limit.saturating_add(removed))?
             .into_iter()
             .filter(|(k, _)| !self.held.contains_key(k))
             .collect();
@@ -571,12 +613,12 @@ impl<'a> OutboxMemoKv<'a> {
             .filter(|(_, h)| **h)
         {
             if let Some((account, seq)) = keys::Outbox::Receipts.parse_entry(k)
-                && let Some(body) = self.put_by_this(account, seq)
+                && let Some(body) = self.put_by_this(account, seq)?
             {
                 found.insert(k.clone(), body);
             }
         }
-        found.into_iter().take(limit).collect()
+        Ok(found.into_iter().take(limit).collect())
     }
 
     /// Whether `[start, end)` may hold entries this layer holds.
@@ -607,7 +649,7 @@ impl<'a> OutboxMemoKv<'a> {
     fn put_noted(
         &mut self,
         key: &[u8],
-        body: Vec<u8>,
+        body: Option<Vec<u8>>,
         event: Option<Arc<ReceiptEvent>>,
         written: bool,
     ) -> Result<(), StoreError> {
@@ -649,7 +691,7 @@ impl<'a> OutboxMemoKv<'a> {
 
 impl KvRead for OutboxMemoKv<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.held_entry(key) {
+        match self.held_entry(key)? {
             Some(held) => Ok(held),
             None => self.inner.get(key),
         }
@@ -670,7 +712,7 @@ impl KvRead for OutboxMemoKv<'_> {
         let mut engine = Vec::new();
         self.inner.scan(start, end, limit, &mut engine)?;
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = engine.into_iter().collect();
-        merged.extend(self.held_between(start, end, limit));
+        merged.extend(self.held_between(start, end, limit)?);
         out.extend(merged.into_iter().take(limit));
         Ok(())
     }
@@ -681,7 +723,7 @@ impl KvRead for OutboxMemoKv<'_> {
             return Ok(engine);
         }
         let held = self
-            .held_between(start, end, usize::MAX)
+            .held_between(start, end, usize::MAX)?
             .pop()
             .map(|(k, _)| k);
         Ok(engine.max(held))
@@ -694,7 +736,7 @@ impl Kv for OutboxMemoKv<'_> {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.inner.put(key, value)?;
         if key.first() == Some(&keys::OUTBOX) {
-            self.put_noted(key, value.to_vec(), None, true)?;
+            self.put_noted(key, Some(value.to_vec()), None, true)?;
         }
         Ok(())
     }
@@ -706,13 +748,13 @@ impl Kv for OutboxMemoKv<'_> {
     fn replace(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let old = self.inner.replace(key, value)?;
         if key.first() == Some(&keys::OUTBOX) {
-            self.put_noted(key, value.to_vec(), None, true)?;
+            self.put_noted(key, Some(value.to_vec()), None, true)?;
         }
         Ok(old)
     }
 
     fn take(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(held) = self.held_entry(key) {
+        if let Some(held) = self.held_entry(key)? {
             if held.is_some() {
                 self.unhold(key);
             }
@@ -745,7 +787,7 @@ impl Kv for OutboxMemoKv<'_> {
         }
         let room = limit.saturating_sub(out.len() - from);
         if hold && room > 0 {
-            for (k, body) in self.held_between(start, end, room) {
+            for (k, body) in self.held_between(start, end, room)? {
                 self.unhold(&k);
                 out.push((k, body));
             }
@@ -753,21 +795,25 @@ impl Kv for OutboxMemoKv<'_> {
         Ok(())
     }
 
+    /// A held-back entry is not encoded: the pumps read its event, and a durable commit
+    /// encodes it if it is still there.
     fn put_receipt_entry(
         &mut self,
         key: &[u8],
-        body: Vec<u8>,
         event: Arc<ReceiptEvent>,
     ) -> Result<(), StoreError> {
         let held = self.hold
             && keys::Outbox::Receipts
                 .parse_entry(key)
                 .is_some_and(|(account, seq)| self.memo.holds(account, seq));
-        if held {
+        let body = if held {
             self.held.insert(key.to_vec(), true);
+            None
         } else {
+            let body = super::backend::receipt_entry_body(&event)?;
             self.inner.put(key, &body)?;
-        }
+            Some(body)
+        };
         self.put_noted(key, body, Some(event), !held)
     }
 }
@@ -781,7 +827,7 @@ mod tests {
         let body = format!("{account}{seq}").into_bytes();
         let put = Change::Put {
             seq,
-            body,
+            body: Some(body),
             event: None,
             first: false,
             written: true,
@@ -873,14 +919,15 @@ mod tests {
         let mut engine = MapKv::default();
         let mut kv = OutboxMemoKv::new(&mut engine, &memo, false);
         let ev = event("id1");
-        kv.put_receipt_entry(&keys::outbox("a", 1), b"{1}".to_vec(), Arc::clone(&ev))
+        let stored = crate::store::backend::receipt_entry_body(&ev).unwrap();
+        kv.put_receipt_entry(&keys::outbox("a", 1), Arc::clone(&ev))
             .unwrap();
         kv.put(&keys::outbox("a", 2), b"{2}").unwrap();
         kv.put(&keys::Outbox::Mo.entry("a", 1), b"mo").unwrap();
         kv.put(&keys::outbox_seq("a"), &3u64.to_be_bytes()).unwrap();
         assert_eq!(
             kv.take(&keys::outbox("a", 1)).unwrap(),
-            Some(b"{1}".to_vec())
+            Some(stored.clone())
         );
         kv.delete(&keys::Outbox::Mo.entry("a", 1)).unwrap();
         let pending = kv.into_pending();
@@ -893,15 +940,13 @@ mod tests {
         assert_eq!(got[0].event, None, "a plain put has no event");
 
         let mut kv = OutboxMemoKv::new(&mut engine, &memo, false);
-        kv.put_receipt_entry(&keys::outbox("a", 3), b"{3}".to_vec(), Arc::clone(&ev))
+        kv.put_receipt_entry(&keys::outbox("a", 3), Arc::clone(&ev))
             .unwrap();
         memo.apply(kv.into_pending(), 0);
         let got = memo.read("a", 2, 10, 0).unwrap();
         assert_eq!(got[0].event.as_deref(), Some(&*ev));
-        assert_eq!(
-            engine.map.get(&keys::outbox("a", 3)),
-            Some(&b"{3}".to_vec())
-        );
+        assert_eq!(got[0].body, stored, "written entries come with their bytes");
+        assert_eq!(engine.map.get(&keys::outbox("a", 3)), Some(&stored));
     }
 
     #[test]
@@ -910,9 +955,9 @@ mod tests {
         let mut engine = MapKv::default();
         engine.map.insert(keys::outbox("c", 1), b"{1}".to_vec());
         let mut kv = OutboxMemoKv::new(&mut engine, &memo, false);
-        kv.put_receipt_entry(&keys::outbox("c", 2), b"{2}".to_vec(), event("x"))
+        kv.put_receipt_entry(&keys::outbox("c", 2), event("x"))
             .unwrap();
-        kv.put_receipt_entry(&keys::outbox("c", 3), b"{3}".to_vec(), event("y"))
+        kv.put_receipt_entry(&keys::outbox("c", 3), event("y"))
             .unwrap();
         memo.apply(kv.into_pending(), 0);
         assert_eq!(memo.read("c", 0, 10, 0), None, "entry 1 is the engine's");
@@ -976,7 +1021,7 @@ mod tests {
                                 held.insert(*seq);
                                 changes.push(Change::Put {
                                     seq: *seq,
-                                    body: seq.to_be_bytes().to_vec(),
+                                    body: Some(seq.to_be_bytes().to_vec()),
                                     event: None,
                                     first,
                                     written: true,
@@ -1115,8 +1160,9 @@ mod tests {
                                 let (acc, seq) = (account(*a), next[usize::from(*a)]);
                                 next[usize::from(*a)] += 1;
                                 let key = keys::outbox(&acc, seq);
-                                let body = format!("{acc}/{seq}").into_bytes();
-                                layer.put_receipt_entry(&key, body.clone(), event("x")).unwrap();
+                                let ev = event(&format!("{acc}/{seq}"));
+                                let body = crate::store::backend::receipt_entry_body(&ev).unwrap();
+                                layer.put_receipt_entry(&key, ev).unwrap();
                                 now.insert(key, body);
                             }
                         }
