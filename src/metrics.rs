@@ -151,6 +151,12 @@ pub const STORE_WRITER_MICROS: &str = "sluice_store_writer_microseconds_total";
 /// reads are expected after a restart and while a pump is far behind its outbox (a receiver
 /// down); a steady `engine` rate otherwise means the pumps pay for reads they need not.
 pub const STORE_OUTBOX_READS: &str = "sluice_store_outbox_reads_total";
+/// Counter: receipt outbox entries the store writer held in memory instead of writing them
+/// to the engine (redo log on), by `fate`: `held` (all of them) and `written` (those still
+/// undelivered at the next durable commit, which wrote them). `held` minus `written` is the
+/// engine writes and deletes saved; a `written` share near 1 means receipts wait longer than
+/// a checkpoint interval (a slow or down receiver).
+pub const STORE_OUTBOX_HELD: &str = "sluice_store_outbox_held_total";
 /// Counter: messages removed by the retention purge. Beside the accepted count it shows
 /// whether purge keeps up with intake (the store's size levels off only if it does).
 pub const STORE_PURGED: &str = "sluice_store_purged_total";
@@ -484,6 +490,11 @@ pub fn describe() {
         "Receipt outbox reads by the pumps, answered from memory or by the engine."
     );
     describe_counter!(
+        STORE_OUTBOX_HELD,
+        Unit::Count,
+        "Receipt outbox entries held in the store writer's memory (held), and of them those a durable commit later wrote (written)."
+    );
+    describe_counter!(
         STORE_WRITER_MICROS,
         Unit::Microseconds,
         "Wall time of the store writer thread, by phase (waiting, applying, committing), and of the redo log's thread (logging)."
@@ -508,6 +519,12 @@ pub fn describe() {
         Unit::Count,
         "Pause switches that are on, per kind (channel, account)."
     );
+}
+
+/// Copies the counts of receipt outbox entries held in memory (`MessageStore::outbox_held`).
+pub fn record_outbox_held((held, written): (u64, u64)) {
+    counter!(STORE_OUTBOX_HELD, "fate" => "held").absolute(held);
+    counter!(STORE_OUTBOX_HELD, "fate" => "written").absolute(written);
 }
 
 /// Copies the writer's running totals into the store counters.

@@ -723,6 +723,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
                 }
                 crate::metrics::record_store_depths(&store.queue_depths(), &channels);
                 crate::metrics::record_store_writer(store.stats());
+                crate::metrics::record_outbox_held(store.outbox_held());
             }
         });
     }

@@ -80,6 +80,12 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug + 'static {
     /// Queue counters as of the last commit (gauges; one load each).
     fn queue_depths(&self) -> QueueDepths;
 
+    /// Receipt outbox entries held in memory since start, and of them those written to the
+    /// engine later (metrics); `(0, 0)` for a store that holds none back.
+    fn outbox_held(&self) -> (u64, u64) {
+        (0, 0)
+    }
+
     /// Counts the queues by a scan (operators' check of the counters).
     ///
     /// # Errors
@@ -339,6 +345,9 @@ impl<B: Backend> MessageStore for Store<B> {
     }
     fn queue_depths(&self) -> QueueDepths {
         Self::queue_depths(self)
+    }
+    fn outbox_held(&self) -> (u64, u64) {
+        Self::outbox_held(self)
     }
     fn recount_queue_depths(&self) -> Result<QueueDepths, StoreError> {
         Self::recount_queue_depths(self)

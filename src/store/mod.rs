@@ -923,6 +923,12 @@ impl<B: Backend> Store<B> {
             .read(|kv| reads::outbox_of(kv, keys::Outbox::Mo, account, after, limit))
     }
 
+    /// Receipt outbox entries held in the writer's memory since start, and of them those a
+    /// durable commit wrote to the engine (`outbox_memo.rs`); the rest never reached it.
+    pub fn outbox_held(&self) -> (u64, u64) {
+        self.inner.memory.outbox.held_counts()
+    }
+
     /// How many entries `account`'s receipt outbox holds, and its oldest (for the outbox
     /// gauges; costs a scan of the outbox in chunks).
     pub fn outbox_depth(&self, account: &str) -> Result<(u64, Option<OutboxEntry>), StoreError> {

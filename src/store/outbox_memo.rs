@@ -158,6 +158,9 @@ pub(crate) struct OutboxMemo {
     cap: usize,
     /// Flushes begun and ended: odd while a durable commit writes the unwritten entries.
     flushes: AtomicU64,
+    /// Entries held back since start, and of them those a durable commit then wrote (the
+    /// rest never reached the engine).
+    held: [AtomicU64; 2],
 }
 
 impl Default for OutboxMemo {
@@ -172,6 +175,7 @@ impl OutboxMemo {
             state: Mutex::new(State::default()),
             cap,
             flushes: AtomicU64::new(0),
+            held: [AtomicU64::new(0), AtomicU64::new(0)],
         }
     }
 
@@ -226,6 +230,9 @@ impl OutboxMemo {
                         written,
                         ..
                     } => {
+                        if !written {
+                            self.held[0].fetch_add(1, Ordering::Relaxed);
+                        }
                         // Below `from` the engine answers; nothing there is kept. The layer
                         // holds an entry back only at or above it (`OutboxMemo::holds`).
                         debug_assert!(written || seq >= acc.from, "unwritten entry below from");
@@ -348,6 +355,15 @@ impl OutboxMemo {
         (acc.unwritten as u64, oldest)
     }
 
+    /// Entries held back since start, and of them those a durable commit wrote: the others
+    /// were put and removed without an engine write.
+    pub(crate) fn held_counts(&self) -> (u64, u64) {
+        (
+            self.held[0].load(Ordering::Relaxed),
+            self.held[1].load(Ordering::Relaxed),
+        )
+    }
+
     /// Flushes begun and ended so far: odd while one runs. A reader that adds
     /// [`unwritten`](Self::unwritten) to an engine count takes both between two equal, even
     /// readings.
@@ -431,6 +447,8 @@ impl OutboxMemo {
     pub(crate) fn flushed(&self, committed: bool) {
         let mut st = self.state();
         if committed {
+            let n: usize = st.accounts.values().map(|a| a.unwritten).sum();
+            self.held[1].fetch_add(n as u64, Ordering::Relaxed);
             for acc in st.accounts.values_mut() {
                 if acc.unwritten > 0 {
                     acc.entries.values_mut().for_each(|k| k.written = true);
@@ -1059,6 +1077,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn held_entries_reach_the_engine_only_if_a_durable_commit_finds_them() {
+        let memo = OutboxMemo::default();
+        let mut engine = MapKv::default();
+        let mut kv = OutboxMemoKv::new(&mut engine, &memo, true);
+        for seq in 1..=3 {
+            kv.put_receipt_entry(&keys::outbox("a", seq), event("e"))
+                .unwrap();
+        }
+        memo.apply(kv.into_pending(), 0);
+        assert!(engine.map.is_empty(), "held in memory");
+        let mut kv = OutboxMemoKv::new(&mut engine, &memo, true);
+        let mut out = Vec::new();
+        kv.take_range(&keys::outbox("a", 1), &keys::outbox("a", 3), 10, &mut out)
+            .unwrap();
+        assert_eq!(out.len(), 2, "entries 1 and 2, delivered");
+        memo.apply(kv.into_pending(), 0);
+        assert!(
+            engine.map.is_empty(),
+            "put and removed without an engine write"
+        );
+        assert_eq!(memo.unwritten("a", 0).0, 1);
+        memo.flush_into(&mut engine).unwrap();
+        memo.flushed(true);
+        assert_eq!(
+            engine.map.keys().collect::<Vec<_>>(),
+            [&keys::outbox("a", 3)]
+        );
+        assert_eq!(memo.unwritten("a", 0).0, 0);
+        assert_eq!(memo.held_counts(), (3, 1), "three held, one written");
     }
 
     /// New entries held back (redo log on): through transactions that commit or fail,
