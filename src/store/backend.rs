@@ -284,6 +284,25 @@ pub trait Kv: KvRead {
     }
 }
 
+/// The `scan` of a layer that keeps some keys of `[start, end)` itself: `inner`'s first
+/// `limit` keys merged with `held`, the layer's own keys in the range (at least its first
+/// `limit`, in any order). Every key among the first `limit` of the union is one of those,
+/// because a layer's removals of keys `inner` has reach `inner` in the same transaction.
+pub(crate) fn scan_merged(
+    inner: &dyn KvRead,
+    (start, end): (&[u8], &[u8]),
+    limit: usize,
+    held: Vec<Entry>,
+    out: &mut Vec<Entry>,
+) -> Result<(), StoreError> {
+    let mut engine = Vec::new();
+    inner.scan(start, end, limit, &mut engine)?;
+    let mut merged: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = engine.into_iter().collect();
+    merged.extend(held);
+    out.extend(merged.into_iter().take(limit));
+    Ok(())
+}
+
 /// A receipt outbox entry's stored value: its event as JSON.
 pub(crate) fn receipt_entry_body(event: &ReceiptEvent) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(event).map_err(|e| StoreError::Encode(e.to_string()))

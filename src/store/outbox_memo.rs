@@ -60,7 +60,7 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::backend::{Entry as KvEntry, Kv, KvRead, tags_between, taken_by};
+use super::backend::{Entry as KvEntry, Kv, KvRead, scan_merged, tags_between, taken_by};
 use super::error::StoreError;
 use super::keys;
 use super::model::{OutboxEntry, ReceiptEvent};
@@ -727,12 +727,8 @@ impl KvRead for OutboxMemoKv<'_> {
         if !self.touches_held(start, end) {
             return self.inner.scan(start, end, limit, out);
         }
-        let mut engine = Vec::new();
-        self.inner.scan(start, end, limit, &mut engine)?;
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = engine.into_iter().collect();
-        merged.extend(self.held_between(start, end, limit)?);
-        out.extend(merged.into_iter().take(limit));
-        Ok(())
+        let held = self.held_between(start, end, limit)?;
+        scan_merged(&*self.inner, (start, end), limit, held, out)
     }
 
     fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {

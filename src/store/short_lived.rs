@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::backend::{
-    Kv, KvRead, pass_scans_through, tag_of, tags_between, take_range_unless_kept,
+    Kv, KvRead, pass_scans_through, scan_merged, tag_of, tags_between, take_range_unless_kept,
 };
 use super::error::StoreError;
 use super::keys;
@@ -218,12 +218,13 @@ impl KvRead for HeldView<'_> {
         if !touches_held(start, end) {
             return self.inner.scan(start, end, limit, out);
         }
-        let mut engine = Vec::new();
-        self.inner.scan(start, end, limit, &mut engine)?;
-        let mut merged: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = engine.into_iter().collect();
-        merged.extend(self.held_between(start, end));
-        out.extend(merged.into_iter().take(limit));
-        Ok(())
+        scan_merged(
+            self.inner,
+            (start, end),
+            limit,
+            self.held_between(start, end),
+            out,
+        )
     }
 
     fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
