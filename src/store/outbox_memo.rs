@@ -644,6 +644,16 @@ impl<'a> OutboxMemoKv<'a> {
         self.hold && tags_between(start, end).any(|t| t == keys::OUTBOX)
     }
 
+    /// Removes `key` if this layer holds it: `Some` of what it held then (`None` inside when
+    /// this transaction removed it already), `None` when the key is the engine's business.
+    fn take_held(&mut self, key: &[u8]) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        let held = self.held_entry(key)?;
+        if let Some(Some(_)) = held {
+            self.unhold(key);
+        }
+        Ok(held)
+    }
+
     /// Removes the held entry at `key` (from memory only: the engine never had it).
     fn unhold(&mut self, key: &[u8]) {
         self.held.insert(key.to_vec(), false);
@@ -756,7 +766,11 @@ impl Kv for OutboxMemoKv<'_> {
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        self.take(key).map(drop)
+        if self.take_held(key)?.is_none() {
+            self.inner.delete(key)?;
+            self.gone(key);
+        }
+        Ok(())
     }
 
     fn replace(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -768,10 +782,7 @@ impl Kv for OutboxMemoKv<'_> {
     }
 
     fn take(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(held) = self.held_entry(key)? {
-            if held.is_some() {
-                self.unhold(key);
-            }
+        if let Some(held) = self.take_held(key)? {
             return Ok(held);
         }
         let old = self.inner.take(key)?;
@@ -792,11 +803,7 @@ impl Kv for OutboxMemoKv<'_> {
     ) -> Result<(), StoreError> {
         let hold = self.touches_held(start, end);
         let from = out.len();
-        let taken: Vec<Vec<u8>> = taken_by(&mut *self.inner, (start, end), limit, out)?
-            .iter()
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in &taken {
+        for (k, _) in taken_by(&mut *self.inner, (start, end), limit, out)? {
             self.gone(k);
         }
         let room = limit.saturating_sub(out.len() - from);
