@@ -301,8 +301,9 @@ impl Memory {
     }
 
     /// A durable commit of the logged writer: writes the held short-lived keys, the state
-    /// records and the receipt outbox entries the engine is owed first, so the log position it records never covers a write
-    /// the engine lacks (`short_lived.rs`, `in_flight.rs`).
+    /// records and the receipt outbox entries the engine is owed first, so the log position
+    /// it records never covers a write the engine lacks (`short_lived.rs`, `in_flight.rs`,
+    /// `outbox_memo.rs`).
     fn durable_commit<B: Backend, R>(
         &self,
         backend: &B,
