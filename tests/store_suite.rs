@@ -757,6 +757,49 @@ fn purge_compacts_final_messages<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     assert!(store.get(pending).unwrap().is_some());
 }
 
+/// Messages that end in one commit share one terminal index record (a run); purge takes
+/// them by time and by limit all the same, puts back what it left, and a reopened store
+/// purges the rest.
+fn purge_splits_runs_of_final_messages<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
+    let ids = {
+        let store = Store::open(open(dir), WriterConfig::default(), 1_000).unwrap();
+        let ids = insert_all(
+            &store,
+            (0..10).map(|_| msg(&store, "acme", 1_000, 1_000)).collect(),
+        );
+        let ends = ids
+            .iter()
+            .zip(0u64..)
+            .map(|(&id, i)| Op::Finish {
+                id,
+                state: MessageState::Rejected,
+                stat: "REJECTD".into(),
+                err: "00B".into(),
+                now_ms: 2_000 + i,
+            })
+            .collect();
+        store.submit_blocking(ends).unwrap();
+        let purge =
+            |before, limit| futures::executor::block_on(store.purge(before, limit)).unwrap();
+        // The limit cuts a run: the first two go, the rest of it waits.
+        assert_eq!(purge(2_003, 2), 2);
+        // The time cuts it: the third goes, the seven after the cut-off stay.
+        assert_eq!(purge(2_003, 100), 1);
+        assert_eq!(purge(2_003, 100), 0);
+        assert!(ids[..3].iter().all(|id| store.get(*id).unwrap().is_none()));
+        assert!(ids[3..].iter().all(|id| store.get(*id).unwrap().is_some()));
+        assert_eq!(purge(2_006, 100), 3);
+        ids
+    };
+    let store = Store::open(open(dir), WriterConfig::default(), 10_000).unwrap();
+    assert!(ids[6..].iter().all(|id| store.get(*id).unwrap().is_some()));
+    assert_eq!(
+        futures::executor::block_on(store.purge(u64::MAX, 100)).unwrap(),
+        4
+    );
+    assert!(ids.iter().all(|id| store.get(*id).unwrap().is_none()));
+}
+
 fn destination_index_can_be_off<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let cfg = WriterConfig {
         index_by_number: false,
@@ -1081,6 +1124,10 @@ macro_rules! suite {
             #[test]
             fn purge_compacts_final_messages() {
                 run(super::purge_compacts_final_messages);
+            }
+            #[test]
+            fn purge_splits_runs_of_final_messages() {
+                run(super::purge_splits_runs_of_final_messages);
             }
             #[test]
             fn destination_index_can_be_off() {

@@ -271,6 +271,20 @@ pub trait Kv: KvRead {
         take_each(self, start, end, limit, out)
     }
 
+    /// [`take_range`](Self::take_range) for a caller that only counts what it removed (a
+    /// run of outbox entries a client took), so a layer that holds entries in memory need
+    /// not produce their values. Answers how many were removed.
+    fn remove_range(
+        &mut self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let mut out = Vec::new();
+        self.take_range(start, end, limit, &mut out)?;
+        Ok(out.len())
+    }
+
     /// Puts receipt outbox entry `key`, whose value is `event` encoded
     /// ([`receipt_entry_body`]). Engines (and the default) store the encoding; the writer's
     /// outbox memo (`outbox_memo.rs`) keeps the event, so the pumps that deliver it need not

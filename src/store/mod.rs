@@ -78,6 +78,7 @@ mod short_lived;
 mod sled_backend;
 mod spacing;
 mod stop;
+mod terminal_runs;
 mod wal;
 mod writer;
 

@@ -39,6 +39,7 @@ use super::model::{
     SMPP_RECEIPT_TAG,
 };
 use super::stop::{self, Guards, PauseTarget, StopFilter, StopRecord};
+use super::terminal_runs;
 
 /// Scan chunk for unbounded sweeps (outbox ack).
 const CHUNK: usize = 1024;
@@ -1012,12 +1013,10 @@ fn outbox_ack(kv: &mut dyn Kv, account: &str, through: u64) -> Result<OpResult, 
 fn take_entries(kv: &mut dyn Kv, start: &[u8], end: &[u8]) -> Result<OpResult, StoreError> {
     let mut n = 0;
     loop {
-        let mut found = Vec::new();
-        kv.take_range(start, end, CHUNK, &mut found)?;
-        if found.is_empty() {
-            return Ok(OpResult::Count(n));
+        match kv.remove_range(start, end, CHUNK)? {
+            0 => return Ok(OpResult::Count(n)),
+            removed => n += removed,
         }
-        n += found.len();
     }
 }
 
@@ -1123,36 +1122,25 @@ fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, Stor
         &mut found,
     )?;
     let mut n = 0;
-    for (k, _) in found {
+    for (k, v) in found {
+        if n >= limit {
+            break;
+        }
         kv.delete(&k)?;
-        let Some(id) = keys::be_u64(&k, 9).map(MessageId) else {
-            continue;
-        };
-        let Some(m) = load(kv, id)? else {
-            continue;
-        };
-        // Remove and look at what was removed (`take`: one engine call where a `get` and a
-        // `delete` were two); an entry that names another message is put back.
-        if let Some(r) = &m.client_ref {
-            let ik = keys::idem(&m.account, r);
-            take_if(kv, &ik, &id.to_be_bytes())?;
+        // A run of entries (`terminal_runs.rs`): those past `before_ms`, or past `limit`
+        // messages, go back as a run of their own.
+        let run = terminal_runs::unpack(&k, &v)?;
+        let due = run
+            .iter()
+            .take_while(|(done, _)| *done < before_ms)
+            .count()
+            .min(limit - n);
+        if let Some(((done, id), rest)) = run[due..].split_first() {
+            kv.put(&keys::terminal(*done, *id), &terminal_runs::pack(rest))?;
         }
-        for (i, p) in m.parts.iter().enumerate() {
-            let Some(cid) = &p.center_id else { continue };
-            let part = u16::try_from(i + 1).unwrap_or(u16::MAX);
-            take_if(
-                kv,
-                &keys::center(&m.channel, cid),
-                &keys::center_value(id, part),
-            )?;
+        for &(_, id) in &run[..due] {
+            n += usize::from(purge_message(kv, id)?);
         }
-        if let Some(d) = m.payload.content_digest() {
-            content::release_ref(kv, d)?;
-        }
-        kv.delete(&keys::by_to(&m.to, id))?;
-        kv.delete(&keys::message(id))?;
-        kv.delete(&keys::state(id))?;
-        n += 1;
     }
     // Receipts that never found their message.
     let mut old = Vec::new();
@@ -1166,6 +1154,35 @@ fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, Stor
         kv.delete(&early_key)?;
     }
     Ok(OpResult::Count(n))
+}
+
+/// Removes message `id` and the index entries that name it; false when it was gone.
+fn purge_message(kv: &mut dyn Kv, id: MessageId) -> Result<bool, StoreError> {
+    let Some(m) = load(kv, id)? else {
+        return Ok(false);
+    };
+    // Remove and look at what was removed (`take`: one engine call where a `get` and a
+    // `delete` were two); an entry that names another message is put back.
+    if let Some(r) = &m.client_ref {
+        let ik = keys::idem(&m.account, r);
+        take_if(kv, &ik, &id.to_be_bytes())?;
+    }
+    for (i, p) in m.parts.iter().enumerate() {
+        let Some(cid) = &p.center_id else { continue };
+        let part = u16::try_from(i + 1).unwrap_or(u16::MAX);
+        take_if(
+            kv,
+            &keys::center(&m.channel, cid),
+            &keys::center_value(id, part),
+        )?;
+    }
+    if let Some(d) = m.payload.content_digest() {
+        content::release_ref(kv, d)?;
+    }
+    kv.delete(&keys::by_to(&m.to, id))?;
+    kv.delete(&keys::message(id))?;
+    kv.delete(&keys::state(id))?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@
 //!   is applied again, which makes the unwritten entries again.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -389,13 +389,9 @@ impl OutboxMemo {
             .is_none_or(|acc| seq >= acc.from)
     }
 
-    /// The unwritten entries in `[start, end)`, in key order: at most `limit`.
-    fn unwritten_between(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<KvEntry>, StoreError> {
+    /// The keys of the unwritten entries in `[start, end)`, in key order: at most `limit`.
+    /// Keys only: their bodies would be encoded for callers that mostly remove them.
+    fn unwritten_between(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<Vec<u8>> {
         let st = self.state();
         let mut found = Vec::new();
         for (account, acc) in st.accounts.iter().filter(|(_, a)| a.unwritten > 0) {
@@ -403,18 +399,17 @@ impl OutboxMemo {
             let Some(seqs) = seq_range(&prefix, start, end) else {
                 continue;
             };
-            for (&seq, k) in acc
-                .entries
-                .range(seqs)
-                .filter(|(_, k)| !k.written)
-                .take(limit)
-            {
-                found.push((keys::outbox(account, seq), k.bytes()?));
-            }
+            found.extend(
+                acc.entries
+                    .range(seqs)
+                    .filter(|(_, k)| !k.written)
+                    .take(limit)
+                    .map(|(&seq, _)| keys::outbox(account, seq)),
+            );
         }
-        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        found.sort_unstable();
         found.truncate(limit);
-        Ok(found)
+        found
     }
 
     /// Writes every unwritten entry into `kv`, a durable commit's transaction, and marks a
@@ -607,6 +602,28 @@ impl<'a> OutboxMemoKv<'a> {
         }
     }
 
+    /// Keys of the held entries in `[start, end)` as this transaction sees them, in key
+    /// order: at most `limit`.
+    fn held_keys_between(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<Vec<u8>> {
+        if start >= end {
+            return Vec::new();
+        }
+        let removed = self.held.values().filter(|h| !**h).count();
+        let mut found: BTreeSet<Vec<u8>> = self
+            .memo
+            .unwritten_between(start, end, limit.saturating_add(removed))
+            .into_iter()
+            .filter(|k| !self.held.contains_key(k))
+            .collect();
+        found.extend(
+            self.held
+                .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+                .filter(|(_, h)| **h)
+                .map(|(k, _)| k.clone()),
+        );
+        found.into_iter().take(limit).collect()
+    }
+
     /// Held entries in `[start, end)` as this transaction sees them, in key order: at most
     /// `limit`.
     fn held_between(
@@ -615,28 +632,13 @@ impl<'a> OutboxMemoKv<'a> {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<KvEntry>, StoreError> {
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        let removed = self.held.values().filter(|h| !**h).count();
-        let mut found: BTreeMap<Vec<u8>, Vec<u8>> = self
-            .memo
-            .unwritten_between(start, end, limit.saturating_add(removed))?
-            .into_iter()
-            .filter(|(k, _)| !self.held.contains_key(k))
-            .collect();
-        for (k, _) in self
-            .held
-            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
-            .filter(|(_, h)| **h)
-        {
-            if let Some((account, seq)) = keys::Outbox::Receipts.parse_entry(k)
-                && let Some(body) = self.put_by_this(account, seq)?
-            {
-                found.insert(k.clone(), body);
+        let mut found = Vec::new();
+        for k in self.held_keys_between(start, end, limit) {
+            if let Some(Some(body)) = self.held_entry(&k)? {
+                found.push((k, body));
             }
         }
-        Ok(found.into_iter().take(limit).collect())
+        Ok(found)
     }
 
     /// Whether `[start, end)` may hold entries this layer holds.
@@ -746,10 +748,7 @@ impl KvRead for OutboxMemoKv<'_> {
         if !self.touches_held(start, end) {
             return Ok(engine);
         }
-        let held = self
-            .held_between(start, end, usize::MAX)?
-            .pop()
-            .map(|(k, _)| k);
+        let held = self.held_keys_between(start, end, usize::MAX).pop();
         Ok(engine.max(held))
     }
 }
@@ -814,6 +813,30 @@ impl Kv for OutboxMemoKv<'_> {
             }
         }
         Ok(())
+    }
+
+    /// [`take_range`](Kv::take_range) without the bodies: a held entry leaves memory
+    /// without being encoded.
+    fn remove_range(
+        &mut self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let hold = self.touches_held(start, end);
+        let mut out = Vec::new();
+        for (k, _) in taken_by(&mut *self.inner, (start, end), limit, &mut out)? {
+            self.gone(k);
+        }
+        let room = limit.saturating_sub(out.len());
+        let mut n = out.len();
+        if hold && room > 0 {
+            for k in self.held_keys_between(start, end, room) {
+                self.unhold(&k);
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// A held-back entry is not encoded: the pumps read its event, and a durable commit
@@ -1130,6 +1153,7 @@ mod tests {
             Append(u8, u8),
             Take(u8, u64),
             TakeRange(u8, u64, u64, usize),
+            RemoveRange(u8, u64, u64, usize),
             Commit,
             Abort,
             Durable,
@@ -1142,6 +1166,8 @@ mod tests {
                 3 => (0u8..2, 1u64..14).prop_map(|(a, s)| Step::Take(a, s)),
                 2 => (0u8..2, 0u64..14, 0u64..16, 1usize..4)
                     .prop_map(|(a, lo, hi, l)| Step::TakeRange(a, lo.min(hi), hi.max(lo), l)),
+                2 => (0u8..2, 0u64..14, 0u64..16, 1usize..4)
+                    .prop_map(|(a, lo, hi, l)| Step::RemoveRange(a, lo.min(hi), hi.max(lo), l)),
                 3 => Just(Step::Commit),
                 1 => Just(Step::Abort),
                 2 => Just(Step::Durable),
@@ -1223,17 +1249,22 @@ mod tests {
                             let key = keys::outbox(&account(*a), *seq);
                             prop_assert_eq!(layer.take(&key).unwrap(), now.remove(&key));
                         }
-                        Step::TakeRange(a, lo, hi, limit) => {
+                        Step::TakeRange(a, lo, hi, limit) | Step::RemoveRange(a, lo, hi, limit) => {
                             let (start, end) = (keys::outbox(&account(*a), *lo), keys::outbox(&account(*a), *hi));
-                            let mut out = Vec::new();
-                            layer.take_range(&start, &end, *limit, &mut out).unwrap();
                             let want: Vec<(Vec<u8>, Vec<u8>)> = now
                                 .range(start.clone()..)
                                 .take_while(|(k, _)| start < end && **k < end)
                                 .take(*limit)
                                 .map(|(k, v)| (k.clone(), v.clone()))
                                 .collect();
-                            prop_assert_eq!(&out, &want);
+                            if matches!(st, Step::TakeRange(..)) {
+                                let mut out = Vec::new();
+                                layer.take_range(&start, &end, *limit, &mut out).unwrap();
+                                prop_assert_eq!(&out, &want);
+                            } else {
+                                let n = layer.remove_range(&start, &end, *limit).unwrap();
+                                prop_assert_eq!(n, want.len());
+                            }
                             for (k, _) in &want {
                                 now.remove(k);
                             }

@@ -48,6 +48,7 @@ use super::outbox_memo::{self, OutboxMemo, OutboxMemoKv};
 use super::seq_cache::SeqCache;
 use super::short_lived::{self, ShortLived, ShortLivedKv};
 use super::spacing::Spacing;
+use super::terminal_runs::TerminalRuns;
 use super::wal::{self, LogWriter};
 
 /// Group-commit tuning.
@@ -885,7 +886,7 @@ impl<'a> Ctx<'a> {
 }
 
 /// Applies every request's ops in one transaction, through the in-flight records, the
-/// outbox-counter cache and the queue counters (and the call counter, when on). Returns
+/// terminal index runs, the outbox-counter cache and the queue counters (and the call counter, when on). Returns
 /// the in-flight records' changes, to take in once the transaction committed.
 fn apply_group(
     kv: &mut dyn super::backend::Kv,
@@ -931,7 +932,8 @@ fn apply_counted(
     let mut bodies = BodyCacheKv::new(kv, &ctx.memory.bodies, reopens, ctx.quiet);
     let mut depth = DepthKv::new(&mut bodies);
     let mut cache = SeqCache::new(&mut depth);
-    let mut in_flight = InFlightKv::new(&mut cache, &ctx.memory.in_flight, ctx.logged.is_some());
+    let mut runs = TerminalRuns::new(&mut cache);
+    let mut in_flight = InFlightKv::new(&mut runs, &ctx.memory.in_flight, ctx.logged.is_some());
     // New receipt entries wait in memory for a durable commit while the log can make them.
     let mut outbox = OutboxMemoKv::new(&mut in_flight, &ctx.memory.outbox, ctx.logged.is_some());
     let results = group
@@ -943,6 +945,7 @@ fn apply_counted(
     }
     let outbox = outbox.into_pending();
     let in_flight = in_flight.into_pending();
+    runs.flush()?;
     cache.flush()?;
     let depths = depth.flush()?;
     let pending = Pending {
