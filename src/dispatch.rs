@@ -83,7 +83,7 @@ use jiff::tz::TimeZone;
 use metrics::{counter, gauge, histogram};
 use sluice_protocols::smpp::IdFormat;
 use sluice_protocols::sms::Encoding;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::channel::egress::{Content, MmsContent, OutboundMessage, Outcome, Settled};
@@ -851,7 +851,7 @@ impl<C: Clock> OutcomeWriter<C> {
     }
 
     /// Writes a batch of worker outcomes to the store in one commit.
-    async fn apply(&self, settled: Vec<Settled>) -> Result<(), DispatchError> {
+    async fn apply(&self, mut settled: Vec<Settled>) -> Result<(), DispatchError> {
         let mut ops = Vec::with_capacity(settled.len());
         for s in &settled {
             ops.extend(self.ops_for(&s.outcome));
@@ -867,7 +867,19 @@ impl<C: Clock> OutcomeWriter<C> {
                 _ => None,
             })
             .collect();
-        let results = self.store.submit(ops).await?;
+        // The worker's credits come back once the outcomes are durable: with the redo log,
+        // when the log has them on disk, before the writer's turn to apply them.
+        let (durable, on_disk) = oneshot::channel();
+        let submit = self.store.submit_durable(ops, durable);
+        tokio::pin!(submit);
+        let results = tokio::select! {
+            biased;
+            r = &mut submit => r?,
+            Ok(()) = on_disk => {
+                settled.clear();
+                submit.await?
+            }
+        };
         count_cancelled(&results);
         // A submit response that applied a receipt held for it (the receipt came first): the
         // store's answer says so, and the receipt layer hears it from here, once.
@@ -892,7 +904,7 @@ impl<C: Clock> OutcomeWriter<C> {
         if requeued {
             self.wake.notify_one();
         }
-        // Only now that the outcomes are durable do the worker's credits come back.
+        // Durable and applied: the credits come back now if not already.
         drop(settled);
         Ok(())
     }

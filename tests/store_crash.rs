@@ -1,5 +1,6 @@
 //! Crash test: a child process writes through the group-commit writer from several threads and
-//! leases some messages, printing every id as soon as its commit is acknowledged, then dies
+//! leases some messages, printing every id as soon as the store says it is durable (with the
+//! redo log: once logged, before the writer applied it), then dies
 //! with `abort()` mid-stream (no destructors, no clean shutdown). The parent reopens the store
 //! and checks that every acknowledged message is there and that leases held at the crash come
 //! back to the ready queue once expired.
@@ -12,7 +13,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sluice::store::{
-    AnyBackend, BackendKind, Lane, Message, MessageId, MessageState, Payload, Store, WriterConfig,
+    AnyBackend, BackendKind, Lane, Message, MessageId, MessageState, Op, Payload, Store,
+    WriterConfig,
 };
 
 const CHILD_ENV: &str = "SLUICE_CRASH_CHILD_DIR";
@@ -67,6 +69,7 @@ fn crash_child() {
     );
     let out = Mutex::new(std::io::stdout());
     let acked = AtomicUsize::new(0);
+    let logged = std::env::var(LOG_ENV).is_ok();
     std::thread::scope(|s| {
         for _ in 0..4 {
             s.spawn(|| {
@@ -82,13 +85,32 @@ fn crash_child() {
                         })
                         .collect();
                     let ids: Vec<MessageId> = batch.iter().map(|m| m.id).collect();
-                    futures::executor::block_on(store.insert_batch(batch)).unwrap();
-                    let mut o = out.lock().unwrap();
-                    for id in ids {
-                        writeln!(o, "ACK {}", id.0).unwrap();
-                    }
-                    o.flush().unwrap();
-                    drop(o);
+                    let ack = || {
+                        let mut o = out.lock().unwrap();
+                        for id in &ids {
+                            writeln!(o, "ACK {}", id.0).unwrap();
+                        }
+                        o.flush().unwrap();
+                    };
+                    let ops = batch.into_iter().map(|m| Op::Insert(Box::new(m))).collect();
+                    // Acknowledged when the store says durable: with the log, before the
+                    // writer applied the batch, so the abort often falls in between.
+                    let (durable, on_disk) = tokio::sync::oneshot::channel();
+                    let submit = store.submit_durable(ops, durable);
+                    futures::executor::block_on(async {
+                        futures::pin_mut!(submit);
+                        match futures::future::select(submit, on_disk).await {
+                            futures::future::Either::Left((r, _)) => {
+                                r.unwrap();
+                                ack();
+                            }
+                            futures::future::Either::Right((told, submit)) => {
+                                assert!(told.is_ok() && logged, "told durable only with the log");
+                                ack();
+                                submit.await.unwrap();
+                            }
+                        }
+                    });
                     acked.fetch_add(20, Ordering::SeqCst);
                 }
             });
@@ -113,7 +135,6 @@ fn crash_child() {
         s.spawn(|| {
             // With the log, past a checkpoint too: the reopen then finds part of what was
             // acknowledged in the engine's durable state and applies only the groups after it.
-            let logged = std::env::var(LOG_ENV).is_ok();
             while acked.load(Ordering::SeqCst) < ACKS_BEFORE_CRASH
                 || logged && store.stats().checkpoints() == 0
             {

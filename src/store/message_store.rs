@@ -50,6 +50,7 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use tokio::sync::oneshot;
 
 use super::backend::Backend;
 use super::content::{ContentPin, ContentStore};
@@ -95,6 +96,18 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug + 'static {
     /// Applies `ops` atomically in one durable commit; results in the order of `ops`.
     /// Resolves only after the commit is on disk.
     fn submit(&self, ops: Vec<Op>) -> BoxFuture<'_, Result<Vec<OpResult>, StoreError>>;
+
+    /// [`submit`](Self::submit) that tells `durable` once the ops would survive a crash, which
+    /// may come before they are applied (a redo log written ahead of the engine). A store that
+    /// cannot tell sooner drops it untold and answers after the durable commit, as `submit`.
+    fn submit_durable(
+        &self,
+        ops: Vec<Op>,
+        durable: oneshot::Sender<()>,
+    ) -> BoxFuture<'_, Result<Vec<OpResult>, StoreError>> {
+        drop(durable);
+        self.submit(ops)
+    }
 
     /// [`submit`](Self::submit) from a thread outside the async runtime.
     ///
@@ -354,6 +367,13 @@ impl<B: Backend> MessageStore for Store<B> {
     }
     fn submit(&self, ops: Vec<Op>) -> BoxFuture<'_, Result<Vec<OpResult>, StoreError>> {
         Box::pin(Self::submit(self, ops))
+    }
+    fn submit_durable(
+        &self,
+        ops: Vec<Op>,
+        durable: oneshot::Sender<()>,
+    ) -> BoxFuture<'_, Result<Vec<OpResult>, StoreError>> {
+        Box::pin(Self::submit_durable(self, ops, durable))
     }
     fn submit_blocking(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
         Self::submit_blocking(self, ops)

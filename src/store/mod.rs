@@ -436,6 +436,28 @@ impl<B: Backend> Store<B> {
     /// as it would be after the lease expired). Outbox retirements (`OutboxAck`,
     /// `OutboxDelete`, `OutboxDeleteRun`, `MoDelete`) are durable like everything else.
     pub async fn submit(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
+        self.submit_with(ops, None).await
+    }
+
+    /// [`submit`](Self::submit) that also tells `durable` as soon as the ops are durable,
+    /// which with the redo log on comes before they are applied: when the log thread has
+    /// fsync'd them. Why: a caller that holds something only until its ops survive a crash
+    /// (a channel's send credits) can let go then, without waiting for the writer's turn.
+    /// Without the log, or for a batch that needs no fsync, `durable` is dropped untold and
+    /// the answer comes after the commit as usual.
+    pub async fn submit_durable(
+        &self,
+        ops: Vec<Op>,
+        durable: oneshot::Sender<()>,
+    ) -> Result<Vec<OpResult>, StoreError> {
+        self.submit_with(ops, Some(durable)).await
+    }
+
+    async fn submit_with(
+        &self,
+        ops: Vec<Op>,
+        durable: Option<oneshot::Sender<()>>,
+    ) -> Result<Vec<OpResult>, StoreError> {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
@@ -449,7 +471,11 @@ impl<B: Backend> Store<B> {
             .tx
             .as_ref()
             .ok_or(StoreError::Closed)?
-            .send(writer::Request { ops, reply })
+            .send(writer::Request {
+                ops,
+                reply,
+                durable,
+            })
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -996,4 +1022,75 @@ pub fn open_store(
         &dir.join("content"),
         &dir.join("log"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn insert(store: &Store<RedbBackend>) -> (MessageId, Op) {
+        let payload = Payload::Text {
+            text: "hi".into(),
+            encoding: Default::default(),
+        };
+        let m = Message::new(store.ids().next(0), "acme", "+861", payload, "smsc1", 0, 0);
+        (m.id, Op::Insert(Box::new(m)))
+    }
+
+    /// With the redo log, `submit_durable` is told durable once the log holds the batch; a
+    /// batch that needs no fsync, or a store without the log, is answered without it.
+    #[test]
+    fn durable_is_told_once_the_log_holds_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let store = Store::open_logged(
+            RedbBackend::open(dir.path()).unwrap(),
+            WriterConfig::default(),
+            0,
+            &dir.path().join("content"),
+            &log,
+        )
+        .unwrap();
+        let (id, op) = insert(&store);
+        let (durable, on_disk) = oneshot::channel();
+        let (logged, answer) = futures::executor::block_on(futures::future::join(
+            async {
+                on_disk.await.expect("told durable");
+                // Read the moment it is told: the log must hold the insert already.
+                let (groups, _) = wal::read(&log, 0, None).unwrap();
+                groups
+                    .iter()
+                    .flat_map(|g| g.batches.iter().flatten().flatten())
+                    .any(|op| matches!(op, Op::Insert(m) if m.id == id))
+            },
+            store.submit_durable(vec![op], durable),
+        ));
+        assert!(logged, "told durable before the log held the batch");
+        assert!(matches!(answer.unwrap()[..], [OpResult::Inserted(i)] if i == id));
+
+        let lease = Op::Lease {
+            channel: "smsc1".into(),
+            lanes: Lane::ALL.to_vec(),
+            now_ms: 0,
+            limit: 1,
+            lease_ms: 1_000,
+        };
+        let (durable, on_disk) = oneshot::channel();
+        futures::executor::block_on(store.submit_durable(vec![lease], durable)).unwrap();
+        assert!(
+            futures::executor::block_on(on_disk).is_err(),
+            "a lease needs no fsync: nothing to tell"
+        );
+
+        let plain_dir = tempfile::tempdir().unwrap();
+        let cfg = WriterConfig {
+            redo_log: false,
+            ..WriterConfig::default()
+        };
+        let plain = Store::open(RedbBackend::open(plain_dir.path()).unwrap(), cfg, 0).unwrap();
+        let (_, op) = insert(&plain);
+        let (durable, on_disk) = oneshot::channel();
+        futures::executor::block_on(plain.submit_durable(vec![op], durable)).unwrap();
+        assert!(futures::executor::block_on(on_disk).is_err());
+    }
 }

@@ -496,6 +496,22 @@ pub(crate) fn finalized_something(result: &OpResult) -> bool {
         if !expired.is_empty() || !cancelled.is_empty())
 }
 
+/// Whether `op` was a lease that took as many messages as it asked for: more were likely
+/// waiting, a backlog the channel is working through (`spacing.rs`).
+pub(crate) fn leased_full(op: &Op, result: &OpResult) -> bool {
+    match (op, result) {
+        (
+            Op::Lease { limit, .. },
+            OpResult::Leased {
+                messages,
+                expired,
+                cancelled,
+            },
+        ) => messages.len() + expired.len() + cancelled.len() >= *limit,
+        _ => false,
+    }
+}
+
 /// Applies one op. Ops are borrowed so the writer can retry a group batch by batch.
 /// `index_by_number`: whether inserts write the destination index
 /// (`WriterConfig::index_by_number`).
@@ -1206,6 +1222,27 @@ mod tests {
             OpResult::Leased { messages, .. } => messages,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_lease_is_full_when_it_took_its_limit() {
+        let mut kv = MapKv::default();
+        for id in 1..=3 {
+            insert(&mut kv, &message(id), false).unwrap();
+        }
+        let lease = |limit| Op::Lease {
+            channel: CH.into(),
+            lanes: Lane::ALL.to_vec(),
+            now_ms: 10,
+            limit,
+            lease_ms: 1_000,
+        };
+        let (two, all) = (lease(2), lease(5));
+        let took_two = apply(&mut kv, &two, false).unwrap();
+        assert!(leased_full(&two, &took_two), "two of three: more wait");
+        let took_rest = apply(&mut kv, &all, false).unwrap();
+        assert!(!leased_full(&all, &took_rest), "the last one of five asked");
+        assert!(!leased_full(&two, &OpResult::Count(2)));
     }
 
     #[test]

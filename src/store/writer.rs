@@ -28,7 +28,6 @@
 //!   it; their new values are published to the `depth::Board` before any producer of the
 //!   commit is answered, so a caller sees its own changes in `Store::queue_depths`.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Mutex, PoisonError};
@@ -47,7 +46,7 @@ use super::ops::{self, Op, OpResult};
 use super::outbox_memo::{self, OutboxMemo, OutboxMemoKv};
 use super::seq_cache::SeqCache;
 use super::short_lived::{self, ShortLived, ShortLivedKv};
-use super::spacing::Spacing;
+use super::spacing::{Cycle, Spacing};
 use super::terminal_runs::TerminalRuns;
 use super::wal::{self, LogWriter};
 
@@ -123,6 +122,10 @@ pub(crate) type Reply = Result<Vec<OpResult>, StoreError>;
 pub(crate) struct Request {
     pub(crate) ops: Vec<Op>,
     pub(crate) reply: oneshot::Sender<Reply>,
+    /// Told when the ops are durable before they are applied: with the redo log on, once
+    /// the log thread fsync'd their group (`Store::submit_durable`). Dropped untold
+    /// otherwise; the reply then says it.
+    pub(crate) durable: Option<oneshot::Sender<()>>,
 }
 
 /// Counters for benches and ops dashboards.
@@ -334,8 +337,8 @@ pub(crate) fn run<B: Backend>(
     board: &Board,
     memory: &Memory,
 ) {
-    let busy = Cell::new(Duration::ZERO);
-    let ctx = Ctx::new(&cfg, stats, &busy, memory, board);
+    let cycle = Cycle::default();
+    let ctx = Ctx::new(&cfg, stats, &cycle, memory, board);
     let mut spacing = Spacing::new(cfg.min_spacing, cfg.max_spacing);
     let mut last_record = Instant::now();
     let mut last_start: Option<Instant> = None;
@@ -345,21 +348,21 @@ pub(crate) fn run<B: Backend>(
         let start = Instant::now();
         last_start = Some(start);
         stats.add_time(WriterPhase::Waiting, start - idle_since);
-        ctx.busy.set(Duration::ZERO);
+        cycle.begin();
         let ctx = Ctx {
             quiet: spacing.has_slack(),
             ..ctx
         };
         commit_group(backend, group, stats, ctx);
         let now = Instant::now();
-        let applying = ctx.busy.get();
+        let applying = cycle.busy.get();
         stats.add_time(WriterPhase::Applying, applying);
         stats.add_time(
             WriterPhase::Committing,
             (now - start).saturating_sub(applying),
         );
         idle_since = now;
-        spacing.record(applying, now - last_record);
+        spacing.record(&cycle, now - last_record);
         last_record = now;
     }
 }
@@ -429,7 +432,7 @@ pub(crate) fn run_log(
     let mut buf = Vec::new();
     while let Ok(first) = rx.recv() {
         let spacing = shared.spacing().current();
-        let group = gather(rx, first, &cfg, spacing, last_start);
+        let mut group = gather(rx, first, &cfg, spacing, last_start);
         let start = Instant::now();
         last_start = Some(start);
         let sync = group.iter().flat_map(|r| &r.ops).any(ops::needs_fsync);
@@ -439,6 +442,15 @@ pub(crate) fn run_log(
         stats.add_time(WriterPhase::Logging, start.elapsed());
         match written {
             Ok(()) => {
+                if sync {
+                    // On disk in the log: a crash replays them. Whoever waits only for that
+                    // need not wait for the writer too.
+                    for r in &mut group {
+                        if let Some(durable) = r.durable.take() {
+                            let _ = durable.send(());
+                        }
+                    }
+                }
                 seq += 1;
                 let logged = Logged {
                     seq,
@@ -493,8 +505,8 @@ pub(crate) fn run_logged<B: Backend>(
     shared: &LogShared,
     (mut applied, aborts): (u64, wal::AbortLog),
 ) {
-    let busy = Cell::new(Duration::ZERO);
-    let base = Ctx::new(&cfg, stats, &busy, memory, board);
+    let cycle = Cycle::default();
+    let base = Ctx::new(&cfg, stats, &cycle, memory, board);
     let mut durable = applied;
     let mut last_checkpoint = Instant::now();
     let mut ops_since: u64 = 0;
@@ -515,7 +527,7 @@ pub(crate) fn run_logged<B: Backend>(
             Ok(Logged { seq, group, synced }) => {
                 let start = Instant::now();
                 stats.add_time(WriterPhase::Waiting, start - idle_since);
-                busy.set(Duration::ZERO);
+                cycle.begin();
                 let ctx = Ctx {
                     logged: Some((seq, synced)),
                     log_reopens: restore.reopens,
@@ -526,14 +538,14 @@ pub(crate) fn run_logged<B: Backend>(
                 commit_logged(backend, seq, group, stats, ctx, shared, &mut restore);
                 applied = seq;
                 let now = Instant::now();
-                let applying = busy.get();
+                let applying = cycle.busy.get();
                 stats.add_time(WriterPhase::Applying, applying);
                 stats.add_time(
                     WriterPhase::Committing,
                     (now - start).saturating_sub(applying),
                 );
                 idle_since = now;
-                shared.spacing().record(applying, now - last_record);
+                shared.spacing().record(&cycle, now - last_record);
                 last_record = now;
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -696,6 +708,7 @@ fn replay<B: Backend>(
                 ops.map(|ops| Request {
                     ops,
                     reply: oneshot::channel().0,
+                    durable: None,
                 })
             })
             .collect();
@@ -737,13 +750,13 @@ pub(crate) fn replay_at_open<B: Backend>(
         return Ok(last);
     }
     let n = groups.len();
-    let busy = Cell::new(Duration::ZERO);
+    let cycle = Cycle::default();
     let board = Board::new(depth::QueueDepths::default());
     let memory = Memory::default();
     let stats = WriterStats::default();
     let ctx = Ctx {
         log_reopens: backend.reopens(),
-        ..Ctx::new(cfg, &stats, &busy, &memory, &board)
+        ..Ctx::new(cfg, &stats, &cycle, &memory, &board)
     };
     replay(backend, groups, &|_, _| false, ctx)?;
     // Durable, with the lease keys and held receipts of the replay, which the lease
@@ -844,8 +857,9 @@ struct Ctx<'a> {
     index_by_number: bool,
     /// Where engine calls are counted (`WriterConfig::count_kv_ops`), if anywhere.
     counts: Option<&'a KvCounts>,
-    /// Time spent applying ops in the current cycle (`spacing.rs` reads it).
-    busy: &'a Cell<Duration>,
+    /// What the current cycle tells the spacing (`spacing.rs`): time spent applying ops,
+    /// and whether a lease found a backlog.
+    cycle: &'a Cycle,
     /// What the writer keeps in memory: changed by a commit only once it committed.
     memory: &'a Memory,
     /// The published queue counters, read again from the engine after it was reopened.
@@ -868,14 +882,14 @@ impl<'a> Ctx<'a> {
     fn new(
         cfg: &WriterConfig,
         stats: &'a WriterStats,
-        busy: &'a Cell<Duration>,
+        cycle: &'a Cycle,
         memory: &'a Memory,
         board: &'a Board,
     ) -> Self {
         Self {
             index_by_number: cfg.index_by_number,
             counts: cfg.count_kv_ops.then_some(&stats.kv),
-            busy,
+            cycle,
             memory,
             board,
             logged: None,
@@ -912,7 +926,7 @@ fn apply_group(
             res
         }
     };
-    ctx.busy.set(ctx.busy.get() + start.elapsed());
+    ctx.cycle.busy.set(ctx.cycle.busy.get() + start.elapsed());
     res
 }
 
@@ -940,6 +954,14 @@ fn apply_counted(
         .iter()
         .map(|r| apply_all(&mut outbox, &r.ops, ctx.index_by_number))
         .collect::<Result<Vec<_>, _>>()?;
+    if group.iter().zip(&results).any(|(r, res)| {
+        r.ops
+            .iter()
+            .zip(res)
+            .any(|(op, res)| ops::leased_full(op, res))
+    }) {
+        ctx.cycle.backlog.set(true);
+    }
     if let Some((seq, _)) = ctx.logged {
         super::backend::Kv::put(&mut outbox, &[keys::LOG_SEQ], &seq.to_be_bytes())?;
     }
@@ -1047,6 +1069,7 @@ mod tests {
         Request {
             ops,
             reply: oneshot::channel().0,
+            durable: None,
         }
     }
 
