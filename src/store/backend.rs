@@ -300,15 +300,19 @@ pub trait Kv: KvRead {
 
 /// The `scan` of a layer that keeps some keys of `[start, end)` itself: `inner`'s first
 /// `limit` keys merged with `held`, the layer's own keys in the range (at least its first
-/// `limit`, in any order). Every key among the first `limit` of the union is one of those,
+/// `limit`, in any order), or `inner`'s alone when `held` is `None` (the range holds none of
+/// the layer's keys). Every key among the first `limit` of the union is one of those,
 /// because a layer's removals of keys `inner` has reach `inner` in the same transaction.
 pub(crate) fn scan_merged(
     inner: &dyn KvRead,
     (start, end): (&[u8], &[u8]),
     limit: usize,
-    held: Vec<Entry>,
+    held: Option<Vec<Entry>>,
     out: &mut Vec<Entry>,
 ) -> Result<(), StoreError> {
+    let Some(held) = held else {
+        return inner.scan(start, end, limit, out);
+    };
     let mut engine = Vec::new();
     inner.scan(start, end, limit, &mut engine)?;
     let mut merged: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = engine.into_iter().collect();
@@ -325,6 +329,16 @@ pub(crate) fn receipt_entry_body(event: &ReceiptEvent) -> Result<Vec<u8>, StoreE
 /// Fills `out` with up to `limit` entries of `[start, end)` table by table: `each(tag, left,
 /// out)` appends at most `left` entries of the table for key tag `tag`, in key order (engines
 /// keep one table per tag), and the next table is asked only while entries are still wanted.
+/// The `last_key` of a layer that keeps some keys itself: the later of `inner`'s last key
+/// in `[start, end)` and `held_last`, the layer's own.
+pub(crate) fn last_key_merged(
+    inner: &dyn KvRead,
+    (start, end): (&[u8], &[u8]),
+    held_last: Option<Vec<u8>>,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(inner.last_key(start, end)?.max(held_last))
+}
+
 pub(crate) fn per_table(
     start: &[u8],
     end: &[u8],

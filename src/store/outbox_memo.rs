@@ -60,7 +60,9 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::backend::{Entry as KvEntry, Kv, KvRead, scan_merged, tags_between, taken_by};
+use super::backend::{
+    Entry as KvEntry, Kv, KvRead, last_key_merged, scan_merged, tags_between, taken_by,
+};
 use super::error::StoreError;
 use super::keys;
 use super::model::{OutboxEntry, ReceiptEvent};
@@ -736,20 +738,20 @@ impl KvRead for OutboxMemoKv<'_> {
         limit: usize,
         out: &mut Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), StoreError> {
-        if !self.touches_held(start, end) {
-            return self.inner.scan(start, end, limit, out);
-        }
-        let held = self.held_between(start, end, limit)?;
+        let held = if self.touches_held(start, end) {
+            Some(self.held_between(start, end, limit)?)
+        } else {
+            None
+        };
         scan_merged(&*self.inner, (start, end), limit, held, out)
     }
 
     fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let engine = self.inner.last_key(start, end)?;
-        if !self.touches_held(start, end) {
-            return Ok(engine);
-        }
-        let held = self.held_keys_between(start, end, usize::MAX).pop();
-        Ok(engine.max(held))
+        let last = self
+            .touches_held(start, end)
+            .then(|| self.held_keys_between(start, end, usize::MAX).pop())
+            .flatten();
+        last_key_merged(&*self.inner, (start, end), last)
     }
 }
 

@@ -36,7 +36,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::backend::{
-    Kv, KvRead, pass_scans_through, scan_merged, tag_of, tags_between, take_range_unless_kept,
+    Kv, KvRead, last_key_merged, pass_scans_through, scan_merged, tag_of, tags_between,
+    take_range_unless_kept,
 };
 use super::error::StoreError;
 use super::keys;
@@ -215,25 +216,15 @@ impl KvRead for HeldView<'_> {
         limit: usize,
         out: &mut Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), StoreError> {
-        if !touches_held(start, end) {
-            return self.inner.scan(start, end, limit, out);
-        }
-        scan_merged(
-            self.inner,
-            (start, end),
-            limit,
-            self.held_between(start, end),
-            out,
-        )
+        let held = touches_held(start, end).then(|| self.held_between(start, end));
+        scan_merged(self.inner, (start, end), limit, held, out)
     }
 
     fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let engine = self.inner.last_key(start, end)?;
-        if !touches_held(start, end) {
-            return Ok(engine);
-        }
-        let held = self.held_between(start, end).pop().map(|(k, _)| k);
-        Ok(engine.max(held))
+        let last = touches_held(start, end)
+            .then(|| self.held_between(start, end).pop().map(|(k, _)| k))
+            .flatten();
+        last_key_merged(self.inner, (start, end), last)
     }
 }
 

@@ -19,7 +19,9 @@
 
 use std::collections::BTreeSet;
 
-use super::backend::{Kv, KvRead, scan_merged, tags_between, take_range_unless_kept};
+use super::backend::{
+    Kv, KvRead, last_key_merged, scan_merged, tags_between, take_range_unless_kept,
+};
 use super::error::StoreError;
 use super::id::MessageId;
 use super::keys;
@@ -142,24 +144,18 @@ impl KvRead for TerminalRuns<'_> {
         limit: usize,
         out: &mut Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), StoreError> {
-        if !self.touches_waiting(start, end) {
-            return self.inner.scan(start, end, limit, out);
-        }
-        scan_merged(
-            &*self.inner,
-            (start, end),
-            limit,
-            self.waiting_between(start, end),
-            out,
-        )
+        let waiting = self
+            .touches_waiting(start, end)
+            .then(|| self.waiting_between(start, end));
+        scan_merged(&*self.inner, (start, end), limit, waiting, out)
     }
 
     fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let engine = self.inner.last_key(start, end)?;
-        if !self.touches_waiting(start, end) {
-            return Ok(engine);
-        }
-        Ok(engine.max(self.waiting_between(start, end).pop().map(|(k, _)| k)))
+        let last = self
+            .touches_waiting(start, end)
+            .then(|| self.waiting_between(start, end).pop().map(|(k, _)| k))
+            .flatten();
+        last_key_merged(&*self.inner, (start, end), last)
     }
 }
 
