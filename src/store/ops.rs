@@ -507,7 +507,7 @@ pub(crate) fn leased_full(op: &Op, result: &OpResult) -> bool {
                 expired,
                 cancelled,
             },
-        ) => messages.len() + expired.len() + cancelled.len() >= *limit,
+        ) => *limit > 0 && messages.len() + expired.len() + cancelled.len() >= *limit,
         _ => false,
     }
 }
@@ -1243,6 +1243,12 @@ mod tests {
         let took_rest = apply(&mut kv, &all, false).unwrap();
         assert!(!leased_full(&all, &took_rest), "the last one of five asked");
         assert!(!leased_full(&two, &OpResult::Count(2)));
+        let none = lease(0);
+        let took_none = apply(&mut kv, &none, false).unwrap();
+        assert!(
+            !leased_full(&none, &took_none),
+            "asking for nothing is no backlog"
+        );
     }
 
     #[test]
