@@ -326,9 +326,6 @@ pub(crate) fn receipt_entry_body(event: &ReceiptEvent) -> Result<Vec<u8>, StoreE
     serde_json::to_vec(event).map_err(|e| StoreError::Encode(e.to_string()))
 }
 
-/// Fills `out` with up to `limit` entries of `[start, end)` table by table: `each(tag, left,
-/// out)` appends at most `left` entries of the table for key tag `tag`, in key order (engines
-/// keep one table per tag), and the next table is asked only while entries are still wanted.
 /// The `last_key` of a layer that keeps some keys itself: the later of `inner`'s last key
 /// in `[start, end)` and `held_last`, the layer's own.
 pub(crate) fn last_key_merged(
@@ -339,6 +336,9 @@ pub(crate) fn last_key_merged(
     Ok(inner.last_key(start, end)?.max(held_last))
 }
 
+/// Fills `out` with up to `limit` entries of `[start, end)` table by table: `each(tag, left,
+/// out)` appends at most `left` entries of the table for key tag `tag`, in key order (engines
+/// keep one table per tag), and the next table is asked only while entries are still wanted.
 pub(crate) fn per_table(
     start: &[u8],
     end: &[u8],
