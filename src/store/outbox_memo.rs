@@ -658,6 +658,30 @@ impl<'a> OutboxMemoKv<'a> {
         Ok(held)
     }
 
+    /// The engine's part of a take from `[start, end)`: its first `limit` entries, appended
+    /// to `out` and noted gone. Answers the keys of the held entries that fit in what is left
+    /// of `limit` (an account's held entries are newer than every entry of it the engine
+    /// has), still held: [`take_range`](Kv::take_range) and
+    /// [`remove_range`](Kv::remove_range) remove them, with or without their bodies.
+    fn take_from_engine(
+        &mut self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<KvEntry>,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let from = out.len();
+        for (k, _) in taken_by(&mut *self.inner, (start, end), limit, out)? {
+            self.gone(k);
+        }
+        let room = limit.saturating_sub(out.len() - from);
+        Ok(if self.touches_held(start, end) && room > 0 {
+            self.held_keys_between(start, end, room)
+        } else {
+            Vec::new()
+        })
+    }
+
     /// Removes the held entry at `key` (from memory only: the engine never had it).
     fn unhold(&mut self, key: &[u8]) {
         self.held.insert(key.to_vec(), false);
@@ -802,15 +826,8 @@ impl Kv for OutboxMemoKv<'_> {
         limit: usize,
         out: &mut Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), StoreError> {
-        let hold = self.touches_held(start, end);
-        let from = out.len();
-        for (k, _) in taken_by(&mut *self.inner, (start, end), limit, out)? {
-            self.gone(k);
-        }
-        let room = limit.saturating_sub(out.len() - from);
-        if hold && room > 0 {
-            for (k, body) in self.held_between(start, end, room)? {
-                self.unhold(&k);
+        for k in self.take_from_engine(start, end, limit, out)? {
+            if let Some(Some(body)) = self.take_held(&k)? {
                 out.push((k, body));
             }
         }
@@ -825,20 +842,12 @@ impl Kv for OutboxMemoKv<'_> {
         end: &[u8],
         limit: usize,
     ) -> Result<usize, StoreError> {
-        let hold = self.touches_held(start, end);
         let mut out = Vec::new();
-        for (k, _) in taken_by(&mut *self.inner, (start, end), limit, &mut out)? {
-            self.gone(k);
+        let held = self.take_from_engine(start, end, limit, &mut out)?;
+        for k in &held {
+            self.unhold(k);
         }
-        let room = limit.saturating_sub(out.len());
-        let mut n = out.len();
-        if hold && room > 0 {
-            for k in self.held_keys_between(start, end, room) {
-                self.unhold(&k);
-                n += 1;
-            }
-        }
-        Ok(n)
+        Ok(out.len() + held.len())
     }
 
     /// A held-back entry is not encoded: the pumps read its event, and a durable commit
