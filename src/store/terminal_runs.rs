@@ -99,15 +99,20 @@ fn covers_terminal(start: &[u8], end: &[u8]) -> bool {
 
 /// The done time and id a terminal index key names.
 fn parse(key: &[u8]) -> Option<(u64, MessageId)> {
-    Some((keys::be_u64(key, 1)?, MessageId(keys::be_u64(key, 9)?)))
+    entry(key.get(1..)?)
 }
 
-/// A run's value: the entries after its first, in ascending order, 16 bytes each.
+/// The done time and id of a packed entry: a terminal index key without its tag.
+fn entry(b: &[u8]) -> Option<(u64, MessageId)> {
+    Some((keys::be_u64(b, 0)?, MessageId(keys::be_u64(b, 8)?)))
+}
+
+/// A run's value: the entries after its first, in ascending order, each its terminal index
+/// key without the tag (16 bytes).
 pub(crate) fn pack(rest: &[(u64, MessageId)]) -> Vec<u8> {
     let mut v = Vec::with_capacity(rest.len() * ENTRY);
-    for (done, id) in rest {
-        v.extend_from_slice(&done.to_be_bytes());
-        v.extend_from_slice(&id.to_be_bytes());
+    for &(done, id) in rest {
+        v.extend_from_slice(&keys::terminal(done, id)[1..]);
     }
     v
 }
@@ -121,11 +126,7 @@ pub(crate) fn unpack(key: &[u8], value: &[u8]) -> Result<Vec<(u64, MessageId)>, 
         return Err(bad("terminal run of partial entries"));
     }
     let mut all = vec![first];
-    all.extend(
-        value
-            .chunks_exact(ENTRY)
-            .filter_map(|c| Some((keys::be_u64(c, 0)?, MessageId(keys::be_u64(c, 8)?)))),
-    );
+    all.extend(value.chunks_exact(ENTRY).filter_map(entry));
     Ok(all)
 }
 
