@@ -80,13 +80,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ "${SKIP_BUILD:-0}" = 1 ]; then
-  target=${CARGO_TARGET_DIR:-$ROOT/target}/${PROFILE:-release}
-  BIN="$target/sluice-loadtest"
-  SLUICE="$target/sluice"
-else
-  build_release
-fi
+build_release
 
 "$BIN" sim --smpp "127.0.0.1:$SIM_PORT" --cmpp 127.0.0.1:0 --tally-out "$WORK/tally.json" \
   --tally-every 0.02 >"$WORK/sim.log" 2>&1 &

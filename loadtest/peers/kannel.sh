@@ -27,7 +27,8 @@
 # Usage: loadtest/peers/kannel.sh [N=50000] [HTTP_WORKERS=32] [BATCH=1000] [SLUICE_CONNS=4]
 # Environment: KANNEL_BINDS (2), KANNEL_PENDING (max-pending-submits per bind, 256),
 # SLUICE_WINDOW (window per bind, 256), SLUICE_LEASE_BATCH (channel lease_batch, 256), PHASE_TIMEOUT (600 s), ORDER ("kannel sluice" or
-# "sluice kannel": which phase runs first), KEEP_WORK=1 keeps the sluice data dir;
+# "sluice kannel": which phase runs first), KEEP_WORK=1 keeps the sluice data dir,
+# SKIP_BUILD=1 (use the binaries already built under CARGO_TARGET_DIR);
 # SIM_PORT, ADMIN_PORT, BOX_PORT, SENDSMS_PORT, HTTP_PORT, METRICS_PORT (default: free ports
 # picked at start; the script refuses ports something already listens on).
 set -euo pipefail

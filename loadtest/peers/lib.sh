@@ -28,12 +28,17 @@ pick_port() {
 }
 
 # Release build of the gateway and the load generator; sets BIN and SLUICE. Honours
-# CARGO_TARGET_DIR (shared machines give each checkout its own).
+# CARGO_TARGET_DIR (shared machines give each checkout its own), and SKIP_BUILD=1 (use the
+# binaries already under it, in PROFILE, default release: comparing builds side by side
+# without a relink, which takes minutes with LTO).
 build_release() {
-  (cd "$ROOT" && cargo build --release -q -p sluice-loadtest -p sluice)
-  local target=${CARGO_TARGET_DIR:-$ROOT/target}
-  BIN="$target/release/sluice-loadtest"
-  SLUICE="$target/release/sluice"
+  local target=${CARGO_TARGET_DIR:-$ROOT/target}/${PROFILE:-release}
+  if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    (cd "$ROOT" && cargo build --release -q -p sluice-loadtest -p sluice)
+    target=${CARGO_TARGET_DIR:-$ROOT/target}/release
+  fi
+  BIN="$target/sluice-loadtest"
+  SLUICE="$target/sluice"
 }
 
 # Stops every process in PIDS: SIGTERM (sluice drains on it), up to 5 s for all to exit, then
