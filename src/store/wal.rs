@@ -546,7 +546,7 @@ fn new_segment(dir: &Path, first: u64) -> Result<(File, PathBuf), StoreError> {
 /// The filling starts once the current segment is half full (a store that never fills one,
 /// as in most tests, never writes one), and the log thread takes the result only if it is
 /// ready when the segment rotates; else that rotation starts a plain file as before, and the
-/// spare waits for the next. A [`LogWriter`] joins its helper when dropped, so a store
+/// spare waits for the next. Dropping it (with its [`LogWriter`]) joins the helper, so a store
 /// opened again in the same process never meets a helper still writing the file it renames.
 #[derive(Debug, Default)]
 struct Spare(Option<std::thread::JoinHandle<std::io::Result<File>>>);
@@ -590,9 +590,11 @@ impl Spare {
             })
             .ok()
     }
+}
 
-    /// Waits for a fill still running.
-    fn join(&mut self) {
+impl Drop for Spare {
+    /// Waits for a fill still running (see the type's doc).
+    fn drop(&mut self) {
         if let Some(h) = self.0.take() {
             let _ = h.join();
         }
@@ -606,13 +608,7 @@ fn zero_filled(path: &Path) -> std::io::Result<File> {
         .write(true)
         .truncate(true)
         .open(path)?;
-    let chunk = vec![0u8; 1 << 20];
-    let mut left = SEGMENT_BYTES;
-    while left > 0 {
-        let n = usize::try_from(left.min(chunk.len() as u64)).unwrap_or(chunk.len());
-        file.write_all(&chunk[..n])?;
-        left -= n as u64;
-    }
+    std::io::copy(&mut std::io::repeat(0).take(SEGMENT_BYTES), &mut file)?;
     file.sync_all()?;
     file.seek(SeekFrom::Start(0))?;
     Ok(file)
@@ -636,14 +632,8 @@ pub(crate) struct LogWriter {
     /// A failed write could not be cut back: the bytes of a refused group may be in the
     /// segment, so nothing more is appended after them (every later group is refused).
     broken: Option<String>,
-    /// The next segment, being zero-filled.
+    /// The next segment, being zero-filled (joined when the writer drops).
     spare: Spare,
-}
-
-impl Drop for LogWriter {
-    fn drop(&mut self) {
-        self.spare.join();
-    }
 }
 
 impl LogWriter {
