@@ -24,7 +24,9 @@ use tokio_util::codec::Framed;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn config(data: &std::path::Path, sim_port: u16, rate: u32) -> Config {
+/// The gateway's config: account `acme` with an SMPP login, plus `extra` lines for it (e.g. an
+/// HTTP key and a webhook), and the simulator's channel.
+fn config_with(data: &std::path::Path, sim_port: u16, rate: u32, extra: &str) -> Config {
     let text = format!(
         r#"
 timezone = "Asia/Shanghai"
@@ -43,6 +45,7 @@ default_sender = "10690000"
 smpp_system_id = "acme"
 smpp_password_sha256 = "{hash}"
 smpp_window = 16
+{extra}
 {sim_channel}"#,
         sim_channel = e2e_support::sim_channel(sim_port),
         data = data.display(),
@@ -62,10 +65,14 @@ async fn rig(rate: u32) -> Rig {
 }
 
 async fn rig_with(rate: u32, listener: sluice_loadtest::ListenerConfig) -> Rig {
+    rig_full(rate, listener, "").await
+}
+
+async fn rig_full(rate: u32, listener: sluice_loadtest::ListenerConfig, extra: &str) -> Rig {
     init_tracing();
     let sim = start_sim(listener, Some(3)).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config(dir.path(), sim.addrs()[0].port(), rate);
+    let cfg = config_with(dir.path(), sim.addrs()[0].port(), rate, extra);
     let opts = ServeOptions {
         drain_deadline: Duration::from_secs(5),
         ..ServeOptions::default()
@@ -337,6 +344,121 @@ async fn receipts_wait_for_the_client_and_flow_when_it_binds_again() {
             .await
             .is_err(),
         "no duplicate deliver_sm"
+    );
+    rig.gw.shutdown().await;
+    let _ = rig.sim.shutdown().await;
+}
+
+/// The account also sends over HTTP, and its webhook is down: the receipts of those messages
+/// stay at the head of the same outbox. The ESME's receipt, behind more of them than the pump
+/// reads in a round, still comes: the pump moves on through the outbox instead of reading
+/// its head again each round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smpp_receipts_pass_webhook_entries_waiting_at_the_head() {
+    let receiver = e2e_support::Receiver::new(false);
+    let hook = e2e_support::serve_http(&receiver).await;
+    let extra = format!(
+        "api_keys = [\"{hash}\"]\nwebhook_url = \"{hook}/receipts\"\nwebhook_secret = \"{secret}\"",
+        hash = hash_api_key(e2e_support::KEY),
+        secret = e2e_support::WEBHOOK_SECRET,
+    );
+    let rig = rig_full(100_000, sim_listener(), &extra).await;
+    let base = format!("http://{}", rig.gw.http_addr());
+    let client = reqwest::Client::new();
+    let messages: Vec<serde_json::Value> = (0..600)
+        .map(|i| serde_json::json!({"to": format!("+86139{i:08}"), "text": "over http"}))
+        .collect();
+    let (status, _) =
+        e2e_support::post(&client, &base, &serde_json::json!({ "messages": messages })).await;
+    assert_eq!(status, 202);
+    let store = rig.gw.store().clone();
+    let waiting = e2e_support::wait_until(WAIT, || {
+        store.outbox("acme", 0, 1000).map(|o| o.len()).unwrap_or(0) >= 600
+    })
+    .await;
+    assert!(waiting, "the HTTP messages' receipts wait for the webhook");
+
+    let mut esme = connect(&rig).await;
+    assert_eq!(
+        bind(&mut esme, Pdu::BindTransceiver, "secret").await,
+        CommandStatus::EsmeRok
+    );
+    esme.send(Command::request(2, Pdu::SubmitSm(sm(b"over smpp", 0))))
+        .await
+        .expect("send");
+    let mut held = Vec::new();
+    let id = id_of(&next_response(&mut esme, &mut held).await);
+    assert_eq!(receipts_after(&mut esme, held, 1).await, vec![id]);
+    assert!(
+        receiver
+            .refused_receipts
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0,
+        "the webhook was tried"
+    );
+    esme.send(Command::request(99, Pdu::Unbind))
+        .await
+        .expect("send");
+    assert_eq!(
+        next_real(&mut esme).await.command_id(),
+        CommandId::UnbindResp
+    );
+    rig.gw.shutdown().await;
+    let _ = rig.sim.shutdown().await;
+}
+
+/// A receipt the ESME refuses (ESME_RX_T_APPN) is offered again after the retry wait, though
+/// the pump's pass moved on past it meanwhile, and leaves the outbox once accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_receipt_comes_again() {
+    let rig = rig(100_000).await;
+    let mut esme = connect(&rig).await;
+    assert_eq!(
+        bind(&mut esme, Pdu::BindTransceiver, "secret").await,
+        CommandStatus::EsmeRok
+    );
+    esme.send(Command::request(2, Pdu::SubmitSm(sm(b"twice", 0))))
+        .await
+        .expect("send");
+    let mut held = Vec::new();
+    let id = id_of(&next_response(&mut esme, &mut held).await);
+    let first = match held.pop() {
+        Some(c) => c,
+        None => next_real(&mut esme).await,
+    };
+    assert!(matches!(first.pdu, Pdu::DeliverSm(_)), "{first:?}");
+    esme.send(Command {
+        status: CommandStatus::EsmeRxTAppn,
+        ..Command::request(first.sequence, Pdu::DeliverSmResp(MessageIdResp::default()))
+    })
+    .await
+    .expect("send");
+    // Another message's receipt moves the pass on before the refused one is due again.
+    esme.send(Command::request(3, Pdu::SubmitSm(sm(b"between", 0))))
+        .await
+        .expect("send");
+    let mut held = Vec::new();
+    let other = id_of(&next_response(&mut esme, &mut held).await);
+    let mut got = receipts_after(&mut esme, held, 2).await;
+    got.sort();
+    let mut want = vec![id, other];
+    want.sort();
+    assert_eq!(got, want);
+    let store = rig.gw.store().clone();
+    let empty = e2e_support::wait_until(WAIT, || {
+        store
+            .outbox("acme", 0, 10)
+            .map(|o| o.is_empty())
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(empty, "both receipts acked and removed");
+    esme.send(Command::request(99, Pdu::Unbind))
+        .await
+        .expect("send");
+    assert_eq!(
+        next_real(&mut esme).await.command_id(),
+        CommandId::UnbindResp
     );
     rig.gw.shutdown().await;
     let _ = rig.sim.shutdown().await;

@@ -38,7 +38,7 @@ use crate::store::{
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Idle re-scan period (entries finalised without a wake-up are found by then).
 const IDLE_POLL: Duration = Duration::from_millis(250);
-/// Entries read per outbox and round, beyond those already in flight.
+/// Entries read per outbox and round.
 const SCAN: usize = 256;
 
 fn smpp_address(a: &str) -> Address {
@@ -163,6 +163,51 @@ enum Plan {
     Delete(OutgoingKind, u64),
 }
 
+/// Where the pump's pass over one outbox stands.
+///
+/// Why: the account's receipt outbox is shared with the webhook pump (receipts of messages
+/// sent over HTTP), so its head may hold any number of entries this pump skips — a webhook
+/// that is down keeps them there. Reading from the first entry every round, as the pump
+/// did, never got past [`SCAN`] of them; a pass that moves on through the outbox does, as
+/// the webhook pump's own cursor does for the entries it leaves to SMPP binds.
+#[derive(Debug, Default)]
+struct Cursor {
+    /// Entries after this sequence are read next.
+    after: u64,
+    /// An entry this pump must offer again is behind the cursor: it was passed over while
+    /// in flight or waiting for its retry, no bind had room for it, or a bind refused it or
+    /// closed with it unanswered. The pass starts over from the first entry once it reached
+    /// the end, to find it.
+    left_behind: bool,
+}
+
+impl Cursor {
+    /// Moves past a read whose last entry was `last`; `at_end`: it read less than it asked.
+    fn advance(&mut self, last: Option<u64>, at_end: bool) {
+        match last {
+            _ if at_end && self.left_behind => *self = Self::default(),
+            Some(seq) => self.after = seq,
+            None => {}
+        }
+    }
+}
+
+/// The pump's cursors, one per outbox.
+#[derive(Debug, Default)]
+struct Cursors {
+    receipts: Cursor,
+    mo: Cursor,
+}
+
+impl Cursors {
+    fn of(&mut self, kind: OutgoingKind) -> &mut Cursor {
+        match kind {
+            OutgoingKind::Receipt => &mut self.receipts,
+            OutgoingKind::Mo => &mut self.mo,
+        }
+    }
+}
+
 /// The pump of one account. Runs until `shutdown`.
 pub(crate) async fn run(
     store: GatewayStore,
@@ -174,6 +219,7 @@ pub(crate) async fn run(
     let account = hub.name.clone();
     let mut in_flight: HashSet<(OutgoingKind, u64)> = HashSet::new();
     let mut retry: HashMap<(OutgoingKind, u64), Instant> = HashMap::new();
+    let mut cursors = Cursors::default();
     let mut next_bind = 0usize;
     let mut carried: Option<Done> = None;
     let mut done_open = true;
@@ -193,6 +239,8 @@ pub(crate) async fn run(
                 deletes.push(delete_op(&account, d.kind, d.seq));
             } else {
                 retry.insert((d.kind, d.seq), Instant::now() + RETRY_AFTER);
+                // The pass read it when it went out: a later pass must find it again.
+                cursors.of(d.kind).left_behind = true;
             }
         }
         // Deletes first: a scan before them would offer acknowledged entries again.
@@ -202,11 +250,15 @@ pub(crate) async fn run(
             tracing::warn!(%account, error = %e, "Could not delete delivered outbox entries; they will be re-sent.");
         }
         let mut deletes = Vec::new();
+        // More entries wait beyond this round's read, and the binds took all it offered.
+        let mut more = false;
         let receivers = hub.receivers();
         if !receivers.is_empty() {
             let now = Instant::now();
             retry.retain(|_, at| *at > now);
-            for plan in scan(&*store, &account, &in_flight, &retry) {
+            let scanned = scan(&*store, &account, &mut cursors, &in_flight, &retry);
+            more = scanned.more;
+            for plan in scanned.plans {
                 match plan {
                     Plan::Delete(kind, seq) => deletes.push(delete_op(&account, kind, seq)),
                     Plan::Send(out) => {
@@ -231,6 +283,11 @@ pub(crate) async fn run(
                         }
                         if sent {
                             in_flight.insert(key);
+                        } else {
+                            // No room: the next answer (`done`) wakes the pump to offer it
+                            // again, on a later pass.
+                            cursors.of(key.0).left_behind = true;
+                            more = false;
                         }
                     }
                 }
@@ -240,6 +297,12 @@ pub(crate) async fn run(
             && let Err(e) = store.submit(deletes).await
         {
             tracing::warn!(%account, error = %e, "Could not delete delivered outbox entries; they will be re-sent.");
+        }
+        if more {
+            // The rest of the outbox now, not after the idle poll: a webhook's backlog at
+            // the head must not delay the ESME's receipts behind it by a poll per read.
+            tokio::task::yield_now().await;
+            continue;
         }
         tokio::select! {
             () = wake.notified() => {}
@@ -272,23 +335,33 @@ fn delete_op(account: &str, kind: OutgoingKind, seq: u64) -> Op {
     }
 }
 
-/// Reads both outboxes of `account` and plans what to send or drop.
+/// What one scan of both outboxes found.
+struct Scanned {
+    plans: Vec<Plan>,
+    /// An outbox had more entries than the scan read.
+    more: bool,
+}
+
+/// Reads the next entries of both outboxes of `account`, from `cursors`, and plans what to
+/// send or drop. A read that fails starts that outbox's pass over.
 fn scan(
     store: &dyn MessageStore,
     account: &str,
+    cursors: &mut Cursors,
     in_flight: &HashSet<(OutgoingKind, u64)>,
     retry: &HashMap<(OutgoingKind, u64), Instant>,
-) -> Vec<Plan> {
+) -> Scanned {
     let busy = |k: (OutgoingKind, u64)| in_flight.contains(&k) || retry.contains_key(&k);
-    let limit = in_flight.len() + retry.len() + SCAN;
     let mut plans = Vec::new();
-    match store.outbox(account, 0, limit) {
+    let mut more = false;
+    let cursor = &mut cursors.receipts;
+    match store.outbox(account, cursor.after, SCAN) {
         Ok(entries) => {
+            let at_end = entries.len() < SCAN;
+            more |= !at_end;
+            let last = entries.last().map(|e| e.seq);
             for e in entries {
                 let key = (OutgoingKind::Receipt, e.seq);
-                if busy(key) {
-                    continue;
-                }
                 // The store hands the newest entries over decoded (its memory of them).
                 let event = match e.event {
                     Some(event) => event,
@@ -300,6 +373,10 @@ fn scan(
                 let Some(flag) = event.tags.get(SMPP_RECEIPT_TAG) else {
                     continue; // Not ours: the webhook pump's.
                 };
+                if busy(key) {
+                    cursor.left_behind = true;
+                    continue;
+                }
                 if flag == "2" && event.state == MessageState::Delivered {
                     plans.push(Plan::Delete(OutgoingKind::Receipt, e.seq));
                     continue;
@@ -319,14 +396,23 @@ fn scan(
                     sm: Box::new(receipt_sm(&event, original.as_deref())),
                 }));
             }
+            cursor.advance(last, at_end);
         }
-        Err(e) => tracing::warn!(%account, error = %e, "Receipt outbox unreadable."),
+        Err(e) => {
+            *cursor = Cursor::default();
+            tracing::warn!(%account, error = %e, "Receipt outbox unreadable.");
+        }
     }
-    match store.mo_outbox(account, 0, limit) {
+    let cursor = &mut cursors.mo;
+    match store.mo_outbox(account, cursor.after, SCAN) {
         Ok(entries) => {
+            let at_end = entries.len() < SCAN;
+            more |= !at_end;
+            let last = entries.last().map(|e| e.seq);
             for e in entries {
                 let key = (OutgoingKind::Mo, e.seq);
                 if busy(key) {
+                    cursor.left_behind = true;
                     continue;
                 }
                 match serde_json::from_slice::<MoEvent>(&e.body) {
@@ -338,10 +424,14 @@ fn scan(
                     Err(_) => plans.push(Plan::Delete(OutgoingKind::Mo, e.seq)),
                 }
             }
+            cursor.advance(last, at_end);
         }
-        Err(e) => tracing::warn!(%account, error = %e, "MO outbox unreadable."),
+        Err(e) => {
+            *cursor = Cursor::default();
+            tracing::warn!(%account, error = %e, "MO outbox unreadable.");
+        }
     }
-    plans
+    Scanned { plans, more }
 }
 
 #[cfg(test)]
