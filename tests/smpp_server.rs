@@ -190,6 +190,19 @@ async fn receipts_after(esme: &mut Esme, held: Vec<Command>, n: usize) -> Vec<St
     ids
 }
 
+/// Unbinds `esme` (so the gateway's drain need not wait for the bind) and stops the rig.
+async fn unbind_and_stop(rig: Rig, mut esme: Esme) {
+    esme.send(Command::request(99, Pdu::Unbind))
+        .await
+        .expect("send");
+    assert_eq!(
+        next_real(&mut esme).await.command_id(),
+        CommandId::UnbindResp
+    );
+    rig.gw.shutdown().await;
+    let _ = rig.sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submits_are_durable_then_answered_and_receipts_come_back() {
     let rig = rig(100_000).await;
@@ -275,15 +288,7 @@ async fn submits_are_durable_then_answered_and_receipts_come_back() {
     want.sort();
     assert_eq!(got, want);
 
-    esme.send(Command::request(99, Pdu::Unbind))
-        .await
-        .expect("send");
-    assert_eq!(
-        next_real(&mut esme).await.command_id(),
-        CommandId::UnbindResp
-    );
-    rig.gw.shutdown().await;
-    let _ = rig.sim.shutdown().await;
+    unbind_and_stop(rig, esme).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,15 +401,7 @@ async fn smpp_receipts_pass_webhook_entries_waiting_at_the_head() {
             > 0,
         "the webhook was tried"
     );
-    esme.send(Command::request(99, Pdu::Unbind))
-        .await
-        .expect("send");
-    assert_eq!(
-        next_real(&mut esme).await.command_id(),
-        CommandId::UnbindResp
-    );
-    rig.gw.shutdown().await;
-    let _ = rig.sim.shutdown().await;
+    unbind_and_stop(rig, esme).await;
 }
 
 /// A receipt the ESME refuses (ESME_RX_T_APPN) is offered again after the retry wait, though
@@ -453,15 +450,7 @@ async fn a_refused_receipt_comes_again() {
     })
     .await;
     assert!(empty, "both receipts acked and removed");
-    esme.send(Command::request(99, Pdu::Unbind))
-        .await
-        .expect("send");
-    assert_eq!(
-        next_real(&mut esme).await.command_id(),
-        CommandId::UnbindResp
-    );
-    rig.gw.shutdown().await;
-    let _ = rig.sim.shutdown().await;
+    unbind_and_stop(rig, esme).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
