@@ -509,14 +509,20 @@ mod tests {
         c.advance(Some(256), false);
         assert_eq!(c.after, 256, "a full read: the next one starts after it");
         c.advance(Some(300), true);
-        assert_eq!(c.after, 300, "the end, nothing left behind: only new entries next");
+        assert_eq!(
+            c.after, 300,
+            "the end, nothing left behind: only new entries next"
+        );
         c.advance(None, true);
         assert_eq!(c.after, 300);
         c.left_behind = true;
         c.advance(Some(512), false);
         assert_eq!(c.after, 512, "not at the end yet: the pass goes on");
         c.advance(None, true);
-        assert_eq!(c.after, 0, "the end with something left behind: from the first entry");
+        assert_eq!(
+            c.after, 0,
+            "the end with something left behind: from the first entry"
+        );
         assert!(!c.left_behind);
     }
 }
