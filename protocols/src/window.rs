@@ -10,8 +10,11 @@
 //! - an entry leaves exactly once: by [`Window::remove`] (answered), [`Window::pop_expired`]
 //!   (timed out) or [`Window::drain_by`] (the session closed).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
+
+// Fx: the keys are the session's own sequence numbers, never a peer's choice.
+use rustc_hash::FxHashMap;
 
 /// The largest sequence number (SMPP and CMPP both keep the top bit clear).
 pub(crate) const MAX_SEQUENCE: u32 = 0x7FFF_FFFF;
@@ -20,7 +23,7 @@ pub(crate) const MAX_SEQUENCE: u32 = 0x7FFF_FFFF;
 #[derive(Debug)]
 pub(crate) struct Window<P> {
     next_sequence: u32,
-    entries: HashMap<u32, P>,
+    entries: FxHashMap<u32, P>,
     deadlines: VecDeque<(Instant, u32)>,
 }
 
@@ -29,7 +32,7 @@ impl<P> Window<P> {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         Self {
             next_sequence: 1,
-            entries: HashMap::with_capacity(capacity),
+            entries: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
             deadlines: VecDeque::with_capacity(capacity),
         }
     }

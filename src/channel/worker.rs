@@ -34,6 +34,8 @@
 //! part queue, the limiter and new messages in one `select!`.
 
 use std::collections::{HashMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -154,7 +156,7 @@ pub fn spawn<W: Wire>(
         limits,
         wire,
         limiter,
-        messages: HashMap::new(),
+        messages: FxHashMap::default(),
         pending: VecDeque::new(),
         binds_up: Vec::new(),
         down_since: Some(Instant::now()),
@@ -226,7 +228,7 @@ struct Worker<W: Wire> {
     limiter: ChannelLimiter,
     /// Next concatenation reference (fresh per message, wrapping).
     reference: u16,
-    messages: HashMap<MessageId, Held<W::Part>>,
+    messages: FxHashMap<MessageId, Held<W::Part>>,
     /// Parts waiting for a rate token and a queue slot, in send order.
     pending: VecDeque<PartTag>,
     binds_up: Vec<bool>,

@@ -20,7 +20,9 @@
 //! - a counter at zero has no key; the board keeps it at zero, so a gauge drops to 0 instead
 //!   of keeping its last value.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::Mutex;
 
 use super::backend::{Kv, KvRead, pass_scans_through, take_range_noting};
@@ -132,7 +134,7 @@ fn counter_slot(key: &[u8]) -> Option<Slot> {
     }
 }
 
-fn bump(map: &mut HashMap<Vec<u8>, i64>, k: &[u8], by: i64) {
+fn bump(map: &mut FxHashMap<Vec<u8>, i64>, k: &[u8], by: i64) {
     match map.get_mut(k) {
         Some(n) => *n += by,
         None => {
@@ -146,17 +148,17 @@ fn bump(map: &mut HashMap<Vec<u8>, i64>, k: &[u8], by: i64) {
 pub(crate) struct DepthKv<'a> {
     inner: &'a mut dyn Kv,
     /// Net change per ready slot (`channel, 0, lane`).
-    ready: HashMap<Vec<u8>, i64>,
+    ready: FxHashMap<Vec<u8>, i64>,
     /// Net change per channel of lease keys.
-    in_flight: HashMap<Vec<u8>, i64>,
+    in_flight: FxHashMap<Vec<u8>, i64>,
 }
 
 impl<'a> DepthKv<'a> {
     pub(crate) fn new(inner: &'a mut dyn Kv) -> Self {
         Self {
             inner,
-            ready: HashMap::new(),
-            in_flight: HashMap::new(),
+            ready: FxHashMap::default(),
+            in_flight: FxHashMap::default(),
         }
     }
 
@@ -419,7 +421,7 @@ fn each_key(
 /// attributed to the channel of its message record (not the lease key's value), so this is
 /// an independent check of the counters.
 pub(crate) fn recount(kv: &dyn KvRead) -> Result<QueueDepths, StoreError> {
-    let mut ready: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut ready: FxHashMap<Vec<u8>, u64> = FxHashMap::default();
     each_key(kv, keys::READY, |k, _| {
         match ready_slot_bytes(k) {
             Some(s) => match ready.get_mut(s) {

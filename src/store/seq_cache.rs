@@ -12,7 +12,7 @@
 //! - `flush` must run before the transaction commits, or the counters' new values are lost
 //!   (the writer does it for every group; an aborted group drops the cache with its changes).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use super::backend::{Kv, KvRead, take_range_unless_kept};
 use super::error::StoreError;
@@ -23,14 +23,14 @@ pub(crate) struct SeqCache<'a> {
     inner: &'a mut dyn Kv,
     /// Counters written in this group (`None`: deleted). Only writes fill it, so every
     /// entry is dirty; the first read of a counter goes to the store.
-    seqs: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    seqs: FxHashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl<'a> SeqCache<'a> {
     pub(crate) fn new(inner: &'a mut dyn Kv) -> Self {
         Self {
             inner,
-            seqs: HashMap::new(),
+            seqs: FxHashMap::default(),
         }
     }
 
