@@ -404,6 +404,51 @@ async fn smpp_receipts_pass_webhook_entries_waiting_at_the_head() {
     unbind_and_stop(rig, esme).await;
 }
 
+/// Pipelined submits are stored together (one store request per batch of wake-ups) and each
+/// is answered with its own message's id: the id's stored text is the one that submit sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_submits_each_get_their_own_id() {
+    let rig = rig(100_000).await;
+    let mut esme = connect(&rig).await;
+    assert_eq!(
+        bind(&mut esme, Pdu::BindTransmitter, "secret").await,
+        CommandStatus::EsmeRok
+    );
+    const N: u32 = 12;
+    for i in 0..N {
+        let text = format!("pipelined {i}");
+        let mut s = sm(text.as_bytes(), 0);
+        s.registered_delivery = 0;
+        esme.feed(Command::request(10 + i, Pdu::SubmitSm(s)))
+            .await
+            .expect("feed");
+    }
+    SinkExt::<Command>::flush(&mut esme).await.expect("flush");
+    let mut ids = std::collections::HashMap::new();
+    while ids.len() < N as usize {
+        let r = next_real(&mut esme).await;
+        assert!(r.status.is_ok(), "{r:?}");
+        ids.insert(r.sequence, id_of(&r));
+    }
+    let distinct: std::collections::HashSet<&String> = ids.values().collect();
+    assert_eq!(distinct.len(), N as usize, "one id per submit: {ids:?}");
+    for (seq, id) in &ids {
+        let m = rig
+            .gw
+            .store()
+            .get(id.parse().expect("id"))
+            .expect("read")
+            .expect("stored before its answer");
+        let want = format!("pipelined {}", seq - 10);
+        assert!(
+            matches!(&m.payload, sluice::store::Payload::Text { text, .. } if *text == want),
+            "submit {seq} answered with the id of {:?}",
+            m.payload
+        );
+    }
+    unbind_and_stop(rig, esme).await;
+}
+
 /// A receipt the ESME refuses (ESME_RX_T_APPN) is offered again after the retry wait, though
 /// the pump's pass moved on past it meanwhile, and leaves the outbox once accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -148,10 +148,64 @@ pub async fn accept_with_ids(
     ids: Vec<MessageId>,
     now_ms: u64,
 ) -> Result<AcceptedBatch, AcceptError> {
+    let prepared = prepare(store, place, account, items, ids, now_ms)?;
+    store_prepared(store, prepared).await
+}
+
+/// A batch routed and made into store records, not yet stored: [`prepare`] makes it,
+/// [`store_prepared`] stores it in one commit. Batches of one account made apart may be
+/// stored together ([`Prepared::append`]): the SMPP server stores the submits of one batch of
+/// wake-ups in one store request.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    lines: Vec<usize>,
+    messages: Vec<Message>,
+    channels: Vec<String>,
+}
+
+impl Prepared {
+    /// Messages in the batch.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether it holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Appends `other`'s messages after this batch's; their results follow in that order.
+    pub fn append(&mut self, other: Self) {
+        self.lines.extend(other.lines);
+        self.messages.extend(other.messages);
+        for c in other.channels {
+            if !self.channels.contains(&c) {
+                self.channels.push(c);
+            }
+        }
+    }
+}
+
+/// Routes `items` and makes their store records, the first taking the ids in `ids`, the
+/// rest fresh ones. Nothing is written.
+///
+/// # Errors
+/// [`AcceptError::Unplaceable`] (no route, or windows that never open) and
+/// [`AcceptError::Refused`] (an MMS whose content was not stored first).
+pub fn prepare(
+    store: &dyn MessageStore,
+    place: &PlaceFn,
+    account: &str,
+    items: Vec<Item>,
+    ids: Vec<MessageId>,
+    now_ms: u64,
+) -> Result<Prepared, AcceptError> {
     let mut ids = ids.into_iter();
-    let mut channels: Vec<String> = Vec::new();
-    let mut lines = Vec::with_capacity(items.len());
-    let mut messages = Vec::with_capacity(items.len());
+    let mut out = Prepared {
+        lines: Vec::with_capacity(items.len()),
+        messages: Vec::with_capacity(items.len()),
+        channels: Vec::new(),
+    };
     for Item { line, submission } in items {
         if submission.mms.is_some() {
             // Its content was never built and stored (`mms::resolve`): storing the
@@ -163,13 +217,31 @@ pub async fn accept_with_ids(
         }
         let placement = place(account, &submission, now_ms)
             .map_err(|error| AcceptError::Unplaceable { line, error })?;
-        if !channels.contains(&placement.channel) {
-            channels.push(placement.channel.clone());
+        if !out.channels.contains(&placement.channel) {
+            out.channels.push(placement.channel.clone());
         }
         let id = ids.next().unwrap_or_else(|| store.ids().next(now_ms));
-        lines.push(line);
-        messages.push(to_message(id, account, placement, submission, now_ms));
+        out.lines.push(line);
+        out.messages
+            .push(to_message(id, account, placement, submission, now_ms));
     }
+    Ok(out)
+}
+
+/// Stores a prepared batch durably in one commit; resolves after it.
+///
+/// # Errors
+/// [`AcceptError::Store`], or [`AcceptError::Refused`] when the store answered a record
+/// with something other than inserted or duplicate. Either way nothing was acknowledged.
+pub async fn store_prepared(
+    store: &dyn MessageStore,
+    prepared: Prepared,
+) -> Result<AcceptedBatch, AcceptError> {
+    let Prepared {
+        lines,
+        messages,
+        channels,
+    } = prepared;
     let results = store.insert_batch(messages).await?;
     let results = lines
         .into_iter()

@@ -34,7 +34,7 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
-use super::accept::{AcceptError, PlaceFn, accept_with_ids};
+use super::accept::{AcceptError, PlaceFn, Prepared, prepare, store_prepared};
 use super::account::{Account, Accounts};
 use super::batch::{self, BatchError, BatchLimits, Format};
 use super::mms::{self, MmsIngress, ResolveError};
@@ -379,7 +379,8 @@ fn accepted_response(body: Vec<u8>) -> Response {
 
 /// Stores validated, rate-charged items of `account` durably, wakes their channels and
 /// counts them: the one accept path shared by the HTTP API and the SMPP server
-/// (`ingress::smpp_server`). Resolves after the store's commit.
+/// (`ingress::smpp_server`, which calls its two halves, [`prepare_items`] per submit and
+/// [`commit_prepared`] per batch of submits). Resolves after the store's commit.
 ///
 /// # Errors
 /// [`AcceptError`]: nothing was acknowledged (store failures are logged here).
@@ -389,8 +390,22 @@ pub async fn accept_items(
     items: Vec<batch::Item>,
     ids: Vec<MessageId>,
 ) -> Result<Vec<super::accept::Accepted>, AcceptError> {
-    let n = items.len();
-    let batch = accept_with_ids(
+    let prepared = prepare_items(state, account, items, ids)?;
+    commit_prepared(state, account, prepared).await
+}
+
+/// Routes `items` of `account` and makes their store records (the first taking `ids`);
+/// nothing is written.
+///
+/// # Errors
+/// As [`accept::prepare`](super::accept::prepare).
+pub fn prepare_items(
+    state: &IngressState,
+    account: &Account,
+    items: Vec<batch::Item>,
+    ids: Vec<MessageId>,
+) -> Result<Prepared, AcceptError> {
+    prepare(
         &*state.store,
         &state.place,
         account.name(),
@@ -398,20 +413,23 @@ pub async fn accept_items(
         ids,
         (state.now_ms)(),
     )
-    .await
-    .inspect_err(|e| match e {
-        AcceptError::Store(e) if e.is_no_space() => {
-            tracing::warn!(error = %e, "Store disk full; batch refused.");
-            metrics::counter!(m::STORE_NO_SPACE).increment(1);
-        }
-        AcceptError::Store(e) => {
-            tracing::error!(error = %e, "Store failed while accepting a batch.");
-        }
-        AcceptError::Refused { line, reason } => {
-            tracing::error!(line, %reason, "Store refused a validated message.");
-        }
-        AcceptError::Unplaceable { .. } => {}
-    })?;
+    .inspect_err(log_accept_error)
+}
+
+/// Stores `prepared` (records of `account`) in one commit, wakes their channels and counts
+/// them. Resolves after the commit.
+///
+/// # Errors
+/// [`AcceptError`]: nothing was acknowledged (store failures are logged here).
+pub async fn commit_prepared(
+    state: &IngressState,
+    account: &Account,
+    prepared: Prepared,
+) -> Result<Vec<super::accept::Accepted>, AcceptError> {
+    let n = prepared.len();
+    let batch = store_prepared(&*state.store, prepared)
+        .await
+        .inspect_err(log_accept_error)?;
     for channel in &batch.channels {
         (state.on_commit)(channel);
     }
@@ -427,6 +445,24 @@ pub async fn accept_items(
     }
     metrics::histogram!(m::BATCH_SIZE).record(n as f64);
     Ok(accepted)
+}
+
+/// Logs what an operator must see of a failed accept; a client's unplaceable line is the
+/// client's to see (in its answer), not the log's.
+fn log_accept_error(e: &AcceptError) {
+    match e {
+        AcceptError::Store(e) if e.is_no_space() => {
+            tracing::warn!(error = %e, "Store disk full; batch refused.");
+            metrics::counter!(m::STORE_NO_SPACE).increment(1);
+        }
+        AcceptError::Store(e) => {
+            tracing::error!(error = %e, "Store failed while accepting a batch.");
+        }
+        AcceptError::Refused { line, reason } => {
+            tracing::error!(line, %reason, "Store refused a validated message.");
+        }
+        AcceptError::Unplaceable { .. } => {}
+    }
 }
 
 async fn get_message(

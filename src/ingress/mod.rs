@@ -18,7 +18,8 @@
 //!   SSE stream), read from `crate::status`, the pause switches and the store's depths.
 //! - [`lookup`]: operators' message lookup by id or destination, with a timeline.
 //! - [`smpp_server`]: ESMEs binding to sluice over SMPP; submits take the same validation,
-//!   rate charge and durable accept (`http::accept_items`) as the HTTP API.
+//!   rate charge and durable accept (`http::prepare_items` and `http::commit_prepared`,
+//!   the halves of `http::accept_items`) as the HTTP API.
 
 pub mod accept;
 pub mod account;

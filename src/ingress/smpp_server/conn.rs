@@ -34,9 +34,9 @@ use tracing::Instrument;
 use super::submit::{self, Common, Incoming};
 use super::{AccountHub, Done, Outgoing, REASSEMBLY_TTL, Server};
 use crate::coalesce::Coalescer;
-use crate::ingress::accept::AcceptError;
+use crate::ingress::accept::{AcceptError, Prepared};
 use crate::ingress::account::key_hash;
-use crate::ingress::http::accept_items;
+use crate::ingress::http::{commit_prepared, prepare_items};
 use crate::ingress::screen::screen;
 use crate::metrics as m;
 use crate::store::MessageId;
@@ -62,7 +62,7 @@ enum Wake {
     Frame(Frame),
     Timeout,
     Stalled,
-    Task(Result<SubmitResult, tokio::task::JoinError>),
+    Task(Result<Vec<SubmitResult>, tokio::task::JoinError>),
     Out(Option<Outgoing>),
     Reject,
     Tick,
@@ -86,7 +86,9 @@ struct Conn {
     smsc: Smsc<Tag>,
     bound: Option<Bound>,
     reject: Option<(Pin<Box<tokio::time::Sleep>>, CommandStatus)>,
-    tasks: JoinSet<SubmitResult>,
+    tasks: JoinSet<Vec<SubmitResult>>,
+    /// Submits routed and charged but not yet handed to the store.
+    pending: Pending,
     reasm: Reassembler,
     /// Long messages being reassembled: the id they will get (pre-allocated, given to the
     /// first parts' responses).
@@ -94,6 +96,39 @@ struct Conn {
     queued: VecDeque<Outgoing>,
     draining: bool,
     span: tracing::Span,
+}
+
+/// Submits routed and charged since the connection last asked the store: the next request
+/// stores them together ([`Conn::store_pending`]), when the loop writes, so a batch of
+/// wake-ups makes one task and one store request instead of one per submit. None is
+/// answered before that request's commit; a session that closes first drops them unstored
+/// and unanswered, as it drops the answers of requests in flight.
+#[derive(Default)]
+struct Pending {
+    prepared: Prepared,
+    /// Each submit's sequence numbers and how many of `prepared`'s records are its.
+    submits: Vec<(Vec<u32>, usize)>,
+}
+
+/// The status a submit is answered with when its accept failed.
+fn refusal(e: &AcceptError) -> CommandStatus {
+    match e {
+        AcceptError::Unplaceable { error, .. } if error.field == "to" => {
+            CommandStatus::EsmeRinvdstadr
+        }
+        AcceptError::Unplaceable { .. } => CommandStatus::EsmeRsubmitfail,
+        // A full disk is "try later", as the HTTP API's 503.
+        AcceptError::Store(e) if e.is_no_space() => CommandStatus::EsmeRmsgqful,
+        AcceptError::Store(_) | AcceptError::Refused { .. } => CommandStatus::EsmeRsyserr,
+    }
+}
+
+/// Every submit of `submits` answered `status`.
+fn refuse_all(submits: Vec<(Vec<u32>, usize)>, status: CommandStatus) -> Vec<SubmitResult> {
+    submits
+        .into_iter()
+        .map(|(seqs, _)| (seqs, Err(status)))
+        .collect()
 }
 
 /// Serves one connection until it closes.
@@ -124,6 +159,7 @@ pub(crate) async fn run(
         bound: None,
         reject: None,
         tasks: JoinSet::new(),
+        pending: Pending::default(),
         reasm: Reassembler::new(ReassemblyConfig {
             ttl: REASSEMBLY_TTL,
             max_pending: 1024,
@@ -168,15 +204,17 @@ impl Conn {
             }
             if self.draining
                 && self.tasks.is_empty()
+                && self.pending.submits.is_empty()
                 && matches!(self.smsc.state(), State::Bound(_))
             {
                 // Pending submits are answered: now unbind (once; unbind() ignores repeats).
                 self.smsc.unbind(Instant::now());
                 continue;
             }
-            // Whatever is ready now is handled before the session's output is written, so
-            // one write carries the answers and deliver_sm of several wake-ups (`coalesce`).
-            let wake = if buf.is_empty() {
+            // Whatever is ready now is handled before the session's output is written and
+            // its submits are stored, so one write carries the answers and deliver_sm of
+            // several wake-ups, and one store request their submits (`coalesce`).
+            let wake = if buf.is_empty() && self.pending.submits.is_empty() {
                 self.next_wake(&mut frames, &mut tick, &mut stop).await
             } else if let Some(wake) =
                 batch.ready(self.next_wake(&mut frames, &mut tick, &mut stop))
@@ -184,7 +222,10 @@ impl Conn {
                 wake
             } else {
                 batch.wrote();
-                if let Err(e) = Self::write_out(&mut write, &mut buf).await {
+                self.store_pending();
+                if !buf.is_empty()
+                    && let Err(e) = Self::write_out(&mut write, &mut buf).await
+                {
                     tracing::debug!(error = %e, "Write failed.");
                     self.smsc.handle_disconnect();
                 }
@@ -222,7 +263,7 @@ impl Conn {
                     }
                 }
                 Wake::Task(r) => {
-                    if let Ok((seqs, result)) = r {
+                    for (seqs, result) in r.into_iter().flatten() {
                         self.answer(&seqs, &result);
                     }
                 }
@@ -562,31 +603,52 @@ impl Conn {
             self.answer(&seqs, &Err(CommandStatus::EsmeRthrottled));
             return;
         }
+        match prepare_items(&ingress, account, items, id.into_iter().collect()) {
+            Ok(prepared) => {
+                self.pending.submits.push((seqs, prepared.len()));
+                self.pending.prepared.append(prepared);
+            }
+            Err(e) => self.answer(&seqs, &Err(refusal(&e))),
+        }
+    }
+
+    /// Hands the pending submits to the store in one request, answered by one task.
+    fn store_pending(&mut self) {
+        if self.pending.submits.is_empty() {
+            return;
+        }
+        let Pending { prepared, submits } = std::mem::take(&mut self.pending);
+        let Some(name) = self.bound.as_ref().map(|b| b.hub.name.clone()) else {
+            for (seqs, _) in submits {
+                self.answer(&seqs, &Err(CommandStatus::EsmeRinvbndsts));
+            }
+            return;
+        };
+        let ingress = Arc::clone(&self.server.ingress);
         self.tasks.spawn(
             async move {
                 let Some(account) = ingress.accounts.get(&name) else {
-                    return (seqs, Err(CommandStatus::EsmeRsyserr));
+                    return refuse_all(submits, CommandStatus::EsmeRsyserr);
                 };
-                let ids = id.into_iter().collect();
-                let result = match accept_items(&ingress, account, items, ids).await {
-                    Ok(accepted) => accepted
-                        .first()
-                        .map(|a| a.id.to_string())
-                        .ok_or(CommandStatus::EsmeRsyserr),
-                    Err(AcceptError::Unplaceable { error, .. }) => Err(if error.field == "to" {
-                        CommandStatus::EsmeRinvdstadr
-                    } else {
-                        CommandStatus::EsmeRsubmitfail
-                    }),
-                    // A full disk is "try later", as the HTTP API's 503.
-                    Err(AcceptError::Store(e)) if e.is_no_space() => {
-                        Err(CommandStatus::EsmeRmsgqful)
+                match commit_prepared(&ingress, account, prepared).await {
+                    Ok(accepted) => {
+                        // Results come in the order the submits were prepared: each submit
+                        // is answered with its first record's id.
+                        let mut at = 0;
+                        submits
+                            .into_iter()
+                            .map(|(seqs, n)| {
+                                let id = (n > 0)
+                                    .then(|| accepted.get(at))
+                                    .flatten()
+                                    .map(|a| a.id.to_string());
+                                at += n;
+                                (seqs, id.ok_or(CommandStatus::EsmeRsyserr))
+                            })
+                            .collect()
                     }
-                    Err(AcceptError::Store(_) | AcceptError::Refused { .. }) => {
-                        Err(CommandStatus::EsmeRsyserr)
-                    }
-                };
-                (seqs, result)
+                    Err(e) => refuse_all(submits, refusal(&e)),
+                }
             }
             .in_current_span(),
         );

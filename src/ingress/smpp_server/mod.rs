@@ -8,7 +8,9 @@
 //!   enquire_link, unbind and garbage handling; [`conn`] only moves bytes, time and events.
 //! - Submits: [`submit`] maps them onto `ingress::message::validate` (the HTTP validation);
 //!   then the account's rate (`rate`/`burst`, the HTTP limiter itself: one budget for both
-//!   doors) is charged and `http::accept_items` stores them. submit_sm_resp carries
+//!   doors) is charged and `http::prepare_items` routes them; the submits of one batch of
+//!   wake-ups are stored by one `http::commit_prepared` request (a task and a store
+//!   request per submit cost more than the store's work on it). submit_sm_resp carries
 //!   sluice's id (the one `GET /v1/messages/{id}` knows) and is written only after the
 //!   store's commit. Over the rate or the bind's window: `ESME_RTHROTTLED`.
 //! - Long messages are reassembled per connection (UDH or SAR) and stored as ONE message, so
