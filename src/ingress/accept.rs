@@ -1,8 +1,9 @@
 //! Accepting a validated batch: ids, routing, one durable store commit.
 //!
-//! Job: turn [`Item`]s into store [`Message`]s and hand them to the store as ONE group of
-//! insert ops, so the batch is atomic (all or nothing) and the caller is answered only after
-//! the store's fsync'd commit.
+//! Job: turn [`Item`]s into store [`Message`]s ([`prepare`]) and hand them to the store as
+//! ONE group of insert ops ([`store_prepared`]), so the batch is atomic (all or nothing) and
+//! the caller is answered only after the store's fsync'd commit. `http::accept_items` is the
+//! two in a row.
 //!
 //! Idempotency: the store maps (account, client_ref) → first id inside the same transaction,
 //! so a repeat — in a later request or later in the same batch — comes back as
@@ -119,39 +120,6 @@ fn ms(t: jiff::Timestamp) -> u64 {
     u64::try_from(t.as_millisecond()).unwrap_or(0)
 }
 
-/// Routes, ids and stores a batch durably; resolves after the commit.
-///
-/// # Errors
-/// [`AcceptError`]; on any error nothing of the batch was acknowledged (and on `NoRoute`
-/// nothing was written).
-pub async fn accept(
-    store: &dyn MessageStore,
-    place: &PlaceFn,
-    account: &str,
-    items: Vec<Item>,
-    now_ms: u64,
-) -> Result<AcceptedBatch, AcceptError> {
-    accept_with_ids(store, place, account, items, Vec::new(), now_ms).await
-}
-
-/// As [`accept`], but the first items take the ids in `ids` (allocated earlier from
-/// `store.ids()`); the rest get fresh ones. The SMPP server uses it to answer the first parts
-/// of a long message with the id the whole message gets once its last part arrives.
-///
-/// # Errors
-/// As [`accept`].
-pub async fn accept_with_ids(
-    store: &dyn MessageStore,
-    place: &PlaceFn,
-    account: &str,
-    items: Vec<Item>,
-    ids: Vec<MessageId>,
-    now_ms: u64,
-) -> Result<AcceptedBatch, AcceptError> {
-    let prepared = prepare(store, place, account, items, ids, now_ms)?;
-    store_prepared(store, prepared).await
-}
-
 /// A batch routed and made into store records, not yet stored: [`prepare`] makes it,
 /// [`store_prepared`] stores it in one commit. Batches of one account made apart may be
 /// stored together ([`Prepared::append`]): the SMPP server stores the submits of one batch of
@@ -186,8 +154,10 @@ impl Prepared {
     }
 }
 
-/// Routes `items` and makes their store records, the first taking the ids in `ids`, the
-/// rest fresh ones. Nothing is written.
+/// Routes `items` and makes their store records, the first taking the ids in `ids`
+/// (allocated earlier from `store.ids()`: the SMPP server answers the first parts of a long
+/// message with the id the whole message gets once its last part arrives), the rest fresh
+/// ones. Nothing is written: [`store_prepared`] stores the batch.
 ///
 /// # Errors
 /// [`AcceptError::Unplaceable`] (no route, or windows that never open) and
