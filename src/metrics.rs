@@ -122,7 +122,8 @@ pub const STORE_NO_SPACE: &str = "sluice_store_no_space_total";
 pub const LABEL_KIND: &str = "kind";
 /// Histogram: seconds from the start of a batch request to its durable acknowledgement.
 pub const BATCH_ACCEPT_LATENCY: &str = "sluice_batch_accept_latency_seconds";
-/// Histogram: messages per accepted batch.
+/// Histogram: messages per accepted batch (an HTTP request; over SMPP, the submits one
+/// connection stored in one store request).
 pub const BATCH_SIZE: &str = "sluice_batch_size";
 /// Gauge: messages in the store's ready index (due now or later), per channel and lane —
 /// the real backlog, unlike `CHANNEL_QUEUE_DEPTH` (dispatch's in-memory hand-off).
