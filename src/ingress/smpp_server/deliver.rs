@@ -29,8 +29,10 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::{AccountHub, Done, Outgoing, OutgoingKind};
 use crate::metrics as m;
+use crate::receipt::mo::MoOutbox;
+use crate::receipt::outbox::{EntryKind, ReceiptOutbox};
 use crate::store::{
-    GatewayStore, MessageState, MessageStore, MoEvent, Op, ReceiptEvent, ReceiptOriginal,
+    GatewayStore, MessageState, MessageStore, MoEvent, ReceiptEvent, ReceiptOriginal,
     SMPP_RECEIPT_TAG,
 };
 
@@ -227,7 +229,7 @@ pub(crate) async fn run(
         if *shutdown.borrow() {
             return;
         }
-        let mut deletes = Vec::new();
+        let mut deletes = Deletes::default();
         // Every answer that came in since the last round, deleted in one commit: a commit
         // per answer would make the ESME's receipt rate the store's fsync rate.
         while let Some(d) = carried.take().or_else(|| done.try_recv().ok()) {
@@ -236,7 +238,7 @@ pub(crate) async fn run(
                 metrics::counter!(m::SMPP_SERVER_DELIVERED, m::LABEL_ACCOUNT => account.clone(),
                     m::LABEL_KIND => d.kind.as_str())
                 .increment(1);
-                deletes.push(delete_op(&account, d.kind, d.seq));
+                deletes.push(d.kind, d.seq);
             } else {
                 retry.insert((d.kind, d.seq), Instant::now() + RETRY_AFTER);
                 // The pass read it when it went out: a later pass must find it again.
@@ -244,12 +246,8 @@ pub(crate) async fn run(
             }
         }
         // Deletes first: a scan before them would offer acknowledged entries again.
-        if !deletes.is_empty()
-            && let Err(e) = store.submit(deletes).await
-        {
-            tracing::warn!(%account, error = %e, "Could not delete delivered outbox entries; they will be re-sent.");
-        }
-        let mut deletes = Vec::new();
+        deletes.submit(&*store, &account).await;
+        let mut deletes = Deletes::default();
         // More entries wait beyond this round's read, and the binds took all it offered.
         let mut more = false;
         let receivers = hub.receivers();
@@ -260,7 +258,7 @@ pub(crate) async fn run(
             more = scanned.more;
             for plan in scanned.plans {
                 match plan {
-                    Plan::Delete(kind, seq) => deletes.push(delete_op(&account, kind, seq)),
+                    Plan::Delete(kind, seq) => deletes.push(kind, seq),
                     Plan::Send(out) => {
                         let key = (out.kind, out.seq);
                         // Round robin over the receiver binds; a full queue is skipped.
@@ -293,11 +291,7 @@ pub(crate) async fn run(
                 }
             }
         }
-        if !deletes.is_empty()
-            && let Err(e) = store.submit(deletes).await
-        {
-            tracing::warn!(%account, error = %e, "Could not delete delivered outbox entries; they will be re-sent.");
-        }
+        deletes.submit(&*store, &account).await;
         if more {
             // The rest of the outbox now, not after the idle poll: a webhook's backlog at
             // the head must not delay the ESME's receipts behind it by a poll per read.
@@ -322,16 +316,35 @@ pub(crate) async fn run(
     }
 }
 
-fn delete_op(account: &str, kind: OutgoingKind, seq: u64) -> Op {
-    match kind {
-        OutgoingKind::Receipt => Op::OutboxDelete {
-            account: account.to_owned(),
-            seq,
-        },
-        OutgoingKind::Mo => Op::MoDelete {
-            account: account.to_owned(),
-            seq,
-        },
+/// Entries to remove, by outbox, in one store request.
+#[derive(Debug, Default)]
+struct Deletes {
+    receipts: Vec<u64>,
+    mo: Vec<u64>,
+}
+
+impl Deletes {
+    fn push(&mut self, kind: OutgoingKind, seq: u64) {
+        match kind {
+            OutgoingKind::Receipt => self.receipts.push(seq),
+            OutgoingKind::Mo => self.mo.push(seq),
+        }
+    }
+
+    /// Removes them in one commit. The ops are the outbox kinds' own, as the webhook pump
+    /// makes them: a run of consecutive receipt entries is one op the store removes in one
+    /// cursor pass, instead of a search from the root per entry (an ESME acknowledges its
+    /// receipts about in order, and an SMPP-only account's entries are consecutive).
+    async fn submit(self, store: &dyn MessageStore, account: &str) {
+        if self.receipts.is_empty() && self.mo.is_empty() {
+            return;
+        }
+        let mut ops = Vec::new();
+        ReceiptOutbox::delete_all(account, &self.receipts, &mut ops);
+        MoOutbox::delete_all(account, &self.mo, &mut ops);
+        if let Err(e) = store.submit(ops).await {
+            tracing::warn!(%account, error = %e, "Could not delete delivered outbox entries; they will be re-sent.");
+        }
     }
 }
 
