@@ -410,17 +410,48 @@ impl EntryRetries {
     }
 }
 
+/// Where a pump's pass over one outbox stands: the webhook pump's per account
+/// ([`AccountState::pass`]), and the SMPP server's receipt pump's per outbox.
+///
+/// Why: an account's receipt outbox is shared by both pumps, so either may find any number
+/// of the other's entries ahead of its own (a webhook that is down keeps its entries at the
+/// head). A pump that read from the first entry every round would never get past them; a
+/// pass that moves on through the outbox does, and a round reads only the entries added
+/// since the one before it.
+#[derive(Debug, Default)]
+pub(crate) struct Cursor {
+    /// Entries after this sequence are read next.
+    pub(crate) after: u64,
+    /// An entry this pump must deliver is behind the cursor, left in the store (still in
+    /// flight or waiting for its retry, its receiver backing off, refusing it or without
+    /// room, a delivery that failed): the pass starts over from the first entry once it
+    /// reached the end, to find it. Without one, everything behind the cursor was
+    /// delivered, dropped, or is another pump's.
+    pub(crate) left_behind: bool,
+}
+
+impl Cursor {
+    /// Moves past a read whose last entry was `last`; `at_end`: it read less than it asked.
+    pub(crate) fn advance(&mut self, last: Option<u64>, at_end: bool) {
+        match last {
+            _ if at_end && self.left_behind => self.restart(),
+            Some(seq) => self.after = seq,
+            None => {}
+        }
+    }
+
+    /// Starts the pass over from the first entry (a read or a round that failed: what it
+    /// held in memory is read again).
+    pub(crate) fn restart(&mut self) {
+        *self = Self::default();
+    }
+}
+
 #[derive(Debug)]
 struct AccountState {
-    /// Scan position: entries after this seq are read next.
-    cursor: u64,
-    /// An entry of the current pass was left in the store (waiting for its retry, its
-    /// receiver backing off, a POST that failed, a round that failed): when the scan reaches
-    /// the end it starts over from the first entry to find it. Without one, the pass resumes
-    /// after the last entry read — everything before it was delivered, dropped, is waiting
-    /// in [`Self::lingering`], or belongs to an SMPP bind — so a round reads only the
-    /// entries added since the one before it.
-    left_behind: bool,
+    /// The pass over the account's outbox. Behind it, besides what [`Cursor`] says, entries
+    /// may wait in [`Self::lingering`].
+    pass: Cursor,
     /// Highest seq already published to subscribers.
     published_through: u64,
     /// Entries refused one by one.
@@ -439,8 +470,7 @@ struct AccountState {
 impl AccountState {
     fn new(now: Instant) -> Self {
         Self {
-            cursor: 0,
-            left_behind: false,
+            pass: Cursor::default(),
             published_through: 0,
             retries: EntryRetries::default(),
             linger_since: None,
@@ -637,31 +667,23 @@ impl<K: EntryKind> OutboxPump<K> {
     async fn round(&self, acc: &OutboxAccount, st: &mut AccountState) -> Result<Round, StoreError> {
         let r = self.scan(acc, st).await;
         if r.is_err() {
-            st.cursor = 0;
-            st.left_behind = false;
+            st.pass.restart();
         }
         r
     }
 
     async fn scan(&self, acc: &OutboxAccount, st: &mut AccountState) -> Result<Round, StoreError> {
         let scan = self.cfg.scan.max(acc.batching.max.saturating_mul(2)).max(1);
-        let from = st.cursor;
+        let from = st.pass.after;
         let entries = K::read(&*self.store, &acc.name, from, scan)?;
         let at_end = entries.len() < scan;
         if !entries.is_empty() {
             self.probe
                 .update(|p| p.entries_read += entries.len() as u64);
         }
-        match entries.last() {
-            // Reached the end with something left behind: the next round starts over
-            // (retries due by then are found).
-            _ if at_end && st.left_behind => {
-                st.cursor = 0;
-                st.left_behind = false;
-            }
-            Some(last) => st.cursor = last.seq,
-            None => {}
-        }
+        // Reached the end with something left behind: the next round starts over (retries
+        // due by then are found).
+        st.pass.advance(entries.last().map(|e| e.seq), at_end);
         let now = Instant::now();
         let mut drops = Vec::new();
         // What the last round left waiting; what waits after this one is put back by `split`.
@@ -690,7 +712,7 @@ impl<K: EntryKind> OutboxPump<K> {
         let mut index: HashMap<String, usize> = HashMap::new();
         for (seq, (url, body)) in ready {
             if st.retries.waiting(seq, now) {
-                st.left_behind = true;
+                st.pass.left_behind = true;
                 continue;
             }
             let at = match index.get(&url) {
@@ -699,7 +721,7 @@ impl<K: EntryKind> OutboxPump<K> {
                     let origin = receiver::origin(&url);
                     if !self.pacer.ready(&origin, now) {
                         // Backing off: its entries stay stored for a later scan.
-                        st.left_behind = true;
+                        st.pass.left_behind = true;
                         continue;
                     }
                     index.insert(url.clone(), by_url.len());
@@ -880,13 +902,13 @@ impl<K: EntryKind> OutboxPump<K> {
                         K::delete_all(&acc.name, &seqs, &mut deletes);
                     }
                     Delivery::Failed { refused: true } => {
-                        st.left_behind = true;
+                        st.pass.left_behind = true;
                         for seq in seqs {
                             st.retries.refused(seq, now, &self.cfg);
                         }
                     }
                     Delivery::Failed { refused: false } | Delivery::Skipped => {
-                        st.left_behind = true;
+                        st.pass.left_behind = true;
                     }
                 }
             }
@@ -1065,6 +1087,29 @@ impl<'a> From<&'a ReceiptEvent> for WebhookReceipt<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_pass_resumes_after_its_last_read_and_starts_over_only_for_what_it_left() {
+        let mut c = super::Cursor::default();
+        c.advance(Some(256), false);
+        assert_eq!(c.after, 256, "a full read: the next one starts after it");
+        c.advance(Some(300), true);
+        assert_eq!(
+            c.after, 300,
+            "the end, nothing left behind: only new entries next"
+        );
+        c.advance(None, true);
+        assert_eq!(c.after, 300);
+        c.left_behind = true;
+        c.advance(Some(512), false);
+        assert_eq!(c.after, 512, "not at the end yet: the pass goes on");
+        c.advance(None, true);
+        assert_eq!(
+            c.after, 0,
+            "the end with something left behind: from the first entry"
+        );
+        assert!(!c.left_behind);
+    }
+
     use super::*;
 
     #[test]

@@ -30,7 +30,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use super::{AccountHub, Done, Outgoing, OutgoingKind};
 use crate::metrics as m;
 use crate::receipt::mo::MoOutbox;
-use crate::receipt::outbox::{EntryKind, ReceiptOutbox};
+use crate::receipt::outbox::{Cursor, EntryKind, ReceiptOutbox};
 use crate::store::{
     GatewayStore, MessageState, MessageStore, MoEvent, ReceiptEvent, ReceiptOriginal,
     SMPP_RECEIPT_TAG,
@@ -165,36 +165,8 @@ enum Plan {
     Delete(OutgoingKind, u64),
 }
 
-/// Where the pump's pass over one outbox stands.
-///
-/// Why: the account's receipt outbox is shared with the webhook pump (receipts of messages
-/// sent over HTTP), so its head may hold any number of entries this pump skips — a webhook
-/// that is down keeps them there. Reading from the first entry every round, as the pump
-/// did, never got past [`SCAN`] of them; a pass that moves on through the outbox does, as
-/// the webhook pump's own cursor does for the entries it leaves to SMPP binds.
-#[derive(Debug, Default)]
-struct Cursor {
-    /// Entries after this sequence are read next.
-    after: u64,
-    /// An entry this pump must offer again is behind the cursor: it was passed over while
-    /// in flight or waiting for its retry, no bind had room for it, or a bind refused it or
-    /// closed with it unanswered. The pass starts over from the first entry once it reached
-    /// the end, to find it.
-    left_behind: bool,
-}
-
-impl Cursor {
-    /// Moves past a read whose last entry was `last`; `at_end`: it read less than it asked.
-    fn advance(&mut self, last: Option<u64>, at_end: bool) {
-        match last {
-            _ if at_end && self.left_behind => *self = Self::default(),
-            Some(seq) => self.after = seq,
-            None => {}
-        }
-    }
-}
-
-/// The pump's cursors, one per outbox.
+/// The pump's passes, one per outbox ([`Cursor`]: the webhook pump keeps one per account
+/// over the receipt outbox they share).
 #[derive(Debug, Default)]
 struct Cursors {
     receipts: Cursor,
@@ -412,7 +384,7 @@ fn scan(
             cursor.advance(last, at_end);
         }
         Err(e) => {
-            *cursor = Cursor::default();
+            cursor.restart();
             tracing::warn!(%account, error = %e, "Receipt outbox unreadable.");
         }
     }
@@ -440,7 +412,7 @@ fn scan(
             cursor.advance(last, at_end);
         }
         Err(e) => {
-            *cursor = Cursor::default();
+            cursor.restart();
             tracing::warn!(%account, error = %e, "MO outbox unreadable.");
         }
     }
@@ -514,28 +486,5 @@ mod tests {
             (8, &[0x59, 0x7D][..])
         );
         assert_eq!(sm.esm_class, 0);
-    }
-
-    #[test]
-    fn a_pass_resumes_after_its_last_read_and_starts_over_only_for_what_it_left() {
-        let mut c = Cursor::default();
-        c.advance(Some(256), false);
-        assert_eq!(c.after, 256, "a full read: the next one starts after it");
-        c.advance(Some(300), true);
-        assert_eq!(
-            c.after, 300,
-            "the end, nothing left behind: only new entries next"
-        );
-        c.advance(None, true);
-        assert_eq!(c.after, 300);
-        c.left_behind = true;
-        c.advance(Some(512), false);
-        assert_eq!(c.after, 512, "not at the end yet: the pass goes on");
-        c.advance(None, true);
-        assert_eq!(
-            c.after, 0,
-            "the end with something left behind: from the first entry"
-        );
-        assert!(!c.left_behind);
     }
 }
