@@ -124,6 +124,13 @@ async fn bind(esme: &mut Esme, pdu: fn(Bind) -> Pdu, password: &str) -> CommandS
     next(esme).await.status
 }
 
+/// A new connection bound as `pdu` with the right password (asserted).
+async fn bound(rig: &Rig, pdu: fn(Bind) -> Pdu) -> Esme {
+    let mut esme = connect(rig).await;
+    assert_eq!(bind(&mut esme, pdu, "secret").await, CommandStatus::EsmeRok);
+    esme
+}
+
 fn sm(text: &[u8], esm_class: u8) -> Sm {
     Sm {
         source: Address::new(0, 0, "10690000"),
@@ -206,11 +213,7 @@ async fn unbind_and_stop(rig: Rig, mut esme: Esme) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submits_are_durable_then_answered_and_receipts_come_back() {
     let rig = rig(100_000).await;
-    let mut esme = connect(&rig).await;
-    assert_eq!(
-        bind(&mut esme, Pdu::BindTransceiver, "secret").await,
-        CommandStatus::EsmeRok
-    );
+    let mut esme = bound(&rig, Pdu::BindTransceiver).await;
 
     // Receipts may overtake later responses on this transceiver bind: kept for the end.
     let mut held = Vec::new();
@@ -294,11 +297,7 @@ async fn submits_are_durable_then_answered_and_receipts_come_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_wait_for_the_client_and_flow_when_it_binds_again() {
     let rig = rig(100_000).await;
-    let mut tx = connect(&rig).await;
-    assert_eq!(
-        bind(&mut tx, Pdu::BindTransmitter, "secret").await,
-        CommandStatus::EsmeRok
-    );
+    let mut tx = bound(&rig, Pdu::BindTransmitter).await;
     let mut ids = Vec::new();
     for seq in 2..5 {
         tx.send(Command::request(seq, Pdu::SubmitSm(sm(b"later", 0))))
@@ -326,11 +325,7 @@ async fn receipts_wait_for_the_client_and_flow_when_it_binds_again() {
         "kept while away"
     );
 
-    let mut rx = connect(&rig).await;
-    assert_eq!(
-        bind(&mut rx, Pdu::BindReceiver, "secret").await,
-        CommandStatus::EsmeRok
-    );
+    let mut rx = bound(&rig, Pdu::BindReceiver).await;
     let mut got = receipts(&mut rx, 3).await;
     got.sort();
     ids.sort();
@@ -383,11 +378,7 @@ async fn smpp_receipts_pass_webhook_entries_waiting_at_the_head() {
     .await;
     assert!(waiting, "the HTTP messages' receipts wait for the webhook");
 
-    let mut esme = connect(&rig).await;
-    assert_eq!(
-        bind(&mut esme, Pdu::BindTransceiver, "secret").await,
-        CommandStatus::EsmeRok
-    );
+    let mut esme = bound(&rig, Pdu::BindTransceiver).await;
     esme.send(Command::request(2, Pdu::SubmitSm(sm(b"over smpp", 0))))
         .await
         .expect("send");
@@ -409,11 +400,7 @@ async fn smpp_receipts_pass_webhook_entries_waiting_at_the_head() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_submits_each_get_their_own_id() {
     let rig = rig(100_000).await;
-    let mut esme = connect(&rig).await;
-    assert_eq!(
-        bind(&mut esme, Pdu::BindTransmitter, "secret").await,
-        CommandStatus::EsmeRok
-    );
+    let mut esme = bound(&rig, Pdu::BindTransmitter).await;
     const N: u32 = 12;
     for i in 0..N {
         let text = format!("pipelined {i}");
@@ -454,11 +441,7 @@ async fn pipelined_submits_each_get_their_own_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_receipt_comes_again() {
     let rig = rig(100_000).await;
-    let mut esme = connect(&rig).await;
-    assert_eq!(
-        bind(&mut esme, Pdu::BindTransceiver, "secret").await,
-        CommandStatus::EsmeRok
-    );
+    let mut esme = bound(&rig, Pdu::BindTransceiver).await;
     esme.send(Command::request(2, Pdu::SubmitSm(sm(b"twice", 0))))
         .await
         .expect("send");
@@ -566,11 +549,7 @@ async fn wrong_login_garbage_and_throttling() {
     );
 
     // Throttling: rate 5/s, burst 5 → the 6th back-to-back submit is ESME_RTHROTTLED.
-    let mut t = connect(&rig).await;
-    assert_eq!(
-        bind(&mut t, Pdu::BindTransmitter, "secret").await,
-        CommandStatus::EsmeRok
-    );
+    let mut t = bound(&rig, Pdu::BindTransmitter).await;
     for seq in 2..10 {
         t.send(Command::request(seq, Pdu::SubmitSm(sm(b"x", 0))))
             .await
@@ -601,11 +580,7 @@ async fn replies_come_back_as_deliver_sm_and_leave_the_outbox_when_acked() {
         delay: Default::default(),
     }];
     let rig = rig_with(100_000, l).await;
-    let mut esme = connect(&rig).await;
-    assert_eq!(
-        bind(&mut esme, Pdu::BindTransceiver, "secret").await,
-        CommandStatus::EsmeRok
-    );
+    let mut esme = bound(&rig, Pdu::BindTransceiver).await;
     let mut s = sm(b"VOTE now", 0);
     s.registered_delivery = 0; // no receipt asked: only the reply comes back
     esme.send(Command::request(2, Pdu::SubmitSm(s)))
@@ -645,11 +620,7 @@ async fn replies_come_back_as_deliver_sm_and_leave_the_outbox_when_acked() {
 async fn submit_throughput_one_bind() {
     const N: u32 = 5000;
     let rig = rig(1_000_000).await;
-    let mut esme = connect(&rig).await;
-    assert_eq!(
-        bind(&mut esme, Pdu::BindTransmitter, "secret").await,
-        CommandStatus::EsmeRok
-    );
+    let mut esme = bound(&rig, Pdu::BindTransmitter).await;
     let started = std::time::Instant::now();
     let (mut sent, mut answered) = (0u32, 0u32);
     while answered < N {
