@@ -197,6 +197,18 @@ async fn receipts_after(esme: &mut Esme, held: Vec<Command>, n: usize) -> Vec<St
     ids
 }
 
+/// Whether `acme`'s receipt outbox is empty within [`WAIT`].
+async fn receipt_outbox_empties(rig: &Rig) -> bool {
+    let store = rig.gw.store().clone();
+    e2e_support::wait_until(WAIT, || {
+        store
+            .outbox("acme", 0, 1)
+            .map(|o| o.is_empty())
+            .unwrap_or(false)
+    })
+    .await
+}
+
 /// Unbinds `esme` (so the gateway's drain need not wait for the bind) and stops the rig.
 async fn unbind_and_stop(rig: Rig, mut esme: Esme) {
     esme.send(Command::request(99, Pdu::Unbind))
@@ -331,13 +343,7 @@ async fn receipts_wait_for_the_client_and_flow_when_it_binds_again() {
     ids.sort();
     assert_eq!(got, ids);
     // Acked → removed; nothing more is sent.
-    let empty = e2e_support::wait_until(WAIT, || {
-        store
-            .outbox("acme", 0, 100)
-            .map(|o| o.is_empty())
-            .unwrap_or(false)
-    })
-    .await;
+    let empty = receipt_outbox_empties(&rig).await;
     assert!(empty);
     assert!(
         tokio::time::timeout(Duration::from_millis(700), rx.next())
@@ -469,14 +475,7 @@ async fn a_refused_receipt_comes_again() {
     let mut want = vec![id, other];
     want.sort();
     assert_eq!(got, want);
-    let store = rig.gw.store().clone();
-    let empty = e2e_support::wait_until(WAIT, || {
-        store
-            .outbox("acme", 0, 10)
-            .map(|o| o.is_empty())
-            .unwrap_or(false)
-    })
-    .await;
+    let empty = receipt_outbox_empties(&rig).await;
     assert!(empty, "both receipts acked and removed");
     unbind_and_stop(rig, esme).await;
 }
