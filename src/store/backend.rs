@@ -296,7 +296,28 @@ pub trait Kv: KvRead {
     ) -> Result<(), StoreError> {
         self.put(key, &receipt_entry_body(&event)?)
     }
+
+    /// Says that `key`, if it still holds `value`, no longer needs to survive a restart: a
+    /// center-id index entry whose message ended. A layer that holds such keys in memory
+    /// (`short_lived.rs`) keeps it readable for a while but never writes it to the engine;
+    /// engines, and this default, keep it as it is (until purge, as before). Layers in
+    /// between pass it on.
+    fn retire(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let _ = (key, value);
+        Ok(())
+    }
 }
+
+/// The `retire` of a layer that holds nothing of it: passed on to its field `$inner`.
+/// Written inside the layer's `impl Kv`.
+macro_rules! pass_retire_through {
+    ($inner:ident) => {
+        fn retire(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+            self.$inner.retire(key, value)
+        }
+    };
+}
+pub(crate) use pass_retire_through;
 
 /// The `scan` of a layer that keeps some keys of `[start, end)` itself: `inner`'s first
 /// `limit` keys merged with `held`, the layer's own keys in the range (at least its first

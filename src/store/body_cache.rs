@@ -26,7 +26,7 @@
 use std::cell::RefCell;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::backend::{Kv, KvRead, pass_scans_through, take_range_noting};
+use super::backend::{Kv, KvRead, pass_retire_through, pass_scans_through, take_range_noting};
 use super::error::StoreError;
 use super::id::IdMap;
 use super::keys;
@@ -207,6 +207,8 @@ impl Kv for BodyCacheKv<'_> {
     }
 
     take_range_noting!(inner, |this, k, _| this.forget(k));
+
+    pass_retire_through!(inner);
 }
 
 #[cfg(test)]

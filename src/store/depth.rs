@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 use std::sync::Mutex;
 
-use super::backend::{Kv, KvRead, pass_scans_through, take_range_noting};
+use super::backend::{Kv, KvRead, pass_retire_through, pass_scans_through, take_range_noting};
 use super::error::StoreError;
 use super::id::MessageId;
 use super::keys;
@@ -283,6 +283,8 @@ impl Kv for DepthKv<'_> {
     }
 
     take_range_noting!(inner, |this, k, v| this.gone(k, v));
+
+    pass_retire_through!(inner);
 }
 
 impl DepthKv<'_> {

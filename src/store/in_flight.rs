@@ -41,7 +41,9 @@
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::backend::{Kv, KvRead, pass_scans_through, tags_between, take_range_unless_kept};
+use super::backend::{
+    Kv, KvRead, pass_retire_through, pass_scans_through, tags_between, take_range_unless_kept,
+};
 use super::codec;
 use super::error::StoreError;
 use super::id::{IdMap, MessageId};
@@ -367,6 +369,8 @@ impl Kv for InFlightKv<'_> {
     }
 
     take_range_unless_kept!(inner, covers_state_records);
+
+    pass_retire_through!(inner);
 }
 
 /// A reader's view: committed in-memory state records over a read transaction's.
@@ -889,6 +893,72 @@ mod tests {
             assert_eq!(m.parts[0].center_id.as_deref(), Some("P1"));
             assert_eq!(m.receipts.len(), 1, "the part's receipt survived");
             assert_eq!(store.by_center(CH, "P1").unwrap(), Some((id, 1)));
+        }
+
+        /// A center-id entry serves its part until the message ends; then it stays readable
+        /// from memory for a while, but no durable commit writes it: after a restart a
+        /// repeated receipt for it is held like an early one. One still waiting for its
+        /// receipt reaches the engine with the durable commit, as before.
+        #[test]
+        fn an_ended_message_leaves_its_center_id_out_of_the_engine() {
+            let dir = tempfile::tempdir().unwrap();
+            let open_logged = || {
+                Store::open_logged(
+                    RedbBackend::open(dir.path()).unwrap(),
+                    WriterConfig::default(),
+                    0,
+                    &dir.path().join("content"),
+                    &dir.path().join("log"),
+                )
+                .unwrap()
+            };
+            let repeat = |store: &Store<RedbBackend>| {
+                store
+                    .submit_blocking(vec![Op::Receipt {
+                        channel: CH.into(),
+                        center_id: "C0".into(),
+                        part_state: PartState::Delivered,
+                        stat: "DELIVRD".into(),
+                        err: "000".into(),
+                        now_ms: 7,
+                    }])
+                    .unwrap()
+                    .remove(0)
+            };
+            let store = open_logged();
+            let ids = [store.ids().next(0), store.ids().next(0)];
+            futures::executor::block_on(store.insert_batch(ids.map(message).to_vec())).unwrap();
+            assert_eq!(lease(&store, 2).len(), 2);
+            assert_delivered(&deliver(&store, ids[0], "C0")[1]);
+            store
+                .submit_blocking(vec![Op::Submitted {
+                    id: ids[1],
+                    part: 1,
+                    parts: 1,
+                    center_id: "C1".into(),
+                    now_ms: 5,
+                }])
+                .unwrap();
+            assert_eq!(store.by_center(CH, "C0").unwrap(), Some((ids[0], 1)));
+            assert_eq!(repeat(&store), OpResult::Stale(MessageState::Delivered));
+            drop(store);
+
+            let store = open_logged();
+            let in_engine = |cid: &str| {
+                store
+                    .inner
+                    .backend
+                    .read(|kv| kv.get(&keys::center(CH, cid)))
+                    .unwrap()
+            };
+            assert_eq!(in_engine("C0"), None);
+            assert_eq!(
+                in_engine("C1").as_deref(),
+                Some(&keys::center_value(ids[1], 1)[..])
+            );
+            assert_eq!(store.by_center(CH, "C0").unwrap(), None);
+            assert_eq!(store.by_center(CH, "C1").unwrap(), Some((ids[1], 1)));
+            assert_eq!(repeat(&store), OpResult::ReceiptHeld);
         }
 
         /// A lookup says in flight for a leased message, and what the engine says once the

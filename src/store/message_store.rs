@@ -278,7 +278,9 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug + 'static {
     /// The engine failed to read.
     fn by_destination(&self, to: &str, limit: usize) -> Result<Vec<Message>, StoreError>;
 
-    /// The message and part a center id on `channel` belongs to.
+    /// The message and part a center id on `channel` belongs to: while the part waits for
+    /// its receipt, and for a while after its message ended; after a restart, an ended
+    /// message's center ids may be gone.
     ///
     /// # Errors
     /// The engine failed to read.

@@ -885,15 +885,18 @@ impl<B: Backend> Store<B> {
         }
     }
 
-    /// The message and part a center id on `channel` belongs to.
+    /// The message and part a center id on `channel` belongs to: while the part waits for
+    /// its receipt, and for a while after its message ended (`short_lived.rs`).
     pub fn by_center(
         &self,
         channel: &str,
         center_id: &str,
     ) -> Result<Option<(MessageId, u16)>, StoreError> {
+        // With the writer's center-id entries not yet in the engine.
+        let held = &self.inner.memory.short_lived;
         self.inner
             .backend
-            .read(|kv| reads::by_center(kv, channel, center_id))
+            .read(|kv| reads::by_center(&held.over(kv), channel, center_id))
     }
 
     /// Up to `limit` outbox entries of `account` after sequence `after` (0 = from the start).

@@ -433,6 +433,17 @@ pub(crate) fn finalize(
     };
     let seq = next_seq(kv, keys::Outbox::Receipts, &m.account)?;
     kv.put_receipt_entry(&keys::outbox(&m.account, seq), Arc::new(event))?;
+    // Its center-id entries have done their work: what reads them now (a repeated receipt,
+    // the purge) can do without them after a while (`Kv::retire`).
+    for (i, part) in m.parts.iter().enumerate() {
+        if let Some(center_id) = &part.center_id {
+            let n = u16::try_from(i + 1).unwrap_or(u16::MAX);
+            kv.retire(
+                &keys::center(&m.channel, center_id),
+                &keys::center_value(m.id, n),
+            )?;
+        }
+    }
     save(kv, m)
 }
 

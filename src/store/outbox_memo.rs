@@ -61,7 +61,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::backend::{
-    Entry as KvEntry, Kv, KvRead, last_key_merged, scan_merged, tags_between, taken_by,
+    Entry as KvEntry, Kv, KvRead, last_key_merged, pass_retire_through, scan_merged, tags_between,
+    taken_by,
 };
 use super::error::StoreError;
 use super::keys;
@@ -849,6 +850,8 @@ impl Kv for OutboxMemoKv<'_> {
         }
         Ok(out.len() + held.len())
     }
+
+    pass_retire_through!(inner);
 
     /// A held-back entry is not encoded: the pumps read its event, and a durable commit
     /// encodes it if it is still there.

@@ -14,7 +14,7 @@
 
 use rustc_hash::FxHashMap;
 
-use super::backend::{Kv, KvRead, take_range_unless_kept};
+use super::backend::{Kv, KvRead, pass_retire_through, take_range_unless_kept};
 use super::error::StoreError;
 use super::keys;
 
@@ -138,6 +138,8 @@ impl Kv for SeqCache<'_> {
     }
 
     take_range_unless_kept!(inner, covers_cached_tag);
+
+    pass_retire_through!(inner);
 }
 
 #[cfg(test)]

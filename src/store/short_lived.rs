@@ -1,7 +1,17 @@
 //! Keys that live from one op to a later one, usually for milliseconds — lease keys (a lease,
-//! then its submit response) and held receipts (a receipt that overtook its submit response,
-//! then that response) — kept in the writer's memory while the redo log is on, and written to
+//! then its submit response), held receipts (a receipt that overtook its submit response,
+//! then that response) and center-id index entries (a submit response, then the receipt that
+//! ends its message) — kept in the writer's memory while the redo log is on, and written to
 //! the engine only by a durable commit that still finds them.
+//!
+//! A center-id entry outlives its use: a repeated receipt, or the purge, reads it after its
+//! message ended. Rather than removed, it is *retired* when the message ends
+//! ([`Kv::retire`](super::backend::Kv::retire)): it stays readable from memory, among the
+//! last [`RETIRED_KEPT`] to [`RETIRED_KEPT`] × 2 retired, but no durable commit writes it. So a
+//! repeat arriving within that while is still told `Stale`; one after it, or after a restart,
+//! finds no entry and is held like an early receipt, which changes the answer only (both
+//! ways hold it, `ops::receipt`). One that a durable commit wrote while its message waited for
+//! the receipt stays in the engine until purge, as every entry did before.
 //!
 //! Why: with the redo log, what a crash keeps is the engine's last durable commit plus the
 //! log's groups after it, which opening applies again through the same writer code (and so
@@ -18,11 +28,13 @@
 //!   (`writer.rs`);
 //! - memory holds the live keys of these families put since the engine's last durable commit,
 //!   each with `in_engine`: whether the engine may hold the key too (then a removal of it goes
-//!   to the engine as well). A key not in memory is the engine's business alone;
+//!   to the engine as well), and the retired center-id entries of the last while. A key not
+//!   in memory is the engine's business alone;
 //! - every durable commit of the logged writer (checkpoint, the commit after a relaxed op that
 //!   ended messages, the end of the replay at open) writes every key held, in its own
 //!   transaction, before it records the log position; memory lets them go once it committed
-//!   ([`ShortLived::flushed`]). So no durable commit claims a log group whose keys it lacks;
+//!   ([`ShortLived::flushed`]). So no durable commit claims a log group whose keys it lacks.
+//!   Retired entries are the exception, on purpose: nothing needs them after a restart;
 //! - a transaction's changes stay pending until it committed ([`ShortLived::apply`]);
 //! - after an engine reopen (it went back to its last durable commit) memory is emptied before
 //!   the log is applied again ([`ShortLived::clear`]): it held changes after that commit,
@@ -48,7 +60,14 @@ pub(crate) struct Held {
     value: Vec<u8>,
     /// The engine may hold the key too (with this or an older value).
     in_engine: bool,
+    /// Readable, never written by a durable commit (module docs).
+    retired: bool,
 }
+
+/// Retired center-id entries kept readable per generation: two generations, so between
+/// this many and twice this many of the newest (at 40 k msg/s a few seconds' worth; at a
+/// few thousand messages a second, half a minute or more). About 100 bytes each.
+pub(crate) const RETIRED_KEPT: usize = 65_536;
 
 /// Keys to values, hashed with a seeded foldhash: a held receipt's key carries the center's
 /// id, bytes a peer chose, and std's SipHash was about 2 % of the gateway's samples at full
@@ -60,7 +79,10 @@ pub(crate) type Pending = KeyMap<Option<Held>>;
 
 /// Whether keys of `tag` are held in memory.
 fn held_tag(tag: u8) -> bool {
-    matches!(tag, keys::LEASE | keys::EARLY | keys::EARLY_AGE)
+    matches!(
+        tag,
+        keys::LEASE | keys::EARLY | keys::EARLY_AGE | keys::CENTER
+    )
 }
 
 /// Whether a key of `tag` is new whenever it is put: a lease key names its lease's end and
@@ -72,14 +94,66 @@ fn fresh_tag(tag: u8) -> bool {
     matches!(tag, keys::LEASE | keys::EARLY_AGE)
 }
 
+/// The committed held keys: the live ones, and the retired ones in two generations.
+#[derive(Debug, Default)]
+pub(crate) struct Committed {
+    live: KeyMap<Held>,
+    retired: KeyMap<Held>,
+    older: KeyMap<Held>,
+}
+
+impl Committed {
+    /// The key as memory holds it, live before retired.
+    fn get(&self, key: &[u8]) -> Option<&Held> {
+        self.live
+            .get(key)
+            .or_else(|| self.retired.get(key))
+            .or_else(|| self.older.get(key))
+    }
+
+    /// Every key held in `[start, end)`, each once (as [`Committed::get`] answers it), in no
+    /// order. The retired generations, which only center-id entries reach, are walked only
+    /// for a range that holds center-id keys: they are far larger than the live keys, which
+    /// the lease sweeps scan.
+    fn between<'s>(
+        &'s self,
+        start: &'s [u8],
+        end: &'s [u8],
+    ) -> impl Iterator<Item = (&'s Vec<u8>, &'s Held)> {
+        let within = move |k: &[u8]| start <= k && k < end;
+        let center = tags_between(start, end).any(|t| t == keys::CENTER);
+        let retired = center
+            .then(|| self.retired.iter())
+            .into_iter()
+            .flatten()
+            .filter(move |(k, _)| !self.live.contains_key(*k));
+        let older = center
+            .then(|| self.older.iter())
+            .into_iter()
+            .flatten()
+            .filter(move |(k, _)| !self.live.contains_key(*k) && !self.retired.contains_key(*k));
+        self.live
+            .iter()
+            .chain(retired)
+            .chain(older)
+            .filter(move |(k, _)| within(k))
+    }
+
+    fn forget(&mut self, key: &[u8]) {
+        self.live.remove(key);
+        self.retired.remove(key);
+        self.older.remove(key);
+    }
+}
+
 /// The committed held keys.
 #[derive(Debug, Default)]
 pub(crate) struct ShortLived {
-    keys: Mutex<KeyMap<Held>>,
+    keys: Mutex<Committed>,
 }
 
 impl ShortLived {
-    fn lock(&self) -> MutexGuard<'_, KeyMap<Held>> {
+    fn lock(&self) -> MutexGuard<'_, Committed> {
         self.keys.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -90,19 +164,28 @@ impl ShortLived {
         }
         let mut keys = self.lock();
         for (k, held) in pending {
+            keys.forget(&k);
             match held {
-                Some(h) => keys.insert(k, h),
-                None => keys.remove(&k),
-            };
+                Some(h) if h.retired => {
+                    keys.retired.insert(k, h);
+                    if keys.retired.len() >= RETIRED_KEPT {
+                        keys.older = std::mem::take(&mut keys.retired);
+                    }
+                }
+                Some(h) => {
+                    keys.live.insert(k, h);
+                }
+                None => {}
+            }
         }
     }
 
-    /// Writes every held key into `kv`, a durable commit's transaction; the caller calls
+    /// Writes every live held key into `kv`, a durable commit's transaction; the caller calls
     /// [`ShortLived::flushed`] once it committed. Returns how many.
     pub(crate) fn flush_into(&self, kv: &mut dyn Kv) -> Result<usize, StoreError> {
         let keys = self.lock();
         // In key order: neighbours share the engine's pages.
-        let mut sorted: Vec<(&Vec<u8>, &Held)> = keys.iter().collect();
+        let mut sorted: Vec<(&Vec<u8>, &Held)> = keys.live.iter().collect();
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for (k, h) in &sorted {
             kv.put(k, &h.value)?;
@@ -110,15 +193,15 @@ impl ShortLived {
         Ok(sorted.len())
     }
 
-    /// Lets go of what a committed durable commit wrote to the engine.
+    /// Lets go of what a committed durable commit wrote to the engine (retired keys stay).
     pub(crate) fn flushed(&self) {
-        self.lock().clear();
+        self.lock().live.clear();
     }
 
     /// Forgets everything: the engine went back to its last durable commit, and the log is
     /// about to be applied again from there.
     pub(crate) fn clear(&self) {
-        self.lock().clear();
+        *self.lock() = Committed::default();
     }
 
     /// `inner`, a reader's snapshot, with the committed held keys over it, for a reader
@@ -133,16 +216,17 @@ impl ShortLived {
         }
     }
 
+    /// Live keys held.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().live.len()
     }
 }
 
 /// A reader's snapshot with the committed held keys over it ([`ShortLived::over`]).
 pub(crate) struct ShortLivedRead<'a> {
     inner: &'a dyn KvRead,
-    committed: MutexGuard<'a, KeyMap<Held>>,
+    committed: MutexGuard<'a, Committed>,
 }
 
 impl KvRead for ShortLivedRead<'_> {
@@ -167,7 +251,7 @@ impl ShortLivedRead<'_> {
 /// pending changes over the committed keys) and [`ShortLivedRead`] (the committed keys).
 struct HeldView<'a> {
     inner: &'a dyn KvRead,
-    committed: &'a KeyMap<Held>,
+    committed: &'a Committed,
     pending: Option<&'a Pending>,
 }
 
@@ -187,8 +271,8 @@ impl<'a> HeldView<'a> {
         let overridden = |k: &[u8]| pending.is_some_and(|p| p.contains_key(k));
         let mut found: Vec<(Vec<u8>, Vec<u8>)> = self
             .committed
-            .iter()
-            .filter(|(k, _)| within(k) && !overridden(k))
+            .between(start, end)
+            .filter(|(k, _)| !overridden(k))
             .map(|(k, h)| (k.clone(), h.value.clone()))
             .chain(pending.into_iter().flatten().filter_map(|(k, p)| {
                 p.as_ref()
@@ -236,7 +320,7 @@ impl KvRead for HeldView<'_> {
 /// The writer's transaction with the held families in memory.
 pub(crate) struct ShortLivedKv<'a> {
     inner: &'a mut dyn Kv,
-    committed: MutexGuard<'a, KeyMap<Held>>,
+    committed: MutexGuard<'a, Committed>,
     pending: Pending,
 }
 
@@ -274,6 +358,7 @@ impl<'a> ShortLivedKv<'a> {
             Some(Held {
                 value: value.to_vec(),
                 in_engine,
+                retired: false,
             }),
         );
     }
@@ -353,6 +438,25 @@ impl Kv for ShortLivedKv<'_> {
     }
 
     take_range_unless_kept!(inner, touches_held);
+
+    /// A live held key still at `value` becomes retired; any other (one the engine holds since
+    /// a durable commit, or another message's since) stays as it is.
+    fn retire(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        if !held_tag(tag_of(key)) {
+            return self.inner.retire(key, value);
+        }
+        if let Some(h) = self.held(key)
+            && !h.retired
+            && h.value == value
+        {
+            let retired = Held {
+                retired: true,
+                ..h.clone()
+            };
+            self.pending.insert(key.to_vec(), Some(retired));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -529,6 +633,73 @@ mod tests {
         memory_apply(layer, &memory);
         assert_eq!(memory.len(), 0);
         assert_eq!((engine.puts, engine.gets.get()), (0, 0));
+    }
+
+    #[test]
+    fn a_retired_center_id_stays_readable_for_a_while_but_never_reaches_the_engine() {
+        use crate::store::id::MessageId;
+        let memory = ShortLived::default();
+        let mut engine = MapKv::default();
+        let key = keys::center("sim", "C1");
+        let value = keys::center_value(MessageId(7), 1);
+        let mut layer = ShortLivedKv::new(&mut engine, &memory);
+        layer.put(&key, &value).unwrap();
+        // Another message's entry by now: not retired.
+        layer
+            .retire(&key, &keys::center_value(MessageId(8), 1))
+            .unwrap();
+        memory_apply(layer, &memory);
+        assert_eq!(memory.len(), 1);
+        let mut layer = ShortLivedKv::new(&mut engine, &memory);
+        layer.retire(&key, &value).unwrap();
+        assert_eq!(layer.get(&key).unwrap().as_deref(), Some(&value[..]));
+        memory_apply(layer, &memory);
+        assert_eq!(memory.len(), 0, "no longer live");
+        assert_eq!(memory.flush_into(&mut engine).unwrap(), 0);
+        memory.flushed();
+        assert!(engine.map.is_empty(), "a durable commit leaves it out");
+        let read =
+            |memory: &ShortLived, engine: &MapKv, k: &[u8]| memory.over(engine).get(k).unwrap();
+        assert_eq!(read(&memory, &engine, &key).as_deref(), Some(&value[..]));
+        // The purge's delete removes it.
+        let mut layer = ShortLivedKv::new(&mut engine, &memory);
+        layer.delete(&key).unwrap();
+        assert_eq!(layer.get(&key).unwrap(), None);
+        memory_apply(layer, &memory);
+        assert_eq!(read(&memory, &engine, &key), None);
+
+        // Kept readable among the newest RETIRED_KEPT to twice that: three transactions, the
+        // first two of RETIRED_KEPT retirements each.
+        let entry = |n: usize| {
+            (
+                keys::center("sim", &n.to_string()),
+                keys::center_value(MessageId(n as u64), 1),
+            )
+        };
+        for ns in [
+            0..RETIRED_KEPT,
+            RETIRED_KEPT..2 * RETIRED_KEPT,
+            2 * RETIRED_KEPT..2 * RETIRED_KEPT + 1,
+        ] {
+            let mut layer = ShortLivedKv::new(&mut engine, &memory);
+            for n in ns {
+                let (k, v) = entry(n);
+                layer.put(&k, &v).unwrap();
+                layer.retire(&k, &v).unwrap();
+            }
+            memory_apply(layer, &memory);
+        }
+        let first = entry(0).0;
+        let newest = entry(2 * RETIRED_KEPT - 1);
+        assert_eq!(
+            read(&memory, &engine, &first),
+            None,
+            "the oldest are let go"
+        );
+        assert_eq!(read(&memory, &engine, &newest.0), Some(newest.1.to_vec()));
+        // A restart forgets them.
+        memory.clear();
+        assert_eq!(read(&memory, &engine, &newest.0), None);
     }
 
     fn memory_apply(layer: ShortLivedKv<'_>, memory: &ShortLived) {

@@ -20,7 +20,8 @@
 use std::collections::BTreeSet;
 
 use super::backend::{
-    Kv, KvRead, last_key_merged, scan_merged, tags_between, take_range_unless_kept,
+    Kv, KvRead, last_key_merged, pass_retire_through, scan_merged, tags_between,
+    take_range_unless_kept,
 };
 use super::error::StoreError;
 use super::id::MessageId;
@@ -199,6 +200,8 @@ impl Kv for TerminalRuns<'_> {
     }
 
     take_range_unless_kept!(inner, covers_terminal);
+
+    pass_retire_through!(inner);
 }
 
 #[cfg(test)]
