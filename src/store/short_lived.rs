@@ -139,10 +139,18 @@ impl Committed {
             .filter(move |(k, _)| within(k))
     }
 
-    fn forget(&mut self, key: &[u8]) {
-        self.live.remove(key);
-        self.retired.remove(key);
-        self.older.remove(key);
+    /// Removes a retired copy of `key`: a key put again (a center id a newer message got)
+    /// must not read as the older message's once the live one has gone to the engine.
+    fn forget_retired(&mut self, key: &[u8]) {
+        if tag_of(key) == keys::CENTER {
+            self.retired.remove(key);
+            self.older.remove(key);
+        }
+    }
+
+    /// A new, empty generation, sized for what it will hold (growing it would rehash).
+    fn generation() -> KeyMap<Held> {
+        KeyMap::with_capacity_and_hasher(RETIRED_KEPT, Default::default())
     }
 }
 
@@ -163,19 +171,25 @@ impl ShortLived {
             return;
         }
         let mut keys = self.lock();
+        // One map operation per change where it can be: a live key shadows a retired copy
+        // until `flushed` lets the live one go.
         for (k, held) in pending {
-            keys.forget(&k);
             match held {
                 Some(h) if h.retired => {
+                    keys.live.remove(&k);
                     keys.retired.insert(k, h);
                     if keys.retired.len() >= RETIRED_KEPT {
-                        keys.older = std::mem::take(&mut keys.retired);
+                        let next = Committed::generation();
+                        keys.older = std::mem::replace(&mut keys.retired, next);
                     }
                 }
                 Some(h) => {
                     keys.live.insert(k, h);
                 }
-                None => {}
+                None => {
+                    keys.live.remove(&k);
+                    keys.forget_retired(&k);
+                }
             }
         }
     }
@@ -195,7 +209,17 @@ impl ShortLived {
 
     /// Lets go of what a committed durable commit wrote to the engine (retired keys stay).
     pub(crate) fn flushed(&self) {
-        self.lock().live.clear();
+        let mut keys = self.lock();
+        let Committed {
+            live,
+            retired,
+            older,
+        } = &mut *keys;
+        for k in live.keys().filter(|k| tag_of(k) == keys::CENTER) {
+            retired.remove(k);
+            older.remove(k);
+        }
+        live.clear();
     }
 
     /// Forgets everything: the engine went back to its last durable commit, and the log is
@@ -667,6 +691,22 @@ mod tests {
         assert_eq!(layer.get(&key).unwrap(), None);
         memory_apply(layer, &memory);
         assert_eq!(read(&memory, &engine, &key), None);
+
+        // A center id that comes back (a newer message's) reads as the newer message's, in
+        // memory and once a durable commit wrote it.
+        let newer = keys::center_value(MessageId(9), 1);
+        let mut layer = ShortLivedKv::new(&mut engine, &memory);
+        layer.put(&key, &value).unwrap();
+        layer.retire(&key, &value).unwrap();
+        memory_apply(layer, &memory);
+        let mut layer = ShortLivedKv::new(&mut engine, &memory);
+        layer.put(&key, &newer).unwrap();
+        memory_apply(layer, &memory);
+        assert_eq!(read(&memory, &engine, &key).as_deref(), Some(&newer[..]));
+        assert_eq!(memory.flush_into(&mut engine).unwrap(), 1);
+        memory.flushed();
+        assert_eq!(read(&memory, &engine, &key).as_deref(), Some(&newer[..]));
+        engine.map.clear();
 
         // Kept readable among the newest RETIRED_KEPT to twice that: three transactions, the
         // first two of RETIRED_KEPT retirements each.
