@@ -100,7 +100,8 @@ fn rfc3339_utc(ms: u64) -> String {
         len = 19;
     }
     out[len] = b'Z';
-    out[..=len].iter().map(|&b| char::from(b)).collect()
+    // ASCII throughout: borrowed, then copied once.
+    String::from_utf8_lossy(&out[..=len]).into_owned()
 }
 
 /// The operating system clock; sleeps on the tokio timer.
