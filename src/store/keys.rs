@@ -8,7 +8,7 @@
 //! | 0x01 message | id | message body record (`codec.rs`), written once (with the first state embedded, for a message inserted queued) |
 //! | 0x02 ready | channel, 0, lane, due_ms, id | empty, or [`READY_BODY_ONLY`]: the message has no state record yet (its state is in its body record) |
 //! | 0x03 lease expiry | expiry_ms, id | channel (for the in-flight counter; empty in stores written before the queue counters) |
-//! | 0x04 center id | channel, 0, center_id | id, part (u16) |
+//! | 0x04 center id | channel, 0, center_id | id, part (u16); with the redo log, held in the writer's memory while the part waits and retired when its message ends, so most never reach the engine (`short_lived.rs`) |
 //! | 0x05 outbox | account, 0, seq | receipt JSON |
 //! | 0x06 outbox next seq | account | u64 |
 //! | 0x07 idempotency | account, 0, client_ref | id |
