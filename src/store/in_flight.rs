@@ -566,6 +566,18 @@ mod tests {
             Store::open(RedbBackend::open(dir).unwrap(), WriterConfig::default(), 0).unwrap()
         }
 
+        /// `open` with the redo log under `dir`.
+        fn open_logged(dir: &std::path::Path) -> Store<RedbBackend> {
+            Store::open_logged(
+                RedbBackend::open(dir).unwrap(),
+                WriterConfig::default(),
+                0,
+                &dir.join("content"),
+                &dir.join("log"),
+            )
+            .unwrap()
+        }
+
         fn message(id: MessageId) -> Message {
             let payload = Payload::Text {
                 text: "x".into(),
@@ -585,14 +597,7 @@ mod tests {
         #[test]
         fn readers_see_what_the_logged_writer_holds_in_memory() {
             let dir = tempfile::tempdir().unwrap();
-            let store = Store::open_logged(
-                RedbBackend::open(dir.path()).unwrap(),
-                WriterConfig::default(),
-                0,
-                &dir.path().join("content"),
-                &dir.path().join("log"),
-            )
-            .unwrap();
+            let store = open_logged(dir.path());
             let msgs: Vec<Message> = (0..3)
                 .map(|_| {
                     let mut m = message(store.ids().next(0));
@@ -902,16 +907,6 @@ mod tests {
         #[test]
         fn an_ended_message_leaves_its_center_id_out_of_the_engine() {
             let dir = tempfile::tempdir().unwrap();
-            let open_logged = || {
-                Store::open_logged(
-                    RedbBackend::open(dir.path()).unwrap(),
-                    WriterConfig::default(),
-                    0,
-                    &dir.path().join("content"),
-                    &dir.path().join("log"),
-                )
-                .unwrap()
-            };
             let repeat = |store: &Store<RedbBackend>| {
                 store
                     .submit_blocking(vec![Op::Receipt {
@@ -925,7 +920,7 @@ mod tests {
                     .unwrap()
                     .remove(0)
             };
-            let store = open_logged();
+            let store = open_logged(dir.path());
             let ids = [store.ids().next(0), store.ids().next(0)];
             futures::executor::block_on(store.insert_batch(ids.map(message).to_vec())).unwrap();
             assert_eq!(lease(&store, 2).len(), 2);
@@ -943,7 +938,7 @@ mod tests {
             assert_eq!(repeat(&store), OpResult::Stale(MessageState::Delivered));
             drop(store);
 
-            let store = open_logged();
+            let store = open_logged(dir.path());
             let in_engine = |cid: &str| {
                 store
                     .inner

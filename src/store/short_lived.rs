@@ -210,16 +210,13 @@ impl ShortLived {
     /// Lets go of what a committed durable commit wrote to the engine (retired keys stay).
     pub(crate) fn flushed(&self) {
         let mut keys = self.lock();
-        let Committed {
-            live,
-            retired,
-            older,
-        } = &mut *keys;
-        for k in live.keys().filter(|k| tag_of(k) == keys::CENTER) {
-            retired.remove(k);
-            older.remove(k);
+        // Taken out and put back empty, so its capacity stays.
+        let mut live = std::mem::take(&mut keys.live);
+        for k in live.keys() {
+            keys.forget_retired(k);
         }
         live.clear();
+        keys.live = live;
     }
 
     /// Forgets everything: the engine went back to its last durable commit, and the log is
