@@ -153,6 +153,16 @@ fn id_of(c: &Command) -> String {
 
 /// The next response on a transceiver bind, where receipts may come first: deliver_sm met
 /// on the way is kept in `held` (unanswered) for [`receipts_after`].
+/// The stored message a submit_sm_resp named by `id`; it must exist (answers come after the
+/// commit).
+fn stored(rig: &Rig, id: &str) -> sluice::store::Message {
+    rig.gw
+        .store()
+        .get(id.parse().expect("id"))
+        .expect("read")
+        .unwrap_or_else(|| panic!("message {id} stored before its answer"))
+}
+
 async fn next_response(esme: &mut Esme, held: &mut Vec<Command>) -> Command {
     loop {
         let c = next_real(esme).await;
@@ -260,12 +270,7 @@ async fn submits_are_durable_then_answered_and_receipts_come_back() {
         "every part answers with the one message id"
     );
     let udh_id = id_of(&a);
-    let m = rig
-        .gw
-        .store()
-        .get(udh_id.parse().expect("id"))
-        .expect("read")
-        .expect("stored");
+    let m = stored(&rig, &udh_id);
     assert!(
         matches!(&m.payload, sluice::store::Payload::Text { text, .. } if text == "first half second half"),
         "{:?}",
@@ -288,12 +293,7 @@ async fn submits_are_durable_then_answered_and_receipts_come_back() {
     }
     sar_ids.dedup();
     assert_eq!(sar_ids.len(), 1);
-    let m = rig
-        .gw
-        .store()
-        .get(sar_ids[0].parse().expect("id"))
-        .expect("read")
-        .expect("stored");
+    let m = stored(&rig, &sar_ids[0]);
     assert!(matches!(&m.payload, sluice::store::Payload::Text { text, .. } if text == "abc"));
 
     // Receipts: one per message (not per part), with sluice's ids.
@@ -426,12 +426,7 @@ async fn pipelined_submits_each_get_their_own_id() {
     let distinct: std::collections::HashSet<&String> = ids.values().collect();
     assert_eq!(distinct.len(), N as usize, "one id per submit: {ids:?}");
     for (seq, id) in &ids {
-        let m = rig
-            .gw
-            .store()
-            .get(id.parse().expect("id"))
-            .expect("read")
-            .expect("stored before its answer");
+        let m = stored(&rig, id);
         let want = format!("pipelined {}", seq - 10);
         assert!(
             matches!(&m.payload, sluice::store::Payload::Text { text, .. } if *text == want),
