@@ -28,7 +28,7 @@
 //! gives exactly the fixed `floor` (the behaviour before adaptation).
 
 use std::cell::Cell;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Busy share at and above which no adaptive spacing is added. Half: at a quarter (the first
 /// choice) a gateway at 15 k msg/s already had its spacing off and made 1 000 commits a second
@@ -57,6 +57,10 @@ pub(crate) struct Cycle {
     pub(crate) busy: Cell<Duration>,
     /// A lease took as many messages as it asked for (`ops::leased_full`).
     pub(crate) backlog: Cell<bool>,
+    /// When the group's producers were answered (`writer::answer`): the cycle's work ends
+    /// there, so a producer that has its answer finds the writer waiting from then on in the
+    /// writer's phase times.
+    pub(crate) answered: Cell<Option<Instant>>,
 }
 
 impl Cycle {
@@ -64,6 +68,12 @@ impl Cycle {
     pub(crate) fn begin(&self) {
         self.busy.set(Duration::ZERO);
         self.backlog.set(false);
+        self.answered.set(None);
+    }
+
+    /// The end of the cycle's work: when its producers were answered, else now.
+    pub(crate) fn end(&self) -> Instant {
+        self.answered.get().unwrap_or_else(Instant::now)
     }
 }
 

@@ -354,7 +354,7 @@ pub(crate) fn run<B: Backend>(
             ..ctx
         };
         commit_group(backend, group, stats, ctx);
-        let now = Instant::now();
+        let now = cycle.end();
         let applying = cycle.busy.get();
         stats.add_time(WriterPhase::Applying, applying);
         stats.add_time(
@@ -537,7 +537,7 @@ pub(crate) fn run_logged<B: Backend>(
                 ops_since += group.iter().map(|r| r.ops.len() as u64).sum::<u64>();
                 commit_logged(backend, seq, group, stats, ctx, shared, &mut restore);
                 applied = seq;
-                let now = Instant::now();
+                let now = cycle.end();
                 let applying = cycle.busy.get();
                 stats.add_time(WriterPhase::Applying, applying);
                 stats.add_time(
@@ -785,6 +785,7 @@ fn answer(
     stats
         .requests
         .fetch_add(requests.len() as u64, Ordering::Relaxed);
+    ctx.cycle.answered.set(Some(Instant::now()));
     for (req, res) in requests.into_iter().zip(results) {
         // A producer that stopped waiting has nothing to be told.
         let _ = req.reply.send(Ok(res));
