@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use super::error::StoreError;
-use super::model::ReceiptEvent;
+use super::id::MessageId;
+use super::model::{Message, ReceiptEvent};
 
 /// An engine handle that a failed file write latches, reopened from its path before the next
 /// operation. redb latches its first failed write and fjall poisons itself; both recover to
@@ -305,6 +306,21 @@ pub trait Kv: KvRead {
     fn retire(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let _ = (key, value);
         Ok(())
+    }
+
+    /// Takes message `id` as its last save in the writer left it, decoded, if the writer's
+    /// outermost layer (`live.rs`) still has it: the op that asks then owns it, and loads it
+    /// from its records when this answers `None` (engines and other layers always do).
+    fn take_live(&mut self, id: MessageId) -> Option<Message> {
+        let _ = id;
+        None
+    }
+
+    /// Hands a message an op has just saved to the writer's outermost layer (`live.rs`), for
+    /// the message's next op to [`take_live`](Self::take_live). Engines and other layers
+    /// drop it.
+    fn keep_live(&mut self, m: Message) {
+        drop(m);
     }
 }
 

@@ -66,6 +66,7 @@ mod fjall_backend;
 mod id;
 mod in_flight;
 mod keys;
+mod live;
 mod message_store;
 mod model;
 mod ops;

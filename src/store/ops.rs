@@ -346,6 +346,32 @@ fn load_with(
     Ok(Some(message))
 }
 
+/// [`load`] for an op that will change the message: takes it decoded from the writer's
+/// memory when its last save left it there (`live.rs`), else loads it from its records.
+fn load_mut(kv: &mut dyn Kv, id: MessageId) -> Result<Option<Message>, StoreError> {
+    let Some(m) = kv.take_live(id) else {
+        return load(kv, id);
+    };
+    #[cfg(debug_assertions)]
+    {
+        let stored = load(kv, id)?;
+        assert_eq!(
+            stored.as_ref(),
+            Some(&m),
+            "a kept message differs from its records"
+        );
+    }
+    Ok(Some(m))
+}
+
+/// [`save`] for a message whose next op is coming (a receipt, the other parts' responses):
+/// it stays decoded in the writer's memory for that op's [`load_mut`].
+fn save_live(kv: &mut dyn Kv, m: Message) -> Result<(), StoreError> {
+    save(kv, &m)?;
+    kv.keep_live(m);
+    Ok(())
+}
+
 /// Loads a message reached through a queue index. A record that cannot be decoded is logged
 /// and treated as absent, so one bad record cannot wedge a whole queue (or recovery).
 pub(crate) fn load_queued(kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, StoreError> {
@@ -778,7 +804,7 @@ fn submitted(
     if part == 0 || part > parts {
         return Ok(OpResult::Invalid(format!("part {part} of {parts}")));
     }
-    let Some(mut m) = load(kv, id)? else {
+    let Some(mut m) = load_mut(kv, id)? else {
         return Ok(OpResult::NotFound);
     };
     if m.parts.len() < usize::from(parts) {
@@ -838,8 +864,9 @@ fn submitted(
         m.submitted_ms = Some(now_ms);
     }
     let Some((stat, err)) = deciding else {
-        save(kv, &m)?;
-        return Ok(OpResult::Updated(m.state));
+        let state = m.state;
+        save_live(kv, m)?;
+        return Ok(OpResult::Updated(state));
     };
     Ok(OpResult::ReceiptApplied {
         ended_in_ms: settle_parts(kv, &mut m, &stat, &err, now_ms)?,
@@ -969,7 +996,7 @@ fn receipt(
     let (Some(id), Some(part)) = (keys::be_u64(&v, 0), keys::be_u16(&v, 8)) else {
         return Err(corrupt(&ckey, "short center-id value"));
     };
-    let Some(mut m) = load(kv, MessageId(id))? else {
+    let Some(mut m) = load_mut(kv, MessageId(id))? else {
         return Ok(OpResult::NotFound);
     };
     if m.state.is_final() {
@@ -1311,6 +1338,72 @@ mod tests {
         assert_eq!(kv.gets.get() - gets, 2, "body and state record");
         assert_eq!(again[0].attempts, 1);
         assert_eq!(again[0].due_ms, 20);
+    }
+
+    /// The submit response leaves its message decoded in the writer's memory, equal to its
+    /// records, and the receipt takes it from there; an ended message is not kept.
+    #[test]
+    fn a_submitted_message_waits_decoded_for_its_next_op() {
+        use crate::store::live::{Live, LiveKv};
+        let live = Live::default();
+        let mut engine = MapKv::default();
+        insert(&mut engine, &message(1), false).unwrap();
+        let mut kv = LiveKv::new(&mut engine, &live, 0);
+        let id = MessageId(1);
+        assert!(matches!(
+            lease(&mut kv, CH, &Lane::ALL, 10, 10, 1_000).unwrap(),
+            OpResult::Leased { messages, .. } if messages.len() == 1
+        ));
+        assert_eq!(kv.take_live(id), None, "a lease keeps nothing");
+        submitted(&mut kv, id, 1, 2, "c-1", 20).unwrap();
+        let kept = kv.take_live(id).expect("kept by its save");
+        assert_eq!(load(&kv, id).unwrap().as_ref(), Some(&kept));
+        kv.keep_live(kept);
+        submitted(&mut kv, id, 2, 2, "c-2", 21).unwrap();
+        let mut part = |center| {
+            receipt(
+                &mut kv,
+                CH,
+                center,
+                PartState::Delivered,
+                "DELIVRD",
+                "000",
+                30,
+            )
+        };
+        assert!(matches!(
+            part("c-1").unwrap(),
+            OpResult::ReceiptApplied {
+                ended_in_ms: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            part("c-2").unwrap(),
+            OpResult::ReceiptApplied {
+                ended_in_ms: Some(_),
+                ..
+            }
+        ));
+        assert_eq!(kv.take_live(id), None, "an ended message is not kept");
+        live.apply(kv.into_pending());
+        assert_eq!(live.len(), 0);
+    }
+
+    /// Debug builds check every kept message taken against its records.
+    #[cfg(debug_assertions)]
+    #[test]
+    #[should_panic(expected = "a kept message differs from its records")]
+    fn a_kept_message_that_differs_from_its_records_is_caught() {
+        use crate::store::live::{Live, LiveKv};
+        let live = Live::default();
+        let mut engine = MapKv::default();
+        insert(&mut engine, &message(1), false).unwrap();
+        let mut kv = LiveKv::new(&mut engine, &live, 0);
+        let mut m = load(&kv, MessageId(1)).unwrap().unwrap();
+        m.attempts += 1;
+        kv.keep_live(m);
+        let _ = load_mut(&mut kv, MessageId(1));
     }
 
     /// A state written while the message still waits under its insert's ready key (here a

@@ -42,6 +42,7 @@ use super::depth::{self, Board, DepthKv, Slot};
 use super::error::StoreError;
 use super::in_flight::{self, InFlight, InFlightKv};
 use super::keys;
+use super::live::{self, Live, LiveKv};
 use super::ops::{self, Op, OpResult};
 use super::outbox_memo::{self, OutboxMemo, OutboxMemoKv};
 use super::seq_cache::SeqCache;
@@ -283,6 +284,8 @@ pub(crate) struct Memory {
     pub(crate) short_lived: ShortLived,
     /// Message bodies read lately (`body_cache.rs`).
     pub(crate) bodies: BodyCache,
+    /// Messages saved lately, decoded (`live.rs`).
+    pub(crate) live: Live,
 }
 
 /// What one transaction changed in the writer's [`Memory`].
@@ -291,6 +294,7 @@ struct Pending {
     outbox: outbox_memo::Pending,
     short_lived: short_lived::Pending,
     bodies: body_cache::Pending,
+    live: live::Pending,
     /// The engine's reopen count the transaction ran against.
     reopens: u64,
 }
@@ -302,6 +306,7 @@ impl Memory {
         self.outbox.apply(pending.outbox, pending.reopens);
         self.short_lived.apply(pending.short_lived);
         self.bodies.apply(pending.bodies, pending.reopens);
+        self.live.apply(pending.live);
     }
 
     /// A durable commit of the logged writer: writes the held short-lived keys, the state
@@ -951,10 +956,13 @@ fn apply_counted(
     let mut in_flight = InFlightKv::new(&mut runs, &ctx.memory.in_flight, ctx.logged.is_some());
     // New receipt entries wait in memory for a durable commit while the log can make them.
     let mut outbox = OutboxMemoKv::new(&mut in_flight, &ctx.memory.outbox, ctx.logged.is_some());
+    // A message's next op takes it decoded from memory.
+    let mut live = LiveKv::new(&mut outbox, &ctx.memory.live, reopens);
     let results = group
         .iter()
-        .map(|r| apply_all(&mut outbox, &r.ops, ctx.index_by_number))
+        .map(|r| apply_all(&mut live, &r.ops, ctx.index_by_number))
         .collect::<Result<Vec<_>, _>>()?;
+    let live = live.into_pending();
     if group.iter().zip(&results).any(|(r, res)| {
         r.ops
             .iter()
@@ -978,6 +986,7 @@ fn apply_counted(
         short_lived: short_lived
             .map(ShortLivedKv::into_pending)
             .unwrap_or_default(),
+        live,
         reopens,
     };
     Ok(((results, depths), pending))
