@@ -196,6 +196,29 @@ macro_rules! take_range_noting {
 }
 pub(crate) use take_range_noting;
 
+/// The `put`, `delete` and `take` of a layer that holds something of some keys in memory and
+/// must let it go before such a key is written: `self.$forget(key)` first, then on to its
+/// field `$inner`. Written inside the layer's `impl Kv`.
+macro_rules! forget_before_writes {
+    ($inner:ident, $forget:ident) => {
+        fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+            self.$forget(key);
+            self.$inner.put(key, value)
+        }
+
+        fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+            self.$forget(key);
+            self.$inner.delete(key)
+        }
+
+        fn take(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.$forget(key);
+            self.$inner.take(key)
+        }
+    };
+}
+pub(crate) use forget_before_writes;
+
 /// A key and its value.
 pub(crate) type Entry = (Vec<u8>, Vec<u8>);
 

@@ -26,7 +26,9 @@
 use std::cell::RefCell;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::backend::{Kv, KvRead, pass_retire_through, pass_scans_through, take_range_noting};
+use super::backend::{
+    Kv, KvRead, forget_before_writes, pass_retire_through, pass_scans_through, take_range_noting,
+};
 use super::error::StoreError;
 use super::id::IdMap;
 use super::keys;
@@ -178,15 +180,7 @@ impl KvRead for BodyCacheKv<'_> {
 }
 
 impl Kv for BodyCacheKv<'_> {
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.forget(key);
-        self.inner.put(key, value)
-    }
-
-    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        self.forget(key);
-        self.inner.delete(key)
-    }
+    forget_before_writes!(inner, forget);
 
     /// An insert's write of a new body is noted when the writer is quiet (`note_new`).
     fn replace(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -199,11 +193,6 @@ impl Kv for BodyCacheKv<'_> {
             self.pending.get_mut().insert(id, value.to_vec());
         }
         Ok(old)
-    }
-
-    fn take(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.forget(key);
-        self.inner.take(key)
     }
 
     take_range_noting!(inner, |this, k, _| this.forget(k));

@@ -25,7 +25,10 @@
 
 use std::sync::{Mutex, PoisonError};
 
-use super::backend::{Kv, KvRead, pass_retire_through, pass_scans_through, tags_between};
+use super::backend::{
+    Kv, KvRead, forget_before_writes, pass_retire_through, pass_scans_through, tags_between,
+    take_range_noting,
+};
 use super::error::StoreError;
 use super::id::{IdMap, MessageId};
 use super::keys;
@@ -118,14 +121,6 @@ impl<'a> LiveKv<'a> {
             self.kept.forget(id);
         }
     }
-
-    /// Drops every message when `[start, end)` may hold body or state records (a range
-    /// removal over them is rare: nothing on a message's way takes one).
-    fn forget_range(&mut self, start: &[u8], end: &[u8]) {
-        if tags_between(start, end).any(|t| t == keys::MESSAGE || t == keys::STATE) {
-            self.kept.clear();
-        }
-    }
 }
 
 /// The message id of a body or state record key, `None` for any other key.
@@ -142,44 +137,26 @@ impl KvRead for LiveKv<'_> {
 }
 
 impl Kv for LiveKv<'_> {
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.forget(key);
-        self.inner.put(key, value)
-    }
-
-    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        self.forget(key);
-        self.inner.delete(key)
-    }
+    forget_before_writes!(inner, forget);
 
     fn replace(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.forget(key);
         self.inner.replace(key, value)
     }
 
-    fn take(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.forget(key);
-        self.inner.take(key)
-    }
+    take_range_noting!(inner, |this, k, _| this.forget(k));
 
-    fn take_range(
-        &mut self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<(), StoreError> {
-        self.forget_range(start, end);
-        self.inner.take_range(start, end, limit, out)
-    }
-
+    /// Passed on whole, so the outbox memo below still removes its entries without producing
+    /// their values; a run over message records (none on a message's way) drops them all.
     fn remove_range(
         &mut self,
         start: &[u8],
         end: &[u8],
         limit: usize,
     ) -> Result<usize, StoreError> {
-        self.forget_range(start, end);
+        if tags_between(start, end).any(|t| t == keys::MESSAGE || t == keys::STATE) {
+            self.kept.clear();
+        }
         self.inner.remove_range(start, end, limit)
     }
 
@@ -281,9 +258,16 @@ mod tests {
             assert_eq!(kv.take_live(MessageId(id)), None, "message {id}");
         }
         assert!(kv.take_live(MessageId(5)).is_some());
-        // A range removal over the records drops them all.
+        // A run taken drops the messages whose records it took.
+        kv.put(&keys::state(MessageId(7)), b"x").unwrap();
+        kv.keep_live(message(7));
         let mut out = Vec::new();
         kv.take_range(&[keys::STATE], &[keys::STATE + 1], 10, &mut out)
+            .unwrap();
+        assert_eq!(out.len(), 3, "states 1, 3 and 7");
+        assert_eq!(kv.take_live(MessageId(7)), None);
+        // A range removal over the records drops them all.
+        kv.remove_range(&[keys::STATE], &[keys::STATE + 1], 10)
             .unwrap();
         assert_eq!(kv.take_live(MessageId(6)), None);
     }
