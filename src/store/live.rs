@@ -7,8 +7,10 @@
 //! alone. The submit response's and the receipt's loads were 7.8 % of the gateway's CPU
 //! samples at full speed, for a message the writer had just held, decoded, in its hands.
 //! Here an op that saves a message it will hear of again hands it over
-//! ([`Kv::keep_live`](super::backend::Kv::keep_live)), and the next op that loads it takes
-//! it ([`Kv::take_live`](super::backend::Kv::take_live)): no copy, no decode.
+//! ([`Kv::keep_live`](super::backend::Kv::keep_live)): the submit response and a part's
+//! receipt the message itself, the lease a copy (the original goes to the channel). The next
+//! op that loads it takes it ([`Kv::take_live`](super::backend::Kv::take_live)): no read, no
+//! decode.
 //!
 //! Invariants:
 //! - a kept message is the one its last save wrote: [`LiveKv`] drops a message from memory
@@ -34,9 +36,9 @@ use super::id::{IdMap, MessageId};
 use super::keys;
 use super::model::{Message, ReceiptEvent};
 
-/// Most messages kept. A message waits here from its submit response to its receipt:
-/// milliseconds to seconds at full speed (about 40 k messages a second). A decoded message
-/// is a few hundred bytes, so this is at most about 10 MB.
+/// Most messages kept. A message waits here from its lease to its receipt: milliseconds to
+/// seconds at full speed (about 40 k messages a second). A decoded message is a few hundred
+/// bytes, so this is at most about 10 MB.
 pub(crate) const CAPACITY: usize = 32_768;
 
 /// The kept messages, moved from memory into a transaction and back.
