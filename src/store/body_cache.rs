@@ -30,6 +30,7 @@ use super::backend::{
     Kv, KvRead, forget_before_writes, pass_retire_through, pass_scans_through, take_range_noting,
 };
 use super::error::StoreError;
+use super::generations::Generations;
 use super::id::IdMap;
 use super::keys;
 
@@ -50,39 +51,11 @@ fn body_id(key: &[u8]) -> Option<u64> {
 /// The committed bodies.
 #[derive(Debug, Default)]
 pub(crate) struct BodyCache {
-    memory: Mutex<Generations>,
-}
-
-#[derive(Debug, Default)]
-struct Generations {
-    young: IdMap<Vec<u8>>,
-    old: IdMap<Vec<u8>>,
-    /// The engine's reopen count the bodies were read under.
-    reopens: u64,
-}
-
-impl Generations {
-    fn get(&self, id: u64) -> Option<&Vec<u8>> {
-        self.young.get(&id).or_else(|| self.old.get(&id))
-    }
-
-    fn forget(&mut self, id: u64) {
-        self.young.remove(&id);
-        self.old.remove(&id);
-    }
-
-    /// Forgets everything once the engine was reopened since the bodies were read.
-    fn check_reopens(&mut self, reopens: u64) {
-        if self.reopens != reopens {
-            self.young.clear();
-            self.old.clear();
-            self.reopens = reopens;
-        }
-    }
+    memory: Mutex<Generations<Vec<u8>>>,
 }
 
 impl BodyCache {
-    fn lock(&self) -> MutexGuard<'_, Generations> {
+    fn lock(&self) -> MutexGuard<'_, Generations<Vec<u8>>> {
         self.memory.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -95,25 +68,20 @@ impl BodyCache {
         let mut g = self.lock();
         g.check_reopens(reopens);
         for (id, body) in pending {
-            if g.young.len() >= CAPACITY / 2 {
-                g.old = std::mem::take(&mut g.young);
-            }
-            g.old.remove(&id);
-            g.young.insert(id, body);
+            g.insert(id, body, CAPACITY);
         }
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        let g = self.lock();
-        g.young.len() + g.old.len()
+        self.lock().len()
     }
 }
 
 /// The writer's transaction with the bodies it read lately answered from memory.
 pub(crate) struct BodyCacheKv<'a> {
     inner: &'a mut dyn Kv,
-    committed: MutexGuard<'a, Generations>,
+    committed: MutexGuard<'a, Generations<Vec<u8>>>,
     /// Bodies read or inserted in this transaction (reads take `&self`).
     pending: RefCell<Pending>,
     /// Note the bodies inserts write, not only those read.
@@ -164,7 +132,7 @@ impl KvRead for BodyCacheKv<'_> {
         if let Some(body) = self.committed.get(id) {
             let body = body.clone();
             // Read again: it moves to the younger generation.
-            if !self.committed.young.contains_key(&id) {
+            if !self.committed.is_young(id) {
                 self.pending.borrow_mut().insert(id, body.clone());
             }
             return Ok(Some(body));

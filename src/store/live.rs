@@ -32,7 +32,8 @@ use super::backend::{
     take_range_noting,
 };
 use super::error::StoreError;
-use super::id::{IdMap, MessageId};
+use super::generations::Generations;
+use super::id::MessageId;
 use super::keys;
 use super::model::{Message, ReceiptEvent};
 
@@ -42,37 +43,7 @@ use super::model::{Message, ReceiptEvent};
 pub(crate) const CAPACITY: usize = 32_768;
 
 /// The kept messages, moved from memory into a transaction and back.
-#[derive(Debug, Default)]
-pub(crate) struct Pending {
-    young: IdMap<Message>,
-    old: IdMap<Message>,
-    /// The engine's reopen count the messages were saved under.
-    reopens: u64,
-}
-
-impl Pending {
-    fn take(&mut self, id: u64) -> Option<Message> {
-        self.young.remove(&id).or_else(|| self.old.remove(&id))
-    }
-
-    fn forget(&mut self, id: u64) {
-        self.young.remove(&id);
-        self.old.remove(&id);
-    }
-
-    fn keep(&mut self, m: Message) {
-        if self.young.len() >= CAPACITY / 2 {
-            self.old = std::mem::take(&mut self.young);
-        }
-        self.old.remove(&m.id.0);
-        self.young.insert(m.id.0, m);
-    }
-
-    fn clear(&mut self) {
-        self.young.clear();
-        self.old.clear();
-    }
-}
+pub(crate) type Pending = Generations<Message>;
 
 /// The committed kept messages, between the writer's transactions.
 #[derive(Debug, Default)]
@@ -88,8 +59,10 @@ impl Live {
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        let g = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
-        g.young.len() + g.old.len()
+        self.memory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -105,10 +78,7 @@ impl<'a> LiveKv<'a> {
     pub(crate) fn new(inner: &'a mut dyn Kv, memory: &Live, reopens: u64) -> Self {
         let mut kept =
             std::mem::take(&mut *memory.memory.lock().unwrap_or_else(PoisonError::into_inner));
-        if kept.reopens != reopens {
-            kept.clear();
-            kept.reopens = reopens;
-        }
+        kept.check_reopens(reopens);
         Self { inner, kept }
     }
 
@@ -177,7 +147,7 @@ impl Kv for LiveKv<'_> {
     }
 
     fn keep_live(&mut self, m: Message) {
-        self.kept.keep(m);
+        self.kept.insert(m.id.0, m, CAPACITY);
     }
 }
 

@@ -63,6 +63,7 @@ mod depth;
 mod error;
 #[cfg(feature = "fjall")]
 mod fjall_backend;
+mod generations;
 mod id;
 mod in_flight;
 mod keys;
