@@ -103,6 +103,20 @@ fn open_with(kind: BackendKind, dir: &Path, cfg: WriterConfig) -> Store<AnyBacke
     Store::open(AnyBackend::open(kind, dir).expect("open backend"), cfg, NOW).expect("open store")
 }
 
+/// [`open_with`], or with `SLUICE_BENCH_REDO_LOG=1` in the gateway's shape: groups made
+/// durable in the redo log under `dir`, the engine's durable commit once per checkpoint, so
+/// the writer's memories (lease keys, state records, outbox entries held until a durable
+/// commit) work as they do in `serve`.
+fn open_shaped(kind: BackendKind, dir: &Path, cfg: WriterConfig) -> Store<AnyBackend> {
+    if std::env::var("SLUICE_BENCH_REDO_LOG").is_ok_and(|v| v == "1") {
+        let backend = AnyBackend::open(kind, dir).expect("open backend");
+        Store::open_logged(backend, cfg, NOW, &dir.join("content"), &dir.join("redo"))
+            .expect("open store")
+    } else {
+        open_with(kind, dir, cfg)
+    }
+}
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -354,7 +368,7 @@ fn lifecycle_scale(_c: &mut Criterion) {
             count_kv_ops: true,
             ..WriterConfig::default()
         };
-        let store = open_with(kind, dir.path(), cfg);
+        let store = open_shaped(kind, dir.path(), cfg);
         for _ in 0..backlog.div_ceil(PASS) {
             store
                 .submit_blocking(inserts(&store, PASS))
@@ -424,7 +438,7 @@ fn lifecycle_scale(_c: &mut Criterion) {
         let drained = disk_bytes(dir.path());
         drop(store);
         let closed = disk_bytes(dir.path());
-        let store = open_with(kind, dir.path(), WriterConfig::default());
+        let store = open_shaped(kind, dir.path(), WriterConfig::default());
         let reopened = disk_bytes(dir.path());
         drop(store);
         eprintln!(

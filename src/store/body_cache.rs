@@ -1,19 +1,19 @@
-//! Message bodies the writer read lately, kept in its memory so that a message's later ops
-//! read its body without the engine.
+//! Message bodies a quiet writer's inserts wrote, kept in its memory so that their lease
+//! reads them without the engine.
 //!
 //! Why: a message's body record is written once, by its insert, and never changed (its state
-//! lives in a record of its own, `ops::save`), yet every op of its life loads it: the lease,
-//! the submit response, the receipt. Each load was a search from the root of redb's B-tree,
-//! 13 % of the gateway's CPU samples at full speed, and two of the three read bytes the lease
-//! had just read. Here the lease's read notes the body, and the next two find it in a hash
-//! map. A quiet writer also notes what its inserts write: with no backlog the lease comes
-//! within milliseconds. A busy one does not: behind a backlog those bodies would only push
-//! the ones in flight out (at full speed that cost 0.9 µs per message and saved nothing).
+//! lives in a record of its own, `ops::save`). With no backlog the lease comes within
+//! milliseconds of the insert, and reading the body back was a search from the root of
+//! redb's B-tree per message. A busy writer notes nothing: behind a backlog those bodies
+//! would only push each other out (at full speed that cost 0.9 µs per message and saved
+//! nothing). Bodies read from the engine are not noted either: the op that reads one keeps
+//! the message decoded for its next op (`live.rs`), and a lease reads a run of bodies in one
+//! pass (`ops::BodyRun`), so a copy here would only be made and dropped.
 //!
 //! Invariants:
 //! - only message body keys (`keys::MESSAGE`) are kept, and only values a transaction that
-//!   committed read from the engine or wrote as a new body ([`BodyCache::apply`]): a
-//!   transaction that failed may have seen or made writes the engine does not have;
+//!   committed wrote as a new body ([`BodyCache::apply`]): a transaction that failed may have
+//!   made writes the engine does not have;
 //! - every write of a body key through the layer (an insert's replace, a duplicate's put
 //!   back, a purge's delete, a take) drops the key from memory before it reaches the engine,
 //!   so memory never holds a value the engine no longer has. Only the writer writes bodies,
@@ -34,13 +34,13 @@ use super::generations::Generations;
 use super::id::IdMap;
 use super::keys;
 
-/// Most bodies kept. The time from a lease to its receipt is milliseconds to seconds at full
-/// speed (about 40 k messages a second), so this covers it many times over; a body is a few
-/// hundred bytes, so this is at most about 10 MB. A receipt that comes later than that reads
-/// the engine, as before.
+/// Most bodies kept. A quiet writer leases what it inserts within milliseconds, so this
+/// covers the time many times over; a body is a few hundred bytes, so this is at most about
+/// 10 MB. A lease that comes later than that reads the engine.
 pub(crate) const CAPACITY: usize = 32_768;
 
-/// Bodies read or inserted by one transaction, by message id (the key's last eight bytes).
+/// Bodies inserted by one transaction (or read again from the older generation), by
+/// message id (the key's last eight bytes).
 pub(crate) type Pending = IdMap<Vec<u8>>;
 
 /// The message id of a body key, `None` for any other key.
@@ -59,7 +59,7 @@ impl BodyCache {
         self.memory.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes in the bodies read or inserted by a transaction that committed against the engine's
+    /// Takes in the bodies noted by a transaction that committed against the engine's
     /// `reopens`-th opening.
     pub(crate) fn apply(&self, pending: Pending, reopens: u64) {
         if pending.is_empty() {
@@ -78,13 +78,14 @@ impl BodyCache {
     }
 }
 
-/// The writer's transaction with the bodies it read lately answered from memory.
+/// The writer's transaction with the bodies a quiet writer inserted lately answered from
+/// memory.
 pub(crate) struct BodyCacheKv<'a> {
     inner: &'a mut dyn Kv,
     committed: MutexGuard<'a, Generations<Vec<u8>>>,
-    /// Bodies read or inserted in this transaction (reads take `&self`).
+    /// Bodies noted in this transaction (reads take `&self`).
     pending: RefCell<Pending>,
-    /// Note the bodies inserts write, not only those read.
+    /// Note the bodies inserts write (a quiet writer).
     note_new: bool,
 }
 
@@ -107,7 +108,7 @@ impl<'a> BodyCacheKv<'a> {
         }
     }
 
-    /// The bodies this transaction read or inserted, for [`BodyCache::apply`] after its commit.
+    /// The bodies this transaction noted, for [`BodyCache::apply`] after its commit.
     pub(crate) fn into_pending(self) -> Pending {
         self.pending.into_inner()
     }
@@ -137,11 +138,9 @@ impl KvRead for BodyCacheKv<'_> {
             }
             return Ok(Some(body));
         }
-        let found = self.inner.get(key)?;
-        if let Some(body) = &found {
-            self.pending.borrow_mut().insert(id, body.clone());
-        }
-        Ok(found)
+        // Not noted: the op that read it keeps the message decoded for its next op
+        // (`live.rs`), which a copy of its bytes here would only duplicate.
+        self.inner.get(key)
     }
 
     pass_scans_through!(inner);
@@ -301,19 +300,29 @@ mod tests {
         }
     }
 
-    /// A body read once is read from memory by the next transactions, and a write drops it.
+    /// A body read from the engine is not kept; a new body kept is read from memory by the
+    /// next transactions, and a write drops it.
     #[test]
-    fn a_body_read_once_is_read_again_from_memory_until_written() {
+    fn a_new_body_is_read_from_memory_until_written_and_a_read_one_is_not_kept() {
         let memory = BodyCache::default();
         let mut engine = MapKv::default();
+        let old = keys::message(MessageId(6));
+        engine.map.insert(old.to_vec(), b"old".to_vec());
+        let layer = BodyCacheKv::new(&mut engine, &memory, 0, true);
+        assert_eq!(layer.get(&old).unwrap(), Some(b"old".to_vec()));
+        memory.apply(layer.into_pending(), 0);
+        assert_eq!(memory.len(), 0);
         let k = keys::message(MessageId(7));
-        engine.map.insert(k.to_vec(), b"body".to_vec());
+        let mut layer = BodyCacheKv::new(&mut engine, &memory, 0, true);
+        layer.replace(&k, b"body").unwrap();
+        memory.apply(layer.into_pending(), 0);
+        let before = engine.gets.get();
         for _ in 0..3 {
             let layer = BodyCacheKv::new(&mut engine, &memory, 0, true);
             assert_eq!(layer.get(&k).unwrap(), Some(b"body".to_vec()));
             memory.apply(layer.into_pending(), 0);
         }
-        assert_eq!(engine.gets.get(), 1);
+        assert_eq!(engine.gets.get(), before);
         let mut layer = BodyCacheKv::new(&mut engine, &memory, 0, true);
         layer.delete(&k).unwrap();
         assert_eq!(layer.get(&k).unwrap(), None);
@@ -340,19 +349,20 @@ mod tests {
         }
     }
 
-    /// A read in a transaction that failed is not kept, and a reopen forgets every body.
+    /// A body inserted by a transaction that failed is not kept, and a reopen forgets every
+    /// body.
     #[test]
-    fn failed_reads_and_reopens_leave_nothing() {
+    fn failed_inserts_and_reopens_leave_nothing() {
         let memory = BodyCache::default();
         let mut engine = MapKv::default();
         let k = keys::message(MessageId(7));
-        engine.map.insert(k.to_vec(), b"body".to_vec());
-        let layer = BodyCacheKv::new(&mut engine, &memory, 0, true);
-        layer.get(&k).unwrap();
+        let mut layer = BodyCacheKv::new(&mut engine, &memory, 0, true);
+        layer.replace(&k, b"body").unwrap();
         drop(layer);
         assert_eq!(memory.len(), 0);
-        let layer = BodyCacheKv::new(&mut engine, &memory, 0, true);
-        layer.get(&k).unwrap();
+        engine.map.clear();
+        let mut layer = BodyCacheKv::new(&mut engine, &memory, 0, true);
+        layer.replace(&k, b"body").unwrap();
         memory.apply(layer.into_pending(), 0);
         assert_eq!(memory.len(), 1);
         drop(BodyCacheKv::new(&mut engine, &memory, 1, true));
@@ -366,13 +376,8 @@ mod tests {
         let mut engine = MapKv::default();
         let n = u64::try_from(CAPACITY).unwrap() * 2;
         for id in 0..n {
-            engine
-                .map
-                .insert(keys::message(MessageId(id)).to_vec(), vec![1]);
-        }
-        for id in 0..n {
-            let layer = BodyCacheKv::new(&mut engine, &memory, 0, true);
-            layer.get(&keys::message(MessageId(id))).unwrap();
+            let mut layer = BodyCacheKv::new(&mut engine, &memory, 0, true);
+            layer.replace(&keys::message(MessageId(id)), &[1]).unwrap();
             memory.apply(layer.into_pending(), 0);
             assert!(memory.len() <= CAPACITY);
         }

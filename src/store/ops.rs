@@ -329,8 +329,19 @@ fn load_with(
     let Some(v) = kv.get(&k)? else {
         return Ok(None);
     };
+    load_from_body(kv, id, &v, body_only)
+}
+
+/// [`load_with`] for a body record already read (`v`).
+fn load_from_body(
+    kv: &dyn KvRead,
+    id: MessageId,
+    v: &[u8],
+    body_only: bool,
+) -> Result<Option<Message>, StoreError> {
+    let k = keys::message(id);
     let codec::Body { mut message, whole } =
-        codec::decode_body(&v).map_err(|e| corrupt_record(&k, &e))?;
+        codec::decode_body(v).map_err(|e| corrupt_record(&k, &e))?;
     if body_only && whole {
         return Ok(Some(message));
     }
@@ -737,10 +748,15 @@ fn lease(
         // at once: one pass over the run of keys instead of a delete per key.
         let mut found = Vec::new();
         kv.take_range(&prefix, &end, left, &mut found)?;
+        let mut bodies = BodyRun::read(kv, &found)?;
         for (key, value) in found {
             let id = keys::ready_id(&key).ok_or_else(|| corrupt(&key, "short ready key"))?;
             let body_only = value == keys::READY_BODY_ONLY;
-            let Some(mut m) = skip_undecodable(id, load_with(kv, id, body_only))? else {
+            let loaded = match bodies.take(id) {
+                Some(body) => load_from_body(kv, id, &body, body_only),
+                None => load_with(kv, id, body_only),
+            };
+            let Some(mut m) = skip_undecodable(id, loaded)? else {
                 // Index entry without a readable record: dropped (above) rather than fail
                 // every lease of this queue forever (the record, if corrupt, stays for
                 // inspection).
@@ -779,6 +795,56 @@ fn lease(
         expired,
         cancelled,
     })
+}
+
+/// The body records of a lease's messages, read in one pass over the body table where
+/// they sit close together.
+///
+/// Why: a campaign's messages are inserted, and so leased, in id order, and the body table
+/// is keyed by id; a search from the root of the B-tree per body (the lease's largest engine
+/// cost) walks the same few leaves again and again, where one cursor walks each once.
+/// Messages of other channels between them are read and passed over, so the pass is made
+/// only where the run is dense ([`Self::SPREAD`]); what it does not cover is read one by
+/// one, as before.
+struct BodyRun {
+    /// (id, body), ascending by id; a body is taken once.
+    bodies: Vec<(u64, Option<Vec<u8>>)>,
+}
+
+impl BodyRun {
+    /// Fewest messages for which a pass is worth its setup.
+    const FEWEST: usize = 8;
+    /// Most records a pass reads per message it wants: past this the run is too sparse
+    /// (other channels' messages in between) and the rest is read one by one.
+    const SPREAD: usize = 2;
+
+    fn read(kv: &dyn KvRead, found: &[(Vec<u8>, Vec<u8>)]) -> Result<Self, StoreError> {
+        let mut bodies = Vec::new();
+        if found.len() >= Self::FEWEST {
+            let ids = found.iter().filter_map(|(k, _)| keys::ready_id(k));
+            let (lo, hi) = ids.fold((u64::MAX, 0), |(lo, hi), id| (lo.min(id.0), hi.max(id.0)));
+            if lo <= hi {
+                let mut out = Vec::new();
+                kv.scan(
+                    &keys::message(MessageId(lo)),
+                    &keys::message(MessageId(hi.saturating_add(1))),
+                    found.len().saturating_mul(Self::SPREAD),
+                    &mut out,
+                )?;
+                bodies = out
+                    .into_iter()
+                    .filter_map(|(k, v)| keys::id_in(keys::MESSAGE, &k).map(|id| (id, Some(v))))
+                    .collect();
+            }
+        }
+        Ok(Self { bodies })
+    }
+
+    /// The body of message `id` if the pass read it.
+    fn take(&mut self, id: MessageId) -> Option<Vec<u8>> {
+        let i = self.bodies.binary_search_by_key(&id.0, |(i, _)| *i).ok()?;
+        self.bodies[i].1.take()
+    }
 }
 
 /// Stored form of a receipt that arrived before its submit response.
@@ -925,7 +991,7 @@ fn requeue(
     due_ms: u64,
     count: bool,
 ) -> Result<OpResult, StoreError> {
-    let Some(mut m) = load(kv, id)? else {
+    let Some(mut m) = load_mut(kv, id)? else {
         return Ok(OpResult::NotFound);
     };
     if m.state != MessageState::InFlight {
@@ -965,7 +1031,7 @@ fn finish(
     if !state.is_final() {
         return Ok(OpResult::Invalid(format!("{state:?} is not a final state")));
     }
-    let Some(mut m) = load(kv, id)? else {
+    let Some(mut m) = load_mut(kv, id)? else {
         return Ok(OpResult::NotFound);
     };
     if m.state.is_final() {
@@ -1258,6 +1324,56 @@ mod tests {
         match lease(kv, CH, &Lane::ALL, now_ms, 10, 1_000).unwrap() {
             OpResult::Leased { messages, .. } => messages,
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A lease reads its messages' bodies in one pass where they sit close together, and one
+    /// by one past what that pass covers: however the channel's messages are interleaved with
+    /// other channels' (every second one, every fourth one), and with a requeued message's
+    /// state record among them, every message leased is the one inserted, state included.
+    #[test]
+    fn a_lease_reads_a_run_of_bodies_whatever_lies_between_them() {
+        for every in [1u64, 2, 4] {
+            let mut kv = MapKv::default();
+            let mut ours = Vec::new();
+            for id in 1..=40u64 {
+                let mut m = message(id);
+                m.to = format!("+86{id}");
+                if id % every != 0 {
+                    m.channel = "other".into();
+                } else {
+                    ours.push(m.clone());
+                }
+                insert(&mut kv, &m, false).unwrap();
+            }
+            // One of ours leased and requeued: it now has a state record (attempts 1).
+            let first = ours[0].id;
+            match lease(&mut kv, CH, &Lane::ALL, 0, 1, 1_000).unwrap() {
+                OpResult::Leased { messages, .. } => assert_eq!(messages[0].id, first),
+                other => panic!("{other:?}"),
+            }
+            requeue(&mut kv, first, 0, true).unwrap();
+            let before = kv.gets.get();
+            let leased = match lease(&mut kv, CH, &Lane::ALL, 10, 100, 1_000).unwrap() {
+                OpResult::Leased { messages, .. } => messages,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(leased.len(), ours.len(), "every {every}");
+            for m in &leased {
+                let want = ours.iter().find(|o| o.id == m.id).expect("one of ours");
+                assert_eq!(m.to, want.to, "every {every}: its own body");
+                assert_eq!(m.state, MessageState::InFlight);
+                let attempts = u32::from(m.id == first);
+                assert_eq!(m.attempts, attempts, "every {every}: its own state");
+            }
+            // Dense runs are read in the pass (only the requeued one's state record is a
+            // point read); a sparse one reads what the pass did not reach one by one.
+            let point_reads = kv.gets.get() - before;
+            if every <= 2 {
+                assert!(point_reads <= 2, "every {every}: {point_reads} point reads");
+            } else {
+                assert!(point_reads > 2, "every {every}: {point_reads} point reads");
+            }
         }
     }
 
