@@ -25,7 +25,10 @@
 //!   size on disk at the end, after draining the backlog (everything purged), and after closing
 //!   and reopening the store (space coming back?). `SLUICE_BENCH_ENGINES` (e.g. `fjall` or
 //!   `redb,sled`) picks the engines; each engine runs twice (on a shared machine the second
-//!   run tells how much the first was noise).
+//!   run tells how much the first was noise). `SLUICE_BENCH_REDO_LOG=1` opens the store as
+//!   `serve` does, with its redo log (groups durable in the log, the engine's durable commit
+//!   per checkpoint, the writer's memories in play): the shape to price a store change in,
+//!   e.g. under `valgrind --tool=callgrind`.
 //! - `paced` (printed): the gateway's shape at a steady low rate (`SLUICE_BENCH_RATE`, default
 //!   3000 msg/s, for `SLUICE_BENCH_PACED_SECS`, default 5): ingress requests of 10, a
 //!   dispatcher leasing every millisecond and settling each message as its own request, each
