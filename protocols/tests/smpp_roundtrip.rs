@@ -35,6 +35,16 @@ proptest! {
         prop_assert_eq!(enc(&d.command), bytes.clone());
         prop_assert_eq!(decode_slice(&bytes).unwrap().command, cmd);
     }
+
+    /// A body's own length check is the command's, header aside.
+    #[test]
+    fn a_bodys_length_is_its_commands_less_the_header(sm in common::sm()) {
+        let cmd = Command::request(1, Pdu::SubmitSm(sm.clone()));
+        prop_assert_eq!(sm.encoded_body_len().unwrap() + 16, cmd.encoded_len().unwrap());
+        let mut bad = sm;
+        bad.service_type = Bytes::from_static(b"a\0b").into();
+        prop_assert!(bad.encoded_body_len().is_err());
+    }
 }
 
 fn hex(s: &str) -> Vec<u8> {

@@ -76,6 +76,17 @@ impl Sm {
     pub fn payload(&self) -> &Octets {
         self.tlvs.message_payload().unwrap_or(&self.short_message)
     }
+
+    /// Length of the encoded body, every field validated as [`Command::encode`] validates
+    /// it: a sender checks a body once, when it builds it, without making a command of it.
+    ///
+    /// [`Command::encode`]: super::pdu::Command::encode
+    ///
+    /// # Errors
+    /// [`EncodeError`] when a field cannot be encoded strictly.
+    pub fn encoded_body_len(&self) -> Result<usize, EncodeError> {
+        self.encoded_len()
+    }
 }
 
 /// Reads `sm_length` + short_message + TLVs, shared by submit_sm, deliver_sm and submit_multi.
