@@ -748,7 +748,8 @@ fn lease(
         // at once: one pass over the run of keys instead of a delete per key.
         let mut found = Vec::new();
         kv.take_range(&prefix, &end, left, &mut found)?;
-        let mut bodies = BodyRun::read(kv, &found)?;
+        let ready_ids = found.iter().filter_map(|(k, _)| keys::ready_id(k));
+        let mut bodies = BodyRun::read(kv, ready_ids, found.len())?;
         for (key, value) in found {
             let id = keys::ready_id(&key).ok_or_else(|| corrupt(&key, "short ready key"))?;
             let body_only = value == keys::READY_BODY_ONLY;
@@ -797,12 +798,13 @@ fn lease(
     })
 }
 
-/// The body records of a lease's messages, read in one pass over the body table where
-/// they sit close together.
+/// The body records of a lease's (or a purge's) messages, read in one pass over the body
+/// table where they sit close together.
 ///
-/// Why: a campaign's messages are inserted, and so leased, in id order, and the body table
-/// is keyed by id; a search from the root of the B-tree per body (the lease's largest engine
-/// cost) walks the same few leaves again and again, where one cursor walks each once.
+/// Why: a campaign's messages are inserted, and so leased, in id order, and they end in
+/// about that order too; the body table is keyed by id, and a search from the root of the
+/// B-tree per body (the lease's largest engine cost) walks the same few leaves again and
+/// again, where one cursor walks each once.
 /// Messages of other channels between them are read and passed over, so the pass is made
 /// only where the run is dense ([`Self::SPREAD`]); what it does not cover is read one by
 /// one, as before.
@@ -818,17 +820,21 @@ impl BodyRun {
     /// (other channels' messages in between) and the rest is read one by one.
     const SPREAD: usize = 2;
 
-    fn read(kv: &dyn KvRead, found: &[(Vec<u8>, Vec<u8>)]) -> Result<Self, StoreError> {
+    /// Reads the bodies of `ids` (`n` of them, in any order) where a pass is worth it.
+    fn read(
+        kv: &dyn KvRead,
+        ids: impl Iterator<Item = MessageId>,
+        n: usize,
+    ) -> Result<Self, StoreError> {
         let mut bodies = Vec::new();
-        if found.len() >= Self::FEWEST {
-            let ids = found.iter().filter_map(|(k, _)| keys::ready_id(k));
+        if n >= Self::FEWEST {
             let (lo, hi) = ids.fold((u64::MAX, 0), |(lo, hi), id| (lo.min(id.0), hi.max(id.0)));
             if lo <= hi {
                 let mut out = Vec::new();
                 kv.scan(
                     &keys::message(MessageId(lo)),
                     &keys::message(MessageId(hi.saturating_add(1))),
-                    found.len().saturating_mul(Self::SPREAD),
+                    n.saturating_mul(Self::SPREAD),
                     &mut out,
                 )?;
                 bodies = out
@@ -1257,8 +1263,10 @@ fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, Stor
         if let Some(((done, id), rest)) = run[due..].split_first() {
             kv.put(&keys::terminal(*done, *id), &terminal_runs::pack(rest))?;
         }
+        // A checkpoint's run ends messages sent together, whose bodies sit side by side.
+        let mut bodies = BodyRun::read(kv, run[..due].iter().map(|(_, id)| *id), due)?;
         for &(_, id) in &run[..due] {
-            n += usize::from(purge_message(kv, id)?);
+            n += usize::from(purge_message(kv, id, bodies.take(id))?);
         }
     }
     // Receipts that never found their message.
@@ -1276,8 +1284,17 @@ fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, Stor
 }
 
 /// Removes message `id` and the index entries that name it; false when it was gone.
-fn purge_message(kv: &mut dyn Kv, id: MessageId) -> Result<bool, StoreError> {
-    let Some(m) = load(kv, id)? else {
+/// `body`: its body record, if a pass already read it ([`BodyRun`]).
+fn purge_message(
+    kv: &mut dyn Kv,
+    id: MessageId,
+    body: Option<Vec<u8>>,
+) -> Result<bool, StoreError> {
+    let loaded = match body {
+        Some(b) => load_from_body(kv, id, &b, false)?,
+        None => load(kv, id)?,
+    };
+    let Some(m) = loaded else {
         return Ok(false);
     };
     // Remove and look at what was removed (`take`: one engine call where a `get` and a
@@ -1375,6 +1392,75 @@ mod tests {
                 assert!(point_reads > 2, "every {every}: {point_reads} point reads");
             }
         }
+    }
+
+    /// A purge reads a checkpoint's run of ended messages' bodies in one pass, and removes
+    /// those messages and their index entries, and nothing of the messages still queued
+    /// between them.
+    #[test]
+    fn a_purge_reads_a_run_of_bodies_and_removes_only_what_ended() {
+        let mut kv = MapKv::default();
+        let (mut ended, mut queued) = (Vec::new(), Vec::new());
+        for id in 1..=30u64 {
+            let mut m = message(id);
+            m.client_ref = Some(format!("r{id}"));
+            m.to = format!("+86{id}");
+            if id % 3 == 0 {
+                queued.push(m.clone());
+            } else {
+                m.state = MessageState::Failed;
+                m.done_ms = Some(5);
+                ended.push(m.clone());
+            }
+            insert(&mut kv, &m, true).unwrap();
+        }
+        // One checkpoint's packed run holds every ended message, as `terminal_runs` writes it.
+        let run: Vec<(u64, MessageId)> = ended.iter().map(|m| (5, m.id)).collect();
+        for (done, id) in &run {
+            kv.delete(&keys::terminal(*done, *id)).unwrap();
+        }
+        kv.put(
+            &keys::terminal(run[0].0, run[0].1),
+            &terminal_runs::pack(&run[1..]),
+        )
+        .unwrap();
+        let before = kv.gets.get();
+        assert!(matches!(
+            purge(&mut kv, 100, 100).unwrap(),
+            OpResult::Count(20)
+        ));
+        let with_pass = kv.gets.get() - before;
+        for m in &ended {
+            assert!(load(&kv, m.id).unwrap().is_none());
+            let r = m.client_ref.as_deref().unwrap();
+            assert!(kv.get(&keys::idem("acme", r)).unwrap().is_none());
+            assert!(kv.get(&keys::by_to(&m.to, m.id)).unwrap().is_none());
+        }
+        for m in &queued {
+            assert_eq!(load(&kv, m.id).unwrap().unwrap().to, m.to);
+            let r = m.client_ref.as_deref().unwrap();
+            assert!(kv.get(&keys::idem("acme", r)).unwrap().is_some());
+            assert!(kv.get(&keys::by_to(&m.to, m.id)).unwrap().is_some());
+        }
+        assert!(
+            !kv.map.keys().any(|k| k[0] == keys::TERMINAL),
+            "the run is gone"
+        );
+        // The same purge one message at a time reads every body on its own.
+        let mut again = MapKv::default();
+        for m in &ended {
+            insert(&mut again, m, true).unwrap();
+        }
+        let before = again.gets.get();
+        for m in &ended {
+            assert!(purge_message(&mut again, m.id, None).unwrap());
+        }
+        let one_by_one = again.gets.get() - before;
+        assert_eq!(
+            one_by_one - with_pass,
+            ended.len(),
+            "one body read each saved"
+        );
     }
 
     #[test]
