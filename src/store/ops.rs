@@ -753,11 +753,7 @@ fn lease(
         for (key, value) in found {
             let id = keys::ready_id(&key).ok_or_else(|| corrupt(&key, "short ready key"))?;
             let body_only = value == keys::READY_BODY_ONLY;
-            let loaded = match bodies.take(id) {
-                Some(body) => load_from_body(kv, id, &body, body_only),
-                None => load_with(kv, id, body_only),
-            };
-            let Some(mut m) = skip_undecodable(id, loaded)? else {
+            let Some(mut m) = skip_undecodable(id, bodies.load(kv, id, body_only))? else {
                 // Index entry without a readable record: dropped (above) rather than fail
                 // every lease of this queue forever (the record, if corrupt, stays for
                 // inspection).
@@ -808,6 +804,7 @@ fn lease(
 /// Messages of other channels between them are read and passed over, so the pass is made
 /// only where the run is dense ([`Self::SPREAD`]); what it does not cover is read one by
 /// one, as before.
+#[derive(Default)]
 struct BodyRun {
     /// (id, body), ascending by id; a body is taken once.
     bodies: Vec<(u64, Option<Vec<u8>>)>,
@@ -850,6 +847,19 @@ impl BodyRun {
     fn take(&mut self, id: MessageId) -> Option<Vec<u8>> {
         let i = self.bodies.binary_search_by_key(&id.0, |(i, _)| *i).ok()?;
         self.bodies[i].1.take()
+    }
+
+    /// Message `id` ([`load_with`]), its body from the pass if the pass read it.
+    fn load(
+        &mut self,
+        kv: &dyn KvRead,
+        id: MessageId,
+        body_only: bool,
+    ) -> Result<Option<Message>, StoreError> {
+        match self.take(id) {
+            Some(body) => load_from_body(kv, id, &body, body_only),
+            None => load_with(kv, id, body_only),
+        }
     }
 }
 
@@ -1266,7 +1276,7 @@ fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, Stor
         // A checkpoint's run ends messages sent together, whose bodies sit side by side.
         let mut bodies = BodyRun::read(kv, run[..due].iter().map(|(_, id)| *id), due)?;
         for &(_, id) in &run[..due] {
-            n += usize::from(purge_message(kv, id, bodies.take(id))?);
+            n += usize::from(purge_message(kv, id, &mut bodies)?);
         }
     }
     // Receipts that never found their message.
@@ -1284,17 +1294,9 @@ fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, Stor
 }
 
 /// Removes message `id` and the index entries that name it; false when it was gone.
-/// `body`: its body record, if a pass already read it ([`BodyRun`]).
-fn purge_message(
-    kv: &mut dyn Kv,
-    id: MessageId,
-    body: Option<Vec<u8>>,
-) -> Result<bool, StoreError> {
-    let loaded = match body {
-        Some(b) => load_from_body(kv, id, &b, false)?,
-        None => load(kv, id)?,
-    };
-    let Some(m) = loaded else {
+/// `bodies`: the run's bodies a pass already read ([`BodyRun`]).
+fn purge_message(kv: &mut dyn Kv, id: MessageId, bodies: &mut BodyRun) -> Result<bool, StoreError> {
+    let Some(m) = bodies.load(kv, id, false)? else {
         return Ok(false);
     };
     // Remove and look at what was removed (`take`: one engine call where a `get` and a
@@ -1453,7 +1455,7 @@ mod tests {
         }
         let before = again.gets.get();
         for m in &ended {
-            assert!(purge_message(&mut again, m.id, None).unwrap());
+            assert!(purge_message(&mut again, m.id, &mut BodyRun::default()).unwrap());
         }
         let one_by_one = again.gets.get() - before;
         assert_eq!(
