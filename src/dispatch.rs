@@ -638,17 +638,18 @@ impl<C: Clock + Clone> Dispatcher<C> {
                     continue;
                 }
             }
-            match outbound(&message, &*self.store, &self.content) {
+            let id = message.id;
+            match outbound(message, &*self.store, &self.content) {
                 Ok(m) => return Ok(Some(m)),
                 Err(ContentUnavailable::Store(e)) => return Err(e.into()),
                 Err(ContentUnavailable::Missing(digest)) => {
-                    warn!(id = %message.id, digest = %crate::store::content::digest_hex(&digest),
+                    warn!(%id, digest = %crate::store::content::digest_hex(&digest),
                         "MMS content file missing; message failed.");
                     counter!(MMS_CONTENT_MISSING, "channel" => self.config.channel.clone())
                         .increment(1);
                     self.store
                         .submit(vec![Op::Finish {
-                            id: message.id,
+                            id,
                             state: MessageState::Undeliverable,
                             stat: "UNDELIV".into(),
                             err: "content missing".into(),
@@ -853,20 +854,25 @@ impl<C: Clock> OutcomeWriter<C> {
     /// Writes a batch of worker outcomes to the store in one commit.
     async fn apply(&self, mut settled: Vec<Settled>) -> Result<(), DispatchError> {
         let mut ops = Vec::with_capacity(settled.len());
-        for s in &settled {
-            ops.extend(self.ops_for(&s.outcome));
+        // Which outcome each op came from: a submit response's answer that it applied a held
+        // receipt names the receipt by its center id, read again from the outcome for those
+        // (rare) answers instead of copied for every op.
+        let mut from = Vec::with_capacity(settled.len());
+        for (i, s) in settled.iter().enumerate() {
+            self.ops_for(&s.outcome, &mut ops);
+            from.resize(ops.len(), i);
         }
         let requeued = ops
             .iter()
             .any(|op| matches!(op, Op::Requeue { .. } | Op::Release { .. }));
-        // The center ids of the submit responses, to name the held receipts they apply.
-        let submitted: Vec<Option<(MessageId, String)>> = ops
+        let submitted: Vec<Option<(MessageId, u16)>> = ops
             .iter()
             .map(|op| match op {
-                Op::Submitted { id, center_id, .. } => Some((*id, center_id.clone())),
+                Op::Submitted { id, part, .. } => Some((*id, *part)),
                 _ => None,
             })
             .collect();
+        let mut center_ids = None;
         // The worker's credits come back once the outcomes are durable: with the redo log,
         // when the log has them on disk, before the writer's turn to apply them.
         let (durable, on_disk) = oneshot::channel();
@@ -876,20 +882,25 @@ impl<C: Clock> OutcomeWriter<C> {
             biased;
             r = &mut submit => r?,
             Ok(()) = on_disk => {
+                // The credits go back now; what a held receipt's report needs is kept.
+                center_ids = Some(sent_center_ids(&mut settled));
                 settled.clear();
                 submit.await?
             }
         };
+        let center_ids = center_ids.unwrap_or_else(|| sent_center_ids(&mut settled));
         count_cancelled(&results);
         // A submit response that applied a receipt held for it (the receipt came first): the
         // store's answer says so, and the receipt layer hears it from here, once.
         let applied: Vec<AppliedReceipt> = submitted
             .into_iter()
             .zip(&results)
-            .filter_map(|(sub, r)| match (sub, r) {
-                (Some((id, center_key)), OpResult::ReceiptApplied { state, ended_in_ms }) => {
+            .zip(from)
+            .filter_map(|((sub, r), i)| match (sub, r) {
+                (Some((id, part)), OpResult::ReceiptApplied { state, ended_in_ms }) => {
+                    let raw = center_ids.get(i)?.get(usize::from(part).checked_sub(1)?)?;
                     Some(AppliedReceipt {
-                        center_key,
+                        center_key: normalise_center_id(raw, self.id_format),
                         id,
                         state: *state,
                         ended_in_ms: *ended_in_ms,
@@ -909,40 +920,37 @@ impl<C: Clock> OutcomeWriter<C> {
         Ok(())
     }
 
-    /// The store ops for one outcome.
-    fn ops_for(&self, outcome: &Outcome) -> Vec<Op> {
+    /// The store ops for one outcome, pushed onto `ops`.
+    fn ops_for(&self, outcome: &Outcome, ops: &mut Vec<Op>) {
         let now_ms = self.clock.now_ms();
-        match outcome {
+        let op = match outcome {
             Outcome::Sent { id, center_ids } => {
                 let parts = u16::try_from(center_ids.len()).unwrap_or(u16::MAX);
-                center_ids
-                    .iter()
-                    .enumerate()
-                    .map(|(i, raw)| Op::Submitted {
-                        id: MessageId(*id),
-                        part: u16::try_from(i + 1).unwrap_or(u16::MAX),
-                        parts,
-                        center_id: normalise_center_id(raw, self.id_format),
-                        now_ms,
-                    })
-                    .collect()
+                ops.extend(center_ids.iter().enumerate().map(|(i, raw)| Op::Submitted {
+                    id: MessageId(*id),
+                    part: u16::try_from(i + 1).unwrap_or(u16::MAX),
+                    parts,
+                    center_id: normalise_center_id(raw, self.id_format),
+                    now_ms,
+                }));
+                return;
             }
             Outcome::Retry {
                 id, after, reason, ..
             } => {
                 debug!(id, %reason, ?after, "Message requeued for retry.");
                 let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
-                vec![Op::Requeue {
+                Op::Requeue {
                     id: MessageId(*id),
                     due_ms: now_ms.saturating_add(after_ms),
-                }]
+                }
             }
             Outcome::Release { id, reason } => {
                 debug!(id, %reason, "Unsent message handed back.");
-                vec![Op::Release {
+                Op::Release {
                     id: MessageId(*id),
                     due_ms: now_ms,
-                }]
+                }
             }
             Outcome::Failed {
                 id,
@@ -956,16 +964,29 @@ impl<C: Clock> OutcomeWriter<C> {
                 } else {
                     MessageState::Undeliverable
                 };
-                vec![Op::Finish {
+                Op::Finish {
                     id: MessageId(*id),
                     state,
                     stat: (*stat).to_owned(),
                     err: format!("{:03X}", (*status).min(0xFFF)),
                     now_ms,
-                }]
+                }
             }
-        }
+        };
+        ops.push(op);
     }
+}
+
+/// The raw center ids of each outcome in `settled` (none but for a sent one), taken out of
+/// them: a held receipt's report names its center id ([`OutcomeWriter::apply`]).
+fn sent_center_ids(settled: &mut [Settled]) -> Vec<Vec<String>> {
+    settled
+        .iter_mut()
+        .map(|s| match &mut s.outcome {
+            Outcome::Sent { center_ids, .. } => std::mem::take(center_ids),
+            _ => Vec::new(),
+        })
+        .collect()
 }
 
 fn flatten(
@@ -1116,26 +1137,27 @@ impl ContentCache {
 }
 
 /// The channel's view of a stored message; an MMS's content comes from `cache` (loaded from
-/// `store`'s content files on a miss).
+/// `store`'s content files on a miss). Takes the message: its text and addresses move into
+/// the view instead of being copied (three allocations a message on the send path).
 ///
 /// # Errors
 /// [`ContentUnavailable`] for an MMS whose content cannot be loaded.
 pub fn outbound(
-    m: &Message,
+    m: Message,
     store: &dyn MessageStore,
     cache: &ContentCache,
 ) -> Result<OutboundMessage, ContentUnavailable> {
-    let content = match &m.payload {
+    let content = match m.payload {
         Payload::Mms {
             subject,
             content_type,
             digest,
             ..
-        } => Content::Mms(cache.get(subject.as_deref(), content_type, digest, |d| {
+        } => Content::Mms(cache.get(subject.as_deref(), &content_type, &digest, |d| {
             store.load_content(d)
         })?),
         Payload::Text { text, encoding } => Content::Text {
-            text: text.clone(),
+            text,
             hint: match encoding {
                 EncodingHint::Auto | EncodingHint::Gbk => None,
                 EncodingHint::Gsm7 => Some(Encoding::Gsm7),
@@ -1143,16 +1165,13 @@ pub fn outbound(
                 EncodingHint::Ucs2 => Some(Encoding::Ucs2),
             },
         },
-        Payload::Binary { data, udh } => Content::Binary {
-            data: data.clone(),
-            udh: udh.clone(),
-        },
+        Payload::Binary { data, udh } => Content::Binary { data, udh },
     };
     Ok(OutboundMessage {
         id: m.id.0,
         attempt: m.attempts,
-        from: m.from.clone(),
-        to: m.to.clone(),
+        from: m.from,
+        to: m.to,
         content,
     })
 }
@@ -1281,21 +1300,21 @@ mod content_tests {
         let pin = store.put_content(b"body").unwrap();
         let d = *pin.digest();
         let cache = ContentCache::new(1024);
-        let content = |m: &Message| match outbound(m, &store, &cache).unwrap().content {
+        let content = |m: Message| match outbound(m, &store, &cache).unwrap().content {
             Content::Mms(c) => c,
             other => panic!("not mms: {other:?}"),
         };
-        let a = content(&mms_message(1, d, Some("Hi")));
-        let b = content(&mms_message(2, d, Some("Hi")));
+        let a = content(mms_message(1, d, Some("Hi")));
+        let b = content(mms_message(2, d, Some("Hi")));
         assert!(Arc::ptr_eq(&a, &b), "one Arc for every recipient");
         assert_eq!(&a.body[..], b"body");
         assert_eq!(a.digest, d);
         // Another subject: its own Arc, the same bytes.
-        let c = content(&mms_message(3, d, None));
+        let c = content(mms_message(3, d, None));
         assert_eq!(c.subject, None);
         assert_eq!(c.body.as_ptr(), a.body.as_ptr());
         assert_eq!(cache.len(), 1);
-        match outbound(&mms_message(4, [7; 32], None), &store, &cache) {
+        match outbound(mms_message(4, [7; 32], None), &store, &cache) {
             Err(ContentUnavailable::Missing(x)) => assert_eq!(x, [7; 32]),
             other => panic!("expected missing content, got {other:?}"),
         }

@@ -34,9 +34,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use futures::FutureExt;
-use futures::future::BoxFuture;
-use futures::stream::{FuturesUnordered, StreamExt};
 use metrics::{counter, gauge};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -262,16 +259,62 @@ struct Connection<'a, L: Link> {
     submits: metrics::Counter,
     window_in_use: metrics::Gauge,
     /// Inbound requests handed to the receipt layer and not yet durable.
-    acks: FuturesUnordered<BoxFuture<'static, (L::Ack, bool)>>,
+    acks: AckTable<L::Ack>,
+}
+
+/// The inbound requests of a connection waiting for the receipt layer's answer, by token
+/// ([`DeliverAck::to_bind`]): tokens are given in order and answered about in order, so a
+/// queue from the oldest unanswered token holds them without a map.
+struct AckTable<A> {
+    /// The link's ack of token `first + i` at `i`; `None` once answered.
+    waiting: std::collections::VecDeque<Option<A>>,
+    first: u64,
+    /// Where every [`DeliverAck`] of this connection sends its answer.
+    tx: mpsc::UnboundedSender<(u64, bool)>,
+    rx: mpsc::UnboundedReceiver<(u64, bool)>,
+}
+
+impl<A> AckTable<A> {
+    fn new() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self {
+            waiting: std::collections::VecDeque::new(),
+            first: 0,
+            tx,
+            rx,
+        }
+    }
+
+    /// Keeps `ack` until its answer comes; the [`DeliverAck`] the receipt layer answers.
+    fn wait(&mut self, ack: A) -> DeliverAck {
+        let token = self.first + self.waiting.len() as u64;
+        self.waiting.push_back(Some(ack));
+        DeliverAck::to_bind(token, self.tx.clone())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// The link's ack for an answer to `token`, if it still waits.
+    fn settle(&mut self, token: u64) -> Option<A> {
+        let i = usize::try_from(token.checked_sub(self.first)?).ok()?;
+        let ack = self.waiting.get_mut(i)?.take();
+        while self.waiting.front().is_some_and(Option::is_none) {
+            self.waiting.pop_front();
+            self.first += 1;
+        }
+        ack
+    }
 }
 
 /// What the select loop woke up for.
-enum Wake<P, A> {
+enum Wake<P> {
     Read(std::io::Result<usize>),
     Timer,
     Part(Option<PartJob<P>>),
     Shutdown,
-    Ack(A, bool),
+    Ack(u64, bool),
 }
 
 impl<'a, L: Link> Connection<'a, L> {
@@ -293,7 +336,7 @@ impl<'a, L: Link> Connection<'a, L> {
             queue_closed: false,
             submits: counter!(CHANNEL_SUBMITS, "channel" => spec.channel.to_string()),
             window_in_use: gauge!(CHANNEL_WINDOW_IN_USE, labels),
-            acks: FuturesUnordered::new(),
+            acks: AckTable::new(),
         }
     }
 
@@ -361,11 +404,14 @@ impl<'a, L: Link> Connection<'a, L> {
                 Wake::Read(Ok(_)) => self.link.read(Instant::now(), &mut self.read),
                 Wake::Timer => self.link.handle_timeout(Instant::now()),
                 Wake::Shutdown => {}
-                Wake::Ack(ack, kept) => {
-                    self.link.answer(ack, kept);
+                Wake::Ack(token, kept) => {
                     // Answer every request already settled in the same write.
-                    while let Some(Some((ack, kept))) = self.acks.next().now_or_never() {
-                        self.link.answer(ack, kept);
+                    let mut next = Some((token, kept));
+                    while let Some((token, kept)) = next {
+                        if let Some(ack) = self.acks.settle(token) {
+                            self.link.answer(ack, kept);
+                        }
+                        next = self.acks.rx.try_recv().ok();
                     }
                 }
                 Wake::Part(None) => {
@@ -411,7 +457,7 @@ impl<'a, L: Link> Connection<'a, L> {
         worker: &WorkerLinks<L::Part>,
         shutdown: &mut watch::Receiver<bool>,
         shutting_down: bool,
-    ) -> Wake<L::Part, L::Ack> {
+    ) -> Wake<L::Part> {
         let timer = self.link.poll_timeout();
         let want_part = !shutting_down && self.link.can_submit();
         let sleep = async {
@@ -437,8 +483,8 @@ impl<'a, L: Link> Connection<'a, L> {
             biased;
             r = self.stream.read_buf(&mut self.read) => Wake::Read(r),
             () = sleep => Wake::Timer,
-            Some((ack, kept)) = self.acks.next(), if !self.acks.is_empty() => {
-                Wake::Ack(ack, kept)
+            Some((token, kept)) = self.acks.rx.recv(), if !self.acks.is_empty() => {
+                Wake::Ack(token, kept)
             }
             () = stop => Wake::Shutdown,
             p = part => Wake::Part(p),
@@ -537,17 +583,48 @@ impl<'a, L: Link> Connection<'a, L> {
         ack: L::Ack,
         events: &mpsc::Sender<ChannelEvent>,
     ) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let answer = self.acks.wait(ack);
         match &mut event {
-            ChannelEvent::Receipt { ack, .. } | ChannelEvent::Mo { ack, .. } => {
-                *ack = DeliverAck::new(tx);
-            }
+            ChannelEvent::Receipt { ack, .. } | ChannelEvent::Mo { ack, .. } => *ack = answer,
         }
-        if events.send(event).await.is_err() {
-            self.link.answer(ack, false);
-            return;
+        if let Err(mpsc::error::SendError(event)) = events.send(event).await {
+            // The receipt layer is gone: the center is told to resend (the answer goes
+            // through the queue like any other).
+            let (ChannelEvent::Receipt { ack, .. } | ChannelEvent::Mo { ack, .. }) = &event;
+            ack.fail();
         }
-        self.acks
-            .push(async move { (ack, rx.await.unwrap_or(true)) }.boxed());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_reach_their_requests_in_any_order() {
+        let mut table = AckTable::new();
+        let acks: Vec<DeliverAck> = (0..4).map(|i| table.wait(i)).collect();
+        acks[2].done();
+        acks[0].fail();
+        let mut answered = Vec::new();
+        while let Ok((token, kept)) = table.rx.try_recv() {
+            answered.extend(table.settle(token).map(|a| (a, kept)));
+        }
+        assert_eq!(answered, [(2, true), (0, false)]);
+        assert!(!table.is_empty(), "1 and 3 still wait");
+        assert_eq!(table.first, 1, "the answered front is let go");
+        drop(acks);
+        while let Ok((token, kept)) = table.rx.try_recv() {
+            answered.extend(table.settle(token).map(|a| (a, kept)));
+        }
+        assert_eq!(
+            answered[2..],
+            [(1, true), (3, true)],
+            "dropped unanswered: kept"
+        );
+        assert!(table.is_empty());
+        // A token answered twice or never given settles nothing.
+        assert_eq!(table.settle(2), None);
+        assert_eq!(table.settle(99), None);
     }
 }

@@ -70,7 +70,10 @@ pub type MessageId = u64;
 pub fn normalise_center_id(raw: &str, format: IdFormat) -> String {
     match canonical_id(raw.as_bytes(), format) {
         CanonicalId::Numeric(n) => n.to_string(),
-        CanonicalId::Text(t) => String::from_utf8_lossy(&t).into_owned(),
+        // The canonical bytes become the string as they are (one allocation per id, not
+        // two); only bytes that are not UTF-8 are copied, lossily.
+        CanonicalId::Text(t) => String::from_utf8(t)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
     }
 }
 
@@ -82,35 +85,95 @@ pub fn normalise_center_id(raw: &str, format: IdFormat) -> String {
 /// [`done`](Self::done): consumers that do not care about durability (tests, tools) need not
 /// know about it. Equality ignores the ack: two events are equal when their data is.
 #[derive(Debug, Clone, Default)]
-pub struct DeliverAck(
-    Option<std::sync::Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<bool>>>>>,
-);
+pub struct DeliverAck(Option<std::sync::Arc<AckSlot>>);
+
+/// One answer, shared by the clones of a [`DeliverAck`].
+#[derive(Debug)]
+struct AckSlot {
+    answered: std::sync::atomic::AtomicBool,
+    to: AckTarget,
+}
+
+/// Where an answer goes.
+#[derive(Debug)]
+enum AckTarget {
+    /// A task waiting on this one answer (an MM7 request).
+    Once(std::sync::Mutex<Option<tokio::sync::oneshot::Sender<bool>>>),
+    /// A bind's answer queue, under the bind's token for the request: one queue per bind,
+    /// where a channel and a waiting future per deliver_sm were four allocations a receipt.
+    Bind {
+        token: u64,
+        tx: tokio::sync::mpsc::UnboundedSender<(u64, bool)>,
+    },
+}
 
 impl DeliverAck {
-    /// An ack wired to `tx`; the bind answers the center when it fires.
+    /// An ack wired to `tx`; the waiting task answers the center when it fires.
     #[must_use]
     pub fn new(tx: tokio::sync::oneshot::Sender<bool>) -> Self {
-        Self(Some(std::sync::Arc::new(std::sync::Mutex::new(Some(tx)))))
+        Self::to(AckTarget::Once(std::sync::Mutex::new(Some(tx))))
+    }
+
+    /// An ack that sends `(token, kept)` to a bind's answer queue ([`driver`]).
+    #[must_use]
+    pub fn to_bind(token: u64, tx: tokio::sync::mpsc::UnboundedSender<(u64, bool)>) -> Self {
+        Self::to(AckTarget::Bind { token, tx })
+    }
+
+    fn to(to: AckTarget) -> Self {
+        Self(Some(std::sync::Arc::new(AckSlot {
+            answered: std::sync::atomic::AtomicBool::new(false),
+            to,
+        })))
     }
 
     /// The receipt is safe: the center gets ESME_ROK.
     pub fn done(&self) {
-        self.answer(true);
+        if let Some(slot) = &self.0 {
+            slot.answer(true);
+        }
     }
 
     /// The receipt could not be kept: the center gets ESME_RX_T_APPN and resends it later.
     pub fn fail(&self) {
-        self.answer(false);
+        if let Some(slot) = &self.0 {
+            slot.answer(false);
+        }
     }
+}
 
+impl AckSlot {
     fn answer(&self, ok: bool) {
-        if let Some(slot) = &self.0
-            && let Some(tx) = slot
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take()
+        if self
+            .answered
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
         {
-            let _ = tx.send(ok);
+            return;
+        }
+        match &self.to {
+            AckTarget::Once(slot) => {
+                if let Some(tx) = slot
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take()
+                {
+                    let _ = tx.send(ok);
+                }
+            }
+            // The bind may be gone (closed): its center resends what it did not hear of.
+            AckTarget::Bind { token, tx } => {
+                let _ = tx.send((*token, ok));
+            }
+        }
+    }
+}
+
+impl Drop for AckSlot {
+    /// Unanswered when the last clone goes: kept (a dropped oneshot sender says the same to
+    /// its waiting task).
+    fn drop(&mut self) {
+        if matches!(self.to, AckTarget::Bind { .. }) {
+            self.answer(true);
         }
     }
 }
@@ -174,5 +237,30 @@ mod tests {
         assert_eq!(normalise_center_id("1A2B", IdFormat::Hex), "6699");
         assert_eq!(normalise_center_id("0006699", IdFormat::Decimal), "6699");
         assert_eq!(normalise_center_id("abc-1", IdFormat::Auto), "ABC-1");
+        // Only ASCII letters change case.
+        assert_eq!(normalise_center_id("x\u{e9}", IdFormat::Text), "X\u{e9}");
+    }
+
+    #[test]
+    fn a_bind_ack_answers_once_and_counts_as_kept_when_dropped() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // The first answer of the clones wins.
+        let a = DeliverAck::to_bind(7, tx.clone());
+        let b = a.clone();
+        b.fail();
+        a.done();
+        drop((a, b));
+        assert_eq!(rx.try_recv().ok(), Some((7, false)));
+        assert!(rx.try_recv().is_err(), "one answer per ack");
+        // Dropped unanswered: kept, once the last clone goes.
+        let c = DeliverAck::to_bind(8, tx.clone());
+        let d = c.clone();
+        drop(c);
+        assert!(rx.try_recv().is_err());
+        drop(d);
+        assert_eq!(rx.try_recv().ok(), Some((8, true)));
+        // The default ack answers nobody.
+        DeliverAck::default().fail();
+        assert!(rx.try_recv().is_err());
     }
 }

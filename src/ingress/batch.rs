@@ -17,6 +17,7 @@ use std::fmt;
 
 use bytes::BytesMut;
 use futures::{Stream, StreamExt};
+use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use super::message::{FieldError, SenderPolicy, Submission, WireMessage, validate};
@@ -241,9 +242,17 @@ impl<'a> NdjsonParser<'a> {
             });
         }
         let mut de = serde_json::Deserializer::from_slice(raw);
-        let wire: WireMessage = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            json_error(e.path().to_string(), e.into_inner(), Some(line_no), line_no)
-        })?;
+        // Parsed without tracking the path (an allocation per field); a line that fails is
+        // parsed again with it, so its error names the field.
+        let wire = match WireMessage::deserialize(&mut de) {
+            Ok(wire) => wire,
+            Err(_) => {
+                let mut de = serde_json::Deserializer::from_slice(raw);
+                serde_path_to_error::deserialize::<_, WireMessage>(&mut de).map_err(|e| {
+                    json_error(e.path().to_string(), e.into_inner(), Some(line_no), line_no)
+                })?
+            }
+        };
         de.end()
             .map_err(|e| json_error(String::new(), e, Some(line_no), line_no))?;
         let submission = validate(wire, self.senders).map_err(|error| BatchError::Invalid {
@@ -315,21 +324,35 @@ fn parse_json(
     limits: BatchLimits,
     senders: &SenderPolicy,
 ) -> Result<Vec<Item>, BatchError> {
-    let failure = RefCell::new(None);
-    let ctx = Ctx {
-        limits,
-        senders,
-        failure: &failure,
+    // Parsed without tracking paths first (an allocation per field of every message); a
+    // body that fails on a serde error is parsed again with them, so its error names the
+    // field. The same input fails at the same place both times.
+    let parse = |track_paths: bool| {
+        let failure = RefCell::new(None);
+        let ctx = Ctx {
+            limits,
+            senders,
+            failure: &failure,
+            track_paths,
+            // serde_json gives no length for an array: about one message per 128 bytes
+            // saves the doublings of a large batch (each a copy into fresh pages).
+            capacity: (body.len() / 128).min(limits.max_messages),
+        };
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let result = EnvelopeSeed(&ctx)
+            .deserialize(&mut de)
+            .and_then(|items| de.end().map(|()| items));
+        result.map_err(|e| (failure.into_inner(), e))
     };
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let result = EnvelopeSeed(&ctx)
-        .deserialize(&mut de)
-        .and_then(|items| de.end().map(|()| items));
-    match result {
+    match parse(false) {
         Ok(items) => Ok(items),
-        Err(e) => Err(failure
-            .into_inner()
-            .unwrap_or_else(|| json_error(String::new(), e, None, 0))),
+        Err((Some(failure), _)) => Err(failure),
+        Err((None, _)) => match parse(true) {
+            Ok(items) => Ok(items),
+            Err((failure, e)) => {
+                Err(failure.unwrap_or_else(|| json_error(String::new(), e, None, 0)))
+            }
+        },
     }
     .map_err(|e| match e {
         // A data error outside any message (e.g. the envelope is an array) names `messages`.
@@ -353,6 +376,10 @@ struct Ctx<'a> {
     senders: &'a SenderPolicy,
     /// The precise error; serde only carries a string through its error type.
     failure: &'a RefCell<Option<BatchError>>,
+    /// Whether messages are parsed with their paths tracked (`MessageSeed`).
+    track_paths: bool,
+    /// Messages to make room for at the start.
+    capacity: usize,
 }
 
 impl Ctx<'_> {
@@ -425,8 +452,11 @@ impl<'de> Visitor<'de> for MessagesSeed<'_, '_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let ctx = self.0;
-        let mut items =
-            Vec::with_capacity(seq.size_hint().unwrap_or(0).min(ctx.limits.max_messages));
+        let mut items = Vec::with_capacity(
+            seq.size_hint()
+                .unwrap_or(ctx.capacity)
+                .min(ctx.limits.max_messages),
+        );
         loop {
             let line = items.len() + 1;
             if items.len() == ctx.limits.max_messages {
@@ -449,7 +479,8 @@ impl<'de> Visitor<'de> for MessagesSeed<'_, '_> {
     }
 }
 
-/// Deserializes one message while tracking the path, so a type error names its field.
+/// Deserializes one message; with `track_paths`, tracking the path, so a type error names
+/// its field.
 struct MessageSeed<'c, 'a> {
     ctx: &'c Ctx<'a>,
     line: usize,
@@ -458,6 +489,9 @@ struct MessageSeed<'c, 'a> {
 impl<'de> DeserializeSeed<'de> for MessageSeed<'_, '_> {
     type Value = WireMessage;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        if !self.ctx.track_paths {
+            return WireMessage::deserialize(d);
+        }
         serde_path_to_error::deserialize(d).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();

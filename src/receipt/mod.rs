@@ -115,7 +115,8 @@ pub struct Receipts {
 
 /// What one op of a receipt-layer commit was for.
 enum Applied {
-    /// A DLR, under its normalised center id.
+    /// A DLR, under its center id as the center wrote it: normalised again only for the
+    /// answers that name it (held, stale, unmatched), not copied for every receipt.
     Receipt(String),
     /// An MO kept in its account's MO outbox.
     Mo(MoEvent),
@@ -355,16 +356,15 @@ impl Receipts {
                     ..
                 } => {
                     acks.push(ack);
-                    let key = center_key(&center_id, dlr_format);
                     ops.push(Op::Receipt {
                         channel: channel.to_owned(),
-                        center_id: key.clone(),
+                        center_id: center_key(&center_id, dlr_format),
                         part_state: part_state(&stat),
                         stat,
                         err,
                         now_ms: ms(at),
                     });
-                    applied.push(Applied::Receipt(key));
+                    applied.push(Applied::Receipt(center_id));
                 }
                 ChannelEvent::Mo {
                     from,
@@ -413,8 +413,8 @@ impl Receipts {
         let mut ended = 0;
         let mut kept_mo = 0;
         for (what, result) in applied.into_iter().zip(results) {
-            let key = match what {
-                Applied::Receipt(key) => key,
+            let raw = match what {
+                Applied::Receipt(raw) => raw,
                 Applied::Mo(event) => {
                     if let OpResult::Invalid(reason) = &result {
                         tracing::error!(%channel, %reason, "Reply not kept; published only.");
@@ -435,6 +435,7 @@ impl Receipts {
                 }
                 OpResult::ReceiptApplied { .. } => {}
                 OpResult::ReceiptHeld => {
+                    let key = center_key(&raw, dlr_format);
                     tracing::debug!(%channel, center_id = %key, "Receipt held for its submit response.");
                     metrics::counter!(m::RECEIPTS_EARLY, m::LABEL_CHANNEL => channel.to_owned())
                         .increment(1);
@@ -444,12 +445,12 @@ impl Receipts {
                     }
                 }
                 OpResult::Stale(_) => {
-                    tracing::debug!(%channel, center_id = %key, "Repeated receipt for a final message.");
+                    tracing::debug!(%channel, center_id = %raw, "Repeated receipt for a final message.");
                 }
                 other => {
                     metrics::counter!(m::RECEIPTS_UNMATCHED, m::LABEL_CHANNEL => channel.to_owned())
                         .increment(1);
-                    tracing::debug!(%channel, center_id = %key, ?other, "Receipt not applied.");
+                    tracing::debug!(%channel, center_id = %raw, ?other, "Receipt not applied.");
                 }
             }
         }

@@ -206,6 +206,11 @@ macro_rules! forget_before_writes {
             self.$inner.put(key, value)
         }
 
+        fn put_owned(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+            self.$forget(key);
+            self.$inner.put_owned(key, value)
+        }
+
         fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
             self.$forget(key);
             self.$inner.delete(key)
@@ -258,6 +263,13 @@ pub trait KvRead {
 pub trait Kv: KvRead {
     /// Sets `key` to `value`.
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+
+    /// [`put`](Self::put) of a value made for it and handed over: a layer that keeps values
+    /// in memory (`in_flight.rs`, the state records a message's every op saves) takes it
+    /// without a copy. Layers above it pass it on; the default puts a borrow of it.
+    fn put_owned(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+        self.put(key, &value)
+    }
 
     /// Removes `key` if present.
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError>;

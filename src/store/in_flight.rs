@@ -256,14 +256,8 @@ impl<'a> InFlightKv<'a> {
         }
     }
 
-    fn keep(&mut self, id: u64, value: &[u8], kind: Kind) {
-        self.pending.insert(
-            id,
-            Some(Record {
-                bytes: value.to_vec(),
-                kind,
-            }),
-        );
+    fn keep(&mut self, id: u64, bytes: Vec<u8>, kind: Kind) {
+        self.pending.insert(id, Some(Record { bytes, kind }));
     }
 
     /// This transaction's changes, for [`InFlight::apply`] once it committed.
@@ -315,17 +309,24 @@ impl Kv for InFlightKv<'_> {
     // Other keys go on as the same call: a layer below may implement `replace` / `take` as
     // a `get` plus a write, so turning a put into a replace would cost a read.
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let Some(id) = state_id(key) else {
+        if state_id(key).is_none() {
             return self.inner.put(key, value);
+        }
+        self.put_owned(key, value.to_vec())
+    }
+
+    fn put_owned(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+        let Some(id) = state_id(key) else {
+            return self.inner.put_owned(key, value);
         };
-        match self.kept_as(value) {
+        match self.kept_as(&value) {
             Some(kind) => {
                 self.keep(id, value, kind);
                 Ok(())
             }
             None => {
                 self.forget(id);
-                self.inner.put(key, value)
+                self.inner.put_owned(key, value)
             }
         }
     }
@@ -343,7 +344,7 @@ impl Kv for InFlightKv<'_> {
         };
         if let Some(kind) = self.kept_as(value) {
             let old = self.memory(id);
-            self.keep(id, value, kind);
+            self.keep(id, value.to_vec(), kind);
             // Only the in-memory record is reported; callers never look at a state
             // record's old value.
             return Ok(old);

@@ -406,7 +406,7 @@ fn skip_undecodable(
 /// Saves a message's state. Its body never changes after insert (which wrote the first state
 /// inside the body record when it could: `codec::BODY_V2`).
 fn save(kv: &mut dyn Kv, m: &Message) -> Result<(), StoreError> {
-    kv.put(&keys::state(m.id), &codec::encode_state(m))?;
+    kv.put_owned(&keys::state(m.id), codec::encode_state(m))?;
     if m.waits_in_ready_queue() {
         // Still in its ready queue, where the key may say "no state record" (the insert's
         // [`keys::READY_BODY_ONLY`]): a submit response or receipt for a message that was
@@ -433,6 +433,10 @@ fn unqueue(kv: &mut dyn Kv, m: &mut Message) -> Result<(), StoreError> {
 }
 
 /// Ends `m` in `state`, queues its receipt event, and saves it.
+///
+/// The event takes the client's fields (`to`, `client_ref`, `callback_url`, `tags`) out of
+/// `m` instead of copying them: every caller is done with the message once it ended, and
+/// the state record saved here holds none of them.
 pub(crate) fn finalize(
     kv: &mut dyn Kv,
     m: &mut Message,
@@ -449,27 +453,6 @@ pub(crate) fn finalize(
     m.state = state;
     m.done_ms = Some(now_ms);
     kv.put(&keys::terminal(now_ms, m.id), &[])?;
-    let event = ReceiptEvent {
-        id: m.id.to_string(),
-        client_ref: m.client_ref.clone(),
-        to: m.to.clone(),
-        state,
-        stat: stat.to_owned(),
-        err: err.to_owned(),
-        parts: u16::try_from(m.parts.len()).unwrap_or(u16::MAX),
-        submitted_at: m.submitted_ms.map(rfc3339),
-        done_at: rfc3339(now_ms),
-        callback_url: m.callback_url.clone(),
-        tags: m.tags.clone(),
-        kind: m.kind,
-        lane: m.lane,
-        original: m
-            .tags
-            .contains_key(SMPP_RECEIPT_TAG)
-            .then(|| ReceiptOriginal::of(m)),
-    };
-    let seq = next_seq(kv, keys::Outbox::Receipts, &m.account)?;
-    kv.put_receipt_entry(&keys::outbox(&m.account, seq), Arc::new(event))?;
     // Its center-id entries have done their work: what reads them now (a repeated receipt,
     // the purge) can do without them after a while (`Kv::retire`).
     for (i, part) in m.parts.iter().enumerate() {
@@ -481,7 +464,29 @@ pub(crate) fn finalize(
             )?;
         }
     }
-    save(kv, m)
+    save(kv, m)?;
+    let original = m
+        .tags
+        .contains_key(SMPP_RECEIPT_TAG)
+        .then(|| ReceiptOriginal::of(m));
+    let event = ReceiptEvent {
+        id: m.id.to_string(),
+        client_ref: m.client_ref.take(),
+        to: std::mem::take(&mut m.to),
+        state,
+        stat: stat.to_owned(),
+        err: err.to_owned(),
+        parts: u16::try_from(m.parts.len()).unwrap_or(u16::MAX),
+        submitted_at: m.submitted_ms.map(rfc3339),
+        done_at: rfc3339(now_ms),
+        callback_url: m.callback_url.take(),
+        tags: std::mem::take(&mut m.tags),
+        kind: m.kind,
+        lane: m.lane,
+        original,
+    };
+    let seq = next_seq(kv, keys::Outbox::Receipts, &m.account)?;
+    kv.put_receipt_entry(&keys::outbox(&m.account, seq), Arc::new(event))
 }
 
 /// Takes the next sequence (from 1) of `account`'s `which` outbox, for an entry the caller

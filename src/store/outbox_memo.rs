@@ -791,6 +791,13 @@ impl Kv for OutboxMemoKv<'_> {
         Ok(())
     }
 
+    fn put_owned(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+        if key.first() == Some(&keys::OUTBOX) {
+            return self.put(key, &value);
+        }
+        self.inner.put_owned(key, value)
+    }
+
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
         if self.take_held(key)?.is_none() {
             self.inner.delete(key)?;

@@ -47,6 +47,8 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use smallvec::SmallVec;
+
 use super::backend::{
     Kv, KvRead, last_key_merged, pass_scans_through, scan_merged, tag_of, tags_between,
     take_range_unless_kept,
@@ -54,10 +56,16 @@ use super::backend::{
 use super::error::StoreError;
 use super::keys;
 
+/// A held key's bytes, inline up to the usual length of a center-id key (tag, channel,
+/// center id) or a lease key: holding, retiring and taking one allocates nothing, where two
+/// heap copies (key and value) per held key were about seven allocations a message.
+pub(crate) type HeldBytes = SmallVec<[u8; 48]>;
+
 /// A key held in memory.
 #[derive(Debug, Clone)]
 pub(crate) struct Held {
-    value: Vec<u8>,
+    /// A lease key's channel name, a center-id entry's id and part, a held receipt.
+    value: SmallVec<[u8; 16]>,
     /// The engine may hold the key too (with this or an older value).
     in_engine: bool,
     /// Readable, never written by a durable commit (module docs).
@@ -66,13 +74,14 @@ pub(crate) struct Held {
 
 /// Retired center-id entries kept readable per generation: two generations, so between
 /// this many and twice this many of the newest (at 40 k msg/s a few seconds' worth; at a
-/// few thousand messages a second, half a minute or more). About 100 bytes each.
+/// few thousand messages a second, half a minute or more). About 180 bytes each,
+/// the hash table's own share included (keys and values inline, [`HeldBytes`]).
 pub(crate) const RETIRED_KEPT: usize = 65_536;
 
 /// Keys to values, hashed with a seeded foldhash: a held receipt's key carries the center's
 /// id, bytes a peer chose, and std's SipHash was about 2 % of the gateway's samples at full
 /// speed across the writer's maps.
-pub(crate) type KeyMap<V> = HashMap<Vec<u8>, V, foldhash::fast::RandomState>;
+pub(crate) type KeyMap<V> = HashMap<HeldBytes, V, foldhash::fast::RandomState>;
 
 /// Changes of one transaction: `Some` now held, `None` no longer held.
 pub(crate) type Pending = KeyMap<Option<Held>>;
@@ -119,7 +128,7 @@ impl Committed {
         &'s self,
         start: &'s [u8],
         end: &'s [u8],
-    ) -> impl Iterator<Item = (&'s Vec<u8>, &'s Held)> {
+    ) -> impl Iterator<Item = (&'s HeldBytes, &'s Held)> {
         let within = move |k: &[u8]| start <= k && k < end;
         let center = tags_between(start, end).any(|t| t == keys::CENTER);
         let retired = center
@@ -199,7 +208,7 @@ impl ShortLived {
     pub(crate) fn flush_into(&self, kv: &mut dyn Kv) -> Result<usize, StoreError> {
         let keys = self.lock();
         // In key order: neighbours share the engine's pages.
-        let mut sorted: Vec<(&Vec<u8>, &Held)> = keys.live.iter().collect();
+        let mut sorted: Vec<(&HeldBytes, &Held)> = keys.live.iter().collect();
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for (k, h) in &sorted {
             kv.put(k, &h.value)?;
@@ -294,11 +303,11 @@ impl<'a> HeldView<'a> {
             .committed
             .between(start, end)
             .filter(|(k, _)| !overridden(k))
-            .map(|(k, h)| (k.clone(), h.value.clone()))
+            .map(|(k, h)| (k.to_vec(), h.value.to_vec()))
             .chain(pending.into_iter().flatten().filter_map(|(k, p)| {
                 p.as_ref()
                     .filter(|_| within(k))
-                    .map(|h| (k.clone(), h.value.clone()))
+                    .map(|h| (k.to_vec(), h.value.to_vec()))
             }))
             .collect();
         found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -311,7 +320,7 @@ impl KvRead for HeldView<'_> {
         if held_tag(tag_of(key))
             && let Some(h) = self.held(key)
         {
-            return Ok(Some(h.value.clone()));
+            return Ok(Some(h.value.to_vec()));
         }
         self.inner.get(key)
     }
@@ -375,9 +384,9 @@ impl<'a> ShortLivedKv<'a> {
     /// Holds `key` at `value` in memory.
     fn hold(&mut self, key: &[u8], value: &[u8], in_engine: bool) {
         self.pending.insert(
-            key.to_vec(),
+            HeldBytes::from_slice(key),
             Some(Held {
-                value: value.to_vec(),
+                value: SmallVec::from_slice(value),
                 in_engine,
                 retired: false,
             }),
@@ -386,7 +395,7 @@ impl<'a> ShortLivedKv<'a> {
 
     /// Removes a held key from memory, and from the engine if it may be there too.
     fn unhold(&mut self, key: &[u8], in_engine: bool) -> Result<(), StoreError> {
-        self.pending.insert(key.to_vec(), None);
+        self.pending.insert(HeldBytes::from_slice(key), None);
         if in_engine {
             self.inner.delete(key)?;
         }
@@ -433,7 +442,7 @@ impl Kv for ShortLivedKv<'_> {
             return self.inner.replace(key, value);
         }
         let (old, in_engine) = match self.held(key) {
-            Some(h) => (Some(h.value.clone()), h.in_engine),
+            Some(h) => (Some(h.value.to_vec()), h.in_engine),
             None if fresh_tag(tag) => (None, false),
             None => {
                 let old = self.inner.get(key)?;
@@ -449,7 +458,7 @@ impl Kv for ShortLivedKv<'_> {
         if !held_tag(tag_of(key)) {
             return self.inner.take(key);
         }
-        match self.held(key).map(|h| (h.value.clone(), h.in_engine)) {
+        match self.held(key).map(|h| (h.value.to_vec(), h.in_engine)) {
             Some((value, in_engine)) => {
                 self.unhold(key, in_engine)?;
                 Ok(Some(value))
@@ -468,13 +477,14 @@ impl Kv for ShortLivedKv<'_> {
         }
         if let Some(h) = self.held(key)
             && !h.retired
-            && h.value == value
+            && h.value.as_slice() == value
         {
             let retired = Held {
                 retired: true,
                 ..h.clone()
             };
-            self.pending.insert(key.to_vec(), Some(retired));
+            self.pending
+                .insert(HeldBytes::from_slice(key), Some(retired));
         }
         Ok(())
     }

@@ -83,18 +83,14 @@ fn decode(body: &[u8], data_coding: u8) -> String {
 pub fn receipt_event(sm: &Sm) -> Option<ChannelEvent> {
     let report = DeliveryReport::from_sm(sm)?;
     let text = report.text.unwrap_or_default();
-    let stat = text
+    let stat: &[u8] = text
         .stat
-        .map(|s| s.as_bytes().to_vec())
-        .or_else(|| {
-            report
-                .state
-                .map(|s| ReceiptStat::from_state(s).as_bytes().to_vec())
-        })
+        .map(|s| s.as_bytes())
+        .or_else(|| report.state.map(|s| ReceiptStat::from_state(s).as_bytes()))
         .unwrap_or_default();
     Some(ChannelEvent::Receipt {
         center_id: lossy(report.message_id),
-        stat: lossy(&stat),
+        stat: lossy(stat),
         err: text.err.map(lossy).unwrap_or_default(),
         done_at: text.done_date.map(|d| {
             // The year is 2000..=2099 (`ReceiptDate::parse`): its last two digits fit.
