@@ -133,7 +133,7 @@ async fn retry_rounds_against_a_down_receiver_keep_the_heap_flat() {
         store.clone(),
         vec![OutboxAccount {
             name: ACCOUNT.into(),
-            webhook_url: Some(url),
+            webhook_url: Some(url.into()),
             webhook_secret: Some(WebhookSecret::new(WEBHOOK_SECRET).expect("secret")),
             smpp: false,
             batching: Batching {

@@ -245,7 +245,7 @@ fn pump(
         store.clone(),
         vec![OutboxAccount {
             name: ACCOUNT.into(),
-            webhook_url: Some(url.to_owned()),
+            webhook_url: Some(url.into()),
             webhook_secret: Some(WebhookSecret::new(WEBHOOK_SECRET).expect("secret")),
             smpp: false,
             batching,

@@ -234,6 +234,10 @@ fn round_trip(p: &Pdu, seq: u32, v: Version) -> Result<(), TestCaseError> {
     p.encode(seq, v, &mut buf)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(buf.len(), p.encoded_len(v).unwrap());
+    if let Pdu::Submit(s) = p {
+        // A SUBMIT checked on its own (a sender validating its parts) agrees with the frame.
+        prop_assert_eq!(s.encoded_len(v).unwrap(), buf.len());
+    }
     let bytes = buf.freeze();
     let d = decode_bytes(&bytes, v, u32::MAX).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(d.header.sequence_id, seq);

@@ -17,6 +17,8 @@
 //! as deliver_sm (`ingress::smpp_server`), and the webhook pump leaves them alone. Subscribers see every MO once, when it arrives
 //! (after its commit, for stored ones).
 
+use std::sync::Arc;
+
 use super::Notification;
 use super::outbox::{Batching, EntryKind, OutboxAccount};
 use crate::store::{MessageStore, Op, OutboxEntry, StoreError};
@@ -129,7 +131,7 @@ impl EntryKind for MoOutbox {
         None
     }
 
-    fn url(_: &MoEvent, account: &OutboxAccount) -> Option<String> {
+    fn url(_: &MoEvent, account: &OutboxAccount) -> Option<Arc<str>> {
         account.webhook_url.clone()
     }
 

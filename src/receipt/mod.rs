@@ -199,7 +199,7 @@ impl Receipts {
             .iter()
             .map(|a| OutboxAccount {
                 name: a.name.clone(),
-                webhook_url: a.mo_url.clone(),
+                webhook_url: a.mo_url.as_deref().map(Arc::from),
                 webhook_secret: a.webhook_secret.clone(),
                 smpp: a.smpp,
                 batching: a.batching,

@@ -163,7 +163,7 @@ pub struct OutboxAccount {
     /// Account name.
     pub name: String,
     /// Default webhook of this kind (receipts: `webhook_url`; MO: `mo_url`).
-    pub webhook_url: Option<String>,
+    pub webhook_url: Option<Arc<str>>,
     /// The account's `webhook_secret`: every POST carries its signature
     /// ([`sluice_campaign::signature`]). Config refuses a webhook URL without one; an entry
     /// whose URL came with the message (`callback_url`) of an account without one is
@@ -230,7 +230,7 @@ pub trait EntryKind: Send + Sync + 'static {
     fn notification(event: Self::Event) -> Option<Notification>;
 
     /// Where the entry goes: its own URL, else the account's default.
-    fn url(event: &Self::Event, account: &OutboxAccount) -> Option<String>;
+    fn url(event: &Self::Event, account: &OutboxAccount) -> Option<Arc<str>>;
 
     /// The POST body (alone), or the entry's element of a batch's JSON array.
     fn body(event: &Self::Event, stored: Vec<u8>) -> Vec<u8>;
@@ -320,10 +320,11 @@ impl EntryKind for ReceiptOutbox {
         Some(Notification::Receipt(event))
     }
 
-    fn url(event: &Arc<ReceiptEvent>, account: &OutboxAccount) -> Option<String> {
+    fn url(event: &Arc<ReceiptEvent>, account: &OutboxAccount) -> Option<Arc<str>> {
         event
             .callback_url
-            .clone()
+            .as_deref()
+            .map(Arc::from)
             .or_else(|| account.webhook_url.clone())
     }
 
@@ -462,7 +463,7 @@ struct AccountState {
     /// (URL and body). A round that resumes after the last entry read takes them from here;
     /// one that starts a pass over reads them again and finds them here instead of decoding
     /// each and writing its body again.
-    lingering: HashMap<u64, (String, Vec<u8>)>,
+    lingering: HashMap<u64, (Arc<str>, Vec<u8>)>,
     /// When the outbox gauges are measured next.
     stats_due: Instant,
 }
@@ -482,7 +483,8 @@ impl AccountState {
 
 /// Entries going to one URL in one POST.
 struct Batch {
-    url: String,
+    /// Shared with every entry bound for it (one allocation per account, not per entry).
+    url: Arc<str>,
     origin: String,
     seqs: Vec<u64>,
     bodies: Vec<Vec<u8>>,
@@ -690,7 +692,7 @@ impl<K: EntryKind> OutboxPump<K> {
         let mut lingering = std::mem::take(&mut st.lingering);
         // Resuming after the last entry read: the waiting batch is not read again, it comes
         // from memory ahead of the new entries (its seqs are all below theirs).
-        let mut ready: Vec<(u64, (String, Vec<u8>))> = Vec::with_capacity(entries.len());
+        let mut ready: Vec<(u64, (Arc<str>, Vec<u8>))> = Vec::with_capacity(entries.len());
         if from > 0 {
             ready.extend(lingering.drain());
             ready.sort_unstable_by_key(|(seq, _)| *seq);
@@ -709,7 +711,7 @@ impl<K: EntryKind> OutboxPump<K> {
         }
         // Entries per URL, in the order first seen (bounded by `scan`).
         let mut by_url: Vec<Batch> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut index: HashMap<Arc<str>, usize> = HashMap::new();
         for (seq, (url, body)) in ready {
             if st.retries.waiting(seq, now) {
                 st.pass.left_behind = true;
@@ -761,7 +763,7 @@ impl<K: EntryKind> OutboxPump<K> {
         st: &mut AccountState,
         mut entry: OutboxEntry,
         drops: &mut Vec<Op>,
-    ) -> Option<(String, Vec<u8>)> {
+    ) -> Option<(Arc<str>, Vec<u8>)> {
         let seq = entry.seq;
         let Some(event) = K::event_of(&mut entry) else {
             tracing::error!(kind = K::NAME, account = %acc.name, seq, "Undecodable outbox entry dropped.");
@@ -942,7 +944,7 @@ impl<K: EntryKind> OutboxPump<K> {
         let started = Instant::now();
         let r = self
             .client
-            .post(&b.url)
+            .post(&*b.url)
             .timeout(self.cfg.timeout)
             .header("content-type", "application/json")
             .header(signature::HEADER, signature::sign(secret, t, &body))

@@ -54,6 +54,8 @@ pub struct Rules {
     /// Indexed by `Lane::as_byte`: `true` = exempt.
     exempt: [bool; 3],
     clock: AnyClock,
+    /// The quiet hours of an exempt lane, shared: ingress asks for every message.
+    none: Arc<[TimeWindow]>,
 }
 
 impl Rules {
@@ -98,6 +100,7 @@ impl Rules {
             tz,
             exempt,
             clock,
+            none: Arc::from(Vec::new()),
         };
         let loaded = rules.lock_db().load(rules.history_start(&[]))?;
         {
@@ -163,7 +166,7 @@ impl Rules {
         if self.binds(lane) {
             self.read_view().quiet()
         } else {
-            Arc::from(Vec::new())
+            Arc::clone(&self.none)
         }
     }
 

@@ -599,7 +599,7 @@ pub async fn start(config: Config, opts: ServeOptions) -> Result<Gateway, ServeE
             .iter()
             .map(|a| OutboxAccount {
                 name: a.name.clone(),
-                webhook_url: a.webhook_url.clone(),
+                webhook_url: a.webhook_url.as_deref().map(Arc::from),
                 webhook_secret: a.webhook_secret.clone(),
                 smpp: a.smpp_system_id.is_some(),
                 batching: Batching::from_config(a.webhook_batch, a.webhook_linger_ms),

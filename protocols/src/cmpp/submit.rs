@@ -192,6 +192,16 @@ impl Submit {
         })
     }
 
+    /// The length of this SUBMIT's frame in `v`, header included, with every check its
+    /// encoding makes: what [`super::Pdu::encoded_len`] answers for it, without a `Pdu` around
+    /// a copy of it (a sender validates each part it builds).
+    ///
+    /// # Errors
+    /// [`EncodeError`] for a field the frame cannot hold in `v`.
+    pub fn encoded_len(&self, v: Version) -> Result<usize, EncodeError> {
+        Ok(super::header::HEADER_LEN + self.body_len(v)?)
+    }
+
     pub(crate) fn body_len(&self, v: Version) -> Result<usize, EncodeError> {
         let tid = v.terminal_id_len();
         let n = self.dest_terminal_ids.len();

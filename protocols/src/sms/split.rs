@@ -24,6 +24,8 @@
 //! - A message that fits one part gets no concatenation info at all.
 //! - `max_parts` is enforced before any part is built.
 
+use std::borrow::Cow;
+
 use super::error::SplitError;
 use super::gsm7;
 use super::udh::{Concat, InformationElement, Udh};
@@ -112,6 +114,16 @@ impl Part {
         out.extend_from_slice(udh);
         out.extend_from_slice(&self.payload);
         out
+    }
+
+    /// [`short_message`](Self::short_message), taking the part: a part without a UDH (a
+    /// single-part message, the usual case) gives its payload as it is, without a copy.
+    #[must_use]
+    pub fn into_short_message(self) -> Vec<u8> {
+        match &self.udh {
+            None => self.payload,
+            Some(_) => self.short_message(),
+        }
     }
 
     /// Octets this part takes on the air interface (UDH + fill bits + packed text for GSM
@@ -223,18 +235,31 @@ fn plan(
     Ok((parts, cap))
 }
 
-/// Splits already-encoded data. Shared by text and binary.
+/// Splits already-encoded data. Shared by text and binary. Owned data that fits one part
+/// without a UDH becomes that part's payload as it is (no copy).
 fn split_encoded(
     encoding: Encoding,
-    data: &[u8],
+    data: Cow<'_, [u8]>,
     ies: &[InformationElement],
     opts: &SplitOptions,
 ) -> Result<Vec<Part>, SplitError> {
     let ies_len: usize = ies.iter().map(InformationElement::encoded_len).sum();
-    let (total, cap) = plan(encoding, data, ies_len, opts.scheme)?;
+    let (total, cap) = plan(encoding, &data, ies_len, opts.scheme)?;
     let max = opts.max_parts.min(255);
     if total > max {
         return Err(SplitError::TooManyParts { needed: total, max });
+    }
+    let packed = encoding == Encoding::Gsm7 && opts.gsm7_form == Gsm7Form::Packed;
+    if total == 1 && ies.is_empty() && !packed {
+        let units = data.len();
+        return Ok(vec![Part {
+            encoding,
+            esm_udhi: false,
+            udh: None,
+            payload: data.into_owned(),
+            concat: None,
+            units,
+        }]);
     }
     // Report the reference as it travels: IE 0x00 only carries the low 8 bits.
     let reference = match opts.scheme {
@@ -247,7 +272,7 @@ fn split_encoded(
         let end = if total == 1 {
             data.len()
         } else {
-            next_cut(encoding, data, start, cap)
+            next_cut(encoding, &data, start, cap)
         };
         let chunk = &data[start..end];
         start = end;
@@ -307,7 +332,7 @@ pub fn split_text(
         return Err(SplitError::UnsupportedEncoding(encoding));
     }
     let data = encode(text, encoding)?;
-    split_encoded(encoding, &data, &[], opts)
+    split_encoded(encoding, Cow::Owned(data), &[], opts)
 }
 
 /// Splits raw binary `data`, putting the caller's IEs (e.g. WAP port addressing) into every
@@ -320,7 +345,7 @@ pub fn split_binary(
     ies: &[InformationElement],
     opts: &SplitOptions,
 ) -> Result<Vec<Part>, SplitError> {
-    split_encoded(Encoding::Binary, data, ies, opts)
+    split_encoded(Encoding::Binary, Cow::Borrowed(data), ies, opts)
 }
 
 /// Number of parts `text` needs in `encoding` under `scheme`, without building them.
@@ -364,6 +389,30 @@ mod tests {
 
     fn opts(scheme: ConcatScheme) -> SplitOptions {
         SplitOptions::new(scheme, 0x1234)
+    }
+
+    #[test]
+    fn a_part_taken_whole_gives_the_same_short_message() {
+        let long = "x".repeat(400);
+        for (text, encoding) in [
+            ("hello", Encoding::Gsm7),
+            ("你好", Encoding::Ucs2),
+            (long.as_str(), Encoding::Gsm7),
+            (long.as_str(), Encoding::Ucs2),
+        ] {
+            for scheme in [ConcatScheme::Udh8, ConcatScheme::Sar] {
+                let parts = split_text(text, encoding, &opts(scheme)).unwrap();
+                for p in parts {
+                    let want = p.short_message();
+                    assert_eq!(p.into_short_message(), want, "{text:.10} {encoding:?}");
+                }
+            }
+        }
+        // A single part without a UDH is the encoded text itself.
+        let one = split_text("hello", Encoding::Gsm7, &opts(ConcatScheme::Udh8)).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!((one[0].udh.as_ref(), one[0].units), (None, 5));
+        assert_eq!(one[0].payload, encode("hello", Encoding::Gsm7).unwrap());
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! sender outside the service number is replaced by `src_id` rather than sent to fail.
 
 use bytes::Bytes;
-use sluice_protocols::cmpp::{FixedStr, MsgFmt, Pdu, Submit, Version};
+use sluice_protocols::cmpp::{FixedStr, MsgFmt, Submit, Version};
 use sluice_protocols::sms::{self, ConcatScheme, EncodingSet, SplitOptions};
 
 use crate::channel::content::{ContentError, split_content};
@@ -210,11 +210,12 @@ pub fn build_parts(
                 pk_number: u8::try_from(i + 1).unwrap_or(u8::MAX),
                 tp_udhi: u8::from(part.esm_udhi),
                 msg_fmt: MsgFmt::from_raw(fmt),
-                msg_content: Bytes::from(part.short_message()),
+                msg_content: Bytes::from(part.into_short_message()),
                 ..template.clone()
             };
-            // Validate once here so the connection never meets a PDU it cannot write.
-            Pdu::Submit(Box::new(submit.clone())).encoded_len(settings.version)?;
+            // Validate once here so the connection never meets a PDU it cannot write (on the
+            // SUBMIT itself: a `Pdu` around a copy of it cost a clone per part).
+            submit.encoded_len(settings.version)?;
             Ok(Box::new(submit))
         })
         .collect()

@@ -113,17 +113,18 @@ pub fn build_parts(
     parts
         .into_iter()
         .map(|part| {
+            let concat = part.concat;
             let mut sm = Sm {
                 source: source.clone(),
                 dest: dest.clone(),
                 esm_class: if part.esm_udhi { 0x40 } else { 0 },
                 registered_delivery: settings.registered_delivery,
                 data_coding: part.encoding.smpp_data_coding().unwrap_or(8),
-                short_message: Octets::from(part.short_message()),
+                short_message: Octets::from(part.into_short_message()),
                 ..Sm::default()
             };
             if settings.concat == ConcatScheme::Sar
-                && let Some(c) = part.concat
+                && let Some(c) = concat
             {
                 sm.tlvs.set_sar(c.reference, c.total, c.seq);
             }
