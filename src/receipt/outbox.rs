@@ -463,7 +463,7 @@ struct AccountState {
     /// (URL and body). A round that resumes after the last entry read takes them from here;
     /// one that starts a pass over reads them again and finds them here instead of decoding
     /// each and writing its body again.
-    lingering: HashMap<u64, (Arc<str>, Vec<u8>)>,
+    lingering: HashMap<u64, Ready>,
     /// When the outbox gauges are measured next.
     stats_due: Instant,
 }
@@ -480,6 +480,9 @@ impl AccountState {
         }
     }
 }
+
+/// An entry ready to send: its URL and its signed body.
+type Ready = (Arc<str>, Vec<u8>);
 
 /// Entries going to one URL in one POST.
 struct Batch {
@@ -692,7 +695,7 @@ impl<K: EntryKind> OutboxPump<K> {
         let mut lingering = std::mem::take(&mut st.lingering);
         // Resuming after the last entry read: the waiting batch is not read again, it comes
         // from memory ahead of the new entries (its seqs are all below theirs).
-        let mut ready: Vec<(u64, (Arc<str>, Vec<u8>))> = Vec::with_capacity(entries.len());
+        let mut ready: Vec<(u64, Ready)> = Vec::with_capacity(entries.len());
         if from > 0 {
             ready.extend(lingering.drain());
             ready.sort_unstable_by_key(|(seq, _)| *seq);
@@ -763,7 +766,7 @@ impl<K: EntryKind> OutboxPump<K> {
         st: &mut AccountState,
         mut entry: OutboxEntry,
         drops: &mut Vec<Op>,
-    ) -> Option<(Arc<str>, Vec<u8>)> {
+    ) -> Option<Ready> {
         let seq = entry.seq;
         let Some(event) = K::event_of(&mut entry) else {
             tracing::error!(kind = K::NAME, account = %acc.name, seq, "Undecodable outbox entry dropped.");
