@@ -129,15 +129,17 @@ impl DeliverAck {
 
     /// The receipt is safe: the center gets ESME_ROK.
     pub fn done(&self) {
-        if let Some(slot) = &self.0 {
-            slot.answer(true);
-        }
+        self.answer(true);
     }
 
     /// The receipt could not be kept: the center gets ESME_RX_T_APPN and resends it later.
     pub fn fail(&self) {
+        self.answer(false);
+    }
+
+    fn answer(&self, ok: bool) {
         if let Some(slot) = &self.0 {
-            slot.answer(false);
+            slot.answer(ok);
         }
     }
 }
@@ -169,12 +171,9 @@ impl AckSlot {
 }
 
 impl Drop for AckSlot {
-    /// Unanswered when the last clone goes: kept (a dropped oneshot sender says the same to
-    /// its waiting task).
+    /// Unanswered when the last clone goes: kept.
     fn drop(&mut self) {
-        if matches!(self.to, AckTarget::Bind { .. }) {
-            self.answer(true);
-        }
+        self.answer(true);
     }
 }
 
