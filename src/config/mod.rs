@@ -173,6 +173,41 @@ pub struct Config {
     /// SHA-256 hex → account index (set by validation).
     #[serde(skip)]
     key_index: HashMap<String, usize>,
+    /// The channels' and accounts' windows, parsed (set by validation).
+    #[serde(skip)]
+    parsed_windows: ParsedWindows,
+}
+
+/// The windows and quiet hours of `[[channels]]` and `[[accounts]]`, parsed once by
+/// validation: placement asks for them for every message it places, and parsing the strings
+/// (and finding the channel and account by name) each time was work a batch repeated per
+/// line. Names without any are absent, so a message none apply to costs no allocation.
+#[derive(Clone, Debug, Default)]
+struct ParsedWindows {
+    /// Channel name → its allowed windows and its quiet hours.
+    channels: HashMap<String, (Vec<TimeWindow>, Vec<TimeWindow>)>,
+    /// Account name → its allowed windows.
+    accounts: HashMap<String, Vec<TimeWindow>>,
+}
+
+impl ParsedWindows {
+    fn of(
+        channels: &[ChannelConfig],
+        accounts: &[AccountConfig],
+    ) -> Result<Self, crate::schedule::WindowError> {
+        let mut out = Self::default();
+        for ch in channels {
+            if !ch.windows.is_empty() || !ch.quiet_hours.is_empty() {
+                let parsed = (parse_windows(&ch.windows)?, parse_windows(&ch.quiet_hours)?);
+                out.channels.insert(ch.name.clone(), parsed);
+            }
+        }
+        for a in accounts.iter().filter(|a| !a.windows.is_empty()) {
+            out.accounts
+                .insert(a.name.clone(), parse_windows(&a.windows)?);
+        }
+        Ok(out)
+    }
 }
 
 /// Where sluice listens.
@@ -756,7 +791,11 @@ impl Config {
             }
         }
         self.validate_channels(c)?;
-        self.validate_routes(c)
+        self.validate_routes(c)?;
+        // Every list parsed when it was checked above, with its key; this keeps the result.
+        self.parsed_windows = ParsedWindows::of(&self.channels, &self.accounts)
+            .map_err(|e| c.err("windows", e.to_string()))?;
+        Ok(())
     }
 
     fn validate_accounts(&mut self, c: &Checker<'_>) -> Result<(), ConfigError> {
@@ -1018,7 +1057,8 @@ impl Config {
     }
 
     /// Window rules for a message on `channel` from `account` with its own optional window.
-    /// Names that do not exist contribute nothing; a bad message window is an error.
+    /// Names that do not exist, or have no windows, contribute nothing (an empty set of
+    /// allowed windows restricts nothing); a bad message window is an error.
     pub fn window_rules(
         &self,
         channel: &str,
@@ -1026,12 +1066,14 @@ impl Config {
         message_window: Option<&str>,
     ) -> Result<WindowRules, crate::schedule::WindowError> {
         let mut rules = WindowRules::default();
-        if let Some(ch) = self.channel(channel) {
-            rules.allowed.push(parse_windows(&ch.windows)?);
-            rules.quiet = parse_windows(&ch.quiet_hours)?;
+        if let Some((allowed, quiet)) = self.parsed_windows.channels.get(channel) {
+            if !allowed.is_empty() {
+                rules.allowed.push(allowed.clone());
+            }
+            rules.quiet.clone_from(quiet);
         }
-        if let Some(a) = self.account(account) {
-            rules.allowed.push(parse_windows(&a.windows)?);
+        if let Some(allowed) = self.parsed_windows.accounts.get(account) {
+            rules.allowed.push(allowed.clone());
         }
         if let Some(w) = message_window {
             rules.allowed.push(vec![w.parse::<TimeWindow>()?]);

@@ -88,8 +88,8 @@ pub(crate) enum Slot {
 impl Slot {
     fn key(&self) -> Vec<u8> {
         match self {
-            Self::Ready(c, lane) => keys::depth(c, lane.as_byte()),
-            Self::InFlight(c) => keys::depth(c, keys::IN_FLIGHT_SLOT),
+            Self::Ready(c, lane) => keys::depth(c, lane.as_byte()).into_vec(),
+            Self::InFlight(c) => keys::depth(c, keys::IN_FLIGHT_SLOT).into_vec(),
         }
     }
 }

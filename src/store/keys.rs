@@ -35,8 +35,16 @@
 //! The two outboxes (receipts 0x05/0x06, MO 0x10/0x11) share one layout; [`Outbox`] names
 //! which one a key function builds.
 
+use smallvec::SmallVec;
+
 use super::id::MessageId;
 use super::model::Lane;
+
+/// A key built for one engine call. Most keys a message's ops build (ready, center id,
+/// outbox entry, idempotency) are passed as a slice and dropped, so they are made on the
+/// stack: a heap copy each was about seven allocations a message. Names longer than the
+/// inline size spill to the heap, as a `Vec` would.
+pub(crate) type Key = SmallVec<[u8; 64]>;
 
 pub(crate) const MESSAGE: u8 = 0x01;
 pub(crate) const READY: u8 = 0x02;
@@ -71,12 +79,12 @@ impl Outbox {
     }
 
     /// Prefix of the account's entries.
-    pub(crate) fn prefix(self, account: &str) -> Vec<u8> {
+    pub(crate) fn prefix(self, account: &str) -> Key {
         tagged_str(self.tags().0, account)
     }
 
     /// The account's entry `seq`.
-    pub(crate) fn entry(self, account: &str, seq: u64) -> Vec<u8> {
+    pub(crate) fn entry(self, account: &str, seq: u64) -> Key {
         let mut k = self.prefix(account);
         k.extend_from_slice(&seq.to_be_bytes());
         k
@@ -96,8 +104,9 @@ impl Outbox {
     }
 
     /// The account's next-sequence counter.
-    pub(crate) fn next_seq(self, account: &str) -> Vec<u8> {
-        let mut k = vec![self.tags().1];
+    pub(crate) fn next_seq(self, account: &str) -> Key {
+        let mut k = Key::new();
+        k.push(self.tags().1);
         k.extend_from_slice(account.as_bytes());
         k
     }
@@ -130,12 +139,12 @@ pub(crate) const BY_TO: u8 = 0x1C;
 pub(crate) const LOG_SEQ: u8 = 0x1D;
 
 /// Prefix of the destination index entries of `to`.
-pub(crate) fn by_to_prefix(to: &str) -> Vec<u8> {
+pub(crate) fn by_to_prefix(to: &str) -> Key {
     tagged_str(BY_TO, to)
 }
 
 /// Destination index entry of message `id` to `to`.
-pub(crate) fn by_to(to: &str, id: MessageId) -> Vec<u8> {
+pub(crate) fn by_to(to: &str, id: MessageId) -> Key {
     let mut k = by_to_prefix(to);
     k.extend_from_slice(&id.to_be_bytes());
     k
@@ -150,7 +159,7 @@ pub(crate) fn stop(tag: u8, id: u64) -> [u8; 9] {
 }
 
 /// Prefix of the tag index entries of (account, tag key, tag value).
-pub(crate) fn tagged_prefix(account: &str, key: &str, value: &str) -> Vec<u8> {
+pub(crate) fn tagged_prefix(account: &str, key: &str, value: &str) -> Key {
     let mut k = tagged_str(TAGGED, account);
     k.extend_from_slice(key.as_bytes());
     k.push(0);
@@ -160,15 +169,15 @@ pub(crate) fn tagged_prefix(account: &str, key: &str, value: &str) -> Vec<u8> {
 }
 
 /// Tag index entry of message `id`.
-pub(crate) fn tagged(account: &str, key: &str, value: &str, id: MessageId) -> Vec<u8> {
+pub(crate) fn tagged(account: &str, key: &str, value: &str, id: MessageId) -> Key {
     let mut k = tagged_prefix(account, key, value);
     k.extend_from_slice(&id.to_be_bytes());
     k
 }
 
 /// Key of a pause switch: `kind` is `b'c'` (channel) or `b'a'` (account).
-pub(crate) fn pause(kind: u8, name: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + name.len());
+pub(crate) fn pause(kind: u8, name: &str) -> Key {
+    let mut k = Key::with_capacity(2 + name.len());
     k.push(PAUSE);
     k.push(kind);
     k.extend_from_slice(name.as_bytes());
@@ -176,12 +185,12 @@ pub(crate) fn pause(kind: u8, name: &str) -> Vec<u8> {
 }
 
 /// Prefix of the parked messages of `account`.
-pub(crate) fn parked_prefix(account: &str) -> Vec<u8> {
+pub(crate) fn parked_prefix(account: &str) -> Key {
     tagged_str(PARKED, account)
 }
 
 /// Parked entry of `account` for the ready key `ready_key`.
-pub(crate) fn parked(account: &str, ready_key: &[u8]) -> Vec<u8> {
+pub(crate) fn parked(account: &str, ready_key: &[u8]) -> Key {
     let mut k = parked_prefix(account);
     k.extend_from_slice(ready_key.get(1..).unwrap_or_default());
     k
@@ -200,7 +209,7 @@ pub(crate) fn unparked(account: &str, parked_key: &[u8]) -> Option<Vec<u8>> {
 pub(crate) const IN_FLIGHT_SLOT: u8 = 0xFF;
 
 /// Key of a queue counter: `slot` is a lane byte or [`IN_FLIGHT_SLOT`].
-pub(crate) fn depth(channel: &str, slot: u8) -> Vec<u8> {
+pub(crate) fn depth(channel: &str, slot: u8) -> Key {
     let mut k = tagged_str(DEPTH, channel);
     k.push(slot);
     k
@@ -256,8 +265,8 @@ pub(crate) fn id_in(tag: u8, key: &[u8]) -> Option<u64> {
         .flatten()
 }
 
-fn tagged_str(tag: u8, s: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + s.len() + 17);
+fn tagged_str(tag: u8, s: &str) -> Key {
+    let mut k = Key::with_capacity(2 + s.len() + 17);
     k.push(tag);
     k.extend_from_slice(s.as_bytes());
     k.push(0);
@@ -265,7 +274,7 @@ fn tagged_str(tag: u8, s: &str) -> Vec<u8> {
 }
 
 /// Prefix of the ready queue of (channel, lane).
-pub(crate) fn ready_prefix(channel: &str, lane: Lane) -> Vec<u8> {
+pub(crate) fn ready_prefix(channel: &str, lane: Lane) -> Key {
     let mut k = tagged_str(READY, channel);
     k.push(lane.as_byte());
     k
@@ -276,7 +285,7 @@ pub(crate) fn ready_prefix(channel: &str, lane: Lane) -> Vec<u8> {
 /// ready key's value is empty (a state record may exist: read it).
 pub(crate) const READY_BODY_ONLY: &[u8] = &[1];
 
-pub(crate) fn ready(channel: &str, lane: Lane, due_ms: u64, id: MessageId) -> Vec<u8> {
+pub(crate) fn ready(channel: &str, lane: Lane, due_ms: u64, id: MessageId) -> Key {
     let mut k = ready_prefix(channel, lane);
     k.extend_from_slice(&due_ms.to_be_bytes());
     k.extend_from_slice(&id.to_be_bytes());
@@ -299,7 +308,7 @@ pub(crate) fn lease(expiry_ms: u64, id: MessageId) -> [u8; 17] {
     k
 }
 
-pub(crate) fn center(channel: &str, center_id: &str) -> Vec<u8> {
+pub(crate) fn center(channel: &str, center_id: &str) -> Key {
     let mut k = tagged_str(CENTER, channel);
     k.extend_from_slice(center_id.as_bytes());
     k
@@ -312,20 +321,20 @@ pub(crate) fn center_value(id: MessageId, part: u16) -> [u8; 10] {
     v
 }
 
-pub(crate) fn outbox_prefix(account: &str) -> Vec<u8> {
+pub(crate) fn outbox_prefix(account: &str) -> Key {
     Outbox::Receipts.prefix(account)
 }
 
-pub(crate) fn outbox(account: &str, seq: u64) -> Vec<u8> {
+pub(crate) fn outbox(account: &str, seq: u64) -> Key {
     Outbox::Receipts.entry(account, seq)
 }
 
 #[cfg(test)]
-pub(crate) fn outbox_seq(account: &str) -> Vec<u8> {
+pub(crate) fn outbox_seq(account: &str) -> Key {
     Outbox::Receipts.next_seq(account)
 }
 
-pub(crate) fn idem(account: &str, client_ref: &str) -> Vec<u8> {
+pub(crate) fn idem(account: &str, client_ref: &str) -> Key {
     let mut k = tagged_str(IDEM, account);
     k.extend_from_slice(client_ref.as_bytes());
     k
@@ -348,14 +357,14 @@ pub(crate) fn expiry(expires_at_ms: u64, id: MessageId) -> [u8; 17] {
     k
 }
 
-pub(crate) fn early(channel: &str, center_id: &str) -> Vec<u8> {
+pub(crate) fn early(channel: &str, center_id: &str) -> Key {
     let mut k = tagged_str(EARLY, channel);
     k.extend_from_slice(center_id.as_bytes());
     k
 }
 
-pub(crate) fn early_age(arrived_ms: u64, early_key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(9 + early_key.len());
+pub(crate) fn early_age(arrived_ms: u64, early_key: &[u8]) -> Key {
+    let mut k = Key::with_capacity(9 + early_key.len());
     k.push(EARLY_AGE);
     k.extend_from_slice(&arrived_ms.to_be_bytes());
     // Keep the early key without its tag so the entry can be found again.
@@ -398,7 +407,7 @@ mod tests {
         // A channel whose name extends another's never falls in its range.
         let other = ready("c1", Lane::Otp, 0, MessageId(0));
         let p = ready_prefix("c", Lane::Otp);
-        assert!(!(other >= p && other < prefix_end(&p)));
+        assert!(!(other >= p && other[..] < prefix_end(&p)[..]));
         assert_eq!(ready_id(&d), Some(MessageId(1)));
     }
 
@@ -408,7 +417,7 @@ mod tests {
         let m = Outbox::Mo.entry("a", 1);
         assert_ne!(r, m);
         let p = Outbox::Receipts.prefix("a");
-        assert!(!(m >= p && m < prefix_end(&p)));
+        assert!(!(m >= p && m[..] < prefix_end(&p)[..]));
         assert_eq!(r, outbox("a", 1));
         assert_ne!(Outbox::Mo.next_seq("a"), outbox_seq("a"));
     }
@@ -418,11 +427,11 @@ mod tests {
         let r = ready("c", Lane::Marketing, 77, MessageId(5));
         let p = parked("acme", &r);
         assert!(p.starts_with(&parked_prefix("acme")));
-        assert_eq!(unparked("acme", &p), Some(r));
+        assert_eq!(unparked("acme", &p), Some(r.to_vec()));
         // An account whose name extends another's never falls in its range.
         let other = parked("acme2", &ready("c", Lane::Otp, 0, MessageId(0)));
         let pre = parked_prefix("acme");
-        assert!(!(other >= pre && other < prefix_end(&pre)));
+        assert!(!(other >= pre && other[..] < prefix_end(&pre)[..]));
     }
 
     #[test]
@@ -437,7 +446,10 @@ mod tests {
             ("acme2", "task", "42"),
         ] {
             let other = tagged(a, n, v, MessageId(1));
-            assert!(!(other >= pre && other < prefix_end(&pre)), "{a} {n} {v}");
+            assert!(
+                !(other >= pre && other[..] < prefix_end(&pre)[..]),
+                "{a} {n} {v}"
+            );
         }
     }
 

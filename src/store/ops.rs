@@ -1516,9 +1516,9 @@ mod tests {
         ));
         let left: Vec<Vec<u8>> = kv.map.keys().cloned().collect();
         let want: Vec<Vec<u8>> = [1, 5, 6]
-            .map(|s| keys::outbox("acme", s))
+            .map(|s| keys::outbox("acme", s).to_vec())
             .into_iter()
-            .chain((1..=6).map(|s| keys::outbox("acme2", s)))
+            .chain((1..=6).map(|s| keys::outbox("acme2", s).to_vec()))
             .collect();
         assert_eq!(left.len(), want.len());
         for k in want {

@@ -407,7 +407,7 @@ impl OutboxMemo {
                     .range(seqs)
                     .filter(|(_, k)| !k.written)
                     .take(limit)
-                    .map(|(&seq, _)| keys::outbox(account, seq)),
+                    .map(|(&seq, _)| keys::outbox(account, seq).into_vec()),
             );
         }
         found.sort_unstable();
@@ -1011,14 +1011,16 @@ mod tests {
         let got = memo.read("a", 2, 10, 0).unwrap();
         assert_eq!(got[0].event.as_deref(), Some(&*ev));
         assert_eq!(got[0].body, stored, "written entries come with their bytes");
-        assert_eq!(engine.map.get(&keys::outbox("a", 3)), Some(&stored));
+        assert_eq!(engine.map.get(&keys::outbox("a", 3)[..]), Some(&stored));
     }
 
     #[test]
     fn an_account_with_older_entries_in_the_engine_is_kept_from_its_first_new_one() {
         let memo = OutboxMemo::default();
         let mut engine = MapKv::default();
-        engine.map.insert(keys::outbox("c", 1), b"{1}".to_vec());
+        engine
+            .map
+            .insert(keys::outbox("c", 1).to_vec(), b"{1}".to_vec());
         let mut kv = OutboxMemoKv::new(&mut engine, &memo, false);
         kv.put_receipt_entry(&keys::outbox("c", 2), event("x"))
             .unwrap();
@@ -1152,7 +1154,7 @@ mod tests {
         memo.flushed(true);
         assert_eq!(
             engine.map.keys().collect::<Vec<_>>(),
-            [&keys::outbox("a", 3)]
+            [&keys::outbox("a", 3).to_vec()]
         );
         assert_eq!(memo.unwritten("a", 0).0, 0);
         assert_eq!(memo.held_counts(), (3, 1), "three held, one written");
@@ -1259,7 +1261,7 @@ mod tests {
                             for _ in 0..*n {
                                 let (acc, seq) = (account(*a), next[usize::from(*a)]);
                                 next[usize::from(*a)] += 1;
-                                let key = keys::outbox(&acc, seq);
+                                let key = keys::outbox(&acc, seq).to_vec();
                                 let ev = event(&format!("{acc}/{seq}"));
                                 let body = crate::store::backend::receipt_entry_body(&ev).unwrap();
                                 layer.put_receipt_entry(&key, ev).unwrap();
@@ -1267,11 +1269,11 @@ mod tests {
                             }
                         }
                         Step::Take(a, seq) => {
-                            let key = keys::outbox(&account(*a), *seq);
+                            let key = keys::outbox(&account(*a), *seq).to_vec();
                             prop_assert_eq!(layer.take(&key).unwrap(), now.remove(&key));
                         }
                         Step::TakeRange(a, lo, hi, limit) | Step::RemoveRange(a, lo, hi, limit) => {
-                            let (start, end) = (keys::outbox(&account(*a), *lo), keys::outbox(&account(*a), *hi));
+                            let (start, end) = (keys::outbox(&account(*a), *lo).to_vec(), keys::outbox(&account(*a), *hi).to_vec());
                             let want: Vec<(Vec<u8>, Vec<u8>)> = now
                                 .range(start.clone()..)
                                 .take_while(|(k, _)| start < end && **k < end)
@@ -1368,10 +1370,10 @@ mod tests {
                     for a in 0..2u8 {
                         let acc = account(a);
                         for seq in 0..16 {
-                            let key = keys::outbox(&acc, seq);
+                            let key = keys::outbox(&acc, seq).to_vec();
                             prop_assert_eq!(layer.get(&key).unwrap(), now.get(&key).cloned());
                         }
-                        let prefix = keys::Outbox::Receipts.prefix(&acc);
+                        let prefix = keys::Outbox::Receipts.prefix(&acc).to_vec();
                         let mut out = Vec::new();
                         layer.scan(&prefix, &keys::prefix_end(&prefix), 100, &mut out).unwrap();
                         let want: Vec<(Vec<u8>, Vec<u8>)> = now
@@ -1395,10 +1397,10 @@ mod tests {
                 start_in in any::<bool>(),
                 end_in in any::<bool>(),
             ) {
-                let prefix = keys::Outbox::Receipts.prefix("a");
+                let prefix = keys::Outbox::Receipts.prefix("a").to_vec();
                 let with = |inside: bool, rest: Vec<u8>| if inside { [prefix.clone(), rest].concat() } else { rest };
                 let (start, end) = (with(start_in, start), with(end_in, end));
-                let key = keys::outbox("a", seq);
+                let key = keys::outbox("a", seq).to_vec();
                 let inside = start <= key && key < end;
                 let by_range = seq_range(&prefix, &start, &end)
                     .is_some_and(|r| std::ops::RangeBounds::contains(&r, &seq));

@@ -150,7 +150,7 @@ mod tests {
     #[test]
     fn counters_are_read_once_and_written_once() {
         let mut mem = Mem::default();
-        let k = keys::outbox_seq("acme");
+        let k = keys::outbox_seq("acme").to_vec();
         mem.put(&k, &5u64.to_be_bytes()).unwrap();
         mem.puts = 0;
         {
@@ -174,7 +174,7 @@ mod tests {
     #[test]
     fn unflushed_changes_are_dropped_and_deletes_flush() {
         let mut mem = Mem::default();
-        let k = keys::outbox_seq("a");
+        let k = keys::outbox_seq("a").to_vec();
         mem.put(&k, b"x").unwrap();
         {
             let mut c = SeqCache::new(&mut mem);

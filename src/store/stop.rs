@@ -164,7 +164,7 @@ impl PauseTarget {
     }
 
     fn key(&self) -> Vec<u8> {
-        keys::pause(self.kind_byte(), self.name())
+        keys::pause(self.kind_byte(), self.name()).into_vec()
     }
 }
 
@@ -263,7 +263,7 @@ pub(crate) fn would_cancel(
     }
     let prefix = keys::tagged_prefix(account, key, value);
     let end = keys::prefix_end(&prefix);
-    let mut start = prefix.clone();
+    let mut start = prefix.to_vec();
     let mut n = 0;
     loop {
         let mut found = Vec::new();
@@ -529,7 +529,7 @@ pub(crate) fn step(
     };
     let prefix = keys::tagged_prefix(&rec.account, key, value);
     let end = keys::prefix_end(&prefix);
-    let start = rec.cursor.clone().unwrap_or_else(|| prefix.clone());
+    let start = rec.cursor.clone().unwrap_or_else(|| prefix.to_vec());
     let mut found = Vec::new();
     kv.scan(&start, &end, limit.max(1), &mut found)?;
     let mut counts = rec.counts;
@@ -634,7 +634,7 @@ pub(crate) fn unpark(kv: &mut dyn Kv, account: &str, limit: usize) -> Result<OpR
         };
         let waiting = m.waits_in_ready_queue();
         let key = keys::ready(&m.channel, m.lane, m.due_ms, m.id);
-        if waiting && key == ready {
+        if waiting && key[..] == ready[..] {
             kv.put(&key, &[])?;
         }
     }
