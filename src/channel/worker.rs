@@ -190,7 +190,9 @@ pub fn spawn<W: Wire>(
 /// One part of a held message.
 #[derive(Debug)]
 struct PartSlot<P> {
-    body: Box<P>,
+    /// The request body until a bind takes it ([`Worker::next_job`]); a part sent again is
+    /// built again from its message.
+    body: Option<Box<P>>,
     center_id: Option<String>,
     /// Re-sends after timeouts / lost binds.
     local_tries: u32,
@@ -210,6 +212,12 @@ enum Verdict {
 #[derive(Debug)]
 struct Held<P> {
     attempt: u32,
+    /// The message and its concatenation reference, to build a part again for a re-send
+    /// (`Wire::build` gives the same parts from them). Why not keep each body and hand a
+    /// bind a copy: a copy per part sent (a box and the PDU's fields) for the few parts a
+    /// throttle, a timeout or a lost bind sends again.
+    msg: OutboundMessage,
+    reference: u16,
     parts: Vec<PartSlot<P>>,
     verdict: Option<Verdict>,
     /// Released when dispatch has stored this message's outcome.
@@ -219,6 +227,34 @@ struct Held<P> {
 impl<P> Held<P> {
     fn outstanding(&self) -> usize {
         self.parts.iter().filter(|p| p.out).count()
+    }
+}
+
+/// Queues part `tag` of `held` to be sent again (first in line), its body built again from
+/// the message, unless the message already has a verdict. A message that no longer builds
+/// (it built the same way moments ago, so this is not expected) gets a temporary verdict
+/// instead: it goes back to the store.
+fn send_again<W: Wire>(
+    wire: &W,
+    held: &mut Held<W::Part>,
+    tag: PartTag,
+    pending: &mut VecDeque<PartTag>,
+) {
+    if held.verdict.is_some() {
+        return;
+    }
+    let index = usize::from(tag.part) - 1;
+    match wire.build(&held.msg, held.reference) {
+        Ok(mut parts) if parts.len() == held.parts.len() && index < parts.len() => {
+            held.parts[index].body = Some(parts.swap_remove(index));
+            pending.push_front(tag);
+        }
+        Ok(_) | Err(_) => {
+            held.verdict = Some(Verdict::Temporary {
+                status: 0,
+                reason: "the part could not be built again to re-send".into(),
+            });
+        }
     }
 }
 
@@ -414,7 +450,7 @@ impl<W: Wire> Worker<W> {
                 let parts = sms
                     .into_iter()
                     .map(|body| PartSlot {
-                        body,
+                        body: Some(body),
                         center_id: None,
                         local_tries: 0,
                         throttled: 0,
@@ -425,6 +461,8 @@ impl<W: Wire> Worker<W> {
                     msg.id,
                     Held {
                         attempt: msg.attempt,
+                        msg,
+                        reference,
                         parts,
                         verdict: None,
                         credit,
@@ -477,14 +515,16 @@ impl<W: Wire> Worker<W> {
             if held.verdict.is_some() {
                 continue;
             }
-            let Some(slot) = held.parts.get_mut(usize::from(tag.part) - 1) else {
+            let index = usize::from(tag.part) - 1;
+            let Some(slot) = held.parts.get_mut(index) else {
+                continue;
+            };
+            // Every tag queued has its body (`accept`, `send_again`).
+            let Some(body) = slot.body.take() else {
                 continue;
             };
             slot.out = true;
-            return Some(PartJob {
-                tag,
-                body: slot.body.clone(),
-            });
+            return Some(PartJob { tag, body });
         }
         None
     }
@@ -573,8 +613,8 @@ impl<W: Wire> Worker<W> {
                                 status,
                                 reason: "throttled too often".into(),
                             });
-                        } else if held.verdict.is_none() {
-                            self.pending.push_front(tag);
+                        } else {
+                            send_again(&self.wire, held, tag, &mut self.pending);
                         }
                         self.publish_rate();
                     }
@@ -610,8 +650,8 @@ impl<W: Wire> Worker<W> {
                         status: 0,
                         reason: reason.into(),
                     });
-                } else if held.verdict.is_none() {
-                    self.pending.push_front(tag);
+                } else {
+                    send_again(&self.wire, held, tag, &mut self.pending);
                 }
             }
         }
@@ -728,5 +768,74 @@ impl<W: Wire> Worker<W> {
                 _credit: held_credit,
             })
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::egress::Content;
+    use crate::channel::smpp::SmppWire;
+
+    fn held(wire: &SmppWire, text: &str, reference: u16) -> Held<sluice_protocols::smpp::Sm> {
+        let msg = OutboundMessage {
+            id: 7,
+            attempt: 0,
+            from: Some("10690000".into()),
+            to: "8613800138000".into(),
+            content: Content::Text {
+                text: text.into(),
+                hint: None,
+            },
+        };
+        let parts = wire
+            .build(&msg, reference)
+            .expect("builds")
+            .into_iter()
+            .map(|body| PartSlot {
+                body: Some(body),
+                center_id: None,
+                local_tries: 0,
+                throttled: 0,
+                out: false,
+            })
+            .collect();
+        Held {
+            attempt: 0,
+            msg,
+            reference,
+            parts,
+            verdict: None,
+            credit: None,
+        }
+    }
+
+    #[test]
+    fn a_part_sent_again_is_built_as_it_was_sent_first() {
+        let wire = SmppWire {
+            parts: crate::channel::smpp::parts::PartSettings::default(),
+        };
+        let mut h = held(&wire, &"three parts of text, ".repeat(20), 0x4242);
+        assert_eq!(h.parts.len(), 3);
+        // A bind took part 2 (its body went with the PDU); the center throttled it.
+        let first = h.parts[1].body.take().expect("queued with its body");
+        let mut pending = VecDeque::new();
+        let tag = PartTag { id: 7, part: 2 };
+        send_again(&wire, &mut h, tag, &mut pending);
+        assert_eq!(pending, [tag]);
+        assert_eq!(
+            h.parts[1].body.as_deref(),
+            Some(&*first),
+            "same text, same UDH reference"
+        );
+        // A message that already has a verdict sends nothing again.
+        h.parts[1].body = None;
+        h.verdict = Some(Verdict::Temporary {
+            status: 0,
+            reason: "timeout".into(),
+        });
+        send_again(&wire, &mut h, tag, &mut pending);
+        assert_eq!(pending.len(), 1);
+        assert!(h.parts[1].body.is_none());
     }
 }

@@ -112,12 +112,16 @@ pub(crate) struct Committed {
 }
 
 impl Committed {
-    /// The key as memory holds it, live before retired.
+    /// The key as memory holds it, live before retired. Only center-id entries are ever
+    /// retired, so another key (a lease key, a held receipt a submit response looks for) is
+    /// not looked for in the retired generations: two probes of tables far larger than the
+    /// cache, per lookup.
     fn get(&self, key: &[u8]) -> Option<&Held> {
-        self.live
-            .get(key)
-            .or_else(|| self.retired.get(key))
-            .or_else(|| self.older.get(key))
+        let found = self.live.get(key);
+        if found.is_some() || tag_of(key) != keys::CENTER {
+            return found;
+        }
+        self.retired.get(key).or_else(|| self.older.get(key))
     }
 
     /// Every key held in `[start, end)`, each once (as [`Committed::get`] answers it), in no
@@ -484,7 +488,8 @@ impl Kv for ShortLivedKv<'_> {
     /// A live held key still at `value` becomes retired; any other (one the engine holds since
     /// a durable commit, or another message's since) stays as it is.
     fn retire(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        if !held_tag(tag_of(key)) {
+        // Only center-id entries are retired (what `Committed::get` relies on).
+        if tag_of(key) != keys::CENTER {
             return self.inner.retire(key, value);
         }
         if let Some(h) = self.held(key)
