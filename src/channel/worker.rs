@@ -225,6 +225,33 @@ struct Held<P> {
 }
 
 impl<P> Held<P> {
+    /// A message just built into `bodies`, none of them sent yet.
+    fn new(
+        msg: OutboundMessage,
+        reference: u16,
+        bodies: Vec<Box<P>>,
+        credit: Option<OwnedSemaphorePermit>,
+    ) -> Self {
+        let parts = bodies
+            .into_iter()
+            .map(|body| PartSlot {
+                body: Some(body),
+                center_id: None,
+                local_tries: 0,
+                throttled: 0,
+                out: false,
+            })
+            .collect();
+        Self {
+            attempt: msg.attempt,
+            msg,
+            reference,
+            parts,
+            verdict: None,
+            credit,
+        }
+    }
+
     fn outstanding(&self) -> usize {
         self.parts.iter().filter(|p| p.out).count()
     }
@@ -447,27 +474,8 @@ impl<W: Wire> Worker<W> {
                 for part in 1..=total {
                     self.pending.push_back(PartTag { id: msg.id, part });
                 }
-                let parts = sms
-                    .into_iter()
-                    .map(|body| PartSlot {
-                        body: Some(body),
-                        center_id: None,
-                        local_tries: 0,
-                        throttled: 0,
-                        out: false,
-                    })
-                    .collect();
-                self.messages.insert(
-                    msg.id,
-                    Held {
-                        attempt: msg.attempt,
-                        msg,
-                        reference,
-                        parts,
-                        verdict: None,
-                        credit,
-                    },
-                );
+                self.messages
+                    .insert(msg.id, Held::new(msg, reference, sms, credit));
             }
             Err(e) => {
                 warn!(id = msg.id, error = %e, "Message cannot be sent on this channel.");
@@ -788,26 +796,8 @@ mod tests {
                 hint: None,
             },
         };
-        let parts = wire
-            .build(&msg, reference)
-            .expect("builds")
-            .into_iter()
-            .map(|body| PartSlot {
-                body: Some(body),
-                center_id: None,
-                local_tries: 0,
-                throttled: 0,
-                out: false,
-            })
-            .collect();
-        Held {
-            attempt: 0,
-            msg,
-            reference,
-            parts,
-            verdict: None,
-            credit: None,
-        }
+        let bodies = wire.build(&msg, reference).expect("builds");
+        Held::new(msg, reference, bodies, None)
     }
 
     #[test]
