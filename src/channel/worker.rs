@@ -211,9 +211,8 @@ enum Verdict {
 
 #[derive(Debug)]
 struct Held<P> {
-    attempt: u32,
-    /// The message and its concatenation reference, to build a part again for a re-send
-    /// (`Wire::build` gives the same parts from them). Why not keep each body and hand a
+    /// The message (its attempt count included) and its concatenation reference, to build
+    /// a part again for a re-send (`Wire::build` gives the same parts from them). Why not keep each body and hand a
     /// bind a copy: a copy per part sent (a box and the PDU's fields) for the few parts a
     /// throttle, a timeout or a lost bind sends again.
     msg: OutboundMessage,
@@ -243,7 +242,6 @@ impl<P> Held<P> {
             })
             .collect();
         Self {
-            attempt: msg.attempt,
             msg,
             reference,
             parts,
@@ -270,9 +268,9 @@ fn send_again<W: Wire>(
     if held.verdict.is_some() {
         return;
     }
-    let index = usize::from(tag.part) - 1;
+    let index = usize::from(tag.part).saturating_sub(1);
     match wire.build(&held.msg, held.reference) {
-        Ok(mut parts) if parts.len() == held.parts.len() && index < parts.len() => {
+        Ok(mut parts) if parts.len() == held.parts.len() && index < parts.len() && tag.part > 0 => {
             held.parts[index].body = Some(parts.swap_remove(index));
             pending.push_front(tag);
         }
@@ -729,7 +727,7 @@ impl<W: Wire> Worker<W> {
             return;
         };
         let held_credit = held.credit.take();
-        let attempts = held.attempt + 1;
+        let attempts = held.msg.attempt + 1;
         if let Some(Verdict::Permanent { reason, .. } | Verdict::Temporary { reason, .. }) =
             &held.verdict
         {
