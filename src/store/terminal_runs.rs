@@ -176,13 +176,6 @@ impl Kv for TerminalRuns<'_> {
         }
     }
 
-    fn put_owned(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
-        if key.first() == Some(&keys::TERMINAL) {
-            return self.put(key, &value);
-        }
-        self.inner.put_owned(key, value)
-    }
-
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
         if self.forget(key) {
             return Ok(());
