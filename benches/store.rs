@@ -244,7 +244,7 @@ fn bench_lease(c: &mut Criterion) {
                                 id: m.id,
                                 part: 1,
                                 parts: 1,
-                                center_id: format!("{center:016X}"),
+                                center_id: compact_str::format_compact!("{center:016X}"),
                                 now_ms: NOW,
                             }
                         })
@@ -287,12 +287,12 @@ fn lifecycle_pass(store: &Store<AnyBackend>, n: usize, center: &mut u64, outbox_
             id: m.id,
             part: 1,
             parts: 1,
-            center_id: cid.clone(),
+            center_id: cid.as_str().into(),
             now_ms: NOW,
         });
         receipts.push(Op::Receipt {
             channel: "smsc1".into(),
-            center_id: cid,
+            center_id: cid.into(),
             part_state: PartState::Delivered,
             stat: "DELIVRD".into(),
             err: "000".into(),
@@ -541,12 +541,12 @@ fn settle_ops(messages: &[Message], center: &mut u64) -> (Vec<Op>, Vec<Op>) {
             id: m.id,
             part: 1,
             parts: 1,
-            center_id: cid.clone(),
+            center_id: cid.as_str().into(),
             now_ms: NOW,
         });
         receipts.push(Op::Receipt {
             channel: "smsc1".into(),
-            center_id: cid,
+            center_id: cid.into(),
             part_state: PartState::Delivered,
             stat: "DELIVRD".into(),
             err: "000".into(),
@@ -594,7 +594,7 @@ fn paced_run(cfg: WriterConfig, rate: usize, secs: u64) -> (f64, f64, Duration) 
                         id: m.id,
                         part: 1,
                         parts: 1,
-                        center_id: cid,
+                        center_id: cid.into(),
                         now_ms: NOW,
                     }])
                 });
@@ -615,7 +615,7 @@ fn paced_run(cfg: WriterConfig, rate: usize, secs: u64) -> (f64, f64, Duration) 
                     .map(|cid| {
                         store.submit(vec![Op::Receipt {
                             channel: "smsc1".into(),
-                            center_id: cid,
+                            center_id: cid.into(),
                             part_state: PartState::Delivered,
                             stat: "DELIVRD".into(),
                             err: "000".into(),

@@ -119,12 +119,12 @@ async fn run_against_node(scheme: ConcatScheme) {
     let receipts: HashMap<String, String> = rig
         .receipts()
         .into_iter()
-        .map(|(raw, stat)| (normalise_center_id(&raw, IdFormat::Decimal), stat))
+        .map(|(raw, stat)| (normalise_center_id(&raw, IdFormat::Decimal).into(), stat))
         .collect();
     for raw in &all_ids {
         let key = normalise_center_id(raw, IdFormat::Hex);
         assert_eq!(
-            receipts.get(&key).map(String::as_str),
+            receipts.get(key.as_str()).map(String::as_str),
             Some("DELIVRD"),
             "receipt for center id {raw} (key {key}); receipts {receipts:?}"
         );

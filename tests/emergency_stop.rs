@@ -214,7 +214,7 @@ impl Rig {
     fn notified(&mut self, into: &mut BTreeMap<String, Vec<MessageState>>) {
         while let Ok(n) = self.notes.try_recv() {
             if let Notification::Receipt(r) = n {
-                into.entry(r.id.clone()).or_default().push(r.state);
+                into.entry(r.id.to_string()).or_default().push(r.state);
             }
         }
     }

@@ -191,7 +191,7 @@ impl Run {
                     id,
                     part,
                     parts,
-                    center_id: format!("{}-{part}", id.0),
+                    center_id: compact_str::format_compact!("{}-{part}", id.0),
                     now_ms: now,
                 }
             }
@@ -219,7 +219,7 @@ impl Run {
                 let (id, ch) = self.pick(pick)?;
                 Op::Receipt {
                     channel: ch.into(),
-                    center_id: format!("{}-{part}", id.0),
+                    center_id: compact_str::format_compact!("{}-{part}", id.0),
                     part_state: if delivered {
                         PartState::Delivered
                     } else {

@@ -153,7 +153,7 @@ fn tag_stop_cancels_queued_and_reports_the_rest<B: Backend>(dir: &Path, open: fn
     // One receipt event per cancelled message, state cancelled, stat CANCELD.
     let ev = events(&store, "acme");
     assert_eq!(ev.len(), 9);
-    let mut seen: Vec<&str> = ev.iter().map(|e| e.id.as_str()).collect();
+    let mut seen: Vec<MessageId> = ev.iter().map(|e| e.id).collect();
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(seen.len(), 9);
@@ -268,7 +268,7 @@ fn id_stop_settles_each_id<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     let cancelled: Vec<String> = events(&store, "acme")
         .into_iter()
         .filter(|e| e.state == MessageState::Cancelled)
-        .map(|e| e.id)
+        .map(|e| e.id.to_string())
         .collect();
     assert_eq!(cancelled, vec![ids[3].to_string(), ids[1].to_string()]);
     depths_consistent(&store);

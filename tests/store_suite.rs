@@ -400,7 +400,7 @@ fn receipts_correlate_by_center_id<B: Backend>(dir: &Path, open: fn(&Path) -> B)
     let events = outbox_events(&store, "acme");
     assert_eq!(events.len(), 1);
     let (_, ev) = &events[0];
-    assert_eq!(ev.id, id.to_string());
+    assert_eq!(ev.id, id);
     assert_eq!(ev.state, MessageState::Undeliverable);
     assert_eq!(ev.stat, "UNDELIV");
     assert_eq!(ev.parts, 2);
@@ -428,7 +428,7 @@ fn receipts_correlate_by_center_id<B: Backend>(dir: &Path, open: fn(&Path) -> B)
     one(&store, dlr("BB01", PartState::Delivered, "DELIVRD", 5_200));
     let events = outbox_events(&store, "acme");
     let (_, ev) = events.last().expect("its receipt event");
-    assert_eq!(ev.id, id.to_string());
+    assert_eq!(ev.id, id);
     assert_eq!(
         ev.original,
         Some(ReceiptOriginal {
@@ -501,7 +501,7 @@ fn receipt_for_a_reused_center_id_before_its_submit_response<B: Backend>(
     );
     let events = outbox_events(&store, "acme");
     assert_eq!(events.len(), 2, "one receipt event per message");
-    assert_eq!(events[1].1.id, new.to_string());
+    assert_eq!(events[1].1.id, new);
     assert_eq!(events[1].1.stat, "DELIVRD");
 }
 
@@ -586,7 +586,7 @@ fn expiry_and_finish<B: Backend>(dir: &Path, open: fn(&Path) -> B) {
     ));
     let stats: Vec<String> = outbox_events(&store, "acme")
         .into_iter()
-        .map(|(_, e)| e.stat)
+        .map(|(_, e)| e.stat.to_string())
         .collect();
     assert_eq!(stats, vec!["EXPIRED", "REJECTD"]);
     // Nothing left to lease or recover.

@@ -251,7 +251,7 @@ pub fn receipt_state(s: MessageState) -> Option<&'static str> {
 pub fn to_feedback(n: &Notification) -> Option<FeedbackEvent> {
     match n {
         Notification::Receipt(r) => Some(FeedbackEvent::Receipt(Receipt {
-            id: Some(r.id.clone()),
+            id: Some(r.id.to_string()),
             state: receipt_state(r.state)?.to_owned(),
             done_at: r.done_at.parse().ok(),
             tags: r.tags.clone(),
@@ -511,11 +511,11 @@ mod tests {
 
     use super::*;
     use crate::receipt::mo::MoEvent;
-    use crate::store::ReceiptEvent;
+    use crate::store::{MessageId, ReceiptEvent};
 
     fn receipt(state: MessageState) -> Notification {
         Notification::Receipt(Arc::new(ReceiptEvent {
-            id: "01J".into(),
+            id: MessageId(1),
             client_ref: Some("t1-s2-0".into()),
             to: "13800138000".into(),
             state,
@@ -539,7 +539,7 @@ mod tests {
             panic!("a final receipt maps to a receipt");
         };
         assert_eq!(r.state, "undeliverable");
-        assert_eq!(r.id.as_deref(), Some("01J"));
+        assert_eq!(r.id, Some(MessageId(1).to_string()));
         assert_eq!(r.tags["task"], "1");
         assert_eq!(r.done_at, Some("2026-11-26T03:00:00Z".parse().expect("ts")));
         assert!(to_feedback(&receipt(MessageState::Sent)).is_none());
@@ -662,12 +662,14 @@ mod tests {
 
         // The gateway answers, delivers and gets a receipt and a reply back before the
         // campaign commits the batch's contact rows.
-        let ids: Vec<String> = (0..batch.messages.len()).map(|i| format!("g{i}")).collect();
+        let ids: Vec<String> = (1..=batch.messages.len() as u64)
+            .map(|i| MessageId(i).to_string())
+            .collect();
         let mut ev = match receipt(MessageState::Delivered) {
             Notification::Receipt(r) => Arc::unwrap_or_clone(r),
             Notification::Mo(_) => unreachable!(),
         };
-        ev.id = ids[0].clone();
+        ev.id = MessageId(1);
         ev.tags = batch.messages[0].tags.clone();
         tx.send(Notification::Receipt(Arc::new(ev)))
             .expect("receiver");

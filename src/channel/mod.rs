@@ -55,6 +55,7 @@ pub use egress::{Content, OutboundMessage, Outcome, Settled, WorkerHandle};
 
 use std::time::SystemTime;
 
+use compact_str::{CompactString, ToCompactString};
 use sluice_protocols::smpp::{CanonicalId, IdFormat, canonical_id};
 
 /// Gateway message id (the store's sortable u64, `store::MessageId.0`).
@@ -67,13 +68,13 @@ pub type MessageId = u64;
 /// DLR ids up with the *same* function (with the channel's DLR id format), so that a center
 /// answering hex `1A2B` and quoting decimal `6699` in its receipt matches.
 #[must_use]
-pub fn normalise_center_id(raw: &str, format: IdFormat) -> String {
+pub fn normalise_center_id(raw: &str, format: IdFormat) -> CompactString {
     match canonical_id(raw.as_bytes(), format) {
-        CanonicalId::Numeric(n) => n.to_string(),
-        // The canonical bytes become the string as they are (one allocation per id, not
-        // two); only bytes that are not UTF-8 are copied, lossily.
-        CanonicalId::Text(t) => String::from_utf8(t)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        // Inline up to 24 digits, as is a text id up to 24 bytes: no allocation for the ids
+        // centers give, each made twice a message (submit response and receipt).
+        CanonicalId::Numeric(n) => n.to_compact_string(),
+        // Only bytes that are not UTF-8 are replaced, lossily.
+        CanonicalId::Text(t) => CompactString::from_utf8_lossy(&t),
     }
 }
 
@@ -191,17 +192,17 @@ pub enum ChannelEvent {
     /// A delivery receipt from the center.
     Receipt {
         /// The center's id of the receipted message, raw.
-        center_id: String,
+        center_id: CompactString,
         /// `DELIVRD`, `UNDELIV`, `EXPIRED`, `REJECTD`, … (as the center wrote it).
-        stat: String,
+        stat: CompactString,
         /// The `err:` field, raw.
-        err: String,
+        err: CompactString,
         /// The `done date:` field, raw (`YYMMDDhhmm[ss]`), when present.
-        done_at: Option<String>,
+        done_at: Option<CompactString>,
         /// The `text:` field (first characters of the original message), raw.
-        text: String,
+        text: CompactString,
         /// The handset the receipt is about (the deliver_sm source address).
-        source: String,
+        source: CompactString,
         /// When the receipt arrived.
         at: SystemTime,
         /// Answers the center's deliver_sm: the receipt layer calls [`DeliverAck::done`]

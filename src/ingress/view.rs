@@ -4,6 +4,7 @@
 //! contract's snake_case names (the store's serde names are the same words).
 
 use crate::clock::rfc3339;
+use compact_str::CompactString;
 use serde::Serialize;
 
 use super::accept::Accepted;
@@ -87,11 +88,11 @@ struct MessageView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     client_ref: Option<&'a str>,
     tags: &'a std::collections::BTreeMap<String, String>,
-    created_at: String,
+    created_at: CompactString,
     #[serde(skip_serializing_if = "Option::is_none")]
-    submitted_at: Option<String>,
+    submitted_at: Option<CompactString>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    done_at: Option<String>,
+    done_at: Option<CompactString>,
     attempts: u32,
 }
 
@@ -119,7 +120,7 @@ struct ReceiptView<'a> {
     part: u16,
     stat: &'a str,
     err: &'a str,
-    at: String,
+    at: CompactString,
 }
 
 fn is_zero(v: &u16) -> bool {

@@ -24,12 +24,13 @@ use std::sync::Mutex;
 use tokio::sync::mpsc;
 
 use crate::store::{MessageId, MessageState};
+use compact_str::CompactString;
 
 /// One held receipt a submit response applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedReceipt {
     /// The normalised center id the receipt was held under.
-    pub center_key: String,
+    pub center_key: CompactString,
     /// The message it belongs to.
     pub id: MessageId,
     /// The message's state after the submit response.

@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use compact_str::CompactString;
 use sluice_protocols::smpp::{IdFormat, ReceiptStat};
 
 use crate::store::PartState;
@@ -42,7 +43,7 @@ pub fn part_state(stat: &str) -> PartState {
 /// The store key for a DLR's center id on a channel: exactly what dispatch stores for
 /// submit_sm_resp ids ([`crate::channel::normalise_center_id`]), so hex and decimal forms of
 /// one id meet.
-pub fn center_key(raw: &str, format: IdFormat) -> String {
+pub fn center_key(raw: &str, format: IdFormat) -> CompactString {
     crate::channel::normalise_center_id(raw, format)
 }
 
@@ -51,7 +52,7 @@ pub fn center_key(raw: &str, format: IdFormat) -> String {
 pub struct Pending {
     hold_for: Duration,
     max: usize,
-    held: HashMap<String, Instant>,
+    held: HashMap<CompactString, Instant>,
 }
 
 /// What to do with a held receipt at a check.
@@ -74,7 +75,7 @@ impl Pending {
     }
 
     /// Records a held receipt; `false` when full (count it unmatched now).
-    pub fn hold(&mut self, center_key: String, now: Instant) -> bool {
+    pub fn hold(&mut self, center_key: CompactString, now: Instant) -> bool {
         if self.held.len() >= self.max && !self.held.contains_key(&center_key) {
             return false;
         }
@@ -99,7 +100,7 @@ impl Pending {
     }
 
     /// Forgets and returns the receipts held `hold_for` or longer at `now` (unmatched).
-    pub fn give_up(&mut self, now: Instant) -> Vec<String> {
+    pub fn give_up(&mut self, now: Instant) -> Vec<CompactString> {
         let mut given_up = Vec::new();
         self.held.retain(|key, since| {
             if now.saturating_duration_since(*since) >= self.hold_for {

@@ -39,6 +39,7 @@ pub mod receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use compact_str::CompactString;
 use sluice_protocols::smpp::IdFormat;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 
@@ -117,7 +118,7 @@ pub struct Receipts {
 enum Applied {
     /// A DLR, under its center id as the center wrote it: normalised again only for the
     /// answers that name it (held, stale, unmatched), not copied for every receipt.
-    Receipt(String),
+    Receipt(CompactString),
     /// An MO kept in its account's MO outbox.
     Mo(MoEvent),
 }
@@ -357,7 +358,7 @@ impl Receipts {
                 } => {
                     acks.push(ack);
                     ops.push(Op::Receipt {
-                        channel: channel.to_owned(),
+                        channel: channel.into(),
                         center_id: center_key(&center_id, dlr_format),
                         part_state: part_state(&stat),
                         stat,
@@ -482,7 +483,7 @@ impl Receipts {
             from,
             to,
             text,
-            received_at: crate::clock::rfc3339(ms(at)),
+            received_at: crate::clock::rfc3339(ms(at)).into(),
         };
         (event, keep)
     }

@@ -67,7 +67,9 @@ use sluice_campaign::signature::{self, WebhookSecret};
 use super::Notification;
 use super::receiver::{self, Answer, Pacer, PacerStats, Slot};
 use crate::metrics as m;
-use crate::store::{GatewayStore, MessageStore, Op, OutboxEntry, ReceiptEvent, StoreError};
+use crate::store::{
+    GatewayStore, MessageId, MessageStore, Op, OutboxEntry, ReceiptEvent, StoreError,
+};
 
 /// Entries with their own backoff (refused by a 4xx) kept per account; past it, a refused
 /// entry is paced by its receiver's backoff only.
@@ -1063,7 +1065,7 @@ struct WebhookReceipt<'a> {
     client_ref: Option<&'a str>,
     done_at: &'a str,
     err: &'a str,
-    id: &'a str,
+    id: &'a MessageId,
     parts: u16,
     stat: &'a str,
     state: crate::store::MessageState,
@@ -1161,7 +1163,7 @@ mod tests {
     #[test]
     fn body_has_contract_fields_only() {
         let ev = ReceiptEvent {
-            id: "01JD3Q5V8Q0000000000000001".into(),
+            id: "01JD3Q5V8Q0000000000000001".parse().expect("an id"),
             client_ref: Some("abc".into()),
             to: "+8613800138000".into(),
             state: crate::store::MessageState::Delivered,
@@ -1200,7 +1202,7 @@ mod tests {
     #[test]
     fn body_bytes_are_those_of_the_value_map() {
         let full = ReceiptEvent {
-            id: "01JD3Q5V8Q0000000000000001".into(),
+            id: "01JD3Q5V8Q0000000000000001".parse().expect("an id"),
             client_ref: Some("r\"ef\u{1}é".into()),
             to: "+8613800138000".into(),
             state: crate::store::MessageState::Undeliverable,

@@ -61,7 +61,7 @@ pub fn effects(rules: &Rules, mo: &MoSettings, batch: &[Notification]) -> Effect
                     .parse::<jiff::Timestamp>()
                     .map_or_else(|_| rules.today(), |t| rules.date_of(t));
                 out.delivered.push(Delivered {
-                    message_id: r.id.clone(),
+                    message_id: r.id.to_string(),
                     msisdn,
                     channel: Channel::of_kind(r.kind),
                     day: day_number(at),
@@ -166,16 +166,16 @@ mod tests {
     use super::*;
     use crate::clock::{AnyClock, ManualClock};
     use crate::receipt::mo::MoEvent;
-    use crate::store::{Lane, MessageKind, ReceiptEvent};
+    use crate::store::{Lane, MessageId, MessageKind, ReceiptEvent};
 
-    fn receipt(id: &str, state: MessageState, lane: Lane) -> Notification {
+    fn receipt(id: u64, state: MessageState, lane: Lane) -> Notification {
         Notification::Receipt(std::sync::Arc::new(ReceiptEvent {
-            id: id.into(),
+            id: MessageId(id),
             client_ref: None,
             to: "+8613800138000".into(),
             state,
-            stat: String::new(),
-            err: String::new(),
+            stat: Default::default(),
+            err: Default::default(),
             parts: 1,
             submitted_at: None,
             // 23:30 UTC is the next local day in Shanghai.
@@ -215,9 +215,9 @@ mod tests {
             &rules,
             &mo,
             &[
-                receipt("a", MessageState::Delivered, Lane::Marketing),
-                receipt("b", MessageState::Undeliverable, Lane::Marketing),
-                receipt("c", MessageState::Delivered, Lane::Otp),
+                receipt(1, MessageState::Delivered, Lane::Marketing),
+                receipt(2, MessageState::Undeliverable, Lane::Marketing),
+                receipt(3, MessageState::Delivered, Lane::Otp),
                 reply(" td "),
                 reply("yes"),
             ],
@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(
             fx.delivered,
             vec![Delivered {
-                message_id: "a".into(),
+                message_id: MessageId(1).to_string(),
                 msisdn: 13_800_138_000,
                 channel: Channel::WapPush,
                 day: day_number(jiff::civil::Date::constant(2026, 12, 5)),

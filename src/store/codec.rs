@@ -34,6 +34,8 @@
 
 use std::collections::BTreeMap;
 
+use compact_str::CompactString;
+
 use super::id::MessageId;
 use super::model::{
     EncodingHint, Lane, Message, MessageKind, MessageState, Part, PartState, Payload, Receipt,
@@ -499,6 +501,11 @@ impl<'a> Reader<'a> {
         self.str().map(str::to_owned)
     }
 
+    /// A short text (a status word, an error code): inline up to 24 bytes, no allocation.
+    fn compact(&mut self) -> Result<CompactString, DecodeError> {
+        self.str().map(CompactString::from)
+    }
+
     fn flag(&mut self, field: &'static str) -> Result<bool, DecodeError> {
         match self.u8()? {
             0 => Ok(false),
@@ -510,6 +517,14 @@ impl<'a> Reader<'a> {
     fn opt_string(&mut self, field: &'static str) -> Result<Option<String>, DecodeError> {
         if self.flag(field)? {
             self.string().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn opt_compact(&mut self, field: &'static str) -> Result<Option<CompactString>, DecodeError> {
+        if self.flag(field)? {
+            self.compact().map(Some)
         } else {
             Ok(None)
         }
@@ -664,7 +679,7 @@ pub(crate) fn decode_state_into(m: &mut Message, v: &[u8]) -> Result<(), DecodeE
     for _ in 0..n {
         parts.push(Part {
             seq: r.small("part seq")?,
-            center_id: r.opt_string("center_id")?,
+            center_id: r.opt_compact("center_id")?,
             state: part_state_from(r.u8()?)?,
         });
     }
@@ -673,8 +688,8 @@ pub(crate) fn decode_state_into(m: &mut Message, v: &[u8]) -> Result<(), DecodeE
     for _ in 0..n {
         receipts.push(Receipt {
             part: r.small("receipt part")?,
-            stat: r.string()?,
-            err: r.string()?,
+            stat: r.compact()?,
+            err: r.compact()?,
             at_ms: r.varint()?,
         });
     }

@@ -69,10 +69,11 @@ impl MessageId {
     const fn as_ulid(self) -> u128 {
         ((self.unix_ms() as u128) << 80) | self.counter() as u128
     }
-}
 
-impl fmt::Display for MessageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// The 26-character text form as ASCII bytes, on the stack (what `Display` writes), for
+    /// a wire field that takes bytes.
+    #[must_use]
+    pub fn to_text(self) -> [u8; ID_TEXT_LEN] {
         let v = self.as_ulid();
         let mut out = [0u8; ID_TEXT_LEN];
         for (i, slot) in out.iter_mut().enumerate() {
@@ -80,6 +81,13 @@ impl fmt::Display for MessageId {
             let shift = 5 * (ID_TEXT_LEN - 1 - i);
             *slot = ALPHABET[((v >> shift) & 0x1F) as usize];
         }
+        out
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let out = self.to_text();
         // The alphabet is ASCII, so this never fails; fall back to an error rather than panic.
         f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
     }

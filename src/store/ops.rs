@@ -27,6 +27,7 @@
 use std::sync::Arc;
 
 use crate::clock::rfc3339;
+use compact_str::CompactString;
 
 use super::backend::{Kv, KvRead};
 use super::codec;
@@ -77,7 +78,7 @@ pub enum Op {
         /// Total parts.
         parts: u16,
         /// Center's id for the part.
-        center_id: String,
+        center_id: CompactString,
         /// Current time, ms.
         now_ms: u64,
     },
@@ -117,15 +118,15 @@ pub enum Op {
     /// applied by the matching `Submitted`.
     Receipt {
         /// Channel it came from.
-        channel: String,
+        channel: CompactString,
         /// Normalised center id.
-        center_id: String,
+        center_id: CompactString,
         /// Part state it reports (`Submitted` for intermediate states like ENROUTE).
         part_state: PartState,
         /// Status word.
-        stat: String,
+        stat: CompactString,
         /// Error code text.
-        err: String,
+        err: CompactString,
         /// Arrival time, ms.
         now_ms: u64,
     },
@@ -470,12 +471,12 @@ pub(crate) fn finalize(
         .contains_key(SMPP_RECEIPT_TAG)
         .then(|| ReceiptOriginal::of(m));
     let event = ReceiptEvent {
-        id: m.id.to_string(),
+        id: m.id,
         client_ref: m.client_ref.take(),
         to: std::mem::take(&mut m.to),
         state,
-        stat: stat.to_owned(),
-        err: err.to_owned(),
+        stat: stat.into(),
+        err: err.into(),
         parts: u16::try_from(m.parts.len()).unwrap_or(u16::MAX),
         submitted_at: m.submitted_ms.map(rfc3339),
         done_at: rfc3339(now_ms),
@@ -872,8 +873,8 @@ impl BodyRun {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct EarlyReceipt {
     part_state: PartState,
-    stat: String,
-    err: String,
+    stat: CompactString,
+    err: CompactString,
     at_ms: u64,
 }
 
@@ -905,7 +906,7 @@ fn submitted(
         }));
     }
     let idx = usize::from(part - 1);
-    m.parts[idx].center_id = Some(center_id.to_owned());
+    m.parts[idx].center_id = Some(center_id.into());
     if !m.parts[idx].state.is_final() {
         m.parts[idx].state = PartState::Submitted;
     }
@@ -914,7 +915,7 @@ fn submitted(
         &keys::center_value(id, part),
     )?;
     let early_key = keys::early(&m.channel, center_id);
-    let mut deciding: Option<(String, String)> = None;
+    let mut deciding: Option<(CompactString, CompactString)> = None;
     if let Some(v) = kv.get(&early_key)? {
         let arrived = keys::be_u64(&v, 0).ok_or_else(|| corrupt(&early_key, "short"))?;
         let r: EarlyReceipt = decode(&early_key, &v[8..])?;
@@ -1060,8 +1061,8 @@ fn finish(
     }
     m.receipts.push(Receipt {
         part: 0,
-        stat: stat.to_owned(),
-        err: err.to_owned(),
+        stat: stat.into(),
+        err: err.into(),
         at_ms: now_ms,
     });
     finalize(kv, &mut m, state, stat, err, now_ms)?;
@@ -1105,8 +1106,8 @@ fn receipt(
     m.parts[idx].state = part_state;
     m.receipts.push(Receipt {
         part,
-        stat: stat.to_owned(),
-        err: err.to_owned(),
+        stat: stat.into(),
+        err: err.into(),
         at_ms: now_ms,
     });
     settle_parts(kv, m, stat, err, now_ms)
@@ -1128,8 +1129,8 @@ fn hold_early(
     let mut value = now_ms.to_be_bytes().to_vec();
     value.extend_from_slice(&encode(&EarlyReceipt {
         part_state,
-        stat: stat.to_owned(),
-        err: err.to_owned(),
+        stat: stat.into(),
+        err: err.into(),
         at_ms: now_ms,
     })?);
     if let Some(old) = kv.get(&early_key)?

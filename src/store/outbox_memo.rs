@@ -886,6 +886,7 @@ impl Kv for OutboxMemoKv<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::MessageId;
     use crate::store::backend::MapKv;
 
     fn put(account: &str, seq: u64) -> (String, Vec<Change>) {
@@ -959,9 +960,9 @@ mod tests {
         assert_eq!(seqs(memo.read("fast", 0, 10, 0)), Some(vec![1, 2]));
     }
 
-    fn event(id: &str) -> Arc<ReceiptEvent> {
+    fn event(id: u64) -> Arc<ReceiptEvent> {
         Arc::new(ReceiptEvent {
-            id: id.into(),
+            id: MessageId(id),
             client_ref: None,
             to: "+8613800138000".into(),
             state: crate::store::model::MessageState::Delivered,
@@ -983,7 +984,7 @@ mod tests {
         let memo = OutboxMemo::default();
         let mut engine = MapKv::default();
         let mut kv = OutboxMemoKv::new(&mut engine, &memo, false);
-        let ev = event("id1");
+        let ev = event(1);
         let stored = crate::store::backend::receipt_entry_body(&ev).unwrap();
         kv.put_receipt_entry(&keys::outbox("a", 1), Arc::clone(&ev))
             .unwrap();
@@ -1022,9 +1023,9 @@ mod tests {
             .map
             .insert(keys::outbox("c", 1).to_vec(), b"{1}".to_vec());
         let mut kv = OutboxMemoKv::new(&mut engine, &memo, false);
-        kv.put_receipt_entry(&keys::outbox("c", 2), event("x"))
+        kv.put_receipt_entry(&keys::outbox("c", 2), event(2))
             .unwrap();
-        kv.put_receipt_entry(&keys::outbox("c", 3), event("y"))
+        kv.put_receipt_entry(&keys::outbox("c", 3), event(3))
             .unwrap();
         memo.apply(kv.into_pending(), 0);
         assert_eq!(memo.read("c", 0, 10, 0), None, "entry 1 is the engine's");
@@ -1134,7 +1135,7 @@ mod tests {
         let mut engine = MapKv::default();
         let mut kv = OutboxMemoKv::new(&mut engine, &memo, true);
         for seq in 1..=3 {
-            kv.put_receipt_entry(&keys::outbox("a", seq), event("e"))
+            kv.put_receipt_entry(&keys::outbox("a", seq), event(4))
                 .unwrap();
         }
         memo.apply(kv.into_pending(), 0);
@@ -1262,7 +1263,7 @@ mod tests {
                                 let (acc, seq) = (account(*a), next[usize::from(*a)]);
                                 next[usize::from(*a)] += 1;
                                 let key = keys::outbox(&acc, seq).to_vec();
-                                let ev = event(&format!("{acc}/{seq}"));
+                                let ev = event(u64::from(*a) << 32 | seq);
                                 let body = crate::store::backend::receipt_entry_body(&ev).unwrap();
                                 layer.put_receipt_entry(&key, ev).unwrap();
                                 now.insert(key, body);
@@ -1447,12 +1448,12 @@ mod tests {
                             id: m.id,
                             part: 1,
                             parts: 1,
-                            center_id: cid.clone(),
+                            center_id: cid.as_str().into(),
                             now_ms: 5,
                         },
                         Op::Receipt {
                             channel: CH.into(),
-                            center_id: cid,
+                            center_id: cid.into(),
                             part_state: PartState::Delivered,
                             stat: "DELIVRD".into(),
                             err: "000".into(),

@@ -1088,7 +1088,7 @@ mod tests {
             id: MessageId(id),
             part: 1,
             parts: 1,
-            center_id: format!("C{id}"),
+            center_id: compact_str::format_compact!("C{id}"),
             now_ms: 1,
         }
     }

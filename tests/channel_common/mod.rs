@@ -178,7 +178,7 @@ impl Rig {
             .filter_map(|e| match e {
                 ChannelEvent::Receipt {
                     center_id, stat, ..
-                } => Some((center_id.clone(), stat.clone())),
+                } => Some((center_id.to_string(), stat.to_string())),
                 _ => None,
             })
             .collect()

@@ -11,6 +11,7 @@
 
 use std::time::{Instant, SystemTime};
 
+use compact_str::{CompactString, ToCompactString};
 use sluice_protocols::cmpp::{Deliver, DeliverContent, FixedStr, StatusReport};
 use sluice_protocols::sms::{self, Encoding};
 
@@ -53,14 +54,14 @@ impl Inbound {
 /// The receipt event of a status report.
 #[must_use]
 pub fn receipt_event(report: &StatusReport) -> ChannelEvent {
-    let done = text(&report.done_time);
+    let done = compact(&report.done_time);
     ChannelEvent::Receipt {
-        center_id: report.msg_id.0.to_string(),
-        stat: text(&report.stat),
-        err: String::new(),
+        center_id: report.msg_id.0.to_compact_string(),
+        stat: compact(&report.stat),
+        err: CompactString::default(),
         done_at: (!done.is_empty()).then_some(done),
-        text: String::new(),
-        source: text(&report.dest_terminal_id),
+        text: CompactString::default(),
+        source: compact(&report.dest_terminal_id),
         at: SystemTime::now(),
         ack: DeliverAck::default(),
     }
@@ -77,6 +78,11 @@ fn decode(body: &[u8], msg_fmt: u8) -> String {
 
 fn text<const N: usize>(f: &FixedStr<N>) -> String {
     String::from_utf8_lossy(f.as_bytes()).trim().to_owned()
+}
+
+/// A fixed-width field's text, trimmed: inline up to 24 bytes (every status report field).
+fn compact<const N: usize>(f: &FixedStr<N>) -> CompactString {
+    CompactString::from(String::from_utf8_lossy(f.as_bytes()).trim())
 }
 
 #[cfg(test)]

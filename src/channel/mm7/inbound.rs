@@ -346,12 +346,12 @@ fn receipt_event(channel: &str, r: &DeliveryReportReq) -> ChannelEvent {
         center_id(&r.message_id, recipient)
     };
     ChannelEvent::Receipt {
-        center_id: key,
-        stat: stat.to_owned(),
-        err: mm_status.to_owned(),
-        done_at: r.date.as_deref().and_then(done_at),
-        text: r.status_text.clone().unwrap_or_default(),
-        source: recipient.to_owned(),
+        center_id: key.into(),
+        stat: stat.into(),
+        err: mm_status.into(),
+        done_at: r.date.as_deref().and_then(done_at).map(Into::into),
+        text: r.status_text.as_deref().unwrap_or_default().into(),
+        source: recipient.into(),
         at: SystemTime::now(),
         ack: DeliverAck::default(),
     }

@@ -10,6 +10,7 @@
 
 use std::time::{Instant, SystemTime};
 
+use compact_str::CompactString;
 use sluice_protocols::smpp::{DeliveryReport, ReceiptStat, Sm};
 use sluice_protocols::sms::{self, Concat, Encoding, ReassemblyConfig};
 
@@ -55,8 +56,8 @@ impl Inbound {
             };
             (concat, payload.as_ref())
         };
-        let from = lossy(&sm.source.addr);
-        let to = lossy(&sm.dest.addr);
+        let from = String::from_utf8_lossy(&sm.source.addr).into_owned();
+        let to = String::from_utf8_lossy(&sm.dest.addr).into_owned();
         let whole = self.mo.assemble(&from, &to, concat, body, now)?;
         Some(ChannelEvent::Mo {
             from,
@@ -107,8 +108,8 @@ pub fn receipt_event(sm: &Sm) -> Option<ChannelEvent> {
 /// `YYMMDDhhmm` from its fields, each written as two digits (a field over 99 keeps its last
 /// two, as `{:02}` of it modulo 100 would). One per receipt: `format!` with five padded
 /// fields was a third of this function's time.
-fn two_digits(fields: &[u8]) -> String {
-    let mut s = String::with_capacity(fields.len() * 2);
+fn two_digits(fields: &[u8]) -> CompactString {
+    let mut s = CompactString::with_capacity(fields.len() * 2);
     for &f in fields {
         let f = f % 100;
         s.push(char::from(b'0' + f / 10));
@@ -117,8 +118,9 @@ fn two_digits(fields: &[u8]) -> String {
     s
 }
 
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// Inline up to 24 bytes (ids, status words, dates, numbers): no allocation per field.
+fn lossy(b: &[u8]) -> CompactString {
+    CompactString::from_utf8_lossy(b)
 }
 
 #[cfg(test)]

@@ -110,8 +110,9 @@ pub fn receipt_sm(event: &ReceiptEvent, original: Option<&ReceiptOriginal>) -> S
         })
         .collect();
     let done = receipt_date(Some(&event.done_at));
+    let id = event.id.to_text();
     let r = ReceiptText {
-        id: Some(event.id.as_bytes()),
+        id: Some(&id),
         sub: Some(1),
         dlvrd: Some(u32::from(event.state == MessageState::Delivered)),
         submit_date: receipt_date(event.submitted_at.as_deref()).or(done),
@@ -127,7 +128,7 @@ pub fn receipt_sm(event: &ReceiptEvent, original: Option<&ReceiptOriginal>) -> S
         short_message: Octets::from(r.to_vec()),
         ..Sm::default()
     };
-    sm.tlvs.set_receipted_message_id(event.id.as_bytes());
+    sm.tlvs.set_receipted_message_id(&id);
     sm.tlvs.set_message_state(state);
     sm
 }
@@ -368,9 +369,8 @@ fn scan(
                 }
                 // Entries written before events carried it: the message is read back.
                 let original = event.original.as_ref().map(Cow::Borrowed).or_else(|| {
-                    let id = event.id.parse().ok()?;
                     store
-                        .get(id)
+                        .get(event.id)
                         .ok()
                         .flatten()
                         .map(|m| Cow::Owned(ReceiptOriginal::of(&m)))
@@ -427,7 +427,7 @@ mod tests {
     #[test]
     fn receipt_pdu_carries_our_id_text_and_tlvs() {
         let ev = ReceiptEvent {
-            id: "01JD3Q5V8Q0000000000000001".into(),
+            id: "01JD3Q5V8Q0000000000000001".parse().expect("an id"),
             client_ref: None,
             to: "+8613800138000".into(),
             state: MessageState::Delivered,
@@ -455,7 +455,7 @@ mod tests {
         assert!(text.contains("done date:2611260001"), "{text}");
         assert!(text.contains("stat:DELIVRD err:000 text:"), "{text}");
         let dr = DeliveryReport::from_sm(&sm).expect("a receipt");
-        assert_eq!(dr.message_id, ev.id.as_bytes());
+        assert_eq!(dr.message_id, &ev.id.to_text()[..]);
         assert_eq!(sm.tlvs.message_state(), Some(SmppState::Delivered));
         // The original, carried by the event: its sender is the destination, its first 20
         // characters (ASCII) the text.
