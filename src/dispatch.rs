@@ -72,6 +72,7 @@
 //! `Failed` → `Op::Finish` (`rejected`
 //! for `REJECTD`, `undeliverable` for `UNDELIV`).
 
+use compact_str::CompactString;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -979,7 +980,7 @@ impl<C: Clock> OutcomeWriter<C> {
 
 /// The raw center ids of each outcome in `settled` (none but for a sent one), taken out of
 /// them: a held receipt's report names its center id ([`OutcomeWriter::apply`]).
-fn sent_center_ids(settled: &mut [Settled]) -> Vec<Vec<String>> {
+fn sent_center_ids(settled: &mut [Settled]) -> Vec<Vec<CompactString>> {
     settled
         .iter_mut()
         .map(|s| match &mut s.outcome {

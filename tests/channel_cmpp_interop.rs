@@ -297,7 +297,7 @@ fn message(id: u64, text: String, hint: Option<Encoding>) -> OutboundMessage {
         id,
         attempt: 0,
         from: Some("10086".into()),
-        to: format!("+86138{id:08}"),
+        to: compact_str::format_compact!("+86138{id:08}"),
         content: Content::Text { text, hint },
     }
 }
@@ -444,7 +444,7 @@ async fn channel_against_a_cmppprotocol_ismg() {
     for (m, _) in &sent {
         let o = &outcomes[&m.id];
         assert!(matches!(o, Outcome::Sent { .. }), "{}: {o:?}", m.id);
-        for id in center_ids(o) {
+        for id in &center_ids(o) {
             assert!(ids.contains(id), "{}: {id} is not an ISMG Msg_Id", m.id);
             part_ids.push(id.clone());
         }

@@ -281,7 +281,10 @@ async fn submit_req_carries_content_headers_and_namespace() {
         finals[&1],
         Outcome::Sent {
             id: 1,
-            center_ids: vec![format!("{}/8613800138000", s.message_id)],
+            center_ids: vec![compact_str::format_compact!(
+                "{}/8613800138000",
+                s.message_id
+            )],
         }
     );
     assert_eq!(s.namespace.as_deref(), Some(soap::REL_5_MM7_1_0));
@@ -850,7 +853,9 @@ async fn multi_recipient_submit_and_per_recipient_reports() {
     rig.handle.shutdown().await;
 
     let b = back().await;
-    let order: Vec<(u64, Vec<String>)> = (1..=3).map(|i| (i, sent[&i].clone())).collect();
+    let order: Vec<(u64, Vec<String>)> = (1..=3)
+        .map(|i| (i, sent[&i].iter().map(ToString::to_string).collect()))
+        .collect();
     let ids = stored_and_submitted(&b, &order).await;
     for (i, status) in [(1, "Retrieved"), (2, "Rejected"), (3, "Retrieved")] {
         let (code, body) = post(

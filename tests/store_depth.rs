@@ -284,9 +284,13 @@ impl Run {
             };
             match m.state {
                 MessageState::Queued | MessageState::Scheduled => {
-                    *d.ready.entry((m.channel, m.lane)).or_insert(0) += 1;
+                    *d.ready
+                        .entry((m.channel.into_string(), m.lane))
+                        .or_insert(0) += 1;
                 }
-                MessageState::InFlight => *d.in_flight.entry(m.channel).or_insert(0) += 1,
+                MessageState::InFlight => {
+                    *d.in_flight.entry(m.channel.into_string()).or_insert(0) += 1
+                }
                 _ => {}
             }
         }

@@ -19,6 +19,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use compact_str::CompactString;
 use sluice_protocols::sms::Encoding;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -70,9 +71,9 @@ pub struct OutboundMessage {
     /// Attempts already made (0 for the first).
     pub attempt: u32,
     /// Sender; `None` = the channel's default.
-    pub from: Option<String>,
+    pub from: Option<CompactString>,
     /// Destination.
-    pub to: String,
+    pub to: CompactString,
     /// What to send.
     pub content: Content,
 }
@@ -85,7 +86,7 @@ pub enum Outcome {
         /// Message.
         id: MessageId,
         /// Raw center ids, in part order.
-        center_ids: Vec<String>,
+        center_ids: Vec<CompactString>,
     },
     /// Put it back; attempt it again after `after`.
     Retry {
@@ -224,7 +225,7 @@ pub enum PartOutcome {
         /// Protocol status (SMPP command_status, CMPP SUBMIT_RESP Result).
         status: u32,
         /// The center's id, raw as it wrote it (CMPP's u64 Msg_Id in decimal).
-        center_id: String,
+        center_id: CompactString,
     },
     /// No response in time: the center may or may not have it.
     Timeout,

@@ -33,6 +33,7 @@
 //! never blocks on one channel while another could deadlock it — it waits on reports, the
 //! part queue, the limiter and new messages in one `select!`.
 
+use compact_str::CompactString;
 use std::collections::{HashMap, VecDeque};
 
 use rustc_hash::FxHashMap;
@@ -193,7 +194,7 @@ struct PartSlot<P> {
     /// The request body until a bind takes it ([`Worker::next_job`]); a part sent again is
     /// built again from its message.
     body: Option<Box<P>>,
-    center_id: Option<String>,
+    center_id: Option<CompactString>,
     /// Re-sends after timeouts / lost binds.
     local_tries: u32,
     /// Throttle answers collected.

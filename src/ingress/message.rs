@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 
+use compact_str::CompactString;
 use jiff::Timestamp;
 use serde::Deserialize;
 use sluice_protocols::sms;
@@ -45,10 +46,10 @@ pub const MAX_URL: usize = 2048;
 #[serde(deny_unknown_fields)]
 pub struct WireMessage {
     /// Destination address.
-    pub to: String,
+    pub to: CompactString,
     /// Sender; defaults to the account's default sender.
     #[serde(default)]
-    pub from: Option<String>,
+    pub from: Option<CompactString>,
     /// UTF-8 text.
     #[serde(default)]
     pub text: Option<String>,
@@ -106,9 +107,9 @@ pub struct WireMessage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Submission {
     /// Destination, as given (E.164 with `+` or national digits).
-    pub to: String,
+    pub to: CompactString,
     /// Sender (client's, checked against the account, or the account default).
-    pub from: String,
+    pub from: CompactString,
     /// What to send.
     pub payload: Payload,
     /// Kind for routing.
@@ -157,8 +158,8 @@ pub struct SenderPolicy {
     /// Senders the account may use. Empty = any syntactically valid sender. An entry ending
     /// in `*` allows every sender starting with the rest (long number + extension codes).
     pub allowed: Vec<String>,
-    /// Sender used when the message has no `from`.
-    pub default: Option<String>,
+    /// Sender used when the message has no `from` (inline: copied into every such message).
+    pub default: Option<CompactString>,
     /// The account may name a `callback_url`: it has a `webhook_secret`, and every webhook
     /// is signed with it. Without one a callback could only go out unsigned, so it is
     /// refused here rather than dropped later.
@@ -756,7 +757,7 @@ mod tests {
                                  bin in proptest::option::of("[0-9a-fA-Fz]{0,12}"),
                                  udh in proptest::option::of("[0-9a-f]{0,8}"),
                                  win in proptest::option::of(".{0,12}")) {
-            let m = WireMessage { to, text, binary: bin, udh, window: win, ..WireMessage::default() };
+            let m = WireMessage { to: to.into(), text, binary: bin, udh, window: win, ..WireMessage::default() };
             let _ = validate(m, &SenderPolicy::default());
         }
     }

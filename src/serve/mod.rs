@@ -365,7 +365,7 @@ fn account_specs(config: &Config) -> Result<Vec<AccountSpec>, ServeError> {
                 burst: NonZeroU32::new(a.burst.max(a.rate.min(1))),
                 senders: SenderPolicy {
                     allowed: allowed_senders(a),
-                    default: a.default_sender.clone(),
+                    default: a.default_sender.as_deref().map(Into::into),
                     callbacks: a.webhook_secret.is_some(),
                 },
                 webhook_url: a.webhook_url.clone(),

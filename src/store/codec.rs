@@ -345,7 +345,7 @@ fn body_len_hint(m: &Message) -> usize {
         + m.to.len()
         + m.channel.len()
         + payload
-        + m.from.as_ref().map_or(0, String::len)
+        + m.from.as_ref().map_or(0, |f| f.len())
         + m.window.as_ref().map_or(0, String::len)
         + m.client_ref.as_ref().map_or(0, String::len)
         + m.callback_url.as_ref().map_or(0, String::len)
@@ -592,9 +592,10 @@ pub(crate) fn decode_body(v: &[u8]) -> Result<Body, DecodeError> {
 /// Reads the body fields (after the version byte), leaving the reader after them.
 fn read_body(r: &mut Reader<'_>) -> Result<Message, DecodeError> {
     let id = MessageId(r.varint()?);
-    let account = r.string()?;
-    let to = r.string()?;
-    let from = r.opt_string("from")?;
+    // Names and addresses inline (`CompactString`): a lease decodes every body it takes.
+    let account = r.compact()?;
+    let to = r.compact()?;
+    let from = r.opt_compact("from")?;
     let payload = match r.u8()? {
         PAYLOAD_TEXT => Payload::Text {
             text: r.string()?,
@@ -623,7 +624,7 @@ fn read_body(r: &mut Reader<'_>) -> Result<Message, DecodeError> {
     };
     let kind = kind_from(r.u8()?)?;
     let lane = lane_from(r.u8()?)?;
-    let channel = r.string()?;
+    let channel = r.compact()?;
     let not_before_ms = r.opt_u64("not_before")?;
     let expires_at_ms = r.opt_u64("expires_at")?;
     let window = r.opt_string("window")?;

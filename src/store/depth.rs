@@ -447,7 +447,7 @@ pub(crate) fn recount(kv: &dyn KvRead) -> Result<QueueDepths, StoreError> {
             return Ok(());
         };
         if let Some(m) = ops::load(kv, MessageId(id))? {
-            *d.in_flight.entry(m.channel).or_insert(0) += 1;
+            *d.in_flight.entry(m.channel.into_string()).or_insert(0) += 1;
         }
         Ok(())
     })?;

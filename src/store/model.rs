@@ -282,12 +282,12 @@ pub struct Message {
     /// Gateway id.
     pub id: MessageId,
     /// Owning account (no NUL bytes).
-    pub account: String,
+    pub account: CompactString,
     /// Destination address.
-    pub to: String,
+    pub to: CompactString,
     /// Source address (after the account default was applied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
+    pub from: Option<CompactString>,
     /// Content.
     pub payload: Payload,
     /// Content kind.
@@ -297,7 +297,7 @@ pub struct Message {
     #[serde(default)]
     pub lane: Lane,
     /// Channel chosen by the router (no NUL bytes).
-    pub channel: String,
+    pub channel: CompactString,
     /// Do not send before, ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before_ms: Option<u64>,
@@ -348,10 +348,10 @@ impl Message {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: MessageId,
-        account: impl Into<String>,
-        to: impl Into<String>,
+        account: impl Into<CompactString>,
+        to: impl Into<CompactString>,
         payload: Payload,
-        channel: impl Into<String>,
+        channel: impl Into<CompactString>,
         due_ms: u64,
         now_ms: u64,
     ) -> Self {
@@ -408,7 +408,7 @@ pub struct ReceiptEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ref: Option<String>,
     /// Destination.
-    pub to: String,
+    pub to: CompactString,
     /// Final state.
     pub state: MessageState,
     /// Status word of the deciding receipt.
@@ -456,7 +456,7 @@ pub const SMPP_RECEIPT_TAG: &str = "smpp_registered_delivery";
 pub struct ReceiptOriginal {
     /// The message's sender, if it named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
+    pub from: Option<CompactString>,
     /// Its first 20 characters; empty for a message without text.
     #[serde(default)]
     pub text: String,

@@ -1363,7 +1363,7 @@ mod tests {
             let mut ours = Vec::new();
             for id in 1..=40u64 {
                 let mut m = message(id);
-                m.to = format!("+86{id}");
+                m.to = compact_str::format_compact!("+86{id}");
                 if id % every != 0 {
                     m.channel = "other".into();
                 } else {
@@ -1412,7 +1412,7 @@ mod tests {
         for id in 1..=30u64 {
             let mut m = message(id);
             m.client_ref = Some(format!("r{id}"));
-            m.to = format!("+86{id}");
+            m.to = compact_str::format_compact!("+86{id}");
             if id % 3 == 0 {
                 queued.push(m.clone());
             } else {

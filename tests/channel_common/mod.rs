@@ -51,7 +51,7 @@ pub fn text(id: u64, text: String) -> OutboundMessage {
         id,
         attempt: 0,
         from: Some("10086".into()),
-        to: format!("+86138{id:08}"),
+        to: compact_str::format_compact!("+86138{id:08}"),
         content: Content::Text { text, hint: None },
     }
 }
@@ -143,7 +143,8 @@ impl Rig {
                     other => {
                         if let Outcome::Sent { center_ids, .. } = &other {
                             let at = self.seen.len();
-                            self.accepted.extend(center_ids.iter().map(|c| (c.clone(), at)));
+                            self.accepted
+                                .extend(center_ids.iter().map(|c| (c.to_string(), at)));
                         }
                         let id = match &other {
                             Outcome::Sent { id, .. } | Outcome::Failed { id, .. } => *id,
@@ -193,9 +194,9 @@ impl Rig {
 }
 
 /// The center ids of a `Sent` outcome.
-pub fn center_ids(o: &Outcome) -> &[String] {
+pub fn center_ids(o: &Outcome) -> Vec<String> {
     match o {
-        Outcome::Sent { center_ids, .. } => center_ids,
+        Outcome::Sent { center_ids, .. } => center_ids.iter().map(ToString::to_string).collect(),
         other => panic!("expected Sent, got {other:?}"),
     }
 }

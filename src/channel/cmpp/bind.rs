@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use compact_str::ToCompactString;
 use jiff::tz::TimeZone;
 use metrics::counter;
 use sluice_protocols::cmpp::{MsgId, ResultCode, SpConfig, SpEvent, SpSession, SpState, Submit};
@@ -174,7 +175,7 @@ impl Link for CmppLink {
                     tag,
                     outcome: PartOutcome::Response {
                         status: result.raw(),
-                        center_id: msg_id.0.to_string(),
+                        center_id: msg_id.0.to_compact_string(),
                     },
                     sent_at,
                 },

@@ -177,7 +177,7 @@ pub fn build_parts(
     if dest.is_empty() || dest.len() > tid || !dest.bytes().all(|b| b.is_ascii_digit()) {
         return Err(BuildError::Field {
             field: "Dest_terminal_Id",
-            value: msg.to.clone(),
+            value: msg.to.to_string(),
         });
     }
     let template = Submit {
@@ -240,7 +240,7 @@ mod tests {
         OutboundMessage {
             id: 1,
             attempt: 0,
-            from: from.map(str::to_owned),
+            from: from.map(Into::into),
             to: "+8613800138000".into(),
             content: Content::Text {
                 text: text.into(),

@@ -178,7 +178,7 @@ pub async fn run(shared: Arc<Shared>, index: usize, links: WorkerLinks<Submit>) 
                 let outcome = match &answered {
                     Ok((status, message_id)) => PartOutcome::Response {
                         status: *status,
-                        center_id: submit::center_id(message_id, &job.body.to),
+                        center_id: submit::center_id(message_id, &job.body.to).into(),
                     },
                     Err(o) => o.clone(),
                 };

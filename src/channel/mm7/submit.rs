@@ -80,8 +80,8 @@ pub fn build(msg: &OutboundMessage, max_content_bytes: usize) -> Result<Submit, 
         });
     }
     Ok(Submit {
-        to: msg.to.clone(),
-        from: msg.from.clone(),
+        to: msg.to.to_string(),
+        from: msg.from.as_ref().map(ToString::to_string),
         content: Arc::clone(content),
     })
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use compact_str::CompactString;
 use metrics::counter;
 use sluice_protocols::smpp::session::esme::{CloseReason, Event, Session, SessionConfig, State};
 use sluice_protocols::smpp::{CommandStatus, DEFAULT_MAX_LEN, Sm, check, decode};
@@ -200,7 +201,7 @@ impl Link for SmppLink {
                     tag,
                     outcome: PartOutcome::Response {
                         status: status.to_u32(),
-                        center_id: String::from_utf8_lossy(&message_id).into_owned(),
+                        center_id: CompactString::from_utf8_lossy(&message_id),
                     },
                     sent_at,
                 },

@@ -264,7 +264,7 @@ pub fn items(
     lane: Lane,
 ) -> Result<Vec<Item>, CommandStatus> {
     let mut base = WireMessage {
-        from: common.from.clone(),
+        from: common.from.as_deref().map(Into::into),
         lane: Some(lane),
         ..WireMessage::default()
     };
@@ -292,7 +292,7 @@ pub fn items(
             base.clone()
         };
         let wire = WireMessage {
-            to: to.clone(),
+            to: to.as_str().into(),
             ..base
         };
         let submission = validate(wire, senders).map_err(|e| status_of(&e))?;
