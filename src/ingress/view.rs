@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::accept::Accepted;
 use super::screen::RefusedLine;
-use crate::store::{Message, MessageKind, MessageState, PartState, Payload};
+use crate::store::{Message, MessageId, MessageKind, MessageState, PartState, Payload};
 
 #[derive(Serialize)]
 struct BatchResults<'a> {
@@ -21,7 +21,8 @@ struct BatchResults<'a> {
 enum ResultLine<'a> {
     Accepted {
         line: usize,
-        id: String,
+        /// Written as its text straight into the body (no string per id).
+        id: MessageId,
         #[serde(skip_serializing_if = "Option::is_none")]
         client_ref: Option<&'a str>,
         duplicate: bool,
@@ -55,7 +56,7 @@ pub fn batch_results(
         .zip(client_refs)
         .map(|(a, r)| ResultLine::Accepted {
             line: a.line,
-            id: a.id.to_string(),
+            id: a.id,
             client_ref: r.as_deref(),
             duplicate: a.duplicate,
         })
