@@ -102,8 +102,9 @@ fn rfc3339_utc(ms: u64) -> CompactString {
         len = 19;
     }
     out[len] = b'Z';
-    // ASCII throughout, so never the lossy path's replacement.
-    CompactString::from_utf8_lossy(&out[..=len])
+    // ASCII throughout, so never the empty fallback. (`CompactString::from_utf8_lossy` pushes
+    // its input piece by piece: 1.4 % of the gateway's samples for two timestamps a message.)
+    CompactString::from(std::str::from_utf8(&out[..=len]).unwrap_or_default())
 }
 
 /// The operating system clock; sleeps on the tokio timer.

@@ -74,7 +74,19 @@ pub fn normalise_center_id(raw: &str, format: IdFormat) -> CompactString {
         // centers give, each made twice a message (submit response and receipt).
         CanonicalId::Numeric(n) => n.to_compact_string(),
         // Only bytes that are not UTF-8 are replaced, lossily.
-        CanonicalId::Text(t) => CompactString::from_utf8_lossy(&t),
+        CanonicalId::Text(t) => compact_lossy(&t),
+    }
+}
+
+/// `b` as text, inline up to 24 bytes; bytes that are not UTF-8 are replaced, lossily.
+/// Valid UTF-8 (every id, status word and address a center sends) is copied in one piece:
+/// `CompactString::from_utf8_lossy` pushes its input piece by piece, which was 1.2 % of the
+/// gateway's samples at full speed for the receipt fields alone.
+#[must_use]
+pub fn compact_lossy(b: &[u8]) -> CompactString {
+    match std::str::from_utf8(b) {
+        Ok(s) => CompactString::from(s),
+        Err(_) => CompactString::from(String::from_utf8_lossy(b)),
     }
 }
 

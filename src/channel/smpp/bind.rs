@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use compact_str::CompactString;
 use metrics::counter;
 use sluice_protocols::smpp::session::esme::{CloseReason, Event, Session, SessionConfig, State};
 use sluice_protocols::smpp::{CommandStatus, DEFAULT_MAX_LEN, Sm, check, decode};
@@ -20,9 +19,9 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::inbound::Inbound;
-use crate::channel::ChannelEvent;
 use crate::channel::driver::{self, DriverSpec, Link, Output};
 use crate::channel::egress::{PartOutcome, PartTag, WorkerLinks};
+use crate::channel::{ChannelEvent, compact_lossy};
 use crate::metrics::CHANNEL_TOLERATED;
 
 /// Everything one bind task needs.
@@ -201,7 +200,7 @@ impl Link for SmppLink {
                     tag,
                     outcome: PartOutcome::Response {
                         status: status.to_u32(),
-                        center_id: CompactString::from_utf8_lossy(&message_id),
+                        center_id: compact_lossy(&message_id),
                     },
                     sent_at,
                 },

@@ -14,8 +14,8 @@ use compact_str::CompactString;
 use sluice_protocols::smpp::{DeliveryReport, ReceiptStat, Sm};
 use sluice_protocols::sms::{self, Concat, Encoding, ReassemblyConfig};
 
-use crate::channel::ChannelEvent;
 use crate::channel::mo::{MoAssembler, split_udh};
+use crate::channel::{ChannelEvent, compact_lossy};
 
 /// Per-channel state for inbound messages (shared by the channel's binds).
 #[derive(Debug, Default)]
@@ -109,18 +109,21 @@ pub fn receipt_event(sm: &Sm) -> Option<ChannelEvent> {
 /// two, as `{:02}` of it modulo 100 would). One per receipt: `format!` with five padded
 /// fields was a third of this function's time.
 fn two_digits(fields: &[u8]) -> CompactString {
-    let mut s = CompactString::with_capacity(fields.len() * 2);
-    for &f in fields {
+    // At most five fields (a date to the minute); the digits are written on the stack.
+    let mut out = [0u8; 10];
+    let n = fields.len().min(5);
+    for (pair, &f) in out.chunks_exact_mut(2).zip(&fields[..n]) {
         let f = f % 100;
-        s.push(char::from(b'0' + f / 10));
-        s.push(char::from(b'0' + f % 10));
+        pair[0] = b'0' + f / 10;
+        pair[1] = b'0' + f % 10;
     }
-    s
+    // Digits only, so never the lossy replacement.
+    compact_lossy(&out[..2 * n])
 }
 
 /// Inline up to 24 bytes (ids, status words, dates, numbers): no allocation per field.
 fn lossy(b: &[u8]) -> CompactString {
-    CompactString::from_utf8_lossy(b)
+    compact_lossy(b)
 }
 
 #[cfg(test)]
