@@ -33,9 +33,9 @@
 //! never blocks on one channel while another could deadlock it — it waits on reports, the
 //! part queue, the limiter and new messages in one `select!`.
 
-use compact_str::CompactString;
 use std::collections::{HashMap, VecDeque};
 
+use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 use std::fmt;
 use std::num::NonZeroU32;
@@ -213,9 +213,9 @@ enum Verdict {
 #[derive(Debug)]
 struct Held<P> {
     /// The message (its attempt count included) and its concatenation reference, to build
-    /// a part again for a re-send (`Wire::build` gives the same parts from them). Why not keep each body and hand a
-    /// bind a copy: a copy per part sent (a box and the PDU's fields) for the few parts a
-    /// throttle, a timeout or a lost bind sends again.
+    /// a part again for a re-send (`Wire::build` gives the same parts from them). Why not
+    /// keep each body and hand a bind a copy: a copy per part sent (a box and the PDU's
+    /// fields) for the few parts a throttle, a timeout or a lost bind sends again.
     msg: OutboundMessage,
     reference: u16,
     parts: Vec<PartSlot<P>>,

@@ -90,16 +90,16 @@ pub fn receipt_event(sm: &Sm) -> Option<ChannelEvent> {
         .or_else(|| report.state.map(|s| ReceiptStat::from_state(s).as_bytes()))
         .unwrap_or_default();
     Some(ChannelEvent::Receipt {
-        center_id: lossy(report.message_id),
-        stat: lossy(stat),
-        err: text.err.map(lossy).unwrap_or_default(),
+        center_id: compact_lossy(report.message_id),
+        stat: compact_lossy(stat),
+        err: text.err.map(compact_lossy).unwrap_or_default(),
         done_at: text.done_date.map(|d| {
             // The year is 2000..=2099 (`ReceiptDate::parse`): its last two digits fit.
             let yy = u8::try_from(d.year % 100).unwrap_or_default();
             two_digits(&[yy, d.month, d.day, d.hour, d.minute])
         }),
-        text: text.text.map(lossy).unwrap_or_default(),
-        source: lossy(&sm.source.addr),
+        text: text.text.map(compact_lossy).unwrap_or_default(),
+        source: compact_lossy(&sm.source.addr),
         at: SystemTime::now(),
         ack: crate::channel::DeliverAck::default(),
     })
@@ -119,11 +119,6 @@ fn two_digits(fields: &[u8]) -> CompactString {
     }
     // Digits only, so never the lossy replacement.
     compact_lossy(&out[..2 * n])
-}
-
-/// Inline up to 24 bytes (ids, status words, dates, numbers): no allocation per field.
-fn lossy(b: &[u8]) -> CompactString {
-    compact_lossy(b)
 }
 
 #[cfg(test)]
