@@ -546,10 +546,19 @@ fn new_segment(dir: &Path, first: u64) -> Result<(File, PathBuf), StoreError> {
 /// The filling starts once the current segment is half full (a store that never fills one,
 /// as in most tests, never writes one), and the log thread takes the result only if it is
 /// ready when the segment rotates; else that rotation starts a plain file as before, and the
-/// spare waits for the next. Dropping it (with its [`LogWriter`]) joins the helper, so a store
+/// spare waits for the next. A plain segment — the first after an open, or one such a
+/// rotation started — gets its spare sooner, after [`PLAIN_FILL_AFTER`] bytes, and the
+/// first checkpoint that finds it ready moves the log onto it: a gateway at a few thousand
+/// messages a second writes a segment in minutes, so it would otherwise pay the growing
+/// file's inode write on every sync of its first segment. Dropping it (with its [`LogWriter`]) joins the helper, so a store
 /// opened again in the same process never meets a helper still writing the file it renames.
 #[derive(Debug, Default)]
 struct Spare(Option<std::thread::JoinHandle<std::io::Result<File>>>);
+
+/// Bytes a plain segment takes before its zero-filled replacement is started ([`Spare`]):
+/// a store in use passes it within a second or two at a few thousand messages a second,
+/// while most tests' stores never do (so they never write 16 MB of zeros).
+const PLAIN_FILL_AFTER: u64 = 256 << 10;
 
 impl Spare {
     /// Starts filling `dir/spare.segment` unless a fill is already running or ready.
@@ -565,6 +574,11 @@ impl Spare {
             Ok(h) => self.0 = Some(h),
             Err(e) => tracing::warn!(error = %e, "Cannot start filling the next redo-log segment."),
         }
+    }
+
+    /// Whether a fill has ended (done or failed): [`Spare::take`] would not wait.
+    fn is_ready(&self) -> bool {
+        self.0.as_ref().is_some_and(|h| h.is_finished())
     }
 
     /// The filled spare as the segment whose first group is `first`, if it is ready; `None`
@@ -634,6 +648,11 @@ pub(crate) struct LogWriter {
     broken: Option<String>,
     /// The next segment, being zero-filled (joined when the writer drops).
     spare: Spare,
+    /// The current segment was zero-filled ahead ([`Spare`]); false for a plain one.
+    zeroed: bool,
+    /// A fill was started early for the current plain segment (at most one each, so a
+    /// fill that fails is not retried on every append).
+    plain_fill_started: bool,
 }
 
 impl LogWriter {
@@ -664,6 +683,8 @@ impl LogWriter {
             segments,
             broken: None,
             spare: Spare::default(),
+            zeroed: false,
+            plain_fill_started: false,
         })
     }
 
@@ -686,6 +707,9 @@ impl LogWriter {
                 self.unsynced = !sync;
                 if self.len >= SEGMENT_BYTES / 2 {
                     self.spare.start(&self.dir);
+                } else if !self.zeroed && !self.plain_fill_started && self.len >= PLAIN_FILL_AFTER {
+                    self.plain_fill_started = true;
+                    self.spare.start(&self.dir);
                 }
                 Ok(())
             }
@@ -705,6 +729,15 @@ impl LogWriter {
         }
     }
 
+    /// Appends from now on go to `file`, the segment whose first group is `first`.
+    fn start_segment(&mut self, file: File, path: PathBuf, first: u64, zeroed: bool) {
+        self.file = file;
+        self.len = 0;
+        self.segments.push((first, path));
+        self.zeroed = zeroed;
+        self.plain_fill_started = false;
+    }
+
     /// Makes whatever was appended without a sync durable.
     pub(crate) fn sync(&mut self) -> Result<(), StoreError> {
         if self.unsynced {
@@ -716,17 +749,23 @@ impl LogWriter {
 
     /// After a checkpoint that holds every group through `durable`: deletes the segments
     /// it covers, and starts a new segment (first group `next_seq`) once the current one is
-    /// past [`SEGMENT_BYTES`].
+    /// past [`SEGMENT_BYTES`], or is a plain one whose zero-filled spare is ready.
     pub(crate) fn checkpointed(&mut self, durable: u64, next_seq: u64) -> Result<(), StoreError> {
         if self.len >= SEGMENT_BYTES {
             self.sync()?;
-            let (file, path) = match self.spare.take(&self.dir, next_seq) {
-                Some(ready) => ready,
-                None => new_segment(&self.dir, next_seq)?,
-            };
-            self.file = file;
-            self.len = 0;
-            self.segments.push((next_seq, path));
+            match self.spare.take(&self.dir, next_seq) {
+                Some((file, path)) => self.start_segment(file, path, next_seq, true),
+                None => {
+                    let (file, path) = new_segment(&self.dir, next_seq)?;
+                    self.start_segment(file, path, next_seq, false);
+                }
+            }
+        } else if !self.zeroed && self.spare.is_ready() {
+            self.sync()?;
+            // A failed fill leaves the plain segment in use, as a rotation would.
+            if let Some((file, path)) = self.spare.take(&self.dir, next_seq) {
+                self.start_segment(file, path, next_seq, true);
+            }
         }
         // A segment can go when the next one starts at or before the first group not yet
         // held durably by the engine.
@@ -892,14 +931,7 @@ mod tests {
         // Pretend the segment is half full: the next append starts filling the spare.
         log.len = SEGMENT_BYTES / 2;
         append_group(&mut log, 3);
-        let filling = log.spare.0.as_ref().expect("the spare is being filled");
-        for _ in 0..2000 {
-            if filling.is_finished() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert!(filling.is_finished(), "16 MB of zeros within 10 s");
+        wait_filled(&log);
         log.len = SEGMENT_BYTES;
         log.checkpointed(0, 4).unwrap();
         let (first, path) = segments(dir.path()).unwrap().pop().unwrap();
@@ -918,6 +950,56 @@ mod tests {
         let (groups, last) = read(dir.path(), 0, None).unwrap();
         assert_eq!((seqs(&groups), last), ((1..=6).collect(), 6));
         assert_eq!(seqs(&read(dir.path(), 4, None).unwrap().0), [5, 6]);
+    }
+
+    /// Waits (bounded) until the spare being filled is ready.
+    fn wait_filled(log: &LogWriter) {
+        let filling = log.spare.0.as_ref().expect("the spare is being filled");
+        for _ in 0..2000 {
+            if filling.is_finished() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(filling.is_finished(), "16 MB of zeros within 10 s");
+    }
+
+    /// The first segment after an open is a plain file. Once it holds [`PLAIN_FILL_AFTER`]
+    /// bytes a spare is filled, and the next checkpoint moves the log onto it long before the
+    /// plain one is full; groups read back across both, and the plain one goes once a
+    /// checkpoint covers it.
+    #[test]
+    fn a_plain_segment_moves_onto_a_zero_filled_one_once_it_is_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = write_groups(dir.path(), 1, 2);
+        assert!(log.spare.0.is_none(), "a few groups start no fill");
+        log.checkpointed(0, 3).unwrap();
+        assert_eq!(
+            segments(dir.path()).unwrap().len(),
+            1,
+            "nothing to move onto"
+        );
+        // Pretend the plain segment holds PLAIN_FILL_AFTER bytes: the next append starts a fill.
+        log.len = PLAIN_FILL_AFTER;
+        append_group(&mut log, 3);
+        wait_filled(&log);
+        // Durable through group 2: the plain segment still holds group 3, so it stays.
+        log.checkpointed(2, 4).unwrap();
+        let firsts = |dir: &Path| -> Vec<u64> {
+            segments(dir).unwrap().into_iter().map(|(f, _)| f).collect()
+        };
+        assert_eq!(firsts(dir.path()), [1, 4]);
+        let (_, path) = segments(dir.path()).unwrap().pop().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), SEGMENT_BYTES);
+        assert!(log.zeroed && log.spare.0.is_none());
+        append_group(&mut log, 4);
+        append_group(&mut log, 5);
+        assert_eq!(seqs(&read(dir.path(), 0, None).unwrap().0), [1, 2, 3, 4, 5]);
+        // A checkpoint through group 3 lets the plain segment go, and moves nothing.
+        log.checkpointed(3, 6).unwrap();
+        assert_eq!(firsts(dir.path()), [4]);
+        drop(log);
+        assert_eq!(seqs(&read(dir.path(), 3, None).unwrap().0), [4, 5]);
     }
 
     #[test]
