@@ -28,7 +28,10 @@
 //!   run tells how much the first was noise). `SLUICE_BENCH_REDO_LOG=1` opens the store as
 //!   `serve` does, with its redo log (groups durable in the log, the engine's durable commit
 //!   per checkpoint, the writer's memories in play): the shape to price a store change in,
-//!   e.g. under `valgrind --tool=callgrind`.
+//!   e.g. under `valgrind --tool=callgrind`. `SLUICE_BENCH_PURGE_LAG=N` leaves N ended
+//!   messages unpurged before the purge takes the oldest (default 0: each pass purges what
+//!   it ended, while the writer's memories still hold it); 200000 purges what checkpoints
+//!   wrote and memory let go, as a gateway does after its retention.
 //! - `paced` (printed): the gateway's shape at a steady low rate (`SLUICE_BENCH_RATE`, default
 //!   3000 msg/s, for `SLUICE_BENCH_PACED_SECS`, default 5): ingress requests of 10, a
 //!   dispatcher leasing every millisecond and settling each message as its own request, each
@@ -377,7 +380,18 @@ fn lifecycle_scale(_c: &mut Criterion) {
                 .submit_blocking(inserts(&store, PASS))
                 .expect("backlog");
         }
-        let (mut center, mut outbox_seq) = (0u64, 0u64);
+        let mut retiring = Retiring {
+            purge_lag: env_usize("SLUICE_BENCH_PURGE_LAG", 0),
+            ..Retiring::default()
+        };
+        // The lag's ended messages are made before the timing starts (the backlog kept),
+        // so every timed pass purges as many messages as it ends.
+        for _ in 0..retiring.purge_lag.div_ceil(PASS) {
+            store
+                .submit_blocking(inserts(&store, PASS))
+                .expect("backlog");
+            retire_oldest(&store, PASS, &mut retiring, &mut Phases::default());
+        }
         let calls0 = kv_calls(&store);
         let commits0 = store.stats().commits();
         let cpu0 = process_cpu();
@@ -388,7 +402,7 @@ fn lifecycle_scale(_c: &mut Criterion) {
         for pass in 1..=passes {
             let batch = inserts(&store, PASS);
             phases.time(0, || store.submit_blocking(batch).expect("insert"));
-            let done = retire_oldest(&store, PASS, &mut center, &mut outbox_seq, &mut phases);
+            let done = retire_oldest(&store, PASS, &mut retiring, &mut phases);
             assert_eq!(done, PASS, "the backlog is never drained mid-run");
             if pass % slice == 0 {
                 let now_cpu = process_cpu();
@@ -437,7 +451,11 @@ fn lifecycle_scale(_c: &mut Criterion) {
             phases.line(n)
         );
         let mut rest = Phases::default();
-        while retire_oldest(&store, PASS, &mut center, &mut outbox_seq, &mut rest) > 0 {}
+        retiring.purge_lag = 0;
+        while retire_oldest(&store, PASS, &mut retiring, &mut rest) > 0 {}
+        while retiring.ended > 0 {
+            retiring.purge(&store, retiring.ended.min(PASS), &mut rest);
+        }
         let drained = disk_bytes(dir.path());
         drop(store);
         let closed = disk_bytes(dir.path());
@@ -501,8 +519,7 @@ impl Phases {
 fn retire_oldest(
     store: &Store<AnyBackend>,
     n: usize,
-    center: &mut u64,
-    outbox_seq: &mut u64,
+    r: &mut Retiring,
     phases: &mut Phases,
 ) -> usize {
     let leased = phases.time(1, || {
@@ -512,22 +529,45 @@ fn retire_oldest(
     if leased.messages.is_empty() {
         return 0;
     }
-    let (submitted, receipts) = settle_ops(&leased.messages, center);
+    let (submitted, receipts) = settle_ops(&leased.messages, &mut r.center);
     phases.time(2, || store.submit_blocking(submitted).expect("submitted"));
     phases.time(3, || store.submit_blocking(receipts).expect("receipts"));
-    *outbox_seq += leased.messages.len() as u64;
+    r.outbox_seq += leased.messages.len() as u64;
     phases.time(4, || {
-        futures::executor::block_on(store.outbox_ack("acme", *outbox_seq)).expect("ack")
+        futures::executor::block_on(store.outbox_ack("acme", r.outbox_seq)).expect("ack")
     });
-    let purged = phases.time(5, || {
-        futures::executor::block_on(store.purge(NOW + 1, n)).expect("purge")
-    });
-    assert_eq!(
-        purged,
-        leased.messages.len(),
-        "every final message is purged"
-    );
+    r.ended += leased.messages.len();
+    let due = r.ended.saturating_sub(r.purge_lag).min(n);
+    if due > 0 {
+        r.purge(store, due, phases);
+    }
     leased.messages.len()
+}
+
+/// What `retire_oldest` carries from pass to pass.
+#[derive(Default)]
+struct Retiring {
+    center: u64,
+    outbox_seq: u64,
+    /// Ended messages not purged yet.
+    ended: usize,
+    /// Ended messages left waiting before the purge takes the oldest
+    /// (`SLUICE_BENCH_PURGE_LAG`, made before the timing starts). 0: each pass purges what
+    /// it ended, moments after the receipt, while the writer's memories still hold much of
+    /// it. A gateway purges after its retention, hours later, when everything is in the
+    /// engine: a lag past a few checkpoints and the retired center ids' generations
+    /// (200 000 messages) prices that.
+    purge_lag: usize,
+}
+
+impl Retiring {
+    fn purge(&mut self, store: &Store<AnyBackend>, n: usize, phases: &mut Phases) {
+        let purged = phases.time(5, || {
+            futures::executor::block_on(store.purge(NOW + 1, n)).expect("purge")
+        });
+        assert_eq!(purged, n, "the oldest ended messages are purged");
+        self.ended -= n;
+    }
 }
 
 /// The submit responses and delivered receipts of `messages`, with fresh center ids.

@@ -8,7 +8,7 @@
 //! would only push each other out (at full speed that cost 0.9 µs per message and saved
 //! nothing). Bodies read from the engine are not noted either: the op that reads one keeps
 //! the message decoded for its next op (`live.rs`), and a lease reads a run of bodies in one
-//! pass (`ops::BodyRun`), so a copy here would only be made and dropped.
+//! pass (`ops::RecordRun`), so a copy here would only be made and dropped.
 //!
 //! Invariants:
 //! - only message body keys (`keys::MESSAGE`) are kept, and only values a transaction that

@@ -42,7 +42,8 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::backend::{
-    Kv, KvRead, pass_retire_through, pass_scans_through, tags_between, take_range_unless_kept,
+    Entry, Kv, KvRead, last_key_merged, pass_retire_through, pass_scans_through, scan_merged,
+    tags_between, take_each,
 };
 use super::codec;
 use super::error::StoreError;
@@ -97,6 +98,17 @@ impl InFlight {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .contains_key(&id)
+    }
+
+    /// The committed records whose ids `within` accepts.
+    fn between(&self, within: impl Fn(u64) -> bool) -> Vec<(u64, Vec<u8>)> {
+        self.records
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(id, _)| within(**id))
+            .map(|(&id, r)| (id, r.bytes.clone()))
+            .collect()
     }
 
     /// Takes in the changes of a transaction that committed.
@@ -281,6 +293,39 @@ impl<'a> InFlightKv<'a> {
         }
     }
 
+    /// The state records memory holds in `[start, end)` as this transaction sees them, or
+    /// `None` when it holds none there: then the range is the engine's alone. Walks the
+    /// whole memory, which holds the records since about the last two durable commits; only
+    /// a purge's pass over a run of ended messages asks (the writer's other ops read state
+    /// records by key).
+    fn held_between(&self, start: &[u8], end: &[u8]) -> Option<Vec<Entry>> {
+        if !covers_state_records(start, end) {
+            return None;
+        }
+        let within = |id: u64| {
+            let k = keys::state(MessageId(id));
+            start <= &k[..] && &k[..] < end
+        };
+        let mut held: Vec<Entry> = self
+            .pending
+            .iter()
+            .filter(|(id, _)| within(**id))
+            .filter_map(|(&id, r)| {
+                Some((
+                    keys::state(MessageId(id)).to_vec(),
+                    r.as_ref()?.bytes.clone(),
+                ))
+            })
+            .collect();
+        held.extend(
+            self.committed
+                .between(|id| within(id) && !self.pending.contains_key(&id))
+                .into_iter()
+                .map(|(id, bytes)| (keys::state(MessageId(id)).to_vec(), bytes)),
+        );
+        (!held.is_empty()).then_some(held)
+    }
+
     /// Leaves memory (if there), so the engine's record counts again.
     fn forget(&mut self, id: u64) -> Option<Vec<u8>> {
         let old = self.memory(id);
@@ -301,8 +346,31 @@ impl KvRead for InFlightKv<'_> {
         self.inner.get(key)
     }
 
-    // No op scans state records; they are read by key only.
-    pass_scans_through!(inner);
+    /// The engine's records merged with memory's, which win: a record memory holds is newer
+    /// than the engine's, and a record memory let go of was written to (or removed from)
+    /// the engine in the same transaction.
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), StoreError> {
+        scan_merged(
+            &*self.inner,
+            (start, end),
+            limit,
+            self.held_between(start, end),
+            out,
+        )
+    }
+
+    fn last_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let held_last = self
+            .held_between(start, end)
+            .and_then(|held| held.into_iter().map(|(k, _)| k).max());
+        last_key_merged(&*self.inner, (start, end), held_last)
+    }
 }
 
 impl Kv for InFlightKv<'_> {
@@ -369,7 +437,20 @@ impl Kv for InFlightKv<'_> {
         self.inner.take(key)
     }
 
-    take_range_unless_kept!(inner, covers_state_records);
+    /// Key by key through this layer where memory holds a record of the range (each leaves
+    /// memory and the engine); else the engine's own pass.
+    fn take_range(
+        &mut self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), StoreError> {
+        if self.held_between(start, end).is_some() {
+            return take_each(self, start, end, limit, out);
+        }
+        self.inner.take_range(start, end, limit, out)
+    }
 
     pass_retire_through!(inner);
 }
@@ -413,6 +494,7 @@ impl KvRead for InFlightRead<'_> {
         self.inner.get(key)
     }
 
+    // No reader scans state records (only the writer's purge does, through `InFlightKv`).
     pass_scans_through!(inner);
 }
 
@@ -491,6 +573,79 @@ mod tests {
         write(&mut engine, &leased);
         durable_commit(&mut engine);
         assert_eq!((engine.puts, committed.len()), (2, 1));
+    }
+
+    /// A purge's pass over a range of state records sees memory's over the engine's, and
+    /// taking the range takes both: what memory holds leaves memory and the engine, and a
+    /// range memory holds nothing of goes to the engine's own pass.
+    #[test]
+    fn a_range_of_state_records_merges_memory_over_the_engine() {
+        let (engine_rec, memory_rec, newest) = (
+            record(MessageState::Sent),
+            record(MessageState::Delivered),
+            record(MessageState::Failed),
+        );
+        let mut engine = Map::default();
+        for id in 1..=10u64 {
+            engine
+                .put(&keys::state(MessageId(id)), &engine_rec)
+                .unwrap();
+        }
+        let committed = InFlight::default();
+        let mut kv = InFlightKv::new(&mut engine, &committed, true);
+        for id in [3u64, 5] {
+            kv.put(&keys::state(MessageId(id)), &memory_rec).unwrap();
+        }
+        committed.apply(kv.into_pending());
+        // This transaction: 7 newer in memory, 5 removed.
+        let mut kv = InFlightKv::new(&mut engine, &committed, true);
+        kv.put(&keys::state(MessageId(7)), &newest).unwrap();
+        kv.delete(&keys::state(MessageId(5))).unwrap();
+        let range = |a: u64, b: u64| (keys::state(MessageId(a)), keys::state(MessageId(b)));
+        let ids = |entries: &[Entry]| -> Vec<u64> {
+            entries.iter().filter_map(|(k, _)| state_id(k)).collect()
+        };
+
+        let (a, b) = range(2, 9);
+        let mut seen = Vec::new();
+        kv.scan(&a, &b, 100, &mut seen).unwrap();
+        assert_eq!(ids(&seen), [2, 3, 4, 6, 7, 8]);
+        let value = |id: u64| {
+            seen.iter()
+                .find(|(k, _)| state_id(k) == Some(id))
+                .unwrap()
+                .1
+                .clone()
+        };
+        assert_eq!(
+            (value(2), value(3), value(7)),
+            (engine_rec.clone(), memory_rec.clone(), newest.clone())
+        );
+        let mut first = Vec::new();
+        kv.scan(&a, &b, 2, &mut first).unwrap();
+        assert_eq!(ids(&first), [2, 3], "a limit takes the first of the union");
+        let (all_a, all_b) = range(0, 100);
+        assert_eq!(
+            kv.last_key(&all_a, &all_b).unwrap(),
+            Some(keys::state(MessageId(10)).to_vec())
+        );
+
+        let (a, b) = range(3, 8);
+        let mut taken = Vec::new();
+        kv.take_range(&a, &b, 100, &mut taken).unwrap();
+        assert_eq!(ids(&taken), [3, 4, 6, 7]);
+        // Memory holds none of 8..: the engine's pass.
+        let (a, b) = range(9, 100);
+        let mut taken = Vec::new();
+        kv.take_range(&a, &b, 100, &mut taken).unwrap();
+        assert_eq!(ids(&taken), [9, 10]);
+        let mut left = Vec::new();
+        kv.scan(&all_a, &all_b, 100, &mut left).unwrap();
+        assert_eq!(ids(&left), [1, 2, 8]);
+        committed.apply(kv.into_pending());
+        assert_eq!(committed.len(), 0, "what was taken left memory");
+        let engine_ids: Vec<u64> = engine.map.keys().filter_map(|k| state_id(k)).collect();
+        assert_eq!(engine_ids, [1, 2, 8], "and the engine");
     }
 
     #[test]

@@ -250,7 +250,7 @@ pub(crate) fn state(id: MessageId) -> [u8; 9] {
 }
 
 /// A key of `tag` naming one message: the tag, then the id.
-fn id_key(tag: u8, id: MessageId) -> [u8; 9] {
+pub(crate) fn id_key(tag: u8, id: MessageId) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = tag;
     k[1..].copy_from_slice(&id.to_be_bytes());

@@ -341,21 +341,31 @@ fn load_from_body(
     body_only: bool,
 ) -> Result<Option<Message>, StoreError> {
     let k = keys::message(id);
-    let codec::Body { mut message, whole } =
-        codec::decode_body(v).map_err(|e| corrupt_record(&k, &e))?;
-    if body_only && whole {
-        return Ok(Some(message));
+    let body = codec::decode_body(v).map_err(|e| corrupt_record(&k, &e))?;
+    if body_only && body.whole {
+        return Ok(Some(body.message));
     }
+    let state = kv.get(&keys::state(id))?;
+    with_state(body, id, state.as_deref()).map(Some)
+}
+
+/// The message of a decoded body record and its state record (`None`: it has none).
+fn with_state(
+    body: codec::Body,
+    id: MessageId,
+    state: Option<&[u8]>,
+) -> Result<Message, StoreError> {
+    let codec::Body { mut message, whole } = body;
     let sk = keys::state(id);
-    match kv.get(&sk)? {
+    match state {
         Some(v) => {
-            codec::decode_state_into(&mut message, &v).map_err(|e| corrupt_record(&sk, &e))?
+            codec::decode_state_into(&mut message, v).map_err(|e| corrupt_record(&sk, &e))?
         }
         // A legacy whole-message record not changed since: its own state fields stand.
         None if whole => {}
         None => return Err(corrupt(&sk, "message has no state record")),
     }
-    Ok(Some(message))
+    Ok(message)
 }
 
 /// [`load`] for an op that will change the message: takes it decoded from the writer's
@@ -755,7 +765,7 @@ fn lease(
         let mut found = Vec::new();
         kv.take_range(&prefix, &end, left, &mut found)?;
         let ready_ids = found.iter().filter_map(|(k, _)| keys::ready_id(k));
-        let mut bodies = BodyRun::read(kv, ready_ids, found.len())?;
+        let mut bodies = RecordRun::read(kv, keys::MESSAGE, ready_ids, found.len())?;
         for (key, value) in found {
             let id = keys::ready_id(&key).ok_or_else(|| corrupt(&key, "short ready key"))?;
             let body_only = value == keys::READY_BODY_ONLY;
@@ -800,62 +810,84 @@ fn lease(
     })
 }
 
-/// The body records of a lease's (or a purge's) messages, read in one pass over the body
-/// table where they sit close together.
+/// The records of one kind (bodies; a purge's state records too) of a lease's or a purge's
+/// messages, read in one pass over their table where they sit close together.
 ///
 /// Why: a campaign's messages are inserted, and so leased, in id order, and they end in
-/// about that order too; the body table is keyed by id, and a search from the root of the
-/// B-tree per body (the lease's largest engine cost) walks the same few leaves again and
-/// again, where one cursor walks each once.
+/// about that order too; the body and state tables are keyed by id, and a search from the
+/// root of the B-tree per record (the lease's largest engine cost) walks the same few leaves
+/// again and again, where one cursor walks each once.
 /// Messages of other channels between them are read and passed over, so the pass is made
 /// only where the run is dense ([`Self::SPREAD`]); what it does not cover is read one by
 /// one, as before.
 #[derive(Default)]
-struct BodyRun {
-    /// (id, body), ascending by id; a body is taken once.
-    bodies: Vec<(u64, Option<Vec<u8>>)>,
+struct RecordRun {
+    /// (id, record), ascending by id; a record is taken once.
+    records: Vec<(u64, Option<Vec<u8>>)>,
 }
 
-impl BodyRun {
+impl RecordRun {
     /// Fewest messages for which a pass is worth its setup.
     const FEWEST: usize = 8;
     /// Most records a pass reads per message it wants: past this the run is too sparse
     /// (other channels' messages in between) and the rest is read one by one.
     const SPREAD: usize = 2;
 
-    /// Reads the bodies of `ids` (`n` of them, in any order) where a pass is worth it.
+    /// Reads the records of key tag `tag` of `ids` (`n` of them, in any order) where a pass
+    /// is worth it.
     fn read(
         kv: &dyn KvRead,
+        tag: u8,
         ids: impl Iterator<Item = MessageId>,
         n: usize,
     ) -> Result<Self, StoreError> {
-        let mut bodies = Vec::new();
+        let mut records = Vec::new();
         if n >= Self::FEWEST {
             let (lo, hi) = ids.fold((u64::MAX, 0), |(lo, hi), id| (lo.min(id.0), hi.max(id.0)));
             if lo <= hi {
                 let mut out = Vec::new();
                 kv.scan(
-                    &keys::message(MessageId(lo)),
-                    &keys::message(MessageId(hi.saturating_add(1))),
+                    &keys::id_key(tag, MessageId(lo)),
+                    &keys::id_key(tag, MessageId(hi.saturating_add(1))),
                     n.saturating_mul(Self::SPREAD),
                     &mut out,
                 )?;
-                bodies = out
+                records = out
                     .into_iter()
-                    .filter_map(|(k, v)| keys::id_in(keys::MESSAGE, &k).map(|id| (id, Some(v))))
+                    .filter_map(|(k, v)| keys::id_in(tag, &k).map(|id| (id, Some(v))))
                     .collect();
             }
         }
-        Ok(Self { bodies })
+        Ok(Self { records })
     }
 
-    /// The body of message `id` if the pass read it.
+    /// Whether the pass read the records of `ids` (ascending, distinct) and no other: so
+    /// between the first and the last of them the table holds theirs alone. (A pass reads up
+    /// to [`Self::SPREAD`] records per message, so one that found as many as it wanted
+    /// reached the end of its range.)
+    fn is_exactly(&self, ids: &[u64]) -> bool {
+        self.records.len() == ids.len()
+            && self
+                .records
+                .iter()
+                .map(|(id, _)| *id)
+                .eq(ids.iter().copied())
+    }
+
+    /// Whether every record the pass read is one of `ids` (ascending).
+    fn is_within(&self, ids: &[u64]) -> bool {
+        self.records
+            .iter()
+            .all(|(id, _)| ids.binary_search(id).is_ok())
+    }
+
+    /// The record of message `id` if the pass read it.
     fn take(&mut self, id: MessageId) -> Option<Vec<u8>> {
-        let i = self.bodies.binary_search_by_key(&id.0, |(i, _)| *i).ok()?;
-        self.bodies[i].1.take()
+        let i = self.records.binary_search_by_key(&id.0, |(i, _)| *i).ok()?;
+        self.records[i].1.take()
     }
 
-    /// Message `id` ([`load_with`]), its body from the pass if the pass read it.
+    /// Message `id` ([`load_with`]), its body from this pass (of bodies) if it read it.
     fn load(
         &mut self,
         kv: &dyn KvRead,
@@ -1279,11 +1311,11 @@ fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, Stor
         if let Some(((done, id), rest)) = run[due..].split_first() {
             kv.put(&keys::terminal(*done, *id), &terminal_runs::pack(rest))?;
         }
-        // A checkpoint's run ends messages sent together, whose bodies sit side by side.
-        let mut bodies = BodyRun::read(kv, run[..due].iter().map(|(_, id)| *id), due)?;
+        let mut pass = PurgeRun::read(kv, &run[..due])?;
         for &(_, id) in &run[..due] {
-            n += usize::from(purge_message(kv, id, &mut bodies)?);
+            n += usize::from(purge_message(kv, id, &mut pass)?);
         }
+        pass.remove_records(kv)?;
     }
     // Receipts that never found their message.
     let mut old = Vec::new();
@@ -1299,10 +1331,91 @@ fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, Stor
     Ok(OpResult::Count(n))
 }
 
+/// What a purge read of one terminal run's messages in passes, and how their records go.
+///
+/// A checkpoint's run ends messages sent together, whose bodies sit side by side: their
+/// bodies are read in one pass ([`RecordRun`]). Where that pass found the run's bodies and
+/// no other between its first and last id — a campaign's messages, ended in about the order
+/// they were sent — the state records there are the run's alone too (a state record never
+/// outlives its body: a purge removes both, and nothing else removes a body), so they are
+/// read in one pass as well, and both tables' ranges are removed in one cursor pass each
+/// ([`Kv::remove_range`]) instead of a search from the root per record.
+#[derive(Default)]
+struct PurgeRun {
+    bodies: RecordRun,
+    /// The run's state records, when read in one pass; else each is read by key.
+    states: Option<RecordRun>,
+    /// The first and last id and the count of a run whose records go by range.
+    by_range: Option<(u64, u64, usize)>,
+}
+
+impl PurgeRun {
+    fn read(kv: &dyn KvRead, run: &[(u64, MessageId)]) -> Result<Self, StoreError> {
+        let mut ids: Vec<u64> = run.iter().map(|(_, id)| id.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let each = ids.iter().map(|&id| MessageId(id));
+        let bodies = RecordRun::read(kv, keys::MESSAGE, each.clone(), ids.len())?;
+        let (Some(&lo), Some(&hi)) = (ids.first(), ids.last()) else {
+            return Ok(Self::default());
+        };
+        if !bodies.is_exactly(&ids) {
+            return Ok(Self {
+                bodies,
+                ..Self::default()
+            });
+        }
+        let states = RecordRun::read(kv, keys::STATE, each, ids.len())?;
+        // Checked rather than assumed: a state record of another message in the range would
+        // otherwise be removed, and one of the run's kept.
+        if !states.is_within(&ids) {
+            return Ok(Self {
+                bodies,
+                ..Self::default()
+            });
+        }
+        Ok(Self {
+            bodies,
+            states: Some(states),
+            by_range: Some((lo, hi, ids.len())),
+        })
+    }
+
+    /// Message `id` as the passes (or, past them, reads by key) find it.
+    fn load(&mut self, kv: &dyn KvRead, id: MessageId) -> Result<Option<Message>, StoreError> {
+        let Some(states) = &mut self.states else {
+            return self.bodies.load(kv, id, false);
+        };
+        // The state pass covered the whole range: a record it did not find is not there.
+        let Some(v) = self.bodies.take(id) else {
+            return Ok(None);
+        };
+        let body = codec::decode_body(&v).map_err(|e| corrupt_record(&keys::message(id), &e))?;
+        with_state(body, id, states.take(id).as_deref()).map(Some)
+    }
+
+    /// Removes a by-range run's body and state records (a run read otherwise had each
+    /// removed with its message).
+    fn remove_records(&self, kv: &mut dyn Kv) -> Result<(), StoreError> {
+        let Some((lo, hi, n)) = self.by_range else {
+            return Ok(());
+        };
+        for tag in [keys::MESSAGE, keys::STATE] {
+            kv.remove_range(
+                &keys::id_key(tag, MessageId(lo)),
+                &keys::id_key(tag, MessageId(hi.saturating_add(1))),
+                n,
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Removes message `id` and the index entries that name it; false when it was gone.
-/// `bodies`: the run's bodies a pass already read ([`BodyRun`]).
-fn purge_message(kv: &mut dyn Kv, id: MessageId, bodies: &mut BodyRun) -> Result<bool, StoreError> {
-    let Some(m) = bodies.load(kv, id, false)? else {
+/// `pass`: what a pass over the message's run read, and whether its records go by range
+/// ([`PurgeRun`]).
+fn purge_message(kv: &mut dyn Kv, id: MessageId, pass: &mut PurgeRun) -> Result<bool, StoreError> {
+    let Some(m) = pass.load(kv, id)? else {
         return Ok(false);
     };
     // Remove and look at what was removed (`take`: one engine call where a `get` and a
@@ -1324,8 +1437,10 @@ fn purge_message(kv: &mut dyn Kv, id: MessageId, bodies: &mut BodyRun) -> Result
         content::release_ref(kv, d)?;
     }
     kv.delete(&keys::by_to(&m.to, id))?;
-    kv.delete(&keys::message(id))?;
-    kv.delete(&keys::state(id))?;
+    if pass.by_range.is_none() {
+        kv.delete(&keys::message(id))?;
+        kv.delete(&keys::state(id))?;
+    }
     Ok(true)
 }
 
@@ -1402,6 +1517,62 @@ mod tests {
         }
     }
 
+    /// A run whose messages sit alone between its first and last id (a campaign ended in
+    /// the order it was sent) has its body and state records read in one pass each and
+    /// removed by range: no record is read by key, and the messages after it stay whole.
+    #[test]
+    fn a_purge_removes_a_dense_run_by_range() {
+        let mut kv = MapKv::default();
+        let (mut ended, mut queued) = (Vec::new(), Vec::new());
+        for id in 1..=30u64 {
+            let mut m = message(id);
+            m.client_ref = Some(format!("r{id}"));
+            m.to = compact_str::format_compact!("+86{id}");
+            if id > 20 {
+                queued.push(m.clone());
+            } else {
+                m.state = MessageState::Failed;
+                m.done_ms = Some(5);
+                ended.push(m.clone());
+            }
+            insert(&mut kv, &m, true).unwrap();
+        }
+        assert!(
+            ended
+                .iter()
+                .all(|m| kv.map.contains_key(&keys::state(m.id)[..])),
+            "an ended message has a state record"
+        );
+        let run: Vec<(u64, MessageId)> = ended.iter().map(|m| (5, m.id)).collect();
+        for (done, id) in &run {
+            kv.delete(&keys::terminal(*done, *id)).unwrap();
+        }
+        kv.put(
+            &keys::terminal(run[0].0, run[0].1),
+            &terminal_runs::pack(&run[1..]),
+        )
+        .unwrap();
+        let before = kv.gets.get();
+        assert!(matches!(
+            purge(&mut kv, 100, 100).unwrap(),
+            OpResult::Count(20)
+        ));
+        assert_eq!(
+            kv.gets.get() - before,
+            ended.len(),
+            "one read each, the client reference's take: no record read by key"
+        );
+        for m in &ended {
+            assert!(!kv.map.contains_key(&keys::message(m.id)[..]));
+            assert!(!kv.map.contains_key(&keys::state(m.id)[..]));
+            assert!(kv.get(&keys::by_to(&m.to, m.id)).unwrap().is_none());
+        }
+        for m in &queued {
+            assert_eq!(load(&kv, m.id).unwrap().unwrap().to, m.to);
+            assert!(kv.get(&keys::by_to(&m.to, m.id)).unwrap().is_some());
+        }
+    }
+
     /// A purge reads a checkpoint's run of ended messages' bodies in one pass, and removes
     /// those messages and their index entries, and nothing of the messages still queued
     /// between them.
@@ -1461,7 +1632,7 @@ mod tests {
         }
         let before = again.gets.get();
         for m in &ended {
-            assert!(purge_message(&mut again, m.id, &mut BodyRun::default()).unwrap());
+            assert!(purge_message(&mut again, m.id, &mut PurgeRun::default()).unwrap());
         }
         let one_by_one = again.gets.get() - before;
         assert_eq!(
