@@ -1517,32 +1517,25 @@ mod tests {
         }
     }
 
-    /// A run whose messages sit alone between its first and last id (a campaign ended in
-    /// the order it was sent) has its body and state records read in one pass each and
-    /// removed by range: no record is read by key, and the messages after it stay whole.
-    #[test]
-    fn a_purge_removes_a_dense_run_by_range() {
+    /// Thirty messages, each with a client reference and its own number; those `ends` picks
+    /// ended (failed at 5 ms) and in one checkpoint's packed run, as `terminal_runs` writes
+    /// it, the others queued. Answers the store, the ended and the queued.
+    fn ended_run(ends: impl Fn(u64) -> bool) -> (MapKv, Vec<Message>, Vec<Message>) {
         let mut kv = MapKv::default();
         let (mut ended, mut queued) = (Vec::new(), Vec::new());
         for id in 1..=30u64 {
             let mut m = message(id);
             m.client_ref = Some(format!("r{id}"));
             m.to = compact_str::format_compact!("+86{id}");
-            if id > 20 {
-                queued.push(m.clone());
-            } else {
+            if ends(id) {
                 m.state = MessageState::Failed;
                 m.done_ms = Some(5);
                 ended.push(m.clone());
+            } else {
+                queued.push(m.clone());
             }
             insert(&mut kv, &m, true).unwrap();
         }
-        assert!(
-            ended
-                .iter()
-                .all(|m| kv.map.contains_key(&keys::state(m.id)[..])),
-            "an ended message has a state record"
-        );
         let run: Vec<(u64, MessageId)> = ended.iter().map(|m| (5, m.id)).collect();
         for (done, id) in &run {
             kv.delete(&keys::terminal(*done, *id)).unwrap();
@@ -1552,6 +1545,21 @@ mod tests {
             &terminal_runs::pack(&run[1..]),
         )
         .unwrap();
+        (kv, ended, queued)
+    }
+
+    /// A run whose messages sit alone between its first and last id (a campaign ended in
+    /// the order it was sent) has its body and state records read in one pass each and
+    /// removed by range: no record is read by key, and the messages after it stay whole.
+    #[test]
+    fn a_purge_removes_a_dense_run_by_range() {
+        let (mut kv, ended, queued) = ended_run(|id| id <= 20);
+        assert!(
+            ended
+                .iter()
+                .all(|m| kv.map.contains_key(&keys::state(m.id)[..])),
+            "an ended message has a state record"
+        );
         let before = kv.gets.get();
         assert!(matches!(
             purge(&mut kv, 100, 100).unwrap(),
@@ -1578,31 +1586,7 @@ mod tests {
     /// between them.
     #[test]
     fn a_purge_reads_a_run_of_bodies_and_removes_only_what_ended() {
-        let mut kv = MapKv::default();
-        let (mut ended, mut queued) = (Vec::new(), Vec::new());
-        for id in 1..=30u64 {
-            let mut m = message(id);
-            m.client_ref = Some(format!("r{id}"));
-            m.to = compact_str::format_compact!("+86{id}");
-            if id % 3 == 0 {
-                queued.push(m.clone());
-            } else {
-                m.state = MessageState::Failed;
-                m.done_ms = Some(5);
-                ended.push(m.clone());
-            }
-            insert(&mut kv, &m, true).unwrap();
-        }
-        // One checkpoint's packed run holds every ended message, as `terminal_runs` writes it.
-        let run: Vec<(u64, MessageId)> = ended.iter().map(|m| (5, m.id)).collect();
-        for (done, id) in &run {
-            kv.delete(&keys::terminal(*done, *id)).unwrap();
-        }
-        kv.put(
-            &keys::terminal(run[0].0, run[0].1),
-            &terminal_runs::pack(&run[1..]),
-        )
-        .unwrap();
+        let (mut kv, ended, queued) = ended_run(|id| id % 3 != 0);
         let before = kv.gets.get();
         assert!(matches!(
             purge(&mut kv, 100, 100).unwrap(),
