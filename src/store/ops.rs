@@ -1343,10 +1343,11 @@ fn purge(kv: &mut dyn Kv, before_ms: u64, limit: usize) -> Result<OpResult, Stor
 #[derive(Default)]
 struct PurgeRun {
     bodies: RecordRun,
-    /// The run's state records, when read in one pass; else each is read by key.
+    /// The run's state records, read in one pass, when its records go by range; `None`:
+    /// each is read by key and removed with its message.
     states: Option<RecordRun>,
-    /// The first and last id and the count of a run whose records go by range.
-    by_range: Option<(u64, u64, usize)>,
+    /// The run's first and last id and how many messages it holds.
+    span: (u64, u64, usize),
 }
 
 impl PurgeRun {
@@ -1359,26 +1360,24 @@ impl PurgeRun {
         let (Some(&lo), Some(&hi)) = (ids.first(), ids.last()) else {
             return Ok(Self::default());
         };
-        if !bodies.is_exactly(&ids) {
-            return Ok(Self {
-                bodies,
-                ..Self::default()
-            });
-        }
-        let states = RecordRun::read(kv, keys::STATE, each, ids.len())?;
-        // Checked rather than assumed: a state record of another message in the range would
-        // otherwise be removed, and one of the run's kept.
-        if !states.is_within(&ids) {
-            return Ok(Self {
-                bodies,
-                ..Self::default()
-            });
-        }
+        let states = if bodies.is_exactly(&ids) {
+            // Checked rather than assumed: a state record of another message in the range
+            // would otherwise be removed, and one of the run's kept.
+            Some(RecordRun::read(kv, keys::STATE, each, ids.len())?).filter(|s| s.is_within(&ids))
+        } else {
+            None
+        };
         Ok(Self {
             bodies,
-            states: Some(states),
-            by_range: Some((lo, hi, ids.len())),
+            states,
+            span: (lo, hi, ids.len()),
         })
+    }
+
+    /// Whether the run's body and state records go by range ([`PurgeRun::remove_records`])
+    /// rather than with each message.
+    fn by_range(&self) -> bool {
+        self.states.is_some()
     }
 
     /// Message `id` as the passes (or, past them, reads by key) find it.
@@ -1397,9 +1396,10 @@ impl PurgeRun {
     /// Removes a by-range run's body and state records (a run read otherwise had each
     /// removed with its message).
     fn remove_records(&self, kv: &mut dyn Kv) -> Result<(), StoreError> {
-        let Some((lo, hi, n)) = self.by_range else {
+        if !self.by_range() {
             return Ok(());
-        };
+        }
+        let (lo, hi, n) = self.span;
         for tag in [keys::MESSAGE, keys::STATE] {
             kv.remove_range(
                 &keys::id_key(tag, MessageId(lo)),
@@ -1437,7 +1437,7 @@ fn purge_message(kv: &mut dyn Kv, id: MessageId, pass: &mut PurgeRun) -> Result<
         content::release_ref(kv, d)?;
     }
     kv.delete(&keys::by_to(&m.to, id))?;
-    if pass.by_range.is_none() {
+    if !pass.by_range() {
         kv.delete(&keys::message(id))?;
         kv.delete(&keys::state(id))?;
     }

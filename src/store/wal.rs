@@ -550,8 +550,10 @@ fn new_segment(dir: &Path, first: u64) -> Result<(File, PathBuf), StoreError> {
 /// rotation started — gets its spare sooner, after [`PLAIN_FILL_AFTER`] bytes, and the
 /// first checkpoint that finds it ready moves the log onto it: a gateway at a few thousand
 /// messages a second writes a segment in minutes, so it would otherwise pay the growing
-/// file's inode write on every sync of its first segment. Dropping it (with its [`LogWriter`]) joins the helper, so a store
-/// opened again in the same process never meets a helper still writing the file it renames.
+/// file's inode write on every sync of its first segment.
+///
+/// Dropping it (with its [`LogWriter`]) joins the helper, so a store opened again in the
+/// same process never meets a helper still writing the file it renames.
 #[derive(Debug, Default)]
 struct Spare(Option<std::thread::JoinHandle<std::io::Result<File>>>);
 
